@@ -1,0 +1,72 @@
+"""The `vidssl` command line: thin subcommands over the library.
+
+Each subcommand lives in ``vidssl/commands/<name>.py`` and exposes ``NAME``, ``HELP``, ``add_arguments(parser)``
+and ``run(args, cfg) -> int``. Heavy imports (torch, cv2) happen inside ``run`` so ``vidssl --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from vidssl import __version__
+from vidssl.commands import demo_videos, eval_cmd, export, mine, pretrain, show_pairs, train
+from vidssl.errors import VidsslError
+
+COMMANDS = (demo_videos, mine, show_pairs, train, export, eval_cmd, pretrain)
+
+
+class NotBuiltYet(VidsslError):
+    exit_code = 2
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML config (see configs/default.yaml); defaults otherwise")
+    parser.add_argument("--set", dest="overrides", metavar="SECTION.KEY=VALUE", action="append", default=[],
+                        help="override one config key, e.g. --set train.lr=0.01 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidssl", description="Learn visual representations from unlabeled video (Wang & Gupta 2015, and beyond).")
+    parser.add_argument("--version", action="version", version=f"vidssl {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS:
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        if getattr(module, "USES_CONFIG", True):
+            add_config_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+                        format="%(message)s")
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        cfg = None
+        if getattr(args._module, "USES_CONFIG", True):
+            from vidssl.config import load_config
+
+            cfg = load_config(args.config, args.overrides)
+        return int(args._module.run(args, cfg) or 0)
+    except VidsslError as e:
+        if args.verbose:
+            raise
+        print(f"vidssl {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"vidssl {args.command}: interrupted; rerun the same command to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

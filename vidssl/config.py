@@ -1,0 +1,301 @@
+"""Typed, strict configuration.
+
+Every component owns a dataclass (``MineConfig`` in ``tracking/config.py``, the training sections in
+``vidssl/train_config.py``, evaluation sections in ``vidssl/eval/config.py``); :class:`Config` composes them into
+the one tree that a YAML file in ``configs/`` describes. Each field carries a ``help`` string in its metadata: it
+is the comment written beside the key in ``configs/default.yaml`` (regenerate with
+``python -m vidssl.config > configs/default.yaml``; a test keeps the two in sync).
+
+Loading is strict: an unknown key, a wrong type or a malformed ``--set`` override raises :class:`ConfigError`
+naming the key and listing the valid ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tracking.config import MineConfig
+from vidssl.errors import ConfigError
+from vidssl.schema import opt
+from vidssl.eval.config import EvalConfig
+from vidssl.train_config import DataConfig, ExportConfig, LossConfig, MinerConfig, ModelConfig, TrainConfig
+
+
+@dataclass
+class VideoConfig:
+    """video decoding, shared by every stage"""
+
+    backend: str = opt("auto", "decoder: auto (decord, then PyAV, then OpenCV, per file) | decord | pyav | opencv")
+
+
+@dataclass
+class DemoConfig:
+    """built-in demo videos (vidssl demo-videos; the default input of vidssl pretrain)"""
+
+    num: int = opt(6, "number of demo clips written when no --videos folder is given")
+    seed: int = opt(0, "seed of the demo generator (same seed -> identical clips and ground truth)")
+    frames: int = opt(90, "frames per demo clip")
+    width: int = opt(320, "demo frame width in pixels")
+    height: int = opt(240, "demo frame height in pixels")
+    fps: int = opt(25, "demo frame rate")
+
+
+@dataclass
+class PretrainConfig:
+    """the one-command pipeline: mine -> train -> export -> evaluate -> report"""
+
+    budget_minutes: float = opt(9.0, "total wall-clock budget of `vidssl pretrain` (mining + training + evaluation)")
+    train_fraction: float = opt(0.6, "share of the budget given to training (the rest bounds mining and evaluation)")
+    run_mine: bool = opt(True, "stage switch: mine pairs")
+    run_train: bool = opt(True, "stage switch: train")
+    run_export: bool = opt(True, "stage switch: export the backbone")
+    run_eval: bool = opt(True, "stage switch: evaluate (retrieval, DAVIS, flow where data exists)")
+    run_report: bool = opt(True, "stage switch: write report.html and summary.json")
+
+
+@dataclass
+class Config:
+    seed: int = opt(0, "global seed: mining order, sampler, initialisation, augmentation")
+    video: VideoConfig = field(default_factory=VideoConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    mine: MineConfig = field(default_factory=MineConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    miner: MinerConfig = field(default_factory=MinerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# strict construction
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"config key '{key}': {value!r} is not one of {list(typing.get_args(tp))}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
+        (item_tp, *_rest) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}': expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"config key '{key}': unsupported annotation {tp!r}")  # a programming error, caught by tests
+
+
+def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, strictly: unknown keys and wrong types raise ConfigError."""
+    where = prefix or "<top level>"
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section '{where}': expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(f"unknown config key '{key}'; valid keys in '{where}': {', '.join(sorted(fields))}")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _coerce(value, hints[name], key)
+    obj = cls(**kwargs)
+    check = getattr(obj, "validate", None)
+    if check is not None:
+        check()
+    return obj
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``'train.lr=0.01'`` -> (['train', 'lr'], 0.01). The value is parsed as YAML (so ``true``, ``[1, 2]`` work)."""
+    if "=" not in text:
+        raise ConfigError(f"malformed override '{text}': expected section.key=value, e.g. train.lr=0.01")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    parts = key.split(".")
+    if not key or any(not p for p in parts):
+        raise ConfigError(f"malformed override '{text}': expected section.key=value, e.g. train.lr=0.01")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"malformed override '{text}': value is not valid YAML ({e.__class__.__name__})") from None
+    return parts, value
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then the YAML file at ``path`` (if any), then ``section.key=value`` overrides."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}; pass a YAML file such as configs/default.yaml")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p}: top level must be a mapping of sections")
+        data = loaded
+    for text in overrides:
+        parts, value = parse_override(text)
+        patch: Any = value
+        for part in reversed(parts):
+            patch = {part: patch}
+        data = _merge(data, patch)
+    base = to_dict(Config())
+    return from_dict(Config, _merge(base, data))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# provenance
+
+
+def git_sha() -> str | None:
+    """The SHA of the vidssl checkout, or None when not installed from a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    sha = out.stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, timeout=5).stdout.strip()
+    return sha + ("-dirty" if dirty else "")
+
+
+def versions() -> dict:
+    """Versions of vidssl, Python and every library whose behaviour changes results."""
+    from vidssl import __version__
+
+    out: dict = {"vidssl": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
+                 "git_sha": git_sha()}
+    for name, mod in (("torch", "torch"), ("torchvision", "torchvision"), ("opencv", "cv2"), ("pyav", "av"),
+                      ("decord", "decord"), ("numpy", "numpy")):
+        try:
+            out[name] = __import__(mod).__version__
+        except Exception:  # an optional backend that is absent or broken is recorded, not fatal
+            out[name] = None
+    return out
+
+
+def write_resolved(cfg: Config, out_dir: str | os.PathLike, name: str = "config.yaml") -> Path:
+    """Write the resolved config plus versions into ``out_dir`` atomically; returns the file path."""
+    from vidssl.io import atomic_write_text
+
+    payload = {"config": to_dict(cfg), "versions": versions()}
+    path = Path(out_dir) / name
+    atomic_write_text(path, yaml.safe_dump(payload, sort_keys=False))
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# commented YAML of the defaults
+
+
+def _yaml_scalar(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    text = yaml.safe_dump(value, default_flow_style=True).strip()
+    return text[:-4].strip() if text.endswith("\n...") or text.endswith("...") else text
+
+
+def commented_yaml(cls: type = Config, indent: int = 0) -> str:
+    """The defaults of ``cls`` as YAML with each key's help string as a comment."""
+    lines = []
+    obj = cls()
+    for f in dataclasses.fields(cls):
+        value = getattr(obj, f.name)
+        pad = " " * indent
+        help_text = f.metadata.get("help", "")
+        if dataclasses.is_dataclass(value):
+            doc = (type(value).__doc__ or "").strip().splitlines()
+            lines.append(f"{pad}{f.name}:" + (f"  # {doc[0]}" if doc else ""))
+            lines.append(commented_yaml(type(value), indent + 2).rstrip("\n"))
+        else:
+            if not help_text:
+                raise ValueError(f"{cls.__name__}.{f.name} has no help string")
+            value_text = _yaml_scalar(value)
+            lines.append(f"{pad}{f.name}: {value_text}  # {help_text}")
+    return "\n".join(lines) + "\n"
+
+
+def default_yaml() -> str:
+    header = ("# vidssl default configuration: every key, its default and what it does.\n"
+              "# Generated from the dataclasses by `python -m vidssl.config > configs/default.yaml`; edit those.\n"
+              "# Copy a section into your own YAML and pass --config FILE, or override one key: --set train.lr=0.01\n")
+    return header + commented_yaml(Config)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(default_yaml())

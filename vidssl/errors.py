@@ -1,0 +1,34 @@
+"""User-facing errors. The CLI prints their message as one line (a traceback only with -v) and exits non-zero."""
+
+
+class VidsslError(Exception):
+    """Base class of every error caused by user input (files, config, arguments), not by a bug."""
+
+    exit_code = 1
+
+
+class ConfigError(VidsslError, ValueError):
+    """An unknown key, a wrong type or a malformed override; the message names the key and the valid ones."""
+
+    exit_code = 2
+
+
+class VideoError(VidsslError):
+    """A video that cannot be used; the message names the file."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class CorruptVideo(VideoError):
+    """The container or the stream is damaged (truncated, garbage bytes, undecodable frames)."""
+
+
+class UnsupportedVideo(VideoError):
+    """Not a video this tool can read (an image, a text file, a directory, no permission, no video stream)."""
+
+
+class EmptyVideo(VideoError):
+    """A valid or zero-byte file that yields no frames."""
