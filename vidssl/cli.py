@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMANDS:
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
-        if getattr(module, "USES_CONFIG", True):
+        if module is not eval_cmd:  # eval's tasks take --config/--set themselves, after the task name
             add_config_arguments(p)
         p.set_defaults(_module=module)
     return parser
@@ -52,11 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        cfg = None
-        if getattr(args._module, "USES_CONFIG", True):
-            from vidssl.config import load_config
+        from vidssl.config import load_config
 
-            cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config, args.overrides)
         return int(args._module.run(args, cfg) or 0)
     except VidsslError as e:
         if args.verbose:

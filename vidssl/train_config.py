@@ -3,49 +3,172 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vidssl.errors import ConfigError
 from vidssl.schema import opt
+
+ARCH_NAMES = ("smallcnn", "alexnet_wang2015", "resnet18", "resnet50")  # vidssl.models.ARCHS; kept torch-free here
+HEAD_NAMES = ("linear", "mlp", "identity")
+LOSS_NAMES = ("ranking", "triplet", "contrastive")
+DISTANCE_NAMES = ("cosine", "sqeuclidean", "euclidean")
+REDUCER_NAMES = ("mean", "mean_active", "per_pair")
+MINER_NAMES = ("random", "hard", "semihard")
+
+
+def _choice(section: str, key: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(f"config key '{section}.{key}': {value!r} is not one of {list(valid)}")
+
+
+def _positive(section: str, key: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"config key '{section}.{key}': must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def _fraction(section: str, key: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"config key '{section}.{key}': must be in [0, 1], got {value}")
 
 
 @dataclass
 class DataConfig:
     """streaming the mined pairs into training batches"""
 
-    patch_size: int = opt(64, "side of the network input in pixels (patches are resized to it)")
-    num_workers: int = opt(2, "DataLoader worker processes (0: load in the main process)")
+    patch_size: int = opt(64, "side of the network input in pixels (stored patches are cropped, then resized to it)")
+    crop_min: float = opt(0.8, "random crop: side drawn in [crop_min, 1] x the stored side (1: no crop)")
+    flip: bool = opt(True, "random horizontal flip, drawn independently for each patch of a pair")
+    num_workers: int = opt(1, "DataLoader worker processes (0: load in the main process)")
+    prefetch: int = opt(4, "batches each worker prepares ahead")
+
+    def validate(self) -> None:
+        if self.patch_size < 32:
+            raise ConfigError(f"config key 'data.patch_size': must be >= 32, got {self.patch_size}")
+        if not 0.1 <= self.crop_min <= 1.0:
+            raise ConfigError(f"config key 'data.crop_min': must be in [0.1, 1], got {self.crop_min}")
+        _positive("data", "num_workers", self.num_workers, allow_zero=True)
+        _positive("data", "prefetch", self.prefetch)
 
 
 @dataclass
 class ModelConfig:
     """the backbone and its embedding head"""
 
-    arch: str = opt("smallcnn", "backbone: smallcnn | alexnet_wang2015 | resnet18 | resnet50")
-    embed_dim: int = opt(1024, "dimension of the L2-normalised embedding (paper: 1024)")
+    arch: str = opt("smallcnn", "backbone: " + " | ".join(ARCH_NAMES))
+    width: int = opt(32, "smallcnn only: channels of its first layer (the last has 8x; dense_dim = 8 x width)")
+    head: str = opt("linear", "head from the pooled features to the embedding: " + " | ".join(HEAD_NAMES))
+    embed_dim: int = opt(256, "dimension of the L2-normalised embedding (paper: 1024)")
+
+    def validate(self) -> None:
+        _choice("model", "arch", self.arch, ARCH_NAMES)
+        _choice("model", "head", self.head, HEAD_NAMES)
+        _positive("model", "width", self.width)
+        _positive("model", "embed_dim", self.embed_dim)
 
 
 @dataclass
 class LossConfig:
-    """the ranking loss on (anchor, positive, negative) triplets"""
+    """the loss on (anchor, positive, negative) triplets"""
 
-    margin: float = opt(0.5, "margin M of the ranking loss (paper: 0.5)")
+    name: str = opt("ranking", "ranking (paper: hinge on D = 1 - cos) | triplet (FaceNet, squared L2) | "
+                               "contrastive (Hadsell et al. 2006, L2)")
+    margin: float = opt(0.5, "margin M (paper: 0.5 on 1 - cos)")
+    symmetric: bool = opt(True, "also hinge the positive against the negative, as in the released RankHardLoss")
+    distance: str | None = opt(None, "override the loss's own distance: cosine (1 - cos) | sqeuclidean | euclidean; "
+                                     "null: ranking uses cosine, triplet sqeuclidean, contrastive euclidean")
+    reducer: str = opt("mean", "mean (over all triplets) | mean_active (over triplets with a non-zero loss) | "
+                               "per_pair (mean over each pair's negatives, then over pairs)")
+
+    def validate(self) -> None:
+        _choice("loss", "name", self.name, LOSS_NAMES)
+        _choice("loss", "reducer", self.reducer, REDUCER_NAMES)
+        if self.distance is not None:
+            _choice("loss", "distance", self.distance, DISTANCE_NAMES)
+        _positive("loss", "margin", self.margin)
 
 
 @dataclass
 class MinerConfig:
-    """negative selection: random, hard, semi-hard, and the schedule between them"""
+    """negative selection: random, hard, semi-hard, the schedule between them and the collapse guard"""
 
     negatives_per_pair: int = opt(4, "K negatives per positive pair (paper: 4)")
+    warmup: str = opt("random", "miner for the first hard_start of training: " + " | ".join(MINER_NAMES))
+    main: str = opt("hard", "miner after hard_start: " + " | ".join(MINER_NAMES))
+    hard_start: float = opt(0.3, "fraction of the steps mined with `warmup` (paper: 150K of 400K iterations)")
+    hard_ratio: float = opt(0.5, "hard miner: share of the K taken from the K hardest violators; the rest are "
+                                 "random violators (released RankHardLoss: hard_ratio)")
+    same_video_negatives: bool = opt(False, "allow negatives from the anchor's own video (other tracks)")
+    guard_neg_cos: float = opt(0.3, "collapse guard: when the running mean cosine between an anchor and the "
+                                    "other videos' patches exceeds this, mine with `warmup` until it falls back")
+    guard_momentum: float = opt(0.9, "collapse guard: momentum of that running mean (per step)")
+    guard: bool = opt(True, "enable the collapse guard")
+
+    def validate(self) -> None:
+        _choice("miner", "warmup", self.warmup, MINER_NAMES)
+        _choice("miner", "main", self.main, MINER_NAMES)
+        _positive("miner", "negatives_per_pair", self.negatives_per_pair)
+        _fraction("miner", "hard_start", self.hard_start)
+        _fraction("miner", "hard_ratio", self.hard_ratio)
+        _fraction("miner", "guard_momentum", self.guard_momentum)
+        if not -1.0 <= self.guard_neg_cos <= 1.0:
+            raise ConfigError(f"config key 'miner.guard_neg_cos': must be in [-1, 1], got {self.guard_neg_cos}")
 
 
 @dataclass
 class TrainConfig:
-    """the optimiser, schedule, checkpoints and logs"""
+    """the optimiser, schedule, devices, checkpoints and logs"""
 
-    lr: float = opt(0.05, "initial learning rate of SGD")
-    batch_pairs: int = opt(64, "P positive pairs per batch")
+    batch_pairs: int = opt(64, "P positive pairs per batch (per process under torchrun)")
+    steps: int = opt(1200, "optimiser steps (0: use epochs)")
+    epochs: float = opt(0.0, "passes over the pairs, used when steps is 0")
+    budget_minutes: float | None = opt(5.0, "stop cleanly after this many minutes of training (null: no limit); "
+                                             "the schedule is fitted to it (see fit_budget)")
+    fit_budget: bool = opt(True, "with a budget, shorten `steps` to what the measured speed fits in it, so the "
+                                 "learning rate still anneals; the fitted count is saved and kept on resume")
+    lr: float = opt(0.05, "initial learning rate of SGD (paper: 0.001)")
+    momentum: float = opt(0.9, "SGD momentum")
+    weight_decay: float = opt(5e-4, "SGD weight decay")
+    schedule: str = opt("cosine", "cosine (to 0) | step (x gamma at each of `milestones`)")
+    milestones: list[float] = opt([0.5, 0.75], "step schedule: fractions of the steps where the lr is multiplied by "
+                                               "gamma")
+    gamma: float = opt(0.1, "step schedule: lr factor at each milestone")
+    warmup_steps: int = opt(20, "linear lr warm-up steps")
+    device: str = opt("auto", "auto (cuda if available) | cpu | cuda")
+    precision: str = opt("bf16", "bf16 (autocast on CPU and CUDA) | fp16 (CUDA, with a grad scaler) | fp32")
+    channels_last: bool = opt(True, "channels_last memory format on CUDA (faster convolutions with bf16)")
+    threads: int = opt(0, "CPU threads of torch (0: torch's default)")
+    deterministic: bool = opt(True, "deterministic algorithms (on CPU, a resumed run then matches an uninterrupted "
+                                    "one exactly)")
+    checkpoint_every: int = opt(50, "write the rolling checkpoint.pt every N steps (and at the end)")
+    log_every: int = opt(10, "JSON-lines and TensorBoard scalars every N steps")
+    image_every: int = opt(200, "TensorBoard image grid of the hardest triplets every N steps (0: never)")
+
+    def validate(self) -> None:
+        _positive("train", "batch_pairs", self.batch_pairs)
+        if self.batch_pairs < 2:
+            raise ConfigError("config key 'train.batch_pairs': needs at least 2 pairs per batch for negatives")
+        _positive("train", "steps", self.steps, allow_zero=True)
+        _positive("train", "epochs", self.epochs, allow_zero=True)
+        if self.steps == 0 and self.epochs == 0:
+            raise ConfigError("config keys 'train.steps' and 'train.epochs' are both 0: set one of them")
+        if self.budget_minutes is not None:
+            _positive("train", "budget_minutes", self.budget_minutes)
+        _positive("train", "lr", self.lr)
+        _positive("train", "weight_decay", self.weight_decay, allow_zero=True)
+        _fraction("train", "momentum", self.momentum)
+        _choice("train", "schedule", self.schedule, ("cosine", "step"))
+        if any(not 0 < m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+            raise ConfigError(f"config key 'train.milestones': increasing fractions in (0, 1), got {self.milestones}")
+        _positive("train", "gamma", self.gamma)
+        _positive("train", "warmup_steps", self.warmup_steps, allow_zero=True)
+        _choice("train", "device", self.device, ("auto", "cpu", "cuda"))
+        _choice("train", "precision", self.precision, ("bf16", "fp16", "fp32"))
+        _positive("train", "threads", self.threads, allow_zero=True)
+        for key in ("checkpoint_every", "log_every"):
+            _positive("train", key, getattr(self, key))
+        _positive("train", "image_every", self.image_every, allow_zero=True)
 
 
 @dataclass
 class ExportConfig:
     """what `vidssl export` writes"""
 
-    safetensors: bool = opt(True, "also write backbone.safetensors beside backbone.pt")
+    safetensors: bool = opt(True, "also write <name>.safetensors beside the .pt file")

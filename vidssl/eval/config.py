@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vidssl.errors import ConfigError
 from vidssl.schema import opt
 
 
@@ -10,8 +11,38 @@ from vidssl.schema import opt
 class RetrievalConfig:
     """retrieval benchmark (vidssl eval retrieval)"""
 
-    image_size: int = opt(64, "images are resized to this side before feature extraction")
-    min_gap: int = opt(10, "DAVIS instance retrieval: a crop queries only crops at least this many frames away")
+    image_size: int = opt(112, "network input side: images are resized (shorter side) and centre-cropped, "
+                               "DAVIS crops and track patches resized, to this many pixels")
+    batch_size: int = opt(64, "images per feature-extraction batch")
+    num_workers: int = opt(2, "DataLoader worker processes decoding images (0: decode in the main process)")
+    device: str = opt("auto", "where features and the kNN are computed: auto (cuda if available) | cpu | cuda[:N]")
+    min_gap: int = opt(10, "DAVIS instance retrieval: a crop queries only crops of its sequence at least this many "
+                           "frames away (and every crop of other sequences)")
+    crop_margin: float = opt(0.1, "DAVIS crops: margin added on each side of the mask box, as a fraction of its "
+                                  "longer side (the crop is the square around the box)")
+    min_object_pixels: int = opt(64, "DAVIS crops: objects with fewer mask pixels in a frame are not cropped")
+    chunk_mb: float = opt(256.0, "memory of one kNN block (query rows x references); bounds the kNN's peak memory")
+    seed: int = opt(0, "seed of the k-means initialisation (NMI) and of the queries shown in the grid")
+    kmeans_iters: int = opt(100, "maximum Lloyd iterations of the k-means behind NMI")
+    grid_queries: int = opt(8, "queries (rows) in the PNG grid of nearest neighbours")
+    grid_neighbours: int = opt(5, "nearest neighbours shown per query in the PNG grid")
+
+    def validate(self) -> None:
+        from vidssl.errors import ConfigError
+
+        checks = {"image_size": self.image_size >= 32, "batch_size": self.batch_size >= 1,
+                  "num_workers": self.num_workers >= 0, "min_gap": self.min_gap >= 1,
+                  "crop_margin": self.crop_margin >= 0, "min_object_pixels": self.min_object_pixels >= 1,
+                  "chunk_mb": self.chunk_mb > 0, "kmeans_iters": self.kmeans_iters >= 1,
+                  "grid_queries": self.grid_queries >= 1, "grid_neighbours": self.grid_neighbours >= 1,
+                  "device": self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")}
+        needs = {"image_size": ">= 32 (the backbones' smallest input)", "batch_size": ">= 1", "num_workers": ">= 0",
+                 "min_gap": ">= 1 (a query never retrieves itself)", "crop_margin": ">= 0",
+                 "min_object_pixels": ">= 1", "chunk_mb": "> 0", "kmeans_iters": ">= 1", "grid_queries": ">= 1",
+                 "grid_neighbours": ">= 1", "device": "auto, cpu, cuda or cuda:N"}
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"config key 'eval.retrieval.{key}' must be {needs[key]}, got {getattr(self, key)!r}")
 
 
 @dataclass
@@ -26,9 +57,25 @@ class DavisConfig:
     """DAVIS label propagation (vidssl eval davis)"""
 
     context: int = opt(20, "previous frames used as context besides the first")
-    topk: int = opt(10, "top-k affinities kept per target pixel")
-    temperature: float = opt(0.07, "softmax temperature of the affinities")
-    radius: int = opt(12, "spatial radius of the affinity in feature cells")
+    topk: int = opt(10, "top-k affinities kept per target cell, over all context frames")
+    temperature: float = opt(0.07, "softmax temperature of the kept affinities (cosine similarities)")
+    radius: int = opt(12, "previous frames: only cells within this many feature cells vote (0: no restriction)")
+    radius_first_frame: bool = opt(False, "also restrict the first frame to the radius (CRW searches it whole)")
+    max_side: int = opt(480, "frames are resized so the long side is at most this before feature extraction "
+                             "(0: full size); scores are computed at annotation resolution")
+    batch_size: int = opt(4, "frames per backbone forward pass")
+    sequences: list[str] = opt([], "sequences to evaluate; empty: ImageSets/*.txt, else every JPEGImages folder")
+    overlay_frames: int = opt(4, "frames shown per sequence in each model's overlay PNG")
+    save_masks: bool = opt(False, "also write the predicted masks as DAVIS palette PNGs (for the official scorer)")
+
+    def validate(self) -> None:
+        checks = (("context", self.context >= 0, ">= 0"), ("topk", self.topk >= 1, ">= 1"),
+                  ("temperature", self.temperature > 0, "> 0"), ("radius", self.radius >= 0, ">= 0"),
+                  ("max_side", self.max_side == 0 or self.max_side >= 32, "0 or >= 32"),
+                  ("batch_size", self.batch_size >= 1, ">= 1"), ("overlay_frames", self.overlay_frames >= 1, ">= 1"))
+        for key, ok, want in checks:
+            if not ok:
+                raise ConfigError(f"config key 'eval.davis.{key}': must be {want}, got {getattr(self, key)!r}")
 
 
 @dataclass

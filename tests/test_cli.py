@@ -1,0 +1,57 @@
+"""The vidssl command: help, version, errors as one line, and the installed distribution."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from vidssl.cli import main
+
+SUBCOMMANDS = ["demo-videos", "mine", "show-pairs", "train", "export", "eval", "pretrain"]
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "vidssl", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_lists_every_subcommand_and_version():
+    out = run("--help")
+    assert out.returncode == 0
+    for name in SUBCOMMANDS:
+        assert name in out.stdout
+    from vidssl import __version__
+
+    assert run("--version").stdout.strip() == f"vidssl {__version__}"
+
+
+def test_user_error_is_one_line_without_traceback_unless_verbose(tmp_path):
+    out = run("demo-videos", str(tmp_path / "o"), "--set", "demo.nosuch=1")
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "unknown config key 'demo.nosuch'" in out.stderr
+    assert "Traceback" not in out.stderr
+    verbose = run("-v", "demo-videos", str(tmp_path / "o"), "--set", "demo.nosuch=1")
+    assert verbose.returncode != 0 and "Traceback" in verbose.stderr
+
+
+def test_demo_videos_command(tmp_path):
+    assert main(["-q", "demo-videos", str(tmp_path), "--num", "2", "--seed", "3", "--set", "demo.frames=12"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+        "clip_00.json", "clip_00.mp4", "clip_01.json", "clip_01.mp4", "config.yaml"]
+
+
+def test_no_second_opencv_distribution_installed():
+    from importlib import metadata
+
+    names = {(d.metadata["Name"] or "").lower() for d in metadata.distributions()}
+    assert "opencv-contrib-python" in names
+    assert not names & {"opencv-python", "opencv-python-headless"}, "two OpenCV builds shadow each other's cv2"
+
+
+def test_console_script_installed():
+    import shutil
+
+    exe = shutil.which("vidssl")
+    if exe is None:
+        pytest.skip("console script not on PATH (package not pip-installed)")
+    assert subprocess.run([exe, "--version"], capture_output=True, text=True).returncode == 0

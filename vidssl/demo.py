@@ -1,0 +1,227 @@
+"""Built-in demo videos: textured objects on known trajectories, with ground truth.
+
+The default input of ``vidssl pretrain`` and the fixture of the tracking tests. Each clip is an H.264 mp4 (PyAV)
+with a JSON beside it giving every object's box in every frame, so mined tracks can be scored against the truth.
+
+A clip is rendered in *world* coordinates (a textured background canvas twice the frame size, with opaque textured
+rectangles moving on it) and viewed through a camera that pans and/or zooms; because the camera only translates and
+scales, every world box maps to an axis-aligned frame box exactly.
+
+Clip kinds cycle with the clip index (see ``KINDS``): a still camera, a pan, a hard scene cut, a fully static clip,
+a zoom, and a pan with three objects. The same seed gives the same clips and the same JSON.
+"""
+from __future__ import annotations
+
+import json
+import math
+from fractions import Fraction
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vidssl.io import atomic_path, atomic_write_json
+
+KINDS = ("still", "pan", "cut", "static", "zoom", "pan3")
+
+
+@dataclass
+class _Object:
+    """A textured rectangle moving inside its own vertical lane of the *frame*, bouncing off the lane's walls, so it
+    stays in view and never overlaps another object whatever the camera does."""
+
+    texture: np.ndarray  # (h, w, 3) uint8, in world pixels (frame pixels at zoom 1)
+    lane: tuple[float, float, float, float]  # x0, y0, x1, y1 of the region the frame box stays inside
+    start: tuple[float, float]  # frame top-left at t=0, relative to the lane
+    velocity: tuple[float, float]  # frame pixels per frame
+    wobble: float  # amplitude of a sinusoidal component, so trajectories are not straight lines
+    phase: float
+
+    def frame_position(self, t: int, max_scale: float) -> tuple[float, float]:
+        """Top-left corner in frame pixels at time t (reflected at the lane walls)."""
+        h, w = self.texture.shape[:2]
+        span_x = max(1e-6, (self.lane[2] - self.lane[0]) - w * max_scale)
+        span_y = max(1e-6, (self.lane[3] - self.lane[1]) - h * max_scale)
+        x = self.start[0] + self.velocity[0] * t + self.wobble * math.sin(0.15 * t + self.phase)
+        y = self.start[1] + self.velocity[1] * t + self.wobble * math.cos(0.11 * t + self.phase)
+        x = span_x - abs((x % (2 * span_x)) - span_x)
+        y = span_y - abs((y % (2 * span_y)) - span_y)
+        return self.lane[0] + x, self.lane[1] + y
+
+
+def object_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A high-contrast texture: a coarse grid of saturated random colours with fine noise. (h, w, 3) uint8."""
+    cells = rng.integers(0, 256, size=(max(2, height // 10), max(2, width // 10), 3)).astype(np.float32)
+    cells = np.where(cells > 127, np.minimum(cells + 60, 255), np.maximum(cells - 60, 0))
+    import cv2
+
+    big = cv2.resize(cells, (width, height), interpolation=cv2.INTER_NEAREST)
+    noise = rng.normal(0, 12, size=big.shape)
+    return np.clip(big + noise, 0, 255).astype(np.uint8)
+
+
+def background_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A low-contrast natural-looking texture (smoothed noise plus blobs), so corners exist for camera estimation
+    but objects stand out. (h, w, 3) uint8."""
+    import cv2
+
+    base = rng.uniform(60, 190, size=(height // 16 + 1, width // 16 + 1, 3)).astype(np.float32)
+    img = cv2.resize(base, (width, height), interpolation=cv2.INTER_CUBIC)
+    detail = cv2.GaussianBlur(rng.normal(0, 25, size=(height, width, 3)).astype(np.float32), (0, 0), 1.5)
+    img = img + detail
+    for _ in range(int(height * width / 900)):
+        cx, cy = int(rng.integers(0, width)), int(rng.integers(0, height))
+        color = tuple(float(c) for c in rng.uniform(40, 220, size=3))
+        cv2.circle(img, (cx, cy), int(rng.integers(2, 7)), color, -1)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+class _Shot:
+    """One continuous shot: a world canvas, its objects, and a camera path."""
+
+    def __init__(self, rng: np.random.Generator, kind: str, width: int, height: int, frames: int, first_id: int):
+        self.width, self.height = width, height
+        self.canvas = background_texture(rng, 2 * height, 2 * width)
+        self.kind = kind
+        n_objects = {"still": 2, "pan": 2, "cut": 2, "static": 2, "zoom": 2, "pan3": 3}[kind]
+        self.objects: list[_Object] = []
+        self.ids = list(range(first_id, first_id + n_objects))
+        side = min(width, height)
+        self.max_scale = 1.35 if kind == "zoom" else 1.0
+        lane_w = width / n_objects
+        for k in range(n_objects):
+            low, high = (0.25, 0.30) if n_objects > 2 else (0.30, 0.40)
+            h = int(rng.integers(int(low * side), int(high * side) + 1))
+            w = int(min(rng.integers(int(low * side), int(high * side) + 1), 0.8 * lane_w / self.max_scale))
+            lane = (k * lane_w, 0.0, (k + 1) * lane_w, float(height))
+            speed = 0.0 if kind == "static" else rng.uniform(1.2, 2.2)
+            angle = rng.uniform(0, 2 * math.pi)
+            wobble = 0.0 if kind == "static" else rng.uniform(3, 8)
+            self.objects.append(_Object(object_texture(rng, h, w), lane,
+                                        (rng.uniform(0, lane_w), rng.uniform(0, height)),
+                                        (speed * math.cos(angle), speed * math.sin(angle)), wobble,
+                                        rng.uniform(0, 2 * math.pi)))
+        self.frames = frames
+        self.pan = (rng.uniform(0.8, 1.4) * rng.choice([-1, 1]), rng.uniform(0.3, 0.7) * rng.choice([-1, 1])) \
+            if kind in ("pan", "pan3") else (0.0, 0.0)
+
+    def camera(self, t: int) -> tuple[float, float, float]:
+        """(x, y, scale): the world point at the frame's top-left and the zoom factor at local time t."""
+        scale = 1.0 + (self.max_scale - 1.0) * t / max(1, self.frames - 1)
+        x = self.width / 2 + self.pan[0] * t
+        y = self.height / 2 + self.pan[1] * t
+        if self.kind == "zoom":  # zoom about the frame centre
+            cx, cy = self.width / 2 + self.width / 2, self.height / 2 + self.height / 2
+            x, y = cx - self.width / (2 * scale), cy - self.height / (2 * scale)
+        return x, y, scale
+
+    def render(self, t: int) -> tuple[np.ndarray, list[list[float] | None]]:
+        """Frame (H, W, 3) uint8 RGB at local time t and each object's frame box [x, y, w, h]."""
+        import cv2
+
+        world = self.canvas.copy()
+        cam_x, cam_y, scale = self.camera(t)
+        boxes: list[list[float] | None] = []
+        for obj in self.objects:
+            fx, fy = obj.frame_position(t, self.max_scale)
+            h, w = obj.texture.shape[:2]
+            # paste at the integer world position, then report the exact frame box of what was pasted
+            xi, yi = int(round(cam_x + fx / scale)), int(round(cam_y + fy / scale))
+            world[yi:yi + h, xi:xi + w] = obj.texture
+            boxes.append([round(scale * (xi - cam_x), 3), round(scale * (yi - cam_y), 3), round(scale * w, 3),
+                          round(scale * h, 3)])
+        # frame = scale * (world - cam): an affine map, so boxes stay axis-aligned
+        matrix = np.array([[scale, 0, -scale * cam_x], [0, scale, -scale * cam_y]], np.float64)
+        frame = cv2.warpAffine(world, matrix, (self.width, self.height), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REFLECT)
+        return frame, boxes
+
+
+class DemoClip:
+    """A whole demo clip: one or two shots. ``render(t)`` gives frame t and all object boxes (None = absent)."""
+
+    def __init__(self, index: int, seed: int, frames: int, width: int, height: int):
+        self.kind = KINDS[index % len(KINDS)]
+        rng = np.random.default_rng([seed, index])
+        self.frames, self.width, self.height = frames, width, height
+        self.cut = frames // 2 if self.kind == "cut" else None
+        if self.cut is None:
+            self.shots = [(0, _Shot(rng, self.kind, width, height, frames, 0))]
+        else:
+            first = _Shot(rng, "still", width, height, self.cut, 0)
+            second = _Shot(rng, "pan", width, height, frames - self.cut, len(first.objects))
+            self.shots = [(0, first), (self.cut, second)]
+
+    @property
+    def object_ids(self) -> list[int]:
+        return [i for _, shot in self.shots for i in shot.ids]
+
+    def textures(self) -> dict[int, np.ndarray]:
+        """Object id -> its texture in world pixels (the generator's own, for checking the decoded output)."""
+        return {i: obj.texture for _, shot in self.shots for i, obj in zip(shot.ids, shot.objects)}
+
+    def render(self, t: int) -> tuple[np.ndarray, dict[int, list[float] | None]]:
+        start, shot = [s for s in self.shots if s[0] <= t][-1]
+        frame, boxes = shot.render(t - start)
+        out: dict[int, list[float] | None] = {i: None for i in self.object_ids}
+        out.update(zip(shot.ids, boxes))
+        return frame, out
+
+    def camera_scale(self, t: int) -> float:
+        start, shot = [s for s in self.shots if s[0] <= t][-1]
+        return shot.camera(t - start)[2]
+
+
+def write_clip(clip: DemoClip, video_path: Path, fps: int) -> dict:
+    """Encode ``clip`` as H.264 mp4 at ``video_path`` (atomically) and return its ground-truth dict."""
+    import av
+
+    boxes: dict[int, list] = {i: [] for i in clip.object_ids}
+    with atomic_path(video_path) as tmp:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = clip.width, clip.height, "yuv420p"
+            stream.codec_context.time_base = Fraction(1, fps)
+            # constant QP, one thread: x264's CRF rate control is not bit-reproducible run to run, constant QP is
+            stream.options = {"qp": "16", "preset": "veryfast", "threads": "1"}
+            for t in range(clip.frames):
+                frame, frame_boxes = clip.render(t)
+                for i, box in frame_boxes.items():
+                    boxes[i].append(box)
+                video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+                video_frame.pts, video_frame.time_base = t, Fraction(1, fps)
+                for packet in stream.encode(video_frame):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+    return {"width": clip.width, "height": clip.height, "fps": fps, "num_frames": clip.frames, "kind": clip.kind,
+            "cut_frames": [] if clip.cut is None else [clip.cut], "static": clip.kind == "static",
+            "objects": [{"id": i, "boxes": boxes[i]} for i in clip.object_ids]}
+
+
+def make_demo_videos(out_dir, num: int = 6, seed: int = 0, frames: int = 90, width: int = 320, height: int = 240,
+                     fps: int = 25) -> list[Path]:
+    """Write ``num`` clips ``clip_XX.mp4`` with ``clip_XX.json`` ground truth into ``out_dir``; returns the mp4 paths.
+
+    Clips already present with a matching JSON (same generator arguments) are kept, so reruns are cheap.
+    """
+    if num < 1 or frames < 2 or width < 64 or height < 64:
+        raise ValueError("demo videos need num >= 1, frames >= 2 and a frame of at least 64x64")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(num):
+        video_path, json_path = out / f"clip_{index:02d}.mp4", out / f"clip_{index:02d}.json"
+        params = {"seed": seed, "index": index, "frames": frames, "width": width, "height": height, "fps": fps}
+        if video_path.is_file() and json_path.is_file():
+            try:
+                if json.loads(json_path.read_text()).get("generator") == params:
+                    paths.append(video_path)
+                    continue
+            except (OSError, json.JSONDecodeError):
+                pass
+        truth = write_clip(DemoClip(index, seed, frames, width, height), video_path, fps)
+        truth["generator"] = params
+        atomic_write_json(json_path, truth, indent=None)  # written last: its presence marks the clip complete
+        paths.append(video_path)
+    return paths

@@ -1,0 +1,89 @@
+"""Baselines every evaluation reports beside the user's weights: the same architecture at random init, and raw
+pixels. :class:`PixelFeatures` has the feature API of a trained backbone (``embed`` and ``dense_features``), so every
+evaluation treats all rows of its table the same way.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1] -> CIE Lab (D65), scaled to roughly [-1, 1] per channel. [B, 3, H, W] -> [B, 3, H, W]."""
+    linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    m = rgb.new_tensor([[0.412453, 0.357580, 0.180423],
+                        [0.212671, 0.715160, 0.072169],
+                        [0.019334, 0.119193, 0.950227]])
+    xyz = torch.einsum("ij,bjhw->bihw", m, linear)
+    xyz = xyz / xyz.new_tensor([0.950456, 1.0, 1.088754]).view(1, 3, 1, 1)
+    f = torch.where(xyz > 0.008856, xyz.clamp_min(1e-12) ** (1 / 3), 7.787 * xyz + 16 / 116)
+    lightness = 116 * f[:, 1] - 16
+    a = 500 * (f[:, 0] - f[:, 1])
+    b = 200 * (f[:, 1] - f[:, 2])
+    return torch.stack([lightness / 50 - 1, a / 110, b / 110], 1)
+
+
+class PixelFeatures(nn.Module):
+    """Raw pixels as features: Lab colour averaged over 8x8 cells (dense) or over a 16x16 grid (pooled).
+
+    Takes [0, 1] RGB (``mean`` 0, ``std`` 1), so callers normalise it like any other backbone.
+    """
+
+    arch = "pixels"
+    mean = (0.0, 0.0, 0.0)
+    std = (1.0, 1.0, 1.0)
+    dense_stride = 8
+    dense_dim = 3
+    grid = 16
+    out_dim = 3 * grid * grid
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> [B, 768]: the image resized to 16x16, in Lab, flattened."""
+        small = F.adaptive_avg_pool2d(rgb_to_lab(x.clamp(0, 1)), self.grid)
+        return small.flatten(1)
+
+    def dense_features(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> [B, 3, ceil(H/8), ceil(W/8)]: mean Lab colour of each 8x8 cell."""
+        return F.avg_pool2d(rgb_to_lab(x.clamp(0, 1)), 8, stride=8, ceil_mode=True)
+
+
+def feature_models(weights: list[str | Path] | tuple = (), arch: str | None = None, seed: int = 0,
+                   pixels: bool = True, random_init: bool = True) -> dict[str, nn.Module]:
+    """The rows of an evaluation table, in order: each weights file's backbone (named after the file's folder and
+    stem), the same architecture at random init with a fixed seed, and raw pixels. All in eval mode.
+
+    ``arch`` names the random-init architecture when no weights file is given; otherwise it defaults to the
+    first file's architecture (an explicit ``arch`` that disagrees with it is an error).
+    """
+    from vidssl import load_backbone
+    from vidssl.errors import VidsslError
+    from vidssl.models import build_backbone
+
+    models: dict[str, nn.Module] = {}
+    for path in weights:
+        path = Path(path)
+        model = load_backbone(path)
+        name = f"{path.parent.name}/{path.stem}" if path.parent.name else path.stem
+        while name in models:
+            name += "'"
+        models[name] = model
+        if arch is None:
+            arch = model.arch
+        elif arch != model.arch and random_init:
+            raise VidsslError(f"{path} holds a {model.arch} backbone but --arch is {arch}; drop --arch or match it")
+    if random_init:
+        if arch is None:
+            raise VidsslError("no --weights and no --arch: name the architecture of the random-init baseline")
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        models[f"{arch} (random init)"] = build_backbone(arch).eval()
+        torch.random.set_rng_state(generator_state)
+    if pixels:
+        models["raw pixels"] = PixelFeatures().eval()
+    return models

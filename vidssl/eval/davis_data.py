@@ -1,0 +1,193 @@
+"""Reading DAVIS-layout video object segmentation data.
+
+Layout (DAVIS 2016 and 2017 alike)::
+
+    ROOT/JPEGImages/480p/<sequence>/00000.jpg ...
+    ROOT/Annotations/480p/<sequence>/00000.png ...
+    ROOT/ImageSets/*.txt            (optional: one sequence name per line)
+
+Masks come in two encodings, told apart by the PNG mode:
+
+- DAVIS-2016 binary masks: greyscale (mode ``L`` or ``1``), values {0, 255}; ``value > 127`` is object 1.
+- DAVIS-2017 palette masks (mode ``P``): the palette index is the object id (0 background, 1..K objects).
+  Index 255 ("void" in some DAVIS-derived sets) is read as background, as the official DAVIS-2017 evaluation does.
+
+Frames are returned at the annotation resolution, or downscaled so the long side is at most ``max_side``; masks
+are resized with nearest-neighbour so object ids are never blended.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vidssl.errors import VidsslError
+
+RESOLUTION = "480p"
+VOID = 255  # palette index the official DAVIS-2017 evaluation reads as background
+IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+
+
+class DavisDataError(VidsslError):
+    """A DAVIS folder, frame or mask that cannot be used; the message names the file and the fix."""
+
+
+@dataclass
+class DavisSequence:
+    """One annotated sequence.
+
+    ``frames``: T arrays (H, W, 3) uint8 RGB. ``masks``: T arrays (H, W) uint8 label maps, 0 background,
+    1..K objects. ``num_objects`` = K, the largest id in the first frame as in the official evaluation (objects
+    that only appear later are neither propagated nor scored). ``frame_names``: file stems, e.g. ``"00000"``.
+    """
+
+    name: str
+    frames: list[np.ndarray]
+    masks: list[np.ndarray]
+    num_objects: int
+    frame_names: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def _layout_dirs(root: Path) -> tuple[Path, Path]:
+    return root / "JPEGImages" / RESOLUTION, root / "Annotations" / RESOLUTION
+
+
+def list_sequences(root: str | os.PathLike) -> list[str]:
+    """Sequence names: the union of ``ImageSets/*.txt`` lines (file order, de-duplicated) if any exist, else the
+    folders of ``JPEGImages/480p`` in sorted order."""
+    root = Path(root)
+    images, _ = _layout_dirs(root)
+    if not root.is_dir():
+        raise DavisDataError(f"{root}: DAVIS folder not found; pass --data pointing at a folder with "
+                             f"JPEGImages/{RESOLUTION} and Annotations/{RESOLUTION}")
+    sets = sorted((root / "ImageSets").glob("*.txt")) if (root / "ImageSets").is_dir() else []
+    names: list[str] = []
+    for txt in sets:
+        for line in txt.read_text().splitlines():
+            name = line.strip().split()[0] if line.strip() else ""
+            # DAVIS-2016 ImageSets list "/JPEGImages/480p/seq/00000.jpg /Annotations/..." pairs: keep the folder
+            if "/" in name:
+                parts = Path(name).parts
+                name = parts[-2] if len(parts) >= 2 else ""
+            if name and not name.startswith("#") and name not in names:
+                names.append(name)
+    if not names:
+        if not images.is_dir():
+            raise DavisDataError(f"{root}: no ImageSets/*.txt and no JPEGImages/{RESOLUTION} folder; this is not a "
+                                 f"DAVIS-layout folder")
+        names = sorted(p.name for p in images.iterdir() if p.is_dir())
+    if not names:
+        raise DavisDataError(f"{root}: no sequences found (JPEGImages/{RESOLUTION} has no sequence folders)")
+    return names
+
+
+def _resize_shape(h: int, w: int, max_side: int | None) -> tuple[int, int]:
+    if max_side is None or max(h, w) <= max_side:
+        return h, w
+    scale = max_side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _read_frame(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except (OSError, UnidentifiedImageError) as e:
+        raise DavisDataError(f"{path}: cannot read frame ({e.__class__.__name__}: {e}); replace the file") from None
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    """(H, W) uint8 label map from a binary (L/1) or palette (P) PNG."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            arr = np.asarray(im)
+    except (OSError, UnidentifiedImageError) as e:
+        raise DavisDataError(f"{path}: cannot read mask ({e.__class__.__name__}: {e}); replace the file") from None
+    if mode == "P":
+        labels = arr.astype(np.uint8)
+        labels[labels == VOID] = 0
+        return labels
+    if mode == "1":
+        return arr.astype(np.uint8)
+    if mode == "L":
+        if 0 < int(arr.max()) <= 127:
+            raise DavisDataError(f"{path}: greyscale mask with values up to {int(arr.max())} looks like object ids; "
+                                 f"DAVIS-2016 binary masks use 255 for the object and DAVIS-2017 masks are palette "
+                                 f"PNGs: save it as a palette (mode P) PNG")
+        return (arr > 127).astype(np.uint8)
+    raise DavisDataError(f"{path}: mask PNG has mode {mode!r}; expected a DAVIS-2016 greyscale mask (0/255) or a "
+                         f"DAVIS-2017 palette PNG whose palette index is the object id")
+
+
+def _files(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in exts and not p.name.startswith(".")}
+
+
+def load_sequence(root: str | os.PathLike, name: str, max_side: int | None = None) -> DavisSequence:
+    """Load every frame and mask of sequence ``name`` (see :class:`DavisSequence` for shapes).
+
+    Every frame needs a mask of the same size with the same file stem (DAVIS ships full annotations for
+    the train/val sets). Raises :class:`DavisDataError` naming the file for anything missing or mismatched.
+    """
+    root = Path(root)
+    images, annotations = _layout_dirs(root)
+    img_dir, ann_dir = images / name, annotations / name
+    for d, what in ((img_dir, "frames"), (ann_dir, "masks")):
+        if not d.is_dir():
+            raise DavisDataError(f"{d}: {what} folder of sequence '{name}' not found; expected the DAVIS layout "
+                                 f"JPEGImages/{RESOLUTION}/<seq> and Annotations/{RESOLUTION}/<seq>")
+    frame_files = _files(img_dir, IMAGE_EXTS)
+    mask_files = _files(ann_dir, (".png",))
+    if not frame_files:
+        raise DavisDataError(f"{img_dir}: no frames (.jpg/.png) in sequence '{name}'")
+    missing = sorted(set(frame_files) - set(mask_files))
+    if missing:
+        raise DavisDataError(f"{ann_dir / (missing[0] + '.png')}: mask missing for frame {frame_files[missing[0]]} "
+                             f"({len(missing)} frame(s) without masks); every frame needs a mask with the same name")
+    extra = sorted(set(mask_files) - set(frame_files))
+    if extra:
+        raise DavisDataError(f"{mask_files[extra[0]]}: mask has no frame (expected {img_dir / (extra[0] + '.jpg')}); "
+                             f"remove it or add the frame")
+    stems = sorted(frame_files)
+    frames, masks = [], []
+    native: tuple[int, int] | None = None
+    for stem in stems:
+        mask = _read_mask(mask_files[stem])
+        frame = _read_frame(frame_files[stem])
+        if frame.shape[:2] != mask.shape:
+            raise DavisDataError(f"{mask_files[stem]}: mask is {mask.shape[1]}x{mask.shape[0]} but frame "
+                                 f"{frame_files[stem]} is {frame.shape[1]}x{frame.shape[0]}; they must match")
+        if native is None:
+            native = mask.shape
+        elif mask.shape != native:
+            raise DavisDataError(f"{frame_files[stem]}: frame size {frame.shape[1]}x{frame.shape[0]} differs from "
+                                 f"the first frame's {native[1]}x{native[0]}; a sequence has one resolution")
+        out_shape = _resize_shape(*native, max_side)
+        if out_shape != native:
+            frame, mask = _resize_pair(frame, mask, out_shape)
+        frames.append(frame)
+        masks.append(mask)
+    num_objects = int(masks[0].max())
+    if num_objects == 0:
+        raise DavisDataError(f"{mask_files[stems[0]]}: first-frame mask has no object; label propagation starts "
+                             f"from the first frame's objects")
+    return DavisSequence(name=name, frames=frames, masks=masks, num_objects=num_objects, frame_names=stems)
+
+
+def _resize_pair(frame: np.ndarray, mask: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+
+    size = (shape[1], shape[0])
+    frame = np.asarray(Image.fromarray(frame).resize(size, Image.BILINEAR))
+    mask = np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
+    return frame, mask

@@ -1,0 +1,167 @@
+"""Flow pairs with ground truth, found in the layouts their benchmarks ship.
+
+- Middlebury: ``other-data/<seq>/frame10.png``, ``frame11.png`` (or ``other-data-gray/``) and
+  ``other-gt-flow/<seq>/flow10.flo``.
+- Sintel, one folder per pair set (as in ``$VIDSSL_DATA/flow``): ``<seq>/frame_XXXX.png``, ``<seq>/gt/frame_XXXX.flo``,
+  ``<seq>/gt/invalid/frame_XXXX.png``, ``<seq>/gt/occlusions/frame_XXXX.png``.
+- Sintel as released: ``training/{clean,final}/<seq>/frame_XXXX.png``, ``training/flow/<seq>/frame_XXXX.flo``,
+  ``training/invalid/<seq>/``, ``training/occlusions/<seq>/``.
+- KITTI 2012/2015: ``training/{image_2,colored_0,image_0}/NNNNNN_10.png``, ``_11.png``, ``training/flow_occ/NNNNNN_10.png``
+  (all pixels with ground truth) and ``training/flow_noc/`` (non-occluded ones).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vidssl.errors import VidsslError
+from vidssl.eval.flow.io import FlowFileError, known_flow, read_flo, read_image, read_kitti_flow, read_mask
+
+log = logging.getLogger(__name__)
+
+LAYOUTS_HELP = ("Middlebury (other-data/<seq>/frame10.png + other-gt-flow/<seq>/flow10.flo), Sintel "
+                "(<seq>/frame_XXXX.png + <seq>/gt/frame_XXXX.flo, or training/{clean,final,flow}/<seq>/), "
+                "KITTI (training/image_2/NNNNNN_10.png + training/flow_occ/NNNNNN_10.png)")
+
+
+@dataclass(frozen=True)
+class FlowPair:
+    """Where one pair's files are. ``flow`` is a ``.flo`` or a KITTI PNG (chosen by suffix)."""
+
+    name: str  # stable id: the ground-truth path relative to the data folder, without suffix
+    frame1: Path
+    frame2: Path
+    flow: Path
+    invalid: Path | None = None  # Sintel: pixels excluded from evaluation
+    occlusions: Path | None = None  # Sintel: frame-1 pixels not visible in frame 2
+    flow_noc: Path | None = None  # KITTI: ground truth restricted to non-occluded pixels
+
+
+@dataclass
+class FlowSample:
+    """A loaded pair: frames uint8 [H, W, 3] RGB, ``flow`` float32 [H, W, 2], ``valid`` / ``occluded`` bool [H, W]."""
+
+    name: str
+    image1: np.ndarray
+    image2: np.ndarray
+    flow: np.ndarray
+    valid: np.ndarray
+    occluded: np.ndarray | None  # None where the benchmark ships no occlusion information
+
+
+def _read_flo_valid(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    flow = read_flo(path)
+    valid = known_flow(flow)
+    return np.where(valid[:, :, None], flow, 0.0).astype(np.float32), valid
+
+
+FLOW_READERS = {".flo": _read_flo_valid, ".png": read_kitti_flow}
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.is_file() else None
+
+
+def _first_existing(paths) -> Path | None:
+    return next((p for p in paths if p.is_file()), None)
+
+
+def _middlebury(root: Path) -> list[FlowPair]:
+    pairs = []
+    for gt in sorted(root.rglob("other-gt-flow/*/flow10.flo")):
+        base, seq = gt.parent.parent.parent, gt.parent.name
+        frames = _first_existing(base / d / seq / "frame10.png" for d in ("other-data", "other-data-gray"))
+        if frames is None:
+            log.warning("skipping %s: no other-data/%s/frame10.png beside it", gt, seq)
+            continue
+        pairs.append(FlowPair(str(gt.relative_to(root).with_suffix("")), frames, frames.with_name("frame11.png"), gt))
+    return pairs
+
+
+def _next_frame(frame: Path) -> Path:
+    stem, number = frame.stem.rsplit("_", 1)
+    return frame.with_name(f"{stem}_{int(number) + 1:0{len(number)}d}{frame.suffix}")
+
+
+def _sintel_folders(root: Path) -> list[FlowPair]:
+    pairs = []
+    for gt in sorted(root.rglob("gt/frame_*.flo")):
+        seq_dir = gt.parent.parent
+        frame1 = seq_dir / f"{gt.stem}.png"
+        pairs.append(FlowPair(str(gt.relative_to(root).with_suffix("")), frame1, _next_frame(frame1), gt,
+                              _existing(gt.parent / "invalid" / f"{gt.stem}.png"),
+                              _existing(gt.parent / "occlusions" / f"{gt.stem}.png")))
+    return pairs
+
+
+def _sintel_release(root: Path) -> list[FlowPair]:
+    pairs = []
+    for gt in sorted(root.rglob("flow/*/frame_*.flo")):
+        training, seq = gt.parent.parent.parent, gt.parent.name
+        for render_pass in ("clean", "final"):
+            frame1 = training / render_pass / seq / f"{gt.stem}.png"
+            if frame1.is_file():
+                pairs.append(FlowPair(f"{render_pass}/{seq}/{gt.stem}", frame1, _next_frame(frame1), gt,
+                                      _existing(training / "invalid" / seq / f"{gt.stem}.png"),
+                                      _existing(training / "occlusions" / seq / f"{gt.stem}.png")))
+    return pairs
+
+
+def _kitti(root: Path) -> list[FlowPair]:
+    pairs = []
+    for gt in sorted(root.rglob("flow_occ/*_10.png")):
+        training = gt.parent.parent
+        frame1 = _first_existing(training / d / gt.name for d in ("image_2", "colored_0", "image_0"))
+        if frame1 is None:
+            log.warning("skipping %s: no image_2/, colored_0/ or image_0/%s beside it", gt, gt.name)
+            continue
+        pairs.append(FlowPair(str(gt.relative_to(root).with_suffix("")), frame1, _next_frame(frame1), gt,
+                              flow_noc=_existing(training / "flow_noc" / gt.name)))
+    return pairs
+
+
+LAYOUTS = {"middlebury": _middlebury, "sintel": _sintel_folders, "sintel_release": _sintel_release, "kitti": _kitti}
+
+
+def find_pairs(root: str | os.PathLike) -> list[FlowPair]:
+    """Every pair under ``root`` in a known layout, in a deterministic order (sorted by layout, then by name)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise VidsslError(f"flow data folder not found: {root}; pass --data DIR holding pairs in a known layout: "
+                          f"{LAYOUTS_HELP}")
+    pairs = [p for find in LAYOUTS.values() for p in find(root)]
+    if not pairs:
+        raise VidsslError(f"no flow pairs with ground truth under {root}; expected one of: {LAYOUTS_HELP}")
+    return pairs
+
+
+def load_pair(pair: FlowPair) -> FlowSample:
+    """Read a pair's frames, ground truth and masks; raise :class:`FlowFileError` naming the file that is wrong."""
+    image1, image2 = read_image(pair.frame1), read_image(pair.frame2)
+    flow, valid = FLOW_READERS[pair.flow.suffix.lower()](pair.flow)
+    for path, shape in ((pair.frame1, image1.shape), (pair.frame2, image2.shape)):
+        if shape[:2] != flow.shape[:2]:
+            raise FlowFileError(path, f"frame is {shape[1]}x{shape[0]} but the ground truth {pair.flow} is "
+                                      f"{flow.shape[1]}x{flow.shape[0]}")
+    occluded = None
+    if pair.invalid is not None:
+        valid &= ~_mask(pair.invalid, flow.shape)
+    if pair.occlusions is not None:
+        occluded = _mask(pair.occlusions, flow.shape)
+    if pair.flow_noc is not None:
+        _, noc = read_kitti_flow(pair.flow_noc)
+        occluded = valid & ~noc
+    if not valid.any():
+        raise FlowFileError(pair.flow, "no pixel has valid ground truth")
+    return FlowSample(pair.name, image1, image2, flow, valid, occluded)
+
+
+def _mask(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    mask = read_mask(path)
+    if mask.shape != shape[:2]:
+        raise FlowFileError(path, f"mask is {mask.shape[1]}x{mask.shape[0]}, ground truth is {shape[1]}x{shape[0]}")
+    return mask

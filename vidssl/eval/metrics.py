@@ -1,0 +1,295 @@
+"""Retrieval metrics over a chunked cosine kNN, plus k-means clustering and NMI.
+
+Definitions follow pytorch-metric-learning's ``AccuracyCalculator`` (Musgrave, Belongie, Lim, "A Metric Learning
+Reality Check", ECCV 2020), generalised to a per-query set of *allowed* references:
+
+- a reference is allowed for query q unless an exclusion rule forbids it (a query never retrieves itself; on DAVIS,
+  frames of the same sequence closer than ``min_gap`` are forbidden too);
+- ``R_q`` = number of allowed references sharing q's label; queries with ``R_q = 0`` ("lone" queries) are left out
+  of every kNN metric, as AccuracyCalculator does;
+- precision@1: the nearest allowed reference shares the label;
+- Recall@K: any of the K nearest allowed references shares the label (the deep-metric-learning "recall");
+- R-precision: share of the R_q nearest that are relevant;
+- MAP@R: ``(1/R_q) * sum_{i<=R_q} P(i) * rel(i)`` with P(i) the precision of the first i neighbours;
+- NMI: k-means with k = number of classes (fixed seed) on the L2-normalised embeddings, arithmetic-mean
+  normalised mutual information (scikit-learn's default, which AccuracyCalculator calls).
+
+Memory is O(N * k + chunk): similarities are computed for a block of query rows at a time and every per-query
+metric is reduced inside the block, so the N x N matrix never exists.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+RECALL_KS = (1, 2, 4, 8)
+
+# (first query row, end row) -> bool [end - start, N_ref]; True marks references that query may not retrieve.
+ExcludeFn = Callable[[int, int], torch.Tensor]
+
+
+def exclude_self(n: int) -> ExcludeFn:
+    """Query i may not retrieve reference i (the query set is the reference set)."""
+    cols = torch.arange(n)
+
+    def fn(start: int, end: int) -> torch.Tensor:
+        return torch.arange(start, end).unsqueeze(1) == cols.unsqueeze(0)
+
+    return fn
+
+
+def exclude_same_group_within(groups, times, min_gap: int) -> ExcludeFn:
+    """Query i may not retrieve j when ``groups[i] == groups[j]`` and ``|times[i] - times[j]| < min_gap``.
+
+    ``groups``/``times``: [N] integers (e.g. sequence index, frame index); query set == reference set. With
+    ``min_gap >= 1`` this also excludes the query itself.
+    """
+    if min_gap < 1:
+        raise ValueError(f"min_gap must be >= 1 so a query never retrieves itself, got {min_gap}")
+    g = torch.as_tensor(np.asarray(groups), dtype=torch.long)
+    t = torch.as_tensor(np.asarray(times), dtype=torch.long)
+
+    def fn(start: int, end: int) -> torch.Tensor:
+        same = g[start:end].unsqueeze(1) == g.unsqueeze(0)
+        near = (t[start:end].unsqueeze(1) - t.unsqueeze(0)).abs() < min_gap
+        return same & near
+
+    return fn
+
+
+def _rows_per_chunk(n_ref: int, chunk_mb: float) -> int:
+    # one block holds ~4 [rows, n_ref] tensors of <= 4 bytes (similarities, label equality, exclusion, scratch)
+    return max(1, int(chunk_mb * 2**20) // (16 * max(n_ref, 1)))
+
+
+def _similarity_blocks(query: torch.Tensor, reference: torch.Tensor, exclude: ExcludeFn | None, chunk_mb: float):
+    """Yield ``(start, end, sims [B, N_ref], excluded [B, N_ref] bool or None)``; excluded sims are -inf."""
+    q = F.normalize(query.float(), dim=1)
+    r = F.normalize(reference.float(), dim=1)
+    rows = _rows_per_chunk(len(r), chunk_mb)
+    for start in range(0, len(q), rows):
+        end = min(start + rows, len(q))
+        sims = q[start:end] @ r.T
+        excluded = None
+        if exclude is not None:
+            excluded = exclude(start, end).to(sims.device)
+            sims.masked_fill_(excluded, -math.inf)
+        yield start, end, sims, excluded
+
+
+def _topk(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of each row, padded to k columns; index -1 where no allowed reference is left."""
+    kk = min(k, sims.shape[1])
+    values, indices = torch.topk(sims, kk, dim=1)
+    if kk < k:
+        values = F.pad(values, (0, k - kk), value=-math.inf)
+        indices = F.pad(indices, (0, k - kk), value=-1)
+    indices = indices.masked_fill(values == -math.inf, -1)
+    return values, indices
+
+
+@dataclass
+class Neighbours:
+    """The k nearest allowed references of each query, most similar first."""
+
+    sims: torch.Tensor  # [Q, k] cosine similarity; -inf where fewer than k references are allowed
+    indices: torch.Tensor  # [Q, k] reference index; -1 where padded
+
+
+def knn(query: torch.Tensor, reference: torch.Tensor | None, k: int, exclude: ExcludeFn | None = None,
+        chunk_mb: float = 256) -> Neighbours:
+    """Cosine kNN of ``query`` [Q, D] among ``reference`` [N, D] (None: the queries themselves, self excluded)."""
+    if reference is None:
+        reference = query
+        exclude = _with_self(exclude, len(query))
+    sims, indices = [], []
+    for _, _, block, _ in _similarity_blocks(query, reference, exclude, chunk_mb):
+        v, i = _topk(block, k)
+        sims.append(v)
+        indices.append(i)
+    return Neighbours(torch.cat(sims), torch.cat(indices))
+
+
+def _with_self(exclude: ExcludeFn | None, n: int) -> ExcludeFn:
+    own = exclude_self(n)
+    if exclude is None:
+        return own
+    return lambda start, end: exclude(start, end) | own(start, end)
+
+
+@dataclass
+class RetrievalScores:
+    """Means over the non-lone queries. ``neighbours`` keeps the top ``keep`` of every query (for figures)."""
+
+    precision_at_1: float
+    recall_at_k: dict[str, float]
+    r_precision: float
+    map_at_r: float
+    nmi: float | None
+    num_queries: int
+    lone_queries: int
+    neighbours: Neighbours | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        return {"precision_at_1": self.precision_at_1, "recall_at_k": dict(self.recall_at_k),
+                "r_precision": self.r_precision, "map_at_r": self.map_at_r, "nmi": self.nmi,
+                "num_queries": self.num_queries, "lone_queries": self.lone_queries}
+
+
+def retrieval_metrics(query: torch.Tensor, query_labels, reference: torch.Tensor | None = None,
+                      reference_labels=None, exclude: ExcludeFn | None = None, *, chunk_mb: float = 256,
+                      with_nmi: bool = True, seed: int = 0, kmeans_iters: int = 100,
+                      keep: int = 0) -> RetrievalScores:
+    """Precision@1, Recall@{1,2,4,8}, R-precision, MAP@R and NMI of ``query`` [Q, D] against ``reference`` [N, D].
+
+    ``reference=None``: every query against all the others (the query set is the reference set; the query itself
+    is always excluded, on top of ``exclude``). Labels: [Q] / [N] integers. NMI clusters the queries (plus the
+    references when they are a separate set) into as many clusters as they have labels.
+    """
+    q_labels = torch.as_tensor(np.asarray(query_labels), dtype=torch.long, device=query.device)
+    if len(q_labels) != len(query):
+        raise ValueError(f"{len(query)} query embeddings but {len(q_labels)} labels")
+    separate = reference is not None
+    if separate:
+        r_labels = torch.as_tensor(np.asarray(reference_labels), dtype=torch.long, device=query.device)
+        if len(r_labels) != len(reference):
+            raise ValueError(f"{len(reference)} reference embeddings but {len(r_labels)} labels")
+    else:
+        reference, r_labels = query, q_labels
+        exclude = _with_self(exclude, len(query))
+
+    # Upper bound of R over all queries, so one top-k per block suffices for R-precision and MAP@R.
+    ref_counts = torch.unique(r_labels, return_counts=True)[1]
+    k_min = max(max(RECALL_KS), keep)
+    k_all = max(k_min, int(ref_counts.max()) if len(ref_counts) else 0)
+
+    hits = {"p1": 0.0, "rp": 0.0, "map": 0.0, **{str(k): 0.0 for k in RECALL_KS}}
+    n_valid = 0
+    kept_sims, kept_idx = [], []
+    for start, end, sims, excluded in _similarity_blocks(query, reference, exclude, chunk_mb):
+        same = q_labels[start:end].unsqueeze(1) == r_labels.unsqueeze(0)
+        if excluded is not None:
+            same &= ~excluded
+        r = same.sum(1)  # R_q: allowed relevant references
+        k = min(k_all, max(k_min, int(r.max()) if len(r) else 0))
+        values, indices = _topk(sims, k)
+        if keep:
+            kept_sims.append(values[:, :keep])
+            kept_idx.append(indices[:, :keep])
+        rel = same.gather(1, indices.clamp(min=0)) & (indices >= 0)  # [B, k] neighbour i is relevant
+        valid = r > 0
+        rel, r = rel[valid], r[valid]
+        n_valid += int(valid.sum())
+        rank = torch.arange(1, k + 1, device=rel.device)
+        within_r = rank.unsqueeze(0) <= r.unsqueeze(1)
+        hits["p1"] += float(rel[:, 0].sum())
+        for kk in RECALL_KS:
+            hits[str(kk)] += float(rel[:, :kk].any(1).sum())
+        rel_r = (rel & within_r).double()
+        hits["rp"] += float((rel_r.sum(1) / r).sum())
+        precision_at_i = rel.double().cumsum(1) / rank
+        hits["map"] += float(((precision_at_i * rel_r).sum(1) / r).sum())
+
+    mean = (lambda key: hits[key] / n_valid) if n_valid else (lambda key: math.nan)
+    nmi_value = None
+    if with_nmi:
+        emb = torch.cat([query, reference]) if separate else query
+        labels = torch.cat([q_labels, r_labels]) if separate else q_labels
+        n_classes = int(torch.unique(labels).numel())
+        clusters = kmeans(F.normalize(emb.float(), dim=1), n_classes, seed=seed, iters=kmeans_iters,
+                          chunk_mb=chunk_mb)
+        nmi_value = nmi(labels.cpu().numpy(), clusters.cpu().numpy())
+    neighbours = Neighbours(torch.cat(kept_sims), torch.cat(kept_idx)) if keep else None
+    return RetrievalScores(precision_at_1=mean("p1"), recall_at_k={str(k): mean(str(k)) for k in RECALL_KS},
+                           r_precision=mean("rp"), map_at_r=mean("map"), nmi=nmi_value,
+                           num_queries=len(query), lone_queries=len(query) - n_valid, neighbours=neighbours)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# clustering
+
+
+def _nearest_centre(x: torch.Tensor, centres: torch.Tensor, chunk_mb: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index [N] of the nearest centre and the squared distance [N] to it, in row blocks."""
+    c_sq = (centres * centres).sum(1)
+    rows = _rows_per_chunk(len(centres), chunk_mb)
+    idx, dist = [], []
+    for start in range(0, len(x), rows):
+        xb = x[start:start + rows]
+        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; the |x|^2 term does not change the argmin
+        d = c_sq.unsqueeze(0) - 2 * xb @ centres.T
+        best, arg = d.min(1)
+        idx.append(arg)
+        dist.append((best + (xb * xb).sum(1)).clamp(min=0))
+    return torch.cat(idx), torch.cat(dist)
+
+
+def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 100, chunk_mb: float = 256) -> torch.Tensor:
+    """Lloyd's k-means with k-means++ seeding (deterministic for a seed). x: [N, D] -> cluster index [N] long.
+
+    Written here rather than taken from scikit-learn so that evaluation needs no extra runtime dependency; an
+    emptied cluster is re-seeded at the point farthest from its centre.
+    """
+    n = len(x)
+    if k >= n:
+        return torch.arange(n, device=x.device)
+    x = x.float()
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    first = int(torch.randint(n, (1,), generator=gen))
+    centres = x[first:first + 1].clone()
+    d2 = ((x - centres[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        total = float(d2.sum())
+        if total > 0:
+            pick = int(torch.multinomial((d2 / total).double().cpu(), 1, generator=gen))
+        else:  # fewer distinct points than clusters: any unused point will do
+            pick = int(torch.randint(n, (1,), generator=gen))
+        centres = torch.cat([centres, x[pick:pick + 1]])
+        d2 = torch.minimum(d2, ((x - x[pick]) ** 2).sum(1))
+
+    assign = None
+    for _ in range(iters):
+        new, dist = _nearest_centre(x, centres, chunk_mb)
+        if assign is not None and torch.equal(new, assign):
+            break
+        assign = new
+        counts = torch.bincount(assign, minlength=k)
+        sums = torch.zeros_like(centres).index_add_(0, assign, x)
+        centres = sums / counts.clamp(min=1).unsqueeze(1).to(x.dtype)
+        for empty in torch.nonzero(counts == 0).flatten().tolist():
+            far = int(dist.argmax())
+            centres[empty] = x[far]
+            dist[far] = 0
+    return assign
+
+
+def _entropy(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def nmi(labels_true, labels_pred) -> float:
+    """Normalised mutual information with the arithmetic-mean normaliser (scikit-learn's default).
+
+    Two labelings that both put everything in one group count as a perfect match (1.0), as in scikit-learn.
+    """
+    a = np.unique(np.asarray(labels_true), return_inverse=True)[1].ravel()
+    b = np.unique(np.asarray(labels_pred), return_inverse=True)[1].ravel()
+    if len(a) != len(b):
+        raise ValueError(f"{len(a)} true labels but {len(b)} predicted labels")
+    na, nb = int(a.max(initial=-1)) + 1, int(b.max(initial=-1)) + 1
+    if na == nb and na <= 1:
+        return 1.0
+    joint = np.bincount(a * nb + b, minlength=na * nb).reshape(na, nb).astype(np.float64)
+    n = joint.sum()
+    pa, pb = joint.sum(1), joint.sum(0)
+    nz = joint > 0
+    mi = float((joint[nz] / n * np.log(joint[nz] * n / np.outer(pa, pb)[nz])).sum())
+    if mi <= 0:
+        return 0.0
+    return mi / ((_entropy(pa) + _entropy(pb)) / 2)

@@ -1,0 +1,130 @@
+"""Backbone files: ``backbone.pt`` (torchvision key names), ``backbone.safetensors`` and ``model_card.json``.
+
+``export_backbone(run_dir, out_path)`` cuts the backbone out of a training run's checkpoint;
+``load_backbone(path)`` rebuilds it from the model card beside the weights, in eval mode, ready for features.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vidssl.errors import VidsslError
+from vidssl.io import atomic_path, atomic_write_json
+from vidssl.models import ARCHS, Backbone, build_backbone
+
+CARD_NAME = "model_card.json"
+CARD_FORMAT = "vidssl-backbone/1"
+
+
+class ModelFileError(VidsslError):
+    """A weights file or model card that cannot be used (missing, corrupt, or not the architecture it claims)."""
+
+
+def card_path(weights_path: str | os.PathLike) -> Path:
+    return Path(weights_path).with_name(CARD_NAME)
+
+
+def save_backbone(backbone: Backbone, out_path: str | os.PathLike, card: dict[str, Any] | None = None,
+                  safetensors: bool = True) -> Path:
+    """Write ``out_path`` (a torch state dict), optionally ``<stem>.safetensors``, and ``model_card.json`` beside
+    them, each atomically. ``card`` adds fields (training summary, config, steps) to the architecture record."""
+    out_path = Path(out_path)
+    state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
+    with atomic_path(out_path) as tmp:
+        torch.save(state, tmp)
+    files = [out_path.name]
+    if safetensors:
+        from safetensors.torch import save_file
+
+        st_path = out_path.with_suffix(".safetensors")
+        with atomic_path(st_path) as tmp:
+            save_file(state, str(tmp), metadata={"format": CARD_FORMAT, "arch": backbone.arch})
+        files.append(st_path.name)
+    from vidssl.config import git_sha
+
+    record = {
+        "format": CARD_FORMAT,
+        "arch": backbone.arch,
+        "build_kwargs": {k: v for k, v in backbone.spec().items() if k != "arch"},
+        "input_size": backbone.input_size,
+        "mean": list(backbone.mean),
+        "std": list(backbone.std),
+        "input_range": "RGB in [0, 1], then (x - mean) / std per channel",
+        "out_dim": backbone.out_dim,
+        "dense_dim": backbone.dense_dim,
+        "dense_stride": backbone.dense_stride,
+        "files": files,
+        "git_sha": git_sha(),
+        **(card or {}),
+    }
+    atomic_write_json(card_path(out_path), record)
+    return out_path
+
+
+def read_card(weights_path: str | os.PathLike) -> dict:
+    path = card_path(weights_path)
+    if not path.is_file():
+        raise ModelFileError(f"{weights_path}: no {CARD_NAME} beside it to say the architecture; "
+                             f"write one with `vidssl export RUN --out FILE` or pass arch=")
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{path}: not a readable model card ({e}); re-export with `vidssl export`") from None
+    if not isinstance(card, dict) or card.get("arch") not in ARCHS:
+        raise ModelFileError(f"{path}: 'arch' must be one of {', '.join(ARCHS)}, got {card.get('arch')!r}")
+    return card
+
+
+def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise ModelFileError(f"{path}: weights file not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch and safetensors raise many types for truncated or foreign files
+        raise ModelFileError(f"{path}: not a readable weights file ({type(e).__name__}: {str(e)[:200]}); "
+                             f"re-export it with `vidssl export RUN --out FILE`") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelFileError(f"{path}: expected a state dict of tensors (a backbone.pt from `vidssl export`)")
+    return state
+
+
+def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location: str | torch.device = "cpu"
+                  ) -> Backbone:
+    """Exported weights (``.pt`` or ``.safetensors``) -> the backbone in eval mode.
+
+    The architecture comes from ``model_card.json`` beside the file; ``arch`` is needed only without a card (it is
+    then built with default arguments) and must agree with the card when both exist. Loading is strict.
+    """
+    path = Path(path)
+    if card_path(path).is_file() or arch is None:
+        card = read_card(path)
+        if arch is not None and arch != card["arch"]:
+            raise ModelFileError(f"{path}: model card says arch '{card['arch']}', but arch='{arch}' was requested")
+        backbone = build_backbone(card["arch"], **card.get("build_kwargs", {}))
+    else:
+        backbone = build_backbone(arch)
+    state = _read_state(path)
+    missing, unexpected = _key_mismatch(backbone, state)
+    if missing or unexpected:
+        raise ModelFileError(f"{path}: weights do not fit arch '{backbone.arch}': {len(missing)} missing keys "
+                             f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}); "
+                             f"is the model card beside it from another export?")
+    try:
+        backbone.load_state_dict(state, strict=True)
+    except RuntimeError as e:  # same keys, other shapes (e.g. another width or patch size)
+        raise ModelFileError(f"{path}: weights do not fit arch '{backbone.arch}': {str(e)[:300]}") from None
+    return backbone.to(map_location).eval()
+
+
+def _key_mismatch(module: torch.nn.Module, state: dict) -> tuple[list[str], list[str]]:
+    expected = set(module.state_dict())
+    return sorted(expected - set(state)), sorted(set(state) - expected)

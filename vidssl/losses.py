@@ -1,0 +1,143 @@
+"""Distances, per-triplet losses and reducers, composed by name from ``LossConfig``.
+
+A triplet is three rows of the embedding batch: anchor ``a``, positive ``p`` and negative ``n``. Each loss is a
+function of the three distances D(a, p), D(a, n), D(p, n) and returns one value per triplet, so the same function
+scores every candidate in the miner (on distance matrices) and the selected triplets in the loss (on rows).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from vidssl.train_config import LossConfig
+
+_EPS = 1e-12  # under the square root of a Euclidean distance, so its gradient stays finite at zero distance
+
+
+class CosineDistance:
+    """D(x, y) = 1 - cos(x, y), in [0, 2] (the paper's distance)."""
+
+    def rows(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """[N, D], [N, D] -> [N]."""
+        return 1.0 - F.cosine_similarity(x, y, dim=1, eps=1e-8)
+
+    def pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """[N, D], [M, D] -> [N, M]."""
+        return 1.0 - F.normalize(x, dim=1) @ F.normalize(y, dim=1).T
+
+
+class SquaredEuclidean:
+    """D(x, y) = ||x - y||^2 (FaceNet)."""
+
+    def rows(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (x - y).pow(2).sum(dim=1)
+
+    def pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (x.pow(2).sum(1, keepdim=True) + y.pow(2).sum(1) - 2.0 * x @ y.T).clamp_min(0.0)
+
+
+class Euclidean:
+    """D(x, y) = ||x - y|| (Hadsell et al.)."""
+
+    def rows(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return SquaredEuclidean().rows(x, y).clamp_min(_EPS).sqrt()
+
+    def pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return SquaredEuclidean().pairwise(x, y).clamp_min(_EPS).sqrt()
+
+
+DISTANCES = {"cosine": CosineDistance, "sqeuclidean": SquaredEuclidean, "euclidean": Euclidean}
+
+
+@dataclass(frozen=True)
+class Triplets:
+    """Indices into the embedding batch, each [T] int64: anchors, their positives and the mined negatives."""
+
+    a: torch.Tensor
+    p: torch.Tensor
+    n: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.a.numel())
+
+
+class HingeTripletLoss:
+    """max(0, D(a, p) - D(a, n) + M); symmetric: the mean of that and max(0, D(a, p) - D(p, n) + M).
+
+    With 1 - cos this is Wang & Gupta's ranking loss (the symmetric form is their released RankHardLoss, whose mean
+    over 2 x triplets equals the mean of this per-triplet value); with squared L2 it is FaceNet's triplet loss.
+    """
+
+    def __init__(self, distance, margin: float, symmetric: bool) -> None:
+        self.distance, self.margin, self.symmetric = distance, margin, symmetric
+
+    def from_distances(self, d_ap: torch.Tensor, d_an: torch.Tensor, d_pn: torch.Tensor) -> torch.Tensor:
+        """Elementwise (broadcasting) per-triplet loss."""
+        first = F.relu(d_ap - d_an + self.margin)
+        if not self.symmetric:
+            return first
+        return 0.5 * (first + F.relu(d_ap - d_pn + self.margin))
+
+    def per_triplet(self, emb: torch.Tensor, t: Triplets) -> torch.Tensor:
+        """[N, D] embeddings, T triplets -> [T] losses."""
+        d = self.distance.rows
+        return self.from_distances(d(emb[t.a], emb[t.p]), d(emb[t.a], emb[t.n]), d(emb[t.p], emb[t.n]))
+
+
+class ContrastiveLoss:
+    """Hadsell et al. (2006) on the triplet's pairs: D(a, p)^2 / 2 + max(0, M - D(a, n))^2 / 2;
+    symmetric: the negative term is the mean of the (a, n) and (p, n) terms."""
+
+    def __init__(self, distance, margin: float, symmetric: bool) -> None:
+        self.distance, self.margin, self.symmetric = distance, margin, symmetric
+
+    def from_distances(self, d_ap: torch.Tensor, d_an: torch.Tensor, d_pn: torch.Tensor) -> torch.Tensor:
+        pull = 0.5 * d_ap.pow(2)
+        push = 0.5 * F.relu(self.margin - d_an).pow(2)
+        if self.symmetric:
+            push = 0.5 * (push + 0.5 * F.relu(self.margin - d_pn).pow(2))
+        return pull + push
+
+    per_triplet = HingeTripletLoss.per_triplet
+
+
+LOSSES = {  # name -> (class, its standard distance)
+    "ranking": (HingeTripletLoss, "cosine"),
+    "triplet": (HingeTripletLoss, "sqeuclidean"),
+    "contrastive": (ContrastiveLoss, "euclidean"),
+}
+
+
+def reduce_mean(values: torch.Tensor, t: Triplets) -> torch.Tensor:
+    """Mean over all triplets (0, still attached to the graph, when there are none)."""
+    return values.sum() / max(values.numel(), 1)
+
+
+def reduce_mean_active(values: torch.Tensor, t: Triplets) -> torch.Tensor:
+    """Mean over the triplets with a non-zero loss (0 when none is active)."""
+    return values.sum() / (values > 0).sum().clamp_min(1)
+
+
+def reduce_per_pair(values: torch.Tensor, t: Triplets) -> torch.Tensor:
+    """Mean over each anchor's negatives, then over the anchors that have any."""
+    if values.numel() == 0:
+        return values.sum()
+    anchors, inverse = torch.unique(t.a, return_inverse=True)
+    sums = torch.zeros(len(anchors), dtype=values.dtype, device=values.device).index_add(0, inverse, values)
+    counts = torch.bincount(inverse, minlength=len(anchors)).to(values.dtype)
+    return (sums / counts).mean()
+
+
+REDUCERS = {"mean": reduce_mean, "mean_active": reduce_mean_active, "per_pair": reduce_per_pair}
+
+
+def build_loss(cfg: LossConfig):
+    """The per-triplet loss named by ``cfg`` (its ``distance`` attribute is what the miner scores with)."""
+    cls, standard = LOSSES[cfg.name]
+    return cls(DISTANCES[cfg.distance or standard](), cfg.margin, cfg.symmetric)
+
+
+def build_reducer(cfg: LossConfig):
+    return REDUCERS[cfg.reducer]

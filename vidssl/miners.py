@@ -1,0 +1,179 @@
+"""Negative mining over a batch of P positive pairs, and the schedule that switches miners.
+
+The batch's embeddings are ``[2P, D]``: rows ``0..P-1`` are anchors, row ``P + i`` is anchor ``i``'s positive.
+A candidate negative of pair ``i`` is any row of another pair from a different video (or, when allowed, of another
+track of the same video). Miners run under ``no_grad`` and return validated :class:`~vidssl.losses.Triplets`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from vidssl.losses import Triplets
+from vidssl.train_config import MinerConfig
+
+
+@dataclass
+class Scores:
+    """What every miner looks at, for P pairs and 2P candidates (all [P, 2P] except d_ap [P])."""
+
+    d_ap: torch.Tensor  # D(anchor_i, positive_i)
+    d_an: torch.Tensor  # D(anchor_i, candidate_c)
+    loss: torch.Tensor  # the per-triplet loss of (anchor_i, positive_i, candidate_c)
+    valid: torch.Tensor  # bool: candidate c may be a negative of pair i
+
+
+def candidate_mask(videos: torch.Tensor, same_video: bool) -> torch.Tensor:
+    """[P] video codes -> [P, 2P] bool: rows of other pairs, from other videos unless ``same_video``."""
+    P = videos.numel()
+    cand = videos.repeat(2)
+    if same_video:
+        pair_of_cand = torch.arange(P, device=videos.device).repeat(2)
+        return pair_of_cand[None, :] != torch.arange(P, device=videos.device)[:, None]
+    return cand[None, :] != videos[:, None]
+
+
+@torch.no_grad()
+def score_candidates(emb: torch.Tensor, videos: torch.Tensor, loss, same_video: bool) -> Scores:
+    """[2P, D] embeddings, [P] video codes -> every candidate's distance and loss."""
+    P = emb.shape[0] // 2
+    emb = emb.detach().float()
+    d_anchor = loss.distance.pairwise(emb[:P], emb)
+    d_pos = loss.distance.pairwise(emb[P:], emb)
+    idx = torch.arange(P, device=emb.device)
+    d_ap = d_anchor[idx, P + idx]
+    values = loss.from_distances(d_ap[:, None], d_anchor, d_pos)
+    return Scores(d_ap=d_ap, d_an=d_anchor, loss=values, valid=candidate_mask(videos, same_video))
+
+
+def _pick(mask: torch.Tensor, scores: torch.Tensor, k: int) -> torch.Tensor:
+    """[P, C] bool, [P, C] float -> [P, C] bool: in each row, the (up to) k entries of ``mask`` that score highest."""
+    out = torch.zeros_like(mask)
+    k = min(k, mask.shape[1])
+    if k <= 0:
+        return out
+    top = scores.masked_fill(~mask, float("-inf")).topk(k, dim=1).indices
+    return out.scatter(1, top, True) & mask
+
+
+def _uniform(shape: torch.Size, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.rand(shape, generator=generator).to(device)
+
+
+class RandomMiner:
+    """K candidates per pair, uniformly at random, whether they violate the margin or not."""
+
+    def __init__(self, k: int, **_: object) -> None:
+        self.k = k
+
+    def select(self, s: Scores, g: torch.Generator) -> torch.Tensor:
+        return _pick(s.valid, _uniform(s.valid.shape, g, s.valid.device), self.k)
+
+
+class HardMiner:
+    """Wang & Gupta's released RankHardLoss: among candidates with a non-zero loss, take ``round(K * hard_ratio)``
+    at random from the K with the highest loss, and the rest at random from the remaining violators (all violators
+    when there are at most K). Non-violating candidates are never taken. Ranks by the full (symmetric) loss."""
+
+    def __init__(self, k: int, hard_ratio: float = 1.0, **_: object) -> None:
+        self.k, self.num_hard = k, round(k * hard_ratio)
+
+    def select(self, s: Scores, g: torch.Generator) -> torch.Tensor:
+        violators = s.valid & (s.loss > 0)
+        hardest = _pick(violators, s.loss, self.k)
+        hard = _pick(hardest, _uniform(s.loss.shape, g, s.loss.device), self.num_hard)
+        rest = _pick(violators & ~hard, _uniform(s.loss.shape, g, s.loss.device), self.k - self.num_hard)
+        return hard | rest
+
+
+class SemiHardMiner:
+    """FaceNet's semi-hard negatives: farther from the anchor than the positive, yet with a non-zero loss;
+    K of them at random per pair."""
+
+    def __init__(self, k: int, **_: object) -> None:
+        self.k = k
+
+    def select(self, s: Scores, g: torch.Generator) -> torch.Tensor:
+        semi = s.valid & (s.d_an > s.d_ap[:, None]) & (s.loss > 0)
+        return _pick(semi, _uniform(semi.shape, g, semi.device), self.k)
+
+
+MINERS = {"random": RandomMiner, "hard": HardMiner, "semihard": SemiHardMiner}
+
+
+def to_triplets(selected: torch.Tensor) -> Triplets:
+    """[P, 2P] bool selection -> triplets in row-major (anchor, candidate) order."""
+    P = selected.shape[0]
+    a, n = selected.nonzero(as_tuple=True)
+    return Triplets(a=a, p=a + P, n=n)
+
+
+def validate_triplets(t: Triplets, videos: torch.Tensor, same_video: bool) -> None:
+    """Raise ValueError unless every triplet is (anchor i, its positive P+i, a valid candidate of pair i)."""
+    P = videos.numel()
+    for name, x in (("a", t.a), ("p", t.p), ("n", t.n)):
+        if x.dtype != torch.int64 or x.dim() != 1 or x.numel() != t.a.numel():
+            raise ValueError(f"triplet index '{name}' must be a 1-D int64 tensor of length {t.a.numel()}")
+    if len(t) == 0:
+        return
+    if t.a.min() < 0 or t.a.max() >= P or not torch.equal(t.p, t.a + P):
+        raise ValueError("anchors must be rows 0..P-1 and each positive its anchor's row + P")
+    if t.n.min() < 0 or t.n.max() >= 2 * P:
+        raise ValueError(f"negative rows must be in [0, {2 * P})")
+    if not bool(candidate_mask(videos, same_video)[t.a, t.n].all()):
+        raise ValueError("a negative comes from the anchor's own pair" + ("" if same_video else " or video"))
+
+
+def neg_cosine(emb: torch.Tensor, valid: torch.Tensor) -> float:
+    """Mean cosine between each anchor and all its candidate negatives: the collapse signal (rises to 1)."""
+    P = emb.shape[0] // 2
+    e = F.normalize(emb.detach().float(), dim=1)
+    cos = e[:P] @ e.T
+    return float(cos[valid].mean()) if bool(valid.any()) else float("nan")
+
+
+class MiningSchedule:
+    """`warmup` miner for the first ``hard_start`` of the steps, then `main`; the collapse guard switches back to
+    `warmup` on any step where the running mean negative cosine is above ``guard_neg_cos``.
+
+    Mining randomness is drawn from a generator seeded by (seed, step), so a resumed run mines exactly as an
+    uninterrupted one; the guard's running mean is the only state (see state_dict).
+    """
+
+    def __init__(self, cfg: MinerConfig, loss, total_steps: int, seed: int) -> None:
+        self.cfg, self.loss, self.seed = cfg, loss, seed
+        self.hard_from = int(round(cfg.hard_start * total_steps))
+        kw = {"k": cfg.negatives_per_pair, "hard_ratio": cfg.hard_ratio}
+        self.warmup, self.main = MINERS[cfg.warmup](**kw), MINERS[cfg.main](**kw)
+        self.neg_cos_ema: float | None = None
+
+    def phase(self, step: int) -> str:
+        """'warmup', 'main', or 'guard' (main phase, backed off to the warmup miner)."""
+        if step < self.hard_from:
+            return "warmup"
+        guarded = self.cfg.guard and self.neg_cos_ema is not None and self.neg_cos_ema > self.cfg.guard_neg_cos
+        return "guard" if guarded else "main"
+
+    @torch.no_grad()
+    def mine(self, emb: torch.Tensor, videos: torch.Tensor, step: int) -> tuple[Triplets, Scores, str]:
+        """[2P, D] embeddings, [P] video codes -> triplets, the candidate scores, and the phase used."""
+        same = self.cfg.same_video_negatives
+        s = score_candidates(emb, videos, self.loss, same)
+        neg_cos = neg_cosine(emb, s.valid)
+        m = self.cfg.guard_momentum
+        if neg_cos == neg_cos:  # not NaN (a batch without candidates leaves the running mean alone)
+            self.neg_cos_ema = neg_cos if self.neg_cos_ema is None else m * self.neg_cos_ema + (1 - m) * neg_cos
+        phase = self.phase(step)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        miner = self.main if phase == "main" else self.warmup
+        t = to_triplets(miner.select(s, g))
+        validate_triplets(t, videos, same)
+        return t, s, phase
+
+    def state_dict(self) -> dict:
+        return {"neg_cos_ema": self.neg_cos_ema}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.neg_cos_ema = state["neg_cos_ema"]

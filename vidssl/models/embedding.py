@@ -1,0 +1,42 @@
+"""The training model: a backbone, a head to ``embed_dim`` and L2 normalisation."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidssl.models.base import Backbone
+
+
+def _linear(in_dim: int, out_dim: int) -> nn.Module:
+    return nn.Linear(in_dim, out_dim)
+
+
+def _mlp(in_dim: int, out_dim: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(in_dim, in_dim), nn.BatchNorm1d(in_dim), nn.ReLU(inplace=True),
+                         nn.Linear(in_dim, out_dim))
+
+
+def _identity(in_dim: int, out_dim: int) -> nn.Module:
+    if in_dim != out_dim:
+        raise ValueError(f"head 'identity' needs embed_dim == the backbone's out_dim ({in_dim}), got {out_dim}")
+    return nn.Identity()
+
+
+HEADS = {"linear": _linear, "mlp": _mlp, "identity": _identity}
+
+
+class EmbeddingNet(nn.Module):
+    """Shared-weight Siamese-triplet tower: anchors, positives and negatives go through one forward pass
+    (concatenated by the caller), so weights are shared by construction and BatchNorm sees all of them."""
+
+    def __init__(self, backbone: Backbone, embed_dim: int, head: str = "linear") -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = HEADS[head](backbone.out_dim, embed_dim)
+        self.embed_dim = embed_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, 3, S, S] normalised patches -> [N, embed_dim] float32 unit vectors."""
+        z = self.head(self.backbone.embed(x))
+        return F.normalize(z.float(), dim=1)

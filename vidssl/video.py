@@ -1,0 +1,481 @@
+"""All video decoding in vidssl goes through this module.
+
+``open_video(path, backend="auto")`` returns a :class:`VideoReader` over decord, PyAV or OpenCV. ``"auto"`` tries
+them in that order for each file, and falls back to the next one when a backend fails to open the file, to decode
+its first frame, or (while streaming) to decode a later frame.
+
+Readers stream: ``frames()`` yields one RGB uint8 frame at a time (optionally every ``stride``-th, resized at decode
+time so the long side is at most ``max_side``) and never holds a whole video. ``get_batch(indices)`` gives random
+access, sorted internally because unsorted decord batches are about 10x slower.
+
+Create readers inside each DataLoader worker: a decord reader shared across processes deadlocks.
+
+Every file is checked before any backend sees it (missing, directory, zero bytes, unreadable, an image or a text file
+under a video name), so no backend is handed input that could crash it; failures raise
+:class:`~vidssl.errors.VideoError` subclasses whose message names the file.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from vidssl.errors import CorruptVideo, EmptyVideo, UnsupportedVideo, VideoError
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+BACKEND_ORDER = ("decord", "pyav", "opencv")
+
+# (magic prefix, what it is): files that some backends would happily "decode" as a one-frame video.
+_IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+                (b"BM", "a BMP image"), (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a zip archive"))
+
+
+def resized_shape(height: int, width: int, max_side: int | None) -> tuple[int, int]:
+    """(height, width) scaled so the long side is at most ``max_side``; even sizes, never upscaled."""
+    if not max_side or max(height, width) <= max_side:
+        return height, width
+    scale = max_side / max(height, width)
+    return max(2, int(round(height * scale / 2)) * 2), max(2, int(round(width * scale / 2)) * 2)
+
+
+def check_video_file(path: str | os.PathLike) -> Path:
+    """Raise the matching VideoError for input that is not a readable, non-empty, plausibly-video file."""
+    path = Path(path)
+    if not path.exists():
+        raise UnsupportedVideo(path, "no such file")
+    if path.is_dir():
+        raise UnsupportedVideo(path, "is a directory, not a video file")
+    if not path.is_file():
+        raise UnsupportedVideo(path, "is not a regular file")
+    st = path.stat()
+    # Root can read any file, but a file with no read bit is one its owner meant unreadable: honour that everywhere.
+    if not os.access(path, os.R_OK) or stat.S_IMODE(st.st_mode) & 0o444 == 0:
+        raise UnsupportedVideo(path, "no read permission (fix with: chmod +r FILE)")
+    if st.st_size == 0:
+        raise EmptyVideo(path, "zero-byte file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError as e:
+        raise UnsupportedVideo(path, f"cannot be read ({e.strerror})") from None
+    for magic, what in _IMAGE_MAGIC:
+        if head.startswith(magic):
+            raise UnsupportedVideo(path, f"is {what}, not a video")
+    if b"\x00" not in head:
+        try:
+            head.decode("utf-8")
+            raise UnsupportedVideo(path, "is a text file, not a video")
+        except UnicodeDecodeError:
+            pass
+    return path
+
+
+class VideoReader(ABC):
+    """A decoded video: metadata plus streaming and random access to RGB uint8 frames.
+
+    Attributes: ``path``, ``backend``, ``fps`` (average frame rate), ``width``, ``height`` (source size) and
+    ``num_frames`` (frames that decode, counted once on first use, not only what the container claims).
+    """
+
+    backend: str = ""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fps: float = 0.0
+        self.width: int = 0
+        self.height: int = 0
+        self._num_frames: int | None = None
+
+    @property
+    def num_frames(self) -> int:
+        if self._num_frames is None:
+            self._num_frames = self._count_frames()
+        return self._num_frames
+
+    @abstractmethod
+    def _count_frames(self) -> int: ...
+
+    @abstractmethod
+    def frames(self, stride: int = 1, max_side: int | None = None, start: int = 0,
+               end: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(index, frame)`` for indices ``start, start+stride, ... < end``; frame: (H, W, 3) RGB uint8."""
+
+    def get_batch(self, indices: Sequence[int], max_side: int | None = None) -> np.ndarray:
+        """Frames at ``indices`` (any order, repeats allowed) as (N, H, W, 3) uint8, decoded in sorted order."""
+        wanted = sorted(set(int(i) for i in indices))
+        if not wanted:
+            h, w = resized_shape(self.height, self.width, max_side)
+            return np.zeros((0, h, w, 3), np.uint8)
+        if wanted[0] < 0:
+            raise IndexError(f"{self.path}: negative frame index {wanted[0]}")
+        found = self._decode_sorted(wanted, max_side)
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise IndexError(f"{self.path}: frame {missing[0]} does not exist (video has {self.num_frames} frames)")
+        return np.stack([found[int(i)] for i in indices])
+
+    def _decode_sorted(self, wanted: list[int], max_side: int | None) -> dict[int, np.ndarray]:
+        """Default random access: stream from the first wanted index, keep the wanted ones."""
+        keep = set(wanted)
+        out = {}
+        for i, frame in self.frames(max_side=max_side, start=wanted[0], end=wanted[-1] + 1):
+            if i in keep:
+                out[i] = frame
+        return out
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({str(self.path)!r}, backend={self.backend}, {self.width}x{self.height}, "
+                f"fps={self.fps:.2f})")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# PyAV
+
+
+class PyAVReader(VideoReader):
+    backend = "pyav"
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        import av
+
+        self._av = av
+        container = self._open()
+        try:
+            stream = container.streams.video[0]
+            self.width, self.height = stream.codec_context.width, stream.codec_context.height
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            self.fps = float(rate) if rate else 0.0
+            if self.width <= 0 or self.height <= 0:
+                raise UnsupportedVideo(path, "video stream has no frame size")
+        finally:
+            container.close()
+
+    def _open(self):
+        try:
+            container = self._av.open(str(self.path), metadata_errors="ignore")
+        except self._av.error.PermissionError:
+            raise UnsupportedVideo(self.path, "no read permission (fix with: chmod +r FILE)") from None
+        except (self._av.error.InvalidDataError, self._av.error.EOFError) as e:
+            raise CorruptVideo(self.path, f"container cannot be parsed ({e.__class__.__name__}); "
+                                          "re-encode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4") from None
+        except (self._av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
+            raise UnsupportedVideo(self.path, f"not a readable video ({e})") from None
+        if not container.streams.video:
+            container.close()
+            raise UnsupportedVideo(self.path, "has no video stream")
+        return container
+
+    def _count_frames(self) -> int:
+        container = self._open()
+        count = 0
+        try:
+            for packet in container.demux(video=0):
+                if packet.size:
+                    count += 1
+        except self._av.error.FFmpegError:
+            pass  # a truncated file: count what demuxes
+        finally:
+            container.close()
+        return count
+
+    def frames(self, stride=1, max_side=None, start=0, end=None):
+        if stride < 1:
+            raise ValueError("stride must be >= 1")
+        h, w = resized_shape(self.height, self.width, max_side)
+        container = self._open()
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        index = -1
+        try:
+            for frame in container.decode(stream):
+                index += 1
+                if end is not None and index >= end:
+                    break
+                if index < start or (index - start) % stride:
+                    continue
+                # swscale converts and resizes in one pass, so full-size RGB frames are never materialised
+                yield index, frame.to_ndarray(format="rgb24", width=w, height=h)
+        except self._av.error.FFmpegError as e:
+            raise CorruptVideo(self.path, f"decoding failed after frame {index} ({e.__class__.__name__})") from None
+        finally:
+            container.close()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# decord
+
+
+class DecordReader(VideoReader):
+    backend = "decord"
+    _CHUNK = 16  # frames per get_batch call while streaming: bounded memory, few Python round trips
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        import decord
+
+        # decord can crash the process on malformed containers; PyAV (robust) vets the container first.
+        PyAVReader(path)
+        self._decord = decord
+        self._readers: dict[tuple[int, int], object] = {}
+        vr = self._reader(None)
+        h, w = vr[0].shape[:2] if len(vr) else (0, 0)
+        if len(vr) == 0:
+            raise EmptyVideo(path, "no frames")
+        self.height, self.width = int(h), int(w)
+        self.fps = float(vr.get_avg_fps())
+
+    def _reader(self, max_side: int | None):
+        key = (0, 0) if max_side is None else resized_shape(self.height, self.width, max_side)
+        if key not in self._readers:
+            # decord keeps one decoder per output size; resizing inside the decoder avoids full-size copies
+            h, w = key if key != (0, 0) else (-1, -1)
+            if key != (0, 0) and key == (self.height, self.width):
+                return self._reader(None)
+            try:
+                self._readers[key] = self._decord.VideoReader(str(self.path), ctx=self._decord.cpu(0),
+                                                              width=w, height=h, num_threads=0)
+            except self._decord.DECORDError as e:
+                raise CorruptVideo(self.path, f"decord cannot open it ({str(e).splitlines()[0][:120]})") from None
+        return self._readers[key]
+
+    def _count_frames(self) -> int:
+        return len(self._reader(None))
+
+    def frames(self, stride=1, max_side=None, start=0, end=None):
+        if stride < 1:
+            raise ValueError("stride must be >= 1")
+        vr = self._reader(max_side)
+        stop = len(vr) if end is None else min(end, len(vr))
+        indices = list(range(start, stop, stride))
+        for k in range(0, len(indices), self._CHUNK):
+            chunk = indices[k:k + self._CHUNK]
+            try:
+                batch = vr.get_batch(chunk).asnumpy()
+            except self._decord.DECORDError as e:
+                raise CorruptVideo(self.path, f"decoding failed near frame {chunk[0]} ({str(e)[:80]})") from None
+            yield from zip(chunk, batch)
+
+    def _decode_sorted(self, wanted, max_side):
+        vr = self._reader(max_side)
+        valid = [i for i in wanted if i < len(vr)]
+        if not valid:
+            return {}
+        try:
+            batch = vr.get_batch(valid).asnumpy()
+        except self._decord.DECORDError as e:
+            raise CorruptVideo(self.path, f"decoding failed ({str(e)[:80]})") from None
+        return dict(zip(valid, batch))
+
+    def close(self) -> None:
+        self._readers.clear()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# OpenCV
+
+
+class OpenCVReader(VideoReader):
+    backend = "opencv"
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        import cv2
+
+        self._cv2 = cv2
+        cap = self._open()
+        try:
+            self.width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+            self.height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        finally:
+            cap.release()
+        if self.width <= 0 or self.height <= 0:
+            raise UnsupportedVideo(path, "OpenCV reports no frame size")
+
+    def _open(self):
+        cap = self._cv2.VideoCapture(str(self.path), self._cv2.CAP_FFMPEG)
+        if not cap.isOpened():
+            cap.release()
+            raise CorruptVideo(self.path, "OpenCV cannot open it")
+        return cap
+
+    def _count_frames(self) -> int:
+        cap = self._open()
+        count = 0
+        try:
+            while cap.grab():
+                count += 1
+        finally:
+            cap.release()
+        return count
+
+    def frames(self, stride=1, max_side=None, start=0, end=None):
+        if stride < 1:
+            raise ValueError("stride must be >= 1")
+        cv2 = self._cv2
+        h, w = resized_shape(self.height, self.width, max_side)
+        cap = self._open()
+        index = -1
+        try:
+            while end is None or index + 1 < end:
+                if not cap.grab():
+                    break
+                index += 1
+                if index < start or (index - start) % stride:
+                    continue  # grab() without retrieve() skips the colour conversion
+                ok, bgr = cap.retrieve()
+                if not ok:
+                    raise CorruptVideo(self.path, f"decoding failed at frame {index}")
+                if (h, w) != bgr.shape[:2]:
+                    bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)
+                yield index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        finally:
+            cap.release()
+
+
+BACKENDS: dict[str, type[VideoReader]] = {"decord": DecordReader, "pyav": PyAVReader, "opencv": OpenCVReader}
+
+
+def available_backends() -> list[str]:
+    """Backends whose library imports on this machine, in auto order."""
+    names = []
+    for name, module in (("decord", "decord"), ("pyav", "av"), ("opencv", "cv2")):
+        try:
+            __import__(module)
+            names.append(name)
+        except ImportError:
+            continue
+    return names
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# auto: per-file fallback
+
+
+class AutoReader(VideoReader):
+    """Uses the first backend that opens the file and decodes its first frame; falls back while streaming."""
+
+    def __init__(self, path: Path, candidates: Sequence[str]):
+        super().__init__(path)
+        self._candidates = list(candidates)
+        self._errors: list[VideoError] = []
+        self._inner = self._next_reader()
+        for attr in ("fps", "width", "height"):
+            setattr(self, attr, getattr(self._inner, attr))
+
+    @property
+    def backend(self) -> str:  # type: ignore[override]
+        return self._inner.backend
+
+    def _next_reader(self) -> VideoReader:
+        while self._candidates:
+            name = self._candidates.pop(0)
+            try:
+                reader = BACKENDS[name](self.path)
+                next(reader.frames(end=1))  # a backend that opens but cannot decode is no use
+                return reader
+            except StopIteration:
+                self._errors.append(EmptyVideo(self.path, f"{name}: no frames"))
+            except VideoError as e:
+                self._errors.append(e)
+            except Exception as e:  # a backend's own exception type: record it and try the next one
+                self._errors.append(CorruptVideo(self.path, f"{name}: {e.__class__.__name__}: {e}"))
+            log.debug("%s: backend %s failed: %s", self.path, name, self._errors[-1].reason)
+        raise self._best_error()
+
+    def _best_error(self) -> VideoError:
+        for cls in (UnsupportedVideo, EmptyVideo):
+            if self._errors and all(isinstance(e, cls) for e in self._errors):
+                return self._errors[0]
+        corrupt = [e for e in self._errors if isinstance(e, CorruptVideo)]
+        first = corrupt[0] if corrupt else self._errors[0]
+        reasons = "; ".join(e.reason for e in self._errors)
+        return type(first)(self.path, f"no backend can decode it: {reasons}")
+
+    def _count_frames(self) -> int:
+        return self._inner.num_frames
+
+    def frames(self, stride=1, max_side=None, start=0, end=None):
+        position = start
+        while True:
+            try:
+                for index, frame in self._inner.frames(stride, max_side, position, end):
+                    position = index + stride
+                    yield index, frame
+                return
+            except CorruptVideo as e:
+                self._errors.append(e)
+                log.warning("%s: %s failed at frame %d, falling back", self.path, self._inner.backend, position)
+                self._inner.close()
+                self._inner = self._next_reader()
+
+    def get_batch(self, indices, max_side=None):
+        return self._inner.get_batch(indices, max_side)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def open_video(path: str | os.PathLike, backend: str = "auto") -> VideoReader:
+    """Open ``path`` with ``backend`` ("auto", "decord", "pyav" or "opencv"). Raises a VideoError subclass."""
+    path = check_video_file(path)
+    if backend == "auto":
+        return AutoReader(path, available_backends())
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown video backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
+    if backend not in available_backends():
+        raise UnsupportedVideo(path, f"backend {backend} is not installed on this machine")
+    return BACKENDS[backend](path)
+
+
+def find_videos(root: str | os.PathLike) -> list[Path]:
+    """Video files under ``root`` (recursive), sorted by relative path; follows symlinks but never loops."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise UnsupportedVideo(root, "no such folder")
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+
+    def walk(folder: Path) -> None:
+        try:
+            st = folder.stat()
+        except OSError:
+            return
+        if (st.st_dev, st.st_ino) in seen:
+            return  # a symlink loop, or a folder reached twice
+        seen.add((st.st_dev, st.st_ino))
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            log.warning("%s: cannot list folder (%s), skipped", folder, e.strerror)
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            if path.suffix.lower() in VIDEO_EXTENSIONS:
+                found.append(path)  # a folder named like a video too: open_video reports it as unusable
+            elif entry.is_dir(follow_symlinks=True):
+                walk(path)
+
+    walk(root)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
