@@ -103,7 +103,24 @@ class DISCorrespondences:
         return p0, p1
 
 
-CORRESPONDENCES = {"lk": LKCorrespondences, "orb": ORBCorrespondences, "sift": SIFTCorrespondences,
+class LKGridCorrespondences(LKCorrespondences):
+    def __call__(self, prev, cur):
+        h, w = prev.shape
+        eig = cv2.cornerMinEigenVal(prev, 3)
+        step = max(2, int(np.sqrt(h * w / self.max_points)))
+        ys, xs = np.mgrid[step // 2:h:step, step // 2:w:step]
+        keep = eig[ys, xs] > 1e-4 * eig.max()
+        p0 = np.stack([xs[keep], ys[keep]], 1).astype(np.float32).reshape(-1, 1, 2)
+        if len(p0) == 0:
+            return _empty(), _empty()
+        lk = dict(winSize=(15, 15), maxLevel=2, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+        p1, st1, _ = cv2.calcOpticalFlowPyrLK(prev, cur, p0, None, **lk)
+        back, st2, _ = cv2.calcOpticalFlowPyrLK(cur, prev, p1, None, **lk)
+        ok = (st1.ravel() == 1) & (st2.ravel() == 1) & (np.linalg.norm((back - p0).reshape(-1, 2), axis=1) < 1.0)
+        return p0.reshape(-1, 2)[ok], p1.reshape(-1, 2)[ok]
+
+
+CORRESPONDENCES = {"lkgrid": LKGridCorrespondences, "lk": LKCorrespondences, "orb": ORBCorrespondences, "sift": SIFTCorrespondences,
                    "dis": DISCorrespondences}
 
 

@@ -56,7 +56,9 @@ class PretrainConfig:
     """the one-command pipeline: mine -> train -> export -> evaluate -> report"""
 
     budget_minutes: float = opt(9.0, "total wall-clock budget of `vidssl pretrain` (mining + training + evaluation)")
-    train_fraction: float = opt(0.6, "share of the budget given to training (the rest bounds mining and evaluation)")
+    mine_fraction: float = opt(0.3, "share of the budget mining may take (it stops starting new videos after it)")
+    mine_workers: int = opt(2, "parallel mining processes")
+    train_fraction: float = opt(0.75, "share of the budget left after mining that training takes (rest: evaluation)")
     run_mine: bool = opt(True, "stage switch: mine pairs")
     run_train: bool = opt(True, "stage switch: train")
     run_export: bool = opt(True, "stage switch: export the backbone")
@@ -243,7 +245,7 @@ def versions() -> dict:
     for name, mod in (("torch", "torch"), ("torchvision", "torchvision"), ("opencv", "cv2"), ("pyav", "av"),
                       ("decord", "decord"), ("numpy", "numpy")):
         try:
-            out[name] = __import__(mod).__version__
+            out[name] = str(__import__(mod).__version__)  # torch: a str subclass yaml cannot dump
         except Exception:  # an optional backend that is absent or broken is recorded, not fatal
             out[name] = None
     return out

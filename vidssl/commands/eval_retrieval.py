@@ -1,4 +1,4 @@
-"""`vidssl eval retrieval`: Retrieval benchmark: Recall@K, MAP@R, R-precision, NMI against baselines."""
+"""`vidssl eval retrieval`: Recall@K, MAP@R, R-precision and NMI of exported backbones against baselines."""
 from __future__ import annotations
 
 NAME = "retrieval"
@@ -6,10 +6,32 @@ HELP = "Retrieval benchmark: Recall@K, MAP@R, R-precision, NMI against baselines
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("--weights", metavar="FILE", nargs="+", action="extend", default=[],
+                        help="exported backbone.pt file(s), compared side by side (repeatable)")
+    parser.add_argument("--data", metavar="DIR", required=True,
+                        help="labels.csv or <class>/*.jpg folder, DAVIS folder, or pair dataset from `vidssl mine`")
+    parser.add_argument("--out", metavar="EVAL", required=True,
+                        help="output folder: metrics.json, metrics.md, grid_<model>.png")
+    parser.add_argument("--kind", choices=("auto", "images", "davis", "tracks"), default="auto",
+                        help="data layout (default: detected from the folder)")
+    parser.add_argument("--arch", default=None,
+                        help="architecture of the random-init baseline when no --weights is given "
+                             "(default: config model.arch)")
 
 
 def run(args, cfg) -> int:
-    from vidssl.cli import NotBuiltYet
+    from pathlib import Path
 
-    raise NotBuiltYet("'vidssl eval retrieval' is not built yet")
+    from vidssl.config import write_resolved
+    from vidssl.eval.baselines import feature_models
+    from vidssl.eval.retrieval import evaluate_retrieval
+
+    arch = args.arch or (None if args.weights else cfg.model.arch)
+    models = feature_models(args.weights, arch=arch, seed=cfg.seed)
+    out = Path(args.out)
+    write_resolved(cfg, out)
+    result = evaluate_retrieval(models, args.data, out, cfg.eval.retrieval, kind=args.kind,
+                                progress=not args.quiet)
+    print((out / "metrics.md").read_text(), end="")
+    print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'} and {len(result['grids'])} neighbour grid(s)")
+    return 0

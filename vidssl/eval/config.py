@@ -49,7 +49,44 @@ class RetrievalConfig:
 class FlowConfig:
     """optical-flow transfer benchmark (vidssl eval flow)"""
 
-    max_displacement: int = opt(4, "correlation volume radius in feature cells")
+    classical: list[str] = opt(["zero", "farneback", "dis_ultrafast", "dis_fast", "dis_medium"],
+                               "reference methods, any of: zero, farneback, dis_ultrafast, dis_fast, dis_medium")
+    max_displacement: int = opt(4, "correlation radius d in feature cells (x8 px): the largest motion feature "
+                                   "methods can express; cost grows with (2d+1)^2")
+    temperature: float = opt(0.05, "softmax temperature of the cosine correlation for the zero-shot soft-argmax "
+                                   "(transfer learns it from this start)")
+    transfer: bool = opt(True, "train and evaluate the FlowNetC-style transfer decoder (off: --no-transfer)")
+    budget_minutes: float = opt(3.0, "wall-clock budget of transfer training, all models together (--budget-minutes)")
+    steps: int = opt(3000, "at most this many transfer training steps per model")
+    finetune: bool = opt(False, "fine-tune the backbone with the decoder (otherwise it stays frozen)")
+    lr: float = opt(0.001, "Adam learning rate of the transfer decoder, cosine-decayed over steps or budget")
+    backbone_lr: float = opt(1.0e-5, "Adam learning rate of the backbone when finetune is true")
+    batch_size: int = opt(8, "synthetic pairs per transfer training step")
+    synthetic_size: list[int] = opt([128, 160], "height, width of the synthetic training pairs in pixels")
+    max_motion: float = opt(24.0, "largest per-axis translation of a synthetic shape in px (background: half)")
+    num_shapes: list[int] = opt([3, 8], "min, max shapes in a synthetic pair")
+    checkpoint_seconds: float = opt(30.0, "save transfer training state this often; a killed run resumes from it")
+    device: str = opt("auto", "torch device of the feature methods: auto (cuda when available) | cpu | cuda:N")
+    figures: bool = opt(True, "write one PNG per pair: frame 1, ground truth and each method's flow with its EPE")
+
+    def validate(self) -> None:
+        checks = (
+            (self.max_displacement >= 1, "eval.flow.max_displacement must be >= 1"),
+            (self.temperature > 0, "eval.flow.temperature must be > 0"),
+            (self.budget_minutes >= 0, "eval.flow.budget_minutes must be >= 0"),
+            (self.steps >= 0, "eval.flow.steps must be >= 0"),
+            (self.lr > 0 and self.backbone_lr > 0, "eval.flow.lr and eval.flow.backbone_lr must be > 0"),
+            (self.batch_size >= 1, "eval.flow.batch_size must be >= 1"),
+            (len(self.synthetic_size) == 2 and min(self.synthetic_size) >= 32,
+             "eval.flow.synthetic_size must be [height, width], both >= 32"),
+            (self.max_motion >= 0, "eval.flow.max_motion must be >= 0"),
+            (len(self.num_shapes) == 2 and 0 <= self.num_shapes[0] <= self.num_shapes[1],
+             "eval.flow.num_shapes must be [min, max] with 0 <= min <= max"),
+            (self.checkpoint_seconds > 0, "eval.flow.checkpoint_seconds must be > 0"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
 
 
 @dataclass

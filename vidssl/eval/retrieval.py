@@ -439,7 +439,7 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
             rows.append((int(queries[q]), hits))
         grids[name] = out_dir / f"grid_{_slug(name)}.png"
         atomic_write_bytes(grids[name], retrieval_grid(data, rows))
-        log.info("%s: P@1 %.3f  MAP@R %.3f  NMI %.3f", name, scores.precision_at_1, scores.map_at_r, scores.nmi)
+        log.debug("%s: P@1 %.3f  MAP@R %.3f  NMI %.3f", name, scores.precision_at_1, scores.map_at_r, scores.nmi)
 
     payload = {
         "kind": data.kind,
@@ -486,6 +486,8 @@ def metrics_table(payload: dict) -> str:
     for name, m in models.items():
         cells = [f"**{get(m):.3f}**" if get(m) == best[title] else f"{get(m):.3f}" for title, get in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if payload["labels"] == 1:
+        lines += ["", "Only one label: every neighbour is relevant, so every metric is 1 by construction."]
     skipped = sum(len(v) for v in payload["skipped"].values())
     if skipped:
         lines += ["", f"{skipped} item(s) skipped: " + ", ".join(f"{k}: {len(v)}" for k, v in payload["skipped"].items())]
@@ -519,16 +521,19 @@ def retrieval_grid(data: RetrievalSet, rows: list[tuple[int, list[int]]]) -> byt
     def image(i: int) -> np.ndarray:
         return data.items[i][0].permute(1, 2, 0).numpy()
 
+    def caption(i: int) -> str:
+        name = data.label_names[int(data.labels[i])]
+        return name if data.times is None else f"{name} t{int(data.times[i])}"
+
     lines = []
     for q, hits in rows:
-        tiles = [_tile(image(q), _COLOURS["query"], data.label_names[int(data.labels[q])])]
+        tiles = [_tile(image(q), _COLOURS["query"], caption(q))]
         for j in hits:
             if j < 0:
                 tiles.append(_tile(None, _COLOURS["none"], "-"))
                 continue
             right = data.labels[j] == data.labels[q]
-            tiles.append(_tile(image(j), _COLOURS["right" if right else "wrong"],
-                               data.label_names[int(data.labels[j])]))
+            tiles.append(_tile(image(j), _COLOURS["right" if right else "wrong"], caption(j)))
         gap = np.full((tiles[0].shape[0], 8, 3), 20, np.uint8)  # separates the query from its neighbours
         lines.append(np.concatenate([tiles[0], gap, *tiles[1:]], axis=1))
     grid = np.concatenate(lines, axis=0)

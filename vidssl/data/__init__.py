@@ -1,0 +1,7 @@
+"""Streaming mined pairs into training batches: index (pairs), batch plan (sampler), augmentation, loader."""
+from vidssl.data.dataset import PairPatches, make_loader, to_input
+from vidssl.data.pairs import PairDataError, PairSet, open_pairs
+from vidssl.data.sampler import PairBatchSampler, epoch_batches
+
+__all__ = ["PairBatchSampler", "PairDataError", "PairPatches", "PairSet", "epoch_batches", "make_loader",
+           "open_pairs", "to_input"]

@@ -1,0 +1,69 @@
+"""A map-style dataset over the pair shards and the loader that batches it for training."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from vidssl.data.augment import augment_pair
+from vidssl.data.pairs import PairSet
+from vidssl.data.sampler import PairBatchSampler
+from vidssl.train_config import DataConfig
+
+
+class PairPatches(Dataset):
+    """Item ``(pair_index, seed_tuple)`` -> ``([2, S, S, 3] uint8 augmented pair, pair_index)``.
+
+    Shards are memory-mapped on first use in each process (each DataLoader worker keeps its own maps), so only the
+    pages of the pairs actually read are loaded.
+    """
+
+    def __init__(self, pairs: PairSet, cfg: DataConfig) -> None:
+        self.pairs, self.cfg = pairs, cfg
+        self._maps: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _shard(self, i: int) -> np.ndarray:
+        if i not in self._maps:
+            self._maps[i] = np.load(self.pairs.root / self.pairs.shards[i], mmap_mode="r")
+        return self._maps[i]
+
+    def raw(self, index: int) -> np.ndarray:
+        """[2, S0, S0, 3] uint8, the stored pair."""
+        return np.asarray(self._shard(int(self.pairs.shard_index[index]))[self.pairs.offset[index]])
+
+    def __getitem__(self, item: tuple[int, tuple[int, ...]]) -> tuple[np.ndarray, int]:
+        index, seed = item
+        rng = np.random.default_rng(list(seed))
+        c = self.cfg
+        return augment_pair(self.raw(index), rng, c.patch_size, c.crop_min, c.flip), index
+
+    def __getstate__(self) -> dict:  # maps are per process: a worker opens its own
+        return {**self.__dict__, "_maps": {}}
+
+
+def _worker_init(_: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # the workers already run in parallel; nested OpenCV threads only contend
+    torch.set_num_threads(1)
+
+
+def make_loader(dataset: PairPatches, sampler: PairBatchSampler, cfg: DataConfig, pin_memory: bool) -> DataLoader:
+    """Batches of ``(uint8 [P, 2, S, S, 3], int64 [P] pair indices)`` in the sampler's order."""
+    workers = cfg.num_workers
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin_memory,
+                      worker_init_fn=_worker_init if workers else None,
+                      prefetch_factor=cfg.prefetch if workers else None, persistent_workers=False)
+
+
+def to_input(patches: torch.Tensor, mean, std, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """uint8 [P, 2, S, S, 3] -> float [2P, 3, S, S] normalised: anchors (first patches) then positives."""
+    x = torch.cat([patches[:, 0], patches[:, 1]]).to(device, non_blocking=True)
+    x = x.permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    x = (x - m) / s
+    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)

@@ -1,0 +1,138 @@
+"""Reading a mined pair dataset (``PAIRS/dataset.json``, ``manifest.jsonl``, ``shards/*.npy``).
+
+Only the manifest's index columns are held in memory (a few bytes per pair); patches stay in the ``.npy`` shards
+and are read through memory maps, opened lazily in each DataLoader worker.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vidssl.errors import VidsslError
+
+log = logging.getLogger(__name__)
+
+
+class PairDataError(VidsslError):
+    """A pair dataset that cannot be trained on; the message names the file and how to remake it."""
+
+
+_REMAKE = "make it with `vidssl mine VIDEOS --out PAIRS`"
+_REQUIRED = ("video_id", "track_id", "shard", "offset")
+
+
+@dataclass
+class PairSet:
+    """The usable pairs of a dataset: index arrays of length N (pairs whose shard is broken are left out)."""
+
+    root: Path
+    patch_size: int  # side of the stored patches
+    shards: list[str]  # shard paths relative to root
+    shard_index: np.ndarray  # [N] int32 into `shards`
+    offset: np.ndarray  # [N] int64 row in the shard
+    video: np.ndarray  # [N] int32 code of the video (index into `video_ids`)
+    track: np.ndarray  # [N] int64 code of the (video, track) pair
+    video_ids: list[str]
+    fingerprint: str  # changes when the dataset changes (a resumed run checks it)
+    skipped: dict[str, str] = field(default_factory=dict)  # shard -> why its pairs were left out
+
+    def __len__(self) -> int:
+        return int(self.offset.size)
+
+    @property
+    def num_videos(self) -> int:
+        return len(self.video_ids)
+
+    def summary(self) -> dict:
+        """What a model card records about the training data."""
+        return {"pairs_dir": str(self.root), "pairs": len(self), "videos": self.num_videos,
+                "tracks": int(np.unique(self.track).size), "patch_size": self.patch_size,
+                "fingerprint": self.fingerprint, "skipped_shards": self.skipped}
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PairDataError(f"{path.parent} is not a pair dataset: {path.name} is missing; {_REMAKE}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PairDataError(f"{path}: unreadable ({e}); {_REMAKE}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("patch_size"), int):
+        raise PairDataError(f"{path}: expected a JSON object with an integer 'patch_size'; {_REMAKE}")
+    return data
+
+
+def _check_shard(path: Path, patch_size: int) -> tuple[int, str | None]:
+    """(rows, None) for a usable shard, (0, why) otherwise. Reads only the .npy header."""
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except FileNotFoundError:
+        return 0, "missing"
+    except (OSError, ValueError) as e:
+        return 0, f"unreadable ({e})"
+    want = (2, patch_size, patch_size, 3)
+    if arr.dtype != np.uint8 or arr.ndim != 5 or tuple(arr.shape[1:]) != want:
+        return 0, f"shape {arr.shape} {arr.dtype}, expected (n, {', '.join(map(str, want))}) uint8"
+    return int(arr.shape[0]), None
+
+
+def open_pairs(root: str | os.PathLike) -> PairSet:
+    """Index a pair dataset. Broken shards are skipped with a warning; no usable pair at all is an error."""
+    root = Path(root)
+    if not root.is_dir():
+        raise PairDataError(f"{root}: pair dataset folder not found; {_REMAKE}")
+    meta = _read_json(root / "dataset.json")
+    patch_size = meta["patch_size"]
+    manifest = root / "manifest.jsonl"
+    if not manifest.is_file():
+        raise PairDataError(f"{manifest}: missing; {_REMAKE}")
+    shards: dict[str, int] = {}
+    shard_index, offsets, video_codes, track_keys = [], [], [], []
+    videos: dict[str, int] = {}
+    tracks: dict[tuple[int, int], int] = {}
+    digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    with open(manifest, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            digest.update(raw)
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+                values = [rec[k] for k in _REQUIRED]
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+                raise PairDataError(f"{manifest}:{lineno}: not a pair record with keys {', '.join(_REQUIRED)}; "
+                                    f"{_REMAKE}") from None
+            vid, track, shard, offset = values
+            v = videos.setdefault(str(vid), len(videos))
+            shard_index.append(shards.setdefault(str(shard), len(shards)))
+            offsets.append(int(offset))
+            video_codes.append(v)
+            track_keys.append(tracks.setdefault((v, int(track)), len(tracks)))
+    if not offsets:
+        raise PairDataError(f"{manifest}: no pairs; {_REMAKE}")
+    shard_index_arr = np.asarray(shard_index, np.int32)
+    offset_arr = np.asarray(offsets, np.int64)
+    keep = np.ones(len(offsets), bool)
+    skipped = {}
+    for name, i in shards.items():
+        rows, why = _check_shard(root / name, patch_size)
+        in_shard = shard_index_arr == i
+        if why is None and offset_arr[in_shard].max() >= rows:
+            why = f"{rows} rows, but the manifest refers to row {int(offset_arr[in_shard].max())}"
+        if why is not None:
+            skipped[name] = why
+            keep &= ~in_shard
+            log.warning("pairs: skipping %d pairs of %s: %s", int(in_shard.sum()), root / name, why)
+    if not keep.any():
+        raise PairDataError(f"{root}: none of the {len(offsets)} pairs is readable "
+                            f"(e.g. {next(iter(skipped.items()))}); {_REMAKE}")
+    return PairSet(root=root, patch_size=patch_size, shards=list(shards), shard_index=shard_index_arr[keep],
+                   offset=offset_arr[keep], video=np.asarray(video_codes, np.int32)[keep],
+                   track=np.asarray(track_keys, np.int64)[keep], video_ids=list(videos),
+                   fingerprint=digest.hexdigest()[:16], skipped=skipped)

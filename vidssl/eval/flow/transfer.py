@@ -1,0 +1,169 @@
+"""Method 4, FlowNetC-style transfer: the backbone as a Siamese feature extractor (frozen, or fine-tuned), a cosine
+correlation layer and a small dilated-convolution decoder, trained on synthetic pairs with exact ground truth.
+
+The decoder predicts a residual on top of the zero-shot soft-argmax flow, with its last layer zero-initialised, so
+training starts exactly at method 3 and every step of it is measured against that.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from vidssl.eval.config import FlowConfig
+from vidssl.eval.flow.correlation import correlation, soft_argmax, upsample_flow
+from vidssl.eval.flow.methods import unit_features
+from vidssl.eval.flow.synthetic import synthetic_pairs
+from vidssl.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+_VAL_SEED = 987_654_321  # the fixed synthetic validation batch, apart from every training step's seed
+_VAL_PAIRS = 16
+
+
+def _conv(cin: int, cout: int, dilation: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation), nn.LeakyReLU(0.1, inplace=True)]
+
+
+class CorrFlowNet(nn.Module):
+    """([B, 3, H, W], [B, 3, H, W]) RGB in [0, 1] -> [B, 2, H, W] flow in pixels.
+
+    At stride s = backbone.dense_stride: cosine correlation [B, (2d+1)^2, h, w], a 1x1 projection of frame 1's
+    features (context, as FlowNetC's conv_redir) and the soft-argmax flow go through dilated 3x3 convs (receptive
+    field ~33 cells) to a residual flow in cells; the sum is scaled by s and upsampled bilinearly.
+    """
+
+    def __init__(self, backbone: nn.Module, max_displacement: int, temperature: float, finetune: bool = False):
+        super().__init__()
+        self.backbone, self.finetune = backbone, finetune
+        self.max_displacement = max_displacement
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
+        k = (2 * max_displacement + 1) ** 2
+        self.project = nn.Conv2d(backbone.dense_dim, 32, 1)
+        self.decoder = nn.Sequential(*_conv(k + 32 + 2, 96), *_conv(96, 96, 2), *_conv(96, 64, 4), *_conv(64, 64, 8),
+                                     *_conv(64, 32), nn.Conv2d(32, 2, 3, padding=1))
+        nn.init.zeros_(self.decoder[-1].weight)
+        nn.init.zeros_(self.decoder[-1].bias)
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [self.log_temperature, *self.project.parameters(), *self.decoder.parameters()]
+
+    def forward(self, image1: torch.Tensor, image2: torch.Tensor) -> torch.Tensor:
+        self.backbone.eval()  # BatchNorm keeps its statistics: small synthetic batches would corrupt them
+        with torch.set_grad_enabled(self.finetune and torch.is_grad_enabled()):
+            f1, f2 = unit_features(self.backbone, image1), unit_features(self.backbone, image2)
+        d = self.max_displacement
+        cost = correlation(f1, f2, d)
+        init = soft_argmax(cost, d, self.log_temperature.exp())
+        # unit features have per-channel size ~1/sqrt(C); rescale so the projection sees unit-variance inputs
+        context = self.project(f1 * math.sqrt(f1.shape[1]))
+        cells = init + self.decoder(torch.cat([cost, context, init], dim=1))
+        stride = self.backbone.dense_stride
+        return upsample_flow(cells * stride, stride, image1.shape[-2:])
+
+
+def _epe(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    return (pred - gt).norm(dim=1).mean()
+
+
+def fingerprint(backbone: nn.Module, cfg: FlowConfig, seed: int) -> str:
+    """Identity of a training run: the backbone's weights, the config and the seed (a checkpoint resumes only its own)."""
+    h = hashlib.sha256(json.dumps([asdict(cfg), seed, type(backbone).__name__], sort_keys=True).encode())
+    for name, tensor in sorted(backbone.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _trainable_state(net: CorrFlowNet) -> dict:
+    return {k: v for k, v in net.state_dict().items() if net.finetune or not k.startswith("backbone.")}
+
+
+@torch.no_grad()
+def synthetic_epe(net: nn.Module, cfg: FlowConfig, device: torch.device | str) -> float:
+    """Mean EPE (px) of ``net`` on the fixed synthetic validation pairs."""
+    val = synthetic_pairs(_VAL_PAIRS, *cfg.synthetic_size, torch.Generator().manual_seed(_VAL_SEED), cfg.max_motion,
+                          tuple(cfg.num_shapes))
+    return float(_epe(net(val.image1.to(device), val.image2.to(device)), val.flow.to(device)))
+
+
+def train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed: int = 0,
+                   device: torch.device | str = "cpu", checkpoint: str | os.PathLike | None = None,
+                   progress: bool = True) -> tuple[CorrFlowNet, dict]:
+    """Train a :class:`CorrFlowNet` on ``backbone`` for at most ``cfg.steps`` steps and ``budget_s`` seconds.
+
+    Step i trains on the synthetic batch seeded by (seed, i), so a run resumed from ``checkpoint`` (written
+    atomically every ``cfg.checkpoint_seconds``) sees the same data as an uninterrupted one. The caller's backbone
+    is never modified (fine-tuning works on a copy). Returns the net in eval mode and a summary dict.
+    """
+    torch.manual_seed(seed)
+    net = CorrFlowNet(copy.deepcopy(backbone) if cfg.finetune else backbone, cfg.max_displacement, cfg.temperature,
+                      cfg.finetune).to(device)
+    groups = [{"params": net.head_parameters(), "lr": cfg.lr}]
+    if cfg.finetune:
+        groups.append({"params": list(net.backbone.parameters()), "lr": cfg.backbone_lr})
+    base_lrs = [g["lr"] for g in groups]
+    optimizer = torch.optim.Adam(groups)
+    key = fingerprint(backbone, cfg, seed)
+    state = {"step": 0, "elapsed_s": 0.0, "epe_start": None, "losses": []}
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.is_file():
+        saved = torch.load(path, map_location=device, weights_only=True)
+        if saved.get("fingerprint") == key:
+            net.load_state_dict({**net.state_dict(), **saved["net"]}, strict=True)
+            optimizer.load_state_dict(saved["optimizer"])
+            state = saved["state"]
+            log.info("transfer: resuming %s at step %d", path, state["step"])
+        else:
+            log.info("transfer: %s belongs to another backbone or config; training from scratch", path)
+    if state["epe_start"] is None:
+        state["epe_start"] = synthetic_epe(net, cfg, device)
+
+    def save() -> None:
+        if path is not None:
+            with atomic_path(path) as tmp:
+                torch.save({"fingerprint": key, "net": _trainable_state(net), "optimizer": optimizer.state_dict(),
+                            "state": state}, tmp)
+
+    net.train()
+    last_save = time.perf_counter()
+    bar = tqdm(total=cfg.steps, initial=state["step"], desc="flow transfer", unit="step",
+               disable=None if progress else True, leave=False)
+    while state["step"] < cfg.steps and state["elapsed_s"] < budget_s:
+        t0 = time.perf_counter()
+        done = max(state["step"] / cfg.steps, state["elapsed_s"] / budget_s if budget_s > 0 else 1.0)
+        for group, base in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = base * 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))  # cosine over whichever ends first
+        batch = synthetic_pairs(cfg.batch_size, *cfg.synthetic_size,
+                                torch.Generator().manual_seed(seed * 1_000_003 + state["step"]), cfg.max_motion,
+                                tuple(cfg.num_shapes))
+        loss = _epe(net(batch.image1.to(device), batch.image2.to(device)), batch.flow.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        state["step"] += 1
+        state["elapsed_s"] += time.perf_counter() - t0
+        state["losses"].append(float(loss))
+        bar.update(1)
+        bar.set_postfix(epe=f"{float(loss):.2f}")
+        if time.perf_counter() - last_save > cfg.checkpoint_seconds:
+            save()
+            last_save = time.perf_counter()
+    bar.close()
+    save()
+    net.eval()
+    info = {"steps": state["step"], "train_seconds": round(state["elapsed_s"], 1),
+            "synthetic_epe_start": state["epe_start"], "synthetic_epe_end": synthetic_epe(net, cfg, device),
+            "temperature": float(net.log_temperature.exp()), "finetune": cfg.finetune}
+    return net, info

@@ -1,0 +1,211 @@
+"""``vidssl pretrain``: mine -> train -> export -> evaluate -> report, resumable stage by stage.
+
+Each stage writes into the run directory and, when complete, a marker ``RUN/stages/<stage>.json`` (atomically,
+last). A rerun of the same command skips completed stages; the stages themselves resume from their own state
+(finished videos for mining, the rolling checkpoint for training), so an interruption at any moment loses at most
+the work in flight.
+
+Layout of a run directory::
+
+    RUN/config.yaml            resolved config, versions, git SHA
+    RUN/demo_videos/           the built-in clips (only when no --videos is given)
+    RUN/pairs/                 the mined pair dataset (+ pairs_grid.png)
+    RUN/train/                 checkpoint.pt, log.jsonl, TensorBoard events
+    RUN/backbone.pt            exported weights (+ backbone.safetensors, model_card.json)
+    RUN/eval/<task>/           metrics.json, metrics.md, figures
+    RUN/report.html, RUN/summary.json
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from vidssl.config import Config, write_resolved
+from vidssl.errors import VidsslError
+from vidssl.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+STAGES = ("mine", "train", "export", "eval", "report")
+
+
+@dataclass
+class EvalSet:
+    """One evaluation to run: ``task`` is retrieval, davis or flow; ``kind`` refines retrieval's layout."""
+
+    task: str
+    name: str
+    path: Path
+    kind: str = "auto"
+
+
+def discover_eval_sets(root: Path | None, held_out_pairs: Path | None) -> list[EvalSet]:
+    """Evaluation data found under ``root`` (a $VIDSSL_DATA-style folder, or one dataset folder itself).
+
+    Recognised: ``retrieval/<set>/`` (image folders or labels.csv), ``davis/`` (JPEGImages + Annotations),
+    ``flow/`` (Sintel / Middlebury / KITTI pairs). ``held_out_pairs`` (tracks mined from videos not used for
+    training) adds track-instance retrieval.
+    """
+    sets: list[EvalSet] = []
+    if root is not None:
+        root = Path(root)
+        if not root.is_dir():
+            raise VidsslError(f"--eval-data {root}: no such folder")
+        if (root / "JPEGImages").is_dir():
+            return [EvalSet("davis", "davis", root), EvalSet("retrieval", "davis_instances", root, "davis")]
+        retrieval = root / "retrieval"
+        if retrieval.is_dir():
+            for sub in sorted(p for p in retrieval.iterdir() if p.is_dir()):
+                sets.append(EvalSet("retrieval", sub.name, sub, "images"))
+        elif (root / "labels.csv").is_file():
+            sets.append(EvalSet("retrieval", root.name, root, "images"))
+        if (root / "davis" / "JPEGImages").is_dir():
+            sets.append(EvalSet("retrieval", "davis_instances", root / "davis", "davis"))
+            sets.append(EvalSet("davis", "davis", root / "davis"))
+        if (root / "flow").is_dir():
+            sets.append(EvalSet("flow", "flow", root / "flow"))
+    if held_out_pairs is not None and (held_out_pairs / "manifest.jsonl").is_file():
+        sets.append(EvalSet("retrieval", "tracks_held_out", held_out_pairs, "tracks"))
+    return sets
+
+
+class Stages:
+    """Markers of completed stages in ``RUN/stages``; a marker holds the stage's result."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = run_dir / "stages"
+
+    def done(self, stage: str) -> dict | None:
+        path = self.dir / f"{stage}.json"
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return None  # a marker is written atomically, so this is a hand-edited file: redo the stage
+
+    def mark(self, stage: str, result: dict) -> None:
+        atomic_write_json(self.dir / f"{stage}.json", result)
+
+
+def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict]) -> dict | None:
+    if not enabled:
+        log.info("[%s] disabled in config (pretrain.run_%s: false)", name, name)
+        return None
+    previous = stages.done(name)
+    if previous is not None:
+        log.info("[%s] already complete, skipped", name)
+        return previous
+    start = time.monotonic()
+    log.info("[%s] ...", name)
+    result = fn()
+    result = {**result, "seconds": round(time.monotonic() - start, 1)}
+    stages.mark(name, result)
+    return result
+
+
+def default_eval_root() -> Path | None:
+    env = os.environ.get("VIDSSL_DATA")
+    return Path(env) if env and Path(env).is_dir() else None
+
+
+def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None, eval_data: str | Path | None = None,
+             budget_minutes: float | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run every stage into ``run_dir``; returns the summary (also in ``RUN/summary.json``)."""
+    import tracking
+    from vidssl.demo import make_demo_videos
+    from vidssl.eval.baselines import feature_models
+    from vidssl.export import export_backbone
+    from vidssl.report import build_report
+    from vidssl.train import train
+
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    if budget_minutes is not None:
+        cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, budget_minutes=budget_minutes))
+    p = cfg.pretrain
+    write_resolved(cfg, run)
+    stages = Stages(run)
+    deadline = time.monotonic() + 60 * p.budget_minutes
+    held_out_videos: Path | None = None
+    if videos is None:
+        d = cfg.demo
+        videos = run / "demo_videos"
+        make_demo_videos(videos, d.num, d.seed, d.frames, d.width, d.height, d.fps)
+        # clips from another seed, never trained on: the track-retrieval evaluation of the demo run
+        held_out_videos = run / "demo_videos_held_out"
+        make_demo_videos(held_out_videos, max(2, d.num // 2), d.seed + 1000, d.frames, d.width, d.height, d.fps)
+    videos = Path(videos)
+    if eval_data is None:
+        eval_data = default_eval_root()
+
+    def remaining_s() -> float:
+        return max(0.0, deadline - time.monotonic())
+
+    def mine() -> dict:
+        mine_budget = remaining_s() * p.mine_fraction
+        summary = tracking.mine_folder(videos, run / "pairs", cfg.mine, video_backend=cfg.video.backend,
+                                       workers=p.mine_workers, seed=cfg.seed, progress=progress,
+                                       time_budget_s=mine_budget)
+        if held_out_videos is not None:
+            tracking.mine_folder(held_out_videos, run / "pairs_held_out", cfg.mine, video_backend=cfg.video.backend,
+                                 workers=p.mine_workers, seed=cfg.seed, progress=progress)
+        if not summary.get("pairs"):
+            raise VidsslError(f"mining {videos} produced no pairs (see {run / 'pairs' / 'dataset.json'}); "
+                              "check the videos have moving objects, or relax mine.* thresholds")
+        from tracking.show import pairs_grid
+
+        pairs_grid(run / "pairs", run / "pairs" / "pairs_grid.png", n=48, seed=cfg.seed)
+        return {"pairs": summary["pairs"], "videos_mined": summary["videos"]["mined"]}
+
+    def train_stage() -> dict:
+        # training takes its share of what is left, keeping the rest for evaluation
+        minutes = remaining_s() * p.train_fraction / 60
+        stats = train(run / "pairs", run / "train", cfg, budget_minutes=minutes, progress=progress)
+        return {k: v for k, v in stats.items() if isinstance(v, (int, float, str))}
+
+    def export_stage() -> dict:
+        path = export_backbone(run / "train", run / "backbone.pt")
+        return {"weights": str(path)}
+
+    def eval_stage() -> dict:
+        from vidssl.eval.davis import evaluate_davis
+        from vidssl.eval.flow import evaluate_flow
+        from vidssl.eval.retrieval import evaluate_retrieval
+
+        models = feature_models([run / "backbone.pt"], seed=cfg.seed)
+        held_out = run / "pairs_held_out" if held_out_videos is not None else None
+        results = {}
+        for es in discover_eval_sets(Path(eval_data) if eval_data else None, held_out):
+            out = run / "eval" / (es.name if es.task == "retrieval" else es.task)
+            if (out / "metrics.json").is_file():
+                results[out.name] = json.loads((out / "metrics.json").read_text())
+                continue
+            log.info("[eval] %s on %s", es.task, es.path)
+            if es.task == "retrieval":
+                results[out.name] = evaluate_retrieval(models, es.path, out, cfg.eval.retrieval, kind=es.kind)
+            elif es.task == "davis":
+                results[out.name] = evaluate_davis(models, es.path, out, cfg.eval.davis)
+            else:
+                results[out.name] = evaluate_flow(models, es.path, out, cfg.eval.flow,
+                                                  budget_minutes=max(0.5, remaining_s() / 60 / 2))
+        return {"tasks": sorted(results)}
+
+    results = {
+        "mine": _run_stage(stages, "mine", p.run_mine, mine),
+        "train": _run_stage(stages, "train", p.run_train, train_stage),
+        "export": _run_stage(stages, "export", p.run_export, export_stage),
+        "eval": _run_stage(stages, "eval", p.run_eval, eval_stage),
+    }
+    if p.run_report:
+        build_report(run)
+    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+    summary["stages"] = results
+    atomic_write_json(run / "summary.json", summary)
+    return summary

@@ -1,0 +1,217 @@
+"""``RUN/report.html`` (self-contained: figures inlined, charts as inline SVG, no network) and ``RUN/summary.json``.
+
+The report only reads what the stages left in the run directory, so it can be rebuilt at any time:
+``pairs/dataset.json`` and ``pairs/pairs_grid.png`` (mining), ``train/log.jsonl`` (training curves),
+``backbone.pt`` / ``model_card.json`` (export) and ``eval/<task>/metrics.json`` plus the PNGs beside them.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from vidssl.io import atomic_write_json, atomic_write_text
+
+CURVES = (  # (title, keys of a training log record, y label)
+    ("Loss", ("loss",), "loss"),
+    ("Active triplets", ("active_fraction",), "fraction"),
+    ("Distances", ("d_ap", "d_an"), "1 - cos"),
+    ("Cosine of positives / negatives", ("cos_pos", "cos_neg"), "cosine"),
+    ("Learning rate", ("lr",), "lr"),
+)
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Records of a JSON-lines file; a torn last line (a killed writer) is ignored."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def svg_line_chart(series: dict[str, list[tuple[float, float]]], title: str, ylabel: str,
+                   width: int = 420, height: int = 240) -> str:
+    """An inline SVG line chart of ``{name: [(x, y), ...]}`` with axes ticks and a legend."""
+    points = [p for values in series.values() for p in values if math.isfinite(p[1])]
+    if not points:
+        return ""
+    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
+    y0, y1 = min(p[1] for p in points), max(p[1] for p in points)
+    if x1 == x0:
+        x1 = x0 + 1
+    if y1 == y0:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+    left, right, top, bottom = 56, 10, 24, 34
+
+    def sx(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * (width - left - right)
+
+    def sy(y: float) -> float:
+        return height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'font-family="sans-serif" font-size="11">',
+             f'<text x="{width / 2}" y="14" text-anchor="middle" font-weight="bold">{html.escape(title)}</text>',
+             f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#333"/>',
+             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#333"/>']
+    for k in range(5):
+        yv = y0 + (y1 - y0) * k / 4
+        xv = x0 + (x1 - x0) * k / 4
+        parts.append(f'<text x="{left - 4}" y="{sy(yv) + 4:.1f}" text-anchor="end">{yv:.3g}</text>')
+        parts.append(f'<line x1="{left}" y1="{sy(yv):.1f}" x2="{width - right}" y2="{sy(yv):.1f}" stroke="#eee"/>')
+        parts.append(f'<text x="{sx(xv):.1f}" y="{height - bottom + 14}" text-anchor="middle">{xv:.4g}</text>')
+    parts.append(f'<text x="{width / 2}" y="{height - 4}" text-anchor="middle">step</text>')
+    parts.append(f'<text x="12" y="{height / 2}" transform="rotate(-90 12 {height / 2})" '
+                 f'text-anchor="middle">{html.escape(ylabel)}</text>')
+    for k, (name, values) in enumerate(series.items()):
+        pts = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in values if math.isfinite(y))
+        color = COLORS[k % len(COLORS)]
+        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{pts}"/>')
+        parts.append(f'<text x="{width - right - 4}" y="{top + 12 + 13 * k}" text-anchor="end" '
+                     f'fill="{color}">{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _img(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+            f'<figcaption>{html.escape(caption)}</figcaption></figure>')
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        return html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def headline_metrics(eval_results: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """Per task, per model, the one number a reader looks at first (higher is better except flow EPE)."""
+    out: dict[str, dict[str, float]] = {}
+    for task, result in eval_results.items():
+        models = result.get("models", result)
+        row = {}
+        for model, metrics in models.items():
+            if not isinstance(metrics, dict):
+                continue
+            for key in ("JF_mean", "map_at_r", "epe"):
+                if isinstance(metrics.get(key), (int, float)):
+                    row[model] = float(metrics[key])
+                    break
+        if row:
+            out[task] = row
+    return out
+
+
+def _metric_rows(result: dict) -> tuple[list[dict], list[str]]:
+    models = result.get("models", result)
+    rows, columns = [], ["model"]
+    for model, metrics in models.items():
+        if not isinstance(metrics, dict):
+            continue
+        row = {"model": model}
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                row[key] = value
+                if key not in columns:
+                    columns.append(key)
+            elif key == "recall_at_k" and isinstance(value, dict):
+                for k, v in value.items():
+                    row[f"R@{k}"] = v
+                    if f"R@{k}" not in columns:
+                        columns.append(f"R@{k}")
+        rows.append(row)
+    return rows, columns
+
+
+def build_report(run_dir: str | Path) -> Path:
+    """Write ``report.html`` and ``summary.json`` into ``run_dir`` from what the stages left there."""
+    run = Path(run_dir)
+    sections: list[str] = []
+    summary: dict[str, Any] = {"run_dir": str(run)}
+
+    dataset_path = run / "pairs" / "dataset.json"
+    if dataset_path.is_file():
+        ds = json.loads(dataset_path.read_text())
+        videos = ds.get("videos", {})
+        summary["data"] = {"pairs": ds.get("pairs"), "videos_found": videos.get("found"),
+                           "videos_mined": videos.get("mined"),
+                           "videos_skipped": {k: len(v) for k, v in videos.get("skipped", {}).items()},
+                           "tracks_rejected": ds.get("tracks_rejected", {})}
+        skipped = "".join(f"<li>{html.escape(reason)}: {html.escape(', '.join(paths))}</li>"
+                          for reason, paths in videos.get("skipped", {}).items()) or "<li>none</li>"
+        rejects = _table([{"reason": k, "tracks": v} for k, v in sorted(ds.get("tracks_rejected", {}).items())],
+                         ["reason", "tracks"])
+        per_video = ds.get("pairs_per_video")
+        per_video_html = _table([{"video": k, "pairs": v} for k, v in per_video.items()], ["video", "pairs"]) \
+            if isinstance(per_video, dict) else ""
+        sections.append(
+            f"<h2>Data</h2><p>{videos.get('found', '?')} videos found, {videos.get('mined', '?')} mined, "
+            f"<b>{ds.get('pairs', '?')}</b> positive pairs.</p><p>Skipped videos:</p><ul>{skipped}</ul>"
+            f"<p>Tracks rejected, by reason:</p>{rejects}{per_video_html}")
+        for grid in sorted((run / "pairs").glob("*.png")):
+            sections.append(_img(grid, f"mined pairs ({grid.name}): first patch | last patch"))
+
+    log = read_jsonl(run / "train" / "log.jsonl")
+    train_records = [r for r in log if "step" in r and "loss" in r]
+    if train_records:
+        charts = []
+        for title, keys, ylabel in CURVES:
+            series = {k: [(r["step"], float(r[k])) for r in train_records if isinstance(r.get(k), (int, float))]
+                      for k in keys}
+            series = {k: v for k, v in series.items() if v}
+            if series:
+                charts.append(svg_line_chart(series, title, ylabel))
+        last = train_records[-1]
+        summary["train"] = {k: last[k] for k in ("step", "loss", "active_fraction", "cos_pos", "cos_neg")
+                            if k in last}
+        sections.append("<h2>Training</h2><div class='charts'>" + "".join(charts) + "</div>")
+        for grid in sorted((run / "train").glob("*.png")):
+            sections.append(_img(grid, grid.stem.replace("_", " ")))
+
+    card_path = run / "model_card.json"
+    if card_path.is_file():
+        card = json.loads(card_path.read_text())
+        summary["weights"] = str(run / "backbone.pt")
+        summary["model_card"] = {k: card[k] for k in ("arch", "input_size", "steps") if k in card}
+        sections.append("<h2>Exported backbone</h2><pre>" + html.escape(json.dumps(card, indent=2)[:4000])
+                        + "</pre>")
+
+    eval_results: dict[str, dict] = {}
+    for metrics_path in sorted((run / "eval").glob("*/metrics.json")):
+        task = metrics_path.parent.name
+        result = json.loads(metrics_path.read_text())
+        eval_results[task] = result
+        rows, columns = _metric_rows(result)
+        block = [f"<h3>{html.escape(task)}</h3>", _table(rows, columns)]
+        for png in sorted(metrics_path.parent.rglob("*.png"))[:12]:
+            block.append(_img(png, f"{task}: {png.relative_to(metrics_path.parent)}"))
+        sections.append("".join(block))
+    if eval_results:
+        sections.insert(len(sections) - len(eval_results), "<h2>Evaluation</h2>")
+        summary["headline"] = headline_metrics(eval_results)
+
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>vidssl report</title><style>"
+            "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+            "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+            "text-align:right}th{background:#f4f4f4}td:first-child{text-align:left}"
+            "img{max-width:100%}figure{margin:1em 0}.charts svg{margin:4px}pre{background:#f8f8f8;padding:8px}"
+            "</style></head><body><h1>vidssl run: " + html.escape(run.name) + "</h1>"
+            + "".join(sections) + "</body></html>")
+    atomic_write_text(run / "report.html", page)
+    atomic_write_json(run / "summary.json", summary)
+    return run / "report.html"
