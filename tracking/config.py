@@ -1,14 +1,96 @@
-"""Configuration of the tracking (mining) stage. Owned by tracking/; composed into vidssl.config.Config."""
+"""Configuration of the tracking (mining) stage. Owned by tracking/; composed into vidssl.config.Config.
+
+Paper values (Wang & Gupta 2015, section 3) are the defaults except the moving-fraction band, which the paper set to
+25-75% and which rejects every frame of some hand-held and animated clips; ``configs/mine_paper.yaml`` restores it.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vidssl.errors import ConfigError
 from vidssl.schema import opt
+
+MOTION_METHODS = ("lk", "dis", "orb", "sift")  # tracking.motion.CORRESPONDENCES; kept cv2-free here
+TRACKERS = ("kcf", "csrt")  # tracking.track.TRACKERS
 
 
 @dataclass
 class MineConfig:
     """mining positive pairs by tracking moving regions (vidssl mine)"""
 
-    track_length: int = opt(30, "frames a region is tracked; the pair is (first patch, last patch)")
+    working_side: int = opt(600, "long side (px) frames are analysed and tracked at; larger videos are downscaled at "
+                                 "decode (paper: 448x600), smaller ones are not upscaled")
+    motion_method: str = opt("lk", "point correspondences for camera compensation: lk (grid points + pyramidal LK, "
+                                   "as dense trajectories) | dis (dense DIS flow on a grid) | orb | sift")
+    motion_points: int = opt(400, "points (about) followed per analysed frame pair")
+    move_threshold: float = opt(0.5, "a point moves when its residual after the camera homography exceeds this many "
+                                     "working px per frame (paper: 0.5)")
+    ransac_px: float = opt(0.5, "RANSAC inlier distance (working px) of the background homography; as move_threshold, "
+                                "so the points the camera explains are exactly the still ones")
+    min_moving_fraction: float = opt(0.1, "a start frame is rejected as too static below this share of moving "
+                                          "points (paper: 0.25, see configs/mine_paper.yaml)")
+    max_moving_fraction: float = opt(0.9, "a start frame is rejected (camera shake, failed compensation) above "
+                                          "this share of moving points (paper: 0.75)")
+    box_fraction: float = opt(0.5, "side of the square box as a fraction of the frame's short side "
+                                   "(paper: 227 px in 448x600, 0.507)")
+    min_box_px: int = opt(32, "videos whose box would be smaller than this many source px are skipped (too_small)")
+    min_box_points: int = opt(8, "moving points a box must hold to start a track")
+    edge_margin: float = opt(0.05, "boxes start only this far (fraction of the short side) inside the frame edge; "
+                                   "a box touching the edge ends its track (border padding would enter the patch)")
+    boxes_per_start: int = opt(2, "at most this many non-overlapping boxes start tracks on one start frame")
+    start_stride: int = opt(10, "frames between candidate start frames (at least; longer videos spread their "
+                                "max_start_frames over the whole length)")
+    max_start_frames: int = opt(64, "candidate start frames per video, spread evenly through it")
+    max_active_tracks: int = opt(2, "tracks followed at once; bounds the tracking cost per frame (start frames "
+                                    "arriving while this many run are passed)")
+    track_length: int = opt(30, "frames a region is tracked; the pair is (first patch, last patch) (paper: 30)")
+    tracker: str = opt("kcf", "tracker: kcf (reports its failures) | csrt (slower, never reports failure: drifts)")
+    track_box_px: int = opt(32, "trackers run on frames scaled so the box is about this many px; KCF's cost grows "
+                                "with box area (about 1.3 ms per update at 64 px, 30 ms at 227 px)")
+    cut_threshold: float = opt(0.6, "a frame starts a new shot when 1 - NCC of its 32x24 grey thumbnail with the "
+                                    "previous frame's exceeds this")
+    min_patch_ncc: float = opt(0.5, "appearance check: consecutive tracked patches (16x16 grey) must correlate at "
+                                    "least this much")
+    frozen_mad: float = opt(2.0, "a last patch whose mean absolute grey difference to the first is below this "
+                                 "is a frozen tracker (rejected)")
+    max_pairs_per_video: int = opt(64, "cap on pairs per video, so one clip cannot dominate the set")
+    region_grid: int = opt(3, "the frame is split into region_grid x region_grid regions for the per-region cap")
+    max_pairs_per_region: int = opt(16, "cap on pairs per video whose start box centre falls in one region")
     patch_size: int = opt(96, "side of the stored square patches in pixels")
+    store_tracks: bool = opt(False, "also store every intermediate patch of each kept track (track_shard files)")
+
+    def validate(self) -> None:
+        def bad(key: str, why: str) -> ConfigError:
+            return ConfigError(f"config key 'mine.{key}': {why}, got {getattr(self, key)!r}")
+
+        if self.motion_method not in MOTION_METHODS:
+            raise bad("motion_method", f"must be one of {list(MOTION_METHODS)}")
+        if self.tracker not in TRACKERS:
+            raise bad("tracker", f"must be one of {list(TRACKERS)}")
+        for key in ("working_side", "motion_points", "min_box_px", "boxes_per_start", "start_stride",
+                    "max_start_frames", "max_active_tracks", "track_length", "track_box_px", "max_pairs_per_video",
+                    "region_grid", "max_pairs_per_region", "patch_size"):
+            if getattr(self, key) < 1:
+                raise bad(key, "must be >= 1")
+        if self.working_side < 64:
+            raise bad("working_side", "must be >= 64")
+        if self.track_box_px < 16:
+            raise bad("track_box_px", "must be >= 16 (KCF needs some texture to correlate)")
+        for key in ("move_threshold", "ransac_px"):
+            if getattr(self, key) <= 0:
+                raise bad(key, "must be > 0")
+        for key in ("min_moving_fraction", "max_moving_fraction", "min_patch_ncc"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise bad(key, "must be in [0, 1]")
+        if self.min_moving_fraction >= self.max_moving_fraction:
+            raise bad("min_moving_fraction", f"must be below max_moving_fraction ({self.max_moving_fraction})")
+        if not 0.0 < self.box_fraction <= 0.9:
+            raise bad("box_fraction", "must be in (0, 0.9]")
+        if not 0.0 <= self.edge_margin < 0.25:
+            raise bad("edge_margin", "must be in [0, 0.25)")
+        if self.cut_threshold <= 0:
+            raise bad("cut_threshold", "must be > 0")
+        if self.frozen_mad < 0:
+            raise bad("frozen_mad", "must be >= 0")
+        if self.min_box_points < 1:
+            raise bad("min_box_points", "must be >= 1")

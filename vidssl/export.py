@@ -118,13 +118,38 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
         raise ModelFileError(f"{path}: weights do not fit arch '{backbone.arch}': {len(missing)} missing keys "
                              f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}); "
                              f"is the model card beside it from another export?")
-    try:
-        backbone.load_state_dict(state, strict=True)
-    except RuntimeError as e:  # same keys, other shapes (e.g. another width or patch size)
-        raise ModelFileError(f"{path}: weights do not fit arch '{backbone.arch}': {str(e)[:300]}") from None
+    expected = backbone.state_dict()
+    wrong = [k for k, v in state.items() if v.shape != expected[k].shape]
+    if wrong:  # same names, other sizes: another width, head or patch size than the card says
+        k = wrong[0]
+        raise ModelFileError(f"{path}: weights do not fit arch '{backbone.arch}' with {card_path(path).name}'s "
+                             f"settings: {len(wrong)} tensors differ in shape, e.g. {k} is {list(state[k].shape)} "
+                             f"in the file but {list(expected[k].shape)} here")
+    backbone.load_state_dict(state, strict=True)
     return backbone.to(map_location).eval()
 
 
 def _key_mismatch(module: torch.nn.Module, state: dict) -> tuple[list[str], list[str]]:
     expected = set(module.state_dict())
     return sorted(expected - set(state)), sorted(set(state) - expected)
+
+
+def export_backbone(run_dir: str | os.PathLike, out_path: str | os.PathLike, safetensors: bool = True) -> Path:
+    """Cut the backbone out of ``run_dir/checkpoint.pt`` into ``out_path`` (+ ``.safetensors``, model card)."""
+    from vidssl.train import CHECKPOINT, load_checkpoint
+
+    ckpt_path = Path(run_dir) / CHECKPOINT
+    if not ckpt_path.is_file():
+        raise ModelFileError(f"{run_dir}: no {CHECKPOINT}; train first with `vidssl train PAIRS --out {run_dir}`")
+    ckpt = load_checkpoint(ckpt_path)
+    spec = dict(ckpt["backbone"])
+    backbone = build_backbone(spec.pop("arch"), **spec)
+    prefix = "backbone."
+    backbone.load_state_dict({k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)},
+                             strict=True)
+    training = {
+        "steps": ckpt["step"], "total_steps": ckpt["total_steps"], "complete": ckpt["step"] >= ckpt["total_steps"],
+        "data": ckpt["pairs"], "embed_dim": ckpt["embed_dim"], "head": ckpt["head"],
+        "world_size": ckpt["world_size"], "final_metrics": ckpt["metrics"], "checkpoint": str(ckpt_path.resolve()),
+    }
+    return save_backbone(backbone, out_path, {"training": training, "config": ckpt["config"]}, safetensors)

@@ -110,17 +110,23 @@ LOSSES = {  # name -> (class, its standard distance)
 }
 
 
-def reduce_mean(values: torch.Tensor, t: Triplets) -> torch.Tensor:
-    """Mean over all triplets (0, still attached to the graph, when there are none)."""
+def reduce_mean(values: torch.Tensor, t: Triplets, capacity: int) -> torch.Tensor:
+    """Mean over the mined triplets (0, still attached to the graph, when there are none)."""
     return values.sum() / max(values.numel(), 1)
 
 
-def reduce_mean_active(values: torch.Tensor, t: Triplets) -> torch.Tensor:
+def reduce_mean_active(values: torch.Tensor, t: Triplets, capacity: int) -> torch.Tensor:
     """Mean over the triplets with a non-zero loss (0 when none is active)."""
     return values.sum() / (values > 0).sum().clamp_min(1)
 
 
-def reduce_per_pair(values: torch.Tensor, t: Triplets) -> torch.Tensor:
+def reduce_fixed(values: torch.Tensor, t: Triplets, capacity: int) -> torch.Tensor:
+    """Sum over the mined triplets divided by ``capacity`` = P x K, what the miner could return at most, as in the
+    released RankHardLoss: a batch with few violators gives a small step instead of a magnified one."""
+    return values.sum() / capacity
+
+
+def reduce_per_pair(values: torch.Tensor, t: Triplets, capacity: int) -> torch.Tensor:
     """Mean over each anchor's negatives, then over the anchors that have any."""
     if values.numel() == 0:
         return values.sum()
@@ -130,7 +136,8 @@ def reduce_per_pair(values: torch.Tensor, t: Triplets) -> torch.Tensor:
     return (sums / counts).mean()
 
 
-REDUCERS = {"mean": reduce_mean, "mean_active": reduce_mean_active, "per_pair": reduce_per_pair}
+REDUCERS = {"mean": reduce_mean, "mean_active": reduce_mean_active, "fixed": reduce_fixed,
+            "per_pair": reduce_per_pair}
 
 
 def build_loss(cfg: LossConfig):

@@ -10,7 +10,7 @@ ARCH_NAMES = ("smallcnn", "alexnet_wang2015", "resnet18", "resnet50")  # vidssl.
 HEAD_NAMES = ("linear", "mlp", "identity")
 LOSS_NAMES = ("ranking", "triplet", "contrastive")
 DISTANCE_NAMES = ("cosine", "sqeuclidean", "euclidean")
-REDUCER_NAMES = ("mean", "mean_active", "per_pair")
+REDUCER_NAMES = ("mean", "mean_active", "fixed", "per_pair")
 MINER_NAMES = ("random", "hard", "semihard")
 
 
@@ -74,8 +74,9 @@ class LossConfig:
     symmetric: bool = opt(True, "also hinge the positive against the negative, as in the released RankHardLoss")
     distance: str | None = opt(None, "override the loss's own distance: cosine (1 - cos) | sqeuclidean | euclidean; "
                                      "null: ranking uses cosine, triplet sqeuclidean, contrastive euclidean")
-    reducer: str = opt("mean", "mean (over all triplets) | mean_active (over triplets with a non-zero loss) | "
-                               "per_pair (mean over each pair's negatives, then over pairs)")
+    reducer: str = opt("fixed", "fixed (sum / (P x K), as the released RankHardLoss) | mean (over the mined "
+                                "triplets) | mean_active (over those with a non-zero loss) | per_pair (mean over "
+                                "each pair's negatives, then over pairs)")
 
     def validate(self) -> None:
         _choice("loss", "name", self.name, LOSS_NAMES)
@@ -133,7 +134,8 @@ class TrainConfig:
     warmup_steps: int = opt(20, "linear lr warm-up steps")
     device: str = opt("auto", "auto (cuda if available) | cpu | cuda")
     precision: str = opt("bf16", "bf16 (autocast on CPU and CUDA) | fp16 (CUDA, with a grad scaler) | fp32")
-    channels_last: bool = opt(True, "channels_last memory format on CUDA (faster convolutions with bf16)")
+    channels_last: bool = opt(True, "channels_last memory format for the model and its input (faster bf16 "
+                                    "convolutions on CUDA, and on the CPU in our measurements)")
     threads: int = opt(0, "CPU threads of torch (0: torch's default)")
     deterministic: bool = opt(True, "deterministic algorithms (on CPU, a resumed run then matches an uninterrupted "
                                     "one exactly)")

@@ -1,4 +1,4 @@
-"""`vidssl eval davis`: DAVIS label propagation: J, F and J&F against baselines."""
+"""`vidssl eval davis`: DAVIS label propagation (J, F, J&F) of exported backbones against baselines."""
 from __future__ import annotations
 
 NAME = "davis"
@@ -6,10 +6,29 @@ HELP = "DAVIS label propagation: J, F and J&F against baselines"
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("--weights", metavar="FILE", nargs="+", action="extend", default=[],
+                        help="exported backbone.pt file(s), compared side by side (repeatable)")
+    parser.add_argument("--data", metavar="DIR", required=True,
+                        help="DAVIS-layout folder with JPEGImages/480p and Annotations/480p (e.g. $VIDSSL_DATA/davis)")
+    parser.add_argument("--out", metavar="EVAL", required=True,
+                        help="output folder: metrics.json, metrics.md, overlays/<model>/<sequence>.png")
+    parser.add_argument("--arch", default=None,
+                        help="architecture of the random-init baseline when no --weights is given "
+                             "(default: config model.arch)")
 
 
 def run(args, cfg) -> int:
-    from vidssl.cli import NotBuiltYet
+    from pathlib import Path
 
-    raise NotBuiltYet("'vidssl eval davis' is not built yet")
+    from vidssl.config import write_resolved
+    from vidssl.eval.baselines import feature_models
+    from vidssl.eval.davis import evaluate_davis
+
+    arch = args.arch or (None if args.weights else cfg.model.arch)
+    models = feature_models(args.weights, arch=arch, seed=cfg.seed)
+    out = Path(args.out)
+    write_resolved(cfg, out)
+    evaluate_davis(models, args.data, out, cfg.eval.davis, progress=False if args.quiet else None)
+    print((out / "metrics.md").read_text(), end="")
+    print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'} and overlays in {out / 'overlays'}")
+    return 0

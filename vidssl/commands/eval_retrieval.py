@@ -9,7 +9,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--weights", metavar="FILE", nargs="+", action="extend", default=[],
                         help="exported backbone.pt file(s), compared side by side (repeatable)")
     parser.add_argument("--data", metavar="DIR", required=True,
-                        help="labels.csv or <class>/*.jpg folder, DAVIS folder, or pair dataset from `vidssl mine`")
+                        help="labels.csv or <class>/*.jpg folder, DAVIS folder, pair dataset from `vidssl mine`, "
+                             "or a folder of videos (mined into OUT/pairs first)")
     parser.add_argument("--out", metavar="EVAL", required=True,
                         help="output folder: metrics.json, metrics.md, grid_<model>.png")
     parser.add_argument("--kind", choices=("auto", "images", "davis", "tracks"), default="auto",
@@ -25,13 +26,21 @@ def run(args, cfg) -> int:
     from vidssl.config import write_resolved
     from vidssl.eval.baselines import feature_models
     from vidssl.eval.retrieval import evaluate_retrieval
+    from vidssl.eval.retrieval_data import detect_kind
 
     arch = args.arch or (None if args.weights else cfg.model.arch)
     models = feature_models(args.weights, arch=arch, seed=cfg.seed)
     out = Path(args.out)
     write_resolved(cfg, out)
-    result = evaluate_retrieval(models, args.data, out, cfg.eval.retrieval, kind=args.kind,
-                                progress=not args.quiet)
+    data, kind = Path(args.data), args.kind
+    if kind in ("auto", "tracks") and detect_kind(data) == "videos":
+        from tracking import mine_folder
+
+        # instance retrieval on plain videos: the tracking stage's pairs, resumable in OUT/pairs
+        data, kind = out / "pairs", "tracks"
+        mine_folder(args.data, data, cfg.mine, video_backend=cfg.video.backend, seed=cfg.seed,
+                    progress=not args.quiet)
+    result = evaluate_retrieval(models, data, out, cfg.eval.retrieval, kind=kind, progress=not args.quiet)
     print((out / "metrics.md").read_text(), end="")
     print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'} and {len(result['grids'])} neighbour grid(s)")
     return 0

@@ -6,10 +6,20 @@ HELP = "Export backbone weights that load in one line (torchvision key names)"
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("run", metavar="RUN", help="training run folder (holds checkpoint.pt)")
+    parser.add_argument("--out", required=True, metavar="FILE",
+                        help="weights file, e.g. backbone.pt; FILE.safetensors and model_card.json go beside it")
 
 
 def run(args, cfg) -> int:
-    from vidssl.cli import NotBuiltYet
+    import json
 
-    raise NotBuiltYet("'vidssl export' is not built yet")
+    from vidssl.export import card_path, export_backbone
+
+    path = export_backbone(args.run, args.out, safetensors=cfg.export.safetensors)
+    card = json.loads(card_path(path).read_text())
+    t = card["training"]
+    note = "" if t["complete"] else " (run incomplete: rerun `vidssl train` into it to finish)"
+    print(f"export: {card['arch']} backbone after {t['steps']}/{t['total_steps']} steps{note} -> {', '.join(card['files'])}"
+          f" + {card_path(path).name} in {path.parent}; load with vidssl.load_backbone('{path}')")
+    return 0

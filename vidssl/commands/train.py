@@ -6,10 +6,24 @@ HELP = "Train the Siamese-triplet ranking network on mined pairs"
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("pairs", metavar="PAIRS", help="pair dataset folder written by `vidssl mine`")
+    parser.add_argument("--out", required=True, metavar="RUN",
+                        help="run folder: checkpoint.pt, log.jsonl, tb/ (rerunning into it continues the run)")
+    parser.add_argument("--resume", action="store_true", help="require an existing checkpoint in RUN and continue it")
+    parser.add_argument("--budget-minutes", type=float, metavar="N",
+                        help="stop cleanly after N minutes (overrides train.budget_minutes)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides train.device")
 
 
 def run(args, cfg) -> int:
-    from vidssl.cli import NotBuiltYet
+    from vidssl.train import train
 
-    raise NotBuiltYet("'vidssl train' is not built yet")
+    stats = train(args.pairs, args.out, cfg, budget_minutes=args.budget_minutes, device=args.device,
+                  resume=args.resume, progress=not args.quiet)
+    if stats.get("world_size", 1) > 1 and int(__import__("os").environ.get("RANK", "0")) != 0:
+        return 0
+    state = "finished" if stats["stopped"] == "done" else "stopped at the time budget (rerun to continue)"
+    print(f"train: {state}: step {stats['step']}/{stats['total_steps']} in {stats['minutes']:.1f} min; "
+          f"loss {stats.get('loss', float('nan')):.4f}, cos(a,p) {stats.get('pos_cos', float('nan')):.2f}, "
+          f"cos(a,neg) {stats.get('neg_cos') or float('nan'):.2f}; checkpoint {stats['checkpoint']}")
+    return 0

@@ -51,19 +51,26 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def make_loader(dataset: PairPatches, sampler: PairBatchSampler, cfg: DataConfig, pin_memory: bool) -> DataLoader:
+def make_loader(dataset: PairPatches, sampler: PairBatchSampler, cfg: DataConfig, pin_memory: bool,
+                seed: int = 0) -> DataLoader:
     """Batches of ``(uint8 [P, 2, S, S, 3], int64 [P] pair indices)`` in the sampler's order."""
     workers = cfg.num_workers
+    # its own generator: starting an iterator must not draw from the global torch RNG, which a resumed run restores
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin_memory,
+                      generator=torch.Generator().manual_seed(seed),
                       worker_init_fn=_worker_init if workers else None,
                       prefetch_factor=cfg.prefetch if workers else None, persistent_workers=False)
 
 
 def to_input(patches: torch.Tensor, mean, std, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """uint8 [P, 2, S, S, 3] -> float [2P, 3, S, S] normalised: anchors (first patches) then positives."""
-    x = torch.cat([patches[:, 0], patches[:, 1]]).to(device, non_blocking=True)
-    x = x.permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    x = (x - m) / s
-    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    """uint8 [P, 2, S, S, 3] -> float [2P, 3, S, S] normalised: anchors (first patches) then positives.
+
+    The result is channels_last in memory (a free permute of the HWC patches); ``channels_last=False`` copies it
+    to the contiguous layout. One uint8 copy, one conversion and two in-place passes: several times faster than
+    cat + permute + out-of-place arithmetic on 2 shared cores.
+    """
+    s = patches.shape[2]
+    x = patches.to(device, non_blocking=True).transpose(0, 1).reshape(-1, s, s, 3).permute(0, 3, 1, 2).float()
+    x.sub_(torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255.0)
+    x.div_(torch.tensor(std, device=device).view(1, 3, 1, 1) * 255.0)
+    return x if channels_last else x.contiguous()

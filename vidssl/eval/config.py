@@ -28,21 +28,18 @@ class RetrievalConfig:
     grid_neighbours: int = opt(5, "nearest neighbours shown per query in the PNG grid")
 
     def validate(self) -> None:
-        from vidssl.errors import ConfigError
-
-        checks = {"image_size": self.image_size >= 32, "batch_size": self.batch_size >= 1,
-                  "num_workers": self.num_workers >= 0, "min_gap": self.min_gap >= 1,
-                  "crop_margin": self.crop_margin >= 0, "min_object_pixels": self.min_object_pixels >= 1,
-                  "chunk_mb": self.chunk_mb > 0, "kmeans_iters": self.kmeans_iters >= 1,
-                  "grid_queries": self.grid_queries >= 1, "grid_neighbours": self.grid_neighbours >= 1,
-                  "device": self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")}
-        needs = {"image_size": ">= 32 (the backbones' smallest input)", "batch_size": ">= 1", "num_workers": ">= 0",
-                 "min_gap": ">= 1 (a query never retrieves itself)", "crop_margin": ">= 0",
-                 "min_object_pixels": ">= 1", "chunk_mb": "> 0", "kmeans_iters": ">= 1", "grid_queries": ">= 1",
-                 "grid_neighbours": ">= 1", "device": "auto, cpu, cuda or cuda:N"}
-        for key, ok in checks.items():
+        checks = (("image_size", self.image_size >= 32, ">= 32 (the backbones' smallest input)"),
+                  ("batch_size", self.batch_size >= 1, ">= 1"), ("num_workers", self.num_workers >= 0, ">= 0"),
+                  ("min_gap", self.min_gap >= 1, ">= 1 (a query never retrieves itself)"),
+                  ("crop_margin", self.crop_margin >= 0, ">= 0"),
+                  ("min_object_pixels", self.min_object_pixels >= 1, ">= 1"), ("chunk_mb", self.chunk_mb > 0, "> 0"),
+                  ("kmeans_iters", self.kmeans_iters >= 1, ">= 1"), ("grid_queries", self.grid_queries >= 1, ">= 1"),
+                  ("grid_neighbours", self.grid_neighbours >= 1, ">= 1"),
+                  ("device", self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+                   "auto, cpu, cuda or cuda:N"))
+        for key, ok, want in checks:
             if not ok:
-                raise ConfigError(f"config key 'eval.retrieval.{key}' must be {needs[key]}, got {getattr(self, key)!r}")
+                raise ConfigError(f"config key 'eval.retrieval.{key}': must be {want}, got {getattr(self, key)!r}")
 
 
 @dataclass
@@ -59,7 +56,7 @@ class FlowConfig:
     budget_minutes: float = opt(3.0, "wall-clock budget of transfer training, all models together (--budget-minutes)")
     steps: int = opt(3000, "at most this many transfer training steps per model")
     finetune: bool = opt(False, "fine-tune the backbone with the decoder (otherwise it stays frozen)")
-    lr: float = opt(0.001, "Adam learning rate of the transfer decoder, cosine-decayed over steps or budget")
+    lr: float = opt(0.002, "Adam learning rate of the transfer decoder, cosine-decayed over steps or budget")
     backbone_lr: float = opt(1.0e-5, "Adam learning rate of the backbone when finetune is true")
     batch_size: int = opt(8, "synthetic pairs per transfer training step")
     synthetic_size: list[int] = opt([128, 160], "height, width of the synthetic training pairs in pixels")
@@ -70,23 +67,22 @@ class FlowConfig:
     figures: bool = opt(True, "write one PNG per pair: frame 1, ground truth and each method's flow with its EPE")
 
     def validate(self) -> None:
-        checks = (
-            (self.max_displacement >= 1, "eval.flow.max_displacement must be >= 1"),
-            (self.temperature > 0, "eval.flow.temperature must be > 0"),
-            (self.budget_minutes >= 0, "eval.flow.budget_minutes must be >= 0"),
-            (self.steps >= 0, "eval.flow.steps must be >= 0"),
-            (self.lr > 0 and self.backbone_lr > 0, "eval.flow.lr and eval.flow.backbone_lr must be > 0"),
-            (self.batch_size >= 1, "eval.flow.batch_size must be >= 1"),
-            (len(self.synthetic_size) == 2 and min(self.synthetic_size) >= 32,
-             "eval.flow.synthetic_size must be [height, width], both >= 32"),
-            (self.max_motion >= 0, "eval.flow.max_motion must be >= 0"),
-            (len(self.num_shapes) == 2 and 0 <= self.num_shapes[0] <= self.num_shapes[1],
-             "eval.flow.num_shapes must be [min, max] with 0 <= min <= max"),
-            (self.checkpoint_seconds > 0, "eval.flow.checkpoint_seconds must be > 0"),
-        )
-        for ok, message in checks:
+        checks = (("max_displacement", self.max_displacement >= 1, ">= 1"),
+                  ("temperature", self.temperature > 0, "> 0"),
+                  ("budget_minutes", self.budget_minutes >= 0, ">= 0"), ("steps", self.steps >= 0, ">= 0"),
+                  ("lr", self.lr > 0, "> 0"), ("backbone_lr", self.backbone_lr > 0, "> 0"),
+                  ("batch_size", self.batch_size >= 1, ">= 1"),
+                  ("synthetic_size", len(self.synthetic_size) == 2 and min(self.synthetic_size) >= 32,
+                   "[height, width], both >= 32"),
+                  ("max_motion", self.max_motion >= 0, ">= 0"),
+                  ("num_shapes", len(self.num_shapes) == 2 and 0 <= self.num_shapes[0] <= self.num_shapes[1],
+                   "[min, max] with 0 <= min <= max"),
+                  ("checkpoint_seconds", self.checkpoint_seconds > 0, "> 0"),
+                  ("device", self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+                   "auto, cpu, cuda or cuda:N"))
+        for key, ok, want in checks:
             if not ok:
-                raise ConfigError(message)
+                raise ConfigError(f"config key 'eval.flow.{key}': must be {want}, got {getattr(self, key)!r}")
 
 
 @dataclass

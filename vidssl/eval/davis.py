@@ -9,9 +9,11 @@ frame is searched whole, as in CRW, so an object can be re-found after a large m
 ``softmax(score / temperature)`` on their soft labels; the resulting label distribution is upsampled to the
 annotation resolution and arg-maxed.
 
-Computation per target frame: one (N x N) matrix product and one top-k per context frame (N = cells per frame),
-then a top-k over the ``(n + 1) * topk`` candidates. Exact, since the global top-k is contained in the union of the
-per-frame top-k sets, and memory stays O(N^2) instead of O(n N^2).
+Computation per target frame: the query cells are cut into 8x8-cell tiles; each tile takes one matrix product
+with the key windows (tile grown by the radius) of all context frames, the radius mask added as a -inf bias, and
+one top-k per context frame; then a top-k over the ``(n + 1) * topk`` candidates. Exact (the global top-k lies in
+the union of the per-frame top-k sets), memory O(n N) for N cells per frame, and the windows make it 2x (480x270
+input, radius 12) to 6x (854x480) cheaper than full N x N affinities (tools/_bench_davis.py).
 """
 from __future__ import annotations
 
@@ -19,8 +21,7 @@ import logging
 import os
 import re
 import time
-from collections import deque
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -35,68 +36,123 @@ from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 STRIDE = 8
+TILE = 8  # query cells per tile side: small enough that windows shrink, large enough to amortise the per-tile work
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # propagation core
 
 
-def radius_mask(h: int, w: int, radius: float, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(N, N) bool, N = h * w (row-major cells): True where key cell and query cell are within ``radius`` cells
-    (Euclidean). Radius 0 means no restriction."""
-    ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
-    coords = torch.stack([ys.flatten(), xs.flatten()], 1).float()
-    if radius <= 0:
-        return torch.ones(h * w, h * w, dtype=torch.bool, device=device)
-    return torch.cdist(coords, coords) <= radius + 1e-6
+@dataclass(frozen=True)
+class Tile:
+    """A block of query cells and the window of key cells that can reach it.
 
-
-def propagate_step(query: torch.Tensor, keys: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
-                   restricted: Sequence[bool], mask: torch.Tensor, topk: int, temperature: float) -> torch.Tensor:
-    """Soft labels of one target frame from its context.
-
-    query: (C, N) target features; keys: M tensors (C, N) context features (same cell grid); labels: M tensors
-    (L, N) context soft labels; restricted: per context frame, whether ``mask`` applies; mask: (N, N) bool
-    (key, query) pairs allowed. Returns (L, N): for each query cell, the softmax(score / temperature)-weighted
-    mean of the labels of its ``topk`` highest-scoring allowed context cells.
+    query: (nq,) flat (row-major) indices of the tile's cells; rows, cols: the key window (nk cells); window:
+    (nk,) flat indices of the window's cells; bias: (nq, nk) float, 0 for (query, key) pairs within the radius and
+    -inf beyond it (added to the affinities by the matrix product itself), or None when every pair is allowed.
     """
-    scores, cands = [], []
-    for key, label, restrict in zip(keys, labels, restricted):
-        affinity = key.t() @ query  # (N_key, N_query)
-        if restrict:
-            affinity = affinity.masked_fill(~mask, float("-inf"))
-        value, index = affinity.topk(min(topk, affinity.shape[0]), dim=0)  # (k, N)
-        scores.append(value)
-        cands.append(label[:, index])  # (L, k, N)
-    score = torch.cat(scores, 0)
-    cand = torch.cat(cands, 1)
-    value, index = score.topk(min(topk, score.shape[0]), dim=0)  # (k, N)
-    weight = torch.softmax(value / temperature, dim=0)
-    chosen = cand.gather(1, index.unsqueeze(0).expand(cand.shape[0], -1, -1))  # (L, k, N)
-    return (chosen * weight.unsqueeze(0)).sum(1)
+
+    query: torch.Tensor
+    rows: slice
+    cols: slice
+    window: torch.Tensor
+    bias: torch.Tensor | None
 
 
-def propagate(features: Iterable[torch.Tensor], first_labels: torch.Tensor, cfg: DavisConfig) -> Iterator[torch.Tensor]:
+def make_tiles(h: int, w: int, radius: float, tile: int = TILE, device: torch.device | str = "cpu",
+               dtype: torch.dtype = torch.float32) -> list[Tile]:
+    """Cover an (h, w) cell grid with ``tile`` x ``tile`` query blocks, each paired with the key window within
+    ``radius`` cells (Euclidean) of it. Radius 0: one tile, the whole grid, nothing blocked."""
+    if radius <= 0:
+        every = torch.arange(h * w, device=device)
+        return [Tile(every, slice(0, h), slice(0, w), every, None)]
+    reach = int(radius)
+    tiles = []
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            rows, cols = slice(max(0, y0 - reach), min(h, y1 + reach)), slice(max(0, x0 - reach), min(w, x1 + reach))
+            qy, qx = [g.reshape(-1, 1) for g in torch.meshgrid(torch.arange(y0, y1), torch.arange(x0, x1),
+                                                               indexing="ij")]
+            ky, kx = [g.reshape(1, -1) for g in torch.meshgrid(torch.arange(rows.start, rows.stop),
+                                                               torch.arange(cols.start, cols.stop), indexing="ij")]
+            blocked = (qy - ky) ** 2 + (qx - kx) ** 2 > radius * radius
+            bias = torch.zeros(blocked.shape, dtype=dtype).masked_fill_(blocked, float("-inf"))
+            tiles.append(Tile((qy * w + qx).reshape(-1).to(device), rows, cols, (ky * w + kx).reshape(-1).to(device),
+                              bias.to(device) if blocked.any() else None))
+    return tiles
+
+
+def frame_candidates(query: torch.Tensor, keys: torch.Tensor, tiles: Sequence[Tile],
+                     topk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``topk`` best allowed key cells of each context frame for every query cell.
+
+    query: (h, w, C); keys: (M, h, w, C). Returns scores (N, M * topk) (dot products; -inf in unused slots) and
+    the candidates' indices (N, M * topk) into the M * N context cells (frame-major), N = h * w. Per tile one
+    matrix product (nq, C) x (C, M * nk), the radius bias added in place, and one top-k.
+    """
+    h, w, c = query.shape
+    m, n = keys.shape[0], h * w
+    scores = query.new_full((n, m, topk), float("-inf"))
+    index = torch.zeros((n, m, topk), dtype=torch.long, device=query.device)
+    flat_query = query.reshape(n, c)
+    frame_offset = torch.arange(m, device=query.device).view(1, m, 1) * n
+    for tile in tiles:
+        key = keys[:, tile.rows, tile.cols].reshape(-1, c)  # (M * nk, C): the windows (a copy unless whole)
+        affinity = (flat_query[tile.query] @ key.t()).view(len(tile.query), m, -1)  # (nq, M, nk)
+        if tile.bias is not None:
+            affinity += tile.bias.unsqueeze(1)
+        k = min(topk, affinity.shape[-1])
+        value, pos = affinity.topk(k, dim=-1)  # (nq, M, k)
+        scores[tile.query, :, :k] = value
+        index[tile.query, :, :k] = tile.window[pos] + frame_offset
+    return scores.reshape(n, m * topk), index.reshape(n, m * topk)
+
+
+def vote(scores: torch.Tensor, index: torch.Tensor, labels: torch.Tensor, topk: int,
+         temperature: float) -> torch.Tensor:
+    """(N, S) candidate scores, (N, S) their rows in ``labels`` (R, L) -> (N, L): the softmax(score /
+    temperature)-weighted mean label of each query's ``topk`` best candidates."""
+    value, best = scores.topk(min(topk, scores.shape[1]), dim=1)
+    weight = torch.softmax(value / temperature, dim=1)  # (N, k)
+    chosen = labels[index.gather(1, best)]  # (N, k, L)
+    return (chosen * weight.unsqueeze(-1)).sum(1)
+
+
+def propagate(features: Iterable[torch.Tensor], first_labels: torch.Tensor, cfg: DavisConfig,
+              tile: int = TILE) -> Iterator[torch.Tensor]:
     """Propagate ``first_labels`` (L, h, w) through a sequence.
 
     features: T tensors (C, h, w), L2-normalised over C, frame 0 first (consumed lazily: only the first frame and
-    the last ``cfg.context`` frames are held). Yields T - 1 soft label maps (L, h, w), for frames 1..T-1.
+    the last ``cfg.context`` frames are held, in a ring buffer). Yields T - 1 soft label maps (L, h, w) for frames
+    1..T-1: each the vote of the ``cfg.topk`` best candidates over the first frame (whole, or within the radius
+    when ``cfg.radius_first_frame``) and the previous ``cfg.context`` frames (within ``cfg.radius`` cells).
     """
     it = iter(features)
     first = next(it)
     c, h, w = first.shape
-    mask = radius_mask(h, w, cfg.radius, first.device)
-    first_key, first_label = first.reshape(c, -1), first_labels.reshape(first_labels.shape[0], -1)
-    recent: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=cfg.context)
-    for feat in it:
-        query = feat.reshape(c, -1)
-        keys = [first_key] + [k for k, _ in recent]
-        labels = [first_label] + [lab for _, lab in recent]
-        restricted = [cfg.radius_first_frame] + [True] * len(recent)
-        pred = propagate_step(query, keys, labels, restricted, mask, cfg.topk, cfg.temperature)
-        if cfg.context > 0:
-            recent.append((query, pred))
-        yield pred.reshape(-1, h, w)
+    n, n_labels = h * w, first_labels.shape[0]
+    first_key = first.permute(1, 2, 0).contiguous()[None]  # (1, h, w, C)
+    near = make_tiles(h, w, cfg.radius, tile, first.device, first.dtype)
+    first_tiles = near if cfg.radius_first_frame else make_tiles(h, w, 0, tile, first.device, first.dtype)
+    ring_keys = first.new_empty((cfg.context, h, w, c))
+    # label table: row 0..N-1 the first frame, then N rows per ring slot
+    labels = first.new_empty((1 + cfg.context) * n, n_labels)
+    labels[:n] = first_labels.reshape(n_labels, n).t()
+    filled = 0
+    for t, feat in enumerate(it, start=1):
+        query = feat.permute(1, 2, 0).contiguous()
+        scores, index = frame_candidates(query, first_key, first_tiles, cfg.topk)
+        if filled:
+            more_scores, more_index = frame_candidates(query, ring_keys[:filled], near, cfg.topk)
+            scores, index = torch.cat([scores, more_scores], 1), torch.cat([index, more_index + n], 1)
+        pred = vote(scores, index, labels, cfg.topk, cfg.temperature)  # (N, L)
+        if cfg.context:
+            slot = (t - 1) % cfg.context
+            ring_keys[slot] = query
+            labels[(1 + slot) * n:(2 + slot) * n] = pred
+            filled = min(filled + 1, cfg.context)
+        yield pred.t().reshape(n_labels, h, w)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -130,7 +186,8 @@ def grid_to_mask(soft: torch.Tensor, size: tuple[int, int], out_size: tuple[int,
     up = up[..., :size[0], :size[1]]
     if tuple(out_size) != tuple(size):
         up = F.interpolate(up, size=tuple(out_size), mode="bilinear", align_corners=False)
-    return up[0].argmax(0).to(torch.uint8).cpu().numpy()
+    # arg-max over a contiguous last axis: ~8x faster on CPU than reducing the leading (label) axis
+    return up[0].permute(1, 2, 0).contiguous().argmax(-1).to(torch.uint8).cpu().numpy()
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -295,8 +352,8 @@ def palette_png(mask: np.ndarray) -> bytes:
 
     from PIL import Image
 
-    im = Image.fromarray(mask.astype(np.uint8), mode="P")
-    im.putpalette(palette().flatten().tolist())
+    im = Image.fromarray(mask.astype(np.uint8))
+    im.putpalette(palette().flatten().tolist())  # L -> P, indices kept
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     return buf.getvalue()

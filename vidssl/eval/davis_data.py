@@ -103,7 +103,7 @@ def _read_frame(path: Path) -> np.ndarray:
         raise DavisDataError(f"{path}: cannot read frame ({e.__class__.__name__}: {e}); replace the file") from None
 
 
-def _read_mask(path: Path) -> np.ndarray:
+def read_mask(path: Path) -> np.ndarray:
     """(H, W) uint8 label map from a binary (L/1) or palette (P) PNG."""
     from PIL import Image, UnidentifiedImageError
 
@@ -162,7 +162,7 @@ def load_sequence(root: str | os.PathLike, name: str, max_side: int | None = Non
     frames, masks = [], []
     native: tuple[int, int] | None = None
     for stem in stems:
-        mask = _read_mask(mask_files[stem])
+        mask = read_mask(mask_files[stem])
         frame = _read_frame(frame_files[stem])
         if frame.shape[:2] != mask.shape:
             raise DavisDataError(f"{mask_files[stem]}: mask is {mask.shape[1]}x{mask.shape[0]} but frame "

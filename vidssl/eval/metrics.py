@@ -33,16 +33,6 @@ RECALL_KS = (1, 2, 4, 8)
 ExcludeFn = Callable[[int, int], torch.Tensor]
 
 
-def exclude_self(n: int) -> ExcludeFn:
-    """Query i may not retrieve reference i (the query set is the reference set)."""
-    cols = torch.arange(n)
-
-    def fn(start: int, end: int) -> torch.Tensor:
-        return torch.arange(start, end).unsqueeze(1) == cols.unsqueeze(0)
-
-    return fn
-
-
 def exclude_same_group_within(groups, times, min_gap: int) -> ExcludeFn:
     """Query i may not retrieve j when ``groups[i] == groups[j]`` and ``|times[i] - times[j]| < min_gap``.
 
@@ -63,12 +53,18 @@ def exclude_same_group_within(groups, times, min_gap: int) -> ExcludeFn:
 
 
 def _rows_per_chunk(n_ref: int, chunk_mb: float) -> int:
-    # one block holds ~4 [rows, n_ref] tensors of <= 4 bytes (similarities, label equality, exclusion, scratch)
+    # a block holds ~4 [rows, n_ref] tensors of <= 4 bytes (similarities, and with an exclusion rule its mask,
+    # label equality and scratch)
     return max(1, int(chunk_mb * 2**20) // (16 * max(n_ref, 1)))
 
 
-def _similarity_blocks(query: torch.Tensor, reference: torch.Tensor, exclude: ExcludeFn | None, chunk_mb: float):
-    """Yield ``(start, end, sims [B, N_ref], excluded [B, N_ref] bool or None)``; excluded sims are -inf."""
+def _similarity_blocks(query: torch.Tensor, reference: torch.Tensor, self_match: bool, exclude: ExcludeFn | None,
+                       chunk_mb: float):
+    """Yield ``(start, end, sims [B, N_ref], excluded [B, N_ref] bool or None)`` over blocks of query rows.
+
+    Forbidden pairs get similarity -inf: the query itself when ``self_match`` (query i is reference i), and
+    whatever ``exclude`` marks; ``excluded`` is the union of both, or None when there is no ``exclude`` rule.
+    """
     q = F.normalize(query.float(), dim=1)
     r = F.normalize(reference.float(), dim=1)
     rows = _rows_per_chunk(len(r), chunk_mb)
@@ -79,6 +75,12 @@ def _similarity_blocks(query: torch.Tensor, reference: torch.Tensor, exclude: Ex
         if exclude is not None:
             excluded = exclude(start, end).to(sims.device)
             sims.masked_fill_(excluded, -math.inf)
+        if self_match:
+            # an index write, not a dense mask: the common no-rule case stays a matmul plus a top-k
+            own = torch.arange(end - start, device=sims.device)
+            sims[own, own + start] = -math.inf
+            if excluded is not None:
+                excluded[own, own + start] = True
         yield start, end, sims, excluded
 
 
@@ -104,22 +106,14 @@ class Neighbours:
 def knn(query: torch.Tensor, reference: torch.Tensor | None, k: int, exclude: ExcludeFn | None = None,
         chunk_mb: float = 256) -> Neighbours:
     """Cosine kNN of ``query`` [Q, D] among ``reference`` [N, D] (None: the queries themselves, self excluded)."""
-    if reference is None:
-        reference = query
-        exclude = _with_self(exclude, len(query))
+    self_match = reference is None
+    reference = query if self_match else reference
     sims, indices = [], []
-    for _, _, block, _ in _similarity_blocks(query, reference, exclude, chunk_mb):
+    for _, _, block, _ in _similarity_blocks(query, reference, self_match, exclude, chunk_mb):
         v, i = _topk(block, k)
         sims.append(v)
         indices.append(i)
     return Neighbours(torch.cat(sims), torch.cat(indices))
-
-
-def _with_self(exclude: ExcludeFn | None, n: int) -> ExcludeFn:
-    own = exclude_self(n)
-    if exclude is None:
-        return own
-    return lambda start, end: exclude(start, end) | own(start, end)
 
 
 @dataclass
@@ -141,56 +135,69 @@ class RetrievalScores:
                 "num_queries": self.num_queries, "lone_queries": self.lone_queries}
 
 
+def _labels(labels, device: torch.device) -> torch.Tensor:
+    """Integer labels from a tensor (any device), an array or a list -> [N] long on ``device``."""
+    if isinstance(labels, torch.Tensor):
+        return labels.to(device=device, dtype=torch.long)
+    return torch.as_tensor(np.asarray(labels), dtype=torch.long, device=device)
+
+
+def _label_counts(query_labels: torch.Tensor, reference_labels: torch.Tensor) -> torch.Tensor:
+    """[Q] number of references carrying each query's label."""
+    values, counts = torch.unique(reference_labels, return_counts=True)
+    pos = torch.searchsorted(values, query_labels).clamp(max=max(len(values) - 1, 0))
+    found = values[pos] == query_labels if len(values) else torch.zeros_like(query_labels, dtype=torch.bool)
+    return torch.where(found, counts[pos] if len(values) else 0, 0)
+
+
 def retrieval_metrics(query: torch.Tensor, query_labels, reference: torch.Tensor | None = None,
                       reference_labels=None, exclude: ExcludeFn | None = None, *, chunk_mb: float = 256,
                       with_nmi: bool = True, seed: int = 0, kmeans_iters: int = 100,
                       keep: int = 0) -> RetrievalScores:
     """Precision@1, Recall@{1,2,4,8}, R-precision, MAP@R and NMI of ``query`` [Q, D] against ``reference`` [N, D].
 
-    ``reference=None``: every query against all the others (the query set is the reference set; the query itself
-    is always excluded, on top of ``exclude``). Labels: [Q] / [N] integers. NMI clusters the queries (plus the
-    references when they are a separate set) into as many clusters as they have labels.
+    ``reference=None``: every query against all the others (the query set is the reference set and a query never
+    retrieves itself). ``exclude`` forbids further (query, reference) pairs. Labels: [Q] / [N] integers. NMI
+    clusters the queries (plus the references when they are a separate set) into as many clusters as they have
+    labels. ``keep``: also return the ``keep`` nearest neighbours of every query.
     """
-    q_labels = torch.as_tensor(np.asarray(query_labels), dtype=torch.long, device=query.device)
+    q_labels = _labels(query_labels, query.device)
     if len(q_labels) != len(query):
         raise ValueError(f"{len(query)} query embeddings but {len(q_labels)} labels")
-    separate = reference is not None
-    if separate:
-        r_labels = torch.as_tensor(np.asarray(reference_labels), dtype=torch.long, device=query.device)
+    self_match = reference is None
+    if self_match:
+        reference, r_labels = query, q_labels
+    else:
+        r_labels = _labels(reference_labels, query.device)
         if len(r_labels) != len(reference):
             raise ValueError(f"{len(reference)} reference embeddings but {len(r_labels)} labels")
-    else:
-        reference, r_labels = query, q_labels
-        exclude = _with_self(exclude, len(query))
 
-    # Upper bound of R over all queries, so one top-k per block suffices for R-precision and MAP@R.
-    ref_counts = torch.unique(r_labels, return_counts=True)[1]
+    # R_q before exclusion rules; also the bound that sizes each block's top-k
+    r_all = _label_counts(q_labels, r_labels) - int(self_match)
     k_min = max(max(RECALL_KS), keep)
-    k_all = max(k_min, int(ref_counts.max()) if len(ref_counts) else 0)
-
     hits = {"p1": 0.0, "rp": 0.0, "map": 0.0, **{str(k): 0.0 for k in RECALL_KS}}
     n_valid = 0
     kept_sims, kept_idx = [], []
-    for start, end, sims, excluded in _similarity_blocks(query, reference, exclude, chunk_mb):
-        same = q_labels[start:end].unsqueeze(1) == r_labels.unsqueeze(0)
-        if excluded is not None:
-            same &= ~excluded
-        r = same.sum(1)  # R_q: allowed relevant references
-        k = min(k_all, max(k_min, int(r.max()) if len(r) else 0))
+    for start, end, sims, excluded in _similarity_blocks(query, reference, self_match, exclude, chunk_mb):
+        labels = q_labels[start:end]
+        if excluded is None:
+            r = r_all[start:end]
+        else:
+            r = ((labels.unsqueeze(1) == r_labels.unsqueeze(0)) & ~excluded).sum(1)
+        k = max(k_min, int(r.max()) if len(r) else 0)
         values, indices = _topk(sims, k)
         if keep:
             kept_sims.append(values[:, :keep])
             kept_idx.append(indices[:, :keep])
-        rel = same.gather(1, indices.clamp(min=0)) & (indices >= 0)  # [B, k] neighbour i is relevant
+        rel = (r_labels[indices.clamp(min=0)] == labels.unsqueeze(1)) & (indices >= 0)  # [B, k]
         valid = r > 0
         rel, r = rel[valid], r[valid]
         n_valid += int(valid.sum())
         rank = torch.arange(1, k + 1, device=rel.device)
-        within_r = rank.unsqueeze(0) <= r.unsqueeze(1)
+        rel_r = (rel & (rank.unsqueeze(0) <= r.unsqueeze(1))).double()  # relevant and within the first R_q
         hits["p1"] += float(rel[:, 0].sum())
         for kk in RECALL_KS:
             hits[str(kk)] += float(rel[:, :kk].any(1).sum())
-        rel_r = (rel & within_r).double()
         hits["rp"] += float((rel_r.sum(1) / r).sum())
         precision_at_i = rel.double().cumsum(1) / rank
         hits["map"] += float(((precision_at_i * rel_r).sum(1) / r).sum())
@@ -198,8 +205,8 @@ def retrieval_metrics(query: torch.Tensor, query_labels, reference: torch.Tensor
     mean = (lambda key: hits[key] / n_valid) if n_valid else (lambda key: math.nan)
     nmi_value = None
     if with_nmi:
-        emb = torch.cat([query, reference]) if separate else query
-        labels = torch.cat([q_labels, r_labels]) if separate else q_labels
+        emb = query if self_match else torch.cat([query, reference])
+        labels = q_labels if self_match else torch.cat([q_labels, r_labels])
         n_classes = int(torch.unique(labels).numel())
         clusters = kmeans(F.normalize(emb.float(), dim=1), n_classes, seed=seed, iters=kmeans_iters,
                           chunk_mb=chunk_mb)
@@ -241,16 +248,22 @@ def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 100, chunk_mb: f
     x = x.float()
     gen = torch.Generator(device="cpu").manual_seed(seed)
     first = int(torch.randint(n, (1,), generator=gen))
-    centres = x[first:first + 1].clone()
-    d2 = ((x - centres[0]) ** 2).sum(1)
+    picks = [first]
+    x_sq = (x * x).sum(1)
+
+    def sq_dist_to(i: int) -> torch.Tensor:  # [N]; a mat-vec, no [N, D] temporary
+        return (x_sq - 2 * (x @ x[i]) + x_sq[i]).clamp(min=0)
+
+    d2 = sq_dist_to(first)
     for _ in range(1, k):
         total = float(d2.sum())
         if total > 0:
             pick = int(torch.multinomial((d2 / total).double().cpu(), 1, generator=gen))
-        else:  # fewer distinct points than clusters: any unused point will do
+        else:  # fewer distinct points than clusters: any point will do
             pick = int(torch.randint(n, (1,), generator=gen))
-        centres = torch.cat([centres, x[pick:pick + 1]])
-        d2 = torch.minimum(d2, ((x - x[pick]) ** 2).sum(1))
+        picks.append(pick)
+        d2 = torch.minimum(d2, sq_dist_to(pick))
+    centres = x[picks].clone()
 
     assign = None
     for _ in range(iters):

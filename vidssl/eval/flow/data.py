@@ -6,8 +6,8 @@
   ``<seq>/gt/invalid/frame_XXXX.png``, ``<seq>/gt/occlusions/frame_XXXX.png``.
 - Sintel as released: ``training/{clean,final}/<seq>/frame_XXXX.png``, ``training/flow/<seq>/frame_XXXX.flo``,
   ``training/invalid/<seq>/``, ``training/occlusions/<seq>/``.
-- KITTI 2012/2015: ``training/{image_2,colored_0,image_0}/NNNNNN_10.png``, ``_11.png``, ``training/flow_occ/NNNNNN_10.png``
-  (all pixels with ground truth) and ``training/flow_noc/`` (non-occluded ones).
+- KITTI 2012/2015: ``training/{image_2,colored_0,image_0}/NNNNNN_10.png`` and ``_11.png``,
+  ``training/flow_occ/NNNNNN_10.png`` (all pixels with ground truth) and ``training/flow_noc/`` (non-occluded ones).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ LAYOUTS_HELP = ("Middlebury (other-data/<seq>/frame10.png + other-gt-flow/<seq>/
 class FlowPair:
     """Where one pair's files are. ``flow`` is a ``.flo`` or a KITTI PNG (chosen by suffix)."""
 
-    name: str  # stable id: the ground-truth path relative to the data folder, without suffix
+    name: str  # stable id: frame 1's path relative to the data folder, without suffix
     frame1: Path
     frame2: Path
     flow: Path
@@ -70,6 +70,10 @@ def _first_existing(paths) -> Path | None:
     return next((p for p in paths if p.is_file()), None)
 
 
+def _name(frame1: Path, root: Path) -> str:
+    return frame1.relative_to(root).with_suffix("").as_posix()
+
+
 def _middlebury(root: Path) -> list[FlowPair]:
     pairs = []
     for gt in sorted(root.rglob("other-gt-flow/*/flow10.flo")):
@@ -78,7 +82,7 @@ def _middlebury(root: Path) -> list[FlowPair]:
         if frames is None:
             log.warning("skipping %s: no other-data/%s/frame10.png beside it", gt, seq)
             continue
-        pairs.append(FlowPair(str(gt.relative_to(root).with_suffix("")), frames, frames.with_name("frame11.png"), gt))
+        pairs.append(FlowPair(_name(frames, root), frames, frames.with_name("frame11.png"), gt))
     return pairs
 
 
@@ -92,7 +96,7 @@ def _sintel_folders(root: Path) -> list[FlowPair]:
     for gt in sorted(root.rglob("gt/frame_*.flo")):
         seq_dir = gt.parent.parent
         frame1 = seq_dir / f"{gt.stem}.png"
-        pairs.append(FlowPair(str(gt.relative_to(root).with_suffix("")), frame1, _next_frame(frame1), gt,
+        pairs.append(FlowPair(_name(frame1, root), frame1, _next_frame(frame1), gt,
                               _existing(gt.parent / "invalid" / f"{gt.stem}.png"),
                               _existing(gt.parent / "occlusions" / f"{gt.stem}.png")))
     return pairs
@@ -105,7 +109,7 @@ def _sintel_release(root: Path) -> list[FlowPair]:
         for render_pass in ("clean", "final"):
             frame1 = training / render_pass / seq / f"{gt.stem}.png"
             if frame1.is_file():
-                pairs.append(FlowPair(f"{render_pass}/{seq}/{gt.stem}", frame1, _next_frame(frame1), gt,
+                pairs.append(FlowPair(_name(frame1, root), frame1, _next_frame(frame1), gt,
                                       _existing(training / "invalid" / seq / f"{gt.stem}.png"),
                                       _existing(training / "occlusions" / seq / f"{gt.stem}.png")))
     return pairs
@@ -119,7 +123,7 @@ def _kitti(root: Path) -> list[FlowPair]:
         if frame1 is None:
             log.warning("skipping %s: no image_2/, colored_0/ or image_0/%s beside it", gt, gt.name)
             continue
-        pairs.append(FlowPair(str(gt.relative_to(root).with_suffix("")), frame1, _next_frame(frame1), gt,
+        pairs.append(FlowPair(_name(frame1, root), frame1, _next_frame(frame1), gt,
                               flow_noc=_existing(training / "flow_noc" / gt.name)))
     return pairs
 

@@ -61,9 +61,12 @@ def to_numpy_flow(flow: torch.Tensor) -> np.ndarray:
 
 
 def unit_features(backbone: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """[B, 3, H, W] in [0, 1] -> [B, C, ceil(H/8), ceil(W/8)] dense features, L2-normalised per cell, so their
-    correlation is a cosine similarity whatever the backbone's feature scale."""
-    return F.normalize(backbone.dense_features(backbone.normalize(images)), dim=1)
+    """[B, 3, H, W] RGB in [0, 1] -> [B, C, ceil(H/8), ceil(W/8)] dense features, L2-normalised per cell, so their
+    correlation is a cosine similarity whatever the backbone's feature scale. The backbone's ``mean`` / ``std``
+    normalisation is applied here (backbone contract: the caller does it)."""
+    mean = images.new_tensor(backbone.mean).view(1, 3, 1, 1)
+    std = images.new_tensor(backbone.std).view(1, 3, 1, 1)
+    return F.normalize(backbone.dense_features((images - mean) / std), dim=1)
 
 
 def match_flow(backbone: torch.nn.Module, image1: torch.Tensor, image2: torch.Tensor, max_displacement: int,

@@ -67,10 +67,10 @@ def _textures(g: torch.Generator, n: int) -> torch.Tensor:
     return (base + contrast * torch.tanh(gain * tex)).clamp(0.0, 1.0)
 
 
-def _to_canonical(inv: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """inv [B, L, 3, 3], points [B, P, 2] -> [B, L, P, 2] canonical coordinates of each point in each layer."""
+def _apply(affine: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """affine [B, L, 3, 3], points [B, P, 2] -> [B, L, P, 2]: every layer's map applied to every point."""
     homo = torch.cat([points, torch.ones_like(points[..., :1])], dim=-1)  # [B, P, 3]
-    return torch.einsum("blij,bpj->blpi", inv[..., :2, :], homo)
+    return torch.einsum("blij,bpj->blpi", affine[..., :2, :], homo)
 
 
 def _coverage(u: torch.Tensor, power: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
@@ -139,18 +139,18 @@ def synthetic_pairs(batch: int, height: int, width: int, generator: torch.Genera
                             indexing="ij")
     pixels = torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1).expand(batch, -1, -1)  # [B, P, 2]
 
-    u1 = _to_canonical(inv1, pixels)
+    u1 = _apply(inv1, pixels)
     top1 = _top_layer(_coverage(u1, power, active))
     image1 = _render(textures, u1, top1, height, width)
-    u2 = _to_canonical(inv2, pixels)
+    u2 = _apply(inv2, pixels)
     image2 = _render(textures, u2, _top_layer(_coverage(u2, power, active)), height, width)
 
     # flow of every layer at every pixel, then the one of the layer on top in frame 1
-    moved = _to_canonical(move, pixels)  # same algebra: apply each layer's motion to every pixel
+    moved = _apply(move, pixels)
     target = torch.gather(moved, 1, top1.view(batch, 1, -1, 1).expand(batch, 1, -1, 2)).squeeze(1)  # [B, P, 2]
     flow = (target - pixels).transpose(1, 2).reshape(batch, 2, height, width)
 
-    top_at_target = _top_layer(_coverage(_to_canonical(inv2, target), power, active))
+    top_at_target = _top_layer(_coverage(_apply(inv2, target), power, active))
     outside = (target < 0).any(-1) | (target > size - 1).any(-1)
     occluded = (top_at_target != top1) | outside
     return SyntheticBatch(image1, image2, flow, occluded.view(batch, height, width))

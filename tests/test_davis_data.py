@@ -1,0 +1,126 @@
+"""Reading DAVIS folders: binary (2016) and palette (2017) masks, sequence lists, and errors that name the file."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vidssl.eval.davis import palette
+from vidssl.eval.davis_data import DavisDataError, list_sequences, load_sequence
+
+
+def write_sequence(root, name, masks, mode="P", frame_ext=".jpg"):
+    """Write frames (a gradient) and masks in DAVIS layout; masks: list of (H, W) uint8 label maps."""
+    img_dir = root / "JPEGImages" / "480p" / name
+    ann_dir = root / "Annotations" / "480p" / name
+    img_dir.mkdir(parents=True, exist_ok=True)
+    ann_dir.mkdir(parents=True, exist_ok=True)
+    for t, mask in enumerate(masks):
+        h, w = mask.shape
+        frame = np.zeros((h, w, 3), np.uint8)
+        frame[..., 0] = np.linspace(0, 255, w, dtype=np.uint8)[None]
+        frame[..., 1] = t * 20
+        Image.fromarray(frame).save(img_dir / f"{t:05d}{frame_ext}")
+        if mode == "P":
+            im = Image.fromarray(mask)
+            im.putpalette(palette().flatten().tolist())
+        else:
+            im = Image.fromarray(np.where(mask > 0, 255, 0).astype(np.uint8), mode="L")
+        im.save(ann_dir / f"{t:05d}.png")
+    return img_dir, ann_dir
+
+
+def two_objects(h=48, w=64, frames=3):
+    masks = []
+    for t in range(frames):
+        m = np.zeros((h, w), np.uint8)
+        m[4:20, 4 + t:20 + t] = 1
+        m[28:44, 30:50] = 2
+        m[0, 0] = 255  # void in palette files: read as background, like the official evaluation
+        masks.append(m)
+    return masks
+
+
+def test_palette_masks_keep_object_ids(tmp_path):
+    masks = two_objects()
+    write_sequence(tmp_path, "pair", masks)
+    seq = load_sequence(tmp_path, "pair")
+    assert seq.name == "pair" and len(seq) == 3 and seq.num_objects == 2
+    assert seq.frame_names == ["00000", "00001", "00002"]
+    assert seq.frames[0].shape == (48, 64, 3) and seq.frames[0].dtype == np.uint8
+    for got, want in zip(seq.masks, masks):
+        want = want.copy()
+        want[want == 255] = 0
+        np.testing.assert_array_equal(got, want)
+    assert seq.frames[1][0, 0, 1] == pytest.approx(20, abs=3)  # RGB order, frame order kept (JPEG: approx)
+
+
+def test_binary_masks_are_object_one(tmp_path):
+    masks = [m.clip(0, 2) for m in two_objects()]
+    write_sequence(tmp_path, "bin", masks, mode="L")
+    seq = load_sequence(tmp_path, "bin")
+    assert seq.num_objects == 1
+    np.testing.assert_array_equal(seq.masks[2], (masks[2] > 0).astype(np.uint8))
+
+
+def test_max_side_resizes_frames_and_masks_with_valid_ids(tmp_path):
+    write_sequence(tmp_path, "pair", two_objects(h=96, w=128))
+    seq = load_sequence(tmp_path, "pair", max_side=64)
+    assert seq.frames[0].shape == (48, 64, 3) and seq.masks[0].shape == (48, 64)
+    assert set(np.unique(seq.masks[0]).tolist()) == {0, 1, 2}
+
+
+def test_list_sequences_from_imagesets_or_folders(tmp_path):
+    for name in ("b", "a", "c"):
+        write_sequence(tmp_path, name, two_objects(frames=1))
+    assert list_sequences(tmp_path) == ["a", "b", "c"]
+    (tmp_path / "ImageSets").mkdir()
+    (tmp_path / "ImageSets" / "val.txt").write_text("c\na\n\n")
+    assert list_sequences(tmp_path) == ["c", "a"]
+
+
+def test_real_blackswan_reads_as_binary(data_dir):
+    root = data_dir / "davis"
+    assert list_sequences(root) == ["blackswan"]
+    seq = load_sequence(root, "blackswan")
+    assert len(seq) == 50 and seq.num_objects == 1
+    assert seq.frames[0].shape == (480, 854, 3) and seq.masks[0].shape == (480, 854)
+    fg = np.mean([m.mean() for m in seq.masks])
+    assert 0.09 < fg < 0.11  # PROVENANCE.md: foreground fraction mean 0.099
+    assert set(np.unique(seq.masks[10]).tolist()) == {0, 1}
+
+
+def test_errors_name_the_file(tmp_path):
+    with pytest.raises(DavisDataError, match="not found"):
+        list_sequences(tmp_path / "nowhere")
+    img_dir, ann_dir = write_sequence(tmp_path, "s", two_objects())
+    (ann_dir / "00001.png").unlink()
+    with pytest.raises(DavisDataError, match=r"00001\.png: mask missing"):
+        load_sequence(tmp_path, "s")
+    with pytest.raises(DavisDataError, match=r"480p/zzz: frames folder"):
+        load_sequence(tmp_path, "zzz")
+
+    img_dir, ann_dir = write_sequence(tmp_path, "size", two_objects())
+    Image.fromarray(np.zeros((10, 10), np.uint8), mode="L").save(ann_dir / "00002.png")
+    with pytest.raises(DavisDataError, match=r"size/00002\.png: mask is 10x10 but frame .* is 64x48"):
+        load_sequence(tmp_path, "size")
+
+    img_dir, ann_dir = write_sequence(tmp_path, "rgb", two_objects())
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(ann_dir / "00000.png")
+    with pytest.raises(DavisDataError, match=r"rgb/00000\.png: mask PNG has mode 'RGB'"):
+        load_sequence(tmp_path, "rgb")
+
+    img_dir, ann_dir = write_sequence(tmp_path, "ids", two_objects())
+    Image.fromarray(two_objects()[0].clip(0, 2), mode="L").save(ann_dir / "00000.png")
+    with pytest.raises(DavisDataError, match=r"ids/00000\.png: greyscale mask with values up to 2"):
+        load_sequence(tmp_path, "ids")
+
+    img_dir, ann_dir = write_sequence(tmp_path, "corrupt", two_objects())
+    (img_dir / "00001.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DavisDataError, match=r"corrupt/00001\.jpg: cannot read frame"):
+        load_sequence(tmp_path, "corrupt")
+
+    empty = [np.zeros((48, 64), np.uint8)] + two_objects()[1:]
+    write_sequence(tmp_path, "empty", empty)
+    with pytest.raises(DavisDataError, match=r"empty/00000\.png: first-frame mask has no object"):
+        load_sequence(tmp_path, "empty")

@@ -1,0 +1,119 @@
+"""Export: torchvision key names (the exact missing-key set), safetensors, model card, one-line loading, errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torchvision
+from safetensors.torch import load_file
+
+import vidssl
+from train_utils import synthetic_pairs
+from vidssl.cli import main
+from vidssl.config import load_config
+from vidssl.export import ModelFileError, export_backbone, save_backbone
+from vidssl.models import build_backbone
+from vidssl.train import train
+
+TINY = ["data.patch_size=32", "data.num_workers=0", "model.embed_dim=16", "train.batch_pairs=8", "train.steps=2",
+        "train.budget_minutes=null", "train.image_every=0", "train.threads=1", "train.warmup_steps=0"]
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    return synthetic_pairs(tmp_path_factory.mktemp("pairs") / "pairs", num_videos=3, tracks_per_video=8, size=40)
+
+
+@pytest.fixture(scope="module")
+def resnet18_run(pairs, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run") / "run"
+    train(pairs, run, load_config(None, TINY + ["model.arch=resnet18"]), progress=False)
+    return run
+
+
+def test_resnet18_export_loads_into_torchvision_missing_exactly_fc(resnet18_run, tmp_path):
+    out = export_backbone(resnet18_run, tmp_path / "backbone.pt")
+    state = torch.load(out, weights_only=True)
+    assert not any(k.startswith(("module.", "backbone.", "head.")) for k in state)
+    result = torchvision.models.resnet18().load_state_dict(state, strict=False)
+    assert set(result.missing_keys) == {"fc.weight", "fc.bias"}
+    assert result.unexpected_keys == []
+    st = load_file(str(tmp_path / "backbone.safetensors"))
+    assert st.keys() == state.keys() and all(torch.equal(st[k], state[k]) for k in state)
+
+
+def test_model_card_and_one_line_load(resnet18_run, tmp_path):
+    out = export_backbone(resnet18_run, tmp_path / "w" / "backbone.pt")
+    card = json.loads((tmp_path / "w" / "model_card.json").read_text())
+    assert card["arch"] == "resnet18" and card["input_size"] == 32 and card["dense_stride"] == 8
+    assert card["mean"] == [0.485, 0.456, 0.406] and card["std"] == [0.229, 0.224, 0.225]
+    assert card["training"]["steps"] == 2 and card["training"]["complete"] is True
+    assert card["training"]["data"]["pairs"] == 24 and card["config"]["model"]["arch"] == "resnet18"
+    assert "git_sha" in card and card["files"] == ["backbone.pt", "backbone.safetensors"]
+    ckpt = torch.load(resnet18_run / "checkpoint.pt", weights_only=True)["model"]
+    for path in (out, tmp_path / "w" / "backbone.safetensors"):
+        model = vidssl.load_backbone(path)
+        assert not model.training
+        assert torch.equal(model.state_dict()["layer1.0.conv1.weight"], ckpt["backbone.layer1.0.conv1.weight"])
+        x = torch.randn(1, 3, 40, 48)
+        with torch.no_grad():
+            assert model.dense_features(model.normalize(x.clamp(0, 1))).shape == (1, 256, 5, 6)
+
+
+@pytest.mark.parametrize("arch", ["smallcnn", "alexnet_wang2015", "resnet50"])
+def test_every_arch_round_trips(arch, tmp_path):
+    torch.manual_seed(0)
+    b = build_backbone(arch, input_size=64).eval()
+    save_backbone(b, tmp_path / "b.pt")
+    loaded = vidssl.load_backbone(tmp_path / "b.pt")
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded.embed(x), b.embed(x))
+
+
+def test_resnet50_export_missing_exactly_fc(tmp_path):
+    save_backbone(build_backbone("resnet50"), tmp_path / "r50.pt", safetensors=False)
+    result = torchvision.models.resnet50().load_state_dict(torch.load(tmp_path / "r50.pt", weights_only=True),
+                                                          strict=False)
+    assert set(result.missing_keys) == {"fc.weight", "fc.bias"} and result.unexpected_keys == []
+    assert not (tmp_path / "r50.safetensors").exists()
+
+
+def test_corrupt_and_wrong_files_are_clear_errors(tmp_path):
+    save_backbone(build_backbone("smallcnn", width=8), tmp_path / "b.pt")
+    good = (tmp_path / "b.pt").read_bytes()
+    (tmp_path / "b.pt").write_bytes(good[: len(good) // 2])
+    with pytest.raises(ModelFileError, match=r"b\.pt: not a readable weights file"):
+        vidssl.load_backbone(tmp_path / "b.pt")
+    (tmp_path / "b.pt").write_bytes(good)
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    (tmp_path / "model_card.json").write_text(json.dumps({**card, "arch": "resnet18", "build_kwargs": {}}))
+    with pytest.raises(ModelFileError, match=r"weights do not fit arch 'resnet18': \d+ missing keys"):
+        vidssl.load_backbone(tmp_path / "b.pt")
+    (tmp_path / "model_card.json").write_text(json.dumps({**card, "build_kwargs": {"width": 16}}))
+    with pytest.raises(ModelFileError, match=r"differ in shape, e.g. features.0.weight is \[8, 3, 3, 3\] in the file but \[16, 3, 3, 3\]"):
+        vidssl.load_backbone(tmp_path / "b.pt")
+    (tmp_path / "model_card.json").write_text(json.dumps({**card, "arch": "vgg"}))
+    with pytest.raises(ModelFileError, match="'arch' must be one of"):
+        vidssl.load_backbone(tmp_path / "b.pt")
+    (tmp_path / "model_card.json").unlink()
+    with pytest.raises(ModelFileError, match="no model_card.json beside it"):
+        vidssl.load_backbone(tmp_path / "b.pt")
+    torch.save({"not": "tensors"}, tmp_path / "other.pt")
+    with pytest.raises(ModelFileError, match="expected a state dict of tensors"):
+        vidssl.load_backbone(tmp_path / "other.pt", arch="smallcnn")
+    with pytest.raises(ModelFileError, match="no checkpoint.pt; train first"):
+        export_backbone(tmp_path, tmp_path / "x.pt")
+
+
+def test_cli_train_then_export(pairs, tmp_path, capsys):
+    run, out = tmp_path / "run", tmp_path / "exp" / "backbone.pt"
+    sets = [a for s in TINY + ["model.width=8"] for a in ("--set", s)]
+    assert main(["-q", "train", str(pairs), "--out", str(run), *sets]) == 0
+    assert "train: finished: step 2/2" in capsys.readouterr().out
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    assert "export: smallcnn backbone after 2/2 steps" in capsys.readouterr().out
+    assert out.is_file() and (out.parent / "backbone.safetensors").is_file()
+    assert main(["export", str(tmp_path / "nowhere"), "--out", str(out)]) == 1
+    assert "no checkpoint.pt" in capsys.readouterr().err

@@ -1,0 +1,206 @@
+"""Flow file formats and dataset layouts: .flo and KITTI PNG round trips, malformed files, grey frames, layouts."""
+from __future__ import annotations
+
+import struct
+
+import cv2
+import numpy as np
+import pytest
+
+from vidssl.errors import VidsslError
+from vidssl.eval.flow.data import find_pairs, load_pair
+from vidssl.eval.flow.io import (FlowFileError, known_flow, read_flo, read_image, read_kitti_flow, write_flo,
+                                 write_kitti_flow)
+
+
+def _flow(h=5, w=7, seed=0):
+    return np.random.default_rng(seed).normal(0, 20, (h, w, 2)).astype(np.float32)
+
+
+def test_flo_round_trip_is_bit_exact_and_follows_the_middlebury_layout(tmp_path):
+    flow = _flow()
+    path = tmp_path / "a.flo"
+    write_flo(path, flow)
+    raw = path.read_bytes()
+    # independent decoding with struct: "PIEH", int32 width, int32 height, then u, v interleaved row by row
+    assert raw[:4] == b"PIEH"
+    assert struct.unpack("<ii", raw[4:12]) == (7, 5)
+    assert struct.unpack("<2f", raw[12:20]) == (flow[0, 0, 0], flow[0, 0, 1])
+    assert struct.unpack("<2f", raw[-8:]) == (flow[4, 6, 0], flow[4, 6, 1])
+    assert len(raw) == 12 + 5 * 7 * 8
+    back = read_flo(path)
+    assert back.dtype == np.float32 and back.shape == (5, 7, 2)
+    assert np.array_equal(back, flow)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda raw: b"XXXX" + raw[4:], "magic number"),
+    (lambda raw: raw[:-8], "truncated"),
+    (lambda raw: raw[:30], "truncated"),
+    (lambda raw: raw + b"\0" * 8, "size mismatch"),
+    (lambda raw: raw[:4] + struct.pack("<ii", 7, 6) + raw[12:], "truncated"),
+    (lambda raw: raw[:4] + struct.pack("<ii", -7, 5) + raw[12:], "corrupt .flo header"),
+    (lambda raw: raw[:6], "shorter than the 12-byte header"),
+    (lambda raw: b"", "shorter than the 12-byte header"),
+])
+def test_malformed_flo_raises_an_error_naming_the_file(tmp_path, mutate, message):
+    good = tmp_path / "good.flo"
+    write_flo(good, _flow())
+    bad = tmp_path / "bad.flo"
+    bad.write_bytes(mutate(good.read_bytes()))
+    with pytest.raises(FlowFileError, match=message) as info:
+        read_flo(bad)
+    assert str(bad) in str(info.value)
+    assert isinstance(info.value, VidsslError)
+
+
+def test_missing_flo_is_a_clear_error(tmp_path):
+    with pytest.raises(FlowFileError, match="cannot read") as info:
+        read_flo(tmp_path / "nope.flo")
+    assert "nope.flo" in str(info.value)
+
+
+def test_unknown_flow_above_1e9_is_masked(tmp_path):
+    flow = _flow()
+    flow[1, 2] = [1.5e9, 0.0]
+    flow[3, 4] = [0.0, np.inf]
+    flow[0, 0] = [1e9, -1e9]  # exactly at the threshold still counts as known
+    mask = known_flow(flow)
+    expected = np.ones((5, 7), bool)
+    expected[1, 2] = expected[3, 4] = False
+    assert np.array_equal(mask, expected)
+
+
+def test_kitti_png_round_trip_quantises_to_1_64_px_and_keeps_validity(tmp_path):
+    flow = np.random.default_rng(1).uniform(-300, 300, (6, 9, 2))
+    valid = np.random.default_rng(2).random((6, 9)) > 0.3
+    path = tmp_path / "000000_10.png"
+    write_kitti_flow(path, flow, valid)
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # BGR order: B = valid, G = v, R = u (KITTI devkit)
+    assert raw.dtype == np.uint16 and raw.shape == (6, 9, 3)
+    assert raw[0, 0, 2] == round(flow[0, 0, 0] * 64 + 32768)
+    assert raw[0, 0, 1] == round(flow[0, 0, 1] * 64 + 32768)
+    assert np.array_equal(raw[:, :, 0] > 0, valid)
+    back, back_valid = read_kitti_flow(path)
+    assert np.array_equal(back_valid, valid)
+    assert np.abs(back[valid] - flow[valid]).max() <= 1 / 128 + 1e-9
+    assert (back[~valid] == 0).all()
+
+
+def test_kitti_reader_rejects_an_8_bit_png(tmp_path):
+    path = tmp_path / "x.png"
+    cv2.imwrite(str(path), np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(FlowFileError, match="16-bit"):
+        read_kitti_flow(path)
+
+
+def test_grey_and_16_bit_frames_read_as_rgb_uint8(tmp_path):
+    grey = np.arange(48, dtype=np.uint8).reshape(6, 8) * 5
+    cv2.imwrite(str(tmp_path / "g.png"), grey)
+    cv2.imwrite(str(tmp_path / "g16.png"), grey.astype(np.uint16) * 257)
+    for name in ("g.png", "g16.png"):
+        image = read_image(tmp_path / name)
+        assert image.shape == (6, 8, 3) and image.dtype == np.uint8
+        for c in range(3):
+            assert np.array_equal(image[:, :, c], grey)
+    colour = np.zeros((2, 2, 3), np.uint8)
+    colour[..., 2] = 200  # red in OpenCV's BGR
+    cv2.imwrite(str(tmp_path / "c.png"), colour)
+    assert read_image(tmp_path / "c.png")[0, 0].tolist() == [200, 0, 0]
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(FlowFileError, match="text.png"):
+        read_image(tmp_path / "text.png")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# layouts
+
+
+def _frames(directory, names, shape=(8, 12), grey=False):
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in names:
+        image = rng.integers(0, 255, shape if grey else (*shape, 3), dtype=np.uint8)
+        cv2.imwrite(str(directory / name), image)
+
+
+def test_middlebury_layout_with_grey_frames(tmp_path):
+    _frames(tmp_path / "other-data-gray" / "Dimetrodon", ["frame10.png", "frame11.png"], grey=True)
+    flow = _flow(8, 12)
+    flow[0, 0] = [1e10, 1e10]
+    write_flo(tmp_path / "other-gt-flow" / "Dimetrodon" / "flow10.flo", flow)
+    (pair,) = find_pairs(tmp_path)
+    assert pair.name == "other-data-gray/Dimetrodon/frame10"
+    sample = load_pair(pair)
+    assert sample.image1.shape == (8, 12, 3)
+    assert sample.occluded is None
+    assert not sample.valid[0, 0] and sample.valid.sum() == 8 * 12 - 1
+    assert np.array_equal(sample.flow[1:], flow[1:])
+
+
+def test_sintel_release_layout_gives_both_passes_with_masks(tmp_path):
+    training = tmp_path / "training"
+    for render_pass in ("clean", "final"):
+        _frames(training / render_pass / "alley_1", ["frame_0009.png", "frame_0010.png"])
+    write_flo(training / "flow" / "alley_1" / "frame_0009.flo", _flow(8, 12))
+    occ = np.zeros((8, 12), np.uint8)
+    occ[:, :3] = 255
+    invalid = np.zeros((8, 12), np.uint8)
+    invalid[0] = 255
+    (training / "occlusions" / "alley_1").mkdir(parents=True)
+    (training / "invalid" / "alley_1").mkdir(parents=True)
+    cv2.imwrite(str(training / "occlusions" / "alley_1" / "frame_0009.png"), occ)
+    cv2.imwrite(str(training / "invalid" / "alley_1" / "frame_0009.png"), invalid)
+    pairs = find_pairs(tmp_path)
+    assert [p.name for p in pairs] == ["training/clean/alley_1/frame_0009", "training/final/alley_1/frame_0009"]
+    assert pairs[0].frame2.name == "frame_0010.png"
+    sample = load_pair(pairs[1])
+    assert np.array_equal(sample.occluded, occ > 0)
+    assert np.array_equal(sample.valid, invalid == 0)
+
+
+def test_kitti_layout_splits_occluded_pixels_from_flow_noc(tmp_path):
+    training = tmp_path / "training"
+    _frames(training / "image_2", ["000003_10.png", "000003_11.png"])
+    flow = _flow(8, 12)
+    occ_valid = np.ones((8, 12), bool)
+    occ_valid[7] = False  # no ground truth on the last row
+    noc_valid = occ_valid.copy()
+    noc_valid[:, :4] = False  # the first columns are occluded in frame 2
+    write_kitti_flow(training / "flow_occ" / "000003_10.png", flow, occ_valid)
+    write_kitti_flow(training / "flow_noc" / "000003_10.png", flow, noc_valid)
+    (pair,) = find_pairs(tmp_path)
+    assert pair.name == "training/image_2/000003_10" and pair.frame2.name == "000003_11.png"
+    sample = load_pair(pair)
+    assert np.array_equal(sample.valid, occ_valid)
+    assert np.array_equal(sample.occluded, occ_valid & ~noc_valid)
+
+
+def test_missing_second_frame_and_size_mismatch_name_the_file(tmp_path):
+    _frames(tmp_path / "seq", ["frame_0001.png"])
+    write_flo(tmp_path / "seq" / "gt" / "frame_0001.flo", _flow(8, 12))
+    (pair,) = find_pairs(tmp_path)
+    with pytest.raises(FlowFileError, match="frame_0002.png"):
+        load_pair(pair)
+    _frames(tmp_path / "seq", ["frame_0002.png"], shape=(9, 12))
+    with pytest.raises(FlowFileError, match="frame_0002.png.*12x9"):
+        load_pair(pair)
+
+
+def test_no_pairs_or_no_folder_is_a_user_error(tmp_path):
+    with pytest.raises(VidsslError, match="no flow pairs"):
+        find_pairs(tmp_path)
+    with pytest.raises(VidsslError, match="not found"):
+        find_pairs(tmp_path / "missing")
+
+
+def test_real_sintel_pairs(data_dir):
+    pairs = find_pairs(data_dir / "flow")
+    assert [p.name for p in pairs] == ["sintel_clean_alley_1/frame_0002", "sintel_final_ambush_2/frame_0020"]
+    sample = load_pair(pairs[0])
+    assert sample.image1.shape == sample.image2.shape == (436, 1024, 3)
+    assert sample.flow.shape == (436, 1024, 2)
+    # PROVENANCE.md: alley_1 u in [-10.64, 2.19], v in [-3.52, 4.63]; Sintel masks are sparse
+    assert sample.flow[..., 0].min() == pytest.approx(-10.64, abs=0.01)
+    assert sample.flow[..., 1].max() == pytest.approx(4.63, abs=0.01)
+    assert 0 < sample.occluded.mean() < 0.1 and 0.999 < sample.valid.mean() < 1

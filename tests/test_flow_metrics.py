@@ -1,0 +1,111 @@
+"""Flow metrics on hand-made flows with known answers, and against a per-pixel Python loop."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from vidssl.eval.flow.metrics import flow_metrics, mean_metrics
+
+
+def _const(h, w, u, v):
+    return np.broadcast_to(np.array([u, v], np.float32), (h, w, 2)).copy()
+
+
+def test_constant_3_4_offset_has_epe_5_and_no_pixel_within_5px():
+    gt = _const(4, 6, 1.0, -2.0)
+    m = flow_metrics(gt + np.array([3.0, 4.0], np.float32), gt)
+    assert m["epe"] == pytest.approx(5.0)
+    assert m["acc_1px"] == m["acc_3px"] == m["acc_5px"] == 0.0  # strict: EPE 5 is not < 5
+    assert m["fl_all"] == 100.0  # 5 > 3 and 5 > 5% of |(1, -2)|
+    assert m["epe_noc"] is None and m["epe_occ"] is None and m["valid_px"] == 24
+
+
+def test_perfect_prediction():
+    gt = np.random.default_rng(0).normal(0, 5, (5, 5, 2)).astype(np.float32)
+    m = flow_metrics(gt.copy(), gt)
+    assert m["epe"] == 0.0 and m["ae"] == pytest.approx(0.0, abs=1e-4) and m["fl_all"] == 0.0
+    assert m["acc_1px"] == m["acc_3px"] == m["acc_5px"] == 100.0
+
+
+@pytest.mark.parametrize("pred, gt, degrees", [
+    ((1.0, 0.0), (0.0, 0.0), 45.0),  # (1,0,1) vs (0,0,1)
+    ((0.0, 1.0), (1.0, 0.0), 60.0),  # cos = 1 / (sqrt2 sqrt2)
+    ((-1.0, 0.0), (1.0, 0.0), 90.0),  # cos = 0
+    ((2.0, 3.0), (2.0, 3.0), 0.0),
+])
+def test_angular_error_closed_forms(pred, gt, degrees):
+    m = flow_metrics(_const(2, 3, *pred), _const(2, 3, *gt))
+    assert m["ae"] == pytest.approx(degrees, abs=1e-3)
+
+
+def test_fl_all_needs_both_3px_and_5_percent():
+    gt = _const(1, 4, 100.0, 0.0)  # |gt| = 100: 5% is 5 px
+    pred = gt.copy()
+    pred[0, 0, 0] += 4.0  # > 3 px but < 5 px: not an outlier
+    pred[0, 1, 0] += 6.0  # > 3 px and > 5 px: outlier
+    pred[0, 2, 0] += 2.0  # < 3 px: not an outlier
+    m = flow_metrics(pred, gt)
+    assert m["fl_all"] == pytest.approx(25.0)
+    small = _const(1, 2, 1.0, 0.0)  # |gt| = 1: any EPE > 3 px is an outlier
+    m = flow_metrics(small + np.array([[[3.5, 0.0]], [[0.0, 0.0]]]).reshape(1, 2, 2).astype(np.float32), small)
+    assert m["fl_all"] == pytest.approx(50.0)
+
+
+def test_valid_and_occlusion_masks_select_pixels():
+    gt = np.zeros((2, 4, 2), np.float32)
+    pred = gt.copy()
+    pred[..., 0] = [[1, 2, 3, 100], [4, 5, 6, 100]]
+    valid = np.array([[1, 1, 1, 0], [1, 1, 1, 0]], bool)  # the 100 px column has no ground truth
+    occluded = np.array([[0, 0, 1, 1], [0, 0, 1, 1]], bool)
+    m = flow_metrics(pred, gt, valid, occluded)
+    assert m["epe"] == pytest.approx(21 / 6)
+    assert m["epe_noc"] == pytest.approx(12 / 4)
+    assert m["epe_occ"] == pytest.approx(9 / 2)
+    assert m["acc_3px"] == pytest.approx(100 * 2 / 6)
+    assert m["valid_px"] == 6
+    no_occluded = flow_metrics(pred, gt, valid, np.zeros((2, 4), bool))
+    assert no_occluded["epe_occ"] is None and no_occluded["epe_noc"] == pytest.approx(21 / 6)
+    with pytest.raises(ValueError, match="no valid"):
+        flow_metrics(pred, gt, np.zeros((2, 4), bool))
+
+
+def test_against_a_per_pixel_loop():
+    rng = np.random.default_rng(3)
+    gt = rng.normal(0, 6, (7, 9, 2)).astype(np.float32)
+    pred = (gt + rng.normal(0, 3, gt.shape)).astype(np.float32)
+    valid = rng.random((7, 9)) > 0.2
+    occluded = rng.random((7, 9)) > 0.7
+    epe, ae, out, acc = [], [], [], {1: 0, 3: 0, 5: 0}
+    noc, occ = [], []
+    for y in range(7):
+        for x in range(9):
+            if not valid[y, x]:
+                continue
+            (u, v), (ug, vg) = pred[y, x].astype(float), gt[y, x].astype(float)
+            e = math.hypot(u - ug, v - vg)
+            epe.append(e)
+            (occ if occluded[y, x] else noc).append(e)
+            cos = (u * ug + v * vg + 1) / math.sqrt((u * u + v * v + 1) * (ug * ug + vg * vg + 1))
+            ae.append(math.degrees(math.acos(max(-1.0, min(1.0, cos)))))
+            out.append(e > 3 and e > 0.05 * math.hypot(ug, vg))
+            for px in acc:
+                acc[px] += e < px
+    m = flow_metrics(pred, gt, valid, occluded)
+    n = len(epe)
+    assert m["epe"] == pytest.approx(sum(epe) / n, rel=1e-6)
+    assert m["epe_noc"] == pytest.approx(sum(noc) / len(noc), rel=1e-6)
+    assert m["epe_occ"] == pytest.approx(sum(occ) / len(occ), rel=1e-6)
+    assert m["ae"] == pytest.approx(sum(ae) / n, rel=1e-6)
+    assert m["fl_all"] == pytest.approx(100 * sum(out) / n)
+    for px, count in acc.items():
+        assert m[f"acc_{px}px"] == pytest.approx(100 * count / n)
+
+
+def test_mean_over_pairs_weighs_pairs_equally_and_skips_missing_values():
+    a = {"epe": 1.0, "epe_noc": None, "epe_occ": None, "ae": 2.0, "fl_all": 0.0, "acc_1px": 10.0, "acc_3px": 20.0,
+         "acc_5px": 30.0}
+    b = {**a, "epe": 3.0, "epe_noc": 4.0}
+    m = mean_metrics([a, b])
+    assert m["epe"] == 2.0 and m["epe_noc"] == 4.0 and m["epe_occ"] is None

@@ -1,0 +1,109 @@
+"""The benchmark end to end on a small dataset with exact ground truth: metrics.json, metrics.md, figures, CLI."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from vidssl.cli import main
+from vidssl.eval.baselines import PixelFeatures
+from vidssl.eval.config import FlowConfig
+from vidssl.eval.flow import evaluate_flow
+from vidssl.eval.flow.io import write_flo, write_kitti_flow
+from vidssl.eval.flow.synthetic import synthetic_pairs
+from vidssl.models import build_backbone
+
+CFG = dataclasses.replace(FlowConfig(), classical=["zero", "dis_ultrafast"], steps=3, batch_size=2,
+                          synthetic_size=[64, 64], num_shapes=[1, 2], max_displacement=2, max_motion=8.0)
+
+
+def _png(path, rgb: np.ndarray, grey: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if grey else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Middlebury (grey frames), KITTI (with flow_noc) and a Middlebury pair whose .flo is truncated.
+    Returns the folder and each readable pair's ground truth with its valid mask."""
+    root = tmp_path_factory.mktemp("flowdata")
+    batch = synthetic_pairs(2, 48, 72, torch.Generator().manual_seed(3), max_motion=6.0, num_shapes=(1, 2))
+    frames = [(x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8) for x in (batch.image1, batch.image2)]
+    flows = batch.flow.permute(0, 2, 3, 1).numpy()
+    _png(root / "other-data" / "Synth" / "frame10.png", frames[0][0], grey=True)
+    _png(root / "other-data" / "Synth" / "frame11.png", frames[1][0], grey=True)
+    write_flo(root / "other-gt-flow" / "Synth" / "flow10.flo", flows[0])
+    _png(root / "training" / "image_2" / "000000_10.png", frames[0][1])
+    _png(root / "training" / "image_2" / "000000_11.png", frames[1][1])
+    valid = np.ones((48, 72), bool)
+    valid[:4] = False
+    write_kitti_flow(root / "training" / "flow_occ" / "000000_10.png", flows[1], valid)
+    write_kitti_flow(root / "training" / "flow_noc" / "000000_10.png", flows[1], valid & ~batch.occluded[1].numpy())
+    _png(root / "other-data" / "Broken" / "frame10.png", frames[0][0])
+    _png(root / "other-data" / "Broken" / "frame11.png", frames[1][0])
+    write_flo(root / "other-gt-flow" / "Broken" / "flow10.flo", flows[0])
+    broken = root / "other-gt-flow" / "Broken" / "flow10.flo"
+    broken.write_bytes(broken.read_bytes()[:-100])
+    truth = {"other-data/Synth/frame10": (flows[0], np.ones((48, 72), bool)),
+             "training/image_2/000000_10": (np.round(flows[1] * 64) / 64, valid)}
+    return root, truth
+
+
+def test_evaluate_flow_writes_metrics_table_and_figures(dataset, tmp_path):
+    root, truth = dataset
+    torch.manual_seed(0)
+    models = {"tiny": build_backbone("smallcnn", width=4).eval(), "raw pixels": PixelFeatures().eval()}
+    out = tmp_path / "eval"
+    result = evaluate_flow(models, root, out, CFG, budget_minutes=1.0, progress=False)
+
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(result))
+    assert list(saved["methods"]) == ["zero", "dis_ultrafast", "match[tiny]", "match[raw pixels]", "transfer[tiny]"]
+    assert saved["pairs"] == ["other-data/Synth/frame10", "training/image_2/000000_10"]
+    assert list(saved["skipped"]) == ["other-data/Broken/frame10"]
+    assert "truncated" in saved["skipped"]["other-data/Broken/frame10"]
+    for name, method in saved["methods"].items():
+        for pair in saved["pairs"]:
+            assert {"epe", "ae", "fl_all", "acc_1px", "acc_3px", "acc_5px", "seconds"} <= set(method["pairs"][pair])
+        assert method["mean"]["epe"] == pytest.approx(np.mean([method["pairs"][p]["epe"] for p in saved["pairs"]]))
+    # zero flow's EPE is the mean ground-truth magnitude over valid pixels, computed here independently
+    for pair, (flow, valid) in truth.items():
+        expected = float(np.sqrt((flow.astype(np.float64) ** 2).sum(-1))[valid].mean())
+        assert saved["methods"]["zero"]["pairs"][pair]["epe"] == pytest.approx(expected, abs=1e-4)
+    kitti = saved["methods"]["zero"]["pairs"]["training/image_2/000000_10"]
+    assert kitti["epe_noc"] is not None and kitti["valid_px"] == 44 * 72
+    assert saved["methods"]["zero"]["pairs"]["other-data/Synth/frame10"]["epe_noc"] is None  # Middlebury: no mask
+    assert saved["transfer"]["tiny"]["steps"] == 3 and (out / "transfer" / "tiny.pt").is_file()
+
+    table = (out / "metrics.md").read_text()
+    assert "| method | EPE | EPE noc | EPE occ | AE (deg) | Fl-all % | <1px % | <3px % | <5px % | s/pair |" in table
+    for name in saved["methods"]:
+        assert f"| {name} |" in table
+    assert "other-data/Broken/frame10" in table
+    for pair in ("other-data_Synth_frame10", "training_image_2_000000_10"):
+        figure = cv2.imread(str(out / "pairs" / f"{pair}.png"))
+        assert figure is not None and figure.shape[1] == 3 * 512  # frame, GT, 5 methods: 3 rows of 3 panels
+    assert not list(out.rglob(".tmp-*"))
+
+
+def test_cli_runs_the_benchmark_and_reports_user_errors(dataset, tmp_path, capsys):
+    root, _ = dataset
+    out = tmp_path / "cli"
+    code = main(["-q", "eval", "flow", "--data", str(root), "--out", str(out), "--arch", "smallcnn", "--no-transfer",
+                 "--set", "eval.flow.classical=[zero]", "--set", "eval.flow.figures=false"])
+    assert code == 0
+    saved = json.loads((out / "metrics.json").read_text())
+    assert list(saved["methods"]) == ["zero", "match[smallcnn (random init)]", "match[raw pixels]"]
+    assert saved["transfer"] == {} and not (out / "pairs").exists()
+    assert (out / "config.yaml").is_file()
+    assert "| match[raw pixels] |" in capsys.readouterr().out
+
+    assert main(["eval", "flow", "--data", str(tmp_path / "nothing"), "--out", str(out), "--arch", "smallcnn"]) == 1
+    assert "flow data folder not found" in capsys.readouterr().err
+    code = main(["eval", "flow", "--data", str(root), "--out", str(out), "--arch", "smallcnn",
+                 "--set", "eval.flow.classical=[zero,lucas_kanade]"])
+    assert code == 2 and "lucas_kanade" in capsys.readouterr().err

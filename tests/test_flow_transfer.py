@@ -1,0 +1,86 @@
+"""The FlowNetC-style transfer: it learns on synthetic pairs, resumes after a kill, and never touches the caller's
+backbone."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+import vidssl.eval.flow.transfer as transfer
+from vidssl.eval.config import FlowConfig
+from vidssl.eval.flow.transfer import train_transfer
+from vidssl.models import build_backbone
+
+TINY = dataclasses.replace(FlowConfig(), synthetic_size=[64, 64], batch_size=4, max_motion=12.0, num_shapes=[1, 3],
+                           max_displacement=3, checkpoint_seconds=1e-6)
+
+
+def _backbone():
+    torch.manual_seed(0)
+    return build_backbone("smallcnn", width=4).eval()
+
+
+def _head(net):
+    return {k: v.clone() for k, v in net.state_dict().items() if not k.startswith("backbone.")}
+
+
+def test_decoder_learns_on_synthetic_pairs():
+    net, info = train_transfer(_backbone(), dataclasses.replace(TINY, steps=30), budget_s=120, progress=False)
+    assert info["steps"] == 30
+    # the zero-initialised last layer makes step 0 the zero-shot soft-argmax; training must improve on it clearly
+    assert info["synthetic_epe_end"] < 0.85 * info["synthetic_epe_start"], info
+    curve = info["loss_curve"]  # training EPE over ten shares of the steps
+    assert len(curve) == 10 and curve[-1] < curve[0]
+    assert not net.training
+
+
+def test_budget_bounds_training_time():
+    _, info = train_transfer(_backbone(), dataclasses.replace(TINY, steps=10_000), budget_s=1.0, progress=False)
+    assert 1 <= info["steps"] < 10_000 and info["train_seconds"] < 10
+
+
+def test_a_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    cfg = dataclasses.replace(TINY, steps=5)
+    reference, _ = train_transfer(_backbone(), cfg, budget_s=1e6, progress=False)
+
+    real = transfer.synthetic_pairs
+    steps_run, kill_at = [], [4]
+
+    def dies_at_step_4(batch, *args, **kwargs):
+        if batch == cfg.batch_size:  # a training batch (the validation batch is larger)
+            steps_run.append(1)
+            if len(steps_run) in kill_at:
+                raise KeyboardInterrupt  # as a kill between two checkpoints
+        return real(batch, *args, **kwargs)
+
+    checkpoint = tmp_path / "transfer" / "model.pt"
+    monkeypatch.setattr(transfer, "synthetic_pairs", dies_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        train_transfer(_backbone(), cfg, budget_s=1e6, checkpoint=checkpoint, progress=False)
+    assert torch.load(checkpoint, weights_only=True)["state"]["step"] == 3
+    assert [p.name for p in checkpoint.parent.iterdir()] == ["model.pt"]  # no temp file left behind
+
+    steps_run.clear()
+    kill_at.clear()
+    resumed, info = train_transfer(_backbone(), cfg, budget_s=1e6, checkpoint=checkpoint, progress=False)
+    assert info["steps"] == 5 and len(steps_run) == 2
+    for key, value in _head(reference).items():
+        assert torch.allclose(_head(resumed)[key].float(), value.float(), atol=1e-5), key
+    # a finished run is reused as it is; another seed is another run and starts over
+    steps_run.clear()
+    train_transfer(_backbone(), cfg, budget_s=1e6, checkpoint=checkpoint, progress=False)
+    assert len(steps_run) == 0
+    train_transfer(_backbone(), cfg, budget_s=1e6, seed=1, checkpoint=checkpoint, progress=False)
+    assert len(steps_run) == 5
+
+
+def test_finetuning_works_on_a_copy_of_the_backbone():
+    backbone = _backbone()
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    net, _ = train_transfer(backbone, dataclasses.replace(TINY, steps=3, finetune=True, backbone_lr=1e-2),
+                            budget_s=60, progress=False)
+    for key, value in backbone.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    changed = [k for k, v in net.backbone.state_dict().items() if "weight" in k and not torch.equal(v, before[k])]
+    assert changed

@@ -1,0 +1,121 @@
+"""Each loss and reducer against a naive Python loop (float64 and float32), the no-violation case, and backward."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vidssl.losses import (DISTANCES, REDUCERS, Triplets, build_loss, build_reducer)
+from vidssl.train_config import LossConfig
+
+
+def _cos_dist(x, y):
+    dot = sum(a * b for a, b in zip(x, y))
+    return 1.0 - dot / (math.sqrt(sum(a * a for a in x)) * math.sqrt(sum(b * b for b in y)))
+
+
+def _sq(x, y):
+    return sum((a - b) ** 2 for a, b in zip(x, y))
+
+
+NAIVE_DIST = {"cosine": _cos_dist, "sqeuclidean": _sq, "euclidean": lambda x, y: math.sqrt(_sq(x, y))}
+
+
+def naive_loss(name, dist, margin, symmetric, a, p, n):
+    """One triplet's loss, written from the papers' formulas."""
+    D = NAIVE_DIST[dist]
+    if name in ("ranking", "triplet"):
+        first = max(0.0, D(a, p) - D(a, n) + margin)
+        return 0.5 * (first + max(0.0, D(a, p) - D(p, n) + margin)) if symmetric else first
+    pull = 0.5 * D(a, p) ** 2
+    push = 0.5 * max(0.0, margin - D(a, n)) ** 2
+    if symmetric:
+        push = 0.5 * (push + 0.5 * max(0.0, margin - D(p, n)) ** 2)
+    return pull + push
+
+
+def _batch(dtype, P=5, dim=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.nn.functional.normalize(torch.randn(2 * P, dim, generator=g, dtype=torch.float64), dim=1)
+    a = torch.tensor([0, 0, 1, 2, 3, 4, 4], dtype=torch.int64)
+    n = torch.tensor([2, 7, 9, 5, 1, 0, 8], dtype=torch.int64)
+    return emb.to(dtype), Triplets(a=a, p=a + P, n=n)
+
+
+CASES = [("ranking", None, True), ("ranking", None, False), ("triplet", None, True), ("triplet", None, False),
+         ("contrastive", None, True), ("contrastive", None, False), ("ranking", "sqeuclidean", True),
+         ("contrastive", "cosine", False)]
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("name,distance,symmetric", CASES)
+def test_per_triplet_matches_naive_loop(name, distance, symmetric, dtype, tol):
+    cfg = LossConfig(name=name, distance=distance, symmetric=symmetric, margin=0.7 if name != "contrastive" else 1.2)
+    loss = build_loss(cfg)
+    emb, t = _batch(dtype)
+    got = loss.per_triplet(emb, t)
+    assert got.dtype == dtype and got.shape == (len(t),)
+    dist = distance or {"ranking": "cosine", "triplet": "sqeuclidean", "contrastive": "euclidean"}[name]
+    rows = emb.double().tolist()
+    want = [naive_loss(name, dist, cfg.margin, symmetric, rows[i], rows[j], rows[k])
+            for i, j, k in zip(t.a.tolist(), t.p.tolist(), t.n.tolist())]
+    assert max(want) > 0  # the batch exercises the hinge
+    torch.testing.assert_close(got.double(), torch.tensor(want, dtype=torch.float64), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("name", ["ranking", "triplet", "contrastive"])
+def test_backward_matches_finite_differences(name):
+    loss = build_loss(LossConfig(name=name, margin=0.7))
+    emb, t = _batch(torch.float64, seed=3)
+    emb.requires_grad_(True)
+    fn = lambda e: build_reducer(LossConfig(reducer="mean"))(loss.per_triplet(e, t), t, 1)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (emb,), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["ranking", "triplet"])
+@pytest.mark.parametrize("reducer", list(REDUCERS))
+def test_no_violation_gives_zero_loss_and_zero_gradient(name, reducer):
+    """Positives equal to their anchors and negatives opposite: no hinge is active."""
+    P, dim = 3, 4
+    a = torch.nn.functional.normalize(torch.randn(P, dim, dtype=torch.float64), dim=1)
+    emb = torch.cat([a, a.clone()]).requires_grad_(True)
+    n_rows = -a  # a separate row set, appended as candidates
+    full = torch.cat([emb, n_rows])
+    t = Triplets(a=torch.arange(P), p=torch.arange(P) + P, n=torch.arange(P) + 2 * P)
+    cfg = LossConfig(name=name, margin=0.5, reducer=reducer)
+    value = build_reducer(cfg)(build_loss(cfg).per_triplet(full, t), t, 4 * P)
+    assert value.item() == 0.0 and value.requires_grad
+    value.backward()
+    assert emb.grad is not None and torch.equal(emb.grad, torch.zeros_like(emb))
+
+
+def test_contrastive_zero_when_positives_coincide_and_negatives_far():
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    emb = torch.cat([a, a, torch.tensor([[5.0, 5.0]], dtype=torch.float64)]).requires_grad_(True)
+    t = Triplets(a=torch.tensor([0, 1]), p=torch.tensor([2, 3]), n=torch.tensor([4, 4]))
+    value = build_loss(LossConfig(name="contrastive", margin=1.0)).per_triplet(emb, t).sum()
+    assert value.item() < 1e-11  # the clamp under the square root leaves D = 1e-6 at coincident points
+    value.backward()
+    assert torch.isfinite(emb.grad).all()  # Euclidean distance at zero does not give NaN gradients
+
+
+def test_reducers_match_naive():
+    values = torch.tensor([0.0, 0.4, 0.0, 1.0, 0.2], dtype=torch.float64)
+    t = Triplets(a=torch.tensor([0, 0, 1, 2, 2]), p=torch.tensor([3, 3, 4, 5, 5]), n=torch.tensor([1, 2, 0, 0, 1]))
+    assert REDUCERS["mean"](values, t, 12).item() == pytest.approx(1.6 / 5)
+    assert REDUCERS["mean_active"](values, t, 12).item() == pytest.approx(1.6 / 3)
+    assert REDUCERS["fixed"](values, t, 12).item() == pytest.approx(1.6 / 12)
+    assert REDUCERS["per_pair"](values, t, 12).item() == pytest.approx(((0.4 / 2) + 0.0 + (1.2 / 2)) / 3)
+    empty = Triplets(*(torch.zeros(0, dtype=torch.int64),) * 3)
+    for reduce in REDUCERS.values():  # no triplet mined: 0, not NaN
+        assert reduce(torch.zeros(0, requires_grad=True), empty, 12).item() == 0.0
+
+
+@pytest.mark.parametrize("name", list(DISTANCES))
+def test_pairwise_distance_matches_rows(name):
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(4, 5, generator=g, dtype=torch.float64), torch.randn(3, 5, generator=g, dtype=torch.float64)
+    D = DISTANCES[name]().pairwise(x, y)
+    want = [[NAIVE_DIST[name](xi, yj) for yj in y.tolist()] for xi in x.tolist()]
+    torch.testing.assert_close(D, torch.tensor(want, dtype=torch.float64), rtol=1e-9, atol=1e-9)

@@ -1,0 +1,173 @@
+"""Miners against brute-force loops over every (anchor, candidate) pair; validation; the schedule and its guard."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vidssl.losses import Triplets, build_loss
+from vidssl.miners import (HardMiner, MiningSchedule, RandomMiner, SemiHardMiner, candidate_mask, neg_cosine,
+                           score_candidates, to_triplets, validate_triplets)
+from vidssl.train_config import LossConfig, MinerConfig
+
+P = 12
+
+
+def _batch(seed=0, dim=8):
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.nn.functional.normalize(torch.randn(2 * P, dim, generator=g), dim=1)
+    emb[P:] = torch.nn.functional.normalize(emb[:P] + 0.6 * torch.randn(P, dim, generator=g), dim=1)
+    videos = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 3, 3])
+    return emb, videos
+
+
+def _brute(emb, videos, loss, same_video=False):
+    """valid[i][c], loss[i][c], d_an[i][c], d_ap[i] by loops."""
+    d = loss.distance.rows
+    valid, values, d_an, d_ap = {}, {}, {}, {}
+    for i in range(P):
+        d_ap[i] = float(d(emb[i:i + 1], emb[P + i:P + i + 1]))
+        for c in range(2 * P):
+            other = c % P
+            valid[i, c] = other != i and (same_video or int(videos[other]) != int(videos[i]))
+            an = float(d(emb[i:i + 1], emb[c:c + 1]))
+            pn = float(d(emb[P + i:P + i + 1], emb[c:c + 1]))
+            d_an[i, c] = an
+            values[i, c] = float(loss.from_distances(torch.tensor(d_ap[i]), torch.tensor(an), torch.tensor(pn)))
+    return valid, values, d_an, d_ap
+
+
+def _per_anchor(t: Triplets) -> dict[int, set[int]]:
+    out: dict[int, set[int]] = {i: set() for i in range(P)}
+    for a, n in zip(t.a.tolist(), t.n.tolist()):
+        out[a].add(n)
+    return out
+
+
+@pytest.mark.parametrize("same_video", [False, True])
+def test_candidate_mask_matches_loop(same_video):
+    emb, videos = _batch()
+    loss = build_loss(LossConfig())
+    valid, _, _, _ = _brute(emb, videos, loss, same_video)
+    mask = candidate_mask(videos, same_video)
+    assert mask.shape == (P, 2 * P)
+    assert all(bool(mask[i, c]) == valid[i, c] for i in range(P) for c in range(2 * P))
+
+
+def test_scores_match_loop():
+    emb, videos = _batch()
+    loss = build_loss(LossConfig(name="ranking", symmetric=True))
+    s = score_candidates(emb, videos, loss, same_video=False)
+    _, values, d_an, d_ap = _brute(emb, videos, loss)
+    for i in range(P):
+        assert float(s.d_ap[i]) == pytest.approx(d_ap[i], abs=1e-5)
+        for c in range(2 * P):
+            assert float(s.loss[i, c]) == pytest.approx(values[i, c], abs=1e-5)
+            assert float(s.d_an[i, c]) == pytest.approx(d_an[i, c], abs=1e-5)
+
+
+def test_random_miner_takes_k_valid_candidates():
+    emb, videos = _batch()
+    loss = build_loss(LossConfig())
+    valid, _, _, _ = _brute(emb, videos, loss)
+    s = score_candidates(emb, videos, loss, False)
+    t = to_triplets(RandomMiner(k=4).select(s, torch.Generator().manual_seed(0)))
+    validate_triplets(t, videos, False)
+    for i, negs in _per_anchor(t).items():
+        assert len(negs) == min(4, sum(valid[i, c] for c in range(2 * P)))
+        assert all(valid[i, c] for c in negs)
+    again = to_triplets(RandomMiner(k=4).select(s, torch.Generator().manual_seed(0)))
+    other = to_triplets(RandomMiner(k=4).select(s, torch.Generator().manual_seed(1)))
+    assert torch.equal(again.n, t.n) and not torch.equal(other.n, t.n)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hard_miner_is_top_k_violators(seed):
+    """hard_ratio 1: exactly the K candidates with the highest loss among those with a non-zero loss."""
+    emb, videos = _batch(seed)
+    loss = build_loss(LossConfig(margin=0.5, symmetric=True))
+    valid, values, _, _ = _brute(emb, videos, loss)
+    s = score_candidates(emb, videos, loss, False)
+    t = to_triplets(HardMiner(k=4, hard_ratio=1.0).select(s, torch.Generator().manual_seed(0)))
+    validate_triplets(t, videos, False)
+    got = _per_anchor(t)
+    some_capped = False
+    for i in range(P):
+        violators = sorted((c for c in range(2 * P) if valid[i, c] and values[i, c] > 0), key=lambda c: -values[i, c])
+        assert got[i] == set(violators[:4])
+        some_capped |= len(violators) > 4
+    assert some_capped  # the batch exercises the top-K cut
+
+
+def test_hard_miner_mixes_hard_and_random_violators():
+    emb, videos = _batch(4)
+    loss = build_loss(LossConfig(margin=0.8))
+    valid, values, _, _ = _brute(emb, videos, loss)
+    s = score_candidates(emb, videos, loss, False)
+    t = to_triplets(HardMiner(k=4, hard_ratio=0.5).select(s, torch.Generator().manual_seed(0)))
+    for i, negs in _per_anchor(t).items():
+        violators = sorted((c for c in range(2 * P) if valid[i, c] and values[i, c] > 0), key=lambda c: -values[i, c])
+        assert negs <= set(violators) and len(negs) == min(4, len(violators))
+        assert len(negs & set(violators[:4])) >= min(2, len(violators))  # round(4 x 0.5) from the 4 hardest
+
+
+def test_semihard_miner_takes_only_semihard():
+    emb, videos = _batch(5)
+    loss = build_loss(LossConfig(margin=0.5, symmetric=False))
+    valid, values, d_an, d_ap = _brute(emb, videos, loss)
+    s = score_candidates(emb, videos, loss, False)
+    t = to_triplets(SemiHardMiner(k=3).select(s, torch.Generator().manual_seed(0)))
+    any_semi = False
+    for i, negs in _per_anchor(t).items():
+        semi = {c for c in range(2 * P) if valid[i, c] and d_ap[i] < d_an[i, c] < d_ap[i] + 0.5}
+        assert negs <= semi and len(negs) == min(3, len(semi))
+        any_semi |= bool(semi)
+    assert any_semi
+
+
+def test_validate_triplets_rejects_bad_indices():
+    videos = torch.tensor([0, 1, 1])
+    ok = Triplets(a=torch.tensor([0]), p=torch.tensor([3]), n=torch.tensor([4]))
+    validate_triplets(ok, videos, False)
+    bad = {
+        "positive": Triplets(a=torch.tensor([0]), p=torch.tensor([4]), n=torch.tensor([2])),
+        "own pair": Triplets(a=torch.tensor([1]), p=torch.tensor([4]), n=torch.tensor([4])),
+        "same video": Triplets(a=torch.tensor([1]), p=torch.tensor([4]), n=torch.tensor([2])),
+        "range": Triplets(a=torch.tensor([0]), p=torch.tensor([3]), n=torch.tensor([6])),
+        "dtype": Triplets(a=torch.tensor([0.0]), p=torch.tensor([3]), n=torch.tensor([4])),
+    }
+    for why, t in bad.items():
+        with pytest.raises(ValueError):
+            validate_triplets(t, videos, False)
+    validate_triplets(bad["same video"], videos, True)  # another track of the same video is allowed then
+
+
+def test_neg_cosine_matches_loop():
+    emb, videos = _batch()
+    valid = candidate_mask(videos, False)
+    cos = [float(emb[i] @ emb[c]) for i in range(P) for c in range(2 * P) if valid[i, c]]
+    assert neg_cosine(emb, valid) == pytest.approx(sum(cos) / len(cos), abs=1e-6)
+
+
+def test_schedule_phases_guard_and_state():
+    emb, videos = _batch()
+    cfg = MinerConfig(warmup="random", main="hard", hard_start=0.5, guard=True, guard_neg_cos=0.5,
+                      guard_momentum=0.0)
+    sched = MiningSchedule(cfg, build_loss(LossConfig()), total_steps=10, seed=0)
+    _, _, phase = sched.mine(emb, videos, step=4)
+    assert phase == "warmup"
+    _, _, phase = sched.mine(emb, videos, step=5)
+    assert phase == "main" and sched.neg_cos_ema < 0.5
+    collapsed = torch.nn.functional.normalize(torch.ones(2 * P, 8) + 0.01 * torch.randn(2 * P, 8), dim=1)
+    t, _, phase = sched.mine(collapsed, videos, step=6)
+    assert phase == "guard" and sched.neg_cos_ema > 0.9
+    assert len(t) == P * 4  # the warmup (random) miner took over: K negatives for every pair
+    state = sched.state_dict()
+    fresh = MiningSchedule(cfg, build_loss(LossConfig()), total_steps=10, seed=0)
+    fresh.load_state_dict(state)
+    assert fresh.phase(7) == "guard"
+    a, _, _ = sched.mine(emb, videos, step=9)
+    b, _, _ = fresh.mine(emb, videos, step=9)
+    assert torch.equal(a.n, b.n)  # same step, same state: same negatives
+    unguarded = MiningSchedule(MinerConfig(hard_start=0.5, guard=False), build_loss(LossConfig()), 10, 0)
+    unguarded.neg_cos_ema = 0.99
+    assert unguarded.phase(7) == "main"

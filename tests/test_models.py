@@ -1,0 +1,122 @@
+"""Backbone API (contract 2): shapes, stride-8 dense features, torchvision key names, and the embedding model."""
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+import torchvision
+
+from vidssl.models import ARCHS, EmbeddingNet, build_backbone
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_feature_shapes_at_any_size(arch):
+    torch.manual_seed(0)
+    b = build_backbone(arch, input_size=64).eval()
+    assert b.arch == arch and b.dense_stride == 8 and len(b.mean) == 3 and len(b.std) == 3
+    with torch.no_grad():
+        for h, w in [(32, 32), (33, 47), (64, 64), (71, 100)]:
+            d = b.dense_features(torch.randn(2, 3, h, w))
+            assert d.shape == (2, b.dense_dim, math.ceil(h / 8), math.ceil(w / 8))
+            assert torch.isfinite(d).all()
+        assert b.embed(torch.randn(3, 3, 64, 64)).shape == (3, b.out_dim)
+        assert b(torch.randn(1, 3, 80, 64)).shape == (1, b.out_dim)
+
+
+def test_bad_input_is_a_clear_error():
+    b = build_backbone("smallcnn")
+    with pytest.raises(ValueError, match="smaller than 32"):
+        b.dense_features(torch.randn(1, 3, 16, 64))
+    with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
+        b.embed(torch.randn(3, 64, 64))
+    with pytest.raises(ValueError, match="unknown arch 'vgg'"):
+        build_backbone("vgg")
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_resnet_matches_torchvision(arch):
+    """Key names are torchvision's (only fc missing) and embed is torchvision's pooled feature."""
+    b = build_backbone(arch).eval()
+    tv = getattr(torchvision.models, arch)(weights=None).eval()
+    result = tv.load_state_dict(b.state_dict(), strict=False)
+    assert set(result.missing_keys) == {"fc.weight", "fc.bias"} and not result.unexpected_keys
+    tv.fc = torch.nn.Identity()
+    x = torch.randn(2, 3, 72, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(b.embed(x), tv(x), rtol=1e-5, atol=1e-5)
+
+
+def _dilated_layer3_reference(layer3: torch.nn.Module) -> torch.nn.Module:
+    """layer3 rebuilt with modules at stride 1, first block undilated, later 3x3 convs dilated by 2 (independent of
+    the functional implementation in vidssl.models.resnet)."""
+    ref = copy.deepcopy(layer3)
+    for i, block in enumerate(ref):
+        d = 1 if i == 0 else 2
+        for m in block.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.stride = (1, 1)
+                if m.kernel_size == (3, 3):
+                    m.dilation, m.padding = (d, d), (d, d)
+    return ref
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_resnet_dense_is_dilated_layer3(arch):
+    b = build_backbone(arch).eval()
+    ref3 = _dilated_layer3_reference(b.layer3)
+    x = torch.randn(1, 3, 70, 90)
+    with torch.no_grad():
+        stem = b.layer2(b.layer1(b.maxpool(b.relu(b.bn1(b.conv1(x))))))
+        torch.testing.assert_close(b.dense_features(x), ref3(stem), rtol=1e-5, atol=1e-5)
+    if arch == "resnet50":  # torchvision can dilate Bottleneck blocks itself: a second, official reference
+        tv = torchvision.models.resnet50(weights=None, replace_stride_with_dilation=[False, True, False]).eval()
+        tv.load_state_dict(b.state_dict(), strict=False)
+        with torch.no_grad():
+            ref = tv.layer3(tv.layer2(tv.layer1(tv.maxpool(tv.relu(tv.bn1(tv.conv1(x)))))))
+        torch.testing.assert_close(b.dense_features(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_alexnet_is_the_paper_network_with_torchvision_names():
+    b = build_backbone("alexnet_wang2015", input_size=227).eval()
+    assert b.grid == 6 and b.classifier[1].in_features == 256 * 36  # pool5 6x6 at the paper's 227 px
+    assert b.classifier[1].out_features == 4096 and b.out_dim == b.classifier[4].out_features == 1024
+    tv = torchvision.models.alexnet(weights=None).eval()
+    tv.features.load_state_dict(b.features.state_dict())  # same conv1-5 names and shapes as torchvision
+    x = torch.randn(1, 3, 227, 227)
+    with torch.no_grad():
+        torch.testing.assert_close(b.features(x), tv.features(x))
+        fc7 = b.classifier[4](torch.relu(b.classifier[1](tv.features(x).flatten(1))))  # dropout is off in eval
+        torch.testing.assert_close(b.embed(x), fc7)
+    assert build_backbone("alexnet_wang2015", input_size=64).classifier[1].in_features == 256  # pool5 1x1
+
+
+def test_alexnet_dense_features_reference():
+    """Dense view = the same weights with conv1 centred (pad 5), pool1 padded, pool2 at stride 1, conv3-5 dilated."""
+    b = build_backbone("alexnet_wang2015", input_size=64).eval()
+    f = copy.deepcopy(b.features)
+    f[0].padding = (5, 5)
+    f[2].padding = 1
+    f[5].stride, f[5].padding = 1, 1
+    for i in (6, 8, 10):
+        f[i].dilation, f[i].padding = (2, 2), (2, 2)
+    ref = torch.nn.Sequential(*list(f)[:12])  # up to conv5's ReLU (no pool5)
+    x = torch.randn(1, 3, 64, 80)
+    with torch.no_grad():
+        torch.testing.assert_close(b.dense_features(x), ref(x))
+
+
+def test_embedding_net_one_forward_unit_vectors():
+    torch.manual_seed(0)
+    net = EmbeddingNet(build_backbone("smallcnn", width=8), embed_dim=16)
+    x = torch.randn(6, 3, 32, 32)
+    z = net(x)
+    assert z.shape == (6, 16) and z.dtype == torch.float32
+    torch.testing.assert_close(z.norm(dim=1), torch.ones(6))
+    net.eval()
+    with torch.no_grad():  # shared weights by construction: a row's embedding does not depend on its batch mates
+        torch.testing.assert_close(net(x)[2:3], net(x[2:3]), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="identity"):
+        EmbeddingNet(build_backbone("smallcnn", width=8), embed_dim=16, head="identity")
+    assert EmbeddingNet(build_backbone("smallcnn", width=8), embed_dim=64, head="identity")(x).shape == (6, 64)

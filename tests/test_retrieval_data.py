@@ -1,0 +1,277 @@
+"""Retrieval datasets: image folders and labels.csv, DAVIS object crops, mined track pairs, layout detection."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from vidssl.eval.config import RetrievalConfig
+from vidssl.eval.retrieval_data import (RetrievalDataError, detect_kind, load_retrieval_set, object_crops,
+                                        square_box, square_resize)
+
+CFG = RetrievalConfig(image_size=32, num_workers=0)
+
+
+def write_rgb(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def solid(colour, h=40, w=48) -> np.ndarray:
+    return np.full((h, w, 3), colour, np.uint8)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("eval.retrieval.min_gap=0", "'eval.retrieval.min_gap': must be >= 1"),
+    ("eval.retrieval.image_size=16", "'eval.retrieval.image_size': must be >= 32"),
+    ("eval.retrieval.device=tpu", "'eval.retrieval.device': must be auto, cpu, cuda or cuda:N"),
+])
+def test_config_rejects_bad_values(override, message):
+    from vidssl.config import load_config
+    from vidssl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=[override])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# geometry
+
+
+def test_square_resize_keeps_the_centre():
+    # column x holds value x: the centre 40x40 of a 40x80 image is columns 20..59
+    ramp = np.tile(np.arange(80, dtype=np.uint8)[None, :, None], (40, 1, 3))
+    out = square_resize(ramp, 40)
+    assert out.shape == (40, 40, 3)
+    assert out[0, :, 0].tolist() == list(range(20, 60))
+    assert square_resize(ramp, 20).shape == (20, 20, 3)
+
+
+def test_square_box_cases():
+    # 20x10 box at (40, 50) in a 200x100 image, margin 0.25 -> side 30, centred on (50, 55)
+    assert square_box((40, 50, 20, 10), 0.25, 200, 100) == (35, 40, 30, 30)
+    # the same box at the left edge: the square moves inside rather than leaving the image
+    assert square_box((0, 50, 20, 10), 0.25, 200, 100) == (0, 40, 30, 30)
+    # bottom-right corner
+    assert square_box((185, 95, 15, 5), 0.0, 200, 100) == (185, 85, 15, 15)
+    # a box wider than the image is tall: the square is clipped to the image height
+    assert square_box((10, 0, 150, 100), 0.0, 200, 100) == (10, 0, 150, 100)
+
+
+def test_object_crops_cut_the_square_around_each_mask():
+    frame = np.zeros((60, 80, 3), np.uint8)
+    mask = np.zeros((60, 80), np.uint8)
+    frame[10:20, 10:30] = (255, 0, 0)  # object 1: 20 wide, 10 tall
+    mask[10:20, 10:30] = 1
+    frame[40:50, 60:70] = (0, 0, 255)  # object 2: 10x10
+    mask[40:50, 60:70] = 2
+    mask[0, 0] = 3  # object 3: a single pixel, under min_pixels
+    crops = object_crops(frame, mask, size=20, margin=0.0, min_pixels=4)
+    assert [c[0] for c in crops] == [1, 2]
+    assert crops[0][2] == (10, 5, 20, 20)  # square of side 20 centred on the box, rows 5..24
+    assert crops[1][2] == (60, 40, 10, 10)
+    one = crops[0][1]
+    assert one.shape == (20, 20, 3)
+    assert (one[5:15, :] == (255, 0, 0)).all() and (one[:5] == 0).all() and (one[15:] == 0).all()
+    assert (crops[1][1] == (0, 0, 255)).all()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# images
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    root = tmp_path / "imgs"
+    for c, colour in enumerate([(200, 0, 0), (0, 200, 0), (0, 0, 200)]):
+        for i in range(3):
+            write_rgb(root / f"class_{c}" / f"{i}.png", solid(colour))
+    (root / "empty_class").mkdir()
+    (root / "class_0" / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_image_folder_layout(image_folder):
+    data = load_retrieval_set(image_folder, CFG)
+    assert data.kind == "images" and detect_kind(image_folder) == "images"
+    assert data.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert data.label_names == {0: "class_0", 1: "class_1", 2: "class_2"}
+    assert data.captions[3] == "class_1/0.png"
+    assert data.references is None and data.queries.tolist() == list(range(9))
+    image, ok = data.items[4]
+    assert ok and image.shape == (3, 32, 32) and image[:, 0, 0].tolist() == [0, 200, 0]
+
+
+def test_labels_csv_layout_with_missing_file(tmp_path):
+    root = tmp_path / "csvset"
+    write_rgb(root / "a.jpg", solid((10, 20, 30)))
+    write_rgb(root / "sub" / "b.png", solid((40, 50, 60)))
+    (root / "labels.csv").write_text("path,class_id,class_name\na.jpg,7,seven\nsub/b.png,3,three\n"
+                                     "gone.jpg,7,seven\n")
+    data = load_retrieval_set(root, CFG)
+    assert data.labels.tolist() == [7, 3]
+    assert data.label_names == {7: "seven", 3: "three"}
+    assert data.skipped == {"missing file": ["gone.jpg"]}
+    (root / "labels.csv").write_text("path,class_id\na.jpg,1\nsub/b.png,1\n")  # no class_name column
+    assert load_retrieval_set(root, CFG).label_names == {1: "1"}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("file,label\na.jpg,1\n", "header must be path,class_id"),
+    ("path,class_id\na.jpg,cat\n", r"labels.csv:2: class_id 'cat' is not an integer"),
+    ("path,class_id\ngone.jpg,1\n", "lists no existing image"),
+])
+def test_bad_labels_csv_names_the_file(tmp_path, text, message):
+    write_rgb(tmp_path / "a.jpg", solid((1, 2, 3)))
+    (tmp_path / "labels.csv").write_text(text)
+    with pytest.raises(RetrievalDataError, match=message):
+        load_retrieval_set(tmp_path, CFG)
+
+
+def test_unreadable_image_is_flagged_not_fatal(tmp_path):
+    write_rgb(tmp_path / "c" / "good.jpg", solid((1, 2, 3)))
+    (tmp_path / "c" / "bad.jpg").write_bytes(b"this is not a jpeg")
+    data = load_retrieval_set(tmp_path, CFG)
+    flags = {data.captions[i]: data.items[i][1] for i in range(len(data.captions))}
+    assert flags == {"c/bad.jpg": False, "c/good.jpg": True}
+
+
+def test_layout_errors(tmp_path):
+    with pytest.raises(RetrievalDataError, match="not found"):
+        detect_kind(tmp_path / "nowhere")
+    (tmp_path / "x.txt").write_text("")
+    with pytest.raises(RetrievalDataError, match="not a retrieval layout"):
+        detect_kind(tmp_path)
+    with pytest.raises(RetrievalDataError, match="unknown retrieval kind 'clips'"):
+        load_retrieval_set(tmp_path, CFG, kind="clips")
+    (tmp_path / "clip.mp4").write_bytes(b"")  # a folder of videos is told apart, and needs mining first
+    assert detect_kind(tmp_path) == "videos"
+    with pytest.raises(RetrievalDataError, match="a folder of videos; mine its tracks first"):
+        load_retrieval_set(tmp_path, CFG)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# DAVIS
+
+
+def palette_png(path: Path, labels: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im = Image.fromarray(labels.astype(np.uint8), mode="P")
+    im.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * (3 * 253))
+    im.save(path)
+
+
+def make_davis(root: Path, frames: int = 5) -> dict:
+    """Two sequences of 64x48 frames, two 12-px squares each (a colour per sequence and object) moving 2 px right
+    per frame; palette masks. Returns the true (x, y, w, h) of every object in every frame."""
+    truth = {}
+    colours = {"alpha": ((250, 0, 0), (0, 0, 250)), "beta": ((0, 250, 0), (250, 250, 0))}
+    for seq in ("alpha", "beta"):
+        for t in range(frames):
+            frame = np.full((48, 64, 3), 30, np.uint8)
+            mask = np.zeros((48, 64), np.uint8)
+            for obj, (x, y) in {1: (4, 6), 2: (30, 26)}.items():
+                colour = colours[seq][obj - 1]
+                x += 2 * t
+                frame[y:y + 12, x:x + 12] = colour
+                mask[y:y + 12, x:x + 12] = obj
+                truth[(seq, t, obj)] = (x, y, 12, 12)
+            write_rgb(root / "JPEGImages" / "480p" / seq / f"{t:05d}.png", frame)  # lossless: exact colours
+            palette_png(root / "Annotations" / "480p" / seq / f"{t:05d}.png", mask)
+    return truth
+
+
+def test_davis_crops_labels_and_times(tmp_path):
+    truth = make_davis(tmp_path)
+    assert detect_kind(tmp_path) == "davis"
+    cfg = RetrievalConfig(image_size=32, crop_margin=0.25, min_object_pixels=10)
+    data = load_retrieval_set(tmp_path, cfg)
+    assert len(data.labels) == 2 * 5 * 2
+    assert data.label_names == {0: "alpha/1", 1: "alpha/2", 2: "beta/1", 3: "beta/2"}
+    # order: sequence, frame, object
+    assert data.labels.tolist() == [0, 1] * 5 + [2, 3] * 5
+    assert data.groups.tolist() == [0] * 10 + [1] * 10
+    assert data.times.tolist() == [t for t in range(5) for _ in (1, 2)] * 2
+    assert data.captions[3] == "alpha/00001 object 2"
+    # the crop is the 18-px square around the 12-px object (margin 0.25 x 12 = 3 px a side), resized to 32:
+    # the object covers the middle 12/18 of it
+    crop = data.items[2][0].permute(1, 2, 0).numpy()  # alpha, frame 1, object 1
+    assert truth[("alpha", 1, 1)] == (6, 6, 12, 12)
+    centre = crop[8:24, 8:24].astype(int)
+    assert (np.abs(centre - (250, 0, 0)) < 40).all()
+    assert (np.abs(crop[:3].astype(int) - 30) < 40).all()  # background above the object
+
+
+def test_davis_binary_mask_real_sequence(data_dir):
+    root = data_dir / "davis"
+    data = load_retrieval_set(root, RetrievalConfig(image_size=32, crop_margin=0.0))
+    assert data.kind == "davis" and len(data.labels) == 50
+    assert data.label_names == {0: "blackswan/1"} and data.times.tolist() == list(range(50))
+    # the crop of frame 0 is the square around the bounding box of mask > 127, found here with row/column scans
+    mask = np.asarray(Image.open(root / "Annotations" / "480p" / "blackswan" / "00000.png")) > 127
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    box = (int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
+    frame = np.asarray(Image.open(root / "JPEGImages" / "480p" / "blackswan" / "00000.jpg").convert("RGB"))
+    (_, crop, window), = object_crops(frame, mask.astype(np.uint8), 32, 0.0, 1)
+    x, y, w, h = window
+    assert w == h == max(box[2], box[3])
+    assert x <= box[0] and y <= box[1] and x + w >= box[0] + box[2] and y + h >= box[1] + box[3]
+    assert np.array_equal(data.items[0][0].permute(1, 2, 0).numpy(), crop)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# tracks (pair dataset contract)
+
+
+def make_pairs(root: Path, size: int = 32) -> np.ndarray:
+    """Two shards; video v0 has tracks 0 (two pairs) and 1, video v1 has track 0. Returns all patches."""
+    rng = np.random.default_rng(0)
+    patches = rng.integers(0, 256, (4, 2, size, size, 3), dtype=np.uint8)
+    (root / "shards").mkdir(parents=True)
+    np.save(root / "shards" / "a.npy", patches[:3])
+    np.save(root / "shards" / "b.npy", patches[3:])
+    recs = [("v0", 0, "a.npy", 0), ("v0", 0, "a.npy", 1), ("v0", 1, "a.npy", 2), ("v1", 0, "b.npy", 0)]
+    with open(root / "manifest.jsonl", "w") as fh:
+        for i, (vid, track, shard, off) in enumerate(recs):
+            fh.write(json.dumps({"video": f"{vid}.mp4", "video_id": vid, "track_id": track, "start_frame": 10 * i,
+                                 "end_frame": 10 * i + 30, "box_start": [0, 0, 8, 8], "box_end": [1, 1, 8, 8],
+                                 "motion": 1.0, "shard": f"shards/{shard}", "offset": off}) + "\n")
+    (root / "dataset.json").write_text(json.dumps({"pairs": 4, "patch_size": size}))
+    return patches
+
+
+def test_track_pairs_first_patches_query_last_patches(tmp_path):
+    patches = make_pairs(tmp_path)
+    assert detect_kind(tmp_path) == "tracks"
+    data = load_retrieval_set(tmp_path, CFG)
+    assert data.queries.tolist() == [0, 1, 2, 3] and data.references.tolist() == [4, 5, 6, 7]
+    # label = (video, track): both pairs of v0 track 0 share one; v1 track 0 is another track
+    assert data.labels.tolist() == [0, 0, 1, 2] * 2
+    assert data.label_names == {0: "v0#0", 1: "v0#1", 2: "v1#0"}
+    for i in range(4):
+        assert np.array_equal(data.items[i][0].permute(1, 2, 0).numpy(), patches[i, 0])
+        assert np.array_equal(data.items[4 + i][0].permute(1, 2, 0).numpy(), patches[i, 1])
+    assert data.captions[5] == "v0.mp4 track 0 frame 40"
+    resized = load_retrieval_set(tmp_path, RetrievalConfig(image_size=48))
+    assert resized.items[0][0].shape == (3, 48, 48)
+
+
+def test_damaged_pair_dataset_errors(tmp_path):
+    make_pairs(tmp_path)
+    lines = (tmp_path / "manifest.jsonl").read_text().splitlines()
+    rec = json.loads(lines[3])
+    rec["offset"] = 5
+    (tmp_path / "manifest.jsonl").write_text("\n".join(lines[:3] + [json.dumps(rec)]) + "\n")
+    with pytest.raises(RetrievalDataError, match="b.npy: manifest offset 5 is outside"):
+        load_retrieval_set(tmp_path, CFG)
+    (tmp_path / "manifest.jsonl").write_text("{not json\n")
+    with pytest.raises(RetrievalDataError, match="manifest.jsonl:1: malformed pair record"):
+        load_retrieval_set(tmp_path, CFG)
+    np.save(tmp_path / "shards" / "a.npy", np.zeros((3, 32, 32, 3), np.uint8))
+    (tmp_path / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RetrievalDataError, match=r"a.npy: pair shard must be uint8 \(n, 2, S, S, 3\)"):
+        load_retrieval_set(tmp_path, CFG)

@@ -1,0 +1,305 @@
+"""Retrieval metrics: hand-computed cases, a naive Python reference, pytorch-metric-learning's AccuracyCalculator,
+exclusion rules, chunking, clustering, and the memory bound of the chunked kNN."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vidssl.eval.metrics import (RECALL_KS, exclude_same_group_within, kmeans, knn, nmi, retrieval_metrics)
+
+
+def on_circle(degrees) -> torch.Tensor:
+    """[N, 2] unit vectors at the given angles: cosine similarity falls with the angle between them."""
+    rad = np.deg2rad(np.asarray(degrees, dtype=np.float64))
+    return torch.tensor(np.stack([np.cos(rad), np.sin(rad)], 1), dtype=torch.float32)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# hand-computed cases
+
+
+def test_hand_computed_query_set_is_reference_set():
+    # A 0deg L0, B 10 L0, C 25 L1, D 45 L0, E 100 L1, F 205 L1. Orders by angle (self excluded):
+    # A: B+ C D+ E F      P@1 1, R=2, RP 1/2, AP@R 1/2
+    # B: A+ C D+ E F      P@1 1, R=2, RP 1/2, AP@R 1/2
+    # C: B D A E+ F+      P@1 0, R=2, RP 0,   AP@R 0,   first hit at rank 4
+    # D: C B+ A+ E F      P@1 0, R=2, RP 1/2, AP@R (1/2)(1/2) = 1/4
+    # E: D C+ B A F+      P@1 0, R=2, RP 1/2, AP@R 1/4
+    # F: E+ A D B C+      P@1 1, R=2, RP 1/2, AP@R 1/2
+    x = on_circle([0, 10, 25, 45, 100, 205])
+    labels = [0, 0, 1, 0, 1, 1]
+    s = retrieval_metrics(x, labels, keep=5)
+    assert s.precision_at_1 == pytest.approx(3 / 6)
+    assert s.recall_at_k == pytest.approx({"1": 3 / 6, "2": 5 / 6, "4": 1.0, "8": 1.0})
+    assert s.r_precision == pytest.approx(2.5 / 6)
+    assert s.map_at_r == pytest.approx(2.0 / 6)
+    assert (s.num_queries, s.lone_queries) == (6, 0)
+    assert s.neighbours.indices[2].tolist() == [1, 3, 0, 4, 5]  # C: B D A E F
+    assert s.neighbours.indices[5].tolist() == [4, 0, 3, 1, 2]  # F: E A D B C
+
+
+def test_hand_computed_separate_references_and_lone_query():
+    # query 0 at 0deg, label 0; references at 10..50deg with labels 1 0 0 0 1 -> R = 3, hits at ranks 2 and 3:
+    # P@1 0, Recall@2 1, R-precision 2/3, MAP@R (1/3)(1/2 + 2/3) = 7/18.
+    # query 1 (label 7) has no reference of its label: a lone query, left out of every mean.
+    query = on_circle([0, 0])
+    refs = on_circle([10, 20, 30, 40, 50])
+    s = retrieval_metrics(query, [0, 7], refs, [1, 0, 0, 0, 1])
+    assert (s.precision_at_1, s.recall_at_k["1"], s.recall_at_k["2"]) == (0.0, 0.0, 1.0)
+    assert s.r_precision == pytest.approx(2 / 3)
+    assert s.map_at_r == pytest.approx(7 / 18)
+    assert (s.num_queries, s.lone_queries) == (2, 1)
+
+
+def test_all_queries_lone_gives_nan():
+    s = retrieval_metrics(on_circle([0, 10, 20]), [0, 1, 2], with_nmi=False)
+    assert s.lone_queries == 3 and math.isnan(s.precision_at_1) and math.isnan(s.map_at_r)
+
+
+def test_nmi_closed_form():
+    # true [0 0 1 1], predicted [0 0 0 1]: joint counts (0,0)=2, (1,0)=1, (1,1)=1 of 4
+    mi = 0.5 * math.log(0.5 / (0.5 * 0.75)) + 0.25 * math.log(0.25 / (0.5 * 0.75)) + 0.25 * math.log(0.25 / (0.5 * 0.25))
+    h_true = math.log(2)
+    h_pred = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert nmi([0, 0, 1, 1], [0, 0, 0, 1]) == pytest.approx(mi / ((h_true + h_pred) / 2))
+    assert nmi([0, 0, 1, 1], [5, 5, 3, 3]) == 1.0  # same partition, other names
+    assert nmi([0, 0, 1, 1], [0, 1, 0, 1]) == 0.0  # independent
+    assert nmi([4, 4, 4], [9, 9, 9]) == 1.0  # one group each: a perfect match, as scikit-learn says
+
+
+def test_nmi_matches_scikit_learn():
+    from sklearn.metrics import normalized_mutual_info_score
+
+    rng = np.random.default_rng(0)
+    for n, a, b in ((50, 3, 4), (400, 20, 20), (1000, 2, 50)):
+        t, p = rng.integers(0, a, n), rng.integers(0, b, n)
+        assert nmi(t, p) == pytest.approx(normalized_mutual_info_score(t, p), abs=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# a naive reference: Python loops over numpy dot products
+
+
+def naive_metrics(q, ql, r, rl, allowed) -> dict:
+    """allowed(i, j) -> bool. Mirrors the definitions in the module docstring, one query at a time."""
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    r = r / np.linalg.norm(r, axis=1, keepdims=True)
+    sums = {"p1": 0.0, "rp": 0.0, "map": 0.0, **{str(k): 0.0 for k in RECALL_KS}}
+    n_valid = 0
+    for i in range(len(q)):
+        cands = [j for j in range(len(r)) if allowed(i, j)]
+        order = sorted(cands, key=lambda j: -float(np.dot(q[i], r[j])))
+        rel = [rl[j] == ql[i] for j in order]
+        big_r = sum(rel)
+        if big_r == 0:
+            continue
+        n_valid += 1
+        sums["p1"] += rel[0]
+        for k in RECALL_KS:
+            sums[str(k)] += any(rel[:k])
+        sums["rp"] += sum(rel[:big_r]) / big_r
+        ap, hits = 0.0, 0
+        for rank, is_rel in enumerate(rel[:big_r], start=1):
+            hits += is_rel
+            ap += hits / rank if is_rel else 0.0
+        sums["map"] += ap / big_r
+    out = {k: v / n_valid for k, v in sums.items()}
+    out["lone"] = len(q) - n_valid
+    return out
+
+
+def assert_matches_naive(s, ref):
+    assert s.precision_at_1 == pytest.approx(ref["p1"], abs=1e-12)
+    for k in RECALL_KS:
+        assert s.recall_at_k[str(k)] == pytest.approx(ref[str(k)], abs=1e-12)
+    assert s.r_precision == pytest.approx(ref["rp"], abs=1e-12)
+    assert s.map_at_r == pytest.approx(ref["map"], abs=1e-12)
+    assert s.lone_queries == ref["lone"]
+
+
+def test_matches_naive_loop_with_temporal_exclusion():
+    rng = np.random.default_rng(1)
+    n = 150
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    labels = rng.integers(0, 6, n)
+    groups = rng.integers(0, 4, n)
+    times = rng.integers(0, 30, n)
+    gap = 7
+    s = retrieval_metrics(torch.from_numpy(x), labels, exclude=exclude_same_group_within(groups, times, gap),
+                          with_nmi=False, chunk_mb=0.01)
+    ref = naive_metrics(x, labels, x, labels,
+                        lambda i, j: i != j and not (groups[i] == groups[j] and abs(times[i] - times[j]) < gap))
+    assert_matches_naive(s, ref)
+
+
+def test_exclusion_mask_against_double_loop():
+    rng = np.random.default_rng(2)
+    groups, times = rng.integers(0, 3, 40), rng.integers(0, 12, 40)
+    mask = exclude_same_group_within(groups, times, 4)(5, 17)
+    for a, i in enumerate(range(5, 17)):
+        for j in range(40):
+            assert bool(mask[a, j]) == (groups[i] == groups[j] and abs(int(times[i]) - int(times[j])) < 4)
+    with pytest.raises(ValueError, match="min_gap"):
+        exclude_same_group_within(groups, times, 0)
+
+
+def test_excluded_references_are_never_returned():
+    # one sequence of 12 frames, gap 5: frame t may only retrieve frames with |dt| >= 5
+    x = torch.randn(12, 4, generator=torch.Generator().manual_seed(0))
+    t = np.arange(12)
+    nb = knn(x, None, 12, exclude=exclude_same_group_within(np.zeros(12), t, 5))
+    for i in range(12):
+        got = [j for j in nb.indices[i].tolist() if j >= 0]
+        assert sorted(got) == [j for j in range(12) if abs(i - j) >= 5]
+        assert (nb.sims[i, len(got):] == -math.inf).all()
+
+
+def test_query_never_retrieves_itself_even_among_duplicates():
+    # every vector identical: all similarities tie, so only the exclusion keeps a query off its own row
+    x = torch.ones(30, 5)
+    nb = knn(x, None, 29, chunk_mb=0.0001)
+    for i in range(30):
+        assert i not in nb.indices[i].tolist()
+        assert sorted(nb.indices[i].tolist()) == [j for j in range(30) if j != i]
+    # two copies of one image with different labels: each retrieves the other, not itself
+    s = retrieval_metrics(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]), [0, 1, 0, 1],
+                          with_nmi=False)
+    assert s.precision_at_1 == 0.0
+
+
+@pytest.mark.parametrize("with_refs", [False, True])
+def test_chunking_equals_unchunked(with_refs):
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(97, 16, generator=g)
+    ql = torch.randint(0, 9, (97,), generator=g)
+    r = torch.randn(61, 16, generator=g) if with_refs else None
+    rl = torch.randint(0, 9, (61,), generator=g) if with_refs else None
+    one_row = retrieval_metrics(q, ql, r, rl, chunk_mb=1e-9, keep=6)  # one query row per block
+    few_rows = retrieval_metrics(q, ql, r, rl, chunk_mb=0.05, keep=6)
+    whole = retrieval_metrics(q, ql, r, rl, chunk_mb=1024, keep=6)
+    flat = lambda d: {**{k: v for k, v in d.items() if k != "recall_at_k"}, **d["recall_at_k"]}  # noqa: E731
+    for s in (one_row, few_rows):
+        assert flat(s.to_dict()) == pytest.approx(flat(whole.to_dict()), abs=1e-12)
+        assert torch.equal(s.neighbours.indices, whole.neighbours.indices)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# agreement with pytorch-metric-learning
+
+
+def label_distribution(name: str, n: int, rng) -> np.ndarray:
+    if name == "uniform":
+        return rng.integers(0, 10, n)
+    if name == "long_tail":  # Zipf-like sizes, including singleton classes (lone queries)
+        sizes = np.maximum(1, (120 / np.arange(1, 60) ** 1.3).astype(int))
+        return rng.permutation(np.repeat(np.arange(len(sizes)), sizes))[:n]
+    if name == "imbalanced":
+        return (rng.random(n) < 0.1).astype(int)
+    if name == "pairs":
+        return rng.permutation(np.repeat(np.arange(n // 2), 2))
+    raise KeyError(name)
+
+
+@pytest.mark.parametrize("dist", ["uniform", "long_tail", "imbalanced", "pairs"])
+@pytest.mark.parametrize("with_refs", [False, True])
+def test_agrees_with_pytorch_metric_learning(dist, with_refs):
+    from pytorch_metric_learning.distances import CosineSimilarity
+    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+    from pytorch_metric_learning.utils.inference import CustomKNN
+
+    rng = np.random.default_rng(["uniform", "long_tail", "imbalanced", "pairs"].index(dist))
+    n = 300
+    labels = label_distribution(dist, n, rng)
+    n = len(labels)
+    x = torch.from_numpy(rng.normal(size=(n, 12)).astype(np.float32))
+    if with_refs:
+        # reference set: the same labels, other embeddings (as tracks: first patches vs last patches)
+        ref = x + 0.8 * torch.from_numpy(rng.normal(size=(n, 12)).astype(np.float32))
+        ref_labels = rng.permutation(labels)
+    cluster = lambda emb, k: kmeans(F.normalize(emb, dim=1), k, seed=0)  # noqa: E731
+    calc = AccuracyCalculator(include=("precision_at_1", "r_precision", "mean_average_precision_at_r", "NMI"),
+                              k="max_bin_count", knn_func=CustomKNN(CosineSimilarity()), kmeans_func=cluster,
+                              device=torch.device("cpu"))
+    if with_refs:
+        expected = calc.get_accuracy(x, torch.from_numpy(labels), ref, torch.from_numpy(ref_labels),
+                                     ref_includes_query=False, exclude=("NMI",))
+        s = retrieval_metrics(x, labels, ref, ref_labels, with_nmi=False)
+    else:
+        expected = calc.get_accuracy(x, torch.from_numpy(labels))
+        s = retrieval_metrics(x, labels)
+        assert s.nmi == pytest.approx(expected["NMI"], abs=1e-12)
+    assert s.precision_at_1 == pytest.approx(expected["precision_at_1"], abs=1e-9)
+    assert s.r_precision == pytest.approx(expected["r_precision"], abs=1e-9)
+    assert s.map_at_r == pytest.approx(expected["mean_average_precision_at_r"], abs=1e-9)
+    # Recall@K is not in AccuracyCalculator: check it (and the rest again) against the naive loop
+    r, rl = (ref.numpy(), ref_labels) if with_refs else (x.numpy(), labels)
+    assert_matches_naive(s, naive_metrics(x.numpy(), labels, r, rl,
+                                          (lambda i, j: True) if with_refs else (lambda i, j: i != j)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# k-means
+
+
+def test_kmeans_recovers_separated_blobs_and_is_deterministic():
+    g = torch.Generator().manual_seed(4)
+    centres = torch.randn(6, 16, generator=g) * 10
+    truth = torch.arange(6).repeat_interleave(25)
+    x = centres[truth] + 0.1 * torch.randn(150, 16, generator=g)
+    a = kmeans(x, 6, seed=0)
+    assert nmi(truth.numpy(), a.numpy()) == 1.0
+    assert torch.equal(a, kmeans(x, 6, seed=0))
+
+
+def test_kmeans_inertia_close_to_scikit_learn():
+    from sklearn.cluster import KMeans
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(400, 8, generator=g) + torch.randn(8, 8, generator=g).repeat(50, 1) * 1.5
+    ours = kmeans(x, 8, seed=0)
+    centres = torch.stack([x[ours == c].mean(0) for c in range(8) if (ours == c).any()])
+    inertia = float(((x.unsqueeze(1) - centres.unsqueeze(0)) ** 2).sum(2).min(1).values.sum())
+    best = KMeans(8, n_init=10, random_state=0).fit(x.numpy()).inertia_
+    assert inertia <= 1.1 * best
+
+
+def test_kmeans_more_clusters_than_distinct_points():
+    x = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.6, 0.8]] * 3)
+    a = kmeans(x, 5, seed=0)
+    assert a.shape == (15,) and int(a.min()) >= 0 and int(a.max()) < 5
+    # equal points share a cluster whatever happened to the surplus clusters
+    assert len(set(a[[0, 2, 5, 7, 10, 12]].tolist())) == 1
+    assert torch.equal(kmeans(x[:3], 3), torch.arange(3))  # k >= N: one point per cluster
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# memory: the N x N similarity matrix of 50,000 embeddings would be 10 GB
+
+MEMORY_SCRIPT = """
+import json, resource, sys, time, torch
+from vidssl.eval.metrics import retrieval_metrics
+g = torch.Generator().manual_seed(0)
+x = torch.randn(50000, 128, generator=g)
+labels = torch.randint(0, 1000, (50000,), generator=g)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+s = retrieval_metrics(x, labels, with_nmi=False)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"before_kb": before, "peak_kb": peak, "p1": s.precision_at_1, "lone": s.lone_queries}))
+"""
+
+
+@pytest.mark.slow
+def test_knn_of_50k_embeddings_stays_under_2_gib():
+    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    peak_gib = report["peak_kb"] / 2**20  # ru_maxrss is in KiB on Linux: the whole process, torch included
+    assert peak_gib < 2.0, report
+    assert report["lone"] == 0 and 0.0 <= report["p1"] < 0.01  # random embeddings: near-chance, all queries used

@@ -1,0 +1,169 @@
+"""The retrieval benchmark end to end: evaluate_retrieval on each layout, its files, the CLI, and the real data."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import pytest
+import torch
+
+from test_retrieval_data import make_davis, make_pairs, solid, write_rgb
+from vidssl.eval.baselines import PixelFeatures
+from vidssl.eval.config import RetrievalConfig
+from vidssl.eval.retrieval import _BORDER, _CAPTION, _TILE, evaluate_retrieval, extract_features
+from vidssl.eval.retrieval_data import RetrievalDataError, load_retrieval_set
+
+CFG = RetrievalConfig(image_size=32, num_workers=0, batch_size=4)
+GREEN, RED, WHITE = (0, 200, 0), (230, 0, 0), (255, 255, 255)
+
+
+def models():
+    from vidssl.models import build_backbone
+
+    torch.manual_seed(0)
+    return {"smallcnn (random init)": build_backbone("smallcnn").eval(), "raw pixels": PixelFeatures().eval()}
+
+
+def border_colours(png_path, rows: int, cols: int) -> list[list[tuple]]:
+    """Colour of the top-left border pixel of every tile: [row][0] the query, [row][1..] its neighbours."""
+    grid = cv2.cvtColor(cv2.imread(str(png_path)), cv2.COLOR_BGR2RGB)
+    side = _TILE + 2 * _BORDER
+    assert grid.shape == (rows * (side + _CAPTION), side + 8 + (cols - 1) * side, 3)
+    out = []
+    for r in range(rows):
+        y = r * (side + _CAPTION) + 1
+        out.append([tuple(int(v) for v in grid[y, 1])] +
+                   [tuple(int(v) for v in grid[y, side + 8 + c * side + 1]) for c in range(cols - 1)])
+    return out
+
+
+@pytest.fixture
+def colour_classes(tmp_path):
+    """4 classes x 2 images of one colour each (brightness varies a little), plus one undecodable file."""
+    root = tmp_path / "colours"
+    for name, colour in {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220),
+                         "yellow": (230, 230, 10)}.items():
+        for i, gain in enumerate((1.0, 0.9)):
+            write_rgb(root / name / f"{i}.png", solid(tuple(int(c * gain) for c in colour)))
+    (root / "red" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    return root
+
+
+def test_images_end_to_end(colour_classes, tmp_path):
+    out = tmp_path / "eval"
+    result = evaluate_retrieval(models(), colour_classes, out, CFG)
+    assert (result["kind"], result["items"], result["queries"], result["labels"]) == ("images", 8, 8, 4)
+    assert result["skipped"] == {"unreadable image": ["red/broken.jpg"]}
+    pixels = result["models"]["raw pixels"]
+    # the colours are the classes: each image's nearest neighbour is its twin, and the 4 clusters are exact
+    assert pixels == {"precision_at_1": 1.0, "recall_at_k": {"1": 1.0, "2": 1.0, "4": 1.0, "8": 1.0},
+                      "r_precision": 1.0, "map_at_r": 1.0, "nmi": 1.0, "num_queries": 8, "lone_queries": 0,
+                      "feature_dim": PixelFeatures.out_dim}
+    cnn = result["models"]["smallcnn (random init)"]
+    assert set(cnn) == set(pixels) and all(0 <= cnn[k] <= 1 for k in ("precision_at_1", "map_at_r", "nmi"))
+    assert json.loads((out / "metrics.json").read_text())["models"] == result["models"]
+    table = (out / "metrics.md").read_text()
+    assert "| raw pixels | **1.000** |" in table and "| smallcnn (random init) |" in table
+    assert "1 item(s) skipped: unreadable image: 1" in table
+    # one relevant image per query: rank 1 bordered green, ranks 2-5 red
+    for name in ("raw_pixels", "smallcnn_random_init"):
+        assert (out / f"grid_{name}.png").is_file()
+    borders = border_colours(out / "grid_raw_pixels.png", rows=8, cols=6)
+    assert borders == [[WHITE, GREEN, RED, RED, RED, RED]] * 8
+
+
+def test_tracks_end_to_end(tmp_path):
+    pairs = tmp_path / "pairs"
+    make_pairs(pairs)
+    result = evaluate_retrieval({"raw pixels": PixelFeatures()}, pairs, tmp_path / "eval", CFG)
+    assert (result["kind"], result["queries"], result["references"], result["labels"]) == ("tracks", 4, 4, 3)
+    m = result["models"]["raw pixels"]
+    # random textures: a first patch is unrelated to every last patch, so only the label bookkeeping is exact:
+    # track v0#0 has two pairs (R = 2), the others one (R = 1); no query is lone
+    assert (m["num_queries"], m["lone_queries"]) == (4, 0)
+    borders = border_colours(tmp_path / "eval" / "grid_raw_pixels.png", rows=4, cols=6)
+    assert all(row[0] == WHITE and row[1:].count(GREEN) == (2 if q < 2 else 1) for q, row in enumerate(borders))
+
+
+def test_davis_end_to_end_min_gap(tmp_path):
+    make_davis(tmp_path / "davis")
+    cfg = RetrievalConfig(image_size=32, num_workers=0, min_gap=3, min_object_pixels=10)
+    result = evaluate_retrieval({"raw pixels": PixelFeatures()}, tmp_path / "davis", tmp_path / "eval", cfg)
+    m = result["models"]["raw pixels"]
+    # 5 frames, gap 3: frame 2 has no same-object crop >= 3 frames away -> 1 lone query per object and sequence
+    assert (m["num_queries"], m["lone_queries"]) == (20, 4)
+    assert m["precision_at_1"] == 1.0 and m["map_at_r"] == 1.0  # each object has its own colour
+    with pytest.raises(RetrievalDataError, match="no query has a relevant reference"):
+        evaluate_retrieval({"raw pixels": PixelFeatures()}, tmp_path / "davis", tmp_path / "eval2",
+                           RetrievalConfig(image_size=32, num_workers=0, min_gap=5, min_object_pixels=10))
+
+
+def test_real_cub_subset(data_dir, tmp_path):
+    from pytorch_metric_learning.distances import CosineSimilarity
+    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+    from pytorch_metric_learning.utils.inference import CustomKNN
+
+    root = data_dir / "retrieval" / "cub_subset"
+    cfg = RetrievalConfig(image_size=64, num_workers=0)
+    result = evaluate_retrieval({"raw pixels": PixelFeatures()}, root, tmp_path / "eval", cfg, progress=False)
+    assert (result["items"], result["labels"], result["skipped"]) == (600, 30, {})
+    m = result["models"]["raw pixels"]
+    chance = 19 / 599
+    assert m["precision_at_1"] > 3 * chance  # colour alone separates some species; shuffled labels would not
+    assert m["recall_at_k"]["8"] > m["recall_at_k"]["1"]
+    # the same features scored by pytorch-metric-learning
+    data = load_retrieval_set(root, cfg)
+    feats, ok = extract_features({"px": PixelFeatures()}, data.items, batch_size=100)
+    assert ok.all()
+    calc = AccuracyCalculator(include=("precision_at_1", "r_precision", "mean_average_precision_at_r"),
+                              k="max_bin_count", knn_func=CustomKNN(CosineSimilarity()), device=torch.device("cpu"))
+    expected = calc.get_accuracy(feats["px"], torch.from_numpy(data.labels))
+    assert m["precision_at_1"] == pytest.approx(expected["precision_at_1"], abs=1e-9)
+    assert m["r_precision"] == pytest.approx(expected["r_precision"], abs=1e-9)
+    assert m["map_at_r"] == pytest.approx(expected["mean_average_precision_at_r"], abs=1e-9)
+
+
+def test_real_davis_single_sequence(data_dir, tmp_path):
+    cfg = RetrievalConfig(image_size=32, num_workers=0)
+    result = evaluate_retrieval({"raw pixels": PixelFeatures()}, data_dir / "davis", tmp_path / "eval", cfg)
+    assert (result["kind"], result["queries"], result["labels"]) == ("davis", 50, 1)
+    # one object: every allowed crop is relevant; min_gap 10 leaves every frame some crop >= 10 frames away
+    assert result["models"]["raw pixels"]["lone_queries"] == 0
+    assert "every metric is 1 by construction" in (tmp_path / "eval" / "metrics.md").read_text()
+
+
+def test_cli_with_exported_weights(colour_classes, tmp_path, capsys):
+    from vidssl.cli import main
+    from vidssl.export import save_backbone
+    from vidssl.models import build_backbone
+
+    torch.manual_seed(1)
+    weights = tmp_path / "run" / "backbone.pt"
+    save_backbone(build_backbone("smallcnn"), weights, safetensors=False)
+    out = tmp_path / "eval"
+    rc = main(["-q", "eval", "retrieval", "--weights", str(weights), "--data", str(colour_classes), "--out",
+               str(out), "--set", "eval.retrieval.image_size=32", "--set", "eval.retrieval.num_workers=0"])
+    assert rc == 0
+    names = list(json.loads((out / "metrics.json").read_text())["models"])
+    assert names == ["run/backbone", "smallcnn (random init)", "raw pixels"]
+    assert (out / "config.yaml").is_file() and (out / "grid_run_backbone.png").is_file()
+    assert "| raw pixels |" in capsys.readouterr().out
+
+    rc = main(["eval", "retrieval", "--arch", "smallcnn", "--data", str(tmp_path / "missing"), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and len(err.splitlines()) == 1 and "missing: data folder not found" in err
+
+
+def test_cli_mines_a_video_folder(tmp_path, capsys):
+    from vidssl.cli import main
+    from vidssl.demo import make_demo_videos
+
+    make_demo_videos(tmp_path / "videos", num=2, frames=60)
+    out = tmp_path / "eval"
+    rc = main(["-q", "eval", "retrieval", "--arch", "smallcnn", "--data", str(tmp_path / "videos"), "--out", str(out),
+               "--set", "eval.retrieval.image_size=32", "--set", "eval.retrieval.num_workers=0"])
+    assert rc == 0, capsys.readouterr().err
+    mined = json.loads((out / "pairs" / "dataset.json").read_text())
+    result = json.loads((out / "metrics.json").read_text())
+    assert result["kind"] == "tracks" and mined["pairs"] > 0
+    assert result["queries"] == result["references"] == mined["pairs"]

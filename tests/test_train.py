@@ -1,0 +1,105 @@
+"""The trainer end to end on tiny synthetic pairs: it learns, logs, stops on budget, continues, refuses mismatched
+runs, and stops on a non-finite loss keeping the last good checkpoint."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from train_utils import synthetic_pairs
+from vidssl.config import load_config
+from vidssl.errors import ConfigError
+from vidssl.train import CHECKPOINT, TrainingDiverged, load_checkpoint, lr_factor, train
+from vidssl.train_config import TrainConfig
+
+TINY = ["data.patch_size=32", "data.num_workers=0", "model.width=8", "model.embed_dim=32", "train.batch_pairs=12",
+        "train.budget_minutes=null", "train.log_every=5", "train.checkpoint_every=10", "train.image_every=10",
+        "train.warmup_steps=5", "train.threads=1"]
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    return synthetic_pairs(tmp_path_factory.mktemp("pairs") / "pairs", num_videos=4, tracks_per_video=12, size=40)
+
+
+def test_learns_and_writes_its_run_folder(pairs, tmp_path):
+    run = tmp_path / "run"
+    stats = train(pairs, run, load_config(None, TINY + ["train.steps=60", "miner.hard_start=0.5"]), progress=False)
+    assert stats["step"] == stats["total_steps"] == 60 and stats["stopped"] == "done"
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(5, 61, 5))
+    first, last = records[0], records[-1]
+    for key in ("loss", "active", "d_ap", "d_an", "lr", "triplets_per_s", "pos_cos", "neg_cos", "spread", "phase"):
+        assert key in last
+    assert {r["phase"] for r in records} >= {"warmup", "main"}
+    # it learned: positives closer than the other videos' patches, by a wide margin
+    assert last["pos_cos"] - last["neg_cos"] > 0.4 and last["loss"] < first["loss"]
+    assert last["spread"] > 0.3
+    events = list((run / "tb").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 1000  # scalars and images
+    assert (run / "config.yaml").is_file() and json.loads((run / "stats.json").read_text())["step"] == 60
+    ckpt = load_checkpoint(run / CHECKPOINT)
+    assert ckpt["step"] == 60 and set(ckpt) >= {"model", "optimizer", "scaler", "miner", "rng", "config"}
+    again = train(pairs, run, load_config(None, TINY + ["train.steps=60", "miner.hard_start=0.5"]), progress=False)
+    assert again["step"] == 60 and again["minutes"] == 0.0  # a finished run is not trained again
+
+
+def test_budget_stop_then_continue(pairs, tmp_path):
+    cfg = load_config(None, TINY + ["train.steps=400", "train.fit_budget=false"])
+    stats = train(pairs, tmp_path / "run", cfg, budget_minutes=0.002, progress=False)
+    assert stats["stopped"] == "budget" and 0 < stats["step"] < 400
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == stats["step"]
+    more = train(pairs, tmp_path / "run", cfg, budget_minutes=0.002, resume=True, progress=False)
+    assert more["step"] > stats["step"]
+
+
+def test_budget_fits_the_schedule(pairs, tmp_path):
+    cfg = load_config(None, TINY + ["train.steps=100000"])
+    stats = train(pairs, tmp_path / "run", cfg, budget_minutes=0.05, progress=False)
+    assert stats["total_steps"] < 100000 and stats["step"] <= stats["total_steps"]
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["fitted"] is True
+
+
+def test_mismatched_run_and_bad_resume_are_errors(pairs, tmp_path):
+    train(pairs, tmp_path / "run", load_config(None, TINY + ["train.steps=2"]), progress=False)
+    with pytest.raises(ConfigError, match=r"another config \(model.embed_dim: 32 -> 16"):
+        train(pairs, tmp_path / "run", load_config(None, TINY + ["train.steps=2", "model.embed_dim=16"]),
+              progress=False)
+    other = synthetic_pairs(tmp_path / "other", num_videos=3, tracks_per_video=12, seed=5)
+    with pytest.raises(ConfigError, match="trained on other pairs"):
+        train(other, tmp_path / "run", load_config(None, TINY + ["train.steps=2"]), progress=False)
+    with pytest.raises(Exception, match="--resume: no checkpoint.pt"):
+        train(pairs, tmp_path / "fresh", load_config(None, TINY), resume=True, progress=False)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(pairs, tmp_path):
+    cfg = load_config(None, TINY + ["train.steps=200", "train.lr=1.0e+30", "train.warmup_steps=0",
+                                    "train.precision=fp32", "train.checkpoint_every=1"])
+    with pytest.raises(TrainingDiverged, match=r"non-finite (loss|gradient) at step \d+: stopped; the last good"):
+        train(pairs, tmp_path / "run", cfg, progress=False)
+    ckpt = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_lr_schedules_closed_form():
+    cos = TrainConfig(lr=1.0, warmup_steps=10, schedule="cosine")
+    assert lr_factor(0, 110, cos) == pytest.approx(0.1) and lr_factor(9, 110, cos) == pytest.approx(1.0)
+    assert lr_factor(60, 110, cos) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_factor(110, 110, cos) == pytest.approx(0.0)
+    step = TrainConfig(warmup_steps=0, schedule="step", milestones=[0.5, 0.75], gamma=0.1)
+    assert [lr_factor(s, 100, step) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_shipped_training_configs_load():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "configs"
+    paper = load_config(root / "paper_alexnet.yaml")
+    assert (paper.model.arch, paper.data.patch_size, paper.model.embed_dim) == ("alexnet_wang2015", 227, 1024)
+    assert (paper.loss.margin, paper.miner.negatives_per_pair, paper.miner.hard_start) == (0.5, 4, 0.375)
+    gpu = load_config(root / "gpu_resnet50.yaml")
+    assert gpu.model.arch == "resnet50" and gpu.train.device == "cuda" and gpu.train.precision == "bf16"
+    with pytest.raises(ConfigError, match="train.schedule"):
+        load_config(None, ["train.schedule=linear"])

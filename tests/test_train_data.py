@@ -1,0 +1,121 @@
+"""Pair datasets (contract 1) into batches: reading and its errors, the batch plan, augmentation, the loader."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from train_utils import write_pairs
+from vidssl.data import PairBatchSampler, PairDataError, PairPatches, epoch_batches, make_loader, open_pairs, to_input
+from vidssl.data.augment import augment_patch
+from vidssl.train_config import DataConfig
+
+
+def _toy(tmp_path, n_videos=3, tracks=10, size=8, shard_rows=7):
+    rng = np.random.default_rng(0)
+    patches = rng.integers(0, 256, size=(n_videos * tracks, 2, size, size, 3), dtype=np.uint8)
+    videos = [f"v{i // tracks}" for i in range(n_videos * tracks)]
+    track_ids = [i % tracks for i in range(n_videos * tracks)]
+    return write_pairs(tmp_path / "pairs", patches, videos, track_ids, shard_rows=shard_rows), patches
+
+
+def test_open_pairs_indexes_every_pair(tmp_path):
+    root, patches = _toy(tmp_path)
+    pairs = open_pairs(root)
+    assert len(pairs) == 30 and pairs.num_videos == 3 and pairs.patch_size == 8
+    assert np.unique(pairs.track).size == 30  # (video, track) pairs, not bare track ids
+    ds = PairPatches(pairs, DataConfig(patch_size=8, crop_min=1.0, flip=False))
+    for i in (0, 6, 7, 29):  # across shard boundaries
+        assert np.array_equal(ds.raw(i), patches[i])
+        out, index = ds[(i, (0, 0, 0))]
+        assert index == i and np.array_equal(out, patches[i])  # no crop, no flip, same size: identity
+
+
+def test_broken_inputs_are_clear_errors(tmp_path, caplog):
+    with pytest.raises(PairDataError, match="not found"):
+        open_pairs(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PairDataError, match="dataset.json is missing; make it with `vidssl mine"):
+        open_pairs(tmp_path / "empty")
+    root, _ = _toy(tmp_path)
+    lines = (root / "manifest.jsonl").read_text().splitlines()
+    (root / "manifest.jsonl").write_text("\n".join(lines[:4] + ['{"video_id": "v0"}'] + lines[4:]) + "\n")
+    with pytest.raises(PairDataError, match=r"manifest.jsonl:5: not a pair record"):
+        open_pairs(root)
+    (root / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "shards" / "00001.npy").unlink()  # rows 7..13
+    np.save(root / "shards" / "00002.npy", np.zeros((7, 2, 9, 9, 3), np.uint8))  # wrong patch size: rows 14..20
+    with caplog.at_level(logging.WARNING):
+        pairs = open_pairs(root)
+    assert len(pairs) == 30 - 14 and set(pairs.skipped) == {"shards/00001.npy", "shards/00002.npy"}
+    assert "missing" in caplog.text and "expected (n, 2, 8, 8, 3)" in caplog.text
+    for name in ("00000", "00003", "00004"):
+        (root / "shards" / f"{name}.npy").write_bytes(b"garbage")
+    with pytest.raises(PairDataError, match="none of the 30 pairs is readable"):
+        open_pairs(root)
+
+
+def test_epoch_batches_distinct_tracks_spread_over_videos():
+    video = np.repeat(np.arange(4), [40, 30, 20, 10])
+    track = np.arange(100) // 2  # two pairs per track
+    batches = epoch_batches(video, track, batch_pairs=10, seed=0, epoch=0)
+    assert batches.shape[1] == 10 and len(batches) >= 8
+    flat = batches.ravel()
+    assert len(set(flat.tolist())) == flat.size  # each pair at most once per epoch
+    for b in batches:
+        assert len(set(track[b].tolist())) == 10  # distinct tracks
+        assert len(set(video[b].tolist())) == 4  # every video holds >= 1/P of the pairs, so every batch has it
+    assert np.array_equal(batches, epoch_batches(video, track, 10, seed=0, epoch=0))
+    assert not np.array_equal(batches, epoch_batches(video, track, 10, seed=0, epoch=1))
+
+
+def test_sampler_resumes_and_shards_by_rank():
+    video = np.repeat(np.arange(3), 20)
+    track = np.arange(60)
+    full = list(PairBatchSampler(video, track, 8, seed=1, steps=20))  # crosses epochs (7 batches each)
+    assert len(full) == 20
+    assert list(PairBatchSampler(video, track, 8, seed=1, steps=20, start_step=13)) == full[13:]
+    r0 = list(PairBatchSampler(video, track, 8, seed=1, steps=10, rank=0, world=2))
+    r1 = list(PairBatchSampler(video, track, 8, seed=1, steps=10, rank=1, world=2))
+    assert r0 == full[0::2] and r1 == full[1::2]  # the global stream, dealt out in turn
+    with pytest.raises(Exception, match="fewer than a batch of 80"):
+        PairBatchSampler(video, track, 80, seed=1, steps=1)
+
+
+def test_augment_patch_is_a_crop_and_flip():
+    rng = np.random.default_rng(0)
+    patch = rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
+    seen_flip = seen_plain = False
+    for seed in range(20):
+        out = augment_patch(patch, np.random.default_rng(seed), 16, crop_min=1.0, flip=True)
+        seen_flip |= np.array_equal(out, patch[:, ::-1])
+        seen_plain |= np.array_equal(out, patch)
+        assert np.array_equal(out, patch) or np.array_equal(out, patch[:, ::-1])
+    assert seen_flip and seen_plain
+    # a crop that is not resized (side drawn = output size) is an exact window of the patch
+    out = augment_patch(patch, np.random.default_rng(3), 8, crop_min=0.5, flip=False)
+    assert out.shape == (8, 8, 3)
+    big = augment_patch(patch, np.random.default_rng(3), 32, crop_min=0.5, flip=False)
+    assert big.shape == (32, 32, 3) and big.dtype == np.uint8
+
+
+def test_loader_same_batches_with_and_without_workers(tmp_path):
+    root, _ = _toy(tmp_path)
+    pairs = open_pairs(root)
+    cfg = DataConfig(patch_size=32, crop_min=0.6, flip=True, num_workers=0)
+    sampler = PairBatchSampler(pairs.video, pairs.track, 6, seed=0, steps=5)
+    plain = [(x.clone(), i.clone()) for x, i in make_loader(PairPatches(pairs, cfg), sampler, cfg, False)]
+    cfg_w = DataConfig(patch_size=32, crop_min=0.6, flip=True, num_workers=2, prefetch=2)
+    sampler_w = PairBatchSampler(pairs.video, pairs.track, 6, seed=0, steps=5)
+    worked = list(make_loader(PairPatches(pairs, cfg_w), sampler_w, cfg_w, False))
+    assert len(plain) == len(worked) == 5
+    for (x0, i0), (x1, i1) in zip(plain, worked):
+        assert x0.shape == (6, 2, 32, 32, 3) and x0.dtype == torch.uint8
+        assert torch.equal(x0, x1) and torch.equal(i0, i1)  # augmentation is seeded per item, not per worker
+    x = to_input(plain[0][0], (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), torch.device("cpu"), channels_last=False)
+    assert x.shape == (12, 3, 32, 32)
+    first = plain[0][0]
+    torch.testing.assert_close(x[1], (first[1, 0].permute(2, 0, 1).float() / 255 - 0.5) / 0.25)  # anchor row 1
+    torch.testing.assert_close(x[6 + 1], (first[1, 1].permute(2, 0, 1).float() / 255 - 0.5) / 0.25)  # its positive

@@ -1,0 +1,106 @@
+"""DAVIS label propagation speed (called by tools/bench_eval.py; runs alone too: python tools/_bench_davis.py).
+
+- propagation: seconds per target frame with a full context (first frame + 20 previous, top-10, radius 12) on
+  random unit features, for the tiled implementation of vidssl.eval.davis, the same with one tile (full N x N
+  affinity per context frame, the plain matrix-product form), and a per-cell loop (numpy, timed on a sample of
+  cells and extrapolated);
+- end to end on $VIDSSL_DATA/davis/blackswan (when present): features + propagation seconds per frame for raw
+  pixels and a random-init smallcnn at the default 480-px input.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vidssl.eval.config import DavisConfig
+from vidssl.eval.davis import propagate
+
+REPO = Path(__file__).resolve().parents[1]
+CONTEXT = 20
+
+
+def _seconds_per_frame(feats: list[torch.Tensor], first: torch.Tensor, cfg: DavisConfig, tile: int) -> float:
+    """Best wall time of one target frame with a full context (the last frames of the stream)."""
+    times, stream = [], propagate(feats, first, cfg, tile=tile)
+    for t in range(1, len(feats)):
+        start = time.perf_counter()
+        next(stream)
+        if t > CONTEXT:
+            times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _per_cell_loop(feats: list[torch.Tensor], first: torch.Tensor, cfg: DavisConfig, cells: int) -> float:
+    """Seconds per frame of a Python loop over query cells (each: dot products with every context cell, radius
+    mask, top-k, softmax vote), timed on ``cells`` cells and scaled to the grid."""
+    c, h, w = feats[0].shape
+    keys = [f.reshape(c, -1).t().numpy() for f in feats[:CONTEXT + 1]]
+    labels = [first.reshape(first.shape[0], -1).t().numpy()] * len(keys)
+    query = feats[CONTEXT + 1].reshape(c, -1).t().numpy()
+    yy, xx = np.divmod(np.arange(h * w), w)
+    start = time.perf_counter()
+    for q in np.linspace(0, h * w - 1, cells).astype(int):
+        near = np.hypot(yy - yy[q], xx - xx[q]) <= cfg.radius
+        scores = np.concatenate([k @ query[q] if i == 0 else np.where(near, k @ query[q], -np.inf)
+                                 for i, k in enumerate(keys)])
+        top = np.argpartition(-scores, cfg.topk)[:cfg.topk]
+        weight = np.exp((scores[top] - scores[top].max()) / cfg.temperature)
+        _ = (np.concatenate(labels)[top] * (weight / weight.sum())[:, None]).sum(0)
+    return (time.perf_counter() - start) / cells * h * w
+
+
+def bench_propagation() -> None:
+    cfg = DavisConfig()
+    print(f"Propagation, one target frame with a full context (1 + {CONTEXT} frames, top-{cfg.topk}, radius "
+          f"{cfg.radius}); {torch.get_num_threads()} torch threads; best of the last frames\n")
+    print("| input | grid | dim | tiled s/frame | one N x N tile s/frame | x | per-cell loop s/frame | x |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    gen = torch.Generator().manual_seed(0)
+    for (height, width), dim in (((272, 480), 3), ((272, 480), 256), ((480, 854), 256)):
+        h, w = -(-height // 8), -(-width // 8)
+        feats = [F.normalize(torch.randn(dim, h, w, generator=gen), dim=0) for _ in range(CONTEXT + 3)]
+        first = torch.softmax(torch.randn(2, h, w, generator=gen), 0)
+        with torch.inference_mode():
+            tiled = _seconds_per_frame(feats, first, cfg, tile=8)
+            whole = _seconds_per_frame(feats, first, cfg, tile=max(h, w))
+        loop = _per_cell_loop(feats, first, cfg, cells=60)
+        print(f"| {width}x{height} | {w}x{h} | {dim} | {tiled:.3f} | {whole:.3f} | {whole / tiled:.1f} | "
+              f"{loop:.1f} | {loop / tiled:.0f} |", flush=True)
+
+
+def bench_blackswan(frames: int = 25) -> None:
+    from vidssl.eval.baselines import PixelFeatures
+    from vidssl.eval.davis import propagate_sequence
+    from vidssl.eval.davis_data import load_sequence
+    from vidssl.models import build_backbone
+
+    root = Path(os.environ.get("VIDSSL_DATA", REPO.parent / "shared" / "data")) / "davis"
+    if not (root / "JPEGImages").is_dir():
+        print(f"\n(no DAVIS data at {root}: end-to-end timing skipped)")
+        return
+    seq = load_sequence(root, "blackswan")
+    seq.frames, seq.masks = seq.frames[:frames], seq.masks[:frames]
+    cfg = DavisConfig()
+    print(f"\nEnd to end on blackswan, first {frames} frames, 854x480 -> {cfg.max_side}-px input, default config\n")
+    print("| model | features s/frame | propagation s/frame (incl. upsampling) |")
+    print("|---|---:|---:|")
+    torch.manual_seed(0)
+    for name, model in (("raw pixels", PixelFeatures().eval()), ("smallcnn (random init)",
+                                                                 build_backbone("smallcnn").eval())):
+        run = propagate_sequence(model, seq, cfg, progress=False)
+        print(f"| {name} | {run['features_s'] / (frames - 1):.3f} | {run['propagation_s'] / (frames - 1):.3f} |",
+              flush=True)
+
+
+def main() -> None:
+    bench_propagation()
+    bench_blackswan()
+
+
+if __name__ == "__main__":
+    main()

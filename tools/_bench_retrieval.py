@@ -1,0 +1,99 @@
+"""Retrieval benchmark throughput (called by tools/bench_eval.py; runs alone too: python tools/_bench_retrieval.py).
+
+- extraction: images/s through the DataLoader + backbone, against decoding alone, on the CUB subset of
+  $VIDSSL_DATA (or 600 synthetic JPEGs when it is absent);
+- kNN: queries/s of the chunked metric pass (top-k + every per-query metric) on random 128-d embeddings, against
+  one unchunked matmul + top-k where that fits in memory, and the cost of the k-means behind NMI.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from vidssl.eval.baselines import PixelFeatures
+from vidssl.eval.config import RetrievalConfig
+from vidssl.eval.metrics import kmeans, retrieval_metrics
+from vidssl.eval.retrieval import extract_features
+from vidssl.eval.retrieval_data import load_retrieval_set
+from vidssl.models import build_backbone
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _images_dir(tmp: Path) -> Path:
+    data = Path(os.environ.get("VIDSSL_DATA", REPO.parent / "shared" / "data")) / "retrieval" / "cub_subset"
+    if data.is_dir():
+        return data
+    rng = np.random.default_rng(0)
+    for i in range(600):
+        img = cv2.GaussianBlur(rng.integers(0, 256, (227, 227, 3), dtype=np.uint8), (0, 0), 3)
+        path = tmp / f"c{i % 30:02d}" / f"{i:04d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), img)
+    return tmp
+
+
+def _rate(n: int, fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - start)
+
+
+def bench_extraction(root: Path) -> None:
+    cfg = RetrievalConfig()
+    print(f"Feature extraction on {root}: {cfg.image_size} px, batch {cfg.batch_size}, "
+          f"{torch.get_num_threads()} torch threads\n")
+    print("| workers | model | images/s | x decode-only |")
+    print("|---:|---|---:|---:|")
+    data = load_retrieval_set(root, cfg)
+    n = len(data.labels)
+    extract_features({}, data.items, cfg.batch_size, 0, progress=False)  # warm the file cache and the decoder
+    for workers in (0, cfg.num_workers):
+        run = lambda models: extract_features(models, data.items, cfg.batch_size, workers, progress=False)  # noqa: E731
+        decode = _rate(n, lambda: run({}))
+        print(f"| {workers} | decode only | {decode:.0f} | 1.00 |", flush=True)
+        if workers == 0:
+            continue
+        for name, model in (("raw pixels", PixelFeatures()), ("smallcnn", build_backbone("smallcnn")),
+                            ("resnet18", build_backbone("resnet18"))):
+            rate = _rate(n, lambda: run({name: model.eval()}))
+            print(f"| {workers} | {name} | {rate:.0f} | {rate / decode:.2f} |", flush=True)
+
+
+def bench_knn() -> None:
+    print("\nkNN + metrics on random 128-d embeddings, 1000 labels (query set = reference set)\n")
+    print("| N | pass | queries/s | x unchunked top-k |")
+    print("|---:|---|---:|---:|")
+    g = torch.Generator().manual_seed(0)
+    for n in (10_000, 50_000):
+        x = torch.randn(n, 128, generator=g)
+        labels = torch.randint(0, 1000, (n,), generator=g)
+        base = None
+        if n * n * 4 < 2**30:  # the N x N matrix fits in 1 GiB: time the naive pass for reference
+            xn = torch.nn.functional.normalize(x, dim=1)
+            base = _rate(n, lambda: torch.topk(xn @ xn.T, 64, dim=1))
+            print(f"| {n} | unchunked matmul + top-64 | {base:.0f} | 1.00 |", flush=True)
+        for chunk_mb in (64, 256):
+            rate = _rate(n, lambda: retrieval_metrics(x, labels, with_nmi=False, chunk_mb=chunk_mb))
+            ratio = f"{rate / base:.2f}" if base else "-"
+            print(f"| {n} | metrics, chunk {chunk_mb} MB | {rate:.0f} | {ratio} |", flush=True)
+    x = torch.nn.functional.normalize(torch.randn(10_000, 128, generator=g), dim=1)
+    start = time.perf_counter()
+    kmeans(x, 100, seed=0, iters=100)
+    print(f"\nk-means (NMI), 10,000 x 128, k = 100, <= 100 iterations: {time.perf_counter() - start:.1f} s")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_extraction(_images_dir(Path(tmp)))
+    bench_knn()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Mining throughput against decoding, motion-method comparison, and memory of the tracking stage.
+
+    python tools/bench_mining.py [--data $VIDSSL_DATA/videos] [--runs 2]   # decode-only vs mining, per clip
+    python tools/bench_mining.py --motion                                   # camera-compensation methods
+    python tools/bench_mining.py --rss [--frames 150]                       # peak RSS on a synthetic 1080p clip
+
+Throughput: each clip is decoded alone (the same decode the miner does: auto backend, long side <= working_side)
+and mined (decode included), one process, alternating, best of ``--runs``; the ratio is mining f/s over decode f/s.
+Numbers on a loaded machine move together, so read the ratios, measured in one run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tracking.config import MineConfig
+from tracking.motion import CORRESPONDENCES, MotionEstimator
+from tracking.video_miner import SkipVideo, mine_video
+from vidssl.config import load_config
+from vidssl.video import find_videos, open_video
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def decode_seconds(path: Path, cfg: MineConfig) -> tuple[int, float]:
+    with open_video(path) as reader:
+        start = time.perf_counter()
+        n = sum(1 for _ in reader.frames(max_side=cfg.working_side))
+    return n, time.perf_counter() - start
+
+
+def mine_seconds(path: Path, cfg: MineConfig) -> tuple[int, float, int]:
+    with open_video(path) as reader:
+        start = time.perf_counter()
+        try:
+            result = mine_video(reader, cfg)
+        except SkipVideo as e:
+            result = e.result
+        seconds = time.perf_counter() - start
+    return (result.frames if result else 0), seconds, len(result.records) if result else 0
+
+
+def throughput(videos: list[Path], cfg: MineConfig, paper: MineConfig, runs: int) -> None:
+    print(f"| clip | size | frames | decode f/s | mining f/s | ratio | pairs | pairs (paper 25-75%) |")
+    print("|---|---|---|---|---|---|---|---|")
+    totals = np.zeros(4)
+    for path in videos:
+        with open_video(path) as reader:
+            size = f"{reader.width}x{reader.height}"
+        decode, mine = [], []
+        for _ in range(runs):
+            n, d = decode_seconds(path, cfg)
+            frames, m, pairs = mine_seconds(path, cfg)
+            decode.append(d)
+            mine.append(m)
+        d, m = min(decode), min(mine)
+        paper_pairs = mine_seconds(path, paper)[2]
+        totals += (n, d, m, pairs)
+        print(f"| {path.name} | {size} | {n} | {n / d:.0f} | {n / m:.0f} | {d / m:.2f} | {pairs} | {paper_pairs} |")
+    n, d, m, pairs = totals
+    print(f"| **all** | | {n:.0f} | {n / d:.0f} | {n / m:.0f} | **{d / m:.2f}** | {pairs:.0f} | |")
+    print(f"\npairs per 1000 frames: {1000 * pairs / n:.1f}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# motion methods
+
+
+def motion_table(videos: list[Path], cfg: MineConfig) -> None:
+    from vidssl.demo import make_demo_videos
+
+    with tempfile.TemporaryDirectory() as tmp:
+        demo = make_demo_videos(tmp, num=6, seed=0)
+        clips = [(p, json.loads(p.with_suffix(".json").read_text()), _grey(p, cfg)) for p in demo]
+        real = [(p, _grey(p, cfg, end=121)) for p in videos]
+    print("demo: precision = moving points inside a true object box (3 px in from its edges) / moving points;"
+          " recall = moving points / points inside; background = moving share of points 8+ px from every object")
+    print("| method | ms per frame pair (real clips) | demo precision | demo recall | demo background moving |"
+          " static clip moving | real frames in 10-90% | real frames in 25-75% |")
+    print("|---|---|---|---|---|---|---|---|")
+    for method in CORRESPONDENCES:
+        estimator = MotionEstimator(method, cfg.motion_points, cfg.move_threshold, cfg.ransac_px, 20)
+        tp = moving = inside_n = bg_moving = bg_n = 0
+        static = []
+        for _, gt, grey in clips:
+            for t in range(1, len(grey)):
+                if t in gt["cut_frames"]:
+                    continue
+                motion = estimator(grey[t - 1], grey[t])
+                if motion is None:
+                    continue
+                if gt["static"]:
+                    static.append(motion.fraction)
+                    continue
+                inside, near = _object_masks(motion.points, [o["boxes"][t] for o in gt["objects"]])
+                tp += (motion.moving & inside).sum()
+                moving += motion.moving.sum()
+                inside_n += inside.sum()
+                bg_moving += (motion.moving & ~near).sum()
+                bg_n += (~near).sum()
+        fractions, seconds, calls = [], 0.0, 0
+        for _, grey in real:
+            for t in range(1, len(grey), 4):
+                start = time.perf_counter()
+                motion = estimator(grey[t - 1], grey[t])
+                seconds += time.perf_counter() - start
+                calls += 1
+                fractions.append(1.0 if motion is None else motion.fraction)
+        f = np.array(fractions)
+        print(f"| {method} | {1000 * seconds / calls:.1f} | {tp / max(moving, 1):.2f} | {tp / max(inside_n, 1):.2f} | "
+              f"{bg_moving / max(bg_n, 1):.3f} | {np.mean(static):.3f} | {np.mean((f >= .1) & (f <= .9)):.2f} | "
+              f"{np.mean((f >= .25) & (f <= .75)):.2f} |")
+
+
+def _grey(path: Path, cfg: MineConfig, end: int | None = None) -> list[np.ndarray]:
+    with open_video(path) as reader:
+        return [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for _, f in reader.frames(max_side=cfg.working_side, end=end)]
+
+
+def _object_masks(points: np.ndarray, boxes: list) -> tuple[np.ndarray, np.ndarray]:
+    """Points well inside an object box, and points within 8 px of one."""
+    inside = np.zeros(len(points), bool)
+    near = np.zeros(len(points), bool)
+    x, y = points[:, 0], points[:, 1]
+    for box in boxes:
+        if box is None:
+            continue
+        bx, by, bw, bh = box
+        inside |= (x >= bx + 3) & (x < bx + bw - 3) & (y >= by + 3) & (y < by + bh - 3)
+        near |= (x >= bx - 8) & (x < bx + bw + 8) & (y >= by - 8) & (y < by + bh + 8)
+    return inside, near
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# memory
+
+
+def loop_video(src: Path, dst: Path, times: int) -> None:
+    """``src``'s packets ``times`` times in a row (no re-encoding): a long clip at the cost of a copy."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        in_stream = inp.streams.video[0]
+        stream = out.add_stream_from_template(in_stream)
+        packets = [p for p in inp.demux(in_stream) if p.size]
+        span = max(p.pts for p in packets) + packets[1].pts - packets[0].pts
+        for k in range(times):
+            for p in packets:
+                p.pts += span if k else 0
+                p.dts = None if p.dts is None else p.dts + (span if k else 0)
+                p.stream = stream
+                out.mux(p)
+
+
+def peak_rss(command: list[str]) -> tuple[float, float]:
+    """(peak RSS in MiB, seconds) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"{command} failed ({proc.returncode})")
+    return usage.ru_maxrss / 1024, time.perf_counter() - start  # Linux: KiB
+
+
+def rss(frames: int) -> None:
+    from vidssl.demo import make_demo_videos
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        clip = make_demo_videos(tmp / "one", num=2, seed=0, frames=frames, width=1920, height=1080)[1]  # a pan
+        print("| clip | frames | peak RSS: mining (one worker) | peak RSS: `vidssl mine` | pairs |")
+        print("|---|---|---|---|---|")
+        for times in (1, 4):
+            folder = tmp / f"x{times}"
+            folder.mkdir()
+            loop_video(clip, folder / "pan_1080p.mp4", times)
+            worker, _ = peak_rss([sys.executable, "-c", "import sys; from tracking import mine_folder, MineConfig; "
+                                  "mine_folder(sys.argv[1], sys.argv[2], MineConfig(), progress=False)",
+                                  str(folder), str(tmp / f"w{times}")])
+            cli, _ = peak_rss([sys.executable, "-m", "vidssl", "-q", "mine", str(folder), "--out", str(tmp / f"c{times}")])
+            summary = json.loads((tmp / f"w{times}" / "dataset.json").read_text())
+            print(f"| 1920x1080, {times} x {frames} frames | {summary['frames']} | {worker:.0f} MiB | {cli:.0f} MiB | "
+                  f"{summary['pairs']} |")
+    print("\n`vidssl mine` also writes config.yaml with vidssl.config.versions(), which imports torch (~800 MB).")
+
+
+def main() -> None:
+    default = Path(os.environ.get("VIDSSL_DATA", REPO.parent / "shared" / "data")) / "videos"
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=default)
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--motion", action="store_true", help="compare the camera-compensation methods")
+    ap.add_argument("--rss", action="store_true", help="peak RSS on a synthetic 1080p clip, short and 4x longer")
+    ap.add_argument("--frames", type=int, default=150, help="--rss: frames of the synthetic clip before looping")
+    args = ap.parse_args()
+    cfg = MineConfig()
+    videos = find_videos(args.data)
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; OpenCV {cv2.__version__}")
+    if args.motion:
+        motion_table(videos, cfg)
+    elif args.rss:
+        rss(args.frames)
+    else:
+        paper = load_config(REPO / "configs" / "mine_paper.yaml").mine
+        throughput(videos, cfg, paper, args.runs)
+
+
+if __name__ == "__main__":
+    main()

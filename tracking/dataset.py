@@ -1,0 +1,213 @@
+"""The pair dataset directory: layout, per-video results, and the merge into one manifest.
+
+::
+
+    PAIRS/
+      dataset.json            summary (pairs, videos found/mined/skipped by reason, tracks rejected, config, versions)
+      manifest.jsonl          one record per pair, videos in listing order, tracks in start order
+      videos.json             what is being mined: {"root": folder, "videos": [{"video": relative path, "video_id",
+                              "bytes"}]}
+      mine.json               the mining config, seed and backend; a rerun with other settings is refused
+      shards/<video_id>.npy         (n, 2, S, S, 3) uint8 RGB pairs of one video
+      shards/<video_id>.tracks.npy  (n, T, S, S, 3) every patch of each track (only with mine.store_tracks)
+      done/<video_id>.json    the video's done-marker: its manifest records, skip reason and statistics
+
+A video's shards are written under temporary names and renamed when complete; its done-marker is written last. A
+video with a marker is finished, one without is redone, so ``kill -9`` at any moment loses at most the videos in
+progress. Several processes or machines can mine disjoint parts of one listing into one directory; ``merge`` builds
+``manifest.jsonl`` and ``dataset.json`` from whatever markers exist, so it can run at any time.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from tracking.config import MineConfig
+from vidssl.errors import VidsslError
+from vidssl.io import atomic_path, atomic_write_json, atomic_write_text
+
+SHARDS, DONE = "shards", "done"
+
+
+class DatasetMismatch(VidsslError):
+    """The output directory holds a dataset mined with other settings."""
+
+
+def video_id(relative: str) -> str:
+    """A stable, readable id for a video from its path relative to the videos folder: ``<stem>-<10 hex>``.
+
+    The same relative path gives the same id on every machine and run; the hash keeps ids of equal stems in
+    different folders apart.
+    """
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(relative).stem)[:40] or "video"
+    return f"{stem}-{hashlib.sha1(relative.encode('utf-8')).hexdigest()[:10]}"
+
+
+def settings(cfg: MineConfig, seed: int, video_backend: str) -> dict:
+    """Everything that changes which pairs are mined."""
+    return {"config": dataclasses.asdict(cfg), "seed": seed, "video_backend": video_backend}
+
+
+def prepare(out_dir: Path, root: Path, listing: list[dict], cfg: MineConfig, seed: int, video_backend: str) -> None:
+    """Create the layout and record the settings and listing; refuse a directory mined with other settings."""
+    (out_dir / SHARDS).mkdir(parents=True, exist_ok=True)
+    (out_dir / DONE).mkdir(exist_ok=True)
+    wanted = settings(cfg, seed, video_backend)
+    existing = out_dir / "mine.json"
+    if existing.is_file():
+        have = json.loads(existing.read_text())
+        if have != wanted:
+            changed = sorted(k for k in wanted["config"] if have.get("config", {}).get(k) != wanted["config"][k])
+            changed += [k for k in ("seed", "video_backend") if have.get(k) != wanted[k]]
+            raise DatasetMismatch(f"{out_dir} was mined with other settings ({', '.join(changed) or 'format'}); "
+                                  "use a new --out or delete it to start over")
+    else:
+        atomic_write_json(existing, wanted)
+    atomic_write_json(out_dir / "videos.json", {"root": str(root.resolve()), "videos": listing})
+
+
+def marker_path(out_dir: Path, vid: str) -> Path:
+    return out_dir / DONE / f"{vid}.json"
+
+
+def read_marker(out_dir: Path, vid: str) -> dict | None:
+    """The done-marker of video ``vid``, or None when the video is not finished."""
+    path = marker_path(out_dir, vid)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def write_video(out_dir: Path, entry: dict, pairs: np.ndarray | None, track_patches: np.ndarray | None,
+                marker: dict) -> dict:
+    """Store one video's shards, then its done-marker (last, so a marker always means complete shards).
+
+    ``marker["pairs"]`` records get ``video``, ``video_id``, ``shard`` and ``offset`` filled in; returns the marker.
+    """
+    vid = entry["video_id"]
+    shard = f"{SHARDS}/{vid}.npy"
+    if pairs is not None:
+        _save_npy(out_dir / shard, pairs)
+        if track_patches is not None:
+            _save_npy(out_dir / SHARDS / f"{vid}.tracks.npy", track_patches)
+    records = []
+    for offset, rec in enumerate(marker.get("pairs", [])):
+        full = {"video": entry["video"], "video_id": vid, **rec, "shard": shard, "offset": offset}
+        if track_patches is not None:
+            full["track_shard"] = f"{SHARDS}/{vid}.tracks.npy"
+        records.append(full)
+    marker = {**marker, "video": entry["video"], "video_id": vid, "pairs": records}
+    atomic_write_json(marker_path(out_dir, vid), marker, indent=None)
+    return marker
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(array))
+
+
+@contextlib.contextmanager
+def _locked(out_dir: Path):
+    """Serialise merges of processes sharing ``out_dir`` (an advisory lock on the directory itself, so no lock file
+    is left behind; local file systems)."""
+    fd = os.open(out_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def merge(out_dir: str | Path) -> dict:
+    """Write ``manifest.jsonl`` and ``dataset.json`` from the done-markers of the listing; returns the summary.
+
+    Safe to run at any time, from any rank: unfinished videos are counted as pending. Once every video is done,
+    leftovers of killed runs (temporary files, shards without a marker) are removed.
+    """
+    out_dir = Path(out_dir)
+    listing_path, settings_path = out_dir / "videos.json", out_dir / "mine.json"
+    if not listing_path.is_file() or not settings_path.is_file():
+        raise VidsslError(f"{out_dir} is not a pair dataset being mined (no videos.json / mine.json); "
+                          "run `vidssl mine VIDEOS --out DIR` first")
+    videos = json.loads(listing_path.read_text())
+    listing = videos["videos"]
+    mined = json.loads(settings_path.read_text())
+    with _locked(out_dir):
+        lines, skipped, tracks_rejected, starts_rejected = [], {}, Counter(), Counter()
+        frames = mined_videos = pending = 0
+        seconds = 0.0
+        for entry in listing:
+            marker = read_marker(out_dir, entry["video_id"])
+            if marker is None:
+                pending += 1
+                continue
+            frames += marker["stats"]["frames"]
+            seconds += marker["stats"]["seconds"]
+            tracks_rejected.update(marker["stats"]["tracks_rejected"])
+            starts_rejected.update(marker["stats"]["starts_rejected"])
+            if marker["status"] == "skipped":
+                skipped.setdefault(marker["reason"], []).append(entry["video"])
+                continue
+            mined_videos += 1
+            lines.extend(json.dumps(rec) for rec in marker["pairs"])
+        atomic_write_text(out_dir / "manifest.jsonl", "".join(line + "\n" for line in lines))
+        summary = {
+            "pairs": len(lines),
+            "patch_size": mined["config"]["patch_size"],
+            "track_length": mined["config"]["track_length"],
+            "complete": pending == 0,
+            "videos": {"found": len(listing), "mined": mined_videos, "skipped": dict(sorted(skipped.items())),
+                       "pending": pending},
+            "tracks_rejected": dict(sorted(tracks_rejected.items())),
+            "start_frames_rejected": dict(sorted(starts_rejected.items())),
+            "frames": frames,
+            "mining_seconds": round(seconds, 3),
+            "frames_per_s": round(frames / seconds, 1) if seconds else None,
+            "videos_root": videos["root"],
+            **mined,
+        }
+        summary["versions"] = mining_versions()
+        atomic_write_json(out_dir / "dataset.json", summary)
+        if pending == 0:
+            _remove_leftovers(out_dir, {e["video_id"] for e in listing})
+    return summary
+
+
+def mining_versions() -> dict:
+    """Versions of what decides the pairs. Not vidssl.config.versions(): it imports torch, which mining never needs
+    and which alone costs about 800 MB of RSS, more than mining a 1080p video."""
+    import platform
+    import sys
+
+    from vidssl import __version__
+    from vidssl.config import git_sha
+
+    out = {"vidssl": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
+           "git_sha": git_sha()}
+    for name, module in (("opencv", "cv2"), ("pyav", "av"), ("decord", "decord"), ("numpy", "numpy")):
+        try:
+            out[name] = __import__(module).__version__
+        except ImportError:
+            out[name] = None
+    return out
+
+
+def _remove_leftovers(out_dir: Path, finished: set[str]) -> None:
+    """Delete temporary files of killed writers and shards no marker points to (never part of the dataset)."""
+    for folder in (out_dir, out_dir / SHARDS, out_dir / DONE):
+        for path in folder.glob(".tmp-*"):
+            path.unlink(missing_ok=True)
+    for path in (out_dir / SHARDS).glob("*.npy"):
+        vid = path.name.split(".")[0]
+        if vid not in finished or read_marker(out_dir, vid) is None:
+            path.unlink(missing_ok=True)

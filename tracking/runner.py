@@ -1,0 +1,240 @@
+"""Mine a folder of videos into a pair dataset: resumable, parallel, shardable across machines."""
+from __future__ import annotations
+
+import concurrent.futures as futures
+import logging
+import multiprocessing
+import os
+import stat
+import time
+from pathlib import Path
+from typing import Callable
+
+from tracking.config import MineConfig
+from tracking.dataset import merge, prepare, read_marker, video_id, write_video
+from tracking.video_miner import SkipVideo, mine_video
+from vidssl.errors import CorruptVideo, EmptyVideo, UnsupportedVideo, VideoError, VidsslError
+
+log = logging.getLogger(__name__)
+
+# decoding errors -> skip reason; "unreadable" is told apart before opening (see _unreadable)
+VIDEO_ERROR_REASONS = {EmptyVideo: "empty", CorruptVideo: "corrupt", UnsupportedVideo: "not_a_video"}
+
+
+class SkippedInStrictMode(VidsslError):
+    """``--strict``: a video had to be skipped."""
+
+
+def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto", workers: int = 1,
+                shard: tuple[int, int] = (0, 1), strict: bool = False, seed: int = 0, progress: bool = True,
+                time_budget_s: float | None = None) -> dict:
+    """Mine every video under ``videos_dir`` (this call's ``shard``: index, count) into ``out_dir``.
+
+    Videos already finished in ``out_dir`` are skipped, so rerunning the same call resumes. With a time budget no
+    new video is started once it is spent; the dataset is still valid and a rerun continues. Returns the summary of
+    ``dataset.json`` plus ``run`` (this call's videos, frames, seconds and frames/s).
+    """
+    index, count = shard
+    if not 0 <= index < count:
+        raise VidsslError(f"bad shard {index}/{count}: expected I/N with 0 <= I < N")
+    if workers < 1:
+        raise VidsslError(f"--workers must be >= 1, got {workers}")
+    from vidssl.video import find_videos
+
+    root, out = Path(videos_dir), Path(out_dir)
+    paths = find_videos(root)
+    if not paths:
+        raise VidsslError(f"no videos under {root} (looked for .mp4 .avi .mkv .mov .webm .m4v, recursively)")
+    base = root if root.is_dir() else root.parent
+    listing = []
+    for path in paths:
+        rel = path.relative_to(base).as_posix()
+        listing.append({"video": rel, "video_id": video_id(rel), "bytes": _size(path)})
+    prepare(out, base, listing, cfg, seed, video_backend)
+    todo = [e for e in listing[index::count] if read_marker(out, e["video_id"]) is None]
+    job = _Job(base, out, cfg, video_backend, seed, strict)
+
+    started = time.monotonic()
+    bar = _FrameBar(todo, progress)
+    done: list[dict] = []
+    try:
+        if workers == 1:
+            for entry in todo:
+                if _spent(started, time_budget_s):
+                    break
+                done.append(_finish(job(entry, bar.update_frames), bar, strict))
+        else:
+            _run_pool(job, todo, workers, bar, done, strict, started, time_budget_s)
+    finally:
+        bar.close()
+        summary = merge(out)
+    seconds = time.monotonic() - started
+    frames = sum(r["frames"] for r in done)
+    summary["run"] = {"videos": len(done), "frames": frames, "seconds": round(seconds, 2),
+                      "frames_per_s": round(frames / seconds, 1) if seconds > 0 else None,
+                      "shard": [index, count], "workers": workers,
+                      "stopped_by_budget": len(done) < len(todo)}
+    return summary
+
+
+def _run_pool(job, todo: list[dict], workers: int, bar, done: list, strict: bool, started: float,
+              budget: float | None) -> None:
+    """Mine ``todo`` in ``workers`` processes, submitting lazily so a budget or a strict failure stops early."""
+    context = multiprocessing.get_context("spawn")  # decoders and OpenCV threads do not survive fork safely
+    with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+        pending = iter(todo)
+        running: set = set()
+        try:
+            while True:
+                while len(running) < 2 * workers and not _spent(started, budget):
+                    entry = next(pending, None)
+                    if entry is None:
+                        break
+                    running.add(pool.submit(job, entry))
+                if not running:
+                    return
+                finished, running = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+                for future in sorted(finished, key=lambda f: f.result()["video"]):
+                    result = future.result()
+                    bar.update_frames(result["frames"])
+                    done.append(_finish(result, bar, strict))
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # parallelism comes from the processes; nested thread pools only contend
+
+
+def _spent(started: float, budget: float | None) -> bool:
+    return budget is not None and time.monotonic() - started >= budget
+
+
+def _finish(result: dict, bar, strict: bool) -> dict:
+    bar.video_done(result)
+    if result["status"] == "skipped":
+        message = f"{result['video']}: skipped ({result['reason']}: {result['detail']})"
+        if strict:
+            raise SkippedInStrictMode(message + "; --strict makes any skip fail the run")
+        log.warning(message)
+    return result
+
+
+class _Job:
+    """Mines one listing entry and stores its result; picklable, so pool workers run it too."""
+
+    def __init__(self, root: Path, out: Path, cfg: MineConfig, video_backend: str, seed: int, strict: bool):
+        self.root, self.out, self.cfg = root, out, cfg
+        self.video_backend, self.seed, self.strict = video_backend, seed, strict
+
+    def __call__(self, entry: dict, on_frames: Callable[[int], None] | None = None) -> dict:
+        import cv2
+
+        from vidssl.video import open_video
+
+        path = self.root / entry["video"]
+        marker: dict = {"status": "mined", "reason": None, "detail": None}
+        result = None
+        info: dict = {}
+        try:
+            if _unreadable(path):
+                raise SkipVideo("unreadable", "no read permission (fix with: chmod +r FILE)")
+            cv2.setRNGSeed(self.seed)
+            with open_video(path, self.video_backend) as reader:
+                info = {"backend": reader.backend, "width": reader.width, "height": reader.height,
+                        "fps": round(reader.fps, 3)}
+                result = mine_video(reader, self.cfg, on_frames)
+        except SkipVideo as e:
+            marker.update(status="skipped", reason=e.reason, detail=e.detail)
+            result = e.result
+        except VideoError as e:
+            reason = next(r for cls, r in VIDEO_ERROR_REASONS.items() if isinstance(e, cls))
+            marker.update(status="skipped", reason=reason, detail=e.reason)
+        except Exception as e:  # a long run skips what it cannot handle and goes on; the marker keeps the why
+            log.debug("%s: unexpected error", path, exc_info=True)
+            marker.update(status="skipped", reason="error", detail=f"{type(e).__name__}: {e}")
+        stats = {"frames": 0, "seconds": 0.0, "tracks_rejected": {}, "starts_rejected": {}, "cuts": [], **info}
+        if result is not None:
+            stats.update(frames=result.frames, seconds=round(result.seconds, 3),
+                         tracks_rejected=dict(result.tracks_rejected), starts_rejected=dict(result.starts_rejected),
+                         cuts=result.cuts)
+        marker["stats"] = stats
+        pairs = None
+        if marker["status"] == "mined":
+            marker["pairs"], marker["track_boxes"] = result.records, result.track_boxes
+            pairs = result.pairs
+        if not (self.strict and marker["status"] == "skipped"):  # strict: the run fails, nothing is recorded
+            write_video(self.out, entry, pairs, result.track_patches if pairs is not None else None, marker)
+        return {"video": entry["video"], "bytes": entry["bytes"], "status": marker["status"],
+                "reason": marker["reason"], "detail": marker["detail"], "frames": stats["frames"],
+                "pairs": len(marker.get("pairs", []))}
+
+
+def _unreadable(path: Path) -> bool:
+    """A regular file without read permission (root can read anything, so the mode bits count too)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False  # missing: open_video names that
+    return stat.S_ISREG(st.st_mode) and (not os.access(path, os.R_OK) or stat.S_IMODE(st.st_mode) & 0o444 == 0)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return 0
+
+
+class _FrameBar:
+    """tqdm over frames with ETA. Frame counts are unknown until a video is decoded, so the total is re-estimated
+    from the bytes still to mine at the frames-per-byte rate seen so far."""
+
+    def __init__(self, todo: list[dict], enabled: bool):
+        import sys
+
+        from tqdm import tqdm
+
+        self.bytes_left = sum(e["bytes"] for e in todo)
+        self.bytes_done = 0
+        self.frames_done = 0
+        self.bar = tqdm(total=None, unit="frame", desc="mining", dynamic_ncols=True,
+                        disable=not (enabled and sys.stderr.isatty()))
+
+    def update_frames(self, n: int) -> None:
+        self.bar.update(n)
+
+    def video_done(self, result: dict) -> None:
+        self.bytes_left -= result["bytes"]
+        self.bytes_done += result["bytes"]
+        self.frames_done += result["frames"]
+        if self.bytes_done:
+            self.bar.total = self.bar.n + int(self.bytes_left * self.frames_done / self.bytes_done)
+            self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def format_summary(summary: dict) -> str:
+    """Human-readable lines of a mining summary (as returned by ``mine_folder`` or read from dataset.json)."""
+    v = summary["videos"]
+    skipped = sum(len(x) for x in v["skipped"].values())
+    lines = [f"videos: {v['found']} found, {v['mined']} mined, {skipped} skipped, {v['pending']} pending",
+             f"pairs: {summary['pairs']}"]
+    for reason, names in v["skipped"].items():
+        shown = ", ".join(names[:3]) + (f", ... (+{len(names) - 3})" if len(names) > 3 else "")
+        lines.append(f"  skipped ({reason}): {shown}")
+    if summary["tracks_rejected"]:
+        lines.append("tracks rejected: " + ", ".join(f"{k} {n}" for k, n in summary["tracks_rejected"].items()))
+    run = summary.get("run")
+    if run:
+        rate = f"{run['frames_per_s']:.0f} frames/s" if run["frames_per_s"] else "-"
+        lines.append(f"this run: {run['videos']} videos, {run['frames']} frames in {run['seconds']:.1f} s ({rate})"
+                     + (" - stopped by the time budget; rerun to continue" if run["stopped_by_budget"] else ""))
+    if not summary["complete"]:
+        lines.append("not complete: rerun the same command (or wait for the other shards) to finish")
+    return "\n".join(lines)

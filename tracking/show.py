@@ -1,0 +1,111 @@
+"""Pictures of a pair dataset for a person to judge: a grid of pairs, and tracked boxes over source frames."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tracking.dataset import read_marker
+from vidssl.errors import VidsslError
+
+CAPTION = 14  # px of caption bar above each pair / track row
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def load_manifest(pairs_dir: str | Path) -> list[dict]:
+    path = Path(pairs_dir) / "manifest.jsonl"
+    if not path.is_file():
+        raise VidsslError(f"{pairs_dir} has no manifest.jsonl; mine it first (vidssl mine VIDEOS --out {pairs_dir})")
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not records:
+        raise VidsslError(f"{pairs_dir} holds no pairs (see its dataset.json for why videos were skipped)")
+    return records
+
+
+def _sample(records: list[dict], n: int, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(len(records), size=min(n, len(records)), replace=False)
+    return [records[i] for i in sorted(picked)]
+
+
+def _caption(width: int, text: str) -> np.ndarray:
+    bar = np.full((CAPTION, width, 3), 255, np.uint8)
+    while len(text) > 4 and cv2.getTextSize(text, FONT, 0.35, 1)[0][0] > width - 4:
+        text = text[:-5] + "..."
+    cv2.putText(bar, text, (2, CAPTION - 4), FONT, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+    return bar
+
+
+def pair_grid(pairs_dir: str | Path, n: int = 64, seed: int = 0, columns: int = 4) -> np.ndarray:
+    """(H, W, 3) uint8 RGB image: ``n`` random pairs side by side, each captioned with its video and frame gap."""
+    pairs_dir = Path(pairs_dir)
+    shards: dict[str, np.ndarray] = {}
+    cells = []
+    for rec in _sample(load_manifest(pairs_dir), n, seed):
+        if rec["shard"] not in shards:
+            shards[rec["shard"]] = np.load(pairs_dir / rec["shard"], mmap_mode="r")
+        first, last = shards[rec["shard"]][rec["offset"]]
+        size = first.shape[0]
+        body = np.concatenate([first, np.full((size, 2, 3), 255, np.uint8), last], axis=1)
+        text = f"{Path(rec['video']).name} +{rec['end_frame'] - rec['start_frame']}f"
+        cells.append(np.concatenate([_caption(body.shape[1], text), body], axis=0))
+    return _tile(cells, columns)
+
+
+def track_strips(pairs_dir: str | Path, n: int = 4, seed: int = 0, frames: int = 5, height: int = 160,
+                 video_backend: str = "auto") -> np.ndarray:
+    """(H, W, 3) uint8 RGB image: for ``n`` random tracks, ``frames`` source frames spread over the track with the
+    tracked box drawn; needs the source videos where they were mined (dataset.json ``videos_root``)."""
+    from vidssl.video import open_video
+
+    pairs_dir = Path(pairs_dir)
+    root = Path(json.loads((pairs_dir / "dataset.json").read_text())["videos_root"])
+    rows = []
+    for rec in _sample(load_manifest(pairs_dir), n, seed):
+        boxes = read_marker(pairs_dir, rec["video_id"])["track_boxes"][rec["offset"]]
+        steps = np.linspace(0, len(boxes) - 1, frames).round().astype(int)
+        try:
+            with open_video(root / rec["video"], video_backend) as reader:
+                images = reader.get_batch([rec["start_frame"] + int(s) for s in steps])
+        except (VidsslError, IndexError) as e:
+            raise VidsslError(f"cannot draw the tracks of {root / rec['video']}: {e}") from None
+        tiles = []
+        for step, image in zip(steps, images):
+            scale = height / image.shape[0]
+            tile = np.ascontiguousarray(cv2.resize(image, (round(image.shape[1] * scale), height),
+                                                   interpolation=cv2.INTER_AREA))
+            x, y, w, h = (v * scale for v in boxes[step])
+            cv2.rectangle(tile, (round(x), round(y)), (round(x + w), round(y + h)), (0, 255, 0), 2)
+            cv2.putText(tile, f"t={rec['start_frame'] + int(step)}", (4, 14), FONT, 0.4, (255, 255, 0), 1,
+                        cv2.LINE_AA)
+            tiles.append(tile)
+        body = np.concatenate(tiles, axis=1)
+        text = f"{rec['video']} track {rec['track_id']}: frames {rec['start_frame']}-{rec['end_frame']}"
+        rows.append(np.concatenate([_caption(body.shape[1], text), body], axis=0))
+    return _tile(rows, 1)
+
+
+def _tile(cells: list[np.ndarray], columns: int, pad: int = 4) -> np.ndarray:
+    """Cells in a grid, left to right then top to bottom, on white."""
+    h = max(c.shape[0] for c in cells)
+    w = max(c.shape[1] for c in cells)
+    columns = min(columns, len(cells))
+    rows = -(-len(cells) // columns)
+    canvas = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, 3), 255, np.uint8)
+    for i, cell in enumerate(cells):
+        r, c = divmod(i, columns)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        canvas[y:y + cell.shape[0], x:x + cell.shape[1]] = cell
+    return canvas
+
+
+def save_png(path: str | Path, image: np.ndarray) -> None:
+    """Write an RGB image as PNG atomically."""
+    from vidssl.io import atomic_write_bytes
+
+    ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise VidsslError(f"cannot encode {path} as PNG")
+    atomic_write_bytes(path, data.tobytes())

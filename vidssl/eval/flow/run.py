@@ -1,0 +1,147 @@
+"""The flow benchmark end to end: every method on every pair, metrics, a Markdown table and one figure per pair."""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import cv2
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from vidssl.errors import ConfigError, VidsslError
+from vidssl.eval.config import FlowConfig
+from vidssl.eval.flow.data import find_pairs, load_pair
+from vidssl.eval.flow.io import FlowFileError
+from vidssl.eval.flow.methods import CLASSICAL, FeatureMatchFlow, FlowMethod, NetworkFlow
+from vidssl.eval.flow.metrics import METRIC_KEYS, flow_metrics, mean_metrics
+from vidssl.eval.flow.transfer import train_transfer
+from vidssl.eval.flow.viz import pair_figure
+from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+_TABLE = (("EPE", "epe", 2), ("EPE noc", "epe_noc", 2), ("EPE occ", "epe_occ", 2), ("AE (deg)", "ae", 1),
+          ("Fl-all %", "fl_all", 1), ("<1px %", "acc_1px", 1), ("<3px %", "acc_3px", 1), ("<5px %", "acc_5px", 1))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def file_name(text: str) -> str:
+    """A pair or model name as a file name: path separators and odd characters become '_'."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "unnamed"
+
+
+def _has_weights(model: nn.Module) -> bool:
+    return any(p.numel() for p in model.parameters())
+
+
+def build_methods(models: dict[str, nn.Module], cfg: FlowConfig, out_dir: Path, budget_s: float, seed: int,
+                  device: torch.device, progress: bool) -> tuple[dict[str, FlowMethod], dict]:
+    """Classical methods, then ``match[name]`` for every model, then ``transfer[name]`` for every model with
+    weights (a parameter-free raw-pixel model has nothing to transfer). The transfer budget is split evenly."""
+    unknown = [name for name in cfg.classical if name not in CLASSICAL]
+    if unknown:
+        raise ConfigError(f"config key 'eval.flow.classical': unknown method(s) {unknown}; "
+                          f"valid: {', '.join(CLASSICAL)}")
+    methods: dict[str, FlowMethod] = {name: CLASSICAL[name] for name in cfg.classical}
+    for name, model in models.items():
+        methods[f"match[{name}]"] = FeatureMatchFlow(model.to(device), cfg.max_displacement, cfg.temperature, device)
+    transfer: dict = {}
+    trainable = {name: model for name, model in models.items() if _has_weights(model)} if cfg.transfer else {}
+    for name, model in trainable.items():
+        log.info("flow: training the transfer decoder on %s (%.0f s)", name, budget_s / len(trainable))
+        net, info = train_transfer(model, cfg, budget_s / len(trainable), seed, device,
+                                   out_dir / "transfer" / f"{file_name(name)}.pt", progress)
+        methods[f"transfer[{name}]"] = NetworkFlow(net, device)
+        transfer[name] = info
+    return methods, transfer
+
+
+def markdown_table(summary: dict) -> str:
+    """Mean metrics per method, then EPE per pair and method."""
+    def cell(value, digits):
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    lines = [f"# Optical flow: {len(summary['pairs'])} pairs (mean over pairs; lower EPE/AE/Fl-all is better)", "",
+             "| method | " + " | ".join(h for h, _, _ in _TABLE) + " | s/pair |",
+             "|---" * (len(_TABLE) + 2) + "|"]
+    for name, result in summary["methods"].items():
+        mean = result["mean"]
+        lines.append(f"| {name} | " + " | ".join(cell(mean[k], d) for _, k, d in _TABLE)
+                     + f" | {cell(result['seconds_per_pair'], 3)} |")
+    lines += ["", "EPE per pair:", "", "| method | " + " | ".join(summary["pairs"]) + " |",
+              "|---" * (len(summary["pairs"]) + 1) + "|"]
+    for name, result in summary["methods"].items():
+        lines.append(f"| {name} | " + " | ".join(cell(result["pairs"][p]["epe"], 2) for p in summary["pairs"]) + " |")
+    if summary["transfer"]:
+        lines += ["", "Transfer training (synthetic validation EPE, px):", "",
+                  "| model | steps | seconds | before | after |", "|---|---|---|---|---|"]
+        for name, info in summary["transfer"].items():
+            lines.append(f"| {name} | {info['steps']} | {info['train_seconds']} | "
+                         f"{info['synthetic_epe_start']:.2f} | {info['synthetic_epe_end']:.2f} |")
+    if summary["skipped"]:
+        lines += ["", "Skipped pairs:", ""] + [f"- {name}: {why}" for name, why in summary["skipped"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                  cfg: FlowConfig, budget_minutes: float | None = None, *, seed: int = 0,
+                  progress: bool = True) -> dict:
+    """Evaluate every method on every pair under ``data_dir``; write ``out_dir/metrics.json``, ``metrics.md`` and
+    ``pairs/<pair>.png``. ``models`` maps a row name to a backbone (its dense features feed methods 3 and 4);
+    ``budget_minutes`` (default ``cfg.budget_minutes``) bounds transfer training. Returns the metrics.json content.
+
+    A pair whose files cannot be read is skipped and listed under ``skipped`` with the reason.
+    """
+    out_dir = Path(out_dir)
+    pairs = find_pairs(data_dir)
+    device = resolve_device(cfg.device)
+    budget_s = 60.0 * (cfg.budget_minutes if budget_minutes is None else budget_minutes)
+    methods, transfer = build_methods(models, cfg, out_dir, budget_s, seed, device, progress)
+
+    per_method: dict[str, dict[str, dict]] = {name: {} for name in methods}
+    skipped: dict[str, str] = {}
+    for pair in tqdm(pairs, desc="flow pairs", unit="pair", disable=None if progress else True):
+        try:
+            sample = load_pair(pair)
+        except FlowFileError as e:
+            log.warning("flow: skipping %s: %s", pair.name, e)
+            skipped[pair.name] = str(e)
+            continue
+        shown = {}
+        for name, method in methods.items():
+            start = time.perf_counter()
+            flow = method(sample.image1, sample.image2)
+            seconds = time.perf_counter() - start
+            metrics = flow_metrics(flow, sample.flow, sample.valid, sample.occluded)
+            per_method[name][pair.name] = {**metrics, "seconds": seconds}
+            shown[name] = (flow, metrics["epe"])
+        if cfg.figures:
+            figure = pair_figure(sample.image1, sample.flow, sample.valid, shown)
+            ok, png = cv2.imencode(".png", cv2.cvtColor(figure, cv2.COLOR_RGB2BGR))
+            atomic_write_bytes(out_dir / "pairs" / f"{file_name(pair.name)}.png", png.tobytes())
+    done = [p.name for p in pairs if p.name not in skipped]
+    if not done:
+        raise VidsslError(f"no flow pair under {data_dir} could be read: " + "; ".join(skipped.values()))
+
+    from vidssl.config import versions
+
+    summary = {
+        "data_dir": str(data_dir), "pairs": done, "skipped": skipped, "metric_keys": list(METRIC_KEYS),
+        "methods": {name: {"mean": mean_metrics(list(results.values())),
+                           "seconds_per_pair": sum(r["seconds"] for r in results.values()) / len(results),
+                           "pairs": results} for name, results in per_method.items()},
+        "transfer": transfer, "device": str(device), "seed": seed, "config": asdict(cfg), "versions": versions(),
+    }
+    atomic_write_json(out_dir / "metrics.json", summary)
+    atomic_write_text(out_dir / "metrics.md", markdown_table(summary))
+    return summary

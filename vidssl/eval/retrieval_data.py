@@ -1,0 +1,352 @@
+"""Retrieval datasets: each layout becomes a :class:`RetrievalSet` of square uint8 images with integer labels.
+
+- ``images``: category retrieval, ``DIR/labels.csv`` (``path,class_id[,class_name]``, paths relative to DIR) or
+  ``DIR/<class>/*.jpg``; every image queries all the others (the unseen-classes protocol).
+- ``davis``: instance retrieval across time on DAVIS-layout sequences; each annotated object in each frame is
+  cropped (square around the mask box plus a margin); label = sequence + object; a crop queries crops of its own
+  sequence at least ``min_gap`` frames away, and every crop of the other sequences.
+- ``tracks``: a pair dataset written by ``vidssl mine`` (``dataset.json`` + ``manifest.jsonl`` + shards); label =
+  the track; the first patch of each track queries the last patches of all tracks.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vidssl.errors import VidsslError
+from vidssl.eval.config import RetrievalConfig
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class RetrievalDataError(VidsslError):
+    """A retrieval data folder, label file or pair dataset that cannot be used; the message names the file."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# images -> square network inputs
+
+
+def square_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """HxWx3 uint8 -> size x size x 3: shorter side resized to ``size``, then the centre square cut out."""
+    h, w = image.shape[:2]
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    image = cv2.resize(image, (nw, nh), interpolation=interp)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return np.ascontiguousarray(image[top:top + size, left:left + size])
+
+
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+
+
+class ImageFiles(Dataset):
+    """Item i -> (uint8 [3, S, S] RGB, True), or (zeros, False) when the file cannot be decoded."""
+
+    def __init__(self, paths: list[Path], size: int):
+        self.paths = list(paths)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, bool]:
+        bgr = cv2.imread(str(self.paths[i]), cv2.IMREAD_COLOR)
+        if bgr is None or bgr.size == 0:
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), False
+        return _to_tensor(square_resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.size)), True
+
+
+class ImageArray(Dataset):
+    """Item i -> (uint8 [3, S, S] RGB, True) from an in-memory [N, S, S, 3] uint8 array."""
+
+    def __init__(self, images: np.ndarray):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, bool]:
+        return _to_tensor(self.images[i]), True
+
+
+class ShardPatches(Dataset):
+    """Item i -> (uint8 [3, S, S] RGB, True): patch ``which`` (0 first, 1 last) of pair ``offset`` of a shard."""
+
+    def __init__(self, refs: list[tuple[Path, int, int]], size: int):
+        self.refs = refs
+        self.size = size
+        self._open: dict[Path, np.ndarray] = {}
+
+    def __getstate__(self) -> dict:
+        # memory maps stay in the process that opened them; workers open their own
+        return {**self.__dict__, "_open": {}}
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, bool]:
+        path, offset, which = self.refs[i]
+        if path not in self._open:
+            self._open[path] = np.load(path, mmap_mode="r")
+        patch = np.array(self._open[path][offset, which])  # a copy: the memory map is read-only
+        if patch.shape[0] != self.size:
+            interp = cv2.INTER_AREA if patch.shape[0] > self.size else cv2.INTER_LINEAR
+            patch = cv2.resize(patch, (self.size, self.size), interpolation=interp)
+        return _to_tensor(patch), True
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# datasets
+
+
+@dataclass
+class RetrievalSet:
+    """N square images with labels, and who queries whom.
+
+    ``queries``/``references``: item indices; ``references=None`` means the queries search each other (the query
+    itself excluded). ``groups``/``times`` ([N] ints, DAVIS): same group and ``|dt| < min_gap`` is not retrievable.
+    """
+
+    kind: str
+    items: Dataset
+    labels: np.ndarray  # [N] int64
+    label_names: dict[int, str]
+    captions: list[str]  # [N] where each item came from, for the grid and logs
+    queries: np.ndarray  # [Q] int64
+    references: np.ndarray | None  # [M] int64, or None
+    groups: np.ndarray | None = None
+    times: np.ndarray | None = None
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _image_set_from_csv(root: Path, csv_path: Path, size: int) -> RetrievalSet:
+    paths, labels, names, skipped = [], [], {}, {}
+    try:
+        with open(csv_path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            if "path" not in columns or "class_id" not in columns:
+                raise RetrievalDataError(f"{csv_path}: header must be path,class_id[,class_name]; found "
+                                         f"{','.join(columns) or 'nothing'}")
+            for line, row in enumerate(reader, start=2):
+                row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+                try:
+                    label = int(row["class_id"])
+                except ValueError:
+                    raise RetrievalDataError(f"{csv_path}:{line}: class_id {row['class_id']!r} is not an integer; "
+                                             f"use one integer id per class") from None
+                if not row["path"]:
+                    raise RetrievalDataError(f"{csv_path}:{line}: empty path")
+                path = root / row["path"]
+                if not path.is_file():
+                    skipped.setdefault("missing file", []).append(row["path"])
+                    continue
+                paths.append(path)
+                labels.append(label)
+                names.setdefault(label, row.get("class_name") or str(label))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise RetrievalDataError(f"{csv_path}: cannot read ({e.__class__.__name__}: {e})") from None
+    if not paths:
+        raise RetrievalDataError(f"{csv_path}: lists no existing image; paths are relative to {root}")
+    return _image_set(root, paths, labels, names, skipped, size)
+
+
+def _image_set_from_folders(root: Path, size: int) -> RetrievalSet:
+    paths, labels, names = [], [], {}
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for class_dir in class_dirs:
+        files = sorted(p for p in class_dir.iterdir()
+                       if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
+        if not files:
+            continue
+        label = len(names)
+        names[label] = class_dir.name
+        paths += files
+        labels += [label] * len(files)
+    if not paths:
+        raise RetrievalDataError(f"{root}: no images found; expected DIR/<class>/*.jpg or DIR/labels.csv "
+                                 f"(path,class_id[,class_name])")
+    return _image_set(root, paths, labels, names, {}, size)
+
+
+def _image_set(root, paths, labels, names, skipped, size) -> RetrievalSet:
+    n = len(paths)
+    return RetrievalSet(kind="images", items=ImageFiles(paths, size), labels=np.asarray(labels, dtype=np.int64),
+                        label_names=names, captions=[str(Path(p).relative_to(root)) for p in paths],
+                        queries=np.arange(n), references=None, skipped=skipped)
+
+
+def load_image_set(root: str | os.PathLike, cfg: RetrievalConfig) -> RetrievalSet:
+    """Category retrieval: ``labels.csv`` when present, else one sub-folder per class."""
+    root = Path(root)
+    csv_path = root / "labels.csv"
+    if csv_path.is_file():
+        return _image_set_from_csv(root, csv_path, cfg.image_size)
+    return _image_set_from_folders(root, cfg.image_size)
+
+
+def square_box(box: tuple[int, int, int, int], margin: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """The square (x, y, side, side) around ``box`` = (x, y, w, h) with ``margin`` x its longer side on each side,
+    moved inside the image where it fits and clipped to it where it does not."""
+    x, y, w, h = box
+    side = int(np.ceil(max(w, h) * (1 + 2 * margin)))
+    cx, cy = x + w / 2, y + h / 2
+    out = []
+    for centre, limit in ((cx, width), (cy, height)):
+        lo = int(round(centre - side / 2))
+        lo = min(max(lo, 0), max(limit - side, 0))
+        out.append((lo, min(side, limit - lo)))
+    (x0, sw), (y0, sh) = out
+    return x0, y0, sw, sh
+
+
+def object_crops(frame: np.ndarray, mask: np.ndarray, size: int, margin: float, min_pixels: int):
+    """Crops of every object in one frame: list of ``(object id, crop [size, size, 3] uint8, (x, y, w, h))``.
+
+    ``mask``: HxW label map (0 background). The crop window is :func:`square_box` of the mask's bounding box.
+    """
+    out = []
+    height, width = mask.shape
+    for obj in np.unique(mask):
+        if obj == 0:
+            continue
+        ys, xs = np.nonzero(mask == obj)
+        if len(xs) < min_pixels:
+            continue
+        box = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+        x0, y0, w, h = square_box(box, margin, width, height)
+        crop = frame[y0:y0 + h, x0:x0 + w]
+        interp = cv2.INTER_AREA if max(w, h) > size else cv2.INTER_LINEAR
+        out.append((int(obj), cv2.resize(crop, (size, size), interpolation=interp), (x0, y0, w, h)))
+    return out
+
+
+def load_davis_set(root: str | os.PathLike, cfg: RetrievalConfig) -> RetrievalSet:
+    """Instance retrieval across time: one crop per object per frame of every sequence."""
+    from vidssl.eval.davis_data import list_sequences, load_sequence
+
+    crops, labels, groups, times, captions, names = [], [], [], [], [], {}
+    label_of: dict[tuple[str, int], int] = {}
+    for seq_index, name in enumerate(list_sequences(root)):
+        seq = load_sequence(root, name)
+        for t, (frame, mask) in enumerate(zip(seq.frames, seq.masks)):
+            for obj, crop, _ in object_crops(frame, mask, cfg.image_size, cfg.crop_margin, cfg.min_object_pixels):
+                key = (name, obj)
+                if key not in label_of:
+                    label_of[key] = len(label_of)
+                    names[label_of[key]] = f"{name}/{obj}"
+                crops.append(crop)
+                labels.append(label_of[key])
+                groups.append(seq_index)
+                times.append(t)
+                captions.append(f"{name}/{seq.frame_names[t]} object {obj}")
+    if not crops:
+        raise RetrievalDataError(f"{root}: no object of at least {cfg.min_object_pixels} pixels in any mask")
+    n = len(crops)
+    return RetrievalSet(kind="davis", items=ImageArray(np.stack(crops)), labels=np.asarray(labels, dtype=np.int64),
+                        label_names=names, captions=captions, queries=np.arange(n), references=None,
+                        groups=np.asarray(groups), times=np.asarray(times))
+
+
+def load_track_set(root: str | os.PathLike, cfg: RetrievalConfig) -> RetrievalSet:
+    """Instance retrieval on mined tracks: first patch of each pair (query) vs last patches (references)."""
+    root = Path(root)
+    manifest = root / "manifest.jsonl"
+    if not manifest.is_file():
+        raise RetrievalDataError(f"{root}: no manifest.jsonl; pass a pair dataset written by `vidssl mine`")
+    records = []
+    with open(manifest) as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                records.append((str(rec["video_id"]), int(rec["track_id"]), str(rec["shard"]), int(rec["offset"]),
+                                rec.get("video", rec["video_id"]), int(rec.get("start_frame", -1)),
+                                int(rec.get("end_frame", -1))))
+            except (ValueError, KeyError, TypeError) as e:
+                raise RetrievalDataError(f"{manifest}:{line_no}: malformed pair record ({e.__class__.__name__}: "
+                                         f"{e}); re-run `vidssl mine`") from None
+    if not records:
+        raise RetrievalDataError(f"{manifest}: no pairs; mine more videos or lower the mining thresholds")
+    shard_len: dict[Path, int] = {}
+    for _, _, shard, offset, *_ in records:
+        path = root / shard
+        if path not in shard_len:
+            shard_len[path] = _check_shard(path)
+        if not 0 <= offset < shard_len[path]:
+            raise RetrievalDataError(f"{path}: manifest offset {offset} is outside the shard's {shard_len[path]} "
+                                     f"pairs; the dataset is damaged, re-run `vidssl mine`")
+    label_of: dict[tuple[str, int], int] = {}
+    for video_id, track_id, *_ in records:
+        label_of.setdefault((video_id, track_id), len(label_of))
+    refs, labels, captions = [], [], []
+    for which in (0, 1):
+        for video_id, track_id, shard, offset, video, start, end in records:
+            refs.append((root / shard, offset, which))
+            labels.append(label_of[(video_id, track_id)])
+            captions.append(f"{video} track {track_id} frame {start if which == 0 else end}")
+    n = len(records)
+    names = {label: f"{video_id}#{track_id}" for (video_id, track_id), label in label_of.items()}
+    return RetrievalSet(kind="tracks", items=ShardPatches(refs, cfg.image_size),
+                        labels=np.asarray(labels, dtype=np.int64), label_names=names, captions=captions,
+                        queries=np.arange(n), references=np.arange(n, 2 * n))
+
+
+def _check_shard(path: Path) -> int:
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise RetrievalDataError(f"{path}: cannot open pair shard ({e.__class__.__name__}: {e}); re-run "
+                                 f"`vidssl mine`") from None
+    if arr.dtype != np.uint8 or arr.ndim != 5 or arr.shape[1] != 2 or arr.shape[4] != 3 or arr.shape[2] != arr.shape[3]:
+        raise RetrievalDataError(f"{path}: pair shard must be uint8 (n, 2, S, S, 3), found {arr.dtype} "
+                                 f"{tuple(arr.shape)}")
+    return int(arr.shape[0])
+
+
+LOADERS = {"images": load_image_set, "davis": load_davis_set, "tracks": load_track_set}
+
+
+def detect_kind(root: str | os.PathLike) -> str:
+    """``tracks`` (manifest.jsonl), ``davis`` (JPEGImages + Annotations), ``images`` (labels.csv or class
+    folders holding images) or ``videos`` (video files, to be mined into tracks first)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise RetrievalDataError(f"{root}: data folder not found")
+    if (root / "manifest.jsonl").is_file():
+        return "tracks"
+    if (root / "JPEGImages").is_dir() and (root / "Annotations").is_dir():
+        return "davis"
+    if (root / "labels.csv").is_file() or any(
+            d.is_dir() and any(f.suffix.lower() in IMAGE_EXTS for f in d.iterdir()) for d in root.iterdir()):
+        return "images"
+    from vidssl.video import find_videos
+
+    if find_videos(root):
+        return "videos"
+    raise RetrievalDataError(f"{root}: not a retrieval layout; expected DIR/labels.csv or DIR/<class>/*.jpg "
+                             f"(images), JPEGImages/ + Annotations/ (DAVIS), manifest.jsonl (pairs from "
+                             f"`vidssl mine`) or a folder of videos")
+
+
+def load_retrieval_set(root: str | os.PathLike, cfg: RetrievalConfig, kind: str = "auto") -> RetrievalSet:
+    if kind == "auto":
+        kind = detect_kind(root)
+    if kind == "videos":
+        raise RetrievalDataError(f"{root}: a folder of videos; mine its tracks first (`vidssl mine {root} --out "
+                                 f"PAIRS`) and pass the pair dataset, or let `vidssl eval retrieval` mine it")
+    if kind not in LOADERS:
+        raise RetrievalDataError(f"unknown retrieval kind '{kind}'; valid: auto, {', '.join(LOADERS)}")
+    return LOADERS[kind](root, cfg)

@@ -1,0 +1,497 @@
+"""Training the Siamese-triplet ranking network on mined pairs.
+
+``train(pairs_dir, run_dir, cfg)`` runs (or continues) one run in ``run_dir``:
+``checkpoint.pt`` (rolling, atomic: model, optimizer, scaler, schedule, miner guard, RNG, step, config),
+``log.jsonl`` (one JSON object per logged step), ``tb/`` (TensorBoard scalars and hardest-triplet grids),
+``config.yaml`` and ``stats.json``. Rerunning into the same ``run_dir`` continues from the checkpoint; on CPU
+with ``train.deterministic`` the continued run ends with exactly the weights of an uninterrupted one, because
+every random draw after the start is a function of (seed, step) or is restored (the torch RNG, for dropout).
+
+Under ``torchrun`` each process trains on its own share of the batches (DDP: gloo on CPU, NCCL on CUDA); only
+rank 0 writes. The function takes the whole :class:`~vidssl.config.Config` and reads its ``seed``, ``data``,
+``model``, ``loss``, ``miner`` and ``train`` sections.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from vidssl.config import Config, to_dict, write_resolved
+from vidssl.data import PairBatchSampler, PairPatches, make_loader, open_pairs, to_input
+from vidssl.errors import ConfigError, VidsslError
+from vidssl.io import atomic_path, atomic_write_json, atomic_write_text
+from vidssl.losses import Triplets, build_loss, build_reducer
+from vidssl.miners import MiningSchedule, Scores
+from vidssl.models import EmbeddingNet, build_backbone
+from vidssl.train_config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = "vidssl-train/1"
+# config keys that may change between a run and its continuation (they do not change what is learned)
+RESUMABLE_KEYS = {"train.budget_minutes", "train.fit_budget", "train.device", "train.threads", "train.log_every",
+                  "train.image_every", "train.checkpoint_every", "data.num_workers", "data.prefetch"}
+_FIT_AFTER = 6  # steps timed before fitting the step count to the budget (the first one includes worker start-up)
+
+
+class TrainingDiverged(VidsslError):
+    """The loss or the gradients became non-finite; the last good checkpoint is kept."""
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device_kind: str) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _any_rank(flag: bool, d: Dist, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is true on any (every rank must take the same branch around collectives)."""
+    if d.world == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def _min_over_ranks(value: int, d: Dist, device: torch.device) -> int:
+    if d.world == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is 'cuda' but torch sees no CUDA device; use --device cpu")
+    return torch.device(name)
+
+
+def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
+    """Multiplier of ``cfg.lr`` at ``step`` of ``total``: linear warm-up, then cosine to 0 or the step schedule."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "cosine":
+        span = max(1, total - cfg.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / span)))
+    return cfg.gamma ** sum(step >= m * total for m in cfg.milestones)
+
+
+def _flat_config(cfg: Config) -> dict:
+    out = {}
+    for section in ("seed", "data", "model", "loss", "miner", "train"):
+        value = to_dict(cfg)[section]
+        if isinstance(value, dict):
+            out.update({f"{section}.{k}": v for k, v in value.items()})
+        else:
+            out[section] = value
+    return out
+
+
+def _check_same_run(saved: dict, cfg: Config, fingerprint: str, run_dir: Path) -> None:
+    if saved.get("format") != CHECKPOINT_FORMAT:
+        raise VidsslError(f"{run_dir / CHECKPOINT}: not a vidssl training checkpoint; choose another --out")
+    if saved["pairs_fingerprint"] != fingerprint:
+        raise ConfigError(f"{run_dir} was trained on other pairs (dataset fingerprint {saved['pairs_fingerprint']}, "
+                          f"now {fingerprint}); choose a new --out to train on these")
+    now = _flat_config(cfg)
+    changed = sorted(k for k, v in saved["flat_config"].items() if k not in RESUMABLE_KEYS and now.get(k) != v)
+    if changed:
+        detail = ", ".join(f"{k}: {saved['flat_config'][k]!r} -> {now.get(k)!r}" for k in changed[:5])
+        raise ConfigError(f"{run_dir} holds a run with another config ({detail}); continue it with the same config "
+                          f"or choose a new --out")
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a checkpoint is written atomically, so this is a foreign or damaged file
+        raise VidsslError(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e)[:200]}); "
+                          f"delete it to start over, or choose another --out") from None
+
+
+class RunLog:
+    """log.jsonl and TensorBoard, on rank 0 only. On resume, entries after the resumed step are dropped."""
+
+    def __init__(self, run_dir: Path, start_step: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.writer = None
+        if not enabled:
+            return
+        self.path = run_dir / "log.jsonl"
+        kept = []
+        if self.path.exists():  # a killed run may have logged past its last checkpoint, or half a line
+            for line in self.path.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if rec.get("step", -1) <= start_step:  # the checkpoint at a step is written after its log line
+                    kept.append(line)
+        atomic_write_text(self.path, "".join(k + "\n" for k in kept))
+        self.fh = open(self.path, "a")
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1 if start_step else None)
+
+    def scalars(self, step: int, values: dict) -> None:
+        if not self.enabled:
+            return
+        self.fh.write(json.dumps({"step": step, **values}) + "\n")
+        self.fh.flush()
+        for k, v in values.items():
+            if isinstance(v, (int, float)):
+                self.writer.add_scalar(f"train/{k}", v, step)
+
+    def image(self, step: int, tag: str, grid: torch.Tensor) -> None:
+        if self.enabled:
+            self.writer.add_image(tag, grid, step)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.fh.close()
+            self.writer.close()
+
+
+def hardest_triplet_grid(x: torch.Tensor, values: torch.Tensor, t, mean, std, rows: int = 8) -> torch.Tensor:
+    """[2P, 3, S, S] normalised input, [T] losses -> [3, H, W] grid in [0, 1]: one row (a, p, n) per triplet."""
+    from torchvision.utils import make_grid
+
+    order = values.detach().float().argsort(descending=True)[:rows]
+    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    images = torch.stack([x[t.a[order]], x[t.p[order]], x[t.n[order]]], dim=1).flatten(0, 1).float()
+    return make_grid((images * s + m).clamp(0, 1).cpu(), nrow=3, padding=2)
+
+
+@torch.no_grad()
+def batch_stats(emb: torch.Tensor, values: torch.Tensor, scores, t) -> dict:
+    """Collapse signals and loss statistics of one step (floats)."""
+    P = emb.shape[0] // 2
+    e = emb.detach().float()
+    pos_cos = F.cosine_similarity(e[:P], e[P:], dim=1).mean()
+    # per-dimension spread of the unit embeddings, scaled so isotropic vectors give ~1 and a collapse gives 0
+    spread = e.std(dim=0).mean() * math.sqrt(e.shape[1])
+    sel = len(t) > 0
+    return {
+        "loss_mean_triplet": float(values.detach().mean()) if sel else 0.0,
+        "active": float((values.detach() > 0).float().mean()) if sel else 0.0,
+        "d_ap": float(scores.d_ap.mean()),
+        "d_an": float(scores.d_an[t.a, t.n].mean()) if sel else float("nan"),
+        "pos_cos": float(pos_cos),
+        "spread": float(spread),
+        "triplets": len(t),
+    }
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _save_checkpoint(path: Path, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def build_model(cfg: Config) -> EmbeddingNet:
+    """The training model, randomly initialised from ``cfg.seed``."""
+    kwargs = {"input_size": cfg.data.patch_size}
+    if cfg.model.arch == "smallcnn":
+        kwargs["width"] = cfg.model.width
+    torch.manual_seed(cfg.seed)
+    return EmbeddingNet(build_backbone(cfg.model.arch, **kwargs), cfg.model.embed_dim, cfg.model.head)
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor  # scalar, the reduced loss
+    emb: torch.Tensor  # [2P, embed_dim] unit embeddings (anchors, then positives)
+    values: torch.Tensor  # [T] per-triplet losses
+    triplets: Triplets
+    scores: Scores
+    phase: str  # the miner used: warmup | main | guard
+    grad_norm: torch.Tensor
+    diverged: str | None  # "loss" or "gradient" when non-finite (on any rank): nothing was updated
+
+
+class TrainStep:
+    """One optimisation step, shared by :func:`train` and ``tools/bench_train.py``: a forward pass over the 2P
+    patches (negatives are other pairs' rows), mining under no_grad, the loss, backward and SGD."""
+
+    def __init__(self, model: EmbeddingNet, cfg: Config, device: torch.device, total_steps: int,
+                 d: Dist | None = None) -> None:
+        tc = cfg.train
+        d = d or Dist()
+        self.model, self.device, self.d = model, device, d
+        self.net = model
+        if d.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum,
+                                         weight_decay=tc.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=tc.precision == "fp16")
+        self.loss_fn, self.reducer = build_loss(cfg.loss), build_reducer(cfg.loss)
+        self.schedule = MiningSchedule(cfg.miner, self.loss_fn, total_steps, cfg.seed)
+        self.capacity = tc.batch_pairs * cfg.miner.negatives_per_pair
+        self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision)
+        self.check_grad = tc.precision != "fp16"  # with fp16 the grad scaler skips non-finite steps itself
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def __call__(self, x: torch.Tensor, videos: torch.Tensor, step: int) -> StepOutput:
+        """x: [2P, 3, S, S] normalised (anchors, then positives); videos: [P] video codes."""
+        autocast = torch.autocast(self.device.type, dtype=self.amp) if self.amp else nullcontext()
+        with autocast:
+            emb = self.net(x)
+        triplets, scores, phase = self.schedule.mine(emb, videos, step)
+        values = self.loss_fn.per_triplet(emb, triplets)
+        loss = self.reducer(values, triplets, self.capacity)
+        out = StepOutput(loss, emb, values, triplets, scores, phase, torch.zeros(()), None)
+        if _any_rank(not torch.isfinite(loss).item(), self.d, self.device):
+            out.diverged = "loss"
+            return out
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        out.grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float("inf"))
+        if self.check_grad and _any_rank(not torch.isfinite(out.grad_norm).item(), self.d, self.device):
+            out.diverged = "gradient"
+            return out
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return out
+
+
+def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config, *,
+          budget_minutes: float | None = None, device: str | None = None, resume: bool = False,
+          progress: bool = True) -> dict:
+    """Train (or continue) the run in ``run_dir`` on the pairs in ``pairs_dir``; returns the final stats.
+
+    ``budget_minutes`` and ``device`` override ``cfg.train``'s; ``resume=True`` requires an existing checkpoint
+    (without it, an existing checkpoint is continued all the same). Raises :class:`TrainingDiverged` on a
+    non-finite loss, keeping the last good checkpoint.
+    """
+    t0 = time.monotonic()
+    tc = cfg.train
+    budget = tc.budget_minutes if budget_minutes is None else budget_minutes
+    dev = resolve_device(device or tc.device)
+    d = _init_distributed(dev.type)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(dev)
+    if tc.precision == "fp16" and dev.type != "cuda":
+        raise ConfigError("train.precision 'fp16' needs CUDA; use bf16 or fp32 on the CPU")
+    with torch_settings(tc, dev):
+        return _train(Path(pairs_dir), Path(run_dir), cfg, budget, dev, d, resume, progress, t0)
+
+
+@contextmanager
+def torch_settings(tc: TrainConfig, dev: torch.device) -> Iterator[None]:
+    """Threads and determinism for the run, restored afterwards (the caller may evaluate next)."""
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark)
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    if tc.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for deterministic GEMMs
+        torch.use_deterministic_algorithms(True, warn_only=True)  # ops without a deterministic kernel still run
+        torch.backends.cudnn.benchmark = False
+    elif dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+        torch.backends.cudnn.benchmark = saved[3]
+
+
+def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, dev: torch.device, d: Dist,
+           resume: bool, progress: bool, t0: float) -> dict:
+    tc = cfg.train
+
+    ckpt_path = run_dir / CHECKPOINT
+    pairs = open_pairs(pairs_dir)
+    if pairs.num_videos < 2 and not cfg.miner.same_video_negatives:
+        raise VidsslError(f"{pairs_dir}: all pairs come from one video, so there is no negative from another "
+                          f"video; mine more videos or set miner.same_video_negatives=true")
+    saved = None
+    if ckpt_path.exists():
+        saved = load_checkpoint(ckpt_path)
+        _check_same_run(saved, cfg, pairs.fingerprint, run_dir)
+    elif resume:
+        raise VidsslError(f"--resume: no {CHECKPOINT} in {run_dir}; drop --resume to start a new run there")
+
+    model = build_model(cfg).to(dev)
+    channels_last = tc.channels_last
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    probe = PairBatchSampler(pairs.video, pairs.track, tc.batch_pairs, cfg.seed, steps=0)
+    total = tc.steps or max(1, math.ceil(tc.epochs * probe.batches_per_epoch() / d.world))
+    start, fitted = 0, False
+    if saved is not None:
+        start, total, fitted = saved["step"], saved["total_steps"], saved["fitted"]
+        if start >= total:
+            log.info("train: %s is already complete (%d steps)", run_dir, total)
+            return {**saved["metrics"], "step": start, "total_steps": total, "stopped": "done", "minutes": 0.0,
+                    "checkpoint": str(ckpt_path), "pairs": len(pairs), "world_size": d.world}
+        model.load_state_dict(saved["model"])
+    stepper = TrainStep(model, cfg, dev, total, d)
+    optimizer, scaler, schedule = stepper.optimizer, stepper.scaler, stepper.schedule
+    if saved is not None:
+        optimizer.load_state_dict(saved["optimizer"])
+        scaler.load_state_dict(saved["scaler"])
+        schedule.load_state_dict(saved["miner"])
+        _set_rng_state(saved["rng"], dev)
+    fit = budget is not None and tc.fit_budget and not fitted
+
+    if d.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_resolved(cfg, run_dir)
+    mean, std = model.backbone.mean, model.backbone.std
+    sampler = PairBatchSampler(pairs.video, pairs.track, tc.batch_pairs, cfg.seed, steps=total, start_step=start,
+                               rank=d.rank, world=d.world)
+    loader = make_loader(PairPatches(pairs, cfg.data), sampler, cfg.data, pin_memory=dev.type == "cuda",
+                         seed=cfg.seed)
+    video_codes = torch.from_numpy(pairs.video).long()
+    runlog = RunLog(run_dir, start, d.main)
+
+    def checkpoint(step: int, metrics: dict) -> None:
+        if not d.main:
+            return
+        _save_checkpoint(ckpt_path, {
+            "format": CHECKPOINT_FORMAT, "step": step, "total_steps": total, "fitted": fitted,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+            "miner": schedule.state_dict(), "rng": _rng_state(dev), "config": to_dict(cfg),
+            "flat_config": _flat_config(cfg), "pairs_fingerprint": pairs.fingerprint, "pairs": pairs.summary(),
+            "backbone": model.backbone.spec(), "embed_dim": cfg.model.embed_dim, "head": cfg.model.head,
+            "world_size": d.world, "metrics": metrics,
+        })
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True,
+               disable=not (progress and d.main and sys.stderr.isatty()))
+    model.train()
+    step, stopped, metrics = start, "done", {}
+    last_ckpt = start if saved is not None else None
+    window_t, window_steps, window_triplets = time.monotonic(), 0, 0
+    fit_t0 = None
+    try:
+        for patches, index in loader:
+            x = to_input(patches, mean, std, dev, channels_last)
+            videos = video_codes[index].to(dev)
+            lr = tc.lr * lr_factor(step, total, tc)
+            stepper.set_lr(lr)
+            out = stepper(x, videos, step)
+            if out.diverged:
+                raise TrainingDiverged(_diverged_message(out.diverged, step, last_ckpt, ckpt_path))
+            step += 1
+            bar.update(1)
+            window_steps += 1
+            window_triplets += len(out.triplets)
+
+            if fit and step - start == 1:
+                fit_t0 = time.monotonic()
+            if fit and step - start == _FIT_AFTER + 1:
+                per_step = (time.monotonic() - fit_t0) / _FIT_AFTER
+                left = budget * 60 - (time.monotonic() - t0)
+                fits = step + int(0.97 * left / per_step)
+                total = _min_over_ranks(min(total, fits), d, dev)
+                fitted, fit = True, False
+                schedule.hard_from = int(round(cfg.miner.hard_start * total))
+                sampler.steps = total
+                bar.total = total
+                log.info("train: fitted %d steps to the %.1f-minute budget (%.2f s/step)", total, budget, per_step)
+
+            if step % tc.log_every == 0 or step == total:
+                now = time.monotonic()
+                metrics = {"loss": out.loss.item(), "lr": lr, "phase": out.phase, "neg_cos": schedule.neg_cos_ema,
+                           **batch_stats(out.emb, out.values, out.scores, out.triplets),
+                           "grad_norm": float(out.grad_norm),
+                           "triplets_per_s": window_triplets / max(now - window_t, 1e-9),
+                           "pairs_per_s": window_steps * tc.batch_pairs * d.world / max(now - window_t, 1e-9),
+                           "epoch": sampler.epoch_of(step * d.world), "minutes": (now - t0) / 60}
+                runlog.scalars(step, metrics)
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", neg_cos=f"{metrics['neg_cos']:.2f}", phase=out.phase)
+                window_t, window_steps, window_triplets = now, 0, 0
+            if tc.image_every and step % tc.image_every == 0 and len(out.triplets):
+                runlog.image(step, "hardest_triplets", hardest_triplet_grid(x, out.values, out.triplets, mean, std))
+            out_of_time = budget is not None and time.monotonic() - t0 > budget * 60
+            if _any_rank(out_of_time, d, dev) and step < total:
+                stopped = "budget"
+                break
+            if step % tc.checkpoint_every == 0 and step < total:
+                checkpoint(step, metrics)
+                last_ckpt = step
+            if step >= total:
+                break
+        checkpoint(step, metrics)
+    finally:
+        bar.close()
+        runlog.close()
+    stats = {**metrics, "step": step, "total_steps": total, "stopped": stopped, "minutes": (time.monotonic() - t0) / 60,
+             "checkpoint": str(ckpt_path), "pairs": len(pairs), "world_size": d.world,
+             "weights_sha256": parameter_digest(model)}
+    if d.main:
+        atomic_write_json(run_dir / "stats.json", stats)
+    return stats
+
+
+def parameter_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of every parameter's bytes, in name order: equal on all ranks of a healthy DDP run (buffers such as
+    BatchNorm statistics are per rank and left out)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _diverged_message(what: str, step: int, last_ckpt: int | None, ckpt_path: Path) -> str:
+    kept = (f"the last good checkpoint (step {last_ckpt}) is kept in {ckpt_path}" if last_ckpt is not None
+            else "no checkpoint had been written yet")
+    return (f"non-finite {what} at step {step}: stopped; {kept}. Lower train.lr, raise train.warmup_steps, "
+            f"or use train.precision=fp32")
