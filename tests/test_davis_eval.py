@@ -12,7 +12,7 @@ from vidssl.eval import jf
 from vidssl.eval.baselines import PixelFeatures
 from vidssl.eval.config import DavisConfig
 from vidssl.eval.davis import evaluate_davis, palette
-from vidssl.eval.davis_data import read_mask, load_sequence
+from vidssl.eval.davis_data import DavisDataError, load_sequence, read_mask
 
 H, W, CELL = 64, 96, 8
 
@@ -62,7 +62,8 @@ def test_pixels_track_two_moving_squares_and_outputs_are_consistent(tmp_path):
     assert on_disk["sequences"] == ["squares"] and on_disk["config"]["context"] == 3
     assert "| raw pixels |" in (out / "metrics.md").read_text()
 
-    overlay = cv2.imread(str(out / "overlays" / "raw_pixels" / "squares.png"))
+    assert block["overlays"] == {"squares": "overlays/raw_pixels/squares.png"}
+    overlay = cv2.imread(str(out / block["overlays"]["squares"]))
     assert overlay is not None and overlay.shape[1] == 3 * W
 
     # the saved palette masks, re-read and re-scored, give the reported numbers
@@ -95,6 +96,22 @@ def test_cli_eval_davis(tmp_path, capsys):
                  "--set", "eval.davis.topk=0"])
     assert code == 2
     assert "eval.davis.topk" in capsys.readouterr().err
+
+
+def test_a_bad_sequence_is_skipped_and_reported(tmp_path):
+    data = tmp_path / "davis"
+    write_moving_squares(data, "good", frames=4)
+    write_moving_squares(data, "bad", frames=4)
+    (data / "Annotations" / "480p" / "bad" / "00002.png").unlink()
+    metrics = evaluate_davis({"raw pixels": PixelFeatures().eval()}, data, tmp_path / "eval", DavisConfig(),
+                             progress=False)
+    assert metrics["sequences"] == ["good"]
+    assert "bad/00002.png: mask missing" in metrics["skipped"]["bad"]
+    assert "Skipped bad" in (tmp_path / "eval" / "metrics.md").read_text()
+    (data / "Annotations" / "480p" / "good" / "00000.png").unlink()
+    with pytest.raises(DavisDataError, match="no sequence could be evaluated"):
+        evaluate_davis({"raw pixels": PixelFeatures().eval()}, data, tmp_path / "eval", DavisConfig(),
+                       progress=False)
 
 
 @pytest.mark.slow

@@ -173,11 +173,12 @@ def test_ncc_and_crop():
 
 def make_track(frames, box, length, scale=1.0):
     small = [cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) for f in frames]
-    track = Track(0, 0, box, 1.0, 0, "kcf", cv2.cvtColor(small[0], cv2.COLOR_RGB2BGR),
-                  cv2.cvtColor(small[0], cv2.COLOR_RGB2GRAY), scale, frames[0], length, 24, False)
+    cfg = MineConfig(track_length=length, patch_size=24)
+    track = Track(0, 0, box, 1.0, 0, scale, cv2.cvtColor(small[0], cv2.COLOR_RGB2BGR),
+                  cv2.cvtColor(small[0], cv2.COLOR_RGB2GRAY), frames[0], cfg)
     outcome = None
     for f, s in zip(frames[1:], small[1:]):
-        outcome = track.step(cv2.cvtColor(s, cv2.COLOR_RGB2BGR), cv2.cvtColor(s, cv2.COLOR_RGB2GRAY), f, 0.5, 2.0)
+        outcome = track.step(cv2.cvtColor(s, cv2.COLOR_RGB2BGR), cv2.cvtColor(s, cv2.COLOR_RGB2GRAY), f)
         if outcome is not None:
             break
     return track, outcome

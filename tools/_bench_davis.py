@@ -40,7 +40,7 @@ def _per_cell_loop(feats: list[torch.Tensor], first: torch.Tensor, cfg: DavisCon
     mask, top-k, softmax vote), timed on ``cells`` cells and scaled to the grid."""
     c, h, w = feats[0].shape
     keys = [f.reshape(c, -1).t().numpy() for f in feats[:CONTEXT + 1]]
-    labels = [first.reshape(first.shape[0], -1).t().numpy()] * len(keys)
+    labels = np.concatenate([first.reshape(first.shape[0], -1).t().numpy()] * len(keys))  # (M * N, L)
     query = feats[CONTEXT + 1].reshape(c, -1).t().numpy()
     yy, xx = np.divmod(np.arange(h * w), w)
     start = time.perf_counter()
@@ -50,7 +50,7 @@ def _per_cell_loop(feats: list[torch.Tensor], first: torch.Tensor, cfg: DavisCon
                                  for i, k in enumerate(keys)])
         top = np.argpartition(-scores, cfg.topk)[:cfg.topk]
         weight = np.exp((scores[top] - scores[top].max()) / cfg.temperature)
-        _ = (np.concatenate(labels)[top] * (weight / weight.sum())[:, None]).sum(0)
+        _ = (labels[top] * (weight / weight.sum())[:, None]).sum(0)
     return (time.perf_counter() - start) / cells * h * w
 
 

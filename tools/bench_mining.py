@@ -50,7 +50,7 @@ def mine_seconds(path: Path, cfg: MineConfig) -> tuple[int, float, int]:
 
 
 def throughput(videos: list[Path], cfg: MineConfig, paper: MineConfig, runs: int) -> None:
-    print(f"| clip | size | frames | decode f/s | mining f/s | ratio | pairs | pairs (paper 25-75%) |")
+    print("| clip | size | frames | decode f/s | mining f/s | ratio | pairs | pairs (paper 25-75%) |")
     print("|---|---|---|---|---|---|---|---|")
     totals = np.zeros(4)
     for path in videos:
@@ -187,7 +187,8 @@ def rss(frames: int) -> None:
             worker, _ = peak_rss([sys.executable, "-c", "import sys; from tracking import mine_folder, MineConfig; "
                                   "mine_folder(sys.argv[1], sys.argv[2], MineConfig(), progress=False)",
                                   str(folder), str(tmp / f"w{times}")])
-            cli, _ = peak_rss([sys.executable, "-m", "vidssl", "-q", "mine", str(folder), "--out", str(tmp / f"c{times}")])
+            cli, _ = peak_rss([sys.executable, "-m", "vidssl", "-q", "mine", str(folder),
+                               "--out", str(tmp / f"c{times}")])
             summary = json.loads((tmp / f"w{times}" / "dataset.json").read_text())
             print(f"| 1920x1080, {times} x {frames} frames | {summary['frames']} | {worker:.0f} MiB | {cli:.0f} MiB | "
                   f"{summary['pairs']} |")

@@ -14,9 +14,10 @@ def select_boxes(points: np.ndarray, moving: np.ndarray, shape: tuple[int, int],
 
     points: (N, 2) x, y of all analysed points (working px); moving: (N,) bool; shape: (H, W) of the frame. A box
     lies at least ``margin`` px inside the frame, holds at least ``min_points`` moving points, and overlaps neither
-    the other boxes nor any box in ``avoid`` (boxes of running tracks). Points within half a box of a box in ``avoid`` are not counted: what sticks out of a running
-    track's box is most likely the same object. Ties go to the first position in row-major order. Returns
-    ``[((x, y, side, side), moving count), ...]`` by decreasing count.
+    the other boxes nor any box in ``avoid`` (boxes of running tracks). Points within half a box of a box in
+    ``avoid`` are not counted: what sticks out of a running track's box is most likely the same object. Ties go to
+    the first position in row-major order. Returns ``[((x, y, side, side), moving count), ...]`` by decreasing
+    count.
     """
     h, w = shape
     xs = np.arange(margin, w - side - margin + 1, STRIDE)

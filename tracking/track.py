@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 
 from tracking.boxes import Box
+from tracking.config import MineConfig
 
 
 def _kcf(frame: np.ndarray, box: tuple[int, int, int, int]):
@@ -46,28 +47,28 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class Track:
-    """A box followed from ``start`` for ``length`` frames.
+    """A box followed from frame ``start`` for ``cfg.track_length`` frames.
 
     The tracker runs on the *small* frame, the working frame scaled by ``scale`` so the box is about
-    ``track_box_px`` wide (KCF's cost grows with box area); the appearance thumbnails come from the small grey frame
-    too. Boxes are kept in working pixels, and patches are cut from the working frame. ``step`` returns None while
-    the track is alive, the rejection reason when it dies, and "done" when it has reached its last frame.
+    ``cfg.track_box_px`` wide (KCF's cost grows with box area); the appearance thumbnails come from the small grey
+    frame too. Boxes are kept in working pixels and patches are cut from the working frame.
     """
 
-    def __init__(self, track_id: int, start: int, box: Box, motion: float, region: int, tracker: str,
-                 small_bgr: np.ndarray, small_gray: np.ndarray, scale: float, frame: np.ndarray, length: int,
-                 patch_size: int, keep_patches: bool):
-        self.track_id, self.start, self.motion, self.region = track_id, start, motion, region
-        self.length, self.scale, self.patch_size, self.keep_patches = length, scale, patch_size, keep_patches
+    def __init__(self, track_id: int, start: int, box: Box, motion: float, region: int, scale: float,
+                 small_bgr: np.ndarray, small_gray: np.ndarray, frame: np.ndarray, cfg: MineConfig):
+        self.track_id, self.start, self.motion, self.region, self.scale, self.cfg = (
+            track_id, start, motion, region, scale, cfg)
         small_box = tuple(v * scale for v in box)
-        self.tracker = TRACKERS[tracker](small_bgr, tuple(int(round(v)) for v in small_box))
+        self.tracker = TRACKERS[cfg.tracker](small_bgr, tuple(int(round(v)) for v in small_box))
         self.boxes: list[Box] = [box]
         self.first_thumb = self.last_thumb = crop(small_gray, small_box, THUMB)
-        self.patches = [crop(frame, box, patch_size)]
+        self.patches = [crop(frame, box, cfg.patch_size)]
 
-    def step(self, small_bgr: np.ndarray, small_gray: np.ndarray, frame: np.ndarray, min_ncc: float,
-             frozen_mad: float) -> str | None:
-        """Follow the box into the next frame (``small_*`` at tracker scale, ``frame``: RGB working frame)."""
+    def step(self, small_bgr: np.ndarray, small_gray: np.ndarray, frame: np.ndarray) -> str | None:
+        """Follow the box into the next frame (``small_*``: at tracker scale; ``frame``: RGB working frame).
+
+        Returns None while the track goes on, "done" after its last frame, else why it was dropped.
+        """
         ok, rect = self.tracker.update(small_bgr)
         if not ok:
             return "tracker_failure"
@@ -79,20 +80,19 @@ class Track:
             return "left_frame"
         box = tuple(v / self.scale for v in rect)
         fh, fw = frame.shape[:2]
-        if box[0] + box[2] > fw or box[1] + box[3] > fh:  # rounding at the small scale can overshoot by a pixel
-            box = (min(box[0], fw - box[2]), min(box[1], fh - box[3]), box[2], box[3])
+        box = (min(box[0], fw - box[2]), min(box[1], fh - box[3]), box[2], box[3])  # rounding at the small scale
         thumb = crop(small_gray, rect, THUMB)
-        if ncc(thumb, self.last_thumb) < min_ncc:
+        if ncc(thumb, self.last_thumb) < self.cfg.min_patch_ncc:
             return "appearance"
         self.last_thumb = thumb
         self.boxes.append(box)
-        last = len(self.boxes) == self.length + 1
-        if self.keep_patches or last:
-            self.patches.append(crop(frame, box, self.patch_size))
+        last = len(self.boxes) == self.cfg.track_length + 1
+        if self.cfg.store_tracks or last:
+            self.patches.append(crop(frame, box, self.cfg.patch_size))
         if not last:
             return None
-        if np.abs(thumb.astype(np.float32) - self.first_thumb).mean() < frozen_mad:
-            return "frozen"
+        if np.abs(thumb.astype(np.float32) - self.first_thumb).mean() < self.cfg.frozen_mad:
+            return "frozen"  # the last patch repeats the first: a tracker stuck on still content, no pair to learn
         return "done"
 
     @property

@@ -1,9 +1,10 @@
 """Mine one video: a single streaming pass that detects cuts, starts tracks where things move, and keeps the
 tracks that survive every check as (first patch, last patch) pairs.
 
-Per frame the cost is a grey conversion and a 32x24 thumbnail (cut detection) plus one tracker update per running
-track; camera-compensated motion is computed only at candidate start frames. Nothing but the running tracks and the
-previous grey frame is held, so memory does not grow with the video's length.
+Per frame the cost is one resize to the small tracking frame, its grey conversion and a 32x24 thumbnail (cut
+detection), plus one tracker update per running track; camera-compensated motion is computed only at candidate
+start frames. Nothing but the running tracks and the previous frame is held, so memory does not grow with the
+video's length.
 """
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def start_frames(num_frames: int, cfg: MineConfig) -> list[int]:
 
 def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], None] | None = None) -> VideoResult:
     """Mine ``reader``'s video. Raises :class:`SkipVideo` when it is unusable or yields no pair (the result so far
-    rides along, for its statistics); :class:`vidssl.errors.VideoError` propagates from decoding."""
+    rides along, for its statistics); :class:`vidssl.errors.VideoError` propagates from decoding. ``on_frames(n)``
+    is called every few dozen decoded frames (progress)."""
     t0 = time.perf_counter()
     short = min(reader.width, reader.height)
     if cfg.box_fraction * short < cfg.min_box_px:
@@ -72,116 +74,133 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
     n = reader.num_frames
     if n < cfg.track_length + 2:
         raise SkipVideo("too_short", f"{n} frames; a track needs mine.track_length + 2 = {cfg.track_length + 2}")
-    work_h, work_w = resized_shape(reader.height, reader.width, cfg.working_side)
-    sx, sy = reader.width / work_w, reader.height / work_h
-    side = int(round(cfg.box_fraction * min(work_h, work_w)))
-    margin = int(round(cfg.edge_margin * min(work_h, work_w)))
-    scale = min(1.0, cfg.track_box_px / side)
-    small_size = (max(1, round(work_w * scale)), max(1, round(work_h * scale)))
-
-    candidates = set(start_frames(n, cfg))
-    estimator = MotionEstimator(cfg.motion_method, cfg.motion_points, cfg.move_threshold, cfg.ransac_px,
-                                MIN_CAMERA_POINTS)
-    cuts = CutDetector(cfg.cut_threshold)
-    result = VideoResult()
-    active: list[Track] = []
-    kept: list[Track] = []
-    region_used: Counter = Counter()
-    next_id = 0
+    miner = _Miner(cfg, resized_shape(reader.height, reader.width, cfg.working_side), start_frames(n, cfg))
     reported = 0
-
-    def source_box(box) -> list[float]:
-        x, y, w, h = box
-        return [round(x * sx, 2), round(y * sy, 2), round(w * sx, 2), round(h * sy, 2)]
-
-    prev_frame: np.ndarray | None = None
     for index, frame in reader.frames(max_side=cfg.working_side):
-        result.frames += 1
-        # everything done on every frame runs on the small frame: one resize of the working frame per frame
-        small = cv2.resize(frame, small_size, interpolation=cv2.INTER_AREA)
-        small_gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-        small_bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR) if active or index in candidates else None
-        is_cut = cuts.update(small_gray)
-        if is_cut:
-            result.cuts.append(index)
-            for track in active:  # the pair would show two different shots
-                result.tracks_rejected["cut"] += 1
-                region_used[track.region] -= 1
-            active = []
-        survivors = []
-        for track in active:
-            outcome = track.step(small_bgr, small_gray, frame, cfg.min_patch_ncc, cfg.frozen_mad)
-            if outcome is None:
-                survivors.append(track)
-            elif outcome == "done":
-                kept.append(track)
-            else:
-                result.tracks_rejected[outcome] += 1
-                region_used[track.region] -= 1
-        active = survivors
-
-        if index in candidates:
-            reason = _start_blocker(is_cut, prev_frame, active, kept, cfg)
-            motion = None
-            if reason is None:
-                motion = estimator(cv2.cvtColor(prev_frame, cv2.COLOR_RGB2GRAY),
-                                   cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
-                reason = _motion_blocker(motion, cfg)
-            if reason is not None:
-                result.starts_rejected[reason] += 1
-            else:
-                result.starts_accepted += 1
-                room = min(cfg.boxes_per_start, cfg.max_active_tracks - len(active),
-                           cfg.max_pairs_per_video - len(kept) - len(active))
-                chosen = select_boxes(motion.points, motion.moving, (work_h, work_w), side, room, margin,
-                                      cfg.min_box_points, avoid=[t.boxes[-1] for t in active])
-                started = 0
-                for box, _count in chosen:
-                    region = _region(box, work_w, work_h, cfg.region_grid)
-                    if region_used[region] >= cfg.max_pairs_per_region:
-                        continue
-                    region_used[region] += 1
-                    active.append(Track(next_id, index, box, _box_motion(motion, box), region, cfg.tracker,
-                                        small_bgr, small_gray, scale, frame, cfg.track_length, cfg.patch_size,
-                                        cfg.store_tracks))
-                    next_id += 1
-                    started += 1
-                if not started:
-                    result.starts_rejected["no_box"] += 1
-        prev_frame = frame
-        if on_frames is not None and result.frames - reported >= 32:
-            on_frames(result.frames - reported)
-            reported = result.frames
-    if on_frames is not None and result.frames > reported:
-        on_frames(result.frames - reported)
-    result.tracks_rejected["video_ended"] += len(active)  # fewer frames decoded than the container announced
-    result.tracks_rejected = +result.tracks_rejected  # drop zero counts
-
-    kept.sort(key=lambda t: t.track_id)
-    for track in kept:
-        result.records.append({"track_id": track.track_id, "start_frame": track.start, "end_frame": track.end,
-                               "box_start": source_box(track.boxes[0]), "box_end": source_box(track.boxes[-1]),
-                               "motion": round(track.motion, 4)})
-        result.track_boxes.append([source_box(b) for b in track.boxes])
-    if kept:
-        result.pairs = np.stack([np.stack([t.patches[0], t.patches[-1]]) for t in kept])
-        if cfg.store_tracks:
-            result.track_patches = np.stack([np.stack(t.patches) for t in kept])
+        miner.feed(index, frame)
+        if on_frames is not None and miner.result.frames - reported >= 32:
+            on_frames(miner.result.frames - reported)
+            reported = miner.result.frames
+    if on_frames is not None and miner.result.frames > reported:
+        on_frames(miner.result.frames - reported)
+    result = miner.finish((reader.width / miner.work_w, reader.height / miner.work_h))
     result.seconds = time.perf_counter() - t0
-    if not kept:
+    if result.pairs is None:
         raise SkipVideo(*_why_empty(result), result=result)
     return result
 
 
-def _start_blocker(is_cut: bool, prev_frame, active: list, kept: list, cfg: MineConfig) -> str | None:
-    """Why a candidate start frame is passed before any motion is measured, or None."""
-    if is_cut or prev_frame is None:
-        return "cut"  # motion across a cut is meaningless
-    if len(kept) + len(active) >= cfg.max_pairs_per_video:
-        return "video_cap"
-    if len(active) >= cfg.max_active_tracks:
-        return "busy"
-    return None
+class _Miner:
+    """The state of one pass over a video: running tracks, kept tracks, caps, statistics."""
+
+    def __init__(self, cfg: MineConfig, work_shape: tuple[int, int], candidates: list[int]):
+        self.cfg = cfg
+        self.work_h, self.work_w = work_shape
+        self.side = int(round(cfg.box_fraction * min(work_shape)))
+        self.margin = int(round(cfg.edge_margin * min(work_shape)))
+        self.scale = min(1.0, cfg.track_box_px / self.side)
+        self.small_size = (max(1, round(self.work_w * self.scale)), max(1, round(self.work_h * self.scale)))
+        self.candidates = set(candidates)
+        self.estimator = MotionEstimator(cfg.motion_method, cfg.motion_points, cfg.move_threshold, cfg.ransac_px,
+                                         MIN_CAMERA_POINTS)
+        self.cuts = CutDetector(cfg.cut_threshold)
+        self.result = VideoResult()
+        self.active: list[Track] = []
+        self.kept: list[Track] = []
+        self.region_used: Counter = Counter()  # kept + running tracks per region
+        self.next_id = 0
+        self.prev_frame: np.ndarray | None = None
+
+    def feed(self, index: int, frame: np.ndarray) -> None:
+        """Process working frame ``index`` (H, W, 3) RGB uint8; frames come in order."""
+        self.result.frames += 1
+        # everything done on every frame runs on the small frame: one resize of the working frame per frame
+        small = cv2.resize(frame, self.small_size, interpolation=cv2.INTER_AREA)
+        small_gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        is_cut = self.cuts.update(small_gray)
+        if is_cut:
+            self.result.cuts.append(index)
+            for track in self.active:  # the pair would show two different shots
+                self._drop(track, "cut")
+            self.active = []
+        starting = index in self.candidates
+        small_bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR) if self.active or starting else None  # KCF reads BGR
+        survivors = []
+        for track in self.active:
+            outcome = track.step(small_bgr, small_gray, frame)
+            if outcome is None:
+                survivors.append(track)
+            elif outcome == "done":
+                self.kept.append(track)
+            else:
+                self._drop(track, outcome)
+        self.active = survivors
+        if starting:
+            self._start(index, frame, small_bgr, small_gray, is_cut)
+        self.prev_frame = frame
+
+    def _drop(self, track: Track, reason: str) -> None:
+        self.result.tracks_rejected[reason] += 1
+        self.region_used[track.region] -= 1
+
+    def _start(self, index: int, frame: np.ndarray, small_bgr: np.ndarray, small_gray: np.ndarray,
+               is_cut: bool) -> None:
+        """Candidate start frame: measure motion and start tracks on the boxes holding the most moving points."""
+        cfg, result = self.cfg, self.result
+        motion = None
+        if is_cut:
+            reason = "cut"  # motion across a cut is meaningless
+        elif len(self.kept) + len(self.active) >= cfg.max_pairs_per_video:
+            reason = "video_cap"
+        elif len(self.active) >= cfg.max_active_tracks:
+            reason = "busy"
+        else:
+            motion = self.estimator(cv2.cvtColor(self.prev_frame, cv2.COLOR_RGB2GRAY),
+                                    cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
+            reason = _motion_blocker(motion, cfg)
+        if reason is not None:
+            result.starts_rejected[reason] += 1
+            return
+        result.starts_accepted += 1
+        room = min(cfg.boxes_per_start, cfg.max_active_tracks - len(self.active),
+                   cfg.max_pairs_per_video - len(self.kept) - len(self.active))
+        chosen = select_boxes(motion.points, motion.moving, (self.work_h, self.work_w), self.side, room,
+                              self.margin, cfg.min_box_points, avoid=[t.boxes[-1] for t in self.active])
+        started = 0
+        for box, _count in chosen:
+            region = _region(box, self.work_w, self.work_h, cfg.region_grid)
+            if self.region_used[region] >= cfg.max_pairs_per_region:
+                continue
+            self.region_used[region] += 1
+            self.active.append(Track(self.next_id, index, box, _box_motion(motion, box), region, self.scale,
+                                     small_bgr, small_gray, frame, cfg))
+            self.next_id += 1
+            started += 1
+        if not started:
+            result.starts_rejected["no_box"] += 1
+
+    def finish(self, to_source: tuple[float, float]) -> VideoResult:
+        """The result, boxes scaled to source pixels by ``to_source`` (sx, sy)."""
+        sx, sy = to_source
+
+        def source_box(box) -> list[float]:
+            x, y, w, h = box
+            return [round(x * sx, 2), round(y * sy, 2), round(w * sx, 2), round(h * sy, 2)]
+
+        result = self.result
+        result.tracks_rejected["video_ended"] += len(self.active)  # fewer frames decoded than announced
+        result.tracks_rejected = +result.tracks_rejected  # drop zero counts
+        kept = sorted(self.kept, key=lambda t: t.track_id)
+        for track in kept:
+            result.records.append({"track_id": track.track_id, "start_frame": track.start, "end_frame": track.end,
+                                   "box_start": source_box(track.boxes[0]), "box_end": source_box(track.boxes[-1]),
+                                   "motion": round(track.motion, 4)})
+            result.track_boxes.append([source_box(b) for b in track.boxes])
+        if kept:
+            result.pairs = np.stack([np.stack([t.patches[0], t.patches[-1]]) for t in kept])
+            if self.cfg.store_tracks:
+                result.track_patches = np.stack([np.stack(t.patches) for t in kept])
+        return result
 
 
 def _motion_blocker(motion, cfg: MineConfig) -> str | None:

@@ -159,9 +159,9 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
         if not summary.get("pairs"):
             raise VidsslError(f"mining {videos} produced no pairs (see {run / 'pairs' / 'dataset.json'}); "
                               "check the videos have moving objects, or relax mine.* thresholds")
-        from tracking.show import pairs_grid
+        from tracking.show import pair_grid, save_png
 
-        pairs_grid(run / "pairs", run / "pairs" / "pairs_grid.png", n=48, seed=cfg.seed)
+        save_png(run / "pairs" / "pairs_grid.png", pair_grid(run / "pairs", n=48, seed=cfg.seed))
         return {"pairs": summary["pairs"], "videos_mined": summary["videos"]["mined"]}
 
     def train_stage() -> dict:
@@ -193,8 +193,9 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
             elif es.task == "davis":
                 results[out.name] = evaluate_davis(models, es.path, out, cfg.eval.davis)
             else:
-                results[out.name] = evaluate_flow(models, es.path, out, cfg.eval.flow,
-                                                  budget_minutes=max(0.5, remaining_s() / 60 / 2))
+                results[out.name] = evaluate_flow(models, es.path, out, cfg.eval.flow, seed=cfg.seed,
+                                                  budget_minutes=max(0.5, remaining_s() / 60 / 2),
+                                                  progress=progress)
         return {"tasks": sorted(results)}
 
     results = {

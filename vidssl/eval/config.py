@@ -92,8 +92,10 @@ class DavisConfig:
     context: int = opt(20, "previous frames used as context besides the first")
     topk: int = opt(10, "top-k affinities kept per target cell, over all context frames")
     temperature: float = opt(0.07, "softmax temperature of the kept affinities (cosine similarities)")
-    radius: int = opt(12, "previous frames: only cells within this many feature cells vote (0: no restriction)")
-    radius_first_frame: bool = opt(False, "also restrict the first frame to the radius (CRW searches it whole)")
+    radius: int = opt(12, "only context cells within this many feature cells of the target cell vote (0: no "
+                          "restriction)")
+    radius_first_frame: bool = opt(True, "restrict the first frame to the radius too (DINO); false: search it "
+                                         "whole (CRW)")
     max_side: int = opt(480, "frames are resized so the long side is at most this before feature extraction "
                              "(0: full size); scores are computed at annotation resolution")
     batch_size: int = opt(4, "frames per backbone forward pass")

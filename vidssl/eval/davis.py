@@ -3,11 +3,11 @@
 Given the first frame's object masks, every later frame ``t`` is labelled from a context of already-labelled
 frames: the first frame (ground truth) and the ``n`` previous frames (their propagated soft labels). With dense
 features ``f`` at stride 8, L2-normalised per cell, each target cell ``q`` scores every context cell ``k`` by
-``<f_k, f_q>``; cells of the previous frames farther than ``radius`` cells from ``q`` are excluded (the first
-frame is searched whole, as in CRW, so an object can be re-found after a large motion, unless
-``radius_first_frame``). The ``topk`` best candidates over all context frames vote with weights
-``softmax(score / temperature)`` on their soft labels; the resulting label distribution is upsampled to the
-annotation resolution and arg-maxed.
+``<f_k, f_q>``; context cells farther than ``radius`` cells from ``q`` are excluded, in every context frame as
+DINO does (with ``radius_first_frame`` off the first frame is searched whole, as CRW does: 0.5 to 4 J&F points
+worse on blackswan for pixels and random-init CNNs). The ``topk`` best candidates over all context frames vote
+with weights ``softmax(score / temperature)`` on their soft labels; the resulting label distribution is
+upsampled to the annotation resolution and arg-maxed.
 
 Computation per target frame: the query cells are cut into 8x8-cell tiles; each tile takes one matrix product
 with the key windows (tile grown by the radius) of all context frames, the radius mask added as a -inf bias, and
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from vidssl.eval import jf
 from vidssl.eval.config import DavisConfig
-from vidssl.eval.davis_data import DavisSequence, list_sequences, load_sequence
+from vidssl.eval.davis_data import DavisDataError, DavisSequence, list_sequences, load_sequence
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class Tile:
 
     query: (nq,) flat (row-major) indices of the tile's cells; rows, cols: the key window (nk cells); window:
     (nk,) flat indices of the window's cells; bias: (nq, nk) float, 0 for (query, key) pairs within the radius and
-    -inf beyond it (added to the affinities by the matrix product itself), or None when every pair is allowed.
+    -inf beyond it (added to the affinities in place), or None when every pair is allowed.
     """
 
     query: torch.Tensor
@@ -195,7 +195,8 @@ def _device(model: torch.nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def dense_features(model, frames: Sequence[np.ndarray], size: tuple[int, int], batch_size: int) -> Iterator[torch.Tensor]:
+def dense_features(model, frames: Sequence[np.ndarray], size: tuple[int, int],
+                   batch_size: int) -> Iterator[torch.Tensor]:
     """Yield per frame (C, ceil(h/8), ceil(w/8)) features, L2-normalised over C, of the frames resized to ``size``
     = (h, w) and normalised with the model's mean/std. Batches of ``batch_size`` frames, computed lazily."""
     import cv2
@@ -222,7 +223,7 @@ def dense_features(model, frames: Sequence[np.ndarray], size: tuple[int, int], b
 
 def propagate_sequence(model, seq: DavisSequence, cfg: DavisConfig, progress: bool | None = None) -> dict:
     """Label-propagate ``seq`` with ``model``; returns ``{"masks": T (H, W) uint8 label maps (frame 0 = ground
-    truth), "features_s", "propagation_s"}`` (seconds, wall clock)."""
+    truth), "features_s", "propagation_s"}`` (seconds, wall clock; propagation includes upsampling and arg-max)."""
     from tqdm import tqdm
 
     height, width = seq.masks[0].shape
@@ -249,10 +250,11 @@ def propagate_sequence(model, seq: DavisSequence, cfg: DavisConfig, progress: bo
         while True:
             t0 = time.perf_counter()
             soft = next(stream, None)
+            if soft is not None:
+                masks.append(grid_to_mask(soft, size, (height, width)))
             timer["propagation_s"] += time.perf_counter() - t0
             if soft is None:
                 break
-            masks.append(grid_to_mask(soft, size, (height, width)))
             bar.update()
     timer["propagation_s"] -= timer["features_s"]  # the feature stream runs inside the propagation generator
     return {"masks": masks, **timer}
@@ -263,11 +265,12 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
     """Propagate the first-frame masks of every sequence with every model and score them.
 
     models: name -> Backbone (``dense_features``, ``mean``, ``std``; see vidssl.models). Writes
-    ``out_dir/metrics.json`` (one block per model: ``J_mean``, ``F_mean``, ``JF_mean``, recalls, timings and per
-    sequence / per object results), ``out_dir/metrics.md`` and ``out_dir/overlays/<model>/<sequence>.png``
+    ``out_dir/metrics.json`` (one block per model: ``J_mean``, ``F_mean``, ``JF_mean``, recalls, timings, overlay
+    paths relative to ``out_dir`` and per sequence / per object results), ``out_dir/metrics.md`` and ``out_dir/overlays/<model>/<sequence>.png``
     (``cfg.overlay_frames`` frames: prediction filled, ground truth outlined); with ``cfg.save_masks`` also the
     predicted palette PNGs in ``out_dir/masks/<model>/<sequence>/`` (readable by the official DAVIS evaluator).
-    Returns the metrics.json content.
+    A sequence that cannot be read is skipped with a warning and listed under ``"skipped"``; none left is an
+    error. Models must be in eval mode. Returns the metrics.json content.
     """
     from vidssl.config import versions
 
@@ -275,8 +278,18 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
     names = list(cfg.sequences) or list_sequences(data_dir)
     results: dict[str, dict] = {name: {"sequences": {}, "features_s": 0.0, "propagation_s": 0.0, "frames": 0}
                                 for name in models}
+    slugs = _slugs(models)
+    skipped: dict[str, str] = {}
     for seq_name in names:
-        seq = load_sequence(data_dir, seq_name)
+        try:
+            seq = load_sequence(data_dir, seq_name)
+            if len(seq) < 3:
+                raise DavisDataError(f"{Path(data_dir) / 'JPEGImages' / '480p' / seq_name}: {len(seq)} frame(s); "
+                                     f"scoring needs 3 (the first is given, the last is not scored)")
+        except DavisDataError as e:  # one bad sequence must not sink a long evaluation: report it, go on
+            log.warning("davis: skipping sequence %s: %s", seq_name, e)
+            skipped[seq_name] = str(e)
+            continue
         for model_name, model in models.items():
             run = propagate_sequence(model, seq, cfg, progress)
             scores = jf.evaluate_sequence(seq.masks, run["masks"], seq.num_objects)
@@ -285,7 +298,7 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
             block["features_s"] += run["features_s"]
             block["propagation_s"] += run["propagation_s"]
             block["frames"] += len(seq) - 1
-            slug = _slug(model_name)
+            slug = slugs[model_name]
             atomic_write_bytes(out_dir / "overlays" / slug / f"{seq_name}.png",
                                overlay_png(seq, run["masks"], cfg.overlay_frames, f"{model_name}  {seq_name}"))
             if cfg.save_masks:
@@ -293,14 +306,19 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
                     atomic_write_bytes(out_dir / "masks" / slug / seq_name / f"{stem}.png", palette_png(mask))
             log.info("davis %s %s: J&F %.3f (J %.3f, F %.3f)", model_name, seq_name, scores["JF_mean"],
                      scores["J_mean"], scores["F_mean"])
+    names = [n for n in names if n not in skipped]
+    if not names:
+        first_problem = next(iter(skipped.values()))
+        raise DavisDataError(f"{data_dir}: no sequence could be evaluated; first problem: {first_problem}")
     models_out = {}
     for model_name, block in results.items():
         frames = max(block.pop("frames"), 1)
         models_out[model_name] = {**jf.aggregate(block["sequences"]),
                                   "features_s_per_frame": block.pop("features_s") / frames,
                                   "propagation_s_per_frame": block.pop("propagation_s") / frames,
+                                  "overlays": {seq: f"overlays/{slugs[model_name]}/{seq}.png" for seq in names},
                                   "sequences": block["sequences"]}
-    metrics = {"task": "davis_label_propagation", "data": str(data_dir), "sequences": names,
+    metrics = {"task": "davis_label_propagation", "data": str(data_dir), "sequences": names, "skipped": skipped,
                "protocol": {"bound_th": jf.BOUND_TH, "scored_frames": "all but the first and the last",
                             "mean_over": "objects"},
                "config": asdict(cfg), "versions": versions(), "models": models_out}
@@ -329,6 +347,8 @@ def metrics_markdown(metrics: dict) -> str:
     for seq in metrics["sequences"]:
         lines.append(f"| {seq} | " + " | ".join(f"{m['sequences'][seq]['JF_mean']:.3f}" for m in models.values())
                      + " |")
+    for seq, reason in metrics["skipped"].items():
+        lines.append(f"\nSkipped {seq}: {reason}")
     return "\n".join(lines) + "\n"
 
 
@@ -366,7 +386,7 @@ def overlay_png(seq: DavisSequence, pred: Sequence[np.ndarray], num_frames: int,
     import cv2
 
     pal = palette()
-    picks = np.unique(np.linspace(1, len(seq) - 1, max(1, num_frames)).round().astype(int))
+    picks = np.unique(np.linspace(1, max(1, len(seq) - 2), num_frames).round().astype(int))  # scored frames
     h, w = working_size(*seq.masks[0].shape, max_side)
     tiles = []
     for t in picks:
@@ -386,6 +406,13 @@ def overlay_png(seq: DavisSequence, pred: Sequence[np.ndarray], num_frames: int,
     return buf.tobytes()
 
 
-def _slug(name: str) -> str:
-    """A file-name-safe form of a model name ("pretrained:run/backbone.pt" -> "pretrained_run_backbone.pt")."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
+def _slugs(names: Iterable[str]) -> dict[str, str]:
+    """File-name-safe, distinct folder names for model names ("run/backbone (v2)" -> "run_backbone_v2")."""
+    out: dict[str, str] = {}
+    for name in names:
+        base = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
+        slug, i = base, 2
+        while slug in out.values():
+            slug, i = f"{base}-{i}", i + 1
+        out[name] = slug
+    return out
