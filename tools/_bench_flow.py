@@ -26,11 +26,15 @@ HEIGHT, WIDTH = 436, 1024
 
 
 def _seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: allocator, OpenCV and oneDNN initialisation
-    start = time.perf_counter()
+    """Fastest of ``repeats`` timed calls after a warm-up (allocator, OpenCV, oneDNN): on a shared machine the
+    minimum is the run least disturbed by other processes."""
+    fn()
+    times = []
     for _ in range(repeats):
+        start = time.perf_counter()
         fn()
-    return (time.perf_counter() - start) / repeats
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def _loop_correlation(f1, f2, d):
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     methods["match[raw pixels]"] = FeatureMatchFlow(PixelFeatures(), d, 0.05, device)
 
     print(f"flow methods at {WIDTH}x{HEIGHT}, {torch.get_num_threads()} torch threads, device {device}, "
-          f"radius {d} cells, mean of {args.repeats} runs")
+          f"radius {d} cells, best of {args.repeats} runs")
     times = {name: _seconds(lambda m=method: m(image1, image2), args.repeats) for name, method in methods.items()
              if name != "zero"}
     reference = times["dis_medium"]

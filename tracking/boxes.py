@@ -15,7 +15,7 @@ def select_boxes(points: np.ndarray, moving: np.ndarray, shape: tuple[int, int],
     points: (N, 2) x, y of all analysed points (working px); moving: (N,) bool; shape: (H, W) of the frame. A box
     lies at least ``margin`` px inside the frame, holds at least ``min_points`` moving points, and overlaps neither
     the other boxes nor any box in ``avoid`` (boxes of running tracks). Points within half a box of a box in
-    ``avoid`` are not counted: what sticks out of a running track's box is most likely the same object. Ties go to
+    ``avoid`` or of an already chosen box are not counted: what sticks out of it is most likely the same object. Ties go to
     the first position in row-major order. Returns ``[((x, y, side, side), moving count), ...]`` by decreasing
     count.
     """
@@ -24,19 +24,22 @@ def select_boxes(points: np.ndarray, moving: np.ndarray, shape: tuple[int, int],
     ys = np.arange(margin, h - side - margin + 1, STRIDE)
     if len(xs) == 0 or len(ys) == 0 or not moving.any():
         return []
-    keep = np.ones(len(points), bool)
-    for bx, by, bw, bh in avoid:
-        keep &= ~((points[:, 0] >= bx - bw / 2) & (points[:, 0] < bx + 1.5 * bw)
-                  & (points[:, 1] >= by - bh / 2) & (points[:, 1] < by + 1.5 * bh))
-    inside = _window_counts(points[keep & moving], shape, xs, ys, side)
-    enough = inside >= min_points
-    free = np.ones(inside.shape, bool)
+    def near(box: Box) -> np.ndarray:
+        bx, by, bw, bh = box
+        return ((points[:, 0] >= bx - bw / 2) & (points[:, 0] < bx + 1.5 * bw)
+                & (points[:, 1] >= by - bh / 2) & (points[:, 1] < by + 1.5 * bh))
+
+    keep = moving.copy()
+    for box in avoid:
+        keep &= ~near(box)
+    free = np.ones((len(ys), len(xs)), bool)
     y0, x0 = ys[:, None], xs[None, :]
     for box in avoid:
         free &= ~_overlaps(y0, x0, side, box)
     chosen: list[tuple[Box, int]] = []
     while len(chosen) < k:
-        scores = np.where(free & enough, inside, -1)
+        inside = _window_counts(points[keep], shape, xs, ys, side)
+        scores = np.where(free & (inside >= min_points), inside, -1)
         best = int(np.argmax(scores))
         count = int(scores.flat[best])
         if count < 0:
@@ -45,6 +48,7 @@ def select_boxes(points: np.ndarray, moving: np.ndarray, shape: tuple[int, int],
         box = (float(xs[bx]), float(ys[by]), float(side), float(side))
         chosen.append((box, count))
         free &= ~_overlaps(y0, x0, side, box)
+        keep &= ~near(box)  # like a running track's, a chosen box's surroundings are most likely its own object
     return chosen
 
 

@@ -8,17 +8,20 @@ from tracking.boxes import Box
 from tracking.config import MineConfig
 
 
-def _kcf(frame: np.ndarray, box: tuple[int, int, int, int]):
-    """KCF reports failure (peak response under its threshold). OpenCV's KCF does not detect on its first update,
-    it only learns there, at the old position: the target's first step of motion becomes a permanent offset (a
-    square moving 3 px per frame was reported exactly one frame late). Updating once on the initial frame primes it."""
-    tracker = cv2.TrackerKCF_create()
+def _kcf(frame: np.ndarray, box: tuple[int, int, int, int], cfg: MineConfig):
+    """KCF reports failure (peak response under ``cfg.kcf_detect_thresh``). OpenCV's KCF does not detect on its
+    first update, it only learns there, at the old position: the target's first step of motion becomes a permanent
+    offset (a square moving 3 px per frame was reported exactly one frame late). Updating once on the initial
+    frame primes it."""
+    params = cv2.TrackerKCF_Params()
+    params.detect_thresh = cfg.kcf_detect_thresh
+    tracker = cv2.TrackerKCF_create(params)
     tracker.init(frame, box)
     tracker.update(frame)
     return tracker
 
 
-def _csrt(frame: np.ndarray, box: tuple[int, int, int, int]):
+def _csrt(frame: np.ndarray, box: tuple[int, int, int, int], cfg: MineConfig):
     """CSRT always reports success and drifts silently; here for comparison."""
     tracker = cv2.TrackerCSRT_create()
     tracker.init(frame, box)
@@ -59,7 +62,7 @@ class Track:
         self.track_id, self.start, self.motion, self.region, self.scale, self.cfg = (
             track_id, start, motion, region, scale, cfg)
         small_box = tuple(v * scale for v in box)
-        self.tracker = TRACKERS[cfg.tracker](small_bgr, tuple(int(round(v)) for v in small_box))
+        self.tracker = TRACKERS[cfg.tracker](small_bgr, tuple(int(round(v)) for v in small_box), cfg)
         self.boxes: list[Box] = [box]
         self.first_thumb = self.last_thumb = crop(small_gray, small_box, THUMB)
         self.patches = [crop(frame, box, cfg.patch_size)]

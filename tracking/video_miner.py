@@ -165,7 +165,8 @@ class _Miner:
         room = min(cfg.boxes_per_start, cfg.max_active_tracks - len(self.active),
                    cfg.max_pairs_per_video - len(self.kept) - len(self.active))
         chosen = select_boxes(motion.points, motion.moving, (self.work_h, self.work_w), self.side, room,
-                              self.margin, cfg.min_box_points, avoid=[t.boxes[-1] for t in self.active])
+                              self.margin, cfg.min_box_points,
+                              avoid=[] if cfg.overlap_running else [t.boxes[-1] for t in self.active])
         started = 0
         for box, _count in chosen:
             region = _region(box, self.work_w, self.work_h, cfg.region_grid)

@@ -49,6 +49,8 @@ class DemoConfig:
     width: int = opt(320, "demo frame width in pixels")
     height: int = opt(240, "demo frame height in pixels")
     fps: int = opt(25, "demo frame rate")
+    mine_box_fraction: float = opt(0.33, "mine.box_fraction used when `vidssl pretrain` mines the demo clips (their "
+                                         "objects are 0.30-0.36 of the short side; the real-video default is 0.5)")
 
 
 @dataclass

@@ -90,7 +90,7 @@ class _Shot:
         self.max_scale = 1.35 if kind == "zoom" else 1.0
         lane_w = width / n_objects
         for k in range(n_objects):
-            low, high = (0.25, 0.30) if n_objects > 2 else (0.30, 0.40)
+            low, high = 0.30, 0.36  # a narrow range, so one mining box size (demo.mine_box_fraction) fits them all
             h = int(rng.integers(int(low * side), int(high * side) + 1))
             w = int(min(rng.integers(int(low * side), int(high * side) + 1), 0.8 * lane_w / self.max_scale))
             lane = (k * lane_w, 0.0, (k + 1) * lane_w, float(height))

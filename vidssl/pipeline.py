@@ -141,6 +141,7 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
         # clips from another seed, never trained on: the track-retrieval evaluation of the demo run
         held_out_videos = run / "demo_videos_held_out"
         make_demo_videos(held_out_videos, max(2, d.num // 2), d.seed + 1000, d.frames, d.width, d.height, d.fps)
+        cfg = dataclasses.replace(cfg, mine=dataclasses.replace(cfg.mine, box_fraction=d.mine_box_fraction))
     videos = Path(videos)
     if eval_data is None:
         eval_data = default_eval_root()

@@ -50,8 +50,8 @@ class FlowConfig:
                                "reference methods, any of: zero, farneback, dis_ultrafast, dis_fast, dis_medium")
     max_displacement: int = opt(4, "correlation radius d in feature cells (x8 px): the largest motion feature "
                                    "methods can express; cost grows with (2d+1)^2")
-    temperature: float = opt(0.05, "softmax temperature of the cosine correlation for the zero-shot soft-argmax "
-                                   "(transfer learns it from this start)")
+    temperature: float = opt(0.02, "softmax temperature of the cosine correlation for the zero-shot soft-argmax "
+                                   "(transfer learns it from this start); chosen on synthetic pairs, not on Sintel")
     transfer: bool = opt(True, "train and evaluate the FlowNetC-style transfer decoder (off: --no-transfer)")
     budget_minutes: float = opt(3.0, "wall-clock budget of transfer training, all models together (--budget-minutes)")
     steps: int = opt(3000, "at most this many transfer training steps per model")
