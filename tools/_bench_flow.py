@@ -9,6 +9,7 @@ transfer rows time the inference of an untrained CorrFlowNet.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -51,12 +52,13 @@ def _unfold_correlation(f1, f2, d):
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Print the tables; ``argv`` None (as tools/bench_eval.py calls it) means the defaults."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--archs", default="smallcnn,resnet18", help="comma-separated backbones for rows 3 and 4")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-displacement", type=int, default=4)
     ap.add_argument("--device", default="cpu")
-    args = ap.parse_args(argv)
+    args = ap.parse_args([] if argv is None else argv)
     d, device = args.max_displacement, torch.device(args.device)
 
     pair = synthetic_pairs(1, HEIGHT, WIDTH, torch.Generator().manual_seed(0))
@@ -93,4 +95,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -31,19 +31,10 @@ def _synthetic(root: Path, pairs: int, size: int) -> Path:
     return write_pairs(root, patches, videos, list(range(pairs)), shard_rows=512)
 
 
-def _time_steps(stepper, batches, steps: int, warmup: int) -> tuple[float, int]:
-    """Seconds for ``steps`` steps after ``warmup`` untimed ones, and the triplets mined in them."""
-    it = iter(batches)
-    for s in range(warmup):
-        stepper(*next(it), s)
-    t0, triplets = time.perf_counter(), 0
-    for s in range(warmup, warmup + steps):
-        triplets += len(stepper(*next(it), s).triplets)
-    return time.perf_counter() - t0, triplets
-
-
 def bench(pairs_dir: Path, arch: str, size: int, steps: int, warmup: int, batch_pairs: int, workers: int,
-          precision: str) -> dict:
+          precision: str, rounds: int) -> dict:
+    """Alternate ``rounds`` chunks of steps fed by the loader and from memory (so drifting load on a shared machine
+    hits both alike) and sum the time of each."""
     from vidssl.config import load_config
     from vidssl.data import PairBatchSampler, PairPatches, make_loader, open_pairs, to_input
     from vidssl.train import TrainStep, build_model
@@ -53,27 +44,40 @@ def bench(pairs_dir: Path, arch: str, size: int, steps: int, warmup: int, batch_
     pairs = open_pairs(pairs_dir)
     dev = torch.device("cpu")
     codes = torch.from_numpy(pairs.video).long()
-    total = warmup + steps
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    total = warmup + steps * rounds
 
     def loader_batches():
         sampler = PairBatchSampler(pairs.video, pairs.track, batch_pairs, cfg.seed, steps=total)
         for patches, index in make_loader(PairPatches(pairs, cfg.data), sampler, cfg.data, pin_memory=False):
-            yield to_input(patches, (0.5,) * 3, (0.25,) * 3, dev, False), codes[index]
+            yield to_input(patches, mean, std, dev, cfg.train.channels_last), codes[index]
 
-    # in memory: the same batches, loaded and augmented beforehand; only the tensor conversion stays in the loop
+    # in memory: the same batches loaded and augmented beforehand; only the tensor conversion stays in the loop
     cfg_mem = load_config(None, [f"data.patch_size={size}", "data.num_workers=0"])
     sampler = PairBatchSampler(pairs.video, pairs.track, batch_pairs, cfg.seed, steps=total)
     cached = list(make_loader(PairPatches(pairs, cfg_mem.data), sampler, cfg_mem.data, pin_memory=False))
-    memory = ((to_input(p, (0.5,) * 3, (0.25,) * 3, dev, False), codes[i]) for p, i in cached)
 
-    out = {}
-    for name, batches in (("memory", memory), ("loader", loader_batches())):
-        model = build_model(cfg).to(dev).train()
-        stepper = TrainStep(model, cfg, dev, total)
-        seconds, triplets = _time_steps(stepper, batches, steps, warmup)
-        out[name] = (steps * batch_pairs / seconds, triplets / seconds)
-    return {"arch": arch, "size": size, "pairs_per_s": out["loader"][0], "triplets_per_s": out["loader"][1],
-            "memory_pairs_per_s": out["memory"][0], "ratio": out["loader"][0] / out["memory"][0]}
+    def memory_batches():
+        for patches, index in cached:
+            yield to_input(patches, mean, std, dev, cfg.train.channels_last), codes[index]
+
+    feeds = {"memory": memory_batches(), "loader": loader_batches()}
+    steppers, seconds, triplets = {}, {"memory": 0.0, "loader": 0.0}, {"memory": 0, "loader": 0}
+    for name, feed in feeds.items():
+        model = build_model(cfg).to(dev, memory_format=torch.channels_last).train()
+        steppers[name] = TrainStep(model, cfg, dev, total)
+        for s in range(warmup):  # worker start-up, allocator, oneDNN kernel selection
+            steppers[name](*next(feed), s)
+    for r in range(rounds):
+        for name, feed in feeds.items():
+            t0 = time.perf_counter()
+            for s in range(steps):
+                triplets[name] += len(steppers[name](*next(feed), warmup + r * steps + s).triplets)
+            seconds[name] += time.perf_counter() - t0
+    n = steps * rounds * batch_pairs
+    return {"arch": arch, "size": size, "pairs_per_s": n / seconds["loader"],
+            "triplets_per_s": triplets["loader"] / seconds["loader"], "memory_pairs_per_s": n / seconds["memory"],
+            "ratio": seconds["memory"] / seconds["loader"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=Path, help="a pair dataset (default: synthetic shards in a temp dir)")
     ap.add_argument("--archs", nargs="+", default=["smallcnn", "alexnet_wang2015", "resnet18"])
     ap.add_argument("--sizes", nargs="+", type=int, default=[64])
-    ap.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
+    ap.add_argument("--steps", type=int, default=4, help="timed steps per round and feed")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of loader-fed and in-memory steps")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (worker start-up, allocator)")
     ap.add_argument("--batch-pairs", type=int, default=64)
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: data.num_workers)")
@@ -93,11 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         pairs = args.pairs or _synthetic(Path(tmp) / "pairs", 2048, 96)
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {workers} loader workers, "
-              f"{args.precision}, P = {args.batch_pairs}, {args.steps} timed steps; pairs: {pairs}")
+              f"{args.precision}, P = {args.batch_pairs}, {args.rounds} x {args.steps} timed steps per feed; pairs: {pairs}")
         print("| arch | patch | pairs/s (loader) | triplets/s | pairs/s (in memory) | loader / memory |")
         print("|---|---|---|---|---|---|")
         for arch, size in itertools.product(args.archs, args.sizes):
-            r = bench(pairs, arch, size, args.steps, args.warmup, args.batch_pairs, workers, args.precision)
+            r = bench(pairs, arch, size, args.steps, args.warmup, args.batch_pairs, workers, args.precision,
+                      args.rounds)
             print(f"| {arch} | {size} | {r['pairs_per_s']:.1f} | {r['triplets_per_s']:.1f} | "
                   f"{r['memory_pairs_per_s']:.1f} | {r['ratio']:.2f} |", flush=True)
     return 0

@@ -17,9 +17,10 @@ from vidssl.io import atomic_write_json, atomic_write_text
 
 CURVES = (  # (title, keys of a training log record, y label)
     ("Loss", ("loss",), "loss"),
-    ("Active triplets", ("active_fraction",), "fraction"),
-    ("Distances", ("d_ap", "d_an"), "1 - cos"),
-    ("Cosine of positives / negatives", ("cos_pos", "cos_neg"), "cosine"),
+    ("Active triplets", ("active",), "fraction"),
+    ("Distances D(a,p), D(a,n)", ("d_ap", "d_an"), "1 - cos"),
+    ("Mean cosine of positives / negatives", ("pos_cos", "neg_cos"), "cosine"),
+    ("Embedding spread (collapse guard)", ("spread",), "per-dim std x sqrt(d)"),
     ("Learning rate", ("lr",), "lr"),
 )
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
@@ -177,7 +178,7 @@ def build_report(run_dir: str | Path) -> Path:
             if series:
                 charts.append(svg_line_chart(series, title, ylabel))
         last = train_records[-1]
-        summary["train"] = {k: last[k] for k in ("step", "loss", "active_fraction", "cos_pos", "cos_neg")
+        summary["train"] = {k: last[k] for k in ("step", "loss", "active", "pos_cos", "neg_cos", "spread")
                             if k in last}
         sections.append("<h2>Training</h2><div class='charts'>" + "".join(charts) + "</div>")
         for grid in sorted((run / "train").glob("*.png")):

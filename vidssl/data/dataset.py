@@ -56,7 +56,10 @@ def make_loader(dataset: PairPatches, sampler: PairBatchSampler, cfg: DataConfig
     """Batches of ``(uint8 [P, 2, S, S, 3], int64 [P] pair indices)`` in the sampler's order."""
     workers = cfg.num_workers
     # its own generator: starting an iterator must not draw from the global torch RNG, which a resumed run restores
+    # forkserver, not fork: a worker forked from a process whose OpenCV thread pool has run (mining, figures)
+    # inherits its locked mutexes and deadlocks on its first cv2 call (seen in `vidssl pretrain`)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin_memory,
+                      multiprocessing_context="forkserver" if workers else None,
                       generator=torch.Generator().manual_seed(seed),
                       worker_init_fn=_worker_init if workers else None,
                       prefetch_factor=cfg.prefetch if workers else None, persistent_workers=False)

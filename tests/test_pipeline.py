@@ -1,0 +1,91 @@
+"""`vidssl pretrain` end to end on tiny demo data, stage skipping on rerun, the report, and the loader-after-OpenCV
+deadlock that the pipeline once hit."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vidssl.cli import main
+
+TINY = ["--set", "demo.num=6", "--set", "demo.frames=70", "--set", "train.batch_pairs=16",
+        "--set", "train.steps=30", "--set", "train.log_every=5", "--set", "train.image_every=0",
+        "--set", "data.num_workers=1", "--set", "eval.retrieval.image_size=64"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    run = tmp_path_factory.mktemp("pretrain") / "run"
+    # no --eval-data and no VIDSSL_DATA: the demo run evaluates on tracks from held-out demo clips
+    env_backup = __import__("os").environ.pop("VIDSSL_DATA", None)
+    try:
+        assert main(["-q", "pretrain", "--out", str(run), "--budget-minutes", "4", *TINY]) == 0
+    finally:
+        if env_backup is not None:
+            __import__("os").environ["VIDSSL_DATA"] = env_backup
+    return run
+
+
+@pytest.mark.slow
+def test_pretrain_writes_every_stage_and_a_self_contained_report(run_dir):
+    for stage in ("mine", "train", "export", "eval"):
+        assert (run_dir / "stages" / f"{stage}.json").is_file(), stage
+    assert (run_dir / "backbone.pt").is_file() and (run_dir / "model_card.json").is_file()
+    metrics = json.loads((run_dir / "eval" / "tracks_held_out" / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"run/backbone", "smallcnn (random init)", "raw pixels"}
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["data"]["pairs"] > 0 and summary["train"]["step"] == 30
+    assert set(summary["headline"]["tracks_held_out"]) == set(metrics["models"])
+    html = (run_dir / "report.html").read_text()
+    assert "<svg" in html and "data:image/png;base64," in html
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html
+    # the backbone loads in one line in user code
+    import vidssl
+
+    model = vidssl.load_backbone(run_dir / "backbone.pt")
+    assert model.arch == "smallcnn" and not model.training
+
+
+@pytest.mark.slow
+def test_rerun_skips_completed_stages_and_redoes_a_missing_one(run_dir, capsys):
+    before = {p.name: p.stat().st_mtime_ns for p in (run_dir / "stages").iterdir()}
+    (run_dir / "stages" / "eval.json").unlink()
+    assert main(["pretrain", "--out", str(run_dir), "--budget-minutes", "4", *TINY]) == 0
+    err = capsys.readouterr().err
+    for stage in ("mine", "train", "export"):
+        assert f"[{stage}] already complete, skipped" in err
+    after = {p.name: p.stat().st_mtime_ns for p in (run_dir / "stages").iterdir()}
+    assert all(after[k] == before[k] for k in ("mine.json", "train.json", "export.json"))
+    assert (run_dir / "stages" / "eval.json").is_file()
+
+
+def test_loader_workers_survive_a_parent_that_used_opencv_threads(tmp_path):
+    """A DataLoader worker forked after OpenCV's thread pool ran deadlocked in cv2.setNumThreads; the loader must
+    produce a batch within a minute however the parent used OpenCV."""
+    code = r"""
+import sys, numpy as np, cv2, torch
+sys.path.insert(0, sys.argv[2])
+from pathlib import Path
+from train_utils import synthetic_pairs
+cv2.setNumThreads(2)
+big = np.random.default_rng(0).integers(0, 255, (2000, 2000, 3), np.uint8)
+for _ in range(5):
+    cv2.resize(big, (1500, 1500)); cv2.GaussianBlur(big, (9, 9), 3)
+from vidssl.config import load_config
+from vidssl.data import PairPatches, PairBatchSampler, make_loader, open_pairs
+pairs = open_pairs(synthetic_pairs(Path(sys.argv[1])))
+cfg = load_config(overrides=["data.num_workers=1", "data.patch_size=32"])
+ds = PairPatches(pairs, cfg.data)
+sampler = PairBatchSampler(pairs.video, pairs.track, 4, 0, steps=1)
+batch = next(iter(make_loader(ds, sampler, cfg.data, pin_memory=False)))
+print("ok", tuple(batch[0].shape))
+"""
+    from pathlib import Path
+
+    tests_dir = Path(__file__).parent
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "pairs"), str(tests_dir)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith("ok")
