@@ -92,7 +92,7 @@ def test_corrupt_and_wrong_files_are_clear_errors(tmp_path):
     with pytest.raises(ModelFileError, match=r"weights do not fit arch 'resnet18': \d+ missing keys"):
         vidssl.load_backbone(tmp_path / "b.pt")
     (tmp_path / "model_card.json").write_text(json.dumps({**card, "build_kwargs": {"width": 16}}))
-    with pytest.raises(ModelFileError, match=r"differ in shape, e.g. features.0.weight is \[8, 3, 3, 3\] in the file but \[16, 3, 3, 3\]"):
+    with pytest.raises(ModelFileError, match=r"e.g. features.0.weight is \[8, 3, 3, 3\] in the file but \[16, 3"):
         vidssl.load_backbone(tmp_path / "b.pt")
     (tmp_path / "model_card.json").write_text(json.dumps({**card, "arch": "vgg"}))
     with pytest.raises(ModelFileError, match="'arch' must be one of"):

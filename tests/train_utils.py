@@ -78,9 +78,9 @@ def demo_pairs(demo_dir: Path, root: Path, size: int = 48, gap: int = 15, stride
             for frame_index, (x, y, w, h) in ((t, b0), (t + gap, b1)):
                 frame = frames[frame_index]
                 side = int(max(w, h) * 1.2)
-                cx, cy = int(x + w / 2), int(y + h / 2)
                 padded = cv2.copyMakeBorder(frame, side, side, side, side, cv2.BORDER_REFLECT)
-                crop = padded[cy - side // 2 + side:cy - side // 2 + 2 * side, cx - side // 2 + side:cx - side // 2 + 2 * side]
+                top, left = int(y + h / 2) - side // 2 + side, int(x + w / 2) - side // 2 + side  # in `padded`
+                crop = padded[top:top + side, left:left + side]
                 pair.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA))
             patches.append(np.stack(pair))
             videos.append(video.stem)

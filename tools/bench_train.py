@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         pairs = args.pairs or _synthetic(Path(tmp) / "pairs", 2048, 96)
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {workers} loader workers, "
-              f"{args.precision}, P = {args.batch_pairs}, {args.rounds} x {args.steps} timed steps per feed; pairs: {pairs}")
+              f"{args.precision}, P = {args.batch_pairs}, {args.rounds} x {args.steps} timed steps per feed; "
+              f"pairs: {pairs}")
         print("| arch | patch | pairs/s (loader) | triplets/s | pairs/s (in memory) | loader / memory |")
         print("|---|---|---|---|---|---|")
         for arch, size in itertools.product(args.archs, args.sizes):

@@ -83,9 +83,28 @@ def svg_line_chart(series: dict[str, list[tuple[float, float]]], title: str, yla
     return "".join(parts)
 
 
+MAX_FIGURE_WIDTH = 1100  # px: figures are shown at page width, so larger ones only bloat the file
+
+
 def _img(path: Path, caption: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+    """A figure inlined as a data URI; large PNGs are shrunk to page width and stored as JPEG (a full-resolution
+    flow or DAVIS panel is several MB as PNG, which made reports of 15+ MB)."""
+    import cv2
+    import numpy as np
+
+    raw = path.read_bytes()
+    mime, payload = "image/png", raw
+    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    if image is not None and (image.shape[1] > MAX_FIGURE_WIDTH or len(raw) > 300_000):
+        scale = min(1.0, MAX_FIGURE_WIDTH / image.shape[1])
+        if scale < 1.0:
+            image = cv2.resize(image, (MAX_FIGURE_WIDTH, max(1, round(image.shape[0] * scale))),
+                               interpolation=cv2.INTER_AREA)
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        if ok:
+            mime, payload = "image/jpeg", jpeg.tobytes()
+    data = base64.b64encode(payload).decode("ascii")
+    return (f'<figure><img src="data:{mime};base64,{data}" alt="{html.escape(caption)}">'
             f'<figcaption>{html.escape(caption)}</figcaption></figure>')
 
 

@@ -486,7 +486,8 @@ def parameter_digest(model: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for name, p in sorted(model.named_parameters()):
         h.update(name.encode())
-        h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        dense = p.detach().cpu().clone(memory_format=torch.contiguous_format)  # channels_last strides differ
+        h.update(dense.view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 

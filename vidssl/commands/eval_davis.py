@@ -1,31 +1,27 @@
 """`vidssl eval davis`: DAVIS label propagation (J, F, J&F) of exported backbones against baselines."""
 from __future__ import annotations
 
+from vidssl.commands.eval_models import add_model_arguments, models_from_args
+
 NAME = "davis"
 HELP = "DAVIS label propagation: J, F and J&F against baselines"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--weights", metavar="FILE", nargs="+", action="extend", default=[],
-                        help="exported backbone.pt file(s), compared side by side (repeatable)")
+    add_model_arguments(parser)
     parser.add_argument("--data", metavar="DIR", required=True,
                         help="DAVIS-layout folder with JPEGImages/480p and Annotations/480p (e.g. $VIDSSL_DATA/davis)")
     parser.add_argument("--out", metavar="EVAL", required=True,
                         help="output folder: metrics.json, metrics.md, overlays/<model>/<sequence>.png")
-    parser.add_argument("--arch", default=None,
-                        help="architecture of the random-init baseline when no --weights is given "
-                             "(default: config model.arch)")
 
 
 def run(args, cfg) -> int:
     from pathlib import Path
 
     from vidssl.config import write_resolved
-    from vidssl.eval.baselines import feature_models
     from vidssl.eval.davis import evaluate_davis
 
-    arch = args.arch or (None if args.weights else cfg.model.arch)
-    models = feature_models(args.weights, arch=arch, seed=cfg.seed)
+    models = models_from_args(args, cfg)
     out = Path(args.out)
     write_resolved(cfg, out)
     evaluate_davis(models, args.data, out, cfg.eval.davis, progress=False if args.quiet else None)

@@ -1,21 +1,19 @@
 """`vidssl eval flow`: optical-flow transfer of exported backbones against classical methods and ground truth."""
 from __future__ import annotations
 
+from vidssl.commands.eval_models import add_model_arguments, models_from_args
+
 NAME = "flow"
 HELP = "Optical-flow transfer: correlation-layer flow against ground truth and classical baselines"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--weights", metavar="FILE", nargs="+", action="extend", default=[],
-                        help="exported backbone.pt file(s), compared side by side (repeatable)")
+    add_model_arguments(parser)
     parser.add_argument("--data", metavar="DIR", required=True,
                         help="folder of pairs with ground truth: Middlebury, Sintel or KITTI layout "
                              "(e.g. $VIDSSL_DATA/flow)")
     parser.add_argument("--out", metavar="EVAL", required=True,
                         help="output folder: metrics.json, metrics.md, pairs/<pair>.png, transfer/<model>.pt")
-    parser.add_argument("--arch", default=None,
-                        help="architecture of the random-init baseline when no --weights is given "
-                             "(default: config model.arch)")
     parser.add_argument("--budget-minutes", type=float, default=None, metavar="N",
                         help="wall-clock minutes of transfer-decoder training, all models together "
                              "(default: config eval.flow.budget_minutes)")
@@ -29,14 +27,12 @@ def run(args, cfg) -> int:
 
     from vidssl.config import write_resolved
     from vidssl.errors import ConfigError
-    from vidssl.eval.baselines import feature_models
     from vidssl.eval.flow import evaluate_flow
 
     if args.budget_minutes is not None and args.budget_minutes < 0:
         raise ConfigError(f"--budget-minutes must be >= 0, got {args.budget_minutes}")
     flow_cfg = dataclasses.replace(cfg.eval.flow, transfer=cfg.eval.flow.transfer and not args.no_transfer)
-    arch = args.arch or (None if args.weights else cfg.model.arch)
-    models = feature_models(args.weights, arch=arch, seed=cfg.seed)
+    models = models_from_args(args, cfg)
     out = Path(args.out)
     write_resolved(cfg, out)
     result = evaluate_flow(models, args.data, out, flow_cfg, budget_minutes=args.budget_minutes, seed=cfg.seed,

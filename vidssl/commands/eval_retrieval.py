@@ -1,13 +1,14 @@
 """`vidssl eval retrieval`: Recall@K, MAP@R, R-precision and NMI of exported backbones against baselines."""
 from __future__ import annotations
 
+from vidssl.commands.eval_models import add_model_arguments, models_from_args
+
 NAME = "retrieval"
 HELP = "Retrieval benchmark: Recall@K, MAP@R, R-precision, NMI against baselines"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--weights", metavar="FILE", nargs="+", action="extend", default=[],
-                        help="exported backbone.pt file(s), compared side by side (repeatable)")
+    add_model_arguments(parser)
     parser.add_argument("--data", metavar="DIR", required=True,
                         help="labels.csv or <class>/*.jpg folder, DAVIS folder, pair dataset from `vidssl mine`, "
                              "or a folder of videos (mined into OUT/pairs first)")
@@ -15,21 +16,16 @@ def add_arguments(parser) -> None:
                         help="output folder: metrics.json, metrics.md, grid_<model>.png")
     parser.add_argument("--kind", choices=("auto", "images", "davis", "tracks"), default="auto",
                         help="data layout (default: detected from the folder)")
-    parser.add_argument("--arch", default=None,
-                        help="architecture of the random-init baseline when no --weights is given "
-                             "(default: config model.arch)")
 
 
 def run(args, cfg) -> int:
     from pathlib import Path
 
     from vidssl.config import write_resolved
-    from vidssl.eval.baselines import feature_models
     from vidssl.eval.retrieval import evaluate_retrieval
     from vidssl.eval.retrieval_data import detect_kind
 
-    arch = args.arch or (None if args.weights else cfg.model.arch)
-    models = feature_models(args.weights, arch=arch, seed=cfg.seed)
+    models = models_from_args(args, cfg)
     out = Path(args.out)
     write_resolved(cfg, out)
     data, kind = Path(args.data), args.kind

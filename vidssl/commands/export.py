@@ -20,6 +20,7 @@ def run(args, cfg) -> int:
     card = json.loads(card_path(path).read_text())
     t = card["training"]
     note = "" if t["complete"] else " (run incomplete: rerun `vidssl train` into it to finish)"
-    print(f"export: {card['arch']} backbone after {t['steps']}/{t['total_steps']} steps{note} -> {', '.join(card['files'])}"
-          f" + {card_path(path).name} in {path.parent}; load with vidssl.load_backbone('{path}')")
+    files = ", ".join(card["files"] + [card_path(path).name])
+    print(f"export: {card['arch']} backbone after {t['steps']}/{t['total_steps']} steps{note} -> {files} in "
+          f"{path.parent}; load with vidssl.load_backbone('{path}')")
     return 0

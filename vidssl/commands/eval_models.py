@@ -1,0 +1,18 @@
+"""Arguments and model rows shared by the `vidssl eval` tasks: the --weights files, then the baselines."""
+from __future__ import annotations
+
+
+def add_model_arguments(parser) -> None:
+    parser.add_argument("--weights", metavar="FILE", nargs="+", action="extend", default=[],
+                        help="exported backbone.pt file(s), compared side by side (repeatable)")
+    parser.add_argument("--arch", default=None,
+                        help="architecture of the random-init baseline when no --weights is given "
+                             "(default: config model.arch)")
+
+
+def models_from_args(args, cfg) -> dict:
+    """Each --weights backbone, the same architecture at random init (seed cfg.seed) and raw pixels."""
+    from vidssl.eval.baselines import feature_models
+
+    arch = args.arch or (None if args.weights else cfg.model.arch)
+    return feature_models(args.weights, arch=arch, seed=cfg.seed)
