@@ -3,6 +3,7 @@ deadlock that the pipeline once hit."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -19,12 +20,9 @@ TINY = ["--set", "demo.num=6", "--set", "demo.frames=70", "--set", "train.batch_
 def run_dir(tmp_path_factory):
     run = tmp_path_factory.mktemp("pretrain") / "run"
     # no --eval-data and no VIDSSL_DATA: the demo run evaluates on tracks from held-out demo clips
-    env_backup = __import__("os").environ.pop("VIDSSL_DATA", None)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("VIDSSL_DATA", raising=False)
         assert main(["-q", "pretrain", "--out", str(run), "--budget-minutes", "4", *TINY]) == 0
-    finally:
-        if env_backup is not None:
-            __import__("os").environ["VIDSSL_DATA"] = env_backup
     return run
 
 
@@ -49,13 +47,14 @@ def test_pretrain_writes_every_stage_and_a_self_contained_report(run_dir):
 
 
 @pytest.mark.slow
-def test_rerun_skips_completed_stages_and_redoes_a_missing_one(run_dir, capsys):
+def test_rerun_skips_completed_stages_and_redoes_a_missing_one(run_dir, caplog, monkeypatch):
+    monkeypatch.delenv("VIDSSL_DATA", raising=False)  # evaluate on the held-out demo tracks only, as the first run
     before = {p.name: p.stat().st_mtime_ns for p in (run_dir / "stages").iterdir()}
     (run_dir / "stages" / "eval.json").unlink()
+    caplog.set_level(logging.INFO, logger="vidssl.pipeline")
     assert main(["pretrain", "--out", str(run_dir), "--budget-minutes", "4", *TINY]) == 0
-    err = capsys.readouterr().err
     for stage in ("mine", "train", "export"):
-        assert f"[{stage}] already complete, skipped" in err
+        assert f"[{stage}] already complete, skipped" in caplog.text
     after = {p.name: p.stat().st_mtime_ns for p in (run_dir / "stages").iterdir()}
     assert all(after[k] == before[k] for k in ("mine.json", "train.json", "export.json"))
     assert (run_dir / "stages" / "eval.json").is_file()

@@ -37,7 +37,7 @@ def bench(pairs_dir: Path, arch: str, size: int, steps: int, warmup: int, batch_
     hits both alike) and sum the time of each."""
     from vidssl.config import load_config
     from vidssl.data import PairBatchSampler, PairPatches, make_loader, open_pairs, to_input
-    from vidssl.train import TrainStep, build_model
+    from vidssl.train import runtime_settings
 
     cfg = load_config(None, [f"model.arch={arch}", f"data.patch_size={size}", f"train.batch_pairs={batch_pairs}",
                              f"data.num_workers={workers}", f"train.precision={precision}"])
@@ -61,7 +61,14 @@ def bench(pairs_dir: Path, arch: str, size: int, steps: int, warmup: int, batch_
         for patches, index in cached:
             yield to_input(patches, mean, std, dev, cfg.train.channels_last), codes[index]
 
-    feeds = {"memory": memory_batches(), "loader": loader_batches()}
+    with runtime_settings(cfg, dev):  # the threads and determinism train() runs with
+        return _alternate(cfg, dev, arch, size, {"memory": memory_batches(), "loader": loader_batches()}, steps,
+                          warmup, rounds, batch_pairs, total)
+
+
+def _alternate(cfg, dev, arch, size, feeds, steps, warmup, rounds, batch_pairs, total) -> dict:
+    from vidssl.train import TrainStep, build_model
+
     steppers, seconds, triplets = {}, {"memory": 0.0, "loader": 0.0}, {"memory": 0, "loader": 0}
     for name, feed in feeds.items():
         model = build_model(cfg).to(dev, memory_format=torch.channels_last).train()

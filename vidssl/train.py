@@ -321,15 +321,24 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
         torch.cuda.set_device(dev)
     if tc.precision == "fp16" and dev.type != "cuda":
         raise ConfigError("train.precision 'fp16' needs CUDA; use bf16 or fp32 on the CPU")
-    with torch_settings(tc, dev):
+    with runtime_settings(cfg, dev):
         return _train(Path(pairs_dir), Path(run_dir), cfg, budget, dev, d, resume, progress, t0)
 
 
 @contextmanager
-def torch_settings(tc: TrainConfig, dev: torch.device) -> Iterator[None]:
-    """Threads and determinism for the run, restored afterwards (the caller may evaluate next)."""
+def runtime_settings(cfg: Config, dev: torch.device) -> Iterator[None]:
+    """Threads and determinism for a run, restored afterwards (the caller may evaluate next).
+
+    With ``data.num_workers`` 0 the augmentation runs in this process, between torch's parallel regions; OpenCV's
+    own thread pool then contends with torch's threads (loader-fed steps 0.78x the in-memory speed on 2 cores,
+    0.95x with OpenCV single-threaded; tools/bench_train.py), so it is set to one thread for the run.
+    """
+    import cv2
+
+    tc = cfg.train
     saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark)
+             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark,
+             cv2.getNumThreads())
     if tc.threads:
         torch.set_num_threads(tc.threads)
     if tc.deterministic:
@@ -338,12 +347,15 @@ def torch_settings(tc: TrainConfig, dev: torch.device) -> Iterator[None]:
         torch.backends.cudnn.benchmark = False
     elif dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    if cfg.data.num_workers == 0:
+        cv2.setNumThreads(1)
     try:
         yield
     finally:
         torch.set_num_threads(saved[0])
         torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
         torch.backends.cudnn.benchmark = saved[3]
+        cv2.setNumThreads(saved[4])
 
 
 def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, dev: torch.device, d: Dist,
