@@ -465,7 +465,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
                            "pairs_per_s": window_steps * tc.batch_pairs * d.world / max(now - window_t, 1e-9),
                            "epoch": sampler.epoch_of(step * d.world), "minutes": (now - t0) / 60}
                 runlog.scalars(step, metrics)
-                bar.set_postfix(loss=f"{metrics['loss']:.3f}", neg_cos=f"{metrics['neg_cos']:.2f}", phase=out.phase)
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", pos_cos=f"{metrics['pos_cos']:.2f}", phase=out.phase)
                 window_t, window_steps, window_triplets = now, 0, 0
             if tc.image_every and step % tc.image_every == 0 and len(out.triplets):
                 runlog.image(step, "hardest_triplets", hardest_triplet_grid(x, out.values, out.triplets, mean, std))
@@ -482,9 +482,9 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     finally:
         bar.close()
         runlog.close()
-    stats = {**metrics, "step": step, "total_steps": total, "stopped": stopped, "minutes": (time.monotonic() - t0) / 60,
-             "checkpoint": str(ckpt_path), "pairs": len(pairs), "world_size": d.world,
-             "weights_sha256": parameter_digest(model)}
+    stats = {**metrics, "step": step, "total_steps": total, "stopped": stopped,
+             "minutes": (time.monotonic() - t0) / 60, "checkpoint": str(ckpt_path), "pairs": len(pairs),
+             "world_size": d.world, "weights_sha256": parameter_digest(model)}
     if d.main:
         atomic_write_json(run_dir / "stats.json", stats)
     return stats
