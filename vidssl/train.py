@@ -315,6 +315,7 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
     tc = cfg.train
     budget = tc.budget_minutes if budget_minutes is None else budget_minutes
     dev = resolve_device(device or tc.device)
+    owns_group = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
     d = _init_distributed(dev.type)
     if dev.type == "cuda":
         dev = torch.device("cuda", d.local_rank)
@@ -322,7 +323,13 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
     if tc.precision == "fp16" and dev.type != "cuda":
         raise ConfigError("train.precision 'fp16' needs CUDA; use bf16 or fp32 on the CPU")
     with runtime_settings(cfg, dev):
-        return _train(Path(pairs_dir), Path(run_dir), cfg, budget, dev, d, resume, progress, t0)
+        stats = _train(Path(pairs_dir), Path(run_dir), cfg, budget, dev, d, resume, progress, t0)
+    if owns_group:
+        # a gloo group left to process exit intermittently aborted a rank ("terminate called without an active
+        # exception"); on an error the process exits and torchrun tears the group down
+        dist.barrier()
+        dist.destroy_process_group()
+    return stats
 
 
 @contextmanager
