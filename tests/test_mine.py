@@ -210,6 +210,30 @@ def test_time_budget_leaves_a_valid_resumable_dataset(mined, demo_dir, tmp_path)
     assert full["complete"] and (tmp_path / "manifest.jsonl").read_bytes() == (out / "manifest.jsonl").read_bytes()
 
 
+def test_caps_per_video_and_region_hold(mined, demo_dir, tmp_path):
+    _, uncapped = mined
+    cfg = dataclasses.replace(DEMO, max_pairs_per_video=6, max_pairs_per_region=2)
+    mine_folder(demo_dir, tmp_path / "pairs", cfg, progress=False)
+    records = manifest(tmp_path / "pairs")
+    assert 0 < len(records) < uncapped["pairs"]
+    per_video, per_region = {}, {}
+    for rec in records:
+        with open_video(demo_dir / rec["video"]) as reader:
+            width, height = reader.width, reader.height
+        x, y, w, h = rec["box_start"]
+        region = (min(2, int((y + h / 2) * 3 / height)), min(2, int((x + w / 2) * 3 / width)))
+        per_video[rec["video"]] = per_video.get(rec["video"], 0) + 1
+        per_region[rec["video"], region] = per_region.get((rec["video"], region), 0) + 1
+    assert max(per_video.values()) <= 6 and max(per_region.values()) <= 2
+    # one tracker gives several pairs, one every pair_stride frames
+    tracks = {}
+    for rec in records:
+        tracks.setdefault((rec["video"], rec["track_id"]), []).append(rec["start_frame"])
+    assert any(len(starts) > 1 for starts in tracks.values())
+    for starts in tracks.values():
+        assert all((b - a) % cfg.pair_stride == 0 for a, b in zip(starts, starts[1:]))
+
+
 def test_store_tracks_keeps_every_patch(demo_dir, tmp_path):
     (tmp_path / "videos").mkdir()
     shutil.copy(demo_dir / "clip_00.mp4", tmp_path / "videos")
@@ -219,8 +243,19 @@ def test_store_tracks_keeps_every_patch(demo_dir, tmp_path):
     assert records and all(r["track_shard"] == r["shard"].replace(".npy", ".tracks.npy") for r in records)
     pairs = np.load(tmp_path / "pairs" / records[0]["shard"])
     tracks = np.load(tmp_path / "pairs" / records[0]["track_shard"])
-    assert tracks.shape == (len(records), cfg.track_length + 1, cfg.patch_size, cfg.patch_size, 3)
+    steps = cfg.track_length // cfg.track_step + 1  # the tracker's updated frames from first to last patch
+    assert tracks.shape == (len(records), steps, cfg.patch_size, cfg.patch_size, 3)
     assert np.array_equal(tracks[:, 0], pairs[:, 0]) and np.array_equal(tracks[:, -1], pairs[:, 1])
+    # the intermediate patches are the marker's boxes cut from the decoded frames every track_step frames
+    marker = json.loads(next((tmp_path / "pairs" / "done").glob("*.json")).read_text())
+    rec = records[len(records) // 2]
+    frames_at = list(range(rec["start_frame"], rec["end_frame"] + 1, cfg.track_step))
+    with open_video(tmp_path / "videos" / "clip_00.mp4") as reader:
+        frames = reader.get_batch(frames_at)
+    for k, (frame, box) in enumerate(zip(frames, marker["track_boxes"][rec["offset"]])):
+        x, y, w, h = (int(round(v)) for v in box)
+        want = cv2.resize(frame[y:y + h, x:x + w], (cfg.patch_size,) * 2, interpolation=cv2.INTER_LINEAR)
+        assert np.abs(tracks[rec["offset"], k].astype(int) - want.astype(int)).mean() < 4, k
 
 
 # -----------------------------------------------------------------------------------------------------------------

@@ -20,15 +20,15 @@ def _batch(seed=0, dim=8):
     return emb, videos
 
 
-def _brute(emb, videos, loss, same_video=False):
-    """valid[i][c], loss[i][c], d_an[i][c], d_ap[i] by loops."""
+def _brute(emb, groups, loss):
+    """valid[i][c], loss[i][c], d_an[i][c], d_ap[i] by loops; a negative must come from another group."""
     d = loss.distance.rows
     valid, values, d_an, d_ap = {}, {}, {}, {}
     for i in range(P):
         d_ap[i] = float(d(emb[i:i + 1], emb[P + i:P + i + 1]))
         for c in range(2 * P):
             other = c % P
-            valid[i, c] = other != i and (same_video or int(videos[other]) != int(videos[i]))
+            valid[i, c] = other != i and int(groups[other]) != int(groups[i])
             an = float(d(emb[i:i + 1], emb[c:c + 1]))
             pn = float(d(emb[P + i:P + i + 1], emb[c:c + 1]))
             d_an[i, c] = an
@@ -43,12 +43,14 @@ def _per_anchor(t: Triplets) -> dict[int, set[int]]:
     return out
 
 
-@pytest.mark.parametrize("same_video", [False, True])
-def test_candidate_mask_matches_loop(same_video):
+@pytest.mark.parametrize("by", ["video", "track"])
+def test_candidate_mask_matches_loop(by):
     emb, videos = _batch()
+    # groups are videos, or (same_video_negatives) tracks: two pairs may share a track, every pair its own
+    groups = videos if by == "video" else torch.tensor([0, 0, 1, 2, 3, 3, 4, 5, 6, 6, 7, 8])
     loss = build_loss(LossConfig())
-    valid, _, _, _ = _brute(emb, videos, loss, same_video)
-    mask = candidate_mask(videos, same_video)
+    valid, _, _, _ = _brute(emb, groups, loss)
+    mask = candidate_mask(groups)
     assert mask.shape == (P, 2 * P)
     assert all(bool(mask[i, c]) == valid[i, c] for i in range(P) for c in range(2 * P))
 
@@ -56,7 +58,7 @@ def test_candidate_mask_matches_loop(same_video):
 def test_scores_match_loop():
     emb, videos = _batch()
     loss = build_loss(LossConfig(name="ranking", symmetric=True))
-    s = score_candidates(emb, videos, loss, same_video=False)
+    s = score_candidates(emb, videos, loss)
     _, values, d_an, d_ap = _brute(emb, videos, loss)
     for i in range(P):
         assert float(s.d_ap[i]) == pytest.approx(d_ap[i], abs=1e-5)
@@ -69,9 +71,9 @@ def test_random_miner_takes_k_valid_candidates():
     emb, videos = _batch()
     loss = build_loss(LossConfig())
     valid, _, _, _ = _brute(emb, videos, loss)
-    s = score_candidates(emb, videos, loss, False)
+    s = score_candidates(emb, videos, loss)
     t = to_triplets(RandomMiner(k=4).select(s, torch.Generator().manual_seed(0)))
-    validate_triplets(t, videos, False)
+    validate_triplets(t, videos)
     for i, negs in _per_anchor(t).items():
         assert len(negs) == min(4, sum(valid[i, c] for c in range(2 * P)))
         assert all(valid[i, c] for c in negs)
@@ -86,9 +88,9 @@ def test_hard_miner_is_top_k_violators(seed):
     emb, videos = _batch(seed)
     loss = build_loss(LossConfig(margin=0.5, symmetric=True))
     valid, values, _, _ = _brute(emb, videos, loss)
-    s = score_candidates(emb, videos, loss, False)
+    s = score_candidates(emb, videos, loss)
     t = to_triplets(HardMiner(k=4, hard_ratio=1.0).select(s, torch.Generator().manual_seed(0)))
-    validate_triplets(t, videos, False)
+    validate_triplets(t, videos)
     got = _per_anchor(t)
     some_capped = False
     for i in range(P):
@@ -102,7 +104,7 @@ def test_hard_miner_mixes_hard_and_random_violators():
     emb, videos = _batch(4)
     loss = build_loss(LossConfig(margin=0.8))
     valid, values, _, _ = _brute(emb, videos, loss)
-    s = score_candidates(emb, videos, loss, False)
+    s = score_candidates(emb, videos, loss)
     t = to_triplets(HardMiner(k=4, hard_ratio=0.5).select(s, torch.Generator().manual_seed(0)))
     for i, negs in _per_anchor(t).items():
         violators = sorted((c for c in range(2 * P) if valid[i, c] and values[i, c] > 0), key=lambda c: -values[i, c])
@@ -114,7 +116,7 @@ def test_semihard_miner_takes_only_semihard():
     emb, videos = _batch(5)
     loss = build_loss(LossConfig(margin=0.5, symmetric=False))
     valid, values, d_an, d_ap = _brute(emb, videos, loss)
-    s = score_candidates(emb, videos, loss, False)
+    s = score_candidates(emb, videos, loss)
     t = to_triplets(SemiHardMiner(k=3).select(s, torch.Generator().manual_seed(0)))
     any_semi = False
     for i, negs in _per_anchor(t).items():
@@ -127,7 +129,7 @@ def test_semihard_miner_takes_only_semihard():
 def test_validate_triplets_rejects_bad_indices():
     videos = torch.tensor([0, 1, 1])
     ok = Triplets(a=torch.tensor([0]), p=torch.tensor([3]), n=torch.tensor([4]))
-    validate_triplets(ok, videos, False)
+    validate_triplets(ok, videos)
     bad = {
         "positive": Triplets(a=torch.tensor([0]), p=torch.tensor([4]), n=torch.tensor([2])),
         "own pair": Triplets(a=torch.tensor([1]), p=torch.tensor([4]), n=torch.tensor([4])),
@@ -137,13 +139,13 @@ def test_validate_triplets_rejects_bad_indices():
     }
     for why, t in bad.items():
         with pytest.raises(ValueError):
-            validate_triplets(t, videos, False)
-    validate_triplets(bad["same video"], videos, True)  # another track of the same video is allowed then
+            validate_triplets(t, videos)
+    validate_triplets(bad["same video"], torch.tensor([0, 1, 2]))  # groups by track: another track is allowed
 
 
 def test_neg_cosine_matches_loop():
     emb, videos = _batch()
-    valid = candidate_mask(videos, False)
+    valid = candidate_mask(videos)
     cos = [float(emb[i] @ emb[c]) for i in range(P) for c in range(2 * P) if valid[i, c]]
     assert neg_cosine(emb, valid) == pytest.approx(sum(cos) / len(cos), abs=1e-6)
 

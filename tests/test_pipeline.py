@@ -88,3 +88,23 @@ print("ok", tuple(batch[0].shape))
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith("ok")
+
+
+def test_real_video_runs_hold_out_the_end_of_every_video(tmp_path):
+    from vidssl.demo import make_demo_videos
+
+    make_demo_videos(tmp_path / "videos", num=3, seed=5, frames=100)
+    run = tmp_path / "run"
+    only_mining = ["--set", "pretrain.run_train=false", "--set", "pretrain.run_export=false", "--set",
+                   "pretrain.run_eval=false", "--set", "pretrain.run_report=false", "--set", "mine.box_fraction=0.33",
+                   "--set", "pretrain.held_out_tail=0.4"]
+    assert main(["-q", "pretrain", "--videos", str(tmp_path / "videos"), "--out", str(run), *only_mining]) == 0
+
+    def records(folder):
+        return [json.loads(line) for line in (run / folder / "manifest.jsonl").read_text().splitlines()]
+
+    train, held_out = records("pairs"), records("pairs_held_out")
+    assert train and held_out
+    # 100 frames, the last 40% held out: training pairs lie in frames 0-59, held-out tracks in 60-99
+    assert max(r["end_frame"] for r in train) <= 59 and min(r["start_frame"] for r in held_out) >= 60
+    assert {r["video"] for r in held_out} <= {p.name for p in (tmp_path / "videos").glob("*.mp4")}

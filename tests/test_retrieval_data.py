@@ -227,35 +227,43 @@ def test_davis_binary_mask_real_sequence(data_dir):
 # tracks (pair dataset contract)
 
 
-def make_pairs(root: Path, size: int = 32) -> np.ndarray:
-    """Two shards; video v0 has tracks 0 (two pairs) and 1, video v1 has track 0. Returns all patches."""
+def make_pairs(root: Path, size: int = 32, colours: bool = False) -> np.ndarray:
+    """Two shards; video v0 has track 0 (two pairs, frames 0-30 and 30-60: frame 30 is both) and track 1 (20-50),
+    video v1 has track 0 (30-60). ``colours``: every patch of a track is its own flat colour plus noise. Returns all
+    patches [4, 2, S, S, 3]."""
     rng = np.random.default_rng(0)
+    recs = [("v0", 0, "a.npy", 0, 0), ("v0", 0, "a.npy", 1, 30), ("v0", 1, "a.npy", 2, 20), ("v1", 0, "b.npy", 0, 30)]
     patches = rng.integers(0, 256, (4, 2, size, size, 3), dtype=np.uint8)
+    if colours:
+        palette = {("v0", 0): (220, 30, 30), ("v0", 1): (30, 220, 30), ("v1", 0): (30, 30, 220)}
+        for i, (vid, track, *_rest) in enumerate(recs):
+            noise = rng.integers(-20, 21, (2, size, size, 3))
+            patches[i] = np.clip(np.array(palette[vid, track]) + noise, 0, 255).astype(np.uint8)
     (root / "shards").mkdir(parents=True)
     np.save(root / "shards" / "a.npy", patches[:3])
     np.save(root / "shards" / "b.npy", patches[3:])
-    recs = [("v0", 0, "a.npy", 0), ("v0", 0, "a.npy", 1), ("v0", 1, "a.npy", 2), ("v1", 0, "b.npy", 0)]
     with open(root / "manifest.jsonl", "w") as fh:
-        for i, (vid, track, shard, off) in enumerate(recs):
-            fh.write(json.dumps({"video": f"{vid}.mp4", "video_id": vid, "track_id": track, "start_frame": 10 * i,
-                                 "end_frame": 10 * i + 30, "box_start": [0, 0, 8, 8], "box_end": [1, 1, 8, 8],
+        for vid, track, shard, off, start in recs:
+            fh.write(json.dumps({"video": f"{vid}.mp4", "video_id": vid, "track_id": track, "start_frame": start,
+                                 "end_frame": start + 30, "box_start": [0, 0, 8, 8], "box_end": [1, 1, 8, 8],
                                  "motion": 1.0, "shard": f"shards/{shard}", "offset": off}) + "\n")
-    (root / "dataset.json").write_text(json.dumps({"pairs": 4, "patch_size": size}))
+    (root / "dataset.json").write_text(json.dumps({"pairs": 4, "patch_size": size, "track_length": 30}))
     return patches
 
 
-def test_track_pairs_first_patches_query_last_patches(tmp_path):
+def test_tracked_patches_are_items_once_labelled_by_track(tmp_path):
     patches = make_pairs(tmp_path)
     assert detect_kind(tmp_path) == "tracks"
     data = load_retrieval_set(tmp_path, CFG)
-    assert data.queries.tolist() == [0, 1, 2, 3] and data.references.tolist() == [4, 5, 6, 7]
-    # label = (video, track): both pairs of v0 track 0 share one; v1 track 0 is another track
-    assert data.labels.tolist() == [0, 0, 1, 2] * 2
-    assert data.label_names == {0: "v0#0", 1: "v0#1", 2: "v1#0"}
-    for i in range(4):
-        assert np.array_equal(data.items[i][0].permute(1, 2, 0).numpy(), patches[i, 0])
-        assert np.array_equal(data.items[4 + i][0].permute(1, 2, 0).numpy(), patches[i, 1])
-    assert data.captions[5] == "v0.mp4 track 0 frame 40"
+    # v0#0: frames 0, 30, 60 (frame 30 ends one pair and starts the next: one item); v0#1: 20, 50; v1#0: 30, 60
+    assert [(data.label_names[int(l)], int(t)) for l, t in zip(data.labels, data.times)] == [
+        ("v0#0", 0), ("v0#0", 30), ("v0#0", 60), ("v0#1", 20), ("v0#1", 50), ("v1#0", 30), ("v1#0", 60)]
+    assert data.queries.tolist() == list(range(7)) and data.references is None
+    assert np.array_equal(data.groups, data.labels) and data.min_gap == 30  # the dataset's track_length
+    want = [patches[0, 0], patches[0, 1], patches[1, 1], patches[2, 0], patches[2, 1], patches[3, 0], patches[3, 1]]
+    for i, patch in enumerate(want):
+        assert np.array_equal(data.items[i][0].permute(1, 2, 0).numpy(), patch)
+    assert data.captions[2] == "v0.mp4 track 0 frame 60"
     resized = load_retrieval_set(tmp_path, RetrievalConfig(image_size=48))
     assert resized.items[0][0].shape == (3, 48, 48)
 

@@ -74,15 +74,19 @@ def test_images_end_to_end(colour_classes, tmp_path):
 
 def test_tracks_end_to_end(tmp_path):
     pairs = tmp_path / "pairs"
-    make_pairs(pairs)
+    make_pairs(pairs, colours=True)
     result = evaluate_retrieval({"raw pixels": PixelFeatures()}, pairs, tmp_path / "eval", CFG)
-    assert (result["kind"], result["queries"], result["references"], result["labels"]) == ("tracks", 4, 4, 3)
+    assert (result["kind"], result["queries"], result["references"], result["labels"]) == ("tracks", 7, 7, 3)
+    assert "across time" in result["protocol"] and ">= 30 frames" in result["protocol"]
     m = result["models"]["raw pixels"]
-    # random textures: a first patch is unrelated to every last patch, so only the label bookkeeping is exact:
-    # track v0#0 has two pairs (R = 2), the others one (R = 1); no query is lone
-    assert (m["num_queries"], m["lone_queries"]) == (4, 0)
-    borders = border_colours(tmp_path / "eval" / "grid_raw_pixels.png", rows=4, cols=6)
-    assert all(row[0] == WHITE and row[1:].count(GREEN) == (2 if q < 2 else 1) for q, row in enumerate(borders))
+    # relevant items: the own track's patches >= 30 frames away. v0#0 frame 0 -> {30, 60}, 30 -> {0, 60},
+    # 60 -> {0, 30}; v0#1 20 <-> 50; v1#0 30 <-> 60: no lone query. A track is one colour, so pixels are exact.
+    assert (m["num_queries"], m["lone_queries"]) == (7, 0)
+    assert m["map_at_r"] == pytest.approx(1.0) and m["precision_at_1"] == pytest.approx(1.0)
+    borders = border_colours(tmp_path / "eval" / "grid_raw_pixels.png", rows=7, cols=6)
+    relevant = [2, 2, 2, 1, 1, 1, 1]
+    for row, r in zip(borders, relevant):
+        assert row[0] == WHITE and row[1:1 + r] == [GREEN] * r and GREEN not in row[1 + r:]
 
 
 def test_davis_end_to_end_min_gap(tmp_path):
@@ -166,4 +170,6 @@ def test_cli_mines_a_video_folder(tmp_path, capsys):
     mined = json.loads((out / "pairs" / "dataset.json").read_text())
     result = json.loads((out / "metrics.json").read_text())
     assert result["kind"] == "tracks" and mined["pairs"] > 0
-    assert result["queries"] == result["references"] == mined["pairs"]
+    patches = {(r["video_id"], r["track_id"], r[end]) for r in map(json.loads, (out / "pairs" / "manifest.jsonl").open())
+               for end in ("start_frame", "end_frame")}
+    assert result["queries"] == result["references"] == len(patches)  # each tracked frame once

@@ -3,6 +3,7 @@ synthetic scene with known motion)."""
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 
 import cv2
 import numpy as np
@@ -171,17 +172,29 @@ def test_ncc_and_crop():
     assert np.array_equal(crop(frame, (10, 5, 8, 8), 8), frame[5:13, 10:18])
 
 
-def make_track(frames, box, length, scale=1.0):
+def run_track(frames, box, length, scale=1.0, step=1, pair_stride=None, open_until=0):
+    """Follow ``box`` through ``frames`` with a Track: a window opens at frame 0 and every ``pair_stride`` frames up
+    to ``open_until``. Returns (track, pairs, dropped windows by reason, why the track ended or None)."""
     small = [cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) for f in frames]
-    cfg = MineConfig(track_length=length, patch_size=24)
-    track = Track(0, 0, box, 1.0, 0, scale, cv2.cvtColor(small[0], cv2.COLOR_RGB2BGR),
+    pair_stride = pair_stride or step
+    cfg = MineConfig(track_length=length, patch_size=24, track_step=step, pair_stride=pair_stride,
+                     track_span=max(length, open_until + length))
+    track = Track(0, 0, box, 1.0, scale, cv2.cvtColor(small[0], cv2.COLOR_RGB2BGR),
                   cv2.cvtColor(small[0], cv2.COLOR_RGB2GRAY), frames[0], cfg)
-    outcome = None
-    for f, s in zip(frames[1:], small[1:]):
-        outcome = track.step(cv2.cvtColor(s, cv2.COLOR_RGB2BGR), cv2.cvtColor(s, cv2.COLOR_RGB2GRAY), f)
-        if outcome is not None:
+    track.open_window(region=0)
+    pairs, dropped, ended = [], Counter(), None
+    for i, (f, s) in enumerate(zip(frames, small)):
+        if i == 0 or not track.wants(i):
+            continue
+        outcome = track.step(i, cv2.cvtColor(s, cv2.COLOR_RGB2BGR), cv2.cvtColor(s, cv2.COLOR_RGB2GRAY), f)
+        pairs += outcome.pairs
+        dropped += outcome.dropped
+        if outcome.ended is not None:
+            ended = outcome.ended
             break
-    return track, outcome
+        if i <= open_until and i % pair_stride == 0:
+            track.open_window(region=0)
+    return track, pairs, dropped, ended
 
 
 def moving_square_frames(rng, n, velocity, start=(40, 40), size=32, shape=(120, 160), brighten=0.0):
@@ -202,32 +215,51 @@ def moving_square_frames(rng, n, velocity, start=(40, 40), size=32, shape=(120, 
     return frames
 
 
-@pytest.mark.parametrize("scale", [1.0, 0.5])
-def test_track_follows_a_moving_square(scale):
+@pytest.mark.parametrize("scale,step", [(1.0, 1), (0.5, 1), (1.0, 2)])
+def test_track_follows_a_moving_square(scale, step):
     frames = moving_square_frames(np.random.default_rng(0), 11, (3, 1), brighten=2.0)
-    track, outcome = make_track(frames, (40.0, 40.0, 32.0, 32.0), 10, scale=scale)
-    assert outcome == "done"
+    _, pairs, dropped, ended = run_track(frames, (40.0, 40.0, 32.0, 32.0), 10, scale=scale, step=step)
+    assert ended is None and not dropped and len(pairs) == 1
+    pair = pairs[0]
+    assert (pair.start, pair.end) == (0, 10)
+    assert [s.frame for s in pair.steps] == list(range(0, 11, step))  # updated every `step` frames
     # every box on the known trajectory, start + t * velocity (KCF primed: no one-frame lag)
-    for t, (x, y, _, _) in enumerate(track.boxes):
-        assert abs(x - (40 + 3 * t)) <= 1 / scale and abs(y - (40 + t)) <= 1 / scale, t
+    for s in pair.steps:
+        x, y, _, _ = s.box
+        assert abs(x - (40 + 3 * s.frame)) <= 1 / scale and abs(y - (40 + s.frame)) <= 1 / scale, s.frame
+    # the pair's patches are the boxes cut from the frames at both ends
+    for s in (pair.steps[0], pair.steps[-1]):
+        assert np.array_equal(s.patch, crop(frames[s.frame], s.box, 24))
+
+
+def test_one_track_yields_a_pair_per_window():
+    # 26 frames, windows of 10 frames opened every 4 frames up to frame 12: starts 0, 4, 8, 12 -> ends 10 .. 22
+    frames = moving_square_frames(np.random.default_rng(1), 26, (2, 1), start=(20, 30), brighten=2.0)
+    _, pairs, dropped, ended = run_track(frames, (20.0, 30.0, 32.0, 32.0), 10, step=2, pair_stride=4, open_until=12)
+    assert ended is None and not dropped
+    assert [(p.start, p.end) for p in pairs] == [(0, 10), (4, 14), (8, 18), (12, 22)]
+    for p in pairs:
+        x, y, _, _ = p.steps[0].box
+        assert abs(x - (20 + 2 * p.start)) <= 1 and abs(y - (30 + p.start)) <= 1
 
 
 def test_identical_first_and_last_patch_is_rejected_as_frozen():
     # a tracker stuck on a static region; also a perfectly rigid, unlit object: a pair that teaches nothing
     for velocity in ((0, 0), (3, 1)):
         frames = moving_square_frames(np.random.default_rng(0), 11, velocity)
-        _, outcome = make_track(frames, (40.0, 40.0, 32.0, 32.0), 10)
-        assert outcome == "frozen"
+        _, pairs, dropped, ended = run_track(frames, (40.0, 40.0, 32.0, 32.0), 10)
+        assert not pairs and dropped == {"frozen": 1} and ended is None
 
 
 def test_track_leaving_the_frame_is_dropped():
     # texture everywhere, sliding right by 4 px per frame: the tracker can follow the box out of the picture
     world = np.stack([texture(np.random.default_rng(0), 120, 400, cell=5)] * 3, axis=-1)
     frames = [np.ascontiguousarray(world[:, 200 - 4 * t:360 - 4 * t]) for t in range(30)]
-    track, outcome = make_track(frames, (100.0, 40.0, 32.0, 32.0), 25)
-    assert outcome == "left_frame"
-    assert all(x + w <= 160 for x, _, w, _ in track.boxes)  # every kept box lies inside the frame
-    assert len(track.boxes) == 7  # x = 100 + 4t: the box touches the right edge of the 160 px frame at t = 7
+    track, pairs, dropped, ended = run_track(frames, (100.0, 40.0, 32.0, 32.0), 25, pair_stride=2, open_until=4)
+    assert ended == "left_frame" and not pairs and dropped == {"left_frame": 3}  # windows opened at 0, 2, 4 lost
+    assert all(s.box[0] + s.box[2] <= 160 for s in track.history)  # every kept box lies inside the frame
+    # x = 100 + 4t: the box touches the right edge of the 160 px frame at t = 7
+    assert [s.frame for s in track.history] == list(range(7))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -243,6 +275,10 @@ def test_paper_config_and_validation():
         load_config(None, ["mine.tracker=medianflow"])
     with pytest.raises(ConfigError, match="mine.motion_method"):
         load_config(None, ["mine.motion_method=surf"])
+    with pytest.raises(ConfigError, match="mine.pair_stride.*multiple of mine.track_step"):
+        load_config(None, ["mine.pair_stride=3", "mine.track_step=2"])
+    with pytest.raises(ConfigError, match="mine.track_span"):
+        load_config(None, ["mine.track_span=20"])
 
 
 def test_video_ids_are_stable_readable_and_distinct():

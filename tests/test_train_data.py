@@ -71,6 +71,17 @@ def test_epoch_batches_distinct_tracks_spread_over_videos():
     assert not np.array_equal(batches, epoch_batches(video, track, 10, seed=0, epoch=1))
 
 
+def test_epoch_batches_share_few_tracks_evenly():
+    # 3 videos x 2 long tracks (one tracker: a pair every few frames), P = 8 -> at most ceil(8 / 6) = 2 per track
+    video = np.repeat(np.arange(3), 30)
+    track = np.repeat(np.arange(6), 15)
+    batches = epoch_batches(video, track, batch_pairs=8, seed=0, epoch=0)
+    assert len(batches) >= 9
+    for b in batches:
+        assert max(np.bincount(track[b])) <= 2
+    assert len(set(batches.ravel().tolist())) == batches.size
+
+
 def test_sampler_resumes_and_shards_by_rank():
     video = np.repeat(np.arange(3), 20)
     track = np.arange(60)

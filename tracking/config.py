@@ -38,15 +38,17 @@ class MineConfig:
     edge_margin: float = opt(0.05, "boxes start only this far (fraction of the short side) inside the frame edge; "
                                    "a box touching the edge ends its track (border padding would enter the patch)")
     boxes_per_start: int = opt(2, "at most this many non-overlapping boxes start tracks on one start frame")
-    start_stride: int = opt(2, "frames between candidate start frames (at least; longer videos spread their "
+    start_stride: int = opt(4, "frames between candidate start frames (at least; longer videos spread their "
                                "max_start_frames over the whole length)")
     max_start_frames: int = opt(1000, "candidate start frames per video, spread evenly through it")
-    overlap_running: bool = opt(True, "new tracks may start over regions already being tracked (a moving object "
-                                      "then yields a pair every start_stride frames, not one per track_length); "
-                                      "false: only on free regions (configs/mine_fast.yaml)")
-    max_active_tracks: int = opt(24, "tracks followed at once; bounds the tracking cost per frame (start frames "
-                                    "arriving while this many run are passed)")
-    track_length: int = opt(30, "frames a region is tracked; the pair is (first patch, last patch) (paper: 30)")
+    max_active_tracks: int = opt(3, "trackers running at once; new tracks start only on regions none of them covers")
+    track_length: int = opt(30, "frames between the two patches of a pair (paper: 30 frames tracked per pair)")
+    pair_stride: int = opt(2, "a running tracker opens a pair window every this many frames (windows overlap: a "
+                              "moving object yields a pair every pair_stride frames)")
+    track_span: int = opt(120, "frames one tracker runs at most; then the object must be found again by motion, "
+                               "which re-centres a box that slid off it")
+    track_step: int = opt(2, "trackers are updated on every track_step-th frame (1: every frame); halves KCF's cost, "
+                             "which dominates mining, at no loss of demo accuracy (tools/bench_mining.py)")
     tracker: str = opt("kcf", "tracker: kcf (reports its failures) | csrt (slower, never reports failure: drifts)")
     kcf_detect_thresh: float = opt(0.3, "KCF reports failure when its peak response is under this (OpenCV's default "
                                         "0.5 dropped 3x more real tracks at the same ground-truth accuracy on demos)")
@@ -62,7 +64,11 @@ class MineConfig:
     region_grid: int = opt(3, "the frame is split into region_grid x region_grid regions for the per-region cap")
     max_pairs_per_region: int = opt(60, "cap on pairs per video whose start box centre falls in one region")
     patch_size: int = opt(96, "side of the stored square patches in pixels")
-    store_tracks: bool = opt(False, "also store every intermediate patch of each kept track (track_shard files)")
+    time_range: list[float] = opt([0.0, 1.0], "part of every video mined, as fractions of its length (vidssl "
+                                              "pretrain mines the last pretrain.held_out_tail of real videos apart, "
+                                              "for the instance-retrieval evaluation)")
+    store_tracks: bool = opt(False, "also store the patches between the two of each pair (every track_step-th "
+                                    "frame; shards/<video>.tracks.npy)")
 
     def validate(self) -> None:
         def bad(key: str, why: str) -> ConfigError:
@@ -73,8 +79,9 @@ class MineConfig:
         if self.tracker not in TRACKERS:
             raise bad("tracker", f"must be one of {list(TRACKERS)}")
         for key in ("working_side", "motion_points", "min_box_px", "boxes_per_start", "start_stride",
-                    "max_start_frames", "max_active_tracks", "track_length", "track_box_px", "max_pairs_per_video",
-                    "region_grid", "max_pairs_per_region", "patch_size"):
+                    "max_start_frames", "max_active_tracks", "track_length", "pair_stride", "track_span",
+                    "track_step", "track_box_px", "max_pairs_per_video", "region_grid", "max_pairs_per_region",
+                    "patch_size"):
             if getattr(self, key) < 1:
                 raise bad(key, "must be >= 1")
         if self.working_side < 64:
@@ -97,5 +104,13 @@ class MineConfig:
             raise bad("cut_threshold", "must be > 0")
         if self.frozen_mad < 0:
             raise bad("frozen_mad", "must be >= 0")
+        for key in ("track_length", "pair_stride"):
+            if getattr(self, key) % self.track_step:
+                raise bad(key, f"must be a multiple of mine.track_step ({self.track_step}): pairs end on updated "
+                               f"frames")
+        if self.track_span < self.track_length:
+            raise bad("track_span", f"must be >= mine.track_length ({self.track_length})")
+        if len(self.time_range) != 2 or not 0.0 <= self.time_range[0] < self.time_range[1] <= 1.0:
+            raise bad("time_range", "must be [first, end] with 0 <= first < end <= 1")
         if self.min_box_points < 1:
             raise bad("min_box_points", "must be >= 1")

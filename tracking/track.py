@@ -1,5 +1,15 @@
-"""One tracked region: the tracker, its boxes, its appearance checks and its patches."""
+"""One tracker run and the pair windows along it.
+
+A :class:`Track` follows a box with KCF for up to ``cfg.track_span`` frames. Every ``cfg.pair_stride`` frames a
+*window* opens; ``cfg.track_length`` frames later it closes as a positive pair (the patch where it opened, the patch
+where it closed) — exactly the paper's 30-frame track, so a window is what the statistics call a track. One
+tracker thus yields a pair every few frames for the cost of one update per frame, where starting a fresh tracker
+for every pair cost ``track_length`` updates per pair (about 6x more at the defaults).
+"""
 from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -49,55 +59,145 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b) / denom if denom > 1e-6 else 0.0
 
 
-class Track:
-    """A box followed from frame ``start`` for ``cfg.track_length`` frames.
+@dataclass
+class _Step:
+    """The track at one updated frame."""
 
-    The tracker runs on the *small* frame, the working frame scaled by ``scale`` so the box is about
-    ``cfg.track_box_px`` wide (KCF's cost grows with box area); the appearance thumbnails come from the small grey
-    frame too. Boxes are kept in working pixels and patches are cut from the working frame.
-    """
+    frame: int
+    box: Box  # working px
+    thumb: np.ndarray  # (THUMB, THUMB) grey, for the frozen check
+    patch: np.ndarray | None  # (S, S, 3) RGB, cut only where a window opens or closes (or with store_tracks)
 
-    def __init__(self, track_id: int, start: int, box: Box, motion: float, region: int, scale: float,
-                 small_bgr: np.ndarray, small_gray: np.ndarray, frame: np.ndarray, cfg: MineConfig):
-        self.track_id, self.start, self.motion, self.region, self.scale, self.cfg = (
-            track_id, start, motion, region, scale, cfg)
-        small_box = tuple(v * scale for v in box)
-        self.tracker = TRACKERS[cfg.tracker](small_bgr, tuple(int(round(v)) for v in small_box), cfg)
-        self.boxes: list[Box] = [box]
-        self.first_thumb = self.last_thumb = crop(small_gray, small_box, THUMB)
-        self.patches = [crop(frame, box, cfg.patch_size)]
 
-    def step(self, small_bgr: np.ndarray, small_gray: np.ndarray, frame: np.ndarray) -> str | None:
-        """Follow the box into the next frame (``small_*``: at tracker scale; ``frame``: RGB working frame).
+@dataclass
+class Pair:
+    """A closed window: the positive pair and where it came from. ``steps`` run from its first to its last frame,
+    every ``cfg.track_step`` frames."""
 
-        Returns None while the track goes on, "done" after its last frame, else why it was dropped.
-        """
-        ok, rect = self.tracker.update(small_bgr)
-        if not ok:
-            return "tracker_failure"
-        x, y, bw, bh = rect
-        h, w = small_gray.shape
-        if x <= 0 or y <= 0 or x + bw >= w or y + bh >= h:
-            # OpenCV clips a box that leaves the frame to the frame (KCF: x + w stays <= W, w shrinks), so touching
-            # the border is the sign; past it, border padding would be part of the patch
-            return "left_frame"
-        box = tuple(v / self.scale for v in rect)
-        fh, fw = frame.shape[:2]
-        box = (min(box[0], fw - box[2]), min(box[1], fh - box[3]), box[2], box[3])  # rounding at the small scale
-        thumb = crop(small_gray, rect, THUMB)
-        if ncc(thumb, self.last_thumb) < self.cfg.min_patch_ncc:
-            return "appearance"
-        self.last_thumb = thumb
-        self.boxes.append(box)
-        last = len(self.boxes) == self.cfg.track_length + 1
-        if self.cfg.store_tracks or last:
-            self.patches.append(crop(frame, box, self.cfg.patch_size))
-        if not last:
-            return None
-        if np.abs(thumb.astype(np.float32) - self.first_thumb).mean() < self.cfg.frozen_mad:
-            return "frozen"  # the last patch repeats the first: a tracker stuck on still content, no pair to learn
-        return "done"
+    track_id: int
+    region: int
+    motion: float
+    steps: list[_Step]
+
+    @property
+    def start(self) -> int:
+        return self.steps[0].frame
 
     @property
     def end(self) -> int:
-        return self.start + len(self.boxes) - 1
+        return self.steps[-1].frame
+
+
+@dataclass
+class Window:
+    start: int
+    region: int
+
+
+@dataclass
+class StepOutcome:
+    """What one update gave: windows closed as pairs, windows dropped (by reason), and why the track ended."""
+
+    pairs: list[Pair] = field(default_factory=list)
+    dropped: Counter = field(default_factory=Counter)
+    windows_lost: list[Window] = field(default_factory=list)
+    ended: str | None = None  # None: the track goes on
+
+
+class Track:
+    """A box followed from frame ``start`` by one tracker.
+
+    The tracker runs on the *small* frame, the working frame scaled by ``scale`` so the box is about
+    ``cfg.track_box_px`` wide (KCF's cost grows with box area), and only on every ``cfg.track_step``-th frame; the
+    appearance thumbnails come from the small grey frame too. Boxes are kept in working pixels and patches are cut
+    from the working frame. The miner opens windows (:meth:`open_window`) and feeds frames (:meth:`step`).
+    """
+
+    def __init__(self, track_id: int, start: int, box: Box, motion: float, scale: float,
+                 small_bgr: np.ndarray, small_gray: np.ndarray, frame: np.ndarray, cfg: MineConfig):
+        self.track_id, self.start, self.motion, self.scale, self.cfg = track_id, start, motion, scale, cfg
+        small_box = tuple(v * scale for v in box)
+        self.tracker = TRACKERS[cfg.tracker](small_bgr, tuple(int(round(v)) for v in small_box), cfg)
+        thumb = crop(small_gray, small_box, THUMB)
+        self.last_thumb = thumb
+        # the steps a window still open can reach back to: track_length frames
+        self.history: deque[_Step] = deque([_Step(start, box, thumb, None)],
+                                           maxlen=cfg.track_length // cfg.track_step + 1)
+        self.windows: deque[Window] = deque()
+        self.frame = frame  # working frame of the newest step, for patches of windows opened there
+
+    @property
+    def box(self) -> Box:
+        """The newest box (working px)."""
+        return self.history[-1].box
+
+    @property
+    def last_frame(self) -> int:
+        return self.history[-1].frame
+
+    def wants(self, index: int) -> bool:
+        """Whether frame ``index`` is one this track is updated on."""
+        return (index - self.start) % self.cfg.track_step == 0
+
+    def open_window(self, region: int) -> None:
+        """Open a pair window at the newest step."""
+        self._patch(self.history[-1], self.frame)
+        self.windows.append(Window(self.last_frame, region))
+
+    def close(self, reason: str) -> StepOutcome:
+        """End the track from outside (a cut, the video's end): every open window is lost for ``reason``."""
+        outcome = StepOutcome(ended=reason)
+        self._lose_all(outcome, reason)
+        return outcome
+
+    def step(self, index: int, small_bgr: np.ndarray, small_gray: np.ndarray, frame: np.ndarray) -> StepOutcome:
+        """Follow the box into frame ``index`` (``small_*``: at tracker scale; ``frame``: RGB working frame).
+        Windows reaching ``track_length`` close as pairs (or are dropped as frozen); a failed update ends the track
+        and loses its open windows."""
+        outcome = StepOutcome()
+        ok, rect = self.tracker.update(small_bgr)
+        failure = None if ok else "tracker_failure"
+        if failure is None:
+            x, y, bw, bh = rect
+            h, w = small_gray.shape
+            if x <= 0 or y <= 0 or x + bw >= w or y + bh >= h:
+                # OpenCV clips a box that leaves the frame to the frame (KCF: x + w stays <= W, w shrinks), so
+                # touching the border is the sign; past it, border padding would be part of the patch
+                failure = "left_frame"
+        if failure is None:
+            thumb = crop(small_gray, rect, THUMB)
+            if ncc(thumb, self.last_thumb) < self.cfg.min_patch_ncc:
+                failure = "appearance"
+        if failure is not None:
+            outcome.ended = failure
+            self._lose_all(outcome, failure)
+            return outcome
+        box = tuple(v / self.scale for v in rect)
+        fh, fw = frame.shape[:2]
+        box = (min(box[0], fw - box[2]), min(box[1], fh - box[3]), box[2], box[3])  # rounding at the small scale
+        self.last_thumb = thumb
+        self.frame = frame
+        current = _Step(index, box, thumb, None)
+        self.history.append(current)
+        if self.cfg.store_tracks:
+            self._patch(current, frame)
+        while self.windows and index - self.windows[0].start >= self.cfg.track_length:
+            window = self.windows.popleft()
+            self._patch(current, frame)
+            steps = [s for s in self.history if s.frame >= window.start]
+            if np.abs(thumb.astype(np.float32) - steps[0].thumb).mean() < self.cfg.frozen_mad:
+                # the last patch repeats the first: a tracker stuck on still content, no pair to learn from
+                outcome.dropped["frozen"] += 1
+                outcome.windows_lost.append(window)
+                continue
+            outcome.pairs.append(Pair(self.track_id, window.region, self.motion, steps))
+        return outcome
+
+    def _patch(self, step: _Step, frame: np.ndarray) -> None:
+        if step.patch is None:
+            step.patch = crop(frame, step.box, self.cfg.patch_size)
+
+    def _lose_all(self, outcome: StepOutcome, reason: str) -> None:
+        outcome.dropped[reason] += len(self.windows)
+        outcome.windows_lost.extend(self.windows)
+        self.windows.clear()

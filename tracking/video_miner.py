@@ -2,8 +2,9 @@
 tracks that survive every check as (first patch, last patch) pairs.
 
 Per frame the cost is one resize to the small tracking frame, its grey conversion and a 32x24 thumbnail (cut
-detection), plus one tracker update per running track; camera-compensated motion is computed only at candidate
-start frames. Nothing but the running tracks and the previous frame is held, so memory does not grow with the
+detection), plus one tracker update per running track on every ``track_step``-th frame; camera-compensated motion
+is computed only at candidate start frames while there is room for another track, and after a fruitless one the
+next candidates wait (back-off). A track yields a pair every ``pair_stride`` frames (tracking/track.py). Nothing but the running tracks and the previous frame is held, so memory does not grow with the
 video's length.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tracking.boxes import select_boxes
 from tracking.config import MineConfig
 from tracking.cuts import CutDetector
 from tracking.motion import MotionEstimator
-from tracking.track import Track
+from tracking.track import Pair, StepOutcome, Track
 from vidssl.video import VideoReader, resized_shape
 
 MIN_CAMERA_POINTS = 20  # fewer correspondences than this: the homography is not trusted and the frame is rejected
@@ -37,8 +38,9 @@ class SkipVideo(Exception):
 @dataclass
 class VideoResult:
     """What one video gave. ``pairs``: (n, 2, S, S, 3) uint8 RGB; ``track_patches``: (n, T, S, S, 3) or None;
-    ``records``: n dicts (track_id, start_frame, end_frame, box_start, box_end, motion; boxes in source px);
-    ``track_boxes``: n lists of T source-px boxes (T = track_length + 1)."""
+    ``records``: n dicts (track_id, start_frame, end_frame, box_start, box_end, motion; boxes in source
+    px); ``track_boxes``: n lists of T source-px boxes (T = track_length // track_step + 1). ``tracks_rejected``
+    counts pair windows (the paper's 30-frame tracks) by the reason they were lost."""
 
     frames: int = 0
     seconds: float = 0.0
@@ -52,14 +54,22 @@ class VideoResult:
     cuts: list[int] = field(default_factory=list)
 
 
+def frame_range(num_frames: int, cfg: MineConfig) -> tuple[int, int]:
+    """[first, end) frames mined: ``cfg.time_range`` (fractions of the video's length) in frames."""
+    first, end = cfg.time_range
+    return int(round(first * num_frames)), int(round(end * num_frames))
+
+
 def start_frames(num_frames: int, cfg: MineConfig) -> list[int]:
     """Candidate start frames: at least ``start_stride`` apart, at most ``max_start_frames``, spread evenly from
-    frame 1 (frame 0 has no predecessor to measure motion against) to the last frame a full track fits after."""
-    last = num_frames - 1 - cfg.track_length
-    if last < 1:
+    the first mined frame (not frame 0: it has no predecessor to measure motion against) to the last frame a full
+    track fits after, within ``cfg.time_range``."""
+    lo, hi = frame_range(num_frames, cfg)
+    first, last = max(1, lo), hi - 1 - cfg.track_length
+    if last < first:
         return []
-    count = min(cfg.max_start_frames, (last - 1) // cfg.start_stride + 1)
-    return sorted(set(np.linspace(1, last, count).round().astype(int).tolist()))
+    count = min(cfg.max_start_frames, (last - first) // cfg.start_stride + 1)
+    return sorted(set(np.linspace(first, last, count).round().astype(int).tolist()))
 
 
 def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], None] | None = None) -> VideoResult:
@@ -72,11 +82,16 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
         raise SkipVideo("too_small", f"{reader.width}x{reader.height}: a box of {cfg.box_fraction} x {short} px is "
                                      f"under mine.min_box_px={cfg.min_box_px}")
     n = reader.num_frames
-    if n < cfg.track_length + 2:
-        raise SkipVideo("too_short", f"{n} frames; a track needs mine.track_length + 2 = {cfg.track_length + 2}")
-    miner = _Miner(cfg, resized_shape(reader.height, reader.width, cfg.working_side), start_frames(n, cfg))
+    lo, hi = frame_range(n, cfg)
+    if hi - lo < cfg.track_length + 2:
+        part = "" if (lo, hi) == (0, n) else f" ({hi - lo} in mine.time_range={list(cfg.time_range)})"
+        raise SkipVideo("too_short", f"{n} frames{part}; a track needs mine.track_length + 2 = "
+                                     f"{cfg.track_length + 2}")
+    miner = _Miner(cfg, resized_shape(reader.height, reader.width, cfg.working_side), start_frames(n, cfg), hi)
     reported = 0
     for index, frame in reader.frames(max_side=cfg.working_side):
+        if index >= hi:
+            break  # past the mined part: no window is open any more
         miner.feed(index, frame)
         if on_frames is not None and miner.result.frames - reported >= 32:
             on_frames(miner.result.frames - reported)
@@ -91,9 +106,9 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
 
 
 class _Miner:
-    """The state of one pass over a video: running tracks, kept tracks, caps, statistics."""
+    """The state of one pass over a video: running tracks, kept pairs, caps, statistics."""
 
-    def __init__(self, cfg: MineConfig, work_shape: tuple[int, int], candidates: list[int]):
+    def __init__(self, cfg: MineConfig, work_shape: tuple[int, int], candidates: list[int], end_frame: int):
         self.cfg = cfg
         self.work_h, self.work_w = work_shape
         self.side = int(round(cfg.box_fraction * min(work_shape)))
@@ -101,14 +116,18 @@ class _Miner:
         self.scale = min(1.0, cfg.track_box_px / self.side)
         self.small_size = (max(1, round(self.work_w * self.scale)), max(1, round(self.work_h * self.scale)))
         self.candidates = set(candidates)
+        self.last_window_start = end_frame - 1 - cfg.track_length  # a window opened later cannot close in time
         self.estimator = MotionEstimator(cfg.motion_method, cfg.motion_points, cfg.move_threshold, cfg.ransac_px,
                                          MIN_CAMERA_POINTS)
         self.cuts = CutDetector(cfg.cut_threshold)
         self.result = VideoResult()
         self.active: list[Track] = []
-        self.kept: list[Track] = []
-        self.region_used: Counter = Counter()  # kept + running tracks per region
+        self.kept: list[Pair] = []
+        self.open_windows = 0
+        self.region_used: Counter = Counter()  # kept pairs + open windows per region
         self.next_id = 0
+        self.next_try = 0  # candidate start frames before this one are passed (back-off after fruitless ones)
+        self.fruitless = 0
         self.prev_frame: np.ndarray | None = None
 
     def feed(self, index: int, frame: np.ndarray) -> None:
@@ -120,28 +139,63 @@ class _Miner:
         is_cut = self.cuts.update(small_gray)
         if is_cut:
             self.result.cuts.append(index)
-            for track in self.active:  # the pair would show two different shots
-                self._drop(track, "cut")
+            for track in self.active:  # an open window would show two different shots
+                self._settle(track.close("cut"))
             self.active = []
-        starting = index in self.candidates
-        small_bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR) if self.active or starting else None  # KCF reads BGR
-        survivors = []
-        for track in self.active:
-            outcome = track.step(small_bgr, small_gray, frame)
-            if outcome is None:
-                survivors.append(track)
-            elif outcome == "done":
-                self.kept.append(track)
+        starting = index in self.candidates and index >= self.next_try
+        stepping = [t for t in self.active if t.wants(index)]
+        small_bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR) if stepping or starting else None  # KCF reads BGR
+        ended = set()
+        for track in stepping:
+            outcome = track.step(index, small_bgr, small_gray, frame)
+            self._settle(outcome)
+            if outcome.ended is None:
+                self._maybe_open(track)
             else:
-                self._drop(track, outcome)
-        self.active = survivors
+                ended.add(track.track_id)
+        # a track that can open no further window retires once its open ones have closed
+        self.active = [t for t in self.active
+                       if t.track_id not in ended and (t.windows or self._may_open_later(t))]
         if starting:
             self._start(index, frame, small_bgr, small_gray, is_cut)
         self.prev_frame = frame
 
-    def _drop(self, track: Track, reason: str) -> None:
-        self.result.tracks_rejected[reason] += 1
-        self.region_used[track.region] -= 1
+    def _settle(self, outcome: StepOutcome) -> None:
+        """Book what a track update gave: kept pairs, lost windows, the end of the track."""
+        self.kept.extend(outcome.pairs)
+        self.open_windows -= len(outcome.pairs) + len(outcome.windows_lost)
+        for window in outcome.windows_lost:
+            self.region_used[window.region] -= 1
+        self.result.tracks_rejected.update(outcome.dropped)
+
+    def _room(self) -> int:
+        """Windows that may still open under the per-video cap."""
+        return self.cfg.max_pairs_per_video - len(self.kept) - self.open_windows
+
+    def _window_allowed(self, track: Track, at: int) -> bool:
+        """Whether ``track`` may open a window at frame ``at``: on its pair_stride grid, closing within its span and
+        the video, under the per-video cap."""
+        cfg = self.cfg
+        return ((at - track.start) % cfg.pair_stride == 0 and at <= self.last_window_start
+                and at + cfg.track_length <= track.start + cfg.track_span and self._room() > 0)
+
+    def _maybe_open(self, track: Track) -> None:
+        if not self._window_allowed(track, track.last_frame):
+            return
+        region = _region(track.box, self.work_w, self.work_h, self.cfg.region_grid)
+        if self.region_used[region] >= self.cfg.max_pairs_per_region:
+            return
+        self.region_used[region] += 1
+        self.open_windows += 1
+        track.open_window(region)
+
+    def _may_open_later(self, track: Track) -> bool:
+        """False once a track can open no further window: it is retired when its open windows have closed."""
+        cfg = self.cfg
+        step = cfg.pair_stride
+        following = track.last_frame + step - (track.last_frame - track.start) % step
+        return (following <= self.last_window_start and following + cfg.track_length <= track.start + cfg.track_span
+                and self._room() > 0)
 
     def _start(self, index: int, frame: np.ndarray, small_bgr: np.ndarray, small_gray: np.ndarray,
                is_cut: bool) -> None:
@@ -150,7 +204,7 @@ class _Miner:
         motion = None
         if is_cut:
             reason = "cut"  # motion across a cut is meaningless
-        elif len(self.kept) + len(self.active) >= cfg.max_pairs_per_video:
+        elif self._room() <= 0:
             reason = "video_cap"
         elif len(self.active) >= cfg.max_active_tracks:
             reason = "busy"
@@ -158,27 +212,33 @@ class _Miner:
             motion = self.estimator(cv2.cvtColor(self.prev_frame, cv2.COLOR_RGB2GRAY),
                                     cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
             reason = _motion_blocker(motion, cfg)
+        started = 0
+        if reason is None:
+            result.starts_accepted += 1
+            room = min(cfg.boxes_per_start, cfg.max_active_tracks - len(self.active))
+            chosen = select_boxes(motion.points, motion.moving, (self.work_h, self.work_w), self.side, room,
+                                  self.margin, cfg.min_box_points, avoid=[t.box for t in self.active])
+            for box, _count in chosen:
+                region = _region(box, self.work_w, self.work_h, cfg.region_grid)
+                if self.region_used[region] >= cfg.max_pairs_per_region:
+                    continue
+                track = Track(self.next_id, index, box, _box_motion(motion, box), self.scale, small_bgr, small_gray,
+                              frame, cfg)
+                self.next_id += 1
+                self.active.append(track)
+                self._maybe_open(track)
+                started += 1
+            if not started:
+                reason = "no_box"
         if reason is not None:
             result.starts_rejected[reason] += 1
+        if reason in ("busy", "video_cap"):
             return
-        result.starts_accepted += 1
-        room = min(cfg.boxes_per_start, cfg.max_active_tracks - len(self.active),
-                   cfg.max_pairs_per_video - len(self.kept) - len(self.active))
-        chosen = select_boxes(motion.points, motion.moving, (self.work_h, self.work_w), self.side, room,
-                              self.margin, cfg.min_box_points,
-                              avoid=[] if cfg.overlap_running else [t.boxes[-1] for t in self.active])
-        started = 0
-        for box, _count in chosen:
-            region = _region(box, self.work_w, self.work_h, cfg.region_grid)
-            if self.region_used[region] >= cfg.max_pairs_per_region:
-                continue
-            self.region_used[region] += 1
-            self.active.append(Track(self.next_id, index, box, _box_motion(motion, box), region, self.scale,
-                                     small_bgr, small_gray, frame, cfg))
-            self.next_id += 1
-            started += 1
-        if not started:
-            result.starts_rejected["no_box"] += 1
+        # a candidate that was analysed and started nothing makes the next ones wait, up to a track length:
+        # motion analysis is the costliest step per frame, and a still scene seldom starts moving the next frame
+        self.fruitless = 0 if started else self.fruitless + 1
+        if self.fruitless:
+            self.next_try = index + min(cfg.start_stride * 2 ** (self.fruitless - 1), cfg.track_length)
 
     def finish(self, to_source: tuple[float, float]) -> VideoResult:
         """The result, boxes scaled to source pixels by ``to_source`` (sx, sy)."""
@@ -188,19 +248,21 @@ class _Miner:
             x, y, w, h = box
             return [round(x * sx, 2), round(y * sy, 2), round(w * sx, 2), round(h * sy, 2)]
 
+        for track in self.active:  # fewer frames decoded than announced
+            self._settle(track.close("video_ended"))
+        self.active = []
         result = self.result
-        result.tracks_rejected["video_ended"] += len(self.active)  # fewer frames decoded than announced
         result.tracks_rejected = +result.tracks_rejected  # drop zero counts
-        kept = sorted(self.kept, key=lambda t: t.track_id)
-        for track in kept:
-            result.records.append({"track_id": track.track_id, "start_frame": track.start, "end_frame": track.end,
-                                   "box_start": source_box(track.boxes[0]), "box_end": source_box(track.boxes[-1]),
-                                   "motion": round(track.motion, 4)})
-            result.track_boxes.append([source_box(b) for b in track.boxes])
+        kept = sorted(self.kept, key=lambda p: (p.track_id, p.start))
+        for pair in kept:
+            result.records.append({"track_id": pair.track_id, "start_frame": pair.start,
+                                   "end_frame": pair.end, "box_start": source_box(pair.steps[0].box),
+                                   "box_end": source_box(pair.steps[-1].box), "motion": round(pair.motion, 4)})
+            result.track_boxes.append([source_box(s.box) for s in pair.steps])
         if kept:
-            result.pairs = np.stack([np.stack([t.patches[0], t.patches[-1]]) for t in kept])
+            result.pairs = np.stack([np.stack([p.steps[0].patch, p.steps[-1].patch]) for p in kept])
             if self.cfg.store_tracks:
-                result.track_patches = np.stack([np.stack(t.patches) for t in kept])
+                result.track_patches = np.stack([np.stack([s.patch for s in p.steps]) for p in kept])
         return result
 
 

@@ -60,12 +60,20 @@ class PretrainConfig:
     budget_minutes: float = opt(9.0, "total wall-clock budget of `vidssl pretrain` (mining + training + evaluation)")
     mine_fraction: float = opt(0.3, "share of the budget mining may take (it stops starting new videos after it)")
     mine_workers: int = opt(2, "parallel mining processes")
+    held_out_tail: float = opt(0.2, "with --videos: this last fraction of every video is not trained on; its tracks "
+                                    "(mined apart, RUN/pairs_held_out) measure instance retrieval across time. "
+                                    "0: train on everything, no such evaluation")
     train_fraction: float = opt(0.75, "share of the budget left after mining that training takes (rest: evaluation)")
     run_mine: bool = opt(True, "stage switch: mine pairs")
     run_train: bool = opt(True, "stage switch: train")
     run_export: bool = opt(True, "stage switch: export the backbone")
     run_eval: bool = opt(True, "stage switch: evaluate (retrieval, DAVIS, flow where data exists)")
     run_report: bool = opt(True, "stage switch: write report.html and summary.json")
+
+    def validate(self) -> None:
+        if not 0.0 <= self.held_out_tail <= 0.5:
+            raise ConfigError(f"config key 'pretrain.held_out_tail': must be in [0, 0.5] (a fraction of every "
+                              f"video), got {self.held_out_tail!r}")
 
 
 @dataclass

@@ -25,19 +25,17 @@ class Scores:
     valid: torch.Tensor  # bool: candidate c may be a negative of pair i
 
 
-def candidate_mask(videos: torch.Tensor, same_video: bool) -> torch.Tensor:
-    """[P] video codes -> [P, 2P] bool: rows of other pairs, from other videos unless ``same_video``."""
-    P = videos.numel()
-    cand = videos.repeat(2)
-    if same_video:
-        pair_of_cand = torch.arange(P, device=videos.device).repeat(2)
-        return pair_of_cand[None, :] != torch.arange(P, device=videos.device)[:, None]
-    return cand[None, :] != videos[:, None]
+def candidate_mask(groups: torch.Tensor) -> torch.Tensor:
+    """[P] group codes -> [P, 2P] bool: candidate c may be a negative of pair i when it is from another group.
+
+    Groups are videos by default; with ``miner.same_video_negatives`` they are tracks (one tracker's pairs overlap
+    in time, so they are never each other's negatives). Either way a pair is never its own negative."""
+    return groups.repeat(2)[None, :] != groups[:, None]
 
 
 @torch.no_grad()
-def score_candidates(emb: torch.Tensor, videos: torch.Tensor, loss, same_video: bool) -> Scores:
-    """[2P, D] embeddings, [P] video codes -> every candidate's distance and loss."""
+def score_candidates(emb: torch.Tensor, groups: torch.Tensor, loss) -> Scores:
+    """[2P, D] embeddings, [P] group codes (see candidate_mask) -> every candidate's distance and loss."""
     P = emb.shape[0] // 2
     emb = emb.detach().float()
     d_anchor = loss.distance.pairwise(emb[:P], emb)
@@ -45,7 +43,7 @@ def score_candidates(emb: torch.Tensor, videos: torch.Tensor, loss, same_video: 
     idx = torch.arange(P, device=emb.device)
     d_ap = d_anchor[idx, P + idx]
     values = loss.from_distances(d_ap[:, None], d_anchor, d_pos)
-    return Scores(d_ap=d_ap, d_an=d_anchor, loss=values, valid=candidate_mask(videos, same_video))
+    return Scores(d_ap=d_ap, d_an=d_anchor, loss=values, valid=candidate_mask(groups))
 
 
 def _pick(mask: torch.Tensor, scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -110,9 +108,9 @@ def to_triplets(selected: torch.Tensor) -> Triplets:
     return Triplets(a=a, p=a + P, n=n)
 
 
-def validate_triplets(t: Triplets, videos: torch.Tensor, same_video: bool) -> None:
+def validate_triplets(t: Triplets, groups: torch.Tensor) -> None:
     """Raise ValueError unless every triplet is (anchor i, its positive P+i, a valid candidate of pair i)."""
-    P = videos.numel()
+    P = groups.numel()
     for name, x in (("a", t.a), ("p", t.p), ("n", t.n)):
         if x.dtype != torch.int64 or x.dim() != 1 or x.numel() != t.a.numel():
             raise ValueError(f"triplet index '{name}' must be a 1-D int64 tensor of length {t.a.numel()}")
@@ -122,8 +120,8 @@ def validate_triplets(t: Triplets, videos: torch.Tensor, same_video: bool) -> No
         raise ValueError("anchors must be rows 0..P-1 and each positive its anchor's row + P")
     if t.n.min() < 0 or t.n.max() >= 2 * P:
         raise ValueError(f"negative rows must be in [0, {2 * P})")
-    if not bool(candidate_mask(videos, same_video)[t.a, t.n].all()):
-        raise ValueError("a negative comes from the anchor's own pair" + ("" if same_video else " or video"))
+    if not bool(candidate_mask(groups)[t.a, t.n].all()):
+        raise ValueError("a negative comes from the anchor's own group (its video, or its track)")
 
 
 def neg_cosine(emb: torch.Tensor, valid: torch.Tensor) -> float:
@@ -157,10 +155,10 @@ class MiningSchedule:
         return "guard" if guarded else "main"
 
     @torch.no_grad()
-    def mine(self, emb: torch.Tensor, videos: torch.Tensor, step: int) -> tuple[Triplets, Scores, str]:
-        """[2P, D] embeddings, [P] video codes -> triplets, the candidate scores, and the phase used."""
-        same = self.cfg.same_video_negatives
-        s = score_candidates(emb, videos, self.loss, same)
+    def mine(self, emb: torch.Tensor, groups: torch.Tensor, step: int) -> tuple[Triplets, Scores, str]:
+        """[2P, D] embeddings, [P] group codes (see candidate_mask) -> triplets, the candidate scores, and the phase
+        used."""
+        s = score_candidates(emb, groups, self.loss)
         neg_cos = neg_cosine(emb, s.valid)
         m = self.cfg.guard_momentum
         if neg_cos == neg_cos:  # not NaN (a batch without candidates leaves the running mean alone)
@@ -169,7 +167,7 @@ class MiningSchedule:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         miner = self.main if phase == "main" else self.warmup
         t = to_triplets(miner.select(s, g))
-        validate_triplets(t, videos, same)
+        validate_triplets(t, groups)
         return t, s, phase
 
     def state_dict(self) -> dict:

@@ -49,8 +49,8 @@ def discover_eval_sets(root: Path | None, held_out_pairs: Path | None) -> list[E
     """Evaluation data found under ``root`` (a $VIDSSL_DATA-style folder, or one dataset folder itself).
 
     Recognised: ``retrieval/<set>/`` (image folders or labels.csv), ``davis/`` (JPEGImages + Annotations),
-    ``flow/`` (Sintel / Middlebury / KITTI pairs). ``held_out_pairs`` (tracks mined from videos not used for
-    training) adds track-instance retrieval.
+    ``flow/`` (Sintel / Middlebury / KITTI pairs). ``held_out_pairs`` (tracks mined from video never trained on:
+    held-out demo clips, or the held-out tail of the real videos) adds instance retrieval across time.
     """
     sets: list[EvalSet] = []
     if root is not None:
@@ -134,6 +134,7 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
     stages = Stages(run)
     deadline = time.monotonic() + 60 * p.budget_minutes
     held_out_videos: Path | None = None
+    train_mine, held_out_mine = cfg.mine, cfg.mine
     if videos is None:
         d = cfg.demo
         videos = run / "demo_videos"
@@ -142,6 +143,13 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
         held_out_videos = run / "demo_videos_held_out"
         make_demo_videos(held_out_videos, max(2, d.num // 2), d.seed + 1000, d.frames, d.width, d.height, d.fps)
         cfg = dataclasses.replace(cfg, mine=dataclasses.replace(cfg.mine, box_fraction=d.mine_box_fraction))
+        train_mine = held_out_mine = cfg.mine
+    elif p.held_out_tail > 0:
+        # the end of every video is held out: trained on up to it, evaluated on tracks after it (across time)
+        held_out_videos = Path(videos)
+        split = round(1.0 - p.held_out_tail, 6)
+        train_mine = dataclasses.replace(cfg.mine, time_range=[0.0, split])
+        held_out_mine = dataclasses.replace(cfg.mine, time_range=[split, 1.0])
     videos = Path(videos)
     if eval_data is None:
         eval_data = default_eval_root()
@@ -151,12 +159,13 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
 
     def mine() -> dict:
         mine_budget = remaining_s() * p.mine_fraction
-        summary = tracking.mine_folder(videos, run / "pairs", cfg.mine, video_backend=cfg.video.backend,
+        summary = tracking.mine_folder(videos, run / "pairs", train_mine, video_backend=cfg.video.backend,
                                        workers=p.mine_workers, seed=cfg.seed, progress=progress,
                                        time_budget_s=mine_budget)
         if held_out_videos is not None:
-            tracking.mine_folder(held_out_videos, run / "pairs_held_out", cfg.mine, video_backend=cfg.video.backend,
-                                 workers=p.mine_workers, seed=cfg.seed, progress=progress)
+            tracking.mine_folder(held_out_videos, run / "pairs_held_out", held_out_mine,
+                                 video_backend=cfg.video.backend, workers=p.mine_workers, seed=cfg.seed,
+                                 progress=progress)
         if not summary.get("pairs"):
             raise VidsslError(f"mining {videos} produced no pairs (see {run / 'pairs' / 'dataset.json'}); "
                               "check the videos have moving objects, or relax mine.* thresholds")

@@ -278,12 +278,13 @@ class TrainStep:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def __call__(self, x: torch.Tensor, videos: torch.Tensor, step: int) -> StepOutput:
-        """x: [2P, 3, S, S] normalised (anchors, then positives); videos: [P] video codes."""
+    def __call__(self, x: torch.Tensor, groups: torch.Tensor, step: int) -> StepOutput:
+        """x: [2P, 3, S, S] normalised (anchors, then positives); groups: [P] codes, negatives come from other
+        groups (vidssl.miners.candidate_mask)."""
         autocast = torch.autocast(self.device.type, dtype=self.amp) if self.amp else nullcontext()
         with autocast:
             emb = self.net(x)
-        triplets, scores, phase = self.schedule.mine(emb, videos, step)
+        triplets, scores, phase = self.schedule.mine(emb, groups, step)
         values = self.loss_fn.per_triplet(emb, triplets)
         loss = self.reducer(values, triplets, self.capacity)
         out = StepOutput(loss, emb, values, triplets, scores, phase, torch.zeros(()), None)
@@ -412,7 +413,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
                                rank=d.rank, world=d.world)
     loader = make_loader(PairPatches(pairs, cfg.data), sampler, cfg.data, pin_memory=dev.type == "cuda",
                          seed=cfg.seed)
-    video_codes = torch.from_numpy(pairs.video).long()
+    # negatives come from other videos, or with same_video_negatives from other tracks (never the anchor's own)
+    group_codes = torch.from_numpy(pairs.track if cfg.miner.same_video_negatives else pairs.video).long()
     runlog = RunLog(run_dir, start, d.main)
 
     def checkpoint(step: int, metrics: dict) -> None:
@@ -439,10 +441,10 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     try:
         for patches, index in loader:
             x = to_input(patches, mean, std, dev, channels_last)
-            videos = video_codes[index].to(dev)
+            groups = group_codes[index].to(dev)
             lr = tc.lr * lr_factor(step, total, tc)
             stepper.set_lr(lr)
-            out = stepper(x, videos, step)
+            out = stepper(x, groups, step)
             if out.diverged:
                 raise TrainingDiverged(_diverged_message(out.diverged, step, last_ckpt, ckpt_path))
             step += 1

@@ -1,13 +1,16 @@
-"""Which pairs go in which batch: P pairs from distinct tracks, spread over the videos, deterministic per step.
+"""Which pairs go in which batch: P pairs spread over the videos and tracks, deterministic per step.
+
+A tracker yields a pair every few frames (tracking/track.py), so one track may hold many pairs; a batch takes at
+most ceil(P / tracks) pairs of one track (pairs from distinct tracks whenever there are P tracks or more).
 
 Each epoch is a fixed function of (seed, epoch): every video's pairs are shuffled and the videos interleaved in
 proportion to their size, so each batch draws from every video that holds at least 1/P of the pairs. A pair whose
-track is already in the current batch waits for the next one. Global batch ``g`` goes to process ``g % world``; a
+track already has its share of the current batch waits for the next one. Global batch ``g`` goes to process ``g % world``; a
 process at step ``s`` takes global batch ``s * world + rank``, so resuming at a step needs nothing but the step.
 """
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from typing import Iterator
 
 import numpy as np
@@ -25,19 +28,20 @@ def epoch_batches(video: np.ndarray, track: np.ndarray, batch_pairs: int, seed: 
         order = rng.permutation(members.size)
         keys[members[order]] = (np.arange(members.size) + rng.random()) / members.size
     stream = np.lexsort((rng.random(video.size), keys))  # key order; ties broken at random
-    batches, current, in_batch, waiting = [], [], set(), deque()
+    share = -(-batch_pairs // np.unique(track).size)  # most pairs of one track in a batch
+    batches, current, in_batch, waiting = [], [], Counter(), deque()
     for i in stream:
         waiting.append(int(i))
-        for _ in range(len(waiting)):  # take every waiting pair whose track is not yet in the batch
+        for _ in range(len(waiting)):  # take every waiting pair whose track still has room in the batch
             j = waiting.popleft()
-            if track[j] in in_batch:
+            if in_batch[track[j]] >= share:
                 waiting.append(j)
                 continue
             current.append(j)
-            in_batch.add(track[j])
+            in_batch[track[j]] += 1
             if len(current) == batch_pairs:
                 batches.append(current)
-                current, in_batch = [], set()
+                current, in_batch = [], Counter()
     return np.asarray(batches, dtype=np.int64).reshape(-1, batch_pairs)
 
 
@@ -47,9 +51,9 @@ class PairBatchSampler(Sampler):
 
     def __init__(self, video: np.ndarray, track: np.ndarray, batch_pairs: int, seed: int, steps: int,
                  start_step: int = 0, rank: int = 0, world: int = 1) -> None:
-        if np.unique(track).size < batch_pairs:
-            raise VidsslError(f"the pairs come from {np.unique(track).size} tracks, fewer than a batch of "
-                              f"{batch_pairs} pairs from distinct tracks; lower train.batch_pairs or mine more videos")
+        if track.size < batch_pairs:
+            raise VidsslError(f"{track.size} pairs, fewer than a batch of {batch_pairs}; lower train.batch_pairs or "
+                              f"mine more videos")
         self.video, self.track, self.batch_pairs, self.seed = video, track, batch_pairs, seed
         self.steps, self.start_step, self.rank, self.world = steps, start_step, rank, world
         self._epoch, self._batches, self._first = -1, np.zeros((0, batch_pairs), np.int64), 0
@@ -66,7 +70,7 @@ class PairBatchSampler(Sampler):
             self._epoch += 1
             self._batches = epoch_batches(self.video, self.track, self.batch_pairs, self.seed, self._epoch)
             if len(self._batches) == 0:
-                raise VidsslError(f"not one batch of {self.batch_pairs} pairs from distinct tracks could be formed")
+                raise VidsslError(f"not one batch of {self.batch_pairs} pairs could be formed")
         return self._batches[g - self._first]
 
     def epoch_of(self, g: int) -> int:

@@ -86,8 +86,9 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
     if len(queries) == 0:
         raise RetrievalDataError(f"{data_dir}: no readable image to query with")
     exclude = None
+    min_gap = cfg.min_gap if data.min_gap is None else data.min_gap
     if data.groups is not None:
-        exclude = exclude_same_group_within(data.groups[queries], data.times[queries], cfg.min_gap)
+        exclude = exclude_same_group_within(data.groups[queries], data.times[queries], min_gap)
 
     rng = np.random.default_rng(cfg.seed)
     shown = np.sort(rng.choice(len(queries), size=min(cfg.grid_queries, len(queries)), replace=False))
@@ -101,7 +102,7 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
             seed=cfg.seed, kmeans_iters=cfg.kmeans_iters, keep=cfg.grid_neighbours)
         if scores.lone_queries == scores.num_queries:
             raise RetrievalDataError(f"{data_dir}: no query has a relevant reference (every label occurs once, or "
-                                     f"only within min_gap={cfg.min_gap} frames); nothing to measure")
+                                     f"only within min_gap={min_gap} frames); nothing to measure")
         results[name] = {**scores.to_dict(), "feature_dim": int(f.shape[1])}
         pool = queries if references is None else references
         rows = []
@@ -122,7 +123,7 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
         "queries": int(len(queries)),
         "references": int(len(queries) if references is None else len(references)),
         "labels": int(len(np.unique(data.labels[ok]))),
-        "protocol": _PROTOCOLS[data.kind].format(min_gap=cfg.min_gap),
+        "protocol": _PROTOCOLS[data.kind].format(min_gap=min_gap),
         "skipped": data.skipped,
         "models": results,
         "grids": {name: path.name for name, path in grids.items()},
@@ -138,7 +139,8 @@ _PROTOCOLS = {
     "images": "category retrieval: every image queries all the others",
     "davis": "instance retrieval: each object crop queries crops of its sequence >= {min_gap} frames away and all "
              "crops of other sequences",
-    "tracks": "instance retrieval: the first patch of each mined track queries the last patches of all tracks",
+    "tracks": "instance retrieval across time: each tracked patch queries its own track's patches >= {min_gap} "
+              "frames away and every patch of the other tracks",
 }
 
 

@@ -5,8 +5,10 @@
 - ``davis``: instance retrieval across time on DAVIS-layout sequences; each annotated object in each frame is
   cropped (square around the mask box plus a margin); label = sequence + object; a crop queries crops of its own
   sequence at least ``min_gap`` frames away, and every crop of the other sequences.
-- ``tracks``: a pair dataset written by ``vidssl mine`` (``dataset.json`` + ``manifest.jsonl`` + shards); label =
-  the track; the first patch of each track queries the last patches of all tracks.
+- ``tracks``: instance retrieval across time on a pair dataset written by ``vidssl mine`` (``dataset.json`` +
+  ``manifest.jsonl`` + shards): every tracked patch (both ends of every pair, each frame of a track once) queries
+  the patches of its own track at least ``track_length`` frames away and every patch of the other tracks; label =
+  the track (one tracker).
 """
 from __future__ import annotations
 
@@ -115,7 +117,8 @@ class RetrievalSet:
     """N square images with labels, and who queries whom.
 
     ``queries``/``references``: item indices; ``references=None`` means the queries search each other (the query
-    itself excluded). ``groups``/``times`` ([N] ints, DAVIS): same group and ``|dt| < min_gap`` is not retrievable.
+    itself excluded). ``groups``/``times`` ([N] ints: DAVIS, tracks): same group and ``|dt| < min_gap`` is not
+    retrievable; ``min_gap`` None means the config's.
     """
 
     kind: str
@@ -127,6 +130,7 @@ class RetrievalSet:
     references: np.ndarray | None  # [M] int64, or None
     groups: np.ndarray | None = None
     times: np.ndarray | None = None
+    min_gap: int | None = None
     skipped: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -260,48 +264,56 @@ def load_davis_set(root: str | os.PathLike, cfg: RetrievalConfig) -> RetrievalSe
 
 
 def load_track_set(root: str | os.PathLike, cfg: RetrievalConfig) -> RetrievalSet:
-    """Instance retrieval on mined tracks: first patch of each pair (query) vs last patches (references)."""
+    """Instance retrieval across time on mined tracks: items are the tracked patches (a frame of a track once, though
+    the end of one pair may be the start of another); a patch retrieves its own track's patches at least the
+    dataset's ``track_length`` frames away among every patch of the other tracks."""
     root = Path(root)
     manifest = root / "manifest.jsonl"
     if not manifest.is_file():
         raise RetrievalDataError(f"{root}: no manifest.jsonl; pass a pair dataset written by `vidssl mine`")
-    records = []
+    refs, labels, times, captions = [], [], [], []
+    label_of: dict[tuple[str, int], int] = {}
+    seen: set[tuple[str, int, int]] = set()
+    shard_len: dict[Path, int] = {}
     with open(manifest) as fh:
         for line_no, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
-                records.append((str(rec["video_id"]), int(rec["track_id"]), str(rec["shard"]), int(rec["offset"]),
-                                rec.get("video", rec["video_id"]), int(rec.get("start_frame", -1)),
-                                int(rec.get("end_frame", -1))))
+                video_id, track_id = str(rec["video_id"]), int(rec["track_id"])
+                shard, offset = root / str(rec["shard"]), int(rec["offset"])
+                ends = (int(rec["start_frame"]), int(rec["end_frame"]))
+                video = str(rec.get("video", video_id))
             except (ValueError, KeyError, TypeError) as e:
                 raise RetrievalDataError(f"{manifest}:{line_no}: malformed pair record ({e.__class__.__name__}: "
                                          f"{e}); re-run `vidssl mine`") from None
-    if not records:
+            if shard not in shard_len:
+                shard_len[shard] = _check_shard(shard)
+            if not 0 <= offset < shard_len[shard]:
+                raise RetrievalDataError(f"{shard}: manifest offset {offset} is outside the shard's "
+                                         f"{shard_len[shard]} pairs; the dataset is damaged, re-run `vidssl mine`")
+            label = label_of.setdefault((video_id, track_id), len(label_of))
+            for which, frame in enumerate(ends):
+                if (video_id, track_id, frame) in seen:
+                    continue
+                seen.add((video_id, track_id, frame))
+                refs.append((shard, offset, which))
+                labels.append(label)
+                times.append(frame)
+                captions.append(f"{video} track {track_id} frame {frame}")
+    if not refs:
         raise RetrievalDataError(f"{manifest}: no pairs; mine more videos or lower the mining thresholds")
-    shard_len: dict[Path, int] = {}
-    for _, _, shard, offset, *_ in records:
-        path = root / shard
-        if path not in shard_len:
-            shard_len[path] = _check_shard(path)
-        if not 0 <= offset < shard_len[path]:
-            raise RetrievalDataError(f"{path}: manifest offset {offset} is outside the shard's {shard_len[path]} "
-                                     f"pairs; the dataset is damaged, re-run `vidssl mine`")
-    label_of: dict[tuple[str, int], int] = {}
-    for video_id, track_id, *_ in records:
-        label_of.setdefault((video_id, track_id), len(label_of))
-    refs, labels, captions = [], [], []
-    for which in (0, 1):
-        for video_id, track_id, shard, offset, video, start, end in records:
-            refs.append((root / shard, offset, which))
-            labels.append(label_of[(video_id, track_id)])
-            captions.append(f"{video} track {track_id} frame {start if which == 0 else end}")
-    n = len(records)
+    try:
+        gap = int(json.loads((root / "dataset.json").read_text())["track_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        gap = cfg.min_gap  # a hand-made pair set without the miner's summary
     names = {label: f"{video_id}#{track_id}" for (video_id, track_id), label in label_of.items()}
+    n = len(refs)
     return RetrievalSet(kind="tracks", items=ShardPatches(refs, cfg.image_size),
                         labels=np.asarray(labels, dtype=np.int64), label_names=names, captions=captions,
-                        queries=np.arange(n), references=np.arange(n, 2 * n))
+                        queries=np.arange(n), references=None, groups=np.asarray(labels, dtype=np.int64),
+                        times=np.asarray(times, dtype=np.int64), min_gap=gap)
 
 
 def _check_shard(path: Path) -> int:
