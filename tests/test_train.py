@@ -103,3 +103,33 @@ def test_shipped_training_configs_load():
     assert gpu.model.arch == "resnet50" and gpu.train.device == "cuda" and gpu.train.precision == "bf16"
     with pytest.raises(ConfigError, match="train.schedule"):
         load_config(None, ["train.schedule=linear"])
+
+
+def test_same_video_negatives_come_from_other_tracks(tmp_path, monkeypatch):
+    # one video, 8 tracks of 3 pairs each (as one tracker yields several pairs): negatives must come from other
+    # tracks, so the miner is given track codes, and a batch of 12 holds at most ceil(12 / 8) = 2 pairs per track
+    import numpy as np
+
+    from train_utils import write_pairs
+    from vidssl.miners import MiningSchedule
+
+    rng = np.random.default_rng(0)
+    patches = rng.integers(0, 256, size=(24, 2, 40, 40, 3), dtype=np.uint8)
+    one_video = write_pairs(tmp_path / "pairs", patches, ["v0"] * 24, [i // 3 for i in range(24)])
+    with pytest.raises(Exception, match="all pairs come from one video"):
+        train(one_video, tmp_path / "run0", load_config(None, TINY + ["train.steps=2"]), progress=False)
+    seen = []
+    original = MiningSchedule.mine
+
+    def spy(self, emb, groups, step):
+        seen.append(groups.tolist())
+        return original(self, emb, groups, step)
+
+    monkeypatch.setattr(MiningSchedule, "mine", spy)
+    stats = train(one_video, tmp_path / "run", load_config(None, TINY + ["train.steps=3",
+                                                                        "miner.same_video_negatives=true"]),
+                  progress=False)
+    assert stats["step"] == 3 and len(seen) == 3
+    for groups in seen:
+        counts = np.bincount(groups)
+        assert len(groups) == 12 and counts.max() <= 2 and (counts > 0).sum() >= 6

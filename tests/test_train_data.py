@@ -72,14 +72,28 @@ def test_epoch_batches_distinct_tracks_spread_over_videos():
 
 
 def test_epoch_batches_share_few_tracks_evenly():
-    # 3 videos x 2 long tracks (one tracker: a pair every few frames), P = 8 -> at most ceil(8 / 6) = 2 per track
+    # 3 videos x 2 long tracks (one tracker: a pair every few frames), P = 8: each track is 1/6 of every batch
     video = np.repeat(np.arange(3), 30)
     track = np.repeat(np.arange(6), 15)
     batches = epoch_batches(video, track, batch_pairs=8, seed=0, epoch=0)
-    assert len(batches) >= 9
+    assert len(batches) == 90 // 8
     for b in batches:
-        assert max(np.bincount(track[b])) <= 2
+        assert max(np.bincount(track[b])) <= 2 and len(set(video[b].tolist())) == 3
     assert len(set(batches.ravel().tolist())) == batches.size
+
+
+def test_epoch_batches_use_every_pair_when_track_sizes_are_skewed():
+    # track sizes as mined from the 9 real clips: a few long trackers, many short ones
+    sizes = [46, 46, 46, 33, 21, 21, 18, 16, 15, 15, 14, 10, 9, 7, 7, 5, 4, 4, 3, 3, 3, 3, 2, 2, 2]
+    track = np.repeat(np.arange(len(sizes)), sizes)
+    video = track % 7
+    for seed in range(3):
+        batches = epoch_batches(video, track, batch_pairs=64, seed=seed, epoch=0)
+        assert len(batches) == track.size // 64  # every full batch the epoch holds
+        assert len(set(batches.ravel().tolist())) == batches.size
+        fair = np.ceil(64 * np.array(sizes) / track.size)  # a track's share of a batch, rounded up
+        for b in batches:
+            assert (np.bincount(track[b], minlength=len(sizes)) <= fair + 1).all()
 
 
 def test_sampler_resumes_and_shards_by_rank():

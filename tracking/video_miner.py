@@ -234,11 +234,12 @@ class _Miner:
             result.starts_rejected[reason] += 1
         if reason in ("busy", "video_cap"):
             return
-        # a candidate that was analysed and started nothing makes the next ones wait, up to a track length:
-        # motion analysis is the costliest step per frame, and a still scene seldom starts moving the next frame
-        self.fruitless = 0 if started else self.fruitless + 1
+        # a candidate that was analysed and started nothing makes the next ones wait, up to 4 strides: motion
+        # analysis is the costliest step per frame, and a still scene seldom starts moving the next frame (a wait
+        # of a whole track length missed every moving moment of a real clip with short bursts of motion)
+        self.fruitless = 0 if started else min(self.fruitless + 1, 3)
         if self.fruitless:
-            self.next_try = index + min(cfg.start_stride * 2 ** (self.fruitless - 1), cfg.track_length)
+            self.next_try = index + cfg.start_stride * 2 ** (self.fruitless - 1)
 
     def finish(self, to_source: tuple[float, float]) -> VideoResult:
         """The result, boxes scaled to source pixels by ``to_source`` (sx, sy)."""

@@ -1,16 +1,18 @@
 """Which pairs go in which batch: P pairs spread over the videos and tracks, deterministic per step.
 
-A tracker yields a pair every few frames (tracking/track.py), so one track may hold many pairs; a batch takes at
-most ceil(P / tracks) pairs of one track (pairs from distinct tracks whenever there are P tracks or more).
+A tracker yields a pair every few frames (tracking/track.py), so one track may hold many pairs. Each epoch, every
+track's pairs are spread evenly through its video's share of the epoch and every video's through the epoch, then
+the stream is cut into batches: every pair once per epoch, and a track holding a fraction f of the pairs gets about
+f * P of each batch. An earlier rule, "at most
+ceil(P / tracks) pairs of a track per batch", starved the epoch once the short tracks were used up: on the 9 real
+clips it formed one batch per epoch, always holding the short tracks' pairs.
 
-Each epoch is a fixed function of (seed, epoch): every video's pairs are shuffled and the videos interleaved in
-proportion to their size, so each batch draws from every video that holds at least 1/P of the pairs. A pair whose
-track already has its share of the current batch waits for the next one. Global batch ``g`` goes to process ``g % world``; a
-process at step ``s`` takes global batch ``s * world + rank``, so resuming at a step needs nothing but the step.
+Each epoch is a fixed function of (seed, epoch), so each batch draws from every video that holds at least 1/P of the
+pairs. Global batch ``g`` goes to process ``g % world``; a process at step ``s`` takes global batch
+``s * world + rank``, so resuming at a step needs nothing but the step.
 """
 from __future__ import annotations
 
-from collections import Counter, deque
 from typing import Iterator
 
 import numpy as np
@@ -19,30 +21,26 @@ from torch.utils.data import Sampler
 from vidssl.errors import VidsslError
 
 
+def _spread(members: np.ndarray, order_keys: np.ndarray, rng: np.random.Generator, keys: np.ndarray) -> None:
+    """Give ``members`` (taken in ``order_keys`` order, ties at random) evenly spaced keys in [0, 1)."""
+    order = members[np.lexsort((rng.random(members.size), order_keys))]
+    keys[order] = (np.arange(members.size) + rng.random()) / members.size
+
+
 def epoch_batches(video: np.ndarray, track: np.ndarray, batch_pairs: int, seed: int, epoch: int) -> np.ndarray:
-    """[N] video codes, [N] track codes -> [B, P] pair indices of one epoch (the incomplete rest is dropped)."""
+    """[N] video codes, [N] track codes -> [B, P] pair indices of one epoch, B = N // P (the rest is dropped)."""
     rng = np.random.default_rng([seed, epoch])
-    keys = np.empty(video.size)
-    for v in np.unique(video):
+    n = video.size
+    in_track = np.empty(n)
+    for t in np.unique(track):  # each track's pairs, shuffled, spread evenly over its video's share
+        members = np.flatnonzero(track == t)
+        _spread(members, rng.random(members.size), rng, in_track)
+    keys = np.empty(n)
+    for v in np.unique(video):  # each video's pairs, tracks interleaved, spread evenly over the epoch
         members = np.flatnonzero(video == v)
-        order = rng.permutation(members.size)
-        keys[members[order]] = (np.arange(members.size) + rng.random()) / members.size
-    stream = np.lexsort((rng.random(video.size), keys))  # key order; ties broken at random
-    share = -(-batch_pairs // np.unique(track).size)  # most pairs of one track in a batch
-    batches, current, in_batch, waiting = [], [], Counter(), deque()
-    for i in stream:
-        waiting.append(int(i))
-        for _ in range(len(waiting)):  # take every waiting pair whose track still has room in the batch
-            j = waiting.popleft()
-            if in_batch[track[j]] >= share:
-                waiting.append(j)
-                continue
-            current.append(j)
-            in_batch[track[j]] += 1
-            if len(current) == batch_pairs:
-                batches.append(current)
-                current, in_batch = [], Counter()
-    return np.asarray(batches, dtype=np.int64).reshape(-1, batch_pairs)
+        _spread(members, in_track[members], rng, keys)
+    stream = np.lexsort((rng.random(n), keys))  # key order; ties broken at random
+    return stream[:n // batch_pairs * batch_pairs].reshape(-1, batch_pairs).astype(np.int64)
 
 
 class PairBatchSampler(Sampler):
