@@ -48,6 +48,17 @@ def test_overrides_apply_in_order_and_file_then_override(tmp_path):
     assert load_config(overrides=["video.backend=pyav"]).video.backend == "pyav"
 
 
+def test_exponent_numbers_are_numbers(tmp_path):
+    # YAML 1.1 would read 1e-3 (no dot) as a string, and a float key would reject it
+    assert load_config(overrides=["train.lr=1e-3"]).train.lr == 0.001
+    assert load_config(overrides=["train.weight_decay=5E-4"]).train.weight_decay == 0.0005
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  lr: 2e-2\n  milestones: [5e-1, 0.75]\n")
+    cfg = load_config(f)
+    assert cfg.train.lr == 0.02 and cfg.train.milestones == [0.5, 0.75]
+    assert load_config(overrides=["video.backend=pyav"]).video.backend == "pyav"  # words stay words
+
+
 def test_missing_or_invalid_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
@@ -77,3 +88,13 @@ def test_resolved_config_records_versions(tmp_path):
     for key in ("vidssl", "torch", "opencv", "pyav", "git_sha", "python"):
         assert key in data["versions"]
     assert data["versions"]["torch"]
+
+
+def test_recording_versions_does_not_import_torch():
+    # a mining-only process stays light: versions come from package metadata unless already imported
+    import subprocess
+    import sys
+
+    code = ("import sys; from vidssl.config import versions; v = versions(); "
+            "assert 'torch' not in sys.modules, 'torch imported'; assert v['torch'] and v['opencv'], v")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -170,6 +170,6 @@ def test_cli_mines_a_video_folder(tmp_path, capsys):
     mined = json.loads((out / "pairs" / "dataset.json").read_text())
     result = json.loads((out / "metrics.json").read_text())
     assert result["kind"] == "tracks" and mined["pairs"] > 0
-    patches = {(r["video_id"], r["track_id"], r[end]) for r in map(json.loads, (out / "pairs" / "manifest.jsonl").open())
-               for end in ("start_frame", "end_frame")}
+    records = map(json.loads, (out / "pairs" / "manifest.jsonl").read_text().splitlines())
+    patches = {(r["video_id"], r["track_id"], r[end]) for r in records for end in ("start_frame", "end_frame")}
     assert result["queries"] == result["references"] == len(patches)  # each tracked frame once

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import types
@@ -185,6 +186,21 @@ def _merge(base: dict, update: dict) -> dict:
     return out
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; numbers are read as YAML 1.2 and Python do."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+               r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``'train.lr=0.01'`` -> (['train', 'lr'], 0.01). The value is parsed as YAML (so ``true``, ``[1, 2]`` work)."""
     if "=" not in text:
@@ -195,7 +211,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not p for p in parts):
         raise ConfigError(f"malformed override '{text}': expected section.key=value, e.g. train.lr=0.01")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as e:
         raise ConfigError(f"malformed override '{text}': value is not valid YAML ({e.__class__.__name__})") from None
     return parts, value
@@ -209,7 +225,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}; pass a YAML file such as configs/default.yaml")
         try:
-            loaded = yaml.safe_load(p.read_text())
+            loaded = _yaml(p.read_text())
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
         if loaded is None:
@@ -252,13 +268,30 @@ def versions() -> dict:
 
     out: dict = {"vidssl": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
                  "git_sha": git_sha()}
-    for name, mod in (("torch", "torch"), ("torchvision", "torchvision"), ("opencv", "cv2"), ("pyav", "av"),
-                      ("decord", "decord"), ("numpy", "numpy")):
-        try:
-            out[name] = str(__import__(mod).__version__)  # torch: a str subclass yaml cannot dump
-        except Exception:  # an optional backend that is absent or broken is recorded, not fatal
-            out[name] = None
+    for name, module, dists in (("torch", "torch", ("torch",)), ("torchvision", "torchvision", ("torchvision",)),
+                                ("opencv", "cv2", ("opencv-contrib-python", "opencv-python")),
+                                ("pyav", "av", ("av",)), ("decord", "decord", ("decord",)),
+                                ("numpy", "numpy", ("numpy",))):
+        out[name] = _version(module, dists)
     return out
+
+
+def _version(module: str, dists: tuple[str, ...]) -> str | None:
+    """The version of an imported module, else of its installed distribution (importing torch only to read its
+    version would cost a mining-only process ~800 MB); None when absent."""
+    if module in sys.modules:
+        try:
+            return str(sys.modules[module].__version__)  # torch: a str subclass yaml cannot dump
+        except AttributeError:
+            pass
+    from importlib import metadata
+
+    for dist in dists:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def write_resolved(cfg: Config, out_dir: str | os.PathLike, name: str = "config.yaml") -> Path:
