@@ -108,3 +108,15 @@ def test_real_video_runs_hold_out_the_end_of_every_video(tmp_path):
     # 100 frames, the last 40% held out: training pairs lie in frames 0-59, held-out tracks in 60-99
     assert max(r["end_frame"] for r in train) <= 59 and min(r["start_frame"] for r in held_out) >= 60
     assert {r["video"] for r in held_out} <= {p.name for p in (tmp_path / "videos").glob("*.mp4")}
+
+
+def test_eval_sets_of_a_single_davis_folder_keep_the_held_out_tracks(tmp_path):
+    from vidssl.pipeline import discover_eval_sets
+
+    (tmp_path / "davis" / "JPEGImages").mkdir(parents=True)
+    (tmp_path / "held_out").mkdir()
+    (tmp_path / "held_out" / "manifest.jsonl").write_text("")
+    sets = discover_eval_sets(tmp_path / "davis", tmp_path / "held_out")
+    assert [(s.task, s.name) for s in sets] == [("davis", "davis"), ("retrieval", "davis_instances"),
+                                                ("retrieval", "tracks_held_out")]
+    assert [s.name for s in discover_eval_sets(None, tmp_path / "missing")] == []

@@ -57,10 +57,10 @@ def discover_eval_sets(root: Path | None, held_out_pairs: Path | None) -> list[E
         root = Path(root)
         if not root.is_dir():
             raise VidsslError(f"--eval-data {root}: no such folder")
-        if (root / "JPEGImages").is_dir():
-            return [EvalSet("davis", "davis", root), EvalSet("retrieval", "davis_instances", root, "davis")]
         retrieval = root / "retrieval"
-        if retrieval.is_dir():
+        if (root / "JPEGImages").is_dir():
+            sets += [EvalSet("davis", "davis", root), EvalSet("retrieval", "davis_instances", root, "davis")]
+        elif retrieval.is_dir():
             for sub in sorted(p for p in retrieval.iterdir() if p.is_dir()):
                 sets.append(EvalSet("retrieval", sub.name, sub, "images"))
         elif (root / "labels.csv").is_file():
