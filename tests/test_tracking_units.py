@@ -15,7 +15,7 @@ from tracking.cuts import cut_score, detect_cuts, thumbnail
 from tracking.dataset import video_id
 from tracking.motion import MotionEstimator
 from tracking.track import Track, crop, ncc
-from tracking.video_miner import start_frames
+from tracking.video_miner import shrink, shrink_factor, start_frames
 from vidssl.commands.mine import parse_shard
 from vidssl.config import load_config
 from vidssl.errors import ConfigError, VidsslError
@@ -51,6 +51,17 @@ def naive_best_boxes(points, moving, shape, side, k, margin, min_points):
                 best, best_count = (x, y), count
         if best is None:
             break
+        # among the tied positions, the one centred nearest the centroid of the first one's points
+        bx, by = best
+        inside = [(int(px), int(py)) for (px, py), m in zip(points, moving)
+                  if m and bx <= int(px) < bx + side and by <= int(py) < by + side]
+        cx, cy = np.mean([p[0] for p in inside]), np.mean([p[1] for p in inside])
+        tied = [(x, y) for x, y in positions
+                if not any(x < ox + side and ox < x + side and y < oy + side and oy < y + side
+                           for (ox, oy), _ in chosen)
+                and sum(m for (px, py), m in zip(points, moving)
+                        if x <= int(px) < x + side and y <= int(py) < y + side) == best_count]
+        best = min(tied, key=lambda q: (q[0] + side / 2 - cx) ** 2 + (q[1] + side / 2 - cy) ** 2)
         chosen.append((best, best_count))
     return chosen
 
@@ -69,6 +80,15 @@ def test_select_boxes_matches_brute_force(seed):
     want = naive_best_boxes(points, moving, shape, side, k=3, margin=2, min_points=3)
     assert [((int(b[0]), int(b[1])), c) for b, c in got] == want
     assert len(got) >= 2
+
+
+def test_select_boxes_centres_a_small_object():
+    # 9 moving points in a 6 px square around (40, 30); a 20 px box holds them all from many positions
+    points = np.array([[38 + dx, 28 + dy] for dx in range(0, 6, 2) for dy in range(0, 6, 2)], np.float32)
+    (box, count), = select_boxes(points, np.ones(len(points), bool), (60, 80), 20, k=1, margin=0, min_points=3)
+    assert count == 9
+    # centroid (40, 30): the box centre lands within half a grid step of it
+    assert abs(box[0] + 10 - 40) <= STRIDE / 2 and abs(box[1] + 10 - 30) <= STRIDE / 2
 
 
 def test_select_boxes_respects_margin_avoid_and_minimum():
@@ -297,3 +317,16 @@ def test_parse_shard():
     for bad in ("2/2", "x", "1/0", "-1/2"):
         with pytest.raises(VidsslError):
             parse_shard(bad, {})
+
+
+def test_shrink_is_a_block_mean_and_factors_are_fast_ones():
+    # the tracking frame: k x k block means (exactly the area resize), against a naive reshape-mean
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (73, 101, 3)).astype(np.uint8)
+    for k in (1, 2, 3, 4, 6, 8, 12):
+        h, w = 73 // k, 101 // k
+        want = frame[:h * k, :w * k].astype(np.float64).reshape(h, k, w, k, 3).mean(axis=(1, 3))
+        got = shrink(frame, k)
+        assert got.shape == (h, w, 3) and np.abs(got - want).max() <= 1.5, k  # uint8 rounding at each halving
+    # nearest in log scale among 2^a and 3 * 2^a
+    assert [shrink_factor(r) for r in (0.4, 1.3, 2.2, 2.9, 3.6, 5.3, 7.0, 10.0)] == [1, 1, 2, 3, 4, 6, 8, 12]

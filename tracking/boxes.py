@@ -15,9 +15,10 @@ def select_boxes(points: np.ndarray, moving: np.ndarray, shape: tuple[int, int],
     points: (N, 2) x, y of all analysed points (working px); moving: (N,) bool; shape: (H, W) of the frame. A box
     lies at least ``margin`` px inside the frame, holds at least ``min_points`` moving points, and overlaps neither
     the other boxes nor any box in ``avoid`` (boxes of running tracks). Points within half a box of a box in
-    ``avoid`` or of an already chosen box are not counted: what sticks out of it is most likely the same object. Ties go to
-    the first position in row-major order. Returns ``[((x, y, side, side), moving count), ...]`` by decreasing
-    count.
+    ``avoid`` or of an already chosen box are not counted: what sticks out of it is most likely the same object.
+    Ties go to the position centred nearest the centroid of the points they hold (an object smaller than the box is
+    then centred in it, not pushed into a corner), then to the first in row-major order. Returns
+    ``[((x, y, side, side), moving count), ...]`` by decreasing count.
     """
     h, w = shape
     xs = np.arange(margin, w - side - margin + 1, STRIDE)
@@ -44,12 +45,26 @@ def select_boxes(points: np.ndarray, moving: np.ndarray, shape: tuple[int, int],
         count = int(scores.flat[best])
         if count < 0:
             break
-        by, bx = np.unravel_index(best, scores.shape)
+        by, bx = _centred(scores, count, points[keep], xs, ys, *np.unravel_index(best, scores.shape), side)
         box = (float(xs[bx]), float(ys[by]), float(side), float(side))
         chosen.append((box, count))
         free &= ~_overlaps(y0, x0, side, box)
         keep &= ~near(box)  # like a running track's, a chosen box's surroundings are most likely its own object
     return chosen
+
+
+def _centred(scores: np.ndarray, count: int, points: np.ndarray, xs: np.ndarray, ys: np.ndarray, by: int,
+             bx: int, side: int) -> tuple[int, int]:
+    """Among the positions scoring ``count`` (the first is (by, bx)), the one centred nearest the centroid of the
+    points inside the first."""
+    x0, y0 = xs[bx], ys[by]
+    p = points.astype(np.int64)  # counted as _window_counts does
+    p = p[(p[:, 0] >= x0) & (p[:, 0] < x0 + side) & (p[:, 1] >= y0) & (p[:, 1] < y0 + side)]
+    cx, cy = p[:, 0].mean(), p[:, 1].mean()
+    rows, cols = np.nonzero(scores == count)
+    dist = (xs[cols] + side / 2 - cx) ** 2 + (ys[rows] + side / 2 - cy) ** 2
+    i = int(np.argmin(dist))  # ties: the first in row-major order, as np.nonzero lists them
+    return int(rows[i]), int(cols[i])
 
 
 def _window_counts(points: np.ndarray, shape: tuple[int, int], xs: np.ndarray, ys: np.ndarray,

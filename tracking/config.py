@@ -52,8 +52,9 @@ class MineConfig:
     tracker: str = opt("kcf", "tracker: kcf (reports its failures) | csrt (slower, never reports failure: drifts)")
     kcf_detect_thresh: float = opt(0.3, "KCF reports failure when its peak response is under this (OpenCV's default "
                                         "0.5 dropped 3x more real tracks at the same ground-truth accuracy on demos)")
-    track_box_px: int = opt(32, "trackers run on frames scaled so the box is about this many px; KCF's cost grows "
-                                "with box area (0.6 ms per update at 32 px, 2.2 ms at 64 px, 29 ms at 227 px)")
+    track_box_px: int = opt(32, "trackers run on frames shrunk by the integer factor that makes the box about this "
+                                "many px; KCF's cost grows with box area (0.6 ms per update at 32 px, 2.2 ms at "
+                                "64 px, 29 ms at 227 px)")
     cut_threshold: float = opt(0.6, "a frame starts a new shot when 1 - NCC of its 32x24 grey thumbnail with the "
                                     "previous frame's exceeds this")
     min_patch_ncc: float = opt(0.5, "appearance check: consecutive tracked patches (16x16 grey) must correlate at "

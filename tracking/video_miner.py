@@ -90,9 +90,7 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
                                      f"{cfg.track_length + 2}")
     miner = _Miner(cfg, resized_shape(reader.height, reader.width, cfg.working_side), start_frames(n, cfg), hi)
     reported = 0
-    for index, frame in reader.frames(max_side=cfg.working_side):
-        if index >= hi:
-            break  # past the mined part: no window is open any more
+    for index, frame in reader.frames(max_side=cfg.working_side, end=hi):  # past the mined part: not decoded
         miner.feed(index, frame)
         if on_frames is not None and miner.result.frames - reported >= 32:
             on_frames(miner.result.frames - reported)
@@ -114,8 +112,9 @@ class _Miner:
         self.work_h, self.work_w = work_shape
         self.side = int(round(cfg.box_fraction * min(work_shape)))
         self.margin = int(round(cfg.edge_margin * min(work_shape)))
-        self.scale = min(1.0, cfg.track_box_px / self.side)
-        self.small_size = (max(1, round(self.work_w * self.scale)), max(1, round(self.work_h * self.scale)))
+        self.shrink = shrink_factor(self.side / cfg.track_box_px)
+        self.scale = 1.0 / self.shrink
+        self.small_size = (self.work_w // self.shrink, self.work_h // self.shrink)
         self.candidates = set(candidates)
         self.last_window_start = end_frame - 1 - cfg.track_length  # a window opened later cannot close in time
         self.estimator = MotionEstimator(cfg.motion_method, cfg.motion_points, cfg.move_threshold, cfg.ransac_px,
@@ -135,7 +134,7 @@ class _Miner:
         """Process working frame ``index`` (H, W, 3) RGB uint8; frames come in order."""
         self.result.frames += 1
         # everything done on every frame runs on the small frame: one resize of the working frame per frame
-        small = cv2.resize(frame, self.small_size, interpolation=cv2.INTER_AREA)
+        small = shrink(frame, self.shrink)
         small_gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         is_cut = self.cuts.update(small_gray)
         if is_cut:
@@ -266,6 +265,27 @@ class _Miner:
             if self.cfg.store_tracks:
                 result.track_patches = np.stack([np.stack([s.patch for s in p.steps]) for p in kept])
         return result
+
+
+def shrink_factor(ratio: float) -> int:
+    """The factor of the form 2^a or 3 * 2^a nearest to ``ratio`` (in log scale), at least 1: :func:`shrink` does
+    it as a halvings and at most one exact third."""
+    options = [m << a for a in range(12) for m in (1, 3)]
+    return min(options, key=lambda k: abs(np.log(k / max(ratio, 1.0))))
+
+
+def shrink(frame: np.ndarray, k: int) -> np.ndarray:
+    """``frame`` (H, W, C) averaged over k x k blocks -> (H // k, W // k, C); the last H % k rows and W % k
+    columns are dropped, so small pixel (i, j) is exactly working pixels [k i, k i + k) x [k j, k j + k).
+
+    OpenCV's area resize is fast for a factor of exactly 2 (0.04 ms at 600x338) and slow for others (0.42 ms for
+    5.3x, 0.15 ms for exactly 5): at one resize per frame, the generic one was a quarter of the mining time."""
+    while k > 1:
+        step = 2 if k % 2 == 0 else k
+        h, w = frame.shape[0] // step, frame.shape[1] // step
+        frame = cv2.resize(frame[:h * step, :w * step], (w, h), interpolation=cv2.INTER_AREA)
+        k //= step
+    return frame
 
 
 def _motion_blocker(motion, cfg: MineConfig) -> str | None:
