@@ -192,7 +192,7 @@ def rss(frames: int) -> None:
             summary = json.loads((tmp / f"w{times}" / "dataset.json").read_text())
             print(f"| 1920x1080, {times} x {frames} frames | {summary['frames']} | {worker:.0f} MiB | {cli:.0f} MiB | "
                   f"{summary['pairs']} |")
-    print("\n`vidssl mine` also writes config.yaml with vidssl.config.versions(), which imports torch (~800 MB).")
+    print("\n`vidssl mine` records library versions from package metadata, so it never imports torch.")
 
 
 def main() -> None:
