@@ -19,6 +19,7 @@ import pytest
 from tracking import MineConfig, merge, mine_folder
 from vidssl.config import DemoConfig
 from tracking.runner import SkippedInStrictMode
+from tracking.show import box_frames
 from vidssl.cli import main as cli_main
 from vidssl.video import open_video
 
@@ -250,6 +251,7 @@ def test_store_tracks_keeps_every_patch(demo_dir, tmp_path):
     marker = json.loads(next((tmp_path / "pairs" / "done").glob("*.json")).read_text())
     rec = records[len(records) // 2]
     frames_at = list(range(rec["start_frame"], rec["end_frame"] + 1, cfg.track_step))
+    assert box_frames(rec["start_frame"], rec["end_frame"], steps) == frames_at  # what show-pairs --tracks draws
     with open_video(tmp_path / "videos" / "clip_00.mp4") as reader:
         frames = reader.get_batch(frames_at)
     for k, (frame, box) in enumerate(zip(frames, marker["track_boxes"][rec["offset"]])):

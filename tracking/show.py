@@ -54,6 +54,12 @@ def pair_grid(pairs_dir: str | Path, n: int = 64, seed: int = 0, columns: int = 
     return _tile(cells, columns)
 
 
+def box_frames(start: int, end: int, num_boxes: int) -> list[int]:
+    """The frames of a pair's ``num_boxes`` tracked boxes: from ``start`` to ``end`` every mine.track_step frames."""
+    step = (end - start) // max(1, num_boxes - 1)
+    return [start + k * step for k in range(num_boxes)]
+
+
 def track_strips(pairs_dir: str | Path, n: int = 4, seed: int = 0, frames: int = 5, height: int = 160,
                  video_backend: str = "auto") -> np.ndarray:
     """(H, W, 3) uint8 RGB image: for ``n`` random tracks, ``frames`` source frames spread over the track with the
@@ -66,9 +72,10 @@ def track_strips(pairs_dir: str | Path, n: int = 4, seed: int = 0, frames: int =
     for rec in _sample(load_manifest(pairs_dir), n, seed):
         boxes = read_marker(pairs_dir, rec["video_id"])["track_boxes"][rec["offset"]]
         steps = np.linspace(0, len(boxes) - 1, frames).round().astype(int)
+        at = box_frames(rec["start_frame"], rec["end_frame"], len(boxes))
         try:
             with open_video(root / rec["video"], video_backend) as reader:
-                images = reader.get_batch([rec["start_frame"] + int(s) for s in steps])
+                images = reader.get_batch([at[s] for s in steps])
         except (VidsslError, IndexError) as e:
             raise VidsslError(f"cannot draw the tracks of {root / rec['video']}: {e}") from None
         tiles = []
@@ -78,7 +85,7 @@ def track_strips(pairs_dir: str | Path, n: int = 4, seed: int = 0, frames: int =
                                                    interpolation=cv2.INTER_AREA))
             x, y, w, h = (v * scale for v in boxes[step])
             cv2.rectangle(tile, (round(x), round(y)), (round(x + w), round(y + h)), (0, 255, 0), 2)
-            cv2.putText(tile, f"t={rec['start_frame'] + int(step)}", (4, 14), FONT, 0.4, (255, 255, 0), 1,
+            cv2.putText(tile, f"t={at[step]}", (4, 14), FONT, 0.4, (255, 255, 0), 1,
                         cv2.LINE_AA)
             tiles.append(tile)
         body = np.concatenate(tiles, axis=1)
