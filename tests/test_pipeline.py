@@ -115,8 +115,11 @@ def test_eval_sets_of_a_single_davis_folder_keep_the_held_out_tracks(tmp_path):
 
     (tmp_path / "davis" / "JPEGImages").mkdir(parents=True)
     (tmp_path / "held_out").mkdir()
-    (tmp_path / "held_out" / "manifest.jsonl").write_text("")
+    (tmp_path / "held_out" / "dataset.json").write_text(json.dumps({"pairs": 3}))
     sets = discover_eval_sets(tmp_path / "davis", tmp_path / "held_out")
     assert [(s.task, s.name) for s in sets] == [("davis", "davis"), ("retrieval", "davis_instances"),
                                                 ("retrieval", "tracks_held_out")]
     assert [s.name for s in discover_eval_sets(None, tmp_path / "missing")] == []
+    # videos whose held-out tails are all shorter than a track: nothing to evaluate, not an error
+    (tmp_path / "held_out" / "dataset.json").write_text(json.dumps({"pairs": 0}))
+    assert [s.name for s in discover_eval_sets(None, tmp_path / "held_out")] == []

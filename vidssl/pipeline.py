@@ -70,9 +70,17 @@ def discover_eval_sets(root: Path | None, held_out_pairs: Path | None) -> list[E
             sets.append(EvalSet("davis", "davis", root / "davis"))
         if (root / "flow").is_dir():
             sets.append(EvalSet("flow", "flow", root / "flow"))
-    if held_out_pairs is not None and (held_out_pairs / "manifest.jsonl").is_file():
+    if held_out_pairs is not None and _pair_count(held_out_pairs) > 0:
         sets.append(EvalSet("retrieval", "tracks_held_out", held_out_pairs, "tracks"))
     return sets
+
+
+def _pair_count(pairs_dir: Path) -> int:
+    """Pairs in a mined dataset (0 when there is none yet)."""
+    try:
+        return int(json.loads((pairs_dir / "dataset.json").read_text())["pairs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 class Stages:
@@ -163,9 +171,12 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
                                        workers=p.mine_workers, seed=cfg.seed, progress=progress,
                                        time_budget_s=mine_budget)
         if held_out_videos is not None:
-            tracking.mine_folder(held_out_videos, run / "pairs_held_out", held_out_mine,
-                                 video_backend=cfg.video.backend, workers=p.mine_workers, seed=cfg.seed,
-                                 progress=progress)
+            held = tracking.mine_folder(held_out_videos, run / "pairs_held_out", held_out_mine,
+                                        video_backend=cfg.video.backend, workers=p.mine_workers, seed=cfg.seed,
+                                        progress=progress)
+            if not held.get("pairs"):
+                log.warning("no held-out tracks in %s (see %s): instance retrieval across time is not evaluated",
+                            held_out_videos, run / "pairs_held_out" / "dataset.json")
         if not summary.get("pairs"):
             raise VidsslError(f"mining {videos} produced no pairs (see {run / 'pairs' / 'dataset.json'}); "
                               "check the videos have moving objects, or relax mine.* thresholds")
