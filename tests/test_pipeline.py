@@ -55,6 +55,10 @@ def test_rerun_skips_completed_stages_and_redoes_a_missing_one(run_dir, caplog, 
     assert main(["pretrain", "--out", str(run_dir), "--budget-minutes", "4", *TINY]) == 0
     for stage in ("mine", "train", "export"):
         assert f"[{stage}] already complete, skipped" in caplog.text
+    # the budget continues: the completed stages' recorded seconds are spent
+    spent = sum(json.loads((run_dir / "stages" / f"{stage}.json").read_text())["seconds"]
+                for stage in ("mine", "train", "export"))
+    assert f"{spent / 60:.1f} of the 4.0 budget minutes were spent by stages completed earlier" in caplog.text
     after = {p.name: p.stat().st_mtime_ns for p in (run_dir / "stages").iterdir()}
     assert all(after[k] == before[k] for k in ("mine.json", "train.json", "export.json"))
     assert (run_dir / "stages" / "eval.json").is_file()

@@ -83,6 +83,9 @@ def _pair_count(pairs_dir: Path) -> int:
         return 0
 
 
+STAGES = ("mine", "train", "export", "eval")
+
+
 class Stages:
     """Markers of completed stages in ``RUN/stages``; a marker holds the stage's result."""
 
@@ -100,6 +103,11 @@ class Stages:
 
     def mark(self, stage: str, result: dict) -> None:
         atomic_write_json(self.dir / f"{stage}.json", result)
+
+    def spent_s(self, names: tuple[str, ...] = STAGES) -> float:
+        """Seconds the completed stages took, so a rerun continues with what is left of the budget (the partial
+        time of an interrupted stage is not recorded; its own state, e.g. the fitted training steps, bounds it)."""
+        return sum(float((self.done(name) or {}).get("seconds", 0.0)) for name in names)
 
 
 def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict]) -> dict | None:
@@ -140,7 +148,11 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
     p = cfg.pretrain
     write_resolved(cfg, run)
     stages = Stages(run)
-    deadline = time.monotonic() + 60 * p.budget_minutes
+    spent = stages.spent_s()
+    if spent:
+        log.info("%.1f of the %.1f budget minutes were spent by stages completed earlier", spent / 60,
+                 p.budget_minutes)
+    deadline = time.monotonic() + 60 * p.budget_minutes - spent
     held_out_videos: Path | None = None
     train_mine, held_out_mine = cfg.mine, cfg.mine
     if videos is None:
