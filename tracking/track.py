@@ -3,8 +3,8 @@
 A :class:`Track` follows a box with KCF for up to ``cfg.track_span`` frames. Every ``cfg.pair_stride`` frames a
 *window* opens; ``cfg.track_length`` frames later it closes as a positive pair (the patch where it opened, the patch
 where it closed) — exactly the paper's 30-frame track, so a window is what the statistics call a track. One
-tracker thus yields a pair every few frames for the cost of one update per frame, where starting a fresh tracker
-for every pair cost ``track_length`` updates per pair (about 6x more at the defaults).
+tracker thus yields a pair every ``pair_stride`` frames for one update every ``track_step`` frames, where a fresh
+tracker per pair cost ``track_length`` updates per pair.
 """
 from __future__ import annotations
 
@@ -90,6 +90,8 @@ class Pair:
 
 @dataclass
 class Window:
+    """An open pair window: the frame it opened on and the grid region of its first box (per-region cap)."""
+
     start: int
     region: int
 
