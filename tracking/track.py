@@ -101,9 +101,13 @@ class StepOutcome:
     """What one update gave: windows closed as pairs, windows dropped (by reason), and why the track ended."""
 
     pairs: list[Pair] = field(default_factory=list)
-    dropped: Counter = field(default_factory=Counter)
-    windows_lost: list[Window] = field(default_factory=list)
+    lost: list[tuple[Window, str]] = field(default_factory=list)  # each dropped window and why
     ended: str | None = None  # None: the track goes on
+
+    @property
+    def dropped(self) -> Counter:
+        """Dropped windows by reason."""
+        return Counter(reason for _, reason in self.lost)
 
 
 class Track:
@@ -189,8 +193,7 @@ class Track:
             steps = [s for s in self.history if s.frame >= window.start]
             if np.abs(thumb.astype(np.float32) - steps[0].thumb).mean() < self.cfg.frozen_mad:
                 # the last patch repeats the first: a tracker stuck on still content, no pair to learn from
-                outcome.dropped["frozen"] += 1
-                outcome.windows_lost.append(window)
+                outcome.lost.append((window, "frozen"))
                 continue
             outcome.pairs.append(Pair(self.track_id, window.region, self.motion, steps))
         return outcome
@@ -200,6 +203,5 @@ class Track:
             step.patch = crop(frame, step.box, self.cfg.patch_size)
 
     def _lose_all(self, outcome: StepOutcome, reason: str) -> None:
-        outcome.dropped[reason] += len(self.windows)
-        outcome.windows_lost.extend(self.windows)
+        outcome.lost.extend((window, reason) for window in self.windows)
         self.windows.clear()

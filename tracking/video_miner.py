@@ -163,10 +163,10 @@ class _Miner:
     def _settle(self, outcome: StepOutcome) -> None:
         """Book what a track update gave: kept pairs, lost windows, the end of the track."""
         self.kept.extend(outcome.pairs)
-        self.open_windows -= len(outcome.pairs) + len(outcome.windows_lost)
-        for window in outcome.windows_lost:
+        self.open_windows -= len(outcome.pairs) + len(outcome.lost)
+        for window, reason in outcome.lost:
             self.region_used[window.region] -= 1
-        self.result.tracks_rejected.update(outcome.dropped)
+            self.result.tracks_rejected[reason] += 1
 
     def _room(self) -> int:
         """Windows that may still open under the per-video cap."""
@@ -191,11 +191,9 @@ class _Miner:
 
     def _may_open_later(self, track: Track) -> bool:
         """False once a track can open no further window: it is retired when its open windows have closed."""
-        cfg = self.cfg
-        step = cfg.pair_stride
+        step = self.cfg.pair_stride
         following = track.last_frame + step - (track.last_frame - track.start) % step
-        return (following <= self.last_window_start and following + cfg.track_length <= track.start + cfg.track_span
-                and self._room() > 0)
+        return self._window_allowed(track, following)
 
     def _start(self, index: int, frame: np.ndarray, small_bgr: np.ndarray, small_gray: np.ndarray,
                is_cut: bool) -> None:
