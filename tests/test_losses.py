@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from vidssl.losses import (DISTANCES, REDUCERS, Triplets, build_loss, build_reducer)
+from vidssl.losses import (DISTANCES, REDUCERS, Triplets, build_loss, build_reducer, dense_cycle_loss)
 from vidssl.train_config import LossConfig
 
 
@@ -119,3 +119,55 @@ def test_pairwise_distance_matches_rows(name):
     D = DISTANCES[name]().pairwise(x, y)
     want = [[NAIVE_DIST[name](xi, yj) for yj in y.tolist()] for xi in x.tolist()]
     torch.testing.assert_close(D, torch.tensor(want, dtype=torch.float64), rtol=1e-9, atol=1e-9)
+
+
+def _naive_cycle(a, b, r, shift, temperature):
+    """The cycle loss by loops over cells: walk anchor -> positive -> rolled anchor, score the rolled content cell."""
+    P, C, h, w = a.shape
+    cells = [(i, j) for i in range(h) for j in range(w)]
+
+    def unit(m, p, cell):
+        v = [float(m[p, c, cell[0], cell[1]]) for c in range(C)]
+        norm = math.sqrt(sum(x * x for x in v))
+        return [x / norm for x in v]
+
+    def softmax_row(src, dst, p, cell):
+        u = unit(src, p, cell)
+        scores = [sum(x * y for x, y in zip(u, unit(dst, p, c))) / temperature for c in cells]
+        top = max(scores)
+        e = [math.exp(s - top) for s in scores]
+        return [x / sum(e) for x in e]
+
+    total = 0.0
+    for p in range(P):
+        for cell in cells:
+            first = softmax_row(a, b, p, cell)
+            target = ((cell[0] + shift[0]) % h, (cell[1] + shift[1]) % w)
+            arrive = sum(first[k] * softmax_row(b, r, p, mid)[cells.index(target)] for k, mid in enumerate(cells))
+            total += -math.log(arrive)
+    return total / (P * h * w)
+
+
+@pytest.mark.parametrize("shift", [(1, 0), (0, -2), (2, 1)])
+def test_dense_cycle_loss_matches_naive_loop(shift):
+    g = torch.Generator().manual_seed(0)
+    a, b, r = (torch.randn(2, 5, 3, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    got = dense_cycle_loss(a, b, r, shift, 0.3)
+    assert got.item() == pytest.approx(_naive_cycle(a, b, r, shift, 0.3), rel=1e-5)
+
+
+def test_dense_cycle_loss_rewards_content_not_position():
+    # one-hot features of the content of each cell; the rolled map holds the same content moved by the shift
+    h, w = 4, 5
+    content = torch.eye(h * w).view(h * w, h, w)[None].repeat(2, 1, 1, 1)
+    shift = (1, -2)
+    rolled = torch.roll(content, shift, dims=(2, 3))
+    assert dense_cycle_loss(content, content, rolled, shift, 0.01).item() < 1e-6
+    # features that encode the position in the patch (unchanged by the roll) walk back to the wrong cell
+    assert dense_cycle_loss(content, content, content, shift, 0.01).item() > 10
+    # features that tell no cell apart: every walk ends anywhere, log N
+    flat = torch.ones(2, 3, h, w)
+    assert dense_cycle_loss(flat, flat, flat, shift, 0.07).item() == pytest.approx(math.log(h * w), rel=1e-6)
+    x = torch.randn(2, 3, h, w, requires_grad=True)
+    dense_cycle_loss(x, torch.randn(2, 3, h, w), torch.randn(2, 3, h, w), shift, 0.1).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0

@@ -123,7 +123,8 @@ def test_shards_hold_the_patches_the_manifest_describes(mined, demo_dir):
         shards.setdefault(rec["shard"], np.load(out / rec["shard"], mmap_mode="r"))
     assert sum(len(a) for a in shards.values()) == len(records)
     for array in shards.values():
-        assert array.dtype == np.uint8 and array.shape[1:] == (2, DEMO.patch_size, DEMO.patch_size, 3)
+        # first, last, and the same-frame background (mine.background_patches, on by default)
+        assert array.dtype == np.uint8 and array.shape[1:] == (3, DEMO.patch_size, DEMO.patch_size, 3)
     # independent reference: decode the frames, crop the manifest's boxes, resize
     for rec in records[::3]:
         with open_video(demo_dir / rec["video"]) as reader:
@@ -258,6 +259,32 @@ def test_store_tracks_keeps_every_patch(demo_dir, tmp_path):
         x, y, w, h = (int(round(v)) for v in box)
         want = cv2.resize(frame[y:y + h, x:x + w], (cfg.patch_size,) * 2, interpolation=cv2.INTER_LINEAR)
         assert np.abs(tracks[rec["offset"], k].astype(int) - want.astype(int)).mean() < 4, k
+
+
+def test_background_patches_are_cut_beside_the_first_box(mined, demo_dir, tmp_path):
+    from tracking.boxes import background_box
+
+    (tmp_path / "videos").mkdir()
+    shutil.copy(demo_dir / "clip_00.mp4", tmp_path / "videos")
+    cfg = dataclasses.replace(DEMO, background_patches=False)
+    mine_folder(tmp_path / "videos", tmp_path / "pairs", cfg, progress=False)
+    plain = manifest(tmp_path / "pairs")
+    assert np.load(tmp_path / "pairs" / plain[0]["shard"]).shape == (len(plain), 2, cfg.patch_size, cfg.patch_size, 3)
+    # with background patches (the default) the pairs are the same, plus a third patch
+    records = [r for r in manifest(mined[0]) if r["video"] == "clip_00.mp4"]
+    triples = np.load(mined[0] / records[0]["shard"])
+    assert triples.shape == (len(records), 3, cfg.patch_size, cfg.patch_size, 3)
+    assert [(r["track_id"], r["start_frame"]) for r in records] == [(r["track_id"], r["start_frame"]) for r in plain]
+    assert np.array_equal(triples[:, :2], np.load(tmp_path / "pairs" / plain[0]["shard"]))
+    assert all("box_background" not in r for r in plain)
+    with open_video(demo_dir / "clip_00.mp4") as reader:
+        width, height = reader.width, reader.height  # 320 x 240: the working frame is the source frame
+        frames = reader.get_batch([r["start_frame"] for r in records])
+    for rec, frame, triple in zip(records, frames, triples):
+        assert rec["box_background"] == pytest.approx(list(background_box(rec["box_start"], width, height)), abs=0.01)
+        x, y, w, h = (int(round(v)) for v in rec["box_background"])
+        want = cv2.resize(frame[y:y + h, x:x + w], (cfg.patch_size,) * 2, interpolation=cv2.INTER_LINEAR)
+        assert np.abs(triple[2].astype(int) - want.astype(int)).mean() < 4, rec
 
 
 # -----------------------------------------------------------------------------------------------------------------

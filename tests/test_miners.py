@@ -173,3 +173,28 @@ def test_schedule_phases_guard_and_state():
     unguarded = MiningSchedule(MinerConfig(hard_start=0.5, guard=False), build_loss(LossConfig()), 10, 0)
     unguarded.neg_cos_ema = 0.99
     assert unguarded.phase(7) == "main"
+
+
+def test_backgrounds_join_their_own_pair_only():
+    emb, videos = _batch()
+    g = torch.Generator().manual_seed(5)
+    backgrounds = torch.nn.functional.normalize(torch.randn(P, emb.shape[1], generator=g), dim=1)
+    sched = lambda: MiningSchedule(MinerConfig(hard_start=0.5), build_loss(LossConfig()), total_steps=10, seed=0)
+    for step in (2, 8):  # random and hard phase
+        plain, _, _ = sched().mine(emb, videos, step)
+        t, scores, _ = sched().mine(torch.cat([emb, backgrounds]), videos, step)
+        assert scores.valid.shape == (P, 2 * P)  # backgrounds are not candidates of other pairs
+        mined = t.n < 2 * P
+        assert torch.equal(t.a[mined], plain.a) and torch.equal(t.n[mined], plain.n)  # the same mining
+        # and exactly one (i, P + i, 2P + i) per pair
+        assert sorted(zip(t.a[~mined].tolist(), t.p[~mined].tolist(), t.n[~mined].tolist())) == \
+            [(i, P + i, 2 * P + i) for i in range(P)]
+    videos3 = torch.tensor([0, 1, 1])
+    validate_triplets(Triplets(a=torch.tensor([1]), p=torch.tensor([4]), n=torch.tensor([7])), videos3, True)
+    for n in (6, 8):  # another pair's background
+        with pytest.raises(ValueError):
+            validate_triplets(Triplets(a=torch.tensor([1]), p=torch.tensor([4]), n=torch.tensor([n])), videos3, True)
+    with pytest.raises(ValueError):  # without backgrounds, row 2P + i is out of range
+        validate_triplets(Triplets(a=torch.tensor([1]), p=torch.tensor([4]), n=torch.tensor([7])), videos3)
+    with pytest.raises(ValueError, match="2P or 3P"):
+        sched().mine(emb[:-1], videos, 0)

@@ -120,3 +120,19 @@ def test_embedding_net_one_forward_unit_vectors():
     with pytest.raises(ValueError, match="identity"):
         EmbeddingNet(build_backbone("smallcnn", width=8), embed_dim=16, head="identity")
     assert EmbeddingNet(build_backbone("smallcnn", width=8), embed_dim=64, head="identity")(x).shape == (6, 64)
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_embed_and_dense_is_both_views_in_one_pass(arch):
+    torch.manual_seed(0)
+    b = build_backbone(arch, input_size=64).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        pooled, dense = b.embed_and_dense(x)
+        torch.testing.assert_close(pooled, b.embed(x))
+        torch.testing.assert_close(dense, b.dense_features(x))
+    net = EmbeddingNet(b, embed_dim=16).eval()
+    with torch.no_grad():
+        emb, maps = net(x, dense=True)
+        torch.testing.assert_close(emb, net(x))
+        torch.testing.assert_close(maps, b.dense_features(x))

@@ -330,3 +330,30 @@ def test_shrink_is_a_block_mean_and_factors_are_fast_ones():
         assert got.shape == (h, w, 3) and np.abs(got - want).max() <= 1.5, k  # uint8 rounding at each halving
     # nearest in log scale among 2^a and 3 * 2^a
     assert [shrink_factor(r) for r in (0.4, 1.3, 2.2, 2.9, 3.6, 5.3, 7.0, 10.0)] == [1, 1, 2, 3, 4, 6, 8, 12]
+
+
+def test_background_box_is_the_least_overlapping_neighbour():
+    from tracking.boxes import background_box
+
+    def overlap(a, b):
+        return max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])) * \
+            max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+
+    # a centred box in a 4:3 frame has no free neighbour: left and right both overlap 20 x 120 px, left comes first
+    assert background_box((100.0, 60.0, 120.0, 120.0), 320, 240) == (0.0, 60.0, 120.0, 120.0)
+    # near the left edge the right neighbour is free; in the corner of a wide frame the left one is
+    assert background_box((10.0, 60.0, 120.0, 120.0), 320, 240) == (130.0, 60.0, 120.0, 120.0)
+    assert background_box((150.0, 10.0, 60.0, 60.0), 320, 240) == (90.0, 10.0, 60.0, 60.0)
+    # a tall frame: only vertical neighbours can be free
+    assert background_box((20.0, 100.0, 100.0, 100.0), 140, 400) == (20.0, 0.0, 100.0, 100.0)
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # against a brute-force scan of every in-frame position on the box's row and column
+        w, h = int(rng.integers(60, 400)), int(rng.integers(60, 400))
+        side = float(rng.integers(10, min(w, h)))
+        box = (float(rng.integers(0, w - side + 1)), float(rng.integers(0, h - side + 1)), side, side)
+        got = background_box(box, w, h)
+        assert 0 <= got[0] <= w - side and 0 <= got[1] <= h - side and got[2:] == (side, side)
+        assert got[0] == box[0] or got[1] == box[1]  # shifted along one axis
+        best = min(overlap(box, (x, box[1], side, side)) for x in range(0, int(w - side) + 1))
+        best_v = min(overlap(box, (box[0], y, side, side)) for y in range(0, int(h - side) + 1))
+        assert overlap(box, got) == min(best, best_v)

@@ -16,7 +16,8 @@ from vidssl.train_config import TrainConfig
 
 TINY = ["data.patch_size=32", "data.num_workers=0", "model.width=8", "model.embed_dim=32", "train.batch_pairs=12",
         "train.budget_minutes=null", "train.log_every=5", "train.checkpoint_every=10", "train.image_every=10",
-        "train.warmup_steps=5", "train.threads=1"]
+        "train.warmup_steps=5", "train.threads=1",
+        "miner.background_negatives=false"]  # the synthetic pairs have no backgrounds
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +100,7 @@ def test_shipped_training_configs_load():
     paper = load_config(root / "paper_alexnet.yaml")
     assert (paper.model.arch, paper.data.patch_size, paper.model.embed_dim) == ("alexnet_wang2015", 227, 1024)
     assert (paper.loss.margin, paper.miner.negatives_per_pair, paper.miner.hard_start) == (0.5, 4, 0.375)
+    assert paper.loss.cycle_weight == 0.0 and not paper.miner.background_negatives  # neither is in the paper
     gpu = load_config(root / "gpu_resnet50.yaml")
     assert gpu.model.arch == "resnet50" and gpu.train.device == "cuda" and gpu.train.precision == "bf16"
     with pytest.raises(ConfigError, match="train.schedule"):
@@ -133,3 +135,37 @@ def test_same_video_negatives_come_from_other_tracks(tmp_path, monkeypatch):
     for groups in seen:
         counts = np.bincount(groups)
         assert len(groups) == 12 and counts.max() <= 2 and (counts > 0).sum() >= 6
+
+
+def test_cycle_loss_and_background_negatives_train(tmp_path):
+    import numpy as np
+
+    from train_utils import write_pairs
+    from vidssl.train import cycle_shift
+
+    # the synthetic pairs plus a background per pair: another texture of the same video's palette
+    base = synthetic_pairs(tmp_path / "base", num_videos=3, tracks_per_video=8, size=40)
+    from vidssl.data import open_pairs
+    rows = open_pairs(base)
+    patches = np.load(base / "shards" / "00000.npy")
+    rng = np.random.default_rng(0)
+    backgrounds = patches[rng.permutation(len(patches)), :1]  # some other pair's patch: a hard same-scene negative
+    triples = np.concatenate([patches, backgrounds], axis=1)
+    root = write_pairs(tmp_path / "pairs", triples, [rows.video_ids[v] for v in rows.video], list(range(24)))
+    cfg = load_config(None, TINY + ["train.steps=40", "loss.cycle_weight=1.0", "miner.background_negatives=true"])
+    stats = train(root, tmp_path / "run", cfg, progress=False)
+    assert stats["step"] == 40
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all("cycle" in r and "bg_cos" in r for r in records)
+    assert all(math.isfinite(r["cycle"]) and r["cycle"] >= 0 for r in records)
+    assert records[-1]["cycle"] < min(records[0]["cycle"], math.log(16))  # it learns to follow content (4x4 cells)
+    assert all(r["triplets"] >= 12 for r in records)  # every pair's background is one of its negatives
+    with pytest.raises(Exception, match="mine.background_patches=true"):
+        train(base, tmp_path / "run2", cfg, progress=False)
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        train(root, tmp_path / "run3", load_config(None, TINY + ["data.patch_size=36", "loss.cycle_weight=0.3"]),
+              progress=False)
+    # the roll is a function of (seed, step), along one axis, by at most half the map
+    shifts = [cycle_shift(0, s, 8, 8) for s in range(50)]
+    assert shifts == [cycle_shift(0, s, 8, 8) for s in range(50)] and len(set(shifts)) > 4
+    assert all((dy == 0) != (dx == 0) and max(abs(dy), abs(dx)) <= 4 for dy, dx in shifts)

@@ -16,7 +16,8 @@ def test_default_schedule_does_not_collapse_on_demo_videos(demo_dir, tmp_path):
     pairs = demo_pairs(demo_dir, tmp_path / "pairs", size=40)
     cfg = load_config(None, ["data.patch_size=32", "data.num_workers=0", "model.width=8", "train.batch_pairs=24",
                              "train.steps=90", "train.budget_minutes=null", "train.log_every=10",
-                             "train.image_every=0", "train.threads=1"])
+                             "train.image_every=0", "train.threads=1",
+                             "miner.background_negatives=false"])  # demo_pairs stores no backgrounds
     assert cfg.miner.main == "hard" and cfg.miner.guard  # the defaults under test
     stats = train(pairs, tmp_path / "run", cfg, progress=False)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]

@@ -10,6 +10,7 @@ import torch
 from train_utils import write_pairs
 from vidssl.data import PairBatchSampler, PairDataError, PairPatches, epoch_batches, make_loader, open_pairs, to_input
 from vidssl.data.augment import augment_patch
+from vidssl.errors import VidsslError
 from vidssl.train_config import DataConfig
 
 
@@ -144,3 +145,25 @@ def test_loader_same_batches_with_and_without_workers(tmp_path):
     first = plain[0][0]
     torch.testing.assert_close(x[1], (first[1, 0].permute(2, 0, 1).float() / 255 - 0.5) / 0.25)  # anchor row 1
     torch.testing.assert_close(x[6 + 1], (first[1, 1].permute(2, 0, 1).float() / 255 - 0.5) / 0.25)  # its positive
+
+
+def test_background_patches_are_read_only_when_asked(tmp_path):
+    rng = np.random.default_rng(1)
+    triples = rng.integers(0, 256, size=(12, 3, 8, 8, 3), dtype=np.uint8)
+    root = write_pairs(tmp_path / "bg", triples, [f"v{i % 3}" for i in range(12)], list(range(12)), shard_rows=5)
+    pairs = open_pairs(root)
+    assert pairs.has_background
+    cfg = DataConfig(patch_size=8, crop_min=1.0, flip=False)
+    out, _ = PairPatches(pairs, cfg, background=True)[(7, (0, 0, 0))]
+    assert np.array_equal(out, triples[7])  # first, last, background
+    out, _ = PairPatches(pairs, cfg)[(7, (0, 0, 0))]
+    assert np.array_equal(out, triples[7, :2])  # a pair dataset with backgrounds still trains without them
+    x = to_input(torch.from_numpy(triples[:4]), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), torch.device("cpu"), False)
+    assert x.shape == (12, 3, 8, 8)  # anchors, positives, backgrounds
+    for m in range(3):
+        want = torch.from_numpy(triples[:4, m]).permute(0, 3, 1, 2).float() / 255
+        torch.testing.assert_close(x[4 * m:4 * m + 4], want)
+    plain, _ = _toy(tmp_path)
+    assert not open_pairs(plain).has_background
+    with pytest.raises(VidsslError, match="mine.background_patches=true"):
+        PairPatches(open_pairs(plain), cfg, background=True)

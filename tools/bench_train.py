@@ -39,9 +39,12 @@ def bench(pairs_dir: Path, arch: str, size: int, steps: int, warmup: int, batch_
     from vidssl.data import PairBatchSampler, PairPatches, make_loader, open_pairs, to_input
     from vidssl.train import runtime_settings
 
-    cfg = load_config(None, [f"model.arch={arch}", f"data.patch_size={size}", f"train.batch_pairs={batch_pairs}",
-                             f"data.num_workers={workers}", f"train.precision={precision}"])
     pairs = open_pairs(pairs_dir)
+    background = str(pairs.has_background).lower()  # the default trains on backgrounds where the pairs hold them
+    cfg = load_config(None, [f"model.arch={arch}", f"data.patch_size={size}", f"train.batch_pairs={batch_pairs}",
+                             f"data.num_workers={workers}", f"train.precision={precision}",
+                             f"miner.background_negatives={background}"])
+    bg = cfg.miner.background_negatives
     dev = torch.device("cpu")
     codes = torch.from_numpy(pairs.video).long()
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -49,13 +52,13 @@ def bench(pairs_dir: Path, arch: str, size: int, steps: int, warmup: int, batch_
 
     def loader_batches():
         sampler = PairBatchSampler(pairs.video, pairs.track, batch_pairs, cfg.seed, steps=total)
-        for patches, index in make_loader(PairPatches(pairs, cfg.data), sampler, cfg.data, pin_memory=False):
+        for patches, index in make_loader(PairPatches(pairs, cfg.data, bg), sampler, cfg.data, pin_memory=False):
             yield to_input(patches, mean, std, dev, cfg.train.channels_last), codes[index]
 
     # in memory: the same batches loaded and augmented beforehand; only the tensor conversion stays in the loop
     cfg_mem = load_config(None, [f"data.patch_size={size}", "data.num_workers=0"])
     sampler = PairBatchSampler(pairs.video, pairs.track, batch_pairs, cfg.seed, steps=total)
-    cached = list(make_loader(PairPatches(pairs, cfg_mem.data), sampler, cfg_mem.data, pin_memory=False))
+    cached = list(make_loader(PairPatches(pairs, cfg_mem.data, bg), sampler, cfg_mem.data, pin_memory=False))
 
     def memory_batches():
         for patches, index in cached:

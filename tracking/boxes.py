@@ -53,6 +53,23 @@ def select_boxes(points: np.ndarray, moving: np.ndarray, shape: tuple[int, int],
     return chosen
 
 
+def background_box(box: Box, width: int, height: int) -> Box:
+    """The box of ``box``'s size beside it in a ``width`` x ``height`` frame: ``box`` shifted left, right, up or
+    down by its own side, clamped into the frame, whichever overlaps ``box`` least (ties in that order).
+
+    The background a tracked object must be told apart from is the scene right next to it; a box half the frame's
+    short side seldom has a non-overlapping neighbour, so the least overlapping one is taken.
+    """
+    x, y, w, h = box
+    shifts = ((max(0.0, x - w), y), (min(width - w, x + w), y), (x, max(0.0, y - h)), (x, min(height - h, y + h)))
+
+    def overlap(pos: tuple[float, float]) -> float:
+        return max(0.0, w - abs(pos[0] - x)) * max(0.0, h - abs(pos[1] - y))
+
+    bx, by = min(shifts, key=overlap)
+    return (float(bx), float(by), float(w), float(h))
+
+
 def _centred(scores: np.ndarray, count: int, points: np.ndarray, xs: np.ndarray, ys: np.ndarray, by: int,
              bx: int, side: int) -> tuple[int, int]:
     """Among the positions scoring ``count`` (the first is (by, bx)), the one centred nearest the centroid of the

@@ -70,6 +70,10 @@ class MineConfig:
                                               "for the instance-retrieval evaluation)")
     store_tracks: bool = opt(False, "also store the patches between the two of each pair (every track_step-th "
                                     "frame; shards/<video>.tracks.npy)")
+    background_patches: bool = opt(True, "also store a same-frame background patch with each pair: the box of the "
+                                          "same size beside the tracked one where the first patch was cut, the "
+                                          "in-frame shift overlapping it least (shards hold first, last, "
+                                          "background); miner.background_negatives trains on them")
 
     def validate(self) -> None:
         def bad(key: str, why: str) -> ConfigError:

@@ -8,7 +8,8 @@
       videos.json             what is being mined: {"root": folder, "videos": [{"video": relative path, "video_id",
                               "bytes"}]}
       mine.json               the mining config, seed and backend; a rerun with other settings is refused
-      shards/<video_id>.npy         (n, 2, S, S, 3) uint8 RGB pairs of one video
+      shards/<video_id>.npy         (n, 2, S, S, 3) uint8 RGB pairs of one video (n, 3, S, S, 3) with
+                                    mine.background_patches: first, last, same-frame background)
       shards/<video_id>.tracks.npy  (n, T, S, S, 3) every patch of each track (only with mine.store_tracks)
       done/<video_id>.json    the video's done-marker: its manifest records, skip reason and statistics
 

@@ -39,17 +39,20 @@ def _caption(width: int, text: str) -> np.ndarray:
 
 
 def pair_grid(pairs_dir: str | Path, n: int = 64, seed: int = 0, columns: int = 4) -> np.ndarray:
-    """(H, W, 3) uint8 RGB image: ``n`` random pairs side by side, each captioned with its video and frame gap."""
+    """(H, W, 3) uint8 RGB image: ``n`` random pairs side by side, each captioned with its video and frame gap; with
+    background patches (mine.background_patches) each pair's same-frame background is shown third."""
     pairs_dir = Path(pairs_dir)
     shards: dict[str, np.ndarray] = {}
     cells = []
     for rec in _sample(load_manifest(pairs_dir), n, seed):
         if rec["shard"] not in shards:
             shards[rec["shard"]] = np.load(pairs_dir / rec["shard"], mmap_mode="r")
-        first, last = shards[rec["shard"]][rec["offset"]]
-        size = first.shape[0]
-        body = np.concatenate([first, np.full((size, 2, 3), 255, np.uint8), last], axis=1)
-        text = f"{Path(rec['video']).name} +{rec['end_frame'] - rec['start_frame']}f"
+        patches = list(shards[rec["shard"]][rec["offset"]])  # first, last[, background]
+        size = patches[0].shape[0]
+        gap = np.full((size, 2, 3), 255, np.uint8)
+        body = np.concatenate([part for p in patches for part in (gap, p)][1:], axis=1)
+        text = f"{Path(rec['video']).name} +{rec['end_frame'] - rec['start_frame']}f" + (", bg" if len(patches) > 2
+                                                                                          else "")
         cells.append(np.concatenate([_caption(body.shape[1], text), body], axis=0))
     return _tile(cells, columns)
 

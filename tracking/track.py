@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from tracking.boxes import Box
+from tracking.boxes import Box, background_box
 from tracking.config import MineConfig
 
 
@@ -78,6 +78,7 @@ class Pair:
     region: int
     motion: float
     steps: list[_Step]
+    background: "Background | None" = None
 
     @property
     def start(self) -> int:
@@ -89,11 +90,21 @@ class Pair:
 
 
 @dataclass
+class Background:
+    """A same-frame background patch: the box beside the tracked one where a window opened (working px)."""
+
+    box: Box
+    patch: np.ndarray  # (S, S, 3) RGB
+
+
+@dataclass
 class Window:
-    """An open pair window: the frame it opened on and the grid region of its first box (per-region cap)."""
+    """An open pair window: the frame it opened on, the grid region of its first box (per-region cap) and, with
+    ``mine.background_patches``, the background beside that box."""
 
     start: int
     region: int
+    background: Background | None = None
 
 
 @dataclass
@@ -147,8 +158,14 @@ class Track:
 
     def open_window(self, region: int) -> None:
         """Open a pair window at the newest step."""
-        self._patch(self.history[-1], self.frame)
-        self.windows.append(Window(self.last_frame, region))
+        first = self.history[-1]
+        self._patch(first, self.frame)
+        background = None
+        if self.cfg.background_patches:
+            h, w = self.frame.shape[:2]
+            box = background_box(first.box, w, h)
+            background = Background(box, crop(self.frame, box, self.cfg.patch_size))
+        self.windows.append(Window(self.last_frame, region, background))
 
     def close(self, reason: str) -> StepOutcome:
         """End the track from outside (a cut, the video's end): every open window is lost for ``reason``."""
@@ -195,7 +212,7 @@ class Track:
                 # the last patch repeats the first: a tracker stuck on still content, no pair to learn from
                 outcome.lost.append((window, "frozen"))
                 continue
-            outcome.pairs.append(Pair(self.track_id, window.region, self.motion, steps))
+            outcome.pairs.append(Pair(self.track_id, window.region, self.motion, steps, window.background))
         return outcome
 
     def _patch(self, step: _Step, frame: np.ndarray) -> None:

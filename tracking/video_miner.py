@@ -38,10 +38,12 @@ class SkipVideo(Exception):
 
 @dataclass
 class VideoResult:
-    """What one video gave. ``pairs``: (n, 2, S, S, 3) uint8 RGB; ``track_patches``: (n, T, S, S, 3) or None;
-    ``records``: n dicts (track_id, start_frame, end_frame, box_start, box_end, motion; boxes in source
-    px); ``track_boxes``: n lists of T source-px boxes (T = track_length // track_step + 1). ``tracks_rejected``
-    counts pair windows (the paper's 30-frame tracks) by the reason they were lost."""
+    """What one video gave. ``pairs``: (n, 2, S, S, 3) uint8 RGB, first and last patch ((n, 3, ...) with
+    ``mine.background_patches``: the third is the background); ``track_patches``: (n, T, S, S, 3) or None;
+    ``records``: n dicts (track_id, start_frame, end_frame, box_start, box_end, motion, and box_background
+    with background patches; boxes in source px); ``track_boxes``: n lists of T source-px boxes (T = track_length
+    // track_step + 1). ``tracks_rejected`` counts pair windows (the paper's 30-frame tracks) by the reason they were
+    lost."""
 
     frames: int = 0
     seconds: float = 0.0
@@ -254,12 +256,17 @@ class _Miner:
         result.tracks_rejected = +result.tracks_rejected  # drop zero counts
         kept = sorted(self.kept, key=lambda p: (p.track_id, p.start))
         for pair in kept:
-            result.records.append({"track_id": pair.track_id, "start_frame": pair.start,
-                                   "end_frame": pair.end, "box_start": source_box(pair.steps[0].box),
-                                   "box_end": source_box(pair.steps[-1].box), "motion": round(pair.motion, 4)})
+            record = {"track_id": pair.track_id, "start_frame": pair.start, "end_frame": pair.end,
+                      "box_start": source_box(pair.steps[0].box), "box_end": source_box(pair.steps[-1].box),
+                      "motion": round(pair.motion, 4)}
+            if pair.background is not None:
+                record["box_background"] = source_box(pair.background.box)
+            result.records.append(record)
             result.track_boxes.append([source_box(s.box) for s in pair.steps])
         if kept:
-            result.pairs = np.stack([np.stack([p.steps[0].patch, p.steps[-1].patch]) for p in kept])
+            result.pairs = np.stack([np.stack([p.steps[0].patch, p.steps[-1].patch]
+                                              + ([p.background.patch] if p.background is not None else []))
+                                     for p in kept])
             if self.cfg.store_tracks:
                 result.track_patches = np.stack([np.stack([s.patch for s in p.steps]) for p in kept])
         return result

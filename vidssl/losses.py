@@ -110,6 +110,33 @@ LOSSES = {  # name -> (class, its standard distance)
 }
 
 
+def dense_cycle_loss(anchor: torch.Tensor, positive: torch.Tensor, anchor_rolled: torch.Tensor,
+                     shift: tuple[int, int], temperature: float) -> torch.Tensor:
+    """Cycle consistency through time on the dense maps of each pair, scored against a known correspondence.
+
+    anchor, positive, anchor_rolled: [P, C, h, w]; ``anchor_rolled`` is the map of the anchor patch rolled (with
+    wrap-around) by ``shift`` = (dy, dx) cells before the network, so the content of anchor cell (r, c) sits at cell
+    ((r + dy) mod h, (c + dx) mod w) of it. Every anchor cell walks to the positive (30 frames later) with
+    probabilities softmax(cos / temperature) over its cells, and from there to the rolled anchor the same way; the
+    loss is the mean of -log(probability of arriving at the cell that holds the starting content): log N for
+    features that cannot tell the N = h w cells apart, 0 for a one-to-one matching by content. Returning to the
+    unrolled anchor (a two-step palindrome) is solved by any one-to-one matching, including one by position in the
+    patch; the roll moves content but not the patch borders, so only matching by content arrives. What it trains is
+    what label propagation does: find each cell's counterpart in a later frame, distinct from its neighbours. The
+    trainer averages it over both directions (first -> last -> rolled first, last -> first -> rolled last).
+    """
+    P, _, h, w = anchor.shape
+    a, b, r = (F.normalize(m.flatten(2).float(), dim=1) for m in (anchor, positive, anchor_rolled))  # [P, C, N]
+    to_positive = (a.transpose(1, 2) @ b / temperature).softmax(dim=2)  # [P, N, N]
+    to_rolled = (b.transpose(1, 2) @ r / temperature).softmax(dim=2)
+    walk = to_positive @ to_rolled  # [P, N, N]: anchor cell -> rolled anchor cell
+    rows, cols = torch.meshgrid(torch.arange(h, device=anchor.device), torch.arange(w, device=anchor.device),
+                                indexing="ij")
+    target = (((rows + shift[0]) % h) * w + (cols + shift[1]) % w).flatten()  # [N]
+    arrived = walk.gather(2, target.view(1, -1, 1).expand(P, -1, 1))
+    return -arrived.clamp_min(1e-12).log().mean()
+
+
 def reduce_mean(values: torch.Tensor, t: Triplets, capacity: int) -> torch.Tensor:
     """Mean over the mined triplets (0, still attached to the graph, when there are none)."""
     return values.sum() / max(values.numel(), 1)

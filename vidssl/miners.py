@@ -2,7 +2,9 @@
 
 The batch's embeddings are ``[2P, D]``: rows ``0..P-1`` are anchors, row ``P + i`` is anchor ``i``'s positive.
 A candidate negative of pair ``i`` is any row of another pair from a different video (or, when allowed, of another
-track of the same video). Miners run under ``no_grad`` and return validated :class:`~vidssl.losses.Triplets`.
+track of the same video). With background patches the batch is ``[3P, D]`` and row ``2P + i`` is pair ``i``'s
+same-frame background: it is a negative of pair ``i`` only, added to what the miner picks (:func:`with_backgrounds`).
+Miners run under ``no_grad`` and return validated :class:`~vidssl.losses.Triplets`.
 """
 from __future__ import annotations
 
@@ -108,8 +110,15 @@ def to_triplets(selected: torch.Tensor) -> Triplets:
     return Triplets(a=a, p=a + P, n=n)
 
 
-def validate_triplets(t: Triplets, groups: torch.Tensor) -> None:
-    """Raise ValueError unless every triplet is (anchor i, its positive P+i, a valid candidate of pair i)."""
+def with_backgrounds(t: Triplets, P: int) -> Triplets:
+    """The mined triplets plus (i, P + i, 2P + i) for every pair i: each pair's own background as a negative."""
+    i = torch.arange(P, device=t.a.device)
+    return Triplets(a=torch.cat([t.a, i]), p=torch.cat([t.p, i + P]), n=torch.cat([t.n, i + 2 * P]))
+
+
+def validate_triplets(t: Triplets, groups: torch.Tensor, backgrounds: bool = False) -> None:
+    """Raise ValueError unless every triplet is (anchor i, its positive P+i, a valid candidate of pair i), or with
+    ``backgrounds`` also (anchor i, P+i, its background 2P+i)."""
     P = groups.numel()
     for name, x in (("a", t.a), ("p", t.p), ("n", t.n)):
         if x.dtype != torch.int64 or x.dim() != 1 or x.numel() != t.a.numel():
@@ -118,9 +127,12 @@ def validate_triplets(t: Triplets, groups: torch.Tensor) -> None:
         return
     if t.a.min() < 0 or t.a.max() >= P or not torch.equal(t.p, t.a + P):
         raise ValueError("anchors must be rows 0..P-1 and each positive its anchor's row + P")
-    if t.n.min() < 0 or t.n.max() >= 2 * P:
-        raise ValueError(f"negative rows must be in [0, {2 * P})")
-    if not bool(candidate_mask(groups)[t.a, t.n].all()):
+    own_background = t.n == t.a + 2 * P if backgrounds else torch.zeros_like(t.n, dtype=torch.bool)
+    mined = ~own_background
+    if t.n.min() < 0 or bool((t.n[mined] >= 2 * P).any()):
+        raise ValueError(f"negative rows must be in [0, {2 * P})" + (" or the anchor's background" if backgrounds
+                                                                     else ""))
+    if not bool(candidate_mask(groups)[t.a[mined], t.n[mined]].all()):
         raise ValueError("a negative comes from the anchor's own group (its video, or its track)")
 
 
@@ -156,10 +168,15 @@ class MiningSchedule:
 
     @torch.no_grad()
     def mine(self, emb: torch.Tensor, groups: torch.Tensor, step: int) -> tuple[Triplets, Scores, str]:
-        """[2P, D] embeddings, [P] group codes (see candidate_mask) -> triplets, the candidate scores, and the phase
-        used."""
-        s = score_candidates(emb, groups, self.loss)
-        neg_cos = neg_cosine(emb, s.valid)
+        """[2P, D] (or [3P, D] with backgrounds) embeddings, [P] group codes (see candidate_mask) -> triplets, the
+        candidate scores, and the phase used. Backgrounds are not candidates: each joins its own pair's triplets."""
+        P = groups.numel()
+        backgrounds = emb.shape[0] == 3 * P
+        if not backgrounds and emb.shape[0] != 2 * P:
+            raise ValueError(f"expected 2P or 3P = {2 * P} or {3 * P} embeddings for {P} pairs, got {emb.shape[0]}")
+        pairs_emb = emb[:2 * P]
+        s = score_candidates(pairs_emb, groups, self.loss)
+        neg_cos = neg_cosine(pairs_emb, s.valid)
         m = self.cfg.guard_momentum
         if neg_cos == neg_cos:  # not NaN (a batch without candidates leaves the running mean alone)
             self.neg_cos_ema = neg_cos if self.neg_cos_ema is None else m * self.neg_cos_ema + (1 - m) * neg_cos
@@ -167,7 +184,9 @@ class MiningSchedule:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         miner = self.main if phase == "main" else self.warmup
         t = to_triplets(miner.select(s, g))
-        validate_triplets(t, groups)
+        if backgrounds:
+            t = with_backgrounds(t, P)
+        validate_triplets(t, groups, backgrounds)
         return t, s, phase
 
     def state_dict(self) -> dict:

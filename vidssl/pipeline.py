@@ -170,6 +170,8 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
         split = round(1.0 - p.held_out_tail, 6)
         train_mine = dataclasses.replace(cfg.mine, time_range=[0.0, split])
         held_out_mine = dataclasses.replace(cfg.mine, time_range=[split, 1.0])
+    if cfg.miner.background_negatives:  # training on same-frame backgrounds needs them mined
+        train_mine = dataclasses.replace(train_mine, background_patches=True)
     videos = Path(videos)
     if eval_data is None:
         eval_data = default_eval_root()

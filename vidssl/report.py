@@ -17,9 +17,10 @@ from vidssl.io import atomic_write_json, atomic_write_text
 
 CURVES = (  # (title, keys of a training log record, y label)
     ("Loss", ("loss",), "loss"),
+    ("Dense cycle loss (loss.cycle_weight)", ("cycle",), "-log p(return)"),
     ("Active triplets", ("active",), "fraction"),
     ("Distances D(a,p), D(a,n)", ("d_ap", "d_an"), "1 - cos"),
-    ("Mean cosine of positives / negatives", ("pos_cos", "neg_cos"), "cosine"),
+    ("Mean cosine of positives / negatives / own backgrounds", ("pos_cos", "neg_cos", "bg_cos"), "cosine"),
     ("Embedding spread (collapse guard)", ("spread",), "per-dim std x sqrt(d)"),
     ("Learning rate", ("lr",), "lr"),
 )
@@ -197,7 +198,7 @@ def build_report(run_dir: str | Path) -> Path:
             if series:
                 charts.append(svg_line_chart(series, title, ylabel))
         last = train_records[-1]
-        summary["train"] = {k: last[k] for k in ("step", "loss", "active", "pos_cos", "neg_cos", "spread")
+        summary["train"] = {k: last[k] for k in ("step", "loss", "cycle", "active", "pos_cos", "neg_cos", "spread")
                             if k in last}
         sections.append("<h2>Training</h2><div class='charts'>" + "".join(charts) + "</div>")
         for grid in sorted((run / "train").glob("*.png")):

@@ -32,7 +32,7 @@ from vidssl.config import Config, to_dict, write_resolved
 from vidssl.data import PairBatchSampler, PairPatches, make_loader, open_pairs, to_input
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.io import atomic_path, atomic_write_json, atomic_write_text
-from vidssl.losses import Triplets, build_loss, build_reducer
+from vidssl.losses import Triplets, build_loss, build_reducer, dense_cycle_loss
 from vidssl.miners import MiningSchedule, Scores
 from vidssl.models import EmbeddingNet, build_backbone
 from vidssl.train_config import TrainConfig
@@ -183,7 +183,8 @@ class RunLog:
 
 
 def hardest_triplet_grid(x: torch.Tensor, values: torch.Tensor, t, mean, std, rows: int = 8) -> torch.Tensor:
-    """[2P, 3, S, S] normalised input, [T] losses -> [3, H, W] grid in [0, 1]: one row (a, p, n) per triplet."""
+    """[2P or 3P, 3, S, S] normalised input, [T] losses -> [3, H, W] grid in [0, 1]: one row (a, p, n) per
+    triplet."""
     from torchvision.utils import make_grid
 
     order = values.detach().float().argsort(descending=True)[:rows]
@@ -195,10 +196,13 @@ def hardest_triplet_grid(x: torch.Tensor, values: torch.Tensor, t, mean, std, ro
 
 @torch.no_grad()
 def batch_stats(emb: torch.Tensor, values: torch.Tensor, scores, t) -> dict:
-    """Collapse signals and loss statistics of one step (floats)."""
-    P = emb.shape[0] // 2
+    """Collapse signals and loss statistics of one step (floats). ``emb``: [2P, D], or [3P, D] with the pairs'
+    backgrounds (then ``bg_cos``: mean cosine between each anchor and its own background)."""
+    P = scores.d_ap.numel()
     e = emb.detach().float()
-    pos_cos = F.cosine_similarity(e[:P], e[P:], dim=1).mean()
+    pos_cos = F.cosine_similarity(e[:P], e[P:2 * P], dim=1).mean()
+    mined = t.n < 2 * P  # backgrounds are not in the candidate table
+    extra = {"bg_cos": float(F.cosine_similarity(e[:P], e[2 * P:], dim=1).mean())} if e.shape[0] == 3 * P else {}
     # per-dimension spread of the unit embeddings, scaled so isotropic vectors give ~1 and a collapse gives 0
     spread = e.std(dim=0).mean() * math.sqrt(e.shape[1])
     sel = len(t) > 0
@@ -206,10 +210,11 @@ def batch_stats(emb: torch.Tensor, values: torch.Tensor, scores, t) -> dict:
         "loss_mean_triplet": float(values.detach().mean()) if sel else 0.0,
         "active": float((values.detach() > 0).float().mean()) if sel else 0.0,
         "d_ap": float(scores.d_ap.mean()),
-        "d_an": float(scores.d_an[t.a, t.n].mean()) if sel else float("nan"),
+        "d_an": float(scores.d_an[t.a[mined], t.n[mined]].mean()) if bool(mined.any()) else float("nan"),
         "pos_cos": float(pos_cos),
         "spread": float(spread),
         "triplets": len(t),
+        **extra,
     }
 
 
@@ -250,6 +255,18 @@ class StepOutput:
     phase: str  # the miner used: warmup | main | guard
     grad_norm: torch.Tensor
     diverged: str | None  # "loss" or "gradient" when non-finite (on any rank): nothing was updated
+    cycle: torch.Tensor | None = None  # the dense cycle loss (before its weight), when loss.cycle_weight > 0
+
+
+def cycle_shift(seed: int, step: int, h: int, w: int) -> tuple[int, int]:
+    """The roll (dy, dx) in cells of the cycle loss at ``step``: along one axis, by 1 to half the map, either way;
+    a function of (seed, step), so a resumed run draws the same."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step + 7919)
+    axis = int(torch.randint(2, (1,), generator=g))
+    size = (h, w)[axis]
+    cells = int(torch.randint(1, max(2, size // 2 + 1), (1,), generator=g)) * (1 if torch.rand(1, generator=g) < 0.5
+                                                                               else -1)
+    return (cells, 0) if axis == 0 else (0, cells)
 
 
 class TrainStep:
@@ -270,8 +287,15 @@ class TrainStep:
         self.scaler = torch.amp.GradScaler("cuda", enabled=tc.precision == "fp16")
         self.loss_fn, self.reducer = build_loss(cfg.loss), build_reducer(cfg.loss)
         self.schedule = MiningSchedule(cfg.miner, self.loss_fn, total_steps, cfg.seed)
-        self.capacity = tc.batch_pairs * cfg.miner.negatives_per_pair
+        # what the miner can return at most, plus each pair's own background
+        self.capacity = tc.batch_pairs * (cfg.miner.negatives_per_pair + int(cfg.miner.background_negatives))
         self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision)
+        self.cycle_weight, self.cycle_temperature = cfg.loss.cycle_weight, cfg.loss.cycle_temperature
+        if self.cycle_weight and cfg.data.patch_size % 8:
+            # the roll moves content by whole stride-8 cells only when the patch is a whole number of cells
+            raise ConfigError(f"loss.cycle_weight needs data.patch_size to be a multiple of 8, got "
+                              f"{cfg.data.patch_size}; change it or set loss.cycle_weight=0")
+        self.seed = cfg.seed
         self.check_grad = tc.precision != "fp16"  # with fp16 the grad scaler skips non-finite steps itself
 
     def set_lr(self, lr: float) -> None:
@@ -279,15 +303,29 @@ class TrainStep:
             group["lr"] = lr
 
     def __call__(self, x: torch.Tensor, groups: torch.Tensor, step: int) -> StepOutput:
-        """x: [2P, 3, S, S] normalised (anchors, then positives); groups: [P] codes, negatives come from other
-        groups (vidssl.miners.candidate_mask)."""
+        """x: [2P, 3, S, S] normalised (anchors, then positives; [3P, ...] with the pairs' backgrounds last);
+        groups: [P] codes, negatives come from other groups (vidssl.miners.candidate_mask)."""
         autocast = torch.autocast(self.device.type, dtype=self.amp) if self.amp else nullcontext()
-        with autocast:
-            emb = self.net(x)
+        P, n = groups.numel(), x.shape[0]
+        if self.cycle_weight:
+            shift = cycle_shift(self.seed, step, x.shape[-2] // 8, x.shape[-1] // 8)
+            rolled = torch.roll(x[:2 * P], (8 * shift[0], 8 * shift[1]), dims=(2, 3))  # anchors, positives: moved
+            with autocast:
+                emb, maps = self.net(torch.cat([x, rolled]), dense=True)
+            emb = emb[:n]
+        else:
+            with autocast:
+                emb, maps = self.net(x), None
         triplets, scores, phase = self.schedule.mine(emb, groups, step)
         values = self.loss_fn.per_triplet(emb, triplets)
         loss = self.reducer(values, triplets, self.capacity)
-        out = StepOutput(loss, emb, values, triplets, scores, phase, torch.zeros(()), None)
+        cycle = None
+        if maps is not None:
+            a, b, a_rolled, b_rolled = maps[:P], maps[P:2 * P], maps[n:n + P], maps[n + P:]
+            cycle = 0.5 * (dense_cycle_loss(a, b, a_rolled, shift, self.cycle_temperature)
+                           + dense_cycle_loss(b, a, b_rolled, shift, self.cycle_temperature))
+            loss = loss + self.cycle_weight * cycle
+        out = StepOutput(loss, emb, values, triplets, scores, phase, torch.zeros(()), None, cycle)
         if _any_rank(not torch.isfinite(loss).item(), self.d, self.device):
             out.diverged = "loss"
             return out
@@ -411,8 +449,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     mean, std = model.backbone.mean, model.backbone.std
     sampler = PairBatchSampler(pairs.video, pairs.track, tc.batch_pairs, cfg.seed, steps=total, start_step=start,
                                rank=d.rank, world=d.world)
-    loader = make_loader(PairPatches(pairs, cfg.data), sampler, cfg.data, pin_memory=dev.type == "cuda",
-                         seed=cfg.seed)
+    loader = make_loader(PairPatches(pairs, cfg.data, background=cfg.miner.background_negatives), sampler, cfg.data,
+                         pin_memory=dev.type == "cuda", seed=cfg.seed)
     # negatives come from other videos, or with same_video_negatives from other tracks (never the anchor's own)
     group_codes = torch.from_numpy(pairs.track if cfg.miner.same_video_negatives else pairs.video).long()
     runlog = RunLog(run_dir, start, d.main)
@@ -470,6 +508,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
                 metrics = {"loss": out.loss.item(), "lr": lr, "phase": out.phase, "neg_cos": schedule.neg_cos_ema,
                            **batch_stats(out.emb, out.values, out.scores, out.triplets),
                            "grad_norm": float(out.grad_norm),
+                           **({"cycle": out.cycle.item()} if out.cycle is not None else {}),
                            "triplets_per_s": window_triplets / max(now - window_t, 1e-9),
                            "pairs_per_s": window_steps * tc.batch_pairs * d.world / max(now - window_t, 1e-9),
                            "epoch": sampler.epoch_of(step * d.world), "minutes": (now - t0) / 60}

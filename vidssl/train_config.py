@@ -77,9 +77,16 @@ class LossConfig:
     reducer: str = opt("fixed", "fixed (sum / (P x K), as the released RankHardLoss) | mean (over the mined "
                                 "triplets) | mean_active (over those with a non-zero loss) | per_pair (mean over "
                                 "each pair's negatives, then over pairs)")
+    cycle_weight: float = opt(0.3, "weight of the dense cycle loss added to the ranking loss: each stride-8 cell of "
+                                   "a pair's patch walks to the other patch and on to a rolled copy of its own, "
+                                   "and must arrive where its content went (losses.dense_cycle_loss); 0: off (the "
+                                   "paper)")
+    cycle_temperature: float = opt(0.07, "softmax temperature of the cycle loss's walks (on cosine similarity)")
 
     def validate(self) -> None:
         _choice("loss", "name", self.name, LOSS_NAMES)
+        _positive("loss", "cycle_weight", self.cycle_weight, allow_zero=True)
+        _positive("loss", "cycle_temperature", self.cycle_temperature)
         _choice("loss", "reducer", self.reducer, REDUCER_NAMES)
         if self.distance is not None:
             _choice("loss", "distance", self.distance, DISTANCE_NAMES)
@@ -97,6 +104,9 @@ class MinerConfig:
     hard_ratio: float = opt(0.5, "hard miner: share of the K taken from the K hardest violators; the rest are "
                                  "random violators (released RankHardLoss: hard_ratio)")
     same_video_negatives: bool = opt(False, "allow negatives from the anchor's own video (other tracks)")
+    background_negatives: bool = opt(True, "also take each pair's same-frame background patch (the scene beside "
+                                             "the tracked box; needs pairs mined with mine.background_patches) as "
+                                             "one more negative of that pair, on every step")
     guard_neg_cos: float = opt(0.3, "collapse guard: when the running mean cosine between an anchor and the "
                                     "other videos' patches exceeds this, mine with `warmup` until it falls back")
     guard_momentum: float = opt(0.9, "collapse guard: momentum of that running mean (per step)")

@@ -21,5 +21,5 @@ def augment_patch(patch: np.ndarray, rng: np.random.Generator, size: int, crop_m
 
 
 def augment_pair(pair: np.ndarray, rng: np.random.Generator, size: int, crop_min: float, flip: bool) -> np.ndarray:
-    """[2, S0, S0, 3] uint8 -> [2, size, size, 3] uint8, each patch augmented independently."""
+    """[M, S0, S0, 3] uint8 -> [M, size, size, 3] uint8, each patch augmented independently."""
     return np.stack([augment_patch(p, rng, size, crop_min, flip) for p in pair])

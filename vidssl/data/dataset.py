@@ -8,18 +8,25 @@ from torch.utils.data import DataLoader, Dataset
 from vidssl.data.augment import augment_pair
 from vidssl.data.pairs import PairSet
 from vidssl.data.sampler import PairBatchSampler
+from vidssl.errors import VidsslError
 from vidssl.train_config import DataConfig
 
 
 class PairPatches(Dataset):
-    """Item ``(pair_index, seed_tuple)`` -> ``([2, S, S, 3] uint8 augmented pair, pair_index)``.
+    """Item ``(pair_index, seed_tuple)`` -> ``([M, S, S, 3] uint8 augmented patches, pair_index)``: M = 2 (first,
+    last), or 3 with ``background`` (first, last, the same-frame background; the dataset must hold it).
 
     Shards are memory-mapped on first use in each process (each DataLoader worker keeps its own maps), so only the
     pages of the pairs actually read are loaded.
     """
 
-    def __init__(self, pairs: PairSet, cfg: DataConfig) -> None:
+    def __init__(self, pairs: PairSet, cfg: DataConfig, background: bool = False) -> None:
+        if background and not pairs.has_background:
+            raise VidsslError(f"{pairs.root}: the pairs have no background patches, which "
+                              f"miner.background_negatives needs; mine them with --set mine.background_patches=true "
+                              f"(a new pairs folder), or set miner.background_negatives=false")
         self.pairs, self.cfg = pairs, cfg
+        self.width = 3 if background else 2
         self._maps: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -31,8 +38,8 @@ class PairPatches(Dataset):
         return self._maps[i]
 
     def raw(self, index: int) -> np.ndarray:
-        """[2, S0, S0, 3] uint8, the stored pair."""
-        return np.asarray(self._shard(int(self.pairs.shard_index[index]))[self.pairs.offset[index]])
+        """[M, S0, S0, 3] uint8, the stored patches of pair ``index`` (M as the item)."""
+        return np.asarray(self._shard(int(self.pairs.shard_index[index]))[self.pairs.offset[index], :self.width])
 
     def __getitem__(self, item: tuple[int, tuple[int, ...]]) -> tuple[np.ndarray, int]:
         index, seed = item
@@ -53,7 +60,7 @@ def _worker_init(_: int) -> None:
 
 def make_loader(dataset: PairPatches, sampler: PairBatchSampler, cfg: DataConfig, pin_memory: bool,
                 seed: int = 0) -> DataLoader:
-    """Batches of ``(uint8 [P, 2, S, S, 3], int64 [P] pair indices)`` in the sampler's order."""
+    """Batches of ``(uint8 [P, M, S, S, 3], int64 [P] pair indices)`` in the sampler's order."""
     workers = cfg.num_workers
     # its own generator: starting an iterator must not draw from the global torch RNG, which a resumed run restores
     # forkserver, not fork: a worker forked from a process whose OpenCV thread pool has run (mining, figures)
@@ -66,7 +73,8 @@ def make_loader(dataset: PairPatches, sampler: PairBatchSampler, cfg: DataConfig
 
 
 def to_input(patches: torch.Tensor, mean, std, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """uint8 [P, 2, S, S, 3] -> float [2P, 3, S, S] normalised: anchors (first patches) then positives.
+    """uint8 [P, M, S, S, 3] -> float [M P, 3, S, S] normalised: anchors (first patches), then positives, then (M
+    = 3) the backgrounds.
 
     The result is channels_last in memory (a free permute of the HWC patches); ``channels_last=False`` copies it
     to the contiguous layout. One uint8 copy, one conversion and two in-place passes: several times faster than

@@ -40,6 +40,7 @@ class PairSet:
     track: np.ndarray  # [N] int64 code of the (video, track) pair
     video_ids: list[str]
     fingerprint: str  # changes when the dataset changes (a resumed run checks it)
+    has_background: bool = False  # every stored pair has a third, same-frame background patch
     skipped: dict[str, str] = field(default_factory=dict)  # shard -> why its pairs were left out
 
     def __len__(self) -> int:
@@ -68,18 +69,19 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _check_shard(path: Path, patch_size: int) -> tuple[int, str | None]:
-    """(rows, None) for a usable shard, (0, why) otherwise. Reads only the .npy header."""
+def _check_shard(path: Path, patch_size: int) -> tuple[int, int, str | None]:
+    """(rows, patches per row, None) for a usable shard, (0, 0, why) otherwise. Reads only the .npy header."""
     try:
         arr = np.load(path, mmap_mode="r")
     except FileNotFoundError:
-        return 0, "missing"
+        return 0, 0, "missing"
     except (OSError, ValueError) as e:
-        return 0, f"unreadable ({e})"
-    want = (2, patch_size, patch_size, 3)
-    if arr.dtype != np.uint8 or arr.ndim != 5 or tuple(arr.shape[1:]) != want:
-        return 0, f"shape {arr.shape} {arr.dtype}, expected (n, {', '.join(map(str, want))}) uint8"
-    return int(arr.shape[0]), None
+        return 0, 0, f"unreadable ({e})"
+    want = (patch_size, patch_size, 3)
+    if arr.dtype != np.uint8 or arr.ndim != 5 or arr.shape[1] not in (2, 3) or tuple(arr.shape[2:]) != want:
+        return 0, 0, (f"shape {arr.shape} {arr.dtype}, expected (n, 2, {', '.join(map(str, want))}) uint8 (or n, 3, "
+                      f"... with background patches)")
+    return int(arr.shape[0]), int(arr.shape[1]), None
 
 
 def open_pairs(root: str | os.PathLike) -> PairSet:
@@ -120,8 +122,9 @@ def open_pairs(root: str | os.PathLike) -> PairSet:
     offset_arr = np.asarray(offsets, np.int64)
     keep = np.ones(len(offsets), bool)
     skipped = {}
+    widths = set()
     for name, i in shards.items():
-        rows, why = _check_shard(root / name, patch_size)
+        rows, width, why = _check_shard(root / name, patch_size)
         in_shard = shard_index_arr == i
         if why is None and offset_arr[in_shard].max() >= rows:
             why = f"{rows} rows, but the manifest refers to row {int(offset_arr[in_shard].max())}"
@@ -129,10 +132,12 @@ def open_pairs(root: str | os.PathLike) -> PairSet:
             skipped[name] = why
             keep &= ~in_shard
             log.warning("pairs: skipping %d pairs of %s: %s", int(in_shard.sum()), root / name, why)
+        else:
+            widths.add(width)
     if not keep.any():
         raise PairDataError(f"{root}: none of the {len(offsets)} pairs is readable "
                             f"(e.g. {next(iter(skipped.items()))}); {_REMAKE}")
     return PairSet(root=root, patch_size=patch_size, shards=list(shards), shard_index=shard_index_arr[keep],
                    offset=offset_arr[keep], video=np.asarray(video_codes, np.int32)[keep],
                    track=np.asarray(track_keys, np.int64)[keep], video_ids=list(videos),
-                   fingerprint=digest.hexdigest()[:16], skipped=skipped)
+                   fingerprint=digest.hexdigest()[:16], skipped=skipped, has_background=widths == {3})

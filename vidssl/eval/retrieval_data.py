@@ -322,9 +322,11 @@ def _check_shard(path: Path) -> int:
     except (OSError, ValueError) as e:
         raise RetrievalDataError(f"{path}: cannot open pair shard ({e.__class__.__name__}: {e}); re-run "
                                  f"`vidssl mine`") from None
-    if arr.dtype != np.uint8 or arr.ndim != 5 or arr.shape[1] != 2 or arr.shape[4] != 3 or arr.shape[2] != arr.shape[3]:
-        raise RetrievalDataError(f"{path}: pair shard must be uint8 (n, 2, S, S, 3), found {arr.dtype} "
-                                 f"{tuple(arr.shape)}")
+    if (arr.dtype != np.uint8 or arr.ndim != 5 or arr.shape[1] not in (2, 3) or arr.shape[4] != 3
+            or arr.shape[2] != arr.shape[3]):
+        # a third patch per pair is the same-frame background (mine.background_patches): not a tracked patch
+        raise RetrievalDataError(f"{path}: pair shard must be uint8 (n, 2, S, S, 3) or (n, 3, S, S, 3), found "
+                                 f"{arr.dtype} {tuple(arr.shape)}")
     return int(arr.shape[0])
 
 

@@ -35,6 +35,11 @@ class Backbone(nn.Module):
         """[B, 3, H, W] -> [B, dense_dim, ceil(H/8), ceil(W/8)]; any H, W >= 32."""
         raise NotImplementedError
 
+    def embed_and_dense(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, 3, H, W] -> (embed(x), dense_features(x)); backbones whose two views share layers override it to
+        run those once."""
+        return self.embed(x), self.dense_features(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(x)
 

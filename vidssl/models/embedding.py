@@ -36,7 +36,10 @@ class EmbeddingNet(nn.Module):
         self.head = HEADS[head](backbone.out_dim, embed_dim)
         self.embed_dim = embed_dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, 3, S, S] normalised patches -> [N, embed_dim] float32 unit vectors."""
-        z = self.head(self.backbone.embed(x))
-        return F.normalize(z.float(), dim=1)
+    def forward(self, x: torch.Tensor, dense: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """[N, 3, S, S] normalised patches -> [N, embed_dim] float32 unit vectors; with ``dense`` also the backbone's
+        [N, dense_dim, S/8, S/8] dense features (for the cycle loss), from the same pass where layers are shared."""
+        if not dense:
+            return F.normalize(self.head(self.backbone.embed(x)).float(), dim=1)
+        pooled, maps = self.backbone.embed_and_dense(x)
+        return F.normalize(self.head(pooled).float(), dim=1), maps

@@ -61,10 +61,17 @@ class ResNetBackbone(Backbone):
 
     def dense_features(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x)
-        x = self._stem_to_layer2(x)
+        return self._dense_from_layer2(self._stem_to_layer2(x))
+
+    def _dense_from_layer2(self, x: torch.Tensor) -> torch.Tensor:
         for i, block in enumerate(self.layer3):
             x = _block_at_stride1(block, x, dilation=1 if i == 0 else 2)
         return x
+
+    def embed_and_dense(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        check_input(x)
+        shared = self._stem_to_layer2(x)
+        return self.layer4(self.layer3(shared)).mean(dim=(2, 3)), self._dense_from_layer2(shared)
 
 
 class ResNet18(ResNetBackbone):

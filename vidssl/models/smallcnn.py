@@ -44,5 +44,9 @@ class SmallCNN(Backbone):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.dense_features(x).mean(dim=(2, 3))
 
+    def embed_and_dense(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dense = self.dense_features(x)
+        return dense.mean(dim=(2, 3)), dense
+
     def spec(self) -> dict:
         return {**super().spec(), "width": self.width}
