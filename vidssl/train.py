@@ -248,7 +248,7 @@ def build_model(cfg: Config) -> EmbeddingNet:
 @dataclass
 class StepOutput:
     loss: torch.Tensor  # scalar, the reduced loss
-    emb: torch.Tensor  # [2P, embed_dim] unit embeddings (anchors, then positives)
+    emb: torch.Tensor  # [2P or 3P, embed_dim] unit embeddings (anchors, positives[, backgrounds])
     values: torch.Tensor  # [T] per-triplet losses
     triplets: Triplets
     scores: Scores
@@ -264,9 +264,9 @@ def cycle_shift(seed: int, step: int, h: int, w: int) -> tuple[int, int]:
     g = torch.Generator().manual_seed(seed * 1_000_003 + step + 7919)
     axis = int(torch.randint(2, (1,), generator=g))
     size = (h, w)[axis]
-    cells = int(torch.randint(1, max(2, size // 2 + 1), (1,), generator=g)) * (1 if torch.rand(1, generator=g) < 0.5
-                                                                               else -1)
-    return (cells, 0) if axis == 0 else (0, cells)
+    magnitude = int(torch.randint(1, max(2, size // 2 + 1), (1,), generator=g))
+    sign = 1 if float(torch.rand(1, generator=g)) < 0.5 else -1
+    return (sign * magnitude, 0) if axis == 0 else (0, sign * magnitude)
 
 
 class TrainStep:
