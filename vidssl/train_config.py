@@ -134,7 +134,7 @@ class TrainConfig:
                                              "the schedule is fitted to it (see fit_budget)")
     fit_budget: bool = opt(True, "with a budget, shorten `steps` to what the measured speed fits in it, so the "
                                  "learning rate still anneals; the fitted count is saved and kept on resume")
-    lr: float = opt(0.05, "initial learning rate of SGD (paper: 0.001)")
+    lr: float = opt(0.02, "initial learning rate of SGD (paper: 0.001)")
     momentum: float = opt(0.9, "SGD momentum")
     weight_decay: float = opt(5e-4, "SGD weight decay")
     schedule: str = opt("cosine", "cosine (to 0) | step (x gamma at each of `milestones`)")
