@@ -121,19 +121,22 @@ def test_pairwise_distance_matches_rows(name):
     torch.testing.assert_close(D, torch.tensor(want, dtype=torch.float64), rtol=1e-9, atol=1e-9)
 
 
-def _naive_cycle(a, b, r, shift, temperature):
-    """The cycle loss by loops over cells: walk anchor -> positive -> rolled anchor, score the rolled content cell."""
+def _naive_cycle(a, b, r, shift, temperature, extra=None):
+    """The cycle loss by loops over cells: walk anchor -> positive (and ``extra``'s cells) -> rolled anchor, score
+    the rolled content cell."""
     P, C, h, w = a.shape
     cells = [(i, j) for i in range(h) for j in range(w)]
+    # the first step's destinations: (map, cell) for every cell of the positive, then of the extra map
+    stops = [(b, c) for c in cells] + ([] if extra is None else
+                                      [(extra, (i, j)) for i in range(extra.shape[2]) for j in range(extra.shape[3])])
 
     def unit(m, p, cell):
         v = [float(m[p, c, cell[0], cell[1]]) for c in range(C)]
         norm = math.sqrt(sum(x * x for x in v))
         return [x / norm for x in v]
 
-    def softmax_row(src, dst, p, cell):
-        u = unit(src, p, cell)
-        scores = [sum(x * y for x, y in zip(u, unit(dst, p, c))) / temperature for c in cells]
+    def softmax_row(u, dests, p):
+        scores = [sum(x * y for x, y in zip(u, unit(m, p, c))) / temperature for m, c in dests]
         top = max(scores)
         e = [math.exp(s - top) for s in scores]
         return [x / sum(e) for x in e]
@@ -141,9 +144,10 @@ def _naive_cycle(a, b, r, shift, temperature):
     total = 0.0
     for p in range(P):
         for cell in cells:
-            first = softmax_row(a, b, p, cell)
+            first = softmax_row(unit(a, p, cell), stops, p)
             target = ((cell[0] + shift[0]) % h, (cell[1] + shift[1]) % w)
-            arrive = sum(first[k] * softmax_row(b, r, p, mid)[cells.index(target)] for k, mid in enumerate(cells))
+            arrive = sum(first[k] * softmax_row(unit(m, p, mid), [(r, c) for c in cells], p)[cells.index(target)]
+                         for k, (m, mid) in enumerate(stops))
             total += -math.log(arrive)
     return total / (P * h * w)
 
@@ -154,6 +158,26 @@ def test_dense_cycle_loss_matches_naive_loop(shift):
     a, b, r = (torch.randn(2, 5, 3, 4, generator=g, dtype=torch.float64) for _ in range(3))
     got = dense_cycle_loss(a, b, r, shift, 0.3)
     assert got.item() == pytest.approx(_naive_cycle(a, b, r, shift, 0.3), rel=1e-5)
+    # with a background map the first step may also walk into (loss.cycle_background), of another size
+    bg = torch.randn(2, 5, 2, 3, generator=g, dtype=torch.float64)
+    got = dense_cycle_loss(a, b, r, shift, 0.3, extra=bg)
+    assert got.item() == pytest.approx(_naive_cycle(a, b, r, shift, 0.3, bg), rel=1e-5)
+
+
+def test_dense_cycle_loss_background_is_a_place_to_get_lost():
+    # one-hot content; the positive holds every anchor cell's content, the background map copies of some of them.
+    # A walk into a copy continues to the rolled anchor just as well (content, not origin, decides), while
+    # background cells whose content the anchor does not hold pull the walk off its way
+    h, w = 3, 4
+    content = torch.eye(h * w).view(h * w, h, w)[None]
+    shift = (0, 1)
+    rolled = torch.roll(content, shift, dims=(2, 3))
+    alone = dense_cycle_loss(content, content, rolled, shift, 0.5).item()
+    assert dense_cycle_loss(content, content, rolled, shift, 0.5, extra=content).item() == pytest.approx(alone)
+    # background cells equally close to every anchor cell (cos 0.29) draw walks away, the more the further
+    lured = [dense_cycle_loss(content, content, rolled, shift, 0.5, extra=torch.full((1, h * w, k, 1), 0.5)).item()
+             for k in (1, 6, 12)]
+    assert alone < lured[0] < lured[1] < lured[2] and lured[2] > alone + 0.3
 
 
 def test_dense_cycle_loss_rewards_content_not_position():

@@ -17,7 +17,7 @@ from vidssl.train_config import TrainConfig
 TINY = ["data.patch_size=32", "data.num_workers=0", "model.width=8", "model.embed_dim=32", "train.batch_pairs=12",
         "train.budget_minutes=null", "train.log_every=5", "train.checkpoint_every=10", "train.image_every=10",
         "train.warmup_steps=5", "train.threads=1",
-        "miner.background_negatives=false"]  # the synthetic pairs have no backgrounds
+        "miner.background_negatives=false", "loss.cycle_background=false"]  # the synthetic pairs have no backgrounds
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,8 @@ def test_cycle_loss_and_background_negatives_train(tmp_path):
     backgrounds = patches[rng.permutation(len(patches)), :1]  # some other pair's patch: a hard same-scene negative
     triples = np.concatenate([patches, backgrounds], axis=1)
     root = write_pairs(tmp_path / "pairs", triples, [rows.video_ids[v] for v in rows.video], list(range(24)))
-    cfg = load_config(None, TINY + ["train.steps=40", "loss.cycle_weight=1.0", "miner.background_negatives=true"])
+    cfg = load_config(None, TINY + ["train.steps=40", "loss.cycle_weight=1.0", "miner.background_negatives=true",
+                                    "loss.cycle_background=true"])
     stats = train(root, tmp_path / "run", cfg, progress=False)
     assert stats["step"] == 40
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -165,6 +166,9 @@ def test_cycle_loss_and_background_negatives_train(tmp_path):
     with pytest.raises(ConfigError, match="multiple of 8"):
         train(root, tmp_path / "run3", load_config(None, TINY + ["data.patch_size=36", "loss.cycle_weight=0.3"]),
               progress=False)
+    with pytest.raises(ConfigError, match="miner.background_negatives=true"):  # no backgrounds to walk into
+        train(root, tmp_path / "run4", load_config(None, TINY + ["loss.cycle_weight=0.3", "loss.cycle_background=true",
+                                                                 "miner.background_negatives=false"]), progress=False)
     # the roll is a function of (seed, step), along one axis, by at most half the map
     shifts = [cycle_shift(0, s, 8, 8) for s in range(50)]
     assert shifts == [cycle_shift(0, s, 8, 8) for s in range(50)] and len(set(shifts)) > 4

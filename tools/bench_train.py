@@ -43,7 +43,7 @@ def bench(pairs_dir: Path, arch: str, size: int, steps: int, warmup: int, batch_
     background = str(pairs.has_background).lower()  # the default trains on backgrounds where the pairs hold them
     cfg = load_config(None, [f"model.arch={arch}", f"data.patch_size={size}", f"train.batch_pairs={batch_pairs}",
                              f"data.num_workers={workers}", f"train.precision={precision}",
-                             f"miner.background_negatives={background}"])
+                             f"miner.background_negatives={background}", f"loss.cycle_background={background}"])
     bg = cfg.miner.background_negatives
     dev = torch.device("cpu")
     codes = torch.from_numpy(pairs.video).long()

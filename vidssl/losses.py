@@ -111,7 +111,7 @@ LOSSES = {  # name -> (class, its standard distance)
 
 
 def dense_cycle_loss(anchor: torch.Tensor, positive: torch.Tensor, anchor_rolled: torch.Tensor,
-                     shift: tuple[int, int], temperature: float) -> torch.Tensor:
+                     shift: tuple[int, int], temperature: float, extra: torch.Tensor | None = None) -> torch.Tensor:
     """Cycle consistency through time on the dense maps of each pair, scored against a known correspondence.
 
     anchor, positive, anchor_rolled: [P, C, h, w]; ``anchor_rolled`` is the map of the anchor patch rolled (with
@@ -124,9 +124,16 @@ def dense_cycle_loss(anchor: torch.Tensor, positive: torch.Tensor, anchor_rolled
     patch; the roll moves content but not the patch borders, so only matching by content arrives. What it trains is
     what label propagation does: find each cell's counterpart in a later frame, distinct from its neighbours. The
     trainer averages it over both directions (first -> last -> rolled first, last -> first -> rolled last).
+
+    extra: [P, C, h', w'] or None; more cells the first step may walk into (the trainer passes the pair's
+    same-frame background patch, loss.cycle_background). A walk that enters one continues to the rolled anchor like
+    any other, so a background cell that holds anchor content (the boxes may overlap) is as good a stop as its
+    counterpart in the positive, and one that holds only scene leads the walk astray.
     """
     P, _, h, w = anchor.shape
     a, b, r = (F.normalize(m.flatten(2).float(), dim=1) for m in (anchor, positive, anchor_rolled))  # [P, C, N]
+    if extra is not None:  # more cells the first step may walk into: [P, C, h', w']
+        b = torch.cat([b, F.normalize(extra.flatten(2).float(), dim=1)], dim=2)
     to_positive = (a.transpose(1, 2) @ b / temperature).softmax(dim=2)  # [P, N, N]
     to_rolled = (b.transpose(1, 2) @ r / temperature).softmax(dim=2)
     walk = to_positive @ to_rolled  # [P, N, N]: anchor cell -> rolled anchor cell

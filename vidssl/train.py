@@ -291,10 +291,15 @@ class TrainStep:
         self.capacity = tc.batch_pairs * (cfg.miner.negatives_per_pair + int(cfg.miner.background_negatives))
         self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision)
         self.cycle_weight, self.cycle_temperature = cfg.loss.cycle_weight, cfg.loss.cycle_temperature
+        self.cycle_background = cfg.loss.cycle_background
         if self.cycle_weight and cfg.data.patch_size % 8:
             # the roll moves content by whole stride-8 cells only when the patch is a whole number of cells
             raise ConfigError(f"loss.cycle_weight needs data.patch_size to be a multiple of 8, got "
                               f"{cfg.data.patch_size}; change it or set loss.cycle_weight=0")
+        if self.cycle_weight and self.cycle_background and not cfg.miner.background_negatives:
+            # the backgrounds are in the batch only when the miner takes them as negatives
+            raise ConfigError("loss.cycle_background needs the pairs' background patches in the batch: set "
+                              "miner.background_negatives=true (pairs mined with them) or loss.cycle_background=false")
         self.seed = cfg.seed
         self.check_grad = tc.precision != "fp16"  # with fp16 the grad scaler skips non-finite steps itself
 
@@ -322,8 +327,9 @@ class TrainStep:
         cycle = None
         if maps is not None:
             a, b, a_rolled, b_rolled = maps[:P], maps[P:2 * P], maps[n:n + P], maps[n + P:]
-            cycle = 0.5 * (dense_cycle_loss(a, b, a_rolled, shift, self.cycle_temperature)
-                           + dense_cycle_loss(b, a, b_rolled, shift, self.cycle_temperature))
+            bg = maps[2 * P:3 * P] if self.cycle_background else None
+            cycle = 0.5 * (dense_cycle_loss(a, b, a_rolled, shift, self.cycle_temperature, bg)
+                           + dense_cycle_loss(b, a, b_rolled, shift, self.cycle_temperature, bg))
             loss = loss + self.cycle_weight * cycle
         out = StepOutput(loss, emb, values, triplets, scores, phase, torch.zeros(()), None, cycle)
         if _any_rank(not torch.isfinite(loss).item(), self.d, self.device):
