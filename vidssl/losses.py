@@ -132,10 +132,10 @@ def dense_cycle_loss(anchor: torch.Tensor, positive: torch.Tensor, anchor_rolled
     """
     P, _, h, w = anchor.shape
     a, b, r = (F.normalize(m.flatten(2).float(), dim=1) for m in (anchor, positive, anchor_rolled))  # [P, C, N]
-    if extra is not None:  # more cells the first step may walk into: [P, C, h', w']
+    if extra is not None:  # its cells become stops of the first step, beside the positive's: M = N + h' w'
         b = torch.cat([b, F.normalize(extra.flatten(2).float(), dim=1)], dim=2)
-    to_positive = (a.transpose(1, 2) @ b / temperature).softmax(dim=2)  # [P, N, N]
-    to_rolled = (b.transpose(1, 2) @ r / temperature).softmax(dim=2)
+    to_positive = (a.transpose(1, 2) @ b / temperature).softmax(dim=2)  # [P, N, M]
+    to_rolled = (b.transpose(1, 2) @ r / temperature).softmax(dim=2)  # [P, M, N]
     walk = to_positive @ to_rolled  # [P, N, N]: anchor cell -> rolled anchor cell
     rows, cols = torch.meshgrid(torch.arange(h, device=anchor.device), torch.arange(w, device=anchor.device),
                                 indexing="ij")
