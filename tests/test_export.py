@@ -18,7 +18,8 @@ from vidssl.train import train
 
 TINY = ["data.patch_size=32", "data.num_workers=0", "model.embed_dim=16", "train.batch_pairs=8", "train.steps=2",
         "train.budget_minutes=null", "train.image_every=0", "train.threads=1", "train.warmup_steps=0",
-        "miner.background_negatives=false", "loss.cycle_background=false"]  # the synthetic pairs have no background patches
+        # the synthetic pairs have no background patches
+        "miner.background_negatives=false", "loss.cycle_background=false"]
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,11 @@ from vidssl.train import train
 def test_default_schedule_does_not_collapse_on_demo_videos(demo_dir, tmp_path):
     pairs = demo_pairs(demo_dir, tmp_path / "pairs", size=40)
     cfg = load_config(None, ["data.patch_size=32", "data.num_workers=0", "model.width=8", "train.batch_pairs=24",
-                             "train.steps=90", "train.lr=0.05", "data.crop_min=0.8", "train.budget_minutes=null", "train.log_every=10",
+                             "train.steps=90", "train.lr=0.05", "data.crop_min=0.8", "train.budget_minutes=null",
+                             "train.log_every=10",
                              "train.image_every=0", "train.threads=1",
-                             "miner.background_negatives=false", "loss.cycle_background=false"])  # demo_pairs stores no backgrounds
+                             # demo_pairs stores no backgrounds
+                             "miner.background_negatives=false", "loss.cycle_background=false"])
     # lr 0.05 and crops of 0.8 (the defaults, 0.02 and 0.5, are tuned for the cycle loss over ~800 steps): 90 steps
     # of a width-8 net; what is under test is the mining schedule
     assert cfg.miner.main == "hard" and cfg.miner.guard  # the defaults under test

@@ -24,7 +24,8 @@ WORKER = textwrap.dedent("""
 SETTINGS = ["data.patch_size=32", "data.num_workers=0", "model.width=8", "model.embed_dim=32", "train.batch_pairs=8",
             "train.steps=12", "train.budget_minutes=null", "train.checkpoint_every=100", "train.log_every=4",
             "train.image_every=0", "train.threads=1", "train.device=cpu",
-            "miner.background_negatives=false", "loss.cycle_background=false"]  # the synthetic pairs have no backgrounds
+            # the synthetic pairs have no backgrounds
+            "miner.background_negatives=false", "loss.cycle_background=false"]
 
 
 @pytest.mark.slow
