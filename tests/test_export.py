@@ -74,6 +74,20 @@ def test_every_arch_round_trips(arch, tmp_path):
         assert torch.equal(loaded.embed(x), b.embed(x))
 
 
+def test_random_init_baseline_has_the_trained_backbones_shape(tmp_path):
+    """The evaluation's "same architecture at random init" row is built like the weights file: a width-8 smallcnn
+    at 48 px gets a width-8, 48-px random twin (not the width-32 default), with different values."""
+    from vidssl.eval.baselines import feature_models
+
+    save_backbone(build_backbone("smallcnn", width=8, input_size=48), tmp_path / "b.pt")
+    for arch in (None, "smallcnn"):
+        trained, random_init, pixels = feature_models([tmp_path / "b.pt"], arch=arch).values()
+        assert random_init.spec() == {"arch": "smallcnn", "input_size": 48, "width": 8}
+        shapes = {k: v.shape for k, v in random_init.state_dict().items()}
+        assert shapes == {k: v.shape for k, v in trained.state_dict().items()}
+        assert not torch.equal(random_init.features[0].weight, trained.features[0].weight)
+
+
 def test_resnet50_export_missing_exactly_fc(tmp_path):
     save_backbone(build_backbone("resnet50"), tmp_path / "r50.pt", safetensors=False)
     result = torchvision.models.resnet50().load_state_dict(torch.load(tmp_path / "r50.pt", weights_only=True),

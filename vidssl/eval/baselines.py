@@ -59,13 +59,15 @@ def feature_models(weights: list[str | Path] | tuple = (), arch: str | None = No
     stem), the same architecture at random init with a fixed seed, and raw pixels. All in eval mode.
 
     ``arch`` names the random-init architecture when no weights file is given; otherwise it defaults to the
-    first file's architecture (an explicit ``arch`` that disagrees with it is an error).
+    first file's architecture (an explicit ``arch`` that disagrees with it is an error). The random-init model is
+    built with the first file's constructor arguments too (``width``, ``input_size``), so it matches the trained one.
     """
     from vidssl import load_backbone
     from vidssl.errors import VidsslError
     from vidssl.models import build_backbone
 
     models: dict[str, nn.Module] = {}
+    build_kwargs: dict = {}  # the first weights file's constructor arguments (smallcnn width, input size)
     for path in weights:
         path = Path(path)
         model = load_backbone(path)
@@ -77,12 +79,14 @@ def feature_models(weights: list[str | Path] | tuple = (), arch: str | None = No
             arch = model.arch
         elif arch != model.arch and random_init:
             raise VidsslError(f"{path} holds a {model.arch} backbone but --arch is {arch}; drop --arch or match it")
+        if len(models) == 1:
+            build_kwargs = {k: v for k, v in model.spec().items() if k != "arch"}
     if random_init:
         if arch is None:
             raise VidsslError("no --weights and no --arch: name the architecture of the random-init baseline")
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
-        models[f"{arch} (random init)"] = build_backbone(arch).eval()
+        models[f"{arch} (random init)"] = build_backbone(arch, **build_kwargs).eval()
         torch.random.set_rng_state(generator_state)
     if pixels:
         models["raw pixels"] = PixelFeatures().eval()
