@@ -169,6 +169,14 @@ def test_cycle_loss_and_background_negatives_train(tmp_path):
     with pytest.raises(ConfigError, match="miner.background_negatives=true"):  # no backgrounds to walk into
         train(root, tmp_path / "run4", load_config(None, TINY + ["loss.cycle_weight=0.3", "loss.cycle_background=true",
                                                                  "miner.background_negatives=false"]), progress=False)
+    # both rules hold at load time (before a pipeline mines) and for a config built in code, at the trainer
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        load_config(None, ["data.patch_size=36"])
+    assert load_config(None, ["data.patch_size=36", "loss.cycle_weight=0"]).data.patch_size == 36
+    in_code = load_config(None, TINY)
+    in_code.miner.background_negatives, in_code.loss.cycle_background = False, True
+    with pytest.raises(ConfigError, match="miner.background_negatives=true"):
+        train(root, tmp_path / "run5", in_code, progress=False)
     # the roll is a function of (seed, step), along one axis, by at most half the map
     shifts = [cycle_shift(0, s, 8, 8) for s in range(50)]
     assert shifts == [cycle_shift(0, s, 8, 8) for s in range(50)] and len(set(shifts)) > 4

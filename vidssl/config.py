@@ -92,6 +92,18 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
+    def validate(self) -> None:
+        """Rules across sections, checked when a config is loaded (before `vidssl pretrain` spends minutes mining)
+        and again by the trainer, for configs built in code."""
+        if self.loss.cycle_weight and self.data.patch_size % 8:
+            # the roll moves content by whole stride-8 cells only when the patch is a whole number of cells
+            raise ConfigError(f"loss.cycle_weight needs data.patch_size to be a multiple of 8, got "
+                              f"{self.data.patch_size}; change it or set loss.cycle_weight=0")
+        if self.loss.cycle_weight and self.loss.cycle_background and not self.miner.background_negatives:
+            # the backgrounds are in the batch only when the miner takes them as negatives
+            raise ConfigError("loss.cycle_background needs the pairs' background patches in the batch: set "
+                              "miner.background_negatives=true (pairs mined with them) or loss.cycle_background=false")
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # strict construction

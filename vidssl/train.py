@@ -292,14 +292,7 @@ class TrainStep:
         self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision)
         self.cycle_weight, self.cycle_temperature = cfg.loss.cycle_weight, cfg.loss.cycle_temperature
         self.cycle_background = cfg.loss.cycle_background
-        if self.cycle_weight and cfg.data.patch_size % 8:
-            # the roll moves content by whole stride-8 cells only when the patch is a whole number of cells
-            raise ConfigError(f"loss.cycle_weight needs data.patch_size to be a multiple of 8, got "
-                              f"{cfg.data.patch_size}; change it or set loss.cycle_weight=0")
-        if self.cycle_weight and self.cycle_background and not cfg.miner.background_negatives:
-            # the backgrounds are in the batch only when the miner takes them as negatives
-            raise ConfigError("loss.cycle_background needs the pairs' background patches in the batch: set "
-                              "miner.background_negatives=true (pairs mined with them) or loss.cycle_background=false")
+        cfg.validate()  # the cross-section rules, for configs built in code rather than loaded
         self.seed = cfg.seed
         self.check_grad = tc.precision != "fp16"  # with fp16 the grad scaler skips non-finite steps itself
 
