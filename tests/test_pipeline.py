@@ -64,6 +64,31 @@ def test_rerun_skips_completed_stages_and_redoes_a_missing_one(run_dir, caplog, 
     assert (run_dir / "stages" / "eval.json").is_file()
 
 
+@pytest.mark.slow
+def test_rerun_with_other_settings_is_refused_before_anything_changes(run_dir, monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv("VIDSSL_DATA", raising=False)
+    config_yaml = (run_dir / "config.yaml").read_bytes()
+    clips = {p: p.stat().st_mtime_ns for p in (run_dir / "demo_videos").iterdir()}
+    markers = {p: p.read_bytes() for p in (run_dir / "stages").iterdir()}
+    base = ["pretrain", "--out", str(run_dir), "--budget-minutes", "4", *TINY]
+    for extra, stage, change in [
+        (["--set", "train.lr=0.1"], "train", "train.lr: 0.02 -> 0.1"),  # the weights would be the old lr's
+        (["--set", "mine.min_box_px=40"], "mine", "mine.min_box_px: 32 -> 40"),
+        (["--set", "demo.num=4"], "mine", "demo.num: 6 -> 4"),  # the clips would be rewritten under the pairs
+        (["--set", "eval.davis.topk=5"], "eval", "eval.davis.topk: 10 -> 5"),
+        (["--eval-data", str(tmp_path)], "eval", f"--eval-data: None -> '{tmp_path.resolve()}'"),
+    ]:
+        assert main(base + extra) == 2, extra
+        err = capsys.readouterr().err
+        assert f"its {stage} stage was completed with other settings ({change})" in err, err
+        assert "choose a new --out" in err
+    assert (run_dir / "config.yaml").read_bytes() == config_yaml
+    assert {p: p.stat().st_mtime_ns for p in (run_dir / "demo_videos").iterdir()} == clips
+    assert {p: p.read_bytes() for p in (run_dir / "stages").iterdir()} == markers
+    # speed and logging knobs may change: every stage is reused
+    assert main(base + ["--set", "data.num_workers=0", "--set", "train.log_every=7"]) == 0
+
+
 def test_loader_workers_survive_a_parent_that_used_opencv_threads(tmp_path):
     """A DataLoader worker forked after OpenCV's thread pool ran deadlocked in cv2.setNumThreads; the loader must
     produce a batch within a minute however the parent used OpenCV."""

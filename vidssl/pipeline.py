@@ -27,13 +27,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vidssl.config import Config, write_resolved
-from vidssl.errors import VidsslError
+from vidssl.errors import ConfigError, VidsslError
 from vidssl.io import atomic_write_json
+from vidssl.train_config import RESUMABLE_KEYS
 
 log = logging.getLogger(__name__)
-
-STAGES = ("mine", "train", "export", "eval", "report")
-
 
 @dataclass
 class EvalSet:
@@ -85,6 +83,50 @@ def _pair_count(pairs_dir: Path) -> int:
 
 STAGES = ("mine", "train", "export", "eval")
 
+# what each stage's result depends on: config sections or keys (the inputs are added by pretrain). A completed stage
+# is reused only while these are unchanged; knobs of speed, logging and budget may change between runs.
+STAGE_KEYS = {
+    "mine": ("seed", "video", "demo", "mine", "pretrain.held_out_tail", "miner.background_negatives"),
+    "train": ("seed", "data", "model", "loss", "miner", "train"),
+    "export": ("export",),
+    "eval": ("eval",),
+}
+_RERUNNABLE = RESUMABLE_KEYS | {"video.backend", "eval.retrieval.num_workers", "eval.retrieval.device",
+                                "eval.retrieval.batch_size", "eval.retrieval.chunk_mb"}
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        out.update(_flatten(value, name + ".") if isinstance(value, dict) else {name: value})
+    return out
+
+
+def stage_configs(cfg: Config, inputs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per stage, the flat config keys its result depends on, plus its ``inputs`` (e.g. ``{"mine": {"--videos":
+    path}}``): ``{"train": {"train.lr": 0.02, ...}, ...}``."""
+    flat = json.loads(json.dumps(_flatten(dataclasses.asdict(cfg))))  # as a marker reads back: tuples are lists
+    return {stage: {**{k: v for k, v in flat.items() if k not in _RERUNNABLE
+                       and any(k == p or k.startswith(p + ".") for p in prefixes)},
+                    **inputs.get(stage, {})}
+            for stage, prefixes in STAGE_KEYS.items()}
+
+
+def check_completed_stages(stages: "Stages", configs: dict[str, dict[str, Any]], run: Path) -> None:
+    """A completed stage whose config differs from this command's is an error (its results would be reused under
+    a config.yaml that no longer describes them)."""
+    for stage in STAGES:
+        done = stages.done(stage)
+        if done is None or "config" not in done:  # not run yet, or a marker from before configs were recorded
+            continue
+        was, now = done["config"], configs[stage]
+        changed = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
+        if changed:
+            detail = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
+            raise ConfigError(f"{run}: its {stage} stage was completed with other settings ({detail}); rerun with "
+                              f"the same settings to continue it, or choose a new --out for these")
+
 
 class Stages:
     """Markers of completed stages in ``RUN/stages``; a marker holds the stage's result."""
@@ -110,19 +152,20 @@ class Stages:
         return sum(float((self.done(name) or {}).get("seconds", 0.0)) for name in names)
 
 
-def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict]) -> dict | None:
+def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
+               config: dict[str, Any]) -> dict | None:
     if not enabled:
         log.info("[%s] disabled in config (pretrain.run_%s: false)", name, name)
         return None
     previous = stages.done(name)
     if previous is not None:
         log.info("[%s] already complete, skipped", name)
+        previous.pop("config", None)
         return previous
     start = time.monotonic()
     log.info("[%s] ...", name)
-    result = fn()
-    result = {**result, "seconds": round(time.monotonic() - start, 1)}
-    stages.mark(name, result)
+    result = {**fn(), "seconds": round(time.monotonic() - start, 1)}
+    stages.mark(name, {**result, "config": config})
     return result
 
 
@@ -142,12 +185,20 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
     from vidssl.train import train
 
     run = Path(run_dir)
-    run.mkdir(parents=True, exist_ok=True)
     if budget_minutes is not None:
         cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, budget_minutes=budget_minutes))
     p = cfg.pretrain
-    write_resolved(cfg, run)
+    demo = videos is None
+    if demo:
+        cfg = dataclasses.replace(cfg, mine=dataclasses.replace(cfg.mine, box_fraction=cfg.demo.mine_box_fraction))
+    if eval_data is None:
+        eval_data = default_eval_root()
+    configs = stage_configs(cfg, {"mine": {"--videos": None if demo else str(Path(videos).resolve())},
+                                  "eval": {"--eval-data": str(Path(eval_data).resolve()) if eval_data else None}})
     stages = Stages(run)
+    check_completed_stages(stages, configs, run)  # before anything in RUN is rewritten
+    run.mkdir(parents=True, exist_ok=True)
+    write_resolved(cfg, run)
     spent = stages.spent_s()
     if spent:
         log.info("%.1f of the %.1f budget minutes were spent by stages completed earlier", spent / 60,
@@ -155,15 +206,13 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
     deadline = time.monotonic() + 60 * p.budget_minutes - spent
     held_out_videos: Path | None = None
     train_mine, held_out_mine = cfg.mine, cfg.mine
-    if videos is None:
+    if demo:
         d = cfg.demo
         videos = run / "demo_videos"
         make_demo_videos(videos, d.num, d.seed, d.frames, d.width, d.height, d.fps)
         # clips from another seed, never trained on: the track-retrieval evaluation of the demo run
         held_out_videos = run / "demo_videos_held_out"
         make_demo_videos(held_out_videos, max(2, d.num // 2), d.seed + 1000, d.frames, d.width, d.height, d.fps)
-        cfg = dataclasses.replace(cfg, mine=dataclasses.replace(cfg.mine, box_fraction=d.mine_box_fraction))
-        train_mine = held_out_mine = cfg.mine
     elif p.held_out_tail > 0:
         # the end of every video is held out: trained on up to it, evaluated on tracks after it (across time)
         held_out_videos = Path(videos)
@@ -173,8 +222,6 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
     if cfg.miner.background_negatives:  # training on same-frame backgrounds needs them mined
         train_mine = dataclasses.replace(train_mine, background_patches=True)
     videos = Path(videos)
-    if eval_data is None:
-        eval_data = default_eval_root()
 
     def remaining_s() -> float:
         return max(0.0, deadline - time.monotonic())
@@ -234,10 +281,10 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
         return {"tasks": sorted(results)}
 
     results = {
-        "mine": _run_stage(stages, "mine", p.run_mine, mine),
-        "train": _run_stage(stages, "train", p.run_train, train_stage),
-        "export": _run_stage(stages, "export", p.run_export, export_stage),
-        "eval": _run_stage(stages, "eval", p.run_eval, eval_stage),
+        "mine": _run_stage(stages, "mine", p.run_mine, mine, configs["mine"]),
+        "train": _run_stage(stages, "train", p.run_train, train_stage, configs["train"]),
+        "export": _run_stage(stages, "export", p.run_export, export_stage, configs["export"]),
+        "eval": _run_stage(stages, "eval", p.run_eval, eval_stage, configs["eval"]),
     }
     if p.run_report:
         build_report(run)

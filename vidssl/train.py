@@ -35,15 +35,13 @@ from vidssl.io import atomic_path, atomic_write_json, atomic_write_text
 from vidssl.losses import Triplets, build_loss, build_reducer, dense_cycle_loss
 from vidssl.miners import MiningSchedule, Scores
 from vidssl.models import EmbeddingNet, build_backbone
-from vidssl.train_config import TrainConfig
+from vidssl.train_config import RESUMABLE_KEYS, TrainConfig
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "vidssl-train/1"
 # config keys that may change between a run and its continuation (they do not change what is learned)
-RESUMABLE_KEYS = {"train.budget_minutes", "train.fit_budget", "train.device", "train.threads", "train.log_every",
-                  "train.image_every", "train.checkpoint_every", "data.num_workers", "data.prefetch"}
 _FIT_AFTER = 6  # steps timed before fitting the step count to the budget (the first one includes worker start-up)
 
 
