@@ -85,8 +85,18 @@ def test_rerun_with_other_settings_is_refused_before_anything_changes(run_dir, m
     assert (run_dir / "config.yaml").read_bytes() == config_yaml
     assert {p: p.stat().st_mtime_ns for p in (run_dir / "demo_videos").iterdir()} == clips
     assert {p: p.read_bytes() for p in (run_dir / "stages").iterdir()} == markers
+    # an evaluation interrupted half-way (some tasks' metrics written, no marker) holds its settings too
+    eval_marker = run_dir / "stages" / "eval.json"
+    settings = json.loads(eval_marker.read_text())["config"]
+    eval_marker.rename(run_dir / "eval_marker.json")
+    (run_dir / "stages" / "eval.started.json").write_text(json.dumps({"config": settings}))
+    assert main(base + ["--set", "eval.davis.topk=5"]) == 2
+    assert "its eval stage was started with other settings (eval.davis.topk: 10 -> 5)" in capsys.readouterr().err
+    (run_dir / "eval_marker.json").rename(eval_marker)
+    (run_dir / "stages" / "eval.started.json").unlink()
     # speed and logging knobs may change: every stage is reused
     assert main(base + ["--set", "data.num_workers=0", "--set", "train.log_every=7"]) == 0
+    assert not list((run_dir / "stages").glob("*.started.json"))  # a completed stage leaves only its marker
 
 
 def test_loader_workers_survive_a_parent_that_used_opencv_threads(tmp_path):

@@ -113,18 +113,19 @@ def stage_configs(cfg: Config, inputs: dict[str, dict[str, Any]]) -> dict[str, d
             for stage, prefixes in STAGE_KEYS.items()}
 
 
-def check_completed_stages(stages: "Stages", configs: dict[str, dict[str, Any]], run: Path) -> None:
-    """A completed stage whose config differs from this command's is an error (its results would be reused under
-    a config.yaml that no longer describes them)."""
+def check_stage_settings(stages: "Stages", configs: dict[str, dict[str, Any]], run: Path) -> None:
+    """A stage completed or started (and interrupted) with other settings than this command's is an error: its
+    results, whole or partial, would be reused under a config.yaml that no longer describes them."""
     for stage in STAGES:
         done = stages.done(stage)
-        if done is None or "config" not in done:  # not run yet, or a marker from before configs were recorded
+        record, how = (done, "completed") if done is not None else (stages.started(stage), "started")
+        if record is None or "config" not in record:  # not run yet, or a marker from before settings were recorded
             continue
-        was, now = done["config"], configs[stage]
+        was, now = record["config"], configs[stage]
         changed = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
         if changed:
             detail = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
-            raise ConfigError(f"{run}: its {stage} stage was completed with other settings ({detail}); rerun with "
+            raise ConfigError(f"{run}: its {stage} stage was {how} with other settings ({detail}); rerun with "
                               f"the same settings to continue it, or choose a new --out for these")
 
 
@@ -143,8 +144,19 @@ class Stages:
         except json.JSONDecodeError:
             return None  # a marker is written atomically, so this is a hand-edited file: redo the stage
 
+    def started(self, stage: str) -> dict | None:
+        """The record of a stage begun and not completed (its settings), or None."""
+        try:
+            return json.loads((self.dir / f"{stage}.started.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def start(self, stage: str, config: dict) -> None:
+        atomic_write_json(self.dir / f"{stage}.started.json", {"config": config})
+
     def mark(self, stage: str, result: dict) -> None:
         atomic_write_json(self.dir / f"{stage}.json", result)
+        (self.dir / f"{stage}.started.json").unlink(missing_ok=True)
 
     def spent_s(self, names: tuple[str, ...] = STAGES) -> float:
         """Seconds the completed stages took, so a rerun continues with what is left of the budget (the partial
@@ -164,6 +176,7 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
         return previous
     start = time.monotonic()
     log.info("[%s] ...", name)
+    stages.start(name, config)
     result = {**fn(), "seconds": round(time.monotonic() - start, 1)}
     stages.mark(name, {**result, "config": config})
     return result
@@ -196,7 +209,7 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
     configs = stage_configs(cfg, {"mine": {"--videos": None if demo else str(Path(videos).resolve())},
                                   "eval": {"--eval-data": str(Path(eval_data).resolve()) if eval_data else None}})
     stages = Stages(run)
-    check_completed_stages(stages, configs, run)  # before anything in RUN is rewritten
+    check_stage_settings(stages, configs, run)  # before anything in RUN is rewritten
     run.mkdir(parents=True, exist_ok=True)
     write_resolved(cfg, run)
     spent = stages.spent_s()
