@@ -10,14 +10,10 @@ import logging
 import sys
 
 from vidssl import __version__
-from vidssl.commands import demo_videos, eval_cmd, export, mine, pretrain, show_pairs, train
+from vidssl.commands import compare, demo_videos, eval_cmd, export, mine, pretrain, show_pairs, train
 from vidssl.errors import VidsslError
 
-COMMANDS = (demo_videos, mine, show_pairs, train, export, eval_cmd, pretrain)
-
-
-class NotBuiltYet(VidsslError):
-    exit_code = 2
+COMMANDS = (demo_videos, mine, show_pairs, train, export, eval_cmd, pretrain, compare)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMANDS:
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
-        if module is not eval_cmd:  # eval's tasks take --config/--set themselves, after the task name
+        # eval's tasks take --config/--set themselves, after the task name; compare only reads finished runs
+        if module not in (eval_cmd, compare):
             add_config_arguments(p)
+        elif module is compare:
+            p.set_defaults(config=None, overrides=[])
         p.set_defaults(_module=module)
     return parser
 

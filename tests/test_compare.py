@@ -1,0 +1,48 @@
+"""`vidssl compare`: several runs' headline numbers, mean +- sd and wins against each baseline, on hand-made
+summaries with known answers."""
+from __future__ import annotations
+
+import json
+import math
+
+from vidssl.cli import main
+from vidssl.compare import mean_sd, read_runs, wins
+
+
+def _run(root, name, davis, pixels, random_init, flow=None, flow_pixels=None):
+    run = root / name
+    run.mkdir()
+    headline = {"davis": {f"{name}/backbone": davis, "raw pixels": pixels, "smallcnn (random init)": random_init}}
+    if flow is not None:
+        headline["flow"] = {f"{name}/backbone": flow, "raw pixels": flow_pixels}
+    (run / "summary.json").write_text(json.dumps({"weights": str(run / "backbone.pt"), "headline": headline}))
+    return run
+
+
+def test_mean_spread_and_wins_per_task(tmp_path, capsys):
+    runs = [_run(tmp_path, "seed0", 0.90, 0.85, 0.60, flow=2.0, flow_pixels=2.5),
+            _run(tmp_path, "seed1", 0.80, 0.85, 0.70, flow=3.0, flow_pixels=2.5),
+            _run(tmp_path, "seed2", 0.85, 0.85, 0.65)]  # no flow evaluation in this run
+    rows = {row.task: row for row in read_runs(runs)}
+    assert rows["davis"].trained == [0.90, 0.80, 0.85] and rows["flow"].trained == [2.0, 3.0, None]
+    mean, sd, n = mean_sd(rows["davis"].trained)
+    assert n == 3 and math.isclose(mean, 0.85) and math.isclose(sd, 0.05)  # sqrt((0.05^2 + 0.05^2 + 0) / 2)
+    assert wins(rows["davis"], "raw pixels") == (1, 3)  # a tie is not a win
+    assert wins(rows["davis"], "smallcnn (random init)") == (3, 3)
+    assert wins(rows["flow"], "raw pixels") == (1, 2)  # EPE: lower wins; the run without flow is left out
+    mean, sd, n = mean_sd(rows["flow"].trained)
+    assert (n, mean) == (2, 2.5) and math.isclose(sd, math.sqrt(0.5))
+
+    out = tmp_path / "table.md"
+    assert main(["compare", *map(str, runs), "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert table == out.read_text()
+    davis = next(line for line in table.splitlines() if line.startswith("| davis "))
+    assert davis == ("| davis | 0.900 | 0.800 | 0.850 | 0.850 +- 0.050 (n=3) | 0.850, 1/3 | 0.650, 3/3 |")
+    assert "| flow (lower is better) | 2.000 | 3.000 | - | 2.500 +- 0.707 (n=2) | 2.500, 1/2 | - |" in table
+
+
+def test_a_folder_without_a_summary_is_a_clear_error(tmp_path, capsys):
+    assert main(["compare", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path}: no summary.json" in err and "vidssl pretrain" in err

@@ -1,0 +1,22 @@
+"""`vidssl compare`: Several pretrain runs side by side (e.g. seeds of one config): each evaluation's headline
+number, mean +- sd, and the runs that beat each baseline."""
+from __future__ import annotations
+
+NAME = "compare"
+HELP = "Several pretrain runs side by side (e.g. seeds of one config): headline numbers, mean +- sd, wins"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("runs", metavar="RUN", nargs="+", help="folders written by vidssl pretrain")
+    parser.add_argument("--out", metavar="FILE", help="also write the table here (markdown)")
+
+
+def run(args, cfg) -> int:
+    from vidssl.compare import compare_markdown
+    from vidssl.io import atomic_write_text
+
+    table = compare_markdown(args.runs)
+    print(table, end="")
+    if args.out:
+        atomic_write_text(args.out, table)
+    return 0

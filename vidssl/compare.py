@@ -1,0 +1,106 @@
+"""Several runs side by side (``vidssl compare``): each evaluation's headline number per run, the trained
+backbones' mean and spread, and how many runs beat each baseline. Reads only ``RUN/summary.json``.
+
+Made for what one run cannot say: with ~800 training steps the seed alone moves DAVIS J&F by several points
+(README: the acceptance target), so a claim about a config is a claim about several seeds of it.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vidssl.errors import VidsslError
+
+LOWER_IS_BETTER = ("flow",)  # tasks whose headline is an error (EPE); the others are scores
+
+
+@dataclass
+class TaskRow:
+    """One evaluation task across runs: the trained backbone's number per run (None where the run lacks the task)
+    and each baseline's numbers, in run order."""
+
+    task: str
+    trained: list[float | None]
+    baselines: dict[str, list[float | None]] = field(default_factory=dict)
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.task in LOWER_IS_BETTER
+
+
+def _trained_name(summary: dict, run: Path) -> str:
+    weights = summary.get("weights")
+    if not weights:
+        raise VidsslError(f"{run}/summary.json names no exported weights; finish the run with `vidssl pretrain`")
+    path = Path(weights)
+    return f"{path.parent.name}/{path.stem}"  # the row name the evaluations gave it (vidssl.eval.baselines)
+
+
+def read_runs(runs: list[str | Path]) -> list[TaskRow]:
+    """The headline numbers of ``runs`` (folders made by ``vidssl pretrain``), one row per task in first-seen
+    order. Baselines are matched by name across runs ("raw pixels", "<arch> (random init)")."""
+    tables = []
+    for run in map(Path, runs):
+        try:
+            summary = json.loads((run / "summary.json").read_text())
+        except FileNotFoundError:
+            raise VidsslError(f"{run}: no summary.json; is it a `vidssl pretrain` run folder? (rerun the same "
+                              f"pretrain command to finish it)") from None
+        except (OSError, json.JSONDecodeError) as e:
+            raise VidsslError(f"{run}/summary.json: unreadable ({e}); rebuild it by rerunning the pretrain command")
+        tables.append((_trained_name(summary, run), summary.get("headline", {})))
+    tasks = list(dict.fromkeys(task for _, headline in tables for task in headline))
+    rows = []
+    for task in tasks:
+        row = TaskRow(task, [headline.get(task, {}).get(name) for name, headline in tables])
+        for name, headline in tables:
+            for model in headline.get(task, {}):
+                if model != name:
+                    row.baselines.setdefault(model, [])
+        for model in row.baselines:
+            row.baselines[model] = [headline.get(task, {}).get(model) for _, headline in tables]
+        rows.append(row)
+    return rows
+
+
+def mean_sd(values: list[float | None]) -> tuple[float, float, int]:
+    """Mean and sample standard deviation (n - 1; 0 for one value) of the present values, and their count."""
+    xs = [v for v in values if v is not None]
+    if not xs:
+        return math.nan, math.nan, 0
+    mean = sum(xs) / len(xs)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+    return mean, sd, len(xs)
+
+
+def wins(row: TaskRow, baseline: str) -> tuple[int, int]:
+    """(runs whose trained backbone beats ``baseline`` in that same run, runs with both numbers)."""
+    pairs = [(t, b) for t, b in zip(row.trained, row.baselines[baseline]) if t is not None and b is not None]
+    better = sum((t < b) if row.lower_is_better else (t > b) for t, b in pairs)
+    return better, len(pairs)
+
+
+def compare_markdown(runs: list[str | Path]) -> str:
+    """A markdown table: per task, each run's trained number, their mean +- sd, and per baseline its mean and
+    the runs the trained backbone beats it in."""
+    names = [Path(r).name for r in runs]
+    rows = read_runs(runs)
+    baselines = list(dict.fromkeys(b for row in rows for b in row.baselines))
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    head = ["task", *names, "trained mean +- sd"] + [f"{b}: mean, beaten in" for b in baselines]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        mean, sd, n = mean_sd(row.trained)
+        cells = [row.task + (" (lower is better)" if row.lower_is_better else ""), *map(fmt, row.trained),
+                 f"{mean:.3f} +- {sd:.3f} (n={n})"]
+        for b in baselines:
+            if b not in row.baselines:
+                cells.append("-")
+                continue
+            b_mean, _, _ = mean_sd(row.baselines[b])
+            better, both = wins(row, b)
+            cells.append(f"{b_mean:.3f}, {better}/{both}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
