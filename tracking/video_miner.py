@@ -116,7 +116,6 @@ class _Miner:
         self.margin = int(round(cfg.edge_margin * min(work_shape)))
         self.shrink = shrink_factor(self.side / cfg.track_box_px)
         self.scale = 1.0 / self.shrink
-        self.small_size = (self.work_w // self.shrink, self.work_h // self.shrink)
         self.candidates = set(candidates)
         self.last_window_start = end_frame - 1 - cfg.track_length  # a window opened later cannot close in time
         self.estimator = MotionEstimator(cfg.motion_method, cfg.motion_points, cfg.move_threshold, cfg.ransac_px,

@@ -167,10 +167,6 @@ class DemoClip:
         out.update(zip(shot.ids, boxes))
         return frame, out
 
-    def camera_scale(self, t: int) -> float:
-        start, shot = [s for s in self.shots if s[0] <= t][-1]
-        return shot.camera(t - start)[2]
-
 
 def write_clip(clip: DemoClip, video_path: Path, fps: int) -> dict:
     """Encode ``clip`` as H.264 mp4 at ``video_path`` (atomically) and return its ground-truth dict."""

@@ -30,7 +30,6 @@ from vidssl.errors import CorruptVideo, EmptyVideo, UnsupportedVideo, VideoError
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
-BACKEND_ORDER = ("decord", "pyav", "opencv")
 
 # (magic prefix, what it is): files that some backends would happily "decode" as a one-frame video.
 _IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
