@@ -99,6 +99,29 @@ def test_rerun_with_other_settings_is_refused_before_anything_changes(run_dir, m
     assert not list((run_dir / "stages").glob("*.started.json"))  # a completed stage leaves only its marker
 
 
+@pytest.mark.slow
+def test_redoing_a_stage_redoes_the_stages_built_on_it(run_dir, monkeypatch, caplog):
+    monkeypatch.delenv("VIDSSL_DATA", raising=False)
+    base = ["pretrain", "--out", str(run_dir), "--budget-minutes", "4", *TINY]
+    stages, metrics = run_dir / "stages", run_dir / "eval" / "tracks_held_out" / "metrics.json"
+    caplog.set_level(logging.INFO, logger="vidssl.pipeline")
+    # an evaluation interrupted after finishing its task: resumed, that task is reused
+    settings = json.loads((stages / "eval.json").read_text())["config"]
+    (stages / "eval.json").unlink()
+    (stages / "eval.started.json").write_text(json.dumps({"config": settings, "parts_done": ["tracks_held_out"]}))
+    before = metrics.stat().st_mtime_ns
+    assert main(base) == 0
+    assert "[eval] ..." in caplog.text and "[eval] retrieval on" not in caplog.text
+    assert metrics.stat().st_mtime_ns == before and (stages / "eval.json").is_file()
+    # the export redone (its marker gone): the evaluation made from the previous export is redone too
+    (stages / "export.json").unlink()
+    caplog.clear()
+    assert main(base) == 0
+    assert "[export] ..." in caplog.text and "[eval] retrieval on" in caplog.text
+    assert metrics.stat().st_mtime_ns != before
+    assert (stages / "eval.json").is_file() and not list(stages.glob("*.started.json"))
+
+
 def test_loader_workers_survive_a_parent_that_used_opencv_threads(tmp_path):
     """A DataLoader worker forked after OpenCV's thread pool ran deadlocked in cv2.setNumThreads; the loader must
     produce a batch within a minute however the parent used OpenCV."""

@@ -152,7 +152,26 @@ class Stages:
             return None
 
     def start(self, stage: str, config: dict) -> None:
-        atomic_write_json(self.dir / f"{stage}.started.json", {"config": config})
+        """Record the stage as begun with ``config``; an interrupted one resumed with the same config keeps its
+        record (e.g. the evaluation tasks it finished)."""
+        record = self.started(stage)
+        if record is None or record.get("config") != config:
+            atomic_write_json(self.dir / f"{stage}.started.json", {"config": config})
+
+    def finish_part(self, stage: str, part: str) -> None:
+        """Note ``part`` of a begun stage as finished (an evaluation task), so a resumed stage reuses it."""
+        record = self.started(stage) or {}
+        atomic_write_json(self.dir / f"{stage}.started.json",
+                          {**record, "parts_done": sorted({*record.get("parts_done", []), part})})
+
+    def parts_done(self, stage: str) -> set[str]:
+        return set((self.started(stage) or {}).get("parts_done", []))
+
+    def invalidate_after(self, stage: str) -> None:
+        """Forget the stages after ``stage``, complete or begun: they were made from its previous output."""
+        for later in STAGES[STAGES.index(stage) + 1:]:
+            for name in (f"{later}.json", f"{later}.started.json"):
+                (self.dir / name).unlink(missing_ok=True)
 
     def mark(self, stage: str, result: dict) -> None:
         atomic_write_json(self.dir / f"{stage}.json", result)
@@ -176,6 +195,7 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
         return previous
     start = time.monotonic()
     log.info("[%s] ...", name)
+    stages.invalidate_after(name)
     stages.start(name, config)
     result = {**fn(), "seconds": round(time.monotonic() - start, 1)}
     stages.mark(name, {**result, "config": config})
@@ -277,9 +297,10 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
         models = feature_models([run / "backbone.pt"], seed=cfg.seed)
         held_out = run / "pairs_held_out" if held_out_videos is not None else None
         results = {}
+        finished = stages.parts_done("eval")  # tasks an interrupted evaluation of these weights completed
         for es in discover_eval_sets(Path(eval_data) if eval_data else None, held_out):
             out = run / "eval" / (es.name if es.task == "retrieval" else es.task)
-            if (out / "metrics.json").is_file():
+            if out.name in finished and (out / "metrics.json").is_file():
                 results[out.name] = json.loads((out / "metrics.json").read_text())
                 continue
             log.info("[eval] %s on %s", es.task, es.path)
@@ -291,6 +312,7 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
                 results[out.name] = evaluate_flow(models, es.path, out, cfg.eval.flow, seed=cfg.seed,
                                                   budget_minutes=max(0.5, remaining_s() / 60 / 2),
                                                   progress=progress)
+            stages.finish_part("eval", out.name)
         return {"tasks": sorted(results)}
 
     results = {
