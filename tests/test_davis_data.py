@@ -124,3 +124,24 @@ def test_errors_name_the_file(tmp_path):
     write_sequence(tmp_path, "empty", empty)
     with pytest.raises(DavisDataError, match=r"empty/00000\.png: first-frame mask has no object"):
         load_sequence(tmp_path, "empty")
+
+
+def test_reversed_copy_plays_every_sequence_backwards(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("reverse_davis", Path(__file__).parents[1] / "tools" /
+                                                  "reverse_davis.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    src = tmp_path / "davis"
+    masks = two_objects(frames=4)  # object 1 moves right one pixel a frame
+    write_sequence(src, "seq", masks, frame_ext=".png")  # lossless frames: compared exactly below
+    assert tool.reverse_davis(src, tmp_path / "rev") == ["seq_reversed"]
+    assert list_sequences(tmp_path / "rev") == ["seq_reversed"]
+    forward, backward = load_sequence(src, "seq"), load_sequence(tmp_path / "rev", "seq_reversed")
+    assert len(backward.frames) == 4 and backward.num_objects == 2
+    for t in range(4):
+        assert np.array_equal(backward.frames[t], forward.frames[3 - t])
+        assert np.array_equal(backward.masks[t], forward.masks[3 - t])
+    assert np.argwhere(backward.masks[0] == 1)[:, 1].min() == 4 + 3  # it starts from the last frame's object

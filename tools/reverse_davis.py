@@ -1,0 +1,55 @@
+"""Write a time-reversed copy of a DAVIS-layout folder: every sequence played backwards, so label propagation
+starts from its *last* annotated frame. A diagnostic beside the DAVIS protocol, not part of it: the same frames
+give a second propagation task (another starting mask, the motion reversed), which tells a direction-specific
+advantage (e.g. a colour cue that the first frame happens to show well) from a general one.
+
+    python tools/reverse_davis.py $VIDSSL_DATA/davis runs/davis_reversed
+    vidssl eval davis --weights RUN/backbone.pt --data runs/davis_reversed --out RUN/eval/davis_reversed
+
+Frames and masks are copied (renumbered 00000, 00001, ...) into ``<sequence>_reversed`` folders.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from vidssl.eval.davis_data import IMAGE_EXTS, RESOLUTION, list_sequences
+
+
+def reverse_davis(src: Path, dst: Path) -> list[str]:
+    """Copy every sequence of ``src`` into ``dst`` in reverse frame order; returns the new sequence names."""
+    names = []
+    for seq in list_sequences(src):
+        frames_in, masks_in = src / "JPEGImages" / RESOLUTION / seq, src / "Annotations" / RESOLUTION / seq
+        frames = sorted(p for p in frames_in.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        new = f"{seq}_reversed"
+        frames_out, masks_out = dst / "JPEGImages" / RESOLUTION / new, dst / "Annotations" / RESOLUTION / new
+        frames_out.mkdir(parents=True, exist_ok=True)
+        masks_out.mkdir(parents=True, exist_ok=True)
+        for i, frame in enumerate(reversed(frames)):
+            shutil.copyfile(frame, frames_out / f"{i:05d}{frame.suffix}")
+            mask = masks_in / f"{frame.stem}.png"
+            if mask.is_file():  # a frame without a mask is reported by the evaluation, naming it
+                shutil.copyfile(mask, masks_out / f"{i:05d}.png")
+        names.append(new)
+    (dst / "ImageSets").mkdir(parents=True, exist_ok=True)
+    (dst / "ImageSets" / "sequences.txt").write_text("".join(f"{n}\n" for n in names))
+    return names
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("src", type=Path, help="DAVIS-layout folder (JPEGImages/480p, Annotations/480p)")
+    ap.add_argument("dst", type=Path, help="output folder (created)")
+    args = ap.parse_args()
+    if args.dst.resolve() == args.src.resolve():
+        sys.exit("reverse_davis: dst must differ from src")
+    names = reverse_davis(args.src, args.dst)
+    print(f"wrote {len(names)} reversed sequence(s) into {args.dst}: {', '.join(names)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
