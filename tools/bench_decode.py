@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--max-side", type=int, default=None, help="resize at decode time (default: source size)")
     args = ap.parse_args()
     backends = available_backends()
-    print(f"| clip | size | frames | " + " | ".join(f"{b} f/s" for b in backends) + " |")
+    print("| clip | size | frames | " + " | ".join(f"{b} f/s" for b in backends) + " |")
     print("|---|---|---|" + "---|" * len(backends))
     for path in find_videos(args.data):
         reader = open_video(path, "pyav")

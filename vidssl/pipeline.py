@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from vidssl.config import Config, write_resolved
+from vidssl.config import Config, flat_config, write_resolved
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.io import atomic_write_json
-from vidssl.train_config import RESUMABLE_KEYS
+from vidssl.train_config import RESUMABLE_KEYS, TRAIN_SECTIONS
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class EvalSet:
@@ -87,7 +88,7 @@ STAGES = ("mine", "train", "export", "eval")
 # is reused only while these are unchanged; knobs of speed, logging and budget may change between runs.
 STAGE_KEYS = {
     "mine": ("seed", "video", "demo", "mine", "pretrain.held_out_tail", "miner.background_negatives"),
-    "train": ("seed", "data", "model", "loss", "miner", "train"),
+    "train": TRAIN_SECTIONS,
     "export": ("export",),
     "eval": ("eval",),
 }
@@ -95,18 +96,10 @@ _RERUNNABLE = RESUMABLE_KEYS | {"video.backend", "eval.retrieval.num_workers", "
                                 "eval.retrieval.batch_size", "eval.retrieval.chunk_mb"}
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        out.update(_flatten(value, name + ".") if isinstance(value, dict) else {name: value})
-    return out
-
-
 def stage_configs(cfg: Config, inputs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per stage, the flat config keys its result depends on, plus its ``inputs`` (e.g. ``{"mine": {"--videos":
     path}}``): ``{"train": {"train.lr": 0.02, ...}, ...}``."""
-    flat = json.loads(json.dumps(_flatten(dataclasses.asdict(cfg))))  # as a marker reads back: tuples are lists
+    flat = json.loads(json.dumps(flat_config(cfg)))  # as a marker reads back: tuples are lists
     return {stage: {**{k: v for k, v in flat.items() if k not in _RERUNNABLE
                        and any(k == p or k.startswith(p + ".") for p in prefixes)},
                     **inputs.get(stage, {})}

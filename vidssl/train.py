@@ -28,14 +28,14 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from vidssl.config import Config, to_dict, write_resolved
+from vidssl.config import Config, flat_config, to_dict, write_resolved
 from vidssl.data import PairBatchSampler, PairPatches, make_loader, open_pairs, to_input
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.io import atomic_path, atomic_write_json, atomic_write_text
 from vidssl.losses import Triplets, build_loss, build_reducer, dense_cycle_loss
 from vidssl.miners import MiningSchedule, Scores
 from vidssl.models import EmbeddingNet, build_backbone
-from vidssl.train_config import RESUMABLE_KEYS, TrainConfig
+from vidssl.train_config import RESUMABLE_KEYS, TRAIN_SECTIONS, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +105,8 @@ def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 def _flat_config(cfg: Config) -> dict:
-    out = {}
-    for section in ("seed", "data", "model", "loss", "miner", "train"):
-        value = to_dict(cfg)[section]
-        if isinstance(value, dict):
-            out.update({f"{section}.{k}": v for k, v in value.items()})
-        else:
-            out[section] = value
-    return out
+    """The keys a training run depends on (a resumed run must match them, but for RESUMABLE_KEYS)."""
+    return {k: v for k, v in flat_config(cfg).items() if k.split(".")[0] in TRAIN_SECTIONS}
 
 
 def _check_same_run(saved: dict, cfg: Config, fingerprint: str, run_dir: Path) -> None:

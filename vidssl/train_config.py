@@ -8,6 +8,8 @@ from vidssl.schema import opt
 
 ARCH_NAMES = ("smallcnn", "alexnet_wang2015", "resnet18", "resnet50")  # vidssl.models.ARCHS; kept torch-free here
 HEAD_NAMES = ("linear", "mlp", "identity")
+# the config sections a training run's result depends on (besides its pairs)
+TRAIN_SECTIONS = ("seed", "data", "model", "loss", "miner", "train")
 # keys a run may be continued with changed (speed, devices, logging, budget): the result does not depend on them
 RESUMABLE_KEYS = frozenset({"train.budget_minutes", "train.fit_budget", "train.device", "train.threads",
                             "train.log_every", "train.image_every", "train.checkpoint_every", "data.num_workers",
