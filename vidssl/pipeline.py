@@ -106,22 +106,6 @@ def stage_configs(cfg: Config, inputs: dict[str, dict[str, Any]]) -> dict[str, d
             for stage, prefixes in STAGE_KEYS.items()}
 
 
-def check_stage_settings(stages: "Stages", configs: dict[str, dict[str, Any]], run: Path) -> None:
-    """A stage completed or started (and interrupted) with other settings than this command's is an error: its
-    results, whole or partial, would be reused under a config.yaml that no longer describes them."""
-    for stage in STAGES:
-        done = stages.done(stage)
-        record, how = (done, "completed") if done is not None else (stages.started(stage), "started")
-        if record is None or "config" not in record:  # not run yet, or a marker from before settings were recorded
-            continue
-        was, now = record["config"], configs[stage]
-        changed = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
-        if changed:
-            detail = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
-            raise ConfigError(f"{run}: its {stage} stage was {how} with other settings ({detail}); rerun with "
-                              f"the same settings to continue it, or choose a new --out for these")
-
-
 class Stages:
     """Markers of completed stages in ``RUN/stages``; a marker holds the stage's result."""
 
@@ -174,6 +158,22 @@ class Stages:
         """Seconds the completed stages took, so a rerun continues with what is left of the budget (the partial
         time of an interrupted stage is not recorded; its own state, e.g. the fitted training steps, bounds it)."""
         return sum(float((self.done(name) or {}).get("seconds", 0.0)) for name in names)
+
+
+def check_stage_settings(stages: Stages, configs: dict[str, dict[str, Any]], run: Path) -> None:
+    """A stage completed or started (and interrupted) with other settings than this command's is an error: its
+    results, whole or partial, would be reused under a config.yaml that no longer describes them."""
+    for stage in STAGES:
+        done = stages.done(stage)
+        record, how = (done, "completed") if done is not None else (stages.started(stage), "started")
+        if record is None or "config" not in record:  # not run yet, or a marker from before settings were recorded
+            continue
+        was, now = record["config"], configs[stage]
+        changed = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
+        if changed:
+            detail = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
+            raise ConfigError(f"{run}: its {stage} stage was {how} with other settings ({detail}); rerun with "
+                              f"the same settings to continue it, or choose a new --out for these")
 
 
 def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],

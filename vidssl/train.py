@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "vidssl-train/1"
-# config keys that may change between a run and its continuation (they do not change what is learned)
 _FIT_AFTER = 6  # steps timed before fitting the step count to the budget (the first one includes worker start-up)
 
 
