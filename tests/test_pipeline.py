@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from test_io import strict_loads
 from vidssl.cli import main
 
 TINY = ["--set", "demo.num=6", "--set", "demo.frames=70", "--set", "train.batch_pairs=16",
@@ -36,6 +37,10 @@ def test_pretrain_writes_every_stage_and_a_self_contained_report(run_dir):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["data"]["pairs"] > 0 and summary["train"]["step"] == 30
     assert set(summary["headline"]["tracks_held_out"]) == set(metrics["models"])
+    # every JSON file of the run is strict JSON (no NaN / Infinity), as browsers and jq read it
+    for path in [*run_dir.rglob("*.json"), *run_dir.rglob("*.jsonl")]:
+        for text in path.read_text().splitlines() if path.suffix == ".jsonl" else [path.read_text()]:
+            strict_loads(text)
     html = (run_dir / "report.html").read_text()
     assert "<svg" in html and "data:image/" in html
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html

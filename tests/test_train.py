@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from test_io import strict_loads
 from train_utils import synthetic_pairs
 from vidssl.config import load_config
 from vidssl.errors import ConfigError
@@ -29,7 +30,7 @@ def test_learns_and_writes_its_run_folder(pairs, tmp_path):
     run = tmp_path / "run"
     stats = train(pairs, run, load_config(None, TINY + ["train.steps=60", "miner.hard_start=0.5"]), progress=False)
     assert stats["step"] == stats["total_steps"] == 60 and stats["stopped"] == "done"
-    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    records = [strict_loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(5, 61, 5))
     first, last = records[0], records[-1]
     for key in ("loss", "active", "d_ap", "d_an", "lr", "triplets_per_s", "pos_cos", "neg_cos", "spread", "phase"):

@@ -34,7 +34,7 @@ import numpy as np
 
 from tracking.config import MineConfig
 from vidssl.errors import VidsslError
-from vidssl.io import atomic_path, atomic_write_json, atomic_write_text
+from vidssl.io import atomic_path, atomic_write_json, atomic_write_text, json_text
 
 SHARDS, DONE = "shards", "done"
 
@@ -160,7 +160,7 @@ def merge(out_dir: str | Path) -> dict:
                 skipped.setdefault(marker["reason"], []).append(entry["video"])
                 continue
             mined_videos += 1
-            lines.extend(json.dumps(rec) for rec in marker["pairs"])
+            lines.extend(json_text(rec) for rec in marker["pairs"])
         atomic_write_text(out_dir / "manifest.jsonl", "".join(line + "\n" for line in lines))
         summary = {
             "pairs": len(lines),

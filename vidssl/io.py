@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -42,5 +43,25 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def finite_or_none(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, +-inf) replaced by None, in nested dicts, lists and tuples.
+
+    JSON has no NaN or Infinity: Python writes them, but JavaScript's ``JSON.parse`` (a report's reader), ``jq``
+    and strict parsers reject the whole file. A metric that is undefined (e.g. a mean over no triplets) is null.
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v) for v in obj]
+    return obj
+
+
+def json_text(obj: Any, indent: int | None = None) -> str:
+    """Strict JSON text of ``obj`` (non-finite floats written as null, see ``finite_or_none``)."""
+    return json.dumps(finite_or_none(obj), indent=indent, sort_keys=False, allow_nan=False)
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+    atomic_write_text(path, json_text(obj, indent) + "\n")

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from vidssl.config import Config, flat_config, to_dict, write_resolved
 from vidssl.data import PairBatchSampler, PairPatches, make_loader, open_pairs, to_input
 from vidssl.errors import ConfigError, VidsslError
-from vidssl.io import atomic_path, atomic_write_json, atomic_write_text
+from vidssl.io import atomic_path, atomic_write_json, atomic_write_text, json_text
 from vidssl.losses import Triplets, build_loss, build_reducer, dense_cycle_loss
 from vidssl.miners import MiningSchedule, Scores
 from vidssl.models import EmbeddingNet, build_backbone
@@ -157,7 +157,7 @@ class RunLog:
     def scalars(self, step: int, values: dict) -> None:
         if not self.enabled:
             return
-        self.fh.write(json.dumps({"step": step, **values}) + "\n")
+        self.fh.write(json_text({"step": step, **values}) + "\n")
         self.fh.flush()
         for k, v in values.items():
             if isinstance(v, (int, float)):
