@@ -79,6 +79,34 @@ def test_list_sequences_from_imagesets_or_folders(tmp_path):
     assert list_sequences(tmp_path) == ["c", "a"]
 
 
+def test_a_full_davis_download_evaluates_its_val_subset(tmp_path):
+    for name in ("bear", "blackswan", "bmx-trees"):
+        write_sequence(tmp_path, name, two_objects(frames=1))
+    sets = tmp_path / "ImageSets"
+    (sets / "2017").mkdir(parents=True)
+    (sets / "2016").mkdir()
+    (sets / "2017" / "train.txt").write_text("bear\n")
+    (sets / "2017" / "val.txt").write_text("bmx-trees\nblackswan\n")
+    (sets / "2016" / "val.txt").write_text("blackswan\n")
+    assert list_sequences(tmp_path) == ["bmx-trees", "blackswan"]  # DAVIS-2017's own list first
+    assert list_sequences(tmp_path, "train") == ["bear"]
+    (sets / "2017" / "val.txt").write_text("\n")
+    with pytest.raises(DavisDataError, match=r"2017/val\.txt: lists no sequence"):
+        list_sequences(tmp_path)
+
+
+def test_davis_2016_imagesets_name_frames_not_sequences(tmp_path):
+    for name in ("bear", "blackswan"):
+        write_sequence(tmp_path, name, two_objects(frames=1))
+    (tmp_path / "ImageSets" / "480p").mkdir(parents=True)
+    (tmp_path / "ImageSets" / "480p" / "val.txt").write_text(
+        "/JPEGImages/480p/blackswan/00000.jpg /Annotations/480p/blackswan/00000.png\n"
+        "/JPEGImages/480p/blackswan/00001.jpg /Annotations/480p/blackswan/00001.png\n")
+    (tmp_path / "ImageSets" / "480p" / "train.txt").write_text(
+        "/JPEGImages/480p/bear/00000.jpg /Annotations/480p/bear/00000.png\n")
+    assert list_sequences(tmp_path) == ["blackswan"]
+
+
 def test_real_blackswan_reads_as_binary(data_dir):
     root = data_dir / "davis"
     assert list_sequences(root) == ["blackswan"]

@@ -53,6 +53,16 @@ def test_fl_all_needs_both_3px_and_5_percent():
     assert m["fl_all"] == pytest.approx(50.0)
 
 
+def test_non_finite_predictions_are_outliers_not_inliers():
+    gt = _const(1, 4, 10.0, 0.0)
+    pred = gt.copy()
+    pred[0, 0] = np.nan  # a diverged method
+    pred[0, 1, 0] = np.inf
+    m = flow_metrics(pred, gt)
+    assert m["fl_all"] == pytest.approx(50.0) and m["acc_1px"] == pytest.approx(50.0)  # the two exact pixels pass
+    assert m["nonfinite_px"] == 2 and math.isnan(m["epe"])  # written as null by the JSON writer
+
+
 def test_valid_and_occlusion_masks_select_pixels():
     gt = np.zeros((2, 4, 2), np.float32)
     pred = gt.copy()

@@ -127,6 +127,42 @@ def test_redoing_a_stage_redoes_the_stages_built_on_it(run_dir, monkeypatch, cap
     assert (stages / "eval.json").is_file() and not list(stages.glob("*.started.json"))
 
 
+@pytest.mark.slow
+def test_a_failing_evaluation_keeps_the_others_and_the_report(run_dir, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import numpy as np
+    from test_davis_data import two_objects, write_sequence
+
+    monkeypatch.delenv("VIDSSL_DATA", raising=False)
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "stages" / "eval.json").unlink()  # evaluate these weights again, on other data
+    masks = two_objects(frames=13)  # crops 10+ frames apart exist: instance retrieval has queries
+    masks[0][:] = 0  # no object in the first frame: label propagation cannot start
+    write_sequence(tmp_path / "data" / "davis", "late", masks)
+    command = ["pretrain", "--out", str(run), "--eval-data", str(tmp_path / "data"), "--budget-minutes", "4", *TINY]
+    assert main(command) == 1
+    assert "1 evaluation(s) failed" in capsys.readouterr().err
+    failed = json.loads((run / "eval" / "failed.json").read_text())
+    assert list(failed) == ["davis"] and "first-frame mask has no object" in failed["davis"]
+    assert not (run / "stages" / "eval.json").exists()  # not complete: the rerun retries what failed
+    held_out = run / "eval" / "tracks_held_out" / "metrics.json"
+    assert held_out.is_file() and (run / "eval" / "davis_instances" / "metrics.json").is_file()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["eval_failed"] == failed and "tracks_held_out" in summary["headline"]
+    assert "Failed evaluations" in (run / "report.html").read_text()
+    # the data fixed, the same command evaluates only what failed
+    masks[0] = masks[1].copy()
+    write_sequence(tmp_path / "data" / "davis", "late", masks)
+    before = held_out.stat().st_mtime_ns
+    assert main(command) == 0
+    assert json.loads((run / "eval" / "failed.json").read_text()) == {}
+    assert held_out.stat().st_mtime_ns == before and (run / "eval" / "davis" / "metrics.json").is_file()
+    assert "eval_failed" not in json.loads((run / "summary.json").read_text())
+    assert np.isfinite(json.loads((run / "summary.json").read_text())["headline"]["davis"]["run/backbone"])
+
+
 def test_loader_workers_survive_a_parent_that_used_opencv_threads(tmp_path):
     """A DataLoader worker forked after OpenCV's thread pool ran deadlocked in cv2.setNumThreads; the loader must
     produce a batch within a minute however the parent used OpenCV."""
@@ -190,3 +226,17 @@ def test_eval_sets_of_a_single_davis_folder_keep_the_held_out_tracks(tmp_path):
     # videos whose held-out tails are all shorter than a track: nothing to evaluate, not an error
     (tmp_path / "held_out" / "dataset.json").write_text(json.dumps({"pairs": 0}))
     assert [s.name for s in discover_eval_sets(None, tmp_path / "held_out")] == []
+
+
+def test_eval_folders_are_unique_whatever_the_retrieval_sets_are_called(tmp_path):
+    from vidssl.pipeline import discover_eval_sets
+
+    for sub in ("retrieval/davis", "retrieval/flow", "retrieval/retrieval_flow", "retrieval/cub", "davis/JPEGImages",
+                "flow"):
+        (tmp_path / sub).mkdir(parents=True)
+    sets = discover_eval_sets(tmp_path, None)
+    folders = {(s.task, s.name): s.folder for s in sets}
+    assert folders == {("retrieval", "cub"): "cub", ("retrieval", "davis"): "retrieval_davis",
+                       ("retrieval", "flow"): "retrieval_flow", ("retrieval", "retrieval_flow"): "retrieval_retrieval_flow",
+                       ("retrieval", "davis_instances"): "davis_instances", ("davis", "davis"): "davis",
+                       ("flow", "flow"): "flow"}

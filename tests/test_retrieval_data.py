@@ -223,6 +223,21 @@ def test_davis_binary_mask_real_sequence(data_dir):
     assert np.array_equal(data.items[0][0].permute(1, 2, 0).numpy(), crop)
 
 
+def test_davis_crops_skip_an_unreadable_sequence_and_need_no_first_frame_object(tmp_path):
+    from test_davis_data import two_objects, write_sequence
+
+    late = two_objects(frames=3)
+    late[0][:] = 0  # the objects enter in frame 1: nothing to propagate from, but crops from frames 1-2
+    write_sequence(tmp_path, "late", late)
+    write_sequence(tmp_path, "broken", two_objects(frames=2))
+    (tmp_path / "Annotations" / "480p" / "broken" / "00001.png").write_bytes(b"not a png")
+    data = load_retrieval_set(tmp_path, CFG)
+    assert sorted(set(data.captions[i].split("/")[0] for i in range(len(data.captions)))) == ["late"]
+    assert data.times.tolist() == [1, 1, 2, 2] and len(data.label_names) == 2
+    (reason, [why]), = data.skipped.items()
+    assert reason == "unreadable sequence" and why.startswith("broken: ") and "00001.png" in why
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # tracks (pair dataset contract)
 

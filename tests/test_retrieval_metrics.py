@@ -190,6 +190,24 @@ def test_chunking_equals_unchunked(with_refs):
         assert torch.equal(s.neighbours.indices, whole.neighbours.indices)
 
 
+def test_exact_ties_are_ordered_by_reference_index_whatever_the_chunking():
+    # duplicates tie exactly (duplicate images, flat crops): 4 distinct vectors, each repeated 6 times, labels
+    # interleaved so the order among the tied copies decides P@1 and MAP@R
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(4, 8, generator=g)
+    x = base.repeat_interleave(6, dim=0)  # rows 6j..6j+5 are copies of base[j]
+    labels = torch.arange(24) % 3
+    nb = knn(x, None, 23, chunk_mb=1024).indices
+    for i in range(24):  # the naive rule: own copies first (in index order), self excluded
+        copies = [j for j in range(6 * (i // 6), 6 * (i // 6) + 6) if j != i]
+        assert nb[i, :5].tolist() == copies
+    results = [retrieval_metrics(x, labels, chunk_mb=mb, keep=8) for mb in (1e-9, 0.0005, 1024)]
+    flat = lambda d: {**{k: v for k, v in d.items() if k != "recall_at_k"}, **d["recall_at_k"]}  # noqa: E731
+    for s in results[:2]:  # means over blocks may differ in the last bit, rankings not at all
+        assert flat(s.to_dict()) == pytest.approx(flat(results[2].to_dict()), abs=1e-12)
+        assert torch.equal(s.neighbours.indices, results[2].neighbours.indices)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # agreement with pytorch-metric-learning
 

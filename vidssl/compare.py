@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vidssl.errors import VidsslError
+from vidssl.eval import weights_row_name
 
 LOWER_IS_BETTER = ("flow",)  # tasks whose headline is an error (EPE); the others are scores
 
@@ -31,11 +32,13 @@ class TaskRow:
 
 
 def _trained_name(summary: dict, run: Path) -> str:
+    """The trained model's row name in the run's evaluations (recorded by the report; derived for older runs)."""
+    if isinstance(summary.get("trained_model"), str):
+        return summary["trained_model"]
     weights = summary.get("weights")
     if not weights:
         raise VidsslError(f"{run}/summary.json names no exported weights; finish the run with `vidssl pretrain`")
-    path = Path(weights)
-    return f"{path.parent.name}/{path.stem}"  # the row name the evaluations gave it (vidssl.eval.baselines)
+    return weights_row_name(weights)
 
 
 def read_runs(runs: list[str | Path]) -> list[TaskRow]:

@@ -34,6 +34,10 @@ from vidssl.train_config import RESUMABLE_KEYS, TRAIN_SECTIONS
 log = logging.getLogger(__name__)
 
 
+class EvalFailed(VidsslError):
+    """Some evaluation tasks could not run (bad data); the others finished and the report lists both."""
+
+
 @dataclass
 class EvalSet:
     """One evaluation to run: ``task`` is retrieval, davis or flow; ``kind`` refines retrieval's layout."""
@@ -42,6 +46,7 @@ class EvalSet:
     name: str
     path: Path
     kind: str = "auto"
+    folder: str = ""  # RUN/eval/<folder>: unique among the run's evaluations (set by discover_eval_sets)
 
 
 def discover_eval_sets(root: Path | None, held_out_pairs: Path | None) -> list[EvalSet]:
@@ -71,6 +76,18 @@ def discover_eval_sets(root: Path | None, held_out_pairs: Path | None) -> list[E
             sets.append(EvalSet("flow", "flow", root / "flow"))
     if held_out_pairs is not None and _pair_count(held_out_pairs) > 0:
         sets.append(EvalSet("retrieval", "tracks_held_out", held_out_pairs, "tracks"))
+    # davis and flow own eval/davis and eval/flow; a retrieval set that would share a folder (e.g. one named
+    # retrieval/davis/) gets a prefixed one, so no task overwrites, or is resumed from, another's metrics
+    taken = {es.task for es in sets if es.task != "retrieval"}
+    for es in sets:
+        if es.task != "retrieval":
+            es.folder = es.task
+            continue
+        folder = es.name if es.name not in taken else f"retrieval_{es.name}"
+        while folder in taken:
+            folder += "_"
+        es.folder = folder
+        taken.add(folder)
     return sets
 
 
@@ -207,7 +224,7 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
     from vidssl.demo import make_demo_videos
     from vidssl.eval.baselines import feature_models
     from vidssl.export import export_backbone
-    from vidssl.report import build_report
+    from vidssl.report import EVAL_FAILURES, build_report
     from vidssl.train import train
 
     run = Path(run_dir)
@@ -289,23 +306,35 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
 
         models = feature_models([run / "backbone.pt"], seed=cfg.seed)
         held_out = run / "pairs_held_out" if held_out_videos is not None else None
-        results = {}
+        results, failures = {}, {}
         finished = stages.parts_done("eval")  # tasks an interrupted evaluation of these weights completed
         for es in discover_eval_sets(Path(eval_data) if eval_data else None, held_out):
-            out = run / "eval" / (es.name if es.task == "retrieval" else es.task)
+            out = run / "eval" / es.folder
             if out.name in finished and (out / "metrics.json").is_file():
                 results[out.name] = json.loads((out / "metrics.json").read_text())
                 continue
             log.info("[eval] %s on %s", es.task, es.path)
-            if es.task == "retrieval":
-                results[out.name] = evaluate_retrieval(models, es.path, out, cfg.eval.retrieval, kind=es.kind)
-            elif es.task == "davis":
-                results[out.name] = evaluate_davis(models, es.path, out, cfg.eval.davis)
-            else:
-                results[out.name] = evaluate_flow(models, es.path, out, cfg.eval.flow, seed=cfg.seed,
-                                                  budget_minutes=max(0.5, remaining_s() / 60 / 2),
-                                                  progress=progress)
+            try:
+                if es.task == "retrieval":
+                    results[out.name] = evaluate_retrieval(models, es.path, out, cfg.eval.retrieval,
+                                                           kind=es.kind, davis_subset=cfg.eval.davis.subset)
+                elif es.task == "davis":
+                    results[out.name] = evaluate_davis(models, es.path, out, cfg.eval.davis)
+                else:
+                    results[out.name] = evaluate_flow(models, es.path, out, cfg.eval.flow, seed=cfg.seed,
+                                                      budget_minutes=max(0.5, remaining_s() / 60 / 2),
+                                                      progress=progress)
+            except (VidsslError, OSError) as e:  # bad evaluation data: say why, do the other tasks
+                log.error("[eval] %s on %s failed: %s", es.task, es.path, e)
+                failures[out.name] = f"{es.path}: {e}"
+                continue
             stages.finish_part("eval", out.name)
+        atomic_write_json(run / "eval" / EVAL_FAILURES, failures)
+        if failures:
+            if p.run_report:
+                build_report(run)  # the finished tasks' numbers and the failures, before stopping
+            raise EvalFailed(f"{len(failures)} evaluation(s) failed ({'; '.join(failures.values())}); fix the "
+                             f"data and rerun the same command: the {len(results)} finished ones are kept")
         return {"tasks": sorted(results)}
 
     results = {

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from vidssl.eval import weights_row_name
 from vidssl.io import atomic_write_json, atomic_write_text
 
 CURVES = (  # (title, keys of a training log record, y label)
@@ -25,6 +26,18 @@ CURVES = (  # (title, keys of a training log record, y label)
     ("Learning rate", ("lr",), "lr"),
 )
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+
+
+EVAL_FAILURES = "failed.json"  # RUN/eval/failed.json: {task: error} of the evaluations the last run could not do
+
+
+def read_failures(run: Path) -> dict[str, str]:
+    """{task: error message} of the evaluations that failed in the run's last eval stage ({} when none did)."""
+    try:
+        failures = json.loads((run / "eval" / EVAL_FAILURES).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return {str(k): str(v) for k, v in failures.items()} if isinstance(failures, dict) else {}
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -85,6 +98,7 @@ def svg_line_chart(series: dict[str, list[tuple[float, float]]], title: str, yla
 
 
 MAX_FIGURE_WIDTH = 1100  # px: figures are shown at page width, so larger ones only bloat the file
+MAX_FIGURES_PER_TASK = 12  # the rest are named, not inlined: many DAVIS sequences x models would bloat the page
 
 
 def _img(path: Path, caption: str) -> str:
@@ -111,6 +125,8 @@ def _img(path: Path, caption: str) -> str:
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     def cell(v: Any) -> str:
+        if v is None:  # undefined (written as null)
+            return "-"
         if isinstance(v, float):
             return f"{v:.4f}"
         return html.escape(str(v))
@@ -120,18 +136,47 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+FLOW_FEATURE_METHOD = "match"  # flow's per-model row: zero-shot matching of the model's dense features
+
+
+def degenerate(result: dict) -> str | None:
+    """Why a task's numbers say nothing about the models (shown in the report, left out of the headline), or None.
+
+    Retrieval over a single label (e.g. DAVIS instance retrieval on one single-object sequence) makes every
+    neighbour relevant: every model scores 1 by construction.
+    """
+    if result.get("labels") == 1:
+        return "only one label: every neighbour is relevant, so every model scores 1 by construction"
+    return None
+
+
+def model_metrics(result: dict) -> dict[str, dict[str, Any]]:
+    """A task's metrics per row: per model for retrieval and DAVIS (``models``), per method for flow
+    (``methods.<name>.mean``, e.g. ``dis_medium``, ``match[<model>]``, ``transfer[<model>]``)."""
+    if isinstance(result.get("methods"), dict):
+        return {name: {**m["mean"], "s/pair": m.get("seconds_per_pair")} for name, m in result["methods"].items()
+                if isinstance(m, dict) and isinstance(m.get("mean"), dict)}
+    models = result.get("models")
+    return {name: m for name, m in models.items() if isinstance(m, dict)} if isinstance(models, dict) else {}
+
+
 def headline_metrics(eval_results: dict[str, dict]) -> dict[str, dict[str, float]]:
-    """Per task, per model, the one number a reader looks at first (higher is better except flow EPE)."""
+    """Per task, per model, the one number a reader looks at first: DAVIS J&F, retrieval MAP@R (higher is
+    better), flow EPE of matching the model's features (lower is better). Degenerate tasks are left out."""
     out: dict[str, dict[str, float]] = {}
     for task, result in eval_results.items():
-        models = result.get("models", result)
+        if degenerate(result):
+            continue
         row = {}
-        for model, metrics in models.items():
-            if not isinstance(metrics, dict):
-                continue
+        for name, metrics in model_metrics(result).items():
+            if "methods" in result:
+                prefix = FLOW_FEATURE_METHOD + "["
+                if not (name.startswith(prefix) and name.endswith("]")):
+                    continue
+                name = name[len(prefix):-1]
             for key in ("JF_mean", "map_at_r", "epe"):
-                if isinstance(metrics.get(key), (int, float)):
-                    row[model] = float(metrics[key])
+                if isinstance(metrics.get(key), (int, float)) and not isinstance(metrics.get(key), bool):
+                    row[name] = float(metrics[key])
                     break
         if row:
             out[task] = row
@@ -139,11 +184,8 @@ def headline_metrics(eval_results: dict[str, dict]) -> dict[str, dict[str, float
 
 
 def _metric_rows(result: dict) -> tuple[list[dict], list[str]]:
-    models = result.get("models", result)
     rows, columns = [], ["model"]
-    for model, metrics in models.items():
-        if not isinstance(metrics, dict):
-            continue
+    for model, metrics in model_metrics(result).items():
         row = {"model": model}
         for key, value in metrics.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -208,22 +250,44 @@ def build_report(run_dir: str | Path) -> Path:
     if card_path.is_file():
         card = json.loads(card_path.read_text())
         summary["weights"] = str(run / "backbone.pt")
+        summary["trained_model"] = weights_row_name(run / "backbone.pt")  # its row in every evaluation
         summary["model_card"] = {k: card[k] for k in ("arch", "input_size", "steps") if k in card}
         sections.append("<h2>Exported backbone</h2><pre>" + html.escape(json.dumps(card, indent=2)[:4000])
                         + "</pre>")
 
     eval_results: dict[str, dict] = {}
+    eval_sections: list[str] = []
     for metrics_path in sorted((run / "eval").glob("*/metrics.json")):
         task = metrics_path.parent.name
-        result = json.loads(metrics_path.read_text())
+        try:
+            result = json.loads(metrics_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:  # one damaged file must not cost the whole report
+            eval_sections.append(f"<h3>{html.escape(task)}</h3><p><b>unreadable</b> "
+                                 f"{html.escape(str(metrics_path))}: {html.escape(str(e))}; rerun this evaluation "
+                                 f"to rewrite it.</p>")
+            continue
         eval_results[task] = result
         rows, columns = _metric_rows(result)
         block = [f"<h3>{html.escape(task)}</h3>", _table(rows, columns)]
-        for png in sorted(metrics_path.parent.rglob("*.png"))[:12]:
+        why = degenerate(result)
+        if why:
+            block.append(f"<p><b>Not informative:</b> {html.escape(why)} (left out of the headline).</p>")
+        pngs = sorted(metrics_path.parent.rglob("*.png"))
+        for png in pngs[:MAX_FIGURES_PER_TASK]:
             block.append(_img(png, f"{task}: {png.relative_to(metrics_path.parent)}"))
-        sections.append("".join(block))
+        if len(pngs) > MAX_FIGURES_PER_TASK:
+            block.append(f"<p>{len(pngs) - MAX_FIGURES_PER_TASK} more figures in "
+                         f"{html.escape(str(metrics_path.parent))}.</p>")
+        eval_sections.append("".join(block))
+    failures = read_failures(run)
+    if failures:
+        items = "".join(f"<li><b>{html.escape(t)}</b>: {html.escape(why)}</li>" for t, why in failures.items())
+        eval_sections.append(f"<h3>Failed evaluations</h3><ul>{items}</ul><p>Fix the data and rerun the same "
+                             f"<code>vidssl pretrain</code> command: finished tasks are kept.</p>")
+        summary["eval_failed"] = failures
+    if eval_sections:
+        sections += ["<h2>Evaluation</h2>", *eval_sections]
     if eval_results:
-        sections.insert(len(sections) - len(eval_results), "<h2>Evaluation</h2>")
         summary["headline"] = headline_metrics(eval_results)
 
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>vidssl report</title><style>"

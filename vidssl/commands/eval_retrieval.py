@@ -36,7 +36,8 @@ def run(args, cfg) -> int:
         data, kind = out / "pairs", "tracks"
         mine_folder(args.data, data, cfg.mine, video_backend=cfg.video.backend, seed=cfg.seed,
                     progress=not args.quiet)
-    result = evaluate_retrieval(models, data, out, cfg.eval.retrieval, kind=kind, progress=not args.quiet)
+    result = evaluate_retrieval(models, data, out, cfg.eval.retrieval, kind=kind, progress=not args.quiet,
+                                davis_subset=cfg.eval.davis.subset)
     print((out / "metrics.md").read_text(), end="")
     print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'} and {len(result['grids'])} neighbour grid(s)")
     return 0

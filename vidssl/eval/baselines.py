@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidssl.eval import weights_row_name
+
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB in [0, 1] -> CIE Lab (D65), scaled to roughly [-1, 1] per channel. [B, 3, H, W] -> [B, 3, H, W]."""
@@ -71,7 +73,7 @@ def feature_models(weights: list[str | Path] | tuple = (), arch: str | None = No
     for path in weights:
         path = Path(path)
         model = load_backbone(path)
-        name = f"{path.parent.name}/{path.stem}" if path.parent.name else path.stem
+        name = weights_row_name(path)
         while name in models:
             name += "'"
         models[name] = model

@@ -99,7 +99,11 @@ class DavisConfig:
     max_side: int = opt(480, "frames are resized so the long side is at most this before feature extraction "
                              "(0: full size); scores are computed at annotation resolution")
     batch_size: int = opt(4, "frames per backbone forward pass")
-    sequences: list[str] = opt([], "sequences to evaluate; empty: ImageSets/*.txt, else every JPEGImages folder")
+    sequences: list[str] = opt([], "sequences to evaluate; empty: those of the `subset` ImageSets file")
+    subset: str = opt("val", "ImageSets/<subset>.txt to evaluate (searched in ImageSets/2017, 480p, 2016, then "
+                             "ImageSets/; a full DAVIS download holds train and val); without one, every "
+                             "ImageSets/*.txt, else every JPEGImages folder. Also picks DAVIS instance retrieval's "
+                             "sequences")
     overlay_frames: int = opt(4, "frames shown per sequence in each model's overlay PNG")
     save_masks: bool = opt(False, "also write the predicted masks as DAVIS palette PNGs (for the official scorer)")
 

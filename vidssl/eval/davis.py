@@ -3,8 +3,9 @@
 Given the first frame's object masks, every later frame ``t`` is labelled from a context of already-labelled
 frames: the first frame (ground truth) and the ``n`` previous frames (their propagated soft labels). With dense
 features ``f`` at stride 8, L2-normalised per cell, each target cell ``q`` scores every context cell ``k`` by
-``<f_k, f_q>``; context cells farther than ``radius`` cells from ``q`` are excluded, in every context frame as
-DINO does (with ``radius_first_frame`` off the first frame is searched whole, as CRW does: 0.5 to 4 J&F points
+``<f_k, f_q>``; context cells farther than ``radius`` cells from ``q`` (Euclidean: a disc, as CRW's mask; DINO's
+is the enclosing square) are excluded, in every context frame as DINO does (with ``radius_first_frame`` off the
+first frame is searched whole, as CRW does: 0.5 to 4 J&F points
 worse on blackswan for pixels and random-init CNNs). The ``topk`` best candidates over all context frames vote
 with weights ``softmax(score / temperature)`` on their soft labels; the resulting label distribution is
 upsampled to the annotation resolution and arg-maxed.
@@ -275,7 +276,7 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
     from vidssl.config import versions
 
     out_dir = Path(out_dir)
-    names = list(cfg.sequences) or list_sequences(data_dir)
+    names = list(cfg.sequences) or list_sequences(data_dir, cfg.subset)
     results: dict[str, dict] = {name: {"sequences": {}, "features_s": 0.0, "propagation_s": 0.0, "frames": 0}
                                 for name in models}
     slugs = _slugs(models)

@@ -57,26 +57,55 @@ def _layout_dirs(root: Path) -> tuple[Path, Path]:
     return root / "JPEGImages" / RESOLUTION, root / "Annotations" / RESOLUTION
 
 
-def list_sequences(root: str | os.PathLike) -> list[str]:
-    """Sequence names: the union of ``ImageSets/*.txt`` lines (file order, de-duplicated) if any exist, else the
-    folders of ``JPEGImages/480p`` in sorted order."""
+SUBSET_FOLDERS = ("2017", "480p", "2016", "")  # where official downloads keep <subset>.txt, in order of preference
+
+
+def imageset_file(root: str | os.PathLike, subset: str) -> Path | None:
+    """The ``<subset>.txt`` (e.g. ``val.txt``) of a DAVIS folder: ``ImageSets/2017/`` (DAVIS-2017), then
+    ``ImageSets/480p/`` (DAVIS-2016), ``ImageSets/2016/``, ``ImageSets/``, then any other folder under ImageSets
+    (sorted); None when there is none."""
+    sets = Path(root) / "ImageSets"
+    for folder in SUBSET_FOLDERS:
+        candidate = sets / folder / f"{subset}.txt"
+        if candidate.is_file():
+            return candidate
+    others = sorted(sets.rglob(f"{subset}.txt")) if sets.is_dir() else []
+    return others[0] if others else None
+
+
+def _read_imageset(txt: Path, names: list[str]) -> None:
+    for line in txt.read_text().splitlines():
+        name = line.strip().split()[0] if line.strip() else ""
+        # DAVIS-2016 ImageSets list "/JPEGImages/480p/seq/00000.jpg /Annotations/..." pairs: keep the folder
+        if "/" in name:
+            parts = Path(name).parts
+            name = parts[-2] if len(parts) >= 2 else ""
+        if name and not name.startswith("#") and name not in names:
+            names.append(name)
+
+
+def list_sequences(root: str | os.PathLike, subset: str = "val") -> list[str]:
+    """Sequence names, in file order and de-duplicated: those of the ``subset`` ImageSets file when the folder has
+    one (:func:`imageset_file`: a full DAVIS download evaluates its val set, as CRW, VFS and DINO report), else the
+    union of the ``ImageSets/*.txt`` files (a hand-made list such as ``sequences.txt``), else the folders of
+    ``JPEGImages/480p`` in sorted order."""
     root = Path(root)
     images, _ = _layout_dirs(root)
     if not root.is_dir():
         raise DavisDataError(f"{root}: DAVIS folder not found; pass --data pointing at a folder with "
                              f"JPEGImages/{RESOLUTION} and Annotations/{RESOLUTION}")
-    sets = sorted((root / "ImageSets").glob("*.txt")) if (root / "ImageSets").is_dir() else []
+    chosen = imageset_file(root, subset)
+    if chosen is not None:
+        sets = [chosen]
+    else:
+        sets = sorted((root / "ImageSets").glob("*.txt")) if (root / "ImageSets").is_dir() else []
     names: list[str] = []
     for txt in sets:
-        for line in txt.read_text().splitlines():
-            name = line.strip().split()[0] if line.strip() else ""
-            # DAVIS-2016 ImageSets list "/JPEGImages/480p/seq/00000.jpg /Annotations/..." pairs: keep the folder
-            if "/" in name:
-                parts = Path(name).parts
-                name = parts[-2] if len(parts) >= 2 else ""
-            if name and not name.startswith("#") and name not in names:
-                names.append(name)
+        _read_imageset(txt, names)
     if not names:
+        if chosen is not None:
+            raise DavisDataError(f"{chosen}: lists no sequence; name sequences in it or pick another subset "
+                                 f"(--set eval.davis.subset=...)")
         if not images.is_dir():
             raise DavisDataError(f"{root}: no ImageSets/*.txt and no JPEGImages/{RESOLUTION} folder; this is not a "
                                  f"DAVIS-layout folder")
@@ -133,11 +162,13 @@ def _files(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in exts and not p.name.startswith(".")}
 
 
-def load_sequence(root: str | os.PathLike, name: str, max_side: int | None = None) -> DavisSequence:
+def load_sequence(root: str | os.PathLike, name: str, max_side: int | None = None,
+                  need_first_object: bool = True) -> DavisSequence:
     """Load every frame and mask of sequence ``name`` (see :class:`DavisSequence` for shapes).
 
     Every frame needs a mask of the same size with the same file stem (DAVIS ships full annotations for
-    the train/val sets). Raises :class:`DavisDataError` naming the file for anything missing or mismatched.
+    the train/val sets). Raises :class:`DavisDataError` naming the file for anything missing or mismatched, and
+    (``need_first_object``: label propagation starts there) for a first frame without an object.
     """
     root = Path(root)
     images, annotations = _layout_dirs(root)
@@ -178,7 +209,7 @@ def load_sequence(root: str | os.PathLike, name: str, max_side: int | None = Non
         frames.append(frame)
         masks.append(mask)
     num_objects = int(masks[0].max())
-    if num_objects == 0:
+    if num_objects == 0 and need_first_object:
         raise DavisDataError(f"{mask_files[stems[0]]}: first-frame mask has no object; label propagation starts "
                              f"from the first frame's objects")
     return DavisSequence(name=name, frames=frames, masks=masks, num_objects=num_objects, frame_names=stems)

@@ -85,9 +85,22 @@ def _similarity_blocks(query: torch.Tensor, reference: torch.Tensor, self_match:
 
 
 def _topk(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k of each row, padded to k columns; index -1 where no allowed reference is left."""
+    """Top-k of each row, padded to k columns; index -1 where no allowed reference is left.
+
+    Equal similarities are ordered by reference index: ``torch.topk`` breaks ties arbitrarily (and differently
+    for different block sizes), and duplicate images or flat crops tie exactly, so the metrics would depend on
+    ``chunk_mb``. Rows with a tie among their top k + 1 are re-ranked with a stable sort; the rest keep top-k's
+    linear cost.
+    """
     kk = min(k, sims.shape[1])
-    values, indices = torch.topk(sims, kk, dim=1)
+    probe = min(kk + 1, sims.shape[1])  # one more place: a tie across the k-th one decides who is in
+    values, indices = torch.topk(sims, probe, dim=1)
+    tied = ((values[:, 1:] == values[:, :-1]) & torch.isfinite(values[:, 1:])).any(dim=1)
+    if bool(tied.any()):
+        rows = tied.nonzero().squeeze(1)
+        v, i = torch.sort(sims[rows], dim=1, descending=True, stable=True)
+        values[rows], indices[rows] = v[:, :probe], i[:, :probe]
+    values, indices = values[:, :kk], indices[:, :kk]
     if kk < k:
         values = F.pad(values, (0, k - kk), value=-math.inf)
         indices = F.pad(indices, (0, k - kk), value=-1)

@@ -67,14 +67,15 @@ def extract_features(models: dict, items: Dataset, batch_size: int = 64, num_wor
 
 
 def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                       cfg: RetrievalConfig, kind: str = "auto", progress: bool = True) -> dict:
+                       cfg: RetrievalConfig, kind: str = "auto", progress: bool = True,
+                       davis_subset: str = "val") -> dict:
     """Evaluate every model on the retrieval data in ``data_dir``; write ``metrics.json``, ``metrics.md`` and
     ``grid_<model>.png`` into ``out_dir``; return the ``metrics.json`` payload (per model under ``"models"``)."""
     from vidssl.config import versions
 
     if not models:
         raise ValueError("evaluate_retrieval needs at least one model")
-    data = load_retrieval_set(data_dir, cfg, kind)
+    data = load_retrieval_set(data_dir, cfg, kind, davis_subset)
     device = resolve_device(cfg.device)
     feats, ok = extract_features(models, data.items, cfg.batch_size, cfg.num_workers, device, progress)
     if not ok.all():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ from vidssl.eval.config import RetrievalConfig
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
+
+log = logging.getLogger(__name__)
 
 class RetrievalDataError(VidsslError):
     """A retrieval data folder, label file or pair dataset that cannot be used; the message names the file."""
@@ -236,14 +239,22 @@ def object_crops(frame: np.ndarray, mask: np.ndarray, size: int, margin: float, 
     return out
 
 
-def load_davis_set(root: str | os.PathLike, cfg: RetrievalConfig) -> RetrievalSet:
-    """Instance retrieval across time: one crop per object per frame of every sequence."""
-    from vidssl.eval.davis_data import list_sequences, load_sequence
+def load_davis_set(root: str | os.PathLike, cfg: RetrievalConfig, subset: str = "val") -> RetrievalSet:
+    """Instance retrieval across time: one crop per object per frame of every sequence of ``subset`` (see
+    ``davis_data.list_sequences``). A sequence that cannot be read is skipped with a warning, listed under
+    ``skipped``."""
+    from vidssl.eval.davis_data import DavisDataError, list_sequences, load_sequence
 
     crops, labels, groups, times, captions, names = [], [], [], [], [], {}
     label_of: dict[tuple[str, int], int] = {}
-    for seq_index, name in enumerate(list_sequences(root)):
-        seq = load_sequence(root, name)
+    skipped: dict[str, list[str]] = {}
+    for seq_index, name in enumerate(list_sequences(root, subset)):
+        try:  # crops come from every frame's mask, so the first frame need not hold an object
+            seq = load_sequence(root, name, need_first_object=False)
+        except DavisDataError as e:
+            log.warning("DAVIS sequence %s skipped: %s", name, e)
+            skipped.setdefault("unreadable sequence", []).append(f"{name}: {e}")
+            continue
         for t, (frame, mask) in enumerate(zip(seq.frames, seq.masks)):
             for obj, crop, _ in object_crops(frame, mask, cfg.image_size, cfg.crop_margin, cfg.min_object_pixels):
                 key = (name, obj)
@@ -260,7 +271,7 @@ def load_davis_set(root: str | os.PathLike, cfg: RetrievalConfig) -> RetrievalSe
     n = len(crops)
     return RetrievalSet(kind="davis", items=ImageArray(np.stack(crops)), labels=np.asarray(labels, dtype=np.int64),
                         label_names=names, captions=captions, queries=np.arange(n), references=None,
-                        groups=np.asarray(groups), times=np.asarray(times))
+                        groups=np.asarray(groups), times=np.asarray(times), skipped=skipped)
 
 
 def load_track_set(root: str | os.PathLike, cfg: RetrievalConfig) -> RetrievalSet:
@@ -355,7 +366,10 @@ def detect_kind(root: str | os.PathLike) -> str:
                              f"`vidssl mine`) or a folder of videos")
 
 
-def load_retrieval_set(root: str | os.PathLike, cfg: RetrievalConfig, kind: str = "auto") -> RetrievalSet:
+def load_retrieval_set(root: str | os.PathLike, cfg: RetrievalConfig, kind: str = "auto",
+                       davis_subset: str = "val") -> RetrievalSet:
+    """The retrieval set in ``root`` (``kind``: auto-detected, or one of ``LOADERS``); ``davis_subset`` picks a
+    DAVIS folder's sequences (``eval.davis.subset``)."""
     if kind == "auto":
         kind = detect_kind(root)
     if kind == "videos":
@@ -363,4 +377,6 @@ def load_retrieval_set(root: str | os.PathLike, cfg: RetrievalConfig, kind: str 
                                  f"PAIRS`) and pass the pair dataset, or let `vidssl eval retrieval` mine it")
     if kind not in LOADERS:
         raise RetrievalDataError(f"unknown retrieval kind '{kind}'; valid: auto, {', '.join(LOADERS)}")
+    if kind == "davis":
+        return load_davis_set(root, cfg, davis_subset)
     return LOADERS[kind](root, cfg)

@@ -47,7 +47,7 @@ def read_flo(path: str | os.PathLike) -> np.ndarray:
         raise FlowFileError(path, f"not a .flo file: {len(data)} bytes, shorter than the 12-byte header")
     magic = np.frombuffer(data, "<f4", 1, 0)[0]
     if magic != FLO_MAGIC:
-        raise FlowFileError(path, f"not a .flo file: magic number {magic!r}, expected {float(FLO_MAGIC)} "
+        raise FlowFileError(path, f"not a .flo file: magic number {float(magic):g}, expected {float(FLO_MAGIC):g} "
                                   "(Middlebury format: 'PIEH', int32 width, int32 height, float32 u,v per pixel)")
     width, height = (int(v) for v in np.frombuffer(data, "<i4", 2, 4))
     if not (0 < width <= _MAX_SIDE and 0 < height <= _MAX_SIDE):

@@ -24,7 +24,8 @@ def angular_error(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     pred, gt = pred.astype(np.float64), gt.astype(np.float64)
     dot = (pred * gt).sum(axis=2) + 1.0
     norms = np.sqrt(((pred ** 2).sum(axis=2) + 1.0) * ((gt ** 2).sum(axis=2) + 1.0))
-    return np.degrees(np.arccos(np.clip(dot / norms, -1.0, 1.0)))
+    with np.errstate(invalid="ignore"):  # a non-finite prediction has no angle: NaN, counted by flow_metrics
+        return np.degrees(np.arccos(np.clip(dot / norms, -1.0, 1.0)))
 
 
 def flow_metrics(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None,
@@ -46,10 +47,12 @@ def flow_metrics(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = No
         for key, group in (("epe_noc", valid & ~occluded), ("epe_occ", valid & occluded)):
             out[key] = float(epe_map[group].mean()) if group.any() else None
     out["ae"] = float(angular_error(pred, gt)[valid].mean())
-    out["fl_all"] = float(100.0 * ((epe > 3.0) & (epe > 0.05 * magnitude)).mean())
+    # written as "not within tolerance", so a non-finite prediction (NaN EPE) is an outlier, never an inlier
+    out["fl_all"] = float(100.0 * (~((epe <= 3.0) | (epe <= 0.05 * magnitude))).mean())
     for px in ACCURACY_PX:
         out[f"acc_{px}px"] = float(100.0 * (epe < px).mean())
     out["valid_px"] = int(valid.sum())
+    out["nonfinite_px"] = int((~np.isfinite(epe)).sum())  # > 0 makes epe and ae NaN (written as null)
     return out
 
 

@@ -1,0 +1,72 @@
+"""The report and summary.json from a hand-made run folder: every evaluation's table (flow's per method), the
+headline per model (flow: EPE of matching each model's features), degenerate and failed evaluations said as such,
+and `vidssl compare` finding the trained model's row whatever the run folder is called."""
+from __future__ import annotations
+
+import json
+
+from test_io import strict_loads
+from vidssl.cli import main
+from vidssl.report import build_report
+
+
+def _flow(methods: dict[str, float]) -> dict:
+    return {"pairs": ["a"], "skipped": {}, "metric_keys": ["epe"], "transfer": {}, "config": {"max_displacement": 4},
+            "methods": {name: {"mean": {"epe": epe, "fl_all": 50.0}, "seconds_per_pair": 0.5,
+                               "pairs": {"a": {"epe": epe}}} for name, epe in methods.items()}}
+
+
+def _write(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def make_run(run, trained: str, davis: float, flow: float):
+    _write(run / "model_card.json", {"arch": "smallcnn", "input_size": 64})
+    _write(run / "eval" / "davis" / "metrics.json", {"models": {
+        trained: {"JF_mean": davis, "J_mean": davis, "F_mean": davis},
+        "raw pixels": {"JF_mean": 0.5, "J_mean": 0.5, "F_mean": 0.5}}})
+    _write(run / "eval" / "flow" / "metrics.json", _flow({"zero": 3.0, "dis_medium": 0.3, f"match[{trained}]": flow,
+                                                           "match[raw pixels]": 7.0, f"transfer[{trained}]": 2.0}))
+    _write(run / "eval" / "davis_instances" / "metrics.json", {"labels": 1, "models": {
+        trained: {"map_at_r": 1.0}, "raw pixels": {"map_at_r": 1.0}}})
+
+
+def test_report_tables_headline_and_what_is_not_a_result(tmp_path):
+    run = tmp_path / "seed0"
+    make_run(run, "seed0/backbone", davis=0.8, flow=2.5)
+    (run / "eval" / "broken").mkdir()
+    (run / "eval" / "broken" / "metrics.json").write_text('{"models": ')  # a torn hand edit
+    _write(run / "eval" / "failed.json", {"cub": "retrieval/cub: no images"})
+    build_report(run)
+    summary = strict_loads((run / "summary.json").read_text())
+    assert summary["trained_model"] == "seed0/backbone"
+    # flow's headline is matching each model's features (lower is better); classical methods are not models
+    assert summary["headline"] == {"davis": {"seed0/backbone": 0.8, "raw pixels": 0.5},
+                                   "flow": {"seed0/backbone": 2.5, "raw pixels": 7.0}}
+    assert summary["eval_failed"] == {"cub": "retrieval/cub: no images"}
+    html = (run / "report.html").read_text()
+    flow_table = html[html.index("<h3>flow</h3>"):].split("</table>")[0]
+    for row in ("dis_medium", "match[seed0/backbone]", "transfer[seed0/backbone]"):
+        assert f"<td>{row}</td>" in flow_table
+    assert "<td>2.5000</td>" in flow_table and "config" not in flow_table and "max_displacement" not in flow_table
+    assert "Not informative" in html and "by construction" in html  # davis_instances: one label
+    assert "unreadable" in html and "broken" in html and "Failed evaluations" in html
+
+
+def test_compare_finds_the_trained_row_of_a_run_made_in_the_current_folder(tmp_path, capsys, monkeypatch):
+    make_run(tmp_path / "a", "a/backbone", davis=0.8, flow=2.5)
+    build_report(tmp_path / "a")
+    # `vidssl pretrain --out .` names the trained row "backbone"; an older summary has no trained_model
+    make_run(tmp_path / "b", "backbone", davis=0.6, flow=3.5)
+    build_report(tmp_path / "b")
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["trained_model"] == "b/backbone"  # build_report was given b/, not "."
+    summary["weights"] = "backbone.pt"
+    del summary["trained_model"]
+    (tmp_path / "b" / "summary.json").write_text(json.dumps(summary))
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "a", "b"]) == 0
+    out = capsys.readouterr().out
+    assert "| davis | 0.800 | 0.600 | 0.700 +- 0.141 (n=2) | 0.500, 2/2 |" in out
+    assert "| flow (lower is better) | 2.500 | 3.500 | 3.000 +- 0.707 (n=2) | 7.000, 2/2 |" in out
