@@ -96,6 +96,16 @@ def test_resnet50_export_missing_exactly_fc(tmp_path):
     assert not (tmp_path / "r50.safetensors").exists()
 
 
+def test_alexnet_export_conv_layers_load_into_torchvision_alexnet(tmp_path):
+    save_backbone(build_backbone("alexnet_wang2015", input_size=227), tmp_path / "a.pt", safetensors=False)
+    state = torch.load(tmp_path / "a.pt", weights_only=True)
+    features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    tv = torchvision.models.alexnet()
+    tv.features.load_state_dict(features, strict=True)
+    assert torch.equal(tv.features[0].weight, state["features.0.weight"])
+    assert state["classifier.4.weight"].shape == (1024, 4096)  # the paper's fc7, not torchvision's 4096
+
+
 def test_corrupt_and_wrong_files_are_clear_errors(tmp_path):
     save_backbone(build_backbone("smallcnn", width=8), tmp_path / "b.pt")
     good = (tmp_path / "b.pt").read_bytes()

@@ -126,6 +126,35 @@ def test_semihard_miner_takes_only_semihard():
     assert any_semi
 
 
+def test_semihard_band_holds_for_the_symmetric_loss_too():
+    emb, videos = _batch(5)
+    loss = build_loss(LossConfig(margin=0.5, symmetric=True))  # the default: the (p, n) term alone can violate
+    valid, values, d_an, d_ap = _brute(emb, videos, loss)
+    s = score_candidates(emb, videos, loss)
+    t = to_triplets(SemiHardMiner(k=3, margin=0.5).select(s, torch.Generator().manual_seed(0)))
+    outside = 0
+    for i, negs in _per_anchor(t).items():
+        semi = {c for c in range(2 * P) if valid[i, c] and d_ap[i] < d_an[i, c] < d_ap[i] + 0.5}
+        assert negs <= semi and len(negs) == min(3, len(semi))
+        outside += sum(1 for c in range(2 * P) if valid[i, c] and values[i, c] > 0 and c not in semi
+                       and d_an[i, c] > d_ap[i])
+    assert outside > 0  # the batch has violators beyond the band, which the miner must leave out
+
+
+def test_contrastive_violators_are_the_candidates_inside_the_push_margin():
+    emb, videos = _batch(6)
+    loss = build_loss(LossConfig(name="contrastive", margin=1.0, symmetric=False))
+    s = score_candidates(emb, videos, loss)
+    d = loss.distance.rows
+    for i in range(P):
+        for c in range(2 * P):  # the pull term D(a, p)^2 / 2 is the same for every candidate: not a violation
+            inside = float(d(emb[i:i + 1], emb[c:c + 1])) < 1.0
+            assert bool(s.loss[i, c] > 0) == inside
+    assert 0 < int((s.loss > 0).sum()) < 2 * P * P
+    t = to_triplets(HardMiner(k=4).select(s, torch.Generator().manual_seed(0)))
+    assert all(float(s.loss[a, n]) > 0 for a, n in zip(t.a.tolist(), t.n.tolist()))
+
+
 def test_validate_triplets_rejects_bad_indices():
     videos = torch.tensor([0, 1, 1])
     ok = Triplets(a=torch.tensor([0]), p=torch.tensor([3]), n=torch.tensor([4]))

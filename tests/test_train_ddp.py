@@ -49,3 +49,75 @@ def test_torchrun_two_cpu_processes_identical_weights(tmp_path):
     assert parameter_digest(model) == r0["weights_sha256"] != initial
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert steps == [4, 8, 12]  # one writer
+
+
+TRACING_WORKER = textwrap.dedent("""
+    import json, os, sys
+    from vidssl import train as T
+    from vidssl.config import load_config
+    from vidssl.miners import MiningSchedule
+    pairs, run, out, crash_at = sys.argv[1:5]
+    phases, mine = [], MiningSchedule.mine
+    def traced(self, emb, groups, step):
+        result = mine(self, emb, groups, step)
+        phases.append((step, result[2]))
+        return result
+    MiningSchedule.mine = traced
+    call = T.TrainStep.__call__
+    def crashing(self, x, groups, step):
+        if step == int(crash_at):
+            raise SystemExit(3)  # a killed run: the checkpoint of step 6 is what is left
+        return call(self, x, groups, step)
+    T.TrainStep.__call__ = crashing
+    stats = T.train(pairs, run, load_config(None, sys.argv[5:]), progress=False)
+    with open(os.path.join(out, f"rank{os.environ['RANK']}.json"), "w") as fh:
+        json.dump({**stats, "phases": phases}, fh)
+""")
+
+
+@pytest.mark.slow
+def test_ddp_processes_share_the_collapse_guard_and_resume_exactly(tmp_path):
+    """The guard's running mean is of the whole global batch: every process takes the same miner phase on every
+    step, and a run killed at step 8 and resumed from its step-6 checkpoint ends with the uninterrupted weights."""
+    pairs = synthetic_pairs(tmp_path / "pairs", num_videos=4, tracks_per_video=12, size=40)
+    script = tmp_path / "worker.py"
+    script.write_text(TRACING_WORKER)
+    # the guard threshold sits inside the batches' spread of negative cosines, so the phase changes during the run
+    settings = SETTINGS + ["train.checkpoint_every=6", "miner.hard_start=0.0", "miner.guard_neg_cos=0.1",
+                           "miner.guard_momentum=0.5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def launch(run, out, crash_at):
+        out.mkdir(exist_ok=True)
+        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                               str(script), str(pairs), str(run), str(out), str(crash_at), *settings],
+                              env=env, timeout=600, capture_output=True, text=True)
+
+    assert launch(tmp_path / "straight", tmp_path / "a", -1).returncode == 0
+    r0, r1 = (json.loads((tmp_path / "a" / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["phases"] == r1["phases"]  # one phase per step for the whole run
+    assert len({phase for _, phase in r0["phases"]}) == 2, r0["phases"]  # the guard did switch
+    assert launch(tmp_path / "killed", tmp_path / "b", 8).returncode != 0
+    assert load_checkpoint(tmp_path / "killed" / CHECKPOINT)["step"] == 6
+    assert launch(tmp_path / "killed", tmp_path / "c", -1).returncode == 0
+    resumed = [json.loads((tmp_path / "c" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [phase for _, phase in resumed[0]["phases"]] == [phase for step, phase in r0["phases"] if step >= 6]
+    assert resumed[0]["weights_sha256"] == resumed[1]["weights_sha256"] == r0["weights_sha256"]
+
+
+@pytest.mark.slow
+def test_resuming_with_another_process_count_is_refused(tmp_path):
+    from vidssl.config import load_config
+    from vidssl.errors import ConfigError
+    from vidssl.train import train
+
+    pairs = synthetic_pairs(tmp_path / "pairs", num_videos=4, tracks_per_video=12, size=40)
+    script = tmp_path / "worker.py"
+    script.write_text(TRACING_WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                    str(script), str(pairs), str(tmp_path / "run"), str(tmp_path), "8",
+                    *SETTINGS, "train.checkpoint_every=6"], env=env, timeout=600, capture_output=True)
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 6
+    with pytest.raises(ConfigError, match=r"trained by 2 process\(es\), this is 1"):
+        train(pairs, tmp_path / "run", load_config(None, SETTINGS + ["train.checkpoint_every=6"]), progress=False)

@@ -80,6 +80,9 @@ class HingeTripletLoss:
             return first
         return 0.5 * (first + F.relu(d_ap - d_pn + self.margin))
 
+    # every term involves the negative: a candidate's whole loss is what a miner ranks it by
+    negative_term = from_distances
+
     def per_triplet(self, emb: torch.Tensor, t: Triplets) -> torch.Tensor:
         """[N, D] embeddings, T triplets -> [T] losses."""
         d = self.distance.rows
@@ -99,6 +102,11 @@ class ContrastiveLoss:
         if self.symmetric:
             push = 0.5 * (push + 0.5 * F.relu(self.margin - d_pn).pow(2))
         return pull + push
+
+    def negative_term(self, d_ap: torch.Tensor, d_an: torch.Tensor, d_pn: torch.Tensor) -> torch.Tensor:
+        """The push term alone: the pull term is the same for every candidate of a pair, so a miner that ranked
+        by the whole loss would call every candidate a violator."""
+        return self.from_distances(torch.zeros_like(d_ap), d_an, d_pn)
 
     per_triplet = HingeTripletLoss.per_triplet
 

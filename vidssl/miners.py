@@ -9,6 +9,7 @@ Miners run under ``no_grad`` and return validated :class:`~vidssl.losses.Triplet
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,8 @@ class Scores:
 
     d_ap: torch.Tensor  # D(anchor_i, positive_i)
     d_an: torch.Tensor  # D(anchor_i, candidate_c)
-    loss: torch.Tensor  # the per-triplet loss of (anchor_i, positive_i, candidate_c)
+    loss: torch.Tensor  # the candidate's part of the loss of (anchor_i, positive_i, candidate_c): the whole
+    # per-triplet loss for hinge losses, the push term for contrastive (loss.negative_term); > 0 means "violates"
     valid: torch.Tensor  # bool: candidate c may be a negative of pair i
 
 
@@ -44,7 +46,7 @@ def score_candidates(emb: torch.Tensor, groups: torch.Tensor, loss) -> Scores:
     d_pos = loss.distance.pairwise(emb[P:], emb)
     idx = torch.arange(P, device=emb.device)
     d_ap = d_anchor[idx, P + idx]
-    values = loss.from_distances(d_ap[:, None], d_anchor, d_pos)
+    values = loss.negative_term(d_ap[:, None], d_anchor, d_pos)
     return Scores(d_ap=d_ap, d_an=d_anchor, loss=values, valid=candidate_mask(groups))
 
 
@@ -89,14 +91,16 @@ class HardMiner:
 
 
 class SemiHardMiner:
-    """FaceNet's semi-hard negatives: farther from the anchor than the positive, yet with a non-zero loss;
-    K of them at random per pair."""
+    """FaceNet's semi-hard negatives: farther from the anchor than the positive but within the margin,
+    D(a, p) < D(a, n) < D(a, p) + M, and violating; K of them at random per pair. The band is tested directly:
+    with the symmetric loss (or contrastive) a candidate outside it can still have a non-zero loss."""
 
-    def __init__(self, k: int, **_: object) -> None:
-        self.k = k
+    def __init__(self, k: int, margin: float = 0.5, **_: object) -> None:
+        self.k, self.margin = k, margin
 
     def select(self, s: Scores, g: torch.Generator) -> torch.Tensor:
-        semi = s.valid & (s.d_an > s.d_ap[:, None]) & (s.loss > 0)
+        d_ap = s.d_ap[:, None]
+        semi = s.valid & (s.d_an > d_ap) & (s.d_an < d_ap + self.margin) & (s.loss > 0)
         return _pick(semi, _uniform(semi.shape, g, semi.device), self.k)
 
 
@@ -152,10 +156,13 @@ class MiningSchedule:
     uninterrupted one; the guard's running mean is the only state (see state_dict).
     """
 
-    def __init__(self, cfg: MinerConfig, loss, total_steps: int, seed: int) -> None:
-        self.cfg, self.loss, self.seed = cfg, loss, seed
+    def __init__(self, cfg: MinerConfig, loss, total_steps: int, seed: int,
+                 average: Callable[[float], float] = lambda value: value) -> None:
+        # ``average``: the mean of a float over the processes of a DDP run (NaN where a process has none), so every
+        # process feeds the guard the same batch-wide value and takes the same phase
+        self.cfg, self.loss, self.seed, self.average = cfg, loss, seed, average
         self.hard_from = int(round(cfg.hard_start * total_steps))
-        kw = {"k": cfg.negatives_per_pair, "hard_ratio": cfg.hard_ratio}
+        kw = {"k": cfg.negatives_per_pair, "hard_ratio": cfg.hard_ratio, "margin": loss.margin}
         self.warmup, self.main = MINERS[cfg.warmup](**kw), MINERS[cfg.main](**kw)
         self.neg_cos_ema: float | None = None
 
@@ -176,7 +183,7 @@ class MiningSchedule:
             raise ValueError(f"expected 2P or 3P = {2 * P} or {3 * P} embeddings for {P} pairs, got {emb.shape[0]}")
         pairs_emb = emb[:2 * P]
         s = score_candidates(pairs_emb, groups, self.loss)
-        neg_cos = neg_cosine(pairs_emb, s.valid)
+        neg_cos = self.average(neg_cosine(pairs_emb, s.valid))
         m = self.cfg.guard_momentum
         if neg_cos == neg_cos:  # not NaN (a batch without candidates leaves the running mean alone)
             self.neg_cos_ema = neg_cos if self.neg_cos_ema is None else m * self.neg_cos_ema + (1 - m) * neg_cos

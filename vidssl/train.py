@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "vidssl-train/1"
+_FIT_MARGIN = 0.97  # share of the measured time left that the fitted steps may fill
 _FIT_AFTER = 6  # steps timed before fitting the step count to the budget (the first one includes worker start-up)
 
 
@@ -77,6 +78,18 @@ def _any_rank(flag: bool, d: Dist, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
+def _mean_over_ranks(values: dict[str, float], d: Dist, device: torch.device) -> dict[str, float]:
+    """Each value's mean over the processes that have it finite (NaN where none has): one all-reduce."""
+    if d.world == 1 or not values:
+        return values
+    x = torch.tensor([float(v) for v in values.values()], dtype=torch.float64, device=device)
+    finite = torch.isfinite(x)
+    t = torch.stack([torch.where(finite, x, torch.zeros_like(x)), finite.double()])
+    dist.all_reduce(t)
+    means = torch.where(t[1] > 0, t[0] / t[1].clamp(min=1), torch.full_like(x, math.nan))
+    return dict(zip(values, means.tolist()))
+
+
 def _min_over_ranks(value: int, d: Dist, device: torch.device) -> int:
     if d.world == 1:
         return value
@@ -108,9 +121,13 @@ def _flat_config(cfg: Config) -> dict:
     return {k: v for k, v in flat_config(cfg).items() if k.split(".")[0] in TRAIN_SECTIONS}
 
 
-def _check_same_run(saved: dict, cfg: Config, fingerprint: str, run_dir: Path) -> None:
+def _check_same_run(saved: dict, cfg: Config, fingerprint: str, run_dir: Path, world: int) -> None:
     if saved.get("format") != CHECKPOINT_FORMAT:
         raise VidsslError(f"{run_dir / CHECKPOINT}: not a vidssl training checkpoint; choose another --out")
+    if saved["step"] < saved["total_steps"] and saved.get("world_size", 1) != world:
+        # the global batch and the split of batches over processes both depend on the process count
+        raise ConfigError(f"{run_dir} was trained by {saved.get('world_size', 1)} process(es), this is {world}; "
+                          f"resume it with the same number (torchrun --nproc_per_node ...) or choose a new --out")
     if saved["pairs_fingerprint"] != fingerprint:
         raise ConfigError(f"{run_dir} was trained on other pairs (dataset fingerprint {saved['pairs_fingerprint']}, "
                           f"now {fingerprint}); choose a new --out to train on these")
@@ -209,17 +226,10 @@ def batch_stats(emb: torch.Tensor, values: torch.Tensor, scores, t) -> dict:
     }
 
 
-def _rng_state(device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+def _seed_step(seed: int, step: int, d: Dist) -> None:
+    """Seed torch's global generator (dropout, the only model randomness) from (seed, global batch): every process
+    draws its own masks, and a resumed run draws exactly what an uninterrupted one would, whatever came before."""
+    torch.manual_seed((seed * 1_000_003 + step * d.world + d.rank + 104_729) % 2**63)
 
 
 def _save_checkpoint(path: Path, payload: dict) -> None:
@@ -277,7 +287,8 @@ class TrainStep:
                                          weight_decay=tc.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=tc.precision == "fp16")
         self.loss_fn, self.reducer = build_loss(cfg.loss), build_reducer(cfg.loss)
-        self.schedule = MiningSchedule(cfg.miner, self.loss_fn, total_steps, cfg.seed)
+        self.schedule = MiningSchedule(cfg.miner, self.loss_fn, total_steps, cfg.seed,
+                                       average=lambda v: _mean_over_ranks({"v": v}, d, device)["v"])
         # what the miner can return at most, plus each pair's own background
         self.capacity = tc.batch_pairs * (cfg.miner.negatives_per_pair + int(cfg.miner.background_negatives))
         self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision)
@@ -406,7 +417,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     saved = None
     if ckpt_path.exists():
         saved = load_checkpoint(ckpt_path)
-        _check_same_run(saved, cfg, pairs.fingerprint, run_dir)
+        _check_same_run(saved, cfg, pairs.fingerprint, run_dir, d.world)
     elif resume:
         raise VidsslError(f"--resume: no {CHECKPOINT} in {run_dir}; drop --resume to start a new run there")
 
@@ -414,8 +425,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     channels_last = tc.channels_last
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    probe = PairBatchSampler(pairs.video, pairs.track, tc.batch_pairs, cfg.seed, steps=0)
-    total = tc.steps or max(1, math.ceil(tc.epochs * probe.batches_per_epoch() / d.world))
+    batches_per_epoch = len(pairs) // tc.batch_pairs  # epoch_batches drops the remainder
+    total = tc.steps or max(1, math.ceil(tc.epochs * batches_per_epoch / d.world))
     start, fitted = 0, False
     if saved is not None:
         start, total, fitted = saved["step"], saved["total_steps"], saved["fitted"]
@@ -430,7 +441,6 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
         optimizer.load_state_dict(saved["optimizer"])
         scaler.load_state_dict(saved["scaler"])
         schedule.load_state_dict(saved["miner"])
-        _set_rng_state(saved["rng"], dev)
     fit = budget is not None and tc.fit_budget and not fitted
 
     if d.main:
@@ -451,7 +461,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
         _save_checkpoint(ckpt_path, {
             "format": CHECKPOINT_FORMAT, "step": step, "total_steps": total, "fitted": fitted,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "miner": schedule.state_dict(), "rng": _rng_state(dev), "config": to_dict(cfg),
+            "miner": schedule.state_dict(), "config": to_dict(cfg),
             "flat_config": _flat_config(cfg), "pairs_fingerprint": pairs.fingerprint, "pairs": pairs.summary(),
             "backbone": model.backbone.spec(), "embed_dim": cfg.model.embed_dim, "head": cfg.model.head,
             "world_size": d.world, "metrics": metrics,
@@ -462,12 +472,14 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True,
                disable=not (progress and d.main and sys.stderr.isatty()))
     model.train()
-    step, stopped, metrics = start, "done", {}
+    step, stopped = start, "done"
+    metrics = dict(saved["metrics"]) if saved is not None else {}  # kept if this run stops before it logs
     last_ckpt = start if saved is not None else None
     window_t, window_steps, window_triplets = time.monotonic(), 0, 0
-    fit_t0 = None
+    speed_t0 = None  # when this process's first step ended: the speed since then fits and refits the budget
     try:
         for patches, index in loader:
+            _seed_step(cfg.seed, step, d)
             x = to_input(patches, mean, std, dev, channels_last)
             groups = group_codes[index].to(dev)
             lr = tc.lr * lr_factor(step, total, tc)
@@ -480,28 +492,44 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
             window_steps += 1
             window_triplets += len(out.triplets)
 
-            if fit and step - start == 1:
-                fit_t0 = time.monotonic()
+            if budget is not None and step - start == 1:
+                speed_t0 = time.monotonic()
             if fit and step - start == _FIT_AFTER + 1:
-                per_step = (time.monotonic() - fit_t0) / _FIT_AFTER
+                per_step = (time.monotonic() - speed_t0) / _FIT_AFTER
                 left = budget * 60 - (time.monotonic() - t0)
-                fits = step + int(0.97 * left / per_step)
-                total = _min_over_ranks(min(total, fits), d, dev)
+                total = _min_over_ranks(min(total, step + int(_FIT_MARGIN * left / per_step)), d, dev)
                 fitted, fit = True, False
                 schedule.hard_from = int(round(cfg.miner.hard_start * total))
-                sampler.steps = total
                 bar.total = total
                 log.info("train: fitted %d steps to the %.1f-minute budget (%.2f s/step)", total, budget, per_step)
+            elif (fitted and tc.fit_budget and step % tc.log_every == 0 and step - start > _FIT_AFTER
+                  and step < total):
+                # the speed fell since the fit (a shared machine, a slower phase): shorten the schedule again, so
+                # the run still ends annealed instead of at the budget stop with the learning rate half way down
+                per_step = (time.monotonic() - speed_t0) / (step - start - 1)
+                left = budget * 60 - (time.monotonic() - t0)
+                overrun = step + left / per_step < total  # only a projected overrun refits, not the margin
+                if _any_rank(overrun, d, dev):
+                    fits = step + max(1, int(_FIT_MARGIN * left / per_step))
+                    total = _min_over_ranks(min(total, fits), d, dev)
+                    schedule.hard_from = min(schedule.hard_from, int(round(cfg.miner.hard_start * total)))
+                    bar.total = total
+                    log.info("train: refitted to %d steps (now %.2f s/step)", total, per_step)
 
             if step % tc.log_every == 0 or step == total:
                 now = time.monotonic()
-                metrics = {"loss": out.loss.item(), "lr": lr, "phase": out.phase, "neg_cos": schedule.neg_cos_ema,
-                           **batch_stats(out.emb, out.values, out.scores, out.triplets),
-                           "grad_norm": float(out.grad_norm),
-                           **({"cycle": out.cycle.item()} if out.cycle is not None else {}),
-                           "triplets_per_s": window_triplets / max(now - window_t, 1e-9),
-                           "pairs_per_s": window_steps * tc.batch_pairs * d.world / max(now - window_t, 1e-9),
-                           "epoch": sampler.epoch_of(step * d.world), "minutes": (now - t0) / 60}
+                seconds = max(now - window_t, 1e-9)
+                local = {"loss": out.loss.item(), "neg_cos": schedule.neg_cos_ema,
+                         **batch_stats(out.emb, out.values, out.scores, out.triplets),
+                         "grad_norm": float(out.grad_norm),
+                         **({"cycle": out.cycle.item()} if out.cycle is not None else {}),
+                         "triplets_per_s": window_triplets / seconds,
+                         "pairs_per_s": window_steps * tc.batch_pairs / seconds}
+                metrics = _mean_over_ranks(local, d, dev)  # every process's batch, not rank 0's alone
+                for key in ("triplets_per_s", "pairs_per_s"):  # throughput of the whole run
+                    metrics[key] *= d.world
+                metrics.update({"lr": lr, "phase": out.phase, "epoch": step * d.world / batches_per_epoch,
+                                "minutes": (now - t0) / 60})
                 runlog.scalars(step, metrics)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", pos_cos=f"{metrics['pos_cos']:.2f}", phase=out.phase)
                 window_t, window_steps, window_triplets = now, 0, 0

@@ -10,7 +10,8 @@ ARCH_NAMES = ("smallcnn", "alexnet_wang2015", "resnet18", "resnet50")  # vidssl.
 HEAD_NAMES = ("linear", "mlp", "identity")
 # the config sections a training run's result depends on (besides its pairs)
 TRAIN_SECTIONS = ("seed", "data", "model", "loss", "miner", "train")
-# keys a run may be continued with changed (speed, devices, logging, budget): the result does not depend on them
+# keys a run may be continued with changed (speed, devices, logging, budget): the result does not depend on them,
+# but for the last bits under a changed train.threads (CPU reductions split differently)
 RESUMABLE_KEYS = frozenset({"train.budget_minutes", "train.fit_budget", "train.device", "train.threads",
                             "train.log_every", "train.image_every", "train.checkpoint_every", "data.num_workers",
                             "data.prefetch"})
@@ -81,7 +82,8 @@ class LossConfig:
     symmetric: bool = opt(True, "also hinge the positive against the negative, as in the released RankHardLoss")
     distance: str | None = opt(None, "override the loss's own distance: cosine (1 - cos) | sqeuclidean | euclidean; "
                                      "null: ranking uses cosine, triplet sqeuclidean, contrastive euclidean")
-    reducer: str = opt("fixed", "fixed (sum / (P x K), as the released RankHardLoss) | mean (over the mined "
+    reducer: str = opt("fixed", "fixed (sum / (P x K), as the released RankHardLoss; P x (K + 1) with each pair's "
+                                "background) | mean (over the mined "
                                 "triplets) | mean_active (over those with a non-zero loss) | per_pair (mean over "
                                 "each pair's negatives, then over pairs)")
     cycle_weight: float = opt(0.2, "weight of the dense cycle loss added to the ranking loss: each stride-8 cell of "

@@ -56,8 +56,6 @@ class PairBatchSampler(Sampler):
         self.steps, self.start_step, self.rank, self.world = steps, start_step, rank, world
         self._epoch, self._batches, self._first = -1, np.zeros((0, batch_pairs), np.int64), 0
 
-    def batches_per_epoch(self) -> int:
-        return len(epoch_batches(self.video, self.track, self.batch_pairs, self.seed, 0))
 
     def global_batch(self, g: int) -> np.ndarray:
         """[P] pair indices of global batch ``g`` (epochs are generated in order and cached one at a time)."""
@@ -70,10 +68,6 @@ class PairBatchSampler(Sampler):
             if len(self._batches) == 0:
                 raise VidsslError(f"not one batch of {self.batch_pairs} pairs could be formed")
         return self._batches[g - self._first]
-
-    def epoch_of(self, g: int) -> int:
-        self.global_batch(g)
-        return self._epoch
 
     def __len__(self) -> int:
         return max(0, self.steps - self.start_step)

@@ -13,7 +13,10 @@ class Backbone(nn.Module):
 
     Inputs are RGB in [0, 1] normalised by the caller with ``(x - mean) / std`` (per channel).
     The state dict holds only the backbone's own weights, named as in torchvision where torchvision has the
-    architecture, so an exported file loads into ``torchvision.models.<arch>()`` with only the classifier missing.
+    architecture. A ResNet export loads into ``torchvision.models.resnet18()`` / ``resnet50()`` with exactly ``fc``
+    missing; ``alexnet_wang2015`` keeps torchvision's names but the paper's fc7 (1024, not 4096; fc6 too at input
+    sizes other than 227), so its ``features.*`` load into ``torchvision.models.alexnet().features`` and the whole
+    file into ``vidssl.load_backbone``.
     """
 
     arch: str
