@@ -136,3 +136,20 @@ def test_embed_and_dense_is_both_views_in_one_pass(arch):
         emb, maps = net(x, dense=True)
         torch.testing.assert_close(emb, net(x))
         torch.testing.assert_close(maps, b.dense_features(x))
+
+
+def test_resnet_training_pass_updates_batchnorm_statistics_once():
+    """The dense view runs layer3 a second time (dilated); only the strided pass feeds the running statistics,
+    so after a training step they are exactly what embed() alone would have left."""
+    torch.manual_seed(0)
+    both = build_backbone("resnet18", input_size=64).train()
+    alone = copy.deepcopy(both)
+    x = torch.randn(4, 3, 64, 64)
+    _, dense = both.embed_and_dense(x)
+    alone.embed(x)
+    for (name, a), b in zip(both.state_dict().items(), alone.state_dict().values()):
+        if "running" in name or "num_batches" in name:
+            assert torch.equal(a, b), name
+    # the dilated pass still trains on its own batch statistics (not the running ones)
+    torch.testing.assert_close(dense, both.train().dense_features(x))
+    assert all(m.track_running_stats for m in both.modules() if isinstance(m, torch.nn.BatchNorm2d))

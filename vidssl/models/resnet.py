@@ -1,6 +1,8 @@
 """torchvision ResNets (weights=None) without the classifier; dense features from layer3 dilated to stride 8."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -71,7 +73,24 @@ class ResNetBackbone(Backbone):
     def embed_and_dense(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         check_input(x)
         shared = self._stem_to_layer2(x)
-        return self.layer4(self.layer3(shared)).mean(dim=(2, 3)), self._dense_from_layer2(shared)
+        pooled = self.layer4(self.layer3(shared)).mean(dim=(2, 3))
+        # layer3 runs twice; its BatchNorm running statistics are those of the strided pass alone (one update per
+        # step, as embed() sees them), the dilated pass normalising by its own batch statistics while training
+        with _running_stats_frozen(self.layer3):
+            dense = self._dense_from_layer2(shared)
+        return pooled, dense
+
+
+@contextmanager
+def _running_stats_frozen(module: nn.Module):
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for m in norms:
+        m.track_running_stats = False  # in training: batch statistics, buffers untouched; in eval: the buffers
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.track_running_stats = True
 
 
 class ResNet18(ResNetBackbone):
