@@ -55,3 +55,15 @@ def test_console_script_installed():
     if exe is None:
         pytest.skip("console script not on PATH (package not pip-installed)")
     assert subprocess.run([exe, "--version"], capture_output=True, text=True).returncode == 0
+
+
+def test_filesystem_error_is_one_line_naming_the_path(tmp_path, demo_dir):
+    """An OSError (a file where a folder belongs, a full disk, no permission) is the user's to fix, as a config error:
+    one line naming the path, exit 1; the traceback only with -v."""
+    blocker = tmp_path / "notadir.txt"
+    blocker.write_text("a file, not a folder\n")
+    out = run("mine", str(demo_dir / "clip_00.mp4"), "--out", str(blocker))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == f"vidssl mine: error: Not a directory: {blocker / 'shards'}"
+    verbose = run("-v", "mine", str(demo_dir / "clip_00.mp4"), "--out", str(blocker))
+    assert verbose.returncode != 0 and "NotADirectoryError" in verbose.stderr and "Traceback" in verbose.stderr

@@ -18,7 +18,8 @@ import pytest
 
 from tracking import MineConfig, merge, mine_folder
 from vidssl.config import DemoConfig
-from tracking.runner import SkippedInStrictMode
+from tracking.dataset import video_id
+from tracking.runner import MAX_ATTEMPTS, WORKER_DIED, SkippedInStrictMode
 from tracking.show import box_frames
 from vidssl.cli import main as cli_main
 from vidssl.video import open_video
@@ -357,12 +358,14 @@ def bad_dir(demo_dir, tmp_path_factory) -> tuple[Path, dict]:
     write_clip(root / "tiny.mp4", [cv2.resize(f, (48, 36)) for f in frames[:40]])
     write_clip(root / "swarm.mp4", swarm_frames(np.random.default_rng(0), 40))
     write_clip(root / "portrait.mp4", [np.ascontiguousarray(np.rot90(f)) for f in frames])
+    # 40 px boxes in source px, but 12 px in the 600x36 working frame that boxes are found and tracked in
+    write_clip(root / "wide.mp4", [cv2.resize(f, (2000, 120)) for f in frames[:40]])
     steps = np.random.default_rng(1).choice([20, 40, 60], size=len(frames))
     write_clip(root / "vfr.mp4", frames, pts=np.concatenate([[0], np.cumsum(steps)[:-1]]).tolist())
     expected = {"zero.mp4": "empty", "truncated.mp4": "corrupt", "text.mp4": "not_a_video",
                 "image.mkv": "not_a_video", "folder.mp4": "not_a_video", "locked.mp4": "unreadable",
                 "static.mp4": "no_motion", "short.mp4": "too_short", "tiny.mp4": "too_small",
-                "swarm.mp4": "all_motion", "portrait.mp4": "mined", "vfr.mp4": "mined"}
+                "swarm.mp4": "all_motion", "portrait.mp4": "mined", "vfr.mp4": "mined", "wide.mp4": "too_small"}
     yield root, expected
     locked.chmod(0o644)
 
@@ -386,6 +389,205 @@ def test_strict_fails_on_the_first_skip_and_names_it(bad_dir, tmp_path):
     with pytest.raises(SkippedInStrictMode, match=r"folder\.mp4: skipped \(not_a_video"):
         mine_folder(root, tmp_path, DEMO, progress=False, strict=True)
     assert not list((tmp_path / "done").glob("*"))  # the first video in order failed: nothing recorded
+
+
+def test_too_small_is_judged_at_working_resolution(bad_dir, tmp_path):
+    root, _ = bad_dir
+    (tmp_path / "videos").mkdir()
+    shutil.copy(root / "wide.mp4", tmp_path / "videos")
+    mine_folder(tmp_path / "videos", tmp_path / "pairs", DEMO, progress=False)
+    marker = json.loads(next((tmp_path / "pairs" / "done").glob("*.json")).read_text())
+    assert marker["reason"] == "too_small"
+    assert "2000x120, analysed at 600x36" in marker["detail"] and "working px" in marker["detail"]
+
+
+# -----------------------------------------------------------------------------------------------------------------
+# reruns after changes, crashes and Ctrl-C
+
+
+def copy_clips(demo_dir: Path, root: Path, names=("clip_00.mp4", "clip_01.mp4")) -> Path:
+    root.mkdir()
+    for name in names:
+        shutil.copy2(demo_dir / name, root / name)
+    return root
+
+
+def test_a_video_left_out_of_one_run_loses_its_shard_and_marker_together(demo_dir, tmp_path):
+    """A video absent on one run lost its shard but kept its marker: the manifest then named a missing shard."""
+    videos, out = copy_clips(demo_dir, tmp_path / "videos"), tmp_path / "pairs"
+    mine_folder(videos, out, DEMO, progress=False)
+    before = (out / "manifest.jsonl").read_bytes()
+    (videos / "clip_00.mp4").rename(tmp_path / "aside.mp4")
+    mine_folder(videos, out, DEMO, progress=False)
+    assert not [p for p in (out / "done").iterdir() if p.name.startswith("clip_00")]
+    (tmp_path / "aside.mp4").rename(videos / "clip_00.mp4")
+    back = mine_folder(videos, out, DEMO, progress=False)
+    assert back["run"]["videos"] == 1 and (out / "manifest.jsonl").read_bytes() == before
+    assert all((out / rec["shard"]).is_file() for rec in manifest(out))
+    # a shard lost any other way: its video is not done (merge counts it pending) and is mined again
+    (out / manifest(out)[0]["shard"]).unlink()
+    assert merge(out)["videos"]["pending"] == 1
+    again = mine_folder(videos, out, DEMO, progress=False)
+    assert again["run"]["videos"] == 1 and (out / "manifest.jsonl").read_bytes() == before
+
+
+def test_a_video_changed_since_it_was_mined_is_mined_again(demo_dir, tmp_path):
+    """Mined while still being copied: corrupt forever; replaced under the same name: its old pairs kept."""
+    videos, out = tmp_path / "videos", tmp_path / "pairs"
+    videos.mkdir()
+    data = (demo_dir / "clip_00.mp4").read_bytes()
+    (videos / "clip.mp4").write_bytes(data[: len(data) // 3])  # a copy in progress
+    assert mine_folder(videos, out, DEMO, progress=False)["videos"]["skipped"] == {"corrupt": ["clip.mp4"]}
+    (videos / "clip.mp4").write_bytes(data)  # the copy finished
+    done = mine_folder(videos, out, DEMO, progress=False)
+    assert done["run"]["videos"] == 1 and done["videos"]["mined"] == 1
+    first = manifest(out)
+    shutil.copy(demo_dir / "clip_01.mp4", videos / "clip.mp4")  # another video under the same name
+    assert mine_folder(videos, out, DEMO, progress=False)["run"]["videos"] == 1
+    fresh = tmp_path / "fresh"
+    mine_folder(videos, fresh, DEMO, progress=False)
+    assert (out / "manifest.jsonl").read_bytes() == (fresh / "manifest.jsonl").read_bytes()
+    assert manifest(out) != first
+    shard = manifest(out)[0]["shard"]
+    assert (out / shard).read_bytes() == (fresh / shard).read_bytes()
+    assert mine_folder(videos, out, DEMO, progress=False)["run"]["videos"] == 0  # unchanged: done
+    # a marker of an older version records no size and mtime: trusted as it is
+    marker_file = out / "done" / f"{video_id('clip.mp4')}.json"
+    marker = json.loads(marker_file.read_text())
+    assert marker["source"]["size"] == (videos / "clip.mp4").stat().st_size
+    del marker["source"]
+    marker_file.write_text(json.dumps(marker))
+    os.utime(videos / "clip.mp4", ns=(10**18, 10**18))
+    assert mine_folder(videos, out, DEMO, progress=False)["run"]["videos"] == 0
+
+
+# a run whose process dies on clip_01.mp4 (os._exit: as a decoder segfault, nothing is cleaned up)
+CRASHING_RUN = """
+import os, sys
+import tracking.runner as runner
+from tracking import MineConfig
+
+def mine_or_die(reader, cfg, on_frames=None):
+    if reader.path.name == "clip_01.mp4":
+        os._exit(139)
+    return mine(reader, cfg, on_frames)
+
+mine, runner.mine_video = runner.mine_video, mine_or_die
+runner.mine_folder(sys.argv[1], sys.argv[2], MineConfig(box_fraction=float(sys.argv[3])), progress=False)
+"""
+
+
+def test_a_video_that_kills_the_process_is_skipped_after_two_runs(demo_dir, tmp_path):
+    videos = copy_clips(demo_dir, tmp_path / "videos", ("clip_00.mp4", "clip_01.mp4", "clip_02.mp4"))
+    out = tmp_path / "pairs"
+    command = [sys.executable, "-c", CRASHING_RUN, str(videos), str(out), str(DEMO.box_fraction)]
+    # the first death may be a run killed on purpose (it resumes); the second in a row is the video's doing
+    for _ in range(MAX_ATTEMPTS):
+        assert subprocess.run(command, capture_output=True, timeout=300).returncode == 139
+    summary = mine_folder(videos, out, DEMO, progress=False)
+    assert summary["complete"] and summary["videos"]["skipped"] == {"error": ["clip_01.mp4"]}
+    attempt = out / "done" / f"{video_id('clip_01.mp4')}.attempt"
+    marker = json.loads(attempt.with_suffix(".json").read_text())
+    assert marker["detail"] == f"crashed the process on {MAX_ATTEMPTS} runs; delete {attempt} to retry"
+    assert mine_folder(videos, out, DEMO, progress=False)["run"]["videos"] == 0  # stays skipped
+    attempt.unlink()  # as the message says
+    retried = mine_folder(videos, out, DEMO, progress=False)
+    assert retried["run"]["videos"] == 1 and retried["videos"]["skipped"] == {} and retried["videos"]["mined"] == 3
+    assert not list((out / "done").glob("*.attempt"))
+
+
+def test_a_worker_that_dies_skips_its_videos_and_the_run_goes_on(mined, demo_dir, tmp_path):
+    """kill -9 of the pool's workers mid-run (as the OOM killer): the videos they were mining are skipped (error),
+    the others are mined by a fresh pool, and deleting the attempt files retries the skipped ones."""
+    import multiprocessing
+    import threading
+
+    out = tmp_path / "pairs"
+    killed = []
+
+    def kill_workers_mid_run():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(out.glob("done/*.json")):
+            time.sleep(0.002)
+        late = time.monotonic() + 2  # one worker finished a video; wait for one that is mining
+        while time.monotonic() < late and not [a for a in out.glob("done/*.attempt")
+                                                if not a.with_suffix(".json").exists()]:
+            time.sleep(0.002)
+        for child in multiprocessing.active_children():
+            os.kill(child.pid, signal.SIGKILL)
+            killed.append(child.pid)
+
+    watcher = threading.Thread(target=kill_workers_mid_run)
+    watcher.start()
+    try:
+        summary = mine_folder(demo_dir, out, DEMO, workers=2, progress=False)
+    finally:
+        watcher.join()
+    assert killed
+    victims = summary["videos"]["skipped"].get("error", [])
+    assert victims and summary["complete"] and summary["run"]["videos"] == 6
+    for name in victims:
+        marker = json.loads((out / "done" / f"{video_id(name)}.json").read_text())
+        assert marker["detail"].startswith(WORKER_DIED)
+    reference = [line for line in (mined[0] / "manifest.jsonl").read_text().splitlines()
+                 if json.loads(line)["video"] not in victims]
+    assert (out / "manifest.jsonl").read_text().splitlines() == reference
+    for attempt in out.glob("done/*.attempt"):
+        attempt.unlink()
+    again = mine_folder(demo_dir, out, DEMO, workers=2, progress=False)
+    assert again["run"]["videos"] == len(victims)
+    assert (out / "manifest.jsonl").read_bytes() == (mined[0] / "manifest.jsonl").read_bytes()
+
+
+# `vidssl mine --workers 2` where mining any video takes a minute: a video started after Ctrl-C would hold the run
+# that long. The patch is at module level, so the spawned workers (which import the main script) apply it too.
+SLOW_RUN = """
+import sys, time
+from pathlib import Path
+import tracking.runner as runner
+from vidssl.cli import main
+
+def mine_slowly(reader, cfg, on_frames=None):
+    (Path(__file__).parent / "started" / reader.path.name).touch()
+    time.sleep(60)
+    return mine(reader, cfg, on_frames)
+
+mine, runner.mine_video = runner.mine_video, mine_slowly
+if __name__ == "__main__":
+    sys.exit(main(["-q", "mine", sys.argv[1], "--out", sys.argv[2], "--workers", "2", *sys.argv[3:]]))
+"""
+
+
+def test_ctrl_c_with_workers_starts_no_other_video_and_stops_at_once(mined, demo_dir, tmp_path):
+    """Ctrl-C reaches every process of the group: the workers used to drop their videos and mine the queued ones
+    while the main process waited; now they ignore it and the main process stops them."""
+    script, started = tmp_path / "slow_run.py", tmp_path / "started"
+    script.write_text(SLOW_RUN)
+    started.mkdir()
+    videos = copy_clips(demo_dir, tmp_path / "videos", [p.name for p in sorted(demo_dir.glob("clip_*.mp4"))])
+    out = tmp_path / "pairs"
+    proc = subprocess.Popen([sys.executable, str(script), str(videos), str(out), *DEMO_SET], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and len(list(started.iterdir())) < 2:
+            time.sleep(0.01)
+        assert proc.poll() is None and len(list(started.iterdir())) == 2  # both workers mining
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        t0 = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        stopped_after = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == "vidssl mine: interrupted; rerun the same command to continue"
+    assert stopped_after < 15 and len(list(started.iterdir())) == 2  # no queued video was started
+    assert not list(out.glob("done/*")) and not list(out.glob("done/.tmp-*"))  # interrupted is not crashed
+    summary = mine_folder(videos, out, DEMO, workers=2, progress=False)
+    assert summary["run"]["videos"] == 6 and "error" not in summary["videos"]["skipped"]
+    assert (out / "manifest.jsonl").read_bytes() == (mined[0] / "manifest.jsonl").read_bytes()
 
 
 # -----------------------------------------------------------------------------------------------------------------

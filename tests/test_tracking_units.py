@@ -357,3 +357,28 @@ def test_background_box_is_the_least_overlapping_neighbour():
         best = min(overlap(box, (x, box[1], side, side)) for x in range(0, int(w - side) + 1))
         best_v = min(overlap(box, (box[0], y, side, side)) for y in range(0, int(h - side) + 1))
         assert overlap(box, got) == min(best, best_v)
+
+
+def test_a_video_where_no_track_starts_says_so_with_the_start_counts(demo_dir):
+    """Motion passes at start frames but no box holds enough moving points: no track ever ran, so "every track was
+    rejected ({})" said nothing; the reason is its own, with the start-frame rejection counts."""
+    from tracking.video_miner import SkipVideo, mine_video
+    from vidssl.video import open_video
+
+    cfg = MineConfig(box_fraction=0.33, min_box_points=10_000)
+    with open_video(demo_dir / "clip_00.mp4") as reader, pytest.raises(SkipVideo) as info:
+        mine_video(reader, cfg)
+    assert info.value.reason == "no_start"
+    counts = dict(+info.value.result.starts_rejected)
+    assert counts["no_box"] > 0 and str(counts) in info.value.detail
+    assert info.value.result.tracks_started == 0
+
+
+def test_pool_workers_leave_ctrl_c_to_the_main_process():
+    import subprocess
+    import sys
+
+    code = ("import signal\nfrom tracking.runner import _init_worker\n_init_worker()\n"
+            "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "True", out.stderr[-2000:]

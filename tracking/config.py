@@ -33,7 +33,8 @@ class MineConfig:
                                           "this share of moving points (paper: 0.75)")
     box_fraction: float = opt(0.5, "side of the square box as a fraction of the frame's short side "
                                    "(paper: 227 px in 448x600, 0.507)")
-    min_box_px: int = opt(32, "videos whose box would be smaller than this many source px are skipped (too_small)")
+    min_box_px: int = opt(32, "videos whose box would be smaller than this many px at working resolution (after "
+                              "the working_side downscale) are skipped (too_small)")
     min_box_points: int = opt(8, "moving points a box must hold to start a track")
     edge_margin: float = opt(0.05, "boxes start only this far (fraction of the short side) inside the frame edge; "
                                    "a box touching the edge ends its track (border padding would enter the patch)")

@@ -11,12 +11,16 @@
       shards/<video_id>.npy         (n, 2, S, S, 3) uint8 RGB pairs of one video (n, 3, S, S, 3) with
                                     mine.background_patches: first, last, same-frame background)
       shards/<video_id>.tracks.npy  (n, T, S, S, 3) every patch of each track (only with mine.store_tracks)
-      done/<video_id>.json    the video's done-marker: its manifest records, skip reason and statistics
+      done/<video_id>.json    the video's done-marker: its manifest records, skip reason, statistics and the
+                              video file's size and mtime_ns when it was mined
+      done/<video_id>.attempt how many runs started the video without finishing it (see runner.MAX_ATTEMPTS)
 
 A video's shards are written under temporary names and renamed when complete; its done-marker is written last. A
-video with a marker is finished, one without is redone, so ``kill -9`` at any moment loses at most the videos in
-progress. Several processes or machines can mine disjoint parts of one listing into one directory; ``merge`` builds
-``manifest.jsonl`` and ``dataset.json`` from whatever markers exist, so it can run at any time.
+video is finished when its marker exists, the shards the marker names exist, and the video file still has the size
+and mtime it was mined at; any other video is redone (a remined video's old marker goes first, so no marker ever
+names shards of another mining). ``kill -9`` at any moment loses at most the videos in progress. Several processes
+or machines can mine disjoint parts of one listing into one directory; ``merge`` builds ``manifest.jsonl`` and
+``dataset.json`` from whatever markers exist, so it can run at any time.
 """
 from __future__ import annotations
 
@@ -81,12 +85,75 @@ def marker_path(out_dir: Path, vid: str) -> Path:
 
 
 def read_marker(out_dir: Path, vid: str) -> dict | None:
-    """The done-marker of video ``vid``, or None when the video is not finished."""
+    """The done-marker of video ``vid`` as written, or None when there is none (see :func:`done_marker`)."""
     path = marker_path(out_dir, vid)
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
         return None
+
+
+def source_state(path: Path) -> dict | None:
+    """``{"size", "mtime_ns"}`` of a video file, recorded in its marker: a file replaced or still being copied when
+    it was mined differs on the next run. None when it cannot be stat'ed."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def done_marker(out_dir: Path, vid: str, source: dict | None = None) -> dict | None:
+    """The marker of a finished video ``vid``, else None: no marker, a shard it names is missing, the video file's
+    ``source`` state differs from the one mined (markers of older versions hold none: trusted), or it records a
+    crash whose ``.attempt`` file was deleted (the way to ask for a retry)."""
+    marker = read_marker(out_dir, vid)
+    if marker is None:
+        return None
+    if any(not (out_dir / name).is_file() for name in _shards_named(marker)):
+        return None
+    if source is not None and marker.get("source") not in (None, source):
+        return None
+    if marker.get("crashed") and not attempt_path(out_dir, vid).is_file():
+        return None
+    return marker
+
+
+def _shards_named(marker: dict) -> set[str]:
+    return {rec[key] for rec in marker.get("pairs", []) for key in ("shard", "track_shard") if key in rec}
+
+
+def attempt_path(out_dir: Path, vid: str) -> Path:
+    return out_dir / DONE / f"{vid}.attempt"
+
+
+def read_attempt(out_dir: Path, vid: str) -> dict | None:
+    """``{"attempts": n, "run", "source"}``: n runs started video ``vid`` (the last one ``run``) without finishing."""
+    try:
+        return json.loads(attempt_path(out_dir, vid).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def begin_attempt(out_dir: Path, vid: str, run: str, source: dict | None) -> int:
+    """Count one more start of video ``vid`` (written before it is decoded, so a process that dies on it leaves the
+    count behind); a video file that changed since starts over at 1. Returns the count."""
+    last = read_attempt(out_dir, vid)
+    count = 1 + (last["attempts"] if last and last.get("source") == source else 0)
+    atomic_write_json(attempt_path(out_dir, vid), {"attempts": count, "run": run, "source": source}, indent=None)
+    return count
+
+
+def undo_attempt(out_dir: Path, vid: str, run: str) -> None:
+    """Take back ``run``'s start of video ``vid``: it was interrupted on purpose (Ctrl-C), not crashed on."""
+    last = read_attempt(out_dir, vid)
+    if last is None or last.get("run") != run:
+        return
+    if last["attempts"] <= 1:
+        attempt_path(out_dir, vid).unlink(missing_ok=True)
+    else:
+        atomic_write_json(attempt_path(out_dir, vid), {**last, "attempts": last["attempts"] - 1, "run": None},
+                          indent=None)
 
 
 def write_video(out_dir: Path, entry: dict, pairs: np.ndarray | None, track_patches: np.ndarray | None,
@@ -97,10 +164,13 @@ def write_video(out_dir: Path, entry: dict, pairs: np.ndarray | None, track_patc
     """
     vid = entry["video_id"]
     shard = f"{SHARDS}/{vid}.npy"
-    if pairs is not None:
-        _save_npy(out_dir / shard, pairs)
-        if track_patches is not None:
-            _save_npy(out_dir / SHARDS / f"{vid}.tracks.npy", track_patches)
+    # a remined video: its old marker goes first, so no marker ever names shards of another mining
+    marker_path(out_dir, vid).unlink(missing_ok=True)
+    for name, array in ((shard, pairs), (f"{SHARDS}/{vid}.tracks.npy", track_patches)):
+        if array is not None:
+            _save_npy(out_dir / name, array)
+        else:
+            (out_dir / name).unlink(missing_ok=True)
     records = []
     for offset, rec in enumerate(marker.get("pairs", [])):
         full = {"video": entry["video"], "video_id": vid, **rec, "shard": shard, "offset": offset}
@@ -109,6 +179,8 @@ def write_video(out_dir: Path, entry: dict, pairs: np.ndarray | None, track_patc
         records.append(full)
     marker = {**marker, "video": entry["video"], "video_id": vid, "pairs": records}
     atomic_write_json(marker_path(out_dir, vid), marker, indent=None)
+    if not marker.get("crashed"):  # a crash record lives as long as its attempt file (see done_marker)
+        attempt_path(out_dir, vid).unlink(missing_ok=True)
     return marker
 
 
@@ -148,7 +220,7 @@ def merge(out_dir: str | Path) -> dict:
         frames = mined_videos = pending = 0
         seconds = 0.0
         for entry in listing:
-            marker = read_marker(out_dir, entry["video_id"])
+            marker = done_marker(out_dir, entry["video_id"])
             if marker is None:
                 pending += 1
                 continue
@@ -204,11 +276,17 @@ def mining_versions() -> dict:
 
 
 def _remove_leftovers(out_dir: Path, finished: set[str]) -> None:
-    """Delete temporary files of killed writers and shards no marker points to (never part of the dataset)."""
+    """Delete temporary files of killed writers, shards no marker points to (never part of the dataset), and the
+    shards and markers of videos no longer listed (together: a marker without its shard would count as done)."""
     for folder in (out_dir, out_dir / SHARDS, out_dir / DONE):
         for path in folder.glob(".tmp-*"):
             path.unlink(missing_ok=True)
+    for path in list((out_dir / DONE).glob("*.json")) + list((out_dir / DONE).glob("*.attempt")):
+        if path.name.rsplit(".", 1)[0] not in finished:
+            path.unlink(missing_ok=True)
+    named = set()
+    for vid in finished:
+        named |= _shards_named(read_marker(out_dir, vid) or {})
     for path in (out_dir / SHARDS).glob("*.npy"):
-        vid = path.name.split(".")[0]
-        if vid not in finished or read_marker(out_dir, vid) is None:
+        if f"{SHARDS}/{path.name}" not in named:
             path.unlink(missing_ok=True)

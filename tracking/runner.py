@@ -5,13 +5,17 @@ import concurrent.futures as futures
 import logging
 import multiprocessing
 import os
+import signal
 import stat
 import time
+import uuid
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable
 
 from tracking.config import MineConfig
-from tracking.dataset import merge, prepare, read_marker, video_id, write_video
+from tracking.dataset import (attempt_path, begin_attempt, done_marker, merge, prepare, read_attempt, source_state,
+                              undo_attempt, video_id, write_video)
 from tracking.video_miner import SkipVideo, mine_video
 from vidssl.errors import CorruptVideo, EmptyVideo, UnsupportedVideo, VideoError, VidsslError
 
@@ -19,6 +23,11 @@ log = logging.getLogger(__name__)
 
 # decoding errors -> skip reason; "unreadable" is told apart before opening (see _unreadable)
 VIDEO_ERROR_REASONS = {EmptyVideo: "empty", CorruptVideo: "corrupt", UnsupportedVideo: "not_a_video"}
+
+# Runs that may start a video and die on it before it is skipped as one that crashes the process. Not 1: a run
+# killed on purpose (kill -9, a preempted job) leaves the same trace as one a decoder crashed, and must resume.
+MAX_ATTEMPTS = 2
+WORKER_DIED = "the worker process died while mining it (crash or out of memory)"
 
 
 class SkippedInStrictMode(VidsslError):
@@ -30,9 +39,10 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
                 time_budget_s: float | None = None) -> dict:
     """Mine every video under ``videos_dir`` (this call's ``shard``: index, count) into ``out_dir``.
 
-    Videos already finished in ``out_dir`` are skipped, so rerunning the same call resumes. With a time budget no
-    new video is started once it is spent; the dataset is still valid and a rerun continues. Returns the summary of
-    ``dataset.json`` plus ``run`` (this call's videos, frames, seconds and frames/s).
+    Videos already finished in ``out_dir`` are skipped, so rerunning the same call resumes (a video file that changed
+    since it was mined is mined again). With a time budget no new video is started once it is spent; the dataset is
+    still valid and a rerun continues. A video that killed the process on MAX_ATTEMPTS runs is skipped (error).
+    Returns the summary of ``dataset.json`` plus ``run`` (this call's videos, frames, seconds and frames/s).
     """
     index, count = shard
     if not 0 <= index < count:
@@ -51,13 +61,17 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
         rel = path.relative_to(base).as_posix()
         listing.append({"video": rel, "video_id": video_id(rel), "bytes": _size(path)})
     prepare(out, base, listing, cfg, seed, video_backend)
-    todo = [e for e in listing[index::count] if read_marker(out, e["video_id"]) is None]
+    todo, crashed = _to_mine(base, out, listing[index::count])
     job = _Job(base, out, cfg, video_backend, seed, strict)
 
     started = time.monotonic()
-    bar = _FrameBar(todo, progress)
+    bar = _FrameBar(crashed + todo, progress)
     done: list[dict] = []
     try:
+        for entry in crashed:
+            detail = (f"crashed the process on {MAX_ATTEMPTS} runs; delete {attempt_path(out, entry['video_id'])} "
+                      "to retry")
+            done.append(_finish(job.crashed(entry, detail), bar, strict))
         if workers == 1:
             for entry in todo:
                 if _spent(started, time_budget_s):
@@ -73,40 +87,106 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
     summary["run"] = {"videos": len(done), "frames": frames, "seconds": round(seconds, 2),
                       "frames_per_s": round(frames / seconds, 1) if seconds > 0 else None,
                       "shard": [index, count], "workers": workers,
-                      "stopped_by_budget": len(done) < len(todo)}
+                      "stopped_by_budget": len(done) < len(crashed) + len(todo)}
     return summary
+
+
+def _to_mine(root: Path, out: Path, entries: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(videos to mine, videos that crashed the process on MAX_ATTEMPTS runs) among the unfinished ``entries``."""
+    todo, crashed = [], []
+    for entry in entries:
+        source = source_state(root / entry["video"])
+        if done_marker(out, entry["video_id"], source) is not None:
+            continue
+        attempt = read_attempt(out, entry["video_id"])
+        tried = attempt["attempts"] if attempt and attempt.get("source") == source else 0
+        (crashed if tried >= MAX_ATTEMPTS else todo).append(entry)
+    return todo, crashed
 
 
 def _run_pool(job, todo: list[dict], workers: int, bar, done: list, strict: bool, started: float,
               budget: float | None) -> None:
-    """Mine ``todo`` in ``workers`` processes, submitting lazily so a budget or a strict failure stops early."""
+    """Mine ``todo`` in ``workers`` processes. A worker that dies (crash, out of memory) breaks its pool: the videos
+    being mined are recorded as skipped (error) and the others go on in a fresh pool."""
+    while todo:
+        todo = _pool_pass(job, todo, workers, bar, done, strict, started, budget)
+
+
+def _pool_pass(job, todo: list[dict], workers: int, bar, done: list, strict: bool, started: float,
+               budget: float | None) -> list[dict]:
+    """Mine ``todo`` in one pool, submitting lazily so a budget or a strict failure stops early; returns the videos
+    still to mine when a worker died, else []."""
     context = multiprocessing.get_context("spawn")  # decoders and OpenCV threads do not survive fork safely
-    with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        pending = iter(todo)
-        running: set = set()
-        try:
-            while True:
-                while len(running) < 2 * workers and not _spent(started, budget):
-                    entry = next(pending, None)
-                    if entry is None:
-                        break
-                    running.add(pool.submit(job, entry))
-                if not running:
-                    return
-                finished, running = futures.wait(running, return_when=futures.FIRST_COMPLETED)
-                for future in sorted(finished, key=lambda f: f.result()["video"]):
-                    result = future.result()
-                    bar.update_frames(result["frames"])
-                    done.append(_finish(result, bar, strict))
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    pool = futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+    pending = iter(todo)
+    running: dict = {}  # future -> listing entry
+    try:
+        while True:
+            while len(running) < 2 * workers and not _spent(started, budget):
+                entry = next(pending, None)
+                if entry is None:
+                    break
+                running[pool.submit(job, entry)] = entry
+            if not running:
+                return []
+            finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+            if any(isinstance(f.exception(), BrokenProcessPool) for f in finished):
+                futures.wait(running)  # every future of a broken pool ends (failed, or finished just before)
+                return _after_crash(job, running, bar, done, strict) + list(pending)
+            for future in sorted(finished, key=lambda f: running[f]["video"]):
+                del running[future]
+                result = future.result()
+                bar.update_frames(result["frames"])
+                done.append(_finish(result, bar, strict))
+    except KeyboardInterrupt:
+        _stop_now(pool, job, list(running.values()))
+        raise
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _after_crash(job, running: dict, bar, done: list, strict: bool) -> list[dict]:
+    """Book the futures of a broken pool: results that came back count, videos a worker had started are recorded as
+    crashed, the others are returned (in listing order) for a fresh pool."""
+    again = []
+    for future, entry in sorted(running.items(), key=lambda item: item[1]["video"]):
+        error = future.exception()
+        if error is None:
+            result = future.result()
+            bar.update_frames(result["frames"])
+        elif not isinstance(error, BrokenProcessPool):
+            raise error
+        elif job.started(entry):
+            result = job.crashed(entry, f"{WORKER_DIED}; delete {attempt_path(job.out, entry['video_id'])} to retry")
+        else:
+            again.append(entry)
+            continue
+        done.append(_finish(result, bar, strict))
+    return again
+
+
+def _stop_now(pool, job, entries: list[dict]) -> None:
+    """Ctrl-C: cancel what is queued and end the workers (they ignore SIGINT) without waiting for their videos,
+    whose starts are taken back: interrupted is not crashed, and the next run mines them."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # private; 3.14 has terminate_workers()
+    pool.shutdown(wait=False, cancel_futures=True)  # a queued call already handed to a worker is not cancellable
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join()  # none may write an attempt after the undo below
+    for entry in entries:
+        undo_attempt(job.out, entry["video_id"], job.run)
 
 
 def _init_worker() -> None:
     import cv2
 
     cv2.setNumThreads(1)  # parallelism comes from the processes; nested thread pools only contend
+    # Ctrl-C reaches the whole process group; the main process alone decides what stops (see _stop_now)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _spent(started: float, budget: float | None) -> bool:
@@ -129,14 +209,44 @@ class _Job:
     def __init__(self, root: Path, out: Path, cfg: MineConfig, video_backend: str, seed: int, strict: bool):
         self.root, self.out, self.cfg = root, out, cfg
         self.video_backend, self.seed, self.strict = video_backend, seed, strict
+        self.run = uuid.uuid4().hex  # tells this run's attempt files from those of runs that died
 
     def __call__(self, entry: dict, on_frames: Callable[[int], None] | None = None) -> dict:
+        """Mine ``entry`` between an attempt file (left behind if the process dies) and its done-marker."""
+        vid = entry["video_id"]
+        source = source_state(self.root / entry["video"])
+        begin_attempt(self.out, vid, self.run, source)
+        try:
+            result = self._mine(entry, source, on_frames)
+        except BaseException:  # interrupted, or the result could not be stored: not a crash, the next run retries
+            undo_attempt(self.out, vid, self.run)
+            raise
+        if self.strict and result["status"] == "skipped":  # strict: a skip is not recorded, nor is its attempt
+            undo_attempt(self.out, vid, self.run)
+        return result
+
+    def started(self, entry: dict) -> bool:
+        """Whether this run started ``entry`` and did not finish it."""
+        attempt = read_attempt(self.out, entry["video_id"])
+        return attempt is not None and attempt.get("run") == self.run
+
+    def crashed(self, entry: dict, detail: str) -> dict:
+        """Record ``entry`` as skipped (error) because mining it killed the process; the record holds while its
+        attempt file exists (deleting that file retries the video)."""
+        marker = {"status": "skipped", "reason": "error", "detail": detail, "crashed": True,
+                  "source": source_state(self.root / entry["video"]),
+                  "stats": {"frames": 0, "seconds": 0.0, "tracks_rejected": {}, "starts_rejected": {}, "cuts": []}}
+        if not self.strict:
+            write_video(self.out, entry, None, None, marker)
+        return _result(entry, marker)
+
+    def _mine(self, entry: dict, source: dict | None, on_frames: Callable[[int], None] | None) -> dict:
         import cv2
 
         from vidssl.video import open_video
 
         path = self.root / entry["video"]
-        marker: dict = {"status": "mined", "reason": None, "detail": None}
+        marker: dict = {"status": "mined", "reason": None, "detail": None, "source": source}
         result = None
         info: dict = {}
         try:
@@ -168,9 +278,13 @@ class _Job:
             pairs = result.pairs
         if not (self.strict and marker["status"] == "skipped"):  # strict: the run fails, nothing is recorded
             write_video(self.out, entry, pairs, result.track_patches if pairs is not None else None, marker)
-        return {"video": entry["video"], "bytes": entry["bytes"], "status": marker["status"],
-                "reason": marker["reason"], "detail": marker["detail"], "frames": stats["frames"],
-                "pairs": len(marker.get("pairs", []))}
+        return _result(entry, marker)
+
+
+def _result(entry: dict, marker: dict) -> dict:
+    """What the main process books of one video (see _finish)."""
+    return {"video": entry["video"], "bytes": entry["bytes"], "status": marker["status"], "reason": marker["reason"],
+            "detail": marker["detail"], "frames": marker["stats"]["frames"], "pairs": len(marker.get("pairs", []))}
 
 
 def _unreadable(path: Path) -> bool:

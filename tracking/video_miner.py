@@ -54,6 +54,7 @@ class VideoResult:
     tracks_rejected: Counter = field(default_factory=Counter)
     starts_rejected: Counter = field(default_factory=Counter)
     starts_accepted: int = 0
+    tracks_started: int = 0
     cuts: list[int] = field(default_factory=list)
 
 
@@ -80,17 +81,21 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
     rides along, for its statistics); :class:`vidssl.errors.VideoError` propagates from decoding. ``on_frames(n)``
     is called every few dozen decoded frames (progress)."""
     t0 = time.perf_counter()
-    short = min(reader.width, reader.height)
+    work_shape = resized_shape(reader.height, reader.width, cfg.working_side)
+    short = min(work_shape)
+    # boxes are found and tracked at working resolution: a wide video shrunk to working_side can leave a box of a
+    # few px there, however large it is in source px
     if cfg.box_fraction * short < cfg.min_box_px:
-        raise SkipVideo("too_small", f"{reader.width}x{reader.height}: a box of {cfg.box_fraction} x {short} px is "
-                                     f"under mine.min_box_px={cfg.min_box_px}")
+        raise SkipVideo("too_small", f"{reader.width}x{reader.height}, analysed at {work_shape[1]}x{work_shape[0]}: "
+                                     f"a box of {cfg.box_fraction} x {short} working px is under "
+                                     f"mine.min_box_px={cfg.min_box_px}")
     n = reader.num_frames
     lo, hi = frame_range(n, cfg)
     if hi - lo < cfg.track_length + 2:
         part = "" if (lo, hi) == (0, n) else f" ({hi - lo} in mine.time_range={list(cfg.time_range)})"
         raise SkipVideo("too_short", f"{n} frames{part}; a track needs mine.track_length + 2 = "
                                      f"{cfg.track_length + 2}")
-    miner = _Miner(cfg, resized_shape(reader.height, reader.width, cfg.working_side), start_frames(n, cfg), hi)
+    miner = _Miner(cfg, work_shape, start_frames(n, cfg), hi)
     reported = 0
     for index, frame in reader.frames(max_side=cfg.working_side, end=hi):  # past the mined part: not decoded
         miner.feed(index, frame)
@@ -224,6 +229,7 @@ class _Miner:
                 track = Track(self.next_id, index, box, _box_motion(motion, box), self.scale, small_bgr, small_gray,
                               frame, cfg)
                 self.next_id += 1
+                result.tracks_started += 1
                 self.active.append(track)
                 self._maybe_open(track)
                 started += 1
@@ -310,6 +316,11 @@ def _why_empty(result: VideoResult) -> tuple[str, str]:
         # the commonest obstacle names the video: still, everything moving (or no camera fit), or cut to pieces
         votes = {"no_motion": r["too_static"], "all_motion": r["too_moving"] + r["no_camera_fit"], "cuts": r["cut"]}
         return max(votes, key=votes.get), f"no usable start frame ({dict(+r)})"
+    if result.tracks_started == 0:
+        # motion was usable somewhere, but no box held enough moving points: no track ever ran to be rejected
+        return "no_start", (f"no track started: no box held mine.min_box_points moving points on the "
+                            f"{result.starts_accepted} start frames with usable motion (start frames rejected: "
+                            f"{dict(+r)})")
     return "no_tracks", f"every track was rejected ({dict(result.tracks_rejected)})"
 
 

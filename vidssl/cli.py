@@ -60,9 +60,22 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"vidssl {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a full disk, a missing permission, a file where a folder belongs: the user's to fix
+        if args.verbose:
+            raise
+        print(f"vidssl {args.command}: error: {os_error_text(e)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"vidssl {args.command}: interrupted; rerun the same command to continue", file=sys.stderr)
         return 130
+
+
+def os_error_text(e: OSError) -> str:
+    """``"<what went wrong>: <path>"`` (both paths of a rename); the plain message when the error names no path."""
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    if not paths or not e.strerror:
+        return str(e)
+    return f"{e.strerror}: {' -> '.join(paths)}"
 
 
 if __name__ == "__main__":

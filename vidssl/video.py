@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import struct
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -67,6 +68,9 @@ def check_video_file(path: str | os.PathLike) -> Path:
     for magic, what in _IMAGE_MAGIC:
         if head.startswith(magic):
             raise UnsupportedVideo(path, f"is {what}, not a video")
+    if head[4:8] == b"ftyp" and not _has_mp4_index(path, st.st_size):
+        # re-encoding cannot help: without the index no decoder knows where the frames are
+        raise CorruptVideo(path, "incomplete file (no index): copy or download it again")
     if b"\x00" not in head:
         try:
             head.decode("utf-8")
@@ -74,6 +78,27 @@ def check_video_file(path: str | os.PathLike) -> Path:
         except UnicodeDecodeError:
             pass
     return path
+
+
+def _has_mp4_index(path: Path, size: int) -> bool:
+    """Whether an MP4/MOV file (ISO BMFF) has its top-level ``moov`` box, the index every decoder needs. A copy or
+    download cut short, or a recording never finalised, lacks it when it was to be written after the media data."""
+    pos = 0
+    with open(path, "rb") as fh:
+        while pos + 8 <= size:
+            fh.seek(pos)
+            header = fh.read(16)
+            box_size, kind = struct.unpack(">I4s", header[:8])
+            if kind == b"moov":
+                return True
+            if box_size == 1 and len(header) == 16:
+                box_size = struct.unpack(">Q", header[8:])[0]  # 64-bit size
+            elif box_size == 0:
+                box_size = size - pos  # the last box: up to the end of the file
+            if box_size < 8:
+                return True  # not a box layout this scan understands: the backends judge the file
+            pos += box_size
+    return False
 
 
 class VideoReader(ABC):
@@ -148,6 +173,9 @@ class VideoReader(ABC):
 
 
 class PyAVReader(VideoReader):
+    """PyAV decodes frames as stored; a phone video's display matrix (rotation) is applied here, as decord and
+    OpenCV do, so every backend gives the same upright frames. ``width``/``height`` are the displayed size."""
+
     backend = "pyav"
 
     def __init__(self, path: Path):
@@ -163,8 +191,21 @@ class PyAVReader(VideoReader):
             self.fps = float(rate) if rate else 0.0
             if self.width <= 0 or self.height <= 0:
                 raise UnsupportedVideo(path, "video stream has no frame size")
+            self._turns = self._quarter_turns(container, stream)
         finally:
             container.close()
+        if self._turns % 2:
+            self.width, self.height = self.height, self.width
+
+    def _quarter_turns(self, container, stream) -> int:
+        """Counter-clockwise quarter turns that make the stored frames upright (np.rot90's k), from the display
+        matrix, which PyAV exposes on decoded frames only: the first one is decoded."""
+        try:
+            frame = next(container.decode(stream), None)
+        except self._av.error.FFmpegError:
+            return 0  # frames() reports the failure
+        rotation = getattr(frame, "rotation", 0) or 0  # degrees counter-clockwise of the display transform
+        return int(round(rotation / 90)) % 4
 
     def _open(self):
         try:
@@ -198,6 +239,8 @@ class PyAVReader(VideoReader):
         if stride < 1:
             raise ValueError("stride must be >= 1")
         h, w = resized_shape(self.height, self.width, max_side)
+        if self._turns % 2:
+            h, w = w, h  # resized as stored, then turned upright
         container = self._open()
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -210,7 +253,8 @@ class PyAVReader(VideoReader):
                 if index < start or (index - start) % stride:
                     continue
                 # swscale converts and resizes in one pass, so full-size RGB frames are never materialised
-                yield index, frame.to_ndarray(format="rgb24", width=w, height=h)
+                rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
+                yield index, np.ascontiguousarray(np.rot90(rgb, self._turns)) if self._turns else rgb
         except self._av.error.FFmpegError as e:
             raise CorruptVideo(self.path, f"decoding failed after frame {index} ({e.__class__.__name__})") from None
         finally:
@@ -408,7 +452,7 @@ class AutoReader(VideoReader):
                 return self._errors[0]
         corrupt = [e for e in self._errors if isinstance(e, CorruptVideo)]
         first = corrupt[0] if corrupt else self._errors[0]
-        reasons = "; ".join(e.reason for e in self._errors)
+        reasons = "; ".join(dict.fromkeys(e.reason for e in self._errors))  # decord's PyAV vetting repeats PyAV
         return type(first)(self.path, f"no backend can decode it: {reasons}")
 
     def _count_frames(self) -> int:
