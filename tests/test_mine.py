@@ -237,6 +237,30 @@ def test_caps_per_video_and_region_hold(mined, demo_dir, tmp_path):
         assert all((b - a) % cfg.pair_stride == 0 for a, b in zip(starts, starts[1:]))
 
 
+def test_the_per_video_cap_is_spread_over_a_long_video(tmp_path):
+    from vidssl.demo import make_demo_videos
+
+    make_demo_videos(tmp_path / "videos", num=1, seed=3, frames=400)  # one still-camera clip, moving objects
+    cfg = dataclasses.replace(DEMO, max_pairs_per_video=12, track_span=60)
+    mine_folder(tmp_path / "videos", tmp_path / "pairs", cfg, progress=False)
+    starts = sorted(rec["start_frame"] for rec in manifest(tmp_path / "pairs"))
+    assert 0 < len(starts) <= 12
+    # the rule, checked pair by pair: by frame i of the 400, at most 12 x (i + 60) / 400 windows have opened
+    for opened, frame in enumerate(starts, start=1):
+        assert opened <= int(12 * min(1.0, (frame + 60) / 400)), (opened, frame)
+    assert starts[-1] >= 400 * 2 // 3  # the pairs reach into the last third, not only the first seconds
+    # the old rule (the whole cap open from frame 0) took them all from the start of this clip
+    uncapped = sorted(rec["start_frame"] for rec in manifest(_mine_uncapped_start(tmp_path, cfg)))
+    assert uncapped[11] < 400 // 3
+
+
+def _mine_uncapped_start(tmp_path, cfg):
+    """The same clip mined with a cap that no clip of 400 frames reaches early: the pairs the clip yields first."""
+    out = tmp_path / "first_pairs"
+    mine_folder(tmp_path / "videos", out, dataclasses.replace(cfg, max_pairs_per_video=1000), progress=False)
+    return out
+
+
 def test_store_tracks_keeps_every_patch(demo_dir, tmp_path):
     (tmp_path / "videos").mkdir()
     shutil.copy(demo_dir / "clip_00.mp4", tmp_path / "videos")

@@ -62,7 +62,8 @@ class MineConfig:
                                     "least this much")
     frozen_mad: float = opt(2.0, "a last patch whose mean absolute grey difference to the first is below this "
                                  "is a frozen tracker (rejected)")
-    max_pairs_per_video: int = opt(150, "cap on pairs per video, so one clip cannot dominate the set")
+    max_pairs_per_video: int = opt(150, "cap on pairs per video, so one clip cannot dominate the set; spread over the "
+                                        "video: by frame i of n, at most cap x (i + track_span) / n")
     region_grid: int = opt(3, "the frame is split into region_grid x region_grid regions for the per-region cap")
     max_pairs_per_region: int = opt(60, "cap on pairs per video whose start box centre falls in one region")
     patch_size: int = opt(96, "side of the stored square patches in pixels")

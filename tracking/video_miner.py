@@ -95,8 +95,11 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
         part = "" if (lo, hi) == (0, n) else f" ({hi - lo} in mine.time_range={list(cfg.time_range)})"
         raise SkipVideo("too_short", f"{n} frames{part}; a track needs mine.track_length + 2 = "
                                      f"{cfg.track_length + 2}")
-    miner = _Miner(cfg, work_shape, start_frames(n, cfg), hi)
+    miner = _Miner(cfg, work_shape, start_frames(n, cfg), lo, hi)
     reported = 0
+    # decoded from frame 0 though mining starts at lo: decord's frames after a seek to lo - 1 are not always those
+    # of a sequential decode, nor the same from run to run (imageio_cockatoo.mp4's held-out pairs changed), so a
+    # held-out pass (time_range [0.8, 1]) pays a full decode to stay deterministic
     for index, frame in reader.frames(max_side=cfg.working_side, end=hi):  # past the mined part: not decoded
         miner.feed(index, frame)
         if on_frames is not None and miner.result.frames - reported >= 32:
@@ -114,7 +117,8 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
 class _Miner:
     """The state of one pass over a video: running tracks, kept pairs, caps, statistics."""
 
-    def __init__(self, cfg: MineConfig, work_shape: tuple[int, int], candidates: list[int], end_frame: int):
+    def __init__(self, cfg: MineConfig, work_shape: tuple[int, int], candidates: list[int], first_frame: int,
+                 end_frame: int):
         self.cfg = cfg
         self.work_h, self.work_w = work_shape
         self.side = int(round(cfg.box_fraction * min(work_shape)))
@@ -123,6 +127,7 @@ class _Miner:
         self.scale = 1.0 / self.shrink
         self.candidates = set(candidates)
         self.last_window_start = end_frame - 1 - cfg.track_length  # a window opened later cannot close in time
+        self.first_frame, self.mined_frames = first_frame, max(1, end_frame - first_frame)
         self.estimator = MotionEstimator(cfg.motion_method, cfg.motion_points, cfg.move_threshold, cfg.ransac_px,
                                          MIN_CAMERA_POINTS)
         self.cuts = CutDetector(cfg.cut_threshold)
@@ -174,16 +179,22 @@ class _Miner:
             self.region_used[window.region] -= 1
             self.result.tracks_rejected[reason] += 1
 
-    def _room(self) -> int:
-        """Windows that may still open under the per-video cap."""
-        return self.cfg.max_pairs_per_video - len(self.kept) - self.open_windows
+    def _room(self, index: int) -> int:
+        """Windows that may still open at frame ``index`` under the per-video cap, which is spread over the video:
+        by frame i of the n mined, cap x (i + track_span) / n at most. A long video's pairs then come from all of
+        it rather than its first seconds; a clip of up to one span (plus what it leaves unused) is not held back."""
+        cfg = self.cfg
+        elapsed = index - self.first_frame + cfg.track_span
+        allowed = cfg.max_pairs_per_video * min(1.0, elapsed / self.mined_frames)
+        return int(allowed) - len(self.kept) - self.open_windows
 
-    def _window_allowed(self, track: Track, at: int) -> bool:
+    def _window_allowed(self, track: Track, at: int, cap_at: int | None = None) -> bool:
         """Whether ``track`` may open a window at frame ``at``: on its pair_stride grid, closing within its span and
-        the video, under the per-video cap."""
+        the video, under the per-video cap (as it stands at frame ``cap_at``, default ``at``)."""
         cfg = self.cfg
         return ((at - track.start) % cfg.pair_stride == 0 and at <= self.last_window_start
-                and at + cfg.track_length <= track.start + cfg.track_span and self._room() > 0)
+                and at + cfg.track_length <= track.start + cfg.track_span
+                and self._room(at if cap_at is None else cap_at) > 0)
 
     def _maybe_open(self, track: Track) -> None:
         if not self._window_allowed(track, track.last_frame):
@@ -196,10 +207,12 @@ class _Miner:
         track.open_window(region)
 
     def _may_open_later(self, track: Track) -> bool:
-        """False once a track can open no further window: it is retired when its open windows have closed."""
+        """False once a track can open no further window: it is retired when its open windows have closed. The cap
+        is judged at the last frame the track could open one (the spread cap only grows with time)."""
         step = self.cfg.pair_stride
         following = track.last_frame + step - (track.last_frame - track.start) % step
-        return self._window_allowed(track, following)
+        latest = min(track.start + self.cfg.track_span - self.cfg.track_length, self.last_window_start)
+        return self._window_allowed(track, following, cap_at=max(following, latest))
 
     def _start(self, index: int, frame: np.ndarray, small_bgr: np.ndarray, small_gray: np.ndarray,
                is_cut: bool) -> None:
@@ -208,7 +221,7 @@ class _Miner:
         motion = None
         if is_cut:
             reason = "cut"  # motion across a cut is meaningless
-        elif self._room() <= 0:
+        elif self._room(index) <= 0:
             reason = "video_cap"
         elif len(self.active) >= cfg.max_active_tracks:
             reason = "busy"
