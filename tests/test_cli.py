@@ -67,3 +67,48 @@ def test_filesystem_error_is_one_line_naming_the_path(tmp_path, demo_dir):
     assert out.stderr.strip() == f"vidssl mine: error: Not a directory: {blocker / 'shards'}"
     verbose = run("-v", "mine", str(demo_dir / "clip_00.mp4"), "--out", str(blocker))
     assert verbose.returncode != 0 and "NotADirectoryError" in verbose.stderr and "Traceback" in verbose.stderr
+
+
+def test_verbosity_flags_before_or_after_the_subcommand():
+    from vidssl.cli import build_parser
+
+    parser = build_parser()
+    for argv, quiet, verbose in ((["demo-videos", "d", "-q"], True, False), (["-q", "demo-videos", "d"], True, False),
+                                 (["demo-videos", "d", "--verbose"], False, True), (["demo-videos", "d"], False, False),
+                                 (["eval", "retrieval", "--data", "x", "--out", "y", "-q"], True, False),
+                                 (["-v", "eval", "davis", "--data", "x", "--out", "y"], False, True)):
+        args = parser.parse_args(argv)
+        assert (args.quiet, args.verbose) == (quiet, verbose), argv
+    with pytest.raises(SystemExit) as e:
+        main(["-v", "demo-videos", "d", "-q"])
+    assert e.value.code == 2
+
+
+def test_bad_config_file_is_one_line_naming_it(tmp_path):
+    (tmp_path / "bad.yaml").write_text("train: [\n- a\n")
+    out = run("demo-videos", str(tmp_path / "o"), "--config", str(tmp_path / "bad.yaml"))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert f"config file {tmp_path / 'bad.yaml'} is not valid YAML at line 2, column 1" in out.stderr
+
+
+def test_resolved_config_of_an_output_folder_is_a_valid_config(tmp_path, capsys):
+    assert main(["-q", "demo-videos", str(tmp_path / "a"), "--num", "1", "--set", "demo.frames=4", "--set",
+                 "demo.width=64", "--set", "demo.height=64"]) == 0
+    assert main(["-q", "demo-videos", str(tmp_path / "b"), "--config", str(tmp_path / "a" / "config.yaml")]) == 0
+    assert (tmp_path / "b" / "clip_00.json").read_text() == (tmp_path / "a" / "clip_00.json").read_text()
+
+
+def test_pretrain_refuses_demo_clips_too_short_to_mine(tmp_path, capsys):
+    assert main(["pretrain", "--out", str(tmp_path / "run"), "--set", "demo.frames=20"]) == 2
+    assert "'demo.frames'" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_show_pairs_encodes_as_the_suffix_says(tmp_path, capsys):
+    from train_utils import synthetic_pairs
+
+    pairs = synthetic_pairs(tmp_path / "pairs", num_videos=2, tracks_per_video=2, size=32)
+    for name, magic in (("g.png", b"\x89PNG"), ("g.jpg", b"\xff\xd8\xff"), ("g.JPEG", b"\xff\xd8\xff")):
+        assert main(["-q", "show-pairs", str(pairs), "--out", str(tmp_path / name), "--n", "4"]) == 0
+        assert (tmp_path / name).read_bytes().startswith(magic), name
+    assert main(["-q", "show-pairs", str(pairs), "--out", str(tmp_path / "g.gif")]) == 1
+    assert "name it .png, .jpg or .jpeg" in capsys.readouterr().err and not (tmp_path / "g.gif").exists()

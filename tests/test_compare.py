@@ -46,3 +46,31 @@ def test_a_folder_without_a_summary_is_a_clear_error(tmp_path, capsys):
     assert main(["compare", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert f"{tmp_path}: no summary.json" in err and "vidssl pretrain" in err
+
+
+def test_headlines_are_read_from_the_runs_metrics_not_a_stale_summary(tmp_path, capsys):
+    run = _run(tmp_path, "old", 0.90, 0.85, 0.60)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["headline"]["davis_instances"] = {"old/backbone": 1.0, "raw pixels": 1.0}  # degenerate, older version
+    (run / "summary.json").write_text(json.dumps(summary))
+    (run / "eval" / "davis_instances").mkdir(parents=True)
+    (run / "eval" / "davis_instances" / "metrics.json").write_text(json.dumps(
+        {"labels": 1, "models": {"old/backbone": {"map_at_r": 1.0}, "raw pixels": {"map_at_r": 1.0}}}))
+    (run / "eval" / "flow").mkdir()
+    (run / "eval" / "flow" / "metrics.json").write_text(json.dumps({"methods": {
+        "match[old/backbone]": {"mean": {"epe": 2.5}}, "match[raw pixels]": {"mean": {"epe": 7.0}},
+        "dis_medium": {"mean": {"epe": 0.3}}}}))
+    rows = {row.task: row for row in read_runs([run])}
+    assert set(rows) == {"davis", "flow"}  # davis (no metrics on disk) from the summary; flow recomputed
+    assert rows["flow"].trained == [2.5] and rows["flow"].baselines == {"raw pixels": [7.0]}
+    assert main(["compare", str(run)]) == 0
+    assert "| davis | 0.900 | 0.900 (n=1) |" in capsys.readouterr().out  # one run: no spread to show
+
+
+def test_a_run_given_twice_and_an_out_folder_are_errors(tmp_path, capsys):
+    run = _run(tmp_path, "a", 0.9, 0.85, 0.6)
+    assert main(["compare", str(run), str(tmp_path / "." / "a")]) == 1
+    assert "is given twice" in capsys.readouterr().err
+    assert main(["compare", str(run), "--out", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert "is a folder" in captured.err and captured.out == ""  # refused before the table is printed

@@ -98,3 +98,57 @@ def test_recording_versions_does_not_import_torch():
     code = ("import sys; from vidssl.config import versions; v = versions(); "
             "assert 'torch' not in sys.modules, 'torch imported'; assert v['torch'] and v['opencv'], v")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_video_backend_is_a_checked_choice():
+    """An unknown decoder name fails at load time (exit 2), not as every video 'skipped (error)' with rc 0."""
+    with pytest.raises(ConfigError, match=r"'video.backend': 'ffmpeg' is not one of \['auto', 'decord', 'pyav', "
+                                          r"'opencv'\]"):
+        load_config(overrides=["video.backend=ffmpeg"])
+    from vidssl.config import VIDEO_BACKENDS
+    from vidssl.video import BACKENDS
+
+    assert VIDEO_BACKENDS == ("auto", *BACKENDS)  # the config's list follows the decoders
+
+
+def test_resolved_config_yaml_reads_back_as_the_same_config(tmp_path):
+    """RUN/config.yaml (config + versions) is a valid --config: it reproduces the run; --set still applies on top."""
+    cfg = load_config(overrides=["seed=7", "train.lr=0.01", "video.backend=pyav", "eval.davis.topk=5"])
+    path = write_resolved(cfg, tmp_path)
+    assert load_config(path) == cfg
+    assert load_config(path, ["seed=8"]).seed == 8
+    default = write_resolved(Config(), tmp_path / "d")
+    assert load_config(default) == Config()
+    (tmp_path / "mixed.yaml").write_text("config: {seed: 1}\ntrain: {lr: 0.1}\n")  # not a resolved file: strict
+    with pytest.raises(ConfigError, match="unknown config key 'config'"):
+        load_config(tmp_path / "mixed.yaml")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("demo.fps=0", "'demo.fps': must be >= 1"), ("demo.fps=-5", "'demo.fps': must be >= 1"),
+    ("demo.num=0", "'demo.num': must be >= 1"), ("demo.frames=1", "'demo.frames': must be >= 2"),
+    ("demo.width=321", "'demo.width': must be an even number >= 64"),
+    ("demo.height=32", "'demo.height': must be an even number >= 64"),
+    ("demo.mine_box_fraction=0", "'demo.mine_box_fraction': must be in")])
+def test_demo_values_are_checked_naming_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=[override])
+
+
+def test_config_file_errors_are_one_line_naming_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [\n- a\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(bad)
+    assert "\n" not in str(e.value) and str(bad) in str(e.value) and "at line 2, column 1" in str(e.value)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("train:\n  lr: 0.1\n  foo: 1\n")
+    with pytest.raises(ConfigError, match=f"config file {unknown}: unknown config key 'train.foo'"):
+        load_config(unknown)
+    (tmp_path / "wrong.yaml").write_text("seed: 1.5\n")
+    with pytest.raises(ConfigError, match=f"config file {tmp_path / 'wrong.yaml'}: config key 'seed'"):
+        load_config(tmp_path / "wrong.yaml")
+    (tmp_path / "ok.yaml").write_text("seed: 3\n")
+    with pytest.raises(ConfigError) as e:  # the override is to blame, not the file
+        load_config(tmp_path / "ok.yaml", ["train.lrr=1"])
+    assert "ok.yaml" not in str(e.value) and "unknown config key 'train.lrr'" in str(e.value)

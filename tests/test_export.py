@@ -113,18 +113,19 @@ def test_corrupt_and_wrong_files_are_clear_errors(tmp_path):
     with pytest.raises(ModelFileError, match=r"b\.pt: not a readable weights file"):
         vidssl.load_backbone(tmp_path / "b.pt")
     (tmp_path / "b.pt").write_bytes(good)
-    card = json.loads((tmp_path / "model_card.json").read_text())
-    (tmp_path / "model_card.json").write_text(json.dumps({**card, "arch": "resnet18", "build_kwargs": {}}))
+    card_file = tmp_path / "b.model_card.json"
+    card = json.loads(card_file.read_text())
+    card_file.write_text(json.dumps({**card, "arch": "resnet18", "build_kwargs": {}}))
     with pytest.raises(ModelFileError, match=r"weights do not fit arch 'resnet18': \d+ missing keys"):
         vidssl.load_backbone(tmp_path / "b.pt")
-    (tmp_path / "model_card.json").write_text(json.dumps({**card, "build_kwargs": {"width": 16}}))
+    card_file.write_text(json.dumps({**card, "build_kwargs": {"width": 16}}))
     with pytest.raises(ModelFileError, match=r"e.g. features.0.weight is \[8, 3, 3, 3\] in the file but \[16, 3"):
         vidssl.load_backbone(tmp_path / "b.pt")
-    (tmp_path / "model_card.json").write_text(json.dumps({**card, "arch": "vgg"}))
+    card_file.write_text(json.dumps({**card, "arch": "vgg"}))
     with pytest.raises(ModelFileError, match="'arch' must be one of"):
         vidssl.load_backbone(tmp_path / "b.pt")
-    (tmp_path / "model_card.json").unlink()
-    with pytest.raises(ModelFileError, match="no model_card.json beside it"):
+    card_file.unlink()
+    with pytest.raises(ModelFileError, match=r"no model card \(b.model_card.json\) beside it"):
         vidssl.load_backbone(tmp_path / "b.pt")
     torch.save({"not": "tensors"}, tmp_path / "other.pt")
     with pytest.raises(ModelFileError, match="expected a state dict of tensors"):
@@ -143,3 +144,64 @@ def test_cli_train_then_export(pairs, tmp_path, capsys):
     assert out.is_file() and (out.parent / "backbone.safetensors").is_file()
     assert main(["export", str(tmp_path / "nowhere"), "--out", str(out)]) == 1
     assert "no checkpoint.pt" in capsys.readouterr().err
+
+
+def test_two_exports_in_one_folder_keep_their_own_cards(tmp_path):
+    """backbone.pt keeps model_card.json (the documented name); any other X.pt gets X.model_card.json, so a second
+    export into the folder (another width) leaves the first loadable."""
+    save_backbone(build_backbone("smallcnn", width=8), tmp_path / "backbone.pt")
+    save_backbone(build_backbone("smallcnn", width=16), tmp_path / "other.pt")
+    assert json.loads((tmp_path / "model_card.json").read_text())["files"] == ["backbone.pt", "backbone.safetensors"]
+    assert json.loads((tmp_path / "other.model_card.json").read_text())["build_kwargs"]["width"] == 16
+    for name, width in (("backbone.pt", 8), ("backbone.safetensors", 8), ("other.pt", 16),
+                        ("other.safetensors", 16)):
+        assert vidssl.load_backbone(tmp_path / name).spec()["width"] == width, name
+
+
+def test_exports_with_the_earlier_shared_card_still_load(tmp_path):
+    """Earlier versions wrote model_card.json beside any X.pt: used when it lists the file; a card another export
+    replaced is named as such instead of a shape mismatch."""
+    save_backbone(build_backbone("smallcnn", width=8), tmp_path / "b.pt")
+    (tmp_path / "b.model_card.json").rename(tmp_path / "model_card.json")
+    assert vidssl.load_backbone(tmp_path / "b.pt").spec()["width"] == 8
+    save_backbone(build_backbone("smallcnn", width=16), tmp_path / "old" / "backbone.pt")
+    card = json.loads((tmp_path / "old" / "model_card.json").read_text())
+    (tmp_path / "old" / "model_card.json").write_text(json.dumps({**card, "files": ["other.pt"]}))
+    with pytest.raises(ModelFileError, match=r"model_card.json describes other.pt, not backbone.pt"):
+        vidssl.load_backbone(tmp_path / "old" / "backbone.pt")
+
+
+def test_weights_path_errors_and_run_folders(tmp_path, capsys):
+    from vidssl.eval.baselines import feature_models
+
+    with pytest.raises(ModelFileError, match=r"nope.pt: no such file$"):
+        vidssl.load_backbone(tmp_path / "nope.pt")
+    run = tmp_path / "run"
+    save_backbone(build_backbone("smallcnn", width=8), run / "backbone.pt")
+    assert vidssl.load_backbone(run).spec()["width"] == 8  # a run folder stands for RUN/backbone.pt
+    assert list(feature_models([run])) == ["run/backbone", "smallcnn (random init)", "raw pixels"]
+    (tmp_path / "train_run").mkdir()
+    (tmp_path / "train_run" / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(ModelFileError, match=r"a folder without backbone.pt; export it first: vidssl export"):
+        vidssl.load_backbone(tmp_path / "train_run")
+    code = main(["eval", "retrieval", "--weights", str(tmp_path / "nope.pt"), "--data", str(tmp_path),
+                 "--out", str(tmp_path / "ev")])
+    err = capsys.readouterr().err
+    assert code == 1 and "nope.pt: no such file" in err and "arch=" not in err
+
+
+def test_the_readme_loading_snippets_run_as_written(tmp_path):
+    """The two code blocks of README's "Loading the weights in your code", executed verbatim (RUN -> a folder
+    holding a smallcnn export, then a resnet18 one; `images` is the user's batch)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Loading the weights in your code", 1)[1].split("\n## ", 1)[0]
+    any_arch, resnet = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    save_backbone(build_backbone("smallcnn", width=8), tmp_path / "small" / "backbone.pt")
+    scope = {"images": torch.rand(2, 3, 40, 56)}
+    exec(any_arch.replace("RUN/", f"{tmp_path / 'small'}/"), scope)
+    assert scope["features"].shape == (2, 64) and scope["dense"].shape == (2, 64, 5, 7)
+    save_backbone(build_backbone("resnet18"), tmp_path / "r18" / "backbone.pt")
+    exec(resnet.replace("RUN/", f"{tmp_path / 'r18'}/"), {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import pytest
 
 from test_io import strict_loads
 from vidssl.cli import main
+from vidssl.errors import ConfigError
 
 TINY = ["--set", "demo.num=6", "--set", "demo.frames=70", "--set", "train.batch_pairs=16",
         "--set", "train.steps=30", "--set", "train.log_every=5", "--set", "train.image_every=0",
@@ -80,8 +82,6 @@ def test_rerun_with_other_settings_is_refused_before_anything_changes(run_dir, m
         (["--set", "train.lr=0.1"], "train", "train.lr: 0.02 -> 0.1"),  # the weights would be the old lr's
         (["--set", "mine.min_box_px=40"], "mine", "mine.min_box_px: 32 -> 40"),
         (["--set", "demo.num=4"], "mine", "demo.num: 6 -> 4"),  # the clips would be rewritten under the pairs
-        (["--set", "eval.davis.topk=5"], "eval", "eval.davis.topk: 10 -> 5"),
-        (["--eval-data", str(tmp_path)], "eval", f"--eval-data: None -> '{tmp_path.resolve()}'"),
     ]:
         assert main(base + extra) == 2, extra
         err = capsys.readouterr().err
@@ -90,17 +90,21 @@ def test_rerun_with_other_settings_is_refused_before_anything_changes(run_dir, m
     assert (run_dir / "config.yaml").read_bytes() == config_yaml
     assert {p: p.stat().st_mtime_ns for p in (run_dir / "demo_videos").iterdir()} == clips
     assert {p: p.read_bytes() for p in (run_dir / "stages").iterdir()} == markers
-    # an evaluation interrupted half-way (some tasks' metrics written, no marker) holds its settings too
-    eval_marker = run_dir / "stages" / "eval.json"
-    settings = json.loads(eval_marker.read_text())["config"]
-    eval_marker.rename(run_dir / "eval_marker.json")
-    (run_dir / "stages" / "eval.started.json").write_text(json.dumps({"config": settings}))
-    assert main(base + ["--set", "eval.davis.topk=5"]) == 2
-    assert "its eval stage was started with other settings (eval.davis.topk: 10 -> 5)" in capsys.readouterr().err
-    (run_dir / "eval_marker.json").rename(eval_marker)
-    (run_dir / "stages" / "eval.started.json").unlink()
+    # bad evaluation data, a non-positive budget, a key the demo does not read: refused before anything changes
+    for extra, code, message in [
+        (["--eval-data", str(tmp_path / "nowhere")], 1, "no such folder"),
+        (["--eval-data", str(tmp_path)], 1, "no evaluation data found"),  # an empty folder is not silently skipped
+        (["--set", "pretrain.budget_minutes=0"], 2, "the budget must be positive"),
+        (["--set", "mine.box_fraction=0.4"], 2, "set that key instead"),
+    ]:
+        argv = [a for a in base if a not in ("--budget-minutes", "4")] if "budget" in extra[1] else base
+        assert main(argv + extra) == code, extra
+        assert message in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in (run_dir / "stages").iterdir()} == markers
     # speed and logging knobs may change: every stage is reused
     assert main(base + ["--set", "data.num_workers=0", "--set", "train.log_every=7"]) == 0
+    # the run's own config.yaml reproduces it (demo runs record the demo's box fraction as mine.box_fraction)
+    assert main(base + ["--config", str(run_dir / "config.yaml")]) == 0
     assert not list((run_dir / "stages").glob("*.started.json"))  # a completed stage leaves only its marker
 
 
@@ -125,6 +129,55 @@ def test_redoing_a_stage_redoes_the_stages_built_on_it(run_dir, monkeypatch, cap
     assert "[export] ..." in caplog.text and "[eval] retrieval on" in caplog.text
     assert metrics.stat().st_mtime_ns != before
     assert (stages / "eval.json").is_file() and not list(stages.glob("*.started.json"))
+
+
+@pytest.mark.slow
+def test_other_evaluation_settings_evaluate_again(run_dir, tmp_path, monkeypatch, caplog):
+    """Nothing is built on the evaluation, so other evaluation settings (another --eval-data, VIDSSL_DATA set after
+    the quick start, an eval.* key) redo it from the same weights instead of asking for a new run."""
+    import shutil
+
+    monkeypatch.delenv("VIDSSL_DATA", raising=False)
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    before = {stage: (run / "stages" / f"{stage}.json").read_bytes() for stage in ("mine", "train", "export")}
+    (run / "eval" / "stale").mkdir()  # an earlier evaluation's task: must not survive into the new report
+    caplog.set_level(logging.INFO, logger="vidssl.pipeline")
+    command = ["pretrain", "--out", str(run), "--budget-minutes", "4", *TINY, "--set", "eval.retrieval.grid_queries=3"]
+    assert main(command) == 0
+    assert "[eval] completed with other settings (eval.retrieval.grid_queries: 8 -> 3): done again" in caplog.text
+    assert {stage: (run / "stages" / f"{stage}.json").read_bytes() for stage in before} == before
+    assert json.loads((run / "stages" / "eval.json").read_text())["config"]["eval.retrieval.grid_queries"] == 3
+    assert "grid_queries: 3" in (run / "config.yaml").read_text() and not (run / "eval" / "stale").exists()
+
+
+def test_a_stage_begun_with_other_settings_that_left_nothing_is_done_again(tmp_path):
+    from vidssl.pipeline import Stages, check_stage_settings
+
+    stages = Stages(tmp_path)
+    stages.dir.mkdir()
+    stages.start("train", {"train.batch_pairs": 64})  # stopped on "fewer pairs than a batch": no checkpoint
+    assert check_stage_settings(stages, {s: {} for s in ("mine", "export", "eval")} | {"train": {
+        "train.batch_pairs": 16}}, tmp_path) == ["train"]
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "checkpoint.pt").write_bytes(b"")  # a checkpoint: the begun run would be continued
+    with pytest.raises(ConfigError, match=r"train stage was started with other settings \(train.batch_pairs: 64 -> 16"):
+        check_stage_settings(stages, {s: {} for s in ("mine", "export", "eval")} | {"train": {
+            "train.batch_pairs": 16}}, tmp_path)
+
+
+def test_a_second_command_into_the_same_folder_is_refused(tmp_path):
+    from vidssl.errors import VidsslError
+    from vidssl.io import run_lock
+
+    with run_lock(tmp_path):
+        code = ("import sys; from vidssl.io import run_lock\n"
+                "try:\n    run_lock(sys.argv[1]).__enter__()\nexcept Exception as e:\n    print(e); sys.exit(3)")
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+        assert out.returncode == 3 and f"in use by another vidssl command (pid {os.getpid()})" in out.stdout
+    with run_lock(tmp_path):  # released when the holder is done (or dies: the kernel drops a flock)
+        pass
+    assert issubclass(VidsslError, Exception)
 
 
 @pytest.mark.slow
@@ -240,3 +293,11 @@ def test_eval_folders_are_unique_whatever_the_retrieval_sets_are_called(tmp_path
                        ("retrieval", "flow"): "retrieval_flow", ("retrieval", "retrieval_flow"): "retrieval_retrieval_flow",
                        ("retrieval", "davis_instances"): "davis_instances", ("davis", "davis"): "davis",
                        ("flow", "flow"): "flow"}
+
+
+def test_a_flow_dataset_given_alone_is_evaluated(data_dir):
+    from vidssl.pipeline import discover_eval_sets
+
+    sets = discover_eval_sets(data_dir / "flow", None)
+    assert [(s.task, s.folder, s.path) for s in sets] == [("flow", "flow", data_dir / "flow")]
+    assert discover_eval_sets(data_dir / "videos", None) == []  # videos are not evaluation data

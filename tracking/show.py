@@ -111,11 +111,31 @@ def _tile(cells: list[np.ndarray], columns: int, pad: int = 4) -> np.ndarray:
     return canvas
 
 
-def save_png(path: str | Path, image: np.ndarray) -> None:
-    """Write an RGB image as PNG atomically."""
+# the suffixes `vidssl show-pairs --out` takes, and the encoder each one selects
+IMAGE_FORMATS = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg"}
+
+
+def image_format(path: str | Path) -> str:
+    """The encoder for ``path``'s suffix (``".png"`` or ``".jpg"``); a VidsslError for any other suffix, so a
+    viewer never gets bytes of another format than the name says."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_FORMATS:
+        raise VidsslError(f"{path}: cannot write a {suffix or 'suffix-less'} image; name it .png, .jpg or .jpeg")
+    return IMAGE_FORMATS[suffix]
+
+
+def save_image(path: str | Path, image: np.ndarray, encoding: str | None = None) -> None:
+    """Write an RGB image atomically, encoded as its suffix says (or as ``encoding``, e.g. ``".png"``)."""
     from vidssl.io import atomic_write_bytes
 
-    ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    encoding = encoding or image_format(path)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if encoding == ".jpg" else []
+    ok, data = cv2.imencode(encoding, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
     if not ok:
-        raise VidsslError(f"cannot encode {path} as PNG")
+        raise VidsslError(f"cannot encode {path} as {encoding[1:].upper()}")
     atomic_write_bytes(path, data.tobytes())
+
+
+def save_png(path: str | Path, image: np.ndarray) -> None:
+    """Write an RGB image as PNG atomically."""
+    save_image(path, image, ".png")

@@ -22,17 +22,27 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override one config key, e.g. --set train.lr=0.01 (repeatable)")
 
 
+def add_verbosity_arguments(parser: argparse.ArgumentParser, top_level: bool = False) -> None:
+    """-v / -q, accepted before and after the subcommand. Below the top level they default to SUPPRESS: argparse
+    copies a subparser's defaults over the top level's values, which would undo `vidssl -q COMMAND`."""
+    default = False if top_level else argparse.SUPPRESS
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", default=default,
+                           help="debug logging and full tracebacks")
+    verbosity.add_argument("-q", "--quiet", action="store_true", default=default,
+                           help="warnings and errors only, no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vidssl", description="Learn visual representations from unlabeled video (Wang & Gupta 2015, and beyond).")
     parser.add_argument("--version", action="version", version=f"vidssl {__version__}")
-    verbosity = parser.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
-    verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
+    add_verbosity_arguments(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
+        add_verbosity_arguments(p)
         # eval's tasks take --config/--set themselves, after the task name; compare only reads finished runs
         if module not in (eval_cmd, compare):
             add_config_arguments(p)
@@ -45,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verbose and args.quiet:  # one given before the subcommand, the other after it
+        parser.error("argument -q/--quiet: not allowed with argument -v/--verbose")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s")
     if args.command is None:

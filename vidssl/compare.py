@@ -41,9 +41,33 @@ def _trained_name(summary: dict, run: Path) -> str:
     return weights_row_name(weights)
 
 
+def run_headline(run: Path, summary: dict) -> dict[str, dict[str, float]]:
+    """The run's headline numbers, recomputed from its ``eval/*/metrics.json`` with the current rules (a summary
+    written by an older version may lack flow or hold a degenerate task); the summary's own when there are none."""
+    from vidssl.report import headline_metrics
+
+    results = {}
+    for path in sorted((run / "eval").glob("*/metrics.json")):
+        try:
+            results[path.parent.name] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # the report names an unreadable file; the summary's number stands in for it below
+    headline = dict(summary.get("headline", {}))
+    if results:
+        fresh = headline_metrics(results)
+        headline = {task: row for task, row in headline.items() if task not in results}  # tasks still on disk...
+        headline.update(fresh)  # ...are read from it
+    return headline
+
+
 def read_runs(runs: list[str | Path]) -> list[TaskRow]:
     """The headline numbers of ``runs`` (folders made by ``vidssl pretrain``), one row per task in first-seen
     order. Baselines are matched by name across runs ("raw pixels", "<arch> (random init)")."""
+    seen: dict[Path, Path] = {}
+    for run in map(Path, runs):
+        if run.resolve() in seen:
+            raise VidsslError(f"{run} is given twice (as {seen[run.resolve()]}); each run counts once")
+        seen[run.resolve()] = run
     tables = []
     for run in map(Path, runs):
         try:
@@ -53,7 +77,7 @@ def read_runs(runs: list[str | Path]) -> list[TaskRow]:
                               f"pretrain command to finish it)") from None
         except (OSError, json.JSONDecodeError) as e:
             raise VidsslError(f"{run}/summary.json: unreadable ({e}); rebuild it by rerunning the pretrain command")
-        tables.append((_trained_name(summary, run), summary.get("headline", {})))
+        tables.append((_trained_name(summary, run), run_headline(run, summary)))
     tasks = list(dict.fromkeys(task for _, headline in tables for task in headline))
     rows = []
     for task in tasks:
@@ -96,8 +120,9 @@ def compare_markdown(runs: list[str | Path]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         mean, sd, n = mean_sd(row.trained)
+        spread = f"{mean:.3f} +- {sd:.3f}" if n > 1 else f"{mean:.3f}" if n else "-"  # one run has no spread
         cells = [row.task + (" (lower is better)" if row.lower_is_better else ""), *map(fmt, row.trained),
-                 f"{mean:.3f} +- {sd:.3f} (n={n})"]
+                 f"{spread} (n={n})"]
         for b in baselines:
             if b not in row.baselines:
                 cells.append("-")

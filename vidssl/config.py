@@ -30,7 +30,14 @@ from tracking.config import MineConfig
 from vidssl.errors import ConfigError
 from vidssl.schema import opt
 from vidssl.eval.config import EvalConfig
-from vidssl.train_config import DataConfig, ExportConfig, LossConfig, MinerConfig, ModelConfig, TrainConfig
+from vidssl.train_config import (DataConfig, ExportConfig, LossConfig, MinerConfig, ModelConfig, TrainConfig,
+                                 _choice)
+
+# "auto" plus vidssl.video.BACKENDS (a test keeps them equal); kept here so loading a config never imports the
+# decoders
+VIDEO_BACKENDS = ("auto", "decord", "pyav", "opencv")
+# top-level keys write_resolved adds beside "config" in RUN/config.yaml; --config ignores them
+PROVENANCE_KEYS = frozenset({"versions"})
 
 
 @dataclass
@@ -38,6 +45,10 @@ class VideoConfig:
     """video decoding, shared by every stage"""
 
     backend: str = opt("auto", "decoder: auto (decord, then PyAV, then OpenCV, per file) | decord | pyav | opencv")
+
+    def validate(self) -> None:
+        # an unknown name would otherwise fail every video one by one ("skipped (error)") and mine nothing
+        _choice("video", "backend", self.backend, VIDEO_BACKENDS)
 
 
 @dataclass
@@ -52,6 +63,20 @@ class DemoConfig:
     fps: int = opt(25, "demo frame rate")
     mine_box_fraction: float = opt(0.33, "mine.box_fraction used when `vidssl pretrain` mines the demo clips (their "
                                          "objects are 0.30-0.36 of the short side; the real-video default is 0.5)")
+
+    def validate(self) -> None:
+        """Checked at load time: the encoder would otherwise fail with a traceback (or a division by zero)."""
+        for key, least in (("num", 1), ("frames", 2), ("fps", 1)):
+            if getattr(self, key) < least:
+                raise ConfigError(f"config key 'demo.{key}': must be >= {least}, got {getattr(self, key)}")
+        for key in ("width", "height"):
+            value = getattr(self, key)
+            if value < 64 or value % 2:  # H.264 in yuv420p halves both sides for the colour planes
+                raise ConfigError(f"config key 'demo.{key}': must be an even number >= 64 (H.264 needs even frame "
+                                  f"sizes), got {value}")
+        if not 0.0 < self.mine_box_fraction <= 0.9:  # it becomes mine.box_fraction, which has this range
+            raise ConfigError(f"config key 'demo.mine_box_fraction': must be in (0, 0.9], got "
+                              f"{self.mine_box_fraction}")
 
 
 @dataclass
@@ -242,21 +267,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults, then the YAML file at ``path`` (if any), then ``section.key=value`` overrides."""
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}; pass a YAML file such as configs/default.yaml")
-        try:
-            loaded = _yaml(p.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {p}: top level must be a mapping of sections")
-        data = loaded
+    """Defaults, then the YAML file at ``path`` (if any), then ``section.key=value`` overrides.
+
+    ``path`` may also be a ``config.yaml`` that vidssl wrote into an output folder (:func:`write_resolved`): its
+    ``config`` mapping is used and the provenance beside it ignored, so ``--config RUN/config.yaml`` repeats a run.
+    """
+    file_data = {} if path is None else _read_config_file(Path(path))
+    data = file_data
     for text in overrides:
         parts, value = parse_override(text)
         patch: Any = value
@@ -264,7 +281,52 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
             patch = {part: patch}
         data = _merge(data, patch)
     base = to_dict(Config())
-    return from_dict(Config, _merge(base, data))
+    try:
+        return from_dict(Config, _merge(base, data))
+    except ConfigError as e:
+        # name the file when the mistake is in it (the overrides alone may be to blame: then they are named)
+        if path is not None and _error_of(_merge(base, file_data)) == str(e):
+            raise ConfigError(f"config file {path}: {e}") from None
+        raise
+
+
+def _error_of(data: dict) -> str | None:
+    """The ConfigError message building a Config from ``data`` gives, or None when it builds."""
+    try:
+        from_dict(Config, data)
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
+def _read_config_file(p: Path) -> dict:
+    """The mapping in the YAML file ``p``, unwrapped when it is a resolved ``config.yaml``; errors are one line."""
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}; pass a YAML file such as configs/default.yaml")
+    try:
+        loaded = _yaml(p.read_text())
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {p} is not UTF-8 text") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML{_yaml_error_text(e)}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {p}: top level must be a mapping of sections")
+    if "config" in loaded and set(loaded) - {"config"} <= PROVENANCE_KEYS:
+        loaded = loaded["config"]  # a resolved config.yaml; "config" is no section name, so this is unambiguous
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p}: 'config' must be a mapping of sections")
+    return loaded
+
+
+def _yaml_error_text(e: yaml.YAMLError) -> str:
+    """`` at line L, column C: <problem> (<context>)``: PyYAML's own text spans several lines with a source excerpt."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(e, "problem", None) or " ".join(str(e).split())
+    context = getattr(e, "context", None)
+    return f"{where}: {problem}" + (f" ({context})" if context else "")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -319,7 +381,8 @@ def _version(module: str, dists: tuple[str, ...]) -> str | None:
 
 
 def write_resolved(cfg: Config, out_dir: str | os.PathLike, name: str = "config.yaml") -> Path:
-    """Write the resolved config plus versions into ``out_dir`` atomically; returns the file path."""
+    """Write the resolved config plus versions into ``out_dir`` atomically; returns the file path. ``--config`` reads
+    the file back (its ``config`` mapping; the keys in PROVENANCE_KEYS are ignored)."""
     from vidssl.io import atomic_write_text
 
     payload = {"config": to_dict(cfg), "versions": versions()}

@@ -2,6 +2,10 @@
 
 ``export_backbone(run_dir, out_path)`` cuts the backbone out of a training run's checkpoint;
 ``load_backbone(path)`` rebuilds it from the model card beside the weights, in eval mode, ready for features.
+
+Each weights file has its own card, so several exports can share a folder: ``X.pt`` (and ``X.safetensors``) is
+described by ``X.model_card.json``, except ``backbone.pt``, whose card keeps the documented name ``model_card.json``
+(``vidssl pretrain`` writes ``RUN/backbone.pt``; the report reads ``RUN/model_card.json``).
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from vidssl.models import ARCHS, Backbone, build_backbone
 
 CARD_NAME = "model_card.json"
 CARD_FORMAT = "vidssl-backbone/1"
+DEFAULT_STEM = "backbone"  # RUN/backbone.pt: its card is RUN/model_card.json
 
 
 class ModelFileError(VidsslError):
@@ -25,13 +30,48 @@ class ModelFileError(VidsslError):
 
 
 def card_path(weights_path: str | os.PathLike) -> Path:
-    return Path(weights_path).with_name(CARD_NAME)
+    """Where the card of ``weights_path`` is written: ``model_card.json`` for ``backbone.pt``, else
+    ``<stem>.model_card.json`` (one card per weights file, so a second export into a folder leaves the first
+    loadable)."""
+    path = Path(weights_path)
+    return path.with_name(CARD_NAME if path.stem == DEFAULT_STEM else f"{path.stem}.{CARD_NAME}")
+
+
+def find_card(weights_path: str | os.PathLike) -> Path | None:
+    """The card describing ``weights_path``: its own (:func:`card_path`), else the ``model_card.json`` that earlier
+    versions wrote for every export into a folder, when that card lists the file (or lists nothing); else None."""
+    path = Path(weights_path)
+    own = card_path(path)
+    if own.is_file():
+        return own
+    shared = path.with_name(CARD_NAME)
+    if not shared.is_file():
+        return None
+    try:
+        files = json.loads(shared.read_text()).get("files")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return shared  # read_card reports what is wrong with it
+    return shared if files is None or path.name in files else None
+
+
+def resolve_weights(path: str | os.PathLike) -> Path:
+    """``path`` itself, or ``path/backbone.pt`` for a run folder; a ModelFileError naming what is missing."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / f"{DEFAULT_STEM}.pt").is_file():
+            return path / f"{DEFAULT_STEM}.pt"
+        hint = (f"export it first: vidssl export {path} --out {path / (DEFAULT_STEM + '.pt')}"
+                if (path / "checkpoint.pt").is_file() else "pass the weights file (a .pt or .safetensors)")
+        raise ModelFileError(f"{path}: a folder without {DEFAULT_STEM}.pt; {hint}")
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such file")
+    return path
 
 
 def save_backbone(backbone: Backbone, out_path: str | os.PathLike, card: dict[str, Any] | None = None,
                   safetensors: bool = True) -> Path:
-    """Write ``out_path`` (a torch state dict), optionally ``<stem>.safetensors``, and ``model_card.json`` beside
-    them, each atomically. ``card`` adds fields (training summary, config, steps) to the architecture record."""
+    """Write ``out_path`` (a torch state dict), optionally ``<stem>.safetensors``, and its card (:func:`card_path`)
+    beside them, each atomically. ``card`` adds fields (training summary, config, steps) to the architecture record."""
     out_path = Path(out_path)
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
     with atomic_path(out_path) as tmp:
@@ -66,14 +106,20 @@ def save_backbone(backbone: Backbone, out_path: str | os.PathLike, card: dict[st
 
 
 def read_card(weights_path: str | os.PathLike) -> dict:
-    path = card_path(weights_path)
-    if not path.is_file():
-        raise ModelFileError(f"{weights_path}: no {CARD_NAME} beside it to say the architecture; "
-                             f"write one with `vidssl export RUN --out FILE` or pass arch=")
+    path = find_card(weights_path)
+    if path is None:
+        raise ModelFileError(f"{weights_path}: no model card ({card_path(weights_path).name}) beside it to say the "
+                             f"architecture; export the weights with `vidssl export RUN --out FILE` (in Python, "
+                             f"load_backbone(path, arch=...) loads a file without a card)")
     try:
         card = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFileError(f"{path}: not a readable model card ({e}); re-export with `vidssl export`") from None
+    files = card.get("files") if isinstance(card, dict) else None
+    if path.name == CARD_NAME and isinstance(files, list) and Path(weights_path).name not in files:
+        # earlier versions gave every export in a folder this one card: a later export replaced this file's card
+        raise ModelFileError(f"{path} describes {', '.join(map(str, files))}, not {Path(weights_path).name} (another "
+                             f"export into the same folder replaced its card); re-export it with `vidssl export`")
     if not isinstance(card, dict) or card.get("arch") not in ARCHS:
         raise ModelFileError(f"{path}: 'arch' must be one of {', '.join(ARCHS)}, got {card.get('arch')!r}")
     return card
@@ -101,11 +147,13 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
                   ) -> Backbone:
     """Exported weights (``.pt`` or ``.safetensors``) -> the backbone in eval mode.
 
-    The architecture comes from ``model_card.json`` beside the file; ``arch`` is needed only without a card (it is
-    then built with default arguments) and must agree with the card when both exist. Loading is strict.
+    ``path`` may also be a run folder holding ``backbone.pt``. The architecture comes from the file's model card
+    (:func:`card_path`); ``arch`` is needed only without a card (it is then built with default arguments) and must
+    agree with the card when both exist. Loading is strict.
     """
-    path = Path(path)
-    if card_path(path).is_file() or arch is None:
+    path = resolve_weights(path)
+    card_file = find_card(path)
+    if card_file is not None or arch is None:
         card = read_card(path)
         if arch is not None and arch != card["arch"]:
             raise ModelFileError(f"{path}: model card says arch '{card['arch']}', but arch='{arch}' was requested")
@@ -122,7 +170,8 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
     wrong = [k for k, v in state.items() if v.shape != expected[k].shape]
     if wrong:  # same names, other sizes: another width, head or patch size than the card says
         k = wrong[0]
-        raise ModelFileError(f"{path}: weights do not fit arch '{backbone.arch}' with {card_path(path).name}'s "
+        settings = f"{card_file.name}'s" if card_file is not None else "its default"
+        raise ModelFileError(f"{path}: weights do not fit arch '{backbone.arch}' with {settings} "
                              f"settings: {len(wrong)} tensors differ in shape, e.g. {k} is {list(state[k].shape)} "
                              f"in the file but {list(expected[k].shape)} here")
     backbone.load_state_dict(state, strict=True)

@@ -65,3 +65,32 @@ def json_text(obj: Any, indent: int | None = None) -> str:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
     atomic_write_text(path, json_text(obj, indent) + "\n")
+
+
+@contextmanager
+def run_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold ``folder/.vidssl.lock`` exclusively while a command writes into ``folder``: a second command into the same
+    folder (two trainings' logs and checkpoints interleaved) is refused, naming the process that holds it. An
+    advisory ``flock``, released by the kernel when the holder exits or is killed, so a crash leaves no stale lock."""
+    import fcntl
+
+    from vidssl.errors import VidsslError
+
+    path = Path(folder) / ".vidssl.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            raise VidsslError(f"{folder} is in use by another vidssl command (pid {holder}); wait for it to end or "
+                              f"choose another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 from vidssl.config import Config, flat_config, write_resolved
 from vidssl.errors import ConfigError, VidsslError
-from vidssl.io import atomic_write_json
+from vidssl.io import atomic_write_json, run_lock
 from vidssl.train_config import RESUMABLE_KEYS, TRAIN_SECTIONS
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,8 @@ def discover_eval_sets(root: Path | None, held_out_pairs: Path | None) -> list[E
             sets.append(EvalSet("davis", "davis", root / "davis"))
         if (root / "flow").is_dir():
             sets.append(EvalSet("flow", "flow", root / "flow"))
+        if not sets and _holds_flow_pairs(root):  # a flow dataset itself (Sintel, Middlebury or KITTI layout)
+            sets.append(EvalSet("flow", "flow", root))
     if held_out_pairs is not None and _pair_count(held_out_pairs) > 0:
         sets.append(EvalSet("retrieval", "tracks_held_out", held_out_pairs, "tracks"))
     # davis and flow own eval/davis and eval/flow; a retrieval set that would share a folder (e.g. one named
@@ -89,6 +91,15 @@ def discover_eval_sets(root: Path | None, held_out_pairs: Path | None) -> list[E
         es.folder = folder
         taken.add(folder)
     return sets
+
+
+def _holds_flow_pairs(root: Path) -> bool:
+    from vidssl.eval.flow.data import find_pairs
+
+    try:
+        return bool(find_pairs(root))
+    except VidsslError:  # "no flow pairs under ...": not a flow dataset
+        return False
 
 
 def _pair_count(pairs_dir: Path) -> int:
@@ -177,9 +188,27 @@ class Stages:
         return sum(float((self.done(name) or {}).get("seconds", 0.0)) for name in names)
 
 
-def check_stage_settings(stages: Stages, configs: dict[str, dict[str, Any]], run: Path) -> None:
-    """A stage completed or started (and interrupted) with other settings than this command's is an error: its
-    results, whole or partial, would be reused under a config.yaml that no longer describes them."""
+REDONE_WHEN_CHANGED = ("eval",)  # nothing is built on the evaluation: other settings simply evaluate again
+
+
+def left_state(run: Path, stage: str, stages: Stages) -> bool:
+    """Whether a begun stage left work behind that a rerun would continue: finished videos (mining), a checkpoint
+    (training), finished tasks (evaluation). Export writes its files atomically at the end, so it leaves none."""
+    if stage == "mine":
+        return any(any((run / folder / "done").glob("*.json")) for folder in ("pairs", "pairs_held_out"))
+    if stage == "train":
+        return (run / "train" / "checkpoint.pt").is_file()
+    if stage == "eval":
+        return bool(stages.parts_done("eval"))
+    return False
+
+
+def check_stage_settings(stages: Stages, configs: dict[str, dict[str, Any]], run: Path) -> list[str]:
+    """A stage completed, or started and left work behind, with other settings than this command's is an error: its
+    results, whole or partial, would be reused under a config.yaml that no longer describes them. Returns the stages
+    to do again from scratch instead: the evaluation (see REDONE_WHEN_CHANGED), and a stage begun with other
+    settings that left nothing (e.g. training that stopped on a config error before its first checkpoint)."""
+    redo = []
     for stage in STAGES:
         done = stages.done(stage)
         record, how = (done, "completed") if done is not None else (stages.started(stage), "started")
@@ -187,10 +216,27 @@ def check_stage_settings(stages: Stages, configs: dict[str, dict[str, Any]], run
             continue
         was, now = record["config"], configs[stage]
         changed = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
-        if changed:
-            detail = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
-            raise ConfigError(f"{run}: its {stage} stage was {how} with other settings ({detail}); rerun with "
-                              f"the same settings to continue it, or choose a new --out for these")
+        if not changed:
+            continue
+        detail = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
+        if stage in REDONE_WHEN_CHANGED or (done is None and not left_state(run, stage, stages)):
+            log.info("[%s] %s with other settings (%s): done again", stage, how, detail)
+            redo.append(stage)
+            continue
+        raise ConfigError(f"{run}: its {stage} stage was {how} with other settings ({detail}); rerun with "
+                          f"the same settings to continue it, or choose a new --out for these")
+    return redo
+
+
+def forget(run: Path, stages: Stages, stage: str) -> None:
+    """Remove a stage's marker, record and outputs, to do it again from scratch (see check_stage_settings)."""
+    import shutil
+
+    for name in (f"{stage}.json", f"{stage}.started.json"):
+        (stages.dir / name).unlink(missing_ok=True)
+    outputs = {"mine": ("pairs", "pairs_held_out"), "eval": ("eval",)}.get(stage, ())
+    for folder in outputs:  # mining's hold no finished video here; evaluations are recomputed from the weights
+        shutil.rmtree(run / folder, ignore_errors=True)
 
 
 def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
@@ -219,7 +265,45 @@ def default_eval_root() -> Path | None:
 
 def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None, eval_data: str | Path | None = None,
              budget_minutes: float | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run every stage into ``run_dir``; returns the summary (also in ``RUN/summary.json``)."""
+    """Run every stage into ``run_dir``; returns the summary (also in ``RUN/summary.json``). Settings are checked
+    against the stages done before (see check_stage_settings) before anything in the run folder changes."""
+    run = Path(run_dir)
+    if budget_minutes is not None:
+        cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, budget_minutes=budget_minutes))
+    p = cfg.pretrain
+    if not p.budget_minutes > 0:
+        raise ConfigError(f"the budget must be positive (--budget-minutes or pretrain.budget_minutes), got "
+                          f"{p.budget_minutes!r}")
+    demo = videos is None
+    if demo:
+        # the default, or the demo's own value as a demo run's config.yaml records it (--config RUN/config.yaml)
+        if cfg.mine.box_fraction not in (type(cfg.mine)().box_fraction, cfg.demo.mine_box_fraction):
+            raise ConfigError(f"mine.box_fraction={cfg.mine.box_fraction} has no effect on the demo videos: they are "
+                              f"mined with demo.mine_box_fraction ({cfg.demo.mine_box_fraction}, their objects' size); "
+                              f"set that key instead")
+        cfg = dataclasses.replace(cfg, mine=dataclasses.replace(cfg.mine, box_fraction=cfg.demo.mine_box_fraction))
+    if eval_data is not None:  # a user-given folder: checked now, not after mining and training
+        given = Path(eval_data)
+        if not given.is_dir():
+            raise VidsslError(f"--eval-data {given}: no such folder")
+        if not discover_eval_sets(given, None):
+            raise VidsslError(f"--eval-data {given}: no evaluation data found; expected retrieval/<set>/ (image "
+                              f"folders or labels.csv), davis/ (or JPEGImages/ and Annotations/), flow/ (or a "
+                              f"folder of flow pairs), or labels.csv")
+    else:
+        eval_data = default_eval_root()
+    configs = stage_configs(cfg, {"mine": {"--videos": None if demo else str(Path(videos).resolve())},
+                                  "eval": {"--eval-data": str(Path(eval_data).resolve()) if eval_data else None}})
+    stages = Stages(run)
+    redo = check_stage_settings(stages, configs, run)  # before anything in RUN is rewritten
+    with run_lock(run):
+        for stage in redo:
+            forget(run, stages, stage)
+        return _pretrain(cfg, run, stages, configs, videos, demo, eval_data, progress)
+
+
+def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, demo: bool, eval_data,
+              progress: bool) -> dict[str, Any]:
     import tracking
     from vidssl.demo import make_demo_videos
     from vidssl.eval.baselines import feature_models
@@ -227,19 +311,7 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
     from vidssl.report import EVAL_FAILURES, build_report
     from vidssl.train import train
 
-    run = Path(run_dir)
-    if budget_minutes is not None:
-        cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, budget_minutes=budget_minutes))
     p = cfg.pretrain
-    demo = videos is None
-    if demo:
-        cfg = dataclasses.replace(cfg, mine=dataclasses.replace(cfg.mine, box_fraction=cfg.demo.mine_box_fraction))
-    if eval_data is None:
-        eval_data = default_eval_root()
-    configs = stage_configs(cfg, {"mine": {"--videos": None if demo else str(Path(videos).resolve())},
-                                  "eval": {"--eval-data": str(Path(eval_data).resolve()) if eval_data else None}})
-    stages = Stages(run)
-    check_stage_settings(stages, configs, run)  # before anything in RUN is rewritten
     run.mkdir(parents=True, exist_ok=True)
     write_resolved(cfg, run)
     spent = stages.spent_s()
@@ -281,6 +353,10 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
             if not held.get("pairs"):
                 log.warning("no held-out tracks in %s (see %s): instance retrieval across time is not evaluated",
                             held_out_videos, run / "pairs_held_out" / "dataset.json")
+        if not summary.get("pairs") and not summary.get("complete", True):
+            raise VidsslError(f"mining {videos} ran out of its budget ({p.mine_fraction:.0%} of the run's) with "
+                              f"{summary['videos'].get('pending', '?')} video(s) pending and no pair yet; give the run "
+                              f"more time (--budget-minutes) or raise pretrain.mine_fraction, then rerun")
         if not summary.get("pairs"):
             raise VidsslError(f"mining {videos} produced no pairs (see {run / 'pairs' / 'dataset.json'}); "
                               "check the videos have moving objects, or relax mine.* thresholds")

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from vidssl.config import Config, flat_config, to_dict, write_resolved
 from vidssl.data import PairBatchSampler, PairPatches, make_loader, open_pairs, to_input
 from vidssl.errors import ConfigError, VidsslError
-from vidssl.io import atomic_path, atomic_write_json, atomic_write_text, json_text
+from vidssl.io import atomic_path, atomic_write_json, atomic_write_text, json_text, run_lock
 from vidssl.losses import Triplets, build_loss, build_reducer, dense_cycle_loss
 from vidssl.miners import MiningSchedule, Scores
 from vidssl.models import EmbeddingNet, build_backbone
@@ -362,7 +362,7 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
         torch.cuda.set_device(dev)
     if tc.precision == "fp16" and dev.type != "cuda":
         raise ConfigError("train.precision 'fp16' needs CUDA; use bf16 or fp32 on the CPU")
-    with runtime_settings(cfg, dev):
+    with run_lock(run_dir) if d.main else nullcontext(), runtime_settings(cfg, dev):  # one writer per run folder
         stats = _train(Path(pairs_dir), Path(run_dir), cfg, budget, dev, d, resume, progress, t0)
     if owns_group:
         # a gloo group left to process exit intermittently aborted a rank ("terminate called without an active

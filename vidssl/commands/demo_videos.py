@@ -20,6 +20,7 @@ def run(args, cfg) -> int:
 
     demo = dataclasses.replace(cfg.demo, **{k: v for k, v in (("num", args.num), ("seed", args.seed))
                                             if v is not None})
+    demo.validate()  # --num and --seed bypass the checks the config file's values had
     try:
         paths = make_demo_videos(args.out, demo.num, demo.seed, demo.frames, demo.width, demo.height, demo.fps)
     except ValueError as e:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 def add_model_arguments(parser) -> None:
     parser.add_argument("--weights", metavar="FILE", nargs="+", action="extend", default=[],
-                        help="exported backbone.pt file(s), compared side by side (repeatable)")
+                        help="exported backbone.pt file(s), or run folder(s) holding one, compared side by side "
+                             "(repeatable)")
     parser.add_argument("--arch", default=None,
                         help="architecture of the random-init baseline when no --weights is given "
                              "(default: config model.arch)")

@@ -8,7 +8,8 @@ HELP = "Export backbone weights that load in one line (torchvision key names)"
 def add_arguments(parser) -> None:
     parser.add_argument("run", metavar="RUN", help="training run folder (holds checkpoint.pt)")
     parser.add_argument("--out", required=True, metavar="FILE",
-                        help="weights file, e.g. backbone.pt; FILE.safetensors and model_card.json go beside it")
+                        help="weights file, e.g. backbone.pt; its .safetensors and model card go beside it "
+                             "(model_card.json for backbone.pt, X.model_card.json for X.pt)")
 
 
 def run(args, cfg) -> int:

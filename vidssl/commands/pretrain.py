@@ -18,13 +18,20 @@ def add_arguments(parser) -> None:
 def run(args, cfg) -> int:
     from pathlib import Path
 
+    from vidssl.errors import ConfigError
     from vidssl.pipeline import pretrain
-    from vidssl.report import headline_metrics  # noqa: F401  (summary already holds the headline)
 
+    least = cfg.mine.track_length + 2
+    if args.videos is None and cfg.pretrain.run_mine and cfg.demo.frames < least:
+        # demo-videos alone may write shorter clips; mined, they would give no pair and fail only after minutes
+        raise ConfigError(f"config key 'demo.frames': the demo clips are mined, which needs >= mine.track_length + 2 "
+                          f"= {least} frames, got {cfg.demo.frames}")
     summary = pretrain(cfg, args.out, videos=args.videos, eval_data=args.eval_data,
                        budget_minutes=args.budget_minutes, progress=not args.quiet)
     run_dir = Path(args.out)
-    print(f"\nreport:  {run_dir / 'report.html'}")
+    print()
+    if (run_dir / "report.html").is_file() and cfg.pretrain.run_report:
+        print(f"report:  {run_dir / 'report.html'}")
     if (run_dir / "backbone.pt").is_file():
         print(f"weights: {run_dir / 'backbone.pt'}  (load with: vidssl.load_backbone('{run_dir / 'backbone.pt'}'))")
     for task, row in summary.get("headline", {}).items():

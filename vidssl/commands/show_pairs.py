@@ -1,28 +1,30 @@
-"""`vidssl show-pairs`: Draw a PNG grid of mined pairs (and tracked boxes) to judge pair quality."""
+"""`vidssl show-pairs`: Draw an image grid of mined pairs (and tracked boxes) to judge pair quality."""
 from __future__ import annotations
 
 NAME = "show-pairs"
-HELP = "Draw a PNG grid of mined pairs (and tracked boxes) to judge pair quality"
+HELP = "Draw an image grid of mined pairs (and tracked boxes) to judge pair quality"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("pairs", metavar="PAIRS", help="pair dataset directory written by vidssl mine")
-    parser.add_argument("--out", metavar="PNG", required=True, help="image to write")
+    parser.add_argument("--out", metavar="IMAGE", required=True,
+                        help="image to write, encoded as its suffix says: .png, .jpg or .jpeg")
     parser.add_argument("--n", type=int, default=64, help="random pairs shown (default 64; with --tracks: tracks)")
     parser.add_argument("--tracks", action="store_true",
                         help="instead draw the tracked box over source frames for a few tracks (needs the videos)")
 
 
 def run(args, cfg) -> int:
-    from tracking.show import pair_grid, save_png, track_strips
+    from tracking.show import image_format, pair_grid, save_image, track_strips
     from vidssl.errors import VidsslError
 
     if args.n < 1:
         raise VidsslError(f"--n must be >= 1, got {args.n}")
+    image_format(args.out)  # a suffix we cannot write fails before the grid is drawn
     if args.tracks:
         image = track_strips(args.pairs, n=min(args.n, 8), seed=cfg.seed, video_backend=cfg.video.backend)
     else:
         image = pair_grid(args.pairs, n=args.n, seed=cfg.seed)
-    save_png(args.out, image)
+    save_image(args.out, image)
     print(f"wrote {args.out} ({image.shape[1]}x{image.shape[0]})")
     return 0

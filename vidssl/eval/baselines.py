@@ -58,7 +58,8 @@ class PixelFeatures(nn.Module):
 def feature_models(weights: list[str | Path] | tuple = (), arch: str | None = None, seed: int = 0,
                    pixels: bool = True, random_init: bool = True) -> dict[str, nn.Module]:
     """The rows of an evaluation table, in order: each weights file's backbone (named after the file's folder and
-    stem), the same architecture at random init with a fixed seed, and raw pixels. All in eval mode.
+    stem; a run folder stands for its backbone.pt), the same architecture at random init with a fixed seed, and raw
+    pixels. All in eval mode.
 
     ``arch`` names the random-init architecture when no weights file is given; otherwise it defaults to the
     first file's architecture (an explicit ``arch`` that disagrees with it is an error). The random-init model is
@@ -66,12 +67,13 @@ def feature_models(weights: list[str | Path] | tuple = (), arch: str | None = No
     """
     from vidssl import load_backbone
     from vidssl.errors import VidsslError
+    from vidssl.export import resolve_weights
     from vidssl.models import build_backbone
 
     models: dict[str, nn.Module] = {}
     build_kwargs: dict = {}  # the first weights file's constructor arguments (smallcnn width, input size)
     for path in weights:
-        path = Path(path)
+        path = resolve_weights(path)  # a run folder -> RUN/backbone.pt, so its row is named like the file's
         model = load_backbone(path)
         name = weights_row_name(path)
         while name in models:
