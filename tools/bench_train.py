@@ -5,7 +5,7 @@ step fed from tensors already in memory, and pairs/s per backbone and patch size
     python tools/bench_train.py --pairs PAIRS --archs smallcnn resnet18 --sizes 64 96 --steps 20
 
 Prints a Markdown table: pairs/s (one pair = an anchor-positive pair with its K mined negatives; the forward pass
-covers 2P patches), triplets/s (mined), and loader/in-memory ratio (target >= 0.9).
+covers 2P patches, 3P with backgrounds, plus 2P rolled copies with the cycle loss), triplets/s (mined), and loader/in-memory ratio (target >= 0.9).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Write a time-reversed copy of a DAVIS-layout folder: every sequence played backwards, so label propagation
+"""Write a time-reversed copy of a DAVIS-layout folder: every sequence (of its `val` ImageSets list when it has one,
+see vidssl.eval.davis_data.list_sequences) played backwards, so label propagation
 starts from its *last* annotated frame. A diagnostic beside the DAVIS protocol, not part of it: the same frames
 give a second propagation task (another starting mask, the motion reversed), which tells a direction-specific
 advantage (e.g. a colour cue that the first frame happens to show well) from a general one.

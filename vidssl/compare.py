@@ -1,5 +1,6 @@
 """Several runs side by side (``vidssl compare``): each evaluation's headline number per run, the trained
-backbones' mean and spread, and how many runs beat each baseline. Reads only ``RUN/summary.json``.
+backbones' mean and spread, and how many runs beat each baseline. Reads ``RUN/summary.json`` and recomputes each
+headline from ``RUN/eval/*/metrics.json`` where present (a summary written by an older version may be stale).
 
 Made for what one run cannot say: with ~800 training steps the seed alone moves DAVIS J&F by several points
 (README: the acceptance target), so a claim about a config is a claim about several seeds of it.

@@ -8,8 +8,9 @@ the work in flight.
 Layout of a run directory::
 
     RUN/config.yaml            resolved config, versions, git SHA
-    RUN/demo_videos/           the built-in clips (only when no --videos is given)
-    RUN/pairs/                 the mined pair dataset (+ pairs_grid.png)
+    RUN/demo_videos/           the built-in clips (only when no --videos is given; + demo_videos_held_out/)
+    RUN/pairs/                 the mined pair dataset (+ pairs_grid.png); RUN/pairs_held_out/ the held-out tracks
+    RUN/stages/                <stage>.json when complete, <stage>.started.json while running
     RUN/train/                 checkpoint.pt, log.jsonl, TensorBoard events
     RUN/backbone.pt            exported weights (+ backbone.safetensors, model_card.json)
     RUN/eval/<task>/           metrics.json, metrics.md, figures

@@ -1,11 +1,12 @@
 """Training the Siamese-triplet ranking network on mined pairs.
 
 ``train(pairs_dir, run_dir, cfg)`` runs (or continues) one run in ``run_dir``:
-``checkpoint.pt`` (rolling, atomic: model, optimizer, scaler, schedule, miner guard, RNG, step, config),
+``checkpoint.pt`` (rolling, atomic: model, optimizer, scaler, miner guard, step, fitted step count, config),
 ``log.jsonl`` (one JSON object per logged step), ``tb/`` (TensorBoard scalars and hardest-triplet grids),
 ``config.yaml`` and ``stats.json``. Rerunning into the same ``run_dir`` continues from the checkpoint; on CPU
 with ``train.deterministic`` the continued run ends with exactly the weights of an uninterrupted one, because
-every random draw after the start is a function of (seed, step) or is restored (the torch RNG, for dropout).
+every random draw after the start is a function of (seed, step, process): augmentation, mining, the cycle's roll,
+and dropout (``_seed_step``).
 
 Under ``torchrun`` each process trains on its own share of the batches (DDP: gloo on CPU, NCCL on CUDA); only
 rank 0 writes. The function takes the whole :class:`~vidssl.config.Config` and reads its ``seed``, ``data``,
@@ -271,8 +272,9 @@ def cycle_shift(seed: int, step: int, h: int, w: int) -> tuple[int, int]:
 
 
 class TrainStep:
-    """One optimisation step, shared by :func:`train` and ``tools/bench_train.py``: a forward pass over the 2P
-    patches (negatives are other pairs' rows), mining under no_grad, the loss, backward and SGD."""
+    """One optimisation step, shared by :func:`train` and ``tools/bench_train.py``: one forward pass over the 2P
+    patches (3P with the pairs' backgrounds; negatives are other pairs' rows) plus, with the cycle loss, the 2P
+    rolled copies; mining under no_grad, the loss, backward and SGD."""
 
     def __init__(self, model: EmbeddingNet, cfg: Config, device: torch.device, total_steps: int,
                  d: Dist | None = None) -> None:
