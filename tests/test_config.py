@@ -152,3 +152,9 @@ def test_config_file_errors_are_one_line_naming_the_file(tmp_path):
     with pytest.raises(ConfigError) as e:  # the override is to blame, not the file
         load_config(tmp_path / "ok.yaml", ["train.lrr=1"])
     assert "ok.yaml" not in str(e.value) and "unknown config key 'train.lrr'" in str(e.value)
+
+
+def test_negative_seeds_are_config_errors():
+    for key in ("seed", "demo.seed"):
+        with pytest.raises(ConfigError, match=f"'{key}': must be >= 0, got -1"):
+            load_config(None, [f"{key}=-1"])

@@ -5,6 +5,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 
 from vidssl.demo import KINDS, DemoClip, make_demo_videos
 from vidssl.video import open_video
@@ -74,3 +75,37 @@ def test_pixels_inside_each_box_are_that_objects_texture(demo_dir):
                 # any other object's texture is ~110 off
                 assert mad < 25, (i, t, obj["id"], mad)
                 assert all(mad < o / 4 for o in others), (i, t, mad, others)
+
+
+def _edges(profile: np.ndarray) -> list[float]:
+    """Sub-pixel positions, in pixel-edge coordinates, where a 0..255 profile crosses 127.5 (linear in between)."""
+    p = profile.astype(float)
+    crossings = np.flatnonzero(np.diff((p > 127.5).astype(int)))
+    return [i + (127.5 - p[i]) / (p[i + 1] - p[i]) + 0.5 for i in crossings]  # centre -> edge coordinates
+
+
+@pytest.mark.parametrize("index", [0, 1, 4])  # still, pan, zoom (scale up to 1.35)
+def test_ground_truth_boxes_sit_on_the_rendered_edges(index):
+    """White objects on a black world, rendered as the generator renders them: every box edge within 0.1 px of
+    where the frame crosses half intensity, within OpenCV's 1/32-px interpolation grid and uint8 rounding (the zoom's
+    boxes were 0.175 px off: centre vs edge coordinates)."""
+    clip = DemoClip(index, 0, 90, 320, 240)
+    for _, shot in clip.shots:
+        shot.canvas[:] = 0
+        for obj in shot.objects:
+            obj.texture[:] = 255
+    for t in (0, 45, 89):
+        frame, boxes = clip.render(t)
+        for box in boxes.values():
+            x, y, w, h = box
+            across, down = _edges(frame[int(y + h / 2), :, 0]), _edges(frame[:, int(x + w / 2), 0])
+            for crossings, edges, size in ((across, (x, x + w), 320), (down, (y, y + h), 240)):
+                for edge in edges:
+                    if 1 < edge < size - 1:  # an edge on the frame border has no crossing to measure
+                        nearest = min(crossings, key=lambda c: abs(c - edge))  # a row may cross other objects
+                        assert abs(nearest - edge) < 0.1, (t, box, edge, nearest)
+
+
+def test_odd_frame_sizes_are_refused_before_encoding(tmp_path):
+    with pytest.raises(ValueError, match="even sides"):
+        make_demo_videos(tmp_path, num=1, frames=4, width=65, height=64)

@@ -61,6 +61,21 @@ def test_budget_stop_then_continue(pairs, tmp_path):
     assert more["step"] > stats["step"]
 
 
+def test_a_checkpoint_with_an_earlier_versions_fingerprint_resumes(pairs, tmp_path):
+    from vidssl.data import open_pairs
+
+    cfg = load_config(None, TINY + ["train.steps=400", "train.fit_budget=false"])
+    stats = train(pairs, tmp_path / "run", cfg, budget_minutes=0.002, progress=False)
+    ckpt = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    ckpt["pairs_fingerprint"] = open_pairs(pairs).legacy_fingerprint  # as written before the fingerprint changed
+    torch.save(ckpt, tmp_path / "run" / CHECKPOINT)
+    assert train(pairs, tmp_path / "run", cfg, budget_minutes=0.002, progress=False)["step"] > stats["step"]
+    ckpt["pairs_fingerprint"] = "0123456789abcdef"
+    torch.save(ckpt, tmp_path / "run" / CHECKPOINT)
+    with pytest.raises(ConfigError, match="trained on other pairs"):
+        train(pairs, tmp_path / "run", cfg, budget_minutes=0.002, progress=False)
+
+
 def test_budget_fits_the_schedule(pairs, tmp_path):
     cfg = load_config(None, TINY + ["train.steps=100000"])
     stats = train(pairs, tmp_path / "run", cfg, budget_minutes=0.05, progress=False)

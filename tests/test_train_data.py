@@ -58,6 +58,53 @@ def test_broken_inputs_are_clear_errors(tmp_path, caplog):
         open_pairs(root)
 
 
+def test_fingerprint_follows_the_usable_pairs_not_the_provenance(tmp_path):
+    import hashlib
+    import json
+
+    root, _ = _toy(tmp_path)
+    meta = json.loads((root / "dataset.json").read_text())
+    first = open_pairs(root)
+    # what an earlier version computed (dataset.json + manifest bytes): its interrupted runs must still resume
+    legacy = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    legacy.update((root / "manifest.jsonl").read_bytes())
+    assert first.legacy_fingerprint == legacy.hexdigest()[:16]
+    # `vidssl mine` re-merging a finished folder rewrites versions and timings: the pairs are the same
+    meta.update({"versions": {"git_sha": "another"}, "mining_seconds": 9.9, "videos_root": "/elsewhere"})
+    (root / "dataset.json").write_text(json.dumps(meta))
+    assert open_pairs(root).fingerprint == first.fingerprint
+    meta["track_length"] = 16  # what decides the pairs
+    (root / "dataset.json").write_text(json.dumps(meta))
+    assert open_pairs(root).fingerprint != first.fingerprint
+    del meta["track_length"]
+    (root / "dataset.json").write_text(json.dumps(meta))
+    # a lost shard leaves fewer pairs and other batches: the fingerprint changes, the earlier one is not offered
+    (root / "shards" / "00001.npy").unlink()
+    lost = open_pairs(root)
+    assert len(lost) == 23 and lost.fingerprint != first.fingerprint and lost.legacy_fingerprint == ""
+
+
+def test_videos_whose_pairs_were_all_skipped_are_not_counted(tmp_path):
+    root, _ = _toy(tmp_path)  # 3 videos; rows 0..6 in the first shard
+    before = open_pairs(root)
+    for name in ("00001", "00002", "00003", "00004"):
+        (root / "shards" / f"{name}.npy").unlink()
+    after = open_pairs(root)
+    videos = {before.video_ids[v] for v in before.video[:7]}
+    assert after.num_videos == len(videos) == len(after.video_ids)
+    assert [after.video_ids[v] for v in after.video] == [before.video_ids[v] for v in before.video[:7]]
+
+
+@pytest.mark.parametrize("offset", ["-1", "1.7", "null", '"3"', "true"])
+def test_a_manifest_offset_that_is_not_a_row_index_is_an_error(tmp_path, offset):
+    root, _ = _toy(tmp_path)
+    lines = (root / "manifest.jsonl").read_text().splitlines()
+    lines[2] = lines[2].replace('"offset": 2', f'"offset": {offset}')
+    (root / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(PairDataError, match=r"manifest.jsonl:3: not a pair record"):
+        open_pairs(root)
+
+
 def test_epoch_batches_distinct_tracks_spread_over_videos():
     video = np.repeat(np.arange(4), [40, 30, 20, 10])
     track = np.arange(100) // 2  # two pairs per track

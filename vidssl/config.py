@@ -120,6 +120,9 @@ class Config:
     def validate(self) -> None:
         """Rules across sections, checked when a config is loaded (before `vidssl pretrain` spends minutes mining)
         and again by the trainer, for configs built in code."""
+        for key, value in (("seed", self.seed), ("demo.seed", self.demo.seed)):
+            if value < 0:  # numpy's seed sequences take non-negative integers only
+                raise ConfigError(f"config key '{key}': must be >= 0, got {value}")
         if self.loss.cycle_weight and self.data.patch_size % 8:
             # the roll moves content by whole stride-8 cells only when the patch is a whole number of cells
             raise ConfigError(f"loss.cycle_weight needs data.patch_size to be a multiple of 8, got "

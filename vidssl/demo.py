@@ -128,8 +128,11 @@ class _Shot:
             # paste at the integer world position, then report the exact frame box of what was pasted
             xi, yi = int(round(cam_x + fx / scale)), int(round(cam_y + fy / scale))
             world[yi:yi + h, xi:xi + w] = obj.texture
-            boxes.append([round(scale * (xi - cam_x), 3), round(scale * (yi - cam_y), 3), round(scale * w, 3),
-                          round(scale * h, 3)])
+            # warpAffine maps pixel centres, boxes are in pixel-edge coordinates: an edge lands 0.5 x (scale - 1)
+            # px before scale x (world - cam) (0.175 px at the zoom's 1.35)
+            shift = 0.5 * (scale - 1.0)
+            boxes.append([round(scale * (xi - cam_x) - shift, 3), round(scale * (yi - cam_y) - shift, 3),
+                          round(scale * w, 3), round(scale * h, 3)])
         # frame = scale * (world - cam): an affine map, so boxes stay axis-aligned
         matrix = np.array([[scale, 0, -scale * cam_x], [0, scale, -scale * cam_y]], np.float64)
         frame = cv2.warpAffine(world, matrix, (self.width, self.height), flags=cv2.INTER_LINEAR,
@@ -201,8 +204,9 @@ def make_demo_videos(out_dir, num: int = 6, seed: int = 0, frames: int = 90, wid
 
     Clips already present with a matching JSON (same generator arguments) are kept, so reruns are cheap.
     """
-    if num < 1 or frames < 2 or width < 64 or height < 64:
-        raise ValueError("demo videos need num >= 1, frames >= 2 and a frame of at least 64x64")
+    if num < 1 or frames < 2 or width < 64 or height < 64 or width % 2 or height % 2:
+        raise ValueError("demo videos need num >= 1, frames >= 2 and a frame of at least 64x64 with even sides "
+                         f"(H.264 in yuv420p), got num={num}, frames={frames}, {width}x{height}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []

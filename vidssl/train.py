@@ -122,16 +122,17 @@ def _flat_config(cfg: Config) -> dict:
     return {k: v for k, v in flat_config(cfg).items() if k.split(".")[0] in TRAIN_SECTIONS}
 
 
-def _check_same_run(saved: dict, cfg: Config, fingerprint: str, run_dir: Path, world: int) -> None:
+def _check_same_run(saved: dict, cfg: Config, fingerprint: tuple[str, ...], run_dir: Path, world: int) -> None:
+    """``fingerprint``: the pairs' fingerprints a checkpoint may hold (now's, and earlier versions')."""
     if saved.get("format") != CHECKPOINT_FORMAT:
         raise VidsslError(f"{run_dir / CHECKPOINT}: not a vidssl training checkpoint; choose another --out")
     if saved["step"] < saved["total_steps"] and saved.get("world_size", 1) != world:
         # the global batch and the split of batches over processes both depend on the process count
         raise ConfigError(f"{run_dir} was trained by {saved.get('world_size', 1)} process(es), this is {world}; "
                           f"resume it with the same number (torchrun --nproc_per_node ...) or choose a new --out")
-    if saved["pairs_fingerprint"] != fingerprint:
+    if saved["pairs_fingerprint"] not in fingerprint:
         raise ConfigError(f"{run_dir} was trained on other pairs (dataset fingerprint {saved['pairs_fingerprint']}, "
-                          f"now {fingerprint}); choose a new --out to train on these")
+                          f"now {fingerprint[0]}); choose a new --out to train on these")
     now = _flat_config(cfg)
     changed = sorted(k for k, v in saved["flat_config"].items() if k not in RESUMABLE_KEYS and now.get(k) != v)
     if changed:
@@ -419,7 +420,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     saved = None
     if ckpt_path.exists():
         saved = load_checkpoint(ckpt_path)
-        _check_same_run(saved, cfg, pairs.fingerprint, run_dir, d.world)
+        _check_same_run(saved, cfg, (pairs.fingerprint, pairs.legacy_fingerprint), run_dir, d.world)
     elif resume:
         raise VidsslError(f"--resume: no {CHECKPOINT} in {run_dir}; drop --resume to start a new run there")
 

@@ -39,9 +39,11 @@ class PairSet:
     video: np.ndarray  # [N] int32 code of the video (index into `video_ids`)
     track: np.ndarray  # [N] int64 code of the (video, track) pair
     video_ids: list[str]
-    fingerprint: str  # changes when the dataset changes (a resumed run checks it)
+    fingerprint: str  # changes when the usable pairs change, and only then (a resumed run checks it)
     has_background: bool = False  # every stored pair has a third, same-frame background patch
     skipped: dict[str, str] = field(default_factory=dict)  # shard -> why its pairs were left out
+    legacy_fingerprint: str = ""  # the fingerprint earlier versions computed (dataset.json + manifest), so their
+    # interrupted runs still resume; "" when a shard is skipped (they did not see that)
 
     def __len__(self) -> int:
         return int(self.offset.size)
@@ -98,24 +100,29 @@ def open_pairs(root: str | os.PathLike) -> PairSet:
     shard_index, offsets, video_codes, track_keys = [], [], [], []
     videos: dict[str, int] = {}
     tracks: dict[tuple[int, int], int] = {}
-    digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    # what decides the pairs: not the provenance merge() rewrites (versions, timings, the videos' root)
+    decisive = {k: meta.get(k) for k in ("patch_size", "track_length", "config", "seed", "video_backend")}
+    digest = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode())
+    legacy = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
     with open(manifest, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             digest.update(raw)
+            legacy.update(raw)
             if not raw.strip():
                 continue
             try:
                 rec = json.loads(raw)
-                values = [rec[k] for k in _REQUIRED]
-            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-                raise PairDataError(f"{manifest}:{lineno}: not a pair record with keys {', '.join(_REQUIRED)}; "
-                                    f"{_REMAKE}") from None
-            vid, track, shard, offset = values
+                vid, track, shard, offset = (rec[k] for k in _REQUIRED)
+                if not (type(track) is int and type(offset) is int and offset >= 0):  # noqa: E721 (bool is no id)
+                    raise TypeError("track and offset must be non-negative integers")
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+                raise PairDataError(f"{manifest}:{lineno}: not a pair record with keys {', '.join(_REQUIRED)} "
+                                    f"({e}); {_REMAKE}") from None
             v = videos.setdefault(str(vid), len(videos))
             shard_index.append(shards.setdefault(str(shard), len(shards)))
-            offsets.append(int(offset))
+            offsets.append(offset)
             video_codes.append(v)
-            track_keys.append(tracks.setdefault((v, int(track)), len(tracks)))
+            track_keys.append(tracks.setdefault((v, track), len(tracks)))
     if not offsets:
         raise PairDataError(f"{manifest}: no pairs; {_REMAKE}")
     shard_index_arr = np.asarray(shard_index, np.int32)
@@ -137,7 +144,13 @@ def open_pairs(root: str | os.PathLike) -> PairSet:
     if not keep.any():
         raise PairDataError(f"{root}: none of the {len(offsets)} pairs is readable "
                             f"(e.g. {next(iter(skipped.items()))}); {_REMAKE}")
+    digest.update(json.dumps(sorted(skipped)).encode())  # a lost shard changes the pairs, and so the fingerprint
+    # videos whose every pair was skipped are not training data: the "negatives from another video" check counts
+    # only videos present, so codes are renumbered over those
+    present, video = np.unique(np.asarray(video_codes, np.int32)[keep], return_inverse=True)
+    names = list(videos)
     return PairSet(root=root, patch_size=patch_size, shards=list(shards), shard_index=shard_index_arr[keep],
-                   offset=offset_arr[keep], video=np.asarray(video_codes, np.int32)[keep],
-                   track=np.asarray(track_keys, np.int64)[keep], video_ids=list(videos),
-                   fingerprint=digest.hexdigest()[:16], skipped=skipped, has_background=widths == {3})
+                   offset=offset_arr[keep], video=video.astype(np.int32),
+                   track=np.asarray(track_keys, np.int64)[keep], video_ids=[names[i] for i in present],
+                   fingerprint=digest.hexdigest()[:16], skipped=skipped, has_background=widths == {3},
+                   legacy_fingerprint="" if skipped else legacy.hexdigest()[:16])
