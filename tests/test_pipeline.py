@@ -175,9 +175,21 @@ def test_a_second_command_into_the_same_folder_is_refused(tmp_path):
                 "try:\n    run_lock(sys.argv[1]).__enter__()\nexcept Exception as e:\n    print(e); sys.exit(3)")
         out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
         assert out.returncode == 3 and f"in use by another vidssl command (pid {os.getpid()})" in out.stdout
-    with run_lock(tmp_path):  # released when the holder is done (or dies: the kernel drops a flock)
+    with run_lock(tmp_path):  # released when the holder is done
         pass
-    assert issubclass(VidsslError, Exception)
+    # a holder killed with kill -9 leaves no stale lock: the kernel drops a flock with its process
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from vidssl.io import run_lock\n"
+                               "with run_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)",
+                               str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(VidsslError, match=f"pid {holder.pid}"):
+            run_lock(tmp_path).__enter__()
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_lock(tmp_path):
+        pass
 
 
 @pytest.mark.slow

@@ -125,6 +125,30 @@ def test_a_resumed_run_stopped_before_it_logs_keeps_the_last_metrics(pairs, tmp_
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["metrics"]["loss"] == saved["metrics"]["loss"]
 
 
+def test_a_model_with_dropout_resumes_exactly(pairs, tmp_path, monkeypatch):
+    """alexnet_wang2015 has dropout in fc6/fc7: killed at step 8 and resumed from its step-6 checkpoint, it ends
+    with the weights of an uninterrupted run, because every step reseeds the generator dropout draws from."""
+    from vidssl import train as trainer
+
+    cfg = load_config(None, TINY + ["model.arch=alexnet_wang2015", "data.patch_size=64", "train.steps=12",
+                                    "train.checkpoint_every=6", "train.image_every=0"])
+    straight = train(pairs, tmp_path / "straight", cfg, progress=False)
+    step_fn = trainer.TrainStep.__call__
+
+    def killed_at_8(self, x, groups, step):
+        if step == 8:
+            raise KeyboardInterrupt
+        return step_fn(self, x, groups, step)
+
+    with monkeypatch.context() as m:
+        m.setattr(trainer.TrainStep, "__call__", killed_at_8)
+        with pytest.raises(KeyboardInterrupt):
+            train(pairs, tmp_path / "killed", cfg, progress=False)
+    assert load_checkpoint(tmp_path / "killed" / CHECKPOINT)["step"] == 6
+    resumed = train(pairs, tmp_path / "killed", cfg, progress=False)
+    assert resumed["weights_sha256"] == straight["weights_sha256"]
+
+
 def test_dropout_draws_depend_on_the_step_and_the_process_only():
     from vidssl.train import Dist, _seed_step
 

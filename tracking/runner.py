@@ -106,16 +106,20 @@ def _to_mine(root: Path, out: Path, entries: list[dict]) -> tuple[list[dict], li
 
 def _run_pool(job, todo: list[dict], workers: int, bar, done: list, strict: bool, started: float,
               budget: float | None) -> None:
-    """Mine ``todo`` in ``workers`` processes. A worker that dies (crash, out of memory) breaks its pool: the videos
-    being mined are recorded as skipped (error) and the others go on in a fresh pool."""
+    """Mine ``todo`` in ``workers`` processes. A worker that dies (crash, out of memory) breaks the whole pool, so
+    the videos being mined then are only suspects: each is mined again alone, and one that kills its lone worker
+    too is recorded as skipped (error); the others go on in a fresh pool."""
     while todo:
-        todo = _pool_pass(job, todo, workers, bar, done, strict, started, budget)
+        todo, suspects = _pool_pass(job, todo, workers, bar, done, strict, started, budget)
+        for entry in suspects:
+            _pool_pass(job, [entry], 1, bar, done, strict, started, None, blame=True)
 
 
 def _pool_pass(job, todo: list[dict], workers: int, bar, done: list, strict: bool, started: float,
-               budget: float | None) -> list[dict]:
-    """Mine ``todo`` in one pool, submitting lazily so a budget or a strict failure stops early; returns the videos
-    still to mine when a worker died, else []."""
+               budget: float | None, blame: bool = False) -> tuple[list[dict], list[dict]]:
+    """Mine ``todo`` in one pool, submitting lazily so a budget or a strict failure stops early. Returns (videos not
+    started, videos being mined) when a worker died, else ([], []); with ``blame`` (a pool of one video) that video
+    is recorded as the one that crashes its worker instead."""
     context = multiprocessing.get_context("spawn")  # decoders and OpenCV threads do not survive fork safely
     pool = futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
     pending = iter(todo)
@@ -128,11 +132,12 @@ def _pool_pass(job, todo: list[dict], workers: int, bar, done: list, strict: boo
                     break
                 running[pool.submit(job, entry)] = entry
             if not running:
-                return []
+                return [], []
             finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
             if any(isinstance(f.exception(), BrokenProcessPool) for f in finished):
                 futures.wait(running)  # every future of a broken pool ends (failed, or finished just before)
-                return _after_crash(job, running, bar, done, strict) + list(pending)
+                again, suspects = _after_crash(job, running, bar, done, strict, blame)
+                return again + list(pending), suspects
             for future in sorted(finished, key=lambda f: running[f]["video"]):
                 del running[future]
                 result = future.result()
@@ -148,24 +153,36 @@ def _pool_pass(job, todo: list[dict], workers: int, bar, done: list, strict: boo
         pool.shutdown(wait=True)
 
 
-def _after_crash(job, running: dict, bar, done: list, strict: bool) -> list[dict]:
-    """Book the futures of a broken pool: results that came back count, videos a worker had started are recorded as
-    crashed, the others are returned (in listing order) for a fresh pool."""
-    again = []
+def _after_crash(job, running: dict, bar, done: list, strict: bool, blame: bool) -> tuple[list[dict], list[dict]]:
+    """Book the futures of a broken pool: results that came back count; returns (videos no worker had started,
+    videos a worker was mining), both in listing order. With ``blame`` the video being mined is recorded as crashed.
+    A pool that broke before any video started (workers dying at start-up: a script without an
+    ``if __name__ == "__main__":`` guard, a missing library, memory) would break again: that is an error."""
+    again, suspects, progressed = [], [], False
     for future, entry in sorted(running.items(), key=lambda item: item[1]["video"]):
         error = future.exception()
         if error is None:
             result = future.result()
             bar.update_frames(result["frames"])
+            done.append(_finish(result, bar, strict))
+            progressed = True
         elif not isinstance(error, BrokenProcessPool):
             raise error
-        elif job.started(entry):
-            result = job.crashed(entry, f"{WORKER_DIED}; delete {attempt_path(job.out, entry['video_id'])} to retry")
-        else:
+        elif not job.started(entry):
             again.append(entry)
-            continue
-        done.append(_finish(result, bar, strict))
-    return again
+        elif blame:
+            detail = f"{WORKER_DIED}; delete {attempt_path(job.out, entry['video_id'])} to retry"
+            done.append(_finish(job.crashed(entry, detail), bar, strict))
+            progressed = True
+        else:
+            suspects.append(entry)
+            progressed = True
+    if not progressed:
+        raise VidsslError("mining worker processes died before starting any video; a script calling mine_folder "
+                          "with workers > 1 needs an `if __name__ == \"__main__\":` guard (workers are spawned and "
+                          "import it), otherwise check memory and that the workers can import OpenCV, or use "
+                          "--workers 1 to see the error")
+    return again, suspects
 
 
 def _stop_now(pool, job, entries: list[dict]) -> None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 
 from vidssl import __version__
 from vidssl.commands import compare, demo_videos, eval_cmd, export, mine, pretrain, show_pairs, train
@@ -62,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    terminated = []
+
+    def on_sigterm(signum, frame):  # `timeout`, a batch scheduler's preemption, `docker stop`
+        terminated.append(signum)
+        raise KeyboardInterrupt  # the same clean stop as Ctrl-C: a video being mined is not taken for a crash
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         from vidssl.config import load_config
 
@@ -78,8 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vidssl {args.command}: error: {os_error_text(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"vidssl {args.command}: interrupted; rerun the same command to continue", file=sys.stderr)
-        return 130
+        what = "terminated" if terminated else "interrupted"
+        print(f"vidssl {args.command}: {what}; rerun the same command to continue", file=sys.stderr)
+        return 143 if terminated else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def os_error_text(e: OSError) -> str:

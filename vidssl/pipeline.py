@@ -192,16 +192,14 @@ class Stages:
 REDONE_WHEN_CHANGED = ("eval",)  # nothing is built on the evaluation: other settings simply evaluate again
 
 
-def left_state(run: Path, stage: str, stages: Stages) -> bool:
+def left_state(run: Path, stage: str) -> bool:
     """Whether a begun stage left work behind that a rerun would continue: finished videos (mining), a checkpoint
-    (training), finished tasks (evaluation). Export writes its files atomically at the end, so it leaves none."""
+    (training)."""
     if stage == "mine":
         return any(any((run / folder / "done").glob("*.json")) for folder in ("pairs", "pairs_held_out"))
     if stage == "train":
         return (run / "train" / "checkpoint.pt").is_file()
-    if stage == "eval":
-        return bool(stages.parts_done("eval"))
-    return False
+    return False  # export writes atomically at its end; the evaluation is redone anyway (REDONE_WHEN_CHANGED)
 
 
 def check_stage_settings(stages: Stages, configs: dict[str, dict[str, Any]], run: Path) -> list[str]:
@@ -220,7 +218,7 @@ def check_stage_settings(stages: Stages, configs: dict[str, dict[str, Any]], run
         if not changed:
             continue
         detail = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
-        if stage in REDONE_WHEN_CHANGED or (done is None and not left_state(run, stage, stages)):
+        if stage in REDONE_WHEN_CHANGED or (done is None and not left_state(run, stage)):
             log.info("[%s] %s with other settings (%s): done again", stage, how, detail)
             redo.append(stage)
             continue

@@ -505,8 +505,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
                 schedule.hard_from = int(round(cfg.miner.hard_start * total))
                 bar.total = total
                 log.info("train: fitted %d steps to the %.1f-minute budget (%.2f s/step)", total, budget, per_step)
-            elif (fitted and tc.fit_budget and step % tc.log_every == 0 and step - start > _FIT_AFTER
-                  and step < total):
+            elif (budget is not None and fitted and tc.fit_budget and step % tc.log_every == 0
+                  and step - start > _FIT_AFTER and step < total):  # (a fitted run may be resumed without one)
                 # the speed fell since the fit (a shared machine, a slower phase): shorten the schedule again, so
                 # the run still ends annealed instead of at the budget stop with the learning rate half way down
                 per_step = (time.monotonic() - speed_t0) / (step - start - 1)

@@ -56,7 +56,6 @@ class PairBatchSampler(Sampler):
         self.steps, self.start_step, self.rank, self.world = steps, start_step, rank, world
         self._epoch, self._batches, self._first = -1, np.zeros((0, batch_pairs), np.int64), 0
 
-
     def global_batch(self, g: int) -> np.ndarray:
         """[P] pair indices of global batch ``g`` (epochs are generated in order and cached one at a time)."""
         if g < self._first:
