@@ -125,6 +125,27 @@ def test_a_resumed_run_stopped_before_it_logs_keeps_the_last_metrics(pairs, tmp_
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["metrics"]["loss"] == saved["metrics"]["loss"]
 
 
+def test_a_run_fitted_to_a_budget_resumes_without_one(pairs, tmp_path, monkeypatch):
+    from vidssl import train as trainer
+
+    step_fn = trainer.TrainStep.__call__
+
+    def killed_at_12(self, x, groups, step):
+        if step == 12:
+            raise KeyboardInterrupt
+        return step_fn(self, x, groups, step)
+
+    cfg = load_config(None, TINY + ["train.steps=100000", "train.checkpoint_every=10", "train.image_every=0"])
+    with monkeypatch.context() as m:
+        m.setattr(trainer.TrainStep, "__call__", killed_at_12)
+        with pytest.raises(KeyboardInterrupt):
+            train(pairs, tmp_path / "run", cfg, budget_minutes=0.05, progress=False)
+    saved = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    assert saved["fitted"] and saved["step"] == 10 and saved["total_steps"] < 100000
+    again = train(pairs, tmp_path / "run", cfg, budget_minutes=None, resume=True, progress=False)  # as --resume
+    assert again["stopped"] == "done" and again["step"] == saved["total_steps"]
+
+
 def test_a_model_with_dropout_resumes_exactly(pairs, tmp_path, monkeypatch):
     """alexnet_wang2015 has dropout in fc6/fc7: killed at step 8 and resumed from its step-6 checkpoint, it ends
     with the weights of an uninterrupted run, because every step reseeds the generator dropout draws from."""
