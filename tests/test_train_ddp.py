@@ -28,17 +28,22 @@ SETTINGS = ["data.patch_size=32", "data.num_workers=0", "model.width=8", "model.
             "miner.background_negatives=false", "loss.cycle_background=false"]
 
 
+def torchrun(worker: str, tmp_path, *args) -> subprocess.CompletedProcess:
+    """``worker`` (a script's text) under ``torchrun --nproc_per_node=2`` on the CPU, one thread per process."""
+    script = tmp_path / "worker.py"
+    script.write_text(worker)
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), *map(str, args)], env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600,
+                          capture_output=True, text=True)
+
+
 @pytest.mark.slow
 def test_torchrun_two_cpu_processes_identical_weights(tmp_path):
     from vidssl.config import load_config
 
     pairs = synthetic_pairs(tmp_path / "pairs", num_videos=4, tracks_per_video=12, size=40)
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                    str(script), str(pairs), str(tmp_path / "run"), str(tmp_path), *SETTINGS],
-                   check=True, env=env, timeout=600)
+    run = torchrun(WORKER, tmp_path, pairs, tmp_path / "run", tmp_path, *SETTINGS)
+    assert run.returncode == 0, run.stderr[-3000:]
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0["world_size"] == r1["world_size"] == 2 and r0["step"] == r1["step"] == 12
     assert r0["weights_sha256"] == r1["weights_sha256"]
@@ -80,18 +85,12 @@ def test_ddp_processes_share_the_collapse_guard_and_resume_exactly(tmp_path):
     """The guard's running mean is of the whole global batch: every process takes the same miner phase on every
     step, and a run killed at step 8 and resumed from its step-6 checkpoint ends with the uninterrupted weights."""
     pairs = synthetic_pairs(tmp_path / "pairs", num_videos=4, tracks_per_video=12, size=40)
-    script = tmp_path / "worker.py"
-    script.write_text(TRACING_WORKER)
     # the guard threshold sits inside the batches' spread of negative cosines, so the phase changes during the run
     settings = SETTINGS + ["train.checkpoint_every=6", "miner.hard_start=0.0", "miner.guard_neg_cos=0.1",
                            "miner.guard_momentum=0.5"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-
     def launch(run, out, crash_at):
         out.mkdir(exist_ok=True)
-        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                               str(script), str(pairs), str(run), str(out), str(crash_at), *settings],
-                              env=env, timeout=600, capture_output=True, text=True)
+        return torchrun(TRACING_WORKER, tmp_path, pairs, run, out, crash_at, *settings)
 
     assert launch(tmp_path / "straight", tmp_path / "a", -1).returncode == 0
     r0, r1 = (json.loads((tmp_path / "a" / f"rank{r}.json").read_text()) for r in (0, 1))
@@ -112,12 +111,7 @@ def test_resuming_with_another_process_count_is_refused(tmp_path):
     from vidssl.train import train
 
     pairs = synthetic_pairs(tmp_path / "pairs", num_videos=4, tracks_per_video=12, size=40)
-    script = tmp_path / "worker.py"
-    script.write_text(TRACING_WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                    str(script), str(pairs), str(tmp_path / "run"), str(tmp_path), "8",
-                    *SETTINGS, "train.checkpoint_every=6"], env=env, timeout=600, capture_output=True)
+    torchrun(TRACING_WORKER, tmp_path, pairs, tmp_path / "run", tmp_path, 8, *SETTINGS, "train.checkpoint_every=6")
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 6
     with pytest.raises(ConfigError, match=r"trained by 2 process\(es\), this is 1"):
         train(pairs, tmp_path / "run", load_config(None, SETTINGS + ["train.checkpoint_every=6"]), progress=False)
