@@ -31,7 +31,7 @@ from vidssl.errors import ConfigError
 from vidssl.schema import opt
 from vidssl.eval.config import EvalConfig
 from vidssl.train_config import (DataConfig, ExportConfig, LossConfig, MinerConfig, ModelConfig, TrainConfig,
-                                 _choice)
+                                 check_choice)
 
 # "auto" plus vidssl.video.BACKENDS (a test keeps them equal); kept here so loading a config never imports the
 # decoders
@@ -48,7 +48,7 @@ class VideoConfig:
 
     def validate(self) -> None:
         # an unknown name would otherwise fail every video one by one ("skipped (error)") and mine nothing
-        _choice("video", "backend", self.backend, VIDEO_BACKENDS)
+        check_choice("video", "backend", self.backend, VIDEO_BACKENDS)
 
 
 @dataclass

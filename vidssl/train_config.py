@@ -21,7 +21,7 @@ REDUCER_NAMES = ("mean", "mean_active", "fixed", "per_pair")
 MINER_NAMES = ("random", "hard", "semihard")
 
 
-def _choice(section: str, key: str, value: str, valid: tuple[str, ...]) -> None:
+def check_choice(section: str, key: str, value: str, valid: tuple[str, ...]) -> None:
     if value not in valid:
         raise ConfigError(f"config key '{section}.{key}': {value!r} is not one of {list(valid)}")
 
@@ -66,8 +66,8 @@ class ModelConfig:
     embed_dim: int = opt(256, "dimension of the L2-normalised embedding (paper: 1024)")
 
     def validate(self) -> None:
-        _choice("model", "arch", self.arch, ARCH_NAMES)
-        _choice("model", "head", self.head, HEAD_NAMES)
+        check_choice("model", "arch", self.arch, ARCH_NAMES)
+        check_choice("model", "head", self.head, HEAD_NAMES)
         _positive("model", "width", self.width)
         _positive("model", "embed_dim", self.embed_dim)
 
@@ -96,12 +96,12 @@ class LossConfig:
                                        "becomes a place a walk can get lost in")
 
     def validate(self) -> None:
-        _choice("loss", "name", self.name, LOSS_NAMES)
+        check_choice("loss", "name", self.name, LOSS_NAMES)
         _positive("loss", "cycle_weight", self.cycle_weight, allow_zero=True)
         _positive("loss", "cycle_temperature", self.cycle_temperature)
-        _choice("loss", "reducer", self.reducer, REDUCER_NAMES)
+        check_choice("loss", "reducer", self.reducer, REDUCER_NAMES)
         if self.distance is not None:
-            _choice("loss", "distance", self.distance, DISTANCE_NAMES)
+            check_choice("loss", "distance", self.distance, DISTANCE_NAMES)
         _positive("loss", "margin", self.margin)
 
 
@@ -125,8 +125,8 @@ class MinerConfig:
     guard: bool = opt(True, "enable the collapse guard")
 
     def validate(self) -> None:
-        _choice("miner", "warmup", self.warmup, MINER_NAMES)
-        _choice("miner", "main", self.main, MINER_NAMES)
+        check_choice("miner", "warmup", self.warmup, MINER_NAMES)
+        check_choice("miner", "main", self.main, MINER_NAMES)
         _positive("miner", "negatives_per_pair", self.negatives_per_pair)
         _fraction("miner", "hard_start", self.hard_start)
         _fraction("miner", "hard_ratio", self.hard_ratio)
@@ -178,13 +178,13 @@ class TrainConfig:
         _positive("train", "lr", self.lr)
         _positive("train", "weight_decay", self.weight_decay, allow_zero=True)
         _fraction("train", "momentum", self.momentum)
-        _choice("train", "schedule", self.schedule, ("cosine", "step"))
+        check_choice("train", "schedule", self.schedule, ("cosine", "step"))
         if any(not 0 < m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
             raise ConfigError(f"config key 'train.milestones': increasing fractions in (0, 1), got {self.milestones}")
         _positive("train", "gamma", self.gamma)
         _positive("train", "warmup_steps", self.warmup_steps, allow_zero=True)
-        _choice("train", "device", self.device, ("auto", "cpu", "cuda"))
-        _choice("train", "precision", self.precision, ("bf16", "fp16", "fp32"))
+        check_choice("train", "device", self.device, ("auto", "cpu", "cuda"))
+        check_choice("train", "precision", self.precision, ("bf16", "fp16", "fp32"))
         _positive("train", "threads", self.threads, allow_zero=True)
         for key in ("checkpoint_every", "log_every"):
             _positive("train", key, getattr(self, key))
