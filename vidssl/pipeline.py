@@ -173,11 +173,15 @@ class Stages:
     def parts_done(self, stage: str) -> set[str]:
         return set((self.started(stage) or {}).get("parts_done", []))
 
+    def clear(self, stage: str) -> None:
+        """Forget ``stage``, complete or begun: its marker and its record."""
+        for name in (f"{stage}.json", f"{stage}.started.json"):
+            (self.dir / name).unlink(missing_ok=True)
+
     def invalidate_after(self, stage: str) -> None:
-        """Forget the stages after ``stage``, complete or begun: they were made from its previous output."""
+        """Forget the stages after ``stage``: they were made from its previous output."""
         for later in STAGES[STAGES.index(stage) + 1:]:
-            for name in (f"{later}.json", f"{later}.started.json"):
-                (self.dir / name).unlink(missing_ok=True)
+            self.clear(later)
 
     def mark(self, stage: str, result: dict) -> None:
         atomic_write_json(self.dir / f"{stage}.json", result)
@@ -231,8 +235,7 @@ def forget(run: Path, stages: Stages, stage: str) -> None:
     """Remove a stage's marker, record and outputs, to do it again from scratch (see check_stage_settings)."""
     import shutil
 
-    for name in (f"{stage}.json", f"{stage}.started.json"):
-        (stages.dir / name).unlink(missing_ok=True)
+    stages.clear(stage)
     outputs = {"mine": ("pairs", "pairs_held_out"), "eval": ("eval",)}.get(stage, ())
     for folder in outputs:  # mining's hold no finished video here; evaluations are recomputed from the weights
         shutil.rmtree(run / folder, ignore_errors=True)
