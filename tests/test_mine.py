@@ -24,9 +24,8 @@ from tracking.show import box_frames
 from vidssl.cli import main as cli_main
 from vidssl.video import open_video
 
-# The demo objects' sides are 0.25-0.40 of the frame's short side (0.25-0.30 in the three-object clip). A fixed box
-# can only reach IoU 0.5 with objects of about its size (the paper's 0.5 box: none under 0.36), so the demo is mined
-# with a box of their typical size. Everything else is the default config.
+# The demo discs' diameters are 0.30-0.36 of the frame's short side. A fixed box can only reach IoU 0.5 with objects
+# of about its size (the paper's 0.5 box: none under 0.36), so the demo is mined with a box of their typical size. Everything else is the default config.
 DEMO = MineConfig(box_fraction=DemoConfig().mine_box_fraction)
 DEMO_SET = ["--set", f"mine.box_fraction={DemoConfig().mine_box_fraction}"]
 

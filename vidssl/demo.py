@@ -4,11 +4,17 @@ The default input of ``vidssl pretrain`` and the fixture of the tracking tests. 
 with a JSON beside it giving every object's box in every frame, so mined tracks can be scored against the truth.
 
 A clip is rendered in *world* coordinates (a textured background canvas twice the frame size, with opaque textured
-rectangles moving on it) and viewed through a camera that pans and/or zooms; because the camera only translates and
+discs moving on it) and viewed through a camera that pans and/or zooms; because the camera only translates and
 scales, every world box maps to an axis-aligned frame box exactly.
 
-Clip kinds cycle with the clip index (see ``KINDS``): a still camera, a pan, a hard scene cut, a fully static clip,
-a zoom, and a pan with three objects. The same seed gives the same clips and the same JSON.
+Every disc also spins about its centre (0.8-1.4 degrees a frame, so the two patches of a 30-frame pair differ by
+24-42 degrees): the object's appearance changes along its track, as real objects' do, which a matching of raw
+pixels across time cannot follow and a representation learned from the pairs can. A disc's bounding box does not
+depend on its rotation, so the ground-truth boxes stay exact. (Faster spins lose the KCF tracker: at 1.5-2 degrees
+a frame most tracks failed.)
+
+Clip kinds cycle with the clip index (see ``KINDS``): a still camera, a pan, a hard scene cut, a fully static clip
+(nothing moves or spins), a zoom, and a pan with three objects. The same seed gives the same clips and the same JSON.
 """
 from __future__ import annotations
 
@@ -27,15 +33,31 @@ KINDS = ("still", "pan", "cut", "static", "zoom", "pan3")
 
 @dataclass
 class _Object:
-    """A textured rectangle moving inside its own vertical lane of the *frame*, bouncing off the lane's walls, so it
-    stays in view and never overlaps another object whatever the camera does."""
+    """A textured disc moving inside its own vertical lane of the *frame*, bouncing off the lane's walls, so it
+    stays in view and never overlaps another object whatever the camera does, and spinning about its centre."""
 
-    texture: np.ndarray  # (h, w, 3) uint8, in world pixels (frame pixels at zoom 1)
+    texture: np.ndarray  # (d, d, 3) uint8, in world pixels (frame pixels at zoom 1); the disc is its inscribed circle
     lane: tuple[float, float, float, float]  # x0, y0, x1, y1 of the region the frame box stays inside
     start: tuple[float, float]  # frame top-left at t=0, relative to the lane
     velocity: tuple[float, float]  # frame pixels per frame
     wobble: float  # amplitude of a sinusoidal component, so trajectories are not straight lines
     phase: float
+    spin: float  # degrees per frame, counter-clockwise on screen (0: the texture keeps its orientation)
+    angle: float  # orientation at t=0, degrees
+
+    def appearance(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """The texture rotated to its orientation at time t, (d, d, 3) uint8, and the disc's mask, (d, d) bool:
+        the pixels whose centres lie inside the circle inscribed in the square."""
+        import cv2
+
+        d = self.texture.shape[0]
+        rotation = cv2.getRotationMatrix2D(((d - 1) / 2, (d - 1) / 2), self.angle + self.spin * t, 1.0)
+        # pixels outside the disc are never pasted; reflecting there only keeps the rim's interpolation clean
+        rotated = cv2.warpAffine(self.texture, rotation, (d, d), flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_REFLECT)
+        centre = np.arange(d) + 0.5 - d / 2
+        inside = centre[:, None] ** 2 + centre[None, :] ** 2 <= (d / 2) ** 2
+        return rotated, inside
 
     def frame_position(self, t: int, max_scale: float) -> tuple[float, float]:
         """Top-left corner in frame pixels at time t (reflected at the lane walls)."""
@@ -91,16 +113,16 @@ class _Shot:
         lane_w = width / n_objects
         for k in range(n_objects):
             low, high = 0.30, 0.36  # a narrow range, so one mining box size (demo.mine_box_fraction) fits them all
-            h = int(rng.integers(int(low * side), int(high * side) + 1))
-            w = int(min(rng.integers(int(low * side), int(high * side) + 1), 0.8 * lane_w / self.max_scale))
+            d = int(min(rng.integers(int(low * side), int(high * side) + 1), 0.8 * lane_w / self.max_scale))
             lane = (k * lane_w, 0.0, (k + 1) * lane_w, float(height))
             speed = 0.0 if kind == "static" else rng.uniform(1.2, 2.2)
             angle = rng.uniform(0, 2 * math.pi)
             wobble = 0.0 if kind == "static" else rng.uniform(3, 8)
-            self.objects.append(_Object(object_texture(rng, h, w), lane,
+            spin = 0.0 if kind == "static" else rng.uniform(0.8, 1.4) * rng.choice([-1, 1])
+            self.objects.append(_Object(object_texture(rng, d, d), lane,
                                         (rng.uniform(0, lane_w), rng.uniform(0, height)),
                                         (speed * math.cos(angle), speed * math.sin(angle)), wobble,
-                                        rng.uniform(0, 2 * math.pi)))
+                                        rng.uniform(0, 2 * math.pi), float(spin), float(rng.uniform(0, 360))))
         self.frames = frames
         self.pan = (rng.uniform(0.8, 1.4) * rng.choice([-1, 1]), rng.uniform(0.3, 0.7) * rng.choice([-1, 1])) \
             if kind in ("pan", "pan3") else (0.0, 0.0)
@@ -127,7 +149,8 @@ class _Shot:
             h, w = obj.texture.shape[:2]
             # paste at the integer world position, then report the exact frame box of what was pasted
             xi, yi = int(round(cam_x + fx / scale)), int(round(cam_y + fy / scale))
-            world[yi:yi + h, xi:xi + w] = obj.texture
+            rotated, inside = obj.appearance(t)
+            world[yi:yi + h, xi:xi + w][inside] = rotated[inside]
             # warpAffine maps pixel centres, boxes are in pixel-edge coordinates: an edge lands 0.5 x (scale - 1)
             # px before scale x (world - cam) (0.175 px at the zoom's 1.35)
             shift = 0.5 * (scale - 1.0)
@@ -159,9 +182,14 @@ class DemoClip:
     def object_ids(self) -> list[int]:
         return [i for _, shot in self.shots for i in shot.ids]
 
-    def textures(self) -> dict[int, np.ndarray]:
-        """Object id -> its texture in world pixels (the generator's own, for checking the decoded output)."""
-        return {i: obj.texture for _, shot in self.shots for i, obj in zip(shot.ids, shot.objects)}
+    def appearances(self, t: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Object id -> (texture as rotated at frame t, disc mask), in world pixels: the generator's own, for
+        checking the decoded output. Objects of the other shot are given at their shot's time of frame t too."""
+        out = {}
+        for start, shot in self.shots:
+            for i, obj in zip(shot.ids, shot.objects):
+                out[i] = obj.appearance(t - start)
+        return out
 
     def render(self, t: int) -> tuple[np.ndarray, dict[int, list[float] | None]]:
         start, shot = [s for s in self.shots if s[0] <= t][-1]
