@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vidssl.demo import KINDS, DemoClip, make_demo_videos
+from vidssl.demo import GENERATOR_VERSION, KINDS, DemoClip, make_demo_videos
 from vidssl.video import open_video
 
 
@@ -45,47 +45,54 @@ def test_clips_decode_with_the_promised_layout(demo_dir):
 
 
 def test_pixels_inside_each_box_are_that_objects_texture_at_its_orientation(demo_dir):
-    """Compare the decoded disc at the GT box with the generator's own texture rotated to the frame's orientation
-    (not with its rendered output); the unrotated texture must fit worse once the disc has turned."""
+    """Compare the decoded disc at the GT box with the generator's own texture, turned here by angle + spin x t
+    counter-clockwise (on screen) about its centre, independently of the generator's rotation code; the texture at
+    its starting orientation must fit worse once the disc has turned."""
     for i in range(6):
         truth = json.loads((demo_dir / f"clip_{i:02d}.json").read_text())
-        clip = DemoClip(i, seed=0, frames=90, width=320, height=240)
+        objects = DemoClip(i, seed=0, frames=90, width=320, height=240).objects()
+        for _, obj in objects.values():
+            assert obj.spin == 0 if truth["kind"] == "static" else 0.8 <= abs(obj.spin) <= 1.4
         times = [0, 30, 60, 89]
         frames = open_video(demo_dir / f"clip_{i:02d}.mp4").get_batch(times)
         for frame, t in zip(frames, times):
-            appearances, at_start = clip.appearances(t), clip.appearances(0)
-            for obj in truth["objects"]:
-                box = obj["boxes"][t]
+            for box_truth in truth["objects"]:
+                box = box_truth["boxes"][t]
                 if box is None:
                     continue
+                start, obj = objects[box_truth["id"]]
                 x, y, w, h = box
                 x0, y0, x1, y1 = int(np.ceil(x)), int(np.ceil(y)), int(x + w), int(y + h)
                 crop = frame[y0:y1, x0:x1].astype(np.float32)
-                # the texture pixel seen at each crop pixel (inverse of the camera's scale)
-                tex, inside = appearances[obj["id"]]
-                d = tex.shape[0]
-                gx = ((np.arange(x0, x1) + 0.5 - x) * d / w - 0.5).astype(np.float32)
-                gy = ((np.arange(y0, y1) + 0.5 - y) * d / h - 0.5).astype(np.float32)
-                mx, my = np.meshgrid(gx, gy)
+                d = obj.texture.shape[0]
+                c = (d - 1) / 2  # the disc's centre in pixel-index coordinates
+                # the disc pixel seen at each crop pixel (inverse of the camera's scale)
+                u, v = np.meshgrid((np.arange(x0, x1) + 0.5 - x) * d / w - 0.5,
+                                   (np.arange(y0, y1) + 0.5 - y) * d / h - 0.5)
                 # 2 texture px inside the rim: edges are blended by interpolation and chroma subsampling
-                radius = np.hypot(mx + 0.5 - d / 2, my + 0.5 - d / 2)
-                core = radius <= d / 2 - 2
+                core = np.hypot(u - c, v - c) <= d / 2 - 2
 
-                def mad(texture):
-                    expected = cv2.remap(texture.astype(np.float32), mx, my, cv2.INTER_LINEAR,
-                                         borderMode=cv2.BORDER_REPLICATE)
+                def mad(texture, degrees):
+                    # a turn by +degrees counter-clockwise on screen (y down): the pixel at (u, v) shows the
+                    # texture at the inverse turn of (u, v) about the centre
+                    a = np.deg2rad(degrees)
+                    su = np.cos(a) * (u - c) - np.sin(a) * (v - c) + c
+                    sv = np.sin(a) * (u - c) + np.cos(a) * (v - c) + c
+                    expected = cv2.remap(texture.astype(np.float32), su.astype(np.float32), sv.astype(np.float32),
+                                         cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
                     return np.abs(crop - expected)[core].mean()
 
-                own = mad(tex)
-                others = [mad(cv2.resize(a[0], (d, d))) for k, a in appearances.items() if k != obj["id"]]
+                angle = obj.angle + obj.spin * (t - start)
+                own = mad(obj.texture, angle)
+                others = [mad(cv2.resize(o.texture, (d, d)), angle) for k, (_, o) in objects.items()
+                          if k != box_truth["id"]]
                 # H.264 at QP 16 with 4:2:0 chroma on a saturated checkerboard: ~10-18 grey levels off;
                 # any other object's texture is ~110 off
-                assert own < 25, (i, t, obj["id"], own)
+                assert own < 25, (i, t, box_truth["id"], own)
                 assert all(own < o / 4 for o in others), (i, t, own, others)
-                if truth["kind"] == "static":
-                    assert np.array_equal(tex, at_start[obj["id"]][0])
-                elif t >= 30:  # turned by at least 24 degrees
-                    assert own < mad(at_start[obj["id"]][0]) / 2, (i, t, obj["id"])
+                if obj.spin and t - start >= 30:  # turned by at least 24 degrees since its shot began
+                    assert own < mad(obj.texture, obj.angle) / 2, (i, t, box_truth["id"])
+                    assert own < mad(obj.texture, obj.angle - obj.spin * (t - start)) / 2  # not the other way
 
 
 def _edges(profile: np.ndarray) -> list[float]:
@@ -121,3 +128,15 @@ def test_odd_frame_sizes_are_refused_before_encoding(tmp_path):
     with pytest.raises(ValueError, match="even sides"):
         make_demo_videos(tmp_path, num=1, frames=4, width=65, height=64)
 
+
+def test_clips_of_another_generator_version_are_written_again(tmp_path):
+    path = make_demo_videos(tmp_path, num=1, frames=4)[0]
+    json_path = path.with_suffix(".json")
+    path.write_bytes(b"stand-in")  # a clip reused as it is keeps these bytes
+    assert make_demo_videos(tmp_path, num=1, frames=4) == [path] and path.read_bytes() == b"stand-in"
+    truth = json.loads(json_path.read_text())
+    del truth["generator"]["version"]  # as written before the discs spun
+    json_path.write_text(json.dumps(truth))
+    make_demo_videos(tmp_path, num=1, frames=4)
+    assert open_video(path).num_frames == 4
+    assert json.loads(json_path.read_text())["generator"]["version"] == GENERATOR_VERSION

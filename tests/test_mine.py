@@ -25,7 +25,8 @@ from vidssl.cli import main as cli_main
 from vidssl.video import open_video
 
 # The demo discs' diameters are 0.30-0.36 of the frame's short side. A fixed box can only reach IoU 0.5 with objects
-# of about its size (the paper's 0.5 box: none under 0.36), so the demo is mined with a box of their typical size. Everything else is the default config.
+# of about its size (the paper's 0.5 box: none under 0.36), so the demo is mined with a box of their typical size.
+# Everything else is the default config.
 DEMO = MineConfig(box_fraction=DemoConfig().mine_box_fraction)
 DEMO_SET = ["--set", f"mine.box_fraction={DemoConfig().mine_box_fraction}"]
 

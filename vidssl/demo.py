@@ -29,6 +29,9 @@ import numpy as np
 from vidssl.io import atomic_path, atomic_write_json
 
 KINDS = ("still", "pan", "cut", "static", "zoom", "pan3")
+# recorded in each clip's JSON: a clip written by another version of the generator is written again, not reused
+# (2: spinning discs; before, rectangles that kept their orientation)
+GENERATOR_VERSION = 2
 
 
 @dataclass
@@ -182,14 +185,10 @@ class DemoClip:
     def object_ids(self) -> list[int]:
         return [i for _, shot in self.shots for i in shot.ids]
 
-    def appearances(self, t: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """Object id -> (texture as rotated at frame t, disc mask), in world pixels: the generator's own, for
-        checking the decoded output. Objects of the other shot are given at their shot's time of frame t too."""
-        out = {}
-        for start, shot in self.shots:
-            for i, obj in zip(shot.ids, shot.objects):
-                out[i] = obj.appearance(t - start)
-        return out
+    def objects(self) -> dict[int, tuple[int, _Object]]:
+        """Object id -> (first frame of its shot, the object): the generator's own parameters and texture, for
+        checking the decoded output."""
+        return {i: (start, obj) for start, shot in self.shots for i, obj in zip(shot.ids, shot.objects)}
 
     def render(self, t: int) -> tuple[np.ndarray, dict[int, list[float] | None]]:
         start, shot = [s for s in self.shots if s[0] <= t][-1]
@@ -230,7 +229,7 @@ def make_demo_videos(out_dir, num: int = 6, seed: int = 0, frames: int = 90, wid
                      fps: int = 25) -> list[Path]:
     """Write ``num`` clips ``clip_XX.mp4`` with ``clip_XX.json`` ground truth into ``out_dir``; returns the mp4 paths.
 
-    Clips already present with a matching JSON (same generator arguments) are kept, so reruns are cheap.
+    Clips already present with a matching JSON (same generator version and arguments) are kept, so reruns are cheap.
     """
     if num < 1 or frames < 2 or width < 64 or height < 64 or width % 2 or height % 2:
         raise ValueError("demo videos need num >= 1, frames >= 2 and a frame of at least 64x64 with even sides "
@@ -240,7 +239,8 @@ def make_demo_videos(out_dir, num: int = 6, seed: int = 0, frames: int = 90, wid
     paths = []
     for index in range(num):
         video_path, json_path = out / f"clip_{index:02d}.mp4", out / f"clip_{index:02d}.json"
-        params = {"seed": seed, "index": index, "frames": frames, "width": width, "height": height, "fps": fps}
+        params = {"version": GENERATOR_VERSION, "seed": seed, "index": index, "frames": frames, "width": width,
+                  "height": height, "fps": fps}
         if video_path.is_file() and json_path.is_file():
             try:
                 if json.loads(json_path.read_text()).get("generator") == params:
