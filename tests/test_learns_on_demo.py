@@ -7,15 +7,14 @@ import json
 
 from vidssl.cli import main
 from vidssl.config import DemoConfig
-from vidssl.demo import make_demo_videos
+from vidssl.demo import make_held_out_demo_videos
 
 
 def test_fifty_steps_on_the_demo_beat_random_init_on_held_out_clips(demo_dir, tmp_path, capsys):
     demo = DemoConfig()
     box = ["--set", f"mine.box_fraction={demo.mine_box_fraction}"]
-    # the held-out clips as `vidssl pretrain` writes them: seed + 1000, num // 2 clips
-    make_demo_videos(tmp_path / "held_out", max(2, demo.num // 2), demo.seed + 1000, demo.frames, demo.width,
-                     demo.height, demo.fps)
+    make_held_out_demo_videos(tmp_path / "held_out", demo.num, demo.seed, demo.frames, demo.width, demo.height,
+                              demo.fps)  # as `vidssl pretrain` writes them
     for videos, pairs in ((demo_dir, tmp_path / "pairs"), (tmp_path / "held_out", tmp_path / "held_out_pairs")):
         assert main(["-q", "mine", str(videos), "--out", str(pairs), *box]) == 0, capsys.readouterr().err
     run = tmp_path / "run"

@@ -48,19 +48,19 @@ class _Object:
     spin: float  # degrees per frame, counter-clockwise on screen (0: the texture keeps its orientation)
     angle: float  # orientation at t=0, degrees
 
-    def appearance(self, t: int) -> tuple[np.ndarray, np.ndarray]:
-        """The texture rotated to its orientation at time t, (d, d, 3) uint8, and the disc's mask, (d, d) bool:
-        the pixels whose centres lie inside the circle inscribed in the square."""
+    def __post_init__(self) -> None:
+        # (d, d) bool: the pixels whose centres lie inside the circle inscribed in the texture's square
+        centre = np.arange(self.texture.shape[0]) + 0.5 - self.texture.shape[0] / 2
+        self.disc = centre[:, None] ** 2 + centre[None, :] ** 2 <= (self.texture.shape[0] / 2) ** 2
+
+    def rotated_texture(self, t: int) -> np.ndarray:
+        """The texture turned to its orientation at time t: (d, d, 3) uint8."""
         import cv2
 
         d = self.texture.shape[0]
         rotation = cv2.getRotationMatrix2D(((d - 1) / 2, (d - 1) / 2), self.angle + self.spin * t, 1.0)
         # pixels outside the disc are never pasted; reflecting there only keeps the rim's interpolation clean
-        rotated = cv2.warpAffine(self.texture, rotation, (d, d), flags=cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_REFLECT)
-        centre = np.arange(d) + 0.5 - d / 2
-        inside = centre[:, None] ** 2 + centre[None, :] ** 2 <= (d / 2) ** 2
-        return rotated, inside
+        return cv2.warpAffine(self.texture, rotation, (d, d), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
     def frame_position(self, t: int, max_scale: float) -> tuple[float, float]:
         """Top-left corner in frame pixels at time t (reflected at the lane walls)."""
@@ -152,8 +152,7 @@ class _Shot:
             h, w = obj.texture.shape[:2]
             # paste at the integer world position, then report the exact frame box of what was pasted
             xi, yi = int(round(cam_x + fx / scale)), int(round(cam_y + fy / scale))
-            rotated, inside = obj.appearance(t)
-            world[yi:yi + h, xi:xi + w][inside] = rotated[inside]
+            world[yi:yi + h, xi:xi + w][obj.disc] = obj.rotated_texture(t)[obj.disc]
             # warpAffine maps pixel centres, boxes are in pixel-edge coordinates: an edge lands 0.5 x (scale - 1)
             # px before scale x (world - cam) (0.175 px at the zoom's 1.35)
             shift = 0.5 * (scale - 1.0)
@@ -223,6 +222,13 @@ def write_clip(clip: DemoClip, video_path: Path, fps: int) -> dict:
     return {"width": clip.width, "height": clip.height, "fps": fps, "num_frames": clip.frames, "kind": clip.kind,
             "cut_frames": [] if clip.cut is None else [clip.cut], "static": clip.kind == "static",
             "objects": [{"id": i, "boxes": boxes[i]} for i in clip.object_ids]}
+
+
+def make_held_out_demo_videos(out_dir, num: int = 6, seed: int = 0, frames: int = 90, width: int = 320,
+                              height: int = 240, fps: int = 25) -> list[Path]:
+    """The clips a demo run evaluates on and never trains on, for the demo settings ``num``, ``seed``, ...: another
+    seed (seed + 1000) and half as many clips (at least 2), written as :func:`make_demo_videos` writes them."""
+    return make_demo_videos(out_dir, max(2, num // 2), seed + 1000, frames, width, height, fps)
 
 
 def make_demo_videos(out_dir, num: int = 6, seed: int = 0, frames: int = 90, width: int = 320, height: int = 240,

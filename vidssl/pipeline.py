@@ -307,7 +307,7 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
 def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, demo: bool, eval_data,
               progress: bool) -> dict[str, Any]:
     import tracking
-    from vidssl.demo import make_demo_videos
+    from vidssl.demo import make_demo_videos, make_held_out_demo_videos
     from vidssl.eval.baselines import feature_models
     from vidssl.export import export_backbone
     from vidssl.report import EVAL_FAILURES, build_report
@@ -329,7 +329,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         make_demo_videos(videos, d.num, d.seed, d.frames, d.width, d.height, d.fps)
         # clips from another seed, never trained on: the track-retrieval evaluation of the demo run
         held_out_videos = run / "demo_videos_held_out"
-        make_demo_videos(held_out_videos, max(2, d.num // 2), d.seed + 1000, d.frames, d.width, d.height, d.fps)
+        make_held_out_demo_videos(held_out_videos, d.num, d.seed, d.frames, d.width, d.height, d.fps)
     elif p.held_out_tail > 0:
         # the end of every video is held out: trained on up to it, evaluated on tracks after it (across time)
         held_out_videos = Path(videos)
