@@ -18,10 +18,11 @@ import pytest
 
 from tracking import MineConfig, merge, mine_folder
 from vidssl.config import DemoConfig
-from tracking.dataset import video_id
+from tracking.dataset import settings, video_id
 from tracking.runner import MAX_ATTEMPTS, WORKER_DIED, SkippedInStrictMode
 from tracking.show import box_frames
 from vidssl.cli import main as cli_main
+from vidssl.io import atomic_write_json
 from vidssl.video import open_video
 
 # The demo discs' diameters are 0.30-0.36 of the frame's short side. A fixed box can only reach IoU 0.5 with objects
@@ -158,6 +159,35 @@ def test_rerun_resumes_and_refuses_other_settings(mined, demo_dir):
     assert again["run"]["videos"] == 0 and (out / "manifest.jsonl").read_bytes() == before
     with pytest.raises(Exception, match="other settings.*track_length"):
         mine_folder(demo_dir, out, dataclasses.replace(DEMO, track_length=20), progress=False)
+
+
+def test_the_settings_check_waits_for_a_shard_holding_the_lock(tmp_path):
+    """Shards started at the same moment: the check for mine.json and its writing happen under the directory lock,
+    so a second shard with other settings sees the first one's mine.json and is refused (without the lock both
+    could find none and both be accepted)."""
+    import threading
+
+    from tracking.dataset import DatasetMismatch, _locked, prepare
+
+    out = tmp_path / "pairs"
+    out.mkdir()
+    result = {}
+
+    def second_shard():
+        try:
+            prepare(out, tmp_path, [], dataclasses.replace(DEMO, start_stride=6), 0, "pyav")
+            result["second"] = "accepted"
+        except DatasetMismatch as e:
+            result["second"] = str(e)
+
+    with _locked(out):  # a first shard inside its check
+        worker = threading.Thread(target=second_shard)
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive() and not (out / "mine.json").exists(), "the settings check ran without the lock"
+        atomic_write_json(out / "mine.json", settings(DEMO, 0, "pyav"))  # the first shard's settings
+    worker.join(10)
+    assert "other settings (start_stride)" in result["second"]
 
 
 def test_shards_and_workers_merge_to_the_unsharded_run(mined, demo_dir, tmp_path):

@@ -194,6 +194,21 @@ def test_mismatched_run_and_bad_resume_are_errors(pairs, tmp_path):
         train(pairs, tmp_path / "fresh", load_config(None, TINY), resume=True, progress=False)
 
 
+def test_a_dataset_with_videos_pending_is_refused_unless_allowed(tmp_path):
+    """Shards of other machines still mining: training then would use part of the data, and the finished dataset's
+    fingerprint would refuse the resume, wasting the run."""
+    part = synthetic_pairs(tmp_path / "part", num_videos=3, tracks_per_video=12)
+    meta = json.loads((part / "dataset.json").read_text())
+    meta["complete"], meta["videos"]["pending"] = False, 2
+    (part / "dataset.json").write_text(json.dumps(meta))
+    cfg = load_config(None, TINY + ["train.steps=2"])
+    with pytest.raises(Exception, match=r"mining is not complete \(2 video\(s\) pending, 36 pairs so far\).*"
+                                        r"--allow-incomplete"):
+        train(part, tmp_path / "run", cfg, progress=False)
+    assert not (tmp_path / "run" / CHECKPOINT).exists()
+    assert train(part, tmp_path / "run", cfg, allow_incomplete=True, progress=False)["step"] == 2
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(pairs, tmp_path):
     cfg = load_config(None, TINY + ["train.steps=200", "train.lr=1.0e+30", "train.warmup_steps=0",
                                     "train.precision=fp32", "train.checkpoint_every=1"])

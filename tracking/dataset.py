@@ -68,16 +68,19 @@ def prepare(out_dir: Path, root: Path, listing: list[dict], cfg: MineConfig, see
     (out_dir / DONE).mkdir(exist_ok=True)
     wanted = settings(cfg, seed, video_backend)
     existing = out_dir / "mine.json"
-    if existing.is_file():
-        have = json.loads(existing.read_text())
-        if have != wanted:
-            changed = sorted(k for k in wanted["config"] if have.get("config", {}).get(k) != wanted["config"][k])
-            changed += [k for k in ("seed", "video_backend") if have.get(k) != wanted[k]]
-            raise DatasetMismatch(f"{out_dir} was mined with other settings ({', '.join(changed) or 'format'}); "
-                                  "use a new --out or delete it to start over")
-    else:
-        atomic_write_json(existing, wanted)
-    atomic_write_json(out_dir / "videos.json", {"root": str(root.resolve()), "videos": listing})
+    # under the lock: shards started at the same moment with different settings must not both find no mine.json
+    with _locked(out_dir):
+        if existing.is_file():
+            have = json.loads(existing.read_text())
+            if have != wanted:
+                changed = sorted(k for k in wanted["config"]
+                                 if have.get("config", {}).get(k) != wanted["config"][k])
+                changed += [k for k in ("seed", "video_backend") if have.get(k) != wanted[k]]
+                raise DatasetMismatch(f"{out_dir} was mined with other settings ({', '.join(changed) or 'format'}); "
+                                      "use a new --out or delete it to start over")
+        else:
+            atomic_write_json(existing, wanted)
+        atomic_write_json(out_dir / "videos.json", {"root": str(root.resolve()), "videos": listing})
 
 
 def marker_path(out_dir: Path, vid: str) -> Path:
@@ -191,8 +194,8 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 @contextlib.contextmanager
 def _locked(out_dir: Path):
-    """Serialise merges of processes sharing ``out_dir`` (an advisory lock on the directory itself, so no lock file
-    is left behind; local file systems)."""
+    """Serialise the settings check and the merges of processes sharing ``out_dir`` (an advisory lock on the
+    directory itself, so no lock file is left behind; local file systems)."""
     fd = os.open(out_dir, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

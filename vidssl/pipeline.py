@@ -370,7 +370,9 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     def train_stage() -> dict:
         # training takes its share of what is left, keeping the rest for evaluation
         minutes = remaining_s() * p.train_fraction / 60
-        stats = train(run / "pairs", run / "train", cfg, budget_minutes=minutes, progress=progress)
+        # mining may have stopped at its share of the budget with videos pending: train on what it found
+        stats = train(run / "pairs", run / "train", cfg, budget_minutes=minutes, allow_incomplete=True,
+                      progress=progress)
         return {k: v for k, v in stats.items() if isinstance(v, (int, float, str))}
 
     def export_stage() -> dict:

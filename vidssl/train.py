@@ -347,11 +347,12 @@ class TrainStep:
 
 def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config, *,
           budget_minutes: float | None = None, device: str | None = None, resume: bool = False,
-          progress: bool = True) -> dict:
+          allow_incomplete: bool = False, progress: bool = True) -> dict:
     """Train (or continue) the run in ``run_dir`` on the pairs in ``pairs_dir``; returns the final stats.
 
     ``budget_minutes`` and ``device`` override ``cfg.train``'s; ``resume=True`` requires an existing checkpoint
-    (without it, an existing checkpoint is continued all the same). Raises :class:`TrainingDiverged` on a
+    (without it, an existing checkpoint is continued all the same). A pair dataset whose mining is not complete
+    (videos pending: shards still running) is refused unless ``allow_incomplete``. Raises :class:`TrainingDiverged` on a
     non-finite loss, keeping the last good checkpoint.
     """
     t0 = time.monotonic()
@@ -366,7 +367,8 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
     if tc.precision == "fp16" and dev.type != "cuda":
         raise ConfigError("train.precision 'fp16' needs CUDA; use bf16 or fp32 on the CPU")
     with run_lock(run_dir) if d.main else nullcontext(), runtime_settings(cfg, dev):  # one writer per run folder
-        stats = _train(Path(pairs_dir), Path(run_dir), cfg, budget, dev, d, resume, progress, t0)
+        stats = _train(Path(pairs_dir), Path(run_dir), cfg, budget, dev, d, resume, allow_incomplete, progress,
+                       t0)
     if owns_group:
         # a gloo group left to process exit intermittently aborted a rank ("terminate called without an active
         # exception"); on an error the process exits and torchrun tears the group down
@@ -409,11 +411,15 @@ def runtime_settings(cfg: Config, dev: torch.device) -> Iterator[None]:
 
 
 def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, dev: torch.device, d: Dist,
-           resume: bool, progress: bool, t0: float) -> dict:
+           resume: bool, allow_incomplete: bool, progress: bool, t0: float) -> dict:
     tc = cfg.train
 
     ckpt_path = run_dir / CHECKPOINT
     pairs = open_pairs(pairs_dir)
+    if pairs.pending_videos and not allow_incomplete:
+        raise VidsslError(f"{pairs_dir}: mining is not complete ({pairs.pending_videos} video(s) pending, "
+                          f"{len(pairs)} pairs so far): wait for the other shards or rerun the same `vidssl mine` to "
+                          "finish it, then train; --allow-incomplete trains on the pairs mined so far")
     if pairs.num_videos < 2 and not cfg.miner.same_video_negatives:
         raise VidsslError(f"{pairs_dir}: all pairs come from one video, so there is no negative from another "
                           f"video; mine more videos or set miner.same_video_negatives=true")

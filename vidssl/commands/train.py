@@ -12,6 +12,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--resume", action="store_true", help="require an existing checkpoint in RUN and continue it")
     parser.add_argument("--budget-minutes", type=float, metavar="N",
                         help="stop cleanly after N minutes (overrides train.budget_minutes)")
+    parser.add_argument("--allow-incomplete", action="store_true",
+                        help="train on a pair dataset whose mining has videos pending (by default: an error)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides train.device")
 
 
@@ -19,7 +21,7 @@ def run(args, cfg) -> int:
     from vidssl.train import train
 
     stats = train(args.pairs, args.out, cfg, budget_minutes=args.budget_minutes, device=args.device,
-                  resume=args.resume, progress=not args.quiet)
+                  resume=args.resume, allow_incomplete=args.allow_incomplete, progress=not args.quiet)
     if stats.get("world_size", 1) > 1 and int(__import__("os").environ.get("RANK", "0")) != 0:
         return 0
     state = "finished" if stats["stopped"] == "done" else "stopped at the time budget (rerun to continue)"

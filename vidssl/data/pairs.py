@@ -44,6 +44,7 @@ class PairSet:
     skipped: dict[str, str] = field(default_factory=dict)  # shard -> why its pairs were left out
     legacy_fingerprint: str = ""  # the fingerprint earlier versions computed (dataset.json + manifest), so their
     # interrupted runs still resume; "" when a shard is skipped (they did not see that)
+    pending_videos: int = 0  # videos of the listing not mined yet (other shards still running, or a budget ran out)
 
     def __len__(self) -> int:
         return int(self.offset.size)
@@ -153,4 +154,5 @@ def open_pairs(root: str | os.PathLike) -> PairSet:
                    offset=offset_arr[keep], video=video.astype(np.int32),
                    track=np.asarray(track_keys, np.int64)[keep], video_ids=[names[i] for i in present],
                    fingerprint=digest.hexdigest()[:16], skipped=skipped, has_background=widths == {3},
-                   legacy_fingerprint="" if skipped else legacy.hexdigest()[:16])
+                   legacy_fingerprint="" if skipped else legacy.hexdigest()[:16],
+                   pending_videos=0 if meta.get("complete", True) else int(meta["videos"]["pending"]))
