@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 import vidssl
 from train_utils import synthetic_pairs
 from vidssl.cli import main
-from vidssl.config import load_config
+from vidssl.config import git_sha, load_config
 from vidssl.export import ModelFileError, export_backbone, save_backbone
 from vidssl.models import build_backbone
 from vidssl.train import train
@@ -52,7 +52,10 @@ def test_model_card_and_one_line_load(resnet18_run, tmp_path):
     assert card["mean"] == [0.485, 0.456, 0.406] and card["std"] == [0.229, 0.224, 0.225]
     assert card["training"]["steps"] == 2 and card["training"]["complete"] is True
     assert card["training"]["data"]["pairs"] == 24 and card["config"]["model"]["arch"] == "resnet18"
-    assert "git_sha" in card and card["files"] == ["backbone.pt", "backbone.safetensors"]
+    assert card["files"] == ["backbone.pt", "backbone.safetensors"]
+    sessions = torch.load(resnet18_run / "checkpoint.pt", weights_only=True)["sessions"]
+    assert card["training"]["sessions"] == sessions and card["git_sha"] == sessions[-1]["git_sha"]
+    assert card["versions"]["torch"] == torch.__version__ and card["exported_with"]["git_sha"] == git_sha()
     ckpt = torch.load(resnet18_run / "checkpoint.pt", weights_only=True)["model"]
     for path in (out, tmp_path / "w" / "backbone.safetensors"):
         model = vidssl.load_backbone(path)
@@ -61,6 +64,23 @@ def test_model_card_and_one_line_load(resnet18_run, tmp_path):
         x = torch.randn(1, 3, 40, 48)
         with torch.no_grad():
             assert model.dense_features(model.normalize(x.clamp(0, 1))).shape == (1, 256, 5, 6)
+
+
+def test_the_card_names_the_code_that_trained_the_weights_not_the_exporting_code(resnet18_run, tmp_path):
+    ckpt = torch.load(resnet18_run / "checkpoint.pt", weights_only=True)
+    ckpt["sessions"][-1]["git_sha"] = "trained-at"
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save(ckpt, run / "checkpoint.pt")
+    export_backbone(run, tmp_path / "backbone.pt")
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert card["git_sha"] == card["versions"]["git_sha"] == "trained-at"
+    assert card["exported_with"]["git_sha"] == git_sha()
+    del ckpt["sessions"]  # a checkpoint of an earlier version: the training code is unknown, not the exporter's
+    torch.save(ckpt, run / "checkpoint.pt")
+    export_backbone(run, tmp_path / "backbone.pt")
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert card["git_sha"] is None and card["training"]["sessions"] == []
 
 
 @pytest.mark.parametrize("arch", ["smallcnn", "alexnet_wang2015", "resnet50"])

@@ -7,10 +7,11 @@ import math
 
 import pytest
 import torch
+import yaml
 
 from test_io import strict_loads
 from train_utils import synthetic_pairs
-from vidssl.config import load_config
+from vidssl.config import git_sha, load_config
 from vidssl.errors import ConfigError
 from vidssl.train import CHECKPOINT, TrainingDiverged, load_checkpoint, lr_factor, train
 from vidssl.train_config import TrainConfig
@@ -57,8 +58,17 @@ def test_budget_stop_then_continue(pairs, tmp_path):
     stats = train(pairs, tmp_path / "run", cfg, budget_minutes=0.002, progress=False)
     assert stats["stopped"] == "budget" and 0 < stats["step"] < 400
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == stats["step"]
+    # the first session ran under other code: its record must survive the resume, beside the new session's
+    ckpt = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    assert [s["start_step"] for s in ckpt["sessions"]] == [0] and ckpt["sessions"][0]["git_sha"] == git_sha()
+    ckpt["sessions"][0]["git_sha"] = "older-code"
+    torch.save(ckpt, tmp_path / "run" / CHECKPOINT)
     more = train(pairs, tmp_path / "run", cfg, budget_minutes=0.002, resume=True, progress=False)
     assert more["step"] > stats["step"]
+    sessions = load_checkpoint(tmp_path / "run" / CHECKPOINT)["sessions"]
+    assert [(s["start_step"], s["git_sha"]) for s in sessions] == [(0, "older-code"), (stats["step"], git_sha())]
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["sessions"] == sessions
+    assert sessions[1]["torch"] == torch.__version__
 
 
 def test_a_checkpoint_with_an_earlier_versions_fingerprint_resumes(pairs, tmp_path):

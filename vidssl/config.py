@@ -37,7 +37,7 @@ from vidssl.train_config import (DataConfig, ExportConfig, LossConfig, MinerConf
 # decoders
 VIDEO_BACKENDS = ("auto", "decord", "pyav", "opencv")
 # top-level keys write_resolved adds beside "config" in RUN/config.yaml; --config ignores them
-PROVENANCE_KEYS = frozenset({"versions"})
+PROVENANCE_KEYS = frozenset({"versions", "sessions"})
 
 
 @dataclass
@@ -383,12 +383,16 @@ def _version(module: str, dists: tuple[str, ...]) -> str | None:
     return None
 
 
-def write_resolved(cfg: Config, out_dir: str | os.PathLike, name: str = "config.yaml") -> Path:
-    """Write the resolved config plus versions into ``out_dir`` atomically; returns the file path. ``--config`` reads
-    the file back (its ``config`` mapping; the keys in PROVENANCE_KEYS are ignored)."""
+def write_resolved(cfg: Config, out_dir: str | os.PathLike, name: str = "config.yaml",
+                   sessions: list[dict] | None = None) -> Path:
+    """Write the resolved config plus versions into ``out_dir`` atomically; returns the file path. ``sessions``
+    (training runs): the versions of every session that trained the run, each with its ``start_step``. ``--config``
+    reads the file back (its ``config`` mapping; the keys in PROVENANCE_KEYS are ignored)."""
     from vidssl.io import atomic_write_text
 
     payload = {"config": to_dict(cfg), "versions": versions()}
+    if sessions is not None:
+        payload["sessions"] = sessions
     path = Path(out_dir) / name
     atomic_write_text(path, yaml.safe_dump(payload, sort_keys=False))
     return path

@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from vidssl.config import Config, flat_config, to_dict, write_resolved
+from vidssl.config import Config, flat_config, to_dict, versions, write_resolved
 from vidssl.data import PairBatchSampler, PairPatches, make_loader, open_pairs, to_input
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.io import atomic_path, atomic_write_json, atomic_write_text, json_text, run_lock
@@ -452,9 +452,11 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
         schedule.load_state_dict(saved["miner"])
     fit = budget is not None and tc.fit_budget and not fitted
 
+    # the code and libraries of every session that trained this run: a resume under newer code is on record
+    sessions = [*(saved.get("sessions", []) if saved is not None else []), {"start_step": start, **versions()}]
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_resolved(cfg, run_dir)
+        write_resolved(cfg, run_dir, sessions=sessions)
     mean, std = model.backbone.mean, model.backbone.std
     sampler = PairBatchSampler(pairs.video, pairs.track, tc.batch_pairs, cfg.seed, steps=total, start_step=start,
                                rank=d.rank, world=d.world)
@@ -473,7 +475,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
             "miner": schedule.state_dict(), "config": to_dict(cfg),
             "flat_config": _flat_config(cfg), "pairs_fingerprint": pairs.fingerprint, "pairs": pairs.summary(),
             "backbone": model.backbone.spec(), "embed_dim": cfg.model.embed_dim, "head": cfg.model.head,
-            "world_size": d.world, "metrics": metrics,
+            "world_size": d.world, "metrics": metrics, "sessions": sessions,
         })
 
     from tqdm import tqdm
