@@ -67,6 +67,17 @@ def test_missing_or_invalid_file(tmp_path):
         load_config(tmp_path / "bad.yaml")
 
 
+def test_a_key_given_twice_is_an_error_not_the_last_one_wins(tmp_path):
+    (tmp_path / "twice.yaml").write_text("train:\n  lr: 0.5\n  lr: 0.001\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml .*line 3.*key 'lr' appears twice \(lines 2 and 3\)"):
+        load_config(tmp_path / "twice.yaml")
+    # a second section would replace the first one whole: lr would fall back to the default without a word
+    (tmp_path / "sections.yaml").write_text("train:\n  lr: 0.5\nmodel:\n  width: 8\ntrain:\n  steps: 7\n")
+    with pytest.raises(ConfigError, match=r"key 'train' appears twice \(lines 1 and 5\)"):
+        load_config(tmp_path / "sections.yaml")
+    assert load_config(None, ["train.lr=0.5", "train.lr=0.001"]).train.lr == 0.001  # --set: the last one wins
+
+
 def test_committed_default_yaml_is_generated_from_the_dataclasses():
     committed = (REPO / "configs" / "default.yaml").read_text()
     assert committed == default_yaml(), "run: python -m vidssl.config > configs/default.yaml"
