@@ -89,6 +89,30 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert len(steps_run) == 5
 
 
+def test_a_checkpoint_with_other_decoder_layers_starts_over_not_half_loaded(tmp_path, monkeypatch):
+    """A checkpoint of a version whose decoder had other layers: resuming would fill the missing ones with fresh
+    random weights and go on as if trained."""
+    cfg = dataclasses.replace(TINY, steps=3)
+    real, steps_run = transfer.synthetic_pairs, []
+
+    def counted(batch, *args, **kwargs):
+        steps_run.append(batch == cfg.batch_size)  # a training batch (the validation batch is larger)
+        return real(batch, *args, **kwargs)
+
+    monkeypatch.setattr(transfer, "synthetic_pairs", counted)
+    checkpoint = tmp_path / "model.pt"
+    train_transfer(_backbone(), cfg, budget_s=1e6, checkpoint=checkpoint, progress=False)
+    saved = torch.load(checkpoint, weights_only=True)
+    dropped = [k for k in saved["net"] if not k.startswith("backbone.")][:2]
+    for key in dropped:
+        del saved["net"][key]
+    torch.save(saved, checkpoint)
+    steps_run.clear()
+    _, info = train_transfer(_backbone(), cfg, budget_s=1e6, checkpoint=checkpoint, progress=False)
+    assert info["steps"] == 3 and sum(steps_run) == 3  # trained again: the finished run in the file was not reused
+    assert set(dropped) <= set(torch.load(checkpoint, weights_only=True)["net"])
+
+
 def test_finetuning_works_on_a_copy_of_the_backbone():
     backbone = _backbone()
     before = {k: v.clone() for k, v in backbone.state_dict().items()}

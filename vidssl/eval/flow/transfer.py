@@ -132,13 +132,19 @@ def train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed: 
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.is_file():
         saved = torch.load(path, map_location=device, weights_only=True)
-        if saved.get("fingerprint") == key:
-            net.load_state_dict({**net.state_dict(), **saved["net"]}, strict=True)
+        trainable = set(_trainable_state(net))
+        if saved.get("fingerprint") != key:
+            log.info("transfer: %s belongs to another backbone or config; training from scratch", path)
+        elif set(saved["net"]) != trainable:  # written by a version with another decoder
+            log.info("transfer: %s holds other layers than this decoder (%d missing, %d unexpected); training from "
+                     "scratch", path, len(trainable - set(saved["net"])), len(set(saved["net"]) - trainable))
+        else:
+            missing, unexpected = net.load_state_dict(saved["net"], strict=False)
+            # only the frozen backbone is left out (BatchNorm fills its own num_batches_tracked, so a subset)
+            assert not unexpected and set(missing) <= set(net.state_dict()) - trainable
             optimizer.load_state_dict(saved["optimizer"])
             state = saved["state"]
             log.info("transfer: resuming %s at step %d", path, state["step"])
-        else:
-            log.info("transfer: %s belongs to another backbone or config; training from scratch", path)
     if state["epe_start"] is None:
         state["epe_start"] = synthetic_epe(net, cfg, device)
 
