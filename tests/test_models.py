@@ -153,3 +153,39 @@ def test_resnet_training_pass_updates_batchnorm_statistics_once():
     # the dilated pass still trains on its own batch statistics (not the running ones)
     torch.testing.assert_close(dense, both.train().dense_features(x))
     assert all(m.track_running_stats for m in both.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_the_torch_free_config_lists_agree_with_the_models():
+    """train_config names the archs (and which take model.width) without importing torch; they must not drift."""
+    import inspect
+
+    from vidssl.train_config import ARCH_NAMES, WIDTH_ARCHS
+
+    assert ARCH_NAMES == tuple(ARCHS)
+    assert WIDTH_ARCHS == tuple(a for a, cls in ARCHS.items() if "width" in cls.model_config_keys)
+    for arch, cls in ARCHS.items():  # every key the model section passes is a constructor argument
+        assert set(cls.model_config_keys) <= set(inspect.signature(cls).parameters), arch
+
+
+def test_model_width_reaches_smallcnn_and_is_refused_elsewhere():
+    from vidssl.config import load_config
+    from vidssl.errors import ConfigError
+    from vidssl.train import build_model
+
+    assert build_model(load_config(None, ["model.width=8"])).backbone.dense_dim == 64
+    with pytest.raises(ConfigError, match="'model.width' applies to smallcnn only, not to model.arch 'resnet18'"):
+        load_config(None, ["model.arch=resnet18", "model.width=999"])
+    load_config(None, ["model.arch=resnet18"])  # the default width is no request
+
+
+def test_build_model_leaves_the_callers_generator_alone():
+    from vidssl.config import load_config
+    from vidssl.train import build_model
+
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    first = build_model(load_config(None, ["model.width=8"]))
+    assert torch.equal(torch.rand(3), expected)
+    second = build_model(load_config(None, ["model.width=8"]))  # and the init is a function of cfg.seed alone
+    assert all(torch.equal(v, second.state_dict()[k]) for k, v in first.state_dict().items())

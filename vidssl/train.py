@@ -35,7 +35,7 @@ from vidssl.errors import ConfigError, VidsslError
 from vidssl.io import atomic_path, atomic_write_json, atomic_write_text, json_text, run_lock
 from vidssl.losses import Triplets, build_loss, build_reducer, dense_cycle_loss
 from vidssl.miners import MiningSchedule, Scores
-from vidssl.models import EmbeddingNet, build_backbone
+from vidssl.models import ARCHS, EmbeddingNet, build_backbone
 from vidssl.train_config import RESUMABLE_KEYS, TRAIN_SECTIONS, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -240,12 +240,12 @@ def _save_checkpoint(path: Path, payload: dict) -> None:
 
 
 def build_model(cfg: Config) -> EmbeddingNet:
-    """The training model, randomly initialised from ``cfg.seed``."""
+    """The training model, randomly initialised from ``cfg.seed`` (the caller's torch generator is left as it was)."""
     kwargs = {"input_size": cfg.data.patch_size}
-    if cfg.model.arch == "smallcnn":
-        kwargs["width"] = cfg.model.width
-    torch.manual_seed(cfg.seed)
-    return EmbeddingNet(build_backbone(cfg.model.arch, **kwargs), cfg.model.embed_dim, cfg.model.head)
+    kwargs.update({key: getattr(cfg.model, key) for key in ARCHS[cfg.model.arch].model_config_keys})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return EmbeddingNet(build_backbone(cfg.model.arch, **kwargs), cfg.model.embed_dim, cfg.model.head)
 
 
 @dataclass

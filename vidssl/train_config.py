@@ -7,6 +7,7 @@ from vidssl.errors import ConfigError
 from vidssl.schema import opt
 
 ARCH_NAMES = ("smallcnn", "alexnet_wang2015", "resnet18", "resnet50")  # vidssl.models.ARCHS; kept torch-free here
+WIDTH_ARCHS = ("smallcnn",)  # the archs whose model_config_keys hold "width" (tested against vidssl.models)
 HEAD_NAMES = ("linear", "mlp", "identity")
 # the config sections a training run's result depends on (besides its pairs)
 TRAIN_SECTIONS = ("seed", "data", "model", "loss", "miner", "train")
@@ -61,7 +62,8 @@ class ModelConfig:
     """the backbone and its embedding head"""
 
     arch: str = opt("smallcnn", "backbone: " + " | ".join(ARCH_NAMES))
-    width: int = opt(32, "smallcnn only: channels of its first layer (the last has 8x; dense_dim = 8 x width)")
+    width: int = opt(32, "smallcnn only (other archs: an error): channels of its first layer (the last has 8x; "
+                         "dense_dim = 8 x width)")
     head: str = opt("linear", "head from the pooled features to the embedding: " + " | ".join(HEAD_NAMES))
     embed_dim: int = opt(256, "dimension of the L2-normalised embedding (paper: 1024)")
 
@@ -69,6 +71,10 @@ class ModelConfig:
         check_choice("model", "arch", self.arch, ARCH_NAMES)
         check_choice("model", "head", self.head, HEAD_NAMES)
         _positive("model", "width", self.width)
+        if self.arch not in WIDTH_ARCHS and self.width != ModelConfig.width:
+            # it would be ignored, yet count as a change of config when a run resumes
+            raise ConfigError(f"config key 'model.width' applies to {' and '.join(WIDTH_ARCHS)} only, not to "
+                              f"model.arch '{self.arch}'; drop it")
         _positive("model", "embed_dim", self.embed_dim)
 
 

@@ -23,6 +23,7 @@ class Backbone(nn.Module):
     out_dim: int  # size of embed()'s output
     dense_dim: int  # channels of dense_features()'s output
     dense_stride: int = 8
+    model_config_keys: tuple[str, ...] = ()  # keys of the `model` config section its constructor takes
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 

@@ -22,6 +22,7 @@ class SmallCNN(Backbone):
     """
 
     arch = "smallcnn"
+    model_config_keys = ("width",)
 
     def __init__(self, input_size: int = 64, width: int = 32) -> None:
         super().__init__(input_size)
