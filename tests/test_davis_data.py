@@ -55,6 +55,26 @@ def test_palette_masks_keep_object_ids(tmp_path):
     assert seq.frames[1][0, 0, 1] == pytest.approx(20, abs=3)  # RGB order, frame order kept (JPEG: approx)
 
 
+def test_object_ids_are_the_ids_of_the_first_frame(tmp_path):
+    masks = two_objects()
+    for m in masks:
+        m[m == 2] = 5
+    masks[2][40:44, 0:4] = 7  # appears after the first frame: neither propagated nor scored
+    write_sequence(tmp_path, "gaps", masks)
+    seq = load_sequence(tmp_path, "gaps")
+    assert seq.object_ids == (1, 5) and seq.num_objects == 5
+
+
+def test_unpadded_frame_names_keep_their_numeric_order(tmp_path):
+    write_sequence(tmp_path, "seq", two_objects(frames=12), frame_ext=".png")
+    for folder in (tmp_path / "JPEGImages" / "480p" / "seq", tmp_path / "Annotations" / "480p" / "seq"):
+        for path in folder.iterdir():  # 00010.png -> 10.png
+            path.rename(path.with_name(f"{int(path.stem)}{path.suffix}"))
+    seq = load_sequence(tmp_path, "seq")
+    assert seq.frame_names == [str(t) for t in range(12)]
+    assert [int(f[0, 0, 1]) for f in seq.frames] == [t * 20 for t in range(12)]  # frame t has green = 20 t
+
+
 def test_binary_masks_are_object_one(tmp_path):
     masks = [m.clip(0, 2) for m in two_objects()]
     write_sequence(tmp_path, "bin", masks, mode="L")

@@ -17,9 +17,10 @@ from vidssl.eval.davis_data import DavisDataError, load_sequence, read_mask
 H, W, CELL = 64, 96, 8
 
 
-def write_moving_squares(root, name="squares", frames=6, seed=0):
+def write_moving_squares(root, name="squares", frames=6, seed=0, ids=(1, 2)):
     """A static background of random blue/green 8x8 cells with a red square moving right and a yellow square
-    moving down, one cell per frame; PNG frames, palette masks (ids 1, 2). Returns the ground-truth masks."""
+    moving down, one cell per frame; PNG frames, palette masks (ids 1, 2 by default). Returns the ground-truth
+    masks."""
     rng = np.random.default_rng(seed)
     cells = np.zeros((H // CELL, W // CELL, 3), np.uint8)
     cells[..., 1] = rng.integers(40, 200, cells.shape[:2])
@@ -32,7 +33,8 @@ def write_moving_squares(root, name="squares", frames=6, seed=0):
     masks = []
     for t in range(frames):
         frame, mask = background.copy(), np.zeros((H, W), np.uint8)
-        for obj, (y, x), colour in ((1, (8, 8 + CELL * t), (230, 20, 20)), (2, (CELL * t, 64), (240, 230, 30))):
+        for obj, (y, x), colour in ((ids[0], (8, 8 + CELL * t), (230, 20, 20)), (ids[1], (CELL * t, 64),
+                                                                                  (240, 230, 30))):
             frame[y:y + 24, x:x + 24] = colour
             mask[y:y + 24, x:x + 24] = obj
         Image.fromarray(frame).save(img_dir / f"{t:05d}.png")
@@ -68,9 +70,21 @@ def test_pixels_track_two_moving_squares_and_outputs_are_consistent(tmp_path):
 
     # the saved palette masks, re-read and re-scored, give the reported numbers
     saved = [read_mask(out / "masks" / "raw_pixels" / "squares" / f"{t:05d}.png") for t in range(len(truth))]
-    rescored = jf.evaluate_sequence(truth, saved, num_objects=2)
+    rescored = jf.evaluate_sequence(truth, saved, object_ids=(1, 2))
     assert rescored["J_mean"] == pytest.approx(block["J_mean"])
     assert rescored["F_mean"] == pytest.approx(block["F_mean"])
+
+
+def test_object_ids_that_skip_a_number_score_only_the_objects_there(tmp_path):
+    """Palette ids 1 and 3: id 2 is no object. Counting every id up to the largest (the official evaluation's rule)
+    would add a perfect, empty object 2 and lift the mean."""
+    write_moving_squares(tmp_path / "davis", ids=(1, 3))
+    cfg = DavisConfig(context=3, radius=4, max_side=0, overlay_frames=1)
+    block = evaluate_davis({"raw pixels": PixelFeatures().eval()}, tmp_path / "davis", tmp_path / "eval", cfg,
+                           progress=False)["models"]["raw pixels"]
+    objects = block["sequences"]["squares"]["objects"]
+    assert set(objects) == {"1", "3"} and objects["3"]["J"]["mean"] > 0.9
+    assert block["J_mean"] == pytest.approx((objects["1"]["J"]["mean"] + objects["3"]["J"]["mean"]) / 2)
 
 
 def test_cli_eval_davis(tmp_path, capsys):
@@ -121,7 +135,7 @@ def test_real_blackswan_with_raw_pixels(data_dir, tmp_path):
     metrics = evaluate_davis({"raw pixels": PixelFeatures().eval()}, root, tmp_path, DavisConfig(), progress=False)
     got = metrics["models"]["raw pixels"]
     seq = load_sequence(root, "blackswan")
-    static = jf.evaluate_sequence(seq.masks, [seq.masks[0]] * len(seq), seq.num_objects)  # J 0.55, J&F 0.44
+    static = jf.evaluate_sequence(seq.masks, [seq.masks[0]] * len(seq), seq.object_ids)  # J 0.55, J&F 0.44
     assert got["J_mean"] > 0.7, got["J_mean"]  # measured 0.84
     assert got["JF_mean"] > static["JF_mean"] + 0.2
     assert len(got["sequences"]["blackswan"]["objects"]["1"]["J_per_frame"]) == 48

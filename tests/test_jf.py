@@ -116,13 +116,13 @@ def test_sequence_scores_skip_first_and_last_frame_and_average_objects():
     for m in pred[1:-1]:
         m[m == 2] = 0
         m[square(shape, 25, 20, 10)] = 2  # object 2 shifted by 5 rows: J = 1/3
-    out = jf.evaluate_sequence(gt, pred, num_objects=2)
+    out = jf.evaluate_sequence(gt, pred, object_ids=(1, 2))
     assert out["objects"]["1"]["J"]["mean"] == 1.0 and out["objects"]["1"]["F"]["mean"] == 1.0
     assert out["objects"]["2"]["J"]["mean"] == pytest.approx(1 / 3)
     assert len(out["objects"]["2"]["J_per_frame"]) == 3
     assert out["J_mean"] == pytest.approx((1 + 1 / 3) / 2)
     # dataset mean is over objects, not sequences: a one-object perfect sequence weighs 1/3
-    perfect = jf.evaluate_sequence(gt, [m.copy() for m in gt], num_objects=1)
+    perfect = jf.evaluate_sequence(gt, [m.copy() for m in gt], object_ids=(1,))
     both = jf.aggregate({"a": out, "b": perfect})
     assert both["J_mean"] == pytest.approx((1 + 1 / 3 + 1) / 3)
     assert both["JF_mean"] == pytest.approx((both["J_mean"] + both["F_mean"]) / 2)
@@ -132,4 +132,4 @@ def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="same shape"):
         jf.jaccard(np.zeros((3, 4)), np.zeros((4, 3)))
     with pytest.raises(ValueError, match="at least 3 frames"):
-        jf.evaluate_sequence([np.zeros((4, 4))] * 2, [np.zeros((4, 4))] * 2, 1)
+        jf.evaluate_sequence([np.zeros((4, 4))] * 2, [np.zeros((4, 4))] * 2, (1,))

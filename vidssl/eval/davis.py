@@ -293,7 +293,7 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
             continue
         for model_name, model in models.items():
             run = propagate_sequence(model, seq, cfg, progress)
-            scores = jf.evaluate_sequence(seq.masks, run["masks"], seq.num_objects)
+            scores = jf.evaluate_sequence(seq.masks, run["masks"], seq.object_ids)
             block = results[model_name]
             block["sequences"][seq_name] = scores
             block["features_s"] += run["features_s"]

@@ -18,6 +18,7 @@ are resized with nearest-neighbour so object ids are never blended.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,8 +40,11 @@ class DavisSequence:
     """One annotated sequence.
 
     ``frames``: T arrays (H, W, 3) uint8 RGB. ``masks``: T arrays (H, W) uint8 label maps, 0 background,
-    1..K objects. ``num_objects`` = K, the largest id in the first frame as in the official evaluation (objects
-    that only appear later are neither propagated nor scored). ``frame_names``: file stems, e.g. ``"00000"``.
+    1..K objects. ``num_objects`` = K, the largest id in the first frame (the label maps' channel count is K + 1).
+    ``object_ids``: the ids present in the first frame, the objects propagated and scored; DAVIS numbers its objects
+    1..K, but other data may skip ids, and an id absent from the first frame would otherwise be scored as a perfect
+    empty object (as the official evaluation does). Objects that only appear later are neither propagated nor
+    scored. ``frame_names``: file stems, e.g. ``"00000"``.
     """
 
     name: str
@@ -48,6 +52,11 @@ class DavisSequence:
     masks: list[np.ndarray]
     num_objects: int
     frame_names: list[str] = field(default_factory=list)
+    object_ids: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.object_ids and self.masks:
+            self.object_ids = tuple(int(i) for i in np.unique(self.masks[0]) if i != 0)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -189,7 +198,7 @@ def load_sequence(root: str | os.PathLike, name: str, max_side: int | None = Non
     if extra:
         raise DavisDataError(f"{mask_files[extra[0]]}: mask has no frame (expected {img_dir / (extra[0] + '.jpg')}); "
                              f"remove it or add the frame")
-    stems = sorted(frame_files)
+    stems = sorted(frame_files, key=_natural_key)  # 2.png before 10.png: names need not be zero-padded
     frames, masks = [], []
     native: tuple[int, int] | None = None
     for stem in stems:
@@ -213,6 +222,11 @@ def load_sequence(root: str | os.PathLike, name: str, max_side: int | None = Non
         raise DavisDataError(f"{mask_files[stems[0]]}: first-frame mask has no object; label propagation starts "
                              f"from the first frame's objects")
     return DavisSequence(name=name, frames=frames, masks=masks, num_objects=num_objects, frame_names=stems)
+
+
+def _natural_key(stem: str) -> list:
+    """``"frame10"`` -> ``["frame", 10, ""]``: numbers compare as numbers, so unpadded frame names keep their order."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", stem)]
 
 
 def _resize_pair(frame: np.ndarray, mask: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

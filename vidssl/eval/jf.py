@@ -95,10 +95,11 @@ def summarize(per_frame: Sequence[float]) -> dict:
             "decay": float(first.mean() - last.mean())}
 
 
-def evaluate_sequence(gt: Sequence[np.ndarray], pred: Sequence[np.ndarray], num_objects: int) -> dict:
+def evaluate_sequence(gt: Sequence[np.ndarray], pred: Sequence[np.ndarray], object_ids: Sequence[int]) -> dict:
     """Per-object J and F of a propagated sequence.
 
-    ``gt``, ``pred``: T label maps (H, W) (0 background, 1..K objects). Frames 1..T-2 are scored. Returns
+    ``gt``, ``pred``: T label maps (H, W) (0 background, ids > 0 objects); ``object_ids``: the objects to score
+    (those of the first frame). Frames 1..T-2 are scored. Returns
     ``{"objects": {"1": {"J": summary, "F": summary, "J_per_frame": [...], "F_per_frame": [...]}, ...},
     "J_mean", "F_mean", "JF_mean"}`` where the sequence means average its objects.
     """
@@ -107,7 +108,7 @@ def evaluate_sequence(gt: Sequence[np.ndarray], pred: Sequence[np.ndarray], num_
     if len(gt) < 3:
         raise ValueError("a sequence needs at least 3 frames: the first is given, the last is not scored")
     objects = {}
-    for obj in range(1, num_objects + 1):
+    for obj in object_ids:
         j = [jaccard(g == obj, p == obj) for g, p in zip(gt[1:-1], pred[1:-1])]
         f = [boundary_f(g == obj, p == obj) for g, p in zip(gt[1:-1], pred[1:-1])]
         objects[str(obj)] = {"J": summarize(j), "F": summarize(f), "J_per_frame": j, "F_per_frame": f}
