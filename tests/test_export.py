@@ -108,6 +108,31 @@ def test_random_init_baseline_has_the_trained_backbones_shape(tmp_path):
         assert not torch.equal(random_init.features[0].weight, trained.features[0].weight)
 
 
+def test_weights_of_several_architectures_get_a_random_init_row_each(tmp_path):
+    """`--weights a.pt --weights b.pt` of two architectures: one table, each trained model beside its own random
+    init (the inferred architecture of the first file used to be taken for an --arch the second contradicted)."""
+    from vidssl.errors import VidsslError
+    from vidssl.eval.baselines import feature_models
+
+    (tmp_path / "s").mkdir()
+    (tmp_path / "r").mkdir()
+    (tmp_path / "w").mkdir()
+    save_backbone(build_backbone("smallcnn", width=8, input_size=48), tmp_path / "s" / "backbone.pt")
+    save_backbone(build_backbone("resnet18", input_size=64), tmp_path / "r" / "backbone.pt")
+    save_backbone(build_backbone("smallcnn", width=16, input_size=48), tmp_path / "w" / "backbone.pt")
+    models = feature_models([tmp_path / "s", tmp_path / "r", tmp_path / "s" / "backbone.pt"])
+    assert list(models) == ["s/backbone", "r/backbone", "s/backbone'", "smallcnn (random init)",
+                            "resnet18 (random init)", "raw pixels"]
+    assert models["smallcnn (random init)"].spec() == {"arch": "smallcnn", "input_size": 48, "width": 8}
+    assert models["resnet18 (random init)"].spec() == {"arch": "resnet18", "input_size": 64}
+    # two widths of one architecture: the rows say which is which
+    names = list(feature_models([tmp_path / "s", tmp_path / "w"]))
+    assert names[2:4] == ["smallcnn input_size=48 width=8 (random init)",
+                          "smallcnn input_size=48 width=16 (random init)"]
+    with pytest.raises(VidsslError, match="holds a resnet18 backbone but --arch is smallcnn"):
+        feature_models([tmp_path / "s", tmp_path / "r"], arch="smallcnn")
+
+
 def test_resnet50_export_missing_exactly_fc(tmp_path):
     save_backbone(build_backbone("resnet50"), tmp_path / "r50.pt", safetensors=False)
     result = torchvision.models.resnet50().load_state_dict(torch.load(tmp_path / "r50.pt", weights_only=True),

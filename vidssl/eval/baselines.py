@@ -61,9 +61,10 @@ def feature_models(weights: list[str | Path] | tuple = (), arch: str | None = No
     stem; a run folder stands for its backbone.pt), the same architecture at random init with a fixed seed, and raw
     pixels. All in eval mode.
 
-    ``arch`` names the random-init architecture when no weights file is given; otherwise it defaults to the
-    first file's architecture (an explicit ``arch`` that disagrees with it is an error). The random-init model is
-    built with the first file's constructor arguments too (``width``, ``input_size``), so it matches the trained one.
+    ``arch`` names the random-init architecture when no weights file is given; with weights files, an explicit
+    ``arch`` that disagrees with one of them is an error. Without ``arch``, each distinct architecture among the
+    files (with its constructor arguments: ``width``, ``input_size``) gets its own random-init row, so every trained
+    model is compared with itself untrained; with ``arch``, the row is built like the first file.
     """
     from vidssl import load_backbone
     from vidssl.errors import VidsslError
@@ -71,7 +72,7 @@ def feature_models(weights: list[str | Path] | tuple = (), arch: str | None = No
     from vidssl.models import build_backbone
 
     models: dict[str, nn.Module] = {}
-    build_kwargs: dict = {}  # the first weights file's constructor arguments (smallcnn width, input size)
+    specs: list[dict] = []  # the random-init rows to build: distinct (arch, constructor arguments) of the files
     for path in weights:
         path = resolve_weights(path)  # a run folder -> RUN/backbone.pt, so its row is named like the file's
         model = load_backbone(path)
@@ -79,19 +80,24 @@ def feature_models(weights: list[str | Path] | tuple = (), arch: str | None = No
         while name in models:
             name += "'"
         models[name] = model
-        if arch is None:
-            arch = model.arch
-        elif arch != model.arch and random_init:
+        if arch is not None and arch != model.arch and random_init:
             raise VidsslError(f"{path} holds a {model.arch} backbone but --arch is {arch}; drop --arch or match it")
-        if len(models) == 1:
-            build_kwargs = {k: v for k, v in model.spec().items() if k != "arch"}
+        if model.spec() not in specs and not (arch is not None and specs):
+            specs.append(model.spec())
     if random_init:
-        if arch is None:
-            raise VidsslError("no --weights and no --arch: name the architecture of the random-init baseline")
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(seed)
-        models[f"{arch} (random init)"] = build_backbone(arch, **build_kwargs).eval()
-        torch.random.set_rng_state(generator_state)
+        if not specs:
+            if arch is None:
+                raise VidsslError("no --weights and no --arch: name the architecture of the random-init baseline")
+            specs.append({"arch": arch})
+        for spec in specs:
+            kwargs = {k: v for k, v in spec.items() if k != "arch"}
+            name = f"{spec['arch']} (random init)"
+            if sum(other["arch"] == spec["arch"] for other in specs) > 1:  # two widths of one arch: say which
+                name = f"{spec['arch']} {' '.join(f'{k}={v}' for k, v in sorted(kwargs.items()))} (random init)"
+            generator_state = torch.random.get_rng_state()
+            torch.manual_seed(seed)
+            models[name] = build_backbone(spec["arch"], **kwargs).eval()
+            torch.random.set_rng_state(generator_state)
     if pixels:
         models["raw pixels"] = PixelFeatures().eval()
     return models
