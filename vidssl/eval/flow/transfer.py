@@ -117,8 +117,15 @@ def train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed: 
 
     Step i trains on the synthetic batch seeded by (seed, i), so a run resumed from ``checkpoint`` (written
     atomically every ``cfg.checkpoint_seconds``) sees the same data as an uninterrupted one. The caller's backbone
-    is never modified (fine-tuning works on a copy). Returns the net in eval mode and a summary dict.
+    is never modified (fine-tuning works on a copy). Returns the net in eval mode and a summary dict. The caller's
+    torch generator is left as it was.
     """
+    with torch.random.fork_rng(devices=[]):
+        return _train_transfer(backbone, cfg, budget_s, seed, device, checkpoint, progress)
+
+
+def _train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed: int, device: torch.device | str,
+                    checkpoint: str | os.PathLike | None, progress: bool) -> tuple[CorrFlowNet, dict]:
     torch.manual_seed(seed)
     net = CorrFlowNet(copy.deepcopy(backbone) if cfg.finetune else backbone, cfg.max_displacement, cfg.temperature,
                       cfg.finetune).to(device)
