@@ -121,7 +121,8 @@ def _pool_pass(job, todo: list[dict], workers: int, bar, done: list, strict: boo
     started, videos being mined) when a worker died, else ([], []); with ``blame`` (a pool of one video) that video
     is recorded as the one that crashes its worker instead."""
     context = multiprocessing.get_context("spawn")  # decoders and OpenCV threads do not survive fork safely
-    pool = futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+    pool = futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                       initargs=(os.getpid(),))
     pending = iter(todo)
     running: dict = {}  # future -> listing entry
     try:
@@ -198,12 +199,15 @@ def _stop_now(pool, job, entries: list[dict]) -> None:
         undo_attempt(job.out, entry["video_id"], job.run)
 
 
-def _init_worker() -> None:
+def _init_worker(miner_pid: int) -> None:
     import cv2
+
+    from vidssl.lifeline import exit_with
 
     cv2.setNumThreads(1)  # parallelism comes from the processes; nested thread pools only contend
     # Ctrl-C reaches the whole process group; the main process alone decides what stops (see _stop_now)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with(miner_pid)  # a killed `vidssl mine` leaves no worker waiting on its queue
 
 
 def _spent(started: float, budget: float | None) -> bool:

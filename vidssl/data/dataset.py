@@ -1,6 +1,9 @@
 """A map-style dataset over the pair shards and the loader that batches it for training."""
 from __future__ import annotations
 
+import functools
+import os
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -51,11 +54,14 @@ class PairPatches(Dataset):
         return {**self.__dict__, "_maps": {}}
 
 
-def _worker_init(_: int) -> None:
+def _worker_init(_: int, trainer_pid: int) -> None:
     import cv2
+
+    from vidssl.lifeline import exit_with
 
     cv2.setNumThreads(1)  # the workers already run in parallel; nested OpenCV threads only contend
     torch.set_num_threads(1)
+    exit_with(trainer_pid)  # a killed trainer leaves no worker behind (its parent is the fork server)
 
 
 def make_loader(dataset: PairPatches, sampler: PairBatchSampler, cfg: DataConfig, pin_memory: bool,
@@ -68,7 +74,7 @@ def make_loader(dataset: PairPatches, sampler: PairBatchSampler, cfg: DataConfig
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin_memory,
                       multiprocessing_context="forkserver" if workers else None,
                       generator=torch.Generator().manual_seed(seed),
-                      worker_init_fn=_worker_init if workers else None,
+                      worker_init_fn=functools.partial(_worker_init, trainer_pid=os.getpid()) if workers else None,
                       prefetch_factor=cfg.prefetch if workers else None, persistent_workers=False)
 
 

@@ -1,0 +1,113 @@
+"""kill -9 of a training or mining process leaves no worker behind: the workers notice their starter is gone and
+exit, instead of waiting forever on a queue while holding their memory."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from vidssl.lifeline import process_start
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table in /proc")
+
+
+def _children(pid: int) -> set[int]:
+    """Every live descendant of ``pid``."""
+    parent_of = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent_of[int(entry.name)] = int(stat[stat.rfind(")") + 2:].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parent_of.items() if parent in frontier} - found
+        found |= frontier
+    return {p for p in found if process_start(p) is not None}
+
+
+def _wait_for(condition, seconds: float):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    return condition()
+
+
+def _kill_and_check_workers_exit(proc: subprocess.Popen, workers: set[int]) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)  # reaped at once here; a killed process its own parent has not reaped yet counts as gone too
+    left = _wait_for(lambda: not (workers & _alive(workers)) or None, 15)
+    survivors = workers & _alive(workers)
+    for pid in survivors:  # do not leave them to the next test
+        os.kill(pid, signal.SIGKILL)
+    assert left and not survivors, f"workers still alive 15 s after kill -9 of their starter: {survivors}"
+
+
+def _alive(pids: set[int]) -> set[int]:
+    return {p for p in pids if process_start(p) is not None}
+
+
+def test_process_start_tells_a_live_process_from_a_zombie():
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert process_start(proc.pid) and process_start(proc.pid) == process_start(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert _wait_for(lambda: process_start(proc.pid) is None, 5)  # a zombie until reaped: already gone
+    finally:
+        proc.wait(5)
+    assert process_start(proc.pid) is None
+
+
+def test_training_loader_workers_exit_when_the_trainer_is_killed(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from train_utils import synthetic_pairs
+        from vidssl.data import open_pairs
+        from vidssl.data.dataset import PairPatches, make_loader
+        from vidssl.data.sampler import PairBatchSampler
+        from vidssl.train_config import DataConfig
+
+        pairs = open_pairs(synthetic_pairs({str(tmp_path / "pairs")!r}, num_videos=2, tracks_per_video=8))
+        cfg = DataConfig(patch_size=32, num_workers=2)
+        sampler = PairBatchSampler(pairs.video, pairs.track, 4, 0, steps=1000)
+        batches = iter(make_loader(PairPatches(pairs, cfg), sampler, cfg, pin_memory=False))
+        next(batches)
+        print("ready", flush=True)
+        time.sleep(120)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        workers = _children(proc.pid)
+        assert workers, "the loader started no worker process"
+        _kill_and_check_workers_exit(proc, workers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_mining_workers_exit_when_vidssl_mine_is_killed(demo_dir, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "vidssl", "mine", str(demo_dir), "--out", str(tmp_path / "pairs"),
+                             "--workers", "2", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # both pool workers running (the resource tracker is a child too): at least three descendants
+        workers = _wait_for(lambda: (lambda c: c if len(c) >= 3 else None)(_children(proc.pid)), 60)
+        assert workers and proc.poll() is None, "mining ended before its workers could be seen; use longer clips"
+        _kill_and_check_workers_exit(proc, workers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
