@@ -149,6 +149,42 @@ def test_find_videos_recursive_sorted_and_loop_safe(tmp_path):
         find_videos(tmp_path / "missing")
 
 
+def test_find_videos_lists_a_linked_file_once_and_counts_the_rest(tmp_path, caplog):
+    for rel in ["a.mp4", "b.ts", "c.MPG", "notes.txt", "cover.jpg", "d.3gp"]:
+        (tmp_path / rel).write_bytes(rel.encode())  # distinct files
+    os.symlink(tmp_path / "a.mp4", tmp_path / "z_link.mp4")  # the same video under another name: mined once
+    os.link(tmp_path / "b.ts", tmp_path / "z_hard.ts")
+    with caplog.at_level("INFO", logger="vidssl.video"):
+        found = [p.name for p in find_videos(tmp_path)]
+    assert found == ["a.mp4", "b.ts", "c.MPG", "d.3gp"]
+    assert "z_link.mp4: the same file as" in caplog.text and "z_hard.ts: the same file as" in caplog.text
+    assert "2 file(s) not listed as videos by their extension (.jpg 1, .txt 1)" in caplog.text
+
+
+@pytest.mark.parametrize("suffix, container, codec", [(".ts", "mpegts", "mpeg2video"), (".mts", "mpegts", "h264"),
+                                                      (".mpg", "mpeg", "mpeg2video"), (".flv", "flv", "flv")])
+def test_more_containers_decode_frame_for_frame(tmp_path, suffix, container, codec):
+    """Frame t is grey 20 t: a reader that drops or repeats a frame fails (decord does both on MPEG-TS, so auto
+    leaves it out there)."""
+    import av
+
+    path = tmp_path / f"clip{suffix}"
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for t in range(12):
+            img = np.full((64, 96, 3), 20 * t, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    assert find_videos(tmp_path) == [path]
+    reader = open_video(path)
+    greys = [float(f.mean()) for _, f in reader.frames()]
+    assert len(greys) == reader.num_frames == 12
+    assert np.abs(np.array(greys) - 20 * np.arange(12)).max() < 3, greys  # through YUV and a lossy codec
+
+
 def rotate_90(src, dst):
     """Copy an mp4 with its track header's display matrix set to a 90 degree turn, as phones record portrait video
     (the stored frames stay landscape)."""
