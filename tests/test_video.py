@@ -112,6 +112,30 @@ def test_bad_input_raises_matching_error_naming_the_file(bad_files, backend, nam
     assert "Traceback" not in out.stderr
 
 
+def test_an_audio_only_file_is_not_a_video_not_corrupt(tmp_path):
+    """PyAV parses it and finds no video stream; OpenCV's generic failure must not turn that into "corrupt" (a user
+    told a file is corrupt may delete a good one)."""
+    import av
+
+    from vidssl.errors import NoVideoStream
+    from tracking.runner import VIDEO_ERROR_REASONS
+
+    path = tmp_path / "voice_memo.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=16000)
+        for i in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    with pytest.raises(NoVideoStream, match="voice_memo.mp4: has no video stream$") as caught:
+        open_video(path)
+    reason = next(r for cls, r in VIDEO_ERROR_REASONS.items() if isinstance(caught.value, cls))
+    assert reason == "not_a_video"
+
+
 def test_truncated_faststart_file_decodes_what_is_there(tmp_path, demo_dir):
     """A cut file whose index is at the front opens; every backend stops cleanly at the cut, never crashes."""
     import av

@@ -30,5 +30,9 @@ class UnsupportedVideo(VideoError):
     """Not a video this tool can read (an image, a text file, a directory, no permission, no video stream)."""
 
 
+class NoVideoStream(UnsupportedVideo):
+    """A media file whose container parses but holds no video stream (audio only, subtitles)."""
+
+
 class EmptyVideo(VideoError):
     """A valid or zero-byte file that yields no frames."""

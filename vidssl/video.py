@@ -26,7 +26,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from vidssl.errors import CorruptVideo, EmptyVideo, UnsupportedVideo, VideoError
+from vidssl.errors import CorruptVideo, EmptyVideo, NoVideoStream, UnsupportedVideo, VideoError
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ class PyAVReader(VideoReader):
             raise UnsupportedVideo(self.path, f"not a readable video ({e})") from None
         if not container.streams.video:
             container.close()
-            raise UnsupportedVideo(self.path, "has no video stream")
+            raise NoVideoStream(self.path, "has no video stream")
         return container
 
     def _count_frames(self) -> int:
@@ -448,6 +448,9 @@ class AutoReader(VideoReader):
         raise self._best_error()
 
     def _best_error(self) -> VideoError:
+        for e in self._errors:  # a container that parses without a video stream: the others' failures say no more
+            if isinstance(e, NoVideoStream):
+                return e
         for cls in (UnsupportedVideo, EmptyVideo):
             if self._errors and all(isinstance(e, cls) for e in self._errors):
                 return self._errors[0]
