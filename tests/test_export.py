@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -53,6 +55,10 @@ def test_model_card_and_one_line_load(resnet18_run, tmp_path):
     assert card["training"]["steps"] == 2 and card["training"]["complete"] is True
     assert card["training"]["data"]["pairs"] == 24 and card["config"]["model"]["arch"] == "resnet18"
     assert card["files"] == ["backbone.pt", "backbone.safetensors"]
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("backbone.pt", "backbone.safetensors", "model_card.json"):  # readable by whom the umask allows
+        assert stat.S_IMODE((tmp_path / "w" / name).stat().st_mode) == 0o666 & ~umask, name
     sessions = torch.load(resnet18_run / "checkpoint.pt", weights_only=True)["sessions"]
     assert card["training"]["sessions"] == sessions and card["git_sha"] == sessions[-1]["git_sha"]
     assert card["versions"]["torch"] == torch.__version__ and card["exported_with"]["git_sha"] == git_sha()
