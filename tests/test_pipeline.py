@@ -313,3 +313,53 @@ def test_a_flow_dataset_given_alone_is_evaluated(data_dir):
     sets = discover_eval_sets(data_dir / "flow", None)
     assert [(s.task, s.folder, s.path) for s in sets] == [("flow", "flow", data_dir / "flow")]
     assert discover_eval_sets(data_dir / "videos", None) == []  # videos are not evaluation data
+
+
+def test_a_budget_too_small_for_the_videos_is_said_not_hidden(tmp_path, capsys):
+    """Mining that stops at its budget leaves videos out of the run; the held-out tails share that budget (they
+    were mined without one: a run of long videos took 6x its budget), and the user is told, at the end and in
+    the report."""
+    from vidssl.demo import make_demo_videos
+
+    make_demo_videos(tmp_path / "videos", num=3, seed=5, frames=100)
+    run = tmp_path / "run"
+    no_training = ["--set", "pretrain.run_train=false", "--set", "pretrain.run_export=false", "--set",
+                   "pretrain.run_eval=false", "--set", "mine.box_fraction=0.33", "--set", "pretrain.mine_workers=1"]
+    # 60 ms in all, 18 ms for mining: the first video starts (a video takes longer), nothing after it
+    assert main(["-q", "pretrain", "--videos", str(tmp_path / "videos"), "--out", str(run), "--budget-minutes",
+                 "0.001", *no_training]) == 0
+    train_set = json.loads((run / "pairs" / "dataset.json").read_text())
+    held_out = json.loads((run / "pairs_held_out" / "dataset.json").read_text())
+    assert train_set["videos"]["mined"] == 1 and train_set["videos"]["pending"] == 2
+    assert held_out["videos"]["pending"] == 3  # its budget was spent by the training pass
+    printed = capsys.readouterr().out
+    assert "warning: training mining stopped at its share of the budget with 2 of 3 videos not mined" in printed
+    assert "warning: held-out mining stopped at its share of the budget with 3 of 3 videos not mined" in printed
+    warnings = json.loads((run / "warnings.json").read_text())
+    assert len(warnings) == 2 and json.loads((run / "summary.json").read_text())["warnings"] == warnings
+    assert "videos not mined" in (run / "report.html").read_text()
+
+
+def test_warnings_for_videos_added_since_mining_and_training_cut_short(tmp_path):
+    from vidssl.pipeline import run_warnings
+
+    videos = tmp_path / "videos"
+    (videos / "sub").mkdir(parents=True)
+    for rel in ("a.mp4", "sub/b.mp4", "sub/new.mp4"):
+        (videos / rel).write_bytes(b"\x00video")
+    (tmp_path / "run" / "pairs").mkdir(parents=True)
+    (tmp_path / "run" / "pairs" / "videos.json").write_text(json.dumps(
+        {"root": str(videos), "videos": [{"video": "a.mp4"}, {"video": "sub/b.mp4"}]}))
+    done = {"stopped": "done", "step": 790, "total_steps": 790}
+    assert run_warnings(tmp_path / "run", videos, done) == [
+        f"1 video(s) in {videos} are not in this run, added after it was mined (e.g. sub/new.mp4); a new --out "
+        f"includes them"]
+    (videos / "sub" / "new.mp4").unlink()
+    assert run_warnings(tmp_path / "run", videos, done) == []
+    assert run_warnings(tmp_path / "run", tmp_path / "moved_away", done) == []  # no folder to compare with
+    barely = run_warnings(tmp_path / "run", videos, {"stopped": "budget", "step": 2, "total_steps": 1200})
+    assert barely == ["training stopped at the budget after 2 of its 1200 steps: too few for the weights to have "
+                      "learned much (the default 9-minute budget fits about 790 on 2 CPU cores); for a trained "
+                      "backbone, run into a new --out with a larger --budget-minutes"]
+    late = run_warnings(tmp_path / "run", videos, {"stopped": "budget", "step": 700, "total_steps": 790})
+    assert late and "700 of its 790 steps, before the learning rate had annealed" in late[0]

@@ -49,12 +49,12 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
         raise VidsslError(f"bad shard {index}/{count}: expected I/N with 0 <= I < N")
     if workers < 1:
         raise VidsslError(f"--workers must be >= 1, got {workers}")
-    from vidssl.video import find_videos
+    from vidssl.video import VIDEO_EXTENSIONS, find_videos
 
     root, out = Path(videos_dir), Path(out_dir)
     paths = find_videos(root)
     if not paths:
-        raise VidsslError(f"no videos under {root} (looked for .mp4 .avi .mkv .mov .webm .m4v, recursively)")
+        raise VidsslError(f"no videos under {root} (looked for {' '.join(VIDEO_EXTENSIONS)}, recursively)")
     base = root if root.is_dir() else root.parent
     listing = []
     for path in paths:

@@ -260,6 +260,44 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
     return result
 
 
+WARNINGS = "warnings.json"  # RUN/warnings.json: what the user should know about this run's result (run_warnings)
+FEW_STEPS = 100  # fewer training steps than this: the weights have hardly moved from their random init
+
+
+def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> list[str]:
+    """What a finished pretrain run did not do that its user would assume it did: videos not mined, videos added
+    to the folder since, training cut short by the budget. Read from the run folder, so a rerun repeats them."""
+    out = []
+    for folder, what in (("pairs", "training"), ("pairs_held_out", "held-out")):
+        dataset = run / folder / "dataset.json"
+        ds = json.loads(dataset.read_text()) if dataset.is_file() else {}
+        if ds and not ds.get("complete", True):
+            pending, found = ds["videos"]["pending"], ds["videos"]["found"]
+            effect = ("this run trained without them" if what == "training"
+                      else "instance retrieval across time covers the others only")
+            out.append(f"{what} mining stopped at its share of the budget with {pending} of {found} videos not mined: "
+                       f"{effect}. Rerunning into {run} keeps its finished stages; to use every video, run into a "
+                       f"new --out with a larger --budget-minutes (or pretrain.mine_fraction)")
+    listing = run / "pairs" / "videos.json"
+    if videos is not None and videos.exists() and listing.is_file():
+        from vidssl.video import find_videos
+
+        base = videos if videos.is_dir() else videos.parent  # as mine_folder lists them
+        mined = {v["video"] for v in json.loads(listing.read_text())["videos"]}
+        added = [p.relative_to(base).as_posix() for p in find_videos(videos)]
+        added = [rel for rel in added if rel not in mined]
+        if added:
+            out.append(f"{len(added)} video(s) in {videos} are not in this run, added after it was mined (e.g. "
+                       f"{added[0]}); a new --out includes them")
+    if train_stats and train_stats.get("stopped") == "budget" and train_stats["step"] < train_stats["total_steps"]:
+        step, total = train_stats["step"], train_stats["total_steps"]
+        few = (f": too few for the weights to have learned much (the default 9-minute budget fits about 790 on "
+               f"2 CPU cores)" if step < FEW_STEPS else ", before the learning rate had annealed")
+        out.append(f"training stopped at the budget after {step} of its {total} steps{few}; for a trained backbone, "
+                   f"run into a new --out with a larger --budget-minutes")
+    return out
+
+
 def default_eval_root() -> Path | None:
     env = os.environ.get("VIDSSL_DATA")
     return Path(env) if env and Path(env).is_dir() else None
@@ -344,14 +382,16 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         return max(0.0, deadline - time.monotonic())
 
     def mine() -> dict:
-        mine_budget = remaining_s() * p.mine_fraction
+        mine_start, mine_budget = time.monotonic(), remaining_s() * p.mine_fraction
         summary = tracking.mine_folder(videos, run / "pairs", train_mine, video_backend=cfg.video.backend,
                                        workers=p.mine_workers, seed=cfg.seed, progress=progress,
                                        time_budget_s=mine_budget)
         if held_out_videos is not None:
+            # the held-out tails share the mining budget: each one decodes its video from the start
             held = tracking.mine_folder(held_out_videos, run / "pairs_held_out", held_out_mine,
                                         video_backend=cfg.video.backend, workers=p.mine_workers, seed=cfg.seed,
-                                        progress=progress)
+                                        progress=progress,
+                                        time_budget_s=max(0.0, mine_budget - (time.monotonic() - mine_start)))
             if not held.get("pairs"):
                 log.warning("no held-out tracks in %s (see %s): instance retrieval across time is not evaluated",
                             held_out_videos, run / "pairs_held_out" / "dataset.json")
@@ -359,6 +399,11 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
             raise VidsslError(f"mining {videos} ran out of its budget ({p.mine_fraction:.0%} of the run's) with "
                               f"{summary['videos'].get('pending', '?')} video(s) pending and no pair yet; give the run "
                               f"more time (--budget-minutes) or raise pretrain.mine_fraction, then rerun")
+        if not summary.get("pairs") and not summary["videos"]["mined"]:
+            reasons = ", ".join(f"{len(v)} {k}" for k, v in summary["videos"]["skipped"].items())
+            raise VidsslError(f"no video in {videos} could be mined ({summary['videos']['found']} found: {reasons}; "
+                              f"each one's reason in {run / 'pairs' / 'dataset.json'}); see `vidssl mine --help` "
+                              "for what a usable video is")
         if not summary.get("pairs"):
             raise VidsslError(f"mining {videos} produced no pairs (see {run / 'pairs' / 'dataset.json'}); "
                               "check the videos have moving objects, or relax mine.* thresholds")
@@ -423,9 +468,14 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         "export": _run_stage(stages, "export", p.run_export, export_stage, configs["export"]),
         "eval": _run_stage(stages, "eval", p.run_eval, eval_stage, configs["eval"]),
     }
+    warnings = run_warnings(run, None if demo else videos, results.get("train"))
+    for text in warnings:
+        log.warning("%s", text)
+    atomic_write_json(run / WARNINGS, warnings)
     if p.run_report:
         build_report(run)
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
     summary["stages"] = results
+    summary["warnings"] = warnings
     atomic_write_json(run / "summary.json", summary)
     return summary

@@ -207,6 +207,13 @@ def build_report(run_dir: str | Path) -> Path:
     sections: list[str] = []
     summary: dict[str, Any] = {"run_dir": str(run)}
 
+    warnings_path = run / "warnings.json"  # vidssl.pipeline.WARNINGS (not imported: the report stays light)
+    warnings = json.loads(warnings_path.read_text()) if warnings_path.is_file() else []
+    if warnings:
+        summary["warnings"] = warnings
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+        sections.append(f"<div class='warn'><h2>Warnings</h2><ul>{items}</ul></div>")
+
     dataset_path = run / "pairs" / "dataset.json"
     if dataset_path.is_file():
         ds = json.loads(dataset_path.read_text())
@@ -295,6 +302,7 @@ def build_report(run_dir: str | Path) -> Path:
             "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
             "text-align:right}th{background:#f4f4f4}td:first-child{text-align:left}"
             "img{max-width:100%}figure{margin:1em 0}.charts svg{margin:4px}pre{background:#f8f8f8;padding:8px}"
+            ".warn{background:#fff4e0;border:1px solid #e0a040;padding:0 1em}"
             "</style></head><body><h1>vidssl run: " + html.escape(run.name) + "</h1>"
             + "".join(sections) + "</body></html>")
     atomic_write_text(run / "report.html", page)
