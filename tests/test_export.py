@@ -195,6 +195,12 @@ def test_cli_train_then_export(pairs, tmp_path, capsys):
     assert out.is_file() and (out.parent / "backbone.safetensors").is_file()
     assert main(["export", str(tmp_path / "nowhere"), "--out", str(out)]) == 1
     assert "no checkpoint.pt" in capsys.readouterr().err
+    # a `vidssl pretrain` run folder: its training is in RUN/train (the error sent users to train into RUN itself)
+    (tmp_path / "pretrain_run").mkdir()
+    run.rename(tmp_path / "pretrain_run" / "train")
+    assert main(["export", str(tmp_path / "pretrain_run"), "--out", str(tmp_path / "again.pt")]) == 0
+    assert torch.equal(torch.load(tmp_path / "again.pt", weights_only=True)["features.0.weight"],
+                       torch.load(out, weights_only=True)["features.0.weight"])
 
 
 def test_two_exports_in_one_folder_keep_their_own_cards(tmp_path):

@@ -363,3 +363,13 @@ def test_warnings_for_videos_added_since_mining_and_training_cut_short(tmp_path)
                       "backbone, run into a new --out with a larger --budget-minutes"]
     late = run_warnings(tmp_path / "run", videos, {"stopped": "budget", "step": 700, "total_steps": 790})
     assert late and "700 of its 790 steps, before the learning rate had annealed" in late[0]
+
+
+def test_a_folder_of_unusable_videos_says_so_not_to_relax_thresholds(tmp_path, capsys):
+    (tmp_path / "videos").mkdir()
+    for name in ("notes.mp4", "empty.mov"):
+        (tmp_path / "videos" / name).write_bytes(b"not a video\n" if name == "notes.mp4" else b"")
+    assert main(["-q", "pretrain", "--videos", str(tmp_path / "videos"), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "no video in" in err and "could be mined (2 found: 1 empty, 1 not_a_video;" in err
+    assert "thresholds" not in err

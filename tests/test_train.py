@@ -219,6 +219,18 @@ def test_a_dataset_with_videos_pending_is_refused_unless_allowed(tmp_path):
     assert train(part, tmp_path / "run", cfg, allow_incomplete=True, progress=False)["step"] == 2
 
 
+def test_a_pair_folder_whose_videos_were_all_skipped_says_why(tmp_path):
+    from tracking import MineConfig, mine_folder
+
+    (tmp_path / "videos").mkdir()
+    for name in ("notes.mp4", "readme.mkv"):
+        (tmp_path / "videos" / name).write_text("not a video\n")
+    mine_folder(tmp_path / "videos", tmp_path / "pairs", MineConfig(), progress=False)
+    with pytest.raises(Exception, match=r"no pairs; none of the 2 videos could be mined \(2 not_a_video; each one's "
+                                        r"reason in .*dataset.json\)"):
+        train(tmp_path / "pairs", tmp_path / "run", load_config(None, TINY), progress=False)
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(pairs, tmp_path):
     cfg = load_config(None, TINY + ["train.steps=200", "train.lr=1.0e+30", "train.warmup_steps=0",
                                     "train.precision=fp32", "train.checkpoint_every=1"])

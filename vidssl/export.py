@@ -184,10 +184,13 @@ def _key_mismatch(module: torch.nn.Module, state: dict) -> tuple[list[str], list
 
 
 def export_backbone(run_dir: str | os.PathLike, out_path: str | os.PathLike, safetensors: bool = True) -> Path:
-    """Cut the backbone out of ``run_dir/checkpoint.pt`` into ``out_path`` (+ ``.safetensors``, model card)."""
+    """Cut the backbone out of ``run_dir/checkpoint.pt`` (or, for a pretrain run folder, ``run_dir/train/``) into
+    ``out_path`` (+ ``.safetensors``, model card)."""
     from vidssl.train import CHECKPOINT, load_checkpoint
 
     ckpt_path = Path(run_dir) / CHECKPOINT
+    if not ckpt_path.is_file() and (Path(run_dir) / "train" / CHECKPOINT).is_file():
+        ckpt_path = Path(run_dir) / "train" / CHECKPOINT  # a `vidssl pretrain` run folder: its training is in train/
     if not ckpt_path.is_file():
         raise ModelFileError(f"{run_dir}: no {CHECKPOINT}; train first with `vidssl train PAIRS --out {run_dir}`")
     ckpt = load_checkpoint(ckpt_path)

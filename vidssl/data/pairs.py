@@ -87,6 +87,20 @@ def _check_shard(path: Path, patch_size: int) -> tuple[int, int, str | None]:
     return int(arr.shape[0]), int(arr.shape[1]), None
 
 
+def _why_no_pairs(meta: dict, root: Path) -> str:
+    """What dataset.json says about an empty pair set, and what to do."""
+    videos = meta.get("videos") if isinstance(meta.get("videos"), dict) else {}
+    skipped = videos.get("skipped") or {}
+    if videos.get("found") and not videos.get("mined") and skipped:
+        reasons = ", ".join(f"{len(paths)} {reason}" for reason, paths in skipped.items())
+        return (f"none of the {videos['found']} videos could be mined ({reasons}; each one's reason in "
+                f"{root / 'dataset.json'})")
+    if videos.get("mined"):
+        return (f"the {videos['mined']} mined videos gave no track that passed its checks (tracks rejected by reason "
+                f"in {root / 'dataset.json'}); videos with moving objects, or relaxed mine.* thresholds, give pairs")
+    return _REMAKE
+
+
 def open_pairs(root: str | os.PathLike) -> PairSet:
     """Index a pair dataset. Broken shards are skipped with a warning; no usable pair at all is an error."""
     root = Path(root)
@@ -125,7 +139,7 @@ def open_pairs(root: str | os.PathLike) -> PairSet:
             video_codes.append(v)
             track_keys.append(tracks.setdefault((v, track), len(tracks)))
     if not offsets:
-        raise PairDataError(f"{manifest}: no pairs; {_REMAKE}")
+        raise PairDataError(f"{manifest}: no pairs; {_why_no_pairs(meta, root)}")
     shard_index_arr = np.asarray(shard_index, np.int32)
     offset_arr = np.asarray(offsets, np.int64)
     keep = np.ones(len(offsets), bool)
