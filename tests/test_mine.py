@@ -424,6 +424,48 @@ def bad_dir(demo_dir, tmp_path_factory) -> tuple[Path, dict]:
     locked.chmod(0o644)
 
 
+def test_a_video_damaged_part_way_is_mined_up_to_the_damage_and_says_so(demo_dir):
+    """What auto does on a file damaged part way (decord and PyAV fail there, OpenCV ends there without an error):
+    the frames before the damage are mined with a note, and a part of the video after it (the held-out tail) is
+    skipped as corrupt, not as "no_motion"."""
+    from tracking.video_miner import SkipVideo, mine_video
+    from vidssl.video import VideoReader
+
+    class DamagedAfter(VideoReader):
+        backend = "auto"
+
+        def __init__(self, path, stop):
+            super().__init__(path)
+            self._inner, self.stop = open_video(path), stop
+            self.fps, self.width, self.height = self._inner.fps, self._inner.width, self._inner.height
+
+        def _count_frames(self):
+            return self._inner.num_frames
+
+        def frames(self, stride=1, max_side=None, start=0, end=None):
+            for index, frame in self._inner.frames(stride, max_side, start, end):
+                if index >= self.stop:
+                    self.decode_failures.append(f"pyav failed at frame {index}")
+                    return
+                yield index, frame
+
+        def get_batch(self, indices, max_side=None):
+            raise NotImplementedError
+
+    clip = demo_dir / "clip_00.mp4"
+    whole = mine_video(open_video(clip), DEMO)
+    assert whole.damage is None and whole.pairs is not None
+    result = mine_video(DamagedAfter(clip, 70), DEMO)
+    assert result.damage == ("decoding stopped at frame 70 of 90 (pyav failed at frame 70, and the last backend "
+                             "ended there): the file is damaged from there")
+    assert result.pairs is not None and max(r["end_frame"] for r in result.records) < 70
+    tail = dataclasses.replace(DEMO, time_range=[0.5, 1.0])  # frames 45-89: no 30-frame track ends before 70
+    with pytest.raises(SkipVideo) as skipped:
+        mine_video(DamagedAfter(clip, 70), tail)
+    assert skipped.value.reason == "corrupt" and skipped.value.detail.endswith("; no pair before it")
+    assert mine_video(DamagedAfter(clip, 1000), DEMO).damage is None  # a failure after the end changes nothing
+
+
 def test_bad_inputs_are_skipped_with_their_reason(bad_dir, tmp_path):
     root, expected = bad_dir
     summary = mine_folder(root, tmp_path / "pairs", DEMO, progress=False)

@@ -297,6 +297,9 @@ class _Job:
         if marker["status"] == "mined":
             marker["pairs"], marker["track_boxes"] = result.records, result.track_boxes
             pairs = result.pairs
+            if result.damage:  # mined up to the damage: say so, the video is not all there
+                marker["detail"] = f"{result.damage}; mined the frames before it"
+                log.warning("%s: %s", path, marker["detail"])
         if not (self.strict and marker["status"] == "skipped"):  # strict: the run fails, nothing is recorded
             write_video(self.out, entry, pairs, result.track_patches if pairs is not None else None, marker)
         return _result(entry, marker)

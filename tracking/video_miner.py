@@ -56,6 +56,7 @@ class VideoResult:
     starts_accepted: int = 0
     tracks_started: int = 0
     cuts: list[int] = field(default_factory=list)
+    damage: str | None = None  # decoding stopped before the end of the mined part: where, and why
 
 
 def frame_range(num_frames: int, cfg: MineConfig) -> tuple[int, int]:
@@ -100,8 +101,10 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
     # decoded from frame 0 though mining starts at lo: decord's frames after a seek to lo - 1 are not always those
     # of a sequential decode, nor the same from run to run (imageio_cockatoo.mp4's held-out pairs changed), so a
     # held-out pass (time_range [0.8, 1]) pays a full decode to stay deterministic
+    last = -1
     for index, frame in reader.frames(max_side=cfg.working_side, end=hi):  # past the mined part: not decoded
         miner.feed(index, frame)
+        last = index
         if on_frames is not None and miner.result.frames - reported >= 32:
             on_frames(miner.result.frames - reported)
             reported = miner.result.frames
@@ -109,6 +112,11 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
         on_frames(miner.result.frames - reported)
     result = miner.finish((reader.width / miner.work_w, reader.height / miner.work_h))
     result.seconds = time.perf_counter() - t0
+    if reader.decode_failures and last < hi - 1:
+        result.damage = (f"decoding stopped at frame {last + 1} of {n} ({'; '.join(reader.decode_failures)}, and "
+                         f"the last backend ended there): the file is damaged from there")
+        if result.pairs is None:  # not "no motion": the frames to judge were never seen
+            raise SkipVideo("corrupt", f"{result.damage}; no pair before it", result=result)
     if result.pairs is None:
         raise SkipVideo(*_why_empty(result), result=result)
     return result

@@ -107,6 +107,8 @@ class VideoReader(ABC):
 
     Attributes: ``path``, ``backend``, ``fps`` (average frame rate), ``width``, ``height`` (source size) and
     ``num_frames`` (frames that decode, counted once on first use, not only what the container claims).
+    ``decode_failures``: the mid-stream failures a stream survived by falling back to another backend (auto), e.g.
+    ``"pyav failed at frame 81"``; a stream that then ends early ended at the damage, not at the end of the video.
     """
 
     backend: str = ""
@@ -117,6 +119,7 @@ class VideoReader(ABC):
         self.width: int = 0
         self.height: int = 0
         self._num_frames: int | None = None
+        self.decode_failures: list[str] = []
 
     @property
     def num_frames(self) -> int:
@@ -472,6 +475,7 @@ class AutoReader(VideoReader):
                 return
             except CorruptVideo as e:
                 self._errors.append(e)
+                self.decode_failures.append(f"{self._inner.backend} failed at frame {position}")
                 log.warning("%s: %s failed at frame %d, falling back", self.path, self._inner.backend, position)
                 self._inner.close()
                 self._inner = self._next_reader()
