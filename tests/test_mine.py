@@ -466,6 +466,15 @@ def test_a_video_damaged_part_way_is_mined_up_to_the_damage_and_says_so(demo_dir
     assert mine_video(DamagedAfter(clip, 1000), DEMO).damage is None  # a failure after the end changes nothing
 
 
+def test_the_videos_folder_itself_is_refused_as_output(demo_dir, tmp_path):
+    videos = tmp_path / "videos"
+    shutil.copytree(demo_dir, videos)
+    before = sorted(p.name for p in videos.iterdir())
+    with pytest.raises(Exception, match="is the videos folder itself"):
+        mine_folder(videos, videos / ".", DEMO, progress=False)
+    assert sorted(p.name for p in videos.iterdir()) == before  # nothing written among the videos
+
+
 def test_bad_inputs_are_skipped_with_their_reason(bad_dir, tmp_path):
     root, expected = bad_dir
     summary = mine_folder(root, tmp_path / "pairs", DEMO, progress=False)

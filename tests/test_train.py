@@ -276,6 +276,11 @@ def test_same_video_negatives_come_from_other_tracks(tmp_path, monkeypatch):
     one_video = write_pairs(tmp_path / "pairs", patches, ["v0"] * 24, [i // 3 for i in range(24)])
     with pytest.raises(Exception, match="all pairs come from one video"):
         train(one_video, tmp_path / "run0", load_config(None, TINY + ["train.steps=2"]), progress=False)
+    # both problems of a small one-video set in one error, not one per run
+    with pytest.raises(Exception, match=r"one video, .*same_video_negatives=true; and 24 pairs, fewer than a "
+                                        r"batch of 32"):
+        train(one_video, tmp_path / "run0", load_config(None, TINY + ["train.steps=2", "train.batch_pairs=32"]),
+              progress=False)
     seen = []
     original = MiningSchedule.mine
 

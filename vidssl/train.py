@@ -420,9 +420,15 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
         raise VidsslError(f"{pairs_dir}: mining is not complete ({pairs.pending_videos} video(s) pending, "
                           f"{len(pairs)} pairs so far): wait for the other shards or rerun the same `vidssl mine` to "
                           "finish it, then train; --allow-incomplete trains on the pairs mined so far")
+    problems = []  # all at once: fixing one to meet the next on the following run costs the user a run each
     if pairs.num_videos < 2 and not cfg.miner.same_video_negatives:
-        raise VidsslError(f"{pairs_dir}: all pairs come from one video, so there is no negative from another "
-                          f"video; mine more videos or set miner.same_video_negatives=true")
+        problems.append("all pairs come from one video, so there is no negative from another video; mine more "
+                        "videos or set miner.same_video_negatives=true")
+    if len(pairs) < tc.batch_pairs:
+        problems.append(f"{len(pairs)} pairs, fewer than a batch of {tc.batch_pairs}; lower train.batch_pairs or "
+                        f"mine more videos")
+    if problems:
+        raise VidsslError(f"{pairs_dir}: {'; and '.join(problems)}")
     saved = None
     if ckpt_path.exists():
         saved = load_checkpoint(ckpt_path)
