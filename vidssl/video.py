@@ -20,6 +20,7 @@ import logging
 import os
 import stat
 import struct
+import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -269,6 +270,22 @@ class PyAVReader(VideoReader):
 # decord
 
 
+_QUIET_DECODERS = "VIDSSL_QUIET_DECODERS"  # set by silence_decoder_logs; inherited by worker processes
+
+
+def silence_decoder_logs() -> None:
+    """Keep the FFmpeg builds inside decord and OpenCV from printing their own lines about a damaged stream
+    ("[h264 @ 0x...] error while decoding MB ...") to stderr: vidssl reports each failure itself, naming the file,
+    and ``-q`` should mean quiet. Process-wide, so called by the command line (not with ``-v``); worker processes
+    inherit it through the environment."""
+    os.environ[_QUIET_DECODERS] = "1"
+    os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "-8"  # AV_LOG_QUIET, read when OpenCV opens its first video
+    os.environ["OPENCV_LOG_LEVEL"] = "ERROR"  # OpenCV's own "[ WARN:0@...]" lines, read when cv2 is imported
+    if "cv2" in sys.modules:
+        cv2 = sys.modules["cv2"]
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 class DecordReader(VideoReader):
     backend = "decord"
     _CHUNK = 16  # frames per get_batch call while streaming: bounded memory, few Python round trips
@@ -276,6 +293,9 @@ class DecordReader(VideoReader):
     def __init__(self, path: Path):
         super().__init__(path)
         import decord
+
+        if os.environ.get(_QUIET_DECODERS):  # decord's FFmpeg logs through its own setting, per process
+            decord.logging.set_level(decord.logging.QUIET)
 
         # decord can crash the process on malformed containers; PyAV (robust) vets the container first.
         PyAVReader(path)
