@@ -378,7 +378,7 @@ def test_pool_workers_leave_ctrl_c_to_the_main_process():
     import subprocess
     import sys
 
-    code = ("import signal\nfrom tracking.runner import _init_worker\n_init_worker()\n"
+    code = ("import os, signal\nfrom tracking.runner import _init_worker\n_init_worker(os.getppid())\n"
             "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "True", out.stderr[-2000:]

@@ -6,6 +6,7 @@ and ``run(args, cfg) -> int``. Heavy imports (torch, cv2) happen inside ``run`` 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -61,10 +62,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("argument -q/--quiet: not allowed with argument -v/--verbose")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s")
-    if not args.verbose:  # with -v the decoders' own FFmpeg lines stay: they can help with a damaged file
-        from vidssl.video import silence_decoder_logs
-
-        silence_decoder_logs()
     if args.command is None:
         parser.print_help()
         return 2
@@ -76,11 +73,16 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() \
         else None
+    from vidssl.video import decoder_logs_silenced
+
+    # with -v the decoders' own FFmpeg lines stay: they can help with a damaged file
+    quiet_decoders = contextlib.nullcontext() if args.verbose else decoder_logs_silenced()
     try:
         from vidssl.config import load_config
 
         cfg = load_config(args.config, args.overrides)
-        return int(args._module.run(args, cfg) or 0)
+        with quiet_decoders:
+            return int(args._module.run(args, cfg) or 0)
     except VidsslError as e:
         if args.verbose:
             raise

@@ -16,6 +16,7 @@ under a video name), so no backend is handed input that could crash it; failures
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
@@ -270,20 +271,34 @@ class PyAVReader(VideoReader):
 # decord
 
 
-_QUIET_DECODERS = "VIDSSL_QUIET_DECODERS"  # set by silence_decoder_logs; inherited by worker processes
+_QUIET_DECODERS = "VIDSSL_QUIET_DECODERS"  # set by decoder_logs_silenced; inherited by worker processes
+_QUIET_ENVIRONMENT = {_QUIET_DECODERS: "1",
+                      "OPENCV_FFMPEG_LOGLEVEL": "-8",  # AV_LOG_QUIET, read when OpenCV opens a video
+                      "OPENCV_LOG_LEVEL": "ERROR"}  # OpenCV's own "[ WARN:0@...]" lines, read when cv2 is imported
 
 
-def silence_decoder_logs() -> None:
-    """Keep the FFmpeg builds inside decord and OpenCV from printing their own lines about a damaged stream
-    ("[h264 @ 0x...] error while decoding MB ...") to stderr: vidssl reports each failure itself, naming the file,
-    and ``-q`` should mean quiet. Process-wide, so called by the command line (not with ``-v``); worker processes
-    inherit it through the environment."""
-    os.environ[_QUIET_DECODERS] = "1"
-    os.environ["OPENCV_FFMPEG_LOGLEVEL"] = "-8"  # AV_LOG_QUIET, read when OpenCV opens its first video
-    os.environ["OPENCV_LOG_LEVEL"] = "ERROR"  # OpenCV's own "[ WARN:0@...]" lines, read when cv2 is imported
-    if "cv2" in sys.modules:
-        cv2 = sys.modules["cv2"]
+@contextlib.contextmanager
+def decoder_logs_silenced() -> Iterator[None]:
+    """Within: the FFmpeg builds inside decord and OpenCV do not print their own lines about a damaged stream
+    ("[h264 @ 0x...] error while decoding MB ...") to stderr, in this process and in the workers it starts (they
+    inherit the environment). vidssl reports each failure itself, naming the file, and ``-q`` should mean quiet.
+    Process-wide while it lasts, so the command line holds it (not with ``-v``); restored on exit."""
+    saved = {key: os.environ.get(key) for key in _QUIET_ENVIRONMENT}
+    os.environ.update(_QUIET_ENVIRONMENT)
+    cv2 = sys.modules.get("cv2")  # imported before: the environment variable came too late for it
+    cv2_level = cv2.utils.logging.getLogLevel() if cv2 is not None else None
+    if cv2 is not None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if cv2 is not None:
+            cv2.utils.logging.setLogLevel(cv2_level)
 
 
 class DecordReader(VideoReader):
@@ -294,8 +309,8 @@ class DecordReader(VideoReader):
         super().__init__(path)
         import decord
 
-        if os.environ.get(_QUIET_DECODERS):  # decord's FFmpeg logs through its own setting, per process
-            decord.logging.set_level(decord.logging.QUIET)
+        # decord's FFmpeg logs through its own process-wide setting (ERROR is about its default)
+        decord.logging.set_level(decord.logging.QUIET if os.environ.get(_QUIET_DECODERS) else decord.logging.ERROR)
 
         # decord can crash the process on malformed containers; PyAV (robust) vets the container first.
         PyAVReader(path)
