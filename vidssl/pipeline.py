@@ -291,8 +291,8 @@ def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> li
                        f"{added[0]}); a new --out includes them")
     if train_stats and train_stats.get("stopped") == "budget" and train_stats["step"] < train_stats["total_steps"]:
         step, total = train_stats["step"], train_stats["total_steps"]
-        few = (f": too few for the weights to have learned much (the default 9-minute budget fits about 790 on "
-               f"2 CPU cores)" if step < FEW_STEPS else ", before the learning rate had annealed")
+        few = (": too few for the weights to have learned much (the default 9-minute budget fits about 790 on "
+               "2 CPU cores)" if step < FEW_STEPS else ", before the learning rate had annealed")
         out.append(f"training stopped at the budget after {step} of its {total} steps{few}; for a trained backbone, "
                    f"run into a new --out with a larger --budget-minutes")
     return out
