@@ -57,8 +57,8 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
         raise VidsslError(f"no videos under {root} (looked for {' '.join(VIDEO_EXTENSIONS)}, recursively)")
     base = root if root.is_dir() else root.parent
     if out.resolve() == base.resolve():
-        raise VidsslError(f"--out {out} is the videos folder itself: the pair dataset (manifest, shards, markers) would "
-                          f"be written among your videos; choose another folder")
+        raise VidsslError(f"--out {out} is the videos folder itself: the pair dataset (manifest, shards, markers) "
+                          "would be written among your videos; choose another folder")
     listing = []
     for path in paths:
         rel = path.relative_to(base).as_posix()
