@@ -343,3 +343,22 @@ def test_cycle_loss_and_background_negatives_train(tmp_path):
     shifts = [cycle_shift(0, s, 8, 8) for s in range(50)]
     assert shifts == [cycle_shift(0, s, 8, 8) for s in range(50)] and len(set(shifts)) > 4
     assert all((dy == 0) != (dx == 0) and max(abs(dy), abs(dx)) <= 4 for dy, dx in shifts)
+
+
+def test_runtime_settings_are_the_runs_alone(monkeypatch):
+    """Threads, determinism and the cuBLAS workspace variable are set for a run and given back afterwards: the
+    caller (an evaluation, a notebook) continues with its own."""
+    import os
+
+    import cv2
+
+    from vidssl.train import runtime_settings
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), cv2.getNumThreads())
+    cfg = load_config(None, ["train.threads=1", "train.deterministic=true", "data.num_workers=0"])
+    with runtime_settings(cfg, torch.device("cpu")):
+        assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] and cv2.getNumThreads() == 1
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), cv2.getNumThreads()) == before
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ

@@ -390,7 +390,7 @@ def runtime_settings(cfg: Config, dev: torch.device) -> Iterator[None]:
     tc = cfg.train
     saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
              torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark,
-             cv2.getNumThreads())
+             cv2.getNumThreads(), os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
     if tc.threads:
         torch.set_num_threads(tc.threads)
     if tc.deterministic:
@@ -408,6 +408,8 @@ def runtime_settings(cfg: Config, dev: torch.device) -> Iterator[None]:
         torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
         torch.backends.cudnn.benchmark = saved[3]
         cv2.setNumThreads(saved[4])
+        if saved[5] is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
 def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, dev: torch.device, d: Dist,
