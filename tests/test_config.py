@@ -78,6 +78,18 @@ def test_a_key_given_twice_is_an_error_not_the_last_one_wins(tmp_path):
     assert load_config(None, ["train.lr=0.5", "train.lr=0.001"]).train.lr == 0.001  # --set: the last one wins
 
 
+def test_yaml_merge_keys_still_load_and_odd_keys_are_one_line_errors(tmp_path):
+    # `<<: *anchor` brings keys the mapping may then override: repeating them is what it is for
+    (tmp_path / "merge.yaml").write_text("train: &base {lr: 0.5, steps: 7}\n"
+                                         "data: {patch_size: 96}\n"
+                                         "eval:\n  retrieval: &dev {device: cpu}\n  flow: {<<: *dev, lr: 0.001}\n")
+    cfg = load_config(tmp_path / "merge.yaml")
+    assert cfg.eval.flow.device == "cpu" and cfg.eval.flow.lr == 0.001 and cfg.train.steps == 7
+    (tmp_path / "unhashable.yaml").write_text("? [a, b]\n: 1\n")
+    with pytest.raises(ConfigError, match="unhashable.yaml is not valid YAML .*unhashable key"):
+        load_config(tmp_path / "unhashable.yaml")
+
+
 def test_committed_default_yaml_is_generated_from_the_dataclasses():
     committed = (REPO / "configs" / "default.yaml").read_text()
     assert committed == default_yaml(), "run: python -m vidssl.config > configs/default.yaml"

@@ -72,6 +72,11 @@ def test_unpadded_frame_names_keep_their_numeric_order(tmp_path):
             path.rename(path.with_name(f"{int(path.stem)}{path.suffix}"))
     seq = load_sequence(tmp_path, "seq")
     assert seq.frame_names == [str(t) for t in range(12)]
+    from vidssl.eval.davis_data import _natural_key
+
+    # "²" is a digit int() cannot read: it stays text; other decimal scripts compare as numbers
+    assert sorted(["f_1²", "f_10", "f_2"], key=_natural_key) == ["f_1²", "f_2", "f_10"]
+    assert sorted(["f_١٠", "f_٢"], key=_natural_key) == ["f_٢", "f_١٠"]  # Arabic-Indic 10 after 2
     assert [int(f[0, 0, 1]) for f in seq.frames] == [t * 20 for t in range(12)]  # frame t has green = 20 t
 
 

@@ -116,6 +116,14 @@ def test_a_checkpoint_with_other_decoder_layers_starts_over_not_half_loaded(tmp_
     _, info = train_transfer(_backbone(), cfg, budget_s=1e6, checkpoint=checkpoint, progress=False)
     assert info["steps"] == 3 and sum(steps_run) == 3  # trained again: the finished run in the file was not reused
     assert set(dropped) <= set(torch.load(checkpoint, weights_only=True)["net"])
+    # the same layer names with other shapes (a wider decoder): started over too, not a load error
+    saved = torch.load(checkpoint, weights_only=True)
+    key = next(k for k, v in saved["net"].items() if not k.startswith("backbone.") and v.dim() == 4)
+    saved["net"][key] = torch.cat([saved["net"][key]] * 2)
+    torch.save(saved, checkpoint)
+    steps_run.clear()
+    _, info = train_transfer(_backbone(), cfg, budget_s=1e6, checkpoint=checkpoint, progress=False)
+    assert info["steps"] == 3 and sum(steps_run) == 3
 
 
 def test_finetuning_works_on_a_copy_of_the_backbone():

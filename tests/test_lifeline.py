@@ -14,7 +14,7 @@ import pytest
 
 from vidssl.lifeline import process_start
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table in /proc")
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table in /proc")
 
 
 def _children(pid: int) -> set[int]:
@@ -58,6 +58,7 @@ def _alive(pids: set[int]) -> set[int]:
     return {p for p in pids if process_start(p) is not None}
 
 
+@needs_proc
 def test_process_start_tells_a_live_process_from_a_zombie():
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -69,6 +70,7 @@ def test_process_start_tells_a_live_process_from_a_zombie():
     assert process_start(proc.pid) is None
 
 
+@needs_proc
 def test_training_loader_workers_exit_when_the_trainer_is_killed(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
@@ -99,6 +101,7 @@ def test_training_loader_workers_exit_when_the_trainer_is_killed(tmp_path):
             proc.wait()
 
 
+@needs_proc
 def test_mining_workers_exit_when_vidssl_mine_is_killed(demo_dir, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "vidssl", "mine", str(demo_dir), "--out", str(tmp_path / "pairs"),
                              "--workers", "2", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -111,3 +114,14 @@ def test_mining_workers_exit_when_vidssl_mine_is_killed(demo_dir, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_without_proc_a_live_process_is_alive(monkeypatch):
+    """macOS and BSD have no /proc: the pid is probed with signal 0 instead (every worker exited at once when the
+    missing /proc was read as "the starter is gone")."""
+    real_isdir = os.path.isdir
+    monkeypatch.setattr(os.path, "isdir", lambda p: False if str(p).startswith("/proc") else real_isdir(p))
+    assert process_start(os.getpid()) == ""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(10)
+    assert process_start(proc.pid) is None

@@ -206,6 +206,8 @@ def test_more_containers_decode_frame_for_frame(tmp_path, suffix, container, cod
     reader = open_video(path)
     greys = [float(f.mean()) for _, f in reader.frames()]
     assert len(greys) == reader.num_frames == 12
+    if suffix in (".ts", ".mts"):  # auto does not start with decord there (it fell back on the H.264 one anyway)
+        assert reader.backend != "decord" and not reader.decode_failures
     assert np.abs(np.array(greys) - 20 * np.arange(12)).max() < 3, greys  # through YUV and a lossy codec
 
 
@@ -268,3 +270,24 @@ def test_auto_error_says_each_reason_once(tmp_path):
         open_video(garbage, "auto")
     reasons = str(info.value).split(": no backend can decode it: ")[1].split("; ")
     assert len(reasons) == len(set(reasons)), reasons
+
+
+def test_decoder_logs_are_silenced_while_any_holder_is_inside_then_restored(monkeypatch):
+    """Two holders that overlap without nesting (two threads running the CLI): the environment stays quiet until
+    the last one leaves, then is as it was; OpenCV's log level too."""
+    import cv2
+
+    from vidssl.video import decoder_logs_silenced
+
+    monkeypatch.delenv("OPENCV_FFMPEG_LOGLEVEL", raising=False)
+    monkeypatch.setenv("OPENCV_LOG_LEVEL", "INFO")
+    level = cv2.utils.logging.getLogLevel()
+    first, second = decoder_logs_silenced(), decoder_logs_silenced()
+    first.__enter__()
+    second.__enter__()
+    assert os.environ["OPENCV_FFMPEG_LOGLEVEL"] == "-8" and cv2.utils.logging.getLogLevel() == 2  # ERROR
+    first.__exit__(None, None, None)
+    assert os.environ["OPENCV_FFMPEG_LOGLEVEL"] == "-8" and os.environ["VIDSSL_QUIET_DECODERS"] == "1"
+    second.__exit__(None, None, None)
+    assert "OPENCV_FFMPEG_LOGLEVEL" not in os.environ and "VIDSSL_QUIET_DECODERS" not in os.environ
+    assert os.environ["OPENCV_LOG_LEVEL"] == "INFO" and cv2.utils.logging.getLogLevel() == level

@@ -245,7 +245,13 @@ class _YamlLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = {}
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may repeat keys: it is meant to
+                continue
+            try:
+                key = self.construct_object(key_node, deep=True)
+                hash(key)
+            except (TypeError, yaml.YAMLError):  # an unhashable key: PyYAML's own check below says so
+                continue
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     f"in the mapping starting at line {node.start_mark.line + 1}", node.start_mark,

@@ -15,6 +15,8 @@ import time
 def process_start(pid: int) -> str | None:
     """An identity of process ``pid`` that a later process reusing the pid does not share (its start time in clock
     ticks since boot, from /proc), "" where /proc is not available, None when the process is gone or a zombie."""
+    if not os.path.isdir("/proc/self"):  # macOS, BSD: no start time to tell a reused pid by
+        return _signal_probe(pid)
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read().decode(errors="replace")

@@ -274,6 +274,7 @@ def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> li
         if ds and not ds.get("complete", True):
             pending, found = ds["videos"]["pending"], ds["videos"]["found"]
             effect = ("this run trained without them" if what == "training"
+                      else "instance retrieval across time is not evaluated" if pending == found
                       else "instance retrieval across time covers the others only")
             out.append(f"{what} mining stopped at its share of the budget with {pending} of {found} videos not mined: "
                        f"{effect}. Rerunning into {run} keeps its finished stages; to use every video, run into a "
@@ -469,8 +470,8 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         "eval": _run_stage(stages, "eval", p.run_eval, eval_stage, configs["eval"]),
     }
     warnings = run_warnings(run, None if demo else videos, results.get("train"))
-    for text in warnings:
-        log.warning("%s", text)
+    for text in warnings:  # logged, so they come before the command's last lines
+        log.warning("warning: %s", text)
     atomic_write_json(run / WARNINGS, warnings)
     if p.run_report:
         build_report(run)

@@ -22,6 +22,7 @@ import os
 import stat
 import struct
 import sys
+import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -273,8 +274,10 @@ class PyAVReader(VideoReader):
 
 _QUIET_DECODERS = "VIDSSL_QUIET_DECODERS"  # set by decoder_logs_silenced; inherited by worker processes
 _QUIET_ENVIRONMENT = {_QUIET_DECODERS: "1",
-                      "OPENCV_FFMPEG_LOGLEVEL": "-8",  # AV_LOG_QUIET, read when OpenCV opens a video
+                      "OPENCV_FFMPEG_LOGLEVEL": "-8",  # AV_LOG_QUIET, read when OpenCV opens its first video
                       "OPENCV_LOG_LEVEL": "ERROR"}  # OpenCV's own "[ WARN:0@...]" lines, read when cv2 is imported
+_quiet_lock = threading.Lock()
+_quiet_state: dict = {"holders": 0}  # the first holder saves what the last one restores
 
 
 @contextlib.contextmanager
@@ -282,23 +285,34 @@ def decoder_logs_silenced() -> Iterator[None]:
     """Within: the FFmpeg builds inside decord and OpenCV do not print their own lines about a damaged stream
     ("[h264 @ 0x...] error while decoding MB ...") to stderr, in this process and in the workers it starts (they
     inherit the environment). vidssl reports each failure itself, naming the file, and ``-q`` should mean quiet.
-    Process-wide while it lasts, so the command line holds it (not with ``-v``); restored on exit."""
-    saved = {key: os.environ.get(key) for key in _QUIET_ENVIRONMENT}
-    os.environ.update(_QUIET_ENVIRONMENT)
-    cv2 = sys.modules.get("cv2")  # imported before: the environment variable came too late for it
-    cv2_level = cv2.utils.logging.getLogLevel() if cv2 is not None else None
-    if cv2 is not None:
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    Process-wide while any holder is inside (the command line holds it, not with ``-v``); the last one out
+    restores the environment and OpenCV's log level. OpenCV reads its FFmpeg level at its first video, so one
+    opened before the first holder entered keeps printing."""
+    with _quiet_lock:
+        if _quiet_state["holders"] == 0:
+            cv2 = sys.modules.get("cv2")
+            _quiet_state.update(environment={key: os.environ.get(key) for key in _QUIET_ENVIRONMENT},
+                                cv2_level=cv2.utils.logging.getLogLevel() if cv2 is not None else None)
+            os.environ.update(_QUIET_ENVIRONMENT)
+            if cv2 is not None:  # imported before: the environment variable came too late for it
+                cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        _quiet_state["holders"] += 1
     try:
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        if cv2 is not None:
-            cv2.utils.logging.setLogLevel(cv2_level)
+        with _quiet_lock:
+            _quiet_state["holders"] -= 1
+            if _quiet_state["holders"] == 0:
+                for key, value in _quiet_state["environment"].items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+                cv2 = sys.modules.get("cv2")
+                if cv2 is not None:
+                    # imported inside: it read OPENCV_LOG_LEVEL=ERROR; OpenCV's own default is WARNING
+                    level = _quiet_state["cv2_level"]
+                    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING if level is None else level)
 
 
 class DecordReader(VideoReader):

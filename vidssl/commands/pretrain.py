@@ -30,8 +30,6 @@ def run(args, cfg) -> int:
                        budget_minutes=args.budget_minutes, progress=not args.quiet)
     run_dir = Path(args.out)
     print()
-    for text in summary.get("warnings", []):
-        print(f"warning: {text}")
     if (run_dir / "report.html").is_file() and cfg.pretrain.run_report:
         print(f"report:  {run_dir / 'report.html'}")
     if (run_dir / "backbone.pt").is_file():

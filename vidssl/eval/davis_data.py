@@ -226,7 +226,8 @@ def load_sequence(root: str | os.PathLike, name: str, max_side: int | None = Non
 
 def _natural_key(stem: str) -> list:
     """``"frame10"`` -> ``["frame", 10, ""]``: numbers compare as numbers, so unpadded frame names keep their order."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", stem)]
+    # isdecimal, not isdigit: "²" is a digit int() cannot read; \d matches exactly the decimal characters
+    return [int(part) if part.isdecimal() else part for part in re.split(r"(\d+)", stem)]
 
 
 def _resize_pair(frame: np.ndarray, mask: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

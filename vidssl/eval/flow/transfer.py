@@ -139,16 +139,18 @@ def _train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed:
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.is_file():
         saved = torch.load(path, map_location=device, weights_only=True)
-        trainable = set(_trainable_state(net))
+        trainable = {k: v.shape for k, v in _trainable_state(net).items()}
         if saved.get("fingerprint") != key:
             log.info("transfer: %s belongs to another backbone or config; training from scratch", path)
-        elif set(saved["net"]) != trainable:  # written by a version with another decoder
-            log.info("transfer: %s holds other layers than this decoder (%d missing, %d unexpected); training from "
-                     "scratch", path, len(trainable - set(saved["net"])), len(set(saved["net"]) - trainable))
+        elif {k: v.shape for k, v in saved["net"].items()} != trainable:  # a version with another decoder
+            log.info("transfer: %s holds other layers than this decoder (%d missing, %d unexpected, %d of other "
+                     "shapes); training from scratch", path, len(trainable.keys() - saved["net"].keys()),
+                     len(saved["net"].keys() - trainable.keys()),
+                     sum(saved["net"][k].shape != v for k, v in trainable.items() if k in saved["net"]))
         else:
             missing, unexpected = net.load_state_dict(saved["net"], strict=False)
             # only the frozen backbone is left out (BatchNorm fills its own num_batches_tracked, so a subset)
-            assert not unexpected and set(missing) <= set(net.state_dict()) - trainable
+            assert not unexpected and set(missing) <= set(net.state_dict()) - set(trainable)
             optimizer.load_state_dict(saved["optimizer"])
             state = saved["state"]
             log.info("transfer: resuming %s at step %d", path, state["step"])
