@@ -178,7 +178,7 @@ def test_find_videos_lists_a_linked_file_once_and_counts_the_rest(tmp_path, capl
         (tmp_path / rel).write_bytes(rel.encode())  # distinct files
     os.symlink(tmp_path / "a.mp4", tmp_path / "z_link.mp4")  # the same video under another name: mined once
     os.link(tmp_path / "b.ts", tmp_path / "z_hard.ts")
-    with caplog.at_level("INFO", logger="vidssl.video"):
+    with caplog.at_level("DEBUG", logger="vidssl.video"):
         found = [p.name for p in find_videos(tmp_path)]
     assert found == ["a.mp4", "b.ts", "c.MPG", "d.3gp"]
     assert "z_link.mp4: the same file as" in caplog.text and "z_hard.ts: the same file as" in caplog.text

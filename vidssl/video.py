@@ -564,8 +564,8 @@ def open_video(path: str | os.PathLike, backend: str = "auto") -> VideoReader:
 
 def find_videos(root: str | os.PathLike) -> list[Path]:
     """Video files under ``root`` (recursive), sorted by relative path; follows symlinks but never loops, and lists
-    a file reached twice (a link to a video of the folder) once. Files of other extensions are counted in one log
-    line."""
+    a file reached twice (a link to a video of the folder) once. Files of other extensions are counted in one debug
+    log line (`-v`)."""
     root = Path(root)
     if root.is_file():
         return [root]
@@ -612,8 +612,8 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
                 ignored[suffix] = ignored.get(suffix, 0) + 1
 
     walk(root)
-    if ignored:
-        log.info("%s: %d file(s) not listed as videos by their extension (%s); video extensions: %s", root,
+    if ignored:  # debug: a folder of clips with ground-truth files beside them is the usual case
+        log.debug("%s: %d file(s) not listed as videos by their extension (%s); video extensions: %s", root,
                  sum(ignored.values()), ", ".join(f"{k} {v}" for k, v in sorted(ignored.items())),
                  " ".join(VIDEO_EXTENSIONS))
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
