@@ -260,7 +260,6 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
     return result
 
 
-WARNINGS = "warnings.json"  # RUN/warnings.json: what the user should know about this run's result (run_warnings)
 FEW_STEPS = 100  # fewer training steps than this: the weights have hardly moved from their random init
 
 
@@ -349,7 +348,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     from vidssl.demo import make_demo_videos, make_held_out_demo_videos
     from vidssl.eval.baselines import feature_models
     from vidssl.export import export_backbone
-    from vidssl.report import EVAL_FAILURES, build_report
+    from vidssl.report import EVAL_FAILURES, WARNINGS, build_report
     from vidssl.train import train
 
     p = cfg.pretrain

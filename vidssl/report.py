@@ -28,6 +28,7 @@ CURVES = (  # (title, keys of a training log record, y label)
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 
 
+WARNINGS = "warnings.json"  # RUN/warnings.json: what a pretrain run left out (vidssl.pipeline.run_warnings)
 EVAL_FAILURES = "failed.json"  # RUN/eval/failed.json: {task: error} of the evaluations the last run could not do
 
 
@@ -207,8 +208,7 @@ def build_report(run_dir: str | Path) -> Path:
     sections: list[str] = []
     summary: dict[str, Any] = {"run_dir": str(run)}
 
-    warnings_path = run / "warnings.json"  # vidssl.pipeline.WARNINGS (not imported: the report stays light)
-    warnings = json.loads(warnings_path.read_text()) if warnings_path.is_file() else []
+    warnings = json.loads((run / WARNINGS).read_text()) if (run / WARNINGS).is_file() else []
     if warnings:
         summary["warnings"] = warnings
         items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)

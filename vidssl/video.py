@@ -24,6 +24,7 @@ import struct
 import sys
 import threading
 from abc import ABC, abstractmethod
+from collections import Counter
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -574,7 +575,7 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
     found: list[Path] = []
     seen: set[tuple[int, int]] = set()
     files_seen: dict[tuple[int, int], Path] = {}
-    ignored: dict[str, int] = {}
+    ignored: Counter = Counter()
 
     def walk(folder: Path) -> None:
         try:
@@ -608,8 +609,7 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
             elif entry.is_dir(follow_symlinks=True):
                 walk(path)
             else:
-                suffix = path.suffix.lower() or "(no extension)"
-                ignored[suffix] = ignored.get(suffix, 0) + 1
+                ignored[path.suffix.lower() or "(no extension)"] += 1
 
     walk(root)
     if ignored:  # debug: a folder of clips with ground-truth files beside them is the usual case

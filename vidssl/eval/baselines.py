@@ -82,7 +82,7 @@ def feature_models(weights: list[str | Path] | tuple = (), arch: str | None = No
         models[name] = model
         if arch is not None and arch != model.arch and random_init:
             raise VidsslError(f"{path} holds a {model.arch} backbone but --arch is {arch}; drop --arch or match it")
-        if model.spec() not in specs and not (arch is not None and specs):
+        if (arch is None or not specs) and model.spec() not in specs:  # with --arch: one row, like the first file
             specs.append(model.spec())
     if random_init:
         if not specs:

@@ -52,11 +52,10 @@ class DavisSequence:
     masks: list[np.ndarray]
     num_objects: int
     frame_names: list[str] = field(default_factory=list)
-    object_ids: tuple[int, ...] = ()
 
-    def __post_init__(self) -> None:
-        if not self.object_ids and self.masks:
-            self.object_ids = tuple(int(i) for i in np.unique(self.masks[0]) if i != 0)
+    @property
+    def object_ids(self) -> tuple[int, ...]:
+        return tuple(int(i) for i in np.unique(self.masks[0]) if i != 0)
 
     def __len__(self) -> int:
         return len(self.frames)
