@@ -115,3 +115,31 @@ def test_resuming_with_another_process_count_is_refused(tmp_path):
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 6
     with pytest.raises(ConfigError, match=r"trained by 2 process\(es\), this is 1"):
         train(pairs, tmp_path / "run", load_config(None, SETTINGS + ["train.checkpoint_every=6"]), progress=False)
+
+
+HANGING_WORKER = textwrap.dedent("""
+    import os, sys, time
+    from vidssl import train as T
+    from vidssl.config import load_config
+    pairs, run = sys.argv[1:3]
+    call = T.TrainStep.__call__
+    def hanging(self, x, groups, step):
+        if step == 3 and os.environ["RANK"] == "1":
+            time.sleep(3600)  # a rank stuck on stalled storage: alive, never reaching the next collective
+        return call(self, x, groups, step)
+    T.TrainStep.__call__ = hanging
+    T.train(pairs, run, load_config(None, sys.argv[3:]), progress=False)
+""")
+
+
+@pytest.mark.slow
+def test_a_hung_rank_fails_the_job_after_train_dist_timeout_minutes(tmp_path):
+    """Without the setting the other rank waits for torch's default timeout (30 min with gloo)."""
+    import time
+
+    pairs = synthetic_pairs(tmp_path / "pairs", num_videos=4, tracks_per_video=12, size=40)
+    started = time.monotonic()
+    run = torchrun(HANGING_WORKER, tmp_path, pairs, tmp_path / "run", *SETTINGS, "train.dist_timeout_minutes=0.05")
+    assert run.returncode != 0
+    assert time.monotonic() - started < 120, "the job waited far longer than its 3 s timeout"
+    assert "timed out" in run.stderr.lower() or "timeout" in run.stderr.lower(), run.stderr[-3000:]

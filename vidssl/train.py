@@ -14,6 +14,7 @@ rank 0 writes. The function takes the whole :class:`~vidssl.config.Config` and r
 """
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import math
@@ -61,12 +62,13 @@ class Dist:
         return self.rank == 0
 
 
-def _init_distributed(device_kind: str) -> Dist:
+def _init_distributed(device_kind: str, timeout_minutes: float | None = None) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Dist()
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+        timeout = None if timeout_minutes is None else datetime.timedelta(minutes=timeout_minutes)
+        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo", timeout=timeout)
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
@@ -360,7 +362,7 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
     budget = tc.budget_minutes if budget_minutes is None else budget_minutes
     dev = resolve_device(device or tc.device)
     owns_group = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
-    d = _init_distributed(dev.type)
+    d = _init_distributed(dev.type, tc.dist_timeout_minutes)
     if dev.type == "cuda":
         dev = torch.device("cuda", d.local_rank)
         torch.cuda.set_device(dev)

@@ -15,7 +15,7 @@ TRAIN_SECTIONS = ("seed", "data", "model", "loss", "miner", "train")
 # but for the last bits under a changed train.threads (CPU reductions split differently)
 RESUMABLE_KEYS = frozenset({"train.budget_minutes", "train.fit_budget", "train.device", "train.threads",
                             "train.log_every", "train.image_every", "train.checkpoint_every", "data.num_workers",
-                            "data.prefetch"})
+                            "data.prefetch", "train.dist_timeout_minutes"})
 LOSS_NAMES = ("ranking", "triplet", "contrastive")
 DISTANCE_NAMES = ("cosine", "sqeuclidean", "euclidean")
 REDUCER_NAMES = ("mean", "mean_active", "fixed", "per_pair")
@@ -170,6 +170,9 @@ class TrainConfig:
     checkpoint_every: int = opt(50, "write the rolling checkpoint.pt every N steps (and at the end)")
     log_every: int = opt(10, "JSON-lines and TensorBoard scalars every N steps")
     image_every: int = opt(200, "TensorBoard image grid of the hardest triplets every N steps (0: never)")
+    dist_timeout_minutes: float | None = opt(None, "torchrun: how long a process waits at a collective for the others "
+                                                   "before it fails the job (one rank hung: stalled storage, a stuck "
+                                                   "loader); null: torch's default (30 min gloo, 10 min NCCL)")
 
     def validate(self) -> None:
         _positive("train", "batch_pairs", self.batch_pairs)
@@ -195,6 +198,8 @@ class TrainConfig:
         for key in ("checkpoint_every", "log_every"):
             _positive("train", key, getattr(self, key))
         _positive("train", "image_every", self.image_every, allow_zero=True)
+        if self.dist_timeout_minutes is not None:
+            _positive("train", "dist_timeout_minutes", self.dist_timeout_minutes)
 
 
 @dataclass
