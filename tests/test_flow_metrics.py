@@ -113,9 +113,38 @@ def test_against_a_per_pixel_loop():
         assert m[f"acc_{px}px"] == pytest.approx(100 * count / n)
 
 
-def test_mean_over_pairs_weighs_pairs_equally_and_skips_missing_values():
-    a = {"epe": 1.0, "epe_noc": None, "epe_occ": None, "ae": 2.0, "fl_all": 0.0, "acc_1px": 10.0, "acc_3px": 20.0,
-         "acc_5px": 30.0}
-    b = {**a, "epe": 3.0, "epe_noc": 4.0}
+def test_metrics_over_pairs_are_pooled_over_pixels():
+    """Sintel's and KITTI's convention: the mean over every scored pixel of all pairs, not the mean of pair means
+    (the reviewer's case: 1 occluded pixel at EPE 100 in one pair, 999 at EPE 0 in the other -> 0.1, not 50)."""
+    rng = np.random.default_rng(3)
+    pairs, all_epe, all_occ_epe, all_out = [], [], [], []
+    for h, w, occ_rows in ((4, 5, 1), (10, 8, 7)):
+        gt = rng.normal(0, 4, (h, w, 2))
+        pred = gt + rng.normal(0, 2, (h, w, 2))
+        occluded = np.zeros((h, w), bool)
+        occluded[:occ_rows] = True
+        pairs.append(flow_metrics(pred, gt, None, occluded))
+        for y in range(h):
+            for x in range(w):
+                e = float(np.hypot(*(pred[y, x] - gt[y, x])))
+                all_epe.append(e)
+                all_out.append(not (e <= 3.0 or e <= 0.05 * float(np.hypot(*gt[y, x]))))
+                if occluded[y, x]:
+                    all_occ_epe.append(e)
+    m = mean_metrics(pairs)
+    assert m["epe"] == pytest.approx(sum(all_epe) / len(all_epe), rel=1e-9)
+    assert m["epe_occ"] == pytest.approx(sum(all_occ_epe) / len(all_occ_epe), rel=1e-9)
+    assert m["fl_all"] == pytest.approx(100 * sum(all_out) / len(all_out), rel=1e-9)
+    one = flow_metrics(np.full((1, 1000, 2), 0.0), np.zeros((1, 1000, 2)), None, np.arange(1000)[None] < 999)
+    other = flow_metrics(np.full((1, 2, 2), 0.0), np.array([[[0.0, 0.0], [100.0, 0.0]]]), None,
+                         np.array([[False, True]]))
+    assert mean_metrics([one, other])["epe_occ"] == pytest.approx(0.1)
+
+
+def test_metrics_over_pairs_skip_missing_values():
+    a = flow_metrics(np.zeros((2, 2, 2)), np.ones((2, 2, 2)))  # no occlusion mask: epe_noc / epe_occ are None
+    b = flow_metrics(np.zeros((2, 2, 2)), np.full((2, 2, 2), 3.0), None, np.array([[True, False], [False, False]]))
     m = mean_metrics([a, b])
-    assert m["epe"] == 2.0 and m["epe_noc"] == 4.0 and m["epe_occ"] is None
+    assert m["epe"] == pytest.approx((4 * 2 ** 0.5 + 4 * 18 ** 0.5) / 8)
+    assert m["epe_noc"] == pytest.approx(18 ** 0.5) and m["epe_occ"] == pytest.approx(18 ** 0.5)
+    assert mean_metrics([a])["epe_occ"] is None

@@ -69,11 +69,16 @@ def test_evaluate_flow_writes_metrics_table_and_figures(dataset, tmp_path):
     for name, method in saved["methods"].items():
         for pair in saved["pairs"]:
             assert {"epe", "ae", "fl_all", "acc_1px", "acc_3px", "acc_5px", "seconds"} <= set(method["pairs"][pair])
-        assert method["mean"]["epe"] == pytest.approx(np.mean([method["pairs"][p]["epe"] for p in saved["pairs"]]))
+        scored = [method["pairs"][p] for p in saved["pairs"]]  # pooled over the pairs' pixels
+        assert method["mean"]["epe"] == pytest.approx(sum(m["epe"] * m["valid_px"] for m in scored)
+                                                      / sum(m["valid_px"] for m in scored))
     # zero flow's EPE is the mean ground-truth magnitude over valid pixels, computed here independently
     for pair, (flow, valid) in truth.items():
         expected = float(np.sqrt((flow.astype(np.float64) ** 2).sum(-1))[valid].mean())
         assert saved["methods"]["zero"]["pairs"][pair]["epe"] == pytest.approx(expected, abs=1e-4)
+    magnitudes = np.concatenate([np.sqrt((flow.astype(np.float64) ** 2).sum(-1))[valid]
+                                 for flow, valid in truth.values()])
+    assert saved["methods"]["zero"]["mean"]["epe"] == pytest.approx(float(magnitudes.mean()), abs=1e-4)
     kitti = saved["methods"]["zero"]["pairs"]["training/image_2/000000_10"]
     assert kitti["epe_noc"] is not None and kitti["valid_px"] == 44 * 72
     assert saved["methods"]["zero"]["pairs"]["other-data/Synth/frame10"]["epe_noc"] is None  # Middlebury: no mask

@@ -5,6 +5,9 @@
 - ``ae``: mean angular error in degrees between the space-time vectors (u, v, 1) (Barron et al. 1994, Middlebury).
 - ``fl_all``: % of valid pixels whose EPE is > 3 px and > 5% of the ground-truth magnitude (KITTI 2015 outliers).
 - ``acc_1px`` / ``acc_3px`` / ``acc_5px``: % of valid pixels with EPE < 1 / 3 / 5 px.
+
+Over several pairs every metric is pooled over pixels (Sintel's and KITTI's benchmark convention), so a pair with
+few occluded pixels does not weigh as much in ``epe_occ`` as one with many.
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import numpy as np
 
 ACCURACY_PX = (1, 3, 5)
 METRIC_KEYS = ("epe", "epe_noc", "epe_occ", "ae", "fl_all", "acc_1px", "acc_3px", "acc_5px")
+# the pixel count each metric is a mean over, for pooling over pairs
+_PIXELS_OF = {"epe_noc": "noc_px", "epe_occ": "occ_px"}
 
 
 def endpoint_error(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -42,10 +47,12 @@ def flow_metrics(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = No
     epe_map = endpoint_error(pred, gt)
     epe = epe_map[valid]
     magnitude = np.sqrt((gt.astype(np.float64) ** 2).sum(axis=2))[valid]
-    out: dict[str, float | int | None] = {"epe": float(epe.mean()), "epe_noc": None, "epe_occ": None}
+    out: dict[str, float | int | None] = {"epe": float(epe.mean()), "epe_noc": None, "epe_occ": None,
+                                          "noc_px": 0, "occ_px": 0}
     if occluded is not None:
         for key, group in (("epe_noc", valid & ~occluded), ("epe_occ", valid & occluded)):
             out[key] = float(epe_map[group].mean()) if group.any() else None
+            out[_PIXELS_OF[key]] = int(group.sum())
     out["ae"] = float(angular_error(pred, gt)[valid].mean())
     # written as "not within tolerance", so a non-finite prediction (NaN EPE) is an outlier, never an inlier
     out["fl_all"] = float(100.0 * (~((epe <= 3.0) | (epe <= 0.05 * magnitude))).mean())
@@ -57,9 +64,11 @@ def flow_metrics(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = No
 
 
 def mean_metrics(per_pair: list[dict]) -> dict[str, float | None]:
-    """Pair-averaged metrics (each pair weighs the same, whatever its size); None where no pair has the value."""
+    """Metrics of several pairs (each :func:`flow_metrics`' output), pooled over their pixels: each pair weighs by
+    its count of the pixels the metric is a mean over; None where no pair has the value."""
     out: dict[str, float | None] = {}
     for key in METRIC_KEYS:
-        values = [m[key] for m in per_pair if m.get(key) is not None]
-        out[key] = float(np.mean(values)) if values else None
+        pixels = _PIXELS_OF.get(key, "valid_px")
+        scored = [(m[key], m[pixels]) for m in per_pair if m.get(key) is not None]
+        out[key] = float(np.average([v for v, _ in scored], weights=[n for _, n in scored])) if scored else None
     return out
