@@ -208,6 +208,31 @@ def test_exact_ties_are_ordered_by_reference_index_whatever_the_chunking():
         assert torch.equal(s.neighbours.indices, results[2].neighbours.indices)
 
 
+def test_near_ties_of_flat_vectors_rank_the_same_whatever_the_chunking():
+    """Flat vectors of different brightness point the same way: their cosines tie mathematically but not bit for
+    bit, and a float32 GEMM's last bits depend on the block's shape (the reviewer's case; chunk_mb reordered them)."""
+    rng = np.random.default_rng(0)
+    n, dim = 200, 147
+    levels = rng.uniform(0.05, 1.0, n)
+    textured = (rng.random((n, 1)) < 0.5) * rng.normal(size=(n, dim))
+    x = torch.from_numpy((levels[:, None] * np.ones((n, dim)) + textured).astype(np.float32))
+    labels = rng.integers(0, 10, n)
+    results = [retrieval_metrics(x, labels, with_nmi=False, chunk_mb=mb, keep=20) for mb in (0.001, 0.05, 1024)]
+    for s in results[:2]:
+        assert torch.equal(s.neighbours.indices, results[2].neighbours.indices)
+        assert s.map_at_r == pytest.approx(results[2].map_at_r, abs=1e-12)
+        assert s.precision_at_1 == pytest.approx(results[2].precision_at_1, abs=1e-12)
+
+
+def test_a_non_finite_embedding_is_an_error_not_everyone_s_nearest_neighbour():
+    x = torch.randn(8, 4)
+    x[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="1 of the 8 query embeddings hold NaN"):
+        retrieval_metrics(x, [0, 0, 0, 0, 1, 1, 1, 1], with_nmi=False)
+    with pytest.raises(ValueError, match="reference embeddings"):
+        knn(torch.randn(2, 4), torch.full((3, 4), float("inf")), 1)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # agreement with pytorch-metric-learning
 

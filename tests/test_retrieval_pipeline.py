@@ -72,6 +72,23 @@ def test_images_end_to_end(colour_classes, tmp_path):
     assert borders == [[WHITE, GREEN, RED, RED, RED, RED]] * 8
 
 
+def test_a_model_with_non_finite_embeddings_is_named(colour_classes, tmp_path):
+    from vidssl.errors import VidsslError
+
+    broken = build_nan_model()
+    with pytest.raises(VidsslError, match=r"diverged: 8 of 8 embeddings .* hold NaN or infinity"):
+        evaluate_retrieval({"diverged": broken}, colour_classes, tmp_path / "eval", CFG)
+
+
+def build_nan_model():
+    from vidssl.models import build_backbone
+
+    model = build_backbone("smallcnn").eval()
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    return model
+
+
 def test_tracks_end_to_end(tmp_path):
     pairs = tmp_path / "pairs"
     make_pairs(pairs, colours=True)

@@ -53,9 +53,9 @@ def exclude_same_group_within(groups, times, min_gap: int) -> ExcludeFn:
 
 
 def _rows_per_chunk(n_ref: int, chunk_mb: float) -> int:
-    # a block holds ~4 [rows, n_ref] tensors of <= 4 bytes (similarities, and with an exclusion rule its mask,
-    # label equality and scratch)
-    return max(1, int(chunk_mb * 2**20) // (16 * max(n_ref, 1)))
+    # a block holds ~24 bytes per [rows, n_ref] entry: the float64 product, its float32 copy, and with an exclusion
+    # rule its mask, label equality and scratch
+    return max(1, int(chunk_mb * 2**20) // (24 * max(n_ref, 1)))
 
 
 def _similarity_blocks(query: torch.Tensor, reference: torch.Tensor, self_match: bool, exclude: ExcludeFn | None,
@@ -64,13 +64,21 @@ def _similarity_blocks(query: torch.Tensor, reference: torch.Tensor, self_match:
 
     Forbidden pairs get similarity -inf: the query itself when ``self_match`` (query i is reference i), and
     whatever ``exclude`` marks; ``excluded`` is the union of both, or None when there is no ``exclude`` rule.
+
+    The products are taken in float64 and rounded to float32: a float32 GEMM's last bits depend on the block's
+    shape, which would reorder near-ties (flat crops of different brightness) with ``chunk_mb``.
     """
-    q = F.normalize(query.float(), dim=1)
-    r = F.normalize(reference.float(), dim=1)
+    for name, x in (("query", query), ("reference", reference)):
+        bad = int((~torch.isfinite(x)).any(dim=1).sum()) if x.numel() else 0
+        if bad:
+            raise ValueError(f"{bad} of the {len(x)} {name} embeddings hold NaN or infinity (broken weights?); "
+                             "a non-finite embedding would rank arbitrarily")
+    q = F.normalize(query.double(), dim=1)
+    r = F.normalize(reference.double(), dim=1)
     rows = _rows_per_chunk(len(r), chunk_mb)
     for start in range(0, len(q), rows):
         end = min(start + rows, len(q))
-        sims = q[start:end] @ r.T
+        sims = (q[start:end] @ r.T).float()
         excluded = None
         if exclude is not None:
             excluded = exclude(start, end).to(sims.device)
