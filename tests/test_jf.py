@@ -79,6 +79,36 @@ def test_boundary_f_with_a_shifted_edge(shape, tol):
     assert jf.jaccard(gt, band(shape, 20, 79 + tol + 1)) == pytest.approx(60 / (61 + tol))
 
 
+def naive_boundary_f(gt, pred, tolerance):
+    """The DAVIS F spelt out: a boundary pixel matches when one of the other mask's boundary pixels lies within
+    Euclidean distance ``tolerance`` (a disk, not a square)."""
+    gt_b, pred_b = np.argwhere(naive_bmap(gt)), np.argwhere(naive_bmap(pred))
+    if len(gt_b) == 0 or len(pred_b) == 0:
+        return float(len(gt_b) == len(pred_b))
+
+    def matched(points, others):
+        return sum(bool((((others - p) ** 2).sum(1) <= tolerance ** 2).any()) for p in points) / len(points)
+
+    precision, recall = matched(pred_b, gt_b), matched(gt_b, pred_b)
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def test_boundary_f_matches_the_definition_in_every_direction():
+    """Diagonal shifts and blobs: a square tolerance zone would match pixels up to 8 x sqrt(2) away diagonally."""
+    shape = (60, 60)
+    gt = square(shape, 20, 20, 4)
+    pred = square(shape, 27, 27, 4)  # every boundary pixel moved 7 px right and 7 down: 9.9 px, beyond 8
+    expected = naive_boundary_f(gt, pred, 8)
+    assert expected < 0.7  # within 8 only along the near sides
+    assert jf.boundary_f(gt, pred, bound_th=8) == pytest.approx(expected)
+    rng = np.random.default_rng(1)
+    import cv2
+    for trial in range(6):
+        blobs = [cv2.GaussianBlur(rng.random(shape), (0, 0), 4) for _ in range(2)]
+        a, b = (blob > np.median(blob) for blob in blobs)
+        assert jf.boundary_f(a, b, bound_th=3) == pytest.approx(naive_boundary_f(a, b, 3)), trial
+
+
 def test_boundary_f_precision_and_recall_differ():
     """Prediction = the ground-truth band plus a far-away extra band: every ground-truth boundary pixel is found
     (R = 1) but half of the predicted boundary is wrong (P = 1/2): F = 2 * 0.5 / 1.5 = 2/3."""
@@ -102,6 +132,10 @@ def test_summarize_mean_recall_decay():
     assert s == {"mean": 0.5, "recall": 0.5, "decay": 1.0}
     s = jf.summarize([0.2, 0.6, 0.8, 0.4])
     assert s["mean"] == pytest.approx(0.5) and s["recall"] == 0.5
+    # 7 frames: linspace(1, 7, 5) = 1, 2.5, 4, 5.5, 7, rounded half up 1, 3, 4, 6, 7, minus 1: 0, 2, 3, 5, 6 ->
+    # first [0..2] (0.9, 0.8, 0.7: 0.8), last [5..6] (0.4, 0.3: 0.35); naive quarters would give 0.6
+    s = jf.summarize([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
+    assert s["decay"] == pytest.approx(0.45)
 
 
 def test_sequence_scores_skip_first_and_last_frame_and_average_objects():

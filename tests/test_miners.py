@@ -112,6 +112,31 @@ def test_hard_miner_mixes_hard_and_random_violators():
         assert len(negs & set(violators[:4])) >= min(2, len(violators))  # round(4 x 0.5) from the 4 hardest
 
 
+def test_hard_miner_s_random_half_is_uniform_over_the_other_violators():
+    """round(K x 0.5) = 2 picks come from the 4 hardest; the other 2 uniformly from the violators left, so a
+    violator outside the 4 hardest is picked with probability 2 / (V - 2) (V violators), whatever its loss."""
+    emb, videos = _batch(4)
+    loss = build_loss(LossConfig(margin=0.8))
+    valid, values, _, _ = _brute(emb, videos, loss)
+    s = score_candidates(emb, videos, loss)
+    violators = {i: sorted((c for c in range(2 * P) if valid[i, c] and values[i, c] > 0), key=lambda c: -values[i, c])
+                 for i in range(P)}
+    many = [i for i, v in violators.items() if len(v) >= 10]
+    assert many, "the batch needs anchors with many violators"
+    seeds = 400
+    counts = {i: dict.fromkeys(violators[i], 0) for i in many}
+    for seed in range(seeds):
+        picked = _per_anchor(to_triplets(HardMiner(k=4, hard_ratio=0.5).select(s, torch.Generator().manual_seed(seed))))
+        for i in many:
+            assert len(picked[i] & set(violators[i][:4])) >= 2
+            for c in picked[i]:
+                counts[i][c] += 1
+    for i in many:
+        expected = 2 / (len(violators[i]) - 2)
+        for c in violators[i][4:]:
+            assert abs(counts[i][c] / seeds - expected) < 0.08, (i, c, counts[i][c], expected)
+
+
 def test_semihard_miner_takes_only_semihard():
     emb, videos = _batch(5)
     loss = build_loss(LossConfig(margin=0.5, symmetric=False))
