@@ -181,3 +181,43 @@ def test_negative_seeds_are_config_errors():
     for key in ("seed", "demo.seed"):
         with pytest.raises(ConfigError, match=f"'{key}': must be >= 0, got -1"):
             load_config(None, [f"{key}=-1"])
+
+
+@pytest.mark.parametrize("override", ["train.lr=.nan", "loss.margin=.nan", "train.budget_minutes=.nan",
+                                      "train.lr=.inf", "mine.box_fraction=-.inf"])
+def test_nan_and_infinity_are_refused_naming_the_key(override):
+    # NaN passes range checks written as comparisons (nan < 0 and nan >= 0 are both False)
+    with pytest.raises(ConfigError, match=f"'{override.split('=')[0]}': expected a finite number"):
+        load_config(None, [override])
+
+
+def test_a_config_built_in_code_is_held_to_the_loader_s_checks():
+    from vidssl.losses import build_loss
+    from vidssl.miners import MiningSchedule
+    from vidssl.train import build_model
+    from vidssl.train_config import LossConfig, MinerConfig, ModelConfig, TrainConfig
+
+    cases = [(Config(model=ModelConfig(arch="resnet18", width=8)), "'model.width' applies to smallcnn only"),
+             (Config(loss=LossConfig(margin=-1.0)), "'loss.margin': must be > 0"),
+             (Config(miner=MinerConfig(hard_start=5.0)), r"'miner.hard_start': must be in \[0, 1\]"),
+             (Config(train=TrainConfig(momentum=3.0)), r"'train.momentum': must be in \[0, 1\]"),
+             (Config(train=TrainConfig(lr="0.1")), "'train.lr': expected a number"),
+             (Config(train=TrainConfig(lr=float("nan"))), "'train.lr': expected a finite number")]
+    for cfg, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            cfg.validate()
+    Config().validate()
+    with pytest.raises(ConfigError, match="'model.arch': 'vgg' is not one of"):
+        build_model(Config(model=ModelConfig(arch="vgg")))
+    with pytest.raises(ConfigError, match="'loss.name': 'foo' is not one of"):
+        build_loss(LossConfig(name="foo"))
+    with pytest.raises(ConfigError, match="'miner.main': 'hardest' is not one of"):
+        MiningSchedule(MinerConfig(main="hardest"), build_loss(LossConfig()), 10, 0)
+
+
+def test_contrastive_with_a_violators_only_miner_needs_the_background_triplets():
+    base = ["loss.name=contrastive", "miner.background_negatives=false", "loss.cycle_background=false"]
+    with pytest.raises(ConfigError, match="'contrastive' with miner hard needs miner.background_negatives=true"):
+        load_config(None, base)
+    load_config(None, base + ["miner.warmup=random", "miner.main=random"])
+    load_config(None, ["loss.name=contrastive"])  # background triplets on (the default): each pair keeps its pull

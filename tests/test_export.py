@@ -201,6 +201,16 @@ def test_cli_train_then_export(pairs, tmp_path, capsys):
     assert main(["export", str(tmp_path / "pretrain_run"), "--out", str(tmp_path / "again.pt")]) == 0
     assert torch.equal(torch.load(tmp_path / "again.pt", weights_only=True)["features.0.weight"],
                        torch.load(out, weights_only=True)["features.0.weight"])
+    capsys.readouterr()
+    # an unfinished run: the advice names the command that continues it, which for a pretrain folder is pretrain
+    ckpt_path = tmp_path / "pretrain_run" / "train" / "checkpoint.pt"
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    ckpt["total_steps"] = 5
+    torch.save(ckpt, ckpt_path)
+    assert main(["export", str(tmp_path / "pretrain_run"), "--out", str(tmp_path / "part.pt")]) == 0
+    assert "after 2/5 steps (run incomplete: rerun the same `vidssl pretrain` into it" in capsys.readouterr().out
+    assert main(["export", str(tmp_path / "pretrain_run" / "train"), "--out", str(tmp_path / "part.pt")]) == 0
+    assert "after 2/5 steps (run incomplete: rerun the same `vidssl train` into it" in capsys.readouterr().out
 
 
 def test_two_exports_in_one_folder_keep_their_own_cards(tmp_path):

@@ -195,3 +195,14 @@ def test_dense_cycle_loss_rewards_content_not_position():
     x = torch.randn(2, 3, h, w, requires_grad=True)
     dense_cycle_loss(x, torch.randn(2, 3, h, w), torch.randn(2, 3, h, w), shift, 0.1).backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_triplets_refuse_mismatched_or_misshapen_indices():
+    ok = torch.arange(3)
+    with pytest.raises(ValueError, match="as many anchors, positives and negatives, got 3, 1 and 3"):
+        Triplets(ok, torch.tensor([4]), ok)  # indexing would broadcast the lone positive
+    with pytest.raises(ValueError, match=r"Triplets.a must be a 1-D int64 tensor, got torch.int64 of shape \(1, 3\)"):
+        Triplets(ok[None], ok[None], ok[None])  # the cosine would be taken over the wrong axis
+    with pytest.raises(ValueError, match="Triplets.n must be a 1-D int64 tensor, got torch.float32"):
+        Triplets(ok, ok, ok.float())
+    assert len(Triplets(ok, ok, ok)) == 3

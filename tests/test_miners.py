@@ -189,8 +189,9 @@ def test_validate_triplets_rejects_bad_indices():
         "own pair": Triplets(a=torch.tensor([1]), p=torch.tensor([4]), n=torch.tensor([4])),
         "same video": Triplets(a=torch.tensor([1]), p=torch.tensor([4]), n=torch.tensor([2])),
         "range": Triplets(a=torch.tensor([0]), p=torch.tensor([3]), n=torch.tensor([6])),
-        "dtype": Triplets(a=torch.tensor([0.0]), p=torch.tensor([3]), n=torch.tensor([4])),
     }
+    with pytest.raises(ValueError, match="1-D int64"):  # refused when built
+        Triplets(a=torch.tensor([0.0]), p=torch.tensor([3]), n=torch.tensor([4]))
     for why, t in bad.items():
         with pytest.raises(ValueError):
             validate_triplets(t, videos)

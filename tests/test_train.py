@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -67,7 +68,10 @@ def test_budget_stop_then_continue(pairs, tmp_path):
     assert more["step"] > stats["step"]
     sessions = load_checkpoint(tmp_path / "run" / CHECKPOINT)["sessions"]
     assert [(s["start_step"], s["git_sha"]) for s in sessions] == [(0, "older-code"), (stats["step"], git_sha())]
-    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["sessions"] == sessions
+    recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert recorded["sessions"] == sessions
+    # the budget given on the command line, not the config's (none), is what config.yaml says the run had
+    assert cfg.train.budget_minutes is None and recorded["config"]["train"]["budget_minutes"] == 0.002
     assert sessions[1]["torch"] == torch.__version__
 
 
@@ -323,8 +327,14 @@ def test_cycle_loss_and_background_negatives_train(tmp_path):
     assert all(math.isfinite(r["cycle"]) and r["cycle"] >= 0 for r in records)
     assert records[-1]["cycle"] < min(records[0]["cycle"], math.log(16))  # it learns to follow content (4x4 cells)
     assert all(r["triplets"] >= 12 for r in records)  # every pair's background is one of its negatives
-    with pytest.raises(Exception, match="mine.background_patches=true"):
+    with pytest.raises(Exception, match="mine.background_patches=true") as missing:
         train(base, tmp_path / "run2", cfg, progress=False)
+    # the fix it names works as given: both overrides (the second alone is a config error, the first alone too
+    # when the cycle walks into the backgrounds)
+    fix = re.findall(r"--set (\S+)", str(missing.value))[1:]  # [0]: mine again with backgrounds
+    assert fix == ["miner.background_negatives=false", "loss.cycle_background=false"]
+    load_config(None, [s for s in TINY if not s.startswith(("miner.background_negatives", "loss.cycle_background"))]
+                + ["loss.cycle_weight=0.3"] + fix)
     with pytest.raises(ConfigError, match="multiple of 8"):
         train(root, tmp_path / "run3", load_config(None, TINY + ["data.patch_size=36", "loss.cycle_weight=0.3"]),
               progress=False)

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 import pytest
 import torch
 
 from train_utils import write_pairs
-from vidssl.data import PairBatchSampler, PairDataError, PairPatches, epoch_batches, make_loader, open_pairs, to_input
+from vidssl.data import (PairBatchSampler, PairDataError, PairPatches, epoch_batches, make_loader, open_pairs,
+                         to_input, too_few_pairs)
 from vidssl.data.augment import augment_patch
 from vidssl.errors import VidsslError
 from vidssl.train_config import DataConfig
@@ -153,8 +155,14 @@ def test_sampler_resumes_and_shards_by_rank():
     r0 = list(PairBatchSampler(video, track, 8, seed=1, steps=10, rank=0, world=2))
     r1 = list(PairBatchSampler(video, track, 8, seed=1, steps=10, rank=1, world=2))
     assert r0 == full[0::2] and r1 == full[1::2]  # the global stream, dealt out in turn
-    with pytest.raises(Exception, match="fewer than a batch of 80"):
+    with pytest.raises(Exception, match="fewer than a batch of 80") as few:
         PairBatchSampler(video, track, 80, seed=1, steps=1)
+    suggested = int(re.search(r"train.batch_pairs=(\d+)", str(few.value)).group(1))
+    assert suggested == 32  # the largest power of two that 60 pairs fill
+    assert len(list(PairBatchSampler(video, track, suggested, seed=1, steps=3))) == 3  # and it does work
+    for pairs, expected in ((2, 2), (3, 2), (31, 16), (32, 32)):
+        assert f"train.batch_pairs={expected})" in too_few_pairs(pairs, 64)
+    assert "batch_pairs=" not in too_few_pairs(1, 64) and "mine more videos" in too_few_pairs(1, 64)
 
 
 def test_augment_patch_is_a_crop_and_flip():

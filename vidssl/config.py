@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import platform
 import re
@@ -118,8 +119,9 @@ class Config:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def validate(self) -> None:
-        """Rules across sections, checked when a config is loaded (before `vidssl pretrain` spends minutes mining)
-        and again by the trainer, for configs built in code."""
+        """Every section's own checks, then the rules across sections: run when a config is loaded (before `vidssl
+        pretrain` spends minutes mining) and again by the trainer, for configs built in code."""
+        validate_sections(self)
         for key, value in (("seed", self.seed), ("demo.seed", self.demo.seed)):
             if value < 0:  # numpy's seed sequences take non-negative integers only
                 raise ConfigError(f"config key '{key}': must be >= 0, got {value}")
@@ -127,10 +129,32 @@ class Config:
             # the roll moves content by whole stride-8 cells only when the patch is a whole number of cells
             raise ConfigError(f"loss.cycle_weight needs data.patch_size to be a multiple of 8, got "
                               f"{self.data.patch_size}; change it or set loss.cycle_weight=0")
+        violators_only = {"hard", "semihard"} & {self.miner.warmup, self.miner.main}
+        if self.loss.name == "contrastive" and violators_only and not self.miner.background_negatives:
+            # its pull on a pair lives in the pair's triplets: with no violating negative mined it would vanish
+            raise ConfigError(f"loss.name 'contrastive' with miner {' and '.join(sorted(violators_only))} needs "
+                              "miner.background_negatives=true (each pair keeps its background triplet, and with it "
+                              "the pull on the pair); otherwise a pair with no negative inside the margin is not "
+                              "pulled together at all. Or use miner.warmup/main 'random'")
         if self.loss.cycle_weight and self.loss.cycle_background and not self.miner.background_negatives:
             # the backgrounds are in the batch only when the miner takes them as negatives
             raise ConfigError("loss.cycle_background needs the pairs' background patches in the batch: set "
                               "miner.background_negatives=true (pairs mined with them) or loss.cycle_background=false")
+
+
+def validate_sections(cfg: Any, prefix: str = "") -> None:
+    """Run ``validate()`` of every nested section of dataclass ``cfg`` (not ``cfg``'s own), with the loader's type
+    checks, so a config built in code is held to what a loaded one is."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            validate_sections(value, f"{key}.")
+            check = getattr(value, "validate", None)
+            if check is not None:
+                check()
+        else:
+            _coerce(value, typing.get_type_hints(type(cfg))[f.name], key)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -143,6 +167,9 @@ def _type_name(tp: Any) -> str:
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
+    if isinstance(value, float) and not math.isfinite(value):
+        # NaN would pass every range check (nan < 0 and nan >= 0 are both False); null is the "no limit"
+        raise ConfigError(f"config key '{key}': expected a finite number, got {value!r}")
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)

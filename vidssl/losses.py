@@ -59,6 +59,17 @@ class Triplets:
     p: torch.Tensor
     n: torch.Tensor
 
+    def __post_init__(self) -> None:
+        # indexing would broadcast a shorter tensor, or take the cosine over the wrong axis of a 2-D one
+        for name in ("a", "p", "n"):
+            t = getattr(self, name)
+            if not isinstance(t, torch.Tensor) or t.ndim != 1 or t.dtype != torch.long:
+                raise ValueError(f"Triplets.{name} must be a 1-D int64 tensor, got "
+                                 f"{getattr(t, 'dtype', type(t).__name__)} of shape {tuple(getattr(t, 'shape', ()))}")
+        if not len(self.a) == len(self.p) == len(self.n):
+            raise ValueError(f"Triplets need as many anchors, positives and negatives, got {len(self.a)}, "
+                             f"{len(self.p)} and {len(self.n)}")
+
     def __len__(self) -> int:
         return int(self.a.numel())
 
@@ -91,7 +102,11 @@ class HingeTripletLoss:
 
 class ContrastiveLoss:
     """Hadsell et al. (2006) on the triplet's pairs: D(a, p)^2 / 2 + max(0, M - D(a, n))^2 / 2;
-    symmetric: the negative term is the mean of the (a, n) and (p, n) terms."""
+    symmetric: the negative term is the mean of the (a, n) and (p, n) terms.
+
+    The pull on a positive pair lives in its triplets: a miner that keeps only violating negatives (hard,
+    semihard) leaves a pair whose negatives are all beyond the margin without it, so the trainer requires each
+    pair's background triplet (always kept) or the random miner with this loss."""
 
     def __init__(self, distance, margin: float, symmetric: bool) -> None:
         self.distance, self.margin, self.symmetric = distance, margin, symmetric
@@ -184,9 +199,11 @@ REDUCERS = {"mean": reduce_mean, "mean_active": reduce_mean_active, "fixed": red
 
 def build_loss(cfg: LossConfig):
     """The per-triplet loss named by ``cfg`` (its ``distance`` attribute is what the miner scores with)."""
+    cfg.validate()  # built in code: an unknown name is a ConfigError naming the key, not a KeyError
     cls, standard = LOSSES[cfg.name]
     return cls(DISTANCES[cfg.distance or standard](), cfg.margin, cfg.symmetric)
 
 
 def build_reducer(cfg: LossConfig):
+    cfg.validate()
     return REDUCERS[cfg.reducer]

@@ -14,6 +14,7 @@ rank 0 writes. The function takes the whole :class:`~vidssl.config.Config` and r
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import logging
@@ -31,7 +32,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from vidssl.config import Config, flat_config, to_dict, versions, write_resolved
-from vidssl.data import PairBatchSampler, PairPatches, make_loader, open_pairs, to_input
+from vidssl.data import PairBatchSampler, PairPatches, make_loader, open_pairs, to_input, too_few_pairs
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.io import atomic_path, atomic_write_json, atomic_write_text, json_text, run_lock
 from vidssl.losses import Triplets, build_loss, build_reducer, dense_cycle_loss
@@ -243,6 +244,7 @@ def _save_checkpoint(path: Path, payload: dict) -> None:
 
 def build_model(cfg: Config) -> EmbeddingNet:
     """The training model, randomly initialised from ``cfg.seed`` (the caller's torch generator is left as it was)."""
+    cfg.validate()  # a config built in code: a bad arch name is a ConfigError naming the key, not a KeyError
     kwargs = {"input_size": cfg.data.patch_size}
     kwargs.update({key: getattr(cfg.model, key) for key in ARCHS[cfg.model.arch].model_config_keys})
     with torch.random.fork_rng(devices=[]):
@@ -358,9 +360,13 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
     non-finite loss, keeping the last good checkpoint.
     """
     t0 = time.monotonic()
+    overrides = {key: value for key, value in (("budget_minutes", budget_minutes), ("device", device))
+                 if value is not None}
+    # the run folder's config.yaml records what the run ran under, command-line overrides included
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
     tc = cfg.train
-    budget = tc.budget_minutes if budget_minutes is None else budget_minutes
-    dev = resolve_device(device or tc.device)
+    budget = tc.budget_minutes
+    dev = resolve_device(tc.device)
     owns_group = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
     d = _init_distributed(dev.type, tc.dist_timeout_minutes)
     if dev.type == "cuda":
@@ -429,8 +435,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
         problems.append("all pairs come from one video, so there is no negative from another video; mine more "
                         "videos or set miner.same_video_negatives=true")
     if len(pairs) < tc.batch_pairs:
-        problems.append(f"{len(pairs)} pairs, fewer than a batch of {tc.batch_pairs}; lower train.batch_pairs or "
-                        f"mine more videos")
+        problems.append(too_few_pairs(len(pairs), tc.batch_pairs))
     if problems:
         raise VidsslError(f"{pairs_dir}: {'; and '.join(problems)}")
     saved = None

@@ -7,8 +7,8 @@ def add_model_arguments(parser) -> None:
                         help="exported backbone.pt file(s), or run folder(s) holding one, compared side by side "
                              "(repeatable)")
     parser.add_argument("--arch", default=None,
-                        help="architecture of the random-init baseline when no --weights is given "
-                             "(default: config model.arch)")
+                        help="architecture of the random-init baseline: one row of it (default: one per "
+                             "architecture and width among the --weights files, or config model.arch without any)")
 
 
 def models_from_args(args, cfg) -> dict:

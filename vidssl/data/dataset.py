@@ -27,7 +27,8 @@ class PairPatches(Dataset):
         if background and not pairs.has_background:
             raise VidsslError(f"{pairs.root}: the pairs have no background patches, which "
                               f"miner.background_negatives needs; mine them with --set mine.background_patches=true "
-                              f"(a new pairs folder), or set miner.background_negatives=false")
+                              f"(a new pairs folder), or train without them: --set miner.background_negatives=false "
+                              f"--set loss.cycle_background=false (the cycle loss walks into them too)")
         self.pairs, self.cfg = pairs, cfg
         self.width = 3 if background else 2
         self._maps: dict[int, np.ndarray] = {}

@@ -43,6 +43,15 @@ def epoch_batches(video: np.ndarray, track: np.ndarray, batch_pairs: int, seed: 
     return stream[:n // batch_pairs * batch_pairs].reshape(-1, batch_pairs).astype(np.int64)
 
 
+def too_few_pairs(num_pairs: int, batch_pairs: int) -> str:
+    """What to tell a user whose ``num_pairs`` pairs do not fill one batch: a batch size they do fill (the largest
+    power of two, at least the 2 a batch needs for a negative), or to mine more."""
+    fix = "mine more videos"
+    if num_pairs >= 2:
+        fix = f"lower the batch (--set train.batch_pairs={1 << (num_pairs.bit_length() - 1)}) or {fix}"
+    return f"{num_pairs} pairs, fewer than a batch of {batch_pairs}; {fix}"
+
+
 class PairBatchSampler(Sampler):
     """Yields, for steps ``start_step .. steps - 1``, lists of ``(pair_index, (seed, global_batch, slot))``: the
     second item seeds that pair's augmentation, so augmentation does not depend on worker scheduling."""
@@ -50,8 +59,7 @@ class PairBatchSampler(Sampler):
     def __init__(self, video: np.ndarray, track: np.ndarray, batch_pairs: int, seed: int, steps: int,
                  start_step: int = 0, rank: int = 0, world: int = 1) -> None:
         if track.size < batch_pairs:
-            raise VidsslError(f"{track.size} pairs, fewer than a batch of {batch_pairs}; lower train.batch_pairs or "
-                              f"mine more videos")
+            raise VidsslError(too_few_pairs(track.size, batch_pairs))
         self.video, self.track, self.batch_pairs, self.seed = video, track, batch_pairs, seed
         self.steps, self.start_step, self.rank, self.world = steps, start_step, rank, world
         self._epoch, self._batches, self._first = -1, np.zeros((0, batch_pairs), np.int64), 0

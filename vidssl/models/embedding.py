@@ -33,6 +33,8 @@ class EmbeddingNet(nn.Module):
     def __init__(self, backbone: Backbone, embed_dim: int, head: str = "linear") -> None:
         super().__init__()
         self.backbone = backbone
+        if head not in HEADS:
+            raise ValueError(f"head {head!r} is not one of {list(HEADS)}")
         self.head = HEADS[head](backbone.out_dim, embed_dim)
         self.embed_dim = embed_dim
 
