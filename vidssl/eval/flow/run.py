@@ -67,11 +67,12 @@ def build_methods(models: dict[str, nn.Module], cfg: FlowConfig, out_dir: Path, 
 
 
 def markdown_table(summary: dict) -> str:
-    """Mean metrics per method, then EPE per pair and method."""
+    """Metrics per method pooled over the pairs' pixels, then EPE per pair and method."""
     def cell(value, digits):
         return "-" if value is None else f"{value:.{digits}f}"
 
-    lines = [f"# Optical flow: {len(summary['pairs'])} pairs (mean over pairs; lower EPE/AE/Fl-all is better)", "",
+    lines = [f"# Optical flow: {len(summary['pairs'])} pairs (pooled over their pixels; lower EPE/AE/Fl-all is "
+             "better)", "",
              "| method | " + " | ".join(h for h, _, _ in _TABLE) + " | s/pair |",
              "|---" * (len(_TABLE) + 2) + "|"]
     for name, result in summary["methods"].items():
