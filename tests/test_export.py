@@ -208,9 +208,16 @@ def test_cli_train_then_export(pairs, tmp_path, capsys):
     ckpt["total_steps"] = 5
     torch.save(ckpt, ckpt_path)
     assert main(["export", str(tmp_path / "pretrain_run"), "--out", str(tmp_path / "part.pt")]) == 0
-    assert "after 2/5 steps (run incomplete: rerun the same `vidssl pretrain` into it" in capsys.readouterr().out
+    assert "after 2/5 steps (run incomplete: its training was interrupted: rerun the same `vidssl pretrain`" in \
+        capsys.readouterr().out
     assert main(["export", str(tmp_path / "pretrain_run" / "train"), "--out", str(tmp_path / "part.pt")]) == 0
     assert "after 2/5 steps (run incomplete: rerun the same `vidssl train` into it" in capsys.readouterr().out
+    # a train stage pretrain completed at its budget is final there: a rerun would skip it, so a new --out it is
+    from vidssl.pipeline import Stages
+    Stages(tmp_path / "pretrain_run").mark("train", {"step": 2, "total_steps": 5, "stopped": "budget"})
+    assert main(["export", str(tmp_path / "pretrain_run"), "--out", str(tmp_path / "part.pt")]) == 0
+    assert "stopped its training at the budget; for the whole schedule, run it into a new --out with a larger " \
+        "--budget-minutes" in capsys.readouterr().out
 
 
 def test_two_exports_in_one_folder_keep_their_own_cards(tmp_path):

@@ -341,6 +341,20 @@ def test_a_budget_too_small_for_the_videos_is_said_not_hidden(tmp_path, caplog):
     warnings = json.loads((run / "warnings.json").read_text())
     assert len(warnings) == 2 and json.loads((run / "summary.json").read_text())["warnings"] == warnings
     assert "videos not mined" in (run / "report.html").read_text()
+    # training and export switched on in the same run: mining spent the whole budget, yet training takes its
+    # step (it was refused as train.budget_minutes 0, a key the user never set) and the run says how short it fell
+    tiny_training = ["--set", "miner.same_video_negatives=true", "--set", "train.batch_pairs=2", "--set",
+                     "model.width=8", "--set", "data.num_workers=0", "--set", "train.threads=1", "--set",
+                     "train.fit_budget=false"]  # the 1200 steps, not what fits a second
+    caplog.clear()
+    assert main(["-q", "pretrain", "--videos", str(tmp_path / "videos"), "--out", str(run), "--budget-minutes",
+                 "0.001", *no_training, "--set", "pretrain.run_train=true", "--set", "pretrain.run_export=true",
+                 *tiny_training]) == 0
+    trained = json.loads((run / "stages" / "train.json").read_text())
+    assert trained["stopped"] == "budget" and 1 <= trained["step"] < trained["total_steps"]
+    assert (run / "backbone.pt").is_file()
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("warning: training stopped")]
+    assert said and f"after {trained['step']} of its {trained['total_steps']} steps: too few" in said[0]
 
 
 def test_warnings_for_videos_added_since_mining_and_training_cut_short(tmp_path):

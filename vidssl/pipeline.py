@@ -414,7 +414,9 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
 
     def train_stage() -> dict:
         # training takes its share of what is left, keeping the rest for evaluation
-        minutes = remaining_s() * p.train_fraction / 60
+        # (at least a second: a budget spent by mining still trains a step, exported with run_warnings' warning,
+        # rather than failing on a non-positive train.budget_minutes)
+        minutes = max(remaining_s() * p.train_fraction / 60, 1 / 60)
         # mining may have stopped at its share of the budget with videos pending: train on what it found
         stats = train(run / "pairs", run / "train", cfg, budget_minutes=minutes, allow_incomplete=True,
                       progress=progress)

@@ -17,15 +17,26 @@ def run(args, cfg) -> int:
     from pathlib import Path
 
     from vidssl.export import card_path, export_backbone
-    from vidssl.train import CHECKPOINT
 
     path = export_backbone(args.run, args.out, safetensors=cfg.export.safetensors)
     card = json.loads(card_path(path).read_text())
     t = card["training"]
-    # the command that finishes it: a pretrain run folder (checkpoint in its train/) continues under `vidssl pretrain`
-    resume = "vidssl train" if (Path(args.run) / CHECKPOINT).is_file() else "vidssl pretrain"
-    note = "" if t["complete"] else f" (run incomplete: rerun the same `{resume}` into it to finish)"
+    note = "" if t["complete"] else f" (run incomplete: {_how_to_finish(Path(args.run))})"
     files = ", ".join(card["files"] + [card_path(path).name])
     print(f"export: {card['arch']} backbone after {t['steps']}/{t['total_steps']} steps{note} -> {files} in "
           f"{path.parent}; load with vidssl.load_backbone('{path}')")
     return 0
+
+
+def _how_to_finish(run) -> str:
+    """What finishes the training of ``run``: `vidssl train` continues its checkpoint; a pretrain folder continues
+    an interrupted train stage, but takes a completed one (stopped at the pretrain budget) as final."""
+    from vidssl.pipeline import Stages
+    from vidssl.train import CHECKPOINT
+
+    if (run / CHECKPOINT).is_file():
+        return "rerun the same `vidssl train` into it to finish"
+    if Stages(run).done("train") is not None:
+        return ("`vidssl pretrain` stopped its training at the budget; for the whole schedule, run it into a new "
+                "--out with a larger --budget-minutes")
+    return "its training was interrupted: rerun the same `vidssl pretrain` into it to finish"
