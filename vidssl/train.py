@@ -356,9 +356,9 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
 
     ``budget_minutes`` and ``device`` override ``cfg.train``'s, and are checked and recorded as its values (so
     ``device`` is "auto", "cpu" or "cuda"; each process takes the GPU of its LOCAL_RANK, 0 outside torchrun).
-    ``resume=True`` requires an existing checkpoint (without it, an existing checkpoint is continued all the same). A pair dataset whose mining is not complete
-    (videos pending: shards still running) is refused unless ``allow_incomplete``. Raises :class:`TrainingDiverged` on a
-    non-finite loss, keeping the last good checkpoint.
+    ``resume=True`` requires an existing checkpoint (without it, an existing checkpoint is continued all the same).
+    A pair dataset whose mining is not complete (videos pending: shards still running) is refused unless
+    ``allow_incomplete``. Raises :class:`TrainingDiverged` on a non-finite loss, keeping the last good checkpoint.
     """
     t0 = time.monotonic()
     overrides = {key: value for key, value in (("budget_minutes", budget_minutes), ("device", device))

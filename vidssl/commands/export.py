@@ -6,7 +6,8 @@ HELP = "Export backbone weights that load in one line (torchvision key names)"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("run", metavar="RUN", help="training run folder (holds checkpoint.pt), or a `vidssl pretrain` run folder (its train/)")
+    parser.add_argument("run", metavar="RUN",
+                        help="training run folder (holds checkpoint.pt), or a `vidssl pretrain` folder (its train/)")
     parser.add_argument("--out", required=True, metavar="FILE",
                         help="weights file, e.g. backbone.pt; its .safetensors and model card go beside it "
                              "(model_card.json for backbone.pt, X.model_card.json for X.pt)")

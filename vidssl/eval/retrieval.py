@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from vidssl.errors import VidsslError
 from vidssl.eval.config import RetrievalConfig
 from vidssl.eval.metrics import RECALL_KS, exclude_same_group_within, retrieval_metrics
-from vidssl.errors import VidsslError
 from vidssl.eval.retrieval_data import RetrievalDataError, RetrievalSet, load_retrieval_set
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
