@@ -279,3 +279,15 @@ def test_the_readme_loading_snippets_run_as_written(tmp_path):
     assert scope["features"].shape == (2, 64) and scope["dense"].shape == (2, 64, 5, 7)
     save_backbone(build_backbone("resnet18"), tmp_path / "r18" / "backbone.pt")
     exec(resnet.replace("RUN/", f"{tmp_path / 'r18'}/"), {})
+
+
+def test_save_backbone_refuses_the_training_model_before_writing(tmp_path):
+    """Given the whole EmbeddingNet it wrote backbone.pt (head keys, no card) and only then failed."""
+    from vidssl.models import EmbeddingNet
+
+    net = EmbeddingNet(build_backbone("smallcnn", width=8), embed_dim=16)
+    with pytest.raises(TypeError, match=r"got EmbeddingNet \(the training model: pass its .backbone\)"):
+        save_backbone(net, tmp_path / "backbone.pt")
+    assert list(tmp_path.iterdir()) == []
+    save_backbone(net.backbone, tmp_path / "backbone.pt")
+    assert vidssl.load_backbone(tmp_path / "backbone.pt").arch == "smallcnn"

@@ -35,6 +35,33 @@ def test_bad_input_is_a_clear_error():
         build_backbone("vgg")
 
 
+@pytest.mark.parametrize("arch", list(ARCHS) + ["pixels"])
+def test_inputs_a_user_passes_by_mistake_are_named_with_the_fix(arch):
+    """uint8 frames (read_image, cv2) made inf out of normalize (mean and std cast to uint8 are 0) and NaN features;
+    a float64 batch failed deep in a conv; a channels-last batch failed as a broadcast."""
+    from vidssl.eval.baselines import PixelFeatures
+
+    b = PixelFeatures() if arch == "pixels" else build_backbone(arch, input_size=64).eval()
+    frames = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"got torch.uint8: convert with x.float\(\) / 255"):
+        b.normalize(frames)
+    with pytest.raises(ValueError, match=r"channels last\? x.permute\(0, 3, 1, 2\)"):
+        b.normalize(frames.permute(0, 2, 3, 1).float() / 255)
+    with pytest.raises(ValueError, match=r"\[B, 3, H, W\] RGB batch, got shape \(2, 1, 64, 64\)"):
+        b.normalize(frames[:, :1].float() / 255)  # grey would broadcast to three channels
+    x = b.normalize(frames.float() / 255)
+    # the documented arithmetic, per channel
+    expected = (frames.float() / 255 - torch.tensor(b.mean).view(1, 3, 1, 1)) / torch.tensor(b.std).view(1, 3, 1, 1)
+    assert torch.allclose(x, expected) and torch.isfinite(b.embed(x)).all()
+    if arch != "pixels":
+        with pytest.raises(ValueError, match=r"input is torch.float64 but the weights are torch.float32"):
+            b.embed(x.double())
+        with pytest.raises(ValueError, match=r"got torch.uint8"):
+            b.dense_features(frames)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts input and weights itself
+            assert b.embed(x.bfloat16()).shape == (2, b.out_dim)
+
+
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
 def test_resnet_matches_torchvision(arch):
     """Key names are torchvision's (only fc missing) and embed is torchvision's pooled feature."""

@@ -372,3 +372,38 @@ def test_runtime_settings_are_the_runs_alone(monkeypatch):
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] and cv2.getNumThreads() == 1
     assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), cv2.getNumThreads()) == before
     assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+
+
+def test_training_leaves_the_callers_random_stream_where_it_was(pairs, tmp_path):
+    """Every step seeds torch's global generator (dropout); a caller seeded before training continues its own
+    stream after it (two callers seeded 1 and 2 drew the same numbers after train())."""
+    torch.manual_seed(1)
+    expected = torch.rand(3)
+    torch.manual_seed(1)
+    train(pairs, tmp_path / "run", load_config(None, TINY + ["train.steps=2"]), progress=False)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_script_without_the_main_guard_is_told_to_add_it(pairs, tmp_path):
+    """DataLoader workers start through forkserver, which imports the user's script again: unguarded, the import
+    trained again into the locked run folder and the user saw only "DataLoader worker exited unexpectedly"."""
+    import subprocess
+    import sys
+    import textwrap
+
+    settings = [s for s in TINY if not s.startswith("data.num_workers")] + ["data.num_workers=1", "train.steps=2"]
+    body = f"""
+        from vidssl.config import load_config
+        from vidssl.train import train
+        CFG = load_config(None, {settings!r})
+        """
+    run = f"train({str(pairs)!r}, {str(tmp_path / 'run')!r}, CFG, progress=False)"
+    (tmp_path / "unguarded.py").write_text(textwrap.dedent(body) + run + "\n")
+    done = subprocess.run([sys.executable, str(tmp_path / "unguarded.py")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode != 0
+    assert "put the call under `if __name__ == \"__main__\":`, or set data.num_workers=0" in done.stderr
+    # guarded, the same script trains (and a process it spawns may call train from a function: not module level)
+    (tmp_path / "guarded.py").write_text(textwrap.dedent(body) + "if __name__ == '__main__':\n    " + run + "\n")
+    done = subprocess.run([sys.executable, str(tmp_path / "guarded.py")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr

@@ -157,6 +157,13 @@ def validate_sections(cfg: Any, prefix: str = "") -> None:
             _coerce(value, typing.get_type_hints(type(cfg))[f.name], key)
 
 
+def check_section(section: Any, key: str) -> None:
+    """Hold one config section built in code (``key``: its place in a config, e.g. ``eval.davis``) to what a loaded
+    one is: types, ranges and choices, as ConfigErrors naming the key."""
+    validate_sections(section, f"{key}.")
+    section.validate()
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # strict construction
 

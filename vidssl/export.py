@@ -72,6 +72,10 @@ def save_backbone(backbone: Backbone, out_path: str | os.PathLike, card: dict[st
                   safetensors: bool = True) -> Path:
     """Write ``out_path`` (a torch state dict), optionally ``<stem>.safetensors``, and its card (:func:`card_path`)
     beside them, each atomically. ``card`` adds fields (training summary, config, steps) to the architecture record."""
+    if not isinstance(backbone, Backbone):  # before any file is written: a card-less weights file misleads
+        hint = " (the training model: pass its .backbone)" if isinstance(getattr(backbone, "backbone", None),
+                                                                         Backbone) else ""
+        raise TypeError(f"save_backbone takes a vidssl Backbone, got {type(backbone).__name__}{hint}")
     out_path = Path(out_path)
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
     with atomic_path(out_path) as tmp:

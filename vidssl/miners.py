@@ -4,7 +4,9 @@ The batch's embeddings are ``[2P, D]``: rows ``0..P-1`` are anchors, row ``P + i
 A candidate negative of pair ``i`` is any row of another pair from a different video (or, when allowed, of another
 track of the same video). With background patches the batch is ``[3P, D]`` and row ``2P + i`` is pair ``i``'s
 same-frame background: it is a negative of pair ``i`` only, added to what the miner picks (:func:`with_backgrounds`).
-Miners run under ``no_grad`` and return validated :class:`~vidssl.losses.Triplets`.
+A miner's ``select`` marks the chosen negatives of every pair among the 2P candidates as a ``[P, 2P]`` boolean
+mask; :meth:`MiningSchedule.mine` runs it under ``no_grad`` and turns it into validated
+:class:`~vidssl.losses.Triplets` (anchor, positive, negative index tensors), backgrounds added.
 """
 from __future__ import annotations
 

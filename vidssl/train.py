@@ -349,6 +349,19 @@ class TrainStep:
         return out
 
 
+def _called_while_a_worker_imports_the_script() -> bool:
+    """True when the caller is the top-level code of a script that multiprocessing imports as ``__mp_main__``
+    (a process it starts re-imports the main module). Without the guard the re-import would train again, into a
+    run folder locked by the first training, and the user would see only "DataLoader worker exited unexpectedly".
+    A function that a spawned process runs as its target is not module-level code, so it may train."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__mp_main__":
+            return True
+        frame = frame.f_back
+    return False
+
+
 def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config, *,
           budget_minutes: float | None = None, device: str | None = None, resume: bool = False,
           allow_incomplete: bool = False, progress: bool = True) -> dict:
@@ -360,6 +373,10 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
     A pair dataset whose mining is not complete (videos pending: shards still running) is refused unless
     ``allow_incomplete``. Raises :class:`TrainingDiverged` on a non-finite loss, keeping the last good checkpoint.
     """
+    if _called_while_a_worker_imports_the_script():
+        raise VidsslError("vidssl.train.train was called at the top level of a script that a DataLoader worker is "
+                          "importing (workers start through forkserver, which imports the main module): put the call "
+                          "under `if __name__ == \"__main__\":`, or set data.num_workers=0")
     t0 = time.monotonic()
     overrides = {key: value for key, value in (("budget_minutes", budget_minutes), ("device", device))
                  if value is not None}
@@ -388,7 +405,8 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
 
 @contextmanager
 def runtime_settings(cfg: Config, dev: torch.device) -> Iterator[None]:
-    """Threads and determinism for a run, restored afterwards (the caller may evaluate next).
+    """Threads, determinism and torch's global generator (seeded every step for dropout) for a run, restored
+    afterwards (the caller may evaluate next, or draw random numbers it seeded before).
 
     With ``data.num_workers`` 0 the augmentation runs in this process, between torch's parallel regions; OpenCV's
     own thread pool then contends with torch's threads (loader-fed steps 0.78x the in-memory speed on 2 cores,
@@ -411,7 +429,8 @@ def runtime_settings(cfg: Config, dev: torch.device) -> Iterator[None]:
     if cfg.data.num_workers == 0:
         cv2.setNumThreads(1)
     try:
-        yield
+        with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
+            yield
     finally:
         torch.set_num_threads(saved[0])
         torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])

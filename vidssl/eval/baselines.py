@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidssl.eval import weights_row_name
+from vidssl.models.base import normalize_rgb
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
@@ -44,6 +45,10 @@ class PixelFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(x)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] float RGB in [0, 1], checked and returned as it is (``mean`` 0, ``std`` 1)."""
+        return normalize_rgb(x, self.mean, self.std)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> [B, 768]: the image resized to 16x16, in Lab, flattened."""

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from vidssl.eval import jf
 from vidssl.eval.config import DavisConfig
 from vidssl.eval.davis_data import DavisDataError, DavisSequence, list_sequences, load_sequence
+from vidssl.eval.frozen import evaluation_mode
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -271,9 +272,11 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
     (``cfg.overlay_frames`` frames: prediction filled, ground truth outlined); with ``cfg.save_masks`` also the
     predicted palette PNGs in ``out_dir/masks/<model>/<sequence>/`` (readable by the official DAVIS evaluator).
     A sequence that cannot be read is skipped with a warning and listed under ``"skipped"``; none left is an
-    error. Models must be in eval mode. Returns the metrics.json content.
+    error. Each model runs in eval mode and is handed back in the mode it came in. Returns the metrics.json content.
     """
-    from vidssl.config import versions
+    from vidssl.config import check_section, versions
+
+    check_section(cfg, "eval.davis")  # built in code, a topk of 0 or a temperature of 0 would score 0.0 quietly
 
     out_dir = Path(out_dir)
     names = list(cfg.sequences) or list_sequences(data_dir, cfg.subset)
@@ -292,7 +295,8 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
             skipped[seq_name] = str(e)
             continue
         for model_name, model in models.items():
-            run = propagate_sequence(model, seq, cfg, progress)
+            with evaluation_mode({model_name: model}):
+                run = propagate_sequence(model, seq, cfg, progress)
             scores = jf.evaluate_sequence(seq.masks, run["masks"], seq.object_ids)
             block = results[model_name]
             block["sequences"][seq_name] = scores

@@ -19,9 +19,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from vidssl.errors import VidsslError
 from vidssl.eval.config import RetrievalConfig
+from vidssl.eval.frozen import evaluation_mode
 from vidssl.eval.metrics import RECALL_KS, exclude_same_group_within, retrieval_metrics
 from vidssl.eval.retrieval_data import RetrievalDataError, RetrievalSet, load_retrieval_set
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from vidssl.models.base import normalize_rgb
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +49,16 @@ def extract_features(models: dict, items: Dataset, batch_size: int = 64, num_wor
     from tqdm import tqdm
 
     device = torch.device(device)
-    for model in models.values():
-        model.eval().to(device)
     loader = DataLoader(items, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         persistent_workers=False, pin_memory=device.type == "cuda")
     feats: dict[str, list[torch.Tensor]] = {name: [] for name in models}
     ok = []
-    for images, good in tqdm(loader, desc="features", unit="batch", disable=None if progress else True):
-        x = images.to(device, non_blocking=True).float().div_(255)
-        for name, model in models.items():
-            mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1)
-            std = torch.tensor(model.std, device=device).view(1, 3, 1, 1)
-            feats[name].append(model.embed((x - mean) / std).float().cpu())
-        ok.append(good)
+    with evaluation_mode(models, device):
+        for images, good in tqdm(loader, desc="features", unit="batch", disable=None if progress else True):
+            x = images.to(device, non_blocking=True).float().div_(255)
+            for name, model in models.items():
+                feats[name].append(model.embed(normalize_rgb(x, model.mean, model.std)).float().cpu())
+            ok.append(good)
     return {name: torch.cat(f) for name, f in feats.items()}, torch.cat(ok).numpy().astype(bool)
 
 
@@ -72,8 +71,9 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
                        davis_subset: str = "val") -> dict:
     """Evaluate every model on the retrieval data in ``data_dir``; write ``metrics.json``, ``metrics.md`` and
     ``grid_<model>.png`` into ``out_dir``; return the ``metrics.json`` payload (per model under ``"models"``)."""
-    from vidssl.config import versions
+    from vidssl.config import check_section, versions
 
+    check_section(cfg, "eval.retrieval")
     if not models:
         raise ValueError("evaluate_retrieval needs at least one model")
     data = load_retrieval_set(data_dir, cfg, kind, davis_subset)

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidssl.models.base import Backbone, check_input
+from vidssl.models.base import Backbone
 
 # indices of the layers in `features`, as in torchvision.models.alexnet (so the state dict keys match it)
 _CONV1, _POOL1, _CONV2, _POOL2, _CONV3, _CONV4, _CONV5 = 0, 2, 3, 5, 6, 8, 10
@@ -53,11 +53,11 @@ class AlexNetWang2015(Backbone):
         self.fc6_dim, self.dropout = fc6_dim, dropout
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, 63)
+        self.check(x, 63)
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
     def dense_features(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x)
+        self.check(x)
         f = self.features
         x = F.relu(F.conv2d(x, f[_CONV1].weight, f[_CONV1].bias, stride=4, padding=5))
         x = F.max_pool2d(x, 3, 2, padding=1)

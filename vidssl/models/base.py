@@ -48,18 +48,42 @@ class Backbone(nn.Module):
         return self.embed(x)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] RGB in [0, 1] -> the normalised input this backbone expects."""
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        return (x - mean) / std
+        """[B, 3, H, W] float RGB in [0, 1] -> the normalised input this backbone expects."""
+        return normalize_rgb(x, self.mean, self.std)
+
+    def check(self, x: torch.Tensor, min_side: int = 32) -> None:
+        """Raise ValueError unless ``x`` is a batch this backbone can take (see :func:`check_input`)."""
+        weight = next(self.parameters(), None)
+        check_input(x, min_side, None if weight is None else weight.dtype)
 
     def spec(self) -> dict:
         """What a model card records to rebuild this backbone with ``build_backbone(**spec)``."""
         return {"arch": self.arch, "input_size": self.input_size}
 
 
-def check_input(x: torch.Tensor, min_side: int = 32) -> None:
-    if x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(f"expected a [B, 3, H, W] batch, got shape {tuple(x.shape)}")
+def _check_rgb_batch(x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
+        shape = tuple(getattr(x, "shape", ()))
+        hint = " (channels last? x.permute(0, 3, 1, 2))" if len(shape) == 4 and shape[-1] == 3 else ""
+        raise ValueError(f"expected a [B, 3, H, W] RGB batch, got shape {shape}{hint}")
+    if not x.is_floating_point():
+        # uint8 images (torchvision.io.read_image, cv2) would turn into inf or silently wrong features
+        raise ValueError(f"expected float RGB in [0, 1], got {x.dtype}: convert with x.float() / 255")
+
+
+def normalize_rgb(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """[B, 3, H, W] float RGB in [0, 1] -> ``(x - mean) / std`` per channel."""
+    _check_rgb_batch(x)
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+def check_input(x: torch.Tensor, min_side: int = 32, weight_dtype: torch.dtype | None = None) -> None:
+    """Raise ValueError naming the fix unless ``x`` is a float [B, 3, H, W] batch of at least ``min_side`` pixels a
+    side, in the weights' dtype (outside autocast, which casts both)."""
+    _check_rgb_batch(x)
+    if weight_dtype is not None and x.dtype != weight_dtype and not torch.is_autocast_enabled(x.device.type):
+        raise ValueError(f"input is {x.dtype} but the weights are {weight_dtype}: convert with x.to({weight_dtype})")
     if min(x.shape[-2:]) < min_side:
         raise ValueError(f"input {tuple(x.shape[-2:])} is smaller than {min_side} pixels on a side")

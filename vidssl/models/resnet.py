@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from vidssl.models.base import Backbone, check_input
+from vidssl.models.base import Backbone
 
 
 def _conv(m: nn.Conv2d, x: torch.Tensor, dilation: int) -> torch.Tensor:
@@ -57,12 +57,12 @@ class ResNetBackbone(Backbone):
         return self.layer2(self.layer1(x))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x)
+        self.check(x)
         x = self.layer4(self.layer3(self._stem_to_layer2(x)))
         return x.mean(dim=(2, 3))
 
     def dense_features(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x)
+        self.check(x)
         return self._dense_from_layer2(self._stem_to_layer2(x))
 
     def _dense_from_layer2(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,7 +71,7 @@ class ResNetBackbone(Backbone):
         return x
 
     def embed_and_dense(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        check_input(x)
+        self.check(x)
         shared = self._stem_to_layer2(x)
         pooled = self.layer4(self.layer3(shared)).mean(dim=(2, 3))
         # layer3 runs twice; its BatchNorm running statistics are those of the strided pass alone (one update per

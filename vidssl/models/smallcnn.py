@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vidssl.models.base import Backbone, check_input
+from vidssl.models.base import Backbone
 
 
 def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
@@ -39,7 +39,7 @@ class SmallCNN(Backbone):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def dense_features(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x)
+        self.check(x)
         return self.features(x)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

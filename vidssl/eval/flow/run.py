@@ -21,6 +21,7 @@ from vidssl.eval.flow.methods import CLASSICAL, FeatureMatchFlow, FlowMethod, Ne
 from vidssl.eval.flow.metrics import METRIC_KEYS, flow_metrics, mean_metrics
 from vidssl.eval.flow.transfer import train_transfer
 from vidssl.eval.flow.viz import pair_figure
+from vidssl.eval.frozen import evaluation_mode
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -101,14 +102,38 @@ def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out
     ``pairs/<pair>.png``. ``models`` maps a row name to a backbone (its dense features feed methods 3 and 4);
     ``budget_minutes`` (default ``cfg.budget_minutes``) bounds transfer training. Returns the metrics.json content.
 
-    A pair whose files cannot be read is skipped and listed under ``skipped`` with the reason.
+    A pair whose files cannot be read is skipped and listed under ``skipped`` with the reason. Each model runs in
+    eval mode on ``cfg.device`` and is handed back in the mode and on the device it came with.
     """
+    from vidssl.config import check_section, versions
+
+    check_section(cfg, "eval.flow")
     out_dir = Path(out_dir)
     pairs = find_pairs(data_dir)
     device = resolve_device(cfg.device)
     budget_s = 60.0 * (cfg.budget_minutes if budget_minutes is None else budget_minutes)
-    methods, transfer = build_methods(models, cfg, out_dir, budget_s, seed, device, progress)
+    with evaluation_mode(models, device):
+        methods, transfer = build_methods(models, cfg, out_dir, budget_s, seed, device, progress)
+        per_method, skipped = _run_methods(methods, pairs, cfg, out_dir, progress)
+    done = [p.name for p in pairs if p.name not in skipped]
+    if not done:
+        raise VidsslError(f"no flow pair under {data_dir} could be read: " + "; ".join(skipped.values()))
 
+    summary = {
+        "data_dir": str(data_dir), "pairs": done, "skipped": skipped, "metric_keys": list(METRIC_KEYS),
+        "methods": {name: {"mean": mean_metrics(list(results.values())),
+                           "seconds_per_pair": sum(r["seconds"] for r in results.values()) / len(results),
+                           "pairs": results} for name, results in per_method.items()},
+        "transfer": transfer, "device": str(device), "seed": seed, "config": asdict(cfg), "versions": versions(),
+    }
+    atomic_write_json(out_dir / "metrics.json", summary)
+    atomic_write_text(out_dir / "metrics.md", markdown_table(summary))
+    return summary
+
+
+def _run_methods(methods: dict[str, FlowMethod], pairs: list, cfg: FlowConfig, out_dir: Path,
+                 progress: bool) -> tuple[dict[str, dict[str, dict]], dict[str, str]]:
+    """Every method on every readable pair: ({method: {pair: metrics and seconds}}, {skipped pair: why})."""
     per_method: dict[str, dict[str, dict]] = {name: {} for name in methods}
     skipped: dict[str, str] = {}
     for pair in tqdm(pairs, desc="flow pairs", unit="pair", disable=None if progress else True):
@@ -130,19 +155,4 @@ def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out
             figure = pair_figure(sample.image1, sample.flow, sample.valid, shown)
             ok, png = cv2.imencode(".png", cv2.cvtColor(figure, cv2.COLOR_RGB2BGR))
             atomic_write_bytes(out_dir / "pairs" / f"{file_name(pair.name)}.png", png.tobytes())
-    done = [p.name for p in pairs if p.name not in skipped]
-    if not done:
-        raise VidsslError(f"no flow pair under {data_dir} could be read: " + "; ".join(skipped.values()))
-
-    from vidssl.config import versions
-
-    summary = {
-        "data_dir": str(data_dir), "pairs": done, "skipped": skipped, "metric_keys": list(METRIC_KEYS),
-        "methods": {name: {"mean": mean_metrics(list(results.values())),
-                           "seconds_per_pair": sum(r["seconds"] for r in results.values()) / len(results),
-                           "pairs": results} for name, results in per_method.items()},
-        "transfer": transfer, "device": str(device), "seed": seed, "config": asdict(cfg), "versions": versions(),
-    }
-    atomic_write_json(out_dir / "metrics.json", summary)
-    atomic_write_text(out_dir / "metrics.md", markdown_table(summary))
-    return summary
+    return per_method, skipped

@@ -1,0 +1,85 @@
+"""The evaluations called from a user's code, e.g. as a hook in their training loop: a model comes back in the
+mode it was given in, with its BatchNorm statistics untouched, and scores as it does in eval mode; a config section
+built in code is checked like a loaded one (a topk of 0 scored J&F 0.0 without a word)."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+
+from test_davis_eval import write_moving_squares
+from test_flow_run import CFG as FLOW_CFG
+from test_flow_run import dataset  # noqa: F401 (a fixture)
+from test_retrieval_pipeline import CFG as RETRIEVAL_CFG
+from test_retrieval_pipeline import colour_classes  # noqa: F401 (a fixture)
+from vidssl.errors import ConfigError
+from vidssl.eval.config import DavisConfig, FlowConfig, RetrievalConfig
+from vidssl.eval.davis import evaluate_davis
+from vidssl.eval.flow import evaluate_flow
+from vidssl.eval.retrieval import evaluate_retrieval
+from vidssl.models import build_backbone
+
+
+def training_model():
+    """A smallcnn (BatchNorm layers) in train mode, with running statistics that are not the init's."""
+    torch.manual_seed(0)
+    model = build_backbone("smallcnn", width=4)
+    with torch.no_grad():
+        model.dense_features(torch.rand(4, 3, 64, 64) * 3)  # train mode: moves the running statistics
+    return model.train()
+
+
+def assert_handed_back(model, before):
+    assert model.training and all(m.training for m in model.modules())
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm statistics included
+
+
+def test_davis_scores_a_training_model_as_in_eval_mode_and_hands_it_back(tmp_path):
+    write_moving_squares(tmp_path / "davis")
+    cfg = DavisConfig(sequences=["squares"], overlay_frames=1)
+    model = training_model()
+    before = copy.deepcopy(model.state_dict())
+    reference = copy.deepcopy(model).eval()  # what the documented protocol scores
+    got = evaluate_davis({"m": model}, tmp_path / "davis", tmp_path / "a", cfg, progress=False)["models"]["m"]
+    want = evaluate_davis({"m": reference}, tmp_path / "davis", tmp_path / "b", cfg, progress=False)["models"]["m"]
+    assert got["JF_mean"] == want["JF_mean"] and got["sequences"] == want["sequences"]
+    assert_handed_back(model, before)
+
+
+def test_retrieval_hands_a_training_model_back(colour_classes, tmp_path):  # noqa: F811
+    model = training_model()
+    before = copy.deepcopy(model.state_dict())
+    reference = copy.deepcopy(model).eval()
+    got = evaluate_retrieval({"m": model}, colour_classes, tmp_path / "a", RETRIEVAL_CFG)["models"]["m"]
+    want = evaluate_retrieval({"m": reference}, colour_classes, tmp_path / "b", RETRIEVAL_CFG)["models"]["m"]
+    assert got == want
+    assert_handed_back(model, before)
+
+
+def test_flow_hands_a_training_model_back(dataset, tmp_path):  # noqa: F811
+    root, _ = dataset
+    cfg = dataclasses.replace(FLOW_CFG, transfer=False, figures=False)
+    model = training_model()
+    before = copy.deepcopy(model.state_dict())
+    reference = copy.deepcopy(model).eval()
+    got = evaluate_flow({"m": model}, root, tmp_path / "a", cfg, progress=False)["methods"]["match[m]"]["mean"]
+    want = evaluate_flow({"m": reference}, root, tmp_path / "b", cfg, progress=False)["methods"]["match[m]"]["mean"]
+    assert got == want
+    assert_handed_back(model, before)
+
+
+@pytest.mark.parametrize("section, key, evaluate", [
+    (DavisConfig(topk=0), "eval.davis.topk", evaluate_davis),
+    (DavisConfig(temperature=0.0), "eval.davis.temperature", evaluate_davis),
+    (DavisConfig(sequences="blackswan"), "eval.davis.sequences", evaluate_davis),  # was read letter by letter
+    (RetrievalConfig(image_size=8), "eval.retrieval.image_size", evaluate_retrieval),
+    (FlowConfig(max_displacement=0), "eval.flow.max_displacement", evaluate_flow),
+    (FlowConfig(temperature=float("nan")), "eval.flow.temperature", evaluate_flow),
+])
+def test_a_config_section_built_in_code_is_checked_before_any_work(tmp_path, section, key, evaluate):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        evaluate({}, tmp_path / "no data", tmp_path / "out", section)
+    assert not (tmp_path / "out").exists()
