@@ -83,3 +83,22 @@ def test_a_config_section_built_in_code_is_checked_before_any_work(tmp_path, sec
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         evaluate({}, tmp_path / "no data", tmp_path / "out", section)
     assert not (tmp_path / "out").exists()
+
+
+def test_evaluation_mode_gives_back_each_submodules_mode_whatever_happens():
+    """A model training with frozen BatchNorm got its BatchNorm back in train mode; one model under two names came
+    back in eval mode; a failure part way left the models switched."""
+    from vidssl.eval.frozen import evaluation_mode
+
+    model = training_model()
+    frozen = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)][:2]
+    for m in frozen:
+        m.eval()
+    modes = {name: m.training for name, m in model.named_modules()}
+    assert not all(modes.values()) and any(modes.values())
+    other = training_model()
+    with pytest.raises(RuntimeError, match="mid-evaluation"):
+        with evaluation_mode({"a": model, "b": model, "c": other}, "cpu"):
+            assert not any(m.training for m in model.modules()) and not other.training
+            raise RuntimeError("mid-evaluation")
+    assert {name: m.training for name, m in model.named_modules()} == modes and other.training

@@ -429,7 +429,9 @@ def runtime_settings(cfg: Config, dev: torch.device) -> Iterator[None]:
     if cfg.data.num_workers == 0:
         cv2.setNumThreads(1)
     try:
-        with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
+        # torch.manual_seed reseeds every GPU's generator, not only the run's
+        gpus = list(range(torch.cuda.device_count())) if dev.type == "cuda" else []
+        with torch.random.fork_rng(devices=gpus):
             yield
     finally:
         torch.set_num_threads(saved[0])

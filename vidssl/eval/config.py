@@ -106,12 +106,15 @@ class DavisConfig:
                              "sequences")
     overlay_frames: int = opt(4, "frames shown per sequence in each model's overlay PNG")
     save_masks: bool = opt(False, "also write the predicted masks as DAVIS palette PNGs (for the official scorer)")
+    device: str = opt("auto", "where features and propagation are computed: auto (cuda if available) | cpu | cuda[:N]")
 
     def validate(self) -> None:
         checks = (("context", self.context >= 0, ">= 0"), ("topk", self.topk >= 1, ">= 1"),
                   ("temperature", self.temperature > 0, "> 0"), ("radius", self.radius >= 0, ">= 0"),
                   ("max_side", self.max_side == 0 or self.max_side >= 32, "0 or >= 32"),
-                  ("batch_size", self.batch_size >= 1, ">= 1"), ("overlay_frames", self.overlay_frames >= 1, ">= 1"))
+                  ("batch_size", self.batch_size >= 1, ">= 1"), ("overlay_frames", self.overlay_frames >= 1, ">= 1"),
+                  ("device", self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+                   "auto, cpu, cuda or cuda:N"))
         for key, ok, want in checks:
             if not ok:
                 raise ConfigError(f"config key 'eval.davis.{key}': must be {want}, got {getattr(self, key)!r}")

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from vidssl.eval import jf
 from vidssl.eval.config import DavisConfig
 from vidssl.eval.davis_data import DavisDataError, DavisSequence, list_sequences, load_sequence
-from vidssl.eval.frozen import evaluation_mode
+from vidssl.eval.frozen import eval_device, evaluation_mode
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -268,11 +268,12 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
 
     models: name -> Backbone (``dense_features``, ``mean``, ``std``; see vidssl.models). Writes
     ``out_dir/metrics.json`` (one block per model: ``J_mean``, ``F_mean``, ``JF_mean``, recalls, timings, overlay
-    paths relative to ``out_dir`` and per sequence / per object results), ``out_dir/metrics.md`` and ``out_dir/overlays/<model>/<sequence>.png``
-    (``cfg.overlay_frames`` frames: prediction filled, ground truth outlined); with ``cfg.save_masks`` also the
+    paths relative to ``out_dir`` and per sequence / per object results), ``out_dir/metrics.md`` and
+    ``out_dir/overlays/<model>/<sequence>.png`` (``cfg.overlay_frames`` frames: prediction filled, ground truth outlined); with ``cfg.save_masks`` also the
     predicted palette PNGs in ``out_dir/masks/<model>/<sequence>/`` (readable by the official DAVIS evaluator).
     A sequence that cannot be read is skipped with a warning and listed under ``"skipped"``; none left is an
-    error. Each model runs in eval mode and is handed back in the mode it came in. Returns the metrics.json content.
+    error. Each model runs in eval mode on ``cfg.device`` and is handed back in the mode and on the device it came
+    with. Returns the metrics.json content.
     """
     from vidssl.config import check_section, versions
 
@@ -284,33 +285,33 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
                                 for name in models}
     slugs = _slugs(models)
     skipped: dict[str, str] = {}
-    for seq_name in names:
-        try:
-            seq = load_sequence(data_dir, seq_name)
-            if len(seq) < 3:
-                raise DavisDataError(f"{Path(data_dir) / 'JPEGImages' / '480p' / seq_name}: {len(seq)} frame(s); "
-                                     f"scoring needs 3 (the first is given, the last is not scored)")
-        except DavisDataError as e:  # one bad sequence must not sink a long evaluation: report it, go on
-            log.warning("davis: skipping sequence %s: %s", seq_name, e)
-            skipped[seq_name] = str(e)
-            continue
-        for model_name, model in models.items():
-            with evaluation_mode({model_name: model}):
+    with evaluation_mode(models, eval_device(cfg.device)):
+        for seq_name in names:
+            try:
+                seq = load_sequence(data_dir, seq_name)
+                if len(seq) < 3:
+                    raise DavisDataError(f"{Path(data_dir) / 'JPEGImages' / '480p' / seq_name}: {len(seq)} frame(s); "
+                                         f"scoring needs 3 (the first is given, the last is not scored)")
+            except DavisDataError as e:  # one bad sequence must not sink a long evaluation: report it, go on
+                log.warning("davis: skipping sequence %s: %s", seq_name, e)
+                skipped[seq_name] = str(e)
+                continue
+            for model_name, model in models.items():
                 run = propagate_sequence(model, seq, cfg, progress)
-            scores = jf.evaluate_sequence(seq.masks, run["masks"], seq.object_ids)
-            block = results[model_name]
-            block["sequences"][seq_name] = scores
-            block["features_s"] += run["features_s"]
-            block["propagation_s"] += run["propagation_s"]
-            block["frames"] += len(seq) - 1
-            slug = slugs[model_name]
-            atomic_write_bytes(out_dir / "overlays" / slug / f"{seq_name}.png",
-                               overlay_png(seq, run["masks"], cfg.overlay_frames, f"{model_name}  {seq_name}"))
-            if cfg.save_masks:
-                for stem, mask in zip(seq.frame_names, run["masks"]):
-                    atomic_write_bytes(out_dir / "masks" / slug / seq_name / f"{stem}.png", palette_png(mask))
-            log.info("davis %s %s: J&F %.3f (J %.3f, F %.3f)", model_name, seq_name, scores["JF_mean"],
-                     scores["J_mean"], scores["F_mean"])
+                scores = jf.evaluate_sequence(seq.masks, run["masks"], seq.object_ids)
+                block = results[model_name]
+                block["sequences"][seq_name] = scores
+                block["features_s"] += run["features_s"]
+                block["propagation_s"] += run["propagation_s"]
+                block["frames"] += len(seq) - 1
+                slug = slugs[model_name]
+                atomic_write_bytes(out_dir / "overlays" / slug / f"{seq_name}.png",
+                                   overlay_png(seq, run["masks"], cfg.overlay_frames, f"{model_name}  {seq_name}"))
+                if cfg.save_masks:
+                    for stem, mask in zip(seq.frame_names, run["masks"]):
+                        atomic_write_bytes(out_dir / "masks" / slug / seq_name / f"{stem}.png", palette_png(mask))
+                log.info("davis %s %s: J&F %.3f (J %.3f, F %.3f)", model_name, seq_name, scores["JF_mean"],
+                         scores["J_mean"], scores["F_mean"])
     names = [n for n in names if n not in skipped]
     if not names:
         first_problem = next(iter(skipped.values()))

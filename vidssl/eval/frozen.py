@@ -3,29 +3,46 @@ and handed back as they came, so an evaluation can run as a hook inside someone'
 from __future__ import annotations
 
 import itertools
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 import torch
 from torch import nn
 
 
+def eval_device(name: str) -> torch.device:
+    """An ``eval.*.device`` value as a torch device: auto is cuda when torch sees one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 @contextmanager
-def evaluation_mode(models: dict[str, nn.Module], device: torch.device | str | None = None) -> Iterator[None]:
-    """Every model in eval mode (and on ``device``, unless None) for the block; afterwards each one's train/eval
-    mode and device are restored. A model left in train mode would score with batch statistics and overwrite its
-    running ones."""
-    held = []
-    for model in models.values():
-        tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
-        held.append((model, model.training, None if tensor is None else tensor.device))
-        model.eval()
-        if device is not None:
-            model.to(device)
+def _held(model: nn.Module, device: torch.device | None) -> Iterator[None]:
+    # each submodule's own mode: a model training with frozen BatchNorm layers must get them back frozen
+    modes = [(m, m.training) for m in model.modules()]
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    home = None if tensor is None else tensor.device
     try:
+        model.eval()
+        if device is not None and home is not None and home != device:
+            model.to(device)
         yield
     finally:
-        for model, training, where in held:
-            model.train(training)
-            if where is not None:
-                model.to(where)
+        for module, training in modes:
+            module.training = training
+        if device is not None and home is not None and home != device:
+            model.to(home)  # a model split over several devices comes back whole on its first tensor's
+
+
+@contextmanager
+def evaluation_mode(models: dict[str, nn.Module], device: torch.device | str | None = None) -> Iterator[None]:
+    """Every model in eval mode (and on ``device``, unless None) for the block; afterwards, error or not, every
+    submodule's train/eval mode and the model's device are as they were. A model left in train mode would score with
+    batch statistics and overwrite its running ones."""
+    device = None if device is None else torch.device(device)
+    unique = {id(model): model for model in models.values()}  # one model under two names is held once
+    with ExitStack() as stack:
+        for model in unique.values():
+            stack.enter_context(_held(model, device))
+        yield

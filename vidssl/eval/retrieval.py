@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vidssl.errors import VidsslError
 from vidssl.eval.config import RetrievalConfig
-from vidssl.eval.frozen import evaluation_mode
+from vidssl.eval.frozen import eval_device, evaluation_mode
 from vidssl.eval.metrics import RECALL_KS, exclude_same_group_within, retrieval_metrics
 from vidssl.eval.retrieval_data import RetrievalDataError, RetrievalSet, load_retrieval_set
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -30,12 +30,6 @@ log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------------------------------------------
 # features
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @torch.inference_mode()
@@ -77,7 +71,7 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
     if not models:
         raise ValueError("evaluate_retrieval needs at least one model")
     data = load_retrieval_set(data_dir, cfg, kind, davis_subset)
-    device = resolve_device(cfg.device)
+    device = eval_device(cfg.device)
     feats, ok = extract_features(models, data.items, cfg.batch_size, cfg.num_workers, device, progress)
     if not ok.all():
         data.skipped.setdefault("unreadable image", []).extend(data.captions[i] for i in np.flatnonzero(~ok))

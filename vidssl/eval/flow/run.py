@@ -21,19 +21,13 @@ from vidssl.eval.flow.methods import CLASSICAL, FeatureMatchFlow, FlowMethod, Ne
 from vidssl.eval.flow.metrics import METRIC_KEYS, flow_metrics, mean_metrics
 from vidssl.eval.flow.transfer import train_transfer
 from vidssl.eval.flow.viz import pair_figure
-from vidssl.eval.frozen import evaluation_mode
+from vidssl.eval.frozen import eval_device, evaluation_mode
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
 _TABLE = (("EPE", "epe", 2), ("EPE noc", "epe_noc", 2), ("EPE occ", "epe_occ", 2), ("AE (deg)", "ae", 1),
           ("Fl-all %", "fl_all", 1), ("<1px %", "acc_1px", 1), ("<3px %", "acc_3px", 1), ("<5px %", "acc_5px", 1))
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def file_name(text: str) -> str:
@@ -110,7 +104,7 @@ def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out
     check_section(cfg, "eval.flow")
     out_dir = Path(out_dir)
     pairs = find_pairs(data_dir)
-    device = resolve_device(cfg.device)
+    device = eval_device(cfg.device)
     budget_s = 60.0 * (cfg.budget_minutes if budget_minutes is None else budget_minutes)
     with evaluation_mode(models, device):
         methods, transfer = build_methods(models, cfg, out_dir, budget_s, seed, device, progress)
