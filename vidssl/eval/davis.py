@@ -269,10 +269,10 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
     models: name -> Backbone (``dense_features``, ``mean``, ``std``; see vidssl.models). Writes
     ``out_dir/metrics.json`` (one block per model: ``J_mean``, ``F_mean``, ``JF_mean``, recalls, timings, overlay
     paths relative to ``out_dir`` and per sequence / per object results), ``out_dir/metrics.md`` and
-    ``out_dir/overlays/<model>/<sequence>.png`` (``cfg.overlay_frames`` frames: prediction filled, ground truth outlined); with ``cfg.save_masks`` also the
-    predicted palette PNGs in ``out_dir/masks/<model>/<sequence>/`` (readable by the official DAVIS evaluator).
-    A sequence that cannot be read is skipped with a warning and listed under ``"skipped"``; none left is an
-    error. Each model runs in eval mode on ``cfg.device`` and is handed back in the mode and on the device it came
+    ``out_dir/overlays/<model>/<sequence>.png`` (``cfg.overlay_frames`` frames: prediction filled, ground truth
+    outlined); with ``cfg.save_masks`` also the predicted palette PNGs in ``out_dir/masks/<model>/<sequence>/``
+    (readable by the official DAVIS evaluator). A sequence that cannot be read is skipped with a warning and listed
+    under ``"skipped"``; none left is an error. Each model runs in eval mode on ``cfg.device`` and is handed back in the mode and on the device it came
     with. Returns the metrics.json content.
     """
     from vidssl.config import check_section, versions
@@ -290,8 +290,8 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
             try:
                 seq = load_sequence(data_dir, seq_name)
                 if len(seq) < 3:
-                    raise DavisDataError(f"{Path(data_dir) / 'JPEGImages' / '480p' / seq_name}: {len(seq)} frame(s); "
-                                         f"scoring needs 3 (the first is given, the last is not scored)")
+                    raise DavisDataError(f"{Path(data_dir) / 'JPEGImages' / '480p' / seq_name}: {len(seq)} "
+                                         "frame(s); scoring needs 3 (the first is given, the last is not scored)")
             except DavisDataError as e:  # one bad sequence must not sink a long evaluation: report it, go on
                 log.warning("davis: skipping sequence %s: %s", seq_name, e)
                 skipped[seq_name] = str(e)

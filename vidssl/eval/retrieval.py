@@ -166,7 +166,8 @@ def metrics_table(payload: dict) -> str:
         lines += ["", "Only one label: every neighbour is relevant, so every metric is 1 by construction."]
     skipped = sum(len(v) for v in payload["skipped"].values())
     if skipped:
-        lines += ["", f"{skipped} item(s) skipped: " + ", ".join(f"{k}: {len(v)}" for k, v in payload["skipped"].items())]
+        lines += ["", f"{skipped} item(s) skipped: "
+                  + ", ".join(f"{k}: {len(v)}" for k, v in payload["skipped"].items())]
     return "\n".join(lines) + "\n"
 
 
