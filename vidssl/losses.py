@@ -105,8 +105,8 @@ class ContrastiveLoss:
     symmetric: the negative term is the mean of the (a, n) and (p, n) terms.
 
     The pull on a positive pair lives in its triplets: a miner that keeps only violating negatives (hard,
-    semihard) leaves a pair whose negatives are all beyond the margin without it, so the trainer requires each
-    pair's background triplet (always kept) or the random miner with this loss."""
+    semihard) leaves a pair whose negatives are all beyond the margin without it, so the config (Config.validate)
+    requires each pair's background triplet (always kept) or the random miner with this loss."""
 
     def __init__(self, distance, margin: float, symmetric: bool) -> None:
         self.distance, self.margin, self.symmetric = distance, margin, symmetric

@@ -35,6 +35,7 @@ from vidssl.eval.config import DavisConfig
 from vidssl.eval.davis_data import DavisDataError, DavisSequence, list_sequences, load_sequence
 from vidssl.eval.frozen import eval_device, evaluation_mode
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from vidssl.models.base import normalize_rgb
 
 log = logging.getLogger(__name__)
 STRIDE = 8
@@ -204,15 +205,13 @@ def dense_features(model, frames: Sequence[np.ndarray], size: tuple[int, int],
     import cv2
 
     device = _device(model)
-    mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(model.std, device=device).view(1, 3, 1, 1)
     expect = (-(-size[0] // STRIDE), -(-size[1] // STRIDE))
     for start in range(0, len(frames), batch_size):
         batch = [f if f.shape[:2] == size else cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_AREA)
                  for f in frames[start:start + batch_size]]
         x = torch.from_numpy(np.stack(batch)).to(device).permute(0, 3, 1, 2).float().div_(255)
         with torch.inference_mode():
-            feats = model.dense_features((x - mean) / std)
+            feats = model.dense_features(normalize_rgb(x, model.mean, model.std))
         if tuple(feats.shape[-2:]) != expect:
             raise ValueError(f"{type(model).__name__}.dense_features gave a {tuple(feats.shape[-2:])} grid for a "
                              f"{size} input; the Backbone contract is stride 8, ceil(H/8) x ceil(W/8) = {expect}")

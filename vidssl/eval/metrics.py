@@ -52,6 +52,11 @@ def exclude_same_group_within(groups, times, min_gap: int) -> ExcludeFn:
     return fn
 
 
+def non_finite_rows(x: torch.Tensor) -> int:
+    """How many rows of [N, D] ``x`` hold NaN or infinity."""
+    return int((~torch.isfinite(x)).any(dim=1).sum()) if x.numel() else 0
+
+
 def _rows_per_chunk(n_ref: int, chunk_mb: float) -> int:
     # a block holds ~24 bytes per [rows, n_ref] entry: the float64 product, its float32 copy, and with an exclusion
     # rule its mask, label equality and scratch
@@ -69,7 +74,7 @@ def _similarity_blocks(query: torch.Tensor, reference: torch.Tensor, self_match:
     shape, which would reorder near-ties (flat crops of different brightness) with ``chunk_mb``.
     """
     for name, x in (("query", query), ("reference", reference)):
-        bad = int((~torch.isfinite(x)).any(dim=1).sum()) if x.numel() else 0
+        bad = non_finite_rows(x)
         if bad:
             raise ValueError(f"{bad} of the {len(x)} {name} embeddings hold NaN or infinity (broken weights?); "
                              "a non-finite embedding would rank arbitrarily")

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from vidssl.errors import VidsslError
 from vidssl.eval.config import RetrievalConfig
 from vidssl.eval.frozen import eval_device, evaluation_mode
-from vidssl.eval.metrics import RECALL_KS, exclude_same_group_within, retrieval_metrics
+from vidssl.eval.metrics import RECALL_KS, exclude_same_group_within, non_finite_rows, retrieval_metrics
 from vidssl.eval.retrieval_data import RetrievalDataError, RetrievalSet, load_retrieval_set
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from vidssl.models.base import normalize_rgb
@@ -91,7 +91,7 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
     out_dir = Path(out_dir)
     results, grids = {}, {}
     for name, f in feats.items():
-        broken = int((~torch.isfinite(f[ok])).any(dim=1).sum())
+        broken = non_finite_rows(f[ok])
         if broken:
             raise VidsslError(f"{name}: {broken} of {int(ok.sum())} embeddings of {data_dir} hold NaN or infinity; "
                               "these weights are broken (a diverged run, or a damaged file): retrain or re-export")

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from vidssl.eval.flow.correlation import correlation, soft_argmax, upsample_flow
+from vidssl.models.base import normalize_rgb
 
 
 class FlowMethod(Protocol):
@@ -64,9 +65,7 @@ def unit_features(backbone: torch.nn.Module, images: torch.Tensor) -> torch.Tens
     """[B, 3, H, W] RGB in [0, 1] -> [B, C, ceil(H/8), ceil(W/8)] dense features, L2-normalised per cell, so their
     correlation is a cosine similarity whatever the backbone's feature scale. The backbone's ``mean`` / ``std``
     normalisation is applied here (backbone contract: the caller does it)."""
-    mean = images.new_tensor(backbone.mean).view(1, 3, 1, 1)
-    std = images.new_tensor(backbone.std).view(1, 3, 1, 1)
-    return F.normalize(backbone.dense_features((images - mean) / std), dim=1)
+    return F.normalize(backbone.dense_features(normalize_rgb(images, backbone.mean, backbone.std)), dim=1)
 
 
 def match_flow(backbone: torch.nn.Module, image1: torch.Tensor, image2: torch.Tensor, max_displacement: int,
