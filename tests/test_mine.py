@@ -346,12 +346,14 @@ def test_background_patches_are_cut_beside_the_first_box(mined, demo_dir, tmp_pa
 # bad input
 
 
-def write_clip(path: Path, frames, fps=25, pts=None) -> Path:
-    """Encode RGB frames as H.264 with PyAV; ``pts`` (in 1/1000 s) makes a variable-frame-rate clip."""
+def write_clip(path: Path, frames, fps=25, pts=None, faststart=False) -> Path:
+    """Encode RGB frames as H.264 with PyAV; ``pts`` (in 1/1000 s) makes a variable-frame-rate clip; ``faststart``
+    writes the MP4 index before the frames (as streaming sites do)."""
     import av
     from fractions import Fraction
 
-    with av.open(str(path), mode="w") as container:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), mode="w", options=options) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = "yuv420p"
@@ -464,6 +466,81 @@ def test_a_video_damaged_part_way_is_mined_up_to_the_damage_and_says_so(demo_dir
         mine_video(DamagedAfter(clip, 70), tail)
     assert skipped.value.reason == "corrupt" and skipped.value.detail.endswith("; no pair before it")
     assert mine_video(DamagedAfter(clip, 1000), DEMO).damage is None  # a failure after the end changes nothing
+
+
+def test_a_file_cut_short_after_its_index_is_flagged_by_the_announced_frame_count(demo_dir, tmp_path):
+    """An MP4 whose index comes first and whose end is missing (an interrupted copy) decodes its first part without
+    any error in every backend: the container's announced frame count is the only sign."""
+    from tracking.video_miner import SkipVideo, mine_video
+
+    with open_video(demo_dir / "clip_00.mp4") as reader:
+        frames = [f for _, f in reader.frames()]
+    whole = write_clip(tmp_path / "whole.mp4", frames, faststart=True)
+    for backend in ("auto", "decord", "pyav"):
+        with open_video(whole, backend) as reader:
+            assert reader.announced_frames == reader.num_frames == 90, backend
+    with open_video(whole, "opencv") as reader:
+        assert reader.announced_frames is None  # OpenCV's count is estimated: no claim to hold the stream to
+    assert mine_video(open_video(whole), DEMO).damage is None
+
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 3 // 4])
+    with open_video(cut, "pyav") as reader:
+        decoded = sum(1 for _ in reader.frames())
+        assert 40 < decoded < 85  # no error: the stream just ends (decord, under auto, may fail there instead)
+    result = mine_video(open_video(cut, "pyav"), DEMO)
+    assert result.damage == (f"the container announces 90 frames but the stream ends after {decoded}: the file "
+                             "looks truncated (an interrupted copy or download); copy it again")
+    assert result.pairs is not None and max(r["end_frame"] for r in result.records) < decoded
+    (tmp_path / "short").mkdir()
+    cut_more = tmp_path / "short" / "cut.mp4"
+    cut_more.write_bytes(data[: len(data) // 3])
+    with pytest.raises(SkipVideo) as skipped:  # too few frames left for a track: corrupt, not "too_short"
+        mine_video(open_video(cut_more, "pyav"), DEMO)
+    assert skipped.value.reason == "corrupt" and skipped.value.detail.startswith("the container announces 90 frames")
+    assert skipped.value.detail.endswith("; too few frames left to mine")
+
+    # through `vidssl mine`: mined up to the damage, and the marker says so
+    out = tmp_path / "pairs"
+    mine_folder(cut.parent, out, DEMO, video_backend="pyav", progress=False)
+    markers = {json.loads(p.read_text())["video"]: json.loads(p.read_text()) for p in (out / "done").glob("*.json")}
+    assert markers["cut.mp4"]["status"] == "mined" and "looks truncated" in markers["cut.mp4"]["detail"]
+    assert markers["whole.mp4"]["status"] == "mined" and not markers["whole.mp4"].get("detail")
+
+
+def _texture(shape, seed, blur):
+    noise = np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+    return cv2.normalize(cv2.GaussianBlur(noise, (0, 0), blur), None, 0, 255, cv2.NORM_MINMAX)
+
+
+def test_a_box_left_behind_by_its_object_gives_no_pair(tmp_path):
+    """A finely textured square slides 1.5 px per frame over a still textured background. KCF locks onto the
+    background where the square was: every update succeeds on the same content, the box never moves, and without
+    the still-box check the windows closed as pairs of square-then-background (the last ones with none of the
+    square at either end). Ground truth: the square's box in every frame."""
+    from tracking.video_miner import mine_video
+
+    background, square = _texture((240, 320, 3), 1, 3), _texture((96, 96, 3), 99, 1)
+    frames, truth_boxes = [], []
+    for i in range(90):
+        x = int(32 + 1.5 * i)
+        frame = background.copy()
+        frame[72:168, x:x + 96] = square
+        frames.append(frame)
+        truth_boxes.append((x, 72, 96, 96))
+    clip = write_clip(tmp_path / "square.mp4", frames)
+
+    def covered(box, frame):  # share of the square inside the box
+        sx, sy, sw, sh = truth_boxes[frame]
+        x, y, w, h = box
+        return (max(0, min(x + w, sx + sw) - max(x, sx)) * max(0, min(y + h, sy + sh) - max(y, sy))) / (sw * sh)
+
+    result = mine_video(open_video(clip), MineConfig())
+    assert result.tracks_rejected["motion_left"] >= 5
+    ends = [covered(r["box_end"], r["end_frame"]) for r in result.records]
+    starts = [covered(r["box_start"], r["start_frame"]) for r in result.records]
+    assert ends and min(ends) >= 0.35 and min(starts) >= 0.35, (starts, ends)  # before the check: down to 0
 
 
 def test_the_videos_folder_itself_is_refused_as_output(demo_dir, tmp_path):
@@ -781,6 +858,38 @@ def test_cli_mine_merge_and_show_pairs(mined, tmp_path, capsys):
     assert cv2.imread(str(tracks)).shape[0] > 2 * 160
     assert cli_main(["mine", "--out", str(out)]) == 1  # neither VIDEOS nor --merge: a one-line user error
     assert "VIDEOS" in capsys.readouterr().err
+
+
+def test_a_mining_run_without_a_single_pair_warns(demo_dir, tmp_path, caplog):
+    (tmp_path / "videos").mkdir()
+    shutil.copy(demo_dir / "clip_03.mp4", tmp_path / "videos" / "static.mp4")
+    with caplog.at_level("WARNING"):
+        assert cli_main(["mine", str(tmp_path / "videos"), "--out", str(tmp_path / "pairs"), "-q", *DEMO_SET]) == 0
+    assert "no pair was mined" in caplog.text and "mine.min_moving_fraction" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # pairs mined: no such line
+        assert cli_main(["mine", str(demo_dir / "clip_00.mp4"), "--out", str(tmp_path / "ok"), "-q", *DEMO_SET]) == 0
+    assert "no pair was mined" not in caplog.text
+
+
+def test_output_piped_into_a_reader_that_quits_is_not_an_error(mined):
+    """`vidssl mine --merge --out P | true`: the reader is gone before the summary is printed."""
+    command = f"{sys.executable} -m vidssl mine --merge --out {mined[0]} | true; echo ${{PIPESTATUS[0]}}"
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "141" and done.stderr == "", done
+
+
+def test_shots_shorter_than_a_track_are_skipped_as_cuts(tmp_path):
+    """Still shots of 3 frames each: every start frame sees one still shot, so the motion vote says no_motion; the
+    reason is that no shot is long enough for a track."""
+    from tracking.video_miner import SkipVideo, mine_video
+
+    shots = [_texture((240, 320, 3), seed, 2) for seed in range(20)]
+    clip = write_clip(tmp_path / "shots.mp4", [shots[i // 3] for i in range(60)])
+    with pytest.raises(SkipVideo) as skipped:
+        mine_video(open_video(clip), MineConfig())
+    assert skipped.value.reason == "cuts", skipped.value.detail
+    assert skipped.value.detail.startswith("19 shot cuts in 60 frames, the longest shot 3 frames")
 
 
 # -----------------------------------------------------------------------------------------------------------------

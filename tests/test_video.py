@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vidssl.errors import CorruptVideo, EmptyVideo, UnsupportedVideo, VideoError
-from vidssl.video import BACKENDS, available_backends, find_videos, open_video, resized_shape
+from vidssl.video import BACKENDS, available_backends, check_video_file, find_videos, open_video, resized_shape
 
 BACKEND_NAMES = list(BACKENDS)
 
@@ -183,6 +183,20 @@ def test_find_videos_lists_a_linked_file_once_and_counts_the_rest(tmp_path, capl
     assert found == ["a.mp4", "b.ts", "c.MPG", "d.3gp"]
     assert "z_link.mp4: the same file as" in caplog.text and "z_hard.ts: the same file as" in caplog.text
     assert "2 file(s) not listed as videos by their extension (.jpg 1, .txt 1)" in caplog.text
+
+
+def test_a_link_sorting_before_its_file_leaves_the_file_listed(tmp_path, caplog):
+    """The file keeps its own name (its video id) whatever the link is called; a dangling link says so."""
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "clip.mp4").write_bytes(b"x")
+    os.symlink(tmp_path / "videos" / "clip.mp4", tmp_path / "a_link.mp4")
+    os.symlink(tmp_path / "gone.mp4", tmp_path / "b_broken.mp4")
+    with caplog.at_level("INFO", logger="vidssl.video"):
+        found = [p.relative_to(tmp_path).as_posix() for p in find_videos(tmp_path)]
+    assert found == ["b_broken.mp4", "videos/clip.mp4"]
+    assert f"a_link.mp4: the same file as {tmp_path / 'videos' / 'clip.mp4'}, listed once as" in caplog.text
+    with pytest.raises(UnsupportedVideo, match=f"a broken link: its target {tmp_path / 'gone.mp4'} does not exist"):
+        check_video_file(tmp_path / "b_broken.mp4")
 
 
 @pytest.mark.parametrize("suffix, container, codec", [(".ts", "mpegts", "mpeg2video"), (".mts", "mpegts", "h264"),

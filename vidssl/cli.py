@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -88,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"vidssl {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # `vidssl ... | head`: the reader has what it wanted; what was run is finished or resumable
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush would fail again
+        return 141  # what a shell reports for a writer stopped by SIGPIPE
     except OSError as e:  # a full disk, a missing permission, a file where a folder belongs: the user's to fix
         if args.verbose:
             raise

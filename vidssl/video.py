@@ -54,6 +54,8 @@ def check_video_file(path: str | os.PathLike) -> Path:
     """Raise the matching VideoError for input that is not a readable, non-empty, plausibly-video file."""
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise UnsupportedVideo(path, f"a broken link: its target {os.readlink(path)} does not exist")
         raise UnsupportedVideo(path, "no such file")
     if path.is_dir():
         raise UnsupportedVideo(path, "is a directory, not a video file")
@@ -113,6 +115,10 @@ class VideoReader(ABC):
     ``num_frames`` (frames that decode, counted once on first use, not only what the container claims).
     ``decode_failures``: the mid-stream failures a stream survived by falling back to another backend (auto), e.g.
     ``"pyav failed at frame 81"``; a stream that then ends early ended at the damage, not at the end of the video.
+    ``announced_frames``: the frame count the container's index claims (PyAV's ``stream.frames``), or None where it
+    keeps none (WebM, MKV) or the backend cannot tell (OpenCV's count is estimated from the duration). A file cut
+    short after an index written at its start (``movflags=faststart``) decodes its first part without an error:
+    fewer frames than announced is the only sign.
     """
 
     backend: str = ""
@@ -124,6 +130,7 @@ class VideoReader(ABC):
         self.height: int = 0
         self._num_frames: int | None = None
         self.decode_failures: list[str] = []
+        self.announced_frames: int | None = None
 
     @property
     def num_frames(self) -> int:
@@ -197,6 +204,7 @@ class PyAVReader(VideoReader):
             self.width, self.height = stream.codec_context.width, stream.codec_context.height
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             self.fps = float(rate) if rate else 0.0
+            self.announced_frames = stream.frames or None
             if self.width <= 0 or self.height <= 0:
                 raise UnsupportedVideo(path, "video stream has no frame size")
             self._turns = self._quarter_turns(container, stream)
@@ -328,7 +336,7 @@ class DecordReader(VideoReader):
         decord.logging.set_level(decord.logging.QUIET if os.environ.get(_QUIET_DECODERS) else decord.logging.ERROR)
 
         # decord can crash the process on malformed containers; PyAV (robust) vets the container first.
-        PyAVReader(path)
+        self.announced_frames = PyAVReader(path).announced_frames
         self._decord = decord
         self._readers: dict[tuple[int, int], object] = {}
         vr = self._reader(None)
@@ -477,7 +485,7 @@ class AutoReader(VideoReader):
         self._candidates = list(candidates)
         self._errors: list[VideoError] = []
         self._inner = self._next_reader()
-        for attr in ("fps", "width", "height"):
+        for attr in ("fps", "width", "height", "announced_frames"):
             setattr(self, attr, getattr(self._inner, attr))
 
     @property
@@ -601,7 +609,12 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
                 except OSError:
                     key = None  # a dangling link: open_video reports it
                 if key is not None and key in files_seen:
-                    log.info("%s: the same file as %s (a link), listed once", path, files_seen[key])
+                    kept = files_seen[key]
+                    if kept.is_symlink() and not path.is_symlink():
+                        # listed under the file's own name: the video id, and a link deleted later changes nothing
+                        found[found.index(kept)] = files_seen[key] = path
+                        kept, path = path, kept
+                    log.info("%s: the same file as %s, listed once as %s", path, kept, kept)
                     continue
                 if key is not None:
                     files_seen[key] = path

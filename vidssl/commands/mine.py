@@ -1,9 +1,12 @@
 """`vidssl mine`: Mine positive patch pairs from a folder of videos (tracking stage)."""
 from __future__ import annotations
 
+import logging
 import os
 
 from vidssl.errors import VidsslError
+
+log = logging.getLogger(__name__)
 
 NAME = "mine"
 HELP = "Mine positive patch pairs from a folder of videos (tracking stage)"
@@ -51,4 +54,8 @@ def run(args, cfg) -> int:
     write_resolved(cfg, args.out)
     print(format_summary(summary))
     print(f"wrote {args.out}/manifest.jsonl and dataset.json")
+    if summary["complete"] and summary["pairs"] == 0:
+        log.warning("no pair was mined: every video was skipped or gave none (the reasons are above and in "
+                    "dataset.json), and training needs pairs. Add videos with moving objects; for no_motion, "
+                    "--set mine.min_moving_fraction=0.05 lets start frames with fewer moving points through")
     return 0
