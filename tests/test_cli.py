@@ -112,3 +112,12 @@ def test_show_pairs_encodes_as_the_suffix_says(tmp_path, capsys):
         assert (tmp_path / name).read_bytes().startswith(magic), name
     assert main(["-q", "show-pairs", str(pairs), "--out", str(tmp_path / "g.gif")]) == 1
     assert "name it .png, .jpg or .jpeg" in capsys.readouterr().err and not (tmp_path / "g.gif").exists()
+
+
+@pytest.mark.parametrize("task", ["davis", "retrieval", "flow"])
+def test_an_evaluation_refused_at_its_data_check_leaves_no_output_folder(task, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    for data in (tmp_path / "missing", tmp_path / "empty"):
+        out = tmp_path / f"out_{data.name}"
+        assert main(["-q", "eval", task, "--data", str(data), "--out", str(out), "--arch", "smallcnn"]) == 1
+        assert str(data) in capsys.readouterr().err and not out.exists()

@@ -74,3 +74,28 @@ def test_a_run_given_twice_and_an_out_folder_are_errors(tmp_path, capsys):
     assert main(["compare", str(run), "--out", str(tmp_path)]) == 1
     captured = capsys.readouterr()
     assert "is a folder" in captured.err and captured.out == ""  # refused before the table is printed
+
+
+def test_runs_that_differ_beyond_their_seed_are_named_under_the_table(tmp_path, capsys):
+    import yaml
+
+    def setup(run, seed, box, videos):
+        config = {"seed": seed, "mine": {"box_fraction": box, "track_length": 30}}
+        (run / "config.yaml").write_text(yaml.safe_dump({"config": config, "versions": {"git_sha": str(seed)}}))
+        (run / "pairs").mkdir()
+        (run / "pairs" / "dataset.json").write_text(json.dumps({"videos_root": videos}))
+        for task, data in (("davis", "/data/davis"), ("tracks_held_out", str(run / "pairs_held_out"))):
+            (run / "eval" / task).mkdir(parents=True)
+            (run / "eval" / task / "metrics.json").write_text(json.dumps({"data": data, "models": {}}))
+        return run
+
+    seeds = [setup(_run(tmp_path, f"seed{s}", 0.9, 0.85, 0.6), s, 0.5, "/videos") for s in (0, 1)]
+    assert main(["compare", *map(str, seeds)]) == 0
+    assert "differ" not in capsys.readouterr().out  # seeds of one config on one data set (versions aside)
+
+    other = setup(_run(tmp_path, "other", 0.8, 0.85, 0.6), 2, 0.33, "/demo")
+    assert main(["compare", *map(str, seeds), str(other)]) == 0
+    out = capsys.readouterr().out
+    assert "**These runs differ beyond their seed**" in out
+    notes = [line for line in out.splitlines() if line.startswith("- ")]
+    assert notes == ["- mine.box_fraction: 0.5 / 0.5 / 0.33", "- videos: /videos / /videos / /demo"]

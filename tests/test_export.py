@@ -291,3 +291,36 @@ def test_save_backbone_refuses_the_training_model_before_writing(tmp_path):
     assert list(tmp_path.iterdir()) == []
     save_backbone(net.backbone, tmp_path / "backbone.pt")
     assert vidssl.load_backbone(tmp_path / "backbone.pt").arch == "smallcnn"
+
+
+def test_a_safetensors_file_alone_carries_its_card(tmp_path):
+    backbone = build_backbone("smallcnn", width=8).eval()
+    save_backbone(backbone, tmp_path / "b.pt")
+    (tmp_path / "lone").mkdir()
+    (tmp_path / "b.safetensors").rename(tmp_path / "lone" / "b.safetensors")
+    loaded = vidssl.load_backbone(tmp_path / "lone" / "b.safetensors")  # no card beside it
+    assert loaded.spec() == backbone.spec() and loaded.spec()["width"] == 8  # not the default width
+    x = torch.rand(2, 3, 64, 64)
+    assert torch.equal(loaded.embed(loaded.normalize(x)), backbone.embed(backbone.normalize(x)))
+    (tmp_path / "b.model_card.json").unlink()
+    with pytest.raises(ModelFileError, match="no model card"):  # a .pt has no room for one
+        vidssl.load_backbone(tmp_path / "b.pt")
+
+
+def test_a_torchvision_classifier_state_dict_loads_without_its_head(tmp_path):
+    """An ImageNet-style baseline of the user's own: torchvision's resnet18 state_dict, saved as is."""
+    classifier = torchvision.models.resnet18().eval()
+    torch.save(classifier.state_dict(), tmp_path / "tv.pt")
+    with pytest.raises(ModelFileError, match=r"write the card yourself: echo '\{\"arch\": \"resnet18\"\}' > "):
+        vidssl.load_backbone(tmp_path / "tv.pt")
+    loaded = vidssl.load_backbone(tmp_path / "tv.pt", arch="resnet18")
+    classifier.fc = torch.nn.Identity()
+    x = torch.rand(2, 3, 64, 64)
+    assert torch.allclose(loaded.embed(loaded.normalize(x)), classifier(loaded.normalize(x)), atol=1e-5)
+    (tmp_path / "tv.model_card.json").write_text('{"arch": "resnet18"}')  # the card the message suggests
+    assert vidssl.load_backbone(tmp_path / "tv.pt").arch == "resnet18"
+    state = torchvision.models.resnet18().state_dict()
+    state["extra.weight"] = torch.zeros(1)  # anything beyond exactly the head is still refused
+    torch.save(state, tmp_path / "tv.pt")
+    with pytest.raises(ModelFileError, match=r"3 unexpected"):
+        vidssl.load_backbone(tmp_path / "tv.pt")

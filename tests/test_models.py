@@ -49,6 +49,8 @@ def test_inputs_a_user_passes_by_mistake_are_named_with_the_fix(arch):
         b.normalize(frames.permute(0, 2, 3, 1).float() / 255)
     with pytest.raises(ValueError, match=r"\[B, 3, H, W\] RGB batch, got shape \(2, 1, 64, 64\)"):
         b.normalize(frames[:, :1].float() / 255)  # grey would broadcast to three channels
+    with pytest.raises(ValueError, match=r"input values reach 2\d\d, but RGB in \[0, 1\] is expected: divide"):
+        b.normalize(frames.float())  # 0-255 floats gave finite, meaningless features
     x = b.normalize(frames.float() / 255)
     # the documented arithmetic, per channel
     expected = (frames.float() / 255 - torch.tensor(b.mean).view(1, 3, 1, 1)) / torch.tensor(b.std).view(1, 3, 1, 1)

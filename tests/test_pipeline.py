@@ -376,10 +376,25 @@ def test_warnings_for_videos_added_since_mining_and_training_cut_short(tmp_path)
     assert run_warnings(tmp_path / "run", tmp_path / "moved_away", done) == []  # no folder to compare with
     barely = run_warnings(tmp_path / "run", videos, {"stopped": "budget", "step": 2, "total_steps": 1200})
     assert barely == ["training stopped at the budget after 2 of its 1200 steps: too few for the weights to have "
-                      "learned much (the default 9-minute budget fits about 790 on 2 CPU cores); for a trained "
-                      "backbone, run into a new --out with a larger --budget-minutes"]
+                      "learned much (the default 9-minute budget fits 400-800 on 2 CPU cores, by the machine); for "
+                      "a trained backbone, run into a new --out with a larger --budget-minutes"]
+    fitted = run_warnings(tmp_path / "run", videos, {"stopped": "done", "step": 22, "total_steps": 22})
+    assert fitted == ["training ran 22 steps: too few for the weights to have learned much (the default 9-minute "
+                      "budget fits 400-800 on 2 CPU cores, by the machine); for a trained backbone, run into a new "
+                      "--out with a larger --budget-minutes (or more train.steps)"]
+    assert run_warnings(tmp_path / "run", videos, {"stopped": "done", "step": 100, "total_steps": 100}) == []
     late = run_warnings(tmp_path / "run", videos, {"stopped": "budget", "step": 700, "total_steps": 790})
     assert late and "700 of its 790 steps, before the learning rate had annealed" in late[0]
+
+
+def test_pretrain_under_torchrun_says_which_commands_scale(tmp_path, capsys, monkeypatch):
+    """Every rank ran every stage into RUN: the second met the first's lock ("in use by another command")."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(["-q", "pretrain", "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "vidssl pretrain runs as one process, not under torchrun" in err and "--shard I/N" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_folder_of_unusable_videos_says_so_not_to_relax_thresholds(tmp_path, capsys):

@@ -70,3 +70,18 @@ def test_compare_finds_the_trained_row_of_a_run_made_in_the_current_folder(tmp_p
     out = capsys.readouterr().out
     assert "| davis | 0.800 | 0.600 | 0.700 +- 0.141 (n=2) | 0.500, 2/2 |" in out
     assert "| flow (lower is better) | 2.500 | 3.500 | 3.000 +- 0.707 (n=2) | 7.000, 2/2 |" in out
+
+
+def test_the_held_out_set_behind_retrieval_across_time_is_summarised(tmp_path):
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    _write(run / "pairs_held_out" / "dataset.json", {
+        "pairs": 43, "config": {"time_range": [0.8, 1.0]},
+        "videos": {"found": 9, "mined": 6, "skipped": {"too_short": ["a.mp4", "b.mp4", "c.mp4"]}}})
+    build_report(run)
+    summary = strict_loads((run / "summary.json").read_text())
+    assert summary["held_out"] == {"pairs": 43, "videos_found": 9, "videos_mined": 6,
+                                   "videos_skipped": {"too_short": 3}}
+    html = (run / "report.html").read_text()
+    assert ("frames 80%-100% of each video was mined apart and never trained on: <b>43</b> pairs from 6 of 9 videos "
+            "(skipped: 3 too_short)") in html

@@ -3,7 +3,8 @@ backbones' mean and spread, and how many runs beat each baseline. Reads ``RUN/su
 headline from ``RUN/eval/*/metrics.json`` where present (a summary written by an older version may be stale).
 
 Made for what one run cannot say: with ~800 training steps the seed alone moves DAVIS J&F by several points
-(README: the acceptance target), so a claim about a config is a claim about several seeds of it.
+(README: the acceptance target), so a claim about a config is a claim about several seeds of it. Runs that differ
+in more than their seed (config, videos, evaluation data) are still tabled, with what differs listed under it.
 """
 from __future__ import annotations
 
@@ -110,6 +111,58 @@ def wins(row: TaskRow, baseline: str) -> tuple[int, int]:
     return better, len(pairs)
 
 
+def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _setup(run: Path) -> dict[str, object]:
+    """What a run was made of beyond its seed: its resolved config (``config.*``, the seed left out), the videos it
+    mined and each evaluation's data (the held-out tracks are the run's own and come from its videos)."""
+    import yaml
+
+    setup: dict[str, object] = {}
+    try:
+        config = yaml.safe_load((run / "config.yaml").read_text())["config"]
+        setup.update({k: v for k, v in _flat(config).items() if k != "seed"})
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        pass  # an older or hand-made run: nothing to hold it to
+    try:
+        setup["videos"] = json.loads((run / "pairs" / "dataset.json").read_text())["videos_root"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        pass
+    for path in sorted((run / "eval").glob("*/metrics.json")):
+        if path.parent.name == "tracks_held_out":
+            continue
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        data = metrics.get("data", metrics.get("data_dir"))
+        if isinstance(data, str):
+            setup[f"eval data ({path.parent.name})"] = data
+    return setup
+
+
+def run_differences(runs: list[str | Path]) -> list[str]:
+    """``"key: value / value / ..."`` for everything the runs differ in beyond their seed (see :func:`_setup`);
+    a key a run lacks shows as ``-``. Empty for seeds of one config on one data set."""
+    setups = [_setup(Path(run)) for run in runs]
+    keys = list(dict.fromkeys(k for setup in setups for k in setup))
+    missing = object()
+    lines = []
+    for key in keys:
+        values = [setup.get(key, missing) for setup in setups]
+        if any(v != values[0] for v in values):
+            lines.append(f"{key}: " + " / ".join("-" if v is missing else str(v) for v in values))
+    return lines
+
+
 def compare_markdown(runs: list[str | Path]) -> str:
     """A markdown table: per task, each run's trained number, their mean +- sd, and per baseline its mean and
     the runs the trained backbone beats it in."""
@@ -132,4 +185,10 @@ def compare_markdown(runs: list[str | Path]) -> str:
             better, both = wins(row, b)
             cells.append(f"{b_mean:.3f}, {better}/{both}")
         lines.append("| " + " | ".join(cells) + " |")
+    differences = run_differences(runs)
+    if differences:
+        # a spread over other configs or data is not a seed spread, and a baseline's mean over data sets is no one's
+        shown = differences[:10] + ([f"... and {len(differences) - 10} more"] if len(differences) > 10 else [])
+        lines += ["", "**These runs differ beyond their seed** (columns in the order above), so the spread is not "
+                      "a seed spread:", *(f"- {line}" for line in shown)]
     return "\n".join(lines) + "\n"

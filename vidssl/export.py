@@ -10,6 +10,7 @@ described by ``X.model_card.json``, except ``backbone.pt``, whose card keeps the
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,10 @@ from vidssl.errors import VidsslError
 from vidssl.io import atomic_path, atomic_write_json
 from vidssl.models import ARCHS, Backbone, build_backbone
 
+log = logging.getLogger(__name__)
+
 CARD_NAME = "model_card.json"
+CLASSIFIER_HEAD = {"fc.weight", "fc.bias"}  # torchvision ResNets' ImageNet head, the one key set loading drops
 CARD_FORMAT = "vidssl-backbone/1"
 DEFAULT_STEM = "backbone"  # RUN/backbone.pt: its card is RUN/model_card.json
 
@@ -80,14 +84,8 @@ def save_backbone(backbone: Backbone, out_path: str | os.PathLike, card: dict[st
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
     with atomic_path(out_path) as tmp:
         torch.save(state, tmp)
-    files = [out_path.name]
-    if safetensors:
-        from safetensors.torch import save_file
-
-        st_path = out_path.with_suffix(".safetensors")
-        with atomic_path(st_path) as tmp:
-            save_file(state, str(tmp), metadata={"format": CARD_FORMAT, "arch": backbone.arch})
-        files.append(st_path.name)
+    st_path = out_path.with_suffix(".safetensors")
+    files = [out_path.name] + ([st_path.name] if safetensors else [])
     from vidssl.config import git_sha
 
     record = {
@@ -105,16 +103,45 @@ def save_backbone(backbone: Backbone, out_path: str | os.PathLike, card: dict[st
         "git_sha": git_sha(),
         **(card or {}),
     }
+    if safetensors:
+        from safetensors.torch import save_file
+
+        # the card rides inside too: a .safetensors shared on its own still says what it is and loads
+        metadata = {"format": CARD_FORMAT, "arch": backbone.arch, "model_card": json.dumps(record)}
+        with atomic_path(st_path) as tmp:
+            save_file(state, str(tmp), metadata=metadata)
     atomic_write_json(card_path(out_path), record)
     return out_path
 
 
+def _embedded_card(weights_path: Path) -> dict | None:
+    """The card a ``.safetensors`` written by :func:`save_backbone` carries in its metadata, or None."""
+    if weights_path.suffix != ".safetensors" or not weights_path.is_file():
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights_path), framework="pt") as fh:
+            text = (fh.metadata() or {}).get("model_card")
+        return json.loads(text) if text else None
+    except Exception:  # not a readable safetensors file: _read_state reports it
+        return None
+
+
 def read_card(weights_path: str | os.PathLike) -> dict:
+    """The model card of ``weights_path``: the file beside it (:func:`find_card`), else the one a ``.safetensors``
+    carries inside."""
     path = find_card(weights_path)
     if path is None:
-        raise ModelFileError(f"{weights_path}: no model card ({card_path(weights_path).name}) beside it to say the "
-                             f"architecture; export the weights with `vidssl export RUN --out FILE` (in Python, "
-                             f"load_backbone(path, arch=...) loads a file without a card)")
+        card = _embedded_card(Path(weights_path))
+        if card is not None and card.get("arch") in ARCHS:
+            return card
+        own = card_path(weights_path)
+        raise ModelFileError(f"{weights_path}: no model card ({own.name}) beside it to say the architecture; export "
+                             f"the weights with `vidssl export RUN --out FILE`. For weights of your own in "
+                             f"torchvision's key names (e.g. an ImageNet resnet18 as a baseline), write the card "
+                             f"yourself: echo '{{\"arch\": \"resnet18\"}}' > {own} (in Python, "
+                             f"load_backbone(path, arch=...) needs none)")
     try:
         card = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -157,7 +184,8 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
     """
     path = resolve_weights(path)
     card_file = find_card(path)
-    if card_file is not None or arch is None:
+    embedded = card_file is None and _embedded_card(path) is not None
+    if card_file is not None or arch is None or embedded:
         card = read_card(path)
         if arch is not None and arch != card["arch"]:
             raise ModelFileError(f"{path}: model card says arch '{card['arch']}', but arch='{arch}' was requested")
@@ -166,6 +194,11 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
         backbone = build_backbone(arch)
     state = _read_state(path)
     missing, unexpected = _key_mismatch(backbone, state)
+    if not missing and set(unexpected) == CLASSIFIER_HEAD:
+        # a torchvision classifier's own state_dict (an ImageNet baseline): exactly its head is not a backbone's
+        log.info("%s: a classifier's state dict; its head (%s) is left out", path, ", ".join(sorted(CLASSIFIER_HEAD)))
+        state = {k: v for k, v in state.items() if k not in CLASSIFIER_HEAD}
+        unexpected = []
     if missing or unexpected:
         raise ModelFileError(f"{path}: weights do not fit arch '{backbone.arch}': {len(missing)} missing keys "
                              f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}); "
@@ -174,7 +207,8 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
     wrong = [k for k, v in state.items() if v.shape != expected[k].shape]
     if wrong:  # same names, other sizes: another width, head or patch size than the card says
         k = wrong[0]
-        settings = f"{card_file.name}'s" if card_file is not None else "its default"
+        settings = (f"{card_file.name}'s" if card_file is not None else "its embedded card's" if embedded
+                    else "its default")
         raise ModelFileError(f"{path}: weights do not fit arch '{backbone.arch}' with {settings} "
                              f"settings: {len(wrong)} tensors differ in shape, e.g. {k} is {list(state[k].shape)} "
                              f"in the file but {list(expected[k].shape)} here")

@@ -289,12 +289,17 @@ def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> li
         if added:
             out.append(f"{len(added)} video(s) in {videos} are not in this run, added after it was mined (e.g. "
                        f"{added[0]}); a new --out includes them")
+    few = (": too few for the weights to have learned much (the default 9-minute budget fits 400-800 on 2 CPU "
+           "cores, by the machine)")
     if train_stats and train_stats.get("stopped") == "budget" and train_stats["step"] < train_stats["total_steps"]:
         step, total = train_stats["step"], train_stats["total_steps"]
-        few = (": too few for the weights to have learned much (the default 9-minute budget fits about 790 on "
-               "2 CPU cores)" if step < FEW_STEPS else ", before the learning rate had annealed")
-        out.append(f"training stopped at the budget after {step} of its {total} steps{few}; for a trained backbone, "
+        why = few if step < FEW_STEPS else ", before the learning rate had annealed"
+        out.append(f"training stopped at the budget after {step} of its {total} steps{why}; for a trained backbone, "
                    f"run into a new --out with a larger --budget-minutes")
+    elif train_stats and train_stats.get("step", FEW_STEPS) < FEW_STEPS:
+        # a budget fitted to a short schedule (train.fit_budget) ends it annealed, but no better trained
+        out.append(f"training ran {train_stats['step']} steps{few}; for a trained backbone, run into a new --out "
+                   f"with a larger --budget-minutes (or more train.steps)")
     return out
 
 
@@ -310,6 +315,11 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
     run = Path(run_dir)
     if budget_minutes is not None:
         cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, budget_minutes=budget_minutes))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # every rank would run every stage into RUN: the second met the first's lock, "in use by another command"
+        raise VidsslError("vidssl pretrain runs as one process, not under torchrun; to scale, mine with `vidssl "
+                          "mine VIDEOS --out PAIRS --shard I/N` and train with `torchrun ... -m vidssl train PAIRS "
+                          "--out RUN` (README: Scaling up), then `vidssl export` and `vidssl eval`")
     p = cfg.pretrain
     if not p.budget_minutes > 0:
         raise ConfigError(f"the budget must be positive (--budget-minutes or pretrain.budget_minutes), got "

@@ -235,6 +235,21 @@ def build_report(run_dir: str | Path) -> Path:
             f"<p>Tracks rejected, by reason:</p>{rejects}{per_video_html}")
         for grid in sorted((run / "pairs").glob("*.png")):
             sections.append(_img(grid, f"mined pairs ({grid.name}): first patch | last patch"))
+    held_out_path = run / "pairs_held_out" / "dataset.json"
+    if held_out_path.is_file():
+        ho = json.loads(held_out_path.read_text())
+        videos = ho.get("videos", {})
+        skipped = {k: len(v) for k, v in videos.get("skipped", {}).items()}
+        summary["held_out"] = {"pairs": ho.get("pairs"), "videos_found": videos.get("found"),
+                               "videos_mined": videos.get("mined"), "videos_skipped": skipped}
+        span = (ho.get("config") or {}).get("time_range")
+        part = f"frames {span[0]:.0%}-{span[1]:.0%} of each video" if isinstance(span, list) and len(span) == 2 \
+            else "the end of each video"
+        why = ", ".join(f"{n} {reason}" for reason, n in skipped.items())
+        sections.append(
+            f"<h3>Held out</h3><p>For instance retrieval across time, {html.escape(part)} was mined apart and never "
+            f"trained on: <b>{ho.get('pairs', '?')}</b> pairs from {videos.get('mined', '?')} of "
+            f"{videos.get('found', '?')} videos{html.escape(f' (skipped: {why})') if why else ''}.</p>")
 
     log = read_jsonl(run / "train" / "log.jsonl")
     train_records = [r for r in log if "step" in r and "loss" in r]

@@ -1,7 +1,7 @@
 """`vidssl eval davis`: DAVIS label propagation (J, F, J&F) of exported backbones against baselines."""
 from __future__ import annotations
 
-from vidssl.commands.eval_models import add_model_arguments, models_from_args
+from vidssl.commands.eval_models import add_model_arguments, models_from_args, write_resolved_into_output
 
 NAME = "davis"
 HELP = "DAVIS label propagation: J, F and J&F against baselines"
@@ -18,13 +18,14 @@ def add_arguments(parser) -> None:
 def run(args, cfg) -> int:
     from pathlib import Path
 
-    from vidssl.config import write_resolved
     from vidssl.eval.davis import evaluate_davis
 
     models = models_from_args(args, cfg)
     out = Path(args.out)
-    write_resolved(cfg, out)
-    evaluate_davis(models, args.data, out, cfg.eval.davis, progress=False if args.quiet else None)
+    try:
+        evaluate_davis(models, args.data, out, cfg.eval.davis, progress=False if args.quiet else None)
+    finally:
+        write_resolved_into_output(cfg, out)
     print((out / "metrics.md").read_text(), end="")
     print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'} and overlays in {out / 'overlays'}")
     return 0

@@ -1,7 +1,7 @@
 """`vidssl eval flow`: optical-flow transfer of exported backbones against classical methods and ground truth."""
 from __future__ import annotations
 
-from vidssl.commands.eval_models import add_model_arguments, models_from_args
+from vidssl.commands.eval_models import add_model_arguments, models_from_args, write_resolved_into_output
 
 NAME = "flow"
 HELP = "Optical-flow transfer: correlation-layer flow against ground truth and classical baselines"
@@ -25,7 +25,6 @@ def run(args, cfg) -> int:
     import dataclasses
     from pathlib import Path
 
-    from vidssl.config import write_resolved
     from vidssl.errors import ConfigError
     from vidssl.eval.flow import evaluate_flow
 
@@ -34,9 +33,11 @@ def run(args, cfg) -> int:
     flow_cfg = dataclasses.replace(cfg.eval.flow, transfer=cfg.eval.flow.transfer and not args.no_transfer)
     models = models_from_args(args, cfg)
     out = Path(args.out)
-    write_resolved(cfg, out)
-    result = evaluate_flow(models, args.data, out, flow_cfg, budget_minutes=args.budget_minutes, seed=cfg.seed,
-                           progress=not args.quiet)
+    try:
+        result = evaluate_flow(models, args.data, out, flow_cfg, budget_minutes=args.budget_minutes, seed=cfg.seed,
+                               progress=not args.quiet)
+    finally:
+        write_resolved_into_output(cfg, out)
     print((out / "metrics.md").read_text(), end="")
     figures = f" and {len(result['pairs'])} figure(s) in {out / 'pairs'}" if flow_cfg.figures else ""
     print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'}{figures}")

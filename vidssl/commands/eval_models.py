@@ -17,3 +17,14 @@ def models_from_args(args, cfg) -> dict:
 
     arch = args.arch or (None if args.weights else cfg.model.arch)
     return feature_models(args.weights, arch=arch, seed=cfg.seed)
+
+
+def write_resolved_into_output(cfg, out) -> None:
+    """``OUT/config.yaml``, once the evaluation has made OUT: one refused at its input checks (a missing --data)
+    leaves no folder behind. Called after the evaluation, finished or not."""
+    from pathlib import Path
+
+    from vidssl.config import write_resolved
+
+    if Path(out).is_dir():
+        write_resolved(cfg, out)

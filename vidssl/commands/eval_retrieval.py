@@ -1,7 +1,7 @@
 """`vidssl eval retrieval`: Recall@K, MAP@R, R-precision and NMI of exported backbones against baselines."""
 from __future__ import annotations
 
-from vidssl.commands.eval_models import add_model_arguments, models_from_args
+from vidssl.commands.eval_models import add_model_arguments, models_from_args, write_resolved_into_output
 
 NAME = "retrieval"
 HELP = "Retrieval benchmark: Recall@K, MAP@R, R-precision, NMI against baselines"
@@ -21,23 +21,24 @@ def add_arguments(parser) -> None:
 def run(args, cfg) -> int:
     from pathlib import Path
 
-    from vidssl.config import write_resolved
     from vidssl.eval.retrieval import evaluate_retrieval
     from vidssl.eval.retrieval_data import detect_kind
 
     models = models_from_args(args, cfg)
     out = Path(args.out)
-    write_resolved(cfg, out)
     data, kind = Path(args.data), args.kind
-    if kind in ("auto", "tracks") and detect_kind(data) == "videos":
-        from tracking import mine_folder
+    try:
+        if kind in ("auto", "tracks") and detect_kind(data) == "videos":
+            from tracking import mine_folder
 
-        # instance retrieval on plain videos: the tracking stage's pairs, resumable in OUT/pairs
-        data, kind = out / "pairs", "tracks"
-        mine_folder(args.data, data, cfg.mine, video_backend=cfg.video.backend, seed=cfg.seed,
-                    progress=not args.quiet)
-    result = evaluate_retrieval(models, data, out, cfg.eval.retrieval, kind=kind, progress=not args.quiet,
-                                davis_subset=cfg.eval.davis.subset)
+            # instance retrieval on plain videos: the tracking stage's pairs, resumable in OUT/pairs
+            data, kind = out / "pairs", "tracks"
+            mine_folder(args.data, data, cfg.mine, video_backend=cfg.video.backend, seed=cfg.seed,
+                        progress=not args.quiet)
+        result = evaluate_retrieval(models, data, out, cfg.eval.retrieval, kind=kind, progress=not args.quiet,
+                                    davis_subset=cfg.eval.davis.subset)
+    finally:
+        write_resolved_into_output(cfg, out)
     print((out / "metrics.md").read_text(), end="")
     print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'} and {len(result['grids'])} neighbour grid(s)")
     return 0
