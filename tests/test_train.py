@@ -64,8 +64,11 @@ def test_budget_stop_then_continue(pairs, tmp_path):
     assert [s["start_step"] for s in ckpt["sessions"]] == [0] and ckpt["sessions"][0]["git_sha"] == git_sha()
     ckpt["sessions"][0]["git_sha"] = "older-code"
     torch.save(ckpt, tmp_path / "run" / CHECKPOINT)
+    torn = tmp_path / "run" / ".tmp-checkpoint.pt.x1y2z3"  # a checkpoint half written when a session was killed
+    torn.write_bytes(b"\0" * 1000)
     more = train(pairs, tmp_path / "run", cfg, budget_minutes=0.002, resume=True, progress=False)
     assert more["step"] > stats["step"]
+    assert not torn.exists()
     sessions = load_checkpoint(tmp_path / "run" / CHECKPOINT)["sessions"]
     assert [(s["start_step"], s["git_sha"]) for s in sessions] == [(0, "older-code"), (stats["step"], git_sha())]
     recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())

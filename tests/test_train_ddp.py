@@ -143,3 +143,87 @@ def test_a_hung_rank_fails_the_job_after_train_dist_timeout_minutes(tmp_path):
     assert run.returncode != 0
     assert time.monotonic() - started < 120, "the job waited far longer than its 3 s timeout"
     assert "timed out" in run.stderr.lower() or "timeout" in run.stderr.lower(), run.stderr[-3000:]
+
+
+SPLIT_WORKER = textwrap.dedent("""
+    import os, sys
+    from vidssl.config import load_config
+    from vidssl.train import train
+    pairs, run = sys.argv[1:3]
+    if os.environ["RANK"] != "0":
+        run += "_rank" + os.environ["RANK"]  # a node whose --out is its own local disk
+    train(pairs, run, load_config(None, sys.argv[3:]), progress=False)
+""")
+
+
+@pytest.mark.slow
+def test_ranks_that_see_different_run_folders_fail_at_once(tmp_path):
+    """Rank 0 resumes from step 6; rank 1, on a folder without the checkpoint, would start at step 0. They used to
+    train on with mismatched collectives, write a "done" checkpoint and hang at the last barrier."""
+    import time
+
+    pairs = synthetic_pairs(tmp_path / "pairs", num_videos=4, tracks_per_video=12, size=40)
+    settings = SETTINGS + ["train.checkpoint_every=6"]
+    torchrun(TRACING_WORKER, tmp_path, pairs, tmp_path / "run", tmp_path, 8, *settings)
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 6
+    started = time.monotonic()
+    run = torchrun(SPLIT_WORKER, tmp_path, pairs, tmp_path / "run", *settings)
+    assert run.returncode != 0 and time.monotonic() - started < 120
+    assert "the processes do not see the same run: rank 0: step 6 of 12" in run.stderr, run.stderr[-3000:]
+    assert "rank 1: step 0 of 12" in run.stderr and "storage every node shares" in run.stderr
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 6  # nothing written over it
+
+
+SLOW_WORKER = textwrap.dedent("""
+    import os, sys, time
+    from vidssl import train as T
+    from vidssl.config import load_config
+    pairs, run, out = sys.argv[1:4]
+    call = T.TrainStep.__call__
+    def slow(self, x, groups, step):
+        if step == 1:
+            open(os.path.join(out, f"pid{os.environ['RANK']}"), "w").write(str(os.getpid()))
+        time.sleep(0.5)
+        return call(self, x, groups, step)
+    T.TrainStep.__call__ = slow
+    T.train(pairs, run, load_config(None, sys.argv[4:]), progress=False)
+""")
+
+
+@pytest.mark.slow
+def test_ranks_end_when_torchrun_is_killed(tmp_path):
+    """`kill -9` of torchrun alone (the OOM killer's choice, or a lost ssh session's) left both ranks training
+    without a parent and holding the run folder's lock against the rerun."""
+    import signal
+    import time
+
+    pairs = synthetic_pairs(tmp_path / "pairs", num_videos=4, tracks_per_video=12, size=40)
+    script = tmp_path / "worker.py"
+    script.write_text(SLOW_WORKER)
+    launcher = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                                 str(script), str(pairs), str(tmp_path / "run"), str(tmp_path), *SETTINGS,
+                                 "train.steps=200"], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid_files = [tmp_path / "pid0", tmp_path / "pid1"]
+    deadline = time.monotonic() + 300
+    while not all(p.exists() and p.read_text() for p in pid_files):
+        assert time.monotonic() < deadline and launcher.poll() is None, "the ranks never started training"
+        time.sleep(0.2)
+    ranks = [int(p.read_text()) for p in pid_files]
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return not open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] in ("Z", "X")
+
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in ranks) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    survivors = [pid for pid in ranks if alive(pid)]
+    for pid in survivors:
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, "ranks outlived their torchrun"

@@ -38,7 +38,7 @@ import numpy as np
 
 from tracking.config import MineConfig
 from vidssl.errors import VidsslError
-from vidssl.io import atomic_path, atomic_write_json, atomic_write_text, json_text
+from vidssl.io import atomic_path, atomic_write_json, atomic_write_text, json_text, remove_temp_leftovers
 
 SHARDS, DONE = "shards", "done"
 
@@ -282,8 +282,7 @@ def _remove_leftovers(out_dir: Path, finished: set[str]) -> None:
     """Delete temporary files of killed writers, shards no marker points to (never part of the dataset), and the
     shards and markers of videos no longer listed (together: a marker without its shard would count as done)."""
     for folder in (out_dir, out_dir / SHARDS, out_dir / DONE):
-        for path in folder.glob(".tmp-*"):
-            path.unlink(missing_ok=True)
+        remove_temp_leftovers(folder)
     for path in list((out_dir / DONE).glob("*.json")) + list((out_dir / DONE).glob("*.attempt")):
         if path.name.rsplit(".", 1)[0] not in finished:
             path.unlink(missing_ok=True)

@@ -36,6 +36,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def remove_temp_leftovers(folder: str | os.PathLike) -> None:
+    """Delete the :func:`atomic_path` temp files a killed writer left in ``folder``. Only while holding the
+    folder (its run lock): a live writer's temp file looks the same."""
+    for path in Path(folder).glob(".tmp-*"):
+        path.unlink(missing_ok=True)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import json
 import logging
 import math
@@ -34,7 +35,8 @@ import torch.nn.functional as F
 from vidssl.config import Config, flat_config, to_dict, versions, write_resolved
 from vidssl.data import PairBatchSampler, PairPatches, make_loader, open_pairs, to_input, too_few_pairs
 from vidssl.errors import ConfigError, VidsslError
-from vidssl.io import atomic_path, atomic_write_json, atomic_write_text, json_text, run_lock
+from vidssl.io import atomic_path, atomic_write_json, atomic_write_text, json_text, remove_temp_leftovers, run_lock
+from vidssl.lifeline import exit_with
 from vidssl.losses import Triplets, build_loss, build_reducer, dense_cycle_loss
 from vidssl.miners import MiningSchedule, Scores
 from vidssl.models import ARCHS, EmbeddingNet, build_backbone
@@ -67,6 +69,10 @@ def _init_distributed(device_kind: str, timeout_minutes: float | None = None) ->
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Dist()
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        # torchrun killed with -9 (or by the OOM killer) tears nothing down: its ranks, orphaned, trained on and held
+        # the run folder's lock against the rerun
+        exit_with(os.getppid())
     if not dist.is_initialized():
         timeout = None if timeout_minutes is None else datetime.timedelta(minutes=timeout_minutes)
         dist.init_process_group("nccl" if device_kind == "cuda" else "gloo", timeout=timeout)
@@ -80,6 +86,25 @@ def _any_rank(flag: bool, d: Dist, device: torch.device) -> bool:
     t = torch.tensor([float(flag)], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+def _check_ranks_agree(d: Dist, device: torch.device, run_dir: Path, pairs_dir: Path, start: int, total: int,
+                       fingerprint: str) -> None:
+    """Raise on every rank unless all resume from the same step of the same schedule on the same pairs. Each rank
+    reads RUN and PAIRS itself; where they are not one shared folder (a node's local disk) a rank without the
+    checkpoint started from step 0 beside one resuming, their collectives paired up wrongly without an error,
+    rank 0 wrote a "done" checkpoint of mixed weights, and the job hung at its final barrier."""
+    if d.world == 1:
+        return
+    digest = int(hashlib.sha256(fingerprint.encode()).hexdigest()[:15], 16)  # fits an int64
+    mine = torch.tensor([start, total, digest], dtype=torch.int64, device=device)
+    every = [torch.empty_like(mine) for _ in range(d.world)]
+    dist.all_gather(every, mine)
+    rows = [t.tolist() for t in every]
+    if any(row != rows[0] for row in rows):
+        seen = "; ".join(f"rank {r}: step {row[0]} of {row[1]}, pairs {row[2]:x}" for r, row in enumerate(rows))
+        raise VidsslError(f"the processes do not see the same run: {seen}. Every rank reads {run_dir} and "
+                          f"{pairs_dir} itself (only rank 0 writes): put both on storage every node shares")
 
 
 def _mean_over_ranks(values: dict[str, float], d: Dist, device: torch.device) -> dict[str, float]:
@@ -476,6 +501,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     start, fitted = 0, False
     if saved is not None:
         start, total, fitted = saved["step"], saved["total_steps"], saved["fitted"]
+    _check_ranks_agree(d, dev, run_dir, pairs_dir, start, total, pairs.fingerprint)
+    if saved is not None:
         if start >= total:
             log.info("train: %s is already complete (%d steps)", run_dir, total)
             return {**saved["metrics"], "step": start, "total_steps": total, "stopped": "done", "minutes": 0.0,
@@ -493,6 +520,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     sessions = [*(saved.get("sessions", []) if saved is not None else []), {"start_step": start, **versions()}]
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        remove_temp_leftovers(run_dir)  # a checkpoint half written when a session was killed (under the run lock)
         write_resolved(cfg, run_dir, sessions=sessions)
     mean, std = model.backbone.mean, model.backbone.std
     sampler = PairBatchSampler(pairs.video, pairs.track, tc.batch_pairs, cfg.seed, steps=total, start_step=start,
