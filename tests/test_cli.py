@@ -1,6 +1,7 @@
 """The vidssl command: help, version, errors as one line, and the installed distribution."""
 from __future__ import annotations
 
+
 import subprocess
 import sys
 
@@ -121,3 +122,32 @@ def test_an_evaluation_refused_at_its_data_check_leaves_no_output_folder(task, t
         out = tmp_path / f"out_{data.name}"
         assert main(["-q", "eval", task, "--data", str(data), "--out", str(out), "--arch", "smallcnn"]) == 1
         assert str(data) in capsys.readouterr().err and not out.exists()
+
+
+def test_flags_are_checked_and_recorded_as_the_config_keys_they_set(tmp_path, capsys, data_dir):
+    import torch
+    import yaml
+
+    from vidssl.cli import build_parser
+    from vidssl.commands.eval_models import models_from_args
+    from vidssl.config import load_config
+
+    assert main(["demo-videos", str(tmp_path / "d"), "--seed", "-1", "--num", "1"]) == 2
+    assert "config key 'demo.seed': must be >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad_arch:  # argparse's own error: the choices are listed
+        main(["eval", "retrieval", "--arch", "bogus", "--data", "x", "--out", str(tmp_path / "e")])
+    assert bad_arch.value.code == 2 and "invalid choice: 'bogus'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["eval", "davis", "--arch", "smallcnn", "--data", "x", "--out", str(tmp_path / "e"),
+                     "--set", "eval.davis.device=cuda"]) == 2
+        assert "config key 'eval.davis.device' is 'cuda' but torch sees no CUDA device" in capsys.readouterr().err
+    out = tmp_path / "flow"
+    assert main(["-q", "eval", "flow", "--arch", "smallcnn", "--data", str(data_dir / "flow"), "--out", str(out),
+                 "--no-transfer", "--budget-minutes", "0.01", "--set", "model.width=8",
+                 "--set", "eval.flow.figures=false"]) == 0
+    recorded = yaml.safe_load((out / "config.yaml").read_text())["config"]["eval"]["flow"]
+    assert recorded["transfer"] is False and recorded["budget_minutes"] == 0.01
+    # without --weights the random-init row is the config's model, its width included (it was the default width)
+    args = build_parser().parse_args(["eval", "davis", "--data", "x", "--out", "y"])
+    row = models_from_args(args, load_config(None, ["model.width=8"]))["smallcnn (random init)"]
+    assert row.spec()["width"] == 8 and row.dense_dim == 64

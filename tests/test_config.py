@@ -221,3 +221,40 @@ def test_contrastive_with_a_violators_only_miner_needs_the_background_triplets()
         load_config(None, base)
     load_config(None, base + ["miner.warmup=random", "miner.main=random"])
     load_config(None, ["loss.name=contrastive"])  # background triplets on (the default): each pair keeps its pull
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.head=identity", "model.width=16"],
+     "model.head 'identity' passes smallcnn's pooled features through, so model.embed_dim must be their size, 128"),
+    (["model.arch=alexnet_wang2015", "data.patch_size=48"],
+     "'data.patch_size': alexnet_wang2015 takes inputs of at least 63 pixels, got 48"),
+    (["model.arch=alexnet_wang2015", "data.patch_size=64", "eval.retrieval.image_size=48"],
+     "'eval.retrieval.image_size': alexnet_wang2015 takes inputs of at least 63 pixels, got 48"),
+    (["pretrain.mine_fraction=2"], "'pretrain.mine_fraction': must be in (0, 1]"),
+    (["pretrain.train_fraction=-1"], "'pretrain.train_fraction': must be in (0, 1]"),
+    (["pretrain.mine_workers=0"], "'pretrain.mine_workers': must be >= 1"),
+    (["pretrain.budget_minutes=-1"], "'pretrain.budget_minutes': must be > 0"),
+    (["eval.retrieval.device=cuda:x"], "'eval.retrieval.device': must be auto, cpu, cuda or cuda:N"),
+    (["eval.davis.device=gpu"], "'eval.davis.device': must be auto, cpu, cuda or cuda:N"),
+])
+def test_models_that_cannot_be_built_and_bad_pipeline_shares_are_load_errors(overrides, message):
+    """They crashed with a traceback after minutes of work (the model is built after mining), or not at all."""
+    with pytest.raises(ConfigError) as e:
+        load_config(None, overrides)
+    assert message in str(e.value)
+    assert load_config(None, ["model.head=identity", "model.embed_dim=256"]).model.embed_dim == 256  # 8 x 32
+
+
+def test_the_torch_free_arch_facts_agree_with_the_models():
+    from vidssl.models import ARCHS, build_backbone
+    from vidssl.train_config import min_embed_side, pooled_dim
+
+    for arch, cls in ARCHS.items():
+        for width in (8, 32) if "width" in cls.model_config_keys else (32,):
+            kwargs = {"width": width} if "width" in cls.model_config_keys else {}
+            backbone = build_backbone(arch, input_size=227 if arch == "alexnet_wang2015" else 64, **kwargs)
+            assert pooled_dim(arch, width) == backbone.out_dim, arch
+        assert min_embed_side(arch) == cls.min_embed_side, arch
+    with pytest.raises(ValueError, match="at least 63"):  # the side is the model's, not a guess
+        build_backbone("alexnet_wang2015", input_size=62)
+    build_backbone("alexnet_wang2015", input_size=63)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -541,6 +542,26 @@ def test_a_box_left_behind_by_its_object_gives_no_pair(tmp_path):
     ends = [covered(r["box_end"], r["end_frame"]) for r in result.records]
     starts = [covered(r["box_start"], r["start_frame"]) for r in result.records]
     assert ends and min(ends) >= 0.35 and min(starts) >= 0.35, (starts, ends)  # before the check: down to 0
+
+
+def test_motion_under_the_bar_is_said_with_how_much_there_was(tmp_path):
+    """A 40 px square crossing a still 320x240 scene moves about 2% of the points: no_motion, and the detail says
+    how close it came (a user with slow or small objects learns which setting to lower)."""
+    from tracking.video_miner import SkipVideo, mine_video
+
+    background, square = _texture((240, 320, 3), 1, 3), _texture((40, 40, 3), 7, 2)
+    frames = []
+    for i in range(60):
+        frame = background.copy()
+        frame[100:140, 40 + 3 * i:80 + 3 * i] = square
+        frames.append(frame)
+    with pytest.raises(SkipVideo) as skipped:
+        mine_video(open_video(write_clip(tmp_path / "small.mp4", frames)), MineConfig())
+    assert skipped.value.reason == "no_motion"
+    share = re.search(r"at most (\d+)% of a start frame's points moved \(needed: mine.min_moving_fraction=0.1, "
+                      r"each moving over mine.move_threshold=0.5 px per frame at working size\)",
+                      skipped.value.detail)
+    assert share and 1 <= int(share.group(1)) < 10, skipped.value.detail
 
 
 def test_the_videos_folder_itself_is_refused_as_output(demo_dir, tmp_path):

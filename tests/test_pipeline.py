@@ -228,6 +228,30 @@ def test_a_failing_evaluation_keeps_the_others_and_the_report(run_dir, tmp_path,
     assert np.isfinite(json.loads((run / "summary.json").read_text())["headline"]["davis"]["run/backbone"])
 
 
+@pytest.mark.slow
+def test_the_export_and_flow_budget_keys_reach_their_stages(run_dir, tmp_path, monkeypatch):
+    """export.safetensors=false still wrote the .safetensors file, and eval.flow.budget_minutes gave way to half of
+    the run's remaining budget, while config.yaml recorded both."""
+    import shutil
+
+    from vidssl.eval import flow
+
+    monkeypatch.delenv("VIDSSL_DATA", raising=False)
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    for name in ("stages/export.json", "stages/eval.json", "backbone.pt", "backbone.safetensors"):
+        (run / name).unlink()
+    budgets = []
+    monkeypatch.setattr(flow, "evaluate_flow", lambda *a, **k: budgets.append(k["budget_minutes"]) or {})
+    (tmp_path / "data" / "flow").mkdir(parents=True)
+    monkeypatch.setattr("vidssl.pipeline.discover_eval_sets", lambda given, held_out: [
+        type("Set", (), {"task": "flow", "path": tmp_path / "data" / "flow", "folder": "flow", "kind": None})()])
+    assert main(["-q", "pretrain", "--out", str(run), "--budget-minutes", "4", *TINY, "--set",
+                 "export.safetensors=false", "--set", "eval.flow.budget_minutes=0.01"]) == 0
+    assert (run / "backbone.pt").is_file() and not (run / "backbone.safetensors").exists()
+    assert budgets == [0.01]
+
+
 def test_loader_workers_survive_a_parent_that_used_opencv_threads(tmp_path):
     """A DataLoader worker forked after OpenCV's thread pool ran deadlocked in cv2.setNumThreads; the loader must
     produce a batch within a minute however the parent used OpenCV."""

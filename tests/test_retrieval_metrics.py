@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vidssl.eval.metrics import (RECALL_KS, exclude_same_group_within, kmeans, knn, nmi, retrieval_metrics)
+from vidssl.eval.metrics import (RECALL_KS, exclude_same_group_within, kmeans, knn, nmi, retrieval_metrics,
+                                 tie_order)
 
 
 def on_circle(degrees) -> torch.Tensor:
@@ -190,7 +191,7 @@ def test_chunking_equals_unchunked(with_refs):
         assert torch.equal(s.neighbours.indices, whole.neighbours.indices)
 
 
-def test_exact_ties_are_ordered_by_reference_index_whatever_the_chunking():
+def test_exact_ties_rank_in_the_fixed_tie_order_whatever_the_chunking():
     # duplicates tie exactly (duplicate images, flat crops): 4 distinct vectors, each repeated 6 times, labels
     # interleaved so the order among the tied copies decides P@1 and MAP@R
     g = torch.Generator().manual_seed(0)
@@ -198,8 +199,9 @@ def test_exact_ties_are_ordered_by_reference_index_whatever_the_chunking():
     x = base.repeat_interleave(6, dim=0)  # rows 6j..6j+5 are copies of base[j]
     labels = torch.arange(24) % 3
     nb = knn(x, None, 23, chunk_mb=1024).indices
-    for i in range(24):  # the naive rule: own copies first (in index order), self excluded
-        copies = [j for j in range(6 * (i // 6), 6 * (i // 6) + 6) if j != i]
+    position = {int(j): p for p, j in enumerate(tie_order(24))}
+    for i in range(24):  # the naive rule: own copies first, in the tie order, self excluded
+        copies = sorted((j for j in range(6 * (i // 6), 6 * (i // 6) + 6) if j != i), key=position.get)
         assert nb[i, :5].tolist() == copies
     results = [retrieval_metrics(x, labels, chunk_mb=mb, keep=8) for mb in (1e-9, 0.0005, 1024)]
     flat = lambda d: {**{k: v for k, v in d.items() if k != "recall_at_k"}, **d["recall_at_k"]}  # noqa: E731
@@ -222,6 +224,41 @@ def test_near_ties_of_flat_vectors_rank_the_same_whatever_the_chunking():
         assert torch.equal(s.neighbours.indices, results[2].neighbours.indices)
         assert s.map_at_r == pytest.approx(results[2].map_at_r, abs=1e-12)
         assert s.precision_at_1 == pytest.approx(results[2].precision_at_1, abs=1e-12)
+
+
+def test_similarities_that_cancel_to_zero_rank_the_same_whatever_the_chunking():
+    """Integer vectors: every cosine's exact value is known, and several are exactly 0 by cancellation, e.g.
+    (0, -1, 1).(1, 1, 1). A GEMM gave +-1e-17 for those, by the block's shape, and float32 kept it: the order among
+    them followed that noise. Reference: exact integer dot products, ties in the tie order."""
+    x = torch.tensor([[0., -1, -1], [1, 0, -1], [1, 0, 1], [0, -1, 1], [-1, 0, 0], [1, -1, 0], [0, 0, 1], [1, 0, 0],
+                      [0, 1, -1], [1, 1, -1], [-1, -1, 1], [0, 1, 0]])
+    labels = [1, 2, 3, 3, 0, 0, 3, 3, 0, 1, 3, 1]
+    position = {int(j): p for p, j in enumerate(tie_order(12))}
+    xi = x.long()
+    norms = [math.sqrt(int(v @ v)) for v in xi]
+    truth_rank = []
+    for i in range(12):  # exact cosine as a fraction: dot / (|a| |b|); compared exactly via the dot and the norms
+        others = [j for j in range(12) if j != i]
+        truth_rank.append(sorted(others, key=lambda j: (-int(xi[i] @ xi[j]) / norms[j] if int(xi[i] @ xi[j]) else 0.0,
+                                                        position[j])))
+    for mb in (256, 1e-9):
+        nb = knn(x, None, 11, chunk_mb=mb).indices
+        assert nb.tolist() == truth_rank, mb
+    a, b = (retrieval_metrics(x, labels, with_nmi=False, chunk_mb=mb) for mb in (256, 1e-9))
+    assert a.map_at_r == pytest.approx(b.map_at_r, abs=1e-12) and a.recall_at_k == pytest.approx(b.recall_at_k)
+
+
+def test_a_collapsed_model_scores_chance_whatever_the_order_of_the_folder():
+    """Every embedding equal: the ranking is the tie order alone. By reference index, a folder sorted by class ranked
+    each query's own class first (MAP@R 5x chance on the CUB subset); in the fixed permutation it is chance-like
+    whether the folder is sorted or shuffled."""
+    labels = torch.arange(30).repeat_interleave(20)  # 30 classes of 20, sorted as a class-per-folder listing
+    x = torch.ones(600, 8)
+    shuffled = labels[torch.randperm(600, generator=torch.Generator().manual_seed(5))]
+    sorted_, mixed = (retrieval_metrics(x, lab, with_nmi=False) for lab in (labels, shuffled))
+    chance = 19 / 599  # P@1 of a random other item
+    for s in (sorted_, mixed):
+        assert abs(s.precision_at_1 - chance) < 0.02 and s.map_at_r < 0.015, s.to_dict()
 
 
 def test_a_non_finite_embedding_is_an_error_not_everyone_s_nearest_neighbour():
@@ -311,6 +348,16 @@ def test_kmeans_inertia_close_to_scikit_learn():
     inertia = float(((x.unsqueeze(1) - centres.unsqueeze(0)) ** 2).sum(2).min(1).values.sum())
     best = KMeans(8, n_init=10, random_state=0).fit(x.numpy()).inertia_
     assert inertia <= 1.1 * best
+
+
+def test_kmeans_of_duplicate_heavy_features_does_not_depend_on_the_chunking():
+    """Binary features: many points lie exactly as far from two centres, and a float32 block product decided
+    between them by its shape (NMI 0.0773 against 0.0752 for the reviewer's case)."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        x = torch.tensor(rng.integers(0, 2, size=(120, 8)), dtype=torch.float32) + 1e-3
+        x = torch.nn.functional.normalize(x, dim=1)  # as retrieval_metrics clusters them
+        assert torch.equal(kmeans(x, 6, seed=0, chunk_mb=256), kmeans(x, 6, seed=0, chunk_mb=1e-6))
 
 
 def test_kmeans_more_clusters_than_distinct_points():

@@ -54,6 +54,7 @@ class VideoResult:
     tracks_rejected: Counter = field(default_factory=Counter)
     starts_rejected: Counter = field(default_factory=Counter)
     starts_accepted: int = 0
+    most_moving_static: float = 0.0  # the highest moving share among start frames rejected as too static
     tracks_started: int = 0
     cuts: list[int] = field(default_factory=list)
     damage: str | None = None  # decoding stopped before the end of the mined part: where, and why
@@ -124,7 +125,7 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
         if result.pairs is None:
             raise SkipVideo("corrupt", f"{result.damage}; no pair in the part that decodes", result=result)
     if result.pairs is None:
-        raise SkipVideo(*_why_empty(result, cfg.track_length), result=result)
+        raise SkipVideo(*_why_empty(result, cfg), result=result)
     return result
 
 
@@ -274,6 +275,8 @@ class _Miner:
         else:
             motion = self._motion_now(index, frame)
             reason = _motion_blocker(motion, cfg)
+            if reason == "too_static":
+                result.most_moving_static = max(result.most_moving_static, motion.fraction)
         started = 0
         if reason is None:
             result.starts_accepted += 1
@@ -368,7 +371,7 @@ def _motion_blocker(motion, cfg: MineConfig) -> str | None:
     return None
 
 
-def _why_empty(result: VideoResult, track_length: int) -> tuple[str, str]:
+def _why_empty(result: VideoResult, cfg: MineConfig) -> tuple[str, str]:
     """(skip reason, detail) for a video that gave no pair."""
     r = result.starts_rejected
     if result.starts_accepted == 0:
@@ -376,13 +379,21 @@ def _why_empty(result: VideoResult, track_length: int) -> tuple[str, str]:
         votes = {"no_motion": r["too_static"], "all_motion": r["too_moving"] + r["no_camera_fit"], "cuts": r["cut"]}
         bounds = [0, *result.cuts, result.frames]
         longest = max(b - a for a, b in zip(bounds, bounds[1:]))
+        track_length = cfg.track_length
         if result.cuts and longest <= track_length:
             # shots shorter than a track are no use whatever their motion; the vote counts start frames, and few
             # fall on a cut when shots are a few frames long
             return "cuts", (f"{len(result.cuts)} shot cuts in {result.frames} frames, the longest shot {longest} "
                             f"frames: none holds a track of mine.track_length={track_length} (start frames "
                             f"rejected: {dict(+r)})")
-        return max(votes, key=votes.get), f"no usable start frame ({dict(+r)})"
+        reason = max(votes, key=votes.get)
+        detail = f"no usable start frame ({dict(+r)})"
+        if reason == "no_motion" and result.most_moving_static > 0:
+            # motion there but under the bar: a slow or small object, or one slowed by the downscale to working_side
+            detail += (f"; at most {result.most_moving_static:.0%} of a start frame's points moved (needed: "
+                       f"mine.min_moving_fraction={cfg.min_moving_fraction:g}, each moving over "
+                       f"mine.move_threshold={cfg.move_threshold:g} px per frame at working size)")
+        return reason, detail
     if result.tracks_started == 0:
         # motion was usable somewhere, but no box held enough moving points: no track ever ran to be rejected
         return "no_start", (f"no track started: no box held mine.min_box_points moving points on the "

@@ -32,7 +32,7 @@ from vidssl.errors import ConfigError
 from vidssl.schema import opt
 from vidssl.eval.config import EvalConfig
 from vidssl.train_config import (DataConfig, ExportConfig, LossConfig, MinerConfig, ModelConfig, TrainConfig,
-                                 check_choice)
+                                 check_choice, min_embed_side, pooled_dim)
 
 # "auto" plus vidssl.video.BACKENDS (a test keeps them equal); kept here so loading a config never imports the
 # decoders
@@ -98,9 +98,14 @@ class PretrainConfig:
     run_report: bool = opt(True, "stage switch: write report.html and summary.json")
 
     def validate(self) -> None:
-        if not 0.0 <= self.held_out_tail <= 0.5:
-            raise ConfigError(f"config key 'pretrain.held_out_tail': must be in [0, 0.5] (a fraction of every "
-                              f"video), got {self.held_out_tail!r}")
+        checks = (("budget_minutes", self.budget_minutes > 0, "> 0"),
+                  ("mine_fraction", 0 < self.mine_fraction <= 1, "in (0, 1] (a share of the budget)"),
+                  ("train_fraction", 0 < self.train_fraction <= 1, "in (0, 1] (a share of what mining left)"),
+                  ("mine_workers", self.mine_workers >= 1, ">= 1"),
+                  ("held_out_tail", 0.0 <= self.held_out_tail <= 0.5, "in [0, 0.5] (a fraction of every video)"))
+        for key, ok, want in checks:
+            if not ok:
+                raise ConfigError(f"config key 'pretrain.{key}': must be {want}, got {getattr(self, key)!r}")
 
 
 @dataclass
@@ -125,6 +130,15 @@ class Config:
         for key, value in (("seed", self.seed), ("demo.seed", self.demo.seed)):
             if value < 0:  # numpy's seed sequences take non-negative integers only
                 raise ConfigError(f"config key '{key}': must be >= 0, got {value}")
+        arch = self.model.arch
+        if self.model.head == "identity" and self.model.embed_dim != pooled_dim(arch, self.model.width):
+            raise ConfigError(f"model.head 'identity' passes {arch}'s pooled features through, so model.embed_dim "
+                              f"must be their size, {pooled_dim(arch, self.model.width)}; got {self.model.embed_dim}")
+        for key, side in (("data.patch_size", self.data.patch_size),
+                          ("eval.retrieval.image_size", self.eval.retrieval.image_size)):
+            if side < min_embed_side(arch):
+                raise ConfigError(f"config key '{key}': {arch} takes inputs of at least {min_embed_side(arch)} "
+                                  f"pixels, got {side}")
         if self.loss.cycle_weight and self.data.patch_size % 8:
             # the roll moves content by whole stride-8 cells only when the patch is a whole number of cells
             raise ConfigError(f"loss.cycle_weight needs data.patch_size to be a multiple of 8, got "

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -321,9 +322,18 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
                           "mine VIDEOS --out PAIRS --shard I/N` and train with `torchrun ... -m vidssl train PAIRS "
                           "--out RUN` (README: Scaling up), then `vidssl export` and `vidssl eval`")
     p = cfg.pretrain
-    if not p.budget_minutes > 0:
-        raise ConfigError(f"the budget must be positive (--budget-minutes or pretrain.budget_minutes), got "
-                          f"{p.budget_minutes!r}")
+    if not (math.isfinite(p.budget_minutes) and p.budget_minutes > 0):  # --budget-minutes skips the config loader
+        raise ConfigError(f"the budget must be a positive number of minutes (--budget-minutes or "
+                          f"pretrain.budget_minutes), got {p.budget_minutes!r}")
+    # devices before minutes of mining and training: a GPU that is not there fails now, naming its key
+    from vidssl.eval.frozen import eval_device
+    from vidssl.train import resolve_device
+
+    if p.run_train:
+        resolve_device(cfg.train.device)
+    if p.run_eval:
+        for section in ("retrieval", "davis", "flow"):
+            eval_device(getattr(cfg.eval, section).device, f"eval.{section}.device")
     demo = videos is None
     if demo:
         # the default, or the demo's own value as a demo run's config.yaml records it (--config RUN/config.yaml)
@@ -433,7 +443,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         return {k: v for k, v in stats.items() if isinstance(v, (int, float, str))}
 
     def export_stage() -> dict:
-        path = export_backbone(run / "train", run / "backbone.pt")
+        path = export_backbone(run / "train", run / "backbone.pt", safetensors=cfg.export.safetensors)
         return {"weights": str(path)}
 
     def eval_stage() -> dict:
@@ -459,7 +469,9 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
                     results[out.name] = evaluate_davis(models, es.path, out, cfg.eval.davis)
                 else:
                     results[out.name] = evaluate_flow(models, es.path, out, cfg.eval.flow, seed=cfg.seed,
-                                                      budget_minutes=max(0.5, remaining_s() / 60 / 2),
+                                                      # its own budget, or half of what the run has left
+                                                      budget_minutes=min(cfg.eval.flow.budget_minutes,
+                                                                         max(0.5, remaining_s() / 60 / 2)),
                                                       progress=progress)
             except (VidsslError, OSError) as e:  # bad evaluation data: say why, do the other tasks
                 log.error("[eval] %s on %s failed: %s", es.task, es.path, e)

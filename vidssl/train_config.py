@@ -9,6 +9,18 @@ from vidssl.schema import opt
 ARCH_NAMES = ("smallcnn", "alexnet_wang2015", "resnet18", "resnet50")  # vidssl.models.ARCHS; kept torch-free here
 WIDTH_ARCHS = ("smallcnn",)  # the archs whose model_config_keys hold "width" (tested against vidssl.models)
 HEAD_NAMES = ("linear", "mlp", "identity")
+# what the rules across config sections need of each arch, torch-free (tested against vidssl.models)
+MIN_EMBED_SIDE = {"alexnet_wang2015": 63}  # the smallest input embed() takes; 32 for the others
+FIXED_OUT_DIM = {"alexnet_wang2015": 1024, "resnet18": 512, "resnet50": 2048}  # smallcnn: 8 x model.width
+
+
+def pooled_dim(arch: str, width: int) -> int:
+    """embed()'s output size of ``arch`` (``width``: smallcnn's model.width)."""
+    return FIXED_OUT_DIM.get(arch, 8 * width)
+
+
+def min_embed_side(arch: str) -> int:
+    return MIN_EMBED_SIDE.get(arch, 32)
 # the config sections a training run's result depends on (besides its pairs)
 TRAIN_SECTIONS = ("seed", "data", "model", "loss", "miner", "train")
 # keys a run may be continued with changed (speed, devices, logging, budget): the result does not depend on them,

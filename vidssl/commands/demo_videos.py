@@ -20,12 +20,12 @@ def run(args, cfg) -> int:
 
     demo = dataclasses.replace(cfg.demo, **{k: v for k, v in (("num", args.num), ("seed", args.seed))
                                             if v is not None})
-    demo.validate()  # --num and --seed bypass the checks the config file's values had
+    cfg = dataclasses.replace(cfg, demo=demo)
+    cfg.validate()  # --num and --seed bypass the checks the config file's values had (demo.seed's is cross-section)
     try:
         paths = make_demo_videos(args.out, demo.num, demo.seed, demo.frames, demo.width, demo.height, demo.fps)
     except ValueError as e:
         raise VidsslError(str(e)) from None
-    cfg = dataclasses.replace(cfg, demo=demo)
     write_resolved(cfg, args.out)
     print(f"wrote {len(paths)} demo clips with ground-truth JSON to {args.out}")
     return 0

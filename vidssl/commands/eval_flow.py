@@ -23,19 +23,23 @@ def add_arguments(parser) -> None:
 
 def run(args, cfg) -> int:
     import dataclasses
+    import math
     from pathlib import Path
 
     from vidssl.errors import ConfigError
     from vidssl.eval.flow import evaluate_flow
 
-    if args.budget_minutes is not None and args.budget_minutes < 0:
-        raise ConfigError(f"--budget-minutes must be >= 0, got {args.budget_minutes}")
-    flow_cfg = dataclasses.replace(cfg.eval.flow, transfer=cfg.eval.flow.transfer and not args.no_transfer)
+    if args.budget_minutes is not None and not (args.budget_minutes >= 0 and math.isfinite(args.budget_minutes)):
+        raise ConfigError(f"--budget-minutes must be a number >= 0, got {args.budget_minutes}")
+    # the flags are recorded as the config keys they set: OUT/config.yaml says what this evaluation ran under
+    budget = cfg.eval.flow.budget_minutes if args.budget_minutes is None else args.budget_minutes
+    flow_cfg = dataclasses.replace(cfg.eval.flow, transfer=cfg.eval.flow.transfer and not args.no_transfer,
+                                   budget_minutes=budget)
+    cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, flow=flow_cfg))
     models = models_from_args(args, cfg)
     out = Path(args.out)
     try:
-        result = evaluate_flow(models, args.data, out, flow_cfg, budget_minutes=args.budget_minutes, seed=cfg.seed,
-                               progress=not args.quiet)
+        result = evaluate_flow(models, args.data, out, flow_cfg, seed=cfg.seed, progress=not args.quiet)
     finally:
         write_resolved_into_output(cfg, out)
     print((out / "metrics.md").read_text(), end="")

@@ -6,7 +6,9 @@ def add_model_arguments(parser) -> None:
     parser.add_argument("--weights", metavar="FILE", nargs="+", action="extend", default=[],
                         help="exported backbone.pt file(s), or run folder(s) holding one, compared side by side "
                              "(repeatable)")
-    parser.add_argument("--arch", default=None,
+    from vidssl.train_config import ARCH_NAMES
+
+    parser.add_argument("--arch", default=None, choices=ARCH_NAMES,
                         help="architecture of the random-init baseline: one row of it (default: one per "
                              "architecture and width among the --weights files, or config model.arch without any)")
 
@@ -15,8 +17,12 @@ def models_from_args(args, cfg) -> dict:
     """Each --weights backbone, the same architecture at random init (seed cfg.seed) and raw pixels."""
     from vidssl.eval.baselines import feature_models
 
+    from vidssl.train_config import WIDTH_ARCHS
+
     arch = args.arch or (None if args.weights else cfg.model.arch)
-    return feature_models(args.weights, arch=arch, seed=cfg.seed)
+    # without weights files the row is the config's model: its model.width (the files say theirs)
+    kwargs = {"width": cfg.model.width} if arch in WIDTH_ARCHS and not args.weights else {}
+    return feature_models(args.weights, arch=arch, seed=cfg.seed, arch_kwargs=kwargs)
 
 
 def write_resolved_into_output(cfg, out) -> None:

@@ -61,7 +61,8 @@ class PixelFeatures(nn.Module):
 
 
 def feature_models(weights: list[str | Path] | tuple = (), arch: str | None = None, seed: int = 0,
-                   pixels: bool = True, random_init: bool = True) -> dict[str, nn.Module]:
+                   pixels: bool = True, random_init: bool = True,
+                   arch_kwargs: dict | None = None) -> dict[str, nn.Module]:
     """The rows of an evaluation table, in order: each weights file's backbone (named after the file's folder and
     stem; a run folder stands for its backbone.pt), the same architecture at random init with a fixed seed, and raw
     pixels. All in eval mode.
@@ -69,7 +70,8 @@ def feature_models(weights: list[str | Path] | tuple = (), arch: str | None = No
     ``arch`` names the random-init architecture when no weights file is given; with weights files, an explicit
     ``arch`` that disagrees with one of them is an error. Without ``arch``, each distinct architecture among the
     files (with its constructor arguments: ``width``, ``input_size``) gets its own random-init row, so every trained
-    model is compared with itself untrained; with ``arch``, the row is built like the first file.
+    model is compared with itself untrained; with ``arch``, the row is built like the first file. Without weights
+    files, ``arch_kwargs`` are its constructor arguments (e.g. ``width`` from the config's model section).
     """
     from vidssl import load_backbone
     from vidssl.errors import VidsslError
@@ -93,7 +95,7 @@ def feature_models(weights: list[str | Path] | tuple = (), arch: str | None = No
         if not specs:
             if arch is None:
                 raise VidsslError("no --weights and no --arch: name the architecture of the random-init baseline")
-            specs.append({"arch": arch})
+            specs.append({"arch": arch, **(arch_kwargs or {})})
         for spec in specs:
             kwargs = {k: v for k, v in spec.items() if k != "arch"}
             name = f"{spec['arch']} (random init)"

@@ -3,8 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import re
+
 from vidssl.errors import ConfigError
 from vidssl.schema import opt
+
+
+def is_device_name(name: str) -> bool:
+    """auto, cpu, cuda or cuda:N: what torch.device takes here (whether the GPU exists is checked at the run)."""
+    return re.fullmatch(r"auto|cpu|cuda(:\d+)?", name) is not None
 
 
 @dataclass
@@ -35,7 +42,7 @@ class RetrievalConfig:
                   ("min_object_pixels", self.min_object_pixels >= 1, ">= 1"), ("chunk_mb", self.chunk_mb > 0, "> 0"),
                   ("kmeans_iters", self.kmeans_iters >= 1, ">= 1"), ("grid_queries", self.grid_queries >= 1, ">= 1"),
                   ("grid_neighbours", self.grid_neighbours >= 1, ">= 1"),
-                  ("device", self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+                  ("device", is_device_name(self.device),
                    "auto, cpu, cuda or cuda:N"))
         for key, ok, want in checks:
             if not ok:
@@ -78,7 +85,7 @@ class FlowConfig:
                   ("num_shapes", len(self.num_shapes) == 2 and 0 <= self.num_shapes[0] <= self.num_shapes[1],
                    "[min, max] with 0 <= min <= max"),
                   ("checkpoint_seconds", self.checkpoint_seconds > 0, "> 0"),
-                  ("device", self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+                  ("device", is_device_name(self.device),
                    "auto, cpu, cuda or cuda:N"))
         for key, ok, want in checks:
             if not ok:
@@ -113,7 +120,7 @@ class DavisConfig:
                   ("temperature", self.temperature > 0, "> 0"), ("radius", self.radius >= 0, ">= 0"),
                   ("max_side", self.max_side == 0 or self.max_side >= 32, "0 or >= 32"),
                   ("batch_size", self.batch_size >= 1, ">= 1"), ("overlay_frames", self.overlay_frames >= 1, ">= 1"),
-                  ("device", self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+                  ("device", is_device_name(self.device),
                    "auto, cpu, cuda or cuda:N"))
         for key, ok, want in checks:
             if not ok:

@@ -279,12 +279,13 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
     check_section(cfg, "eval.davis")  # built in code, a topk of 0 or a temperature of 0 would score 0.0 quietly
 
     out_dir = Path(out_dir)
+    device = eval_device(cfg.device, "eval.davis.device")
     names = list(cfg.sequences) or list_sequences(data_dir, cfg.subset)
     results: dict[str, dict] = {name: {"sequences": {}, "features_s": 0.0, "propagation_s": 0.0, "frames": 0}
                                 for name in models}
     slugs = _slugs(models)
     skipped: dict[str, str] = {}
-    with evaluation_mode(models, eval_device(cfg.device)):
+    with evaluation_mode(models, device):
         for seq_name in names:
             try:
                 seq = load_sequence(data_dir, seq_name)

@@ -70,8 +70,9 @@ def _similarity_blocks(query: torch.Tensor, reference: torch.Tensor, self_match:
     Forbidden pairs get similarity -inf: the query itself when ``self_match`` (query i is reference i), and
     whatever ``exclude`` marks; ``excluded`` is the union of both, or None when there is no ``exclude`` rule.
 
-    The products are taken in float64 and rounded to float32: a float32 GEMM's last bits depend on the block's
-    shape, which would reorder near-ties (flat crops of different brightness) with ``chunk_mb``.
+    The products are taken in float64 and rounded to a fixed grid of 2^-24: a GEMM's last bits depend on the
+    block's shape, which would reorder near-ties (flat crops of different brightness) with ``chunk_mb``. The grid is
+    absolute, not float32's relative one: an exact 0 by cancellation came out as +-1e-17, which float32 keeps.
     """
     for name, x in (("query", query), ("reference", reference)):
         bad = non_finite_rows(x)
@@ -83,7 +84,7 @@ def _similarity_blocks(query: torch.Tensor, reference: torch.Tensor, self_match:
     rows = _rows_per_chunk(len(r), chunk_mb)
     for start in range(0, len(q), rows):
         end = min(start + rows, len(q))
-        sims = (q[start:end] @ r.T).float()
+        sims = _on_grid(q[start:end] @ r.T)
         excluded = None
         if exclude is not None:
             excluded = exclude(start, end).to(sims.device)
@@ -97,13 +98,28 @@ def _similarity_blocks(query: torch.Tensor, reference: torch.Tensor, self_match:
         yield start, end, sims, excluded
 
 
-def _topk(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+GRID = 2.0 ** -24  # float32's spacing just below 1: a cosine on it is exact in float32 (beyond 1, still one value)
+
+
+def _on_grid(x: torch.Tensor) -> torch.Tensor:
+    """float64 ``x`` rounded to the nearest multiple of GRID, as float32 (exactly)."""
+    return (torch.round(x / GRID) * GRID).float()
+
+
+def tie_order(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """[n] the order in which equal similarities rank: a permutation of the reference indices fixed by seed 0."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0)).to(device)
+
+
+def _topk(sims: torch.Tensor, k: int, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k of each row, padded to k columns; index -1 where no allowed reference is left.
 
-    Equal similarities are ordered by reference index: ``torch.topk`` breaks ties arbitrarily (and differently
-    for different block sizes), and duplicate images or flat crops tie exactly, so the metrics would depend on
-    ``chunk_mb``. Rows with a tie among their top k + 1 are re-ranked with a stable sort; the rest keep top-k's
-    linear cost.
+    Equal similarities rank in ``order`` (:func:`tie_order`): ``torch.topk`` breaks ties arbitrarily (and
+    differently for different block sizes), and duplicate images or flat crops tie exactly, so the metrics would
+    depend on ``chunk_mb``. A fixed permutation rather than the reference index: a collapsed model (every
+    similarity equal) on a folder sorted by class ranked each query's own class first, and scored MAP@R 0.033 on the
+    CUB subset where a shuffled copy gave 0.006. Rows with a tie among their top k + 1 are re-ranked with a stable
+    sort; the rest keep top-k's linear cost.
     """
     kk = min(k, sims.shape[1])
     probe = min(kk + 1, sims.shape[1])  # one more place: a tie across the k-th one decides who is in
@@ -111,8 +127,8 @@ def _topk(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     tied = ((values[:, 1:] == values[:, :-1]) & torch.isfinite(values[:, 1:])).any(dim=1)
     if bool(tied.any()):
         rows = tied.nonzero().squeeze(1)
-        v, i = torch.sort(sims[rows], dim=1, descending=True, stable=True)
-        values[rows], indices[rows] = v[:, :probe], i[:, :probe]
+        v, i = torch.sort(sims[rows][:, order], dim=1, descending=True, stable=True)
+        values[rows], indices[rows] = v[:, :probe], order[i[:, :probe]]
     values, indices = values[:, :kk], indices[:, :kk]
     if kk < k:
         values = F.pad(values, (0, k - kk), value=-math.inf)
@@ -135,8 +151,9 @@ def knn(query: torch.Tensor, reference: torch.Tensor | None, k: int, exclude: Ex
     self_match = reference is None
     reference = query if self_match else reference
     sims, indices = [], []
+    order = tie_order(len(reference), query.device)
     for _, _, block, _ in _similarity_blocks(query, reference, self_match, exclude, chunk_mb):
-        v, i = _topk(block, k)
+        v, i = _topk(block, k, order)
         sims.append(v)
         indices.append(i)
     return Neighbours(torch.cat(sims), torch.cat(indices))
@@ -204,6 +221,7 @@ def retrieval_metrics(query: torch.Tensor, query_labels, reference: torch.Tensor
     hits = {"p1": 0.0, "rp": 0.0, "map": 0.0, **{str(k): 0.0 for k in RECALL_KS}}
     n_valid = 0
     kept_sims, kept_idx = [], []
+    order = tie_order(len(reference), query.device)
     for start, end, sims, excluded in _similarity_blocks(query, reference, self_match, exclude, chunk_mb):
         labels = q_labels[start:end]
         if excluded is None:
@@ -211,7 +229,7 @@ def retrieval_metrics(query: torch.Tensor, query_labels, reference: torch.Tensor
         else:
             r = ((labels.unsqueeze(1) == r_labels.unsqueeze(0)) & ~excluded).sum(1)
         k = max(k_min, int(r.max()) if len(r) else 0)
-        values, indices = _topk(sims, k)
+        values, indices = _topk(sims, k, order)
         if keep:
             kept_sims.append(values[:, :keep])
             kept_idx.append(indices[:, :keep])
@@ -248,17 +266,20 @@ def retrieval_metrics(query: torch.Tensor, query_labels, reference: torch.Tensor
 
 
 def _nearest_centre(x: torch.Tensor, centres: torch.Tensor, chunk_mb: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index [N] of the nearest centre and the squared distance [N] to it, in row blocks."""
+    """Index [N] of the nearest centre and the squared distance [N] to it, in row blocks. The distances are taken
+    in float64 and put on GRID, as the similarities are: a point equidistant from two centres (duplicate-heavy
+    features) otherwise went to one or the other with the block's shape, and NMI changed with ``chunk_mb``."""
+    x, centres = x.double(), centres.double()
     c_sq = (centres * centres).sum(1)
     rows = _rows_per_chunk(len(centres), chunk_mb)
     idx, dist = [], []
     for start in range(0, len(x), rows):
         xb = x[start:start + rows]
         # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; the |x|^2 term does not change the argmin
-        d = c_sq.unsqueeze(0) - 2 * xb @ centres.T
-        best, arg = d.min(1)
+        d = _on_grid(c_sq.unsqueeze(0) - 2 * xb @ centres.T)
+        best, arg = d.min(1)  # ties: the first centre
         idx.append(arg)
-        dist.append((best + (xb * xb).sum(1)).clamp(min=0))
+        dist.append((best + (xb * xb).sum(1).float()).clamp(min=0))
     return torch.cat(idx), torch.cat(dist)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vidssl.errors import VidsslError
+from vidssl.errors import ConfigError, VidsslError
 from vidssl.eval.config import RetrievalConfig
 from vidssl.eval.frozen import eval_device, evaluation_mode
 from vidssl.eval.metrics import RECALL_KS, exclude_same_group_within, non_finite_rows, retrieval_metrics
@@ -70,8 +70,13 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
     check_section(cfg, "eval.retrieval")
     if not models:
         raise ValueError("evaluate_retrieval needs at least one model")
+    for name, model in models.items():  # before any data is read: a model that cannot take the images at all
+        smallest = getattr(model, "min_embed_side", 32)
+        if cfg.image_size < smallest:
+            raise ConfigError(f"config key 'eval.retrieval.image_size' is {cfg.image_size}, but {name} takes inputs "
+                              f"of at least {smallest} pixels")
+    device = eval_device(cfg.device, "eval.retrieval.device")
     data = load_retrieval_set(data_dir, cfg, kind, davis_subset)
-    device = eval_device(cfg.device)
     feats, ok = extract_features(models, data.items, cfg.batch_size, cfg.num_workers, device, progress)
     if not ok.all():
         data.skipped.setdefault("unreadable image", []).extend(data.captions[i] for i in np.flatnonzero(~ok))

@@ -33,6 +33,7 @@ class AlexNetWang2015(Backbone):
 
     arch = "alexnet_wang2015"
     dense_dim = 256
+    min_embed_side = 63  # pool5 needs one cell
 
     def __init__(self, input_size: int = 227, fc6_dim: int = 4096, fc7_dim: int = 1024, dropout: float = 0.5):
         super().__init__(input_size)
@@ -53,7 +54,7 @@ class AlexNetWang2015(Backbone):
         self.fc6_dim, self.dropout = fc6_dim, dropout
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        self.check(x, 63)
+        self.check(x, self.min_embed_side)
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
     def dense_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ class Backbone(nn.Module):
     dense_dim: int  # channels of dense_features()'s output
     dense_stride: int = 8
     model_config_keys: tuple[str, ...] = ()  # keys of the `model` config section its constructor takes
+    min_embed_side: int = 32  # the smallest input side embed() takes
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 

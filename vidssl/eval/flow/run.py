@@ -103,8 +103,8 @@ def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out
 
     check_section(cfg, "eval.flow")
     out_dir = Path(out_dir)
+    device = eval_device(cfg.device, "eval.flow.device")
     pairs = find_pairs(data_dir)
-    device = eval_device(cfg.device)
     budget_s = 60.0 * (cfg.budget_minutes if budget_minutes is None else budget_minutes)
     with evaluation_mode(models, device):
         methods, transfer = build_methods(models, cfg, out_dir, budget_s, seed, device, progress)
