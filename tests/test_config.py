@@ -228,8 +228,6 @@ def test_contrastive_with_a_violators_only_miner_needs_the_background_triplets()
      "model.head 'identity' passes smallcnn's pooled features through, so model.embed_dim must be their size, 128"),
     (["model.arch=alexnet_wang2015", "data.patch_size=48"],
      "'data.patch_size': alexnet_wang2015 takes inputs of at least 63 pixels, got 48"),
-    (["model.arch=alexnet_wang2015", "data.patch_size=64", "eval.retrieval.image_size=48"],
-     "'eval.retrieval.image_size': alexnet_wang2015 takes inputs of at least 63 pixels, got 48"),
     (["pretrain.mine_fraction=2"], "'pretrain.mine_fraction': must be in (0, 1]"),
     (["pretrain.train_fraction=-1"], "'pretrain.train_fraction': must be in (0, 1]"),
     (["pretrain.mine_workers=0"], "'pretrain.mine_workers': must be >= 1"),

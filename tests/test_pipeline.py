@@ -94,7 +94,8 @@ def test_rerun_with_other_settings_is_refused_before_anything_changes(run_dir, m
     for extra, code, message in [
         (["--eval-data", str(tmp_path / "nowhere")], 1, "no such folder"),
         (["--eval-data", str(tmp_path)], 1, "no evaluation data found"),  # an empty folder is not silently skipped
-        (["--set", "pretrain.budget_minutes=0"], 2, "the budget must be positive"),
+        (["--set", "pretrain.budget_minutes=0"], 2, "config key 'pretrain.budget_minutes': must be > 0"),
+        (["--budget-minutes", "inf"], 2, "the budget must be a positive number of minutes"),  # not a loaded key
         (["--set", "mine.box_fraction=0.4"], 2, "set that key instead"),
     ]:
         argv = [a for a in base if a not in ("--budget-minutes", "4")] if "budget" in extra[1] else base
@@ -418,6 +419,19 @@ def test_pretrain_under_torchrun_says_which_commands_scale(tmp_path, capsys, mon
     assert main(["-q", "pretrain", "--out", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err
     assert "vidssl pretrain runs as one process, not under torchrun" in err and "--shard I/N" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_evaluation_the_trained_model_cannot_take_is_refused_before_mining(tmp_path, capsys):
+    import torch
+
+    assert main(["-q", "pretrain", "--out", str(tmp_path / "run"), "--set", "model.arch=alexnet_wang2015",
+                 "--set", "data.patch_size=64", "--set", "eval.retrieval.image_size=48"]) == 2
+    assert "'eval.retrieval.image_size': alexnet_wang2015 takes inputs of at least 63 pixels, got 48" in \
+        capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["-q", "pretrain", "--out", str(tmp_path / "run"), "--set", "eval.flow.device=cuda:1"]) == 2
+        assert "config key 'eval.flow.device' is 'cuda:1' but torch sees no CUDA device" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 

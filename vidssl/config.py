@@ -134,11 +134,9 @@ class Config:
         if self.model.head == "identity" and self.model.embed_dim != pooled_dim(arch, self.model.width):
             raise ConfigError(f"model.head 'identity' passes {arch}'s pooled features through, so model.embed_dim "
                               f"must be their size, {pooled_dim(arch, self.model.width)}; got {self.model.embed_dim}")
-        for key, side in (("data.patch_size", self.data.patch_size),
-                          ("eval.retrieval.image_size", self.eval.retrieval.image_size)):
-            if side < min_embed_side(arch):
-                raise ConfigError(f"config key '{key}': {arch} takes inputs of at least {min_embed_side(arch)} "
-                                  f"pixels, got {side}")
+        if self.data.patch_size < min_embed_side(arch):
+            raise ConfigError(f"config key 'data.patch_size': {arch} takes inputs of at least {min_embed_side(arch)} "
+                              f"pixels, got {self.data.patch_size}")
         if self.loss.cycle_weight and self.data.patch_size % 8:
             # the roll moves content by whole stride-8 cells only when the patch is a whole number of cells
             raise ConfigError(f"loss.cycle_weight needs data.patch_size to be a multiple of 8, got "

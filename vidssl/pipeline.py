@@ -31,7 +31,7 @@ from typing import Any, Callable
 from vidssl.config import Config, flat_config, write_resolved
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.io import atomic_write_json, run_lock
-from vidssl.train_config import RESUMABLE_KEYS, TRAIN_SECTIONS
+from vidssl.train_config import RESUMABLE_KEYS, TRAIN_SECTIONS, min_embed_side
 
 log = logging.getLogger(__name__)
 
@@ -334,6 +334,10 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
     if p.run_eval:
         for section in ("retrieval", "davis", "flow"):
             eval_device(getattr(cfg.eval, section).device, f"eval.{section}.device")
+        smallest = min_embed_side(cfg.model.arch)  # the model evaluated is the config's (any arch, for eval alone)
+        if cfg.eval.retrieval.image_size < smallest:
+            raise ConfigError(f"config key 'eval.retrieval.image_size': {cfg.model.arch} takes inputs of at least "
+                              f"{smallest} pixels, got {cfg.eval.retrieval.image_size}")
     demo = videos is None
     if demo:
         # the default, or the demo's own value as a demo run's config.yaml records it (--config RUN/config.yaml)

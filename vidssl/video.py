@@ -118,7 +118,9 @@ class VideoReader(ABC):
     ``announced_frames``: the frame count the container's index claims (PyAV's ``stream.frames``), or None where it
     keeps none (WebM, MKV) or the backend cannot tell (OpenCV's count is estimated from the duration). A file cut
     short after an index written at its start (``movflags=faststart``) decodes its first part without an error:
-    fewer frames than announced is the only sign.
+    fewer frames than announced is the first sign, and packets that stop short of the announced duration the
+    proof (:func:`lost_its_end`; fewer frames alone is not: an edit list or an AVI's dropped-frame chunks make
+    healthy files decode fewer than they announce).
     """
 
     backend: str = ""
@@ -250,6 +252,26 @@ class PyAVReader(VideoReader):
         finally:
             container.close()
         return count
+
+    def time_covered(self) -> tuple[float, float] | None:
+        """(seconds the demuxed packets reach, seconds the container announces) for the video stream, from its
+        start; None where the container announces no duration. A read of the file, no decoding."""
+        container = self._open()
+        try:
+            stream = container.streams.video[0]
+            if not stream.duration or stream.time_base is None:
+                return None
+            start = stream.start_time or 0
+            end = start
+            try:
+                for packet in container.demux(stream):
+                    if packet.pts is not None:
+                        end = max(end, packet.pts + (packet.duration or 0))
+            except self._av.error.FFmpegError:
+                pass  # a truncated file: what demuxed
+            return float((end - start) * stream.time_base), float(stream.duration * stream.time_base)
+        finally:
+            container.close()
 
     def frames(self, stride=1, max_side=None, start=0, end=None):
         if stride < 1:
@@ -543,6 +565,22 @@ class AutoReader(VideoReader):
 
     def close(self) -> None:
         self._inner.close()
+
+
+def lost_its_end(reader: VideoReader, decoded: int) -> bool:
+    """Whether ``reader``'s file, whose stream ended after ``decoded`` frames, lost its end: fewer frames than the
+    container announces (2% of slack, at least 3 frames), and its packets stop short of the duration it announces
+    (as much slack). The frames alone are not enough: a healthy MP4 cut with an edit list, or an AVI with
+    dropped-frame chunks, decodes fewer frames than it announces, but its packets reach its end. The demuxer is
+    asked (a read of the file, no decoding) only when the frames fall short."""
+    announced = reader.announced_frames
+    if announced is None or decoded >= announced - max(2, announced // 50):
+        return False
+    covered = PyAVReader(reader.path).time_covered()
+    if covered is None:
+        return False
+    reached, duration = covered
+    return reached < duration - max(2 * duration / announced, duration / 50)
 
 
 def is_mpeg_transport_stream(path: str | os.PathLike) -> bool:

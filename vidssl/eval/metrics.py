@@ -101,9 +101,9 @@ def _similarity_blocks(query: torch.Tensor, reference: torch.Tensor, self_match:
 GRID = 2.0 ** -24  # float32's spacing just below 1: a cosine on it is exact in float32 (beyond 1, still one value)
 
 
-def _on_grid(x: torch.Tensor) -> torch.Tensor:
-    """float64 ``x`` rounded to the nearest multiple of GRID, as float32 (exactly)."""
-    return (torch.round(x / GRID) * GRID).float()
+def _on_grid(x: torch.Tensor, grid: float = GRID) -> torch.Tensor:
+    """float64 ``x`` (a fresh tensor: rounded in place) to the nearest multiple of ``grid``, as float32."""
+    return x.div_(grid).round_().mul_(grid).float()
 
 
 def tie_order(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -265,10 +265,12 @@ def retrieval_metrics(query: torch.Tensor, query_labels, reference: torch.Tensor
 # clustering
 
 
-def _nearest_centre(x: torch.Tensor, centres: torch.Tensor, chunk_mb: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _nearest_centre(x: torch.Tensor, centres: torch.Tensor, chunk_mb: float,
+                    grid: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Index [N] of the nearest centre and the squared distance [N] to it, in row blocks. The distances are taken
-    in float64 and put on GRID, as the similarities are: a point equidistant from two centres (duplicate-heavy
-    features) otherwise went to one or the other with the block's shape, and NMI changed with ``chunk_mb``."""
+    in float64 and put on ``grid`` (GRID times the data's squared scale), as the similarities are on GRID: a point
+    equidistant from two centres (duplicate-heavy features) otherwise went to one or the other with the block's
+    shape, and NMI changed with ``chunk_mb``."""
     x, centres = x.double(), centres.double()
     c_sq = (centres * centres).sum(1)
     rows = _rows_per_chunk(len(centres), chunk_mb)
@@ -276,7 +278,7 @@ def _nearest_centre(x: torch.Tensor, centres: torch.Tensor, chunk_mb: float) -> 
     for start in range(0, len(x), rows):
         xb = x[start:start + rows]
         # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; the |x|^2 term does not change the argmin
-        d = _on_grid(c_sq.unsqueeze(0) - 2 * xb @ centres.T)
+        d = _on_grid(c_sq.unsqueeze(0) - 2 * xb @ centres.T, grid)
         best, arg = d.min(1)  # ties: the first centre
         idx.append(arg)
         dist.append((best + (xb * xb).sum(1).float()).clamp(min=0))
@@ -312,9 +314,12 @@ def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 100, chunk_mb: f
         d2 = torch.minimum(d2, sq_dist_to(pick))
     centres = x[picks].clone()
 
+    # relative to the data: features of any scale keep their distances apart (an absolute grid merged them all
+    # at a scale of 1e-6); the L2-normalised features of retrieval_metrics get GRID itself
+    grid = GRID * max(float(x_sq.max()), torch.finfo(torch.float32).tiny)
     assign = None
     for _ in range(iters):
-        new, dist = _nearest_centre(x, centres, chunk_mb)
+        new, dist = _nearest_centre(x, centres, chunk_mb, grid)
         if assign is not None and torch.equal(new, assign):
             break
         assign = new
