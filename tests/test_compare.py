@@ -99,3 +99,17 @@ def test_runs_that_differ_beyond_their_seed_are_named_under_the_table(tmp_path, 
     assert "**These runs differ beyond their seed**" in out
     notes = [line for line in out.splitlines() if line.startswith("- ")]
     assert notes == ["- mine.box_fraction: 0.5 / 0.5 / 0.33", "- videos: /videos / /videos / /demo"]
+
+
+def test_demo_runs_made_with_other_seeds_do_not_differ_by_their_own_clip_folders(tmp_path, capsys):
+    import yaml
+
+    runs = []
+    for seed in (0, 1):
+        run = _run(tmp_path, f"demo{seed}", 0.9, 0.85, 0.6)
+        (run / "config.yaml").write_text(yaml.safe_dump({"config": {"seed": seed, "demo": {"seed": 0}}}))
+        (run / "pairs").mkdir()
+        (run / "pairs" / "dataset.json").write_text(json.dumps({"videos_root": str(run / "demo_videos")}))
+        runs.append(run)
+    assert main(["compare", *map(str, runs)]) == 0
+    assert "differ" not in capsys.readouterr().out

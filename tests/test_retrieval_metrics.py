@@ -336,6 +336,8 @@ def test_kmeans_recovers_separated_blobs_and_is_deterministic():
     a = kmeans(x, 6, seed=0)
     assert nmi(truth.numpy(), a.numpy()) == 1.0
     assert torch.equal(a, kmeans(x, 6, seed=0))
+    for scale in (1e-6, 1e4):  # the distance grid follows the data's scale (a fixed one merged all at 1e-6)
+        assert nmi(truth.numpy(), kmeans(x * scale, 6, seed=0).numpy()) == 1.0, scale
 
 
 def test_kmeans_inertia_close_to_scikit_learn():
