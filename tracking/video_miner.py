@@ -180,7 +180,7 @@ class _Miner:
         ended = set()
         for track in stepping:
             outcome = track.step(index, small_bgr, small_gray, frame)
-            self._drop_deserted(outcome, track, index, frame)
+            self._drop_deserted(outcome, track, index)
             self._settle(outcome)
             if outcome.ended is None:
                 self._maybe_open(track)
@@ -195,7 +195,7 @@ class _Miner:
             del self.recent[old]
             self.motions.pop(old, None)
 
-    def _drop_deserted(self, outcome: StepOutcome, track: Track, index: int, frame: np.ndarray) -> None:
+    def _drop_deserted(self, outcome: StepOutcome, track: Track, index: int) -> None:
         """Move to ``outcome.lost`` ("motion_left") the pairs whose box never moved while no motion is left in it.
 
         KCF can lock onto still, textured background while the object that started the track moves out of its box:
