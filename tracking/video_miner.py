@@ -213,7 +213,7 @@ class _Miner:
                 continue
             needed = max(self.cfg.min_box_points, self.start_points[track.track_id] / 2)
             box = pair.steps[-1].box
-            if any(motion is None or _moving_points(motion, box) >= needed  # no camera fit: no evidence
+            if any(motion is None or _moving_inside(motion, box).sum() >= needed  # no camera fit: no evidence
                    for motion in self._motions_back_from(index, 2 * self.cfg.track_step)):
                 continue
             outcome.pairs.remove(pair)
@@ -431,16 +431,14 @@ def _region(box, width: int, height: int, grid: int) -> int:
     return row * grid + col
 
 
-def _moving_points(motion, box) -> int:
-    """Moving points inside ``box`` (working px)."""
+def _moving_inside(motion, box) -> np.ndarray:
+    """[N] bool: the moving points inside ``box`` (working px)."""
     x, y, w, h = box
     p = motion.points
-    return int((motion.moving & (p[:, 0] >= x) & (p[:, 0] < x + w) & (p[:, 1] >= y) & (p[:, 1] < y + h)).sum())
+    return motion.moving & (p[:, 0] >= x) & (p[:, 0] < x + w) & (p[:, 1] >= y) & (p[:, 1] < y + h)
 
 
 def _box_motion(motion, box) -> float:
     """Mean residual motion (working px per frame) of the moving points inside ``box``."""
-    x, y, w, h = box
-    p = motion.points
-    inside = motion.moving & (p[:, 0] >= x) & (p[:, 0] < x + w) & (p[:, 1] >= y) & (p[:, 1] < y + h)
+    inside = _moving_inside(motion, box)
     return float(motion.residual[inside].mean()) if inside.any() else 0.0

@@ -111,25 +111,17 @@ def wins(row: TaskRow, baseline: str) -> tuple[int, int]:
     return better, len(pairs)
 
 
-def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _setup(run: Path) -> dict[str, object]:
     """What a run was made of beyond its seed: its resolved config (``config.*``, the seed left out), the videos it
     mined and each evaluation's data (the held-out tracks are the run's own and come from its videos)."""
     import yaml
 
+    from vidssl.config import flat_dict
+
     setup: dict[str, object] = {}
     try:
         config = yaml.safe_load((run / "config.yaml").read_text())["config"]
-        setup.update({k: v for k, v in _flat(config).items() if k != "seed"})
+        setup.update({k: v for k, v in flat_dict(config).items() if k != "seed"})
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         pass  # an older or hand-made run: nothing to hold it to
     try:

@@ -264,16 +264,18 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def flat_dict(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """Every leaf of nested ``tree`` under its dotted key (a config as YAML reads it, e.g. a run's config.yaml)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(flat_dict(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
 def flat_config(cfg: Any) -> dict[str, Any]:
     """Every leaf of ``cfg`` under its dotted key, as ``--set`` names it: ``{"seed": 0, "train.lr": 0.02,
     "eval.davis.topk": 10, ...}``."""
-    def walk(tree: dict, prefix: str) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in tree.items():
-            out.update(walk(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-        return out
-
-    return walk(to_dict(cfg), "")
+    return flat_dict(to_dict(cfg))
 
 
 def _merge(base: dict, update: dict) -> dict:
