@@ -289,6 +289,13 @@ def test_same_video_negatives_come_from_other_tracks(tmp_path, monkeypatch):
                                         r"batch of 32"):
         train(one_video, tmp_path / "run0", load_config(None, TINY + ["train.steps=2", "train.batch_pairs=32"]),
               progress=False)
+    # one track in one video: with same-video negatives there is still no other track to draw from (it used to
+    # train to "done" with no triplet at all, loss 0 at every step)
+    one_track = write_pairs(tmp_path / "one_track", patches, ["v0"] * 24, [0] * 24)
+    with pytest.raises(Exception, match="all pairs come from one track"):
+        train(one_track, tmp_path / "run1", load_config(None, TINY + ["train.steps=2",
+                                                                     "miner.same_video_negatives=true"]),
+              progress=False)
     seen = []
     original = MiningSchedule.mine
 

@@ -60,6 +60,31 @@ def test_broken_inputs_are_clear_errors(tmp_path, caplog):
         open_pairs(root)
 
 
+def test_empty_and_zip_shards_are_skipped_and_odd_dataset_json_is_an_error(tmp_path, caplog):
+    import json
+
+    root, _ = _toy(tmp_path)
+    (root / "shards" / "00001.npy").write_bytes(b"")  # an interrupted copy: np.load raises EOFError
+    np.savez(root / "shards" / "zipped.npz", np.zeros(3))
+    (root / "shards" / "zipped.npz").replace(root / "shards" / "00002.npy")  # a zip under a .npy name
+    with caplog.at_level(logging.WARNING):
+        pairs = open_pairs(root)
+    assert len(pairs) == 30 - 14 and set(pairs.skipped) == {"shards/00001.npy", "shards/00002.npy"}
+    assert "EOFError" in pairs.skipped["shards/00001.npy"] and "zip" in pairs.skipped["shards/00002.npy"]
+    meta = json.loads((root / "dataset.json").read_text())
+    for videos in ({}, {"pending": "2"}, {"pending": -1}, {"pending": True}):
+        (root / "dataset.json").write_text(json.dumps({**meta, "complete": False, "videos": videos}))
+        with pytest.raises(PairDataError, match=r"dataset.json: 'complete' is false but 'videos.pending'"):
+            open_pairs(root)
+    (root / "dataset.json").write_text(json.dumps({**meta, "complete": False, "videos": {"pending": 2}}))
+    assert open_pairs(root).pending_videos == 2
+    # an empty manifest explained from a dataset.json whose skipped videos are not a mapping
+    (root / "manifest.jsonl").write_text("")
+    (root / "dataset.json").write_text(json.dumps({**meta, "videos": {"found": 2, "mined": 0, "skipped": []}}))
+    with pytest.raises(PairDataError, match="manifest.jsonl: no pairs"):
+        open_pairs(root)
+
+
 def test_fingerprint_follows_the_usable_pairs_not_the_provenance(tmp_path):
     import hashlib
     import json
@@ -144,6 +169,48 @@ def test_epoch_batches_use_every_pair_when_track_sizes_are_skewed():
         fair = np.ceil(64 * np.array(sizes) / track.size)  # a track's share of a batch, rounded up
         for b in batches:
             assert (np.bincount(track[b], minlength=len(sizes)) <= fair + 1).all()
+
+
+def _epoch_batches_by_scans(video, track, batch_pairs, seed, epoch):
+    """The plan written the naive way: one scan per track and per video (sampler._spread is the rule itself)."""
+    from vidssl.data.sampler import _spread
+
+    rng = np.random.default_rng([seed, epoch])
+    n = video.size
+    in_track, keys = np.empty(n), np.empty(n)
+    for t in np.unique(track):
+        members = np.flatnonzero(track == t)
+        _spread(members, rng.random(members.size), rng, in_track)
+    for v in np.unique(video):
+        members = np.flatnonzero(video == v)
+        _spread(members, in_track[members], rng, keys)
+    stream = np.lexsort((rng.random(n), keys))
+    return stream[:n // batch_pairs * batch_pairs].reshape(-1, batch_pairs)
+
+
+def test_epoch_batches_group_by_one_sort_as_by_scans():
+    # codes out of order and with gaps, as the manifest gives them: the grouping by one sort plans the same epoch
+    rng = np.random.default_rng(5)
+    for trial in range(20):
+        n = int(rng.integers(8, 400))
+        track = rng.choice(rng.permutation(1000)[:int(rng.integers(1, 40))], n)
+        video = track % int(rng.integers(1, 6)) * 7
+        for epoch in (0, 3):
+            assert np.array_equal(epoch_batches(video, track, 8, seed=trial, epoch=epoch),
+                                  _epoch_batches_by_scans(video, track, 8, trial, epoch))
+
+
+def test_sampler_plans_only_the_epoch_it_resumes_in(monkeypatch):
+    import vidssl.data.sampler as sampler_module
+
+    video = np.repeat(np.arange(3), 20)
+    track = np.arange(60)
+    full = list(PairBatchSampler(video, track, 8, seed=1, steps=7 * 50 + 3))  # 7 batches an epoch
+    planned = []
+    real = sampler_module.epoch_batches
+    monkeypatch.setattr(sampler_module, "epoch_batches", lambda *a: planned.append(a[-1]) or real(*a))
+    resumed = list(PairBatchSampler(video, track, 8, seed=1, steps=7 * 50 + 3, start_step=7 * 50 + 1))
+    assert resumed == full[-2:] and planned == [50]  # not the 50 epochs before it
 
 
 def test_sampler_resumes_and_shards_by_rank():

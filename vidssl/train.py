@@ -481,6 +481,9 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     if pairs.num_videos < 2 and not cfg.miner.same_video_negatives:
         problems.append("all pairs come from one video, so there is no negative from another video; mine more "
                         "videos or set miner.same_video_negatives=true")
+    if cfg.miner.same_video_negatives and len(set(pairs.track.tolist())) < 2:
+        problems.append("all pairs come from one track, so there is no negative from another track; mine more "
+                        "videos (or a video with more than one moving object)")
     if len(pairs) < tc.batch_pairs:
         problems.append(too_few_pairs(len(pairs), tc.batch_pairs))
     if problems:
@@ -595,7 +598,9 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
             if step % tc.log_every == 0 or step == total:
                 now = time.monotonic()
                 seconds = max(now - window_t, 1e-9)
-                local = {"loss": out.loss.item(), "neg_cos": schedule.neg_cos_ema,
+                # NaN before the first mined negative, as batch_stats has it (the mean over ranks takes floats)
+                neg_cos = math.nan if schedule.neg_cos_ema is None else schedule.neg_cos_ema
+                local = {"loss": out.loss.item(), "neg_cos": neg_cos,
                          **batch_stats(out.emb, out.values, out.scores, out.triplets),
                          "grad_norm": float(out.grad_norm),
                          **({"cycle": out.cycle.item()} if out.cycle is not None else {}),

@@ -78,8 +78,10 @@ def _check_shard(path: Path, patch_size: int) -> tuple[int, int, str | None]:
         arr = np.load(path, mmap_mode="r")
     except FileNotFoundError:
         return 0, 0, "missing"
-    except (OSError, ValueError) as e:
-        return 0, 0, f"unreadable ({e})"
+    except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file (an interrupted copy, a full disk)
+        return 0, 0, f"unreadable ({type(e).__name__}: {e})"
+    if not isinstance(arr, np.ndarray):  # np.load opens a zip (.npz) as an archive
+        return 0, 0, "not a .npy array (a zip archive?)"
     want = (patch_size, patch_size, 3)
     if arr.dtype != np.uint8 or arr.ndim != 5 or arr.shape[1] not in (2, 3) or tuple(arr.shape[2:]) != want:
         return 0, 0, (f"shape {arr.shape} {arr.dtype}, expected (n, 2, {', '.join(map(str, want))}) uint8 (or n, 3, "
@@ -90,7 +92,7 @@ def _check_shard(path: Path, patch_size: int) -> tuple[int, int, str | None]:
 def _why_no_pairs(meta: dict, root: Path) -> str:
     """What dataset.json says about an empty pair set, and what to do."""
     videos = meta.get("videos") if isinstance(meta.get("videos"), dict) else {}
-    skipped = videos.get("skipped") or {}
+    skipped = videos.get("skipped") if isinstance(videos.get("skipped"), dict) else {}
     if videos.get("found") and not videos.get("mined") and skipped:
         reasons = ", ".join(f"{len(paths)} {reason}" for reason, paths in skipped.items())
         return (f"none of the {videos['found']} videos could be mined ({reasons}; each one's reason in "
@@ -169,4 +171,15 @@ def open_pairs(root: str | os.PathLike) -> PairSet:
                    track=np.asarray(track_keys, np.int64)[keep], video_ids=[names[i] for i in present],
                    fingerprint=digest.hexdigest()[:16], skipped=skipped, has_background=widths == {3},
                    legacy_fingerprint="" if skipped else legacy.hexdigest()[:16],
-                   pending_videos=0 if meta.get("complete", True) else int(meta["videos"]["pending"]))
+                   pending_videos=_pending_videos(meta, root / "dataset.json"))
+
+
+def _pending_videos(meta: dict, path: Path) -> int:
+    """Videos an incomplete dataset.json says are still to mine (0 when complete)."""
+    if meta.get("complete", True):
+        return 0
+    pending = (meta.get("videos") if isinstance(meta.get("videos"), dict) else {}).get("pending")
+    if type(pending) is not int or pending < 0:  # noqa: E721 (bool is no count)
+        raise PairDataError(f"{path}: 'complete' is false but 'videos.pending' is {pending!r}, not a count of "
+                            f"videos; {_REMAKE}")
+    return pending
