@@ -179,6 +179,36 @@ def test_errors_name_the_file(tmp_path):
         load_sequence(tmp_path, "empty")
 
 
+def test_masks_that_would_be_misread_are_errors(tmp_path):
+    # a 0/255 mask converted to a palette keeps the object at index 255, DAVIS's void: read as background, the
+    # object vanished from every frame it was in (only the first frame's empty mask was noticed)
+    masks = two_objects()
+    binary = [np.where(m == 1, 255, 0).astype(np.uint8) for m in masks]
+    img_dir, ann_dir = write_sequence(tmp_path, "p255", masks)
+    Image.fromarray(binary[2], mode="L").convert("P").save(ann_dir / "00002.png")
+    with pytest.raises(DavisDataError, match=r"p255/00002\.png: palette mask whose only non-zero index is 255"):
+        load_sequence(tmp_path, "p255")
+    # greyscale object ids with a 255 void border: > 127 took the border for the object
+    img_dir, ann_dir = write_sequence(tmp_path, "idsvoid", masks)
+    bordered = masks[0].copy()
+    bordered[0, :] = 255
+    Image.fromarray(bordered, mode="L").save(ann_dir / "00000.png")
+    with pytest.raises(DavisDataError, match=r"idsvoid/00000\.png: greyscale mask with the values \[0, 1, 2, 255\]"):
+        load_sequence(tmp_path, "idsvoid")
+    # a 0/255 mask with anti-aliased edges is still binary
+    img_dir, ann_dir = write_sequence(tmp_path, "smooth", masks, mode="L")
+    soft = np.asarray(Image.fromarray(binary[0], mode="L").resize((32, 24), Image.BILINEAR).resize((64, 48),
+                                                                                                    Image.BILINEAR))
+    assert len(np.unique(soft)) > 16 and ((soft > 0) & (soft <= 127)).any()
+    Image.fromarray(soft, mode="L").save(ann_dir / "00000.png")
+    assert load_sequence(tmp_path, "smooth").masks[0].max() == 1
+    # two files of one frame: which one was read depended on the listing
+    img_dir, ann_dir = write_sequence(tmp_path, "twice", masks)
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(img_dir / "00001.png")
+    with pytest.raises(DavisDataError, match=r"twice/00001\.png: 00001\.jpg has the same name"):
+        load_sequence(tmp_path, "twice")
+
+
 def test_reversed_copy_plays_every_sequence_backwards(tmp_path):
     import importlib.util
     from pathlib import Path

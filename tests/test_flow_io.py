@@ -176,6 +176,34 @@ def test_kitti_layout_splits_occluded_pixels_from_flow_noc(tmp_path):
     assert np.array_equal(sample.occluded, occ_valid & ~noc_valid)
 
 
+def test_odd_files_beside_the_ground_truth(tmp_path, caplog):
+    import logging
+
+    # a stray copy without a frame number is skipped with a warning (was a ValueError that ended the evaluation)
+    _frames(tmp_path / "seq", ["frame_0001.png", "frame_0002.png"])
+    write_flo(tmp_path / "seq" / "gt" / "frame_0001.flo", _flow(8, 12))
+    write_flo(tmp_path / "seq" / "gt" / "frame_0001_old.flo", _flow(8, 12))
+    with caplog.at_level(logging.WARNING):
+        pairs = find_pairs(tmp_path)
+    assert [p.name for p in pairs] == ["seq/frame_0001"] and "frame_0001_old.flo" in caplog.text
+    # an occlusion mask with an opaque alpha channel: only the colour channels count (alpha set every pixel)
+    occ = np.zeros((8, 12), np.uint8)
+    occ[:, :3] = 255
+    (tmp_path / "seq" / "gt" / "occlusions").mkdir()
+    cv2.imwrite(str(tmp_path / "seq" / "gt" / "occlusions" / "frame_0001.png"),
+                np.dstack([occ, occ, occ, np.full_like(occ, 255)]))
+    (pair,) = find_pairs(tmp_path)
+    assert np.array_equal(load_pair(pair).occluded, occ > 0)
+    # KITTI flow_noc of another size than flow_occ: a FlowFileError (the run skips the pair), not a numpy error
+    training = tmp_path / "kitti" / "training"
+    _frames(training / "image_2", ["000003_10.png", "000003_11.png"])
+    write_kitti_flow(training / "flow_occ" / "000003_10.png", _flow(8, 12))
+    write_kitti_flow(training / "flow_noc" / "000003_10.png", _flow(6, 12))
+    (pair,) = find_pairs(tmp_path / "kitti")
+    with pytest.raises(FlowFileError, match=r"flow_noc/000003_10.png: is 12x6 but the ground truth"):
+        load_pair(pair)
+
+
 def test_missing_second_frame_and_size_mismatch_name_the_file(tmp_path):
     _frames(tmp_path / "seq", ["frame_0001.png"])
     write_flo(tmp_path / "seq" / "gt" / "frame_0001.flo", _flow(8, 12))

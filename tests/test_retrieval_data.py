@@ -132,6 +132,27 @@ def test_bad_labels_csv_names_the_file(tmp_path, text, message):
         load_retrieval_set(tmp_path, CFG)
 
 
+def test_labels_csv_rows_that_would_be_misread_are_errors(tmp_path):
+    write_rgb(tmp_path / "a.jpg", solid((1, 2, 3)))
+    write_rgb(tmp_path / "b.jpg", solid((4, 5, 6)))
+    # an image listed twice finds its own copy at rank 1 (P@1 1.0 for pixels on the CUB-style set)
+    (tmp_path / "labels.csv").write_text("path,class_id\na.jpg,1\nb.jpg,1\n./a.jpg,1\n")
+    with pytest.raises(RetrievalDataError, match=r"labels.csv:4: ./a.jpg is listed again \(first on line 2\)"):
+        load_retrieval_set(tmp_path, CFG)
+    # an unquoted comma in a class name: csv hands the extra field over under None (was an AttributeError)
+    (tmp_path / "labels.csv").write_text("path,class_id,class_name\na.jpg,1,Albatross, black-footed\nb.jpg,1,x\n")
+    with pytest.raises(RetrievalDataError, match=r"labels.csv:2: 4 fields, the header has 3; quote"):
+        load_retrieval_set(tmp_path, CFG)
+    # an absolute path outside the folder loads (its caption was a ValueError from Path.relative_to)
+    elsewhere = tmp_path.parent / f"{tmp_path.name}_elsewhere.jpg"
+    write_rgb(elsewhere, solid((7, 8, 9)))
+    root = tmp_path / "set"
+    write_rgb(root / "a.jpg", solid((1, 2, 3)))
+    (root / "labels.csv").write_text(f"path,class_id\na.jpg,1\n{elsewhere},1\n")
+    data = load_retrieval_set(root, CFG)
+    assert data.captions == ["a.jpg", f"../../{elsewhere.name}"]
+
+
 def test_unreadable_image_is_flagged_not_fatal(tmp_path):
     write_rgb(tmp_path / "c" / "good.jpg", solid((1, 2, 3)))
     (tmp_path / "c" / "bad.jpg").write_bytes(b"this is not a jpeg")

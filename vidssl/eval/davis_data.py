@@ -152,6 +152,12 @@ def read_mask(path: Path) -> np.ndarray:
         raise DavisDataError(f"{path}: cannot read mask ({e.__class__.__name__}: {e}); replace the file") from None
     if mode == "P":
         labels = arr.astype(np.uint8)
+        values = np.unique(labels)
+        if values[values > 0].tolist() == [VOID]:
+            # void is a border around objects, never alone: a binary 0/255 mask converted to a palette
+            raise DavisDataError(f"{path}: palette mask whose only non-zero index is {VOID}, DAVIS's void (read as "
+                                 f"background); a binary mask saved as a palette? Save the object as index 1, "
+                                 f"or as a greyscale (mode L) 0/255 PNG")
         labels[labels == VOID] = 0
         return labels
     if mode == "1":
@@ -161,13 +167,30 @@ def read_mask(path: Path) -> np.ndarray:
             raise DavisDataError(f"{path}: greyscale mask with values up to {int(arr.max())} looks like object ids; "
                                  f"DAVIS-2016 binary masks use 255 for the object and DAVIS-2017 masks are palette "
                                  f"PNGs: save it as a palette (mode P) PNG")
+        values = np.unique(arr)
+        ids = values[(values > 0) & (values <= 127)]
+        if len(ids) and len(values) <= 16:
+            # few levels, some under 128: object ids with a 255 border, not a 0/255 mask (whose anti-aliased
+            # edges, if any, spread over many levels); > 127 would take the border for the object
+            raise DavisDataError(f"{path}: greyscale mask with the values {values.tolist()} looks like object ids "
+                                 f"(with 255 as void); DAVIS-2016 binary masks hold 0 and 255 only and DAVIS-2017 "
+                                 f"masks are palette PNGs: save it as a palette (mode P) PNG")
         return (arr > 127).astype(np.uint8)
     raise DavisDataError(f"{path}: mask PNG has mode {mode!r}; expected a DAVIS-2016 greyscale mask (0/255) or a "
                          f"DAVIS-2017 palette PNG whose palette index is the object id")
 
 
 def _files(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in exts and not p.name.startswith(".")}
+    """Stem -> file of ``folder``'s files with one of ``exts``; two files of one stem are an error."""
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in exts or p.name.startswith("."):
+            continue
+        if p.stem in found:
+            raise DavisDataError(f"{p}: {found[p.stem].name} has the same name; a frame or mask is one file, so "
+                                 f"remove one of them")
+        found[p.stem] = p
+    return found
 
 
 def load_sequence(root: str | os.PathLike, name: str, max_side: int | None = None,

@@ -146,7 +146,12 @@ def _image_set_from_csv(root: Path, csv_path: Path, size: int) -> RetrievalSet:
             if "path" not in columns or "class_id" not in columns:
                 raise RetrievalDataError(f"{csv_path}: header must be path,class_id[,class_name]; found "
                                          f"{','.join(columns) or 'nothing'}")
+            seen: dict[Path, int] = {}  # resolved image path -> the line that listed it
             for line, row in enumerate(reader, start=2):
+                if None in row:  # csv puts the fields past the header's under None
+                    raise RetrievalDataError(f"{csv_path}:{line}: {len(reader.fieldnames) + len(row[None])} "
+                                             f"fields, the header has {len(reader.fieldnames)}; quote a class name "
+                                             f"that holds a comma (\"Albatross, black-footed\")")
                 row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
                 try:
                     label = int(row["class_id"])
@@ -159,6 +164,10 @@ def _image_set_from_csv(root: Path, csv_path: Path, size: int) -> RetrievalSet:
                 if not path.is_file():
                     skipped.setdefault("missing file", []).append(row["path"])
                     continue
+                first = seen.setdefault(path.resolve(), line)
+                if first != line:  # twice in the set, each query would find its own copy
+                    raise RetrievalDataError(f"{csv_path}:{line}: {row['path']} is listed again (first on line "
+                                             f"{first}); list each image once")
                 paths.append(path)
                 labels.append(label)
                 names.setdefault(label, row.get("class_name") or str(label))
@@ -190,7 +199,7 @@ def _image_set_from_folders(root: Path, size: int) -> RetrievalSet:
 def _image_set(root, paths, labels, names, skipped, size) -> RetrievalSet:
     n = len(paths)
     return RetrievalSet(kind="images", items=ImageFiles(paths, size), labels=np.asarray(labels, dtype=np.int64),
-                        label_names=names, captions=[str(Path(p).relative_to(root)) for p in paths],
+                        label_names=names, captions=[os.path.relpath(p, root) for p in paths],
                         queries=np.arange(n), references=None, skipped=skipped)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +87,14 @@ def _middlebury(root: Path) -> list[FlowPair]:
     return pairs
 
 
-def _next_frame(frame: Path) -> Path:
-    stem, number = frame.stem.rsplit("_", 1)
+def _next_frame(frame: Path, gt: Path) -> Path | None:
+    """The frame after ``frame`` (``name_0007`` -> ``name_0008``); None, with a warning naming the ground truth
+    ``gt``, when the name has no frame number (a stray copy such as ``frame_0002_old.flo``)."""
+    match = re.fullmatch(r"(.*)_(\d+)", frame.stem)
+    if match is None:
+        log.warning("skipping %s: its name does not end in _<frame number>, so its next frame is unknown", gt)
+        return None
+    stem, number = match.groups()
     return frame.with_name(f"{stem}_{int(number) + 1:0{len(number)}d}{frame.suffix}")
 
 
@@ -96,7 +103,10 @@ def _sintel_folders(root: Path) -> list[FlowPair]:
     for gt in sorted(root.rglob("gt/frame_*.flo")):
         seq_dir = gt.parent.parent
         frame1 = seq_dir / f"{gt.stem}.png"
-        pairs.append(FlowPair(_name(frame1, root), frame1, _next_frame(frame1), gt,
+        frame2 = _next_frame(frame1, gt)
+        if frame2 is None:
+            continue
+        pairs.append(FlowPair(_name(frame1, root), frame1, frame2, gt,
                               _existing(gt.parent / "invalid" / f"{gt.stem}.png"),
                               _existing(gt.parent / "occlusions" / f"{gt.stem}.png")))
     return pairs
@@ -108,8 +118,9 @@ def _sintel_release(root: Path) -> list[FlowPair]:
         training, seq = gt.parent.parent.parent, gt.parent.name
         for render_pass in ("clean", "final"):
             frame1 = training / render_pass / seq / f"{gt.stem}.png"
-            if frame1.is_file():
-                pairs.append(FlowPair(_name(frame1, root), frame1, _next_frame(frame1), gt,
+            frame2 = _next_frame(frame1, gt) if frame1.is_file() else None
+            if frame2 is not None:
+                pairs.append(FlowPair(_name(frame1, root), frame1, frame2, gt,
                                       _existing(training / "invalid" / seq / f"{gt.stem}.png"),
                                       _existing(training / "occlusions" / seq / f"{gt.stem}.png")))
     return pairs
@@ -123,8 +134,10 @@ def _kitti(root: Path) -> list[FlowPair]:
         if frame1 is None:
             log.warning("skipping %s: no image_2/, colored_0/ or image_0/%s beside it", gt, gt.name)
             continue
-        pairs.append(FlowPair(_name(frame1, root), frame1, _next_frame(frame1), gt,
-                              flow_noc=_existing(training / "flow_noc" / gt.name)))
+        frame2 = _next_frame(frame1, gt)
+        if frame2 is not None:
+            pairs.append(FlowPair(_name(frame1, root), frame1, frame2, gt,
+                                  flow_noc=_existing(training / "flow_noc" / gt.name)))
     return pairs
 
 
@@ -157,7 +170,10 @@ def load_pair(pair: FlowPair) -> FlowSample:
     if pair.occlusions is not None:
         occluded = _mask(pair.occlusions, flow.shape)
     if pair.flow_noc is not None:
-        _, noc = read_kitti_flow(pair.flow_noc)
+        noc_flow, noc = read_kitti_flow(pair.flow_noc)
+        if noc.shape != valid.shape:
+            raise FlowFileError(pair.flow_noc, f"is {noc_flow.shape[1]}x{noc_flow.shape[0]} but the ground truth "
+                                               f"{pair.flow} is {flow.shape[1]}x{flow.shape[0]}")
         occluded = valid & ~noc
     if not valid.any():
         raise FlowFileError(pair.flow, "no pixel has valid ground truth")

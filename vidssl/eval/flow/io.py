@@ -130,8 +130,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """A 0/255 (or 0/1) mask image -> bool [H, W]; any channel non-zero counts as set."""
+    """A 0/255 (or 0/1) mask image -> bool [H, W]; any colour channel non-zero counts as set (not alpha: an
+    opaque alpha channel would set every pixel)."""
     raw = cv2.imread(os.fspath(path), cv2.IMREAD_UNCHANGED)
     if raw is None:
         raise FlowFileError(path, "cannot read as a mask image (missing, unreadable or not an image)")
-    return raw > 0 if raw.ndim == 2 else (raw > 0).any(axis=2)
+    return raw > 0 if raw.ndim == 2 else (raw[:, :, :3] > 0).any(axis=2)
