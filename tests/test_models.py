@@ -116,9 +116,17 @@ def test_alexnet_is_the_paper_network_with_torchvision_names():
     x = torch.randn(1, 3, 227, 227)
     with torch.no_grad():
         torch.testing.assert_close(b.features(x), tv.features(x))
-        fc7 = b.classifier[4](torch.relu(b.classifier[1](tv.features(x).flatten(1))))  # dropout is off in eval
-        torch.testing.assert_close(b.embed(x), fc7)
+        fc7 = b.classifier[4](torch.relu(b.classifier[1](tv.features(x).flatten(1))))
+        torch.testing.assert_close(b.embed(x), torch.relu(fc7))  # relu7 before the L2 norm, as released
+        signed = build_backbone("alexnet_wang2015", input_size=227, fc7_relu=False).eval()
+        signed.load_state_dict(b.state_dict())  # the option adds no parameter
+        torch.testing.assert_close(signed.embed(x), fc7)
+    assert (fc7 < 0).any()  # so the ReLU above was not a no-op
     assert build_backbone("alexnet_wang2015", input_size=64).classifier[1].in_features == 256  # pool5 1x1
+    # the released training net has no dropout: in train mode two passes agree (BatchNorm-free, so exactly)
+    b.train()
+    with torch.no_grad():
+        torch.testing.assert_close(b.embed(x), b.embed(x))
 
 
 def test_alexnet_dense_features_reference():

@@ -1,4 +1,11 @@
-"""AlexNet as in Wang & Gupta (2015): conv1-5, fc6 4096, fc7 1024, with torchvision's key names."""
+"""AlexNet as in Wang & Gupta (2015): conv1-5, fc6 4096, fc7 1024, with torchvision's key names.
+
+Departures from the authors' released Caffe net (``rank_alexnet/imagenet_train.prototxt``), for the key names:
+torchvision's conv widths (64, 192, 384, 256, 256) without grouped convolutions or LRN, where CaffeNet has
+(96, 256, 384, 384, 256), groups of 2 in conv2/4/5 and LRN after conv1/2; torchvision's ``features.*`` then load
+strictly. As released: ReLU after fc7 (the embedding is non-negative before its L2 norm, so 1 - cos lies in [0, 1],
+which the margin of 0.5 is measured against) and no dropout in training.
+"""
 from __future__ import annotations
 
 import torch
@@ -22,7 +29,8 @@ def _pool5_side(size: int) -> int:
 
 
 class AlexNetWang2015(Backbone):
-    """conv1-5 (torchvision AlexNet widths), fc6 4096 and fc7 1024 (the paper's embedding), ReLU between.
+    """conv1-5 (torchvision AlexNet widths), fc6 4096 and fc7 1024 (the paper's embedding), ReLU after each;
+    ``dropout`` before fc6 and fc7 (0: none, as released), ``fc7_relu`` False leaves the embedding signed.
 
     The pool5 grid is sized for ``input_size`` (6x6 at 227 px as in the paper) and fc6 takes 256 x grid^2 inputs;
     other input sizes are adaptively pooled to that grid. embed returns fc7 (``out_dim`` 1024).
@@ -35,7 +43,8 @@ class AlexNetWang2015(Backbone):
     dense_dim = 256
     min_embed_side = 63  # pool5 needs one cell
 
-    def __init__(self, input_size: int = 227, fc6_dim: int = 4096, fc7_dim: int = 1024, dropout: float = 0.5):
+    def __init__(self, input_size: int = 227, fc6_dim: int = 4096, fc7_dim: int = 1024, dropout: float = 0.0,
+                 fc7_relu: bool = True):
         super().__init__(input_size)
         self.features = nn.Sequential(
             nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
@@ -48,10 +57,10 @@ class AlexNetWang2015(Backbone):
         self.avgpool = nn.AdaptiveAvgPool2d(self.grid)
         self.classifier = nn.Sequential(  # indices 1 and 4 as torchvision's fc6 and fc7
             nn.Dropout(dropout), nn.Linear(256 * self.grid ** 2, fc6_dim), nn.ReLU(inplace=True),
-            nn.Dropout(dropout), nn.Linear(fc6_dim, fc7_dim),
+            nn.Dropout(dropout), nn.Linear(fc6_dim, fc7_dim), *([nn.ReLU()] if fc7_relu else []),
         )
         self.out_dim = fc7_dim
-        self.fc6_dim, self.dropout = fc6_dim, dropout
+        self.fc6_dim, self.dropout, self.fc7_relu = fc6_dim, dropout, fc7_relu
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         self.check(x, self.min_embed_side)
@@ -69,4 +78,5 @@ class AlexNetWang2015(Backbone):
         return x
 
     def spec(self) -> dict:
-        return {**super().spec(), "fc6_dim": self.fc6_dim, "fc7_dim": self.out_dim, "dropout": self.dropout}
+        return {**super().spec(), "fc6_dim": self.fc6_dim, "fc7_dim": self.out_dim, "dropout": self.dropout,
+                "fc7_relu": self.fc7_relu}

@@ -37,7 +37,12 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
     def dense_features(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] -> [B, dense_dim, ceil(H/8), ceil(W/8)]; any H, W >= 32."""
+        """[B, 3, H, W] -> [B, dense_dim, ceil(H/8), ceil(W/8)]; any H, W >= 32.
+
+        Cell (i, j) of the four backbones is centred on input pixel (8i, 8j) (receptive fields: smallcnn 59 px,
+        alexnet_wang2015 163, resnet18 195, resnet50 267); the raw-pixel baseline's cell averages the block
+        [8i, 8i + 8), centred on 8i + 3.5. The evaluations place a cell's output on its 8x8 block: label
+        propagation and flow matching work with displacements between cells, in which the offset cancels."""
         raise NotImplementedError
 
     def embed_and_dense(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
