@@ -23,6 +23,7 @@ from tracking.dataset import settings, video_id
 from tracking.runner import MAX_ATTEMPTS, WORKER_DIED, SkippedInStrictMode
 from tracking.show import box_frames
 from vidssl.cli import main as cli_main
+from vidssl.errors import VidsslError
 from vidssl.io import atomic_write_json
 from vidssl.video import lost_its_end, open_video
 
@@ -194,11 +195,15 @@ def test_the_settings_check_waits_for_a_shard_holding_the_lock(tmp_path):
 def test_shards_and_workers_merge_to_the_unsharded_run(mined, demo_dir, tmp_path):
     """--shard 0/2 (one process) then --shard 1/2 (two worker processes) into one directory == the unsharded run,
     byte for byte: sharding, workers and determinism at once."""
+    from tracking.runner import shard_of
+
     out, _ = mined
+    in_second = sum(shard_of(p.name, 2) == 1 for p in demo_dir.glob("*.mp4"))
+    assert 0 < in_second < 6  # both shards have work
     first = mine_folder(demo_dir, tmp_path, DEMO, shard=(0, 2), progress=False)
-    assert not first["complete"] and first["videos"]["pending"] == 3
+    assert not first["complete"] and first["videos"]["pending"] == in_second
     second = mine_folder(demo_dir, tmp_path, DEMO, shard=(1, 2), workers=2, progress=False)
-    assert second["complete"] and second["run"]["videos"] == 3
+    assert second["complete"] and second["run"]["videos"] == in_second
     assert (tmp_path / "manifest.jsonl").read_bytes() == (out / "manifest.jsonl").read_bytes()
     for shard in (out / "shards").iterdir():
         assert (tmp_path / "shards" / shard.name).read_bytes() == shard.read_bytes()
@@ -753,7 +758,8 @@ def test_a_video_that_kills_the_process_is_skipped_after_two_runs(demo_dir, tmp_
     assert summary["complete"] and summary["videos"]["skipped"] == {"error": ["clip_01.mp4"]}
     attempt = out / "done" / f"{video_id('clip_01.mp4')}.attempt"
     marker = json.loads(attempt.with_suffix(".json").read_text())
-    assert marker["detail"] == f"crashed the process on {MAX_ATTEMPTS} runs; delete {attempt} to retry"
+    assert marker["detail"] == (f"crashed the process on {MAX_ATTEMPTS} runs (or those runs were killed with -9 "
+                                f"while on it: with --workers 1 the two look the same); delete {attempt} to retry")
     assert mine_folder(videos, out, DEMO, progress=False)["run"]["videos"] == 0  # stays skipped
     attempt.unlink()  # as the message says
     retried = mine_folder(videos, out, DEMO, progress=False)
@@ -833,6 +839,64 @@ def test_a_video_that_kills_its_worker_is_skipped_and_the_others_are_mined(mined
     reference = [line for line in (mined[0] / "manifest.jsonl").read_text().splitlines()
                  if json.loads(line)["video"] != "clip_01.mp4"]
     assert (out / "manifest.jsonl").read_text().splitlines() == reference
+
+
+# the whole run killed (kill -9 of its process group: a lost machine) while a worker mines clip_01.mp4: the worker
+# kills its parent, then itself
+KILLED_POOL_RUN = """
+import os, signal, sys
+import tracking.runner as runner
+from tracking import MineConfig
+
+def mine_or_kill_the_run(reader, cfg, on_frames=None):
+    if reader.path.name == "clip_01.mp4":
+        os.kill(os.getppid(), signal.SIGKILL)
+        os._exit(137)
+    return mine(reader, cfg, on_frames)
+
+mine, runner.mine_video = runner.mine_video, mine_or_kill_the_run
+
+if __name__ == "__main__":
+    runner.mine_folder(sys.argv[1], sys.argv[2], MineConfig(box_fraction=float(sys.argv[3])), workers=2,
+                       progress=False)
+"""
+
+
+def test_a_pool_run_killed_twice_blames_no_video(mined, demo_dir, tmp_path):
+    # a pool blames a video only when a lone worker dies on it; two lost machines used to skip clip_01.mp4 as a
+    # crasher for good (MAX_ATTEMPTS counted the starts of runs killed from outside)
+    script = tmp_path / "killed_pool.py"
+    script.write_text(KILLED_POOL_RUN)
+    out = tmp_path / "pairs"
+    for _ in range(MAX_ATTEMPTS):
+        run = subprocess.run([sys.executable, str(script), str(demo_dir), str(out), str(DEMO.box_fraction)],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
+    summary = mine_folder(demo_dir, out, DEMO, workers=2, progress=False)
+    assert summary["complete"] and summary["videos"]["skipped"] == mined[1]["videos"]["skipped"]
+    assert (out / "manifest.jsonl").read_bytes() == (mined[0] / "manifest.jsonl").read_bytes()
+    assert not list(out.glob("done/*.attempt"))
+
+
+def test_shards_are_kept_by_path_when_the_folder_changes_and_a_shard_runs_once_at_a_time(demo_dir, tmp_path):
+    from tracking.runner import shard_of
+    from vidssl.io import run_lock
+
+    videos = copy_clips(demo_dir, tmp_path / "videos", [f"clip_0{i}.mp4" for i in range(6)])
+    out = tmp_path / "pairs"
+    first = mine_folder(videos, out, DEMO, shard=(0, 2), progress=False)
+    assert not first["complete"] and first["videos"]["pending_examples"] == [
+        f"clip_0{i}.mp4" for i in range(6) if shard_of(f"clip_0{i}.mp4", 2) == 1]
+    (videos / "a_copy.mp4").write_bytes((videos / "clip_00.mp4").read_bytes())  # sorts first: shifts a listing
+    with run_lock(out, "mine-shard-1-of-2"):  # shard 1 still running elsewhere: a second start is refused
+        with pytest.raises(VidsslError, match=r"\(mine-shard-1-of-2\) is in use by another vidssl command"):
+            mine_folder(videos, out, DEMO, shard=(1, 2), progress=False)
+    second = mine_folder(videos, out, DEMO, shard=(1, 2), progress=False)
+    # shard 1 mined its own videos, and the new file if it is shard 1's, but none of shard 0's again
+    mine_again = {f"clip_0{i}.mp4" for i in range(6) if shard_of(f"clip_0{i}.mp4", 2) == 1}
+    assert second["run"]["videos"] == len(mine_again) + (shard_of("a_copy.mp4", 2) == 1)
+    assert second["complete"] == (shard_of("a_copy.mp4", 2) == 1)
+    assert sorted({0, 1} - {shard_of(f"clip_0{i}.mp4", 2) for i in range(6)}) == []  # both shards had videos
 
 
 def test_workers_that_die_before_any_video_are_an_error_not_a_loop(demo_dir, tmp_path):

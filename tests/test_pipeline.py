@@ -58,8 +58,12 @@ def test_rerun_skips_completed_stages_and_redoes_a_missing_one(run_dir, caplog, 
     monkeypatch.delenv("VIDSSL_DATA", raising=False)  # evaluate on the held-out demo tracks only, as the first run
     before = {p.name: p.stat().st_mtime_ns for p in (run_dir / "stages").iterdir()}
     (run_dir / "stages" / "eval.json").unlink()
+    # a clip being written when the run was killed: removed on the rerun, which holds RUN's lock
+    leftover = run_dir / "demo_videos" / ".tmp-clip_00.mp4.k1ll3d"
+    leftover.write_bytes(b"half a clip")
     caplog.set_level(logging.INFO, logger="vidssl.pipeline")
     assert main(["pretrain", "--out", str(run_dir), "--budget-minutes", "4", *TINY]) == 0
+    assert not leftover.exists()
     for stage in ("mine", "train", "export"):
         assert f"[{stage}] already complete, skipped" in caplog.text
     # the budget continues: the completed stages' recorded seconds are spent

@@ -138,11 +138,13 @@ def read_attempt(out_dir: Path, vid: str) -> dict | None:
         return None
 
 
-def begin_attempt(out_dir: Path, vid: str, run: str, source: dict | None) -> int:
+def begin_attempt(out_dir: Path, vid: str, run: str, source: dict | None, counts: bool = True) -> int:
     """Count one more start of video ``vid`` (written before it is decoded, so a process that dies on it leaves the
-    count behind); a video file that changed since starts over at 1. Returns the count."""
+    count behind); a video file that changed since starts over at 1. Returns the count. A start that ``counts``
+    False (a pool worker's: a worker that dies is blamed by its pool, see tracking.runner) marks the video started
+    by ``run`` without adding to the count, so killing the whole run never blames its videos."""
     last = read_attempt(out_dir, vid)
-    count = 1 + (last["attempts"] if last and last.get("source") == source else 0)
+    count = int(counts) + (last["attempts"] if last and last.get("source") == source else 0)
     atomic_write_json(attempt_path(out_dir, vid), {"attempts": count, "run": run, "source": source}, indent=None)
     return count
 
@@ -204,6 +206,9 @@ def _locked(out_dir: Path):
         os.close(fd)  # closing releases the lock
 
 
+PENDING_NAMED = 10  # pending videos named in dataset.json (a folder being mined on many machines has thousands)
+
+
 def merge(out_dir: str | Path) -> dict:
     """Write ``manifest.jsonl`` and ``dataset.json`` from the done-markers of the listing; returns the summary.
 
@@ -222,10 +227,13 @@ def merge(out_dir: str | Path) -> dict:
         lines, skipped, tracks_rejected, starts_rejected = [], {}, Counter(), Counter()
         frames = mined_videos = pending = 0
         seconds = 0.0
+        waiting = []  # the first few pending videos, to name
         for entry in listing:
             marker = done_marker(out_dir, entry["video_id"])
             if marker is None:
                 pending += 1
+                if len(waiting) < PENDING_NAMED:
+                    waiting.append(entry["video"])
                 continue
             frames += marker["stats"]["frames"]
             seconds += marker["stats"]["seconds"]
@@ -243,7 +251,7 @@ def merge(out_dir: str | Path) -> dict:
             "track_length": mined["config"]["track_length"],
             "complete": pending == 0,
             "videos": {"found": len(listing), "mined": mined_videos, "skipped": dict(sorted(skipped.items())),
-                       "pending": pending},
+                       "pending": pending, **({"pending_examples": waiting} if pending else {})},
             "tracks_rejected": dict(sorted(tracks_rejected.items())),
             "start_frames_rejected": dict(sorted(starts_rejected.items())),
             "frames": frames,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import concurrent.futures as futures
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -18,6 +19,7 @@ from tracking.dataset import (attempt_path, begin_attempt, done_marker, merge, p
                               undo_attempt, video_id, write_video)
 from tracking.video_miner import SkipVideo, mine_video
 from vidssl.errors import CorruptVideo, EmptyVideo, UnsupportedVideo, VideoError, VidsslError
+from vidssl.io import run_lock
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +65,33 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
     for path in paths:
         rel = path.relative_to(base).as_posix()
         listing.append({"video": rel, "video_id": video_id(rel), "bytes": _size(path)})
-    prepare(out, base, listing, cfg, seed, video_backend)
-    todo, crashed = _to_mine(base, out, listing[index::count])
-    job = _Job(base, out, cfg, video_backend, seed, strict)
+    with run_lock(out, f"mine-shard-{index}-of-{count}"):  # the same shard twice at once: refused
+        prepare(out, base, listing, cfg, seed, video_backend)
+        todo, crashed = _to_mine(base, out, [e for e in listing if shard_of(e["video"], count) == index])
+        # in a pool a dying worker is blamed by the pool itself; only a death of this process counts as a crash
+        job = _Job(base, out, cfg, video_backend, seed, strict, counts_deaths=workers == 1)
+        return _mine_listed(job, todo, crashed, workers, (index, count), strict, progress, time_budget_s)
+
+
+def shard_of(video: str, count: int) -> int:
+    """The shard (of ``count``) that mines ``video`` (its path relative to the videos folder): a hash of the
+    path, so a video keeps its shard when files are added to or removed from the folder between shards' starts
+    (by position in the listing, a file copied in between moved videos to shards that had already run)."""
+    return int(hashlib.sha1(video.encode("utf-8")).hexdigest(), 16) % count
+
+
+def _mine_listed(job: "_Job", todo: list[dict], crashed: list[dict], workers: int, shard: tuple[int, int],
+                 strict: bool, progress: bool, time_budget_s: float | None) -> dict:
+    """Mine this shard's ``todo`` (and record its ``crashed``) under the shard's lock; the summary of mine_folder."""
+    out = job.out
 
     started = time.monotonic()
     bar = _FrameBar(crashed + todo, progress)
     done: list[dict] = []
     try:
         for entry in crashed:
-            detail = (f"crashed the process on {MAX_ATTEMPTS} runs; delete {attempt_path(out, entry['video_id'])} "
+            detail = (f"crashed the process on {MAX_ATTEMPTS} runs (or those runs were killed with -9 while on "
+                      f"it: with --workers 1 the two look the same); delete {attempt_path(out, entry['video_id'])} "
                       "to retry")
             done.append(_finish(job.crashed(entry, detail), bar, strict))
         if workers == 1:
@@ -89,7 +108,7 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
     frames = sum(r["frames"] for r in done)
     summary["run"] = {"videos": len(done), "frames": frames, "seconds": round(seconds, 2),
                       "frames_per_s": round(frames / seconds, 1) if seconds > 0 else None,
-                      "shard": [index, count], "workers": workers,
+                      "shard": list(shard), "workers": workers,
                       "stopped_by_budget": len(done) < len(crashed) + len(todo)}
     return summary
 
@@ -230,16 +249,18 @@ def _finish(result: dict, bar, strict: bool) -> dict:
 class _Job:
     """Mines one listing entry and stores its result; picklable, so pool workers run it too."""
 
-    def __init__(self, root: Path, out: Path, cfg: MineConfig, video_backend: str, seed: int, strict: bool):
+    def __init__(self, root: Path, out: Path, cfg: MineConfig, video_backend: str, seed: int, strict: bool,
+                 counts_deaths: bool = True):
         self.root, self.out, self.cfg = root, out, cfg
         self.video_backend, self.seed, self.strict = video_backend, seed, strict
+        self.counts_deaths = counts_deaths  # whether a start counts toward MAX_ATTEMPTS (see begin_attempt)
         self.run = uuid.uuid4().hex  # tells this run's attempt files from those of runs that died
 
     def __call__(self, entry: dict, on_frames: Callable[[int], None] | None = None) -> dict:
         """Mine ``entry`` between an attempt file (left behind if the process dies) and its done-marker."""
         vid = entry["video_id"]
         source = source_state(self.root / entry["video"])
-        begin_attempt(self.out, vid, self.run, source)
+        begin_attempt(self.out, vid, self.run, source, counts=self.counts_deaths)
         try:
             result = self._mine(entry, source, on_frames)
         except BaseException:  # interrupted, or the result could not be stored: not a crash, the next run retries
@@ -377,5 +398,9 @@ def format_summary(summary: dict) -> str:
         lines.append(f"this run: {run['videos']} videos, {run['frames']} frames in {run['seconds']:.1f} s ({rate})"
                      + (" - stopped by the time budget; rerun to continue" if run["stopped_by_budget"] else ""))
     if not summary["complete"]:
-        lines.append("not complete: rerun the same command (or wait for the other shards) to finish")
+        named = v.get("pending_examples") or []
+        shown = ", ".join(named[:3]) + (f", ... (+{v['pending'] - 3})" if v["pending"] > 3 else "")
+        lines.append(f"not complete: {v['pending']} video(s) pending ({shown}): rerun the same command, or wait "
+                     "for the other shards; each video belongs to one shard of N, so a shard never run leaves its "
+                     "videos pending (mining without --shard takes every video left)")
     return "\n".join(lines)

@@ -77,15 +77,16 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
 
 
 @contextmanager
-def run_lock(folder: str | os.PathLike) -> Iterator[None]:
+def run_lock(folder: str | os.PathLike, name: str | None = None) -> Iterator[None]:
     """Hold ``folder/.vidssl.lock`` exclusively while a command writes into ``folder``: a second command into the same
     folder (two trainings' logs and checkpoints interleaved) is refused, naming the process that holds it. An
-    advisory ``flock``, released by the kernel when the holder exits or is killed, so a crash leaves no stale lock."""
+    advisory ``flock``, released by the kernel when the holder exits or is killed, so a crash leaves no stale lock.
+    ``name``: a lock of its own (``.vidssl-NAME.lock``) for one of several writers that share the folder (a shard)."""
     import fcntl
 
     from vidssl.errors import VidsslError
 
-    path = Path(folder) / ".vidssl.lock"
+    path = Path(folder) / (".vidssl.lock" if name is None else f".vidssl-{name}.lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
         try:
@@ -93,8 +94,9 @@ def run_lock(folder: str | os.PathLike) -> Iterator[None]:
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "unknown"
-            raise VidsslError(f"{folder} is in use by another vidssl command (pid {holder}); wait for it to end or "
-                              f"choose another --out") from None
+            what = "" if name is None else f" ({name})"
+            raise VidsslError(f"{folder}{what} is in use by another vidssl command (pid {holder}); wait for it to "
+                              f"end or choose another --out") from None
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from vidssl.config import Config, flat_config, write_resolved
 from vidssl.errors import ConfigError, VidsslError
-from vidssl.io import atomic_write_json, run_lock
+from vidssl.io import atomic_write_json, remove_temp_leftovers, run_lock
 from vidssl.train_config import RESUMABLE_KEYS, TRAIN_SECTIONS, min_embed_side
 
 log = logging.getLogger(__name__)
@@ -388,9 +388,11 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     if demo:
         d = cfg.demo
         videos = run / "demo_videos"
+        held_out_videos = run / "demo_videos_held_out"
+        for folder in (videos, held_out_videos):  # a clip being written when a run was killed (RUN's lock is held)
+            remove_temp_leftovers(folder)
         make_demo_videos(videos, d.num, d.seed, d.frames, d.width, d.height, d.fps)
         # clips from another seed, never trained on: the track-retrieval evaluation of the demo run
-        held_out_videos = run / "demo_videos_held_out"
         make_held_out_demo_videos(held_out_videos, d.num, d.seed, d.frames, d.width, d.height, d.fps)
     elif p.held_out_tail > 0:
         # the end of every video is held out: trained on up to it, evaluated on tracks after it (across time)
