@@ -65,7 +65,7 @@ def test_filesystem_error_is_one_line_naming_the_path(tmp_path, demo_dir):
     blocker.write_text("a file, not a folder\n")
     out = run("mine", str(demo_dir / "clip_00.mp4"), "--out", str(blocker))
     assert out.returncode == 1 and "Traceback" not in out.stderr
-    assert out.stderr.strip() == f"vidssl mine: error: Not a directory: {blocker / 'shards'}"
+    assert out.stderr.strip() == f"vidssl mine: error: Not a directory: {blocker}"
     verbose = run("-v", "mine", str(demo_dir / "clip_00.mp4"), "--out", str(blocker))
     assert verbose.returncode != 0 and "NotADirectoryError" in verbose.stderr and "Traceback" in verbose.stderr
 

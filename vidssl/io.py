@@ -1,6 +1,7 @@
 """Atomic file writes: a finished file is either complete or absent, never partial (kill -9 safe)."""
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -87,6 +88,8 @@ def run_lock(folder: str | os.PathLike, name: str | None = None) -> Iterator[Non
     from vidssl.errors import VidsslError
 
     path = Path(folder) / (".vidssl.lock" if name is None else f".vidssl-{name}.lock")
+    if path.parent.exists() and not path.parent.is_dir():  # mkdir would say "File exists"
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path.parent))
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
         try:
