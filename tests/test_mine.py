@@ -527,19 +527,10 @@ def test_a_file_cut_short_after_its_index_is_flagged_by_the_announced_frame_coun
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+    from video_utils import trim_with_edit_list
+
     trimmed = tmp_path / "healthy" / "trimmed.mp4"  # `ffmpeg -ss 2.4 -c copy`: an edit list hides 60 frames
-    longer = write_clip(tmp_path / "longer.mp4", frames + frames[::-1])
-    with av.open(str(longer)) as source, av.open(str(trimmed), "w") as target:
-        original = source.streams.video[0]
-        copy = target.add_stream_from_template(original)
-        shift = int(round(60 / 25 / original.time_base))
-        for packet in source.demux(original):
-            if packet.dts is None:
-                continue
-            packet.pts -= shift
-            packet.dts -= shift
-            packet.stream = copy
-            target.mux(packet)
+    trim_with_edit_list(write_clip(tmp_path / "longer.mp4", frames + frames[::-1]), trimmed, 60, 25)
     for healthy, backend in ((gaps, "auto"), (trimmed, "pyav")):
         with open_video(healthy, backend) as reader:
             decoded = sum(1 for _ in reader.frames())

@@ -322,19 +322,9 @@ def _trimmed_mp4(tmp_path, frames=30, cut=5):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
-    trimmed = tmp_path / "trimmed.mp4"
-    with av.open(str(source)) as src, av.open(str(trimmed), "w") as dst:
-        original = src.streams.video[0]
-        copy = dst.add_stream_from_template(original)
-        shift = int(round(cut / 25 / original.time_base))
-        for packet in src.demux(original):
-            if packet.dts is None:
-                continue
-            packet.pts -= shift
-            packet.dts -= shift
-            packet.stream = copy
-            dst.mux(packet)
-    return trimmed
+    from video_utils import trim_with_edit_list
+
+    return trim_with_edit_list(source, tmp_path / "trimmed.mp4", cut, 25)
 
 
 def test_an_edit_listed_mp4_shows_the_same_pictures_by_every_access(tmp_path):
