@@ -14,7 +14,8 @@ from test_io import strict_loads
 from train_utils import synthetic_pairs
 from vidssl.config import git_sha, load_config
 from vidssl.errors import ConfigError
-from vidssl.train import CHECKPOINT, TrainingDiverged, load_checkpoint, lr_factor, train
+from vidssl.train import (CHECKPOINT, TrainingDiverged, TrainStep, build_model, load_checkpoint, lr_factor,
+                          resolve_precision, train)
 from vidssl.train_config import TrainConfig
 
 TINY = ["data.patch_size=32", "data.num_workers=0", "model.width=8", "model.embed_dim=32", "train.batch_pairs=12",
@@ -119,6 +120,31 @@ def test_a_run_that_slows_down_after_the_fit_is_refitted_and_still_anneals(pairs
     assert stats["lr"] < 0.05 * cfg.train.lr  # the cosine schedule got (nearly) to its end
 
 
+def test_a_run_slow_at_first_is_fitted_again_at_the_end_of_the_warm_up(pairs, tmp_path, monkeypatch, caplog):
+    import logging
+    import time
+
+    from vidssl import train as trainer
+
+    step_fn = trainer.TrainStep.__call__
+
+    def slow_first_steps(self, x, groups, step):  # as a loader filling its prefetch queue slows the first steps
+        if step < 7:
+            time.sleep(0.05)
+        return step_fn(self, x, groups, step)
+
+    monkeypatch.setattr(trainer.TrainStep, "__call__", slow_first_steps)
+    cfg = load_config(None, TINY + ["train.steps=100000", "train.warmup_steps=20", "train.checkpoint_every=1000",
+                                    "train.image_every=0"])
+    with caplog.at_level(logging.INFO, logger="vidssl.train"):
+        stats = train(pairs, tmp_path / "run", cfg, budget_minutes=0.15, progress=False)
+    first = int(re.search(r"fitted (\d+) steps to the", caplog.text).group(1))
+    again = int(re.search(r"fitted (\d+) steps at the end of the warm-up", caplog.text).group(1))
+    assert again > 1.5 * first  # the steps after the slow start are several times faster
+    assert stats["stopped"] == "done" and stats["step"] == stats["total_steps"] == again
+    assert stats["lr"] < 0.05 * cfg.train.lr  # annealed to the new count
+
+
 def test_a_resumed_run_stopped_before_it_logs_keeps_the_last_metrics(pairs, tmp_path, monkeypatch):
     from vidssl import train as trainer
 
@@ -210,6 +236,29 @@ def test_mismatched_run_and_bad_resume_are_errors(pairs, tmp_path):
         train(other, tmp_path / "run", load_config(None, TINY + ["train.steps=2"]), progress=False)
     with pytest.raises(Exception, match="--resume: no checkpoint.pt"):
         train(pairs, tmp_path / "fresh", load_config(None, TINY), resume=True, progress=False)
+
+
+def _cpu_computes_bf16(monkeypatch, native: bool) -> None:
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: native, raising=False)
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(pairs, tmp_path, monkeypatch):
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    _cpu_computes_bf16(monkeypatch, False)  # an AVX2 CPU: oneDNN would emulate bf16, 13x slower than fp32
+    cfg = load_config(None, TINY + ["train.steps=3", "train.precision=auto"])
+    assert resolve_precision("auto", cpu) == "fp32" and TrainStep(build_model(cfg), cfg, cpu, 3).amp is None
+    train(pairs, tmp_path / "run", cfg, progress=False)
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["config"]["train"]["precision"] == "fp32"
+    _cpu_computes_bf16(monkeypatch, True)
+    assert resolve_precision("auto", cpu) == "bf16" and TrainStep(build_model(cfg), cfg, cpu, 3).amp == torch.bfloat16
+    # the run moved to hardware where auto means bf16: refused, naming the setting that continues it as it was
+    with pytest.raises(ConfigError, match=r"train.precision: 'fp32' -> 'bf16'.*--set train.precision=fp32 continues"):
+        train(pairs, tmp_path / "run", cfg, progress=False)
+    again = train(pairs, tmp_path / "run", load_config(None, TINY + ["train.steps=3", "train.precision=fp32"]),
+                  progress=False)
+    assert again["step"] == 3
 
 
 def test_a_dataset_with_videos_pending_is_refused_unless_allowed(tmp_path):

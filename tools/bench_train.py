@@ -100,15 +100,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (worker start-up, allocator)")
     ap.add_argument("--batch-pairs", type=int, default=64)
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: data.num_workers)")
-    ap.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
+    ap.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
     args = ap.parse_args(argv)
     from vidssl.config import load_config
 
+    from vidssl.train import resolve_precision
+
     workers = load_config().data.num_workers if args.workers is None else args.workers
+    precision = resolve_precision(args.precision, torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:
         pairs = args.pairs or _synthetic(Path(tmp) / "pairs", 2048, 96)
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {workers} loader workers, "
-              f"{args.precision}, P = {args.batch_pairs}, {args.rounds} x {args.steps} timed steps per feed; "
+              f"{precision} (--precision {args.precision}), P = {args.batch_pairs}, {args.rounds} x {args.steps} timed steps per feed; "
               f"pairs: {pairs}")
         print("| arch | patch | pairs/s (loader) | triplets/s | pairs/s (in memory) | loader / memory |")
         print("|---|---|---|---|---|---|")

@@ -48,6 +48,8 @@ CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "vidssl-train/1"
 _FIT_MARGIN = 0.97  # share of the measured time left that the fitted steps may fill
 _FIT_AFTER = 6  # steps timed before fitting the step count to the budget (the first one includes worker start-up)
+# the first fit underestimated the speed by about 20% on a 2-core CPU (the loader filling its prefetch queue slows the
+# first ten steps); fitted again when the lr warm-up ends, before anything depended on the step count, it may grow
 
 
 class TrainingDiverged(VidsslError):
@@ -135,6 +137,22 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX). Without it oneDNN emulates bf16, and the
+    smallcnn training step ran 13x slower than in fp32 on an AVX2 EPYC (tools/bench_train.py --precision)."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(probe is not None and probe() for probe in probes)
+
+
+def resolve_precision(name: str, dev: torch.device) -> str:
+    """``train.precision`` as run on ``dev``: "auto" becomes bf16 where the hardware computes it, else fp32."""
+    if name != "auto":
+        return name
+    if dev.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if dev.type == "cpu" and cpu_has_bf16() else "fp32"
+
+
 def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
     """Multiplier of ``cfg.lr`` at ``step`` of ``total``: linear warm-up, then cosine to 0 or the step schedule."""
     if step < cfg.warmup_steps:
@@ -165,8 +183,12 @@ def _check_same_run(saved: dict, cfg: Config, fingerprint: tuple[str, ...], run_
     changed = sorted(k for k, v in saved["flat_config"].items() if k not in RESUMABLE_KEYS and now.get(k) != v)
     if changed:
         detail = ", ".join(f"{k}: {saved['flat_config'][k]!r} -> {now.get(k)!r}" for k in changed[:5])
-        raise ConfigError(f"{run_dir} holds a run with another config ({detail}); continue it with the same config "
-                          f"or choose a new --out")
+        hint = ""
+        if "train.precision" in changed:  # auto chooses by the hardware: a run moved to other hardware lands here
+            hint = (f" (train.precision auto computes in what this hardware runs natively; --set "
+                    f"train.precision={saved['flat_config']['train.precision']} continues the run as it was)")
+        raise ConfigError(f"{run_dir} holds a run with another config ({detail}){hint}; continue it with the same "
+                          f"config or choose a new --out")
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -317,18 +339,19 @@ class TrainStep:
                 model, device_ids=[device.index] if device.type == "cuda" else None)
         self.optimizer = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum,
                                          weight_decay=tc.weight_decay)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=tc.precision == "fp16")
+        self.precision = resolve_precision(tc.precision, device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.loss_fn, self.reducer = build_loss(cfg.loss), build_reducer(cfg.loss)
         self.schedule = MiningSchedule(cfg.miner, self.loss_fn, total_steps, cfg.seed,
                                        average=lambda v: _mean_over_ranks({"v": v}, d, device)["v"])
         # what the miner can return at most, plus each pair's own background
         self.capacity = tc.batch_pairs * (cfg.miner.negatives_per_pair + int(cfg.miner.background_negatives))
-        self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision)
+        self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         self.cycle_weight, self.cycle_temperature = cfg.loss.cycle_weight, cfg.loss.cycle_temperature
         self.cycle_background = cfg.loss.cycle_background
         cfg.validate()  # the cross-section rules, for configs built in code rather than loaded
         self.seed = cfg.seed
-        self.check_grad = tc.precision != "fp16"  # with fp16 the grad scaler skips non-finite steps itself
+        self.check_grad = self.precision != "fp16"  # with fp16 the grad scaler skips non-finite steps itself
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -416,7 +439,11 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
         dev = torch.device("cuda", d.local_rank)
         torch.cuda.set_device(dev)
     if tc.precision == "fp16" and dev.type != "cuda":
-        raise ConfigError("train.precision 'fp16' needs CUDA; use bf16 or fp32 on the CPU")
+        raise ConfigError("train.precision 'fp16' needs CUDA; use auto, bf16 or fp32 on the CPU")
+    # the run folder records the precision the run computes in: a resume on hardware that would choose another
+    # is refused by the config check rather than silently continued in it
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(tc, precision=resolve_precision(tc.precision, dev)))
+    tc = cfg.train
     with run_lock(run_dir) if d.main else nullcontext(), runtime_settings(cfg, dev):  # one writer per run folder
         stats = _train(Path(pairs_dir), Path(run_dir), cfg, budget, dev, d, resume, allow_incomplete, progress,
                        t0)
@@ -555,7 +582,11 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     metrics = dict(saved["metrics"]) if saved is not None else {}  # kept if this run stops before it logs
     last_ckpt = start if saved is not None else None
     window_t, window_steps, window_triplets = time.monotonic(), 0, 0
-    speed_t0 = None  # when this process's first step ended: the speed since then fits and refits the budget
+    # (time, step) the speed is measured from: the end of this process's first step, then of the latest fit (a slow
+    # start is not held against the steps after it)
+    speed_from = None
+    fit_again = False  # the first fit of a new run is made again at the end of the warm-up
+    planned = total  # the step count before any fit: a fit never goes beyond it
     try:
         for patches, index in loader:
             _seed_step(cfg.seed, step, d)
@@ -572,20 +603,32 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
             window_triplets += len(out.triplets)
 
             if budget is not None and step - start == 1:
-                speed_t0 = time.monotonic()
+                speed_from = (time.monotonic(), step)
             if fit and step - start == _FIT_AFTER + 1:
-                per_step = (time.monotonic() - speed_t0) / _FIT_AFTER
+                per_step = (time.monotonic() - speed_from[0]) / _FIT_AFTER
                 left = budget * 60 - (time.monotonic() - t0)
                 total = _min_over_ranks(min(total, step + int(_FIT_MARGIN * left / per_step)), d, dev)
                 fitted, fit = True, False
                 schedule.hard_from = int(round(cfg.miner.hard_start * total))
                 bar.total = total
                 log.info("train: fitted %d steps to the %.1f-minute budget (%.2f s/step)", total, budget, per_step)
+                speed_from, fit_again = (time.monotonic(), step), start == 0 and step < tc.warmup_steps
+            elif fit_again and step == tc.warmup_steps:
+                # so far the lr was the warm-up's and the miner the first phase's: neither depended on the count
+                per_step = (time.monotonic() - speed_from[0]) / (step - speed_from[1])
+                left = budget * 60 - (time.monotonic() - t0)
+                refit = _min_over_ranks(min(planned, step + int(_FIT_MARGIN * left / per_step)), d, dev)
+                fit_again = False
+                if min(schedule.hard_from, int(round(cfg.miner.hard_start * refit))) >= step:
+                    speed_from, total = (time.monotonic(), step), refit
+                    schedule.hard_from = int(round(cfg.miner.hard_start * total))
+                    bar.total = total
+                    log.info("train: fitted %d steps at the end of the warm-up (%.2f s/step)", total, per_step)
             elif (budget is not None and fitted and tc.fit_budget and step % tc.log_every == 0
-                  and step - start > _FIT_AFTER and step < total):  # (a fitted run may be resumed without one)
+                  and step - speed_from[1] >= _FIT_AFTER and step < total):  # (fitted: maybe in an earlier session)
                 # the speed fell since the fit (a shared machine, a slower phase): shorten the schedule again, so
                 # the run still ends annealed instead of at the budget stop with the learning rate half way down
-                per_step = (time.monotonic() - speed_t0) / (step - start - 1)
+                per_step = (time.monotonic() - speed_from[0]) / (step - speed_from[1])
                 left = budget * 60 - (time.monotonic() - t0)
                 overrun = step + left / per_step < total  # only a projected overrun refits, not the margin
                 if _any_rank(overrun, d, dev):
