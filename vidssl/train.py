@@ -48,8 +48,6 @@ CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "vidssl-train/1"
 _FIT_MARGIN = 0.97  # share of the measured time left that the fitted steps may fill
 _FIT_AFTER = 6  # steps timed before fitting the step count to the budget (the first one includes worker start-up)
-# the first fit underestimated the speed by about 20% on a 2-core CPU (the loader filling its prefetch queue slows the
-# first ten steps); fitted again when the lr warm-up ends, before anything depended on the step count, it may grow
 
 
 class TrainingDiverged(VidsslError):
@@ -614,7 +612,9 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
                 log.info("train: fitted %d steps to the %.1f-minute budget (%.2f s/step)", total, budget, per_step)
                 speed_from, fit_again = (time.monotonic(), step), start == 0 and step < tc.warmup_steps
             elif fit_again and step == tc.warmup_steps:
-                # so far the lr was the warm-up's and the miner the first phase's: neither depended on the count
+                # the first fit underestimated a 2-core CPU's speed by about 20% (the loader filling its queue slows
+                # the first ten steps); so far the lr was the warm-up's and the miner the first phase's, neither
+                # depended on the count, so it may still grow
                 per_step = (time.monotonic() - speed_from[0]) / (step - speed_from[1])
                 left = budget * 60 - (time.monotonic() - t0)
                 refit = _min_over_ranks(min(planned, step + int(_FIT_MARGIN * left / per_step)), d, dev)
