@@ -174,6 +174,29 @@ def test_ranks_that_see_different_run_folders_fail_at_once(tmp_path):
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 6  # nothing written over it
 
 
+MIXED_CPU_WORKER = textwrap.dedent("""
+    import os, sys
+    import torch
+    from vidssl.config import load_config
+    from vidssl.train import train
+    pairs, run = sys.argv[1:3]
+    if os.environ["RANK"] == "1":  # a node whose CPU computes bf16 (AMX) beside one that does not
+        torch.cpu._is_amx_tile_supported = lambda: True
+    else:
+        torch.cpu._is_amx_tile_supported = torch.cpu._is_avx512_bf16_supported = lambda: False
+    train(pairs, run, load_config(None, sys.argv[3:]), progress=False)
+""")
+
+
+@pytest.mark.slow
+def test_ranks_that_would_train_in_different_precisions_fail_at_once(tmp_path):
+    pairs = synthetic_pairs(tmp_path / "pairs", num_videos=4, tracks_per_video=12, size=40)
+    run = torchrun(MIXED_CPU_WORKER, tmp_path, pairs, tmp_path / "run", *SETTINGS, "train.precision=auto")
+    assert run.returncode != 0
+    assert "would train in different precisions (rank 0: fp32, rank 1: bf16)" in run.stderr, run.stderr[-3000:]
+    assert "--set train.precision=fp32" in run.stderr and not (tmp_path / "run" / CHECKPOINT).exists()
+
+
 SLOW_WORKER = textwrap.dedent("""
     import os, sys, time
     from vidssl import train as T

@@ -88,8 +88,11 @@ def _any_rank(flag: bool, d: Dist, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
+_PRECISIONS = ("fp32", "bf16", "fp16")
+
+
 def _check_ranks_agree(d: Dist, device: torch.device, run_dir: Path, pairs_dir: Path, start: int, total: int,
-                       fingerprint: str) -> None:
+                       fingerprint: str, precision: str) -> None:
     """Raise on every rank unless all resume from the same step of the same schedule on the same pairs. Each rank
     reads RUN and PAIRS itself; where they are not one shared folder (a node's local disk) a rank without the
     checkpoint started from step 0 beside one resuming, their collectives paired up wrongly without an error,
@@ -97,10 +100,15 @@ def _check_ranks_agree(d: Dist, device: torch.device, run_dir: Path, pairs_dir: 
     if d.world == 1:
         return
     digest = int(hashlib.sha256(fingerprint.encode()).hexdigest()[:15], 16)  # fits an int64
-    mine = torch.tensor([start, total, digest], dtype=torch.int64, device=device)
+    mine = torch.tensor([start, total, digest, _PRECISIONS.index(precision)], dtype=torch.int64, device=device)
     every = [torch.empty_like(mine) for _ in range(d.world)]
     dist.all_gather(every, mine)
     rows = [t.tolist() for t in every]
+    if any(row[3] != rows[0][3] for row in rows):  # train.precision auto on nodes of different CPUs or GPUs
+        seen = ", ".join(f"rank {r}: {_PRECISIONS[row[3]]}" for r, row in enumerate(rows))
+        raise ConfigError(f"the processes would train in different precisions ({seen}): train.precision auto chose "
+                          f"by each one's hardware; set it for all, e.g. --set train.precision=fp32")
+    rows = [row[:3] for row in rows]
     if any(row != rows[0] for row in rows):
         seen = "; ".join(f"rank {r}: step {row[0]} of {row[1]}, pairs {row[2]:x}" for r, row in enumerate(rows))
         raise VidsslError(f"the processes do not see the same run: {seen}. Every rank reads {run_dir} and "
@@ -529,7 +537,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     start, fitted = 0, False
     if saved is not None:
         start, total, fitted = saved["step"], saved["total_steps"], saved["fitted"]
-    _check_ranks_agree(d, dev, run_dir, pairs_dir, start, total, pairs.fingerprint)
+    _check_ranks_agree(d, dev, run_dir, pairs_dir, start, total, pairs.fingerprint, tc.precision)
     if saved is not None:
         if start >= total:
             log.info("train: %s is already complete (%d steps)", run_dir, total)
