@@ -1,6 +1,7 @@
 """Video reading: every backend on the real clips, agreement across backends, and bad input."""
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 
@@ -327,7 +328,7 @@ def _trimmed_mp4(tmp_path, frames=30, cut=5):
     return trim_with_edit_list(source, tmp_path / "trimmed.mp4", cut, 25)
 
 
-def test_an_edit_listed_mp4_shows_the_same_pictures_by_every_access(tmp_path):
+def test_an_edit_listed_mp4_shows_the_same_pictures_by_every_access(tmp_path, caplog):
     # decord 0.6 ignores the edit list: 30 frames (the cut 5 as repeats of the last) and seeks 5 frames off, so
     # auto leaves it out; PyAV counted the cut packets too (30 announced, 25 decoded)
     path = _trimmed_mp4(tmp_path)
@@ -342,6 +343,10 @@ def test_an_edit_listed_mp4_shows_the_same_pictures_by_every_access(tmp_path):
             assert [picture(f) for f in reader.get_batch([0, 10, 20])] == [5, 15, 25], backend
     with open_video(path) as reader:
         assert reader.backend != "decord"
+    if "decord" in available_backends():  # asked for by name, it is used, with a warning naming the file and the fix
+        with caplog.at_level(logging.WARNING, logger="vidssl.video"), open_video(path, "decord") as reader:
+            assert reader.num_frames == 30  # decord's count, the cut frames included
+        assert f"{path}: its MP4 edit list cuts frames" in caplog.text and "--backend auto or pyav" in caplog.text
 
 
 def test_text_in_any_encoding_is_named_text(tmp_path):

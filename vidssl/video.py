@@ -635,6 +635,9 @@ def open_video(path: str | os.PathLike, backend: str = "auto") -> VideoReader:
         raise ValueError(f"unknown video backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
     if backend not in available_backends():
         raise UnsupportedVideo(path, f"backend {backend} is not installed on this machine")
+    if backend == "decord" and has_discarded_packets(path):  # what auto avoids (above), asked for by name
+        log.warning("%s: its MP4 edit list cuts frames (a trim), which decord ignores: it shows the cut frames as "
+                    "repeats of the last and its seeks land that many frames off; use --backend auto or pyav", path)
     return BACKENDS[backend](path)
 
 
