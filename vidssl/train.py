@@ -40,7 +40,7 @@ from vidssl.lifeline import exit_with
 from vidssl.losses import Triplets, build_loss, build_reducer, dense_cycle_loss
 from vidssl.miners import MiningSchedule, Scores
 from vidssl.models import ARCHS, EmbeddingNet, build_backbone
-from vidssl.train_config import RESUMABLE_KEYS, TRAIN_SECTIONS, TrainConfig
+from vidssl.train_config import PRECISION_NAMES, RESUMABLE_KEYS, TRAIN_SECTIONS, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +88,6 @@ def _any_rank(flag: bool, d: Dist, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
-_PRECISIONS = ("fp32", "bf16", "fp16")
-
-
 def _check_ranks_agree(d: Dist, device: torch.device, run_dir: Path, pairs_dir: Path, start: int, total: int,
                        fingerprint: str, precision: str) -> None:
     """Raise on every rank unless all resume from the same step of the same schedule on the same pairs. Each rank
@@ -100,12 +97,12 @@ def _check_ranks_agree(d: Dist, device: torch.device, run_dir: Path, pairs_dir: 
     if d.world == 1:
         return
     digest = int(hashlib.sha256(fingerprint.encode()).hexdigest()[:15], 16)  # fits an int64
-    mine = torch.tensor([start, total, digest, _PRECISIONS.index(precision)], dtype=torch.int64, device=device)
+    mine = torch.tensor([start, total, digest, PRECISION_NAMES.index(precision)], dtype=torch.int64, device=device)
     every = [torch.empty_like(mine) for _ in range(d.world)]
     dist.all_gather(every, mine)
     rows = [t.tolist() for t in every]
     if any(row[3] != rows[0][3] for row in rows):  # train.precision auto on nodes of different CPUs or GPUs
-        seen = ", ".join(f"rank {r}: {_PRECISIONS[row[3]]}" for r, row in enumerate(rows))
+        seen = ", ".join(f"rank {r}: {PRECISION_NAMES[row[3]]}" for r, row in enumerate(rows))
         raise ConfigError(f"the processes would train in different precisions ({seen}): train.precision auto chose "
                           f"by each one's hardware; set it for all, e.g. --set train.precision=fp32")
     rows = [row[:3] for row in rows]

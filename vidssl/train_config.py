@@ -32,6 +32,7 @@ LOSS_NAMES = ("ranking", "triplet", "contrastive")
 DISTANCE_NAMES = ("cosine", "sqeuclidean", "euclidean")
 REDUCER_NAMES = ("mean", "mean_active", "fixed", "per_pair")
 MINER_NAMES = ("random", "hard", "semihard")
+PRECISION_NAMES = ("auto", "bf16", "fp16", "fp32")  # auto resolves to one of the others (train.resolve_precision)
 
 
 def check_choice(section: str, key: str, value: str, valid: tuple[str, ...]) -> None:
@@ -208,7 +209,7 @@ class TrainConfig:
         _positive("train", "gamma", self.gamma)
         _positive("train", "warmup_steps", self.warmup_steps, allow_zero=True)
         check_choice("train", "device", self.device, ("auto", "cpu", "cuda"))
-        check_choice("train", "precision", self.precision, ("auto", "bf16", "fp16", "fp32"))
+        check_choice("train", "precision", self.precision, PRECISION_NAMES)
         _positive("train", "threads", self.threads, allow_zero=True)
         for key in ("checkpoint_every", "log_every"):
             _positive("train", key, getattr(self, key))
