@@ -90,6 +90,39 @@ def _alternate(cfg, dev, arch, size, feeds, steps, warmup, rounds, batch_pairs, 
             "ratio": seconds["memory"] / seconds["loader"]}
 
 
+def fill_cost(arch: str, size: int, steps: int, warmup: int, rounds: int, batch_pairs: int, precision: str) -> float:
+    """Seconds per in-memory step with torch's NaN fill of fresh tensors (what deterministic mode does by default)
+    over seconds without it (what ``vidssl train`` runs with): the two alternate in rounds, on one fixed batch."""
+    import torch.utils.deterministic as det
+
+    from vidssl.config import load_config
+    from vidssl.train import TrainStep, build_model, runtime_settings
+
+    cfg = load_config(None, [f"model.arch={arch}", f"data.patch_size={size}", f"train.batch_pairs={batch_pairs}",
+                             f"train.precision={precision}"])
+    dev = torch.device("cpu")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3 * batch_pairs, 3, size, size, generator=g).contiguous(memory_format=torch.channels_last)
+    groups = torch.arange(batch_pairs) % 9
+    seconds = {True: 0.0, False: 0.0}
+    with runtime_settings(cfg, dev):
+        steppers = {}
+        for fill in seconds:
+            det.fill_uninitialized_memory = fill
+            steppers[fill] = TrainStep(build_model(cfg).to(dev, memory_format=torch.channels_last).train(), cfg,
+                                       dev, warmup + rounds * steps)
+            for s in range(warmup):
+                steppers[fill](x, groups, s)
+        for r in range(rounds):
+            for fill in seconds:
+                det.fill_uninitialized_memory = fill
+                t0 = time.perf_counter()
+                for s in range(steps):
+                    steppers[fill](x, groups, warmup + r * steps + s)
+                seconds[fill] += time.perf_counter() - t0
+    return seconds[True] / seconds[False]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pairs", type=Path, help="a pair dataset (default: synthetic shards in a temp dir)")
@@ -101,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-pairs", type=int, default=64)
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: data.num_workers)")
     ap.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
+    ap.add_argument("--fill-uninitialized", action="store_true",
+                    help="instead: the in-memory step with deterministic mode's NaN fill of fresh tensors over the "
+                         "step without it (vidssl train turns the fill off)")
     args = ap.parse_args(argv)
     from vidssl.config import load_config
 
@@ -108,6 +144,15 @@ def main(argv: list[str] | None = None) -> int:
 
     workers = load_config().data.num_workers if args.workers is None else args.workers
     precision = resolve_precision(args.precision, torch.device("cpu"))
+    if args.fill_uninitialized:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {precision}, P = {args.batch_pairs}, "
+              f"{args.rounds} x {args.steps} timed steps each")
+        print("| arch | patch | step with fill / without |")
+        print("|---|---|---|")
+        for arch, size in itertools.product(args.archs, args.sizes):
+            ratio = fill_cost(arch, size, args.steps, args.warmup, args.rounds, args.batch_pairs, precision)
+            print(f"| {arch} | {size} | {ratio:.3f} |", flush=True)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         pairs = args.pairs or _synthetic(Path(tmp) / "pairs", 2048, 96)
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {workers} loader workers, "

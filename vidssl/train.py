@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+import torch.utils.deterministic  # runtime_settings turns its fill of fresh tensors off
 import torch.distributed as dist
 import torch.nn.functional as F
 
@@ -379,8 +380,10 @@ class TrainStep:
         loss = self.reducer(values, triplets, self.capacity)
         cycle = None
         if maps is not None:
-            a, b, a_rolled, b_rolled = maps[:P], maps[P:2 * P], maps[n:n + P], maps[n + P:]
-            bg = maps[2 * P:3 * P] if self.cycle_background else None
+            # split, not slices: each slice's backward writes a zero-filled copy of the whole map
+            parts = maps.split(P)  # anchors, positives[, backgrounds], rolled anchors, rolled positives
+            a, b, a_rolled, b_rolled = parts[0], parts[1], parts[-2], parts[-1]
+            bg = parts[2] if self.cycle_background else None
             cycle = 0.5 * (dense_cycle_loss(a, b, a_rolled, shift, self.cycle_temperature, bg)
                            + dense_cycle_loss(b, a, b_rolled, shift, self.cycle_temperature, bg))
             loss = loss + self.cycle_weight * cycle
@@ -472,12 +475,17 @@ def runtime_settings(cfg: Config, dev: torch.device) -> Iterator[None]:
     tc = cfg.train
     saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
              torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark,
-             cv2.getNumThreads(), os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+             cv2.getNumThreads(), os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+             torch.utils.deterministic.fill_uninitialized_memory)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     if tc.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for deterministic GEMMs
         torch.use_deterministic_algorithms(True, warn_only=True)  # ops without a deterministic kernel still run
+        # deterministic mode also NaN-fills every fresh tensor, a guard against ops that read memory they never
+        # wrote; the step has none (results are bit-identical without it) and the fills cost 7% of a CPU step
+        # (tools/bench_train.py --fill-uninitialized compares)
+        torch.utils.deterministic.fill_uninitialized_memory = False
         torch.backends.cudnn.benchmark = False
     elif dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -495,6 +503,7 @@ def runtime_settings(cfg: Config, dev: torch.device) -> Iterator[None]:
         cv2.setNumThreads(saved[4])
         if saved[5] is None:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        torch.utils.deterministic.fill_uninitialized_memory = saved[6]
 
 
 def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, dev: torch.device, d: Dist,
