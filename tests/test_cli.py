@@ -113,6 +113,15 @@ def test_show_pairs_encodes_as_the_suffix_says(tmp_path, capsys):
         assert (tmp_path / name).read_bytes().startswith(magic), name
     assert main(["-q", "show-pairs", str(pairs), "--out", str(tmp_path / "g.gif")]) == 1
     assert "name it .png, .jpg or .jpeg" in capsys.readouterr().err and not (tmp_path / "g.gif").exists()
+    # a damaged manifest (half a line, a record without its shard): one line naming file:line and the fix
+    manifest = pairs / "manifest.jsonl"
+    lines = manifest.read_text().splitlines()
+    for bad, problem in ((lines[1][: len(lines[1]) // 2], "not JSON"), ('{"video": "a.mp4"}', "keys missing")):
+        manifest.write_text("\n".join([lines[0], bad] + lines[2:]) + "\n")
+        assert main(["-q", "show-pairs", str(pairs), "--out", str(tmp_path / "g.png")]) == 1
+        err = capsys.readouterr().err
+        assert f"manifest.jsonl:2: not a pair record ({problem}" in err and "rerun the `vidssl mine`" in err
+        assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("task", ["davis", "retrieval", "flow"])

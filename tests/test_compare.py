@@ -46,6 +46,9 @@ def test_a_folder_without_a_summary_is_a_clear_error(tmp_path, capsys):
     assert main(["compare", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert f"{tmp_path}: no summary.json" in err and "vidssl pretrain" in err
+    (tmp_path / "summary.json").write_text("[1, 2]")  # JSON, but not a summary: one line, not an AttributeError
+    assert main(["compare", str(tmp_path)]) == 1
+    assert "summary.json: not a pretrain summary (a JSON list)" in capsys.readouterr().err
 
 
 def test_headlines_are_read_from_the_runs_metrics_not_a_stale_summary(tmp_path, capsys):

@@ -258,6 +258,10 @@ def test_weights_path_errors_and_run_folders(tmp_path, capsys):
     (tmp_path / "train_run" / "checkpoint.pt").write_bytes(b"")
     with pytest.raises(ModelFileError, match=r"a folder without backbone.pt; export it first: vidssl export"):
         vidssl.load_backbone(tmp_path / "train_run")
+    (tmp_path / "pretrain_run" / "train").mkdir(parents=True)  # a `vidssl pretrain` folder before its export
+    (tmp_path / "pretrain_run" / "train" / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(ModelFileError, match=r"export it first: vidssl export .*pretrain_run --out"):
+        vidssl.load_backbone(tmp_path / "pretrain_run")
     code = main(["eval", "retrieval", "--weights", str(tmp_path / "nope.pt"), "--data", str(tmp_path),
                  "--out", str(tmp_path / "ev")])
     err = capsys.readouterr().err
@@ -324,3 +328,30 @@ def test_a_torchvision_classifier_state_dict_loads_without_its_head(tmp_path):
     torch.save(state, tmp_path / "tv.pt")
     with pytest.raises(ModelFileError, match=r"3 unexpected"):
         vidssl.load_backbone(tmp_path / "tv.pt")
+
+
+def test_export_refuses_what_it_cannot_export_or_write_in_one_line(tmp_path, capsys):
+    """Another tool's checkpoint.pt (a common name), a damaged one, a weights file given as RUN, --out naming a
+    folder or the .safetensors copy: one line naming the file and the fix, no traceback, nothing written."""
+    run = tmp_path / "foreign"
+    run.mkdir()
+    torch.save({"state_dict": {}}, run / "checkpoint.pt")
+    assert main(["export", str(run), "--out", str(tmp_path / "a.pt")]) == 1
+    err = capsys.readouterr().err
+    assert "checkpoint.pt: not a checkpoint `vidssl train` wrote" in err and "Traceback" not in err
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "checkpoint.pt").write_bytes(b"PK\x03\x04 cut short")
+    assert main(["export", str(tmp_path / "damaged"), "--out", str(tmp_path / "a.pt")]) == 1
+    err = capsys.readouterr().err
+    assert "unreadable checkpoint" in err and "export the run folder of a vidssl training" in err
+    assert "choose another --out" not in err  # the advice of a training resume, not of an export
+    weights = tmp_path / "w.pt"
+    save_backbone(build_backbone("smallcnn", width=8), weights)
+    assert main(["export", str(weights), "--out", str(tmp_path / "b.pt")]) == 1
+    assert "w.pt is a file; pass the training run folder" in capsys.readouterr().err
+    (tmp_path / "outdir").mkdir()
+    with pytest.raises(ModelFileError, match=r"outdir is a folder; name the weights file, e.g. .*outdir/backbone.pt"):
+        save_backbone(build_backbone("smallcnn", width=8), tmp_path / "outdir")
+    with pytest.raises(ModelFileError, match=r"x.safetensors: name the .pt file \(e.g. .*x.pt\)"):
+        save_backbone(build_backbone("smallcnn", width=8), tmp_path / "x.safetensors")
+    assert not (tmp_path / "x.safetensors").exists() and not list((tmp_path / "outdir").iterdir())

@@ -998,11 +998,12 @@ def test_cli_mine_merge_and_show_pairs(mined, tmp_path, capsys):
     assert "VIDEOS" in capsys.readouterr().err
 
 
-def test_a_mining_run_without_a_single_pair_warns(demo_dir, tmp_path, caplog):
+def test_a_mining_run_without_a_single_pair_says_so_and_fails(demo_dir, tmp_path, caplog):
+    """Exit status 1 (a script's `vidssl mine ... && vidssl train ...` stops at the cause), as pretrain does."""
     (tmp_path / "videos").mkdir()
     shutil.copy(demo_dir / "clip_03.mp4", tmp_path / "videos" / "static.mp4")
     with caplog.at_level("WARNING"):
-        assert cli_main(["mine", str(tmp_path / "videos"), "--out", str(tmp_path / "pairs"), "-q", *DEMO_SET]) == 0
+        assert cli_main(["mine", str(tmp_path / "videos"), "--out", str(tmp_path / "pairs"), "-q", *DEMO_SET]) == 1
     assert "no pair was mined" in caplog.text and "mine.min_moving_fraction" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):  # pairs mined: no such line

@@ -436,7 +436,22 @@ def test_an_evaluation_the_trained_model_cannot_take_is_refused_before_mining(tm
     if not torch.cuda.is_available():
         assert main(["-q", "pretrain", "--out", str(tmp_path / "run"), "--set", "eval.flow.device=cuda:1"]) == 2
         assert "config key 'eval.flow.device' is 'cuda:1' but torch sees no CUDA device" in capsys.readouterr().err
+        # the fix named is a setting pretrain takes (it has no --device flag)
+        assert main(["-q", "pretrain", "--out", str(tmp_path / "run"), "--set", "train.device=cuda"]) == 2
+        assert "'train.device' is 'cuda' but torch sees no CUDA device; use cpu or auto (--set train.device=cpu)" \
+            in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_missing_inputs_are_refused_before_the_run_folder_is_made(tmp_path, capsys):
+    (tmp_path / "no_videos").mkdir()
+    (tmp_path / "no_videos" / "notes.txt").write_text("x")
+    for videos, said in ((tmp_path / "missing", "missing: no such folder"),
+                         (tmp_path / "no_videos", "no_videos: no video file in it")):
+        assert main(["-q", "pretrain", "--videos", str(videos), "--out", str(tmp_path / "run")]) == 1
+        assert said in capsys.readouterr().err and not (tmp_path / "run").exists()
+    assert main(["-q", "train", str(tmp_path / "missing"), "--out", str(tmp_path / "train_run")]) == 1
+    assert "pair dataset folder not found" in capsys.readouterr().err and not (tmp_path / "train_run").exists()
 
 
 def test_a_folder_of_unusable_videos_says_so_not_to_relax_thresholds(tmp_path, capsys):

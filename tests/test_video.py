@@ -346,7 +346,7 @@ def test_an_edit_listed_mp4_shows_the_same_pictures_by_every_access(tmp_path, ca
     if "decord" in available_backends():  # asked for by name, it is used, with a warning naming the file and the fix
         with caplog.at_level(logging.WARNING, logger="vidssl.video"), open_video(path, "decord") as reader:
             assert reader.num_frames == 30  # decord's count, the cut frames included
-        assert f"{path}: its MP4 edit list cuts frames" in caplog.text and "--backend auto or pyav" in caplog.text
+        assert f"{path}: its MP4 edit list cuts frames" in caplog.text and "--set video.backend=auto" in caplog.text
 
 
 def test_text_in_any_encoding_is_named_text(tmp_path):

@@ -35,18 +35,21 @@ def decode_seconds(path: Path, cfg: MineConfig) -> tuple[int, float]:
     with open_video(path) as reader:
         start = time.perf_counter()
         n = sum(1 for _ in reader.frames(max_side=cfg.working_side))
-    return n, time.perf_counter() - start
+        seconds = time.perf_counter() - start  # as mine_seconds: the reader's close is not timed on either side
+    return n, seconds
 
 
-def mine_seconds(path: Path, cfg: MineConfig) -> tuple[int, float, int]:
+def mine_seconds(path: Path, cfg: MineConfig) -> tuple[int, float, int, str | None]:
+    """(frames mined, seconds, pairs, why the miner skipped the clip or None)."""
     with open_video(path) as reader:
         start = time.perf_counter()
+        skipped = None
         try:
             result = mine_video(reader, cfg)
         except SkipVideo as e:
-            result = e.result
+            result, skipped = e.result, e.reason
         seconds = time.perf_counter() - start
-    return (result.frames if result else 0), seconds, len(result.records) if result else 0
+    return (result.frames if result else 0), seconds, len(result.records) if result else 0, skipped
 
 
 def throughput(videos: list[Path], cfg: MineConfig, paper: MineConfig, runs: int) -> None:
@@ -59,14 +62,21 @@ def throughput(videos: list[Path], cfg: MineConfig, paper: MineConfig, runs: int
         decode, mine = [], []
         for _ in range(runs):
             n, d = decode_seconds(path, cfg)
-            frames, m, pairs = mine_seconds(path, cfg)
+            frames, m, pairs, skipped = mine_seconds(path, cfg)
             decode.append(d)
             mine.append(m)
+        if frames != n:  # skipped before the end (too short, too small): its time is not comparable
+            print(f"| {path.name} | {size} | {n} | {n / min(decode):.0f} | - | - | {pairs} | - |  "
+                  f"(mined {frames} of {n} frames: {skipped or 'stopped early'}; not in the totals)")
+            continue
         d, m = min(decode), min(mine)
         paper_pairs = mine_seconds(path, paper)[2]
         totals += (n, d, m, pairs)
         print(f"| {path.name} | {size} | {n} | {n / d:.0f} | {n / m:.0f} | {d / m:.2f} | {pairs} | {paper_pairs} |")
     n, d, m, pairs = totals
+    if not n:
+        print("no clip was mined whole: no totals")
+        return
     print(f"| **all** | | {n:.0f} | {n / d:.0f} | {n / m:.0f} | **{d / m:.2f}** | {pairs:.0f} | |")
     print(f"\npairs per 1000 frames: {1000 * pairs / n:.1f}")
 
@@ -215,8 +225,12 @@ def main() -> None:
     ap.add_argument("--rss", action="store_true", help="peak RSS on a synthetic 1080p clip, short and 4x longer")
     ap.add_argument("--frames", type=int, default=150, help="--rss: frames of the synthetic clip before looping")
     args = ap.parse_args()
+    if args.runs < 1:
+        ap.error("--runs must be at least 1")
     cfg = MineConfig()
     videos = find_videos(args.data)
+    if not videos and not args.rss:
+        ap.error(f"no videos under {args.data} (set --data or VIDSSL_DATA)")
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; OpenCV {cv2.__version__}")
     if args.motion:
         motion_table(videos, cfg)

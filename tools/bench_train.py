@@ -34,7 +34,12 @@ def _synthetic(root: Path, pairs: int, size: int) -> Path:
 def bench(pairs_dir: Path, arch: str, size: int, steps: int, warmup: int, batch_pairs: int, workers: int,
           precision: str, rounds: int) -> dict:
     """Alternate ``rounds`` chunks of steps fed by the loader and from memory (so drifting load on a shared machine
-    hits both alike) and sum the time of each."""
+    hits both alike) and sum the time of each.
+
+    Every loader chunk starts a fresh loader and runs its first ``workers x data.prefetch`` steps untimed: those
+    batches were prepared while the workers started, and a loader kept alive between chunks would prepare the next
+    chunk's batches during the in-memory chunk (and slow that chunk with its work), both of which pull the ratio
+    towards 1. No loader is alive while in-memory steps are timed."""
     from vidssl.config import load_config
     from vidssl.data import PairBatchSampler, PairPatches, make_loader, open_pairs, to_input
     from vidssl.train import runtime_settings
@@ -48,42 +53,56 @@ def bench(pairs_dir: Path, arch: str, size: int, steps: int, warmup: int, batch_
     dev = torch.device("cpu")
     codes = torch.from_numpy(pairs.video).long()
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    total = warmup + steps * rounds
+    queued = workers * cfg.data.prefetch  # batches a fresh loader has ready before the step waits on it
+    total = warmup + (steps + queued) * rounds
 
-    def loader_batches():
-        sampler = PairBatchSampler(pairs.video, pairs.track, batch_pairs, cfg.seed, steps=total)
+    def loader_feed(chunk: int):
+        """A fresh loader: ``queued`` untimed batches, then the timed ones; its workers end with the chunk."""
+        count = warmup if chunk < 0 else queued + steps
+        sampler = PairBatchSampler(pairs.video, pairs.track, batch_pairs, cfg.seed + chunk + 1, steps=count)
         for patches, index in make_loader(PairPatches(pairs, cfg.data, bg), sampler, cfg.data, pin_memory=False):
             yield to_input(patches, mean, std, dev, cfg.train.channels_last), codes[index]
 
-    # in memory: the same batches loaded and augmented beforehand; only the tensor conversion stays in the loop
+    # in memory: batches loaded and augmented beforehand; only the tensor conversion stays in the loop
     cfg_mem = load_config(None, [f"data.patch_size={size}", "data.num_workers=0"])
-    sampler = PairBatchSampler(pairs.video, pairs.track, batch_pairs, cfg.seed, steps=total)
+    sampler = PairBatchSampler(pairs.video, pairs.track, batch_pairs, cfg.seed, steps=warmup + steps * rounds)
     cached = list(make_loader(PairPatches(pairs, cfg_mem.data, bg), sampler, cfg_mem.data, pin_memory=False))
 
-    def memory_batches():
-        for patches, index in cached:
+    def memory_feed(chunk: int):
+        first = 0 if chunk < 0 else warmup + chunk * steps
+        for patches, index in cached[first:]:
             yield to_input(patches, mean, std, dev, cfg.train.channels_last), codes[index]
 
     with runtime_settings(cfg, dev):  # the threads and determinism train() runs with
-        return _alternate(cfg, dev, arch, size, {"memory": memory_batches(), "loader": loader_batches()}, steps,
-                          warmup, rounds, batch_pairs, total)
+        return _alternate(cfg, dev, arch, size, {"memory": (memory_feed, 0), "loader": (loader_feed, queued)},
+                          steps, warmup, rounds, batch_pairs, total)
 
 
 def _alternate(cfg, dev, arch, size, feeds, steps, warmup, rounds, batch_pairs, total) -> dict:
+    """``feeds``: name -> (chunk -> batch iterator (chunk -1: the warm-up), untimed lead-in steps per chunk)."""
     from vidssl.train import TrainStep, build_model
 
-    steppers, seconds, triplets = {}, {"memory": 0.0, "loader": 0.0}, {"memory": 0, "loader": 0}
-    for name, feed in feeds.items():
+    steppers, seconds, triplets, done = {}, {"memory": 0.0, "loader": 0.0}, {"memory": 0, "loader": 0}, {}
+    for name, (feed, _) in feeds.items():
         model = build_model(cfg).to(dev, memory_format=torch.channels_last).train()
         steppers[name] = TrainStep(model, cfg, dev, total)
+        batches = feed(-1)
         for s in range(warmup):  # worker start-up, allocator, oneDNN kernel selection
-            steppers[name](*next(feed), s)
+            steppers[name](*next(batches), s)
+        del batches  # its workers end here
+        done[name] = warmup
     for r in range(rounds):
-        for name, feed in feeds.items():
+        for name, (feed, lead) in feeds.items():
+            batches = feed(r)
+            for _ in range(lead):
+                steppers[name](*next(batches), done[name])
+                done[name] += 1
             t0 = time.perf_counter()
-            for s in range(steps):
-                triplets[name] += len(steppers[name](*next(feed), warmup + r * steps + s).triplets)
+            for _ in range(steps):
+                triplets[name] += len(steppers[name](*next(batches), done[name]).triplets)
+                done[name] += 1
             seconds[name] += time.perf_counter() - t0
+            del batches
     n = steps * rounds * batch_pairs
     return {"arch": arch, "size": size, "pairs_per_s": n / seconds["loader"],
             "triplets_per_s": triplets["loader"] / seconds["loader"], "memory_pairs_per_s": n / seconds["memory"],

@@ -10,6 +10,7 @@ import numpy as np
 from tracking.dataset import read_marker
 from vidssl.errors import VidsslError
 
+_GRID_KEYS = {"video", "shard", "offset", "start_frame", "end_frame"}  # what the pictures read of a record
 CAPTION = 14  # px of caption bar above each pair / track row
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -18,7 +19,21 @@ def load_manifest(pairs_dir: str | Path) -> list[dict]:
     path = Path(pairs_dir) / "manifest.jsonl"
     if not path.is_file():
         raise VidsslError(f"{pairs_dir} has no manifest.jsonl; mine it first (vidssl mine VIDEOS --out {pairs_dir})")
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            problem = f"not JSON: {e}"
+        else:
+            missing = _GRID_KEYS - set(rec) if isinstance(rec, dict) else _GRID_KEYS
+            problem = f"keys missing: {', '.join(sorted(missing))}" if missing else None
+        if problem:
+            raise VidsslError(f"{path}:{lineno}: not a pair record ({problem}); rerun the `vidssl mine` that made "
+                              f"{pairs_dir} into it: it rebuilds the manifest from its finished videos")
+        records.append(rec)
     if not records:
         raise VidsslError(f"{pairs_dir} holds no pairs (see its dataset.json for why videos were skipped)")
     return records

@@ -79,6 +79,9 @@ def read_runs(runs: list[str | Path]) -> list[TaskRow]:
                               f"pretrain command to finish it)") from None
         except (OSError, json.JSONDecodeError) as e:
             raise VidsslError(f"{run}/summary.json: unreadable ({e}); rebuild it by rerunning the pretrain command")
+        if not isinstance(summary, dict):
+            raise VidsslError(f"{run}/summary.json: not a pretrain summary (a JSON {type(summary).__name__}); "
+                              "rebuild it by rerunning the pretrain command")
         tables.append((_trained_name(summary, run), run_headline(run, summary)))
     tasks = list(dict.fromkeys(task for _, headline in tables for task in headline))
     rows = []

@@ -65,11 +65,22 @@ def resolve_weights(path: str | os.PathLike) -> Path:
         if (path / f"{DEFAULT_STEM}.pt").is_file():
             return path / f"{DEFAULT_STEM}.pt"
         hint = (f"export it first: vidssl export {path} --out {path / (DEFAULT_STEM + '.pt')}"
-                if (path / "checkpoint.pt").is_file() else "pass the weights file (a .pt or .safetensors)")
+                if (path / "checkpoint.pt").is_file() or (path / "train" / "checkpoint.pt").is_file()
+                else "pass the weights file (a .pt or .safetensors)")
         raise ModelFileError(f"{path}: a folder without {DEFAULT_STEM}.pt; {hint}")
     if not path.exists():
         raise ModelFileError(f"{path}: no such file")
     return path
+
+
+def check_weights_path(out_path: Path) -> None:
+    """Refuse an output path the weights cannot go to, before any file is written (otherwise the error names the
+    temporary file beside it)."""
+    if out_path.is_dir():
+        raise ModelFileError(f"--out {out_path} is a folder; name the weights file, e.g. {out_path / 'backbone.pt'}")
+    if out_path.suffix == ".safetensors":  # torch.save's format under that name would not load as one
+        raise ModelFileError(f"--out {out_path}: name the .pt file (e.g. {out_path.with_suffix('.pt')}); the "
+                             ".safetensors copy is written beside it (export.safetensors)")
 
 
 def save_backbone(backbone: Backbone, out_path: str | os.PathLike, card: dict[str, Any] | None = None,
@@ -81,6 +92,7 @@ def save_backbone(backbone: Backbone, out_path: str | os.PathLike, card: dict[st
                                                                          Backbone) else ""
         raise TypeError(f"save_backbone takes a vidssl Backbone, got {type(backbone).__name__}{hint}")
     out_path = Path(out_path)
+    check_weights_path(out_path)
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
     with atomic_path(out_path) as tmp:
         torch.save(state, tmp)
@@ -224,14 +236,21 @@ def _key_mismatch(module: torch.nn.Module, state: dict) -> tuple[list[str], list
 def export_backbone(run_dir: str | os.PathLike, out_path: str | os.PathLike, safetensors: bool = True) -> Path:
     """Cut the backbone out of ``run_dir/checkpoint.pt`` (or, for a pretrain run folder, ``run_dir/train/``) into
     ``out_path`` (+ ``.safetensors``, model card)."""
-    from vidssl.train import CHECKPOINT, load_checkpoint
+    from vidssl.train import CHECKPOINT, CHECKPOINT_FORMAT, load_checkpoint
 
+    if Path(run_dir).is_file():
+        raise ModelFileError(f"{run_dir} is a file; pass the training run folder (the --out of `vidssl train` or "
+                             "`vidssl pretrain`), which holds checkpoint.pt")
+    check_weights_path(Path(out_path))
     ckpt_path = Path(run_dir) / CHECKPOINT
     if not ckpt_path.is_file() and (Path(run_dir) / "train" / CHECKPOINT).is_file():
         ckpt_path = Path(run_dir) / "train" / CHECKPOINT  # a `vidssl pretrain` run folder: its training is in train/
     if not ckpt_path.is_file():
         raise ModelFileError(f"{run_dir}: no {CHECKPOINT}; train first with `vidssl train PAIRS --out {run_dir}`")
-    ckpt = load_checkpoint(ckpt_path)
+    foreign = "not a checkpoint `vidssl train` wrote: export the run folder of a vidssl training"
+    ckpt = load_checkpoint(ckpt_path, advice=foreign)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ModelFileError(f"{ckpt_path}: {foreign}")
     spec = dict(ckpt["backbone"])
     backbone = build_backbone(spec.pop("arch"), **spec)
     prefix = "backbone."

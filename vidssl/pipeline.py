@@ -326,14 +326,13 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
         raise ConfigError(f"the budget must be a positive number of minutes (--budget-minutes or "
                           f"pretrain.budget_minutes), got {p.budget_minutes!r}")
     # devices before minutes of mining and training: a GPU that is not there fails now, naming its key
-    from vidssl.eval.frozen import eval_device
-    from vidssl.train import resolve_device
+    from vidssl.device import resolve_device
 
     if p.run_train:
-        resolve_device(cfg.train.device)
+        resolve_device(cfg.train.device, "train.device")
     if p.run_eval:
         for section in ("retrieval", "davis", "flow"):
-            eval_device(getattr(cfg.eval, section).device, f"eval.{section}.device")
+            resolve_device(getattr(cfg.eval, section).device, f"eval.{section}.device")
         smallest = min_embed_side(cfg.model.arch)  # the model evaluated is the config's (any arch, for eval alone)
         if cfg.eval.retrieval.image_size < smallest:
             raise ConfigError(f"config key 'eval.retrieval.image_size': {cfg.model.arch} takes inputs of at least "
@@ -346,6 +345,11 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
                               f"mined with demo.mine_box_fraction ({cfg.demo.mine_box_fraction}, their objects' size); "
                               f"set that key instead")
         cfg = dataclasses.replace(cfg, mine=dataclasses.replace(cfg.mine, box_fraction=cfg.demo.mine_box_fraction))
+    from vidssl.video import VIDEO_EXTENSIONS, find_videos
+
+    if not demo and not find_videos(Path(videos)):  # before RUN is made (a missing path: find_videos says so)
+        raise VidsslError(f"--videos {videos}: no video file in it (looked for {' '.join(VIDEO_EXTENSIONS)}, "
+                          "recursively)")
     if eval_data is not None:  # a user-given folder: checked now, not after mining and training
         given = Path(eval_data)
         if not given.is_dir():
@@ -428,8 +432,8 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         if not summary.get("pairs") and not summary["videos"]["mined"]:
             reasons = ", ".join(f"{len(v)} {k}" for k, v in summary["videos"]["skipped"].items())
             raise VidsslError(f"no video in {videos} could be mined ({summary['videos']['found']} found: {reasons}; "
-                              f"each one's reason in {run / 'pairs' / 'dataset.json'}); see `vidssl mine --help` "
-                              "for what a usable video is")
+                              f"each one's reason in {run / 'pairs' / 'dataset.json'}, the reasons explained in the "
+                              "README, Tracking stage, \"Bad input\")")
         if not summary.get("pairs"):
             raise VidsslError(f"mining {videos} produced no pairs (see {run / 'pairs' / 'dataset.json'}); "
                               "check the videos have moving objects, or relax mine.* thresholds")

@@ -34,7 +34,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from vidssl.config import Config, flat_config, to_dict, versions, write_resolved
-from vidssl.data import PairBatchSampler, PairPatches, make_loader, open_pairs, to_input, too_few_pairs
+from vidssl.data import (PairBatchSampler, PairPatches, make_loader, open_pairs, require_pairs_folder, to_input,
+                         too_few_pairs)
+from vidssl.device import resolve_device
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.io import atomic_path, atomic_write_json, atomic_write_text, json_text, remove_temp_leftovers, run_lock
 from vidssl.lifeline import exit_with
@@ -133,14 +135,6 @@ def _min_over_ranks(value: int, d: Dist, device: torch.device) -> int:
     return int(t.item())
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device is 'cuda' but torch sees no CUDA device; use --device cpu")
-    return torch.device(name)
-
-
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX). Without it oneDNN emulates bf16, and the
     smallcnn training step ran 13x slower than in fp32 on an AVX2 EPYC (tools/bench_train.py --precision)."""
@@ -195,12 +189,12 @@ def _check_same_run(saved: dict, cfg: Config, fingerprint: tuple[str, ...], run_
                           f"config or choose a new --out")
 
 
-def load_checkpoint(path: Path) -> dict:
+def load_checkpoint(path: Path, advice: str = "delete it to start over, or choose another --out") -> dict:
+    """The checkpoint at ``path``; a file torch cannot read is a VidsslError ending with ``advice``."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a checkpoint is written atomically, so this is a foreign or damaged file
-        raise VidsslError(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e)[:200]}); "
-                          f"delete it to start over, or choose another --out") from None
+        raise VidsslError(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e)[:200]}); {advice}") from None
 
 
 class RunLog:
@@ -432,13 +426,14 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
                           "importing (workers start through forkserver, which imports the main module): put the call "
                           "under `if __name__ == \"__main__\":`, or set data.num_workers=0")
     t0 = time.monotonic()
+    require_pairs_folder(pairs_dir)  # before the run folder (and its lock file) is made
     overrides = {key: value for key, value in (("budget_minutes", budget_minutes), ("device", device))
                  if value is not None}
     # the run folder's config.yaml records what the run ran under, command-line overrides included
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
     tc = cfg.train
     budget = tc.budget_minutes
-    dev = resolve_device(tc.device)
+    dev = resolve_device(tc.device, "train.device")
     owns_group = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
     d = _init_distributed(dev.type, tc.dist_timeout_minutes)
     if dev.type == "cuda":

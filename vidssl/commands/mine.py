@@ -55,7 +55,9 @@ def run(args, cfg) -> int:
     print(format_summary(summary))
     print(f"wrote {args.out}/manifest.jsonl and dataset.json")
     if summary["complete"] and summary["pairs"] == 0:
-        log.warning("no pair was mined: every video was skipped or gave none (the reasons are above and in "
-                    "dataset.json), and training needs pairs. Add videos with moving objects; for no_motion, "
-                    "--set mine.min_moving_fraction=0.05 lets start frames with fewer moving points through")
+        # exit status 1, as `vidssl pretrain` in the same case: a script's `mine && train` stops here
+        log.error("no pair was mined: every video was skipped or gave none (the reasons are above and in "
+                  "dataset.json), and training needs pairs. Add videos with moving objects; for no_motion, "
+                  "--set mine.min_moving_fraction=0.05 lets start frames with fewer moving points through")
+        return 1
     return 0

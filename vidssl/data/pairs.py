@@ -103,11 +103,17 @@ def _why_no_pairs(meta: dict, root: Path) -> str:
     return _REMAKE
 
 
-def open_pairs(root: str | os.PathLike) -> PairSet:
-    """Index a pair dataset. Broken shards are skipped with a warning; no usable pair at all is an error."""
+def require_pairs_folder(root: str | os.PathLike) -> Path:
+    """``root`` as a Path, or a PairDataError when no such folder exists (checked before a run folder is made)."""
     root = Path(root)
     if not root.is_dir():
         raise PairDataError(f"{root}: pair dataset folder not found; {_REMAKE}")
+    return root
+
+
+def open_pairs(root: str | os.PathLike) -> PairSet:
+    """Index a pair dataset. Broken shards are skipped with a warning; no usable pair at all is an error."""
+    root = require_pairs_folder(root)
     meta = _read_json(root / "dataset.json")
     patch_size = meta["patch_size"]
     manifest = root / "manifest.jsonl"

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from vidssl.eval import jf
 from vidssl.eval.config import DavisConfig
 from vidssl.eval.davis_data import DavisDataError, DavisSequence, list_sequences, load_sequence
-from vidssl.eval.frozen import eval_device, evaluation_mode
+from vidssl.device import resolve_device
+from vidssl.eval.frozen import evaluation_mode
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from vidssl.models.base import normalize_rgb
 
@@ -279,7 +280,7 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
     check_section(cfg, "eval.davis")  # built in code, a topk of 0 or a temperature of 0 would score 0.0 quietly
 
     out_dir = Path(out_dir)
-    device = eval_device(cfg.device, "eval.davis.device")
+    device = resolve_device(cfg.device, "eval.davis.device")
     names = list(cfg.sequences) or list_sequences(data_dir, cfg.subset)
     results: dict[str, dict] = {name: {"sequences": {}, "features_s": 0.0, "propagation_s": 0.0, "frames": 0}
                                 for name in models}

@@ -9,22 +9,6 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from vidssl.errors import ConfigError
-
-
-def eval_device(name: str, key: str) -> torch.device:
-    """The ``key`` (e.g. ``eval.davis.device``) value ``name`` as a torch device: auto is cuda when torch sees one.
-    A GPU that is not there is a ConfigError naming the key, not torch's "no NVIDIA driver" traceback."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if (device.index or 0) >= count:
-            seen = f"torch sees {count} CUDA device(s)" if count else "torch sees no CUDA device"
-            raise ConfigError(f"config key '{key}' is {name!r} but {seen}; use cpu or auto")
-    return device
-
 
 @contextmanager
 def _held(model: nn.Module, device: torch.device | None) -> Iterator[None]:

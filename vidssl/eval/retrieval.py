@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.eval.config import RetrievalConfig
-from vidssl.eval.frozen import eval_device, evaluation_mode
+from vidssl.device import resolve_device
+from vidssl.eval.frozen import evaluation_mode
 from vidssl.eval.metrics import RECALL_KS, exclude_same_group_within, non_finite_rows, retrieval_metrics
 from vidssl.eval.retrieval_data import RetrievalDataError, RetrievalSet, load_retrieval_set
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -75,7 +76,7 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
         if cfg.image_size < smallest:
             raise ConfigError(f"config key 'eval.retrieval.image_size' is {cfg.image_size}, but {name} takes inputs "
                               f"of at least {smallest} pixels")
-    device = eval_device(cfg.device, "eval.retrieval.device")
+    device = resolve_device(cfg.device, "eval.retrieval.device")
     data = load_retrieval_set(data_dir, cfg, kind, davis_subset)
     feats, ok = extract_features(models, data.items, cfg.batch_size, cfg.num_workers, device, progress)
     if not ok.all():

@@ -21,7 +21,8 @@ from vidssl.eval.flow.methods import CLASSICAL, FeatureMatchFlow, FlowMethod, Ne
 from vidssl.eval.flow.metrics import METRIC_KEYS, flow_metrics, mean_metrics
 from vidssl.eval.flow.transfer import train_transfer
 from vidssl.eval.flow.viz import pair_figure
-from vidssl.eval.frozen import eval_device, evaluation_mode
+from vidssl.device import resolve_device
+from vidssl.eval.frozen import evaluation_mode
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out
 
     check_section(cfg, "eval.flow")
     out_dir = Path(out_dir)
-    device = eval_device(cfg.device, "eval.flow.device")
+    device = resolve_device(cfg.device, "eval.flow.device")
     pairs = find_pairs(data_dir)
     budget_s = 60.0 * (cfg.budget_minutes if budget_minutes is None else budget_minutes)
     with evaluation_mode(models, device):
