@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from test_io import strict_loads
 from vidssl.cli import main
@@ -39,12 +40,19 @@ def test_pretrain_writes_every_stage_and_a_self_contained_report(run_dir):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["data"]["pairs"] > 0 and summary["train"]["step"] == 30
     assert set(summary["headline"]["tracks_held_out"]) == set(metrics["models"])
+    assert summary["headline_metric"]["tracks_held_out"] == {"metric": "MAP@R", "higher_is_better": True}
+    assert summary["model_card"]["steps"] == 30 and summary["model_card"]["complete"] is True
+    # what reproduces the run, for a script reading summary.json alone
+    assert summary["config"].endswith("config.yaml") and summary["versions"]["torch"] == torch.__version__
+    assert "git_sha" in summary["versions"]
     # every JSON file of the run is strict JSON (no NaN / Infinity), as browsers and jq read it
     for path in [*run_dir.rglob("*.json"), *run_dir.rglob("*.jsonl")]:
         for text in path.read_text().splitlines() if path.suffix == ".jsonl" else [path.read_text()]:
             strict_loads(text)
     html = (run_dir / "report.html").read_text()
     assert "<svg" in html and "data:image/" in html
+    card = json.loads((run_dir / "model_card.json").read_text())
+    assert json.dumps(card, indent=2).splitlines()[-2].strip() in html.replace("&quot;", '"')  # the whole card
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html
     # the backbone loads in one line in user code
     import vidssl
@@ -305,6 +313,14 @@ def test_real_video_runs_hold_out_the_end_of_every_video(tmp_path):
     # 100 frames, the last 40% held out: training pairs lie in frames 0-59, held-out tracks in 60-99
     assert max(r["end_frame"] for r in train) <= 59 and min(r["start_frame"] for r in held_out) >= 60
     assert {r["video"] for r in held_out} <= {p.name for p in (tmp_path / "videos").glob("*.mp4")}
+    # mine.time_range narrows what pretrain uses (it was ignored): the tail held out is of that part
+    run = tmp_path / "run_part"
+    assert main(["-q", "pretrain", "--videos", str(tmp_path / "videos"), "--out", str(run), *only_mining,
+                 "--set", "mine.time_range=[0.1, 1.0]"]) == 0
+    train, held_out = records("pairs"), records("pairs_held_out")
+    assert train and held_out  # frames 10-63 trained on, 64-99 held out
+    assert min(r["start_frame"] for r in train) >= 10 and max(r["end_frame"] for r in train) <= 63
+    assert min(r["start_frame"] for r in held_out) >= 64
 
 
 def test_eval_sets_of_a_single_davis_folder_keep_the_held_out_tracks(tmp_path):

@@ -45,7 +45,14 @@ def test_report_tables_headline_and_what_is_not_a_result(tmp_path):
     assert summary["headline"] == {"davis": {"seed0/backbone": 0.8, "raw pixels": 0.5},
                                    "flow": {"seed0/backbone": 2.5, "raw pixels": 7.0}}
     assert summary["eval_failed"] == {"cub": "retrieval/cub: no images"}
+    assert summary["headline_metric"] == {"davis": {"metric": "J&F", "higher_is_better": True},
+                                          "flow": {"metric": "EPE px", "higher_is_better": False}}
     html = (run / "report.html").read_text()
+    # the headline first: each task's metric and direction, and flow's methods that learn nothing beside it
+    head = html[html.index("<h2>Headline</h2>"):html.index("<h2>Evaluation</h2>")]
+    assert "<td>J&amp;F (higher is better)</td><td>0.8000</td><td>0.5000</td>" in head
+    assert "<td>EPE px (lower is better)</td><td>2.5000</td><td>7.0000</td>" in head
+    assert "methods that learn nothing (EPE px): zero 3.00, dis_medium 0.30" in head
     flow_table = html[html.index("<h3>flow</h3>"):].split("</table>")[0]
     for row in ("dis_medium", "match[seed0/backbone]", "transfer[seed0/backbone]"):
         assert f"<td>{row}</td>" in flow_table
@@ -83,5 +90,5 @@ def test_the_held_out_set_behind_retrieval_across_time_is_summarised(tmp_path):
     assert summary["held_out"] == {"pairs": 43, "videos_found": 9, "videos_mined": 6,
                                    "videos_skipped": {"too_short": 3}}
     html = (run / "report.html").read_text()
-    assert ("frames 80%-100% of each video was mined apart and never trained on: <b>43</b> pairs from 6 of 9 videos "
+    assert ("frames 80%-100% of each video were mined apart and never trained on: <b>43</b> pairs from 6 of 9 videos "
             "(skipped: 3 too_short)") in html

@@ -87,9 +87,9 @@ class PretrainConfig:
     budget_minutes: float = opt(9.0, "total wall-clock budget of `vidssl pretrain` (mining + training + evaluation)")
     mine_fraction: float = opt(0.3, "share of the budget mining may take (it stops starting new videos after it)")
     mine_workers: int = opt(2, "parallel mining processes")
-    held_out_tail: float = opt(0.2, "with --videos: this last fraction of every video is not trained on; its tracks "
-                                    "(mined apart, RUN/pairs_held_out) measure instance retrieval across time. "
-                                    "0: train on everything, no such evaluation")
+    held_out_tail: float = opt(0.2, "with --videos: this last fraction of every video (of its mine.time_range part) "
+                                    "is not trained on; its tracks (mined apart, RUN/pairs_held_out) measure "
+                                    "instance retrieval across time. 0: train on everything, no such evaluation")
     train_fraction: float = opt(0.75, "share of the budget left after mining that training takes (rest: evaluation)")
     run_mine: bool = opt(True, "stage switch: mine pairs")
     run_train: bool = opt(True, "stage switch: train")

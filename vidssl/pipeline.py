@@ -400,10 +400,12 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         make_held_out_demo_videos(held_out_videos, d.num, d.seed, d.frames, d.width, d.height, d.fps)
     elif p.held_out_tail > 0:
         # the end of every video is held out: trained on up to it, evaluated on tracks after it (across time)
+        # within mine.time_range (all of each video by default): its last held_out_tail is the held-out part
         held_out_videos = Path(videos)
-        split = round(1.0 - p.held_out_tail, 6)
-        train_mine = dataclasses.replace(cfg.mine, time_range=[0.0, split])
-        held_out_mine = dataclasses.replace(cfg.mine, time_range=[split, 1.0])
+        first, end = cfg.mine.time_range
+        split = round(first + (end - first) * (1.0 - p.held_out_tail), 6)
+        train_mine = dataclasses.replace(cfg.mine, time_range=[first, split])
+        held_out_mine = dataclasses.replace(cfg.mine, time_range=[split, end])
     if cfg.miner.background_negatives:  # training on same-frame backgrounds needs them mined
         train_mine = dataclasses.replace(train_mine, background_patches=True)
     videos = Path(videos)

@@ -17,7 +17,7 @@ from vidssl.eval import weights_row_name
 from vidssl.io import atomic_write_json, atomic_write_text
 
 CURVES = (  # (title, keys of a training log record, y label)
-    ("Loss", ("loss",), "loss"),
+    ("Loss: total, and the ranking loss per mined triplet", ("loss", "loss_mean_triplet"), "loss"),
     ("Dense cycle loss (loss.cycle_weight)", ("cycle",), "-log p(return)"),
     ("Active triplets", ("active",), "fraction"),
     ("Distances D(a,p), D(a,n)", ("d_ap", "d_an"), "1 - cos"),
@@ -161,6 +161,26 @@ def model_metrics(result: dict) -> dict[str, dict[str, Any]]:
     return {name: m for name, m in models.items() if isinstance(m, dict)} if isinstance(models, dict) else {}
 
 
+HEADLINE_KEYS = (("JF_mean", "J&F"), ("map_at_r", "MAP@R"), ("epe", "EPE px"))  # the first a task has is its headline
+LOWER_IS_BETTER_KEYS = ("epe",)
+
+
+def headline_metric(result: dict) -> dict[str, Any] | None:
+    """What a task's headline number is: ``{"metric": "J&F", "higher_is_better": True}``, or None."""
+    present = {key for metrics in model_metrics(result).values() for key in metrics}
+    for key, label in HEADLINE_KEYS:
+        if key in present:
+            return {"metric": label, "higher_is_better": key not in LOWER_IS_BETTER_KEYS}
+    return None
+
+
+def flow_references(result: dict) -> dict[str, float]:
+    """A flow task's methods that learn nothing (zero flow, Farneback, DIS): their EPE, the scale a model's reads
+    against (a model 2 px under zero flow is not near DIS)."""
+    return {name: float(m["epe"]) for name, m in model_metrics(result).items()
+            if "[" not in name and isinstance(m.get("epe"), (int, float))}
+
+
 def headline_metrics(eval_results: dict[str, dict]) -> dict[str, dict[str, float]]:
     """Per task, per model, the one number a reader looks at first: DAVIS J&F, retrieval MAP@R (higher is
     better), flow EPE of matching the model's features (lower is better). Degenerate tasks are left out."""
@@ -175,7 +195,7 @@ def headline_metrics(eval_results: dict[str, dict]) -> dict[str, dict[str, float
                 if not (name.startswith(prefix) and name.endswith("]")):
                     continue
                 name = name[len(prefix):-1]
-            for key in ("JF_mean", "map_at_r", "epe"):
+            for key, _ in HEADLINE_KEYS:
                 if isinstance(metrics.get(key), (int, float)) and not isinstance(metrics.get(key), bool):
                     row[name] = float(metrics[key])
                     break
@@ -200,6 +220,26 @@ def _metric_rows(result: dict) -> tuple[list[dict], list[str]]:
                         columns.append(f"R@{k}")
         rows.append(row)
     return rows, columns
+
+
+def _headline_section(summary: dict, eval_results: dict[str, dict]) -> str:
+    """The headline numbers, one row per task with its metric and direction, each model a column."""
+    models = list(dict.fromkeys(m for row in summary["headline"].values() for m in row))
+    rows = []
+    for task, row in summary["headline"].items():
+        what = summary["headline_metric"].get(task) or {}
+        better = "higher" if what.get("higher_is_better", True) else "lower"
+        rows.append({"task": task, "metric": f"{what.get('metric', '?')} ({better} is better)",
+                     **{m: row.get(m) for m in models}})
+    notes = []
+    for task, result in eval_results.items():
+        refs = flow_references(result) if "methods" in result else {}
+        if refs and task in summary["headline"]:
+            notes.append(f"{task}, methods that learn nothing (EPE px): "
+                         + ", ".join(f"{name} {epe:.2f}" for name, epe in refs.items()))
+    weights = (f"<p>Weights: <code>{html.escape(summary['weights'])}</code></p>" if summary.get("weights") else "")
+    return ("<h2>Headline</h2>" + weights + _table(rows, ["task", "metric", *models])
+            + "".join(f"<p>{html.escape(n)}</p>" for n in notes))
 
 
 def build_report(run_dir: str | Path) -> Path:
@@ -247,7 +287,7 @@ def build_report(run_dir: str | Path) -> Path:
             else "the end of each video"
         why = ", ".join(f"{n} {reason}" for reason, n in skipped.items())
         sections.append(
-            f"<h3>Held out</h3><p>For instance retrieval across time, {html.escape(part)} was mined apart and never "
+            f"<h3>Held out</h3><p>For instance retrieval across time, {html.escape(part)} were mined apart and never "
             f"trained on: <b>{ho.get('pairs', '?')}</b> pairs from {videos.get('mined', '?')} of "
             f"{videos.get('found', '?')} videos{html.escape(f' (skipped: {why})') if why else ''}.</p>")
 
@@ -273,9 +313,14 @@ def build_report(run_dir: str | Path) -> Path:
         card = json.loads(card_path.read_text())
         summary["weights"] = str(run / "backbone.pt")
         summary["trained_model"] = weights_row_name(run / "backbone.pt")  # its row in every evaluation
-        summary["model_card"] = {k: card[k] for k in ("arch", "input_size", "steps") if k in card}
-        sections.append("<h2>Exported backbone</h2><pre>" + html.escape(json.dumps(card, indent=2)[:4000])
-                        + "</pre>")
+        summary["model_card"] = {k: card[k] for k in ("arch", "input_size") if k in card}
+        training = card.get("training") if isinstance(card.get("training"), dict) else {}
+        summary["model_card"].update({k: training[k] for k in ("steps", "total_steps", "complete") if k in training})
+        sections.append(f"<h2>Exported backbone</h2><p><code>{html.escape(str(run / 'backbone.pt'))}</code>: "
+                        f"{html.escape(str(card.get('arch')))}, {training.get('steps', '?')} of "
+                        f"{training.get('total_steps', '?')} steps. Load it with <code>vidssl.load_backbone("
+                        f"{html.escape(repr(str(run / 'backbone.pt')))})</code>.</p><details><summary>model card "
+                        f"(model_card.json)</summary><pre>{html.escape(json.dumps(card, indent=2))}</pre></details>")
 
     eval_results: dict[str, dict] = {}
     eval_sections: list[str] = []
@@ -311,6 +356,14 @@ def build_report(run_dir: str | Path) -> Path:
         sections += ["<h2>Evaluation</h2>", *eval_sections]
     if eval_results:
         summary["headline"] = headline_metrics(eval_results)
+        summary["headline_metric"] = {task: headline_metric(eval_results[task]) for task in summary["headline"]}
+        sections.insert(1 if warnings else 0, _headline_section(summary, eval_results))  # after the warnings
+    resolved = run / "config.yaml"
+    if resolved.is_file():  # what a script needs to reproduce the run: the config file and the code's versions
+        import yaml
+
+        summary["config"] = str(resolved)
+        summary["versions"] = (yaml.safe_load(resolved.read_text()) or {}).get("versions")
 
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>vidssl report</title><style>"
             "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"

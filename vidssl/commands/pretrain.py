@@ -34,6 +34,10 @@ def run(args, cfg) -> int:
         print(f"report:  {run_dir / 'report.html'}")
     if (run_dir / "backbone.pt").is_file():
         print(f"weights: {run_dir / 'backbone.pt'}  (load with: vidssl.load_backbone('{run_dir / 'backbone.pt'}'))")
+    metrics = summary.get("headline_metric", {})
+    if metrics:  # what the numbers below are, and which way is better
+        print("metrics: " + "; ".join(f"{task} {m['metric']} ({'higher' if m['higher_is_better'] else 'lower'} is "
+                                      f"better)" for task, m in metrics.items() if m))
     for task, row in summary.get("headline", {}).items():
         cells = ", ".join(f"{model}: {value:.3f}" for model, value in row.items())
         print(f"{task}: {cells}")
