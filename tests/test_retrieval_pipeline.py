@@ -95,6 +95,7 @@ def test_tracks_end_to_end(tmp_path):
     result = evaluate_retrieval({"raw pixels": PixelFeatures()}, pairs, tmp_path / "eval", CFG)
     assert (result["kind"], result["queries"], result["references"], result["labels"]) == ("tracks", 7, 7, 3)
     assert "across time" in result["protocol"] and ">= 30 frames" in result["protocol"]
+    assert result["min_gap"] == 30 and result["config"]["min_gap"] == 10  # the gap applied, beside the config's
     m = result["models"]["raw pixels"]
     # relevant items: the own track's patches >= 30 frames away. v0#0 frame 0 -> {30, 60}, 30 -> {0, 60},
     # 60 -> {0, 30}; v0#1 20 <-> 50; v1#0 30 <-> 60: no lone query. A track is one colour, so pixels are exact.

@@ -130,6 +130,7 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
         "references": int(len(queries) if references is None else len(references)),
         "labels": int(len(np.unique(data.labels[ok]))),
         "protocol": _PROTOCOLS[data.kind].format(min_gap=min_gap),
+        "min_gap": min_gap,  # the gap applied: a track set's own (its pairs' length), else config.min_gap
         "skipped": data.skipped,
         "models": results,
         "grids": {name: path.name for name, path in grids.items()},
