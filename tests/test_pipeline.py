@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 
@@ -321,6 +322,10 @@ def test_real_video_runs_hold_out_the_end_of_every_video(tmp_path):
     assert train and held_out  # frames 10-63 trained on, 64-99 held out
     assert min(r["start_frame"] for r in train) >= 10 and max(r["end_frame"] for r in train) <= 63
     assert min(r["start_frame"] for r in held_out) >= 64
+    # the videos are checked before a run folder is made, not on a rerun whose mining is done: that needs none
+    shutil.rmtree(tmp_path / "videos")
+    assert main(["-q", "pretrain", "--videos", str(tmp_path / "videos"), "--out", str(run), *only_mining,
+                 "--set", "mine.time_range=[0.1, 1.0]"]) == 0
 
 
 def test_eval_sets_of_a_single_davis_folder_keep_the_held_out_tracks(tmp_path):

@@ -33,12 +33,12 @@ def main() -> None:
     ap.add_argument("--max-side", type=int, default=None, help="resize at decode time (default: source size)")
     args = ap.parse_args()
     backends = available_backends()
+    if args.runs < 1:
+        ap.error("--runs must be at least 1")
     if not find_videos(args.data):
         ap.error(f"no videos under {args.data} (set --data or VIDSSL_DATA)")
     print("| clip | size | frames | " + " | ".join(f"{b} f/s" for b in backends) + " |")
     print("|---|---|---|" + "---|" * len(backends))
-    if args.runs < 1:
-        ap.error("--runs must be at least 1")
     for path in find_videos(args.data):
         with open_video(path) as reader:
             size = f"{reader.width}x{reader.height}"

@@ -347,7 +347,8 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
         cfg = dataclasses.replace(cfg, mine=dataclasses.replace(cfg.mine, box_fraction=cfg.demo.mine_box_fraction))
     from vidssl.video import VIDEO_EXTENSIONS, find_videos
 
-    if not demo and not find_videos(Path(videos)):  # before RUN is made (a missing path: find_videos says so)
+    # before RUN is made (a missing path: find_videos says so); a rerun whose mining is done needs no videos
+    if not demo and p.run_mine and Stages(run).done("mine") is None and not find_videos(Path(videos)):
         raise VidsslError(f"--videos {videos}: no video file in it (looked for {' '.join(VIDEO_EXTENSIONS)}, "
                           "recursively)")
     if eval_data is not None:  # a user-given folder: checked now, not after mining and training

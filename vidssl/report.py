@@ -311,15 +311,15 @@ def build_report(run_dir: str | Path) -> Path:
     card_path = run / "model_card.json"
     if card_path.is_file():
         card = json.loads(card_path.read_text())
-        summary["weights"] = str(run / "backbone.pt")
+        weights = summary["weights"] = str(run / "backbone.pt")
         summary["trained_model"] = weights_row_name(run / "backbone.pt")  # its row in every evaluation
         summary["model_card"] = {k: card[k] for k in ("arch", "input_size") if k in card}
         training = card.get("training") if isinstance(card.get("training"), dict) else {}
         summary["model_card"].update({k: training[k] for k in ("steps", "total_steps", "complete") if k in training})
-        sections.append(f"<h2>Exported backbone</h2><p><code>{html.escape(str(run / 'backbone.pt'))}</code>: "
+        sections.append(f"<h2>Exported backbone</h2><p><code>{html.escape(weights)}</code>: "
                         f"{html.escape(str(card.get('arch')))}, {training.get('steps', '?')} of "
                         f"{training.get('total_steps', '?')} steps. Load it with <code>vidssl.load_backbone("
-                        f"{html.escape(repr(str(run / 'backbone.pt')))})</code>.</p><details><summary>model card "
+                        f"{html.escape(repr(weights))})</code>.</p><details><summary>model card "
                         f"(model_card.json)</summary><pre>{html.escape(json.dumps(card, indent=2))}</pre></details>")
 
     eval_results: dict[str, dict] = {}

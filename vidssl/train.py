@@ -478,7 +478,7 @@ def runtime_settings(cfg: Config, dev: torch.device) -> Iterator[None]:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for deterministic GEMMs
         torch.use_deterministic_algorithms(True, warn_only=True)  # ops without a deterministic kernel still run
         # deterministic mode also NaN-fills every fresh tensor, a guard against ops that read memory they never
-        # wrote; the step has none (results are bit-identical without it) and the fills cost 7% of a CPU step
+        # wrote; the step has none (results are bit-identical without it) and the fills cost 7-9% of a CPU step
         # (tools/bench_train.py --fill-uninitialized compares)
         torch.utils.deterministic.fill_uninitialized_memory = False
         torch.backends.cudnn.benchmark = False

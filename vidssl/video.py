@@ -637,7 +637,8 @@ def open_video(path: str | os.PathLike, backend: str = "auto") -> VideoReader:
         raise UnsupportedVideo(path, f"backend {backend} is not installed on this machine")
     if backend == "decord" and has_discarded_packets(path):  # what auto avoids (above), asked for by name
         log.warning("%s: its MP4 edit list cuts frames (a trim), which decord ignores: it shows the cut frames as "
-                    "repeats of the last and its seeks land that many frames off; use --set video.backend=auto (or pyav)", path)
+                    "repeats of the last and its seeks land that many frames off; use --set video.backend=auto "
+                    "(or pyav)", path)
     return BACKENDS[backend](path)
 
 
