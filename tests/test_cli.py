@@ -35,6 +35,13 @@ def test_user_error_is_one_line_without_traceback_unless_verbose(tmp_path):
     assert verbose.returncode != 0 and "Traceback" in verbose.stderr
 
 
+def test_an_eval_task_error_names_the_task_as_typed(tmp_path):
+    """`vidssl eval flow: error: ...`, not `vidssl eval: error: ...`: the user ran one of three tasks. A bad flag value
+    is a usage error, exit 2, as argparse's own."""
+    out = run("eval", "flow", "--data", str(tmp_path), "--out", str(tmp_path / "e"), "--budget-minutes", "-1")
+    assert out.returncode == 2 and out.stderr.startswith("vidssl eval flow: error: --budget-minutes"), out.stderr
+
+
 def test_demo_videos_command(tmp_path):
     assert main(["-q", "demo-videos", str(tmp_path), "--num", "2", "--seed", "3", "--set", "demo.frames=12"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [

@@ -256,3 +256,10 @@ def test_the_torch_free_arch_facts_agree_with_the_models():
     with pytest.raises(ValueError, match="at least 63"):  # the side is the model's, not a guess
         build_backbone("alexnet_wang2015", input_size=62)
     build_backbone("alexnet_wang2015", input_size=63)
+
+
+def test_a_box_that_cannot_fit_inside_the_edge_margins_is_refused_at_load():
+    """box_fraction 0.9 with edge_margin 0.1 left no place for a box: every video was skipped as `no_start`."""
+    with pytest.raises(ConfigError, match=r"'mine.box_fraction': plus twice mine.edge_margin \(0.1\) must be <= 1"):
+        load_config(overrides=["mine.box_fraction=0.9", "mine.edge_margin=0.1"])
+    assert load_config(overrides=["mine.box_fraction=0.9", "mine.edge_margin=0.05"]).mine.box_fraction == 0.9

@@ -20,10 +20,10 @@ import pytest
 from tracking import MineConfig, merge, mine_folder
 from vidssl.config import DemoConfig
 from tracking.dataset import settings, video_id
-from tracking.runner import MAX_ATTEMPTS, WORKER_DIED, SkippedInStrictMode
+from tracking.runner import MAX_ATTEMPTS, WORKER_DIED, SkippedInStrictMode, format_summary
 from tracking.show import box_frames
 from vidssl.cli import main as cli_main
-from vidssl.errors import VidsslError
+from vidssl.errors import CorruptVideo, VidsslError
 from vidssl.io import atomic_write_json
 from vidssl.video import lost_its_end, open_video
 
@@ -473,6 +473,22 @@ def test_a_video_damaged_part_way_is_mined_up_to_the_damage_and_says_so(demo_dir
     assert skipped.value.reason == "corrupt" and skipped.value.detail.endswith("; no pair before it")
     assert mine_video(DamagedAfter(clip, 1000), DEMO).damage is None  # a failure after the end changes nothing
 
+    class RaisesAfter(DamagedAfter):  # an explicit --set video.backend=pyav: no fallback, the reader raises there
+        backend = "pyav"
+
+        def frames(self, stride=1, max_side=None, start=0, end=None):
+            for index, frame in self._inner.frames(stride, max_side, start, end):
+                if index >= self.stop:
+                    raise CorruptVideo(self.path, f"decoding failed after frame {index - 1} (InvalidDataError)")
+                yield index, frame
+
+    explicit = mine_video(RaisesAfter(clip, 70), DEMO)
+    assert explicit.damage == ("decoding stopped at frame 70 of 90 (pyav: decoding failed after frame 69 "
+                               "(InvalidDataError)): the file is damaged from there")
+    assert [r["end_frame"] for r in explicit.records] == [r["end_frame"] for r in result.records]  # same pairs kept
+    with pytest.raises(CorruptVideo):  # damaged from its first frame: nothing to keep, the error goes on
+        mine_video(RaisesAfter(clip, 0), DEMO)
+
 
 def test_a_file_cut_short_after_its_index_is_flagged_by_the_announced_frame_count(demo_dir, tmp_path):
     """An MP4 whose index comes first and whose end is missing (an interrupted copy) decodes its first part without
@@ -673,23 +689,57 @@ def copy_clips(demo_dir: Path, root: Path, names=("clip_00.mp4", "clip_01.mp4"))
     return root
 
 
-def test_a_video_left_out_of_one_run_loses_its_shard_and_marker_together(demo_dir, tmp_path):
-    """A video absent on one run lost its shard but kept its marker: the manifest then named a missing shard."""
+def test_a_video_left_out_of_one_run_keeps_its_shard_and_marker(demo_dir, tmp_path):
+    """A run whose listing lacks a finished video (moved aside, a rerun on one file of the folder, a lagging mount)
+    leaves it out of the manifest and deletes nothing: it deleted the video's shard and marker (and an earlier
+    version only the shard, so the manifest named a missing one), losing finished mining to a mistyped path."""
     videos, out = copy_clips(demo_dir, tmp_path / "videos"), tmp_path / "pairs"
     mine_folder(videos, out, DEMO, progress=False)
     before = (out / "manifest.jsonl").read_bytes()
+    kept = {p.name: p.read_bytes() for p in [*(out / "done").iterdir(), *(out / "shards").iterdir()]
+            if p.name.startswith("clip_00")}
+    assert {name.rsplit(".", 1)[-1] for name in kept} == {"json", "npy"}
     (videos / "clip_00.mp4").rename(tmp_path / "aside.mp4")
-    mine_folder(videos, out, DEMO, progress=False)
-    assert not [p for p in (out / "done").iterdir() if p.name.startswith("clip_00")]
+    without = mine_folder(videos, out, DEMO, progress=False)
+    assert without["complete"] and without["videos"]["not_listed"] == {"count": 1, "examples": ["clip_00.mp4"]}
+    assert {rec["video"] for rec in manifest(out)} == {"clip_01.mp4"} and without["run"]["videos"] == 0
+    assert {p.name: p.read_bytes() for p in [*(out / "done").iterdir(), *(out / "shards").iterdir()]
+            if p.name.startswith("clip_00")} == kept
+    assert "kept: 1 video(s) mined into this folder earlier are not in this listing (clip_00.mp4)" in \
+        format_summary(without)
+    # one file of the folder given as VIDEOS: the same
+    one = mine_folder(videos / "clip_01.mp4", out, DEMO, progress=False)
+    assert one["run"]["videos"] == 0 and one["videos"]["not_listed"]["count"] == 1
     (tmp_path / "aside.mp4").rename(videos / "clip_00.mp4")
     back = mine_folder(videos, out, DEMO, progress=False)
-    assert back["run"]["videos"] == 1 and (out / "manifest.jsonl").read_bytes() == before
+    assert back["run"]["videos"] == 0 and (out / "manifest.jsonl").read_bytes() == before  # nothing mined again
+    assert "not_listed" not in back["videos"]
     assert all((out / rec["shard"]).is_file() for rec in manifest(out))
     # a shard lost any other way: its video is not done (merge counts it pending) and is mined again
     (out / manifest(out)[0]["shard"]).unlink()
     assert merge(out)["videos"]["pending"] == 1
     again = mine_folder(videos, out, DEMO, progress=False)
     assert again["run"]["videos"] == 1 and (out / "manifest.jsonl").read_bytes() == before
+
+
+def test_leftovers_of_killed_writers_go_only_once_they_are_old(demo_dir, tmp_path):
+    """Another shard process may be writing a temp file or a shard its marker does not name yet: only leftovers
+    older than LEFTOVER_AGE_S are a killed writer's."""
+    from tracking.dataset import LEFTOVER_AGE_S
+
+    videos, out = copy_clips(demo_dir, tmp_path / "videos"), tmp_path / "pairs"
+    mine_folder(videos, out, DEMO, progress=False)
+    old = time.time() - LEFTOVER_AGE_S - 60
+    paths = {}
+    for age in ("fresh", "old"):
+        paths[age] = [out / "shards" / f".tmp-x-{age}.npy.abc", out / "shards" / f"orphan-{age}.npy",
+                      out / "done" / f".tmp-y-{age}.json.abc"]
+        for path in paths[age]:
+            path.write_bytes(b"x")
+            if age == "old":
+                os.utime(path, (old, old))
+    assert merge(out)["complete"]
+    assert all(p.exists() for p in paths["fresh"]) and not any(p.exists() for p in paths["old"])
 
 
 def test_a_video_changed_since_it_was_mined_is_mined_again(demo_dir, tmp_path):
@@ -720,6 +770,55 @@ def test_a_video_changed_since_it_was_mined_is_mined_again(demo_dir, tmp_path):
     marker_file.write_text(json.dumps(marker))
     os.utime(videos / "clip.mp4", ns=(10**18, 10**18))
     assert mine_folder(videos, out, DEMO, progress=False)["run"]["videos"] == 0
+
+
+def test_a_merge_counts_a_video_changed_since_its_mining_as_pending(demo_dir, tmp_path):
+    """`vidssl mine --merge` (and a shard's merge of the others' videos) called a replaced video done, so a pipeline
+    waiting for `complete` trained on the old file's pairs."""
+    videos, out = copy_clips(demo_dir, tmp_path / "videos"), tmp_path / "pairs"
+    assert mine_folder(videos, out, DEMO, progress=False)["complete"]
+    os.utime(videos / "clip_01.mp4", ns=(10**18, 10**18))
+    merged = merge(out)
+    assert not merged["complete"] and merged["videos"]["pending_examples"] == ["clip_01.mp4"]
+    assert {rec["video"] for rec in manifest(out)} == {"clip_00.mp4"}
+    (videos / "clip_01.mp4").rename(tmp_path / "moved.mp4")  # not here (moved, another machine): trusted
+    assert merge(out)["complete"] and {rec["video"] for rec in manifest(out)} == {"clip_00.mp4", "clip_01.mp4"}
+
+
+def test_a_skip_whose_fix_was_applied_is_mined_on_the_rerun(demo_dir, tmp_path):
+    """`unreadable` says `chmod +r FILE`, which changes neither size nor mtime; a broken link's marker recorded no
+    state, and was trusted as an older version's. Both stayed skipped after the fix."""
+    videos, out = tmp_path / "videos", tmp_path / "pairs"
+    videos.mkdir()
+    locked = videos / "locked.mp4"
+    shutil.copy(demo_dir / "clip_00.mp4", locked)
+    locked.chmod(0o000)
+    (videos / "link.mp4").symlink_to(tmp_path / "target.mp4")  # its target not copied yet
+    try:
+        first = mine_folder(videos, out, DEMO, progress=False)
+    finally:
+        locked.chmod(0o644)
+    assert first["videos"]["skipped"] == {"not_a_video": ["link.mp4"], "unreadable": ["locked.mp4"]}
+    shutil.copy(demo_dir / "clip_01.mp4", tmp_path / "target.mp4")
+    again = mine_folder(videos, out, DEMO, progress=False)
+    assert again["run"]["videos"] == 2 and again["videos"]["mined"] == 2 and not again["videos"]["skipped"]
+    assert mine_folder(videos, out, DEMO, progress=False)["run"]["videos"] == 0  # and then they are done
+
+
+def test_a_file_name_that_is_not_utf8_is_mined(demo_dir, tmp_path):
+    """A Latin-1 name (b"caf\\xe9.mp4", as old cameras and Windows zips write) crashed the whole run with a
+    UnicodeEncodeError before any video was mined."""
+    videos, out = tmp_path / "videos", tmp_path / "pairs"
+    videos.mkdir()
+    name = os.fsdecode(b"caf\xe9.mp4")
+    try:
+        shutil.copy(demo_dir / "clip_00.mp4", videos / name)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    summary = mine_folder(videos, out, DEMO, progress=False, shard=(0, 1))
+    assert summary["videos"]["mined"] == 1 and summary["pairs"] > 0
+    assert {rec["video"] for rec in manifest(out)} == {name} and video_id(name).startswith("caf_-")
+    assert mine_folder(videos, out, DEMO, progress=False)["run"]["videos"] == 0  # done, found by its name again
 
 
 # a run whose process dies on clip_01.mp4 (os._exit: as a decoder segfault, nothing is cleaned up)

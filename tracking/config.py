@@ -108,6 +108,10 @@ class MineConfig:
             raise bad("box_fraction", "must be in (0, 0.9]")
         if not 0.0 <= self.edge_margin < 0.25:
             raise bad("edge_margin", "must be in [0, 0.25)")
+        if self.box_fraction + 2 * self.edge_margin > 1.0:  # no place for a box: every video would be "no_start"
+            raise bad("box_fraction", f"plus twice mine.edge_margin ({self.edge_margin}) must be <= 1: a box of "
+                                      f"{self.box_fraction} x the short side, kept that far inside both edges, "
+                                      "does not fit in the frame")
         if self.cut_threshold <= 0:
             raise bad("cut_threshold", "must be > 0")
         if self.frozen_mad < 0:

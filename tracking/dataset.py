@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -54,7 +55,8 @@ def video_id(relative: str) -> str:
     different folders apart.
     """
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(relative).stem)[:40] or "video"
-    return f"{stem}-{hashlib.sha1(relative.encode('utf-8')).hexdigest()[:10]}"
+    # surrogateescape: a file name that is not UTF-8 (a Latin-1 "caf\xe9.mp4") is hashed by its bytes, not refused
+    return f"{stem}-{hashlib.sha1(relative.encode('utf-8', 'surrogateescape')).hexdigest()[:10]}"
 
 
 def settings(cfg: MineConfig, seed: int, video_backend: str) -> dict:
@@ -108,14 +110,16 @@ def source_state(path: Path) -> dict | None:
 
 def done_marker(out_dir: Path, vid: str, source: dict | None = None) -> dict | None:
     """The marker of a finished video ``vid``, else None: no marker, a shard it names is missing, the video file's
-    ``source`` state differs from the one mined (markers of older versions hold none: trusted), or it records a
-    crash whose ``.attempt`` file was deleted (the way to ask for a retry)."""
+    ``source`` state differs from the one mined, or it records a crash whose ``.attempt`` file was deleted (the way
+    to ask for a retry). ``source`` None (the file is not here: moved away, or on another machine) trusts the
+    marker, as do markers of older versions, which hold no state; a marker whose file could not be stat'ed when it
+    was skipped (a broken link) holds None, and is redone once the file is there."""
     marker = read_marker(out_dir, vid)
     if marker is None:
         return None
     if any(not (out_dir / name).is_file() for name in _shards_named(marker)):
         return None
-    if source is not None and marker.get("source") not in (None, source):
+    if source is not None and "source" in marker and marker["source"] != source:
         return None
     if marker.get("crashed") and not attempt_path(out_dir, vid).is_file():
         return None
@@ -207,6 +211,7 @@ def _locked(out_dir: Path):
 
 
 PENDING_NAMED = 10  # pending videos named in dataset.json (a folder being mined on many machines has thousands)
+LEFTOVER_AGE_S = 600.0  # a temp file or unnamed shard this old is a killed writer's: np.save writes one in seconds
 
 
 def merge(out_dir: str | Path) -> dict:
@@ -221,7 +226,7 @@ def merge(out_dir: str | Path) -> dict:
         raise VidsslError(f"{out_dir} is not a pair dataset being mined (no videos.json / mine.json); "
                           "run `vidssl mine VIDEOS --out DIR` first")
     videos = json.loads(listing_path.read_text())
-    listing = videos["videos"]
+    listing, root = videos["videos"], Path(videos["root"])
     mined = json.loads(settings_path.read_text())
     with _locked(out_dir):
         lines, skipped, tracks_rejected, starts_rejected = [], {}, Counter(), Counter()
@@ -229,7 +234,8 @@ def merge(out_dir: str | Path) -> dict:
         seconds = 0.0
         waiting = []  # the first few pending videos, to name
         for entry in listing:
-            marker = done_marker(out_dir, entry["video_id"])
+            # a video file replaced since it was mined is pending, not done: its pairs are of the old file
+            marker = done_marker(out_dir, entry["video_id"], source_state(root / entry["video"]))
             if marker is None:
                 pending += 1
                 if len(waiting) < PENDING_NAMED:
@@ -260,10 +266,14 @@ def merge(out_dir: str | Path) -> dict:
             "videos_root": videos["root"],
             **mined,
         }
+        unlisted = sorted({path.stem for path in (out_dir / DONE).glob("*.json")} - {e["video_id"] for e in listing})
+        if unlisted:  # kept, never deleted: see _remove_leftovers
+            named = [(read_marker(out_dir, vid) or {}).get("video", vid) for vid in unlisted[:PENDING_NAMED]]
+            summary["videos"]["not_listed"] = {"count": len(unlisted), "examples": named}
         summary["versions"] = mining_versions()
         atomic_write_json(out_dir / "dataset.json", summary)
         if pending == 0:
-            _remove_leftovers(out_dir, {e["video_id"] for e in listing})
+            _remove_leftovers(out_dir)
     return summary
 
 
@@ -286,17 +296,24 @@ def mining_versions() -> dict:
     return out
 
 
-def _remove_leftovers(out_dir: Path, finished: set[str]) -> None:
-    """Delete temporary files of killed writers, shards no marker points to (never part of the dataset), and the
-    shards and markers of videos no longer listed (together: a marker without its shard would count as done)."""
+def _remove_leftovers(out_dir: Path) -> None:
+    """Delete what killed writers left: temporary files, and shards no marker names (never part of the dataset),
+    both only when older than LEFTOVER_AGE_S (a shard process mining a video of another listing may be writing one
+    now). The markers and shards of videos this run's listing lacks are kept: a rerun on one file or a subfolder of
+    the videos, or a machine whose mount lags, must not delete other videos' finished mining."""
+    cutoff = time.time() - LEFTOVER_AGE_S
     for folder in (out_dir, out_dir / SHARDS, out_dir / DONE):
-        remove_temp_leftovers(folder)
-    for path in list((out_dir / DONE).glob("*.json")) + list((out_dir / DONE).glob("*.attempt")):
-        if path.name.rsplit(".", 1)[0] not in finished:
-            path.unlink(missing_ok=True)
+        remove_temp_leftovers(folder, older_than=cutoff)
     named = set()
-    for vid in finished:
-        named |= _shards_named(read_marker(out_dir, vid) or {})
+    for path in (out_dir / DONE).glob("*.json"):
+        named |= _shards_named(read_marker(out_dir, path.stem) or {})
     for path in (out_dir / SHARDS).glob("*.npy"):
-        if f"{SHARDS}/{path.name}" not in named:
+        if f"{SHARDS}/{path.name}" not in named and _mtime(path) < cutoff:
             path.unlink(missing_ok=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")

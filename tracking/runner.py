@@ -77,7 +77,7 @@ def shard_of(video: str, count: int) -> int:
     """The shard (of ``count``) that mines ``video`` (its path relative to the videos folder): a hash of the
     path, so a video keeps its shard when files are added to or removed from the folder between shards' starts
     (by position in the listing, a file copied in between moved videos to shards that had already run)."""
-    return int(hashlib.sha1(video.encode("utf-8")).hexdigest(), 16) % count
+    return int(hashlib.sha1(video.encode("utf-8", "surrogateescape")).hexdigest(), 16) % count
 
 
 def _mine_listed(job: "_Job", todo: list[dict], crashed: list[dict], workers: int, shard: tuple[int, int],
@@ -118,7 +118,9 @@ def _to_mine(root: Path, out: Path, entries: list[dict]) -> tuple[list[dict], li
     todo, crashed = [], []
     for entry in entries:
         source = source_state(root / entry["video"])
-        if done_marker(out, entry["video_id"], source) is not None:
+        marker = done_marker(out, entry["video_id"], source)
+        # skipped as "unreadable", whose detail says `chmod +r FILE`: a chmod changes neither size nor mtime
+        if marker is not None and not (marker.get("reason") == "unreadable" and not _unreadable(root / entry["video"])):
             continue
         attempt = read_attempt(out, entry["video_id"])
         tried = attempt["attempts"] if attempt and attempt.get("source") == source else 0
@@ -397,6 +399,12 @@ def format_summary(summary: dict) -> str:
         rate = f"{run['frames_per_s']:.0f} frames/s" if run["frames_per_s"] else "-"
         lines.append(f"this run: {run['videos']} videos, {run['frames']} frames in {run['seconds']:.1f} s ({rate})"
                      + (" - stopped by the time budget; rerun to continue" if run["stopped_by_budget"] else ""))
+    kept = v.get("not_listed")
+    if kept:
+        shown = ", ".join(kept["examples"][:3]) + (f", ... (+{kept['count'] - 3})" if kept["count"] > 3 else "")
+        lines.append(f"kept: {kept['count']} video(s) mined into this folder earlier are not in this listing ({shown}); "
+                     "their pairs stay on disk, left out of manifest.jsonl: mine their videos folder into it again "
+                     "to include them, or use a new --out for a separate dataset")
     if not summary["complete"]:
         named = v.get("pending_examples") or []
         shown = ", ".join(named[:3]) + (f", ... (+{v['pending'] - 3})" if v["pending"] > 3 else "")

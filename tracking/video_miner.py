@@ -23,6 +23,7 @@ from tracking.config import MineConfig
 from tracking.cuts import CutDetector
 from tracking.motion import MotionEstimator
 from tracking.track import Pair, StepOutcome, Track, Window
+from vidssl.errors import CorruptVideo
 from vidssl.video import VideoReader, lost_its_end, resized_shape
 
 MIN_CAMERA_POINTS = 20  # fewer correspondences than this: the homography is not trusted and the frame is rejected
@@ -105,19 +106,27 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
     # of a sequential decode, nor the same from run to run (imageio_cockatoo.mp4's held-out pairs changed), so a
     # held-out pass (time_range [0.8, 1]) pays a full decode to stay deterministic
     last = -1
-    for index, frame in reader.frames(max_side=cfg.working_side, end=hi):  # past the mined part: not decoded
-        miner.feed(index, frame)
-        last = index
-        if on_frames is not None and miner.result.frames - reported >= 32:
-            on_frames(miner.result.frames - reported)
-            reported = miner.result.frames
+    stopped_by: str | None = None  # an explicit backend's mid-stream failure (auto falls back and records its own)
+    try:
+        for index, frame in reader.frames(max_side=cfg.working_side, end=hi):  # past the mined part: not decoded
+            miner.feed(index, frame)
+            last = index
+            if on_frames is not None and miner.result.frames - reported >= 32:
+                on_frames(miner.result.frames - reported)
+                reported = miner.result.frames
+    except CorruptVideo as error:
+        if last < 0:  # not one frame: nothing was mined to keep
+            raise
+        stopped_by = error.reason
     if on_frames is not None and miner.result.frames > reported:
         on_frames(miner.result.frames - reported)
     result = miner.finish((reader.width / miner.work_w, reader.height / miner.work_h))
     result.seconds = time.perf_counter() - t0
-    if reader.decode_failures and last < hi - 1:
-        result.damage = (f"decoding stopped at frame {last + 1} of {n} ({'; '.join(reader.decode_failures)}, and "
-                         f"the last backend ended there): the file is damaged from there")
+    failures = reader.decode_failures + ([f"{reader.backend}: {stopped_by}"] if stopped_by else [])
+    if failures and last < hi - 1:
+        ended = ", and the last backend ended there" if reader.decode_failures else ""
+        result.damage = (f"decoding stopped at frame {last + 1} of {n} ({'; '.join(failures)}{ended}): the file is "
+                         f"damaged from there")
         if result.pairs is None:  # not "no motion": the frames to judge were never seen
             raise SkipVideo("corrupt", f"{result.damage}; no pair before it", result=result)
     elif hi == n and lost_its_end(reader, last + 1):

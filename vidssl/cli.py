@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    # the name errors are printed under: `vidssl eval flow`, as the user typed it, not `vidssl eval`
+    command = " ".join(part for part in (args.command, getattr(args, "task", None)) if part)
     terminated = []
 
     def on_sigterm(signum, frame):  # `timeout`, a batch scheduler's preemption, `docker stop`
@@ -87,13 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     except VidsslError as e:
         if args.verbose:
             raise
-        print(f"vidssl {args.command}: error: {e}", file=sys.stderr)
+        print(f"vidssl {command}: error: {e}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError as e:
         if not _stdout_closed():  # another pipe (a worker's): an error like any other
             if args.verbose:
                 raise
-            print(f"vidssl {args.command}: error: {os_error_text(e)}", file=sys.stderr)
+            print(f"vidssl {command}: error: {os_error_text(e)}", file=sys.stderr)
             return 1
         # `vidssl ... | head`: the reader has what it wanted; what was run is finished or resumable
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush would fail again
@@ -101,11 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # a full disk, a missing permission, a file where a folder belongs: the user's to fix
         if args.verbose:
             raise
-        print(f"vidssl {args.command}: error: {os_error_text(e)}", file=sys.stderr)
+        print(f"vidssl {command}: error: {os_error_text(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         what = "terminated" if terminated else "interrupted"
-        print(f"vidssl {args.command}: {what}; rerun the same command to continue", file=sys.stderr)
+        print(f"vidssl {command}: {what}; rerun the same command to continue", file=sys.stderr)
         return 143 if terminated else 130
     finally:
         if previous is not None:

@@ -31,7 +31,7 @@ from vidssl.io import atomic_path, atomic_write_json
 KINDS = ("still", "pan", "cut", "static", "zoom", "pan3")
 # recorded in each clip's JSON: a clip written by another version of the generator is written again, not reused
 # (2: spinning discs; before, rectangles that kept their orientation)
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: the pan slowed where the camera would leave the canvas (long or small clips)
 
 
 @dataclass
@@ -127,8 +127,13 @@ class _Shot:
                                         (speed * math.cos(angle), speed * math.sin(angle)), wobble,
                                         rng.uniform(0, 2 * math.pi), float(spin), float(rng.uniform(0, 360))))
         self.frames = frames
-        self.pan = (rng.uniform(0.8, 1.4) * rng.choice([-1, 1]), rng.uniform(0.3, 0.7) * rng.choice([-1, 1])) \
+        pan = (rng.uniform(0.8, 1.4) * rng.choice([-1, 1]), rng.uniform(0.3, 0.7) * rng.choice([-1, 1])) \
             if kind in ("pan", "pan3") else (0.0, 0.0)
+        # the frame starts half a frame inside the 2W x 2H canvas: at the drawn speed a long or small clip's camera
+        # left it (an IndexError pasting an object, or an object pasted away from its box). Slower there, so the
+        # frame stays on the canvas; the default 90 frames at 320x240 (up to 1.8 and 1.3 px a frame) are unchanged
+        reach = ((width / 2 - 1) / max(1, frames - 1), (height / 2 - 1) / max(1, frames - 1))
+        self.pan = tuple(math.copysign(min(abs(v), r), v) for v, r in zip(pan, reach))
 
     def camera(self, t: int) -> tuple[float, float, float]:
         """(x, y, scale): the world point at the frame's top-left and the zoom factor at local time t."""

@@ -19,7 +19,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+    except OSError as e:
+        raise _naming(e, path) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -32,15 +35,36 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
+    except OSError as e:
+        # the temp file is ours, not the user's: "No space left on device: /run/.tmp-backbone.pt.x1y2" would send them
+        # looking for a file that is gone once this returns
+        if e.filename not in (None, tmp, str(tmp_path)) or e.filename2 is not None:
+            raise
+        raise _naming(e, path) from e
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
-def remove_temp_leftovers(folder: str | os.PathLike) -> None:
+def _naming(error: OSError, path: Path) -> OSError:
+    """``error`` (same errno, same subclass: PermissionError, FileNotFoundError...) naming ``path`` instead of the
+    temp file beside it, or naming it at all (a full disk's write error names no file)."""
+    if error.errno is None:
+        return error
+    return OSError(error.errno, error.strerror or os.strerror(error.errno), str(path))
+
+
+def remove_temp_leftovers(folder: str | os.PathLike, older_than: float | None = None) -> None:
     """Delete the :func:`atomic_path` temp files a killed writer left in ``folder``. Only while holding the
-    folder (its run lock): a live writer's temp file looks the same."""
+    folder (its run lock): a live writer's temp file looks the same. Where other processes write into ``folder``
+    (mining shards), only the files last modified before the time ``older_than`` (seconds since the epoch)."""
     for path in Path(folder).glob(".tmp-*"):
+        if older_than is not None:
+            try:
+                if path.stat().st_mtime >= older_than:
+                    continue
+            except FileNotFoundError:
+                continue
         path.unlink(missing_ok=True)
 
 
