@@ -253,3 +253,34 @@ def test_backgrounds_join_their_own_pair_only():
         validate_triplets(Triplets(a=torch.tensor([1]), p=torch.tensor([4]), n=torch.tensor([7])), videos3)
     with pytest.raises(ValueError, match="2P or 3P"):
         sched().mine(emb[:-1], videos, 0)
+
+
+def test_each_ddp_process_draws_its_own_picks_and_one_process_draws_as_before():
+    """The picks were seeded by (seed, step) alone: under DDP every rank took the same slots of its own batch. The
+    reference is the random miner run with the generator one process of one has always used, seed x 1000003 + step."""
+    emb, videos = _batch()
+    cfg = MinerConfig(warmup="random", main="random", negatives_per_pair=2)
+    loss = build_loss(LossConfig())
+    scores = score_candidates(emb, videos, loss)
+    expected = to_triplets(RandomMiner(k=2).select(scores, torch.Generator().manual_seed(3 * 1_000_003 + 7)))
+    alone, _, _ = MiningSchedule(cfg, loss, total_steps=10, seed=3).mine(emb, videos, step=7)
+    assert torch.equal(alone.n, expected.n) and torch.equal(alone.a, expected.a)
+    ranks = [MiningSchedule(cfg, loss, total_steps=10, seed=3, rank=r, world=2).mine(emb, videos, step=7)[0]
+             for r in (0, 1)]
+    assert not torch.equal(ranks[0].n, ranks[1].n)  # the same batch: only the draws differ
+    assert torch.equal(ranks[0].n, to_triplets(RandomMiner(k=2).select(
+        scores, torch.Generator().manual_seed(3 * 1_000_003 + 7 * 2 + 0))).n)
+
+
+def test_the_logged_negative_cosine_is_the_batch_s_and_the_guard_keeps_its_running_mean():
+    emb, videos = _batch()
+    other, _ = _batch(seed=1)
+    sched = MiningSchedule(MinerConfig(guard_momentum=0.9), build_loss(LossConfig()), total_steps=10, seed=0)
+    valid = candidate_mask(videos)
+    sched.mine(emb, videos, step=0)
+    first = neg_cosine(emb, valid)
+    assert sched.neg_cos == pytest.approx(first) and sched.neg_cos_ema == pytest.approx(first)
+    sched.mine(other, videos, step=1)
+    second = neg_cosine(other, valid)
+    assert sched.neg_cos == pytest.approx(second)
+    assert sched.neg_cos_ema == pytest.approx(0.9 * first + 0.1 * second)

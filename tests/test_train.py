@@ -36,7 +36,8 @@ def test_learns_and_writes_its_run_folder(pairs, tmp_path):
     records = [strict_loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(5, 61, 5))
     first, last = records[0], records[-1]
-    for key in ("loss", "active", "d_ap", "d_an", "lr", "triplets_per_s", "pos_cos", "neg_cos", "spread", "phase"):
+    for key in ("loss", "active", "d_ap", "d_an", "lr", "triplets_per_s", "pos_cos", "neg_cos", "neg_cos_ema",
+                "spread", "phase"):
         assert key in last
     assert {r["phase"] for r in records} >= {"warmup", "main"}
     from vidssl.data import open_pairs

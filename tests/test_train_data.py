@@ -287,5 +287,11 @@ def test_background_patches_are_read_only_when_asked(tmp_path):
         torch.testing.assert_close(x[4 * m:4 * m + 4], want)
     plain, _ = _toy(tmp_path)
     assert not open_pairs(plain).has_background
-    with pytest.raises(VidsslError, match="mine.background_patches=true"):
+    with pytest.raises(VidsslError, match="the pairs have no background patches.*mine.background_patches=true"):
         PairPatches(open_pairs(plain), cfg, background=True)
+    # a merge of shards mined with and without backgrounds: name those without, not "the pairs have none"
+    np.save(root / "shards" / "00001.npy", np.ascontiguousarray(triples[5:10, :2]))
+    mixed = open_pairs(root)
+    assert not mixed.has_background and mixed.narrow_shards == ["shards/00001.npy"]
+    with pytest.raises(VidsslError, match=r"1 of the 3 shards \(e.g. shards/00001.npy\) have no background"):
+        PairPatches(mixed, cfg, background=True)

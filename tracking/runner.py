@@ -402,8 +402,8 @@ def format_summary(summary: dict) -> str:
     kept = v.get("not_listed")
     if kept:
         shown = ", ".join(kept["examples"][:3]) + (f", ... (+{kept['count'] - 3})" if kept["count"] > 3 else "")
-        lines.append(f"kept: {kept['count']} video(s) mined into this folder earlier are not in this listing ({shown}); "
-                     "their pairs stay on disk, left out of manifest.jsonl: mine their videos folder into it again "
+        lines.append(f"kept: {kept['count']} video(s) mined into this folder earlier are not in this listing "
+                     f"({shown}); their pairs stay on disk, left out of manifest.jsonl: mine their videos folder into it again "
                      "to include them, or use a new --out for a separate dataset")
     if not summary["complete"]:
         named = v.get("pending_examples") or []

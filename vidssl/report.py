@@ -21,7 +21,8 @@ CURVES = (  # (title, keys of a training log record, y label)
     ("Dense cycle loss (loss.cycle_weight)", ("cycle",), "-log p(return)"),
     ("Active triplets", ("active",), "fraction"),
     ("Distances D(a,p), D(a,n)", ("d_ap", "d_an"), "1 - cos"),
-    ("Mean cosine of positives / negatives / own backgrounds", ("pos_cos", "neg_cos", "bg_cos"), "cosine"),
+    ("Mean cosine of positives / negatives (and the collapse guard's running mean) / own backgrounds",
+     ("pos_cos", "neg_cos", "neg_cos_ema", "bg_cos"), "cosine"),
     ("Embedding spread (collapse guard)", ("spread",), "per-dim std x sqrt(d)"),
     ("Learning rate", ("lr",), "lr"),
 )

@@ -341,7 +341,8 @@ class TrainStep:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.loss_fn, self.reducer = build_loss(cfg.loss), build_reducer(cfg.loss)
         self.schedule = MiningSchedule(cfg.miner, self.loss_fn, total_steps, cfg.seed,
-                                       average=lambda v: _mean_over_ranks({"v": v}, d, device)["v"])
+                                       average=lambda v: _mean_over_ranks({"v": v}, d, device)["v"],
+                                       rank=d.rank, world=d.world)
         # what the miner can return at most, plus each pair's own background
         self.capacity = tc.batch_pairs * (cfg.miner.negatives_per_pair + int(cfg.miner.background_negatives))
         self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
@@ -650,9 +651,10 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
             if step % tc.log_every == 0 or step == total:
                 now = time.monotonic()
                 seconds = max(now - window_t, 1e-9)
-                # NaN before the first mined negative, as batch_stats has it (the mean over ranks takes floats)
-                neg_cos = math.nan if schedule.neg_cos_ema is None else schedule.neg_cos_ema
-                local = {"loss": out.loss.item(), "neg_cos": neg_cos,
+                # NaN before the first mined negative, as batch_stats has it (the mean over ranks takes floats).
+                # neg_cos is this batch's, as pos_cos and bg_cos beside it in the report; the guard reads the mean
+                ema = math.nan if schedule.neg_cos_ema is None else schedule.neg_cos_ema
+                local = {"loss": out.loss.item(), "neg_cos": schedule.neg_cos, "neg_cos_ema": ema,
                          **batch_stats(out.emb, out.values, out.scores, out.triplets),
                          "grad_norm": float(out.grad_norm),
                          **({"cycle": out.cycle.item()} if out.cycle is not None else {}),

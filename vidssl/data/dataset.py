@@ -25,7 +25,11 @@ class PairPatches(Dataset):
 
     def __init__(self, pairs: PairSet, cfg: DataConfig, background: bool = False) -> None:
         if background and not pairs.has_background:
-            raise VidsslError(f"{pairs.root}: the pairs have no background patches, which "
+            some = pairs.narrow_shards
+            which = (f"{len(some)} of the {len(pairs.shards)} shards (e.g. {some[0]}) have no background patches, "
+                     f"mined without them and merged with ones mined with them" if some
+                     else "the pairs have no background patches")
+            raise VidsslError(f"{pairs.root}: {which}, which "
                               f"miner.background_negatives needs; mine them with --set mine.background_patches=true "
                               f"(a new pairs folder), or train without them: --set miner.background_negatives=false "
                               f"--set loss.cycle_background=false (the cycle loss walks into them too)")

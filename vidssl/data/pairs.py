@@ -41,6 +41,7 @@ class PairSet:
     video_ids: list[str]
     fingerprint: str  # changes when the usable pairs change, and only then (a resumed run checks it)
     has_background: bool = False  # every stored pair has a third, same-frame background patch
+    narrow_shards: list[str] = field(default_factory=list)  # shards without it (when others have it: a mixed merge)
     skipped: dict[str, str] = field(default_factory=dict)  # shard -> why its pairs were left out
     legacy_fingerprint: str = ""  # the fingerprint earlier versions computed (dataset.json + manifest), so their
     # interrupted runs still resume; "" when a shard is skipped (they did not see that)
@@ -152,7 +153,7 @@ def open_pairs(root: str | os.PathLike) -> PairSet:
     offset_arr = np.asarray(offsets, np.int64)
     keep = np.ones(len(offsets), bool)
     skipped = {}
-    widths = set()
+    widths, narrow = set(), []
     for name, i in shards.items():
         rows, width, why = _check_shard(root / name, patch_size)
         in_shard = shard_index_arr == i
@@ -164,6 +165,8 @@ def open_pairs(root: str | os.PathLike) -> PairSet:
             log.warning("pairs: skipping %d pairs of %s: %s", int(in_shard.sum()), root / name, why)
         else:
             widths.add(width)
+            if width == 2:
+                narrow.append(name)
     if not keep.any():
         raise PairDataError(f"{root}: none of the {len(offsets)} pairs is readable "
                             f"(e.g. {next(iter(skipped.items()))}); {_REMAKE}")
@@ -176,6 +179,7 @@ def open_pairs(root: str | os.PathLike) -> PairSet:
                    offset=offset_arr[keep], video=video.astype(np.int32),
                    track=np.asarray(track_keys, np.int64)[keep], video_ids=[names[i] for i in present],
                    fingerprint=digest.hexdigest()[:16], skipped=skipped, has_background=widths == {3},
+                   narrow_shards=narrow if 3 in widths else [],
                    legacy_fingerprint="" if skipped else legacy.hexdigest()[:16],
                    pending_videos=_pending_videos(meta, root / "dataset.json"))
 
