@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 
 import numpy as np
@@ -160,6 +161,18 @@ def test_truncated_faststart_file_decodes_what_is_there(tmp_path, demo_dir):
             assert str(cut) in str(e)
             continue
         assert 0 < n < 90, (backend, n)
+    # cut before its first frame: the index is there, no frame is. "decoding failed after frame -1" and decord's
+    # "[15:31:57] /github/workspace/src/video/video_reader.cc:486: Error: ..." became a reason and a fix
+    moov_end = data.find(b"mdat") + 4
+    early = tmp_path / "early.mp4"
+    early.write_bytes(data[: moov_end + 64])
+    for backend in [b for b in ["auto", "pyav", "decord"] if b == "auto" or b in available_backends()]:
+        with pytest.raises(CorruptVideo) as info:
+            sum(1 for _ in open_video(early, backend).frames())
+        message = str(info.value)
+        assert "frame -1" not in message and "/github/" not in message and not re.search(r"\[\d\d:", message)
+        if backend != "decord":
+            assert "no frame decodes" in message and "copy or download it again" in message, message
 
 
 def test_find_videos_recursive_sorted_and_loop_safe(tmp_path):
@@ -358,3 +371,27 @@ def test_text_in_any_encoding_is_named_text(tmp_path):
         (tmp_path / name).write_bytes(data)
         with pytest.raises(UnsupportedVideo, match="is a text file, not a video"):
             check_video_file(tmp_path / name)
+
+
+def test_the_container_opens_under_pyav_19_which_dropped_metadata_errors(tmp_path):
+    """PyAV 19 removed av.open's metadata_errors (tags are read byte for byte): passing it is a TypeError there, and
+    before 19 a tag in another encoding fails the open without it."""
+    import types
+
+    from vidssl.video import open_container
+
+    calls = []
+
+    def make(version, takes_errors):
+        def open_(path, **kwargs):
+            if "metadata_errors" in kwargs and not takes_errors:
+                raise TypeError("open() got an unexpected keyword argument 'metadata_errors'")
+            calls.append((version, path, kwargs))
+            return "container"
+
+        return types.SimpleNamespace(__version__=version, open=open_)
+
+    assert open_container(make("19.0.0", False), tmp_path / "a.mp4") == "container"
+    assert open_container(make("18.1.0", True), tmp_path / "a.mp4") == "container"
+    assert calls == [("19.0.0", str(tmp_path / "a.mp4"), {}),
+                     ("18.1.0", str(tmp_path / "a.mp4"), {"metadata_errors": "ignore"})]

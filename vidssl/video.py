@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import stat
 import struct
 import sys
@@ -124,7 +125,9 @@ class VideoReader(ABC):
     """A decoded video: metadata plus streaming and random access to RGB uint8 frames.
 
     Attributes: ``path``, ``backend``, ``fps`` (average frame rate), ``width``, ``height`` (source size) and
-    ``num_frames`` (frames that decode, counted once on first use, not only what the container claims).
+    ``num_frames`` (frames in the stream, counted once on first use, not only what the container claims; PyAV
+    counts the packets that demux, which in a file cut short can be a few more than the frames that decode: the
+    decode itself stops there).
     ``decode_failures``: the mid-stream failures a stream survived by falling back to another backend (auto), e.g.
     ``"pyav failed at frame 81"``; a stream that then ends early ended at the damage, not at the end of the video.
     ``announced_frames``: the frame count the container's index claims (PyAV's ``stream.frames``), or None where it
@@ -201,6 +204,15 @@ class VideoReader(ABC):
 # PyAV
 
 
+def open_container(av, path: str | os.PathLike):
+    """``av.open(path)`` for reading, whatever a file's tags are written in: PyAV before 19 decodes them with one
+    encoding and fails the whole open on a tag in another (so errors are ignored there); 19 reads every tag byte
+    for byte (surrogateescape) and no longer takes the argument."""
+    if int(av.__version__.split(".")[0]) >= 19:
+        return av.open(str(path))
+    return av.open(str(path), metadata_errors="ignore")
+
+
 class PyAVReader(VideoReader):
     """PyAV decodes frames as stored; a phone video's display matrix (rotation) is applied here, as decord and
     OpenCV do, so every backend gives the same upright frames. ``width``/``height`` are the displayed size."""
@@ -234,12 +246,12 @@ class PyAVReader(VideoReader):
             frame = next(container.decode(stream), None)
         except self._av.error.FFmpegError:
             return 0  # frames() reports the failure
-        rotation = getattr(frame, "rotation", 0) or 0  # degrees counter-clockwise of the display transform
+        rotation = frame.rotation if frame is not None else 0  # degrees counter-clockwise (PyAV >= 14.1)
         return int(round(rotation / 90)) % 4
 
     def _open(self):
         try:
-            container = self._av.open(str(self.path), metadata_errors="ignore")
+            container = open_container(self._av, self.path)
         except self._av.error.PermissionError:
             raise UnsupportedVideo(self.path, "no read permission (fix with: chmod +r FILE)") from None
         except (self._av.error.InvalidDataError, self._av.error.EOFError) as e:
@@ -306,6 +318,9 @@ class PyAVReader(VideoReader):
                 rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
                 yield index, np.ascontiguousarray(np.rot90(rgb, self._turns)) if self._turns else rgb
         except self._av.error.FFmpegError as e:
+            if index < 0:  # "after frame -1"
+                raise CorruptVideo(self.path, f"no frame decodes ({e.__class__.__name__}): the file is damaged or "
+                                              "cut short; copy or download it again") from None
             raise CorruptVideo(self.path, f"decoding failed after frame {index} ({e.__class__.__name__})") from None
         finally:
             container.close()
@@ -358,6 +373,13 @@ def decoder_logs_silenced() -> Iterator[None]:
                     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING if level is None else level)
 
 
+def decord_message(error: Exception) -> str:
+    """The first line of a decord error without its log prefix (``[15:31:57] /github/workspace/src/video/
+    video_reader.cc:486: Error: ``): a time and a path on decord's build machine tell a user nothing."""
+    lines = str(error).splitlines() or [""]
+    return re.sub(r"^\[[\d:]+\]\s+\S+:\d+:\s+(Error:\s+)?", "", lines[0])
+
+
 class DecordReader(VideoReader):
     backend = "decord"
 
@@ -393,7 +415,7 @@ class DecordReader(VideoReader):
                 self._readers[key] = self._decord.VideoReader(str(self.path), ctx=self._decord.cpu(0),
                                                               width=w, height=h, num_threads=0)
             except self._decord.DECORDError as e:
-                raise CorruptVideo(self.path, f"decord cannot open it ({str(e).splitlines()[0][:120]})") from None
+                raise CorruptVideo(self.path, f"decord cannot open it ({decord_message(e)[:120]})") from None
         return self._readers[key]
 
     def _count_frames(self) -> int:
@@ -410,7 +432,7 @@ class DecordReader(VideoReader):
             try:
                 frame = vr[i].asnumpy()
             except self._decord.DECORDError as e:
-                raise CorruptVideo(self.path, f"decoding failed near frame {i} ({str(e)[:80]})") from None
+                raise CorruptVideo(self.path, f"decoding failed near frame {i} ({decord_message(e)[:80]})") from None
             yield i, frame
 
     def _decode_sorted(self, wanted, max_side):
@@ -421,7 +443,7 @@ class DecordReader(VideoReader):
         try:
             batch = vr.get_batch(valid).asnumpy()
         except self._decord.DECORDError as e:
-            raise CorruptVideo(self.path, f"decoding failed ({str(e)[:80]})") from None
+            raise CorruptVideo(self.path, f"decoding failed ({decord_message(e)[:80]})") from None
         return dict(zip(valid, batch))
 
     def close(self) -> None:
@@ -611,7 +633,7 @@ def has_discarded_packets(path: str | os.PathLike) -> bool:
     import av
 
     try:
-        with av.open(str(path), metadata_errors="ignore") as container:
+        with open_container(av, path) as container:
             return bool(container.streams.video) and any(p.is_discard for p in container.demux(video=0) if p.size)
     except (av.error.FFmpegError, OSError):
         return False  # the reader's own open says what is wrong
