@@ -1097,6 +1097,34 @@ def test_cli_mine_merge_and_show_pairs(mined, tmp_path, capsys):
     assert "VIDEOS" in capsys.readouterr().err
 
 
+def test_show_tracks_decodes_as_mining_did(mined, monkeypatch):
+    """The boxes are drawn on frames decoded with the dataset's backend in one sequential pass, as mining decoded
+    them: random access (get_batch) with the command's backend could show decord's frames after a seek."""
+    import vidssl.video
+    from tracking.show import track_strips
+
+    out, _ = mined
+    assert json.loads((out / "dataset.json").read_text())["video_backend"] == "auto"
+    opened = []
+    real_open = vidssl.video.open_video
+
+    def spying_open(path, backend="auto"):
+        opened.append(backend)
+        return real_open(path, backend)
+
+    def no_random_access(self, indices, max_side=None):
+        raise AssertionError("get_batch: random access")
+
+    monkeypatch.setattr(vidssl.video, "open_video", spying_open)
+    monkeypatch.setattr(vidssl.video.VideoReader, "get_batch", no_random_access)
+    for cls in (vidssl.video.PyAVReader, vidssl.video.DecordReader, vidssl.video.OpenCVReader,
+                vidssl.video.AutoReader):
+        monkeypatch.setattr(cls, "get_batch", no_random_access, raising=False)
+    strips = track_strips(out, n=2)
+    assert strips.shape[0] > 2 * 160 and opened == ["auto", "auto"]
+    assert track_strips(out, n=1, video_backend="pyav") is not None and opened[-1] == "pyav"
+
+
 def test_a_mining_run_without_a_single_pair_says_so_and_fails(demo_dir, tmp_path, caplog):
     """Exit status 1 (a script's `vidssl mine ... && vidssl train ...` stops at the cause), as pretrain does."""
     (tmp_path / "videos").mkdir()

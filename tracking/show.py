@@ -79,23 +79,32 @@ def box_frames(start: int, end: int, num_boxes: int) -> list[int]:
 
 
 def track_strips(pairs_dir: str | Path, n: int = 4, seed: int = 0, frames: int = 5, height: int = 160,
-                 video_backend: str = "auto") -> np.ndarray:
+                 video_backend: str | None = None) -> np.ndarray:
     """(H, W, 3) uint8 RGB image: for ``n`` random tracks, ``frames`` source frames spread over the track with the
-    tracked box drawn; needs the source videos where they were mined (dataset.json ``videos_root``)."""
+    tracked box drawn; needs the source videos where they were mined (dataset.json ``videos_root``).
+
+    The frames are decoded as mining decoded them: with the dataset's ``video_backend`` (unless one is given), in
+    one sequential pass from frame 0. Random access could draw a box on another frame: decord's frames after a seek
+    are not always a sequential decode's."""
     from vidssl.video import open_video
 
     pairs_dir = Path(pairs_dir)
-    root = Path(json.loads((pairs_dir / "dataset.json").read_text())["videos_root"])
+    meta = json.loads((pairs_dir / "dataset.json").read_text())
+    root = Path(meta["videos_root"])
+    backend = video_backend or meta.get("video_backend", "auto")
     rows = []
     for rec in _sample(load_manifest(pairs_dir), n, seed):
         boxes = read_marker(pairs_dir, rec["video_id"])["track_boxes"][rec["offset"]]
         steps = np.linspace(0, len(boxes) - 1, frames).round().astype(int)
         at = box_frames(rec["start_frame"], rec["end_frame"], len(boxes))
+        wanted = {at[s] for s in steps}
         try:
-            with open_video(root / rec["video"], video_backend) as reader:
-                images = reader.get_batch([at[s] for s in steps])
-        except (VidsslError, IndexError) as e:
-            raise VidsslError(f"cannot draw the tracks of {root / rec['video']}: {e}") from None
+            with open_video(root / rec["video"], backend) as reader:
+                decoded = {i: f for i, f in reader.frames(end=max(wanted) + 1) if i in wanted}
+            images = [decoded[at[s]] for s in steps]
+        except (VidsslError, KeyError) as e:
+            raise VidsslError(f"cannot draw the tracks of {root / rec['video']}: "
+                              f"{e if isinstance(e, VidsslError) else f'frame {e} does not decode'}") from None
         tiles = []
         for step, image in zip(steps, images):
             scale = height / image.shape[0]

@@ -22,7 +22,7 @@ def run(args, cfg) -> int:
         raise VidsslError(f"--n must be >= 1, got {args.n}")
     image_format(args.out)  # a suffix we cannot write fails before the grid is drawn
     if args.tracks:
-        image = track_strips(args.pairs, n=min(args.n, 8), seed=cfg.seed, video_backend=cfg.video.backend)
+        image = track_strips(args.pairs, n=min(args.n, 8), seed=cfg.seed)  # the backend the pairs were mined with
     else:
         image = pair_grid(args.pairs, n=args.n, seed=cfg.seed)
     save_image(args.out, image)
