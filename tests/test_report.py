@@ -92,3 +92,12 @@ def test_the_held_out_set_behind_retrieval_across_time_is_summarised(tmp_path):
     html = (run / "report.html").read_text()
     assert ("frames 80%-100% of each video were mined apart and never trained on: <b>43</b> pairs from 6 of 9 videos "
             "(skipped: 3 too_short)") in html
+    # the training pairs' part, as mining used it (config.yaml keeps the user's whole mine.time_range)
+    data = strict_loads((run / "pairs" / "dataset.json").read_text()) if (run / "pairs" / "dataset.json").is_file() \
+        else {"pairs": 100, "videos": {"found": 9, "mined": 9, "skipped": {}}}
+    _write(run / "pairs" / "dataset.json", {**data, "config": {"time_range": [0.0, 0.8]}})
+    build_report(run)
+    assert "positive pairs from frames 0%-80% of each video.</p>" in (run / "report.html").read_text()
+    _write(run / "pairs" / "dataset.json", {**data, "config": {"time_range": [0.0, 1.0]}})
+    build_report(run)
+    assert "positive pairs.</p>" in (run / "report.html").read_text()

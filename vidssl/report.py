@@ -270,9 +270,15 @@ def build_report(run_dir: str | Path) -> Path:
         per_video = ds.get("pairs_per_video")
         per_video_html = _table([{"video": k, "pairs": v} for k, v in per_video.items()], ["video", "pairs"]) \
             if isinstance(per_video, dict) else ""
+        # what mining used (pairs/dataset.json), which under pretrain is the part of mine.time_range before the
+        # held-out tail: config.yaml records the user's whole range
+        mined_span = (ds.get("config") or {}).get("time_range")
+        span_text = f" from frames {mined_span[0]:.0%}-{mined_span[1]:.0%} of each video" \
+            if isinstance(mined_span, list) and len(mined_span) == 2 and mined_span != [0.0, 1.0] else ""
         sections.append(
             f"<h2>Data</h2><p>{videos.get('found', '?')} videos found, {videos.get('mined', '?')} mined, "
-            f"<b>{ds.get('pairs', '?')}</b> positive pairs.</p><p>Skipped videos:</p><ul>{skipped}</ul>"
+            f"<b>{ds.get('pairs', '?')}</b> positive pairs{html.escape(span_text)}.</p><p>Skipped videos:</p>"
+            f"<ul>{skipped}</ul>"
             f"<p>Tracks rejected, by reason:</p>{rejects}{per_video_html}")
         for grid in sorted((run / "pairs").glob("*.png")):
             sections.append(_img(grid, f"mined pairs ({grid.name}): first patch | last patch"))
