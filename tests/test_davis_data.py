@@ -130,6 +130,9 @@ def test_davis_2016_imagesets_name_frames_not_sequences(tmp_path):
     (tmp_path / "ImageSets" / "480p" / "train.txt").write_text(
         "/JPEGImages/480p/bear/00000.jpg /Annotations/480p/bear/00000.png\n")
     assert list_sequences(tmp_path) == ["blackswan"]
+    # a folder named with a trailing slash vanished (its last part was taken for a frame)
+    (tmp_path / "ImageSets" / "480p" / "val.txt").write_text("blackswan/\nJPEGImages/480p/bear\n")
+    assert list_sequences(tmp_path) == ["blackswan", "bear"]
 
 
 def test_real_blackswan_reads_as_binary(data_dir):
@@ -202,6 +205,15 @@ def test_masks_that_would_be_misread_are_errors(tmp_path):
     assert len(np.unique(soft)) > 16 and ((soft > 0) & (soft <= 127)).any()
     Image.fromarray(soft, mode="L").save(ann_dir / "00000.png")
     assert load_sequence(tmp_path, "smooth").masks[0].max() == 1
+    # a 0/255 mask downscaled with a box filter: few levels (64, 128, 191) some under 128, but only along its edges
+    img_dir, ann_dir = write_sequence(tmp_path, "halved", [np.zeros((24, 32), np.uint8)] * 3, mode="L")
+    big = np.zeros((48, 64), np.uint8)
+    big[5:21, 7:30] = 255  # odd edges: the halving averages them with the background
+    small = np.asarray(Image.fromarray(big, mode="L").resize((32, 24), Image.BOX))
+    levels = np.unique(small)
+    assert len(levels) <= 16 and ((levels > 0) & (levels <= 127)).any()
+    Image.fromarray(small, mode="L").save(ann_dir / "00000.png")
+    assert np.array_equal(load_sequence(tmp_path, "halved").masks[0], (small > 127).astype(np.uint8))
     # two files of one frame: which one was read depended on the listing
     img_dir, ann_dir = write_sequence(tmp_path, "twice", masks)
     Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(img_dir / "00001.png")

@@ -122,6 +122,16 @@ def test_a_bad_sequence_is_skipped_and_reported(tmp_path):
     assert metrics["sequences"] == ["good"]
     assert "bad/00002.png: mask missing" in metrics["skipped"]["bad"]
     assert "Skipped bad" in (tmp_path / "eval" / "metrics.md").read_text()
+    # listed twice: evaluated, reported and timed once
+    twice = evaluate_davis({"raw pixels": PixelFeatures().eval()}, data, tmp_path / "eval2",
+                           DavisConfig(sequences=["good", "good"]), progress=False)
+    assert twice["sequences"] == ["good"] and list(twice["models"]["raw pixels"]["sequences"]) == ["good"]
+    # fed under 32 px a side: skipped naming the key, not a ValueError traceback from the backbone
+    with pytest.raises(DavisDataError, match=r"good: frames of 96x64 px are fed at 32x21 \(eval.davis.max_side=32\)"
+                                             r", under the 32 px a side the backbones take; raise eval.davis.max_side"):
+        evaluate_davis({"raw pixels": PixelFeatures().eval()}, data, tmp_path / "eval3",
+                       DavisConfig(max_side=32, sequences=["good"]),
+                       progress=False)
     (data / "Annotations" / "480p" / "good" / "00000.png").unlink()
     with pytest.raises(DavisDataError, match="no sequence could be evaluated"):
         evaluate_davis({"raw pixels": PixelFeatures().eval()}, data, tmp_path / "eval", DavisConfig(),

@@ -118,6 +118,9 @@ def test_labels_csv_layout_with_missing_file(tmp_path):
     assert data.skipped == {"missing file": ["gone.jpg"]}
     (root / "labels.csv").write_text("path,class_id\na.jpg,1\nsub/b.png,1\n")  # no class_name column
     assert load_retrieval_set(root, CFG).label_names == {1: "1"}
+    # saved by Excel: a byte-order mark before "path" ("header must be path,class_id; found path,class_id")
+    (root / "labels.csv").write_bytes(b"\xef\xbb\xbfpath,class_id\r\na.jpg,1\r\nsub/b.png,2\r\n")
+    assert load_retrieval_set(root, CFG).labels.tolist() == [1, 2]
 
 
 @pytest.mark.parametrize("text, message", [

@@ -87,7 +87,7 @@ def feature_models(weights: list[str | Path] | tuple = (), arch: str | None = No
         while name in models:
             name += "'"
         models[name] = model
-        if arch is not None and arch != model.arch and random_init:
+        if arch is not None and arch != model.arch:
             raise VidsslError(f"{path} holds a {model.arch} backbone but --arch is {arch}; drop --arch or match it")
         if (arch is None or not specs) and model.spec() not in specs:  # with --arch: one row, like the first file
             specs.append(model.spec())

@@ -13,8 +13,8 @@ upsampled to the annotation resolution and arg-maxed.
 Computation per target frame: the query cells are cut into 8x8-cell tiles; each tile takes one matrix product
 with the key windows (tile grown by the radius) of all context frames, the radius mask added as a -inf bias, and
 one top-k per context frame; then a top-k over the ``(n + 1) * topk`` candidates. Exact (the global top-k lies in
-the union of the per-frame top-k sets), memory O(n N) for N cells per frame, and the windows make it 2x (480x270
-input, radius 12) to 6x (854x480) cheaper than full N x N affinities (tools/_bench_davis.py).
+the union of the per-frame top-k sets), memory O(n N) for N cells per frame, and the windows make it 1.5x to 6.5x
+(480x270 input, radius 12, up to 854x480) faster than full N x N affinities (tools/_bench_davis.py; README).
 """
 from __future__ import annotations
 
@@ -163,6 +163,9 @@ def propagate(features: Iterable[torch.Tensor], first_labels: torch.Tensor, cfg:
 # geometry: frames -> feature grid, masks <-> labels
 
 
+MIN_FEATURE_SIDE = 32  # the smallest side dense_features() takes (vidssl.models.base)
+
+
 def working_size(h: int, w: int, max_side: int) -> tuple[int, int]:
     """Frame size fed to the backbone: long side at most ``max_side`` (0: unchanged)."""
     if max_side <= 0 or max(h, w) <= max_side:
@@ -281,7 +284,7 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
 
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device, "eval.davis.device")
-    names = list(cfg.sequences) or list_sequences(data_dir, cfg.subset)
+    names = list(dict.fromkeys(cfg.sequences)) or list_sequences(data_dir, cfg.subset)  # each sequence once
     results: dict[str, dict] = {name: {"sequences": {}, "features_s": 0.0, "propagation_s": 0.0, "frames": 0}
                                 for name in models}
     slugs = _slugs(models)
@@ -293,6 +296,13 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
                 if len(seq) < 3:
                     raise DavisDataError(f"{Path(data_dir) / 'JPEGImages' / '480p' / seq_name}: {len(seq)} "
                                          "frame(s); scoring needs 3 (the first is given, the last is not scored)")
+                size = working_size(*seq.masks[0].shape, cfg.max_side)
+                if min(size) < MIN_FEATURE_SIDE:  # the backbones' dense features need 32 px a side
+                    raise DavisDataError(
+                        f"{Path(data_dir) / 'JPEGImages' / '480p' / seq_name}: frames of {seq.masks[0].shape[1]}x"
+                        f"{seq.masks[0].shape[0]} px are fed at {size[1]}x{size[0]} (eval.davis.max_side="
+                        f"{cfg.max_side}), under the {MIN_FEATURE_SIDE} px a side the backbones take; raise "
+                        f"eval.davis.max_side (0: full size)")
             except DavisDataError as e:  # one bad sequence must not sink a long evaluation: report it, go on
                 log.warning("davis: skipping sequence %s: %s", seq_name, e)
                 skipped[seq_name] = str(e)

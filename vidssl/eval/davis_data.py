@@ -83,11 +83,11 @@ def imageset_file(root: str | os.PathLike, subset: str) -> Path | None:
 
 def _read_imageset(txt: Path, names: list[str]) -> None:
     for line in txt.read_text().splitlines():
-        name = line.strip().split()[0] if line.strip() else ""
+        name = line.strip().split()[0].rstrip("/") if line.strip() else ""  # "blackswan/" is the folder
         # DAVIS-2016 ImageSets list "/JPEGImages/480p/seq/00000.jpg /Annotations/..." pairs: keep the folder
         if "/" in name:
             parts = Path(name).parts
-            name = parts[-2] if len(parts) >= 2 else ""
+            name = parts[-2] if len(parts) >= 2 and Path(name).suffix else parts[-1]
         if name and not name.startswith("#") and name not in names:
             names.append(name)
 
@@ -169,15 +169,23 @@ def read_mask(path: Path) -> np.ndarray:
                                  f"PNGs: save it as a palette (mode P) PNG")
         values = np.unique(arr)
         ids = values[(values > 0) & (values <= 127)]
-        if len(ids) and len(values) <= 16:
-            # few levels, some under 128: object ids with a 255 border, not a 0/255 mask (whose anti-aliased
-            # edges, if any, spread over many levels); > 127 would take the border for the object
+        if len(ids) and len(values) <= 16 and any(_has_interior(arr == v) for v in ids.tolist()):
+            # few levels, some under 128, each filling a region: object ids with a 255 border, where > 127 would
+            # take the border for the object. A 0/255 mask that was resized also has a few levels (64, 128, 191
+            # after a box filter), but only in a band 1-2 px wide along its edges: thresholded as binary
             raise DavisDataError(f"{path}: greyscale mask with the values {values.tolist()} looks like object ids "
                                  f"(with 255 as void); DAVIS-2016 binary masks hold 0 and 255 only and DAVIS-2017 "
                                  f"masks are palette PNGs: save it as a palette (mode P) PNG")
         return (arr > 127).astype(np.uint8)
     raise DavisDataError(f"{path}: mask PNG has mode {mode!r}; expected a DAVIS-2016 greyscale mask (0/255) or a "
                          f"DAVIS-2017 palette PNG whose palette index is the object id")
+
+
+def _has_interior(region: np.ndarray) -> bool:
+    """Whether some pixel of the (H, W) bool ``region`` has its 8 neighbours in it too: an object, not an edge."""
+    import cv2
+
+    return bool(cv2.erode(region.astype(np.uint8), np.ones((3, 3), np.uint8), borderValue=0).any())
 
 
 def _files(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:

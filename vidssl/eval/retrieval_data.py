@@ -140,7 +140,7 @@ class RetrievalSet:
 def _image_set_from_csv(root: Path, csv_path: Path, size: int) -> RetrievalSet:
     paths, labels, names, skipped = [], [], {}, {}
     try:
-        with open(csv_path, newline="") as fh:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:  # Excel writes a byte-order mark
             reader = csv.DictReader(fh)
             columns = [c.strip() for c in (reader.fieldnames or [])]
             if "path" not in columns or "class_id" not in columns:
