@@ -232,6 +232,16 @@ def test_two_exports_in_one_folder_keep_their_own_cards(tmp_path):
         assert vidssl.load_backbone(tmp_path / name).spec()["width"] == width, name
 
 
+def test_an_export_without_safetensors_removes_an_earlier_exports_copy(tmp_path):
+    """X.safetensors of an earlier export of X.pt stayed, and loaded with the new card: the old weights."""
+    save_backbone(build_backbone("smallcnn", width=8), tmp_path / "backbone.pt")
+    assert (tmp_path / "backbone.safetensors").is_file()
+    save_backbone(build_backbone("smallcnn", width=16), tmp_path / "backbone.pt", safetensors=False)
+    assert not (tmp_path / "backbone.safetensors").exists()
+    assert json.loads((tmp_path / "model_card.json").read_text())["files"] == ["backbone.pt"]
+    assert vidssl.load_backbone(tmp_path / "backbone.pt").spec()["width"] == 16
+
+
 def test_exports_with_the_earlier_shared_card_still_load(tmp_path):
     """Earlier versions wrote model_card.json beside any X.pt: used when it lists the file; a card another export
     replaced is named as such instead of a shape mismatch."""

@@ -70,9 +70,11 @@ def test_rerun_skips_completed_stages_and_redoes_a_missing_one(run_dir, caplog, 
     # a clip being written when the run was killed: removed on the rerun, which holds RUN's lock
     leftover = run_dir / "demo_videos" / ".tmp-clip_00.mp4.k1ll3d"
     leftover.write_bytes(b"half a clip")
+    half_export = run_dir / ".tmp-backbone.pt.k1ll3d"  # so is an export's
+    half_export.write_bytes(b"half the weights")
     caplog.set_level(logging.INFO, logger="vidssl.pipeline")
     assert main(["pretrain", "--out", str(run_dir), "--budget-minutes", "4", *TINY]) == 0
-    assert not leftover.exists()
+    assert not leftover.exists() and not half_export.exists()
     for stage in ("mine", "train", "export"):
         assert f"[{stage}] already complete, skipped" in caplog.text
     # the budget continues: the completed stages' recorded seconds are spent
@@ -483,3 +485,57 @@ def test_a_folder_of_unusable_videos_says_so_not_to_relax_thresholds(tmp_path, c
     err = capsys.readouterr().err
     assert "no video in" in err and "could be mined (2 found: 1 empty, 1 not_a_video;" in err
     assert "thresholds" not in err
+
+
+def test_the_stage_check_compares_what_the_stage_reads_now(tmp_path):
+    """A recorded key that no longer counts (a demo key on a --videos run) is not a change; a key a later version
+    added is compared with its default; an unfinished training leaves train.precision to the trainer, whose advice
+    for a run moved to other hardware (--set train.precision=<the checkpoint's>) was refused here."""
+    from vidssl.config import load_config
+    from vidssl.pipeline import Stages, check_stage_settings, stage_configs
+
+    cfg = load_config(None, [])
+    videos_run = stage_configs(cfg, {"mine": {"--videos": "/v"}}, demo=False)
+    demo_run = stage_configs(cfg, {"mine": {"--videos": None}}, demo=True)
+    assert "demo.num" not in videos_run["mine"] and "pretrain.held_out_tail" in videos_run["mine"]
+    assert "demo.num" in demo_run["mine"] and "pretrain.held_out_tail" not in demo_run["mine"]
+    assert "eval.davis.device" not in videos_run["eval"] and "eval.davis.topk" in videos_run["eval"]
+    stages = Stages(tmp_path)
+    stages.dir.mkdir()
+    older = {k: v for k, v in videos_run["mine"].items() if k != "mine.track_step"}  # a key added since
+    stages.mark("mine", {"config": {**older, "demo.num": 3}})  # and one a --videos run does not read
+    same = {s: {} for s in ("train", "export", "eval")}
+    assert check_stage_settings(stages, {**same, "mine": videos_run["mine"]}, tmp_path) == []
+    changed = dict(videos_run["mine"], **{"mine.track_step": 1})
+    with pytest.raises(ConfigError, match=r"mine stage was completed with other settings \(mine.track_step: 2 -> 1"):
+        check_stage_settings(stages, {**same, "mine": changed}, tmp_path)
+    # precision: an unfinished training with a checkpoint continues; a finished one is another run
+    stages.start("train", {"train.precision": "auto", "train.lr": 0.02})
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "checkpoint.pt").write_bytes(b"")
+    moved = {"mine": videos_run["mine"], "export": {}, "eval": {}, "train": {"train.precision": "fp32",
+                                                                             "train.lr": 0.02}}
+    assert check_stage_settings(stages, moved, tmp_path) == []
+    stages.mark("train", {"config": {"train.precision": "auto", "train.lr": 0.02}})
+    with pytest.raises(ConfigError, match=r"train stage was completed with other settings \(train.precision"):
+        check_stage_settings(stages, moved, tmp_path)
+
+
+def test_without_vidssl_data_a_rerun_evaluates_what_the_run_evaluated(tmp_path, monkeypatch):
+    from vidssl.pipeline import Stages, eval_data_by_default
+
+    data, other = tmp_path / "data", tmp_path / "other"
+    data.mkdir()
+    other.mkdir()
+    run = tmp_path / "run"
+    monkeypatch.delenv("VIDSSL_DATA", raising=False)
+    assert eval_data_by_default(run) is None  # a new run: no data
+    stages = Stages(run)
+    stages.dir.mkdir(parents=True)
+    stages.mark("eval", {"config": {"--eval-data": str(data)}})
+    assert eval_data_by_default(run) == data  # was None: the finished evaluations were deleted and redone
+    monkeypatch.setenv("VIDSSL_DATA", str(other))
+    assert eval_data_by_default(run) == other  # the variable set: it is the user's choice
+    monkeypatch.delenv("VIDSSL_DATA")
+    data.rmdir()
+    assert eval_data_by_default(run) is None  # the recorded folder is gone

@@ -299,6 +299,28 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(pairs, tmp_path):
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
 
 
+def test_a_model_state_that_overflows_under_a_finite_loss_stops_training_and_is_not_exported(pairs, tmp_path):
+    """At lr 1e8 the loss stays finite while BatchNorm's running variances overflow (training normalises by batch
+    statistics): that state was checkpointed as "good", exported without a word, and embedded everything as NaN."""
+    from vidssl.errors import VidsslError
+    from vidssl.export import export_backbone
+
+    cfg = load_config(None, TINY + ["train.steps=30", "train.lr=1.0e+8", "train.warmup_steps=0",
+                                    "train.precision=fp32", "train.checkpoint_every=1"])
+    with pytest.raises(TrainingDiverged, match=r"non-finite model state \(backbone\.\S+\.running_var.*at step \d+: "
+                                               r"stopped; the last good checkpoint .*into a new --out"):
+        train(pairs, tmp_path / "run", cfg, progress=False)
+    ckpt = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    # a checkpoint an earlier version wrote in that state: export refuses it, naming the tensor
+    name = next(k for k in ckpt["model"] if k.endswith("running_var"))
+    ckpt["model"][name] = torch.full_like(ckpt["model"][name], float("inf"))
+    torch.save(ckpt, tmp_path / "run" / CHECKPOINT)
+    with pytest.raises(VidsslError, match=rf"non-finite values in {name}: the training diverged"):
+        export_backbone(tmp_path / "run", tmp_path / "backbone.pt")
+    assert not (tmp_path / "backbone.pt").exists()
+
+
 def test_lr_schedules_closed_form():
     cos = TrainConfig(lr=1.0, warmup_steps=10, schedule="cosine")
     assert lr_factor(0, 110, cos) == pytest.approx(0.1) and lr_factor(9, 110, cos) == pytest.approx(1.0)
@@ -499,3 +521,13 @@ def test_a_script_without_the_main_guard_is_told_to_add_it(pairs, tmp_path):
     (tmp_path / "guarded.py").write_text(textwrap.dedent(body) + "if __name__ == '__main__':\n    " + run + "\n")
     done = subprocess.run([sys.executable, str(tmp_path / "guarded.py")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_bad_budget_flag_is_named_as_typed_before_the_run_folder_is_made(pairs, tmp_path, capsys):
+    from vidssl.cli import main
+
+    for bad in ("0", "-2", "nan"):
+        assert main(["train", str(pairs), "--out", str(tmp_path / "run"), "--budget-minutes", bad]) == 2
+        assert f"vidssl train: error: --budget-minutes must be a number > 0, got {float(bad)}" in \
+            capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # no folder, no lock file left behind

@@ -413,8 +413,11 @@ def git_sha() -> str | None:
     if out.returncode != 0:
         return None
     sha = out.stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True, timeout=5).stdout.strip()
+    try:  # a large checkout on a slow disk: the SHA without the flag rather than a failed run
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return sha
     return sha + ("-dirty" if dirty else "")
 
 

@@ -122,6 +122,8 @@ def save_backbone(backbone: Backbone, out_path: str | os.PathLike, card: dict[st
         metadata = {"format": CARD_FORMAT, "arch": backbone.arch, "model_card": json.dumps(record)}
         with atomic_path(st_path) as tmp:
             save_file(state, str(tmp), metadata=metadata)
+    else:  # an earlier export's copy would load beside the new card, with the old weights
+        st_path.unlink(missing_ok=True)
     atomic_write_json(card_path(out_path), record)
     return out_path
 
@@ -251,6 +253,12 @@ def export_backbone(run_dir: str | os.PathLike, out_path: str | os.PathLike, saf
     ckpt = load_checkpoint(ckpt_path, advice=foreign)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ModelFileError(f"{ckpt_path}: {foreign}")
+    broken = [k for k, v in ckpt["model"].items()
+              if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:  # written by a version that checked only the loss: such a backbone embeds everything as NaN
+        raise ModelFileError(f"{ckpt_path}: non-finite values in {', '.join(broken[:3])}"
+                             f"{f' (+{len(broken) - 3} more)' if len(broken) > 3 else ''}: the training diverged; "
+                             "train again into a new --out with a lower train.lr")
     spec = dict(ckpt["backbone"])
     backbone = build_backbone(spec.pop("arch"), **spec)
     prefix = "backbone."

@@ -123,15 +123,24 @@ STAGE_KEYS = {
     "eval": ("eval",),
 }
 _RERUNNABLE = RESUMABLE_KEYS | {"video.backend", "eval.retrieval.num_workers", "eval.retrieval.device",
-                                "eval.retrieval.batch_size", "eval.retrieval.chunk_mb"}
+                                "eval.retrieval.batch_size", "eval.retrieval.chunk_mb", "eval.davis.device",
+                                "eval.davis.batch_size", "eval.flow.device"}
+# mining keys that only one kind of run reads: the demo clips' settings on a --videos run, and the held-out tail of
+# the user's videos on a demo run (which holds out clips of its own)
+_UNUSED_BY = {True: ("pretrain.held_out_tail",), False: ("demo",)}
+DEFAULTS_FLAT = json.loads(json.dumps(flat_config(Config())))
 
 
-def stage_configs(cfg: Config, inputs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def stage_configs(cfg: Config, inputs: dict[str, dict[str, Any]], demo: bool = False) -> dict[str, dict[str, Any]]:
     """Per stage, the flat config keys its result depends on, plus its ``inputs`` (e.g. ``{"mine": {"--videos":
-    path}}``): ``{"train": {"train.lr": 0.02, ...}, ...}``."""
+    path}}``): ``{"train": {"train.lr": 0.02, ...}, ...}``. ``demo``: the run mines the built-in demo clips."""
     flat = json.loads(json.dumps(flat_config(cfg)))  # as a marker reads back: tuples are lists
-    return {stage: {**{k: v for k, v in flat.items() if k not in _RERUNNABLE
-                       and any(k == p or k.startswith(p + ".") for p in prefixes)},
+
+    def under(key: str, prefixes) -> bool:
+        return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+    return {stage: {**{k: v for k, v in flat.items() if k not in _RERUNNABLE and under(k, prefixes)
+                       and not under(k, _UNUSED_BY[demo])},
                     **inputs.get(stage, {})}
             for stage, prefixes in STAGE_KEYS.items()}
 
@@ -218,8 +227,17 @@ def check_stage_settings(stages: Stages, configs: dict[str, dict[str, Any]], run
         record, how = (done, "completed") if done is not None else (stages.started(stage), "started")
         if record is None or "config" not in record:  # not run yet, or a marker from before settings were recorded
             continue
-        was, now = record["config"], configs[stage]
-        changed = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
+        # the keys this stage depends on now: one a later version added is compared with its default (an older
+        # run did what the default does), and one recorded that no longer counts (a demo key on a --videos run,
+        # a key since removed) is left out
+        was = {**{k: v for k, v in DEFAULTS_FLAT.items() if k in configs[stage]}, **record["config"]}
+        now = configs[stage]
+        changed = sorted(k for k in now if was.get(k) != now.get(k))
+        if stage == "train" and done is None:
+            # an unfinished training is checked by the trainer against its checkpoint, with precision resolved
+            # (auto picks by the hardware): its advice for a run moved to other hardware, --set
+            # train.precision=<the checkpoint's>, must not be refused here
+            changed = [k for k in changed if k != "train.precision"]
         if not changed:
             continue
         detail = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
@@ -304,6 +322,22 @@ def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> li
     return out
 
 
+def eval_data_by_default(run: Path) -> Path | None:
+    """The evaluation data of a pretrain without --eval-data: ``$VIDSSL_DATA``; where it is not set, what the run's
+    eval stage (completed or begun) recorded, while that folder exists. The same command rerun in a shell without
+    the variable took "no data" for a change and deleted the finished evaluations."""
+    env = default_eval_root()
+    if env is not None:
+        return env
+    stages = Stages(run)
+    record = stages.done("eval") or stages.started("eval") or {}
+    path = (record.get("config") or {}).get("--eval-data")
+    if path and Path(path).is_dir():
+        log.info("--eval-data not given and $VIDSSL_DATA not set: evaluating %s, as this run did", path)
+        return Path(path)
+    return None
+
+
 def default_eval_root() -> Path | None:
     env = os.environ.get("VIDSSL_DATA")
     return Path(env) if env and Path(env).is_dir() else None
@@ -360,9 +394,10 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
                               f"folders or labels.csv), davis/ (or JPEGImages/ and Annotations/), flow/ (or a "
                               f"folder of flow pairs), or labels.csv")
     else:
-        eval_data = default_eval_root()
+        eval_data = eval_data_by_default(run)
     configs = stage_configs(cfg, {"mine": {"--videos": None if demo else str(Path(videos).resolve())},
-                                  "eval": {"--eval-data": str(Path(eval_data).resolve()) if eval_data else None}})
+                                  "eval": {"--eval-data": str(Path(eval_data).resolve()) if eval_data else None}},
+                            demo)
     stages = Stages(run)
     redo = check_stage_settings(stages, configs, run)  # before anything in RUN is rewritten
     with run_lock(run):
@@ -382,6 +417,9 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
 
     p = cfg.pretrain
     run.mkdir(parents=True, exist_ok=True)
+    # the exported weights (a ResNet-50's are 100 MB), the report, summary.json: a killed writer's temp file (RUN's
+    # lock is held, so no live writer's)
+    remove_temp_leftovers(run)
     write_resolved(cfg, run)
     spent = stages.spent_s()
     if spent:

@@ -219,7 +219,8 @@ class RunLog:
         self.fh = open(self.path, "a")
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1 if start_step else None)
+        # as log.jsonl above: a session killed before its first checkpoint leaves events a fresh start replaces
+        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=start_step + 1)
 
     def scalars(self, step: int, values: dict) -> None:
         if not self.enabled:
@@ -570,6 +571,12 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     runlog = RunLog(run_dir, start, d.main)
 
     def checkpoint(step: int, metrics: dict) -> None:
+        # a finite loss does not make a finite model: BatchNorm's running statistics overflow in a forward pass
+        # whose batch statistics (what training uses) are still finite, and the evaluation reads them
+        broken = non_finite_state(model)
+        if _any_rank(bool(broken), d, dev):
+            raise TrainingDiverged(_diverged_message(f"model state ({', '.join(broken[:3]) or 'on another rank'})",
+                                                     step, last_ckpt, ckpt_path))
         if not d.main:
             return
         _save_checkpoint(ckpt_path, {
@@ -603,8 +610,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
             lr = tc.lr * lr_factor(step, total, tc)
             stepper.set_lr(lr)
             out = stepper(x, groups, step)
-            if out.diverged:
-                raise TrainingDiverged(_diverged_message(out.diverged, step, last_ckpt, ckpt_path))
+            if out.diverged:  # step counts from 0 here; the logs and checkpoints count steps done
+                raise TrainingDiverged(_diverged_message(out.diverged, step + 1, last_ckpt, ckpt_path))
             step += 1
             bar.update(1)
             window_steps += 1
@@ -704,8 +711,15 @@ def parameter_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def non_finite_state(model: torch.nn.Module) -> list[str]:
+    """Names of the parameters and buffers of ``model`` holding NaN or infinity (BatchNorm's running statistics
+    included)."""
+    return [name for name, t in [*model.named_parameters(), *model.named_buffers()]
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+
+
 def _diverged_message(what: str, step: int, last_ckpt: int | None, ckpt_path: Path) -> str:
     kept = (f"the last good checkpoint (step {last_ckpt}) is kept in {ckpt_path}" if last_ckpt is not None
             else "no checkpoint had been written yet")
     return (f"non-finite {what} at step {step}: stopped; {kept}. Lower train.lr, raise train.warmup_steps, "
-            f"or use train.precision=fp32")
+            f"or use train.precision=fp32: a new config, so into a new --out (a run continues only with its own)")

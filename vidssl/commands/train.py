@@ -18,7 +18,14 @@ def add_arguments(parser) -> None:
 
 
 def run(args, cfg) -> int:
+    import math
+
+    from vidssl.errors import ConfigError
     from vidssl.train import train
+
+    # before the run folder and its lock file are made; named as the user typed it, not as the key it sets
+    if args.budget_minutes is not None and not (args.budget_minutes > 0 and math.isfinite(args.budget_minutes)):
+        raise ConfigError(f"--budget-minutes must be a number > 0, got {args.budget_minutes}")
 
     stats = train(args.pairs, args.out, cfg, budget_minutes=args.budget_minutes, device=args.device,
                   resume=args.resume, allow_incomplete=args.allow_incomplete, progress=not args.quiet)
