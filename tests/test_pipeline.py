@@ -539,3 +539,34 @@ def test_without_vidssl_data_a_rerun_evaluates_what_the_run_evaluated(tmp_path, 
     monkeypatch.delenv("VIDSSL_DATA")
     data.rmdir()
     assert eval_data_by_default(run) is None  # the recorded folder is gone
+
+
+def test_a_stage_whose_input_file_changed_is_done_again(tmp_path, caplog):
+    """A training continued with `vidssl train` into RUN/train (or weights exported again by hand) kept the
+    stale backbone.pt and evaluation: export and eval record the file they were made from."""
+    from vidssl.pipeline import Stages, _run_stage
+
+    stages = Stages(tmp_path)
+    stages.dir.mkdir()
+    checkpoint = tmp_path / "checkpoint.pt"
+    checkpoint.write_bytes(b"step 100")
+    calls = []
+
+    def export():
+        calls.append("export")
+        return {"weights": "backbone.pt"}
+
+    first = _run_stage(stages, "export", True, export, {}, made_from=checkpoint)
+    assert calls == ["export"] and first["made_from"]["size"] == 8
+    stages.mark("eval", {"config": {}})  # an evaluation of that export
+    assert _run_stage(stages, "export", True, export, {}, made_from=checkpoint)["weights"] == "backbone.pt"
+    assert calls == ["export"]  # unchanged: skipped
+    checkpoint.write_bytes(b"step 200, continued")
+    with caplog.at_level(logging.WARNING, logger="vidssl.pipeline"):
+        _run_stage(stages, "export", True, export, {}, made_from=checkpoint)
+    assert calls == ["export", "export"] and "checkpoint.pt changed since this stage completed" in caplog.text
+    assert stages.done("eval") is None  # the evaluation of the old weights is forgotten with them
+    assert stages.done("export")["made_from"]["size"] == len(b"step 200, continued")
+    checkpoint.unlink()  # gone (moved away): nothing to compare, the export stands
+    _run_stage(stages, "export", True, export, {}, made_from=checkpoint)
+    assert calls == ["export", "export"]

@@ -260,12 +260,30 @@ def forget(run: Path, stages: Stages, stage: str) -> None:
         shutil.rmtree(run / folder, ignore_errors=True)
 
 
+def file_state(path: Path) -> dict | None:
+    """``{"size", "mtime_ns"}`` of the file a stage was made from, or None when it is not there."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
 def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
-               config: dict[str, Any]) -> dict | None:
+               config: dict[str, Any], made_from: Path | None = None) -> dict | None:
+    """Run stage ``name`` unless complete. ``made_from``: the file its result was made from (the checkpoint an
+    export cut, the weights an evaluation read): changed since (training continued with `vidssl train`, the
+    weights exported again by hand), the stage is done again, and the stages after it."""
     if not enabled:
         log.info("[%s] disabled in config (pretrain.run_%s: false)", name, name)
         return None
     previous = stages.done(name)
+    if previous is not None and made_from is not None:
+        recorded, now = previous.get("made_from"), file_state(made_from)
+        if recorded is not None and now is not None and recorded != now:
+            log.warning("[%s] %s changed since this stage completed: done again", name, made_from)
+            stages.clear(name)
+            previous = None
     if previous is not None:
         log.info("[%s] already complete, skipped", name)
         previous.pop("config", None)
@@ -275,6 +293,8 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
     stages.invalidate_after(name)
     stages.start(name, config)
     result = {**fn(), "seconds": round(time.monotonic() - start, 1)}
+    if made_from is not None and "made_from" not in result:
+        result["made_from"] = file_state(made_from)
     stages.mark(name, {**result, "config": config})
     return result
 
@@ -540,8 +560,9 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     results = {
         "mine": _run_stage(stages, "mine", p.run_mine, mine, configs["mine"]),
         "train": _run_stage(stages, "train", p.run_train, train_stage, configs["train"]),
-        "export": _run_stage(stages, "export", p.run_export, export_stage, configs["export"]),
-        "eval": _run_stage(stages, "eval", p.run_eval, eval_stage, configs["eval"]),
+        "export": _run_stage(stages, "export", p.run_export, export_stage, configs["export"],
+                             made_from=run / "train" / "checkpoint.pt"),
+        "eval": _run_stage(stages, "eval", p.run_eval, eval_stage, configs["eval"], made_from=run / "backbone.pt"),
     }
     warnings = run_warnings(run, None if demo else videos, results.get("train"))
     for text in warnings:  # logged, so they come before the command's last lines
