@@ -39,7 +39,8 @@ import numpy as np
 
 from tracking.config import MineConfig
 from vidssl.errors import VidsslError
-from vidssl.io import atomic_path, atomic_write_json, atomic_write_text, json_text, remove_temp_leftovers
+from vidssl.io import (atomic_path, atomic_write_json, atomic_write_text, file_state, json_text,
+                       remove_temp_leftovers)
 
 SHARDS, DONE = "shards", "done"
 
@@ -99,13 +100,9 @@ def read_marker(out_dir: Path, vid: str) -> dict | None:
 
 
 def source_state(path: Path) -> dict | None:
-    """``{"size", "mtime_ns"}`` of a video file, recorded in its marker: a file replaced or still being copied when
-    it was mined differs on the next run. None when it cannot be stat'ed."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    """The video file's state recorded in its marker (:func:`vidssl.io.file_state`): a file replaced or still being
+    copied when it was mined differs on the next run. None when it cannot be stat'ed."""
+    return file_state(path)
 
 
 def done_marker(out_dir: Path, vid: str, source: dict | None = None) -> dict | None:

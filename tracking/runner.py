@@ -120,7 +120,8 @@ def _to_mine(root: Path, out: Path, entries: list[dict]) -> tuple[list[dict], li
         source = source_state(root / entry["video"])
         marker = done_marker(out, entry["video_id"], source)
         # skipped as "unreadable", whose detail says `chmod +r FILE`: a chmod changes neither size nor mtime
-        if marker is not None and not (marker.get("reason") == "unreadable" and not _unreadable(root / entry["video"])):
+        fixed = marker is not None and marker.get("reason") == "unreadable" and not _unreadable(root / entry["video"])
+        if marker is not None and not fixed:
             continue
         attempt = read_attempt(out, entry["video_id"])
         tried = attempt["attempts"] if attempt and attempt.get("source") == source else 0
@@ -403,8 +404,8 @@ def format_summary(summary: dict) -> str:
     if kept:
         shown = ", ".join(kept["examples"][:3]) + (f", ... (+{kept['count'] - 3})" if kept["count"] > 3 else "")
         lines.append(f"kept: {kept['count']} video(s) mined into this folder earlier are not in this listing "
-                     f"({shown}); their pairs stay on disk, left out of manifest.jsonl: mine their videos folder into it again "
-                     "to include them, or use a new --out for a separate dataset")
+                     f"({shown}); their pairs stay on disk, left out of manifest.jsonl: mine their videos folder "
+                     "into it again to include them, or use a new --out for a separate dataset")
     if not summary["complete"]:
         named = v.get("pending_examples") or []
         shown = ", ".join(named[:3]) + (f", ... (+{v['pending'] - 3})" if v["pending"] > 3 else "")

@@ -54,6 +54,16 @@ def _naming(error: OSError, path: Path) -> OSError:
     return OSError(error.errno, error.strerror or os.strerror(error.errno), str(path))
 
 
+def file_state(path: str | os.PathLike) -> dict | None:
+    """``{"size", "mtime_ns"}`` of a file, recorded by what was made from it (a mined video, the checkpoint an
+    export cut): a file replaced, or still being copied, differs later. None when it cannot be stat'ed."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
 def remove_temp_leftovers(folder: str | os.PathLike, older_than: float | None = None) -> None:
     """Delete the :func:`atomic_path` temp files a killed writer left in ``folder``. Only while holding the
     folder (its run lock): a live writer's temp file looks the same. Where other processes write into ``folder``

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from vidssl.config import Config, flat_config, write_resolved
 from vidssl.errors import ConfigError, VidsslError
-from vidssl.io import atomic_write_json, remove_temp_leftovers, run_lock
+from vidssl.io import atomic_write_json, file_state, remove_temp_leftovers, run_lock
 from vidssl.train_config import RESUMABLE_KEYS, TRAIN_SECTIONS, min_embed_side
 
 log = logging.getLogger(__name__)
@@ -258,15 +258,6 @@ def forget(run: Path, stages: Stages, stage: str) -> None:
     outputs = {"mine": ("pairs", "pairs_held_out"), "eval": ("eval",)}.get(stage, ())
     for folder in outputs:  # mining's hold no finished video here; evaluations are recomputed from the weights
         shutil.rmtree(run / folder, ignore_errors=True)
-
-
-def file_state(path: Path) -> dict | None:
-    """``{"size", "mtime_ns"}`` of the file a stage was made from, or None when it is not there."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
