@@ -175,6 +175,16 @@ def test_corrupt_and_wrong_files_are_clear_errors(tmp_path):
     card_file.write_text(json.dumps({**card, "arch": "vgg"}))
     with pytest.raises(ModelFileError, match="'arch' must be one of"):
         vidssl.load_backbone(tmp_path / "b.pt")
+    # written by hand or another version: an AttributeError and a TypeError from the constructor before
+    card_file.write_text(json.dumps(["smallcnn"]))
+    with pytest.raises(ModelFileError, match=r"b\.model_card\.json: a model card is a JSON object, got a list"):
+        vidssl.load_backbone(tmp_path / "b.pt")
+    card_file.write_text(json.dumps({**card, "build_kwargs": {"width": 8, "depth": 3}}))
+    with pytest.raises(ModelFileError, match=r"b\.model_card\.json: its build_kwargs .* do not build a smallcnn"):
+        vidssl.load_backbone(tmp_path / "b.pt")
+    card_file.write_text(json.dumps({**card, "build_kwargs": [8]}))
+    with pytest.raises(ModelFileError, match=r"'build_kwargs' must be an object"):
+        vidssl.load_backbone(tmp_path / "b.pt")
     card_file.unlink()
     with pytest.raises(ModelFileError, match=r"no model card \(b.model_card.json\) beside it"):
         vidssl.load_backbone(tmp_path / "b.pt")

@@ -165,8 +165,14 @@ def read_card(weights_path: str | os.PathLike) -> dict:
         # earlier versions gave every export in a folder this one card: a later export replaced this file's card
         raise ModelFileError(f"{path} describes {', '.join(map(str, files))}, not {Path(weights_path).name} (another "
                              f"export into the same folder replaced its card); re-export it with `vidssl export`")
-    if not isinstance(card, dict) or card.get("arch") not in ARCHS:
+    if not isinstance(card, dict):
+        raise ModelFileError(f"{path}: a model card is a JSON object, got a {type(card).__name__}; re-export with "
+                             "`vidssl export`")
+    if card.get("arch") not in ARCHS:
         raise ModelFileError(f"{path}: 'arch' must be one of {', '.join(ARCHS)}, got {card.get('arch')!r}")
+    if not isinstance(card.get("build_kwargs", {}), dict):
+        raise ModelFileError(f"{path}: 'build_kwargs' must be an object of constructor arguments, got "
+                             f"{card['build_kwargs']!r}")
     return card
 
 
@@ -203,7 +209,11 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
         card = read_card(path)
         if arch is not None and arch != card["arch"]:
             raise ModelFileError(f"{path}: model card says arch '{card['arch']}', but arch='{arch}' was requested")
-        backbone = build_backbone(card["arch"], **card.get("build_kwargs", {}))
+        try:
+            backbone = build_backbone(card["arch"], **card.get("build_kwargs", {}))
+        except (TypeError, ValueError) as e:  # a card written by hand or by another version
+            raise ModelFileError(f"{card_file or path}: its build_kwargs {card.get('build_kwargs')} do not build a "
+                                 f"{card['arch']} ({e}); re-export with `vidssl export`") from None
     else:
         backbone = build_backbone(arch)
     state = _read_state(path)
