@@ -16,9 +16,7 @@ def test_same_seed_same_ground_truth_and_pixels(tmp_path, demo_dir):
     for path in again:
         assert json.loads(path.with_suffix(".json").read_text()) == \
             json.loads((demo_dir / path.with_suffix(".json").name).read_text())
-        a = open_video(path).get_batch([0, 45])
-        b = open_video(demo_dir / path.name).get_batch([0, 45])
-        assert np.array_equal(a, b)
+        assert path.read_bytes() == (demo_dir / path.name).read_bytes()  # byte-identical files (constant QP)
     other = make_demo_videos(tmp_path / "other", num=1, seed=1)[0]
     assert json.loads(other.with_suffix(".json").read_text())["objects"] != \
         json.loads((demo_dir / "clip_00.json").read_text())["objects"]

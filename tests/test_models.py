@@ -25,6 +25,21 @@ def test_feature_shapes_at_any_size(arch):
         assert b(torch.randn(1, 3, 80, 64)).shape == (1, b.out_dim)
 
 
+def test_smallcnn_cell_is_centred_on_8i_with_a_59_px_receptive_field():
+    """What base.py documents and the evaluations rely on, measured: the input pixels a dense cell's value depends
+    on (its gradient) are the rows and columns 8i - 29 .. 8i + 29 (a map shifted by a cell kept its shape)."""
+    torch.manual_seed(0)
+    b = build_backbone("smallcnn", width=4).double().eval()
+    x = torch.randn(1, 3, 160, 160, dtype=torch.float64, requires_grad=True)
+    for i, j in ((10, 10), (6, 13)):
+        b.dense_features(x)[0, :, i, j].sum().backward()
+        hit = x.grad[0].abs().sum(0) > 0
+        rows, cols = torch.nonzero(hit.any(1)).flatten(), torch.nonzero(hit.any(0)).flatten()
+        assert (rows.min().item(), rows.max().item()) == (8 * i - 29, 8 * i + 29)
+        assert (cols.min().item(), cols.max().item()) == (8 * j - 29, 8 * j + 29)
+        x.grad = None
+
+
 def test_bad_input_is_a_clear_error():
     b = build_backbone("smallcnn")
     with pytest.raises(ValueError, match="smaller than 32"):

@@ -214,6 +214,9 @@ def test_a_model_with_dropout_resumes_exactly(pairs, tmp_path, monkeypatch):
     assert load_checkpoint(tmp_path / "killed" / CHECKPOINT)["step"] == 6
     resumed = train(pairs, tmp_path / "killed", cfg, progress=False)
     assert resumed["weights_sha256"] == straight["weights_sha256"]
+    # the whole state, BatchNorm's running statistics included (the digest covers parameters only)
+    a, b = (load_checkpoint(tmp_path / run / CHECKPOINT)["model"] for run in ("straight", "killed"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_dropout_draws_depend_on_the_step_and_the_process_only():
@@ -319,6 +322,31 @@ def test_a_model_state_that_overflows_under_a_finite_loss_stops_training_and_is_
     with pytest.raises(VidsslError, match=rf"non-finite values in {name}: the training diverged"):
         export_backbone(tmp_path / "run", tmp_path / "backbone.pt")
     assert not (tmp_path / "backbone.pt").exists()
+
+
+def test_the_collapse_signals_against_their_definitions():
+    """pos_cos and spread are what the "it learned" and "no collapse" tests read: here against a loop over pairs and
+    the spread's two anchors, isotropic unit vectors about 1 and one vector repeated 0."""
+    from vidssl.losses import build_loss
+    from vidssl.miners import RandomMiner, score_candidates, to_triplets
+    from vidssl.train import batch_stats
+    from vidssl.train_config import LossConfig
+
+    g = torch.Generator().manual_seed(0)
+    P, D = 16, 64
+    emb = torch.nn.functional.normalize(torch.randn(2 * P, D, generator=g, dtype=torch.float64), dim=1)
+    groups = torch.arange(P) // 2
+    scores = score_candidates(emb, groups, build_loss(LossConfig()))
+    t = to_triplets(RandomMiner(k=2).select(scores, g))
+    stats = batch_stats(emb, torch.rand(len(t), generator=g), scores, t)
+    loop = sum(float(emb[i] @ emb[P + i]) / float(emb[i].norm() * emb[P + i].norm()) for i in range(P)) / P
+    assert stats["pos_cos"] == pytest.approx(loop, abs=1e-9)
+    many = torch.nn.functional.normalize(torch.randn(4000, D, generator=g), dim=1)  # isotropic on the sphere
+    assert batch_stats(many, torch.zeros(0), score_candidates(many, torch.arange(2000), build_loss(LossConfig())),
+                       to_triplets(torch.zeros(2000, 4000, dtype=torch.bool)))["spread"] == pytest.approx(1.0, abs=0.02)
+    same = torch.nn.functional.normalize(torch.ones(2 * P, D), dim=1)
+    assert batch_stats(same, torch.zeros(0), score_candidates(same, groups, build_loss(LossConfig())),
+                       to_triplets(torch.zeros(P, 2 * P, dtype=torch.bool)))["spread"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_lr_schedules_closed_form():

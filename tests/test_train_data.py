@@ -242,11 +242,34 @@ def test_augment_patch_is_a_crop_and_flip():
         seen_plain |= np.array_equal(out, patch)
         assert np.array_equal(out, patch) or np.array_equal(out, patch[:, ::-1])
     assert seen_flip and seen_plain
-    # a crop that is not resized (side drawn = output size) is an exact window of the patch
-    out = augment_patch(patch, np.random.default_rng(3), 8, crop_min=0.5, flip=False)
-    assert out.shape == (8, 8, 3)
     big = augment_patch(patch, np.random.default_rng(3), 32, crop_min=0.5, flip=False)
     assert big.shape == (32, 32, 3) and big.dtype == np.uint8
+
+
+def test_augment_patch_crops_a_square_window_of_half_to_all_the_patch_anywhere_in_it():
+    """A patch that encodes its own coordinates (red = 4 x row, green = 4 x column): the output's corners read the
+    window back. Over many draws the side spans [crop_min, 1] x S0 and the window's origin its whole range (a crop
+    always at the corner, or never cropping, passed the shape-only check)."""
+    s0 = 64
+    rows, cols = np.meshgrid(np.arange(s0), np.arange(s0), indexing="ij")
+    patch = np.stack([4 * rows, 4 * cols, np.zeros_like(rows)], axis=-1).astype(np.uint8)
+    sides, origins = [], []
+    for seed in range(2000):
+        out = augment_patch(patch, np.random.default_rng(seed), s0, crop_min=0.5, flip=False).astype(float)
+        y0, x0 = out[0, 0, 0] / 4, out[0, 0, 1] / 4
+        side_y, side_x = (out[-1, 0, 0] - out[0, 0, 0]) / 4 + 1, (out[0, -1, 1] - out[0, 0, 1]) / 4 + 1
+        assert abs(side_y - side_x) <= 1.0, seed  # square
+        assert y0 >= -0.5 and x0 >= -0.5 and y0 + side_y <= s0 + 1 and x0 + side_x <= s0 + 1, seed  # inside
+        sides.append(side_y)
+        origins.append((y0, x0, s0 - side_y))
+    sides = np.array(sides)
+    assert sides.min() >= 0.5 * s0 - 1.5 and sides.max() <= s0 + 0.5
+    assert sides.min() < 0.56 * s0 and sides.max() > 0.95 * s0  # the whole range is drawn
+    # uniformly: side = round(64 u), u ~ U(0.5, 1), is under 48 with probability (47.5 / 64 - 0.5) / 0.5
+    assert np.mean(sides < 48) == pytest.approx((47.5 / 64 - 0.5) / 0.5, abs=0.05)
+    # the origin takes its whole range: the window sits at the top and at the bottom of the room it has
+    slack = [(y0, room) for y0, _, room in origins if room >= 16]
+    assert min(y0 / room for y0, room in slack) < 0.1 and max(y0 / room for y0, room in slack) > 0.9
 
 
 def test_loader_same_batches_with_and_without_workers(tmp_path):
@@ -295,3 +318,23 @@ def test_background_patches_are_read_only_when_asked(tmp_path):
     assert not mixed.has_background and mixed.narrow_shards == ["shards/00001.npy"]
     with pytest.raises(VidsslError, match=r"1 of the 3 shards \(e.g. shards/00001.npy\) have no background"):
         PairPatches(mixed, cfg, background=True)
+
+
+def test_each_video_s_evenly_spaced_keys_start_at_a_uniform_random_offset():
+    """The README's "each video's spacing starts at its own random offset": n keys exactly 1/n apart, the first
+    uniform on [0, 1/n) (without the offset every video's first pair opened the epoch, passing the other tests)."""
+    from vidssl.data.sampler import _spread
+
+    n, firsts = 7, []
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        keys = np.full(20, np.nan)
+        members = np.arange(3, 3 + n)
+        _spread(members, rng.random(n), rng, keys)
+        got = np.sort(keys[members])
+        assert np.isnan(keys[:3]).all() and np.allclose(np.diff(got), 1 / n)  # only the members, evenly spaced
+        firsts.append(got[0] * n)  # the offset, scaled to [0, 1)
+    firsts = np.array(firsts)
+    assert firsts.min() >= 0 and firsts.max() < 1
+    # uniform: each tenth of [0, 1) holds about a tenth of the offsets (binomial sd 0.0067)
+    assert np.allclose(np.histogram(firsts, bins=10, range=(0, 1))[0] / firsts.size, 0.1, atol=0.03)

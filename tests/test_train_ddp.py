@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
 from train_utils import synthetic_pairs
 from vidssl.train import CHECKPOINT, build_model, load_checkpoint, parameter_digest
@@ -102,6 +103,9 @@ def test_ddp_processes_share_the_collapse_guard_and_resume_exactly(tmp_path):
     resumed = [json.loads((tmp_path / "c" / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [phase for _, phase in resumed[0]["phases"]] == [phase for step, phase in r0["phases"] if step >= 6]
     assert resumed[0]["weights_sha256"] == resumed[1]["weights_sha256"] == r0["weights_sha256"]
+    # rank 0's whole state, BatchNorm's running statistics included (the digest covers parameters only)
+    a, b = (load_checkpoint(tmp_path / run / CHECKPOINT)["model"] for run in ("straight", "killed"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.slow
