@@ -40,7 +40,8 @@ class EmbeddingNet(nn.Module):
 
     def forward(self, x: torch.Tensor, dense: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """[N, 3, S, S] normalised patches -> [N, embed_dim] float32 unit vectors; with ``dense`` also the backbone's
-        [N, dense_dim, ceil(S/8), ceil(S/8)] dense features (for the cycle loss), from the same pass where layers are shared."""
+        [N, dense_dim, ceil(S/8), ceil(S/8)] dense features (for the cycle loss), from the same pass where layers
+        are shared."""
         if not dense:
             return F.normalize(self.head(self.backbone.embed(x)).float(), dim=1)
         pooled, maps = self.backbone.embed_and_dense(x)
