@@ -570,3 +570,15 @@ def test_a_stage_whose_input_file_changed_is_done_again(tmp_path, caplog):
     checkpoint.unlink()  # gone (moved away): nothing to compare, the export stands
     _run_stage(stages, "export", True, export, {}, made_from=checkpoint)
     assert calls == ["export", "export"]
+
+
+@pytest.mark.slow
+def test_each_stage_records_the_file_it_was_made_from(run_dir):
+    from vidssl.io import file_state
+
+    made_from = {stage: json.loads((run_dir / "stages" / f"{stage}.json").read_text()).get("made_from")
+                 for stage in ("train", "export", "eval")}
+    assert made_from == {"train": file_state(run_dir / "pairs" / "manifest.jsonl"),
+                         "export": file_state(run_dir / "train" / "checkpoint.pt"),
+                         "eval": file_state(run_dir / "backbone.pt")}
+    assert all(made_from.values())

@@ -262,9 +262,10 @@ def forget(run: Path, stages: Stages, stage: str) -> None:
 
 def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
                config: dict[str, Any], made_from: Path | None = None) -> dict | None:
-    """Run stage ``name`` unless complete. ``made_from``: the file its result was made from (the checkpoint an
-    export cut, the weights an evaluation read): changed since (training continued with `vidssl train`, the
-    weights exported again by hand), the stage is done again, and the stages after it."""
+    """Run stage ``name`` unless complete. ``made_from``: the file its result was made from (the pairs a training
+    read, the checkpoint an export cut, the weights an evaluation read): changed since (pairs mined again into
+    RUN/pairs, training continued with `vidssl train`, weights exported again by hand), the stage is done again,
+    and the stages after it (a training whose checkpoint holds other pairs then says so: a new --out)."""
     if not enabled:
         log.info("[%s] disabled in config (pretrain.run_%s: false)", name, name)
         return None
@@ -550,7 +551,8 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
 
     results = {
         "mine": _run_stage(stages, "mine", p.run_mine, mine, configs["mine"]),
-        "train": _run_stage(stages, "train", p.run_train, train_stage, configs["train"]),
+        "train": _run_stage(stages, "train", p.run_train, train_stage, configs["train"],
+                            made_from=run / "pairs" / "manifest.jsonl"),
         "export": _run_stage(stages, "export", p.run_export, export_stage, configs["export"],
                              made_from=run / "train" / "checkpoint.pt"),
         "eval": _run_stage(stages, "eval", p.run_eval, eval_stage, configs["eval"], made_from=run / "backbone.pt"),
