@@ -395,3 +395,19 @@ def test_knn_of_50k_embeddings_stays_under_2_gib():
     peak_gib = report["peak_kb"] / 2**20  # ru_maxrss is in KiB on Linux: the whole process, torch included
     assert peak_gib < 2.0, report
     assert report["lone"] == 0 and 0.0 <= report["p1"] < 0.01  # random embeddings: near-chance, all queries used
+
+
+def test_cluster_sums_against_a_loop():
+    """The centres' sums in a fixed order (index_add_ adds in no fixed order on CUDA): equal to a per-cluster loop,
+    empty clusters included."""
+    from vidssl.eval.metrics import cluster_sums
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 6, generator=g)
+    assign = torch.randint(0, 9, (500,), generator=g)
+    assign[assign == 4] = 5  # cluster 4 empty
+    counts = torch.bincount(assign, minlength=10)
+    got = cluster_sums(x, assign, counts)
+    for c in range(10):
+        want = x[assign == c].double().sum(0) if counts[c] else torch.zeros(6, dtype=torch.float64)
+        assert torch.allclose(got[c].double(), want, atol=1e-5), c

@@ -285,6 +285,17 @@ def _nearest_centre(x: torch.Tensor, centres: torch.Tensor, chunk_mb: float,
     return torch.cat(idx), torch.cat(dist)
 
 
+def cluster_sums(x: torch.Tensor, assign: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """[N, D] points, [N] cluster index, [k] cluster sizes -> [k, D] sum of each cluster's points, in an order
+    fixed by the data: ``index_add_`` adds in no fixed order on CUDA, so a centre's last bits, and a near-tie's
+    assignment, could change run to run. A float64 running sum over the points sorted by cluster instead."""
+    order = torch.argsort(assign, stable=True)
+    prefix = torch.cumsum(x[order].double(), 0)
+    prefix = torch.cat([prefix.new_zeros(1, x.shape[1]), prefix])
+    ends = torch.cumsum(counts, 0)
+    return (prefix[ends] - prefix[ends - counts]).to(x.dtype)
+
+
 def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 100, chunk_mb: float = 256) -> torch.Tensor:
     """Lloyd's k-means with k-means++ seeding (deterministic for a seed). x: [N, D] -> cluster index [N] long.
 
@@ -324,8 +335,7 @@ def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 100, chunk_mb: f
             break
         assign = new
         counts = torch.bincount(assign, minlength=k)
-        sums = torch.zeros_like(centres).index_add_(0, assign, x)
-        centres = sums / counts.clamp(min=1).unsqueeze(1).to(x.dtype)
+        centres = cluster_sums(x, assign, counts) / counts.clamp(min=1).unsqueeze(1).to(x.dtype)
         for empty in torch.nonzero(counts == 0).flatten().tolist():
             far = int(dist.argmax())
             centres[empty] = x[far]
