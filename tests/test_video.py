@@ -173,6 +173,8 @@ def test_truncated_faststart_file_decodes_what_is_there(tmp_path, demo_dir):
         assert "frame -1" not in message and "/github/" not in message and not re.search(r"\[\d\d:", message)
         if backend != "decord":
             assert "no frame decodes" in message and "copy or download it again" in message, message
+    with pytest.raises(EmptyVideo, match="no frames"):  # OpenCV ends without an error: counted, it says so
+        open_video(early, "opencv").num_frames
 
 
 def test_find_videos_recursive_sorted_and_loop_safe(tmp_path):

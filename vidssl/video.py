@@ -487,6 +487,8 @@ class OpenCVReader(VideoReader):
                 count += 1
         finally:
             cap.release()
+        if count == 0:  # as decord says it; mining reported "too_short: 0 frames" for a file cut before its first
+            raise EmptyVideo(self.path, "no frames (OpenCV decodes none: an empty or damaged file)")
         return count
 
     def frames(self, stride=1, max_side=None, start=0, end=None):
