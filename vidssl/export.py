@@ -160,14 +160,14 @@ def read_card(weights_path: str | os.PathLike) -> dict:
         card = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFileError(f"{path}: not a readable model card ({e}); re-export with `vidssl export`") from None
-    files = card.get("files") if isinstance(card, dict) else None
+    if not isinstance(card, dict):
+        raise ModelFileError(f"{path}: a model card is a JSON object, got a {type(card).__name__}; re-export with "
+                             "`vidssl export`")
+    files = card.get("files")
     if path.name == CARD_NAME and isinstance(files, list) and Path(weights_path).name not in files:
         # earlier versions gave every export in a folder this one card: a later export replaced this file's card
         raise ModelFileError(f"{path} describes {', '.join(map(str, files))}, not {Path(weights_path).name} (another "
                              f"export into the same folder replaced its card); re-export it with `vidssl export`")
-    if not isinstance(card, dict):
-        raise ModelFileError(f"{path}: a model card is a JSON object, got a {type(card).__name__}; re-export with "
-                             "`vidssl export`")
     if card.get("arch") not in ARCHS:
         raise ModelFileError(f"{path}: 'arch' must be one of {', '.join(ARCHS)}, got {card.get('arch')!r}")
     if not isinstance(card.get("build_kwargs", {}), dict):

@@ -128,7 +128,6 @@ _RERUNNABLE = RESUMABLE_KEYS | {"video.backend", "eval.retrieval.num_workers", "
 # mining keys that only one kind of run reads: the demo clips' settings on a --videos run, and the held-out tail of
 # the user's videos on a demo run (which holds out clips of its own)
 _UNUSED_BY = {True: ("pretrain.held_out_tail",), False: ("demo",)}
-DEFAULTS_FLAT = json.loads(json.dumps(flat_config(Config())))
 
 
 def stage_configs(cfg: Config, inputs: dict[str, dict[str, Any]], demo: bool = False) -> dict[str, dict[str, Any]]:
@@ -221,6 +220,7 @@ def check_stage_settings(stages: Stages, configs: dict[str, dict[str, Any]], run
     results, whole or partial, would be reused under a config.yaml that no longer describes them. Returns the stages
     to do again from scratch instead: the evaluation (see REDONE_WHEN_CHANGED), and a stage begun with other
     settings that left nothing (e.g. training that stopped on a config error before its first checkpoint)."""
+    defaults = json.loads(json.dumps(flat_config(Config())))  # as a marker reads back: tuples are lists
     redo = []
     for stage in STAGES:
         done = stages.done(stage)
@@ -230,7 +230,7 @@ def check_stage_settings(stages: Stages, configs: dict[str, dict[str, Any]], run
         # the keys this stage depends on now: one a later version added is compared with its default (an older
         # run did what the default does), and one recorded that no longer counts (a demo key on a --videos run,
         # a key since removed) is left out
-        was = {**{k: v for k, v in DEFAULTS_FLAT.items() if k in configs[stage]}, **record["config"]}
+        was = {**{k: v for k, v in defaults.items() if k in configs[stage]}, **record["config"]}
         now = configs[stage]
         changed = sorted(k for k in now if was.get(k) != now.get(k))
         if stage == "train" and done is None:
