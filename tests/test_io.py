@@ -61,3 +61,44 @@ def test_a_folder_that_refuses_new_files_is_named_with_the_destination(tmp_path,
     with pytest.raises(PermissionError) as caught:
         atomic_write_json(dest, {"a": 1})
     assert caught.value.filename == str(dest) and ".tmp-" not in str(caught.value)
+
+
+def test_a_dead_writers_temp_file_is_removed_at_once_a_live_or_unknown_ones_only_when_old(tmp_path):
+    """Mining shards share a folder with other processes, so a fresh temp file may be a live writer's. One whose
+    writer (named in the temp name) is a process of this machine that has ended is a leftover, whatever its age."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from vidssl.io import remove_temp_leftovers
+
+    writer = ("import sys, time\nfrom vidssl.io import atomic_path\n"
+              "with atomic_path(sys.argv[1]) as tmp:\n"
+              "    tmp.write_bytes(b'half')\n    print(tmp.name, flush=True)\n    time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", writer, str(tmp_path / "shard.npy")], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        temp = tmp_path / proc.stdout.readline().strip()
+        assert temp.name.startswith(".tmp-shard.npy.") and temp.read_bytes() == b"half"
+        unknown = tmp_path / ".tmp-other.npy.abc123"  # no writer in the name (another tool's, or an older vidssl's)
+        elsewhere = tmp_path / f".tmp-other.npy.{os.getpid()}@00000000.abc123"  # another machine's process
+        for path in (unknown, elsewhere):
+            path.write_bytes(b"x")
+        cutoff = time.time() - 600
+        remove_temp_leftovers(tmp_path, older_than=cutoff)
+        assert temp.exists() and unknown.exists() and elsewhere.exists()  # the writer is alive
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        remove_temp_leftovers(tmp_path, older_than=cutoff)
+        assert not temp.exists() and unknown.exists() and elsewhere.exists()
+        old = cutoff - 60
+        for path in (unknown, elsewhere):
+            os.utime(path, (old, old))
+        remove_temp_leftovers(tmp_path, older_than=cutoff)
+        assert not unknown.exists() and not elsewhere.exists()
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()

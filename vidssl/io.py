@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import math
 import os
+import re
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,12 +18,13 @@ from typing import Any, Iterator
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``.
 
-    The temp name starts with ``.tmp-`` so scanners can ignore leftovers of a killed process.
+    The temp name starts with ``.tmp-`` so scanners can ignore leftovers of a killed process, and names its writer
+    (``.tmp-NAME.PID@MACHINE.XXXXXXXX``) so a leftover whose writer has died can be told from a live one's.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.{os.getpid()}@{_machine()}.", dir=path.parent)
     except OSError as e:
         raise _naming(e, path) from None
     os.close(fd)
@@ -65,17 +69,50 @@ def file_state(path: str | os.PathLike) -> dict | None:
 
 
 def remove_temp_leftovers(folder: str | os.PathLike, older_than: float | None = None) -> None:
-    """Delete the :func:`atomic_path` temp files a killed writer left in ``folder``. Only while holding the
-    folder (its run lock): a live writer's temp file looks the same. Where other processes write into ``folder``
-    (mining shards), only the files last modified before the time ``older_than`` (seconds since the epoch)."""
+    """Delete the :func:`atomic_path` temp files a killed writer left in ``folder``. Without ``older_than``, all of
+    them: only while holding the folder (its run lock), as a live writer's temp file looks the same. Where other
+    processes write into ``folder`` (mining shards, perhaps from other machines), only those whose writer is known
+    dead (a process of this machine that no longer runs) or that were last modified before the time ``older_than``
+    (seconds since the epoch)."""
     for path in Path(folder).glob(".tmp-*"):
-        if older_than is not None:
+        if older_than is not None and not _writer_is_dead(path.name):
             try:
                 if path.stat().st_mtime >= older_than:
                     continue
             except FileNotFoundError:
                 continue
         path.unlink(missing_ok=True)
+
+
+_WRITER = re.compile(r"\.(\d+)@([0-9a-f]{8})\.[^.]*$")
+
+
+def _machine() -> str:
+    """8 hex digits naming this machine and process-id namespace: a pid means one process only within both (two
+    containers on one host, even sharing its host name, number their processes apart)."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:  # not Linux: the host name alone
+        namespace = ""
+    return hashlib.sha1(f"{socket.gethostname()}/{namespace}".encode()).hexdigest()[:8]
+
+
+def _writer_is_dead(temp_name: str) -> bool:
+    """Whether the :func:`atomic_path` temp file ``temp_name`` was written by a process of this machine that has
+    ended. False where unsure (another machine's file, an older name without its writer, a pid now reused)."""
+    found = _WRITER.search(temp_name)
+    if found is None or found.group(2) != _machine():
+        return False
+    pid = int(found.group(1))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: alive, another user's
+        return False
+    return False
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
