@@ -375,3 +375,25 @@ def test_export_refuses_what_it_cannot_export_or_write_in_one_line(tmp_path, cap
     with pytest.raises(ModelFileError, match=r"x.safetensors: name the .pt file \(e.g. .*x.pt\)"):
         save_backbone(build_backbone("smallcnn", width=8), tmp_path / "x.safetensors")
     assert not (tmp_path / "x.safetensors").exists() and not list((tmp_path / "outdir").iterdir())
+
+
+def test_exports_named_alike_with_other_suffixes_do_not_take_each_others_card(tmp_path):
+    """X.pt and X.pth share X.model_card.json and X.safetensors: the second export is refused before writing, and a
+    card that describes the other one is named as such instead of loading with the wrong architecture."""
+    save_backbone(build_backbone("smallcnn", width=8), tmp_path / "foo.pth")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(ModelFileError, match=r"foo.model_card.json and foo.safetensors there belong to foo.pth"):
+        save_backbone(build_backbone("smallcnn", width=16), tmp_path / "foo.pt")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing written
+    save_backbone(build_backbone("smallcnn", width=16), tmp_path / "bar.pt")  # another name is fine
+    # a card replaced the old way (or by hand): named, not loaded with the other file's architecture
+    (tmp_path / "foo.pth").rename(tmp_path / "foo.pt.bak")
+    save_backbone(build_backbone("smallcnn", width=16), tmp_path / "foo.pt")  # foo.pth gone: the name is free
+    (tmp_path / "foo.pt.bak").rename(tmp_path / "foo.pth")
+    with pytest.raises(ModelFileError, match=r"foo.model_card.json describes foo.pt, foo.safetensors, not foo.pth"):
+        vidssl.load_backbone(tmp_path / "foo.pth")
+    # a card renamed with its weights still loads them
+    for suffix in (".pt", ".safetensors"):
+        (tmp_path / f"bar{suffix}").rename(tmp_path / f"baz{suffix}")
+    (tmp_path / "bar.model_card.json").rename(tmp_path / "baz.model_card.json")
+    assert vidssl.load_backbone(tmp_path / "baz.pt").spec()["width"] == 16

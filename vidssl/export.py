@@ -81,6 +81,20 @@ def check_weights_path(out_path: Path) -> None:
     if out_path.suffix == ".safetensors":  # torch.save's format under that name would not load as one
         raise ModelFileError(f"--out {out_path}: name the .pt file (e.g. {out_path.with_suffix('.pt')}); the "
                              ".safetensors copy is written beside it (export.safetensors)")
+    # X.pt and X.pth share X.model_card.json and X.safetensors: a second export would take both from the first
+    card = card_path(out_path)
+    try:
+        files = json.loads(card.read_text()).get("files") if card.is_file() else None
+    except (OSError, ValueError, AttributeError):  # not a card this export could take from anyone
+        files = None
+    if isinstance(files, list):
+        ours = {out_path.name, out_path.with_suffix(".safetensors").name}
+        owners = [name for name in files if isinstance(name, str) and name not in ours
+                  and Path(name).stem == out_path.stem and (out_path.parent / name).is_file()]
+        if owners:
+            raise ModelFileError(f"--out {out_path}: {card.name} and {out_path.stem}.safetensors there belong to "
+                                 f"{owners[0]} (the same name with another suffix); name the export differently, or "
+                                 f"remove {owners[0]} first")
 
 
 def save_backbone(backbone: Backbone, out_path: str | os.PathLike, card: dict[str, Any] | None = None,
@@ -163,9 +177,11 @@ def read_card(weights_path: str | os.PathLike) -> dict:
     if not isinstance(card, dict):
         raise ModelFileError(f"{path}: a model card is a JSON object, got a {type(card).__name__}; re-export with "
                              "`vidssl export`")
-    files = card.get("files")
-    if path.name == CARD_NAME and isinstance(files, list) and Path(weights_path).name not in files:
-        # earlier versions gave every export in a folder this one card: a later export replaced this file's card
+    files, name = card.get("files"), Path(weights_path).name
+    if isinstance(files, list) and name not in files and (
+            path.name == CARD_NAME or any(Path(str(f)).stem == Path(name).stem for f in files)):
+        # another file's card: earlier versions gave every export in a folder one model_card.json, and X.pt and X.pth
+        # share X's card. A card listing other stems was renamed with its weights (foo.* -> bar.*): it is theirs
         raise ModelFileError(f"{path} describes {', '.join(map(str, files))}, not {Path(weights_path).name} (another "
                              f"export into the same folder replaced its card); re-export it with `vidssl export`")
     if card.get("arch") not in ARCHS:
