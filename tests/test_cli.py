@@ -32,7 +32,9 @@ def test_user_error_is_one_line_without_traceback_unless_verbose(tmp_path):
     assert out.stderr.strip().count("\n") == 0 and "unknown config key 'demo.nosuch'" in out.stderr
     assert "Traceback" not in out.stderr
     verbose = run("-v", "demo-videos", str(tmp_path / "o"), "--set", "demo.nosuch=1")
-    assert verbose.returncode != 0 and "Traceback" in verbose.stderr
+    # the traceback, and still the documented exit code and the one line
+    assert verbose.returncode == 2 and "Traceback" in verbose.stderr
+    assert verbose.stderr.strip().splitlines()[-1] == out.stderr.strip()
 
 
 def test_an_eval_task_error_names_the_task_as_typed(tmp_path):

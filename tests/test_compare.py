@@ -87,9 +87,11 @@ def test_runs_that_differ_beyond_their_seed_are_named_under_the_table(tmp_path, 
         (run / "config.yaml").write_text(yaml.safe_dump({"config": config, "versions": {"git_sha": str(seed)}}))
         (run / "pairs").mkdir()
         (run / "pairs" / "dataset.json").write_text(json.dumps({"videos_root": videos}))
+        headline = json.loads((run / "summary.json").read_text())["headline"]["davis"]
+        models = {name: {"JF_mean": value} for name, value in headline.items()}
         for task, data in (("davis", "/data/davis"), ("tracks_held_out", str(run / "pairs_held_out"))):
             (run / "eval" / task).mkdir(parents=True)
-            (run / "eval" / task / "metrics.json").write_text(json.dumps({"data": data, "models": {}}))
+            (run / "eval" / task / "metrics.json").write_text(json.dumps({"data": data, "models": models}))
         return run
 
     seeds = [setup(_run(tmp_path, f"seed{s}", 0.9, 0.85, 0.6), s, 0.5, "/videos") for s in (0, 1)]
@@ -116,3 +118,62 @@ def test_demo_runs_made_with_other_seeds_do_not_differ_by_their_own_clip_folders
         runs.append(run)
     assert main(["compare", *map(str, runs)]) == 0
     assert "differ" not in capsys.readouterr().out
+    # moved or copied elsewhere since: its clips' folder is no longer inside it; its mining marker says demo
+    moved = tmp_path / "elsewhere"
+    runs[1].rename(moved)
+    (moved / "stages").mkdir()
+    (moved / "stages" / "mine.json").write_text(json.dumps({"pairs": 1, "config": {"--videos": None}}))
+    (moved / "eval" / "davis").mkdir(parents=True)  # a run folder's numbers are its metrics'
+    (moved / "eval" / "davis" / "metrics.json").write_text(json.dumps({"models": {
+        "demo1/backbone": {"JF_mean": 0.9}, "raw pixels": {"JF_mean": 0.85}}}))
+    assert main(["compare", str(runs[0]), str(moved)]) == 0
+    assert "differ" not in capsys.readouterr().out
+
+
+def _metrics(run, task, models):
+    (run / "eval" / task).mkdir(parents=True, exist_ok=True)
+    (run / "eval" / task / "metrics.json").write_text(json.dumps({"models": models}))
+
+
+def test_a_run_folders_numbers_are_its_metrics_and_the_direction_is_the_metrics(tmp_path, capsys):
+    """A summary is stale for a task whose metrics are gone (new weights' evaluation begun and killed); a task is
+    lower-is-better by its metric (EPE), not its name: a retrieval set in a folder named flow is a score."""
+    run = _run(tmp_path, "r|1", 0.9, 0.85, 0.6)
+    (run / "stages").mkdir()  # a pretrain run folder, not a summary copied alone
+    _metrics(run, "flow", {"r|1/backbone": {"map_at_r": 0.9}, "raw pixels": {"map_at_r": 0.5}})
+    rows = {row.task: row for row in read_runs([run])}
+    assert set(rows) == {"flow"}  # davis: only in the (stale) summary
+    assert not rows["flow"].lower_is_better and wins(rows["flow"], "raw pixels") == (1, 1)
+    assert main(["compare", str(run)]) == 0
+    table = capsys.readouterr().out
+    assert "| task | r\\|1 |" in table and "| flow | 0.900 |" in table  # a | in a name is escaped
+    (run / "eval" / "flow" / "metrics.json").write_text("{torn")  # unreadable: the summary stands in
+    summary = json.loads((run / "summary.json").read_text())
+    summary["headline"]["flow"] = {"r|1/backbone": 2.0, "raw pixels": 3.0}
+    summary["headline_metric"] = {"flow": {"metric": "EPE px", "higher_is_better": False}}
+    (run / "summary.json").write_text(json.dumps(summary))
+    rows = {row.task: row for row in read_runs([run])}
+    assert set(rows) == {"flow"} and rows["flow"].lower_is_better and wins(rows["flow"], "raw pixels") == (1, 1)
+    (run / "eval" / "flow" / "metrics.json").unlink()
+    assert main(["compare", str(run)]) == 1
+    assert "no evaluation results in" in capsys.readouterr().err
+    assert main(["compare", str(tmp_path / "nosuch")]) == 1
+    assert "nosuch: no such folder" in capsys.readouterr().err
+
+
+def test_speed_keys_and_keys_added_later_are_not_differences(tmp_path, capsys):
+    import yaml
+
+    from vidssl.config import Config
+
+    runs = []
+    for seed, config in ((0, {"train": {"threads": 2}, "data": {"num_workers": 0}}),
+                         (1, {"train": {"threads": 4}, "model": {"width": Config().model.width}})):
+        run = _run(tmp_path, f"s{seed}", 0.9, 0.85, 0.6)
+        (run / "config.yaml").write_text(yaml.safe_dump({"config": {"seed": seed, **config}}))
+        runs.append(run)
+    assert main(["compare", *map(str, runs)]) == 0
+    assert "differ" not in capsys.readouterr().out
+    (runs[1] / "config.yaml").write_text(yaml.safe_dump({"config": {"seed": 1, "train": {"budget_minutes": 1}}}))
+    assert main(["compare", *map(str, runs)]) == 0
+    assert "- train.budget_minutes: " in capsys.readouterr().out  # the budget decides the steps: a difference

@@ -209,7 +209,7 @@ def test_a_second_command_into_the_same_folder_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_failing_evaluation_keeps_the_others_and_the_report(run_dir, tmp_path, monkeypatch, capsys):
+def test_a_failing_evaluation_keeps_the_others_and_the_report(run_dir, tmp_path, monkeypatch, capsys, caplog):
     import shutil
 
     import numpy as np
@@ -219,14 +219,24 @@ def test_a_failing_evaluation_keeps_the_others_and_the_report(run_dir, tmp_path,
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
     (run / "stages" / "eval.json").unlink()  # evaluate these weights again, on other data
+    # what an evaluation of earlier weights left: a task the new data lacks, and one that now fails
+    shutil.copytree(run / "eval" / "tracks_held_out", run / "eval" / "gone_task")
+    shutil.copytree(run / "eval" / "tracks_held_out", run / "eval" / "davis")
+    (run / "warnings.json").unlink()
     masks = two_objects(frames=13)  # crops 10+ frames apart exist: instance retrieval has queries
     masks[0][:] = 0  # no object in the first frame: label propagation cannot start
     write_sequence(tmp_path / "data" / "davis", "late", masks)
     command = ["pretrain", "--out", str(run), "--eval-data", str(tmp_path / "data"), "--budget-minutes", "4", *TINY]
-    assert main(command) == 1
+    with caplog.at_level(logging.WARNING):
+        assert main(command) == 1
     assert "1 evaluation(s) failed" in capsys.readouterr().err
     failed = json.loads((run / "eval" / "failed.json").read_text())
     assert list(failed) == ["davis"] and "first-frame mask has no object" in failed["davis"]
+    assert not (run / "eval" / "gone_task").exists() and not (run / "eval" / "davis").exists()
+    # the run's warnings (30 steps: hardly trained) are said, and in the report built before stopping
+    warnings = json.loads((run / "warnings.json").read_text())
+    assert any("steps" in w for w in warnings) and all(f"warning: {w}" in caplog.text for w in warnings)
+    assert "<h2>Warnings</h2>" in (run / "report.html").read_text()
     assert not (run / "stages" / "eval.json").exists()  # not complete: the rerun retries what failed
     held_out = run / "eval" / "tracks_held_out" / "metrics.json"
     assert held_out.is_file() and (run / "eval" / "davis_instances" / "metrics.json").is_file()

@@ -101,3 +101,52 @@ def test_the_held_out_set_behind_retrieval_across_time_is_summarised(tmp_path):
     _write(run / "pairs" / "dataset.json", {**data, "config": {"time_range": [0.0, 1.0]}})
     build_report(run)
     assert "positive pairs.</p>" in (run / "report.html").read_text()
+
+
+def test_a_renamed_run_keeps_the_row_its_evaluation_named(tmp_path):
+    """A rerun after `mv runs/a runs/b` skips the evaluation (the weights are unchanged): the tables keep
+    "a/backbone", and the report finds the trained row by the name the evaluation recorded."""
+    make_run(tmp_path / "a", "a/backbone", davis=0.8, flow=2.5)
+    _write(tmp_path / "a" / "stages" / "eval.json", {"tasks": ["davis"], "trained_model": "a/backbone"})
+    (tmp_path / "a").rename(tmp_path / "b")
+    build_report(tmp_path / "b")
+    assert strict_loads((tmp_path / "b" / "summary.json").read_text())["trained_model"] == "a/backbone"
+    (tmp_path / "b" / "stages" / "eval.json").unlink()  # an older run: named as it would be now
+    build_report(tmp_path / "b")
+    assert strict_loads((tmp_path / "b" / "summary.json").read_text())["trained_model"] == "b/backbone"
+
+
+def test_the_figures_shown_cover_every_model_and_one_point_is_drawn(tmp_path):
+    import numpy as np
+
+    from tracking.show import save_png
+    from vidssl.report import MAX_FIGURES_PER_TASK
+
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    models = ("raw_pixels", "run_backbone", "smallcnn_random_init")
+    for model in models:
+        for k in range(13):
+            save_png(run / "eval" / "davis" / "overlays" / model / f"seq{k:02d}.png", np.zeros((4, 4, 3), np.uint8))
+    _write(run / "train" / "log.jsonl", {"step": 1, "loss": 0.4})
+    build_report(run)
+    html = (run / "report.html").read_text()
+    captions = [part.split("</figcaption>")[0] for part in html.split("<figcaption>")[1:]]
+    captions = [c for c in captions if c.startswith("davis:")]
+    assert len(captions) == MAX_FIGURES_PER_TASK
+    assert all(sum(f"overlays/{m}/" in c for c in captions) == MAX_FIGURES_PER_TASK // 3 for m in models)
+    assert f"{3 * 13 - MAX_FIGURES_PER_TASK} more figures in" in html
+    assert "<circle" in html  # a loss curve of one logged step
+
+
+def test_the_demos_held_out_clips_are_not_called_the_end_of_the_training_videos(tmp_path):
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    _write(run / "pairs" / "dataset.json", {"pairs": 200, "videos_root": str(run / "demo_videos"),
+                                            "videos": {"found": 6, "mined": 6, "skipped": {}}})
+    _write(run / "pairs_held_out" / "dataset.json", {
+        "pairs": 40, "videos_root": str(run / "demo_held_out"), "config": {"time_range": [0.0, 1.0]},
+        "videos": {"found": 3, "mined": 3, "skipped": {}}})
+    build_report(run)
+    html = (run / "report.html").read_text()
+    assert "clips other than the training videos were mined apart" in html and "frames 0%-100%" not in html

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 
 from vidssl import __version__
 from vidssl.commands import compare, demo_videos, eval_cmd, export, mine, pretrain, show_pairs, train
@@ -87,14 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         with quiet_decoders:
             return int(args._module.run(args, cfg) or 0)
     except VidsslError as e:
-        if args.verbose:
-            raise
+        if args.verbose:  # the traceback, and still the documented exit code (2: a config error)
+            traceback.print_exc()
         print(f"vidssl {command}: error: {e}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError as e:
         if not _stdout_closed():  # another pipe (a worker's): an error like any other
             if args.verbose:
-                raise
+                traceback.print_exc()
             print(f"vidssl {command}: error: {os_error_text(e)}", file=sys.stderr)
             return 1
         # `vidssl ... | head`: the reader has what it wanted; what was run is finished or resumable
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         return 141  # what a shell reports for a writer stopped by SIGPIPE
     except OSError as e:  # a full disk, a missing permission, a file where a folder belongs: the user's to fix
         if args.verbose:
-            raise
+            traceback.print_exc()
         print(f"vidssl {command}: error: {os_error_text(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

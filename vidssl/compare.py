@@ -16,21 +16,16 @@ from pathlib import Path
 from vidssl.errors import VidsslError
 from vidssl.eval import weights_row_name
 
-LOWER_IS_BETTER = ("flow",)  # tasks whose headline is an error (EPE); the others are scores
-
-
 @dataclass
 class TaskRow:
     """One evaluation task across runs: the trained backbone's number per run (None where the run lacks the task)
-    and each baseline's numbers, in run order."""
+    and each baseline's numbers, in run order. ``lower_is_better``: the headline is an error (flow EPE), decided by
+    the metric, not the task's name (a retrieval set in a folder named ``flow`` is still a score)."""
 
     task: str
     trained: list[float | None]
     baselines: dict[str, list[float | None]] = field(default_factory=dict)
-
-    @property
-    def lower_is_better(self) -> bool:
-        return self.task in LOWER_IS_BETTER
+    lower_is_better: bool = False
 
 
 def _trained_name(summary: dict, run: Path) -> str:
@@ -43,23 +38,34 @@ def _trained_name(summary: dict, run: Path) -> str:
     return weights_row_name(weights)
 
 
-def run_headline(run: Path, summary: dict) -> dict[str, dict[str, float]]:
-    """The run's headline numbers, recomputed from its ``eval/*/metrics.json`` with the current rules (a summary
-    written by an older version may lack flow or hold a degenerate task); the summary's own when there are none."""
-    from vidssl.report import headline_metrics
+def run_headline(run: Path, summary: dict) -> tuple[dict[str, dict[str, float]], dict[str, bool]]:
+    """The run's headline numbers per task and model, recomputed from its ``eval/*/metrics.json`` with the current
+    rules (a summary written by an older version may lack flow or hold a degenerate task), and per task whether
+    lower is better. The summary's number stands in for a task whose metrics.json is there but unreadable, and for
+    every task of a summary without its run (no ``stages/``: a summary copied on its own). In a run folder, a task
+    whose metrics are gone (new weights' evaluation begun and killed) has no number: the summary's is stale."""
+    from vidssl.report import headline_metric, headline_metrics
 
-    results = {}
+    results, unreadable = {}, []
     for path in sorted((run / "eval").glob("*/metrics.json")):
         try:
             results[path.parent.name] = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
-            continue  # the report names an unreadable file; the summary's number stands in for it below
-    headline = dict(summary.get("headline", {}))
-    if results:
-        fresh = headline_metrics(results)
-        headline = {task: row for task, row in headline.items() if task not in results}  # tasks still on disk...
-        headline.update(fresh)  # ...are read from it
-    return headline
+            unreadable.append(path.parent.name)
+    if not all(isinstance(r, dict) for r in results.values()):
+        raise VidsslError(f"{run}/eval: a metrics.json that is not a JSON object; rerun the pretrain command")
+    headline = headline_metrics(results)
+    lower = {task: not (headline_metric(results[task]) or {}).get("higher_is_better", True) for task in headline}
+    recorded, directions = summary.get("headline"), summary.get("headline_metric")
+    if not (run / "stages").is_dir() and isinstance(recorded, dict):
+        unreadable += [task for task in recorded if task not in results]
+    for task in unreadable:
+        if isinstance(recorded, dict) and isinstance(recorded.get(task), dict):
+            headline[task] = recorded[task]
+            direction = directions.get(task) if isinstance(directions, dict) else None
+            # older summaries say nothing: their only error headline was flow's
+            lower[task] = direction.get("higher_is_better") is False if isinstance(direction, dict) else task == "flow"
+    return headline, lower
 
 
 def read_runs(runs: list[str | Path]) -> list[TaskRow]:
@@ -72,6 +78,8 @@ def read_runs(runs: list[str | Path]) -> list[TaskRow]:
         seen[run.resolve()] = run
     tables = []
     for run in map(Path, runs):
+        if not run.is_dir():
+            raise VidsslError(f"{run}: no such folder; pass the --out folders of `vidssl pretrain` runs")
         try:
             summary = json.loads((run / "summary.json").read_text())
         except FileNotFoundError:
@@ -82,17 +90,25 @@ def read_runs(runs: list[str | Path]) -> list[TaskRow]:
         if not isinstance(summary, dict):
             raise VidsslError(f"{run}/summary.json: not a pretrain summary (a JSON {type(summary).__name__}); "
                               "rebuild it by rerunning the pretrain command")
-        tables.append((_trained_name(summary, run), run_headline(run, summary)))
-    tasks = list(dict.fromkeys(task for _, headline in tables for task in headline))
+        tables.append((_trained_name(summary, run), *run_headline(run, summary)))
+    tasks = list(dict.fromkeys(task for _, headline, _ in tables for task in headline))
+    if not tasks:
+        raise VidsslError(f"no evaluation results in {', '.join(map(str, runs))} (RUN/eval/*/metrics.json); finish "
+                          "the runs with the same pretrain commands")
     rows = []
     for task in tasks:
-        row = TaskRow(task, [headline.get(task, {}).get(name) for name, headline in tables])
-        for name, headline in tables:
+        directions = {lower[task] for _, headline, lower in tables if task in headline}
+        if len(directions) > 1:
+            raise VidsslError(f"task {task}: a score in some runs and an error in others (different evaluation data "
+                              "under one name); compare runs evaluated on the same data")
+        row = TaskRow(task, [headline.get(task, {}).get(name) for name, headline, _ in tables],
+                      lower_is_better=directions.pop())
+        for name, headline, _ in tables:
             for model in headline.get(task, {}):
                 if model != name:
                     row.baselines.setdefault(model, [])
         for model in row.baselines:
-            row.baselines[model] = [headline.get(task, {}).get(model) for _, headline in tables]
+            row.baselines[model] = [headline.get(task, {}).get(model) for _, headline, _ in tables]
         rows.append(row)
     return rows
 
@@ -119,19 +135,31 @@ def _setup(run: Path) -> dict[str, object]:
     mined and each evaluation's data (the held-out tracks are the run's own and come from its videos)."""
     import yaml
 
-    from vidssl.config import flat_dict
+    from vidssl.config import Config, flat_config, flat_dict
+    from vidssl.pipeline import SPEED_KEYS
 
     setup: dict[str, object] = {}
     try:
         config = yaml.safe_load((run / "config.yaml").read_text())["config"]
-        setup.update({k: v for k, v in flat_dict(config).items() if k != "seed"})
+        # a key a later version added counts as its default (what an older run did); keys of speed and logging
+        # (threads, workers, devices' batch sizes) decide no number
+        flat = {**json.loads(json.dumps(flat_config(Config()))), **flat_dict(config)}
+        setup.update({k: v for k, v in flat.items() if k != "seed" and k not in SPEED_KEYS})
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         pass  # an older or hand-made run: nothing to hold it to
     try:
-        videos = Path(json.loads((run / "pairs" / "dataset.json").read_text())["videos_root"])
-        # a demo run's clips are made into its own folder: the same clips (demo.* decides them) at another path
-        setup["videos"] = "the built-in demo videos" if videos.resolve().is_relative_to(run.resolve()) \
-            else str(videos)
+        mined = json.loads((run / "stages" / "mine.json").read_text())["config"]
+        if "--videos" in mined and mined["--videos"] is None:
+            # the demo clips are made into each run's own folder (demo.* decides them), also a run moved since
+            setup["videos"] = "the built-in demo videos"
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        pass
+    try:
+        if "videos" not in setup:
+            videos = Path(json.loads((run / "pairs" / "dataset.json").read_text())["videos_root"])
+            # a run from before the marker said so: its demo clips lie in its own folder
+            setup["videos"] = "the built-in demo videos" if videos.resolve().is_relative_to(run.resolve()) \
+                else str(videos)
     except (OSError, json.JSONDecodeError, KeyError, TypeError):
         pass
     for path in sorted((run / "eval").glob("*/metrics.json")):
@@ -164,12 +192,13 @@ def run_differences(runs: list[str | Path]) -> list[str]:
 def compare_markdown(runs: list[str | Path]) -> str:
     """A markdown table: per task, each run's trained number, their mean +- sd, and per baseline its mean and
     the runs the trained backbone beats it in."""
-    names = [Path(r).name for r in runs]
+    names = [Path(r).resolve().name for r in runs]  # `compare .` names the folder, not "."
     rows = read_runs(runs)
     baselines = list(dict.fromkeys(b for row in rows for b in row.baselines))
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     head = ["task", *names, "trained mean +- sd"] + [f"{b}: mean, beaten in" for b in baselines]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731  (a `|` in a name would split its cell)
+    lines = ["| " + " | ".join(map(cell, head)) + " |", "|" + "---|" * len(head)]
     for row in rows:
         mean, sd, n = mean_sd(row.trained)
         spread = f"{mean:.3f} +- {sd:.3f}" if n > 1 else f"{mean:.3f}" if n else "-"  # one run has no spread
@@ -182,7 +211,7 @@ def compare_markdown(runs: list[str | Path]) -> str:
             b_mean, _, _ = mean_sd(row.baselines[b])
             better, both = wins(row, b)
             cells.append(f"{b_mean:.3f}, {better}/{both}")
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(map(cell, cells)) + " |")
     differences = run_differences(runs)
     if differences:
         # a spread over other configs or data is not a seed spread, and a baseline's mean over data sets is no one's

@@ -125,6 +125,9 @@ STAGE_KEYS = {
 _RERUNNABLE = RESUMABLE_KEYS | {"video.backend", "eval.retrieval.num_workers", "eval.retrieval.device",
                                 "eval.retrieval.batch_size", "eval.retrieval.chunk_mb", "eval.davis.device",
                                 "eval.davis.batch_size", "eval.flow.device"}
+# of those, the keys that decide no number (`vidssl compare` does not list them as differences): not the budget,
+# which decides how many steps are trained
+SPEED_KEYS = _RERUNNABLE - {"train.budget_minutes", "train.fit_budget"}
 # mining keys that only one kind of run reads: the demo clips' settings on a --videos run, and the held-out tail of
 # the user's videos on a demo run (which holds out clips of its own)
 _UNUSED_BY = {True: ("pretrain.held_out_tail",), False: ("demo",)}
@@ -291,6 +294,11 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
     return result
 
 
+def _log_warnings(warnings: list[str]) -> None:
+    for text in warnings:  # logged last, so they come before the command's last lines
+        log.warning("warning: %s", text)
+
+
 FEW_STEPS = 100  # fewer training steps than this: the weights have hardly moved from their random init
 
 
@@ -422,6 +430,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
               progress: bool) -> dict[str, Any]:
     import tracking
     from vidssl.demo import make_demo_videos, make_held_out_demo_videos
+    from vidssl.eval import weights_row_name
     from vidssl.eval.baselines import feature_models
     from vidssl.export import export_backbone
     from vidssl.report import EVAL_FAILURES, WARNINGS, build_report
@@ -514,15 +523,20 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         from vidssl.eval.flow import evaluate_flow
         from vidssl.eval.retrieval import evaluate_retrieval
 
+        import shutil
+
         models = feature_models([run / "backbone.pt"], seed=cfg.seed)
         held_out = run / "pairs_held_out" if held_out_videos is not None else None
         results, failures = {}, {}
         finished = stages.parts_done("eval")  # tasks an interrupted evaluation of these weights completed
+        if not finished:  # earlier weights' results (a task that now fails or is gone would keep showing them)
+            shutil.rmtree(run / "eval", ignore_errors=True)
         for es in discover_eval_sets(Path(eval_data) if eval_data else None, held_out):
             out = run / "eval" / es.folder
             if out.name in finished and (out / "metrics.json").is_file():
                 results[out.name] = json.loads((out / "metrics.json").read_text())
                 continue
+            shutil.rmtree(out, ignore_errors=True)  # what an attempt that failed or was killed left
             log.info("[eval] %s on %s", es.task, es.path)
             try:
                 if es.task == "retrieval":
@@ -547,7 +561,9 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
                 build_report(run)  # the finished tasks' numbers and the failures, before stopping
             raise EvalFailed(f"{len(failures)} evaluation(s) failed ({'; '.join(failures.values())}); fix the "
                              f"data and rerun the same command: the {len(results)} finished ones are kept")
-        return {"tasks": sorted(results)}
+        # the row the trained backbone has in every table, as named now: the report finds it by this name, also
+        # after the run folder is renamed (a rerun then skips this stage and the tables keep the old name)
+        return {"tasks": sorted(results), "trained_model": weights_row_name(run / "backbone.pt")}
 
     results = {
         "mine": _run_stage(stages, "mine", p.run_mine, mine, configs["mine"]),
@@ -555,12 +571,17 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
                             made_from=run / "pairs" / "manifest.jsonl"),
         "export": _run_stage(stages, "export", p.run_export, export_stage, configs["export"],
                              made_from=run / "train" / "checkpoint.pt"),
-        "eval": _run_stage(stages, "eval", p.run_eval, eval_stage, configs["eval"], made_from=run / "backbone.pt"),
     }
+    # written before the evaluation: a failed one builds the report (with them) and stops the command
     warnings = run_warnings(run, None if demo else videos, results.get("train"))
-    for text in warnings:  # logged, so they come before the command's last lines
-        log.warning("warning: %s", text)
     atomic_write_json(run / WARNINGS, warnings)
+    try:
+        results["eval"] = _run_stage(stages, "eval", p.run_eval, eval_stage, configs["eval"],
+                                     made_from=run / "backbone.pt")
+    except EvalFailed:
+        _log_warnings(warnings)
+        raise
+    _log_warnings(warnings)
     if p.run_report:
         build_report(run)
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}

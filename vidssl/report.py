@@ -93,6 +93,9 @@ def svg_line_chart(series: dict[str, list[tuple[float, float]]], title: str, yla
         pts = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in values if math.isfinite(y))
         color = COLORS[k % len(COLORS)]
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{pts}"/>')
+        if pts and " " not in pts:  # one point: a polyline of one point draws nothing
+            x, y = pts.split(",")
+            parts.append(f'<circle cx="{x}" cy="{y}" r="2.5" fill="{color}"/>')
         parts.append(f'<text x="{width - right - 4}" y="{top + 12 + 13 * k}" text-anchor="end" '
                      f'fill="{color}">{html.escape(name)}</text>')
     parts.append("</svg>")
@@ -243,6 +246,29 @@ def _headline_section(summary: dict, eval_results: dict[str, dict]) -> str:
             + "".join(f"<p>{html.escape(n)}</p>" for n in notes))
 
 
+def _trained_row(run: Path) -> str:
+    """The trained backbone's row name in the run's evaluation tables: as the evaluation named it (recorded in its
+    stage marker; a run folder renamed since keeps the old name in its tables), else as it would be named now."""
+    try:
+        recorded = json.loads((run / "stages" / "eval.json").read_text()).get("trained_model")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    return recorded if isinstance(recorded, str) else weights_row_name(run / "backbone.pt")
+
+
+def _figures(folder: Path, limit: int) -> list[Path]:
+    """At most ``limit`` of the PNGs under ``folder``, taken in turn from each subfolder (``overlays/<model>/``):
+    sorted alone, the first dozen of 13 DAVIS sequences x 3 models were all raw pixels'."""
+    groups: dict[Path, list[Path]] = {}
+    for png in sorted(folder.rglob("*.png")):
+        groups.setdefault(png.parent, []).append(png)
+    chosen, depth = [], 0
+    while len(chosen) < limit and any(depth < len(g) for g in groups.values()):
+        chosen += [g[depth] for g in groups.values() if depth < len(g)]
+        depth += 1
+    return sorted(chosen[:limit])
+
+
 def build_report(run_dir: str | Path) -> Path:
     """Write ``report.html`` and ``summary.json`` into ``run_dir`` from what the stages left there."""
     run = Path(run_dir)
@@ -290,8 +316,13 @@ def build_report(run_dir: str | Path) -> Path:
         summary["held_out"] = {"pairs": ho.get("pairs"), "videos_found": videos.get("found"),
                                "videos_mined": videos.get("mined"), "videos_skipped": skipped}
         span = (ho.get("config") or {}).get("time_range")
-        part = f"frames {span[0]:.0%}-{span[1]:.0%} of each video" if isinstance(span, list) and len(span) == 2 \
-            else "the end of each video"
+        trained_root = ds.get("videos_root") if dataset_path.is_file() else None
+        if ho.get("videos_root") != trained_root:  # the demo's held-out clips: videos of their own
+            part = "clips other than the training videos"
+        elif isinstance(span, list) and len(span) == 2:
+            part = f"frames {span[0]:.0%}-{span[1]:.0%} of each video"
+        else:
+            part = "the end of each video"
         why = ", ".join(f"{n} {reason}" for reason, n in skipped.items())
         sections.append(
             f"<h3>Held out</h3><p>For instance retrieval across time, {html.escape(part)} were mined apart and never "
@@ -319,7 +350,7 @@ def build_report(run_dir: str | Path) -> Path:
     if card_path.is_file():
         card = json.loads(card_path.read_text())
         weights = summary["weights"] = str(run / "backbone.pt")
-        summary["trained_model"] = weights_row_name(run / "backbone.pt")  # its row in every evaluation
+        summary["trained_model"] = _trained_row(run)  # its row in every evaluation
         summary["model_card"] = {k: card[k] for k in ("arch", "input_size") if k in card}
         training = card.get("training") if isinstance(card.get("training"), dict) else {}
         summary["model_card"].update({k: training[k] for k in ("steps", "total_steps", "complete") if k in training})
@@ -346,12 +377,12 @@ def build_report(run_dir: str | Path) -> Path:
         why = degenerate(result)
         if why:
             block.append(f"<p><b>Not informative:</b> {html.escape(why)} (left out of the headline).</p>")
-        pngs = sorted(metrics_path.parent.rglob("*.png"))
-        for png in pngs[:MAX_FIGURES_PER_TASK]:
+        shown = _figures(metrics_path.parent, MAX_FIGURES_PER_TASK)
+        for png in shown:
             block.append(_img(png, f"{task}: {png.relative_to(metrics_path.parent)}"))
-        if len(pngs) > MAX_FIGURES_PER_TASK:
-            block.append(f"<p>{len(pngs) - MAX_FIGURES_PER_TASK} more figures in "
-                         f"{html.escape(str(metrics_path.parent))}.</p>")
+        more = len(list(metrics_path.parent.rglob("*.png"))) - len(shown)
+        if more:
+            block.append(f"<p>{more} more figures in {html.escape(str(metrics_path.parent))}.</p>")
         eval_sections.append("".join(block))
     failures = read_failures(run)
     if failures:
