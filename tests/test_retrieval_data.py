@@ -98,6 +98,7 @@ def image_folder(tmp_path) -> Path:
 def test_image_folder_layout(image_folder):
     data = load_retrieval_set(image_folder, CFG)
     assert data.kind == "images" and detect_kind(image_folder) == "images"
+    assert data.skipped == {"not an image file": ["class_0/notes.txt"]}  # listed, not silently left out
     assert data.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert data.label_names == {0: "class_0", 1: "class_1", 2: "class_2"}
     assert data.captions[3] == "class_1/0.png"
@@ -106,7 +107,7 @@ def test_image_folder_layout(image_folder):
     assert ok and image.shape == (3, 32, 32) and image[:, 0, 0].tolist() == [0, 200, 0]
 
 
-def test_labels_csv_layout_with_missing_file(tmp_path):
+def test_labels_csv_layout_with_missing_file(tmp_path, caplog):
     root = tmp_path / "csvset"
     write_rgb(root / "a.jpg", solid((10, 20, 30)))
     write_rgb(root / "sub" / "b.png", solid((40, 50, 60)))
@@ -116,6 +117,8 @@ def test_labels_csv_layout_with_missing_file(tmp_path):
     assert data.labels.tolist() == [7, 3]
     assert data.label_names == {7: "seven", 3: "three"}
     assert data.skipped == {"missing file": ["gone.jpg"]}
+    assert "labels.csv: 1 of the 3 images it lists are missing (e.g. gone.jpg), skipped; paths are relative to " \
+        f"{root}" in caplog.text  # said, not only recorded
     (root / "labels.csv").write_text("path,class_id\na.jpg,1\nsub/b.png,1\n")  # no class_name column
     assert load_retrieval_set(root, CFG).label_names == {1: "1"}
     # saved by Excel: a byte-order mark before "path" ("header must be path,class_id; found path,class_id")
@@ -159,9 +162,18 @@ def test_labels_csv_rows_that_would_be_misread_are_errors(tmp_path):
 def test_unreadable_image_is_flagged_not_fatal(tmp_path):
     write_rgb(tmp_path / "c" / "good.jpg", solid((1, 2, 3)))
     (tmp_path / "c" / "bad.jpg").write_bytes(b"this is not a jpeg")
+    # a real photo cut short (a half-finished download): OpenCV decodes it, the missing rows flat grey
+    photo = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8))[1]
+    photo = photo.tobytes()
+    (tmp_path / "c" / "cut.jpg").write_bytes(photo[: len(photo) // 3])
+    assert cv2.imread(str(tmp_path / "c" / "cut.jpg")) is not None  # what made it look fine
+    # data a phone appends after the image (motion photos) is no damage
+    (tmp_path / "c" / "trailer.jpg").write_bytes(photo + b"MotionPhoto_Data" + bytes(range(256)) * 40)
+    write_rgb(tmp_path / "c" / "page.tif", solid((4, 5, 6)))
     data = load_retrieval_set(tmp_path, CFG)
     flags = {data.captions[i]: data.items[i][1] for i in range(len(data.captions))}
-    assert flags == {"c/bad.jpg": False, "c/good.jpg": True}
+    assert flags == {"c/bad.jpg": False, "c/cut.jpg": False, "c/good.jpg": True, "c/page.tif": True,
+                     "c/trailer.jpg": True}
 
 
 def test_layout_errors(tmp_path):
@@ -172,6 +184,15 @@ def test_layout_errors(tmp_path):
         detect_kind(tmp_path)
     with pytest.raises(RetrievalDataError, match="unknown retrieval kind 'clips'"):
         load_retrieval_set(tmp_path, CFG, kind="clips")
+    hidden = tmp_path / ".thumbs"  # not a class: detection and loading agree
+    write_rgb(hidden / "a.jpg", solid((1, 2, 3)))
+    with pytest.raises(RetrievalDataError, match="not a retrieval layout"):
+        detect_kind(tmp_path)
+    cub = tmp_path / "CUB_200_2011"  # the release folder: pointed at its class folders
+    write_rgb(cub / "images" / "001.Black_footed_Albatross" / "a.jpg", solid((1, 2, 3)))
+    (cub / "images.txt").write_text("1 001.Black_footed_Albatross/a.jpg\n")
+    with pytest.raises(RetrievalDataError, match=f"CUB-200-2011 release folder: pass {cub / 'images'}"):
+        detect_kind(cub)
     (tmp_path / "clip.mp4").write_bytes(b"")  # a folder of videos is told apart, and needs mining first
     assert detect_kind(tmp_path) == "videos"
     with pytest.raises(RetrievalDataError, match="a folder of videos; mine its tracks first"):

@@ -57,14 +57,16 @@ def non_finite_rows(x: torch.Tensor) -> int:
     return int((~torch.isfinite(x)).any(dim=1).sum()) if x.numel() else 0
 
 
-def _rows_per_chunk(n_ref: int, chunk_mb: float) -> int:
+def _rows_per_chunk(n_ref: int, chunk_mb: float, top_k: int = 0) -> int:
     # a block holds ~24 bytes per [rows, n_ref] entry: the float64 product, its float32 copy, and with an exclusion
-    # rule its mask, label equality and scratch
-    return max(1, int(chunk_mb * 2**20) // (24 * max(n_ref, 1)))
+    # rule its mask, label equality and scratch; scoring its top-k (k up to the largest class) ~48 more per [rows, k]
+    # entry (indices, relevance, float64 cumsum, precisions and their product): one class of most of the set made
+    # k ~ n_ref and tripled the memory a chunk_mb allowed
+    return max(1, int(chunk_mb * 2**20) // (24 * max(n_ref, 1) + 48 * top_k))
 
 
 def _similarity_blocks(query: torch.Tensor, reference: torch.Tensor, self_match: bool, exclude: ExcludeFn | None,
-                       chunk_mb: float):
+                       chunk_mb: float, top_k: int = 0):
     """Yield ``(start, end, sims [B, N_ref], excluded [B, N_ref] bool or None)`` over blocks of query rows.
 
     Forbidden pairs get similarity -inf: the query itself when ``self_match`` (query i is reference i), and
@@ -81,7 +83,7 @@ def _similarity_blocks(query: torch.Tensor, reference: torch.Tensor, self_match:
                              "a non-finite embedding would rank arbitrarily")
     q = F.normalize(query.double(), dim=1)
     r = F.normalize(reference.double(), dim=1)
-    rows = _rows_per_chunk(len(r), chunk_mb)
+    rows = _rows_per_chunk(len(r), chunk_mb, top_k)
     for start in range(0, len(q), rows):
         end = min(start + rows, len(q))
         sims = _on_grid(q[start:end] @ r.T)
@@ -222,7 +224,8 @@ def retrieval_metrics(query: torch.Tensor, query_labels, reference: torch.Tensor
     n_valid = 0
     kept_sims, kept_idx = [], []
     order = tie_order(len(reference), query.device)
-    for start, end, sims, excluded in _similarity_blocks(query, reference, self_match, exclude, chunk_mb):
+    k_bound = max(k_min, int(r_all.max()) if len(r_all) else 0)  # exclusion rules only lower R_q
+    for start, end, sims, excluded in _similarity_blocks(query, reference, self_match, exclude, chunk_mb, k_bound):
         labels = q_labels[start:end]
         if excluded is None:
             r = r_all[start:end]

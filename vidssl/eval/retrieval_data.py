@@ -27,10 +27,11 @@ from torch.utils.data import Dataset
 from vidssl.errors import VidsslError
 from vidssl.eval.config import RetrievalConfig
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 log = logging.getLogger(__name__)
+
 
 class RetrievalDataError(VidsslError):
     """A retrieval data folder, label file or pair dataset that cannot be used; the message names the file."""
@@ -67,9 +68,28 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, bool]:
         bgr = cv2.imread(str(self.paths[i]), cv2.IMREAD_COLOR)
-        if bgr is None or bgr.size == 0:
+        if bgr is None or bgr.size == 0 or truncated_jpeg(self.paths[i]):
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), False
         return _to_tensor(square_resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.size)), True
+
+
+def truncated_jpeg(path: Path) -> bool:
+    """Whether ``path`` is a JPEG cut short (a half-finished download or copy). OpenCV decodes one anyway, the
+    missing rows flat grey, saying so only on stderr; Pillow's decoder raises. Decoded at 1/8 scale (JPEG's DCT
+    scaling), so the check costs a fraction of the real decode; the end-of-image marker is no test, as phones
+    append data after it (motion photos)."""
+    with open(path, "rb") as fh:
+        if fh.read(3) != b"\xff\xd8\xff":
+            return False
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+            image.load()
+    except (OSError, SyntaxError, ValueError):  # Pillow: "image file is truncated", broken data stream
+        return True
+    return False
 
 
 class ImageArray(Dataset):
@@ -175,25 +195,53 @@ def _image_set_from_csv(root: Path, csv_path: Path, size: int) -> RetrievalSet:
         raise RetrievalDataError(f"{csv_path}: cannot read ({e.__class__.__name__}: {e})") from None
     if not paths:
         raise RetrievalDataError(f"{csv_path}: lists no existing image; paths are relative to {root}")
+    missing = skipped.get("missing file", [])
+    if missing:  # a labels.csv read against the wrong root, or a partial download: evaluated, but said
+        log.warning("%s: %d of the %d images it lists are missing (e.g. %s), skipped; paths are relative to %s",
+                    csv_path, len(missing), len(missing) + len(paths), missing[0], root)
     return _image_set(root, paths, labels, names, skipped, size)
 
 
+def _visible(folder: Path) -> list[Path]:
+    """The entries of ``folder`` not hidden (``.thumbs/``, ``.DS_Store``), sorted: detection and loading agree."""
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _class_folders(root: Path) -> list[tuple[Path, list[Path]]]:
+    """``(class folder, its image files)`` of a class-folder layout, folders without images left out."""
+    out = []
+    for class_dir in (p for p in _visible(root) if p.is_dir()):
+        files = [p for p in _visible(class_dir) if p.is_file() and p.suffix.lower() in IMAGE_EXTS]
+        if files:
+            out.append((class_dir, files))
+    return out
+
+
 def _image_set_from_folders(root: Path, size: int) -> RetrievalSet:
-    paths, labels, names = [], [], {}
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    for class_dir in class_dirs:
-        files = sorted(p for p in class_dir.iterdir()
-                       if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
-        if not files:
-            continue
+    paths, labels, names, skipped = [], [], {}, {}
+    for class_dir, files in _class_folders(root):
         label = len(names)
         names[label] = class_dir.name
         paths += files
         labels += [label] * len(files)
+        for other in (p for p in _visible(class_dir) if p not in files):  # listed, not silently left out
+            reason = "sub-folder (not read)" if other.is_dir() else "not an image file"
+            skipped.setdefault(reason, []).append(os.path.relpath(other, root))
     if not paths:
         raise RetrievalDataError(f"{root}: no images found; expected DIR/<class>/*.jpg or DIR/labels.csv "
-                                 f"(path,class_id[,class_name])")
-    return _image_set(root, paths, labels, names, {}, size)
+                                 f"(path,class_id[,class_name]){_cub_hint(root)}")
+    for reason, items in skipped.items():
+        log.warning("%s: %d %s(s) in class folders skipped (e.g. %s)", root, len(items), reason, items[0])
+    return _image_set(root, paths, labels, names, skipped, size)
+
+
+def _cub_hint(root: Path) -> str:
+    """For the CUB-200-2011 release folder (images.txt beside images/<class>/): where its class folders are."""
+    if (root / "images.txt").is_file() and (root / "images").is_dir():
+        return (f". This is the CUB-200-2011 release folder: pass {root / 'images'} (all 200 classes), or a "
+                f"folder with a labels.csv listing the images of the classes to evaluate (metric learning's test "
+                f"split: classes 101-200)")
+    return ""
 
 
 def _image_set(root, paths, labels, names, skipped, size) -> RetrievalSet:
@@ -363,8 +411,7 @@ def detect_kind(root: str | os.PathLike) -> str:
         return "tracks"
     if (root / "JPEGImages").is_dir() and (root / "Annotations").is_dir():
         return "davis"
-    if (root / "labels.csv").is_file() or any(
-            d.is_dir() and any(f.suffix.lower() in IMAGE_EXTS for f in d.iterdir()) for d in root.iterdir()):
+    if (root / "labels.csv").is_file() or _class_folders(root):
         return "images"
     from vidssl.video import find_videos
 
@@ -372,7 +419,7 @@ def detect_kind(root: str | os.PathLike) -> str:
         return "videos"
     raise RetrievalDataError(f"{root}: not a retrieval layout; expected DIR/labels.csv or DIR/<class>/*.jpg "
                              f"(images), JPEGImages/ + Annotations/ (DAVIS), manifest.jsonl (pairs from "
-                             f"`vidssl mine`) or a folder of videos")
+                             f"`vidssl mine`) or a folder of videos{_cub_hint(root)}")
 
 
 def load_retrieval_set(root: str | os.PathLike, cfg: RetrievalConfig, kind: str = "auto",
