@@ -240,3 +240,26 @@ def test_reversed_copy_plays_every_sequence_backwards(tmp_path):
         assert np.array_equal(backward.frames[t], forward.frames[3 - t])
         assert np.array_equal(backward.masks[t], forward.masks[3 - t])
     assert np.argwhere(backward.masks[0] == 1)[:, 1].min() == 4 + 3  # it starts from the last frame's object
+
+
+def test_reversed_copy_reads_frames_in_the_loaders_order(tmp_path):
+    """Unpadded names (0.png ... 11.png) sort as numbers, as load_sequence reads them, and a macOS `._` file is no
+    frame: sorted as text, the copy played 9, 8, ..., 2, 11, 10, 1, 0 and gained a maskless frame."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("reverse_davis", Path(__file__).parents[1] / "tools" /
+                                                  "reverse_davis.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    src = tmp_path / "davis"
+    img_dir, ann_dir = write_sequence(src, "seq", two_objects(frames=12), frame_ext=".png")
+    for t in range(12):  # unpad the names
+        (img_dir / f"{t:05d}.png").rename(img_dir / f"{t}.png")
+        (ann_dir / f"{t:05d}.png").rename(ann_dir / f"{t}.png")
+    (img_dir / "._0.png").write_bytes(b"AppleDouble")
+    tool.reverse_davis(src, tmp_path / "rev")
+    forward, backward = load_sequence(src, "seq"), load_sequence(tmp_path / "rev", "seq_reversed")
+    assert len(backward.frames) == 12
+    for t in range(12):  # frame t's green channel is 20 t (write_sequence)
+        assert backward.frames[t][0, 0, 1] == forward.frames[11 - t][0, 0, 1] == 20 * (11 - t)

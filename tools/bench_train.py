@@ -39,7 +39,10 @@ def bench(pairs_dir: Path, arch: str, size: int, steps: int, warmup: int, batch_
     Every loader chunk starts a fresh loader and runs its first ``workers x data.prefetch`` steps untimed: those
     batches were prepared while the workers started, and a loader kept alive between chunks would prepare the next
     chunk's batches during the in-memory chunk (and slow that chunk with its work), both of which pull the ratio
-    towards 1. No loader is alive while in-memory steps are timed."""
+    towards 1. No loader is alive while in-memory steps are timed. Its sampler holds ``workers x data.prefetch``
+    batches more than the chunk takes: the loader asks for a new batch as each is taken, so with exactly as many as
+    the chunk takes its workers had prepared them all by the end of the untimed steps and sat idle through the
+    timed ones (which then measured an in-memory step). The extra batches keep them working, as in training."""
     from vidssl.config import load_config
     from vidssl.data import PairBatchSampler, PairPatches, make_loader, open_pairs, to_input
     from vidssl.train import runtime_settings
@@ -57,8 +60,9 @@ def bench(pairs_dir: Path, arch: str, size: int, steps: int, warmup: int, batch_
     total = warmup + (steps + queued) * rounds
 
     def loader_feed(chunk: int):
-        """A fresh loader: ``queued`` untimed batches, then the timed ones; its workers end with the chunk."""
-        count = warmup if chunk < 0 else queued + steps
+        """A fresh loader: ``queued`` untimed batches, the timed ones, and ``queued`` more it is still preparing
+        when the chunk ends (never taken); its workers end with the chunk."""
+        count = warmup if chunk < 0 else queued + steps + queued
         sampler = PairBatchSampler(pairs.video, pairs.track, batch_pairs, cfg.seed + chunk + 1, steps=count)
         for patches, index in make_loader(PairPatches(pairs, cfg.data, bg), sampler, cfg.data, pin_memory=False):
             yield to_input(patches, mean, std, dev, cfg.train.channels_last), codes[index]
@@ -157,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="instead: the in-memory step with deterministic mode's NaN fill of fresh tensors over the "
                          "step without it (vidssl train turns the fill off)")
     args = ap.parse_args(argv)
+    for name in ("steps", "rounds", "batch_pairs"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 0 or (args.workers is not None and args.workers < 0):
+        ap.error("--warmup and --workers must be >= 0")
     from vidssl.config import load_config
 
     from vidssl.train import resolve_precision

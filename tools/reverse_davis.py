@@ -16,7 +16,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from vidssl.eval.davis_data import IMAGE_EXTS, RESOLUTION, list_sequences
+from vidssl.errors import VidsslError
+from vidssl.eval.davis_data import IMAGE_EXTS, RESOLUTION, _files, _natural_key, list_sequences
 
 
 def reverse_davis(src: Path, dst: Path) -> list[str]:
@@ -24,7 +25,12 @@ def reverse_davis(src: Path, dst: Path) -> list[str]:
     names = []
     for seq in list_sequences(src):
         frames_in, masks_in = src / "JPEGImages" / RESOLUTION / seq, src / "Annotations" / RESOLUTION / seq
-        frames = sorted(p for p in frames_in.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        if not frames_in.is_dir():
+            raise VidsslError(f"{frames_in}: no such folder ({seq} is listed in {src / 'ImageSets'}); remove it "
+                              "from the list or add its frames")
+        # in the order the loader reads them (numbers as numbers, hidden files such as ._00000.jpg left out)
+        found = _files(frames_in, IMAGE_EXTS)
+        frames = [found[stem] for stem in sorted(found, key=_natural_key)]
         new = f"{seq}_reversed"
         frames_out, masks_out = dst / "JPEGImages" / RESOLUTION / new, dst / "Annotations" / RESOLUTION / new
         frames_out.mkdir(parents=True, exist_ok=True)
@@ -47,7 +53,10 @@ def main() -> int:
     args = ap.parse_args()
     if args.dst.resolve() == args.src.resolve():
         sys.exit("reverse_davis: dst must differ from src")
-    names = reverse_davis(args.src, args.dst)
+    try:
+        names = reverse_davis(args.src, args.dst)
+    except VidsslError as e:
+        sys.exit(f"reverse_davis: {e}")
     print(f"wrote {len(names)} reversed sequence(s) into {args.dst}: {', '.join(names)}")
     return 0
 

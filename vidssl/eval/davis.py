@@ -1,10 +1,12 @@
-"""DAVIS label propagation: the semi-supervised video object segmentation protocol of CRW, VFS and DINO.
+"""DAVIS label propagation: the semi-supervised video object segmentation protocol of CRW, VFS and DINO (they
+evaluate at the full 854x480 frames, ``max_side=0``; the default 480-px long side is faster and not comparable with
+published numbers).
 
 Given the first frame's object masks, every later frame ``t`` is labelled from a context of already-labelled
 frames: the first frame (ground truth) and the ``n`` previous frames (their propagated soft labels). With dense
 features ``f`` at stride 8, L2-normalised per cell, each target cell ``q`` scores every context cell ``k`` by
-``<f_k, f_q>``; context cells farther than ``radius`` cells from ``q`` (Euclidean: a disc, as CRW's mask; DINO's
-is the enclosing square) are excluded, in every context frame as DINO does (with ``radius_first_frame`` off the
+``<f_k, f_q>``; context cells farther than ``radius`` cells from ``q`` (Euclidean: a disc, its edge included, where
+CRW's mask is strict; DINO's is the enclosing square) are excluded, in every context frame as DINO does (with ``radius_first_frame`` off the
 first frame is searched whole, as CRW does: 0.5 to 4 J&F points
 worse on blackswan for pixels and random-init CNNs). The ``topk`` best candidates over all context frames vote
 with weights ``softmax(score / temperature)`` on their soft labels; the resulting label distribution is
