@@ -9,7 +9,7 @@ import pytest
 
 from vidssl.cli import main
 
-SUBCOMMANDS = ["demo-videos", "mine", "show-pairs", "train", "export", "eval", "pretrain"]
+SUBCOMMANDS = ["demo-videos", "mine", "show-pairs", "train", "export", "eval", "pretrain", "report", "compare"]
 
 
 def run(*args):

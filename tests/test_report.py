@@ -150,3 +150,21 @@ def test_the_demos_held_out_clips_are_not_called_the_end_of_the_training_videos(
     build_report(run)
     html = (run / "report.html").read_text()
     assert "clips other than the training videos were mined apart" in html and "frames 0%-100%" not in html
+
+
+def test_a_run_made_stage_by_stage_gets_its_report_and_compares(tmp_path, capsys):
+    """`vidssl report RUN`: the walkthrough's stage-by-stage layout gets report.html and summary.json, which
+    `vidssl compare` reads; a missing or empty folder is a one-line error."""
+    run = tmp_path / "real"
+    make_run(run, "real/backbone", davis=0.8, flow=2.5)
+    assert main(["report", str(run)]) == 0
+    assert f"report: {run / 'report.html'}" in capsys.readouterr().out
+    summary = strict_loads((run / "summary.json").read_text())
+    assert summary["trained_model"] == "real/backbone" and summary["headline"]["davis"]["real/backbone"] == 0.8
+    assert main(["compare", str(run)]) == 0
+    assert "| davis | 0.800 |" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "nosuch")]) == 1
+    assert "nosuch: no such folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 1
+    assert "empty: nothing to report" in capsys.readouterr().err

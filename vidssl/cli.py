@@ -15,10 +15,10 @@ import threading
 import traceback
 
 from vidssl import __version__
-from vidssl.commands import compare, demo_videos, eval_cmd, export, mine, pretrain, show_pairs, train
+from vidssl.commands import compare, demo_videos, eval_cmd, export, mine, pretrain, report, show_pairs, train
 from vidssl.errors import VidsslError
 
-COMMANDS = (demo_videos, mine, show_pairs, train, export, eval_cmd, pretrain, compare)
+COMMANDS = (demo_videos, mine, show_pairs, train, export, eval_cmd, pretrain, report, compare)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,10 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         add_verbosity_arguments(p)
-        # eval's tasks take --config/--set themselves, after the task name; compare only reads finished runs
-        if module not in (eval_cmd, compare):
+        # eval's tasks take --config/--set themselves, after the task name; report and compare only read runs
+        if module not in (eval_cmd, compare, report):
             add_config_arguments(p)
-        elif module is compare:
+        elif module is not eval_cmd:
             p.set_defaults(config=None, overrides=[])
         p.set_defaults(_module=module)
     return parser

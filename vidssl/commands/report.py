@@ -1,0 +1,30 @@
+"""`vidssl report`: (re)build RUN/report.html and RUN/summary.json from what the stages left in RUN, for a run made
+stage by stage (`vidssl mine/train/export/eval` into one folder) or a pretrain run's report after a hand edit."""
+from __future__ import annotations
+
+NAME = "report"
+HELP = "Build RUN/report.html and RUN/summary.json from a run folder's stages (made by pretrain or stage by stage)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("run", metavar="RUN",
+                        help="a run folder: pairs/, train/, backbone.pt, eval/<task>/ (any of them)")
+
+
+def run(args, cfg) -> int:
+    from pathlib import Path
+
+    from vidssl.errors import VidsslError
+    from vidssl.report import build_report
+
+    run_dir = Path(args.run)
+    if not run_dir.is_dir():
+        raise VidsslError(f"{run_dir}: no such folder; pass a run folder (the --out of `vidssl pretrain`, or the "
+                          f"folder the stages wrote into)")
+    parts = ("pairs/dataset.json", "train/log.jsonl", "model_card.json")
+    if not any((run_dir / part).is_file() for part in parts) and not any((run_dir / "eval").glob("*/metrics.json")):
+        raise VidsslError(f"{run_dir}: nothing to report (none of {', '.join(parts)}, eval/<task>/metrics.json); "
+                          f"the README's walkthrough shows the layout the stages write")
+    page = build_report(run_dir)
+    print(f"report: {page}\nsummary: {run_dir / 'summary.json'}")
+    return 0
