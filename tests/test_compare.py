@@ -48,7 +48,7 @@ def test_a_folder_without_a_summary_is_a_clear_error(tmp_path, capsys):
     assert f"{tmp_path}: no summary.json" in err and "vidssl pretrain" in err
     (tmp_path / "summary.json").write_text("[1, 2]")  # JSON, but not a summary: one line, not an AttributeError
     assert main(["compare", str(tmp_path)]) == 1
-    assert "summary.json: not a pretrain summary (a JSON list)" in capsys.readouterr().err
+    assert "summary.json: not a run summary (a JSON list)" in capsys.readouterr().err
 
 
 def test_headlines_are_read_from_the_runs_metrics_not_a_stale_summary(tmp_path, capsys):
@@ -174,6 +174,11 @@ def test_speed_keys_and_keys_added_later_are_not_differences(tmp_path, capsys):
         runs.append(run)
     assert main(["compare", *map(str, runs)]) == 0
     assert "differ" not in capsys.readouterr().out
+    # with train.fit_budget the machine's speed (threads, device) decides the steps: those differences are listed
+    for run, steps in zip(runs, (143, 136)):
+        (run / "model_card.json").write_text(json.dumps({"training": {"steps": steps, "total_steps": steps}}))
+    assert main(["compare", *map(str, runs)]) == 0
+    assert "- trained steps: 143 of 143 / 136 of 136" in capsys.readouterr().out
     (runs[1] / "config.yaml").write_text(yaml.safe_dump({"config": {"seed": 1, "train": {"budget_minutes": 1}}}))
     assert main(["compare", *map(str, runs)]) == 0
     assert "- train.budget_minutes: " in capsys.readouterr().out  # the budget decides the steps: a difference

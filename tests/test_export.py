@@ -397,3 +397,9 @@ def test_exports_named_alike_with_other_suffixes_do_not_take_each_others_card(tm
         (tmp_path / f"bar{suffix}").rename(tmp_path / f"baz{suffix}")
     (tmp_path / "bar.model_card.json").rename(tmp_path / "baz.model_card.json")
     assert vidssl.load_backbone(tmp_path / "baz.pt").spec()["width"] == 16
+
+
+def test_weights_renamed_to_another_suffix_still_load_with_their_card(tmp_path):
+    save_backbone(build_backbone("smallcnn", width=8), tmp_path / "foo.pt")
+    (tmp_path / "foo.pt").rename(tmp_path / "foo.pth")  # the card lists foo.pt, which is gone: it is foo.pth's
+    assert vidssl.load_backbone(tmp_path / "foo.pth").spec()["width"] == 8

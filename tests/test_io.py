@@ -102,3 +102,12 @@ def test_a_dead_writers_temp_file_is_removed_at_once_a_live_or_unknown_ones_only
         proc.kill()
         proc.wait()
         proc.stdout.close()
+
+
+def test_a_name_near_the_length_limit_is_still_written(tmp_path):
+    """The temp name adds the writer (pid, machine): a long name is shortened there, never refused as too long."""
+    from vidssl.io import atomic_write_bytes
+
+    name = "x" * 250 + ".json"  # 255 bytes: the limit of most file systems
+    atomic_write_bytes(tmp_path / name, b"ok")
+    assert (tmp_path / name).read_bytes() == b"ok" and [p.name for p in tmp_path.iterdir()] == [name]

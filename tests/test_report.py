@@ -68,7 +68,7 @@ def test_compare_finds_the_trained_row_of_a_run_made_in_the_current_folder(tmp_p
     make_run(tmp_path / "b", "backbone", davis=0.6, flow=3.5)
     build_report(tmp_path / "b")
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
-    assert summary["trained_model"] == "b/backbone"  # build_report was given b/, not "."
+    assert summary["trained_model"] == "backbone"  # the name its tables hold (evaluated from inside b/)
     summary["weights"] = "backbone.pt"
     del summary["trained_model"]
     (tmp_path / "b" / "summary.json").write_text(json.dumps(summary))
@@ -168,3 +168,25 @@ def test_a_run_made_stage_by_stage_gets_its_report_and_compares(tmp_path, capsys
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 1
     assert "empty: nothing to report" in capsys.readouterr().err
+
+
+def test_report_of_the_current_folder_finds_the_row_the_tables_hold(tmp_path, capsys, monkeypatch):
+    """Evaluated stage by stage with --weights runs/real/backbone.pt, the tables say real/backbone; `vidssl report .`
+    from inside must not name the trained row "backbone" (compare would file it under the baselines)."""
+    run = tmp_path / "real"
+    make_run(run, "real/backbone", davis=0.8, flow=2.5)
+    monkeypatch.chdir(run)
+    assert main(["report", "."]) == 0
+    assert strict_loads((run / "summary.json").read_text())["trained_model"] == "real/backbone"
+    make_run(tmp_path / "b", "backbone", davis=0.6, flow=3.5)  # evaluated from inside with --weights backbone.pt
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "b"]) == 0
+    assert strict_loads((tmp_path / "b" / "summary.json").read_text())["trained_model"] == "backbone"
+    capsys.readouterr()
+    assert main(["compare", "real", "b"]) == 0
+    assert "| davis | 0.800 | 0.600 | 0.700 +- 0.141 (n=2) |" in capsys.readouterr().out
+    # a pretrain run's stage records stay in a rebuilt summary
+    _write(run / "stages" / "export.json", {"weights": "backbone.pt", "config": {"export.safetensors": True}})
+    assert main(["report", str(run)]) == 0
+    stages = strict_loads((run / "summary.json").read_text())["stages"]
+    assert stages == {"mine": None, "train": None, "export": {"weights": "backbone.pt"}, "eval": None}

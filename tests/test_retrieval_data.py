@@ -170,6 +170,20 @@ def test_unreadable_image_is_flagged_not_fatal(tmp_path):
     # data a phone appends after the image (motion photos) is no damage
     (tmp_path / "c" / "trailer.jpg").write_bytes(photo + b"MotionPhoto_Data" + bytes(range(256)) * 40)
     write_rgb(tmp_path / "c" / "page.tif", solid((4, 5, 6)))
+    # a JPEG over Pillow's pixel limit (a decompression bomb to Pillow, not to OpenCV): no check, no crash
+    from PIL import Image
+
+    big = tmp_path / "c" / "big.jpg"
+    write_rgb(big, solid((7, 8, 9)))
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = 100  # the 40x48 image is then over twice the limit, which Pillow refuses to open
+    try:
+        data = load_retrieval_set(tmp_path, CFG)
+        flags = {data.captions[i]: data.items[i][1] for i in range(len(data.captions))}
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    assert flags["c/big.jpg"]
+    big.unlink()
     data = load_retrieval_set(tmp_path, CFG)
     flags = {data.captions[i]: data.items[i][1] for i in range(len(data.captions))}
     assert flags == {"c/bad.jpg": False, "c/cut.jpg": False, "c/good.jpg": True, "c/page.tif": True,

@@ -83,13 +83,13 @@ def read_runs(runs: list[str | Path]) -> list[TaskRow]:
         try:
             summary = json.loads((run / "summary.json").read_text())
         except FileNotFoundError:
-            raise VidsslError(f"{run}: no summary.json; is it a `vidssl pretrain` run folder? (rerun the same "
-                              f"pretrain command to finish it)") from None
+            raise VidsslError(f"{run}: no summary.json; finish a `vidssl pretrain` run with the same command, or "
+                              f"write it for a run made stage by stage: vidssl report {run}") from None
         except (OSError, json.JSONDecodeError) as e:
-            raise VidsslError(f"{run}/summary.json: unreadable ({e}); rebuild it by rerunning the pretrain command")
+            raise VidsslError(f"{run}/summary.json: unreadable ({e}); rebuild it: vidssl report {run}")
         if not isinstance(summary, dict):
-            raise VidsslError(f"{run}/summary.json: not a pretrain summary (a JSON {type(summary).__name__}); "
-                              "rebuild it by rerunning the pretrain command")
+            raise VidsslError(f"{run}/summary.json: not a run summary (a JSON {type(summary).__name__}); "
+                              f"rebuild it: vidssl report {run}")
         tables.append((_trained_name(summary, run), *run_headline(run, summary)))
     tasks = list(dict.fromkeys(task for _, headline, _ in tables for task in headline))
     if not tasks:
@@ -160,6 +160,11 @@ def _setup(run: Path) -> dict[str, object]:
             # a run from before the marker said so: its demo clips lie in its own folder
             setup["videos"] = "the built-in demo videos" if videos.resolve().is_relative_to(run.resolve()) \
                 else str(videos)
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        pass
+    try:  # the steps trained: with train.fit_budget, the machine's speed (threads, device) decides them
+        training = json.loads((run / "model_card.json").read_text())["training"]
+        setup["trained steps"] = f"{training['steps']} of {training['total_steps']}"
     except (OSError, json.JSONDecodeError, KeyError, TypeError):
         pass
     for path in sorted((run / "eval").glob("*/metrics.json")):

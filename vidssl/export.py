@@ -178,10 +178,12 @@ def read_card(weights_path: str | os.PathLike) -> dict:
         raise ModelFileError(f"{path}: a model card is a JSON object, got a {type(card).__name__}; re-export with "
                              "`vidssl export`")
     files, name = card.get("files"), Path(weights_path).name
-    if isinstance(files, list) and name not in files and (
-            path.name == CARD_NAME or any(Path(str(f)).stem == Path(name).stem for f in files)):
+    if isinstance(files, list) and name not in files and (path.name == CARD_NAME or any(
+            Path(str(f)).stem == Path(name).stem and Path(str(f)).suffix != ".safetensors"
+            and (path.parent / str(f)).is_file() for f in files)):
         # another file's card: earlier versions gave every export in a folder one model_card.json, and X.pt and X.pth
-        # share X's card. A card listing other stems was renamed with its weights (foo.* -> bar.*): it is theirs
+        # share X's card when both exist. A card whose files are gone was renamed with its weights (foo.pt ->
+        # foo.pth, or foo.* -> bar.*): it is theirs
         raise ModelFileError(f"{path} describes {', '.join(map(str, files))}, not {Path(weights_path).name} (another "
                              f"export into the same folder replaced its card); re-export it with `vidssl export`")
     if card.get("arch") not in ARCHS:

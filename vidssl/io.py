@@ -24,7 +24,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.{os.getpid()}@{_machine()}.", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{_short(path.name)}.{os.getpid()}@{_machine()}.", dir=path.parent)
     except OSError as e:
         raise _naming(e, path) from None
     os.close(fd)
@@ -87,14 +87,27 @@ def remove_temp_leftovers(folder: str | os.PathLike, older_than: float | None = 
 _WRITER = re.compile(r"\.(\d+)@([0-9a-f]{8})\.[^.]*$")
 
 
+def _short(name: str) -> str:
+    """``name`` as the temp name holds it: a name near the file system's 255-byte limit is shortened (its start and
+    a hash), so the 31 bytes the temp name adds never make a writable name fail as too long."""
+    if len(os.fsencode(name)) <= 200:
+        return name
+    return f"{name[:60]}~{hashlib.sha1(os.fsencode(name)).hexdigest()[:12]}"
+
+
 def _machine() -> str:
     """8 hex digits naming this machine and process-id namespace: a pid means one process only within both (two
-    containers on one host, even sharing its host name, number their processes apart)."""
+    containers on one host, even sharing its host name, number their processes apart; /etc/machine-id tells apart
+    two hosts of one name, whose initial namespaces share an inode number)."""
+    try:
+        machine_id = Path("/etc/machine-id").read_text().strip()
+    except OSError:  # not systemd's, or not Linux
+        machine_id = ""
     try:
         namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:  # not Linux: the host name alone
+    except OSError:  # not Linux: the host name and machine-id alone
         namespace = ""
-    return hashlib.sha1(f"{socket.gethostname()}/{namespace}".encode()).hexdigest()[:8]
+    return hashlib.sha1(f"{socket.gethostname()}/{machine_id}/{namespace}".encode()).hexdigest()[:8]
 
 
 def _writer_is_dead(temp_name: str) -> bool:

@@ -67,7 +67,7 @@ def discover_eval_sets(root: Path | None, held_out_pairs: Path | None) -> list[E
         if (root / "JPEGImages").is_dir():
             sets += [EvalSet("davis", "davis", root), EvalSet("retrieval", "davis_instances", root, "davis")]
         elif retrieval.is_dir():
-            for sub in sorted(p for p in retrieval.iterdir() if p.is_dir()):
+            for sub in sorted(p for p in retrieval.iterdir() if p.is_dir() and not p.name.startswith(".")):
                 sets.append(EvalSet("retrieval", sub.name, sub, "images"))
         elif (root / "labels.csv").is_file():
             sets.append(EvalSet("retrieval", root.name, root, "images"))
@@ -125,9 +125,10 @@ STAGE_KEYS = {
 _RERUNNABLE = RESUMABLE_KEYS | {"video.backend", "eval.retrieval.num_workers", "eval.retrieval.device",
                                 "eval.retrieval.batch_size", "eval.retrieval.chunk_mb", "eval.davis.device",
                                 "eval.davis.batch_size", "eval.flow.device"}
-# of those, the keys that decide no number (`vidssl compare` does not list them as differences): not the budget,
-# which decides how many steps are trained
-SPEED_KEYS = _RERUNNABLE - {"train.budget_minutes", "train.fit_budget"}
+# of those, the keys that decide no number by themselves (`vidssl compare` lists the steps each run trained apart:
+# with train.fit_budget, threads and devices decide them): not the budget, and not the video backend, whose scalers
+# resize frames to the working size a little differently
+SPEED_KEYS = _RERUNNABLE - {"train.budget_minutes", "train.fit_budget", "video.backend"}
 # mining keys that only one kind of run reads: the demo clips' settings on a --videos run, and the held-out tail of
 # the user's videos on a demo run (which holds out clips of its own)
 _UNUSED_BY = {True: ("pretrain.held_out_tail",), False: ("demo",)}

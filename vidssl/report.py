@@ -253,7 +253,19 @@ def _trained_row(run: Path) -> str:
         recorded = json.loads((run / "stages" / "eval.json").read_text()).get("trained_model")
     except (OSError, ValueError, AttributeError):
         recorded = None
-    return recorded if isinstance(recorded, str) else weights_row_name(run / "backbone.pt")
+    if isinstance(recorded, str):
+        return recorded
+    # evaluated stage by stage: named as its --weights was spelled (runs/real/backbone.pt, or backbone.pt from inside
+    # the folder), which `vidssl report .` cannot know; the name the tables hold is the one
+    candidates = [weights_row_name(run.resolve() / "backbone.pt"), weights_row_name(run / "backbone.pt"), "backbone"]
+    rows = set()
+    for path in (run / "eval").glob("*/metrics.json"):
+        try:
+            rows |= set(model_metrics(json.loads(path.read_text())))
+        except (OSError, ValueError, AttributeError, TypeError):
+            continue
+    return next((name for name in candidates if name in rows or f"{FLOW_FEATURE_METHOD}[{name}]" in rows),
+                candidates[0])
 
 
 def _figures(folder: Path, limit: int) -> list[Path]:
@@ -412,5 +424,14 @@ def build_report(run_dir: str | Path) -> Path:
             "</style></head><body><h1>vidssl run: " + html.escape(run.name) + "</h1>"
             + "".join(sections) + "</body></html>")
     atomic_write_text(run / "report.html", page)
+    if (run / "stages").is_dir():  # what `vidssl pretrain` records of each stage, also when rebuilt by `vidssl report`
+        summary["stages"] = {}
+        for stage in ("mine", "train", "export", "eval"):
+            try:
+                marker = json.loads((run / "stages" / f"{stage}.json").read_text())
+            except (OSError, ValueError):
+                marker = None
+            summary["stages"][stage] = {k: v for k, v in marker.items() if k != "config"} \
+                if isinstance(marker, dict) else None
     atomic_write_json(run / "summary.json", summary)
     return run / "report.html"

@@ -87,6 +87,8 @@ def truncated_jpeg(path: Path) -> bool:
         with Image.open(path) as image:
             image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
             image.load()
+    except Image.DecompressionBombError:  # over Pillow's pixel limit: OpenCV decoded it; nothing to tell
+        return False
     except (OSError, SyntaxError, ValueError):  # Pillow: "image file is truncated", broken data stream
         return True
     return False
@@ -224,7 +226,8 @@ def _image_set_from_folders(root: Path, size: int) -> RetrievalSet:
         names[label] = class_dir.name
         paths += files
         labels += [label] * len(files)
-        for other in (p for p in _visible(class_dir) if p not in files):  # listed, not silently left out
+        images = set(files)
+        for other in (p for p in _visible(class_dir) if p not in images):  # listed, not silently left out
             reason = "sub-folder (not read)" if other.is_dir() else "not an image file"
             skipped.setdefault(reason, []).append(os.path.relpath(other, root))
     if not paths:
