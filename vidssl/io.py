@@ -116,16 +116,10 @@ def _writer_is_dead(temp_name: str) -> bool:
     found = _WRITER.search(temp_name)
     if found is None or found.group(2) != _machine():
         return False
+    from vidssl.lifeline import process_start
+
     pid = int(found.group(1))
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # PermissionError: alive, another user's
-        return False
-    return False
+    return pid != os.getpid() and process_start(pid) is None  # gone, or a zombie: its write will not finish
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

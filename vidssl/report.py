@@ -246,9 +246,10 @@ def _headline_section(summary: dict, eval_results: dict[str, dict]) -> str:
             + "".join(f"<p>{html.escape(n)}</p>" for n in notes))
 
 
-def _trained_row(run: Path) -> str:
-    """The trained backbone's row name in the run's evaluation tables: as the evaluation named it (recorded in its
-    stage marker; a run folder renamed since keeps the old name in its tables), else as it would be named now."""
+def _trained_row(run: Path, eval_results: dict[str, dict]) -> str:
+    """The trained backbone's row name in the run's evaluation tables (``eval_results``: task -> metrics.json): as
+    the evaluation named it (recorded in its stage marker; a run folder renamed since keeps the old name in its
+    tables), else the name of the backbone the tables hold, else as it would be named now."""
     try:
         recorded = json.loads((run / "stages" / "eval.json").read_text()).get("trained_model")
     except (OSError, ValueError, AttributeError):
@@ -258,12 +259,7 @@ def _trained_row(run: Path) -> str:
     # evaluated stage by stage: named as its --weights was spelled (runs/real/backbone.pt, or backbone.pt from inside
     # the folder), which `vidssl report .` cannot know; the name the tables hold is the one
     candidates = [weights_row_name(run.resolve() / "backbone.pt"), weights_row_name(run / "backbone.pt"), "backbone"]
-    rows = set()
-    for path in (run / "eval").glob("*/metrics.json"):
-        try:
-            rows |= set(model_metrics(json.loads(path.read_text())))
-        except (OSError, ValueError, AttributeError, TypeError):
-            continue
+    rows = {name for result in eval_results.values() for name in model_metrics(result)}
     return next((name for name in candidates if name in rows or f"{FLOW_FEATURE_METHOD}[{name}]" in rows),
                 candidates[0])
 
@@ -362,7 +358,7 @@ def build_report(run_dir: str | Path) -> Path:
     if card_path.is_file():
         card = json.loads(card_path.read_text())
         weights = summary["weights"] = str(run / "backbone.pt")
-        summary["trained_model"] = _trained_row(run)  # its row in every evaluation
+        summary["trained_model"] = None  # its row in every evaluation: below, from the tables
         summary["model_card"] = {k: card[k] for k in ("arch", "input_size") if k in card}
         training = card.get("training") if isinstance(card.get("training"), dict) else {}
         summary["model_card"].update({k: training[k] for k in ("steps", "total_steps", "complete") if k in training})
@@ -404,6 +400,8 @@ def build_report(run_dir: str | Path) -> Path:
         summary["eval_failed"] = failures
     if eval_sections:
         sections += ["<h2>Evaluation</h2>", *eval_sections]
+    if "trained_model" in summary:
+        summary["trained_model"] = _trained_row(run, eval_results)
     if eval_results:
         summary["headline"] = headline_metrics(eval_results)
         summary["headline_metric"] = {task: headline_metric(eval_results[task]) for task in summary["headline"]}
