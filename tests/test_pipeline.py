@@ -243,11 +243,15 @@ def test_a_failing_evaluation_keeps_the_others_and_the_report(run_dir, tmp_path,
     summary = json.loads((run / "summary.json").read_text())
     assert summary["eval_failed"] == failed and "tracks_held_out" in summary["headline"]
     assert "Failed evaluations" in (run / "report.html").read_text()
-    # the data fixed, the same command evaluates only what failed
+    # the data fixed, the same command evaluates only what failed, and clears nothing of these weights' evaluation
+    # (an unfinished task's state, e.g. a flow transfer checkpoint, is resumed)
     masks[0] = masks[1].copy()
     write_sequence(tmp_path / "data" / "davis", "late", masks)
     before = held_out.stat().st_mtime_ns
+    (run / "eval" / "davis").mkdir(parents=True, exist_ok=True)
+    (run / "eval" / "davis" / "state.bin").write_bytes(b"resumable")
     assert main(command) == 0
+    assert (run / "eval" / "davis" / "state.bin").read_bytes() == b"resumable"
     assert json.loads((run / "eval" / "failed.json").read_text()) == {}
     assert held_out.stat().st_mtime_ns == before and (run / "eval" / "davis" / "metrics.json").is_file()
     assert "eval_failed" not in json.loads((run / "summary.json").read_text())

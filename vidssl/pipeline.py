@@ -186,6 +186,14 @@ class Stages:
     def parts_done(self, stage: str) -> set[str]:
         return set((self.started(stage) or {}).get("parts_done", []))
 
+    def note_outputs_cleared(self, stage: str) -> None:
+        """Note that a begun stage removed what an earlier one (other weights) left, so resuming it keeps its own."""
+        record = self.started(stage) or {}
+        atomic_write_json(self.dir / f"{stage}.started.json", {**record, "outputs_cleared": True})
+
+    def outputs_cleared(self, stage: str) -> bool:
+        return bool((self.started(stage) or {}).get("outputs_cleared"))
+
     def clear(self, stage: str) -> None:
         """Forget ``stage``, complete or begun: its marker and its record."""
         for name in (f"{stage}.json", f"{stage}.started.json"):
@@ -530,14 +538,17 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         held_out = run / "pairs_held_out" if held_out_videos is not None else None
         results, failures = {}, {}
         finished = stages.parts_done("eval")  # tasks an interrupted evaluation of these weights completed
-        if not finished:  # earlier weights' results (a task that now fails or is gone would keep showing them)
+        if not finished and not stages.outputs_cleared("eval"):
+            # earlier weights' results: a task that now fails, or whose data is gone, kept showing their numbers.
+            # Once per evaluation of these weights: resumed (tasks finished, or the note made), it keeps its own
+            # (a flow transfer checkpoint)
             shutil.rmtree(run / "eval", ignore_errors=True)
+            stages.note_outputs_cleared("eval")
         for es in discover_eval_sets(Path(eval_data) if eval_data else None, held_out):
             out = run / "eval" / es.folder
             if out.name in finished and (out / "metrics.json").is_file():
                 results[out.name] = json.loads((out / "metrics.json").read_text())
                 continue
-            shutil.rmtree(out, ignore_errors=True)  # what an attempt that failed or was killed left
             log.info("[eval] %s on %s", es.task, es.path)
             try:
                 if es.task == "retrieval":
