@@ -53,7 +53,7 @@ def run_headline(run: Path, summary: dict) -> tuple[dict[str, dict[str, float]],
         except (OSError, json.JSONDecodeError):
             unreadable.append(path.parent.name)
     if not all(isinstance(r, dict) for r in results.values()):
-        raise VidsslError(f"{run}/eval: a metrics.json that is not a JSON object; rerun the pretrain command")
+        raise VidsslError(f"{run}/eval: a metrics.json that is not a JSON object; rerun that evaluation")
     headline = headline_metrics(results)
     lower = {task: not (headline_metric(results[task]) or {}).get("higher_is_better", True) for task in headline}
     recorded, directions = summary.get("headline"), summary.get("headline_metric")
@@ -79,7 +79,8 @@ def read_runs(runs: list[str | Path]) -> list[TaskRow]:
     tables = []
     for run in map(Path, runs):
         if not run.is_dir():
-            raise VidsslError(f"{run}: no such folder; pass the --out folders of `vidssl pretrain` runs")
+            raise VidsslError(f"{run}: no such folder; pass run folders (the --out of `vidssl pretrain`, or a folder "
+                              "made stage by stage)")
         try:
             summary = json.loads((run / "summary.json").read_text())
         except FileNotFoundError:
@@ -94,7 +95,7 @@ def read_runs(runs: list[str | Path]) -> list[TaskRow]:
     tasks = list(dict.fromkeys(task for _, headline, _ in tables for task in headline))
     if not tasks:
         raise VidsslError(f"no evaluation results in {', '.join(map(str, runs))} (RUN/eval/*/metrics.json); finish "
-                          "the runs with the same pretrain commands")
+                          "the runs (the same pretrain commands, or `vidssl eval` into RUN/eval/<task>)")
     rows = []
     for task in tasks:
         directions = {lower[task] for _, headline, lower in tables if task in headline}
