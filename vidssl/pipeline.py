@@ -177,19 +177,20 @@ class Stages:
         if record is None or record.get("config") != config:
             atomic_write_json(self.dir / f"{stage}.started.json", {"config": config})
 
+    def _note(self, stage: str, **fields) -> None:
+        """Add ``fields`` to a begun stage's record (what a resumed stage must know)."""
+        atomic_write_json(self.dir / f"{stage}.started.json", {**(self.started(stage) or {}), **fields})
+
     def finish_part(self, stage: str, part: str) -> None:
         """Note ``part`` of a begun stage as finished (an evaluation task), so a resumed stage reuses it."""
-        record = self.started(stage) or {}
-        atomic_write_json(self.dir / f"{stage}.started.json",
-                          {**record, "parts_done": sorted({*record.get("parts_done", []), part})})
+        self._note(stage, parts_done=sorted(self.parts_done(stage) | {part}))
 
     def parts_done(self, stage: str) -> set[str]:
         return set((self.started(stage) or {}).get("parts_done", []))
 
     def note_outputs_cleared(self, stage: str) -> None:
         """Note that a begun stage removed what an earlier one (other weights) left, so resuming it keeps its own."""
-        record = self.started(stage) or {}
-        atomic_write_json(self.dir / f"{stage}.started.json", {**record, "outputs_cleared": True})
+        self._note(stage, outputs_cleared=True)
 
     def outputs_cleared(self, stage: str) -> bool:
         return bool((self.started(stage) or {}).get("outputs_cleared"))
