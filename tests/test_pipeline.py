@@ -381,6 +381,16 @@ def test_a_flow_dataset_given_alone_is_evaluated(data_dir):
     assert discover_eval_sets(data_dir / "videos", None) == []  # videos are not evaluation data
 
 
+def test_a_cub_release_folder_given_alone_is_a_retrieval_set(tmp_path):
+    from vidssl.pipeline import discover_eval_sets
+
+    cub = tmp_path / "CUB_200_2011"
+    (cub / "images").mkdir(parents=True)
+    (cub / "images.txt").write_text("")
+    sets = discover_eval_sets(cub, None)
+    assert [(s.task, s.name, s.path, s.kind) for s in sets] == [("retrieval", "CUB_200_2011", cub, "images")]
+
+
 def test_a_budget_too_small_for_the_videos_is_said_not_hidden(tmp_path, caplog):
     """Mining that stops at its budget leaves videos out of the run; the held-out tails share that budget (they
     were mined without one: a run of long videos took 6x its budget), and the user is told, at the end and in

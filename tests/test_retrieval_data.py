@@ -202,11 +202,6 @@ def test_layout_errors(tmp_path):
     write_rgb(hidden / "a.jpg", solid((1, 2, 3)))
     with pytest.raises(RetrievalDataError, match="not a retrieval layout"):
         detect_kind(tmp_path)
-    cub = tmp_path / "CUB_200_2011"  # the release folder: pointed at its class folders
-    write_rgb(cub / "images" / "001.Black_footed_Albatross" / "a.jpg", solid((1, 2, 3)))
-    (cub / "images.txt").write_text("1 001.Black_footed_Albatross/a.jpg\n")
-    with pytest.raises(RetrievalDataError, match=f"CUB-200-2011 release folder: pass {cub / 'images'}"):
-        detect_kind(cub)
     (tmp_path / "clip.mp4").write_bytes(b"")  # a folder of videos is told apart, and needs mining first
     assert detect_kind(tmp_path) == "videos"
     with pytest.raises(RetrievalDataError, match="a folder of videos; mine its tracks first"):
@@ -357,3 +352,67 @@ def test_damaged_pair_dataset_errors(tmp_path):
     (tmp_path / "manifest.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(RetrievalDataError, match=r"a.npy: pair shard must be uint8 \(n, 2, S, S, 3\)"):
         load_retrieval_set(tmp_path, CFG)
+
+
+def _cub_release(root: Path, classes: dict[int, int]) -> dict[str, int]:
+    """A CUB-200-2011 release folder: ``classes[c]`` images of class id c, ids shuffled against the folders'
+    order as in the release. Returns {images/<path>: class id}, the ground truth."""
+    truth, image_lines, label_lines = {}, [], []
+    image_id = 0
+    for c, count in classes.items():
+        for k in range(count):
+            image_id += 1
+            relative = f"{c:03d}.Bird_{c}/Bird_{c}_{k:04d}.jpg"
+            write_rgb(root / "images" / relative, solid((c, 60 * k, 7)))
+            truth[f"images/{relative}"] = c
+            image_lines.append(f"{image_id} {relative}")
+            label_lines.append(f"{image_id} {c}")
+    order = np.random.default_rng(0).permutation(len(image_lines))  # the tables need not share an order
+    (root / "images.txt").write_text("\n".join(image_lines[i] for i in order) + "\n")
+    (root / "image_class_labels.txt").write_text("\n".join(label_lines) + "\n")
+    (root / "classes.txt").write_text("".join(f"{c} {c:03d}.Bird_{c}\n" for c in classes))
+    (root / "train_test_split.txt").write_text("")  # in the release, not read: the split is by class
+    return truth
+
+
+def test_cub_release_folder_reads_its_tables(tmp_path):
+    cub = tmp_path / "CUB_200_2011"
+    truth = _cub_release(cub, {1: 2, 100: 3, 101: 2, 150: 1, 200: 3})
+    assert detect_kind(cub) == "images"
+    data = load_retrieval_set(cub, CFG)  # default: classes 101-200, metric learning's test split
+    got = dict(zip(data.captions, data.labels.tolist()))
+    assert got == {path: c for path, c in truth.items() if c >= 101}
+    assert data.label_names[150] == "150.Bird_150" and data.kind == "images"
+    image = data.items[data.captions.index("images/150.Bird_150/Bird_150_0000.jpg")][0]
+    assert np.abs(image[:, 0, 0].numpy().astype(int) - (150, 0, 7)).max() <= 3  # that file's pixels (JPEG)
+    every = load_retrieval_set(cub, RetrievalConfig(image_size=32, num_workers=0, cub_classes=[1, 200]))
+    assert dict(zip(every.captions, every.labels.tolist())) == truth
+    (cub / "images" / "101.Bird_101" / "Bird_101_0001.jpg").unlink()  # a partial download: said, not fatal
+    data = load_retrieval_set(cub, CFG)
+    assert data.skipped == {"missing file": ["images/101.Bird_101/Bird_101_0001.jpg"]} and len(data.labels) == 5
+    with pytest.raises(RetrievalDataError, match="no image of classes 3-99 found"):
+        load_retrieval_set(cub, RetrievalConfig(image_size=32, num_workers=0, cub_classes=[3, 99]))
+    labels = cub / "image_class_labels.txt"
+    labels.write_text(labels.read_text().replace("\n3 100\n", "\n3 one hundred\n"))
+    with pytest.raises(RetrievalDataError, match="image id 3 has class 'one hundred', not an integer id"):
+        load_retrieval_set(cub, CFG)
+    labels.write_text("1 1\n")
+    with pytest.raises(RetrievalDataError, match=r"image id 2 \(001.Bird_1/Bird_1_0001.jpg, images.txt\) has no"):
+        load_retrieval_set(cub, CFG)
+    labels.write_text("1 1\n1 2\n")
+    with pytest.raises(RetrievalDataError, match="image_class_labels.txt:2: id 1 is listed twice"):
+        load_retrieval_set(cub, CFG)
+    labels.write_text("1\n")
+    with pytest.raises(RetrievalDataError, match=r"image_class_labels.txt:1: expected '<integer id> <value>'"):
+        load_retrieval_set(cub, CFG)
+    labels.unlink()
+    with pytest.raises(RetrievalDataError, match="image_class_labels.txt: not found"):
+        load_retrieval_set(cub, CFG)
+
+
+@pytest.mark.parametrize("classes", [[0, 200], [150, 101], [101]])
+def test_cub_classes_rejects_bad_ranges(classes):
+    from vidssl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'eval.retrieval.cub_classes': must be \\[first, last\\]"):
+        RetrievalConfig(cub_classes=classes).validate()

@@ -54,10 +54,12 @@ class EvalSet:
 def discover_eval_sets(root: Path | None, held_out_pairs: Path | None) -> list[EvalSet]:
     """Evaluation data found under ``root`` (a $VIDSSL_DATA-style folder, or one dataset folder itself).
 
-    Recognised: ``retrieval/<set>/`` (image folders or labels.csv), ``davis/`` (JPEGImages + Annotations),
+    Recognised: ``retrieval/<set>/`` (image folders, labels.csv or the CUB-200-2011 release folder), ``davis/`` (JPEGImages + Annotations),
     ``flow/`` (Sintel / Middlebury / KITTI pairs). ``held_out_pairs`` (tracks mined from video never trained on:
     held-out demo clips, or the held-out tail of the real videos) adds instance retrieval across time.
     """
+    from vidssl.eval.retrieval_data import is_cub_release
+
     sets: list[EvalSet] = []
     if root is not None:
         root = Path(root)
@@ -69,7 +71,7 @@ def discover_eval_sets(root: Path | None, held_out_pairs: Path | None) -> list[E
         elif retrieval.is_dir():
             for sub in sorted(p for p in retrieval.iterdir() if p.is_dir() and not p.name.startswith(".")):
                 sets.append(EvalSet("retrieval", sub.name, sub, "images"))
-        elif (root / "labels.csv").is_file():
+        elif (root / "labels.csv").is_file() or is_cub_release(root):
             sets.append(EvalSet("retrieval", root.name, root, "images"))
         if (root / "davis" / "JPEGImages").is_dir():
             sets.append(EvalSet("retrieval", "davis_instances", root / "davis", "davis"))

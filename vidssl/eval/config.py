@@ -33,6 +33,9 @@ class RetrievalConfig:
     kmeans_iters: int = opt(100, "maximum Lloyd iterations of the k-means behind NMI")
     grid_queries: int = opt(8, "queries (rows) in the PNG grid of nearest neighbours")
     grid_neighbours: int = opt(5, "nearest neighbours shown per query in the PNG grid")
+    cub_classes: list[int] = opt([101, 200], "CUB-200-2011 release folder: first and last class id (1-200) "
+                                             "evaluated; 101-200 is metric learning's unseen-class test split, "
+                                             "[1, 200] every class")
 
     def validate(self) -> None:
         checks = (("image_size", self.image_size >= 32, ">= 32 (the backbones' smallest input)"),
@@ -42,6 +45,8 @@ class RetrievalConfig:
                   ("min_object_pixels", self.min_object_pixels >= 1, ">= 1"), ("chunk_mb", self.chunk_mb > 0, "> 0"),
                   ("kmeans_iters", self.kmeans_iters >= 1, ">= 1"), ("grid_queries", self.grid_queries >= 1, ">= 1"),
                   ("grid_neighbours", self.grid_neighbours >= 1, ">= 1"),
+                  ("cub_classes", len(self.cub_classes) == 2 and 1 <= self.cub_classes[0] <= self.cub_classes[1],
+                   "[first, last] class ids with 1 <= first <= last"),
                   ("device", is_device_name(self.device),
                    "auto, cpu, cuda or cuda:N"))
         for key, ok, want in checks:

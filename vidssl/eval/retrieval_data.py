@@ -1,7 +1,8 @@
 """Retrieval datasets: each layout becomes a :class:`RetrievalSet` of square uint8 images with integer labels.
 
 - ``images``: category retrieval, ``DIR/labels.csv`` (``path,class_id[,class_name]``, paths relative to DIR) or
-  ``DIR/<class>/*.jpg``; every image queries all the others (the unseen-classes protocol).
+  ``DIR/<class>/*.jpg``, or the CUB-200-2011 release folder (its tables; classes ``cub_classes``); every image
+  queries all the others (the unseen-classes protocol).
 - ``davis``: instance retrieval across time on DAVIS-layout sequences; each annotated object in each frame is
   cropped (square around the mask box plus a margin); label = sequence + object; a crop queries crops of its own
   sequence at least ``min_gap`` frames away, and every crop of the other sequences.
@@ -232,19 +233,72 @@ def _image_set_from_folders(root: Path, size: int) -> RetrievalSet:
             skipped.setdefault(reason, []).append(os.path.relpath(other, root))
     if not paths:
         raise RetrievalDataError(f"{root}: no images found; expected DIR/<class>/*.jpg or DIR/labels.csv "
-                                 f"(path,class_id[,class_name]){_cub_hint(root)}")
+                                 f"(path,class_id[,class_name])")
     for reason, items in skipped.items():
         log.warning("%s: %d %s(s) in class folders skipped (e.g. %s)", root, len(items), reason, items[0])
     return _image_set(root, paths, labels, names, skipped, size)
 
 
-def _cub_hint(root: Path) -> str:
-    """For the CUB-200-2011 release folder (images.txt beside images/<class>/): where its class folders are."""
-    if (root / "images.txt").is_file() and (root / "images").is_dir():
-        return (f". This is the CUB-200-2011 release folder: pass {root / 'images'} (all 200 classes), or a "
-                f"folder with a labels.csv listing the images of the classes to evaluate (metric learning's test "
-                f"split: classes 101-200)")
-    return ""
+def is_cub_release(root: Path) -> bool:
+    """The CUB-200-2011 release folder: ``images.txt`` (id, path under ``images/``) beside ``images/``."""
+    return (root / "images.txt").is_file() and (root / "images").is_dir()
+
+
+def _read_id_table(path: Path) -> dict[int, str]:
+    """``<integer id> <value>`` per line (the CUB release's tables) -> {id: value}; a bad line is an error."""
+    table = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise RetrievalDataError(f"{path}: cannot read ({e.__class__.__name__}: {e}); the CUB-200-2011 release "
+                                 f"folder holds images.txt, image_class_labels.txt and classes.txt") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        key, _, value = line.strip().partition(" ")
+        if not key.isdigit() or not value.strip():
+            raise RetrievalDataError(f"{path}:{number}: expected '<integer id> <value>', found {line.strip()!r}")
+        if table.setdefault(int(key), value.strip()) != value.strip():
+            raise RetrievalDataError(f"{path}:{number}: id {key} is listed twice")
+    return table
+
+
+def _image_set_from_cub(root: Path, cfg: RetrievalConfig) -> RetrievalSet:
+    """The classes ``cfg.cub_classes`` (first, last id) of a CUB-200-2011 release folder, as its own tables
+    label them (ids 1-200; ``classes.txt`` names them, e.g. ``001.Black_footed_Albatross``)."""
+    image_paths = _read_id_table(root / "images.txt")
+    label_file = root / "image_class_labels.txt"
+    if not label_file.is_file():
+        raise RetrievalDataError(f"{label_file}: not found; the CUB-200-2011 release folder labels its images "
+                                 f"there (or pass a folder with a labels.csv)")
+    image_labels = _read_id_table(label_file)
+    class_names = _read_id_table(root / "classes.txt") if (root / "classes.txt").is_file() else {}
+    first, last = cfg.cub_classes
+    paths, labels, names, skipped = [], [], {}, {}
+    for image_id, relative in sorted(image_paths.items()):
+        if image_id not in image_labels:
+            raise RetrievalDataError(f"{label_file}: image id {image_id} ({relative}, images.txt) has no class")
+        label = image_labels[image_id]
+        if not label.isdigit():
+            raise RetrievalDataError(f"{label_file}: image id {image_id} has class {label!r}, not an integer id")
+        label = int(label)
+        if not first <= label <= last:
+            continue
+        path = root / "images" / relative
+        if not path.is_file():
+            skipped.setdefault("missing file", []).append(f"images/{relative}")
+            continue
+        paths.append(path)
+        labels.append(label)
+        names.setdefault(label, class_names.get(label, str(label)))
+    if not paths:
+        raise RetrievalDataError(f"{root}: no image of classes {first}-{last} found under images/ "
+                                 f"(eval.retrieval.cub_classes picks the classes)")
+    missing = skipped.get("missing file", [])
+    if missing:
+        log.warning("%s: %d of the %d images images.txt lists in classes %d-%d are missing (e.g. %s), skipped",
+                    root, len(missing), len(missing) + len(paths), first, last, missing[0])
+    return _image_set(root, paths, labels, names, skipped, cfg.image_size)
 
 
 def _image_set(root, paths, labels, names, skipped, size) -> RetrievalSet:
@@ -255,11 +309,14 @@ def _image_set(root, paths, labels, names, skipped, size) -> RetrievalSet:
 
 
 def load_image_set(root: str | os.PathLike, cfg: RetrievalConfig) -> RetrievalSet:
-    """Category retrieval: ``labels.csv`` when present, else one sub-folder per class."""
+    """Category retrieval: ``labels.csv`` when present, else the CUB-200-2011 release's tables, else one
+    sub-folder per class."""
     root = Path(root)
     csv_path = root / "labels.csv"
     if csv_path.is_file():
         return _image_set_from_csv(root, csv_path, cfg.image_size)
+    if is_cub_release(root):
+        return _image_set_from_cub(root, cfg)
     return _image_set_from_folders(root, cfg.image_size)
 
 
@@ -414,7 +471,7 @@ def detect_kind(root: str | os.PathLike) -> str:
         return "tracks"
     if (root / "JPEGImages").is_dir() and (root / "Annotations").is_dir():
         return "davis"
-    if (root / "labels.csv").is_file() or _class_folders(root):
+    if (root / "labels.csv").is_file() or is_cub_release(root) or _class_folders(root):
         return "images"
     from vidssl.video import find_videos
 
@@ -422,7 +479,8 @@ def detect_kind(root: str | os.PathLike) -> str:
         return "videos"
     raise RetrievalDataError(f"{root}: not a retrieval layout; expected DIR/labels.csv or DIR/<class>/*.jpg "
                              f"(images), JPEGImages/ + Annotations/ (DAVIS), manifest.jsonl (pairs from "
-                             f"`vidssl mine`) or a folder of videos{_cub_hint(root)}")
+                             f"`vidssl mine`), a CUB-200-2011 release folder (images.txt, images/) or a "
+                             f"folder of videos")
 
 
 def load_retrieval_set(root: str | os.PathLike, cfg: RetrievalConfig, kind: str = "auto",
