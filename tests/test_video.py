@@ -266,9 +266,9 @@ def test_more_containers_decode_frame_for_frame(tmp_path, suffix, container, cod
         assert len(greys) == 12 and np.abs(np.array(greys) - 20 * np.arange(12)).max() < 3, (backend, greys)
 
 
-def rotate_90(src, dst):
-    """Copy an mp4 with its track header's display matrix set to a 90 degree turn, as phones record portrait video
-    (the stored frames stay landscape)."""
+def with_display_matrix(src, dst, a, b, c, d):
+    """Copy an mp4 with its track header's display matrix set to [[a, b], [c, d]] (x' = a x + c y, y' = b x + d y;
+    the stored frames stay as they are)."""
     import struct
 
     data = bytearray(src.read_bytes())
@@ -276,9 +276,48 @@ def rotate_90(src, dst):
     version = data[i + 4]
     # box type, version+flags, times, track id, reserved, duration, reserved, layer, group, volume, reserved
     matrix = i + 4 + 4 + (8 if version == 0 else 16) + 4 + 4 + (4 if version == 0 else 8) + 8 + 2 + 2 + 2 + 2
-    struct.pack_into(">9I", data, matrix, 0, 0x10000, 0, 0xFFFF0000, 0, 0, 0, 0, 0x40000000)
+    struct.pack_into(">9i", data, matrix, a << 16, b << 16, 0, c << 16, d << 16, 0, 0, 0, 0x40000000)
     dst.write_bytes(bytes(data))
     return dst
+
+
+def rotate_90(src, dst):
+    """A 90 degree turn, as phones record portrait video (the stored frames stay landscape)."""
+    return with_display_matrix(src, dst, 0, 1, -1, 0)
+
+
+def displayed(stored: np.ndarray, a: int, b: int, c: int, d: int) -> np.ndarray:
+    """The picture a display matrix shows, pixel by pixel: stored (x, y) goes to (a x + c y, b x + d y), shifted
+    to start at 0 (the matrix's translation); a singular matrix shows the frame as stored."""
+    if a * d - b * c == 0:
+        return stored
+    h, w = stored.shape[:2]
+    y, x = np.mgrid[:h, :w]
+    x2, y2 = a * x + c * y, b * x + d * y
+    x2, y2 = x2 - x2.min(), y2 - y2.min()
+    out = np.zeros((y2.max() + 1, x2.max() + 1, 3), stored.dtype)
+    out[y2, x2] = stored[y, x]
+    return out
+
+
+@pytest.mark.parametrize("name, matrix", [("hflip", (-1, 0, 0, 1)), ("vflip", (1, 0, 0, -1)),
+                                          ("rot180", (-1, 0, 0, -1)), ("transpose", (0, 1, 1, 0)),
+                                          ("antitranspose", (0, -1, -1, 0)), ("cw90", (0, 1, -1, 0)),
+                                          ("ccw90", (0, -1, 1, 0)), ("singular", (0, 0, 0, 0))])
+def test_display_matrix_mirrors_and_turns_alike_in_every_backend(tmp_path, demo_dir, name, matrix):
+    """FFmpeg reads a mirroring matrix as a turn (a horizontal flip as 180 degrees; decord and OpenCV then turn
+    the frame so) and PyAV reported a singular one as -2^31 degrees, turning the frame where the others did not."""
+    path = with_display_matrix(demo_dir / "clip_00.mp4", tmp_path / f"{name}.mp4", *matrix)
+    with open_video(demo_dir / "clip_00.mp4", "pyav") as reader:
+        want = displayed(next(reader.frames())[1], *matrix)
+    for backend in ["auto"] + available_backends():
+        with open_video(path, backend) as reader:
+            assert (reader.height, reader.width) == want.shape[:2], backend
+            got = next(reader.frames())[1]
+            small = reader.get_batch([0], max_side=160)[0]
+        assert got.shape == want.shape and got.flags["C_CONTIGUOUS"], backend
+        assert np.abs(got.astype(int) - want.astype(int)).mean() < 2.0, backend
+        assert max(small.shape[:2]) == 160 and small.shape[0] / small.shape[1] == want.shape[0] / want.shape[1]
 
 
 def test_rotated_phone_video_is_upright_in_every_backend(tmp_path, demo_dir):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
 import stat
@@ -52,6 +53,28 @@ def resized_shape(height: int, width: int, max_side: int | None) -> tuple[int, i
         return height, width
     scale = max_side / max(height, width)
     return max(2, int(round(height * scale / 2)) * 2), max(2, int(round(width * scale / 2)) * 2)
+
+
+def display_orientation(matrix: Sequence[int] | None) -> tuple[int, bool]:
+    """(counter-clockwise quarter turns, mirrored) of a display matrix (9 int32, 16.16 fixed point, row-major, as
+    in an MP4 track header and FFmpeg's side data). The turns are the ones FFmpeg's ``av_display_rotation_get``
+    rounds to, which decord and OpenCV apply; a matrix with a negative determinant also mirrors, which they
+    ignore (FFmpeg reads a horizontal flip as a 180 degree turn). A singular matrix (all zeros) means upright."""
+    if matrix is None:
+        return 0, False
+    a, b, c, d = (matrix[i] / 65536 for i in (0, 1, 3, 4))
+    column_scales = math.hypot(a, c), math.hypot(b, d)
+    if not all(column_scales):
+        return 0, False
+    degrees = -math.degrees(math.atan2(b / column_scales[1], a / column_scales[0]))
+    return int(round(degrees / 90)) % 4, a * d - b * c < 0
+
+
+def unmirror(frame: np.ndarray, turns: int) -> np.ndarray:
+    """The displayed picture of a mirroring display matrix, from the frame turned by its ``turns`` alone: the
+    rows reversed after an even number of quarter turns, the columns after an odd one (FFmpeg's autorotate: a
+    horizontal flip, a vertical flip, a transpose)."""
+    return np.ascontiguousarray(frame[::-1] if turns % 2 == 0 else frame[:, ::-1])
 
 
 def check_video_file(path: str | os.PathLike) -> Path:
@@ -218,7 +241,8 @@ def open_container(av, path: str | os.PathLike):
 
 class PyAVReader(VideoReader):
     """PyAV decodes frames as stored; a phone video's display matrix (rotation) is applied here, as decord and
-    OpenCV do, so every backend gives the same upright frames. ``width``/``height`` are the displayed size."""
+    OpenCV do, so every backend gives the same upright frames. ``width``/``height`` are the displayed size;
+    ``turns`` and ``mirrored`` the display matrix's orientation (:func:`display_orientation`)."""
 
     backend = "pyav"
 
@@ -236,21 +260,21 @@ class PyAVReader(VideoReader):
             self.announced_frames = stream.frames or None
             if self.width <= 0 or self.height <= 0:
                 raise UnsupportedVideo(path, "video stream has no frame size")
-            self._turns = self._quarter_turns(container, stream)
+            self.turns, self.mirrored = display_orientation(self._display_matrix(container, stream))
         finally:
             container.close()
-        if self._turns % 2:
+        if self.turns % 2:
             self.width, self.height = self.height, self.width
 
-    def _quarter_turns(self, container, stream) -> int:
-        """Counter-clockwise quarter turns that make the stored frames upright (np.rot90's k), from the display
-        matrix, which PyAV exposes on decoded frames only: the first one is decoded."""
+    def _display_matrix(self, container, stream) -> tuple[int, ...] | None:
+        """The display matrix (see :func:`display_orientation`), which PyAV exposes on decoded frames only: the
+        first one is decoded. None when there is none."""
         try:
             frame = next(container.decode(stream), None)
         except self._av.error.FFmpegError:
-            return 0  # frames() reports the failure
-        rotation = frame.rotation if frame is not None else 0  # degrees counter-clockwise (PyAV >= 14.1)
-        return int(round(rotation / 90)) % 4
+            return None  # frames() reports the failure
+        data = frame.side_data.get("DISPLAYMATRIX") if frame is not None else None
+        return None if data is None else struct.unpack("<9i", bytes(data))
 
     def _open(self):
         try:
@@ -304,7 +328,7 @@ class PyAVReader(VideoReader):
         if stride < 1:
             raise ValueError("stride must be >= 1")
         h, w = resized_shape(self.height, self.width, max_side)
-        if self._turns % 2:
+        if self.turns % 2:
             h, w = w, h  # resized as stored, then turned upright
         container = self._open()
         stream = container.streams.video[0]
@@ -319,7 +343,9 @@ class PyAVReader(VideoReader):
                     continue
                 # swscale converts and resizes in one pass, so full-size RGB frames are never materialised
                 rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
-                yield index, np.ascontiguousarray(np.rot90(rgb, self._turns)) if self._turns else rgb
+                if self.turns:
+                    rgb = np.ascontiguousarray(np.rot90(rgb, self.turns))
+                yield index, unmirror(rgb, self.turns) if self.mirrored else rgb
         except self._av.error.FFmpegError as e:
             if index < 0:  # "after frame -1"
                 raise CorruptVideo(self.path, f"no frame decodes ({e.__class__.__name__}): the file is damaged or "
@@ -399,8 +425,10 @@ class DecordReader(VideoReader):
         # decord's FFmpeg logs through its own process-wide setting (ERROR is about its default)
         decord.logging.set_level(decord.logging.QUIET if os.environ.get(_QUIET_DECODERS) else decord.logging.ERROR)
 
-        # decord can crash the process on malformed containers; PyAV (robust) vets the container first.
-        self.announced_frames = PyAVReader(path).announced_frames
+        # decord can crash the process on malformed containers; PyAV (robust) vets the container first, and reads
+        # the display matrix: decord turns the frames by it, but does not mirror them
+        vetted = PyAVReader(path)
+        self.announced_frames, self._turns, self._mirrored = vetted.announced_frames, vetted.turns, vetted.mirrored
         self._decord = decord
         self._readers: dict[tuple[int, int], object] = {}
         vr = self._reader(None)
@@ -461,13 +489,12 @@ class DecordReader(VideoReader):
         size = resized_shape(self.height, self.width, max_side)
         return size, self._reader(max_side if size[1] >= DECORD_MIN_SCALED_WIDTH else None)
 
-    @staticmethod
-    def _resized(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        if frame.shape[:2] == size:
-            return frame
-        import cv2
+    def _resized(self, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        if frame.shape[:2] != size:
+            import cv2
 
-        return cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+            frame = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        return unmirror(frame, self._turns) if self._mirrored else frame
 
     def close(self) -> None:
         self._readers.clear()
@@ -494,6 +521,13 @@ class OpenCVReader(VideoReader):
             cap.release()
         if self.width <= 0 or self.height <= 0:
             raise UnsupportedVideo(path, "OpenCV reports no frame size")
+        # OpenCV turns the frames by the display matrix but does not mirror them; PyAV reads the matrix where it
+        # can open the file (where it cannot, OpenCV may be the one backend that decodes it: no mirroring known)
+        try:
+            vetted = PyAVReader(path)
+            self._turns, self._mirrored = vetted.turns, vetted.mirrored
+        except (VideoError, ImportError):
+            self._turns, self._mirrored = 0, False
 
     def _open(self):
         cap = self._cv2.VideoCapture(str(self.path), self._cv2.CAP_FFMPEG)
@@ -533,7 +567,8 @@ class OpenCVReader(VideoReader):
                     raise CorruptVideo(self.path, f"decoding failed at frame {index}")
                 if (h, w) != bgr.shape[:2]:
                     bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)
-                yield index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                yield index, unmirror(rgb, self._turns) if self._mirrored else rgb
         finally:
             cap.release()
 
