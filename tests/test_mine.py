@@ -821,6 +821,32 @@ def test_a_file_name_that_is_not_utf8_is_mined(demo_dir, tmp_path):
     assert mine_folder(videos, out, DEMO, progress=False)["run"]["videos"] == 0  # done, found by its name again
 
 
+def test_names_not_in_utf8_are_printed_and_drawn_escaped(demo_dir, tmp_path):
+    """Under a strict UTF-8 stdout (PYTHONIOENCODING=utf-8, a full en_US.UTF-8 locale) `vidssl mine` ended with a
+    UnicodeEncodeError printing a skipped video's name, and OpenCV's putText crashed `show-pairs` on the caption of
+    a pair from such a video. In subprocesses: a crash fails the test."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    try:
+        shutil.copy(demo_dir / "clip_00.mp4", videos / os.fsdecode(b"caf\xe9.mp4"))
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    short = tmp_path / "short.mp4"  # written under an ASCII name, then renamed: OpenCV cannot take the other
+    writer = cv2.VideoWriter(str(short), cv2.VideoWriter_fourcc(*"mp4v"), 25, (64, 48))
+    for _ in range(3):
+        writer.write(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    os.rename(short, videos / os.fsdecode(b"kurz\xfc.mp4"))
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    mined = subprocess.run([sys.executable, "-m", "vidssl", "mine", str(videos), "--out", str(tmp_path / "pairs"),
+                            "--workers", "1"], capture_output=True, env=env, timeout=300)
+    assert mined.returncode == 0, mined.stderr.decode(errors="replace")[-2000:]
+    assert b"): kurz\\udcfc.mp4" in mined.stdout, mined.stdout  # skipped (too_small), named escaped
+    shown = subprocess.run([sys.executable, "-m", "vidssl", "show-pairs", str(tmp_path / "pairs"), "--out",
+                            str(tmp_path / "grid.png")], capture_output=True, env=env, timeout=300)
+    assert shown.returncode == 0 and (tmp_path / "grid.png").is_file(), shown.stderr.decode(errors="replace")
+
+
 # a run whose process dies on clip_01.mp4 (os._exit: as a decoder segfault, nothing is cleaned up)
 CRASHING_RUN = """
 import os, sys

@@ -9,6 +9,7 @@ import numpy as np
 
 from tracking.dataset import read_marker
 from vidssl.errors import VidsslError
+from vidssl.io import drawable
 
 _GRID_KEYS = {"video", "shard", "offset", "start_frame", "end_frame"}  # what the pictures read of a record
 CAPTION = 14  # px of caption bar above each pair / track row
@@ -47,6 +48,7 @@ def _sample(records: list[dict], n: int, seed: int) -> list[dict]:
 
 def _caption(width: int, text: str) -> np.ndarray:
     bar = np.full((CAPTION, width, 3), 255, np.uint8)
+    text = drawable(text)
     while len(text) > 4 and cv2.getTextSize(text, FONT, 0.35, 1)[0][0] > width - 4:
         text = text[:-5] + "..."
     cv2.putText(bar, text, (2, CAPTION - 4), FONT, 0.35, (0, 0, 0), 1, cv2.LINE_AA)

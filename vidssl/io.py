@@ -128,7 +128,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    # a file name that is not UTF-8 (lone surrogates in Python) quoted in a report is written escaped, not fatal
+    atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))
+
+
+def drawable(text: str) -> str:
+    """``text`` as OpenCV's ``putText`` can draw it: its Hershey fonts draw ASCII only, and a lone surrogate (a
+    file name that is not UTF-8) crashed the process."""
+    return text.encode("ascii", "backslashreplace").decode("ascii")
 
 
 def finite_or_none(obj: Any) -> Any:

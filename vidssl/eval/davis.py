@@ -37,7 +37,7 @@ from vidssl.eval.config import DavisConfig
 from vidssl.eval.davis_data import DavisDataError, DavisSequence, list_sequences, load_sequence
 from vidssl.device import resolve_device
 from vidssl.eval.frozen import evaluation_mode
-from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text, drawable
 from vidssl.models.base import normalize_rgb
 
 log = logging.getLogger(__name__)
@@ -420,7 +420,7 @@ def overlay_png(seq: DavisSequence, pred: Sequence[np.ndarray], num_frames: int,
         tiles.append(tile)
     strip = np.concatenate(tiles, 1)
     banner = np.zeros((24, strip.shape[1], 3), dtype=np.uint8)
-    cv2.putText(banner, title, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(banner, drawable(title), (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     ok, buf = cv2.imencode(".png", cv2.cvtColor(np.concatenate([banner, strip], 0), cv2.COLOR_RGB2BGR))
     return buf.tobytes()
 

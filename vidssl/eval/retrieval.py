@@ -23,7 +23,7 @@ from vidssl.device import resolve_device
 from vidssl.eval.frozen import evaluation_mode
 from vidssl.eval.metrics import RECALL_KS, exclude_same_group_within, non_finite_rows, retrieval_metrics
 from vidssl.eval.retrieval_data import RetrievalDataError, RetrievalSet, load_retrieval_set
-from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text, drawable
 from vidssl.models.base import normalize_rgb
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ def _tile(image: np.ndarray | None, colour: tuple[int, int, int], caption: str) 
     inner = np.zeros((_TILE, _TILE, 3), np.uint8) if image is None else cv2.resize(image, (_TILE, _TILE),
                                                                                     interpolation=cv2.INTER_AREA)
     tile[_BORDER:_BORDER + _TILE, _BORDER:_BORDER + _TILE] = inner
-    cv2.putText(tile, caption[:16], (2, side + _CAPTION - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (230, 230, 230), 1,
+    cv2.putText(tile, drawable(caption)[:16], (2, side + _CAPTION - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (230, 230, 230), 1,
                 cv2.LINE_AA)
     return tile
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from vidssl.io import drawable
+
 # hue segments of the Middlebury colour wheel (Baker et al. 2011): red-yellow, yellow-green, green-cyan,
 # cyan-blue, blue-magenta, magenta-red, with these many steps each
 _SEGMENTS = ((15, (255, 0, 0), (255, 255, 0)), (6, (255, 255, 0), (0, 255, 0)), (4, (0, 255, 0), (0, 255, 255)),
@@ -47,7 +49,7 @@ def _panel(image: np.ndarray, title: str, width: int) -> np.ndarray:
     h = max(1, round(image.shape[0] * width / image.shape[1]))
     body = cv2.resize(image, (width, h), interpolation=cv2.INTER_AREA)
     bar = np.full((22, width, 3), 255, np.uint8)
-    cv2.putText(bar, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(bar, drawable(title), (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     return np.vstack([bar, body])
 
 
