@@ -102,6 +102,31 @@ def test_budget_fits_the_schedule(pairs, tmp_path):
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["fitted"] is True
 
 
+def test_a_budget_spent_before_the_fit_stops_unfitted_and_a_rerun_fits(pairs, tmp_path, monkeypatch):
+    """The step the fit follows stalled past the budget: the fit set the run's length below the steps done, it ended
+    "done" at the warm-up's learning rate, and every rerun, whatever its budget, said it was complete."""
+    import time
+
+    from vidssl import train as trainer
+
+    step_fn = trainer.TrainStep.__call__
+
+    def stall_before_the_fit(self, x, groups, step):
+        if step == 6:  # the 7th step, after which the step count is fitted
+            time.sleep(2.5)
+        return step_fn(self, x, groups, step)
+
+    monkeypatch.setattr(trainer.TrainStep, "__call__", stall_before_the_fit)
+    cfg = load_config(None, TINY + ["train.steps=60", "train.checkpoint_every=1000", "train.image_every=0"])
+    stats = train(pairs, tmp_path / "run", cfg, budget_minutes=0.02, progress=False)
+    assert (stats["stopped"], stats["step"], stats["total_steps"]) == ("budget", 7, 60)
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["fitted"] is False
+    monkeypatch.setattr(trainer.TrainStep, "__call__", step_fn)
+    stats = train(pairs, tmp_path / "run", cfg, budget_minutes=5, progress=False)  # more time: continued, fitted
+    assert (stats["stopped"], stats["step"], stats["total_steps"]) == ("done", 60, 60)
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["fitted"] is True
+
+
 def test_a_run_that_slows_down_after_the_fit_is_refitted_and_still_anneals(pairs, tmp_path, monkeypatch):
     import time
 

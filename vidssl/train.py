@@ -622,19 +622,23 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
             if fit and step - start == _FIT_AFTER + 1:
                 per_step = (time.monotonic() - speed_from[0]) / _FIT_AFTER
                 left = budget * 60 - (time.monotonic() - t0)
-                total = _min_over_ranks(min(total, step + int(_FIT_MARGIN * left / per_step)), d, dev)
-                fitted, fit = True, False
-                schedule.hard_from = int(round(cfg.miner.hard_start * total))
-                bar.total = total
-                log.info("train: fitted %d steps to the %.1f-minute budget (%.2f s/step)", total, budget, per_step)
-                speed_from, fit_again = (time.monotonic(), step), start == 0 and step < tc.warmup_steps
+                # a budget spent before the fit stops the run below as "budget", unfitted: a rerun with more time
+                # fits then (a fit to the steps done would end it "done" at the warm-up's learning rate)
+                if not _any_rank(left <= 0, d, dev):
+                    total = _min_over_ranks(min(total, step + max(1, int(_FIT_MARGIN * left / per_step))), d, dev)
+                    fitted, fit = True, False
+                    schedule.hard_from = int(round(cfg.miner.hard_start * total))
+                    bar.total = total
+                    log.info("train: fitted %d steps to the %.1f-minute budget (%.2f s/step)", total, budget,
+                             per_step)
+                    speed_from, fit_again = (time.monotonic(), step), start == 0 and step < tc.warmup_steps
             elif fit_again and step == tc.warmup_steps:
                 # the first fit underestimated a 2-core CPU's speed by about 20% (the loader filling its queue slows
                 # the first ten steps); so far the lr was the warm-up's and the miner the first phase's, neither
                 # depended on the count, so it may still grow
                 per_step = (time.monotonic() - speed_from[0]) / (step - speed_from[1])
                 left = budget * 60 - (time.monotonic() - t0)
-                refit = _min_over_ranks(min(planned, step + int(_FIT_MARGIN * left / per_step)), d, dev)
+                refit = _min_over_ranks(min(planned, step + max(1, int(_FIT_MARGIN * left / per_step))), d, dev)
                 fit_again = False
                 if min(schedule.hard_from, int(round(cfg.miner.hard_start * refit))) >= step:
                     speed_from, total = (time.monotonic(), step), refit
