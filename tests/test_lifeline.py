@@ -125,3 +125,85 @@ def test_without_proc_a_live_process_is_alive(monkeypatch):
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait(10)
     assert process_start(proc.pid) is None
+
+
+# a stand-in for torchrun: its command line names torch.distributed.run, it starts the rank through a shell (as
+# `torchrun --no-python bash -c ...` or a wrapper script without exec) in a session of its own, as torchrun does
+FAKE_LAUNCHER = textwrap.dedent("""
+    # torch.distributed.run stand-in
+    import os, shlex, subprocess, sys, time
+    script, record, delay, mode = sys.argv[1:5]
+    command = " ".join(map(shlex.quote, [sys.executable, script, record, delay])) + "; sleep 60"
+    rank = subprocess.Popen(["bash", "-c", command], start_new_session=True,
+                            env={**os.environ, "TORCHELASTIC_RUN_ID": "test", "RANK": "0"})
+    print(rank.pid, flush=True)
+    if mode == "exit":  # dies before the rank starts watching it
+        os._exit(0)
+    time.sleep(120)
+""")
+RANK = textwrap.dedent("""
+    import os, sys, time
+    from vidssl import lifeline
+    time.sleep(float(sys.argv[2]))
+    with open(sys.argv[1], "w") as fh:
+        fh.write(f"{os.getpid()} {lifeline.launcher_pid()}")
+    lifeline.exit_with_launcher()
+    time.sleep(60)
+""")
+
+
+def _launch(tmp_path: Path, delay: float, mode: str) -> tuple[subprocess.Popen, int, Path]:
+    """(the fake launcher, its shell's pid (the rank's session), the file the rank writes its pid into)."""
+    script, record = tmp_path / "rank.py", tmp_path / "rank.txt"
+    script.write_text(RANK)
+    launcher = subprocess.Popen([sys.executable, "-c", FAKE_LAUNCHER, str(script), str(record), str(delay), mode],
+                                stdout=subprocess.PIPE, text=True)
+    return launcher, int(launcher.stdout.readline()), record
+
+
+def _rank_pid(record: Path) -> tuple[int, int | None]:
+    text = _wait_for(lambda: record.exists() and record.read_text(), 30)
+    assert text, "the rank never started"
+    pid, launcher = text.split()
+    return int(pid), None if launcher == "None" else int(launcher)
+
+
+@needs_proc
+def test_a_rank_behind_a_shell_exits_when_its_launcher_is_killed(tmp_path):
+    """The rank's parent is a shell that outlives torchrun: watching the parent left the rank training."""
+    launcher, shell, record = _launch(tmp_path, 0.0, "stay")
+    try:
+        pid, found = _rank_pid(record)
+        assert found == launcher.pid  # the launcher, through the shell
+        _kill_and_check_workers_exit(launcher, {pid})
+        assert process_start(shell) is not None  # the shell lives on: it was not what the rank watched
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+        os.killpg(shell, signal.SIGKILL)
+
+
+@needs_proc
+def test_a_rank_whose_launcher_died_before_it_started_exits(tmp_path):
+    """torchrun killed while its ranks were still importing: the rank, adopted by init, watched init for ever."""
+    if b"python" in Path("/proc/1/cmdline").read_bytes():
+        pytest.skip("pid 1 runs Python here: it could be a launcher, so an adopted rank is not told apart")
+    launcher, shell, record = _launch(tmp_path, 1.0, "exit")
+    launcher.wait(10)
+    try:
+        pid, found = _rank_pid(record)
+        assert found is None
+        assert _wait_for(lambda: process_start(pid) is None, 10), "the orphaned rank kept running"
+    finally:
+        os.killpg(shell, signal.SIGKILL)
+
+
+@needs_proc
+def test_a_single_process_torchrun_rank_is_watched_too():
+    """With --nproc_per_node=1 (WORLD_SIZE 1) no lifeline was armed."""
+    code = ("import os, threading\nos.environ.update(TORCHELASTIC_RUN_ID='x', WORLD_SIZE='1')\n"
+            "from vidssl.train import _init_distributed\n_init_distributed('cpu')\n"
+            "print(sorted(t.name for t in threading.enumerate()))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "vidssl-lifeline" in out.stdout, out.stderr[-2000:]

@@ -57,6 +57,37 @@ def test_torchrun_two_cpu_processes_identical_weights(tmp_path):
     assert steps == [4, 8, 12]  # one writer
 
 
+OWN_GROUP_WORKER = textwrap.dedent("""
+    import json, os, sys, time
+    import torch.distributed as dist
+    from vidssl import train as T
+    from vidssl.config import load_config
+    pairs, run, out = sys.argv[1:4]
+    dist.init_process_group("gloo")  # the caller's group: train() neither makes nor ends it
+    write = T.atomic_write_json
+    def slow_write(path, obj):  # rank 0 writes stats.json late: the other rank must wait for it
+        time.sleep(1.0)
+        write(path, obj)
+    T.atomic_write_json = slow_write
+    T.train(pairs, run, load_config(None, sys.argv[4:]), progress=False)
+    seen = os.path.exists(os.path.join(run, "stats.json"))
+    with open(os.path.join(out, f"rank{os.environ['RANK']}.json"), "w") as fh:
+        json.dump({"stats_written": seen, "group_alive": dist.is_initialized()}, fh)
+    dist.destroy_process_group()
+""")
+
+
+@pytest.mark.slow
+def test_ranks_of_a_callers_group_return_after_rank_0_has_written(tmp_path):
+    """With a process group the caller made, the ranks other than 0 returned before rank 0 wrote the final
+    checkpoint and stats.json (the end-of-run barrier was only taken in a group train() had made)."""
+    pairs = synthetic_pairs(tmp_path / "pairs", num_videos=4, tracks_per_video=12, size=40)
+    run = torchrun(OWN_GROUP_WORKER, tmp_path, pairs, tmp_path / "run", tmp_path, *SETTINGS, "train.steps=4")
+    assert run.returncode == 0, run.stderr[-3000:]
+    for r in (0, 1):
+        assert json.loads((tmp_path / f"rank{r}.json").read_text()) == {"stats_written": True, "group_alive": True}
+
+
 TRACING_WORKER = textwrap.dedent("""
     import json, os, sys
     from vidssl import train as T

@@ -8,6 +8,7 @@ process. Ctrl-C and SIGTERM need none of this: the main process then shuts its w
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 
@@ -54,3 +55,80 @@ def exit_with(pid: int, poll_seconds: float = 1.0) -> None:
                 os._exit(1)  # no cleanup to run: the work of a killed run is redone by the next one
 
     threading.Thread(target=watch, name="vidssl-lifeline", daemon=True).start()
+
+
+# what a torch elastic agent's command line holds: `torchrun ...`, `python -m torch.distributed.run ...` (or .launch)
+_LAUNCHERS = (b"torchrun", b"torch.distributed.run", b"torch.distributed.launch")
+
+
+def _process_info(pid: int) -> tuple[int, str, bytes] | None:
+    """(parent pid, name, command line) of process ``pid`` from /proc, None when it is gone or hidden. The name is
+    the executable's (``bash``, ``python3.11``; a script run through its shebang line: the script's, ``torchrun``)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read().decode(errors="replace")
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmdline = fh.read().replace(b"\0", b" ")
+    except OSError:
+        return None
+    name = stat[stat.index("(") + 1:stat.rfind(")")]
+    return int(stat[stat.rfind(")") + 2:].split()[1]), name, cmdline
+
+
+def launcher_pid(max_depth: int = 8) -> int | None:
+    """The nearest ancestor of this process that is a torch elastic launcher (by its command line), or None: the
+    rank's parent is the launcher itself, or a shell between them (``torchrun --no-python bash -c ...``, a wrapper
+    script without ``exec``)."""
+    pid = os.getpid()
+    for _ in range(max_depth):
+        this = _process_info(pid)
+        if this is None or this[0] <= 0:
+            return None
+        pid = this[0]
+        parent = _process_info(pid)
+        if parent is None:
+            return None
+        if any(name in parent[2] for name in _LAUNCHERS):
+            return pid
+        if pid == 1:
+            return None
+    return None
+
+
+def _adopted_by_init() -> bool:
+    """Whether the process torchrun started for this rank (the leader of the rank's session: torchrun starts each
+    in a session of its own; the rank itself, or a shell that runs it) now has init (pid 1, not Python, so not a
+    launcher) for its parent: its launcher is gone."""
+    leader, pid = os.getsid(0), os.getpid()
+    while pid != leader:  # up through shells only: a Python process on the way may be a launcher of another name
+        this = _process_info(pid)
+        if this is None or this[0] <= 1:
+            return False
+        pid = this[0]
+        parent = _process_info(pid)
+        if parent is None or "python" in parent[1]:
+            return False
+    top, init = _process_info(leader), _process_info(1)
+    return top is not None and top[0] == 1 and init is not None and "python" not in init[1]
+
+
+def exit_with_launcher() -> None:
+    """In a process started by torchrun (``TORCHELASTIC_RUN_ID`` set): end it once the launcher is gone, as a
+    ``kill -9`` of torchrun (or the OOM killer's) leaves its ranks running, orphaned, holding the run's lock.
+
+    Watches the nearest launcher ancestor; without one (a launcher of another name, e.g. ``elastic_launch`` called
+    from a script), the parent. A rank that init adopted before this runs (its launcher died while it started up)
+    exits at once. Not covered: a launcher of another name that died before this runs, and a rank adopted by a
+    subreaper other than pid 1 (``systemd --user``, ``tini -s``)."""
+    if not os.path.isdir("/proc/self"):
+        exit_with(os.getppid())
+        return
+    pid = launcher_pid()
+    if pid is not None:
+        exit_with(pid)
+    elif _adopted_by_init():
+        print(f"vidssl: rank {os.environ.get('RANK', '?')}: its torchrun ended before the rank started; exiting",
+              file=sys.stderr, flush=True)
+        os._exit(1)
+    else:
+        exit_with(os.getppid())

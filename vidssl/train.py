@@ -39,7 +39,7 @@ from vidssl.data import (PairBatchSampler, PairPatches, make_loader, open_pairs,
 from vidssl.device import resolve_device
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.io import atomic_path, atomic_write_json, atomic_write_text, json_text, remove_temp_leftovers, run_lock
-from vidssl.lifeline import exit_with
+from vidssl.lifeline import exit_with_launcher
 from vidssl.losses import Triplets, build_loss, build_reducer, dense_cycle_loss
 from vidssl.miners import MiningSchedule, Scores
 from vidssl.models import ARCHS, EmbeddingNet, build_backbone
@@ -70,12 +70,12 @@ class Dist:
 
 def _init_distributed(device_kind: str, timeout_minutes: float | None = None) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return Dist()
     if "TORCHELASTIC_RUN_ID" in os.environ:
         # torchrun killed with -9 (or by the OOM killer) tears nothing down: its ranks, orphaned, trained on and held
-        # the run folder's lock against the rerun
-        exit_with(os.getppid())
+        # the run folder's lock against the rerun (with --nproc_per_node=1 too)
+        exit_with_launcher()
+    if world == 1:
+        return Dist()
     if not dist.is_initialized():
         timeout = None if timeout_minutes is None else datetime.timedelta(minutes=timeout_minutes)
         dist.init_process_group("nccl" if device_kind == "cuda" else "gloo", timeout=timeout)
@@ -450,10 +450,13 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
     with run_lock(run_dir) if d.main else nullcontext(), runtime_settings(cfg, dev):  # one writer per run folder
         stats = _train(Path(pairs_dir), Path(run_dir), cfg, budget, dev, d, resume, allow_incomplete, progress,
                        t0)
+    if d.world > 1:
+        # every rank returns once rank 0's final checkpoint and stats.json are written (a caller's group too:
+        # its next step, e.g. an export on each rank, reads them)
+        dist.barrier()
     if owns_group:
         # a gloo group left to process exit intermittently aborted a rank ("terminate called without an active
         # exception"); on an error the process exits and torchrun tears the group down
-        dist.barrier()
         dist.destroy_process_group()
     return stats
 
