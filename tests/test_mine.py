@@ -409,7 +409,7 @@ def bad_dir(demo_dir, tmp_path_factory) -> tuple[Path, dict]:
     (root / "text.mp4").write_text("not a video\n" * 50)
     ok, png = cv2.imencode(".png", np.zeros((32, 32, 3), np.uint8))
     (root / "image.mkv").write_bytes(png.tobytes())
-    (root / "folder.mp4").mkdir()
+    (root / "folder.mp4").mkdir()  # a folder named like a video: what it holds is listed, not the folder
     locked = root / "locked.mp4"
     shutil.copy(good, locked)
     locked.chmod(0)
@@ -417,6 +417,7 @@ def bad_dir(demo_dir, tmp_path_factory) -> tuple[Path, dict]:
     with open_video(good) as reader:
         frames = [f for _, f in reader.frames()]
     write_clip(root / "short.mp4", frames[:20])
+    write_clip(root / "folder.mp4" / "inside.mp4", frames[:20])
     write_clip(root / "tiny.mp4", [cv2.resize(f, (48, 36)) for f in frames[:40]])
     write_clip(root / "swarm.mp4", swarm_frames(np.random.default_rng(0), 40))
     write_clip(root / "portrait.mp4", [np.ascontiguousarray(np.rot90(f)) for f in frames])
@@ -425,7 +426,7 @@ def bad_dir(demo_dir, tmp_path_factory) -> tuple[Path, dict]:
     steps = np.random.default_rng(1).choice([20, 40, 60], size=len(frames))
     write_clip(root / "vfr.mp4", frames, pts=np.concatenate([[0], np.cumsum(steps)[:-1]]).tolist())
     expected = {"zero.mp4": "empty", "truncated.mp4": "corrupt", "text.mp4": "not_a_video",
-                "image.mkv": "not_a_video", "folder.mp4": "not_a_video", "locked.mp4": "unreadable",
+                "image.mkv": "not_a_video", "folder.mp4/inside.mp4": "too_short", "locked.mp4": "unreadable",
                 "static.mp4": "no_motion", "short.mp4": "too_short", "tiny.mp4": "too_small",
                 "swarm.mp4": "all_motion", "portrait.mp4": "mined", "vfr.mp4": "mined", "wide.mp4": "too_small"}
     yield root, expected
@@ -663,7 +664,7 @@ def test_bad_inputs_are_skipped_with_their_reason(bad_dir, tmp_path):
 
 def test_strict_fails_on_the_first_skip_and_names_it(bad_dir, tmp_path):
     root, _ = bad_dir
-    with pytest.raises(SkippedInStrictMode, match=r"folder\.mp4: skipped \(not_a_video"):
+    with pytest.raises(SkippedInStrictMode, match=r"folder\.mp4/inside\.mp4: skipped \(too_short"):
         mine_folder(root, tmp_path, DEMO, progress=False, strict=True)
     assert not list((tmp_path / "done").glob("*"))  # the first video in order failed: nothing recorded
 

@@ -89,6 +89,11 @@ def test_resized_shape_closed_form():
     assert resized_shape(720, 1280, 600) == (338, 600)
     assert resized_shape(272, 640, 1000) == (272, 640)  # never upscales
     assert resized_shape(1280, 720, 640) == (640, 360)  # portrait keeps its orientation
+    assert resized_shape(720, 1280, 255) == (144, 254)  # even sizes, and at most max_side: 127.5 rounded up to 256
+    assert resized_shape(100, 101, 99) == (98, 98)
+    for h, w, limit in [(720, 1280, m) for m in range(2, 400)] + [(101, 100, m) for m in range(2, 100)]:
+        got = resized_shape(h, w, limit)
+        assert max(got) <= limit and all(side % 2 == 0 for side in got), (h, w, limit, got)
 
 
 @pytest.fixture(scope="module")
@@ -233,11 +238,12 @@ def test_truncated_faststart_file_decodes_what_is_there(tmp_path, demo_dir):
 def test_find_videos_recursive_sorted_and_loop_safe(tmp_path):
     (tmp_path / "b").mkdir()
     (tmp_path / "a" / "deep").mkdir(parents=True)
-    for rel in ["b/z.MP4", "a/deep/x.webm", "a/y.avi", "c.mkv", "notes.txt", "a/.hidden.mp4"]:
+    (tmp_path / "clips.mp4").mkdir()  # a folder named like a video: its videos are listed, not the folder
+    for rel in ["b/z.MP4", "a/deep/x.webm", "a/y.avi", "c.mkv", "notes.txt", "a/.hidden.mp4", "clips.mp4/in.mov"]:
         (tmp_path / rel).write_bytes(b"x")
     os.symlink(tmp_path, tmp_path / "a" / "loop")  # a cycle back to the root
     found = [p.relative_to(tmp_path).as_posix() for p in find_videos(tmp_path)]
-    assert found == ["a/deep/x.webm", "a/y.avi", "b/z.MP4", "c.mkv"]
+    assert found == ["a/deep/x.webm", "a/y.avi", "b/z.MP4", "c.mkv", "clips.mp4/in.mov"]
     with pytest.raises(UnsupportedVideo, match="no such folder"):
         find_videos(tmp_path / "missing")
 

@@ -52,7 +52,8 @@ def resized_shape(height: int, width: int, max_side: int | None) -> tuple[int, i
     if not max_side or max(height, width) <= max_side:
         return height, width
     scale = max_side / max(height, width)
-    return max(2, int(round(height * scale / 2)) * 2), max(2, int(round(width * scale / 2)) * 2)
+    even_cap = max(2, max_side // 2 * 2)  # rounding to even sizes must not overshoot an odd max_side (255 -> 256)
+    return tuple(min(even_cap, max(2, int(round(side * scale / 2)) * 2)) for side in (height, width))
 
 
 def display_orientation(matrix: Sequence[int] | None) -> tuple[int, bool]:
@@ -768,7 +769,13 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
             if entry.name.startswith("."):
                 continue
             path = Path(entry.path)
-            if path.suffix.lower() in VIDEO_EXTENSIONS:
+            try:
+                is_folder = entry.is_dir(follow_symlinks=True)
+            except OSError:
+                is_folder = False
+            if is_folder:  # a folder named like a video too ("clips.mp4/"): its videos are what it holds
+                walk(path)
+            elif path.suffix.lower() in VIDEO_EXTENSIONS:
                 try:
                     st = entry.stat(follow_symlinks=True)
                     key = (st.st_dev, st.st_ino)
@@ -784,9 +791,7 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
                     continue
                 if key is not None:
                     files_seen[key] = path
-                found.append(path)  # a folder named like a video too: open_video reports it as unusable
-            elif entry.is_dir(follow_symlinks=True):
-                walk(path)
+                found.append(path)
             else:
                 ignored[path.suffix.lower() or "(no extension)"] += 1
 
