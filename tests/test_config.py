@@ -78,6 +78,24 @@ def test_a_key_given_twice_is_an_error_not_the_last_one_wins(tmp_path):
     assert load_config(None, ["train.lr=0.5", "train.lr=0.001"]).train.lr == 0.001  # --set: the last one wins
 
 
+def test_numbers_are_read_as_yaml_1_2_and_keys_as_written(tmp_path):
+    """YAML 1.1 read --set seed=010 as octal 8 and 1:30 as 90 (base 60); a key `on:` became True, and sorting it
+    beside string keys raised a TypeError (a traceback, not the one-line error)."""
+    assert parse_override("seed=010") == (["seed"], 10)
+    assert [parse_override(f"seed={v}")[1] for v in ("0o17", "0x1F", "-5", "+3")] == [15, 31, -5, 3]
+    with pytest.raises(ConfigError, match="'seed': expected an integer, got '1:30'"):
+        load_config(None, ["seed=1:30"])
+    with pytest.raises(ConfigError, match="'seed': expected an integer, got '1_000'"):
+        load_config(None, ["seed=1_000"])
+    assert load_config(None, ["data.flip=no"]).data.flip is False  # values keep YAML 1.1's booleans
+    (tmp_path / "on.yaml").write_text("train: {on: true, lr: 0.1}\n")
+    with pytest.raises(ConfigError, match="unknown config key 'train.on'"):
+        load_config(tmp_path / "on.yaml")
+    (tmp_path / "mixed.yaml").write_text("train: {yes: 1, 1: 2, null: 3, lrr: 4}\n")
+    with pytest.raises(ConfigError, match="unknown config key 'train.1'"):
+        load_config(tmp_path / "mixed.yaml")
+
+
 def test_yaml_merge_keys_still_load_and_odd_keys_are_one_line_errors(tmp_path):
     # `<<: *anchor` brings keys the mapping may then override: repeating them is what it is for
     (tmp_path / "merge.yaml").write_text("train: &base {lr: 0.5, steps: 7}\n"

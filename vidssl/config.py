@@ -245,7 +245,7 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
         raise ConfigError(f"config section '{where}': expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
         key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
         raise ConfigError(f"unknown config key '{key}'; valid keys in '{where}': {', '.join(sorted(fields))}")
@@ -286,15 +286,18 @@ def _merge(base: dict, update: dict) -> dict:
 
 
 class _YamlLoader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-3`` (no dot) as a string; numbers are read as YAML 1.2 and Python do. A key given twice
-    in one mapping is an error (PyYAML keeps the last one silently: a second ``train:`` section would drop the
-    first)."""
+    """Numbers are read as YAML 1.2 and Python read them: YAML 1.1 reads ``1e-3`` (no dot) as a string, ``010`` as
+    octal 8 and ``1:30`` as 90 (base 60). Keys are the names written: YAML 1.1 reads ``on:``, ``yes:`` or ``1:`` as a
+    boolean or a number, and the unknown-key error then named ``True``. A key given twice in one mapping is an error
+    (PyYAML keeps the last one silently: a second ``train:`` section would drop the first)."""
 
     def construct_mapping(self, node, deep=False):
         seen = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may repeat keys: it is meant to
                 continue
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag in _IMPLICIT_KEY_TAGS:
+                key_node.tag = "tag:yaml.org,2002:str"
             try:
                 key = self.construct_object(key_node, deep=True)
                 hash(key)
@@ -309,6 +312,22 @@ class _YamlLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+_INT = "tag:yaml.org,2002:int"
+# the tags a plain (unquoted) scalar gets by its look; a key that got one is read as the text written instead
+_IMPLICIT_KEY_TAGS = {f"tag:yaml.org,2002:{kind}" for kind in ("bool", "int", "float", "null", "timestamp")}
+_YamlLoader.yaml_implicit_resolvers = {  # YAML 1.1's int (octal 010, base-60 1:30, 1_000) out; 1.2's below
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _INT]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_YamlLoader.add_implicit_resolver(_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+                                  list("-+0123456789"))
+
+
+def _yaml12_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    return int(text, 0) if text.startswith(("0o", "0x")) else int(text, 10)
+
+
+_YamlLoader.add_constructor(_INT, _yaml12_int)
 _YamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
