@@ -261,6 +261,7 @@ def test_exports_with_the_earlier_shared_card_still_load(tmp_path):
     save_backbone(build_backbone("smallcnn", width=16), tmp_path / "old" / "backbone.pt")
     card = json.loads((tmp_path / "old" / "model_card.json").read_text())
     (tmp_path / "old" / "model_card.json").write_text(json.dumps({**card, "files": ["other.pt"]}))
+    (tmp_path / "old" / "other.pt").write_bytes(b"")  # the export that replaced the card wrote it
     with pytest.raises(ModelFileError, match=r"model_card.json describes other.pt, not backbone.pt"):
         vidssl.load_backbone(tmp_path / "old" / "backbone.pt")
 
@@ -403,3 +404,48 @@ def test_weights_renamed_to_another_suffix_still_load_with_their_card(tmp_path):
     save_backbone(build_backbone("smallcnn", width=8), tmp_path / "foo.pt")
     (tmp_path / "foo.pt").rename(tmp_path / "foo.pth")  # the card lists foo.pt, which is gone: it is foo.pth's
     assert vidssl.load_backbone(tmp_path / "foo.pth").spec()["width"] == 8
+    # the default name too, whose card is model_card.json (a name earlier versions gave every export's card)
+    save_backbone(build_backbone("smallcnn", width=16), tmp_path / "backbone.pt")
+    (tmp_path / "backbone.pt").rename(tmp_path / "backbone.pth")
+    assert vidssl.load_backbone(tmp_path / "backbone.pth").spec()["width"] == 16
+
+
+def test_an_export_over_another_is_never_half_mixed(tmp_path, monkeypatch):
+    """The weights, the .safetensors and the card were each replaced atomically but not together: a kill between
+    them left the new weights beside the previous export's card (and .safetensors, which then loaded the old
+    weights). Now a failure while writing keeps the previous export whole, and one while renaming leaves no card."""
+    import os as os_module
+
+    out = tmp_path / "foo.pt"
+    save_backbone(build_backbone("smallcnn", width=8), out)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:  # the .safetensors cannot be written: nothing of the new export lands
+        m.setattr("safetensors.torch.save_file", full_disk)
+        with pytest.raises(OSError):
+            save_backbone(build_backbone("smallcnn", width=16), out)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    real_replace, renamed = os_module.replace, []
+
+    def killed_after_the_weights(src, dst):  # the process dies once the weights have their name
+        if renamed:
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+        renamed.append(dst)
+
+    with monkeypatch.context() as m:
+        m.setattr(os_module, "replace", killed_after_the_weights)
+        with pytest.raises(KeyboardInterrupt):
+            save_backbone(build_backbone("smallcnn", width=16), out)
+    assert [os_module.path.basename(p) for p in renamed] == ["foo.pt"]
+    assert not (tmp_path / "foo.model_card.json").exists()  # the previous card is gone with it
+    with pytest.raises(ModelFileError, match="no model card"):
+        vidssl.load_backbone(out)
+    assert vidssl.load_backbone(tmp_path / "foo.safetensors").spec()["width"] == 8  # the old pair, whole
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    save_backbone(build_backbone("smallcnn", width=16), out)  # exported again: whole
+    assert vidssl.load_backbone(out).spec()["width"] == vidssl.load_backbone(tmp_path / "foo.safetensors").spec()[
+        "width"] == 16

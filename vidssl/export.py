@@ -9,6 +9,7 @@ described by ``X.model_card.json``, except ``backbone.pt``, whose card keeps the
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 
 from vidssl.errors import VidsslError
-from vidssl.io import atomic_path, atomic_write_json
+from vidssl.io import atomic_path, json_text
 from vidssl.models import ARCHS, Backbone, build_backbone
 
 log = logging.getLogger(__name__)
@@ -108,8 +109,6 @@ def save_backbone(backbone: Backbone, out_path: str | os.PathLike, card: dict[st
     out_path = Path(out_path)
     check_weights_path(out_path)
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
-    with atomic_path(out_path) as tmp:
-        torch.save(state, tmp)
     st_path = out_path.with_suffix(".safetensors")
     files = [out_path.name] + ([st_path.name] if safetensors else [])
     from vidssl.config import git_sha
@@ -129,16 +128,25 @@ def save_backbone(backbone: Backbone, out_path: str | os.PathLike, card: dict[st
         "git_sha": git_sha(),
         **(card or {}),
     }
-    if safetensors:
-        from safetensors.torch import save_file
+    card_file = card_path(out_path)
+    # the files are written under temporary names, then the previous export's card is removed and they take their
+    # names, the card last: a kill in between leaves weights without a card (refused, "export again"), never new
+    # weights beside the previous export's card, nor the previous .safetensors beside the new card
+    with contextlib.ExitStack() as renamed_in_reverse:  # leaving it renames: weights, then .safetensors, then card
+        tmp_card = renamed_in_reverse.enter_context(atomic_path(card_file))
+        tmp_st = renamed_in_reverse.enter_context(atomic_path(st_path)) if safetensors else None
+        tmp_weights = renamed_in_reverse.enter_context(atomic_path(out_path))
+        torch.save(state, tmp_weights)
+        if tmp_st is not None:
+            from safetensors.torch import save_file
 
-        # the card rides inside too: a .safetensors shared on its own still says what it is and loads
-        metadata = {"format": CARD_FORMAT, "arch": backbone.arch, "model_card": json.dumps(record)}
-        with atomic_path(st_path) as tmp:
-            save_file(state, str(tmp), metadata=metadata)
-    else:  # an earlier export's copy would load beside the new card, with the old weights
-        st_path.unlink(missing_ok=True)
-    atomic_write_json(card_path(out_path), record)
+            # the card rides inside too: a .safetensors shared on its own still says what it is and loads
+            metadata = {"format": CARD_FORMAT, "arch": backbone.arch, "model_card": json.dumps(record)}
+            save_file(state, str(tmp_st), metadata=metadata)
+        tmp_card.write_text(json_text(record, indent=2) + "\n")
+        card_file.unlink(missing_ok=True)
+        if not safetensors:  # an earlier export's copy would load beside the new card, with the old weights
+            st_path.unlink(missing_ok=True)
     return out_path
 
 
@@ -178,12 +186,12 @@ def read_card(weights_path: str | os.PathLike) -> dict:
         raise ModelFileError(f"{path}: a model card is a JSON object, got a {type(card).__name__}; re-export with "
                              "`vidssl export`")
     files, name = card.get("files"), Path(weights_path).name
-    if isinstance(files, list) and name not in files and (path.name == CARD_NAME or any(
-            Path(str(f)).stem == Path(name).stem and Path(str(f)).suffix != ".safetensors"
-            and (path.parent / str(f)).is_file() for f in files)):
+    if isinstance(files, list) and name not in files and any(
+            (path.name == CARD_NAME or Path(str(f)).stem == Path(name).stem) and Path(str(f)).suffix != ".safetensors"
+            and (path.parent / str(f)).is_file() for f in files):
         # another file's card: earlier versions gave every export in a folder one model_card.json, and X.pt and X.pth
         # share X's card when both exist. A card whose files are gone was renamed with its weights (foo.pt ->
-        # foo.pth, or foo.* -> bar.*): it is theirs
+        # foo.pth, backbone.pt -> backbone.pth, or foo.* -> bar.*): it is theirs
         raise ModelFileError(f"{path} describes {', '.join(map(str, files))}, not {Path(weights_path).name} (another "
                              f"export into the same folder replaced its card); re-export it with `vidssl export`")
     if card.get("arch") not in ARCHS:
