@@ -778,10 +778,18 @@ def test_a_merge_counts_a_video_changed_since_its_mining_as_pending(demo_dir, tm
     waiting for `complete` trained on the old file's pairs."""
     videos, out = copy_clips(demo_dir, tmp_path / "videos"), tmp_path / "pairs"
     assert mine_folder(videos, out, DEMO, progress=False)["complete"]
-    os.utime(videos / "clip_01.mp4", ns=(10**18, 10**18))
+    original = (videos / "clip_01.mp4").read_bytes()
+    changed = bytearray(original)
+    changed[-100] ^= 0xFF  # the same size, other bytes: replaced (a re-encode, a fixed file)
+    (videos / "clip_01.mp4").write_bytes(bytes(changed))
     merged = merge(out)
     assert not merged["complete"] and merged["videos"]["pending_examples"] == ["clip_01.mp4"]
     assert {rec["video"] for rec in manifest(out)} == {"clip_00.mp4"}
+    # the same bytes with another time (`cp -r` or a download to another machine, for its shard): still done
+    (videos / "clip_01.mp4").write_bytes(original)
+    os.utime(videos / "clip_01.mp4", ns=(10**18, 10**18))
+    assert merge(out)["complete"]
+    (videos / "clip_01.mp4").write_bytes(bytes(changed))
     (videos / "clip_01.mp4").rename(tmp_path / "moved.mp4")  # not here (moved, another machine): trusted
     assert merge(out)["complete"] and {rec["video"] for rec in manifest(out)} == {"clip_00.mp4", "clip_01.mp4"}
 
@@ -1014,6 +1022,26 @@ def test_shards_are_kept_by_path_when_the_folder_changes_and_a_shard_runs_once_a
     assert second["run"]["videos"] == len(mine_again) + (shard_of("a_copy.mp4", 2) == 1)
     assert second["complete"] == (shard_of("a_copy.mp4", 2) == 1)
     assert sorted({0, 1} - {shard_of(f"clip_0{i}.mp4", 2) for i in range(6)}) == []  # both shards had videos
+
+
+def test_shards_mined_from_copies_of_the_folder_merge_complete(demo_dir, tmp_path):
+    """Each machine mines from its own copy of the videos (`cp -r`, a bucket download: new file times): the last
+    shard's merge took the other shards' videos for replaced ones, left them pending and out of the manifest."""
+    from tracking.runner import shard_of
+
+    names = [f"clip_0{i}.mp4" for i in range(4)]
+    assert {shard_of(n, 2) for n in names} == {0, 1}
+    videos, out = copy_clips(demo_dir, tmp_path / "videos", names), tmp_path / "pairs"
+    mine_folder(videos, out, DEMO, shard=(0, 2), progress=False)
+    shutil.copytree(videos, tmp_path / "copy", copy_function=shutil.copyfile)  # the bytes, not the times
+    shutil.rmtree(videos)
+    (tmp_path / "copy").rename(videos)
+    second = mine_folder(videos, out, DEMO, shard=(1, 2), progress=False)
+    assert second["complete"] and second["videos"]["pending"] == 0
+    assert second["run"]["videos"] == sum(shard_of(n, 2) == 1 for n in names)  # shard 0's not mined again
+    fresh = tmp_path / "fresh"  # and the same pairs as one unsharded run
+    mine_folder(videos, fresh, DEMO, progress=False)
+    assert (out / "manifest.jsonl").read_bytes() == (fresh / "manifest.jsonl").read_bytes()
 
 
 def test_workers_that_die_before_any_video_are_an_error_not_a_loop(demo_dir, tmp_path):

@@ -105,9 +105,38 @@ def source_state(path: Path) -> dict | None:
     return file_state(path)
 
 
-def done_marker(out_dir: Path, vid: str, source: dict | None = None) -> dict | None:
+SAMPLE_BYTES = 1 << 20  # read from each end of a video for its content sample
+
+
+def content_sample(path: Path) -> str | None:
+    """SHA-1 of a video file's size, first and last MiB: tells a copy of the same file (another machine's copy for
+    its shard, ``cp -r`` or a download without the times) from a file replaced under its name. None when unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            digest = hashlib.sha1(str(size).encode())
+            digest.update(fh.read(SAMPLE_BYTES))
+            fh.seek(max(SAMPLE_BYTES, size - SAMPLE_BYTES))
+            digest.update(fh.read(SAMPLE_BYTES))
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _same_source(marker: dict, source: dict, path: Path | None) -> bool:
+    """Whether the video file (``source``: its state now, ``path``) is the one ``marker`` was mined from: the same
+    size and time, or, when only the time differs, the same content sample (read only then)."""
+    was = marker["source"]
+    if was == source:
+        return True
+    return (path is not None and isinstance(was, dict) and was.get("size") == source.get("size")
+            and marker.get("source_sample") is not None and content_sample(path) == marker["source_sample"])
+
+
+def done_marker(out_dir: Path, vid: str, source: dict | None = None, path: Path | None = None) -> dict | None:
     """The marker of a finished video ``vid``, else None: no marker, a shard it names is missing, the video file's
-    ``source`` state differs from the one mined, or it records a crash whose ``.attempt`` file was deleted (the way
+    ``source`` state differs from the one mined (a file of the same size with only another time, at ``path``, is
+    the same when its content sample is), or it records a crash whose ``.attempt`` file was deleted (the way
     to ask for a retry). ``source`` None (the file is not here: moved away, or on another machine) trusts the
     marker, as do markers of older versions, which hold no state; a marker whose file could not be stat'ed when it
     was skipped (a broken link) holds None, and is redone once the file is there."""
@@ -116,7 +145,7 @@ def done_marker(out_dir: Path, vid: str, source: dict | None = None) -> dict | N
         return None
     if any(not (out_dir / name).is_file() for name in _shards_named(marker)):
         return None
-    if source is not None and "source" in marker and marker["source"] != source:
+    if source is not None and "source" in marker and not _same_source(marker, source, path):
         return None
     if marker.get("crashed") and not attempt_path(out_dir, vid).is_file():
         return None
@@ -232,7 +261,8 @@ def merge(out_dir: str | Path) -> dict:
         waiting = []  # the first few pending videos, to name
         for entry in listing:
             # a video file replaced since it was mined is pending, not done: its pairs are of the old file
-            marker = done_marker(out_dir, entry["video_id"], source_state(root / entry["video"]))
+            path = root / entry["video"]
+            marker = done_marker(out_dir, entry["video_id"], source_state(path), path)
             if marker is None:
                 pending += 1
                 if len(waiting) < PENDING_NAMED:

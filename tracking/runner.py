@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from tracking.config import MineConfig
-from tracking.dataset import (attempt_path, begin_attempt, done_marker, merge, prepare, read_attempt, source_state,
-                              undo_attempt, video_id, write_video)
+from tracking.dataset import (attempt_path, begin_attempt, content_sample, done_marker, merge, prepare, read_attempt,
+                              source_state, undo_attempt, video_id, write_video)
 from tracking.video_miner import SkipVideo, mine_video
 from vidssl.errors import CorruptVideo, EmptyVideo, UnsupportedVideo, VideoError, VidsslError
 from vidssl.io import run_lock
@@ -118,7 +118,7 @@ def _to_mine(root: Path, out: Path, entries: list[dict]) -> tuple[list[dict], li
     todo, crashed = [], []
     for entry in entries:
         source = source_state(root / entry["video"])
-        marker = done_marker(out, entry["video_id"], source)
+        marker = done_marker(out, entry["video_id"], source, root / entry["video"])
         # skipped as "unreadable", whose detail says `chmod +r FILE`: a chmod changes neither size nor mtime
         fixed = marker is not None and marker.get("reason") == "unreadable" and not _unreadable(root / entry["video"])
         if marker is not None and not fixed:
@@ -283,6 +283,7 @@ class _Job:
         attempt file exists (deleting that file retries the video)."""
         marker = {"status": "skipped", "reason": "error", "detail": detail, "crashed": True,
                   "source": source_state(self.root / entry["video"]),
+                  "source_sample": content_sample(self.root / entry["video"]),
                   "stats": {"frames": 0, "seconds": 0.0, "tracks_rejected": {}, "starts_rejected": {}, "cuts": []}}
         if not self.strict:
             write_video(self.out, entry, None, None, marker)
@@ -294,7 +295,8 @@ class _Job:
         from vidssl.video import open_video
 
         path = self.root / entry["video"]
-        marker: dict = {"status": "mined", "reason": None, "detail": None, "source": source}
+        marker: dict = {"status": "mined", "reason": None, "detail": None, "source": source,
+                        "source_sample": content_sample(path)}
         result = None
         info: dict = {}
         try:
