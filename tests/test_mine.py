@@ -418,6 +418,7 @@ def bad_dir(demo_dir, tmp_path_factory) -> tuple[Path, dict]:
         frames = [f for _, f in reader.frames()]
     write_clip(root / "short.mp4", frames[:20])
     write_clip(root / "folder.mp4" / "inside.mp4", frames[:20])
+    write_clip(root / "uniform.mp4", [np.zeros_like(f) for f in frames[:60]])  # nothing to follow: not "all motion"
     write_clip(root / "tiny.mp4", [cv2.resize(f, (48, 36)) for f in frames[:40]])
     write_clip(root / "swarm.mp4", swarm_frames(np.random.default_rng(0), 40))
     write_clip(root / "portrait.mp4", [np.ascontiguousarray(np.rot90(f)) for f in frames])
@@ -427,7 +428,7 @@ def bad_dir(demo_dir, tmp_path_factory) -> tuple[Path, dict]:
     write_clip(root / "vfr.mp4", frames, pts=np.concatenate([[0], np.cumsum(steps)[:-1]]).tolist())
     expected = {"zero.mp4": "empty", "truncated.mp4": "corrupt", "text.mp4": "not_a_video",
                 "image.mkv": "not_a_video", "folder.mp4/inside.mp4": "too_short", "locked.mp4": "unreadable",
-                "static.mp4": "no_motion", "short.mp4": "too_short", "tiny.mp4": "too_small",
+                "static.mp4": "no_motion", "uniform.mp4": "no_motion", "short.mp4": "too_short", "tiny.mp4": "too_small",
                 "swarm.mp4": "all_motion", "portrait.mp4": "mined", "vfr.mp4": "mined", "wide.mp4": "too_small"}
     yield root, expected
     locked.chmod(0o644)

@@ -301,6 +301,8 @@ class _Miner:
         else:
             motion = self._motion_at(index)
             reason = _motion_blocker(motion, cfg)
+            if reason == "no_camera_fit" and _is_flat(frame):
+                reason = "no_texture"  # a blank frame (black, fading, a test card): nothing to follow, nor to move
             if reason == "too_static":
                 result.most_moving_static = max(result.most_moving_static, motion.fraction)
         started = 0
@@ -386,6 +388,14 @@ def shrink(frame: np.ndarray, k: int) -> np.ndarray:
     return frame
 
 
+FLAT_GREY_STD = 2.0  # grey levels: a frame whose pixels vary less is blank (compression noise on black is ~0.5)
+
+
+def _is_flat(frame: np.ndarray) -> bool:
+    """Whether an RGB frame holds no texture to follow (grey standard deviation under FLAT_GREY_STD)."""
+    return float(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).std()) < FLAT_GREY_STD
+
+
 def _motion_blocker(motion, cfg: MineConfig) -> str | None:
     """Why a start frame is rejected by its camera-compensated motion, or None."""
     if motion is None:
@@ -402,7 +412,8 @@ def _why_empty(result: VideoResult, cfg: MineConfig) -> tuple[str, str]:
     r = result.starts_rejected
     if result.starts_accepted == 0:
         # the commonest obstacle names the video: still, everything moving (or no camera fit), or cut to pieces
-        votes = {"no_motion": r["too_static"], "all_motion": r["too_moving"] + r["no_camera_fit"], "cuts": r["cut"]}
+        votes = {"no_motion": r["too_static"] + r["no_texture"], "all_motion": r["too_moving"] + r["no_camera_fit"],
+                 "cuts": r["cut"]}
         bounds = [0, *result.cuts, result.frames]
         longest = max(b - a for a, b in zip(bounds, bounds[1:]))
         track_length = cfg.track_length
