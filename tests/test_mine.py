@@ -620,6 +620,25 @@ def test_an_object_turning_in_place_keeps_its_pairs(tmp_path):
     assert {tuple(r["box_end"]) for r in result.records} == {(100.0, 60.0, 120.0, 120.0)}  # the disc, still
 
 
+def test_short_tracks_of_an_object_spinning_in_place_keep_their_pairs(tmp_path):
+    """A disc spinning steadily (4 degrees a frame) in a still box, with mine.track_length 6: the still-box check's
+    lookback (a third of the track) then held no frame of its grid for some windows, and a pair judged on no frame
+    at all was dropped as motion_left (24 windows)."""
+    from tracking.video_miner import mine_video
+
+    background, texture = _texture((240, 320, 3), 1, 3), _texture((120, 120, 3), 99, 1)
+    yy, xx = np.mgrid[:120, :120]
+    disc = (yy - 60) ** 2 + (xx - 60) ** 2 < 55 ** 2
+    frames = []
+    for i in range(100):
+        turn = cv2.getRotationMatrix2D((60, 60), 4 * i, 1.0)
+        frame = background.copy()
+        frame[60:180, 100:220][disc] = cv2.warpAffine(texture, turn, (120, 120), borderMode=cv2.BORDER_REFLECT)[disc]
+        frames.append(frame)
+    result = mine_video(open_video(write_clip(tmp_path / "spinning.mp4", frames)), MineConfig(track_length=6))
+    assert result.tracks_rejected["motion_left"] == 0 and len(result.records) >= 20
+
+
 def test_motion_under_the_bar_is_said_with_how_much_there_was(tmp_path):
     """A 40 px square crossing a still 320x240 scene moves about 2% of the points: no_motion, and the detail says
     how close it came (a user with slow or small objects learns which setting to lower)."""

@@ -222,8 +222,12 @@ class _Miner:
                 continue
             needed = max(self.cfg.min_box_points, self.start_points[track.track_id] / 2)
             box = pair.steps[-1].box
-            if any(motion is None or _moving_inside(motion, box).sum() >= needed  # no camera fit: no evidence
-                   for motion in self._motions_back_from(index, 2 * self.cfg.track_step)):
+            still = None  # None: no frame of the grid in the lookback (a short track), so no evidence either way
+            for motion in self._motions_back_from(index, 2 * self.cfg.track_step):  # lazily: the first mover ends it
+                still = motion is not None and _moving_inside(motion, box).sum() < needed  # no camera fit: no evidence
+                if not still:
+                    break
+            if not still:
                 continue
             outcome.pairs.remove(pair)
             outcome.lost.append((Window(pair.start, pair.region, pair.background), "motion_left"))
