@@ -620,6 +620,25 @@ def test_an_object_turning_in_place_keeps_its_pairs(tmp_path):
     assert {tuple(r["box_end"]) for r in result.records} == {(100.0, 60.0, 120.0, 120.0)}  # the disc, still
 
 
+def test_a_box_as_large_as_the_margins_allow_still_starts(tmp_path):
+    """mine.box_fraction 0.9 with edge_margin 0.05 passes the config check (0.9 + 2 x 0.05 <= 1), but side and
+    margin were rounded each on its own: 63 + 2 x 4 px > a 70 px short side, no box position existed, and every
+    video was skipped as no_start, "no box held min_box_points"."""
+    from tracking.video_miner import mine_video
+
+    background, square = _texture((70, 200, 3), 1, 3), _texture((40, 40, 3), 99, 1)
+    frames = []
+    for i in range(100):
+        frame = background.copy()
+        x = 4 + (2 * i) % 150
+        frame[15:55, x:x + 40] = square
+        frames.append(frame)
+    cfg = MineConfig(box_fraction=0.9, edge_margin=0.05, min_box_px=32)
+    result = mine_video(open_video(write_clip(tmp_path / "low.mp4", frames)), cfg)
+    assert result.starts_accepted > 0 and len(result.records) > 0
+    assert all(0 <= r["box_start"][1] and r["box_start"][1] + r["box_start"][3] <= 70 for r in result.records)
+
+
 def test_short_tracks_of_an_object_spinning_in_place_keep_their_pairs(tmp_path):
     """A disc spinning steadily (4 degrees a frame) in a still box, with mine.track_length 6: the still-box check's
     lookback (a third of the track) then held no frame of its grid for some windows, and a pair judged on no frame

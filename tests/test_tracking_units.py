@@ -82,6 +82,21 @@ def test_select_boxes_matches_brute_force(seed):
     assert len(got) >= 2
 
 
+@pytest.mark.filterwarnings("error")  # numpy's "Mean of empty slice" where the tie-break found no point
+def test_points_followed_out_of_the_frame_count_at_its_edge_in_both_steps():
+    """At mine.edge_margin 0, a box at the frame's edge counted the points LK had followed just outside it (clipped
+    to the edge) but its tie-break looked for them unclipped: an empty centroid, and the tie fell to row-major order."""
+    rng = np.random.default_rng(0)
+    shape, side = (60, 84), 24
+    points = np.concatenate([rng.uniform((-6, 20), (-0.5, 40), size=(12, 2)),  # beyond the left edge
+                             rng.uniform((0, 0), (84, 60), size=(30, 2))]).astype(np.float32)
+    moving = np.arange(len(points)) < 12
+    got = select_boxes(points, moving, shape, side, k=1, margin=0, min_points=3)
+    clipped = np.stack([np.clip(points[:, 0].astype(int), 0, 83), np.clip(points[:, 1].astype(int), 0, 59)], 1)
+    want = naive_best_boxes(clipped.astype(np.float32), moving, shape, side, k=1, margin=0, min_points=3)
+    assert [((int(b[0]), int(b[1])), c) for b, c in got] == want and want[0][1] == 12
+
+
 def test_select_boxes_centres_a_small_object():
     # 9 moving points in a 6 px square around (40, 30); a 20 px box holds them all from many positions
     points = np.array([[38 + dx, 28 + dy] for dx in range(0, 6, 2) for dy in range(0, 6, 2)], np.float32)

@@ -38,14 +38,15 @@ def select_boxes(points: np.ndarray, moving: np.ndarray, shape: tuple[int, int],
     for box in avoid:
         free &= ~_overlaps(y0, x0, side, box)
     chosen: list[tuple[Box, int]] = []
+    counted = _pixels(points, shape)  # a point LK followed out of the frame counts at the edge, in both steps below
     while len(chosen) < k:
-        inside = _window_counts(points[keep], shape, xs, ys, side)
+        inside = _window_counts(counted[keep], shape, xs, ys, side)
         scores = np.where(free & (inside >= min_points), inside, -1)
         best = int(np.argmax(scores))
         count = int(scores.flat[best])
         if count < 0:
             break
-        by, bx = _centred(scores, count, points[keep], xs, ys, *np.unravel_index(best, scores.shape), side)
+        by, bx = _centred(scores, count, counted[keep], xs, ys, *np.unravel_index(best, scores.shape), side)
         box = (float(xs[bx]), float(ys[by]), float(side), float(side))
         chosen.append((box, count))
         free &= ~_overlaps(y0, x0, side, box)
@@ -70,12 +71,19 @@ def background_box(box: Box, width: int, height: int) -> Box:
     return (float(bx), float(by), float(w), float(h))
 
 
+def _pixels(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(N, 2) int64 pixel x, y of ``points`` (float x, y), clipped into a frame of ``shape`` (H, W)."""
+    h, w = shape
+    return np.stack([np.clip(points[:, 0].astype(np.int64), 0, w - 1),
+                     np.clip(points[:, 1].astype(np.int64), 0, h - 1)], 1)
+
+
 def _centred(scores: np.ndarray, count: int, points: np.ndarray, xs: np.ndarray, ys: np.ndarray, by: int,
              bx: int, side: int) -> tuple[int, int]:
     """Among the positions scoring ``count`` (the first is (by, bx)), the one centred nearest the centroid of the
-    points inside the first."""
+    points inside the first (``points``: pixel x, y, as :func:`_pixels` gives them)."""
     x0, y0 = xs[bx], ys[by]
-    p = points.astype(np.int64)  # counted as _window_counts does
+    p = points
     p = p[(p[:, 0] >= x0) & (p[:, 0] < x0 + side) & (p[:, 1] >= y0) & (p[:, 1] < y0 + side)]
     cx, cy = p[:, 0].mean(), p[:, 1].mean()
     rows, cols = np.nonzero(scores == count)
@@ -89,8 +97,7 @@ def _window_counts(points: np.ndarray, shape: tuple[int, int], xs: np.ndarray, y
     """(len(ys), len(xs)) number of ``points`` in the box of size ``side`` at each top-left (ys[i], xs[j])."""
     h, w = shape
     counts = np.zeros((h + 1, w + 1), np.int32)
-    px = np.clip(points[:, 0].astype(np.int64), 0, w - 1)
-    py = np.clip(points[:, 1].astype(np.int64), 0, h - 1)
+    px, py = _pixels(points, shape).T
     np.add.at(counts, (py + 1, px + 1), 1)
     integral = counts.cumsum(0).cumsum(1)  # integral[y, x] = points with row < y and column < x
     y0, x0 = ys[:, None], xs[None, :]

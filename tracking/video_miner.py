@@ -146,7 +146,8 @@ class _Miner:
         self.cfg = cfg
         self.work_h, self.work_w = work_shape
         self.side = int(round(cfg.box_fraction * min(work_shape)))
-        self.margin = int(round(cfg.edge_margin * min(work_shape)))
+        # each rounded on its own, side and margins could exceed the frame (0.9 and 0.05 of 70 px: 63 + 2 x 4)
+        self.margin = min(int(round(cfg.edge_margin * min(work_shape))), (min(work_shape) - self.side) // 2)
         self.shrink = shrink_factor(self.side / cfg.track_box_px)
         self.scale = 1.0 / self.shrink
         self.candidates = set(candidates)
