@@ -327,6 +327,60 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(pairs, tmp_path):
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
 
 
+@pytest.mark.parametrize("overflowing", [None, 29])
+def test_fp16_steps_that_all_overflow_stop_the_run(pairs, tmp_path, monkeypatch, overflowing):
+    """With fp16 the grad scaler skips a step whose gradients overflow and halves its scale, and the gradient check
+    is off (overflow is the scaler's business): gradients that overflow at every scale, under a finite loss, were
+    skipped to the end and the run ended "done" with its initial weights. A stand-in scaler (fp16 needs CUDA)
+    that finds every step's gradients non-finite (or the first 29: a start whose scale was too high, which may
+    settle), as GradScaler does them: skip, halve."""
+    from vidssl import train as trainer
+
+    class OverflowingScaler:
+        def __init__(self):
+            self.scale_value, self.calls = 65536.0, 0
+
+        def is_enabled(self):
+            return True
+
+        def get_scale(self):
+            return self.scale_value
+
+        def scale(self, loss):
+            return loss
+
+        def unscale_(self, optimizer):
+            pass
+
+        def step(self, optimizer):
+            self.calls += 1
+
+        def update(self):
+            if overflowing is None or self.calls <= overflowing:
+                self.scale_value /= 2  # found inf: the step was skipped
+
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, state):
+            pass
+
+    init = TrainStep.__init__
+
+    def with_overflowing_scaler(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.scaler, self.check_grad = OverflowingScaler(), False
+
+    monkeypatch.setattr(TrainStep, "__init__", with_overflowing_scaler)
+    cfg = load_config(None, TINY + ["train.steps=40", "train.checkpoint_every=1000"])
+    if overflowing is not None:
+        assert train(pairs, tmp_path / "run", cfg, progress=False)["stopped"] == "done"
+        return
+    with pytest.raises(TrainingDiverged, match=rf"non-finite gradient \(fp16: {trainer.FP16_SKIPS_IN_A_ROW} steps in "
+                                               rf"a row overflowed, none taken\) at step {trainer.FP16_SKIPS_IN_A_ROW}:"):
+        train(pairs, tmp_path / "run", cfg, progress=False)
+
+
 def test_a_model_state_that_overflows_under_a_finite_loss_stops_training_and_is_not_exported(pairs, tmp_path):
     """At lr 1e8 the loss stays finite while BatchNorm's running variances overflow (training normalises by batch
     statistics): that state was checkpointed as "good", exported without a word, and embedded everything as NaN."""

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "vidssl-train/1"
+FP16_SKIPS_IN_A_ROW = 30  # the scale has then fallen 2^30-fold, from 65536 to 6e-5: no scale keeps it finite
 _FIT_MARGIN = 0.97  # share of the measured time left that the fitted steps may fill
 _FIT_AFTER = 6  # steps timed before fitting the step count to the budget (the first one includes worker start-up)
 
@@ -352,6 +353,7 @@ class TrainStep:
         cfg.validate()  # the cross-section rules, for configs built in code rather than loaded
         self.seed = cfg.seed
         self.check_grad = self.precision != "fp16"  # with fp16 the grad scaler skips non-finite steps itself
+        self.skipped_in_a_row = 0  # fp16 steps the scaler skipped since the last one it took
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -394,8 +396,15 @@ class TrainStep:
         if self.check_grad and _any_rank(not torch.isfinite(out.grad_norm).item(), self.d, self.device):
             out.diverged = "gradient"
             return out
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if scale is not None:
+            # a skipped step halves the scale; gradients that overflow at every scale (a diverged run whose loss
+            # is still finite) would otherwise be skipped to the end of the run, which then ends "done", untrained
+            self.skipped_in_a_row = self.skipped_in_a_row + 1 if self.scaler.get_scale() < scale else 0
+            if self.skipped_in_a_row >= FP16_SKIPS_IN_A_ROW:
+                out.diverged = f"gradient (fp16: {self.skipped_in_a_row} steps in a row overflowed, none taken)"
         return out
 
 
