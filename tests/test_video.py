@@ -396,6 +396,27 @@ def test_truncated_mp4_without_index_says_to_fetch_it_again(tmp_path, demo_dir):
         assert "re-encode" not in message and str(cut) in message
 
 
+@pytest.mark.parametrize("into_index", [100, 1000])
+def test_an_mp4_cut_inside_its_index_says_to_fetch_it_again(tmp_path, demo_dir, into_index):
+    """Cut inside its index, PyAV read a partial index as "no video stream" (an audio-only file's message, which
+    wins over the other backends') or "cannot be parsed; re-encode it"; a file missing only the index's last
+    bytes still decodes, and does."""
+    data = (demo_dir / "clip_00.mp4").read_bytes()
+    moov = data.rfind(b"moov") - 4
+    assert moov > len(data) // 2 and int.from_bytes(data[moov:moov + 4], "big") > 1000
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:moov + into_index])
+    for backend in ["auto"] + available_backends():
+        with pytest.raises(CorruptVideo, match="incomplete file \\(it ends inside its index\\): copy or download") as info:
+            sum(1 for _ in open_video(cut, backend).frames())
+        assert str(cut) in str(info.value)
+    cut.write_bytes(data[:-27])  # the index's last bytes (its metadata tags) lost: read, every frame
+    with open_video(demo_dir / "clip_00.mp4", "pyav") as whole:
+        frames = sum(1 for _ in whole.frames())
+    for backend in ["auto"] + available_backends():
+        assert sum(1 for _ in open_video(cut, backend).frames()) == frames, backend
+
+
 def test_auto_error_says_each_reason_once(tmp_path):
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes())

@@ -116,7 +116,7 @@ def check_video_file(path: str | os.PathLike) -> Path:
     for magic, what in _IMAGE_MAGIC:
         if head.startswith(magic):
             raise UnsupportedVideo(path, f"is {what}, not a video")
-    if head[4:8] == b"ftyp" and not _has_mp4_index(path, st.st_size):
+    if head[4:8] == b"ftyp" and _mp4_index(path, st.st_size) == "missing":
         # re-encoding cannot help: without the index no decoder knows where the frames are
         raise CorruptVideo(path, "incomplete file (no index): copy or download it again")
     if _looks_like_text(head):
@@ -140,25 +140,37 @@ def _looks_like_text(head: bytes) -> bool:
     return not any(b in _NOT_TEXT for b in head)
 
 
-def _has_mp4_index(path: Path, size: int) -> bool:
-    """Whether an MP4/MOV file (ISO BMFF) has its top-level ``moov`` box, the index every decoder needs. A copy or
-    download cut short, or a recording never finalised, lacks it when it was to be written after the media data."""
+def _mp4_index(path: Path, size: int) -> str:
+    """The state of an MP4/MOV file's (ISO BMFF) top-level ``moov`` box, the index every decoder needs: "whole",
+    "missing" (a copy or download cut short, or a recording never finalised, when it was to be written after the
+    media data) or "cut" (the file ends inside it: the backends may still read what there is, or call the file
+    unparsable or without a video stream)."""
     pos = 0
     with open(path, "rb") as fh:
         while pos + 8 <= size:
             fh.seek(pos)
             header = fh.read(16)
             box_size, kind = struct.unpack(">I4s", header[:8])
-            if kind == b"moov":
-                return True
             if box_size == 1 and len(header) == 16:
                 box_size = struct.unpack(">Q", header[8:])[0]  # 64-bit size
             elif box_size == 0:
                 box_size = size - pos  # the last box: up to the end of the file
+            if kind == b"moov":
+                return "cut" if pos + box_size > size else "whole"
             if box_size < 8:
-                return True  # not a box layout this scan understands: the backends judge the file
+                return "whole"  # not a box layout this scan understands: the backends judge the file
             pos += box_size
-    return False
+    return "missing"
+
+
+def _index_cut_short(path: Path) -> bool:
+    """Whether ``path`` is an MP4/MOV file that ends inside its index (see :func:`_mp4_index`)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+        return head[4:8] == b"ftyp" and _mp4_index(path, path.stat().st_size) == "cut"
+    except OSError:
+        return False
 
 
 class VideoReader(ABC):
@@ -716,6 +728,15 @@ def has_discarded_packets(path: str | os.PathLike) -> bool:
 def open_video(path: str | os.PathLike, backend: str = "auto") -> VideoReader:
     """Open ``path`` with ``backend`` ("auto", "decord", "pyav" or "opencv"). Raises a VideoError subclass."""
     path = check_video_file(path)
+    try:
+        return _open_checked(path, backend)
+    except VideoError:
+        if _index_cut_short(path):  # what the backends say of it ("no video stream", "re-encode it") misleads
+            raise CorruptVideo(path, "incomplete file (it ends inside its index): copy or download it again") from None
+        raise
+
+
+def _open_checked(path: Path, backend: str) -> VideoReader:
     if backend == "auto":
         candidates = available_backends()
         if is_mpeg_transport_stream(path):
