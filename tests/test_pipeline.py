@@ -591,18 +591,26 @@ def test_a_stage_whose_input_file_changed_is_done_again(tmp_path, caplog):
     assert calls == ["export", "export"] and "checkpoint.pt changed since this stage completed" in caplog.text
     assert stages.done("eval") is None  # the evaluation of the old weights is forgotten with them
     assert stages.done("export")["made_from"]["size"] == len(b"step 200, continued")
-    checkpoint.unlink()  # gone (moved away): nothing to compare, the export stands
+    # the run folder copied (cp -r, scp, an archive unpacked): the same bytes with new times are the same file
+    os.utime(checkpoint, ns=(10**18, 10**18))
     _run_stage(stages, "export", True, export, {}, made_from=checkpoint)
     assert calls == ["export", "export"]
+    checkpoint.write_bytes(b"step 300, continued")  # the same size, other bytes: changed
+    os.utime(checkpoint, ns=(10**18, 10**18))
+    _run_stage(stages, "export", True, export, {}, made_from=checkpoint)
+    assert calls == ["export", "export", "export"]
+    checkpoint.unlink()  # gone (moved away): nothing to compare, the export stands
+    _run_stage(stages, "export", True, export, {}, made_from=checkpoint)
+    assert calls == ["export", "export", "export"]
 
 
 @pytest.mark.slow
 def test_each_stage_records_the_file_it_was_made_from(run_dir):
-    from vidssl.io import file_state
+    from vidssl.io import file_record
 
     made_from = {stage: json.loads((run_dir / "stages" / f"{stage}.json").read_text()).get("made_from")
                  for stage in ("train", "export", "eval")}
-    assert made_from == {"train": file_state(run_dir / "pairs" / "manifest.jsonl"),
-                         "export": file_state(run_dir / "train" / "checkpoint.pt"),
-                         "eval": file_state(run_dir / "backbone.pt")}
+    assert made_from == {"train": file_record(run_dir / "pairs" / "manifest.jsonl"),
+                         "export": file_record(run_dir / "train" / "checkpoint.pt"),
+                         "eval": file_record(run_dir / "backbone.pt")}
     assert all(made_from.values())

@@ -39,7 +39,7 @@ import numpy as np
 
 from tracking.config import MineConfig
 from vidssl.errors import VidsslError
-from vidssl.io import (atomic_path, atomic_write_json, atomic_write_text, file_state, json_text,
+from vidssl.io import (atomic_path, atomic_write_json, atomic_write_text, file_state, json_text, same_file,
                        remove_temp_leftovers)
 
 SHARDS, DONE = "shards", "done"
@@ -105,32 +105,14 @@ def source_state(path: Path) -> dict | None:
     return file_state(path)
 
 
-SAMPLE_BYTES = 1 << 20  # read from each end of a video for its content sample
-
-
-def content_sample(path: Path) -> str | None:
-    """SHA-1 of a video file's size, first and last MiB: tells a copy of the same file (another machine's copy for
-    its shard, ``cp -r`` or a download without the times) from a file replaced under its name. None when unreadable."""
-    try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            digest = hashlib.sha1(str(size).encode())
-            digest.update(fh.read(SAMPLE_BYTES))
-            fh.seek(max(SAMPLE_BYTES, size - SAMPLE_BYTES))
-            digest.update(fh.read(SAMPLE_BYTES))
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
 def _same_source(marker: dict, source: dict, path: Path | None) -> bool:
     """Whether the video file (``source``: its state now, ``path``) is the one ``marker`` was mined from: the same
     size and time, or, when only the time differs, the same content sample (read only then)."""
     was = marker["source"]
     if was == source:
         return True
-    return (path is not None and isinstance(was, dict) and was.get("size") == source.get("size")
-            and marker.get("source_sample") is not None and content_sample(path) == marker["source_sample"])
+    return (path is not None and isinstance(was, dict) and marker.get("source_sample") is not None
+            and same_file({**was, "sample": marker["source_sample"]}, path))
 
 
 def done_marker(out_dir: Path, vid: str, source: dict | None = None, path: Path | None = None) -> dict | None:

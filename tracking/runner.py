@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Callable
 
 from tracking.config import MineConfig
-from tracking.dataset import (attempt_path, begin_attempt, content_sample, done_marker, merge, prepare, read_attempt,
+from tracking.dataset import (attempt_path, begin_attempt, done_marker, merge, prepare, read_attempt,
                               source_state, undo_attempt, video_id, write_video)
 from tracking.video_miner import SkipVideo, mine_video
 from vidssl.errors import CorruptVideo, EmptyVideo, UnsupportedVideo, VideoError, VidsslError
-from vidssl.io import run_lock
+from vidssl.io import content_sample, run_lock
 
 log = logging.getLogger(__name__)
 

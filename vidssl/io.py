@@ -68,6 +68,44 @@ def file_state(path: str | os.PathLike) -> dict | None:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+SAMPLE_BYTES = 1 << 20  # read from each end of a file for its content sample
+
+
+def content_sample(path: str | os.PathLike) -> str | None:
+    """SHA-1 of a file's size, first and last MiB: tells a copy of the same file (``cp -r``, ``scp``, an archive
+    unpacked, another machine's copy of the videos: new times) from a file replaced under its name, without reading
+    a large file whole. None when it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            digest = hashlib.sha1(str(size).encode())
+            digest.update(fh.read(SAMPLE_BYTES))
+            fh.seek(max(SAMPLE_BYTES, size - SAMPLE_BYTES))
+            digest.update(fh.read(SAMPLE_BYTES))
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def file_record(path: str | os.PathLike) -> dict | None:
+    """:func:`file_state` plus the file's ``sample`` (:func:`content_sample`), for :func:`same_file`."""
+    state = file_state(path)
+    return None if state is None else {**state, "sample": content_sample(path)}
+
+
+def same_file(recorded: dict, path: str | os.PathLike) -> bool:
+    """Whether the file at ``path`` is the one ``recorded`` (:func:`file_state`, with a ``sample`` where
+    :func:`file_record` made it) describes: the same size and time, or, when only the time differs, the same
+    content sample (read only then). A missing file is not the same."""
+    now = file_state(path)
+    if now is None:
+        return False
+    if all(recorded.get(key) == value for key, value in now.items()):
+        return True
+    return (recorded.get("size") == now["size"] and recorded.get("sample") is not None
+            and content_sample(path) == recorded["sample"])
+
+
 def remove_temp_leftovers(folder: str | os.PathLike, older_than: float | None = None) -> None:
     """Delete the :func:`atomic_path` temp files a killed writer left in ``folder``. Without ``older_than``, all of
     them: only while holding the folder (its run lock), as a live writer's temp file looks the same. Where other

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from vidssl.config import Config, flat_config, write_resolved
 from vidssl.errors import ConfigError, VidsslError
-from vidssl.io import atomic_write_json, file_state, remove_temp_leftovers, run_lock
+from vidssl.io import atomic_write_json, file_record, remove_temp_leftovers, run_lock, same_file
 from vidssl.train_config import RESUMABLE_KEYS, TRAIN_SECTIONS, min_embed_side
 
 log = logging.getLogger(__name__)
@@ -286,8 +286,9 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
         return None
     previous = stages.done(name)
     if previous is not None and made_from is not None:
-        recorded, now = previous.get("made_from"), file_state(made_from)
-        if recorded is not None and now is not None and recorded != now:
+        recorded = previous.get("made_from")
+        # a copied run folder (cp -r, scp, an archive) has new times: its content sample decides
+        if recorded is not None and made_from.exists() and not same_file(recorded, made_from):
             log.warning("[%s] %s changed since this stage completed: done again", name, made_from)
             stages.clear(name)
             previous = None
@@ -301,7 +302,7 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
     stages.start(name, config)
     result = {**fn(), "seconds": round(time.monotonic() - start, 1)}
     if made_from is not None and "made_from" not in result:
-        result["made_from"] = file_state(made_from)
+        result["made_from"] = file_record(made_from)
     stages.mark(name, {**result, "config": config})
     return result
 
