@@ -604,6 +604,30 @@ def test_a_stage_whose_input_file_changed_is_done_again(tmp_path, caplog):
     assert calls == ["export", "export", "export"]
 
 
+def test_stages_whose_input_changed_are_forgotten_before_the_budget_is_counted(tmp_path):
+    """Their recorded seconds were taken off the budget, and then the same stages spent it again: a training
+    continued by hand left the redone evaluation (and its flow decoder) a fraction of its time."""
+    from vidssl.io import file_record
+    from vidssl.pipeline import MADE_FROM, Stages, forget_changed_inputs
+
+    stages = Stages(tmp_path)
+    stages.dir.mkdir()
+    for name in ("pairs/manifest.jsonl", "train/checkpoint.pt", "backbone.pt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"made")
+    stages.mark("mine", {"seconds": 10.0})
+    for name, seconds in (("train", 300.0), ("export", 2.0), ("eval", 100.0)):
+        stages.mark(name, {"seconds": seconds, "made_from": file_record(tmp_path / MADE_FROM[name])})
+    everything = {"train": True, "export": True, "eval": True}
+    forget_changed_inputs(tmp_path, stages, everything)
+    assert stages.spent_s() == 412.0  # unchanged: all kept
+    (tmp_path / "train" / "checkpoint.pt").write_bytes(b"continued")  # `vidssl train` continued it
+    forget_changed_inputs(tmp_path, stages, {**everything, "export": False})  # switched off: left as it is
+    assert stages.spent_s() == 412.0
+    forget_changed_inputs(tmp_path, stages, everything)
+    assert stages.spent_s() == 310.0 and stages.done("export") is None and stages.done("eval") is None
+
+
 @pytest.mark.slow
 def test_each_stage_records_the_file_it_was_made_from(run_dir):
     from vidssl.io import file_record

@@ -275,6 +275,29 @@ def forget(run: Path, stages: Stages, stage: str) -> None:
         shutil.rmtree(run / folder, ignore_errors=True)
 
 
+# the file each stage's result is made from, in RUN (see _run_stage)
+MADE_FROM = {"train": "pairs/manifest.jsonl", "export": "train/checkpoint.pt", "eval": "backbone.pt"}
+
+
+def _input_changed(stages: Stages, name: str, made_from: Path) -> bool:
+    """Whether completed stage ``name`` was made from another file than ``made_from`` is now (a missing file, moved
+    away, is no change)."""
+    recorded = (stages.done(name) or {}).get("made_from")
+    # a copied run folder (cp -r, scp, an archive) has new times: its content sample decides
+    return recorded is not None and made_from.exists() and not same_file(recorded, made_from)
+
+
+def forget_changed_inputs(run: Path, stages: Stages, enabled: dict[str, bool]) -> None:
+    """Forget the completed stages whose input file changed (and the stages after them), as _run_stage would when
+    it reaches them: done first, so that the budget does not count their recorded time as spent. A stage switched
+    off (``enabled``: pretrain.run_*) is left as it is, as _run_stage leaves it."""
+    for name, relative in MADE_FROM.items():
+        if enabled[name] and _input_changed(stages, name, run / relative):
+            log.warning("[%s] %s changed since this stage completed: done again", name, run / relative)
+            stages.clear(name)
+            stages.invalidate_after(name)
+
+
 def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
                config: dict[str, Any], made_from: Path | None = None) -> dict | None:
     """Run stage ``name`` unless complete. ``made_from``: the file its result was made from (the pairs a training
@@ -285,13 +308,10 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
         log.info("[%s] disabled in config (pretrain.run_%s: false)", name, name)
         return None
     previous = stages.done(name)
-    if previous is not None and made_from is not None:
-        recorded = previous.get("made_from")
-        # a copied run folder (cp -r, scp, an archive) has new times: its content sample decides
-        if recorded is not None and made_from.exists() and not same_file(recorded, made_from):
-            log.warning("[%s] %s changed since this stage completed: done again", name, made_from)
-            stages.clear(name)
-            previous = None
+    if previous is not None and made_from is not None and _input_changed(stages, name, made_from):
+        log.warning("[%s] %s changed since this stage completed: done again", name, made_from)
+        stages.clear(name)
+        previous = None
     if previous is not None:
         log.info("[%s] already complete, skipped", name)
         previous.pop("config", None)
@@ -455,6 +475,8 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     # lock is held, so no live writer's)
     remove_temp_leftovers(run)
     write_resolved(cfg, run)
+    # before the budget is counted: their recorded time is spent again
+    forget_changed_inputs(run, stages, {"train": p.run_train, "export": p.run_export, "eval": p.run_eval})
     spent = stages.spent_s()
     if spent:
         log.info("%.1f of the %.1f budget minutes were spent by stages completed earlier", spent / 60,
@@ -584,16 +606,16 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     results = {
         "mine": _run_stage(stages, "mine", p.run_mine, mine, configs["mine"]),
         "train": _run_stage(stages, "train", p.run_train, train_stage, configs["train"],
-                            made_from=run / "pairs" / "manifest.jsonl"),
+                            made_from=run / MADE_FROM["train"]),
         "export": _run_stage(stages, "export", p.run_export, export_stage, configs["export"],
-                             made_from=run / "train" / "checkpoint.pt"),
+                             made_from=run / MADE_FROM["export"]),
     }
     # written before the evaluation: a failed one builds the report (with them) and stops the command
     warnings = run_warnings(run, None if demo else videos, results.get("train"))
     atomic_write_json(run / WARNINGS, warnings)
     try:
         results["eval"] = _run_stage(stages, "eval", p.run_eval, eval_stage, configs["eval"],
-                                     made_from=run / "backbone.pt")
+                                     made_from=run / MADE_FROM["eval"])
     except EvalFailed:
         _log_warnings(warnings)
         raise
