@@ -87,6 +87,17 @@ def test_rerun_skips_completed_stages_and_redoes_a_missing_one(run_dir, caplog, 
 
 
 @pytest.mark.slow
+def test_a_rerun_that_redoes_nothing_keeps_the_config_that_made_the_run(run_dir, monkeypatch):
+    """Every rerun rewrote RUN/config.yaml: its budget (and code version) then described the rerun, not what made
+    the weights, and `vidssl compare` listed the budget as a difference between seeds."""
+    monkeypatch.delenv("VIDSSL_DATA", raising=False)
+    before = (run_dir / "config.yaml").read_bytes()
+    assert main(["-q", "pretrain", "--out", str(run_dir), "--budget-minutes", "5", *TINY]) == 0
+    assert (run_dir / "config.yaml").read_bytes() == before
+    assert "budget_minutes: 4" in before.decode()
+
+
+@pytest.mark.slow
 def test_rerun_with_other_settings_is_refused_before_anything_changes(run_dir, monkeypatch, capsys, tmp_path):
     monkeypatch.delenv("VIDSSL_DATA", raising=False)
     config_yaml = (run_dir / "config.yaml").read_bytes()

@@ -299,7 +299,8 @@ def forget_changed_inputs(run: Path, stages: Stages, enabled: dict[str, bool]) -
 
 
 def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
-               config: dict[str, Any], made_from: Path | None = None) -> dict | None:
+               config: dict[str, Any], made_from: Path | None = None,
+               on_start: Callable[[], None] | None = None) -> dict | None:
     """Run stage ``name`` unless complete. ``made_from``: the file its result was made from (the pairs a training
     read, the checkpoint an export cut, the weights an evaluation read): changed since (pairs mined again into
     RUN/pairs, training continued with `vidssl train`, weights exported again by hand), the stage is done again,
@@ -316,6 +317,8 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
         log.info("[%s] already complete, skipped", name)
         previous.pop("config", None)
         return previous
+    if on_start is not None:
+        on_start()
     start = time.monotonic()
     log.info("[%s] ...", name)
     stages.invalidate_after(name)
@@ -474,7 +477,18 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     # the exported weights (a ResNet-50's are 100 MB), the report, summary.json: a killed writer's temp file (RUN's
     # lock is held, so no live writer's)
     remove_temp_leftovers(run)
-    write_resolved(cfg, run)
+    # RUN/config.yaml describes what made the run's results: written when a stage runs (and for a new run), not on a
+    # rerun that only finds its stages complete (its budget, threads or code version would replace the ones that
+    # made the weights)
+    resolved: list[bool] = []
+
+    def record_config() -> None:
+        if not resolved:
+            write_resolved(cfg, run)
+            resolved.append(True)
+
+    if not (run / "config.yaml").is_file():
+        record_config()
     # before the budget is counted: their recorded time is spent again
     forget_changed_inputs(run, stages, {"train": p.run_train, "export": p.run_export, "eval": p.run_eval})
     spent = stages.spent_s()
@@ -604,18 +618,18 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         return {"tasks": sorted(results), "trained_model": weights_row_name(run / "backbone.pt")}
 
     results = {
-        "mine": _run_stage(stages, "mine", p.run_mine, mine, configs["mine"]),
+        "mine": _run_stage(stages, "mine", p.run_mine, mine, configs["mine"], on_start=record_config),
         "train": _run_stage(stages, "train", p.run_train, train_stage, configs["train"],
-                            made_from=run / MADE_FROM["train"]),
+                            made_from=run / MADE_FROM["train"], on_start=record_config),
         "export": _run_stage(stages, "export", p.run_export, export_stage, configs["export"],
-                             made_from=run / MADE_FROM["export"]),
+                             made_from=run / MADE_FROM["export"], on_start=record_config),
     }
     # written before the evaluation: a failed one builds the report (with them) and stops the command
     warnings = run_warnings(run, None if demo else videos, results.get("train"))
     atomic_write_json(run / WARNINGS, warnings)
     try:
         results["eval"] = _run_stage(stages, "eval", p.run_eval, eval_stage, configs["eval"],
-                                     made_from=run / MADE_FROM["eval"])
+                                     made_from=run / MADE_FROM["eval"], on_start=record_config)
     except EvalFailed:
         _log_warnings(warnings)
         raise
