@@ -522,6 +522,20 @@ def test_a_folder_of_unusable_videos_says_so_not_to_relax_thresholds(tmp_path, c
     assert "thresholds" not in err
 
 
+def test_a_mining_that_gave_no_pair_reruns_with_the_settings_it_advises(tmp_path, demo_dir, capsys):
+    """Every video skipped (a still clip, no_motion): the rerun with other mine.* settings (what the error and the
+    README's reasons point to) into the same --out was refused ("its mine stage was started with other settings"):
+    the skipped videos' markers counted as work to keep, and the folder could never be used again."""
+    (tmp_path / "videos").mkdir()
+    shutil.copy(demo_dir / "clip_03.mp4", tmp_path / "videos" / "still.mp4")  # the demo's static clip
+    command = ["-q", "pretrain", "--videos", str(tmp_path / "videos"), "--out", str(tmp_path / "run")]
+    assert main(command) == 1
+    assert "could be mined (1 found: 1 no_motion" in capsys.readouterr().err
+    assert main([*command, "--set", "mine.move_threshold=0.3"]) == 1  # mined again: still no pair, said so
+    err = capsys.readouterr().err
+    assert "other settings" not in err and "could be mined (1 found: 1 no_motion" in err
+
+
 def test_the_stage_check_compares_what_the_stage_reads_now(tmp_path):
     """A recorded key that no longer counts (a demo key on a --videos run) is not a change; a key a later version
     added is compared with its default; an unfinished training leaves train.precision to the trainer, whose advice

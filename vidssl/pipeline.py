@@ -224,10 +224,20 @@ def left_state(run: Path, stage: str) -> bool:
     """Whether a begun stage left work behind that a rerun would continue: finished videos (mining), a checkpoint
     (training)."""
     if stage == "mine":
-        return any(any((run / folder / "done").glob("*.json")) for folder in ("pairs", "pairs_held_out"))
+        # videos that gave pairs: a mining whose every video was skipped (and which then says to relax mine.*
+        # thresholds) left nothing worth keeping, so the advised settings redo it
+        return any(_marker_has_pairs(marker) for folder in ("pairs", "pairs_held_out")
+                   for marker in (run / folder / "done").glob("*.json"))
     if stage == "train":
         return (run / "train" / "checkpoint.pt").is_file()
     return False  # export writes atomically at its end; the evaluation is redone anyway (REDONE_WHEN_CHANGED)
+
+
+def _marker_has_pairs(marker: Path) -> bool:
+    try:
+        return bool(json.loads(marker.read_text()).get("pairs"))
+    except (OSError, ValueError, AttributeError):
+        return True  # unreadable: kept, as a marker is (the settings check then refuses to reuse it)
 
 
 def check_stage_settings(stages: Stages, configs: dict[str, dict[str, Any]], run: Path) -> list[str]:
