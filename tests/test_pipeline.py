@@ -570,6 +570,26 @@ def test_the_stage_check_compares_what_the_stage_reads_now(tmp_path):
         check_stage_settings(stages, moved, tmp_path)
 
 
+def test_the_video_backend_may_change_once_mining_is_done_not_while_it_is_unfinished(tmp_path):
+    """video.backend was a speed key everywhere, but the pair folder refuses to continue a mining under another one
+    (DatasetMismatch): the pipeline now says so up front, naming the key, and lets a finished mining be."""
+    from vidssl.config import load_config
+    from vidssl.pipeline import Stages, check_stage_settings, stage_configs
+
+    mined = stage_configs(load_config(None, []), {"mine": {"--videos": "/v"}})
+    other = stage_configs(load_config(None, ["video.backend=pyav"]), {"mine": {"--videos": "/v"}})
+    stages = Stages(tmp_path)
+    stages.dir.mkdir()
+    stages.start("mine", mined["mine"])
+    (tmp_path / "pairs" / "done").mkdir(parents=True)
+    (tmp_path / "pairs" / "done" / "clip-1.json").write_text(json.dumps({"pairs": [{"shard": "s.npy"}]}))
+    with pytest.raises(ConfigError, match=r"mine stage was started with other settings \(video.backend: 'auto' -> "
+                                          r"'pyav'\)"):
+        check_stage_settings(stages, other, tmp_path)
+    stages.mark("mine", {"config": mined["mine"]})
+    assert check_stage_settings(stages, other, tmp_path) == []
+
+
 def test_without_vidssl_data_a_rerun_evaluates_what_the_run_evaluated(tmp_path, monkeypatch):
     from vidssl.pipeline import Stages, eval_data_by_default
 

@@ -124,13 +124,16 @@ STAGE_KEYS = {
     "export": ("export",),
     "eval": ("eval",),
 }
-_RERUNNABLE = RESUMABLE_KEYS | {"video.backend", "eval.retrieval.num_workers", "eval.retrieval.device",
+_RERUNNABLE = RESUMABLE_KEYS | {"eval.retrieval.num_workers", "eval.retrieval.device",
                                 "eval.retrieval.batch_size", "eval.retrieval.chunk_mb", "eval.davis.device",
                                 "eval.davis.batch_size", "eval.flow.device"}
 # of those, the keys that decide no number by themselves (`vidssl compare` lists the steps each run trained apart:
-# with train.fit_budget, threads and devices decide them): not the budget, and not the video backend, whose scalers
-# resize frames to the working size a little differently
-SPEED_KEYS = _RERUNNABLE - {"train.budget_minutes", "train.fit_budget", "video.backend"}
+# with train.fit_budget, threads and devices decide them): not the budget
+SPEED_KEYS = _RERUNNABLE - {"train.budget_minutes", "train.fit_budget"}
+# a key of the mine stage that a completed mining ignores (nothing decodes the videos again), but an unfinished one
+# must keep: the pair folder records it, and mining on with another backend is refused there. Not a speed key: the
+# backends' scalers resize frames to the working size a little differently
+_FREE_ONCE_MINED = "video.backend"
 # mining keys that only one kind of run reads: the demo clips' settings on a --videos run, and the held-out tail of
 # the user's videos on a demo run (which holds out clips of its own)
 _UNUSED_BY = {True: ("pretrain.held_out_tail",), False: ("demo",)}
@@ -258,6 +261,8 @@ def check_stage_settings(stages: Stages, configs: dict[str, dict[str, Any]], run
         was = {**{k: v for k, v in defaults.items() if k in configs[stage]}, **record["config"]}
         now = configs[stage]
         changed = sorted(k for k in now if was.get(k) != now.get(k))
+        if stage == "mine" and done is not None:
+            changed = [k for k in changed if k != _FREE_ONCE_MINED]
         if stage == "train" and done is None:
             # an unfinished training is checked by the trainer against its checkpoint, with precision resolved
             # (auto picks by the hardware): its advice for a run moved to other hardware, --set
