@@ -176,6 +176,11 @@ def test_other_evaluation_settings_evaluate_again(run_dir, tmp_path, monkeypatch
     assert {stage: (run / "stages" / f"{stage}.json").read_bytes() for stage in before} == before
     assert json.loads((run / "stages" / "eval.json").read_text())["config"]["eval.retrieval.grid_queries"] == 3
     assert "grid_queries: 3" in (run / "config.yaml").read_text() and not (run / "eval" / "stale").exists()
+    # evaluation switched off: other eval settings no longer delete the evaluation it will not redo
+    metrics = sorted(p.relative_to(run) for p in (run / "eval").rglob("metrics.json"))
+    assert metrics and main([*command[:-1], "eval.retrieval.grid_queries=5", "--set", "pretrain.run_eval=false"]) == 0
+    assert sorted(p.relative_to(run) for p in (run / "eval").rglob("metrics.json")) == metrics
+    assert json.loads((run / "stages" / "eval.json").read_text())["config"]["eval.retrieval.grid_queries"] == 3
 
 
 def test_a_stage_begun_with_other_settings_that_left_nothing_is_done_again(tmp_path):

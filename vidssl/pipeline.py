@@ -290,6 +290,12 @@ def forget(run: Path, stages: Stages, stage: str) -> None:
         shutil.rmtree(run / folder, ignore_errors=True)
 
 
+def stage_switches(cfg: Config) -> dict[str, bool]:
+    """Whether each stage runs (``pretrain.run_*``)."""
+    p = cfg.pretrain
+    return {"mine": p.run_mine, "train": p.run_train, "export": p.run_export, "eval": p.run_eval}
+
+
 # the file each stage's result is made from, in RUN (see _run_stage)
 MADE_FROM = {"train": "pairs/manifest.jsonl", "export": "train/checkpoint.pt", "eval": "backbone.pt"}
 
@@ -471,6 +477,8 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
                             demo)
     stages = Stages(run)
     redo = check_stage_settings(stages, configs, run)  # before anything in RUN is rewritten
+    # a stage switched off (pretrain.run_*: false) is not run again, so its results are kept, not forgotten
+    redo = [stage for stage in redo if stage_switches(cfg)[stage]]
     with run_lock(run):
         for stage in redo:
             forget(run, stages, stage)
@@ -505,7 +513,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     if not (run / "config.yaml").is_file():
         record_config()
     # before the budget is counted: their recorded time is spent again
-    forget_changed_inputs(run, stages, {"train": p.run_train, "export": p.run_export, "eval": p.run_eval})
+    forget_changed_inputs(run, stages, stage_switches(cfg))
     spent = stages.spent_s()
     if spent:
         log.info("%.1f of the %.1f budget minutes were spent by stages completed earlier", spent / 60,
