@@ -98,6 +98,24 @@ def test_a_rerun_that_redoes_nothing_keeps_the_config_that_made_the_run(run_dir,
 
 
 @pytest.mark.slow
+def test_without_the_report_no_earlier_summary_is_printed_as_the_result(run_dir, monkeypatch, capsys, tmp_path):
+    """With pretrain.run_report false the command printed the headline of whatever summary.json an earlier run
+    left, which after an evaluation of new weights were the old weights' numbers."""
+    monkeypatch.delenv("VIDSSL_DATA", raising=False)
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["headline"] = {"tracks_held_out": {"stale/backbone": 0.123456}}
+    (run / "summary.json").write_text(json.dumps(summary))
+    capsys.readouterr()
+    assert main(["-q", "pretrain", "--out", str(run), "--budget-minutes", "4", *TINY,
+                 "--set", "pretrain.run_report=false"]) == 0
+    out = capsys.readouterr().out
+    assert "0.123" not in out and "report:  off (pretrain.run_report: false)" in out
+    assert json.loads((run / "summary.json").read_text()) == summary  # not rewritten either
+
+
+@pytest.mark.slow
 def test_rerun_with_other_settings_is_refused_before_anything_changes(run_dir, monkeypatch, capsys, tmp_path):
     monkeypatch.delenv("VIDSSL_DATA", raising=False)
     config_yaml = (run_dir / "config.yaml").read_bytes()

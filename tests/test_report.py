@@ -37,6 +37,10 @@ def test_report_tables_headline_and_what_is_not_a_result(tmp_path):
     make_run(run, "seed0/backbone", davis=0.8, flow=2.5)
     (run / "eval" / "broken").mkdir()
     (run / "eval" / "broken" / "metrics.json").write_text('{"models": ')  # a torn hand edit
+    (run / "eval" / "nulled").mkdir()
+    (run / "eval" / "nulled" / "metrics.json").write_text("null")  # JSON, not an evaluation's: raised AttributeError
+    (run / "eval" / "davis" / "empty.png").write_bytes(b"")  # a figure cut to nothing: raised cv2.error
+    (run / "eval" / "davis" / "torn.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     _write(run / "eval" / "failed.json", {"cub": "retrieval/cub: no images"})
     build_report(run)
     summary = strict_loads((run / "summary.json").read_text())
@@ -59,6 +63,8 @@ def test_report_tables_headline_and_what_is_not_a_result(tmp_path):
     assert "<td>2.5000</td>" in flow_table and "config" not in flow_table and "max_displacement" not in flow_table
     assert "Not informative" in html and "by construction" in html  # davis_instances: one label
     assert "unreadable" in html and "broken" in html and "Failed evaluations" in html
+    assert "nulled" in html and "a JSON NoneType, not the object an evaluation writes" in html
+    assert html.count("<b>unreadable figure</b>") == 2 and "empty.png" in html and "torn.png" in html
 
 
 def test_compare_finds_the_trained_row_of_a_run_made_in_the_current_folder(tmp_path, capsys, monkeypatch):

@@ -657,9 +657,10 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         _log_warnings(warnings)
         raise
     _log_warnings(warnings)
-    if p.run_report:
-        build_report(run)
-    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+    if not p.run_report:  # a summary.json an earlier run left may hold the numbers of earlier weights: not read
+        return {"stages": results, "warnings": warnings}
+    build_report(run)
+    summary = json.loads((run / "summary.json").read_text())
     summary["stages"] = results
     summary["warnings"] = warnings
     atomic_write_json(run / "summary.json", summary)

@@ -114,8 +114,13 @@ def _img(path: Path, caption: str) -> str:
 
     raw = path.read_bytes()
     mime, payload = "image/png", raw
-    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
-    if image is not None and (image.shape[1] > MAX_FIGURE_WIDTH or len(raw) > 300_000):
+    try:
+        image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
+    except cv2.error:
+        image = None
+    if image is None:  # a damaged figure is named, not shown as a broken image (an empty one raised here)
+        return f"<p><b>unreadable figure</b> {html.escape(str(path))} ({html.escape(caption)}), left out.</p>"
+    if image.shape[1] > MAX_FIGURE_WIDTH or len(raw) > 300_000:
         scale = min(1.0, MAX_FIGURE_WIDTH / image.shape[1])
         if scale < 1.0:
             image = cv2.resize(image, (MAX_FIGURE_WIDTH, max(1, round(image.shape[0] * scale))),
@@ -374,7 +379,9 @@ def build_report(run_dir: str | Path) -> Path:
         task = metrics_path.parent.name
         try:
             result = json.loads(metrics_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:  # one damaged file must not cost the whole report
+            if not isinstance(result, dict):
+                raise ValueError(f"a JSON {type(result).__name__}, not the object an evaluation writes")
+        except (OSError, ValueError) as e:  # one damaged file must not cost the whole report (JSONDecodeError too)
             eval_sections.append(f"<h3>{html.escape(task)}</h3><p><b>unreadable</b> "
                                  f"{html.escape(str(metrics_path))}: {html.escape(str(e))}; rerun this evaluation "
                                  f"to rewrite it.</p>")

@@ -30,7 +30,9 @@ def run(args, cfg) -> int:
                        budget_minutes=args.budget_minutes, progress=not args.quiet)
     run_dir = Path(args.out)
     print()
-    if (run_dir / "report.html").is_file() and cfg.pretrain.run_report:
+    if not cfg.pretrain.run_report:
+        print(f"report:  off (pretrain.run_report: false); `vidssl report {run_dir}` writes it and summary.json")
+    elif (run_dir / "report.html").is_file():
         print(f"report:  {run_dir / 'report.html'}")
     if (run_dir / "backbone.pt").is_file():
         print(f"weights: {run_dir / 'backbone.pt'}  (load with: vidssl.load_backbone('{run_dir / 'backbone.pt'}'))")
