@@ -102,6 +102,9 @@ def test_list_sequences_from_imagesets_or_folders(tmp_path):
     (tmp_path / "ImageSets").mkdir()
     (tmp_path / "ImageSets" / "val.txt").write_text("c\na\n\n")
     assert list_sequences(tmp_path) == ["c", "a"]
+    # saved by an editor that writes a byte-order mark: the first name lost nothing ("\ufeffc" was not found)
+    (tmp_path / "ImageSets" / "val.txt").write_text("c\na\n", encoding="utf-8-sig")
+    assert list_sequences(tmp_path) == ["c", "a"]
 
 
 def test_a_full_davis_download_evaluates_its_val_subset(tmp_path):

@@ -112,3 +112,26 @@ def test_cli_runs_the_benchmark_and_reports_user_errors(dataset, tmp_path, capsy
     code = main(["eval", "flow", "--data", str(root), "--out", str(out), "--arch", "smallcnn",
                  "--set", "eval.flow.classical=[zero,lucas_kanade]"])
     assert code == 2 and "lucas_kanade" in capsys.readouterr().err
+
+
+def test_data_with_no_readable_pair_fails_before_any_transfer_training(dataset, tmp_path, monkeypatch):
+    """The transfer decoders trained for their whole budget (and wrote OUT/transfer) before the first pair was
+    read; a folder of broken pairs then failed minutes later and left OUT behind."""
+    import shutil
+
+    from vidssl.errors import VidsslError
+    from vidssl.eval.flow import run as flow_run
+
+    root, _ = dataset
+    broken = tmp_path / "broken"
+    shutil.copytree(root / "other-data" / "Broken", broken / "other-data" / "Broken")
+    shutil.copytree(root / "other-gt-flow" / "Broken", broken / "other-gt-flow" / "Broken")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("transfer training started")
+
+    monkeypatch.setattr(flow_run, "train_transfer", no_training)
+    models = {"tiny": build_backbone("smallcnn", width=4).eval()}
+    with pytest.raises(VidsslError, match="no flow pair under .* could be read: .*truncated"):
+        evaluate_flow(models, broken, tmp_path / "eval", CFG, budget_minutes=1.0, progress=False)
+    assert not (tmp_path / "eval").exists()

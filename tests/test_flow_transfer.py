@@ -59,6 +59,29 @@ def test_budget_bounds_training_time():
     assert 1 <= info["steps"] < 10_000 and info["train_seconds"] < 10
 
 
+def test_the_validation_pairs_leave_no_trace_in_the_decoders_batchnorm():
+    """The first validation pass ran while the new decoder was in train mode: its BatchNorm layers took the fixed
+    validation batch into their running statistics, which the final validation then read."""
+    net, info = train_transfer(_backbone(), dataclasses.replace(TINY, steps=0), budget_s=60.0, progress=False)
+    norms = [m for name, m in net.named_modules() if isinstance(m, torch.nn.BatchNorm2d) and not
+             name.startswith("backbone.")]
+    assert norms and info["steps"] == 0
+    assert all(int(m.num_batches_tracked) == 0 and float(m.running_mean.abs().sum()) == 0 for m in norms)
+    assert info["synthetic_epe_start"] == info["synthetic_epe_end"]  # untrained: the same pass twice
+
+
+def test_the_callers_generators_are_left_as_they_were(monkeypatch):
+    """torch.manual_seed also reseeds every GPU's generator; only the CPU's is restored afterwards."""
+    backbone, seeded_everything = _backbone(), []
+    monkeypatch.setattr(torch, "manual_seed", lambda seed: seeded_everything.append(seed))
+    before = torch.random.get_rng_state()
+    train_transfer(backbone, dataclasses.replace(TINY, steps=1), budget_s=60.0, progress=False)
+    from vidssl.eval.baselines import feature_models
+
+    feature_models([], arch="smallcnn", seed=5)
+    assert seeded_everything == [] and torch.equal(torch.random.get_rng_state(), before)
+
+
 def test_a_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     cfg = dataclasses.replace(TINY, steps=5)
     reference, _ = train_transfer(_backbone(), cfg, budget_s=1e6, progress=False)

@@ -102,8 +102,8 @@ def feature_models(weights: list[str | Path] | tuple = (), arch: str | None = No
             if sum(other["arch"] == spec["arch"] for other in specs) > 1:  # two widths of one arch: say which
                 name = f"{spec['arch']} {' '.join(f'{k}={v}' for k, v in sorted(kwargs.items()))} (random init)"
             generator_state = torch.random.get_rng_state()
-            torch.manual_seed(seed)
-            models[name] = build_backbone(spec["arch"], **kwargs).eval()
+            torch.default_generator.manual_seed(seed)  # the CPU's alone (weights are drawn there): the caller's GPU
+            models[name] = build_backbone(spec["arch"], **kwargs).eval()  # generators are left as they were
             torch.random.set_rng_state(generator_state)
     if pixels:
         models["raw pixels"] = PixelFeatures().eval()

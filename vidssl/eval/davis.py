@@ -36,6 +36,7 @@ from vidssl.eval import jf
 from vidssl.eval.config import DavisConfig
 from vidssl.eval.davis_data import DavisDataError, DavisSequence, list_sequences, load_sequence
 from vidssl.device import resolve_device
+from vidssl.errors import VidsslError
 from vidssl.eval.frozen import evaluation_mode
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text, drawable
 from vidssl.models.base import normalize_rgb
@@ -204,6 +205,10 @@ def _device(model: torch.nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
+class BrokenFeatures(VidsslError):
+    """A model's features hold NaN or infinity (raised by :func:`dense_features`, named by the caller)."""
+
+
 def dense_features(model, frames: Sequence[np.ndarray], size: tuple[int, int],
                    batch_size: int) -> Iterator[torch.Tensor]:
     """Yield per frame (C, ceil(h/8), ceil(w/8)) features, L2-normalised over C, of the frames resized to ``size``
@@ -221,6 +226,10 @@ def dense_features(model, frames: Sequence[np.ndarray], size: tuple[int, int],
         if tuple(feats.shape[-2:]) != expect:
             raise ValueError(f"{type(model).__name__}.dense_features gave a {tuple(feats.shape[-2:])} grid for a "
                              f"{size} input; the Backbone contract is stride 8, ceil(H/8) x ceil(W/8) = {expect}")
+        if not bool(torch.isfinite(feats).all()):  # NaN spreads through the soft labels: a J&F with no warning
+            raise BrokenFeatures(f"its dense features of frames {start}-{start + len(batch) - 1} hold NaN or "
+                                 "infinity; these weights are broken (a diverged run, or a damaged file): retrain or "
+                                 "re-export")
         yield from F.normalize(feats.float(), dim=1)
 
 
@@ -310,7 +319,10 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
                 skipped[seq_name] = str(e)
                 continue
             for model_name, model in models.items():
-                run = propagate_sequence(model, seq, cfg, progress)
+                try:
+                    run = propagate_sequence(model, seq, cfg, progress)
+                except BrokenFeatures as e:
+                    raise VidsslError(f"{model_name} on {seq_name}: {e}") from None
                 scores = jf.evaluate_sequence(seq.masks, run["masks"], seq.object_ids)
                 block = results[model_name]
                 block["sequences"][seq_name] = scores

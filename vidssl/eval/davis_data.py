@@ -82,7 +82,7 @@ def imageset_file(root: str | os.PathLike, subset: str) -> Path | None:
 
 
 def _read_imageset(txt: Path, names: list[str]) -> None:
-    for line in txt.read_text().splitlines():
+    for line in txt.read_text(encoding="utf-8-sig").splitlines():  # a list saved with a byte-order mark too
         name = line.strip().split()[0].rstrip("/") if line.strip() else ""  # "blackswan/" is the folder
         # DAVIS-2016 ImageSets list "/JPEGImages/480p/seq/00000.jpg /Annotations/..." pairs: keep the folder
         if "/" in name:

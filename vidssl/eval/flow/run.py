@@ -106,10 +106,23 @@ def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device, "eval.flow.device")
     pairs = find_pairs(data_dir)
+    # every pair read once before the transfer decoders train: unreadable data must not cost their budget first
+    # (nor leave OUT/transfer behind); pairs are read again one at a time below, none is held
+    unreadable = {}
+    for pair in pairs:
+        try:
+            load_pair(pair)
+        except FlowFileError as e:
+            log.warning("flow: skipping %s: %s", pair.name, e)
+            unreadable[pair.name] = str(e)
+    if len(unreadable) == len(pairs):
+        raise VidsslError(f"no flow pair under {data_dir} could be read: " + "; ".join(unreadable.values()))
     budget_s = 60.0 * (cfg.budget_minutes if budget_minutes is None else budget_minutes)
     with evaluation_mode(models, device):
         methods, transfer = build_methods(models, cfg, out_dir, budget_s, seed, device, progress)
-        per_method, skipped = _run_methods(methods, pairs, cfg, out_dir, progress)
+        per_method, skipped = _run_methods(methods, [p for p in pairs if p.name not in unreadable], cfg, out_dir,
+                                           progress)
+    skipped = {**unreadable, **skipped}
     done = [p.name for p in pairs if p.name not in skipped]
     if not done:
         raise VidsslError(f"no flow pair under {data_dir} could be read: " + "; ".join(skipped.values()))

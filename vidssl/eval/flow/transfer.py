@@ -104,10 +104,17 @@ def _trainable_state(net: CorrFlowNet) -> dict:
 
 @torch.no_grad()
 def synthetic_epe(net: nn.Module, cfg: FlowConfig, device: torch.device | str) -> float:
-    """Mean EPE (px) of ``net`` on the fixed synthetic validation pairs."""
+    """Mean EPE (px) of ``net`` on the fixed synthetic validation pairs, in eval mode (a new net is in train mode:
+    its BatchNorm layers took the validation batch into their running statistics), handed back in its mode."""
     val = synthetic_pairs(_VAL_PAIRS, *cfg.synthetic_size, torch.Generator().manual_seed(_VAL_SEED), cfg.max_motion,
                           tuple(cfg.num_shapes))
-    return float(_epe(net(val.image1.to(device), val.image2.to(device)), val.flow.to(device)))
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            return float(_epe(net(val.image1.to(device), val.image2.to(device)), val.flow.to(device)))
+    finally:
+        net.train(was_training)
 
 
 def train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed: int = 0,
@@ -126,7 +133,7 @@ def train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed: 
 
 def _train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed: int, device: torch.device | str,
                     checkpoint: str | os.PathLike | None, progress: bool) -> tuple[CorrFlowNet, dict]:
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)  # the CPU's alone: torch.manual_seed reseeds every GPU's too
     net = CorrFlowNet(copy.deepcopy(backbone) if cfg.finetune else backbone, cfg.max_displacement, cfg.temperature,
                       cfg.finetune).to(device)
     groups = [{"params": net.head_parameters(), "lr": cfg.lr}]
