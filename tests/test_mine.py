@@ -1083,6 +1083,19 @@ def test_shards_mined_from_copies_of_the_folder_merge_complete(demo_dir, tmp_pat
     assert (out / "manifest.jsonl").read_bytes() == (fresh / "manifest.jsonl").read_bytes()
 
 
+def test_shards_of_one_folder_must_split_it_alike(demo_dir, tmp_path):
+    """--shard 0/2 on one machine and 1/3 on another: a video's shard is its path's hash mod N, so some videos
+    were mined twice and others by no shard, pending for ever while the folder waited for them."""
+    from tracking.dataset import DatasetMismatch
+
+    videos, out = copy_clips(demo_dir, tmp_path / "videos", ["clip_00.mp4", "clip_01.mp4"]), tmp_path / "pairs"
+    mine_folder(videos, out, DEMO, shard=(0, 2), progress=False)
+    with pytest.raises(DatasetMismatch, match=r"is mined in 2 shards \(--shard I/2\); --shard 1/3 would mine some "
+                                              r"videos twice .* use --shard 1/2, or mine without --shard"):
+        mine_folder(videos, out, DEMO, shard=(1, 3), progress=False)
+    assert mine_folder(videos, out, DEMO, progress=False)["complete"]  # unsharded: every video left
+
+
 def test_workers_that_die_before_any_video_are_an_error_not_a_loop(demo_dir, tmp_path):
     script = tmp_path / "crashing_worker.py"
     script.write_text(CRASHING_WORKER)

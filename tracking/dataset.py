@@ -86,6 +86,28 @@ def prepare(out_dir: Path, root: Path, listing: list[dict], cfg: MineConfig, see
         atomic_write_json(out_dir / "videos.json", {"root": str(root.resolve()), "videos": listing})
 
 
+SHARDING = "sharding.json"  # {"count": N} of the first sharded run: every shard of a folder must split it alike
+
+
+def check_shard_count(out_dir: Path, index: int, count: int) -> None:
+    """Refuse ``--shard index/count`` in a folder whose videos are being mined in another number of shards: each
+    video belongs to the shard its path hashes to mod N, so with two Ns some videos are mined twice and others by
+    no shard, pending for ever. Unsharded runs (count 1) take every video left and are always allowed."""
+    if count == 1:
+        return
+    record = out_dir / SHARDING
+    with _locked(out_dir):
+        if record.is_file():
+            was = json.loads(record.read_text()).get("count")
+            if was != count:
+                raise DatasetMismatch(f"{out_dir} is mined in {was} shards (--shard I/{was}); --shard {index}/{count} "
+                                      f"would mine some videos twice and leave others to no shard: use --shard "
+                                      f"{index if index < was else 'I'}/{was}, or mine without --shard to take every "
+                                      f"video left")
+        else:
+            atomic_write_json(record, {"count": count})
+
+
 def marker_path(out_dir: Path, vid: str) -> Path:
     return out_dir / DONE / f"{vid}.json"
 

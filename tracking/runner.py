@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from tracking.config import MineConfig
-from tracking.dataset import (attempt_path, begin_attempt, done_marker, merge, prepare, read_attempt,
+from tracking.dataset import (attempt_path, begin_attempt, check_shard_count, done_marker, merge, prepare, read_attempt,
                               source_state, undo_attempt, video_id, write_video)
 from tracking.video_miner import SkipVideo, mine_video
 from vidssl.errors import CorruptVideo, EmptyVideo, UnsupportedVideo, VideoError, VidsslError
@@ -67,6 +67,7 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
         listing.append({"video": rel, "video_id": video_id(rel), "bytes": _size(path)})
     with run_lock(out, f"mine-shard-{index}-of-{count}"):  # the same shard twice at once: refused
         prepare(out, base, listing, cfg, seed, video_backend)
+        check_shard_count(out, index, count)
         todo, crashed = _to_mine(base, out, [e for e in listing if shard_of(e["video"], count) == index])
         # in a pool a dying worker is blamed by the pool itself; only a death of this process counts as a crash
         job = _Job(base, out, cfg, video_backend, seed, strict, counts_deaths=workers == 1)
