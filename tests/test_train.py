@@ -446,7 +446,7 @@ def test_shipped_training_configs_load():
     assert (paper.loss.margin, paper.miner.negatives_per_pair, paper.miner.hard_start) == (0.5, 4, 0.375)
     assert paper.loss.cycle_weight == 0.0 and not paper.miner.background_negatives  # neither is in the paper
     gpu = load_config(root / "gpu_resnet50.yaml")
-    assert gpu.model.arch == "resnet50" and gpu.train.device == "cuda" and gpu.train.precision == "bf16"
+    assert gpu.model.arch == "resnet50" and gpu.train.device == "cuda" and gpu.train.precision == "auto"
     with pytest.raises(ConfigError, match="train.schedule"):
         load_config(None, ["train.schedule=linear"])
 
