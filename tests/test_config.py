@@ -176,6 +176,17 @@ def test_demo_values_are_checked_naming_the_key(override, message):
         load_config(overrides=[override])
 
 
+@pytest.mark.parametrize("override, message", [
+    # momentum 1 kept step 0's value as the running mean for ever: the collapse guard was off
+    ("miner.guard_momentum=1.0", r"'miner.guard_momentum': must be in \[0, 1\), got 1.0"),
+    # the walks' probabilities underflow to no gradient, and near 1e-39 cos / T overflows to NaN
+    ("loss.cycle_temperature=0.001", "'loss.cycle_temperature': must be >= 0.01, got 0.001")])
+def test_settings_that_switch_a_mechanism_off_silently_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=[override])
+    assert load_config(overrides=[override.split("=")[0] + "=0.5"])  # values inside the range load
+
+
 def test_config_file_errors_are_one_line_naming_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: [\n- a\n")

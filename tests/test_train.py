@@ -381,6 +381,24 @@ def test_fp16_steps_that_all_overflow_stop_the_run(pairs, tmp_path, monkeypatch,
         train(pairs, tmp_path / "run", cfg, progress=False)
 
 
+def test_embeddings_holding_nan_under_a_finite_loss_stop_the_run_naming_them(pairs, tmp_path, monkeypatch):
+    """The hard miner picks no NaN candidate, so NaN embeddings gave no triplet and a loss of 0: the run stopped only
+    a check later, blaming the gradient."""
+    cfg = load_config(None, TINY + ["train.steps=20", "loss.cycle_weight=0", "miner.hard_start=0",
+                                    "train.checkpoint_every=1000"])
+    call = TrainStep.__call__
+
+    def nan_from_step_3(self, x, groups, step):
+        if step >= 3 and not hasattr(self.net, "healthy_forward"):
+            self.net.healthy_forward = self.net.forward
+            self.net.forward = lambda *a, **k: self.net.healthy_forward(*a, **k) * float("nan")
+        return call(self, x, groups, step)
+
+    monkeypatch.setattr(TrainStep, "__call__", nan_from_step_3)
+    with pytest.raises(TrainingDiverged, match=r"non-finite embeddings at step 4: stopped"):
+        train(pairs, tmp_path / "run", cfg, progress=False)
+
+
 def test_a_model_state_that_overflows_under_a_finite_loss_stops_training_and_is_not_exported(pairs, tmp_path):
     """At lr 1e8 the loss stays finite while BatchNorm's running variances overflow (training normalises by batch
     statistics): that state was checkpointed as "good", exported without a word, and embedded everything as NaN."""

@@ -308,7 +308,7 @@ class StepOutput:
     scores: Scores
     phase: str  # the miner used: warmup | main | guard
     grad_norm: torch.Tensor
-    diverged: str | None  # "loss" or "gradient" when non-finite (on any rank): nothing was updated
+    diverged: str | None  # "loss", "embeddings" or "gradient" when non-finite (on any rank): nothing was updated
     cycle: torch.Tensor | None = None  # the dense cycle loss (before its weight), when loss.cycle_weight > 0
 
 
@@ -386,8 +386,11 @@ class TrainStep:
                            + dense_cycle_loss(b, a, b_rolled, shift, self.cycle_temperature, bg))
             loss = loss + self.cycle_weight * cycle
         out = StepOutput(loss, emb, values, triplets, scores, phase, torch.zeros(()), None, cycle)
-        if _any_rank(not torch.isfinite(loss).item(), self.d, self.device):
-            out.diverged = "loss"
+        # NaN embeddings can leave the loss finite: the miners pick no NaN candidate, and no triplet gives 0
+        broken = "loss" if not torch.isfinite(loss).item() else None if torch.isfinite(emb).all().item() else \
+            "embeddings"
+        if _any_rank(broken is not None, self.d, self.device):
+            out.diverged = broken or "loss or embeddings on another rank"
             return out
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()

@@ -117,7 +117,8 @@ class LossConfig:
     def validate(self) -> None:
         check_choice("loss", "name", self.name, LOSS_NAMES)
         _positive("loss", "cycle_weight", self.cycle_weight, allow_zero=True)
-        _positive("loss", "cycle_temperature", self.cycle_temperature)
+        if not self.cycle_temperature >= 0.01:  # smaller, the walks underflow (no gradient), near 1e-39 overflow
+            raise ConfigError(f"config key 'loss.cycle_temperature': must be >= 0.01, got {self.cycle_temperature}")
         check_choice("loss", "reducer", self.reducer, REDUCER_NAMES)
         if self.distance is not None:
             check_choice("loss", "distance", self.distance, DISTANCE_NAMES)
@@ -149,7 +150,8 @@ class MinerConfig:
         _positive("miner", "negatives_per_pair", self.negatives_per_pair)
         _fraction("miner", "hard_start", self.hard_start)
         _fraction("miner", "hard_ratio", self.hard_ratio)
-        _fraction("miner", "guard_momentum", self.guard_momentum)
+        if not 0.0 <= self.guard_momentum < 1.0:  # at 1 the running mean keeps step 0's value: no guard at all
+            raise ConfigError(f"config key 'miner.guard_momentum': must be in [0, 1), got {self.guard_momentum}")
         if not -1.0 <= self.guard_neg_cos <= 1.0:
             raise ConfigError(f"config key 'miner.guard_neg_cos': must be in [-1, 1], got {self.guard_neg_cos}")
 
