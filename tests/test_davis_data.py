@@ -243,6 +243,13 @@ def test_reversed_copy_plays_every_sequence_backwards(tmp_path):
         assert np.array_equal(backward.frames[t], forward.frames[3 - t])
         assert np.array_equal(backward.masks[t], forward.masks[3 - t])
     assert np.argwhere(backward.masks[0] == 1)[:, 1].min() == 4 + 3  # it starts from the last frame's object
+    # a second copy into the same folder: refused (a shorter one spliced its frames before the stale ones)
+    with pytest.raises(tool.VidsslError, match="rev: not empty; write the reversed copy into a new folder"):
+        tool.reverse_davis(src, tmp_path / "rev")
+    for mask in (src / "Annotations" / "480p" / "seq").iterdir():  # masks named .PNG, as the loader reads them too
+        mask.rename(mask.with_suffix(".PNG"))
+    tool.reverse_davis(src, tmp_path / "rev2")
+    assert np.array_equal(load_sequence(tmp_path / "rev2", "seq_reversed").masks[0], forward.masks[3])
 
 
 def test_reversed_copy_reads_frames_in_the_loaders_order(tmp_path):

@@ -146,3 +146,15 @@ def test_clips_of_another_generator_version_are_written_again(tmp_path):
     make_demo_videos(tmp_path, num=1, frames=4)
     assert open_video(path).num_frames == 4
     assert json.loads(json_path.read_text())["generator"]["version"] == GENERATOR_VERSION
+
+
+def test_fewer_clips_than_before_leave_no_extra_clip_behind(tmp_path):
+    """`demo-videos --num 2` into a folder of 4 said "wrote 2" and left 4, and a pretrain rerun with a smaller
+    demo.num mined the folder, old clips and all. A clip of the user's own beside them is left alone."""
+    from vidssl.video import find_videos
+
+    make_demo_videos(tmp_path, num=4, frames=4)
+    (tmp_path / "clip_07.mp4").write_bytes(b"not ours")  # no JSON of this generator: not ours to delete
+    assert make_demo_videos(tmp_path, num=2, frames=4) == [tmp_path / "clip_00.mp4", tmp_path / "clip_01.mp4"]
+    assert [p.name for p in find_videos(tmp_path)] == ["clip_00.mp4", "clip_01.mp4", "clip_07.mp4"]
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["clip_00.json", "clip_01.json"]

@@ -263,4 +263,21 @@ def make_demo_videos(out_dir, num: int = 6, seed: int = 0, frames: int = 90, wid
         truth["generator"] = params
         atomic_write_json(json_path, truth, indent=None)  # written last: its presence marks the clip complete
         paths.append(video_path)
+    _remove_clips_beyond(out, num)
     return paths
+
+
+def _remove_clips_beyond(out: Path, num: int) -> None:
+    """Delete the demo clips an earlier call with a larger ``num`` wrote into ``out`` (those whose JSON says this
+    generator made them): mining the folder would train on them too (a pretrain rerun with a smaller demo.num)."""
+    for json_path in out.glob("clip_*.json"):
+        index = json_path.stem[len("clip_"):]
+        if not index.isdigit() or int(index) < num:
+            continue
+        try:
+            ours = "generator" in json.loads(json_path.read_text())
+        except (OSError, json.JSONDecodeError, AttributeError):
+            ours = False
+        if ours:
+            json_path.with_suffix(".mp4").unlink(missing_ok=True)
+            json_path.unlink()
