@@ -26,7 +26,8 @@ def _synthetic(root: Path, pairs: int, size: int) -> Path:
     from train_utils import write_pairs
 
     rng = np.random.default_rng(0)
-    patches = rng.integers(0, 256, size=(pairs, 2, size, size, 3), dtype=np.uint8)
+    # first, last and same-frame background patch, as `vidssl mine` stores them: the default step trains on all three
+    patches = rng.integers(0, 256, size=(pairs, 3, size, size, 3), dtype=np.uint8)
     videos = [f"v{i % 9}" for i in range(pairs)]
     return write_pairs(root, patches, videos, list(range(pairs)), shard_rows=512)
 
@@ -183,9 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         pairs = args.pairs or _synthetic(Path(tmp) / "pairs", 2048, 96)
+        from vidssl.data import open_pairs
+
+        backgrounds = "on" if open_pairs(pairs).has_background else "off (the pairs hold none)"
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {workers} loader workers, "
-              f"{precision} (--precision {args.precision}), P = {args.batch_pairs}, {args.rounds} x {args.steps} timed steps per feed; "
-              f"pairs: {pairs}")
+              f"{precision} (--precision {args.precision}), P = {args.batch_pairs}, {args.rounds} x {args.steps} "
+              f"timed steps per feed; background negatives and walks {backgrounds}; pairs: {pairs}")
         print("| arch | patch | pairs/s (loader) | triplets/s | pairs/s (in memory) | loader / memory |")
         print("|---|---|---|---|---|---|")
         for arch, size in itertools.product(args.archs, args.sizes):
