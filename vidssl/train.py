@@ -387,8 +387,8 @@ class TrainStep:
             loss = loss + self.cycle_weight * cycle
         out = StepOutput(loss, emb, values, triplets, scores, phase, torch.zeros(()), None, cycle)
         # NaN embeddings can leave the loss finite: the miners pick no NaN candidate, and no triplet gives 0
-        broken = "loss" if not torch.isfinite(loss).item() else None if torch.isfinite(emb).all().item() else \
-            "embeddings"
+        loss_finite, emb_finite = torch.stack([torch.isfinite(loss), torch.isfinite(emb).all()]).tolist()  # 1 sync
+        broken = None if loss_finite and emb_finite else "loss" if not loss_finite else "embeddings"
         if _any_rank(broken is not None, self.d, self.device):
             out.diverged = broken or "loss or embeddings on another rank"
             return out

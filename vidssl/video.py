@@ -496,7 +496,7 @@ class DecordReader(VideoReader):
                 frame = vr[i].asnumpy()
             except self._decord.DECORDError as e:
                 raise CorruptVideo(self.path, f"decoding failed near frame {i} ({decord_message(e)[:80]})") from None
-            yield i, self._resized(frame, size)
+            yield i, self._shown(frame, size)
 
     def _decode_sorted(self, wanted, max_side):
         size, vr = self._sized_reader(max_side)
@@ -507,7 +507,7 @@ class DecordReader(VideoReader):
             batch = vr.get_batch(valid).asnumpy()
         except self._decord.DECORDError as e:
             raise CorruptVideo(self.path, f"decoding failed ({decord_message(e)[:80]})") from None
-        return {i: self._resized(frame, size) for i, frame in zip(valid, batch)}
+        return {i: self._shown(frame, size) for i, frame in zip(valid, batch)}
 
     def _sized_reader(self, max_side: int | None) -> tuple[tuple[int, int], object]:
         """((height, width) of the frames asked for, the decord reader to decode them with): one scaling in its
@@ -515,7 +515,8 @@ class DecordReader(VideoReader):
         size = resized_shape(self.height, self.width, max_side)
         return size, self._reader(max_side if size[1] >= DECORD_MIN_SCALED_WIDTH else None)
 
-    def _resized(self, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    def _shown(self, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """A decoded frame at ``size``, mirrored where the display matrix mirrors (decord only turns)."""
         if frame.shape[:2] != size:
             import cv2
 
