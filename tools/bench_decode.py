@@ -37,7 +37,9 @@ def main() -> None:
     backends = available_backends()
     if args.runs < 1:
         ap.error("--runs must be at least 1")
-    if not args.data.is_dir() or not find_videos(args.data):
+    if args.max_side is not None and args.max_side < 0:
+        ap.error(f"--max-side must be a positive number of pixels (or 0: no limit), got {args.max_side}")
+    if not args.data.exists() or not find_videos(args.data):  # a folder of videos, or one video
         ap.error(f"no videos under {args.data} (set --data or VIDSSL_DATA)")
     print("| clip | size | frames | " + " | ".join(f"{b} f/s" for b in backends) + " |")
     print("|---|---|---|" + "---|" * len(backends))

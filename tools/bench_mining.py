@@ -228,7 +228,7 @@ def main() -> None:
     if args.runs < 1:
         ap.error("--runs must be at least 1")
     cfg = MineConfig()
-    videos = find_videos(args.data) if args.data.is_dir() else []
+    videos = find_videos(args.data) if args.data.exists() else []  # a folder of videos, or one video
     if not videos and not args.rss:
         ap.error(f"no videos under {args.data} (set --data or VIDSSL_DATA)")
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; OpenCV {cv2.__version__}")

@@ -168,8 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.warmup < 0 or (args.workers is not None and args.workers < 0):
         ap.error("--warmup and --workers must be >= 0")
     from vidssl.config import load_config
-
+    from vidssl.errors import ConfigError
     from vidssl.train import resolve_precision
+
+    for arch, size in itertools.product(args.archs, args.sizes):  # before minutes of shard writing and steps
+        try:
+            load_config(None, [f"model.arch={arch}", f"data.patch_size={size}",
+                               f"train.batch_pairs={args.batch_pairs}"])
+        except ConfigError as e:
+            ap.error(f"--archs {arch} --sizes {size}: {e}")
+    if args.pairs is not None and not (args.pairs / "manifest.jsonl").is_file():
+        ap.error(f"--pairs {args.pairs}: not a pair dataset (no manifest.jsonl); make one with `vidssl mine`")
 
     workers = load_config().data.num_workers if args.workers is None else args.workers
     precision = resolve_precision(args.precision, torch.device("cpu"))
