@@ -197,6 +197,23 @@ def test_dense_cycle_loss_rewards_content_not_position():
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
+def test_dense_cycle_loss_says_how_wrong_a_sure_wrong_walk_is():
+    # features of the position in the patch at a small temperature: every walk is sure of the wrong cell, and
+    # arrives at the right one with a probability (about e^-100) far under float32's smallest. The loss must still
+    # be its -log (not a clamp's constant) and give a gradient that moves the features
+    h, w = 3, 4
+    g = torch.Generator().manual_seed(1)
+    position = (torch.eye(h * w) + 0.05 * torch.rand(h * w, h * w, generator=g)).view(h * w, h, w)[None]
+    shift, temperature = (0, 1), 0.01
+    want = _naive_cycle(position.double(), position.double(), position.double(), shift, temperature)
+    assert want > 60  # the clamp at 1e-12 this replaced gave 27.6 here
+    x = position.clone().requires_grad_(True)
+    got = dense_cycle_loss(x, position, position, shift, temperature)
+    assert got.item() == pytest.approx(want, rel=1e-4)
+    got.backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().max() > 1
+
+
 def test_triplets_refuse_mismatched_or_misshapen_indices():
     ok = torch.arange(3)
     with pytest.raises(ValueError, match="as many anchors, positives and negatives, got 3, 1 and 3"):

@@ -157,14 +157,16 @@ def dense_cycle_loss(anchor: torch.Tensor, positive: torch.Tensor, anchor_rolled
     a, b, r = (F.normalize(m.flatten(2).float(), dim=1) for m in (anchor, positive, anchor_rolled))  # [P, C, N]
     if extra is not None:  # its cells become stops of the first step, beside the positive's: M = N + h' w'
         b = torch.cat([b, F.normalize(extra.flatten(2).float(), dim=1)], dim=2)
-    to_positive = (a.transpose(1, 2) @ b / temperature).softmax(dim=2)  # [P, N, M]
-    to_rolled = (b.transpose(1, 2) @ r / temperature).softmax(dim=2)  # [P, M, N]
-    walk = to_positive @ to_rolled  # [P, N, N]: anchor cell -> rolled anchor cell
+    # in log space throughout: a walk sure of a wrong cell arrives with a probability far under float32's
+    # smallest, and its loss and gradient must still say how wrong it is
+    log_to_positive = (a.transpose(1, 2) @ b / temperature).log_softmax(dim=2)  # [P, N, M]
+    log_to_rolled = (b.transpose(1, 2) @ r / temperature).log_softmax(dim=2)  # [P, M, N]
     rows, cols = torch.meshgrid(torch.arange(h, device=anchor.device), torch.arange(w, device=anchor.device),
                                 indexing="ij")
     target = (((rows + shift[0]) % h) * w + (cols + shift[1]) % w).flatten()  # [N]
-    arrived = walk.gather(2, target.view(1, -1, 1).expand(P, -1, 1))
-    return -arrived.clamp_min(1e-12).log().mean()
+    # log P(anchor cell i arrives at target[i]) = logsumexp over stops j of log p(i -> j) + log p(j -> target[i])
+    log_arrived = (log_to_positive + log_to_rolled[:, :, target].transpose(1, 2)).logsumexp(dim=2)  # [P, N]
+    return -log_arrived.mean()
 
 
 def reduce_mean(values: torch.Tensor, t: Triplets, capacity: int) -> torch.Tensor:

@@ -117,7 +117,7 @@ class LossConfig:
     def validate(self) -> None:
         check_choice("loss", "name", self.name, LOSS_NAMES)
         _positive("loss", "cycle_weight", self.cycle_weight, allow_zero=True)
-        if not self.cycle_temperature >= 0.01:  # smaller, the walks underflow (no gradient), near 1e-39 overflow
+        if not self.cycle_temperature >= 0.01:  # smaller, the walk is a hard argmax and 1 / T overflows near 1e-38
             raise ConfigError(f"config key 'loss.cycle_temperature': must be >= 0.01, got {self.cycle_temperature}")
         check_choice("loss", "reducer", self.reducer, REDUCER_NAMES)
         if self.distance is not None:
