@@ -149,7 +149,7 @@ def test_summary_counts_and_config(mined):
     assert on_disk["config"]["box_fraction"] == DEMO.box_fraction
     assert on_disk["versions"]["opencv"] == cv2.__version__
     assert set(on_disk["tracks_rejected"]) <= {"tracker_failure", "left_frame", "cut", "appearance", "frozen",
-                                               "video_ended"}
+                                               "motion_left", "video_ended"}
     assert summary["run"]["frames"] == 6 * 90 and summary["run"]["videos"] == 6
     assert not list(out.rglob(".tmp-*"))
 
@@ -419,6 +419,9 @@ def bad_dir(demo_dir, tmp_path_factory) -> tuple[Path, dict]:
     write_clip(root / "short.mp4", frames[:20])
     write_clip(root / "folder.mp4" / "inside.mp4", frames[:20])
     write_clip(root / "uniform.mp4", [np.zeros_like(f) for f in frames[:60]])  # nothing to follow: not "all motion"
+    noise = np.random.default_rng(2)  # a dark scene's sensor noise: no texture either, nor a cut per frame
+    write_clip(root / "uniform_noise.mp4", [np.clip(16 + noise.normal(0, 1.5, f.shape), 0, 255).astype(np.uint8)
+                                   for f in frames[:60]])
     write_clip(root / "tiny.mp4", [cv2.resize(f, (48, 36)) for f in frames[:40]])
     write_clip(root / "swarm.mp4", swarm_frames(np.random.default_rng(0), 40))
     write_clip(root / "portrait.mp4", [np.ascontiguousarray(np.rot90(f)) for f in frames])
@@ -428,7 +431,7 @@ def bad_dir(demo_dir, tmp_path_factory) -> tuple[Path, dict]:
     write_clip(root / "vfr.mp4", frames, pts=np.concatenate([[0], np.cumsum(steps)[:-1]]).tolist())
     expected = {"zero.mp4": "empty", "truncated.mp4": "corrupt", "text.mp4": "not_a_video",
                 "image.mkv": "not_a_video", "folder.mp4/inside.mp4": "too_short", "locked.mp4": "unreadable",
-                "static.mp4": "no_motion", "uniform.mp4": "no_motion", "short.mp4": "too_short", "tiny.mp4": "too_small",
+                "static.mp4": "no_motion", "uniform.mp4": "no_motion", "uniform_noise.mp4": "no_motion", "short.mp4": "too_short", "tiny.mp4": "too_small",
                 "swarm.mp4": "all_motion", "portrait.mp4": "mined", "vfr.mp4": "mined", "wide.mp4": "too_small"}
     yield root, expected
     locked.chmod(0o644)
@@ -727,6 +730,26 @@ def copy_clips(demo_dir: Path, root: Path, names=("clip_00.mp4", "clip_01.mp4"))
     for name in names:
         shutil.copy2(demo_dir / name, root / name)
     return root
+
+
+def test_a_shard_cut_short_or_a_damaged_marker_is_mined_again(demo_dir, tmp_path, caplog):
+    """An interrupted copy of a pairs folder: a shard cut short (its header promises rows the file lacks) and a
+    marker cut short. The rerun of the same command mines both videos again, to the same bytes; it said the folder
+    was complete (and training skipped the shard's pairs), or stopped on the marker's JSON error."""
+    import logging
+
+    videos, out = copy_clips(demo_dir, tmp_path / "videos"), tmp_path / "pairs"
+    mine_folder(videos, out, DEMO, progress=False)
+    before = {p.relative_to(out): p.read_bytes() for p in [out / "manifest.jsonl", *(out / "shards").iterdir()]}
+    shard = next((out / "shards").glob("clip_00*.npy"))
+    shard.write_bytes(shard.read_bytes()[:shard.stat().st_size // 2])
+    marker = next((out / "done").glob("clip_01*.json"))
+    marker.write_bytes(marker.read_bytes()[:100])
+    with caplog.at_level(logging.WARNING):
+        again = mine_folder(videos, out, DEMO, progress=False)
+    assert again["run"]["videos"] == 2 and again["complete"]
+    assert f"{marker}: damaged done-marker" in caplog.text
+    assert {p.relative_to(out): p.read_bytes() for p in [out / "manifest.jsonl", *(out / "shards").iterdir()]} == before
 
 
 def test_a_video_left_out_of_one_run_keeps_its_shard_and_marker(demo_dir, tmp_path):
@@ -1284,6 +1307,29 @@ def test_shots_shorter_than_a_track_are_skipped_as_cuts(tmp_path):
         mine_video(open_video(clip), MineConfig())
     assert skipped.value.reason == "cuts", skipped.value.detail
     assert skipped.value.detail.startswith("19 shot cuts in 60 frames, the longest shot 3 frames")
+
+
+@pytest.mark.parametrize("moving", [False, True])
+def test_shots_one_frame_short_of_a_track_are_skipped_as_cuts(tmp_path, moving):
+    """Shots of track_length + 1 frames: a track needs the frame before its start as well, so none gives a pair.
+    Still, the start vote would say no_motion; moving (a square sliding 3 px a frame), tracks start and every one
+    ends at a cut, which said no_tracks. Either way the shots are why."""
+    from tracking.video_miner import SkipVideo, mine_video
+
+    cfg = MineConfig()
+    frames = []
+    for shot in range(4):
+        background, square = _texture((240, 320, 3), 10 + shot, 3), _texture((100, 100, 3), 50 + shot, 1)
+        for i in range(cfg.track_length + 1):
+            frame = background.copy()
+            x = 60 + 3 * i * moving
+            frame[70:170, x:x + 100] = square
+            frames.append(frame)
+    clip = write_clip(tmp_path / "shots.mp4", frames)
+    with open_video(clip) as reader, pytest.raises(SkipVideo) as skipped:
+        mine_video(reader, cfg)
+    assert skipped.value.reason == "cuts", skipped.value.detail
+    assert f"the longest shot {cfg.track_length + 1} frames" in skipped.value.detail
 
 
 # -----------------------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from tracking.cuts import cut_score, detect_cuts, thumbnail
 from tracking.dataset import video_id
 from tracking.motion import MotionEstimator
 from tracking.track import Track, crop, ncc
-from tracking.video_miner import shrink, shrink_factor, start_frames
+from tracking.video_miner import _Miner, shrink, shrink_factor, start_frames
 from vidssl.commands.mine import parse_shard
 from vidssl.config import load_config
 from vidssl.errors import ConfigError, VidsslError
@@ -184,6 +184,19 @@ def test_cut_score_and_detection():
     flat = np.zeros_like(a)
     assert cut_score(thumbnail(flat), thumbnail(flat)) == 0.0  # a fade is not a cut per frame
     assert detect_cuts([a, shifted, a, b, b, flat], 0.6) == [3, 5]
+
+
+def test_noise_on_a_black_frame_is_no_cut():
+    # a black (or dark, one-colour) video with sensor or compression noise: consecutive frames share no layout,
+    # only independent noise, which correlates at random; none of them starts a shot
+    rng = np.random.default_rng(0)
+    dark = [np.clip(16 + rng.normal(0, sd, (338, 600)), 0, 255).astype(np.uint8) for sd in (0.5, 1.5, 3.0)
+            for _ in range(10)]
+    assert detect_cuts(dark, 0.6) == []
+    # the same noise over a scene leaves the scene's layout, and a cut from it to black is still one
+    a = texture(rng, 338, 600)
+    noisy = [np.clip(a + rng.normal(0, 3.0, a.shape), 0, 255).astype(np.uint8) for _ in range(5)]
+    assert detect_cuts(noisy + dark[:3], 0.6) == [5]
 
 
 def test_start_frames_spacing_and_cap():
@@ -397,3 +410,35 @@ def test_pool_workers_leave_ctrl_c_to_the_main_process():
             "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "True", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("fraction, margin", [(0.5, 0.05), (0.9, 0.05), (0.3, 0.0), (0.5, 0.01)])
+def test_every_start_box_is_inside_the_tracker_frame(fraction, margin):
+    """A box starts only where the tracker sees it whole: on the frame shrunk by k (the last W % k columns and
+    H % k rows dropped), rounded to tracker px as Track rounds it, it must not touch the border, which Track.step
+    reads as leaving the frame. Boxes placed by the working frame's margin alone touched it at the right or bottom
+    edge of frames such as 69x66 (box_fraction 0.9) or 341x330 (default), or anywhere with edge_margin 0."""
+    cfg = MineConfig(box_fraction=fraction, edge_margin=margin)
+    for h, w in itertools.product((64, 66, 97, 330, 338), (64, 69, 121, 341, 600)):
+        miner = _Miner(cfg, (h, w), [], 0, 100)
+        k, side = miner.shrink, miner.side
+        small_h, small_w = h // k, w // k  # what shrink() gives
+        last_y, last_x = (n - side - miner.margin for n in miner.start_shape)
+        for x, y in itertools.product(range(miner.margin, last_x + 1), range(miner.margin, last_y + 1)):
+            sx, sy, sw, sh = (int(round(v / k)) for v in (x, y, side, side))  # Track.__init__'s rounding
+            assert sx > 0 and sy > 0 and sx + sw < small_w and sy + sh < small_h, (h, w, x, y, k)
+
+
+def test_the_last_start_box_survives_its_first_update():
+    # box_fraction 0.9 on a 69x66 frame: the rightmost start box, fed the very frame it started on, ended at once as
+    # left_frame (it touched the tracker frame's right border after rounding)
+    cfg = MineConfig(box_fraction=0.9, edge_margin=0.05)
+    h, w = 66, 69
+    miner = _Miner(cfg, (h, w), [], 0, 100)
+    frame = np.repeat(texture(np.random.default_rng(3), h, w)[..., None], 3, axis=2)
+    small = shrink(frame, miner.shrink)
+    bgr, gray = cv2.cvtColor(small, cv2.COLOR_RGB2BGR), cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    for x in (miner.margin, miner.start_shape[1] - miner.side - miner.margin):
+        box = (float(x), float(miner.margin), float(miner.side), float(miner.side))
+        track = Track(0, 0, box, 1.0, miner.scale, bgr, gray, frame, cfg)
+        assert track.step(1, bgr, gray, frame).ended is None, x

@@ -13,14 +13,19 @@ import cv2
 import numpy as np
 
 THUMB = (32, 24)  # (width, height): small enough to ignore object motion, large enough to see the scene layout
+# grey levels: a thumbnail whose pixels vary less holds no scene layout, only noise (averaging a 600x338 frame into
+# 32x24 cells divides its noise by about 16, so a black frame with noise of 2 levels varies by ~0.1 here), and two
+# noise thumbnails correlate at random: every frame of a noisy black video scored as a cut
+FLAT_THUMB_STD = 1.0
 
 
 def thumbnail(gray: np.ndarray) -> np.ndarray:
-    """Zero-mean, unit-norm (768,) float32 thumbnail of a grey (H, W) uint8 frame; all zeros for a flat frame."""
+    """Zero-mean, unit-norm (768,) float32 thumbnail of a grey (H, W) uint8 frame; all zeros for a flat frame
+    (standard deviation under FLAT_THUMB_STD grey levels: black, one colour, or only noise on them)."""
     t = cv2.resize(gray, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
     t -= t.mean()
     norm = float(np.linalg.norm(t))
-    return t / norm if norm > 1e-3 * t.size else np.zeros_like(t)
+    return t / norm if norm > FLAT_THUMB_STD * np.sqrt(t.size) else np.zeros_like(t)
 
 
 def cut_score(a: np.ndarray, b: np.ndarray) -> float:

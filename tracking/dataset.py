@@ -16,7 +16,7 @@
       done/<video_id>.attempt how many runs started the video without finishing it (see runner.MAX_ATTEMPTS)
 
 A video's shards are written under temporary names and renamed when complete; its done-marker is written last. A
-video is finished when its marker exists, the shards the marker names exist, and the video file still has the size
+video is finished when its marker exists, the shards the marker names are complete, and the video file still has the size
 and mtime it was mined at; any other video is redone (a remined video's old marker goes first, so no marker ever
 names shards of another mining). ``kill -9`` at any moment loses at most the videos in progress. Several processes
 or machines can mine disjoint parts of one listing into one directory; ``merge`` builds ``manifest.jsonl`` and
@@ -29,6 +29,7 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import time
@@ -43,6 +44,7 @@ from vidssl.io import (atomic_path, atomic_write_json, atomic_write_text, file_s
                        remove_temp_leftovers)
 
 SHARDS, DONE = "shards", "done"
+log = logging.getLogger(__name__)
 
 
 class DatasetMismatch(VidsslError):
@@ -113,12 +115,30 @@ def marker_path(out_dir: Path, vid: str) -> Path:
 
 
 def read_marker(out_dir: Path, vid: str) -> dict | None:
-    """The done-marker of video ``vid`` as written, or None when there is none (see :func:`done_marker`)."""
+    """The done-marker of video ``vid`` as written, or None when there is none or it is damaged (a disk that
+    filled, a copy cut short: its video is mined again; see :func:`done_marker`)."""
     path = marker_path(out_dir, vid)
     try:
-        return json.loads(path.read_text())
+        marker = json.loads(path.read_text())
     except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        log.warning("%s: damaged done-marker (%s); its video is mined again", path, e)
+        return None
+    if not isinstance(marker, dict) or not isinstance(marker.get("pairs", []), list):
+        log.warning("%s: not a done-marker (a JSON object with a list of pairs); its video is mined again", path)
+        return None
+    return marker
+
+
+def _npy_rows(path: Path) -> int | None:
+    """The rows of a complete ``.npy`` shard, or None for a missing, damaged or cut short one (an interrupted copy
+    of the folder: its header announces more bytes than the file holds)."""
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError):
+        return None
+    return int(array.shape[0]) if isinstance(array, np.ndarray) and array.ndim else None
 
 
 def source_state(path: Path) -> dict | None:
@@ -138,16 +158,18 @@ def _same_source(marker: dict, source: dict, path: Path | None) -> bool:
 
 
 def done_marker(out_dir: Path, vid: str, source: dict | None = None, path: Path | None = None) -> dict | None:
-    """The marker of a finished video ``vid``, else None: no marker, a shard it names is missing, the video file's
-    ``source`` state differs from the one mined (a file of the same size with only another time, at ``path``, is
-    the same when its content sample is), or it records a crash whose ``.attempt`` file was deleted (the way
-    to ask for a retry). ``source`` None (the file is not here: moved away, or on another machine) trusts the
+    """The marker of a finished video ``vid``, else None: no marker (or a damaged one), a shard it names is
+    missing or cut short, the video file's ``source`` state differs from the one mined (a file of the same size
+    with only another time, at ``path``, is the same when its content sample is), or it records a crash whose
+    ``.attempt`` file was deleted (the way to ask for a retry). ``source`` None (the file is not here: moved away, or on another machine) trusts the
     marker, as do markers of older versions, which hold no state; a marker whose file could not be stat'ed when it
     was skipped (a broken link) holds None, and is redone once the file is there."""
     marker = read_marker(out_dir, vid)
     if marker is None:
         return None
-    if any(not (out_dir / name).is_file() for name in _shards_named(marker)):
+    rows = {name: _npy_rows(out_dir / name) for name in _shards_named(marker)}
+    if any(n is None for n in rows.values()) or any(
+            rec["offset"] >= rows[rec[key]] for rec in marker.get("pairs", []) for key in ("shard", "track_shard") if key in rec):
         return None
     if source is not None and "source" in marker and not _same_source(marker, source, path):
         return None

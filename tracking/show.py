@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tracking.dataset import read_marker
+from tracking.dataset import marker_path, read_marker
 from vidssl.errors import VidsslError
 from vidssl.io import drawable
 
@@ -63,7 +63,12 @@ def pair_grid(pairs_dir: str | Path, n: int = 64, seed: int = 0, columns: int = 
     cells = []
     for rec in _sample(load_manifest(pairs_dir), n, seed):
         if rec["shard"] not in shards:
-            shards[rec["shard"]] = np.load(pairs_dir / rec["shard"], mmap_mode="r")
+            try:
+                shards[rec["shard"]] = np.load(pairs_dir / rec["shard"], mmap_mode="r")
+            except (OSError, ValueError, EOFError) as e:  # a shard lost or cut short after the merge
+                raise VidsslError(f"{pairs_dir / rec['shard']}: unreadable ({type(e).__name__}: {e}); rerun the "
+                                  f"`vidssl mine` that made {pairs_dir} (same videos, same --out) to mine its video "
+                                  f"again") from None
         patches = list(shards[rec["shard"]][rec["offset"]])  # first, last[, background]
         size = patches[0].shape[0]
         gap = np.full((size, 2, 3), 255, np.uint8)
@@ -96,7 +101,12 @@ def track_strips(pairs_dir: str | Path, n: int = 4, seed: int = 0, frames: int =
     backend = video_backend or meta.get("video_backend", "auto")
     rows = []
     for rec in _sample(load_manifest(pairs_dir), n, seed):
-        boxes = read_marker(pairs_dir, rec["video_id"])["track_boxes"][rec["offset"]]
+        marker = read_marker(pairs_dir, rec["video_id"]) or {}
+        if "track_boxes" not in marker:
+            raise VidsslError(f"{marker_path(pairs_dir, rec['video_id'])}: missing or damaged, so the tracks of "
+                              f"{rec['video']} are unknown; rerun the `vidssl mine` that made {pairs_dir} to mine it "
+                              f"again")
+        boxes = marker["track_boxes"][rec["offset"]]
         steps = np.linspace(0, len(boxes) - 1, frames).round().astype(int)
         at = box_frames(rec["start_frame"], rec["end_frame"], len(boxes))
         wanted = {at[s] for s in steps}

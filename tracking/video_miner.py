@@ -146,10 +146,17 @@ class _Miner:
         self.cfg = cfg
         self.work_h, self.work_w = work_shape
         self.side = int(round(cfg.box_fraction * min(work_shape)))
-        # each rounded on its own, side and margins could exceed the frame (0.9 and 0.05 of 70 px: 63 + 2 x 4)
-        self.margin = min(int(round(cfg.edge_margin * min(work_shape))), (min(work_shape) - self.side) // 2)
         self.shrink = shrink_factor(self.side / cfg.track_box_px)
         self.scale = 1.0 / self.shrink
+        # boxes start where the tracker sees them whole: it runs on the frame shrunk by k, which drops the last
+        # H % k rows and W % k columns, and a box touching that frame's border counts as leaving it (Track.step),
+        # so boxes start inside the shrunk extent and 2 tracker px from it (1, plus rounding to tracker px) even
+        # where mine.edge_margin is smaller; side and margins each rounded on their own could exceed the frame
+        # (0.9 and 0.05 of 70 px: 63 + 2 x 4), so the margin gives way first
+        k = self.shrink
+        self.start_shape = (self.work_h // k * k, self.work_w // k * k)
+        self.margin = min(max(int(round(cfg.edge_margin * min(work_shape))), 2 * k),
+                          (min(self.start_shape) - self.side) // 2)
         self.candidates = set(candidates)
         self.last_window_start = end_frame - 1 - cfg.track_length  # a window opened later cannot close in time
         self.first_frame, self.mined_frames = first_frame, max(1, end_frame - first_frame)
@@ -314,7 +321,7 @@ class _Miner:
         if reason is None:
             result.starts_accepted += 1
             room = min(cfg.boxes_per_start, cfg.max_active_tracks - len(self.active))
-            chosen = select_boxes(motion.points, motion.moving, (self.work_h, self.work_w), self.side, room,
+            chosen = select_boxes(motion.points, motion.moving, self.start_shape, self.side, room,
                                   self.margin, cfg.min_box_points, avoid=[t.box for t in self.active])
             for box, count in chosen:
                 region = _region(box, self.work_w, self.work_h, cfg.region_grid)
@@ -415,19 +422,19 @@ def _motion_blocker(motion, cfg: MineConfig) -> str | None:
 def _why_empty(result: VideoResult, cfg: MineConfig) -> tuple[str, str]:
     """(skip reason, detail) for a video that gave no pair."""
     r = result.starts_rejected
+    bounds = [0, *result.cuts, result.frames]
+    longest = max(b - a for a, b in zip(bounds, bounds[1:]))
+    needed = cfg.track_length + 2  # the frame before a start (its motion), then start to end: as mine_video's too_short
+    if result.cuts and longest < needed:
+        # shots shorter than a track are no use whatever their motion: still ones fail the start vote (few start
+        # frames fall on a cut when shots are a few frames long), moving ones start tracks that every cut ends
+        return "cuts", (f"{len(result.cuts)} shot cuts in {result.frames} frames, the longest shot {longest} "
+                        f"frames: none holds a track of mine.track_length={cfg.track_length} (that needs {needed} "
+                        f"frames; start frames rejected: {dict(+r)}, tracks rejected: {dict(result.tracks_rejected)})")
     if result.starts_accepted == 0:
         # the commonest obstacle names the video: still, everything moving (or no camera fit), or cut to pieces
         votes = {"no_motion": r["too_static"] + r["no_texture"], "all_motion": r["too_moving"] + r["no_camera_fit"],
                  "cuts": r["cut"]}
-        bounds = [0, *result.cuts, result.frames]
-        longest = max(b - a for a, b in zip(bounds, bounds[1:]))
-        track_length = cfg.track_length
-        if result.cuts and longest <= track_length:
-            # shots shorter than a track are no use whatever their motion; the vote counts start frames, and few
-            # fall on a cut when shots are a few frames long
-            return "cuts", (f"{len(result.cuts)} shot cuts in {result.frames} frames, the longest shot {longest} "
-                            f"frames: none holds a track of mine.track_length={track_length} (start frames "
-                            f"rejected: {dict(+r)})")
         reason = max(votes, key=votes.get)
         detail = f"no usable start frame ({dict(+r)})"
         if reason == "no_motion" and result.most_moving_static > 0:

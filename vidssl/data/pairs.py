@@ -162,7 +162,8 @@ def open_pairs(root: str | os.PathLike) -> PairSet:
         if why is not None:
             skipped[name] = why
             keep &= ~in_shard
-            log.warning("pairs: skipping %d pairs of %s: %s", int(in_shard.sum()), root / name, why)
+            log.warning("pairs: skipping %d pairs of %s: %s; rerun the `vidssl mine` that made %s (same videos, "
+                        "same --out) to mine its video again", int(in_shard.sum()), root / name, why, root)
         else:
             widths.add(width)
             if width == 2:
