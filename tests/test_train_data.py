@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 
 import numpy as np
@@ -34,6 +35,21 @@ def test_open_pairs_indexes_every_pair(tmp_path):
         assert np.array_equal(ds.raw(i), patches[i])
         out, index = ds[(i, (0, 0, 0))]
         assert index == i and np.array_equal(out, patches[i])  # no crop, no flip, same size: identity
+
+
+def test_a_worker_keeps_a_bounded_number_of_shards_open(tmp_path, monkeypatch):
+    # one shard per video and a worker that lives the whole run: with a map (an open file) kept per shard, a dataset
+    # of over ~1000 videos ran out of the process's open files
+    root, patches = _toy(tmp_path, n_videos=40, tracks=2, shard_rows=2)
+    monkeypatch.setattr(PairPatches, "MAX_OPEN_SHARDS", 8, raising=False)
+    ds = PairPatches(open_pairs(root), DataConfig(patch_size=8, crop_min=1.0, flip=False))
+    fds = lambda: len(os.listdir("/proc/self/fd"))  # noqa: E731
+    before = fds()
+    for _ in range(2):  # a second epoch reopens what was closed
+        for i in range(len(patches)):
+            assert np.array_equal(ds.raw(i), patches[i])
+            assert fds() - before <= 8
+    assert len(ds._maps) == 8
 
 
 def test_broken_inputs_are_clear_errors(tmp_path, caplog):
@@ -173,9 +189,9 @@ def test_epoch_batches_use_every_pair_when_track_sizes_are_skewed():
 
 def _epoch_batches_by_scans(video, track, batch_pairs, seed, epoch):
     """The plan written the naive way: one scan per track and per video (sampler._spread is the rule itself)."""
-    from vidssl.data.sampler import _spread
+    from vidssl.data.sampler import _PLAN, _spread
 
-    rng = np.random.default_rng([seed, epoch])
+    rng = np.random.default_rng([seed, epoch, _PLAN])
     n = video.size
     in_track, keys = np.empty(n), np.empty(n)
     for t in np.unique(track):
@@ -200,6 +216,22 @@ def test_epoch_batches_group_by_one_sort_as_by_scans():
                                   _epoch_batches_by_scans(video, track, 8, trial, epoch))
 
 
+def test_the_epoch_plan_and_augmentation_draw_different_numbers(monkeypatch):
+    # every random stream of a run (each epoch's plan, each pair's augmentation) must be its own: numpy pads seeds
+    # with zeros, so a plan seeded [seed, epoch] replayed the stream of slot 0 of global batch ``epoch``
+    import vidssl.data.sampler as sampler_module
+
+    seeds = []
+    real = np.random.default_rng
+    monkeypatch.setattr(sampler_module.np.random, "default_rng", lambda key: seeds.append(key) or real(key))
+    video, track = np.repeat(np.arange(3), 20), np.arange(60)
+    batches = list(PairBatchSampler(video, track, 8, seed=1, steps=7 * 3))  # three epochs' plans
+    monkeypatch.undo()
+    plans = {tuple(np.random.SeedSequence(key).generate_state(4)) for key in seeds}
+    augmentations = {tuple(np.random.SeedSequence(list(seed)).generate_state(4)) for b in batches for _, seed in b}
+    assert len(plans) == 3 and len(augmentations) == 7 * 3 * 8 and not plans & augmentations
+
+
 def test_sampler_plans_only_the_epoch_it_resumes_in(monkeypatch):
     import vidssl.data.sampler as sampler_module
 
@@ -219,9 +251,19 @@ def test_sampler_resumes_and_shards_by_rank():
     full = list(PairBatchSampler(video, track, 8, seed=1, steps=20))  # crosses epochs (7 batches each)
     assert len(full) == 20
     assert list(PairBatchSampler(video, track, 8, seed=1, steps=20, start_step=13)) == full[13:]
-    r0 = list(PairBatchSampler(video, track, 8, seed=1, steps=10, rank=0, world=2))
-    r1 = list(PairBatchSampler(video, track, 8, seed=1, steps=10, rank=1, world=2))
-    assert r0 == full[0::2] and r1 == full[1::2]  # the global stream, dealt out in turn
+    # two processes: each epoch keeps 6 of its 7 batches, so that a step's two batches come from one epoch
+    kept = [b for e in range(3) for b in full[7 * e:7 * e + 6]]
+    r0 = list(PairBatchSampler(video, track, 8, seed=1, steps=9, rank=0, world=2))
+    r1 = list(PairBatchSampler(video, track, 8, seed=1, steps=9, rank=1, world=2))
+    pairs_of = lambda batches: [[i for i, _ in b] for b in batches]  # noqa: E731
+    assert pairs_of(r0) == pairs_of(kept[0::2]) and pairs_of(r1) == pairs_of(kept[1::2])  # dealt out in turn
+    for rank, batches in enumerate((r0, r1)):  # augmentation seeded by (seed, global batch, slot)
+        assert all(seed == (1, 2 * step + rank, slot) for step, b in enumerate(batches) for slot, (_, seed) in
+                   enumerate(b))
+    for a, b in zip(r0, r1):  # every step: two batches of one epoch's plan, disjoint
+        assert not {i for i, _ in a} & {i for i, _ in b}
+    with pytest.raises(VidsslError, match="7 batch.*fewer than the 8 processes"):
+        PairBatchSampler(video, track, 8, seed=1, steps=1, world=8)
     with pytest.raises(Exception, match="fewer than a batch of 80") as few:
         PairBatchSampler(video, track, 80, seed=1, steps=1)
     suggested = int(re.search(r"train.batch_pairs=(\d+)", str(few.value)).group(1))

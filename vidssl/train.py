@@ -34,8 +34,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from vidssl.config import Config, flat_config, to_dict, versions, write_resolved
-from vidssl.data import (PairBatchSampler, PairPatches, make_loader, open_pairs, require_pairs_folder, to_input,
-                         too_few_pairs)
+from vidssl.data import (PairBatchSampler, PairPatches, batches_per_epoch, make_loader, open_pairs,
+                         require_pairs_folder, to_input, too_few_pairs)
 from vidssl.device import resolve_device
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.io import atomic_path, atomic_write_json, atomic_write_text, json_text, remove_temp_leftovers, run_lock
@@ -550,8 +550,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     channels_last = tc.channels_last
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    batches_per_epoch = len(pairs) // tc.batch_pairs  # epoch_batches drops the remainder
-    total = tc.steps or max(1, math.ceil(tc.epochs * batches_per_epoch / d.world))
+    per_epoch = batches_per_epoch(len(pairs), tc.batch_pairs, d.world)
+    total = tc.steps or max(1, math.ceil(tc.epochs * per_epoch / d.world))
     start, fitted = 0, False
     if saved is not None:
         start, total, fitted = saved["step"], saved["total_steps"], saved["fitted"]
@@ -689,7 +689,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
                 metrics = _mean_over_ranks(local, d, dev)  # every process's batch, not rank 0's alone
                 for key in ("triplets_per_s", "pairs_per_s"):  # throughput of the whole run
                     metrics[key] *= d.world
-                metrics.update({"lr": lr, "phase": out.phase, "epoch": step * d.world / batches_per_epoch,
+                metrics.update({"lr": lr, "phase": out.phase, "epoch": step * d.world / per_epoch,
                                 "minutes": (now - t0) / 60})
                 runlog.scalars(step, metrics)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", pos_cos=f"{metrics['pos_cos']:.2f}", phase=out.phase)

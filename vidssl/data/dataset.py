@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -20,8 +21,12 @@ class PairPatches(Dataset):
     last), or 3 with ``background`` (first, last, the same-frame background; the dataset must hold it).
 
     Shards are memory-mapped on first use in each process (each DataLoader worker keeps its own maps), so only the
-    pages of the pairs actually read are loaded.
+    pages of the pairs actually read are loaded. Each map holds an open file, one shard is one video, and a worker
+    lives the whole run: the ``MAX_OPEN_SHARDS`` maps used last are kept, so a dataset of thousands of videos stays
+    under the usual limit of 1024 open files per process.
     """
+
+    MAX_OPEN_SHARDS = 64
 
     def __init__(self, pairs: PairSet, cfg: DataConfig, background: bool = False) -> None:
         if background and not pairs.has_background:
@@ -35,13 +40,17 @@ class PairPatches(Dataset):
                               f"--set loss.cycle_background=false (the cycle loss walks into them too)")
         self.pairs, self.cfg = pairs, cfg
         self.width = 3 if background else 2
-        self._maps: dict[int, np.ndarray] = {}
+        self._maps: OrderedDict[int, np.ndarray] = OrderedDict()  # least recently used first
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def _shard(self, i: int) -> np.ndarray:
-        if i not in self._maps:
+        if i in self._maps:
+            self._maps.move_to_end(i)
+        else:
+            if len(self._maps) >= self.MAX_OPEN_SHARDS:
+                self._maps.popitem(last=False)  # its file closes once no patch read from it is alive
             self._maps[i] = np.load(self.pairs.root / self.pairs.shards[i], mmap_mode="r")
         return self._maps[i]
 
@@ -56,7 +65,7 @@ class PairPatches(Dataset):
         return augment_pair(self.raw(index), rng, c.patch_size, c.crop_min, c.flip), index
 
     def __getstate__(self) -> dict:  # maps are per process: a worker opens its own
-        return {**self.__dict__, "_maps": {}}
+        return {**self.__dict__, "_maps": OrderedDict()}
 
 
 def _worker_init(_: int, trainer_pid: int) -> None:

@@ -10,7 +10,9 @@ clips it formed one batch per epoch, always holding the short tracks' pairs.
 Each epoch is a fixed function of (seed, epoch). A batch draws from nearly every video that holds at least 1/P of
 the pairs: each video's spacing starts at its own random offset, so a video with little over N / P pairs can miss
 a batch (about 0.2% of such (video, batch) slots). Global batch ``g`` goes to process ``g % world``; a process at step ``s`` takes global batch
-``s * world + rank``, so resuming at a step needs nothing but the step.
+``s * world + rank``, so resuming at a step needs nothing but the step. With several processes an epoch keeps a
+multiple of ``world`` of its batches, so the batches of one step come from one epoch and share no pair (one step
+spanning two epochs could hold a pair twice, one plan's batch beside the next plan's).
 """
 from __future__ import annotations
 
@@ -36,9 +38,15 @@ def _groups(codes: np.ndarray) -> list[np.ndarray]:
     return np.split(order, starts)
 
 
+# the last word of an epoch plan's seed, a slot no batch has: augmentation is seeded by [seed, global batch, slot],
+# and numpy pads a seed with zeros, so a plan seeded [seed, epoch] drew the very numbers that cropped slot 0 of
+# global batch ``epoch``
+_PLAN = 2**32 - 1
+
+
 def epoch_batches(video: np.ndarray, track: np.ndarray, batch_pairs: int, seed: int, epoch: int) -> np.ndarray:
     """[N] video codes, [N] track codes -> [B, P] pair indices of one epoch, B = N // P (the rest is dropped)."""
-    rng = np.random.default_rng([seed, epoch])
+    rng = np.random.default_rng([seed, epoch, _PLAN])
     n = video.size
     in_track = np.empty(n)
     for members in _groups(track):  # each track's pairs, shuffled, spread evenly over its video's share
@@ -48,6 +56,11 @@ def epoch_batches(video: np.ndarray, track: np.ndarray, batch_pairs: int, seed: 
         _spread(members, in_track[members], rng, keys)
     stream = np.lexsort((rng.random(n), keys))  # key order; ties broken at random
     return stream[:n // batch_pairs * batch_pairs].reshape(-1, batch_pairs).astype(np.int64)
+
+
+def batches_per_epoch(num_pairs: int, batch_pairs: int, world: int = 1) -> int:
+    """The batches an epoch is cut into: N // P, less the remainder of a division by ``world`` (see above)."""
+    return num_pairs // batch_pairs // world * world
 
 
 def too_few_pairs(num_pairs: int, batch_pairs: int) -> str:
@@ -67,15 +80,19 @@ class PairBatchSampler(Sampler):
                  start_step: int = 0, rank: int = 0, world: int = 1) -> None:
         if track.size < batch_pairs:
             raise VidsslError(too_few_pairs(track.size, batch_pairs))
+        if track.size // batch_pairs < world:
+            raise VidsslError(f"{track.size} pairs make {track.size // batch_pairs} batch(es) of {batch_pairs}, fewer "
+                              f"than the {world} processes that each take one a step; lower the batch "
+                              f"(train.batch_pairs), run fewer processes or mine more videos")
         self.video, self.track, self.batch_pairs, self.seed = video, track, batch_pairs, seed
         self.steps, self.start_step, self.rank, self.world = steps, start_step, rank, world
         self._epoch, self._batches = -1, np.zeros((0, batch_pairs), np.int64)
 
     def global_batch(self, g: int) -> np.ndarray:
-        """[P] pair indices of global batch ``g``. Every epoch has N // P batches, so ``g``'s epoch is known
-        without planning the ones before it (a resume deep into a run waits for one plan, not all); the current
-        epoch's plan is cached."""
-        per_epoch = self.track.size // self.batch_pairs  # >= 1: the constructor checked N >= P
+        """[P] pair indices of global batch ``g``. Every epoch has :func:`batches_per_epoch` batches, so ``g``'s
+        epoch is known without planning the ones before it (a resume deep into a run waits for one plan, not all);
+        the current epoch's plan is cached."""
+        per_epoch = batches_per_epoch(self.track.size, self.batch_pairs, self.world)  # >= 1: checked at __init__
         epoch = g // per_epoch
         if epoch != self._epoch:
             self._epoch = epoch
