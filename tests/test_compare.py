@@ -23,7 +23,7 @@ def test_mean_spread_and_wins_per_task(tmp_path, capsys):
     runs = [_run(tmp_path, "seed0", 0.90, 0.85, 0.60, flow=2.0, flow_pixels=2.5),
             _run(tmp_path, "seed1", 0.80, 0.85, 0.70, flow=3.0, flow_pixels=2.5),
             _run(tmp_path, "seed2", 0.85, 0.85, 0.65)]  # no flow evaluation in this run
-    rows = {row.task: row for row in read_runs(runs)}
+    rows = {row.task: row for row in read_runs(runs)[0]}
     assert rows["davis"].trained == [0.90, 0.80, 0.85] and rows["flow"].trained == [2.0, 3.0, None]
     mean, sd, n = mean_sd(rows["davis"].trained)
     assert n == 3 and math.isclose(mean, 0.85) and math.isclose(sd, 0.05)  # sqrt((0.05^2 + 0.05^2 + 0) / 2)
@@ -52,6 +52,8 @@ def test_a_folder_without_a_summary_is_a_clear_error(tmp_path, capsys):
 
 
 def test_headlines_are_read_from_the_runs_metrics_not_a_stale_summary(tmp_path, capsys):
+    """A run made stage by stage has eval/ but no stages/: its summary is as stale for a task whose metrics are gone
+    (eval/davis deleted) as a pretrain run's; only a summary with no eval/ beside it is read as it is."""
     run = _run(tmp_path, "old", 0.90, 0.85, 0.60)
     summary = json.loads((run / "summary.json").read_text())
     summary["headline"]["davis_instances"] = {"old/backbone": 1.0, "raw pixels": 1.0}  # degenerate, older version
@@ -63,11 +65,12 @@ def test_headlines_are_read_from_the_runs_metrics_not_a_stale_summary(tmp_path, 
     (run / "eval" / "flow" / "metrics.json").write_text(json.dumps({"methods": {
         "match[old/backbone]": {"mean": {"epe": 2.5}}, "match[raw pixels]": {"mean": {"epe": 7.0}},
         "dis_medium": {"mean": {"epe": 0.3}}}}))
-    rows = {row.task: row for row in read_runs([run])}
-    assert set(rows) == {"davis", "flow"}  # davis (no metrics on disk) from the summary; flow recomputed
+    rows = {row.task: row for row in read_runs([run])[0]}
+    assert set(rows) == {"flow"}  # davis: only in the stale summary; davis_instances: degenerate; flow recomputed
     assert rows["flow"].trained == [2.5] and rows["flow"].baselines == {"raw pixels": [7.0]}
     assert main(["compare", str(run)]) == 0
-    assert "| davis | 0.900 | 0.900 (n=1) |" in capsys.readouterr().out  # one run: no spread to show
+    out = capsys.readouterr().out
+    assert "| flow (lower is better) | 2.500 | 2.500 (n=1) | 7.000, 1/1 |" in out and "| davis " not in out
 
 
 def test_a_run_given_twice_and_an_out_folder_are_errors(tmp_path, capsys):
@@ -139,9 +142,8 @@ def test_a_run_folders_numbers_are_its_metrics_and_the_direction_is_the_metrics(
     """A summary is stale for a task whose metrics are gone (new weights' evaluation begun and killed); a task is
     lower-is-better by its metric (EPE), not its name: a retrieval set in a folder named flow is a score."""
     run = _run(tmp_path, "r|1", 0.9, 0.85, 0.6)
-    (run / "stages").mkdir()  # a pretrain run folder, not a summary copied alone
     _metrics(run, "flow", {"r|1/backbone": {"map_at_r": 0.9}, "raw pixels": {"map_at_r": 0.5}})
-    rows = {row.task: row for row in read_runs([run])}
+    rows = {row.task: row for row in read_runs([run])[0]}
     assert set(rows) == {"flow"}  # davis: only in the (stale) summary
     assert not rows["flow"].lower_is_better and wins(rows["flow"], "raw pixels") == (1, 1)
     assert main(["compare", str(run)]) == 0
@@ -152,7 +154,7 @@ def test_a_run_folders_numbers_are_its_metrics_and_the_direction_is_the_metrics(
     summary["headline"]["flow"] = {"r|1/backbone": 2.0, "raw pixels": 3.0}
     summary["headline_metric"] = {"flow": {"metric": "EPE px", "higher_is_better": False}}
     (run / "summary.json").write_text(json.dumps(summary))
-    rows = {row.task: row for row in read_runs([run])}
+    rows = {row.task: row for row in read_runs([run])[0]}
     assert set(rows) == {"flow"} and rows["flow"].lower_is_better and wins(rows["flow"], "raw pixels") == (1, 1)
     (run / "eval" / "flow" / "metrics.json").unlink()
     assert main(["compare", str(run)]) == 1
@@ -182,3 +184,154 @@ def test_speed_keys_and_keys_added_later_are_not_differences(tmp_path, capsys):
     (runs[1] / "config.yaml").write_text(yaml.safe_dump({"config": {"seed": 1, "train": {"budget_minutes": 1}}}))
     assert main(["compare", *map(str, runs)]) == 0
     assert "- train.budget_minutes: " in capsys.readouterr().out  # the budget decides the steps: a difference
+
+
+def _yaml(path, config):
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"config": config, "versions": {}}))
+
+
+def test_a_run_made_stage_by_stage_is_held_to_its_training_and_mining_configs(tmp_path, capsys):
+    """No RUN/config.yaml: the training's config (RUN/train/config.yaml, or the model card's copy) and the mining's
+    mine section (RUN/pairs/config.yaml; the train command's is whatever it was given)."""
+    a, b = _run(tmp_path, "a", 0.9, 0.85, 0.6), _run(tmp_path, "b", 0.8, 0.85, 0.6)
+    _yaml(a / "train" / "config.yaml", {"seed": 0, "train": {"lr": 0.02}, "mine": {"time_range": [0.0, 1.0]}})
+    _yaml(a / "pairs" / "config.yaml", {"seed": 0, "mine": {"time_range": [0.0, 0.8]}})
+    (b / "model_card.json").write_text(json.dumps({"config": {"seed": 1, "train": {"lr": 0.05},
+                                                              "mine": {"time_range": [0.0, 0.8]}}}))
+    _yaml(b / "pairs" / "config.yaml", {"seed": 1, "mine": {"time_range": [0.0, 1.0]}})
+    assert main(["compare", str(a), str(b)]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("- ")]
+    assert notes == ["- mine.time_range: [0.0, 0.8] / [0.0, 1.0]", "- train.lr: 0.02 / 0.05"]
+
+
+def test_evaluation_data_are_compared_resolved(tmp_path, capsys, monkeypatch):
+    """An evaluation records its data resolved: `data` typed in two folders is two data sets, and `data` typed
+    where it lies is the same as its absolute path. An older run's relative path is told apart from any other run's,
+    unless two pretrain runs found it under the same --eval-data (their markers record it resolved)."""
+    import cv2
+    import numpy as np
+
+    from vidssl.eval.baselines import PixelFeatures
+    from vidssl.eval.config import RetrievalConfig
+    from vidssl.eval.retrieval import evaluate_retrieval
+
+    for place in ("x", "y"):
+        for label, colour in (("red", (0, 0, 220)), ("blue", (220, 0, 0))):
+            (tmp_path / place / "data" / label).mkdir(parents=True)
+            for i in range(2):
+                cv2.imwrite(str(tmp_path / place / "data" / label / f"{i}.png"), np.full((32, 32, 3), colour, np.uint8))
+    runs = [_run(tmp_path, name, 0.9, 0.85, 0.6) for name in ("rx", "ry", "rabs")]
+    for run, cwd, data in ((runs[0], "x", "data"), (runs[1], "y", "data"), (runs[2], "x", tmp_path / "x" / "data")):
+        monkeypatch.chdir(tmp_path / cwd)
+        evaluate_retrieval({f"{run.name}/backbone": PixelFeatures()}, data, run / "eval" / "colours",
+                           RetrievalConfig(image_size=32, num_workers=0, batch_size=4), progress=False)
+    monkeypatch.chdir(tmp_path)
+    recorded = json.loads((runs[0] / "eval" / "colours" / "metrics.json").read_text())["data"]
+    assert recorded == str(tmp_path / "x" / "data")
+    assert main(["compare", "rx", "rabs"]) == 0
+    assert "differ" not in capsys.readouterr().out
+    assert main(["compare", "rx", "ry"]) == 0
+    assert f"- eval data (colours): {tmp_path / 'x' / 'data'} / {tmp_path / 'y' / 'data'}" in capsys.readouterr().out
+
+    old = [_run(tmp_path, f"old{k}", 0.9, 0.85, 0.6) for k in range(2)]
+    for run in old:
+        (run / "eval" / "davis").mkdir(parents=True)
+        (run / "eval" / "davis" / "metrics.json").write_text(json.dumps(
+            {"data": "data/davis", "models": {f"{run.name}/backbone": {"JF_mean": 0.9}}}))
+    assert main(["compare", "old0", "old1"]) == 0
+    assert ("- eval data (davis): data/davis, relative to the folder old0 was evaluated from / data/davis, relative "
+            "to the folder old1 was evaluated from") in capsys.readouterr().out
+    for run in old:
+        (run / "stages").mkdir()
+        (run / "stages" / "eval.json").write_text(json.dumps({"config": {"--eval-data": "/abs/data"}}))
+    assert main(["compare", "old0", "old1"]) == 0
+    assert "differ" not in capsys.readouterr().out
+
+
+def test_only_finite_numbers_count(tmp_path, capsys):
+    """NaN or Infinity in a metrics.json (a diverged evaluation) would make the mean NaN and every win false: a run
+    without a finite number counts as a run without the number."""
+    runs = []
+    for name, trained, pixels in (("n0", "NaN", "0.5"), ("n1", "0.8", "Infinity"), ("n2", "0.6", "0.7")):
+        run = _run(tmp_path, name, 0.9, 0.85, 0.6)
+        (run / "eval" / "davis").mkdir(parents=True)
+        (run / "eval" / "davis" / "metrics.json").write_text(
+            f'{{"models": {{"{name}/backbone": {{"JF_mean": {trained}}}, "raw pixels": {{"JF_mean": {pixels}}}}}}}')
+        runs.append(run)
+    assert main(["compare", *map(str, runs)]) == 0
+    # mean of 0.8 and 0.6, sd sqrt(0.02); pixels' mean of 0.5 and 0.7; only n2 has both numbers, and loses
+    assert "| davis | - | 0.800 | 0.600 | 0.700 +- 0.141 (n=2) | 0.600, 0/1 |" in capsys.readouterr().out
+    rows, _ = read_runs(runs)
+    assert rows[0].trained == [None, 0.8, 0.6] and rows[0].baselines == {"raw pixels": [0.5, None, 0.7]}
+
+
+def test_summary_stand_ins_are_finite_numbers(tmp_path, capsys):
+    """A summary copied alone (no eval/ beside it) is read as it is, but a string, a boolean or a NaN in it is no
+    number: "0.9" raised a TypeError, true showed as 1.000."""
+    run = tmp_path / "alone"
+    run.mkdir()
+    (run / "summary.json").write_text('{"trained_model": "alone/backbone", "headline": {"davis": {"alone/backbone": '
+                                      '0.9, "raw pixels": true, "smallcnn (random init)": "0.6", "other": NaN}}}')
+    assert main(["compare", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "| davis | 0.900 | 0.900 (n=1) |" in out and "raw pixels" not in out and "random init" not in out
+
+
+def test_an_unreadable_metrics_json_is_named_and_the_summary_stands_in(tmp_path, capsys):
+    """A metrics.json holding null is as unreadable as a torn one (it raised an error naming no file): the summary's
+    number stands in, and a note under the table names each unreadable file, also one nothing stands in for."""
+    run = _run(tmp_path, "u", 0.9, 0.85, 0.6, flow=2.0, flow_pixels=2.5)
+    _metrics(run, "flow", {})
+    (run / "eval" / "flow" / "metrics.json").write_text("null")
+    _metrics(run, "cub", {})
+    (run / "eval" / "cub" / "metrics.json").write_text('{"models": ')
+    assert main(["compare", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "| flow (lower is better) | 2.000 | 2.000 (n=1) | 2.500, 1/1 |" in out
+    assert (f"- {run / 'eval' / 'flow' / 'metrics.json'}: unreadable (a JSON NoneType, not the object an evaluation "
+            "writes); summary.json stands in for it; rerun that evaluation to rewrite it") in out
+    assert f"- {run / 'eval' / 'cub' / 'metrics.json'}: unreadable (Expecting value" in out
+    assert "summary.json has no number for it; rerun that evaluation to rewrite it" in out
+    rows, notes = read_runs([run])
+    assert [row.task for row in rows] == ["flow"] and rows[0].trained == [2.0] and rows[0].lower_is_better
+    assert len(notes) == 2
+
+
+def test_keys_a_run_does_not_read_are_no_differences(tmp_path, capsys):
+    """demo.* on --videos runs, pretrain.held_out_tail on demo runs, pretrain.mine_workers (a worker count) on any;
+    an old demo run's marker lacks --videos and its videos_root names where it was made: still the demo clips."""
+    def run(name, videos, config, videos_root=None):
+        folder = _run(tmp_path, name, 0.9, 0.85, 0.6)
+        _yaml(folder / "config.yaml", config)
+        (folder / "stages").mkdir()
+        marker = {} if videos_root else {"--videos": videos}  # an old marker: no --videos
+        (folder / "stages" / "mine.json").write_text(json.dumps({"config": marker}))
+        _metrics(folder, "davis", {f"{name}/backbone": {"JF_mean": 0.9}})
+        if videos_root:
+            (folder / "pairs").mkdir()
+            (folder / "pairs" / "dataset.json").write_text(json.dumps({"videos_root": videos_root}))
+        return str(folder)
+
+    real = [run("v0", "/videos", {"demo": {"num": 6}, "pretrain": {"mine_workers": 2}}),
+            run("v1", "/videos", {"demo": {"num": 9}, "pretrain": {"mine_workers": 4}})]
+    assert main(["compare", *real]) == 0
+    assert "differ" not in capsys.readouterr().out
+    demo = [run("d0", None, {"pretrain": {"held_out_tail": 0.2}}),
+            run("d1", None, {"pretrain": {"held_out_tail": 0.3}}, videos_root="/old/place/d1/demo_videos")]
+    assert main(["compare", *demo]) == 0
+    assert "differ" not in capsys.readouterr().out
+    assert main(["compare", real[1], demo[1]]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("- ")]
+    assert notes == ["- videos: /videos / the built-in demo videos"]  # not demo.num, nor held_out_tail
+
+
+def test_runs_of_one_name_in_two_folders_get_columns_of_their_own(tmp_path, capsys):
+    for parent in ("A", "B"):
+        (tmp_path / parent).mkdir()
+        _run(tmp_path / parent, "s0", 0.9 if parent == "A" else 0.8, 0.85, 0.6)
+    _run(tmp_path, "s1", 0.7, 0.85, 0.6)
+    assert main(["compare", *(str(tmp_path / p) for p in ("A/s0", "B/s0", "s1"))]) == 0
+    assert "| task | A/s0 | B/s0 | s1 | trained mean +- sd |" in capsys.readouterr().out

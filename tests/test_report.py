@@ -117,9 +117,15 @@ def test_a_renamed_run_keeps_the_row_its_evaluation_named(tmp_path):
     (tmp_path / "a").rename(tmp_path / "b")
     build_report(tmp_path / "b")
     assert strict_loads((tmp_path / "b" / "summary.json").read_text())["trained_model"] == "a/backbone"
-    (tmp_path / "b" / "stages" / "eval.json").unlink()  # an older run: named as it would be now
+    # an older run, or one evaluated stage by stage: the one row that is not a baseline, not "b/backbone" (which
+    # filed the trained backbone among the baselines)
+    (tmp_path / "b" / "stages" / "eval.json").unlink()
     build_report(tmp_path / "b")
-    assert strict_loads((tmp_path / "b" / "summary.json").read_text())["trained_model"] == "b/backbone"
+    assert strict_loads((tmp_path / "b" / "summary.json").read_text())["trained_model"] == "a/backbone"
+    for task in ("davis", "davis_instances"):  # flow's rows are methods: the model is the one matched
+        (tmp_path / "b" / "eval" / task / "metrics.json").unlink()
+    build_report(tmp_path / "b")
+    assert strict_loads((tmp_path / "b" / "summary.json").read_text())["trained_model"] == "a/backbone"
 
 
 def test_the_figures_shown_cover_every_model_and_one_point_is_drawn(tmp_path):
@@ -141,7 +147,12 @@ def test_the_figures_shown_cover_every_model_and_one_point_is_drawn(tmp_path):
     captions = [c for c in captions if c.startswith("davis:")]
     assert len(captions) == MAX_FIGURES_PER_TASK
     assert all(sum(f"overlays/{m}/" in c for c in captions) == MAX_FIGURES_PER_TASK // 3 for m in models)
-    assert f"{3 * 13 - MAX_FIGURES_PER_TASK} more figures in" in html
+    more = html[html.index(f"{3 * 13 - MAX_FIGURES_PER_TASK} more figures in"):].split("</p>")[0]
+    # the rest are named: every figure is either shown or listed, none both
+    for model in models:
+        for k in range(13):
+            name = f"overlays/{model}/seq{k:02d}.png"
+            assert (name in more) != any(c == f"davis: {name}" for c in captions), name
     assert "<circle" in html  # a loss curve of one logged step
 
 
@@ -196,3 +207,65 @@ def test_report_of_the_current_folder_finds_the_row_the_tables_hold(tmp_path, ca
     assert main(["report", str(run)]) == 0
     stages = strict_loads((run / "summary.json").read_text())["stages"]
     assert stages == {"mine": None, "train": None, "export": {"weights": "backbone.pt"}, "eval": None}
+
+
+def test_a_headline_number_that_is_not_finite_is_left_out(tmp_path):
+    """NaN or Infinity (a diverged evaluation) is no headline: summary.json held null for it, and a mean over runs
+    with it is NaN. The model's number is left out of its task's headline row."""
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    (run / "eval" / "davis" / "metrics.json").write_text(
+        '{"models": {"run/backbone": {"JF_mean": NaN}, "raw pixels": {"JF_mean": 0.5}}}')
+    _write(run / "eval" / "flow" / "metrics.json", _flow({"zero": 3.0, "match[run/backbone]": 2.5}))
+    (run / "eval" / "flow" / "metrics.json").write_text(
+        (run / "eval" / "flow" / "metrics.json").read_text().replace("3.0", "Infinity"))
+    build_report(run)
+    summary = strict_loads((run / "summary.json").read_text())
+    assert summary["headline"] == {"davis": {"raw pixels": 0.5}, "flow": {"run/backbone": 2.5}}
+    assert "methods that learn nothing" not in (run / "report.html").read_text()  # zero flow's EPE: Infinity
+
+
+DAMAGED = {  # file in the run -> (content, what the report says is wrong with it)
+    "warnings.json": ('["mining stopped", 3]', "a warning is a number, not a string"),
+    "pairs/dataset.json": ('{"pairs": 3, "videos": null}', '"videos" is null, not an object'),
+    "pairs_held_out/dataset.json": ('{"videos": {"skipped": {"too_short": 2}}}',
+                                    '"videos.skipped.too_short" is a number, not a list'),
+    "model_card.json": ('{"arch": "smallcnn", ', "Expecting property name"),
+}
+
+
+def test_damaged_files_are_named_in_the_report_not_a_traceback(tmp_path):
+    """A torn or hand-edited warnings.json, dataset.json or model_card.json (or one with a null where an object
+    belongs) is named at the top of the report with the way to rewrite it, as a damaged metrics.json is named in its
+    section; the rest of the report is built."""
+    import html
+
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    for name, (content, _) in DAMAGED.items():
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text(content)
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    top = page[page.index("<h2>Unreadable files</h2>"):page.index("<h2>Headline</h2>")]
+    for name, (_, why) in DAMAGED.items():
+        assert f"{run / name}: {html.escape(why)}" in top, name
+    assert f"vidssl mine --merge --out {run / 'pairs_held_out'}" in top and f"vidssl export {run / 'train'}" in top
+    summary = strict_loads((run / "summary.json").read_text())
+    assert not {"warnings", "data", "held_out", "model_card"} & set(summary)
+    # the card is damaged, not the export: the weights and their row are still the run's
+    assert summary["trained_model"] == "run/backbone" and summary["headline"]["davis"]["run/backbone"] == 0.8
+
+
+def test_report_refuses_a_run_that_a_pretrain_is_writing(tmp_path, capsys):
+    """A pretrain holds RUN/.vidssl.lock while its stages write: a report then would read half-made stages (and
+    race it for summary.json)."""
+    from vidssl.io import run_lock
+
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    with run_lock(run):
+        assert main(["report", str(run)]) == 1
+    assert "is in use by another vidssl command" in capsys.readouterr().err
+    assert not (run / "summary.json").exists()
+    assert main(["report", str(run)]) == 0

@@ -38,45 +38,51 @@ def _trained_name(summary: dict, run: Path) -> str:
     return weights_row_name(weights)
 
 
-def run_headline(run: Path, summary: dict) -> tuple[dict[str, dict[str, float]], dict[str, bool]]:
+def run_headline(run: Path, summary: dict) -> tuple[dict[str, dict[str, float]], dict[str, bool], list[str]]:
     """The run's headline numbers per task and model, recomputed from its ``eval/*/metrics.json`` with the current
-    rules (a summary written by an older version may lack flow or hold a degenerate task), and per task whether
-    lower is better. The summary's number stands in for a task whose metrics.json is there but unreadable, and for
-    every task of a summary without its run (no ``stages/``: a summary copied on its own). In a run folder, a task
-    whose metrics are gone (new weights' evaluation begun and killed) has no number: the summary's is stale."""
-    from vidssl.report import headline_metric, headline_metrics
+    rules (a summary written by an older version may lack flow or hold a degenerate task), per task whether lower is
+    better, and a note naming each metrics.json that could not be read. The summary's number stands in for a task
+    whose metrics.json is there but unreadable (torn, or JSON that is not an object), and for every task of a summary
+    without its run (no ``eval/`` beside it: a summary copied on its own). In a run folder, a task whose metrics are
+    gone (new weights' evaluation begun and killed, or eval/<task> deleted) has no number: the summary's is stale.
+    Only finite numbers count: a NaN would make the mean NaN and every comparison with it false."""
+    from vidssl.report import finite_number, headline_metric, headline_metrics, read_metrics
 
-    results, unreadable = {}, []
+    results, unreadable = {}, {}
     for path in sorted((run / "eval").glob("*/metrics.json")):
         try:
-            results[path.parent.name] = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            unreadable.append(path.parent.name)
-    if not all(isinstance(r, dict) for r in results.values()):
-        raise VidsslError(f"{run}/eval: a metrics.json that is not a JSON object; rerun that evaluation")
+            results[path.parent.name] = read_metrics(path)
+        except (OSError, ValueError) as e:
+            unreadable[path.parent.name] = f"{path}: unreadable ({e})"
     headline = headline_metrics(results)
     lower = {task: not (headline_metric(results[task]) or {}).get("higher_is_better", True) for task in headline}
     recorded, directions = summary.get("headline"), summary.get("headline_metric")
-    if not (run / "stages").is_dir() and isinstance(recorded, dict):
-        unreadable += [task for task in recorded if task not in results]
-    for task in unreadable:
-        if isinstance(recorded, dict) and isinstance(recorded.get(task), dict):
-            headline[task] = recorded[task]
+    recorded = recorded if isinstance(recorded, dict) else {}
+    stand_ins = recorded if not (run / "eval").is_dir() else {t: recorded[t] for t in unreadable if t in recorded}
+    for task, values in stand_ins.items():
+        numbers = {model: float(v) for model, v in values.items() if finite_number(v)} \
+            if isinstance(values, dict) else {}
+        if numbers:
+            headline[task] = numbers
             direction = directions.get(task) if isinstance(directions, dict) else None
             # older summaries say nothing: their only error headline was flow's
             lower[task] = direction.get("higher_is_better") is False if isinstance(direction, dict) else task == "flow"
-    return headline, lower
+    stood_in = {True: "summary.json stands in for it", False: "summary.json has no number for it"}
+    notes = [f"{why}; {stood_in[task in headline]}; rerun that evaluation to rewrite it"
+             for task, why in unreadable.items()]
+    return headline, lower, notes
 
 
-def read_runs(runs: list[str | Path]) -> list[TaskRow]:
+def read_runs(runs: list[str | Path]) -> tuple[list[TaskRow], list[str]]:
     """The headline numbers of ``runs`` (folders made by ``vidssl pretrain``), one row per task in first-seen
-    order. Baselines are matched by name across runs ("raw pixels", "<arch> (random init)")."""
+    order, and a note naming each metrics.json that could not be read. Baselines are matched by name across runs
+    ("raw pixels", "<arch> (random init)")."""
     seen: dict[Path, Path] = {}
     for run in map(Path, runs):
         if run.resolve() in seen:
             raise VidsslError(f"{run} is given twice (as {seen[run.resolve()]}); each run counts once")
         seen[run.resolve()] = run
-    tables = []
+    tables, notes = [], []
     for run in map(Path, runs):
         if not run.is_dir():
             raise VidsslError(f"{run}: no such folder; pass run folders (the --out of `vidssl pretrain`, or a folder "
@@ -91,11 +97,14 @@ def read_runs(runs: list[str | Path]) -> list[TaskRow]:
         if not isinstance(summary, dict):
             raise VidsslError(f"{run}/summary.json: not a run summary (a JSON {type(summary).__name__}); "
                               f"rebuild it: vidssl report {run}")
-        tables.append((_trained_name(summary, run), *run_headline(run, summary)))
+        headline, lower, unreadable = run_headline(run, summary)
+        tables.append((_trained_name(summary, run), headline, lower))
+        notes += unreadable
     tasks = list(dict.fromkeys(task for _, headline, _ in tables for task in headline))
     if not tasks:
         raise VidsslError(f"no evaluation results in {', '.join(map(str, runs))} (RUN/eval/*/metrics.json); finish "
-                          "the runs (the same pretrain commands, or `vidssl eval` into RUN/eval/<task>)")
+                          "the runs (the same pretrain commands, or `vidssl eval` into RUN/eval/<task>)"
+                          + "".join(f"; {note}" for note in notes))
     rows = []
     for task in tasks:
         directions = {lower[task] for _, headline, lower in tables if task in headline}
@@ -111,7 +120,7 @@ def read_runs(runs: list[str | Path]) -> list[TaskRow]:
         for model in row.baselines:
             row.baselines[model] = [headline.get(task, {}).get(model) for _, headline, _ in tables]
         rows.append(row)
-    return rows
+    return rows, notes
 
 
 def mean_sd(values: list[float | None]) -> tuple[float, float, int]:
@@ -131,75 +140,145 @@ def wins(row: TaskRow, baseline: str) -> tuple[int, int]:
     return better, len(pairs)
 
 
-def _setup(run: Path) -> dict[str, object]:
-    """What a run was made of beyond its seed: its resolved config (``config.*``, the seed left out), the videos it
-    mined and each evaluation's data (the held-out tracks are the run's own and come from its videos)."""
+DEMO_VIDEOS = "the built-in demo videos"
+NOT_READ = "not read"  # a config key the run's kind does not read (see _setup): like any value to the others
+
+
+def _yaml_config(path: Path) -> dict | None:
+    """The ``config`` mapping of a resolved config.yaml that vidssl wrote, or None."""
     import yaml
 
+    try:
+        config = yaml.safe_load(path.read_text())["config"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def _run_config(run: Path) -> dict | None:
+    """The config a run was made with: ``RUN/config.yaml`` (pretrain's). A run made stage by stage has none: its
+    training's (``RUN/train/config.yaml``, or the copy in the model card), whose mine and video sections are only
+    what the train command was given, so those come from mining's (``RUN/pairs/config.yaml``)."""
+    if (run / "config.yaml").exists():
+        return _yaml_config(run / "config.yaml")
+    config = _yaml_config(run / "train" / "config.yaml")
+    if config is None:
+        try:
+            config = json.loads((run / "model_card.json").read_text())["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(config, dict):
+            return None
+    mined = _yaml_config(run / "pairs" / "config.yaml") or {}
+    return {**config, **{section: mined[section] for section in ("mine", "video") if section in mined}}
+
+
+def _videos(run: Path) -> str | None:
+    """The videos the run mined (their folder, resolved, as mining records it), or :data:`DEMO_VIDEOS`: the demo
+    clips are made into each run's own folder (demo.* decides them), also a run moved since; None when unknown."""
+    try:
+        videos = json.loads((run / "stages" / "mine.json").read_text())["config"]["--videos"]
+    except (OSError, ValueError, KeyError, TypeError):
+        try:  # made stage by stage, or a mining marker from before it recorded --videos
+            videos = json.loads((run / "pairs" / "dataset.json").read_text())["videos_root"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(videos, str):
+            return None
+        # a pretrain without --videos mines the clips it made in RUN/demo_videos, wherever RUN was then
+        videos = None if Path(videos).name == "demo_videos" else videos
+    return DEMO_VIDEOS if videos is None else str(videos)
+
+
+def _eval_data(run: Path, recorded: str) -> str:
+    """An evaluation's data, to compare across runs: the path its metrics.json records, which evaluations resolve.
+    An older evaluation recorded the path as typed, relative to a folder nobody recorded: two pretrain runs that
+    found it under the same --eval-data (their markers record it resolved) have the same data; otherwise it is told
+    apart from every other run's, as one relative path typed in two folders may name two data sets."""
+    if Path(recorded).is_absolute():
+        return recorded
+    try:
+        root = json.loads((run / "stages" / "eval.json").read_text())["config"]["--eval-data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        root = None
+    if isinstance(root, str):
+        return f"{recorded}, found under --eval-data {root}"
+    return f"{recorded}, relative to the folder {run} was evaluated from"
+
+
+def _setup(run: Path) -> dict[str, object]:
+    """What a run was made of beyond its seed: its resolved config (``config.*``, the seed left out; see
+    :func:`_run_config`), the videos it mined, the steps it trained and each evaluation's data (the held-out tracks
+    are the run's own and come from its videos)."""
     from vidssl.config import Config, flat_config, flat_dict
-    from vidssl.pipeline import SPEED_KEYS
+    from vidssl.pipeline import _UNUSED_BY, SPEED_KEYS
+    from vidssl.report import read_metrics
 
     setup: dict[str, object] = {}
-    try:
-        config = yaml.safe_load((run / "config.yaml").read_text())["config"]
+    videos = _videos(run)
+    config = _run_config(run)
+    if config is not None:
         # a key a later version added counts as its default (what an older run did); keys of speed and logging
-        # (threads, workers, devices' batch sizes) decide no number
+        # (threads, workers, devices' batch sizes) decide no number: pretrain.mine_workers is no stage's key, so
+        # not among SPEED_KEYS, but mines the same pairs with any number of processes
         flat = {**json.loads(json.dumps(flat_config(Config()))), **flat_dict(config)}
-        setup.update({k: v for k, v in flat.items() if k != "seed" and k not in SPEED_KEYS})
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
-        pass  # an older or hand-made run: nothing to hold it to
-    try:
-        mined = json.loads((run / "stages" / "mine.json").read_text())["config"]
-        if "--videos" in mined and mined["--videos"] is None:
-            # the demo clips are made into each run's own folder (demo.* decides them), also a run moved since
-            setup["videos"] = "the built-in demo videos"
-    except (OSError, json.JSONDecodeError, KeyError, TypeError):
-        pass
-    try:
-        if "videos" not in setup:
-            videos = Path(json.loads((run / "pairs" / "dataset.json").read_text())["videos_root"])
-            # a run from before the marker said so: its demo clips lie in its own folder
-            setup["videos"] = "the built-in demo videos" if videos.resolve().is_relative_to(run.resolve()) \
-                else str(videos)
-    except (OSError, json.JSONDecodeError, KeyError, TypeError):
-        pass
+        unread = _UNUSED_BY[videos == DEMO_VIDEOS] if videos is not None else ()
+        setup.update({k: NOT_READ if any(k == u or k.startswith(u + ".") for u in unread) else v
+                      for k, v in flat.items() if k not in {"seed", "pretrain.mine_workers", *SPEED_KEYS}})
+    if videos is not None:
+        setup["videos"] = videos
     try:  # the steps trained: with train.fit_budget, the machine's speed (threads, device) decides them
         training = json.loads((run / "model_card.json").read_text())["training"]
         setup["trained steps"] = f"{training['steps']} of {training['total_steps']}"
-    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError):
         pass
     for path in sorted((run / "eval").glob("*/metrics.json")):
         if path.parent.name == "tracks_held_out":
             continue
         try:
-            metrics = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
+            metrics = read_metrics(path)
+        except (OSError, ValueError):
+            continue  # named under the table by read_runs
         data = metrics.get("data", metrics.get("data_dir"))
         if isinstance(data, str):
-            setup[f"eval data ({path.parent.name})"] = data
+            setup[f"eval data ({path.parent.name})"] = _eval_data(run, data)
     return setup
 
 
 def run_differences(runs: list[str | Path]) -> list[str]:
     """``"key: value / value / ..."`` for everything the runs differ in beyond their seed (see :func:`_setup`);
-    a key a run lacks shows as ``-``. Empty for seeds of one config on one data set."""
+    a key a run lacks shows as ``-``, and a key a run does not read (``not read``) is no difference. Empty for seeds
+    of one config on one data set."""
     setups = [_setup(Path(run)) for run in runs]
     keys = list(dict.fromkeys(k for setup in setups for k in setup))
     missing = object()
     lines = []
     for key in keys:
         values = [setup.get(key, missing) for setup in setups]
-        if any(v != values[0] for v in values):
+        read = [v for v in values if v != NOT_READ]
+        if any(v != read[0] for v in read):
             lines.append(f"{key}: " + " / ".join("-" if v is missing else str(v) for v in values))
     return lines
 
 
+def column_names(runs: list[str | Path]) -> list[str]:
+    """Each run's shortest path suffix that no other run's resolved path ends in: ``s0`` and ``s1``, but ``A/s0``
+    and ``B/s0`` (one column header for both would hide which number is whose). ``.`` names the folder."""
+    paths = [Path(run).resolve().parts for run in runs]
+    names = []
+    for parts in paths:
+        k = next(k for k in range(1, len(parts) + 1)
+                 if sum(other[-k:] == parts[-k:] for other in paths) == 1)  # itself only
+        names.append(str(Path(*parts[-k:])))
+    return names
+
+
 def compare_markdown(runs: list[str | Path]) -> str:
     """A markdown table: per task, each run's trained number, their mean +- sd, and per baseline its mean and
-    the runs the trained backbone beats it in."""
-    names = [Path(r).resolve().name for r in runs]  # `compare .` names the folder, not "."
-    rows = read_runs(runs)
+    the runs the trained backbone beats it in; under it, the metrics.json files that could not be read and what
+    the runs differ in beyond their seed."""
+    rows, unreadable = read_runs(runs)
+    names = column_names(runs)  # after read_runs: it refuses a run given twice, which no suffix tells apart
     baselines = list(dict.fromkeys(b for row in rows for b in row.baselines))
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     head = ["task", *names, "trained mean +- sd"] + [f"{b}: mean, beaten in" for b in baselines]
@@ -218,6 +297,8 @@ def compare_markdown(runs: list[str | Path]) -> str:
             better, both = wins(row, b)
             cells.append(f"{b_mean:.3f}, {better}/{both}")
         lines.append("| " + " | ".join(map(cell, cells)) + " |")
+    if unreadable:
+        lines += ["", "**Unreadable results:**", *(f"- {note}" for note in unreadable)]
     differences = run_differences(runs)
     if differences:
         # a spread over other configs or data is not a seed spread, and a baseline's mean over data sets is no one's

@@ -42,6 +42,66 @@ def read_failures(run: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in failures.items()} if isinstance(failures, dict) else {}
 
 
+_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+               float: "a number", type(None): "null"}
+
+
+def _expect(value: Any, kind: type, what: str) -> None:
+    """Raise ValueError when ``value`` (``what`` of a file) is not a ``kind``: a hand edit or a torn copy that a
+    ``.get`` or ``len`` on it would turn into a traceback."""
+    if not isinstance(value, kind):
+        raise ValueError(f"{what} is {_JSON_TYPES.get(type(value), type(value).__name__)}, not {_JSON_TYPES[kind]}")
+
+
+def _check_dataset(ds: Any) -> None:
+    """The parts of a mined ``dataset.json`` the report reads: an object, ``videos`` and ``videos.skipped`` objects,
+    each reason a list of videos, ``tracks_rejected`` and ``config`` objects."""
+    _expect(ds, dict, "the file")
+    videos = ds.get("videos", {})
+    _expect(videos, dict, '"videos"')
+    _expect(videos.get("skipped", {}), dict, '"videos.skipped"')
+    for reason, paths in videos.get("skipped", {}).items():
+        _expect(paths, list, f'"videos.skipped.{reason}"')
+    _expect(ds.get("tracks_rejected", {}), dict, '"tracks_rejected"')
+    _expect(ds.get("config") or {}, dict, '"config"')
+
+
+def _check_warnings(warnings: Any) -> None:
+    _expect(warnings, list, "the file")
+    for warning in warnings:
+        _expect(warning, str, "a warning")
+
+
+def read_metrics(path: Path) -> dict:
+    """An evaluation's ``metrics.json``; OSError or ValueError (torn, or JSON that is not an object) when it cannot be
+    read, which the report and ``vidssl compare`` name rather than fail on."""
+    result = json.loads(path.read_text())
+    if not isinstance(result, dict):
+        raise ValueError(f"a JSON {type(result).__name__}, not the object an evaluation writes")
+    return result
+
+
+def _read_json(path: Path, check, fix: str, damaged: list[str]) -> Any:
+    """The JSON in ``path`` (None when there is no such file) if ``check`` (raises ValueError saying what is wrong)
+    accepts it. A damaged file (torn, or of the wrong shape) reads as absent and is added to ``damaged`` with
+    ``fix``, to be named in the report: as for a metrics.json, one damaged file must not cost the whole report."""
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text())
+        check(value)
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        damaged.append(f"{path}: {e}; {fix}")
+        return None
+    return value
+
+
+def _time_span(config: Any) -> list | None:
+    """``config.time_range`` of a mined ``dataset.json`` when it is two numbers, else None."""
+    span = config.get("time_range") if isinstance(config, dict) else None
+    return span if isinstance(span, list) and len(span) == 2 and all(map(finite_number, span)) else None
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """Records of a JSON-lines file; a torn last line (a killed writer) is ignored."""
     if not path.is_file():
@@ -183,16 +243,29 @@ def headline_metric(result: dict) -> dict[str, Any] | None:
     return None
 
 
+def finite_number(value: Any) -> bool:
+    """A number that counts in a headline, a mean or a win: not NaN or infinite (a diverged evaluation, or a hand
+    edit; written as null in summary.json), nor a boolean (JSON true is no score of 1)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_baseline(row: str) -> bool:
+    """A row every evaluation adds beside the weights evaluated (vidssl.eval.baselines.feature_models): raw pixels
+    and the architectures at random init (``smallcnn (random init)``, ``smallcnn width=32 (random init)``)."""
+    return row == "raw pixels" or row.endswith("(random init)")
+
+
 def flow_references(result: dict) -> dict[str, float]:
     """A flow task's methods that learn nothing (zero flow, Farneback, DIS): their EPE, the scale a model's reads
     against (a model 2 px under zero flow is not near DIS)."""
     return {name: float(m["epe"]) for name, m in model_metrics(result).items()
-            if "[" not in name and isinstance(m.get("epe"), (int, float))}
+            if "[" not in name and finite_number(m.get("epe"))}
 
 
 def headline_metrics(eval_results: dict[str, dict]) -> dict[str, dict[str, float]]:
     """Per task, per model, the one number a reader looks at first: DAVIS J&F, retrieval MAP@R (higher is
-    better), flow EPE of matching the model's features (lower is better). Degenerate tasks are left out."""
+    better), flow EPE of matching the model's features (lower is better). Degenerate tasks are left out, and so is a
+    model whose number is not a finite one (NaN would make every mean and comparison with it NaN or false)."""
     out: dict[str, dict[str, float]] = {}
     for task, result in eval_results.items():
         if degenerate(result):
@@ -204,10 +277,9 @@ def headline_metrics(eval_results: dict[str, dict]) -> dict[str, dict[str, float
                 if not (name.startswith(prefix) and name.endswith("]")):
                     continue
                 name = name[len(prefix):-1]
-            for key, _ in HEADLINE_KEYS:
-                if isinstance(metrics.get(key), (int, float)) and not isinstance(metrics.get(key), bool):
-                    row[name] = float(metrics[key])
-                    break
+            key = next((key for key, _ in HEADLINE_KEYS if key in metrics), None)
+            if key is not None and finite_number(metrics[key]):
+                row[name] = float(metrics[key])
         if row:
             out[task] = row
     return out
@@ -254,19 +326,28 @@ def _headline_section(summary: dict, eval_results: dict[str, dict]) -> str:
 def _trained_row(run: Path, eval_results: dict[str, dict]) -> str:
     """The trained backbone's row name in the run's evaluation tables (``eval_results``: task -> metrics.json): as
     the evaluation named it (recorded in its stage marker; a run folder renamed since keeps the old name in its
-    tables), else the name of the backbone the tables hold, else as it would be named now."""
+    tables), else the one row of the tables that is not a baseline, else as it would be named now."""
     try:
         recorded = json.loads((run / "stages" / "eval.json").read_text()).get("trained_model")
     except (OSError, ValueError, AttributeError):
         recorded = None
     if isinstance(recorded, str):
         return recorded
-    # evaluated stage by stage: named as its --weights was spelled (runs/real/backbone.pt, or backbone.pt from inside
-    # the folder), which `vidssl report .` cannot know; the name the tables hold is the one
-    candidates = [weights_row_name(run.resolve() / "backbone.pt"), weights_row_name(run / "backbone.pt"), "backbone"]
-    rows = {name for result in eval_results.values() for name in model_metrics(result)}
-    return next((name for name in candidates if name in rows or f"{FLOW_FEATURE_METHOD}[{name}]" in rows),
-                candidates[0])
+    # evaluated stage by stage or renamed since: named as its --weights was spelled (runs/real/backbone.pt, or
+    # backbone.pt from inside the folder) in a folder of whatever name then, which the report cannot know.
+    prefix, models = FLOW_FEATURE_METHOD + "[", set()
+    for result in eval_results.values():
+        for name in model_metrics(result):
+            if "methods" not in result:
+                models.add(name)
+            elif name.startswith(prefix):  # flow's rows are methods: a model's is match[<model>]
+                models.add(name[len(prefix):-1])
+    trained = {name for name in models if not is_baseline(name)}
+    if len(trained) == 1:
+        return trained.pop()
+    # several weights evaluated side by side (or none yet): the one named as this folder's backbone.pt would be
+    candidates = [weights_row_name(run.resolve() / "backbone.pt"), "backbone"]
+    return next((name for name in candidates if name in trained), candidates[0])
 
 
 def _figures(folder: Path, limit: int) -> list[Path]:
@@ -288,21 +369,26 @@ def build_report(run_dir: str | Path) -> Path:
     sections: list[str] = []
     summary: dict[str, Any] = {"run_dir": str(run)}
 
-    warnings = json.loads((run / WARNINGS).read_text()) if (run / WARNINGS).is_file() else []
+    damaged: list[str] = []  # files the report cannot read: named at its top
+    warnings = _read_json(run / WARNINGS, _check_warnings, "rerun the same `vidssl pretrain` command to rewrite it",
+                          damaged) or []
     if warnings:
         summary["warnings"] = warnings
         items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
         sections.append(f"<div class='warn'><h2>Warnings</h2><ul>{items}</ul></div>")
 
-    dataset_path = run / "pairs" / "dataset.json"
-    if dataset_path.is_file():
-        ds = json.loads(dataset_path.read_text())
+    def text(value: Any) -> str:  # a value of a hand-editable file, shown as text
+        return html.escape(str(value))
+
+    ds = _read_json(run / "pairs" / "dataset.json", _check_dataset,
+                    f"rewrite it from the mined videos: vidssl mine --merge --out {run / 'pairs'}", damaged)
+    if ds is not None:
         videos = ds.get("videos", {})
         summary["data"] = {"pairs": ds.get("pairs"), "videos_found": videos.get("found"),
                            "videos_mined": videos.get("mined"),
                            "videos_skipped": {k: len(v) for k, v in videos.get("skipped", {}).items()},
                            "tracks_rejected": ds.get("tracks_rejected", {})}
-        skipped = "".join(f"<li>{html.escape(reason)}: {html.escape(', '.join(paths))}</li>"
+        skipped = "".join(f"<li>{text(reason)}: {text(', '.join(map(str, paths)))}</li>"
                           for reason, paths in videos.get("skipped", {}).items()) or "<li>none</li>"
         rejects = _table([{"reason": k, "tracks": v} for k, v in sorted(ds.get("tracks_rejected", {}).items())],
                          ["reason", "tracks"])
@@ -311,36 +397,35 @@ def build_report(run_dir: str | Path) -> Path:
             if isinstance(per_video, dict) else ""
         # what mining used (pairs/dataset.json), which under pretrain is the part of mine.time_range before the
         # held-out tail: config.yaml records the user's whole range
-        mined_span = (ds.get("config") or {}).get("time_range")
+        mined_span = _time_span(ds.get("config"))
         span_text = f" from frames {mined_span[0]:.0%}-{mined_span[1]:.0%} of each video" \
-            if isinstance(mined_span, list) and len(mined_span) == 2 and mined_span != [0.0, 1.0] else ""
+            if mined_span is not None and mined_span != [0.0, 1.0] else ""
         sections.append(
-            f"<h2>Data</h2><p>{videos.get('found', '?')} videos found, {videos.get('mined', '?')} mined, "
-            f"<b>{ds.get('pairs', '?')}</b> positive pairs{html.escape(span_text)}.</p><p>Skipped videos:</p>"
+            f"<h2>Data</h2><p>{text(videos.get('found', '?'))} videos found, {text(videos.get('mined', '?'))} mined, "
+            f"<b>{text(ds.get('pairs', '?'))}</b> positive pairs{html.escape(span_text)}.</p><p>Skipped videos:</p>"
             f"<ul>{skipped}</ul>"
             f"<p>Tracks rejected, by reason:</p>{rejects}{per_video_html}")
         for grid in sorted((run / "pairs").glob("*.png")):
             sections.append(_img(grid, f"mined pairs ({grid.name}): first patch | last patch"))
-    held_out_path = run / "pairs_held_out" / "dataset.json"
-    if held_out_path.is_file():
-        ho = json.loads(held_out_path.read_text())
+    ho = _read_json(run / "pairs_held_out" / "dataset.json", _check_dataset,
+                    f"rewrite it from the mined videos: vidssl mine --merge --out {run / 'pairs_held_out'}", damaged)
+    if ho is not None:
         videos = ho.get("videos", {})
         skipped = {k: len(v) for k, v in videos.get("skipped", {}).items()}
         summary["held_out"] = {"pairs": ho.get("pairs"), "videos_found": videos.get("found"),
                                "videos_mined": videos.get("mined"), "videos_skipped": skipped}
-        span = (ho.get("config") or {}).get("time_range")
-        trained_root = ds.get("videos_root") if dataset_path.is_file() else None
-        if ho.get("videos_root") != trained_root:  # the demo's held-out clips: videos of their own
+        span = _time_span(ho.get("config"))
+        if ho.get("videos_root") != (ds or {}).get("videos_root"):  # the demo's held-out clips: videos of their own
             part = "clips other than the training videos"
-        elif isinstance(span, list) and len(span) == 2:
+        elif span is not None:
             part = f"frames {span[0]:.0%}-{span[1]:.0%} of each video"
         else:
             part = "the end of each video"
         why = ", ".join(f"{n} {reason}" for reason, n in skipped.items())
         sections.append(
             f"<h3>Held out</h3><p>For instance retrieval across time, {html.escape(part)} were mined apart and never "
-            f"trained on: <b>{ho.get('pairs', '?')}</b> pairs from {videos.get('mined', '?')} of "
-            f"{videos.get('found', '?')} videos{html.escape(f' (skipped: {why})') if why else ''}.</p>")
+            f"trained on: <b>{text(ho.get('pairs', '?'))}</b> pairs from {text(videos.get('mined', '?'))} of "
+            f"{text(videos.get('found', '?'))} videos{html.escape(f' (skipped: {why})') if why else ''}.</p>")
 
     log = read_jsonl(run / "train" / "log.jsonl")
     train_records = [r for r in log if "step" in r and "loss" in r]
@@ -360,16 +445,19 @@ def build_report(run_dir: str | Path) -> Path:
             sections.append(_img(grid, grid.stem.replace("_", " ")))
 
     card_path = run / "model_card.json"
-    if card_path.is_file():
-        card = json.loads(card_path.read_text())
-        weights = summary["weights"] = str(run / "backbone.pt")
+    card = _read_json(card_path, lambda card: _expect(card, dict, "the file"),
+                      f"export the weights again: vidssl export {run / 'train'} --out {run / 'backbone.pt'}", damaged)
+    if card_path.is_file():  # a damaged card still says the export finished: the weights have their evaluation rows
+        summary["weights"] = str(run / "backbone.pt")
         summary["trained_model"] = None  # its row in every evaluation: below, from the tables
+    if card is not None:
+        weights = summary["weights"]
         summary["model_card"] = {k: card[k] for k in ("arch", "input_size") if k in card}
         training = card.get("training") if isinstance(card.get("training"), dict) else {}
         summary["model_card"].update({k: training[k] for k in ("steps", "total_steps", "complete") if k in training})
         sections.append(f"<h2>Exported backbone</h2><p><code>{html.escape(weights)}</code>: "
-                        f"{html.escape(str(card.get('arch')))}, {training.get('steps', '?')} of "
-                        f"{training.get('total_steps', '?')} steps. Load it with <code>vidssl.load_backbone("
+                        f"{text(card.get('arch'))}, {text(training.get('steps', '?'))} of "
+                        f"{text(training.get('total_steps', '?'))} steps. Load it with <code>vidssl.load_backbone("
                         f"{html.escape(repr(weights))})</code>.</p><details><summary>model card "
                         f"(model_card.json)</summary><pre>{html.escape(json.dumps(card, indent=2))}</pre></details>")
 
@@ -378,9 +466,7 @@ def build_report(run_dir: str | Path) -> Path:
     for metrics_path in sorted((run / "eval").glob("*/metrics.json")):
         task = metrics_path.parent.name
         try:
-            result = json.loads(metrics_path.read_text())
-            if not isinstance(result, dict):
-                raise ValueError(f"a JSON {type(result).__name__}, not the object an evaluation writes")
+            result = read_metrics(metrics_path)
         except (OSError, ValueError) as e:  # one damaged file must not cost the whole report (JSONDecodeError too)
             eval_sections.append(f"<h3>{html.escape(task)}</h3><p><b>unreadable</b> "
                                  f"{html.escape(str(metrics_path))}: {html.escape(str(e))}; rerun this evaluation "
@@ -395,9 +481,11 @@ def build_report(run_dir: str | Path) -> Path:
         shown = _figures(metrics_path.parent, MAX_FIGURES_PER_TASK)
         for png in shown:
             block.append(_img(png, f"{task}: {png.relative_to(metrics_path.parent)}"))
-        more = len(list(metrics_path.parent.rglob("*.png"))) - len(shown)
+        more = sorted(set(metrics_path.parent.rglob("*.png")) - set(shown))
         if more:
-            block.append(f"<p>{more} more figures in {html.escape(str(metrics_path.parent))}.</p>")
+            names = ", ".join(str(png.relative_to(metrics_path.parent)) for png in more)
+            block.append(f"<p>{len(more)} more figures in {html.escape(str(metrics_path.parent))}, not shown: "
+                         f"{html.escape(names)}.</p>")
         eval_sections.append("".join(block))
     failures = read_failures(run)
     if failures:
@@ -409,10 +497,16 @@ def build_report(run_dir: str | Path) -> Path:
         sections += ["<h2>Evaluation</h2>", *eval_sections]
     if "trained_model" in summary:
         summary["trained_model"] = _trained_row(run, eval_results)
+    top = 1 if warnings else 0  # what comes before the headline: the warnings, then the files left unread
+    if damaged:
+        items = "".join(f"<li>{html.escape(why)}</li>" for why in damaged)
+        sections.insert(top, f"<div class='warn'><h2>Unreadable files</h2><p>Left out of this report and of "
+                             f"summary.json:</p><ul>{items}</ul></div>")
+        top += 1
     if eval_results:
         summary["headline"] = headline_metrics(eval_results)
         summary["headline_metric"] = {task: headline_metric(eval_results[task]) for task in summary["headline"]}
-        sections.insert(1 if warnings else 0, _headline_section(summary, eval_results))  # after the warnings
+        sections.insert(top, _headline_section(summary, eval_results))
     resolved = run / "config.yaml"
     if resolved.is_file():  # what a script needs to reproduce the run: the config file and the code's versions
         import yaml

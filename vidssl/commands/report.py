@@ -15,6 +15,7 @@ def run(args, cfg) -> int:
     from pathlib import Path
 
     from vidssl.errors import VidsslError
+    from vidssl.io import run_lock
     from vidssl.report import build_report
 
     run_dir = Path(args.run)
@@ -25,6 +26,7 @@ def run(args, cfg) -> int:
     if not any((run_dir / part).is_file() for part in parts) and not any((run_dir / "eval").glob("*/metrics.json")):
         raise VidsslError(f"{run_dir}: nothing to report (none of {', '.join(parts)}, eval/<task>/metrics.json); "
                           f"the README's walkthrough shows the layout the stages write")
-    page = build_report(run_dir)
+    with run_lock(run_dir):  # a pretrain writing into RUN holds it: its half-made stages are no report
+        page = build_report(run_dir)
     print(f"report: {page}\nsummary: {run_dir / 'summary.json'}")
     return 0

@@ -349,7 +349,8 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
                                   "propagation_s_per_frame": block.pop("propagation_s") / frames,
                                   "overlays": {seq: f"overlays/{slugs[model_name]}/{seq}.png" for seq in names},
                                   "sequences": block["sequences"]}
-    metrics = {"task": "davis_label_propagation", "data": str(data_dir), "sequences": names, "skipped": skipped,
+    metrics = {"task": "davis_label_propagation", "data": str(Path(data_dir).resolve()), "sequences": names,
+               "skipped": skipped,
                "protocol": {"bound_th": jf.BOUND_TH, "scored_frames": "all but the first and the last",
                             "mean_over": "objects"},
                "config": asdict(cfg), "versions": versions(), "models": models_out}

@@ -124,7 +124,7 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
 
     payload = {
         "kind": data.kind,
-        "data": str(data_dir),
+        "data": str(Path(data_dir).resolve()),  # resolved: `vidssl compare` tells data sets apart by it
         "items": int(ok.sum()),
         "queries": int(len(queries)),
         "references": int(len(queries) if references is None else len(references)),

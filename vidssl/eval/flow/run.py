@@ -128,7 +128,7 @@ def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out
         raise VidsslError(f"no flow pair under {data_dir} could be read: " + "; ".join(skipped.values()))
 
     summary = {
-        "data_dir": str(data_dir), "pairs": done, "skipped": skipped, "metric_keys": list(METRIC_KEYS),
+        "data_dir": str(Path(data_dir).resolve()), "pairs": done, "skipped": skipped, "metric_keys": list(METRIC_KEYS),
         "methods": {name: {"mean": mean_metrics(list(results.values())),
                            "seconds_per_pair": sum(r["seconds"] for r in results.values()) / len(results),
                            "pairs": results} for name, results in per_method.items()},
