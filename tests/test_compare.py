@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 from vidssl.cli import main
 from vidssl.compare import mean_sd, read_runs, wins
@@ -16,6 +17,19 @@ def _run(root, name, davis, pixels, random_init, flow=None, flow_pixels=None):
     if flow is not None:
         headline["flow"] = {f"{name}/backbone": flow, "raw pixels": flow_pixels}
     (run / "summary.json").write_text(json.dumps({"weights": str(run / "backbone.pt"), "headline": headline}))
+    return run
+
+
+def _metrics(run, task, models):
+    (run / "eval" / task).mkdir(parents=True, exist_ok=True)
+    (run / "eval" / task / "metrics.json").write_text(json.dumps({"models": models}))
+
+
+def _run_folder(root, name, davis, pixels, random_init):
+    """A run folder (its numbers in eval/, not only in its summary, which beside a config.yaml is no stand-in)."""
+    run = _run(root, name, davis, pixels, random_init)
+    _metrics(run, "davis", {f"{name}/backbone": {"JF_mean": davis}, "raw pixels": {"JF_mean": pixels},
+                            "smallcnn (random init)": {"JF_mean": random_init}})
     return run
 
 
@@ -114,7 +128,7 @@ def test_demo_runs_made_with_other_seeds_do_not_differ_by_their_own_clip_folders
 
     runs = []
     for seed in (0, 1):
-        run = _run(tmp_path, f"demo{seed}", 0.9, 0.85, 0.6)
+        run = _run_folder(tmp_path, f"demo{seed}", 0.9, 0.85, 0.6)
         (run / "config.yaml").write_text(yaml.safe_dump({"config": {"seed": seed, "demo": {"seed": 0}}}))
         (run / "pairs").mkdir()
         (run / "pairs" / "dataset.json").write_text(json.dumps({"videos_root": str(run / "demo_videos")}))
@@ -126,16 +140,10 @@ def test_demo_runs_made_with_other_seeds_do_not_differ_by_their_own_clip_folders
     runs[1].rename(moved)
     (moved / "stages").mkdir()
     (moved / "stages" / "mine.json").write_text(json.dumps({"pairs": 1, "config": {"--videos": None}}))
-    (moved / "eval" / "davis").mkdir(parents=True)  # a run folder's numbers are its metrics'
-    (moved / "eval" / "davis" / "metrics.json").write_text(json.dumps({"models": {
-        "demo1/backbone": {"JF_mean": 0.9}, "raw pixels": {"JF_mean": 0.85}}}))
     assert main(["compare", str(runs[0]), str(moved)]) == 0
     assert "differ" not in capsys.readouterr().out
 
 
-def _metrics(run, task, models):
-    (run / "eval" / task).mkdir(parents=True, exist_ok=True)
-    (run / "eval" / task / "metrics.json").write_text(json.dumps({"models": models}))
 
 
 def test_a_run_folders_numbers_are_its_metrics_and_the_direction_is_the_metrics(tmp_path, capsys):
@@ -159,6 +167,12 @@ def test_a_run_folders_numbers_are_its_metrics_and_the_direction_is_the_metrics(
     (run / "eval" / "flow" / "metrics.json").unlink()
     assert main(["compare", str(run)]) == 1
     assert "no evaluation results in" in capsys.readouterr().err
+    # a pretrain deletes eval/ before it evaluates new weights: killed then, the run has no number yet, and its
+    # summary (the old weights') does not stand in
+    shutil.rmtree(run / "eval")
+    (run / "stages").mkdir(exist_ok=True)
+    assert main(["compare", str(run)]) == 1
+    assert "no evaluation results in" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "nosuch")]) == 1
     assert "nosuch: no such folder" in capsys.readouterr().err
 
@@ -171,7 +185,7 @@ def test_speed_keys_and_keys_added_later_are_not_differences(tmp_path, capsys):
     runs = []
     for seed, config in ((0, {"train": {"threads": 2}, "data": {"num_workers": 0}}),
                          (1, {"train": {"threads": 4}, "model": {"width": Config().model.width}})):
-        run = _run(tmp_path, f"s{seed}", 0.9, 0.85, 0.6)
+        run = _run_folder(tmp_path, f"s{seed}", 0.9, 0.85, 0.6)
         (run / "config.yaml").write_text(yaml.safe_dump({"config": {"seed": seed, **config}}))
         runs.append(run)
     assert main(["compare", *map(str, runs)]) == 0
@@ -196,7 +210,7 @@ def _yaml(path, config):
 def test_a_run_made_stage_by_stage_is_held_to_its_training_and_mining_configs(tmp_path, capsys):
     """No RUN/config.yaml: the training's config (RUN/train/config.yaml, or the model card's copy) and the mining's
     mine section (RUN/pairs/config.yaml; the train command's is whatever it was given)."""
-    a, b = _run(tmp_path, "a", 0.9, 0.85, 0.6), _run(tmp_path, "b", 0.8, 0.85, 0.6)
+    a, b = _run_folder(tmp_path, "a", 0.9, 0.85, 0.6), _run_folder(tmp_path, "b", 0.8, 0.85, 0.6)
     _yaml(a / "train" / "config.yaml", {"seed": 0, "train": {"lr": 0.02}, "mine": {"time_range": [0.0, 1.0]}})
     _yaml(a / "pairs" / "config.yaml", {"seed": 0, "mine": {"time_range": [0.0, 0.8]}})
     (b / "model_card.json").write_text(json.dumps({"config": {"seed": 1, "train": {"lr": 0.05},

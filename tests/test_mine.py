@@ -750,6 +750,19 @@ def test_a_shard_cut_short_or_a_damaged_marker_is_mined_again(demo_dir, tmp_path
     assert again["run"]["videos"] == 2 and again["complete"]
     assert f"{marker}: damaged done-marker" in caplog.text
     assert {p.relative_to(out): p.read_bytes() for p in [out / "manifest.jsonl", *(out / "shards").iterdir()]} == before
+    # a marker of an earlier version, without its shards' sizes: the shard's header is checked instead
+    old = json.loads(marker.read_text())
+    del old["shard_bytes"]
+    marker.write_text(json.dumps(old))
+    shard = next((out / "shards").glob("clip_01*.npy"))
+    shard.write_bytes(shard.read_bytes()[:shard.stat().st_size // 2])
+    assert mine_folder(videos, out, DEMO, progress=False)["run"]["videos"] == 1
+    assert {p.relative_to(out): p.read_bytes() for p in [out / "manifest.jsonl", *(out / "shards").iterdir()]} == before
+    # a damaged marker of a video this listing lacks: its shard, maybe whole, is kept (not deleted as unnamed)
+    marker.write_bytes(marker.read_bytes()[:100])
+    os.utime(shard, (0, 0))  # older than the age at which unnamed shards are removed
+    mine_folder(videos / "clip_00.mp4", out, DEMO, progress=False)
+    assert shard.read_bytes() == before[shard.relative_to(out)]
 
 
 def test_a_video_left_out_of_one_run_keeps_its_shard_and_marker(demo_dir, tmp_path):

@@ -95,6 +95,24 @@ def test_a_checkpoint_with_an_earlier_versions_fingerprint_resumes(pairs, tmp_pa
         train(pairs, tmp_path / "run", cfg, budget_minutes=0.002, progress=False)
 
 
+def test_a_run_started_under_another_batch_plan_resumes_and_says_its_batches_differ(pairs, tmp_path, caplog):
+    import logging
+
+    cfg = load_config(None, TINY + ["train.steps=400", "train.fit_budget=false"])
+    stats = train(pairs, tmp_path / "run", cfg, budget_minutes=0.002, progress=False)
+    ckpt = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    assert ckpt["batch_plan"] == 2
+    with caplog.at_level(logging.WARNING):  # the same version: nothing to say
+        stats = train(pairs, tmp_path / "run", cfg, budget_minutes=0.002, progress=False)
+    assert "planned otherwise" not in caplog.text
+    ckpt = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    del ckpt["batch_plan"]  # as written before the epoch plans were reseeded
+    torch.save(ckpt, tmp_path / "run" / CHECKPOINT)
+    with caplog.at_level(logging.WARNING):
+        assert train(pairs, tmp_path / "run", cfg, budget_minutes=0.002, progress=False)["step"] > stats["step"]
+    assert "was started by an earlier vidssl, whose batches were planned otherwise" in caplog.text
+
+
 def test_budget_fits_the_schedule(pairs, tmp_path):
     cfg = load_config(None, TINY + ["train.steps=100000"])
     stats = train(pairs, tmp_path / "run", cfg, budget_minutes=0.05, progress=False)

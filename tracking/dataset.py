@@ -122,7 +122,8 @@ def read_marker(out_dir: Path, vid: str) -> dict | None:
         marker = json.loads(path.read_text())
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:  # not OSError: a marker that cannot be read now (no
+        # permission, a mount's hiccup) may be a good one, and treating it as damaged would remine the video
         log.warning("%s: damaged done-marker (%s); its video is mined again", path, e)
         return None
     if not isinstance(marker, dict) or not isinstance(marker.get("pairs", []), list):
@@ -133,12 +134,31 @@ def read_marker(out_dir: Path, vid: str) -> dict | None:
 
 def _npy_rows(path: Path) -> int | None:
     """The rows of a complete ``.npy`` shard, or None for a missing, damaged or cut short one (an interrupted copy
-    of the folder: its header announces more bytes than the file holds)."""
+    of the folder: its header announces more bytes than the file holds). For markers written before they recorded
+    their shards' sizes."""
     try:
         array = np.load(path, mmap_mode="r")
     except (OSError, ValueError, EOFError):
         return None
     return int(array.shape[0]) if isinstance(array, np.ndarray) and array.ndim else None
+
+
+def _shards_complete(out_dir: Path, marker: dict) -> bool:
+    """Whether every shard ``marker`` names is there whole: of the size it was written at (recorded in the
+    marker: a stat per shard, as a merge over thousands of videos on a shared file system needs), or, for markers
+    of older versions, a readable header with a row for each pair."""
+    sizes = marker.get("shard_bytes")
+    if isinstance(sizes, dict):
+        def size(name: str) -> int | None:
+            try:
+                return (out_dir / name).stat().st_size
+            except OSError:
+                return None
+        return all(size(name) == sizes.get(name) for name in _shards_named(marker))
+    rows = {name: _npy_rows(out_dir / name) for name in _shards_named(marker)}
+    return not any(n is None for n in rows.values()) and not any(
+        rec["offset"] >= rows[rec[key]] for rec in marker.get("pairs", []) for key in ("shard", "track_shard")
+        if key in rec)
 
 
 def source_state(path: Path) -> dict | None:
@@ -167,9 +187,7 @@ def done_marker(out_dir: Path, vid: str, source: dict | None = None, path: Path 
     marker = read_marker(out_dir, vid)
     if marker is None:
         return None
-    rows = {name: _npy_rows(out_dir / name) for name in _shards_named(marker)}
-    if any(n is None for n in rows.values()) or any(
-            rec["offset"] >= rows[rec[key]] for rec in marker.get("pairs", []) for key in ("shard", "track_shard") if key in rec):
+    if not _shards_complete(out_dir, marker):
         return None
     if source is not None and "source" in marker and not _same_source(marker, source, path):
         return None
@@ -238,7 +256,9 @@ def write_video(out_dir: Path, entry: dict, pairs: np.ndarray | None, track_patc
         if track_patches is not None:
             full["track_shard"] = f"{SHARDS}/{vid}.tracks.npy"
         records.append(full)
-    marker = {**marker, "video": entry["video"], "video_id": vid, "pairs": records}
+    sizes = {name: (out_dir / name).stat().st_size for name in {rec[key] for rec in records
+                                                                 for key in ("shard", "track_shard") if key in rec}}
+    marker = {**marker, "video": entry["video"], "video_id": vid, "pairs": records, "shard_bytes": sizes}
     atomic_write_json(marker_path(out_dir, vid), marker, indent=None)
     if not marker.get("crashed"):  # a crash record lives as long as its attempt file (see done_marker)
         attempt_path(out_dir, vid).unlink(missing_ok=True)
@@ -359,7 +379,10 @@ def _remove_leftovers(out_dir: Path) -> None:
         remove_temp_leftovers(folder, older_than=cutoff)
     named = set()
     for path in (out_dir / DONE).glob("*.json"):
-        named |= _shards_named(read_marker(out_dir, path.stem) or {})
+        marker = read_marker(out_dir, path.stem)
+        # a damaged marker's shards may be whole: kept until its video is mined again (this listing may lack it)
+        named |= _shards_named(marker) if marker is not None else {f"{SHARDS}/{path.stem}.npy",
+                                                                   f"{SHARDS}/{path.stem}.tracks.npy"}
     for path in (out_dir / SHARDS).glob("*.npy"):
         if f"{SHARDS}/{path.name}" not in named and _mtime(path) < cutoff:
             path.unlink(missing_ok=True)

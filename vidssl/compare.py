@@ -38,12 +38,17 @@ def _trained_name(summary: dict, run: Path) -> str:
     return weights_row_name(weights)
 
 
+# what a run folder holds beside its summary. A pretrain deletes eval/ before evaluating new weights (and when the
+# evaluation's settings change), so eval/ alone does not tell a run folder from a summary copied on its own
+RUN_PARTS = ("eval", "stages", "config.yaml", "train", "pairs", "backbone.pt", "model_card.json")
+
+
 def run_headline(run: Path, summary: dict) -> tuple[dict[str, dict[str, float]], dict[str, bool], list[str]]:
     """The run's headline numbers per task and model, recomputed from its ``eval/*/metrics.json`` with the current
     rules (a summary written by an older version may lack flow or hold a degenerate task), per task whether lower is
     better, and a note naming each metrics.json that could not be read. The summary's number stands in for a task
     whose metrics.json is there but unreadable (torn, or JSON that is not an object), and for every task of a summary
-    without its run (no ``eval/`` beside it: a summary copied on its own). In a run folder, a task whose metrics are
+    without its run (none of :data:`RUN_PARTS` beside it: a summary copied on its own). In a run folder, a task whose metrics are
     gone (new weights' evaluation begun and killed, or eval/<task> deleted) has no number: the summary's is stale.
     Only finite numbers count: a NaN would make the mean NaN and every comparison with it false."""
     from vidssl.report import finite_number, headline_metric, headline_metrics, read_metrics
@@ -58,7 +63,8 @@ def run_headline(run: Path, summary: dict) -> tuple[dict[str, dict[str, float]],
     lower = {task: not (headline_metric(results[task]) or {}).get("higher_is_better", True) for task in headline}
     recorded, directions = summary.get("headline"), summary.get("headline_metric")
     recorded = recorded if isinstance(recorded, dict) else {}
-    stand_ins = recorded if not (run / "eval").is_dir() else {t: recorded[t] for t in unreadable if t in recorded}
+    alone = not any((run / part).exists() for part in RUN_PARTS)
+    stand_ins = recorded if alone else {t: recorded[t] for t in unreadable if t in recorded}
     for task, values in stand_ins.items():
         numbers = {model: float(v) for model, v in values.items() if finite_number(v)} \
             if isinstance(values, dict) else {}

@@ -34,7 +34,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from vidssl.config import Config, flat_config, to_dict, versions, write_resolved
-from vidssl.data import (PairBatchSampler, PairPatches, batches_per_epoch, make_loader, open_pairs,
+from vidssl.data import (BATCH_PLAN, PairBatchSampler, PairPatches, batches_per_epoch, make_loader, open_pairs,
                          require_pairs_folder, to_input, too_few_pairs)
 from vidssl.device import resolve_device
 from vidssl.errors import ConfigError, VidsslError
@@ -543,6 +543,10 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     if ckpt_path.exists():
         saved = load_checkpoint(ckpt_path)
         _check_same_run(saved, cfg, (pairs.fingerprint, pairs.legacy_fingerprint), run_dir, d.world)
+        if saved.get("batch_plan", 1) != BATCH_PLAN and saved["step"] < saved["total_steps"] and d.main:
+            log.warning("%s was started by an earlier vidssl, whose batches were planned otherwise: its remaining "
+                        "steps train on this version's batches, so its weights will not equal an uninterrupted "
+                        "run's (of either version)", run_dir)
     elif resume:
         raise VidsslError(f"--resume: no {CHECKPOINT} in {run_dir}; drop --resume to start a new run there")
 
@@ -600,7 +604,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
             "miner": schedule.state_dict(), "config": to_dict(cfg),
             "flat_config": _flat_config(cfg), "pairs_fingerprint": pairs.fingerprint, "pairs": pairs.summary(),
             "backbone": model.backbone.spec(), "embed_dim": cfg.model.embed_dim, "head": cfg.model.head,
-            "world_size": d.world, "metrics": metrics, "sessions": sessions,
+            "world_size": d.world, "metrics": metrics, "sessions": sessions, "batch_plan": BATCH_PLAN,
         })
 
     from tqdm import tqdm

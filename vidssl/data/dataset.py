@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import os
-from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -12,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from vidssl.data.augment import augment_pair
 from vidssl.data.pairs import PairSet
 from vidssl.data.sampler import PairBatchSampler
+from vidssl.data.shards import ShardRows
 from vidssl.errors import VidsslError
 from vidssl.train_config import DataConfig
 
@@ -20,13 +20,9 @@ class PairPatches(Dataset):
     """Item ``(pair_index, seed_tuple)`` -> ``([M, S, S, 3] uint8 augmented patches, pair_index)``: M = 2 (first,
     last), or 3 with ``background`` (first, last, the same-frame background; the dataset must hold it).
 
-    Shards are memory-mapped on first use in each process (each DataLoader worker keeps its own maps), so only the
-    pages of the pairs actually read are loaded. Each map holds an open file, one shard is one video, and a worker
-    lives the whole run: the ``MAX_OPEN_SHARDS`` maps used last are kept, so a dataset of thousands of videos stays
-    under the usual limit of 1024 open files per process.
+    Each patch is read from its shard by one positioned read (:class:`vidssl.data.shards.ShardRows`): no file stays
+    open, and only the bytes of the pairs read are loaded.
     """
-
-    MAX_OPEN_SHARDS = 64
 
     def __init__(self, pairs: PairSet, cfg: DataConfig, background: bool = False) -> None:
         if background and not pairs.has_background:
@@ -40,32 +36,21 @@ class PairPatches(Dataset):
                               f"--set loss.cycle_background=false (the cycle loss walks into them too)")
         self.pairs, self.cfg = pairs, cfg
         self.width = 3 if background else 2
-        self._maps: OrderedDict[int, np.ndarray] = OrderedDict()  # least recently used first
+        self._rows = ShardRows()
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def _shard(self, i: int) -> np.ndarray:
-        if i in self._maps:
-            self._maps.move_to_end(i)
-        else:
-            if len(self._maps) >= self.MAX_OPEN_SHARDS:
-                self._maps.popitem(last=False)  # its file closes once no patch read from it is alive
-            self._maps[i] = np.load(self.pairs.root / self.pairs.shards[i], mmap_mode="r")
-        return self._maps[i]
-
     def raw(self, index: int) -> np.ndarray:
         """[M, S0, S0, 3] uint8, the stored patches of pair ``index`` (M as the item)."""
-        return np.asarray(self._shard(int(self.pairs.shard_index[index]))[self.pairs.offset[index], :self.width])
+        shard = self.pairs.root / self.pairs.shards[int(self.pairs.shard_index[index])]
+        return self._rows.read(shard, int(self.pairs.offset[index]), count=self.width)
 
     def __getitem__(self, item: tuple[int, tuple[int, ...]]) -> tuple[np.ndarray, int]:
         index, seed = item
         rng = np.random.default_rng(list(seed))
         c = self.cfg
         return augment_pair(self.raw(index), rng, c.patch_size, c.crop_min, c.flip), index
-
-    def __getstate__(self) -> dict:  # maps are per process: a worker opens its own
-        return {**self.__dict__, "_maps": OrderedDict()}
 
 
 def _worker_init(_: int, trainer_pid: int) -> None:

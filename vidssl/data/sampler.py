@@ -42,6 +42,10 @@ def _groups(codes: np.ndarray) -> list[np.ndarray]:
 # and numpy pads a seed with zeros, so a plan seeded [seed, epoch] drew the very numbers that cropped slot 0 of
 # global batch ``epoch``
 _PLAN = 2**32 - 1
+# the version of the rule that makes a run's batches, saved in its checkpoints: 2 seeds plans with _PLAN and, under
+# DDP, cuts an epoch to a multiple of the process count (1, before: a run resumed across the change trains on
+# other batches from there on, which the trainer says)
+BATCH_PLAN = 2
 
 
 def epoch_batches(video: np.ndarray, track: np.ndarray, batch_pairs: int, seed: int, epoch: int) -> np.ndarray:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vidssl.data.shards import ShardRows
 from vidssl.errors import VidsslError
 from vidssl.eval.config import RetrievalConfig
 
@@ -114,20 +115,14 @@ class ShardPatches(Dataset):
     def __init__(self, refs: list[tuple[Path, int, int]], size: int):
         self.refs = refs
         self.size = size
-        self._open: dict[Path, np.ndarray] = {}
-
-    def __getstate__(self) -> dict:
-        # memory maps stay in the process that opened them; workers open their own
-        return {**self.__dict__, "_open": {}}
+        self._rows = ShardRows()  # no file kept open per shard: a held-out set of thousands of videos has as many
 
     def __len__(self) -> int:
         return len(self.refs)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, bool]:
         path, offset, which = self.refs[i]
-        if path not in self._open:
-            self._open[path] = np.load(path, mmap_mode="r")
-        patch = np.array(self._open[path][offset, which])  # a copy: the memory map is read-only
+        patch = self._rows.read(path, offset, first=which, count=1)[0].copy()  # writable, for the resize and tensor
         if patch.shape[0] != self.size:
             interp = cv2.INTER_AREA if patch.shape[0] > self.size else cv2.INTER_LINEAR
             patch = cv2.resize(patch, (self.size, self.size), interpolation=interp)
