@@ -1,5 +1,5 @@
-"""The benchmark scripts' argument checks: bad values are refused in one line before any work, and a single video
-is as good a --data as a folder of them."""
+"""The benchmark scripts: bad values are refused in one line before any work, a single video is as good a --data as
+a folder of them, and the settings and the order of what they time (with stubbed steps and decoders)."""
 from __future__ import annotations
 
 import importlib

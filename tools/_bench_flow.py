@@ -10,35 +10,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from _bench_timing import best_seconds
 from vidssl.eval.baselines import PixelFeatures
 from vidssl.eval.flow.correlation import correlation
 from vidssl.eval.flow.methods import CLASSICAL, FeatureMatchFlow, NetworkFlow
 from vidssl.eval.flow.synthetic import synthetic_pairs
 from vidssl.eval.flow.transfer import CorrFlowNet
-from vidssl.models import build_backbone
+from vidssl.models import ARCHS, build_backbone
 
 HEIGHT, WIDTH = 436, 1024
-
-
-def _seconds(fn, repeats: int) -> float:
-    """Fastest of ``repeats`` timed calls after a warm-up (allocator, OpenCV, oneDNN): on a shared machine the
-    minimum is the run least disturbed by other processes."""
-    sync = torch.cuda.synchronize if torch.cuda.is_initialized() else (lambda: None)  # --device cuda: kernels end
-    fn()
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def _loop_correlation(f1, f2, d):
@@ -62,7 +47,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-displacement", type=int, default=4)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args([] if argv is None else argv)
-    d, device = args.max_displacement, torch.device(args.device)
+    if args.repeats < 1:
+        ap.error(f"--repeats must be at least 1, got {args.repeats}")
+    if args.max_displacement < 1:
+        ap.error(f"--max-displacement must be at least 1 cell, got {args.max_displacement}")
+    unknown = [arch for arch in args.archs.split(",") if arch not in ARCHS]
+    if unknown:
+        ap.error(f"--archs: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(ARCHS)}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as e:
+        ap.error(f"--device {args.device}: {e}; use cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: no CUDA device on this machine; use --device cpu")
+    d = args.max_displacement
 
     pair = synthetic_pairs(1, HEIGHT, WIDTH, torch.Generator().manual_seed(0))
     image1, image2 = ((x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
@@ -77,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"flow methods at {WIDTH}x{HEIGHT}, {torch.get_num_threads()} torch threads, device {device}, "
           f"radius {d} cells, best of {args.repeats} runs")
-    times = {name: _seconds(lambda m=method: m(image1, image2), args.repeats) for name, method in methods.items()
+    times = {name: best_seconds(lambda m=method: m(image1, image2), args.repeats) for name, method in methods.items()
              if name != "zero"}
     reference = times["dis_medium"]
     print("| method | s/pair | pairs/s | time vs dis_medium |\n|---|---|---|---|")
@@ -91,9 +89,9 @@ def main(argv: list[str] | None = None) -> None:
         g = torch.Generator().manual_seed(1)
         f1, f2 = (torch.randn(1, channels, 55, 128, generator=g).to(device) for _ in range(2))
         with torch.no_grad():
-            fast = _seconds(lambda: correlation(f1, f2, d), args.repeats)
-            loop = _seconds(lambda: _loop_correlation(f1, f2, d), args.repeats)
-            unfold = _seconds(lambda: _unfold_correlation(f1, f2, d), args.repeats)
+            fast = best_seconds(lambda: correlation(f1, f2, d), args.repeats)
+            loop = best_seconds(lambda: _loop_correlation(f1, f2, d), args.repeats)
+            unfold = best_seconds(lambda: _unfold_correlation(f1, f2, d), args.repeats)
         print(f"| {channels} | {fast:.3f} | {loop:.3f} | {unfold:.3f} | {loop / fast:.1f}x | {unfold / fast:.1f}x |")
 
 

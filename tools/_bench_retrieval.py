@@ -3,7 +3,8 @@
 - extraction: images/s through the DataLoader + backbone, against decoding alone, on the CUB subset of
   $VIDSSL_DATA (or 600 synthetic JPEGs when it is absent);
 - kNN: queries/s of the chunked metric pass (top-k + every per-query metric) on random 128-d embeddings, against
-  one unchunked matmul + top-k where that fits in memory, and the cost of the k-means behind NMI.
+  one unchunked matmul + top-k where that fits in memory (each the best of REPEATS after a warm-up, as in the flow
+  section), and the cost of the k-means behind NMI.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from _bench_timing import best_seconds
 from vidssl.eval.baselines import PixelFeatures
 from vidssl.eval.config import RetrievalConfig
 from vidssl.eval.metrics import kmeans, retrieval_metrics
@@ -24,6 +26,7 @@ from vidssl.eval.retrieval_data import load_retrieval_set
 from vidssl.models import build_backbone
 
 REPO = Path(__file__).resolve().parents[1]
+REPEATS = 3  # timed kNN passes per row, the fastest kept
 
 
 def _images_dir(tmp: Path) -> Path:
@@ -69,21 +72,22 @@ def bench_extraction(root: Path) -> None:
             print(f"| {workers} | {name} | {rate:.0f} | {rate / decode:.2f} |", flush=True)
 
 
-def bench_knn() -> None:
-    print("\nkNN + metrics on random 128-d embeddings, 1000 labels (query set = reference set)\n")
+def bench_knn(sizes: tuple[int, ...] = (10_000, 50_000)) -> None:
+    print(f"\nkNN + metrics on random 128-d embeddings, 1000 labels (query set = reference set); best of {REPEATS} "
+          "after a warm-up\n")
     print("| N | pass | queries/s | x unchunked top-k |")
     print("|---:|---|---:|---:|")
     g = torch.Generator().manual_seed(0)
-    for n in (10_000, 50_000):
+    for n in sizes:
         x = torch.randn(n, 128, generator=g)
         labels = torch.randint(0, 1000, (n,), generator=g)
         base = None
         if n * n * 4 < 2**30:  # the N x N matrix fits in 1 GiB: time the naive pass for reference
             xn = torch.nn.functional.normalize(x, dim=1)
-            base = _rate(n, lambda: torch.topk(xn @ xn.T, 64, dim=1))
+            base = n / best_seconds(lambda: torch.topk(xn @ xn.T, 64, dim=1), REPEATS)
             print(f"| {n} | unchunked matmul + top-64 | {base:.0f} | 1.00 |", flush=True)
         for chunk_mb in (64, 256):
-            rate = _rate(n, lambda: retrieval_metrics(x, labels, with_nmi=False, chunk_mb=chunk_mb))
+            rate = n / best_seconds(lambda: retrieval_metrics(x, labels, with_nmi=False, chunk_mb=chunk_mb), REPEATS)
             ratio = f"{rate / base:.2f}" if base else "-"
             print(f"| {n} | metrics, chunk {chunk_mb} MB | {rate:.0f} | {ratio} |", flush=True)
     x = torch.nn.functional.normalize(torch.randn(10_000, 128, generator=g), dim=1)

@@ -22,11 +22,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from _bench_videos import open_clips
 from tracking.config import MineConfig
 from tracking.motion import CORRESPONDENCES, MotionEstimator
 from tracking.video_miner import SkipVideo, mine_video
 from vidssl.config import load_config
-from vidssl.video import find_videos, open_video
+from vidssl.video import open_video
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,13 +53,14 @@ def mine_seconds(path: Path, cfg: MineConfig) -> tuple[int, float, int, str | No
     return (result.frames if result else 0), seconds, len(result.records) if result else 0, skipped
 
 
-def throughput(videos: list[Path], cfg: MineConfig, paper: MineConfig, runs: int) -> None:
+def throughput(clips: list[tuple[Path, int, int]], cfg: MineConfig, paper: MineConfig, runs: int) -> None:
+    print(f"best of --runs {runs}; both decode with the auto backend, long side <= {cfg.working_side} "
+          "(mine.working_side); size: the source's")
     print("| clip | size | frames | decode f/s | mining f/s | ratio | pairs | pairs (paper 25-75%) |")
     print("|---|---|---|---|---|---|---|---|")
     totals = np.zeros(4)
-    for path in videos:
-        with open_video(path) as reader:
-            size = f"{reader.width}x{reader.height}"
+    for path, height, width in clips:
+        size = f"{width}x{height}"
         decode, mine = [], []
         for _ in range(runs):
             n, d = decode_seconds(path, cfg)
@@ -221,24 +223,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=default)
     ap.add_argument("--runs", type=int, default=2)
-    ap.add_argument("--motion", action="store_true", help="compare the camera-compensation methods")
-    ap.add_argument("--rss", action="store_true", help="peak RSS on a synthetic 1080p clip, short and 4x longer")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--motion", action="store_true", help="compare the camera-compensation methods")
+    mode.add_argument("--rss", action="store_true", help="peak RSS on a synthetic 1080p clip, short and 4x longer")
     ap.add_argument("--frames", type=int, default=150, help="--rss: frames of the synthetic clip before looping")
     args = ap.parse_args()
     if args.runs < 1:
         ap.error("--runs must be at least 1")
     cfg = MineConfig()
-    videos = find_videos(args.data) if args.data.exists() else []  # a folder of videos, or one video
-    if not videos and not args.rss:
-        ap.error(f"no videos under {args.data} (set --data or VIDSSL_DATA)")
+    shortest = cfg.track_length + 2  # what the miner needs of a clip: a shorter one is skipped, no pair to measure
+    if args.rss and args.frames < shortest:
+        ap.error(f"--frames must be at least {shortest} (mine.track_length + 2), got {args.frames}")
+    clips = [] if args.rss else open_clips(ap, args.data)  # --rss makes its own clip
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; OpenCV {cv2.__version__}")
     if args.motion:
-        motion_table(videos, cfg)
+        motion_table([path for path, _, _ in clips], cfg)
     elif args.rss:
         rss(args.frames)
     else:
         paper = load_config(REPO / "configs" / "mine_paper.yaml").mine
-        throughput(videos, cfg, paper, args.runs)
+        throughput(clips, cfg, paper, args.runs)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ step fed from tensors already in memory, and pairs/s per backbone and patch size
     python tools/bench_train.py --pairs PAIRS --archs smallcnn resnet18 --sizes 64 96 --steps 20
 
 Prints a Markdown table: pairs/s (one pair = an anchor-positive pair with its K mined negatives; the forward pass
-covers 2P patches, 3P with backgrounds, plus 2P rolled copies with the cycle loss), triplets/s (mined), and loader/in-memory ratio (target >= 0.9).
+covers 2P patches, 3P with backgrounds, plus 2P rolled copies with the cycle loss), triplets/s (every triplet the loss
+took: the mined ones plus, with backgrounds, each pair's triplet with its own background, P a step), and
+loader/in-memory ratio (target >= 0.9).
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # for the synthetic pair writer
 
+SYNTHETIC_PAIRS = 2048  # pairs written when --pairs is not given
+
 
 def _synthetic(root: Path, pairs: int, size: int) -> Path:
     from train_utils import write_pairs
@@ -35,7 +39,7 @@ def _synthetic(root: Path, pairs: int, size: int) -> Path:
 def bench(pairs_dir: Path, arch: str, size: int, steps: int, warmup: int, batch_pairs: int, workers: int,
           precision: str, rounds: int) -> dict:
     """Alternate ``rounds`` chunks of steps fed by the loader and from memory (so drifting load on a shared machine
-    hits both alike) and sum the time of each.
+    hits both alike) and sum the time of each. Both feeds time the same step indices (see _alternate).
 
     Every loader chunk starts a fresh loader and runs its first ``workers x data.prefetch`` steps untimed: those
     batches were prepared while the workers started, and a loader kept alive between chunks would prepare the next
@@ -58,7 +62,6 @@ def bench(pairs_dir: Path, arch: str, size: int, steps: int, warmup: int, batch_
     codes = torch.from_numpy(pairs.video).long()
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     queued = workers * cfg.data.prefetch  # batches a fresh loader has ready before the step waits on it
-    total = warmup + (steps + queued) * rounds
 
     def loader_feed(chunk: int):
         """A fresh loader: ``queued`` untimed batches, the timed ones, and ``queued`` more it is still preparing
@@ -80,14 +83,21 @@ def bench(pairs_dir: Path, arch: str, size: int, steps: int, warmup: int, batch_
 
     with runtime_settings(cfg, dev):  # the threads and determinism train() runs with
         return _alternate(cfg, dev, arch, size, {"memory": (memory_feed, 0), "loader": (loader_feed, queued)},
-                          steps, warmup, rounds, batch_pairs, total)
+                          steps, warmup, rounds, batch_pairs)
 
 
-def _alternate(cfg, dev, arch, size, feeds, steps, warmup, rounds, batch_pairs, total) -> dict:
-    """``feeds``: name -> (chunk -> batch iterator (chunk -1: the warm-up), untimed lead-in steps per chunk)."""
+def _alternate(cfg, dev, arch, size, feeds, steps, warmup, rounds, batch_pairs) -> dict:
+    """``feeds``: name -> (chunk -> batch iterator (chunk -1: the warm-up), untimed lead-in steps per chunk).
+
+    Each round spans the longest lead plus ``steps`` step indices, and every feed times the last ``steps`` of them,
+    its lead (if any) taking the indices just before: the miner's phase (random, then hard from
+    ``miner.hard_start`` of the steps) and the cycle loss's roll depend on the step index, so feeds timed at
+    different indices would time different work."""
     from vidssl.train import TrainStep, build_model
 
-    steppers, seconds, triplets, done = {}, {"memory": 0.0, "loader": 0.0}, {"memory": 0, "loader": 0}, {}
+    span = max(lead for _, lead in feeds.values()) + steps
+    total = warmup + span * rounds
+    steppers, seconds, triplets = {}, {"memory": 0.0, "loader": 0.0}, {"memory": 0, "loader": 0}
     for name, (feed, _) in feeds.items():
         model = build_model(cfg).to(dev, memory_format=torch.channels_last).train()
         steppers[name] = TrainStep(model, cfg, dev, total)
@@ -95,17 +105,15 @@ def _alternate(cfg, dev, arch, size, feeds, steps, warmup, rounds, batch_pairs, 
         for s in range(warmup):  # worker start-up, allocator, oneDNN kernel selection
             steppers[name](*next(batches), s)
         del batches  # its workers end here
-        done[name] = warmup
     for r in range(rounds):
+        timed = warmup + r * span + span - steps  # the first timed step index of this round, the same for every feed
         for name, (feed, lead) in feeds.items():
             batches = feed(r)
-            for _ in range(lead):
-                steppers[name](*next(batches), done[name])
-                done[name] += 1
+            for s in range(timed - lead, timed):
+                steppers[name](*next(batches), s)
             t0 = time.perf_counter()
-            for _ in range(steps):
-                triplets[name] += len(steppers[name](*next(batches), done[name]).triplets)
-                done[name] += 1
+            for s in range(timed, timed + steps):
+                triplets[name] += len(steppers[name](*next(batches), s).triplets)
             seconds[name] += time.perf_counter() - t0
             del batches
     n = steps * rounds * batch_pairs
@@ -168,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.warmup < 0 or (args.workers is not None and args.workers < 0):
         ap.error("--warmup and --workers must be >= 0")
     from vidssl.config import load_config
-    from vidssl.errors import ConfigError
+    from vidssl.data import open_pairs
+    from vidssl.errors import ConfigError, VidsslError
     from vidssl.train import resolve_precision
 
     for arch, size in itertools.product(args.archs, args.sizes):  # before minutes of shard writing and steps
@@ -177,29 +186,39 @@ def main(argv: list[str] | None = None) -> int:
                                f"train.batch_pairs={args.batch_pairs}"])
         except ConfigError as e:
             ap.error(f"--archs {arch} --sizes {size}: {e}")
-    if args.pairs is not None and not (args.pairs / "manifest.jsonl").is_file():
-        ap.error(f"--pairs {args.pairs}: not a pair dataset (no manifest.jsonl); make one with `vidssl mine`")
 
-    workers = load_config().data.num_workers if args.workers is None else args.workers
     precision = resolve_precision(args.precision, torch.device("cpu"))
-    if args.fill_uninitialized:
+    if args.fill_uninitialized:  # random tensors: no pairs to check
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {precision}, P = {args.batch_pairs}, "
-              f"{args.rounds} x {args.steps} timed steps each")
+              f"{args.warmup} warm-up steps, then {args.rounds} x {args.steps} timed steps each")
         print("| arch | patch | step with fill / without |")
         print("|---|---|---|")
         for arch, size in itertools.product(args.archs, args.sizes):
             ratio = fill_cost(arch, size, args.steps, args.warmup, args.rounds, args.batch_pairs, precision)
             print(f"| {arch} | {size} | {ratio:.3f} |", flush=True)
         return 0
+    if args.pairs is not None and not (args.pairs / "manifest.jsonl").is_file():
+        ap.error(f"--pairs {args.pairs}: not a pair dataset (no manifest.jsonl); make one with `vidssl mine`")
+    try:
+        count = SYNTHETIC_PAIRS if args.pairs is None else len(open_pairs(args.pairs))
+    except VidsslError as e:
+        ap.error(f"--pairs {args.pairs}: {e}")
+    if args.batch_pairs > count:  # the sampler refuses it too, but only after the synthetic shards are written
+        ap.error(f"--batch-pairs {args.batch_pairs}: more than the {count} pairs of "
+                 f"{args.pairs or 'the synthetic set'}; use at most {count}")
+    defaults = load_config()
+    workers = defaults.data.num_workers if args.workers is None else args.workers
     with tempfile.TemporaryDirectory() as tmp:
-        pairs = args.pairs or _synthetic(Path(tmp) / "pairs", 2048, 96)
-        from vidssl.data import open_pairs
-
-        backgrounds = "on" if open_pairs(pairs).has_background else "off (the pairs hold none)"
+        pairs = args.pairs or _synthetic(Path(tmp) / "pairs", SYNTHETIC_PAIRS, 96)
+        has_background = open_pairs(pairs).has_background
+        backgrounds = "on" if has_background else "off (the pairs hold none)"
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {workers} loader workers, "
-              f"{precision} (--precision {args.precision}), P = {args.batch_pairs}, {args.rounds} x {args.steps} "
-              f"timed steps per feed; background negatives and walks {backgrounds}; pairs: {pairs}")
-        print("| arch | patch | pairs/s (loader) | triplets/s | pairs/s (in memory) | loader / memory |")
+              f"{precision} (--precision {args.precision}), P = {args.batch_pairs}, {args.warmup} warm-up steps, then "
+              f"{args.rounds} x {args.steps} timed steps per feed, each loader round after "
+              f"{workers * defaults.data.prefetch} untimed ones (workers x data.prefetch); background negatives and "
+              f"walks {backgrounds}; pairs: {pairs}")
+        triplets = "mined + background" if has_background else "mined"
+        print(f"| arch | patch | pairs/s (loader) | triplets/s ({triplets}) | pairs/s (in memory) | loader / memory |")
         print("|---|---|---|---|---|---|")
         for arch, size in itertools.product(args.archs, args.sizes):
             r = bench(pairs, arch, size, args.steps, args.warmup, args.batch_pairs, workers, args.precision,

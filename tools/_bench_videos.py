@@ -1,0 +1,24 @@
+"""--data of the benchmarks that read videos (bench_decode.py, bench_mining.py)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vidssl.errors import VideoError
+from vidssl.video import find_videos, open_video
+
+
+def open_clips(ap: argparse.ArgumentParser, data: Path) -> list[tuple[Path, int, int]]:
+    """(path, height, width) of each video under ``data`` (a folder of them, or one). Each is opened here, before
+    any work: one that cannot be is refused in one line, not a traceback after the table's header."""
+    videos = find_videos(data) if data.exists() else []
+    if not videos:
+        ap.error(f"no videos under {data} (set --data or VIDSSL_DATA)")
+    clips = []
+    for path in videos:
+        try:
+            with open_video(path) as reader:
+                clips.append((path, reader.height, reader.width))
+        except VideoError as e:
+            ap.error(f"--data: {e} (--data takes a video or a folder of videos)")
+    return clips
