@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 
@@ -449,3 +450,63 @@ def test_an_export_over_another_is_never_half_mixed(tmp_path, monkeypatch):
     save_backbone(build_backbone("smallcnn", width=16), out)  # exported again: whole
     assert vidssl.load_backbone(out).spec()["width"] == vidssl.load_backbone(tmp_path / "foo.safetensors").spec()[
         "width"] == 16
+
+
+def test_weights_saved_before_batchnorm_counted_batches_load(tmp_path):
+    """torchvision's first ImageNet files have no num_batches_tracked (102 keys for resnet18): torch's strict load
+    takes them, and so must load_backbone, as the baseline the error message above tells users to make."""
+    classifier = torchvision.models.resnet18().eval()
+    old = {k: v for k, v in classifier.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert len(old) == 102
+    torchvision.models.resnet18().load_state_dict(old, strict=True)  # what torch itself accepts
+    torch.save(old, tmp_path / "old.pt")
+    loaded = vidssl.load_backbone(tmp_path / "old.pt", arch="resnet18")
+    classifier.fc = torch.nn.Identity()
+    x = torch.rand(2, 3, 64, 64)
+    assert torch.allclose(loaded.embed(loaded.normalize(x)), classifier(loaded.normalize(x)), atol=1e-5)
+    del old["layer1.0.bn1.weight"]  # a missing key of substance is still refused
+    torch.save(old, tmp_path / "old.pt")
+    with pytest.raises(ModelFileError, match=r"1 missing keys \(e.g. \['layer1.0.bn1.weight'\]\)"):
+        vidssl.load_backbone(tmp_path / "old.pt", arch="resnet18")
+
+
+def test_the_embedded_card_is_strict_json(tmp_path):
+    # a metric of a step that mined nothing is NaN: the card file says null, and so must the card inside the
+    # .safetensors, which readers other than Python's json (JavaScript, Rust, the hub) parse
+    from safetensors import safe_open
+
+    save_backbone(build_backbone("smallcnn", width=8), tmp_path / "b.pt", card={"final_metrics": {"d_an": math.nan}})
+    with safe_open(str(tmp_path / "b.safetensors"), "pt") as f:
+        text = f.metadata()["model_card"]
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    embedded = json.loads(text, parse_constant=refuse)
+    assert embedded["final_metrics"]["d_an"] is None
+    assert embedded == json.loads((tmp_path / "b.model_card.json").read_text())
+
+
+def test_files_that_are_not_weights_say_what_they_are(tmp_path):
+    save_backbone(build_backbone("smallcnn", width=8), tmp_path / "b.pt")
+    # a safetensors file under .pt: name the suffix it needs
+    (tmp_path / "b.safetensors").rename(tmp_path / "st.pt")
+    with pytest.raises(ModelFileError, match=r"st\.pt: a safetensors file under another suffix; rename it to "
+                                             r"st\.safetensors"):
+        vidssl.load_backbone(tmp_path / "st.pt", arch="smallcnn")
+    # a whole pickled model: never torch's advice to load it with weights_only=False, which runs its code
+    torch.save(build_backbone("smallcnn", width=8), tmp_path / "module.pt")
+    with pytest.raises(ModelFileError, match=r"a whole pickled model\?.*torch.save\(model.state_dict\(\), FILE\)") as e:
+        vidssl.load_backbone(tmp_path / "module.pt", arch="smallcnn")
+    assert "weights_only" not in str(e.value)
+    # without a card, weights of another width: say how to give the card that builds them
+    (tmp_path / "b.model_card.json").unlink()
+    (tmp_path / "b.safetensors").unlink(missing_ok=True)
+    with pytest.raises(ModelFileError, match=r"without a model card the backbone is built with its default "
+                                             r"arguments: write the card .*b\.model_card\.json"):
+        vidssl.load_backbone(tmp_path / "b.pt", arch="smallcnn")
+    # another architecture's weights beside a card: name it
+    save_backbone(build_backbone("resnet18"), tmp_path / "r.pt")
+    torch.save(build_backbone("resnet50").state_dict(), tmp_path / "r.pt")
+    with pytest.raises(ModelFileError, match=r"these are resnet50 weights: fix arch in .*r\.model_card\.json"):
+        vidssl.load_backbone(tmp_path / "r.pt")

@@ -141,7 +141,8 @@ def save_backbone(backbone: Backbone, out_path: str | os.PathLike, card: dict[st
             from safetensors.torch import save_file
 
             # the card rides inside too: a .safetensors shared on its own still says what it is and loads
-            metadata = {"format": CARD_FORMAT, "arch": backbone.arch, "model_card": json.dumps(record)}
+            # json_text: NaN (a metric of a step that mined nothing) as null, JSON any reader parses, as in the card
+            metadata = {"format": CARD_FORMAT, "arch": backbone.arch, "model_card": json_text(record)}
             save_file(state, str(tmp_st), metadata=metadata)
         tmp_card.write_text(json_text(record, indent=2) + "\n")
         card_file.unlink(missing_ok=True)
@@ -213,11 +214,33 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch and safetensors raise many types for truncated or foreign files
-        raise ModelFileError(f"{path}: not a readable weights file ({type(e).__name__}: {str(e)[:200]}); "
-                             f"re-export it with `vidssl export RUN --out FILE`") from None
+        raise ModelFileError(f"{path}: {_why_unreadable(path, e)}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelFileError(f"{path}: expected a state dict of tensors (a backbone.pt from `vidssl export`)")
     return state
+
+
+def _why_unreadable(path: Path, error: Exception) -> str:
+    """What a weights file that does not load is, and what to do. Not torch's own message: for a pickled object it
+    suggests weights_only=False, which runs whatever code the file holds."""
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if path.suffix != ".safetensors" and len(head) == 9 and head[8:9] == b"{":  # 8-byte header length, then JSON
+        return f"a safetensors file under another suffix; rename it to {path.with_suffix('.safetensors').name}"
+    if path.suffix != ".safetensors" and head[:2] == b"PK" and type(error).__name__ == "UnpicklingError":
+        return ("a torch file holding more than tensors (a whole pickled model?), which is not loaded, as it could "
+                "run code; save its weights with torch.save(model.state_dict(), FILE)")
+    return (f"not a readable weights file ({type(error).__name__}; truncated or of another format); re-export it "
+            f"with `vidssl export RUN --out FILE`")
+
+
+def _other_arch(state: dict) -> str | None:
+    """The architecture whose backbone (at its default settings) has exactly the keys of ``state``, if one has."""
+    keys = {k for k in state if k not in CLASSIFIER_HEAD and not k.endswith(".num_batches_tracked")}
+    for name in ARCHS:
+        if keys == {k for k in build_backbone(name).state_dict() if not k.endswith(".num_batches_tracked")}:
+            return name
+    return None
 
 
 def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location: str | torch.device = "cpu"
@@ -244,24 +267,35 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
         backbone = build_backbone(arch)
     state = _read_state(path)
     missing, unexpected = _key_mismatch(backbone, state)
+    counters = [k for k in missing if k.endswith(".num_batches_tracked")]
+    if counters:  # saved before BatchNorm counted its batches (torchvision's first ImageNet files): torch's strict
+        # load fills the count in for them, and it is unused here (momentum is set)
+        state = {**state, **{k: torch.zeros((), dtype=torch.long) for k in counters}}
+        missing = [k for k in missing if k not in counters]
     if not missing and set(unexpected) == CLASSIFIER_HEAD:
         # a torchvision classifier's own state_dict (an ImageNet baseline): exactly its head is not a backbone's
         log.info("%s: a classifier's state dict; its head (%s) is left out", path, ", ".join(sorted(CLASSIFIER_HEAD)))
         state = {k: v for k, v in state.items() if k not in CLASSIFIER_HEAD}
         unexpected = []
     if missing or unexpected:
+        other = _other_arch(state)
+        hint = (f"these are {other} weights: {'fix arch in ' + str(card_file) if card_file else 'load them as ' + other}"
+                if other not in (None, backbone.arch) else "is the model card beside it from another export?")
         raise ModelFileError(f"{path}: weights do not fit arch '{backbone.arch}': {len(missing)} missing keys "
-                             f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}); "
-                             f"is the model card beside it from another export?")
+                             f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}); {hint}")
     expected = backbone.state_dict()
     wrong = [k for k, v in state.items() if v.shape != expected[k].shape]
     if wrong:  # same names, other sizes: another width, head or patch size than the card says
         k = wrong[0]
         settings = (f"{card_file.name}'s" if card_file is not None else "its embedded card's" if embedded
                     else "its default")
+        fix = ("" if card_file is not None or embedded else
+               f"; without a model card the backbone is built with its default arguments: write the card the export "
+               f"writes beside it, {card_path(path)}, holding e.g. {{\"arch\": \"{backbone.arch}\", \"build_kwargs\": "
+               f"{{\"width\": ...}}}} (the constructor arguments of vidssl.models.{type(backbone).__name__})")
         raise ModelFileError(f"{path}: weights do not fit arch '{backbone.arch}' with {settings} "
                              f"settings: {len(wrong)} tensors differ in shape, e.g. {k} is {list(state[k].shape)} "
-                             f"in the file but {list(expected[k].shape)} here")
+                             f"in the file but {list(expected[k].shape)} here{fix}")
     backbone.load_state_dict(state, strict=True)
     return backbone.to(map_location).eval()
 
