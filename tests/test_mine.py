@@ -431,7 +431,8 @@ def bad_dir(demo_dir, tmp_path_factory) -> tuple[Path, dict]:
     write_clip(root / "vfr.mp4", frames, pts=np.concatenate([[0], np.cumsum(steps)[:-1]]).tolist())
     expected = {"zero.mp4": "empty", "truncated.mp4": "corrupt", "text.mp4": "not_a_video",
                 "image.mkv": "not_a_video", "folder.mp4/inside.mp4": "too_short", "locked.mp4": "unreadable",
-                "static.mp4": "no_motion", "uniform.mp4": "no_motion", "uniform_noise.mp4": "no_motion", "short.mp4": "too_short", "tiny.mp4": "too_small",
+                "static.mp4": "no_motion", "uniform.mp4": "no_motion", "uniform_noise.mp4": "no_motion",
+                "short.mp4": "too_short", "tiny.mp4": "too_small",
                 "swarm.mp4": "all_motion", "portrait.mp4": "mined", "vfr.mp4": "mined", "wide.mp4": "too_small"}
     yield root, expected
     locked.chmod(0o644)

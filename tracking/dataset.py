@@ -16,8 +16,8 @@
       done/<video_id>.attempt how many runs started the video without finishing it (see runner.MAX_ATTEMPTS)
 
 A video's shards are written under temporary names and renamed when complete; its done-marker is written last. A
-video is finished when its marker exists, the shards the marker names are complete, and the video file still has the size
-and mtime it was mined at; any other video is redone (a remined video's old marker goes first, so no marker ever
+video is finished when its marker exists, the shards the marker names are complete, and the video file still has
+the size and mtime it was mined at; any other video is redone (a remined video's old marker goes first, so no marker ever
 names shards of another mining). ``kill -9`` at any moment loses at most the videos in progress. Several processes
 or machines can mine disjoint parts of one listing into one directory; ``merge`` builds ``manifest.jsonl`` and
 ``dataset.json`` from whatever markers exist, so it can run at any time.
@@ -149,12 +149,7 @@ def _shards_complete(out_dir: Path, marker: dict) -> bool:
     of older versions, a readable header with a row for each pair."""
     sizes = marker.get("shard_bytes")
     if isinstance(sizes, dict):
-        def size(name: str) -> int | None:
-            try:
-                return (out_dir / name).stat().st_size
-            except OSError:
-                return None
-        return all(size(name) == sizes.get(name) for name in _shards_named(marker))
+        return all(sizes.get(name) == (file_state(out_dir / name) or {}).get("size") for name in _shards_named(marker))
     rows = {name: _npy_rows(out_dir / name) for name in _shards_named(marker)}
     return not any(n is None for n in rows.values()) and not any(
         rec["offset"] >= rows[rec[key]] for rec in marker.get("pairs", []) for key in ("shard", "track_shard")
@@ -181,9 +176,9 @@ def done_marker(out_dir: Path, vid: str, source: dict | None = None, path: Path 
     """The marker of a finished video ``vid``, else None: no marker (or a damaged one), a shard it names is
     missing or cut short, the video file's ``source`` state differs from the one mined (a file of the same size
     with only another time, at ``path``, is the same when its content sample is), or it records a crash whose
-    ``.attempt`` file was deleted (the way to ask for a retry). ``source`` None (the file is not here: moved away, or on another machine) trusts the
-    marker, as do markers of older versions, which hold no state; a marker whose file could not be stat'ed when it
-    was skipped (a broken link) holds None, and is redone once the file is there."""
+    ``.attempt`` file was deleted (the way to ask for a retry). ``source`` None (the file is not here: moved away, or
+    on another machine) trusts the marker, as do markers of older versions, which hold no state; a marker whose file
+    could not be stat'ed when it was skipped (a broken link) holds None, and is redone once the file is there."""
     marker = read_marker(out_dir, vid)
     if marker is None:
         return None

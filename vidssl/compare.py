@@ -48,7 +48,8 @@ def run_headline(run: Path, summary: dict) -> tuple[dict[str, dict[str, float]],
     rules (a summary written by an older version may lack flow or hold a degenerate task), per task whether lower is
     better, and a note naming each metrics.json that could not be read. The summary's number stands in for a task
     whose metrics.json is there but unreadable (torn, or JSON that is not an object), and for every task of a summary
-    without its run (none of :data:`RUN_PARTS` beside it: a summary copied on its own). In a run folder, a task whose metrics are
+    without its run (none of :data:`RUN_PARTS` beside it: a summary copied on its own). In a run folder, a task whose
+    metrics are
     gone (new weights' evaluation begun and killed, or eval/<task> deleted) has no number: the summary's is stale.
     Only finite numbers count: a NaN would make the mean NaN and every comparison with it false."""
     from vidssl.report import finite_number, headline_metric, headline_metrics, read_metrics

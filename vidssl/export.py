@@ -279,8 +279,9 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
         unexpected = []
     if missing or unexpected:
         other = _other_arch(state)
-        hint = (f"these are {other} weights: {'fix arch in ' + str(card_file) if card_file else 'load them as ' + other}"
-                if other not in (None, backbone.arch) else "is the model card beside it from another export?")
+        fix = f"fix arch in {card_file}" if card_file else f"load them as {other}"
+        hint = (f"these are {other} weights: {fix}" if other not in (None, backbone.arch)
+                else "is the model card beside it from another export?")
         raise ModelFileError(f"{path}: weights do not fit arch '{backbone.arch}': {len(missing)} missing keys "
                              f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}); {hint}")
     expected = backbone.state_dict()
