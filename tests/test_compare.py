@@ -26,7 +26,7 @@ def _metrics(run, task, models):
 
 
 def _run_folder(root, name, davis, pixels, random_init):
-    """A run folder (its numbers in eval/, not only in its summary, which beside a config.yaml is no stand-in)."""
+    """A run folder (its numbers in eval/, not only in its summary, which beside eval/ is no stand-in)."""
     run = _run(root, name, davis, pixels, random_init)
     _metrics(run, "davis", {f"{name}/backbone": {"JF_mean": davis}, "raw pixels": {"JF_mean": pixels},
                             "smallcnn (random init)": {"JF_mean": random_init}})
@@ -349,3 +349,19 @@ def test_runs_of_one_name_in_two_folders_get_columns_of_their_own(tmp_path, caps
     _run(tmp_path, "s1", 0.7, 0.85, 0.6)
     assert main(["compare", *(str(tmp_path / p) for p in ("A/s0", "B/s0", "s1"))]) == 0
     assert "| task | A/s0 | B/s0 | s1 | trained mean +- sd |" in capsys.readouterr().out
+
+
+def test_a_summary_shared_with_its_weights_card_and_config_is_read_as_it_is(tmp_path, capsys):
+    """backbone.pt, model_card.json and config.yaml are what a summary is shared with: beside them alone it is read
+    as it is (they made compare refuse it as an unfinished run); beside stages/ it is a run's, and the error says
+    why its numbers were not taken."""
+    shared = _run(tmp_path, "shared", 0.9, 0.85, 0.6)
+    for name in ("backbone.pt", "model_card.json", "config.yaml"):
+        (shared / name).write_text("{}")
+    rows, _ = read_runs([shared])
+    assert [row.task for row in rows] == ["davis"] and rows[0].trained == [0.9]
+    assert rows[0].baselines == {"raw pixels": [0.85], "smallcnn (random init)": [0.6]}
+    (shared / "stages").mkdir()
+    assert main(["compare", str(shared)]) == 1
+    assert "a summary.json beside stages/ is a run's, whose numbers are its eval/*/metrics.json" in \
+        capsys.readouterr().err

@@ -1090,7 +1090,8 @@ def test_shards_are_kept_by_path_when_the_folder_changes_and_a_shard_runs_once_a
         f"clip_0{i}.mp4" for i in range(6) if shard_of(f"clip_0{i}.mp4", 2) == 1]
     (videos / "a_copy.mp4").write_bytes((videos / "clip_00.mp4").read_bytes())  # sorts first: shifts a listing
     with run_lock(out, "mine-shard-1-of-2"):  # shard 1 still running elsewhere: a second start is refused
-        with pytest.raises(VidsslError, match=r"\(mine-shard-1-of-2\) is in use by another vidssl command"):
+        with pytest.raises(VidsslError, match=r"\(mine-shard-1-of-2\) is in use by another vidssl command .*; "
+                                              r"that shard is being mined; start each --shard once"):
             mine_folder(videos, out, DEMO, shard=(1, 2), progress=False)
     second = mine_folder(videos, out, DEMO, shard=(1, 2), progress=False)
     # shard 1 mined its own videos, and the new file if it is shard 1's, but none of shard 0's again

@@ -266,6 +266,8 @@ def test_report_refuses_a_run_that_a_pretrain_is_writing(tmp_path, capsys):
     make_run(run, "run/backbone", davis=0.8, flow=2.5)
     with run_lock(run):
         assert main(["report", str(run)]) == 1
-    assert "is in use by another vidssl command" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is in use by another vidssl command" in err and f"then rerun `vidssl report {run}`" in err
+    assert "--out" not in err  # report has no --out to choose
     assert not (run / "summary.json").exists()
     assert main(["report", str(run)]) == 0

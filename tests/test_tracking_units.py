@@ -417,11 +417,15 @@ def test_every_start_box_is_inside_the_tracker_frame(fraction, margin):
     """A box starts only where the tracker sees it whole: on the frame shrunk by k (the last W % k columns and
     H % k rows dropped), rounded to tracker px as Track rounds it, it must not touch the border, which Track.step
     reads as leaving the frame. Boxes placed by the working frame's margin alone touched it at the right or bottom
-    edge of frames such as 69x66 (box_fraction 0.9) or 341x330 (default), or anywhere with edge_margin 0."""
+    edge of frames such as 69x66 (box_fraction 0.9) or 341x330 (default), or anywhere with edge_margin 0; and
+    where the margin had given way to a box of 0.9 of the frame (92x52: 47 px + 2 x 2 px, rounded up to 2 tracker
+    px less than the frame). The side gives way only there: elsewhere it is box_fraction of the short side."""
     cfg = MineConfig(box_fraction=fraction, edge_margin=margin)
-    for h, w in itertools.product((64, 66, 97, 330, 338), (64, 69, 121, 341, 600)):
+    for h, w in itertools.product((52, 57, 61, 64, 66, 97, 330, 338), (64, 69, 92, 121, 341, 600)):
         miner = _Miner(cfg, (h, w), [], 0, 100)
         k, side = miner.shrink, miner.side
+        if fraction < 0.9:
+            assert side == round(fraction * min(h, w)), (h, w)
         small_h, small_w = h // k, w // k  # what shrink() gives
         last_y, last_x = (n - side - miner.margin for n in miner.start_shape)
         for x, y in itertools.product(range(miner.margin, last_x + 1), range(miner.margin, last_y + 1)):

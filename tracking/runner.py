@@ -65,7 +65,8 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
     for path in paths:
         rel = path.relative_to(base).as_posix()
         listing.append({"video": rel, "video_id": video_id(rel), "bytes": _size(path)})
-    with run_lock(out, f"mine-shard-{index}-of-{count}"):  # the same shard twice at once: refused
+    with run_lock(out, f"mine-shard-{index}-of-{count}",  # the same shard twice at once: refused
+                  advice="that shard is being mined; start each --shard once (other shards may run beside it)"):
         prepare(out, base, listing, cfg, seed, video_backend)
         check_shard_count(out, index, count)
         todo, crashed = _to_mine(base, out, [e for e in listing if shard_of(e["video"], count) == index])

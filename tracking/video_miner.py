@@ -150,11 +150,13 @@ class _Miner:
         self.scale = 1.0 / self.shrink
         # boxes start where the tracker sees them whole: it runs on the frame shrunk by k, which drops the last
         # H % k rows and W % k columns, and a box touching that frame's border counts as leaving it (Track.step),
-        # so boxes start inside the shrunk extent and 2 tracker px from it (1, plus rounding to tracker px) even
-        # where mine.edge_margin is smaller; side and margins each rounded on their own could exceed the frame
-        # (0.9 and 0.05 of 70 px: 63 + 2 x 4), so the margin gives way first
+        # so boxes start inside the shrunk extent and 2 tracker px from it (1, plus rounding position and side to
+        # tracker px, up to half a px each) even where mine.edge_margin is smaller; side and margins each rounded
+        # on their own could exceed the frame (0.9 and 0.05 of 70 px: 63 + 2 x 4), so the margin gives way first,
+        # down to those 2 tracker px, and then the side (0.9 of a 52 px frame: 47 -> 44 px)
         k = self.shrink
         self.start_shape = (self.work_h // k * k, self.work_w // k * k)
+        self.side = min(self.side, min(self.start_shape) - 4 * k)
         self.margin = min(max(int(round(cfg.edge_margin * min(work_shape))), 2 * k),
                           (min(self.start_shape) - self.side) // 2)
         self.candidates = set(candidates)
@@ -293,7 +295,8 @@ class _Miner:
 
     def _may_open_later(self, track: Track) -> bool:
         """False once a track can open no further window: it is retired when its open windows have closed. The cap
-        is judged at the last frame the track could open one (the spread cap only grows with time)."""
+        is judged at the last frame the track could open one (the spread cap only grows with time). The per-region cap
+        is not: the track may move into a region with room."""
         step = self.cfg.pair_stride
         following = track.last_frame + step - (track.last_frame - track.start) % step
         latest = min(track.start + self.cfg.track_span - self.cfg.track_length, self.last_window_start)

@@ -39,8 +39,9 @@ def _trained_name(summary: dict, run: Path) -> str:
 
 
 # what a run folder holds beside its summary. A pretrain deletes eval/ before evaluating new weights (and when the
-# evaluation's settings change), so eval/ alone does not tell a run folder from a summary copied on its own
-RUN_PARTS = ("eval", "stages", "config.yaml", "train", "pairs", "backbone.pt", "model_card.json")
+# evaluation's settings change), so eval/ alone does not tell a run folder from a summary copied on its own. The
+# weights, their card and the config are not among them: they are what a summary is shared with
+RUN_PARTS = ("eval", "stages", "train", "pairs")
 
 
 def run_headline(run: Path, summary: dict) -> tuple[dict[str, dict[str, float]], dict[str, bool], list[str]]:
@@ -48,7 +49,8 @@ def run_headline(run: Path, summary: dict) -> tuple[dict[str, dict[str, float]],
     rules (a summary written by an older version may lack flow or hold a degenerate task), per task whether lower is
     better, and a note naming each metrics.json that could not be read. The summary's number stands in for a task
     whose metrics.json is there but unreadable (torn, or JSON that is not an object), and for every task of a summary
-    without its run (none of :data:`RUN_PARTS` beside it: a summary copied on its own). In a run folder, a task whose
+    without its run (none of :data:`RUN_PARTS` beside it: a summary copied on its own, or with the weights and their
+    card). In a run folder, a task whose
     metrics are
     gone (new weights' evaluation begun and killed, or eval/<task> deleted) has no number: the summary's is stale.
     Only finite numbers count: a NaN would make the mean NaN and every comparison with it false."""
@@ -109,9 +111,12 @@ def read_runs(runs: list[str | Path]) -> tuple[list[TaskRow], list[str]]:
         notes += unreadable
     tasks = list(dict.fromkeys(task for _, headline, _ in tables for task in headline))
     if not tasks:
+        parts = sorted({f"{part}/" for run in map(Path, runs) for part in RUN_PARTS if (run / part).exists()})
+        ignored = (f"; a summary.json beside {', '.join(parts)} is a run's, whose numbers are its eval/*/metrics.json"
+                   if parts else "")
         raise VidsslError(f"no evaluation results in {', '.join(map(str, runs))} (RUN/eval/*/metrics.json); finish "
                           "the runs (the same pretrain commands, or `vidssl eval` into RUN/eval/<task>)"
-                          + "".join(f"; {note}" for note in notes))
+                          + ignored + "".join(f"; {note}" for note in notes))
     rows = []
     for task in tasks:
         directions = {lower[task] for _, headline, lower in tables if task in headline}

@@ -201,11 +201,13 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
 
 
 @contextmanager
-def run_lock(folder: str | os.PathLike, name: str | None = None) -> Iterator[None]:
+def run_lock(folder: str | os.PathLike, name: str | None = None,
+             advice: str = "wait for it to end or choose another --out") -> Iterator[None]:
     """Hold ``folder/.vidssl.lock`` exclusively while a command writes into ``folder``: a second command into the same
     folder (two trainings' logs and checkpoints interleaved) is refused, naming the process that holds it. An
     advisory ``flock``, released by the kernel when the holder exits or is killed, so a crash leaves no stale lock.
-    ``name``: a lock of its own (``.vidssl-NAME.lock``) for one of several writers that share the folder (a shard)."""
+    ``name``: a lock of its own (``.vidssl-NAME.lock``) for one of several writers that share the folder (a shard).
+    ``advice``: what the refusal tells the user to do (commands without ``--out`` say something else)."""
     import fcntl
 
     from vidssl.errors import VidsslError
@@ -221,8 +223,8 @@ def run_lock(folder: str | os.PathLike, name: str | None = None) -> Iterator[Non
             fh.seek(0)
             holder = fh.read().strip() or "unknown"
             what = "" if name is None else f" ({name})"
-            raise VidsslError(f"{folder}{what} is in use by another vidssl command (pid {holder}); wait for it to "
-                              f"end or choose another --out") from None
+            raise VidsslError(f"{folder}{what} is in use by another vidssl command (pid {holder}); {advice}") \
+                from None
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))

@@ -26,7 +26,9 @@ def run(args, cfg) -> int:
     if not any((run_dir / part).is_file() for part in parts) and not any((run_dir / "eval").glob("*/metrics.json")):
         raise VidsslError(f"{run_dir}: nothing to report (none of {', '.join(parts)}, eval/<task>/metrics.json); "
                           f"the README's walkthrough shows the layout the stages write")
-    with run_lock(run_dir):  # a pretrain writing into RUN holds it: its half-made stages are no report
+    # a pretrain writing into RUN holds it: its half-made stages are no report (and its own report follows)
+    with run_lock(run_dir, advice=f"wait for it to end (a pretrain writes its own report), then rerun `vidssl report "
+                                  f"{run_dir}` if you still need one"):
         page = build_report(run_dir)
     print(f"report: {page}\nsummary: {run_dir / 'summary.json'}")
     return 0
