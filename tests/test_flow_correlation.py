@@ -87,19 +87,37 @@ def test_soft_argmax_recovers_a_sub_cell_shift_in_closed_form(sx, sy):
     assert flow[0, :, 0, 0].tolist() == pytest.approx([sx, sy], abs=5e-4)
 
 
-def test_upsampling_puts_each_cell_value_at_its_centre():
-    cells = torch.arange(6, dtype=torch.float32).view(1, 1, 1, 6).expand(1, 2, 3, 6).contiguous()
-    full = upsample_flow(cells, 8, (20, 45))
-    assert full.shape == (1, 2, 20, 45)
-    x = torch.arange(45, dtype=torch.float32)
-    expected = ((x + 0.5) / 8 - 0.5).clamp(0, 5)  # linear between the centres 8i + 3.5, constant beyond
-    assert torch.allclose(full[0, 0, 7], expected, atol=1e-5)
+def naive_upsample(cells: np.ndarray, stride: int, size: tuple[int, int], offset: float) -> np.ndarray:
+    """The definition, one pixel at a time: cell (i, j) sits at pixel (stride j + offset, stride i + offset);
+    a pixel between centres is bilinear in the four around it, one beyond the outer centres takes the nearest."""
+    h, w = cells.shape
+    out = np.zeros(size)
+    for y in range(size[0]):
+        for x in range(size[1]):
+            cy, cx = min(max((y - offset) / stride, 0), h - 1), min(max((x - offset) / stride, 0), w - 1)
+            y0, x0 = int(np.floor(cy)), int(np.floor(cx))
+            y1, x1 = min(y0 + 1, h - 1), min(x0 + 1, w - 1)
+            fy, fx = cy - y0, cx - x0
+            out[y, x] = ((1 - fy) * ((1 - fx) * cells[y0, x0] + fx * cells[y0, x1])
+                         + fy * ((1 - fx) * cells[y1, x0] + fx * cells[y1, x1]))
+    return out
+
+
+@pytest.mark.parametrize("offset", [0.0, 3.5])
+@pytest.mark.parametrize("shape, size", [((3, 6), (20, 45)), ((1, 4), (5, 30)), ((2, 1), (16, 8))])
+def test_upsampling_puts_each_cell_value_at_its_centre(offset, shape, size):
+    cells = torch.from_numpy(np.random.default_rng(0).normal(size=(2, *shape))).float().unsqueeze(0)
+    full = upsample_flow(cells, 8, size, offset)
+    assert full.shape == (1, 2, *size)
+    for channel in range(2):
+        want = naive_upsample(cells[0, channel].double().numpy(), 8, size, offset)
+        assert np.allclose(full[0, channel].numpy(), want, atol=1e-5)
 
 
 class SpaceToDepth(nn.Module):
     """Stand-in backbone: each 8x8 patch's raw pixels are its feature (exact matches under whole-cell shifts)."""
 
-    arch, dense_stride, dense_dim = "space_to_depth", 8, 192
+    arch, dense_stride, dense_dim, cell_offset = "space_to_depth", 8, 192, 3.5
     mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
     def dense_features(self, x):  # [B, 3, H, W] -> [B, 192, ceil(H/8), ceil(W/8)], as the backbone contract says
@@ -116,3 +134,30 @@ def test_feature_matching_recovers_a_whole_cell_translation_at_full_resolution()
     inner = flow[8:72, 24:96]  # away from the map edge, where the match leaves the padded volume
     assert np.allclose(inner[..., 0], -16.0, atol=1e-3)
     assert np.allclose(inner[..., 1], 8.0, atol=1e-3)
+
+
+class CentredWindows(SpaceToDepth):
+    """Stand-in backbone under the conv backbones' contract: cell (i, j) is the 8x8 window centred on pixel
+    (8i, 8j), rows and columns [8i - 4, 8i + 4)."""
+
+    cell_offset = 0.0
+
+    def dense_features(self, x):
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (4, 4, 4, 4), mode="replicate")  # index 0 is pixel -4
+        return F.pixel_unshuffle(padded[..., :8 * -(-h // 8), :8 * -(-w // 8)], 8)
+
+
+def test_matched_flow_lands_where_the_cells_saw_its_edge():
+    """Rows above 44 move 8 px right, rows below stay: every window centred on 8i is on one side, so the cells match
+    exactly (8 px at centres up to row 40, 0 from row 48) and the flow between is the line joining them. Placed on
+    the cells' 8x8 blocks (8i + 3.5, as before), the edge landed 3.5 px low: row 47 read 4.5 px for 1."""
+    rng = np.random.default_rng(5)
+    image1 = rng.integers(0, 256, (88, 128, 3), dtype=np.uint8)
+    image2 = image1.copy()
+    image2[:44] = np.roll(image1[:44], shift=8, axis=1)  # top: pixel (x, y) -> (x + 8, y)
+    flow = FeatureMatchFlow(CentredWindows(), max_displacement=2, temperature=0.01)(image1, image2)
+    inner = flow[:, 24:104]  # away from the columns the roll wrapped round
+    expected = np.clip(48 - np.arange(88), 0, 8).astype(np.float32)  # 8 to row 40, linear to 0 at row 48
+    assert np.allclose(inner[..., 0], expected[:, None], atol=1e-3)
+    assert np.allclose(inner[..., 1], 0.0, atol=1e-3)

@@ -115,6 +115,10 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert len(steps_run) == 0
     train_transfer(_backbone(), cfg, budget_s=1e6, seed=1, checkpoint=checkpoint, progress=False)
     assert len(steps_run) == 5
+    # another budget is another learning-rate schedule: resumed, a decayed run's rate jumped back up
+    steps_run.clear()
+    train_transfer(_backbone(), cfg, budget_s=1e5, seed=1, checkpoint=checkpoint, progress=False)
+    assert len(steps_run) == 5
 
 
 def test_a_checkpoint_with_other_decoder_layers_starts_over_not_half_loaded(tmp_path, monkeypatch):

@@ -108,6 +108,9 @@ def test_a_name_near_the_length_limit_is_still_written(tmp_path):
     """The temp name adds the writer (pid, machine): a long name is shortened there, never refused as too long."""
     from vidssl.io import atomic_write_bytes
 
-    name = "x" * 250 + ".json"  # 255 bytes: the limit of most file systems
-    atomic_write_bytes(tmp_path / name, b"ok")
-    assert (tmp_path / name).read_bytes() == b"ok" and [p.name for p in tmp_path.iterdir()] == [name]
+    # 255 bytes, the limit of most file systems; and 253 bytes of 4-byte characters, which a cut of 60 characters
+    # (not bytes) left 240 bytes long, too long again with the writer's suffix
+    for name in ("x" * 250 + ".json", "\U0001F600" * 62 + ".json"):
+        atomic_write_bytes(tmp_path / name, b"ok")
+        assert (tmp_path / name).read_bytes() == b"ok" and [p.name for p in tmp_path.iterdir()] == [name]
+        (tmp_path / name).unlink()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from vidssl import lifeline
 from vidssl.lifeline import process_start
 
 needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table in /proc")
@@ -127,10 +128,10 @@ def test_without_proc_a_live_process_is_alive(monkeypatch):
     assert process_start(proc.pid) is None
 
 
-# a stand-in for torchrun: its command line names torch.distributed.run, it starts the rank through a shell (as
-# `torchrun --no-python bash -c ...` or a wrapper script without exec) in a session of its own, as torchrun does
+# a stand-in for torchrun, run as `python .../torchrun` (as its shebang line runs it): it starts the rank through
+# a shell (as `torchrun --no-python bash -c ...` or a wrapper script without exec) in a session of its own, as
+# torchrun does
 FAKE_LAUNCHER = textwrap.dedent("""
-    # torch.distributed.run stand-in
     import os, shlex, subprocess, sys, time
     script, record, delay, mode = sys.argv[1:5]
     command = " ".join(map(shlex.quote, [sys.executable, script, record, delay])) + "; sleep 60"
@@ -154,9 +155,10 @@ RANK = textwrap.dedent("""
 
 def _launch(tmp_path: Path, delay: float, mode: str) -> tuple[subprocess.Popen, int, Path]:
     """(the fake launcher, its shell's pid (the rank's session), the file the rank writes its pid into)."""
-    script, record = tmp_path / "rank.py", tmp_path / "rank.txt"
+    script, record, fake = tmp_path / "rank.py", tmp_path / "rank.txt", tmp_path / "torchrun"
     script.write_text(RANK)
-    launcher = subprocess.Popen([sys.executable, "-c", FAKE_LAUNCHER, str(script), str(record), str(delay), mode],
+    fake.write_text(FAKE_LAUNCHER)
+    launcher = subprocess.Popen([sys.executable, str(fake), str(script), str(record), str(delay), mode],
                                 stdout=subprocess.PIPE, text=True)
     return launcher, int(launcher.stdout.readline()), record
 
@@ -207,3 +209,20 @@ def test_a_single_process_torchrun_rank_is_watched_too():
             "print(sorted(t.name for t in threading.enumerate()))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "vidssl-lifeline" in out.stdout, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("argv, launcher", [
+    ([b"torchrun", b"--nproc_per_node=2", b"train.py"], True),
+    ([b"/usr/bin/python3", b"/opt/venv/bin/torchrun", b"--nnodes=2", b"train.py"], True),  # through its shebang
+    ([b"python3.11", b"-u", b"-X", b"dev", b"-m", b"torch.distributed.run", b"train.py"], True),
+    ([b"python", b"-mtorch.distributed.launch", b"train.py"], True),
+    ([b"bash", b"-c", b"vidssl train --out runs/torchrun1"], False),  # names it in an argument only
+    ([b"python", b"torchrun_exp/train.py"], False),
+    ([b"python", b"-c", b"import torch.distributed.run"], False),
+    ([b"python", b"-m", b"vidssl", b"pretrain", b"--out", b"torchrun"], False),
+    ([], False),
+])
+def test_a_launcher_is_known_by_the_program_it_runs(argv, launcher):
+    """Matched anywhere in an ancestor's command line, a shell with "torchrun" in an argument was taken for the
+    launcher: the rank watched the shell, which outlives torchrun, and trained on after a kill -9 of torchrun."""
+    assert lifeline.is_launcher(argv) is launcher

@@ -174,6 +174,15 @@ def test_redoing_a_stage_redoes_the_stages_built_on_it(run_dir, monkeypatch, cap
     assert "[export] ..." in caplog.text and "[eval] retrieval on" in caplog.text
     assert metrics.stat().st_mtime_ns != before
     assert (stages / "eval.json").is_file() and not list(stages.glob("*.started.json"))
+    # redone with the evaluation switched off: the earlier weights' evaluations go with them (the report showed
+    # their numbers as the new weights'); the evaluation's recorded seconds are not counted as spent
+    (stages / "export.json").unlink()
+    caplog.clear()
+    assert main([*base, "--set", "pretrain.run_eval=false"]) == 0
+    assert "[export] ..." in caplog.text and not (run_dir / "eval").exists()
+    assert "budget minutes were spent" in caplog.text
+    assert main(base) == 0  # evaluated again, for the tests after this one
+    assert metrics.is_file()
 
 
 @pytest.mark.slow
@@ -630,7 +639,7 @@ def test_without_vidssl_data_a_rerun_evaluates_what_the_run_evaluated(tmp_path, 
     assert eval_data_by_default(run) == other  # the variable set: it is the user's choice
     monkeypatch.delenv("VIDSSL_DATA")
     data.rmdir()
-    assert eval_data_by_default(run) is None  # the recorded folder is gone
+    assert eval_data_by_default(run) == data  # the recorded folder is gone: its finished evaluation is kept
 
 
 def test_a_stage_whose_input_file_changed_is_done_again(tmp_path, caplog):
@@ -686,14 +695,110 @@ def test_stages_whose_input_changed_are_forgotten_before_the_budget_is_counted(t
     stages.mark("mine", {"seconds": 10.0})
     for name, seconds in (("train", 300.0), ("export", 2.0), ("eval", 100.0)):
         stages.mark(name, {"seconds": seconds, "made_from": file_record(tmp_path / MADE_FROM[name])})
-    everything = {"train": True, "export": True, "eval": True}
+    everything = {"mine": True, "train": True, "export": True, "eval": True}
     forget_changed_inputs(tmp_path, stages, everything)
-    assert stages.spent_s() == 412.0  # unchanged: all kept
+    assert stages.spent_s(everything) == 412.0  # unchanged: all kept
     (tmp_path / "train" / "checkpoint.pt").write_bytes(b"continued")  # `vidssl train` continued it
     forget_changed_inputs(tmp_path, stages, {**everything, "export": False})  # switched off: left as it is
-    assert stages.spent_s() == 412.0
+    assert stages.spent_s({**everything, "export": False}) == 412.0
     forget_changed_inputs(tmp_path, stages, everything)
-    assert stages.spent_s() == 310.0 and stages.done("export") is None and stages.done("eval") is None
+    assert stages.spent_s(everything) == 310.0 and stages.done("export") is None and stages.done("eval") is None
+
+
+def test_the_budget_counts_only_the_stages_a_rerun_keeps(tmp_path):
+    """A stage not complete runs and redoes those after it: their recorded seconds are spent again, so they are
+    not taken off the budget first (a lost export marker took the evaluation's minutes twice). A stage switched
+    off runs nothing, so the stages after it are kept."""
+    from vidssl.pipeline import Stages
+
+    stages = Stages(tmp_path)
+    stages.dir.mkdir()
+    for name, seconds in (("mine", 10.0), ("train", 300.0), ("eval", 100.0)):  # export's marker is gone
+        stages.mark(name, {"seconds": seconds})
+    everything = {"mine": True, "train": True, "export": True, "eval": True}
+    assert stages.spent_s(everything) == 310.0  # mine + train; export runs, and eval after it
+    assert stages.spent_s({**everything, "export": False}) == 410.0  # nothing runs before eval: kept
+    assert stages.spent_s({**everything, "train": False}) == 310.0  # a switched-off stage's time still counts
+    stages.clear("mine")
+    assert stages.spent_s(everything) == 0.0
+
+
+def test_a_stage_records_its_input_as_it_found_it(tmp_path):
+    """Weights exported again by hand while the evaluation ran: recorded after the stage, the new file looked like
+    the evaluated one and the stage was never redone."""
+    from vidssl.pipeline import Stages, _input_changed, _run_stage
+
+    stages = Stages(tmp_path)
+    stages.dir.mkdir()
+    weights = tmp_path / "backbone.pt"
+    weights.write_bytes(b"weights of step 100")
+
+    def evaluate_while_weights_change():
+        weights.write_bytes(b"weights of step 200, exported meanwhile")
+        return {"tasks": []}
+
+    result = _run_stage(stages, "eval", True, evaluate_while_weights_change, {}, made_from=weights)
+    assert result["made_from"]["size"] == len(b"weights of step 100")
+    assert _input_changed(stages, "eval", weights)
+
+
+def test_a_forget_killed_part_way_keeps_the_marker_so_the_rerun_forgets_again(tmp_path, monkeypatch):
+    """The marker went first: killed before the folders were removed, the rerun found no record and mined into the
+    old settings' pairs/, which tracking refused as a mismatch."""
+    import shutil as shutil_module
+
+    from vidssl.pipeline import Stages, forget
+
+    stages = Stages(tmp_path)
+    stages.dir.mkdir()
+    (tmp_path / "pairs" / "done").mkdir(parents=True)
+    stages.start("mine", {"mine.move_threshold": 0.5})
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil_module, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        forget(tmp_path, stages, "mine")
+    assert stages.started("mine") is not None
+    monkeypatch.undo()
+    forget(tmp_path, stages, "mine")
+    assert stages.started("mine") is None and not (tmp_path / "pairs").exists()
+
+
+def test_a_mining_with_only_held_out_pairs_is_redone_with_other_settings(tmp_path):
+    """Held-out tails are mined after the training part: pairs there alone mean the stage can never complete with
+    its settings, so the relaxed settings its error advises must not be refused as a change."""
+    from vidssl.pipeline import left_state
+
+    for folder, pairs in (("pairs", 0), ("pairs_held_out", 7)):
+        (tmp_path / folder / "done").mkdir(parents=True)
+        (tmp_path / folder / "done" / "clip.json").write_text(json.dumps({"pairs": pairs}))
+    assert not left_state(tmp_path, "mine")
+    (tmp_path / "pairs" / "done" / "clip.json").write_text(json.dumps({"pairs": 3}))
+    assert left_state(tmp_path, "mine")
+
+
+def test_vidssl_data_set_to_a_missing_folder_is_an_error_and_a_gone_recorded_folder_keeps_the_results(
+        tmp_path, monkeypatch, caplog):
+    """Both were taken for "no evaluation data": a rerun deleted the run's finished evaluations as made with
+    other settings (an unmounted disk, a typo in the variable)."""
+    from vidssl.errors import VidsslError
+    from vidssl.pipeline import Stages, eval_data_by_default
+
+    run = tmp_path / "run"
+    monkeypatch.setenv("VIDSSL_DATA", str(tmp_path / "unmounted"))
+    with pytest.raises(VidsslError, match=r"\$VIDSSL_DATA=.*unmounted: no such folder; point it at"):
+        eval_data_by_default(run)
+    monkeypatch.delenv("VIDSSL_DATA")
+    stages = Stages(run)
+    stages.dir.mkdir(parents=True)
+    stages.start("eval", {"--eval-data": str(tmp_path / "unmounted")})
+    with caplog.at_level(logging.WARNING, logger="vidssl.pipeline"):
+        assert eval_data_by_default(run) is None  # begun, not finished: evaluated without it, and said
+    assert "the evaluation data this run began to evaluate, is gone" in caplog.text
+    stages.mark("eval", {"config": {"--eval-data": str(tmp_path / "unmounted")}})
+    assert eval_data_by_default(run) == tmp_path / "unmounted"  # finished: kept as it is
 
 
 @pytest.mark.slow

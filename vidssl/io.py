@@ -128,9 +128,11 @@ _WRITER = re.compile(r"\.(\d+)@([0-9a-f]{8})\.[^.]*$")
 def _short(name: str) -> str:
     """``name`` as the temp name holds it: a name near the file system's 255-byte limit is shortened (its start and
     a hash), so the 31 bytes the temp name adds never make a writable name fail as too long."""
-    if len(os.fsencode(name)) <= 200:
+    encoded = os.fsencode(name)
+    if len(encoded) <= 200:
         return name
-    return f"{name[:60]}~{hashlib.sha1(os.fsencode(name)).hexdigest()[:12]}"
+    # cut by bytes: 60 characters of 4-byte UTF-8 (emoji) were 240 bytes, and the temp name too long again
+    return f"{os.fsdecode(encoded[:60])}~{hashlib.sha1(encoded).hexdigest()[:12]}"
 
 
 def _machine() -> str:

@@ -57,26 +57,53 @@ def exit_with(pid: int, poll_seconds: float = 1.0) -> None:
     threading.Thread(target=watch, name="vidssl-lifeline", daemon=True).start()
 
 
-# what a torch elastic agent's command line holds: `torchrun ...`, `python -m torch.distributed.run ...` (or .launch)
-_LAUNCHERS = (b"torchrun", b"torch.distributed.run", b"torch.distributed.launch")
+# the programs of a torch elastic agent: `torchrun ...` (also as `python .../torchrun ...`, which its shebang line
+# runs), `python -m torch.distributed.run ...` (or .launch)
+_LAUNCHER_SCRIPT = b"torchrun"
+_LAUNCHER_MODULES = (b"torch.distributed.run", b"torch.distributed.launch")
+_PYTHON_OPTIONS_WITH_VALUE = (b"-X", b"-W", b"-Q")
 
 
-def _process_info(pid: int) -> tuple[int, str, bytes] | None:
-    """(parent pid, name, command line) of process ``pid`` from /proc, None when it is gone or hidden. The name is
-    the executable's (``bash``, ``python3.11``; a script run through its shebang line: the script's, ``torchrun``)."""
+def is_launcher(argv: list[bytes]) -> bool:
+    """Whether a command line (``argv``, as /proc/PID/cmdline holds it) runs a torch elastic launcher: by the
+    program it runs, not by any argument (a shell whose command merely names ``runs/torchrun1`` outlives torchrun,
+    and a rank watching it trained on after torchrun was killed)."""
+    if not argv:
+        return False
+    program = os.path.basename(argv[0])
+    if program == _LAUNCHER_SCRIPT:
+        return True
+    if not program.startswith(b"python"):
+        return False
+    i = 1
+    while i < len(argv) and argv[i].startswith(b"-") and not argv[i].startswith(b"-m") and argv[i] != b"-c":
+        i += 2 if argv[i] in _PYTHON_OPTIONS_WITH_VALUE else 1
+    if i >= len(argv) or argv[i] == b"-c":
+        return False
+    if argv[i].startswith(b"-m"):
+        module = argv[i][2:] or (argv[i + 1] if i + 1 < len(argv) else b"")
+        return module in _LAUNCHER_MODULES
+    return os.path.basename(argv[i]) == _LAUNCHER_SCRIPT
+
+
+def _process_info(pid: int) -> tuple[int, str, list[bytes]] | None:
+    """(parent pid, name, argv) of process ``pid`` from /proc, None when it is gone or hidden. The name is the
+    executable's (``bash``, ``python3.11``; a script run through its shebang line: the script's, ``torchrun``)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read().decode(errors="replace")
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            cmdline = fh.read().replace(b"\0", b" ")
+            argv = fh.read().split(b"\0")
     except OSError:
         return None
+    if argv and argv[-1] == b"":  # each argument ends in a NUL
+        argv.pop()
     name = stat[stat.index("(") + 1:stat.rfind(")")]
-    return int(stat[stat.rfind(")") + 2:].split()[1]), name, cmdline
+    return int(stat[stat.rfind(")") + 2:].split()[1]), name, argv
 
 
 def launcher_pid(max_depth: int = 8) -> int | None:
-    """The nearest ancestor of this process that is a torch elastic launcher (by its command line), or None: the
+    """The nearest ancestor of this process that is a torch elastic launcher (:func:`is_launcher`), or None: the
     rank's parent is the launcher itself, or a shell between them (``torchrun --no-python bash -c ...``, a wrapper
     script without ``exec``)."""
     pid = os.getpid()
@@ -88,7 +115,7 @@ def launcher_pid(max_depth: int = 8) -> int | None:
         parent = _process_info(pid)
         if parent is None:
             return None
-        if any(name in parent[2] for name in _LAUNCHERS):
+        if is_launcher(parent[2]):
             return pid
         if pid == 1:
             return None

@@ -214,10 +214,18 @@ class Stages:
         atomic_write_json(self.dir / f"{stage}.json", result)
         (self.dir / f"{stage}.started.json").unlink(missing_ok=True)
 
-    def spent_s(self, names: tuple[str, ...] = STAGES) -> float:
-        """Seconds the completed stages took, so a rerun continues with what is left of the budget (the partial
-        time of an interrupted stage is not recorded; its own state, e.g. the fitted training steps, bounds it)."""
-        return sum(float((self.done(name) or {}).get("seconds", 0.0)) for name in names)
+    def spent_s(self, enabled: dict[str, bool]) -> float:
+        """Seconds the completed stages that this run keeps took, so a rerun continues with what is left of the
+        budget (the partial time of an interrupted stage is not recorded; its own state, e.g. the fitted training
+        steps, bounds it). Kept: the stages up to the first switched-on one that is not complete, which runs and
+        redoes those after it (their seconds are spent again); a switched-off stage runs nothing."""
+        spent = 0.0
+        for name in STAGES:
+            done = self.done(name)
+            if done is None and enabled.get(name, True):
+                break
+            spent += float((done or {}).get("seconds", 0.0))
+        return spent
 
 
 REDONE_WHEN_CHANGED = ("eval",)  # nothing is built on the evaluation: other settings simply evaluate again
@@ -227,10 +235,10 @@ def left_state(run: Path, stage: str) -> bool:
     """Whether a begun stage left work behind that a rerun would continue: finished videos (mining), a checkpoint
     (training)."""
     if stage == "mine":
-        # videos that gave pairs: a mining whose every video was skipped (and which then says to relax mine.*
-        # thresholds) left nothing worth keeping, so the advised settings redo it
-        return any(_marker_has_pairs(marker) for folder in ("pairs", "pairs_held_out")
-                   for marker in (run / folder / "done").glob("*.json"))
+        # videos that gave training pairs: a mining whose every video was skipped (and which then says to relax
+        # mine.* thresholds) left nothing worth keeping, so the advised settings redo it; nor did one whose pairs
+        # are all held-out tails' (mined after the training part: with these settings it can never complete)
+        return any(_marker_has_pairs(marker) for marker in (run / "pairs" / "done").glob("*.json"))
     if stage == "train":
         return (run / "train" / "checkpoint.pt").is_file()
     return False  # export writes atomically at its end; the evaluation is redone anyway (REDONE_WHEN_CHANGED)
@@ -281,13 +289,15 @@ def check_stage_settings(stages: Stages, configs: dict[str, dict[str, Any]], run
 
 
 def forget(run: Path, stages: Stages, stage: str) -> None:
-    """Remove a stage's marker, record and outputs, to do it again from scratch (see check_stage_settings)."""
+    """Remove a stage's outputs, then its marker and record, to do it again from scratch (see
+    check_stage_settings). In that order: killed part way, the marker is still there and the rerun forgets it
+    again (markers first left outputs of other settings, which the new mining then refused as a mismatch)."""
     import shutil
 
-    stages.clear(stage)
     outputs = {"mine": ("pairs", "pairs_held_out"), "eval": ("eval",)}.get(stage, ())
     for folder in outputs:  # mining's hold no finished video here; evaluations are recomputed from the weights
         shutil.rmtree(run / folder, ignore_errors=True)
+    stages.clear(stage)
 
 
 def stage_switches(cfg: Config) -> dict[str, bool]:
@@ -344,9 +354,12 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
     log.info("[%s] ...", name)
     stages.invalidate_after(name)
     stages.start(name, config)
+    # the input as the stage found it: one changed while it ran (weights exported again by hand during the
+    # evaluation) is a change the next rerun sees
+    source = file_record(made_from) if made_from is not None else None
     result = {**fn(), "seconds": round(time.monotonic() - start, 1)}
     if made_from is not None and "made_from" not in result:
-        result["made_from"] = file_record(made_from)
+        result["made_from"] = source if source is not None else file_record(made_from)
     stages.mark(name, {**result, "config": config})
     return result
 
@@ -402,22 +415,41 @@ def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> li
 def eval_data_by_default(run: Path) -> Path | None:
     """The evaluation data of a pretrain without --eval-data: ``$VIDSSL_DATA``; where it is not set, what the run's
     eval stage (completed or begun) recorded, while that folder exists. The same command rerun in a shell without
-    the variable took "no data" for a change and deleted the finished evaluations."""
+    the variable took "no data" for a change and deleted the finished evaluations. A recorded folder that is gone
+    (an unmounted disk) keeps a finished evaluation as it is, rather than deleting it as made with other settings."""
     env = default_eval_root()
     if env is not None:
         return env
     stages = Stages(run)
     record = stages.done("eval") or stages.started("eval") or {}
     path = (record.get("config") or {}).get("--eval-data")
-    if path and Path(path).is_dir():
+    if not path:
+        return None
+    if Path(path).is_dir():
         log.info("--eval-data not given and $VIDSSL_DATA not set: evaluating %s, as this run did", path)
         return Path(path)
+    if stages.done("eval") is not None:
+        log.warning("%s, the evaluation data this run evaluated, is gone: its finished evaluations are kept (pass "
+                    "--eval-data, or set $VIDSSL_DATA, to evaluate on other data)", path)
+        return Path(path)
+    log.warning("%s, the evaluation data this run began to evaluate, is gone: evaluating without it (pass "
+                "--eval-data, or set $VIDSSL_DATA, for other data)", path)
     return None
 
 
 def default_eval_root() -> Path | None:
+    """``$VIDSSL_DATA`` (None where unset or empty). Set to a missing folder, it is an error: taken for "no data",
+    a rerun deleted its run's finished evaluations as made with other settings."""
     env = os.environ.get("VIDSSL_DATA")
-    return Path(env) if env and Path(env).is_dir() else None
+    if not env:
+        return None
+    if not Path(env).is_dir():
+        raise VidsslError(f"$VIDSSL_DATA={env}: no such folder; point it at the evaluation data (retrieval/, "
+                          f"davis/, flow/), or unset it to evaluate on held-out tracks only")
+    if not discover_eval_sets(Path(env), None):
+        log.warning("$VIDSSL_DATA=%s holds no evaluation data (retrieval/<set>/, davis/, flow/): evaluating on "
+                    "held-out tracks only", env)
+    return Path(env)
 
 
 def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None, eval_data: str | Path | None = None,
@@ -514,7 +546,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         record_config()
     # before the budget is counted: their recorded time is spent again
     forget_changed_inputs(run, stages, stage_switches(cfg))
-    spent = stages.spent_s()
+    spent = stages.spent_s(stage_switches(cfg))
     if spent:
         log.info("%.1f of the %.1f budget minutes were spent by stages completed earlier", spent / 60,
                  p.budget_minutes)
@@ -587,6 +619,10 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         return {k: v for k, v in stats.items() if isinstance(v, (int, float, str))}
 
     def export_stage() -> dict:
+        import shutil
+
+        # earlier weights' evaluations: with the evaluation switched off, the report showed their numbers as these
+        shutil.rmtree(run / "eval", ignore_errors=True)
         path = export_backbone(run / "train", run / "backbone.pt", safetensors=cfg.export.safetensors)
         return {"weights": str(path)}
 

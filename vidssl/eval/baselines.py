@@ -39,6 +39,7 @@ class PixelFeatures(nn.Module):
     mean = (0.0, 0.0, 0.0)
     std = (1.0, 1.0, 1.0)
     dense_stride = 8
+    cell_offset = 3.5  # a cell is the mean of its 8x8 block
     dense_dim = 3
     grid = 16
     out_dim = 3 * grid * grid

@@ -23,6 +23,7 @@ class Backbone(nn.Module):
     out_dim: int  # size of embed()'s output
     dense_dim: int  # channels of dense_features()'s output
     dense_stride: int = 8
+    cell_offset: float = 0.0  # dense cell (i, j) is centred on input pixel (s i + offset, s j + offset), s the stride
     model_config_keys: tuple[str, ...] = ()  # keys of the `model` config section its constructor takes
     min_embed_side: int = 32  # the smallest input side embed() takes
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -40,9 +41,10 @@ class Backbone(nn.Module):
         """[B, 3, H, W] -> [B, dense_dim, ceil(H/8), ceil(W/8)]; any H, W >= 32.
 
         Cell (i, j) of the four backbones is centred on input pixel (8i, 8j) (receptive fields: smallcnn 59 px,
-        alexnet_wang2015 163, resnet18 195, resnet50 267); the raw-pixel baseline's cell averages the block
-        [8i, 8i + 8), centred on 8i + 3.5. The evaluations place a cell's output on its 8x8 block: label
-        propagation and flow matching work with displacements between cells, in which the offset cancels."""
+        alexnet_wang2015 163, resnet18 195, resnet50 267): :attr:`cell_offset` 0; the raw-pixel baseline's cell
+        averages the block [8i, 8i + 8), centred on 8i + 3.5. Flow puts each cell's vector at its centre by
+        ``cell_offset``; label propagation takes the first frame's labels per 8x8 block and places its output
+        there too, which a translation carries along unchanged (the offset cancels between the two)."""
         raise NotImplementedError
 
     def embed_and_dense(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -66,12 +66,23 @@ def soft_argmax(cost: torch.Tensor, max_displacement: int, temperature: float | 
     return torch.einsum("bkhw,kc->bchw", prob, disp)
 
 
-def upsample_flow(flow: torch.Tensor, stride: int, size: tuple[int, int]) -> torch.Tensor:
-    """[B, 2, h, w] flow in pixels on a stride-``stride`` grid -> [B, 2, H, W] at full resolution.
+def upsample_flow(flow: torch.Tensor, stride: int, size: tuple[int, int], offset: float) -> torch.Tensor:
+    """[B, 2, h, w] flow in pixels on a stride-``stride`` grid -> [B, 2, H, W] (``size``) at full resolution.
 
-    Cell (i, j) covers pixels [stride*i, stride*(i+1)): bilinear upsampling by ``stride`` with half-pixel centres
-    puts every cell value at its centre; the map is then cropped to ``size`` (features are ceil(H / stride) tall).
-    """
+    Cell (i, j)'s value belongs to pixel (stride j + offset, stride i + offset), the centre of what the backbone's
+    cell saw (its ``cell_offset``: 0 for the conv backbones, 3.5 for 8x8 block means): pixels between centres are
+    bilinear in the four around them, pixels beyond the outer centres take the nearest one's value. A vector put
+    on the wrong pixel moves every flow edge by the difference (3.5 px each way for a conv backbone's cells placed
+    on their blocks: under perfect matching, EPE 0.167 against 0.101 on Sintel alley_1)."""
     h, w = flow.shape[-2:]
-    full = F.interpolate(flow, size=(h * stride, w * stride), mode="bilinear", align_corners=False)
-    return full[..., :size[0], :size[1]]
+    height, width = size
+
+    def sample_positions(n_out: int, n_cells: int) -> torch.Tensor:
+        # grid_sample's align_corners=True maps -1 and 1 to the first and last cell centres
+        cells = (torch.arange(n_out, device=flow.device, dtype=flow.dtype) - offset) / stride
+        return (2 * cells.clamp(0, n_cells - 1) / max(n_cells - 1, 1) - 1)
+
+    ys, xs = sample_positions(height, h), sample_positions(width, w)
+    grid = torch.stack(torch.broadcast_tensors(xs.view(1, -1), ys.view(-1, 1)), dim=-1)  # [H, W, (x, y)]
+    grid = grid.unsqueeze(0).expand(flow.shape[0], -1, -1, -1)
+    return F.grid_sample(flow, grid, mode="bilinear", padding_mode="border", align_corners=True)

@@ -75,7 +75,7 @@ def match_flow(backbone: torch.nn.Module, image1: torch.Tensor, image2: torch.Te
     stride = backbone.dense_stride
     f1, f2 = unit_features(backbone, image1), unit_features(backbone, image2)
     cells = soft_argmax(correlation(f1, f2, max_displacement), max_displacement, temperature)
-    return upsample_flow(cells * stride, stride, image1.shape[-2:])
+    return upsample_flow(cells * stride, stride, image1.shape[-2:], backbone.cell_offset)
 
 
 class FeatureMatchFlow:

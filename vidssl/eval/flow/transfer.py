@@ -75,23 +75,26 @@ class CorrFlowNet(nn.Module):
         scores = (cost - cost.mean(1, keepdim=True)) / (cost.std(1, keepdim=True) + 1e-3)
         cells = init + self.decoder(torch.cat([scores, context, init], dim=1))
         stride = self.backbone.dense_stride
-        return upsample_flow(cells * stride, stride, image1.shape[-2:])
+        return upsample_flow(cells * stride, stride, image1.shape[-2:], self.backbone.cell_offset)
 
 
 def _epe(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return (pred - gt).norm(dim=1).mean()
 
 
-# the FlowConfig fields that change what training computes (budget, device, figures... do not)
+# the FlowConfig fields that change what training computes (device, figures... do not; the budget, passed on its
+# own, does: the learning rate's cosine follows the time spent over it)
 _TRAINING_KEYS = ("max_displacement", "temperature", "steps", "finetune", "lr", "backbone_lr", "batch_size",
                   "synthetic_size", "max_motion", "num_shapes")
 
 
-def fingerprint(backbone: nn.Module, cfg: FlowConfig, seed: int) -> str:
-    """Identity of a training run: the backbone's class and weights, the training settings and the seed; a
-    checkpoint resumes only the run it came from."""
+def fingerprint(backbone: nn.Module, cfg: FlowConfig, seed: int, budget_s: float) -> str:
+    """Identity of a training run: the backbone's class, weights and cell placement, the training settings, the
+    time budget and the seed; a checkpoint resumes only the run it came from (resumed under a larger budget, a
+    decayed run's learning rate jumped back up)."""
     settings = {key: getattr(cfg, key) for key in _TRAINING_KEYS}
-    h = hashlib.sha256(json.dumps([settings, seed, type(backbone).__name__], sort_keys=True).encode())
+    identity = [settings, seed, float(budget_s), type(backbone).__name__, float(backbone.cell_offset)]
+    h = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
     for name, tensor in sorted(backbone.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -141,14 +144,15 @@ def _train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed:
         groups.append({"params": list(net.backbone.parameters()), "lr": cfg.backbone_lr})
     base_lrs = [g["lr"] for g in groups]
     optimizer = torch.optim.Adam(groups)
-    key = fingerprint(backbone, cfg, seed)
+    key = fingerprint(backbone, cfg, seed, budget_s)
     state = {"step": 0, "elapsed_s": 0.0, "epe_start": None, "losses": []}
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.is_file():
         saved = torch.load(path, map_location=device, weights_only=True)
         trainable = {k: v.shape for k, v in _trainable_state(net).items()}
         if saved.get("fingerprint") != key:
-            log.info("transfer: %s belongs to another backbone or config; training from scratch", path)
+            log.info("transfer: %s belongs to another backbone, config, budget or seed; training from scratch",
+                     path)
         elif {k: v.shape for k, v in saved["net"].items()} != trainable:  # a version with another decoder
             log.info("transfer: %s holds other layers than this decoder (%d missing, %d unexpected, %d of other "
                      "shapes); training from scratch", path, len(trainable.keys() - saved["net"].keys()),
