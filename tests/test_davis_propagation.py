@@ -86,6 +86,42 @@ def test_labels_to_grid_is_the_share_of_each_label_per_cell():
     np.testing.assert_allclose(grid.sum(0), 1.0)
 
 
+def test_a_partial_edge_cell_holds_the_shares_of_its_real_pixels():
+    """A frame 33 px wide has a last cell of one real column: padded by replication, its shares are that column's
+    (padded with zeros they summed to 1/8, and the background's share went missing)."""
+    mask = np.zeros((20, 33), np.uint8)
+    mask[0:8, 32] = 1
+    grid = labels_to_grid(mask, 2, (20, 33)).numpy()
+    assert grid.shape == (2, 3, 5)
+    assert grid[1, 0, 4] == pytest.approx(1.0) and grid[1, 1, 4] == pytest.approx(0.0)
+    np.testing.assert_allclose(grid.sum(0), 1.0)
+
+
+def test_labels_resized_to_the_working_frame_come_back_where_they_were():
+    """The default path resizes: annotation (128x200) -> working frame (61x96, max_side 96) -> grid -> back. Over
+    20 boxes the masks' centroids stay within a pixel on average (cells are 16.7 annotation px, so one box moves
+    by up to a few px by rounding): a working frame read half a cell off, as a crop of 4 px before the resize
+    back, moved them by 7 and 4 px."""
+    from vidssl.eval.davis import working_size
+
+    h, w = 128, 200
+    size = working_size(h, w, 96)
+    assert size == (61, 96)
+    rng = np.random.default_rng(0)
+    shifts = []
+    for _ in range(20):
+        bh, bw = rng.integers(40, 80, 2)
+        y0, x0 = rng.integers(0, h - bh), rng.integers(0, w - bw)
+        mask = np.zeros((h, w), np.uint8)
+        mask[y0:y0 + bh, x0:x0 + bw] = 1
+        back = grid_to_mask(labels_to_grid(mask, 2, size), size, (h, w))
+        assert back.shape == (h, w)
+        ys, xs = np.nonzero(mask)
+        py, px = np.nonzero(back)
+        shifts.append((py.mean() - ys.mean(), px.mean() - xs.mean()))
+    assert np.all(np.abs(np.mean(shifts, axis=0)) < 1.0), np.mean(shifts, axis=0)
+
+
 def test_grid_to_mask_puts_cells_back_on_their_pixels():
     soft = torch.zeros(2, 3, 4)
     soft[0] = 1

@@ -160,6 +160,15 @@ def test_sequence_scores_skip_first_and_last_frame_and_average_objects():
     both = jf.aggregate({"a": out, "b": perfect})
     assert both["J_mean"] == pytest.approx((1 + 1 / 3 + 1) / 3)
     assert both["JF_mean"] == pytest.approx((both["J_mean"] + both["F_mean"]) / 2)
+    assert both["J_recall"] == pytest.approx(2 / 3)  # object 2's J of 1/3 is under 0.5 in every frame
+    assert both["J_decay"] == 0.0  # constant scores lose nothing over the sequence
+    # decay averaged over objects: object 2 of a sequence whose J falls from 1 to 0 halfway
+    falling = [m.copy() for m in gt]
+    for m in falling[3:-1]:
+        m[m == 2] = 0  # object 2 lost in frames 3 (of 1..3 scored): J 1, 1, 0
+    late = jf.evaluate_sequence(gt, falling, object_ids=(1, 2))
+    want = jf.summarize([1.0, 1.0, 0.0])["decay"]  # 3 frames: quarters [0..0] and [2..2] -> 1 - 0
+    assert want == 1.0 and jf.aggregate({"late": late})["J_decay"] == pytest.approx((0.0 + want) / 2)
 
 
 def test_shape_mismatch_is_an_error():

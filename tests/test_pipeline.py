@@ -811,3 +811,21 @@ def test_each_stage_records_the_file_it_was_made_from(run_dir):
                          "export": file_record(run_dir / "train" / "checkpoint.pt"),
                          "eval": file_record(run_dir / "backbone.pt")}
     assert all(made_from.values())
+
+
+def test_training_continued_by_hand_is_what_the_warnings_and_summary_describe(tmp_path):
+    """The train stage's marker kept the pretrain's own 30 steps: after `vidssl train` continued RUN/train to 500,
+    the run still warned of too few steps and its summary said 30, while the model card said 500."""
+    from vidssl.pipeline import latest_training, run_warnings
+
+    marker = {"step": 30, "total_steps": 30, "stopped": "done", "seconds": 12.0}
+    assert any("training ran 30 steps" in w for w in run_warnings(tmp_path, None, latest_training(tmp_path, marker)))
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "stats.json").write_text('{"step": 500, "total_steps": 500, "stopped": "done", '
+                                                   '"loss": 0.4, "config": {"seed": 0}}')
+    figures = latest_training(tmp_path, marker)
+    assert figures == {"step": 500, "total_steps": 500, "stopped": "done", "seconds": 12.0, "loss": 0.4}
+    assert run_warnings(tmp_path, None, figures) == []
+    (tmp_path / "train" / "stats.json").write_text('{"step": 5')  # torn: the marker's figures stand
+    assert latest_training(tmp_path, marker) == marker
+    assert latest_training(tmp_path, None) is None  # training switched off

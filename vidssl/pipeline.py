@@ -372,6 +372,21 @@ def _log_warnings(warnings: list[str]) -> None:
 FEW_STEPS = 100  # fewer training steps than this: the weights have hardly moved from their random init
 
 
+def latest_training(run: Path, recorded: dict | None) -> dict | None:
+    """The train stage's figures (``recorded``: its marker, or what it just returned) with those of
+    ``RUN/train/stats.json`` on top: a training continued by hand (`vidssl train` into RUN/train, which makes the
+    export and evaluation run again) wrote its own there, and the marker's kept warning of its first 30 steps."""
+    if recorded is None:
+        return None
+    try:
+        stats = json.loads((run / "train" / "stats.json").read_text())
+    except (OSError, ValueError):
+        return recorded
+    if not isinstance(stats, dict):
+        return recorded
+    return {**recorded, **{k: v for k, v in stats.items() if isinstance(v, (int, float, str))}}
+
+
 def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> list[str]:
     """What a finished pretrain run did not do that its user would assume it did: videos not mined, videos added
     to the folder since, training cut short by the budget. Read from the run folder, so a rerun repeats them."""
@@ -683,6 +698,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         "export": _run_stage(stages, "export", p.run_export, export_stage, configs["export"],
                              made_from=run / MADE_FROM["export"], on_start=record_config),
     }
+    results["train"] = latest_training(run, results["train"])
     # written before the evaluation: a failed one builds the report (with them) and stops the command
     warnings = run_warnings(run, None if demo else videos, results.get("train"))
     atomic_write_json(run / WARNINGS, warnings)

@@ -368,11 +368,11 @@ def metrics_markdown(metrics: dict) -> str:
     models = metrics["models"]
     lines = ["## DAVIS label propagation", "",
              f"{len(metrics['sequences'])} sequence(s) from `{metrics['data']}`; means over objects, frames 1..T-2.",
-             "", "| model | J&F | J | F | J recall | F recall | s/frame (features + propagation) |",
-             "|---|---|---|---|---|---|---|"]
+             "", "| model | J&F | J | F | J recall | F recall | J decay | F decay | s/frame (features + propagation) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, m in models.items():
         lines.append(f"| {name} | {m['JF_mean']:.3f} | {m['J_mean']:.3f} | {m['F_mean']:.3f} | "
-                     f"{m['J_recall']:.3f} | {m['F_recall']:.3f} | "
+                     f"{m['J_recall']:.3f} | {m['F_recall']:.3f} | {m['J_decay']:.3f} | {m['F_decay']:.3f} | "
                      f"{m['features_s_per_frame']:.3f} + {m['propagation_s_per_frame']:.3f} |")
     lines += ["", "| sequence | " + " | ".join(f"{n} J&F" for n in models) + " |",
               "|---|" + "---|" * len(models)]

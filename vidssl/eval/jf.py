@@ -116,7 +116,8 @@ def evaluate_sequence(gt: Sequence[np.ndarray], pred: Sequence[np.ndarray], obje
 
 
 def aggregate(sequences: dict[str, dict]) -> dict:
-    """Dataset means over every object of every sequence (the official averaging): J_mean, F_mean, JF_mean."""
+    """Dataset means over every object of every sequence (the official averaging): J_mean, F_mean, JF_mean, and
+    J / F recall and decay."""
     return _means([o for seq in sequences.values() for o in seq["objects"].values()])
 
 
@@ -127,7 +128,10 @@ def _means(objects: list[dict]) -> dict:
     f = float(np.mean([o["F"]["mean"] for o in objects]))
     return {"J_mean": j, "F_mean": f, "JF_mean": (j + f) / 2,
             "J_recall": float(np.mean([o["J"]["recall"] for o in objects])),
-            "F_recall": float(np.mean([o["F"]["recall"] for o in objects]))}
+            "F_recall": float(np.mean([o["F"]["recall"] for o in objects])),
+            # the official table's third column: how much each score falls from the first to the last quarter
+            "J_decay": float(np.mean([o["J"]["decay"] for o in objects])),
+            "F_decay": float(np.mean([o["F"]["decay"] for o in objects]))}
 
 
 def _check_pair(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
