@@ -59,6 +59,21 @@ def test_retrieval_hands_a_training_model_back(colour_classes, tmp_path):  # noq
     assert_handed_back(model, before)
 
 
+def test_a_model_moved_for_feature_extraction_comes_back_trainable(colour_classes):  # noqa: F811
+    """Moved to the evaluation's device and back inside inference mode, every parameter came back an inference
+    tensor and the next training step failed ("Inference tensors cannot be saved for backward"). "cpu:0" is another
+    device than "cpu" to the move, as a GPU would be."""
+    from vidssl.eval.retrieval import extract_features
+    from vidssl.eval.retrieval_data import load_retrieval_set
+
+    model = training_model()
+    items = load_retrieval_set(colour_classes, RETRIEVAL_CFG, "auto", "val").items
+    extract_features({"m": model}, items, batch_size=4, device="cpu:0", progress=False)
+    assert not any(t.is_inference() for t in [*model.parameters(), *model.buffers()])
+    model.embed(torch.rand(2, 3, 32, 32)).sum().backward()  # a training step's forward and backward
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
 def test_flow_hands_a_training_model_back(dataset, tmp_path):  # noqa: F811
     root, _ = dataset
     cfg = dataclasses.replace(FLOW_CFG, transfer=False, figures=False)

@@ -544,6 +544,20 @@ def test_missing_inputs_are_refused_before_the_run_folder_is_made(tmp_path, caps
     assert "pair dataset folder not found" in capsys.readouterr().err and not (tmp_path / "train_run").exists()
 
 
+def test_pretrain_with_no_arguments_runs_the_demo_into_runs_demo(tmp_path, capsys, monkeypatch):
+    """The quick start is `vidssl pretrain`, nothing more (--out was required); with --videos a run folder must be
+    named."""
+    import vidssl.pipeline
+
+    made = []
+    monkeypatch.setattr(vidssl.pipeline, "pretrain", lambda cfg, run, **kw: made.append((str(run), kw["videos"])) or {})
+    monkeypatch.chdir(tmp_path)
+    assert main(["-q", "pretrain"]) == 0
+    assert made == [("runs/demo", None)]
+    assert main(["-q", "pretrain", "--videos", str(tmp_path)]) == 2
+    assert "--out RUN is required with --videos" in capsys.readouterr().err and len(made) == 1
+
+
 def test_a_folder_of_unusable_videos_says_so_not_to_relax_thresholds(tmp_path, capsys):
     (tmp_path / "videos").mkdir()
     for name in ("notes.mp4", "empty.mov"):

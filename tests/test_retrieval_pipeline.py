@@ -191,3 +191,12 @@ def test_cli_mines_a_video_folder(tmp_path, capsys):
     records = map(json.loads, (out / "pairs" / "manifest.jsonl").read_text().splitlines())
     patches = {(r["video_id"], r["track_id"], r[end]) for r in records for end in ("start_frame", "end_frame")}
     assert result["queries"] == result["references"] == len(patches)  # each tracked frame once
+
+
+def test_grid_captions_keep_their_end():
+    """A track's caption cut to its first 16 characters was its video id alone: two tracks of one video, and their
+    frames, looked the same in the grid."""
+    from vidssl.eval.retrieval import _fit_caption
+
+    assert _fit_caption("imageio_cockatoo-5df959ceff#1 t224") == "~f959ceff#1 t224"  # 16 characters
+    assert _fit_caption("blackswan 3") == "blackswan 3"

@@ -164,6 +164,31 @@ def test_a_run_that_slows_down_after_the_fit_is_refitted_and_still_anneals(pairs
     assert stats["lr"] < 0.05 * cfg.train.lr  # the cosine schedule got (nearly) to its end
 
 
+def test_a_budget_that_fits_fewer_steps_than_the_warm_up_still_anneals(pairs, tmp_path, monkeypatch, caplog):
+    """0.2 s a step and a 4-second budget fit about 11 steps, under a 40-step warm-up: the run ended 'done' with the
+    lr still rising, at 11/40 of its peak."""
+    import logging
+    import time
+
+    from vidssl import train as trainer
+
+    step_fn = trainer.TrainStep.__call__
+
+    def slow(self, x, groups, step):
+        time.sleep(0.2)
+        return step_fn(self, x, groups, step)
+
+    monkeypatch.setattr(trainer.TrainStep, "__call__", slow)
+    cfg = load_config(None, TINY + ["train.steps=100000", "train.warmup_steps=40", "train.checkpoint_every=1000",
+                                    "train.image_every=0"])
+    with caplog.at_level(logging.INFO, logger="vidssl.train"):
+        stats = train(pairs, tmp_path / "run", cfg, budget_minutes=0.07, progress=False)
+    fitted = int(re.search(r"fitted (\d+) steps to the", caplog.text).group(1))
+    assert fitted < 40 and "at the end of the warm-up" not in caplog.text
+    assert stats["stopped"] == "done" and stats["step"] == stats["total_steps"]
+    assert stats["lr"] < 0.1 * cfg.train.lr  # annealed, not warming up
+
+
 def test_a_run_slow_at_first_is_fitted_again_at_the_end_of_the_warm_up(pairs, tmp_path, monkeypatch, caplog):
     import logging
     import time
@@ -181,8 +206,11 @@ def test_a_run_slow_at_first_is_fitted_again_at_the_end_of_the_warm_up(pairs, tm
     cfg = load_config(None, TINY + ["train.steps=100000", "train.warmup_steps=12", "miner.hard_start=0.5",
                                     "train.checkpoint_every=1000", "train.image_every=0"])
     with caplog.at_level(logging.INFO, logger="vidssl.train"):
-        stats = train(pairs, tmp_path / "run", cfg, budget_minutes=0.15, progress=False)
+        # long enough that the first fit is over 5x the warm-up (60 steps): a shorter schedule's warm-up is a
+        # fifth of it, which a refit would lengthen, so none is made
+        stats = train(pairs, tmp_path / "run", cfg, budget_minutes=0.3, progress=False)
     first = int(re.search(r"fitted (\d+) steps to the", caplog.text).group(1))
+    assert first >= 60
     again = int(re.search(r"fitted (\d+) steps at the end of the warm-up", caplog.text).group(1))
     assert again > 1.5 * first  # the steps after the slow start are several times faster
     # (a machine that gets busy later may shorten it again, as it would any fit)
@@ -234,14 +262,34 @@ def test_a_run_fitted_to_a_budget_resumes_without_one(pairs, tmp_path, monkeypat
     assert again["stopped"] == "done" and again["step"] == saved["total_steps"]
 
 
-def test_a_model_with_dropout_resumes_exactly(pairs, tmp_path, monkeypatch):
-    """alexnet_wang2015 has dropout in fc6/fc7: killed at step 8 and resumed from its step-6 checkpoint, it ends
-    with the weights of an uninterrupted run, because every step reseeds the generator dropout draws from."""
-    from vidssl import train as trainer
+def test_a_run_killed_before_its_stats_are_written_writes_them_on_the_rerun(pairs, tmp_path):
+    """Killed between the final checkpoint and stats.json, every rerun found the run complete and returned without
+    writing it (nor the weights' digest), which pretrain and users read."""
+    run = tmp_path / "run"
+    cfg = load_config(None, TINY + ["train.steps=10", "train.image_every=0"])
+    first = train(pairs, run, cfg, progress=False)
+    (run / "stats.json").unlink()
+    again = train(pairs, run, cfg, progress=False)
+    written = strict_loads((run / "stats.json").read_text())
+    assert written["weights_sha256"] == again["weights_sha256"] == first["weights_sha256"]
+    assert written["step"] == written["total_steps"] == 10 and written["stopped"] == "done"
 
+
+def test_a_model_with_dropout_resumes_exactly(pairs, tmp_path, monkeypatch):
+    """alexnet_wang2015 with dropout in fc6/fc7 (0.5, as torchvision's AlexNet; the shipped net, as released, has
+    none, so the test builds it with dropout: with the default it drew nothing and could not fail): killed at step
+    8 and resumed from its step-6 checkpoint, it ends with the weights of an uninterrupted run, because every step
+    reseeds the generator dropout draws from."""
+    from vidssl import train as trainer
+    from vidssl.models import build_backbone
+
+    monkeypatch.setattr(trainer, "build_backbone", lambda arch, **kw: build_backbone(arch, **kw, dropout=0.5))
     cfg = load_config(None, TINY + ["model.arch=alexnet_wang2015", "model.width=32",  # width: smallcnn only
                                     "data.patch_size=64", "train.steps=12", "train.checkpoint_every=6",
                                     "train.image_every=0"])
+    model = trainer.build_model(cfg).train()
+    x = torch.rand(2, 3, 64, 64)
+    assert not torch.equal(model(x), model(x))  # the training forward draws: the resume below can fail
     straight = train(pairs, tmp_path / "straight", cfg, progress=False)
     step_fn = trainer.TrainStep.__call__
 
@@ -471,6 +519,13 @@ def test_lr_schedules_closed_form():
     assert lr_factor(110, 110, cos) == pytest.approx(0.0)
     step = TrainConfig(warmup_steps=0, schedule="step", milestones=[0.5, 0.75], gamma=0.1)
     assert [lr_factor(s, 100, step) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    # a schedule shorter than 5x the warm-up warms up for a fifth of it: 11 steps of a 20-step warm-up ended still
+    # warming up, at 11/20 of the lr
+    short = TrainConfig(lr=1.0, warmup_steps=20, schedule="cosine")
+    assert [lr_factor(s, 11, short) for s in (0, 1)] == pytest.approx([0.5, 1.0])
+    assert lr_factor(10, 11, short) == pytest.approx(0.5 * (1 + math.cos(math.pi * 8 / 9)))
+    assert lr_factor(0, 4, short) == pytest.approx(1.0)  # under 5 steps: no warm-up
+    assert lr_factor(19, 100, short) == pytest.approx(1.0)  # 100 steps: the whole 20
 
 
 def test_shipped_training_configs_load():

@@ -13,6 +13,12 @@ class ConfigError(VidsslError, ValueError):
     exit_code = 2
 
 
+class UsageError(VidsslError):
+    """Arguments that do not go together (argparse's own errors exit 2 too)."""
+
+    exit_code = 2
+
+
 class VideoError(VidsslError):
     """A video that cannot be used; the message names the file."""
 

@@ -279,6 +279,8 @@ def check_stage_settings(stages: Stages, configs: dict[str, dict[str, Any]], run
         if not changed:
             continue
         detail = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
+        if len(changed) > 5:
+            detail += f", and {len(changed) - 5} more"
         if stage in REDONE_WHEN_CHANGED or (done is None and not left_state(run, stage)):
             log.info("[%s] %s with other settings (%s): done again", stage, how, detail)
             redo.append(stage)
@@ -523,10 +525,12 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
                                   "eval": {"--eval-data": str(Path(eval_data).resolve()) if eval_data else None}},
                             demo)
     stages = Stages(run)
-    redo = check_stage_settings(stages, configs, run)  # before anything in RUN is rewritten
-    # a stage switched off (pretrain.run_*: false) is not run again, so its results are kept, not forgotten
-    redo = [stage for stage in redo if stage_switches(cfg)[stage]]
     with run_lock(run):
+        # under the lock (another command finishing stages meanwhile would be reused unchecked), before anything in
+        # RUN is rewritten
+        redo = check_stage_settings(stages, configs, run)
+        # a stage switched off (pretrain.run_*: false) is not run again, so its results are kept, not forgotten
+        redo = [stage for stage in redo if stage_switches(cfg)[stage]]
         for stage in redo:
             forget(run, stages, stage)
         return _pretrain(cfg, run, stages, configs, videos, demo, eval_data, progress)

@@ -152,13 +152,21 @@ def resolve_precision(name: str, dev: torch.device) -> str:
     return "bf16" if dev.type == "cpu" and cpu_has_bf16() else "fp32"
 
 
+def warmup_length(total: int, cfg: TrainConfig) -> int:
+    """The warm-up's steps in a schedule of ``total``: ``train.warmup_steps``, at most a fifth of the schedule (a
+    budget that fitted fewer steps than the warm-up ended the run still warming up, its lr never annealed)."""
+    return min(cfg.warmup_steps, total // 5)
+
+
 def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
-    """Multiplier of ``cfg.lr`` at ``step`` of ``total``: linear warm-up, then cosine to 0 or the step schedule."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
+    """Multiplier of ``cfg.lr`` at ``step`` of ``total``: linear warm-up (:func:`warmup_length`), then cosine to 0
+    or the step schedule."""
+    warmup = warmup_length(total, cfg)
+    if step < warmup:
+        return (step + 1) / warmup
     if cfg.schedule == "cosine":
-        span = max(1, total - cfg.warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / span)))
+        span = max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / span)))
     return cfg.gamma ** sum(step >= m * total for m in cfg.milestones)
 
 
@@ -561,11 +569,16 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
         start, total, fitted = saved["step"], saved["total_steps"], saved["fitted"]
     _check_ranks_agree(d, dev, run_dir, pairs_dir, start, total, pairs.fingerprint, tc.precision)
     if saved is not None:
+        model.load_state_dict(saved["model"])
         if start >= total:
             log.info("train: %s is already complete (%d steps)", run_dir, total)
-            return {**saved["metrics"], "step": start, "total_steps": total, "stopped": "done", "minutes": 0.0,
-                    "checkpoint": str(ckpt_path), "pairs": len(pairs), "world_size": d.world}
-        model.load_state_dict(saved["model"])
+            stats = {**saved["metrics"], "step": start, "total_steps": total, "stopped": "done", "minutes": 0.0,
+                     "checkpoint": str(ckpt_path), "pairs": len(pairs), "world_size": d.world,
+                     "weights_sha256": parameter_digest(model)}
+            if d.main and not (run_dir / "stats.json").is_file():
+                # killed between its final checkpoint and stats.json: every rerun returned here without writing it
+                atomic_write_json(run_dir / "stats.json", stats)
+            return stats
     stepper = TrainStep(model, cfg, dev, total, d)
     optimizer, scaler, schedule = stepper.optimizer, stepper.scaler, stepper.schedule
     if saved is not None:
@@ -650,7 +663,11 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
                     bar.total = total
                     log.info("train: fitted %d steps to the %.1f-minute budget (%.2f s/step)", total, budget,
                              per_step)
-                    speed_from, fit_again = (time.monotonic(), step), start == 0 and step < tc.warmup_steps
+                    # fitted again only where the warm-up keeps its length (a schedule under 5x the warm-up's
+                    # steps has a warm-up of a fifth of it, which a longer count would lengthen: the lr would fall
+                    # back into it)
+                    speed_from = (time.monotonic(), step)
+                    fit_again = start == 0 and step < tc.warmup_steps == warmup_length(total, tc)
             elif fit_again and step == tc.warmup_steps:
                 # the first fit underestimated a 2-core CPU's speed by about 20% (the loader filling its queue slows
                 # the first ten steps); so far the lr was the warm-up's and the miner the first phase's, neither

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 NAME = "pretrain"
 HELP = "One command: mine -> train -> export -> evaluate -> report (demo videos when no --videos)"
+DEMO_OUT = "runs/demo"  # `vidssl pretrain` with no arguments: the quick start
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--videos", metavar="DIR", help="folder of videos (default: generate the built-in demo videos)")
-    parser.add_argument("--out", metavar="RUN", required=True, help="run directory (rerun the same command to resume)")
+    parser.add_argument("--out", metavar="RUN",
+                        help=f"run directory (rerun the same command to resume); default {DEMO_OUT} for the demo "
+                             f"videos, required with --videos")
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="wall-clock budget of the whole run (default: config pretrain.budget_minutes)")
     parser.add_argument("--eval-data", metavar="DIR",
@@ -18,8 +21,14 @@ def add_arguments(parser) -> None:
 def run(args, cfg) -> int:
     from pathlib import Path
 
-    from vidssl.errors import ConfigError
+    from vidssl.errors import ConfigError, UsageError
     from vidssl.pipeline import pretrain
+
+    if args.out is None:
+        if args.videos is not None:  # a folder of one's own videos deserves a run folder named for it
+            raise UsageError("--out RUN is required with --videos: the folder the run's stages, weights and report go "
+                             f"into (without --videos, the demo run goes into {DEMO_OUT})")
+        args.out = DEMO_OUT
 
     least = cfg.mine.track_length + 2
     if args.videos is None and cfg.pretrain.run_mine and cfg.demo.frames < least:

@@ -42,11 +42,17 @@ def exclude_same_group_within(groups, times, min_gap: int) -> ExcludeFn:
     if min_gap < 1:
         raise ValueError(f"min_gap must be >= 1 so a query never retrieves itself, got {min_gap}")
     g = torch.as_tensor(np.asarray(groups), dtype=torch.long)
-    t = torch.as_tensor(np.asarray(times), dtype=torch.long)
+    times = np.asarray(times)
+    # one int32 [B, N] difference, its absolute value taken in place (two int64 ones had doubled a block's memory
+    # over what _rows_per_chunk budgets for chunk_mb)
+    wide = times.size and np.abs(times.astype(np.int64)).max() >= 2**30
+    t = torch.as_tensor(times, dtype=torch.long if wide else torch.int32)
 
     def fn(start: int, end: int) -> torch.Tensor:
         same = g[start:end].unsqueeze(1) == g.unsqueeze(0)
-        near = (t[start:end].unsqueeze(1) - t.unsqueeze(0)).abs() < min_gap
+        gap = t[start:end].unsqueeze(1) - t.unsqueeze(0)
+        near = gap.abs_() < min_gap
+        del gap
         return same & near
 
     return fn
@@ -57,12 +63,14 @@ def non_finite_rows(x: torch.Tensor) -> int:
     return int((~torch.isfinite(x)).any(dim=1).sum()) if x.numel() else 0
 
 
-def _rows_per_chunk(n_ref: int, chunk_mb: float, top_k: int = 0) -> int:
-    # a block holds ~24 bytes per [rows, n_ref] entry: the float64 product, its float32 copy, and with an exclusion
-    # rule its mask, label equality and scratch; scoring its top-k (k up to the largest class) ~48 more per [rows, k]
-    # entry (indices, relevance, float64 cumsum, precisions and their product): one class of most of the set made
-    # k ~ n_ref and tripled the memory a chunk_mb allowed
-    return max(1, int(chunk_mb * 2**20) // (24 * max(n_ref, 1) + 48 * top_k))
+def _rows_per_chunk(n_ref: int, chunk_mb: float, top_k: int = 0, exclusion: bool = False) -> int:
+    # a block holds ~24 bytes per [rows, n_ref] entry: the float64 product, its float32 copy, label equality and
+    # scratch; an exclusion rule ~12 more (its int32 time difference and three masks: measured, 1.45x the memory of
+    # a block without one at 24); scoring its top-k (k up to the largest class) ~48 more per [rows, k] entry
+    # (indices, relevance, float64 cumsum, precisions and their product): one class of most of the set made k ~ n_ref
+    # and tripled the memory a chunk_mb allowed
+    per_entry = 36 if exclusion else 24
+    return max(1, int(chunk_mb * 2**20) // (per_entry * max(n_ref, 1) + 48 * top_k))
 
 
 def _similarity_blocks(query: torch.Tensor, reference: torch.Tensor, self_match: bool, exclude: ExcludeFn | None,
@@ -83,7 +91,7 @@ def _similarity_blocks(query: torch.Tensor, reference: torch.Tensor, self_match:
                              "a non-finite embedding would rank arbitrarily")
     q = F.normalize(query.double(), dim=1)
     r = F.normalize(reference.double(), dim=1)
-    rows = _rows_per_chunk(len(r), chunk_mb, top_k)
+    rows = _rows_per_chunk(len(r), chunk_mb, top_k, exclusion=exclude is not None)
     for start in range(0, len(q), rows):
         end = min(start + rows, len(q))
         sims = _on_grid(q[start:end] @ r.T)

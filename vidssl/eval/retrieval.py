@@ -33,13 +33,13 @@ log = logging.getLogger(__name__)
 # features
 
 
-@torch.inference_mode()
 def extract_features(models: dict, items: Dataset, batch_size: int = 64, num_workers: int = 0,
                      device: torch.device | str = "cpu", progress: bool = True) -> tuple[dict, np.ndarray]:
     """Pooled features of every item for every model, decoding each image once.
 
     Returns ``({name: float32 [N, out_dim] on CPU}, ok [N] bool)``; rows where ``ok`` is False are zeros (the item
-    could not be decoded).
+    could not be decoded). A model moved to ``device`` for it is moved back outside inference mode: moved inside,
+    its parameters came back as inference tensors, and the caller's next training step failed.
     """
     from tqdm import tqdm
 
@@ -48,7 +48,7 @@ def extract_features(models: dict, items: Dataset, batch_size: int = 64, num_wor
                         persistent_workers=False, pin_memory=device.type == "cuda")
     feats: dict[str, list[torch.Tensor]] = {name: [] for name in models}
     ok = []
-    with evaluation_mode(models, device):
+    with evaluation_mode(models, device), torch.inference_mode():
         for images, good in tqdm(loader, desc="features", unit="batch", disable=None if progress else True):
             x = images.to(device, non_blocking=True).float().div_(255)
             for name, model in models.items():
@@ -187,6 +187,12 @@ _CAPTION = 14
 _COLOURS = {"query": (255, 255, 255), "right": (0, 200, 0), "wrong": (230, 0, 0), "none": (90, 90, 90)}
 
 
+def _fit_caption(caption: str, width: int = 16) -> str:
+    """``caption`` in ``width`` characters, keeping its end: a track's "<video id>#<track> t<frame>" cut from the end
+    showed the video id alone, so two tracks of a video and their frames looked the same."""
+    return caption if len(caption) <= width else "~" + caption[-(width - 1):]
+
+
 def _tile(image: np.ndarray | None, colour: tuple[int, int, int], caption: str) -> np.ndarray:
     side = _TILE + 2 * _BORDER
     tile = np.full((side + _CAPTION, side, 3), 20, np.uint8)
@@ -194,8 +200,8 @@ def _tile(image: np.ndarray | None, colour: tuple[int, int, int], caption: str) 
     inner = np.zeros((_TILE, _TILE, 3), np.uint8) if image is None else cv2.resize(image, (_TILE, _TILE),
                                                                                     interpolation=cv2.INTER_AREA)
     tile[_BORDER:_BORDER + _TILE, _BORDER:_BORDER + _TILE] = inner
-    cv2.putText(tile, drawable(caption)[:16], (2, side + _CAPTION - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (230, 230, 230), 1,
-                cv2.LINE_AA)
+    cv2.putText(tile, _fit_caption(drawable(caption)), (2, side + _CAPTION - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.33,
+                (230, 230, 230), 1, cv2.LINE_AA)
     return tile
 
 
