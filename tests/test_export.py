@@ -510,3 +510,19 @@ def test_files_that_are_not_weights_say_what_they_are(tmp_path):
     torch.save(build_backbone("resnet50").state_dict(), tmp_path / "r.pt")
     with pytest.raises(ModelFileError, match=r"these are resnet50 weights: fix arch in .*r\.model_card\.json"):
         vidssl.load_backbone(tmp_path / "r.pt")
+
+
+def test_a_card_listing_no_files_does_not_speak_for_every_file_of_its_folder(tmp_path):
+    """The card the error message suggests for a torchvision backbone.pt lists no files: a .safetensors beside it
+    took it over its own embedded card, and another file was refused the arch it was asked to load as."""
+    torch.save(build_backbone("resnet18").state_dict(), tmp_path / "backbone.pt")
+    (tmp_path / "model_card.json").write_text('{"arch": "resnet18"}')
+    save_backbone(build_backbone("smallcnn", width=8), tmp_path / "mine.pt")
+    for name in ("mine.pt", "mine.model_card.json"):  # the .safetensors alone, with its embedded card
+        (tmp_path / name).unlink()
+    torch.save(build_backbone("smallcnn").state_dict(), tmp_path / "other.pt")  # no card of its own
+    assert vidssl.load_backbone(tmp_path / "backbone.pt").arch == "resnet18"
+    assert vidssl.load_backbone(tmp_path / "mine.safetensors").spec()["width"] == 8
+    assert vidssl.load_backbone(tmp_path / "other.pt", arch="smallcnn").arch == "smallcnn"
+    with pytest.raises(ModelFileError, match="weights do not fit arch 'resnet18'"):  # no arch given: the card's
+        vidssl.load_backbone(tmp_path / "other.pt")

@@ -241,3 +241,13 @@ def test_build_model_leaves_the_callers_generator_alone():
     assert torch.equal(torch.rand(3), expected)
     second = build_model(load_config(None, ["model.width=8"]))  # and the init is a function of cfg.seed alone
     assert all(torch.equal(v, second.state_dict()[k]) for k, v in first.state_dict().items())
+
+
+def test_a_0_255_batch_holding_a_nan_is_still_refused():
+    """NaN made the batch's max NaN, which no comparison with 1.5 catches: the 0-255 batch passed."""
+    from vidssl.models.base import normalize_rgb
+
+    x = torch.rand(1, 3, 8, 8) * 255
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="divide 0-255 images by 255"):
+        normalize_rgb(x, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))

@@ -271,3 +271,34 @@ def test_report_refuses_a_run_that_a_pretrain_is_writing(tmp_path, capsys):
     assert "--out" not in err  # report has no --out to choose
     assert not (run / "summary.json").exists()
     assert main(["report", str(run)]) == 0
+
+
+def test_a_hand_edited_config_or_log_is_named_not_a_traceback(tmp_path):
+    """A config.yaml that is no YAML failed the whole report; a YAML date under versions failed summary.json after
+    report.html was written (the two then disagreed); a log line that is JSON but no object failed the charts."""
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    (run / "train").mkdir()
+    (run / "train" / "log.jsonl").write_text('{"step": 5, "loss": 1.0}\n7\n"step and loss"\n'
+                                             '{"step": 10, "loss": 0.5}\n')
+    (run / "config.yaml").write_text("versions: [unclosed\n")
+    build_report(run)
+    summary = strict_loads((run / "summary.json").read_text())
+    assert summary["train"]["step"] == 10 and summary["versions"] is None
+    assert f"{run / 'config.yaml'}: unreadable" in (run / "report.html").read_text()
+    (run / "config.yaml").write_text("versions:\n  built: 2024-01-02\n  torch: 2.14.1\n  sha: null\n")
+    build_report(run)
+    assert strict_loads((run / "summary.json").read_text())["versions"] == {
+        "built": "2024-01-02", "torch": "2.14.1", "sha": "None"}
+
+
+def test_the_summary_names_the_weights_file_the_card_lists(tmp_path):
+    """model_card.json is also backbone.pth's card: the summary and the report's load line named a missing
+    backbone.pt."""
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    _write(run / "model_card.json", {"arch": "smallcnn", "input_size": 64, "files": ["backbone.pth"]})
+    (run / "backbone.pth").write_bytes(b"weights")
+    build_report(run)
+    assert strict_loads((run / "summary.json").read_text())["weights"] == str(run / "backbone.pth")
+    assert "backbone.pth" in (run / "report.html").read_text()

@@ -44,7 +44,8 @@ def card_path(weights_path: str | os.PathLike) -> Path:
 
 def find_card(weights_path: str | os.PathLike) -> Path | None:
     """The card describing ``weights_path``: its own (:func:`card_path`), else the ``model_card.json`` that earlier
-    versions wrote for every export into a folder, when that card lists the file (or lists nothing); else None."""
+    versions wrote for every export into a folder, when that card lists the file, or lists nothing and the file
+    carries no card of its own (a ``.safetensors``'s embedded one is the closer word); else None."""
     path = Path(weights_path)
     own = card_path(path)
     if own.is_file():
@@ -56,7 +57,20 @@ def find_card(weights_path: str | os.PathLike) -> Path | None:
         files = json.loads(shared.read_text()).get("files")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         return shared  # read_card reports what is wrong with it
-    return shared if files is None or path.name in files else None
+    if files is None:
+        return shared if _embedded_card(path) is None else None
+    return shared if path.name in files else None
+
+
+def _names(card_file: Path, weights_path: Path) -> bool:
+    """Whether ``card_file`` is ``weights_path``'s own card or lists it (not a shared card listing no files)."""
+    if card_file == card_path(weights_path):
+        return True
+    try:
+        files = json.loads(card_file.read_text()).get("files")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return True  # read_card reports what is wrong with it
+    return isinstance(files, list) and weights_path.name in files
 
 
 def resolve_weights(path: str | os.PathLike) -> Path:
@@ -253,6 +267,10 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
     """
     path = resolve_weights(path)
     card_file = find_card(path)
+    if card_file is not None and arch is not None and not _names(card_file, path):
+        # a shared card that lists no files (one written by hand for backbone.pt): an explicit arch is the surer word
+        # on another file of the folder
+        card_file = None
     embedded = card_file is None and _embedded_card(path) is not None
     if card_file is not None or arch is None or embedded:
         card = read_card(path)

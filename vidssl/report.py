@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vidssl.eval import weights_row_name
-from vidssl.io import atomic_write_json, atomic_write_text
+from vidssl.io import atomic_write_text, json_text
 
 CURVES = (  # (title, keys of a training log record, y label)
     ("Loss: total, and the ranking loss per mined triplet", ("loss", "loss_mean_triplet"), "loss"),
@@ -103,15 +103,18 @@ def _time_span(config: Any) -> list | None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """Records of a JSON-lines file; a torn last line (a killed writer) is ignored."""
+    """The records (JSON objects) of a JSON-lines file; a torn last line (a killed writer) and a line that is JSON
+    but no object (a hand edit: `7` or a string failed the whole report) are ignored."""
     if not path.is_file():
         return []
     out = []
     for line in path.read_text().splitlines():
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(record, dict):
+            out.append(record)
     return out
 
 
@@ -448,7 +451,11 @@ def build_report(run_dir: str | Path) -> Path:
     card = _read_json(card_path, lambda card: _expect(card, dict, "the file"),
                       f"export the weights again: vidssl export {run / 'train'} --out {run / 'backbone.pt'}", damaged)
     if card_path.is_file():  # a damaged card still says the export finished: the weights have their evaluation rows
-        summary["weights"] = str(run / "backbone.pt")
+        # the card's own weights file (also the card of backbone.pth, whose summary named a missing backbone.pt)
+        listed = card.get("files") if card is not None else None
+        named = [run / f for f in listed if isinstance(f, str) and not f.endswith(".safetensors")] \
+            if isinstance(listed, list) else []
+        summary["weights"] = str(next((f for f in named if f.is_file()), run / "backbone.pt"))
         summary["trained_model"] = None  # its row in every evaluation: below, from the tables
     if card is not None:
         weights = summary["weights"]
@@ -497,6 +504,20 @@ def build_report(run_dir: str | Path) -> Path:
         sections += ["<h2>Evaluation</h2>", *eval_sections]
     if "trained_model" in summary:
         summary["trained_model"] = _trained_row(run, eval_results)
+    resolved = run / "config.yaml"
+    if resolved.is_file():  # what a script needs to reproduce the run: the config file and the code's versions
+        import yaml
+
+        summary["config"] = str(resolved)
+        try:
+            recorded = yaml.safe_load(resolved.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:  # a hand edit: the report still gets written
+            damaged.append(f"{resolved}: unreadable ({str(e).splitlines()[0]}); rerun the stage that wrote it")
+            recorded = None
+        versions = recorded.get("versions") if isinstance(recorded, dict) else None
+        # text and numbers only: a YAML date there is no JSON, and failed summary.json after report.html was written
+        summary["versions"] = {str(k): v if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+                               for k, v in versions.items()} if isinstance(versions, dict) else None
     top = 1 if warnings else 0  # what comes before the headline: the warnings, then the files left unread
     if damaged:
         items = "".join(f"<li>{html.escape(why)}</li>" for why in damaged)
@@ -507,13 +528,6 @@ def build_report(run_dir: str | Path) -> Path:
         summary["headline"] = headline_metrics(eval_results)
         summary["headline_metric"] = {task: headline_metric(eval_results[task]) for task in summary["headline"]}
         sections.insert(top, _headline_section(summary, eval_results))
-    resolved = run / "config.yaml"
-    if resolved.is_file():  # what a script needs to reproduce the run: the config file and the code's versions
-        import yaml
-
-        summary["config"] = str(resolved)
-        summary["versions"] = (yaml.safe_load(resolved.read_text()) or {}).get("versions")
-
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>vidssl report</title><style>"
             "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
             "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
@@ -522,7 +536,6 @@ def build_report(run_dir: str | Path) -> Path:
             ".warn{background:#fff4e0;border:1px solid #e0a040;padding:0 1em}"
             "</style></head><body><h1>vidssl run: " + html.escape(run.name) + "</h1>"
             + "".join(sections) + "</body></html>")
-    atomic_write_text(run / "report.html", page)
     if (run / "stages").is_dir():  # what `vidssl pretrain` records of each stage, also when rebuilt by `vidssl report`
         summary["stages"] = {}
         for stage in ("mine", "train", "export", "eval"):
@@ -532,5 +545,7 @@ def build_report(run_dir: str | Path) -> Path:
                 marker = None
             summary["stages"][stage] = {k: v for k, v in marker.items() if k != "config"} \
                 if isinstance(marker, dict) else None
-    atomic_write_json(run / "summary.json", summary)
+    summary_text = json_text(summary) + "\n"  # before either file is written: one that cannot be is neither
+    atomic_write_text(run / "report.html", page)
+    atomic_write_text(run / "summary.json", summary_text)
     return run / "report.html"

@@ -209,13 +209,14 @@ class BrokenFeatures(VidsslError):
     """A model's features hold NaN or infinity (raised by :func:`dense_features`, named by the caller)."""
 
 
-def dense_features(model, frames: Sequence[np.ndarray], size: tuple[int, int],
-                   batch_size: int) -> Iterator[torch.Tensor]:
+def dense_features(model, frames: Sequence[np.ndarray], size: tuple[int, int], batch_size: int,
+                   device: torch.device | None = None) -> Iterator[torch.Tensor]:
     """Yield per frame (C, ceil(h/8), ceil(w/8)) features, L2-normalised over C, of the frames resized to ``size``
-    = (h, w) and normalised with the model's mean/std. Batches of ``batch_size`` frames, computed lazily."""
+    = (h, w) and normalised with the model's mean/std. Batches of ``batch_size`` frames, computed lazily, on
+    ``device`` (default: the model's)."""
     import cv2
 
-    device = _device(model)
+    device = _device(model) if device is None else device
     expect = (-(-size[0] // STRIDE), -(-size[1] // STRIDE))
     for start in range(0, len(frames), batch_size):
         batch = [f if f.shape[:2] == size else cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_AREA)
@@ -237,19 +238,22 @@ def dense_features(model, frames: Sequence[np.ndarray], size: tuple[int, int],
 # one sequence, many models
 
 
-def propagate_sequence(model, seq: DavisSequence, cfg: DavisConfig, progress: bool | None = None) -> dict:
-    """Label-propagate ``seq`` with ``model``; returns ``{"masks": T (H, W) uint8 label maps (frame 0 = ground
-    truth), "features_s", "propagation_s"}`` (seconds, wall clock; propagation includes upsampling and arg-max)."""
+def propagate_sequence(model, seq: DavisSequence, cfg: DavisConfig, progress: bool | None = None,
+                       device: torch.device | None = None) -> dict:
+    """Label-propagate ``seq`` with ``model`` on ``device`` (default: the model's; a model without parameters, as
+    raw pixels, would otherwise run on the CPU beside GPU rows, its timings not comparable); returns ``{"masks": T
+    (H, W) uint8 label maps (frame 0 = ground truth), "features_s", "propagation_s"}`` (seconds, wall clock;
+    propagation includes upsampling and arg-max)."""
     from tqdm import tqdm
 
     height, width = seq.masks[0].shape
     size = working_size(height, width, cfg.max_side)
-    device = _device(model)
+    device = _device(model) if device is None else device
     first = labels_to_grid(seq.masks[0], seq.num_objects + 1, size).to(device)
     timer = {"features_s": 0.0, "propagation_s": 0.0}
 
     def timed_features() -> Iterator[torch.Tensor]:
-        stream = dense_features(model, seq.frames, size, cfg.batch_size)
+        stream = dense_features(model, seq.frames, size, cfg.batch_size, device)
         while True:
             t0 = time.perf_counter()
             feat = next(stream, None)
@@ -320,7 +324,7 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
                 continue
             for model_name, model in models.items():
                 try:
-                    run = propagate_sequence(model, seq, cfg, progress)
+                    run = propagate_sequence(model, seq, cfg, progress, device)
                 except BrokenFeatures as e:
                     raise VidsslError(f"{model_name} on {seq_name}: {e}") from None
                 scores = jf.evaluate_sequence(seq.masks, run["masks"], seq.object_ids)

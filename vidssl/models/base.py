@@ -83,7 +83,8 @@ def normalize_rgb(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ..
     """[B, 3, H, W] float RGB in [0, 1] -> ``(x - mean) / std`` per channel."""
     _check_rgb_batch(x)
     # 0-255 floats give finite, meaningless features: caught here, with room for a resize's overshoot above 1
-    top = float(x.max()) if x.numel() else 0.0
+    # (NaN-free: a NaN made the max NaN, which no comparison catches)
+    top = float(torch.nan_to_num(x, nan=0.0).max()) if x.numel() else 0.0
     if top > 1.5:
         raise ValueError(f"input values reach {top:g}, but RGB in [0, 1] is expected: divide 0-255 images by 255")
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
