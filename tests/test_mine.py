@@ -726,6 +726,25 @@ def test_too_small_is_judged_at_working_resolution(bad_dir, tmp_path):
 # reruns after changes, crashes and Ctrl-C
 
 
+def mined_content(out: Path) -> tuple[list[dict], dict]:
+    """The manifest with each record's shard names reduced to its video's id, and the bytes of every shard it names,
+    by video: what mining a video again must reproduce (its shards take a new name, see dataset._free_shard_base)."""
+    records, shards = [], {}
+    for rec in manifest(out):
+        rec = dict(rec)
+        for key in ("shard", "track_shard"):
+            if key in rec:
+                shards[(rec["video_id"], key)] = (out / rec[key]).read_bytes()
+                rec[key] = rec["video_id"]
+        records.append(rec)
+    return records, shards
+
+
+def named_shard(out: Path, prefix: str) -> Path:
+    """The shard file the manifest names for the video whose id starts with ``prefix``."""
+    return out / next(rec["shard"] for rec in manifest(out) if rec["video_id"].startswith(prefix))
+
+
 def copy_clips(demo_dir: Path, root: Path, names=("clip_00.mp4", "clip_01.mp4")) -> Path:
     root.mkdir()
     for name in names:
@@ -741,8 +760,8 @@ def test_a_shard_cut_short_or_a_damaged_marker_is_mined_again(demo_dir, tmp_path
 
     videos, out = copy_clips(demo_dir, tmp_path / "videos"), tmp_path / "pairs"
     mine_folder(videos, out, DEMO, progress=False)
-    before = {p.relative_to(out): p.read_bytes() for p in [out / "manifest.jsonl", *(out / "shards").iterdir()]}
-    shard = next((out / "shards").glob("clip_00*.npy"))
+    before = mined_content(out)
+    shard = named_shard(out, "clip_00")
     shard.write_bytes(shard.read_bytes()[:shard.stat().st_size // 2])
     marker = next((out / "done").glob("clip_01*.json"))
     marker.write_bytes(marker.read_bytes()[:100])
@@ -750,20 +769,22 @@ def test_a_shard_cut_short_or_a_damaged_marker_is_mined_again(demo_dir, tmp_path
         again = mine_folder(videos, out, DEMO, progress=False)
     assert again["run"]["videos"] == 2 and again["complete"]
     assert f"{marker}: damaged done-marker" in caplog.text
-    assert {p.relative_to(out): p.read_bytes() for p in [out / "manifest.jsonl", *(out / "shards").iterdir()]} == before
+    assert mined_content(out) == before
     # a marker of an earlier version, without its shards' sizes: the shard's header is checked instead
     old = json.loads(marker.read_text())
     del old["shard_bytes"]
     marker.write_text(json.dumps(old))
-    shard = next((out / "shards").glob("clip_01*.npy"))
+    shard = named_shard(out, "clip_01")
     shard.write_bytes(shard.read_bytes()[:shard.stat().st_size // 2])
     assert mine_folder(videos, out, DEMO, progress=False)["run"]["videos"] == 1
-    assert {p.relative_to(out): p.read_bytes() for p in [out / "manifest.jsonl", *(out / "shards").iterdir()]} == before
+    assert mined_content(out) == before
     # a damaged marker of a video this listing lacks: its shard, maybe whole, is kept (not deleted as unnamed)
+    shard = named_shard(out, "clip_01")
+    clip_01 = next(rec["video_id"] for rec in manifest(out) if rec["video_id"].startswith("clip_01"))
     marker.write_bytes(marker.read_bytes()[:100])
     os.utime(shard, (0, 0))  # older than the age at which unnamed shards are removed
     mine_folder(videos / "clip_00.mp4", out, DEMO, progress=False)
-    assert shard.read_bytes() == before[shard.relative_to(out)]
+    assert shard.read_bytes() == before[1][(clip_01, "shard")]
 
 
 def test_a_video_left_out_of_one_run_keeps_its_shard_and_marker(demo_dir, tmp_path):
@@ -834,10 +855,9 @@ def test_a_video_changed_since_it_was_mined_is_mined_again(demo_dir, tmp_path):
     assert mine_folder(videos, out, DEMO, progress=False)["run"]["videos"] == 1
     fresh = tmp_path / "fresh"
     mine_folder(videos, fresh, DEMO, progress=False)
-    assert (out / "manifest.jsonl").read_bytes() == (fresh / "manifest.jsonl").read_bytes()
+    assert mined_content(out) == mined_content(fresh)  # the same pairs, in shards of a new name
     assert manifest(out) != first
-    shard = manifest(out)[0]["shard"]
-    assert (out / shard).read_bytes() == (fresh / shard).read_bytes()
+    assert manifest(out)[0]["shard"] != first[0]["shard"]
     assert mine_folder(videos, out, DEMO, progress=False)["run"]["videos"] == 0  # unchanged: done
     # a marker of an older version records no size and mtime: trusted as it is
     marker_file = out / "done" / f"{video_id('clip.mp4')}.json"
@@ -847,6 +867,39 @@ def test_a_video_changed_since_it_was_mined_is_mined_again(demo_dir, tmp_path):
     marker_file.write_text(json.dumps(marker))
     os.utime(videos / "clip.mp4", ns=(10**18, 10**18))
     assert mine_folder(videos, out, DEMO, progress=False)["run"]["videos"] == 0
+
+
+def test_a_mining_killed_before_its_marker_leaves_the_last_manifest_true(demo_dir, tmp_path):
+    """A video mined again overwrote its shard in place: killed (-9) before its marker and the merge, the manifest of
+    the last merge, still saying complete, described another mining's rows, and training read them silently. The
+    new shards take a new name, so the manifest's records still read the patches they describe."""
+    import subprocess
+    import sys
+
+    videos, out = tmp_path / "videos", tmp_path / "pairs"
+    videos.mkdir()
+    shutil.copy(demo_dir / "clip_00.mp4", videos / "clip.mp4")
+    mine_folder(videos, out, DEMO, progress=False)
+    records, shards = mined_content(out)
+    shutil.copy(demo_dir / "clip_01.mp4", videos / "clip.mp4")  # another video under the same name: mined again
+    code = ("import os, sys\nfrom pathlib import Path\nimport tracking.dataset as dataset\n"
+            "from tracking import MineConfig, mine_folder\n"
+            "real = dataset.atomic_write_json\n"
+            "def killed(path, *a, **k):\n"
+            "    if Path(path).parent.name == dataset.DONE and Path(path).suffix == '.json':\n"
+            "        os._exit(137)  # as kill -9 after the new shards, before the marker\n"
+            "    return real(path, *a, **k)\n"
+            "dataset.atomic_write_json = killed\n"
+            f"mine_folder(sys.argv[1], sys.argv[2], MineConfig(box_fraction={DEMO.box_fraction}), progress=False)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(videos), str(out)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 137, done.stderr[-2000:]
+    assert mined_content(out) == (records, shards)  # the last manifest still reads the rows it describes
+    assert len(list((out / "shards").glob("*.npy"))) == 2  # beside them, the new mining's shard
+    mine_folder(videos, out, DEMO, progress=False)
+    fresh = tmp_path / "fresh"
+    mine_folder(videos, fresh, DEMO, progress=False)
+    assert mined_content(out) == mined_content(fresh)
 
 
 def test_a_merge_counts_a_video_changed_since_its_mining_as_pending(demo_dir, tmp_path):

@@ -11,6 +11,7 @@
       shards/<video_id>.npy         (n, 2, S, S, 3) uint8 RGB pairs of one video (n, 3, S, S, 3) with
                                     mine.background_patches: first, last, same-frame background)
       shards/<video_id>.tracks.npy  (n, T, S, S, 3) every patch of each track (only with mine.store_tracks)
+                                    (a video mined again writes <video_id>.<n>.npy, a name no manifest holds yet)
       done/<video_id>.json    the video's done-marker: its manifest records, skip reason, statistics and the
                               video file's size and mtime_ns when it was mined
       done/<video_id>.attempt how many runs started the video without finishing it (see runner.MAX_ATTEMPTS)
@@ -18,7 +19,9 @@
 A video's shards are written under temporary names and renamed when complete; its done-marker is written last. A
 video is finished when its marker exists, the shards the marker names are complete, and the video file still has
 the size and mtime it was mined at; any other video is redone (a remined video's old marker goes first, so no marker ever
-names shards of another mining). ``kill -9`` at any moment loses at most the videos in progress. Several processes
+names shards of another mining, and its new shards take a new name, so the manifest of the last merge, which names
+the old ones until the next merge, never describes rows of another mining). ``kill -9`` at any moment loses at most
+the videos in progress. Several processes
 or machines can mine disjoint parts of one listing into one directory; ``merge`` builds ``manifest.jsonl`` and
 ``dataset.json`` from whatever markers exist, so it can run at any time.
 """
@@ -237,19 +240,21 @@ def write_video(out_dir: Path, entry: dict, pairs: np.ndarray | None, track_patc
     ``marker["pairs"]`` records get ``video``, ``video_id``, ``shard`` and ``offset`` filled in; returns the marker.
     """
     vid = entry["video_id"]
-    shard = f"{SHARDS}/{vid}.npy"
-    # a remined video: its old marker goes first, so no marker ever names shards of another mining
+    # a remined video: its old marker goes first, so no marker ever names shards of another mining; its shards get a
+    # name not on disk, so the manifest of the last merge (which names the old ones until the next merge) never
+    # describes the new rows: overwritten in place, a kill before that merge left it reading another mining's
+    # pairs under its tracks, as a complete dataset
     marker_path(out_dir, vid).unlink(missing_ok=True)
-    for name, array in ((shard, pairs), (f"{SHARDS}/{vid}.tracks.npy", track_patches)):
+    base = _free_shard_base(out_dir, vid)
+    shard, track_shard = f"{SHARDS}/{base}.npy", f"{SHARDS}/{base}.tracks.npy"
+    for name, array in ((shard, pairs), (track_shard, track_patches)):
         if array is not None:
             _save_npy(out_dir / name, array)
-        else:
-            (out_dir / name).unlink(missing_ok=True)
     records = []
     for offset, rec in enumerate(marker.get("pairs", [])):
         full = {"video": entry["video"], "video_id": vid, **rec, "shard": shard, "offset": offset}
         if track_patches is not None:
-            full["track_shard"] = f"{SHARDS}/{vid}.tracks.npy"
+            full["track_shard"] = track_shard
         records.append(full)
     sizes = {name: (out_dir / name).stat().st_size for name in {rec[key] for rec in records
                                                                  for key in ("shard", "track_shard") if key in rec}}
@@ -258,6 +263,22 @@ def write_video(out_dir: Path, entry: dict, pairs: np.ndarray | None, track_patc
     if not marker.get("crashed"):  # a crash record lives as long as its attempt file (see done_marker)
         attempt_path(out_dir, vid).unlink(missing_ok=True)
     return marker
+
+
+def _free_shard_base(out_dir: Path, vid: str) -> str:
+    """``vid``, or ``vid.1``, ``vid.2``...: the first shard name of the video with no file of it on disk (earlier
+    minings' shards stay until no marker names them, see _remove_leftovers)."""
+    n = 0
+    while True:
+        base = vid if n == 0 else f"{vid}.{n}"
+        if not any((out_dir / SHARDS / f"{base}{suffix}").exists() for suffix in (".npy", ".tracks.npy")):
+            return base
+        n += 1
+
+
+def _video_shard(name: str, vid: str) -> bool:
+    """Whether shard file ``name`` is one of video ``vid``'s, of any mining (see _free_shard_base)."""
+    return re.fullmatch(rf"{re.escape(vid)}(\.\d+)?(\.tracks)?\.npy", name) is not None
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -372,14 +393,16 @@ def _remove_leftovers(out_dir: Path) -> None:
     cutoff = time.time() - LEFTOVER_AGE_S
     for folder in (out_dir, out_dir / SHARDS, out_dir / DONE):
         remove_temp_leftovers(folder, older_than=cutoff)
-    named = set()
+    named, damaged = set(), []
     for path in (out_dir / DONE).glob("*.json"):
         marker = read_marker(out_dir, path.stem)
-        # a damaged marker's shards may be whole: kept until its video is mined again (this listing may lack it)
-        named |= _shards_named(marker) if marker is not None else {f"{SHARDS}/{path.stem}.npy",
-                                                                   f"{SHARDS}/{path.stem}.tracks.npy"}
+        if marker is not None:
+            named |= _shards_named(marker)
+        else:  # a damaged marker's shards may be whole: kept until its video is mined again (this listing may lack it)
+            damaged.append(path.stem)
     for path in (out_dir / SHARDS).glob("*.npy"):
-        if f"{SHARDS}/{path.name}" not in named and _mtime(path) < cutoff:
+        if (f"{SHARDS}/{path.name}" not in named and not any(_video_shard(path.name, vid) for vid in damaged)
+                and _mtime(path) < cutoff):
             path.unlink(missing_ok=True)
 
 
