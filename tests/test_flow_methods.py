@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from vidssl.eval.baselines import PixelFeatures
 from vidssl.eval.flow.data import find_pairs, load_pair
@@ -43,3 +44,22 @@ def test_every_method_takes_grey_frames_and_returns_full_resolution_flow():
         if name not in ("zero", "match"):  # the classical methods find the 2 px roll (zeros passed before)
             inner = flow[8:-8, 8:-8]
             assert abs(np.median(inner[..., 0]) - 2) < 0.1 and abs(np.median(inner[..., 1])) < 0.1, name
+
+
+def test_a_model_of_your_own_without_cell_offset_is_matched_as_a_conv_backbone():
+    """Models that meet the feature contract (dense_features, dense_stride, mean, std) but say nothing of where their
+    cells are centred crashed the flow evaluation (AttributeError) once placement read cell_offset."""
+    from vidssl.eval.flow.methods import cell_offset
+    from vidssl.models import build_backbone
+
+    class Mine(torch.nn.Module):
+        dense_stride, mean, std = 8, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+        def dense_features(self, x):
+            return torch.nn.functional.avg_pool2d(x, 8, ceil_mode=True)
+
+    assert cell_offset(Mine()) == 0.0 and cell_offset(PixelFeatures()) == 3.5
+    assert cell_offset(build_backbone("smallcnn", width=4)) == 0.0
+    image = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    flow = FeatureMatchFlow(Mine(), max_displacement=2, temperature=0.05)(image, image)
+    assert flow.shape == (40, 48, 2) and np.isfinite(flow).all()

@@ -110,7 +110,7 @@ def test_a_name_near_the_length_limit_is_still_written(tmp_path):
 
     # 255 bytes, the limit of most file systems; and 253 bytes of 4-byte characters, which a cut of 60 characters
     # (not bytes) left 240 bytes long, too long again with the writer's suffix
-    for name in ("x" * 250 + ".json", "\U0001F600" * 62 + ".json"):
+    for name in ("x" * 250 + ".json", "\U0001F600" * 62 + ".json", "a" + "\U0001F600" * 62 + ".json"):
         atomic_write_bytes(tmp_path / name, b"ok")
         assert (tmp_path / name).read_bytes() == b"ok" and [p.name for p in tmp_path.iterdir()] == [name]
         (tmp_path / name).unlink()

@@ -759,8 +759,10 @@ def test_a_shard_cut_short_or_a_damaged_marker_is_mined_again(demo_dir, tmp_path
     import logging
 
     videos, out = copy_clips(demo_dir, tmp_path / "videos"), tmp_path / "pairs"
+    from vidssl.data import open_pairs
+
     mine_folder(videos, out, DEMO, progress=False)
-    before = mined_content(out)
+    before, fingerprint = mined_content(out), open_pairs(out).fingerprint
     shard = named_shard(out, "clip_00")
     shard.write_bytes(shard.read_bytes()[:shard.stat().st_size // 2])
     marker = next((out / "done").glob("clip_01*.json"))
@@ -770,6 +772,8 @@ def test_a_shard_cut_short_or_a_damaged_marker_is_mined_again(demo_dir, tmp_path
     assert again["run"]["videos"] == 2 and again["complete"]
     assert f"{marker}: damaged done-marker" in caplog.text
     assert mined_content(out) == before
+    # the same pairs in shards of new names: the same data to a training resuming on them (it refused its checkpoint)
+    assert named_shard(out, "clip_00").name.endswith(".1.npy") and open_pairs(out).fingerprint == fingerprint
     # a marker of an earlier version, without its shards' sizes: the shard's header is checked instead
     old = json.loads(marker.read_text())
     del old["shard_bytes"]

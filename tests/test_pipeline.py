@@ -544,6 +544,32 @@ def test_missing_inputs_are_refused_before_the_run_folder_is_made(tmp_path, caps
     assert "pair dataset folder not found" in capsys.readouterr().err and not (tmp_path / "train_run").exists()
 
 
+@pytest.mark.slow
+def test_a_gone_recorded_evaluation_folder_does_not_stop_an_evaluation_that_runs_again(run_dir, tmp_path,
+                                                                                       monkeypatch, caplog):
+    """The folder a finished evaluation recorded is gone and new weights are exported: the evaluation runs again,
+    and read the missing folder as a given --eval-data ("no such folder", after eval/ was removed); it goes on
+    without it."""
+    monkeypatch.delenv("VIDSSL_DATA", raising=False)
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    marker = json.loads((run / "stages" / "eval.json").read_text())
+    marker["config"]["--eval-data"] = str(tmp_path / "unmounted")
+    (run / "stages" / "eval.json").write_text(json.dumps(marker))
+    (run / "stages" / "export.json").unlink()  # the export redone: new weights, evaluated again
+    with caplog.at_level(logging.WARNING, logger="vidssl.pipeline"):
+        assert main(["-q", "pretrain", "--out", str(run), "--budget-minutes", "4", *TINY]) == 0
+    assert "the evaluation data this run recorded, is gone: evaluating without it" in caplog.text
+    assert (run / "eval" / "tracks_held_out" / "metrics.json").is_file()
+
+
+def test_a_run_that_evaluates_nothing_does_not_check_vidssl_data(tmp_path, monkeypatch):
+    """$VIDSSL_DATA pointing at an unmounted disk refused runs that evaluate nothing."""
+    monkeypatch.setenv("VIDSSL_DATA", str(tmp_path / "unmounted"))
+    off = [f"--set=pretrain.run_{stage}=false" for stage in ("mine", "train", "export", "eval", "report")]
+    assert main(["-q", "pretrain", "--out", str(tmp_path / "run"), *TINY, *off]) == 0
+
+
 def test_pretrain_with_no_arguments_runs_the_demo_into_runs_demo(tmp_path, capsys, monkeypatch):
     """The quick start is `vidssl pretrain`, nothing more (--out was required); with --videos a run folder must be
     named."""

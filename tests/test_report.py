@@ -289,7 +289,7 @@ def test_a_hand_edited_config_or_log_is_named_not_a_traceback(tmp_path):
     (run / "config.yaml").write_text("versions:\n  built: 2024-01-02\n  torch: 2.14.1\n  sha: null\n")
     build_report(run)
     assert strict_loads((run / "summary.json").read_text())["versions"] == {
-        "built": "2024-01-02", "torch": "2.14.1", "sha": "None"}
+        "built": "2024-01-02", "torch": "2.14.1", "sha": None}  # a non-git install's SHA stays null
 
 
 def test_the_summary_names_the_weights_file_the_card_lists(tmp_path):

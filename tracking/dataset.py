@@ -266,12 +266,24 @@ def write_video(out_dir: Path, entry: dict, pairs: np.ndarray | None, track_patc
 
 
 def _free_shard_base(out_dir: Path, vid: str) -> str:
-    """``vid``, or ``vid.1``, ``vid.2``...: the first shard name of the video with no file of it on disk (earlier
-    minings' shards stay until no marker names them, see _remove_leftovers)."""
+    """``vid``, or ``vid.1``, ``vid.2``...: the first shard name of the video that ``manifest.jsonl`` does not name
+    (the last merge's manifest names an earlier mining's shards until the next merge; they stay until no marker names
+    them, see _remove_leftovers). A file of a free name is a killed writer's orphan and is overwritten, so a first
+    mining, killed and rerun, keeps ``vid``. The manifest is read only where ``vid``'s shards are on disk: a video
+    mined again, or an orphan."""
+    if not any((out_dir / SHARDS / f"{vid}{suffix}").exists() for suffix in (".npy", ".tracks.npy")):
+        return vid
+    key = json.dumps({"video_id": vid})[1:-1].encode()  # '"video_id": "<vid>"', as records are written
+    named = set()
+    with contextlib.suppress(FileNotFoundError), open(out_dir / "manifest.jsonl", "rb") as fh:
+        for line in fh:
+            if key in line:
+                with contextlib.suppress(ValueError):
+                    named |= {v for k, v in json.loads(line).items() if k in ("shard", "track_shard")}
     n = 0
     while True:
         base = vid if n == 0 else f"{vid}.{n}"
-        if not any((out_dir / SHARDS / f"{base}{suffix}").exists() for suffix in (".npy", ".tracks.npy")):
+        if not {f"{SHARDS}/{base}.npy", f"{SHARDS}/{base}.tracks.npy"} & named:
             return base
         n += 1
 

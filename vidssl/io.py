@@ -131,8 +131,9 @@ def _short(name: str) -> str:
     encoded = os.fsencode(name)
     if len(encoded) <= 200:
         return name
-    # cut by bytes: 60 characters of 4-byte UTF-8 (emoji) were 240 bytes, and the temp name too long again
-    return f"{os.fsdecode(encoded[:60])}~{hashlib.sha1(encoded).hexdigest()[:12]}"
+    # cut by bytes: 60 characters of 4-byte UTF-8 (emoji) were 240 bytes, and the temp name too long again; a
+    # character the cut splits is dropped, so the temp name is valid UTF-8 where the file system asks for it
+    return f"{encoded[:60].decode('utf-8', 'ignore')}~{hashlib.sha1(encoded).hexdigest()[:12]}"
 
 
 def _machine() -> str:

@@ -519,7 +519,7 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
             raise VidsslError(f"--eval-data {given}: no evaluation data found; expected retrieval/<set>/ (image "
                               f"folders or labels.csv), davis/ (or JPEGImages/ and Annotations/), flow/ (or a "
                               f"folder of flow pairs), or labels.csv")
-    else:
+    elif stage_switches(cfg)["eval"]:  # a run that evaluates nothing has no use for $VIDSSL_DATA, nor its check
         eval_data = eval_data_by_default(run)
     configs = stage_configs(cfg, {"mine": {"--videos": None if demo else str(Path(videos).resolve())},
                                   "eval": {"--eval-data": str(Path(eval_data).resolve()) if eval_data else None}},
@@ -662,7 +662,13 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
             # (a flow transfer checkpoint)
             shutil.rmtree(run / "eval", ignore_errors=True)
             stages.note_outputs_cleared("eval")
-        for es in discover_eval_sets(Path(eval_data) if eval_data else None, held_out):
+        root = Path(eval_data) if eval_data else None
+        if root is not None and not root.is_dir():
+            # the folder the run recorded, gone (a given --eval-data and $VIDSSL_DATA are checked up front): kept as
+            # the setting, so the finished evaluations stood, but these must go on without it
+            log.warning("[eval] %s, the evaluation data this run recorded, is gone: evaluating without it", root)
+            root = None
+        for es in discover_eval_sets(root, held_out):
             out = run / "eval" / es.folder
             if out.name in finished and (out / "metrics.json").is_file():
                 results[out.name] = json.loads((out / "metrics.json").read_text())

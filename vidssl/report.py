@@ -515,8 +515,9 @@ def build_report(run_dir: str | Path) -> Path:
             damaged.append(f"{resolved}: unreadable ({str(e).splitlines()[0]}); rerun the stage that wrote it")
             recorded = None
         versions = recorded.get("versions") if isinstance(recorded, dict) else None
-        # text and numbers only: a YAML date there is no JSON, and failed summary.json after report.html was written
-        summary["versions"] = {str(k): v if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+        # JSON values as they are; anything else as text: a YAML date there is no JSON, and failed summary.json
+        # after report.html was written
+        summary["versions"] = {str(k): v if v is None or isinstance(v, (str, int, float, bool)) else str(v)
                                for k, v in versions.items()} if isinstance(versions, dict) else None
     top = 1 if warnings else 0  # what comes before the headline: the warnings, then the files left unread
     if damaged:

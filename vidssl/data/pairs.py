@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,9 @@ class PairDataError(VidsslError):
 
 
 _REMAKE = "make it with `vidssl mine VIDEOS --out PAIRS`"
+# a re-mined video's shard names (tracking.dataset._free_shard_base): shards/<video id>.<n>[.tracks].npy; video ids
+# end in "-<hex digest>", so a canonical name never matches
+_REMINED_SHARD = re.compile(rb'("shards/[^"/]*?)\.\d+((?:\.tracks)?\.npy")')
 _REQUIRED = ("video_id", "track_id", "shard", "offset")
 
 
@@ -130,7 +134,8 @@ def open_pairs(root: str | os.PathLike) -> PairSet:
     legacy = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
     with open(manifest, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
-            digest.update(raw)
+            # a video mined again to the same pairs names its shards <id>.<n>.npy: the same pairs, the same data
+            digest.update(_REMINED_SHARD.sub(rb"\1\2", raw))
             legacy.update(raw)
             if not raw.strip():
                 continue

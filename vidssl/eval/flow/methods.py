@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from vidssl.eval.flow.correlation import correlation, soft_argmax, upsample_flow
-from vidssl.models.base import normalize_rgb
+from vidssl.models.base import Backbone, normalize_rgb
 
 
 class FlowMethod(Protocol):
@@ -75,7 +75,13 @@ def match_flow(backbone: torch.nn.Module, image1: torch.Tensor, image2: torch.Te
     stride = backbone.dense_stride
     f1, f2 = unit_features(backbone, image1), unit_features(backbone, image2)
     cells = soft_argmax(correlation(f1, f2, max_displacement), max_displacement, temperature)
-    return upsample_flow(cells * stride, stride, image1.shape[-2:], backbone.cell_offset)
+    return upsample_flow(cells * stride, stride, image1.shape[-2:], cell_offset(backbone))
+
+
+def cell_offset(model: torch.nn.Module) -> float:
+    """Where ``model``'s dense cell (i, j) is centred: pixel (s i + offset, s j + offset); a model of your own that
+    does not say (no ``cell_offset``) is taken as the conv backbones are, centred on (s i, s j)."""
+    return float(getattr(model, "cell_offset", Backbone.cell_offset))
 
 
 class FeatureMatchFlow:

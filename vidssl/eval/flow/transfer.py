@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from vidssl.eval.config import FlowConfig
 from vidssl.eval.flow.correlation import correlation, soft_argmax, upsample_flow
-from vidssl.eval.flow.methods import unit_features
+from vidssl.eval.flow.methods import cell_offset, unit_features
 from vidssl.eval.flow.synthetic import synthetic_pairs
 from vidssl.io import atomic_path
 
@@ -75,25 +75,24 @@ class CorrFlowNet(nn.Module):
         scores = (cost - cost.mean(1, keepdim=True)) / (cost.std(1, keepdim=True) + 1e-3)
         cells = init + self.decoder(torch.cat([scores, context, init], dim=1))
         stride = self.backbone.dense_stride
-        return upsample_flow(cells * stride, stride, image1.shape[-2:], self.backbone.cell_offset)
+        return upsample_flow(cells * stride, stride, image1.shape[-2:], cell_offset(self.backbone))
 
 
 def _epe(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return (pred - gt).norm(dim=1).mean()
 
 
-# the FlowConfig fields that change what training computes (device, figures... do not; the budget, passed on its
-# own, does: the learning rate's cosine follows the time spent over it)
+# the FlowConfig fields that change what training computes (budget, device, figures... do not: a run resumes under
+# the budget it began with)
 _TRAINING_KEYS = ("max_displacement", "temperature", "steps", "finetune", "lr", "backbone_lr", "batch_size",
                   "synthetic_size", "max_motion", "num_shapes")
 
 
-def fingerprint(backbone: nn.Module, cfg: FlowConfig, seed: int, budget_s: float) -> str:
-    """Identity of a training run: the backbone's class, weights and cell placement, the training settings, the
-    time budget and the seed; a checkpoint resumes only the run it came from (resumed under a larger budget, a
-    decayed run's learning rate jumped back up)."""
+def fingerprint(backbone: nn.Module, cfg: FlowConfig, seed: int) -> str:
+    """Identity of a training run: the backbone's class, weights and cell placement, the training settings and the
+    seed; a checkpoint resumes only the run it came from (under the budget it began with, see _train_transfer)."""
     settings = {key: getattr(cfg, key) for key in _TRAINING_KEYS}
-    identity = [settings, seed, float(budget_s), type(backbone).__name__, float(backbone.cell_offset)]
+    identity = [settings, seed, type(backbone).__name__, cell_offset(backbone)]
     h = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
     for name, tensor in sorted(backbone.state_dict().items()):
         h.update(name.encode())
@@ -144,15 +143,14 @@ def _train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed:
         groups.append({"params": list(net.backbone.parameters()), "lr": cfg.backbone_lr})
     base_lrs = [g["lr"] for g in groups]
     optimizer = torch.optim.Adam(groups)
-    key = fingerprint(backbone, cfg, seed, budget_s)
+    key = fingerprint(backbone, cfg, seed)
     state = {"step": 0, "elapsed_s": 0.0, "epe_start": None, "losses": []}
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.is_file():
         saved = torch.load(path, map_location=device, weights_only=True)
         trainable = {k: v.shape for k, v in _trainable_state(net).items()}
         if saved.get("fingerprint") != key:
-            log.info("transfer: %s belongs to another backbone, config, budget or seed; training from scratch",
-                     path)
+            log.info("transfer: %s belongs to another backbone, config or seed; training from scratch", path)
         elif {k: v.shape for k, v in saved["net"].items()} != trainable:  # a version with another decoder
             log.info("transfer: %s holds other layers than this decoder (%d missing, %d unexpected, %d of other "
                      "shapes); training from scratch", path, len(trainable.keys() - saved["net"].keys()),
@@ -165,6 +163,15 @@ def _train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed:
             optimizer.load_state_dict(saved["optimizer"])
             state = saved["state"]
             log.info("transfer: resuming %s at step %d", path, state["step"])
+            # the cosine follows the time spent over the budget: resumed under another (a larger --budget-minutes,
+            # or pretrain's share of what its rerun has left, which differs by the seconds the rerun skipped) the
+            # learning rate of a decayed run jumped back up; the budget it began with holds, and starting over
+            # (delete the checkpoint, or a new --out) takes another
+            began = state.setdefault("budget_s", budget_s)
+            if abs(began - budget_s) > 1.0:
+                log.info("transfer: continuing under the budget it began with (%.0f s, not %.0f s)", began, budget_s)
+            budget_s = began
+    state.setdefault("budget_s", budget_s)
     if state["epe_start"] is None:
         state["epe_start"] = synthetic_epe(net, cfg, device)
 
