@@ -42,10 +42,11 @@ def card_path(weights_path: str | os.PathLike) -> Path:
     return path.with_name(CARD_NAME if path.stem == DEFAULT_STEM else f"{path.stem}.{CARD_NAME}")
 
 
-def find_card(weights_path: str | os.PathLike) -> Path | None:
+def find_card(weights_path: str | os.PathLike, arch_given: bool = False) -> Path | None:
     """The card describing ``weights_path``: its own (:func:`card_path`), else the ``model_card.json`` that earlier
-    versions wrote for every export into a folder, when that card lists the file, or lists nothing and the file
-    carries no card of its own (a ``.safetensors``'s embedded one is the closer word); else None."""
+    versions wrote for every export into a folder, when that card lists the file; one that lists no files (earlier
+    versions', or one written by hand for ``backbone.pt``) only where nothing closer speaks for the file: a
+    ``.safetensors``'s embedded card, or an architecture the caller names (``arch_given``); else None."""
     path = Path(weights_path)
     own = card_path(path)
     if own.is_file():
@@ -58,19 +59,8 @@ def find_card(weights_path: str | os.PathLike) -> Path | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         return shared  # read_card reports what is wrong with it
     if files is None:
-        return shared if _embedded_card(path) is None else None
+        return shared if not arch_given and _embedded_card(path) is None else None
     return shared if path.name in files else None
-
-
-def _names(card_file: Path, weights_path: Path) -> bool:
-    """Whether ``card_file`` is ``weights_path``'s own card or lists it (not a shared card listing no files)."""
-    if card_file == card_path(weights_path):
-        return True
-    try:
-        files = json.loads(card_file.read_text()).get("files")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        return True  # read_card reports what is wrong with it
-    return isinstance(files, list) and weights_path.name in files
 
 
 def resolve_weights(path: str | os.PathLike) -> Path:
@@ -266,11 +256,7 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
     agree with the card when both exist. Loading is strict.
     """
     path = resolve_weights(path)
-    card_file = find_card(path)
-    if card_file is not None and arch is not None and not _names(card_file, path):
-        # a shared card that lists no files (one written by hand for backbone.pt): an explicit arch is the surer word
-        # on another file of the folder
-        card_file = None
+    card_file = find_card(path, arch_given=arch is not None)
     embedded = card_file is None and _embedded_card(path) is not None
     if card_file is not None or arch is None or embedded:
         card = read_card(path)
