@@ -144,7 +144,7 @@ def _train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed:
     base_lrs = [g["lr"] for g in groups]
     optimizer = torch.optim.Adam(groups)
     key = fingerprint(backbone, cfg, seed)
-    state = {"step": 0, "elapsed_s": 0.0, "epe_start": None, "losses": []}
+    state = {"step": 0, "elapsed_s": 0.0, "epe_start": None, "losses": [], "budget_s": budget_s}
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.is_file():
         saved = torch.load(path, map_location=device, weights_only=True)
@@ -161,17 +161,16 @@ def _train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed:
             # only the frozen backbone is left out (BatchNorm fills its own num_batches_tracked, so a subset)
             assert not unexpected and set(missing) <= set(net.state_dict()) - set(trainable)
             optimizer.load_state_dict(saved["optimizer"])
-            state = saved["state"]
+            state = {"budget_s": budget_s, **saved["state"]}
             log.info("transfer: resuming %s at step %d", path, state["step"])
             # the cosine follows the time spent over the budget: resumed under another (a larger --budget-minutes,
             # or pretrain's share of what its rerun has left, which differs by the seconds the rerun skipped) the
             # learning rate of a decayed run jumped back up; the budget it began with holds, and starting over
             # (delete the checkpoint, or a new --out) takes another
-            began = state.setdefault("budget_s", budget_s)
-            if abs(began - budget_s) > 1.0:
-                log.info("transfer: continuing under the budget it began with (%.0f s, not %.0f s)", began, budget_s)
-            budget_s = began
-    state.setdefault("budget_s", budget_s)
+            if abs(state["budget_s"] - budget_s) > 1.0:
+                log.info("transfer: continuing under the budget it began with (%.0f s, not %.0f s)",
+                         state["budget_s"], budget_s)
+    budget_s = state["budget_s"]
     if state["epe_start"] is None:
         state["epe_start"] = synthetic_epe(net, cfg, device)
 
