@@ -115,6 +115,34 @@ def test_pretrain_refuses_demo_clips_too_short_to_mine(tmp_path, capsys):
     assert "'demo.frames'" in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 
+def test_argument_mistakes_exit_2_like_argparse_s_own(tmp_path, capsys):
+    """A missing VIDEOS, a malformed --shard, --n 0 and a folder as compare's --out exited 1, the code of a failed
+    run, while argparse and pretrain exit 2 for the same kind of mistake."""
+    (tmp_path / "d").mkdir()
+    cases = [(["mine", "--out", str(tmp_path / "p")], "give the VIDEOS folder"),
+             (["mine", str(tmp_path), "--out", str(tmp_path / "p"), "--shard", "1/2/3"], "bad shard '1/2/3'"),
+             (["mine", str(tmp_path), "--out", str(tmp_path / "p"), "--shard", "2/2"], "with 0 <= I < N"),
+             (["show-pairs", str(tmp_path), "--out", str(tmp_path / "g.png"), "--n", "0"], "--n must be >= 1"),
+             (["compare", str(tmp_path), "--out", str(tmp_path / "d")], "is a folder; name the markdown file")]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert not (tmp_path / "p").exists()
+
+
+def test_pretrain_refuses_demo_mining_settings_that_cannot_work(tmp_path, capsys):
+    """demo.mine_box_fraction stands in for mine.box_fraction on the demo clips but skipped its checks: 0.9 with
+    mine.edge_margin 0.1 (no box fits) and 64x64 clips (a 21 px box under mine.min_box_px) passed, and every clip
+    was skipped after the clips were written."""
+    run = tmp_path / "run"
+    assert main(["pretrain", "--out", str(run), "--set", "demo.mine_box_fraction=0.9",
+                 "--set", "mine.edge_margin=0.1"]) == 2
+    assert "demo.mine_box_fraction=0.9 (the demo's mine.box_fraction)" in capsys.readouterr().err
+    assert main(["pretrain", "--out", str(run), "--set", "demo.width=64", "--set", "demo.height=64"]) == 2
+    assert "under mine.min_box_px=32" in capsys.readouterr().err
+    assert not run.exists()
+
+
 def test_show_pairs_encodes_as_the_suffix_says(tmp_path, capsys):
     from train_utils import synthetic_pairs
 
@@ -153,7 +181,7 @@ def test_flags_are_checked_and_recorded_as_the_config_keys_they_set(tmp_path, ca
     from vidssl.config import load_config
 
     assert main(["demo-videos", str(tmp_path / "d"), "--seed", "-1", "--num", "1"]) == 2
-    assert "config key 'demo.seed': must be >= 0" in capsys.readouterr().err
+    assert "config key 'demo.seed': must be in [0, 2**32), got -1" in capsys.readouterr().err
     with pytest.raises(SystemExit) as bad_arch:  # argparse's own error: the choices are listed
         main(["eval", "retrieval", "--arch", "bogus", "--data", "x", "--out", str(tmp_path / "e")])
     assert bad_arch.value.code == 2 and "invalid choice: 'bogus'" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """Config: strict loading, overrides, and the committed default YAML matching the dataclasses."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -206,10 +207,57 @@ def test_config_file_errors_are_one_line_naming_the_file(tmp_path):
     assert "ok.yaml" not in str(e.value) and "unknown config key 'train.lrr'" in str(e.value)
 
 
-def test_negative_seeds_are_config_errors():
-    for key in ("seed", "demo.seed"):
-        with pytest.raises(ConfigError, match=f"'{key}': must be >= 0, got -1"):
-            load_config(None, [f"{key}=-1"])
+def test_seeds_out_of_range_are_config_errors():
+    """Negative seeds, and seeds of 2**32 and more: the trainer's per-step seeds (seed x 1,000,003 + step) overflowed
+    torch's 64 bits on the first step from about 1.8e13, and eval.retrieval.seed was not checked at all (a
+    traceback after feature extraction)."""
+    for key in ("seed", "demo.seed", "eval.retrieval.seed"):
+        for bad in (-1, 2 ** 32, 35184372088832):
+            with pytest.raises(ConfigError, match=rf"'{key}': must be in \[0, 2\*\*32\), got {bad}"):
+                load_config(None, [f"{key}={bad}"])
+        assert load_config(None, [f"{key}={2 ** 32 - 1}"])
+
+
+def test_a_section_whose_keys_are_all_commented_out_keeps_its_defaults(tmp_path):
+    # copied out of default.yaml with every key commented: `train:` alone read as null and was refused
+    (tmp_path / "empty.yaml").write_text("train:\n  # lr: 0.1\nseed: 3\n")
+    assert load_config(tmp_path / "empty.yaml") == load_config(None, ["seed=3"])
+
+
+def test_base_60_floats_are_no_numbers():
+    # YAML 1.1's float resolver read 1:30.5 as 90.5 after its int resolver had been taken out
+    with pytest.raises(ConfigError, match="'train.lr': expected a number, got '1:30.5'"):
+        load_config(None, ["train.lr=1:30.5"])
+    assert [parse_override(f"train.lr={v}")[1] for v in ("1e-3", "1.5", ".5", "1_0.5")] == [0.001, 1.5, 0.5, 10.5]
+
+
+def test_strings_that_look_like_numbers_survive_the_resolved_config_yaml(tmp_path):
+    """safe_dump quotes by YAML 1.1's rules and left "1e3" and "0o17" plain, which this loader (YAML 1.2 numbers)
+    read back as numbers: RUN/config.yaml did not load as --config. "1:30" must stay a string for YAML 1.1
+    readers too."""
+    names = ["1e3", "0o17", "1:30", "010", "true", "null", "~", "plain", "a: b", "-", "1.5"]
+    cfg = load_config(None, [f"eval.davis.sequences={json.dumps(names)}"])
+    assert cfg.eval.davis.sequences == names
+    path = write_resolved(cfg, tmp_path)
+    assert load_config(path) == cfg
+    assert yaml.safe_load(path.read_text())["config"]["eval"]["davis"]["sequences"] == names
+
+
+def test_flow_methods_and_cub_classes_are_checked_at_load():
+    # a misspelt method failed only when the flow evaluation started: under vidssl pretrain, after mining and
+    # training, and reported as bad data
+    with pytest.raises(ConfigError, match="'eval.flow.classical': must be a list of zero, farneback"):
+        load_config(None, ["eval.flow.classical=[farnback]"])
+    with pytest.raises(ConfigError, match="'eval.retrieval.cub_classes': must be .* <= 200"):
+        load_config(None, ["eval.retrieval.cub_classes=[101, 300]"])
+    assert load_config(None, ["eval.retrieval.cub_classes=[1, 200]"])
+
+
+def test_the_flow_methods_named_in_the_config_are_the_ones_that_exist():
+    from vidssl.eval.config import CLASSICAL_FLOW
+    from vidssl.eval.flow.methods import CLASSICAL
+
+    assert CLASSICAL_FLOW == tuple(CLASSICAL)
 
 
 @pytest.mark.parametrize("override", ["train.lr=.nan", "loss.margin=.nan", "train.budget_minutes=.nan",

@@ -128,8 +128,7 @@ class Config:
         pretrain` spends minutes mining) and again by the trainer, for configs built in code."""
         validate_sections(self)
         for key, value in (("seed", self.seed), ("demo.seed", self.demo.seed)):
-            if value < 0:  # numpy's seed sequences take non-negative integers only
-                raise ConfigError(f"config key '{key}': must be >= 0, got {value}")
+            check_seed(key, value)
         arch = self.model.arch
         if self.model.head == "identity" and self.model.embed_dim != pooled_dim(arch, self.model.width):
             raise ConfigError(f"model.head 'identity' passes {arch}'s pooled features through, so model.embed_dim "
@@ -152,6 +151,13 @@ class Config:
             # the backgrounds are in the batch only when the miner takes them as negatives
             raise ConfigError("loss.cycle_background needs the pairs' background patches in the batch: set "
                               "miner.background_negatives=true (pairs mined with them) or loss.cycle_background=false")
+
+
+def check_seed(key: str, value: int) -> None:
+    """Seeds are in [0, 2**32): numpy's seed sequences take non-negative integers only, and the trainer derives
+    per-step seeds from them (seed x 1,000,003 + step) that torch must hold in 64 bits."""
+    if not 0 <= value < 2 ** 32:
+        raise ConfigError(f"config key '{key}': must be in [0, 2**32), got {value}")
 
 
 def validate_sections(cfg: Any, prefix: str = "") -> None:
@@ -281,6 +287,8 @@ def flat_config(cfg: Any) -> dict[str, Any]:
 def _merge(base: dict, update: dict) -> dict:
     out = dict(base)
     for k, v in update.items():
+        if v is None and isinstance(out.get(k), dict):
+            continue  # a section whose keys are all commented out (`train:` alone) keeps its defaults
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
@@ -312,11 +320,11 @@ class _YamlLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-_INT = "tag:yaml.org,2002:int"
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 # the tags a plain (unquoted) scalar gets by its look; a key that got one is read as the text written instead
 _IMPLICIT_KEY_TAGS = {f"tag:yaml.org,2002:{kind}" for kind in ("bool", "int", "float", "null", "timestamp")}
-_YamlLoader.yaml_implicit_resolvers = {  # YAML 1.1's int (octal 010, base-60 1:30, 1_000) out; 1.2's below
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != _INT]
+_YamlLoader.yaml_implicit_resolvers = {  # YAML 1.1's numbers (octal 010, base-60 1:30 and 1:30.5) out; 1.2's below
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 _YamlLoader.add_implicit_resolver(_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
                                   list("-+0123456789"))
@@ -329,7 +337,7 @@ def _yaml12_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 
 _YamlLoader.add_constructor(_INT, _yaml12_int)
 _YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
+    _FLOAT,
     re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
                r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
     list("-+0123456789."))
@@ -337,6 +345,24 @@ _YamlLoader.add_implicit_resolver(
 
 def _yaml(text: str) -> Any:
     return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+class _YamlDumper(yaml.SafeDumper):
+    """Quotes every string that a reader would take for something else. PyYAML leaves a string plain when YAML 1.1
+    reads it as one, but this module reads numbers as YAML 1.2 does: ``"1e3"`` or ``"0o17"`` written plain came back
+    as numbers, and a run's config.yaml did not load as ``--config``. Quoted too: what YAML 1.1 (yaml.safe_load, as
+    other tools read the file) takes for a non-string, such as ``"1:30"``."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    try:
+        plain = _yaml(value) == value and yaml.safe_load(value) == value
+    except yaml.YAMLError:
+        plain = False
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=None if plain else '"')
+
+
+_YamlDumper.add_representer(str, _represent_str)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -483,7 +509,7 @@ def write_resolved(cfg: Config, out_dir: str | os.PathLike, name: str = "config.
     if sessions is not None:
         payload["sessions"] = sessions
     path = Path(out_dir) / name
-    atomic_write_text(path, yaml.safe_dump(payload, sort_keys=False))
+    atomic_write_text(path, yaml.dump(payload, Dumper=_YamlDumper, sort_keys=False))
     return path
 
 

@@ -10,6 +10,7 @@ mask; :meth:`MiningSchedule.mine` runs it under ``no_grad`` and turns it into va
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -81,13 +82,14 @@ class RandomMiner:
 
 class HardMiner:
     """After Wang & Gupta's released RankHardLoss: among candidates with a non-zero loss, take
-    ``round(K * hard_ratio)`` at random from the K with the highest loss, and the rest at random from the remaining
-    violators (all violators when there are at most K). Non-violating candidates are never taken. Unlike the
-    released code, which keeps a candidate only when the anchor's hinge is violated and ranks by the anchor's
-    similarity, a candidate violating either hinge of the symmetric loss counts, ranked by that whole loss."""
+    ``K * hard_ratio`` (rounded half up: one of K = 1 at 0.5) at random from the K with the highest loss, and the
+    rest at random from the remaining violators (all violators when there are at most K). Non-violating candidates
+    are never taken. Unlike the released code, which keeps a candidate only when the anchor's hinge is violated and
+    ranks by the anchor's similarity, a candidate violating either hinge of the symmetric loss counts, ranked by
+    that whole loss."""
 
     def __init__(self, k: int, hard_ratio: float = 1.0, **_: object) -> None:
-        self.k, self.num_hard = k, round(k * hard_ratio)
+        self.k, self.num_hard = k, math.floor(k * hard_ratio + 0.5)  # round() takes halves to even: 0 of 1
 
     def select(self, s: Scores, g: torch.Generator) -> torch.Tensor:
         violators = s.valid & (s.loss > 0)

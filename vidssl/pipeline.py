@@ -469,6 +469,27 @@ def default_eval_root() -> Path | None:
     return Path(env)
 
 
+def _check_demo_mining(cfg: Config) -> None:
+    """The demo's mining settings, before any clip is written: demo.mine_box_fraction stands in for mine.box_fraction,
+    whose checks ran on the real-video value, and a box under mine.min_box_px on the demo frames would skip every
+    clip (too_small) after minutes of work."""
+    from vidssl.config import check_section
+    from vidssl.video import resized_shape
+
+    try:
+        check_section(cfg.mine, "mine")
+    except ConfigError as e:
+        raise ConfigError(f"demo.mine_box_fraction={cfg.demo.mine_box_fraction} (the demo's mine.box_fraction): "
+                          f"{e}") from None
+    d, m = cfg.demo, cfg.mine
+    short = min(resized_shape(d.height, d.width, m.working_side))
+    if d.mine_box_fraction * short < m.min_box_px:
+        raise ConfigError(f"the demo's boxes would be {d.mine_box_fraction} x {short} px = "
+                          f"{d.mine_box_fraction * short:.0f} px, under mine.min_box_px={m.min_box_px}, and every "
+                          f"demo clip would be skipped: raise demo.width/demo.height or demo.mine_box_fraction, or "
+                          f"lower mine.min_box_px")
+
+
 def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None, eval_data: str | Path | None = None,
              budget_minutes: float | None = None, progress: bool = True) -> dict[str, Any]:
     """Run every stage into ``run_dir``; returns the summary (also in ``RUN/summary.json``). Settings are checked
@@ -505,6 +526,7 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
                               f"mined with demo.mine_box_fraction ({cfg.demo.mine_box_fraction}, their objects' size); "
                               f"set that key instead")
         cfg = dataclasses.replace(cfg, mine=dataclasses.replace(cfg.mine, box_fraction=cfg.demo.mine_box_fraction))
+        _check_demo_mining(cfg)
     from vidssl.video import VIDEO_EXTENSIONS, find_videos
 
     # before RUN is made (a missing path: find_videos says so); a rerun whose mining is done needs no videos

@@ -80,8 +80,9 @@ def unmirror(frame: np.ndarray, turns: int) -> np.ndarray:
 
 def utf8_path(path: Path, backend: str) -> str:
     """``path`` as the str decord and OpenCV take: their C++ encodes it as UTF-8, and a name that is not (bytes
-    of another encoding, which Python holds as lone surrogates) crashed OpenCV's process (PyAV opens such names)."""
-    name = str(path)
+    of another encoding, which Python holds as lone surrogates) crashed OpenCV's process (PyAV opens such names).
+    Absolute: FFmpeg reads a relative name with a colon before its first slash (``12:30.mp4``) as a protocol."""
+    name = os.path.abspath(path)
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
@@ -226,7 +227,8 @@ class VideoReader(ABC):
         found = self._decode_sorted(wanted, max_side)
         missing = [i for i in wanted if i not in found]
         if missing:
-            raise IndexError(f"{self.path}: frame {missing[0]} does not exist (video has {self.num_frames} frames)")
+            raise IndexError(f"{self.path}: frame {missing[0]} does not exist or does not decode (the video "
+                             f"announces {self.num_frames} frames)")
         return np.stack([found[int(i)] for i in indices])
 
     def _decode_sorted(self, wanted: list[int], max_side: int | None) -> dict[int, np.ndarray]:
@@ -259,10 +261,12 @@ class VideoReader(ABC):
 def open_container(av, path: str | os.PathLike):
     """``av.open(path)`` for reading, whatever a file's tags are written in: PyAV before 19 decodes them with one
     encoding and fails the whole open on a tag in another (so errors are ignored there); 19 reads every tag byte
-    for byte (surrogateescape) and no longer takes the argument."""
+    for byte (surrogateescape) and no longer takes the argument. The path is made absolute: FFmpeg reads a
+    relative name with a colon before its first slash (``12:30.mp4``, ``2023-05-01T12:30/a.mp4``) as a protocol."""
+    name = os.path.abspath(path)
     if int(av.__version__.split(".")[0]) >= 19:
-        return av.open(str(path))
-    return av.open(str(path), metadata_errors="ignore")
+        return av.open(name)
+    return av.open(name, metadata_errors="ignore")
 
 
 class PyAVReader(VideoReader):
@@ -351,8 +355,8 @@ class PyAVReader(VideoReader):
             container.close()
 
     def frames(self, stride=1, max_side=None, start=0, end=None):
-        if stride < 1:
-            raise ValueError("stride must be >= 1")
+        if stride < 1 or start < 0:  # decord read a negative start from the end, PyAV and OpenCV from 0
+            raise ValueError(f"stride must be >= 1 and start >= 0, got stride {stride}, start {start}")
         h, w = resized_shape(self.height, self.width, max_side)
         if self.turns % 2:
             h, w = w, h  # resized as stored, then turned upright
@@ -432,7 +436,7 @@ def decord_message(error: Exception) -> str:
     """The first line of a decord error without its log prefix (``[15:31:57] /github/workspace/src/video/
     video_reader.cc:486: Error: ``): a time and a path on decord's build machine tell a user nothing."""
     lines = str(error).splitlines() or [""]
-    return re.sub(r"^\[[\d:]+\]\s+\S+:\d+:\s+(Error:\s+)?", "", lines[0])
+    return re.sub(r"^(\[[\d:]+\]\s+\S+:\d+:\s+)+(Error:\s+)?", "", lines[0])  # nested: a worker's error
 
 
 # decord 0.6 garbles frames its decoder scales to some small widths: 24, 48 or 72 px wide come back as 4-channel
@@ -475,18 +479,28 @@ class DecordReader(VideoReader):
             # another streamed grew a process on a 240-frame 1080p clip to 1.7 GB (190 MB with one at a time)
             self._readers.clear()
             try:
-                self._readers[key] = self._decord.VideoReader(utf8_path(self.path, "decord"), ctx=self._decord.cpu(0),
-                                                              width=w, height=h, num_threads=0)
+                reader = self._decord.VideoReader(utf8_path(self.path, "decord"), ctx=self._decord.cpu(0),
+                                                  width=w, height=h, num_threads=0)
             except self._decord.DECORDError as e:
                 raise CorruptVideo(self.path, f"decord cannot open it ({decord_message(e)[:120]})") from None
+            try:
+                if len(reader):
+                    # a fresh reader whose first access is a seek past the first keyframe decodes grey garbage
+                    # from there on (imageio_cockatoo.mp4 at frame 224: mean error 40 against PyAV); frame 0 first
+                    # makes every later seek land right
+                    reader[0]
+            except self._decord.DECORDError as e:
+                raise CorruptVideo(self.path, f"decord cannot decode its first frame ({decord_message(e)[:120]})"
+                                   ) from None
+            self._readers[key] = reader
         return self._readers[key]
 
     def _count_frames(self) -> int:
         return len(self._reader(None))
 
     def frames(self, stride=1, max_side=None, start=0, end=None):
-        if stride < 1:
-            raise ValueError("stride must be >= 1")
+        if stride < 1 or start < 0:  # decord read a negative start from the end, PyAV and OpenCV from 0
+            raise ValueError(f"stride must be >= 1 and start >= 0, got stride {stride}, start {start}")
         size, vr = self._sized_reader(max_side)
         stop = len(vr) if end is None else min(end, len(vr))
         # one frame per call: get_batch, even of one frame, grew a process to 1.4 GB (16 frames: 5.4 GB) on a 4K
@@ -576,8 +590,8 @@ class OpenCVReader(VideoReader):
         return count
 
     def frames(self, stride=1, max_side=None, start=0, end=None):
-        if stride < 1:
-            raise ValueError("stride must be >= 1")
+        if stride < 1 or start < 0:  # decord read a negative start from the end, PyAV and OpenCV from 0
+            raise ValueError(f"stride must be >= 1 and start >= 0, got stride {stride}, start {start}")
         cv2 = self._cv2
         h, w = resized_shape(self.height, self.width, max_side)
         cap = self._open()
@@ -772,9 +786,10 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
     found: list[Path] = []
     seen: set[tuple[int, int]] = set()
     files_seen: dict[tuple[int, int], Path] = {}
+    handled: set[Path] = set()  # the second walk passes the first one's files again
     ignored: Counter = Counter()
 
-    def walk(folder: Path) -> None:
+    def walk(folder: Path, through_links: bool) -> None:
         try:
             st = folder.stat()
         except OSError:
@@ -796,8 +811,13 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
             except OSError:
                 is_folder = False
             if is_folder:  # a folder named like a video too ("clips.mp4/"): its videos are what it holds
-                walk(path)
-            elif path.suffix.lower() in VIDEO_EXTENSIONS:
+                if through_links or not entry.is_symlink():
+                    walk(path, through_links)
+                continue
+            if path in handled:
+                continue
+            handled.add(path)
+            if path.suffix.lower() in VIDEO_EXTENSIONS:
                 try:
                     st = entry.stat(follow_symlinks=True)
                     key = (st.st_dev, st.st_ino)
@@ -817,7 +837,11 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
             else:
                 ignored[path.suffix.lower() or "(no extension)"] += 1
 
-    walk(root)
+    # the real folders first, then again through linked ones: a video reached through a linked folder that sorts
+    # first (all -> zoo) was listed under the link's path, and the real folder skipped as already seen
+    walk(root, through_links=False)
+    seen.clear()
+    walk(root, through_links=True)
     if ignored:  # debug: a folder of clips with ground-truth files beside them is the usual case
         log.debug("%s: %d file(s) not listed as videos by their extension (%s); video extensions: %s", root,
                  sum(ignored.values()), ", ".join(f"{k} {v}" for k, v in sorted(ignored.items())),

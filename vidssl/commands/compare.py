@@ -15,11 +15,11 @@ def run(args, cfg) -> int:
     from pathlib import Path
 
     from vidssl.compare import compare_markdown
-    from vidssl.errors import VidsslError
+    from vidssl.errors import UsageError
     from vidssl.io import atomic_write_text
 
     if args.out and Path(args.out).is_dir():  # said before the table, not after it
-        raise VidsslError(f"--out {args.out} is a folder; name the markdown file to write, e.g. {args.out}/compare.md")
+        raise UsageError(f"--out {args.out} is a folder; name the markdown file to write, e.g. {args.out}/compare.md")
     table = compare_markdown(args.runs)
     print(table, end="")
     if args.out:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 
-from vidssl.errors import VidsslError
+from vidssl.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,9 @@ def parse_shard(text: str | None, env: dict) -> tuple[int, int]:
     try:
         index, count = (int(v) for v in text.split("/"))
     except ValueError:
-        raise VidsslError(f"bad shard {text!r}: expected I/N, e.g. --shard 0/4") from None
+        raise UsageError(f"bad shard {text!r}: expected I/N, e.g. --shard 0/4") from None
     if not 0 <= index < count:
-        raise VidsslError(f"bad shard {text!r}: expected I/N with 0 <= I < N")
+        raise UsageError(f"bad shard {text!r}: expected I/N with 0 <= I < N")
     return index, count
 
 
@@ -45,7 +45,7 @@ def run(args, cfg) -> int:
 
     if args.videos is None:
         if not args.merge:
-            raise VidsslError("give the VIDEOS folder to mine (or --merge alone to merge a mined directory)")
+            raise UsageError("give the VIDEOS folder to mine (or --merge alone to merge a mined directory)")
         print(format_summary(merge(args.out)))
         return 0
     summary = mine_folder(args.videos, args.out, cfg.mine, video_backend=cfg.video.backend, workers=args.workers,

@@ -16,10 +16,10 @@ def add_arguments(parser) -> None:
 
 def run(args, cfg) -> int:
     from tracking.show import image_format, pair_grid, save_image, track_strips
-    from vidssl.errors import VidsslError
+    from vidssl.errors import UsageError
 
     if args.n < 1:
-        raise VidsslError(f"--n must be >= 1, got {args.n}")
+        raise UsageError(f"--n must be >= 1, got {args.n}")
     image_format(args.out)  # a suffix we cannot write fails before the grid is drawn
     if args.tracks:
         image = track_strips(args.pairs, n=min(args.n, 8), seed=cfg.seed)  # the backend the pairs were mined with

@@ -14,6 +14,10 @@ def is_device_name(name: str) -> bool:
     return re.fullmatch(r"auto|cpu|cuda(:\d+)?", name) is not None
 
 
+# vidssl.eval.flow.methods.CLASSICAL's names, kept cv2-free here
+CLASSICAL_FLOW = ("zero", "farneback", "dis_ultrafast", "dis_fast", "dis_medium")
+
+
 @dataclass
 class RetrievalConfig:
     """retrieval benchmark (vidssl eval retrieval)"""
@@ -45,21 +49,24 @@ class RetrievalConfig:
                   ("min_object_pixels", self.min_object_pixels >= 1, ">= 1"), ("chunk_mb", self.chunk_mb > 0, "> 0"),
                   ("kmeans_iters", self.kmeans_iters >= 1, ">= 1"), ("grid_queries", self.grid_queries >= 1, ">= 1"),
                   ("grid_neighbours", self.grid_neighbours >= 1, ">= 1"),
-                  ("cub_classes", len(self.cub_classes) == 2 and 1 <= self.cub_classes[0] <= self.cub_classes[1],
-                   "[first, last] class ids with 1 <= first <= last"),
+                  ("cub_classes",
+                   len(self.cub_classes) == 2 and 1 <= self.cub_classes[0] <= self.cub_classes[1] <= 200,
+                   "[first, last] class ids with 1 <= first <= last <= 200"),
                   ("device", is_device_name(self.device),
                    "auto, cpu, cuda or cuda:N"))
         for key, ok, want in checks:
             if not ok:
                 raise ConfigError(f"config key 'eval.retrieval.{key}': must be {want}, got {getattr(self, key)!r}")
+        from vidssl.config import check_seed
+
+        check_seed("eval.retrieval.seed", self.seed)
 
 
 @dataclass
 class FlowConfig:
     """optical-flow transfer benchmark (vidssl eval flow)"""
 
-    classical: list[str] = opt(["zero", "farneback", "dis_ultrafast", "dis_fast", "dis_medium"],
-                               "reference methods, any of: zero, farneback, dis_ultrafast, dis_fast, dis_medium")
+    classical: list[str] = opt(list(CLASSICAL_FLOW), "reference methods, any of: " + ", ".join(CLASSICAL_FLOW))
     max_displacement: int = opt(4, "correlation radius d in feature cells (x8 px): the largest motion feature "
                                    "methods can express; cost grows with (2d+1)^2")
     temperature: float = opt(0.02, "softmax temperature of the cosine correlation for the zero-shot soft-argmax "
@@ -91,7 +98,9 @@ class FlowConfig:
                    "[min, max] with 0 <= min <= max"),
                   ("checkpoint_seconds", self.checkpoint_seconds > 0, "> 0"),
                   ("device", is_device_name(self.device),
-                   "auto, cpu, cuda or cuda:N"))
+                   "auto, cpu, cuda or cuda:N"),
+                  ("classical", set(self.classical) <= set(CLASSICAL_FLOW),
+                   "a list of " + ", ".join(CLASSICAL_FLOW)))
         for key, ok, want in checks:
             if not ok:
                 raise ConfigError(f"config key 'eval.flow.{key}': must be {want}, got {getattr(self, key)!r}")

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vidssl.errors import ConfigError, VidsslError
+from vidssl.errors import VidsslError
 from vidssl.eval.config import FlowConfig
 from vidssl.eval.flow.data import find_pairs, load_pair
 from vidssl.eval.flow.io import FlowFileError
@@ -44,10 +44,6 @@ def build_methods(models: dict[str, nn.Module], cfg: FlowConfig, out_dir: Path, 
                   device: torch.device, progress: bool) -> tuple[dict[str, FlowMethod], dict]:
     """Classical methods, then ``match[name]`` for every model, then ``transfer[name]`` for every model with
     weights (a parameter-free raw-pixel model has nothing to transfer). The transfer budget is split evenly."""
-    unknown = [name for name in cfg.classical if name not in CLASSICAL]
-    if unknown:
-        raise ConfigError(f"config key 'eval.flow.classical': unknown method(s) {unknown}; "
-                          f"valid: {', '.join(CLASSICAL)}")
     methods: dict[str, FlowMethod] = {name: CLASSICAL[name] for name in cfg.classical}
     for name, model in models.items():
         methods[f"match[{name}]"] = FeatureMatchFlow(model.to(device), cfg.max_displacement, cfg.temperature, device)
