@@ -130,6 +130,18 @@ def test_argument_mistakes_exit_2_like_argparse_s_own(tmp_path, capsys):
     assert not (tmp_path / "p").exists()
 
 
+def test_a_malformed_world_size_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    # int("two") was a ValueError traceback from pretrain and train
+    from train_utils import synthetic_pairs
+
+    pairs = synthetic_pairs(tmp_path / "pairs", num_videos=2, tracks_per_video=2)
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    for argv in (["pretrain", "--out", str(tmp_path / "run")], ["train", str(pairs), "--out", str(tmp_path / "t")]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "WORLD_SIZE='two' is not a positive integer" in err and "Traceback" not in err, err
+
+
 def test_pretrain_refuses_demo_mining_settings_that_cannot_work(tmp_path, capsys):
     """demo.mine_box_fraction stands in for mine.box_fraction on the demo clips but skipped its checks: 0.9 with
     mine.edge_margin 0.1 (no box fits) and 64x64 clips (a 21 px box under mine.min_box_px) passed, and every clip

@@ -478,6 +478,8 @@ def test_the_embedded_card_is_strict_json(tmp_path):
     save_backbone(build_backbone("smallcnn", width=8), tmp_path / "b.pt", card={"final_metrics": {"d_an": math.nan}})
     with safe_open(str(tmp_path / "b.safetensors"), "pt") as f:
         text = f.metadata()["model_card"]
+        # transformers' loader refuses a file whose "format" is not one of pt / tf / flax / mlx
+        assert f.metadata()["format"] == "pt" and f.metadata()["vidssl_format"] == "vidssl-backbone/1"
 
     def refuse(constant):
         raise ValueError(f"not JSON: {constant}")

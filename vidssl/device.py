@@ -1,9 +1,26 @@
-"""The one place a config's device name becomes a torch device (train.device, eval.*.device)."""
+"""The one place a config's device name becomes a torch device (train.device, eval.*.device), and torchrun's
+WORLD_SIZE a process count."""
 from __future__ import annotations
+
+import os
 
 import torch
 
-from vidssl.errors import ConfigError
+from vidssl.errors import ConfigError, VidsslError
+
+
+def world_size() -> int:
+    """Processes in the run, from torchrun's WORLD_SIZE (1 without it); a value that is no positive integer is a
+    one-line error, not a traceback from int()."""
+    text = os.environ.get("WORLD_SIZE", "1")
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise VidsslError(f"WORLD_SIZE={text!r} is not a positive integer: torchrun sets it for its processes; unset "
+                          "it to run as one process")
+    return value
 
 
 def resolve_device(name: str, key: str) -> torch.device:

@@ -146,7 +146,9 @@ def save_backbone(backbone: Backbone, out_path: str | os.PathLike, card: dict[st
 
             # the card rides inside too: a .safetensors shared on its own still says what it is and loads
             # json_text: NaN (a metric of a step that mined nothing) as null, JSON any reader parses, as in the card
-            metadata = {"format": CARD_FORMAT, "arch": backbone.arch, "model_card": json_text(record)}
+            # "format": "pt" as torch's safetensors files say it (transformers refuses any other value)
+            metadata = {"format": "pt", "vidssl_format": CARD_FORMAT, "arch": backbone.arch,
+                        "model_card": json_text(record)}
             save_file(state, str(tmp_st), metadata=metadata)
         tmp_card.write_text(json_text(record, indent=2) + "\n")
         card_file.unlink(missing_ok=True)

@@ -497,7 +497,9 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
     run = Path(run_dir)
     if budget_minutes is not None:
         cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, budget_minutes=budget_minutes))
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    from vidssl.device import world_size
+
+    if world_size() > 1:
         # every rank would run every stage into RUN: the second met the first's lock, "in use by another command"
         raise VidsslError("vidssl pretrain runs as one process, not under torchrun; to scale, mine with `vidssl "
                           "mine VIDEOS --out PAIRS --shard I/N` and train with `torchrun ... -m vidssl train PAIRS "

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from vidssl.config import Config, flat_config, to_dict, versions, write_resolved
 from vidssl.data import (BATCH_PLAN, PairBatchSampler, PairPatches, batches_per_epoch, make_loader, open_pairs,
                          require_pairs_folder, to_input, too_few_pairs)
-from vidssl.device import resolve_device
+from vidssl.device import resolve_device, world_size
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.io import atomic_path, atomic_write_json, atomic_write_text, json_text, remove_temp_leftovers, run_lock
 from vidssl.lifeline import exit_with_launcher
@@ -70,7 +70,7 @@ class Dist:
 
 
 def _init_distributed(device_kind: str, timeout_minutes: float | None = None) -> Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = world_size()
     if "TORCHELASTIC_RUN_ID" in os.environ:
         # torchrun killed with -9 (or by the OOM killer) tears nothing down: its ranks, orphaned, trained on and held
         # the run folder's lock against the rerun (with --nproc_per_node=1 too)
@@ -456,7 +456,7 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
     tc = cfg.train
     budget = tc.budget_minutes
     dev = resolve_device(tc.device, "train.device")
-    owns_group = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
+    owns_group = world_size() > 1 and not dist.is_initialized()
     d = _init_distributed(dev.type, tc.dist_timeout_minutes)
     if dev.type == "cuda":
         dev = torch.device("cuda", d.local_rank)
