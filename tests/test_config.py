@@ -235,7 +235,9 @@ def test_strings_that_look_like_numbers_survive_the_resolved_config_yaml(tmp_pat
     """safe_dump quotes by YAML 1.1's rules and left "1e3" and "0o17" plain, which this loader (YAML 1.2 numbers)
     read back as numbers: RUN/config.yaml did not load as --config. "1:30" must stay a string for YAML 1.1
     readers too."""
-    names = ["1e3", "0o17", "1:30", "010", "true", "null", "~", "plain", "a: b", "-", "1.5"]
+    # "2023-13-45" and "!!int x" raise ValueError, not YAMLError, when the dumper tries them as plain scalars
+    names = ["1e3", "0o17", "1:30", "010", "true", "null", "~", "plain", "a: b", "-", "1.5", "2023-13-45", "!!int x",
+             "2020-02-30"]
     cfg = load_config(None, [f"eval.davis.sequences={json.dumps(names)}"])
     assert cfg.eval.davis.sequences == names
     path = write_resolved(cfg, tmp_path)

@@ -117,9 +117,17 @@ def test_a_relative_path_with_a_colon_opens(demo_dir, tmp_path, monkeypatch):
     for backend in BACKEND_NAMES + ["auto"]:
         with open_video("2023-05-01T12:30/a.mp4", backend) as reader:
             assert reader.num_frames > 0 and next(reader.frames())[1].shape[0] > 0, backend
+    # made absolute without normalising: `link/..` goes through the link's target, as the OS resolves it (a first
+    # fix, os.path.abspath, cut `link/..` out of the text and named another file)
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    shutil.copy(sorted(demo_dir.glob("*.mp4"))[0], tmp_path / "deep" / "v.mp4")
+    os.symlink(tmp_path / "deep" / "er", tmp_path / "link")
+    for backend in BACKEND_NAMES + ["auto"]:
+        with open_video("link/../v.mp4", backend) as reader:
+            assert reader.num_frames > 0, backend
 
 
-def test_a_video_reached_through_a_linked_folder_is_listed_under_its_real_folder(tmp_path):
+def test_a_video_reached_through_a_linked_folder_is_listed_under_its_real_folder(tmp_path, caplog):
     """`all -> zoo` sorts first: its walk marked zoo as seen, the real folder was skipped, and the video was listed
     (and mined, under that video id) as all/x.mp4, an id that changed when the link was deleted."""
     (tmp_path / "zoo" / "deep").mkdir(parents=True)
@@ -133,6 +141,14 @@ def test_a_video_reached_through_a_linked_folder_is_listed_under_its_real_folder
     found = [p.relative_to(tmp_path).as_posix() for p in find_videos(tmp_path)]
     assert len(found) == 3 and {"zoo/deep/y.mp4", "zoo/x.mp4"} <= set(found)
     assert [p for p in found if p.endswith("/more/w.mp4")], found
+    # each folder is walked once: a dangling link in it listed once, its other files counted once, no log line
+    # for the videos of a linked folder already walked (a first fix walked the whole tree twice)
+    os.symlink(tmp_path / "gone.mp4", tmp_path / "zoo" / "dangling.mp4")
+    (tmp_path / "zoo" / "gt.txt").write_bytes(b"t")
+    with caplog.at_level("DEBUG", logger="vidssl.video"):
+        found = [p.relative_to(tmp_path).as_posix() for p in find_videos(tmp_path)]
+    assert found.count("zoo/dangling.mp4") == 1 and not [p for p in found if p.startswith("all/")], found
+    assert "(.txt 1)" in caplog.text and "the same file as" not in caplog.text, caplog.text
 
 
 def test_resized_shape_closed_form():

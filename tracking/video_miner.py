@@ -175,7 +175,7 @@ class _Miner:
         self.next_try = 0  # candidate start frames before this one are passed (back-off after fruitless ones)
         self.fruitless = 0
         self.start_points: dict[int, int] = {}  # track id -> moving points in its box when it started
-        # the last frames (index -> working RGB frame) and their motion (index -> Motion or None, from the frame
+        # the last frames (index -> working frame, grey) and their motion (index -> Motion or None, from the frame
         # before): start frames look at the newest, the still-box check at the last third of a window for motion
         # and along the whole window for the camera (a window's frames: track_length + 1)
         self.lookback = cfg.track_length // 3
@@ -189,7 +189,7 @@ class _Miner:
         small = shrink(frame, self.shrink)
         small_gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         is_cut = self.cuts.update(small_gray)
-        self.recent[index] = frame
+        self.recent[index] = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)  # grey: a third of the memory, 31 frames kept
         if is_cut:
             self.result.cuts.append(index)
             for track in self.active:  # an open window would show two different shots
@@ -270,10 +270,11 @@ class _Miner:
                 return False
             x, y = _centre(before.box)
             dx, dy = motion.camera_shift(x, y)
-            camera_x += dx * (after.frame - before.frame)
-            camera_y += dy * (after.frame - before.frame)
+            step_x, step_y = dx * (after.frame - before.frame), dy * (after.frame - before.frame)
+            camera_x, camera_y = camera_x + step_x, camera_y + step_y
             x, y = _centre(after.box)
-            slack = tolerance + 0.1 * math.hypot(camera_x, camera_y)
+            # KCF may lag the background by a step and catch up at the next: one step of the camera's shift
+            slack = tolerance + math.hypot(step_x, step_y) + 0.1 * math.hypot(camera_x, camera_y)
             if abs(x - x0 - camera_x) > slack or abs(y - y0 - camera_y) > slack:
                 return False
         return True
@@ -281,8 +282,7 @@ class _Miner:
     def _motion_at(self, index: int):
         """Camera-compensated motion from frame ``index`` - 1 to ``index`` (None: no camera fit), computed once."""
         if index not in self.motions:
-            self.motions[index] = self.estimator(cv2.cvtColor(self.recent[index - 1], cv2.COLOR_RGB2GRAY),
-                                                 cv2.cvtColor(self.recent[index], cv2.COLOR_RGB2GRAY))
+            self.motions[index] = self.estimator(self.recent[index - 1], self.recent[index])
         return self.motions[index]
 
     def _motions_back_from(self, index: int, step: int) -> Iterator:

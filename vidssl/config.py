@@ -357,7 +357,7 @@ class _YamlDumper(yaml.SafeDumper):
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     try:
         plain = _yaml(value) == value and yaml.safe_load(value) == value
-    except yaml.YAMLError:
+    except Exception:  # noqa: BLE001 - YAMLError, and e.g. ValueError from a date such as 2023-13-45: quote it
         plain = False
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=None if plain else '"')
 

@@ -78,11 +78,19 @@ def unmirror(frame: np.ndarray, turns: int) -> np.ndarray:
     return np.ascontiguousarray(frame[::-1] if turns % 2 == 0 else frame[:, ::-1])
 
 
+def ffmpeg_path(path: str | os.PathLike) -> str:
+    """``path`` as FFmpeg should get it: absolute, since a relative name with a colon before its first slash
+    (``12:30.mp4``, ``2023-05-01T12:30/a.mp4``) is read as a URL protocol. Joined to the working directory, not
+    normalised: ``link/../v.mp4`` goes through the link's target as the OS resolves it."""
+    name = os.fspath(path)
+    return name if os.path.isabs(name) else os.path.join(os.getcwd(), name)
+
+
 def utf8_path(path: Path, backend: str) -> str:
     """``path`` as the str decord and OpenCV take: their C++ encodes it as UTF-8, and a name that is not (bytes
     of another encoding, which Python holds as lone surrogates) crashed OpenCV's process (PyAV opens such names).
-    Absolute: FFmpeg reads a relative name with a colon before its first slash (``12:30.mp4``) as a protocol."""
-    name = os.path.abspath(path)
+    Absolute (:func:`ffmpeg_path`)."""
+    name = ffmpeg_path(path)
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
@@ -261,9 +269,8 @@ class VideoReader(ABC):
 def open_container(av, path: str | os.PathLike):
     """``av.open(path)`` for reading, whatever a file's tags are written in: PyAV before 19 decodes them with one
     encoding and fails the whole open on a tag in another (so errors are ignored there); 19 reads every tag byte
-    for byte (surrogateescape) and no longer takes the argument. The path is made absolute: FFmpeg reads a
-    relative name with a colon before its first slash (``12:30.mp4``, ``2023-05-01T12:30/a.mp4``) as a protocol."""
-    name = os.path.abspath(path)
+    for byte (surrogateescape) and no longer takes the argument. The path is made absolute (:func:`ffmpeg_path`)."""
+    name = ffmpeg_path(path)
     if int(av.__version__.split(".")[0]) >= 19:
         return av.open(name)
     return av.open(name, metadata_errors="ignore")
@@ -786,7 +793,7 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
     found: list[Path] = []
     seen: set[tuple[int, int]] = set()
     files_seen: dict[tuple[int, int], Path] = {}
-    handled: set[Path] = set()  # the second walk passes the first one's files again
+    linked: list[Path] = []  # linked folders met by the first walk, walked after every real one
     ignored: Counter = Counter()
 
     def walk(folder: Path, through_links: bool) -> None:
@@ -813,10 +820,9 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
             if is_folder:  # a folder named like a video too ("clips.mp4/"): its videos are what it holds
                 if through_links or not entry.is_symlink():
                     walk(path, through_links)
+                else:
+                    linked.append(path)
                 continue
-            if path in handled:
-                continue
-            handled.add(path)
             if path.suffix.lower() in VIDEO_EXTENSIONS:
                 try:
                     st = entry.stat(follow_symlinks=True)
@@ -837,11 +843,11 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
             else:
                 ignored[path.suffix.lower() or "(no extension)"] += 1
 
-    # the real folders first, then again through linked ones: a video reached through a linked folder that sorts
-    # first (all -> zoo) was listed under the link's path, and the real folder skipped as already seen
+    # the real folders first, then the linked ones whose targets were not walked: a video reached through a linked
+    # folder that sorts first (all -> zoo) was listed under the link's path, and the real folder skipped as seen
     walk(root, through_links=False)
-    seen.clear()
-    walk(root, through_links=True)
+    for folder in linked:
+        walk(folder, through_links=True)
     if ignored:  # debug: a folder of clips with ground-truth files beside them is the usual case
         log.debug("%s: %d file(s) not listed as videos by their extension (%s); video extensions: %s", root,
                  sum(ignored.values()), ", ".join(f"{k} {v}" for k, v in sorted(ignored.items())),
