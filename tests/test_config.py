@@ -220,8 +220,10 @@ def test_seeds_out_of_range_are_config_errors():
 
 def test_a_section_whose_keys_are_all_commented_out_keeps_its_defaults(tmp_path):
     # copied out of default.yaml with every key commented: `train:` alone read as null and was refused
-    (tmp_path / "empty.yaml").write_text("train:\n  # lr: 0.1\nseed: 3\n")
+    (tmp_path / "empty.yaml").write_text("train:\n  # lr: 0.1\nseed: 3\neval:\n  davis:\n")
     assert load_config(tmp_path / "empty.yaml") == load_config(None, ["seed=3"])
+    with pytest.raises(ConfigError, match="config section 'train': expected a mapping, got None"):
+        load_config(None, ["train=null"])  # written on purpose: refused, not ignored
 
 
 def test_base_60_floats_are_no_numbers():

@@ -1360,7 +1360,7 @@ def test_cli_mine_merge_and_show_pairs(mined, tmp_path, capsys):
     tracks = tmp_path / "tracks.png"
     assert cli_main(["show-pairs", str(out), "--out", str(tracks), "--tracks", "--n", "2"]) == 0
     assert cv2.imread(str(tracks)).shape[0] > 2 * 160
-    assert cli_main(["mine", "--out", str(out)]) == 1  # neither VIDEOS nor --merge: a one-line user error
+    assert cli_main(["mine", "--out", str(out)]) == 2  # neither VIDEOS nor --merge: a one-line usage error
     assert "VIDEOS" in capsys.readouterr().err
 
 

@@ -125,6 +125,14 @@ def test_a_relative_path_with_a_colon_opens(demo_dir, tmp_path, monkeypatch):
     for backend in BACKEND_NAMES + ["auto"]:
         with open_video("link/../v.mp4", backend) as reader:
             assert reader.num_frames > 0, backend
+    # nor joined to the working folder, whose name need not be UTF-8 (decord and OpenCV refuse such names)
+    latin1 = os.fsencode(tmp_path) + b"/caf\xe9"
+    os.mkdir(latin1)
+    shutil.copy(sorted(demo_dir.glob("*.mp4"))[0], os.path.join(latin1, b"a.mp4"))
+    monkeypatch.chdir(latin1)
+    for backend in BACKEND_NAMES + ["auto"]:
+        with open_video("a.mp4", backend) as reader:
+            assert reader.num_frames > 0 and reader.backend == (backend if backend != "auto" else "decord"), backend
 
 
 def test_a_video_reached_through_a_linked_folder_is_listed_under_its_real_folder(tmp_path, caplog):

@@ -270,6 +270,8 @@ class _Miner:
                 return False
             x, y = _centre(before.box)
             dx, dy = motion.camera_shift(x, y)
+            if not (math.isfinite(dx) and math.isfinite(dy)):  # a degenerate fit maps the point to infinity
+                return False
             step_x, step_y = dx * (after.frame - before.frame), dy * (after.frame - before.frame)
             camera_x, camera_y = camera_x + step_x, camera_y + step_y
             x, y = _centre(after.box)

@@ -287,8 +287,6 @@ def flat_config(cfg: Any) -> dict[str, Any]:
 def _merge(base: dict, update: dict) -> dict:
     out = dict(base)
     for k, v in update.items():
-        if v is None and isinstance(out.get(k), dict):
-            continue  # a section whose keys are all commented out (`train:` alone) keeps its defaults
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
@@ -387,7 +385,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
     ``path`` may also be a ``config.yaml`` that vidssl wrote into an output folder (:func:`write_resolved`): its
     ``config`` mapping is used and the provenance beside it ignored, so ``--config RUN/config.yaml`` repeats a run.
     """
-    file_data = {} if path is None else _read_config_file(Path(path))
+    file_data = {} if path is None else _without_empty_sections(_read_config_file(Path(path)), to_dict(Config()))
     data = file_data
     for text in overrides:
         parts, value = parse_override(text)
@@ -403,6 +401,20 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
         if path is not None and _error_of(_merge(base, file_data)) == str(e):
             raise ConfigError(f"config file {path}: {e}") from None
         raise
+
+
+def _without_empty_sections(data: dict, defaults: dict) -> dict:
+    """``data`` (a config file's mapping) without the sections written with no key: `train:` alone, every key
+    under it commented out, is null in YAML and keeps the defaults. A `--set train=null` is still refused."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(defaults.get(key), dict):
+            if value is None:
+                continue
+            if isinstance(value, dict):
+                value = _without_empty_sections(value, defaults[key])
+        out[key] = value
+    return out
 
 
 def _error_of(data: dict) -> str | None:

@@ -79,17 +79,18 @@ def unmirror(frame: np.ndarray, turns: int) -> np.ndarray:
 
 
 def ffmpeg_path(path: str | os.PathLike) -> str:
-    """``path`` as FFmpeg should get it: absolute, since a relative name with a colon before its first slash
-    (``12:30.mp4``, ``2023-05-01T12:30/a.mp4``) is read as a URL protocol. Joined to the working directory, not
-    normalised: ``link/../v.mp4`` goes through the link's target as the OS resolves it."""
+    """``path`` as FFmpeg should get it: a relative name with a colon before its first slash (``12:30.mp4``,
+    ``2023-05-01T12:30/a.mp4``) is read as a URL protocol, so relative names start with ``./``. Not made absolute:
+    the working folder's name may not be UTF-8 (decord and OpenCV refuse it), and ``link/..`` must go through the
+    link's target as the OS resolves it, which normalising would undo."""
     name = os.fspath(path)
-    return name if os.path.isabs(name) else os.path.join(os.getcwd(), name)
+    return name if os.path.isabs(name) or name.startswith("./") else os.path.join(os.curdir, name)
 
 
 def utf8_path(path: Path, backend: str) -> str:
     """``path`` as the str decord and OpenCV take: their C++ encodes it as UTF-8, and a name that is not (bytes
     of another encoding, which Python holds as lone surrogates) crashed OpenCV's process (PyAV opens such names).
-    Absolute (:func:`ffmpeg_path`)."""
+    Relative names start with ``./`` (:func:`ffmpeg_path`)."""
     name = ffmpeg_path(path)
     try:
         name.encode("utf-8")
@@ -269,7 +270,8 @@ class VideoReader(ABC):
 def open_container(av, path: str | os.PathLike):
     """``av.open(path)`` for reading, whatever a file's tags are written in: PyAV before 19 decodes them with one
     encoding and fails the whole open on a tag in another (so errors are ignored there); 19 reads every tag byte
-    for byte (surrogateescape) and no longer takes the argument. The path is made absolute (:func:`ffmpeg_path`)."""
+    for byte (surrogateescape) and no longer takes the argument. Relative names start with ``./``
+    (:func:`ffmpeg_path`)."""
     name = ffmpeg_path(path)
     if int(av.__version__.split(".")[0]) >= 19:
         return av.open(name)
@@ -469,10 +471,9 @@ class DecordReader(VideoReader):
         self._decord = decord
         self._readers: dict[tuple[int, int], object] = {}
         vr = self._reader(None)
-        h, w = vr[0].shape[:2] if len(vr) else (0, 0)
         if len(vr) == 0:
             raise EmptyVideo(path, "no frames")
-        self.height, self.width = int(h), int(w)
+        self.height, self.width = self._first_shape  # of the frame the new reader decoded first
         self.fps = float(vr.get_avg_fps())
 
     def _reader(self, max_side: int | None):
@@ -495,7 +496,7 @@ class DecordReader(VideoReader):
                     # a fresh reader whose first access is a seek past the first keyframe decodes grey garbage
                     # from there on (imageio_cockatoo.mp4 at frame 224: mean error 40 against PyAV); frame 0 first
                     # makes every later seek land right
-                    reader[0]
+                    self._first_shape = tuple(int(v) for v in reader[0].shape[:2])
             except self._decord.DECORDError as e:
                 raise CorruptVideo(self.path, f"decord cannot decode its first frame ({decord_message(e)[:120]})"
                                    ) from None

@@ -26,16 +26,17 @@ def add_arguments(parser) -> None:
 
 def parse_shard(text: str | None, env: dict) -> tuple[int, int]:
     """``"I/N"``, else ``RANK``/``WORLD_SIZE`` from ``env`` (torchrun), else (0, 1)."""
+    source = "--shard"
     if text is None and "RANK" in env and "WORLD_SIZE" in env:
-        text = f"{env['RANK']}/{env['WORLD_SIZE']}"
+        text, source = f"{env['RANK']}/{env['WORLD_SIZE']}", "RANK/WORLD_SIZE (from the environment)"
     if text is None:
         return 0, 1
     try:
         index, count = (int(v) for v in text.split("/"))
     except ValueError:
-        raise UsageError(f"bad shard {text!r}: expected I/N, e.g. --shard 0/4") from None
+        raise UsageError(f"bad shard {text!r} in {source}: expected I/N, e.g. --shard 0/4") from None
     if not 0 <= index < count:
-        raise UsageError(f"bad shard {text!r}: expected I/N with 0 <= I < N")
+        raise UsageError(f"bad shard {text!r} in {source}: expected I/N with 0 <= I < N")
     return index, count
 
 
