@@ -112,15 +112,21 @@ def test_hard_miner_mixes_hard_and_random_violators():
         assert len(negs & set(violators[:4])) >= min(2, len(violators))  # round(4 x 0.5) from the 4 hardest
 
 
-def test_hard_miner_rounds_its_hard_share_half_up():
-    """round() takes halves to even: K = 1 at hard_ratio 0.5 took no hard negative (a random violator only) and
-    K = 5 took 2 of 5 where K = 3 took 2 of 3. Half up: the hardest violator at K = 1, 3 of the 5 hardest at K = 5."""
+def _scored_with_violators():
+    """A batch's scores, and per anchor its violators (candidates of non-zero loss) by the brute-force loop,
+    hardest first."""
     emb, videos = _batch(4)
     loss = build_loss(LossConfig(margin=0.8))
     valid, values, _, _ = _brute(emb, videos, loss)
-    s = score_candidates(emb, videos, loss)
     violators = {i: sorted((c for c in range(2 * P) if valid[i, c] and values[i, c] > 0), key=lambda c: -values[i, c])
                  for i in range(P)}
+    return score_candidates(emb, videos, loss), violators
+
+
+def test_hard_miner_rounds_its_hard_share_half_up():
+    """round() takes halves to even: K = 1 at hard_ratio 0.5 took no hard negative (a random violator only) and
+    K = 5 took 2 of 5 where K = 3 took 2 of 3. Half up: the hardest violator at K = 1, 3 of the 5 hardest at K = 5."""
+    s, violators = _scored_with_violators()
     assert sum(len(v) >= 6 for v in violators.values()) >= 2, "the batch needs anchors with many violators"
     for seed in range(10):
         one = _per_anchor(to_triplets(HardMiner(k=1, hard_ratio=0.5).select(s, torch.Generator().manual_seed(seed))))
@@ -134,12 +140,7 @@ def test_hard_miner_rounds_its_hard_share_half_up():
 def test_hard_miner_s_random_half_is_uniform_over_the_other_violators():
     """round(K x 0.5) = 2 picks come from the 4 hardest; the other 2 uniformly from the violators left, so a
     violator outside the 4 hardest is picked with probability 2 / (V - 2) (V violators), whatever its loss."""
-    emb, videos = _batch(4)
-    loss = build_loss(LossConfig(margin=0.8))
-    valid, values, _, _ = _brute(emb, videos, loss)
-    s = score_candidates(emb, videos, loss)
-    violators = {i: sorted((c for c in range(2 * P) if valid[i, c] and values[i, c] > 0), key=lambda c: -values[i, c])
-                 for i in range(P)}
+    s, violators = _scored_with_violators()
     many = [i for i, v in violators.items() if len(v) >= 10]
     assert many, "the batch needs anchors with many violators"
     seeds = 400

@@ -87,6 +87,11 @@ def ffmpeg_path(path: str | os.PathLike) -> str:
     return name if os.path.isabs(name) or name.startswith("./") else os.path.join(os.curdir, name)
 
 
+def _check_stride_start(stride: int, start: int) -> None:
+    if stride < 1 or start < 0:  # decord read a negative start from the end, PyAV and OpenCV from 0
+        raise ValueError(f"stride must be >= 1 and start >= 0, got stride {stride}, start {start}")
+
+
 def utf8_path(path: Path, backend: str) -> str:
     """``path`` as the str decord and OpenCV take: their C++ encodes it as UTF-8, and a name that is not (bytes
     of another encoding, which Python holds as lone surrogates) crashed OpenCV's process (PyAV opens such names).
@@ -364,8 +369,7 @@ class PyAVReader(VideoReader):
             container.close()
 
     def frames(self, stride=1, max_side=None, start=0, end=None):
-        if stride < 1 or start < 0:  # decord read a negative start from the end, PyAV and OpenCV from 0
-            raise ValueError(f"stride must be >= 1 and start >= 0, got stride {stride}, start {start}")
+        _check_stride_start(stride, start)
         h, w = resized_shape(self.height, self.width, max_side)
         if self.turns % 2:
             h, w = w, h  # resized as stored, then turned upright
@@ -473,7 +477,7 @@ class DecordReader(VideoReader):
         vr = self._reader(None)
         if len(vr) == 0:
             raise EmptyVideo(path, "no frames")
-        self.height, self.width = self._first_shape  # of the frame the new reader decoded first
+        self.height, self.width = self._full_shape
         self.fps = float(vr.get_avg_fps())
 
     def _reader(self, max_side: int | None):
@@ -496,7 +500,9 @@ class DecordReader(VideoReader):
                     # a fresh reader whose first access is a seek past the first keyframe decodes grey garbage
                     # from there on (imageio_cockatoo.mp4 at frame 224: mean error 40 against PyAV); frame 0 first
                     # makes every later seek land right
-                    self._first_shape = tuple(int(v) for v in reader[0].shape[:2])
+                    first = reader[0]
+                    if key == (0, 0):
+                        self._full_shape = tuple(int(v) for v in first.shape[:2])  # read by __init__
             except self._decord.DECORDError as e:
                 raise CorruptVideo(self.path, f"decord cannot decode its first frame ({decord_message(e)[:120]})"
                                    ) from None
@@ -507,8 +513,7 @@ class DecordReader(VideoReader):
         return len(self._reader(None))
 
     def frames(self, stride=1, max_side=None, start=0, end=None):
-        if stride < 1 or start < 0:  # decord read a negative start from the end, PyAV and OpenCV from 0
-            raise ValueError(f"stride must be >= 1 and start >= 0, got stride {stride}, start {start}")
+        _check_stride_start(stride, start)
         size, vr = self._sized_reader(max_side)
         stop = len(vr) if end is None else min(end, len(vr))
         # one frame per call: get_batch, even of one frame, grew a process to 1.4 GB (16 frames: 5.4 GB) on a 4K
@@ -598,8 +603,7 @@ class OpenCVReader(VideoReader):
         return count
 
     def frames(self, stride=1, max_side=None, start=0, end=None):
-        if stride < 1 or start < 0:  # decord read a negative start from the end, PyAV and OpenCV from 0
-            raise ValueError(f"stride must be >= 1 and start >= 0, got stride {stride}, start {start}")
+        _check_stride_start(stride, start)
         cv2 = self._cv2
         h, w = resized_shape(self.height, self.width, max_side)
         cap = self._open()
