@@ -123,6 +123,18 @@ def _scored_with_violators():
     return score_candidates(emb, videos, loss), violators
 
 
+def test_a_guard_that_cannot_change_the_miner_says_so(caplog):
+    # the guard backs off to the warm-up miner: with warmup == main it did nothing, silently
+    with caplog.at_level("WARNING", logger="vidssl.miners"):
+        MiningSchedule(MinerConfig(warmup="hard", main="hard", guard=True), build_loss(LossConfig()), 10, 0)
+    assert "the guard changes nothing" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vidssl.miners"):
+        MiningSchedule(MinerConfig(), build_loss(LossConfig()), 10, 0)  # random, then hard: the guard has a way back
+        MiningSchedule(MinerConfig(warmup="hard", main="hard", guard=False), build_loss(LossConfig()), 10, 0)
+    assert caplog.text == ""
+
+
 def test_hard_miner_rounds_its_hard_share_half_up():
     """round() takes halves to even: K = 1 at hard_ratio 0.5 took no hard negative (a random violator only) and
     K = 5 took 2 of 5 where K = 3 took 2 of 3. Half up: the hardest violator at K = 1, 3 of the 5 hardest at K = 5."""

@@ -10,6 +10,7 @@ mask; :meth:`MiningSchedule.mine` runs it under ``no_grad`` and turns it into va
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -19,6 +20,8 @@ import torch.nn.functional as F
 
 from vidssl.losses import Triplets
 from vidssl.train_config import MinerConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -172,6 +175,9 @@ class MiningSchedule:
         self.hard_from = int(round(cfg.hard_start * total_steps))
         kw = {"k": cfg.negatives_per_pair, "hard_ratio": cfg.hard_ratio, "margin": loss.margin}
         self.warmup, self.main = MINERS[cfg.warmup](**kw), MINERS[cfg.main](**kw)
+        if cfg.guard and cfg.warmup == cfg.main and rank == 0:
+            log.warning("miner.guard backs off to miner.warmup, which is miner.main (%s): the guard changes nothing; "
+                        "set miner.warmup to random, or miner.guard=false", cfg.main)
         self.neg_cos_ema: float | None = None
         self.neg_cos = float("nan")  # the last step's batch-wide value (what the running mean took in)
 
