@@ -78,6 +78,10 @@ class MineConfig:
                                           "in-frame shift overlapping it least (shards hold first, last, "
                                           "background); miner.background_negatives trains on them")
 
+    def box_fits(self, short_side: int) -> bool:
+        """Whether the box on a working frame of this short side is at least min_box_px (else: too_small)."""
+        return self.box_fraction * short_side >= self.min_box_px
+
     def validate(self) -> None:
         def bad(key: str, why: str) -> ConfigError:
             return ConfigError(f"config key 'mine.{key}': {why}, got {getattr(self, key)!r}")

@@ -89,7 +89,7 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
     short = min(work_shape)
     # boxes are found and tracked at working resolution: a wide video shrunk to working_side can leave a box of a
     # few px there, however large it is in source px
-    if cfg.box_fraction * short < cfg.min_box_px:
+    if not cfg.box_fits(short):
         raise SkipVideo("too_small", f"{reader.width}x{reader.height}, analysed at {work_shape[1]}x{work_shape[0]}: "
                                      f"a box of {cfg.box_fraction} x {short} working px is under "
                                      f"mine.min_box_px={cfg.min_box_px}")

@@ -483,7 +483,7 @@ def _check_demo_mining(cfg: Config) -> None:
                           f"{e}") from None
     d, m = cfg.demo, cfg.mine
     short = min(resized_shape(d.height, d.width, m.working_side))
-    if d.mine_box_fraction * short < m.min_box_px:
+    if not m.box_fits(short):  # m.box_fraction is the demo's here
         raise ConfigError(f"the demo's boxes would be {d.mine_box_fraction} x {short} px = "
                           f"{d.mine_box_fraction * short:.0f} px, under mine.min_box_px={m.min_box_px}, and every "
                           f"demo clip would be skipped: raise demo.width/demo.height or demo.mine_box_fraction, or "
