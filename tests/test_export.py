@@ -369,9 +369,14 @@ def test_export_refuses_what_it_cannot_export_or_write_in_one_line(tmp_path, cap
     assert "choose another --out" not in err  # the advice of a training resume, not of an export
     weights = tmp_path / "w.pt"
     save_backbone(build_backbone("smallcnn", width=8), weights)
-    assert main(["export", str(weights), "--out", str(tmp_path / "b.pt")]) == 1
+    # argument mistakes exit 2, like argparse's own and `compare --out FOLDER` (they exited 1, a failed run's code)
+    assert main(["export", str(weights), "--out", str(tmp_path / "b.pt")]) == 2
     assert "w.pt is a file; pass the training run folder" in capsys.readouterr().err
     (tmp_path / "outdir").mkdir()
+    assert main(["export", str(tmp_path / "damaged"), "--out", str(tmp_path / "outdir")]) == 2
+    assert "outdir is a folder; name the weights file" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "damaged"), "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "x.safetensors: name the .pt file" in capsys.readouterr().err
     with pytest.raises(ModelFileError, match=r"outdir is a folder; name the weights file, e.g. .*outdir/backbone.pt"):
         save_backbone(build_backbone("smallcnn", width=8), tmp_path / "outdir")
     with pytest.raises(ModelFileError, match=r"x.safetensors: name the .pt file \(e.g. .*x.pt\)"):

@@ -393,13 +393,14 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(pairs, tmp_path):
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
 
 
-@pytest.mark.parametrize("overflowing", [None, 29])
-def test_fp16_steps_that_all_overflow_stop_the_run(pairs, tmp_path, monkeypatch, overflowing):
+@pytest.mark.parametrize("overflowing, killed_at", [(None, None), (29, None), (None, 21)])
+def test_fp16_steps_that_all_overflow_stop_the_run(pairs, tmp_path, monkeypatch, overflowing, killed_at):
     """With fp16 the grad scaler skips a step whose gradients overflow and halves its scale, and the gradient check
     is off (overflow is the scaler's business): gradients that overflow at every scale, under a finite loss, were
     skipped to the end and the run ended "done" with its initial weights. A stand-in scaler (fp16 needs CUDA)
     that finds every step's gradients non-finite (or the first 29: a start whose scale was too high, which may
-    settle), as GradScaler does them: skip, halve."""
+    settle), as GradScaler does them: skip, halve. Killed after 20 such steps and resumed, the run stops at the
+    same step (the count of skips in a row is checkpointed: it restarted at 0 and the run ended "done")."""
     from vidssl import train as trainer
 
     class OverflowingScaler:
@@ -438,7 +439,20 @@ def test_fp16_steps_that_all_overflow_stop_the_run(pairs, tmp_path, monkeypatch,
         self.scaler, self.check_grad = OverflowingScaler(), False
 
     monkeypatch.setattr(TrainStep, "__init__", with_overflowing_scaler)
-    cfg = load_config(None, TINY + ["train.steps=40", "train.checkpoint_every=1000"])
+    cfg = load_config(None, TINY + ["train.steps=40", f"train.checkpoint_every={10 if killed_at else 1000}"])
+    if killed_at is not None:
+        step_fn = TrainStep.__call__
+
+        def killed(self, x, groups, step):
+            if step == killed_at:
+                raise KeyboardInterrupt  # after the checkpoint of step 20
+            return step_fn(self, x, groups, step)
+
+        with monkeypatch.context() as m:
+            m.setattr(TrainStep, "__call__", killed)
+            with pytest.raises(KeyboardInterrupt):
+                train(pairs, tmp_path / "run", cfg, progress=False)
+        assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 20
     if overflowing is not None:
         assert train(pairs, tmp_path / "run", cfg, progress=False)["stopped"] == "done"
         return

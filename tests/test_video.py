@@ -168,6 +168,9 @@ def test_resized_shape_closed_form():
     for h, w, limit in [(720, 1280, m) for m in range(2, 400)] + [(101, 100, m) for m in range(2, 100)]:
         got = resized_shape(h, w, limit)
         assert max(got) <= limit and all(side % 2 == 0 for side in got), (h, w, limit, got)
+    for limit in (1, -1):  # no even size fits 1 (it gave 2x2)
+        with pytest.raises(ValueError, match="max_side must be None, 0"):
+            resized_shape(720, 1280, limit)
 
 
 @pytest.fixture(scope="module")

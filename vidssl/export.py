@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from vidssl.errors import VidsslError
+from vidssl.errors import UsageError, VidsslError
 from vidssl.io import atomic_path, json_text
 from vidssl.models import ARCHS, Backbone, build_backbone
 
@@ -32,6 +32,12 @@ DEFAULT_STEM = "backbone"  # RUN/backbone.pt: its card is RUN/model_card.json
 
 class ModelFileError(VidsslError):
     """A weights file or model card that cannot be used (missing, corrupt, or not the architecture it claims)."""
+
+
+class ExportPathError(ModelFileError, UsageError):
+    """An export's RUN or --out that names the wrong kind of thing (a weights file as RUN, a folder or a
+    .safetensors name as --out, a name another export holds): an argument mistake, so the CLI exits 2 like
+    argparse's own errors and `vidssl compare --out FOLDER`."""
 
 
 def card_path(weights_path: str | os.PathLike) -> Path:
@@ -82,10 +88,10 @@ def check_weights_path(out_path: Path) -> None:
     """Refuse an output path the weights cannot go to, before any file is written (otherwise the error names the
     temporary file beside it)."""
     if out_path.is_dir():
-        raise ModelFileError(f"--out {out_path} is a folder; name the weights file, e.g. {out_path / 'backbone.pt'}")
+        raise ExportPathError(f"--out {out_path} is a folder; name the weights file, e.g. {out_path / 'backbone.pt'}")
     if out_path.suffix == ".safetensors":  # torch.save's format under that name would not load as one
-        raise ModelFileError(f"--out {out_path}: name the .pt file (e.g. {out_path.with_suffix('.pt')}); the "
-                             ".safetensors copy is written beside it (export.safetensors)")
+        raise ExportPathError(f"--out {out_path}: name the .pt file (e.g. {out_path.with_suffix('.pt')}); the "
+                              ".safetensors copy is written beside it (export.safetensors)")
     # X.pt and X.pth share X.model_card.json and X.safetensors: a second export would take both from the first
     card = card_path(out_path)
     try:
@@ -97,9 +103,9 @@ def check_weights_path(out_path: Path) -> None:
         owners = [name for name in files if isinstance(name, str) and name not in ours
                   and Path(name).stem == out_path.stem and (out_path.parent / name).is_file()]
         if owners:
-            raise ModelFileError(f"--out {out_path}: {card.name} and {out_path.stem}.safetensors there belong to "
-                                 f"{owners[0]} (the same name with another suffix); name the export differently, or "
-                                 f"remove {owners[0]} first")
+            raise ExportPathError(f"--out {out_path}: {card.name} and {out_path.stem}.safetensors there belong to "
+                                  f"{owners[0]} (the same name with another suffix); name the export differently, or "
+                                  f"remove {owners[0]} first")
 
 
 def save_backbone(backbone: Backbone, out_path: str | os.PathLike, card: dict[str, Any] | None = None,
@@ -318,8 +324,8 @@ def export_backbone(run_dir: str | os.PathLike, out_path: str | os.PathLike, saf
     from vidssl.train import CHECKPOINT, CHECKPOINT_FORMAT, load_checkpoint
 
     if Path(run_dir).is_file():
-        raise ModelFileError(f"{run_dir} is a file; pass the training run folder (the --out of `vidssl train` or "
-                             "`vidssl pretrain`), which holds checkpoint.pt")
+        raise ExportPathError(f"{run_dir} is a file; pass the training run folder (the --out of `vidssl train` or "
+                              "`vidssl pretrain`), which holds checkpoint.pt")
     check_weights_path(Path(out_path))
     ckpt_path = Path(run_dir) / CHECKPOINT
     if not ckpt_path.is_file() and (Path(run_dir) / "train" / CHECKPOINT).is_file():

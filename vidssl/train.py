@@ -584,6 +584,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     if saved is not None:
         optimizer.load_state_dict(saved["optimizer"])
         scaler.load_state_dict(saved["scaler"])
+        # the scaler's skips in a row so far count toward the divergence stop, as in an uninterrupted run
+        stepper.skipped_in_a_row = saved.get("fp16_skipped_in_a_row", 0)
         schedule.load_state_dict(saved["miner"])
     fit = budget is not None and tc.fit_budget and not fitted
 
@@ -614,7 +616,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
         _save_checkpoint(ckpt_path, {
             "format": CHECKPOINT_FORMAT, "step": step, "total_steps": total, "fitted": fitted,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "miner": schedule.state_dict(), "config": to_dict(cfg),
+            "fp16_skipped_in_a_row": stepper.skipped_in_a_row, "miner": schedule.state_dict(), "config": to_dict(cfg),
             "flat_config": _flat_config(cfg), "pairs_fingerprint": pairs.fingerprint, "pairs": pairs.summary(),
             "backbone": model.backbone.spec(), "embed_dim": cfg.model.embed_dim, "head": cfg.model.head,
             "world_size": d.world, "metrics": metrics, "sessions": sessions, "batch_plan": BATCH_PLAN,

@@ -47,8 +47,8 @@ _IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG
 def resized_shape(height: int, width: int, max_side: int | None) -> tuple[int, int]:
     """(height, width) scaled so the long side is at most ``max_side``; even sizes, never upscaled. ``max_side``
     None or 0: no limit."""
-    if max_side is not None and max_side < 0:
-        raise ValueError(f"max_side must be None, 0 (no limit) or a positive number of pixels, got {max_side}")
+    if max_side is not None and (max_side < 0 or max_side == 1):  # 1 would give 2x2, over the limit
+        raise ValueError(f"max_side must be None, 0 (no limit) or at least 2 pixels (sizes are even), got {max_side}")
     if not max_side or max(height, width) <= max_side:
         return height, width
     scale = max_side / max(height, width)
