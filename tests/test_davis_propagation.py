@@ -97,6 +97,23 @@ def test_a_partial_edge_cell_holds_the_shares_of_its_real_pixels():
     np.testing.assert_allclose(grid.sum(0), 1.0)
 
 
+def test_edge_cells_hold_their_real_pixels_shares_against_a_loop():
+    """Padding by replication weighted an edge cell's last real row or column several times: 5 object rows of a
+    6-row edge cell whose last row was background read 0.625 instead of 5/6 (a 270-px-high DAVIS frame at the
+    default size has such a last cell row)."""
+    rng = np.random.default_rng(0)
+    mask = rng.integers(0, 3, size=(14, 21)).astype(np.uint8)
+    mask[8:13, 0:8] = 1
+    mask[13, 0:8] = 0
+    grid = labels_to_grid(mask, 3, (14, 21)).numpy()
+    assert grid[1, 1, 0] == pytest.approx(5 / 6)
+    for i in range(2):
+        for j in range(3):
+            cell = mask[8 * i:8 * i + 8, 8 * j:8 * j + 8]  # numpy slicing keeps only the real pixels
+            for label in range(3):
+                assert grid[label, i, j] == pytest.approx((cell == label).mean(), abs=1e-6), (label, i, j)
+
+
 def test_labels_resized_to_the_working_frame_come_back_where_they_were():
     """The default path resizes: annotation (128x200) -> working frame (61x96, max_side 96) -> grid -> back. Over
     20 boxes the masks' centroids stay within a pixel on average (cells are 16.7 annotation px, so one box moves

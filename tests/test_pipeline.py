@@ -495,11 +495,11 @@ def test_warnings_for_videos_added_since_mining_and_training_cut_short(tmp_path)
     assert run_warnings(tmp_path / "run", tmp_path / "moved_away", done) == []  # no folder to compare with
     barely = run_warnings(tmp_path / "run", videos, {"stopped": "budget", "step": 2, "total_steps": 1200})
     assert barely == ["training stopped at the budget after 2 of its 1200 steps: too few for the weights to have "
-                      "learned much (the default 9-minute budget fits 130-800 on 2 CPU cores, by the CPU); for "
+                      "learned much (the default 9-minute budget fits 120-800 on 2 CPU cores, by the CPU); for "
                       "a trained backbone, run into a new --out with a larger --budget-minutes"]
     fitted = run_warnings(tmp_path / "run", videos, {"stopped": "done", "step": 22, "total_steps": 22})
     assert fitted == ["training ran 22 steps: too few for the weights to have learned much (the default 9-minute "
-                      "budget fits 130-800 on 2 CPU cores, by the CPU); for a trained backbone, run into a new "
+                      "budget fits 120-800 on 2 CPU cores, by the CPU); for a trained backbone, run into a new "
                       "--out with a larger --budget-minutes (or more train.steps)"]
     assert run_warnings(tmp_path / "run", videos, {"stopped": "done", "step": 100, "total_steps": 100}) == []
     late = run_warnings(tmp_path / "run", videos, {"stopped": "budget", "step": 700, "total_steps": 790})

@@ -415,7 +415,7 @@ def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> li
         if added:
             out.append(f"{len(added)} video(s) in {videos} are not in this run, added after it was mined (e.g. "
                        f"{added[0]}); a new --out includes them")
-    few = (": too few for the weights to have learned much (the default 9-minute budget fits 130-800 on 2 CPU "
+    few = (": too few for the weights to have learned much (the default 9-minute budget fits 120-800 on 2 CPU "
            "cores, by the CPU)")
     if train_stats and train_stats.get("stopped") == "budget" and train_stats["step"] < train_stats["total_steps"]:
         step, total = train_stats["step"], train_stats["total_steps"]

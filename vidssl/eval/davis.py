@@ -1,6 +1,6 @@
-"""DAVIS label propagation: the semi-supervised video object segmentation protocol of CRW, VFS and DINO (they
-evaluate at the full 854x480 frames, ``max_side=0``; the default 480-px long side is faster and not comparable with
-published numbers).
+"""DAVIS label propagation: the semi-supervised video object segmentation protocol of CRW, VFS and DINO (CRW
+and VFS evaluate at the full 854x480 frames, ``max_side=0``, DINO at 832x480; the default 480-px long side is
+faster and not comparable with published numbers).
 
 Given the first frame's object masks, every later frame ``t`` is labelled from a context of already-labelled
 frames: the first frame (ground truth) and the ``n`` previous frames (their propagated soft labels). With dense
@@ -179,13 +179,17 @@ def working_size(h: int, w: int, max_side: int) -> tuple[int, int]:
 
 def labels_to_grid(mask: np.ndarray, num_labels: int, size: tuple[int, int]) -> torch.Tensor:
     """(H, W) label map -> (L, ceil(h/8), ceil(w/8)) soft labels: the share of each label in every 8x8 cell of
-    the mask resized to ``size`` = (h, w) by area averaging (edge cells extended by replication)."""
+    the mask resized to ``size`` = (h, w) by area averaging; a partial edge cell holds the shares of its real
+    pixels."""
     onehot = F.one_hot(torch.from_numpy(mask.astype(np.int64)), num_labels).permute(2, 0, 1).float()[None]
     h, w = size
     onehot = F.interpolate(onehot, size=(h, w), mode="area")
     gh, gw = -(-h // STRIDE), -(-w // STRIDE)
-    onehot = F.pad(onehot, (0, gw * STRIDE - w, 0, gh * STRIDE - h), mode="replicate")
-    return F.avg_pool2d(onehot, STRIDE)[0]
+    padding = (0, gw * STRIDE - w, 0, gh * STRIDE - h)
+    # zero padding divided by each cell's share of real pixels: replicating the last row or column weighted it
+    # as several (5 object rows of a 6-row edge cell read 0.625 instead of 0.833 when the last row was background)
+    real = F.avg_pool2d(F.pad(torch.ones(1, 1, h, w), padding), STRIDE)
+    return (F.avg_pool2d(F.pad(onehot, padding), STRIDE) / real)[0]
 
 
 def grid_to_mask(soft: torch.Tensor, size: tuple[int, int], out_size: tuple[int, int]) -> np.ndarray:

@@ -72,7 +72,8 @@ class Backbone(nn.Module):
 def _check_rgb_batch(x: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
         shape = tuple(getattr(x, "shape", ()))
-        hint = " (channels last? x.permute(0, 3, 1, 2))" if len(shape) == 4 and shape[-1] == 3 else ""
+        hint = (" (channels last? x.permute(0, 3, 1, 2))" if len(shape) == 4 and shape[-1] == 3
+                else " (grey? x.expand(-1, 3, -1, -1))" if len(shape) == 4 and shape[1] == 1 else "")
         raise ValueError(f"expected a [B, 3, H, W] RGB batch, got shape {shape}{hint}")
     if not x.is_floating_point():
         # uint8 images (torchvision.io.read_image, cv2) would turn into inf or silently wrong features
