@@ -151,6 +151,29 @@ def test_grid_to_mask_puts_cells_back_on_their_pixels():
     assert mask[11, 19] == 1 and mask[12, 20] == 1
 
 
+def test_norm_mask_rescales_each_label_over_the_frame_against_a_loop():
+    """DINO's norm_mask: per label, (map - min) / (max - min) over the upsampled frame, then the argmax; a label
+    nowhere positive or constant is left as it is."""
+    rng = np.random.default_rng(1)
+    soft = torch.from_numpy(rng.uniform(0.0, 1.0, size=(4, 3, 4))).float()
+    soft[0] = 0.3 + 0.4 * soft[0]  # background in [0.3, 0.7]: rescaling moves the argmax
+    soft[1] = 0.1 * soft[1]  # a weak object: in [0, 0.1] before rescaling
+    soft[2] = 0.25  # constant: kept
+    soft[3] = -soft[3]  # nowhere positive: kept
+    size = (20, 30)
+    up = F.interpolate(soft[None], size=(24, 32), mode="bilinear", align_corners=False)[0, :, :20, :30].numpy()
+    want = up.copy()
+    for label in range(4):
+        low, high = up[label].min(), up[label].max()
+        if high > 0 and high > low:
+            want[label] = (up[label] - low) / (high - low)
+    got = grid_to_mask(soft, size, size, norm_mask=True)
+    np.testing.assert_array_equal(got, want.argmax(0))
+    plain = grid_to_mask(soft, size, size)
+    np.testing.assert_array_equal(plain, up.argmax(0))
+    assert (got != plain).mean() > 0.1 and (got == 1).any() and not (plain == 1).any()
+
+
 def _position_features(h: int, w: int, cy: int, cx: int, size: int) -> torch.Tensor:
     """(C, h, w) unit features that are an exact function of position: inside the square at (cy, cx), a one-hot
     code of the offset within it; outside, a one-hot code of the absolute cell plus a shared "background"

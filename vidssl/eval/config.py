@@ -119,6 +119,8 @@ class DavisConfig:
                                          "whole (CRW)")
     max_side: int = opt(480, "frames are resized so the long side is at most this before feature extraction "
                              "(0: full size); scores are computed at annotation resolution")
+    norm_mask: bool = opt(False, "min-max normalise each label's upsampled soft labels over the frame before the "
+                                 "argmax (DINO's and VFS's norm_mask); false: the plain argmax (CRW's default)")
     batch_size: int = opt(4, "frames per backbone forward pass")
     sequences: list[str] = opt([], "sequences to evaluate; empty: those of the `subset` ImageSets file")
     subset: str = opt("val", "ImageSets/<subset>.txt to evaluate (searched in ImageSets/2017, 480p, 2016, then "

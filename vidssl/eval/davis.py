@@ -192,14 +192,21 @@ def labels_to_grid(mask: np.ndarray, num_labels: int, size: tuple[int, int]) -> 
     return (F.avg_pool2d(F.pad(onehot, padding), STRIDE) / real)[0]
 
 
-def grid_to_mask(soft: torch.Tensor, size: tuple[int, int], out_size: tuple[int, int]) -> np.ndarray:
+def grid_to_mask(soft: torch.Tensor, size: tuple[int, int], out_size: tuple[int, int],
+                 norm_mask: bool = False) -> np.ndarray:
     """(L, gh, gw) soft labels on the stride-8 grid of a ``size`` frame -> (H, W) uint8 arg-max label map at
-    ``out_size`` (bilinear: cell centres land on the centres of their 8x8 pixel blocks)."""
+    ``out_size`` (bilinear: cell centres land on the centres of their 8x8 pixel blocks). ``norm_mask``: each
+    label's map is first rescaled to [0, 1] over the frame, as DINO's ``norm_mask`` does (a label whose map is
+    nowhere positive, or constant, is left as it is)."""
     gh, gw = soft.shape[-2:]
     up = F.interpolate(soft[None].float(), size=(gh * STRIDE, gw * STRIDE), mode="bilinear", align_corners=False)
     up = up[..., :size[0], :size[1]]
     if tuple(out_size) != tuple(size):
         up = F.interpolate(up, size=tuple(out_size), mode="bilinear", align_corners=False)
+    if norm_mask:
+        low, high = up.amin(dim=(-2, -1), keepdim=True), up.amax(dim=(-2, -1), keepdim=True)
+        rescale = (high > 0) & (high > low)
+        up = torch.where(rescale, (up - low) / torch.where(rescale, high - low, 1.0), up)
     # arg-max over a contiguous last axis: ~8x faster on CPU than reducing the leading (label) axis
     return up[0].permute(1, 2, 0).contiguous().argmax(-1).to(torch.uint8).cpu().numpy()
 
@@ -275,7 +282,7 @@ def propagate_sequence(model, seq: DavisSequence, cfg: DavisConfig, progress: bo
             t0 = time.perf_counter()
             soft = next(stream, None)
             if soft is not None:
-                masks.append(grid_to_mask(soft, size, (height, width)))
+                masks.append(grid_to_mask(soft, size, (height, width), cfg.norm_mask))
             timer["propagation_s"] += time.perf_counter() - t0
             if soft is None:
                 break
