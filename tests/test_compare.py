@@ -365,3 +365,28 @@ def test_a_summary_shared_with_its_weights_card_and_config_is_read_as_it_is(tmp_
     assert main(["compare", str(shared)]) == 1
     assert "a summary.json beside stages/ is a run's, whose numbers are its eval/*/metrics.json" in \
         capsys.readouterr().err
+
+
+def test_a_torn_metrics_json_is_no_difference_in_evaluation_data(tmp_path, capsys):
+    """A seed whose davis/metrics.json was torn lacked the "eval data (davis)" key and was listed as evaluated on
+    other data ("- / /data/davis"), beside the note that already names the file."""
+    runs = []
+    for name, davis in (("s0", 0.8), ("s1", 0.7)):
+        run = _run(tmp_path, name, davis, 0.75, 0.6)
+        _metrics(run, "davis", {f"{name}/backbone": {"JF_mean": davis}, "raw pixels": {"JF_mean": 0.75}})
+        metrics = json.loads((run / "eval" / "davis" / "metrics.json").read_text())
+        (run / "eval" / "davis" / "metrics.json").write_text(json.dumps({**metrics, "data": "/data/davis"}))
+        runs.append(run)
+    (runs[1] / "eval" / "davis" / "metrics.json").write_text('{"models": ')
+    assert main(["compare", *map(str, runs)]) == 0
+    out = capsys.readouterr().out
+    assert f"- {runs[1] / 'eval' / 'davis' / 'metrics.json'}: unreadable" in out
+    assert "eval data" not in out and "differ beyond their seed" not in out
+
+
+def test_a_summary_that_is_not_utf8_is_a_one_line_error(tmp_path, capsys):
+    run = _run(tmp_path, "s0", 0.8, 0.75, 0.6)
+    (run / "summary.json").write_bytes(b"\xff{}")
+    assert main(["compare", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"{run}/summary.json: unreadable" in err and f"vidssl report {run}" in err and "Traceback" not in err

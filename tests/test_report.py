@@ -302,3 +302,40 @@ def test_the_summary_names_the_weights_file_the_card_lists(tmp_path):
     build_report(run)
     assert strict_loads((run / "summary.json").read_text())["weights"] == str(run / "backbone.pth")
     assert "backbone.pth" in (run / "report.html").read_text()
+
+
+def test_a_log_of_repeated_or_hand_edited_steps_draws_each_step_once_in_order(tmp_path):
+    """A log joined from two sessions (steps 10, 20, 30, then 20, 30, 40) drew its curve back over itself; a step
+    that is no number failed the report with a TypeError, and a boolean loss was drawn as 1.0."""
+    import re
+
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    (run / "train").mkdir()
+    lines = [{"step": 10, "loss": 4.0}, {"step": 20, "loss": 3.0}, {"step": 30, "loss": 2.0},
+             {"step": 20, "loss": 3.5}, {"step": 30, "loss": 2.5}, {"step": 40, "loss": 1.0},
+             {"step": "50", "loss": 0.5}, {"step": None, "loss": 0.5}, {"step": 45, "loss": True}]
+    (run / "train" / "log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    build_report(run)
+    page = (run / "report.html").read_text()
+    loss_chart = next(svg for svg in page.split("<svg")[1:] if "Loss: total" in svg)
+    points = re.search(r'<polyline[^>]*points="([^"]*)"', loss_chart).group(1)  # the first series: the loss
+    xs = [float(point.split(",")[0]) for point in points.split()]
+    assert len(xs) == 4 and xs == sorted(xs)  # steps 10, 20, 30, 40: the later session's 20 and 30 kept
+    assert strict_loads((run / "summary.json").read_text())["train"]["step"] == 40
+
+
+def test_files_that_are_not_utf8_are_read_around_and_the_current_folder_names_the_page(tmp_path, monkeypatch):
+    """A failed.json or a log line holding bytes that are not UTF-8 raised UnicodeDecodeError (a ValueError, not a
+    JSONDecodeError) through the whole report; `vidssl report .` titled the page "vidssl run: " (Path(".").name is
+    empty); summary.json lost its "warnings": [] on a rebuild."""
+    run = tmp_path / "real"
+    make_run(run, "real/backbone", davis=0.8, flow=2.5)
+    (run / "train").mkdir()
+    (run / "train" / "log.jsonl").write_bytes(b'{"step": 5, "loss": 1.0}\n\xff\xfe\n{"step": 10, "loss": 0.5}\n')
+    (run / "eval" / "failed.json").write_bytes(b"\xff{}")
+    monkeypatch.chdir(run)
+    assert main(["report", "."]) == 0
+    summary = strict_loads((run / "summary.json").read_text())
+    assert summary["train"]["step"] == 10 and summary["warnings"] == []
+    assert "<h1>vidssl run: real</h1>" in (run / "report.html").read_text()

@@ -101,7 +101,7 @@ def read_runs(runs: list[str | Path]) -> tuple[list[TaskRow], list[str]]:
         except FileNotFoundError:
             raise VidsslError(f"{run}: no summary.json; finish a `vidssl pretrain` run with the same command, or "
                               f"write it for a run made stage by stage: vidssl report {run}") from None
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, ValueError) as e:  # torn, or not UTF-8 (a UnicodeDecodeError)
             raise VidsslError(f"{run}/summary.json: unreadable ({e}); rebuild it: vidssl report {run}")
         if not isinstance(summary, dict):
             raise VidsslError(f"{run}/summary.json: not a run summary (a JSON {type(summary).__name__}); "
@@ -162,7 +162,7 @@ def _yaml_config(path: Path) -> dict | None:
 
     try:
         config = yaml.safe_load(path.read_text())["config"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):  # ValueError: not UTF-8
         return None
     return config if isinstance(config, dict) else None
 
@@ -249,8 +249,9 @@ def _setup(run: Path) -> dict[str, object]:
             continue
         try:
             metrics = read_metrics(path)
-        except (OSError, ValueError):
-            continue  # named under the table by read_runs
+        except (OSError, ValueError):  # named under the table by read_runs; its data are unknown, not different
+            setup[f"eval data ({path.parent.name})"] = NOT_READ
+            continue
         data = metrics.get("data", metrics.get("data_dir"))
         if isinstance(data, str):
             setup[f"eval data ({path.parent.name})"] = _eval_data(run, data)

@@ -37,7 +37,7 @@ def read_failures(run: Path) -> dict[str, str]:
     """{task: error message} of the evaluations that failed in the run's last eval stage ({} when none did)."""
     try:
         failures = json.loads((run / "eval" / EVAL_FAILURES).read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # torn, or not UTF-8 (UnicodeDecodeError is a ValueError, not a JSONDecodeError)
         return {}
     return {str(k): str(v) for k, v in failures.items()} if isinstance(failures, dict) else {}
 
@@ -103,12 +103,13 @@ def _time_span(config: Any) -> list | None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """The records (JSON objects) of a JSON-lines file; a torn last line (a killed writer) and a line that is JSON
-    but no object (a hand edit: `7` or a string failed the whole report) are ignored."""
+    """The records (JSON objects) of a JSON-lines file; a torn last line (a killed writer), a line that is JSON
+    but no object (a hand edit: `7` or a string failed the whole report) and bytes that are not UTF-8 (they failed
+    the whole file) are ignored."""
     if not path.is_file():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
@@ -375,8 +376,9 @@ def build_report(run_dir: str | Path) -> Path:
     damaged: list[str] = []  # files the report cannot read: named at its top
     warnings = _read_json(run / WARNINGS, _check_warnings, "rerun the same `vidssl pretrain` command to rewrite it",
                           damaged) or []
-    if warnings:
+    if not damaged:  # also when there are none, as pretrain writes it; a damaged file's are not known to be none
         summary["warnings"] = warnings
+    if warnings:
         items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
         sections.append(f"<div class='warn'><h2>Warnings</h2><ul>{items}</ul></div>")
 
@@ -431,11 +433,15 @@ def build_report(run_dir: str | Path) -> Path:
             f"{text(videos.get('found', '?'))} videos{html.escape(f' (skipped: {why})') if why else ''}.</p>")
 
     log = read_jsonl(run / "train" / "log.jsonl")
-    train_records = [r for r in log if "step" in r and "loss" in r]
+    # one record per step, the last one written, in step order: a log joined by hand from two sessions (steps 10,
+    # 20, 30, 20, 30, 40) drew its curves back over themselves; a step that is no number (a hand edit) is left out
+    by_step = {r["step"]: r for r in log if finite_number(r.get("step"))
+               and isinstance(r.get("loss"), (int, float)) and not isinstance(r["loss"], bool)}  # NaN: a divergence
+    train_records = [by_step[step] for step in sorted(by_step)]
     if train_records:
         charts = []
         for title, keys, ylabel in CURVES:
-            series = {k: [(r["step"], float(r[k])) for r in train_records if isinstance(r.get(k), (int, float))]
+            series = {k: [(r["step"], float(r[k])) for r in train_records if finite_number(r.get(k))]
                       for k in keys}
             series = {k: v for k, v in series.items() if v}
             if series:
@@ -535,7 +541,7 @@ def build_report(run_dir: str | Path) -> Path:
             "text-align:right}th{background:#f4f4f4}td:first-child{text-align:left}"
             "img{max-width:100%}figure{margin:1em 0}.charts svg{margin:4px}pre{background:#f8f8f8;padding:8px}"
             ".warn{background:#fff4e0;border:1px solid #e0a040;padding:0 1em}"
-            "</style></head><body><h1>vidssl run: " + html.escape(run.name) + "</h1>"
+            "</style></head><body><h1>vidssl run: " + html.escape(run.resolve().name) + "</h1>"
             + "".join(sections) + "</body></html>")
     if (run / "stages").is_dir():  # what `vidssl pretrain` records of each stage, also when rebuilt by `vidssl report`
         summary["stages"] = {}
