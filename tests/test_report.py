@@ -339,3 +339,12 @@ def test_files_that_are_not_utf8_are_read_around_and_the_current_folder_names_th
     summary = strict_loads((run / "summary.json").read_text())
     assert summary["train"]["step"] == 10 and summary["warnings"] == []
     assert "<h1>vidssl run: real</h1>" in (run / "report.html").read_text()
+
+
+def test_per_task_table_headers_say_which_way_is_better(tmp_path):
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    build_report(run)
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert "<th>epe \u2193</th>" in page and "<th>fl_all \u2193</th>" in page and "<th>s/pair</th>" in page
+    assert "<th>JF_mean \u2191</th>" in page and "<th>map_at_r \u2191</th>" in page

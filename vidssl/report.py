@@ -197,7 +197,21 @@ def _img(path: Path, caption: str) -> str:
             f'<figcaption>{html.escape(caption)}</figcaption></figure>')
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+# the per-task tables' columns whose direction is known: marked in their header (the headline says its own)
+LOWER_IS_BETTER_COLUMNS = {"epe", "epe_noc", "epe_occ", "ae", "fl_all", "J_decay", "F_decay", "nonfinite_px"}
+HIGHER_IS_BETTER_COLUMNS = {"acc_1px", "acc_3px", "acc_5px", "JF_mean", "J_mean", "F_mean", "J_recall", "F_recall",
+                            "precision_at_1", "r_precision", "map_at_r", "nmi"}
+
+
+def _column_header(column: str) -> str:
+    if column in LOWER_IS_BETTER_COLUMNS:
+        return f"{column} \u2193"
+    if column in HIGHER_IS_BETTER_COLUMNS or column.startswith("R@"):
+        return f"{column} \u2191"
+    return column
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str], headers: dict[str, str] | None = None) -> str:
     def cell(v: Any) -> str:
         if v is None:  # undefined (written as null)
             return "-"
@@ -205,7 +219,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
             return f"{v:.4f}"
         return html.escape(str(v))
 
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    head = "".join(f"<th>{html.escape((headers or {}).get(c, c))}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -487,7 +501,8 @@ def build_report(run_dir: str | Path) -> Path:
             continue
         eval_results[task] = result
         rows, columns = _metric_rows(result)
-        block = [f"<h3>{html.escape(task)}</h3>", _table(rows, columns)]
+        block = [f"<h3>{html.escape(task)}</h3>", _table(rows, columns, {c: _column_header(c) for c in columns}),
+                 "<p>\u2191 higher is better, \u2193 lower is better.</p>"]
         why = degenerate(result)
         if why:
             block.append(f"<p><b>Not informative:</b> {html.escape(why)} (left out of the headline).</p>")
