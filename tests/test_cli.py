@@ -211,3 +211,26 @@ def test_flags_are_checked_and_recorded_as_the_config_keys_they_set(tmp_path, ca
     args = build_parser().parse_args(["eval", "davis", "--data", "x", "--out", "y"])
     row = models_from_args(args, load_config(None, ["model.width=8"]))["smallcnn (random init)"]
     assert row.spec()["width"] == 8 and row.dense_dim == 64
+
+
+def test_local_rank_is_checked_before_a_gpu_is_bound(monkeypatch):
+    """LOCAL_RANK picks each process's GPU: missing under WORLD_SIZE (a launcher other than torchrun) every rank took
+    cuda:0 and NCCL failed with "Duplicate GPU"; one past the node's GPUs was a raw set_device traceback."""
+    import torch
+
+    from vidssl.device import local_rank
+    from vidssl.errors import VidsslError
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert local_rank("cpu") == 0  # gloo on CPU: any rank may share the CPU
+    with pytest.raises(VidsslError, match="WORLD_SIZE is set but LOCAL_RANK is not: launch with torchrun"):
+        local_rank("cuda")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert local_rank("cuda") == 1
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(VidsslError, match=r"LOCAL_RANK=2, but this node has 2 GPU\(s\)"):
+        local_rank("cuda")
+    monkeypatch.setenv("LOCAL_RANK", "first")
+    with pytest.raises(VidsslError, match="LOCAL_RANK='first' is not a GPU index"):
+        local_rank("cpu")

@@ -743,3 +743,64 @@ def test_a_bad_budget_flag_is_named_as_typed_before_the_run_folder_is_made(pairs
         assert f"vidssl train: error: --budget-minutes must be a number > 0, got {float(bad)}" in \
             capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # no folder, no lock file left behind
+
+
+def test_auto_precision_on_a_gpu_that_only_emulates_bf16_is_fp32(monkeypatch):
+    """torch.cuda.is_bf16_supported() says yes on a V100 or T4 (compute capability < 8: it can hold bf16 tensors
+    and emulates the arithmetic); auto must ask about native support."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert resolve_precision("auto", torch.device("cuda", 0)) == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # Ampere and later
+    assert resolve_precision("auto", torch.device("cuda", 0)) == "bf16"
+
+
+def test_the_cycle_loss_feeds_the_model_the_layout_it_was_converted_to(pairs):
+    """torch.roll and torch.cat return the contiguous layout: with the cycle loss on, a channels_last model was fed
+    NCHW input (one conversion per step on a GPU; on a CPU, oneDNN's reorders)."""
+    cfg = load_config(None, TINY + ["train.steps=3", "loss.cycle_weight=0.2"])
+    model = build_model(cfg).to(memory_format=torch.channels_last)
+    step = TrainStep(model, cfg, torch.device("cpu"), 3)
+    layouts = []
+    forward = model.forward
+
+    def recording(x, *args, **kwargs):
+        layouts.append(x.is_contiguous(memory_format=torch.channels_last))
+        return forward(x, *args, **kwargs)
+
+    model.forward = recording
+    x = torch.randn(24, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    step(x, torch.arange(12) % 4, 0)
+    assert layouts == [True]
+    step.channels_last = False
+    step(x.contiguous(), torch.arange(12) % 4, 1)
+    assert layouts == [True, False]
+
+
+def test_a_checkpoint_is_also_written_by_time(pairs, tmp_path, monkeypatch):
+    """With train.checkpoint_minutes the rolling checkpoint is written once that much time passed, whatever
+    checkpoint_every says: Ctrl-C at step 7 of a run checkpointed every 1000 steps kept nothing before, and a rerun
+    started over (at 3 s a step on a CPU, 50 steps are 2.5 minutes)."""
+    from vidssl import train as trainer
+
+    step_fn = trainer.TrainStep.__call__
+
+    def killed_at_7(self, x, groups, step):
+        if step == 7:
+            raise KeyboardInterrupt
+        return step_fn(self, x, groups, step)
+
+    for minutes, kept in ((0.0, None), (1e-9, 7)):  # 1e-9: every step is overdue
+        cfg = load_config(None, TINY + ["train.steps=40", "train.fit_budget=false", "train.checkpoint_every=1000",
+                                        f"train.checkpoint_minutes={minutes}"])
+        run = tmp_path / f"run_{minutes}"
+        with monkeypatch.context() as m:
+            m.setattr(trainer.TrainStep, "__call__", killed_at_7)
+            with pytest.raises(KeyboardInterrupt):
+                train(pairs, run, cfg, progress=False)
+        if kept is None:
+            assert not (run / CHECKPOINT).exists()
+        else:
+            assert load_checkpoint(run / CHECKPOINT)["step"] == kept
+    uninterrupted = train(pairs, tmp_path / "whole", cfg, progress=False)
+    resumed = train(pairs, tmp_path / f"run_{1e-9}", cfg, resume=True, progress=False)
+    assert resumed["weights_sha256"] == uninterrupted["weights_sha256"]

@@ -23,6 +23,24 @@ def world_size() -> int:
     return value
 
 
+def local_rank(device_kind: str) -> int:
+    """This process's LOCAL_RANK (torchrun sets it): on CUDA, the GPU it trains on, so one is required."""
+    value = os.environ.get("LOCAL_RANK")
+    if value is None:
+        if device_kind == "cuda":  # every rank would take cuda:0 (NCCL: "Duplicate GPU detected")
+            raise VidsslError("WORLD_SIZE is set but LOCAL_RANK is not: launch with torchrun, which sets both, or "
+                              "set LOCAL_RANK to each process's GPU index on its node")
+        return 0
+    try:
+        index = int(value)
+    except ValueError:
+        raise VidsslError(f"LOCAL_RANK={value!r} is not a GPU index on this node (torchrun sets it)") from None
+    if device_kind == "cuda" and not 0 <= index < torch.cuda.device_count():
+        raise VidsslError(f"LOCAL_RANK={index}, but this node has {torch.cuda.device_count()} GPU(s): start "
+                          "at most that many processes per node (torchrun --nproc_per_node)")
+    return index
+
+
 def resolve_device(name: str, key: str) -> torch.device:
     """The value ``name`` of config key ``key`` (e.g. ``eval.davis.device``) as a torch device: auto is cuda when
     torch sees one. A GPU that is not there is a ConfigError naming the key and the setting that runs without it,

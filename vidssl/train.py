@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from vidssl.config import Config, flat_config, to_dict, versions, write_resolved
 from vidssl.data import (BATCH_PLAN, PairBatchSampler, PairPatches, batches_per_epoch, make_loader, open_pairs,
                          require_pairs_folder, to_input, too_few_pairs)
-from vidssl.device import resolve_device, world_size
+from vidssl.device import local_rank, resolve_device, world_size
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.io import atomic_path, atomic_write_json, atomic_write_text, json_text, remove_temp_leftovers, run_lock
 from vidssl.lifeline import exit_with_launcher
@@ -77,10 +77,27 @@ def _init_distributed(device_kind: str, timeout_minutes: float | None = None) ->
         exit_with_launcher()
     if world == 1:
         return Dist()
+    rank_on_node = local_rank(device_kind)
     if not dist.is_initialized():
         timeout = None if timeout_minutes is None else datetime.timedelta(minutes=timeout_minutes)
-        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo", timeout=timeout)
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        if device_kind == "cuda":
+            # the GPU bound before the group, and named to it: NCCL then builds its communicator on this rank's
+            # GPU, never on cuda:0 for every rank
+            device = torch.device("cuda", rank_on_node)
+            torch.cuda.set_device(device)
+            dist.init_process_group("nccl", timeout=timeout, device_id=device)
+        else:
+            dist.init_process_group("gloo", timeout=timeout)
+    return Dist(dist.get_rank(), dist.get_world_size(), rank_on_node)
+
+
+def _any_rank_each(flags: tuple[bool, ...], d: Dist, device: torch.device) -> tuple[bool, ...]:
+    """:func:`_any_rank` of several flags in one collective."""
+    if d.world == 1:
+        return tuple(flags)
+    t = torch.tensor([float(flag) for flag in flags], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return tuple(bool(v > 0) for v in t.tolist())
 
 
 def _any_rank(flag: bool, d: Dist, device: torch.device) -> bool:
@@ -148,7 +165,9 @@ def resolve_precision(name: str, dev: torch.device) -> str:
     if name != "auto":
         return name
     if dev.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        # without including_emulation=False a V100 or T4 (compute capability < 8) says yes: it can hold bf16
+        # tensors, and emulates the arithmetic slowly
+        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
     return "bf16" if dev.type == "cpu" and cpu_has_bf16() else "fp32"
 
 
@@ -360,6 +379,7 @@ class TrainStep:
         self.cycle_background = cfg.loss.cycle_background
         cfg.validate()  # the cross-section rules, for configs built in code rather than loaded
         self.seed = cfg.seed
+        self.channels_last = tc.channels_last
         self.check_grad = self.precision != "fp16"  # with fp16 the grad scaler skips non-finite steps itself
         self.skipped_in_a_row = 0  # fp16 steps the scaler skipped since the last one it took
 
@@ -375,8 +395,11 @@ class TrainStep:
         if self.cycle_weight:
             shift = cycle_shift(self.seed, step, x.shape[-2] // 8, x.shape[-1] // 8)
             rolled = torch.roll(x[:2 * P], (8 * shift[0], 8 * shift[1]), dims=(2, 3))  # anchors, positives: moved
+            both = torch.cat([x, rolled])  # roll and cat return the contiguous layout: keep the model's
+            if self.channels_last:
+                both = both.contiguous(memory_format=torch.channels_last)
             with autocast:
-                emb, maps = self.net(torch.cat([x, rolled]), dense=True)
+                emb, maps = self.net(both, dense=True)
             emb = emb[:n]
         else:
             with autocast:
@@ -596,6 +619,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
         remove_temp_leftovers(run_dir)  # a checkpoint half written when a session was killed (under the run lock)
         write_resolved(cfg, run_dir, sessions=sessions)
     mean, std = model.backbone.mean, model.backbone.std
+    mean_on_device, std_on_device = (torch.tensor(v, dtype=torch.float32, device=dev) for v in (mean, std))
     sampler = PairBatchSampler(pairs.video, pairs.track, tc.batch_pairs, cfg.seed, steps=total, start_step=start,
                                rank=d.rank, world=d.world)
     loader = make_loader(PairPatches(pairs, cfg.data, background=cfg.miner.background_negatives), sampler, cfg.data,
@@ -630,6 +654,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     step, stopped = start, "done"
     metrics = dict(saved["metrics"]) if saved is not None else {}  # kept if this run stops before it logs
     last_ckpt = start if saved is not None else None
+    last_ckpt_t = time.monotonic()  # when the last checkpoint was written, or this session started
     window_t, window_steps, window_triplets = time.monotonic(), 0, 0
     # (time, step) the speed is measured from: the end of this process's first step, then of the latest fit (a slow
     # start is not held against the steps after it)
@@ -639,7 +664,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     try:
         for patches, index in loader:
             _seed_step(cfg.seed, step, d)
-            x = to_input(patches, mean, std, dev, channels_last)
+            x = to_input(patches, mean_on_device, std_on_device, dev, channels_last)
             groups = group_codes[index].to(dev)
             lr = tc.lr * lr_factor(step, total, tc)
             stepper.set_lr(lr)
@@ -717,15 +742,19 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
                 runlog.scalars(step, metrics)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", pos_cos=f"{metrics['pos_cos']:.2f}", phase=out.phase)
                 window_t, window_steps, window_triplets = now, 0, 0
-            if tc.image_every and step % tc.image_every == 0 and len(out.triplets):
+            if d.main and tc.image_every and step % tc.image_every == 0 and len(out.triplets):  # rank 0 writes it
                 runlog.image(step, "hardest_triplets", hardest_triplet_grid(x, out.values, out.triplets, mean, std))
-            out_of_time = budget is not None and time.monotonic() - t0 > budget * 60
-            if _any_rank(out_of_time, d, dev) and step < total:
+            now = time.monotonic()
+            out_of_time = budget is not None and now - t0 > budget * 60
+            # by time too: at 50 steps of 3 s (a CPU), Ctrl-C lost up to 2.5 minutes of training
+            overdue = bool(tc.checkpoint_minutes) and now - last_ckpt_t >= tc.checkpoint_minutes * 60
+            out_of_time, overdue = _any_rank_each((out_of_time, overdue), d, dev)  # rank 0's clock is not theirs
+            if out_of_time and step < total:
                 stopped = "budget"
                 break
-            if step % tc.checkpoint_every == 0 and step < total:
+            if (step % tc.checkpoint_every == 0 or overdue) and step < total:
                 checkpoint(step, metrics)
-                last_ckpt = step
+                last_ckpt, last_ckpt_t = step, time.monotonic()
             if step >= total:
                 break
         checkpoint(step, metrics)

@@ -26,7 +26,8 @@ TRAIN_SECTIONS = ("seed", "data", "model", "loss", "miner", "train")
 # keys a run may be continued with changed (speed, devices, logging, budget): the result does not depend on them,
 # but for the last bits under a changed train.threads (CPU reductions split differently)
 RESUMABLE_KEYS = frozenset({"train.budget_minutes", "train.fit_budget", "train.device", "train.threads",
-                            "train.log_every", "train.image_every", "train.checkpoint_every", "data.num_workers",
+                            "train.log_every", "train.image_every", "train.checkpoint_every",
+                            "train.checkpoint_minutes", "data.num_workers",
                             "data.prefetch", "train.dist_timeout_minutes"})
 LOSS_NAMES = ("ranking", "triplet", "contrastive")
 DISTANCE_NAMES = ("cosine", "sqeuclidean", "euclidean")
@@ -186,6 +187,9 @@ class TrainConfig:
     deterministic: bool = opt(True, "deterministic algorithms (on CPU, a resumed run then matches an uninterrupted "
                                     "one exactly)")
     checkpoint_every: int = opt(50, "write the rolling checkpoint.pt every N steps (and at the end)")
+    checkpoint_minutes: float = opt(1.0, "also write it once this many minutes passed since the last one (0: by "
+                                         "steps only): an interruption (Ctrl-C, a kill, a lost machine) loses at "
+                                         "most about this much training, however slow the steps")
     log_every: int = opt(10, "JSON-lines and TensorBoard scalars every N steps")
     image_every: int = opt(200, "TensorBoard image grid of the hardest triplets every N steps (0: never)")
     dist_timeout_minutes: float | None = opt(None, "torchrun: how long a process waits at a collective for the others "
@@ -216,6 +220,7 @@ class TrainConfig:
         for key in ("checkpoint_every", "log_every"):
             _positive("train", key, getattr(self, key))
         _positive("train", "image_every", self.image_every, allow_zero=True)
+        _positive("train", "checkpoint_minutes", self.checkpoint_minutes, allow_zero=True)
         if self.dist_timeout_minutes is not None:
             _positive("train", "dist_timeout_minutes", self.dist_timeout_minutes)
 

@@ -87,6 +87,8 @@ def to_input(patches: torch.Tensor, mean, std, device: torch.device, channels_la
     """
     s = patches.shape[2]
     x = patches.to(device, non_blocking=True).transpose(0, 1).reshape(-1, s, s, 3).permute(0, 3, 1, 2).float()
-    x.sub_(torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255.0)
-    x.div_(torch.tensor(std, device=device).view(1, 3, 1, 1) * 255.0)
+    # (mean and std may be given as tensors already on the device: no copy from host memory each step, which
+    # would make the host wait for the GPU right after the non-blocking copy above)
+    x.sub_(torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1) * 255.0)
+    x.div_(torch.as_tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1) * 255.0)
     return x if channels_last else x.contiguous()

@@ -196,9 +196,11 @@ def _train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        # .item() waits for the step: on a GPU the kernels are only queued until then, and the budget and the
+        # cosine lr would count launch time alone
+        state["losses"].append(loss.item())
         state["step"] += 1
         state["elapsed_s"] += time.perf_counter() - t0
-        state["losses"].append(loss.item())
         bar.update(1)
         bar.set_postfix(epe=f"{state['losses'][-1]:.2f}")
         if time.perf_counter() - last_save > cfg.checkpoint_seconds:
