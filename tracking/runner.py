@@ -51,16 +51,14 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
         raise VidsslError(f"bad shard {index}/{count}: expected I/N with 0 <= I < N")
     if workers < 1:
         raise VidsslError(f"--workers must be >= 1, got {workers}")
-    from vidssl.video import VIDEO_EXTENSIONS, find_videos
+    from vidssl.video import VIDEO_EXTENSIONS, find_videos, refuse_out_among_videos
 
     root, out = Path(videos_dir), Path(out_dir)
     paths = find_videos(root)
     if not paths:
         raise VidsslError(f"no videos under {root} (looked for {' '.join(VIDEO_EXTENSIONS)}, recursively)")
     base = root if root.is_dir() else root.parent
-    if out.resolve() == base.resolve():
-        raise VidsslError(f"--out {out} is the videos folder itself: the pair dataset (manifest, shards, markers) "
-                          "would be written among your videos; choose another folder")
+    refuse_out_among_videos(out, root, "the pair dataset (manifest, shards, markers)")
     listing = []
     for path in paths:
         rel = path.relative_to(base).as_posix()

@@ -529,9 +529,11 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
                               f"set that key instead")
         cfg = dataclasses.replace(cfg, mine=dataclasses.replace(cfg.mine, box_fraction=cfg.demo.mine_box_fraction))
         _check_demo_mining(cfg)
-    from vidssl.video import VIDEO_EXTENSIONS, find_videos
+    from vidssl.video import VIDEO_EXTENSIONS, find_videos, refuse_out_among_videos
 
     # before RUN is made (a missing path: find_videos says so); a rerun whose mining is done needs no videos
+    if not demo:
+        refuse_out_among_videos(run, videos, "the run (pairs, checkpoints, weights, report)")
     if not demo and p.run_mine and Stages(run).done("mine") is None and not find_videos(Path(videos)):
         raise VidsslError(f"--videos {videos}: no video file in it (looked for {' '.join(VIDEO_EXTENSIONS)}, "
                           "recursively)")

@@ -32,7 +32,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from vidssl.errors import CorruptVideo, EmptyVideo, NoVideoStream, UnsupportedVideo, VideoError
+from vidssl.errors import CorruptVideo, EmptyVideo, NoVideoStream, UnsupportedVideo, UsageError, VideoError
 
 log = logging.getLogger(__name__)
 
@@ -784,6 +784,15 @@ def _open_checked(path: Path, backend: str) -> VideoReader:
                     "repeats of the last and its seeks land that many frames off; use --set video.backend=auto "
                     "(or pyav)", path)
     return BACKENDS[backend](path)
+
+
+def refuse_out_among_videos(out: str | os.PathLike, videos: str | os.PathLike, what: str) -> None:
+    """A usage error when ``out`` is the folder of ``videos`` (a folder, or one video: its folder): ``what`` would
+    be written among the user's videos."""
+    base = Path(videos) if Path(videos).is_dir() else Path(videos).parent
+    if Path(out).resolve() == base.resolve():
+        raise UsageError(f"--out {out} is the videos folder itself: {what} would be written among your videos; "
+                         "choose another folder")
 
 
 def find_videos(root: str | os.PathLike) -> list[Path]:

@@ -27,8 +27,13 @@ def run(args, cfg) -> int:
     models = models_from_args(args, cfg)
     out = Path(args.out)
     data, kind = Path(args.data), args.kind
+    videos = kind in ("auto", "tracks") and detect_kind(data) == "videos"
+    if videos:  # before anything is written (config.yaml too)
+        from vidssl.video import refuse_out_among_videos
+
+        refuse_out_among_videos(out, data, "the evaluation (its pairs, metrics and figures)")
     try:
-        if kind in ("auto", "tracks") and detect_kind(data) == "videos":
+        if videos:
             from tracking import mine_folder
 
             # instance retrieval on plain videos: the tracking stage's pairs, resumable in OUT/pairs
