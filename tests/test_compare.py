@@ -390,3 +390,21 @@ def test_a_summary_that_is_not_utf8_is_a_one_line_error(tmp_path, capsys):
     assert main(["compare", str(run)]) == 1
     err = capsys.readouterr().err
     assert f"{run}/summary.json: unreadable" in err and f"vidssl report {run}" in err and "Traceback" not in err
+
+
+def test_runs_whose_only_evaluations_say_nothing_are_told_so(tmp_path, capsys):
+    """A run on short clips whose held-out tails hold one track (every model scores 1 there, left out of the
+    headline) was told to "finish the runs", which were finished."""
+    runs = []
+    for name in ("s0", "s1"):
+        run = tmp_path / name
+        (run / "eval" / "tracks_held_out").mkdir(parents=True)
+        (run / "eval" / "tracks_held_out" / "metrics.json").write_text(json.dumps(
+            {"labels": 1, "models": {f"{name}/backbone": {"map_at_r": 1.0}, "raw pixels": {"map_at_r": 1.0}}}))
+        (run / "summary.json").write_text(json.dumps({"weights": str(run / "backbone.pt"), "headline": {},
+                                                      "trained_model": f"{name}/backbone"}))
+        runs.append(run)
+    assert main(["compare", *map(str, runs)]) == 1
+    err = capsys.readouterr().err
+    assert "no informative evaluation results" in err and f"tracks_held_out in {runs[0]}: only one label" in err
+    assert "finish the runs" not in err and "--eval-data" in err

@@ -111,6 +111,14 @@ def read_runs(runs: list[str | Path]) -> tuple[list[TaskRow], list[str]]:
         notes += unreadable
     tasks = list(dict.fromkeys(task for _, headline, _ in tables for task in headline))
     if not tasks:
+        from vidssl.report import uninformative_tasks
+
+        uninformative = [f"{task} in {run}: {why}" for run in runs for task, why in uninformative_tasks(Path(run))]
+        if uninformative:  # evaluated, but nothing that tells models apart: "finish the runs" misled
+            raise VidsslError(f"no informative evaluation results in {', '.join(map(str, runs))}: "
+                              + "; ".join(uninformative) + ". Evaluate on data that can tell the models apart: "
+                              "--eval-data (CUB, DAVIS, Sintel folders), or videos whose held-out tails "
+                              "(pretrain.held_out_tail) hold several tracks")
         parts = sorted({f"{part}/" for run in map(Path, runs) for part in RUN_PARTS if (run / part).exists()})
         ignored = (f"; a summary.json beside {', '.join(parts)} is a run's, whose numbers are its eval/*/metrics.json"
                    if parts else "")

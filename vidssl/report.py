@@ -238,6 +238,19 @@ def degenerate(result: dict) -> str | None:
     return None
 
 
+def uninformative_tasks(run: Path) -> list[tuple[str, str]]:
+    """(task, why) for each evaluation in ``run/eval`` that says nothing about the models (:func:`degenerate`)."""
+    found = []
+    for path in sorted((run / "eval").glob("*/metrics.json")):
+        try:
+            why = degenerate(read_metrics(path))
+        except (OSError, ValueError):  # named elsewhere as unreadable
+            continue
+        if why:
+            found.append((path.parent.name, why))
+    return found
+
+
 def model_metrics(result: dict) -> dict[str, dict[str, Any]]:
     """A task's metrics per row: per model for retrieval and DAVIS (``models``), per method for flow
     (``methods.<name>.mean``, e.g. ``dis_medium``, ``match[<model>]``, ``transfer[<model>]``)."""
@@ -546,9 +559,9 @@ def build_report(run_dir: str | Path) -> Path:
         sections.insert(top, f"<div class='warn'><h2>Unreadable files</h2><p>Left out of this report and of "
                              f"summary.json:</p><ul>{items}</ul></div>")
         top += 1
+    summary["headline"] = headline_metrics(eval_results)  # {} without an evaluation: the keys are always there
+    summary["headline_metric"] = {task: headline_metric(eval_results[task]) for task in summary["headline"]}
     if eval_results:
-        summary["headline"] = headline_metrics(eval_results)
-        summary["headline_metric"] = {task: headline_metric(eval_results[task]) for task in summary["headline"]}
         sections.insert(top, _headline_section(summary, eval_results))
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>vidssl report</title><style>"
             "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
