@@ -1507,3 +1507,15 @@ def test_decoders_ffmpeg_lines_are_silent_unless_verbose(data_dir, tmp_path, wor
     ffmpeg_lines = [line for line in stderr("-v", "verbose").splitlines() if " @ 0x" in line]
     assert ffmpeg_lines, "the cut file no longer makes FFmpeg complain: the test shows nothing"
     assert [line for line in stderr("-q", "quiet").splitlines() if " @ 0x" in line] == []
+
+
+def test_a_labelled_mining_names_itself_in_its_skip_messages(tmp_path, data_dir, caplog):
+    """pretrain's held-out pass printed "carphone.mp4: skipped (too_short ...)" like a training skip, for a video
+    that was trained on; with -q nothing told the two passes apart."""
+    videos = tmp_path / "v"
+    videos.mkdir()
+    shutil.copy(data_dir / "videos" / "imageio_realshort.mp4", videos)
+    with caplog.at_level("WARNING"):
+        mine_folder(videos, tmp_path / "p", MineConfig(time_range=[0.8, 1.0]), progress=False, label="held-out tails")
+    assert any(r.getMessage().startswith("held-out tails: imageio_realshort.mp4: skipped (too_short")
+               for r in caplog.records), [r.getMessage() for r in caplog.records]

@@ -38,8 +38,10 @@ class SkippedInStrictMode(VidsslError):
 
 def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto", workers: int = 1,
                 shard: tuple[int, int] = (0, 1), strict: bool = False, seed: int = 0, progress: bool = True,
-                time_budget_s: float | None = None) -> dict:
-    """Mine every video under ``videos_dir`` (this call's ``shard``: index, count) into ``out_dir``.
+                time_budget_s: float | None = None, label: str | None = None) -> dict:
+    """Mine every video under ``videos_dir`` (this call's ``shard``: index, count) into ``out_dir``. ``label``
+    names this mining in its progress bar and skip messages (pretrain's "held-out tails", whose skips are not the
+    training videos').
 
     Videos already finished in ``out_dir`` are skipped, so rerunning the same call resumes (a video file that changed
     since it was mined is mined again). With a time budget no new video is started once it is spent; the dataset is
@@ -70,7 +72,7 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
         todo, crashed = _to_mine(base, out, [e for e in listing if shard_of(e["video"], count) == index])
         # in a pool a dying worker is blamed by the pool itself; only a death of this process counts as a crash
         job = _Job(base, out, cfg, video_backend, seed, strict, counts_deaths=workers == 1)
-        return _mine_listed(job, todo, crashed, workers, (index, count), strict, progress, time_budget_s)
+        return _mine_listed(job, todo, crashed, workers, (index, count), strict, progress, time_budget_s, label)
 
 
 def shard_of(video: str, count: int) -> int:
@@ -81,12 +83,12 @@ def shard_of(video: str, count: int) -> int:
 
 
 def _mine_listed(job: "_Job", todo: list[dict], crashed: list[dict], workers: int, shard: tuple[int, int],
-                 strict: bool, progress: bool, time_budget_s: float | None) -> dict:
+                 strict: bool, progress: bool, time_budget_s: float | None, label: str | None = None) -> dict:
     """Mine this shard's ``todo`` (and record its ``crashed``) under the shard's lock; the summary of mine_folder."""
     out = job.out
 
     started = time.monotonic()
-    bar = _FrameBar(crashed + todo, progress)
+    bar = _FrameBar(crashed + todo, progress, label)
     done: list[dict] = []
     try:
         for entry in crashed:
@@ -243,6 +245,8 @@ def _finish(result: dict, bar, strict: bool) -> dict:
     bar.video_done(result)
     if result["status"] == "skipped":
         message = f"{result['video']}: skipped ({result['reason']}: {result['detail']})"
+        if bar.label:
+            message = f"{bar.label}: {message}"
         if strict:
             raise SkippedInStrictMode(message + "; --strict makes any skip fail the run")
         log.warning(message)
@@ -360,15 +364,17 @@ class _FrameBar:
     """tqdm over frames with ETA. Frame counts are unknown until a video is decoded, so the total is re-estimated
     from the bytes still to mine at the frames-per-byte rate seen so far."""
 
-    def __init__(self, todo: list[dict], enabled: bool):
+    def __init__(self, todo: list[dict], enabled: bool, label: str | None = None):
         import sys
 
         from tqdm import tqdm
 
+        self.label = label
+
         self.bytes_left = sum(e["bytes"] for e in todo)
         self.bytes_done = 0
         self.frames_done = 0
-        self.bar = tqdm(total=None, unit="frame", desc="mining", dynamic_ncols=True,
+        self.bar = tqdm(total=None, unit="frame", desc=f"mining {label}" if label else "mining", dynamic_ncols=True,
                         disable=not (enabled and sys.stderr.isatty()))
 
     def update_frames(self, n: int) -> None:

@@ -631,7 +631,9 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
             # the held-out tails share the mining budget: each one decodes its video from the start
             held = tracking.mine_folder(held_out_videos, run / "pairs_held_out", held_out_mine,
                                         video_backend=cfg.video.backend, workers=p.mine_workers, seed=cfg.seed,
-                                        progress=progress,
+                                        progress=progress, label="held-out clips" if demo else (
+                                            f"held-out tails (the last {p.held_out_tail:.0%}: "
+                                            "pretrain.held_out_tail)"),
                                         time_budget_s=max(0.0, mine_budget - (time.monotonic() - mine_start)))
             if not held.get("pairs"):
                 log.warning("no held-out tracks in %s (see %s): instance retrieval across time is not evaluated",
