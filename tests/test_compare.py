@@ -408,3 +408,20 @@ def test_runs_whose_only_evaluations_say_nothing_are_told_so(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no informative evaluation results" in err and f"tracks_held_out in {runs[0]}: only one label" in err
     assert "finish the runs" not in err and "--eval-data" in err
+
+
+def test_a_pretrain_run_and_one_made_stage_by_stage_compare_by_what_their_stages_ran(tmp_path, capsys):
+    """A pretrain run records train.precision: auto in RUN/config.yaml, its training the fp32 auto chose; it read
+    pretrain.budget_minutes, which a run made stage by stage never does; and it trained on the first 80% of each
+    video while RUN/config.yaml keeps the user's whole mine.time_range. Compared with a run made stage by stage on all
+    of each video, `train.precision: fp32 / auto` and `pretrain.budget_minutes` were listed and the range was not."""
+    pre, stage = _run_folder(tmp_path, "pre", 0.9, 0.85, 0.6), _run_folder(tmp_path, "stage", 0.8, 0.85, 0.6)
+    _yaml(pre / "config.yaml", {"seed": 0, "train": {"precision": "auto"}, "pretrain": {"budget_minutes": 2.0},
+                                "mine": {"time_range": [0.0, 1.0]}})
+    _yaml(pre / "train" / "config.yaml", {"seed": 0, "train": {"precision": "fp32"}})
+    _yaml(pre / "pairs" / "config.yaml", {"seed": 0, "mine": {"time_range": [0.0, 0.8]}})
+    _yaml(stage / "train" / "config.yaml", {"seed": 0, "train": {"precision": "fp32"}})
+    _yaml(stage / "pairs" / "config.yaml", {"seed": 0, "mine": {"time_range": [0.0, 1.0]}})
+    assert main(["compare", str(pre), str(stage)]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("- ")]
+    assert notes == ["- mine.time_range: [0.0, 0.8] / [0.0, 1.0]"]

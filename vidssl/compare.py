@@ -180,7 +180,18 @@ def _run_config(run: Path) -> dict | None:
     training's (``RUN/train/config.yaml``, or the copy in the model card), whose mine and video sections are only
     what the train command was given, so those come from mining's (``RUN/pairs/config.yaml``)."""
     if (run / "config.yaml").exists():
-        return _yaml_config(run / "config.yaml")
+        config = _yaml_config(run / "config.yaml")
+        if config is None:
+            return None
+        # what the stages ran: the precision auto resolved to (train/config.yaml records it, as a run made stage
+        # by stage does), and the mining as done (pairs/config.yaml: pretrain's part of each video, before the
+        # held-out tail), so that a pretrain run and one made stage by stage compare key for key
+        trained = _yaml_config(run / "train" / "config.yaml") or {}
+        precision = (trained.get("train") or {}).get("precision") if isinstance(trained.get("train"), dict) else None
+        if precision is not None and isinstance(config.get("train"), dict):
+            config = {**config, "train": {**config["train"], "precision": precision}}
+        mined = _yaml_config(run / "pairs" / "config.yaml") or {}
+        return {**config, **{section: mined[section] for section in ("mine",) if section in mined}}
     config = _yaml_config(run / "train" / "config.yaml")
     if config is None:
         try:
@@ -243,6 +254,8 @@ def _setup(run: Path) -> dict[str, object]:
         # not among SPEED_KEYS, but mines the same pairs with any number of processes
         flat = {**json.loads(json.dumps(flat_config(Config()))), **flat_dict(config)}
         unread = _UNUSED_BY[videos == DEMO_VIDEOS] if videos is not None else ()
+        if not (run / "config.yaml").exists():  # made stage by stage: no pretrain.* setting applied to it
+            unread = (*unread, "pretrain")
         setup.update({k: NOT_READ if any(k == u or k.startswith(u + ".") for u in unread) else v
                       for k, v in flat.items() if k not in {"seed", "pretrain.mine_workers", *SPEED_KEYS}})
     if videos is not None:
