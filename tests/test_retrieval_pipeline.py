@@ -174,6 +174,9 @@ def test_cli_with_exported_weights(colour_classes, tmp_path, capsys):
     rc = main(["eval", "retrieval", "--arch", "smallcnn", "--data", str(tmp_path / "missing"), "--out", str(out)])
     err = capsys.readouterr().err.strip()
     assert rc != 0 and len(err.splitlines()) == 1 and "missing: data folder not found" in err
+    (tmp_path / "notes.txt").write_text("a file")  # it exists: "not found" misled
+    rc = main(["eval", "retrieval", "--arch", "smallcnn", "--data", str(tmp_path / "notes.txt"), "--out", str(out)])
+    assert rc != 0 and "notes.txt: a file, not a data folder" in capsys.readouterr().err
 
 
 def test_cli_mines_a_video_folder(tmp_path, capsys):

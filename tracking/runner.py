@@ -18,7 +18,7 @@ from tracking.config import MineConfig
 from tracking.dataset import (attempt_path, begin_attempt, check_shard_count, done_marker, merge, prepare, read_attempt,
                               source_state, undo_attempt, video_id, write_video)
 from tracking.video_miner import SkipVideo, mine_video
-from vidssl.errors import CorruptVideo, EmptyVideo, UnsupportedVideo, VideoError, VidsslError
+from vidssl.errors import CorruptVideo, EmptyVideo, UnsupportedVideo, UsageError, VideoError, VidsslError
 from vidssl.io import content_sample, run_lock
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,9 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
     """
     index, count = shard
     if not 0 <= index < count:
-        raise VidsslError(f"bad shard {index}/{count}: expected I/N with 0 <= I < N")
+        raise UsageError(f"bad shard {index}/{count}: expected I/N with 0 <= I < N")
     if workers < 1:
-        raise VidsslError(f"--workers must be >= 1, got {workers}")
+        raise UsageError(f"--workers must be >= 1, got {workers}")
     from vidssl.video import VIDEO_EXTENSIONS, find_videos, refuse_out_among_videos
 
     root, out = Path(videos_dir), Path(out_dir)

@@ -19,6 +19,15 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 def load_manifest(pairs_dir: str | Path) -> list[dict]:
     path = Path(pairs_dir) / "manifest.jsonl"
     if not path.is_file():
+        folder = Path(pairs_dir)
+        if (folder / "pairs" / "manifest.jsonl").is_file():  # a `vidssl pretrain` run folder
+            raise VidsslError(f"{pairs_dir} has no manifest.jsonl: it is a run folder; its pairs are in "
+                              f"{folder / 'pairs'}")
+        from vidssl.video import find_videos
+
+        if folder.is_dir() and find_videos(folder):
+            raise VidsslError(f"{pairs_dir} is a folder of videos, not mined pairs: mine it first (vidssl mine "
+                              f"{pairs_dir} --out PAIRS), then show PAIRS")
         raise VidsslError(f"{pairs_dir} has no manifest.jsonl; mine it first (vidssl mine VIDEOS --out {pairs_dir})")
     records = []
     for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1):

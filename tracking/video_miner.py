@@ -471,13 +471,14 @@ def _why_empty(result: VideoResult, cfg: MineConfig) -> tuple[str, str]:
         # frames fall on a cut when shots are a few frames long), moving ones start tracks that every cut ends
         return "cuts", (f"{len(result.cuts)} shot cuts in {result.frames} frames, the longest shot {longest} "
                         f"frames: none holds a track of mine.track_length={cfg.track_length} (that needs {needed} "
-                        f"frames; start frames rejected: {dict(+r)}, tracks rejected: {dict(result.tracks_rejected)})")
+                        f"frames; start frames rejected: {_counts(r)}, tracks rejected: "
+                        f"{_counts(result.tracks_rejected)})")
     if result.starts_accepted == 0:
         # the commonest obstacle names the video: still, everything moving (or no camera fit), or cut to pieces
         votes = {"no_motion": r["too_static"] + r["no_texture"], "all_motion": r["too_moving"] + r["no_camera_fit"],
                  "cuts": r["cut"]}
         reason = max(votes, key=votes.get)
-        detail = f"no usable start frame ({dict(+r)})"
+        detail = f"no usable start frame ({_counts(r)})"
         if reason == "no_motion" and result.most_moving_static > 0:
             # motion there but under the bar: a slow or small object, or one slowed by the downscale to working_side
             detail += (f"; at most {result.most_moving_static:.0%} of a start frame's points moved (needed: "
@@ -488,8 +489,14 @@ def _why_empty(result: VideoResult, cfg: MineConfig) -> tuple[str, str]:
         # motion was usable somewhere, but no box held enough moving points: no track ever ran to be rejected
         return "no_start", (f"no track started: no box held mine.min_box_points moving points on the "
                             f"{result.starts_accepted} start frames with usable motion (start frames rejected: "
-                            f"{dict(+r)})")
-    return "no_tracks", f"every track was rejected ({dict(result.tracks_rejected)})"
+                            f"{_counts(r)})")
+    return "no_tracks", f"every track was rejected ({_counts(result.tracks_rejected)})"
+
+
+def _counts(counter) -> str:
+    """"too_static 5, no_texture 2": the non-zero counts of a Counter or dict, for a skip's detail (a dict's repr
+    read as Python in a user's log)."""
+    return ", ".join(f"{key} {n}" for key, n in counter.items() if n) or "none"
 
 
 def _truncated(announced: int, decoded: int) -> str:

@@ -57,8 +57,9 @@ def run(args, cfg) -> int:
     print(f"wrote {args.out}/manifest.jsonl and dataset.json")
     if summary["complete"] and summary["pairs"] == 0:
         # exit status 1, as `vidssl pretrain` in the same case: a script's `mine && train` stops here
+        hint = ("; for no_motion, --set mine.min_moving_fraction=0.05 lets start frames with fewer moving points "
+                "through" if summary["videos"]["skipped"].get("no_motion") else "")
         log.error("no pair was mined: every video was skipped or gave none (the reasons are above and in "
-                  "dataset.json), and training needs pairs. Add videos with moving objects; for no_motion, "
-                  "--set mine.min_moving_fraction=0.05 lets start frames with fewer moving points through")
+                  "dataset.json), and training needs pairs. Add videos with moving objects" + hint)
         return 1
     return 0

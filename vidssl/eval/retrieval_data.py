@@ -461,7 +461,8 @@ def detect_kind(root: str | os.PathLike) -> str:
     folders holding images) or ``videos`` (video files, to be mined into tracks first)."""
     root = Path(root)
     if not root.is_dir():
-        raise RetrievalDataError(f"{root}: data folder not found")
+        raise RetrievalDataError(f"{root}: " + ("a file, not a data folder" if root.exists() else
+                                                "data folder not found"))
     if (root / "manifest.jsonl").is_file():
         return "tracks"
     if (root / "JPEGImages").is_dir() and (root / "Annotations").is_dir():
