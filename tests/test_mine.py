@@ -159,7 +159,8 @@ def test_rerun_resumes_and_refuses_other_settings(mined, demo_dir):
     before = (out / "manifest.jsonl").read_bytes()
     again = mine_folder(demo_dir, out, DEMO, progress=False)
     assert again["run"]["videos"] == 0 and (out / "manifest.jsonl").read_bytes() == before
-    with pytest.raises(Exception, match="other settings.*track_length"):
+    # named as pretrain names a stage's change: the key, what it was, what it is now
+    with pytest.raises(Exception, match=rf"other settings \(mine.track_length: {DEMO.track_length} -> 20\)"):
         mine_folder(demo_dir, out, dataclasses.replace(DEMO, track_length=20), progress=False)
 
 
@@ -189,7 +190,7 @@ def test_the_settings_check_waits_for_a_shard_holding_the_lock(tmp_path):
         assert worker.is_alive() and not (out / "mine.json").exists(), "the settings check ran without the lock"
         atomic_write_json(out / "mine.json", settings(DEMO, 0, "pyav"))  # the first shard's settings
     worker.join(10)
-    assert "other settings (start_stride)" in result["second"]
+    assert f"other settings (mine.start_stride: {DEMO.start_stride} -> 6)" in result["second"]
 
 
 def test_shards_and_workers_merge_to_the_unsharded_run(mined, demo_dir, tmp_path):

@@ -81,11 +81,14 @@ def prepare(out_dir: Path, root: Path, listing: list[dict], cfg: MineConfig, see
         if existing.is_file():
             have = json.loads(existing.read_text())
             if have != wanted:
-                changed = sorted(k for k in wanted["config"]
-                                 if have.get("config", {}).get(k) != wanted["config"][k])
-                changed += [k for k in ("seed", "video_backend") if have.get(k) != wanted[k]]
-                raise DatasetMismatch(f"{out_dir} was mined with other settings ({', '.join(changed) or 'format'}); "
-                                      "use a new --out or delete it to start over")
+                was = have.get("config", {}) if isinstance(have.get("config"), dict) else {}
+                changed = [(f"mine.{k}", was.get(k), wanted["config"][k]) for k in sorted(wanted["config"])
+                           if was.get(k) != wanted["config"][k]]
+                changed += [(k, have.get(k), wanted[k]) for k in ("seed", "video_backend") if have.get(k) != wanted[k]]
+                # as pretrain names a stage's changed settings: the key, what it was and what it is now
+                detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in changed) or "format"
+                raise DatasetMismatch(f"{out_dir} was mined with other settings ({detail}); use a new --out, or the "
+                                      "settings it was mined with (its mine.json), or delete it to start over")
         else:
             atomic_write_json(existing, wanted)
         atomic_write_json(out_dir / "videos.json", {"root": str(root.resolve()), "videos": listing})
