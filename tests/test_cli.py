@@ -224,8 +224,11 @@ def test_local_rank_is_checked_before_a_gpu_is_bound(monkeypatch):
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     assert local_rank("cpu") == 0  # gloo on CPU: any rank may share the CPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(VidsslError, match="WORLD_SIZE is set but LOCAL_RANK is not: launch with torchrun"):
         local_rank("cuda")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # srun --gpus-per-task=1: its one GPU is its own
+    assert local_rank("cuda") == 0
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert local_rank("cuda") == 1

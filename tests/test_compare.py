@@ -419,7 +419,10 @@ def test_a_pretrain_run_and_one_made_stage_by_stage_compare_by_what_their_stages
     _yaml(pre / "config.yaml", {"seed": 0, "train": {"precision": "auto"}, "pretrain": {"budget_minutes": 2.0},
                                 "mine": {"time_range": [0.0, 1.0]}})
     _yaml(pre / "train" / "config.yaml", {"seed": 0, "train": {"precision": "fp32"}})
-    _yaml(pre / "pairs" / "config.yaml", {"seed": 0, "mine": {"time_range": [0.0, 0.8]}})
+    # as pretrain leaves it: the mining's own record, pairs/mine.json (pretrain writes no pairs/config.yaml)
+    (pre / "pairs").mkdir()
+    (pre / "pairs" / "mine.json").write_text(json.dumps({"config": {"time_range": [0.0, 0.8]}, "seed": 0,
+                                                         "video_backend": "auto"}))
     _yaml(stage / "train" / "config.yaml", {"seed": 0, "train": {"precision": "fp32"}})
     _yaml(stage / "pairs" / "config.yaml", {"seed": 0, "mine": {"time_range": [0.0, 1.0]}})
     assert main(["compare", str(pre), str(stage)]) == 0

@@ -184,14 +184,17 @@ def _run_config(run: Path) -> dict | None:
         if config is None:
             return None
         # what the stages ran: the precision auto resolved to (train/config.yaml records it, as a run made stage
-        # by stage does), and the mining as done (pairs/config.yaml: pretrain's part of each video, before the
+        # by stage does), and the mining as done (pairs/mine.json: pretrain's part of each video, before the
         # held-out tail), so that a pretrain run and one made stage by stage compare key for key
         trained = _yaml_config(run / "train" / "config.yaml") or {}
         precision = (trained.get("train") or {}).get("precision") if isinstance(trained.get("train"), dict) else None
         if precision is not None and isinstance(config.get("train"), dict):
             config = {**config, "train": {**config["train"], "precision": precision}}
-        mined = _yaml_config(run / "pairs" / "config.yaml") or {}
-        return {**config, **{section: mined[section] for section in ("mine",) if section in mined}}
+        try:  # the mining's own record (pretrain writes no pairs/config.yaml)
+            mined = json.loads((run / "pairs" / "mine.json").read_text())["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            mined = None
+        return {**config, "mine": mined} if isinstance(mined, dict) else config
     config = _yaml_config(run / "train" / "config.yaml")
     if config is None:
         try:

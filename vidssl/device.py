@@ -27,7 +27,9 @@ def local_rank(device_kind: str) -> int:
     """This process's LOCAL_RANK (torchrun sets it): on CUDA, the GPU it trains on, so one is required."""
     value = os.environ.get("LOCAL_RANK")
     if value is None:
-        if device_kind == "cuda":  # every rank would take cuda:0 (NCCL: "Duplicate GPU detected")
+        # with several GPUs visible every rank would take cuda:0 (NCCL: "Duplicate GPU detected"); one visible GPU
+        # per process (srun --gpus-per-task=1) is this process's own
+        if device_kind == "cuda" and torch.cuda.device_count() != 1:
             raise VidsslError("WORLD_SIZE is set but LOCAL_RANK is not: launch with torchrun, which sets both, or "
                               "set LOCAL_RANK to each process's GPU index on its node")
         return 0

@@ -568,7 +568,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     from vidssl.demo import make_demo_videos, make_held_out_demo_videos
     from vidssl.eval import weights_row_name
     from vidssl.eval.baselines import feature_models
-    from vidssl.export import export_backbone
+    from vidssl.export import ExportPathError, ModelFileError, export_backbone
     from vidssl.report import EVAL_FAILURES, WARNINGS, build_report
     from vidssl.train import train
 
@@ -670,7 +670,10 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
 
         # earlier weights' evaluations: with the evaluation switched off, the report showed their numbers as these
         shutil.rmtree(run / "eval", ignore_errors=True)
-        path = export_backbone(run / "train", run / "backbone.pt", safetensors=cfg.export.safetensors)
+        try:
+            path = export_backbone(run / "train", run / "backbone.pt", safetensors=cfg.export.safetensors)
+        except ExportPathError as e:  # a file left in RUN (backbone.pth), not an argument of this command: exit 1
+            raise ModelFileError(str(e)) from None
         return {"weights": str(path)}
 
     def eval_stage() -> dict:

@@ -514,8 +514,10 @@ def build_report(run_dir: str | Path) -> Path:
             continue
         eval_results[task] = result
         rows, columns = _metric_rows(result)
-        block = [f"<h3>{html.escape(task)}</h3>", _table(rows, columns, {c: _column_header(c) for c in columns}),
-                 "<p>\u2191 higher is better, \u2193 lower is better.</p>"]
+        headers = {c: _column_header(c) for c in columns}
+        block = [f"<h3>{html.escape(task)}</h3>", _table(rows, columns, headers)]
+        if any(headers[c] != c for c in columns):
+            block.append("<p>\u2191 higher is better, \u2193 lower is better.</p>")
         why = degenerate(result)
         if why:
             block.append(f"<p><b>Not informative:</b> {html.escape(why)} (left out of the headline).</p>")

@@ -789,7 +789,7 @@ def _open_checked(path: Path, backend: str) -> VideoReader:
 def refuse_out_among_videos(out: str | os.PathLike, videos: str | os.PathLike, what: str) -> None:
     """A usage error when ``out`` is the folder of ``videos`` (a folder, or one video: its folder): ``what`` would
     be written among the user's videos."""
-    base = Path(videos) if Path(videos).is_dir() else Path(videos).parent
+    base = Path(videos).parent if Path(videos).is_file() else Path(videos)  # a missing folder is no file
     if Path(out).resolve() == base.resolve():
         raise UsageError(f"--out {out} is the videos folder itself: {what} would be written among your videos; "
                          "choose another folder")

@@ -196,8 +196,9 @@ def grid_to_mask(soft: torch.Tensor, size: tuple[int, int], out_size: tuple[int,
                  norm_mask: bool = False) -> np.ndarray:
     """(L, gh, gw) soft labels on the stride-8 grid of a ``size`` frame -> (H, W) uint8 arg-max label map at
     ``out_size`` (bilinear: cell centres land on the centres of their 8x8 pixel blocks). ``norm_mask``: each
-    label's map is first rescaled to [0, 1] over the frame, as DINO's ``norm_mask`` does (a label whose map is
-    nowhere positive, or constant, is left as it is)."""
+    label's map is first rescaled to [0, 1] over the frame, as DINO's ``norm_mask`` does, here on the frame at
+    ``out_size`` (DINO rescales the map at the feature grid's upsampled size, padding included, then resizes
+    the argmax by nearest neighbour); a label whose map is nowhere positive, or constant, is left as it is."""
     gh, gw = soft.shape[-2:]
     up = F.interpolate(soft[None].float(), size=(gh * STRIDE, gw * STRIDE), mode="bilinear", align_corners=False)
     up = up[..., :size[0], :size[1]]
