@@ -370,7 +370,6 @@ class _FrameBar:
         from tqdm import tqdm
 
         self.label = label
-
         self.bytes_left = sum(e["bytes"] for e in todo)
         self.bytes_done = 0
         self.frames_done = 0
