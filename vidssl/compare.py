@@ -186,8 +186,8 @@ def _run_config(run: Path) -> dict | None:
         # what the stages ran: the precision auto resolved to (train/config.yaml records it, as a run made stage
         # by stage does), and the mining as done (pairs/mine.json: pretrain's part of each video, before the
         # held-out tail), so that a pretrain run and one made stage by stage compare key for key
-        trained = _yaml_config(run / "train" / "config.yaml") or {}
-        precision = (trained.get("train") or {}).get("precision") if isinstance(trained.get("train"), dict) else None
+        trained = (_yaml_config(run / "train" / "config.yaml") or {}).get("train")
+        precision = trained.get("precision") if isinstance(trained, dict) else None
         if precision is not None and isinstance(config.get("train"), dict):
             config = {**config, "train": {**config["train"], "precision": precision}}
         try:  # the mining's own record (pretrain writes no pairs/config.yaml)

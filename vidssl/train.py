@@ -102,11 +102,7 @@ def _any_rank_each(flags: tuple[bool, ...], d: Dist, device: torch.device) -> tu
 
 def _any_rank(flag: bool, d: Dist, device: torch.device) -> bool:
     """True on every rank when ``flag`` is true on any (every rank must take the same branch around collectives)."""
-    if d.world == 1:
-        return flag
-    t = torch.tensor([float(flag)], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    return _any_rank_each((flag,), d, device)[0]
 
 
 def _check_ranks_agree(d: Dist, device: torch.device, run_dir: Path, pairs_dir: Path, start: int, total: int,
