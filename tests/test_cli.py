@@ -262,23 +262,6 @@ def test_nothing_is_written_among_the_videos(tmp_path, capsys, data_dir):
     refuse_out_among_videos(tmp_path, tmp_path / "deleted_clips", "the run")
 
 
-def test_pretrain_warns_when_no_evaluation_tells_the_models_apart(tmp_path, capsys, monkeypatch):
-    """Short clips whose held-out tails hold one track: every model scores 1 there, so the headline is empty, and
-    the run ended with no metrics and no word of why."""
-    import json
-
-    import vidssl.pipeline
-
-    run = tmp_path / "run"
-    (run / "eval" / "tracks_held_out").mkdir(parents=True)
-    (run / "eval" / "tracks_held_out" / "metrics.json").write_text(json.dumps(
-        {"labels": 1, "models": {"run/backbone": {"map_at_r": 1.0}, "raw pixels": {"map_at_r": 1.0}}}))
-    monkeypatch.setattr(vidssl.pipeline, "pretrain", lambda *a, **k: {"headline": {}, "headline_metric": {}})
-    assert main(["pretrain", "--out", str(run)]) == 0
-    out = capsys.readouterr().out
-    assert "warning: tracks_held_out says nothing about the weights (only one label" in out and "--eval-data" in out
-
-
 def test_show_pairs_on_a_run_or_a_video_folder_says_where_the_pairs_are(tmp_path, capsys, data_dir):
     """It advised `vidssl mine VIDEOS --out RUN` for a pretrain run folder (its pairs are in RUN/pairs) and `--out
     VIDEOS` for a folder of videos, which mine refuses."""

@@ -32,6 +32,28 @@ def run_dir(tmp_path_factory):
 
 
 @pytest.mark.slow
+def test_an_evaluation_that_cannot_tell_models_apart_is_a_warning_of_the_run(run_dir, tmp_path, monkeypatch, caplog):
+    """Held-out tails holding one track: every model scores 1 there, so the task is left out of the headline. That
+    was printed once by the command, but not kept in warnings.json, summary.json or the report's warnings."""
+
+    monkeypatch.delenv("VIDSSL_DATA", raising=False)
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    path = run / "eval" / "tracks_held_out" / "metrics.json"
+    result = json.loads(path.read_text())
+    assert result["labels"] > 1 and not any("says nothing" in w for w in json.loads((run / "warnings.json").read_text()))
+    path.write_text(json.dumps({**result, "labels": 1}))  # as a run whose tails held a single track
+    with caplog.at_level(logging.WARNING):
+        assert main(["-q", "pretrain", "--out", str(run), "--budget-minutes", "4", *TINY]) == 0  # every stage done
+    said = [r.getMessage() for r in caplog.records if "says nothing about the weights" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("warning: tracks_held_out says nothing about the weights (only "
+                                                 "one label") and "--eval-data" in said[0]
+    warnings = json.loads((run / "warnings.json").read_text())
+    assert said[0] == f"warning: {warnings[-1]}" and json.loads((run / "summary.json").read_text())["warnings"] == warnings
+    assert "tracks_held_out says nothing about the weights" in (run / "report.html").read_text()
+
+
+@pytest.mark.slow
 def test_pretrain_writes_every_stage_and_a_self_contained_report(run_dir):
     for stage in ("mine", "train", "export", "eval"):
         assert (run_dir / "stages" / f"{stage}.json").is_file(), stage

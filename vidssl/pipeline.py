@@ -429,6 +429,16 @@ def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> li
     return out
 
 
+def evaluation_warnings(run: Path) -> list[str]:
+    """One warning per finished evaluation in ``RUN/eval`` that cannot tell the models apart (e.g. held-out tails
+    holding a single track, where every model scores 1): a headline without it reads as if it had been measured."""
+    from vidssl.report import uninformative_tasks
+
+    return [f"{task} says nothing about the weights ({why}); give --eval-data (CUB, DAVIS, Sintel folders), or "
+            f"videos whose held-out tails (pretrain.held_out_tail) hold several tracks"
+            for task, why in uninformative_tasks(run)]
+
+
 def eval_data_by_default(run: Path) -> Path | None:
     """The evaluation data of a pretrain without --eval-data: ``$VIDSSL_DATA``; where it is not set, what the run's
     eval stage (completed or begun) recorded, while that folder exists. The same command rerun in a shell without
@@ -749,6 +759,8 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     except EvalFailed:
         _log_warnings(warnings)
         raise
+    warnings += evaluation_warnings(run)
+    atomic_write_json(run / WARNINGS, warnings)
     _log_warnings(warnings)
     if not p.run_report:  # a summary.json an earlier run left may hold the numbers of earlier weights: not read
         return {"stages": results, "warnings": warnings}
