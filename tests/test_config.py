@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,47 @@ def test_resolved_config_records_versions(tmp_path):
     for key in ("vidssl", "torch", "opencv", "pyav", "git_sha", "python"):
         assert key in data["versions"]
     assert data["versions"]["torch"]
+
+
+def test_the_recorded_git_sha_is_this_checkout_s_and_none_inside_another_project(tmp_path):
+    """Installed (not editable) into a virtualenv inside the user's own git project, vidssl recorded that
+    project's HEAD as its own version in every run, checkpoint and model card."""
+    import shutil
+    import subprocess
+    import sys
+
+    from vidssl.config import git_sha
+
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not run from a git checkout of vidssl")
+    assert git_sha().removesuffix("-dirty") == head.stdout.strip()
+    project = tmp_path / "userproj"
+    site = project / ".venv" / "site-packages"
+    shutil.copytree(REPO / "vidssl", site / "vidssl", ignore=shutil.ignore_patterns("__pycache__"))
+    git = ["git", "-C", str(project), "-c", "user.name=u", "-c", "user.email=u@x"]
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "user's own"], check=True)
+    theirs = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    found = subprocess.run([sys.executable, "-c", "import vidssl.config as c; print(c.__file__, c.git_sha())"],
+                           cwd=tmp_path, capture_output=True, text=True, check=True,
+                           env={"PYTHONPATH": str(site), "PATH": os.environ["PATH"]}).stdout.split()
+    assert found[0].startswith(str(site)) and theirs != head.stdout.strip()  # the copy ran, in a project of its own
+    assert found[1] == "None"
+
+
+def test_keys_of_a_section_set_where_a_value_was_given_are_refused(tmp_path):
+    """`--set model=resnet18 --set model.width=64` (or a file's `train: 5` and `--set train.lr=0.1`) loaded: the
+    section's keys replaced the wrong value before its type was checked."""
+    for overrides in (["model=resnet18", "model.width=64"], ["eval=1", "eval.davis.topk=5"],
+                      ["eval.davis=x", "eval.davis.topk=5"]):
+        with pytest.raises(ConfigError, match=f"config key '{overrides[0].split('=')[0]}' is a section"):
+            load_config(overrides=overrides)
+    path = tmp_path / "c.yaml"
+    path.write_text("train: 5\n")
+    with pytest.raises(ConfigError, match="config key 'train' is a section.*e.g. train.KEY=VALUE"):
+        load_config(path, ["train.lr=0.1"])
+    assert load_config(overrides=["model.width=64", "model.width=32"]).model.width == 32  # sections still merge
 
 
 def test_recording_versions_does_not_import_torch():

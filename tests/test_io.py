@@ -51,6 +51,51 @@ def test_a_failed_write_names_the_destination_not_the_temp_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_failed_rename_names_the_destination_not_the_temp_file(tmp_path):
+    dest = tmp_path / "config.yaml"
+    dest.mkdir()  # a folder where the file goes: the rename fails, naming the temp file and the destination
+    with pytest.raises(OSError) as caught:
+        atomic_write_json(dest, {"a": 1})
+    assert caught.value.filename == str(dest) and ".tmp-" not in str(caught.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]
+
+
+def test_the_folder_is_synced_after_the_rename(tmp_path, monkeypatch):
+    """Without it a power cut may lose the rename: the newest checkpoint or card is gone, though each was synced."""
+    import os
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd))
+    atomic_write_json(tmp_path / "card.json", {"a": 1})
+    assert synced[-1] == str(tmp_path) and synced[0].startswith(str(tmp_path / ".tmp-card.json."))
+
+
+def test_a_umask_without_owner_write_still_writes_files(tmp_path, monkeypatch):
+    """With umask 0222 every file is made read-only; the temp file was opened for writing to fsync it after its
+    mode was set, which fails for any user but root, naming the destination in a folder that was writable. Root
+    writes anything (as tests may run), so a user's permission check on opening is simulated."""
+    import builtins
+    import os
+    import stat
+
+    real_open = builtins.open
+
+    def users_open(file, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wa+") and os.path.exists(file) and not os.stat(file).st_mode & stat.S_IWUSR:
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", users_open)
+    before = os.umask(0o222)
+    try:
+        atomic_write_json(tmp_path / "x.json", {"a": 1})
+    finally:
+        os.umask(before)
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": 1}
+    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o444  # what open(..., "w") gives under it
+
+
 def test_a_folder_that_refuses_new_files_is_named_with_the_destination(tmp_path, monkeypatch):
     dest = tmp_path / "backbone.pt"
 

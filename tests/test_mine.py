@@ -165,7 +165,7 @@ def test_rerun_resumes_and_refuses_other_settings(mined, demo_dir):
 
 
 def test_the_settings_check_waits_for_a_shard_holding_the_lock(tmp_path):
-    """Shards started at the same moment: the check for mine.json and its writing happen under the directory lock,
+    """Shards started at the same moment: the check for mine.json and its writing happen under the folder's merge lock,
     so a second shard with other settings sees the first one's mine.json and is refused (without the lock both
     could find none and both be accepted)."""
     import threading
@@ -418,7 +418,7 @@ def bad_dir(demo_dir, tmp_path_factory) -> tuple[Path, dict]:
     with open_video(good) as reader:
         frames = [f for _, f in reader.frames()]
     write_clip(root / "short.mp4", frames[:20])
-    write_clip(root / "folder.mp4" / "inside.mp4", frames[:20])
+    write_clip(root / "folder.mp4" / "inside.mp4", frames[1:21])  # not short.mp4's bytes: that would be a duplicate
     write_clip(root / "uniform.mp4", [np.zeros_like(f) for f in frames[:60]])  # nothing to follow: not "all motion"
     noise = np.random.default_rng(2)  # a dark scene's sensor noise: no texture either, nor a cut per frame
     write_clip(root / "uniform_noise.mp4", [np.clip(16 + noise.normal(0, 1.5, f.shape), 0, 255).astype(np.uint8)
@@ -522,6 +522,15 @@ def test_a_file_cut_short_after_its_index_is_flagged_by_the_announced_frame_coun
     assert result.damage == (f"the container announces 90 frames but the stream ends after {decoded}: the file "
                              "looks truncated (an interrupted copy or download); copy it again")
     assert result.pairs is not None and max(r["end_frame"] for r in result.records) < decoded
+    # a part of it mined (pretrain's training part, the first 80%): that part decodes whole, yet the file lost its
+    # end all the same; only the held-out tail used to say so
+    with open_video(cut, "pyav") as reader:
+        counted = reader.num_frames  # what the demuxer counts (the last packet may not decode)
+        part = mine_video(reader, dataclasses.replace(DEMO, time_range=[0.0, 0.8]))
+    assert part.damage == (f"the container announces 90 frames but the stream ends after {counted}: the file "
+                           "looks truncated (an interrupted copy or download); copy it again")
+    assert part.pairs is not None and counted - 1 <= decoded <= counted
+    assert mine_video(open_video(whole, "pyav"), dataclasses.replace(DEMO, time_range=[0.0, 0.8])).damage is None
     (tmp_path / "short").mkdir()
     cut_more = tmp_path / "short" / "cut.mp4"
     cut_more.write_bytes(data[: len(data) // 3])
@@ -846,6 +855,25 @@ def test_a_shard_cut_short_or_a_damaged_marker_is_mined_again(demo_dir, tmp_path
     assert shard.read_bytes() == before[1][(clip_01, "shard")]
 
 
+def test_a_merge_killed_between_its_two_files_is_refused_by_training_until_merged_again(mined, tmp_path):
+    """merge() writes manifest.jsonl, then dataset.json: killed between the two (a video had changed, so the new
+    manifest lacks its pairs), the old dataset.json still said complete, and training took the rest for all."""
+    from vidssl.data import PairDataError, open_pairs
+
+    out = tmp_path / "pairs"
+    shutil.copytree(mined[0], out)
+    whole = open_pairs(out)
+    lines = (out / "manifest.jsonl").read_text().splitlines(keepends=True)
+    first_video = json.loads(lines[0])["video_id"]
+    (out / "manifest.jsonl").write_text("".join(line for line in lines if json.loads(line)["video_id"] == first_video))
+    assert json.loads((out / "dataset.json").read_text())["complete"]
+    with pytest.raises(PairDataError, match=re.escape(f"rewrite both with `vidssl mine --merge --out {out}`")):
+        open_pairs(out)
+    merge(out)  # as the message says: the markers hold every video's pairs
+    again = open_pairs(out)
+    assert again.fingerprint == whole.fingerprint and len(again.offset) == len(whole.offset)
+
+
 def test_a_video_left_out_of_one_run_keeps_its_shard_and_marker(demo_dir, tmp_path):
     """A run whose listing lacks a finished video (moved aside, a rerun on one file of the folder, a lagging mount)
     leaves it out of the manifest and deletes nothing: it deleted the video's shard and marker (and an earlier
@@ -1000,6 +1028,57 @@ def test_a_skip_whose_fix_was_applied_is_mined_on_the_rerun(demo_dir, tmp_path):
     again = mine_folder(videos, out, DEMO, progress=False)
     assert again["run"]["videos"] == 2 and again["videos"]["mined"] == 2 and not again["videos"]["skipped"]
     assert mine_folder(videos, out, DEMO, progress=False)["run"]["videos"] == 0  # and then they are done
+
+
+def test_a_copy_of_a_video_is_skipped_as_a_duplicate_and_mined_once_the_original_is_gone(demo_dir, tmp_path):
+    """The same clip twice in a folder (a download saved twice, a copied subfolder) was mined as two videos: its
+    tracks were each other's negatives, identical to the positives."""
+    videos, out = copy_clips(demo_dir, tmp_path / "videos", names=("clip_00.mp4", "clip_01.mp4")), tmp_path / "pairs"
+    (videos / "sub").mkdir()
+    shutil.copy(videos / "clip_00.mp4", videos / "sub" / "again.mp4")
+    first = mine_folder(videos, out, DEMO, progress=False)
+    assert first["videos"]["skipped"] == {"duplicate": ["sub/again.mp4"]} and first["videos"]["mined"] == 2
+    assert {rec["video"] for rec in manifest(out)} == {"clip_00.mp4", "clip_01.mp4"}
+    marker = json.loads((out / "done" / f"{video_id('sub/again.mp4')}.json").read_text())
+    assert marker["detail"].startswith("the same bytes as clip_00.mp4, which is mined instead")
+    assert mine_folder(videos, out, DEMO, progress=False)["run"]["videos"] == 0  # a finished skip, as any other
+    # the original deleted: the copy is mined on the rerun, to the pairs the original gave
+    pairs_of_original = [{k: v for k, v in rec.items() if k not in ("video", "video_id", "shard", "track_shard")}
+                         for rec in manifest(out) if rec["video"] == "clip_00.mp4"]
+    (videos / "clip_00.mp4").unlink()
+    again = mine_folder(videos, out, DEMO, progress=False)
+    assert again["run"]["videos"] == 1 and again["videos"]["mined"] == 2 and not again["videos"]["skipped"]
+    assert [{k: v for k, v in rec.items() if k not in ("video", "video_id", "shard", "track_shard")}
+            for rec in manifest(out) if rec["video"] == "sub/again.mp4"] == pairs_of_original
+    # a new copy is the copy, as the mined one is kept
+    shutil.copy(videos / "sub" / "again.mp4", videos / "sub" / "third.mp4")
+    third = mine_folder(videos, out, DEMO, progress=False)
+    assert third["run"]["videos"] == 1 and third["videos"]["skipped"] == {"duplicate": ["sub/third.mp4"]}
+    # copied back under its first name, whose marker of the first run is still valid: both are mined; the first
+    # by path is kept and the other becomes the skipped copy, so no clip is in the pairs twice
+    shutil.copy(videos / "sub" / "again.mp4", videos / "clip_00.mp4")
+    back = mine_folder(videos, out, DEMO, progress=False)
+    assert back["run"]["videos"] == 2 and back["videos"]["mined"] == 2
+    assert back["videos"]["skipped"] == {"duplicate": ["sub/again.mp4", "sub/third.mp4"]}
+    assert {rec["video"] for rec in manifest(out)} == {"clip_00.mp4", "clip_01.mp4"}
+
+
+def test_copies_are_found_by_whole_content_not_by_size_or_sample(tmp_path):
+    """Files of one size whose first and last MiB agree (the content sample) but whose middle differs are no copies;
+    the copy kept is the first by path; empty files are no copies of each other."""
+    from tracking.runner import find_copies
+
+    rng = np.random.default_rng(0)
+    body = rng.integers(0, 256, 3 << 20, dtype=np.uint8).tobytes()
+    other_middle = body[:1 << 20] + bytes([body[1 << 20] ^ 1]) + body[(1 << 20) + 1:]
+    files = {"b.mp4": body, "a/x.mp4": body, "c.mp4": other_middle, "d.mp4": body[:-1] + b"?",
+             "e.mp4": b"", "f.mp4": b"", "g.mp4": body[:1000], "h.mp4": body[:1000]}
+    listing = []
+    for name, data in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+        listing.append({"video": name, "video_id": video_id(name), "bytes": len(data)})
+    assert find_copies(tmp_path, tmp_path / "pairs", listing) == {"b.mp4": "a/x.mp4", "h.mp4": "g.mp4"}
 
 
 def test_a_file_name_that_is_not_utf8_is_mined(demo_dir, tmp_path):

@@ -316,3 +316,20 @@ def test_the_logged_negative_cosine_is_the_batch_s_and_the_guard_keeps_its_runni
     second = neg_cosine(other, valid)
     assert sched.neg_cos == pytest.approx(second)
     assert sched.neg_cos_ema == pytest.approx(0.9 * first + 0.1 * second)
+
+
+def test_per_step_draws_have_streams_of_their_own():
+    """Seeded by linear formulas, the cycle's roll at step t drew the very numbers of the mining at step t + 7919, and
+    under torchrun nearly every roll those of some rank's mining; seed 0's initial weights those of its first
+    mining. Every (use, seed, step, rank) of 8 processes over 2000 steps, and the model seeds, are told apart."""
+    from vidssl.seeds import Stream, step_seed
+
+    seen = {seed: ("model init", seed) for seed in range(4)}  # build_model seeds torch with cfg.seed itself
+    for stream in Stream:
+        for seed in (0, 1):
+            for step in range(2000):
+                for rank in range(8 if stream != Stream.CYCLE_ROLL else 1):
+                    value = step_seed(stream, seed, step, rank)
+                    assert 0 <= value < 2**63
+                    assert seen.setdefault(value, (stream, seed, step, rank)) == (stream, seed, step, rank)
+    assert len(seen) == 4 + 2 * 2000 * (8 + 1 + 8)

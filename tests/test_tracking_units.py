@@ -308,9 +308,9 @@ def test_track_leaving_the_frame_is_dropped():
     frames = [np.ascontiguousarray(world[:, 200 - 4 * t:360 - 4 * t]) for t in range(30)]
     track, pairs, dropped, ended = run_track(frames, (100.0, 40.0, 32.0, 32.0), 25, pair_stride=2, open_until=4)
     assert ended == "left_frame" and not pairs and dropped == {"left_frame": 3}  # windows opened at 0, 2, 4 lost
-    assert all(s.box[0] + s.box[2] <= 160 for s in track.history)  # every kept box lies inside the frame
-    # x = 100 + 4t: the box touches the right edge of the 160 px frame at t = 7
+    # x = 100 + 4t: the box touches the right edge of the 160 px frame at t = 7; until then it follows the texture
     assert [s.frame for s in track.history] == list(range(7))
+    assert all(abs(s.box[0] - (100 + 4 * s.frame)) <= 1 and abs(s.box[1] - 40) <= 1 for s in track.history)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -450,3 +450,42 @@ def test_the_last_start_box_survives_its_first_update():
         box = (float(x), float(miner.margin), float(miner.side), float(miner.side))
         track = Track(0, 0, box, 1.0, miner.scale, bgr, gray, frame, cfg)
         assert track.step(1, bgr, gray, frame).ended is None, x
+
+
+def test_a_mined_part_of_short_shots_is_skipped_for_its_cuts_whatever_came_before_it():
+    """The held-out tail (mine.time_range [0.8, 1]) of a video whose first 255 frames are one shot and whose tail
+    is cut every 15 frames: no track fits a shot of the tail, but the long shot before it, never mined, made the
+    reason "no_motion"."""
+    from collections import Counter
+
+    from tracking.video_miner import VideoResult, _why_empty
+
+    cfg = MineConfig()
+    result = VideoResult(frames=300, cuts=[255, 270, 285], starts_rejected=Counter(too_static=2, cut=1))
+    reason, detail = _why_empty(result, cfg, first_frame=240)
+    assert reason == "cuts" and detail.startswith("3 shot cuts in 60 frames mined, the longest shot 15 frames")
+    assert _why_empty(result, cfg)[0] == "no_motion"  # the whole video mined: its first shot holds tracks
+    # a cut before the mined part is not one of its shots: [240, 300) holds 60 frames of one shot
+    assert _why_empty(VideoResult(frames=300, cuts=[30, 60, 90], starts_rejected=Counter(too_static=3)), cfg,
+                      first_frame=240)[0] == "no_motion"
+
+
+def test_taking_back_a_start_takes_back_only_what_it_counted(tmp_path):
+    """A pool worker's start counts no death (its pool blames a dying worker itself) but marks the video as its
+    run's; taking it back (Ctrl-C, a strict skip) deleted the death a --workers 1 run had counted before it."""
+    from tracking.dataset import begin_attempt, read_attempt, undo_attempt
+
+    source = {"size": 1, "mtime_ns": 2}
+    (tmp_path / "done").mkdir()
+    assert begin_attempt(tmp_path, "v", "died", source) == 1  # a --workers 1 run that died on the video
+    assert begin_attempt(tmp_path, "v", "pool", source, counts=False) == 1
+    undo_attempt(tmp_path, "v", "pool")
+    assert read_attempt(tmp_path, "v")["attempts"] == 1
+    assert begin_attempt(tmp_path, "v", "alone", source) == 2
+    undo_attempt(tmp_path, "v", "alone")
+    assert read_attempt(tmp_path, "v")["attempts"] == 1
+    undo_attempt(tmp_path, "v", "someone else")  # not that run's start: left as it is
+    assert read_attempt(tmp_path, "v")["attempts"] == 1
+    assert begin_attempt(tmp_path, "w", "pool", source, counts=False) == 0
+    undo_attempt(tmp_path, "w", "pool")
+    assert read_attempt(tmp_path, "w") is None

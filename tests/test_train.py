@@ -102,16 +102,23 @@ def test_a_run_started_under_another_batch_plan_resumes_and_says_its_batches_dif
     cfg = load_config(None, TINY + ["train.steps=400", "train.fit_budget=false"])
     stats = train(pairs, tmp_path / "run", cfg, budget_minutes=0.002, progress=False)
     ckpt = load_checkpoint(tmp_path / "run" / CHECKPOINT)
-    assert ckpt["batch_plan"] == 2
+    assert ckpt["batch_plan"] == 3
     with caplog.at_level(logging.WARNING):  # the same version: nothing to say
         stats = train(pairs, tmp_path / "run", cfg, budget_minutes=0.002, progress=False)
-    assert "planned otherwise" not in caplog.text
-    ckpt = load_checkpoint(tmp_path / "run" / CHECKPOINT)
-    del ckpt["batch_plan"]  # as written before the epoch plans were reseeded
-    torch.save(ckpt, tmp_path / "run" / CHECKPOINT)
-    with caplog.at_level(logging.WARNING):
-        assert train(pairs, tmp_path / "run", cfg, budget_minutes=0.002, progress=False)["step"] > stats["step"]
-    assert "was started by an earlier vidssl, whose batches were planned otherwise" in caplog.text
+    assert "made otherwise" not in caplog.text
+    for written_before in ("the epoch plans were reseeded", "the per-step draws had streams of their own"):
+        ckpt = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+        if written_before.startswith("the epoch"):
+            del ckpt["batch_plan"]
+        else:
+            ckpt["batch_plan"] = 2
+        torch.save(ckpt, tmp_path / "run" / CHECKPOINT)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert train(pairs, tmp_path / "run", cfg, budget_minutes=0.002, progress=False)["step"] > stats["step"]
+        assert "was started by an earlier vidssl, whose batches or per-step random draws were made otherwise" \
+            in caplog.text, written_before
+        stats = json.loads((tmp_path / "run" / "stats.json").read_text())
 
 
 def test_budget_fits_the_schedule(pairs, tmp_path):

@@ -220,19 +220,23 @@ def begin_attempt(out_dir: Path, vid: str, run: str, source: dict | None, counts
     by ``run`` without adding to the count, so killing the whole run never blames its videos."""
     last = read_attempt(out_dir, vid)
     count = int(counts) + (last["attempts"] if last and last.get("source") == source else 0)
-    atomic_write_json(attempt_path(out_dir, vid), {"attempts": count, "run": run, "source": source}, indent=None)
+    atomic_write_json(attempt_path(out_dir, vid), {"attempts": count, "run": run, "source": source,
+                                                   "counted": counts}, indent=None)
     return count
 
 
 def undo_attempt(out_dir: Path, vid: str, run: str) -> None:
-    """Take back ``run``'s start of video ``vid``: it was interrupted on purpose (Ctrl-C), not crashed on."""
+    """Take back ``run``'s start of video ``vid``: it was interrupted on purpose (Ctrl-C), not crashed on. Only
+    what that start added is taken back: a pool worker's start counted nothing, and the deaths counted before it
+    (a --workers 1 run that died on the video) stay."""
     last = read_attempt(out_dir, vid)
     if last is None or last.get("run") != run:
         return
-    if last["attempts"] <= 1:
+    remaining = last["attempts"] - int(last.get("counted", True))
+    if remaining <= 0:
         attempt_path(out_dir, vid).unlink(missing_ok=True)
     else:
-        atomic_write_json(attempt_path(out_dir, vid), {**last, "attempts": last["attempts"] - 1, "run": None},
+        atomic_write_json(attempt_path(out_dir, vid), {"attempts": remaining, "run": None, "source": last.get("source")},
                           indent=None)
 
 
@@ -301,11 +305,15 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(fh, np.ascontiguousarray(array))
 
 
+MERGE_LOCK = ".vidssl-merge.lock"
+
+
 @contextlib.contextmanager
 def _locked(out_dir: Path):
-    """Serialise the settings check and the merges of processes sharing ``out_dir`` (an advisory lock on the
-    directory itself, so no lock file is left behind; local file systems)."""
-    fd = os.open(out_dir, os.O_RDONLY)
+    """Serialise the settings check and the merges of processes sharing ``out_dir``, also on other machines: an
+    advisory lock on a file opened for writing (NFS emulates flock with byte-range locks, which a folder, opened
+    read-only, cannot take)."""
+    fd = os.open(out_dir / MERGE_LOCK, os.O_WRONLY | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -354,9 +362,13 @@ def merge(out_dir: str | Path) -> dict:
                 continue
             mined_videos += 1
             lines.extend(json_text(rec) for rec in marker["pairs"])
-        atomic_write_text(out_dir / "manifest.jsonl", "".join(line + "\n" for line in lines))
+        manifest = "".join(line + "\n" for line in lines)
+        atomic_write_text(out_dir / "manifest.jsonl", manifest)
         summary = {
             "pairs": len(lines),
+            # two files, two renames: a merge killed between them leaves a new manifest beside the old summary,
+            # which may say complete; open_pairs holds the manifest to this
+            "manifest_sha256": hashlib.sha256(manifest.encode("utf-8", "backslashreplace")).hexdigest(),
             "patch_size": mined["config"]["patch_size"],
             "track_length": mined["config"]["track_length"],
             "complete": pending == 0,

@@ -69,10 +69,60 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
                   advice="that shard is being mined; start each --shard once (other shards may run beside it)"):
         prepare(out, base, listing, cfg, seed, video_backend)
         check_shard_count(out, index, count)
-        todo, crashed = _to_mine(base, out, [e for e in listing if shard_of(e["video"], count) == index])
+        copies = find_copies(base, out, listing)
+        todo, crashed = _to_mine(base, out, [e for e in listing if shard_of(e["video"], count) == index], copies)
         # in a pool a dying worker is blamed by the pool itself; only a death of this process counts as a crash
-        job = _Job(base, out, cfg, video_backend, seed, strict, counts_deaths=workers == 1)
+        job = _Job(base, out, cfg, video_backend, seed, strict, counts_deaths=workers == 1, copies=copies)
         return _mine_listed(job, todo, crashed, workers, (index, count), strict, progress, time_budget_s, label)
+
+
+def find_copies(root: Path, out: Path, listing: list[dict]) -> dict[str, str]:
+    """``{video: the video it is a byte-for-byte copy of}`` among ``listing`` (paths relative to ``root``). Mined
+    twice, one clip would be two "videos" whose tracks are each other's negatives, identical to the positives.
+    The copy kept is one already mined into ``out``, else the first by path: every shard, on any machine, picks the
+    same. Only files of equal size are read (their content samples, then whole where those agree)."""
+    by_size: dict[int, list[str]] = {}
+    for entry in listing:
+        if entry["bytes"] > 0:
+            by_size.setdefault(entry["bytes"], []).append(entry["video"])
+    copies: dict[str, str] = {}
+    for names in by_size.values():
+        if len(names) < 2:
+            continue
+        by_sample: dict[str, list[str]] = {}
+        for name in names:
+            sample = content_sample(root / name)
+            if sample is not None:
+                by_sample.setdefault(sample, []).append(name)
+        by_content: dict[str, list[str]] = {}
+        for group in by_sample.values():
+            for name in group if len(group) > 1 else ():
+                digest = _content_digest(root / name)
+                if digest is not None:
+                    by_content.setdefault(digest, []).append(name)
+        for group in by_content.values():
+            if len(group) < 2:
+                continue
+            mined = [name for name in group if _mined(root, out, name)]
+            kept = min(mined or group)
+            copies.update({name: kept for name in group if name != kept})
+    return copies
+
+
+def _content_digest(path: Path) -> str | None:
+    digest = hashlib.sha1()
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 24):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _mined(root: Path, out: Path, name: str) -> bool:
+    marker = done_marker(out, video_id(name), source_state(root / name), root / name)
+    return marker is not None and marker.get("status") == "mined"
 
 
 def shard_of(video: str, count: int) -> int:
@@ -115,14 +165,18 @@ def _mine_listed(job: "_Job", todo: list[dict], crashed: list[dict], workers: in
     return summary
 
 
-def _to_mine(root: Path, out: Path, entries: list[dict]) -> tuple[list[dict], list[dict]]:
+def _to_mine(root: Path, out: Path, entries: list[dict], copies: dict[str, str]) -> tuple[list[dict], list[dict]]:
     """(videos to mine, videos that crashed the process on MAX_ATTEMPTS runs) among the unfinished ``entries``."""
     todo, crashed = [], []
     for entry in entries:
         source = source_state(root / entry["video"])
         marker = done_marker(out, entry["video_id"], source, root / entry["video"])
-        # skipped as "unreadable", whose detail says `chmod +r FILE`: a chmod changes neither size nor mtime
-        fixed = marker is not None and marker.get("reason") == "unreadable" and not _unreadable(root / entry["video"])
+        # skipped as "unreadable", whose detail says `chmod +r FILE`: a chmod changes neither size nor mtime; or
+        # no longer the copy it was recorded as (the original deleted or changed), or a copy now (a file mined,
+        # moved away and copied back: both mined, the first by path is kept)
+        fixed = marker is not None and (
+            marker.get("reason") == "unreadable" and not _unreadable(root / entry["video"])
+            or marker.get("copy_of") != copies.get(entry["video"]))
         if marker is not None and not fixed:
             continue
         attempt = read_attempt(out, entry["video_id"])
@@ -257,8 +311,9 @@ class _Job:
     """Mines one listing entry and stores its result; picklable, so pool workers run it too."""
 
     def __init__(self, root: Path, out: Path, cfg: MineConfig, video_backend: str, seed: int, strict: bool,
-                 counts_deaths: bool = True):
+                 counts_deaths: bool = True, copies: dict[str, str] | None = None):
         self.root, self.out, self.cfg = root, out, cfg
+        self.copies = copies or {}  # video -> the byte-identical video mined instead (find_copies)
         self.video_backend, self.seed, self.strict = video_backend, seed, strict
         self.counts_deaths = counts_deaths  # whether a start counts toward MAX_ATTEMPTS (see begin_attempt)
         self.run = uuid.uuid4().hex  # tells this run's attempt files from those of runs that died
@@ -304,6 +359,10 @@ class _Job:
         result = None
         info: dict = {}
         try:
+            if entry["video"] in self.copies:
+                marker["copy_of"] = self.copies[entry["video"]]
+                raise SkipVideo("duplicate", f"the same bytes as {marker['copy_of']}, which is mined instead (a "
+                                             "clip mined twice would be its own negative)")
             if _unreadable(path):
                 raise SkipVideo("unreadable", "no read permission (fix with: chmod +r FILE)")
             cv2.setRNGSeed(self.seed)

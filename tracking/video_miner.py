@@ -130,12 +130,14 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
                          f"damaged from there")
         if result.pairs is None:  # not "no motion": the frames to judge were never seen
             raise SkipVideo("corrupt", f"{result.damage}; no pair before it", result=result)
-    elif hi == n and lost_its_end(reader, last + 1):
-        result.damage = _truncated(reader.announced_frames, last + 1)
+    elif lost_its_end(reader, stream_end := last + 1 if hi == n else n):
+        # a part of the video (mine.time_range, e.g. pretrain's first 80%) decoded whole: the stream's end is the
+        # count of frames it holds, and a file that lost its end is said of every part mined from it
+        result.damage = _truncated(reader.announced_frames, stream_end)
         if result.pairs is None:
             raise SkipVideo("corrupt", f"{result.damage}; no pair in the part that decodes", result=result)
     if result.pairs is None:
-        raise SkipVideo(*_why_empty(result, cfg), result=result)
+        raise SkipVideo(*_why_empty(result, cfg, lo), result=result)
     return result
 
 
@@ -460,16 +462,21 @@ def _motion_blocker(motion, cfg: MineConfig) -> str | None:
     return None
 
 
-def _why_empty(result: VideoResult, cfg: MineConfig) -> tuple[str, str]:
-    """(skip reason, detail) for a video that gave no pair."""
+def _why_empty(result: VideoResult, cfg: MineConfig, first_frame: int = 0) -> tuple[str, str]:
+    """(skip reason, detail) for a video that gave no pair; its mined part runs from ``first_frame`` (of
+    mine.time_range) to the last frame decoded."""
     r = result.starts_rejected
-    bounds = [0, *result.cuts, result.frames]
+    # the shots of the mined part only: a long shot before it (pretrain's held-out tail) holds no track of it
+    cuts = [c for c in result.cuts if first_frame < c < result.frames]
+    bounds = [first_frame, *cuts, result.frames]
     longest = max(b - a for a, b in zip(bounds, bounds[1:]))
     needed = cfg.track_length + 2  # the frame before a start (its motion), then start to end: as mine_video's too_short
-    if result.cuts and longest < needed:
+    if cuts and longest < needed:
         # shots shorter than a track are no use whatever their motion: still ones fail the start vote (few start
         # frames fall on a cut when shots are a few frames long), moving ones start tracks that every cut ends
-        return "cuts", (f"{len(result.cuts)} shot cuts in {result.frames} frames, the longest shot {longest} "
+        mined = result.frames - first_frame
+        return "cuts", (f"{len(cuts)} shot cuts in {mined} frames{' mined' if first_frame else ''}, the longest "
+                        f"shot {longest} "
                         f"frames: none holds a track of mine.track_length={cfg.track_length} (that needs {needed} "
                         f"frames; start frames rejected: {_counts(r)}, tracks rejected: "
                         f"{_counts(result.tracks_rejected)})")

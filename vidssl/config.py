@@ -284,10 +284,16 @@ def flat_config(cfg: Any) -> dict[str, Any]:
     return flat_dict(to_dict(cfg))
 
 
-def _merge(base: dict, update: dict) -> dict:
+def _merge(base: dict, update: dict, where: str = "") -> dict:
+    """``base`` with ``update`` on top, section by section. A section's keys set where ``base`` holds a plain value
+    (a file's `train: 5`, or `--set model=resnet18` before `--set model.width=64`) are refused: the section would
+    replace the value, and the mistake never reach the check of its type."""
     out = dict(base)
     for k, v in update.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        if isinstance(v, dict) and k in out and not isinstance(out[k], dict):
+            raise ConfigError(f"config key '{where}{k}' is a section, but the config file or an earlier --set gave it "
+                              f"the value {out[k]!r}; set its keys instead, e.g. {where}{k}.KEY=VALUE")
+        out[k] = _merge(out[k], v, f"{where}{k}.") if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -464,12 +470,16 @@ def git_sha() -> str | None:
     """The SHA of the vidssl checkout, or None when not installed from a git checkout."""
     root = Path(__file__).resolve().parent.parent
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if out.returncode != 0:
+    lines = out.stdout.split("\n")
+    # installed (not editable) into a virtualenv inside the user's own project: git finds that project's checkout
+    # above site-packages, whose SHA is no version of vidssl
+    if out.returncode != 0 or len(lines) < 2 or Path(lines[0]).resolve() != root:
         return None
-    sha = out.stdout.strip()
+    sha = lines[1].strip()
     try:  # a large checkout on a slow disk: the SHA without the flag rather than a failed run
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=5).stdout.strip()

@@ -31,23 +31,37 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        with open(tmp_path, "rb") as fh:  # before the chmod: a umask without owner write (0222) leaves it 0444
+            os.fsync(fh.fileno())
         umask = os.umask(0)
         os.umask(umask)
         # mkstemp makes 0600 files; a finished file gets the usual permissions. Set after the writer is done: some
         # (safetensors' save_file) replace the file they are given, and with it its mode
         os.chmod(tmp_path, 0o666 & ~umask)
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
         os.replace(tmp_path, path)
+        _fsync_folder(path.parent)  # the rename itself survives a power cut: the newest checkpoint is not lost
     except OSError as e:
         # the temp file is ours, not the user's: "No space left on device: /run/.tmp-backbone.pt.x1y2" would send them
-        # looking for a file that is gone once this returns
-        if e.filename not in (None, tmp, str(tmp_path)) or e.filename2 is not None:
+        # looking for a file that is gone once this returns (a failed rename names both: the temp file and ``path``)
+        if e.filename not in (None, tmp, str(tmp_path)):
             raise
         raise _naming(e, path) from e
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # a folder that cannot be opened for reading (no r bit): the file itself is synced
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems (network, FUSE) refuse fsync on a folder
+        pass
+    finally:
+        os.close(fd)
 
 
 def _naming(error: OSError, path: Path) -> OSError:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from vidssl.losses import Triplets
+from vidssl.seeds import Stream, step_generator
 from vidssl.train_config import MinerConfig
 
 log = logging.getLogger(__name__)
@@ -204,8 +205,8 @@ class MiningSchedule:
             self.neg_cos_ema = neg_cos if self.neg_cos_ema is None else m * self.neg_cos_ema + (1 - m) * neg_cos
         phase = self.phase(step)
         # each process its own draws (as augmentation and dropout): with (seed, step) alone every rank picked the
-        # same slots of its own batch; a single process draws what it always did
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step * self.world + self.rank)
+        # same slots of its own batch
+        g = step_generator(Stream.MINING, self.seed, step, self.rank)
         miner = self.main if phase == "main" else self.warmup
         t = to_triplets(miner.select(s, g))
         if backgrounds:

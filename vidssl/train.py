@@ -43,6 +43,7 @@ from vidssl.lifeline import exit_with_launcher
 from vidssl.losses import Triplets, build_loss, build_reducer, dense_cycle_loss
 from vidssl.miners import MiningSchedule, Scores
 from vidssl.models import ARCHS, EmbeddingNet, build_backbone
+from vidssl.seeds import Stream, step_generator, step_seed
 from vidssl.train_config import PRECISION_NAMES, RESUMABLE_KEYS, TRAIN_SECTIONS, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -304,7 +305,7 @@ def batch_stats(emb: torch.Tensor, values: torch.Tensor, scores, t) -> dict:
 def _seed_step(seed: int, step: int, d: Dist) -> None:
     """Seed torch's global generator (dropout, the only model randomness) from (seed, global batch): every process
     draws its own masks, and a resumed run draws exactly what an uninterrupted one would, whatever came before."""
-    torch.manual_seed((seed * 1_000_003 + step * d.world + d.rank + 104_729) % 2**63)
+    torch.manual_seed(step_seed(Stream.DROPOUT, seed, step, d.rank))
 
 
 def _save_checkpoint(path: Path, payload: dict) -> None:
@@ -338,7 +339,7 @@ class StepOutput:
 def cycle_shift(seed: int, step: int, h: int, w: int) -> tuple[int, int]:
     """The roll (dy, dx) in cells of the cycle loss at ``step``: along one axis, by 1 to half the map, either way;
     a function of (seed, step), so a resumed run draws the same."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + step + 7919)
+    g = step_generator(Stream.CYCLE_ROLL, seed, step)
     axis = int(torch.randint(2, (1,), generator=g))
     size = (h, w)[axis]
     magnitude = int(torch.randint(1, max(2, size // 2 + 1), (1,), generator=g))
@@ -571,9 +572,9 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
         saved = load_checkpoint(ckpt_path)
         _check_same_run(saved, cfg, (pairs.fingerprint, pairs.legacy_fingerprint), run_dir, d.world)
         if saved.get("batch_plan", 1) != BATCH_PLAN and saved["step"] < saved["total_steps"] and d.main:
-            log.warning("%s was started by an earlier vidssl, whose batches were planned otherwise: its remaining "
-                        "steps train on this version's batches, so its weights will not equal an uninterrupted "
-                        "run's (of either version)", run_dir)
+            log.warning("%s was started by an earlier vidssl, whose batches or per-step random draws were made "
+                        "otherwise: its remaining steps train on this version's, so its weights will not equal an "
+                        "uninterrupted run's (of either version)", run_dir)
     elif resume:
         raise VidsslError(f"--resume: no {CHECKPOINT} in {run_dir}; drop --resume to start a new run there")
 

@@ -132,11 +132,13 @@ def open_pairs(root: str | os.PathLike) -> PairSet:
     decisive = {k: meta.get(k) for k in ("patch_size", "track_length", "config", "seed", "video_backend")}
     digest = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode())
     legacy = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    whole = hashlib.sha256()
     with open(manifest, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             # a video mined again to the same pairs names its shards <id>.<n>.npy: the same pairs, the same data
             digest.update(_REMINED_SHARD.sub(rb"\1\2", raw))
             legacy.update(raw)
+            whole.update(raw)
             if not raw.strip():
                 continue
             try:
@@ -152,6 +154,11 @@ def open_pairs(root: str | os.PathLike) -> PairSet:
             offsets.append(offset)
             video_codes.append(v)
             track_keys.append(tracks.setdefault((v, track), len(tracks)))
+    recorded = meta.get("manifest_sha256")  # None: merged by an earlier version, which recorded none
+    if recorded is not None and recorded != whole.hexdigest():
+        raise PairDataError(f"{manifest} is not the manifest {root / 'dataset.json'} describes (a merge was "
+                            f"interrupted between the two, or one was edited): rewrite both with `vidssl mine "
+                            f"--merge --out {root}`")
     if not offsets:
         raise PairDataError(f"{manifest}: no pairs; {_why_no_pairs(meta, root)}")
     shard_index_arr = np.asarray(shard_index, np.int32)

@@ -44,10 +44,11 @@ def _groups(codes: np.ndarray) -> list[np.ndarray]:
 # and numpy pads a seed with zeros, so a plan seeded [seed, epoch] drew the very numbers that cropped slot 0 of
 # global batch ``epoch``
 _PLAN = 2**32 - 1
-# the version of the rule that makes a run's batches, saved in its checkpoints: 2 seeds plans with _PLAN and, under
-# DDP, cuts an epoch to a multiple of the process count (1, before: a run resumed across the change trains on
-# other batches from there on, which the trainer says)
-BATCH_PLAN = 2
+# the version of the rule that makes a run's batches and its per-step draws, saved in its checkpoints: 2 seeds plans
+# with _PLAN and, under DDP, cuts an epoch to a multiple of the process count; 3 seeds mining, the cycle's roll and
+# dropout from streams of their own (vidssl.seeds). A run resumed across a change trains on other batches or draws
+# from there on, which the trainer says
+BATCH_PLAN = 3
 
 
 def epoch_batches(video: np.ndarray, track: np.ndarray, batch_pairs: int, seed: int, epoch: int) -> np.ndarray:

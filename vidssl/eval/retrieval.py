@@ -90,6 +90,9 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
     exclude = None
     min_gap = cfg.min_gap if data.min_gap is None else data.min_gap
     if data.groups is not None:
+        # built over the queries, so it is the query x reference mask only when the queries are the references
+        if references is not None:
+            raise ValueError("same-group exclusion needs the queries to be the references")
         exclude = exclude_same_group_within(data.groups[queries], data.times[queries], min_gap)
 
     rng = np.random.default_rng(cfg.seed)
