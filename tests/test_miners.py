@@ -287,21 +287,24 @@ def test_backgrounds_join_their_own_pair_only():
         sched().mine(emb[:-1], videos, 0)
 
 
-def test_each_ddp_process_draws_its_own_picks_and_one_process_draws_as_before():
+def test_each_ddp_process_draws_its_own_picks_from_the_mining_stream():
     """The picks were seeded by (seed, step) alone: under DDP every rank took the same slots of its own batch. The
-    reference is the random miner run with the generator one process of one has always used, seed x 1000003 + step."""
+    reference is the random miner run with the mining stream's generator of (seed, step, rank)."""
+    from vidssl.seeds import Stream, step_generator
+
     emb, videos = _batch()
     cfg = MinerConfig(warmup="random", main="random", negatives_per_pair=2)
     loss = build_loss(LossConfig())
     scores = score_candidates(emb, videos, loss)
-    expected = to_triplets(RandomMiner(k=2).select(scores, torch.Generator().manual_seed(3 * 1_000_003 + 7)))
+    expected = to_triplets(RandomMiner(k=2).select(scores, step_generator(Stream.MINING, 3, 7)))
     alone, _, _ = MiningSchedule(cfg, loss, total_steps=10, seed=3).mine(emb, videos, step=7)
     assert torch.equal(alone.n, expected.n) and torch.equal(alone.a, expected.a)
     ranks = [MiningSchedule(cfg, loss, total_steps=10, seed=3, rank=r, world=2).mine(emb, videos, step=7)[0]
              for r in (0, 1)]
     assert not torch.equal(ranks[0].n, ranks[1].n)  # the same batch: only the draws differ
-    assert torch.equal(ranks[0].n, to_triplets(RandomMiner(k=2).select(
-        scores, torch.Generator().manual_seed(3 * 1_000_003 + 7 * 2 + 0))).n)
+    for rank in (0, 1):
+        assert torch.equal(ranks[rank].n, to_triplets(RandomMiner(k=2).select(
+            scores, step_generator(Stream.MINING, 3, 7, rank))).n)
 
 
 def test_the_logged_negative_cosine_is_the_batch_s_and_the_guard_keeps_its_running_mean():

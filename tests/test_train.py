@@ -385,7 +385,7 @@ def test_a_pair_folder_whose_videos_were_all_skipped_says_why(tmp_path):
 
     (tmp_path / "videos").mkdir()
     for name in ("notes.mp4", "readme.mkv"):
-        (tmp_path / "videos" / name).write_text("not a video\n")
+        (tmp_path / "videos" / name).write_text(f"{name} is not a video\n")  # not the same bytes: no duplicate
     mine_folder(tmp_path / "videos", tmp_path / "pairs", MineConfig(), progress=False)
     with pytest.raises(Exception, match=r"no pairs; none of the 2 videos could be mined \(2 not_a_video; each one's "
                                         r"reason in .*dataset.json\)"):
