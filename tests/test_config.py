@@ -272,7 +272,9 @@ def test_base_60_floats_are_no_numbers():
     # YAML 1.1's float resolver read 1:30.5 as 90.5 after its int resolver had been taken out
     with pytest.raises(ConfigError, match="'train.lr': expected a number, got '1:30.5'"):
         load_config(None, ["train.lr=1:30.5"])
-    assert [parse_override(f"train.lr={v}")[1] for v in ("1e-3", "1.5", ".5", "1_0.5")] == [0.001, 1.5, 0.5, 10.5]
+    assert [parse_override(f"train.lr={v}")[1] for v in ("1e-3", "1.5", ".5", "1_0.5")] == [0.001, 1.5, 0.5, "1_0.5"]
+    with pytest.raises(ConfigError, match="'train.lr': expected a number, got '1_0.5'"):  # as '1_000' for an int
+        load_config(None, ["train.lr=1_0.5"])
 
 
 def test_strings_that_look_like_numbers_survive_the_resolved_config_yaml(tmp_path):

@@ -158,3 +158,19 @@ def test_fewer_clips_than_before_leave_no_extra_clip_behind(tmp_path):
     assert make_demo_videos(tmp_path, num=2, frames=4) == [tmp_path / "clip_00.mp4", tmp_path / "clip_01.mp4"]
     assert [p.name for p in find_videos(tmp_path)] == ["clip_00.mp4", "clip_01.mp4", "clip_07.mp4"]
     assert sorted(p.name for p in tmp_path.glob("*.json")) == ["clip_00.json", "clip_01.json"]
+    # a user's clips whose JSON is not this generator's: an annotation tool's "generator", another index's record,
+    # a JSON that is no object; all kept (the first was deleted with its video)
+    theirs = {"clip_07": {"generator": "labelme 5.2", "shapes": []}, "clip_08": 5,
+              "clip_09": {"generator": {**json.loads((tmp_path / "clip_00.json").read_text())["generator"]}}}
+    for name, record in theirs.items():
+        (tmp_path / f"{name}.mp4").write_bytes(f"{name}: not ours".encode())
+        (tmp_path / f"{name}.json").write_text(json.dumps(record))
+    make_demo_videos(tmp_path, num=2, frames=4)
+    assert [p.name for p in find_videos(tmp_path)] == ["clip_00.mp4", "clip_01.mp4", "clip_07.mp4", "clip_08.mp4",
+                                                       "clip_09.mp4"]
+    # one of ours from before the generator recorded its version is still ours
+    old = json.loads((tmp_path / "clip_01.json").read_text())
+    del old["generator"]["version"]
+    (tmp_path / "clip_01.json").write_text(json.dumps(old))
+    make_demo_videos(tmp_path, num=1, frames=4)
+    assert not (tmp_path / "clip_01.mp4").exists() and (tmp_path / "clip_09.mp4").exists()

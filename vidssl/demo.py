@@ -31,6 +31,8 @@ from vidssl.io import atomic_path, atomic_write_json
 KINDS = ("still", "pan", "cut", "static", "zoom", "pan3")
 # recorded in each clip's JSON: a clip written by another version of the generator is written again, not reused
 # (2: spinning discs; before, rectangles that kept their orientation)
+# a clip JSON's "generator" (without "version" before version 2)
+GENERATOR_KEYS = {"version", "seed", "index", "frames", "width", "height", "fps"}
 GENERATOR_VERSION = 3  # 3: the pan slowed where the camera would leave the canvas (long or small clips)
 
 
@@ -275,9 +277,14 @@ def _remove_clips_beyond(out: Path, num: int) -> None:
         if not index.isdigit() or int(index) < num:
             continue
         try:
-            ours = "generator" in json.loads(json_path.read_text())
-        except (OSError, json.JSONDecodeError, AttributeError):
-            ours = False
+            made_by = json.loads(json_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        made_by = made_by.get("generator") if isinstance(made_by, dict) else None
+        # exactly what make_demo_videos records, for this file's index: an annotation tool's JSON beside a user's
+        # own clip_07.mp4 may well name its "generator" too
+        ours = (isinstance(made_by, dict) and set(made_by) in (GENERATOR_KEYS, GENERATOR_KEYS - {"version"})
+                and type(made_by["index"]) is int and made_by["index"] == int(index))  # noqa: E721 (bool is no index)
         if ours:
             json_path.with_suffix(".mp4").unlink(missing_ok=True)
             json_path.unlink()

@@ -92,6 +92,9 @@ def _check_stride_start(stride: int, start: int) -> None:
         raise ValueError(f"stride must be >= 1 and start >= 0, got stride {stride}, start {start}")
 
 
+NOT_UTF8 = "the file name is not valid UTF-8"
+
+
 def utf8_path(path: Path, backend: str) -> str:
     """``path`` as the str decord and OpenCV take: their C++ encodes it as UTF-8, and a name that is not (bytes
     of another encoding, which Python holds as lone surrogates) crashed OpenCV's process (PyAV opens such names).
@@ -100,7 +103,7 @@ def utf8_path(path: Path, backend: str) -> str:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        raise UnsupportedVideo(ascii(name), f"the file name is not valid UTF-8, which {backend} cannot open (PyAV "
+        raise UnsupportedVideo(ascii(name), f"{NOT_UTF8}, which {backend} cannot open (PyAV "
                                             "can: video.backend auto or pyav); or rename it, e.g. convmv -f latin1 "
                                             "-t utf8 --notest FILE") from None
     return name
@@ -337,16 +340,21 @@ class PyAVReader(VideoReader):
 
     def _count_frames(self) -> int:
         container = self._open()
-        count = 0
+        count = from_key = 0
+        keyed = False
         try:
             for packet in container.demux(video=0):
                 if packet.size and not packet.is_discard:  # discarded: cut by an edit list, never shown
                     count += 1
+                    keyed = keyed or packet.is_keyframe
+                    from_key += keyed
         except self._av.error.FFmpegError:
             pass  # a truncated file: count what demuxes
         finally:
             container.close()
-        return count
+        # a stream cut mid-GOP (a camera's segment, a remux from a later packet): what precedes its first keyframe
+        # lacks its references and never decodes; a stream that flags no keyframe at all (intra refresh) decodes
+        return from_key if keyed else count
 
     def time_covered(self) -> tuple[float, float] | None:
         """(seconds the demuxed packets reach, seconds the container announces) for the video stream, from its
@@ -677,6 +685,8 @@ class AutoReader(VideoReader):
         raise self._best_error()
 
     def _best_error(self) -> VideoError:
+        # a backend that refused the name alone says nothing of the file once PyAV, which opens it, has failed on it
+        self._errors = [e for e in self._errors if not e.reason.startswith(NOT_UTF8)] or self._errors
         for e in self._errors:  # a container that parses without a video stream: the others' failures say no more
             if isinstance(e, NoVideoStream):
                 return e
@@ -738,6 +748,28 @@ def is_mpeg_transport_stream(path: str | os.PathLike) -> bool:
                for first, step in ((0, 188), (4, 192)))
 
 
+def starts_before_a_keyframe(path: str | os.PathLike) -> bool:
+    """Whether the video stream's first packet is no keyframe (a stream cut mid-GOP): one packet demuxed. A
+    stream flagging no keyframe at all (intra refresh) counts only if its first packet is followed by one."""
+    import av
+
+    try:
+        with open_container(av, path) as container:
+            if not container.streams.video:
+                return False
+            for packet in container.demux(video=0):
+                if packet.size:
+                    return not packet.is_keyframe and _any_keyframe(container)
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError):
+        pass  # the reader's own open says what is wrong
+    return False
+
+
+def _any_keyframe(container, packets: int = 1000) -> bool:
+    """Whether one of the next ``packets`` of ``container``'s video stream is a keyframe."""
+    return any(p.is_keyframe for _, p in zip(range(packets), container.demux(video=0)) if p.size)
+
+
 def has_discarded_packets(path: str | os.PathLike) -> bool:
     """Whether an MP4/MOV (ISO BMFF) file's video stream holds packets its edit list cuts (demuxed, not decoded)."""
     with open(path, "rb") as fh:
@@ -770,9 +802,10 @@ def _open_checked(path: Path, backend: str) -> VideoReader:
             # decord 0.6 on transport streams: MPEG-2 loses the first frame and repeats the last, H.264 fails at
             # the end of the file (tests/test_video.py); PyAV and OpenCV decode them exactly
             candidates = [name for name in candidates if name != "decord"]
-        elif "decord" in candidates and has_discarded_packets(path):
-            # decord 0.6 ignores an MP4 edit list (a trim: `ffmpeg -ss ... -c copy`, a phone's editor): it shows
-            # the cut frames as repeats of the last one and its seeks land that many frames off
+        elif "decord" in candidates and (has_discarded_packets(path) or starts_before_a_keyframe(path)):
+            # decord 0.6 ignores an MP4 edit list (a trim: `ffmpeg -ss ... -c copy`, a phone's editor), and numbers
+            # the undecodable packets before a stream's first keyframe (a stream cut mid-GOP) as frames: it shows
+            # that many repeats of the last frame at the end, and its seeks land that many frames off
             candidates = [name for name in candidates if name != "decord"]
         return AutoReader(path, candidates)
     if backend not in BACKENDS:
@@ -783,6 +816,10 @@ def _open_checked(path: Path, backend: str) -> VideoReader:
         log.warning("%s: its MP4 edit list cuts frames (a trim), which decord ignores: it shows the cut frames as "
                     "repeats of the last and its seeks land that many frames off; use --set video.backend=auto "
                     "(or pyav)", path)
+    elif backend == "decord" and starts_before_a_keyframe(path):
+        log.warning("%s: its stream starts before its first keyframe (cut mid-GOP), whose undecodable frames decord "
+                    "counts: it shows them as repeats of the last and its seeks land that many frames off; use "
+                    "--set video.backend=auto (or pyav)", path)
     return BACKENDS[backend](path)
 
 
