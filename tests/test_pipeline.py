@@ -345,6 +345,13 @@ def test_the_export_and_flow_budget_keys_reach_their_stages(run_dir, tmp_path, m
                  "export.safetensors=false", "--set", "eval.flow.budget_minutes=0.01"]) == 0
     assert (run / "backbone.pt").is_file() and not (run / "backbone.safetensors").exists()
     assert budgets == [0.01]
+    # a larger eval.flow.budget_minutes gives way to half of what the run has left, and that to half a minute
+    spent = sum(json.loads((run / "stages" / f"{stage}.json").read_text())["seconds"] for stage in ("mine", "train", "export"))
+    for minutes, expected in ((4, (240 - spent) / 120), (spent / 60 + 0.2, 0.5)):
+        (run / "stages" / "eval.json").unlink()
+        assert main(["-q", "pretrain", "--out", str(run), "--budget-minutes", str(minutes), *TINY, "--set",
+                     "export.safetensors=false", "--set", "eval.flow.budget_minutes=1000"]) == 0
+        assert expected - 0.05 < budgets[-1] <= expected, (minutes, spent, budgets)
 
 
 def test_loader_workers_survive_a_parent_that_used_opencv_threads(tmp_path):
@@ -741,6 +748,41 @@ def test_a_stage_whose_input_file_changed_is_done_again(tmp_path, caplog):
     checkpoint.unlink()  # gone (moved away): nothing to compare, the export stands
     _run_stage(stages, "export", True, export, {}, made_from=checkpoint)
     assert calls == ["export", "export", "export"]
+
+
+def test_an_interrupted_evaluation_of_weights_since_replaced_begins_again(tmp_path):
+    """Only a completed stage's input was compared: an evaluation interrupted after some tasks, then weights
+    exported again by hand, reused those tasks (the old weights' numbers) beside the new weights' others."""
+    import os
+
+    from vidssl.pipeline import Stages, _run_stage
+
+    stages, weights = Stages(tmp_path), tmp_path / "backbone.pt"
+    stages.dir.mkdir()
+    weights.write_bytes(b"old weights")
+    seen = []
+
+    def interrupted():
+        seen.append(stages.parts_done("eval"))
+        stages.finish_part("eval", "tracks_held_out")
+        raise KeyboardInterrupt
+
+    def evaluation():
+        seen.append(stages.parts_done("eval"))
+        return {}
+
+    with pytest.raises(KeyboardInterrupt):
+        _run_stage(stages, "eval", True, interrupted, {"eval.x": 1}, made_from=weights)
+    os.utime(weights, ns=(1, 1))  # the same weights, copied (a new time): the finished task is kept
+    _run_stage(stages, "eval", True, evaluation, {"eval.x": 1}, made_from=weights)
+    assert seen == [set(), {"tracks_held_out"}]
+    stages.clear("eval")
+    with pytest.raises(KeyboardInterrupt):
+        _run_stage(stages, "eval", True, interrupted, {"eval.x": 1}, made_from=weights)
+    weights.write_bytes(b"new weights, exported by hand")
+    _run_stage(stages, "eval", True, evaluation, {"eval.x": 1}, made_from=weights)
+    assert seen[-1] == set()  # begun again: nothing of the old weights reused
+    assert stages.done("eval")["made_from"]["size"] == len(b"new weights, exported by hand")
 
 
 def test_stages_whose_input_changed_are_forgotten_before_the_budget_is_counted(tmp_path):

@@ -146,7 +146,8 @@ def fill_cost(arch: str, size: int, steps: int, warmup: int, rounds: int, batch_
             for s in range(warmup):
                 steppers[fill](x, groups, s)
         for r in range(rounds):
-            for fill in seconds:
+            # which side goes first alternates: with --warmup 0 the first step's one-time costs fell on the fill side
+            for fill in (True, False) if r % 2 == 0 else (False, True):
                 det.fill_uninitialized_memory = fill
                 t0 = time.perf_counter()
                 for s in range(steps):

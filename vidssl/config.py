@@ -84,7 +84,8 @@ class DemoConfig:
 class PretrainConfig:
     """the one-command pipeline: mine -> train -> export -> evaluate -> report"""
 
-    budget_minutes: float = opt(9.0, "total wall-clock budget of `vidssl pretrain` (mining + training + evaluation)")
+    budget_minutes: float = opt(9.0, "wall-clock budget of `vidssl pretrain`, split between mining, training and the flow "
+                                 "decoder; retrieval and DAVIS evaluations run to their end beyond it")
     mine_fraction: float = opt(0.3, "share of the budget mining may take (it stops starting new videos after it)")
     mine_workers: int = opt(2, "parallel mining processes")
     held_out_tail: float = opt(0.2, "with --videos: this last fraction of every video (of its mine.time_range part) "

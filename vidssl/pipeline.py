@@ -175,12 +175,21 @@ class Stages:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
-    def start(self, stage: str, config: dict) -> None:
-        """Record the stage as begun with ``config``; an interrupted one resumed with the same config keeps its
-        record (e.g. the evaluation tasks it finished)."""
+    def start(self, stage: str, config: dict, made_from: Path | None = None) -> None:
+        """Record the stage as begun with ``config`` from the file ``made_from``; an interrupted one resumed with
+        the same config and input keeps its record (e.g. the evaluation tasks it finished). Resumed from another
+        input (weights exported again by hand while the evaluation was interrupted), it begins again: its
+        finished tasks were the old weights'."""
         record = self.started(stage)
-        if record is None or record.get("config") != config:
-            atomic_write_json(self.dir / f"{stage}.started.json", {"config": config})
+        recorded_input = (record or {}).get("made_from")
+        moved_on = (recorded_input is not None and made_from is not None and made_from.exists()
+                    and not same_file(recorded_input, made_from))
+        if moved_on:
+            log.warning("[%s] %s changed since this stage began: begun again", stage, made_from)
+        if record is None or record.get("config") != config or moved_on:
+            source = file_record(made_from) if made_from is not None else None
+            atomic_write_json(self.dir / f"{stage}.started.json",
+                              {"config": config, **({"made_from": source} if source is not None else {})})
 
     def _note(self, stage: str, **fields) -> None:
         """Add ``fields`` to a begun stage's record (what a resumed stage must know)."""
@@ -355,7 +364,7 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
     start = time.monotonic()
     log.info("[%s] ...", name)
     stages.invalidate_after(name)
-    stages.start(name, config)
+    stages.start(name, config, made_from)
     # the input as the stage found it: one changed while it ran (weights exported again by hand during the
     # evaluation) is a change the next rerun sees
     source = file_record(made_from) if made_from is not None else None
