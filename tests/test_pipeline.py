@@ -346,7 +346,8 @@ def test_the_export_and_flow_budget_keys_reach_their_stages(run_dir, tmp_path, m
     assert (run / "backbone.pt").is_file() and not (run / "backbone.safetensors").exists()
     assert budgets == [0.01]
     # a larger eval.flow.budget_minutes gives way to half of what the run has left, and that to half a minute
-    spent = sum(json.loads((run / "stages" / f"{stage}.json").read_text())["seconds"] for stage in ("mine", "train", "export"))
+    spent = sum(json.loads((run / "stages" / f"{stage}.json").read_text())["seconds"]
+                for stage in ("mine", "train", "export"))
     for minutes, expected in ((4, (240 - spent) / 120), (spent / 60 + 0.2, 0.5)):
         (run / "stages" / "eval.json").unlink()
         assert main(["-q", "pretrain", "--out", str(run), "--budget-minutes", str(minutes), *TINY, "--set",
