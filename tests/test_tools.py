@@ -222,3 +222,11 @@ def test_bench_retrieval_knn_rows_warm_up_and_take_the_best(monkeypatch):
     monkeypatch.setattr(bench_retrieval, "kmeans", lambda *args, **kwargs: None)
     bench_retrieval.bench_knn(sizes=(100,))
     assert calls == [64] * (1 + bench_retrieval.REPEATS) + [256] * (1 + bench_retrieval.REPEATS)
+
+
+@pytest.mark.parametrize("script", ["_bench_davis.py", "_bench_retrieval.py"])
+def test_the_eval_sections_run_alone_take_no_arguments(script):
+    """Without a parser, `--help` ran the whole benchmark, and any argument was ignored."""
+    assert _run(script, "--help").returncode == 0
+    out = _run(script, "--runs", "1")
+    assert out.returncode == 2 and "unrecognized arguments: --runs 1" in out.stderr

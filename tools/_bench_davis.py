@@ -106,4 +106,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    # no options: --help says what it measures, and a stray argument is refused rather than ignored
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     main()
