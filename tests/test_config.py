@@ -172,6 +172,9 @@ def test_keys_of_a_section_set_where_a_value_was_given_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="config key 'train' is a section.*e.g. train.KEY=VALUE"):
         load_config(path, ["train.lr=0.1"])
     assert load_config(overrides=["model.width=64", "model.width=32"]).model.width == 32  # sections still merge
+    # keys under a plain key are no section's: the key's own type check names it (not "a section" of value 0.02)
+    with pytest.raises(ConfigError, match=r"config key 'train.lr': expected a number, got \{'x': 1\}"):
+        load_config(overrides=["train.lr.x=1"])
 
 
 def test_recording_versions_does_not_import_torch():

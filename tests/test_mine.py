@@ -868,9 +868,14 @@ def test_a_merge_killed_between_its_two_files_is_refused_by_training_until_merge
     (out / "manifest.jsonl").write_text("".join(line for line in lines if json.loads(line)["video_id"] == first_video))
     assert json.loads((out / "dataset.json").read_text())["complete"]
     with pytest.raises(PairDataError, match=re.escape(f"rewrite both with `vidssl mine --merge --out {out}`")):
-        open_pairs(out)
-    merge(out)  # as the message says: the markers hold every video's pairs
+        open_pairs(out, retries=0)
+    # another shard's merge between its two writes: read again a second later, it has finished
+    import threading
+
+    finishing = threading.Timer(0.3, merge, args=(out,))
+    finishing.start()
     again = open_pairs(out)
+    finishing.join()
     assert again.fingerprint == whole.fingerprint and len(again.offset) == len(whole.offset)
 
 
@@ -1063,7 +1068,7 @@ def test_a_copy_of_a_video_is_skipped_as_a_duplicate_and_mined_once_the_original
     assert {rec["video"] for rec in manifest(out)} == {"clip_00.mp4", "clip_01.mp4"}
 
 
-def test_copies_are_found_by_whole_content_not_by_size_or_sample(tmp_path):
+def test_copies_are_found_by_whole_content_not_by_size_or_sample(tmp_path, monkeypatch):
     """Files of one size whose first and last MiB agree (the content sample) but whose middle differs are no copies;
     the copy kept is the first by path; empty files are no copies of each other."""
     from tracking.runner import find_copies
@@ -1078,7 +1083,29 @@ def test_copies_are_found_by_whole_content_not_by_size_or_sample(tmp_path):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_bytes(data)
         listing.append({"video": name, "video_id": video_id(name), "bytes": len(data)})
+    (tmp_path / "pairs").mkdir()
     assert find_copies(tmp_path, tmp_path / "pairs", listing) == {"b.mp4": "a/x.mp4", "h.mp4": "g.mp4"}
+    # the whole-file digests are kept with each file's state: a rerun (another shard) reads no file whole again,
+    # but one that changed since
+    cache = json.loads((tmp_path / "pairs" / ".vidssl-digests.json").read_text())
+    assert sorted(cache) == ["a/x.mp4", "b.mp4", "c.mp4", "g.mp4", "h.mp4"]
+    import tracking.runner
+
+    read = []
+    real_digest = tracking.runner._content_digest
+    monkeypatch.setattr(tracking.runner, "_content_digest", lambda path: read.append(path.name) or real_digest(path))
+    assert find_copies(tmp_path, tmp_path / "pairs", listing) == {"b.mp4": "a/x.mp4", "h.mp4": "g.mp4"}
+    assert read == []
+    (tmp_path / "b.mp4").write_bytes(other_middle)  # now a copy of c.mp4, no longer of a/x.mp4
+    assert find_copies(tmp_path, tmp_path / "pairs", listing) == {"c.mp4": "b.mp4", "h.mp4": "g.mp4"}
+    assert read == ["b.mp4"]
+    # a file its owner cannot read is skipped as unreadable: never the copy kept (root could read it here)
+    (tmp_path / "a" / "x.mp4").write_bytes(other_middle)
+    (tmp_path / "a" / "x.mp4").chmod(0)
+    try:
+        assert find_copies(tmp_path, tmp_path / "pairs", listing) == {"c.mp4": "b.mp4", "h.mp4": "g.mp4"}
+    finally:
+        (tmp_path / "a" / "x.mp4").chmod(0o644)
 
 
 def test_a_file_name_that_is_not_utf8_is_mined(demo_dir, tmp_path):

@@ -463,7 +463,12 @@ def test_a_mined_part_of_short_shots_is_skipped_for_its_cuts_whatever_came_befor
     cfg = MineConfig()
     result = VideoResult(frames=300, cuts=[255, 270, 285], starts_rejected=Counter(too_static=2, cut=1))
     reason, detail = _why_empty(result, cfg, first_frame=240)
-    assert reason == "cuts" and detail.startswith("3 shot cuts in 60 frames mined, the longest shot 15 frames")
+    # its first shot began before the part: the frame before it (a start's motion) counts, 15 + 1
+    assert reason == "cuts" and detail.startswith("3 shot cuts in 60 frames mined, the longest shot 16 frames")
+    needed = cfg.track_length + 2
+    for first_cut, reason in ((240 + needed - 1, "no_motion"), (240 + needed - 2, "cuts")):
+        short = VideoResult(frames=300, cuts=[first_cut, 290], starts_rejected=Counter(too_static=2))
+        assert _why_empty(short, cfg, first_frame=240)[0] == reason, first_cut
     assert _why_empty(result, cfg)[0] == "no_motion"  # the whole video mined: its first shot holds tracks
     # a cut before the mined part is not one of its shots: [240, 300) holds 60 frames of one shot
     assert _why_empty(VideoResult(frames=300, cuts=[30, 60, 90], starts_rejected=Counter(too_static=3)), cfg,

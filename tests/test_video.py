@@ -548,14 +548,16 @@ def test_decoder_logs_are_silenced_while_any_holder_is_inside_then_restored(monk
     assert os.environ["OPENCV_LOG_LEVEL"] == "INFO" and cv2.utils.logging.getLogLevel() == level
 
 
-def _trimmed_mp4(tmp_path, frames=30, cut=5):
+def _trimmed_mp4(tmp_path, frames=30, cut=5, gop=None):
     """An H.264 mp4 with B-frames whose edit list cuts its first ``cut`` frames (as `ffmpeg -ss ... -c copy` or a
-    phone's trim makes): frame t of the source is grey 8 t, so a decoded frame names the picture it is."""
+    phone's trim makes): frame t of the source is grey 8 t, so a decoded frame names the picture it is. One
+    keyframe, or one every ``gop`` frames."""
     import av
 
     source = tmp_path / "source.mp4"
     with av.open(str(source), "w") as out:
-        stream = out.add_stream("libx264", rate=25, options={"bf": "3", "g": str(frames)})
+        stream = out.add_stream("libx264", rate=25, options={"bf": "3", "g": str(gop or frames),
+                                                            "sc_threshold": "1000000000"})
         stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
         for t in range(frames):
             image = np.full((64, 96, 3), 8 * t, np.uint8)
@@ -568,10 +570,12 @@ def _trimmed_mp4(tmp_path, frames=30, cut=5):
     return trim_with_edit_list(source, tmp_path / "trimmed.mp4", cut, 25)
 
 
-def test_an_edit_listed_mp4_shows_the_same_pictures_by_every_access(tmp_path, caplog):
+@pytest.mark.parametrize("gop", [None, 10])
+def test_an_edit_listed_mp4_shows_the_same_pictures_by_every_access(tmp_path, caplog, gop):
     # decord 0.6 ignores the edit list: 30 frames (the cut 5 as repeats of the last) and seeks 5 frames off, so
-    # auto leaves it out; PyAV counted the cut packets too (30 announced, 25 decoded)
-    path = _trimmed_mp4(tmp_path)
+    # auto leaves it out; PyAV counted the cut packets too (30 announced, 25 decoded); with a keyframe every 10
+    # frames, a count from the first keyframe shown missed the 5 frames before it
+    path = _trimmed_mp4(tmp_path, gop=gop)
     picture = lambda frame: int(round(frame[-8:, -8:].mean() / 8))  # noqa: E731
     for backend in ["auto"] + [b for b in available_backends() if b != "decord"]:
         with open_video(path, backend) as reader:
@@ -589,16 +593,19 @@ def test_an_edit_listed_mp4_shows_the_same_pictures_by_every_access(tmp_path, ca
         assert f"{path}: its MP4 edit list cuts frames" in caplog.text and "--set video.backend=auto" in caplog.text
 
 
-@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
-def test_a_stream_cut_mid_gop_shows_the_same_pictures_by_every_access(tmp_path, caplog, suffix):
-    """A camera's segment or a remux from a later packet starts before its first keyframe: the 6 packets before it
-    never decode. decord numbered them as frames (36, the last repeated 6 times, seeks 4-6 frames off) and was
-    auto's choice; PyAV counted them too (36 announced, 30 decoded)."""
+@pytest.mark.parametrize("codec, suffix", [("libx264", ".mkv"), ("libx264", ".mp4"), ("mpeg4", ".mkv")])
+def test_a_stream_cut_mid_gop_shows_the_same_pictures_by_every_access(tmp_path, caplog, codec, suffix):
+    """A camera's segment or a remux from a later packet starts before its first keyframe. H.264 drops the packets
+    before it (6 here), MPEG-4 Part 2 conceals them against grey: decord numbered the dropped ones as frames (the
+    last repeated 6 times, seeks 4-6 frames off) and was auto's choice; PyAV counted them too (26 counted, 20
+    decoded); counted only from the first keyframe, the concealed MPEG-4 ones went missing from the count instead."""
     import av
 
-    source = tmp_path / "source.mp4"  # frame t is grey 8 t, keyframes every 10 frames, no B-frames
+    source = tmp_path / f"source{suffix}"  # frame t is grey 8 t, keyframes every 10 frames, no B-frames
     with av.open(str(source), "w") as out:
-        stream = out.add_stream("libx264", rate=25, options={"g": "10", "bf": "0"})
+        # mpeg4 only: no scene-cut keyframes (x264 with that option writes recovery points, which decode)
+        stream = out.add_stream(codec, rate=25, options={"g": "10", "bf": "0", **(
+            {"sc_threshold": "1000000000"} if codec == "mpeg4" else {})})
         stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
         for t in range(30):
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.full((64, 96, 3), 8 * t, np.uint8), "rgb24")):
@@ -613,14 +620,19 @@ def test_a_stream_cut_mid_gop_shows_the_same_pictures_by_every_access(tmp_path, 
                 packet.stream = template
                 dst.mux(packet)
     picture = lambda frame: int(round(frame[-8:, -8:].mean() / 8))  # noqa: E731
+    with av.open(str(path)) as container:  # what PyAV itself decodes, the reference
+        shown = [picture(f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+    assert len(shown) == (20 if codec == "libx264" else 26)
+    if codec == "libx264":
+        assert shown == list(range(10, 30))
     for backend in ["auto"] + [b for b in available_backends() if b != "decord"]:
         with open_video(path, backend) as reader:
-            assert reader.num_frames == 20, backend
-            assert [picture(f) for _, f in reader.frames()] == list(range(10, 30)), backend
+            assert reader.num_frames == len(shown), backend
+            assert [picture(f) for _, f in reader.frames()] == shown, backend
         with open_video(path, backend) as reader:
-            assert picture(next(reader.frames(start=5))[1]) == 15, backend
+            assert picture(next(reader.frames(start=5))[1]) == shown[5], backend
         with open_video(path, backend) as reader:
-            assert [picture(f) for f in reader.get_batch([0, 5, 19])] == [10, 15, 29], backend
+            assert [picture(f) for f in reader.get_batch([0, 5, 19])] == [shown[0], shown[5], shown[19]], backend
     with open_video(path) as reader:
         assert reader.backend != "decord"
     with open_video(source) as reader:  # a stream that starts on its keyframe keeps decord where it is installed

@@ -206,7 +206,8 @@ def attempt_path(out_dir: Path, vid: str) -> Path:
 
 
 def read_attempt(out_dir: Path, vid: str) -> dict | None:
-    """``{"attempts": n, "run", "source"}``: n runs started video ``vid`` (the last one ``run``) without finishing."""
+    """``{"attempts": n, "run", "source", "counted"}``: n runs started video ``vid`` (the last one ``run``, whose
+    start added to n where ``counted``) without finishing."""
     try:
         return json.loads(attempt_path(out_dir, vid).read_text())
     except (FileNotFoundError, json.JSONDecodeError):

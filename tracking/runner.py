@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import hashlib
+import json
 import logging
 import multiprocessing
 import os
@@ -19,7 +20,7 @@ from tracking.dataset import (attempt_path, begin_attempt, check_shard_count, do
                               source_state, undo_attempt, video_id, write_video)
 from tracking.video_miner import SkipVideo, mine_video
 from vidssl.errors import CorruptVideo, EmptyVideo, UnsupportedVideo, UsageError, VideoError, VidsslError
-from vidssl.io import content_sample, run_lock
+from vidssl.io import atomic_write_json, content_sample, run_lock
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,11 @@ def find_copies(root: Path, out: Path, listing: list[dict]) -> dict[str, str]:
     same. Only files of equal size are read (their content samples, then whole where those agree)."""
     by_size: dict[int, list[str]] = {}
     for entry in listing:
-        if entry["bytes"] > 0:
+        # a file without read permission is skipped as unreadable: it must not be the copy kept (root reads it)
+        if entry["bytes"] > 0 and not _unreadable(root / entry["video"]):
             by_size.setdefault(entry["bytes"], []).append(entry["video"])
     copies: dict[str, str] = {}
+    digests = _DigestCache(out)
     for names in by_size.values():
         if len(names) < 2:
             continue
@@ -97,7 +100,7 @@ def find_copies(root: Path, out: Path, listing: list[dict]) -> dict[str, str]:
         by_content: dict[str, list[str]] = {}
         for group in by_sample.values():
             for name in group if len(group) > 1 else ():
-                digest = _content_digest(root / name)
+                digest = digests.get(root, name)
                 if digest is not None:
                     by_content.setdefault(digest, []).append(name)
         for group in by_content.values():
@@ -106,7 +109,38 @@ def find_copies(root: Path, out: Path, listing: list[dict]) -> dict[str, str]:
             mined = [name for name in group if _mined(root, out, name)]
             kept = min(mined or group)
             copies.update({name: kept for name in group if name != kept})
+    digests.save()
     return copies
+
+
+class _DigestCache:
+    """Whole-file SHA-1s of the videos that have a same-size twin, in ``OUT/.vidssl-digests.json`` by path with the
+    file's state: a copied folder is read whole once, not again by every rerun and every shard."""
+
+    def __init__(self, out: Path):
+        self.path = out / ".vidssl-digests.json"
+        try:
+            self.known = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.known = {}
+        if not isinstance(self.known, dict):
+            self.known = {}
+        self.changed = False
+
+    def get(self, root: Path, name: str) -> str | None:
+        state = source_state(root / name)
+        record = self.known.get(name)
+        if isinstance(record, dict) and record.get("state") == state and isinstance(record.get("sha1"), str):
+            return record["sha1"]
+        digest = _content_digest(root / name)
+        if digest is not None and state is not None:
+            self.known[name] = {"state": state, "sha1": digest}
+            self.changed = True
+        return digest
+
+    def save(self) -> None:
+        if self.changed:  # shards writing at once: the last one's wins, a cache missing entries is read again
+            atomic_write_json(self.path, self.known, indent=None)
 
 
 def _content_digest(path: Path) -> str | None:

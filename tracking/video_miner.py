@@ -466,9 +466,11 @@ def _why_empty(result: VideoResult, cfg: MineConfig, first_frame: int = 0) -> tu
     """(skip reason, detail) for a video that gave no pair; its mined part runs from ``first_frame`` (of
     mine.time_range) to the last frame decoded."""
     r = result.starts_rejected
-    # the shots of the mined part only: a long shot before it (pretrain's held-out tail) holds no track of it
+    # the shots of the mined part only: a long shot before it (pretrain's held-out tail) holds no track of it;
+    # a shot running into the part lends its frame before the part (a start's motion), as within a video
     cuts = [c for c in result.cuts if first_frame < c < result.frames]
-    bounds = [first_frame, *cuts, result.frames]
+    lent = 1 if first_frame > 0 and first_frame not in result.cuts else 0
+    bounds = [first_frame - lent, *cuts, result.frames]
     longest = max(b - a for a, b in zip(bounds, bounds[1:]))
     needed = cfg.track_length + 2  # the frame before a start (its motion), then start to end: as mine_video's too_short
     if cuts and longest < needed:

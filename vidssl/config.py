@@ -155,8 +155,8 @@ class Config:
 
 
 def check_seed(key: str, value: int) -> None:
-    """Seeds are in [0, 2**32): numpy's seed sequences take non-negative integers only, and the trainer derives
-    per-step seeds from them (seed x 1,000,003 + step) that torch must hold in 64 bits."""
+    """Seeds are in [0, 2**32): numpy's seed sequences take non-negative integers only (the trainer's per-step
+    seeds are hashed from them, vidssl.seeds), and torch seeds its generators with 64 bits."""
     if not 0 <= value < 2 ** 32:
         raise ConfigError(f"config key '{key}': must be in [0, 2**32), got {value}")
 
@@ -285,16 +285,19 @@ def flat_config(cfg: Any) -> dict[str, Any]:
     return flat_dict(to_dict(cfg))
 
 
-def _merge(base: dict, update: dict, where: str = "") -> dict:
-    """``base`` with ``update`` on top, section by section. A section's keys set where ``base`` holds a plain value
-    (a file's `train: 5`, or `--set model=resnet18` before `--set model.width=64`) are refused: the section would
-    replace the value, and the mistake never reach the check of its type."""
+def _merge(base: dict, update: dict, where: str = "", sections: dict | None = None) -> dict:
+    """``base`` with ``update`` on top, section by section. A section's keys (``sections``: the defaults, whose
+    mappings are the sections) set where ``base`` holds a plain value (a file's `train: 5`, or `--set
+    model=resnet18` before `--set model.width=64`) are refused: the section would replace the value, and the
+    mistake never reach the check of its type. Keys under a plain key (`train.lr.x`) are left to that check."""
     out = dict(base)
+    sections = sections or {}
     for k, v in update.items():
-        if isinstance(v, dict) and k in out and not isinstance(out[k], dict):
+        if isinstance(v, dict) and k in out and not isinstance(out[k], dict) and isinstance(sections.get(k), dict):
             raise ConfigError(f"config key '{where}{k}' is a section, but the config file or an earlier --set gave it "
                               f"the value {out[k]!r}; set its keys instead, e.g. {where}{k}.KEY=VALUE")
-        out[k] = _merge(out[k], v, f"{where}{k}.") if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = (_merge(out[k], v, f"{where}{k}.", sections.get(k) if isinstance(sections.get(k), dict) else None)
+                  if isinstance(v, dict) and isinstance(out.get(k), dict) else v)
     return out
 
 
@@ -393,15 +396,15 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
     ``path`` may also be a ``config.yaml`` that vidssl wrote into an output folder (:func:`write_resolved`): its
     ``config`` mapping is used and the provenance beside it ignored, so ``--config RUN/config.yaml`` repeats a run.
     """
-    file_data = {} if path is None else _without_empty_sections(_read_config_file(Path(path)), to_dict(Config()))
+    base = to_dict(Config())
+    file_data = {} if path is None else _without_empty_sections(_read_config_file(Path(path)), base)
     data = file_data
     for text in overrides:
         parts, value = parse_override(text)
         patch: Any = value
         for part in reversed(parts):
             patch = {part: patch}
-        data = _merge(data, patch)
-    base = to_dict(Config())
+        data = _merge(data, patch, sections=base)
     try:
         return from_dict(Config, _merge(base, data))
     except ConfigError as e:

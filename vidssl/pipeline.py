@@ -768,8 +768,9 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     except EvalFailed:
         _log_warnings(warnings)
         raise
-    warnings += evaluation_warnings(run)
-    atomic_write_json(run / WARNINGS, warnings)
+    if results["eval"] is not None:  # switched off, RUN/eval holds an earlier evaluation's, not these weights'
+        warnings += evaluation_warnings(run)
+        atomic_write_json(run / WARNINGS, warnings)
     _log_warnings(warnings)
     if not p.run_report:  # a summary.json an earlier run left may hold the numbers of earlier weights: not read
         return {"stages": results, "warnings": warnings}

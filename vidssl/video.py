@@ -339,22 +339,34 @@ class PyAVReader(VideoReader):
         return container
 
     def _count_frames(self) -> int:
+        if starts_before_a_keyframe(self.path):
+            # cut mid-GOP (a camera's segment, a remux from a later packet): whether the packets before the first
+            # keyframe decode is the codec's business (H.264 and MPEG-2 drop them, MPEG-4 Part 2 conceals them
+            # against grey), so these files, rare, are counted by decoding them
+            return self._count_decoded()
         container = self._open()
-        count = from_key = 0
-        keyed = False
+        count = 0
         try:
             for packet in container.demux(video=0):
                 if packet.size and not packet.is_discard:  # discarded: cut by an edit list, never shown
                     count += 1
-                    keyed = keyed or packet.is_keyframe
-                    from_key += keyed
         except self._av.error.FFmpegError:
             pass  # a truncated file: count what demuxes
         finally:
             container.close()
-        # a stream cut mid-GOP (a camera's segment, a remux from a later packet): what precedes its first keyframe
-        # lacks its references and never decodes; a stream that flags no keyframe at all (intra refresh) decodes
-        return from_key if keyed else count
+        return count
+
+    def _count_decoded(self) -> int:
+        container = self._open()
+        count = 0
+        try:
+            for _ in container.decode(video=0):
+                count += 1
+        except self._av.error.FFmpegError:
+            pass  # damaged further on: count what decodes, as frames() will end there
+        finally:
+            container.close()
+        return count
 
     def time_covered(self) -> tuple[float, float] | None:
         """(seconds the demuxed packets reach, seconds the container announces) for the video stream, from its

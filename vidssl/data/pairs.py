@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,8 +117,26 @@ def require_pairs_folder(root: str | os.PathLike) -> Path:
     return root
 
 
-def open_pairs(root: str | os.PathLike) -> PairSet:
-    """Index a pair dataset. Broken shards are skipped with a warning; no usable pair at all is an error."""
+class _ManifestMismatch(PairDataError):
+    """manifest.jsonl is not the one dataset.json describes."""
+
+
+def open_pairs(root: str | os.PathLike, retries: int = 2) -> PairSet:
+    """Index a pair dataset. Broken shards are skipped with a warning; no usable pair at all is an error. A
+    manifest that dataset.json does not describe is read again after a second (``retries`` times): a merge of
+    another shard may be between its two writes; a merge killed there stays an error."""
+    attempt = 0
+    while True:
+        try:
+            return _open_pairs(root)
+        except _ManifestMismatch:
+            if attempt == retries:
+                raise
+            attempt += 1
+            time.sleep(1.0)
+
+
+def _open_pairs(root: str | os.PathLike) -> PairSet:
     root = require_pairs_folder(root)
     meta = _read_json(root / "dataset.json")
     patch_size = meta["patch_size"]
@@ -156,7 +175,7 @@ def open_pairs(root: str | os.PathLike) -> PairSet:
             track_keys.append(tracks.setdefault((v, track), len(tracks)))
     recorded = meta.get("manifest_sha256")  # None: merged by an earlier version, which recorded none
     if recorded is not None and recorded != whole.hexdigest():
-        raise PairDataError(f"{manifest} is not the manifest {root / 'dataset.json'} describes (a merge was "
+        raise _ManifestMismatch(f"{manifest} is not the manifest {root / 'dataset.json'} describes (a merge was "
                             f"interrupted between the two, or one was edited): rewrite both with `vidssl mine "
                             f"--merge --out {root}`")
     if not offsets:
