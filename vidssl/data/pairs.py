@@ -176,8 +176,8 @@ def _open_pairs(root: str | os.PathLike) -> PairSet:
     recorded = meta.get("manifest_sha256")  # None: merged by an earlier version, which recorded none
     if recorded is not None and recorded != whole.hexdigest():
         raise _ManifestMismatch(f"{manifest} is not the manifest {root / 'dataset.json'} describes (a merge was "
-                            f"interrupted between the two, or one was edited): rewrite both with `vidssl mine "
-                            f"--merge --out {root}`")
+                                f"interrupted between the two, or one was edited): rewrite both with `vidssl mine "
+                                f"--merge --out {root}`")
     if not offsets:
         raise PairDataError(f"{manifest}: no pairs; {_why_no_pairs(meta, root)}")
     shard_index_arr = np.asarray(shard_index, np.int32)
