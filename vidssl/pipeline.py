@@ -175,11 +175,11 @@ class Stages:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
-    def start(self, stage: str, config: dict, made_from: Path | None = None) -> None:
-        """Record the stage as begun with ``config`` from the file ``made_from``; an interrupted one resumed with
-        the same config and input keeps its record (e.g. the evaluation tasks it finished). Resumed from another
-        input (weights exported again by hand while the evaluation was interrupted), it begins again: its
-        finished tasks were the old weights'."""
+    def start(self, stage: str, config: dict, made_from: Path | None = None, source: dict | None = None) -> None:
+        """Record the stage as begun with ``config`` from the file ``made_from`` (``source``: its file_record); an
+        interrupted one resumed with the same config and input keeps its record (e.g. the evaluation tasks it
+        finished). Resumed from another input (weights exported again by hand while the evaluation was
+        interrupted), it begins again: its finished tasks were the old weights'."""
         record = self.started(stage)
         recorded_input = (record or {}).get("made_from")
         moved_on = (recorded_input is not None and made_from is not None and made_from.exists()
@@ -187,7 +187,6 @@ class Stages:
         if moved_on:
             log.warning("[%s] %s changed since this stage began: begun again", stage, made_from)
         if record is None or record.get("config") != config or moved_on:
-            source = file_record(made_from) if made_from is not None else None
             atomic_write_json(self.dir / f"{stage}.started.json",
                               {"config": config, **({"made_from": source} if source is not None else {})})
 
@@ -364,10 +363,10 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
     start = time.monotonic()
     log.info("[%s] ...", name)
     stages.invalidate_after(name)
-    stages.start(name, config, made_from)
     # the input as the stage found it: one changed while it ran (weights exported again by hand during the
     # evaluation) is a change the next rerun sees
     source = file_record(made_from) if made_from is not None else None
+    stages.start(name, config, made_from, source)
     result = {**fn(), "seconds": round(time.monotonic() - start, 1)}
     if made_from is not None and "made_from" not in result:
         result["made_from"] = source if source is not None else file_record(made_from)

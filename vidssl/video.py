@@ -339,21 +339,28 @@ class PyAVReader(VideoReader):
         return container
 
     def _count_frames(self) -> int:
-        if starts_before_a_keyframe(self.path):
-            # cut mid-GOP (a camera's segment, a remux from a later packet): whether the packets before the first
-            # keyframe decode is the codec's business (H.264 and MPEG-2 drop them, MPEG-4 Part 2 conceals them
-            # against grey), so these files, rare, are counted by decoding them
-            return self._count_decoded()
         container = self._open()
         count = 0
+        first_is_key, later_key = None, False  # the first packet's flag; whether a keyframe follows it
         try:
             for packet in container.demux(video=0):
-                if packet.size and not packet.is_discard:  # discarded: cut by an edit list, never shown
+                if not packet.size:
+                    continue
+                if first_is_key is None:
+                    first_is_key = packet.is_keyframe
+                else:
+                    later_key = later_key or packet.is_keyframe
+                if not packet.is_discard:  # discarded: cut by an edit list, never shown
                     count += 1
         except self._av.error.FFmpegError:
             pass  # a truncated file: count what demuxes
         finally:
             container.close()
+        if first_is_key is False and later_key:
+            # cut mid-GOP (a camera's segment, a remux from a later packet; starts_before_a_keyframe): whether the
+            # packets before the first keyframe decode is the codec's business (H.264 and MPEG-2 drop them, MPEG-4
+            # Part 2 conceals them against grey), so these files, rare, are counted by decoding them
+            return self._count_decoded()
         return count
 
     def _count_decoded(self) -> int:
