@@ -677,3 +677,19 @@ def test_the_container_opens_under_pyav_19_which_dropped_metadata_errors(tmp_pat
     assert open_container(make("18.1.0", True), tmp_path / "a.mp4") == "container"
     assert calls == [("19.0.0", str(tmp_path / "a.mp4"), {}),
                      ("18.1.0", str(tmp_path / "a.mp4"), {"metadata_errors": "ignore"})]
+
+
+def test_opencv_still_decodes_pngs_once_the_backends_are_loaded():
+    """decord imported before OpenCV (as listing the backends did) shadows the zlib OpenCV's libpng calls: every PNG
+    decoded in that process failed ("bad parameters to zlib"), so a report's figures were named unreadable. In a
+    fresh process, as a command starts."""
+    import subprocess
+    import sys
+
+    code = ("from vidssl.video import available_backends\nprint(available_backends())\nimport cv2, numpy as np\n"
+            "image = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)\n"
+            "back = cv2.imdecode(cv2.imencode('.png', image)[1], cv2.IMREAD_COLOR)\n"
+            "print(back is not None and bool((back == image).all()))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[1] == "True", out.stdout + out.stderr

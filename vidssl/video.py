@@ -490,8 +490,7 @@ class DecordReader(VideoReader):
 
     def __init__(self, path: Path):
         super().__init__(path)
-        import decord
-
+        decord = _import_decord()
         # decord's FFmpeg logs through its own process-wide setting (ERROR is about its default)
         decord.logging.set_level(decord.logging.QUIET if os.environ.get(_QUIET_DECODERS) else decord.logging.ERROR)
 
@@ -659,13 +658,27 @@ BACKENDS: dict[str, type[VideoReader]] = {"decord": DecordReader, "pyav": PyAVRe
 def available_backends() -> list[str]:
     """Backends whose library imports on this machine, in auto order."""
     names = []
-    for name, module in (("decord", "decord"), ("pyav", "av"), ("opencv", "cv2")):
+    for name, load in (("decord", _import_decord), ("pyav", lambda: __import__("av")),
+                       ("opencv", lambda: __import__("cv2"))):
         try:
-            __import__(module)
+            load()
             names.append(name)
         except ImportError:
             continue
     return names
+
+
+def _import_decord():
+    """decord, loaded after OpenCV: its bundled zlib, loaded first, shadows the one OpenCV's libpng calls, and every
+    PNG decoded in the process after that failed ("libpng error: bad parameters to zlib"; pair grids and report
+    figures came out as unreadable)."""
+    try:
+        import cv2  # noqa: F401
+    except ImportError:  # no OpenCV, no conflict
+        pass
+    import decord
+
+    return decord
 
 
 # ----------------------------------------------------------------------------------------------------------------
