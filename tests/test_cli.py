@@ -278,3 +278,44 @@ def test_show_pairs_on_a_run_or_a_video_folder_says_where_the_pairs_are(tmp_path
     assert main(["show-pairs", str(videos), "--out", str(tmp_path / "g.png")]) == 1
     err = capsys.readouterr().err
     assert "is a folder of videos, not mined pairs" in err and f"vidssl mine {videos} --out PAIRS" in err
+
+
+def test_show_pairs_tracks_on_bad_input_names_the_file_and_the_fix(tmp_path, capsys):
+    """--tracks read dataset.json before the manifest (a run folder got "No such file": RUN/dataset.json, not where
+    its pairs are), and a torn dataset.json, one without videos_root, a record without video_id or an offset past
+    its shard or its track boxes each crashed with a traceback."""
+    import json
+
+    from train_utils import synthetic_pairs
+
+    def fails(folder, *extra):
+        assert main(["-q", "show-pairs", str(folder), "--out", str(tmp_path / "g.png"), *extra]) == 1
+        return capsys.readouterr().err
+
+    run = tmp_path / "run"
+    pairs = synthetic_pairs(run / "pairs", num_videos=1, tracks_per_video=2, size=32)
+    assert f"it is a run folder; its pairs are in {pairs}" in fails(run, "--tracks")
+    meta = json.loads((pairs / "dataset.json").read_text())
+    (pairs / "done").mkdir()
+    (pairs / "done" / "video0.json").write_text(json.dumps({"pairs": [], "track_boxes": [[], [[1, 1, 9, 9]] * 3]}))
+    for text in ('{"pairs": 2, "vid', json.dumps(meta)):  # torn; written by hand, with no videos_root
+        (pairs / "dataset.json").write_text(text)
+        err = fails(pairs, "--tracks")
+        assert f"{pairs / 'dataset.json'}: cannot tell where the videos are" in err, err
+        assert f"vidssl mine --merge --out {pairs}" in err
+    (pairs / "dataset.json").write_text(json.dumps({**meta, "videos_root": str(tmp_path)}))
+    manifest = pairs / "manifest.jsonl"
+    records = [json.loads(line) for line in manifest.read_text().splitlines()]
+
+    def write(recs):
+        manifest.write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+    write([{k: v for k, v in r.items() if k != "video_id"} for r in records])
+    assert "manifest.jsonl:1: not a pair record (keys missing: video_id)" in fails(pairs, "--tracks")
+    write([{**records[0], "offset": 7}, records[1]])  # drawn first
+    err = fails(pairs)  # the pair grid
+    assert f"{pairs / 'shards' / '00000.npy'}: has 2 rows, but" in err and "points at row 7" in err, err
+    err = fails(pairs, "--tracks")
+    assert f"{pairs / 'done' / 'video0.json'} (track_boxes): has 2 rows, but" in err and "points at row 7" in err
+    write(records)  # row 0's track has no boxes
+    assert f"{pairs / 'done' / 'video0.json'}: damaged (the track of row 0 has no boxes" in fails(pairs, "--tracks")

@@ -428,3 +428,49 @@ def test_a_pretrain_run_and_one_made_stage_by_stage_compare_by_what_their_stages
     assert main(["compare", str(pre), str(stage)]) == 0
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("- ")]
     assert notes == ["- mine.time_range: [0.0, 0.8] / [0.0, 1.0]"]
+
+
+def test_a_torn_config_or_model_card_is_named_and_no_difference(tmp_path, capsys):
+    """A seed whose config.yaml was torn was listed as differing in every config key ("video.backend: auto / -",
+    "... and 115 more"), and the file was never named; a torn model_card.json likewise in its trained steps."""
+    import yaml
+
+    from vidssl.config import Config, to_dict
+
+    runs = []
+    for seed in (0, 1):
+        run = _run_folder(tmp_path, f"s{seed}", 0.8 + seed / 100, 0.75, 0.6)
+        (run / "config.yaml").write_text(yaml.safe_dump({"config": {**to_dict(Config()), "seed": seed}}))
+        (run / "model_card.json").write_text(json.dumps({"training": {"steps": 619, "total_steps": 619}}))
+        runs.append(run)
+    assert main(["compare", *map(str, runs)]) == 0
+    assert "differ beyond their seed" not in capsys.readouterr().out
+    text = (runs[1] / "config.yaml").read_text()
+    (runs[1] / "config.yaml").write_text(text[: len(text) // 2] + "\n  : [")
+    (runs[1] / "model_card.json").write_text('{"training": ')
+    assert main(["compare", *map(str, runs)]) == 0
+    out = capsys.readouterr().out
+    assert f"- {runs[1] / 'config.yaml'}: unreadable; the settings of {runs[1]} are not compared" in out
+    assert "differ beyond their seed" not in out
+
+
+def test_a_run_made_stage_by_stage_with_its_weights_exported_elsewhere_compares(tmp_path, capsys):
+    """Its report wrote a headline with the trained row but no trained_model (no RUN/model_card.json), and compare
+    refused it advising `vidssl pretrain`. The row is the one weights file its tables hold."""
+    runs = []
+    for seed in (0, 1):
+        run = tmp_path / f"s{seed}"
+        _metrics(run, "davis", {f"weights/s{seed}": {"JF_mean": 0.5 + seed / 10}, "raw pixels": {"JF_mean": 0.4}})
+        assert main(["-q", "report", str(run)]) == 0
+        assert json.loads((run / "summary.json").read_text())["trained_model"] == f"weights/s{seed}"
+        runs.append(run)
+    capsys.readouterr()
+    assert main(["compare", *map(str, runs)]) == 0
+    assert "| davis | 0.500 | 0.600 | 0.550 +- 0.071 (n=2) | 0.400, 2/2 |" in capsys.readouterr().out
+    # two weights side by side and no card: which is the run's own cannot be told; the error says what to do
+    _metrics(runs[1], "davis", {"weights/s1": {"JF_mean": 0.6}, "weights/other": {"JF_mean": 0.3},
+                                "raw pixels": {"JF_mean": 0.4}})
+    assert main(["-q", "report", str(runs[1])]) == 0
+    assert main(["compare", *map(str, runs)]) == 1
+    err = capsys.readouterr().err
+    assert "names no trained model" in err and f"vidssl export {runs[1]}/train --out {runs[1]}/backbone.pt" in err

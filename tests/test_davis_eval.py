@@ -87,6 +87,47 @@ def test_object_ids_that_skip_a_number_score_only_the_objects_there(tmp_path):
     assert block["J_mean"] == pytest.approx((objects["1"]["J"]["mean"] + objects["3"]["J"]["mean"]) / 2)
 
 
+def test_an_object_appearing_later_is_named_unscored_and_a_failed_rerun_leaves_no_old_scores(tmp_path, caplog):
+    """Objects are those of the first frame's mask (as documented): one that enters later was dropped without a
+    word. A rerun into the same --out that failed after writing its first pictures left the earlier run's
+    metrics.json beside them, as if they were its results."""
+    import logging
+
+    from vidssl.errors import VidsslError
+
+    class CornerNaN(PixelFeatures):
+        def dense_features(self, x):
+            feats = super().dense_features(x).clone()
+            feats[..., :2, :2] = float("nan")
+            return feats
+
+    data = tmp_path / "davis"
+    write_moving_squares(data)
+    first = data / "Annotations" / "480p" / "squares" / "00000.png"
+    mask = np.array(Image.open(first))
+    mask[mask == 2] = 0  # the yellow square enters at frame 1
+    im = Image.fromarray(mask)
+    im.putpalette(palette().flatten().tolist())
+    im.save(first)
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"earlier": true}')
+    cfg = DavisConfig(context=3, radius=4, max_side=0, overlay_frames=1)
+    with pytest.raises(DavisDataError):  # a wrong --data: nothing evaluated, the earlier results stay
+        evaluate_davis({"raw pixels": PixelFeatures().eval()}, tmp_path / "no_such", out, cfg, progress=False)
+    assert (out / "metrics.json").read_text() == '{"earlier": true}'
+    with pytest.raises(VidsslError, match="broken pixels on squares"):
+        evaluate_davis({"raw pixels": PixelFeatures().eval(), "broken pixels": CornerNaN().eval()}, data, out, cfg,
+                       progress=False)
+    assert (out / "overlays").is_dir() and not (out / "metrics.json").exists()
+    with caplog.at_level(logging.WARNING, logger="vidssl"):
+        metrics = evaluate_davis({"raw pixels": PixelFeatures().eval()}, data, out, cfg, progress=False)
+    assert "squares: object(s) 2 appear only after the first frame" in caplog.text
+    assert metrics["unscored_objects"] == {"squares": [2]}
+    assert list(metrics["models"]["raw pixels"]["sequences"]["squares"]["objects"]) == ["1"]
+    assert json.loads((out / "metrics.json").read_text())["protocol"]["max_side"] == 0
+
+
 def test_features_holding_nan_stop_the_evaluation_naming_the_model(tmp_path):
     """NaN in a few cells spread through the soft labels of every later frame: a J of 0.11 instead of 0.88 on
     blackswan, with no word of why (retrieval already refused such embeddings)."""

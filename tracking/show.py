@@ -11,12 +11,15 @@ from tracking.dataset import marker_path, read_marker
 from vidssl.errors import VidsslError
 from vidssl.io import drawable
 
-_GRID_KEYS = {"video", "shard", "offset", "start_frame", "end_frame"}  # what the pictures read of a record
+_GRID_KEYS = {"video", "shard", "offset", "start_frame", "end_frame"}  # what the pair grid reads of a record
+_TRACK_KEYS = _GRID_KEYS | {"video_id", "track_id"}  # what the track strips read
 CAPTION = 14  # px of caption bar above each pair / track row
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def load_manifest(pairs_dir: str | Path) -> list[dict]:
+def load_manifest(pairs_dir: str | Path, keys: set[str] = _GRID_KEYS) -> list[dict]:
+    """The records of ``pairs_dir``'s manifest.jsonl, each checked to hold ``keys``; a VidsslError naming the file,
+    line and fix otherwise."""
     path = Path(pairs_dir) / "manifest.jsonl"
     if not path.is_file():
         folder = Path(pairs_dir)
@@ -38,7 +41,7 @@ def load_manifest(pairs_dir: str | Path) -> list[dict]:
         except json.JSONDecodeError as e:
             problem = f"not JSON: {e}"
         else:
-            missing = _GRID_KEYS - set(rec) if isinstance(rec, dict) else _GRID_KEYS
+            missing = keys - set(rec) if isinstance(rec, dict) else keys
             problem = f"keys missing: {', '.join(sorted(missing))}" if missing else None
         if problem:
             raise VidsslError(f"{path}:{lineno}: not a pair record ({problem}); rerun the `vidssl mine` that made "
@@ -47,6 +50,14 @@ def load_manifest(pairs_dir: str | Path) -> list[dict]:
     if not records:
         raise VidsslError(f"{pairs_dir} holds no pairs (see its dataset.json for why videos were skipped)")
     return records
+
+
+def _out_of_step(pairs_dir: Path, what: str, rec: dict, size: int) -> VidsslError:
+    """The error for a record whose ``offset`` is past the end of ``what`` (``size`` rows): a manifest out of step
+    with the files it points into."""
+    return VidsslError(f"{what}: has {size} rows, but {pairs_dir / 'manifest.jsonl'} points at row {rec['offset']} for "
+                       f"{rec['video']} (the manifest is out of step with it); rerun the `vidssl mine` that made "
+                       f"{pairs_dir} (same videos, same --out) to mine that video again")
 
 
 def _sample(records: list[dict], n: int, seed: int) -> list[dict]:
@@ -78,7 +89,10 @@ def pair_grid(pairs_dir: str | Path, n: int = 64, seed: int = 0, columns: int = 
                 raise VidsslError(f"{pairs_dir / rec['shard']}: unreadable ({type(e).__name__}: {e}); rerun the "
                                   f"`vidssl mine` that made {pairs_dir} (same videos, same --out) to mine its video "
                                   f"again") from None
-        patches = list(shards[rec["shard"]][rec["offset"]])  # first, last[, background]
+        shard = shards[rec["shard"]]
+        if not 0 <= rec["offset"] < len(shard):
+            raise _out_of_step(pairs_dir, str(pairs_dir / rec["shard"]), rec, len(shard))
+        patches = list(shard[rec["offset"]])  # first, last[, background]
         size = patches[0].shape[0]
         gap = np.full((size, 2, 3), 255, np.uint8)
         body = np.concatenate([part for p in patches for part in (gap, p)][1:], axis=1)
@@ -105,17 +119,28 @@ def track_strips(pairs_dir: str | Path, n: int = 4, seed: int = 0, frames: int =
     from vidssl.video import open_video
 
     pairs_dir = Path(pairs_dir)
-    meta = json.loads((pairs_dir / "dataset.json").read_text())
-    root = Path(meta["videos_root"])
-    backend = video_backend or meta.get("video_backend", "auto")
+    records = load_manifest(pairs_dir, _TRACK_KEYS)  # first: its errors tell a run or videos folder from pairs
+    meta_path = pairs_dir / "dataset.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+        root = Path(meta["videos_root"])
+        backend = video_backend or meta.get("video_backend", "auto")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise VidsslError(f"{meta_path}: cannot tell where the videos are ({type(e).__name__}: {e}); rebuild it "
+                          f"with `vidssl mine --merge --out {pairs_dir}`") from None
     rows = []
-    for rec in _sample(load_manifest(pairs_dir), n, seed):
+    for rec in _sample(records, n, seed):
         marker = read_marker(pairs_dir, rec["video_id"]) or {}
+        where = marker_path(pairs_dir, rec["video_id"])
         if "track_boxes" not in marker:
-            raise VidsslError(f"{marker_path(pairs_dir, rec['video_id'])}: missing or damaged, so the tracks of "
-                              f"{rec['video']} are unknown; rerun the `vidssl mine` that made {pairs_dir} to mine it "
-                              f"again")
+            raise VidsslError(f"{where}: missing or damaged, so the tracks of {rec['video']} are unknown; rerun the "
+                              f"`vidssl mine` that made {pairs_dir} to mine it again")
+        if not 0 <= rec["offset"] < len(marker["track_boxes"]):
+            raise _out_of_step(pairs_dir, f"{where} (track_boxes)", rec, len(marker["track_boxes"]))
         boxes = marker["track_boxes"][rec["offset"]]
+        if not isinstance(boxes, list) or len(boxes) < 2:  # mining keeps a box at each end of a pair at least
+            raise VidsslError(f"{where}: damaged (the track of row {rec['offset']} has no boxes to draw); rerun the "
+                              f"`vidssl mine` that made {pairs_dir} to mine {rec['video']} again")
         steps = np.linspace(0, len(boxes) - 1, frames).round().astype(int)
         at = box_frames(rec["start_frame"], rec["end_frame"], len(boxes))
         wanted = {at[s] for s in steps}

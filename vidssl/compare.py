@@ -34,7 +34,10 @@ def _trained_name(summary: dict, run: Path) -> str:
         return summary["trained_model"]
     weights = summary.get("weights")
     if not weights:
-        raise VidsslError(f"{run}/summary.json names no exported weights; finish the run with `vidssl pretrain`")
+        raise VidsslError(f"{run}/summary.json names no trained model (no {run}/model_card.json, and its evaluation "
+                          "tables hold no single weights file beside the baselines): finish a pretrain run with the "
+                          f"same command; for a run made stage by stage, export into it (vidssl export {run}/train "
+                          f"--out {run}/backbone.pt), evaluate that, then rewrite the summary: vidssl report {run}")
     return weights_row_name(weights)
 
 
@@ -207,6 +210,15 @@ def _run_config(run: Path) -> dict | None:
     return {**config, **{section: mined[section] for section in ("mine", "video") if section in mined}}
 
 
+def _unreadable_config(run: Path) -> Path | None:
+    """The file a run's config would be read from (see :func:`_run_config`) when it is there but cannot be read,
+    else None."""
+    if _run_config(run) is not None:
+        return None
+    return next((path for path in (run / "config.yaml", run / "train" / "config.yaml", run / "model_card.json")
+                 if path.exists()), None)
+
+
 def _videos(run: Path) -> str | None:
     """The videos the run mined (their folder, resolved, as mining records it), or :data:`DEMO_VIDEOS`: the demo
     clips are made into each run's own folder (demo.* decides them), also a run moved since; None when unknown."""
@@ -261,13 +273,16 @@ def _setup(run: Path) -> dict[str, object]:
             unread = (*unread, "pretrain")
         setup.update({k: NOT_READ if any(k == u or k.startswith(u + ".") for u in unread) else v
                       for k, v in flat.items() if k not in {"seed", "pretrain.mine_workers", *SPEED_KEYS}})
+    elif _unreadable_config(run) is not None:  # there but torn: its settings are unknown, not different
+        setup.update({k: NOT_READ for k in flat_config(Config())})
     if videos is not None:
         setup["videos"] = videos
     try:  # the steps trained: with train.fit_budget, the machine's speed (threads, device) decides them
         training = json.loads((run / "model_card.json").read_text())["training"]
         setup["trained steps"] = f"{training['steps']} of {training['total_steps']}"
     except (OSError, ValueError, KeyError, TypeError):
-        pass
+        if (run / "model_card.json").exists():  # there but unreadable: unknown, not different
+            setup["trained steps"] = NOT_READ
     for path in sorted((run / "eval").glob("*/metrics.json")):
         if path.parent.name == "tracks_held_out":
             continue
@@ -334,6 +349,8 @@ def compare_markdown(runs: list[str | Path]) -> str:
             better, both = wins(row, b)
             cells.append(f"{b_mean:.3f}, {better}/{both}")
         lines.append("| " + " | ".join(map(cell, cells)) + " |")
+    unreadable += [f"{path}: unreadable; the settings of {run} are not compared with the other runs' (rerun its "
+                   "command to rewrite it)" for run in map(Path, runs) if (path := _unreadable_config(run))]
     if unreadable:
         lines += ["", "**Unreadable results:**", *(f"- {note}" for note in unreadable)]
     differences = run_differences(runs)

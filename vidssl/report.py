@@ -354,6 +354,18 @@ def _headline_section(summary: dict, eval_results: dict[str, dict]) -> str:
             + "".join(f"<p>{html.escape(n)}</p>" for n in notes))
 
 
+def _tabled_weights(eval_results: dict[str, dict]) -> set[str]:
+    """The row names of the evaluation tables (task -> metrics.json) that are weights files, not baselines."""
+    prefix, models = FLOW_FEATURE_METHOD + "[", set()
+    for result in eval_results.values():
+        for name in model_metrics(result):
+            if "methods" not in result:
+                models.add(name)
+            elif name.startswith(prefix):  # flow's rows are methods: a model's is match[<model>]
+                models.add(name[len(prefix):-1])
+    return {name for name in models if not is_baseline(name)}
+
+
 def _trained_row(run: Path, eval_results: dict[str, dict]) -> str:
     """The trained backbone's row name in the run's evaluation tables (``eval_results``: task -> metrics.json): as
     the evaluation named it (recorded in its stage marker; a run folder renamed since keeps the old name in its
@@ -366,14 +378,7 @@ def _trained_row(run: Path, eval_results: dict[str, dict]) -> str:
         return recorded
     # evaluated stage by stage or renamed since: named as its --weights was spelled (runs/real/backbone.pt, or
     # backbone.pt from inside the folder) in a folder of whatever name then, which the report cannot know.
-    prefix, models = FLOW_FEATURE_METHOD + "[", set()
-    for result in eval_results.values():
-        for name in model_metrics(result):
-            if "methods" not in result:
-                models.add(name)
-            elif name.startswith(prefix):  # flow's rows are methods: a model's is match[<model>]
-                models.add(name[len(prefix):-1])
-    trained = {name for name in models if not is_baseline(name)}
+    trained = _tabled_weights(eval_results)
     if len(trained) == 1:
         return trained.pop()
     # several weights evaluated side by side (or none yet): the one named as this folder's backbone.pt would be
@@ -540,6 +545,8 @@ def build_report(run_dir: str | Path) -> Path:
         sections += ["<h2>Evaluation</h2>", *eval_sections]
     if "trained_model" in summary:
         summary["trained_model"] = _trained_row(run, eval_results)
+    elif len(_tabled_weights(eval_results)) == 1:  # no export in RUN (stage by stage, weights written elsewhere):
+        summary["trained_model"] = _tabled_weights(eval_results).pop()  # the one weights file its tables hold
     resolved = run / "config.yaml"
     if resolved.is_file():  # what a script needs to reproduce the run: the config file and the code's versions
         import yaml

@@ -11,3 +11,12 @@ def weights_row_name(path: str | Path) -> str:
     ``vidssl compare`` find the trained model's row."""
     path = Path(path)
     return f"{path.parent.name}/{path.stem}" if path.parent.name else path.stem
+
+
+def retire_results(out_dir: str | Path) -> None:
+    """Remove an earlier evaluation's ``metrics.json`` and ``metrics.md`` from ``out_dir``: called once the data
+    have been read and before the new evaluation writes its first file, so that a rerun into the same folder that
+    fails half way leaves no old scores beside its new pictures (a bad --data path fails before and loses
+    nothing)."""
+    for name in ("metrics.json", "metrics.md"):
+        (Path(out_dir) / name).unlink(missing_ok=True)

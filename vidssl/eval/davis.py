@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidssl.eval import jf
+from vidssl.eval import jf, retire_results
 from vidssl.eval.config import DavisConfig
 from vidssl.eval.davis_data import DavisDataError, DavisSequence, list_sequences, load_sequence
 from vidssl.device import resolve_device
@@ -316,6 +316,8 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
                                 for name in models}
     slugs = _slugs(models)
     skipped: dict[str, str] = {}
+    unscored: dict[str, list[int]] = {}  # per sequence: objects that appear only after the first frame
+    retired = False
     with evaluation_mode(models, device):
         for seq_name in names:
             try:
@@ -334,6 +336,15 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
                 log.warning("davis: skipping sequence %s: %s", seq_name, e)
                 skipped[seq_name] = str(e)
                 continue
+            later = sorted(set().union(*(np.unique(m).tolist() for m in seq.masks[1:])) - {0, *seq.object_ids})
+            if later:  # not propagated (no first mask to start from) and not scored; the official evaluator
+                # scores ids up to the first frame's largest and would count them as missed
+                log.warning("davis: %s: object(s) %s appear only after the first frame; they are neither propagated "
+                            "nor scored", seq_name, ", ".join(map(str, later)))
+                unscored[seq_name] = later
+            if not retired:  # a sequence could be read: this evaluation will write into out_dir
+                retire_results(out_dir)
+                retired = True
             for model_name, model in models.items():
                 try:
                     run = propagate_sequence(model, seq, cfg, progress, device)
@@ -366,9 +377,11 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
                                   "overlays": {seq: f"overlays/{slugs[model_name]}/{seq}.png" for seq in names},
                                   "sequences": block["sequences"]}
     metrics = {"task": "davis_label_propagation", "data": str(Path(data_dir).resolve()), "sequences": names,
-               "skipped": skipped,
+               "skipped": skipped, "unscored_objects": unscored,
                "protocol": {"bound_th": jf.BOUND_TH, "scored_frames": "all but the first and the last",
-                            "mean_over": "objects"},
+                            "mean_over": "objects", "objects": "those in the first frame's mask",
+                            # published numbers (CRW, VFS, DINO) are of full-size frames: 0
+                            "max_side": cfg.max_side},
                "config": asdict(cfg), "versions": versions(), "models": models_out}
     atomic_write_json(out_dir / "metrics.json", metrics)
     atomic_write_text(out_dir / "metrics.md", metrics_markdown(metrics))

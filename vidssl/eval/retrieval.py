@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vidssl.errors import ConfigError, VidsslError
+from vidssl.eval import retire_results
 from vidssl.eval.config import RetrievalConfig
 from vidssl.device import resolve_device
 from vidssl.eval.frozen import evaluation_mode
@@ -98,6 +99,7 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
     rng = np.random.default_rng(cfg.seed)
     shown = np.sort(rng.choice(len(queries), size=min(cfg.grid_queries, len(queries)), replace=False))
     out_dir = Path(out_dir)
+    retire_results(out_dir)
     results, grids = {}, {}
     for name, f in feats.items():
         broken = non_finite_rows(f[ok])

@@ -14,6 +14,7 @@ from torch import nn
 from tqdm import tqdm
 
 from vidssl.errors import VidsslError
+from vidssl.eval import retire_results
 from vidssl.eval.config import FlowConfig
 from vidssl.eval.flow.data import find_pairs, load_pair
 from vidssl.eval.flow.io import FlowFileError
@@ -114,6 +115,7 @@ def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out
     if len(unreadable) == len(pairs):
         raise VidsslError(f"no flow pair under {data_dir} could be read: " + "; ".join(unreadable.values()))
     budget_s = 60.0 * (cfg.budget_minutes if budget_minutes is None else budget_minutes)
+    retire_results(out_dir)
     with evaluation_mode(models, device):
         methods, transfer = build_methods(models, cfg, out_dir, budget_s, seed, device, progress)
         per_method, skipped = _run_methods(methods, [p for p in pairs if p.name not in unreadable], cfg, out_dir,
