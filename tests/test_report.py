@@ -41,6 +41,11 @@ def test_report_tables_headline_and_what_is_not_a_result(tmp_path):
     (run / "eval" / "nulled" / "metrics.json").write_text("null")  # JSON, not an evaluation's: raised AttributeError
     (run / "eval" / "davis" / "empty.png").write_bytes(b"")  # a figure cut to nothing: raised cv2.error
     (run / "eval" / "davis" / "torn.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (run / "eval" / "davis" / "gone.png").symlink_to(run / "nowhere.png")  # raised FileNotFoundError: no report
+    davis = json.loads((run / "eval" / "davis" / "metrics.json").read_text())
+    davis["models"]["seed0/backbone"]["J_recall"] = None  # a NaN metric, as metrics.json writes it
+    davis["models"]["raw pixels"]["J_recall"] = 0.25
+    _write(run / "eval" / "davis" / "metrics.json", davis)
     _write(run / "eval" / "failed.json", {"cub": "retrieval/cub: no images"})
     build_report(run)
     summary = strict_loads((run / "summary.json").read_text())
@@ -64,7 +69,10 @@ def test_report_tables_headline_and_what_is_not_a_result(tmp_path):
     assert "Not informative" in html and "by construction" in html  # davis_instances: one label
     assert "unreadable" in html and "broken" in html and "Failed evaluations" in html
     assert "nulled" in html and "a JSON NoneType, not the object an evaluation writes" in html
-    assert html.count("<b>unreadable figure</b>") == 2 and "empty.png" in html and "torn.png" in html
+    assert html.count("<b>unreadable figure</b>") == 3 and "empty.png" in html and "torn.png" in html
+    assert "gone.png" in html
+    davis_table = html[html.index("<h3>davis</h3>"):].split("</table>")[0]  # a NaN shows as "-", not a blank
+    assert "<th>J_recall ↑</th>" in davis_table and "<td>0.8000</td><td>-</td></tr>" in davis_table, davis_table
 
 
 def test_compare_finds_the_trained_row_of_a_run_made_in_the_current_folder(tmp_path, capsys, monkeypatch):

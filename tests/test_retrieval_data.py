@@ -92,13 +92,19 @@ def image_folder(tmp_path) -> Path:
             write_rgb(root / f"class_{c}" / f"{i}.png", solid(colour))
     (root / "empty_class").mkdir()
     (root / "class_0" / "notes.txt").write_text("not an image")
+    (root / "class_0" / "3.png").symlink_to(root / "moved.png")  # a link whose image was moved
+    write_rgb(root / "stray.png", solid((9, 9, 9)))  # beside the class folders: in no class
     return root
 
 
 def test_image_folder_layout(image_folder):
     data = load_retrieval_set(image_folder, CFG)
     assert data.kind == "images" and detect_kind(image_folder) == "images"
-    assert data.skipped == {"not an image file": ["class_0/notes.txt"]}  # listed, not silently left out
+    # listed, not silently left out (an image outside the folders, a folder without images were not listed; a
+    # broken link was called "not an image file")
+    assert data.skipped == {"broken link": ["class_0/3.png"], "not an image file": ["class_0/notes.txt"],
+                            "class folder without images": ["empty_class"],
+                            "image outside a class folder": ["stray.png"]}
     assert data.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert data.label_names == {0: "class_0", 1: "class_1", 2: "class_2"}
     assert data.captions[3] == "class_1/0.png"
@@ -145,6 +151,13 @@ def test_labels_csv_rows_that_would_be_misread_are_errors(tmp_path):
     (tmp_path / "labels.csv").write_text("path,class_id\na.jpg,1\nb.jpg,1\n./a.jpg,1\n")
     with pytest.raises(RetrievalDataError, match=r"labels.csv:4: ./a.jpg is listed again \(first on line 2\)"):
         load_retrieval_set(tmp_path, CFG)
+    # one class_id named as two classes: the second was merged into the first without a word
+    (tmp_path / "labels.csv").write_text("path,class_id,class_name\na.jpg,1,cat\nb.jpg,1,dog\n")
+    with pytest.raises(RetrievalDataError, match=r"labels.csv:3: class_id 1 is named 'dog', but 'cat' on line 2"):
+        load_retrieval_set(tmp_path, CFG)
+    for rows in ("a.jpg,1,cat\nb.jpg,1,\n", "a.jpg,1,\nb.jpg,1,cat\n"):  # named on one line only: fine
+        (tmp_path / "labels.csv").write_text("path,class_id,class_name\n" + rows)
+        assert load_retrieval_set(tmp_path, CFG).label_names == {1: "cat"}, rows
     # an unquoted comma in a class name: csv hands the extra field over under None (was an AttributeError)
     (tmp_path / "labels.csv").write_text("path,class_id,class_name\na.jpg,1,Albatross, black-footed\nb.jpg,1,x\n")
     with pytest.raises(RetrievalDataError, match=r"labels.csv:2: 4 fields, the header has 3; quote"):

@@ -281,6 +281,32 @@ def test_a_run_killed_before_its_stats_are_written_writes_them_on_the_rerun(pair
     written = strict_loads((run / "stats.json").read_text())
     assert written["weights_sha256"] == again["weights_sha256"] == first["weights_sha256"]
     assert written["step"] == written["total_steps"] == 10 and written["stopped"] == "done"
+    # or an earlier session's stats.json stayed (it stopped at the budget; the next finished and was killed before
+    # its own): the pipeline and the export read a budget stop of a finished run
+    (run / "stats.json").write_text(json.dumps({**written, "step": 4, "stopped": "budget", "minutes": 9.0}))
+    train(pairs, run, cfg, progress=False)
+    rewritten = strict_loads((run / "stats.json").read_text())
+    assert (rewritten["step"], rewritten["stopped"], rewritten["minutes"]) == (10, "done", 0.0)
+    # a finished run's own stats.json is kept as it is (its minutes are the training's, not the rerun's 0)
+    (run / "stats.json").write_text(json.dumps({**written, "minutes": 3.5}))
+    train(pairs, run, cfg, progress=False)
+    assert strict_loads((run / "stats.json").read_text())["minutes"] == 3.5
+
+
+def test_a_log_line_that_is_no_training_record_is_dropped_on_resume_not_a_crash(tmp_path, caplog):
+    """JSON that is not an object (``7``) or has no numeric step crashed the resume with a bare AttributeError or
+    TypeError naming neither the file nor the fix."""
+    import logging
+
+    from vidssl.train import RunLog
+
+    lines = ['{"step": 4, "loss": 1.0}', "7", '{"step": null, "loss": 2.0}', '{"loss": 3.0}', '{"step": true}',
+             '{"step": 5, "lo', '{"step": 6, "loss": 0.5}', '{"step": 12, "loss": 0.4}']
+    (tmp_path / "log.jsonl").write_text("\n".join(lines) + "\n")
+    with caplog.at_level(logging.WARNING, logger="vidssl"):
+        RunLog(tmp_path, start_step=6, enabled=True).close()
+    assert (tmp_path / "log.jsonl").read_text().splitlines() == [lines[0], lines[6]]
+    assert "log.jsonl: dropped 4 line(s) that are no training record" in caplog.text
 
 
 def test_a_model_with_dropout_resumes_exactly(pairs, tmp_path, monkeypatch):
@@ -335,6 +361,14 @@ def test_mismatched_run_and_bad_resume_are_errors(pairs, tmp_path):
     with pytest.raises(ConfigError, match=r"another config \(model.embed_dim: 32 -> 16"):
         train(pairs, tmp_path / "run", load_config(None, TINY + ["train.steps=2", "model.embed_dim=16"]),
               progress=False)
+    # a checkpoint of a version before data.flip existed trained with its default (flips): set otherwise now, the
+    # run changes, which the check missed (it read only the saved keys)
+    saved = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    del saved["flat_config"]["data.flip"]
+    torch.save(saved, tmp_path / "run" / CHECKPOINT)
+    with pytest.raises(ConfigError, match=r"another config \(data.flip: True -> False\)"):
+        train(pairs, tmp_path / "run", load_config(None, TINY + ["train.steps=2", "data.flip=false"]), progress=False)
+    assert train(pairs, tmp_path / "run", load_config(None, TINY + ["train.steps=2"]), progress=False)["step"] == 2
     other = synthetic_pairs(tmp_path / "other", num_videos=3, tracks_per_video=12, seed=5)
     with pytest.raises(ConfigError, match="trained on other pairs"):
         train(other, tmp_path / "run", load_config(None, TINY + ["train.steps=2"]), progress=False)

@@ -176,7 +176,10 @@ def _img(path: Path, caption: str) -> str:
     import cv2
     import numpy as np
 
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError:  # a dangling link, no permission, a folder named *.png: named below like a damaged figure
+        raw = b""
     mime, payload = "image/png", raw
     try:
         image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR) if raw else None
@@ -321,7 +324,8 @@ def _metric_rows(result: dict) -> tuple[list[dict], list[str]]:
     for model, metrics in model_metrics(result).items():
         row = {"model": model}
         for key, value in metrics.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # None: a NaN metric as metrics.json writes it, shown as "-" (a column of them says it was not finite)
+            if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
                 row[key] = value
                 if key not in columns:
                     columns.append(key)

@@ -203,9 +203,11 @@ def _check_same_run(saved: dict, cfg: Config, fingerprint: tuple[str, ...], run_
         raise ConfigError(f"{run_dir} was trained on other pairs (dataset fingerprint {saved['pairs_fingerprint']}, "
                           f"now {fingerprint[0]}); choose a new --out to train on these")
     now = _flat_config(cfg)
-    changed = sorted(k for k, v in saved["flat_config"].items() if k not in RESUMABLE_KEYS and now.get(k) != v)
+    # a key a later version added ran as its default in the saved run (set otherwise now, it changes the run)
+    was = {**_flat_config(Config()), **saved["flat_config"]}
+    changed = sorted(k for k in {*was, *now} if k not in RESUMABLE_KEYS and now.get(k) != was.get(k))
     if changed:
-        detail = ", ".join(f"{k}: {saved['flat_config'][k]!r} -> {now.get(k)!r}" for k in changed[:5])
+        detail = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
         hint = ""
         if "train.precision" in changed:  # auto chooses by the hardware: a run moved to other hardware lands here
             hint = (f" (train.precision auto computes in what this hardware runs natively; --set "
@@ -233,13 +235,20 @@ class RunLog:
         self.path = run_dir / "log.jsonl"
         kept = []
         if self.path.exists():  # a killed run may have logged past its last checkpoint, or half a line
-            for line in self.path.read_text().splitlines():
+            dropped = 0
+            for line in self.path.read_text(errors="replace").splitlines():
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                if rec.get("step", -1) <= start_step:  # the checkpoint at a step is written after its log line
+                step = rec.get("step") if isinstance(rec, dict) else None
+                if not isinstance(step, (int, float)) or isinstance(step, bool):  # a hand edit, joined logs
+                    dropped += 1
+                elif step <= start_step:  # the checkpoint at a step is written after its log line
                     kept.append(line)
+            if dropped:
+                log.warning("%s: dropped %d line(s) that are no training record (a JSON object with a numeric "
+                            "step)", self.path, dropped)
         atomic_write_text(self.path, "".join(k + "\n" for k in kept))
         self.fh = open(self.path, "a")
         from torch.utils.tensorboard import SummaryWriter
@@ -595,8 +604,9 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
             stats = {**saved["metrics"], "step": start, "total_steps": total, "stopped": "done", "minutes": 0.0,
                      "checkpoint": str(ckpt_path), "pairs": len(pairs), "world_size": d.world,
                      "weights_sha256": parameter_digest(model)}
-            if d.main and not (run_dir / "stats.json").is_file():
-                # killed between its final checkpoint and stats.json: every rerun returned here without writing it
+            if d.main and not _stats_say_done(run_dir / "stats.json", start, total):
+                # killed between its final checkpoint and stats.json: every rerun returned here without writing it,
+                # leaving none or an earlier session's (a budget stop) for the pipeline and the export to read
                 atomic_write_json(run_dir / "stats.json", stats)
             return stats
     stepper = TrainStep(model, cfg, dev, total, d)
@@ -764,6 +774,16 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     if d.main:
         atomic_write_json(run_dir / "stats.json", stats)
     return stats
+
+
+def _stats_say_done(path: Path, step: int, total: int) -> bool:
+    """Whether ``path`` (a run's stats.json) records the run as finished at ``step`` of ``total`` steps."""
+    try:
+        stats = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(stats, dict) and (stats.get("step"), stats.get("total_steps"), stats.get("stopped")) == (
+        step, total, "done")
 
 
 def parameter_digest(model: torch.nn.Module) -> str:

@@ -188,9 +188,14 @@ def _image_set_from_csv(root: Path, csv_path: Path, size: int) -> RetrievalSet:
                                              f"{first}); list each image once")
                 paths.append(path)
                 labels.append(label)
-                names.setdefault(label, row.get("class_name") or str(label))
+                name = row.get("class_name")
+                named = names.setdefault(label, (name, line)) if name else (name, line)
+                if named[0] != name:  # two classes merged under one id
+                    raise RetrievalDataError(f"{csv_path}:{line}: class_id {label} is named {name!r}, but "
+                                             f"{named[0]!r} on line {named[1]}; give each class its own id")
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise RetrievalDataError(f"{csv_path}: cannot read ({e.__class__.__name__}: {e})") from None
+    names = {label: names[label][0] if label in names else str(label) for label in labels}  # unnamed: its id
     if not paths:
         raise RetrievalDataError(f"{csv_path}: lists no existing image; paths are relative to {root}")
     missing = skipped.get("missing file", [])
@@ -217,20 +222,28 @@ def _class_folders(root: Path) -> list[tuple[Path, list[Path]]]:
 
 def _image_set_from_folders(root: Path, size: int) -> RetrievalSet:
     paths, labels, names, skipped = [], [], {}, {}
-    for class_dir, files in _class_folders(root):
+    folders = _class_folders(root)
+    for class_dir, files in folders:
         label = len(names)
         names[label] = class_dir.name
         paths += files
         labels += [label] * len(files)
         images = set(files)
         for other in (p for p in _visible(class_dir) if p not in images):  # listed, not silently left out
-            reason = "sub-folder (not read)" if other.is_dir() else "not an image file"
+            reason = ("sub-folder (not read)" if other.is_dir() else
+                      "broken link" if other.is_symlink() and not other.exists() else "not an image file")
             skipped.setdefault(reason, []).append(os.path.relpath(other, root))
+    read = {class_dir for class_dir, _ in folders}
+    for entry in _visible(root):  # what holds no class: images beside the folders, folders without images
+        if entry.is_dir() and entry not in read:
+            skipped.setdefault("class folder without images", []).append(entry.name)
+        elif entry.is_file() and entry.suffix.lower() in IMAGE_EXTS:
+            skipped.setdefault("image outside a class folder", []).append(entry.name)
     if not paths:
         raise RetrievalDataError(f"{root}: no images found; expected DIR/<class>/*.jpg or DIR/labels.csv "
                                  f"(path,class_id[,class_name])")
     for reason, items in skipped.items():
-        log.warning("%s: %d %s(s) in class folders skipped (e.g. %s)", root, len(items), reason, items[0])
+        log.warning("%s: %s, %d skipped (e.g. %s)", root, reason, len(items), items[0])
     return _image_set(root, paths, labels, names, skipped, size)
 
 
