@@ -319,3 +319,30 @@ def test_show_pairs_tracks_on_bad_input_names_the_file_and_the_fix(tmp_path, cap
     assert f"{pairs / 'done' / 'video0.json'} (track_boxes): has 2 rows, but" in err and "points at row 7" in err
     write(records)  # row 0's track has no boxes
     assert f"{pairs / 'done' / 'video0.json'}: damaged (the track of row 0 has no boxes" in fails(pairs, "--tracks")
+
+
+def test_a_second_sigterm_does_not_cut_the_first_ones_clean_up_short(monkeypatch, capsys):
+    """The first SIGTERM stops the command as Ctrl-C does, and its clean-up (mining takes back the starts of the
+    videos being mined, or they count as crashes) ran under the same handler: a second SIGTERM raised in it."""
+    import os
+    import signal
+    import time
+
+    from vidssl.commands import compare
+
+    cleaned = []
+
+    def run(args, cfg):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)
+            cleaned.append(True)
+
+    monkeypatch.setattr(compare, "run", run)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["compare", "x"]) == 143 and cleaned == [True]
+    assert "vidssl compare: terminated; rerun the same command to continue" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) == before

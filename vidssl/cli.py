@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def on_sigterm(signum, frame):  # `timeout`, a batch scheduler's preemption, `docker stop`
         terminated.append(signum)
-        raise KeyboardInterrupt  # the same clean stop as Ctrl-C: a video being mined is not taken for a crash
+        if len(terminated) == 1:  # a second one (a script's retry, a group's signal relayed) must not cut short
+            # the clean-up the first began (mining takes back its videos' starts); SIGKILL still stops it at once
+            raise KeyboardInterrupt  # the same clean stop as Ctrl-C: a video being mined is not taken for a crash
 
     previous = signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() \
         else None
