@@ -9,7 +9,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("pairs", metavar="PAIRS", help="pair dataset directory written by vidssl mine")
     parser.add_argument("--out", metavar="IMAGE", required=True,
                         help="image to write, encoded as its suffix says: .png, .jpg or .jpeg")
-    parser.add_argument("--n", type=int, default=64, help="random pairs shown (default 64; with --tracks: tracks, at most 8)")
+    parser.add_argument("--n", type=int, default=64,
+                        help="random pairs shown (default 64; with --tracks: tracks, at most 8)")
     parser.add_argument("--tracks", action="store_true",
                         help="instead draw the tracked box over source frames for a few tracks (needs the videos)")
 
