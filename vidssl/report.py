@@ -234,10 +234,19 @@ def degenerate(result: dict) -> str | None:
     """Why a task's numbers say nothing about the models (shown in the report, left out of the headline), or None.
 
     Retrieval over a single label (e.g. DAVIS instance retrieval on one single-object sequence) makes every
-    neighbour relevant: every model scores 1 by construction.
+    neighbour relevant: every model scores 1 by construction. A set so easy that every row, raw pixels and random
+    init included, scores a perfect MAP@R or J&F (held-out tails of two tracks, one per video: telling two scenes
+    apart) ranks nothing either.
     """
     if result.get("labels") == 1:
         return "only one label: every neighbour is relevant, so every model scores 1 by construction"
+    rows = model_metrics(result)
+    for key, name in (("map_at_r", "MAP@R"), ("JF_mean", "J&F")):
+        values = [metrics.get(key) for metrics in rows.values()]
+        if len(values) > 1 and all(finite_number(v) and v >= 1.0 for v in values):
+            size = f" ({result['labels']} labels)" if isinstance(result.get("labels"), int) else ""
+            return (f"every model, baselines included, scores a perfect {name}: the set{size} is too easy to tell "
+                    "them apart")
     return None
 
 
