@@ -3,6 +3,7 @@ runs, and stops on a non-finite loss keeping the last good checkpoint."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 
@@ -296,8 +297,6 @@ def test_a_run_killed_before_its_stats_are_written_writes_them_on_the_rerun(pair
 def test_a_log_line_that_is_no_training_record_is_dropped_on_resume_not_a_crash(tmp_path, caplog):
     """JSON that is not an object (``7``) or has no numeric step crashed the resume with a bare AttributeError or
     TypeError naming neither the file nor the fix."""
-    import logging
-
     from vidssl.train import RunLog
 
     lines = ['{"step": 4, "loss": 1.0}', "7", '{"step": null, "loss": 2.0}', '{"loss": 3.0}', '{"step": true}',
@@ -309,7 +308,7 @@ def test_a_log_line_that_is_no_training_record_is_dropped_on_resume_not_a_crash(
     assert "log.jsonl: dropped 4 line(s) that are no training record" in caplog.text
 
 
-def test_a_model_with_dropout_resumes_exactly(pairs, tmp_path, monkeypatch):
+def test_a_model_with_dropout_resumes_exactly(pairs, tmp_path, monkeypatch, caplog):
     """alexnet_wang2015 with dropout in fc6/fc7 (0.5, as torchvision's AlexNet; the shipped net, as released, has
     none, so the test builds it with dropout: with the default it drew nothing and could not fail): killed at step
     8 and resumed from its step-6 checkpoint, it ends with the weights of an uninterrupted run, because every step
@@ -337,7 +336,9 @@ def test_a_model_with_dropout_resumes_exactly(pairs, tmp_path, monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             train(pairs, tmp_path / "killed", cfg, progress=False)
     assert load_checkpoint(tmp_path / "killed" / CHECKPOINT)["step"] == 6
-    resumed = train(pairs, tmp_path / "killed", cfg, progress=False)
+    with caplog.at_level(logging.INFO, logger="vidssl.train"):
+        resumed = train(pairs, tmp_path / "killed", cfg, progress=False)
+    assert f"train: resuming {tmp_path / 'killed'} at step 6 of 12 (its checkpoint)" in caplog.text  # said, not silent
     assert resumed["weights_sha256"] == straight["weights_sha256"]
     # the whole state, BatchNorm's running statistics included (the digest covers parameters only)
     a, b = (load_checkpoint(tmp_path / run / CHECKPOINT)["model"] for run in ("straight", "killed"))

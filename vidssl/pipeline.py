@@ -361,12 +361,14 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
     if on_start is not None:
         on_start()
     start = time.monotonic()
-    log.info("[%s] ...", name)
+    begun = stages.started(name)
     stages.invalidate_after(name)
     # the input as the stage found it: one changed while it ran (weights exported again by hand during the
     # evaluation) is a change the next rerun sees
     source = file_record(made_from) if made_from is not None else None
     stages.start(name, config, made_from, source)
+    resumed = begun is not None and stages.started(name) == begun  # same settings and input: it goes on
+    log.info("[%s] ...%s", name, " (resumed: an earlier run began it and what it finished is kept)" if resumed else "")
     result = {**fn(), "seconds": round(time.monotonic() - start, 1)}
     if made_from is not None and "made_from" not in result:
         result["made_from"] = source if source is not None else file_record(made_from)

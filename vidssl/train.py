@@ -596,6 +596,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     start, fitted = 0, False
     if saved is not None:
         start, total, fitted = saved["step"], saved["total_steps"], saved["fitted"]
+        if start < total and d.main:
+            log.info("train: resuming %s at step %d of %d (its checkpoint)", run_dir, start, total)
     _check_ranks_agree(d, dev, run_dir, pairs_dir, start, total, pairs.fingerprint, tc.precision)
     if saved is not None:
         model.load_state_dict(saved["model"])
