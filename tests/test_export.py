@@ -331,6 +331,10 @@ def test_a_safetensors_file_alone_carries_its_card(tmp_path):
     (tmp_path / "b.model_card.json").unlink()
     with pytest.raises(ModelFileError, match="no model card"):  # a .pt has no room for one
         vidssl.load_backbone(tmp_path / "b.pt")
+    # copied into a project without its card, the advice was to write {"arch": "resnet18"}, wrong for a smallcnn
+    with pytest.raises(ModelFileError, match=r"Copied from a run\? Copy its card along \(b.model_card.json beside "
+                                             r"the file it was exported as\), or take the .safetensors file"):
+        vidssl.load_backbone(tmp_path / "b.pt")
 
 
 def test_a_torchvision_classifier_state_dict_loads_without_its_head(tmp_path):

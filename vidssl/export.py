@@ -186,8 +186,10 @@ def read_card(weights_path: str | os.PathLike) -> dict:
         if card is not None and card.get("arch") in ARCHS:
             return card
         own = card_path(weights_path)
-        raise ModelFileError(f"{weights_path}: no model card ({own.name}) beside it to say the architecture; export "
-                             f"the weights with `vidssl export RUN --out FILE`. For weights of your own in "
+        raise ModelFileError(f"{weights_path}: no model card ({own.name}) beside it to say the architecture. "
+                             f"Copied from a run? Copy its card along ({own.name} beside the file it was exported "
+                             f"as), or take the .safetensors file of the same export, which holds its card; "
+                             f"or export again with `vidssl export RUN --out FILE`. For weights of your own in "
                              f"torchvision's key names (e.g. an ImageNet resnet18 as a baseline), write the card "
                              f"yourself: echo '{{\"arch\": \"resnet18\"}}' > {own} (in Python, "
                              f"load_backbone(path, arch=...) needs none)")
