@@ -319,7 +319,7 @@ def test_a_failing_evaluation_keeps_the_others_and_the_report(run_dir, tmp_path,
     (run / "eval" / "davis" / "state.bin").write_bytes(b"resumable")
     assert main(command) == 0
     assert (run / "eval" / "davis" / "state.bin").read_bytes() == b"resumable"
-    assert json.loads((run / "eval" / "failed.json").read_text()) == {}
+    assert not (run / "eval" / "failed.json").exists()  # the fixed run has none left (an empty one read as an alarm)
     assert held_out.stat().st_mtime_ns == before and (run / "eval" / "davis" / "metrics.json").is_file()
     assert "eval_failed" not in json.loads((run / "summary.json").read_text())
     assert np.isfinite(json.loads((run / "summary.json").read_text())["headline"]["davis"]["run/backbone"])

@@ -742,7 +742,10 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
                 failures[out.name] = f"{es.path}: {e}"
                 continue
             stages.finish_part("eval", out.name)
-        atomic_write_json(run / "eval" / EVAL_FAILURES, failures)
+        if failures:
+            atomic_write_json(run / "eval" / EVAL_FAILURES, failures)
+        else:  # an empty failed.json in a clean run read as an alarm
+            (run / "eval" / EVAL_FAILURES).unlink(missing_ok=True)
         if failures:
             if p.run_report:
                 build_report(run)  # the finished tasks' numbers and the failures, before stopping
