@@ -847,3 +847,16 @@ def test_a_checkpoint_is_also_written_by_time(pairs, tmp_path, monkeypatch):
     uninterrupted = train(pairs, tmp_path / "whole", cfg, progress=False)
     resumed = train(pairs, tmp_path / f"run_{1e-9}", cfg, resume=True, progress=False)
     assert resumed["weights_sha256"] == uninterrupted["weights_sha256"]
+
+
+def test_without_a_progress_bar_a_log_file_gets_progress_lines(pairs, tmp_path, monkeypatch, caplog):
+    """Output to a file (a batch job) disables the bar: `[train] ...` was followed by nothing for minutes."""
+    from vidssl import train as trainer
+
+    monkeypatch.setattr(trainer, "_PROGRESS_EVERY_S", 0.0)
+    cfg = load_config(None, TINY + ["train.steps=10", "train.image_every=0"])
+    with caplog.at_level(logging.INFO, logger="vidssl.train"):
+        train(pairs, tmp_path / "run", cfg, progress=False)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train: step ")]
+    assert [line.split(",")[0] for line in lines] == ["train: step 5 of 10", "train: step 10 of 10"], lines
+    assert all(re.search(r"loss \d+\.\d{3}, about \d+\.\d min left$", line) for line in lines), lines

@@ -53,6 +53,7 @@ CHECKPOINT_FORMAT = "vidssl-train/1"
 FP16_SKIPS_IN_A_ROW = 30  # the scale has then fallen 2^30-fold, from 65536 to 6e-5: no scale keeps it finite
 _FIT_MARGIN = 0.97  # share of the measured time left that the fitted steps may fill
 _FIT_AFTER = 6  # steps timed before fitting the step count to the budget (the first one includes worker start-up)
+_PROGRESS_EVERY_S = 60.0  # with no progress bar (output to a file, a batch job's log): a line this often
 
 
 class TrainingDiverged(VidsslError):
@@ -665,6 +666,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     last_ckpt = start if saved is not None else None
     last_ckpt_t = time.monotonic()  # when the last checkpoint was written, or this session started
     window_t, window_steps, window_triplets = time.monotonic(), 0, 0
+    session_t, said_t = time.monotonic(), time.monotonic()  # for the progress lines a log file gets instead of the bar
     # (time, step) the speed is measured from: the end of this process's first step, then of the latest fit (a slow
     # start is not held against the steps after it)
     speed_from = None
@@ -750,6 +752,11 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
                                 "minutes": (now - t0) / 60})
                 runlog.scalars(step, metrics)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", pos_cos=f"{metrics['pos_cos']:.2f}", phase=out.phase)
+                if bar.disable and d.main and now - said_t >= _PROGRESS_EVERY_S:  # output to a file (a batch job)
+                    left = (total - step) * (now - session_t) / max(step - start, 1)
+                    log.info("train: step %d of %d, loss %.3f, about %.1f min left", step, total, metrics["loss"],
+                             left / 60)
+                    said_t = now
                 window_t, window_steps, window_triplets = now, 0, 0
             if d.main and tc.image_every and step % tc.image_every == 0 and len(out.triplets):  # rank 0 writes it
                 runlog.image(step, "hardest_triplets", hardest_triplet_grid(x, out.values, out.triplets, mean, std))
