@@ -450,8 +450,14 @@ def test_a_torn_config_or_model_card_is_named_and_no_difference(tmp_path, capsys
     (runs[1] / "model_card.json").write_text('{"training": ')
     assert main(["compare", *map(str, runs)]) == 0
     out = capsys.readouterr().out
-    assert f"- {runs[1] / 'config.yaml'}: unreadable; the settings of {runs[1]} are not compared" in out
+    for torn in ("config.yaml", "model_card.json"):
+        assert f"- {runs[1] / torn}: unreadable; what {runs[1]} was made with is not compared" in out
     assert "differ beyond their seed" not in out
+    # a card written by hand (no config, no training record) beside no config.yaml is no damage: not named
+    (runs[1] / "config.yaml").unlink()
+    (runs[1] / "model_card.json").write_text(json.dumps({"arch": "smallcnn"}))
+    assert main(["compare", *map(str, runs)]) == 0
+    assert "unreadable" not in capsys.readouterr().out
 
 
 def test_a_run_made_stage_by_stage_with_its_weights_exported_elsewhere_compares(tmp_path, capsys):

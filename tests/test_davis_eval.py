@@ -116,7 +116,10 @@ def test_an_object_appearing_later_is_named_unscored_and_a_failed_rerun_leaves_n
     with pytest.raises(DavisDataError):  # a wrong --data: nothing evaluated, the earlier results stay
         evaluate_davis({"raw pixels": PixelFeatures().eval()}, tmp_path / "no_such", out, cfg, progress=False)
     assert (out / "metrics.json").read_text() == '{"earlier": true}'
-    with pytest.raises(VidsslError, match="broken pixels on squares"):
+    with pytest.raises(VidsslError, match="broken pixels on squares"):  # fails before writing anything: kept too
+        evaluate_davis({"broken pixels": CornerNaN().eval()}, data, out, cfg, progress=False)
+    assert (out / "metrics.json").read_text() == '{"earlier": true}' and not (out / "overlays").exists()
+    with pytest.raises(VidsslError, match="broken pixels on squares"):  # after a first overlay: the old scores go
         evaluate_davis({"raw pixels": PixelFeatures().eval(), "broken pixels": CornerNaN().eval()}, data, out, cfg,
                        progress=False)
     assert (out / "overlays").is_dir() and not (out / "metrics.json").exists()

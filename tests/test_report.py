@@ -48,9 +48,10 @@ def test_report_tables_headline_and_what_is_not_a_result(tmp_path):
     _write(run / "eval" / "davis" / "metrics.json", davis)
     _write(run / "eval" / "failed.json", {"cub": "retrieval/cub: no images"})
     # held-out tails of two tracks from two videos: every row perfect, pixels and random init too, which the report
-    # and the last lines showed as a result (1.000 / 1.000 / 1.000)
+    # and the last lines showed as a result (1.000 / 1.000 / 1.000). Judged by the baselines alone: a seed whose
+    # weights miss by a hair (0.98) is left out as its perfect siblings are
     _write(run / "eval" / "tracks_held_out" / "metrics.json", {"labels": 2, "models": {
-        "seed0/backbone": {"map_at_r": 1.0}, "raw pixels": {"map_at_r": 1.0}, "smallcnn (random init)": {
+        "seed0/backbone": {"map_at_r": 0.98}, "raw pixels": {"map_at_r": 1.0}, "smallcnn (random init)": {
             "map_at_r": 1.0}}})
     build_report(run)
     summary = strict_loads((run / "summary.json").read_text())
@@ -72,7 +73,7 @@ def test_report_tables_headline_and_what_is_not_a_result(tmp_path):
         assert f"<td>{row}</td>" in flow_table
     assert "<td>2.5000</td>" in flow_table and "config" not in flow_table and "max_displacement" not in flow_table
     assert "Not informative" in html and "by construction" in html  # davis_instances: one label
-    assert "every model, baselines included, scores a perfect MAP@R: the set (2 labels) is too easy" in html
+    assert "the baselines score a perfect MAP@R: the set (2 labels) is too easy to show weights doing better" in html
     assert "unreadable" in html and "broken" in html and "Failed evaluations" in html
     assert "nulled" in html and "a JSON NoneType, not the object an evaluation writes" in html
     assert html.count("<b>unreadable figure</b>") == 3 and "empty.png" in html and "torn.png" in html

@@ -203,3 +203,17 @@ def test_grid_captions_keep_their_end():
 
     assert _fit_caption("imageio_cockatoo-5df959ceff#1 t224") == "~f959ceff#1 t224"  # 16 characters
     assert _fit_caption("blackswan 3") == "blackswan 3"
+
+
+def test_a_rerun_into_a_used_folder_keeps_the_old_scores_until_it_writes(colour_classes, tmp_path):
+    """A rerun that fails before its first file (no query with a relevant reference) keeps the earlier metrics; one
+    that gets to its first grid replaces them (a failure after that left the old scores beside new grids)."""
+    out = tmp_path / "eval"
+    evaluate_retrieval(models(), colour_classes, out, CFG)
+    earlier = (out / "metrics.json").read_text()
+    lone = tmp_path / "lone"
+    for name, colour in {"red": (220, 20, 20), "blue": (20, 20, 220)}.items():  # one image per class
+        write_rgb(lone / name / "0.png", solid(colour))
+    with pytest.raises(RetrievalDataError, match="no query has a relevant reference"):
+        evaluate_retrieval(models(), lone, out, CFG)
+    assert (out / "metrics.json").read_text() == earlier and (out / "metrics.md").is_file()

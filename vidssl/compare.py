@@ -210,13 +210,36 @@ def _run_config(run: Path) -> dict | None:
     return {**config, **{section: mined[section] for section in ("mine", "video") if section in mined}}
 
 
+def _torn(path: Path) -> bool:
+    """Whether ``path`` is there but does not parse (a torn copy, a hand edit gone wrong)."""
+    import yaml
+
+    if not path.exists():
+        return False
+    try:
+        text = path.read_text()
+        json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8, or not JSON
+        return True
+    return False
+
+
 def _unreadable_config(run: Path) -> Path | None:
-    """The file a run's config would be read from (see :func:`_run_config`) when it is there but cannot be read,
-    else None."""
+    """The file a run's config would be read from (see :func:`_run_config`) when none could be read and that one
+    is torn, else None (a card written by hand, with no config in it, is no damage)."""
     if _run_config(run) is not None:
         return None
     return next((path for path in (run / "config.yaml", run / "train" / "config.yaml", run / "model_card.json")
-                 if path.exists()), None)
+                 if _torn(path)), None)
+
+
+def _unreadable_records(run: Path) -> list[Path]:
+    """The run's torn config and model card: what it was made with and trained for is not compared."""
+    torn = [path for path in (_unreadable_config(run),) if path is not None]
+    card = run / "model_card.json"
+    if _torn(card) and card not in torn:
+        torn.append(card)
+    return torn
 
 
 def _videos(run: Path) -> str | None:
@@ -281,7 +304,7 @@ def _setup(run: Path) -> dict[str, object]:
         training = json.loads((run / "model_card.json").read_text())["training"]
         setup["trained steps"] = f"{training['steps']} of {training['total_steps']}"
     except (OSError, ValueError, KeyError, TypeError):
-        if (run / "model_card.json").exists():  # there but unreadable: unknown, not different
+        if _torn(run / "model_card.json"):  # unknown, not different
             setup["trained steps"] = NOT_READ
     for path in sorted((run / "eval").glob("*/metrics.json")):
         if path.parent.name == "tracks_held_out":
@@ -349,8 +372,8 @@ def compare_markdown(runs: list[str | Path]) -> str:
             better, both = wins(row, b)
             cells.append(f"{b_mean:.3f}, {better}/{both}")
         lines.append("| " + " | ".join(map(cell, cells)) + " |")
-    unreadable += [f"{path}: unreadable; the settings of {run} are not compared with the other runs' (rerun its "
-                   "command to rewrite it)" for run in map(Path, runs) if (path := _unreadable_config(run))]
+    unreadable += [f"{path}: unreadable; what {run} was made with is not compared with the other runs' (rerun its "
+                   "command to rewrite it)" for run in map(Path, runs) for path in _unreadable_records(run)]
     if unreadable:
         lines += ["", "**Unreadable results:**", *(f"- {note}" for note in unreadable)]
     differences = run_differences(runs)

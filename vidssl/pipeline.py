@@ -368,7 +368,7 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
     source = file_record(made_from) if made_from is not None else None
     stages.start(name, config, made_from, source)
     resumed = begun is not None and stages.started(name) == begun  # same settings and input: it goes on
-    log.info("[%s] ...%s", name, " (resumed: an earlier run began it and what it finished is kept)" if resumed else "")
+    log.info("[%s] ...%s", name, " (resumed: an earlier run began it)" if resumed else "")
     result = {**fn(), "seconds": round(time.monotonic() - start, 1)}
     if made_from is not None and "made_from" not in result:
         result["made_from"] = source if source is not None else file_record(made_from)
@@ -445,7 +445,7 @@ def evaluation_warnings(run: Path) -> list[str]:
     from vidssl.report import uninformative_tasks
 
     return [f"{task} says nothing about the weights ({why}); give --eval-data (CUB, DAVIS, Sintel folders), or "
-            f"videos whose held-out tails (pretrain.held_out_tail) hold several tracks"
+            f"videos whose held-out tails (pretrain.held_out_tail) hold more tracks, several in one video"
             for task, why in uninformative_tasks(run)]
 
 
@@ -742,11 +742,9 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
                 failures[out.name] = f"{es.path}: {e}"
                 continue
             stages.finish_part("eval", out.name)
+        (run / "eval" / EVAL_FAILURES).unlink(missing_ok=True)  # an empty one in a clean run read as an alarm
         if failures:
             atomic_write_json(run / "eval" / EVAL_FAILURES, failures)
-        else:  # an empty failed.json in a clean run read as an alarm
-            (run / "eval" / EVAL_FAILURES).unlink(missing_ok=True)
-        if failures:
             if p.run_report:
                 build_report(run)  # the finished tasks' numbers and the failures, before stopping
             raise EvalFailed(f"{len(failures)} evaluation(s) failed ({'; '.join(failures.values())}); fix the "

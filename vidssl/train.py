@@ -192,8 +192,10 @@ def _flat_config(cfg: Config) -> dict:
     return {k: v for k, v in flat_config(cfg).items() if k.split(".")[0] in TRAIN_SECTIONS}
 
 
-def _check_same_run(saved: dict, cfg: Config, fingerprint: tuple[str, ...], run_dir: Path, world: int) -> None:
-    """``fingerprint``: the pairs' fingerprints a checkpoint may hold (now's, and earlier versions')."""
+def _check_same_run(saved: dict, cfg: Config, fingerprint: tuple[str, ...], run_dir: Path, world: int,
+                    main: bool = True) -> None:
+    """``fingerprint``: the pairs' fingerprints a checkpoint may hold (now's, and earlier versions'); ``main``:
+    whether this process says the warnings (rank 0)."""
     if saved.get("format") != CHECKPOINT_FORMAT:
         raise VidsslError(f"{run_dir / CHECKPOINT}: not a vidssl training checkpoint; choose another --out")
     if saved["step"] < saved["total_steps"] and saved.get("world_size", 1) != world:
@@ -204,11 +206,18 @@ def _check_same_run(saved: dict, cfg: Config, fingerprint: tuple[str, ...], run_
         raise ConfigError(f"{run_dir} was trained on other pairs (dataset fingerprint {saved['pairs_fingerprint']}, "
                           f"now {fingerprint[0]}); choose a new --out to train on these")
     now = _flat_config(cfg)
-    # a key a later version added ran as its default in the saved run (set otherwise now, it changes the run)
-    was = {**_flat_config(Config()), **saved["flat_config"]}
-    changed = sorted(k for k in {*was, *now} if k not in RESUMABLE_KEYS and now.get(k) != was.get(k))
+    was = saved["flat_config"]
+    # keys a later version added: what the run did so far is not on record (a key's first default need not be what
+    # the code before it did), so their settings can be neither checked nor refused, only said
+    unrecorded = sorted(k for k in now if k not in was and k not in RESUMABLE_KEYS)
+    if unrecorded and saved["step"] < saved["total_steps"] and main:
+        shown = ", ".join(f"{k}={now[k]!r}" for k in unrecorded[:5]) + (", ..." if len(unrecorded) > 5 else "")
+        log.warning("%s was started by an earlier vidssl, whose checkpoint does not record %d setting(s) of this "
+                    "one: the remaining steps run with %s, the steps so far with what that version did",
+                    run_dir, len(unrecorded), shown)
+    changed = sorted(k for k, v in was.items() if k not in RESUMABLE_KEYS and now.get(k) != v)
     if changed:
-        detail = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
+        detail = ", ".join(f"{k}: {was[k]!r} -> {now.get(k)!r}" for k in changed[:5])
         hint = ""
         if "train.precision" in changed:  # auto chooses by the hardware: a run moved to other hardware lands here
             hint = (f" (train.precision auto computes in what this hardware runs natively; --set "
@@ -580,7 +589,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     saved = None
     if ckpt_path.exists():
         saved = load_checkpoint(ckpt_path)
-        _check_same_run(saved, cfg, (pairs.fingerprint, pairs.legacy_fingerprint), run_dir, d.world)
+        _check_same_run(saved, cfg, (pairs.fingerprint, pairs.legacy_fingerprint), run_dir, d.world, d.main)
         if saved.get("batch_plan", 1) != BATCH_PLAN and saved["step"] < saved["total_steps"] and d.main:
             log.warning("%s was started by an earlier vidssl, whose batches or per-step random draws were made "
                         "otherwise: its remaining steps train on this version's, so its weights will not equal an "

@@ -14,9 +14,8 @@ def weights_row_name(path: str | Path) -> str:
 
 
 def retire_results(out_dir: str | Path) -> None:
-    """Remove an earlier evaluation's ``metrics.json`` and ``metrics.md`` from ``out_dir``: called once the data
-    have been read and before the new evaluation writes its first file, so that a rerun into the same folder that
-    fails half way leaves no old scores beside its new pictures (a bad --data path fails before and loses
-    nothing)."""
+    """Remove an earlier evaluation's ``metrics.json`` and ``metrics.md`` from ``out_dir``: called just before the
+    new evaluation writes its first file, so that a rerun into the same folder that fails half way leaves no old
+    scores beside its new pictures, and one that fails before (bad data, a broken model) loses nothing."""
     for name in ("metrics.json", "metrics.md"):
         (Path(out_dir) / name).unlink(missing_ok=True)

@@ -342,9 +342,6 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
                 log.warning("davis: %s: object(s) %s appear only after the first frame; they are neither propagated "
                             "nor scored", seq_name, ", ".join(map(str, later)))
                 unscored[seq_name] = later
-            if not retired:  # a sequence could be read: this evaluation will write into out_dir
-                retire_results(out_dir)
-                retired = True
             for model_name, model in models.items():
                 try:
                     run = propagate_sequence(model, seq, cfg, progress, device)
@@ -357,6 +354,9 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
                 block["propagation_s"] += run["propagation_s"]
                 block["frames"] += len(seq) - 1
                 slug = slugs[model_name]
+                if not retired:  # this evaluation's first file: the earlier one's scores go (see retire_results)
+                    retire_results(out_dir)
+                    retired = True
                 atomic_write_bytes(out_dir / "overlays" / slug / f"{seq_name}.png",
                                    overlay_png(seq, run["masks"], cfg.overlay_frames, f"{model_name}  {seq_name}"))
                 if cfg.save_masks:

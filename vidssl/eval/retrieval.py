@@ -99,7 +99,6 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
     rng = np.random.default_rng(cfg.seed)
     shown = np.sort(rng.choice(len(queries), size=min(cfg.grid_queries, len(queries)), replace=False))
     out_dir = Path(out_dir)
-    retire_results(out_dir)
     results, grids = {}, {}
     for name, f in feats.items():
         broken = non_finite_rows(f[ok])
@@ -124,6 +123,8 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
         while f"grid_{slug}.png" in {p.name for p in grids.values()}:  # "a/b" and "a_b" must not share a file
             slug += "_"
         grids[name] = out_dir / f"grid_{slug}.png"
+        if len(grids) == 1:  # this evaluation's first file: the earlier one's scores go (see retire_results)
+            retire_results(out_dir)
         atomic_write_bytes(grids[name], retrieval_grid(data, rows))
         log.debug("%s: P@1 %.3f  MAP@R %.3f  NMI %.3f", name, scores.precision_at_1, scores.map_at_r, scores.nmi)
 
