@@ -212,6 +212,6 @@ def test_real_blackswan_with_raw_pixels(data_dir, tmp_path):
     got = metrics["models"]["raw pixels"]
     seq = load_sequence(root, "blackswan")
     static = jf.evaluate_sequence(seq.masks, [seq.masks[0]] * len(seq), seq.object_ids)  # J 0.55, J&F 0.44
-    assert got["J_mean"] > 0.7, got["J_mean"]  # measured 0.84
+    assert got["J_mean"] > 0.8, got["J_mean"]  # measured 0.859 (README): a few points lost by the protocol shows
     assert got["JF_mean"] > static["JF_mean"] + 0.2
     assert len(got["sequences"]["blackswan"]["objects"]["1"]["J_per_frame"]) == 48

@@ -150,8 +150,8 @@ def test_hard_miner_rounds_its_hard_share_half_up():
 
 
 def test_hard_miner_s_random_half_is_uniform_over_the_other_violators():
-    """round(K x 0.5) = 2 picks come from the 4 hardest; the other 2 uniformly from the violators left, so a
-    violator outside the 4 hardest is picked with probability 2 / (V - 2) (V violators), whatever its loss."""
+    """round(K x 0.5) = 2 picks come from the 4 hardest, at random; the other 2 uniformly from the violators left,
+    so a violator outside the 4 hardest is picked with probability 2 / (V - 2) (V violators), whatever its loss."""
     s, violators = _scored_with_violators()
     many = [i for i, v in violators.items() if len(v) >= 10]
     assert many, "the batch needs anchors with many violators"
@@ -167,6 +167,10 @@ def test_hard_miner_s_random_half_is_uniform_over_the_other_violators():
         expected = 2 / (len(violators[i]) - 2)
         for c in violators[i][4:]:
             assert abs(counts[i][c] / seeds - expected) < 0.08, (i, c, counts[i][c], expected)
+        # the hard half is 2 of the 4 hardest drawn at random (a fixed top 2 passed every test): each of the 4 is
+        # drawn there with probability 1/2, else by the random half like the others
+        for c in violators[i][:4]:
+            assert abs(counts[i][c] / seeds - (0.5 + 0.5 * expected)) < 0.08, (i, c, counts[i][c], expected)
 
 
 def test_semihard_miner_takes_only_semihard():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -318,7 +319,7 @@ def test_track_leaving_the_frame_is_dropped():
 
 
 def test_paper_config_and_validation():
-    paper = load_config("configs/mine_paper.yaml").mine
+    paper = load_config(Path(__file__).parents[1] / "configs" / "mine_paper.yaml").mine  # from any working folder
     assert (paper.min_moving_fraction, paper.max_moving_fraction, paper.box_fraction) == (0.25, 0.75, 0.507)
     with pytest.raises(ConfigError, match="mine.min_moving_fraction"):
         load_config(None, ["mine.min_moving_fraction=0.95"])

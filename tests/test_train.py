@@ -863,3 +863,29 @@ def test_without_a_progress_bar_a_log_file_gets_progress_lines(pairs, tmp_path, 
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train: step ")]
     assert [line.split(",")[0] for line in lines] == ["train: step 5 of 10", "train: step 10 of 10"], lines
     assert all(re.search(r"loss \d+\.\d{3}, about \d+\.\d min left$", line) for line in lines), lines
+
+
+def test_a_steps_loss_is_the_mean_over_the_batchs_capacity_plus_the_weighted_cycle_loss():
+    """The step's loss, recomputed from the paper's formula over the mined triplets (read off the step's own
+    embeddings): their sum over P x (K + 1), K mined negatives and each pair's background per pair (the released
+    RankHardLoss's fixed divisor), plus cycle_weight times the cycle loss. Dropping the background's +1 passed
+    every training test."""
+    from test_losses import naive_loss
+    from vidssl.train import TrainStep, build_model
+
+    cfg = load_config(None, TINY + ["train.precision=fp32", "miner.background_negatives=true",
+                                    "loss.cycle_background=true", "loss.cycle_weight=0.3",
+                                    "miner.negatives_per_pair=4"])
+    P, K = cfg.train.batch_pairs, cfg.miner.negatives_per_pair
+    assert (P, K) == (12, 4)
+    model = build_model(cfg)
+    step = TrainStep(model, cfg, torch.device("cpu"), total_steps=10)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3 * P, 3, 32, 32, generator=g)  # anchors, positives, backgrounds
+    out = step(x, torch.arange(P) % 3, 0)
+    rows = out.emb.double().tolist()
+    triplets = list(zip(out.triplets.a.tolist(), out.triplets.p.tolist(), out.triplets.n.tolist()))
+    assert sum(n >= 2 * P for _, _, n in triplets) == P  # every pair's own background among its negatives
+    total = sum(naive_loss("ranking", "cosine", 0.5, True, rows[a], rows[p], rows[n]) for a, p, n in triplets)
+    assert out.cycle is not None
+    assert out.loss.item() == pytest.approx(total / 60 + 0.3 * out.cycle.item(), rel=1e-5, abs=1e-7)
