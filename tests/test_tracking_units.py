@@ -34,8 +34,10 @@ def texture(rng, h, w, cell=6):
 
 
 def naive_best_boxes(points, moving, shape, side, k, margin, min_points):
-    """Greedy reference by brute force: count points in every candidate box with a Python loop."""
+    """Greedy reference by brute force: count points in every candidate box with a Python loop; once a box is
+    chosen, the moving points within half a box of it no longer count (the rest of its object)."""
     h, w = shape
+    moving = list(moving)
     positions = [(x, y) for y in range(margin, h - side - margin + 1, STRIDE)
                  for x in range(margin, w - side - margin + 1, STRIDE)]
     chosen = []
@@ -64,6 +66,9 @@ def naive_best_boxes(points, moving, shape, side, k, margin, min_points):
                         if x <= int(px) < x + side and y <= int(py) < y + side) == best_count]
         best = min(tied, key=lambda q: (q[0] + side / 2 - cx) ** 2 + (q[1] + side / 2 - cy) ** 2)
         chosen.append((best, best_count))
+        bx, by = best
+        moving = [m and not (bx - side / 2 <= px < bx + 1.5 * side and by - side / 2 <= py < by + 1.5 * side)
+                  for (px, py), m in zip(points, moving)]
     return chosen
 
 
@@ -81,6 +86,22 @@ def test_select_boxes_matches_brute_force(seed):
     want = naive_best_boxes(points, moving, shape, side, k=3, margin=2, min_points=3)
     assert [((int(b[0]), int(b[1])), c) for b, c in got] == want
     assert len(got) >= 2
+
+
+def test_a_wide_object_gets_one_box_and_the_next_goes_to_another_object():
+    """An object twice the box's width: the points around the first box are its own object, so the second box
+    goes to the small object elsewhere, not to the wide object's other half (deleting that rule passed every box
+    test: their objects were never wider than a box)."""
+    rng = np.random.default_rng(0)
+    shape, side = (60, 120), 24
+    wide = rng.uniform((8, 24), (56, 48), size=(90, 2))  # 48 px wide
+    small = rng.uniform((92, 8), (104, 20), size=(12, 2))
+    points = np.concatenate([wide, small, rng.uniform((0, 0), (120, 60), size=(30, 2))]).astype(np.float32)
+    moving = np.arange(len(points)) < 102
+    got = select_boxes(points, moving, shape, side, k=2, margin=2, min_points=3)
+    want = naive_best_boxes(points, moving, shape, side, k=2, margin=2, min_points=3)
+    assert [((int(b[0]), int(b[1])), c) for b, c in got] == want
+    assert len(want) == 2 and want[1][0][0] >= 80  # the second box is the small object's
 
 
 @pytest.mark.filterwarnings("error")  # numpy's "Mean of empty slice" where the tie-break found no point
