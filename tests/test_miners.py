@@ -55,6 +55,36 @@ def test_candidate_mask_matches_loop(by):
     assert all(bool(mask[i, c]) == valid[i, c] for i in range(P) for c in range(2 * P))
 
 
+def _naive_score(name, symmetric, margin, d_ap, d_an, d_pn):
+    """What a miner ranks a candidate by, from the papers' formulas: a hinge loss whole; for the contrastive loss
+    its push term alone (the pull is the same for every candidate of a pair)."""
+    if name == "contrastive":
+        push = 0.5 * max(0.0, margin - d_an) ** 2
+        return 0.5 * (push + 0.5 * max(0.0, margin - d_pn) ** 2) if symmetric else push
+    first = max(0.0, d_ap - d_an + margin)
+    return 0.5 * (first + max(0.0, d_ap - d_pn + margin)) if symmetric else first
+
+
+@pytest.mark.parametrize("name", ["ranking", "triplet", "contrastive"])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_every_losss_scores_match_the_formula(name, symmetric):
+    """Written out by hand for each loss (the loop below reads the loss's own from_distances): a contrastive score
+    that dropped the (p, n) term passed every miner and loss test."""
+    from test_losses import NAIVE_DIST
+
+    emb, videos = _batch()
+    margin = 1.2 if name == "contrastive" else 0.5
+    loss = build_loss(LossConfig(name=name, symmetric=symmetric, margin=margin))
+    D = NAIVE_DIST[{"ranking": "cosine", "triplet": "sqeuclidean", "contrastive": "euclidean"}[name]]
+    rows = emb.double().tolist()
+    s = score_candidates(emb, videos, loss)
+    for i in range(P):
+        d_ap = D(rows[i], rows[P + i])
+        for c in (c for c in range(2 * P) if c % P != i):  # (a pair's own rows are never its candidates)
+            want = _naive_score(name, symmetric, margin, d_ap, D(rows[i], rows[c]), D(rows[P + i], rows[c]))
+            assert float(s.loss[i, c]) == pytest.approx(want, abs=1e-5), (i, c)
+
+
 def test_scores_match_loop():
     emb, videos = _batch()
     loss = build_loss(LossConfig(name="ranking", symmetric=True))
