@@ -203,6 +203,25 @@ def test_hard_miner_s_random_half_is_uniform_over_the_other_violators():
             assert abs(counts[i][c] / seeds - (0.5 + 0.5 * expected)) < 0.08, (i, c, counts[i][c], expected)
 
 
+def test_the_schedule_gives_the_semihard_miner_the_losss_margin():
+    """Every semi-hard test used margin 0.5, the miner's own default: a schedule that did not hand the loss's margin
+    on would have passed them. At 0.2, the band D(a,p) < D(a,n) < D(a,p) + 0.2 by a loop, none from 0.2 to 0.5."""
+    emb, videos = _batch(5)
+    # symmetric: a candidate outside the band may still violate through its (p, n) term, so the band is the miner's
+    loss = build_loss(LossConfig(margin=0.2, symmetric=True))
+    schedule = MiningSchedule(MinerConfig(warmup="random", main="semihard", guard=False), loss, 10, 0)
+    t, _, phase = schedule.mine(emb, videos, 5)  # past hard_start (0.3 of 10 steps)
+    assert phase == "main"
+    valid, values, d_an, d_ap = _brute(emb, videos, loss)
+    wider = 0
+    for i, negs in _per_anchor(t).items():
+        band = {c for c in range(2 * P) if valid[i, c] and d_ap[i] < d_an[i, c] < d_ap[i] + 0.2 and values[i, c] > 0}
+        assert negs <= band and len(negs) == min(4, len(band)), i
+        wider += sum(valid[i, c] and d_ap[i] + 0.2 <= d_an[i, c] < d_ap[i] + 0.5 and values[i, c] > 0
+                     for c in range(2 * P))
+    assert wider, "no violator between the two margins: the test could not tell them apart"
+
+
 def test_semihard_miner_takes_only_semihard():
     emb, videos = _batch(5)
     loss = build_loss(LossConfig(margin=0.5, symmetric=False))
