@@ -561,9 +561,18 @@ def test_the_collapse_signals_against_their_definitions():
     groups = torch.arange(P) // 2
     scores = score_candidates(emb, groups, build_loss(LossConfig()))
     t = to_triplets(RandomMiner(k=2).select(scores, g))
-    stats = batch_stats(emb, torch.rand(len(t), generator=g), scores, t)
+    values = torch.rand(len(t), generator=g) - 0.3  # some triplets inactive (loss <= 0 stands for none here)
+    stats = batch_stats(emb, values, scores, t)
     loop = sum(float(emb[i] @ emb[P + i]) / float(emb[i].norm() * emb[P + i].norm()) for i in range(P)) / P
     assert stats["pos_cos"] == pytest.approx(loop, abs=1e-9)
+    # the logged loss statistics, by loops over the triplets: mean, share active, mean cosine distances
+    triplets = list(zip(t.a.tolist(), t.n.tolist(), values.tolist()))
+    assert stats["loss_mean_triplet"] == pytest.approx(sum(v for _, _, v in triplets) / len(triplets), abs=1e-6)
+    assert stats["active"] == pytest.approx(sum(v > 0 for _, _, v in triplets) / len(triplets))
+    assert 0 < stats["active"] < 1
+    cos_dist = lambda i, j: 1 - float(emb[i] @ emb[j])  # noqa: E731  (unit rows)
+    assert stats["d_an"] == pytest.approx(sum(cos_dist(a, n) for a, n, _ in triplets) / len(triplets), abs=1e-6)
+    assert stats["d_ap"] == pytest.approx(sum(cos_dist(i, P + i) for i in range(P)) / P, abs=1e-6)
     many = torch.nn.functional.normalize(torch.randn(4000, D, generator=g), dim=1)  # isotropic on the sphere
     assert batch_stats(many, torch.zeros(0), score_candidates(many, torch.arange(2000), build_loss(LossConfig())),
                        to_triplets(torch.zeros(2000, 4000, dtype=torch.bool)))["spread"] == pytest.approx(1.0, abs=0.02)
