@@ -936,3 +936,18 @@ def test_training_continued_by_hand_is_what_the_warnings_and_summary_describe(tm
     (tmp_path / "train" / "stats.json").write_text('{"step": 5')  # torn: the marker's figures stand
     assert latest_training(tmp_path, marker) == marker
     assert latest_training(tmp_path, None) is None  # training switched off
+
+
+def test_an_uninformative_evaluation_of_eval_data_is_told_a_fix_for_its_data(tmp_path):
+    """DAVIS instance retrieval on blackswan (one object) was told to "give --eval-data" (given: it is that data)
+    or to mine held-out tails with more tracks (which it does not read)."""
+    from vidssl.pipeline import evaluation_warnings
+
+    for task in ("davis_instances", "tracks_held_out"):
+        (tmp_path / "eval" / task).mkdir(parents=True)
+        (tmp_path / "eval" / task / "metrics.json").write_text(json.dumps({"labels": 1, "models": {}}))
+    davis, held_out = evaluation_warnings(tmp_path)
+    assert davis.startswith("davis_instances says nothing about the weights (only one label")
+    assert davis.endswith("evaluate on data with more labels (for DAVIS instance retrieval: sequences with several "
+                          "objects)")
+    assert held_out.startswith("tracks_held_out says nothing") and "pretrain.held_out_tail" in held_out

@@ -280,7 +280,7 @@ def _setup(run: Path) -> dict[str, object]:
     :func:`_run_config`), the videos it mined, the steps it trained and each evaluation's data (the held-out tracks
     are the run's own and come from its videos)."""
     from vidssl.config import Config, flat_config, flat_dict
-    from vidssl.pipeline import _UNUSED_BY, SPEED_KEYS
+    from vidssl.pipeline import _UNUSED_BY, HELD_OUT_TASK, SPEED_KEYS
     from vidssl.report import read_metrics
 
     setup: dict[str, object] = {}
@@ -307,7 +307,7 @@ def _setup(run: Path) -> dict[str, object]:
         if _torn(run / "model_card.json"):  # unknown, not different
             setup["trained steps"] = NOT_READ
     for path in sorted((run / "eval").glob("*/metrics.json")):
-        if path.parent.name == "tracks_held_out":
+        if path.parent.name == HELD_OUT_TASK:
             continue
         try:
             metrics = read_metrics(path)

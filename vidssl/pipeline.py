@@ -81,7 +81,7 @@ def discover_eval_sets(root: Path | None, held_out_pairs: Path | None) -> list[E
         if not sets and _holds_flow_pairs(root):  # a flow dataset itself (Sintel, Middlebury or KITTI layout)
             sets.append(EvalSet("flow", "flow", root))
     if held_out_pairs is not None and _pair_count(held_out_pairs) > 0:
-        sets.append(EvalSet("retrieval", "tracks_held_out", held_out_pairs, "tracks"))
+        sets.append(EvalSet("retrieval", HELD_OUT_TASK, held_out_pairs, "tracks"))
     # davis and flow own eval/davis and eval/flow; a retrieval set that would share a folder (e.g. one named
     # retrieval/davis/) gets a prefixed one, so no task overwrites, or is resumed from, another's metrics
     taken = {es.task for es in sets if es.task != "retrieval"}
@@ -115,6 +115,7 @@ def _pair_count(pairs_dir: Path) -> int:
 
 
 STAGES = ("mine", "train", "export", "eval")
+HELD_OUT_TASK = "tracks_held_out"  # the evaluation on the pairs mined from the held-out tails (RUN/eval/<this>)
 
 # what each stage's result depends on: config sections or keys (the inputs are added by pretrain). A completed stage
 # is reused only while these are unchanged; knobs of speed, logging and budget may change between runs.
@@ -444,8 +445,11 @@ def evaluation_warnings(run: Path) -> list[str]:
     holding a single track, where every model scores 1): a headline without it reads as if it had been measured."""
     from vidssl.report import uninformative_tasks
 
-    return [f"{task} says nothing about the weights ({why}); give --eval-data (CUB, DAVIS, Sintel folders), or "
-            f"videos whose held-out tails (pretrain.held_out_tail) hold more tracks, several in one video"
+    fixes = {HELD_OUT_TASK: "give --eval-data (CUB, DAVIS, Sintel folders), or videos whose held-out tails "
+                            "(pretrain.held_out_tail) hold more tracks, several in one video"}
+    # a task of --eval-data: its folder is what cannot tell them apart (blackswan holds one object)
+    other = "evaluate on data with more labels (for DAVIS instance retrieval: sequences with several objects)"
+    return [f"{task} says nothing about the weights ({why}); {fixes.get(task, other)}"
             for task, why in uninformative_tasks(run)]
 
 
