@@ -446,13 +446,16 @@ def test_a_torn_config_or_model_card_is_named_and_no_difference(tmp_path, capsys
     assert main(["compare", *map(str, runs)]) == 0
     assert "differ beyond their seed" not in capsys.readouterr().out
     text = (runs[1] / "config.yaml").read_text()
-    (runs[1] / "config.yaml").write_text(text[: len(text) // 2] + "\n  : [")
-    (runs[1] / "model_card.json").write_text('{"training": ')
-    assert main(["compare", *map(str, runs)]) == 0
-    out = capsys.readouterr().out
-    for torn in ("config.yaml", "model_card.json"):
-        assert f"- {runs[1] / torn}: unreadable; what {runs[1]} was made with is not compared" in out
-    assert "differ beyond their seed" not in out
+    # torn, or emptied (YAML reads an empty file as null: it was taken for a config of no keys), and a card torn or
+    # holding no object
+    for config, card in ((text[: len(text) // 2] + "\n  : [", '{"training": '), ("", "7")):
+        (runs[1] / "config.yaml").write_text(config)
+        (runs[1] / "model_card.json").write_text(card)
+        assert main(["compare", *map(str, runs)]) == 0
+        out = capsys.readouterr().out
+        for torn in ("config.yaml", "model_card.json"):
+            assert f"- {runs[1] / torn}: unreadable; what {runs[1]} was made with is not compared" in out, config
+        assert "differ beyond their seed" not in out, config
     # a card written by hand (no config, no training record) beside no config.yaml is no damage: not named
     (runs[1] / "config.yaml").unlink()
     (runs[1] / "model_card.json").write_text(json.dumps({"arch": "smallcnn"}))

@@ -200,7 +200,8 @@ def test_hard_miner_s_random_half_is_uniform_over_the_other_violators():
         # the hard half is 2 of the 4 hardest drawn at random (a fixed top 2 passed every test): each of the 4 is
         # drawn there with probability 1/2, else by the random half like the others
         for c in violators[i][:4]:
-            assert abs(counts[i][c] / seeds - (0.5 + 0.5 * expected)) < 0.08, (i, c, counts[i][c], expected)
+            # (a fixed top 2 is off by 0.375 or more: a tolerance of 5 binomial sd still catches it)
+            assert abs(counts[i][c] / seeds - (0.5 + 0.5 * expected)) < 0.12, (i, c, counts[i][c], expected)
 
 
 def test_the_schedule_gives_the_semihard_miner_the_losss_margin():

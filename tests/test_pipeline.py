@@ -948,6 +948,6 @@ def test_an_uninformative_evaluation_of_eval_data_is_told_a_fix_for_its_data(tmp
         (tmp_path / "eval" / task / "metrics.json").write_text(json.dumps({"labels": 1, "models": {}}))
     davis, held_out = evaluation_warnings(tmp_path)
     assert davis.startswith("davis_instances says nothing about the weights (only one label")
-    assert davis.endswith("evaluate on data with more labels (for DAVIS instance retrieval: sequences with several "
+    assert davis.endswith("evaluate on data with more labels (for DAVIS instance retrieval: more sequences or "
                           "objects)")
     assert held_out.startswith("tracks_held_out says nothing") and "pretrain.held_out_tail" in held_out

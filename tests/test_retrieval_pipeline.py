@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from test_retrieval_data import make_davis, make_pairs, solid, write_rgb
+from vidssl.errors import VidsslError
 from vidssl.eval.baselines import PixelFeatures
 from vidssl.eval.config import RetrievalConfig
 from vidssl.eval.retrieval import _BORDER, _CAPTION, _TILE, evaluate_retrieval, extract_features
@@ -217,3 +218,9 @@ def test_a_rerun_into_a_used_folder_keeps_the_old_scores_until_it_writes(colour_
     with pytest.raises(RetrievalDataError, match="no query has a relevant reference"):
         evaluate_retrieval(models(), lone, out, CFG)
     assert (out / "metrics.json").read_text() == earlier and (out / "metrics.md").is_file()
+    (out / "grid_raw_pixels.png").unlink()
+    with pytest.raises(VidsslError, match="diverged"):  # pixels' grid written, then the broken model stops it
+        evaluate_retrieval({"raw pixels": PixelFeatures().eval(), "diverged": build_nan_model()}, colour_classes,
+                           out, CFG)
+    assert (out / "grid_raw_pixels.png").is_file() and not (out / "metrics.json").exists()
+    assert not (out / "metrics.md").exists()

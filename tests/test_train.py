@@ -561,7 +561,7 @@ def test_the_collapse_signals_against_their_definitions():
     groups = torch.arange(P) // 2
     scores = score_candidates(emb, groups, build_loss(LossConfig()))
     t = to_triplets(RandomMiner(k=2).select(scores, g))
-    values = torch.rand(len(t), generator=g) - 0.3  # some triplets inactive (loss <= 0 stands for none here)
+    values = torch.relu(torch.rand(len(t), generator=g) - 0.3)  # some exactly 0, as a hinge gives inactive ones
     stats = batch_stats(emb, values, scores, t)
     loop = sum(float(emb[i] @ emb[P + i]) / float(emb[i].norm() * emb[P + i].norm()) for i in range(P)) / P
     assert stats["pos_cos"] == pytest.approx(loop, abs=1e-9)

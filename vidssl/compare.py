@@ -211,17 +211,16 @@ def _run_config(run: Path) -> dict | None:
 
 
 def _torn(path: Path) -> bool:
-    """Whether ``path`` is there but does not parse (a torn copy, a hand edit gone wrong)."""
-    import yaml
-
+    """Whether ``path`` is there but is not what vidssl writes there (a torn copy, an emptied file, a hand edit gone
+    wrong): a config.yaml holding a ``config`` mapping, a model card holding a JSON object."""
     if not path.exists():
         return False
+    if path.suffix != ".json":
+        return _yaml_config(path) is None
     try:
-        text = path.read_text()
-        json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8, or not JSON
+        return not isinstance(json.loads(path.read_text()), dict)
+    except (OSError, ValueError):  # ValueError: not UTF-8, or not JSON
         return True
-    return False
 
 
 def _unreadable_config(run: Path) -> Path | None:

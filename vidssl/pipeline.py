@@ -448,7 +448,7 @@ def evaluation_warnings(run: Path) -> list[str]:
     fixes = {HELD_OUT_TASK: "give --eval-data (CUB, DAVIS, Sintel folders), or videos whose held-out tails "
                             "(pretrain.held_out_tail) hold more tracks, several in one video"}
     # a task of --eval-data: its folder is what cannot tell them apart (blackswan holds one object)
-    other = "evaluate on data with more labels (for DAVIS instance retrieval: sequences with several objects)"
+    other = "evaluate on data with more labels (for DAVIS instance retrieval: more sequences or objects)"
     return [f"{task} says nothing about the weights ({why}); {fixes.get(task, other)}"
             for task, why in uninformative_tasks(run)]
 
