@@ -349,6 +349,26 @@ def test_find_videos_recursive_sorted_and_loop_safe(tmp_path):
         find_videos(tmp_path / "missing")
 
 
+def test_find_videos_does_not_search_a_run_folder_inside(tmp_path, caplog):
+    """The quick start writes runs/demo/demo_videos/ (12 clips) into the working folder: `vidssl pretrain --videos .`
+    run beside it mined them as the user's own. A pretrain run folder below the root is passed over, saying so; a
+    folder of a run given as the root itself is searched, and a folder with a config.yaml alone is no run."""
+    import logging
+
+    for rel in ["mine.mp4", "runs/demo/demo_videos/clip_00.mp4", "runs/demo/demo_videos_held_out/clip_00.mp4",
+                "runs/real/stages/mine.json", "runs/real/backbone.mp4", "notes/config.yaml", "notes/talk.mp4"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    for run in ("runs/demo", "runs/real"):
+        (tmp_path / run / "config.yaml").write_text("config: {}\n")
+    with caplog.at_level(logging.INFO, logger="vidssl.video"):
+        found = [p.relative_to(tmp_path).as_posix() for p in find_videos(tmp_path)]
+    assert found == ["mine.mp4", "notes/talk.mp4"]
+    assert f"{tmp_path / 'runs' / 'demo'}: a vidssl run folder, not searched for videos" in caplog.text
+    assert [p.name for p in find_videos(tmp_path / "runs" / "demo" / "demo_videos")] == ["clip_00.mp4"]
+    assert [p.name for p in find_videos(tmp_path / "runs" / "demo")] == ["clip_00.mp4", "clip_00.mp4"]
+
+
 def test_find_videos_lists_a_linked_file_once_and_counts_the_rest(tmp_path, caplog):
     for rel in ["a.mp4", "b.ts", "c.MPG", "notes.txt", "cover.jpg", "d.3gp"]:
         (tmp_path / rel).write_bytes(rel.encode())  # distinct files

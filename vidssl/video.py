@@ -864,10 +864,16 @@ def refuse_out_among_videos(out: str | os.PathLike, videos: str | os.PathLike, w
                          "choose another folder")
 
 
+def is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a `vidssl pretrain` run (its config.yaml beside its stage markers or demo clips): the
+    quick start's runs/demo beside a user's clips held 12 demo clips that `--videos .` mined as the user's."""
+    return (folder / "config.yaml").is_file() and ((folder / "stages").is_dir() or (folder / "demo_videos").is_dir())
+
+
 def find_videos(root: str | os.PathLike) -> list[Path]:
     """Video files under ``root`` (recursive), sorted by relative path; follows symlinks but never loops, and lists
     a file reached twice (a link to a video of the folder) once. Files of other extensions are counted in one debug
-    log line (`-v`)."""
+    log line (`-v`). A `vidssl pretrain` run folder below ``root`` is not searched (see :func:`is_run_folder`)."""
     root = Path(root)
     if root.is_file():
         return [root]
@@ -901,6 +907,10 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
             except OSError:
                 is_folder = False
             if is_folder:  # a folder named like a video too ("clips.mp4/"): its videos are what it holds
+                if is_run_folder(path):
+                    log.info("%s: a vidssl run folder, not searched for videos (its demo clips are not yours; give "
+                             "a folder of it as --videos to mine that)", path)
+                    continue
                 if through_links or not entry.is_symlink():
                     walk(path, through_links)
                 else:
