@@ -138,6 +138,24 @@ def test_without_the_report_no_earlier_summary_is_printed_as_the_result(run_dir,
 
 
 @pytest.mark.slow
+def test_the_last_lines_paste_into_a_shell_and_into_python(run_dir, monkeypatch, capsys, tmp_path):
+    """A run folder named with a space printed `report:  my run/report.html`, which a shell splits in two."""
+    import shlex
+
+    monkeypatch.delenv("VIDSSL_DATA", raising=False)
+    run = tmp_path / "my run"
+    shutil.copytree(run_dir, run)
+    capsys.readouterr()
+    assert main(["-q", "pretrain", "--out", str(run), "--budget-minutes", "4", *TINY]) == 0  # every stage done
+    lines = capsys.readouterr().out.splitlines()
+    report = next(line for line in lines if line.startswith("report:  "))
+    assert shlex.split(report[len("report:  "):]) == [str(run / "report.html")]
+    weights = next(line for line in lines if line.startswith("weights: "))
+    assert shlex.split(weights[len("weights: "):].split("  (")[0]) == [str(run / "backbone.pt")]
+    assert f"(load with: vidssl.load_backbone({str(run / 'backbone.pt')!r}))" in weights
+
+
+@pytest.mark.slow
 def test_rerun_with_other_settings_is_refused_before_anything_changes(run_dir, monkeypatch, capsys, tmp_path):
     monkeypatch.delenv("VIDSSL_DATA", raising=False)
     config_yaml = (run_dir / "config.yaml").read_bytes()

@@ -37,14 +37,18 @@ def run(args, cfg) -> int:
                           f"= {least} frames, got {cfg.demo.frames}")
     summary = pretrain(cfg, args.out, videos=args.videos, eval_data=args.eval_data,
                        budget_minutes=args.budget_minutes, progress=not args.quiet)
+    import shlex
+
     run_dir = Path(args.out)
+    shown = lambda path: shlex.quote(str(path))  # noqa: E731  (pasted into a shell: a name with spaces stays one)
     print()
     if not cfg.pretrain.run_report:
-        print(f"report:  off (pretrain.run_report: false); `vidssl report {run_dir}` writes it and summary.json")
+        print(f"report:  off (pretrain.run_report: false); `vidssl report {shown(run_dir)}` writes it and summary.json")
     elif (run_dir / "report.html").is_file():
-        print(f"report:  {run_dir / 'report.html'}")
+        print(f"report:  {shown(run_dir / 'report.html')}")
     if (run_dir / "backbone.pt").is_file():
-        print(f"weights: {run_dir / 'backbone.pt'}  (load with: vidssl.load_backbone('{run_dir / 'backbone.pt'}'))")
+        weights = run_dir / "backbone.pt"
+        print(f"weights: {shown(weights)}  (load with: vidssl.load_backbone({str(weights)!r}))")
     metrics = summary.get("headline_metric", {})
     if metrics:  # what the numbers below are, and which way is better
         print("metrics: " + "; ".join(f"{task} {m['metric']} ({'higher' if m['higher_is_better'] else 'lower'} is "
