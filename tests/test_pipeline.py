@@ -586,8 +586,10 @@ def test_an_evaluation_the_trained_model_cannot_take_is_refused_before_mining(tm
 def test_missing_inputs_are_refused_before_the_run_folder_is_made(tmp_path, capsys):
     (tmp_path / "no_videos").mkdir()
     (tmp_path / "no_videos" / "notes.txt").write_text("x")
+    # one file given as --videos that is no video: said before RUN is made (it was made, then mining failed)
     for videos, said in ((tmp_path / "missing", "missing: no such folder"),
-                         (tmp_path / "no_videos", "no_videos: no video file in it")):
+                         (tmp_path / "no_videos", "no_videos: no video file in it"),
+                         (tmp_path / "no_videos" / "notes.txt", "notes.txt: is a text file, not a video")):
         assert main(["-q", "pretrain", "--videos", str(videos), "--out", str(tmp_path / "run")]) == 1
         assert said in capsys.readouterr().err and not (tmp_path / "run").exists()
     assert main(["-q", "train", str(tmp_path / "missing"), "--out", str(tmp_path / "train_run")]) == 1

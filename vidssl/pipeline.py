@@ -553,14 +553,17 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
                               f"set that key instead")
         cfg = dataclasses.replace(cfg, mine=dataclasses.replace(cfg.mine, box_fraction=cfg.demo.mine_box_fraction))
         _check_demo_mining(cfg)
-    from vidssl.video import VIDEO_EXTENSIONS, find_videos, refuse_out_among_videos
+    from vidssl.video import VIDEO_EXTENSIONS, check_video_file, find_videos, refuse_out_among_videos
 
     # before RUN is made (a missing path: find_videos says so); a rerun whose mining is done needs no videos
     if not demo:
         refuse_out_among_videos(run, videos, "the run (pairs, checkpoints, weights, report)")
-    if not demo and p.run_mine and Stages(run).done("mine") is None and not find_videos(Path(videos)):
-        raise VidsslError(f"--videos {videos}: no video file in it (looked for {' '.join(VIDEO_EXTENSIONS)}, "
-                          "recursively)")
+    if not demo and p.run_mine and Stages(run).done("mine") is None:
+        if Path(videos).is_file():  # one file: what it is, now (a text file was found out after RUN was made)
+            check_video_file(videos)
+        elif not find_videos(Path(videos)):
+            raise VidsslError(f"--videos {videos}: no video file in it (looked for {' '.join(VIDEO_EXTENSIONS)}, "
+                              "recursively)")
     if eval_data is not None:  # a user-given folder: checked now, not after mining and training
         given = Path(eval_data)
         if not given.is_dir():
