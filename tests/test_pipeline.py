@@ -139,11 +139,12 @@ def test_without_the_report_no_earlier_summary_is_printed_as_the_result(run_dir,
 
 @pytest.mark.slow
 def test_the_last_lines_paste_into_a_shell_and_into_python(run_dir, monkeypatch, capsys, tmp_path):
-    """A run folder named with a space printed `report:  my run/report.html`, which a shell splits in two."""
+    """A run folder named with a space printed `report:  my run/report.html`, which a shell splits in two; with a
+    quote, the load call `vidssl.load_backbone('my run's/backbone.pt')` was no Python."""
     import shlex
 
     monkeypatch.delenv("VIDSSL_DATA", raising=False)
-    run = tmp_path / "my run"
+    run = tmp_path / "my run's"
     shutil.copytree(run_dir, run)
     capsys.readouterr()
     assert main(["-q", "pretrain", "--out", str(run), "--budget-minutes", "4", *TINY]) == 0  # every stage done

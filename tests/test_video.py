@@ -355,17 +355,35 @@ def test_find_videos_does_not_search_a_run_folder_inside(tmp_path, caplog):
     folder of a run given as the root itself is searched, and a folder with a config.yaml alone is no run."""
     import logging
 
-    for rel in ["mine.mp4", "runs/demo/demo_videos/clip_00.mp4", "runs/demo/demo_videos_held_out/clip_00.mp4",
-                "runs/real/stages/mine.json", "runs/real/backbone.mp4", "notes/config.yaml", "notes/talk.mp4"]:
+    for rel in ["mine.mp4", "runs/demo/demo_videos/clip_00.mp4", "runs/demo/demo_videos/clip_00.json",
+                "runs/demo/demo_videos_held_out/clip_00.mp4", "runs/real/stages/mine.json", "runs/real/backbone.mp4",
+                "notes/config.yaml", "notes/talk.mp4",
+                "concert/config.yaml", "concert/stages/main/cam1.mp4", "concert/intro.mp4"]:  # a user's own stages/
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
     for run in ("runs/demo", "runs/real"):
         (tmp_path / run / "config.yaml").write_text("config: {}\n")
     with caplog.at_level(logging.INFO, logger="vidssl.video"):
         found = [p.relative_to(tmp_path).as_posix() for p in find_videos(tmp_path)]
-    assert found == ["mine.mp4", "notes/talk.mp4"]
-    assert f"{tmp_path / 'runs' / 'demo'}: a vidssl run folder, not searched for videos" in caplog.text
+    assert found == ["concert/intro.mp4", "concert/stages/main/cam1.mp4", "mine.mp4", "notes/talk.mp4"]
+    assert f"{tmp_path / 'runs' / 'demo'}: a vidssl run folder (config.yaml with stage markers or demo clips), not " \
+           "searched for videos" in caplog.text
     assert [p.name for p in find_videos(tmp_path / "runs" / "demo" / "demo_videos")] == ["clip_00.mp4"]
+    # a folder that cannot be looked into (a disk's lost+found, for a user other than root): the check raised
+    # PermissionError and stopped the whole command; it is passed over as before (tests run as root: simulated)
+    from pathlib import Path
+
+    (tmp_path / "lost+found").mkdir()
+    real_is_file = Path.is_file
+
+    def denied(self, *args, **kwargs):
+        if self.parent.name == "lost+found":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_is_file(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(Path, "is_file", denied)
+        assert "mine.mp4" in [p.name for p in find_videos(tmp_path)]
     assert [p.name for p in find_videos(tmp_path / "runs" / "demo")] == ["clip_00.mp4", "clip_00.mp4"]
 
 

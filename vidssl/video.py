@@ -865,9 +865,15 @@ def refuse_out_among_videos(out: str | os.PathLike, videos: str | os.PathLike, w
 
 
 def is_run_folder(folder: Path) -> bool:
-    """Whether ``folder`` is a `vidssl pretrain` run (its config.yaml beside its stage markers or demo clips): the
-    quick start's runs/demo beside a user's clips held 12 demo clips that `--videos .` mined as the user's."""
-    return (folder / "config.yaml").is_file() and ((folder / "stages").is_dir() or (folder / "demo_videos").is_dir())
+    """Whether ``folder`` is a `vidssl pretrain` run: its config.yaml beside stage markers (``stages/*.json``) or
+    demo clips with their ground truth (``demo_videos/clip_*.json``). The quick start's runs/demo beside a user's
+    clips held 12 demo clips that `--videos .` mined as the user's. A folder that cannot be looked into (a disk's
+    lost+found) is no run: the walk passes over it as before."""
+    try:
+        return (folder / "config.yaml").is_file() and (any((folder / "stages").glob("*.json"))
+                                                       or any((folder / "demo_videos").glob("clip_*.json")))
+    except OSError:
+        return False
 
 
 def find_videos(root: str | os.PathLike) -> list[Path]:
@@ -908,8 +914,8 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
                 is_folder = False
             if is_folder:  # a folder named like a video too ("clips.mp4/"): its videos are what it holds
                 if is_run_folder(path):
-                    log.info("%s: a vidssl run folder, not searched for videos (its demo clips are not yours; give "
-                             "a folder of it as --videos to mine that)", path)
+                    log.info("%s: a vidssl run folder (config.yaml with stage markers or demo clips), not searched for "
+                             "videos; give a folder of it as --videos to mine that", path)
                     continue
                 if through_links or not entry.is_symlink():
                     walk(path, through_links)
