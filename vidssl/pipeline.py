@@ -176,11 +176,11 @@ class Stages:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
-    def start(self, stage: str, config: dict, made_from: Path | None = None, source: dict | None = None) -> None:
+    def start(self, stage: str, config: dict, made_from: Path | None = None, source: dict | None = None) -> bool:
         """Record the stage as begun with ``config`` from the file ``made_from`` (``source``: its file_record); an
         interrupted one resumed with the same config and input keeps its record (e.g. the evaluation tasks it
         finished). Resumed from another input (weights exported again by hand while the evaluation was
-        interrupted), it begins again: its finished tasks were the old weights'."""
+        interrupted), it begins again: its finished tasks were the old weights'. Returns whether it resumed."""
         record = self.started(stage)
         recorded_input = (record or {}).get("made_from")
         moved_on = (recorded_input is not None and made_from is not None and made_from.exists()
@@ -190,6 +190,8 @@ class Stages:
         if record is None or record.get("config") != config or moved_on:
             atomic_write_json(self.dir / f"{stage}.started.json",
                               {"config": config, **({"made_from": source} if source is not None else {})})
+            return False
+        return True
 
     def _note(self, stage: str, **fields) -> None:
         """Add ``fields`` to a begun stage's record (what a resumed stage must know)."""
@@ -362,13 +364,11 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
     if on_start is not None:
         on_start()
     start = time.monotonic()
-    begun = stages.started(name)
     stages.invalidate_after(name)
     # the input as the stage found it: one changed while it ran (weights exported again by hand during the
     # evaluation) is a change the next rerun sees
     source = file_record(made_from) if made_from is not None else None
-    stages.start(name, config, made_from, source)
-    resumed = begun is not None and stages.started(name) == begun  # same settings and input: it goes on
+    resumed = stages.start(name, config, made_from, source)  # same settings and input: it goes on
     log.info("[%s] ...%s", name, " (resumed: an earlier run began it)" if resumed else "")
     result = {**fn(), "seconds": round(time.monotonic() - start, 1)}
     if made_from is not None and "made_from" not in result:

@@ -675,7 +675,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     last_ckpt = start if saved is not None else None
     last_ckpt_t = time.monotonic()  # when the last checkpoint was written, or this session started
     window_t, window_steps, window_triplets = time.monotonic(), 0, 0
-    session_t, said_t = time.monotonic(), time.monotonic()  # for the progress lines a log file gets instead of the bar
+    session_t = said_t = time.monotonic()  # for the progress lines a log file gets instead of the bar
     # (time, step) the speed is measured from: the end of this process's first step, then of the latest fit (a slow
     # start is not held against the steps after it)
     speed_from = None

@@ -1,6 +1,8 @@
 """`vidssl pretrain`: mine -> train -> export -> evaluate -> report, in one resumable command."""
 from __future__ import annotations
 
+import shlex
+
 NAME = "pretrain"
 HELP = "One command: mine -> train -> export -> evaluate -> report (demo videos when no --videos)"
 DEMO_OUT = "runs/demo"  # `vidssl pretrain` with no arguments: the quick start
@@ -37,8 +39,6 @@ def run(args, cfg) -> int:
                           f"= {least} frames, got {cfg.demo.frames}")
     summary = pretrain(cfg, args.out, videos=args.videos, eval_data=args.eval_data,
                        budget_minutes=args.budget_minutes, progress=not args.quiet)
-    import shlex
-
     run_dir = Path(args.out)
     shown = lambda path: shlex.quote(str(path))  # noqa: E731  (pasted into a shell: a name with spaces stays one)
     print()

@@ -189,13 +189,14 @@ def _image_set_from_csv(root: Path, csv_path: Path, size: int) -> RetrievalSet:
                 paths.append(path)
                 labels.append(label)
                 name = row.get("class_name")
-                named = names.setdefault(label, (name, line)) if name else (name, line)
-                if named[0] != name:  # two classes merged under one id
-                    raise RetrievalDataError(f"{csv_path}:{line}: class_id {label} is named {name!r}, but "
-                                             f"{named[0]!r} on line {named[1]}; give each class its own id")
+                if name:  # a row may leave the name out; two names for one id merge two classes
+                    first, first_line = names.setdefault(label, (name, line))
+                    if first != name:
+                        raise RetrievalDataError(f"{csv_path}:{line}: class_id {label} is named {name!r}, but "
+                                                 f"{first!r} on line {first_line}; give each class its own id")
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise RetrievalDataError(f"{csv_path}: cannot read ({e.__class__.__name__}: {e})") from None
-    names = {label: names[label][0] if label in names else str(label) for label in labels}  # unnamed: its id
+    names = {label: names.get(label, (str(label),))[0] for label in labels}  # a class never named: its id
     if not paths:
         raise RetrievalDataError(f"{csv_path}: lists no existing image; paths are relative to {root}")
     missing = skipped.get("missing file", [])
