@@ -755,6 +755,19 @@ def test_the_videos_folder_itself_is_refused_as_output(demo_dir, tmp_path):
     assert sorted(p.name for p in videos.iterdir()) == before  # nothing written among the videos
 
 
+def test_one_file_that_is_no_video_is_an_error_before_out_is_made(bad_dir, tmp_path, capsys):
+    """In a folder a text file is skipped and the run goes on; named alone it is all the run has: an error naming
+    it, and no OUT left behind (it was made, then its one video skipped)."""
+    root, _ = bad_dir
+    for name, reason in (("text.mp4", "is a text file, not a video"), ("zero.mp4", "zero-byte file")):
+        out = tmp_path / f"pairs_{name}"
+        with pytest.raises(VidsslError, match=re.escape(f"{root / name}: {reason}")):
+            mine_folder(root / name, out, DEMO, progress=False)
+        assert not out.exists()
+        assert cli_main(["mine", str(root / name), "--out", str(out)]) == 1
+        assert not out.exists() and str(root / name) in capsys.readouterr().err
+
+
 def test_bad_inputs_are_skipped_with_their_reason(bad_dir, tmp_path):
     root, expected = bad_dir
     summary = mine_folder(root, tmp_path / "pairs", DEMO, progress=False)

@@ -54,9 +54,11 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
         raise UsageError(f"bad shard {index}/{count}: expected I/N with 0 <= I < N")
     if workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
-    from vidssl.video import VIDEO_EXTENSIONS, find_videos, refuse_out_among_videos
+    from vidssl.video import VIDEO_EXTENSIONS, check_video_file, find_videos, refuse_out_among_videos
 
     root, out = Path(videos_dir), Path(out_dir)
+    if root.is_file():  # one file named on purpose: what it is, before OUT is made (in a folder it would be skipped)
+        check_video_file(root)
     paths = find_videos(root)
     if not paths:
         raise VidsslError(f"no videos under {root} (looked for {' '.join(VIDEO_EXTENSIONS)}, recursively)")
