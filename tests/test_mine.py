@@ -1425,9 +1425,12 @@ def test_ctrl_c_with_workers_starts_no_other_video_and_stops_at_once(mined, demo
     assert (out / "manifest.jsonl").read_bytes() == (mined[0] / "manifest.jsonl").read_bytes()
 
 
-def test_sigterm_stops_like_ctrl_c_and_is_not_taken_for_a_crash(demo_dir, tmp_path):
-    """`timeout`, a scheduler's preemption and `docker stop` send SIGTERM to the main process: it stops as on Ctrl-C,
-    so the videos being mined are not counted as having crashed it (twice would skip them for good)."""
+@pytest.mark.parametrize("to_group", [False, True], ids=["main process", "process group"])
+def test_sigterm_stops_like_ctrl_c_and_is_not_taken_for_a_crash(demo_dir, tmp_path, to_group):
+    """`timeout` and `docker stop` send SIGTERM to the main process, a scheduler's preemption (Slurm) or `kill --
+    -PGID` to every process of the job: it stops as on Ctrl-C, so the videos being mined are not counted as having
+    crashed it (twice would skip them for good). Sent to the group it also kills the workers: the main process's
+    stop must come before a broken pool is read as their videos' fault."""
     script, started = tmp_path / "slow_run.py", tmp_path / "started"
     script.write_text(SLOW_RUN)
     started.mkdir()
@@ -1442,7 +1445,10 @@ def test_sigterm_stops_like_ctrl_c_and_is_not_taken_for_a_crash(demo_dir, tmp_pa
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and proc.poll() is None and len(list(started.iterdir())) < 2:
                 time.sleep(0.01)
-            proc.terminate()  # SIGTERM to the main process only
+            if to_group:
+                os.killpg(proc.pid, signal.SIGTERM)
+            else:
+                proc.terminate()  # SIGTERM to the main process only
             _, err = proc.communicate(timeout=30)
         finally:
             if proc.poll() is None:
