@@ -768,6 +768,24 @@ def test_one_file_that_is_no_video_is_an_error_before_out_is_made(bad_dir, tmp_p
         assert not out.exists() and str(root / name) in capsys.readouterr().err
 
 
+def test_a_fifo_named_like_a_video_is_skipped_not_waited_on(demo_dir, tmp_path):
+    """Opening a FIFO for its content sample blocked until something wrote into it: the run hung for ever, in a
+    worker too. In a subprocess with a timeout, so that the old hang fails the test instead of the suite."""
+    videos = copy_clips(demo_dir, tmp_path / "videos", ["clip_00.mp4"])
+    os.mkfifo(videos / "pipe.mp4")
+    out = tmp_path / "pairs"
+    run = subprocess.run([sys.executable, "-m", "vidssl", "-q", "mine", str(videos), "--out", str(out), *DEMO_SET],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    summary = json.loads((out / "dataset.json").read_text())
+    assert summary["videos"]["skipped"] == {"not_a_video": ["pipe.mp4"]} and summary["videos"]["mined"] == 1
+    assert "pipe.mp4: skipped (not_a_video: is not a regular file)" in run.stderr
+    alone = subprocess.run([sys.executable, "-m", "vidssl", "mine", str(videos / "pipe.mp4"), "--out",
+                            str(tmp_path / "p2"), *DEMO_SET], capture_output=True, text=True, timeout=120)
+    assert alone.returncode == 1 and f"{videos / 'pipe.mp4'}: is not a regular file" in alone.stderr
+    assert not (tmp_path / "p2").exists()
+
+
 def test_bad_inputs_are_skipped_with_their_reason(bad_dir, tmp_path):
     root, expected = bad_dir
     summary = mine_folder(root, tmp_path / "pairs", DEMO, progress=False)
@@ -1350,6 +1368,36 @@ def test_shards_mined_from_copies_of_the_folder_merge_complete(demo_dir, tmp_pat
     fresh = tmp_path / "fresh"  # and the same pairs as one unsharded run
     mine_folder(videos, fresh, DEMO, progress=False)
     assert (out / "manifest.jsonl").read_bytes() == (fresh / "manifest.jsonl").read_bytes()
+
+
+def test_a_shard_whose_copy_of_the_folder_lags_drops_no_other_shard_s_videos(demo_dir, tmp_path):
+    """Each shard decides its own videos: the last shard to start recorded its listing for all, so a machine whose
+    copy lacked a video of another shard left that video's finished pairs out of a dataset that said complete."""
+    from tracking.runner import shard_of
+
+    names = [f"clip_0{i}.mp4" for i in range(4)]
+    ours = [n for n in names if shard_of(n, 2) == 1]
+    theirs = [n for n in names if shard_of(n, 2) == 0]
+    assert ours and theirs
+    full, out = copy_clips(demo_dir, tmp_path / "full", names), tmp_path / "pairs"
+    lagging = copy_clips(demo_dir, tmp_path / "lagging", ours + theirs[1:])  # lacks one of shard 0's videos
+    mine_folder(full, out, DEMO, shard=(0, 2), progress=False)
+    second = mine_folder(lagging, out, DEMO, shard=(1, 2), progress=False)
+    assert second["complete"] and "not_listed" not in second["videos"]
+    assert second["videos"]["found"] == len(names)
+    fresh = tmp_path / "fresh"
+    mine_folder(full, fresh, DEMO, progress=False)
+    assert (out / "manifest.jsonl").read_bytes() == (fresh / "manifest.jsonl").read_bytes()
+    # seen first by a lagging shard's start: the missing video is still shard 0's to mine, pending until it is
+    out2 = tmp_path / "pairs2"
+    first = mine_folder(lagging, out2, DEMO, shard=(1, 2), progress=False)
+    assert first["videos"]["found"] == len(names) - 1
+    done = mine_folder(full, out2, DEMO, shard=(0, 2), progress=False)
+    assert done["complete"] and (out2 / "manifest.jsonl").read_bytes() == (fresh / "manifest.jsonl").read_bytes()
+    # a shard's own video gone from its folder leaves the listing (kept on disk, as for an unsharded rerun)
+    (full / theirs[0]).unlink()
+    again = mine_folder(full, out2, DEMO, shard=(0, 2), progress=False)
+    assert again["videos"]["found"] == len(names) - 1 and again["videos"]["not_listed"]["examples"] == [theirs[0]]
 
 
 def test_shards_of_one_folder_must_split_it_alike(demo_dir, tmp_path):

@@ -6,7 +6,7 @@
       dataset.json            summary (pairs, videos found/mined/skipped by reason, tracks rejected, config, versions)
       manifest.jsonl          one record per pair, videos in listing order, tracks in start order
       videos.json             what is being mined: {"root": folder, "videos": [{"video": relative path, "video_id",
-                              "bytes"}]}
+                              "bytes"}]} (each shard decides its own videos: see shard_listing)
       mine.json               the mining config, seed and backend; a rerun with other settings is refused
       shards/<video_id>.npy         (n, 2, S, S, 3) uint8 RGB pairs of one video (n, 3, S, S, 3) with
                                     mine.background_patches: first, last, same-frame background)
@@ -70,8 +70,20 @@ def settings(cfg: MineConfig, seed: int, video_backend: str) -> dict:
     return {"config": dataclasses.asdict(cfg), "seed": seed, "video_backend": video_backend}
 
 
-def prepare(out_dir: Path, root: Path, listing: list[dict], cfg: MineConfig, seed: int, video_backend: str) -> None:
-    """Create the layout and record the settings and listing; refuse a directory mined with other settings."""
+def shard_of(video: str, count: int) -> int:
+    """The shard (of ``count``) that mines ``video`` (its path relative to the videos folder): a hash of the
+    path, so a video keeps its shard when files are added to or removed from the folder between shards' starts
+    (by position in the listing, a file copied in between moved videos to shards that had already run)."""
+    return int(hashlib.sha1(video.encode("utf-8", "surrogateescape")).hexdigest(), 16) % count
+
+
+def prepare(out_dir: Path, root: Path, listing: list[dict], cfg: MineConfig, seed: int, video_backend: str,
+            shard: tuple[int, int] = (0, 1)) -> None:
+    """Create the layout and record the settings and listing; refuse a directory mined with other settings or
+    split into another number of shards (see :func:`check_shard_count`).
+
+    ``listing`` is what this run found; what ``videos.json`` records is :func:`shard_listing`'s combination of it
+    with the listing there, so a shard whose copy of the folder lags drops no other shard's videos."""
     (out_dir / SHARDS).mkdir(parents=True, exist_ok=True)
     (out_dir / DONE).mkdir(exist_ok=True)
     wanted = settings(cfg, seed, video_backend)
@@ -91,7 +103,28 @@ def prepare(out_dir: Path, root: Path, listing: list[dict], cfg: MineConfig, see
                                       "settings it was mined with (its mine.json), or delete it to start over")
         else:
             atomic_write_json(existing, wanted)
-        atomic_write_json(out_dir / "videos.json", {"root": str(root.resolve()), "videos": listing})
+    index, count = shard
+    check_shard_count(out_dir, index, count)  # before the listing is combined by a count the folder refuses
+    with _locked(out_dir):
+        recorded = out_dir / "videos.json"
+        before = json.loads(recorded.read_text())["videos"] if count > 1 and recorded.is_file() else []
+        atomic_write_json(recorded, {"root": str(root.resolve()),
+                                     "videos": shard_listing(before, listing, index, count)})
+
+
+def shard_listing(before: list[dict], found: list[dict], index: int, count: int) -> list[dict]:
+    """The listing to record when shard ``index`` of ``count`` found ``found`` and ``before`` was recorded: this
+    shard decides its own videos (a file gone from its folder leaves the dataset), the other shards' stay as
+    recorded, plus those of theirs this shard sees first (pending until their shard mines them). Unsharded
+    (``count`` 1), ``found`` is the listing. The last shard to start used to record its own listing for all: a
+    machine whose copy of the folder lagged dropped the other shards' finished videos from a "complete" dataset."""
+    if count == 1:
+        return found
+    known = {entry["video"] for entry in before}
+    kept = [entry for entry in before if shard_of(entry["video"], count) != index]
+    kept += [entry for entry in found if shard_of(entry["video"], count) == index
+             or entry["video"] not in known]
+    return sorted(kept, key=lambda entry: entry["video"])  # find_videos' order, whatever the shards' order
 
 
 SHARDING = "sharding.json"  # {"count": N} of the first sharded run: every shard of a folder must split it alike

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from tracking.config import MineConfig
-from tracking.dataset import (attempt_path, begin_attempt, check_shard_count, done_marker, merge, prepare, read_attempt,
+from tracking.dataset import (attempt_path, begin_attempt, done_marker, merge, prepare, read_attempt, shard_of,
                               source_state, undo_attempt, video_id, write_video)
 from tracking.video_miner import SkipVideo, mine_video
 from vidssl.errors import CorruptVideo, EmptyVideo, UnsupportedVideo, UsageError, VideoError, VidsslError
@@ -57,8 +57,8 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
     from vidssl.video import VIDEO_EXTENSIONS, check_video_file, find_videos, refuse_out_among_videos
 
     root, out = Path(videos_dir), Path(out_dir)
-    if root.is_file():  # one file named on purpose: what it is, before OUT is made (in a folder it would be skipped)
-        check_video_file(root)
+    if root.exists() and not root.is_dir():  # one file named on purpose: what it is, before OUT is made (in a
+        check_video_file(root)  # folder it would be skipped); a FIFO is no folder either
     paths = find_videos(root)
     if not paths:
         raise VidsslError(f"no videos under {root} (looked for {' '.join(VIDEO_EXTENSIONS)}, recursively)")
@@ -70,8 +70,7 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
         listing.append({"video": rel, "video_id": video_id(rel), "bytes": _size(path)})
     with run_lock(out, f"mine-shard-{index}-of-{count}",  # the same shard twice at once: refused
                   advice="that shard is being mined; start each --shard once (other shards may run beside it)"):
-        prepare(out, base, listing, cfg, seed, video_backend)
-        check_shard_count(out, index, count)
+        prepare(out, base, listing, cfg, seed, video_backend, shard=(index, count))
         copies = find_copies(base, out, listing)
         todo, crashed = _to_mine(base, out, [e for e in listing if shard_of(e["video"], count) == index], copies)
         # in a pool a dying worker is blamed by the pool itself; only a death of this process counts as a crash
@@ -159,13 +158,6 @@ def _content_digest(path: Path) -> str | None:
 def _mined(root: Path, out: Path, name: str) -> bool:
     marker = done_marker(out, video_id(name), source_state(root / name), root / name)
     return marker is not None and marker.get("status") == "mined"
-
-
-def shard_of(video: str, count: int) -> int:
-    """The shard (of ``count``) that mines ``video`` (its path relative to the videos folder): a hash of the
-    path, so a video keeps its shard when files are added to or removed from the folder between shards' starts
-    (by position in the listing, a file copied in between moved videos to shards that had already run)."""
-    return int(hashlib.sha1(video.encode("utf-8", "surrogateescape")).hexdigest(), 16) % count
 
 
 def _mine_listed(job: "_Job", todo: list[dict], crashed: list[dict], workers: int, shard: tuple[int, int],

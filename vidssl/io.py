@@ -8,6 +8,7 @@ import math
 import os
 import re
 import socket
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,8 +89,10 @@ SAMPLE_BYTES = 1 << 20  # read from each end of a file for its content sample
 def content_sample(path: str | os.PathLike) -> str | None:
     """SHA-1 of a file's size, first and last MiB: tells a copy of the same file (``cp -r``, ``scp``, an archive
     unpacked, another machine's copy of the videos: new times) from a file replaced under its name, without reading
-    a large file whole. None when it cannot be read."""
+    a large file whole. None when it cannot be read, or is no regular file (opening a FIFO blocks for ever)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             digest = hashlib.sha1(str(size).encode())

@@ -559,7 +559,8 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
     if not demo:
         refuse_out_among_videos(run, videos, "the run (pairs, checkpoints, weights, report)")
     if not demo and p.run_mine and Stages(run).done("mine") is None:
-        if Path(videos).is_file():  # one file: what it is, now (a text file was found out after RUN was made)
+        if Path(videos).exists() and not Path(videos).is_dir():  # one file: what it is, now (a text file was
+            # found out after RUN was made; a FIFO is no folder either)
             check_video_file(videos)
         elif not find_videos(Path(videos)):
             raise VidsslError(f"--videos {videos}: no video file in it (looked for {' '.join(VIDEO_EXTENSIONS)}, "

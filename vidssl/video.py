@@ -884,7 +884,7 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
     if root.is_file():
         return [root]
     if not root.is_dir():
-        raise UnsupportedVideo(root, "no such folder")
+        raise UnsupportedVideo(root, "no such folder" if not root.exists() else "neither a file nor a folder")
     found: list[Path] = []
     seen: set[tuple[int, int]] = set()
     files_seen: dict[tuple[int, int], Path] = {}
