@@ -1350,6 +1350,28 @@ def test_shards_are_kept_by_path_when_the_folder_changes_and_a_shard_runs_once_a
     assert sorted({0, 1} - {shard_of(f"clip_0{i}.mp4", 2) for i in range(6)}) == []  # both shards had videos
 
 
+def test_a_run_without_shard_waits_for_no_shard_and_none_for_it(demo_dir, tmp_path):
+    """Mining without --shard takes every video left, so it runs alone: started beside running shards (its lock
+    was named 0-of-1, theirs I-of-N) it mined their videos a second time, and a shard started beside it did too."""
+    from tracking.runner import shard_of
+    from vidssl.io import run_lock
+
+    videos, out = copy_clips(demo_dir, tmp_path / "videos", ["clip_00.mp4", "clip_01.mp4"]), tmp_path / "pairs"
+    with run_lock(out, "mine", shared=True):  # a shard at work
+        with pytest.raises(VidsslError, match=r"\(mine\) is in use by another vidssl command .*; it is being mined "
+                                              r"\(by shards, or a run without --shard\): mining without --shard"):
+            mine_folder(videos, out, DEMO, progress=False)
+        assert not (out / "done").exists()
+        beside = mine_folder(videos, out, DEMO, shard=(1, 2), progress=False)  # shards run together
+        assert beside["run"]["videos"] == sum(shard_of(n, 2) == 1 for n in ("clip_00.mp4", "clip_01.mp4"))
+    with run_lock(out, "mine"):  # a run without --shard at work
+        with pytest.raises(VidsslError, match=r"an unsharded mining \(no --shard\) is running there"):
+            mine_folder(videos, out, DEMO, shard=(0, 2), progress=False)
+        with pytest.raises(VidsslError, match=r"\(mine\) is in use"):  # and a second one
+            mine_folder(videos, out, DEMO, progress=False)
+    assert mine_folder(videos, out, DEMO, progress=False)["complete"]
+
+
 def test_shards_mined_from_copies_of_the_folder_merge_complete(demo_dir, tmp_path):
     """Each machine mines from its own copy of the videos (`cp -r`, a bucket download: new file times): the last
     shard's merge took the other shards' videos for replaced ones, left them pending and out of the manifest."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import concurrent.futures as futures
+import contextlib
 import hashlib
 import json
 import logging
@@ -68,8 +69,16 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
     for path in paths:
         rel = path.relative_to(base).as_posix()
         listing.append({"video": rel, "video_id": video_id(rel), "bytes": _size(path)})
-    with run_lock(out, f"mine-shard-{index}-of-{count}",  # the same shard twice at once: refused
-                  advice="that shard is being mined; start each --shard once (other shards may run beside it)"):
+    # shards mine a folder together, an unsharded run takes every video left, so alone: without this, one started
+    # beside running shards mined their videos a second time
+    sharded = count > 1
+    together = run_lock(out, "mine", shared=sharded, advice=(
+        "an unsharded mining (no --shard) is running there: wait for it to end" if sharded else
+        "it is being mined (by shards, or a run without --shard): mining without --shard takes every video left "
+        "once it has ended"))
+    own_shard = run_lock(out, f"mine-shard-{index}-of-{count}",  # the same shard twice at once: refused
+                         advice="that shard is being mined; start each --shard once (other shards may run beside it)")
+    with together, own_shard if sharded else contextlib.nullcontext():
         prepare(out, base, listing, cfg, seed, video_backend, shard=(index, count))
         copies = find_copies(base, out, listing)
         todo, crashed = _to_mine(base, out, [e for e in listing if shard_of(e["video"], count) == index], copies)

@@ -99,7 +99,7 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
         if lost_its_end(reader, n):
             raise SkipVideo("corrupt", f"{_truncated(reader.announced_frames, n)}; too few frames left to mine")
         part = "" if (lo, hi) == (0, n) else f" ({hi - lo} in mine.time_range={list(cfg.time_range)})"
-        raise SkipVideo("too_short", f"{n} frames{part}; a track needs mine.track_length + 2 = "
+        raise SkipVideo("too_short", f"{n} frame{'' if n == 1 else 's'}{part}; a track needs mine.track_length + 2 = "
                                      f"{cfg.track_length + 2}")
     miner = _Miner(cfg, work_shape, start_frames(n, cfg), lo, hi)
     reported = 0

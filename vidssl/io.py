@@ -222,12 +222,14 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
 
 @contextmanager
 def run_lock(folder: str | os.PathLike, name: str | None = None,
-             advice: str = "wait for it to end or choose another --out") -> Iterator[None]:
+             advice: str = "wait for it to end or choose another --out", shared: bool = False) -> Iterator[None]:
     """Hold ``folder/.vidssl.lock`` exclusively while a command writes into ``folder``: a second command into the same
     folder (two trainings' logs and checkpoints interleaved) is refused, naming the process that holds it. An
     advisory ``flock``, released by the kernel when the holder exits or is killed, so a crash leaves no stale lock.
     ``name``: a lock of its own (``.vidssl-NAME.lock``) for one of several writers that share the folder (a shard).
-    ``advice``: what the refusal tells the user to do (commands without ``--out`` say something else)."""
+    ``advice``: what the refusal tells the user to do (commands without ``--out`` say something else).
+    ``shared``: held beside other shared holders and refused only by an exclusive one (and refusing it): shards
+    mine a folder together, an unsharded mining alone. The file names the last holder to start."""
     import fcntl
 
     from vidssl.errors import VidsslError
@@ -238,7 +240,7 @@ def run_lock(folder: str | os.PathLike, name: str | None = None,
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "unknown"
