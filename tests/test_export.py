@@ -95,10 +95,19 @@ def test_every_arch_round_trips(arch, tmp_path):
     torch.manual_seed(0)
     b = build_backbone(arch, input_size=64).eval()
     save_backbone(b, tmp_path / "b.pt")
+    torch.manual_seed(1)
     loaded = vidssl.load_backbone(tmp_path / "b.pt")
+    drawn_after_load = torch.rand(4)
+    torch.manual_seed(1)
+    assert torch.equal(drawn_after_load, torch.rand(4))  # loading draws nothing from the caller's generator
+    assert {t.dtype for t in loaded.state_dict().values()} == {t.dtype for t in b.state_dict().values()}
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(loaded.embed(x), b.embed(x))
+    # a file of half-precision weights loads into the backbone's own dtypes, as a copy into built ones did
+    save_backbone(b.half(), tmp_path / "h.pt", safetensors=False)
+    half = vidssl.load_backbone(tmp_path / "h.pt")
+    assert all(t.dtype != torch.float16 for t in half.state_dict().values())
 
 
 def test_random_init_baseline_has_the_trained_backbones_shape(tmp_path):
@@ -229,6 +238,41 @@ def test_cli_train_then_export(pairs, tmp_path, capsys):
     assert main(["export", str(tmp_path / "pretrain_run"), "--out", str(tmp_path / "part.pt")]) == 0
     assert "stopped its training at the budget; for the whole schedule, run it into a new --out with a larger " \
         "--budget-minutes" in capsys.readouterr().out
+
+
+def test_files_of_a_newer_format_ask_for_an_upgrade(pairs, tmp_path):
+    """A card or checkpoint a newer vidssl wrote (format .../2) was read as this version's: a new constructor
+    argument came out as "re-export with `vidssl export`", a new checkpoint as "not a checkpoint vidssl wrote"."""
+    from safetensors.torch import save_file
+
+    save_backbone(build_backbone("smallcnn", width=8), tmp_path / "b.pt")
+    card = json.loads((tmp_path / "b.model_card.json").read_text())
+    assert card["format"] == "vidssl-backbone/1"
+    (tmp_path / "b.model_card.json").write_text(json.dumps({**card, "format": "vidssl-backbone/2",
+                                                            "build_kwargs": {**card["build_kwargs"], "norm": "ln"}}))
+    upgrade = r"written by a newer vidssl \(format {}; this one reads {}\): upgrade vidssl"
+    with pytest.raises(ModelFileError, match=upgrade.format("vidssl-backbone/2", "vidssl-backbone/1")):
+        vidssl.load_backbone(tmp_path / "b.pt")
+    # the card a .safetensors carries
+    state = load_file(tmp_path / "b.safetensors")
+    meta = {"format": "pt", "model_card": json.dumps({**card, "format": "vidssl-backbone/3"})}
+    (tmp_path / "b.model_card.json").unlink()
+    save_file(state, tmp_path / "alone.safetensors", metadata=meta)
+    with pytest.raises(ModelFileError, match=upgrade.format("vidssl-backbone/3", "vidssl-backbone/1")):
+        vidssl.load_backbone(tmp_path / "alone.safetensors")
+    # a training checkpoint: export and resume say the same
+    run = tmp_path / "run"
+    train(pairs, run, load_config(None, TINY), progress=False)
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    torch.save({**ckpt, "format": "vidssl-train/2"}, run / "checkpoint.pt")
+    with pytest.raises(ModelFileError, match=upgrade.format("vidssl-train/2", "vidssl-train/1")):
+        export_backbone(run, tmp_path / "x.pt")
+    with pytest.raises(vidssl.errors.VidsslError, match=upgrade.format("vidssl-train/2", "vidssl-train/1")):
+        train(pairs, run, load_config(None, TINY), progress=False)
+    # other formats stay what they were: not vidssl's
+    torch.save({**ckpt, "format": "lightning/2"}, run / "checkpoint.pt")
+    with pytest.raises(ModelFileError, match="not a checkpoint `vidssl train` wrote"):
+        export_backbone(run, tmp_path / "x.pt")
 
 
 def test_two_exports_in_one_folder_keep_their_own_cards(tmp_path):

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from vidssl.errors import UsageError, VidsslError
-from vidssl.io import atomic_path, json_text
+from vidssl.io import atomic_path, json_text, newer_format, newer_format_error
 from vidssl.models import ARCHS, Backbone, build_backbone
 
 log = logging.getLogger(__name__)
@@ -183,6 +183,8 @@ def read_card(weights_path: str | os.PathLike) -> dict:
     path = find_card(weights_path)
     if path is None:
         card = _embedded_card(Path(weights_path))
+        if card is not None and newer_format(card.get("format"), CARD_FORMAT):
+            raise ModelFileError(newer_format_error(weights_path, card["format"], CARD_FORMAT))
         if card is not None and card.get("arch") in ARCHS:
             return card
         own = card_path(weights_path)
@@ -200,6 +202,8 @@ def read_card(weights_path: str | os.PathLike) -> dict:
     if not isinstance(card, dict):
         raise ModelFileError(f"{path}: a model card is a JSON object, got a {type(card).__name__}; re-export with "
                              "`vidssl export`")
+    if newer_format(card.get("format"), CARD_FORMAT):  # before its fields are read as this version's
+        raise ModelFileError(newer_format_error(path, card["format"], CARD_FORMAT))
     files, name = card.get("files"), Path(weights_path).name
     if isinstance(files, list) and name not in files and any(
             (path.name == CARD_NAME or Path(str(f)).stem == Path(name).stem) and Path(str(f)).suffix != ".safetensors"
@@ -248,11 +252,19 @@ def _why_unreadable(path: Path, error: Exception) -> str:
             f"with `vidssl export RUN --out FILE`")
 
 
+def _unfilled(arch: str, **kwargs) -> Backbone:
+    """``arch``'s modules on the meta device, holding no numbers: the load fills them in. Built for real, each load
+    drew a random init from the caller's global generator (its next draws changed) and spent seconds on AlexNet's
+    fully connected layers, only to overwrite them."""
+    with torch.device("meta"):
+        return build_backbone(arch, **kwargs)
+
+
 def _other_arch(state: dict) -> str | None:
     """The architecture whose backbone (at its default settings) has exactly the keys of ``state``, if one has."""
     keys = {k for k in state if k not in CLASSIFIER_HEAD and not k.endswith(".num_batches_tracked")}
     for name in ARCHS:
-        if keys == {k for k in build_backbone(name).state_dict() if not k.endswith(".num_batches_tracked")}:
+        if keys == {k for k in _unfilled(name).state_dict() if not k.endswith(".num_batches_tracked")}:
             return name
     return None
 
@@ -273,12 +285,12 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
         if arch is not None and arch != card["arch"]:
             raise ModelFileError(f"{path}: model card says arch '{card['arch']}', but arch='{arch}' was requested")
         try:
-            backbone = build_backbone(card["arch"], **card.get("build_kwargs", {}))
+            backbone = _unfilled(card["arch"], **card.get("build_kwargs", {}))
         except (TypeError, ValueError) as e:  # a card written by hand or by another version
             raise ModelFileError(f"{card_file or path}: its build_kwargs {card.get('build_kwargs')} do not build a "
                                  f"{card['arch']} ({e}); re-export with `vidssl export`") from None
     else:
-        backbone = build_backbone(arch)
+        backbone = _unfilled(arch)
     state = _read_state(path)
     missing, unexpected = _key_mismatch(backbone, state)
     counters = [k for k in missing if k.endswith(".num_batches_tracked")]
@@ -311,7 +323,11 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
         raise ModelFileError(f"{path}: weights do not fit arch '{backbone.arch}' with {settings} "
                              f"settings: {len(wrong)} tensors differ in shape, e.g. {k} is {list(state[k].shape)} "
                              f"in the file but {list(expected[k].shape)} here{fix}")
-    backbone.load_state_dict(state, strict=True)
+    # assigned, the file's tensors are the parameters: in the backbone's own dtypes, as a copy into built ones was
+    backbone.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True, assign=True)
+    left = [name for name, t in [*backbone.named_parameters(), *backbone.named_buffers()] if t.is_meta]
+    if left:  # a tensor outside the state dict (a non-persistent buffer) would hold no numbers
+        raise RuntimeError(f"{type(backbone).__name__}: {left} not filled by its state dict")
     return backbone.to(map_location).eval()
 
 
@@ -336,6 +352,8 @@ def export_backbone(run_dir: str | os.PathLike, out_path: str | os.PathLike, saf
         raise ModelFileError(f"{run_dir}: no {CHECKPOINT}; train first with `vidssl train PAIRS --out {run_dir}`")
     foreign = "not a checkpoint `vidssl train` wrote: export the run folder of a vidssl training"
     ckpt = load_checkpoint(ckpt_path, advice=foreign)
+    if isinstance(ckpt, dict) and newer_format(ckpt.get("format"), CHECKPOINT_FORMAT):
+        raise ModelFileError(newer_format_error(ckpt_path, ckpt["format"], CHECKPOINT_FORMAT))
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ModelFileError(f"{ckpt_path}: {foreign}")
     broken = [k for k, v in ckpt["model"].items()
@@ -345,10 +363,11 @@ def export_backbone(run_dir: str | os.PathLike, out_path: str | os.PathLike, saf
                              f"{f' (+{len(broken) - 3} more)' if len(broken) > 3 else ''}: the training diverged; "
                              "train again into a new --out with a lower train.lr")
     spec = dict(ckpt["backbone"])
-    backbone = build_backbone(spec.pop("arch"), **spec)
+    backbone = _unfilled(spec.pop("arch"), **spec)
     prefix = "backbone."
-    backbone.load_state_dict({k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)},
-                             strict=True)
+    expected = backbone.state_dict()
+    backbone.load_state_dict({k[len(prefix):]: v.to(expected[k[len(prefix):]].dtype) for k, v in ckpt["model"].items()
+                              if k.startswith(prefix)}, strict=True, assign=True)
     sessions = ckpt.get("sessions", [])  # checkpoints of earlier versions hold none
     training = {
         "steps": ckpt["step"], "total_steps": ckpt["total_steps"], "complete": ckpt["step"] >= ckpt["total_steps"],

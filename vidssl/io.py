@@ -216,6 +216,23 @@ def json_text(obj: Any, indent: int | None = None) -> str:
     return json.dumps(finite_or_none(obj), indent=indent, sort_keys=False, allow_nan=False)
 
 
+def newer_format(found: object, current: str) -> bool:
+    """Whether ``found`` (a file's ``format`` field, ``"name/N"``) is of ``current``'s kind at a later version N:
+    a file a newer vidssl wrote, which this one may misread (a card with a constructor argument it lacks)."""
+    name, _, version = current.rpartition("/")
+    if not isinstance(found, str) or not found.startswith(name + "/"):
+        return False
+    try:
+        return int(found[len(name) + 1:]) > int(version)
+    except ValueError:
+        return False
+
+
+def newer_format_error(path: str | os.PathLike, found: str, current: str) -> str:
+    return (f"{path}: written by a newer vidssl (format {found}; this one reads {current}): upgrade vidssl "
+            "(git pull, then pip install -e . again)")
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
     atomic_write_text(path, json_text(obj, indent) + "\n")
 

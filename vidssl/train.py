@@ -38,7 +38,8 @@ from vidssl.data import (BATCH_PLAN, PairBatchSampler, PairPatches, batches_per_
                          require_pairs_folder, to_input, too_few_pairs)
 from vidssl.device import local_rank, resolve_device, world_size
 from vidssl.errors import ConfigError, VidsslError
-from vidssl.io import atomic_path, atomic_write_json, atomic_write_text, json_text, remove_temp_leftovers, run_lock
+from vidssl.io import (atomic_path, atomic_write_json, atomic_write_text, json_text, newer_format, newer_format_error,
+                       remove_temp_leftovers, run_lock)
 from vidssl.lifeline import exit_with_launcher
 from vidssl.losses import Triplets, build_loss, build_reducer, dense_cycle_loss
 from vidssl.miners import MiningSchedule, Scores
@@ -196,6 +197,8 @@ def _check_same_run(saved: dict, cfg: Config, fingerprint: tuple[str, ...], run_
                     main: bool = True) -> None:
     """``fingerprint``: the pairs' fingerprints a checkpoint may hold (now's, and earlier versions'); ``main``:
     whether this process says the warnings (rank 0)."""
+    if newer_format(saved.get("format"), CHECKPOINT_FORMAT):
+        raise VidsslError(newer_format_error(run_dir / CHECKPOINT, saved["format"], CHECKPOINT_FORMAT))
     if saved.get("format") != CHECKPOINT_FORMAT:
         raise VidsslError(f"{run_dir / CHECKPOINT}: not a vidssl training checkpoint; choose another --out")
     if saved["step"] < saved["total_steps"] and saved.get("world_size", 1) != world:
