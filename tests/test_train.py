@@ -611,6 +611,24 @@ def test_shipped_training_configs_load():
         load_config(None, ["train.schedule=linear"])
 
 
+@pytest.mark.parametrize("name", ["paper_alexnet", "gpu_resnet50"])
+def test_shipped_training_configs_train_two_steps_on_cpu(name, pairs, tmp_path, caplog):
+    """Each shipped config trains as written but for what a CPU test must shrink (steps, batch, workers, device,
+    and the cycle loss's backgrounds, which the synthetic pairs lack); the paper's 227 px on 40 px pairs says the
+    patches are upscaled."""
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml"
+    small = ["train.steps=2", "train.batch_pairs=8", "data.num_workers=0", "train.device=cpu",
+             "train.image_every=0", "train.threads=1", "train.warmup_steps=0", "train.budget_minutes=null",
+             "loss.cycle_background=false", "miner.background_negatives=false"]
+    with caplog.at_level(logging.WARNING):
+        stats = train(pairs, tmp_path / "run", load_config(config, small), progress=False)
+    assert stats["step"] == 2 and stats["stopped"] == "done" and math.isfinite(stats["loss"])
+    upscaled = "the pairs are stored at 40 px and data.patch_size is 227: every patch is upscaled 5.7x"
+    assert (upscaled in caplog.text) == (name == "paper_alexnet")
+
+
 def test_same_video_negatives_come_from_other_tracks(tmp_path, monkeypatch):
     # one video, 8 tracks of 3 pairs each (as one tracker yields several pairs): negatives must come from other
     # tracks, so the miner is given track codes, and a batch of 12 holds at most ceil(12 / 8) = 2 pairs per track

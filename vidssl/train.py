@@ -589,6 +589,11 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
         problems.append(too_few_pairs(len(pairs), tc.batch_pairs))
     if problems:
         raise VidsslError(f"{pairs_dir}: {'; and '.join(problems)}")
+    if pairs.patch_size < cfg.data.patch_size and d.main:  # allowed (a quick try of a config), but never silent
+        log.warning("%s: the pairs are stored at %d px and data.patch_size is %d: every patch is upscaled %.1fx or "
+                    "more, so the network sees blurred images; mine at >= %d px (--set mine.patch_size=%d) for "
+                    "this config", pairs_dir, pairs.patch_size, cfg.data.patch_size,
+                    cfg.data.patch_size / pairs.patch_size, cfg.data.patch_size, cfg.data.patch_size)
     saved = None
     if ckpt_path.exists():
         saved = load_checkpoint(ckpt_path)
