@@ -523,6 +523,30 @@ def test_weights_saved_before_batchnorm_counted_batches_load(tmp_path):
         vidssl.load_backbone(tmp_path / "old.pt", arch="resnet18")
 
 
+def test_weights_that_do_not_fit_say_what_they_most_likely_are(pairs, tmp_path):
+    """The key-mismatch hint asked whether "the model card beside it" was another export's, also with no card at
+    all, for a wrapper's prefixed keys and for a training checkpoint given as weights."""
+    b = build_backbone("smallcnn")
+    torch.save({f"module.{k}": v for k, v in b.state_dict().items()}, tmp_path / "ddp.pt")  # DDP's wrapper
+    with pytest.raises(ModelFileError, match=r"every key starts with 'module\.' .*drop the prefix"):
+        vidssl.load_backbone(tmp_path / "ddp.pt", arch="smallcnn")
+    torch.save(torchvision.models.alexnet().state_dict(), tmp_path / "tv_alexnet.pt")  # another model, no card
+    with pytest.raises(ModelFileError, match=r"do not fit arch 'alexnet_wang2015': .*without a model card it was "
+                                             r"built as a default alexnet_wang2015") as refused:
+        vidssl.load_backbone(tmp_path / "tv_alexnet.pt", arch="alexnet_wang2015")
+    assert "missing keys" not in str(refused.value) and "model card beside" not in str(refused.value)
+    assert "unexpected keys" in str(refused.value)  # the paper's fc7 is classifier.4 too: only extras differ
+    save_backbone(b, tmp_path / "b.pt", safetensors=False)
+    torch.save(torchvision.models.alexnet().state_dict(), tmp_path / "b.pt")  # a card of another file's weights
+    with pytest.raises(ModelFileError, match=r"is b\.model_card\.json from another export\?"):
+        vidssl.load_backbone(tmp_path / "b.pt")
+    run = tmp_path / "run"
+    train(pairs, run, load_config(None, TINY), progress=False)
+    with pytest.raises(ModelFileError, match=r"checkpoint\.pt: a `vidssl train` checkpoint, not exported weights; "
+                                             r"`vidssl export RUN --out FILE`"):
+        vidssl.load_backbone(run / "checkpoint.pt", arch="smallcnn")
+
+
 def test_the_embedded_card_is_strict_json(tmp_path):
     # a metric of a step that mined nothing is NaN: the card file says null, and so must the card inside the
     # .safetensors, which readers other than Python's json (JavaScript, Rust, the hub) parse

@@ -233,6 +233,9 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch and safetensors raise many types for truncated or foreign files
         raise ModelFileError(f"{path}: {_why_unreadable(path, e)}") from None
+    if isinstance(state, dict) and str(state.get("format", "")).startswith("vidssl-train/"):
+        raise ModelFileError(f"{path}: a `vidssl train` checkpoint, not exported weights; `vidssl export RUN --out "
+                             "FILE` cuts the backbone out of its run folder")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelFileError(f"{path}: expected a state dict of tensors (a backbone.pt from `vidssl export`)")
     return state
@@ -304,12 +307,10 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
         state = {k: v for k, v in state.items() if k not in CLASSIFIER_HEAD}
         unexpected = []
     if missing or unexpected:
-        other = _other_arch(state)
-        fix = f"fix arch in {card_file}" if card_file else f"load them as {other}"
-        hint = (f"these are {other} weights: {fix}" if other not in (None, backbone.arch)
-                else "is the model card beside it from another export?")
-        raise ModelFileError(f"{path}: weights do not fit arch '{backbone.arch}': {len(missing)} missing keys "
-                             f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}); {hint}")
+        counts = [f"{len(keys)} {what} (e.g. {keys[:3]})" for what, keys in (("missing keys", missing),
+                                                                             ("unexpected keys", unexpected)) if keys]
+        raise ModelFileError(f"{path}: weights do not fit arch '{backbone.arch}': {', '.join(counts)}; "
+                             f"{_mismatch_hint(backbone, state, card_file, embedded)}")
     expected = backbone.state_dict()
     wrong = [k for k, v in state.items() if v.shape != expected[k].shape]
     if wrong:  # same names, other sizes: another width, head or patch size than the card says
@@ -329,6 +330,28 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
     if left:  # a tensor outside the state dict (a non-persistent buffer) would hold no numbers
         raise RuntimeError(f"{type(backbone).__name__}: {left} not filled by its state dict")
     return backbone.to(map_location).eval()
+
+
+def _mismatch_hint(backbone: Backbone, state: dict, card_file: Path | None, embedded: bool) -> str:
+    """What weights whose keys do not fit ``backbone`` most likely are, and the fix."""
+    other = _other_arch(state)
+    if other not in (None, backbone.arch):
+        return f"these are {other} weights: " + (f"fix arch in {card_file}" if card_file else f"load them as {other}")
+    keys = [k for k in state if not k.endswith(".num_batches_tracked")]  # counters: filled in unprefixed
+    wrapper = {k.split(".", 1)[0] for k in keys}
+    if len(wrapper) == 1 and all("." in k for k in keys):  # saved from a wrapper: DDP's module., a model's backbone.
+        prefix = f"{wrapper.pop()}."
+        needed = {k for k in backbone.state_dict() if not k.endswith(".num_batches_tracked")}
+        if needed <= {k[len(prefix):] for k in keys}:
+            return (f"every key starts with '{prefix}' (the state dict of a model wrapping the backbone): save the "
+                    f"backbone's own state_dict(), or drop the prefix: {{k.removeprefix('{prefix}'): v for k, v in "
+                    "state.items()}")
+    if card_file is not None:
+        return f"is {card_file.name} from another export?"
+    if embedded:
+        return "its embedded card does not describe these weights; re-export with `vidssl export`"
+    return (f"without a model card it was built as a default {backbone.arch}; these keys are of another model "
+            "(vidssl loads the backbones in vidssl.models, in torchvision's key names)")
 
 
 def _key_mismatch(module: torch.nn.Module, state: dict) -> tuple[list[str], list[str]]:
