@@ -275,6 +275,20 @@ def test_files_of_a_newer_format_ask_for_an_upgrade(pairs, tmp_path):
         export_backbone(run, tmp_path / "x.pt")
 
 
+def test_a_budget_spent_before_the_first_logged_step_prints_no_nan_metrics(pairs, tmp_path, capsys, monkeypatch):
+    """A stop before any log step has no metrics in stats.json: the last line read "loss nan, cos(a,p) nan"."""
+    import vidssl.train as trainer
+
+    def stopped_early(*args, **kwargs):
+        return {"step": 1, "total_steps": 50, "minutes": 0.1, "stopped": "budget", "checkpoint": "RUN/checkpoint.pt",
+                "world_size": 1}
+
+    monkeypatch.setattr(trainer, "train", stopped_early)
+    assert main(["train", str(pairs), "--out", str(tmp_path / "run")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        "train: stopped at the time budget (rerun to continue): step 1/50 in 0.1 min; checkpoint RUN/checkpoint.pt")
+
+
 def test_two_exports_in_one_folder_keep_their_own_cards(tmp_path):
     """backbone.pt keeps model_card.json (the documented name); any other X.pt gets X.model_card.json, so a second
     export into the folder (another width) leaves the first loadable."""

@@ -151,6 +151,16 @@ def test_a_checkpoint_with_other_decoder_layers_starts_over_not_half_loaded(tmp_
     steps_run.clear()
     _, info = train_transfer(_backbone(), cfg, budget_s=1e6, checkpoint=checkpoint, progress=False)
     assert info["steps"] == 3 and sum(steps_run) == 3
+    # a damaged file (a disk that filled) or not a checkpoint at all: started over, not a traceback
+    for damaged in (checkpoint.read_bytes()[:1000], b"not a checkpoint"):
+        checkpoint.write_bytes(damaged)
+        steps_run.clear()
+        _, info = train_transfer(_backbone(), cfg, budget_s=1e6, checkpoint=checkpoint, progress=False)
+        assert info["steps"] == 3 and sum(steps_run) == 3
+    torch.save([1, 2], checkpoint)
+    steps_run.clear()
+    _, info = train_transfer(_backbone(), cfg, budget_s=1e6, checkpoint=checkpoint, progress=False)
+    assert info["steps"] == 3 and sum(steps_run) == 3
 
 
 def test_finetuning_works_on_a_copy_of_the_backbone():

@@ -32,7 +32,9 @@ def run(args, cfg) -> int:
     if stats.get("world_size", 1) > 1 and int(__import__("os").environ.get("RANK", "0")) != 0:
         return 0
     state = "finished" if stats["stopped"] == "done" else "stopped at the time budget (rerun to continue)"
+    # a budget spent before the first logged step has no metrics yet: none shown, rather than "loss nan"
+    metrics = (f"loss {stats['loss']:.4f}, cos(a,p) {stats.get('pos_cos', float('nan')):.2f}, "
+               f"cos(a,neg) {stats.get('neg_cos') or float('nan'):.2f}; " if "loss" in stats else "")
     print(f"train: {state}: step {stats['step']}/{stats['total_steps']} in {stats['minutes']:.1f} min; "
-          f"loss {stats.get('loss', float('nan')):.4f}, cos(a,p) {stats.get('pos_cos', float('nan')):.2f}, "
-          f"cos(a,neg) {stats.get('neg_cos') or float('nan'):.2f}; checkpoint {stats['checkpoint']}")
+          f"{metrics}checkpoint {stats['checkpoint']}")
     return 0

@@ -146,8 +146,16 @@ def _train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed:
     key = fingerprint(backbone, cfg, seed)
     state = {"step": 0, "elapsed_s": 0.0, "epe_start": None, "losses": [], "budget_s": budget_s}
     path = Path(checkpoint) if checkpoint is not None else None
-    if path is not None and path.is_file():
-        saved = torch.load(path, map_location=device, weights_only=True)
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True) if path is not None and path.is_file() \
+            else None
+    except Exception as e:  # torch raises many types for a damaged file; the decoder is cheap to train again
+        log.warning("transfer: %s is unreadable (%s); training from scratch", path, type(e).__name__)
+        saved = None
+    if saved is not None and not isinstance(saved, dict):
+        log.warning("transfer: %s is not a transfer checkpoint; training from scratch", path)
+        saved = None
+    if saved is not None:
         trainable = {k: v.shape for k, v in _trainable_state(net).items()}
         if saved.get("fingerprint") != key:
             log.info("transfer: %s belongs to another backbone, config or seed; training from scratch", path)
@@ -159,7 +167,9 @@ def _train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed:
         else:
             missing, unexpected = net.load_state_dict(saved["net"], strict=False)
             # only the frozen backbone is left out (BatchNorm fills its own num_batches_tracked, so a subset)
-            assert not unexpected and set(missing) <= set(net.state_dict()) - set(trainable)
+            if unexpected or not set(missing) <= set(net.state_dict()) - set(trainable):
+                raise RuntimeError(f"{path}: the decoder's layers were checked, yet {unexpected} unexpected and "
+                                   f"{sorted(set(missing) & set(trainable))} trainable missing")
             optimizer.load_state_dict(saved["optimizer"])
             state = {"budget_s": budget_s, **saved["state"]}
             log.info("transfer: resuming %s at step %d", path, state["step"])
