@@ -388,9 +388,11 @@ def export_backbone(run_dir: str | os.PathLike, out_path: str | os.PathLike, saf
     spec = dict(ckpt["backbone"])
     backbone = _unfilled(spec.pop("arch"), **spec)
     prefix = "backbone."
-    expected = backbone.state_dict()
-    backbone.load_state_dict({k[len(prefix):]: v.to(expected[k[len(prefix):]].dtype) for k, v in ckpt["model"].items()
-                              if k.startswith(prefix)}, strict=True, assign=True)
+    expected = {k: v.dtype for k, v in backbone.state_dict().items()}
+    own = {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
+    # a key the skeleton lacks is kept for the strict load to name
+    backbone.load_state_dict({k: v.to(expected[k]) if k in expected else v for k, v in own.items()}, strict=True,
+                             assign=True)
     sessions = ckpt.get("sessions", [])  # checkpoints of earlier versions hold none
     training = {
         "steps": ckpt["step"], "total_steps": ckpt["total_steps"], "complete": ckpt["step"] >= ckpt["total_steps"],
