@@ -80,6 +80,21 @@ def test_unpadded_frame_names_keep_their_numeric_order(tmp_path):
     assert [int(f[0, 0, 1]) for f in seq.frames] == [t * 20 for t in range(12)]  # frame t has green = 20 t
 
 
+def test_frames_in_16_bit_grey_read_as_their_grey_levels(tmp_path):
+    """A 16-bit greyscale PNG frame (Pillow's I;16) came out pure white through convert("RGB"): J&F fell from 0.62
+    to 0.41 in silence. Expected: each 16-bit level v as round(v / 257), the scale OpenCV and the flow reader use."""
+    import cv2
+
+    img_dir, _ = write_sequence(tmp_path, "deep", [np.pad(np.ones((8, 8), np.uint8), 4)] * 2, frame_ext=".png")
+    levels = (np.arange(16 * 16).reshape(16, 16) * 257).astype(np.uint16)  # 0 .. 65535 in 255 steps of 257
+    levels[0, 1] = 1000  # and one between: 3.89 -> 4
+    cv2.imwrite(str(img_dir / "00001.png"), levels)
+    assert Image.open(img_dir / "00001.png").mode == "I;16"
+    frame = load_sequence(tmp_path, "deep").frames[1]
+    expected = np.floor(levels / 257.0 + 0.5).astype(np.uint8)
+    assert frame.shape == (16, 16, 3) and all(np.array_equal(frame[..., c], expected) for c in range(3))
+
+
 def test_binary_masks_are_object_one(tmp_path):
     masks = [m.clip(0, 2) for m in two_objects()]
     write_sequence(tmp_path, "bin", masks, mode="L")

@@ -131,6 +131,34 @@ def test_an_object_appearing_later_is_named_unscored_and_a_failed_rerun_leaves_n
     assert json.loads((out / "metrics.json").read_text())["protocol"]["max_side"] == 0
 
 
+def test_a_rerun_of_other_models_leaves_none_of_the_earlier_models_masks_or_overlays(tmp_path):
+    """Only metrics.json and metrics.md were retired: a rerun of fewer models or sequences left the earlier ones'
+    masks/ and overlays/ beside the new scores, and the official scorer pointed at masks/ read them as this run's.
+    A folder no evaluation wrote into loses nothing; files other than PNGs stay."""
+    data, out = tmp_path / "davis", tmp_path / "eval"
+    write_moving_squares(data, frames=4)
+    write_moving_squares(data, name="other", frames=4, seed=1)
+    cfg = DavisConfig(context=2, radius=4, max_side=0, overlay_frames=1, save_masks=True)
+    mine = out / "masks" / "mine" / "keep" / "00000.png"  # the user's own PNG in a folder with no evaluation
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"png of mine")
+    evaluate_davis({"raw pixels": PixelFeatures().eval(), "also pixels": PixelFeatures().eval()}, data, out, cfg,
+                   progress=False)
+    assert mine.is_file()  # the first evaluation found no earlier one's files there
+    assert {p.name for p in (out / "masks").iterdir()} == {"mine", "raw_pixels", "also_pixels"}
+    (out / "masks" / "notes.txt").write_text("not a mask")
+    import dataclasses
+    import shutil
+
+    shutil.rmtree(out / "masks" / "mine")
+
+    evaluate_davis({"raw pixels": PixelFeatures().eval()}, data, out, dataclasses.replace(cfg, sequences=["squares"]),
+                   progress=False)
+    assert {p.name for p in (out / "masks").iterdir()} == {"raw_pixels", "notes.txt"}  # emptied folders go too
+    assert [p.name for p in (out / "masks" / "raw_pixels").iterdir()] == ["squares"]
+    assert sorted(p.name for p in (out / "overlays").rglob("*.png")) == ["squares.png"]
+
+
 def test_features_holding_nan_stop_the_evaluation_naming_the_model(tmp_path):
     """NaN in a few cells spread through the soft labels of every later frame: a J of 0.11 instead of 0.88 on
     blackswan, with no word of why (retrieval already refused such embeddings)."""
@@ -176,6 +204,12 @@ def test_cli_eval_davis(tmp_path, capsys):
                  "--set", "eval.davis.topk=0"])
     assert code == 2
     assert "eval.davis.topk" in capsys.readouterr().err
+
+    # a failed rerun (before it retired the earlier results) leaves their config.yaml, not one of its own settings
+    config_before = (out / "config.yaml").read_bytes()
+    code = main(["eval", "davis", "--data", str(tmp_path / "missing"), "--out", str(out), "--arch", "smallcnn",
+                 "--set", "eval.davis.context=3"])
+    assert code == 1 and (out / "config.yaml").read_bytes() == config_before
 
 
 def test_a_bad_sequence_is_skipped_and_reported(tmp_path):

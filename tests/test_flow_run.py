@@ -135,3 +135,22 @@ def test_data_with_no_readable_pair_fails_before_any_transfer_training(dataset, 
     with pytest.raises(VidsslError, match="no flow pair under .* could be read: .*truncated"):
         evaluate_flow(models, broken, tmp_path / "eval", CFG, budget_minutes=1.0, progress=False)
     assert not (tmp_path / "eval").exists()
+
+
+def test_frames_under_the_backbones_smallest_side_are_a_skipped_pair_not_a_traceback(dataset, tmp_path):
+    """A 24x24 pair reached the first feature method and stopped the evaluation with a ValueError traceback."""
+    import shutil
+
+    root, truth = dataset
+    data = tmp_path / "data"
+    shutil.copytree(root / "other-data" / "Synth", data / "other-data" / "Synth")
+    shutil.copytree(root / "other-gt-flow" / "Synth", data / "other-gt-flow" / "Synth")
+    tiny = synthetic_pairs(1, 24, 24, torch.Generator().manual_seed(0), max_motion=2.0, num_shapes=(1, 1))
+    for name, image in (("frame10.png", tiny.image1[0]), ("frame11.png", tiny.image2[0])):
+        _png(data / "other-data" / "Tiny" / name, (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    write_flo(data / "other-gt-flow" / "Tiny" / "flow10.flo", tiny.flow[0].permute(1, 2, 0).numpy())
+    models = {"tiny": build_backbone("smallcnn", width=4).eval()}
+    saved = evaluate_flow(models, data, tmp_path / "eval", dataclasses.replace(CFG, transfer=False), progress=False)
+    assert saved["pairs"] == ["other-data/Synth/frame10"]
+    assert saved["skipped"] == {"other-data/Tiny/frame10": f"{data / 'other-data' / 'Tiny' / 'frame10.png'}: frames "
+                                                           "are 24x24 px, under the 32 px a side the backbones take"}

@@ -22,10 +22,12 @@ def run(args, cfg) -> int:
 
     models = models_from_args(args, cfg)
     out = Path(args.out)
+    finished = False
     try:
         evaluate_davis(models, args.data, out, cfg.eval.davis, progress=False if args.quiet else None)
+        finished = True
     finally:
-        write_resolved_into_output(cfg, out)
+        write_resolved_into_output(cfg, out, finished)
     print((out / "metrics.md").read_text(), end="")
     print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'} and overlays in {out / 'overlays'}")
     return 0

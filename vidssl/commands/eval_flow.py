@@ -38,10 +38,12 @@ def run(args, cfg) -> int:
     cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, flow=flow_cfg))
     models = models_from_args(args, cfg)
     out = Path(args.out)
+    finished = False
     try:
         result = evaluate_flow(models, args.data, out, flow_cfg, seed=cfg.seed, progress=not args.quiet)
+        finished = True
     finally:
-        write_resolved_into_output(cfg, out)
+        write_resolved_into_output(cfg, out, finished)
     print((out / "metrics.md").read_text(), end="")
     figures = f" and {len(result['pairs'])} figure(s) in {out / 'pairs'}" if flow_cfg.figures else ""
     print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'}{figures}")

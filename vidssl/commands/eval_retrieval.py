@@ -32,6 +32,7 @@ def run(args, cfg) -> int:
         from vidssl.video import refuse_out_among_videos
 
         refuse_out_among_videos(out, data, "the evaluation (its pairs, metrics and figures)")
+    finished = False
     try:
         if videos:
             from tracking import mine_folder
@@ -42,8 +43,9 @@ def run(args, cfg) -> int:
                         progress=not args.quiet)
         result = evaluate_retrieval(models, data, out, cfg.eval.retrieval, kind=kind, progress=not args.quiet,
                                     davis_subset=cfg.eval.davis.subset)
+        finished = True
     finally:
-        write_resolved_into_output(cfg, out)
+        write_resolved_into_output(cfg, out, finished)
     print((out / "metrics.md").read_text(), end="")
     print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'} and {len(result['grids'])} neighbour grid(s)")
     return 0

@@ -39,7 +39,7 @@ from vidssl.device import resolve_device
 from vidssl.errors import VidsslError
 from vidssl.eval.frozen import evaluation_mode
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text, drawable
-from vidssl.models.base import normalize_rgb
+from vidssl.models.base import MIN_SIDE, normalize_rgb
 
 log = logging.getLogger(__name__)
 STRIDE = 8
@@ -166,7 +166,7 @@ def propagate(features: Iterable[torch.Tensor], first_labels: torch.Tensor, cfg:
 # geometry: frames -> feature grid, masks <-> labels
 
 
-MIN_FEATURE_SIDE = 32  # the smallest side dense_features() takes (vidssl.models.base)
+MIN_FEATURE_SIDE = MIN_SIDE  # the smallest side dense_features() takes
 
 
 def working_size(h: int, w: int, max_side: int) -> tuple[int, int]:
@@ -355,7 +355,7 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
                 block["frames"] += len(seq) - 1
                 slug = slugs[model_name]
                 if not retired:  # this evaluation's first file: the earlier one's scores go (see retire_results)
-                    retire_results(out_dir)
+                    retire_results(out_dir, figures=("overlays/*/*.png", "masks/*/*/*.png"))
                     retired = True
                 atomic_write_bytes(out_dir / "overlays" / slug / f"{seq_name}.png",
                                    overlay_png(seq, run["masks"], cfg.overlay_frames, f"{model_name}  {seq_name}"))

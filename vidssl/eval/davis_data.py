@@ -135,6 +135,10 @@ def _read_frame(path: Path) -> np.ndarray:
 
     try:
         with Image.open(path) as im:
+            if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit grey: convert("RGB") clips it to white
+                grey = np.asarray(im).astype(np.float64)
+                grey = grey / 257.0 if im.mode != "I" or grey.max() > 255 else grey
+                return np.repeat(np.clip(grey + 0.5, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
     except (OSError, UnidentifiedImageError) as e:
         raise DavisDataError(f"{path}: cannot read frame ({e.__class__.__name__}: {e}); replace the file") from None

@@ -124,7 +124,7 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
             slug += "_"
         grids[name] = out_dir / f"grid_{slug}.png"
         if len(grids) == 1:  # this evaluation's first file: the earlier one's scores go (see retire_results)
-            retire_results(out_dir)
+            retire_results(out_dir, figures=("grid_*.png",))
         atomic_write_bytes(grids[name], retrieval_grid(data, rows))
         log.debug("%s: P@1 %.3f  MAP@R %.3f  NMI %.3f", name, scores.precision_at_1, scores.map_at_r, scores.nmi)
 

@@ -8,6 +8,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+MIN_SIDE = 32  # the smallest input side every backbone takes (embed() of AlexNet needs more: see its check)
+
+
 class Backbone(nn.Module):
     """A feature extractor with a pooled and a dense (stride-8) view of the same weights.
 
@@ -59,7 +62,7 @@ class Backbone(nn.Module):
         """[B, 3, H, W] float RGB in [0, 1] -> the normalised input this backbone expects."""
         return normalize_rgb(x, self.mean, self.std)
 
-    def check(self, x: torch.Tensor, min_side: int = 32) -> None:
+    def check(self, x: torch.Tensor, min_side: int = MIN_SIDE) -> None:
         """Raise ValueError unless ``x`` is a batch this backbone can take (see :func:`check_input`)."""
         weight = next(self.parameters(), None)
         check_input(x, min_side, None if weight is None else weight.dtype)
@@ -93,7 +96,7 @@ def normalize_rgb(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ..
     return (x - m) / s
 
 
-def check_input(x: torch.Tensor, min_side: int = 32, weight_dtype: torch.dtype | None = None) -> None:
+def check_input(x: torch.Tensor, min_side: int = MIN_SIDE, weight_dtype: torch.dtype | None = None) -> None:
     """Raise ValueError naming the fix unless ``x`` is a float [B, 3, H, W] batch of at least ``min_side`` pixels a
     side, in the weights' dtype (outside autocast, which casts both)."""
     _check_rgb_batch(x)

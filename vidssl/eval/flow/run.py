@@ -25,6 +25,7 @@ from vidssl.eval.flow.viz import pair_figure
 from vidssl.device import resolve_device
 from vidssl.eval.frozen import evaluation_mode
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from vidssl.models.base import MIN_SIDE
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +109,17 @@ def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out
     unreadable = {}
     for pair in pairs:
         try:
-            load_pair(pair)
+            height, width = load_pair(pair).image1.shape[:2]
+            if min(height, width) < MIN_SIDE:  # found now, not as a traceback from the first feature method
+                raise FlowFileError(pair.frame1, f"frames are {width}x{height} px, under the {MIN_SIDE} px a side the "
+                                                 "backbones take")
         except FlowFileError as e:
             log.warning("flow: skipping %s: %s", pair.name, e)
             unreadable[pair.name] = str(e)
     if len(unreadable) == len(pairs):
         raise VidsslError(f"no flow pair under {data_dir} could be read: " + "; ".join(unreadable.values()))
     budget_s = 60.0 * (cfg.budget_minutes if budget_minutes is None else budget_minutes)
-    retire_results(out_dir)
+    retire_results(out_dir, figures=("pairs/*.png",))
     with evaluation_mode(models, device):
         methods, transfer = build_methods(models, cfg, out_dir, budget_s, seed, device, progress)
         per_method, skipped = _run_methods(methods, [p for p in pairs if p.name not in unreadable], cfg, out_dir,
