@@ -116,6 +116,9 @@ def test_davis_end_to_end_min_gap(tmp_path):
     # 5 frames, gap 3: frame 2 has no same-object crop >= 3 frames away -> 1 lone query per object and sequence
     assert (m["num_queries"], m["lone_queries"]) == (20, 4)
     assert m["precision_at_1"] == 1.0 and m["map_at_r"] == 1.0  # each object has its own colour
+    # said where the table counts them, not only as a number in metrics.json
+    assert "4 of the 20 queries have no other item of their label (within the protocol) and are not scored" in \
+        (tmp_path / "eval" / "metrics.md").read_text()
     with pytest.raises(RetrievalDataError, match="no query has a relevant reference"):
         evaluate_retrieval({"raw pixels": PixelFeatures()}, tmp_path / "davis", tmp_path / "eval2",
                            RetrievalConfig(image_size=32, num_workers=0, min_gap=5, min_object_pixels=10))
@@ -146,9 +149,13 @@ def test_real_cub_subset(data_dir, tmp_path):
     assert m["map_at_r"] == pytest.approx(expected["mean_average_precision_at_r"], abs=1e-9)
 
 
-def test_real_davis_single_sequence(data_dir, tmp_path):
+def test_real_davis_single_sequence(data_dir, tmp_path, caplog):
+    import logging
+
     cfg = RetrievalConfig(image_size=32, num_workers=0)
-    result = evaluate_retrieval({"raw pixels": PixelFeatures()}, data_dir / "davis", tmp_path / "eval", cfg)
+    with caplog.at_level(logging.WARNING):
+        result = evaluate_retrieval({"raw pixels": PixelFeatures()}, data_dir / "davis", tmp_path / "eval", cfg)
+    assert "holds one label: every neighbour is relevant, so every metric is 1 by construction" in caplog.text
     assert (result["kind"], result["queries"], result["labels"]) == ("davis", 50, 1)
     # one object: every allowed crop is relevant; min_gap 10 leaves every frame some crop >= 10 frames away
     assert result["models"]["raw pixels"]["lone_queries"] == 0
@@ -224,3 +231,20 @@ def test_a_rerun_into_a_used_folder_keeps_the_old_scores_until_it_writes(colour_
                            out, CFG)
     assert (out / "grid_raw_pixels.png").is_file() and not (out / "metrics.json").exists()
     assert not (out / "metrics.md").exists()
+
+
+def test_davis_data_whose_every_sequence_is_unreadable_names_the_cause(tmp_path):
+    """Every sequence skipped (its masks of another size): the error said no object was big enough in any mask, and
+    the cause stood only in a warning above it."""
+    import numpy as np
+    from PIL import Image
+
+    make_davis(tmp_path / "davis")
+    for mask in (tmp_path / "davis" / "Annotations" / "480p").rglob("*.png"):
+        im = Image.open(mask)
+        small = im.resize((im.width // 2, im.height // 2), Image.NEAREST)
+        small.save(mask)
+        assert np.asarray(small).shape[1] == im.width // 2
+    cfg = RetrievalConfig(image_size=32, num_workers=0, min_object_pixels=10)
+    with pytest.raises(RetrievalDataError, match=r"no sequence could be read; first problem: \w+: .*mask"):
+        evaluate_retrieval({"raw pixels": PixelFeatures()}, tmp_path / "davis", tmp_path / "eval", cfg)

@@ -128,6 +128,13 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
         atomic_write_bytes(grids[name], retrieval_grid(data, rows))
         log.debug("%s: P@1 %.3f  MAP@R %.3f  NMI %.3f", name, scores.precision_at_1, scores.map_at_r, scores.nmi)
 
+    lone = next(iter(results.values()), {}).get("lone_queries", 0)  # of the labels and the gap, not of a model
+    if lone:
+        log.warning("retrieval: %d of %d queries have no other item of their label%s and are not scored", lone,
+                    len(queries), "" if data.groups is None else f" {min_gap} or more frames away in its sequence")
+    if len(np.unique(data.labels[ok])) == 1:
+        log.warning("retrieval: %s holds one label: every neighbour is relevant, so every metric is 1 by construction "
+                    "and says nothing about the models", data_dir)
     payload = {
         "kind": data.kind,
         "data": str(Path(data_dir).resolve()),  # resolved: `vidssl compare` tells data sets apart by it
@@ -177,6 +184,10 @@ def metrics_table(payload: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if payload["labels"] == 1:
         lines += ["", "Only one label: every neighbour is relevant, so every metric is 1 by construction."]
+    lone = next(iter(models.values()), {}).get("lone_queries", 0)
+    if lone:
+        lines += ["", f"{lone} of the {payload['queries']} queries have no other item of their label (within the "
+                      "protocol) and are not scored."]
     skipped = sum(len(v) for v in payload["skipped"].values())
     if skipped:
         lines += ["", f"{skipped} item(s) skipped: "

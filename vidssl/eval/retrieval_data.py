@@ -392,6 +392,10 @@ def load_davis_set(root: str | os.PathLike, cfg: RetrievalConfig, subset: str = 
                 groups.append(seq_index)
                 times.append(t)
                 captions.append(f"{name}/{seq.frame_names[t]} object {obj}")
+    if not crops and len(skipped.get("unreadable sequence", [])) == len(list_sequences(root, subset)):
+        # the cause, not the mask-size rule below: a reader sees only the last line
+        raise RetrievalDataError(f"{root}: no sequence could be read; first problem: "
+                                 f"{skipped['unreadable sequence'][0]}")
     if not crops:
         raise RetrievalDataError(f"{root}: no object of at least {cfg.min_object_pixels} pixels in any mask")
     n = len(crops)
