@@ -159,6 +159,35 @@ def test_a_rerun_of_other_models_leaves_none_of_the_earlier_models_masks_or_over
     assert sorted(p.name for p in (out / "overlays").rglob("*.png")) == ["squares.png"]
 
 
+def test_objects_too_small_for_the_feature_grid_are_warned_about(tmp_path, caplog):
+    """At max_side 64 a 214x120 sequence scored J&F 0.000 for every model with no word of why: its masks could not
+    survive the stride-8 grid. Worked by hand for a 16x16 square at (16, 24): at full size 2x2 cells hold it whole
+    (J near 1, the bilinear corners aside); at 32x48 it is an 8x8 square at (8, 12), half of each of two cells, and
+    bilinear upsampling between them and their background neighbours leaves the background the argmax (J 0)."""
+    import logging
+
+    data = tmp_path / "davis"
+    img_dir, ann_dir = data / "JPEGImages" / "480p" / "small", data / "Annotations" / "480p" / "small"
+    img_dir.mkdir(parents=True)
+    ann_dir.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for t in range(3):
+        mask = np.zeros((H, W), np.uint8)
+        mask[16:32, 24:40] = 1
+        Image.fromarray(rng.integers(0, 255, (H, W, 3), dtype=np.uint8)).save(img_dir / f"{t:05d}.png")
+        im = Image.fromarray(mask)
+        im.putpalette(palette().flatten().tolist())
+        im.save(ann_dir / f"{t:05d}.png")
+    warned = "the first frame's mask itself comes back through the stride-8 grid with J"
+    for max_side, expected in ((0, None), (48, "J 0.00 only, so every model's score is capped near it; raise "
+                                                "eval.davis.max_side (now 48; 0: full size)")):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            evaluate_davis({"raw pixels": PixelFeatures().eval()}, data, tmp_path / f"eval{max_side}",
+                           DavisConfig(context=2, radius=4, max_side=max_side, overlay_frames=1), progress=False)
+        assert (warned in caplog.text) == (expected is not None) and (expected is None or expected in caplog.text)
+
+
 def test_features_holding_nan_stop_the_evaluation_naming_the_model(tmp_path):
     """NaN in a few cells spread through the soft labels of every later frame: a J of 0.11 instead of 0.88 on
     blackswan, with no word of why (retrieval already refused such embeddings)."""

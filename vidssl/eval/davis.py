@@ -212,6 +212,14 @@ def grid_to_mask(soft: torch.Tensor, size: tuple[int, int], out_size: tuple[int,
     return up[0].permute(1, 2, 0).contiguous().argmax(-1).to(torch.uint8).cpu().numpy()
 
 
+def _first_mask_through_the_grid(seq: DavisSequence, size: tuple[int, int], norm_mask: bool) -> float:
+    """Mean J over the objects of the first mask put on the feature grid of a ``size`` frame and read back as
+    propagation reads its labels: the most any model can score where nothing moves."""
+    first = seq.masks[0]
+    back = grid_to_mask(labels_to_grid(first, seq.num_objects + 1, size), size, first.shape, norm_mask)
+    return float(np.mean([jf.jaccard(first == obj, back == obj) for obj in seq.object_ids]))
+
+
 def _device(model: torch.nn.Module) -> torch.device:
     param = next(iter(model.parameters()), None)
     return param.device if param is not None else torch.device("cpu")
@@ -336,6 +344,13 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
                 log.warning("davis: skipping sequence %s: %s", seq_name, e)
                 skipped[seq_name] = str(e)
                 continue
+            survives = _first_mask_through_the_grid(seq, size, cfg.norm_mask)
+            if survives < 0.5:  # every model's masks pass the same grid: their J is capped near this
+                shrunk = size != seq.masks[0].shape
+                log.warning("davis: %s: fed at %dx%d, the first frame's mask itself comes back through the stride-8 "
+                            "grid with J %.2f only, so every model's score is capped near it; %s", seq_name, size[1],
+                            size[0], survives, f"raise eval.davis.max_side (now {cfg.max_side}; 0: full size)"
+                            if shrunk else "its objects are too small for a stride-8 grid even at full size")
             later = sorted(set().union(*(np.unique(m).tolist() for m in seq.masks[1:])) - {0, *seq.object_ids})
             if later:  # not propagated (no first mask to start from) and not scored; the official evaluator
                 # scores ids up to the first frame's largest and would count them as missed
