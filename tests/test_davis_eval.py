@@ -157,6 +157,22 @@ def test_a_rerun_of_other_models_leaves_none_of_the_earlier_models_masks_or_over
     assert {p.name for p in (out / "masks").iterdir()} == {"raw_pixels", "notes.txt"}  # emptied folders go too
     assert [p.name for p in (out / "masks" / "raw_pixels").iterdir()] == ["squares"]
     assert sorted(p.name for p in (out / "overlays").rglob("*.png")) == ["squares.png"]
+    # a linked folder is not followed (its target's PNGs were deleted, then rmdir of the link failed)
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "a.png").write_bytes(b"theirs")
+    (out / "overlays" / "linked").symlink_to(theirs)
+    evaluate_davis({"raw pixels": PixelFeatures().eval()}, data, out, cfg, progress=False)
+    assert (theirs / "a.png").is_file() and (out / "overlays" / "linked").is_symlink()
+    # where no evaluation's metrics are, nothing goes: a pretrain run's config.yaml beside its pairs/pairs_grid.png
+    from vidssl.eval import retire_results
+
+    run = tmp_path / "run"
+    (run / "pairs").mkdir(parents=True)
+    (run / "config.yaml").write_text("seed: 0\n")
+    (run / "pairs" / "pairs_grid.png").write_bytes(b"grid")
+    retire_results(run, figures=("pairs/*.png",))
+    assert (run / "pairs" / "pairs_grid.png").is_file()
 
 
 def test_objects_too_small_for_the_feature_grid_are_warned_about(tmp_path, caplog):

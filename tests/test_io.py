@@ -3,6 +3,7 @@ a failed write names the file the user asked for, never our temp file, and leave
 from __future__ import annotations
 
 import errno
+import os
 import json
 import math
 import tempfile
@@ -159,3 +160,27 @@ def test_a_name_near_the_length_limit_is_still_written(tmp_path):
         atomic_write_bytes(tmp_path / name, b"ok")
         assert (tmp_path / name).read_bytes() == b"ok" and [p.name for p in tmp_path.iterdir()] == [name]
         (tmp_path / name).unlink()
+
+
+def test_a_lock_refusal_names_its_holder_only_while_that_process_lives(tmp_path):
+    """Shards share the mining lock, each writing its pid into the file on entry: the last to start may have ended
+    while the others still hold it, and the refusal named that dead pid."""
+    import subprocess
+    import sys
+
+    from vidssl.errors import VidsslError
+    from vidssl.io import run_lock
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(ended.stdout)
+    with run_lock(tmp_path, "mine", shared=True):
+        with pytest.raises(VidsslError, match=rf"is in use by another vidssl command \(pid {os.getpid()}\); wait"):
+            with run_lock(tmp_path, "mine"):
+                pass
+        (tmp_path / ".vidssl-mine.lock").write_text(str(dead))  # a shard that started later and has ended
+        with run_lock(tmp_path, "mine", shared=True):  # another shard beside it: shared, accepted
+            (tmp_path / ".vidssl-mine.lock").write_text(str(dead))
+            with pytest.raises(VidsslError) as refused:
+                with run_lock(tmp_path, "mine"):
+                    pass
+    assert "is in use by another vidssl command; wait" in str(refused.value) and "pid" not in str(refused.value)

@@ -259,11 +259,14 @@ def run_lock(folder: str | os.PathLike, name: str | None = None,
         try:
             fcntl.flock(fh, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
+            from vidssl.lifeline import process_start
+
             fh.seek(0)
-            holder = fh.read().strip() or "unknown"
+            holder = fh.read().strip()
+            # a shared lock's file names its last holder to start, which may have ended while others hold it
+            who = f" (pid {holder})" if holder.isdigit() and process_start(int(holder)) is not None else ""
             what = "" if name is None else f" ({name})"
-            raise VidsslError(f"{folder}{what} is in use by another vidssl command (pid {holder}); {advice}") \
-                from None
+            raise VidsslError(f"{folder}{what} is in use by another vidssl command{who}; {advice}") from None
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))

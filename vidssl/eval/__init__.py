@@ -18,17 +18,23 @@ def retire_results(out_dir: str | Path, figures: tuple[str, ...] = ()) -> None:
     the glob patterns ``figures`` (relative to ``out_dir``): called just before the new evaluation writes its first
     file, so that a rerun into the same folder that fails half way leaves no old scores beside its new pictures,
     one that fails before (bad data, a broken model) loses nothing, and one of other models or sequences leaves no
-    earlier masks or grids to be read as its own. The PNGs go only from a folder an evaluation wrote into (its
-    metrics or config.yaml are there), and only PNGs: an --out that is a folder of the user's is not emptied."""
+    earlier masks or grids to be read as its own. The PNGs go only where an earlier evaluation's metrics are (not a
+    folder of the user's, nor a pretrain run folder, whose ``pairs/`` holds the mining's grid), only PNGs, and
+    never through a linked folder."""
+    from vidssl.video import is_run_folder
+
     out_dir = Path(out_dir)
-    if any((out_dir / name).is_file() for name in ("metrics.json", "metrics.md", "config.yaml")):
+    if any((out_dir / name).is_file() for name in ("metrics.json", "metrics.md")) and not is_run_folder(out_dir):
         for pattern in figures:
             for path in sorted(out_dir.glob(pattern)):
-                if path.suffix == ".png" and path.is_file() and not path.is_symlink():
-                    path.unlink()
-                    for folder in path.parents:  # a model's or sequence's folder left empty: a scorer reads it
-                        if folder == out_dir or any(folder.iterdir()):  # as a sequence with no predictions
-                            break
-                        folder.rmdir()
+                inside = path.relative_to(out_dir).parents[:-1]  # the folders between out_dir and the file
+                if path.suffix != ".png" or path.is_symlink() or not path.is_file() or \
+                        any((out_dir / folder).is_symlink() for folder in inside):
+                    continue
+                path.unlink()
+                for folder in inside:  # a model's or sequence's folder left empty: a scorer reads it as a
+                    if any((out_dir / folder).iterdir()):  # sequence with no predictions
+                        break
+                    (out_dir / folder).rmdir()
     for name in ("metrics.json", "metrics.md"):
         (out_dir / name).unlink(missing_ok=True)
