@@ -629,6 +629,36 @@ def test_shipped_training_configs_train_two_steps_on_cpu(name, pairs, tmp_path, 
     assert (upscaled in caplog.text) == (name == "paper_alexnet")
 
 
+def test_training_warns_of_the_guard_an_unfillable_k_and_a_one_step_budget(pairs, tmp_path, caplog):
+    """The guard showed only as phase "guard" in log.jsonl: no warning, and TensorBoard (numbers only) had nothing.
+    With guard_neg_cos under any cosine the guard holds from the first main-phase step."""
+    run = tmp_path / "run"
+    settings = TINY + ["train.steps=6", "train.log_every=1", "miner.hard_start=0.5", "miner.guard_neg_cos=-1.0"]
+    with caplog.at_level(logging.INFO):
+        train(pairs, run, load_config(None, settings), progress=False)
+    said = [r.getMessage() for r in caplog.records if "miner.guard_neg_cos=-1" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("train: step 4: the negatives' running mean cosine ")
+    assert "mining backs off to miner.warmup (random) until it falls" in said[0]
+    assert "fixed reducer divides by slots" not in caplog.text  # 12 pairs: 22 candidates for K = 4
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # 2 pairs: each has 2 candidates for K = 4
+        train(pairs, tmp_path / "small", load_config(None, TINY + ["train.steps=1", "train.batch_pairs=2"]),
+              progress=False)
+    assert "train.batch_pairs=2 leaves each pair 2 candidate negatives, fewer than miner.negatives_per_pair=4" in \
+        caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # a budget spent by the first step: each rerun would do one more
+        stopped = train(pairs, tmp_path / "short", load_config(None, TINY + ["train.steps=50",
+                                                                              "train.budget_minutes=0.0001"]),
+                        progress=False)
+    assert stopped["stopped"] == "budget" and stopped["step"] == 1
+    assert "the 0.0001-minute budget ended after 1 step(s) this session" in caplog.text
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["phase"], r["guarded"]) for r in records] == [
+        (1, "warmup", 0.0), (2, "warmup", 0.0), (3, "warmup", 0.0), (4, "guard", 1.0), (5, "guard", 1.0),
+        (6, "guard", 1.0)]
+
+
 def test_same_video_negatives_come_from_other_tracks(tmp_path, monkeypatch):
     # one video, 8 tracks of 3 pairs each (as one tracker yields several pairs): negatives must come from other
     # tracks, so the miner is given track codes, and a batch of 12 holds at most ceil(12 / 8) = 2 pairs per track

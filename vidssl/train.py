@@ -5,8 +5,8 @@
 ``log.jsonl`` (one JSON object per logged step), ``tb/`` (TensorBoard scalars and hardest-triplet grids),
 ``config.yaml`` and ``stats.json``. Rerunning into the same ``run_dir`` continues from the checkpoint; on CPU
 with ``train.deterministic`` the continued run ends with exactly the weights of an uninterrupted one, because
-every random draw after the start is a function of (seed, step, process): augmentation, mining, the cycle's roll,
-and dropout (``_seed_step``).
+every random draw after the start is a function of (seed, step): augmentation (and its pair's slot), mining and
+dropout (``_seed_step``) also of the process, the cycle's roll not (every rank rolls alike).
 
 Under ``torchrun`` each process trains on its own share of the batches (DDP: gloo on CPU, NCCL on CUDA); only
 rank 0 writes. The function takes the whole :class:`~vidssl.config.Config` and reads its ``seed``, ``data``,
@@ -589,6 +589,12 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
         problems.append(too_few_pairs(len(pairs), tc.batch_pairs))
     if problems:
         raise VidsslError(f"{pairs_dir}: {'; and '.join(problems)}")
+    candidates, k = 2 * (tc.batch_pairs - 1), cfg.miner.negatives_per_pair
+    if cfg.loss.reducer == "fixed" and candidates < k and d.main:  # its divisor counts K slots a pair cannot fill
+        log.warning("train.batch_pairs=%d leaves each pair %d candidate negatives, fewer than "
+                    "miner.negatives_per_pair=%d: the fixed reducer divides by slots that stay empty, so the loss "
+                    "is scaled down for good; raise train.batch_pairs or lower miner.negatives_per_pair",
+                    tc.batch_pairs, candidates, k)
     if pairs.patch_size < cfg.data.patch_size and d.main:  # allowed (a quick try of a config), but never silent
         log.warning("%s: the pairs are stored at %d px and data.patch_size is %d: every patch is upscaled %.1fx or "
                     "more, so the network sees blurred images; mine at >= %d px (--set mine.patch_size=%d) for "
@@ -620,7 +626,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     if saved is not None:
         model.load_state_dict(saved["model"])
         if start >= total:
-            log.info("train: %s is already complete (%d steps)", run_dir, total)
+            if d.main:
+                log.info("train: %s is already complete (%d steps)", run_dir, total)
             stats = {**saved["metrics"], "step": start, "total_steps": total, "stopped": "done", "minutes": 0.0,
                      "checkpoint": str(ckpt_path), "pairs": len(pairs), "world_size": d.world,
                      "weights_sha256": parameter_digest(model)}
@@ -689,6 +696,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     speed_from = None
     fit_again = False  # the first fit of a new run is made again at the end of the warm-up
     planned = total  # the step count before any fit: a fit never goes beyond it
+    guarding = False  # whether the collapse guard held the miner back at the last step
     try:
         for patches, index in loader:
             _seed_step(cfg.seed, step, d)
@@ -701,6 +709,17 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
                 raise TrainingDiverged(_diverged_message(out.diverged, step + 1, last_ckpt, ckpt_path))
             step += 1
             bar.update(1)
+            if (out.phase == "guard") != guarding and d.main:  # the phase is the same on every rank
+                if not guarding:  # a sign of collapse, shown only as a phase in log.jsonl before
+                    log.warning("train: step %d: the negatives' running mean cosine %.2f is above "
+                                "miner.guard_neg_cos=%g (the embeddings are collapsing): mining backs off to "
+                                "miner.warmup (%s) until it falls; a run that stays here wants a lower train.lr",
+                                step, schedule.neg_cos_ema, cfg.miner.guard_neg_cos, cfg.miner.warmup)
+                else:
+                    log.info("train: step %d: the negatives' running mean cosine %.2f is back under "
+                             "miner.guard_neg_cos: mining with miner.main (%s) again", step, schedule.neg_cos_ema,
+                             cfg.miner.main)
+            guarding = out.phase == "guard"
             window_steps += 1
             window_triplets += len(out.triplets)
 
@@ -716,8 +735,10 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
                     fitted, fit = True, False
                     schedule.hard_from = int(round(cfg.miner.hard_start * total))
                     bar.total = total
-                    log.info("train: fitted %d steps to the %.1f-minute budget (%.2f s/step)", total, budget,
-                             per_step)
+                    if d.main:
+                        # 0.25 minutes read "0.2-minute" at one decimal
+                        log.info("train: fitted %d steps to the %s-minute budget (%.2f s/step)", total,
+                                 f"{budget:.1f}" if budget >= 1 else f"{budget:.2g}", per_step)
                     # fitted again only where the warm-up keeps its length (a schedule under 5x the warm-up's
                     # steps has a warm-up of a fifth of it, which a longer count would lengthen: the lr would fall
                     # back into it)
@@ -735,7 +756,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
                     speed_from, total = (time.monotonic(), step), refit
                     schedule.hard_from = int(round(cfg.miner.hard_start * total))
                     bar.total = total
-                    log.info("train: fitted %d steps at the end of the warm-up (%.2f s/step)", total, per_step)
+                    if d.main:
+                        log.info("train: fitted %d steps at the end of the warm-up (%.2f s/step)", total, per_step)
             elif (budget is not None and fitted and tc.fit_budget and step % tc.log_every == 0
                   and step - speed_from[1] >= _FIT_AFTER and step < total):  # (fitted: maybe in an earlier session)
                 # the speed fell since the fit (a shared machine, a slower phase): shorten the schedule again, so
@@ -748,7 +770,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
                     total = _min_over_ranks(min(total, fits), d, dev)
                     schedule.hard_from = min(schedule.hard_from, int(round(cfg.miner.hard_start * total)))
                     bar.total = total
-                    log.info("train: refitted to %d steps (now %.2f s/step)", total, per_step)
+                    if d.main:
+                        log.info("train: refitted to %d steps (now %.2f s/step)", total, per_step)
 
             if step % tc.log_every == 0 or step == total:
                 now = time.monotonic()
@@ -765,7 +788,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
                 metrics = _mean_over_ranks(local, d, dev)  # every process's batch, not rank 0's alone
                 for key in ("triplets_per_s", "pairs_per_s"):  # throughput of the whole run
                     metrics[key] *= d.world
-                metrics.update({"lr": lr, "phase": out.phase, "epoch": step * d.world / per_epoch,
+                metrics.update({"lr": lr, "phase": out.phase, "guarded": float(out.phase == "guard"),
+                                "epoch": step * d.world / per_epoch,
                                 "minutes": (now - t0) / 60})
                 runlog.scalars(step, metrics)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", pos_cos=f"{metrics['pos_cos']:.2f}", phase=out.phase)
@@ -799,6 +823,10 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
              "world_size": d.world, "weights_sha256": parameter_digest(model)}
     if d.main:
         atomic_write_json(run_dir / "stats.json", stats)
+        if stopped == "budget" and step - start <= 1:  # each rerun under it would start up for one step again
+            log.warning("train: the %s-minute budget ended after %d step(s) this session (start-up included): give "
+                        "more minutes (--budget-minutes, train.budget_minutes) to make progress", f"{budget:.2g}",
+                        step - start)
     return stats
 
 
