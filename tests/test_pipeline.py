@@ -527,6 +527,29 @@ def test_a_budget_too_small_for_the_videos_is_said_not_hidden(tmp_path, caplog):
     assert said and f"after {trained['step']} of its {trained['total_steps']} steps: too few" in said[0]
 
 
+def test_a_stage_says_resumed_only_with_work_to_go_on_from(tmp_path, caplog):
+    """A training killed before its first checkpoint starts again at step 0: the log said "(resumed: an earlier run
+    began it)" all the same."""
+    from vidssl.pipeline import Stages, _run_stage
+
+    run = tmp_path / "run"
+    stages = Stages(run)
+    caplog.set_level(logging.INFO, logger="vidssl.pipeline")
+    said = []
+    for checkpoint in (False, True):
+        (run / "stages").mkdir(parents=True, exist_ok=True)
+        (run / "stages" / "train.started.json").write_text(json.dumps({"config": {"train.lr": 0.02}}))
+        if checkpoint:
+            (run / "train").mkdir()
+            (run / "train" / "checkpoint.pt").write_bytes(b"state")
+        caplog.clear()
+        _run_stage(stages, "train", True, lambda: {}, {"train.lr": 0.02})
+        said.append(next(r.getMessage() for r in caplog.records if r.getMessage().startswith("[train] ...")))
+        (run / "stages" / "train.json").unlink()
+    assert said == ["[train] ... (begun by an earlier run, which left nothing to go on from)",
+                    "[train] ... (resumed: an earlier run began it)"]
+
+
 def test_warnings_for_videos_added_since_mining_and_training_cut_short(tmp_path):
     from vidssl.pipeline import run_warnings
 
@@ -555,6 +578,14 @@ def test_warnings_for_videos_added_since_mining_and_training_cut_short(tmp_path)
     assert run_warnings(tmp_path / "run", videos, {"stopped": "done", "step": 100, "total_steps": 100}) == []
     late = run_warnings(tmp_path / "run", videos, {"stopped": "budget", "step": 700, "total_steps": 790})
     assert late and "700 of its 790 steps, before the learning rate had annealed" in late[0]
+    # damaged pair files (a disk that filled): no warning from them, and no traceback (the report names them)
+    (videos / "sub" / "new.mp4").write_bytes(b"\x00video")
+    listing = tmp_path / "run" / "pairs" / "videos.json"
+    for damaged in ('{"root": "x", "vid', "[]", '{"videos": {"a": 1}}', '{"videos": ["a.mp4"]}'):
+        listing.write_text(damaged)
+        for summary in ('{"complete": false', '{"complete": false, "videos": [1]}', "[]"):
+            (tmp_path / "run" / "pairs" / "dataset.json").write_text(summary)
+            assert run_warnings(tmp_path / "run", videos, done) == []
 
 
 def test_pretrain_under_torchrun_says_which_commands_scale(tmp_path, capsys, monkeypatch):

@@ -369,7 +369,10 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
     # evaluation) is a change the next rerun sees
     source = file_record(made_from) if made_from is not None else None
     resumed = stages.start(name, config, made_from, source)  # same settings and input: it goes on
-    log.info("[%s] ...%s", name, " (resumed: an earlier run began it)" if resumed else "")
+    # "resumed" only with work to go on from: a training killed before its first checkpoint starts at step 0
+    kept = resumed and (name not in ("mine", "train") or left_state(stages.dir.parent, name))
+    log.info("[%s] ...%s", name, " (resumed: an earlier run began it)" if kept else
+             " (begun by an earlier run, which left nothing to go on from)" if resumed else "")
     result = {**fn(), "seconds": round(time.monotonic() - start, 1)}
     if made_from is not None and "made_from" not in result:
         result["made_from"] = source if source is not None else file_record(made_from)
@@ -400,15 +403,24 @@ def latest_training(run: Path, recorded: dict | None) -> dict | None:
     return {**recorded, **{k: v for k, v in stats.items() if isinstance(v, (int, float, str))}}
 
 
+def _json_object(path: Path) -> dict:
+    """``path``'s JSON object, or {} where it is missing, unreadable or no object."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> list[str]:
     """What a finished pretrain run did not do that its user would assume it did: videos not mined, videos added
     to the folder since, training cut short by the budget. Read from the run folder, so a rerun repeats them."""
     out = []
     for folder, what in (("pairs", "training"), ("pairs_held_out", "held-out")):
-        dataset = run / folder / "dataset.json"
-        ds = json.loads(dataset.read_text()) if dataset.is_file() else {}
-        if ds and not ds.get("complete", True):
-            pending, found = ds["videos"]["pending"], ds["videos"]["found"]
+        ds = _json_object(run / folder / "dataset.json")  # damaged: the report names it; no warning from it here
+        videos_of = ds.get("videos") if isinstance(ds.get("videos"), dict) else {}
+        if ds and not ds.get("complete", True) and {"pending", "found"} <= set(videos_of):
+            pending, found = videos_of["pending"], videos_of["found"]
             effect = ("this run trained without them" if what == "training"
                       else "instance retrieval across time is not evaluated" if pending == found
                       else "instance retrieval across time covers the others only")
@@ -420,8 +432,10 @@ def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> li
         from vidssl.video import find_videos
 
         base = videos if videos.is_dir() else videos.parent  # as mine_folder lists them
-        mined = {v["video"] for v in json.loads(listing.read_text())["videos"]}
-        added = [p.relative_to(base).as_posix() for p in find_videos(videos)]
+        entries = _json_object(listing).get("videos")
+        whole = isinstance(entries, list) and all(isinstance(v, dict) and "video" in v for v in entries)
+        mined = {v["video"] for v in entries} if whole else None
+        added = [p.relative_to(base).as_posix() for p in find_videos(videos)] if mined is not None else []
         added = [rel for rel in added if rel not in mined]
         if added:
             out.append(f"{len(added)} video(s) in {videos} are not in this run, added after it was mined (e.g. "
