@@ -410,6 +410,25 @@ def test_runs_whose_only_evaluations_say_nothing_are_told_so(tmp_path, capsys):
     assert "finish the runs" not in err and "--eval-data" in err
 
 
+def test_runs_that_finished_evaluating_nothing_are_not_told_to_finish(tmp_path, capsys):
+    """A --videos run whose held-out tails gave no pair and that had no --eval-data completed its eval stage with
+    no task; compare asked to finish it."""
+    runs = []
+    for name in ("v0", "v1"):
+        run = tmp_path / name
+        (run / "stages").mkdir(parents=True)
+        (run / "stages" / "eval.json").write_text(json.dumps({"tasks": [], "trained_model": f"{name}/backbone"}))
+        (run / "summary.json").write_text(json.dumps({"weights": str(run / "backbone.pt"), "headline": {},
+                                                      "trained_model": f"{name}/backbone"}))
+        runs.append(run)
+    assert main(["compare", *map(str, runs)]) == 1
+    err = capsys.readouterr().err
+    assert f"{runs[0]}, {runs[1]}: finished, but evaluated nothing" in err and "finish the runs" not in err
+    (runs[1] / "stages" / "eval.json").unlink()  # one unfinished: it is still asked to be finished
+    assert main(["compare", *map(str, runs)]) == 1
+    assert "finish the runs" in capsys.readouterr().err
+
+
 def test_a_pretrain_run_and_one_made_stage_by_stage_compare_by_what_their_stages_ran(tmp_path, capsys):
     """A pretrain run records train.precision: auto in RUN/config.yaml, its training the fp32 auto chose; it read
     pretrain.budget_minutes, which a run made stage by stage never does; and it trained on the first 80% of each

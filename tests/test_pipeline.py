@@ -485,7 +485,7 @@ def test_a_cub_release_folder_given_alone_is_a_retrieval_set(tmp_path):
     assert [(s.task, s.name, s.path, s.kind) for s in sets] == [("retrieval", "CUB_200_2011", cub, "images")]
 
 
-def test_a_budget_too_small_for_the_videos_is_said_not_hidden(tmp_path, caplog):
+def test_a_budget_too_small_for_the_videos_is_said_not_hidden(tmp_path, caplog, monkeypatch):
     """Mining that stops at its budget leaves videos out of the run; the held-out tails share that budget (they
     were mined without one: a run of long videos took 6x its budget), and the user is told, at the end and in
     the report."""
@@ -525,6 +525,16 @@ def test_a_budget_too_small_for_the_videos_is_said_not_hidden(tmp_path, caplog):
     assert (run / "backbone.pt").is_file()
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("warning: training stopped")]
     assert said and f"after {trained['step']} of its {trained['total_steps']} steps: too few" in said[0]
+    # and evaluated: the held-out tails gave no pair and there is no --eval-data, so nothing was evaluated; the run
+    # finished without a word of it (and compare asked to finish it)
+    monkeypatch.delenv("VIDSSL_DATA", raising=False)
+    caplog.clear()
+    assert main(["-q", "pretrain", "--videos", str(tmp_path / "videos"), "--out", str(run), "--budget-minutes",
+                 "0.001", *no_training, "--set", "pretrain.run_train=true", "--set", "pretrain.run_export=true",
+                 "--set", "pretrain.run_eval=true", *tiny_training]) == 0
+    assert json.loads((run / "stages" / "eval.json").read_text())["tasks"] == []
+    assert "warning: nothing was evaluated: the held-out tails (pretrain.held_out_tail) gave no pairs" in caplog.text
+    assert any(w.startswith("nothing was evaluated") for w in json.loads((run / "warnings.json").read_text()))
 
 
 def test_a_stage_says_resumed_only_with_work_to_go_on_from(tmp_path, caplog):

@@ -122,6 +122,10 @@ def read_runs(runs: list[str | Path]) -> tuple[list[TaskRow], list[str]]:
                               + "; ".join(uninformative) + ". Evaluate on data that can tell the models apart: "
                               "--eval-data (CUB, DAVIS, Sintel folders), or videos whose held-out tails "
                               "(pretrain.held_out_tail) hold several tracks")
+        empty = [str(run) for run in runs if _evaluated_nothing(Path(run))]
+        if len(empty) == len(runs):  # finished: "finish the runs" misled
+            raise VidsslError(f"{', '.join(empty)}: finished, but evaluated nothing (no held-out pairs and no "
+                              "--eval-data); give --eval-data (CUB, DAVIS, Sintel folders) to compare them")
         parts = sorted({f"{part}/" for run in map(Path, runs) for part in RUN_PARTS if (run / part).exists()})
         ignored = (f"; a summary.json beside {', '.join(parts)} is a run's, whose numbers are its eval/*/metrics.json"
                    if parts else "")
@@ -221,6 +225,15 @@ def _torn(path: Path) -> bool:
         return not isinstance(json.loads(path.read_text()), dict)
     except (OSError, ValueError):  # ValueError: not UTF-8, or not JSON
         return True
+
+
+def _evaluated_nothing(run: Path) -> bool:
+    """Whether ``run``'s evaluation stage completed with no task (its stage marker's ``tasks`` empty)."""
+    try:
+        marker = json.loads((run / "stages" / "eval.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("tasks") == []
 
 
 def _unreadable_config(run: Path) -> Path | None:

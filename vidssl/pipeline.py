@@ -115,6 +115,9 @@ def _pair_count(pairs_dir: Path) -> int:
 
 
 STAGES = ("mine", "train", "export", "eval")
+NOTHING_EVALUATED = ("nothing was evaluated: the held-out tails (pretrain.held_out_tail) gave no pairs and no "
+                     "--eval-data was given; give --eval-data (CUB, DAVIS, Sintel folders), or longer videos whose "
+                     "held-out tails hold tracks")
 HELD_OUT_TASK = "tracks_held_out"  # the evaluation on the pairs mined from the held-out tails (RUN/eval/<this>)
 
 # what each stage's result depends on: config sections or keys (the inputs are added by pretrain). A completed stage
@@ -794,6 +797,8 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         raise
     if results["eval"] is not None:  # switched off, RUN/eval holds an earlier evaluation's, not these weights'
         warnings += evaluation_warnings(run)
+        if not results["eval"].get("tasks"):  # it finished without a word, and compare asked to finish the run
+            warnings.append(NOTHING_EVALUATED)
         atomic_write_json(run / WARNINGS, warnings)
     _log_warnings(warnings)
     if not p.run_report:  # a summary.json an earlier run left may hold the numbers of earlier weights: not read
