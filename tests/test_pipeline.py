@@ -555,9 +555,18 @@ def test_a_stage_says_resumed_only_with_work_to_go_on_from(tmp_path, caplog):
         caplog.clear()
         _run_stage(stages, "train", True, lambda: {}, {"train.lr": 0.02})
         said.append(next(r.getMessage() for r in caplog.records if r.getMessage().startswith("[train] ...")))
-        (run / "stages" / "train.json").unlink()
+        if not checkpoint:
+            (run / "stages" / "train.json").unlink()
     assert said == ["[train] ... (begun by an earlier run, which left nothing to go on from)",
                     "[train] ... (resumed: an earlier run began it)"]
+    # a stage that runs makes the last report and summary stale: they go (a kill then left them beside a config of
+    # other settings); one found complete keeps them
+    for stale in ("summary.json", "report.html"):
+        (run / stale).write_text("earlier")
+    _run_stage(stages, "train", True, lambda: {}, {"train.lr": 0.02})
+    assert (run / "summary.json").is_file() and (run / "report.html").is_file()  # complete: skipped
+    _run_stage(stages, "export", True, lambda: {}, {})
+    assert not (run / "summary.json").exists() and not (run / "report.html").exists()
 
 
 def test_warnings_for_videos_added_since_mining_and_training_cut_short(tmp_path):

@@ -366,6 +366,8 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
         return previous
     if on_start is not None:
         on_start()
+    for stale in ("summary.json", "report.html"):  # the run as it was: killed now, they stood beside a config.yaml
+        (stages.dir.parent / stale).unlink(missing_ok=True)  # of other settings; the report stage makes them anew
     start = time.monotonic()
     stages.invalidate_after(name)
     # the input as the stage found it: one changed while it ran (weights exported again by hand during the
