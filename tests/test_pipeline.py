@@ -315,9 +315,16 @@ def test_a_failing_evaluation_keeps_the_others_and_the_report(run_dir, tmp_path,
     command = ["pretrain", "--out", str(run), "--eval-data", str(tmp_path / "data"), "--budget-minutes", "4", *TINY]
     with caplog.at_level(logging.WARNING):
         assert main(command) == 1
-    assert "1 evaluation(s) failed" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "1 evaluation(s) failed" in err
+    # where the report of the finished tasks and the weights are, above the error (only the error was printed)
+    assert out.strip().splitlines()[-2:] == [
+        f"report:  {run / 'report.html'}",
+        f"weights: {run / 'backbone.pt'}  (load with: vidssl.load_backbone({str(run / 'backbone.pt')!r}))"]
     failed = json.loads((run / "eval" / "failed.json").read_text())
     assert list(failed) == ["davis"] and "first-frame mask has no object" in failed["davis"]
+    data = tmp_path / "data" / "davis"
+    assert failed["davis"].startswith(f"{data}: no sequence") and not failed["davis"].startswith(f"{data}: {data}")
     assert not (run / "eval" / "gone_task").exists() and not (run / "eval" / "davis").exists()
     # the run's warnings (30 steps: hardly trained) are said, and in the report built before stopping
     warnings = json.loads((run / "warnings.json").read_text())

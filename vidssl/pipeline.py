@@ -766,7 +766,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
                                                       progress=progress)
             except (VidsslError, OSError) as e:  # bad evaluation data: say why, do the other tasks
                 log.error("[eval] %s on %s failed: %s", es.task, es.path, e)
-                failures[out.name] = f"{es.path}: {e}"
+                failures[out.name] = str(e) if str(e).startswith(str(es.path)) else f"{es.path}: {e}"  # named once
                 continue
             stages.finish_part("eval", out.name)
         (run / "eval" / EVAL_FAILURES).unlink(missing_ok=True)  # an empty one in a clean run read as an alarm

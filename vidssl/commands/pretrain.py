@@ -24,7 +24,7 @@ def run(args, cfg) -> int:
     from pathlib import Path
 
     from vidssl.errors import ConfigError, UsageError
-    from vidssl.pipeline import pretrain
+    from vidssl.pipeline import EvalFailed, pretrain
 
     if args.out is None:
         if args.videos is not None:  # a folder of one's own videos deserves a run folder named for it
@@ -37,18 +37,14 @@ def run(args, cfg) -> int:
         # demo-videos alone may write shorter clips; mined, they would give no pair and fail only after minutes
         raise ConfigError(f"config key 'demo.frames': the demo clips are mined, which needs >= mine.track_length + 2 "
                           f"= {least} frames, got {cfg.demo.frames}")
-    summary = pretrain(cfg, args.out, videos=args.videos, eval_data=args.eval_data,
-                       budget_minutes=args.budget_minutes, progress=not args.quiet)
     run_dir = Path(args.out)
-    shown = lambda path: shlex.quote(str(path))  # noqa: E731  (pasted into a shell: a name with spaces stays one)
-    print()
-    if not cfg.pretrain.run_report:
-        print(f"report:  off (pretrain.run_report: false); `vidssl report {shown(run_dir)}` writes it and summary.json")
-    elif (run_dir / "report.html").is_file():
-        print(f"report:  {shown(run_dir / 'report.html')}")
-    if (run_dir / "backbone.pt").is_file():
-        weights = run_dir / "backbone.pt"
-        print(f"weights: {shown(weights)}  (load with: vidssl.load_backbone({str(weights)!r}))")
+    try:
+        summary = pretrain(cfg, args.out, videos=args.videos, eval_data=args.eval_data,
+                           budget_minutes=args.budget_minutes, progress=not args.quiet)
+    except EvalFailed:  # the report (finished tasks, the failures) and the weights exist: said above the error
+        _print_where(run_dir, cfg)
+        raise
+    _print_where(run_dir, cfg)
     metrics = summary.get("headline_metric", {})
     if metrics:  # what the numbers below are, and which way is better
         print("metrics: " + "; ".join(f"{task} {m['metric']} ({'higher' if m['higher_is_better'] else 'lower'} is "
@@ -57,3 +53,16 @@ def run(args, cfg) -> int:
         cells = ", ".join(f"{model}: {value:.3f}" for model, value in row.items())
         print(f"{task}: {cells}")
     return 0
+
+
+def _print_where(run_dir, cfg) -> None:
+    """The report's and the weights' paths, quoted for a shell (a name with spaces stays one)."""
+    print()
+    if not cfg.pretrain.run_report:
+        print(f"report:  off (pretrain.run_report: false); `vidssl report {shlex.quote(str(run_dir))}` writes it "
+              "and summary.json")
+    elif (run_dir / "report.html").is_file():
+        print(f"report:  {shlex.quote(str(run_dir / 'report.html'))}")
+    if (run_dir / "backbone.pt").is_file():
+        weights = run_dir / "backbone.pt"
+        print(f"weights: {shlex.quote(str(weights))}  (load with: vidssl.load_backbone({str(weights)!r}))")
