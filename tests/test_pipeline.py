@@ -544,6 +544,20 @@ def test_a_budget_too_small_for_the_videos_is_said_not_hidden(tmp_path, caplog, 
     assert any(w.startswith("nothing was evaluated") for w in json.loads((run / "warnings.json").read_text()))
 
 
+def test_train_budget_minutes_set_for_pretrain_is_said_to_be_unread(tmp_path, caplog, monkeypatch):
+    """pretrain gives training its share of pretrain.budget_minutes: --set train.budget_minutes=X was ignored in
+    silence (and recorded in RUN/config.yaml as if it had counted)."""
+    monkeypatch.delenv("VIDSSL_DATA", raising=False)
+    off = [a for stage in ("mine", "train", "export", "eval", "report") for a in ("--set", f"pretrain.run_{stage}=false")]
+    for value, said in (("2", True), ("5.0", False)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert main(["-q", "pretrain", "--out", str(tmp_path / f"run{value}"), "--set",
+                         f"train.budget_minutes={value}", *off]) == 0
+        assert ("train.budget_minutes=2.0 is not read by vidssl pretrain: training gets pretrain.train_fraction" in
+                caplog.text) == said
+
+
 def test_a_stage_says_resumed_only_with_work_to_go_on_from(tmp_path, caplog):
     """A training killed before its first checkpoint starts again at step 0: the log said "(resumed: an earlier run
     began it)" all the same."""

@@ -31,7 +31,7 @@ from typing import Any, Callable
 from vidssl.config import Config, flat_config, write_resolved
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.io import atomic_write_json, file_record, remove_temp_leftovers, run_lock, same_file
-from vidssl.train_config import RESUMABLE_KEYS, TRAIN_SECTIONS, min_embed_side
+from vidssl.train_config import RESUMABLE_KEYS, TRAIN_SECTIONS, TrainConfig, min_embed_side
 
 log = logging.getLogger(__name__)
 
@@ -548,6 +548,9 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
                           "mine VIDEOS --out PAIRS --shard I/N` and train with `torchrun ... -m vidssl train PAIRS "
                           "--out RUN` (README: Scaling up), then `vidssl export` and `vidssl eval`")
     p = cfg.pretrain
+    if cfg.train.budget_minutes != TrainConfig().budget_minutes:  # set, and silently not read
+        log.warning("train.budget_minutes=%s is not read by vidssl pretrain: training gets pretrain.train_fraction "
+                    "of what mining leaves of pretrain.budget_minutes (--budget-minutes)", cfg.train.budget_minutes)
     if not (math.isfinite(p.budget_minutes) and p.budget_minutes > 0):  # --budget-minutes skips the config loader
         raise ConfigError(f"the budget must be a positive number of minutes (--budget-minutes or "
                           f"pretrain.budget_minutes), got {p.budget_minutes!r}")

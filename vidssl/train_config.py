@@ -165,7 +165,8 @@ class TrainConfig:
     steps: int = opt(1200, "optimiser steps (0: use epochs)")
     epochs: float = opt(0.0, "passes over the pairs, used when steps is 0")
     budget_minutes: float | None = opt(5.0, "stop cleanly after this many minutes of training (null: no limit); "
-                                             "the schedule is fitted to it (see fit_budget)")
+                                             "the schedule is fitted to it (see fit_budget); vidssl pretrain gives "
+                                             "training its share of pretrain.budget_minutes instead")
     fit_budget: bool = opt(True, "with a budget, shorten `steps` to what the measured speed fits in it, so the "
                                  "learning rate still anneals; the fitted count is saved and kept on resume")
     lr: float = opt(0.02, "initial learning rate of SGD (paper: 0.001)")
