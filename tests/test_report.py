@@ -338,6 +338,16 @@ def test_a_log_of_repeated_or_hand_edited_steps_draws_each_step_once_in_order(tm
     xs = [float(point.split(",")[0]) for point in points.split()]
     assert len(xs) == 4 and xs == sorted(xs)  # steps 10, 20, 30, 40: the later session's 20 and 30 kept
     assert strict_loads((run / "summary.json").read_text())["train"]["step"] == 40
+    # the training's final stats, where they are for this log's end or later: it stopped at 44, between log steps
+    (run / "train" / "stats.json").write_text(json.dumps({"step": 44, "total_steps": 44, "stopped": "done",
+                                                           "loss": 1.0}))
+    build_report(run)
+    assert strict_loads((run / "summary.json").read_text())["train"] == {"step": 44, "total_steps": 44,
+                                                                        "stopped": "done", "loss": 1.0}
+    for stale in ('{"step": 30, "loss": 9.0}', "{torn", "[]"):  # an earlier session's, or unreadable: the log's
+        (run / "train" / "stats.json").write_text(stale)
+        build_report(run)
+        assert strict_loads((run / "summary.json").read_text())["train"] == {"step": 40, "loss": 1.0}
 
 
 def test_files_that_are_not_utf8_are_read_around_and_the_current_folder_names_the_page(tmp_path, monkeypatch):

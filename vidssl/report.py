@@ -81,6 +81,15 @@ def read_metrics(path: Path) -> dict:
     return result
 
 
+def _final_stats(path: Path) -> dict:
+    """A training's ``stats.json`` as a dict, or {} where it is missing or unreadable (the log stands in)."""
+    try:
+        stats = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return stats if isinstance(stats, dict) else {}
+
+
 def _read_json(path: Path, check, fix: str, damaged: list[str]) -> Any:
     """The JSON in ``path`` (None when there is no such file) if ``check`` (raises ValueError saying what is wrong)
     accepts it. A damaged file (torn, or of the wrong shape) reads as absent and is added to ``damaged`` with
@@ -493,8 +502,14 @@ def build_report(run_dir: str | Path) -> Path:
             if series:
                 charts.append(svg_line_chart(series, title, ylabel))
         last = train_records[-1]
-        summary["train"] = {k: last[k] for k in ("step", "loss", "cycle", "active", "pos_cos", "neg_cos", "spread")
-                            if k in last}
+        # the final stats where the training wrote them for this log's end or later: the last log step (every
+        # log_every steps) can be a few steps short of where it stopped
+        final = _final_stats(run / "train" / "stats.json")
+        if not (isinstance(final.get("step"), int) and final["step"] >= last["step"]):
+            final = {}
+        summary["train"] = {k: final.get(k, last.get(k)) for k in ("step", "total_steps", "stopped", "loss", "cycle",
+                                                                 "active", "pos_cos", "neg_cos", "spread")
+                            if k in final or k in last}
         sections.append("<h2>Training</h2><div class='charts'>" + "".join(charts) + "</div>")
         for grid in sorted((run / "train").glob("*.png")):
             sections.append(_img(grid, grid.stem.replace("_", " ")))
