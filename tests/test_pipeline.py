@@ -172,6 +172,11 @@ def test_rerun_with_other_settings_is_refused_before_anything_changes(run_dir, m
         err = capsys.readouterr().err
         assert f"its {stage} stage was completed with other settings ({change})" in err, err
         assert "choose a new --out" in err
+    # keys of two stages changed at once: both named in one refusal (the second was found only on the next try)
+    assert main(base + ["--set", "train.lr=0.1", "--set", "mine.min_box_px=40"]) == 2
+    err = capsys.readouterr().err
+    assert ("its mine stage was completed with other settings (mine.min_box_px: 32 -> 40); its train stage was "
+            "completed with other settings (train.lr: 0.02 -> 0.1); rerun with the same settings to reuse") in err
     assert (run_dir / "config.yaml").read_bytes() == config_yaml
     assert {p: p.stat().st_mtime_ns for p in (run_dir / "demo_videos").iterdir()} == clips
     assert {p: p.read_bytes() for p in (run_dir / "stages").iterdir()} == markers

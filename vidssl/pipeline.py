@@ -271,7 +271,7 @@ def check_stage_settings(stages: Stages, configs: dict[str, dict[str, Any]], run
     to do again from scratch instead: the evaluation (see REDONE_WHEN_CHANGED), and a stage begun with other
     settings that left nothing (e.g. training that stopped on a config error before its first checkpoint)."""
     defaults = json.loads(json.dumps(flat_config(Config())))  # as a marker reads back: tuples are lists
-    redo = []
+    redo, refused = [], []
     for stage in STAGES:
         done = stages.done(stage)
         record, how = (done, "completed") if done is not None else (stages.started(stage), "started")
@@ -299,8 +299,10 @@ def check_stage_settings(stages: Stages, configs: dict[str, dict[str, Any]], run
             log.info("[%s] %s with other settings (%s): done again", stage, how, detail)
             redo.append(stage)
             continue
-        raise ConfigError(f"{run}: its {stage} stage was {how} with other settings ({detail}); rerun with "
-                          f"the same settings to continue it, or choose a new --out for these")
+        refused.append(f"its {stage} stage was {how} with other settings ({detail})")
+    if refused:  # every stage at once: one per attempt cost a run each
+        raise ConfigError(f"{run}: {'; '.join(refused)}; rerun with the same settings to reuse or continue what "
+                          f"it did, or choose a new --out for these")
     return redo
 
 
