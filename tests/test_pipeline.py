@@ -553,7 +553,8 @@ def test_train_budget_minutes_set_for_pretrain_is_said_to_be_unread(tmp_path, ca
     """pretrain gives training its share of pretrain.budget_minutes: --set train.budget_minutes=X was ignored in
     silence (and recorded in RUN/config.yaml as if it had counted)."""
     monkeypatch.delenv("VIDSSL_DATA", raising=False)
-    off = [a for stage in ("mine", "train", "export", "eval", "report") for a in ("--set", f"pretrain.run_{stage}=false")]
+    off = [a for stage in ("mine", "train", "export", "eval", "report")
+           for a in ("--set", f"pretrain.run_{stage}=false")]
     for value, said in (("2", True), ("5.0", False)):
         caplog.clear()
         with caplog.at_level(logging.WARNING):

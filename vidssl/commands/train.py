@@ -33,8 +33,9 @@ def run(args, cfg) -> int:
         return 0
     state = "finished" if stats["stopped"] == "done" else "stopped at the time budget (rerun to continue)"
     # a budget spent before the first logged step has no metrics yet: none shown, rather than "loss nan"
+    neg_cos = float("nan") if stats.get("neg_cos") is None else stats["neg_cos"]  # None: no negative mined yet
     metrics = (f"loss {stats['loss']:.4f}, cos(a,p) {stats.get('pos_cos', float('nan')):.2f}, "
-               f"cos(a,neg) {float('nan') if stats.get('neg_cos') is None else stats['neg_cos']:.2f}; " if "loss" in stats else "")
+               f"cos(a,neg) {neg_cos:.2f}; " if "loss" in stats else "")
     print(f"train: {state}: step {stats['step']}/{stats['total_steps']} in {stats['minutes']:.1f} min; "
           f"{metrics}checkpoint {stats['checkpoint']}")
     return 0
