@@ -157,7 +157,7 @@ def test_the_last_lines_paste_into_a_shell_and_into_python(run_dir, monkeypatch,
 
 
 @pytest.mark.slow
-def test_rerun_with_other_settings_is_refused_before_anything_changes(run_dir, monkeypatch, capsys, tmp_path):
+def test_rerun_with_other_settings_is_refused_before_anything_changes(run_dir, monkeypatch, capsys, tmp_path, caplog):
     monkeypatch.delenv("VIDSSL_DATA", raising=False)
     config_yaml = (run_dir / "config.yaml").read_bytes()
     clips = {p: p.stat().st_mtime_ns for p in (run_dir / "demo_videos").iterdir()}
@@ -173,10 +173,14 @@ def test_rerun_with_other_settings_is_refused_before_anything_changes(run_dir, m
         assert f"its {stage} stage was completed with other settings ({change})" in err, err
         assert "choose a new --out" in err
     # keys of two stages changed at once: both named in one refusal (the second was found only on the next try)
-    assert main(base + ["--set", "train.lr=0.1", "--set", "mine.min_box_px=40"]) == 2
+    caplog.set_level(logging.INFO, logger="vidssl.pipeline")
+    caplog.clear()
+    assert main(base + ["--set", "train.lr=0.1", "--set", "mine.min_box_px=40", "--set",
+                        "eval.retrieval.grid_queries=3"]) == 2
     err = capsys.readouterr().err
     assert ("its mine stage was completed with other settings (mine.min_box_px: 32 -> 40); its train stage was "
             "completed with other settings (train.lr: 0.02 -> 0.1); rerun with the same settings to reuse") in err
+    assert "done again" not in caplog.text  # the evaluation's change: not announced as redone by a refused command
     assert (run_dir / "config.yaml").read_bytes() == config_yaml
     assert {p: p.stat().st_mtime_ns for p in (run_dir / "demo_videos").iterdir()} == clips
     assert {p: p.read_bytes() for p in (run_dir / "stages").iterdir()} == markers
@@ -545,7 +549,8 @@ def test_a_budget_too_small_for_the_videos_is_said_not_hidden(tmp_path, caplog, 
                  "0.001", *no_training, "--set", "pretrain.run_train=true", "--set", "pretrain.run_export=true",
                  "--set", "pretrain.run_eval=true", *tiny_training]) == 0
     assert json.loads((run / "stages" / "eval.json").read_text())["tasks"] == []
-    assert "warning: nothing was evaluated: the held-out tails (pretrain.held_out_tail) gave no pairs" in caplog.text
+    assert "warning: nothing was evaluated: there were no held-out pairs (tails not mined within the budget" in \
+        caplog.text
     assert any(w.startswith("nothing was evaluated") for w in json.loads((run / "warnings.json").read_text()))
 
 

@@ -647,12 +647,18 @@ def test_training_warns_of_the_guard_an_unfillable_k_and_a_one_step_budget(pairs
     assert "train.batch_pairs=2 leaves each pair 2 candidate negatives, fewer than miner.negatives_per_pair=4" in \
         caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING):  # a budget spent by the first step: each rerun would do one more
-        stopped = train(pairs, tmp_path / "short", load_config(None, TINY + ["train.steps=50",
-                                                                              "train.budget_minutes=0.0001"]),
-                        progress=False)
-    assert stopped["stopped"] == "budget" and stopped["step"] == 1
-    assert "the 0.0001-minute budget ended after 1 step(s) this session" in caplog.text
+    from vidssl.cli import main
+
+    # a budget spent by the first step: each rerun of `vidssl train` would start up for one more (pretrain, which
+    # warns of a short training itself, skips a completed stage)
+    sets = [a for s in TINY + ["train.steps=50"] for a in ("--set", s)]
+    for budget, said in (("0.0001", True), ("10", False)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert main(["-q", "train", str(pairs), "--out", str(tmp_path / f"short{budget}"), *sets,
+                         "--budget-minutes", budget]) == 0
+        assert ("the budget ended after 1 step(s) of this session (start-up included)" in caplog.text) == said
+    assert json.loads((tmp_path / "short0.0001" / "stats.json").read_text())["step"] == 1
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [(r["step"], r["phase"], r["guarded"]) for r in records] == [
         (1, "warmup", 0.0), (2, "warmup", 0.0), (3, "warmup", 0.0), (4, "guard", 1.0), (5, "guard", 1.0),

@@ -125,7 +125,7 @@ def read_runs(runs: list[str | Path]) -> tuple[list[TaskRow], list[str]]:
         empty = [str(run) for run in runs if _evaluated_nothing(Path(run))]
         if len(empty) == len(runs):  # finished: "finish the runs" misled
             raise VidsslError(f"{', '.join(empty)}: finished, but evaluated nothing (no held-out pairs and no "
-                              "--eval-data); give --eval-data (CUB, DAVIS, Sintel folders) to compare them")
+                              "evaluation data); give --eval-data (CUB, DAVIS, Sintel folders) to compare them")
         parts = sorted({f"{part}/" for run in map(Path, runs) for part in RUN_PARTS if (run / part).exists()})
         ignored = (f"; a summary.json beside {', '.join(parts)} is a run's, whose numbers are its eval/*/metrics.json"
                    if parts else "")

@@ -115,9 +115,9 @@ def _pair_count(pairs_dir: Path) -> int:
 
 
 STAGES = ("mine", "train", "export", "eval")
-NOTHING_EVALUATED = ("nothing was evaluated: the held-out tails (pretrain.held_out_tail) gave no pairs and no "
-                     "--eval-data was given; give --eval-data (CUB, DAVIS, Sintel folders), or longer videos whose "
-                     "held-out tails hold tracks")
+NOTHING_EVALUATED = ("nothing was evaluated: there were no held-out pairs (tails not mined within the budget, too "
+                     "short to hold a track, or pretrain.held_out_tail 0; see above) and no evaluation data; give "
+                     "--eval-data (CUB, DAVIS, Sintel folders), a larger --budget-minutes, or longer videos")
 HELD_OUT_TASK = "tracks_held_out"  # the evaluation on the pairs mined from the held-out tails (RUN/eval/<this>)
 
 # what each stage's result depends on: config sections or keys (the inputs are added by pretrain). A completed stage
@@ -296,14 +296,15 @@ def check_stage_settings(stages: Stages, configs: dict[str, dict[str, Any]], run
         if len(changed) > 5:
             detail += f", and {len(changed) - 5} more"
         if stage in REDONE_WHEN_CHANGED or (done is None and not left_state(run, stage)):
-            log.info("[%s] %s with other settings (%s): done again", stage, how, detail)
-            redo.append(stage)
+            redo.append((stage, f"[{stage}] {how} with other settings ({detail}): done again"))
             continue
         refused.append(f"its {stage} stage was {how} with other settings ({detail})")
     if refused:  # every stage at once: one per attempt cost a run each
         raise ConfigError(f"{run}: {'; '.join(refused)}; rerun with the same settings to reuse or continue what "
                           f"it did, or choose a new --out for these")
-    return redo
+    for _, said in redo:  # only now: refused, the command redoes nothing
+        log.info("%s", said)
+    return [stage for stage, _ in redo]
 
 
 def forget(run: Path, stages: Stages, stage: str) -> None:
@@ -376,8 +377,11 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
     # evaluation) is a change the next rerun sees
     source = file_record(made_from) if made_from is not None else None
     resumed = stages.start(name, config, made_from, source)  # same settings and input: it goes on
-    # "resumed" only with work to go on from: a training killed before its first checkpoint starts at step 0
-    kept = resumed and (name not in ("mine", "train") or left_state(stages.dir.parent, name))
+    # "resumed" only with work to go on from: a training killed before its first checkpoint starts at step 0, an
+    # export always starts over (it writes at its end), a mining goes on from any finished video
+    run = stages.dir.parent
+    kept = resumed and {"mine": lambda: any((run / "pairs" / "done").glob("*.json")),
+                        "train": lambda: left_state(run, "train"), "export": lambda: False}.get(name, lambda: True)()
     log.info("[%s] ...%s", name, " (resumed: an earlier run began it)" if kept else
              " (begun by an earlier run, which left nothing to go on from)" if resumed else "")
     result = {**fn(), "seconds": round(time.monotonic() - start, 1)}

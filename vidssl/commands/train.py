@@ -1,8 +1,12 @@
 """`vidssl train`: Train the Siamese-triplet ranking network on mined pairs."""
 from __future__ import annotations
 
+import logging
+
 NAME = "train"
 HELP = "Train the Siamese-triplet ranking network on mined pairs"
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
@@ -38,4 +42,7 @@ def run(args, cfg) -> int:
                f"cos(a,neg) {neg_cos:.2f}; " if "loss" in stats else "")
     print(f"train: {state}: step {stats['step']}/{stats['total_steps']} in {stats['minutes']:.1f} min; "
           f"{metrics}checkpoint {stats['checkpoint']}")
+    if stats["stopped"] == "budget" and stats.get("session_steps", 2) <= 1:  # each rerun would start up for one step
+        log.warning("train: the budget ended after %d step(s) of this session (start-up included): give it more "
+                    "minutes (--budget-minutes, or train.budget_minutes) to make progress", stats["session_steps"])
     return 0
