@@ -15,6 +15,7 @@ from pathlib import Path
 
 from vidssl.errors import VidsslError
 from vidssl.eval import weights_row_name
+from vidssl.io import json_object
 
 @dataclass
 class TaskRow:
@@ -229,11 +230,7 @@ def _torn(path: Path) -> bool:
 
 def _evaluated_nothing(run: Path) -> bool:
     """Whether ``run``'s evaluation stage completed with no task (its stage marker's ``tasks`` empty)."""
-    try:
-        marker = json.loads((run / "stages" / "eval.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(marker, dict) and marker.get("tasks") == []
+    return json_object(run / "stages" / "eval.json").get("tasks") == []
 
 
 def _unreadable_config(run: Path) -> Path | None:

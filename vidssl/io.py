@@ -216,6 +216,16 @@ def json_text(obj: Any, indent: int | None = None) -> str:
     return json.dumps(finite_or_none(obj), indent=indent, sort_keys=False, allow_nan=False)
 
 
+def json_object(path: str | os.PathLike) -> dict:
+    """``path``'s JSON object, or {} where it is missing, unreadable or no object (for a reader that can do
+    without it; one that must report a damaged file reads it itself)."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def newer_format(found: object, current: str) -> bool:
     """Whether ``found`` (a file's ``format`` field, ``"name/N"``) is of ``current``'s kind at a later version N:
     a file a newer vidssl wrote, which this one may misread (a card with a constructor argument it lacks)."""
@@ -229,6 +239,7 @@ def newer_format(found: object, current: str) -> bool:
 
 
 def newer_format_error(path: str | os.PathLike, found: str, current: str) -> str:
+    """The one-line error for a file of a newer format (see :func:`newer_format`)."""
     return (f"{path}: written by a newer vidssl (format {found}; this one reads {current}): upgrade vidssl "
             "(git pull, then pip install -e . again)")
 

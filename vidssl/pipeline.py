@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from vidssl.config import Config, flat_config, write_resolved
 from vidssl.errors import ConfigError, VidsslError
-from vidssl.io import atomic_write_json, file_record, remove_temp_leftovers, run_lock, same_file
+from vidssl.io import atomic_write_json, file_record, json_object, remove_temp_leftovers, run_lock, same_file
 from vidssl.train_config import RESUMABLE_KEYS, TRAIN_SECTIONS, TrainConfig, min_embed_side
 
 log = logging.getLogger(__name__)
@@ -414,21 +414,12 @@ def latest_training(run: Path, recorded: dict | None) -> dict | None:
     return {**recorded, **{k: v for k, v in stats.items() if isinstance(v, (int, float, str))}}
 
 
-def _json_object(path: Path) -> dict:
-    """``path``'s JSON object, or {} where it is missing, unreadable or no object."""
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> list[str]:
     """What a finished pretrain run did not do that its user would assume it did: videos not mined, videos added
     to the folder since, training cut short by the budget. Read from the run folder, so a rerun repeats them."""
     out = []
     for folder, what in (("pairs", "training"), ("pairs_held_out", "held-out")):
-        ds = _json_object(run / folder / "dataset.json")  # damaged: the report names it; no warning from it here
+        ds = json_object(run / folder / "dataset.json")  # damaged: the report names it; no warning from it here
         videos_of = ds.get("videos") if isinstance(ds.get("videos"), dict) else {}
         if ds and not ds.get("complete", True) and {"pending", "found"} <= set(videos_of):
             pending, found = videos_of["pending"], videos_of["found"]
@@ -443,7 +434,7 @@ def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> li
         from vidssl.video import find_videos
 
         base = videos if videos.is_dir() else videos.parent  # as mine_folder lists them
-        entries = _json_object(listing).get("videos")
+        entries = json_object(listing).get("videos")
         whole = isinstance(entries, list) and all(isinstance(v, dict) and "video" in v for v in entries)
         mined = {v["video"] for v in entries} if whole else None
         added = [p.relative_to(base).as_posix() for p in find_videos(videos)] if mined is not None else []

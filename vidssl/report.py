@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vidssl.eval import weights_row_name
-from vidssl.io import atomic_write_text, json_text
+from vidssl.io import atomic_write_text, json_object, json_text
 
 CURVES = (  # (title, keys of a training log record, y label)
     ("Loss: total, and the ranking loss per mined triplet", ("loss", "loss_mean_triplet"), "loss"),
@@ -79,15 +79,6 @@ def read_metrics(path: Path) -> dict:
     if not isinstance(result, dict):
         raise ValueError(f"a JSON {type(result).__name__}, not the object an evaluation writes")
     return result
-
-
-def _final_stats(path: Path) -> dict:
-    """A training's ``stats.json`` as a dict, or {} where it is missing or unreadable (the log stands in)."""
-    try:
-        stats = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return stats if isinstance(stats, dict) else {}
 
 
 def _read_json(path: Path, check, fix: str, damaged: list[str]) -> Any:
@@ -504,7 +495,7 @@ def build_report(run_dir: str | Path) -> Path:
         last = train_records[-1]
         # the final stats where the training wrote them for this log's end or later: the last log step (every
         # log_every steps) can be a few steps short of where it stopped
-        final = _final_stats(run / "train" / "stats.json")
+        final = json_object(run / "train" / "stats.json")  # unreadable: {}, and the log stands in
         if not (isinstance(final.get("step"), int) and final["step"] >= last["step"]):
             final = {}
         summary["train"] = {k: final.get(k, last.get(k)) for k in ("step", "total_steps", "stopped", "loss", "cycle",
