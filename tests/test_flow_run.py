@@ -154,3 +154,10 @@ def test_frames_under_the_backbones_smallest_side_are_a_skipped_pair_not_a_trace
     assert saved["pairs"] == ["other-data/Synth/frame10"]
     assert saved["skipped"] == {"other-data/Tiny/frame10": f"{data / 'other-data' / 'Tiny' / 'frame10.png'}: frames "
                                                            "are 24x24 px, under the 32 px a side the backbones take"}
+    # a rerun into a folder of an evaluation of more pairs: their figures go with its scores
+    figures = tmp_path / "figures"
+    evaluate_flow(models, root, figures, dataclasses.replace(CFG, transfer=False), progress=False)
+    assert {p.name for p in (figures / "pairs").iterdir()} == {"other-data_Synth_frame10.png",
+                                                                "training_image_2_000000_10.png"}
+    evaluate_flow(models, data, figures, dataclasses.replace(CFG, transfer=False), progress=False)
+    assert {p.name for p in (figures / "pairs").iterdir()} == {"other-data_Synth_frame10.png"}

@@ -231,6 +231,11 @@ def test_a_rerun_into_a_used_folder_keeps_the_old_scores_until_it_writes(colour_
                            out, CFG)
     assert (out / "grid_raw_pixels.png").is_file() and not (out / "metrics.json").exists()
     assert not (out / "metrics.md").exists()
+    # a finished rerun of fewer models: the earlier models' grids go with their scores
+    evaluate_retrieval(models(), colour_classes, out, CFG)
+    assert {p.name for p in out.glob("grid_*.png")} == {"grid_raw_pixels.png", "grid_smallcnn_random_init.png"}
+    evaluate_retrieval({"raw pixels": PixelFeatures().eval()}, colour_classes, out, CFG)
+    assert {p.name for p in out.glob("grid_*.png")} == {"grid_raw_pixels.png"}
 
 
 def test_davis_data_whose_every_sequence_is_unreadable_names_the_cause(tmp_path):
