@@ -77,8 +77,9 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
         "it is being mined (by shards, or a run without --shard): mining without --shard takes every video left "
         "once it has ended"))
     own_shard = run_lock(out, f"mine-shard-{index}-of-{count}",  # the same shard twice at once: refused
-                         advice="that shard is being mined; start each --shard once (other shards may run beside it)")
-    with together, own_shard if sharded else contextlib.nullcontext():
+                         advice="that shard is being mined; start each --shard once (other shards may run beside it)"
+                         ) if sharded else contextlib.nullcontext()
+    with together, own_shard:
         prepare(out, base, listing, cfg, seed, video_backend, shard=(index, count))
         copies = find_copies(base, out, listing)
         todo, crashed = _to_mine(base, out, [e for e in listing if shard_of(e["video"], count) == index], copies)

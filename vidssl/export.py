@@ -263,6 +263,17 @@ def _unfilled(arch: str, **kwargs) -> Backbone:
         return build_backbone(arch, **kwargs)
 
 
+def _fill(backbone: Backbone, state: dict[str, torch.Tensor]) -> None:
+    """Load ``state`` strictly into an :func:`_unfilled` backbone: the tensors become its parameters, in its own
+    dtypes, as a copy into built ones was (a key it lacks is kept for the strict load to name)."""
+    dtypes = {k: v.dtype for k, v in backbone.state_dict().items()}
+    backbone.load_state_dict({k: v.to(dtypes[k]) if k in dtypes else v for k, v in state.items()}, strict=True,
+                             assign=True)
+    left = [name for name, t in [*backbone.named_parameters(), *backbone.named_buffers()] if t.is_meta]
+    if left:  # a tensor outside the state dict (a non-persistent buffer) would hold no numbers
+        raise RuntimeError(f"{type(backbone).__name__}: {left} not filled by its state dict")
+
+
 def _other_arch(state: dict) -> str | None:
     """The architecture whose backbone (at its default settings) has exactly the keys of ``state``, if one has."""
     keys = {k for k in state if k not in CLASSIFIER_HEAD and not k.endswith(".num_batches_tracked")}
@@ -324,11 +335,7 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
         raise ModelFileError(f"{path}: weights do not fit arch '{backbone.arch}' with {settings} "
                              f"settings: {len(wrong)} tensors differ in shape, e.g. {k} is {list(state[k].shape)} "
                              f"in the file but {list(expected[k].shape)} here{fix}")
-    # assigned, the file's tensors are the parameters: in the backbone's own dtypes, as a copy into built ones was
-    backbone.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True, assign=True)
-    left = [name for name, t in [*backbone.named_parameters(), *backbone.named_buffers()] if t.is_meta]
-    if left:  # a tensor outside the state dict (a non-persistent buffer) would hold no numbers
-        raise RuntimeError(f"{type(backbone).__name__}: {left} not filled by its state dict")
+    _fill(backbone, state)
     return backbone.to(map_location).eval()
 
 
@@ -374,9 +381,7 @@ def export_backbone(run_dir: str | os.PathLike, out_path: str | os.PathLike, saf
     if not ckpt_path.is_file():
         raise ModelFileError(f"{run_dir}: no {CHECKPOINT}; train first with `vidssl train PAIRS --out {run_dir}`")
     foreign = "not a checkpoint `vidssl train` wrote: export the run folder of a vidssl training"
-    ckpt = load_checkpoint(ckpt_path, advice=foreign)
-    if isinstance(ckpt, dict) and newer_format(ckpt.get("format"), CHECKPOINT_FORMAT):
-        raise ModelFileError(newer_format_error(ckpt_path, ckpt["format"], CHECKPOINT_FORMAT))
+    ckpt = load_checkpoint(ckpt_path, advice=foreign, error=ModelFileError)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ModelFileError(f"{ckpt_path}: {foreign}")
     broken = [k for k, v in ckpt["model"].items()
@@ -388,11 +393,7 @@ def export_backbone(run_dir: str | os.PathLike, out_path: str | os.PathLike, saf
     spec = dict(ckpt["backbone"])
     backbone = _unfilled(spec.pop("arch"), **spec)
     prefix = "backbone."
-    expected = {k: v.dtype for k, v in backbone.state_dict().items()}
-    own = {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
-    # a key the skeleton lacks is kept for the strict load to name
-    backbone.load_state_dict({k: v.to(expected[k]) if k in expected else v for k, v in own.items()}, strict=True,
-                             assign=True)
+    _fill(backbone, {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)})
     sessions = ckpt.get("sessions", [])  # checkpoints of earlier versions hold none
     training = {
         "steps": ckpt["step"], "total_steps": ckpt["total_steps"], "complete": ckpt["step"] >= ckpt["total_steps"],

@@ -31,7 +31,7 @@ from typing import Any, Callable
 from vidssl.config import Config, flat_config, write_resolved
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.io import atomic_write_json, file_record, json_object, remove_temp_leftovers, run_lock, same_file
-from vidssl.train_config import RESUMABLE_KEYS, TRAIN_SECTIONS, TrainConfig, min_embed_side
+from vidssl.train_config import RESUMABLE_KEYS, TRAIN_SECTIONS, min_embed_side
 
 log = logging.getLogger(__name__)
 
@@ -369,8 +369,9 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
         return previous
     if on_start is not None:
         on_start()
+    run = stages.dir.parent
     for stale in ("summary.json", "report.html"):  # the run as it was: killed now, they stood beside a config.yaml
-        (stages.dir.parent / stale).unlink(missing_ok=True)  # of other settings; the report stage makes them anew
+        (run / stale).unlink(missing_ok=True)  # of other settings; the report stage makes them anew
     start = time.monotonic()
     stages.invalidate_after(name)
     # the input as the stage found it: one changed while it ran (weights exported again by hand during the
@@ -379,9 +380,10 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
     resumed = stages.start(name, config, made_from, source)  # same settings and input: it goes on
     # "resumed" only with work to go on from: a training killed before its first checkpoint starts at step 0, an
     # export always starts over (it writes at its end), a mining goes on from any finished video
-    run = stages.dir.parent
-    kept = resumed and {"mine": lambda: any((run / "pairs" / "done").glob("*.json")),
-                        "train": lambda: left_state(run, "train"), "export": lambda: False}.get(name, lambda: True)()
+    if name == "mine":
+        kept = resumed and any((run / "pairs" / "done").glob("*.json"))
+    else:
+        kept = resumed and (name == "eval" or name == "train" and left_state(run, "train"))
     log.info("[%s] ...%s", name, " (resumed: an earlier run began it)" if kept else
              " (begun by an earlier run, which left nothing to go on from)" if resumed else "")
     result = {**fn(), "seconds": round(time.monotonic() - start, 1)}
@@ -436,9 +438,9 @@ def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> li
         base = videos if videos.is_dir() else videos.parent  # as mine_folder lists them
         entries = json_object(listing).get("videos")
         whole = isinstance(entries, list) and all(isinstance(v, dict) and "video" in v for v in entries)
-        mined = {v["video"] for v in entries} if whole else None
-        added = [p.relative_to(base).as_posix() for p in find_videos(videos)] if mined is not None else []
-        added = [rel for rel in added if rel not in mined]
+        mined = {v["video"] for v in entries} if whole else set()
+        added = [rel for rel in (p.relative_to(base).as_posix() for p in find_videos(videos)) if rel not in mined] \
+            if whole else []
         if added:
             out.append(f"{len(added)} video(s) in {videos} are not in this run, added after it was mined (e.g. "
                        f"{added[0]}); a new --out includes them")
@@ -545,7 +547,7 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
                           "mine VIDEOS --out PAIRS --shard I/N` and train with `torchrun ... -m vidssl train PAIRS "
                           "--out RUN` (README: Scaling up), then `vidssl export` and `vidssl eval`")
     p = cfg.pretrain
-    if cfg.train.budget_minutes != TrainConfig().budget_minutes:  # set, and silently not read
+    if cfg.train.budget_minutes != type(cfg.train)().budget_minutes:  # set, and silently not read
         log.warning("train.budget_minutes=%s is not read by vidssl pretrain: training gets pretrain.train_fraction "
                     "of what mining leaves of pretrain.budget_minutes (--budget-minutes)", cfg.train.budget_minutes)
     if not (math.isfinite(p.budget_minutes) and p.budget_minutes > 0):  # --budget-minutes skips the config loader

@@ -38,8 +38,8 @@ from vidssl.data import (BATCH_PLAN, PairBatchSampler, PairPatches, batches_per_
                          require_pairs_folder, to_input, too_few_pairs)
 from vidssl.device import local_rank, resolve_device, world_size
 from vidssl.errors import ConfigError, VidsslError
-from vidssl.io import (atomic_path, atomic_write_json, atomic_write_text, json_text, newer_format, newer_format_error,
-                       remove_temp_leftovers, run_lock)
+from vidssl.io import (atomic_path, atomic_write_json, atomic_write_text, json_object, json_text, newer_format,
+                       newer_format_error, remove_temp_leftovers, run_lock)
 from vidssl.lifeline import exit_with_launcher
 from vidssl.losses import Triplets, build_loss, build_reducer, dense_cycle_loss
 from vidssl.miners import MiningSchedule, Scores
@@ -197,8 +197,6 @@ def _check_same_run(saved: dict, cfg: Config, fingerprint: tuple[str, ...], run_
                     main: bool = True) -> None:
     """``fingerprint``: the pairs' fingerprints a checkpoint may hold (now's, and earlier versions'); ``main``:
     whether this process says the warnings (rank 0)."""
-    if newer_format(saved.get("format"), CHECKPOINT_FORMAT):
-        raise VidsslError(newer_format_error(run_dir / CHECKPOINT, saved["format"], CHECKPOINT_FORMAT))
     if saved.get("format") != CHECKPOINT_FORMAT:
         raise VidsslError(f"{run_dir / CHECKPOINT}: not a vidssl training checkpoint; choose another --out")
     if saved["step"] < saved["total_steps"] and saved.get("world_size", 1) != world:
@@ -229,12 +227,17 @@ def _check_same_run(saved: dict, cfg: Config, fingerprint: tuple[str, ...], run_
                           f"config or choose a new --out")
 
 
-def load_checkpoint(path: Path, advice: str = "delete it to start over, or choose another --out") -> dict:
-    """The checkpoint at ``path``; a file torch cannot read is a VidsslError ending with ``advice``."""
+def load_checkpoint(path: Path, advice: str = "delete it to start over, or choose another --out",
+                    error: type[VidsslError] = VidsslError) -> dict:
+    """The checkpoint at ``path``; a file torch cannot read is an ``error`` ending with ``advice``, and one a newer
+    vidssl wrote (its ``format``) one asking for an upgrade, before any of its fields is read as this version's."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a checkpoint is written atomically, so this is a foreign or damaged file
-        raise VidsslError(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e)[:200]}); {advice}") from None
+        raise error(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e)[:200]}); {advice}") from None
+    if isinstance(saved, dict) and newer_format(saved.get("format"), CHECKPOINT_FORMAT):
+        raise error(newer_format_error(path, saved["format"], CHECKPOINT_FORMAT))
+    return saved
 
 
 class RunLog:
@@ -832,12 +835,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
 
 def _stats_say_done(path: Path, step: int, total: int) -> bool:
     """Whether ``path`` (a run's stats.json) records the run as finished at ``step`` of ``total`` steps."""
-    try:
-        stats = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(stats, dict) and (stats.get("step"), stats.get("total_steps"), stats.get("stopped")) == (
-        step, total, "done")
+    stats = json_object(path)
+    return (stats.get("step"), stats.get("total_steps"), stats.get("stopped")) == (step, total, "done")
 
 
 def parameter_digest(model: torch.nn.Module) -> str:

@@ -1,7 +1,7 @@
 """`vidssl eval davis`: DAVIS label propagation (J, F, J&F) of exported backbones against baselines."""
 from __future__ import annotations
 
-from vidssl.commands.eval_models import add_model_arguments, models_from_args, write_resolved_into_output
+from vidssl.commands.eval_models import add_model_arguments, models_from_args, resolved_into_output
 
 NAME = "davis"
 HELP = "DAVIS label propagation: J, F and J&F against baselines"
@@ -22,12 +22,8 @@ def run(args, cfg) -> int:
 
     models = models_from_args(args, cfg)
     out = Path(args.out)
-    finished = False
-    try:
+    with resolved_into_output(cfg, out):
         evaluate_davis(models, args.data, out, cfg.eval.davis, progress=False if args.quiet else None)
-        finished = True
-    finally:
-        write_resolved_into_output(cfg, out, finished)
     print((out / "metrics.md").read_text(), end="")
     print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'} and overlays in {out / 'overlays'}")
     return 0

@@ -1,7 +1,7 @@
 """`vidssl eval flow`: optical-flow transfer of exported backbones against classical methods and ground truth."""
 from __future__ import annotations
 
-from vidssl.commands.eval_models import add_model_arguments, models_from_args, write_resolved_into_output
+from vidssl.commands.eval_models import add_model_arguments, models_from_args, resolved_into_output
 
 NAME = "flow"
 HELP = "Optical-flow transfer: correlation-layer flow against ground truth and classical baselines"
@@ -38,12 +38,8 @@ def run(args, cfg) -> int:
     cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, flow=flow_cfg))
     models = models_from_args(args, cfg)
     out = Path(args.out)
-    finished = False
-    try:
+    with resolved_into_output(cfg, out):
         result = evaluate_flow(models, args.data, out, flow_cfg, seed=cfg.seed, progress=not args.quiet)
-        finished = True
-    finally:
-        write_resolved_into_output(cfg, out, finished)
     print((out / "metrics.md").read_text(), end="")
     figures = f" and {len(result['pairs'])} figure(s) in {out / 'pairs'}" if flow_cfg.figures else ""
     print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'}{figures}")

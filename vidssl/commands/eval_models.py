@@ -1,6 +1,8 @@
 """Arguments and model rows shared by the `vidssl eval` tasks: the --weights files, then the baselines."""
 from __future__ import annotations
 
+import contextlib
+
 
 def add_model_arguments(parser) -> None:
     parser.add_argument("--weights", metavar="FILE", nargs="+", action="extend", default=[],
@@ -25,14 +27,20 @@ def models_from_args(args, cfg) -> dict:
     return feature_models(args.weights, arch=arch, seed=cfg.seed, arch_kwargs=kwargs)
 
 
-def write_resolved_into_output(cfg, out, finished: bool) -> None:
-    """``OUT/config.yaml``, once the evaluation has made OUT: one refused at its input checks (a missing --data)
-    leaves no folder behind. Called after the evaluation, finished or not; one that failed writes it only where no
-    earlier evaluation's metrics.json stands (it failed before retiring them), which a config of this run's
-    settings beside them would misstate."""
+@contextlib.contextmanager
+def resolved_into_output(cfg, out):
+    """Around an evaluation: ``OUT/config.yaml`` after it, once it has made OUT (one refused at its input checks,
+    a missing --data, leaves no folder behind), finished or not; one that failed writes it only where no earlier
+    evaluation's metrics.json stands (it failed before retiring them), which a config of this run's settings
+    beside them would misstate."""
     from pathlib import Path
 
     from vidssl.config import write_resolved
 
-    if Path(out).is_dir() and (finished or not (Path(out) / "metrics.json").exists()):
-        write_resolved(cfg, out)
+    finished = False
+    try:
+        yield
+        finished = True
+    finally:
+        if Path(out).is_dir() and (finished or not (Path(out) / "metrics.json").exists()):
+            write_resolved(cfg, out)

@@ -1,7 +1,7 @@
 """`vidssl eval retrieval`: Recall@K, MAP@R, R-precision and NMI of exported backbones against baselines."""
 from __future__ import annotations
 
-from vidssl.commands.eval_models import add_model_arguments, models_from_args, write_resolved_into_output
+from vidssl.commands.eval_models import add_model_arguments, models_from_args, resolved_into_output
 
 NAME = "retrieval"
 HELP = "Retrieval benchmark: Recall@K, MAP@R, R-precision, NMI against baselines"
@@ -32,8 +32,7 @@ def run(args, cfg) -> int:
         from vidssl.video import refuse_out_among_videos
 
         refuse_out_among_videos(out, data, "the evaluation (its pairs, metrics and figures)")
-    finished = False
-    try:
+    with resolved_into_output(cfg, out):
         if videos:
             from tracking import mine_folder
 
@@ -43,9 +42,6 @@ def run(args, cfg) -> int:
                         progress=not args.quiet)
         result = evaluate_retrieval(models, data, out, cfg.eval.retrieval, kind=kind, progress=not args.quiet,
                                     davis_subset=cfg.eval.davis.subset)
-        finished = True
-    finally:
-        write_resolved_into_output(cfg, out, finished)
     print((out / "metrics.md").read_text(), end="")
     print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'} and {len(result['grids'])} neighbour grid(s)")
     return 0

@@ -166,9 +166,6 @@ def propagate(features: Iterable[torch.Tensor], first_labels: torch.Tensor, cfg:
 # geometry: frames -> feature grid, masks <-> labels
 
 
-MIN_FEATURE_SIDE = MIN_SIDE  # the smallest side dense_features() takes
-
-
 def working_size(h: int, w: int, max_side: int) -> tuple[int, int]:
     """Frame size fed to the backbone: long side at most ``max_side`` (0: unchanged)."""
     if max_side <= 0 or max(h, w) <= max_side:
@@ -334,11 +331,11 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
                     raise DavisDataError(f"{Path(data_dir) / 'JPEGImages' / '480p' / seq_name}: {len(seq)} "
                                          "frame(s); scoring needs 3 (the first is given, the last is not scored)")
                 size = working_size(*seq.masks[0].shape, cfg.max_side)
-                if min(size) < MIN_FEATURE_SIDE:  # the backbones' dense features need 32 px a side
+                if min(size) < MIN_SIDE:  # the backbones' dense features need 32 px a side
                     raise DavisDataError(
                         f"{Path(data_dir) / 'JPEGImages' / '480p' / seq_name}: frames of {seq.masks[0].shape[1]}x"
                         f"{seq.masks[0].shape[0]} px are fed at {size[1]}x{size[0]} (eval.davis.max_side="
-                        f"{cfg.max_side}), under the {MIN_FEATURE_SIDE} px a side the backbones take; raise "
+                        f"{cfg.max_side}), under the {MIN_SIDE} px a side the backbones take; raise "
                         f"eval.davis.max_side (0: full size)")
             except DavisDataError as e:  # one bad sequence must not sink a long evaluation: report it, go on
                 log.warning("davis: skipping sequence %s: %s", seq_name, e)

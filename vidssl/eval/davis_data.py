@@ -137,16 +137,14 @@ def _read_frame(path: Path) -> np.ndarray:
         with Image.open(path) as im:
             if not (im.mode.startswith("I;16") or im.mode == "I"):
                 return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-        # 16-bit grey (Pillow's I;16, or I in some versions): convert("RGB") clips it to white; OpenCV says the
-        # file's own bit depth, which a dark frame's values alone would not
-        import cv2
+        # 16-bit grey (Pillow's I;16, or I in some versions): convert("RGB") clips it to white; the flow reader
+        # reads by the file's own bit depth, which a dark frame's values alone would not tell
+        from vidssl.eval.flow.io import FlowFileError, read_image
 
-        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if raw is None or raw.ndim != 2 or raw.dtype not in (np.uint8, np.uint16):
-            raise DavisDataError(f"{path}: an integer image of mode {im.mode} that is no 8- or 16-bit grey frame; "
-                                 "save it as 8-bit RGB")
-        grey = (raw.astype(np.float64) / 257.0 + 0.5).astype(np.uint8) if raw.dtype == np.uint16 else raw
-        return np.repeat(grey[:, :, None], 3, axis=2)
+        try:
+            return read_image(path)
+        except FlowFileError as e:
+            raise DavisDataError(f"{e}; save the frame as 8-bit RGB") from None
     except (OSError, UnidentifiedImageError) as e:
         raise DavisDataError(f"{path}: cannot read frame ({e.__class__.__name__}: {e}); replace the file") from None
 

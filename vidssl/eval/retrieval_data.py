@@ -374,7 +374,8 @@ def load_davis_set(root: str | os.PathLike, cfg: RetrievalConfig, subset: str = 
     crops, labels, groups, times, captions, names = [], [], [], [], [], {}
     label_of: dict[tuple[str, int], int] = {}
     skipped: dict[str, list[str]] = {}
-    for seq_index, name in enumerate(list_sequences(root, subset)):
+    sequences = list_sequences(root, subset)
+    for seq_index, name in enumerate(sequences):
         try:  # crops come from every frame's mask, so the first frame need not hold an object
             seq = load_sequence(root, name, need_first_object=False)
         except DavisDataError as e:
@@ -392,7 +393,7 @@ def load_davis_set(root: str | os.PathLike, cfg: RetrievalConfig, subset: str = 
                 groups.append(seq_index)
                 times.append(t)
                 captions.append(f"{name}/{seq.frame_names[t]} object {obj}")
-    if not crops and len(skipped.get("unreadable sequence", [])) == len(list_sequences(root, subset)):
+    if not crops and len(skipped.get("unreadable sequence", [])) == len(sequences):
         # the cause, not the mask-size rule below: a reader sees only the last line
         raise RetrievalDataError(f"{root}: no sequence could be read; first problem: "
                                  f"{skipped['unreadable sequence'][0]}")
