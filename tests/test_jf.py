@@ -132,6 +132,8 @@ def test_summarize_mean_recall_decay():
     assert s == {"mean": 0.5, "recall": 0.5, "decay": 1.0}
     s = jf.summarize([0.2, 0.6, 0.8, 0.4])
     assert s["mean"] == pytest.approx(0.5) and s["recall"] == 0.5
+    # the official statistic counts frames strictly above 0.5: a J of exactly 1/2 (common on small masks) is a miss
+    assert jf.summarize([0.5, 0.6])["recall"] == 0.5
     # 7 frames: linspace(1, 7, 5) = 1, 2.5, 4, 5.5, 7, rounded half up 1, 3, 4, 6, 7, minus 1: 0, 2, 3, 5, 6 ->
     # first [0..2] (0.9, 0.8, 0.7: 0.8), last [5..6] (0.4, 0.3: 0.35); naive quarters would give 0.6
     s = jf.summarize([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])

@@ -340,6 +340,20 @@ def test_kmeans_recovers_separated_blobs_and_is_deterministic():
         assert nmi(truth.numpy(), kmeans(x * scale, 6, seed=0).numpy()) == 1.0, scale
 
 
+def test_kmeans_plus_plus_seeds_small_far_blobs():
+    # 180 points around the origin, 10 at (100, 0) and 10 at (0, 100): k-means++ draws each seed with probability
+    # ~ its squared distance to the seeds so far, so each far blob gets a seed of its own (in ~99% of draws); a
+    # uniform draw gives both of them one about 1 time in 100. One Lloyd iteration returns the assignment to the
+    # seeds themselves
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(200, 2, generator=g)
+    x[180:190, 0] += 100
+    x[190:, 1] += 100
+    blobs = torch.arange(200).div(10, rounding_mode="floor").clamp(min=17) - 17  # 0 near, 1 and 2 far
+    exact = sum(nmi(blobs.numpy(), kmeans(x, 3, seed=seed, iters=1).numpy()) > 1 - 1e-9 for seed in range(20))
+    assert exact >= 18
+
+
 def test_kmeans_inertia_close_to_scikit_learn():
     from sklearn.cluster import KMeans
 

@@ -25,6 +25,11 @@ def models():
     return {"smallcnn (random init)": build_backbone("smallcnn").eval(), "raw pixels": PixelFeatures().eval()}
 
 
+def solid_rgb(png_path):
+    """The one colour of a solid image as a [1, 1, 3] uint8 RGB array."""
+    return cv2.cvtColor(cv2.imread(str(png_path)), cv2.COLOR_BGR2RGB)[:1, :1]
+
+
 def border_colours(png_path, rows: int, cols: int) -> list[list[tuple]]:
     """Colour of the top-left border pixel of every tile: [row][0] the query, [row][1..] its neighbours."""
     grid = cv2.cvtColor(cv2.imread(str(png_path)), cv2.COLOR_BGR2RGB)
@@ -61,7 +66,19 @@ def test_images_end_to_end(colour_classes, tmp_path):
                       "r_precision": 1.0, "map_at_r": 1.0, "nmi": 1.0, "num_queries": 8, "lone_queries": 0,
                       "feature_dim": PixelFeatures.out_dim}
     cnn = result["models"]["smallcnn (random init)"]
-    assert set(cnn) == set(pixels) and all(0 <= cnn[k] <= 1 for k in ("precision_at_1", "map_at_r", "nmi"))
+    # against a loop over the 8 readable images, embedded one by one: each has one relevant item (its twin), so
+    # MAP@R is P@1, the share whose nearest neighbour by cosine is of its own colour
+    colours = sorted((png.parent.name, png) for png in colour_classes.rglob("*.png"))
+    net = models()["smallcnn (random init)"]
+    with torch.no_grad():
+        feats = [net.embed(net.normalize(torch.from_numpy(solid_rgb(png)).float().div(255).permute(2, 0, 1)
+                                         .unsqueeze(0).expand(1, 3, 32, 32)))[0] for _, png in colours]
+    hits = 0
+    for i, (label, _) in enumerate(colours):
+        sims = [float(torch.cosine_similarity(feats[i], feats[j], 0)) if j != i else -2.0 for j in range(8)]
+        hits += colours[max(range(8), key=sims.__getitem__)][0] == label
+    assert cnn["precision_at_1"] == cnn["map_at_r"] == pytest.approx(hits / 8)
+    assert set(cnn) == set(pixels) and cnn["feature_dim"] == net.out_dim
     assert json.loads((out / "metrics.json").read_text())["models"] == result["models"]
     table = (out / "metrics.md").read_text()
     assert "| raw pixels | **1.000** |" in table and "| smallcnn (random init) |" in table
