@@ -163,7 +163,7 @@ def test_show_pairs_encodes_as_the_suffix_says(tmp_path, capsys):
     for name, magic in (("g.png", b"\x89PNG"), ("g.jpg", b"\xff\xd8\xff"), ("g.JPEG", b"\xff\xd8\xff")):
         assert main(["-q", "show-pairs", str(pairs), "--out", str(tmp_path / name), "--n", "4"]) == 0
         assert (tmp_path / name).read_bytes().startswith(magic), name
-    assert main(["-q", "show-pairs", str(pairs), "--out", str(tmp_path / "g.gif")]) == 1
+    assert main(["-q", "show-pairs", str(pairs), "--out", str(tmp_path / "g.gif")]) == 2  # a wrong argument
     assert "name it .png, .jpg or .jpeg" in capsys.readouterr().err and not (tmp_path / "g.gif").exists()
     # a damaged manifest (half a line, a record without its shard): one line naming file:line and the fix
     manifest = pairs / "manifest.jsonl"

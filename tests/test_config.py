@@ -22,6 +22,20 @@ def test_unknown_key_names_it_and_lists_valid_ones(tmp_path):
     assert "train.lrr" in str(e.value) and "lr" in str(e.value).split("valid keys")[1]
     with pytest.raises(ConfigError, match="unknown config key 'nosuch'"):
         load_config(overrides=["nosuch=1"])
+    # a typo gets the close key, in its section and at the top level
+    with pytest.raises(ConfigError, match="unknown config key 'train.lrr'; did you mean 'train.lr'\\?"):
+        load_config(f)
+    with pytest.raises(ConfigError, match="unknown config key 'trian'; did you mean 'train'\\?"):
+        load_config(overrides=["trian.lr=0.1"])
+
+
+def test_numbers_beyond_a_float_or_64_bits_are_config_errors():
+    """An integer too large for a float raised OverflowError: a traceback, where 1e400 got the one-line error."""
+    with pytest.raises(ConfigError, match="'train.lr': expected a finite number, got an integer of 401 digits"):
+        load_config(overrides=["train.lr=1" + "0" * 400])
+    with pytest.raises(ConfigError, match="'train.steps': expected an integer under 2\\*\\*63"):
+        load_config(overrides=[f"train.steps={2 ** 63}"])
+    assert load_config(overrides=[f"train.steps={2 ** 63 - 1}"]).train.steps == 2 ** 63 - 1
 
 
 def test_wrong_type_names_the_key(tmp_path):
@@ -64,6 +78,8 @@ def test_exponent_numbers_are_numbers(tmp_path):
 def test_missing_or_invalid_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match=f"is a folder, not a config file: {tmp_path}"):
+        load_config(tmp_path)
     (tmp_path / "bad.yaml").write_text("a: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(tmp_path / "bad.yaml")
@@ -89,7 +105,12 @@ def test_numbers_are_read_as_yaml_1_2_and_keys_as_written(tmp_path):
         load_config(None, ["seed=1:30"])
     with pytest.raises(ConfigError, match="'seed': expected an integer, got '1_000'"):
         load_config(None, ["seed=1_000"])
-    assert load_config(None, ["data.flip=no"]).data.flip is False  # values keep YAML 1.1's booleans
+    # booleans too: YAML 1.1's yes/no/on/off are strings (a sequence list [bear, on] read as ['bear', True])
+    assert [load_config(None, [f"data.flip={v}"]).data.flip for v in ("true", "True", "FALSE")] == [True, True, False]
+    with pytest.raises(ConfigError, match="'data.flip': expected true/false, got 'no'"):
+        load_config(None, ["data.flip=no"])
+    assert load_config(None, ["eval.davis.sequences=[bear, on, off, yes, y]"]).eval.davis.sequences == [
+        "bear", "on", "off", "yes", "y"]
     (tmp_path / "on.yaml").write_text("train: {on: true, lr: 0.1}\n")
     with pytest.raises(ConfigError, match="unknown config key 'train.on'"):
         load_config(tmp_path / "on.yaml")
@@ -206,8 +227,10 @@ def test_resolved_config_yaml_reads_back_as_the_same_config(tmp_path):
     assert load_config(path, ["seed=8"]).seed == 8
     default = write_resolved(Config(), tmp_path / "d")
     assert load_config(default) == Config()
-    (tmp_path / "mixed.yaml").write_text("config: {seed: 1}\ntrain: {lr: 0.1}\n")  # not a resolved file: strict
-    with pytest.raises(ConfigError, match="unknown config key 'config'"):
+    # a key written beside a resolved file's config mapping: said so, not "unknown config key 'config'"
+    (tmp_path / "mixed.yaml").write_text("config: {seed: 1}\ntrain: {lr: 0.1}\nversions: {}\n")
+    with pytest.raises(ConfigError, match="mixed.yaml is a resolved config.yaml with 'train' beside 'config:'; "
+                                          "move it under 'config:'"):
         load_config(tmp_path / "mixed.yaml")
 
 

@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from test_io import strict_loads
+from tracking.config import MineConfig
 from vidssl.cli import main
+from vidssl.config import load_config
 from vidssl.errors import ConfigError
 
 TINY = ["--set", "demo.num=6", "--set", "demo.frames=70", "--set", "train.batch_pairs=16",
@@ -198,8 +200,11 @@ def test_rerun_with_other_settings_is_refused_before_anything_changes(run_dir, m
     assert {p: p.read_bytes() for p in (run_dir / "stages").iterdir()} == markers
     # speed and logging knobs may change: every stage is reused
     assert main(base + ["--set", "data.num_workers=0", "--set", "train.log_every=7"]) == 0
-    # the run's own config.yaml reproduces it (demo runs record the demo's box fraction as mine.box_fraction)
+    # the run's own config.yaml reproduces it, and keeps the user's mine.box_fraction: the same file given to a
+    # --videos run mines at the default box size, not at the demo's (it recorded the demo's once)
     assert main(base + ["--config", str(run_dir / "config.yaml")]) == 0
+    recorded = load_config(run_dir / "config.yaml")
+    assert recorded.mine.box_fraction == MineConfig().box_fraction != recorded.demo.mine_box_fraction
     assert not list((run_dir / "stages").glob("*.started.json"))  # a completed stage leaves only its marker
 
 
@@ -235,6 +240,13 @@ def test_redoing_a_stage_redoes_the_stages_built_on_it(run_dir, monkeypatch, cap
     assert "budget minutes were spent" in caplog.text
     assert main(base) == 0  # evaluated again, for the tests after this one
     assert metrics.is_file()
+    # a task's metrics.json deleted after its evaluation completed: its numbers are nowhere else, so the same
+    # command evaluates again (it vanished from the report and compare without a word)
+    metrics.unlink()
+    caplog.clear()
+    assert main(base) == 0
+    assert f"[eval] {metrics} gone since the evaluation completed: done again" in caplog.text
+    assert "[export] already complete" in caplog.text and metrics.is_file()
 
 
 @pytest.mark.slow
@@ -629,6 +641,17 @@ def test_warnings_for_videos_added_since_mining_and_training_cut_short(tmp_path)
     assert run_warnings(tmp_path / "run", videos, {"stopped": "done", "step": 100, "total_steps": 100}) == []
     late = run_warnings(tmp_path / "run", videos, {"stopped": "budget", "step": 700, "total_steps": 790})
     assert late and "700 of its 790 steps, before the learning rate had annealed" in late[0]
+    # with the schedule known: cosine at 700 of 790 (20 warm-up steps) is still at 0.5 (1 + cos(pi 680 / 770)) =
+    # 3.4% of the peak lr, a budget refit short at 349 of 352 at 0.02%: only the first is cut short
+    from vidssl.train_config import TrainConfig
+
+    cosine = TrainConfig()
+    assert run_warnings(tmp_path / "run", videos, {"stopped": "budget", "step": 700, "total_steps": 790},
+                        cosine) == late
+    assert run_warnings(tmp_path / "run", videos, {"stopped": "budget", "step": 349, "total_steps": 352},
+                        cosine) == []
+    assert len(run_warnings(tmp_path / "run", videos, {"stopped": "budget", "step": 30, "total_steps": 32},
+                            cosine)) == 1  # too few steps, annealed or not
     # damaged pair files (a disk that filled): no warning from them, and no traceback (the report names them)
     (videos / "sub" / "new.mp4").write_bytes(b"\x00video")
     listing = tmp_path / "run" / "pairs" / "videos.json"
@@ -747,7 +770,6 @@ def test_the_stage_check_compares_what_the_stage_reads_now(tmp_path):
     """A recorded key that no longer counts (a demo key on a --videos run) is not a change; a key a later version
     added is compared with its default; an unfinished training leaves train.precision to the trainer, whose advice
     for a run moved to other hardware (--set train.precision=<the checkpoint's>) was refused here."""
-    from vidssl.config import load_config
     from vidssl.pipeline import Stages, check_stage_settings, stage_configs
 
     cfg = load_config(None, [])
@@ -780,7 +802,6 @@ def test_the_stage_check_compares_what_the_stage_reads_now(tmp_path):
 def test_the_video_backend_may_change_once_mining_is_done_not_while_it_is_unfinished(tmp_path):
     """video.backend was a speed key everywhere, but the pair folder refuses to continue a mining under another one
     (DatasetMismatch): the pipeline now says so up front, naming the key, and lets a finished mining be."""
-    from vidssl.config import load_config
     from vidssl.pipeline import Stages, check_stage_settings, stage_configs
 
     mined = stage_configs(load_config(None, []), {"mine": {"--videos": "/v"}})

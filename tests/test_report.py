@@ -3,6 +3,7 @@ headline per model (flow: EPE of matching each model's features), degenerate and
 and `vidssl compare` finding the trained model's row whatever the run folder is called."""
 from __future__ import annotations
 
+import html
 import json
 
 from test_io import strict_loads
@@ -124,6 +125,75 @@ def test_the_held_out_set_behind_retrieval_across_time_is_summarised(tmp_path):
     assert "positive pairs.</p>" in (run / "report.html").read_text()
 
 
+def test_a_damaged_training_dataset_does_not_make_the_held_out_tails_other_clips(tmp_path):
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    _write(run / "pairs_held_out" / "dataset.json", {
+        "pairs": 43, "config": {"time_range": [0.8, 1.0]}, "videos_root": "/videos",
+        "videos": {"found": 9, "mined": 6, "skipped": {}}})
+    (run / "pairs").mkdir()
+    (run / "pairs" / "dataset.json").write_text('{"pairs": 4')  # torn: its videos_root is unknown, not different
+    build_report(run)
+    html = (run / "report.html").read_text()
+    assert "frames 80%-100% of each video were mined apart" in html and "clips other than" not in html
+
+
+def test_a_run_cut_short_says_which_stages_it_did_and_what_it_scored(tmp_path):
+    """A training stopped at the budget before its first log step had no Training section and no summary train;
+    the stages done or not were nowhere; an evaluation table did not say what data it scored; a metrics.json
+    deleted after its evaluation completed made the task vanish without a word."""
+    import yaml
+
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    _write(run / "pairs" / "dataset.json", {"pairs": 12, "videos": {"found": 2, "mined": 2, "skipped": {}},
+                                            "tracks_rejected": {"cut": 3},
+                                            "start_frames_rejected": {"no_box": 7, "too_static": 2}})
+    (run / "train").mkdir()
+    (run / "train" / "log.jsonl").write_text("")
+    _write(run / "train" / "stats.json", {"step": 7, "total_steps": 1200, "stopped": "budget", "loss": 0.9})
+    _write(run / "stages" / "mine.json", {"pairs": 12, "seconds": 4.2, "config": {}})
+    _write(run / "stages" / "train.json", {"step": 7, "seconds": 396.0, "config": {}})
+    _write(run / "stages" / "export.started.json", {"config": {}})
+    _write(run / "stages" / "eval.json", {"tasks": ["davis", "gone"], "seconds": 1.0, "config": {}})
+    (run / "config.yaml").write_text(yaml.safe_dump({"config": {"pretrain": {"run_eval": False}}}))
+    davis = json.loads((run / "eval" / "davis" / "metrics.json").read_text())
+    _write(run / "eval" / "davis" / "metrics.json", {**davis, "data": "/data/davis", "sequences": ["a", "b"],
+                                                     "skipped": {"c": "no first-frame object"}})
+    build_report(run)
+    summary = strict_loads((run / "summary.json").read_text())
+    assert summary["train"] == {"step": 7, "total_steps": 1200, "stopped": "budget", "loss": 0.9}
+    assert summary["data"]["start_frames_rejected"] == {"no_box": 7, "too_static": 2}
+    html = (run / "report.html").read_text()
+    assert "<h2>Training</h2><p>7 of 1200 steps, stopped: budget.</p><p>No curve" in html
+    stages = html[html.index("<h2>Stages</h2>"):].split("</table>")[0]
+    assert [row.split("<td>")[2].split("</td>")[0] for row in stages.split("<tr>")[2:]] == [
+        "done in 4 s", "done in 6.6 min", "begun, not complete: rerun the same command to go on", "done in 1 s"]
+    assert "<td>no_box</td><td>7</td>" in html and "<td>too_static</td><td>2</td>" in html
+    assert "Scored on <code>/data/davis</code> (2 sequences, 1 skipped).</p>" in html
+    assert f"<b>missing</b> {run / 'eval' / 'gone' / 'metrics.json'}: rerun the same" in html
+    (run / "stages" / "export.started.json").unlink()
+    (run / "stages" / "eval.json").unlink()
+    build_report(run)
+    stages = (run / "report.html").read_text().split("<h2>Stages</h2>")[1].split("</table>")[0]
+    assert "<td>export</td><td>not run</td>" in stages
+    assert "<td>eval</td><td>switched off (pretrain.run_eval: false)</td>" in stages
+
+
+def test_summary_paths_hold_from_any_folder(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    (run / "backbone.pt").write_bytes(b"")
+    (run / "config.yaml").write_text("config: {}\n")
+    monkeypatch.chdir(tmp_path)
+    build_report("run")
+    summary = strict_loads((run / "summary.json").read_text())
+    assert (summary["run_dir"], summary["weights"], summary["config"]) == (
+        str(run), str(run / "backbone.pt"), str(run / "config.yaml"))
+    load = html.escape(f"vidssl.load_backbone({str(run / 'backbone.pt')!r})")
+    assert load in (run / "report.html").read_text()
+
+
 def test_a_renamed_run_keeps_the_row_its_evaluation_named(tmp_path):
     """A rerun after `mv runs/a runs/b` skips the evaluation (the weights are unchanged): the tables keep
     "a/backbone", and the report finds the trained row by the name the evaluation recorded."""
@@ -155,17 +225,30 @@ def test_the_figures_shown_cover_every_model_and_one_point_is_drawn(tmp_path):
     for model in models:
         for k in range(13):
             save_png(run / "eval" / "davis" / "overlays" / model / f"seq{k:02d}.png", np.zeros((4, 4, 3), np.uint8))
+            # eval.davis.save_masks: a label map per frame, which filled the figures (the masks/ folder sorts first)
+            # and named thousands of files under them
+            for frame in range(3):
+                save_png(run / "eval" / "davis" / "masks" / model / f"seq{k:02d}" / f"{frame:05d}.png",
+                         np.zeros((4, 4, 3), np.uint8))
     _write(run / "train" / "log.jsonl", {"step": 1, "loss": 0.4})
     build_report(run)
     html = (run / "report.html").read_text()
     captions = [part.split("</figcaption>")[0] for part in html.split("<figcaption>")[1:]]
     captions = [c for c in captions if c.startswith("davis:")]
-    assert len(captions) == MAX_FIGURES_PER_TASK
+    assert len(captions) == MAX_FIGURES_PER_TASK and "masks/" not in html
     assert all(sum(f"overlays/{m}/" in c for c in captions) == MAX_FIGURES_PER_TASK // 3 for m in models)
-    more = html[html.index(f"{3 * 13 - MAX_FIGURES_PER_TASK} more figures in"):].split("</p>")[0]
-    # the rest are named: every figure is either shown or listed, none both
+    more = html[html.index("more figures in"):].split("</p>")[0]
+    # more than a reader takes in: counted, not named
+    assert f">{3 * 13 - MAX_FIGURES_PER_TASK} more figures in" in html and more.endswith("not shown.")
+    for model in models:  # fewer: every figure is either shown or named, none both
+        for k in range(5, 13):
+            (run / "eval" / "davis" / "overlays" / model / f"seq{k:02d}.png").unlink()
+    build_report(run)
+    html = (run / "report.html").read_text()
+    captions = [part.split("</figcaption>")[0] for part in html.split("<figcaption>")[1:]]
+    more = html[html.index(f"{3 * 5 - MAX_FIGURES_PER_TASK} more figures in"):].split("</p>")[0]
     for model in models:
-        for k in range(13):
+        for k in range(5):
             name = f"overlays/{model}/seq{k:02d}.png"
             assert (name in more) != any(c == f"davis: {name}" for c in captions), name
     assert "<circle" in html  # a loss curve of one logged step
@@ -253,7 +336,6 @@ def test_damaged_files_are_named_in_the_report_not_a_traceback(tmp_path):
     """A torn or hand-edited warnings.json, dataset.json or model_card.json (or one with a null where an object
     belongs) is named at the top of the report with the way to rewrite it, as a damaged metrics.json is named in its
     section; the rest of the report is built."""
-    import html
 
     run = tmp_path / "run"
     make_run(run, "run/backbone", davis=0.8, flow=2.5)

@@ -273,6 +273,41 @@ def test_an_audio_only_file_is_not_a_video_not_corrupt(tmp_path):
         open_video(path)
     reason = next(r for cls, r in VIDEO_ERROR_REASONS.items() if isinstance(caught.value, cls))
     assert reason == "not_a_video"
+    for backend in available_backends():  # OpenCV, which cannot open it, called it corrupt when named
+        with pytest.raises(NoVideoStream, match="voice_memo.mp4: has no video stream$"):
+            open_video(path, backend)
+
+
+def test_a_matroska_file_cut_inside_its_header_is_incomplete_not_a_disk_error(tmp_path, demo_dir):
+    """FFmpeg meets the early end of a cut MKV header as an input/output error: read as "not a readable video
+    ([Errno 5] Input/output error)", which sounds like a failing disk and gives no fix."""
+    import av
+
+    full = tmp_path / "full.mkv"
+    with av.open(str(demo_dir / "clip_00.mp4")) as inp, av.open(str(full), "w") as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[:300])
+    for backend in ["auto"] + available_backends():
+        with pytest.raises(CorruptVideo) as info:
+            sum(1 for _ in open_video(cut, backend).frames())
+        message = str(info.value)
+        assert str(cut) in message and "copy or download it again" in message, (backend, message)
+
+
+def test_opencv_knows_the_frame_count_a_container_announces(demo_dir):
+    """OpenCV's grab() ends a stream cut short as it ends a whole one; the count PyAV reads from the container is
+    what tells the two apart (lost_its_end), as it does for the other backends."""
+    import av
+
+    path = demo_dir / "clip_00.mp4"
+    with av.open(str(path)) as container:
+        announced = container.streams.video[0].frames
+    assert announced > 0 and open_video(path, "opencv").announced_frames == announced
 
 
 def test_truncated_faststart_file_decodes_what_is_there(tmp_path, demo_dir):

@@ -12,6 +12,7 @@ naming the key and listing the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import os
@@ -233,11 +234,18 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+        if abs(value) >= 2 ** 63:  # torch, numpy and every count downstream hold 64 bits
+            raise ConfigError(f"config key '{key}': expected an integer under 2**63, got one of {len(str(value))} "
+                              "digits")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float's range (1e400 spelled out)
+            raise ConfigError(f"config key '{key}': expected a finite number, got an integer of "
+                              f"{len(str(abs(value)))} digits") from None
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
@@ -255,7 +263,9 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
         key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise ConfigError(f"unknown config key '{key}'; valid keys in '{where}': {', '.join(sorted(fields))}")
+        close = difflib.get_close_matches(str(unknown[0]), list(fields), n=1)
+        hint = f"; did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown config key '{key}'{hint}; valid keys in '{where}': {', '.join(sorted(fields))}")
     kwargs = {}
     for name, value in data.items():
         key = f"{prefix}.{name}" if prefix else name
@@ -328,12 +338,14 @@ class _YamlLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_BOOL, _INT, _FLOAT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 # the tags a plain (unquoted) scalar gets by its look; a key that got one is read as the text written instead
 _IMPLICIT_KEY_TAGS = {f"tag:yaml.org,2002:{kind}" for kind in ("bool", "int", "float", "null", "timestamp")}
-_YamlLoader.yaml_implicit_resolvers = {  # YAML 1.1's numbers (octal 010, base-60 1:30 and 1:30.5) out; 1.2's below
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+_YamlLoader.yaml_implicit_resolvers = {  # YAML 1.1's booleans (yes, no, on, off) and numbers (octal 010, base-60
+    # 1:30 and 1:30.5) out; 1.2's below
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_YamlLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _YamlLoader.add_implicit_resolver(_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
                                   list("-+0123456789"))
 
@@ -440,7 +452,8 @@ def _error_of(data: dict) -> str | None:
 def _read_config_file(p: Path) -> dict:
     """The mapping in the YAML file ``p``, unwrapped when it is a resolved ``config.yaml``; errors are one line."""
     if not p.is_file():
-        raise ConfigError(f"config file not found: {p}; pass a YAML file such as configs/default.yaml")
+        what = "is a folder, not a config file" if p.is_dir() else "config file not found"
+        raise ConfigError(f"{what}: {p}; pass a YAML file such as configs/default.yaml")
     try:
         loaded = _yaml(p.read_text())
     except UnicodeDecodeError:
@@ -455,6 +468,11 @@ def _read_config_file(p: Path) -> dict:
         loaded = loaded["config"]  # a resolved config.yaml; "config" is no section name, so this is unambiguous
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {p}: 'config' must be a mapping of sections")
+    elif "config" in loaded:  # a resolved config.yaml edited by hand: a key written beside its config mapping
+        extra = sorted(map(str, set(loaded) - {"config"} - PROVENANCE_KEYS))
+        raise ConfigError(f"config file {p} is a resolved config.yaml with {', '.join(map(repr, extra))} beside "
+                          f"'config:'; move {'it' if len(extra) == 1 else 'them'} under 'config:' (indented), or "
+                          f"write a plain config file of sections")
     return loaded
 
 

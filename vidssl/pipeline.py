@@ -138,9 +138,9 @@ SPEED_KEYS = _RERUNNABLE - {"train.budget_minutes", "train.fit_budget"}
 # must keep: the pair folder records it, and mining on with another backend is refused there. Not a speed key: the
 # backends' scalers resize frames to the working size a little differently
 _FREE_ONCE_MINED = "video.backend"
-# mining keys that only one kind of run reads: the demo clips' settings on a --videos run, and the held-out tail of
-# the user's videos on a demo run (which holds out clips of its own)
-_UNUSED_BY = {True: ("pretrain.held_out_tail",), False: ("demo",)}
+# mining keys that only one kind of run reads: the demo clips' settings on a --videos run; the held-out tail of the
+# user's videos on a demo run (which holds out clips of its own), and their box size (demo.mine_box_fraction's)
+_UNUSED_BY = {True: ("pretrain.held_out_tail", "mine.box_fraction"), False: ("demo",)}
 
 
 def stage_configs(cfg: Config, inputs: dict[str, dict[str, Any]], demo: bool = False) -> dict[str, dict[str, Any]]:
@@ -339,13 +339,20 @@ def _input_changed(stages: Stages, name: str, made_from: Path) -> bool:
 
 def forget_changed_inputs(run: Path, stages: Stages, enabled: dict[str, bool]) -> None:
     """Forget the completed stages whose input file changed (and the stages after them), as _run_stage would when
-    it reaches them: done first, so that the budget does not count their recorded time as spent. A stage switched
-    off (``enabled``: pretrain.run_*) is left as it is, as _run_stage leaves it."""
+    it reaches them, and an evaluation whose metrics.json files are not all there: done first, so that the budget
+    does not count their recorded time as spent. A stage switched off (``enabled``: pretrain.run_*) is left as it
+    is, as _run_stage leaves it."""
     for name, relative in MADE_FROM.items():
         if enabled[name] and _input_changed(stages, name, run / relative):
             log.warning("[%s] %s changed since this stage completed: done again", name, run / relative)
             stages.clear(name)
             stages.invalidate_after(name)
+    tasks = (stages.done("eval") or {}).get("tasks")
+    gone = [run / "eval" / task / "metrics.json" for task in (tasks if isinstance(tasks, list) else [])
+            if isinstance(task, str) and not (run / "eval" / task / "metrics.json").exists()]
+    if enabled["eval"] and gone:  # deleted by hand: its numbers are nowhere else
+        log.warning("[eval] %s gone since the evaluation completed: done again", ", ".join(map(str, gone)))
+        stages.clear("eval")
 
 
 def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
@@ -399,6 +406,7 @@ def _log_warnings(warnings: list[str]) -> None:
 
 
 FEW_STEPS = 100  # fewer training steps than this: the weights have hardly moved from their random init
+ANNEALED = 0.02  # a training stopped where its lr was at most this share of the peak is as good as finished
 
 
 def latest_training(run: Path, recorded: dict | None) -> dict | None:
@@ -416,9 +424,11 @@ def latest_training(run: Path, recorded: dict | None) -> dict | None:
     return {**recorded, **{k: v for k, v in stats.items() if isinstance(v, (int, float, str))}}
 
 
-def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> list[str]:
+def run_warnings(run: Path, videos: Path | None, train_stats: dict | None, train_cfg=None) -> list[str]:
     """What a finished pretrain run did not do that its user would assume it did: videos not mined, videos added
-    to the folder since, training cut short by the budget. Read from the run folder, so a rerun repeats them."""
+    to the folder since, training cut short by the budget (``train_cfg``, the train section: its schedule tells a
+    cut from a refit a few steps short whose lr had all but annealed). Read from the run folder, so a rerun repeats
+    them."""
     out = []
     for folder, what in (("pairs", "training"), ("pairs_held_out", "held-out")):
         ds = json_object(run / folder / "dataset.json")  # damaged: the report names it; no warning from it here
@@ -446,7 +456,13 @@ def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> li
                        f"{added[0]}); a new --out includes them")
     few = (": too few for the weights to have learned much (the default 9-minute budget fits 120-800 on 2 CPU "
            "cores, by the CPU)")
-    if train_stats and train_stats.get("stopped") == "budget" and train_stats["step"] < train_stats["total_steps"]:
+    cut = train_stats and train_stats.get("stopped") == "budget" and train_stats["step"] < train_stats["total_steps"]
+    if cut and train_cfg is not None and train_stats["step"] >= FEW_STEPS:
+        from vidssl.train import lr_factor
+
+        # the schedule's last steps, a refit short (349 of 352): the lr had all but reached its end
+        cut = lr_factor(train_stats["step"], train_stats["total_steps"], train_cfg) > ANNEALED
+    if cut:
         step, total = train_stats["step"], train_stats["total_steps"]
         why = few if step < FEW_STEPS else ", before the learning rate had annealed"
         out.append(f"training stopped at the budget after {step} of its {total} steps{why}; for a trained backbone, "
@@ -511,6 +527,12 @@ def default_eval_root() -> Path | None:
     return Path(env)
 
 
+def demo_mining(cfg: Config):
+    """The mine section the demo clips are mined with: demo.mine_box_fraction (their objects' size) as the box size.
+    The run's config.yaml keeps the user's mine.box_fraction, which a --videos run given that file reads."""
+    return dataclasses.replace(cfg.mine, box_fraction=cfg.demo.mine_box_fraction)
+
+
 def _check_demo_mining(cfg: Config) -> None:
     """The demo's mining settings, before any clip is written: demo.mine_box_fraction stands in for mine.box_fraction,
     whose checks ran on the real-video value, and a box under mine.min_box_px on the demo frames would skip every
@@ -518,12 +540,12 @@ def _check_demo_mining(cfg: Config) -> None:
     from vidssl.config import check_section
     from vidssl.video import resized_shape
 
+    d, m = cfg.demo, demo_mining(cfg)
     try:
-        check_section(cfg.mine, "mine")
+        check_section(m, "mine")
     except ConfigError as e:
-        raise ConfigError(f"demo.mine_box_fraction={cfg.demo.mine_box_fraction} (the demo's mine.box_fraction): "
+        raise ConfigError(f"demo.mine_box_fraction={d.mine_box_fraction} (the demo's mine.box_fraction): "
                           f"{e}") from None
-    d, m = cfg.demo, cfg.mine
     short = min(resized_shape(d.height, d.width, m.working_side))
     if not m.box_fits(short):  # m.box_fraction is the demo's here
         raise ConfigError(f"the demo's boxes would be {d.mine_box_fraction} x {short} px = "
@@ -567,12 +589,12 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
                               f"{smallest} pixels, got {cfg.eval.retrieval.image_size}")
     demo = videos is None
     if demo:
-        # the default, or the demo's own value as a demo run's config.yaml records it (--config RUN/config.yaml)
+        # the default, or the demo's own value, which an earlier version's demo runs recorded in their config.yaml
+        # (--config RUN/config.yaml)
         if cfg.mine.box_fraction not in (type(cfg.mine)().box_fraction, cfg.demo.mine_box_fraction):
             raise ConfigError(f"mine.box_fraction={cfg.mine.box_fraction} has no effect on the demo videos: they are "
                               f"mined with demo.mine_box_fraction ({cfg.demo.mine_box_fraction}, their objects' size); "
                               f"set that key instead")
-        cfg = dataclasses.replace(cfg, mine=dataclasses.replace(cfg.mine, box_fraction=cfg.demo.mine_box_fraction))
         _check_demo_mining(cfg)
     from vidssl.video import VIDEO_EXTENSIONS, check_video_file, find_videos, refuse_out_among_videos
 
@@ -656,6 +678,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         make_demo_videos(videos, d.num, d.seed, d.frames, d.width, d.height, d.fps)
         # clips from another seed, never trained on: the track-retrieval evaluation of the demo run
         make_held_out_demo_videos(held_out_videos, d.num, d.seed, d.frames, d.width, d.height, d.fps)
+        train_mine = held_out_mine = demo_mining(cfg)
     elif p.held_out_tail > 0:
         # the end of every video is held out: trained on up to it, evaluated on tracks after it (across time)
         # within mine.time_range (all of each video by default): its last held_out_tail is the held-out part
@@ -791,7 +814,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     }
     results["train"] = latest_training(run, results["train"])
     # written before the evaluation: a failed one builds the report (with them) and stops the command
-    warnings = run_warnings(run, None if demo else videos, results.get("train"))
+    warnings = run_warnings(run, None if demo else videos, results.get("train"), cfg.train)
     atomic_write_json(run / WARNINGS, warnings)
     try:
         results["eval"] = _run_stage(stages, "eval", p.run_eval, eval_stage, configs["eval"],

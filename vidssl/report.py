@@ -27,6 +27,8 @@ CURVES = (  # (title, keys of a training log record, y label)
     ("Learning rate", ("lr",), "lr"),
 )
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+# summary.json's train: the final stats (train/stats.json), or the last log record where they are not yet written
+TRAIN_SUMMARY_KEYS = ("step", "total_steps", "stopped", "loss", "cycle", "active", "pos_cos", "neg_cos", "spread")
 
 
 WARNINGS = "warnings.json"  # RUN/warnings.json: what a pretrain run left out (vidssl.pipeline.run_warnings)
@@ -55,7 +57,7 @@ def _expect(value: Any, kind: type, what: str) -> None:
 
 def _check_dataset(ds: Any) -> None:
     """The parts of a mined ``dataset.json`` the report reads: an object, ``videos`` and ``videos.skipped`` objects,
-    each reason a list of videos, ``tracks_rejected`` and ``config`` objects."""
+    each reason a list of videos, ``tracks_rejected``, ``start_frames_rejected`` and ``config`` objects."""
     _expect(ds, dict, "the file")
     videos = ds.get("videos", {})
     _expect(videos, dict, '"videos"')
@@ -63,6 +65,7 @@ def _check_dataset(ds: Any) -> None:
     for reason, paths in videos.get("skipped", {}).items():
         _expect(paths, list, f'"videos.skipped.{reason}"')
     _expect(ds.get("tracks_rejected", {}), dict, '"tracks_rejected"')
+    _expect(ds.get("start_frames_rejected", {}), dict, '"start_frames_rejected"')
     _expect(ds.get("config") or {}, dict, '"config"')
 
 
@@ -149,7 +152,8 @@ def svg_line_chart(series: dict[str, list[tuple[float, float]]], title: str, yla
         xv = x0 + (x1 - x0) * k / 4
         parts.append(f'<text x="{left - 4}" y="{sy(yv) + 4:.1f}" text-anchor="end">{yv:.3g}</text>')
         parts.append(f'<line x1="{left}" y1="{sy(yv):.1f}" x2="{width - right}" y2="{sy(yv):.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{sx(xv):.1f}" y="{height - bottom + 14}" text-anchor="middle">{xv:.4g}</text>')
+        tick = round(xv) if x1 - x0 >= 4 else f"{xv:.4g}"  # steps: a quarter of 230 is no step 57.5
+        parts.append(f'<text x="{sx(xv):.1f}" y="{height - bottom + 14}" text-anchor="middle">{tick}</text>')
     parts.append(f'<text x="{width / 2}" y="{height - 4}" text-anchor="middle">step</text>')
     parts.append(f'<text x="12" y="{height / 2}" transform="rotate(-90 12 {height / 2})" '
                  f'text-anchor="middle">{html.escape(ylabel)}</text>')
@@ -400,11 +404,19 @@ def _trained_row(run: Path, eval_results: dict[str, dict]) -> str:
     return next((name for name in candidates if name in trained), candidates[0])
 
 
-def _figures(folder: Path, limit: int) -> list[Path]:
-    """At most ``limit`` of the PNGs under ``folder``, taken in turn from each subfolder (``overlays/<model>/``):
-    sorted alone, the first dozen of 13 DAVIS sequences x 3 models were all raw pixels'."""
+def _figure_pngs(folder: Path) -> list[Path]:
+    """The figures an evaluation made in ``folder``: its PNGs, but for DAVIS's predicted masks
+    (``eval.davis.save_masks``: a label map per frame, model and sequence, for the official scorer)."""
+    from vidssl.eval.davis import MASKS
+
+    return sorted(png for png in folder.rglob("*.png") if png.relative_to(folder).parts[0] != MASKS)
+
+
+def _figures(pngs: list[Path], limit: int) -> list[Path]:
+    """At most ``limit`` of ``pngs``, taken in turn from each folder (``overlays/<model>/``): sorted alone, the
+    first dozen of 13 DAVIS sequences x 3 models were all raw pixels'."""
     groups: dict[Path, list[Path]] = {}
-    for png in sorted(folder.rglob("*.png")):
+    for png in pngs:
         groups.setdefault(png.parent, []).append(png)
     chosen, depth = [], 0
     while len(chosen) < limit and any(depth < len(g) for g in groups.values()):
@@ -413,9 +425,49 @@ def _figures(folder: Path, limit: int) -> list[Path]:
     return sorted(chosen[:limit])
 
 
+def _stages_section(run: Path, switches: dict) -> str:
+    """One line per stage of a pretrain run: done (in how long), begun and not complete, switched off
+    (``switches``: the config's pretrain section), or not run; a run cut short says so before its numbers do."""
+    from vidssl.pipeline import STAGES
+
+    rows = []
+    for stage in STAGES:
+        done = json_object(run / "stages" / f"{stage}.json")
+        if done:
+            seconds = done.get("seconds")
+            status = "done" if not finite_number(seconds) else \
+                f"done in {seconds:.0f} s" if seconds < 120 else f"done in {seconds / 60:.1f} min"
+        elif (run / "stages" / f"{stage}.started.json").exists():
+            status = "begun, not complete: rerun the same command to go on"
+        elif switches.get(f"run_{stage}") is False:
+            status = f"switched off (pretrain.run_{stage}: false)"
+        else:
+            status = "not run"
+        rows.append({"stage": stage, "status": status})
+    return "<h2>Stages</h2>" + _table(rows, ["stage", "status"])
+
+
+def _data_line(result: dict) -> str:
+    """What an evaluation scored: its data folder and size (retrieval's items, queries and labels, DAVIS's
+    sequences, flow's pairs), and how many items it skipped; empty when its metrics.json records none of it."""
+    data = result.get("data", result.get("data_dir"))
+    sizes = [f"{result[key]} {key}" for key in ("items", "queries", "labels") if finite_number(result.get(key))]
+    for key in ("sequences", "pairs"):  # lists of names
+        if isinstance(result.get(key), list):
+            sizes.append(f"{len(result[key])} {key}")
+    skipped = result.get("skipped")
+    if isinstance(skipped, dict) and skipped:
+        sizes.append(f"{sum(len(v) if isinstance(v, list) else 1 for v in skipped.values())} skipped")
+    if not isinstance(data, str) and not sizes:
+        return ""
+    where = f"<code>{html.escape(data)}</code>" if isinstance(data, str) else "data"
+    return f"<p>Scored on {where}{html.escape(' (' + ', '.join(sizes) + ')' if sizes else '')}.</p>"
+
+
 def build_report(run_dir: str | Path) -> Path:
     """Write ``report.html`` and ``summary.json`` into ``run_dir`` from what the stages left there."""
-    run = Path(run_dir)
+    # resolved: summary.json's paths and the report's load line hold from any folder, not only the one it ran in
+    run = Path(run_dir).resolve()
     sections: list[str] = []
     summary: dict[str, Any] = {"run_dir": str(run)}
 
@@ -438,14 +490,14 @@ def build_report(run_dir: str | Path) -> Path:
         summary["data"] = {"pairs": ds.get("pairs"), "videos_found": videos.get("found"),
                            "videos_mined": videos.get("mined"),
                            "videos_skipped": {k: len(v) for k, v in videos.get("skipped", {}).items()},
-                           "tracks_rejected": ds.get("tracks_rejected", {})}
+                           "tracks_rejected": ds.get("tracks_rejected", {}),
+                           "start_frames_rejected": ds.get("start_frames_rejected", {})}
         skipped = "".join(f"<li>{text(reason)}: {text(', '.join(map(str, paths)))}</li>"
                           for reason, paths in videos.get("skipped", {}).items()) or "<li>none</li>"
         rejects = _table([{"reason": k, "tracks": v} for k, v in sorted(ds.get("tracks_rejected", {}).items())],
                          ["reason", "tracks"])
-        per_video = ds.get("pairs_per_video")
-        per_video_html = _table([{"video": k, "pairs": v} for k, v in per_video.items()], ["video", "pairs"]) \
-            if isinstance(per_video, dict) else ""
+        starts = _table([{"reason": k, "start frames": v}
+                         for k, v in sorted(ds.get("start_frames_rejected", {}).items())], ["reason", "start frames"])
         # what mining used (pairs/dataset.json), which under pretrain is the part of mine.time_range before the
         # held-out tail: config.yaml records the user's whole range
         mined_span = _time_span(ds.get("config"))
@@ -455,7 +507,8 @@ def build_report(run_dir: str | Path) -> Path:
             f"<h2>Data</h2><p>{text(videos.get('found', '?'))} videos found, {text(videos.get('mined', '?'))} mined, "
             f"<b>{text(ds.get('pairs', '?'))}</b> positive pairs{html.escape(span_text)}.</p><p>Skipped videos:</p>"
             f"<ul>{skipped}</ul>"
-            f"<p>Tracks rejected, by reason:</p>{rejects}{per_video_html}")
+            f"<p>Tracks rejected, by reason:</p>{rejects}<p>Start frames where no track began, by reason:</p>"
+            f"{starts}")
         for grid in sorted((run / "pairs").glob("*.png")):
             sections.append(_img(grid, f"mined pairs ({grid.name}): first patch | last patch"))
     ho = _read_json(run / "pairs_held_out" / "dataset.json", _check_dataset,
@@ -466,7 +519,7 @@ def build_report(run_dir: str | Path) -> Path:
         summary["held_out"] = {"pairs": ho.get("pairs"), "videos_found": videos.get("found"),
                                "videos_mined": videos.get("mined"), "videos_skipped": skipped}
         span = _time_span(ho.get("config"))
-        if ho.get("videos_root") != (ds or {}).get("videos_root"):  # the demo's held-out clips: videos of their own
+        if ds is not None and ho.get("videos_root") != ds.get("videos_root"):  # the demo's held-out clips
             part = "clips other than the training videos"
         elif span is not None:
             part = f"frames {span[0]:.0%}-{span[1]:.0%} of each video"
@@ -484,7 +537,15 @@ def build_report(run_dir: str | Path) -> Path:
     by_step = {r["step"]: r for r in log if finite_number(r.get("step"))
                and isinstance(r.get("loss"), (int, float)) and not isinstance(r["loss"], bool)}  # NaN: a divergence
     train_records = [by_step[step] for step in sorted(by_step)]
-    if train_records:
+    last = train_records[-1] if train_records else {}
+    # the final stats where the training wrote them for this log's end or later: the last log step (every
+    # log_every steps) can be a few steps short of where it stopped, and a training stopped before its first log
+    # step has only them
+    final = json_object(run / "train" / "stats.json")  # unreadable: {}, and the log stands in
+    if not (isinstance(final.get("step"), int) and final["step"] >= last.get("step", 0)):
+        final = {}
+    if final or last:
+        summary["train"] = {k: final.get(k, last.get(k)) for k in TRAIN_SUMMARY_KEYS if k in final or k in last}
         charts = []
         for title, keys, ylabel in CURVES:
             series = {k: [(r["step"], float(r[k])) for r in train_records if finite_number(r.get(k))]
@@ -492,18 +553,12 @@ def build_report(run_dir: str | Path) -> Path:
             series = {k: v for k, v in series.items() if v}
             if series:
                 charts.append(svg_line_chart(series, title, ylabel))
-        last = train_records[-1]
-        # the final stats where the training wrote them for this log's end or later: the last log step (every
-        # log_every steps) can be a few steps short of where it stopped
-        final = json_object(run / "train" / "stats.json")  # unreadable: {}, and the log stands in
-        if not (isinstance(final.get("step"), int) and final["step"] >= last["step"]):
-            final = {}
-        summary["train"] = {k: final.get(k, last.get(k)) for k in ("step", "total_steps", "stopped", "loss", "cycle",
-                                                                 "active", "pos_cos", "neg_cos", "spread")
-                            if k in final or k in last}
-        sections.append("<h2>Training</h2><div class='charts'>" + "".join(charts) + "</div>")
-        for grid in sorted((run / "train").glob("*.png")):
-            sections.append(_img(grid, grid.stem.replace("_", " ")))
+        train = summary["train"]
+        state = (f"{text(train.get('step', '?'))} of {text(train.get('total_steps', '?'))} steps"
+                 + (f", stopped: {text(train['stopped'])}" if "stopped" in train else ""))
+        curves = "<div class='charts'>" + "".join(charts) + "</div>" if charts else \
+            "<p>No curve: the log holds no step yet (one every train.log_every steps).</p>"
+        sections.append(f"<h2>Training</h2><p>{state}.</p>{curves}")
 
     card_path = run / "model_card.json"
     card = _read_json(card_path, lambda card: _expect(card, dict, "the file"),
@@ -540,21 +595,29 @@ def build_report(run_dir: str | Path) -> Path:
         eval_results[task] = result
         rows, columns = _metric_rows(result)
         headers = {c: _column_header(c) for c in columns}
-        block = [f"<h3>{html.escape(task)}</h3>", _table(rows, columns, headers)]
+        block = [f"<h3>{html.escape(task)}</h3>", _data_line(result), _table(rows, columns, headers)]
         if any(headers[c] != c for c in columns):
             block.append("<p>\u2191 higher is better, \u2193 lower is better.</p>")
         why = degenerate(result)
         if why:
             block.append(f"<p><b>Not informative:</b> {html.escape(why)} (left out of the headline).</p>")
-        shown = _figures(metrics_path.parent, MAX_FIGURES_PER_TASK)
+        pngs = _figure_pngs(metrics_path.parent)
+        shown = _figures(pngs, MAX_FIGURES_PER_TASK)
         for png in shown:
             block.append(_img(png, f"{task}: {png.relative_to(metrics_path.parent)}"))
-        more = sorted(set(metrics_path.parent.rglob("*.png")) - set(shown))
-        if more:
-            names = ", ".join(str(png.relative_to(metrics_path.parent)) for png in more)
-            block.append(f"<p>{len(more)} more figures in {html.escape(str(metrics_path.parent))}, not shown: "
+        more = [png for png in pngs if png not in shown]
+        if more:  # named while a reader can take the list in; hundreds are a count
+            names = ": " + ", ".join(str(png.relative_to(metrics_path.parent)) for png in more) \
+                if len(more) <= MAX_FIGURES_PER_TASK else ""
+            block.append(f"<p>{len(more)} more figures in {html.escape(str(metrics_path.parent))}, not shown"
                          f"{html.escape(names)}.</p>")
         eval_sections.append("".join(block))
+    listed = json_object(run / "stages" / "eval.json").get("tasks")
+    for task in listed if isinstance(listed, list) else []:  # completed, and its numbers since deleted
+        if isinstance(task, str) and not (run / "eval" / task / "metrics.json").exists():
+            eval_sections.append(f"<h3>{html.escape(task)}</h3><p><b>missing</b> "
+                                 f"{html.escape(str(run / 'eval' / task / 'metrics.json'))}: rerun the same "
+                                 f"<code>vidssl pretrain</code> command to evaluate again.</p>")
     failures = read_failures(run)
     if failures:
         items = "".join(f"<li><b>{html.escape(t)}</b>: {html.escape(why)}</li>" for t, why in failures.items())
@@ -583,7 +646,13 @@ def build_report(run_dir: str | Path) -> Path:
         # after report.html was written
         summary["versions"] = {str(k): v if v is None or isinstance(v, (str, int, float, bool)) else str(v)
                                for k, v in versions.items()} if isinstance(versions, dict) else None
+    else:
+        recorded = None
     top = 1 if warnings else 0  # what comes before the headline: the warnings, then the files left unread
+    if (run / "stages").is_dir():  # a pretrain run: which stages it did, after the headline
+        config = recorded.get("config") if isinstance(recorded, dict) else None
+        switches = config.get("pretrain") if isinstance(config, dict) else None
+        sections.insert(top, _stages_section(run, switches if isinstance(switches, dict) else {}))
     if damaged:
         items = "".join(f"<li>{html.escape(why)}</li>" for why in damaged)
         sections.insert(top, f"<div class='warn'><h2>Unreadable files</h2><p>Left out of this report and of "

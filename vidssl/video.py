@@ -17,6 +17,7 @@ under a video name), so no backend is handed input that could crash it; failures
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
 import os
@@ -331,7 +332,12 @@ class PyAVReader(VideoReader):
         except (self._av.error.InvalidDataError, self._av.error.EOFError) as e:
             raise CorruptVideo(self.path, f"container cannot be parsed ({e.__class__.__name__}); "
                                           "re-encode it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4") from None
-        except (self._av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
+        except OSError as e:
+            if e.errno == errno.EIO:  # FFmpeg's word for a header that ends early (a cut MKV or WebM)
+                raise CorruptVideo(self.path, "it cannot be read to the end of its header (input/output error): an "
+                                              "incomplete or damaged file; copy or download it again") from None
+            raise UnsupportedVideo(self.path, f"not a readable video ({e})") from None
+        except (self._av.error.FFmpegError, UnicodeDecodeError) as e:
             raise UnsupportedVideo(self.path, f"not a readable video ({e})") from None
         if not container.streams.video:
             container.close()
@@ -592,7 +598,25 @@ class OpenCVReader(VideoReader):
         import cv2
 
         self._cv2 = cv2
-        cap = self._open()
+        # OpenCV turns the frames by the display matrix but does not mirror them; PyAV reads the matrix where it
+        # can open the file (where it cannot, OpenCV may be the one backend that decodes it: no mirroring known),
+        # and the frame count the container announces, by which a stream cut short is told (lost_its_end)
+        vetting: VideoError | None = None
+        try:
+            vetted = PyAVReader(path)
+            self._turns, self._mirrored = vetted.turns, vetted.mirrored
+            self.announced_frames = vetted.announced_frames
+        except NoVideoStream:  # an audio-only file, which OpenCV cannot open: no damage to call it by
+            raise
+        except (VideoError, ImportError) as e:
+            self._turns, self._mirrored = 0, False
+            vetting = e if isinstance(e, VideoError) else None
+        try:
+            cap = self._open()
+        except CorruptVideo:  # "OpenCV cannot open it": PyAV's reason, where it has one, says what is wrong
+            if vetting is not None:
+                raise vetting from None
+            raise
         try:
             self.width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
             self.height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
@@ -601,13 +625,6 @@ class OpenCVReader(VideoReader):
             cap.release()
         if self.width <= 0 or self.height <= 0:
             raise UnsupportedVideo(path, "OpenCV reports no frame size")
-        # OpenCV turns the frames by the display matrix but does not mirror them; PyAV reads the matrix where it
-        # can open the file (where it cannot, OpenCV may be the one backend that decodes it: no mirroring known)
-        try:
-            vetted = PyAVReader(path)
-            self._turns, self._mirrored = vetted.turns, vetted.mirrored
-        except (VideoError, ImportError):
-            self._turns, self._mirrored = 0, False
 
     def _open(self):
         cap = self._cv2.VideoCapture(utf8_path(self.path, "OpenCV"), self._cv2.CAP_FFMPEG)
@@ -744,7 +761,8 @@ class AutoReader(VideoReader):
             except CorruptVideo as e:
                 self._errors.append(e)
                 self.decode_failures.append(f"{self._inner.backend} failed at frame {position}")
-                log.warning("%s: %s failed at frame %d, falling back", self.path, self._inner.backend, position)
+                log.warning("%s: %s failed at frame %d (%s), falling back", self.path, self._inner.backend, position,
+                            e.reason)
                 self._inner.close()
                 self._inner = self._next_reader()
 

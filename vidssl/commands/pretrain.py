@@ -13,7 +13,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", metavar="RUN",
                         help=f"run directory (rerun the same command to resume); default {DEMO_OUT} for the demo "
                              f"videos, required with --videos")
-    parser.add_argument("--budget-minutes", type=float, default=None,
+    parser.add_argument("--budget-minutes", type=float, default=None, metavar="N",
                         help="wall-clock budget of the whole run (default: config pretrain.budget_minutes)")
     parser.add_argument("--eval-data", metavar="DIR",
                         help="evaluation data: a $VIDSSL_DATA-style folder (retrieval/, davis/, flow/) or one dataset "

@@ -17,11 +17,14 @@ def add_arguments(parser) -> None:
 
 def run(args, cfg) -> int:
     from tracking.show import image_format, pair_grid, save_image, track_strips
-    from vidssl.errors import UsageError
+    from vidssl.errors import UsageError, VidsslError
 
     if args.n < 1:
         raise UsageError(f"--n must be >= 1, got {args.n}")
-    image_format(args.out)  # a suffix we cannot write fails before the grid is drawn
+    try:
+        image_format(args.out)  # a suffix we cannot write fails before the grid is drawn
+    except VidsslError as e:  # an argument of this command: exit 2, as export's --out of a suffix it cannot write
+        raise UsageError(f"--out {e}") from None
     if args.tracks:
         image = track_strips(args.pairs, n=min(args.n, 8), seed=cfg.seed)  # the backend the pairs were mined with
     else:

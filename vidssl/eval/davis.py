@@ -44,6 +44,7 @@ from vidssl.models.base import MIN_SIDE, normalize_rgb
 log = logging.getLogger(__name__)
 STRIDE = 8
 TILE = 8  # query cells per tile side: small enough that windows shrink, large enough to amortise the per-tile work
+MASKS = "masks"  # out_dir/masks/: the predicted palette PNGs (eval.davis.save_masks), outputs rather than figures
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -367,13 +368,13 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
                 block["frames"] += len(seq) - 1
                 slug = slugs[model_name]
                 if not retired:  # this evaluation's first file: the earlier one's scores go (see retire_results)
-                    retire_results(out_dir, figures=("overlays/*/*.png", "masks/*/*/*.png"))
+                    retire_results(out_dir, figures=("overlays/*/*.png", f"{MASKS}/*/*/*.png"))
                     retired = True
                 atomic_write_bytes(out_dir / "overlays" / slug / f"{seq_name}.png",
                                    overlay_png(seq, run["masks"], cfg.overlay_frames, f"{model_name}  {seq_name}"))
                 if cfg.save_masks:
                     for stem, mask in zip(seq.frame_names, run["masks"]):
-                        atomic_write_bytes(out_dir / "masks" / slug / seq_name / f"{stem}.png", palette_png(mask))
+                        atomic_write_bytes(out_dir / MASKS / slug / seq_name / f"{stem}.png", palette_png(mask))
                 log.info("davis %s %s: J&F %.3f (J %.3f, F %.3f)", model_name, seq_name, scores["JF_mean"],
                          scores["J_mean"], scores["F_mean"])
     names = [n for n in names if n not in skipped]
