@@ -68,6 +68,36 @@ def test_a_shard_cut_short_after_indexing_is_a_clear_error(tmp_path):
         ds.raw(6)
 
 
+def test_a_shard_lost_inside_a_loader_worker_is_one_line_at_the_command_line(tmp_path, capsys, monkeypatch):
+    """Read in a DataLoader worker (data.num_workers 1, the default), the clear error came back wrapped in torch's
+    "Caught VidsslError in DataLoader worker process 0." and the worker's traceback, the message on its last line;
+    a shard deleted since indexing was a bare FileNotFoundError."""
+    from vidssl.cli import main
+    from vidssl.data import make_loader
+    from vidssl.errors import one_line
+
+    root, _ = _toy(tmp_path, shard_rows=7)
+    pairs = open_pairs(root)
+    cfg = DataConfig(patch_size=8, crop_min=1.0, flip=False, num_workers=1)
+    (root / "shards" / "00000.npy").unlink()  # its video mined again meanwhile
+    loader = make_loader(PairPatches(pairs, cfg), PairBatchSampler(pairs.video, pairs.track, 4, seed=0, steps=1),
+                         cfg, pin_memory=False)
+    with pytest.raises(VidsslError) as caught:
+        next(iter(loader))
+    assert str(caught.value).startswith("Caught VidsslError in DataLoader worker")
+    message = one_line(caught.value)
+    assert message.startswith(str(root / "shards" / "00000.npy") + ": gone since the pairs were read")
+    assert message.endswith("rerun the `vidssl mine` that made it (same videos, same --out), then train again")
+
+    def fails(args, cfg):
+        raise caught.value
+
+    from vidssl.commands import report
+    monkeypatch.setattr(report, "run", fails)
+    assert main(["report", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == f"vidssl report: error: {message}\n"
+
+
 def test_broken_inputs_are_clear_errors(tmp_path, caplog):
     with pytest.raises(PairDataError, match="not found"):
         open_pairs(tmp_path / "nope")

@@ -65,6 +65,24 @@ def test_resize_at_decode_and_random_access(real_videos, backend):
         reader.get_batch([10_000])
 
 
+def test_auto_random_access_falls_back_as_streaming_does(demo_dir, monkeypatch):
+    """get_batch under auto stayed with the first backend: a file decord fails on raised decord's own message
+    (cut mid-word) where streaming went on with PyAV."""
+    from vidssl.video import DecordReader
+
+    path = sorted(demo_dir.glob("*.mp4"))[0]
+    reference = open_video(path, "pyav").get_batch([20, 3, 20])
+
+    def fails(self, wanted, max_side):
+        raise CorruptVideo(self.path, "decoding failed near frame 3 (a damaged packet)")
+
+    monkeypatch.setattr(DecordReader, "_decode_sorted", fails)
+    reader = open_video(path, "auto")
+    assert reader.backend == "decord"
+    assert np.array_equal(reader.get_batch([20, 3, 20]), reference) and reader.backend == "pyav"
+    assert reader.decode_failures == ["decord failed in a batch"]
+
+
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
 def test_small_resize_targets_come_back_as_rgb_frames_of_that_size(real_videos, backend):
     """decord 0.6 scales some small widths wrongly in its decoder (48 px: a 28x48x4 array of the wrong pixels, or a

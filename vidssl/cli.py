@@ -16,7 +16,7 @@ import traceback
 
 from vidssl import __version__
 from vidssl.commands import compare, demo_videos, eval_cmd, export, mine, pretrain, report, show_pairs, train
-from vidssl.errors import VidsslError
+from vidssl.errors import VidsslError, one_line
 
 COMMANDS = (demo_videos, mine, show_pairs, train, export, eval_cmd, pretrain, report, compare)
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     except VidsslError as e:
         if args.verbose:  # the traceback, and still the documented exit code (2: a config error)
             traceback.print_exc()
-        print(f"vidssl {command}: error: {e}", file=sys.stderr)
+        print(f"vidssl {command}: error: {one_line(e)}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError as e:
         if not _stdout_closed():  # another pipe (a worker's): an error like any other

@@ -58,7 +58,7 @@ def run_headline(run: Path, summary: dict) -> tuple[dict[str, dict[str, float]],
     metrics are
     gone (new weights' evaluation begun and killed, or eval/<task> deleted) has no number: the summary's is stale.
     Only finite numbers count: a NaN would make the mean NaN and every comparison with it false."""
-    from vidssl.report import finite_number, headline_metric, headline_metrics, read_metrics
+    from vidssl.report import finite_number, headline_metric, headline_metrics, missing_metrics, read_metrics
 
     results, unreadable = {}, {}
     for path in sorted((run / "eval").glob("*/metrics.json")):
@@ -83,6 +83,8 @@ def run_headline(run: Path, summary: dict) -> tuple[dict[str, dict[str, float]],
     stood_in = {True: "summary.json stands in for it", False: "summary.json has no number for it"}
     notes = [f"{why}; {stood_in[task in headline]}; rerun that evaluation to rewrite it"
              for task, why in unreadable.items()]
+    notes += [f"{path}: missing, though its evaluation completed; the same `vidssl pretrain` command evaluates "
+              "again" for path in missing_metrics(run)]
     return headline, lower, notes
 
 

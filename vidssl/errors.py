@@ -7,6 +7,17 @@ class VidsslError(Exception):
     exit_code = 1
 
 
+def one_line(error: BaseException) -> str:
+    """``error``'s own message. torch's DataLoader re-raises a worker's error with the worker's traceback as its text
+    ("Caught VidsslError in DataLoader worker process 0.", "Original Traceback ...", ..., "<class>: <message>"):
+    its last line, less the class, is the message."""
+    text = str(error)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return text
+
+
 class ConfigError(VidsslError, ValueError):
     """An unknown key, a wrong type or a malformed override; the message names the key and the valid ones."""
 

@@ -347,9 +347,9 @@ def forget_changed_inputs(run: Path, stages: Stages, enabled: dict[str, bool]) -
             log.warning("[%s] %s changed since this stage completed: done again", name, run / relative)
             stages.clear(name)
             stages.invalidate_after(name)
-    tasks = (stages.done("eval") or {}).get("tasks")
-    gone = [run / "eval" / task / "metrics.json" for task in (tasks if isinstance(tasks, list) else [])
-            if isinstance(task, str) and not (run / "eval" / task / "metrics.json").exists()]
+    from vidssl.report import missing_metrics
+
+    gone = missing_metrics(run)
     if enabled["eval"] and gone:  # deleted by hand: its numbers are nowhere else
         log.warning("[eval] %s gone since the evaluation completed: done again", ", ".join(map(str, gone)))
         stages.clear("eval")

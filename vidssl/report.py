@@ -75,6 +75,14 @@ def _check_warnings(warnings: Any) -> None:
         _expect(warning, str, "a warning")
 
 
+def missing_metrics(run: Path) -> list[Path]:
+    """The metrics.json of each task the run's completed evaluation lists (``stages/eval.json``) that is not
+    there: deleted since, its numbers are nowhere else."""
+    listed = json_object(run / "stages" / "eval.json").get("tasks")
+    return [run / "eval" / task / "metrics.json" for task in (listed if isinstance(listed, list) else [])
+            if isinstance(task, str) and not (run / "eval" / task / "metrics.json").exists()]
+
+
 def read_metrics(path: Path) -> dict:
     """An evaluation's ``metrics.json``; OSError or ValueError (torn, or JSON that is not an object) when it cannot be
     read, which the report and ``vidssl compare`` name rather than fail on."""
@@ -612,12 +620,10 @@ def build_report(run_dir: str | Path) -> Path:
             block.append(f"<p>{len(more)} more figures in {html.escape(str(metrics_path.parent))}, not shown"
                          f"{html.escape(names)}.</p>")
         eval_sections.append("".join(block))
-    listed = json_object(run / "stages" / "eval.json").get("tasks")
-    for task in listed if isinstance(listed, list) else []:  # completed, and its numbers since deleted
-        if isinstance(task, str) and not (run / "eval" / task / "metrics.json").exists():
-            eval_sections.append(f"<h3>{html.escape(task)}</h3><p><b>missing</b> "
-                                 f"{html.escape(str(run / 'eval' / task / 'metrics.json'))}: rerun the same "
-                                 f"<code>vidssl pretrain</code> command to evaluate again.</p>")
+    for path in missing_metrics(run):
+        eval_sections.append(f"<h3>{html.escape(path.parent.name)}</h3><p><b>missing</b> "
+                             f"{html.escape(str(path))}: rerun the same <code>vidssl pretrain</code> command to "
+                             f"evaluate again.</p>")
     failures = read_failures(run)
     if failures:
         items = "".join(f"<li><b>{html.escape(t)}</b>: {html.escape(why)}</li>" for t, why in failures.items())

@@ -559,14 +559,13 @@ class DecordReader(VideoReader):
 
     def _decode_sorted(self, wanted, max_side):
         size, vr = self._sized_reader(max_side)
-        valid = [i for i in wanted if i < len(vr)]
-        if not valid:
-            return {}
-        try:
-            batch = vr.get_batch(valid).asnumpy()
-        except self._decord.DECORDError as e:
-            raise CorruptVideo(self.path, f"decoding failed ({decord_message(e)[:80]})") from None
-        return {i: self._shown(frame, size) for i, frame in zip(valid, batch)}
+        out = {}
+        for i in (i for i in wanted if i < len(vr)):  # one frame per call, as frames() decodes (its memory)
+            try:
+                out[i] = self._shown(vr[i].asnumpy(), size)
+            except self._decord.DECORDError as e:
+                raise CorruptVideo(self.path, f"decoding failed near frame {i} ({decord_message(e)[:80]})") from None
+        return out
 
     def _sized_reader(self, max_side: int | None) -> tuple[tuple[int, int], object]:
         """((height, width) of the frames asked for, the decord reader to decode them with): one scaling in its
@@ -767,7 +766,15 @@ class AutoReader(VideoReader):
                 self._inner = self._next_reader()
 
     def get_batch(self, indices, max_side=None):
-        return self._inner.get_batch(indices, max_side)
+        while True:  # as frames(): a backend that fails on the file hands the whole batch to the next
+            try:
+                return self._inner.get_batch(indices, max_side)
+            except CorruptVideo as e:
+                self._errors.append(e)
+                self.decode_failures.append(f"{self._inner.backend} failed in a batch")
+                log.warning("%s: %s failed (%s), falling back", self.path, self._inner.backend, e.reason)
+                self._inner.close()
+                self._inner = self._next_reader()
 
     def close(self) -> None:
         self._inner.close()

@@ -1,7 +1,7 @@
 """Reading a mined pair dataset (``PAIRS/dataset.json``, ``manifest.jsonl``, ``shards/*.npy``).
 
 Only the manifest's index columns are held in memory (a few bytes per pair); patches stay in the ``.npy`` shards
-and are read through memory maps, opened lazily in each DataLoader worker.
+and are read by one positioned read each (``vidssl.data.shards``), no file kept open.
 """
 from __future__ import annotations
 
@@ -182,23 +182,26 @@ def _open_pairs(root: str | os.PathLike) -> PairSet:
         raise PairDataError(f"{manifest}: no pairs; {_why_no_pairs(meta, root)}")
     shard_index_arr = np.asarray(shard_index, np.int32)
     offset_arr = np.asarray(offsets, np.int64)
-    keep = np.ones(len(offsets), bool)
-    skipped = {}
+    # per shard, in one pass over the pairs (a pass per shard: 0.6 ms each at 1M pairs, 13 s for 20k videos)
+    last_row = np.full(len(shards), -1, np.int64)
+    np.maximum.at(last_row, shard_index_arr, offset_arr)
+    pair_count = np.bincount(shard_index_arr, minlength=len(shards))
+    skipped, skipped_ids = {}, []
     widths, narrow = set(), []
     for name, i in shards.items():
         rows, width, why = _check_shard(root / name, patch_size)
-        in_shard = shard_index_arr == i
-        if why is None and offset_arr[in_shard].max() >= rows:
-            why = f"{rows} rows, but the manifest refers to row {int(offset_arr[in_shard].max())}"
+        if why is None and last_row[i] >= rows:
+            why = f"{rows} rows, but the manifest refers to row {int(last_row[i])}"
         if why is not None:
             skipped[name] = why
-            keep &= ~in_shard
+            skipped_ids.append(i)
             log.warning("pairs: skipping %d pairs of %s: %s; rerun the `vidssl mine` that made %s (same videos, "
-                        "same --out) to mine its video again", int(in_shard.sum()), root / name, why, root)
+                        "same --out) to mine its video again", int(pair_count[i]), root / name, why, root)
         else:
             widths.add(width)
             if width == 2:
                 narrow.append(name)
+    keep = ~np.isin(shard_index_arr, skipped_ids)
     if not keep.any():
         raise PairDataError(f"{root}: none of the {len(offsets)} pairs is readable "
                             f"(e.g. {next(iter(skipped.items()))}); {_REMAKE}")

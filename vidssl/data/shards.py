@@ -34,6 +34,8 @@ class ShardRows:
                         raise ValueError("an .npy format version numpy does not write for such arrays")
                     shape, fortran_order, dtype = header(fh)
                     offset = fh.tell()
+            except FileNotFoundError:
+                raise _gone(path) from None
             except (ValueError, EOFError) as e:
                 raise VidsslError(f"{path}: not a readable .npy shard ({e}); rerun the `vidssl mine` that made "
                                   f"it") from None
@@ -50,7 +52,10 @@ class ShardRows:
         count = shape[1] - first if count is None else count
         patch = math.prod(shape[2:])
         size = count * patch
-        fd = os.open(path, os.O_RDONLY)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise _gone(path) from None
         try:
             data = os.pread(fd, size, offset + row * shape[1] * patch + first * patch)
         finally:
@@ -60,3 +65,9 @@ class ShardRows:
                               f"(an interrupted copy?); rerun the `vidssl mine` that made it (same videos, same "
                               f"--out) to mine its video again")
         return np.frombuffer(data, np.uint8).reshape(count, *shape[2:])
+
+
+def _gone(path: Path) -> VidsslError:
+    """A shard deleted since the pairs were indexed (its video mined again into the folder, a hand clean-up)."""
+    return VidsslError(f"{path}: gone since the pairs were read (its video mined again, or deleted); rerun the "
+                       f"`vidssl mine` that made it (same videos, same --out), then train again")
