@@ -124,11 +124,38 @@ def test_argument_mistakes_exit_2_like_argparse_s_own(tmp_path, capsys):
              (["mine", str(tmp_path), "--out", str(tmp_path / "p"), "--shard", "2/2"], "with 0 <= I < N"),
              (["show-pairs", str(tmp_path), "--out", str(tmp_path / "g.png"), "--n", "0"], "--n must be >= 1"),
              (["mine", str(tmp_path), "--out", str(tmp_path / "p"), "--workers", "0"], "--workers must be >= 1"),
-             (["compare", str(tmp_path), "--out", str(tmp_path / "d")], "is a folder; name the markdown file")]
+             (["compare", str(tmp_path), "--out", str(tmp_path / "d")], "is a folder; name the markdown file"),
+             # before the task, argparse took the file for the task: "invalid choice: 'f.yaml'"
+             (["eval", "--config", "f.yaml", "davis", "--data", str(tmp_path), "--out", str(tmp_path / "e")],
+              "--config and --set go after the task: vidssl eval davis --config FILE"),
+             (["eval", "--set", "seed=1", "flow", "--data", str(tmp_path), "--out", str(tmp_path / "e")],
+              "--config and --set go after the task: vidssl eval flow")]
     for argv, message in cases:
         assert main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv
     assert not (tmp_path / "p").exists()
+
+
+def test_a_set_key_the_command_does_not_read_is_a_warning(tmp_path, caplog):
+    """`vidssl export RUN --out b.pt --set model.arch=resnet50` exported what the checkpoint held, without a word."""
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "b.pt"), "--set", "model.arch=resnet18",
+          "--set", "export.safetensors=false"])
+    assert [r.getMessage() for r in caplog.records if "does not read" in r.getMessage()] == [
+        "--set model.arch: `vidssl export` does not read it (it reads export); it has no effect here"]
+    caplog.clear()
+    main(["eval", "davis", "--data", str(tmp_path), "--out", str(tmp_path / "e"), "--set", "loss.margin=1.0",
+          "--set", "eval.davis.topk=5", "--set", "model.width=16", "--set", "seed=3"])
+    assert [r.getMessage() for r in caplog.records if "does not read" in r.getMessage()] == [
+        "--set loss.margin: `vidssl eval davis` does not read it (it reads seed, model, eval); it has no effect here"]
+    caplog.clear()
+    main(["train", str(tmp_path / "nopairs"), "--out", str(tmp_path / "t"), "--set", "mine.track_length=16",
+          "--set", "train.lr=0.1", "--set", "seed=1"])
+    assert [r.getMessage() for r in caplog.records if "does not read" in r.getMessage()] == [
+        "--set mine.track_length: `vidssl train` does not read it (it reads seed, data, model, loss, miner, train); "
+        "it has no effect here"]
 
 
 def test_a_malformed_world_size_is_a_one_line_error(tmp_path, capsys, monkeypatch):

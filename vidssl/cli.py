@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         from vidssl.config import load_config
 
         cfg = load_config(args.config, args.overrides)
+        _warn_unread(args, command)
         with quiet_decoders:
             return int(args._module.run(args, cfg) or 0)
     except VidsslError as e:
@@ -118,6 +119,20 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _warn_unread(args, command: str) -> None:
+    """A warning for each ``--set`` the command does not read (``READS`` of its module: its config sections and
+    keys; none: all of them): `vidssl export RUN --out b.pt --set model.arch=resnet50` did nothing without a word.
+    A --config file may hold every section (configs/default.yaml, a run's config.yaml): not judged."""
+    reads = getattr(getattr(args, "_task", None) or args._module, "READS", None)
+    if reads is None:
+        return
+    for text in args.overrides:
+        key = text.split("=", 1)[0].strip()
+        if not any(key == r or key.startswith(r + ".") for r in reads):
+            logging.getLogger("vidssl").warning("--set %s: `vidssl %s` does not read it (it reads %s); it has no "
+                                                "effect here", key, command, ", ".join(reads))
 
 
 def _stdout_closed() -> bool:

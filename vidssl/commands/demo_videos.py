@@ -3,6 +3,7 @@ from __future__ import annotations
 
 NAME = "demo-videos"
 HELP = "Write built-in demo clips (known object trajectories, ground-truth boxes as JSON)"
+READS = ("demo",)
 
 
 def add_arguments(parser) -> None:

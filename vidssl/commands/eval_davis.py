@@ -5,6 +5,7 @@ from vidssl.commands.eval_models import add_model_arguments, models_from_args, r
 
 NAME = "davis"
 HELP = "DAVIS label propagation: J, F and J&F against baselines"
+READS = ("seed", "model", "eval")  # model: the random-init row
 
 
 def add_arguments(parser) -> None:

@@ -5,6 +5,7 @@ from vidssl.commands.eval_models import add_model_arguments, models_from_args, r
 
 NAME = "flow"
 HELP = "Optical-flow transfer: correlation-layer flow against ground truth and classical baselines"
+READS = ("seed", "model", "eval")  # model: the random-init row
 
 
 def add_arguments(parser) -> None:

@@ -5,6 +5,7 @@ from vidssl.commands.eval_models import add_model_arguments, models_from_args, r
 
 NAME = "retrieval"
 HELP = "Retrieval benchmark: Recall@K, MAP@R, R-precision, NMI against baselines"
+READS = ("seed", "model", "video", "mine", "eval")  # model: the random-init row; video, mine: tracks
 
 
 def add_arguments(parser) -> None:

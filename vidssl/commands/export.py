@@ -3,6 +3,7 @@ from __future__ import annotations
 
 NAME = "export"
 HELP = "Export backbone weights that load in one line (torchvision key names)"
+READS = ("export",)
 
 
 def add_arguments(parser) -> None:

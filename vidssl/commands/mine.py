@@ -10,6 +10,7 @@ log = logging.getLogger(__name__)
 
 NAME = "mine"
 HELP = "Mine positive patch pairs from a folder of videos (tracking stage)"
+READS = ("seed", "mine", "video")
 
 
 def add_arguments(parser) -> None:

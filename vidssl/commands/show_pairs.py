@@ -3,6 +3,7 @@ from __future__ import annotations
 
 NAME = "show-pairs"
 HELP = "Draw an image grid of mined pairs (and tracked boxes) to judge pair quality"
+READS = ("seed",)  # which pairs are drawn
 
 
 def add_arguments(parser) -> None:

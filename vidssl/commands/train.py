@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import logging
 
+from vidssl.train_config import TRAIN_SECTIONS
+
 NAME = "train"
 HELP = "Train the Siamese-triplet ranking network on mined pairs"
+READS = TRAIN_SECTIONS
 
 log = logging.getLogger(__name__)
 
