@@ -149,7 +149,8 @@ def test_a_set_key_the_command_does_not_read_is_a_warning(tmp_path, caplog):
     main(["eval", "davis", "--data", str(tmp_path), "--out", str(tmp_path / "e"), "--set", "loss.margin=1.0",
           "--set", "eval.davis.topk=5", "--set", "model.width=16", "--set", "seed=3"])
     assert [r.getMessage() for r in caplog.records if "does not read" in r.getMessage()] == [
-        "--set loss.margin: `vidssl eval davis` does not read it (it reads seed, model, eval); it has no effect here"]
+        "--set loss.margin: `vidssl eval davis` does not read it (it reads seed, model.arch, model.width, eval); it "
+        "has no effect here"]
     caplog.clear()
     main(["train", str(tmp_path / "nopairs"), "--out", str(tmp_path / "t"), "--set", "mine.track_length=16",
           "--set", "train.lr=0.1", "--set", "seed=1"])

@@ -317,7 +317,7 @@ def test_an_unreadable_metrics_json_is_named_and_the_summary_stands_in(tmp_path,
     (run / "stages" / "eval.json").write_text(json.dumps({"tasks": ["cub", "davis", "flow"], "config": {}}))
     assert main(["compare", str(run)]) == 0
     assert (f"- {run / 'eval' / 'davis' / 'metrics.json'}: missing, though its evaluation completed; the same "
-            "`vidssl pretrain` command evaluates again") in capsys.readouterr().out
+            "`vidssl pretrain` command evaluates it again") in capsys.readouterr().out
 
 
 def test_keys_a_run_does_not_read_are_no_differences(tmp_path, capsys):

@@ -230,7 +230,7 @@ def test_resolved_config_yaml_reads_back_as_the_same_config(tmp_path):
     # a key written beside a resolved file's config mapping: said so, not "unknown config key 'config'"
     (tmp_path / "mixed.yaml").write_text("config: {seed: 1}\ntrain: {lr: 0.1}\nversions: {}\n")
     with pytest.raises(ConfigError, match="mixed.yaml is a resolved config.yaml with 'train' beside 'config:'; "
-                                          "move it under 'config:'"):
+                                          "put it under 'config:'"):
         load_config(tmp_path / "mixed.yaml")
 
 

@@ -171,13 +171,18 @@ def test_a_run_cut_short_says_which_stages_it_did_and_what_it_scored(tmp_path):
         "done in 4 s", "done in 6.6 min", "begun, not complete: rerun the same command to go on", "done in 1 s"]
     assert "<td>no_box</td><td>7</td>" in html and "<td>too_static</td><td>2</td>" in html
     assert "Scored on <code>/data/davis</code> (2 sequences, 1 skipped).</p>" in html
-    assert f"<b>missing</b> {run / 'eval' / 'gone' / 'metrics.json'}: rerun the same" in html
+    assert f"<b>missing</b> {run / 'eval' / 'gone' / 'metrics.json'}: the same <code>vidssl pretrain</code>" in html
+    assert html.index("<h2>Stages</h2>") < html.index("<h2>Headline</h2>")  # a run cut short says so first
     (run / "stages" / "export.started.json").unlink()
     (run / "stages" / "eval.json").unlink()
     build_report(run)
     stages = (run / "report.html").read_text().split("<h2>Stages</h2>")[1].split("</table>")[0]
     assert "<td>export</td><td>not run</td>" in stages
     assert "<td>eval</td><td>switched off (pretrain.run_eval: false)</td>" in stages
+    (run / "stages" / "mine.json").write_text("[1]")  # a hand edit: complete to the pipeline, so here too
+    build_report(run)
+    assert "<td>mine</td><td>done</td>" in (run / "report.html").read_text()
+    assert strict_loads((run / "summary.json").read_text())["stages"]["mine"] == {}
 
 
 def test_summary_paths_hold_from_any_folder(tmp_path, monkeypatch):

@@ -84,7 +84,7 @@ def run_headline(run: Path, summary: dict) -> tuple[dict[str, dict[str, float]],
     notes = [f"{why}; {stood_in[task in headline]}; rerun that evaluation to rewrite it"
              for task, why in unreadable.items()]
     notes += [f"{path}: missing, though its evaluation completed; the same `vidssl pretrain` command evaluates "
-              "again" for path in missing_metrics(run)]
+              "it again (with its evaluation on and its data there)" for path in missing_metrics(run)]
     return headline, lower, notes
 
 

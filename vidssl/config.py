@@ -471,8 +471,8 @@ def _read_config_file(p: Path) -> dict:
     elif "config" in loaded:  # a resolved config.yaml edited by hand: a key written beside its config mapping
         extra = sorted(map(str, set(loaded) - {"config"} - PROVENANCE_KEYS))
         raise ConfigError(f"config file {p} is a resolved config.yaml with {', '.join(map(repr, extra))} beside "
-                          f"'config:'; move {'it' if len(extra) == 1 else 'them'} under 'config:' (indented), or "
-                          f"write a plain config file of sections")
+                          f"'config:'; put {'it' if len(extra) == 1 else 'them'} under 'config:' (into the section of "
+                          f"that name there, if it has one), or write a plain config file of sections")
     return loaded
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vidssl.config import Config, flat_config, write_resolved
-from vidssl.errors import ConfigError, VidsslError
+from vidssl.errors import ConfigError, VidsslError, one_line
 from vidssl.io import atomic_write_json, file_record, json_object, remove_temp_leftovers, run_lock, same_file
 from vidssl.train_config import RESUMABLE_KEYS, TRAIN_SECTIONS, min_embed_side
 
@@ -219,6 +219,19 @@ class Stages:
         for name in (f"{stage}.json", f"{stage}.started.json"):
             (self.dir / name).unlink(missing_ok=True)
 
+    def reopen(self, stage: str, parts_done: list[str]) -> None:
+        """Turn completed ``stage`` back into one begun with the same settings and input, ``parts_done`` finished
+        and its outputs its own (an evaluation missing one task's numbers: the rest are kept, that one done)."""
+        done = self.done(stage)
+        if not isinstance(done, dict):
+            self.clear(stage)
+            return
+        record = {"config": done.get("config"), "parts_done": sorted(parts_done), "outputs_cleared": True}
+        if "made_from" in done:
+            record["made_from"] = done["made_from"]
+        atomic_write_json(self.dir / f"{stage}.started.json", record)
+        (self.dir / f"{stage}.json").unlink()
+
     def invalidate_after(self, stage: str) -> None:
         """Forget the stages after ``stage``: they were made from its previous output."""
         for later in STAGES[STAGES.index(stage) + 1:]:
@@ -350,9 +363,12 @@ def forget_changed_inputs(run: Path, stages: Stages, enabled: dict[str, bool]) -
     from vidssl.report import missing_metrics
 
     gone = missing_metrics(run)
-    if enabled["eval"] and gone:  # deleted by hand: its numbers are nowhere else
-        log.warning("[eval] %s gone since the evaluation completed: done again", ", ".join(map(str, gone)))
-        stages.clear("eval")
+    if enabled["eval"] and gone:  # deleted by hand: its numbers are nowhere else; the other tasks' are kept
+        log.warning("[eval] %s gone since the evaluation completed: that task is done again",
+                    ", ".join(map(str, gone)))
+        kept = [task for task in stages.done("eval").get("tasks", [])
+                if isinstance(task, str) and run / "eval" / task / "metrics.json" not in gone]
+        stages.reopen("eval", kept)
 
 
 def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
@@ -406,7 +422,6 @@ def _log_warnings(warnings: list[str]) -> None:
 
 
 FEW_STEPS = 100  # fewer training steps than this: the weights have hardly moved from their random init
-ANNEALED = 0.02  # a training stopped where its lr was at most this share of the peak is as good as finished
 
 
 def latest_training(run: Path, recorded: dict | None) -> dict | None:
@@ -424,11 +439,10 @@ def latest_training(run: Path, recorded: dict | None) -> dict | None:
     return {**recorded, **{k: v for k, v in stats.items() if isinstance(v, (int, float, str))}}
 
 
-def run_warnings(run: Path, videos: Path | None, train_stats: dict | None, train_cfg=None) -> list[str]:
+def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> list[str]:
     """What a finished pretrain run did not do that its user would assume it did: videos not mined, videos added
-    to the folder since, training cut short by the budget (``train_cfg``, the train section: its schedule tells a
-    cut from a refit a few steps short whose lr had all but annealed). Read from the run folder, so a rerun repeats
-    them."""
+    to the folder since, training cut short by the budget (more than 1% of its steps, and at least 3, short: a
+    refit that ends a step or two early has run its schedule). Read from the run folder, so a rerun repeats them."""
     out = []
     for folder, what in (("pairs", "training"), ("pairs_held_out", "held-out")):
         ds = json_object(run / folder / "dataset.json")  # damaged: the report names it; no warning from it here
@@ -457,11 +471,8 @@ def run_warnings(run: Path, videos: Path | None, train_stats: dict | None, train
     few = (": too few for the weights to have learned much (the default 9-minute budget fits 120-800 on 2 CPU "
            "cores, by the CPU)")
     cut = train_stats and train_stats.get("stopped") == "budget" and train_stats["step"] < train_stats["total_steps"]
-    if cut and train_cfg is not None and train_stats["step"] >= FEW_STEPS:
-        from vidssl.train import lr_factor
-
-        # the schedule's last steps, a refit short (349 of 352): the lr had all but reached its end
-        cut = lr_factor(train_stats["step"], train_stats["total_steps"], train_cfg) > ANNEALED
+    if cut and train_stats["step"] >= FEW_STEPS:  # a refit a few steps short (349 of 352) is a finished schedule
+        cut = train_stats["total_steps"] - train_stats["step"] > max(3, train_stats["total_steps"] // 100)
     if cut:
         step, total = train_stats["step"], train_stats["total_steps"]
         why = few if step < FEW_STEPS else ", before the learning rate had annealed"
@@ -790,8 +801,9 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
                                                                          max(0.5, remaining_s() / 60 / 2)),
                                                       progress=progress)
             except (VidsslError, OSError) as e:  # bad evaluation data: say why, do the other tasks
-                log.error("[eval] %s on %s failed: %s", es.task, es.path, e)
-                failures[out.name] = str(e) if str(e).startswith(str(es.path)) else f"{es.path}: {e}"  # named once
+                said = one_line(e)  # a loader worker's error came wrapped in torch's traceback
+                log.error("[eval] %s on %s failed: %s", es.task, es.path, said)
+                failures[out.name] = said if said.startswith(str(es.path)) else f"{es.path}: {said}"  # named once
                 continue
             stages.finish_part("eval", out.name)
         (run / "eval" / EVAL_FAILURES).unlink(missing_ok=True)  # an empty one in a clean run read as an alarm
@@ -814,7 +826,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     }
     results["train"] = latest_training(run, results["train"])
     # written before the evaluation: a failed one builds the report (with them) and stops the command
-    warnings = run_warnings(run, None if demo else videos, results.get("train"), cfg.train)
+    warnings = run_warnings(run, None if demo else videos, results.get("train"))
     atomic_write_json(run / WARNINGS, warnings)
     try:
         results["eval"] = _run_stage(stages, "eval", p.run_eval, eval_stage, configs["eval"],

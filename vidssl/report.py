@@ -436,13 +436,13 @@ def _figures(pngs: list[Path], limit: int) -> list[Path]:
 def _stages_section(run: Path, switches: dict) -> str:
     """One line per stage of a pretrain run: done (in how long), begun and not complete, switched off
     (``switches``: the config's pretrain section), or not run; a run cut short says so before its numbers do."""
-    from vidssl.pipeline import STAGES
+    from vidssl.pipeline import STAGES, Stages
 
     rows = []
     for stage in STAGES:
-        done = json_object(run / "stages" / f"{stage}.json")
-        if done:
-            seconds = done.get("seconds")
+        done = Stages(run).done(stage)  # as the pipeline reads it: a hand-edited marker is still complete
+        if done is not None:
+            seconds = done.get("seconds") if isinstance(done, dict) else None
             status = "done" if not finite_number(seconds) else \
                 f"done in {seconds:.0f} s" if seconds < 120 else f"done in {seconds / 60:.1f} min"
         elif (run / "stages" / f"{stage}.started.json").exists():
@@ -622,8 +622,8 @@ def build_report(run_dir: str | Path) -> Path:
         eval_sections.append("".join(block))
     for path in missing_metrics(run):
         eval_sections.append(f"<h3>{html.escape(path.parent.name)}</h3><p><b>missing</b> "
-                             f"{html.escape(str(path))}: rerun the same <code>vidssl pretrain</code> command to "
-                             f"evaluate again.</p>")
+                             f"{html.escape(str(path))}: the same <code>vidssl pretrain</code> command evaluates "
+                             f"it again (with its evaluation on and its data there).</p>")
     failures = read_failures(run)
     if failures:
         items = "".join(f"<li><b>{html.escape(t)}</b>: {html.escape(why)}</li>" for t, why in failures.items())
@@ -654,15 +654,16 @@ def build_report(run_dir: str | Path) -> Path:
                                for k, v in versions.items()} if isinstance(versions, dict) else None
     else:
         recorded = None
-    top = 1 if warnings else 0  # what comes before the headline: the warnings, then the files left unread
-    if (run / "stages").is_dir():  # a pretrain run: which stages it did, after the headline
-        config = recorded.get("config") if isinstance(recorded, dict) else None
-        switches = config.get("pretrain") if isinstance(config, dict) else None
-        sections.insert(top, _stages_section(run, switches if isinstance(switches, dict) else {}))
+    top = 1 if warnings else 0  # what comes before the headline: the warnings, the files left unread, the stages
     if damaged:
         items = "".join(f"<li>{html.escape(why)}</li>" for why in damaged)
         sections.insert(top, f"<div class='warn'><h2>Unreadable files</h2><p>Left out of this report and of "
                              f"summary.json:</p><ul>{items}</ul></div>")
+        top += 1
+    if (run / "stages").is_dir():  # a pretrain run: a run cut short says so before its numbers do
+        config = recorded.get("config") if isinstance(recorded, dict) else None
+        switches = config.get("pretrain") if isinstance(config, dict) else None
+        sections.insert(top, _stages_section(run, switches if isinstance(switches, dict) else {}))
         top += 1
     summary["headline"] = headline_metrics(eval_results)  # {} without an evaluation: the keys are always there
     summary["headline_metric"] = {task: headline_metric(eval_results[task]) for task in summary["headline"]}
@@ -677,14 +678,11 @@ def build_report(run_dir: str | Path) -> Path:
             "</style></head><body><h1>vidssl run: " + html.escape(run.resolve().name) + "</h1>"
             + "".join(sections) + "</body></html>")
     if (run / "stages").is_dir():  # what `vidssl pretrain` records of each stage, also when rebuilt by `vidssl report`
-        summary["stages"] = {}
-        for stage in ("mine", "train", "export", "eval"):
-            try:
-                marker = json.loads((run / "stages" / f"{stage}.json").read_text())
-            except (OSError, ValueError):
-                marker = None
-            summary["stages"][stage] = {k: v for k, v in marker.items() if k != "config"} \
-                if isinstance(marker, dict) else None
+        from vidssl.pipeline import STAGES, Stages
+
+        markers = {stage: Stages(run).done(stage) for stage in STAGES}
+        summary["stages"] = {stage: None if marker is None else {k: v for k, v in marker.items() if k != "config"}
+                             if isinstance(marker, dict) else {} for stage, marker in markers.items()}
     summary_text = json_text(summary) + "\n"  # before either file is written: one that cannot be is neither
     atomic_write_text(run / "report.html", page)
     atomic_write_text(run / "summary.json", summary_text)

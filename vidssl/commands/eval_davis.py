@@ -5,7 +5,7 @@ from vidssl.commands.eval_models import add_model_arguments, models_from_args, r
 
 NAME = "davis"
 HELP = "DAVIS label propagation: J, F and J&F against baselines"
-READS = ("seed", "model", "eval")  # model: the random-init row
+READS = ("seed", "model.arch", "model.width", "eval")  # model: the random-init row's, without --weights
 
 
 def add_arguments(parser) -> None:

@@ -5,7 +5,7 @@ from vidssl.commands.eval_models import add_model_arguments, models_from_args, r
 
 NAME = "flow"
 HELP = "Optical-flow transfer: correlation-layer flow against ground truth and classical baselines"
-READS = ("seed", "model", "eval")  # model: the random-init row
+READS = ("seed", "model.arch", "model.width", "eval")  # model: the random-init row's, without --weights
 
 
 def add_arguments(parser) -> None:

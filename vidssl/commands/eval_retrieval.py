@@ -5,7 +5,8 @@ from vidssl.commands.eval_models import add_model_arguments, models_from_args, r
 
 NAME = "retrieval"
 HELP = "Retrieval benchmark: Recall@K, MAP@R, R-precision, NMI against baselines"
-READS = ("seed", "model", "video", "mine", "eval")  # model: the random-init row; video, mine: tracks
+# model: the random-init row's, without --weights; video, mine: held-out tracks
+READS = ("seed", "model.arch", "model.width", "video", "mine", "eval")
 
 
 def add_arguments(parser) -> None:
