@@ -221,11 +221,9 @@ class Stages:
 
     def reopen(self, stage: str, parts_done: list[str]) -> None:
         """Turn completed ``stage`` back into one begun with the same settings and input, ``parts_done`` finished
-        and its outputs its own (an evaluation missing one task's numbers: the rest are kept, that one done)."""
+        and its outputs its own (an evaluation missing one task's numbers: the rest are kept, that one done).
+        Its marker is a JSON object (what the caller read its parts from)."""
         done = self.done(stage)
-        if not isinstance(done, dict):
-            self.clear(stage)
-            return
         record = {"config": done.get("config"), "parts_done": sorted(parts_done), "outputs_cleared": True}
         if "made_from" in done:
             record["made_from"] = done["made_from"]

@@ -758,23 +758,23 @@ class AutoReader(VideoReader):
                     yield index, frame
                 return
             except CorruptVideo as e:
-                self._errors.append(e)
-                self.decode_failures.append(f"{self._inner.backend} failed at frame {position}")
-                log.warning("%s: %s failed at frame %d (%s), falling back", self.path, self._inner.backend, position,
-                            e.reason)
-                self._inner.close()
-                self._inner = self._next_reader()
+                self._fall_back(e, f"at frame {position}")
 
     def get_batch(self, indices, max_side=None):
         while True:  # as frames(): a backend that fails on the file hands the whole batch to the next
             try:
                 return self._inner.get_batch(indices, max_side)
             except CorruptVideo as e:
-                self._errors.append(e)
-                self.decode_failures.append(f"{self._inner.backend} failed in a batch")
-                log.warning("%s: %s failed (%s), falling back", self.path, self._inner.backend, e.reason)
-                self._inner.close()
-                self._inner = self._next_reader()
+                self._fall_back(e, "in a batch")
+
+    def _fall_back(self, error: CorruptVideo, where: str) -> None:
+        """Record the current backend's ``error`` (``where``: "at frame N", "in a batch") and go on with the next
+        backend (:meth:`_next_reader` raises the best error when none is left)."""
+        self._errors.append(error)
+        self.decode_failures.append(f"{self._inner.backend} failed {where}")
+        log.warning("%s: %s failed %s (%s), falling back", self.path, self._inner.backend, where, error.reason)
+        self._inner.close()
+        self._inner = self._next_reader()
 
     def close(self) -> None:
         self._inner.close()
