@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
+import signal
+import sys
+import time
 
 import pytest
 import torch
@@ -80,6 +84,38 @@ def test_budget_stop_then_continue(pairs, tmp_path):
     # the budget given on the command line, not the config's (none), is what config.yaml says the run had
     assert cfg.train.budget_minutes is None and recorded["config"]["train"]["budget_minutes"] == 0.002
     assert sessions[1]["torch"] == torch.__version__
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_training_keeps_the_step_in_flight(pairs, tmp_path, signum, code):
+    """Ctrl-C (to the whole process group, the loader's worker too) or a scheduler's SIGTERM: the step in flight
+    finishes and is checkpointed. The run lost everything since its last periodic checkpoint (here, with none
+    due, all of it), and a worker killed by the signal failed the trainer's next fetch."""
+    import subprocess
+
+    run = tmp_path / "run"
+    settings = TINY + ["train.steps=100000", "train.checkpoint_every=100000", "train.log_every=1",
+                       "data.num_workers=1"]
+    command = [sys.executable, "-m", "vidssl", "train", str(pairs), "--out", str(run)]
+    command += [arg for kv in settings for arg in ("--set", kv)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    log = run / "log.jsonl"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None and (
+            not log.is_file() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signum)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == code, err
+    assert "train: stopping after this step, once its checkpoint is written" in err
+    logged = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    saved = load_checkpoint(run / CHECKPOINT)
+    assert saved["step"] >= max(logged) >= 3  # none was due: this one is the signal's, at the step it reached
+    # and the same run goes on from there
+    stats = train(pairs, run, load_config(None, settings + ["train.fit_budget=false"]), budget_minutes=0.02,
+                  progress=False)
+    assert stats["step"] - stats["session_steps"] == saved["step"] and stats["session_steps"] >= 1
 
 
 def test_a_checkpoint_with_an_earlier_versions_fingerprint_resumes(pairs, tmp_path):

@@ -477,6 +477,51 @@ def _called_while_a_worker_imports_the_script() -> bool:
     return False
 
 
+class StopAtStepEnd:
+    """Ctrl-C or SIGTERM while training: the step in flight finishes and is checkpointed, then the signal takes its
+    course (Ctrl-C's KeyboardInterrupt, or the command's own SIGTERM handler). Raised mid-step, an interruption left
+    the last periodic checkpoint (up to ``train.checkpoint_minutes`` of training lost), and a checkpoint written there
+    would hold a half-applied update. A second signal stops at once. Signals are only handled in the main thread:
+    elsewhere this does nothing."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    def install(self) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.getsignal(signum)
+                signal.signal(signum, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        log.warning("train: stopping after this step, once its checkpoint is written (again to stop at once)")
+
+    def restore(self) -> None:
+        import signal
+
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def stop(self) -> None:
+        """Restore the handlers and deliver the signal to them (this rank's, or a KeyboardInterrupt where only
+        another rank was signalled)."""
+        import signal
+
+        self.restore()
+        if self.signum is None:
+            raise KeyboardInterrupt
+        signal.raise_signal(self.signum)
+        raise KeyboardInterrupt  # a handler that returned (SIG_IGN set by the caller): stop all the same
+
+
 def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config, *,
           budget_minutes: float | None = None, device: str | None = None, resume: bool = False,
           allow_incomplete: bool = False, progress: bool = True) -> dict:
@@ -701,6 +746,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     planned = total  # the step count before any fit: a fit never goes beyond it
     guarding, guard_entries = False, 0  # whether the collapse guard held the miner back at the last step; how often
     # it began to this session
+    stopping = StopAtStepEnd()
+    stopping.install()
     try:
         for patches, index in loader:
             _seed_step(cfg.seed, step, d)
@@ -812,7 +859,12 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
             out_of_time = budget is not None and now - t0 > budget * 60
             # by time too: at 50 steps of 3 s (a CPU), Ctrl-C lost up to 2.5 minutes of training
             overdue = bool(tc.checkpoint_minutes) and now - last_ckpt_t >= tc.checkpoint_minutes * 60
-            out_of_time, overdue = _any_rank_each((out_of_time, overdue), d, dev)  # rank 0's clock is not theirs
+            out_of_time, overdue, signalled = _any_rank_each((out_of_time, overdue, stopping.signum is not None), d,
+                                                             dev)  # rank 0's clock is not theirs
+            if signalled:  # Ctrl-C or SIGTERM during the step: it is kept
+                if last_ckpt != step:
+                    checkpoint(step, metrics)
+                stopping.stop()
             if out_of_time and step < total:
                 stopped = "budget"
                 break
@@ -823,6 +875,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
                 break
         checkpoint(step, metrics)
     finally:
+        stopping.restore()
         bar.close()
         runlog.close()
     stats = {**metrics, "step": step, "total_steps": total, "stopped": stopped,
