@@ -874,6 +874,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
             if step >= total:
                 break
         checkpoint(step, metrics)
+        if stopping.signum is not None:  # it came during the last step's checkpoint: delivered now, not swallowed
+            stopping.stop()
     finally:
         stopping.restore()
         bar.close()
