@@ -88,7 +88,7 @@ def test_budget_stop_then_continue(pairs, tmp_path):
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_while_training_keeps_the_step_in_flight(pairs, tmp_path, signum, code):
-    """Ctrl-C (to the whole process group, the loader's worker too) or a scheduler's SIGTERM: the step in flight
+    """Ctrl-C (to the whole process group, the loader's worker too) or SIGTERM to the trainer: the step in flight
     finishes and is checkpointed. The run lost everything since its last periodic checkpoint (here, with none
     due, all of it), and a worker killed by the signal failed the trainer's next fetch."""
     import subprocess
@@ -105,7 +105,12 @@ def test_a_signal_while_training_keeps_the_step_in_flight(pairs, tmp_path, signu
     while time.monotonic() < deadline and proc.poll() is None and (
             not log.is_file() or len(log.read_text().splitlines()) < 3):
         time.sleep(0.1)
-    os.killpg(proc.pid, signum)
+    # Ctrl-C reaches the process group, the loader's worker too; `timeout`, `docker stop` and torchrun send SIGTERM
+    # to the trainer
+    if signum == signal.SIGINT:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == code, err
     assert "train: stopping after this step, once its checkpoint is written" in err

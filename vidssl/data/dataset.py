@@ -60,11 +60,10 @@ def _worker_init(_: int, trainer_pid: int) -> None:
 
     from vidssl.lifeline import exit_with
 
-    # Ctrl-C reaches the whole process group, and a scheduler's SIGTERM (Slurm) every process of the job: the
-    # trainer finishes its step and checkpoints it (vidssl.train.StopAtStepEnd), but a worker that died of the signal
-    # made the trainer's next fetch an error. The lifeline below ends the workers with the trainer
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
+    # Ctrl-C reaches the whole process group: the trainer finishes its step and checkpoints it
+    # (vidssl.train.StopAtStepEnd), but a worker that died of it made the trainer's next fetch an error. SIGTERM
+    # stays: it is how multiprocessing ends its children at exit (ignored, the exit waited on them for ever)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)  # the workers already run in parallel; nested OpenCV threads only contend
     torch.set_num_threads(1)
     exit_with(trainer_pid)  # a killed trainer leaves no worker behind (its parent is the fork server)
