@@ -433,14 +433,12 @@ def _figures(pngs: list[Path], limit: int) -> list[Path]:
     return sorted(chosen[:limit])
 
 
-def _stages_section(run: Path, switches: dict) -> str:
-    """One line per stage of a pretrain run: done (in how long), begun and not complete, switched off
-    (``switches``: the config's pretrain section), or not run; a run cut short says so before its numbers do."""
-    from vidssl.pipeline import STAGES, Stages
-
+def _stages_section(run: Path, markers: dict, switches: dict) -> str:
+    """One line per stage of a pretrain run (``markers``: stage -> its completed marker or None): done (in how
+    long), begun and not complete, switched off (``switches``: the config's pretrain section), or not run; a run cut
+    short says so before its numbers do."""
     rows = []
-    for stage in STAGES:
-        done = Stages(run).done(stage)  # as the pipeline reads it: a hand-edited marker is still complete
+    for stage, done in markers.items():
         if done is not None:
             seconds = done.get("seconds") if isinstance(done, dict) else None
             status = "done" if not finite_number(seconds) else \
@@ -660,10 +658,15 @@ def build_report(run_dir: str | Path) -> Path:
         sections.insert(top, f"<div class='warn'><h2>Unreadable files</h2><p>Left out of this report and of "
                              f"summary.json:</p><ul>{items}</ul></div>")
         top += 1
+    markers = None
     if (run / "stages").is_dir():  # a pretrain run: a run cut short says so before its numbers do
+        from vidssl.pipeline import STAGES, Stages
+
+        # as the pipeline reads them: a hand-edited marker is still complete
+        markers = {stage: Stages(run).done(stage) for stage in STAGES}
         config = recorded.get("config") if isinstance(recorded, dict) else None
         switches = config.get("pretrain") if isinstance(config, dict) else None
-        sections.insert(top, _stages_section(run, switches if isinstance(switches, dict) else {}))
+        sections.insert(top, _stages_section(run, markers, switches if isinstance(switches, dict) else {}))
         top += 1
     summary["headline"] = headline_metrics(eval_results)  # {} without an evaluation: the keys are always there
     summary["headline_metric"] = {task: headline_metric(eval_results[task]) for task in summary["headline"]}
@@ -677,10 +680,7 @@ def build_report(run_dir: str | Path) -> Path:
             ".warn{background:#fff4e0;border:1px solid #e0a040;padding:0 1em}"
             "</style></head><body><h1>vidssl run: " + html.escape(run.resolve().name) + "</h1>"
             + "".join(sections) + "</body></html>")
-    if (run / "stages").is_dir():  # what `vidssl pretrain` records of each stage, also when rebuilt by `vidssl report`
-        from vidssl.pipeline import STAGES, Stages
-
-        markers = {stage: Stages(run).done(stage) for stage in STAGES}
+    if markers is not None:  # what `vidssl pretrain` records of each stage, also when rebuilt by `vidssl report`
         summary["stages"] = {stage: None if marker is None else {k: v for k, v in marker.items() if k != "config"}
                              if isinstance(marker, dict) else {} for stage, marker in markers.items()}
     summary_text = json_text(summary) + "\n"  # before either file is written: one that cannot be is neither
