@@ -399,7 +399,8 @@ def test_a_torchvision_classifier_state_dict_loads_without_its_head(tmp_path):
     """An ImageNet-style baseline of the user's own: torchvision's resnet18 state_dict, saved as is."""
     classifier = torchvision.models.resnet18().eval()
     torch.save(classifier.state_dict(), tmp_path / "tv.pt")
-    with pytest.raises(ModelFileError, match=r"write the card yourself: echo '\{\"arch\": \"resnet18\"\}' > "):
+    with pytest.raises(ModelFileError, match=r"Its keys are resnet18's: load_backbone\(path, arch='resnet18'\) .*"
+                                             r"write the card: echo '\{\"arch\": \"resnet18\"\}' > "):
         vidssl.load_backbone(tmp_path / "tv.pt")
     loaded = vidssl.load_backbone(tmp_path / "tv.pt", arch="resnet18")
     classifier.fc = torch.nn.Identity()
@@ -596,7 +597,9 @@ def test_files_that_are_not_weights_say_what_they_are(tmp_path):
     (tmp_path / "b.model_card.json").unlink()
     (tmp_path / "b.safetensors").unlink(missing_ok=True)
     with pytest.raises(ModelFileError, match=r"without a model card the backbone is built with its default "
-                                             r"arguments: write the card .*b\.model_card\.json"):
+                                             r"arguments: give the ones the weights were trained with, load_backbone"
+                                             r"\(path, arch='smallcnn', input_size=..., width=...\) in Python, or "
+                                             r"write the card .*b\.model_card\.json"):
         vidssl.load_backbone(tmp_path / "b.pt", arch="smallcnn")
     # another architecture's weights beside a card: name it
     save_backbone(build_backbone("resnet18"), tmp_path / "r.pt")
@@ -619,3 +622,66 @@ def test_a_card_listing_no_files_does_not_speak_for_every_file_of_its_folder(tmp
     assert vidssl.load_backbone(tmp_path / "other.pt", arch="smallcnn").arch == "smallcnn"
     with pytest.raises(ModelFileError, match="weights do not fit arch 'resnet18'"):  # no arch given: the card's
         vidssl.load_backbone(tmp_path / "other.pt")
+
+
+def test_without_arch_a_file_that_does_not_load_says_what_it_is(pairs, tmp_path):
+    """Called plainly (no arch=), every unloadable file got the same "no model card" error, with the advice to
+    write a resnet18 card, also beside a training checkpoint (a file into the run folder, then the real error)."""
+    run = tmp_path / "run"
+    train(pairs, run, load_config(None, TINY), progress=False)
+    with pytest.raises(ModelFileError, match=r"a `vidssl train` checkpoint, not exported weights") as refused:
+        vidssl.load_backbone(run / "checkpoint.pt")
+    assert not (run / "checkpoint.model_card.json").exists() and "echo" not in str(refused.value)
+    torch.save(build_backbone("smallcnn", width=8), tmp_path / "module.pt")
+    with pytest.raises(ModelFileError, match=r"a whole pickled model\?"):
+        vidssl.load_backbone(tmp_path / "module.pt")
+    save_backbone(build_backbone("smallcnn", width=8), tmp_path / "b.pt")
+    (tmp_path / "b.safetensors").rename(tmp_path / "st.pt")
+    with pytest.raises(ModelFileError, match=r"a safetensors file under another suffix"):
+        vidssl.load_backbone(tmp_path / "st.pt")
+    # weights of a vidssl architecture without their card: named, with the Python call that loads them
+    (tmp_path / "b.model_card.json").unlink()
+    with pytest.raises(ModelFileError, match=r"Its keys are smallcnn's: load_backbone\(path, arch='smallcnn'\)"
+                                             r".*echo '\{\"arch\": \"smallcnn\"\}'") as refused:
+        vidssl.load_backbone(tmp_path / "b.pt")
+    assert "resnet18" not in str(refused.value)
+    # ... of non-default settings: given in Python, they load; beside a card they are refused
+    trained = build_backbone("smallcnn", width=8).eval()
+    torch.save(trained.state_dict(), tmp_path / "b.pt")
+    loaded = vidssl.load_backbone(tmp_path / "b.pt", arch="smallcnn", width=8)
+    x = torch.rand(2, 3, 40, 40)
+    assert torch.equal(loaded.embed(loaded.normalize(x)), trained.embed(trained.normalize(x)))
+    with pytest.raises(ModelFileError, match=r"do not build a smallcnn"):
+        vidssl.load_backbone(tmp_path / "b.pt", arch="smallcnn", depth=3)
+    with pytest.raises(ModelFileError, match=r"are for weights without a model card"):
+        vidssl.load_backbone(tmp_path / "b.pt", width=8)  # no arch to give them to
+    save_backbone(trained, tmp_path / "c.pt")
+    with pytest.raises(ModelFileError, match=r"c\.pt: build arguments \{'width': 8\} .*its card says how"):
+        vidssl.load_backbone(tmp_path / "c.pt", arch="smallcnn", width=8)
+
+
+def test_the_shape_hint_names_the_settings_of_the_arch_at_hand(tmp_path):
+    """An AlexNet trained at 64 px loaded without its card was told to write {"build_kwargs": {"width": ...}}, a
+    setting AlexNet does not have; its grid (input_size) is what differs."""
+    alexnet = build_backbone("alexnet_wang2015", input_size=64).eval()
+    torch.save(alexnet.state_dict(), tmp_path / "a.pt")
+    with pytest.raises(ModelFileError, match=r"classifier\.1\.weight is \[4096, 256\]") as refused:
+        vidssl.load_backbone(tmp_path / "a.pt", arch="alexnet_wang2015")
+    message = str(refused.value)
+    assert "width" not in message and "arch='alexnet_wang2015', input_size=..." in message
+    loaded = vidssl.load_backbone(tmp_path / "a.pt", arch="alexnet_wang2015", input_size=64)  # the fix it names
+    x = torch.rand(2, 3, 64, 64)
+    assert torch.equal(loaded.embed(loaded.normalize(x)), alexnet.embed(alexnet.normalize(x)))
+
+
+def test_weights_renamed_without_their_card_say_which_card_to_rename(tmp_path):
+    (tmp_path / "run").mkdir()
+    save_backbone(build_backbone("smallcnn", width=8), tmp_path / "run" / "backbone.pt")
+    (tmp_path / "run" / "backbone.pt").rename(tmp_path / "run" / "r18_vidssl.pt")
+    (tmp_path / "run" / "backbone.safetensors").unlink()
+    with pytest.raises(ModelFileError, match=r"model_card\.json here describes backbone\.pt, backbone\.safetensors, "
+                                             r"gone: if this file was renamed from it, rename the card to "
+                                             r"r18_vidssl\.model_card\.json"):
+        vidssl.load_backbone(tmp_path / "run" / "r18_vidssl.pt")
+    (tmp_path / "run" / "model_card.json").rename(tmp_path / "run" / "r18_vidssl.model_card.json")
+    assert vidssl.load_backbone(tmp_path / "run" / "r18_vidssl.pt").spec()["width"] == 8

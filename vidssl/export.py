@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from vidssl.errors import UsageError, VidsslError
-from vidssl.io import atomic_path, json_text, newer_format, newer_format_error
+from vidssl.io import atomic_path, json_object, json_text, newer_format, newer_format_error
 from vidssl.models import ARCHS, Backbone, build_backbone
 
 log = logging.getLogger(__name__)
@@ -187,14 +187,7 @@ def read_card(weights_path: str | os.PathLike) -> dict:
             raise ModelFileError(newer_format_error(weights_path, card["format"], CARD_FORMAT))
         if card is not None and card.get("arch") in ARCHS:
             return card
-        own = card_path(weights_path)
-        raise ModelFileError(f"{weights_path}: no model card ({own.name}) beside it to say the architecture. "
-                             f"Copied from a run? Copy its card along ({own.name} beside the file it was exported "
-                             f"as), or take the .safetensors file of the same export, which holds its card; "
-                             f"or export again with `vidssl export RUN --out FILE`. For weights of your own in "
-                             f"torchvision's key names (e.g. an ImageNet resnet18 as a baseline), write the card "
-                             f"yourself: echo '{{\"arch\": \"resnet18\"}}' > {own} (in Python, "
-                             f"load_backbone(path, arch=...) needs none)")
+        raise ModelFileError(_no_card_message(Path(weights_path), None))
     try:
         card = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -219,6 +212,31 @@ def read_card(weights_path: str | os.PathLike) -> dict:
         raise ModelFileError(f"{path}: 'build_kwargs' must be an object of constructor arguments, got "
                              f"{card['build_kwargs']!r}")
     return card
+
+
+def _no_card_message(weights_path: Path, keys_of: str | None) -> str:
+    """Why weights without a card do not load, and the ways out; ``keys_of``: the architecture whose keys the file
+    holds, when the file was read and one matched (so the hint names it rather than an example)."""
+    own = card_path(weights_path)
+    renamed = ""
+    shared = weights_path.with_name(CARD_NAME)
+    if own != shared and shared.is_file():
+        files = json_object(shared).get("files")
+        if isinstance(files, list) and files and not any((weights_path.parent / str(f)).is_file() for f in files):
+            # X.pt needs X.model_card.json: a backbone.pt renamed with its card kept as model_card.json
+            renamed = (f" {shared.name} here describes {', '.join(map(str, files))}, gone: if this file was renamed "
+                       f"from it, rename the card to {own.name}.")
+    arch = keys_of or "resnet18"
+    whose = (f"Its keys are {keys_of}'s: load_backbone(path, arch='{keys_of}') in Python (built with {keys_of}'s "
+             f"default settings), or write the card" if keys_of else
+             "For weights of your own in torchvision's key names (e.g. an ImageNet resnet18 as a baseline), write "
+             "the card yourself")
+    return (f"{weights_path}: no model card ({own.name}) beside it to say the architecture.{renamed} Copied from a "
+            f"run? Copy its card along ({own.name} beside the file it was exported as), or take the .safetensors "
+            f"file of the same export, which holds its card; or export again with `vidssl export RUN --out FILE`. "
+            f"{whose}: echo '{{\"arch\": \"{arch}\"}}' > {own}" + ("" if keys_of else
+                                                                    " (in Python, load_backbone(path, arch=...) "
+                                                                    "needs none)"))
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
@@ -283,18 +301,28 @@ def _other_arch(state: dict) -> str | None:
     return None
 
 
-def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location: str | torch.device = "cpu"
-                  ) -> Backbone:
+def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location: str | torch.device = "cpu",
+                  **build_kwargs) -> Backbone:
     """Exported weights (``.pt`` or ``.safetensors``) -> the backbone in eval mode.
 
     ``path`` may also be a run folder holding ``backbone.pt``. The architecture comes from the file's model card
-    (:func:`card_path`); ``arch`` is needed only without a card (it is then built with default arguments) and must
-    agree with the card when both exist. Loading is strict.
+    (:func:`card_path`); ``arch`` is needed only without a card (it is then built with default arguments, or with
+    ``build_kwargs``, e.g. ``width=32`` for a smallcnn) and must agree with the card when both exist. Loading is
+    strict.
     """
     path = resolve_weights(path)
     card_file = find_card(path, arch_given=arch is not None)
     embedded = card_file is None and _embedded_card(path) is not None
-    if card_file is not None or arch is None or embedded:
+    if build_kwargs and (arch is None or card_file is not None or embedded):
+        where = ("its card says how to build it" if card_file is not None or embedded else
+                 "they are constructor arguments of the arch=... given with them")
+        raise ModelFileError(f"{path}: build arguments {build_kwargs} are for weights without a model card; {where}")
+    if card_file is None and arch is None and not embedded:
+        # read first: a training checkpoint, a pickled model or a foreign file is said as such, and weights in a
+        # vidssl architecture's keys are named, rather than a card asked for that would not help
+        state = _read_state(path)
+        raise ModelFileError(_no_card_message(path, _other_arch(state)))
+    if card_file is not None or embedded:
         card = read_card(path)
         if arch is not None and arch != card["arch"]:
             raise ModelFileError(f"{path}: model card says arch '{card['arch']}', but arch='{arch}' was requested")
@@ -304,7 +332,10 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
             raise ModelFileError(f"{card_file or path}: its build_kwargs {card.get('build_kwargs')} do not build a "
                                  f"{card['arch']} ({e}); re-export with `vidssl export`") from None
     else:
-        backbone = _unfilled(arch)
+        try:
+            backbone = _unfilled(arch, **build_kwargs)
+        except (TypeError, ValueError) as e:
+            raise ModelFileError(f"{path}: {build_kwargs} do not build a {arch} ({e})") from None
     state = _read_state(path)
     missing, unexpected = _key_mismatch(backbone, state)
     counters = [k for k in missing if k.endswith(".num_batches_tracked")]
@@ -328,10 +359,15 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
         k = wrong[0]
         settings = (f"{card_file.name}'s" if card_file is not None else "its embedded card's" if embedded
                     else "its default")
+        settable = [key for key in backbone.spec() if key != "arch"]
+        example = ", ".join(f"{key}=..." for key in settable)
+        built_with = "the arguments given" if build_kwargs else "its default arguments"
         fix = ("" if card_file is not None or embedded else
-               f"; without a model card the backbone is built with its default arguments: write the card the export "
-               f"writes beside it, {card_path(path)}, holding e.g. {{\"arch\": \"{backbone.arch}\", \"build_kwargs\": "
-               f"{{\"width\": ...}}}} (the constructor arguments of vidssl.models.{type(backbone).__name__})")
+               f"; without a model card the backbone is built with {built_with}: "
+               f"give the ones the weights were trained with, load_backbone(path, arch='{backbone.arch}', {example}) "
+               f"in Python, or write the card the export writes beside it, {card_path(path)}, holding "
+               f"{{\"arch\": \"{backbone.arch}\", \"build_kwargs\": {{...}}}} (the constructor arguments of "
+               f"vidssl.models.{type(backbone).__name__}: {', '.join(settable)})")
         raise ModelFileError(f"{path}: weights do not fit arch '{backbone.arch}' with {settings} "
                              f"settings: {len(wrong)} tensors differ in shape, e.g. {k} is {list(state[k].shape)} "
                              f"in the file but {list(expected[k].shape)} here{fix}")

@@ -26,7 +26,7 @@ def run(args, cfg) -> int:
     note = "" if t["complete"] else f" (run incomplete: {_how_to_finish(Path(args.run))})"
     files = ", ".join(card["files"] + [card_path(path).name])
     print(f"export: {card['arch']} backbone after {t['steps']}/{t['total_steps']} steps{note} -> {files} in "
-          f"{path.parent}; load with vidssl.load_backbone('{path}')")
+          f"{path.parent}; load with vidssl.load_backbone({str(path)!r})")
     return 0
 
 

@@ -61,7 +61,7 @@ class PairSet:
 
     def summary(self) -> dict:
         """What a model card records about the training data."""
-        return {"pairs_dir": str(self.root), "pairs": len(self), "videos": self.num_videos,
+        return {"pairs_dir": str(self.root.resolve()), "pairs": len(self), "videos": self.num_videos,
                 "tracks": int(np.unique(self.track).size), "patch_size": self.patch_size,
                 "fingerprint": self.fingerprint, "skipped_shards": self.skipped}
 
