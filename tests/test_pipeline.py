@@ -1097,3 +1097,19 @@ def test_an_uninformative_evaluation_of_eval_data_is_told_a_fix_for_its_data(tmp
     assert davis.endswith("evaluate on data with more labels (for DAVIS instance retrieval: more sequences or "
                           "objects)")
     assert held_out.startswith("tracks_held_out says nothing") and "pretrain.held_out_tail" in held_out
+
+
+def test_an_evaluation_that_cannot_write_is_not_blamed_on_its_data(tmp_path):
+    """An OSError in an evaluation was taken for bad evaluation data ("fix the data"), also a full disk or an
+    unwritable run folder, which no other task would survive either: those stop the run."""
+    import errno
+
+    from vidssl.pipeline import _writing_failed
+
+    run, data = tmp_path / "run", tmp_path / "data"
+    assert _writing_failed(OSError(errno.ENOSPC, "No space left on device"), run)
+    assert _writing_failed(OSError(errno.EROFS, "Read-only file system"), run)
+    assert _writing_failed(PermissionError(errno.EACCES, "Permission denied", str(run / "eval" / "davis" / "x.png")),
+                           run)
+    assert not _writing_failed(PermissionError(errno.EACCES, "Permission denied", str(data / "a.jpg")), run)
+    assert not _writing_failed(OSError(errno.EIO, "Input/output error"), run)  # reading a damaged file

@@ -8,6 +8,7 @@ import json
 
 from test_io import strict_loads
 from vidssl.cli import main
+from vidssl.pipeline import Stages
 from vidssl.report import build_report
 
 
@@ -163,6 +164,15 @@ def test_a_run_cut_short_says_which_stages_it_did_and_what_it_scored(tmp_path):
     build_report(run)
     summary = strict_loads((run / "summary.json").read_text())
     assert summary["train"] == {"step": 7, "total_steps": 1200, "stopped": "budget", "loss": 0.9}
+    # the train stage as `vidssl pretrain` put it in summary.json: its marker under RUN/train/stats.json (a
+    # training continued by hand); the report alone gave the marker's figures
+    _write(run / "train" / "stats.json", {"step": 30, "total_steps": 1200, "stopped": "budget", "loss": 0.1})
+    build_report(run)
+    assert strict_loads((run / "summary.json").read_text())["stages"]["train"] == {
+        "step": 30, "seconds": 396.0, "total_steps": 1200, "stopped": "budget", "loss": 0.1}
+    _write(run / "train" / "stats.json", {"step": 7, "total_steps": 1200, "stopped": "budget", "loss": 0.9})
+    build_report(run)
+    summary = strict_loads((run / "summary.json").read_text())
     assert summary["data"]["start_frames_rejected"] == {"no_box": 7, "too_static": 2}
     html = (run / "report.html").read_text()
     assert "<h2>Training</h2><p>7 of 1200 steps, stopped: budget.</p><p>No curve" in html
@@ -179,10 +189,14 @@ def test_a_run_cut_short_says_which_stages_it_did_and_what_it_scored(tmp_path):
     stages = (run / "report.html").read_text().split("<h2>Stages</h2>")[1].split("</table>")[0]
     assert "<td>export</td><td>not run</td>" in stages
     assert "<td>eval</td><td>switched off (pretrain.run_eval: false)</td>" in stages
-    (run / "stages" / "mine.json").write_text("[1]")  # a hand edit: complete to the pipeline, so here too
-    build_report(run)
-    assert "<td>mine</td><td>done</td>" in (run / "report.html").read_text()
-    assert strict_loads((run / "summary.json").read_text())["stages"]["mine"] == {}
+    # a hand edit that is no JSON object (or no UTF-8): redone by the pipeline, so not complete here either (the
+    # pipeline's budget arithmetic and the report's reading of it crashed on a list)
+    for damaged in (b"[1]", b"\xff\xfe"):
+        (run / "stages" / "mine.json").write_bytes(damaged)
+        build_report(run)
+        assert "<td>mine</td><td>not run</td>" in (run / "report.html").read_text()
+        assert strict_loads((run / "summary.json").read_text())["stages"]["mine"] is None
+        assert Stages(run).spent_s({}) == 0.0
 
 
 def test_summary_paths_hold_from_any_folder(tmp_path, monkeypatch):

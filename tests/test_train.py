@@ -993,3 +993,28 @@ def test_a_steps_loss_is_the_mean_over_the_batchs_capacity_plus_the_weighted_cyc
     total = sum(naive_loss("ranking", "cosine", 0.5, True, rows[a], rows[p], rows[n]) for a, p, n in triplets)
     assert out.cycle is not None
     assert out.loss.item() == pytest.approx(total / 60 + 0.3 * out.cycle.item(), rel=1e-5, abs=1e-7)
+
+
+def test_bad_overrides_are_refused_before_the_run_folder_is_made(pairs, tmp_path):
+    """train()'s budget and device were checked only when the model was built: after the run folder, its lock file
+    and the pair checks."""
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError, match=r"'train\.budget_minutes': must be > 0"):
+        train(pairs, run, load_config(None, TINY + ["train.steps=2"]), budget_minutes=-1.0, progress=False)
+    assert not run.exists()
+
+
+def test_a_checkpoint_that_cannot_be_read_is_never_said_to_be_damaged(pairs, tmp_path):
+    """An I/O error (here: a folder where the checkpoint is) got "unreadable checkpoint; delete it to start over",
+    advice that loses a good checkpoint on a storage hiccup; a damaged file keeps that advice."""
+    run = tmp_path / "run"
+    cfg = load_config(None, TINY + ["train.steps=2"])
+    (run / CHECKPOINT).mkdir(parents=True)
+    with pytest.raises(Exception, match=r"checkpoint\.pt: cannot be read \(Is a directory\); fix that and run again "
+                                        r"\(nothing was changed\)") as refused:
+        train(pairs, run, cfg, progress=False)
+    assert "delete" not in str(refused.value)
+    (run / CHECKPOINT).rmdir()
+    (run / CHECKPOINT).write_bytes(b"PK\x03\x04 not a whole zip")
+    with pytest.raises(Exception, match=r"unreadable checkpoint .*delete it to start over"):
+        train(pairs, run, cfg, progress=False)

@@ -173,7 +173,7 @@ class MiningSchedule:
         cfg.validate()  # built in code: an unknown miner is a ConfigError naming the key, not a KeyError
         self.cfg, self.loss, self.seed, self.average = cfg, loss, seed, average
         self.rank, self.world = rank, world
-        self.hard_from = int(round(cfg.hard_start * total_steps))
+        self.hard_from = self.hard_start_step(total_steps)
         kw = {"k": cfg.negatives_per_pair, "hard_ratio": cfg.hard_ratio, "margin": loss.margin}
         self.warmup, self.main = MINERS[cfg.warmup](**kw), MINERS[cfg.main](**kw)
         if cfg.guard and cfg.warmup == cfg.main and rank == 0:
@@ -181,6 +181,14 @@ class MiningSchedule:
                         "set miner.warmup to random, or miner.guard=false", cfg.main)
         self.neg_cos_ema: float | None = None
         self.neg_cos = float("nan")  # the last step's batch-wide value (what the running mean took in)
+
+    def hard_start_step(self, total_steps: int) -> int:
+        """The step the main miner starts at in a run of ``total_steps``."""
+        return int(round(self.cfg.hard_start * total_steps))
+
+    def set_total(self, total_steps: int) -> None:
+        """A new step count (fitted to a budget): the main miner starts at the same share of it."""
+        self.hard_from = self.hard_start_step(total_steps)
 
     def phase(self, step: int) -> str:
         """'warmup', 'main', or 'guard' (main phase, backed off to the warmup miner)."""

@@ -164,20 +164,12 @@ class Stages:
         self.dir = run_dir / "stages"
 
     def done(self, stage: str) -> dict | None:
-        path = self.dir / f"{stage}.json"
-        if not path.is_file():
-            return None
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError:
-            return None  # a marker is written atomically, so this is a hand-edited file: redo the stage
+        # a marker is written atomically, so one that is no JSON object was edited by hand: redo the stage
+        return json_object(self.dir / f"{stage}.json") or None
 
     def started(self, stage: str) -> dict | None:
         """The record of a stage begun and not completed (its settings), or None."""
-        try:
-            return json.loads((self.dir / f"{stage}.started.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
+        return json_object(self.dir / f"{stage}.started.json") or None
 
     def start(self, stage: str, config: dict, made_from: Path | None = None, source: dict | None = None) -> bool:
         """Record the stage as begun with ``config`` from the file ``made_from`` (``source``: its file_record); an
@@ -414,6 +406,16 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
     return result
 
 
+def _writing_failed(error: OSError, run: Path) -> bool:
+    """Whether ``error`` came from writing the run's outputs (a full disk, a read-only or unwritable run folder)
+    rather than from reading the evaluation data."""
+    import errno
+
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return True
+    return error.filename is not None and Path(os.fsdecode(error.filename)).resolve().is_relative_to(run.resolve())
+
+
 def _log_warnings(warnings: list[str]) -> None:
     for text in warnings:  # logged last, so they come before the command's last lines
         log.warning("warning: %s", text)
@@ -428,12 +430,7 @@ def latest_training(run: Path, recorded: dict | None) -> dict | None:
     export and evaluation run again) wrote its own there, and the marker's kept warning of its first 30 steps."""
     if recorded is None:
         return None
-    try:
-        stats = json.loads((run / "train" / "stats.json").read_text())
-    except (OSError, ValueError):
-        return recorded
-    if not isinstance(stats, dict):
-        return recorded
+    stats = json_object(run / "train" / "stats.json")
     return {**recorded, **{k: v for k, v in stats.items() if isinstance(v, (int, float, str))}}
 
 
@@ -799,6 +796,8 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
                                                                          max(0.5, remaining_s() / 60 / 2)),
                                                       progress=progress)
             except (VidsslError, OSError) as e:  # bad evaluation data: say why, do the other tasks
+                if isinstance(e, OSError) and _writing_failed(e, run):
+                    raise  # the run folder's storage, not the data: no other task would fare better
                 said = one_line(e)  # a loader worker's error came wrapped in torch's traceback
                 log.error("[eval] %s on %s failed: %s", es.task, es.path, said)
                 failures[out.name] = said if said.startswith(str(es.path)) else f"{es.path}: {said}"  # named once
@@ -840,9 +839,5 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     _log_warnings(warnings)
     if not p.run_report:  # a summary.json an earlier run left may hold the numbers of earlier weights: not read
         return {"stages": results, "warnings": warnings}
-    build_report(run)
-    summary = json.loads((run / "summary.json").read_text())
-    summary["stages"] = results
-    summary["warnings"] = warnings
-    atomic_write_json(run / "summary.json", summary)
-    return summary
+    build_report(run)  # its summary.json holds the stages and warnings as they are recorded in RUN
+    return json_object(run / "summary.json")

@@ -440,7 +440,7 @@ def _stages_section(run: Path, markers: dict, switches: dict) -> str:
     rows = []
     for stage, done in markers.items():
         if done is not None:
-            seconds = done.get("seconds") if isinstance(done, dict) else None
+            seconds = done.get("seconds")
             status = "done" if not finite_number(seconds) else \
                 f"done in {seconds:.0f} s" if seconds < 120 else f"done in {seconds / 60:.1f} min"
         elif (run / "stages" / f"{stage}.started.json").exists():
@@ -681,8 +681,11 @@ def build_report(run_dir: str | Path) -> Path:
             "</style></head><body><h1>vidssl run: " + html.escape(run.resolve().name) + "</h1>"
             + "".join(sections) + "</body></html>")
     if markers is not None:  # what `vidssl pretrain` records of each stage, also when rebuilt by `vidssl report`
+        from vidssl.pipeline import latest_training
+
         summary["stages"] = {stage: None if marker is None else {k: v for k, v in marker.items() if k != "config"}
-                             if isinstance(marker, dict) else {} for stage, marker in markers.items()}
+                             for stage, marker in markers.items()}
+        summary["stages"]["train"] = latest_training(run, summary["stages"]["train"])  # as the pipeline said it
     summary_text = json_text(summary) + "\n"  # before either file is written: one that cannot be is neither
     atomic_write_text(run / "report.html", page)
     atomic_write_text(run / "summary.json", summary_text)

@@ -233,6 +233,9 @@ def load_checkpoint(path: Path, advice: str = "delete it to start over, or choos
     vidssl wrote (its ``format``) one asking for an upgrade, before any of its fields is read as this version's."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:  # a folder, no permission, a storage error: the file may be whole, so never "delete it"
+        raise error(f"{path}: cannot be read ({e.strerror or type(e).__name__}); fix that and run again (nothing "
+                    "was changed)") from None
     except Exception as e:  # a checkpoint is written atomically, so this is a foreign or damaged file
         raise error(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e)[:200]}); {advice}") from None
     if isinstance(saved, dict) and newer_format(saved.get("format"), CHECKPOINT_FORMAT):
@@ -543,8 +546,8 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
                  if value is not None}
     # the run folder's config.yaml records what the run ran under, command-line overrides included
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
+    cfg.validate()  # the overrides and a config built in code, before the run folder (and its lock file) is made
     tc = cfg.train
-    budget = tc.budget_minutes
     dev = resolve_device(tc.device, "train.device")
     owns_group = world_size() > 1 and not dist.is_initialized()
     d = _init_distributed(dev.type, tc.dist_timeout_minutes)
@@ -558,8 +561,7 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(tc, precision=resolve_precision(tc.precision, dev)))
     tc = cfg.train
     with run_lock(run_dir) if d.main else nullcontext(), runtime_settings(cfg, dev):  # one writer per run folder
-        stats = _train(Path(pairs_dir), Path(run_dir), cfg, budget, dev, d, resume, allow_incomplete, progress,
-                       t0)
+        stats = _train(Path(pairs_dir), Path(run_dir), cfg, dev, d, resume, allow_incomplete, progress, t0)
     if d.world > 1:
         # every rank returns once rank 0's final checkpoint and stats.json are written (a caller's group too:
         # its next step, e.g. an export on each rank, reads them)
@@ -616,9 +618,10 @@ def runtime_settings(cfg: Config, dev: torch.device) -> Iterator[None]:
         torch.utils.deterministic.fill_uninitialized_memory = saved[6]
 
 
-def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, dev: torch.device, d: Dist,
-           resume: bool, allow_incomplete: bool, progress: bool, t0: float) -> dict:
+def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Dist, resume: bool,
+           allow_incomplete: bool, progress: bool, t0: float) -> dict:
     tc = cfg.train
+    budget = tc.budget_minutes
 
     ckpt_path = run_dir / CHECKPOINT
     pairs = open_pairs(pairs_dir)
@@ -780,14 +783,13 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
             if budget is not None and step - start == 1:
                 speed_from = (time.monotonic(), step)
             if fit and step - start == _FIT_AFTER + 1:
-                per_step = (time.monotonic() - speed_from[0]) / _FIT_AFTER
-                left = budget * 60 - (time.monotonic() - t0)
+                fits, per_step, left = _budget_fit(step, speed_from, budget, t0)
                 # a budget spent before the fit stops the run below as "budget", unfitted: a rerun with more time
                 # fits then (a fit to the steps done would end it "done" at the warm-up's learning rate)
                 if not _any_rank(left <= 0, d, dev):
-                    total = _min_over_ranks(min(total, step + max(1, int(_FIT_MARGIN * left / per_step))), d, dev)
+                    total = _min_over_ranks(min(total, fits), d, dev)
                     fitted, fit = True, False
-                    schedule.hard_from = int(round(cfg.miner.hard_start * total))
+                    schedule.set_total(total)
                     bar.total = total
                     if d.main:
                         # 0.25 minutes read "0.2-minute" at one decimal
@@ -802,13 +804,12 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
                 # the first fit underestimated a 2-core CPU's speed by about 20% (the loader filling its queue slows
                 # the first ten steps); so far the lr was the warm-up's and the miner the first phase's, neither
                 # depended on the count, so it may still grow
-                per_step = (time.monotonic() - speed_from[0]) / (step - speed_from[1])
-                left = budget * 60 - (time.monotonic() - t0)
-                refit = _min_over_ranks(min(planned, step + max(1, int(_FIT_MARGIN * left / per_step))), d, dev)
+                fits, per_step, _ = _budget_fit(step, speed_from, budget, t0)
+                refit = _min_over_ranks(min(planned, fits), d, dev)
                 fit_again = False
-                if min(schedule.hard_from, int(round(cfg.miner.hard_start * refit))) >= step:
+                if min(schedule.hard_from, schedule.hard_start_step(refit)) >= step:
                     speed_from, total = (time.monotonic(), step), refit
-                    schedule.hard_from = int(round(cfg.miner.hard_start * total))
+                    schedule.set_total(total)
                     bar.total = total
                     if d.main:
                         log.info("train: fitted %d steps at the end of the warm-up (%.2f s/step)", total, per_step)
@@ -816,13 +817,11 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
                   and step - speed_from[1] >= _FIT_AFTER and step < total):  # (fitted: maybe in an earlier session)
                 # the speed fell since the fit (a shared machine, a slower phase): shorten the schedule again, so
                 # the run still ends annealed instead of at the budget stop with the learning rate half way down
-                per_step = (time.monotonic() - speed_from[0]) / (step - speed_from[1])
-                left = budget * 60 - (time.monotonic() - t0)
+                fits, per_step, left = _budget_fit(step, speed_from, budget, t0)
                 overrun = step + left / per_step < total  # only a projected overrun refits, not the margin
                 if _any_rank(overrun, d, dev):
-                    fits = step + max(1, int(_FIT_MARGIN * left / per_step))
-                    total = _min_over_ranks(min(total, fits), d, dev)
-                    schedule.hard_from = min(schedule.hard_from, int(round(cfg.miner.hard_start * total)))
+                    total = _min_over_ranks(min(total, fits), d, dev)  # shorter: the hard phase moves earlier
+                    schedule.set_total(total)
                     bar.total = total
                     if d.main:
                         log.info("train: refitted to %d steps (now %.2f s/step)", total, per_step)
@@ -886,6 +885,14 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, budget: float | None, de
     if d.main:
         atomic_write_json(run_dir / "stats.json", stats)
     return {**stats, "session_steps": step - start}  # the caller's to judge (vidssl train: a one-step budget)
+
+
+def _budget_fit(step: int, speed_from: tuple[float, int], budget: float, t0: float) -> tuple[int, float, float]:
+    """(the step count that fits the budget at the speed measured since ``speed_from`` = (time, step), the seconds
+    per step, the seconds of budget left); the count is at least one more step."""
+    per_step = (time.monotonic() - speed_from[0]) / (step - speed_from[1])
+    left = budget * 60 - (time.monotonic() - t0)
+    return step + max(1, int(_FIT_MARGIN * left / per_step)), per_step, left
 
 
 def _stats_say_done(path: Path, step: int, total: int) -> bool:
