@@ -113,6 +113,13 @@ def test_resolved_config_of_an_output_folder_is_a_valid_config(tmp_path, capsys)
 def test_pretrain_refuses_demo_clips_too_short_to_mine(tmp_path, capsys):
     assert main(["pretrain", "--out", str(tmp_path / "run"), "--set", "demo.frames=20"]) == 2
     assert "'demo.frames'" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    from vidssl.config import load_config
+    from vidssl.errors import ConfigError
+    from vidssl.pipeline import pretrain
+
+    with pytest.raises(ConfigError, match=r"'demo\.frames': the demo clips are mined"):  # the library call too
+        pretrain(load_config(None, ["demo.frames=20"]), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_argument_mistakes_exit_2_like_argparse_s_own(tmp_path, capsys):

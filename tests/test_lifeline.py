@@ -226,3 +226,19 @@ def test_a_launcher_is_known_by_the_program_it_runs(argv, launcher):
     """Matched anywhere in an ancestor's command line, a shell with "torchrun" in an argument was taken for the
     launcher: the rank watched the shell, which outlives torchrun, and trained on after a kill -9 of torchrun."""
     assert lifeline.is_launcher(argv) is launcher
+
+
+def test_a_second_training_in_one_process_starts_no_second_watcher(monkeypatch):
+    """train() starts the launcher watch under torchrun; a script calling train() twice started a thread each time."""
+    import threading
+
+    monkeypatch.setattr(lifeline, "launcher_pid", lambda: os.getpid())  # a launcher that stays alive: this process
+    lifeline.exit_with_launcher.cache_clear()
+
+    def watchers() -> int:
+        return sum(t.name == "vidssl-lifeline" for t in threading.enumerate())
+
+    before = watchers()
+    lifeline.exit_with_launcher()
+    lifeline.exit_with_launcher()
+    assert watchers() == before + 1

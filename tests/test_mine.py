@@ -154,7 +154,7 @@ def test_summary_counts_and_config(mined):
     assert not list(out.rglob(".tmp-*"))
 
 
-def test_rerun_resumes_and_refuses_other_settings(mined, demo_dir):
+def test_rerun_resumes_and_refuses_other_settings(mined, demo_dir, tmp_path):
     out, _ = mined
     before = (out / "manifest.jsonl").read_bytes()
     again = mine_folder(demo_dir, out, DEMO, progress=False)
@@ -162,6 +162,15 @@ def test_rerun_resumes_and_refuses_other_settings(mined, demo_dir):
     # named as pretrain names a stage's change: the key, what it was, what it is now
     with pytest.raises(Exception, match=rf"other settings \(mine.track_length: {DEMO.track_length} -> 20\)"):
         mine_folder(demo_dir, out, dataclasses.replace(DEMO, track_length=20), progress=False)
+    # the seed draws nothing in mining (its homographies are fitted by USAC, which seeds itself): not a setting of the
+    # pairs, so a run with another seed reuses them; earlier versions recorded it, and their folders stay reusable
+    recorded = json.loads((out / "mine.json").read_text())
+    assert "seed" not in recorded
+    earlier = tmp_path / "earlier"  # a copy: the module's mined folder stays as mined
+    shutil.copytree(out, earlier)
+    atomic_write_json(earlier / "mine.json", {**recorded, "seed": 7})
+    assert mine_folder(demo_dir, earlier, DEMO, progress=False)["run"]["videos"] == 0
+    assert (earlier / "manifest.jsonl").read_bytes() == before
 
 
 def test_the_settings_check_waits_for_a_shard_holding_the_lock(tmp_path):
@@ -178,7 +187,7 @@ def test_the_settings_check_waits_for_a_shard_holding_the_lock(tmp_path):
 
     def second_shard():
         try:
-            prepare(out, tmp_path, [], dataclasses.replace(DEMO, start_stride=6), 0, "pyav")
+            prepare(out, tmp_path, [], dataclasses.replace(DEMO, start_stride=6), "pyav")
             result["second"] = "accepted"
         except DatasetMismatch as e:
             result["second"] = str(e)
@@ -188,7 +197,7 @@ def test_the_settings_check_waits_for_a_shard_holding_the_lock(tmp_path):
         worker.start()
         worker.join(0.5)
         assert worker.is_alive() and not (out / "mine.json").exists(), "the settings check ran without the lock"
-        atomic_write_json(out / "mine.json", settings(DEMO, 0, "pyav"))  # the first shard's settings
+        atomic_write_json(out / "mine.json", settings(DEMO, "pyav"))  # the first shard's settings
     worker.join(10)
     assert f"other settings (mine.start_stride: {DEMO.start_stride} -> 6)" in result["second"]
 
@@ -1723,3 +1732,25 @@ def test_a_labelled_mining_names_itself_in_its_skip_messages(tmp_path, data_dir,
         mine_folder(videos, tmp_path / "p", MineConfig(time_range=[0.8, 1.0]), progress=False, label="held-out tails")
     assert any(r.getMessage().startswith("held-out tails: imageio_realshort.mp4: skipped (too_short")
                for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
+def test_a_part_after_frame_0_lends_its_start_the_frame_before(demo_dir):
+    """A part starting after frame 0 (pretrain's held-out tail) takes a start's motion from the frame before it, so
+    track_length + 1 frames hold a track there: such a part was skipped as too_short though start_frames had a
+    start in it (the skip rule asked for track_length + 2 frames, as at frame 0)."""
+    from tracking.video_miner import SkipVideo, frame_range, mine_video, start_frames
+
+    fits = dataclasses.replace(DEMO, time_range=[(90 - DEMO.track_length - 1) / 90, 1.0])  # frames 59-89: 31
+    assert frame_range(90, fits) == (59, 90) and start_frames(90, fits) == [59]
+    with open_video(demo_dir / "clip_00.mp4", "pyav") as reader:
+        try:
+            result = mine_video(reader, fits)
+        except SkipVideo as e:
+            assert e.reason != "too_short", e.detail
+        else:
+            assert result.records and all(r["start_frame"] == 59 for r in result.records)
+    short = dataclasses.replace(DEMO, time_range=[(90 - DEMO.track_length) / 90, 1.0])  # 30 frames: no start
+    assert start_frames(90, short) == []
+    with open_video(demo_dir / "clip_00.mp4", "pyav") as reader, pytest.raises(SkipVideo) as skipped:
+        mine_video(reader, short)
+    assert skipped.value.reason == "too_short" and "mine.track_length + 1 = 31 there" in skipped.value.detail

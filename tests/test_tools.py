@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
@@ -126,6 +127,9 @@ def test_bench_train_header_names_its_settings(tmp_path, monkeypatch, capsys):
     (["--archs", "smallcnn,vgg"], "--archs: unknown 'vgg'; choose from smallcnn,"),
     (["--max-displacement", "0"], "--max-displacement must be at least 1 cell, got 0"),
     (["--device", "gpu0"], "; use cpu, cuda or cuda:N"),
+    (["--device", "meta"], "--device meta: use cpu, cuda or cuda:N"),  # a traceback after the header
+    (["--device", "cpu:3"], "--device cpu:3: use cpu, cuda or cuda:N"),  # ran as cpu
+    (["--device", "cuda:64"], "--device cuda:64: torch sees "),
 ])
 def test_bench_flow_refuses_bad_arguments_before_any_work(args, message, monkeypatch, capsys):
     """--repeats 0 ended in min() of nothing, an unknown arch in build_backbone's traceback, and a radius of 0 was
@@ -155,6 +159,8 @@ def test_bench_refuses_data_that_is_not_a_video(script, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--rss", "--frames", "31"], "--frames must be at least 32 (mine.track_length + 2), got 31"),
     (["--rss", "--motion", "--data", "/nowhere"], "argument --motion: not allowed with argument --rss"),
+    (["--frames", "500", "--data", "/nowhere"], "--frames is --rss's"),  # ignored
+    (["--rss", "--runs", "3"], "--runs does not apply to --rss"),  # ignored, and --runs 0 refused
 ])
 def test_bench_mining_refuses_bad_arguments(args, message):
     """--frames 1 failed in a child process (CalledProcessError), and a clip too short to mine gives no pair."""
@@ -230,3 +236,51 @@ def test_the_eval_sections_run_alone_take_no_arguments(script):
     assert _run(script, "--help").returncode == 0
     out = _run(script, "--runs", "1")
     assert out.returncode == 2 and "unrecognized arguments: --runs 1" in out.stderr
+
+
+def test_bench_mining_loops_a_clip_with_b_frames_at_its_frame_rate(demo_dir, tmp_path, monkeypatch):
+    """--rss's long clip repeats a clip's packets: the frame duration was taken from the first two packets, which
+    with B-frames (the demo clips: pts 0, 1536, 512, ...) are not neighbours, so every seam left a 2-frame gap."""
+    import av
+
+    bench_mining = _tool("bench_mining", monkeypatch)
+    looped = tmp_path / "looped.mp4"
+    bench_mining.loop_video(demo_dir / "clip_00.mp4", looped, 3)
+    with av.open(str(looped)) as container:
+        pts = sorted(p.pts for p in container.demux(container.streams.video[0]) if p.size)
+    gaps = {b - a for a, b in zip(pts, pts[1:])}
+    assert len(pts) == 3 * 90 and len(gaps) == 1, sorted(gaps)
+
+
+def test_bench_train_feeds_take_turns_going_first(monkeypatch):
+    """The in-memory feed always went first in a round, so with --warmup 0 the first steps' one-time costs fell on
+    it alone (fill_cost already alternated)."""
+    import types
+
+    import vidssl.train
+
+    bench_train = _tool("bench_train", monkeypatch)
+    order = []
+
+    class Step:
+        def __init__(self, *args):
+            pass
+
+        def __call__(self, batch, name, step):
+            order.append((name, step))
+            return types.SimpleNamespace(triplets=[])
+
+    monkeypatch.setattr(vidssl.train, "TrainStep", Step)
+    monkeypatch.setattr(vidssl.train, "build_model", lambda cfg: torch.nn.Linear(1, 1))
+
+    def feed(name):
+        return lambda chunk: iter([(None, name)] * 10)
+
+    bench_train._alternate(None, torch.device("cpu"), "smallcnn", 64, {"memory": (feed("memory"), 0),
+                                                                       "loader": (feed("loader"), 1)},
+                           steps=2, warmup=0, rounds=2, batch_pairs=8)
+    firsts = [order[0][0], order[5][0]]  # each round: 2 memory steps, 1 + 2 loader steps
+    assert firsts == ["memory", "loader"], order
+    # both feeds time the same step indices in a round
+    assert sorted(s for n, s in order[:5] if n == "memory") == [1, 2] == sorted(s for n, s in order[:5]
+                                                                                  if n == "loader")[1:]

@@ -516,3 +516,26 @@ def test_taking_back_a_start_takes_back_only_what_it_counted(tmp_path):
     assert begin_attempt(tmp_path, "w", "pool", source, counts=False) == 0
     undo_attempt(tmp_path, "w", "pool")
     assert read_attempt(tmp_path, "w") is None
+
+
+def test_track_strips_sample_distinct_trackers():
+    """show-pairs --tracks drew pairs, and one tracker yields a pair every mine.pair_stride frames: rows of one
+    tracker's overlapping windows. Now one row per tracker (its middle window), as many as asked or there are."""
+    from tracking.show import _sample_tracks
+
+    records = [{"video_id": v, "track_id": t, "start_frame": s} for v in ("a", "b") for t in range(3)
+               for s in range(0, 40, 2)]  # 6 trackers of 20 windows each
+    for seed in range(5):
+        rows = _sample_tracks(records, 4, seed)
+        assert len({(r["video_id"], r["track_id"]) for r in rows}) == 4
+        assert all(r["start_frame"] == 20 for r in rows)  # the middle of 0, 2, ..., 38
+    assert len(_sample_tracks(records, 10, 0)) == 6
+
+
+def test_the_config_names_every_motion_method_and_tracker_the_miner_has():
+    """tracking/config.py lists the names without importing cv2; a name there that the miner lacks passed the config
+    check and then skipped every video as an error (a KeyError in each worker)."""
+    from tracking import config, motion, track
+
+    assert set(config.MOTION_METHODS) == set(motion.CORRESPONDENCES)
+    assert set(config.TRACKERS) == set(track.TRACKERS)

@@ -58,8 +58,11 @@ def main(argv: list[str] | None = None) -> None:
         device = torch.device(args.device)
     except RuntimeError as e:
         ap.error(f"--device {args.device}: {e}; use cpu, cuda or cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        ap.error(f"--device {args.device}: no CUDA device on this machine; use --device cpu")
+    if device.type not in ("cpu", "cuda") or device.type == "cpu" and device.index not in (None, 0):
+        ap.error(f"--device {args.device}: use cpu, cuda or cuda:N")  # meta ran into a traceback, cpu:3 ran as cpu
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= gpus:
+        ap.error(f"--device {args.device}: torch sees {gpus} CUDA device(s) on this machine; use --device cpu")
     d = args.max_displacement
 
     pair = synthetic_pairs(1, HEIGHT, WIDTH, torch.Generator().manual_seed(0))
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"flow methods at {WIDTH}x{HEIGHT}, {torch.get_num_threads()} torch threads, device {device}, "
           f"radius {d} cells, best of {args.repeats} runs")
-    times = {name: best_seconds(lambda m=method: m(image1, image2), args.repeats) for name, method in methods.items()
+    times = {name: best_seconds(lambda m=method: m(image1, image2), args.repeats, device) for name, method in methods.items()
              if name != "zero"}
     reference = times["dis_medium"]
     print("| method | s/pair | pairs/s | time vs dis_medium |\n|---|---|---|---|")
@@ -89,9 +92,9 @@ def main(argv: list[str] | None = None) -> None:
         g = torch.Generator().manual_seed(1)
         f1, f2 = (torch.randn(1, channels, 55, 128, generator=g).to(device) for _ in range(2))
         with torch.no_grad():
-            fast = best_seconds(lambda: correlation(f1, f2, d), args.repeats)
-            loop = best_seconds(lambda: _loop_correlation(f1, f2, d), args.repeats)
-            unfold = best_seconds(lambda: _unfold_correlation(f1, f2, d), args.repeats)
+            fast = best_seconds(lambda: correlation(f1, f2, d), args.repeats, device)
+            loop = best_seconds(lambda: _loop_correlation(f1, f2, d), args.repeats, device)
+            unfold = best_seconds(lambda: _unfold_correlation(f1, f2, d), args.repeats, device)
         print(f"| {channels} | {fast:.3f} | {loop:.3f} | {unfold:.3f} | {loop / fast:.1f}x | {unfold / fast:.1f}x |")
 
 

@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from _bench_timing import best_seconds
+from _bench_videos import data_root
 from vidssl.eval.baselines import PixelFeatures
 from vidssl.eval.config import RetrievalConfig
 from vidssl.eval.metrics import kmeans, retrieval_metrics
@@ -25,12 +25,11 @@ from vidssl.eval.retrieval import extract_features
 from vidssl.eval.retrieval_data import load_retrieval_set
 from vidssl.models import build_backbone
 
-REPO = Path(__file__).resolve().parents[1]
 REPEATS = 3  # timed kNN passes per row, the fastest kept
 
 
 def _images_dir(tmp: Path) -> Path:
-    data = Path(os.environ.get("VIDSSL_DATA", REPO.parent / "shared" / "data")) / "retrieval" / "cub_subset"
+    data = data_root() / "retrieval" / "cub_subset"
     if data.is_dir():
         return data
     rng = np.random.default_rng(0)

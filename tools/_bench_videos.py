@@ -1,11 +1,17 @@
-"""--data of the benchmarks that read videos (bench_decode.py, bench_mining.py)."""
+"""Where the benchmarks find their data, and --data of those that read videos (bench_decode.py, bench_mining.py)."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from vidssl.errors import VideoError
 from vidssl.video import find_videos, open_video
+
+
+def data_root() -> Path:
+    """$VIDSSL_DATA, else ../shared/data beside the repository (the tests' default)."""
+    return Path(os.environ.get("VIDSSL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def open_clips(ap: argparse.ArgumentParser, data: Path) -> list[tuple[Path, int, int]]:

@@ -15,7 +15,7 @@ import statistics
 import time
 from pathlib import Path
 
-from _bench_videos import open_clips
+from _bench_videos import data_root, open_clips
 from vidssl.config import versions
 from vidssl.errors import VideoError
 from vidssl.video import available_backends, open_video, resized_shape
@@ -56,7 +56,7 @@ def timed_runs(path: Path, backends: list[str], runs: int, max_side: int | None)
 
 
 def main() -> None:
-    default = Path(os.environ.get("VIDSSL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "videos"
+    default = data_root() / "videos"
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=default)
     ap.add_argument("--runs", type=int, default=3)

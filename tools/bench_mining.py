@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from _bench_videos import open_clips
+from _bench_videos import data_root, open_clips
 from tracking.config import MineConfig
 from tracking.motion import CORRESPONDENCES, MotionEstimator
 from tracking.video_miner import SkipVideo, mine_video
@@ -33,8 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def decode_seconds(path: Path, cfg: MineConfig) -> tuple[int, float]:
-    # the opening timed on both sides, as bench_decode times it: decord decodes while it opens, and open_video's
-    # checks are 20-40% of a short clip's decode; the reader's close is not timed on either side
+    # the opening timed on both sides, as bench_decode times it (which times the reader's close too): decord
+    # decodes while it opens, and open_video's checks are 20-40% of a short clip's decode; the close is not timed
+    # on either side here
     start = time.perf_counter()
     with open_video(path) as reader:
         n = sum(1 for _ in reader.frames(max_side=cfg.working_side))
@@ -67,6 +68,9 @@ def throughput(clips: list[tuple[Path, int, int]], cfg: MineConfig, paper: MineC
     print("| clip | size | frames | decode f/s | mining f/s | ratio | pairs | pairs (paper 25-75%) |")
     print("|---|---|---|---|---|---|---|---|")
     totals = np.zeros(4)
+    if clips:  # untimed: the libraries' one-time start-up (decoder, OpenCV's pool, allocator) would fall on clip 1
+        decode_seconds(clips[0][0], cfg)
+        mine_seconds(clips[0][0], cfg)
     for path, height, width in clips:
         size = f"{width}x{height}"
         decode, mine = [], []
@@ -179,7 +183,10 @@ def loop_video(src: Path, dst: Path, times: int) -> None:
         in_stream = inp.streams.video[0]
         stream = out.add_stream_from_template(in_stream)
         packets = [p for p in inp.demux(in_stream) if p.size]
-        span = max(p.pts for p in packets) + packets[1].pts - packets[0].pts
+        # one frame's duration: the smallest gap between presentation times (packets come in decode order, so with
+        # B-frames the first two are not neighbours: 0, 1536, 512, ... made every seam a 2-frame gap)
+        stamps = sorted(p.pts for p in packets)
+        span = stamps[-1] + min(b - a for a, b in zip(stamps, stamps[1:]) if b > a)
         for k in range(times):
             for p in packets:
                 p.pts += span if k else 0
@@ -232,15 +239,23 @@ def rss(frames: int) -> None:
 
 
 def main() -> None:
-    default = Path(os.environ.get("VIDSSL_DATA", REPO.parent / "shared" / "data")) / "videos"
+    default = data_root() / "videos"
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=default)
-    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=None, help="timed runs per clip, the best kept (default 2; not "
+                                                           "with --rss)")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--motion", action="store_true", help="compare the camera-compensation methods")
     mode.add_argument("--rss", action="store_true", help="peak RSS on a synthetic 1080p clip, short and 4x longer")
-    ap.add_argument("--frames", type=int, default=150, help="--rss: frames of the synthetic clip before looping")
+    ap.add_argument("--frames", type=int, default=None, help="--rss: frames of the synthetic clip before looping "
+                                                             "(default 150)")
     args = ap.parse_args()
+    if args.rss and args.runs is not None:
+        ap.error("--runs does not apply to --rss (one measurement per clip length)")
+    if args.frames is not None and not args.rss:
+        ap.error("--frames is --rss's (the synthetic clip); the other modes read --data")
+    args.runs = 2 if args.runs is None else args.runs
+    args.frames = 150 if args.frames is None else args.frames
     if args.runs < 1:
         ap.error("--runs must be at least 1")
     cfg = MineConfig()

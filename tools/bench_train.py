@@ -107,7 +107,9 @@ def _alternate(cfg, dev, arch, size, feeds, steps, warmup, rounds, batch_pairs) 
         del batches  # its workers end here
     for r in range(rounds):
         timed = warmup + r * span + span - steps  # the first timed step index of this round, the same for every feed
-        for name, (feed, lead) in feeds.items():
+        # which feed goes first alternates, as in fill_cost: with --warmup 0 the first steps' one-time costs (oneDNN
+        # kernel selection, the allocator) fell on the in-memory feed, which always went first
+        for name, (feed, lead) in list(feeds.items())[::1 if r % 2 == 0 else -1]:
             batches = feed(r)
             for s in range(timed - lead, timed):
                 steppers[name](*next(batches), s)
@@ -176,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.warmup < 0 or (args.workers is not None and args.workers < 0):
         ap.error("--warmup and --workers must be >= 0")
+    if args.fill_uninitialized and (args.pairs is not None or args.workers is not None):
+        ap.error("--fill-uninitialized times the in-memory step on a fixed random batch: --pairs and --workers do "
+                 "not apply")
     from vidssl.config import load_config
     from vidssl.data import open_pairs
     from vidssl.errors import ConfigError, VidsslError

@@ -64,8 +64,9 @@ class MineConfig:
                                     "previous frame's exceeds this")
     min_patch_ncc: float = opt(0.5, "appearance check: consecutive tracked patches (16x16 grey) must correlate at "
                                     "least this much")
-    frozen_mad: float = opt(2.0, "a last patch whose mean absolute grey difference to the first is below this "
-                                 "is a frozen tracker (rejected)")
+    frozen_mad: float = opt(2.0, "a window whose last box's 16x16 grey thumbnail (cut from the tracking frame) "
+                                 "differs from its first box's by less than this mean absolute grey level is a "
+                                 "frozen tracker (rejected)")
     max_pairs_per_video: int = opt(150, "cap on pairs per video, so one clip cannot dominate the set; spread over the "
                                         "video: by frame i of n, at most cap x (i + track_span) / n")
     region_grid: int = opt(3, "the frame is split into region_grid x region_grid regions for the per-region cap")

@@ -7,7 +7,7 @@
       manifest.jsonl          one record per pair, videos in listing order, tracks in start order
       videos.json             what is being mined: {"root": folder, "videos": [{"video": relative path, "video_id",
                               "bytes"}]} (each shard decides its own videos: see shard_listing)
-      mine.json               the mining config, seed and backend; a rerun with other settings is refused
+      mine.json               the mining config and backend; a rerun with other settings is refused
       shards/<video_id>.npy         (n, 2, S, S, 3) uint8 RGB pairs of one video (n, 3, S, S, 3) with
                                     mine.background_patches: first, last, same-frame background)
       shards/<video_id>.tracks.npy  (n, T, S, S, 3) every patch of each track (only with mine.store_tracks)
@@ -65,9 +65,9 @@ def video_id(relative: str) -> str:
     return f"{stem}-{hashlib.sha1(relative.encode('utf-8', 'surrogateescape')).hexdigest()[:10]}"
 
 
-def settings(cfg: MineConfig, seed: int, video_backend: str) -> dict:
-    """Everything that changes which pairs are mined."""
-    return {"config": dataclasses.asdict(cfg), "seed": seed, "video_backend": video_backend}
+def settings(cfg: MineConfig, video_backend: str) -> dict:
+    """Everything that changes which pairs are mined (mining draws no random numbers: the run's seed is not)."""
+    return {"config": dataclasses.asdict(cfg), "video_backend": video_backend}
 
 
 def shard_of(video: str, count: int) -> int:
@@ -77,7 +77,7 @@ def shard_of(video: str, count: int) -> int:
     return int(hashlib.sha1(video.encode("utf-8", "surrogateescape")).hexdigest(), 16) % count
 
 
-def prepare(out_dir: Path, root: Path, listing: list[dict], cfg: MineConfig, seed: int, video_backend: str,
+def prepare(out_dir: Path, root: Path, listing: list[dict], cfg: MineConfig, video_backend: str,
             shard: tuple[int, int] = (0, 1)) -> None:
     """Create the layout and record the settings and listing; refuse a directory mined with other settings or
     split into another number of shards (see :func:`check_shard_count`).
@@ -86,17 +86,19 @@ def prepare(out_dir: Path, root: Path, listing: list[dict], cfg: MineConfig, see
     with the listing there, so a shard whose copy of the folder lags drops no other shard's videos."""
     (out_dir / SHARDS).mkdir(parents=True, exist_ok=True)
     (out_dir / DONE).mkdir(exist_ok=True)
-    wanted = settings(cfg, seed, video_backend)
+    wanted = settings(cfg, video_backend)
     existing = out_dir / "mine.json"
     # under the lock: shards started at the same moment with different settings must not both find no mine.json
     with _locked(out_dir):
         if existing.is_file():
             have = json.loads(existing.read_text())
+            if isinstance(have, dict):  # earlier versions recorded the seed, which never changed a pair
+                have.pop("seed", None)
             if have != wanted:
                 was = have.get("config", {}) if isinstance(have.get("config"), dict) else {}
                 changed = [(f"mine.{k}", was.get(k), wanted["config"][k]) for k in sorted(wanted["config"])
                            if was.get(k) != wanted["config"][k]]
-                changed += [(k, have.get(k), wanted[k]) for k in ("seed", "video_backend") if have.get(k) != wanted[k]]
+                changed += [(k, have.get(k), wanted[k]) for k in ("video_backend",) if have.get(k) != wanted[k]]
                 # as pretrain names a stage's changed settings: the key, what it was and what it is now
                 detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in changed) or "format"
                 raise DatasetMismatch(f"{out_dir} was mined with other settings ({detail}); use a new --out, or the "

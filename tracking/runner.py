@@ -39,7 +39,7 @@ class SkippedInStrictMode(VidsslError):
 
 
 def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto", workers: int = 1,
-                shard: tuple[int, int] = (0, 1), strict: bool = False, seed: int = 0, progress: bool = True,
+                shard: tuple[int, int] = (0, 1), strict: bool = False, progress: bool = True,
                 time_budget_s: float | None = None, label: str | None = None) -> dict:
     """Mine every video under ``videos_dir`` (this call's ``shard``: index, count) into ``out_dir``. ``label``
     names this mining in its progress bar and skip messages (pretrain's "held-out tails", whose skips are not the
@@ -80,11 +80,11 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
                          advice="that shard is being mined; start each --shard once (other shards may run beside it)"
                          ) if sharded else contextlib.nullcontext()
     with together, own_shard:
-        prepare(out, base, listing, cfg, seed, video_backend, shard=(index, count))
+        prepare(out, base, listing, cfg, video_backend, shard=(index, count))
         copies = find_copies(base, out, listing)
         todo, crashed = _to_mine(base, out, [e for e in listing if shard_of(e["video"], count) == index], copies)
         # in a pool a dying worker is blamed by the pool itself; only a death of this process counts as a crash
-        job = _Job(base, out, cfg, video_backend, seed, strict, counts_deaths=workers == 1, copies=copies)
+        job = _Job(base, out, cfg, video_backend, strict, counts_deaths=workers == 1, copies=copies)
         return _mine_listed(job, todo, crashed, workers, (index, count), strict, progress, time_budget_s, label)
 
 
@@ -348,11 +348,11 @@ def _finish(result: dict, bar, strict: bool) -> dict:
 class _Job:
     """Mines one listing entry and stores its result; picklable, so pool workers run it too."""
 
-    def __init__(self, root: Path, out: Path, cfg: MineConfig, video_backend: str, seed: int, strict: bool,
+    def __init__(self, root: Path, out: Path, cfg: MineConfig, video_backend: str, strict: bool,
                  counts_deaths: bool = True, copies: dict[str, str] | None = None):
         self.root, self.out, self.cfg = root, out, cfg
         self.copies = copies or {}  # video -> the byte-identical video mined instead (find_copies)
-        self.video_backend, self.seed, self.strict = video_backend, seed, strict
+        self.video_backend, self.strict = video_backend, strict
         self.counts_deaths = counts_deaths  # whether a start counts toward MAX_ATTEMPTS (see begin_attempt)
         self.run = uuid.uuid4().hex  # tells this run's attempt files from those of runs that died
 
@@ -387,8 +387,6 @@ class _Job:
         return _result(entry, marker)
 
     def _mine(self, entry: dict, source: dict | None, on_frames: Callable[[int], None] | None) -> dict:
-        import cv2
-
         from vidssl.video import open_video
 
         path = self.root / entry["video"]
@@ -403,7 +401,6 @@ class _Job:
                                              "clip mined twice would be its own negative)")
             if _unreadable(path):
                 raise SkipVideo("unreadable", "no read permission (fix with: chmod +r FILE)")
-            cv2.setRNGSeed(self.seed)
             with open_video(path, self.video_backend) as reader:
                 info = {"backend": reader.backend, "width": reader.width, "height": reader.height,
                         "fps": round(reader.fps, 3)}

@@ -66,6 +66,17 @@ def _sample(records: list[dict], n: int, seed: int) -> list[dict]:
     return [records[i] for i in sorted(picked)]
 
 
+def _sample_tracks(records: list[dict], n: int, seed: int) -> list[dict]:
+    """One pair each of ``n`` random trackers (a tracker yields a pair every mine.pair_stride frames, so sampling
+    pairs drew rows of one tracker's overlapping windows): its middle window, in manifest order."""
+    by_track: dict[tuple, list[dict]] = {}
+    for rec in records:
+        by_track.setdefault((rec["video_id"], rec["track_id"]), []).append(rec)
+    tracks = list(by_track.values())
+    picked = np.random.default_rng(seed).choice(len(tracks), size=min(n, len(tracks)), replace=False)
+    return [sorted(tracks[i], key=lambda r: r["start_frame"])[len(tracks[i]) // 2] for i in sorted(picked)]
+
+
 def _caption(width: int, text: str) -> np.ndarray:
     bar = np.full((CAPTION, width, 3), 255, np.uint8)
     text = drawable(text)
@@ -110,8 +121,8 @@ def box_frames(start: int, end: int, num_boxes: int) -> list[int]:
 
 def track_strips(pairs_dir: str | Path, n: int = 4, seed: int = 0, frames: int = 5, height: int = 160,
                  video_backend: str | None = None) -> np.ndarray:
-    """(H, W, 3) uint8 RGB image: for ``n`` random tracks, ``frames`` source frames spread over the track with the
-    tracked box drawn; needs the source videos where they were mined (dataset.json ``videos_root``).
+    """(H, W, 3) uint8 RGB image: for ``n`` random trackers, ``frames`` source frames spread over one of their
+    pairs' windows with the tracked box drawn; needs the source videos where they were mined (dataset.json ``videos_root``).
 
     The frames are decoded as mining decoded them: with the dataset's ``video_backend`` (unless one is given), in
     one sequential pass from frame 0. Random access could draw a box on another frame: decord's frames after a seek
@@ -129,7 +140,7 @@ def track_strips(pairs_dir: str | Path, n: int = 4, seed: int = 0, frames: int =
         raise VidsslError(f"{meta_path}: cannot tell where the videos are ({type(e).__name__}: {e}); rebuild it "
                           f"with `vidssl mine --merge --out {pairs_dir}`") from None
     rows = []
-    for rec in _sample(records, n, seed):
+    for rec in _sample_tracks(records, n, seed):
         marker = read_marker(pairs_dir, rec["video_id"]) or {}
         where = marker_path(pairs_dir, rec["video_id"])
         if "track_boxes" not in marker:

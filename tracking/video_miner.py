@@ -95,12 +95,16 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
                                      f"mine.min_box_px={cfg.min_box_px}")
     n = reader.num_frames
     lo, hi = frame_range(n, cfg)
-    if hi - lo < cfg.track_length + 2:
+    # a track needs the frame before its start (its motion), then track_length + 1 frames; a part starting after
+    # frame 0 takes that frame from before it (decoded all the same), as _why_empty counts it
+    needed = cfg.track_length + 2 - (lo > 0)
+    if hi - lo < needed:
         if lost_its_end(reader, n):
             raise SkipVideo("corrupt", f"{_truncated(reader.announced_frames, n)}; too few frames left to mine")
         part = "" if (lo, hi) == (0, n) else f" ({hi - lo} in mine.time_range={list(cfg.time_range)})"
-        raise SkipVideo("too_short", f"{n} frame{'' if n == 1 else 's'}{part}; a track needs mine.track_length + 2 = "
-                                     f"{cfg.track_length + 2}")
+        raise SkipVideo("too_short", f"{n} frame{'' if n == 1 else 's'}{part}; a track needs " + (
+            f"mine.track_length + 2 = {needed}" if lo == 0 else
+            f"mine.track_length + 1 = {needed} there (the frame before them gives the first start its motion)"))
     miner = _Miner(cfg, work_shape, start_frames(n, cfg), lo, hi)
     reported = 0
     # decoded from frame 0 though mining starts at lo: decord's frames after a seek to lo - 1 are not always those
@@ -384,7 +388,8 @@ class _Miner:
             result.starts_rejected[reason] += 1
         if reason in ("busy", "video_cap"):
             return
-        # a candidate that was analysed and started nothing makes the next ones wait, up to 4 strides: motion
+        # a candidate that was analysed and started nothing makes the next ones wait 1, 2, then 4 strides (so the
+        # next candidate is still tried after one, skipped after two in a row; candidates are >= 1 stride apart): motion
         # analysis is the costliest step per frame, and a still scene seldom starts moving the next frame (a wait
         # of a whole track length missed every moving moment of a real clip with short bursts of motion)
         self.fruitless = 0 if started else min(self.fruitless + 1, 3)

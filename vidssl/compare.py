@@ -291,7 +291,7 @@ def _setup(run: Path) -> dict[str, object]:
     :func:`_run_config`), the videos it mined, the steps it trained and each evaluation's data (the held-out tracks
     are the run's own and come from its videos)."""
     from vidssl.config import Config, flat_config, flat_dict
-    from vidssl.pipeline import _UNUSED_BY, HELD_OUT_TASK, SPEED_KEYS
+    from vidssl.pipeline import HELD_OUT_TASK, SPEED_KEYS, UNUSED_BY
     from vidssl.report import read_metrics
 
     setup: dict[str, object] = {}
@@ -302,7 +302,7 @@ def _setup(run: Path) -> dict[str, object]:
         # (threads, workers, devices' batch sizes) decide no number: pretrain.mine_workers is no stage's key, so
         # not among SPEED_KEYS, but mines the same pairs with any number of processes
         flat = {**json.loads(json.dumps(flat_config(Config()))), **flat_dict(config)}
-        unread = _UNUSED_BY[videos == DEMO_VIDEOS] if videos is not None else ()
+        unread = UNUSED_BY[videos == DEMO_VIDEOS] if videos is not None else ()
         if not (run / "config.yaml").exists():  # made stage by stage: no pretrain.* setting applied to it
             unread = (*unread, "pretrain")
         setup.update({k: NOT_READ if any(k == u or k.startswith(u + ".") for u in unread) else v

@@ -7,6 +7,7 @@ process. Ctrl-C and SIGTERM need none of this: the main process then shuts its w
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -139,6 +140,7 @@ def _adopted_by_init() -> bool:
     return top is not None and top[0] == 1 and init is not None and "python" not in init[1]
 
 
+@functools.cache  # once per process: a second train() under torchrun watched with a second thread
 def exit_with_launcher() -> None:
     """In a process started by torchrun (``TORCHELASTIC_RUN_ID`` set): end it once the launcher is gone, as a
     ``kill -9`` of torchrun (or the OOM killer's) leaves its ranks running, orphaned, holding the run's lock.

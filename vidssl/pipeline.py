@@ -123,7 +123,7 @@ HELD_OUT_TASK = "tracks_held_out"  # the evaluation on the pairs mined from the 
 # what each stage's result depends on: config sections or keys (the inputs are added by pretrain). A completed stage
 # is reused only while these are unchanged; knobs of speed, logging and budget may change between runs.
 STAGE_KEYS = {
-    "mine": ("seed", "video", "demo", "mine", "pretrain.held_out_tail", "miner.background_negatives"),
+    "mine": ("video", "demo", "mine", "pretrain.held_out_tail", "miner.background_negatives"),
     "train": TRAIN_SECTIONS,
     "export": ("export",),
     "eval": ("eval",),
@@ -140,7 +140,7 @@ SPEED_KEYS = _RERUNNABLE - {"train.budget_minutes", "train.fit_budget"}
 _FREE_ONCE_MINED = "video.backend"
 # mining keys that only one kind of run reads: the demo clips' settings on a --videos run; the held-out tail of the
 # user's videos on a demo run (which holds out clips of its own), and their box size (demo.mine_box_fraction's)
-_UNUSED_BY = {True: ("pretrain.held_out_tail", "mine.box_fraction"), False: ("demo",)}
+UNUSED_BY = {True: ("pretrain.held_out_tail", "mine.box_fraction"), False: ("demo",)}
 
 
 def stage_configs(cfg: Config, inputs: dict[str, dict[str, Any]], demo: bool = False) -> dict[str, dict[str, Any]]:
@@ -152,7 +152,7 @@ def stage_configs(cfg: Config, inputs: dict[str, dict[str, Any]], demo: bool = F
         return any(key == p or key.startswith(p + ".") for p in prefixes)
 
     return {stage: {**{k: v for k, v in flat.items() if k not in _RERUNNABLE and under(k, prefixes)
-                       and not under(k, _UNUSED_BY[demo])},
+                       and not under(k, UNUSED_BY[demo])},
                     **inputs.get(stage, {})}
             for stage, prefixes in STAGE_KEYS.items()}
 
@@ -291,8 +291,9 @@ def check_stage_settings(stages: Stages, configs: dict[str, dict[str, Any]], run
         if stage == "train" and done is None:
             # an unfinished training is checked by the trainer against its checkpoint, with precision resolved
             # (auto picks by the hardware): its advice for a run moved to other hardware, --set
-            # train.precision=<the checkpoint's>, must not be refused here
-            changed = [k for k in changed if k != "train.precision"]
+            # train.precision=<the checkpoint's>, must not be refused here. Nor a key a later version added: the
+            # trainer lets the remaining steps run with it and says so (the steps so far did what that version did)
+            changed = [k for k in changed if k != "train.precision" and k in record["config"]]
         if not changed:
             continue
         detail = ", ".join(f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
@@ -547,6 +548,11 @@ def _check_demo_mining(cfg: Config) -> None:
     from vidssl.video import resized_shape
 
     d, m = cfg.demo, demo_mining(cfg)
+    least = m.track_length + 2
+    if cfg.pretrain.run_mine and d.frames < least:
+        # demo-videos alone may write shorter clips; mined, they would give no pair and fail only after minutes
+        raise ConfigError(f"config key 'demo.frames': the demo clips are mined, which needs >= mine.track_length + 2 "
+                          f"= {least} frames, got {d.frames}")
     try:
         check_section(m, "mine")
     except ConfigError as e:
@@ -646,7 +652,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     from vidssl.eval import weights_row_name
     from vidssl.eval.baselines import feature_models
     from vidssl.export import ExportPathError, ModelFileError, export_backbone
-    from vidssl.report import EVAL_FAILURES, WARNINGS, build_report
+    from vidssl.report import EVAL_FAILURES, WARNINGS, build_report, read_metrics
     from vidssl.train import train
 
     p = cfg.pretrain
@@ -703,12 +709,12 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     def mine() -> dict:
         mine_start, mine_budget = time.monotonic(), remaining_s() * p.mine_fraction
         summary = tracking.mine_folder(videos, run / "pairs", train_mine, video_backend=cfg.video.backend,
-                                       workers=p.mine_workers, seed=cfg.seed, progress=progress,
+                                       workers=p.mine_workers, progress=progress,
                                        time_budget_s=mine_budget)
         if held_out_videos is not None:
             # the held-out tails share the mining budget: each one decodes its video from the start
             held = tracking.mine_folder(held_out_videos, run / "pairs_held_out", held_out_mine,
-                                        video_backend=cfg.video.backend, workers=p.mine_workers, seed=cfg.seed,
+                                        video_backend=cfg.video.backend, workers=p.mine_workers,
                                         progress=progress, label="held-out clips" if demo else (
                                             f"held-out tails (the last {p.held_out_tail:.0%}: "
                                             "pretrain.held_out_tail)"),
@@ -779,9 +785,12 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
             root = None
         for es in discover_eval_sets(root, held_out):
             out = run / "eval" / es.folder
-            if out.name in finished and (out / "metrics.json").is_file():
-                results[out.name] = json.loads((out / "metrics.json").read_text())
-                continue
+            if out.name in finished:
+                try:
+                    results[out.name] = read_metrics(out / "metrics.json")
+                    continue
+                except (OSError, ValueError):  # gone or edited by hand since: evaluated again
+                    pass
             log.info("[eval] %s on %s", es.task, es.path)
             try:
                 if es.task == "retrieval":

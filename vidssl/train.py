@@ -904,8 +904,6 @@ def _stats_say_done(path: Path, step: int, total: int) -> bool:
 def parameter_digest(model: torch.nn.Module) -> str:
     """SHA-256 of every parameter's bytes, in name order: equal on all ranks of a healthy DDP run (buffers such as
     BatchNorm statistics are per rank and left out)."""
-    import hashlib
-
     h = hashlib.sha256()
     for name, p in sorted(model.named_parameters()):
         h.update(name.encode())

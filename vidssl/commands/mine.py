@@ -10,7 +10,7 @@ log = logging.getLogger(__name__)
 
 NAME = "mine"
 HELP = "Mine positive patch pairs from a folder of videos (tracking stage)"
-READS = ("seed", "mine", "video")
+READS = ("mine", "video")  # mining draws no random numbers: the seed is not read
 
 
 def add_arguments(parser) -> None:
@@ -51,7 +51,7 @@ def run(args, cfg) -> int:
         print(format_summary(merge(args.out)))
         return 0
     summary = mine_folder(args.videos, args.out, cfg.mine, video_backend=cfg.video.backend, workers=args.workers,
-                          shard=parse_shard(args.shard, dict(os.environ)), strict=args.strict, seed=cfg.seed,
+                          shard=parse_shard(args.shard, dict(os.environ)), strict=args.strict,
                           progress=not args.quiet)
     write_resolved(cfg, args.out)
     print(format_summary(summary))

@@ -23,7 +23,7 @@ def add_arguments(parser) -> None:
 def run(args, cfg) -> int:
     from pathlib import Path
 
-    from vidssl.errors import ConfigError, UsageError
+    from vidssl.errors import UsageError
     from vidssl.pipeline import EvalFailed, pretrain
 
     if args.out is None:
@@ -32,11 +32,6 @@ def run(args, cfg) -> int:
                              f"into (without --videos, the demo run goes into {DEMO_OUT})")
         args.out = DEMO_OUT
 
-    least = cfg.mine.track_length + 2
-    if args.videos is None and cfg.pretrain.run_mine and cfg.demo.frames < least:
-        # demo-videos alone may write shorter clips; mined, they would give no pair and fail only after minutes
-        raise ConfigError(f"config key 'demo.frames': the demo clips are mined, which needs >= mine.track_length + 2 "
-                          f"= {least} frames, got {cfg.demo.frames}")
     run_dir = Path(args.out)
     try:
         summary = pretrain(cfg, args.out, videos=args.videos, eval_data=args.eval_data,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from vidssl.train_config import TRAIN_SECTIONS
 
@@ -36,7 +37,7 @@ def run(args, cfg) -> int:
 
     stats = train(args.pairs, args.out, cfg, budget_minutes=args.budget_minutes, device=args.device,
                   resume=args.resume, allow_incomplete=args.allow_incomplete, progress=not args.quiet)
-    if stats.get("world_size", 1) > 1 and int(__import__("os").environ.get("RANK", "0")) != 0:
+    if stats.get("world_size", 1) > 1 and int(os.environ.get("RANK", "0")) != 0:
         return 0
     state = "finished" if stats["stopped"] == "done" else "stopped at the time budget (rerun to continue)"
     # a budget spent before the first logged step has no metrics yet: none shown, rather than "loss nan"
