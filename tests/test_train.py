@@ -123,6 +123,52 @@ def test_a_signal_while_training_keeps_the_step_in_flight(pairs, tmp_path, signu
     assert stats["step"] - stats["session_steps"] == saved["step"] and stats["session_steps"] >= 1
 
 
+SLOW_LOADER = """
+import sys, time
+from vidssl.data import dataset
+_fetch = dataset.PairPatches.__getitem__
+
+
+def slow(self, item):  # the worker imports this script too (forkserver): its batches take a second each
+    time.sleep(1.0)
+    return _fetch(self, item)
+
+
+dataset.PairPatches.__getitem__ = slow
+if __name__ == "__main__":
+    from vidssl.cli import main
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_to_every_process_of_a_job_keeps_the_last_step(pairs, tmp_path):
+    """Slurm (scancel, the time limit) sends SIGTERM to every process of the job: the loader's worker died of it
+    while the trainer waited for its batch, and the trainer's fetch failed ("worker exited unexpectedly") before it
+    could checkpoint the steps it had finished: the run fell back to its last periodic checkpoint (here: none)."""
+    import subprocess
+
+    run, script = tmp_path / "run", tmp_path / "slow_loader.py"
+    script.write_text(SLOW_LOADER)
+    settings = TINY + ["train.steps=100000", "train.checkpoint_every=100000", "train.log_every=1",
+                       "data.num_workers=1", "data.prefetch=1"]
+    command = [sys.executable, str(script), "train", str(pairs), "--out", str(run)]
+    command += [arg for kv in settings for arg in ("--set", kv)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    log = run / "log.jsonl"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None and (
+            not log.is_file() or len(log.read_text().splitlines()) < 2):
+        time.sleep(0.05)
+    time.sleep(0.3)  # the trainer is waiting for its next batch (a step takes milliseconds, a batch a second)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 143, err
+    logged = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert (run / CHECKPOINT).is_file(), err
+    assert load_checkpoint(run / CHECKPOINT)["step"] == max(logged) >= 2
+
+
 def test_a_checkpoint_with_an_earlier_versions_fingerprint_resumes(pairs, tmp_path):
     from vidssl.data import open_pairs
 

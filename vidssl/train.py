@@ -26,7 +26,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 import torch.utils.deterministic  # runtime_settings turns its fill of fresh tensors off
@@ -525,6 +525,25 @@ class StopAtStepEnd:
         raise KeyboardInterrupt  # a handler that returned (SIG_IGN set by the caller): stop all the same
 
 
+def _batches(loader: Iterable, stopping: StopAtStepEnd, d: Dist) -> Iterator:
+    """``loader``'s batches, ending early where its workers died while this process is stopping: a SIGTERM sent to
+    every process of a job (Slurm's scancel or time limit, ``kill -- -PGID``) ends the workers too, and a fetch
+    waiting on them failed ("worker exited unexpectedly") before the finished steps were checkpointed. One process
+    only: under DDP a rank leaving the loop early would meet the others' collectives out of step."""
+    batches = iter(loader)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except RuntimeError:
+            if stopping.signum is None or d.world > 1:
+                raise
+            log.info("train: the loader's workers ended with the signal; checkpointing the steps done")
+            return
+        yield batch
+
+
 def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config, *,
           budget_minutes: float | None = None, device: str | None = None, resume: bool = False,
           allow_incomplete: bool = False, progress: bool = True) -> dict:
@@ -752,7 +771,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
     stopping = StopAtStepEnd()
     stopping.install()
     try:
-        for patches, index in loader:
+        for patches, index in _batches(loader, stopping, d):
             _seed_step(cfg.seed, step, d)
             x = to_input(patches, mean_on_device, std_on_device, dev, channels_last)
             groups = group_codes[index].to(dev)
