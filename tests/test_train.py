@@ -1064,3 +1064,15 @@ def test_a_checkpoint_that_cannot_be_read_is_never_said_to_be_damaged(pairs, tmp
     (run / CHECKPOINT).write_bytes(b"PK\x03\x04 not a whole zip")
     with pytest.raises(Exception, match=r"unreadable checkpoint .*delete it to start over"):
         train(pairs, run, cfg, progress=False)
+
+
+def test_too_few_batches_for_the_ranks_is_said_before_the_run_folder_records_a_run(pairs, tmp_path, monkeypatch):
+    """The sampler's refusal came after config.yaml was written, so RUN said a run of these settings was there."""
+    import vidssl.train as train_module
+    from vidssl.errors import VidsslError
+
+    monkeypatch.setattr(train_module, "_init_distributed", lambda *args: train_module.Dist(rank=0, world=64))
+    run = tmp_path / "run"
+    with pytest.raises(VidsslError, match=r"batch\(es\) of 12, fewer than the 64 processes"):
+        train(pairs, run, load_config(None, TINY + ["train.steps=2"]), progress=False)
+    assert not (run / "config.yaml").exists()

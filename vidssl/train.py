@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from vidssl.config import Config, flat_config, to_dict, versions, write_resolved
 from vidssl.data import (BATCH_PLAN, PairBatchSampler, PairPatches, batches_per_epoch, make_loader, open_pairs,
-                         require_pairs_folder, to_input, too_few_pairs)
+                         require_pairs_folder, to_input, too_few_batches, too_few_pairs)
 from vidssl.device import local_rank, resolve_device, world_size
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.io import (atomic_path, atomic_write_json, atomic_write_text, json_object, json_text, newer_format,
@@ -657,6 +657,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
                         "videos (or a video with more than one moving object)")
     if len(pairs) < tc.batch_pairs:
         problems.append(too_few_pairs(len(pairs), tc.batch_pairs))
+    elif len(pairs) // tc.batch_pairs < d.world:  # before config.yaml says a run of these settings is in RUN
+        problems.append(too_few_batches(len(pairs), tc.batch_pairs, d.world))
     if problems:
         raise VidsslError(f"{pairs_dir}: {'; and '.join(problems)}")
     candidates, k = 2 * (tc.batch_pairs - 1), cfg.miner.negatives_per_pair

@@ -79,6 +79,13 @@ def too_few_pairs(num_pairs: int, batch_pairs: int) -> str:
     return f"{num_pairs} pairs, fewer than a batch of {batch_pairs}; {fix}"
 
 
+def too_few_batches(num_pairs: int, batch_pairs: int, world: int) -> str:
+    """What to tell a user whose pairs make fewer batches than the run has processes."""
+    return (f"{num_pairs} pairs make {num_pairs // batch_pairs} batch(es) of {batch_pairs}, fewer than the {world} "
+            f"processes that each take one a step; lower the batch (train.batch_pairs), run fewer processes or mine "
+            f"more videos")
+
+
 class PairBatchSampler(Sampler):
     """Yields, for steps ``start_step .. steps - 1``, lists of ``(pair_index, (seed, global_batch, slot))``: the
     second item seeds that pair's augmentation, so augmentation does not depend on worker scheduling."""
@@ -88,9 +95,7 @@ class PairBatchSampler(Sampler):
         if track.size < batch_pairs:
             raise VidsslError(too_few_pairs(track.size, batch_pairs))
         if track.size // batch_pairs < world:
-            raise VidsslError(f"{track.size} pairs make {track.size // batch_pairs} batch(es) of {batch_pairs}, fewer "
-                              f"than the {world} processes that each take one a step; lower the batch "
-                              f"(train.batch_pairs), run fewer processes or mine more videos")
+            raise VidsslError(too_few_batches(track.size, batch_pairs, world))
         self.video, self.track, self.batch_pairs, self.seed = video, track, batch_pairs, seed
         self.steps, self.start_step, self.rank, self.world = steps, start_step, rank, world
         self._epoch, self._batches = -1, np.zeros((0, batch_pairs), np.int64)
