@@ -381,3 +381,18 @@ def test_a_second_sigterm_does_not_cut_the_first_ones_clean_up_short(monkeypatch
     assert main(["compare", "x"]) == 143 and cleaned == [True]
     assert "vidssl compare: terminated; rerun the same command to continue" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_the_other_ranks_of_a_torchrun_keep_their_warnings_to_themselves(tmp_path, monkeypatch, caplog):
+    """Under torchrun every rank runs the command: each warning was printed once per rank."""
+    import logging
+
+    command = ["-q", "demo-videos", str(tmp_path / "d"), "--num", "1", "--set", "demo.frames=4", "--set",
+               "demo.width=64", "--set", "demo.height=64", "--set", "train.lr=0.1"]  # a key demo-videos does not read
+    for rank, said in (("1", False), ("0", True)):
+        monkeypatch.setenv("RANK", rank)
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            assert main(command) == 0
+        assert ("--set train.lr" in caplog.text) is said, (rank, caplog.text)
+    assert logging.getLogger("vidssl").level == logging.NOTSET  # left as it was

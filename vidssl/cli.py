@@ -82,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() \
         else None
+    package_log = logging.getLogger("vidssl")
+    saved_level = package_log.level
+    if not args.verbose and _torchrun_rank() > 0:  # the other ranks of a torchrun: rank 0 says it once, errors all
+        package_log.setLevel(logging.ERROR)
     from vidssl.video import decoder_logs_silenced
 
     # with -v the decoders' own FFmpeg lines stay: they can help with a damaged file
@@ -117,8 +121,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vidssl {command}: {what}; rerun the same command to continue", file=sys.stderr)
         return 143 if terminated else 130
     finally:
+        package_log.setLevel(saved_level)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _torchrun_rank() -> int:
+    """This process's RANK under torchrun (0 without it, or where it is no number: the trainer says so)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 def _warn_unread(args, command: str) -> None:
