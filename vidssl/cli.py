@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         else None
     package_log = logging.getLogger("vidssl")
     saved_level = package_log.level
-    if not args.verbose and _torchrun_rank() > 0:  # the other ranks of a torchrun: rank 0 says it once, errors all
+    if command == "train" and not args.verbose and _torchrun_rank() > 0:
+        # the other ranks of a torchrun training: rank 0 says it once, errors all (a mining shard under torchrun
+        # mines videos of its own, and keeps its say)
         package_log.setLevel(logging.ERROR)
     from vidssl.video import decoder_logs_silenced
 
