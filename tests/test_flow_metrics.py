@@ -148,3 +148,20 @@ def test_metrics_over_pairs_skip_missing_values():
     assert m["epe"] == pytest.approx((4 * 2 ** 0.5 + 4 * 18 ** 0.5) / 8)
     assert m["epe_noc"] == pytest.approx(18 ** 0.5) and m["epe_occ"] == pytest.approx(18 ** 0.5)
     assert mean_metrics([a])["epe_occ"] is None
+
+
+def test_window_reach_closed_forms():
+    """A matcher limited to +-R px per axis: the share of pixels it can reach, and the EPE of the clipped ground
+    truth (the Sintel ambush_2 pair of $VIDSSL_DATA moves 56+ px everywhere, beyond the default +-32)."""
+    from vidssl.eval.flow.metrics import window_reach
+
+    gt = np.zeros((4, 6, 2))
+    gt[:2] = (10.0, -5.0)  # in reach: nothing lost
+    gt[2:] = (0.0, -50.0)  # 18 px beyond on v
+    assert window_reach(gt, None, 32) == {"in_reach_pct": 50.0, "floor_epe": 9.0}
+    valid = np.zeros((4, 6), bool)
+    valid[3, :3] = True  # only out-of-reach pixels count
+    assert window_reach(gt, valid, 32) == {"in_reach_pct": 0.0, "floor_epe": 18.0}
+    diagonal = np.full((2, 2, 2), 40.0)  # both axes 8 px beyond: sqrt(8^2 + 8^2)
+    assert window_reach(diagonal, None, 32)["floor_epe"] == pytest.approx(8 * 2 ** 0.5)
+    assert window_reach(gt, None, 50)["in_reach_pct"] == 100.0  # the edge is in reach

@@ -76,6 +76,10 @@ def test_evaluate_flow_writes_metrics_table_and_figures(dataset, tmp_path):
     for pair, (flow, valid) in truth.items():
         expected = float(np.sqrt((flow.astype(np.float64) ** 2).sum(-1))[valid].mean())
         assert saved["methods"]["zero"]["pairs"][pair]["epe"] == pytest.approx(expected, abs=1e-4)
+        # the feature methods' window: +-2 cells of 8 px; a loop over the valid pixels
+        inside = [abs(u) <= 16 and abs(v) <= 16 for (u, v), ok in zip(flow.reshape(-1, 2), valid.reshape(-1)) if ok]
+        assert saved["reach"]["px"] == 16
+        assert saved["reach"]["pairs"][pair]["in_reach_pct"] == pytest.approx(100 * sum(inside) / len(inside))
     magnitudes = np.concatenate([np.sqrt((flow.astype(np.float64) ** 2).sum(-1))[valid]
                                  for flow, valid in truth.values()])
     assert saved["methods"]["zero"]["mean"]["epe"] == pytest.approx(float(magnitudes.mean()), abs=1e-4)

@@ -474,3 +474,20 @@ def test_per_task_table_headers_say_which_way_is_better(tmp_path):
     page = (run / "report.html").read_text(encoding="utf-8")
     assert "<th>epe \u2193</th>" in page and "<th>fl_all \u2193</th>" in page and "<th>s/pair</th>" in page
     assert "<th>JF_mean \u2191</th>" in page and "<th>map_at_r \u2191</th>" in page
+
+
+def test_a_flow_pair_beyond_the_matching_window_is_said_in_the_report(tmp_path):
+    """Sintel ambush_2 moves beyond the +-32 px feature matching expresses: its EPE says how far each model falls
+    short of a floor none can pass, which the report said nowhere."""
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    build_report(run)
+    assert "Out of reach" not in (run / "report.html").read_text()  # no reach recorded (an earlier version's)
+    flow = json.loads((run / "eval" / "flow" / "metrics.json").read_text())
+    flow["reach"] = {"px": 32, "pairs": {"alley": {"in_reach_pct": 100.0, "floor_epe": 0.0},
+                                         "ambush": {"in_reach_pct": 0.0, "floor_epe": 54.82}}}
+    _write(run / "eval" / "flow" / "metrics.json", flow)
+    build_report(run)
+    page = (run / "report.html").read_text()
+    assert "up to +-32 px per axis; pixels within it: ambush 0% (no such matcher scores under EPE 54.82)" in page
+    assert "alley" not in page.split("Out of reach")[1].split("</p>")[0]

@@ -453,6 +453,23 @@ def _stages_section(run: Path, markers: dict, switches: dict) -> str:
     return "<h2>Stages</h2>" + _table(rows, ["stage", "status"])
 
 
+def _reach_line(result: dict) -> str:
+    """A flow evaluation's pairs that feature matching cannot express (see vidssl.eval.flow.metrics.window_reach);
+    empty when every pair is mostly in reach or the metrics.json records no reach."""
+    reach = result.get("reach")
+    pairs = reach.get("pairs") if isinstance(reach, dict) else None
+    if not isinstance(pairs, dict):
+        return ""
+    short = [f"{name} {r['in_reach_pct']:.0f}% (no such matcher scores under EPE {r['floor_epe']:.2f})"
+             for name, r in pairs.items() if isinstance(r, dict) and finite_number(r.get("in_reach_pct"))
+             and finite_number(r.get("floor_epe")) and r["in_reach_pct"] < 50]
+    if not short:
+        return ""
+    return (f"<p><b>Out of reach:</b> feature matching expresses motion up to +-{reach.get('px')} px per axis; "
+            f"pixels within it: {html.escape('; '.join(short))}. Their match rows measure the shortfall from "
+            f"that floor.</p>")
+
+
 def _data_line(result: dict) -> str:
     """What an evaluation scored: its data folder and size (retrieval's items, queries and labels, DAVIS's
     sequences, flow's pairs), and how many items it skipped; empty when its metrics.json records none of it."""
@@ -607,6 +624,7 @@ def build_report(run_dir: str | Path) -> Path:
         why = degenerate(result)
         if why:
             block.append(f"<p><b>Not informative:</b> {html.escape(why)} (left out of the headline).</p>")
+        block.append(_reach_line(result))
         pngs = _figure_pngs(metrics_path.parent)
         shown = _figures(pngs, MAX_FIGURES_PER_TASK)
         for png in shown:

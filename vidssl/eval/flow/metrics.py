@@ -63,6 +63,17 @@ def flow_metrics(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = No
     return out
 
 
+def window_reach(gt: np.ndarray, valid: np.ndarray | None, reach_px: float) -> dict[str, float]:
+    """What a matcher whose displacements are limited to +-``reach_px`` per axis can get right on a pair: the % of
+    valid pixels whose motion lies within that window, and the mean EPE of the ground truth clipped to it (no such
+    matcher can score lower). gt: [H, W, 2]; valid: bool [H, W] (None: all pixels)."""
+    gt = gt.astype(np.float64)
+    valid = np.ones(gt.shape[:2], bool) if valid is None else valid.astype(bool)
+    inside = (np.abs(gt) <= reach_px).all(axis=2)[valid]
+    floor = endpoint_error(np.clip(gt, -reach_px, reach_px), gt)[valid]
+    return {"in_reach_pct": float(100.0 * inside.mean()), "floor_epe": float(floor.mean())}
+
+
 def mean_metrics(per_pair: list[dict]) -> dict[str, float | None]:
     """Metrics of several pairs (each :func:`flow_metrics`' output), pooled over their pixels: each pair weighs by
     its count of the pixels the metric is a mean over; None where no pair has the value."""

@@ -19,7 +19,7 @@ from vidssl.eval.config import FlowConfig
 from vidssl.eval.flow.data import find_pairs, load_pair
 from vidssl.eval.flow.io import FlowFileError
 from vidssl.eval.flow.methods import CLASSICAL, FeatureMatchFlow, FlowMethod, NetworkFlow
-from vidssl.eval.flow.metrics import METRIC_KEYS, flow_metrics, mean_metrics
+from vidssl.eval.flow.metrics import METRIC_KEYS, flow_metrics, mean_metrics, window_reach
 from vidssl.eval.flow.transfer import train_transfer
 from vidssl.eval.flow.viz import pair_figure
 from vidssl.device import resolve_device
@@ -77,6 +77,12 @@ def markdown_table(summary: dict) -> str:
               "|---" * (len(summary["pairs"]) + 1) + "|"]
     for name, result in summary["methods"].items():
         lines.append(f"| {name} | " + " | ".join(cell(result["pairs"][p]["epe"], 2) for p in summary["pairs"]) + " |")
+    reach = summary.get("reach")
+    if reach:
+        lines += ["", f"Within reach of feature matching (+-{reach['px']:g} px per axis): % of valid pixels whose motion "
+                  "lies inside, and the lowest EPE a matcher limited to it can score (ground truth clipped):", "",
+                  "| pair | in reach % | floor EPE |", "|---|---|---|"]
+        lines += [f"| {name} | {r['in_reach_pct']:.1f} | {r['floor_epe']:.2f} |" for name, r in reach["pairs"].items()]
     if summary["transfer"]:
         lines += ["", "Transfer training (synthetic validation EPE, px):", "",
                   "| model | steps | seconds | before | after |", "|---|---|---|---|---|"]
@@ -122,8 +128,10 @@ def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out
     retire_results(out_dir, figures=("pairs/*.png",))
     with evaluation_mode(models, device):
         methods, transfer = build_methods(models, cfg, out_dir, budget_s, seed, device, progress)
-        per_method, skipped = _run_methods(methods, [p for p in pairs if p.name not in unreadable], cfg, out_dir,
-                                           progress)
+        # the feature methods' window: +-max_displacement cells of the coarsest stride (8 for every backbone)
+        reach_px = cfg.max_displacement * max((m.dense_stride for m in models.values()), default=8)
+        per_method, skipped, reach = _run_methods(methods, [p for p in pairs if p.name not in unreadable], cfg,
+                                                  out_dir, progress, reach_px)
     skipped = {**unreadable, **skipped}
     done = [p.name for p in pairs if p.name not in skipped]
     if not done:
@@ -134,18 +142,20 @@ def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out
         "methods": {name: {"mean": mean_metrics(list(results.values())),
                            "seconds_per_pair": sum(r["seconds"] for r in results.values()) / len(results),
                            "pairs": results} for name, results in per_method.items()},
-        "transfer": transfer, "device": str(device), "seed": seed, "config": asdict(cfg), "versions": versions(),
+        "reach": {"px": reach_px, "pairs": reach}, "transfer": transfer, "device": str(device), "seed": seed, "config": asdict(cfg), "versions": versions(),
     }
     atomic_write_json(out_dir / "metrics.json", summary)
     atomic_write_text(out_dir / "metrics.md", markdown_table(summary))
     return summary
 
 
-def _run_methods(methods: dict[str, FlowMethod], pairs: list, cfg: FlowConfig, out_dir: Path,
-                 progress: bool) -> tuple[dict[str, dict[str, dict]], dict[str, str]]:
-    """Every method on every readable pair: ({method: {pair: metrics and seconds}}, {skipped pair: why})."""
+def _run_methods(methods: dict[str, FlowMethod], pairs: list, cfg: FlowConfig, out_dir: Path, progress: bool,
+                 reach_px: float) -> tuple[dict[str, dict[str, dict]], dict[str, str], dict[str, dict]]:
+    """Every method on every readable pair: ({method: {pair: metrics and seconds}}, {skipped pair: why}, {pair:
+    what the feature methods' +-``reach_px`` window can get right of it})."""
     per_method: dict[str, dict[str, dict]] = {name: {} for name in methods}
     skipped: dict[str, str] = {}
+    reach: dict[str, dict] = {}
     for pair in tqdm(pairs, desc="flow pairs", unit="pair", disable=None if progress else True):
         try:
             sample = load_pair(pair)
@@ -153,6 +163,12 @@ def _run_methods(methods: dict[str, FlowMethod], pairs: list, cfg: FlowConfig, o
             log.warning("flow: skipping %s: %s", pair.name, e)
             skipped[pair.name] = str(e)
             continue
+        reach[pair.name] = window_reach(sample.flow, sample.valid, reach_px)
+        if reach[pair.name]["in_reach_pct"] < 50:  # its match EPE says little about the features
+            log.warning("flow: %s: %.0f%% of its pixels move within the +-%g px feature matching reaches "
+                        "(eval.flow.max_displacement=%d cells): no matcher limited so scores under EPE %.2f there",
+                        pair.name, reach[pair.name]["in_reach_pct"], reach_px, cfg.max_displacement,
+                        reach[pair.name]["floor_epe"])
         shown = {}
         for name, method in methods.items():
             start = time.perf_counter()
@@ -165,4 +181,4 @@ def _run_methods(methods: dict[str, FlowMethod], pairs: list, cfg: FlowConfig, o
             figure = pair_figure(sample.image1, sample.flow, sample.valid, shown)
             ok, png = cv2.imencode(".png", cv2.cvtColor(figure, cv2.COLOR_RGB2BGR))
             atomic_write_bytes(out_dir / "pairs" / f"{file_name(pair.name)}.png", png.tobytes())
-    return per_method, skipped
+    return per_method, skipped, reach
