@@ -145,7 +145,8 @@ LAYOUTS = {"middlebury": _middlebury, "sintel": _sintel_folders, "sintel_release
 
 
 def find_pairs(root: str | os.PathLike) -> list[FlowPair]:
-    """Every pair under ``root`` in a known layout, in a deterministic order (sorted by layout, then by name)."""
+    """Every pair under ``root`` in a known layout, in a deterministic order: layout by layout (LAYOUTS' order),
+    each layout's pairs by the path of their ground truth."""
     root = Path(root)
     if not root.is_dir():
         raise VidsslError(f"flow data folder not found: {root}; pass --data DIR holding pairs in a known layout: "
