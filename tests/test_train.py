@@ -714,6 +714,8 @@ def test_shipped_training_configs_train_two_steps_on_cpu(name, pairs, tmp_path, 
     assert stats["step"] == 2 and stats["stopped"] == "done" and math.isfinite(stats["loss"])
     upscaled = "the pairs are stored at 40 px and data.patch_size is 227: every patch is upscaled 5.7x"
     assert (upscaled in caplog.text) == (name == "paper_alexnet")
+    if name == "paper_alexnet":  # the size whose smallest crops (data.crop_min 0.88) are 227 px: 227 / 0.88
+        assert "--set mine.patch_size=258: crops of data.crop_min=0.88 of it are 227 px" in caplog.text
 
 
 def test_training_warns_of_the_guard_an_unfillable_k_and_a_one_step_budget(pairs, tmp_path, caplog):
@@ -1076,3 +1078,17 @@ def test_too_few_batches_for_the_ranks_is_said_before_the_run_folder_records_a_r
     with pytest.raises(VidsslError, match=r"batch\(es\) of 12, fewer than the 64 processes"):
         train(pairs, run, load_config(None, TINY + ["train.steps=2"]), progress=False)
     assert not (run / "config.yaml").exists()
+
+
+def test_one_video_of_one_track_is_not_told_to_look_for_negatives_in_it(tmp_path):
+    """Following "set miner.same_video_negatives=true" for pairs of one video and one track met the next error,
+    "all pairs come from one track": the advice is given only where it helps."""
+    from vidssl.errors import VidsslError
+
+    one = synthetic_pairs(tmp_path / "one", num_videos=1, tracks_per_video=1, size=40)
+    with pytest.raises(VidsslError, match=r"one track too, so miner\.same_video_negatives cannot help") as refused:
+        train(one, tmp_path / "run", load_config(None, TINY + ["train.steps=2"]), progress=False)
+    assert "set miner.same_video_negatives=true" not in str(refused.value)
+    several = synthetic_pairs(tmp_path / "several", num_videos=1, tracks_per_video=3, size=40)
+    with pytest.raises(VidsslError, match=r"mine more videos or set miner\.same_video_negatives=true"):
+        train(several, tmp_path / "run2", load_config(None, TINY + ["train.steps=2"]), progress=False)

@@ -736,6 +736,10 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
                               "check the videos have moving objects, or relax mine.* thresholds")
         from tracking.show import pair_grid, save_png
 
+        v = summary["videos"]  # what `vidssl mine` prints last: a first run's user learnt the count from an error
+        log.info("[mine] %d pairs from %d of %d video(s) (%d skipped%s; each one's reason in %s)", summary["pairs"],
+                 v["mined"], v["found"], sum(len(names) for names in v["skipped"].values()),
+                 f", {v['pending']} pending" if v.get("pending") else "", run / "pairs" / "dataset.json")
         save_png(run / "pairs" / "pairs_grid.png", pair_grid(run / "pairs", n=48, seed=cfg.seed))
         return {"pairs": summary["pairs"], "videos_mined": summary["videos"]["mined"]}
 

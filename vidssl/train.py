@@ -649,10 +649,13 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
                           f"{len(pairs)} pairs so far): wait for the other shards or rerun the same `vidssl mine` to "
                           "finish it, then train; --allow-incomplete trains on the pairs mined so far")
     problems = []  # all at once: fixing one to meet the next on the following run costs the user a run each
+    tracks = len(set(pairs.track.tolist()))
     if pairs.num_videos < 2 and not cfg.miner.same_video_negatives:
-        problems.append("all pairs come from one video, so there is no negative from another video; mine more "
-                        "videos or set miner.same_video_negatives=true")
-    if cfg.miner.same_video_negatives and len(set(pairs.track.tolist())) < 2:
+        # the flag is advised only where it helps: with one track as well, following it met the next error
+        fix = ("mine more videos or set miner.same_video_negatives=true" if tracks >= 2 else
+               "mine more videos (its pairs come from one track too, so miner.same_video_negatives cannot help)")
+        problems.append(f"all pairs come from one video, so there is no negative from another video; {fix}")
+    if cfg.miner.same_video_negatives and tracks < 2:
         problems.append("all pairs come from one track, so there is no negative from another track; mine more "
                         "videos (or a video with more than one moving object)")
     if len(pairs) < tc.batch_pairs:
@@ -668,10 +671,13 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
                     "is scaled down for good; raise train.batch_pairs or lower miner.negatives_per_pair",
                     tc.batch_pairs, candidates, k)
     if pairs.patch_size < cfg.data.patch_size and d.main:  # allowed (a quick try of a config), but never silent
+        # crops take data.crop_min of the stored side at least: stored at this size, none is upscaled
+        needed = math.ceil(cfg.data.patch_size / cfg.data.crop_min - 1e-9)
         log.warning("%s: the pairs are stored at %d px and data.patch_size is %d: every patch is upscaled %.1fx or "
-                    "more, so the network sees blurred images; mine at >= %d px (--set mine.patch_size=%d) for "
-                    "this config", pairs_dir, pairs.patch_size, cfg.data.patch_size,
-                    cfg.data.patch_size / pairs.patch_size, cfg.data.patch_size, cfg.data.patch_size)
+                    "more, so the network sees blurred images; mine at >= %d px (--set mine.patch_size=%d: crops "
+                    "of data.crop_min=%g of it are %d px) for this config", pairs_dir, pairs.patch_size,
+                    cfg.data.patch_size, cfg.data.patch_size / pairs.patch_size, needed, needed, cfg.data.crop_min,
+                    int(needed * cfg.data.crop_min))
     saved = None
     if ckpt_path.exists():
         saved = load_checkpoint(ckpt_path)
