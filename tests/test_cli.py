@@ -398,3 +398,18 @@ def test_the_other_ranks_of_a_torchrun_training_keep_their_warnings_to_themselve
             main(command)
         assert ("does not read it" in caplog.text) is said, (command[1], rank, caplog.text)
     assert logging.getLogger("vidssl").level == logging.NOTSET  # left as it was
+
+
+def test_every_command_under_torchrun_watches_its_launcher(tmp_path, monkeypatch):
+    """Mining shards under torchrun outlived a `kill -9` of torchrun, holding their locks: only training watched
+    the launcher (test_train_ddp kills one for real)."""
+    import vidssl.lifeline
+
+    watched = []
+    monkeypatch.setattr(vidssl.lifeline, "exit_with_launcher", lambda: watched.append(True))
+    command = ["-q", "mine", str(tmp_path / "none"), "--out", str(tmp_path / "pairs")]
+    main(command)
+    assert not watched
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
+    main(command)
+    assert watched == [True]

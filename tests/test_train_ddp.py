@@ -233,6 +233,28 @@ def test_ranks_that_would_train_in_different_precisions_fail_at_once(tmp_path):
     assert "--set train.precision=fp32" in run.stderr and not (tmp_path / "run" / CHECKPOINT).exists()
 
 
+SPLIT_CONFIG_WORKER = textwrap.dedent("""
+    import os, sys
+    from vidssl.config import load_config
+    from vidssl.train import train
+    pairs, run, out = sys.argv[1:4]
+    extra = ["train.lr=0.5", "seed=7"] if os.environ["RANK"] == "1" else []  # a node with its own config file
+    train(pairs, run, load_config(None, sys.argv[4:] + extra), progress=False)
+""")
+
+
+@pytest.mark.slow
+def test_ranks_with_different_configs_fail_at_once(tmp_path):
+    """Ranks compared their step, schedule, pairs and precision, not their config: one with another learning rate
+    and seed trained on to exit 0, the ranks' weights apart, rank 0's checkpointed."""
+    pairs = synthetic_pairs(tmp_path / "pairs", num_videos=4, tracks_per_video=12, size=40)
+    run = torchrun(SPLIT_CONFIG_WORKER, tmp_path, pairs, tmp_path / "run", tmp_path, *SETTINGS)
+    assert run.returncode != 0
+    assert ("the processes run different configs (seed: rank 0 0, rank 1 7; train.lr: rank 0 0.02, rank 1 0.5)"
+            in run.stderr), run.stderr[-3000:]
+    assert not (tmp_path / "run" / CHECKPOINT).exists()
+
+
 SLOW_WORKER = textwrap.dedent("""
     import os, sys, time
     from vidssl import train as T

@@ -82,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() \
         else None
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        # any command under torchrun (mining shards too, not only training): a `kill -9` of torchrun left its ranks
+        # running, orphaned, holding their folders' locks against the rerun
+        from vidssl.lifeline import exit_with_launcher
+
+        exit_with_launcher()
     package_log = logging.getLogger("vidssl")
     saved_level = package_log.level
     if command == "train" and not args.verbose and _torchrun_rank() > 0:

@@ -109,15 +109,21 @@ def _any_rank(flag: bool, d: Dist, device: torch.device) -> bool:
 
 
 def _check_ranks_agree(d: Dist, device: torch.device, run_dir: Path, pairs_dir: Path, start: int, total: int,
-                       fingerprint: str, precision: str) -> None:
-    """Raise on every rank unless all resume from the same step of the same schedule on the same pairs. Each rank
-    reads RUN and PAIRS itself; where they are not one shared folder (a node's local disk) a rank without the
-    checkpoint started from step 0 beside one resuming, their collectives paired up wrongly without an error,
-    rank 0 wrote a "done" checkpoint of mixed weights, and the job hung at its final barrier."""
+                       fingerprint: str, precision: str, cfg: Config) -> None:
+    """Raise on every rank unless all resume from the same step of the same schedule on the same pairs, with the
+    same config. Each rank reads RUN and PAIRS itself; where they are not one shared folder (a node's local disk) a
+    rank without the checkpoint started from step 0 beside one resuming, their collectives paired up wrongly without
+    an error, rank 0 wrote a "done" checkpoint of mixed weights, and the job hung at its final barrier. Each rank
+    also reads --config and --set itself: a node with another config file trained on with its own learning rate and
+    batches, and the ranks' weights drifted apart."""
     if d.world == 1:
         return
     digest = int(hashlib.sha256(fingerprint.encode()).hexdigest()[:15], 16)  # fits an int64
-    mine = torch.tensor([start, total, digest, PRECISION_NAMES.index(precision)], dtype=torch.int64, device=device)
+    settings = {k: v for k, v in _flat_config(cfg).items() if k not in RESUMABLE_KEYS}  # threads may differ per node
+    config_digest = int(hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:15],
+                        16)
+    mine = torch.tensor([start, total, digest, PRECISION_NAMES.index(precision), config_digest], dtype=torch.int64,
+                        device=device)
     every = [torch.empty_like(mine) for _ in range(d.world)]
     dist.all_gather(every, mine)
     rows = [t.tolist() for t in every]
@@ -125,6 +131,15 @@ def _check_ranks_agree(d: Dist, device: torch.device, run_dir: Path, pairs_dir: 
         seen = ", ".join(f"rank {r}: {PRECISION_NAMES[row[3]]}" for r, row in enumerate(rows))
         raise ConfigError(f"the processes would train in different precisions ({seen}): train.precision auto chose "
                           f"by each one's hardware; set it for all, e.g. --set train.precision=fp32")
+    if any(row[4] != rows[0][4] for row in rows):
+        every_settings: list = [None] * d.world
+        dist.all_gather_object(every_settings, settings)
+        differ = sorted({k for other in every_settings for k in set(other) | set(settings)
+                         if other.get(k) != every_settings[0].get(k)})
+        shown = "; ".join(f"{k}: " + ", ".join(f"rank {r} {other.get(k)!r}" for r, other in enumerate(every_settings))
+                          for k in differ[:3])
+        raise ConfigError(f"the processes run different configs ({shown}{', ...' if len(differ) > 3 else ''}): "
+                          f"every rank reads --config and --set itself; give them all the same")
     rows = [row[:3] for row in rows]
     if any(row != rows[0] for row in rows):
         seen = "; ".join(f"rank {r}: step {row[0]} of {row[1]}, pairs {row[2]:x}" for r, row in enumerate(rows))
@@ -700,7 +715,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
         start, total, fitted = saved["step"], saved["total_steps"], saved["fitted"]
         if start < total and d.main:
             log.info("train: resuming %s at step %d of %d (its checkpoint)", run_dir, start, total)
-    _check_ranks_agree(d, dev, run_dir, pairs_dir, start, total, pairs.fingerprint, tc.precision)
+    _check_ranks_agree(d, dev, run_dir, pairs_dir, start, total, pairs.fingerprint, tc.precision, cfg)
     if saved is not None:
         model.load_state_dict(saved["model"])
         if start >= total:

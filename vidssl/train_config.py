@@ -161,8 +161,10 @@ class MinerConfig:
 class TrainConfig:
     """the optimiser, schedule, devices, checkpoints and logs"""
 
-    batch_pairs: int = opt(64, "P positive pairs per batch (per process under torchrun)")
-    steps: int = opt(1200, "optimiser steps (0: use epochs)")
+    batch_pairs: int = opt(64, "P positive pairs per batch (per process under torchrun: a step takes N x P pairs; "
+                               "hard negatives are mined within each process's P)")
+    steps: int = opt(1200, "optimiser steps (0: use epochs); under torchrun each process takes every step, so N "
+                           "processes see N x the pairs (lr is not scaled with N)")
     epochs: float = opt(0.0, "passes over the pairs, used when steps is 0")
     budget_minutes: float | None = opt(5.0, "stop cleanly after this many minutes of training (null: no limit); "
                                              "the schedule is fitted to it (see fit_budget); vidssl pretrain gives "
@@ -195,7 +197,9 @@ class TrainConfig:
     image_every: int = opt(200, "TensorBoard image grid of the hardest triplets every N steps (0: never)")
     dist_timeout_minutes: float | None = opt(None, "torchrun: how long a process waits at a collective for the others "
                                                    "before it fails the job (one rank hung: stalled storage, a stuck "
-                                                   "loader); null: torch's default (30 min gloo, 10 min NCCL)")
+                                                   "loader); null: torch's default (30 min gloo, 10 min NCCL). "
+                                                   "Longer than rank 0's slowest checkpoint write, which the others "
+                                                   "wait for")
 
     def validate(self) -> None:
         _positive("train", "batch_pairs", self.batch_pairs)
