@@ -539,3 +539,20 @@ def test_the_config_names_every_motion_method_and_tracker_the_miner_has():
 
     assert set(config.MOTION_METHODS) == set(motion.CORRESPONDENCES)
     assert set(config.TRACKERS) == set(track.TRACKERS)
+
+
+def test_a_video_whose_every_track_was_rejected_names_the_settings_behind_them():
+    """"every track was rejected (appearance 39, tracker_failure 13)" named internal reasons and no setting, and
+    the command's hint (add videos with moving objects) fitted trackers that had run on moving objects."""
+    from collections import Counter
+
+    from tracking import MineConfig
+    from tracking.video_miner import VideoResult, _why_empty
+
+    result = VideoResult(frames=150, starts_accepted=5, tracks_started=4,
+                         tracks_rejected=Counter({"tracker_failure": 13, "appearance": 39, "left_frame": 2}))
+    reason, detail = _why_empty(result, MineConfig())
+    assert reason == "no_tracks"
+    assert detail == ("every track was rejected (tracker_failure 13, appearance 39, left_frame 2); the settings "
+                      "behind them: appearance: consecutive 16x16 thumbnails correlating under mine.min_patch_ncc, "
+                      "tracker_failure: KCF's peak response under mine.kcf_detect_thresh")

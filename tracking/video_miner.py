@@ -504,7 +504,21 @@ def _why_empty(result: VideoResult, cfg: MineConfig, first_frame: int = 0) -> tu
         return "no_start", (f"no track started: no box held mine.min_box_points moving points on the "
                             f"{result.starts_accepted} start frames with usable motion (start frames rejected: "
                             f"{_counts(r)})")
-    return "no_tracks", f"every track was rejected ({_counts(result.tracks_rejected)})"
+    rejected = result.tracks_rejected
+    settings = [f"{reason}: {TRACK_REJECTION_KEYS[reason]}" for reason, n in rejected.most_common()
+                if n and reason in TRACK_REJECTION_KEYS]
+    return "no_tracks", (f"every track was rejected ({_counts(rejected)})"
+                         + (f"; the settings behind them: {', '.join(settings)}" if settings else ""))
+
+
+# the check behind each reason a tracked window is lost, and the setting that moves it (README, Tracking stage,
+# step 6); left_frame, cut, motion_left and video_ended have none: a box at the frame's edge, a shot change, a still
+# box whose motion left it, the video's end
+TRACK_REJECTION_KEYS = {
+    "tracker_failure": "KCF's peak response under mine.kcf_detect_thresh",
+    "appearance": "consecutive 16x16 thumbnails correlating under mine.min_patch_ncc",
+    "frozen": "last and first thumbnail differing by under mine.frozen_mad grey levels",
+}
 
 
 def _counts(counter) -> str:

@@ -58,8 +58,11 @@ def run(args, cfg) -> int:
     print(f"wrote {args.out}/manifest.jsonl and dataset.json")
     if summary["complete"] and summary["pairs"] == 0:
         # exit status 1, as `vidssl pretrain` in the same case: a script's `mine && train` stops here
+        skipped = summary["videos"]["skipped"]
         hint = ("; for no_motion, --set mine.min_moving_fraction=0.05 lets start frames with fewer moving points "
-                "through" if summary["videos"]["skipped"].get("no_motion") else "")
+                "through" if skipped.get("no_motion") else "")
+        if skipped.get("no_tracks"):  # trackers ran on moving objects: the skip names the checks that ended them
+            hint += "; for no_tracks, each skip above names the settings behind its rejected tracks"
         log.error("no pair was mined: every video was skipped or gave none (the reasons are above and in "
                   "dataset.json), and training needs pairs. Add videos with moving objects" + hint)
         return 1
