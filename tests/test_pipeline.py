@@ -1131,3 +1131,25 @@ def test_an_evaluation_that_cannot_write_is_not_blamed_on_its_data(tmp_path):
                            run)
     assert not _writing_failed(PermissionError(errno.EACCES, "Permission denied", str(data / "a.jpg")), run)
     assert not _writing_failed(OSError(errno.EIO, "Input/output error"), run)  # reading a damaged file
+
+
+def test_nothing_evaluated_says_why_and_the_fix_that_helps(tmp_path):
+    """The warning gave the same three fixes whatever the cause, a larger budget for tails too short to hold a
+    track, which no budget lengthens."""
+    from vidssl.pipeline import nothing_evaluated
+
+    def said(videos: dict, *overrides) -> str:
+        (tmp_path / "pairs_held_out").mkdir(exist_ok=True)
+        (tmp_path / "pairs_held_out" / "dataset.json").write_text(json.dumps({"videos": videos}))
+        return nothing_evaluated(tmp_path, load_config(None, list(overrides)))
+
+    short = said({"found": 3, "mined": 0, "pending": 0, "skipped": {"too_short": ["a.mp4", "b.mp4", "c.mp4"]}})
+    assert "one needs mine.track_length + 1 = 31 frames" in short and "videos of at least 155 frames" in short
+    assert "--budget-minutes" not in short
+    # the held-out share of a time range: 31 / (0.25 x 0.8) = 155 frames
+    assert "at least 155 frames" in said({"skipped": {"too_short": ["a.mp4"]}}, "pretrain.held_out_tail=0.25",
+                                         "mine.time_range=[0.2, 1.0]")
+    assert "a larger --budget-minutes" in said({"pending": 2, "skipped": {}})
+    assert "pretrain.held_out_tail is 0" in said({}, "pretrain.held_out_tail=0")
+    other = said({"skipped": {"no_motion": ["a.mp4"], "too_short": ["b.mp4"]}})
+    assert "the tails' mining gave none: 1 no_motion, 1 too_short" in other

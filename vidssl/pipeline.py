@@ -115,9 +115,8 @@ def _pair_count(pairs_dir: Path) -> int:
 
 
 STAGES = ("mine", "train", "export", "eval")
-NOTHING_EVALUATED = ("nothing was evaluated: there were no held-out pairs (tails not mined within the budget, too "
-                     "short to hold a track, or pretrain.held_out_tail 0; see above) and no evaluation data; give "
-                     "--eval-data (CUB, DAVIS, Sintel folders), a larger --budget-minutes, or longer videos")
+NOTHING_EVALUATED = ("nothing was evaluated: there were no held-out pairs ({why}) and no evaluation data; give "
+                     "--eval-data (CUB, DAVIS, Sintel folders){fix}")
 HELD_OUT_TASK = "tracks_held_out"  # the evaluation on the pairs mined from the held-out tails (RUN/eval/<this>)
 
 # what each stage's result depends on: config sections or keys (the inputs are added by pretrain). A completed stage
@@ -417,6 +416,32 @@ def _writing_failed(error: OSError, run: Path) -> bool:
     return error.filename is not None and Path(os.fsdecode(error.filename)).resolve().is_relative_to(run.resolve())
 
 
+def nothing_evaluated(run: Path, cfg: Config) -> str:
+    """The warning for a run with nothing to evaluate, its advice by why the held-out mining gave no pair (read from
+    RUN/pairs_held_out/dataset.json): a larger budget does not lengthen a tail too short to hold a track."""
+    p, m = cfg.pretrain, cfg.mine
+    videos = json_object(run / "pairs_held_out" / "dataset.json").get("videos")
+    videos = videos if isinstance(videos, dict) else {}
+    skipped = videos.get("skipped") if isinstance(videos.get("skipped"), dict) else {}
+    reasons = set(skipped)
+    if p.held_out_tail == 0:
+        why, fix = "pretrain.held_out_tail is 0", ", or a pretrain.held_out_tail above 0"
+    elif videos.get("pending"):
+        why, fix = "tails not mined within the budget", ", or a larger --budget-minutes"
+    elif reasons == {"too_short"}:
+        share = p.held_out_tail * (m.time_range[1] - m.time_range[0])
+        frames = math.ceil((m.track_length + 1) / share - 1e-9)
+        why = (f"every tail was too short to hold a track: one needs mine.track_length + 1 = {m.track_length + 1} "
+               f"frames")
+        fix = (f", videos of at least {frames} frames (the last {p.held_out_tail:.0%} is held out), or a larger "
+               f"pretrain.held_out_tail")
+    else:
+        shown = ", ".join(f"{len(v) if isinstance(v, list) else v} {k}" for k, v in skipped.items()) or "none skipped"
+        why = f"the tails' mining gave none: {shown}; see above"
+        fix = ", or longer videos with moving objects"
+    return NOTHING_EVALUATED.format(why=why, fix=fix)
+
+
 def _log_warnings(warnings: list[str]) -> None:
     for text in warnings:  # logged last, so they come before the command's last lines
         log.warning("warning: %s", text)
@@ -708,8 +733,12 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
 
     def mine() -> dict:
         mine_start, mine_budget = time.monotonic(), remaining_s() * p.mine_fraction
+        # the training part of the user's videos is named as such: its skips quote the time range held_out_tail
+        # set (too_short: "16 in mine.time_range=[0.0, 0.8]"), which the user never wrote
+        part = (None if demo or held_out_videos is None else
+                f"training part (the first {1 - p.held_out_tail:.0%}: pretrain.held_out_tail)")
         summary = tracking.mine_folder(videos, run / "pairs", train_mine, video_backend=cfg.video.backend,
-                                       workers=p.mine_workers, progress=progress,
+                                       workers=p.mine_workers, progress=progress, label=part,
                                        time_budget_s=mine_budget)
         if held_out_videos is not None:
             # the held-out tails share the mining budget: each one decodes its video from the start
@@ -847,7 +876,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     if results["eval"] is not None:  # switched off, RUN/eval holds an earlier evaluation's, not these weights'
         warnings += evaluation_warnings(run)
         if not results["eval"].get("tasks"):  # it finished without a word, and compare asked to finish the run
-            warnings.append(NOTHING_EVALUATED)
+            warnings.append(nothing_evaluated(run, cfg))
         atomic_write_json(run / WARNINGS, warnings)
     _log_warnings(warnings)
     if not p.run_report:  # a summary.json an earlier run left may hold the numbers of earlier weights: not read
