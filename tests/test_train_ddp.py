@@ -308,3 +308,32 @@ def test_ranks_end_when_torchrun_is_killed(tmp_path):
     for pid in survivors:
         os.kill(pid, signal.SIGKILL)
     assert not survivors, "ranks outlived their torchrun"
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_checkpoints_the_step_every_rank_finished(tmp_path):
+    """A scheduler's preemption reaches torchrun, which passes SIGTERM to its ranks: every rank finishes its step,
+    rank 0 checkpoints it (the ranks agree to stop in one collective, so none leaves the loop alone)."""
+    import signal
+    import time
+
+    pairs = synthetic_pairs(tmp_path / "pairs", num_videos=4, tracks_per_video=12, size=40)
+    script = tmp_path / "worker.py"
+    script.write_text(SLOW_WORKER)
+    run = tmp_path / "run"
+    launcher = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                                 str(script), str(pairs), str(run), str(tmp_path), *SETTINGS, "train.steps=200",
+                                 "train.log_every=1"], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = run / "log.jsonl"
+    deadline = time.monotonic() + 300
+    while not (log.is_file() and len(log.read_text().splitlines()) >= 3):
+        assert time.monotonic() < deadline and launcher.poll() is None, "the ranks never trained 3 steps"
+        time.sleep(0.1)
+    launcher.send_signal(signal.SIGTERM)
+    _, err = launcher.communicate(timeout=120)
+    assert launcher.returncode != 0  # stopped, not finished
+    logged = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    saved = load_checkpoint(run / CHECKPOINT)  # none was due (checkpoint_every 100): this one is the signal's
+    assert max(logged) >= 3 and saved["step"] >= max(logged), err[-3000:]
+    assert saved["step"] < 200
