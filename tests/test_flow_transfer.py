@@ -82,7 +82,7 @@ def test_the_callers_generators_are_left_as_they_were(monkeypatch):
     assert seeded_everything == [] and torch.equal(torch.random.get_rng_state(), before)
 
 
-def test_a_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+def test_a_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch, caplog):
     cfg = dataclasses.replace(TINY, steps=5)
     reference, _ = train_transfer(_backbone(), cfg, budget_s=1e6, progress=False)
 
@@ -108,11 +108,20 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     # resumed under another budget (pretrain's share of what its rerun has left differs by the seconds it skipped):
     # the run continues under the one it began with, which its learning rate's cosine follows (a fingerprint of the
     # budget had made pretrain's reruns start over)
-    resumed, info = train_transfer(_backbone(), cfg, budget_s=2e6, checkpoint=checkpoint, progress=False)
+    with caplog.at_level("INFO", logger="vidssl.eval.flow.transfer"):
+        resumed, info = train_transfer(_backbone(), cfg, budget_s=2e6, checkpoint=checkpoint, progress=False)
     assert info["steps"] == 5 and len(steps_run) == 2
+    said = [r for r in caplog.records if "continuing under the budget it began with" in r.getMessage()]
+    assert [r.levelname for r in said] == ["INFO"]  # a larger budget given: it trains no longer than asked
     assert torch.load(checkpoint, weights_only=True)["state"]["budget_s"] == 1e6
     for key, value in _head(reference).items():
         assert torch.allclose(_head(resumed)[key].float(), value.float(), atol=1e-5), key
+    # a much smaller budget given (a rerun meant to end quickly) trains under the first one's: said as a warning
+    caplog.clear()
+    with caplog.at_level("INFO", logger="vidssl.eval.flow.transfer"):
+        train_transfer(_backbone(), cfg, budget_s=10.0, checkpoint=checkpoint, progress=False)
+    said = [r for r in caplog.records if "continuing under the budget it began with" in r.getMessage()]
+    assert [r.levelname for r in said] == ["WARNING"] and f"delete {checkpoint}" in said[0].getMessage()
     # a finished run is reused as it is; another seed is another run and starts over
     steps_run.clear()
     train_transfer(_backbone(), cfg, budget_s=1e6, checkpoint=checkpoint, progress=False)
