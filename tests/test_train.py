@@ -1092,3 +1092,29 @@ def test_one_video_of_one_track_is_not_told_to_look_for_negatives_in_it(tmp_path
     several = synthetic_pairs(tmp_path / "several", num_videos=1, tracks_per_video=3, size=40)
     with pytest.raises(VidsslError, match=r"mine more videos or set miner\.same_video_negatives=true"):
         train(several, tmp_path / "run2", load_config(None, TINY + ["train.steps=2"]), progress=False)
+
+
+def test_a_run_that_speeds_up_early_grows_its_schedule_into_the_budget(pairs, tmp_path, monkeypatch):
+    """The quick start's first ~90 steps ran 25% slower than the rest: fitted to that speed, the run ended "done"
+    with a quarter of its budget unused, as refits only shortened. On a simulated clock (1 s a step for 15 steps,
+    then 0.5 s), the schedule grows while the miner is in its first phase and the run fills its budget."""
+    import types
+
+    import vidssl.train as train_module
+
+    clock = types.SimpleNamespace(now=0.0)
+    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(monotonic=lambda: clock.now,
+                                                                    perf_counter=time.perf_counter))
+    step_once = TrainStep.__call__
+
+    def timed_step(self, x, groups, step):
+        clock.now += 1.0 if step < 15 else 0.5
+        return step_once(self, x, groups, step)
+
+    monkeypatch.setattr(TrainStep, "__call__", timed_step)
+    cfg = load_config(None, TINY + ["train.steps=1000", "train.log_every=5", "train.checkpoint_every=100000",
+                                    "train.image_every=0"])
+    stats = train(pairs, tmp_path / "run", cfg, budget_minutes=2.0, progress=False)
+    # fitted at step 7 to 1 s a step: about 116 steps, 66 s of the 120 at the faster speed; grown: nearly all
+    assert stats["stopped"] == "done" and stats["total_steps"] > 180, stats["total_steps"]
+    assert 0.9 * 120 <= stats["minutes"] * 60 <= 120

@@ -54,6 +54,7 @@ CHECKPOINT_FORMAT = "vidssl-train/1"
 FP16_SKIPS_IN_A_ROW = 30  # the scale has then fallen 2^30-fold, from 65536 to 6e-5: no scale keeps it finite
 _FIT_MARGIN = 0.97  # share of the measured time left that the fitted steps may fill
 _FIT_AFTER = 6  # steps timed before fitting the step count to the budget (the first one includes worker start-up)
+_GROW_BY = 1.1  # a refit lengthens the schedule only by more than this factor (noise in the speed does not)
 _PROGRESS_EVERY_S = 60.0  # with no progress bar (output to a file, a batch job's log): a line this often
 
 
@@ -857,8 +858,9 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
                         log.info("train: fitted %d steps at the end of the warm-up (%.2f s/step)", total, per_step)
             elif (budget is not None and fitted and tc.fit_budget and step % tc.log_every == 0
                   and step - speed_from[1] >= _FIT_AFTER and step < total):  # (fitted: maybe in an earlier session)
-                # the speed fell since the fit (a shared machine, a slower phase): shorten the schedule again, so
-                # the run still ends annealed instead of at the budget stop with the learning rate half way down
+                # the speed changed since the fit. Fell (a shared machine, a slower phase): shorten the schedule
+                # again, so the run still ends annealed instead of at the budget stop with the learning rate half
+                # way down
                 fits, per_step, left = _budget_fit(step, speed_from, budget, t0)
                 overrun = step + left / per_step < total  # only a projected overrun refits, not the margin
                 if _any_rank(overrun, d, dev):
@@ -867,6 +869,19 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
                     bar.total = total
                     if d.main:
                         log.info("train: refitted to %d steps (now %.2f s/step)", total, per_step)
+                elif step < schedule.hard_from:
+                    # the speed rose since the fit (a slow start: the first ~90 steps of the quick start ran 25%
+                    # slower, and it ended with a quarter of its budget unused): while the miner is in its first
+                    # phase and the warm-up keeps its length, the schedule may grow back toward the planned steps;
+                    # the lr's cosine stretches (a few % up at that step)
+                    longer = _min_over_ranks(min(planned, fits), d, dev)
+                    if (longer > total * _GROW_BY and schedule.hard_start_step(longer) > step
+                            and warmup_length(longer, tc) == warmup_length(total, tc)):
+                        speed_from, total = (time.monotonic(), step), longer
+                        schedule.set_total(total)
+                        bar.total = total
+                        if d.main:
+                            log.info("train: refitted to %d steps (faster now: %.2f s/step)", total, per_step)
 
             if step % tc.log_every == 0 or step == total:
                 now = time.monotonic()
