@@ -52,6 +52,7 @@ def test_model_card_and_one_line_load(resnet18_run, tmp_path):
     out = export_backbone(resnet18_run, tmp_path / "w" / "backbone.pt")
     card = json.loads((tmp_path / "w" / "model_card.json").read_text())
     assert card["arch"] == "resnet18" and card["input_size"] == 32 and card["dense_stride"] == 8
+    assert card["cell_offset"] == 0  # where a dense cell is centred (the flow evaluation places vectors by it)
     assert card["mean"] == [0.485, 0.456, 0.406] and card["std"] == [0.229, 0.224, 0.225]
     assert card["training"]["steps"] == 2 and card["training"]["complete"] is True
     assert card["training"]["data"]["pairs"] == 24 and card["config"]["model"]["arch"] == "resnet18"

@@ -67,6 +67,14 @@ def test_inputs_a_user_passes_by_mistake_are_named_with_the_fix(arch):
         b.normalize(frames[:, :1].float() / 255)  # grey would broadcast to three channels
     with pytest.raises(ValueError, match=r"input values reach 2\d\d, but RGB in \[0, 1\] is expected: divide"):
         b.normalize(frames.float())  # 0-255 floats gave finite, meaningless features
+    # [-1, 1] images, or a batch normalised twice, were taken quietly; a numpy array of the right shape was told
+    # "expected [B, 3, H, W], got (2, 3, 64, 64)"; one image got no hint
+    with pytest.raises(ValueError, match=r"go down to -1, but RGB in \[0, 1\] is expected: \[-1, 1\] images take"):
+        b.normalize(frames.float() / 127.5 - 1)
+    with pytest.raises(ValueError, match=r"got numpy.ndarray: torch.from_numpy\(x\)"):
+        b.normalize((frames.float() / 255).numpy())
+    with pytest.raises(ValueError, match=r"got shape \(3, 64, 64\) \(one image\? x.unsqueeze\(0\)\)"):
+        b.normalize(frames[0].float() / 255)
     x = b.normalize(frames.float() / 255)
     # the documented arithmetic, per channel
     expected = (frames.float() / 255 - torch.tensor(b.mean).view(1, 3, 1, 1)) / torch.tensor(b.std).view(1, 3, 1, 1)

@@ -134,6 +134,7 @@ def save_backbone(backbone: Backbone, out_path: str | os.PathLike, card: dict[st
         "out_dim": backbone.out_dim,
         "dense_dim": backbone.dense_dim,
         "dense_stride": backbone.dense_stride,
+        "cell_offset": backbone.cell_offset,  # dense cell (i, j) is centred on pixel (stride i + it, stride j + it)
         "files": files,
         "git_sha": git_sha(),
         **(card or {}),

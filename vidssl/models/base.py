@@ -73,10 +73,14 @@ class Backbone(nn.Module):
 
 
 def _check_rgb_batch(x: torch.Tensor) -> None:
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
-        shape = tuple(getattr(x, "shape", ()))
+    if not isinstance(x, torch.Tensor):  # a numpy array of the right shape read "expected [B, 3, H, W], got that"
+        raise ValueError(f"expected a torch.Tensor [B, 3, H, W] RGB batch, got {type(x).__module__}."
+                         f"{type(x).__name__}" + (": torch.from_numpy(x)" if type(x).__module__ == "numpy" else ""))
+    if x.dim() != 4 or x.shape[1] != 3:
+        shape = tuple(x.shape)
         hint = (" (channels last? x.permute(0, 3, 1, 2))" if len(shape) == 4 and shape[-1] == 3
-                else " (grey? x.expand(-1, 3, -1, -1))" if len(shape) == 4 and shape[1] == 1 else "")
+                else " (grey? x.expand(-1, 3, -1, -1))" if len(shape) == 4 and shape[1] == 1
+                else " (one image? x.unsqueeze(0))" if len(shape) == 3 and shape[0] == 3 else "")
         raise ValueError(f"expected a [B, 3, H, W] RGB batch, got shape {shape}{hint}")
     if not x.is_floating_point():
         # uint8 images (torchvision.io.read_image, cv2) would turn into inf or silently wrong features
@@ -88,9 +92,13 @@ def normalize_rgb(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ..
     _check_rgb_batch(x)
     # 0-255 floats give finite, meaningless features: caught here, with room for a resize's overshoot above 1
     # (NaN-free: a NaN made the max NaN, which no comparison catches)
-    top = float(torch.nan_to_num(x, nan=0.0).max()) if x.numel() else 0.0
+    clean = torch.nan_to_num(x, nan=0.0)
+    top, bottom = (float(clean.max()), float(clean.min())) if x.numel() else (0.0, 0.0)
     if top > 1.5:
         raise ValueError(f"input values reach {top:g}, but RGB in [0, 1] is expected: divide 0-255 images by 255")
+    if bottom < -0.5:  # [-1, 1] images, or a batch normalised already: normalised again, quietly wrong
+        raise ValueError(f"input values go down to {bottom:g}, but RGB in [0, 1] is expected: [-1, 1] images take "
+                         f"(x + 1) / 2; an already normalised batch goes to embed() / dense_features() directly")
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x - m) / s

@@ -39,7 +39,9 @@ class ResNetBackbone(Backbone):
 
     embed: global average pool of layer4 (``out_dim`` 512 / 2048).
     dense_features: layer3 run at stride 1 on layer2's stride-8 map, its first block undilated and the others
-    dilated by 2 (torchvision's replace_stride_with_dilation on the same weights); ``dense_dim`` 256 / 1024.
+    dilated by 2; ``dense_dim`` 256 / 1024. For resnet50 that is torchvision's replace_stride_with_dilation=[False,
+    True, False] cut after layer3, on the same weights; torchvision refuses dilation in resnet18's BasicBlock, whose
+    3x3 convs get the same treatment here (stride 1, dilation 2, padding 2).
     """
 
     _OUT = {"resnet18": (512, 256), "resnet50": (2048, 1024)}
