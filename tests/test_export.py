@@ -599,7 +599,8 @@ def test_files_that_are_not_weights_say_what_they_are(tmp_path):
     (tmp_path / "b.safetensors").unlink(missing_ok=True)
     with pytest.raises(ModelFileError, match=r"without a model card the backbone is built with its default "
                                              r"arguments: give the ones the weights were trained with, load_backbone"
-                                             r"\(path, arch='smallcnn', input_size=..., width=...\) in Python, or "
+                                             r"\(path, arch='smallcnn', build_kwargs=\{'input_size': ..., 'width': "
+                                             r"...\}\) in Python, or "
                                              r"write the card .*b\.model_card\.json"):
         vidssl.load_backbone(tmp_path / "b.pt", arch="smallcnn")
     # another architecture's weights beside a card: name it
@@ -649,16 +650,16 @@ def test_without_arch_a_file_that_does_not_load_says_what_it_is(pairs, tmp_path)
     # ... of non-default settings: given in Python, they load; beside a card they are refused
     trained = build_backbone("smallcnn", width=8).eval()
     torch.save(trained.state_dict(), tmp_path / "b.pt")
-    loaded = vidssl.load_backbone(tmp_path / "b.pt", arch="smallcnn", width=8)
+    loaded = vidssl.load_backbone(tmp_path / "b.pt", arch="smallcnn", build_kwargs={"width": 8})
     x = torch.rand(2, 3, 40, 40)
     assert torch.equal(loaded.embed(loaded.normalize(x)), trained.embed(trained.normalize(x)))
     with pytest.raises(ModelFileError, match=r"do not build a smallcnn"):
-        vidssl.load_backbone(tmp_path / "b.pt", arch="smallcnn", depth=3)
+        vidssl.load_backbone(tmp_path / "b.pt", arch="smallcnn", build_kwargs={"depth": 3})
     with pytest.raises(ModelFileError, match=r"are for weights without a model card"):
-        vidssl.load_backbone(tmp_path / "b.pt", width=8)  # no arch to give them to
+        vidssl.load_backbone(tmp_path / "b.pt", build_kwargs={"width": 8})  # no arch to give them to
     save_backbone(trained, tmp_path / "c.pt")
     with pytest.raises(ModelFileError, match=r"c\.pt: build arguments \{'width': 8\} .*its card says how"):
-        vidssl.load_backbone(tmp_path / "c.pt", arch="smallcnn", width=8)
+        vidssl.load_backbone(tmp_path / "c.pt", arch="smallcnn", build_kwargs={"width": 8})
 
 
 def test_the_shape_hint_names_the_settings_of_the_arch_at_hand(tmp_path):
@@ -669,8 +670,9 @@ def test_the_shape_hint_names_the_settings_of_the_arch_at_hand(tmp_path):
     with pytest.raises(ModelFileError, match=r"classifier\.1\.weight is \[4096, 256\]") as refused:
         vidssl.load_backbone(tmp_path / "a.pt", arch="alexnet_wang2015")
     message = str(refused.value)
-    assert "width" not in message and "arch='alexnet_wang2015', input_size=..." in message
-    loaded = vidssl.load_backbone(tmp_path / "a.pt", arch="alexnet_wang2015", input_size=64)  # the fix it names
+    assert "width" not in message and "arch='alexnet_wang2015', build_kwargs={'input_size': ..." in message
+    # the fix it names
+    loaded = vidssl.load_backbone(tmp_path / "a.pt", arch="alexnet_wang2015", build_kwargs={"input_size": 64})
     x = torch.rand(2, 3, 64, 64)
     assert torch.equal(loaded.embed(loaded.normalize(x)), alexnet.embed(alexnet.normalize(x)))
 

@@ -229,7 +229,8 @@ def test_redoing_a_stage_redoes_the_stages_built_on_it(run_dir, monkeypatch, cap
     metrics.write_text("{torn")
     caplog.clear()
     assert main(base) == 0
-    assert "[eval] retrieval on" in caplog.text and all("map_at_r" in m for m in json.loads(metrics.read_text())["models"].values())
+    assert "[eval] retrieval on" in caplog.text
+    assert all("map_at_r" in m for m in json.loads(metrics.read_text())["models"].values())
     # the export redone (its marker gone): the evaluation made from the previous export is redone too
     (stages / "export.json").unlink()
     caplog.clear()
@@ -1131,6 +1132,9 @@ def test_an_evaluation_that_cannot_write_is_not_blamed_on_its_data(tmp_path):
                            run)
     assert not _writing_failed(PermissionError(errno.EACCES, "Permission denied", str(data / "a.jpg")), run)
     assert not _writing_failed(OSError(errno.EIO, "Input/output error"), run)  # reading a damaged file
+    # the held-out pairs are the run's own evaluation data: a shard lost there fails that task, not the run
+    shard = str(run / "pairs_held_out" / "shards" / "v.npy")
+    assert not _writing_failed(FileNotFoundError(errno.ENOENT, "No such file or directory", shard), run)
 
 
 def test_nothing_evaluated_says_why_and_the_fix_that_helps(tmp_path):
@@ -1143,13 +1147,23 @@ def test_nothing_evaluated_says_why_and_the_fix_that_helps(tmp_path):
         (tmp_path / "pairs_held_out" / "dataset.json").write_text(json.dumps({"videos": videos}))
         return nothing_evaluated(tmp_path, load_config(None, list(overrides)))
 
+    from tracking import MineConfig
+    from tracking.video_miner import frame_range
+
+    def fewest(split: float, end: float) -> int:  # by mining's own rounding: a part of 31 frames holds a track
+        part = MineConfig(time_range=[split, end])
+        return next(n for n in range(31, 1000) if frame_range(n, part)[1] - frame_range(n, part)[0] >= 31)
+
     short = said({"found": 3, "mined": 0, "pending": 0, "skipped": {"too_short": ["a.mp4", "b.mp4", "c.mp4"]}})
-    assert "one needs mine.track_length + 1 = 31 frames" in short and "videos of at least 155 frames" in short
-    assert "--budget-minutes" not in short
-    # the held-out share of a time range: 31 / (0.25 x 0.8) = 155 frames
-    assert "at least 155 frames" in said({"skipped": {"too_short": ["a.mp4"]}}, "pretrain.held_out_tail=0.25",
-                                         "mine.time_range=[0.2, 1.0]")
+    assert "one needs mine.track_length + 1 = 31 frames" in short and "--budget-minutes" not in short
+    assert f"videos of at least {fewest(0.8, 1.0)} frames" in short and fewest(0.8, 1.0) == 153  # not 31 / 0.2
+    # the held-out share of a time range: the last 25% of frames 20-100%
+    assert f"at least {fewest(0.8, 1.0)} frames" in said({"skipped": {"too_short": ["a.mp4"]}},
+                                                          "pretrain.held_out_tail=0.25", "mine.time_range=[0.2, 1.0]")
     assert "a larger --budget-minutes" in said({"pending": 2, "skipped": {}})
     assert "pretrain.held_out_tail is 0" in said({}, "pretrain.held_out_tail=0")
     other = said({"skipped": {"no_motion": ["a.mp4"], "too_short": ["b.mp4"]}})
     assert "the tails' mining gave none: 1 no_motion, 1 too_short" in other
+    # a demo run holds out clips of its own: neither the tail's length nor held_out_tail is the matter there
+    demo = nothing_evaluated(tmp_path, load_config(None, ["pretrain.held_out_tail=0"]), demo=True)
+    assert "held_out_tail" not in demo.split("; give")[0] and "at least" not in demo

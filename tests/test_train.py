@@ -1118,3 +1118,17 @@ def test_a_run_that_speeds_up_early_grows_its_schedule_into_the_budget(pairs, tm
     # fitted at step 7 to 1 s a step: about 116 steps, 66 s of the 120 at the faster speed; grown: nearly all
     assert stats["stopped"] == "done" and stats["total_steps"] > 180, stats["total_steps"]
     assert 0.9 * 120 <= stats["minutes"] * 60 <= 120
+
+
+def test_under_ddp_only_rank_0_logs_below_errors(caplog):
+    """A caller's own script under torchrun (not through `vidssl train`) printed each warning once per rank."""
+    from vidssl.train import Dist, _rank_0_says_it
+
+    package_log = logging.getLogger("vidssl")
+    for rank, said in ((1, False), (0, True)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="vidssl"), _rank_0_says_it(Dist(rank=rank, world=2)):
+            logging.getLogger("vidssl.train").warning("a warning")
+            logging.getLogger("vidssl.train").error("an error")
+        assert ("a warning" in caplog.text) is said and "an error" in caplog.text
+    assert package_log.level == logging.NOTSET  # as it was

@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"flow methods at {WIDTH}x{HEIGHT}, {torch.get_num_threads()} torch threads, device {device}, "
           f"radius {d} cells, best of {args.repeats} runs")
-    times = {name: best_seconds(lambda m=method: m(image1, image2), args.repeats, device) for name, method in methods.items()
+    times = {name: best_seconds(lambda m=method: m(image1, image2), args.repeats, device)
+             for name, method in methods.items()
              if name != "zero"}
     reference = times["dis_medium"]
     print("| method | s/pair | pairs/s | time vs dis_medium |\n|---|---|---|---|")

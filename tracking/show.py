@@ -122,7 +122,8 @@ def box_frames(start: int, end: int, num_boxes: int) -> list[int]:
 def track_strips(pairs_dir: str | Path, n: int = 4, seed: int = 0, frames: int = 5, height: int = 160,
                  video_backend: str | None = None) -> np.ndarray:
     """(H, W, 3) uint8 RGB image: for ``n`` random trackers, ``frames`` source frames spread over one of their
-    pairs' windows with the tracked box drawn; needs the source videos where they were mined (dataset.json ``videos_root``).
+    pairs' windows with the tracked box drawn; needs the source videos where they were mined (dataset.json
+    ``videos_root``).
 
     The frames are decoded as mining decoded them: with the dataset's ``video_backend`` (unless one is given), in
     one sequential pass from frame 0. Random access could draw a box on another frame: decord's frames after a seek

@@ -303,15 +303,16 @@ def _other_arch(state: dict) -> str | None:
 
 
 def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location: str | torch.device = "cpu",
-                  **build_kwargs) -> Backbone:
+                  build_kwargs: dict[str, Any] | None = None) -> Backbone:
     """Exported weights (``.pt`` or ``.safetensors``) -> the backbone in eval mode.
 
     ``path`` may also be a run folder holding ``backbone.pt``. The architecture comes from the file's model card
     (:func:`card_path`); ``arch`` is needed only without a card (it is then built with default arguments, or with
-    ``build_kwargs``, e.g. ``width=32`` for a smallcnn) and must agree with the card when both exist. Loading is
+    ``build_kwargs``, e.g. ``{"width": 32}`` for a smallcnn) and must agree with the card when both exist. Loading is
     strict.
     """
     path = resolve_weights(path)
+    build_kwargs = dict(build_kwargs or {})
     card_file = find_card(path, arch_given=arch is not None)
     embedded = card_file is None and _embedded_card(path) is not None
     if build_kwargs and (arch is None or card_file is not None or embedded):
@@ -361,11 +362,12 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
         settings = (f"{card_file.name}'s" if card_file is not None else "its embedded card's" if embedded
                     else "its default")
         settable = [key for key in backbone.spec() if key != "arch"]
-        example = ", ".join(f"{key}=..." for key in settable)
+        example = ", ".join(f"'{key}': ..." for key in settable)
         built_with = "the arguments given" if build_kwargs else "its default arguments"
         fix = ("" if card_file is not None or embedded else
                f"; without a model card the backbone is built with {built_with}: "
-               f"give the ones the weights were trained with, load_backbone(path, arch='{backbone.arch}', {example}) "
+               f"give the ones the weights were trained with, load_backbone(path, arch='{backbone.arch}', "
+               f"build_kwargs={{{example}}}) "
                f"in Python, or write the card the export writes beside it, {card_path(path)}, holding "
                f"{{\"arch\": \"{backbone.arch}\", \"build_kwargs\": {{...}}}} (the constructor arguments of "
                f"vidssl.models.{type(backbone).__name__}: {', '.join(settable)})")

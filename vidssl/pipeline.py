@@ -156,6 +156,19 @@ def stage_configs(cfg: Config, inputs: dict[str, dict[str, Any]], demo: bool = F
             for stage, prefixes in STAGE_KEYS.items()}
 
 
+def _marker(path: Path) -> dict | None:
+    """A stage marker's JSON object, or None where there is none. One that is no JSON object (or no UTF-8) was
+    edited by hand, markers being written atomically: None, so the stage is redone. A file that cannot be read (no
+    permission, a storage error) is an error: the stage may be complete, and redoing it would discard its work."""
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        return None
+    return value if isinstance(value, dict) and value else None
+
+
 class Stages:
     """Markers of completed stages in ``RUN/stages``; a marker holds the stage's result."""
 
@@ -163,12 +176,11 @@ class Stages:
         self.dir = run_dir / "stages"
 
     def done(self, stage: str) -> dict | None:
-        # a marker is written atomically, so one that is no JSON object was edited by hand: redo the stage
-        return json_object(self.dir / f"{stage}.json") or None
+        return _marker(self.dir / f"{stage}.json")
 
     def started(self, stage: str) -> dict | None:
         """The record of a stage begun and not completed (its settings), or None."""
-        return json_object(self.dir / f"{stage}.started.json") or None
+        return _marker(self.dir / f"{stage}.started.json")
 
     def start(self, stage: str, config: dict, made_from: Path | None = None, source: dict | None = None) -> bool:
         """Record the stage as begun with ``config`` from the file ``made_from`` (``source``: its file_record); an
@@ -407,30 +419,32 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
 
 
 def _writing_failed(error: OSError, run: Path) -> bool:
-    """Whether ``error`` came from writing the run's outputs (a full disk, a read-only or unwritable run folder)
-    rather than from reading the evaluation data."""
+    """Whether ``error`` came from writing the evaluation's outputs (a full disk, a read-only or unwritable
+    RUN/eval) rather than from reading its data (which may lie in RUN too: the held-out pairs)."""
     import errno
 
     if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
         return True
-    return error.filename is not None and Path(os.fsdecode(error.filename)).resolve().is_relative_to(run.resolve())
+    return (error.filename is not None
+            and Path(os.fsdecode(error.filename)).resolve().is_relative_to((run / "eval").resolve()))
 
 
-def nothing_evaluated(run: Path, cfg: Config) -> str:
+def nothing_evaluated(run: Path, cfg: Config, demo: bool = False) -> str:
     """The warning for a run with nothing to evaluate, its advice by why the held-out mining gave no pair (read from
-    RUN/pairs_held_out/dataset.json): a larger budget does not lengthen a tail too short to hold a track."""
-    p, m = cfg.pretrain, cfg.mine
+    RUN/pairs_held_out/dataset.json): a larger budget does not lengthen a tail too short to hold a track. ``demo``:
+    the run mined the demo clips (its held-out clips are clips of their own, not tails)."""
+    p = cfg.pretrain
     videos = json_object(run / "pairs_held_out" / "dataset.json").get("videos")
     videos = videos if isinstance(videos, dict) else {}
     skipped = videos.get("skipped") if isinstance(videos.get("skipped"), dict) else {}
-    reasons = set(skipped)
-    if p.held_out_tail == 0:
+    if p.held_out_tail == 0 and not demo:
         why, fix = "pretrain.held_out_tail is 0", ", or a pretrain.held_out_tail above 0"
     elif videos.get("pending"):
         why, fix = "tails not mined within the budget", ", or a larger --budget-minutes"
-    elif reasons == {"too_short"}:
-        share = p.held_out_tail * (m.time_range[1] - m.time_range[0])
-        frames = math.ceil((m.track_length + 1) / share - 1e-9)
+    elif set(skipped) == {"too_short"} and not demo:
+        m = cfg.mine
+        split = m.time_range[1] - p.held_out_tail * (m.time_range[1] - m.time_range[0])
+        frames = _frames_holding_a_tail_track(split, m.time_range[1], m.track_length)
         why = (f"every tail was too short to hold a track: one needs mine.track_length + 1 = {m.track_length + 1} "
                f"frames")
         fix = (f", videos of at least {frames} frames (the last {p.held_out_tail:.0%} is held out), or a larger "
@@ -440,6 +454,19 @@ def nothing_evaluated(run: Path, cfg: Config) -> str:
         why = f"the tails' mining gave none: {shown}; see above"
         fix = ", or longer videos with moving objects"
     return NOTHING_EVALUATED.format(why=why, fix=fix)
+
+
+def _frames_holding_a_tail_track(split: float, end: float, track_length: int) -> int:
+    """The fewest frames of a video whose part [split, end) (fractions, rounded to frames as mining rounds them)
+    holds a track: track_length + 1 frames, the frame before lending the first start its motion."""
+    from tracking import MineConfig
+    from tracking.video_miner import frame_range
+
+    mined = dataclasses.replace(MineConfig(), time_range=[split, end])
+    n = track_length + 1
+    while frame_range(n, mined)[1] - frame_range(n, mined)[0] < track_length + 1:
+        n += 1
+    return n
 
 
 def _log_warnings(warnings: list[str]) -> None:
@@ -876,7 +903,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     if results["eval"] is not None:  # switched off, RUN/eval holds an earlier evaluation's, not these weights'
         warnings += evaluation_warnings(run)
         if not results["eval"].get("tasks"):  # it finished without a word, and compare asked to finish the run
-            warnings.append(nothing_evaluated(run, cfg))
+            warnings.append(nothing_evaluated(run, cfg, demo))
         atomic_write_json(run / WARNINGS, warnings)
     _log_warnings(warnings)
     if not p.run_report:  # a summary.json an earlier run left may hold the numbers of earlier weights: not read

@@ -45,7 +45,7 @@ from vidssl.losses import Triplets, build_loss, build_reducer, dense_cycle_loss
 from vidssl.miners import MiningSchedule, Scores
 from vidssl.models import ARCHS, EmbeddingNet, build_backbone
 from vidssl.seeds import Stream, step_generator, step_seed
-from vidssl.train_config import PRECISION_NAMES, RESUMABLE_KEYS, TRAIN_SECTIONS, TrainConfig
+from vidssl.train_config import PRECISION_NAMES, RANK_LOCAL_KEYS, RESUMABLE_KEYS, TRAIN_SECTIONS, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def _check_ranks_agree(d: Dist, device: torch.device, run_dir: Path, pairs_dir: 
     if d.world == 1:
         return
     digest = int(hashlib.sha256(fingerprint.encode()).hexdigest()[:15], 16)  # fits an int64
-    settings = {k: v for k, v in _flat_config(cfg).items() if k not in RESUMABLE_KEYS}  # threads may differ per node
+    settings = {k: v for k, v in _flat_config(cfg).items() if k not in RANK_LOCAL_KEYS}  # threads may differ
     config_digest = int(hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:15],
                         16)
     mine = torch.tensor([start, total, digest, PRECISION_NAMES.index(precision), config_digest], dtype=torch.int64,
@@ -544,16 +544,18 @@ class StopAtStepEnd:
 def _batches(loader: Iterable, stopping: StopAtStepEnd, d: Dist) -> Iterator:
     """``loader``'s batches, ending early where its workers died while this process is stopping: a SIGTERM sent to
     every process of a job (Slurm's scancel or time limit, ``kill -- -PGID``) ends the workers too, and a fetch
-    waiting on them failed ("worker exited unexpectedly") before the finished steps were checkpointed. One process
-    only: under DDP a rank leaving the loop early would meet the others' collectives out of step."""
+    waiting on them failed ("worker exited unexpectedly") before the finished steps were checkpointed. A step in
+    flight is not cut short by their death: the workers are the fork server's children, so torch's SIGCHLD check
+    never fires in this process, and their death shows only at the next fetch, which a signalled step never makes.
+    One process only: under DDP a rank leaving the loop early would meet the others' collectives out of step."""
     batches = iter(loader)
     while True:
         try:
             batch = next(batches)
         except StopIteration:
             return
-        except RuntimeError:
-            if stopping.signum is None or d.world > 1:
+        except RuntimeError as e:
+            if stopping.signum is None or d.world > 1 or "DataLoader worker" not in str(e):
                 raise
             log.info("train: the loader's workers ended with the signal; checkpointing the steps done")
             return
@@ -595,7 +597,8 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
     # is refused by the config check rather than silently continued in it
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(tc, precision=resolve_precision(tc.precision, dev)))
     tc = cfg.train
-    with run_lock(run_dir) if d.main else nullcontext(), runtime_settings(cfg, dev):  # one writer per run folder
+    # one writer per run folder; one voice per run
+    with run_lock(run_dir) if d.main else nullcontext(), runtime_settings(cfg, dev), _rank_0_says_it(d):
         stats = _train(Path(pairs_dir), Path(run_dir), cfg, dev, d, resume, allow_incomplete, progress, t0)
     if d.world > 1:
         # every rank returns once rank 0's final checkpoint and stats.json are written (a caller's group too:
@@ -606,6 +609,20 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
         # exception"); on an error the process exits and torchrun tears the group down
         dist.destroy_process_group()
     return stats
+
+
+@contextmanager
+def _rank_0_says_it(d: Dist) -> Iterator[None]:
+    """The other ranks of a DDP run log errors only (each warning came once per rank), unless debug logging is on
+    (``-v``); `vidssl train` does the same from its start, this covers a caller's own script under torchrun."""
+    package_log = logging.getLogger("vidssl")
+    saved = package_log.level
+    if not d.main and not package_log.isEnabledFor(logging.DEBUG):
+        package_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        package_log.setLevel(saved)
 
 
 @contextmanager

@@ -29,6 +29,10 @@ RESUMABLE_KEYS = frozenset({"train.budget_minutes", "train.fit_budget", "train.d
                             "train.log_every", "train.image_every", "train.checkpoint_every",
                             "train.checkpoint_minutes", "data.num_workers",
                             "data.prefetch", "train.dist_timeout_minutes"})
+# of those, the keys the ranks of one torchrun may set apart: no collective depends on them (log_every,
+# checkpoint_every and the budget decide when collectives run, so the ranks must agree on those)
+RANK_LOCAL_KEYS = frozenset({"train.device", "train.threads", "train.image_every", "train.checkpoint_minutes",
+                             "data.num_workers", "data.prefetch", "train.dist_timeout_minutes"})
 LOSS_NAMES = ("ranking", "triplet", "contrastive")
 DISTANCE_NAMES = ("cosine", "sqeuclidean", "euclidean")
 REDUCER_NAMES = ("mean", "mean_active", "fixed", "per_pair")

@@ -40,8 +40,7 @@ def run(args, cfg) -> int:
 
             # instance retrieval on plain videos: the tracking stage's pairs, resumable in OUT/pairs
             data, kind = out / "pairs", "tracks"
-            mine_folder(args.data, data, cfg.mine, video_backend=cfg.video.backend, seed=cfg.seed,
-                        progress=not args.quiet)
+            mine_folder(args.data, data, cfg.mine, video_backend=cfg.video.backend, progress=not args.quiet)
         result = evaluate_retrieval(models, data, out, cfg.eval.retrieval, kind=kind, progress=not args.quiet,
                                     davis_subset=cfg.eval.davis.subset)
     print((out / "metrics.md").read_text(), end="")

@@ -92,8 +92,7 @@ def normalize_rgb(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ..
     _check_rgb_batch(x)
     # 0-255 floats give finite, meaningless features: caught here, with room for a resize's overshoot above 1
     # (NaN-free: a NaN made the max NaN, which no comparison catches)
-    clean = torch.nan_to_num(x, nan=0.0)
-    top, bottom = (float(clean.max()), float(clean.min())) if x.numel() else (0.0, 0.0)
+    bottom, top = (float(v) for v in torch.aminmax(torch.nan_to_num(x, nan=0.0))) if x.numel() else (0.0, 0.0)
     if top > 1.5:
         raise ValueError(f"input values reach {top:g}, but RGB in [0, 1] is expected: divide 0-255 images by 255")
     if bottom < -0.5:  # [-1, 1] images, or a batch normalised already: normalised again, quietly wrong

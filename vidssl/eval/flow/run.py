@@ -79,8 +79,9 @@ def markdown_table(summary: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cell(result["pairs"][p]["epe"], 2) for p in summary["pairs"]) + " |")
     reach = summary.get("reach")
     if reach:
-        lines += ["", f"Within reach of feature matching (+-{reach['px']:g} px per axis): % of valid pixels whose motion "
-                  "lies inside, and the lowest EPE a matcher limited to it can score (ground truth clipped):", "",
+        lines += ["", f"Within reach of feature matching (+-{reach['px']:g} px per axis): % of valid pixels whose "
+                  "motion lies inside, and the lowest EPE a matcher limited to it can score (ground truth clipped):",
+                  "",
                   "| pair | in reach % | floor EPE |", "|---|---|---|"]
         lines += [f"| {name} | {r['in_reach_pct']:.1f} | {r['floor_epe']:.2f} |" for name, r in reach["pairs"].items()]
     if summary["transfer"]:
@@ -142,7 +143,8 @@ def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out
         "methods": {name: {"mean": mean_metrics(list(results.values())),
                            "seconds_per_pair": sum(r["seconds"] for r in results.values()) / len(results),
                            "pairs": results} for name, results in per_method.items()},
-        "reach": {"px": reach_px, "pairs": reach}, "transfer": transfer, "device": str(device), "seed": seed, "config": asdict(cfg), "versions": versions(),
+        "reach": {"px": reach_px, "pairs": reach}, "transfer": transfer, "device": str(device), "seed": seed,
+        "config": asdict(cfg), "versions": versions(),
     }
     atomic_write_json(out_dir / "metrics.json", summary)
     atomic_write_text(out_dir / "metrics.md", markdown_table(summary))
