@@ -86,25 +86,33 @@ def test_budget_stop_then_continue(pairs, tmp_path):
     assert sessions[1]["torch"] == torch.__version__
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_while_training_keeps_the_step_in_flight(pairs, tmp_path, signum, code):
-    """Ctrl-C (to the whole process group, the loader's worker too) or SIGTERM to the trainer: the step in flight
-    finishes and is checkpointed. The run lost everything since its last periodic checkpoint (here, with none
-    due, all of it), and a worker killed by the signal failed the trainer's next fetch."""
+def _training_process(program: list[str], pairs, run, settings: list[str], logged_steps: int):
+    """`vidssl train PAIRS --out RUN --set ...` run by ``program`` in a session of its own (its process group: the
+    trainer and its loader's workers), returned once ``logged_steps`` steps are in RUN/log.jsonl."""
     import subprocess
 
-    run = tmp_path / "run"
-    settings = TINY + ["train.steps=100000", "train.checkpoint_every=100000", "train.log_every=1",
-                       "data.num_workers=1"]
-    command = [sys.executable, "-m", "vidssl", "train", str(pairs), "--out", str(run)]
-    command += [arg for kv in settings for arg in ("--set", kv)]
+    command = program + ["train", str(pairs), "--out", str(run)] + [a for kv in settings for a in ("--set", kv)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     log = run / "log.jsonl"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None and (
-            not log.is_file() or len(log.read_text().splitlines()) < 3):
-        time.sleep(0.1)
+            not log.is_file() or len(log.read_text().splitlines()) < logged_steps):
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_training_keeps_the_step_in_flight(pairs, tmp_path, signum, code):
+    """Ctrl-C (to the whole process group, the loader's worker too) or SIGTERM to the trainer: the step in flight
+    finishes and is checkpointed. The run lost everything since its last periodic checkpoint (here, with none
+    due, all of it), and a worker killed by the signal failed the trainer's next fetch."""
+
+    run = tmp_path / "run"
+    settings = TINY + ["train.steps=100000", "train.checkpoint_every=100000", "train.log_every=1",
+                       "data.num_workers=1"]
+    proc = _training_process([sys.executable, "-m", "vidssl"], pairs, run, settings, logged_steps=3)
+    log = run / "log.jsonl"
     # Ctrl-C reaches the process group, the loader's worker too; `timeout`, `docker stop` and torchrun send SIGTERM
     # to the trainer
     if signum == signal.SIGINT:
@@ -145,21 +153,13 @@ def test_sigterm_to_every_process_of_a_job_keeps_the_last_step(pairs, tmp_path):
     """Slurm (scancel, the time limit) sends SIGTERM to every process of the job: the loader's worker died of it
     while the trainer waited for its batch, and the trainer's fetch failed ("worker exited unexpectedly") before it
     could checkpoint the steps it had finished: the run fell back to its last periodic checkpoint (here: none)."""
-    import subprocess
 
     run, script = tmp_path / "run", tmp_path / "slow_loader.py"
     script.write_text(SLOW_LOADER)
     settings = TINY + ["train.steps=100000", "train.checkpoint_every=100000", "train.log_every=1",
                        "data.num_workers=1", "data.prefetch=1"]
-    command = [sys.executable, str(script), "train", str(pairs), "--out", str(run)]
-    command += [arg for kv in settings for arg in ("--set", kv)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = _training_process([sys.executable, str(script)], pairs, run, settings, logged_steps=2)
     log = run / "log.jsonl"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None and (
-            not log.is_file() or len(log.read_text().splitlines()) < 2):
-        time.sleep(0.05)
     time.sleep(0.3)  # the trainer is waiting for its next batch (a step takes milliseconds, a batch a second)
     os.killpg(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=180)
