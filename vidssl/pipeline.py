@@ -442,11 +442,10 @@ def nothing_evaluated(run: Path, cfg: Config, demo: bool = False) -> str:
     elif videos.get("pending"):
         why, fix = "tails not mined within the budget", ", or a larger --budget-minutes"
     elif set(skipped) == {"too_short"} and not demo:
-        m = cfg.mine
-        split = m.time_range[1] - p.held_out_tail * (m.time_range[1] - m.time_range[0])
-        frames = _frames_holding_a_tail_track(split, m.time_range[1], m.track_length)
-        why = (f"every tail was too short to hold a track: one needs mine.track_length + 1 = {m.track_length + 1} "
-               f"frames")
+        split, end = held_out_part(cfg)
+        frames = _frames_holding_a_tail_track(split, end, cfg.mine.track_length)
+        why = (f"every tail was too short to hold a track: one needs mine.track_length + 1 = "
+               f"{cfg.mine.track_length + 1} frames")
         fix = (f", videos of at least {frames} frames (the last {p.held_out_tail:.0%} is held out), or a larger "
                f"pretrain.held_out_tail")
     else:
@@ -454,6 +453,13 @@ def nothing_evaluated(run: Path, cfg: Config, demo: bool = False) -> str:
         why = f"the tails' mining gave none: {shown}; see above"
         fix = ", or longer videos with moving objects"
     return NOTHING_EVALUATED.format(why=why, fix=fix)
+
+
+def held_out_part(cfg: Config) -> tuple[float, float]:
+    """The part of every video a --videos run holds out, as fractions of its length: the last
+    pretrain.held_out_tail of mine.time_range (its start is where the trained part ends)."""
+    first, end = cfg.mine.time_range
+    return round(first + (end - first) * (1.0 - cfg.pretrain.held_out_tail), 6), end
 
 
 def _frames_holding_a_tail_track(split: float, end: float, track_length: int) -> int:
@@ -747,9 +753,8 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         # the end of every video is held out: trained on up to it, evaluated on tracks after it (across time)
         # within mine.time_range (all of each video by default): its last held_out_tail is the held-out part
         held_out_videos = Path(videos)
-        first, end = cfg.mine.time_range
-        split = round(first + (end - first) * (1.0 - p.held_out_tail), 6)
-        train_mine = dataclasses.replace(cfg.mine, time_range=[first, split])
+        split, end = held_out_part(cfg)
+        train_mine = dataclasses.replace(cfg.mine, time_range=[cfg.mine.time_range[0], split])
         held_out_mine = dataclasses.replace(cfg.mine, time_range=[split, end])
     if cfg.miner.background_negatives:  # training on same-frame backgrounds needs them mined
         train_mine = dataclasses.replace(train_mine, background_patches=True)
