@@ -162,9 +162,7 @@ def _marker(path: Path) -> dict | None:
     permission, a storage error) is an error: the stage may be complete, and redoing it would discard its work."""
     try:
         value = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+    except (FileNotFoundError, ValueError):  # ValueError: JSONDecodeError and UnicodeDecodeError
         return None
     return value if isinstance(value, dict) and value else None
 

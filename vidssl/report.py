@@ -680,7 +680,7 @@ def build_report(run_dir: str | Path) -> Path:
     if (run / "stages").is_dir():  # a pretrain run: a run cut short says so before its numbers do
         from vidssl.pipeline import STAGES, Stages
 
-        # as the pipeline reads them: a hand-edited marker is still complete
+        # as the pipeline reads them: a marker that is no JSON object is not complete (the pipeline redoes it)
         markers = {stage: Stages(run).done(stage) for stage in STAGES}
         config = recorded.get("config") if isinstance(recorded, dict) else None
         switches = config.get("pretrain") if isinstance(config, dict) else None
