@@ -130,7 +130,7 @@ def test_middlebury_layout_with_grey_frames(tmp_path):
     flow[0, 0] = [1e10, 1e10]
     write_flo(tmp_path / "other-gt-flow" / "Dimetrodon" / "flow10.flo", flow)
     (pair,) = find_pairs(tmp_path)
-    assert pair.name == "other-data-gray/Dimetrodon/frame10"
+    assert pair.name == "other-data-gray/Dimetrodon/frame10" and pair.dataset == "Middlebury"
     sample = load_pair(pair)
     assert sample.image1.shape == (8, 12, 3)
     assert sample.occluded is None
@@ -153,6 +153,7 @@ def test_sintel_release_layout_gives_both_passes_with_masks(tmp_path):
     cv2.imwrite(str(training / "invalid" / "alley_1" / "frame_0009.png"), invalid)
     pairs = find_pairs(tmp_path)
     assert [p.name for p in pairs] == ["training/clean/alley_1/frame_0009", "training/final/alley_1/frame_0009"]
+    assert [p.dataset for p in pairs] == ["Sintel clean", "Sintel final"]  # the passes are scored apart too
     assert pairs[0].frame2.name == "frame_0010.png"
     sample = load_pair(pairs[1])
     assert np.array_equal(sample.occluded, occ > 0)
@@ -171,6 +172,7 @@ def test_kitti_layout_splits_occluded_pixels_from_flow_noc(tmp_path):
     write_kitti_flow(training / "flow_noc" / "000003_10.png", flow, noc_valid)
     (pair,) = find_pairs(tmp_path)
     assert pair.name == "training/image_2/000003_10" and pair.frame2.name == "000003_11.png"
+    assert pair.dataset == "KITTI"
     sample = load_pair(pair)
     assert np.array_equal(sample.valid, occ_valid)
     assert np.array_equal(sample.occluded, occ_valid & ~noc_valid)

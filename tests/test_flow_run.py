@@ -80,6 +80,14 @@ def test_evaluate_flow_writes_metrics_table_and_figures(dataset, tmp_path):
         inside = [abs(u) <= 16 and abs(v) <= 16 for (u, v), ok in zip(flow.reshape(-1, 2), valid.reshape(-1)) if ok]
         assert saved["reach"]["px"] == 16
         assert saved["reach"]["pairs"][pair]["in_reach_pct"] == pytest.approx(100 * sum(inside) / len(inside))
+    # each benchmark on its own too (one pair each here): zero flow's EPE is that pair's mean magnitude
+    assert saved["datasets"] == {"Middlebury": ["other-data/Synth/frame10"], "KITTI": ["training/image_2/000000_10"]}
+    for dataset_name, (pair,) in saved["datasets"].items():
+        flow, valid = truth[pair]
+        expected = float(np.sqrt((flow.astype(np.float64) ** 2).sum(-1))[valid].mean())
+        assert saved["methods"]["zero"]["datasets"][dataset_name]["epe"] == pytest.approx(expected, abs=1e-4)
+    for method in saved["methods"].values():  # the first pair's call pays each method's start-up
+        assert method["seconds_per_pair"] == method["pairs"]["training/image_2/000000_10"]["seconds"]
     magnitudes = np.concatenate([np.sqrt((flow.astype(np.float64) ** 2).sum(-1))[valid]
                                  for flow, valid in truth.values()])
     assert saved["methods"]["zero"]["mean"]["epe"] == pytest.approx(float(magnitudes.mean()), abs=1e-4)
@@ -93,6 +101,7 @@ def test_evaluate_flow_writes_metrics_table_and_figures(dataset, tmp_path):
     for name in saved["methods"]:
         assert f"| {name} |" in table
     assert "other-data/Broken/frame10" in table
+    assert "| method | Middlebury (1) | KITTI (1) |" in table
     for pair in ("other-data_Synth_frame10", "training_image_2_000000_10"):
         figure = cv2.imread(str(out / "pairs" / f"{pair}.png"))
         assert figure is not None and figure.shape[1] == 3 * 512  # frame, GT, 5 methods: 3 rows of 3 panels

@@ -37,6 +37,7 @@ class FlowPair:
     frame1: Path
     frame2: Path
     flow: Path
+    dataset: str  # the benchmark (and Sintel pass, where the layout says it): metrics are also given per dataset
     invalid: Path | None = None  # Sintel: pixels excluded from evaluation
     occlusions: Path | None = None  # Sintel: frame-1 pixels not visible in frame 2
     flow_noc: Path | None = None  # KITTI: ground truth restricted to non-occluded pixels
@@ -83,7 +84,7 @@ def _middlebury(root: Path) -> list[FlowPair]:
         if frames is None:
             log.warning("skipping %s: no other-data/%s/frame10.png beside it", gt, seq)
             continue
-        pairs.append(FlowPair(_name(frames, root), frames, frames.with_name("frame11.png"), gt))
+        pairs.append(FlowPair(_name(frames, root), frames, frames.with_name("frame11.png"), gt, "Middlebury"))
     return pairs
 
 
@@ -106,7 +107,7 @@ def _sintel_folders(root: Path) -> list[FlowPair]:
         frame2 = _next_frame(frame1, gt)
         if frame2 is None:
             continue
-        pairs.append(FlowPair(_name(frame1, root), frame1, frame2, gt,
+        pairs.append(FlowPair(_name(frame1, root), frame1, frame2, gt, "Sintel",
                               _existing(gt.parent / "invalid" / f"{gt.stem}.png"),
                               _existing(gt.parent / "occlusions" / f"{gt.stem}.png")))
     return pairs
@@ -120,7 +121,7 @@ def _sintel_release(root: Path) -> list[FlowPair]:
             frame1 = training / render_pass / seq / f"{gt.stem}.png"
             frame2 = _next_frame(frame1, gt) if frame1.is_file() else None
             if frame2 is not None:
-                pairs.append(FlowPair(_name(frame1, root), frame1, frame2, gt,
+                pairs.append(FlowPair(_name(frame1, root), frame1, frame2, gt, f"Sintel {render_pass}",
                                       _existing(training / "invalid" / seq / f"{gt.stem}.png"),
                                       _existing(training / "occlusions" / seq / f"{gt.stem}.png")))
     return pairs
@@ -136,7 +137,7 @@ def _kitti(root: Path) -> list[FlowPair]:
             continue
         frame2 = _next_frame(frame1, gt)
         if frame2 is not None:
-            pairs.append(FlowPair(_name(frame1, root), frame1, frame2, gt,
+            pairs.append(FlowPair(_name(frame1, root), frame1, frame2, gt, "KITTI",
                                   flow_noc=_existing(training / "flow_noc" / gt.name)))
     return pairs
 
