@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from vidssl.eval.config import RetrievalConfig
-from vidssl.eval.retrieval_data import (RetrievalDataError, detect_kind, load_retrieval_set, object_crops,
-                                        square_box, square_resize)
+from vidssl.eval.retrieval_data import (PAD_RGB, RetrievalDataError, detect_kind, load_retrieval_set,
+                                        object_crops, square_box, square_resize)
 
 CFG = RetrievalConfig(image_size=32, num_workers=0)
 
@@ -58,8 +58,28 @@ def test_square_box_cases():
     assert square_box((0, 50, 20, 10), 0.25, 200, 100) == (0, 40, 30, 30)
     # bottom-right corner
     assert square_box((185, 95, 15, 5), 0.0, 200, 100) == (185, 85, 15, 15)
-    # a box wider than the image is tall: the square is clipped to the image height
-    assert square_box((10, 0, 150, 100), 0.0, 200, 100) == (10, 0, 150, 100)
+    # a box wider than the image is tall: the square reaches past both edges, centred on the box (rows -25..124)
+    assert square_box((10, 0, 150, 100), 0.0, 200, 100) == (10, -25, 150, 150)
+    assert square_box((10, 40, 150, 20), 0.0, 200, 100) == (10, -25, 150, 150)
+
+
+def test_a_crop_past_the_frame_edge_is_padded_not_squashed():
+    # a 40x20 object filling the frame's height in a 60x20 frame: its square crop is 40x40, padded above and below
+    frame = np.zeros((20, 60, 3), np.uint8)
+    mask = np.zeros((20, 60), np.uint8)
+    frame[:, 10:50] = (255, 0, 0)
+    frame[5:15, 25:35] = (0, 255, 0)  # a square mark: it must stay square in the crop
+    mask[:, 10:50] = 1
+    ((_, crop, window),) = object_crops(frame, mask, size=40, margin=0.0, min_pixels=1)
+    assert window == (10, -10, 40, 40)
+    expected = np.empty((40, 40, 3), np.uint8)  # built pixel by pixel: inside the frame its pixel, else the pad
+    for row in range(40):
+        for col in range(40):
+            y, x = row - 10, col + 10
+            expected[row, col] = frame[y, x] if 0 <= y < 20 else PAD_RGB
+    assert np.array_equal(crop, expected)
+    green = np.argwhere((crop == (0, 255, 0)).all(axis=2))
+    assert np.ptp(green[:, 0]) == np.ptp(green[:, 1]) == 9
 
 
 def test_object_crops_cut_the_square_around_each_mask():

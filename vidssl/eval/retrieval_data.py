@@ -329,25 +329,43 @@ def load_image_set(root: str | os.PathLike, cfg: RetrievalConfig) -> RetrievalSe
     return _image_set_from_folders(root, cfg.image_size)
 
 
+# what a crop is padded with past the frame's edge: the ImageNet mean, which the backbones' normalisation maps to 0,
+# as their convolutions pad
+PAD_RGB = (124, 116, 104)
+
+
 def square_box(box: tuple[int, int, int, int], margin: float, width: int, height: int) -> tuple[int, int, int, int]:
     """The square (x, y, side, side) around ``box`` = (x, y, w, h) with ``margin`` x its longer side on each side,
-    moved inside the image where it fits and clipped to it where it does not."""
+    moved inside the image along each axis where it fits; where it does not (a side longer than the image's), centred
+    on the box along that axis, reaching past both edges (x or y negative)."""
     x, y, w, h = box
     side = int(np.ceil(max(w, h) * (1 + 2 * margin)))
-    cx, cy = x + w / 2, y + h / 2
-    out = []
-    for centre, limit in ((cx, width), (cy, height)):
+    origin = []
+    for centre, limit in ((x + w / 2, width), (y + h / 2, height)):
         lo = int(round(centre - side / 2))
-        lo = min(max(lo, 0), max(limit - side, 0))
-        out.append((lo, min(side, limit - lo)))
-    (x0, sw), (y0, sh) = out
-    return x0, y0, sw, sh
+        origin.append(min(max(lo, 0), limit - side) if side <= limit else lo)
+    return origin[0], origin[1], side, side
+
+
+def square_crop(frame: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
+    """The pixels of ``frame`` (H, W, 3) under the square ``window`` (:func:`square_box`), padded with
+    :data:`PAD_RGB` where it reaches past the frame, so a resize keeps the object's shape (cut to the frame and
+    resized, a crop at the edge was squashed)."""
+    x0, y0, side, _ = window
+    height, width = frame.shape[:2]
+    top, left = max(-y0, 0), max(-x0, 0)
+    bottom, right = max(y0 + side - height, 0), max(x0 + side - width, 0)
+    inside = frame[y0 + top:y0 + side - bottom, x0 + left:x0 + side - right]
+    if not (top or left or bottom or right):
+        return inside
+    return cv2.copyMakeBorder(inside, top, bottom, left, right, cv2.BORDER_CONSTANT, value=PAD_RGB)
 
 
 def object_crops(frame: np.ndarray, mask: np.ndarray, size: int, margin: float, min_pixels: int):
-    """Crops of every object in one frame: list of ``(object id, crop [size, size, 3] uint8, (x, y, w, h))``.
+    """Crops of every object in one frame: list of ``(object id, crop [size, size, 3] uint8, (x, y, side, side))``.
 
-    ``mask``: HxW label map (0 background). The crop window is :func:`square_box` of the mask's bounding box.
+    ``mask``: HxW label map (0 background). The window is :func:`square_box` of the mask's bounding box, in frame
+    pixels (it may reach past the frame, whose missing part is padded: :func:`square_crop`).
     """
     out = []
     height, width = mask.shape
@@ -358,10 +376,9 @@ def object_crops(frame: np.ndarray, mask: np.ndarray, size: int, margin: float, 
         if len(xs) < min_pixels:
             continue
         box = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
-        x0, y0, w, h = square_box(box, margin, width, height)
-        crop = frame[y0:y0 + h, x0:x0 + w]
-        interp = cv2.INTER_AREA if max(w, h) > size else cv2.INTER_LINEAR
-        out.append((int(obj), cv2.resize(crop, (size, size), interpolation=interp), (x0, y0, w, h)))
+        window = square_box(box, margin, width, height)
+        interp = cv2.INTER_AREA if window[2] > size else cv2.INTER_LINEAR
+        out.append((int(obj), cv2.resize(square_crop(frame, window), (size, size), interpolation=interp), window))
     return out
 
 
