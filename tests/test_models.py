@@ -86,6 +86,17 @@ def test_inputs_a_user_passes_by_mistake_are_named_with_the_fix(arch):
             b.dense_features(frames)
         with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts input and weights itself
             assert b.embed(x.bfloat16()).shape == (2, b.out_dim)
+        # 0-255 images straight into embed() gave finite, meaningless features; normalised RGB at the extremes
+        # normalize() accepts ([-0.5, 1.5], a resize's overshoot) stays within (1.5 - 0.406) / 0.225 = 4.86
+        for feature in (b.embed, b.dense_features):
+            with pytest.raises(ValueError, match=r"input values reach 2\d\d, but normalised RGB stays within "
+                                                 r"\+-4.9: 0-255 images take model.normalize\(x / 255\)"):
+                feature(frames.float())
+        extremes = torch.full((2, 3, 64, 64), 1.5)
+        extremes[1] = -0.5
+        assert torch.isfinite(b.embed(b.normalize(extremes))).all()
+        with pytest.raises(ValueError, match=r"input is on meta but the weights are on cpu: move it with x.to\('cpu'\)"):
+            b.embed(x.to("meta"))
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])

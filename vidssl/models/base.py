@@ -65,7 +65,7 @@ class Backbone(nn.Module):
     def check(self, x: torch.Tensor, min_side: int = MIN_SIDE) -> None:
         """Raise ValueError unless ``x`` is a batch this backbone can take (see :func:`check_input`)."""
         weight = next(self.parameters(), None)
-        check_input(x, min_side, None if weight is None else weight.dtype)
+        check_input(x, min_side, weight, input_bound(self.mean, self.std))
 
     def spec(self) -> dict:
         """What a model card records to rebuild this backbone with ``build_backbone(**spec)``."""
@@ -103,11 +103,28 @@ def normalize_rgb(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ..
     return (x - m) / s
 
 
-def check_input(x: torch.Tensor, min_side: int = MIN_SIDE, weight_dtype: torch.dtype | None = None) -> None:
+def input_bound(mean: tuple[float, ...], std: tuple[float, ...]) -> float:
+    """The largest |value| :func:`normalize_rgb` passes on from RGB it accepts (in [-0.5, 1.5]), per these stats."""
+    return max(max(1.5 - m, m + 0.5) / s for m, s in zip(mean, std))
+
+
+def check_input(x: torch.Tensor, min_side: int = MIN_SIDE, weight: torch.Tensor | None = None,
+                bound: float | None = None) -> None:
     """Raise ValueError naming the fix unless ``x`` is a float [B, 3, H, W] batch of at least ``min_side`` pixels a
-    side, in the weights' dtype (outside autocast, which casts both)."""
+    side, on the device of ``weight`` and in its dtype (outside autocast, which casts both), and, given ``bound``
+    (:func:`input_bound`), within twice that bound: 0-255 images given to embed() without normalize() gave finite,
+    meaningless features."""
     _check_rgb_batch(x)
-    if weight_dtype is not None and x.dtype != weight_dtype and not torch.is_autocast_enabled(x.device.type):
-        raise ValueError(f"input is {x.dtype} but the weights are {weight_dtype}: convert with x.to({weight_dtype})")
+    if weight is not None and x.device != weight.device:
+        raise ValueError(f"input is on {x.device} but the weights are on {weight.device}: move it with "
+                         f"x.to('{weight.device}')")
+    if weight is not None and x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise ValueError(f"input is {x.dtype} but the weights are {weight.dtype}: convert with x.to({weight.dtype})")
     if min(x.shape[-2:]) < min_side:
         raise ValueError(f"input {tuple(x.shape[-2:])} is smaller than {min_side} pixels on a side")
+    if bound is not None and x.numel():
+        low, high = (float(v) for v in torch.aminmax(x.detach()))  # NaN passes: the trainer stops on it
+        if max(-low, high) > 2 * bound:
+            raise ValueError(f"input values reach {high if high > -low else low:g}, but normalised RGB stays within "
+                             f"+-{bound:.1f}: 0-255 images take model.normalize(x / 255) before embed() or "
+                             f"dense_features()")
