@@ -366,6 +366,33 @@ def test_a_config_built_in_code_is_held_to_the_loader_s_checks():
         MiningSchedule(MinerConfig(main="hardest"), build_loss(LossConfig()), 10, 0)
 
 
+def test_a_config_built_from_numpy_values_or_mappings_in_code():
+    """numpy's integers were refused ("expected an integer, got np.int64(10)"); a mapping for a section passed
+    validate() and then failed in train() as "replace() should be called on dataclass instances"."""
+    import numpy as np
+
+    from vidssl.config import check_section
+    from vidssl.eval.config import DavisConfig
+    from vidssl.train_config import TrainConfig
+
+    cfg = Config(train=TrainConfig(steps=np.int64(10), lr=np.float32(0.5)), seed=np.uint8(3))
+    cfg.validate()
+    assert (type(cfg.train.steps), type(cfg.train.lr), type(cfg.seed)) == (int, float, int)
+    assert (cfg.train.steps, cfg.train.lr, cfg.seed) == (10, 0.5, 3)
+    assert yaml.safe_load(yaml.safe_dump(to_dict(cfg)))["train"]["steps"] == 10  # numpy scalars do not dump
+    with pytest.raises(ConfigError, match="'train.lr': expected a finite number"):
+        Config(train=TrainConfig(lr=np.float32("nan"))).validate()
+    with pytest.raises(ConfigError, match="'train.steps': expected an integer"):
+        Config(train=TrainConfig(steps=np.float64(10))).validate()
+    with pytest.raises(ConfigError, match=r"section 'train': expected TrainConfig, got dict: build it as "
+                                          r"TrainConfig\(...\), or a whole config from a mapping with "
+                                          r"vidssl.config.from_dict"):
+        Config(train={"lr": 0.1}).validate()
+    with pytest.raises(TypeError, match="expected the eval.davis section, a DavisConfig .cfg.eval.davis of a "
+                                        "Config., got Config"):
+        check_section(Config(), "eval.davis", DavisConfig)
+
+
 def test_contrastive_with_a_violators_only_miner_needs_the_background_triplets():
     base = ["loss.name=contrastive", "miner.background_negatives=false", "loss.cycle_background=false"]
     with pytest.raises(ConfigError, match="'contrastive' with miner hard needs miner.background_negatives=true"):

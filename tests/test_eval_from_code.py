@@ -100,6 +100,54 @@ def test_a_config_section_built_in_code_is_checked_before_any_work(tmp_path, sec
     assert not (tmp_path / "out").exists()
 
 
+class NoStats(torch.nn.Module):
+    """A model of one's own with the feature methods but no input statistics."""
+
+    def embed(self, x):
+        return x.mean(dim=(2, 3))
+
+    def dense_features(self, x):
+        return x[:, :, ::8, ::8]
+
+
+@pytest.mark.parametrize("evaluate, section", [(evaluate_davis, DavisConfig()), (evaluate_retrieval, RetrievalConfig()),
+                                               (evaluate_flow, FlowConfig())])
+def test_wrong_models_or_config_objects_are_named_before_any_work(tmp_path, evaluate, section):
+    """A whole Config, a bare model, a model without the contract's attributes or a training wrapper failed as
+    AttributeErrors or "object is not iterable" from deep inside (or, with another section, after its checks
+    passed under the wrong name)."""
+    from vidssl.config import Config
+    from vidssl.train import build_model
+
+    data, out = tmp_path / "no data", tmp_path / "out"
+    with pytest.raises(TypeError, match=r"expected the eval\.\w+ section, a \w+Config .cfg\.eval\.\w+ of a "
+                                        r"Config., got Config"):
+        evaluate({}, data, out, Config())
+    model = build_backbone("smallcnn", width=4)
+    with pytest.raises(TypeError, match=r"takes a dict of row name -> model, e.g. \{'mine': model\}, got SmallCNN"):
+        evaluate(model, data, out, section)
+    with pytest.raises(TypeError, match=r"model 'own' \(NoStats\) lacks mean, std(, dense_stride, dense_dim)? of the backbone "
+                                        r"contract it needs .*IMAGENET_MEAN"):
+        evaluate({"own": NoStats()}, data, out, section)
+    net = build_model(Config())  # the training model: backbone + head
+    with pytest.raises(TypeError, match=r"model 'net' \(EmbeddingNet\) lacks .*: pass its \.backbone"):
+        evaluate({"net": net}, data, out, section)
+    assert not out.exists()
+
+
+def test_retrieval_leaves_the_caller_s_random_stream_alone(colour_classes, tmp_path):  # noqa: F811
+    """The feature loader drew its base seed from the global torch generator, so a training loop with a retrieval
+    hook followed another random stream than one without."""
+    model = training_model().eval()
+    for workers in (0, 1):
+        torch.manual_seed(5)
+        evaluate_retrieval({"m": model}, colour_classes, tmp_path / f"w{workers}",
+                           dataclasses.replace(RETRIEVAL_CFG, num_workers=workers))
+        drawn = torch.rand(3)
+        torch.manual_seed(5)
+        assert torch.equal(drawn, torch.rand(3))
+
+
 def test_evaluation_mode_gives_back_each_submodules_mode_whatever_happens():
     """A model training with frozen BatchNorm got its BatchNorm back in train mode; one model under two names came
     back in eval mode; a failure part way left the models switched."""

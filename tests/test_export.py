@@ -655,6 +655,9 @@ def test_without_arch_a_file_that_does_not_load_says_what_it_is(pairs, tmp_path)
     assert torch.equal(loaded.embed(loaded.normalize(x)), trained.embed(trained.normalize(x)))
     with pytest.raises(ModelFileError, match=r"do not build a smallcnn"):
         vidssl.load_backbone(tmp_path / "b.pt", arch="smallcnn", build_kwargs={"depth": 3})
+    with pytest.raises(ModelFileError, match=r"do not fit arch 'smallcnn' with the given build_kwargs' settings: "
+                                             r".* built with the arguments given"):  # not "its default settings"
+        vidssl.load_backbone(tmp_path / "b.pt", arch="smallcnn", build_kwargs={"width": 16})
     with pytest.raises(ModelFileError, match=r"are for weights without a model card"):
         vidssl.load_backbone(tmp_path / "b.pt", build_kwargs={"width": 8})  # no arch to give them to
     save_backbone(trained, tmp_path / "c.pt")

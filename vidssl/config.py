@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import json
 import math
+import numbers
 import os
 import platform
 import re
@@ -164,22 +165,32 @@ def check_seed(key: str, value: int) -> None:
 
 def validate_sections(cfg: Any, prefix: str = "") -> None:
     """Run ``validate()`` of every nested section of dataclass ``cfg`` (not ``cfg``'s own), with the loader's type
-    checks, so a config built in code is held to what a loaded one is."""
+    checks, so a config built in code is held to what a loaded one is. A value the checks accept in another type
+    (numpy's integers and floats, an int for a float) is stored as the field's type, so it saves as YAML."""
+    hints = typing.get_type_hints(type(cfg))
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]) and not isinstance(value, hints[f.name]):
+            # a mapping was checked and then dropped, and train() met the dict itself
+            raise ConfigError(f"config section '{key}': expected {hints[f.name].__name__}, got "
+                              f"{type(value).__name__}: build it as {hints[f.name].__name__}(...), or a whole config "
+                              f"from a mapping with vidssl.config.from_dict(Config, {{...}})")
         if dataclasses.is_dataclass(value):
             validate_sections(value, f"{key}.")
             check = getattr(value, "validate", None)
             if check is not None:
                 check()
         else:
-            _coerce(value, typing.get_type_hints(type(cfg))[f.name], key)
+            setattr(cfg, f.name, _coerce(value, hints[f.name], key))
 
 
-def check_section(section: Any, key: str) -> None:
-    """Hold one config section built in code (``key``: its place in a config, e.g. ``eval.davis``) to what a loaded
-    one is: types, ranges and choices, as ConfigErrors naming the key."""
+def check_section(section: Any, key: str, cls: type) -> None:
+    """Hold one config section built in code (``key``: its place in a config, e.g. ``eval.davis``; ``cls``: its
+    class) to what a loaded one is: types, ranges and choices, as ConfigErrors naming the key."""
+    if not isinstance(section, cls):  # a whole Config, or another section, failed as an AttributeError somewhere
+        raise TypeError(f"expected the {key} section, a {cls.__name__} (cfg.{key} of a Config), got "
+                        f"{type(section).__name__}")
     validate_sections(section, f"{key}.")
     section.validate()
 
@@ -232,20 +243,25 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"config key '{key}': expected true/false, got {value!r}")
         return value
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        # numbers.Integral: numpy's integers too (a sweep over np.arange), stored as int
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+        value = int(value)
         if abs(value) >= 2 ** 63:  # torch, numpy and every count downstream hold 64 bits
             raise ConfigError(f"config key '{key}': expected an integer under 2**63, got one of {len(str(value))} "
                               "digits")
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except OverflowError:  # an integer beyond float's range (1e400 spelled out)
             raise ConfigError(f"config key '{key}': expected a finite number, got an integer of "
                               f"{len(str(abs(value)))} digits") from None
+        if not math.isfinite(number):  # a numpy float32 NaN is no float, so the check above let it by
+            raise ConfigError(f"config key '{key}': expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"config key '{key}': expected a string, got {value!r}")

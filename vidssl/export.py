@@ -360,7 +360,7 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
     if wrong:  # same names, other sizes: another width, head or patch size than the card says
         k = wrong[0]
         settings = (f"{card_file.name}'s" if card_file is not None else "its embedded card's" if embedded
-                    else "its default")
+                    else "the given build_kwargs'" if build_kwargs else "its default")
         settable = [key for key in backbone.spec() if key != "arch"]
         example = ", ".join(f"'{key}': ..." for key in settable)
         built_with = "the arguments given" if build_kwargs else "its default arguments"

@@ -600,6 +600,7 @@ def _check_demo_mining(cfg: Config) -> None:
     """The demo's mining settings, before any clip is written: demo.mine_box_fraction stands in for mine.box_fraction,
     whose checks ran on the real-video value, and a box under mine.min_box_px on the demo frames would skip every
     clip (too_small) after minutes of work."""
+    from tracking import MineConfig
     from vidssl.config import check_section
     from vidssl.video import resized_shape
 
@@ -610,7 +611,7 @@ def _check_demo_mining(cfg: Config) -> None:
         raise ConfigError(f"config key 'demo.frames': the demo clips are mined, which needs >= mine.track_length + 2 "
                           f"= {least} frames, got {d.frames}")
     try:
-        check_section(m, "mine")
+        check_section(m, "mine", MineConfig)
     except ConfigError as e:
         raise ConfigError(f"demo.mine_box_fraction={d.mine_box_fraction} (the demo's mine.box_fraction): "
                           f"{e}") from None

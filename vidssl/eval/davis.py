@@ -37,7 +37,7 @@ from vidssl.eval.config import DavisConfig
 from vidssl.eval.davis_data import DavisDataError, DavisSequence, list_sequences, load_sequence
 from vidssl.device import resolve_device
 from vidssl.errors import VidsslError
-from vidssl.eval.frozen import evaluation_mode
+from vidssl.eval.frozen import check_models, evaluation_mode
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text, drawable
 from vidssl.models.base import MIN_SIDE, normalize_rgb
 
@@ -313,7 +313,8 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
     """
     from vidssl.config import check_section, versions
 
-    check_section(cfg, "eval.davis")  # built in code, a topk of 0 or a temperature of 0 would score 0.0 quietly
+    check_section(cfg, "eval.davis", DavisConfig)  # built in code, a topk of 0 or a temperature of 0 would score 0.0 quietly
+    check_models(models, ("dense_features", "mean", "std"), "evaluate_davis")
 
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device, "eval.davis.device")

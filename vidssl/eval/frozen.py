@@ -28,6 +28,23 @@ def _held(model: nn.Module, device: torch.device | None) -> Iterator[None]:
             model.to(home)  # a model split over several devices comes back whole on its first tensor's
 
 
+def check_models(models: dict[str, nn.Module], needs: tuple[str, ...], evaluation: str) -> None:
+    """Raise TypeError, before any data is read, unless ``models`` maps row names to modules holding ``needs`` (the
+    attributes of the backbone contract, vidssl.models.Backbone, this evaluation reads): a model of one's own without
+    them failed as an AttributeError deep inside, a bare model as "object is not iterable"."""
+    if not isinstance(models, dict):
+        raise TypeError(f"{evaluation} takes a dict of row name -> model, e.g. {{'mine': model}}, got "
+                        f"{type(models).__name__}")
+    for name, model in models.items():
+        missing = [attr for attr in needs if not hasattr(model, attr)]
+        if missing:
+            hint = (": pass its .backbone" if hasattr(model, "backbone") else
+                    "; mean and std are the per-channel statistics its input is normalised with "
+                    "(vidssl.models.IMAGENET_MEAN / IMAGENET_STD for ImageNet's)")
+            raise TypeError(f"{evaluation}: model {name!r} ({type(model).__name__}) lacks {', '.join(missing)} of "
+                            f"the backbone contract it needs ({', '.join(needs)}; see vidssl.models.Backbone){hint}")
+
+
 @contextmanager
 def evaluation_mode(models: dict[str, nn.Module], device: torch.device | str | None = None) -> Iterator[None]:
     """Every model in eval mode (and on ``device``, unless None) for the block; afterwards, error or not, every

@@ -21,7 +21,7 @@ from vidssl.errors import ConfigError, VidsslError
 from vidssl.eval import retire_results
 from vidssl.eval.config import RetrievalConfig
 from vidssl.device import resolve_device
-from vidssl.eval.frozen import evaluation_mode
+from vidssl.eval.frozen import check_models, evaluation_mode
 from vidssl.eval.metrics import RECALL_KS, exclude_same_group_within, non_finite_rows, retrieval_metrics
 from vidssl.eval.retrieval_data import RetrievalDataError, RetrievalSet, load_retrieval_set
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text, drawable
@@ -45,8 +45,13 @@ def extract_features(models: dict, items: Dataset, batch_size: int = 64, num_wor
     from tqdm import tqdm
 
     device = torch.device(device)
+    # its own generator: starting an iterator drew its base seed from the caller's torch RNG, so a training loop
+    # with a retrieval hook followed another random stream than one without; forkserver, as training's loader: a
+    # worker forked from a process whose OpenCV pool has run (mining, figures) can deadlock on its first cv2 call
     loader = DataLoader(items, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        persistent_workers=False, pin_memory=device.type == "cuda")
+                        multiprocessing_context="forkserver" if num_workers else None,
+                        generator=torch.Generator().manual_seed(0), persistent_workers=False,
+                        pin_memory=device.type == "cuda")
     feats: dict[str, list[torch.Tensor]] = {name: [] for name in models}
     ok = []
     with evaluation_mode(models, device), torch.inference_mode():
@@ -69,7 +74,8 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
     ``grid_<model>.png`` into ``out_dir``; return the ``metrics.json`` payload (per model under ``"models"``)."""
     from vidssl.config import check_section, versions
 
-    check_section(cfg, "eval.retrieval")
+    check_section(cfg, "eval.retrieval", RetrievalConfig)
+    check_models(models, ("embed", "mean", "std"), "evaluate_retrieval")
     if not models:
         raise ValueError("evaluate_retrieval needs at least one model")
     for name, model in models.items():  # before any data is read: a model that cannot take the images at all

@@ -23,7 +23,7 @@ from vidssl.eval.flow.metrics import METRIC_KEYS, flow_metrics, mean_metrics, wi
 from vidssl.eval.flow.transfer import train_transfer
 from vidssl.eval.flow.viz import pair_figure
 from vidssl.device import resolve_device
-from vidssl.eval.frozen import evaluation_mode
+from vidssl.eval.frozen import check_models, evaluation_mode
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from vidssl.models.base import MIN_SIDE
 
@@ -115,7 +115,10 @@ def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out
     """
     from vidssl.config import check_section, versions
 
-    check_section(cfg, "eval.flow")
+    check_section(cfg, "eval.flow", FlowConfig)
+    # dense_dim sizes the transfer decoder's input
+    check_models(models, ("dense_features", "mean", "std", "dense_stride") + (("dense_dim",) if cfg.transfer else ()),
+                 "evaluate_flow")
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device, "eval.flow.device")
     pairs = find_pairs(data_dir)
