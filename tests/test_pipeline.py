@@ -122,6 +122,27 @@ def test_a_rerun_that_redoes_nothing_keeps_the_config_that_made_the_run(run_dir,
 
 
 @pytest.mark.slow
+def test_quiet_reaches_every_evaluation(run_dir, monkeypatch, tmp_path):
+    """-q reached the flow evaluation only: retrieval and DAVIS drew their progress bars on a terminal."""
+    import vidssl.eval.retrieval as retrieval
+
+    monkeypatch.delenv("VIDSSL_DATA", raising=False)
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    shutil.rmtree(run / "eval")
+    (run / "stages" / "eval.json").unlink()
+    asked, evaluate = [], retrieval.evaluate_retrieval
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("progress"))
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(retrieval, "evaluate_retrieval", spy)
+    assert main(["-q", "pretrain", "--out", str(run), "--budget-minutes", "4", *TINY]) == 0
+    assert asked == [False]
+
+
+@pytest.mark.slow
 def test_without_the_report_no_earlier_summary_is_printed_as_the_result(run_dir, monkeypatch, capsys, tmp_path):
     """With pretrain.run_report false the command printed the headline of whatever summary.json an earlier run
     left, which after an evaluation of new weights were the old weights' numbers."""

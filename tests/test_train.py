@@ -1118,6 +1118,17 @@ def test_a_run_that_speeds_up_early_grows_its_schedule_into_the_budget(pairs, tm
     # fitted at step 7 to 1 s a step: about 116 steps, 66 s of the 120 at the faster speed; grown: nearly all
     assert stats["stopped"] == "done" and stats["total_steps"] > 180, stats["total_steps"]
     assert 0.9 * 120 <= stats["minutes"] * 60 <= 120
+    # every fit is on record, [step, steps], the last the run's length: the schedule's history, which the final
+    # count alone does not give (train.steps=N with fit_budget=false repeats a run only of one fit)
+    history = stats["fit_history"]
+    assert history[0][0] == 7 and 100 <= history[0][1] <= 125, history
+    assert len(history) >= 2 and history[-1][1] == stats["total_steps"] > history[0][1]
+    assert [at for at, _ in history] == sorted({at for at, _ in history})
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert saved["fit_history"] == history
+    session = saved["sessions"][0]["settings"]  # what the session ran with, as used
+    assert session["train.threads"] == (cfg.train.threads or torch.get_num_threads()) and session["train.device"] == "cpu"
+    assert session["data.num_workers"] == cfg.data.num_workers and "train.budget_minutes" in session
 
 
 def test_under_ddp_only_rank_0_logs_below_errors(caplog):

@@ -859,9 +859,10 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
             try:
                 if es.task == "retrieval":
                     results[out.name] = evaluate_retrieval(models, es.path, out, cfg.eval.retrieval,
-                                                           kind=es.kind, davis_subset=cfg.eval.davis.subset)
+                                                           kind=es.kind, davis_subset=cfg.eval.davis.subset,
+                                                           progress=progress)
                 elif es.task == "davis":
-                    results[out.name] = evaluate_davis(models, es.path, out, cfg.eval.davis)
+                    results[out.name] = evaluate_davis(models, es.path, out, cfg.eval.davis, progress=progress)
                 else:
                     results[out.name] = evaluate_flow(models, es.path, out, cfg.eval.flow, seed=cfg.seed,
                                                       # its own budget, or half of what the run has left

@@ -204,6 +204,25 @@ def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
     return cfg.gamma ** sum(step >= m * total for m in cfg.milestones)
 
 
+def _session_settings(cfg: Config, dev: torch.device) -> dict:
+    """What one session ran with of the settings a resume may change (RESUMABLE_KEYS), as used: the device resolved
+    (with its GPU's name) and torch's CPU threads counted, since both can move the last bits of the weights."""
+    used = {k: v for k, v in _flat_config(cfg).items() if k in RESUMABLE_KEYS}
+    used["train.device"] = str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else "")
+    used["train.threads"] = torch.get_num_threads()
+    used["cpu"] = _cpu_name()
+    return used
+
+
+def _cpu_name() -> str | None:
+    """The CPU's model name (Linux), which decides bf16 and the kernels' last bits; None where unknown."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), None)
+    except OSError:
+        return None
+
+
 def _flat_config(cfg: Config) -> dict:
     """The keys a training run depends on (a resumed run must match them, but for RESUMABLE_KEYS)."""
     return {k: v for k, v in flat_config(cfg).items() if k.split(".")[0] in TRAIN_SECTIONS}
@@ -741,7 +760,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
                 log.info("train: %s is already complete (%d steps)", run_dir, total)
             stats = {**saved["metrics"], "step": start, "total_steps": total, "stopped": "done", "minutes": 0.0,
                      "checkpoint": str(ckpt_path), "pairs": len(pairs), "world_size": d.world,
-                     "weights_sha256": parameter_digest(model)}
+                     "weights_sha256": parameter_digest(model), "fit_history": saved.get("fit_history", [])}
             if d.main and not _stats_say_done(run_dir / "stats.json", start, total):
                 # killed between its final checkpoint and stats.json: every rerun returned here without writing it,
                 # leaving none or an earlier session's (a budget stop) for the pipeline and the export to read
@@ -758,7 +777,11 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
     fit = budget is not None and tc.fit_budget and not fitted
 
     # the code and libraries of every session that trained this run: a resume under newer code is on record
-    sessions = [*(saved.get("sessions", []) if saved is not None else []), {"start_step": start, **versions()}]
+    sessions = [*(saved.get("sessions", []) if saved is not None else []),
+                {"start_step": start, **versions(), "settings": _session_settings(cfg, dev)}]
+    # [step, steps] of every budget fit (the lr's cosine and the miner's phases followed the count of then), so a
+    # fitted run says what its schedule was; train.steps=N with fit_budget=false repeats it only if it has one entry
+    fit_history: list[list[int]] = [list(f) for f in saved.get("fit_history", [])] if saved is not None else []
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_temp_leftovers(run_dir)  # a checkpoint half written when a session was killed (under the run lock)
@@ -789,12 +812,21 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
             "flat_config": _flat_config(cfg), "pairs_fingerprint": pairs.fingerprint, "pairs": pairs.summary(),
             "backbone": model.backbone.spec(), "embed_dim": cfg.model.embed_dim, "head": cfg.model.head,
             "world_size": d.world, "metrics": metrics, "sessions": sessions, "batch_plan": BATCH_PLAN,
+            "fit_history": fit_history,
         })
 
     from tqdm import tqdm
 
     bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True,
                disable=not (progress and d.main and sys.stderr.isatty()))
+
+    def set_total(steps: int, at: int) -> None:
+        """A budget fit: the schedule (lr, miner phases) now ends at ``steps``, as of step ``at``."""
+        nonlocal total
+        total = steps
+        schedule.set_total(steps)
+        bar.total = steps
+        fit_history.append([at, steps])
     model.train()
     step, stopped = start, "done"
     metrics = dict(saved["metrics"]) if saved is not None else {}  # kept if this run stops before it logs
@@ -847,10 +879,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
                 # a budget spent before the fit stops the run below as "budget", unfitted: a rerun with more time
                 # fits then (a fit to the steps done would end it "done" at the warm-up's learning rate)
                 if not _any_rank(left <= 0, d, dev):
-                    total = _min_over_ranks(min(total, fits), d, dev)
+                    set_total(_min_over_ranks(min(total, fits), d, dev), step)
                     fitted, fit = True, False
-                    schedule.set_total(total)
-                    bar.total = total
                     if d.main:
                         # 0.25 minutes read "0.2-minute" at one decimal
                         log.info("train: fitted %d steps to the %s-minute budget (%.2f s/step)", total,
@@ -868,9 +898,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
                 refit = _min_over_ranks(min(planned, fits), d, dev)
                 fit_again = False
                 if min(schedule.hard_from, schedule.hard_start_step(refit)) >= step:
-                    speed_from, total = (time.monotonic(), step), refit
-                    schedule.set_total(total)
-                    bar.total = total
+                    speed_from = (time.monotonic(), step)
+                    set_total(refit, step)
                     if d.main:
                         log.info("train: fitted %d steps at the end of the warm-up (%.2f s/step)", total, per_step)
             elif (budget is not None and fitted and tc.fit_budget and step % tc.log_every == 0
@@ -881,9 +910,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
                 fits, per_step, left = _budget_fit(step, speed_from, budget, t0)
                 overrun = step + left / per_step < total  # only a projected overrun refits, not the margin
                 if _any_rank(overrun, d, dev):
-                    total = _min_over_ranks(min(total, fits), d, dev)  # shorter: the hard phase moves earlier
-                    schedule.set_total(total)
-                    bar.total = total
+                    set_total(_min_over_ranks(min(total, fits), d, dev), step)  # shorter: the hard phase moves earlier
                     if d.main:
                         log.info("train: refitted to %d steps (now %.2f s/step)", total, per_step)
                 elif step < schedule.hard_from:
@@ -894,9 +921,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
                     longer = _min_over_ranks(min(planned, fits), d, dev)
                     if (longer > total * _GROW_BY and schedule.hard_start_step(longer) > step
                             and warmup_length(longer, tc) == warmup_length(total, tc)):
-                        speed_from, total = (time.monotonic(), step), longer
-                        schedule.set_total(total)
-                        bar.total = total
+                        speed_from = (time.monotonic(), step)
+                        set_total(longer, step)
                         if d.main:
                             log.info("train: refitted to %d steps (faster now: %.2f s/step)", total, per_step)
 
@@ -955,7 +981,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
         runlog.close()
     stats = {**metrics, "step": step, "total_steps": total, "stopped": stopped,
              "minutes": (time.monotonic() - t0) / 60, "checkpoint": str(ckpt_path), "pairs": len(pairs),
-             "world_size": d.world, "weights_sha256": parameter_digest(model)}
+             "world_size": d.world, "weights_sha256": parameter_digest(model), "fit_history": fit_history}
     if d.main:
         atomic_write_json(run_dir / "stats.json", stats)
     return {**stats, "session_steps": step - start}  # the caller's to judge (vidssl train: a one-step budget)

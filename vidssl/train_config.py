@@ -24,7 +24,8 @@ def min_embed_side(arch: str) -> int:
 # the config sections a training run's result depends on (besides its pairs)
 TRAIN_SECTIONS = ("seed", "data", "model", "loss", "miner", "train")
 # keys a run may be continued with changed (speed, devices, logging, budget): the result does not depend on them,
-# but for the last bits under a changed train.threads (CPU reductions split differently)
+# but for the last bits under a changed train.threads (CPU reductions split differently) or train.device (other
+# kernels); each session records what it ran with (checkpoint and config.yaml: sessions[].settings)
 RESUMABLE_KEYS = frozenset({"train.budget_minutes", "train.fit_budget", "train.device", "train.threads",
                             "train.log_every", "train.image_every", "train.checkpoint_every",
                             "train.checkpoint_minutes", "data.num_workers",

@@ -24,7 +24,7 @@ def run(args, cfg) -> int:
     models = models_from_args(args, cfg)
     out = Path(args.out)
     with resolved_into_output(cfg, out):
-        evaluate_davis(models, args.data, out, cfg.eval.davis, progress=False if args.quiet else None)
+        evaluate_davis(models, args.data, out, cfg.eval.davis, progress=not args.quiet)
     print((out / "metrics.md").read_text(), end="")
     print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'} and overlays in {out / 'overlays'}")
     return 0

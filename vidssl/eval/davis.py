@@ -256,7 +256,7 @@ def dense_features(model, frames: Sequence[np.ndarray], size: tuple[int, int], b
 # one sequence, many models
 
 
-def propagate_sequence(model, seq: DavisSequence, cfg: DavisConfig, progress: bool | None = None,
+def propagate_sequence(model, seq: DavisSequence, cfg: DavisConfig, progress: bool = True,
                        device: torch.device | None = None) -> dict:
     """Label-propagate ``seq`` with ``model`` on ``device`` (default: the model's; a model without parameters, as
     raw pixels, would otherwise run on the CPU beside GPU rows, its timings not comparable); returns ``{"masks": T
@@ -282,8 +282,9 @@ def propagate_sequence(model, seq: DavisSequence, cfg: DavisConfig, progress: bo
 
     masks = [seq.masks[0].copy()]
     stream = propagate(timed_features(), first, cfg)
+    # progress as the other evaluations take it: a bar on a terminal, none when False
     bar = tqdm(total=len(seq) - 1, desc=f"davis {seq.name}", unit="frame", leave=False,
-               disable=None if progress is None else not progress)
+               disable=None if progress else True)
     with torch.inference_mode(), bar:
         while True:
             t0 = time.perf_counter()
@@ -299,7 +300,7 @@ def propagate_sequence(model, seq: DavisSequence, cfg: DavisConfig, progress: bo
 
 
 def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: DavisConfig,
-                   progress: bool | None = None) -> dict:
+                   progress: bool = True) -> dict:
     """Propagate the first-frame masks of every sequence with every model and score them.
 
     models: name -> Backbone (``dense_features``, ``mean``, ``std``; see vidssl.models). Writes
@@ -311,6 +312,8 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
     under ``"skipped"``; none left is an error. Each model runs in eval mode on ``cfg.device`` and is handed back in the mode and on the device it came
     with. Returns the metrics.json content.
     """
+    from tqdm import tqdm
+
     from vidssl.config import check_section, versions
 
     check_section(cfg, "eval.davis", DavisConfig)  # built in code, a topk of 0 or a temperature of 0 would score 0.0 quietly
@@ -325,8 +328,10 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
     skipped: dict[str, str] = {}
     unscored: dict[str, list[int]] = {}  # per sequence: objects that appear only after the first frame
     retired = False
-    with evaluation_mode(models, device):
-        for seq_name in names:
+    # one bar over the sequences (a DAVIS-2017 val run has 30) beside each sequence's bar over its frames
+    with evaluation_mode(models, device), tqdm(names, desc="davis sequences", unit="sequence",
+                                               disable=None if progress else True) as sequences:
+        for seq_name in sequences:
             try:
                 seq = load_sequence(data_dir, seq_name)
                 if len(seq) < 3:
@@ -410,7 +415,8 @@ def metrics_markdown(metrics: dict) -> str:
     """A summary table (one row per model) and a per-sequence J&F table."""
     models = metrics["models"]
     lines = ["## DAVIS label propagation", "",
-             f"{len(metrics['sequences'])} sequence(s) from `{metrics['data']}`; means over objects, frames 1..T-2.",
+             f"{len(metrics['sequences'])} sequence(s) from `{metrics['data']}`; means over objects, frames 1..T-2; "
+             "s/frame is wall-clock time, which on a shared machine moves with its load more than with the model.",
              "", "| model | J&F | J | F | J recall | F recall | J decay | F decay | s/frame (features + propagation) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, m in models.items():

@@ -5,7 +5,6 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from vidssl.models.base import Backbone
@@ -48,6 +47,8 @@ class ResNetBackbone(Backbone):
 
     def __init__(self, arch: str, input_size: int = 64) -> None:
         super().__init__(input_size)
+        import torchvision  # here, not at import: it pulls in torch._dynamo, 2 s of every command's start
+
         net = getattr(torchvision.models, arch)(weights=None)
         self.arch = arch
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool

@@ -196,13 +196,18 @@ def _train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed:
 
     net.train()
     last_save = time.perf_counter()
-    bar = tqdm(total=cfg.steps, initial=state["step"], desc="flow transfer", unit="step",
-               disable=None if progress else True, leave=False)
+
+    def done() -> float:  # the share of training done: of the steps or of the budget, whichever ends first
+        steps = state["step"] / cfg.steps if cfg.steps > 0 else 1.0
+        return min(1.0, max(steps, state["elapsed_s"] / budget_s if budget_s > 0 else 1.0))
+
+    # in % of that share: a bar over cfg.steps (3000) showed 13 of 3000 and an ETA of an hour for a 15 s budget
+    bar = tqdm(total=100.0, initial=100 * done(), desc="flow transfer", disable=None if progress else True,
+               leave=False, bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}{postfix}]")
     while state["step"] < cfg.steps and state["elapsed_s"] < budget_s:
         t0 = time.perf_counter()
-        done = max(state["step"] / cfg.steps, state["elapsed_s"] / budget_s if budget_s > 0 else 1.0)
         for group, base in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = base * 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))  # cosine over whichever ends first
+            group["lr"] = base * 0.5 * (1.0 + math.cos(math.pi * done()))  # cosine over whichever ends first
         batch = synthetic_pairs(cfg.batch_size, *cfg.synthetic_size,
                                 torch.Generator().manual_seed(seed * 1_000_003 + state["step"]), cfg.max_motion,
                                 tuple(cfg.num_shapes))
@@ -215,8 +220,8 @@ def _train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed:
         state["losses"].append(loss.item())
         state["step"] += 1
         state["elapsed_s"] += time.perf_counter() - t0
-        bar.update(1)
-        bar.set_postfix(epe=f"{state['losses'][-1]:.2f}")
+        bar.update(100 * done() - bar.n)
+        bar.set_postfix(step=state["step"], epe=f"{state['losses'][-1]:.2f}")
         if time.perf_counter() - last_save > cfg.checkpoint_seconds:
             save()
             last_save = time.perf_counter()
