@@ -508,3 +508,21 @@ def test_a_run_made_stage_by_stage_with_its_weights_exported_elsewhere_compares(
     assert main(["compare", *map(str, runs)]) == 1
     err = capsys.readouterr().err
     assert "names no trained model" in err and f"vidssl export {runs[1]}/train --out {runs[1]}/backbone.pt" in err
+
+
+def test_runs_trained_by_different_code_are_told_so(tmp_path, capsys):
+    """`vidssl compare` held runs of several commits to be one config's seeds: the code was never compared."""
+    runs = [_run_folder(tmp_path, f"s{i}", 0.9, 0.85, 0.6) for i in range(3)]
+
+    def card(run, *shas):
+        sessions = [{"start_step": 10 * i, "git_sha": sha} for i, sha in enumerate(shas)]
+        (run / "model_card.json").write_text(json.dumps({"git_sha": shas[-1], "training": {"sessions": sessions}}))
+
+    card(runs[0], "a" * 40)
+    card(runs[1], "a" * 40)
+    assert main(["compare", *map(str, runs)]) == 0
+    assert "Trained by different code" not in capsys.readouterr().out  # one commit, a run without a card
+    card(runs[2], "a" * 40, "b" * 40 + "-dirty")  # resumed under other code
+    assert main(["compare", *map(str, runs)]) == 0
+    out = capsys.readouterr().out
+    assert f": {'a' * 12} / {'a' * 12} / {'a' * 12}+{'b' * 12}-dirty" in out

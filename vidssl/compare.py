@@ -393,4 +393,25 @@ def compare_markdown(runs: list[str | Path]) -> str:
         shown = differences[:10] + ([f"... and {len(differences) - 10} more"] if len(differences) > 10 else [])
         lines += ["", "**These runs differ beyond their seed** (columns in the order above), so the spread is not "
                       "a seed spread:", *(f"- {line}" for line in shown)]
+    code = [training_code(Path(run)) for run in runs]
+    if len({c for c in code if c is not None}) > 1:  # not a difference of the setup: most commits move no number
+        lines += ["", "Trained by different code (each run's training sessions' git SHAs, in the order above; a "
+                      "commit that changes training moves the numbers as another seed would): "
+                  + " / ".join(c or "unknown" for c in code)]
     return "\n".join(lines) + "\n"
+
+
+def _short_sha(sha: str) -> str:
+    return sha[:12] + ("-dirty" if sha.endswith("-dirty") else "")
+
+
+def training_code(run: Path) -> str | None:
+    """The git SHA(s) of the code that trained a run's weights (its model card's sessions, joined by "+" when it
+    was resumed under other code); None without a readable card or SHA."""
+    try:
+        card = json.loads((run / "model_card.json").read_text())
+        sessions = card.get("training", {}).get("sessions") or [{"git_sha": card.get("git_sha")}]
+        shas = list(dict.fromkeys(_short_sha(str(s["git_sha"])) for s in sessions if s.get("git_sha")))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    return "+".join(shas) or None
