@@ -7,6 +7,7 @@ training starts exactly at method 3 and every step of it is measured against tha
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -105,11 +106,16 @@ def _trainable_state(net: CorrFlowNet) -> dict:
 
 
 @torch.no_grad()
+@functools.lru_cache(maxsize=2)
+def _validation_pairs(size: tuple[int, int], max_motion: float, num_shapes: tuple[int, int]):
+    """The fixed validation batch, made once: each model's decoder is scored on it before and after training."""
+    return synthetic_pairs(_VAL_PAIRS, *size, torch.Generator().manual_seed(_VAL_SEED), max_motion, num_shapes)
+
+
 def synthetic_epe(net: nn.Module, cfg: FlowConfig, device: torch.device | str) -> float:
     """Mean EPE (px) of ``net`` on the fixed synthetic validation pairs, in eval mode (a new net is in train mode:
     its BatchNorm layers took the validation batch into their running statistics), handed back in its mode."""
-    val = synthetic_pairs(_VAL_PAIRS, *cfg.synthetic_size, torch.Generator().manual_seed(_VAL_SEED), cfg.max_motion,
-                          tuple(cfg.num_shapes))
+    val = _validation_pairs(tuple(cfg.synthetic_size), cfg.max_motion, tuple(cfg.num_shapes))
     was_training = net.training
     net.eval()
     try:
