@@ -388,6 +388,10 @@ def test_a_config_built_from_numpy_values_or_mappings_in_code():
                                           r"TrainConfig\(...\), or a whole config from a mapping with "
                                           r"vidssl.config.from_dict"):
         Config(train={"lr": 0.1}).validate()
+    from vidssl.train import train
+
+    with pytest.raises(ConfigError, match=r"section 'train': expected TrainConfig, got dict"):
+        train(Path("no pairs"), Path("no run"), Config(train={"lr": 0.1}))  # before any folder is looked at
     with pytest.raises(TypeError, match="expected the eval.davis section, a DavisConfig .cfg.eval.davis of a "
                                         "Config., got Config"):
         check_section(Config(), "eval.davis", DavisConfig)

@@ -148,6 +148,21 @@ def test_retrieval_leaves_the_caller_s_random_stream_alone(colour_classes, tmp_p
         assert torch.equal(drawn, torch.rand(3))
 
 
+def test_crops_held_in_memory_are_read_without_workers(monkeypatch):
+    """DAVIS crops are one in-memory array: each fork-server worker got a copy of it all to index."""
+    import numpy as np
+
+    import vidssl.eval.retrieval as retrieval
+    from vidssl.eval.retrieval_data import ImageArray
+
+    workers, loader = [], retrieval.DataLoader
+    monkeypatch.setattr(retrieval, "DataLoader", lambda *a, **k: workers.append(k["num_workers"]) or loader(*a, **k))
+    items = ImageArray(np.zeros((3, 32, 32, 3), np.uint8))
+    feats, ok = retrieval.extract_features({"m": build_backbone("smallcnn", width=4)}, items, num_workers=2,
+                                           progress=False)
+    assert workers == [0] and feats["m"].shape[0] == 3 and ok.all()
+
+
 def test_evaluation_mode_gives_back_each_submodules_mode_whatever_happens():
     """A model training with frozen BatchNorm got its BatchNorm back in train mode; one model under two names came
     back in eval mode; a failure part way left the models switched."""

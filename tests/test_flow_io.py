@@ -138,6 +138,15 @@ def test_middlebury_layout_with_grey_frames(tmp_path):
     assert np.array_equal(sample.flow[1:], flow[1:])
 
 
+def test_sintel_folders_take_their_pass_from_a_word_of_the_path(tmp_path):
+    for seq in ("clean/alley_1", "sintel_final_ambush_2", "cave_2", "clean_final_mix"):
+        _frames(tmp_path / seq, ["frame_0001.png", "frame_0002.png"])
+        write_flo(tmp_path / seq / "gt" / "frame_0001.flo", _flow(8, 12))
+    found = {p.name.rsplit("/", 1)[0]: p.dataset for p in find_pairs(tmp_path)}
+    assert found == {"clean/alley_1": "Sintel clean", "sintel_final_ambush_2": "Sintel final", "cave_2": "Sintel",
+                     "clean_final_mix": "Sintel"}  # words, not substrings ("cleanup"); both words: unknown
+
+
 def test_sintel_release_layout_gives_both_passes_with_masks(tmp_path):
     training = tmp_path / "training"
     for render_pass in ("clean", "final"):
@@ -227,6 +236,7 @@ def test_no_pairs_or_no_folder_is_a_user_error(tmp_path):
 def test_real_sintel_pairs(data_dir):
     pairs = find_pairs(data_dir / "flow")
     assert [p.name for p in pairs] == ["sintel_clean_alley_1/frame_0002", "sintel_final_ambush_2/frame_0020"]
+    assert [p.dataset for p in pairs] == ["Sintel clean", "Sintel final"]  # the pass, read off the folder names
     sample = load_pair(pairs[0])
     assert sample.image1.shape == sample.image2.shape == (436, 1024, 3)
     assert sample.flow.shape == (436, 1024, 2)

@@ -89,12 +89,19 @@ def test_inputs_a_user_passes_by_mistake_are_named_with_the_fix(arch):
         # 0-255 images straight into embed() gave finite, meaningless features; normalised RGB at the extremes
         # normalize() accepts ([-0.5, 1.5], a resize's overshoot) stays within (1.5 - 0.406) / 0.225 = 4.86
         for feature in (b.embed, b.dense_features):
-            with pytest.raises(ValueError, match=r"input values reach 2\d\d, but normalised RGB stays within "
-                                                 r"\+-4.9: 0-255 images take model.normalize\(x / 255\)"):
+            with pytest.raises(ValueError, match=r"input values reach 2\d\d, over twice the \+-4.9 normalised RGB "
+                                                 r"reaches: 0-255 images take model.normalize\(x / 255\)"):
                 feature(frames.float())
         extremes = torch.full((2, 3, 64, 64), 1.5)
         extremes[1] = -0.5
         assert torch.isfinite(b.embed(b.normalize(extremes))).all()
+        with_nan = frames.float()
+        with_nan[0, 0, 0, 0] = float("nan")  # NaN made aminmax NaN, which no comparison catches
+        with pytest.raises(ValueError, match=r"input values reach 2\d\d"):
+            b.embed(with_nan)
+        # shapes only, on meta tensors (how export builds a model without filling it): no values to read
+        on_meta = build_backbone(arch, input_size=64).to_empty(device="meta").eval()
+        assert on_meta.embed(torch.empty(2, 3, 64, 64, device="meta")).shape == (2, b.out_dim)
         with pytest.raises(ValueError, match=r"input is on meta but the weights are on cpu: move it with x.to\('cpu'\)"):
             b.embed(x.to("meta"))
 

@@ -114,7 +114,8 @@ class PretrainConfig:
 @dataclass
 class Config:
     seed: int = opt(0, "global seed: training's initialisation, batch plan, augmentation, negative mining, cycle "
-                       "roll and dropout; the evaluations' random-init baseline (mining draws nothing)")
+                       "roll and dropout; the evaluations' random-init baseline and flow transfer training; "
+                       "show-pairs' sample (mining draws nothing)")
     video: VideoConfig = field(default_factory=VideoConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     mine: MineConfig = field(default_factory=MineConfig)

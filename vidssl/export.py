@@ -438,12 +438,13 @@ def export_backbone(run_dir: str | os.PathLike, out_path: str | os.PathLike, saf
         "steps": ckpt["step"], "total_steps": ckpt["total_steps"], "complete": ckpt["step"] >= ckpt["total_steps"],
         "data": ckpt["pairs"], "embed_dim": ckpt["embed_dim"], "head": ckpt["head"],
         "world_size": ckpt["world_size"], "final_metrics": ckpt["metrics"], "checkpoint": str(ckpt_path.resolve()),
-        "sessions": sessions,
+        "sessions": sessions, "fit_history": ckpt.get("fit_history", []),
     }
     from vidssl.config import versions
 
     # the weights are the training code's, not the exporting code's: git_sha and versions of the last session
-    trained_with = {k: v for k, v in sessions[-1].items() if k != "start_step"} if sessions else None
+    trained_with = ({k: v for k, v in sessions[-1].items() if k not in ("start_step", "settings")} if sessions
+                    else None)
     card = {"training": training, "config": ckpt["config"], "git_sha": trained_with and trained_with["git_sha"],
             "versions": trained_with, "exported_with": versions()}
     return save_backbone(backbone, out_path, card, safetensors)

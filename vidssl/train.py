@@ -597,6 +597,8 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
                           "importing (workers start through forkserver, which imports the main module): put the call "
                           "under `if __name__ == \"__main__\":`, or set data.num_workers=0")
     t0 = time.monotonic()
+    if not isinstance(cfg.train, TrainConfig):  # a mapping: replace() below would fail on it with a TypeError
+        cfg.validate()  # which names the section and the fix
     require_pairs_folder(pairs_dir)  # before the run folder (and its lock file) is made
     overrides = {key: value for key, value in (("budget_minutes", budget_minutes), ("device", device))
                  if value is not None}
@@ -779,8 +781,9 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
     # the code and libraries of every session that trained this run: a resume under newer code is on record
     sessions = [*(saved.get("sessions", []) if saved is not None else []),
                 {"start_step": start, **versions(), "settings": _session_settings(cfg, dev)}]
-    # [step, steps] of every budget fit (the lr's cosine and the miner's phases followed the count of then), so a
-    # fitted run says what its schedule was; train.steps=N with fit_budget=false repeats it only if it has one entry
+    # [step, steps] of every budget fit that changed the count (the lr's cosine and the miner's phases followed the
+    # count of then), so a fitted run says what its schedule was: train.steps=N with fit_budget=false repeats it when
+    # no entry lies past the warm-up (before, neither depended on the count)
     fit_history: list[list[int]] = [list(f) for f in saved.get("fit_history", [])] if saved is not None else []
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -823,10 +826,11 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
     def set_total(steps: int, at: int) -> None:
         """A budget fit: the schedule (lr, miner phases) now ends at ``steps``, as of step ``at``."""
         nonlocal total
+        if steps != total:  # a fit that keeps the count changes nothing
+            fit_history.append([at, steps])
         total = steps
         schedule.set_total(steps)
         bar.total = steps
-        fit_history.append([at, steps])
     model.train()
     step, stopped = start, "done"
     metrics = dict(saved["metrics"]) if saved is not None else {}  # kept if this run stops before it logs

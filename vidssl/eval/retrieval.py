@@ -23,7 +23,7 @@ from vidssl.eval.config import RetrievalConfig
 from vidssl.device import resolve_device
 from vidssl.eval.frozen import check_models, evaluation_mode
 from vidssl.eval.metrics import RECALL_KS, exclude_same_group_within, non_finite_rows, retrieval_metrics
-from vidssl.eval.retrieval_data import RetrievalDataError, RetrievalSet, load_retrieval_set
+from vidssl.eval.retrieval_data import ImageArray, RetrievalDataError, RetrievalSet, load_retrieval_set
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text, drawable
 from vidssl.models.base import normalize_rgb
 
@@ -45,6 +45,8 @@ def extract_features(models: dict, items: Dataset, batch_size: int = 64, num_wor
     from tqdm import tqdm
 
     device = torch.device(device)
+    if isinstance(items, ImageArray):  # crops in memory: a worker would only index them, after a copy of them all
+        num_workers = 0
     # its own generator: starting an iterator drew its base seed from the caller's torch RNG, so a training loop
     # with a retrieval hook followed another random stream than one without; forkserver, as training's loader: a
     # worker forked from a process whose OpenCV pool has run (mining, figures) can deadlock on its first cv2 call

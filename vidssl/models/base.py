@@ -1,6 +1,8 @@
 """The feature API every backbone implements (contract shared with the evaluation code)."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -122,9 +124,14 @@ def check_input(x: torch.Tensor, min_side: int = MIN_SIDE, weight: torch.Tensor 
         raise ValueError(f"input is {x.dtype} but the weights are {weight.dtype}: convert with x.to({weight.dtype})")
     if min(x.shape[-2:]) < min_side:
         raise ValueError(f"input {tuple(x.shape[-2:])} is smaller than {min_side} pixels on a side")
-    if bound is not None and x.numel():
-        low, high = (float(v) for v in torch.aminmax(x.detach()))  # NaN passes: the trainer stops on it
+    # the values where reading them is cheap: not on meta tensors (no values), nor on an accelerator in a forward
+    # autograd records (a training step: the host would wait for the device every step; the trainer normalises)
+    cheap = x.device.type == "cpu" or not torch.is_grad_enabled()
+    if bound is not None and x.numel() and not x.is_meta and cheap:
+        low, high = (float(v) for v in torch.aminmax(x.detach()))
+        if math.isnan(low) or math.isnan(high):  # a NaN makes both NaN, which would hide a 0-255 batch
+            low, high = (float(v) for v in torch.aminmax(torch.nan_to_num(x.detach(), nan=0.0)))
         if max(-low, high) > 2 * bound:
-            raise ValueError(f"input values reach {high if high > -low else low:g}, but normalised RGB stays within "
-                             f"+-{bound:.1f}: 0-255 images take model.normalize(x / 255) before embed() or "
+            raise ValueError(f"input values reach {high if high > -low else low:g}, over twice the +-{bound:.1f} "
+                             f"normalised RGB reaches: 0-255 images take model.normalize(x / 255) before embed() or "
                              f"dense_features()")

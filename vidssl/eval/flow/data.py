@@ -107,10 +107,18 @@ def _sintel_folders(root: Path) -> list[FlowPair]:
         frame2 = _next_frame(frame1, gt)
         if frame2 is None:
             continue
-        pairs.append(FlowPair(_name(frame1, root), frame1, frame2, gt, "Sintel",
+        pairs.append(FlowPair(_name(frame1, root), frame1, frame2, gt, _sintel_pass(seq_dir, root),
                               _existing(gt.parent / "invalid" / f"{gt.stem}.png"),
                               _existing(gt.parent / "occlusions" / f"{gt.stem}.png")))
     return pairs
+
+
+def _sintel_pass(seq_dir: Path, root: Path) -> str:
+    """"Sintel clean" / "Sintel final" where a word of the sequence's path says the pass (`sintel_clean_alley_1`,
+    `final/ambush_2`), else "Sintel"."""
+    words = set(re.split(r"[^a-z0-9]+", seq_dir.relative_to(root).as_posix().lower()))
+    passes = [name for name in ("clean", "final") if name in words]
+    return f"Sintel {passes[0]}" if len(passes) == 1 else "Sintel"
 
 
 def _sintel_release(root: Path) -> list[FlowPair]:
