@@ -100,8 +100,8 @@ def list_sequences(root: str | os.PathLike, subset: str = "val") -> list[str]:
     root = Path(root)
     images, _ = _layout_dirs(root)
     if not root.is_dir():
-        raise DavisDataError(f"{root}: DAVIS folder not found; pass --data pointing at a folder with "
-                             f"JPEGImages/{RESOLUTION} and Annotations/{RESOLUTION}")
+        raise DavisDataError(f"{root}: DAVIS folder not found; give a folder with JPEGImages/{RESOLUTION} and "
+                             f"Annotations/{RESOLUTION} (--data, or data_dir in Python)")
     chosen = imageset_file(root, subset)
     if chosen is not None:
         sets = [chosen]
