@@ -370,6 +370,23 @@ def test_the_readme_loading_snippets_run_as_written(tmp_path):
     exec(resnet.replace("RUN/", f"{tmp_path / 'r18'}/"), {})
 
 
+@pytest.mark.slow
+def test_the_readme_from_python_script_runs_as_written(tmp_path, capsys):
+    """README's "From Python": demo clips -> mining -> training -> export -> loading -> evaluation, executed verbatim
+    with OUT -> a temporary folder."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## From Python", 1)[1].split("\n## ", 1)[0]
+    (script,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    exec(script.replace("OUT/", f"{tmp_path}/"), {"__name__": "__main__"})
+    map_at_r = float(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 < map_at_r <= 1.0
+    assert (tmp_path / "backbone.pt").is_file() and (tmp_path / "eval" / "metrics.json").is_file()
+    assert json.loads((tmp_path / "train" / "stats.json").read_text())["step"] == 10
+
+
 def test_save_backbone_refuses_the_training_model_before_writing(tmp_path):
     """Given the whole EmbeddingNet it wrote backbone.pt (head keys, no card) and only then failed."""
     from vidssl.models import EmbeddingNet
