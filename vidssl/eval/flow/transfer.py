@@ -105,13 +105,13 @@ def _trainable_state(net: CorrFlowNet) -> dict:
     return {k: v for k, v in net.state_dict().items() if net.finetune or not k.startswith("backbone.")}
 
 
-@torch.no_grad()
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=1)
 def _validation_pairs(size: tuple[int, int], max_motion: float, num_shapes: tuple[int, int]):
     """The fixed validation batch, made once: each model's decoder is scored on it before and after training."""
     return synthetic_pairs(_VAL_PAIRS, *size, torch.Generator().manual_seed(_VAL_SEED), max_motion, num_shapes)
 
 
+@torch.no_grad()
 def synthetic_epe(net: nn.Module, cfg: FlowConfig, device: torch.device | str) -> float:
     """Mean EPE (px) of ``net`` on the fixed synthetic validation pairs, in eval mode (a new net is in train mode:
     its BatchNorm layers took the validation batch into their running statistics), handed back in its mode."""
