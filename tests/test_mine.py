@@ -1754,3 +1754,16 @@ def test_a_part_after_frame_0_lends_its_start_the_frame_before(demo_dir):
     with open_video(demo_dir / "clip_00.mp4", "pyav") as reader, pytest.raises(SkipVideo) as skipped:
         mine_video(reader, short)
     assert skipped.value.reason == "too_short" and "mine.track_length + 1 = 31 there" in skipped.value.detail
+
+
+def test_a_mining_config_built_in_code_is_checked_before_any_video_is_read(tmp_path):
+    """mine_folder took any MineConfig as given: a box_fraction of 2 failed video by video, and a whole Config as
+    an AttributeError."""
+    from vidssl.config import Config
+    from vidssl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'mine\.box_fraction'"):
+        mine_folder(tmp_path / "no videos", tmp_path / "out", MineConfig(box_fraction=2.0))
+    with pytest.raises(TypeError, match=r"expected the mine section, a MineConfig .cfg\.mine of a Config., got Config"):
+        mine_folder(tmp_path / "no videos", tmp_path / "out", Config())
+    assert not (tmp_path / "out").exists()

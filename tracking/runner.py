@@ -50,6 +50,9 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
     still valid and a rerun continues. A video that killed the process on MAX_ATTEMPTS runs is skipped (error).
     Returns the summary of ``dataset.json`` plus ``run`` (this call's videos, frames, seconds and frames/s).
     """
+    from vidssl.config import check_section
+
+    check_section(cfg, "mine", MineConfig)  # built in code, a box_fraction of 2 would fail video by video
     index, count = shard
     if not 0 <= index < count:
         raise UsageError(f"bad shard {index}/{count}: expected I/N with 0 <= I < N")
