@@ -1767,3 +1767,24 @@ def test_a_mining_config_built_in_code_is_checked_before_any_video_is_read(tmp_p
     with pytest.raises(TypeError, match=r"expected the mine section, a MineConfig .cfg\.mine of a Config., got Config"):
         mine_folder(tmp_path / "no videos", tmp_path / "out", Config())
     assert not (tmp_path / "out").exists()
+
+
+def test_each_video_records_what_mined_it_and_a_mixed_folder_is_told(mined, tmp_path, caplog):
+    """Mined on many machines (--shard), a folder's dataset.json gave the versions of whichever process merged last;
+    a shard mined with another OpenCV, which can give other pairs, went unnoticed."""
+    import logging
+
+    from tracking.dataset import DONE, mining_versions
+
+    out = tmp_path / "pairs"
+    shutil.copytree(mined[0], out)
+    markers = sorted((out / DONE).glob("*.json"))
+    deciding = {k: mining_versions()[k] for k in ("vidssl", "git_sha", "opencv", "pyav", "decord", "numpy")}
+    assert merge(out)["mined_with"] == [{**deciding, "videos": len(markers)}]
+    marker = json.loads(markers[0].read_text())
+    marker["versions"]["opencv"] = "4.0.0"  # as another machine would have mined it
+    markers[0].write_text(json.dumps(marker))
+    with caplog.at_level(logging.WARNING, logger="tracking"):
+        mined_with = merge(out)["mined_with"]
+    assert mined_with == [{**deciding, "videos": len(markers) - 1}, {**deciding, "opencv": "4.0.0", "videos": 1}]
+    assert "mined with 2 different versions of opencv" in caplog.text

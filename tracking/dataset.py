@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -301,7 +302,9 @@ def write_video(out_dir: Path, entry: dict, pairs: np.ndarray | None, track_patc
         records.append(full)
     sizes = {name: (out_dir / name).stat().st_size for name in {rec[key] for rec in records
                                                                  for key in ("shard", "track_shard") if key in rec}}
-    marker = {**marker, "video": entry["video"], "video_id": vid, "pairs": records, "shard_bytes": sizes}
+    # the code and libraries that mined this video: shards of one folder may be mined on many machines
+    marker = {**marker, "video": entry["video"], "video_id": vid, "pairs": records, "shard_bytes": sizes,
+              "versions": _process_versions()}
     atomic_write_json(marker_path(out_dir, vid), marker, indent=None)
     if not marker.get("crashed"):  # a crash record lives as long as its attempt file (see done_marker)
         attempt_path(out_dir, vid).unlink(missing_ok=True)
@@ -377,6 +380,7 @@ def merge(out_dir: str | Path) -> dict:
     mined = json.loads(settings_path.read_text())
     with _locked(out_dir):
         lines, skipped, tracks_rejected, starts_rejected = [], {}, Counter(), Counter()
+        mined_with: Counter = Counter()  # the versions that decide pairs, per video done
         frames = mined_videos = pending = 0
         seconds = 0.0
         waiting = []  # the first few pending videos, to name
@@ -391,6 +395,7 @@ def merge(out_dir: str | Path) -> dict:
                 continue
             frames += marker["stats"]["frames"]
             seconds += marker["stats"]["seconds"]
+            mined_with[json_text(_deciding(marker.get("versions")))] += 1
             tracks_rejected.update(marker["stats"]["tracks_rejected"])
             starts_rejected.update(marker["stats"]["starts_rejected"])
             if marker["status"] == "skipped":
@@ -423,10 +428,34 @@ def merge(out_dir: str | Path) -> dict:
             named = [(read_marker(out_dir, vid) or {}).get("video", vid) for vid in unlisted[:PENDING_NAMED]]
             summary["videos"]["not_listed"] = {"count": len(unlisted), "examples": named}
         summary["versions"] = mining_versions()
+        summary["mined_with"] = [{**json.loads(key), "videos": n} for key, n in mined_with.most_common()]
+        if len(mined_with) > 1:
+            keys = sorted({k for key in mined_with for k, v in json.loads(key).items()
+                           if any(json.loads(other).get(k) != v for other in mined_with)})
+            log.warning("%s: its videos were mined with %d different versions of %s (machines or runs apart), "
+                        "which can give other pairs for the same video: dataset.json's mined_with says which",
+                        out_dir, len(mined_with), ", ".join(keys))
         atomic_write_json(out_dir / "dataset.json", summary)
         if pending == 0:
             _remove_leftovers(out_dir)
     return summary
+
+
+# of mining_versions(), the entries that can change the pairs of a video (not python's or the platform's)
+_DECIDING = ("vidssl", "git_sha", "opencv", "pyav", "decord", "numpy")
+
+
+def _deciding(versions: dict | None) -> dict:
+    """The pair-deciding entries of a marker's versions; {"unknown": True} for a marker of an earlier vidssl."""
+    if not isinstance(versions, dict):
+        return {"unknown": True}
+    return {k: versions.get(k) for k in _DECIDING}
+
+
+@functools.lru_cache(maxsize=1)
+def _process_versions() -> dict:
+    """mining_versions() once per process: it asks git twice, and a worker marks many videos."""
+    return mining_versions()
 
 
 def mining_versions() -> dict:
