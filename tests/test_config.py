@@ -181,6 +181,33 @@ def test_the_recorded_git_sha_is_this_checkout_s_and_none_inside_another_project
     assert found[1] == "None"
 
 
+def test_a_dirty_checkout_records_a_digest_of_its_changes(tmp_path):
+    """A "-dirty" SHA said only that the tree had changes, not which: runs of two edits read the same."""
+    import shutil
+    import subprocess
+
+    from vidssl.config import git_diff_sha256, git_sha
+
+    first = tmp_path / "first"
+    git = ["git", "-C", str(first), "-c", "user.name=u", "-c", "user.email=u@x"]
+    subprocess.run(["git", "init", "-q", str(first)], check=True)
+    (first / "code.py").write_text("lr = 0.02\n")
+    subprocess.run([*git, "add", "code.py"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "c"], check=True)
+    second = tmp_path / "second"
+    shutil.copytree(first, second)  # the same commit, checked out twice
+    assert git_diff_sha256(first) is None and not git_sha(first).endswith("-dirty")  # clean: nothing to record
+    (first / "code.py").write_text("lr = 0.05\n")
+    edit = git_diff_sha256(first)
+    assert git_sha(first).endswith("-dirty") and edit is not None
+    (second / "code.py").write_text("lr = 0.05\n")
+    assert git_diff_sha256(second) == edit  # one edit, one digest, wherever it is
+    (second / "code.py").write_text("lr = 0.1\n")
+    assert git_diff_sha256(second) not in (None, edit)
+    (tmp_path / "first" / "notes.txt").write_text("untracked")  # untracked files are no change of the code
+    assert git_diff_sha256(first) == edit
+
+
 def test_keys_of_a_section_set_where_a_value_was_given_are_refused(tmp_path):
     """`--set model=resnet18 --set model.width=64` (or a file's `train: 5` and `--set train.lr=0.1`) loaded: the
     section's keys replaced the wrong value before its type was checked."""

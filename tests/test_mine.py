@@ -1779,7 +1779,8 @@ def test_each_video_records_what_mined_it_and_a_mixed_folder_is_told(mined, tmp_
     out = tmp_path / "pairs"
     shutil.copytree(mined[0], out)
     markers = sorted((out / DONE).glob("*.json"))
-    deciding = {k: mining_versions()[k] for k in ("vidssl", "git_sha", "opencv", "pyav", "decord", "numpy")}
+    deciding = {k: mining_versions()[k] for k in ("vidssl", "git_sha", "git_diff_sha256", "opencv", "pyav", "decord",
+                                                   "numpy")}
     assert merge(out)["mined_with"] == [{**deciding, "videos": len(markers)}]
     marker = json.loads(markers[0].read_text())
     marker["versions"]["opencv"] = "4.0.0"  # as another machine would have mined it

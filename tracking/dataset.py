@@ -442,7 +442,7 @@ def merge(out_dir: str | Path) -> dict:
 
 
 # of mining_versions(), the entries that can change the pairs of a video (not python's or the platform's)
-_DECIDING = ("vidssl", "git_sha", "opencv", "pyav", "decord", "numpy")
+_DECIDING = ("vidssl", "git_sha", "git_diff_sha256", "opencv", "pyav", "decord", "numpy")
 
 
 def _deciding(versions: dict | None) -> dict:
@@ -465,10 +465,10 @@ def mining_versions() -> dict:
     import sys
 
     from vidssl import __version__
-    from vidssl.config import git_sha
+    from vidssl.config import git_diff_sha256, git_sha
 
     out = {"vidssl": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
-           "git_sha": git_sha()}
+           "git_sha": git_sha(), "git_diff_sha256": git_diff_sha256()}
     for name, module in (("opencv", "cv2"), ("pyav", "av"), ("decord", "decord"), ("numpy", "numpy")):
         try:
             out[name] = __import__(module).__version__

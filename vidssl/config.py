@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import json
 import math
 import numbers
@@ -507,9 +508,10 @@ def _yaml_error_text(e: yaml.YAMLError) -> str:
 # provenance
 
 
-def git_sha() -> str | None:
-    """The SHA of the vidssl checkout, or None when not installed from a git checkout."""
-    root = Path(__file__).resolve().parent.parent
+def git_sha(root: str | os.PathLike | None = None) -> str | None:
+    """The SHA of the vidssl checkout (or of the checkout at ``root``), ``-dirty`` when tracked files have changes;
+    None when not installed from a git checkout."""
+    root = Path(__file__).resolve().parent.parent if root is None else Path(root).resolve()
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel", "HEAD"], capture_output=True,
                              text=True, timeout=5)
@@ -529,12 +531,26 @@ def git_sha() -> str | None:
     return sha + ("-dirty" if dirty else "")
 
 
+def git_diff_sha256(root: str | os.PathLike | None = None) -> str | None:
+    """SHA-256 of ``git diff HEAD --binary`` of a checkout (as :func:`git_sha`) whose tracked files have changes, so
+    that a ``-dirty`` SHA says which: two runs of one edit match, of two edits differ; None when clean or unknown."""
+    sha = git_sha(root)
+    if sha is None or not sha.endswith("-dirty"):
+        return None
+    root = Path(__file__).resolve().parent.parent if root is None else Path(root).resolve()
+    try:
+        out = subprocess.run(["git", "-C", str(root), "diff", "HEAD", "--binary"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return hashlib.sha256(out.stdout).hexdigest() if out.returncode == 0 and out.stdout else None
+
+
 def versions() -> dict:
     """Versions of vidssl, Python and every library whose behaviour changes results."""
     from vidssl import __version__
 
     out: dict = {"vidssl": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
-                 "git_sha": git_sha()}
+                 "git_sha": git_sha(), "git_diff_sha256": git_diff_sha256()}
     for name, module, dists in (("torch", "torch", ("torch",)), ("torchvision", "torchvision", ("torchvision",)),
                                 ("opencv", "cv2", ("opencv-contrib-python", "opencv-python")),
                                 ("pyav", "av", ("av",)), ("decord", "decord", ("decord",)),
