@@ -454,7 +454,7 @@ def _deciding(versions: dict | None) -> dict:
 
 @functools.lru_cache(maxsize=1)
 def _process_versions() -> dict:
-    """mining_versions() once per process: it asks git twice, and a worker marks many videos."""
+    """mining_versions() once per process: it runs git several times, and a worker marks many videos."""
     return mining_versions()
 
 
