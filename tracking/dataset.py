@@ -465,10 +465,9 @@ def mining_versions() -> dict:
     import sys
 
     from vidssl import __version__
-    from vidssl.config import git_diff_sha256, git_sha
+    from vidssl.config import git_state
 
-    out = {"vidssl": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
-           "git_sha": git_sha(), "git_diff_sha256": git_diff_sha256()}
+    out = {"vidssl": __version__, "python": sys.version.split()[0], "platform": platform.platform(), **git_state()}
     for name, module in (("opencv", "cv2"), ("pyav", "av"), ("decord", "decord"), ("numpy", "numpy")):
         try:
             out[name] = __import__(module).__version__

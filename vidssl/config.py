@@ -508,10 +508,14 @@ def _yaml_error_text(e: yaml.YAMLError) -> str:
 # provenance
 
 
+def _checkout(root: str | os.PathLike | None) -> Path:
+    return Path(__file__).resolve().parent.parent if root is None else Path(root).resolve()
+
+
 def git_sha(root: str | os.PathLike | None = None) -> str | None:
     """The SHA of the vidssl checkout (or of the checkout at ``root``), ``-dirty`` when tracked files have changes;
     None when not installed from a git checkout."""
-    root = Path(__file__).resolve().parent.parent if root is None else Path(root).resolve()
+    root = _checkout(root)
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel", "HEAD"], capture_output=True,
                              text=True, timeout=5)
@@ -531,18 +535,26 @@ def git_sha(root: str | os.PathLike | None = None) -> str | None:
     return sha + ("-dirty" if dirty else "")
 
 
-def git_diff_sha256(root: str | os.PathLike | None = None) -> str | None:
-    """SHA-256 of ``git diff HEAD --binary`` of a checkout (as :func:`git_sha`) whose tracked files have changes, so
-    that a ``-dirty`` SHA says which: two runs of one edit match, of two edits differ; None when clean or unknown."""
+def git_state(root: str | os.PathLike | None = None) -> dict:
+    """``{"git_sha": git_sha(root), "git_diff_sha256": ...}``: the SHA-256 of ``git diff HEAD --binary`` of a checkout
+    whose tracked files have changes, so that a ``-dirty`` SHA says which (two runs of one edit match, of two edits
+    differ); None when clean or unknown. Asks git for the SHA once."""
     sha = git_sha(root)
-    if sha is None or not sha.endswith("-dirty"):
-        return None
-    root = Path(__file__).resolve().parent.parent if root is None else Path(root).resolve()
-    try:
-        out = subprocess.run(["git", "-C", str(root), "diff", "HEAD", "--binary"], capture_output=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return hashlib.sha256(out.stdout).hexdigest() if out.returncode == 0 and out.stdout else None
+    digest = None
+    if sha is not None and sha.endswith("-dirty"):
+        try:
+            out = subprocess.run(["git", "-C", str(_checkout(root)), "diff", "HEAD", "--binary"], capture_output=True,
+                                 timeout=10)
+            if out.returncode == 0 and out.stdout:
+                digest = hashlib.sha256(out.stdout).hexdigest()
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return {"git_sha": sha, "git_diff_sha256": digest}
+
+
+def git_diff_sha256(root: str | os.PathLike | None = None) -> str | None:
+    """The digest of a checkout's uncommitted changes (see :func:`git_state`)."""
+    return git_state(root)["git_diff_sha256"]
 
 
 def versions() -> dict:
@@ -550,7 +562,7 @@ def versions() -> dict:
     from vidssl import __version__
 
     out: dict = {"vidssl": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
-                 "git_sha": git_sha(), "git_diff_sha256": git_diff_sha256()}
+                 **git_state()}
     for name, module, dists in (("torch", "torch", ("torch",)), ("torchvision", "torchvision", ("torchvision",)),
                                 ("opencv", "cv2", ("opencv-contrib-python", "opencv-python")),
                                 ("pyav", "av", ("av",)), ("decord", "decord", ("decord",)),
