@@ -52,6 +52,91 @@ def test_demo_videos_command(tmp_path):
         "clip_00.json", "clip_00.mp4", "clip_01.json", "clip_01.mp4", "config.yaml"]
 
 
+def test_demo_videos_prints_the_mine_command_its_clips_need(tmp_path, capsys):
+    """`vidssl demo-videos OUT` then `vidssl mine OUT --out P` mined at mine.box_fraction=0.5, sized for real video,
+    while the clips are made for demo.mine_box_fraction (0.33): 108 pairs where `vidssl pretrain` mines 204. The
+    printed command, run as printed, mines them with the config in use as pretrain mines them."""
+    import shlex
+
+    from vidssl.cli import build_parser
+    from vidssl.config import load_config
+    from vidssl.pipeline import demo_mining
+
+    mine_config = tmp_path / "my.yaml"
+    mine_config.write_text("demo:\n  mine_box_fraction: 0.3\nmine:\n  track_length: 20\n")
+    out = tmp_path / "my clips"
+    for config in (None, mine_config):
+        argv = ["-q", "demo-videos", str(out), "--num", "1", "--set", "demo.frames=4"]
+        assert main(argv + (["--config", str(config)] if config else [])) == 0
+        last = capsys.readouterr().out.splitlines()[-1]
+        printed = shlex.split(last[last.index("vidssl mine "):])
+        args = build_parser().parse_args(printed[1:])
+        assert args.command == "mine" and args.videos == str(out) and args.out == "PAIRS"
+        assert load_config(args.config, args.overrides).mine == demo_mining(load_config(config, []))
+    assert "--set mine.box_fraction=0.3" in last and load_config(args.config, []).mine.track_length == 20
+
+
+def test_demo_videos_names_a_file_given_as_out_and_the_flag_typed(tmp_path, capsys):
+    """A file as OUT said "File exists: afile" (a filesystem error, exit 1, as mine's); --num 0 named demo.num alone,
+    a key the user did not type."""
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder\n")
+    assert main(["demo-videos", str(afile)]) == 1
+    err = capsys.readouterr().err
+    assert f"vidssl demo-videos: error: Not a directory: {afile}" in err, err
+    assert afile.read_text() == "not a folder\n"
+    assert main(["demo-videos", str(tmp_path / "d"), "--num", "0"]) == 2
+    assert "error: --num 0: config key 'demo.num': must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["demo-videos", str(tmp_path / "d"), "--set", "demo.num=0"]) == 2  # the key typed: named as it was
+    assert "error: config key 'demo.num': must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+def test_pretrain_help_says_what_its_budget_bounds(capsys):
+    """--budget-minutes was the "wall-clock budget of the whole run", but the retrieval and DAVIS evaluations run
+    past it: it says what pretrain.budget_minutes' own help says."""
+    import dataclasses
+
+    from vidssl.config import PretrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    wording = next(f for f in dataclasses.fields(PretrainConfig) if f.name == "budget_minutes").metadata["help"]
+    assert f"--budget-minutes N wall-clock budget, {wording.split(', ', 1)[1]}" in text
+
+
+def test_every_command_s_set_example_is_a_key_it_reads(capsys, caplog):
+    """The shared example, --set train.lr=0.01, drew the "does not read it" warning when copied into demo-videos,
+    mine, show-pairs, export or an evaluation. Each command's example is a valid override its READS covers."""
+    import logging
+    import re
+    import types
+
+    from vidssl.cli import COMMANDS, _warn_unread
+    from vidssl.commands import compare, demo_videos, eval_cmd, report
+    from vidssl.config import load_config
+
+    def warned(module, task, command, override):
+        caplog.clear()
+        _warn_unread(types.SimpleNamespace(_module=module, _task=task, overrides=[override]), command)
+        return [r.getMessage() for r in caplog.records if "does not read it" in r.getMessage()]
+
+    caplog.set_level(logging.WARNING)
+    assert warned(demo_videos, None, "demo-videos", "train.lr=0.01")  # the check can tell
+    commands = [(m.NAME, m, None) for m in COMMANDS if m is not eval_cmd]
+    commands += [(f"eval {t.NAME}", eval_cmd, t) for t in eval_cmd.TASKS]
+    for command, module, task in commands:
+        with pytest.raises(SystemExit):
+            main([*command.split(), "--help"])
+        found = re.search(r"e\.g\. --set\s+(\S+)", capsys.readouterr().out)
+        if module in (report, compare):  # they read finished runs, no config
+            assert found is None, command
+            continue
+        load_config(None, [found.group(1)])  # a key, and a value, the config takes
+        assert not warned(module, task, command, found.group(1)), (command, found.group(1))
+
+
 def test_no_second_opencv_distribution_installed():
     from importlib import metadata
 

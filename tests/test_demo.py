@@ -135,17 +135,92 @@ def test_odd_frame_sizes_are_refused_before_encoding(tmp_path):
         make_demo_videos(tmp_path, num=1, frames=4, width=65, height=64)
 
 
+def _written(path):
+    """What tells a file written again (atomically: a new inode) from one kept."""
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns
+
+
 def test_clips_of_another_generator_version_are_written_again(tmp_path):
     path = make_demo_videos(tmp_path, num=1, frames=4)[0]
     json_path = path.with_suffix(".json")
-    path.write_bytes(b"stand-in")  # a clip reused as it is keeps these bytes
-    assert make_demo_videos(tmp_path, num=1, frames=4) == [path] and path.read_bytes() == b"stand-in"
+    before = _written(path)
+    assert make_demo_videos(tmp_path, num=1, frames=4) == [path] and _written(path) == before  # kept as it is
     truth = json.loads(json_path.read_text())
     del truth["generator"]["version"]  # as written before the discs spun
     json_path.write_text(json.dumps(truth))
     make_demo_videos(tmp_path, num=1, frames=4)
-    assert open_video(path).num_frames == 4
+    assert _written(path) != before and open_video(path).num_frames == 4
     assert json.loads(json_path.read_text())["generator"]["version"] == GENERATOR_VERSION
+
+
+def test_a_clip_whose_json_was_not_written_after_it_is_written_again(tmp_path, monkeypatch):
+    """The mp4 is replaced before its JSON: a call killed between the two left seed 1's mp4 beside seed 0's JSON, and
+    a rerun with seed 0 kept seed 1's pixels under seed 0's ground truth. So is an mp4 replaced under its JSON."""
+    import vidssl.demo
+
+    fresh = make_demo_videos(tmp_path / "fresh", num=1, seed=0, frames=4)[0].read_bytes()
+    path = make_demo_videos(tmp_path / "d", num=1, seed=0, frames=4)[0]
+    seed_0_truth = path.with_suffix(".json").read_text()
+
+    def killed(json_path, obj, **kwargs):
+        raise OSError(28, "No space left on device", str(json_path))
+
+    monkeypatch.setattr(vidssl.demo, "atomic_write_json", killed)
+    with pytest.raises(OSError):
+        make_demo_videos(tmp_path / "d", num=1, seed=1, frames=4)
+    monkeypatch.undo()
+    assert path.read_bytes() != fresh and path.with_suffix(".json").read_text() == seed_0_truth  # the torn state
+    make_demo_videos(tmp_path / "d", num=1, seed=0, frames=4)
+    assert path.read_bytes() == fresh and path.with_suffix(".json").read_text() == seed_0_truth
+    path.write_bytes(fresh[:-1] + bytes([fresh[-1] ^ 1]))  # same size, one bit off: the digest tells
+    make_demo_videos(tmp_path / "d", num=1, seed=0, frames=4)
+    assert path.read_bytes() == fresh
+
+
+def test_a_malformed_clip_json_means_the_clip_is_written_again(tmp_path):
+    """A JSON list crashed (AttributeError) and bytes that are not UTF-8 were an error; a torn JSON was written
+    again already. All three are no record of the clip."""
+    path = make_demo_videos(tmp_path, num=1, frames=4)[0]
+    json_path = path.with_suffix(".json")
+    truth = json_path.read_text()
+    for damaged in (b"[]", b"\xff\xfe", truth.encode()[: len(truth) // 2]):
+        json_path.write_bytes(damaged)
+        before = _written(path)
+        assert make_demo_videos(tmp_path, num=1, frames=4) == [path], damaged
+        assert json_path.read_text() == truth and _written(path) != before, damaged
+
+
+def test_a_file_where_the_folder_goes_is_not_a_folder(tmp_path):
+    """mkdir said "File exists" (pretrain's RUN/demo_videos): vidssl's one-line OSError says "Not a directory"."""
+    (tmp_path / "demo_videos").write_text("a file\n")
+    with pytest.raises(NotADirectoryError) as e:
+        make_demo_videos(tmp_path / "demo_videos", num=1, frames=4)
+    assert e.value.filename == str(tmp_path / "demo_videos")
+
+
+def test_temp_files_a_killed_call_left_are_removed(tmp_path):
+    """A call killed while encoding left `.tmp-clip_01.mp4.<pid>@...` for ever. Not a temp file written after this
+    call began (another call's, writing into the same folder now)."""
+    import os
+    import subprocess
+    import time
+
+    from vidssl.io import _machine
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    dead = tmp_path / f".tmp-clip_01.mp4.{ended.pid}@{_machine()}.k1ll3d00"  # a writer of this machine, ended
+    old = tmp_path / ".tmp-clip_00.mp4.1@0badc0de.a1b2c3d4"  # another machine's, from before this call
+    live = tmp_path / f".tmp-clip_02.mp4.{os.getpid()}@0badc0de.e5f6a7b8"  # modified after this call began
+    recent = tmp_path / ".tmp-clip_03.mp4.1@0badc0de.a1b2c3d5"  # another machine's, written seconds ago: alive
+    for path in (dead, old, live, recent):
+        path.write_bytes(b"half a clip")
+    os.utime(old, (time.time() - 120, time.time() - 120))
+    os.utime(live, (time.time() + 60, time.time() + 60))
+    os.utime(recent, (time.time() - 10, time.time() - 10))
+    make_demo_videos(tmp_path, num=1, frames=4)
+    assert sorted(p.name for p in tmp_path.glob(".tmp-*")) == sorted([live.name, recent.name])
 
 
 def test_fewer_clips_than_before_leave_no_extra_clip_behind(tmp_path):

@@ -21,10 +21,12 @@ from vidssl.errors import VidsslError, one_line
 COMMANDS = (demo_videos, mine, show_pairs, train, export, eval_cmd, pretrain, report, compare)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, example: str) -> None:
+    """--config and --set; ``example``: a key the command reads (its SET_EXAMPLE), since a copied train.lr=0.01 drew
+    `vidssl mine`'s "does not read it" warning."""
     parser.add_argument("--config", metavar="FILE", help="YAML config (see configs/default.yaml); defaults otherwise")
     parser.add_argument("--set", dest="overrides", metavar="SECTION.KEY=VALUE", action="append", default=[],
-                        help="override one config key, e.g. --set train.lr=0.01 (repeatable)")
+                        help=f"override one config key, e.g. --set {example} (repeatable)")
 
 
 def add_verbosity_arguments(parser: argparse.ArgumentParser, top_level: bool = False) -> None:
@@ -50,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_verbosity_arguments(p)
         # eval's tasks take --config/--set themselves, after the task name; report and compare only read runs
         if module not in (eval_cmd, compare, report):
-            add_config_arguments(p)
+            add_config_arguments(p, module.SET_EXAMPLE)
         elif module is not eval_cmd:
             p.set_defaults(config=None, overrides=[])
         p.set_defaults(_module=module)

@@ -18,17 +18,22 @@ Clip kinds cycle with the clip index (see ``KINDS``): a still camera, a pan, a h
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import math
+import os
+import time
 from fractions import Fraction
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from vidssl.io import atomic_path, atomic_write_json
+from vidssl.io import atomic_path, atomic_write_json, json_object, remove_temp_leftovers
 
 KINDS = ("still", "pan", "cut", "static", "zoom", "pan3")
+LEFTOVER_AGE_S = 60.0  # a clip's temp file unchanged this long is a killed call's
 # recorded in each clip's JSON: a clip written by another version of the generator is written again, not reused
 # (2: spinning discs; before, rectangles that kept their orientation)
 # a clip JSON's "generator" (without "version" before version 2)
@@ -242,31 +247,63 @@ def make_demo_videos(out_dir, num: int = 6, seed: int = 0, frames: int = 90, wid
                      fps: int = 25) -> list[Path]:
     """Write ``num`` clips ``clip_XX.mp4`` with ``clip_XX.json`` ground truth into ``out_dir``; returns the mp4 paths.
 
-    Clips already present with a matching JSON (same generator version and arguments) are kept, so reruns are cheap.
+    Clips already present with a matching JSON (same generator version and arguments, and the mp4's size and SHA-256
+    it recorded) are kept, so reruns are cheap; any other clip is written again.
     """
+    started = time.time()
     if num < 1 or frames < 2 or width < 64 or height < 64 or width % 2 or height % 2:
         raise ValueError("demo videos need num >= 1, frames >= 2 and a frame of at least 64x64 with even sides "
                          f"(H.264 in yuv420p), got num={num}, frames={frames}, {width}x{height}")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():  # mkdir would say "File exists"
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(out))
     out.mkdir(parents=True, exist_ok=True)
+    # a clip half encoded when a call was killed; no lock is held here, so not a temp file another call writing into
+    # this folder may still be writing: one untouched for a minute (an encoder writes every fraction of a second),
+    # or whose writer on this machine has ended
+    remove_temp_leftovers(out, older_than=started - LEFTOVER_AGE_S)
     paths = []
     for index in range(num):
         video_path, json_path = out / f"clip_{index:02d}.mp4", out / f"clip_{index:02d}.json"
         params = {"version": GENERATOR_VERSION, "seed": seed, "index": index, "frames": frames, "width": width,
                   "height": height, "fps": fps}
-        if video_path.is_file() and json_path.is_file():
-            try:
-                if json.loads(json_path.read_text()).get("generator") == params:
-                    paths.append(video_path)
-                    continue
-            except (OSError, json.JSONDecodeError):
-                pass
+        if _clip_is_complete(video_path, json_path, params):
+            paths.append(video_path)
+            continue
         truth = write_clip(DemoClip(index, seed, frames, width, height), video_path, fps)
         truth["generator"] = params
+        # top level, not in "generator" (_remove_clips_beyond checks its exact keys): a call killed between the
+        # mp4's write and this JSON's left a new mp4 beside the old JSON, which matches it no more
+        truth["mp4"] = _mp4_record(video_path)
         atomic_write_json(json_path, truth, indent=None)  # written last: its presence marks the clip complete
         paths.append(video_path)
     _remove_clips_beyond(out, num)
     return paths
+
+
+def _mp4_record(path: Path) -> dict:
+    """``{"size", "sha256"}`` of a written clip, recorded in its JSON."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return {"size": size, "sha256": digest.hexdigest()}
+
+
+def _clip_is_complete(video_path: Path, json_path: Path, params: dict) -> bool:
+    """Whether ``json_path`` records ``params`` and the mp4 now at ``video_path``. A JSON that is missing, torn, not
+    UTF-8 or no object (a list) is no record: the clip is written again."""
+    record = json_object(json_path)
+    mp4 = record.get("mp4")
+    if record.get("generator") != params or not isinstance(mp4, dict):
+        return False
+    try:
+        if not video_path.is_file() or video_path.stat().st_size != mp4.get("size"):
+            return False  # cheap: no need to read it
+        return _mp4_record(video_path) == mp4
+    except OSError:
+        return False
 
 
 def _remove_clips_beyond(out: Path, num: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 NAME = "demo-videos"
 HELP = "Write built-in demo clips (known object trajectories, ground-truth boxes as JSON)"
 READS = ("demo",)
+SET_EXAMPLE = "demo.frames=60"  # the --set example of its --help: a key it reads
 
 
 def add_arguments(parser) -> None:
@@ -14,19 +15,32 @@ def add_arguments(parser) -> None:
 
 def run(args, cfg) -> int:
     import dataclasses
+    import shlex
 
     from vidssl.config import write_resolved
     from vidssl.demo import make_demo_videos
-    from vidssl.errors import VidsslError
+    from vidssl.errors import ConfigError, VidsslError
 
-    demo = dataclasses.replace(cfg.demo, **{k: v for k, v in (("num", args.num), ("seed", args.seed))
-                                            if v is not None})
+    flags = {k: v for k, v in (("num", args.num), ("seed", args.seed)) if v is not None}
+    # --num and --seed bypass the checks the config file's values had (demo.seed's is cross-section): each checked
+    # alone against the loaded (valid) config, so an error is the flag's and names it as typed
+    for flag, value in flags.items():
+        try:
+            dataclasses.replace(cfg, demo=dataclasses.replace(cfg.demo, **{flag: value})).validate()
+        except ConfigError as e:
+            raise ConfigError(f"--{flag} {value}: {e}") from None
+    demo = dataclasses.replace(cfg.demo, **flags)
     cfg = dataclasses.replace(cfg, demo=demo)
-    cfg.validate()  # --num and --seed bypass the checks the config file's values had (demo.seed's is cross-section)
+    cfg.validate()  # both together
     try:
         paths = make_demo_videos(args.out, demo.num, demo.seed, demo.frames, demo.width, demo.height, demo.fps)
     except ValueError as e:
         raise VidsslError(str(e)) from None
     write_resolved(cfg, args.out)
     print(f"wrote {len(paths)} demo clips with ground-truth JSON to {args.out}")
+    # mine's default box (mine.box_fraction) is sized for real video, too large for the demo's discs: the default
+    # clips gave 108 pairs at it, 204 at demo.mine_box_fraction
+    config = f" --config {shlex.quote(args.config)}" if args.config else ""
+    print(f"mine them at the box size `vidssl pretrain` mines them at (demo.mine_box_fraction): vidssl mine "
+          f"{shlex.quote(str(args.out))} --out PAIRS{config} --set mine.box_fraction={demo.mine_box_fraction!r}")
     return 0

@@ -21,7 +21,7 @@ def add_arguments(parser) -> None:
     for module in TASKS:
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
-        add_config_arguments(p)
+        add_config_arguments(p, module.SET_EXAMPLE)
         add_verbosity_arguments(p)
         p.set_defaults(_task=module)
 

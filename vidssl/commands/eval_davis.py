@@ -6,6 +6,7 @@ from vidssl.commands.eval_models import add_model_arguments, models_from_args, r
 NAME = "davis"
 HELP = "DAVIS label propagation: J, F and J&F against baselines"
 READS = ("seed", "model.arch", "model.width", "eval")  # model: the random-init row's, without --weights
+SET_EXAMPLE = "eval.davis.topk=5"  # the --set example of its --help: a key it reads
 
 
 def add_arguments(parser) -> None:

@@ -7,6 +7,7 @@ NAME = "retrieval"
 HELP = "Retrieval benchmark: Recall@K, MAP@R, R-precision, NMI against baselines"
 # model: the random-init row's, without --weights; video, mine: held-out tracks
 READS = ("seed", "model.arch", "model.width", "video", "mine", "eval")
+SET_EXAMPLE = "eval.retrieval.batch_size=32"  # the --set example of its --help: a key it reads
 
 
 def add_arguments(parser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 NAME = "export"
 HELP = "Export backbone weights that load in one line (torchvision key names)"
 READS = ("export",)
+SET_EXAMPLE = "export.safetensors=false"  # the --set example of its --help: a key it reads
 
 
 def add_arguments(parser) -> None:

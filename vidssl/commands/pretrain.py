@@ -5,6 +5,7 @@ import shlex
 
 NAME = "pretrain"
 HELP = "One command: mine -> train -> export -> evaluate -> report (demo videos when no --videos)"
+SET_EXAMPLE = "train.lr=0.01"  # the --set example of its --help: a key it reads
 DEMO_OUT = "runs/demo"  # `vidssl pretrain` with no arguments: the quick start
 
 
@@ -14,7 +15,9 @@ def add_arguments(parser) -> None:
                         help=f"run directory (rerun the same command to resume); default {DEMO_OUT} for the demo "
                              f"videos, required with --videos")
     parser.add_argument("--budget-minutes", type=float, default=None, metavar="N",
-                        help="wall-clock budget of the whole run (default: config pretrain.budget_minutes)")
+                        help="wall-clock budget, split between mining, training and the flow decoder; retrieval "
+                             "and DAVIS evaluations run to their end beyond it (default: config "
+                             "pretrain.budget_minutes)")
     parser.add_argument("--eval-data", metavar="DIR",
                         help="evaluation data: a $VIDSSL_DATA-style folder (retrieval/, davis/, flow/) or one dataset "
                              "(default: $VIDSSL_DATA when set)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 NAME = "show-pairs"
 HELP = "Draw an image grid of mined pairs (and tracked boxes) to judge pair quality"
 READS = ("seed",)  # which pairs are drawn
+SET_EXAMPLE = "seed=1"  # the --set example of its --help: a key it reads
 
 
 def add_arguments(parser) -> None:

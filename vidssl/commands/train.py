@@ -9,6 +9,7 @@ from vidssl.train_config import TRAIN_SECTIONS
 NAME = "train"
 HELP = "Train the Siamese-triplet ranking network on mined pairs"
 READS = TRAIN_SECTIONS
+SET_EXAMPLE = "train.lr=0.01"  # the --set example of its --help: a key it reads
 
 log = logging.getLogger(__name__)
 
