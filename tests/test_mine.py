@@ -585,6 +585,81 @@ def test_a_file_cut_short_after_its_index_is_flagged_by_the_announced_frame_coun
     markers = {json.loads(p.read_text())["video"]: json.loads(p.read_text()) for p in (out / "done").glob("*.json")}
     assert markers["cut.mp4"]["status"] == "mined" and "looks truncated" in markers["cut.mp4"]["detail"]
     assert markers["whole.mp4"]["status"] == "mined" and not markers["whole.mp4"].get("detail")
+    partial = json.loads((out / "dataset.json").read_text())["videos"]["partial"]
+    assert list(partial) == ["cut.mp4"] and partial["cut.mp4"] == markers["cut.mp4"]["detail"]
+
+
+def write_matroska(path: Path, frames, codec="libx264", audio_s=None) -> Path:
+    """Encode RGB frames at 25 fps into MKV or WebM (by ``path``'s extension) with PyAV; ``audio_s``: a silent
+    PCM track of that many seconds beside the video (MKV only)."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        audio = container.add_stream("pcm_s16le", rate=8000) if audio_s else None
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+        for i in range(int(audio_s * 10) if audio else 0):
+            samples = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+            samples.sample_rate, samples.pts = 8000, i * 800
+            for packet in audio.encode(samples):
+                container.mux(packet)
+        for packet in audio.encode() if audio else ():
+            container.mux(packet)
+    return path
+
+
+def test_a_truncated_mkv_or_webm_is_flagged_by_the_duration_it_announces(demo_dir, tmp_path):
+    """MKV and WebM keep no frame count, only a duration (the segment's, and a DURATION tag per track): cut short,
+    they were mined as whole, in every backend, where an MP4 cut alike was flagged (the test above)."""
+    from tracking.video_miner import mine_video
+
+    with open_video(demo_dir / "clip_00.mp4") as reader:
+        frames = [f for _, f in reader.frames()]
+    (tmp_path / "mined").mkdir()
+    for whole in (write_matroska(tmp_path / "whole.mkv", frames), write_matroska(tmp_path / "whole.webm", frames,
+                                                                                 codec="libvpx")):
+        data = whole.read_bytes()
+        cut = tmp_path / "mined" / ("cut" + whole.suffix)
+        cut.write_bytes(data[: len(data) * 3 // 4])
+        for backend in ("auto", "pyav", "opencv"):  # auto: decord's where it opens the file
+            with open_video(whole, backend) as reader:
+                assert (reader.announced_frames, reader.announced_seconds) == (90, 3.6)
+                assert not lost_its_end(reader, sum(1 for _ in reader.frames()))
+            with open_video(cut, backend) as reader:
+                decoded = sum(1 for _ in reader.frames())
+                assert 40 < decoded < 85 and lost_its_end(reader, decoded), (cut, backend)
+    with open_video(cut, "pyav") as reader:
+        decoded = sum(1 for _ in reader.frames())
+        assert mine_video(reader, DEMO).damage == (
+            f"the container announces 3.60 s but the stream ends after {decoded} frames ({decoded / 25:.2f} s): the "
+            "file looks truncated (an interrupted copy or download); copy it again")
+    # without its tracks' DURATION tags (renamed in place), only the segment's duration is known, which covers every
+    # stream: a whole file whose audio runs on after the video is not truncated, the same file cut short is
+    data = write_matroska(tmp_path / "audio.mkv", frames, audio_s=5.0).read_bytes()
+    assert data.count(b"DURATION") == 2
+    untagged = tmp_path / "mined" / "untagged.mkv"
+    untagged.write_bytes(data.replace(b"DURATION", b"DURATIOX"))
+    with open_video(untagged, "pyav") as reader:
+        assert (reader.announced_frames, reader.announced_seconds, reader.num_frames) == (125, 5.0, 90)
+        assert not lost_its_end(reader, 90)
+    (tmp_path / "cut").mkdir()
+    cut = tmp_path / "cut" / "untagged.mkv"
+    cut.write_bytes(untagged.read_bytes()[: len(data) * 2 // 3])
+    with open_video(cut, "pyav") as reader:
+        assert reader.num_frames < 80 and lost_its_end(reader, reader.num_frames)
+
+    # through `vidssl mine`: the marker says so, as for the MP4
+    out = tmp_path / "pairs"
+    mine_folder(tmp_path / "mined", out, DEMO, progress=False)
+    markers = {json.loads(p.read_text())["video"]: json.loads(p.read_text()) for p in (out / "done").glob("*.json")}
+    assert markers["cut.webm"]["status"] == "mined" and "looks truncated" in markers["cut.webm"]["detail"]
+    assert markers["untagged.mkv"]["status"] == "mined" and not markers["untagged.mkv"]["detail"]
 
 
 def _texture(shape, seed, blur):
@@ -816,6 +891,24 @@ def test_strict_fails_on_the_first_skip_and_names_it(bad_dir, tmp_path):
     assert not list((tmp_path / "done").glob("*"))  # the first video in order failed: nothing recorded
 
 
+def test_a_strict_run_that_fails_leaves_its_settings_and_a_refused_rerun_keeps_them(bad_dir, tmp_path, capsys):
+    """config.yaml was written after the mining: a --strict skip left a folder with a dataset.json (0 pairs) and no
+    record of its settings. Written before any video, and only once OUT is accepted: a rerun refused for other
+    settings must not overwrite it."""
+    import yaml
+
+    root, _ = bad_dir
+    out = tmp_path / "pairs"
+    assert cli_main(["-q", "mine", str(root), "--out", str(out), "--strict", *DEMO_SET]) == 1
+    assert "folder.mp4/inside.mp4: skipped (too_short" in capsys.readouterr().err
+    assert json.loads((out / "dataset.json").read_text())["pairs"] == 0
+    recorded = yaml.safe_load((out / "config.yaml").read_text())["config"]["mine"]
+    assert recorded["box_fraction"] == DEMO.box_fraction
+    assert cli_main(["-q", "mine", str(root), "--out", str(out), "--set", "mine.box_fraction=0.3"]) == 1
+    assert "was mined with other settings" in capsys.readouterr().err
+    assert yaml.safe_load((out / "config.yaml").read_text())["config"]["mine"] == recorded
+
+
 def test_too_small_is_judged_at_working_resolution(bad_dir, tmp_path):
     root, _ = bad_dir
     (tmp_path / "videos").mkdir()
@@ -824,6 +917,55 @@ def test_too_small_is_judged_at_working_resolution(bad_dir, tmp_path):
     marker = json.loads(next((tmp_path / "pairs" / "done").glob("*.json")).read_text())
     assert marker["reason"] == "too_small"
     assert "2000x120, analysed at 600x36" in marker["detail"] and "working px" in marker["detail"]
+
+
+def marked_dataset(out: Path, markers: dict[str, dict]) -> Path:
+    """A pair dataset of the videos ``markers`` names ({video: status, reason and detail}), as mining would have
+    left it with their videos since moved away (a marker whose video is not there is trusted): no decoding."""
+    from tracking.dataset import prepare, write_video
+
+    listing = [{"video": name, "video_id": video_id(name), "bytes": 1000} for name in sorted(markers)]
+    prepare(out, out.parent / "gone", listing, DEMO, "auto")
+    stats = {"frames": 80, "seconds": 0.5, "tracks_rejected": {}, "starts_rejected": {}, "cuts": []}
+    for entry in listing:
+        write_video(out, entry, None, None, {"reason": None, "detail": None, **markers[entry["video"]],
+                                             "source": None, "stats": stats})
+    return out
+
+
+def test_a_partly_mined_video_and_each_skip_s_detail_stay_in_dataset_json_and_the_summary(tmp_path, capsys):
+    """A video mined only up to damage was told once, in the run's warning, and then counted as a clean success;
+    a skip's detail (the setting to change) was in its done-marker alone, and the summary cut each reason's list at
+    3 without saying where the rest were."""
+    damage = ("decoding stopped at frame 48 of 80 (pyav failed at frame 48, and the last backend ended there): the "
+              "file is damaged from there; mined the frames before it")
+    short = {f"short_{i}.mp4": {"status": "skipped", "reason": "too_short",
+                                "detail": f"{20 + i} frames; a track needs mine.track_length + 2 = 32"}
+             for i in range(5)}
+    markers = {"a.mp4": {"status": "mined", "detail": damage}, "b.mp4": {"status": "mined"},
+               "static.mp4": {"status": "skipped", "reason": "no_motion",
+                              "detail": "no usable start frame; needed: mine.min_moving_fraction=0.1"}, **short}
+    out = marked_dataset(tmp_path / "pairs", markers)
+    for again in range(2):  # the first merge, then a rerun's (or `vidssl mine --merge`'s)
+        summary = merge(out)
+        assert summary == json.loads((out / "dataset.json").read_text())
+        videos = summary["videos"]
+        assert videos["mined"] == 2 and videos["partial"] == {"a.mp4": damage}
+        assert videos["skipped_detail"] == {name: m["detail"] for name, m in markers.items() if m["status"] ==
+                                            "skipped"}
+        lines = format_summary(summary).splitlines()
+        assert lines[0] == "videos: 8 found, 2 mined (1 only up to damage), 6 skipped, 0 pending"
+        assert ("  mined up to damage: a.mp4 (decoding stopped at frame 48 of 80 (pyav failed at frame 48, and the "
+                "last backend ended there) ...)") in lines
+        assert ("  skipped (too_short): short_0.mp4, short_1.mp4, short_2.mp4, ... (+2; each with its reason in "
+                "dataset.json)") in lines
+        assert "  skipped (no_motion): static.mp4" in lines
+    assert cli_main(["mine", "--merge", "--out", str(out)]) == 0
+    assert "mined up to damage: a.mp4 (decoding stopped at frame 48 of 80" in capsys.readouterr().out
+    # a clean dataset has neither key
+    clean = merge(marked_dataset(tmp_path / "clean", {"b.mp4": {"status": "mined"}}))
+    assert "partial" not in clean["videos"] and "skipped_detail" not in clean["videos"]
+    assert format_summary(clean).splitlines()[0] == "videos: 1 found, 1 mined, 0 skipped, 0 pending"
 
 
 # -----------------------------------------------------------------------------------------------------------------
@@ -1612,6 +1754,7 @@ def test_a_mining_run_without_a_single_pair_says_so_and_fails(demo_dir, tmp_path
     with caplog.at_level("WARNING"):  # no video was no_motion: no advice for it
         assert cli_main(["mine", str(tmp_path / "text"), "--out", str(tmp_path / "p2"), "-q", *DEMO_SET]) == 1
     assert "no pair was mined" in caplog.text and "min_moving_fraction" not in caplog.text
+    assert "moving objects" not in caplog.text and "For not_a_video, the files themselves" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):  # pairs mined: no such line
         assert cli_main(["mine", str(demo_dir / "clip_00.mp4"), "--out", str(tmp_path / "ok"), "-q", *DEMO_SET]) == 0
@@ -1789,3 +1932,16 @@ def test_each_video_records_what_mined_it_and_a_mixed_folder_is_told(mined, tmp_
         mined_with = merge(out)["mined_with"]
     assert mined_with == [{**deciding, "videos": len(markers) - 1}, {**deciding, "opencv": "4.0.0", "videos": 1}]
     assert "mined with 2 different versions of opencv" in caplog.text
+
+
+@pytest.mark.parametrize("tracker, missing", [("kcf", "TrackerKCF_create"), ("kcf", "TrackerKCF_Params"),
+                                              ("csrt", "TrackerCSRT_create")])
+def test_an_opencv_without_its_contrib_trackers_is_refused_before_any_video(tracker, missing, tmp_path, monkeypatch,
+                                                                            demo_dir):
+    """opencv-python installed beside opencv-contrib-python shadows it: every video was skipped as an `error` of
+    AttributeError, the folder 'mined' with no pair."""
+    monkeypatch.delattr(cv2, missing)
+    with pytest.raises(VidsslError, match=rf"{missing}.*; mine.tracker={tracker} needs OpenCV's contrib "
+                                          r"modules\. Install opencv-contrib-python alone: pip uninstall"):
+        mine_folder(demo_dir, tmp_path / "pairs", dataclasses.replace(MineConfig(), tracker=tracker), progress=False)
+    assert not (tmp_path / "pairs").exists()

@@ -556,3 +556,58 @@ def test_a_video_whose_every_track_was_rejected_names_the_settings_behind_them()
     assert detail == ("every track was rejected (tracker_failure 13, appearance 39, left_frame 2); the settings "
                       "behind them: appearance: consecutive 16x16 thumbnails correlating under mine.min_patch_ncc, "
                       "tracker_failure: KCF's peak response under mine.kcf_detect_thresh")
+
+
+class _SizedReader:
+    """A video's size alone: the too_small check runs before anything is decoded."""
+
+    backend = "pyav"
+
+    def __init__(self, width, height):
+        self.width, self.height, self.path = width, height, Path("v.mp4")
+
+    @property
+    def num_frames(self):
+        raise AssertionError("decoded")
+
+
+def test_too_small_names_the_box_it_got_and_the_keys_that_change_it():
+    """"a box of 0.5 x 24 working px is under mine.min_box_px=32" named neither the factor's key, nor the box's
+    size, nor what to change."""
+    from tracking.video_miner import SkipVideo, mine_video
+
+    with pytest.raises(SkipVideo) as small:
+        mine_video(_SizedReader(32, 24), MineConfig())  # analysed as it is: working_side does not help
+    assert small.value.reason == "too_small"
+    assert small.value.detail == ("32x24, analysed at 32x24: a box of mine.box_fraction=0.5 x 24 working px = 12 px "
+                                  "is under mine.min_box_px=32; raise mine.box_fraction or lower mine.min_box_px")
+    with pytest.raises(SkipVideo) as wide:  # 2000x120 shrunk to 600x36: 0.36 x 36 px
+        mine_video(_SizedReader(2000, 120), MineConfig(box_fraction=0.36))
+    assert wide.value.detail == ("2000x120, analysed at 600x36: a box of mine.box_fraction=0.36 x 36 working px = "
+                                 "12.96 px is under mine.min_box_px=32; raise mine.box_fraction or lower "
+                                 "mine.min_box_px, or raise mine.working_side=600 (the video is analysed shrunk to it)")
+    # the fixes it names do fix it: the box of 0.5 x 120 px at working_side 2000, the 12 px box with min_box_px 12
+    assert MineConfig(working_side=2000).box_fits(120) and MineConfig(min_box_px=12).box_fits(24)
+
+
+def test_no_pair_s_hint_follows_the_skip_reasons():
+    """With no pair mined, "Add videos with moving objects" was said of folders whose every video was too small,
+    too short or no video at all: each reason present now brings its own fix, and only those."""
+    from vidssl.commands.mine import no_pair_hint
+
+    assert no_pair_hint({"too_small": ["a.mp4"]}) == ("For too_small, a larger box at working size: raise "
+                                                      "mine.box_fraction (or mine.working_side where the skip says "
+                                                      "the video was analysed shrunk), or lower mine.min_box_px")
+    assert no_pair_hint({"too_short": ["a.mp4"]}).startswith("For too_short, a smaller mine.track_length")
+    files = no_pair_hint({"not_a_video": ["a.txt.mp4"], "empty": ["b.mp4"], "corrupt": ["c.mp4"]})
+    assert files.startswith("For empty, corrupt, not_a_video, the files themselves: each skip above says what is wrong")
+    for hint in (no_pair_hint({"too_small": ["a"]}), no_pair_hint({"too_short": ["a"]}), files):
+        assert "moving objects" not in hint and "min_moving_fraction" not in hint, hint
+    both = no_pair_hint({"no_motion": ["a.mp4"], "too_small": ["b.mp4"], "no_tracks": ["c.mp4"]})
+    assert both.startswith("Add videos with moving objects; for no_motion, --set mine.min_moving_fraction=0.05")
+    assert "for no_tracks, each skip above names the settings" in both and "for too_small," in both
+    assert no_pair_hint({"all_motion": ["a.mp4"]}) == "Add videos with moving objects"
+    assert no_pair_hint({"duplicate": ["a.mp4"]}) == "Each skip above says why its video gave none"
+    # an error is an exception or a crash, not a file to copy again
+    assert no_pair_hint({"error": ["a.mp4"]}) == ("For error, each skip above gives the exception or the crash; "
+                                                  "please report it with the video")

@@ -398,8 +398,59 @@ def test_find_videos_recursive_sorted_and_loop_safe(tmp_path):
     os.symlink(tmp_path, tmp_path / "a" / "loop")  # a cycle back to the root
     found = [p.relative_to(tmp_path).as_posix() for p in find_videos(tmp_path)]
     assert found == ["a/deep/x.webm", "a/y.avi", "b/z.MP4", "c.mkv", "clips.mp4/in.mov"]
-    with pytest.raises(UnsupportedVideo, match="no such folder"):
+    with pytest.raises(UnsupportedVideo, match="no such file or folder"):
         find_videos(tmp_path / "missing")
+
+
+def test_video_files_of_containers_not_mined_are_told_not_passed_over_in_silence(tmp_path, caplog):
+    """.vob, .mxf and the like were passed over at debug level: a folder of them mined nothing and said only "no
+    videos". Now a warning counts them by extension and says how to mine them; ground-truth files beside clips stay
+    at debug. .qt, .3g2 and .f4v (MP4 under other names) are mined: every backend decodes them alike."""
+    import av
+
+    for rel in ["dvd/VTS_01_1.VOB", "dvd/VTS_01_2.vob", "cam/a.mxf", "notes.txt", "clip.json", "still.jpg"]:
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    frames = [np.full((48, 64, 3), 40 * i, np.uint8) for i in range(6)]
+    for ext, container_format in ((".qt", "mov"), (".3g2", "3g2"), (".f4v", "f4v")):
+        with av.open(str(tmp_path / f"v{ext}"), "w", format=container_format) as container:
+            stream = container.add_stream("libx264", rate=25)
+            stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+            for frame in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
+    with caplog.at_level(logging.INFO, logger="vidssl.video"):
+        found = find_videos(tmp_path)
+        find_videos(tmp_path)  # listed again (pretrain lists its folder more than once): warned once
+    assert [p.name for p in found] == ["v.3g2", "v.f4v", "v.qt"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "3 video file(s) of a container vidssl does not mine passed over (.mxf 1, .vob 2)" \
+        in warnings[0] and "convert them to MP4, e.g. ffmpeg -i IN" in warnings[0], warnings
+    assert ".txt" not in warnings[0] and ".jpg" not in warnings[0]
+    for path in found:
+        decoded = {backend: np.stack([f for _, f in open_video(path, backend).frames()])
+                   for backend in available_backends()}
+        assert all(len(d) == 6 and np.array_equal(d, decoded["pyav"]) for d in decoded.values()), path
+
+
+def test_a_missing_or_broken_videos_path_is_named_as_what_it_is(tmp_path, capsys):
+    """`vidssl mine nonexist.mp4` said "no such folder", and a broken link given as VIDEOS said the same, where the
+    same link inside a folder is reported as a broken link naming its target."""
+    from vidssl.cli import main
+
+    os.symlink(tmp_path / "gone.mp4", tmp_path / "link.mp4")
+    for given, said in ((tmp_path / "nonexist.mp4", "nonexist.mp4: no such file or folder"),
+                        (tmp_path / "nonexist", "nonexist: no such file or folder"),
+                        (tmp_path / "link.mp4", f"link.mp4: a broken link: its target {tmp_path / 'gone.mp4'} does "
+                                                "not exist")):
+        with pytest.raises(UnsupportedVideo, match=re.escape(said)):
+            find_videos(given)
+        for command in (["mine", str(given), "--out", str(tmp_path / "pairs")],
+                        ["pretrain", "--videos", str(given), "--out", str(tmp_path / "run")]):
+            assert main(["-q", *command]) == 1
+            err = capsys.readouterr().err
+            assert said in err and "no such folder" not in err, (command, err)
+    assert not (tmp_path / "pairs").exists() and not (tmp_path / "run").exists()
 
 
 def test_find_videos_does_not_search_a_run_folder_inside(tmp_path, caplog):

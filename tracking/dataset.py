@@ -3,7 +3,8 @@
 ::
 
     PAIRS/
-      dataset.json            summary (pairs, videos found/mined/skipped by reason, tracks rejected, config, versions)
+      dataset.json            summary (pairs, videos found/mined/skipped by reason, each skip's and each partly mined
+                              video's detail, tracks rejected, config, versions)
       manifest.jsonl          one record per pair, videos in listing order, tracks in start order
       videos.json             what is being mined: {"root": folder, "videos": [{"video": relative path, "video_id",
                               "bytes"}]} (each shard decides its own videos: see shard_listing)
@@ -380,6 +381,9 @@ def merge(out_dir: str | Path) -> dict:
     mined = json.loads(settings_path.read_text())
     with _locked(out_dir):
         lines, skipped, tracks_rejected, starts_rejected = [], {}, Counter(), Counter()
+        # each skip's detail names the setting or the fix, and a video mined only up to damage says where: kept
+        # here, or they were in the done-markers alone once the run's warnings had scrolled by
+        skipped_detail, partial = {}, {}
         mined_with: Counter = Counter()  # the versions that decide pairs, per video done
         frames = mined_videos = pending = 0
         seconds = 0.0
@@ -400,7 +404,10 @@ def merge(out_dir: str | Path) -> dict:
             starts_rejected.update(marker["stats"]["starts_rejected"])
             if marker["status"] == "skipped":
                 skipped.setdefault(marker["reason"], []).append(entry["video"])
+                skipped_detail[entry["video"]] = marker.get("detail")
                 continue
+            if marker.get("detail"):  # a mined video's only detail is the damage it was mined up to (runner._Job)
+                partial[entry["video"]] = marker["detail"]
             mined_videos += 1
             lines.extend(json_text(rec) for rec in marker["pairs"])
         manifest = "".join(line + "\n" for line in lines)
@@ -414,6 +421,8 @@ def merge(out_dir: str | Path) -> dict:
             "track_length": mined["config"]["track_length"],
             "complete": pending == 0,
             "videos": {"found": len(listing), "mined": mined_videos, "skipped": dict(sorted(skipped.items())),
+                       **({"skipped_detail": skipped_detail} if skipped_detail else {}),
+                       **({"partial": partial} if partial else {}),
                        "pending": pending, **({"pending_examples": waiting} if pending else {})},
             "tracks_rejected": dict(sorted(tracks_rejected.items())),
             "start_frames_rejected": dict(sorted(starts_rejected.items())),

@@ -19,6 +19,7 @@ from typing import Callable
 from tracking.config import MineConfig
 from tracking.dataset import (attempt_path, begin_attempt, done_marker, merge, prepare, read_attempt, shard_of,
                               source_state, undo_attempt, video_id, write_video)
+from tracking.track import check_tracker
 from tracking.video_miner import SkipVideo, mine_video
 from vidssl.errors import CorruptVideo, EmptyVideo, UnsupportedVideo, UsageError, VideoError, VidsslError
 from vidssl.io import atomic_write_json, content_sample, run_lock
@@ -40,10 +41,12 @@ class SkippedInStrictMode(VidsslError):
 
 def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto", workers: int = 1,
                 shard: tuple[int, int] = (0, 1), strict: bool = False, progress: bool = True,
-                time_budget_s: float | None = None, label: str | None = None) -> dict:
+                time_budget_s: float | None = None, label: str | None = None,
+                on_prepared: Callable[[], None] | None = None) -> dict:
     """Mine every video under ``videos_dir`` (this call's ``shard``: index, count) into ``out_dir``. ``label``
     names this mining in its progress bar and skip messages (pretrain's "held-out tails", whose skips are not the
-    training videos').
+    training videos'). ``on_prepared()`` is called once ``out_dir`` is accepted as this mining's (its settings
+    checked and recorded), before any video is mined: what it writes there is in place however the mining ends.
 
     Videos already finished in ``out_dir`` are skipped, so rerunning the same call resumes (a video file that changed
     since it was mined is mined again). With a time budget no new video is started once it is spent; the dataset is
@@ -53,6 +56,7 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
     from vidssl.config import check_section
 
     check_section(cfg, "mine", MineConfig)  # built in code, a box_fraction of 2 would fail video by video
+    check_tracker(cfg)  # an OpenCV without it failed video by video too
     index, count = shard
     if not 0 <= index < count:
         raise UsageError(f"bad shard {index}/{count}: expected I/N with 0 <= I < N")
@@ -84,6 +88,8 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
                          ) if sharded else contextlib.nullcontext()
     with together, own_shard:
         prepare(out, base, listing, cfg, video_backend, shard=(index, count))
+        if on_prepared is not None:
+            on_prepared()
         copies = find_copies(base, out, listing)
         todo, crashed = _to_mine(base, out, [e for e in listing if shard_of(e["video"], count) == index], copies)
         # in a pool a dying worker is blamed by the pool itself; only a death of this process counts as a crash
@@ -488,15 +494,33 @@ class _FrameBar:
         self.bar.close()
 
 
+def _first_clause(note: str) -> str:
+    """``note`` up to its first ": " outside parentheses (where the damage is, before what it means), "..." marking
+    the cut."""
+    depth = 0
+    for i, char in enumerate(note):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and note.startswith(": ", i):
+            return note[:i] + " ..."
+    return note
+
+
 def format_summary(summary: dict) -> str:
     """Human-readable lines of a mining summary (as returned by ``mine_folder`` or read from dataset.json)."""
     v = summary["videos"]
     skipped = sum(len(x) for x in v["skipped"].values())
-    lines = [f"videos: {v['found']} found, {v['mined']} mined, {skipped} skipped, {v['pending']} pending",
+    partial = v.get("partial") or {}
+    damaged = f" ({len(partial)} only up to damage)" if partial else ""
+    lines = [f"videos: {v['found']} found, {v['mined']} mined{damaged}, {skipped} skipped, {v['pending']} pending",
              f"pairs: {summary['pairs']}"]
     for reason, names in v["skipped"].items():
-        shown = ", ".join(names[:3]) + (f", ... (+{len(names) - 3})" if len(names) > 3 else "")
+        shown = ", ".join(names[:3]) + (f", ... (+{len(names) - 3}; each with its reason in dataset.json)"
+                                        if len(names) > 3 else "")
         lines.append(f"  skipped ({reason}): {shown}")
+    if partial:  # mined, so counted as such above; yet part of each video was never seen
+        named = [f"{name} ({_first_clause(note)})" for name, note in list(partial.items())[:3]]
+        lines.append(f"  mined up to damage: {', '.join(named)}" + (
+            f", ... (+{len(partial) - 3}; each with its note in dataset.json)" if len(partial) > 3 else ""))
     if summary["tracks_rejected"]:
         lines.append("tracks rejected: " + ", ".join(f"{k} {n}" for k, n in summary["tracks_rejected"].items()))
     run = summary.get("run")

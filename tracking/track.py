@@ -40,6 +40,23 @@ def _csrt(frame: np.ndarray, box: tuple[int, int, int, int], cfg: MineConfig):
 
 TRACKERS = {"kcf": _kcf, "csrt": _csrt}
 
+
+def check_tracker(cfg: MineConfig) -> None:
+    """Refuse, before any video, an OpenCV without the tracker ``cfg.tracker``: KCF and CSRT live in the contrib
+    modules, which the opencv-python build lacks, and installed beside opencv-contrib-python it shadows it. Found
+    per video instead, every video was skipped as an ``error`` of AttributeError. One tracker is built on a blank
+    frame, so the check is the code that tracks."""
+    try:
+        TRACKERS[cfg.tracker](np.zeros((64, 64, 3), np.uint8), (16, 16, 32, 32), cfg)
+    except AttributeError as e:
+        from vidssl.errors import VidsslError
+
+        raise VidsslError(f"OpenCV {getattr(cv2, '__version__', '?')} (at {getattr(cv2, '__file__', '?')}): {e}; "
+                          f"mine.tracker={cfg.tracker} needs OpenCV's contrib modules. Install opencv-contrib-python "
+                          "alone: pip uninstall -y opencv-python opencv-contrib-python opencv-python-headless && "
+                          "pip install opencv-contrib-python") from None
+
+
 THUMB = 16  # side of the grey thumbnails compared by the appearance checks
 
 

@@ -90,9 +90,14 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
     # boxes are found and tracked at working resolution: a wide video shrunk to working_side can leave a box of a
     # few px there, however large it is in source px
     if not cfg.box_fits(short):
+        # the product and the keys behind it: "a box of 0.5 x 24" named neither the factor's key nor what to change
+        shrunk = work_shape != (reader.height, reader.width)
         raise SkipVideo("too_small", f"{reader.width}x{reader.height}, analysed at {work_shape[1]}x{work_shape[0]}: "
-                                     f"a box of {cfg.box_fraction} x {short} working px is under "
-                                     f"mine.min_box_px={cfg.min_box_px}")
+                                     f"a box of mine.box_fraction={cfg.box_fraction:g} x {short} working px = "
+                                     f"{cfg.box_fraction * short:g} px is under mine.min_box_px={cfg.min_box_px}; "
+                                     "raise mine.box_fraction or lower mine.min_box_px" + (
+                                         f", or raise mine.working_side={cfg.working_side} (the video is analysed "
+                                         "shrunk to it)" if shrunk else ""))
     n = reader.num_frames
     lo, hi = frame_range(n, cfg)
     # a track needs the frame before its start (its motion), then track_length + 1 frames; a part starting after
@@ -100,7 +105,7 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
     needed = cfg.track_length + 2 - (lo > 0)
     if hi - lo < needed:
         if lost_its_end(reader, n):
-            raise SkipVideo("corrupt", f"{_truncated(reader.announced_frames, n)}; too few frames left to mine")
+            raise SkipVideo("corrupt", f"{_truncated(reader, n)}; too few frames left to mine")
         part = "" if (lo, hi) == (0, n) else f" ({hi - lo} in mine.time_range={list(cfg.time_range)})"
         raise SkipVideo("too_short", f"{n} frame{'' if n == 1 else 's'}{part}; a track needs " + (
             f"mine.track_length + 2 = {needed}" if lo == 0 else
@@ -137,7 +142,7 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
     elif lost_its_end(reader, stream_end := last + 1 if hi == n else n):
         # a part of the video (mine.time_range, e.g. pretrain's first 80%) decoded whole: the stream's end is the
         # count of frames it holds, and a file that lost its end is said of every part mined from it
-        result.damage = _truncated(reader.announced_frames, stream_end)
+        result.damage = _truncated(reader, stream_end)
         if result.pairs is None:
             raise SkipVideo("corrupt", f"{result.damage}; no pair in the part that decodes", result=result)
     if result.pairs is None:
@@ -521,14 +526,43 @@ TRACK_REJECTION_KEYS = {
 }
 
 
+# what each reason a pair window (the frames between a pair's two patches) is lost for means, for the report
+WINDOW_LOSSES = {
+    "tracker_failure": "KCF lost the object: its peak response fell under mine.kcf_detect_thresh",
+    "left_frame": "the box reached the frame's edge",
+    "appearance": "the tracked patch changed abruptly between two updates (16x16 thumbnails correlating under "
+                  "mine.min_patch_ncc): drift onto other content",
+    "frozen": "the last patch repeats the first (thumbnails differing by under mine.frozen_mad grey levels): a "
+              "tracker stuck on still content",
+    "cut": "a shot cut inside the window",
+    "motion_left": "the box sat on still background (in place, or moving with the camera) with its motion gone: the "
+                   "object moved out and the tracker held the background",
+    "video_ended": "the video (or its mined part) ended before the window did",
+}
+# why a candidate start frame started no track, for the report
+START_REJECTIONS = {
+    "cut": "a shot cut just before it: motion across a cut means nothing",
+    "video_cap": "the video's pair cap (mine.max_pairs_per_video, spread over its length) was reached there",
+    "busy": "mine.max_active_tracks trackers were already running",
+    "no_camera_fit": "too few point correspondences to fit the camera's motion",
+    "no_texture": "a blank frame (black, one colour): nothing to follow",
+    "too_static": "under mine.min_moving_fraction of its points moved against the camera",
+    "too_moving": "over mine.max_moving_fraction of its points moved: camera shake or a failed compensation",
+    "no_box": "no box free of the running tracks held mine.min_box_points moving points",
+}
+
+
 def _counts(counter) -> str:
     """"too_static 5, no_texture 2": the non-zero counts of a Counter or dict, for a skip's detail (a dict's repr
     read as Python in a user's log)."""
     return ", ".join(f"{key} {n}" for key, n in counter.items() if n) or "none"
 
 
-def _truncated(announced: int, decoded: int) -> str:
-    return (f"the container announces {announced} frames but the stream ends after {decoded}: the file looks "
+def _truncated(reader: VideoReader, decoded: int) -> str:
+    announced, ends = f"{reader.announced_frames} frames", f"{decoded}"
+    if reader.announced_seconds and reader.fps:  # MKV, WebM: a duration, perhaps the audio's too, and no count
+        announced, ends = f"{reader.announced_seconds:.2f} s", f"{decoded} frames ({decoded / reader.fps:.2f} s)"
+    return (f"the container announces {announced} but the stream ends after {ends}: the file looks "
             f"truncated (an interrupted copy or download); copy it again")
 
 

@@ -37,8 +37,15 @@ from vidssl.errors import CorruptVideo, EmptyVideo, NoVideoStream, UnsupportedVi
 
 log = logging.getLogger(__name__)
 
+# .qt, .3g2 and .f4v are MP4/QuickTime files under other names (FFmpeg's one mov demuxer, as for .mp4, .mov, .3gp):
+# every backend decodes them frame for frame alike (tested)
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".flv",
-                    ".3gp", ".wmv", ".ogv")
+                    ".3gp", ".wmv", ".ogv", ".qt", ".3g2", ".f4v")
+# containers of video that are not mined as they are: decord 0.6 decodes DVD programme streams (.vob) a frame off
+# and DV with other colours than PyAV and OpenCV, and the rest are untested; passed over with a warning (a folder of
+# such files was passed over in silence), not at debug like the .json and .jpg beside a folder of clips
+OTHER_VIDEO_EXTENSIONS = (".vob", ".dv", ".mxf", ".y4m", ".asf", ".divx", ".rm", ".rmvb", ".mod", ".tod", ".m2v",
+                          ".h264", ".264", ".hevc", ".h265", ".ivf", ".nut", ".mjpeg")
 
 # (magic prefix, what it is): files that some backends would happily "decode" as a one-frame video.
 _IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
@@ -201,8 +208,10 @@ class VideoReader(ABC):
     decode itself stops there).
     ``decode_failures``: the mid-stream failures a stream survived by falling back to another backend (auto), e.g.
     ``"pyav failed at frame 81"``; a stream that then ends early ended at the damage, not at the end of the video.
-    ``announced_frames``: the frame count the container's index claims (PyAV's ``stream.frames``), or None where it
-    keeps none (WebM, MKV) or the backend cannot tell (OpenCV's count is estimated from the duration). A file cut
+    ``announced_frames``: the frame count the container's index claims (PyAV's ``stream.frames``); where it keeps
+    none (MKV, WebM), the duration it announces times the frame rate, that duration in ``announced_seconds`` (None
+    otherwise); None where it announces neither or the backend cannot tell (OpenCV's own count is estimated from
+    the duration, so OpenCV takes PyAV's). A file cut
     short after an index written at its start (``movflags=faststart``) decodes its first part without an error:
     fewer frames than announced is the first sign, and packets that stop short of the announced duration the
     proof (:func:`lost_its_end`; fewer frames alone is not: an edit list or an AVI's dropped-frame chunks make
@@ -219,6 +228,7 @@ class VideoReader(ABC):
         self._num_frames: int | None = None
         self.decode_failures: list[str] = []
         self.announced_frames: int | None = None
+        self.announced_seconds: float | None = None
 
     @property
     def num_frames(self) -> int:
@@ -276,6 +286,29 @@ class VideoReader(ABC):
 # PyAV
 
 
+def _announced_duration(container, stream) -> tuple[float, bool] | None:
+    """(seconds, whether they are the whole container's) that ``container`` announces for its video ``stream``:
+    the stream's own duration (MP4, AVI); else, in MKV and WebM, its DURATION tag (what FFmpeg and mkvmerge write,
+    "00:00:03.600000000"), else the container's (every stream's); None where none is known."""
+    if stream.duration and stream.time_base is not None:
+        return float(stream.duration * stream.time_base), False
+    if not _is_matroska(container):  # where FFmpeg may have estimated a duration (from the PTS of a transport
+        return None  # stream's last packets, from the bitrate of a raw stream): no proof of a loss
+    tag = next((v for k, v in stream.metadata.items() if k.upper() == "DURATION"), None)
+    match = re.fullmatch(r"(\d+):(\d+):(\d+(?:\.\d*)?)", tag.strip()) if isinstance(tag, str) else None
+    seconds = int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3]) if match else 0.0
+    if seconds > 0:
+        return seconds, False
+    if container.duration and container.duration > 0:
+        return container.duration / 1_000_000, True  # AV_TIME_BASE units
+    return None
+
+
+def _is_matroska(container) -> bool:
+    """Whether ``container`` is MKV or WebM (FFmpeg's one demuxer of both), whose header announces a duration."""
+    return container.format.name.split(",")[0] == "matroska"
+
+
 def open_container(av, path: str | os.PathLike):
     """``av.open(path)`` for reading, whatever a file's tags are written in: PyAV before 19 decodes them with one
     encoding and fails the whole open on a tag in another (so errors are ignored there); 19 reads every tag byte
@@ -306,6 +339,12 @@ class PyAVReader(VideoReader):
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             self.fps = float(rate) if rate else 0.0
             self.announced_frames = stream.frames or None
+            if not self.announced_frames and self.fps and _is_matroska(container):
+                # MKV and WebM keep no frame count, only a duration: a file of theirs cut short was mined as whole
+                seconds = (_announced_duration(container, stream) or (0.0,))[0]
+                if seconds > 0:
+                    self.announced_frames = max(1, int(round(seconds * self.fps)))
+                    self.announced_seconds = seconds
             if self.width <= 0 or self.height <= 0:
                 raise UnsupportedVideo(path, "video stream has no frame size")
             self.turns, self.mirrored = display_orientation(self._display_matrix(container, stream))
@@ -383,21 +422,26 @@ class PyAVReader(VideoReader):
 
     def time_covered(self) -> tuple[float, float] | None:
         """(seconds the demuxed packets reach, seconds the container announces) for the video stream, from its
-        start; None where the container announces no duration. A read of the file, no decoding."""
+        start; None where the container announces no duration. Where only the whole container's duration is known
+        (MKV, WebM without a DURATION tag), the packets of every stream count: an audio track longer than the
+        video reaches that duration in a whole file. A read of the file, no decoding."""
         container = self._open()
         try:
             stream = container.streams.video[0]
-            if not stream.duration or stream.time_base is None:
+            announced = _announced_duration(container, stream)
+            if announced is None:
                 return None
-            start = stream.start_time or 0
+            duration, whole_container = announced
+            start = (container.start_time or 0) / self._av.time_base if whole_container else float(
+                (stream.start_time or 0) * stream.time_base)
             end = start
             try:
-                for packet in container.demux(stream):
-                    if packet.pts is not None:
-                        end = max(end, packet.pts + (packet.duration or 0))
+                for packet in container.demux(*(() if whole_container else (stream,))):
+                    if packet.pts is not None and packet.time_base is not None:
+                        end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
             except self._av.error.FFmpegError:
                 pass  # a truncated file: what demuxed
-            return float((end - start) * stream.time_base), float(stream.duration * stream.time_base)
+            return end - start, duration
         finally:
             container.close()
 
@@ -504,6 +548,7 @@ class DecordReader(VideoReader):
         # the display matrix: decord turns the frames by it, but does not mirror them
         vetted = PyAVReader(path)
         self.announced_frames, self._turns, self._mirrored = vetted.announced_frames, vetted.turns, vetted.mirrored
+        self.announced_seconds = vetted.announced_seconds
         self._decord = decord
         self._readers: dict[tuple[int, int], object] = {}
         vr = self._reader(None)
@@ -604,7 +649,7 @@ class OpenCVReader(VideoReader):
         try:
             vetted = PyAVReader(path)
             self._turns, self._mirrored = vetted.turns, vetted.mirrored
-            self.announced_frames = vetted.announced_frames
+            self.announced_frames, self.announced_seconds = vetted.announced_frames, vetted.announced_seconds
         except NoVideoStream:  # an audio-only file, which OpenCV cannot open: no damage to call it by
             raise
         except (VideoError, ImportError) as e:
@@ -709,7 +754,7 @@ class AutoReader(VideoReader):
         self._candidates = list(candidates)
         self._errors: list[VideoError] = []
         self._inner = self._next_reader()
-        for attr in ("fps", "width", "height", "announced_frames"):
+        for attr in ("fps", "width", "height", "announced_frames", "announced_seconds"):
             setattr(self, attr, getattr(self._inner, attr))
 
     @property
@@ -901,15 +946,22 @@ def is_run_folder(folder: Path) -> bool:
         return False
 
 
+_told_passed_over: set = set()  # (folder, passed-over video files per extension) already warned of
+
+
 def find_videos(root: str | os.PathLike) -> list[Path]:
     """Video files under ``root`` (recursive), sorted by relative path; follows symlinks but never loops, and lists
     a file reached twice (a link to a video of the folder) once. Files of other extensions are counted in one debug
-    log line (`-v`). A `vidssl pretrain` run folder below ``root`` is not searched (see :func:`is_run_folder`)."""
+    log line (`-v`); those of a video container not mined (OTHER_VIDEO_EXTENSIONS) in a warning, once per process.
+    A `vidssl pretrain` run folder below ``root`` is not searched (see :func:`is_run_folder`)."""
     root = Path(root)
     if root.is_file():
         return [root]
     if not root.is_dir():
-        raise UnsupportedVideo(root, "no such folder" if not root.exists() else "neither a file nor a folder")
+        if root.is_symlink() and not root.exists():  # as a broken link inside a folder is told (check_video_file)
+            raise UnsupportedVideo(root, f"a broken link: its target {os.readlink(root)} does not exist")
+        # a missing name may have meant either: "no such folder" for `mine nonexist.mp4` misled
+        raise UnsupportedVideo(root, "no such file or folder" if not root.exists() else "neither a file nor a folder")
     found: list[Path] = []
     seen: set[tuple[int, int]] = set()
     files_seen: dict[tuple[int, int], Path] = {}
@@ -972,6 +1024,14 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
     walk(root, through_links=False)
     for folder in linked:
         walk(folder, through_links=True)
+    videos_passed = {k: n for k, n in ignored.items() if k in OTHER_VIDEO_EXTENSIONS}
+    told = (str(root.resolve()), tuple(sorted(videos_passed.items())))
+    if videos_passed and told not in _told_passed_over:  # once: pretrain lists the folder more than once
+        _told_passed_over.add(told)
+        log.warning("%s: %d video file(s) of a container vidssl does not mine passed over (%s); to mine them, "
+                    "convert them to MP4, e.g. ffmpeg -i IN -c:v libx264 -crf 18 OUT.mp4 (mined extensions: %s)",
+                    root, sum(videos_passed.values()), ", ".join(f"{k} {n}" for k, n in sorted(videos_passed.items())),
+                    " ".join(VIDEO_EXTENSIONS))
     if ignored:  # debug: a folder of clips with ground-truth files beside them is the usual case
         log.debug("%s: %d file(s) not listed as videos by their extension (%s); video extensions: %s", root,
                  sum(ignored.values()), ", ".join(f"{k} {v}" for k, v in sorted(ignored.items())),

@@ -11,6 +11,7 @@ log = logging.getLogger(__name__)
 NAME = "mine"
 HELP = "Mine positive patch pairs from a folder of videos (tracking stage)"
 READS = ("mine", "video")  # mining draws no random numbers: the seed is not read
+SET_EXAMPLE = "mine.box_fraction=0.33"  # the --set example of its --help: a key it reads
 
 
 def add_arguments(parser) -> None:
@@ -50,20 +51,52 @@ def run(args, cfg) -> int:
             raise UsageError("give the VIDEOS folder to mine (or --merge alone to merge a mined directory)")
         print(format_summary(merge(args.out)))
         return 0
+    # config.yaml before any video: written after them, a --strict skip (or Ctrl-C) left a folder with a
+    # dataset.json and no record of the settings; written before OUT is accepted, a refused rerun (other settings)
+    # would overwrite the record of the mined ones
     summary = mine_folder(args.videos, args.out, cfg.mine, video_backend=cfg.video.backend, workers=args.workers,
                           shard=parse_shard(args.shard, dict(os.environ)), strict=args.strict,
-                          progress=not args.quiet)
-    write_resolved(cfg, args.out)
+                          progress=not args.quiet, on_prepared=lambda: write_resolved(cfg, args.out))
     print(format_summary(summary))
     print(f"wrote {args.out}/manifest.jsonl and dataset.json")
     if summary["complete"] and summary["pairs"] == 0:
         # exit status 1, as `vidssl pretrain` in the same case: a script's `mine && train` stops here
-        skipped = summary["videos"]["skipped"]
-        hint = ("; for no_motion, --set mine.min_moving_fraction=0.05 lets start frames with fewer moving points "
-                "through" if skipped.get("no_motion") else "")
-        if skipped.get("no_tracks"):  # trackers ran on moving objects: the skip names the checks that ended them
-            hint += "; for no_tracks, each skip above names the settings behind its rejected tracks"
         log.error("no pair was mined: every video was skipped or gave none (the reasons are above and in "
-                  "dataset.json), and training needs pairs. Add videos with moving objects" + hint)
+                  "dataset.json), and training needs pairs. " + no_pair_hint(summary["videos"]["skipped"]))
         return 1
     return 0
+
+
+# reasons a file is skipped for before anything in it is judged: the file is what to fix, no setting helps
+FILE_REASONS = ("empty", "corrupt", "not_a_video", "unreadable")
+# reasons about what the frames show: other videos, or the setting each skip names
+MOTION_REASONS = ("no_motion", "all_motion", "cuts", "no_start", "no_tracks")
+
+
+def no_pair_hint(skipped: dict[str, list[str]]) -> str:
+    """What to do when no pair was mined, by the skip reasons present: "add videos with moving objects" was said
+    of folders whose every video was too small, too short or no video at all."""
+    hints = []
+    if any(skipped.get(reason) for reason in MOTION_REASONS):
+        hints.append("add videos with moving objects")
+    if skipped.get("no_motion"):
+        hints.append("for no_motion, --set mine.min_moving_fraction=0.05 lets start frames with fewer moving "
+                     "points through")
+    if skipped.get("no_tracks"):  # trackers ran on moving objects: the skip names the checks that ended them
+        hints.append("for no_tracks, each skip above names the settings behind its rejected tracks")
+    if skipped.get("too_small"):  # boxes are judged at working size: working_side enlarges them too
+        hints.append("for too_small, a larger box at working size: raise mine.box_fraction (or mine.working_side "
+                     "where the skip says the video was analysed shrunk), or lower mine.min_box_px")
+    if skipped.get("too_short"):
+        hints.append("for too_short, a smaller mine.track_length (each skip above says how many frames a track "
+                     "needs), or longer videos")
+    damaged = [reason for reason in FILE_REASONS if skipped.get(reason)]
+    if damaged:
+        hints.append(f"for {', '.join(damaged)}, the files themselves: each skip above says what is wrong with its "
+                     "file and how to fix it (copy it again, chmod +r, convert it)")
+    if skipped.get("error"):  # not the file's fault as far as anyone knows: an exception, or a crashed process
+        hints.append("for error, each skip above gives the exception or the crash; please report it with the video")
+    if not hints:  # duplicates alone, or a reason added later
+        hints.append("each skip above says why its video gave none")
+    text = "; ".join(hints)
+    return text[0].upper() + text[1:]
