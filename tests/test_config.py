@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -233,6 +234,24 @@ def test_recording_versions_does_not_import_torch():
     code = ("import sys; from vidssl.config import versions; v = versions(); "
             "assert 'torch' not in sys.modules, 'torch imported'; assert v['torch'] and v['opencv'], v")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_recorded_versions_do_not_depend_on_what_was_imported(monkeypatch):
+    """The evaluations (torch imported) recorded torch 2.14.1+cu130 where the run's config.yaml (written before)
+    recorded 2.14.1: a module's __version__ may be spelled otherwise than its distribution's metadata."""
+    import types
+    from importlib import metadata
+
+    from vidssl.config import versions
+
+    before = versions()
+    for module in ("torch", "torchvision", "cv2", "numpy"):
+        monkeypatch.setitem(sys.modules, module, types.SimpleNamespace(__version__="0.0.0+spelled-otherwise"))
+    after = versions()
+    assert after["torch"] == before["torch"] == metadata.version("torch")
+    assert after["torchvision"] == metadata.version("torchvision")
+    assert after["numpy"] == metadata.version("numpy")
+    assert after == before
 
 
 def test_video_backend_is_a_checked_choice():

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import stat
+from importlib import metadata
 
 import pytest
 import torch
@@ -63,7 +64,7 @@ def test_model_card_and_one_line_load(resnet18_run, tmp_path):
         assert stat.S_IMODE((tmp_path / "w" / name).stat().st_mode) == 0o666 & ~umask, name
     sessions = torch.load(resnet18_run / "checkpoint.pt", weights_only=True)["sessions"]
     assert card["training"]["sessions"] == sessions and card["git_sha"] == sessions[-1]["git_sha"]
-    assert card["versions"]["torch"] == torch.__version__ and card["exported_with"]["git_sha"] == git_sha()
+    assert card["versions"]["torch"] == metadata.version("torch") and card["exported_with"]["git_sha"] == git_sha()
     # the versions are the code's; the machine's settings stay in the sessions, and the schedule's fits come along
     assert "settings" not in card["versions"] and "settings" in card["training"]["sessions"][-1]
     assert card["training"]["fit_history"] == torch.load(resnet18_run / "checkpoint.pt",

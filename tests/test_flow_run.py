@@ -95,6 +95,8 @@ def test_evaluate_flow_writes_metrics_table_and_figures(dataset, tmp_path):
     assert kitti["epe_noc"] is not None and kitti["valid_px"] == 44 * 72
     assert saved["methods"]["zero"]["pairs"]["other-data/Synth/frame10"]["epe_noc"] is None  # Middlebury: no mask
     assert saved["transfer"]["tiny"]["steps"] == 3 and (out / "transfer" / "tiny.pt").is_file()
+    # the budget given (pretrain gives what its run has left), not only the config's, which it overrode
+    assert saved["budget_minutes"] == 1.0 and saved["config"]["budget_minutes"] == CFG.budget_minutes != 1.0
 
     table = (out / "metrics.md").read_text()
     assert "| method | EPE | EPE noc | EPE occ | AE (deg) | Fl-all % | <1px % | <3px % | <5px % | s/pair |" in table

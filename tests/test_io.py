@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import json
+import re
 import math
 import tempfile
 
@@ -50,6 +51,36 @@ def test_a_failed_write_names_the_destination_not_the_temp_file(tmp_path):
             open(tmp_path / "missing-input.mp4", "rb")
     assert caught.value.filename == str(tmp_path / "missing-input.mp4")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_said_in_a_writer_s_own_words_is_a_full_disk_naming_the_file(tmp_path, monkeypatch):
+    """torch.save says a full disk as RuntimeError ("unexpected pos"), safetensors as SafetensorError and np.save as
+    an OSError with no errno ("912384 requested and 262016 written"): a traceback, or a line naming no file."""
+    import shutil
+
+    import vidssl.io as io
+
+    dest = tmp_path / "checkpoint.pt"
+    usage = shutil.disk_usage(tmp_path)
+    for free in (0, io.OUT_OF_SPACE_BYTES - 1):
+        monkeypatch.setattr(io.shutil, "disk_usage", lambda folder: usage._replace(free=free))
+        for said in (RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 512 vs 448"),
+                     OSError("912384 requested and 262016 written")):
+            with pytest.raises(OSError) as caught:
+                with atomic_path(dest) as tmp:
+                    tmp.write_bytes(b"partial")
+                    raise said
+            assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(dest)
+            assert caught.value.__cause__ is said and list(tmp_path.iterdir()) == []
+    # with room on the disk the writer's own error is not taken for a full disk
+    monkeypatch.setattr(io.shutil, "disk_usage", lambda folder: usage._replace(free=io.OUT_OF_SPACE_BYTES))
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        with atomic_path(dest):
+            raise RuntimeError("unexpected pos")
+    with pytest.raises(OSError, match=f"writing {re.escape(str(dest))}: 912384 requested") as caught:
+        with atomic_path(dest):
+            raise OSError("912384 requested and 262016 written")
+    assert caught.value.errno is None and list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_rename_names_the_destination_not_the_temp_file(tmp_path):

@@ -8,9 +8,9 @@ import os
 import shutil
 import subprocess
 import sys
+from importlib import metadata
 
 import pytest
-import torch
 
 from test_io import strict_loads
 from tracking.config import MineConfig
@@ -68,7 +68,7 @@ def test_pretrain_writes_every_stage_and_a_self_contained_report(run_dir):
     assert summary["headline_metric"]["tracks_held_out"] == {"metric": "MAP@R", "higher_is_better": True}
     assert summary["model_card"]["steps"] == 30 and summary["model_card"]["complete"] is True
     # what reproduces the run, for a script reading summary.json alone
-    assert summary["config"].endswith("config.yaml") and summary["versions"]["torch"] == torch.__version__
+    assert summary["config"].endswith("config.yaml") and summary["versions"]["torch"] == metadata.version("torch")
     assert "git_sha" in summary["versions"]
     # every JSON file of the run is strict JSON (no NaN / Infinity), as browsers and jq read it
     for path in [*run_dir.rglob("*.json"), *run_dir.rglob("*.jsonl")]:
@@ -752,7 +752,7 @@ def test_missing_inputs_are_refused_before_the_run_folder_is_made(tmp_path, caps
     (tmp_path / "no_videos").mkdir()
     (tmp_path / "no_videos" / "notes.txt").write_text("x")
     # one file given as --videos that is no video: said before RUN is made (it was made, then mining failed)
-    for videos, said in ((tmp_path / "missing", "missing: no such folder"),
+    for videos, said in ((tmp_path / "missing", "missing: no such file or folder"),
                          (tmp_path / "no_videos", "no_videos: no video file in it"),
                          (tmp_path / "no_videos" / "notes.txt", "notes.txt: is a text file, not a video")):
         assert main(["-q", "pretrain", "--videos", str(videos), "--out", str(tmp_path / "run")]) == 1
@@ -1188,3 +1188,46 @@ def test_nothing_evaluated_says_why_and_the_fix_that_helps(tmp_path):
     # a demo run holds out clips of its own: neither the tail's length nor held_out_tail is the matter there
     demo = nothing_evaluated(tmp_path, load_config(None, ["pretrain.held_out_tail=0"]), demo=True)
     assert "held_out_tail" not in demo.split("; give")[0] and "at least" not in demo
+
+
+def test_every_session_s_messages_and_the_error_that_stopped_it_are_kept_in_pretrain_log(tmp_path, monkeypatch):
+    """The console scrolls away: the budget fits, skipped videos and the final error lived only there."""
+    import vidssl.pipeline as pipeline
+
+    def fails(*args, **kwargs):
+        logging.getLogger("vidssl.train").warning("a stage's message")
+        logging.getLogger("tracking.runner").warning("mining's message")
+        raise ConfigError("the error that stopped the run")
+
+    monkeypatch.setattr(pipeline, "_pretrain", fails)
+    run = tmp_path / "run"
+    # a check made before the run folder may be written to warns too: kept, and written once it may
+    cfg = load_config(overrides=["train.budget_minutes=3"])
+    for _ in range(2):
+        with pytest.raises(ConfigError):
+            pipeline.pretrain(cfg, run, budget_minutes=1)
+    lines = (run / pipeline.LOG).read_text().splitlines()
+    assert len(lines) == 10 and [line.startswith("=== vidssl pretrain, ") for line in lines] == [
+        True, False, False, False, False] * 2
+    assert lines[1].endswith("WARNING vidssl.pipeline: train.budget_minutes=3.0 is not read by vidssl pretrain: "
+                             "training gets pretrain.train_fraction of what mining leaves of pretrain.budget_minutes "
+                             "(--budget-minutes)")
+    assert lines[2].endswith("WARNING vidssl.train: a stage's message")
+    assert lines[3].endswith("WARNING tracking.runner: mining's message")
+    assert lines[4] == "=== stopped: ConfigError: the error that stopped the run"
+    assert [line[19:] for line in lines[6:]] == [line[19:] for line in lines[1:5]]  # the second session, the same
+    # the handler is gone once pretrain returns: a later message of the same process is not appended
+    logging.getLogger("vidssl.train").warning("after the run")
+    assert "after the run" not in (run / pipeline.LOG).read_text()
+
+
+def test_the_paths_the_stages_record_hold_from_any_folder(tmp_path, monkeypatch):
+    """summary.json's stages held the checkpoint and weights relative to the folder pretrain ran in (--out
+    runs/x): the stages are handed the run folder as an absolute path."""
+    import vidssl.pipeline as pipeline
+
+    given = []
+    monkeypatch.setattr(pipeline, "_pretrain", lambda cfg, run, *args: given.append(run) or {})
+    monkeypatch.chdir(tmp_path)
+    pipeline.pretrain(load_config(), "runs/x", budget_minutes=1)
+    assert given == [tmp_path / "runs" / "x"] and given[0].is_absolute()

@@ -491,3 +491,167 @@ def test_a_flow_pair_beyond_the_matching_window_is_said_in_the_report(tmp_path):
     page = (run / "report.html").read_text()
     assert "up to +-32 px per axis; pixels within it: ambush 0% (no such matcher scores under EPE 54.82)" in page
     assert "alley" not in page.split("Out of reach")[1].split("</p>")[0]
+
+
+def test_the_evaluations_markdown_reads_as_html():
+    from vidssl.report import markdown_html
+
+    text = ("# Title with `code`\n\nRetrieval on `/data/x` (a **bold** word) <script>.\nSecond line.\n\n"
+            "| model | MAP@R | s/pair |\n|---|---:|---|\n| a<b | **0.9** | 1 |\n\nSkipped:\n\n- p: why\n- q: `x`\n")
+    assert markdown_html(text) == (
+        "<h4>Title with <code>code</code></h4>"
+        "<p>Retrieval on <code>/data/x</code> (a <b>bold</b> word) &lt;script&gt;. Second line.</p>"
+        "<table><thead><tr><th>model</th><th>MAP@R</th><th>s/pair</th></tr></thead>"
+        "<tbody><tr><td>a&lt;b</td><td><b>0.9</b></td><td>1</td></tr></tbody></table>"
+        "<p>Skipped:</p><ul><li>p: why</li><li>q: <code>x</code></li></ul>")
+    assert markdown_html("## Sub\n", heading_level=3) == "<h4>Sub</h4>"
+
+
+def test_each_task_shows_the_tables_its_evaluation_wrote_for_people(tmp_path):
+    """The report rebuilt tables from metrics.json with raw keys (map_at_r, epe_noc), no units and no protocol,
+    and left out flow's per-dataset EPE, where the one scorable pair's story is."""
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    (run / "eval" / "flow" / "metrics.md").write_text(
+        "# Optical flow: 1 pair\n\n| method | EPE | Fl-all % |\n|---|---|---|\n| zero | 3.00 | 50.0 |\n\n"
+        "EPE per dataset (pooled over its pairs' pixels):\n\n| method | Sintel clean (1) |\n|---|---|\n"
+        "| zero | 2.98 |\n")
+    build_report(run)
+    page = (run / "report.html").read_text()
+    flow = page.split("<h3>flow</h3>")[1].split("<h3>")[0]
+    assert "<h4>Optical flow: 1 pair</h4>" in flow and "<th>Sintel clean (1)</th>" in flow
+    assert "Scored on data (1 pairs)." in flow  # what the evaluation's own text does not say: the data it scored
+    assert "<td>2.98</td>" in flow and "epe \u2193" not in flow
+    davis = page.split("<h3>davis</h3>")[1].split("<h3>")[0]  # no metrics.md: built from metrics.json
+    assert "<th>JF_mean \u2191</th>" in davis
+    # a metrics.md older than its metrics.json (an evaluation killed between the two writes) is not shown
+    import os
+
+    stamp = (run / "eval" / "flow" / "metrics.json").stat().st_mtime_ns
+    os.utime(run / "eval" / "flow" / "metrics.md", ns=(stamp - 10**9, stamp - 10**9))
+    build_report(run)
+    flow = (run / "report.html").read_text().split("<h3>flow</h3>")[1].split("<h3>")[0]
+    assert "Optical flow: 1 pair" not in flow and "epe \u2193" in flow
+
+
+def test_rejections_are_explained_and_the_grid_caption_names_its_columns(tmp_path):
+    import cv2
+    import numpy as np
+
+    from tracking.video_miner import START_REJECTIONS, WINDOW_LOSSES
+
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    _write(run / "pairs" / "dataset.json", {
+        "pairs": 12, "track_length": 30, "videos": {"found": 2, "mined": 2, "skipped": {}},
+        "tracks_rejected": {"left_frame": 3, "made_up": 1}, "start_frames_rejected": {"busy": 2},
+        "config": {"background_patches": True}})
+    cv2.imwrite(str(run / "pairs" / "pairs_grid.png"), np.zeros((8, 8, 3), np.uint8))
+    build_report(run)
+    page = (run / "report.html").read_text()
+    assert "Pair windows lost (a window: the 30 frames between a pair's two patches, the paper's track)" in page
+    assert f"<td>left_frame</td><td>3</td><td>{html.escape(WINDOW_LOSSES['left_frame'])}</td>" in page
+    assert "<td>made_up</td><td>1</td><td></td>" in page  # a reason of a newer version: counted, not explained
+    # a hand edit whose skipped entry is a list is shown as text, not a crash (a list is no key of the details)
+    _write(run / "pairs" / "dataset.json", {"pairs": 12, "videos": {"found": 2, "mined": 1,
+                                                                    "skipped": {"too_short": [["a.mp4"]]}}})
+    build_report(run)
+    assert "too_short: [&#x27;a.mp4&#x27;]" in (run / "report.html").read_text()
+    assert f"<td>busy</td><td>2</td><td>{html.escape(START_REJECTIONS['busy'])}</td>" in page
+    assert "first patch | last patch | the same-frame background (marked bg)" in page
+    # why each video gave nothing, and those mined only up to damage (dataset.json since they are kept there)
+    _write(run / "pairs" / "dataset.json", {
+        "pairs": 12, "videos": {"found": 3, "mined": 2, "skipped": {"too_short": ["a.mp4"]},
+                                "skipped_detail": {"a.mp4": "16 frames; a track needs 32"},
+                                "partial": {"b.mp4": "decoding stopped at frame 81 of 194"}}})
+    build_report(run)
+    page = (run / "report.html").read_text()
+    assert ("<p>Skipped videos, and videos mined only up to damage:</p><ul><li>too_short: a.mp4 (16 frames; a track "
+            "needs 32)</li><li>mined only up to damage: b.mp4 (decoding stopped at frame 81 of 194)</li></ul>") in page
+
+
+def test_every_reason_mining_gives_is_explained():
+    """Read from the code that books them: a new reason must get its meaning for the report."""
+    import re
+    from pathlib import Path
+
+    import tracking
+    from tracking.video_miner import START_REJECTIONS, WINDOW_LOSSES
+
+    folder = Path(tracking.__file__).parent
+    source = (folder / "track.py").read_text() + (folder / "video_miner.py").read_text()
+    lost = {*re.findall(r'lost\.append\(\((?:\w+|Window\([^)]*\)), "(\w+)"\)\)', source),
+            *re.findall(r'failure = (?:None if ok else )?"(\w+)"', source), *re.findall(r'\.close\("(\w+)"\)', source)}
+    starts = {*re.findall(r'\breason = "(\w+)"', source), *re.findall(r'return "(\w+)"\n', source)}
+    assert {"tracker_failure", "left_frame", "appearance", "frozen", "cut", "motion_left", "video_ended"} <= lost
+    assert lost <= set(WINDOW_LOSSES)
+    assert {"cut", "video_cap", "busy", "no_camera_fit", "too_static", "too_moving", "no_texture", "no_box"} <= starts
+    assert starts <= set(START_REJECTIONS)
+
+
+def test_the_headline_names_each_task_s_data_and_what_the_other_rows_are(tmp_path):
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    davis = json.loads((run / "eval" / "davis" / "metrics.json").read_text())
+    _write(run / "eval" / "davis" / "metrics.json", {**davis, "sequences": ["blackswan"]})
+    build_report(run)
+    headline = (run / "report.html").read_text().split("<h2>Headline</h2>")[1].split("<h2>")[0]
+    assert "<td>davis (1 sequence: blackswan)</td>" in headline and "<td>flow (1 pair)</td>" in headline
+    assert "<i>raw pixels</i>: Lab colour" in headline and "<i>match[model]</i>: flow from matching" in headline
+    assert "(random init)" not in headline  # no such row in these tables
+    assert "One run of one seed" in headline and "<code>vidssl compare</code>" in headline
+
+
+def test_parts_of_a_run_made_by_different_code_are_said(tmp_path):
+    """The walkthrough's run recorded a clean commit in config.yaml while its export and evaluations ran on an
+    edited checkout: nothing said so."""
+    import yaml
+
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    clean = {"vidssl": "0.1.0", "git_sha": "abc", "git_diff_sha256": None, "torch": "2.14.1"}
+    edited = {**clean, "git_sha": "abc-dirty", "git_diff_sha256": "f" * 64}
+    (run / "config.yaml").write_text(yaml.safe_dump({"config": {}, "versions": clean}))
+    _write(run / "model_card.json", {"arch": "smallcnn", "versions": clean, "exported_with": clean})
+    for task in ("davis", "flow"):
+        path = run / "eval" / task / "metrics.json"
+        _write(path, {**json.loads(path.read_text()), "versions": clean})
+    build_report(run)
+    page = (run / "report.html").read_text()
+    assert "<p>Code: vidssl 0.1.0 at abc, torch 2.14.1.</p>" in page and "different code" not in page
+    path = run / "eval" / "flow" / "metrics.json"
+    _write(path, {**json.loads(path.read_text()), "versions": edited})
+    _write(run / "model_card.json", {"arch": "smallcnn", "versions": clean, "exported_with": edited})
+    build_report(run)
+    page = (run / "report.html").read_text()
+    assert "<b>Made by different code:</b>" in page and "Code: vidssl" not in page
+    assert ("<li>vidssl 0.1.0 at abc, torch 2.14.1: config.yaml, training, evaluation davis</li><li>vidssl 0.1.0 at "
+            "abc-dirty (uncommitted changes ffffffffffff), torch 2.14.1: export, evaluation flow</li>") in page
+    # another torch between the stages is other code too
+    _write(run / "model_card.json", {"arch": "smallcnn", "versions": clean, "exported_with": {**clean, "torch": "2.15"}})
+    _write(path, {**json.loads(path.read_text()), "versions": clean})
+    build_report(run)
+    assert "<li>vidssl 0.1.0 at abc, torch 2.15: export</li>" in (run / "report.html").read_text()
+
+
+def test_the_training_line_says_how_the_step_count_came_about(tmp_path):
+    import yaml
+
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    (run / "train").mkdir()
+    (run / "train" / "log.jsonl").write_text("")
+    (run / "train" / "config.yaml").write_text(yaml.safe_dump({"config": {"train": {
+        "steps": 1200, "fit_budget": True, "precision": "bf16", "budget_minutes": 6.585}}}))
+    _write(run / "train" / "stats.json", {"step": 355, "total_steps": 355, "stopped": "done", "minutes": 6.49,
+                                          "fit_history": [[7, 357], [40, 355]]})
+    build_report(run)
+    assert ("<p>355 of 355 steps, the count the time budget fitted (train.fit_budget; train.steps=1200 is the cap; "
+            "planned 357 after step 7; 355 after step 40), 6.5 of its 6.6 minutes, precision bf16, stopped: done.</p>"
+            ) in (run / "report.html").read_text()
+    # without a budget (vidssl train without --budget-minutes) nothing was fitted, whatever train.fit_budget says
+    (run / "train" / "config.yaml").write_text(yaml.safe_dump({"config": {"train": {
+        "steps": 1200, "fit_budget": True, "precision": "fp32", "budget_minutes": None}}}))
+    _write(run / "train" / "stats.json", {"step": 1200, "total_steps": 1200, "stopped": "done", "minutes": 30.0})
+    build_report(run)
+    assert "<p>1200 of 1200 steps, precision fp32, stopped: done.</p>" in (run / "report.html").read_text()

@@ -10,6 +10,7 @@ import re
 import signal
 import sys
 import time
+from importlib import metadata
 
 import pytest
 import torch
@@ -83,7 +84,7 @@ def test_budget_stop_then_continue(pairs, tmp_path):
     assert recorded["sessions"] == sessions
     # the budget given on the command line, not the config's (none), is what config.yaml says the run had
     assert cfg.train.budget_minutes is None and recorded["config"]["train"]["budget_minutes"] == 0.002
-    assert sessions[1]["torch"] == torch.__version__
+    assert sessions[1]["torch"] == metadata.version("torch")
 
 
 def _training_process(program: list[str], pairs, run, settings: list[str], logged_steps: int):

@@ -572,13 +572,11 @@ def versions() -> dict:
 
 
 def _version(module: str, dists: tuple[str, ...]) -> str | None:
-    """The version of an imported module, else of its installed distribution (importing torch only to read its
-    version would cost a mining-only process ~800 MB); None when absent."""
-    if module in sys.modules:
-        try:
-            return str(sys.modules[module].__version__)  # torch: a str subclass yaml cannot dump
-        except AttributeError:
-            pass
+    """The version of the installed distribution, else of the imported module (a source build without metadata);
+    None when absent. The distribution first: a module's ``__version__`` can be spelled otherwise (torch's
+    ``2.14.1+cu130`` for the wheel ``2.14.1``), and a record must not depend on what the process had imported when
+    it was written (the evaluations' and the run's config.yaml differed so). Nothing is imported to read it:
+    torch alone would cost a mining-only process ~800 MB."""
     from importlib import metadata
 
     for dist in dists:
@@ -586,6 +584,11 @@ def _version(module: str, dists: tuple[str, ...]) -> str | None:
             return metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
+    if module in sys.modules:
+        try:
+            return str(sys.modules[module].__version__)  # torch: a str subclass yaml cannot dump
+        except AttributeError:
+            pass
     return None
 
 

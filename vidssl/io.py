@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import stat
 import tempfile
@@ -42,11 +43,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_path, path)
         _fsync_folder(path.parent)  # the rename itself survives a power cut: the newest checkpoint is not lost
     except OSError as e:
+        if e.errno is None and _out_of_space(path.parent):  # numpy's "912384 requested and 262016 written"
+            raise _full(path) from e
         # the temp file is ours, not the user's: "No space left on device: /run/.tmp-backbone.pt.x1y2" would send them
         # looking for a file that is gone once this returns (a failed rename names both: the temp file and ``path``)
         if e.filename not in (None, tmp, str(tmp_path)):
             raise
         raise _naming(e, path) from e
+    except Exception as e:
+        # torch.save ("RuntimeError: [enforce fail at inline_container.cc] unexpected pos") and safetensors
+        # (SafetensorError) say a full disk in words of their own, which reached the user as a traceback. Asked
+        # before the temp file is removed, which frees the space again
+        if _out_of_space(path.parent):
+            raise _full(path) from e
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -69,8 +79,22 @@ def _naming(error: OSError, path: Path) -> OSError:
     """``error`` (same errno, same subclass: PermissionError, FileNotFoundError...) naming ``path`` instead of the
     temp file beside it, or naming it at all (a full disk's write error names no file)."""
     if error.errno is None:
-        return error
+        return OSError(f"writing {path}: {error}")
     return OSError(error.errno, error.strerror or os.strerror(error.errno), str(path))
+
+
+OUT_OF_SPACE_BYTES = 1 << 20  # free space under which a failed write is taken for a full disk
+
+
+def _out_of_space(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < OUT_OF_SPACE_BYTES
+    except OSError:
+        return False
+
+
+def _full(path: Path) -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
 
 def file_state(path: str | os.PathLike) -> dict | None:

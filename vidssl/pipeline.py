@@ -15,9 +15,11 @@ Layout of a run directory::
     RUN/backbone.pt            exported weights (+ backbone.safetensors, model_card.json)
     RUN/eval/<task>/           metrics.json, metrics.md, figures
     RUN/report.html, RUN/summary.json
+    RUN/pretrain.log           every session's messages, appended
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -627,7 +629,21 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
              budget_minutes: float | None = None, progress: bool = True) -> dict[str, Any]:
     """Run every stage into ``run_dir``; returns the summary (also in ``RUN/summary.json``). Settings are checked
     against the stages done before (see check_stage_settings) before anything in the run folder changes."""
-    run = Path(run_dir)
+    held = _Held()  # what the checks say before RUN may be written to, for RUN/pretrain.log once it may
+    for name in LOGGERS:
+        logging.getLogger(name).addHandler(held)
+    try:
+        return _checked_pretrain(cfg, run_dir, videos, eval_data, budget_minutes, progress, held)
+    finally:
+        for name in LOGGERS:
+            logging.getLogger(name).removeHandler(held)
+
+
+def _checked_pretrain(cfg: Config, run_dir: str | Path, videos, eval_data, budget_minutes: float | None,
+                      progress: bool, held: "_Held") -> dict[str, Any]:
+    # absolute: the paths the stages record (stats.json's checkpoint, the export marker's weights, into
+    # summary.json's stages) hold from any folder, as summary.json's own do
+    run = Path(run_dir).absolute()
     if budget_minutes is not None:
         cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, budget_minutes=budget_minutes))
     from vidssl.device import world_size
@@ -699,7 +715,51 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
         redo = [stage for stage in redo if stage_switches(cfg)[stage]]
         for stage in redo:
             forget(run, stages, stage)
-        return _pretrain(cfg, run, stages, configs, videos, demo, eval_data, progress)
+        with _logged_to(run / LOG, held):
+            return _pretrain(cfg, run, stages, configs, videos, demo, eval_data, progress)
+
+
+LOG = "pretrain.log"  # RUN/pretrain.log: the messages of every pretrain session into RUN, appended
+LOGGERS = ("vidssl", "tracking")  # the packages whose messages it keeps
+
+
+class _Held(logging.Handler):
+    """Keeps the records it is handed (those of a pretrain session before RUN/pretrain.log may be written)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def _logged_to(path: Path, held: _Held):
+    """Also append vidssl's and tracking's log messages (at the level the command line set) to ``path``: under a
+    line with the session's start, those ``held`` kept from before (the checks made before RUN's lock, e.g. the
+    videos passed over), then the session's, and what stopped it if it failed. The console scrolls away, the run
+    folder keeps what each stage said (the budget fits, the skipped videos, the stage times)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    loggers = [logging.getLogger(name) for name in LOGGERS]
+    handler.stream.write(f"=== vidssl pretrain, {time.strftime('%Y-%m-%d %H:%M:%S')}, pid {os.getpid()}\n")
+    for logger in loggers:
+        logger.removeHandler(held)
+        logger.addHandler(handler)
+    for record in held.records:
+        handler.handle(record)
+    held.records.clear()
+    try:
+        yield
+    except BaseException as e:  # the error the command line prints, kept beside the messages that led to it
+        handler.stream.write(f"=== stopped: {type(e).__name__}: {one_line(e)}\n")
+        raise
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+        handler.close()
 
 
 def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, demo: bool, eval_data,
@@ -779,7 +839,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
                                             f"held-out tails (the last {p.held_out_tail:.0%}: "
                                             "pretrain.held_out_tail)"),
                                         time_budget_s=max(0.0, mine_budget - (time.monotonic() - mine_start)))
-            if not held.get("pairs"):
+            if not held.get("pairs") and summary.get("pairs"):  # no pair at all: the error below says why
                 log.warning("no held-out tracks in %s (see %s): instance retrieval across time is not evaluated",
                             held_out_videos, run / "pairs_held_out" / "dataset.json")
         if not summary.get("pairs") and not summary.get("complete", True):

@@ -10,6 +10,7 @@ import base64
 import html
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,8 @@ def _check_dataset(ds: Any) -> None:
     _expect(ds.get("tracks_rejected", {}), dict, '"tracks_rejected"')
     _expect(ds.get("start_frames_rejected", {}), dict, '"start_frames_rejected"')
     _expect(ds.get("config") or {}, dict, '"config"')
+    _expect(videos.get("skipped_detail", {}), dict, '"videos.skipped_detail"')
+    _expect(videos.get("partial", {}), dict, '"videos.partial"')
 
 
 def _check_warnings(warnings: Any) -> None:
@@ -360,6 +363,36 @@ def _metric_rows(result: dict) -> tuple[list[dict], list[str]]:
     return rows, columns
 
 
+def _task_size(result: dict) -> str:
+    """What a task scored, in a few words: DAVIS's sequences (named when few), retrieval's queries and labels,
+    flow's pairs."""
+    sequences, pairs = result.get("sequences"), result.get("pairs")
+    if isinstance(sequences, list):
+        names = f": {', '.join(map(str, sequences))}" if 0 < len(sequences) <= 3 else ""
+        return f"{len(sequences)} sequence{'s' * (len(sequences) != 1)}{names}"
+    if finite_number(result.get("queries")) and finite_number(result.get("labels")):
+        return f"{result['queries']} queries, {result['labels']} labels"
+    if isinstance(pairs, list):
+        return f"{len(pairs)} pair{'s' * (len(pairs) != 1)}"
+    return ""
+
+
+def _rows_legend(eval_results: dict[str, dict]) -> str:
+    """What the rows that are not the user's weights are, for those present."""
+    names = {name for result in eval_results.values() for name in model_metrics(result)}
+    said = []
+    if any(name == "raw pixels" or name.endswith("[raw pixels]") for name in names):
+        said.append("<i>raw pixels</i>: Lab colour averaged over 8x8 cells (DAVIS, flow) or over a 16x16 grid "
+                    "(retrieval), nothing learned")
+    if any(name.rstrip("]").endswith("(random init)") for name in names):
+        said.append("<i>(random init)</i>: the same architecture with its initial weights, untrained")
+    if any(name.startswith(FLOW_FEATURE_METHOD + "[") for name in names):
+        said.append(f"<i>{FLOW_FEATURE_METHOD}[model]</i>: flow from matching the model's dense features between the "
+                    "frames; <i>transfer[model]</i>: a small flow decoder trained on synthetic motion over the frozen "
+                    "features; the rest are classical methods")
+    return f"<p>Rows: {'; '.join(said)}.</p>" if said else ""
+
+
 def _headline_section(summary: dict, eval_results: dict[str, dict]) -> str:
     """The headline numbers, one row per task with its metric and direction, each model a column."""
     models = list(dict.fromkeys(m for row in summary["headline"].values() for m in row))
@@ -367,8 +400,9 @@ def _headline_section(summary: dict, eval_results: dict[str, dict]) -> str:
     for task, row in summary["headline"].items():
         what = summary["headline_metric"].get(task) or {}
         better = "higher" if what.get("higher_is_better", True) else "lower"
-        rows.append({"task": task, "metric": f"{what.get('metric', '?')} ({better} is better)",
-                     **{m: row.get(m) for m in models}})
+        size = _task_size(eval_results[task])
+        rows.append({"task": f"{task} ({size})" if size else task,
+                     "metric": f"{what.get('metric', '?')} ({better} is better)", **{m: row.get(m) for m in models}})
     notes = []
     for task, result in eval_results.items():
         refs = flow_references(result) if "methods" in result else {}
@@ -376,8 +410,10 @@ def _headline_section(summary: dict, eval_results: dict[str, dict]) -> str:
             notes.append(f"{task}, methods that learn nothing (EPE px): "
                          + ", ".join(f"{name} {epe:.2f}" for name, epe in refs.items()))
     weights = (f"<p>Weights: <code>{html.escape(summary['weights'])}</code></p>" if summary.get("weights") else "")
-    return ("<h2>Headline</h2>" + weights + _table(rows, ["task", "metric", *models])
-            + "".join(f"<p>{html.escape(n)}</p>" for n in notes))
+    return ("<h2>Headline</h2>" + weights + _table(rows, ["task", "metric", *models]) + _rows_legend(eval_results)
+            + "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+            + "<p>One run of one seed: runs of one config with other seeds can differ by several points; weigh "
+              "settings over several seeds with <code>vidssl compare</code>.</p>")
 
 
 def _tabled_weights(eval_results: dict[str, dict]) -> set[str]:
@@ -487,6 +523,122 @@ def _data_line(result: dict) -> str:
     return f"<p>Scored on {where}{html.escape(' (' + ', '.join(sizes) + ')' if sizes else '')}.</p>"
 
 
+_INLINE = re.compile(r"\*\*(.+?)\*\*|`([^`]+)`")
+
+
+def _inline(text: str) -> str:
+    """**bold** and `code` of one markdown line as HTML, the rest escaped."""
+    out, at = [], 0
+    for m in _INLINE.finditer(text):
+        out.append(html.escape(text[at:m.start()]))
+        out.append(f"<b>{html.escape(m.group(1))}</b>" if m.group(1) is not None
+                   else f"<code>{html.escape(m.group(2))}</code>")
+        at = m.end()
+    return "".join(out) + html.escape(text[at:])
+
+
+def markdown_html(text: str, heading_level: int = 4) -> str:
+    """The markdown the evaluations write (``metrics.md``: headings, paragraphs, pipe tables, bullet lists, **bold**
+    and `code`) as HTML; headings start at ``<h{heading_level}>``. Not a general markdown reader."""
+    blocks, lines = [], text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        if not line:
+            i += 1
+        elif line.startswith("#"):
+            level = min(6, heading_level + len(line) - len(line.lstrip("#")) - 1)
+            blocks.append(f"<h{level}>{_inline(line.lstrip('#').strip())}</h{level}>")
+            i += 1
+        elif line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].strip().startswith("|"):
+                rows.append([cell.strip() for cell in lines[i].strip().strip("|").split("|")])
+                i += 1
+            body = [r for r in rows[1:] if not all(set(c) <= set(":-") and c for c in r)]
+            head = "".join(f"<th>{_inline(c)}</th>" for c in rows[0])
+            cells = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
+            blocks.append(f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>")
+        elif line.startswith("- "):
+            items = []
+            while i < len(lines) and lines[i].strip().startswith("- "):
+                items.append(f"<li>{_inline(lines[i].strip()[2:])}</li>")
+                i += 1
+            blocks.append(f"<ul>{''.join(items)}</ul>")
+        else:
+            para = []
+            while i < len(lines) and lines[i].strip() and not lines[i].strip().startswith(("#", "|", "- ")):
+                para.append(lines[i].strip())
+                i += 1
+            blocks.append(f"<p>{_inline(' '.join(para))}</p>")
+    return "".join(blocks)
+
+
+def _task_block(folder: Path, result: dict) -> str:
+    """An evaluation's tables as the evaluation wrote them for people (``metrics.md``: its protocol, units, bold
+    best values, flow's per-dataset and per-pair EPE), else built from ``metrics.json`` (a hand-made or older
+    folder without one, or one older than its metrics.json: an evaluation killed between the two writes)."""
+    try:
+        if (folder / "metrics.md").stat().st_mtime_ns >= (folder / "metrics.json").stat().st_mtime_ns:
+            return _data_line(result) + markdown_html((folder / "metrics.md").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        pass
+    rows, columns = _metric_rows(result)
+    headers = {c: _column_header(c) for c in columns}
+    block = _data_line(result) + _table(rows, columns, headers)
+    if any(headers[c] != c for c in columns):
+        block += "<p>\u2191 higher is better, \u2193 lower is better.</p>"
+    return block
+
+
+def _code_line(parts: dict[str, Any]) -> str:
+    """Which code made the run: one line when every part (``parts``: what -> its versions record) was made by the
+    same vidssl at the same commit and uncommitted changes, else a warning naming which part ran which."""
+    spelled: dict[str, list[str]] = {}
+    for part, record in parts.items():
+        if isinstance(record, dict) and isinstance(record.get("git_sha"), str):
+            changes = record.get("git_diff_sha256")
+            code = (f"vidssl {record.get('vidssl', '?')} at {record['git_sha']}"
+                    + (f" (uncommitted changes {changes[:12]})" if isinstance(changes, str) else "")
+                    + f", torch {record.get('torch', '?')}")
+            spelled.setdefault(code, []).append(part)
+    if len(spelled) == 1:
+        (code, _), = spelled.items()
+        return f"<p>Code: {html.escape(code)}.</p>"
+    if not spelled:
+        return ""
+    items = "".join(f"<li>{html.escape(code)}: {html.escape(', '.join(what))}</li>" for code, what in spelled.items())
+    return (f"<div class='warn'><p><b>Made by different code:</b> the checkout changed while the run was made, so "
+            f"its parts may not match each other; rerun the stages to make them with one code:</p><ul>{items}</ul>"
+            f"</div>")
+
+
+def _fitted_steps(run: Path, final: dict) -> str:
+    """How the step count came about: the budget fit (``train.fit_budget``) under the ``train.steps`` cap, each fit
+    that changed it, the minutes and the precision (from ``train/config.yaml`` and the final stats)."""
+    import yaml
+
+    try:
+        trained = (yaml.safe_load((run / "train" / "config.yaml").read_text()) or {}).get("config", {}).get("train")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        trained = None
+    if not isinstance(trained, dict):
+        return ""
+    parts = []
+    # fitted only with a budget (train.py), which vidssl train without --budget-minutes has not
+    if trained.get("fit_budget") and finite_number(trained.get("steps")) and finite_number(
+            trained.get("budget_minutes")):
+        fits = [f for f in final.get("fit_history") or [] if isinstance(f, list) and len(f) == 2]
+        planned = "; ".join(f"{total} after step {at}" for at, total in fits)
+        parts.append(f"the count the time budget fitted (train.fit_budget; train.steps={trained['steps']} is the cap"
+                     + (f"; planned {planned}" if planned else "") + ")")
+    if finite_number(final.get("minutes")) and finite_number(trained.get("budget_minutes")):
+        parts.append(f"{final['minutes']:.1f} of its {trained['budget_minutes']:.1f} minutes")
+    if isinstance(trained.get("precision"), str):
+        parts.append(f"precision {trained['precision']}")
+    return ", ".join(parts)
+
+
 def build_report(run_dir: str | Path) -> Path:
     """Write ``report.html`` and ``summary.json`` into ``run_dir`` from what the stages left there."""
     # resolved: summary.json's paths and the report's load line hold from any folder, not only the one it ran in
@@ -515,12 +667,25 @@ def build_report(run_dir: str | Path) -> Path:
                            "videos_skipped": {k: len(v) for k, v in videos.get("skipped", {}).items()},
                            "tracks_rejected": ds.get("tracks_rejected", {}),
                            "start_frames_rejected": ds.get("start_frames_rejected", {})}
-        skipped = "".join(f"<li>{text(reason)}: {text(', '.join(map(str, paths)))}</li>"
+        details = videos.get("skipped_detail", {})  # why each one, the setting or the fix (mining since 0.1.0)
+
+        def named(path: Any) -> str:
+            detail = details.get(path) if isinstance(path, str) else None  # a hand edit: a list is no key
+            return f"{path} ({detail})" if isinstance(detail, str) else str(path)
+
+        skipped = "".join(f"<li>{text(reason)}: {text('; '.join(map(named, paths)))}</li>"
                           for reason, paths in videos.get("skipped", {}).items()) or "<li>none</li>"
-        rejects = _table([{"reason": k, "tracks": v} for k, v in sorted(ds.get("tracks_rejected", {}).items())],
-                         ["reason", "tracks"])
-        starts = _table([{"reason": k, "start frames": v}
-                         for k, v in sorted(ds.get("start_frames_rejected", {}).items())], ["reason", "start frames"])
+        partial = videos.get("partial", {})
+        if partial:  # mined, yet part of each was never seen
+            skipped += "".join(f"<li>mined only up to damage: {text(path)} ({text(note)})</li>"
+                               for path, note in partial.items())
+        from tracking.video_miner import START_REJECTIONS, WINDOW_LOSSES
+
+        rejects = _table([{"reason": k, "windows": v, "meaning": WINDOW_LOSSES.get(k, "")}
+                          for k, v in sorted(ds.get("tracks_rejected", {}).items())], ["reason", "windows", "meaning"])
+        starts = _table([{"reason": k, "start frames": v, "meaning": START_REJECTIONS.get(k, "")}
+                         for k, v in sorted(ds.get("start_frames_rejected", {}).items())],
+                        ["reason", "start frames", "meaning"])
         # what mining used (pairs/dataset.json), which under pretrain is the part of mine.time_range before the
         # held-out tail: config.yaml records the user's whole range
         mined_span = _time_span(ds.get("config"))
@@ -528,12 +693,17 @@ def build_report(run_dir: str | Path) -> Path:
             if mined_span is not None and mined_span != [0.0, 1.0] else ""
         sections.append(
             f"<h2>Data</h2><p>{text(videos.get('found', '?'))} videos found, {text(videos.get('mined', '?'))} mined, "
-            f"<b>{text(ds.get('pairs', '?'))}</b> positive pairs{html.escape(span_text)}.</p><p>Skipped videos:</p>"
+            f"<b>{text(ds.get('pairs', '?'))}</b> positive pairs{html.escape(span_text)}.</p><p>Skipped videos"
+            f"{', and videos mined only up to damage' if partial else ''}:</p>"
             f"<ul>{skipped}</ul>"
-            f"<p>Tracks rejected, by reason:</p>{rejects}<p>Start frames where no track began, by reason:</p>"
-            f"{starts}")
+            f"<p>Pair windows lost (a window: the {text(ds.get('track_length', '?'))} frames between a pair's "
+            f"two patches, the paper's track), by reason:</p>{rejects}"
+            f"<p>Start frames where no track began, by reason:</p>{starts}")
+        mined_with = ds.get("config") if isinstance(ds.get("config"), dict) else {}
+        layout = "first patch | last patch" + (" | the same-frame background (marked bg)"
+                                               if mined_with.get("background_patches") else "")
         for grid in sorted((run / "pairs").glob("*.png")):
-            sections.append(_img(grid, f"mined pairs ({grid.name}): first patch | last patch"))
+            sections.append(_img(grid, f"mined pairs ({grid.name}): {layout}"))
     ho = _read_json(run / "pairs_held_out" / "dataset.json", _check_dataset,
                     f"rewrite it from the mined videos: vidssl mine --merge --out {run / 'pairs_held_out'}", damaged)
     if ho is not None:
@@ -577,7 +747,9 @@ def build_report(run_dir: str | Path) -> Path:
             if series:
                 charts.append(svg_line_chart(series, title, ylabel))
         train = summary["train"]
+        fitted = _fitted_steps(run, final)
         state = (f"{text(train.get('step', '?'))} of {text(train.get('total_steps', '?'))} steps"
+                 + (f", {html.escape(fitted)}" if fitted else "")
                  + (f", stopped: {text(train['stopped'])}" if "stopped" in train else ""))
         curves = "<div class='charts'>" + "".join(charts) + "</div>" if charts else \
             "<p>No curve: the log holds no step yet (one every train.log_every steps).</p>"
@@ -616,11 +788,7 @@ def build_report(run_dir: str | Path) -> Path:
                                  f"to rewrite it.</p>")
             continue
         eval_results[task] = result
-        rows, columns = _metric_rows(result)
-        headers = {c: _column_header(c) for c in columns}
-        block = [f"<h3>{html.escape(task)}</h3>", _data_line(result), _table(rows, columns, headers)]
-        if any(headers[c] != c for c in columns):
-            block.append("<p>\u2191 higher is better, \u2193 lower is better.</p>")
+        block = [f"<h3>{html.escape(task)}</h3>", _task_block(metrics_path.parent, result)]
         why = degenerate(result)
         if why:
             block.append(f"<p><b>Not informative:</b> {html.escape(why)} (left out of the headline).</p>")
@@ -685,6 +853,15 @@ def build_report(run_dir: str | Path) -> Path:
         config = recorded.get("config") if isinstance(recorded, dict) else None
         switches = config.get("pretrain") if isinstance(config, dict) else None
         sections.insert(top, _stages_section(run, markers, switches if isinstance(switches, dict) else {}))
+        top += 1
+    # which code made each part: a checkout edited between the stages of a run made its parts with other code
+    parts = {"config.yaml": recorded.get("versions") if isinstance(recorded, dict) else None}
+    if card is not None:
+        parts.update({"training": card.get("versions"), "export": card.get("exported_with")})
+    parts.update({f"evaluation {task}": result.get("versions") for task, result in eval_results.items()})
+    code = _code_line(parts)
+    if code:
+        sections.insert(top, code)
         top += 1
     summary["headline"] = headline_metrics(eval_results)  # {} without an evaluation: the keys are always there
     summary["headline_metric"] = {task: headline_metric(eval_results[task]) for task in summary["headline"]}

@@ -161,7 +161,8 @@ def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out
                            "seconds_per_pair": _seconds_per_pair(list(results.values())),
                            "pairs": results} for name, results in per_method.items()},
         "reach": {"px": reach_px, "pairs": reach}, "transfer": transfer, "device": str(device), "seed": seed,
-        "config": asdict(cfg), "versions": versions(),
+        # the transfer budget applied: config.budget_minutes, or what `vidssl pretrain` could give it
+        "budget_minutes": budget_s / 60, "config": asdict(cfg), "versions": versions(),
     }
     atomic_write_json(out_dir / "metrics.json", summary)
     atomic_write_text(out_dir / "metrics.md", markdown_table(summary))
