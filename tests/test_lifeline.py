@@ -103,6 +103,42 @@ def test_training_loader_workers_exit_when_the_trainer_is_killed(tmp_path):
 
 
 @needs_proc
+def test_retrieval_feature_workers_exit_when_the_evaluation_is_killed(tmp_path):
+    """The retrieval's loader had no lifeline: after a kill -9 of `vidssl eval retrieval` (or pretrain's eval
+    stage) its workers, the fork server and the resource tracker ran on, adopted by init, for good."""
+    import cv2
+    import numpy as np
+
+    for i in range(64):
+        cv2.imwrite(str(tmp_path / f"{i:02d}.png"), np.full((40, 40, 3), i * 4, np.uint8))
+    script = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from vidssl.eval.baselines import PixelFeatures
+        from vidssl.eval.retrieval import extract_features
+        from vidssl.eval.retrieval_data import ImageFiles
+
+        class Slow(PixelFeatures):  # in this process: the workers keep decoding ahead while it works
+            def embed(self, x):
+                print("ready", flush=True)
+                time.sleep(120)
+
+        items = ImageFiles(sorted(Path({str(tmp_path)!r}).glob("*.png")), 32)
+        extract_features({{"slow": Slow()}}, items, batch_size=2, num_workers=2, progress=False)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        workers = _children(proc.pid)
+        assert workers, "the loader started no worker process"
+        _kill_and_check_workers_exit(proc, workers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@needs_proc
 def test_mining_workers_exit_when_vidssl_mine_is_killed(demo_dir, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "vidssl", "mine", str(demo_dir), "--out", str(tmp_path / "pairs"),
                              "--workers", "2", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

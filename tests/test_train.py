@@ -103,11 +103,14 @@ def _training_process(program: list[str], pairs, run, settings: list[str], logge
     return proc
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_while_training_keeps_the_step_in_flight(pairs, tmp_path, signum, code):
+@pytest.mark.parametrize("signum, code, times", [(signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 1),
+                                                 (signal.SIGTERM, 143, 2)])
+def test_a_signal_while_training_keeps_the_step_in_flight(pairs, tmp_path, signum, code, times):
     """Ctrl-C (to the whole process group, the loader's worker too) or SIGTERM to the trainer: the step in flight
     finishes and is checkpointed. The run lost everything since its last periodic checkpoint (here, with none
-    due, all of it), and a worker killed by the signal failed the trainer's next fetch."""
+    due, all of it), and a worker killed by the signal failed the trainer's next fetch. SIGTERM twice, as Slurm
+    sends it to every process and torchrun relays it to its ranks: the second stopped at once, exit 130, no
+    checkpoint."""
 
     run = tmp_path / "run"
     settings = TINY + ["train.steps=100000", "train.checkpoint_every=100000", "train.log_every=1",
@@ -119,7 +122,9 @@ def test_a_signal_while_training_keeps_the_step_in_flight(pairs, tmp_path, signu
     if signum == signal.SIGINT:
         os.killpg(proc.pid, signum)
     else:
-        proc.send_signal(signum)
+        for _ in range(times):
+            proc.send_signal(signum)
+            time.sleep(0.005)
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == code, err
     assert "train: stopping after this step, once its checkpoint is written" in err
@@ -243,15 +248,17 @@ def test_a_budget_spent_before_the_fit_stops_unfitted_and_a_rerun_fits(pairs, tm
 
 
 def test_a_run_that_slows_down_after_the_fit_is_refitted_and_still_anneals(pairs, tmp_path, monkeypatch):
-    import time
+    import types
 
     from vidssl import train as trainer
 
+    clock = types.SimpleNamespace(now=0.0)  # simulated: the test's own slowdown, not the machine's, is timed
+    monkeypatch.setattr(trainer, "time", types.SimpleNamespace(monotonic=lambda: clock.now,
+                                                               perf_counter=time.perf_counter))
     step_fn = trainer.TrainStep.__call__
 
     def slower_after_the_fit(self, x, groups, step):  # the machine gets busy once the step count is fitted
-        if step >= 10:
-            time.sleep(0.03)
+        clock.now += 0.02 if step < 10 else 0.05
         return step_fn(self, x, groups, step)
 
     monkeypatch.setattr(trainer.TrainStep, "__call__", slower_after_the_fit)
@@ -265,14 +272,17 @@ def test_a_budget_that_fits_fewer_steps_than_the_warm_up_still_anneals(pairs, tm
     """0.2 s a step and a 4-second budget fit about 11 steps, under a 40-step warm-up: the run ended 'done' with the
     lr still rising, at 11/40 of its peak."""
     import logging
-    import time
+    import types
 
     from vidssl import train as trainer
 
+    clock = types.SimpleNamespace(now=0.0)  # simulated: a busy machine's slower steps must not move the fit
+    monkeypatch.setattr(trainer, "time", types.SimpleNamespace(monotonic=lambda: clock.now,
+                                                               perf_counter=time.perf_counter))
     step_fn = trainer.TrainStep.__call__
 
     def slow(self, x, groups, step):
-        time.sleep(0.2)
+        clock.now += 0.2
         return step_fn(self, x, groups, step)
 
     monkeypatch.setattr(trainer.TrainStep, "__call__", slow)
@@ -287,16 +297,20 @@ def test_a_budget_that_fits_fewer_steps_than_the_warm_up_still_anneals(pairs, tm
 
 
 def test_a_run_slow_at_first_is_fitted_again_at_the_end_of_the_warm_up(pairs, tmp_path, monkeypatch, caplog):
+    """On a simulated clock (0.17 s a step for 7 steps, then 0.08 s): timed by the wall clock, the test failed
+    whenever other work slowed the machine down (its run then stopped at the budget, not done)."""
     import logging
-    import time
+    import types
 
     from vidssl import train as trainer
 
+    clock = types.SimpleNamespace(now=0.0)
+    monkeypatch.setattr(trainer, "time", types.SimpleNamespace(monotonic=lambda: clock.now,
+                                                               perf_counter=time.perf_counter))
     step_fn = trainer.TrainStep.__call__
 
     def slow_first_steps(self, x, groups, step):  # as a loader filling its prefetch queue slows the first steps
-        if step < 7:
-            time.sleep(0.15)
+        clock.now += 0.17 if step < 7 else 0.08
         return step_fn(self, x, groups, step)
 
     monkeypatch.setattr(trainer.TrainStep, "__call__", slow_first_steps)
@@ -1144,3 +1158,24 @@ def test_under_ddp_only_rank_0_logs_below_errors(caplog):
             logging.getLogger("vidssl.train").error("an error")
         assert ("a warning" in caplog.text) is said and "an error" in caplog.text
     assert package_log.level == logging.NOTSET  # as it was
+
+
+def test_a_signal_ignored_by_whoever_started_training_stays_ignored():
+    """`vidssl train ... &` in a script inherits SIGINT ignored (the Ctrl-C is for the foreground job): training
+    took the signal over and stopped on it, where Python and mining leave it ignored."""
+    from vidssl.train import StopAtStepEnd
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for ignored, caught in ((signal.SIGINT, signal.SIGTERM), (signal.SIGTERM, signal.SIGINT)):
+            signal.signal(ignored, signal.SIG_IGN)
+            signal.signal(caught, signal.default_int_handler)
+            stopping = StopAtStepEnd()
+            stopping.install()
+            assert signal.getsignal(ignored) is signal.SIG_IGN
+            assert signal.getsignal(caught) == stopping._handle
+            stopping.restore()
+            assert signal.getsignal(ignored) is signal.SIG_IGN and signal.getsignal(caught) is signal.default_int_handler
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)

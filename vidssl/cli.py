@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
             # the clean-up the first began (mining takes back its videos' starts); SIGKILL still stops it at once
             raise KeyboardInterrupt  # the same clean stop as Ctrl-C: a video being mined is not taken for a crash
 
+    # not in a thread (signals are the main thread's), nor where whoever started it chose to ignore SIGTERM
     previous = signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() \
-        else None
+        and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN else None
     if "TORCHELASTIC_RUN_ID" in os.environ:
         # any command under torchrun (mining shards too, not only training): a `kill -9` of torchrun left its ranks
         # running, orphaned, holding their folders' locks against the rerun

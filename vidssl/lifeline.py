@@ -58,6 +58,24 @@ def exit_with(pid: int, poll_seconds: float = 1.0) -> None:
     threading.Thread(target=watch, name="vidssl-lifeline", daemon=True).start()
 
 
+def loader_worker_init(_: int, parent_pid: int) -> None:
+    """``worker_init_fn`` of every DataLoader with workers (training's and the retrieval features'): a ``kill -9``
+    of ``parent_pid`` leaves no worker behind, as their parent is the fork server, which outlives it while they do
+    (the retrieval's workers ran on, adopted by init, for good)."""
+    import signal
+
+    import cv2
+    import torch
+
+    # Ctrl-C reaches the whole process group: the trainer finishes its step and checkpoints it
+    # (vidssl.train.StopAtStepEnd), but a worker that died of it made the trainer's next fetch an error. SIGTERM
+    # stays: it is how multiprocessing ends its children at exit (ignored, the exit waited on them for ever)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cv2.setNumThreads(1)  # the workers already run in parallel; nested OpenCV threads only contend
+    torch.set_num_threads(1)
+    exit_with(parent_pid)
+
+
 # the programs of a torch elastic agent: `torchrun ...` (also as `python .../torchrun ...`, which its shebang line
 # runs), `python -m torch.distributed.run ...` (or .launch)
 _LAUNCHER_SCRIPT = b"torchrun"

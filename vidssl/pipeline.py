@@ -640,7 +640,7 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
 
 
 def _checked_pretrain(cfg: Config, run_dir: str | Path, videos, eval_data, budget_minutes: float | None,
-                      progress: bool, held: "_Held") -> dict[str, Any]:
+                      progress: bool, held: _Held) -> dict[str, Any]:
     # absolute: the paths the stages record (stats.json's checkpoint, the export marker's weights, into
     # summary.json's stages) hold from any folder, as summary.json's own do
     run = Path(run_dir).absolute()
@@ -754,7 +754,8 @@ def _logged_to(path: Path, held: _Held):
     try:
         yield
     except BaseException as e:  # the error the command line prints, kept beside the messages that led to it
-        handler.stream.write(f"=== stopped: {type(e).__name__}: {one_line(e)}\n")
+        said = "Ctrl-C or SIGTERM" if isinstance(e, KeyboardInterrupt) else one_line(e)  # the CLI's stop is one
+        handler.stream.write(f"=== stopped: {type(e).__name__}: {said}\n")
         raise
     finally:
         for logger in loggers:

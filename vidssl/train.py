@@ -519,7 +519,7 @@ class StopAtStepEnd:
     """Ctrl-C or SIGTERM while training: the step in flight finishes and is checkpointed, then the signal takes its
     course (Ctrl-C's KeyboardInterrupt, or the command's own SIGTERM handler). Raised mid-step, an interruption left
     the last periodic checkpoint (up to ``train.checkpoint_minutes`` of training lost), and a checkpoint written there
-    would hold a half-applied update. A second signal stops at once. Signals are only handled in the main thread:
+    would hold a half-applied update. A second Ctrl-C stops at once; a second SIGTERM does not. Signals are only handled in the main thread:
     elsewhere this does nothing."""
 
     def __init__(self) -> None:
@@ -532,12 +532,22 @@ class StopAtStepEnd:
 
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(signum) is signal.SIG_IGN:
+                    # ignored by whoever started it (`vidssl train ... &` in a script: the Ctrl-C is for the
+                    # foreground job), as Python and mining leave it; taken over, it stopped the training
+                    continue
                 self._previous[signum] = signal.getsignal(signum)
                 signal.signal(signum, self._handle)
 
     def _handle(self, signum, frame) -> None:
+        import signal
+
         if self.signum is not None:
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT:  # Ctrl-C again: the user means now
+                raise KeyboardInterrupt
+            # a SIGTERM again is a job's signal relayed (Slurm's to every process, then torchrun's to its ranks),
+            # no request to hurry: stopping at once lost the step in flight and its checkpoint; SIGKILL still stops
+            return
         self.signum = signum
         log.warning("train: stopping after this step, once its checkpoint is written (again to stop at once)")
 

@@ -13,6 +13,7 @@ from vidssl.data.pairs import PairSet
 from vidssl.data.sampler import PairBatchSampler
 from vidssl.data.shards import ShardRows
 from vidssl.errors import VidsslError
+from vidssl.lifeline import loader_worker_init
 from vidssl.train_config import DataConfig
 
 
@@ -53,22 +54,6 @@ class PairPatches(Dataset):
         return augment_pair(self.raw(index), rng, c.patch_size, c.crop_min, c.flip), index
 
 
-def _worker_init(_: int, trainer_pid: int) -> None:
-    import signal
-
-    import cv2
-
-    from vidssl.lifeline import exit_with
-
-    # Ctrl-C reaches the whole process group: the trainer finishes its step and checkpoints it
-    # (vidssl.train.StopAtStepEnd), but a worker that died of it made the trainer's next fetch an error. SIGTERM
-    # stays: it is how multiprocessing ends its children at exit (ignored, the exit waited on them for ever)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    cv2.setNumThreads(1)  # the workers already run in parallel; nested OpenCV threads only contend
-    torch.set_num_threads(1)
-    exit_with(trainer_pid)  # a killed trainer leaves no worker behind (its parent is the fork server)
-
-
 def make_loader(dataset: PairPatches, sampler: PairBatchSampler, cfg: DataConfig, pin_memory: bool,
                 seed: int = 0) -> DataLoader:
     """Batches of ``(uint8 [P, M, S, S, 3], int64 [P] pair indices)`` in the sampler's order."""
@@ -79,7 +64,9 @@ def make_loader(dataset: PairPatches, sampler: PairBatchSampler, cfg: DataConfig
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin_memory,
                       multiprocessing_context="forkserver" if workers else None,
                       generator=torch.Generator().manual_seed(seed),
-                      worker_init_fn=functools.partial(_worker_init, trainer_pid=os.getpid()) if workers else None,
+                      # a killed trainer leaves no worker behind
+                      worker_init_fn=functools.partial(loader_worker_init, parent_pid=os.getpid()) if workers
+                      else None,
                       prefetch_factor=cfg.prefetch if workers else None, persistent_workers=False)
 
 
