@@ -55,6 +55,20 @@ def _kill_and_check_workers_exit(proc: subprocess.Popen, workers: set[int]) -> N
     assert left and not survivors, f"workers still alive 15 s after kill -9 of their starter: {survivors}"
 
 
+def _kill_a_loader_once_ready(script: str) -> None:
+    """Run ``script`` (it prints "ready" once its loader's workers run), kill -9 it, and check its workers end."""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        workers = _children(proc.pid)
+        assert workers, "the loader started no worker process"
+        _kill_and_check_workers_exit(proc, workers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def _alive(pids: set[int]) -> set[int]:
     return {p for p in pids if process_start(p) is not None}
 
@@ -90,16 +104,7 @@ def test_training_loader_workers_exit_when_the_trainer_is_killed(tmp_path):
         print("ready", flush=True)
         time.sleep(120)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        workers = _children(proc.pid)
-        assert workers, "the loader started no worker process"
-        _kill_and_check_workers_exit(proc, workers)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    _kill_a_loader_once_ready(script)
 
 
 @needs_proc
@@ -126,16 +131,7 @@ def test_retrieval_feature_workers_exit_when_the_evaluation_is_killed(tmp_path):
         items = ImageFiles(sorted(Path({str(tmp_path)!r}).glob("*.png")), 32)
         extract_features({{"slow": Slow()}}, items, batch_size=2, num_workers=2, progress=False)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        workers = _children(proc.pid)
-        assert workers, "the loader started no worker process"
-        _kill_and_check_workers_exit(proc, workers)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    _kill_a_loader_once_ready(script)
 
 
 @needs_proc

@@ -427,6 +427,9 @@ def test_video_files_of_containers_not_mined_are_told_not_passed_over_in_silence
     assert len(warnings) == 1 and "3 video file(s) of a container vidssl does not mine passed over (.mxf 1, .vob 2)" \
         in warnings[0] and "convert them to MP4, e.g. ffmpeg -i IN" in warnings[0], warnings
     assert ".txt" not in warnings[0] and ".jpg" not in warnings[0]
+    # given alone, as VIDEOS, such a file is refused the same way (it was mined, where in a folder it was not)
+    with pytest.raises(UnsupportedVideo, match=r"VTS_01_1.VOB: vidssl does not mine \.vob files; convert it to MP4"):
+        find_videos(tmp_path / "dvd" / "VTS_01_1.VOB")
     for path in found:
         decoded = {backend: np.stack([f for _, f in open_video(path, backend).frames()])
                    for backend in available_backends()}

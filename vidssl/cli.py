@@ -97,12 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         # the other ranks of a torchrun training: rank 0 says it once, errors all (a mining shard under torchrun
         # mines videos of its own, and keeps its say)
         package_log.setLevel(logging.ERROR)
-    from vidssl.video import decoder_logs_silenced
-
-    # with -v the decoders' own FFmpeg lines stay: they can help with a damaged file
-    quiet_decoders = contextlib.nullcontext() if args.verbose else decoder_logs_silenced()
-    try:
+    try:  # from the first import on: a Ctrl-C while numpy loads (a fraction of a second) printed a traceback
         from vidssl.config import load_config
+        from vidssl.video import decoder_logs_silenced
+
+        # with -v the decoders' own FFmpeg lines stay: they can help with a damaged file
+        quiet_decoders = contextlib.nullcontext() if args.verbose else decoder_logs_silenced()
 
         cfg = load_config(args.config, args.overrides)
         _warn_unread(args, command)

@@ -956,6 +956,9 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
     A `vidssl pretrain` run folder below ``root`` is not searched (see :func:`is_run_folder`)."""
     root = Path(root)
     if root.is_file():
+        if root.suffix.lower() in OTHER_VIDEO_EXTENSIONS:  # as in a folder, where it is passed over
+            raise UnsupportedVideo(root, f"vidssl does not mine {root.suffix.lower()} files; convert it to MP4, e.g. "
+                                         f"ffmpeg -i IN -c:v libx264 -crf 18 OUT.mp4")
         return [root]
     if not root.is_dir():
         if root.is_symlink() and not root.exists():  # as a broken link inside a folder is told (check_video_file)
