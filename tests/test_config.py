@@ -187,7 +187,10 @@ def test_a_dirty_checkout_records_a_digest_of_its_changes(tmp_path):
     import shutil
     import subprocess
 
-    from vidssl.config import git_diff_sha256, git_sha
+    from vidssl.config import git_sha, git_state
+
+    def git_diff_sha256(root):
+        return git_state(root)["git_diff_sha256"]
 
     first = tmp_path / "first"
     git = ["git", "-C", str(first), "-c", "user.name=u", "-c", "user.email=u@x"]

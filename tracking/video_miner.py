@@ -528,12 +528,11 @@ TRACK_REJECTION_KEYS = {
 
 # what each reason a pair window (the frames between a pair's two patches) is lost for means, for the report
 WINDOW_LOSSES = {
-    "tracker_failure": "KCF lost the object: its peak response fell under mine.kcf_detect_thresh",
+    "tracker_failure": f"KCF lost the object ({TRACK_REJECTION_KEYS['tracker_failure']})",
     "left_frame": "the box reached the frame's edge",
-    "appearance": "the tracked patch changed abruptly between two updates (16x16 thumbnails correlating under "
-                  "mine.min_patch_ncc): drift onto other content",
-    "frozen": "the last patch repeats the first (thumbnails differing by under mine.frozen_mad grey levels): a "
-              "tracker stuck on still content",
+    "appearance": f"the tracked patch changed abruptly between two updates ({TRACK_REJECTION_KEYS['appearance']}): "
+                  "drift onto other content",
+    "frozen": f"a tracker stuck on still content ({TRACK_REJECTION_KEYS['frozen']})",
     "cut": "a shot cut inside the window",
     "motion_left": "the box sat on still background (in place, or moving with the camera) with its motion gone: the "
                    "object moved out and the tracker held the background",

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vidssl.config import recorded_config
 from vidssl.errors import VidsslError
 from vidssl.eval import weights_row_name
 from vidssl.io import json_object
@@ -174,29 +175,18 @@ DEMO_VIDEOS = "the built-in demo videos"
 NOT_READ = "not read"  # a config key the run's kind does not read (see _setup): like any value to the others
 
 
-def _yaml_config(path: Path) -> dict | None:
-    """The ``config`` mapping of a resolved config.yaml that vidssl wrote, or None."""
-    import yaml
-
-    try:
-        config = yaml.safe_load(path.read_text())["config"]
-    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):  # ValueError: not UTF-8
-        return None
-    return config if isinstance(config, dict) else None
-
-
 def _run_config(run: Path) -> dict | None:
     """The config a run was made with: ``RUN/config.yaml`` (pretrain's). A run made stage by stage has none: its
     training's (``RUN/train/config.yaml``, or the copy in the model card), whose mine and video sections are only
     what the train command was given, so those come from mining's (``RUN/pairs/config.yaml``)."""
     if (run / "config.yaml").exists():
-        config = _yaml_config(run / "config.yaml")
+        config = recorded_config(run / "config.yaml")
         if config is None:
             return None
         # what the stages ran: the precision auto resolved to (train/config.yaml records it, as a run made stage
         # by stage does), and the mining as done (pairs/mine.json: pretrain's part of each video, before the
         # held-out tail), so that a pretrain run and one made stage by stage compare key for key
-        trained = (_yaml_config(run / "train" / "config.yaml") or {}).get("train")
+        trained = (recorded_config(run / "train" / "config.yaml") or {}).get("train")
         precision = trained.get("precision") if isinstance(trained, dict) else None
         if precision is not None and isinstance(config.get("train"), dict):
             config = {**config, "train": {**config["train"], "precision": precision}}
@@ -205,7 +195,7 @@ def _run_config(run: Path) -> dict | None:
         except (OSError, ValueError, KeyError, TypeError):
             mined = None
         return {**config, "mine": mined} if isinstance(mined, dict) else config
-    config = _yaml_config(run / "train" / "config.yaml")
+    config = recorded_config(run / "train" / "config.yaml")
     if config is None:
         try:
             config = json.loads((run / "model_card.json").read_text())["config"]
@@ -213,7 +203,7 @@ def _run_config(run: Path) -> dict | None:
             return None
         if not isinstance(config, dict):
             return None
-    mined = _yaml_config(run / "pairs" / "config.yaml") or {}
+    mined = recorded_config(run / "pairs" / "config.yaml") or {}
     return {**config, **{section: mined[section] for section in ("mine", "video") if section in mined}}
 
 
@@ -223,7 +213,7 @@ def _torn(path: Path) -> bool:
     if not path.exists():
         return False
     if path.suffix != ".json":
-        return _yaml_config(path) is None
+        return recorded_config(path) is None
     try:
         return not isinstance(json.loads(path.read_text()), dict)
     except (OSError, ValueError):  # ValueError: not UTF-8, or not JSON

@@ -552,11 +552,6 @@ def git_state(root: str | os.PathLike | None = None) -> dict:
     return {"git_sha": sha, "git_diff_sha256": digest}
 
 
-def git_diff_sha256(root: str | os.PathLike | None = None) -> str | None:
-    """The digest of a checkout's uncommitted changes (see :func:`git_state`)."""
-    return git_state(root)["git_diff_sha256"]
-
-
 def versions() -> dict:
     """Versions of vidssl, Python and every library whose behaviour changes results."""
     from vidssl import __version__
@@ -590,6 +585,15 @@ def _version(module: str, dists: tuple[str, ...]) -> str | None:
         except AttributeError:
             pass
     return None
+
+
+def recorded_config(path: str | os.PathLike) -> dict | None:
+    """The ``config`` mapping of a resolved config.yaml that vidssl wrote (:func:`write_resolved`), or None."""
+    try:
+        config = yaml.safe_load(Path(path).read_text())["config"]
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):  # ValueError: not UTF-8
+        return None
+    return config if isinstance(config, dict) else None
 
 
 def write_resolved(cfg: Config, out_dir: str | os.PathLike, name: str = "config.yaml",

@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import logging.handlers
 import math
 import os
 import time
@@ -629,7 +630,9 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
              budget_minutes: float | None = None, progress: bool = True) -> dict[str, Any]:
     """Run every stage into ``run_dir``; returns the summary (also in ``RUN/summary.json``). Settings are checked
     against the stages done before (see check_stage_settings) before anything in the run folder changes."""
-    held = _Held()  # what the checks say before RUN may be written to, for RUN/pretrain.log once it may
+    # what the checks say before RUN may be written to, kept for RUN/pretrain.log once it may (without a target
+    # it never flushes, whatever its size)
+    held = logging.handlers.MemoryHandler(capacity=1000, flushLevel=logging.CRITICAL + 1)
     for name in LOGGERS:
         logging.getLogger(name).addHandler(held)
     try:
@@ -640,7 +643,7 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
 
 
 def _checked_pretrain(cfg: Config, run_dir: str | Path, videos, eval_data, budget_minutes: float | None,
-                      progress: bool, held: _Held) -> dict[str, Any]:
+                      progress: bool, held: logging.handlers.MemoryHandler) -> dict[str, Any]:
     # absolute: the paths the stages record (stats.json's checkpoint, the export marker's weights, into
     # summary.json's stages) hold from any folder, as summary.json's own do
     run = Path(run_dir).absolute()
@@ -723,19 +726,8 @@ LOG = "pretrain.log"  # RUN/pretrain.log: the messages of every pretrain session
 LOGGERS = ("vidssl", "tracking")  # the packages whose messages it keeps
 
 
-class _Held(logging.Handler):
-    """Keeps the records it is handed (those of a pretrain session before RUN/pretrain.log may be written)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @contextlib.contextmanager
-def _logged_to(path: Path, held: _Held):
+def _logged_to(path: Path, held: logging.handlers.MemoryHandler):
     """Also append vidssl's and tracking's log messages (at the level the command line set) to ``path``: under a
     line with the session's start, those ``held`` kept from before (the checks made before RUN's lock, e.g. the
     videos passed over), then the session's, and what stopped it if it failed. The console scrolls away, the run
@@ -748,9 +740,8 @@ def _logged_to(path: Path, held: _Held):
     for logger in loggers:
         logger.removeHandler(held)
         logger.addHandler(handler)
-    for record in held.records:
-        handler.handle(record)
-    held.records.clear()
+    held.setTarget(handler)
+    held.flush()
     try:
         yield
     except BaseException as e:  # the error the command line prints, kept beside the messages that led to it

@@ -616,12 +616,9 @@ def _code_line(parts: dict[str, Any]) -> str:
 def _fitted_steps(run: Path, final: dict) -> str:
     """How the step count came about: the budget fit (``train.fit_budget``) under the ``train.steps`` cap, each fit
     that changed it, the minutes and the precision (from ``train/config.yaml`` and the final stats)."""
-    import yaml
+    from vidssl.config import recorded_config
 
-    try:
-        trained = (yaml.safe_load((run / "train" / "config.yaml").read_text()) or {}).get("config", {}).get("train")
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
-        trained = None
+    trained = (recorded_config(run / "train" / "config.yaml") or {}).get("train")
     if not isinstance(trained, dict):
         return ""
     parts = []
