@@ -498,3 +498,16 @@ def test_every_command_under_torchrun_watches_its_launcher(tmp_path, monkeypatch
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
     main(command)
     assert watched == [True]
+
+
+def test_pretrain_s_last_lines_name_a_model_whose_number_is_not_finite():
+    """summary.json's headline holds numbers only: a trained backbone that scored NaN vanished from pretrain's last
+    lines (and a task where every model did, with it)."""
+    from vidssl.commands.pretrain import headline_lines
+
+    summary = {"headline": {"davis": {"raw pixels": 0.8769, "run (trained)": 0.9}, "flow": {"zero": 3.0}},
+               "headline_not_finite": {"davis": ["smallcnn (random init)"], "tracks": ["run (trained)"]}}
+    assert headline_lines(summary) == [
+        "davis: raw pixels: 0.877, run (trained): 0.900, smallcnn (random init): not finite", "flow: zero: 3.000",
+        "tracks: run (trained): not finite"]
+    assert headline_lines({"headline": {"flow": {"zero": 3.0}}}) == ["flow: zero: 3.000"]  # an older summary

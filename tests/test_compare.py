@@ -190,11 +190,13 @@ def test_speed_keys_and_keys_added_later_are_not_differences(tmp_path, capsys):
         runs.append(run)
     assert main(["compare", *map(str, runs)]) == 0
     assert "differ" not in capsys.readouterr().out
-    # with train.fit_budget the machine's speed (threads, device) decides the steps: those differences are listed
+    # with train.fit_budget the machine's speed (threads, device) decides the steps: their range is said, but is no
+    # difference of setting
     for run, steps in zip(runs, (143, 136)):
         (run / "model_card.json").write_text(json.dumps({"training": {"steps": steps, "total_steps": steps}}))
     assert main(["compare", *map(str, runs)]) == 0
-    assert "- trained steps: 143 of 143 / 136 of 136" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "\ntrained steps: 136-143 (train.fit_budget fitted" in out and "differ" not in out
     (runs[1] / "config.yaml").write_text(yaml.safe_dump({"config": {"seed": 1, "train": {"budget_minutes": 1}}}))
     assert main(["compare", *map(str, runs)]) == 0
     assert "- train.budget_minutes: " in capsys.readouterr().out  # the budget decides the steps: a difference
@@ -266,8 +268,8 @@ def test_evaluation_data_are_compared_resolved(tmp_path, capsys, monkeypatch):
 
 
 def test_only_finite_numbers_count(tmp_path, capsys):
-    """NaN or Infinity in a metrics.json (a diverged evaluation) would make the mean NaN and every win false: a run
-    without a finite number counts as a run without the number."""
+    """NaN or Infinity in a metrics.json (a diverged evaluation) would make the mean NaN and every win false: a
+    baseline without a finite number counts as a run without the number; a trained one shows, and is beaten."""
     runs = []
     for name, trained, pixels in (("n0", "NaN", "0.5"), ("n1", "0.8", "Infinity"), ("n2", "0.6", "0.7")):
         run = _run(tmp_path, name, 0.9, 0.85, 0.6)
@@ -276,10 +278,12 @@ def test_only_finite_numbers_count(tmp_path, capsys):
             f'{{"models": {{"{name}/backbone": {{"JF_mean": {trained}}}, "raw pixels": {{"JF_mean": {pixels}}}}}}}')
         runs.append(run)
     assert main(["compare", *map(str, runs)]) == 0
-    # mean of 0.8 and 0.6, sd sqrt(0.02); pixels' mean of 0.5 and 0.7; only n2 has both numbers, and loses
-    assert "| davis | - | 0.800 | 0.600 | 0.700 +- 0.141 (n=2) | 0.600, 0/1 |" in capsys.readouterr().out
+    # mean of 0.8 and 0.6, sd sqrt(0.02); pixels' mean over the runs of the trained mean where it has a number: n2's
+    # 0.7; n0's NaN loses to pixels' 0.5, and n2 loses
+    assert "| davis | NaN | 0.800 | 0.600 | 0.700 +- 0.141 (n=2) | 0.700 (n=1), 0/2 |" in capsys.readouterr().out
     rows, _ = read_runs(runs)
-    assert rows[0].trained == [None, 0.8, 0.6] and rows[0].baselines == {"raw pixels": [0.5, None, 0.7]}
+    assert math.isnan(rows[0].trained[0]) and rows[0].trained[1:] == [0.8, 0.6]
+    assert rows[0].baselines == {"raw pixels": [0.5, None, 0.7]}
 
 
 def test_summary_stand_ins_are_finite_numbers(tmp_path, capsys):
@@ -526,3 +530,117 @@ def test_runs_trained_by_different_code_are_told_so(tmp_path, capsys):
     assert main(["compare", *map(str, runs)]) == 0
     out = capsys.readouterr().out
     assert f": {'a' * 12} / {'a' * 12} / {'a' * 12}+{'b' * 12}-dirty" in out
+
+
+def test_a_trained_number_that_is_not_finite_shows_and_is_beaten(tmp_path, capsys):
+    """A diverged seed (its J&F NaN, written null; or infinite) showed as "-", dropped out of the mean and of the
+    win count (1/2 of 4 runs) while the baselines' means stayed over all runs: the config looked better for it."""
+    import statistics
+
+    trained, pixels = ["0.9", "null", "0.8", "Infinity"], [0.5, 0.6, 0.85, 0.5]
+    runs = []
+    for i, (t, p) in enumerate(zip(trained, pixels)):
+        run = _run(tmp_path, f"s{i}", 0.9, 0.85, 0.6)
+        (run / "eval" / "davis").mkdir(parents=True)
+        (run / "eval" / "davis" / "metrics.json").write_text(
+            f'{{"models": {{"s{i}/backbone": {{"JF_mean": {t}}}, "raw pixels": {{"JF_mean": {p}}}}}}}')
+        runs.append(run)
+    assert main(["compare", *map(str, runs)]) == 0
+    out = capsys.readouterr().out
+    # the trained mean is over s0 and s2, and so is pixels'; only s0 beats pixels, of all four runs
+    mean, sd, b_mean = statistics.mean([0.9, 0.8]), statistics.stdev([0.9, 0.8]), statistics.mean([0.5, 0.85])
+    assert f"| davis | 0.900 | NaN | 0.800 | inf | {mean:.3f} +- {sd:.3f} (n=2) | {b_mean:.3f}, 1/4 |" in out
+    assert f"- {runs[1]}: davis\n- {runs[3]}: davis\n" in out
+    assert wins(read_runs(runs)[0][0], "raw pixels") == (1, 4)
+
+
+def test_runs_without_a_readable_summary_are_left_out_and_named(tmp_path, capsys):
+    """One run still training (no summary.json yet) or with a torn one stopped the whole comparison."""
+    done = _run_folder(tmp_path, "s0", 0.9, 0.85, 0.6)
+    training = tmp_path / "s1"
+    (training / "train").mkdir(parents=True)
+    torn = _run_folder(tmp_path, "s2", 0.8, 0.85, 0.6)
+    (torn / "summary.json").write_text('{"weights": ')
+    assert main(["compare", str(done), str(training), str(torn)]) == 0
+    out = capsys.readouterr().out
+    assert "| task | s0 | trained mean +- sd |" in out and "| davis | 0.900 | 0.900 (n=1) | 0.850, 1/1 |" in out
+    assert f"- {training}: no summary.json (not finished?); finish it with the same `vidssl pretrain`" in out
+    assert f"- {torn}/summary.json: unreadable (" in out
+    (done / "summary.json").unlink()  # none left: an error naming each
+    assert main(["compare", str(done), str(training), str(torn)]) == 1
+    err = capsys.readouterr().err
+    assert f"{done}: no summary.json" in err and f"{training}: no summary.json" in err and f"{torn}/summary.json" in err
+
+
+def test_differences_of_many_runs_are_grouped_by_value(tmp_path, capsys):
+    """Over 20 runs, "train.lr: 0.11 / 0.12 / ... / 0.02" had to be counted to tell whose value was whose."""
+    runs = []
+    for i, lr in enumerate((0.02, 0.02, 0.05, 0.02, 0.1)):
+        run = _run_folder(tmp_path, f"s{i}", 0.9, 0.85, 0.6)
+        _yaml(run / "config.yaml", {"seed": i, "train": {"lr": lr}})
+        sha = "a" * 40 if i < 4 else "b" * 40
+        (run / "model_card.json").write_text(json.dumps({"training": {"sessions": [{"git_sha": sha}]}}))
+        runs.append(run)
+    assert main(["compare", *map(str, runs)]) == 0
+    out = capsys.readouterr().out
+    assert "**These runs differ beyond their seed**, so the spread" in out  # not "(columns in the order above)"
+    assert "- train.lr: 0.02 (s0, s1, s3); 0.05 (s2); 0.1 (s4)\n" in out
+    assert f"would): {'a' * 12} (s0, s1, s2, s3); {'b' * 12} (s4)\n" in out
+
+
+def test_steps_fitted_to_a_budget_are_no_difference_beyond_the_seed(tmp_path, capsys):
+    """With train.fit_budget every seed trains its own count (10000, 9963): that alone listed the runs as differing
+    beyond their seed. Without it, steps apart are a setting apart."""
+    runs = [_run_folder(tmp_path, f"s{i}", 0.9, 0.85, 0.6) for i in range(3)]
+    for i, (run, steps) in enumerate(zip(runs, (10000, 9963, 9990))):
+        _yaml(run / "config.yaml", {"seed": i, "train": {"steps": 10000, "fit_budget": True}})
+        (run / "model_card.json").write_text(json.dumps({"training": {"steps": steps, "total_steps": 10000}}))
+    assert main(["compare", *map(str, runs)]) == 0
+    out = capsys.readouterr().out
+    assert "differ beyond their seed" not in out and "\ntrained steps: 9963-10000 (train.fit_budget fitted" in out
+    for i, (run, steps) in enumerate(zip(runs, (10000, 9963, 9990))):
+        _yaml(run / "config.yaml", {"seed": i, "train": {"steps": steps, "fit_budget": False}})
+    assert main(["compare", *map(str, runs)]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("- ")]
+    assert notes == ["- train.steps: 10000 / 9963 / 9990",
+                     "- trained steps: 10000 of 10000 / 9963 of 10000 / 9990 of 10000"]
+
+
+def test_the_commands_a_message_gives_quote_the_run_s_path(tmp_path):
+    """`vidssl report RUN` in a message, pasted into a shell: a run folder with a space became two arguments (and a
+    downloaded one named with `;` or `$(...)` would have run code)."""
+    import shlex
+
+    import pytest
+
+    from vidssl.compare import readable_runs
+    from vidssl.errors import VidsslError
+
+    run = tmp_path / "seed 0; echo $(id)"
+    run.mkdir()
+    with pytest.raises(VidsslError) as caught:
+        readable_runs([run])
+    command = str(caught.value).split("write it for a run made stage by stage: ")[1]  # the message's end
+    assert shlex.split(command) == ["vidssl", "report", str(run)]
+
+
+def test_a_config_value_of_nested_yaml_aliases_is_shown_short(tmp_path, capsys):
+    """A run's config.yaml from elsewhere holding six levels of YAML aliases (a few hundred bytes): compare printed
+    the value in full, megabytes of output (10**9 leaves at nine levels: out of memory)."""
+    import yaml
+
+    runs = []
+    for seed, value in ((0, "0.5"), (1, None)):
+        run = _run(tmp_path, f"seed{seed}", 0.9, 0.85, 0.6)
+        if value is None:  # the crafted one
+            levels = ["&a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+            levels += [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 7)]
+            text = "config:\n  seed: 1\n  mine:\n    box_fraction: [" + ", ".join(levels) + "]\n"
+            (run / "config.yaml").write_text(text)
+            assert len(text) < 1000
+        else:
+            (run / "config.yaml").write_text(yaml.safe_dump({"config": {"seed": seed, "mine": {"box_fraction": 0.5}}}))
+        runs.append(run)
+    assert main(["compare", *map(str, runs)]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("- mine.box_fraction: "))
+    assert line.startswith("- mine.box_fraction: 0.5 / [[1, 1, 1") and len(line) < 1000

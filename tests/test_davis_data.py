@@ -157,6 +157,23 @@ def test_davis_2016_imagesets_name_frames_not_sequences(tmp_path):
     assert list_sequences(tmp_path) == ["blackswan", "bear"]
 
 
+def test_imageset_lines_that_climb_out_of_the_data_are_skipped_naming_the_line(tmp_path, caplog):
+    # each was joined to JPEGImages/480p and to --out's mask folder: "x/.." read JPEGImages/ itself and wrote the
+    # masks a folder up, "/." (read as "/") the file system's root
+    write_sequence(tmp_path, "a", two_objects(frames=1))
+    write_sequence(tmp_path, "x", two_objects(frames=1))
+    (tmp_path / "ImageSets").mkdir()
+    (tmp_path / "ImageSets" / "val.txt").write_text("a\n../x\nx/..\n/.\n.\n..\\x\n")
+    with caplog.at_level("WARNING", logger="vidssl.eval.davis_data"):
+        assert list_sequences(tmp_path) == ["a"]
+    for number, entry in ((2, "'../x'"), (3, "'x/..'"), (4, "'/.'"), (5, "'.'"), (6, r"'..\\x'")):
+        assert f"val.txt:{number}: {entry} is not a sequence name" in caplog.text
+    for name in ("..", "/", "", "a/../x"):  # a name given in Python
+        with pytest.raises(DavisDataError, match="is not a sequence name; give a folder name under JPEGImages/480p"):
+            load_sequence(tmp_path, name)
+    assert load_sequence(tmp_path, "a").name == "a"
+
+
 def test_real_blackswan_reads_as_binary(data_dir):
     root = data_dir / "davis"
     assert list_sequences(root) == ["blackswan"]

@@ -13,6 +13,7 @@ from vidssl.eval.baselines import PixelFeatures
 from vidssl.eval.config import DavisConfig
 from vidssl.eval.davis import evaluate_davis, palette
 from vidssl.eval.davis_data import DavisDataError, load_sequence, read_mask
+from vidssl.errors import VidsslError
 
 H, W, CELL = 64, 96, 8
 
@@ -281,6 +282,47 @@ def test_a_bad_sequence_is_skipped_and_reported(tmp_path):
     with pytest.raises(DavisDataError, match="no sequence could be evaluated"):
         evaluate_davis({"raw pixels": PixelFeatures().eval()}, data, tmp_path / "eval", DavisConfig(),
                        progress=False)
+
+
+def test_sequence_names_that_are_not_folder_names_are_refused_naming_the_key(tmp_path, capsys):
+    from vidssl.cli import main
+    from vidssl.errors import ConfigError
+
+    data, out = tmp_path / "davis", tmp_path / "eval"
+    write_moving_squares(data, frames=4)
+    # the reviewer's repro: an absolute name read ext/seq's PNGs as frames and masks both, then wrote the overlay
+    # to ext/seq.png and the predicted masks over them
+    ext = tmp_path / "ext" / "seq"
+    ext.mkdir(parents=True)
+    for mask in sorted((data / "Annotations" / "480p" / "squares").iterdir()):
+        (ext / mask.name).write_bytes(mask.read_bytes())
+    before = {p.name: p.read_bytes() for p in ext.iterdir()}
+    code = main(["-q", "eval", "davis", "--data", str(data), "--out", str(out), "--arch", "smallcnn",
+                 "--set", f"eval.davis.sequences=[{ext}]", "--set", "eval.davis.save_masks=true"])
+    assert code == 2 and f"'eval.davis.sequences': '{ext}' is not a sequence name" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in ext.iterdir()} == before and not (tmp_path / "ext" / "seq.png").exists()
+    for bad in ("../squares", "x/../squares", ".", "..", "", "a\\b"):
+        with pytest.raises(ConfigError, match=r"'eval\.davis\.sequences': .* is not a sequence name \(a folder name "
+                                              r"under JPEGImages/480p\)"):
+            evaluate_davis({"raw pixels": PixelFeatures().eval()}, data, out, DavisConfig(sequences=[bad]),
+                           progress=False)
+    assert not out.exists()
+    DavisConfig(sequences=["bmx-trees", "dog.gooses", "squares"]).validate()  # folder names, a dot included
+
+
+def test_a_name_that_climbs_out_of_the_output_folder_writes_nothing_there(tmp_path, monkeypatch):
+    # the last guard, for a name that got past the config's and the ImageSets reader's checks
+    import vidssl.eval.davis as davis
+
+    data, out = tmp_path / "davis", tmp_path / "a" / "eval"
+    write_moving_squares(data, frames=4)
+    load = davis.load_sequence
+    monkeypatch.setattr(davis, "list_sequences", lambda root, subset: ["../../../escape"])
+    monkeypatch.setattr(davis, "load_sequence", lambda root, name: load(root, "squares"))
+    with pytest.raises(VidsslError, match=r"escape\.png: outside the output folder .*overlays/raw_pixels"):
+        evaluate_davis({"raw pixels": PixelFeatures().eval()}, data, out, DavisConfig(context=2, max_side=0),
+                       progress=False)
+    assert not (tmp_path / "a" / "escape.png").exists()
 
 
 @pytest.mark.slow

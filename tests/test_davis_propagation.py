@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
-from vidssl.eval import jf
+from vidssl.eval import davis, jf
 from vidssl.eval.config import DavisConfig
 from vidssl.eval.davis import grid_to_mask, labels_to_grid, make_tiles, propagate
 
@@ -55,6 +56,43 @@ def test_propagation_matches_naive_loop(radius, radius_first, context, tile):
                              context, 4, 0.1, radius, radius_first)
     assert len(got) == T - 1
     for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, rtol=0, atol=1e-12)
+
+
+class _LargestTensor(TorchFunctionMode):
+    """Records the most elements of any tensor a torch call returns while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.numel = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, tuple) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.numel = max(self.numel, t.numel())
+        return out
+
+
+@pytest.mark.parametrize("radius,radius_first", [(0, True), (3, False)])
+def test_propagation_without_a_radius_scores_blocks_of_queries_and_matches_the_naive_loop(radius, radius_first,
+                                                                                          monkeypatch):
+    """With the radius off (everywhere, or for the first frame only) the query cells are scored against the whole
+    frame a block at a time: no tensor passes the AFFINITY_BLOCK budget (here 8 query cells x M x N). All cells at
+    once built an (N, M, N) affinity, 3.3 GB per frame at 854x480 with the default context of 20."""
+    gen = torch.Generator().manual_seed(7)
+    T, C, h, w, L, context, tile = 4, 6, 11, 13, 3, 2, 4
+    feats = [F.normalize(torch.randn(C, h, w, generator=gen, dtype=torch.float64), dim=0) for _ in range(T)]
+    first = torch.softmax(torch.randn(L, h, w, generator=gen, dtype=torch.float64) * 3, dim=0)
+    cfg = DavisConfig(context=context, topk=4, temperature=0.1, radius=radius, radius_first_frame=radius_first)
+    n = h * w
+    monkeypatch.setattr(davis, "AFFINITY_BLOCK", 8 * context * n)  # 8 cells a block, the last one short
+    with _LargestTensor() as largest:
+        got = [p.permute(1, 2, 0).numpy() for p in propagate(feats, first, cfg, tile=tile)]
+    assert largest.numel <= 8 * context * n, largest.numel  # all cells at once: 40898 (n x context x n)
+    want = naive_propagation([f.permute(1, 2, 0).numpy() for f in feats], first.permute(1, 2, 0).numpy(),
+                             context, 4, 0.1, radius, radius_first)
+    for g, r in zip(got, want, strict=True):
         np.testing.assert_allclose(g, r, rtol=0, atol=1e-12)
 
 

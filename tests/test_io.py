@@ -215,3 +215,30 @@ def test_a_lock_refusal_names_its_holder_only_while_that_process_lives(tmp_path)
                 with run_lock(tmp_path, "mine"):
                     pass
     assert "is in use by another vidssl command; wait" in str(refused.value) and "pid" not in str(refused.value)
+
+
+def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_its_target_left_as_it_is(tmp_path):
+    """run_lock truncated its file to write its pid, through a link: RUN/.vidssl.lock linked to ~/.bashrc wiped it
+    (`vidssl report RUN`, train, pretrain, mine), and a dangling link created its target."""
+    from vidssl.errors import VidsslError
+    from vidssl.io import run_lock
+
+    run, bashrc = tmp_path / "run", tmp_path / "bashrc"
+    run.mkdir()
+    bashrc.write_text("export PATH=$HOME/bin:$PATH\n")
+    (run / ".vidssl.lock").symlink_to(bashrc)
+    (run / ".vidssl-mine.lock").symlink_to(tmp_path / "absent")
+    for name, lock in ((None, ".vidssl.lock"), ("mine", ".vidssl-mine.lock")):
+        said = f"{run / lock} is a symbolic link; vidssl writes its lock file itself: remove the link"
+        with pytest.raises(VidsslError, match=re.escape(said)):
+            with run_lock(run, name):
+                pass
+    assert bashrc.read_text() == "export PATH=$HOME/bin:$PATH\n" and not (tmp_path / "absent").exists()
+    # a plain lock file as before: it names its holder alone (an earlier holder's longer pid cut) and refuses another
+    (run / ".vidssl.lock").unlink()
+    (run / ".vidssl.lock").write_text("4194304123")
+    with run_lock(run):
+        assert (run / ".vidssl.lock").read_text() == str(os.getpid())
+        with pytest.raises(VidsslError, match="is in use by another vidssl command"):
+            with run_lock(run):
+                pass

@@ -181,6 +181,8 @@ RANK = textwrap.dedent("""
     with open(sys.argv[1], "w") as fh:
         fh.write(f"{os.getpid()} {lifeline.launcher_pid()}")
     lifeline.exit_with_launcher()
+    with open(sys.argv[1], "a") as fh:  # watching now: a kill before this line is found by the watcher's own lookup
+        fh.write(" watching")
     time.sleep(60)
 """)
 
@@ -195,10 +197,16 @@ def _launch(tmp_path: Path, delay: float, mode: str) -> tuple[subprocess.Popen, 
     return launcher, int(launcher.stdout.readline()), record
 
 
-def _rank_pid(record: Path) -> tuple[int, int | None]:
-    text = _wait_for(lambda: record.exists() and record.read_text(), 30)
+def _rank_pid(record: Path, watching: bool = False) -> tuple[int, int | None]:
+    """(the rank's pid, the launcher it found); with ``watching``, once it watches that launcher: killed before,
+    on a machine whose pid 1 runs Python the rank took itself for adopted by a launcher and lived on."""
+    def written() -> str:
+        text = record.read_text() if record.exists() else ""
+        return text if text.endswith(" watching") or not watching else ""
+
+    text = _wait_for(written, 30)
     assert text, "the rank never started"
-    pid, launcher = text.split()
+    pid, launcher = text.split()[:2]
     return int(pid), None if launcher == "None" else int(launcher)
 
 
@@ -207,7 +215,7 @@ def test_a_rank_behind_a_shell_exits_when_its_launcher_is_killed(tmp_path):
     """The rank's parent is a shell that outlives torchrun: watching the parent left the rank training."""
     launcher, shell, record = _launch(tmp_path, 0.0, "stay")
     try:
-        pid, found = _rank_pid(record)
+        pid, found = _rank_pid(record, watching=True)
         assert found == launcher.pid  # the launcher, through the shell
         _kill_and_check_workers_exit(launcher, {pid})
         assert process_start(shell) is not None  # the shell lives on: it was not what the rank watched

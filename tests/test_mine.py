@@ -1104,7 +1104,7 @@ def test_leftovers_of_killed_writers_go_only_once_they_are_old(demo_dir, tmp_pat
     old = time.time() - LEFTOVER_AGE_S - 60
     paths = {}
     for age in ("fresh", "old"):
-        paths[age] = [out / "shards" / f".tmp-x-{age}.npy.abc", out / "shards" / f"orphan-{age}.npy",
+        paths[age] = [out / "shards" / f".tmp-x-{age}.npy.abc", out / "shards" / f"orphan_{age}-0123456789.npy",
                       out / "done" / f".tmp-y-{age}.json.abc"]
         for path in paths[age]:
             path.write_bytes(b"x")
@@ -1112,6 +1112,128 @@ def test_leftovers_of_killed_writers_go_only_once_they_are_old(demo_dir, tmp_pat
                 os.utime(path, (old, old))
     assert merge(out)["complete"]
     assert all(p.exists() for p in paths["fresh"]) and not any(p.exists() for p in paths["old"])
+
+
+def _a_mining_with_no_videos(out: Path) -> Path:
+    """A pairs folder as mining leaves it, of an empty listing: merge's leftover cleanup runs (nothing pending)."""
+    (out / "done").mkdir(parents=True)
+    atomic_write_json(out / "videos.json", {"root": "/nonexistent", "videos": []})
+    atomic_write_json(out / "mine.json", settings(DEMO, "auto"))
+    return out
+
+
+def _age(*paths: Path) -> None:
+    old = time.time() - 3600  # a leftover by age (LEFTOVER_AGE_S is 10 minutes)
+    for path in paths:
+        os.utime(path, (old, old), follow_symlinks=False)
+
+
+def test_a_merge_deletes_nothing_through_a_linked_shards_or_done_folder(tmp_path, caplog):
+    """The security review's repro: PAIRS/shards linked to another folder (shards moved to a larger disk), and a
+    merge (`mine --merge`, the end of every mining and pretrain) deleted every .npy there over 10 minutes old."""
+    import logging
+
+    out = _a_mining_with_no_videos(tmp_path / "pairs")
+    victim, victim_done = tmp_path / "victim", tmp_path / "victim_done"
+    victim.mkdir()
+    victim_done.mkdir()
+    (out / "shards").symlink_to(victim)
+    (out / "done").rmdir()
+    (out / "done").symlink_to(victim_done)
+    # what a merge would delete in a plain shards/ or done/ folder: a shard of vidssl's naming, a temp file
+    kept = [victim / "precious.npy", victim / f"{video_id('a.mp4')}.npy", victim / ".tmp-a.npy.1@0.x",
+            victim_done / ".tmp-b.json.1@0.x"]
+    for path in kept:
+        path.write_bytes(b"precious")
+    _age(*kept)
+    with caplog.at_level(logging.WARNING):
+        assert cli_main(["mine", "--merge", "--out", str(out)]) == 0
+    assert [p.read_bytes() for p in kept] == [b"precious"] * len(kept)
+    for folder in ("shards", "done"):
+        assert f"{out / folder} is a symbolic link: a merge removes no leftovers" in caplog.text
+
+
+def test_a_merge_deletes_only_shard_names_vidssl_writes(tmp_path):
+    """Of the old files no marker names in shards/, only those of write_video's naming are a killed writer's: a
+    user's own .npy there was deleted, and a link of a shard's name is no shard (its target outside stays)."""
+    out = _a_mining_with_no_videos(tmp_path / "pairs")
+    shards = out / "shards"
+    shards.mkdir()
+    vid, other = video_id("clip.mp4"), video_id("sub/other clip.mkv")
+    leftovers = [shards / f"{vid}.npy", shards / f"{vid}.2.tracks.npy", shards / f"{other}.tracks.npy"]
+    named = shards / f"{video_id('named.mp4')}.npy"
+    atomic_write_json(out / "done" / f"{video_id('named.mp4')}.json", {"pairs": [{"shard": f"shards/{named.name}"}]})
+    foreign = [shards / "features.npy", shards / f"{vid}.final.npy", shards / "embeddings-epoch10.npy"]
+    target = tmp_path / "elsewhere.npy"
+    link = shards / f"{video_id('link.mp4')}.npy"
+    for path in [*leftovers, named, *foreign, target]:
+        path.write_bytes(b"x")
+    link.symlink_to(target)
+    _age(*leftovers, named, *foreign, target, link)
+    merge(out)
+    assert not any(p.exists() for p in leftovers)
+    assert all(p.exists() for p in (named, *foreign, target)) and link.is_symlink()
+
+
+def test_a_merge_lock_that_is_a_symbolic_link_is_refused(tmp_path):
+    """The merge lock was opened with O_CREAT through a link: a dangling one created its target."""
+    out = _a_mining_with_no_videos(tmp_path / "pairs")
+    (out / ".vidssl-merge.lock").symlink_to(tmp_path / "made")
+    with pytest.raises(VidsslError, match=re.escape(f"{out / '.vidssl-merge.lock'} is a symbolic link; vidssl writes "
+                                                    "its lock file itself: remove the link")):
+        merge(out)
+    assert not (tmp_path / "made").exists() and not (out / "manifest.jsonl").exists()
+
+
+def test_the_manifest_is_each_done_video_s_records_in_listing_order_and_its_sha256_is_of_its_bytes(mined, tmp_path):
+    """The manifest merge writes, and the sha256 dataset.json records of it, are those of the pairs of the done
+    videos, one JSON line each, in listing order: a merge written another way must give the same bytes, or every
+    pair dataset merged before it reads as changed (open_pairs' check, the pairs fingerprint)."""
+    import hashlib
+
+    from vidssl.io import json_text
+
+    out = tmp_path / "pairs"
+    shutil.copytree(mined[0], out)
+    expected, records = [], []
+    for entry in json.loads((out / "videos.json").read_text())["videos"]:
+        marker = json.loads((out / "done" / f"{entry['video_id']}.json").read_text())
+        if marker["status"] == "mined":
+            expected += [json_text(rec) + "\n" for rec in marker["pairs"]]
+            records += marker["pairs"]
+    for summary in (mined[1], merge(out)):  # the mining's own merge, and a merge again
+        written = (out / "manifest.jsonl").read_bytes()
+        assert written == "".join(expected).encode() and [json.loads(line) for line in written.splitlines()] == records
+        assert summary["manifest_sha256"] == hashlib.sha256(written).hexdigest() and summary["pairs"] == len(records)
+    assert len(records) >= 12 and json.loads((out / "dataset.json").read_text()) == summary
+
+
+def test_a_merge_holds_one_video_s_pairs_in_memory_not_the_whole_manifest(tmp_path, monkeypatch):
+    """merge built the whole manifest as text and held it about 3.5 times: 1.2 GiB for 1M pairs, at the end of
+    every mining. Here 100 videos of 200 pairs of 1 KiB, a 20 MiB manifest, merge with a few MiB."""
+    import hashlib
+    import tracemalloc
+
+    from tracking import dataset
+
+    out = _a_mining_with_no_videos(tmp_path / "pairs")
+    listing = [{"video": f"v{i}.mp4", "video_id": video_id(f"v{i}.mp4")} for i in range(100)]
+    atomic_write_json(out / "videos.json", {"root": "/nonexistent", "videos": listing})
+    stats = {"frames": 80, "seconds": 0.5, "tracks_rejected": {}, "starts_rejected": {}}
+    pairs = [{"video_id": "v", "track": i, "pad": "x" * 1000, "shard": "shards/v.npy", "offset": i}
+             for i in range(200)]
+    marker = {"status": "mined", "stats": stats, "pairs": pairs}  # each video's: built once, before measuring
+    monkeypatch.setattr(dataset, "done_marker", lambda *args: marker)
+    tracemalloc.start()
+    try:
+        summary = merge(out)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    written = (out / "manifest.jsonl").read_bytes()
+    assert summary["pairs"] == 20_000 and summary["manifest_sha256"] == hashlib.sha256(written).hexdigest()
+    assert len(written) > 20 << 20
+    assert peak < 4 << 20, f"merge peaked at {peak / 2**20:.0f} MiB for a {len(written) / 2**20:.0f} MiB manifest"
 
 
 def test_a_video_changed_since_it_was_mined_is_mined_again(demo_dir, tmp_path):
@@ -1863,6 +1985,54 @@ def test_decoders_ffmpeg_lines_are_silent_unless_verbose(data_dir, tmp_path, wor
     ffmpeg_lines = [line for line in stderr("-v", "verbose").splitlines() if " @ 0x" in line]
     assert ffmpeg_lines, "the cut file no longer makes FFmpeg complain: the test shows nothing"
     assert [line for line in stderr("-q", "quiet").splitlines() if " @ 0x" in line] == []
+
+
+def test_workers_log_records_reach_the_main_process_s_handlers_once(demo_dir, tmp_path, capfd):
+    """Spawned workers start with logging unconfigured: their warnings went to bare stderr (across the progress bar),
+    never to the handlers on vidssl/tracking (RUN/pretrain.log), and -v got none of their debug records."""
+    import logging
+
+    from video_utils import trim_with_edit_list
+    from vidssl.video import available_backends
+
+    videos = copy_clips(demo_dir, tmp_path / "videos", ())
+    trimmed = trim_with_edit_list(demo_dir / "clip_00.mp4", videos / "trimmed.mp4", 10, 25)
+    noise = videos / "noise.mp4"  # no container: each backend auto tries fails on it, in a debug record
+    noise.write_bytes(np.random.default_rng(0).bytes(20000))
+
+    def mine(backend: str, level: int, out: str) -> list[logging.LogRecord]:
+        records: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = records.append  # as pipeline.py's FileHandler for RUN/pretrain.log, on both packages
+        loggers = [logging.getLogger(name) for name in ("vidssl", "tracking")]
+        levels = [logger.level for logger in loggers]
+        for logger in loggers:
+            logger.addHandler(handler)
+            logger.setLevel(level)
+        try:
+            mine_folder(videos, tmp_path / out, DEMO, video_backend=backend, workers=2, progress=False)
+        finally:
+            for logger, saved in zip(loggers, levels):
+                logger.removeHandler(handler)
+                logger.setLevel(saved)
+        return records
+
+    if "decord" in available_backends():  # asked for by name, it warns of the edit list where it opens the file
+        records = mine("decord", logging.WARNING, "decord")
+        said = [r for r in records if "its MP4 edit list cuts frames" in r.getMessage()]
+        assert len(said) == 1, [r.getMessage() for r in records]
+        assert said[0].name == "vidssl.video" and said[0].levelno == logging.WARNING
+        assert said[0].getMessage().startswith(f"{trimmed}: ") and said[0].process != os.getpid()
+        assert "its MP4 edit list cuts frames" not in capfd.readouterr().err  # nor printed by the worker itself
+    assert [r.getMessage() for r in mine("auto", logging.WARNING, "quiet") if r.levelno < logging.WARNING] == []
+    records = mine("auto", logging.DEBUG, "verbose")
+    messages = [r.getMessage() for r in records]
+    failed = [m for r, m in zip(records, messages) if r.levelno == logging.DEBUG and f"{noise}: backend " in m]
+    assert sorted(re.search(r": backend (\w+) failed", m)[1] for m in failed) == sorted(available_backends()), messages
+    assert all(r.name == "vidssl.video" and r.process != os.getpid() for r in records if r.getMessage() in failed)
+    # said before the video is booked as done (its skip's warning, by the main process)
+    skipped = next(i for i, m in enumerate(messages) if m.startswith("noise.mp4: skipped (corrupt"))
+    assert max(messages.index(m) for m in failed) < skipped
 
 
 def test_a_labelled_mining_names_itself_in_its_skip_messages(tmp_path, data_dir, caplog):

@@ -114,7 +114,7 @@ def test_resnet_matches_torchvision(arch):
     result = tv.load_state_dict(b.state_dict(), strict=False)
     assert set(result.missing_keys) == {"fc.weight", "fc.bias"} and not result.unexpected_keys
     tv.fc = torch.nn.Identity()
-    x = torch.randn(2, 3, 72, 64)
+    x = torch.randn(2, 3, 72, 64, generator=torch.Generator().manual_seed(0))  # not what earlier tests left
     with torch.no_grad():
         torch.testing.assert_close(b.embed(x), tv(x), rtol=1e-5, atol=1e-5)
 

@@ -16,7 +16,7 @@ from test_io import strict_loads
 from tracking.config import MineConfig
 from vidssl.cli import main
 from vidssl.config import load_config
-from vidssl.errors import ConfigError
+from vidssl.errors import ConfigError, VidsslError
 
 TINY = ["--set", "demo.num=6", "--set", "demo.frames=70", "--set", "train.batch_pairs=16",
         "--set", "train.steps=30", "--set", "train.log_every=5", "--set", "train.image_every=0",
@@ -303,6 +303,85 @@ def test_other_evaluation_settings_evaluate_again(run_dir, tmp_path, monkeypatch
     assert json.loads((run / "stages" / "eval.json").read_text())["config"]["eval.retrieval.grid_queries"] == 3
 
 
+@pytest.mark.slow
+def test_evaluation_data_changed_in_place_is_evaluated_again_set_by_set(run_dir, tmp_path, monkeypatch, caplog):
+    """Only the --eval-data path was recorded: classes added to a set and a new set beside it, as the "too easy,
+    evaluate on data with more labels" warning advises, were never evaluated ("[eval] already complete, skipped")."""
+    from test_retrieval_data import solid, write_rgb
+
+    monkeypatch.delenv("VIDSSL_DATA", raising=False)
+    run, data = tmp_path / "run", tmp_path / "data"
+    shutil.copytree(run_dir, run)
+
+    def add_classes(folder, first, last):
+        for c in range(first, last):
+            for i in range(2):
+                write_rgb(folder / f"class{c}" / f"{i}.png", solid((30 * c, 200 - 20 * c, 60 + 10 * i)))
+
+    add_classes(data / "retrieval" / "toy", 0, 3)
+    command = ["pretrain", "--out", str(run), "--budget-minutes", "4", *TINY, "--eval-data", str(data)]
+    caplog.set_level(logging.INFO, logger="vidssl.pipeline")
+    assert main(command) == 0
+    metrics = run / "eval" / "toy" / "metrics.json"
+    held_out = run / "eval" / "tracks_held_out" / "metrics.json"
+    assert json.loads(metrics.read_text())["labels"] == 3
+    kept = [held_out] + [run / "stages" / f"{stage}.json" for stage in ("mine", "train", "export")]
+    before = {path: path.stat().st_mtime_ns for path in kept}
+    add_classes(data / "retrieval" / "toy", 3, 8)
+    add_classes(data / "retrieval" / "toy2", 0, 3)
+    caplog.clear()
+    assert main(command) == 0
+    toy = data / "retrieval" / "toy"
+    assert f"[eval] {toy}: its files changed since it was evaluated: evaluated again" in caplog.text
+    assert f"[eval] new evaluation set {data / 'retrieval' / 'toy2'}: evaluated" in caplog.text
+    assert "[eval] already complete, skipped" not in caplog.text
+    assert json.loads(metrics.read_text())["labels"] == 8 and (run / "eval" / "toy2" / "metrics.json").is_file()
+    assert {path: path.stat().st_mtime_ns for path in kept} == before  # the held-out tracks, the other stages
+    assert json.loads((run / "stages" / "eval.json").read_text())["tasks"] == ["toy", "toy2", "tracks_held_out"]
+    assert {"toy", "toy2"} <= set(json.loads((run / "summary.json").read_text())["headline"])
+    caplog.clear()
+    assert main(command) == 0  # nothing changed since
+    assert "[eval] already complete, skipped" in caplog.text and "changed since" not in caplog.text
+    # a set gone from the data: its results are kept and said to be, nothing is evaluated again
+    shutil.rmtree(data / "retrieval" / "toy2")
+    caplog.clear()
+    assert main(command) == 0
+    assert (f"[eval] {data / 'retrieval' / 'toy2'}, evaluated by this run, is gone from {data}: its results in "
+            f"{run / 'eval' / 'toy2'} are kept") in caplog.text
+    assert "[eval] already complete, skipped" in caplog.text
+    # changed after an interrupted evaluation had finished it: not reused from that evaluation either
+    marker = json.loads((run / "stages" / "eval.json").read_text())
+    (run / "stages" / "eval.started.json").write_text(json.dumps(
+        {"config": marker["config"], "made_from": marker["made_from"], "parts_done": ["toy", "tracks_held_out"],
+         "outputs_cleared": True, "data": {"toy": marker["data"]["toy"]}}))
+    (run / "stages" / "eval.json").unlink()
+    add_classes(data / "retrieval" / "toy", 8, 9)
+    caplog.clear()
+    assert main(command) == 0
+    assert f"[eval] {data / 'retrieval' / 'toy'}: its files changed since it was evaluated" in caplog.text
+    assert json.loads(metrics.read_text())["labels"] == 9
+    assert "[eval] retrieval on" not in caplog.text.replace(f"[eval] retrieval on {data / 'retrieval' / 'toy'}", "")
+
+
+@pytest.mark.slow
+def test_deleted_weights_are_exported_and_evaluated_again(run_dir, tmp_path, monkeypatch, caplog):
+    """A rerun found every stage complete with RUN/backbone.pt deleted: summary.json and the report named a file
+    that was not there."""
+    from vidssl.io import file_record
+
+    monkeypatch.delenv("VIDSSL_DATA", raising=False)
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "backbone.pt").unlink()
+    with caplog.at_level(logging.INFO, logger="vidssl.pipeline"):
+        assert main(["-q", "pretrain", "--out", str(run), "--budget-minutes", "4", *TINY]) == 0
+    assert f"[export] {run / 'backbone.pt'} gone since this stage completed: exported again" in caplog.text
+    assert "[eval] already complete, skipped" not in caplog.text
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["weights"] == str(run / "backbone.pt") and (run / "backbone.pt").is_file()
+    assert summary["stages"]["eval"]["made_from"] == file_record(run / "backbone.pt")  # the new weights' evaluation
+
+
 def test_an_evaluation_missing_one_task_s_numbers_does_that_task_alone_again(tmp_path):
     """Its marker cleared, the evaluation began afresh: it deleted RUN/eval and redid every task (DAVIS, the flow
     decoders) for one deleted metrics.json, and lost them all where the recorded evaluation data was gone."""
@@ -329,6 +408,132 @@ def test_an_evaluation_missing_one_task_s_numbers_does_that_task_alone_again(tmp
                                       "made_from": made_from}
     assert stages.parts_done("eval") == {"davis"} and stages.outputs_cleared("eval")
     assert (run / "eval" / "davis" / "metrics.json").is_file()
+
+
+def test_an_evaluation_set_changed_or_added_is_evaluated_again_alone(tmp_path, caplog):
+    """The eval marker recorded the --eval-data path only: files added, replaced or removed there, or a new set
+    beside the others, left the finished evaluation as it was. Its sets' fingerprints are compared now."""
+    from vidssl.pipeline import Stages, eval_data_fingerprints, forget_changed_inputs
+
+    data, run = tmp_path / "data", tmp_path / "run"
+    for name in ("toy/a/0.png", "toy/b/0.png", "other/a/0.png", "other/b/0.png"):
+        (data / "retrieval" / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / "retrieval" / name).write_bytes(b"image " + name.encode())
+    tasks = ["other", "toy", "tracks_held_out"]
+    for task in tasks:
+        (run / "eval" / task).mkdir(parents=True)
+        (run / "eval" / task / "metrics.json").write_text("{}")
+    stages = Stages(run)
+    stages.dir.mkdir()
+    marker = {"tasks": tasks, "seconds": 9.0, "config": {"--eval-data": str(data)},
+              "made_from": {"size": 5, "mtime_ns": 7}, "data": eval_data_fingerprints(data)}
+    assert set(marker["data"]) == {"toy", "other"}  # the held-out tracks are the mine stage's
+    enabled = {"mine": True, "train": True, "export": True, "eval": True}
+
+    def rerun() -> dict | None:
+        (run / "stages" / "eval.started.json").unlink(missing_ok=True)
+        (run / "stages" / "eval.json").write_text(json.dumps(marker))
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="vidssl.pipeline"):
+            forget_changed_inputs(run, stages, enabled, data)
+        return stages.started("eval")
+
+    toy = data / "retrieval" / "toy"
+    (toy / ".DS_Store").write_bytes(b"hidden: not read as data")
+    assert rerun() is None and stages.done("eval") == marker and caplog.text == ""  # unchanged
+    for change in (lambda: (toy / "c").mkdir() or (toy / "c" / "0.png").write_bytes(b"a class added"),
+                   lambda: (toy / "a" / "0.png").write_bytes(b"image replaced"),
+                   lambda: os.utime(toy / "b" / "0.png", ns=(1, 1)),  # the same size: its time tells
+                   lambda: (toy / "b" / "0.png").unlink()):
+        change()
+        record = rerun()
+        assert stages.done("eval") is None and record["parts_done"] == ["other", "tracks_held_out"]
+        assert record["data"] == marker["data"] and record["made_from"] == marker["made_from"]
+        assert f"[eval] {toy}: its files changed since it was evaluated: evaluated again" in caplog.text
+        marker["data"] = eval_data_fingerprints(data)  # as the evaluation records it
+    (data / "retrieval" / "new" / "a").mkdir(parents=True)
+    (data / "retrieval" / "new" / "a" / "0.png").write_bytes(b"a new set")
+    assert rerun()["parts_done"] == tasks  # the new set is evaluated, the others kept
+    assert f"[eval] new evaluation set {data / 'retrieval' / 'new'}: evaluated" in caplog.text
+    shutil.rmtree(data / "retrieval" / "new")
+    shutil.rmtree(data / "retrieval" / "other")  # gone: its results are kept and said to be
+    assert rerun() is None and stages.done("eval") == marker
+    assert (f"[eval] {data / 'retrieval' / 'other'}, evaluated by this run, is gone from {data}: its results in "
+            f"{run / 'eval' / 'other'} are kept") in caplog.text
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    older = {k: v for k, v in marker.items() if k != "data"}  # an earlier version's marker: nothing to compare
+    marker = older
+    (toy / "a" / "0.png").write_bytes(b"replaced again")
+    assert rerun() is None and stages.done("eval") == older and caplog.text == ""
+    marker = {**older, "data": eval_data_fingerprints(data)}
+    (toy / "a" / "0.png").write_bytes(b"and again")
+    enabled["eval"] = False  # switched off: left as it is
+    assert rerun() is None and stages.done("eval") == marker
+    enabled["eval"] = True
+    forget_changed_inputs(run, stages, enabled, tmp_path / "unmounted")  # the data gone: kept, as it was
+    assert stages.done("eval") == marker
+
+
+def test_an_evaluation_set_s_fingerprint_is_its_files_as_stat_sees_them(tmp_path):
+    from vidssl.pipeline import data_fingerprint
+
+    folder = tmp_path / "set"
+    (folder / "a").mkdir(parents=True)
+    (folder / "a" / "0.png").write_bytes(b"12345")
+    os.utime(folder / "a" / "0.png", ns=(10**18, 10**18))
+    (folder / "a" / "up").symlink_to(folder)  # a link back up the tree: walked once, no endless walk
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "x").write_bytes(b"hidden")
+    import hashlib
+
+    listing = [["a/0.png", 5, 10**18]]  # what it hashes, by hand: the relative path, size and mtime_ns
+    assert data_fingerprint(folder) == {"files": 1, "sha256": hashlib.sha256(json.dumps(listing).encode()).hexdigest()}
+
+
+def test_deleted_weights_are_exported_again_while_the_checkpoint_is_there(tmp_path, caplog):
+    """A missing file was no change: with RUN/backbone.pt (or its .safetensors) deleted, every stage said "already
+    complete" and the summary and report named weights that were not there."""
+    from vidssl.errors import VidsslError
+    from vidssl.io import file_record
+    from vidssl.pipeline import MADE_FROM, Stages, forget_changed_inputs
+
+    stages = Stages(tmp_path)
+    stages.dir.mkdir()
+    enabled = {"mine": True, "train": True, "export": True, "eval": True}
+    weights, safetensors = tmp_path / "backbone.pt", tmp_path / "backbone.safetensors"
+
+    def exported(**config) -> None:
+        for name in ("train/checkpoint.pt", "backbone.pt", "backbone.safetensors"):
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_bytes(b"made")
+        for name in ("export", "eval"):
+            stages.mark(name, {"seconds": 1.0, "made_from": file_record(tmp_path / MADE_FROM[name]),
+                               "config": config})
+
+    for gone, config in ((weights, {"export.safetensors": True}), (safetensors, {"export.safetensors": True}),
+                         (weights, {"export.safetensors": False})):
+        exported(**config)
+        forget_changed_inputs(tmp_path, stages, enabled)
+        assert stages.done("export") is not None and stages.done("eval") is not None  # all there: kept
+        gone.unlink()
+        forget_changed_inputs(tmp_path, stages, {**enabled, "export": False})  # switched off: left as it is
+        assert stages.done("export") is not None
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="vidssl.pipeline"):
+            forget_changed_inputs(tmp_path, stages, enabled)
+        assert stages.done("export") is None and stages.done("eval") is None
+        assert (f"[export] {gone} gone since this stage completed: exported again from "
+                f"{tmp_path / 'train' / 'checkpoint.pt'}, and evaluated again") in caplog.text
+    exported(**{"export.safetensors": False})
+    safetensors.unlink()  # not made by that export: no matter
+    forget_changed_inputs(tmp_path, stages, enabled)
+    assert stages.done("export") is not None
+    weights.unlink()
+    (tmp_path / "train" / "checkpoint.pt").unlink()
+    with pytest.raises(VidsslError, match=rf"{weights} and {tmp_path / 'train' / 'checkpoint.pt'}, the training "
+                                          r"checkpoint they were exported from, are gone: .* rerun into a new --out, "
+                                          r"or, with that checkpoint elsewhere, `vidssl export "):
+        forget_changed_inputs(tmp_path, stages, enabled)
 
 
 def test_a_stage_begun_with_other_settings_that_left_nothing_is_done_again(tmp_path):
@@ -719,6 +924,43 @@ def test_warnings_for_videos_added_since_mining_and_training_cut_short(tmp_path)
         for summary in ('{"complete": false', '{"complete": false, "videos": [1]}', "[]"):
             (tmp_path / "run" / "pairs" / "dataset.json").write_text(summary)
             assert run_warnings(tmp_path / "run", videos, done) == []
+
+
+def test_videos_replaced_or_removed_since_mining_are_warned(tmp_path):
+    """Only videos added to --videos were warned of: one replaced under its name, or deleted, passed in silence,
+    while `vidssl mine` (its done-markers record each file's state) mines a replaced one again."""
+    from tracking.dataset import source_state, video_id, write_video
+    from vidssl.io import content_sample
+    from vidssl.pipeline import run_warnings
+
+    videos, pairs = tmp_path / "videos", tmp_path / "run" / "pairs"
+    listed = []
+    for name, status in (("a.mp4", "mined"), ("b.mp4", "mined"), ("sub/c.mp4", "mined"), ("d.mp4", "skipped"),
+                         ("e.mp4", None)):  # e: not mined yet (the budget ran out)
+        (videos / name).parent.mkdir(parents=True, exist_ok=True)
+        (videos / name).write_bytes(f"video {name}".encode())
+        entry = {"video": name, "video_id": video_id(name)}
+        listed.append(entry)
+        if status is not None:  # the done-marker mining writes, with the file's state and sample
+            write_video(pairs, entry, None, None, {"status": status, "source": source_state(videos / name),
+                                                   "source_sample": content_sample(videos / name), "pairs": []})
+    (pairs / "videos.json").write_text(json.dumps({"root": str(videos), "videos": listed}))
+    done = {"stopped": "done", "step": 790, "total_steps": 790}
+    assert run_warnings(tmp_path / "run", videos, done) == []
+    os.utime(videos / "a.mp4", ns=(10**18, 10**18))  # a copy (new time, the same bytes): the same video
+    (videos / "e.mp4").write_bytes(b"e, replaced")
+    assert run_warnings(tmp_path / "run", videos, done) == []
+    (videos / "b.mp4").write_bytes(b"video b.mp5")  # the same size: its content sample tells
+    os.utime(videos / "b.mp4", ns=(10**18, 10**18))
+    (videos / "d.mp4").write_bytes(b"d, complete now")  # skipped as it was: mined anew, it may give pairs
+    (videos / "sub" / "c.mp4").unlink()
+    assert run_warnings(tmp_path / "run", videos, done) == [
+        f"2 video(s) in {videos} are not the files this run mined (e.g. b.mp4: changed since it was mined); a new "
+        f"--out includes them as they are now",
+        f"1 video(s) this run mined are no longer in {videos} (e.g. sub/c.mp4: gone since it was mined); a new --out "
+        f"mines the folder as it is now"]
+    (videos / "d.mp4").unlink()  # a skipped video gone: the run is what it was
+    assert len(run_warnings(tmp_path / "run", videos, done)) == 2
 
 
 def test_pretrain_under_torchrun_says_which_commands_scale(tmp_path, capsys, monkeypatch):
@@ -1219,6 +1461,26 @@ def test_every_session_s_messages_and_the_error_that_stopped_it_are_kept_in_pret
     # the handler is gone once pretrain returns: a later message of the same process is not appended
     logging.getLogger("vidssl.train").warning("after the run")
     assert "after the run" not in (run / pipeline.LOG).read_text()
+
+
+def test_a_pretrain_log_that_is_a_symbolic_link_is_refused_not_written_through(tmp_path, monkeypatch):
+    """A run folder from elsewhere whose pretrain.log links to the user's ~/.bashrc: the rerun the README gives to
+    continue a run appended its session lines there (video names, which that folder's maker chose, among them)."""
+    import vidssl.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "_pretrain", lambda *args: {})
+    victim = tmp_path / "bashrc"
+    victim.write_text("export PATH=...\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / pipeline.LOG).symlink_to(victim)
+    with pytest.raises(VidsslError, match=f"{run / pipeline.LOG} is a symbolic link; vidssl appends its log there "
+                                          "itself: remove the link"):
+        pipeline.pretrain(load_config(), run, budget_minutes=1)
+    assert victim.read_text() == "export PATH=...\n"
+    (run / pipeline.LOG).unlink()
+    pipeline.pretrain(load_config(), run, budget_minutes=1)  # its own log file: written as before
+    assert (run / pipeline.LOG).read_text().startswith("=== vidssl pretrain, ")
 
 
 def test_the_paths_the_stages_record_hold_from_any_folder(tmp_path, monkeypatch):

@@ -327,8 +327,8 @@ def test_report_of_the_current_folder_finds_the_row_the_tables_hold(tmp_path, ca
 
 
 def test_a_headline_number_that_is_not_finite_is_left_out(tmp_path):
-    """NaN or Infinity (a diverged evaluation) is no headline: summary.json held null for it, and a mean over runs
-    with it is NaN. The model's number is left out of its task's headline row."""
+    """NaN or Infinity (a diverged evaluation) is no headline number: summary.json held null for it, and a mean over
+    runs with it is NaN. The model's number is left out of its task's headline numbers, and named apart."""
     run = tmp_path / "run"
     make_run(run, "run/backbone", davis=0.8, flow=2.5)
     (run / "eval" / "davis" / "metrics.json").write_text(
@@ -339,6 +339,7 @@ def test_a_headline_number_that_is_not_finite_is_left_out(tmp_path):
     build_report(run)
     summary = strict_loads((run / "summary.json").read_text())
     assert summary["headline"] == {"davis": {"raw pixels": 0.5}, "flow": {"run/backbone": 2.5}}
+    assert summary["headline_not_finite"] == {"davis": ["run/backbone"]}
     assert "methods that learn nothing" not in (run / "report.html").read_text()  # zero flow's EPE: Infinity
 
 
@@ -371,6 +372,21 @@ def test_damaged_files_are_named_in_the_report_not_a_traceback(tmp_path):
     assert not {"warnings", "data", "held_out", "model_card"} & set(summary)
     # the card is damaged, not the export: the weights and their row are still the run's
     assert summary["trained_model"] == "run/backbone" and summary["headline"]["davis"]["run/backbone"] == 0.8
+
+
+def test_a_deleted_dataset_json_of_a_completed_mining_is_named(tmp_path):
+    """A pretrain run's pairs/dataset.json deleted since its mining completed: the data section, and the warnings
+    read from it, vanished from the report without a word (a damaged one was named)."""
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    (run / "pairs" / "dataset.json").unlink(missing_ok=True)
+    build_report(run)
+    assert "Unreadable files" not in (run / "report.html").read_text()  # no mining stage: nothing to miss
+    _write(run / "stages" / "mine.json", {"seconds": 1.0})
+    build_report(run)
+    page = (run / "report.html").read_text()
+    assert (f"{run / 'pairs' / 'dataset.json'}: missing, though the mining stage completed; rewrite it from the "
+            f"mined videos: vidssl mine --merge --out {run / 'pairs'}") in page
 
 
 def test_report_refuses_a_run_that_a_pretrain_is_writing(tmp_path, capsys):
@@ -501,8 +517,8 @@ def test_the_evaluations_markdown_reads_as_html():
     assert markdown_html(text) == (
         "<h4>Title with <code>code</code></h4>"
         "<p>Retrieval on <code>/data/x</code> (a <b>bold</b> word) &lt;script&gt;. Second line.</p>"
-        "<table><thead><tr><th>model</th><th>MAP@R</th><th>s/pair</th></tr></thead>"
-        "<tbody><tr><td>a&lt;b</td><td><b>0.9</b></td><td>1</td></tr></tbody></table>"
+        "<div class='wide'><table><thead><tr><th>model</th><th>MAP@R</th><th>s/pair</th></tr></thead>"
+        "<tbody><tr><td>a&lt;b</td><td><b>0.9</b></td><td>1</td></tr></tbody></table></div>"
         "<p>Skipped:</p><ul><li>p: why</li><li>q: <code>x</code></li></ul>")
     assert markdown_html("## Sub\n", heading_level=3) == "<h4>Sub</h4>"
 
@@ -556,7 +572,7 @@ def test_rejections_are_explained_and_the_grid_caption_names_its_columns(tmp_pat
     _write(run / "pairs" / "dataset.json", {"pairs": 12, "videos": {"found": 2, "mined": 1,
                                                                     "skipped": {"too_short": [["a.mp4"]]}}})
     build_report(run)
-    assert "too_short: [&#x27;a.mp4&#x27;]" in (run / "report.html").read_text()
+    assert "too_short (1 video): [&#x27;a.mp4&#x27;]" in (run / "report.html").read_text()
     assert f"<td>busy</td><td>2</td><td>{html.escape(START_REJECTIONS['busy'])}</td>" in page
     assert "first patch | last patch | the same-frame background (marked bg)" in page
     # why each video gave nothing, and those mined only up to damage (dataset.json since they are kept there)
@@ -566,8 +582,9 @@ def test_rejections_are_explained_and_the_grid_caption_names_its_columns(tmp_pat
                                 "partial": {"b.mp4": "decoding stopped at frame 81 of 194"}}})
     build_report(run)
     page = (run / "report.html").read_text()
-    assert ("<p>Skipped videos, and videos mined only up to damage:</p><ul><li>too_short: a.mp4 (16 frames; a track "
-            "needs 32)</li><li>mined only up to damage: b.mp4 (decoding stopped at frame 81 of 194)</li></ul>") in page
+    assert ("<p>Skipped videos, and videos mined only up to damage:</p><ul><li>too_short (1 video): a.mp4 (16 frames; "
+            "a track needs 32)</li><li>mined only up to damage (1 video): b.mp4 (decoding stopped at frame 81 of 194)"
+            "</li></ul>") in page
 
 
 def test_every_reason_mining_gives_is_explained():
@@ -628,10 +645,25 @@ def test_parts_of_a_run_made_by_different_code_are_said(tmp_path):
     assert ("<li>vidssl 0.1.0 at abc, torch 2.14.1: config.yaml, training, evaluation davis</li><li>vidssl 0.1.0 at "
             "abc-dirty (uncommitted changes ffffffffffff), torch 2.14.1: export, evaluation flow</li>") in page
     # another torch between the stages is other code too
-    _write(run / "model_card.json", {"arch": "smallcnn", "versions": clean, "exported_with": {**clean, "torch": "2.15"}})
+    _write(run / "model_card.json", {"arch": "smallcnn", "versions": clean,
+                                     "exported_with": {**clean, "torch": "2.15"}})
     _write(path, {**json.loads(path.read_text()), "versions": clean})
     build_report(run)
     assert "<li>vidssl 0.1.0 at abc, torch 2.15: export</li>" in (run / "report.html").read_text()
+    # installed from a wheel, not a checkout (no git SHA): a newer version that evaluated was said by nothing
+    installed = {**clean, "git_sha": None}
+    (run / "config.yaml").write_text(yaml.safe_dump({"config": {}, "versions": installed}))
+    _write(run / "model_card.json", {"arch": "smallcnn", "versions": installed, "exported_with": installed})
+    _write(path, {**json.loads(path.read_text()), "versions": installed})
+    davis = run / "eval" / "davis" / "metrics.json"
+    _write(davis, {**json.loads(davis.read_text()), "versions": installed})
+    build_report(run)
+    assert "<p>Code: vidssl 0.1.0, torch 2.14.1.</p>" in (run / "report.html").read_text()
+    _write(path, {**json.loads(path.read_text()), "versions": {**installed, "vidssl": "0.2.0"}})
+    build_report(run)
+    page = (run / "report.html").read_text()
+    assert ("<li>vidssl 0.1.0, torch 2.14.1: config.yaml, training, export, evaluation davis</li><li>vidssl 0.2.0, "
+            "torch 2.14.1: evaluation flow</li>") in page
 
 
 def test_the_training_line_says_how_the_step_count_came_about(tmp_path):
@@ -655,3 +687,165 @@ def test_the_training_line_says_how_the_step_count_came_about(tmp_path):
     _write(run / "train" / "stats.json", {"step": 1200, "total_steps": 1200, "stopped": "done", "minutes": 30.0})
     build_report(run)
     assert "<p>1200 of 1200 steps, precision fp32, stopped: done.</p>" in (run / "report.html").read_text()
+
+
+def _polyline(svg: str) -> list[tuple[str, str]]:
+    import re
+
+    return [tuple(p.split(",")) for p in re.search(r'<polyline[^>]*points="([^"]*)"', svg).group(1).split()]
+
+
+def test_a_long_curve_is_drawn_as_each_pixel_column_s_lowest_and_highest_point():
+    """100k log records drew 100k points into each 354-px-wide chart: 14 MB of SVG. A spike must survive."""
+    import random
+
+    from vidssl.report import svg_line_chart
+
+    rnd = random.Random(0)
+    values = [(float(step), 1.0 + 0.1 * rnd.random()) for step in range(50_000)]
+    values[31_337] = (31_337.0, 50.0)  # one loss spike
+    points = _polyline(svg_line_chart({"loss": values}, "loss", "loss"))
+    columns, top, bottom = 420 - 56 - 10, 24, 240 - 34  # the chart's plot area, in px
+    y0, y1 = min(y for _, y in values), 50.0
+
+    def px(x: float, y: float) -> tuple[str, str]:
+        return f"{56 + x / 49_999 * columns:.1f}", f"{bottom - (y - y0) / (y1 - y0) * (bottom - top):.1f}"
+
+    assert len(points) <= 2 * columns and px(*values[31_337]) in points
+    assert [float(x) for x, _ in points] == sorted(float(x) for x, _ in points)
+    # naive reference: every column's lowest and highest value, and no other
+    extremes: dict[int, list[float]] = {}
+    for x, y in values:
+        column = extremes.setdefault(min(columns - 1, int(x / 49_999 * columns)), [y, y])
+        column[:] = [min(column[0], y), max(column[1], y)]
+    assert {y for _, y in points} == {px(0, y)[1] for column in extremes.values() for y in column}
+    short = [(float(step), float(step % 7)) for step in range(100)]  # fewer than two per column: drawn whole
+    y0, y1 = 0.0, 6.0
+    assert _polyline(svg_line_chart({"loss": short}, "loss", "loss")) == [
+        (f"{56 + x / 99 * columns:.1f}", px(0, y)[1]) for x, y in short]
+
+
+def test_long_lists_of_skipped_videos_show_ten_and_collapse_the_rest(tmp_path):
+    """1,800 skipped videos were listed in full, each reason's line 71 KB, and 300 partial videos one line each."""
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    paths = [f"v{k:02d}.mp4" for k in range(50)]
+    partial = {f"p{k:02d}.mkv": f"decoding stopped at frame {k}" for k in range(12)}
+    _write(run / "pairs" / "dataset.json", {"pairs": 9, "videos": {
+        "found": 62, "mined": 12, "skipped": {"too_short": paths, "unreadable": ["bad.mp4"]},
+        "skipped_detail": {p: f"why {p}" for p in paths}, "partial": partial}})
+    build_report(run)
+    page = (run / "report.html").read_text()
+    listed = html.escape(f"the full list: {run / 'pairs' / 'dataset.json'}")
+    shown, more = page.split("<li>too_short (50 videos): ")[1].split("</li>")[0].split("<details>")
+    assert [p for p in paths if f"{p} (why {p})" in shown] == paths[:10]
+    assert [p for p in paths if f"{p} (why {p})" in more] == paths[10:]
+    assert more.startswith(f"<summary>40 more ({listed})</summary>") and more.endswith("</details>")
+    assert "<li>unreadable (1 video): bad.mp4</li>" in page
+    shown, more = page.split("<li>mined only up to damage (12 videos): ")[1].split("</li>")[0].split("<details>")
+    assert [p for p in partial if p in shown] == list(partial)[:10] and [p for p in partial if p in more] == [
+        "p10.mkv", "p11.mkv"]
+    assert f"<summary>2 more ({listed})</summary>" in more
+
+
+def test_a_trained_backbone_that_scored_nan_keeps_its_row_and_is_named(tmp_path):
+    """A NaN headline (a diverged model) vanished from the headline without a word; all NaN left an empty table."""
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    _write(run / "eval" / "davis" / "metrics.json", {"models": {  # NaN as metrics.json writes it
+        "run/backbone": {"JF_mean": None}, "raw pixels": {"JF_mean": 0.5}}})
+    build_report(run)
+    summary = strict_loads((run / "summary.json").read_text())
+    assert summary["headline"]["davis"] == {"raw pixels": 0.5}
+    assert summary["headline_not_finite"] == {"davis": ["run/backbone"]}
+    page = (run / "report.html").read_text()
+    head = page[page.index("<h2>Headline</h2>"):page.index("<h2>Evaluation</h2>")]
+    assert "<td>J&amp;F (higher is better)</td><td>NaN</td><td>0.5000</td>" in head  # "-" is: not evaluated
+    path = run / "eval" / "davis" / "metrics.json"
+    assert html.escape(f"Not finite: the trained backbone (run/backbone) scored NaN on davis: {path}; a diverged or "
+                       "broken model.") in head
+    _write(run / "eval" / "davis" / "metrics.json", {"models": {
+        "run/backbone": {"JF_mean": None}, "raw pixels": {"JF_mean": None}}})
+    _write(run / "eval" / "flow" / "metrics.json", _flow({"zero": 3.0, "match[run/backbone]": float("nan")}))
+    build_report(run)
+    summary = strict_loads((run / "summary.json").read_text())
+    assert summary["headline"] == {}
+    assert summary["headline_not_finite"] == {"davis": ["run/backbone", "raw pixels"], "flow": ["run/backbone"]}
+    assert set(summary["headline_metric"]) == {"davis", "flow"}
+    head = (run / "report.html").read_text().split("<h2>Headline</h2>")[1].split("</table>")[0]
+    assert "<td>J&amp;F (higher is better)</td><td>NaN</td><td>NaN</td>" in head
+    assert "<td>EPE px (lower is better)</td><td>NaN</td><td>-</td>" in head
+
+
+def test_a_flow_evaluation_of_many_pairs_collapses_its_long_tables(tmp_path):
+    """At Sintel's scale the per-pair EPE table (2,071 columns) ran off the page, the reach table had 2,070 rows
+    and "Out of reach" named 777 pairs; the mean table stays in sight."""
+    import re
+
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    pairs = [f"p{k:03d}" for k in range(300)]
+    flow = _flow({"zero": 3.0, "match[run/backbone]": 2.5})
+    flow["pairs"] = pairs
+    flow["reach"] = {"px": 32, "pairs": {p: {"in_reach_pct": 10.0, "floor_epe": 40.0} for p in pairs}}
+    _write(run / "eval" / "flow" / "metrics.json", flow)
+    (run / "eval" / "flow" / "metrics.md").write_text(
+        "# Optical flow: 300 pairs\n\n| method | EPE |\n|---|---|\n| zero | 3.00 |\n| match[run/backbone] | 2.50 |\n\n"
+        "EPE per pair:\n\n| method | " + " | ".join(pairs) + " |\n" + "|---" * 301 + "|\n"
+        + "".join(f"| {m} | " + " | ".join(["1.00"] * 300) + " |\n" for m in ("zero", "match[run/backbone]"))
+        + "\nWithin reach:\n\n| pair | in reach % | floor EPE |\n|---|---|---|\n"
+        + "".join(f"| {p} | 10.0 | 40.00 |\n" for p in pairs))
+    build_report(run)
+    page = (run / "report.html").read_text()
+    section = page.split("<h3>flow</h3>")[1].split("<h3>")[0]
+    in_sight = re.sub(r"<details>.*?</details>", "", section, flags=re.S)
+    assert "<td>match[run/backbone]</td><td>2.50</td>" in in_sight  # the mean table
+    for collapsed in ("<th>p000</th>", "<th>p299</th>", "<td>p150</td><td>10.0</td>", "p020 10%"):
+        assert collapsed in section and collapsed not in in_sight, collapsed
+    assert "<summary>a table of 2 rows and 301 columns</summary>" in section
+    assert "<summary>a table of 300 rows and 3 columns</summary>" in section
+    assert "Out of reach" in in_sight and "p009 10%" in in_sight
+    assert html.escape(f"290 more (all 300 in {run / 'eval' / 'flow' / 'metrics.json'})") in section
+    assert page.count("<table>") == page.count("<div class='wide'><table>") > 0  # every table scrolls sideways
+    assert ".wide{overflow-x:auto}" in page
+
+
+def test_the_report_is_made_without_torch(tmp_path):
+    """report.py imported vidssl.eval.davis (and so torch: 500 MB, most of 4 s) for the name of one folder."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from tracking.show import save_png
+
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    save_png(run / "eval" / "davis" / "overlays" / "run_backbone" / "a.png", np.zeros((4, 4, 3), np.uint8))
+    _write(run / "pairs" / "dataset.json", {"pairs": 1, "videos": {"found": 1, "mined": 1, "skipped": {}}})
+    _write(run / "train" / "log.jsonl", {"step": 1, "loss": 0.4})
+    _write(run / "stages" / "eval.json", {"tasks": ["davis"]})
+    (run / "config.yaml").write_text("config: {}\n")
+    code = ("import sys; from vidssl.report import build_report; build_report(sys.argv[1]); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    done = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]" and "figcaption>davis: overlays/run_backbone/a.png" in (
+        run / "report.html").read_text()
+
+
+def test_final_stats_whose_step_is_a_float_are_read(tmp_path):
+    """train/stats.json with "step": 241.0 was discarded whole: the report said the log's 240 "of ? steps"."""
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    (run / "train").mkdir()
+    (run / "train" / "log.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n"
+                                                     for s in range(10, 250, 10)))
+    _write(run / "train" / "stats.json", {"step": 241.0, "total_steps": 300.0, "stopped": "budget", "loss": 0.3})
+    build_report(run)
+    train = strict_loads((run / "summary.json").read_text())["train"]
+    assert train == {"step": 241, "total_steps": 300, "stopped": "budget", "loss": 0.3}
+    assert "<p>241 of 300 steps, stopped: budget.</p>" in (run / "report.html").read_text()
+    _write(run / "train" / "stats.json", {"step": 240.5, "total_steps": 300, "loss": 0.3})  # no step: the log's
+    build_report(run)
+    assert strict_loads((run / "summary.json").read_text())["train"] == {"step": 240, "loss": 1.0}

@@ -98,6 +98,27 @@ def test_a_model_with_non_finite_embeddings_is_named(colour_classes, tmp_path):
         evaluate_retrieval({"diverged": broken}, colour_classes, tmp_path / "eval", CFG)
 
 
+@pytest.mark.parametrize("image_size, warned", [(112, True), (227, False)])
+def test_alexnet_evaluated_smaller_than_it_was_trained_is_warned(colour_classes, tmp_path, caplog, image_size,
+                                                                   warned):
+    """`vidssl eval retrieval --weights alexnet.pt` without the paper config read its fc6 at the default 112 px:
+    a 2x2 pool5 grid (conv1 stride 4 and three 3x3 pools of stride 2: 112 -> 27 -> 13 -> 6 -> 2) upsampled to the
+    6x6 fc6 was trained on (227 -> 56 -> 27 -> 13 -> 6), in silence."""
+    import dataclasses
+    import logging
+
+    from vidssl.models import build_backbone
+
+    alexnet = build_backbone("alexnet_wang2015", input_size=227).eval()
+    with caplog.at_level(logging.WARNING, logger="vidssl"):
+        evaluate_retrieval({"alexnet": alexnet, **models()}, colour_classes, tmp_path / "eval",
+                           dataclasses.replace(CFG, image_size=image_size))
+    message = ("alexnet: at 112 px its pool5 grid is 2x2, pooled up to the 6x6 that fc6 was trained on (227-px "
+               "patches); evaluate at its size: --set eval.retrieval.image_size=227")
+    assert (message in caplog.text) == warned
+    assert "smallcnn" not in caplog.text and "raw pixels:" not in caplog.text
+
+
 def build_nan_model():
     from vidssl.models import build_backbone
 
@@ -270,3 +291,25 @@ def test_davis_data_whose_every_sequence_is_unreadable_names_the_cause(tmp_path)
     cfg = RetrievalConfig(image_size=32, num_workers=0, min_object_pixels=10)
     with pytest.raises(RetrievalDataError, match=r"no sequence could be read; first problem: \w+: .*mask"):
         evaluate_retrieval({"raw pixels": PixelFeatures()}, tmp_path / "davis", tmp_path / "eval", cfg)
+
+
+def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path):
+    """The features' loader workers start through forkserver, which imports the user's script again: unguarded,
+    each worker ran the evaluation again at its import, died of multiprocessing's bootstrapping error, and the user
+    saw only "DataLoader worker exited unexpectedly" (training's loader had the check, the evaluation's not)."""
+    import subprocess
+    import sys
+
+    for i in range(4):
+        write_rgb(tmp_path / f"{i}.png", solid((40 * i, 0, 0)))
+    (tmp_path / "unguarded.py").write_text(
+        "from pathlib import Path\n"
+        "from vidssl.eval.baselines import PixelFeatures\n"
+        "from vidssl.eval.retrieval import extract_features\n"
+        "from vidssl.eval.retrieval_data import ImageFiles\n"
+        f"items = ImageFiles(sorted(Path({str(tmp_path)!r}).glob('*.png')), 32)\n"
+        "extract_features({'px': PixelFeatures()}, items, batch_size=2, num_workers=1, progress=False)\n")
+    done = subprocess.run([sys.executable, str(tmp_path / "unguarded.py")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode != 0
+    assert "extract_features was called at the top level of a script that a worker process is importing" in done.stderr

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import logging.handlers
 import multiprocessing
 import os
 import signal
@@ -62,6 +63,10 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
         raise UsageError(f"bad shard {index}/{count}: expected I/N with 0 <= I < N")
     if workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
+    if workers > 1:
+        from vidssl.lifeline import refuse_reimport
+
+        refuse_reimport("tracking.mine_folder")  # its spawned workers import the main module again
     from vidssl.video import VIDEO_EXTENSIONS, check_video_file, find_videos, refuse_out_among_videos
 
     root, out = Path(videos_dir), Path(out_dir)
@@ -249,8 +254,10 @@ def _pool_pass(job, todo: list[dict], workers: int, bar, done: list, strict: boo
     started, videos being mined) when a worker died, else ([], []); with ``blame`` (a pool of one video) that video
     is recorded as the one that crashes its worker instead."""
     context = multiprocessing.get_context("spawn")  # decoders and OpenCV threads do not survive fork safely
+    # a spawned worker's logging is unconfigured: it gets the levels here, and its records come back to be handled
+    levels = {name: logging.getLogger(name).getEffectiveLevel() for name in ("", *WORKER_LOGGERS)}
     pool = futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                       initargs=(os.getpid(),))
+                                       initargs=(os.getpid(), levels))
     pending = iter(todo)
     running: dict = {}  # future -> listing entry
     try:
@@ -259,7 +266,7 @@ def _pool_pass(job, todo: list[dict], workers: int, bar, done: list, strict: boo
                 entry = next(pending, None)
                 if entry is None:
                     break
-                running[pool.submit(job, entry)] = entry
+                running[pool.submit(_mine_in_worker, job, entry)] = entry
             if not running:
                 return [], []
             finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
@@ -269,7 +276,7 @@ def _pool_pass(job, todo: list[dict], workers: int, bar, done: list, strict: boo
                 return again + list(pending), suspects
             for future in sorted(finished, key=lambda f: running[f]["video"]):
                 del running[future]
-                result = future.result()
+                result = _worker_result(future)
                 bar.update_frames(result["frames"])
                 done.append(_finish(result, bar, strict))
     except KeyboardInterrupt:
@@ -291,7 +298,7 @@ def _after_crash(job, running: dict, bar, done: list, strict: bool, blame: bool)
     for future, entry in sorted(running.items(), key=lambda item: item[1]["video"]):
         error = future.exception()
         if error is None:
-            result = future.result()
+            result = _worker_result(future)
             bar.update_frames(result["frames"])
             done.append(_finish(result, bar, strict))
             progressed = True
@@ -327,7 +334,19 @@ def _stop_now(pool, job, entries: list[dict]) -> None:
         undo_attempt(job.out, entry["video_id"], job.run)
 
 
-def _init_worker(miner_pid: int) -> None:
+WORKER_LOGGERS = ("vidssl", "tracking")  # the packages whose levels a worker takes from the main process
+_worker_records: list[logging.LogRecord] = []  # a worker's records since its last video was returned
+
+
+class _KeepRecords(logging.handlers.QueueHandler):
+    """Keeps a worker's records, made picklable as for a queue (message formatted, traceback in its text). Not a
+    multiprocessing queue: a worker killed (-9, out of memory) while holding its lock would hang the others."""
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        _worker_records.append(record)
+
+
+def _init_worker(miner_pid: int, levels: dict[str, int] | None = None) -> None:
     import cv2
 
     from vidssl.lifeline import exit_with
@@ -336,6 +355,32 @@ def _init_worker(miner_pid: int) -> None:
     # Ctrl-C reaches the whole process group; the main process alone decides what stops (see _stop_now)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with(miner_pid)  # a killed `vidssl mine` leaves no worker waiting on its queue
+    # last: a failure above, in no video, is still printed here (by lastResort). From now on a handler of this
+    # process's own would print to bare stderr (across the progress bar), or a second time beside the main
+    # process's (one the main module's import set up here); lastResort only acts where no handler is
+    logging.root.handlers[:] = [_KeepRecords(None)]
+    for name, level in (levels or {}).items():
+        logging.getLogger(name).setLevel(level)  # a -v run gets the workers' debug records, others no debug work
+
+
+def _mine_in_worker(job: "_Job", entry: dict) -> tuple[dict, list[logging.LogRecord]]:
+    """``job(entry)`` in a pool worker, with the log records since the last video's (see _worker_result)."""
+    result = job(entry)
+    records = _worker_records[:]
+    _worker_records.clear()
+    return result, records
+
+
+def _worker_result(future) -> dict:
+    """The result of a video mined in the pool, its worker's log records handled here first: by this process's
+    handlers (RUN/pretrain.log, the console) and levels, before the video is booked as done. The records of a
+    worker that died are lost with it (the crash is reported as such)."""
+    result, records = future.result()
+    for record in records:
+        logger = logging.getLogger(record.name)
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
+    return result
 
 
 def _spent(started: float, budget: float | None) -> bool:

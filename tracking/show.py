@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from tracking.dataset import marker_path, read_marker
-from vidssl.errors import VidsslError
+from vidssl.errors import VidsslError, shell_arg
 from vidssl.io import drawable
 
 _GRID_KEYS = {"video", "shard", "offset", "start_frame", "end_frame"}  # what the pair grid reads of a record
@@ -30,8 +30,8 @@ def load_manifest(pairs_dir: str | Path, keys: set[str] = _GRID_KEYS) -> list[di
 
         if folder.is_dir() and find_videos(folder):
             raise VidsslError(f"{pairs_dir} is a folder of videos, not mined pairs: mine it first (vidssl mine "
-                              f"{pairs_dir} --out PAIRS), then show PAIRS")
-        raise VidsslError(f"{pairs_dir} has no manifest.jsonl; mine it first (vidssl mine VIDEOS --out {pairs_dir})")
+                              f"{shell_arg(pairs_dir)} --out PAIRS), then show PAIRS")
+        raise VidsslError(f"{pairs_dir} has no manifest.jsonl; mine it first (vidssl mine VIDEOS --out {shell_arg(pairs_dir)})")
     records = []
     for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
         if not line.strip():
@@ -139,7 +139,7 @@ def track_strips(pairs_dir: str | Path, n: int = 4, seed: int = 0, frames: int =
         backend = video_backend or meta.get("video_backend", "auto")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise VidsslError(f"{meta_path}: cannot tell where the videos are ({type(e).__name__}: {e}); rebuild it "
-                          f"with `vidssl mine --merge --out {pairs_dir}`") from None
+                          f"with `vidssl mine --merge --out {shell_arg(pairs_dir)}`") from None
     rows = []
     for rec in _sample_tracks(records, n, seed):
         marker = read_marker(pairs_dir, rec["video_id"]) or {}

@@ -12,17 +12,19 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
-from vidssl.config import recorded_config
-from vidssl.errors import VidsslError
+from vidssl.config import recorded_config, shown
+from vidssl.errors import VidsslError, shell_arg
 from vidssl.eval import weights_row_name
 from vidssl.io import json_object
 
 @dataclass
 class TaskRow:
-    """One evaluation task across runs: the trained backbone's number per run (None where the run lacks the task)
-    and each baseline's numbers, in run order. ``lower_is_better``: the headline is an error (flow EPE), decided by
-    the metric, not the task's name (a retrieval set in a folder named ``flow`` is still a score)."""
+    """One evaluation task across runs: the trained backbone's number per run (None where the run lacks the task;
+    NaN or infinite where it diverged) and each baseline's (finite) numbers, in run order. ``lower_is_better``: the
+    headline is an error (flow EPE), decided by the metric, not the task's name (a retrieval set in a folder named
+    ``flow`` is still a score)."""
 
     task: str
     trained: list[float | None]
@@ -38,8 +40,9 @@ def _trained_name(summary: dict, run: Path) -> str:
     if not weights:
         raise VidsslError(f"{run}/summary.json names no trained model (no {run}/model_card.json, and its evaluation "
                           "tables hold no single weights file beside the baselines): finish a pretrain run with the "
-                          f"same command; for a run made stage by stage, export into it (vidssl export {run}/train "
-                          f"--out {run}/backbone.pt), evaluate that, then rewrite the summary: vidssl report {run}")
+                          f"same command; for a run made stage by stage, export into it (vidssl export "
+                          f"{shell_arg(run / 'train')} --out {shell_arg(run / 'backbone.pt')}), evaluate that, then "
+                          f"rewrite the summary: vidssl report {shell_arg(run)}")
     return weights_row_name(weights)
 
 
@@ -49,7 +52,23 @@ def _trained_name(summary: dict, run: Path) -> str:
 RUN_PARTS = ("eval", "stages", "train", "pairs")
 
 
-def run_headline(run: Path, summary: dict) -> tuple[dict[str, dict[str, float]], dict[str, bool], list[str]]:
+def _not_finite(result: dict, model: str) -> float | None:
+    """``model``'s headline number in an evaluation's result when it is there but not finite (NaN, which a
+    metrics.json writes as null, or infinite: its training or evaluation diverged), else None."""
+    from vidssl.report import FLOW_FEATURE_METHOD, HEADLINE_KEYS, degenerate, model_metrics
+
+    if degenerate(result):
+        return None
+    metrics = model_metrics(result).get(f"{FLOW_FEATURE_METHOD}[{model}]" if "methods" in result else model)
+    key = next((key for key, _ in HEADLINE_KEYS if key in metrics), None) if isinstance(metrics, dict) else None
+    value = metrics[key] if key is not None else 0.0
+    if value is None:
+        return math.nan
+    return value if isinstance(value, float) and not math.isfinite(value) else None
+
+
+def run_headline(run: Path, summary: dict, trained: str | None = None
+                 ) -> tuple[dict[str, dict[str, float]], dict[str, bool], list[str]]:
     """The run's headline numbers per task and model, recomputed from its ``eval/*/metrics.json`` with the current
     rules (a summary written by an older version may lack flow or hold a degenerate task), per task whether lower is
     better, and a note naming each metrics.json that could not be read. The summary's number stands in for a task
@@ -58,7 +77,9 @@ def run_headline(run: Path, summary: dict) -> tuple[dict[str, dict[str, float]],
     card). In a run folder, a task whose
     metrics are
     gone (new weights' evaluation begun and killed, or eval/<task> deleted) has no number: the summary's is stale.
-    Only finite numbers count: a NaN would make the mean NaN and every comparison with it false."""
+    Only finite numbers count: a NaN would make the mean NaN and every comparison with it false; but the
+    ``trained`` model's number that is not finite is kept as it is (NaN, inf): a diverged seed is a seed of the
+    config, which would look better without it."""
     from vidssl.report import finite_number, headline_metric, headline_metrics, missing_metrics, read_metrics
 
     results, unreadable = {}, {}
@@ -68,6 +89,10 @@ def run_headline(run: Path, summary: dict) -> tuple[dict[str, dict[str, float]],
         except (OSError, ValueError) as e:
             unreadable[path.parent.name] = f"{path}: unreadable ({e})"
     headline = headline_metrics(results)
+    for task, result in results.items() if trained is not None else ():
+        value = _not_finite(result, trained)
+        if value is not None:
+            headline.setdefault(task, {})[trained] = value
     lower = {task: not (headline_metric(results[task]) or {}).get("higher_is_better", True) for task in headline}
     recorded, directions = summary.get("headline"), summary.get("headline_metric")
     recorded = recorded if isinstance(recorded, dict) else {}
@@ -89,32 +114,60 @@ def run_headline(run: Path, summary: dict) -> tuple[dict[str, dict[str, float]],
     return headline, lower, notes
 
 
-def read_runs(runs: list[str | Path]) -> tuple[list[TaskRow], list[str]]:
-    """The headline numbers of ``runs`` (folders made by ``vidssl pretrain``), one row per task in first-seen
-    order, and a note naming each metrics.json that could not be read. Baselines are matched by name across runs
-    ("raw pixels", "<arch> (random init)")."""
+def _check_runs(runs: list[str | Path]) -> list[Path]:
+    """``runs`` as paths; an error for a run given twice or a folder that is not there (a mistyped path)."""
     seen: dict[Path, Path] = {}
     for run in map(Path, runs):
         if run.resolve() in seen:
             raise VidsslError(f"{run} is given twice (as {seen[run.resolve()]}); each run counts once")
         seen[run.resolve()] = run
-    tables, notes = [], []
     for run in map(Path, runs):
         if not run.is_dir():
             raise VidsslError(f"{run}: no such folder; pass run folders (the --out of `vidssl pretrain`, or a folder "
                               "made stage by stage)")
+    return list(map(Path, runs))
+
+
+def _summary(run: Path) -> dict:
+    """The run's summary.json; an error saying why it cannot be read and how to write it."""
+    try:
+        summary = json.loads((run / "summary.json").read_text())
+    except FileNotFoundError:
+        raise VidsslError(f"{run}: no summary.json (not finished?); finish it with the same `vidssl pretrain` "
+                          f"command, or write it for a run made stage by stage: vidssl report {shell_arg(run)}") from None
+    except (OSError, ValueError) as e:  # torn, or not UTF-8 (a UnicodeDecodeError)
+        raise VidsslError(f"{run}/summary.json: unreadable ({e}); rebuild it: vidssl report {shell_arg(run)}")
+    if not isinstance(summary, dict):
+        raise VidsslError(f"{run}/summary.json: not a run summary (a JSON {type(summary).__name__}); "
+                          f"rebuild it: vidssl report {shell_arg(run)}")
+    return summary
+
+
+def readable_runs(runs: list[str | Path]) -> tuple[list[Path], list[str]]:
+    """The runs whose summary.json can be read, and a note naming each other run and why: one run of many still
+    training (no summary.json yet) or with a torn one leaves the others to compare. An error when none is left."""
+    kept, left_out = [], []
+    for run in _check_runs(runs):
         try:
-            summary = json.loads((run / "summary.json").read_text())
-        except FileNotFoundError:
-            raise VidsslError(f"{run}: no summary.json; finish a `vidssl pretrain` run with the same command, or "
-                              f"write it for a run made stage by stage: vidssl report {run}") from None
-        except (OSError, ValueError) as e:  # torn, or not UTF-8 (a UnicodeDecodeError)
-            raise VidsslError(f"{run}/summary.json: unreadable ({e}); rebuild it: vidssl report {run}")
-        if not isinstance(summary, dict):
-            raise VidsslError(f"{run}/summary.json: not a run summary (a JSON {type(summary).__name__}); "
-                              f"rebuild it: vidssl report {run}")
-        headline, lower, unreadable = run_headline(run, summary)
-        tables.append((_trained_name(summary, run), headline, lower))
+            _summary(run)
+            kept.append(run)
+        except VidsslError as e:
+            left_out.append(str(e))
+    if not kept:
+        raise VidsslError("no run to compare: " + "; ".join(left_out))
+    return kept, left_out
+
+
+def read_runs(runs: list[str | Path]) -> tuple[list[TaskRow], list[str]]:
+    """The headline numbers of ``runs`` (folders made by ``vidssl pretrain``), one row per task in first-seen
+    order, and a note naming each metrics.json that could not be read. Baselines are matched by name across runs
+    ("raw pixels", "<arch> (random init)"). Each run's summary.json must be readable (see :func:`readable_runs`)."""
+    tables, notes = [], []
+    for run in _check_runs(runs):
+        summary = _summary(run)
+        name = _trained_name(summary, run)
+        headline, lower, unreadable = run_headline(run, summary, name)
+        tables.append((name, headline, lower))
         notes += unreadable
     tasks = list(dict.fromkeys(task for _, headline, _ in tables for task in headline))
     if not tasks:
@@ -155,8 +208,8 @@ def read_runs(runs: list[str | Path]) -> tuple[list[TaskRow], list[str]]:
 
 
 def mean_sd(values: list[float | None]) -> tuple[float, float, int]:
-    """Mean and sample standard deviation (n - 1; 0 for one value) of the present values, and their count."""
-    xs = [v for v in values if v is not None]
+    """Mean and sample standard deviation (n - 1; 0 for one value) of the finite values, and their count."""
+    xs = [v for v in values if v is not None and math.isfinite(v)]
     if not xs:
         return math.nan, math.nan, 0
     mean = sum(xs) / len(xs)
@@ -165,10 +218,30 @@ def mean_sd(values: list[float | None]) -> tuple[float, float, int]:
 
 
 def wins(row: TaskRow, baseline: str) -> tuple[int, int]:
-    """(runs whose trained backbone beats ``baseline`` in that same run, runs with both numbers)."""
+    """(runs whose trained backbone beats ``baseline`` in that same run, runs with both numbers). A trained number
+    that is not finite (NaN: the seed diverged) is beaten: left out, the config would look better for it."""
     pairs = [(t, b) for t, b in zip(row.trained, row.baselines[baseline]) if t is not None and b is not None]
-    better = sum((t < b) if row.lower_is_better else (t > b) for t, b in pairs)
+    better = sum(math.isfinite(t) and ((t < b) if row.lower_is_better else (t > b)) for t, b in pairs)
     return better, len(pairs)
+
+
+def baseline_mean(row: TaskRow, baseline: str) -> tuple[float, int]:
+    """The mean of ``baseline`` over the runs the trained mean is over (those with a finite trained number), and
+    their count: over other runs (a diverged seed's, or one without the trained number) it would be no match for
+    the trained mean."""
+    mean, _, n = mean_sd([b if t is not None and math.isfinite(t) else None
+                          for t, b in zip(row.trained, row.baselines[baseline])])
+    return mean, n
+
+
+class Steps(NamedTuple):
+    """The steps a run trained, of the schedule's (a model card's ``training``)."""
+
+    steps: object
+    total: object
+
+    def __str__(self) -> str:
+        return f"{self.steps} of {self.total}"
 
 
 DEMO_VIDEOS = "the built-in demo videos"
@@ -303,7 +376,7 @@ def _setup(run: Path) -> dict[str, object]:
         setup["videos"] = videos
     try:  # the steps trained: with train.fit_budget, the machine's speed (threads, device) decides them
         training = json.loads((run / "model_card.json").read_text())["training"]
-        setup["trained steps"] = f"{training['steps']} of {training['total_steps']}"
+        setup["trained steps"] = Steps(training["steps"], training["total_steps"])
     except (OSError, ValueError, KeyError, TypeError):
         if _torn(run / "model_card.json"):  # unknown, not different
             setup["trained steps"] = NOT_READ
@@ -321,20 +394,62 @@ def _setup(run: Path) -> dict[str, object]:
     return setup
 
 
-def run_differences(runs: list[str | Path]) -> list[str]:
-    """``"key: value / value / ..."`` for everything the runs differ in beyond their seed (see :func:`_setup`);
-    a key a run lacks shows as ``-``, and a key a run does not read (``not read``) is no difference. Empty for seeds
-    of one config on one data set."""
+def _fitted(setup: dict[str, object]) -> bool | None:
+    """Whether train.fit_budget fitted the run's steps to a time budget (pretrain always gives training one; a run
+    made stage by stage has one unless train.budget_minutes is null): its step count is then its machine's speed's,
+    not a setting. None when its config is there but torn (unknown, not different)."""
+    fit = setup.get("train.fit_budget")
+    if fit == NOT_READ:
+        return None
+    pretrain = setup.get("pretrain.budget_minutes", NOT_READ) != NOT_READ
+    return fit is True and (pretrain or setup.get("train.budget_minutes") is not None)
+
+
+BY_POSITION = 3  # runs up to which values are listed by position (see by_run)
+
+
+def by_run(values: list[str], names: list[str]) -> str:
+    """One value per run on one line: by position for up to three runs (``0.5 / 0.5 / 0.33``, in the columns'
+    order), else grouped by value with the runs that hold it (``0.02 (s0, s1); 0.11 (s2)``): twenty values by
+    position have to be counted to tell whose is whose."""
+    if len(values) <= BY_POSITION:
+        return " / ".join(values)
+    groups: dict[str, list[str]] = {}
+    for name, value in zip(names, values):
+        groups.setdefault(value, []).append(name)
+    return "; ".join(f"{value} ({', '.join(group)})" for value, group in groups.items())
+
+
+def run_differences(runs: list[str | Path], names: list[str] | None = None) -> tuple[list[str], str | None]:
+    """``"key: value / value / ..."`` (see :func:`by_run`; ``names``: the runs' columns) for everything the runs
+    differ in beyond their seed (see :func:`_setup`); a key a run lacks shows as ``-``, and a key a run does not read
+    (``not read``) is no difference. Empty for seeds of one config on one data set. And the range of steps trained
+    when train.fit_budget fitted every run's to its budget (``"trained steps: 9963-10000"``), which is no difference
+    of setting, else None."""
+    from vidssl.report import finite_number
+
+    names = names or column_names(runs)
     setups = [_setup(Path(run)) for run in runs]
+    # fitted in every run whose config is known (and some are): steps apart are speeds apart, not settings apart
+    known = [_fitted(setup) for setup in setups]
+    fitted = False not in known and True in known
     keys = list(dict.fromkeys(k for setup in setups for k in setup))
     missing = object()
-    lines = []
+    lines, steps = [], None
     for key in keys:
         values = [setup.get(key, missing) for setup in setups]
         read = [v for v in values if v != NOT_READ]
-        if any(v != read[0] for v in read):
-            lines.append(f"{key}: " + " / ".join("-" if v is missing else str(v) for v in values))
-    return lines
+        if not any(v != read[0] for v in read):
+            continue
+        trained = [v.steps for v in read if isinstance(v, Steps)]
+        if key == "trained steps" and fitted and len(trained) == len(read) and all(map(finite_number, trained)):
+            low, high = min(trained), max(trained)
+            steps = f"trained steps: {low}-{high}" if low != high else f"trained steps: {low}"
+            continue
+        # a run's config.yaml from elsewhere may nest YAML aliases: its value in full was megabytes of output
+        lines.append(f"{key}: " + by_run(["-" if v is missing else str(v) if isinstance(v, (str, int, float, Steps))
+                                          else shown(v) for v in values], names))
+    return lines, steps
 
 
 def column_names(runs: list[str | Path]) -> list[str]:
@@ -350,13 +465,15 @@ def column_names(runs: list[str | Path]) -> list[str]:
 
 
 def compare_markdown(runs: list[str | Path]) -> str:
-    """A markdown table: per task, each run's trained number, their mean +- sd, and per baseline its mean and
-    the runs the trained backbone beats it in; under it, the metrics.json files that could not be read and what
+    """A markdown table: per task, each run's trained number, their mean +- sd, and per baseline its mean (over
+    the same runs) and the runs the trained backbone beats it in; under it, the runs left out (no readable
+    summary.json), the metrics.json files that could not be read, the trained numbers that are not finite and what
     the runs differ in beyond their seed."""
+    runs, left_out = readable_runs(runs)
     rows, unreadable = read_runs(runs)
     names = column_names(runs)  # after read_runs: it refuses a run given twice, which no suffix tells apart
     baselines = list(dict.fromkeys(b for row in rows for b in row.baselines))
-    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    fmt = lambda v: "-" if v is None else "NaN" if math.isnan(v) else f"{v:.3f}"  # noqa: E731  (inf shows as inf)
     head = ["task", *names, "trained mean +- sd"] + [f"{b}: mean, beaten in" for b in baselines]
     cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731  (a `|` in a name would split its cell)
     lines = ["| " + " | ".join(map(cell, head)) + " |", "|" + "---|" * len(head)]
@@ -369,25 +486,41 @@ def compare_markdown(runs: list[str | Path]) -> str:
             if b not in row.baselines:
                 cells.append("-")
                 continue
-            b_mean, _, _ = mean_sd(row.baselines[b])
+            b_mean, b_n = baseline_mean(row, b)
             better, both = wins(row, b)
-            cells.append(f"{b_mean:.3f}, {better}/{both}")
+            # n only where the baseline lacks a number in a run the trained mean is over
+            b_text = "-" if not b_n else f"{b_mean:.3f}" + (f" (n={b_n})" if b_n != n else "")
+            cells.append(f"{b_text}, {better}/{both}")
         lines.append("| " + " | ".join(map(cell, cells)) + " |")
+    if left_out:
+        lines += ["", "**Left out** (no readable summary.json):", *(f"- {note}" for note in left_out)]
     unreadable += [f"{path}: unreadable; what {run} was made with is not compared with the other runs' (rerun its "
                    "command to rewrite it)" for run in map(Path, runs) for path in _unreadable_records(run)]
     if unreadable:
         lines += ["", "**Unreadable results:**", *(f"- {note}" for note in unreadable)]
-    differences = run_differences(runs)
+    not_finite = [f"{run}: {row.task}" for row in rows for run, t in zip(runs, row.trained)
+                  if t is not None and not math.isfinite(t)]
+    if not_finite:
+        lines += ["", "**Trained numbers that are not finite** (diverged in training or evaluation): counted as "
+                      "beaten by every baseline, and left out of the trained mean and of the baselines' means:",
+                  *(f"- {note}" for note in not_finite)]
+    in_order = len(runs) <= BY_POSITION  # listed by position, else by value with each value's runs (by_run)
+    differences, steps = run_differences(runs, names)
     if differences:
         # a spread over other configs or data is not a seed spread, and a baseline's mean over data sets is no one's
         shown = differences[:10] + ([f"... and {len(differences) - 10} more"] if len(differences) > 10 else [])
-        lines += ["", "**These runs differ beyond their seed** (columns in the order above), so the spread is not "
-                      "a seed spread:", *(f"- {line}" for line in shown)]
+        lines += ["", "**These runs differ beyond their seed**"
+                      + (" (columns in the order above)" if in_order else "") + ", so the spread is not a seed spread:",
+                  *(f"- {line}" for line in shown)]
+    if steps:
+        lines += ["", f"{steps} (train.fit_budget fitted each run's schedule to its time budget at its machine's "
+                      "speed: not a setting)"]
     code = [training_code(Path(run)) for run in runs]
     if len({c for c in code if c is not None}) > 1:  # not a difference of the setup: most commits move no number
-        lines += ["", "Trained by different code (each run's training sessions' git SHAs, in the order above; a "
-                      "commit that changes training moves the numbers as another seed would): "
-                  + " / ".join(c or "unknown" for c in code)]
+        lines += ["", "Trained by different code (each run's training sessions' git SHAs"
+                      + (", in the order above" if in_order else "")
+                      + "; a commit that changes training moves the numbers as another seed would): "
+                  + by_run([c or "unknown" for c in code], names)]
     return "\n".join(lines) + "\n"
 
 

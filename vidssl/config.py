@@ -20,6 +20,7 @@ import numbers
 import os
 import platform
 import re
+import reprlib
 import subprocess
 import sys
 import types
@@ -109,7 +110,7 @@ class PretrainConfig:
                   ("held_out_tail", 0.0 <= self.held_out_tail <= 0.5, "in [0, 0.5] (a fraction of every video)"))
         for key, ok, want in checks:
             if not ok:
-                raise ConfigError(f"config key 'pretrain.{key}': must be {want}, got {getattr(self, key)!r}")
+                raise ConfigError(f"config key 'pretrain.{key}': must be {want}, got {shown(getattr(self, key))}")
 
 
 @dataclass
@@ -210,7 +211,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
     if isinstance(value, float) and not math.isfinite(value):
         # NaN would pass every range check (nan < 0 and nan >= 0 are both False); null is the "no limit"
-        raise ConfigError(f"config key '{key}': expected a finite number, got {value!r}")
+        raise ConfigError(f"config key '{key}': expected a finite number, got {shown(value)}")
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -223,19 +224,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except ConfigError:
                 pass
-        raise ConfigError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"config key '{key}': expected {_type_name(tp)}, got {shown(value)}")
     if origin is typing.Literal:
         if value not in typing.get_args(tp):
-            raise ConfigError(f"config key '{key}': {value!r} is not one of {list(typing.get_args(tp))}")
+            raise ConfigError(f"config key '{key}': {shown(value)} is not one of {list(typing.get_args(tp))}")
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
+            raise ConfigError(f"config key '{key}': expected a list, got {shown(value)}")
         (item_tp, *_rest) = typing.get_args(tp) or (Any,)
         return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")
+            raise ConfigError(f"config key '{key}': expected a mapping, got {shown(value)}")
         return dict(value)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, key)
@@ -243,12 +244,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"config key '{key}': expected true/false, got {value!r}")
+            raise ConfigError(f"config key '{key}': expected true/false, got {shown(value)}")
         return value
     if tp is int:
         # numbers.Integral: numpy's integers too (a sweep over np.arange), stored as int
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+            raise ConfigError(f"config key '{key}': expected an integer, got {shown(value)}")
         value = int(value)
         if abs(value) >= 2 ** 63:  # torch, numpy and every count downstream hold 64 bits
             raise ConfigError(f"config key '{key}': expected an integer under 2**63, got one of {len(str(value))} "
@@ -256,35 +257,41 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+            raise ConfigError(f"config key '{key}': expected a number, got {shown(value)}")
         try:
             number = float(value)
         except OverflowError:  # an integer beyond float's range (1e400 spelled out)
             raise ConfigError(f"config key '{key}': expected a finite number, got an integer of "
                               f"{len(str(abs(value)))} digits") from None
         if not math.isfinite(number):  # a numpy float32 NaN is no float, so the check above let it by
-            raise ConfigError(f"config key '{key}': expected a finite number, got {value!r}")
+            raise ConfigError(f"config key '{key}': expected a finite number, got {shown(value)}")
         return number
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+            raise ConfigError(f"config key '{key}': expected a string, got {shown(value)}")
         return value
     raise ConfigError(f"config key '{key}': unsupported annotation {tp!r}")  # a programming error, caught by tests
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 6, 6, 6, 200, 200
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` for a message, cut short: YAML aliases nest a value of a few bytes in the file whose full repr
+    takes gigabytes (a config from elsewhere ran the error message out of memory)."""
+    return _SHORT.repr(value)
 
 
 def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     """Build dataclass ``cls`` from a mapping, strictly: unknown keys and wrong types raise ConfigError."""
     where = prefix or "<top level>"
     if not isinstance(data, dict):
-        raise ConfigError(f"config section '{where}': expected a mapping, got {data!r}")
+        raise ConfigError(f"config section '{where}': expected a mapping, got {shown(data)}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields), key=str)
-    if unknown:
-        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        close = difflib.get_close_matches(str(unknown[0]), list(fields), n=1)
-        hint = f"; did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown config key '{key}'{hint}; valid keys in '{where}': {', '.join(sorted(fields))}")
+    unknown = unknown_keys(cls, data, prefix)
+    if unknown:  # all of them, this section's and its sections': a file with three typos is fixed in one go
+        raise ConfigError(unknown_keys_text([(None, *u) for u in unknown]))
     kwargs = {}
     for name, value in data.items():
         key = f"{prefix}.{name}" if prefix else name
@@ -294,6 +301,90 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     if check is not None:
         check()
     return obj
+
+
+def unknown_keys(cls: type, data: Any, prefix: str = "") -> list[tuple[Any, type, str, Any]]:
+    """``(name, section class, section prefix, value)`` of every key in mapping ``data`` that dataclass ``cls`` or
+    its sections lack: a section's own (sorted) before those of its sections (in field order), as from_dict met
+    them one at a time."""
+    if not isinstance(data, dict):
+        return []  # a section given a plain value: the type check names it
+    hints = typing.get_type_hints(cls)
+    fields = [f.name for f in dataclasses.fields(cls)]
+    found = [(name, cls, prefix, data[name]) for name in sorted(set(data) - set(fields), key=str)]
+    for name in fields:
+        if name in data and dataclasses.is_dataclass(hints[name]):
+            found += unknown_keys(hints[name], data[name], f"{prefix}.{name}" if prefix else name)
+    return found
+
+
+def _key_paths(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every key of ``cls`` and of its sections, sections included, dotted from the top: seed, train, train.lr..."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        out.append(prefix + f.name)
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += _key_paths(hints[f.name], f"{prefix}{f.name}.")
+    return out
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _nested_yaml(dotted: str, value: Any) -> str:
+    """``value`` under the dotted key as a YAML file writes it: ``train.lr``, 0.01 -> ``train:\\n  lr: 0.01``."""
+    for part in reversed(dotted.split(".")):
+        value = {part: value}
+    return yaml.dump(value, Dumper=_YamlDumper, default_flow_style=False, sort_keys=False)
+
+
+def unknown_key_text(name: Any, cls: type, prefix: str, value: Any, first: bool = True, source: str = "") -> str:
+    """What is wrong with the unknown key ``name`` of section ``prefix`` (class ``cls``) and what was meant;
+    ``source`` (the --set that gave it) is named beside the key. The valid keys are listed for the ``first`` one,
+    and for any other the message has no guess for."""
+    key = f"{prefix}.{name}" if prefix else str(name)
+    head = f"unknown config key '{key}'" + (f" ({source})" if source else "")
+    paths = _key_paths() if cls is Config or prefix else []  # a dataclass of its own: no tree to look in
+    if isinstance(name, str) and "." in name:
+        # `train.lr: 0.01` in a YAML file: a real key in --set's spelling, not an unknown one to guess at
+        meant = next((k for k in ([f"{prefix}.{name}"] if prefix else []) + [name] if k in paths), None)
+        if meant is not None:
+            try:
+                block = _nested_yaml(meant, value)
+            except yaml.YAMLError:  # a value built in code that YAML cannot write: the layout is the point
+                block = _nested_yaml(meant, "VALUE")
+            return (f"{head}; '{name}' is --set syntax (--set {meant}=...); in a YAML file "
+                    "write it nested:\n" + "\n".join("    " + line for line in block.rstrip("\n").split("\n")))
+    fields = [f.name for f in dataclasses.fields(cls)]
+    hints = []
+    # the key of another section (`data.lr`, `--set lr=0.01`): difflib, looking in this section only, missed it
+    elsewhere = [p for p in paths if p.rsplit(".", 1)[-1] == str(name)]
+    if elsewhere:
+        owners = [f"{p.rsplit('.', 1)[0]} ({p})" if "." in p else f"the top level ({p})" for p in elsewhere]
+        hints.append(f"'{name}' is a key of {_and(owners)}")
+    close = difflib.get_close_matches(str(name), fields, n=1)
+    if close:
+        hints.append(f"did you mean '{prefix + '.' if prefix else ''}{close[0]}'?")
+    if first or not hints:
+        hints.append(f"valid keys in '{prefix or '<top level>'}': {', '.join(sorted(fields))}")
+    return f"{head}; " + "; ".join(hints)
+
+
+def unknown_keys_text(unknown: list[tuple[str | None, Any, type, str, Any]]) -> str:
+    """One message for every unknown key: ``(source, name, section class, prefix, value)``, source a config file's
+    label ("config file X") or a --set text (None: no source to name). The first key's line reads as a lone
+    unknown key's does; each other key is a line of its own."""
+    lines = []
+    for i, (source, *rest) in enumerate(unknown):
+        in_file = source is not None and source.startswith("config file ")
+        text = unknown_key_text(*rest, first=i == 0, source="" if i == 0 or in_file else source or "")
+        if i == 0:
+            lines.append(f"{source}: {text}" if in_file else text)
+        else:
+            lines.append("  " + text.replace("\n", "\n  "))
+    return "\n".join(lines)
 
 
 def to_dict(cfg: Any) -> dict:
@@ -324,7 +415,7 @@ def _merge(base: dict, update: dict, where: str = "", sections: dict | None = No
     for k, v in update.items():
         if isinstance(v, dict) and k in out and not isinstance(out[k], dict) and isinstance(sections.get(k), dict):
             raise ConfigError(f"config key '{where}{k}' is a section, but the config file or an earlier --set gave it "
-                              f"the value {out[k]!r}; set its keys instead, e.g. {where}{k}.KEY=VALUE")
+                              f"the value {shown(out[k])}; set its keys instead, e.g. {where}{k}.KEY=VALUE")
         out[k] = (_merge(out[k], v, f"{where}{k}.", sections.get(k) if isinstance(sections.get(k), dict) else None)
                   if isinstance(v, dict) and isinstance(out.get(k), dict) else v)
     return out
@@ -429,13 +520,18 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
     """
     base = to_dict(Config())
     file_data = {} if path is None else _without_empty_sections(_read_config_file(Path(path)), base)
+    # every unknown key at once, each with where it was written (from_dict would name only the merged result's)
+    unknown = [(f"config file {path}", *u) for u in unknown_keys(Config, file_data)]
     data = file_data
     for text in overrides:
         parts, value = parse_override(text)
         patch: Any = value
         for part in reversed(parts):
             patch = {part: patch}
+        unknown += [(f"--set {text}", *u) for u in unknown_keys(Config, patch)]
         data = _merge(data, patch, sections=base)
+    if unknown:
+        raise ConfigError(unknown_keys_text(unknown))
     try:
         return from_dict(Config, _merge(base, data))
     except ConfigError as e:
@@ -478,11 +574,26 @@ def _read_config_file(p: Path) -> dict:
     except UnicodeDecodeError:
         raise ConfigError(f"config file {p} is not UTF-8 text") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p} is not valid YAML{_yaml_error_text(e)}") from None
+        problem = str(getattr(e, "problem", None) or "")
+        # PyYAML's own words ("found character '\\t' that cannot start any token") do not say what to do
+        tab = "; indent with spaces, not tabs" if "'\\t'" in problem or "tab character" in problem else ""
+        raise ConfigError(f"config file {p} is not valid YAML{_yaml_error_text(e)}{tab}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {p}: top level must be a mapping of sections")
+    mined = loaded.get("config")
+    if isinstance(mined, dict) and mined and set(mined) <= {f.name for f in dataclasses.fields(MineConfig)}:
+        # PAIRS/mine.json (or dataset.json): its `config` holds the mine section's keys without the section, so
+        # "put it under 'config:'" would fail again on every key. The settings in a loadable form: `vidssl mine`
+        # writes PAIRS/config.yaml, `vidssl pretrain` RUN/config.yaml above RUN/pairs
+        found = [c for c in (p.parent / "config.yaml", p.parent.parent / "config.yaml") if recorded_config(c)]
+        use = (f"use {found[0]} (the resolved config written with it)" if found else
+               "use the config.yaml `vidssl mine` writes beside it (PAIRS/config.yaml; under `vidssl pretrain`, "
+               "RUN/config.yaml)")
+        raise ConfigError(f"config file {p} is a pair dataset's record of the settings it was mined with (its "
+                          f"'config' holds mine keys), not a config file: {use}, or put its 'config' settings under "
+                          "'mine:' in a YAML file (and its video_backend as video: backend:)")
     if "config" in loaded and set(loaded) - {"config"} <= PROVENANCE_KEYS:
         loaded = loaded["config"]  # a resolved config.yaml; "config" is no section name, so this is unambiguous
         if not isinstance(loaded, dict):

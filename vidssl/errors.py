@@ -1,10 +1,18 @@
-"""User-facing errors. The CLI prints their message as one line (a traceback only with -v) and exits non-zero."""
+"""User-facing errors. The CLI prints their message, one line (a line per key for several unknown config keys), a
+traceback only with -v, and exits non-zero."""
+import shlex
 
 
 class VidsslError(Exception):
     """Base class of every error caused by user input (files, config, arguments), not by a bug."""
 
     exit_code = 1
+
+
+def shell_arg(value: object) -> str:
+    """``value`` (a path) as one argument of a command a message gives the user to paste: quoted where a shell
+    would split or expand it (a folder with a space, or a downloaded one named with `;` or `$(...)`)."""
+    return shlex.quote(str(value))
 
 
 def one_line(error: BaseException) -> str:

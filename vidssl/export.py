@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from vidssl.errors import UsageError, VidsslError
+from vidssl.errors import UsageError, VidsslError, shell_arg
 from vidssl.io import atomic_path, json_object, json_text, newer_format, newer_format_error
 from vidssl.models import ARCHS, Backbone, build_backbone
 
@@ -75,7 +75,7 @@ def resolve_weights(path: str | os.PathLike) -> Path:
     if path.is_dir():
         if (path / f"{DEFAULT_STEM}.pt").is_file():
             return path / f"{DEFAULT_STEM}.pt"
-        hint = (f"export it first: vidssl export {path} --out {path / (DEFAULT_STEM + '.pt')}"
+        hint = (f"export it first: vidssl export {shell_arg(path)} --out {shell_arg(path / (DEFAULT_STEM + '.pt'))}"
                 if (path / "checkpoint.pt").is_file() or (path / "train" / "checkpoint.pt").is_file()
                 else "pass the weights file (a .pt or .safetensors)")
         raise ModelFileError(f"{path}: a folder without {DEFAULT_STEM}.pt; {hint}")
@@ -418,7 +418,7 @@ def export_backbone(run_dir: str | os.PathLike, out_path: str | os.PathLike, saf
     if not ckpt_path.is_file() and (Path(run_dir) / "train" / CHECKPOINT).is_file():
         ckpt_path = Path(run_dir) / "train" / CHECKPOINT  # a `vidssl pretrain` run folder: its training is in train/
     if not ckpt_path.is_file():
-        raise ModelFileError(f"{run_dir}: no {CHECKPOINT}; train first with `vidssl train PAIRS --out {run_dir}`")
+        raise ModelFileError(f"{run_dir}: no {CHECKPOINT}; train first with `vidssl train PAIRS --out {shell_arg(run_dir)}`")
     foreign = "not a checkpoint `vidssl train` wrote: export the run folder of a vidssl training"
     ckpt = load_checkpoint(ckpt_path, advice=foreign, error=ModelFileError)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:

@@ -272,6 +272,21 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
     atomic_write_text(path, json_text(obj, indent) + "\n")
 
 
+def open_lock_file(path: str | os.PathLike) -> int:
+    """A descriptor of lock file ``path``, opened for reading and writing (NFS emulates flock with byte-range locks,
+    which need a file open for writing) and created if missing. Never through a symbolic link: the holder truncates
+    the file to write its pid, and a link to ~/.bashrc (a run folder copied with its links, or planted) wiped it."""
+    from vidssl.errors import VidsslError
+
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)  # as open() made it: the umask decides
+    except OSError:
+        if os.path.islink(path):  # ELOOP on Linux and macOS, EMLINK on FreeBSD: asked of the path itself
+            raise VidsslError(f"{path} is a symbolic link; vidssl writes its lock file itself: "
+                              "remove the link") from None
+        raise
+
+
 @contextmanager
 def run_lock(folder: str | os.PathLike, name: str | None = None,
              advice: str = "wait for it to end or choose another --out", shared: bool = False) -> Iterator[None]:
@@ -290,7 +305,7 @@ def run_lock(folder: str | os.PathLike, name: str | None = None,
     if path.parent.exists() and not path.parent.is_dir():  # mkdir would say "File exists"
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path.parent))
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
+    with os.fdopen(open_lock_file(path), "r+") as fh:
         try:
             fcntl.flock(fh, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -58,6 +58,36 @@ def exit_with(pid: int, poll_seconds: float = 1.0) -> None:
     threading.Thread(target=watch, name="vidssl-lifeline", daemon=True).start()
 
 
+def refuse_reimport(call: str) -> None:
+    """Raise when ``call`` comes from the top-level code of a script that multiprocessing is importing as
+    ``__mp_main__``: a worker process (a DataLoader's, started through forkserver, or a mining pool's, spawned)
+    imports the main module again, and unguarded top-level code would run the whole job again in it, into a run
+    folder locked by the first, while the user saw only "DataLoader worker exited unexpectedly". Code that a spawned
+    process runs as its target is no module-level code: it passes."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__mp_main__":
+            from vidssl.errors import VidsslError
+
+            raise VidsslError(f"{call} was called at the top level of a script that a worker process is importing "
+                              "(vidssl's DataLoader workers start through forkserver and its mining workers are "
+                              "spawned: each imports the main module again); put the calls under "
+                              "`if __name__ == \"__main__\":`")
+        frame = frame.f_back
+
+
+def loader_workers(num_workers: int, call: str) -> dict:
+    """The DataLoader arguments for ``num_workers`` workers (training's and the retrieval features'), for ``call``
+    (named in :func:`refuse_reimport`'s error). forkserver, not fork: a worker forked from a process whose OpenCV
+    thread pool has run (mining, figures) inherits its locked mutexes and deadlocks on its first cv2 call (seen in
+    `vidssl pretrain`). The workers end with this process (:func:`loader_worker_init`)."""
+    if not num_workers:
+        return {"num_workers": 0}
+    refuse_reimport(call)
+    return {"num_workers": num_workers, "multiprocessing_context": "forkserver",
+            "worker_init_fn": functools.partial(loader_worker_init, parent_pid=os.getpid())}
+
+
 def loader_worker_init(_: int, parent_pid: int) -> None:
     """``worker_init_fn`` of every DataLoader with workers (training's and the retrieval features'): a ``kill -9``
     of ``parent_pid`` leaves no worker behind, as their parent is the fork server, which outlives it while they do

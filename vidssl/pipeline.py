@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import logging.handlers
@@ -32,8 +33,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vidssl.config import Config, flat_config, write_resolved
-from vidssl.errors import ConfigError, VidsslError, one_line
-from vidssl.io import atomic_write_json, file_record, json_object, remove_temp_leftovers, run_lock, same_file
+from vidssl.errors import ConfigError, VidsslError, one_line, shell_arg
+from vidssl.io import (atomic_write_json, file_record, file_state, json_object, remove_temp_leftovers, run_lock,
+                       same_file)
 from vidssl.train_config import RESUMABLE_KEYS, TRAIN_SECTIONS, min_embed_side
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,45 @@ def _holds_flow_pairs(root: Path) -> bool:
         return bool(find_pairs(root))
     except VidsslError:  # "no flow pairs under ...": not a flow dataset
         return False
+
+
+def data_fingerprint(folder: Path) -> dict[str, Any]:
+    """The files under an evaluation set's ``folder`` (hidden ones passed over, as its discovery does), as a
+    fingerprint: their count and a hash of their sorted relative paths, sizes and mtime_ns. A stat per file and
+    nothing read, so a rerun checks a dataset of thousands of images at once: a file added, removed, replaced or
+    touched changes it (the data copied without its times too: evaluated again, which costs time, not numbers)."""
+    import hashlib
+
+    files, seen = [], set()
+    for top, dirs, names in os.walk(folder, followlinks=True):  # a class folder may be a link, as the loaders take
+        try:
+            here = os.stat(top)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (here.st_dev, here.st_ino) in seen:  # a link back up the tree: walked once
+            dirs[:] = []
+            continue
+        seen.add((here.st_dev, here.st_ino))
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            path = Path(top) / name
+            state = None if name.startswith(".") else file_state(path)
+            if state is not None:
+                files.append((path.relative_to(folder).as_posix(), state["size"], state["mtime_ns"]))
+    digest = hashlib.sha256(json.dumps(sorted(files)).encode("utf-8", "surrogateescape")).hexdigest()
+    return {"files": len(files), "sha256": digest}
+
+
+def eval_data_fingerprints(root: Path | None) -> dict[str, dict[str, Any]]:
+    """Per evaluation set in the --eval-data folder ``root`` (by its RUN/eval folder), its path and its files'
+    data_fingerprint; {} without one. The held-out tracks are not among them: they are the mine stage's output,
+    whose change redoes every stage after it."""
+    if root is None or not Path(root).is_dir():
+        return {}
+    prints: dict[Path, dict] = {}  # davis and davis_instances read the same folder
+    return {es.folder: {"path": str(es.path), **prints.setdefault(es.path, data_fingerprint(es.path))}
+            for es in discover_eval_sets(Path(root), None)}
 
 
 def _pair_count(pairs_dir: Path) -> int:
@@ -204,9 +245,18 @@ class Stages:
         """Add ``fields`` to a begun stage's record (what a resumed stage must know)."""
         atomic_write_json(self.dir / f"{stage}.started.json", {**(self.started(stage) or {}), **fields})
 
-    def finish_part(self, stage: str, part: str) -> None:
-        """Note ``part`` of a begun stage as finished (an evaluation task), so a resumed stage reuses it."""
-        self._note(stage, parts_done=sorted(self.parts_done(stage) | {part}))
+    def finish_part(self, stage: str, part: str, fingerprint: dict | None = None) -> None:
+        """Note ``part`` of a begun stage as finished (an evaluation task), so a resumed stage reuses it, with the
+        ``fingerprint`` of the data it read (see data_fingerprint), so one whose data changed since is not."""
+        fields: dict[str, Any] = {"parts_done": sorted(self.parts_done(stage) | {part})}
+        if fingerprint is not None:
+            fields["data"] = {**self.data(stage), part: fingerprint}
+        self._note(stage, **fields)
+
+    def data(self, stage: str) -> dict:
+        """The fingerprints of the data the finished parts of a begun stage read (by part; see finish_part)."""
+        data = (self.started(stage) or {}).get("data")
+        return data if isinstance(data, dict) else {}
 
     def parts_done(self, stage: str) -> set[str]:
         return set((self.started(stage) or {}).get("parts_done", []))
@@ -229,8 +279,9 @@ class Stages:
         Its marker is a JSON object (what the caller read its parts from)."""
         done = self.done(stage)
         record = {"config": done.get("config"), "parts_done": sorted(parts_done), "outputs_cleared": True}
-        if "made_from" in done:
-            record["made_from"] = done["made_from"]
+        for key in ("made_from", "data"):  # the data's fingerprints: of the parts kept, still what they read
+            if key in done:
+                record[key] = done[key]
         atomic_write_json(self.dir / f"{stage}.started.json", record)
         (self.dir / f"{stage}.json").unlink()
 
@@ -353,9 +404,10 @@ def _input_changed(stages: Stages, name: str, made_from: Path) -> bool:
     return recorded is not None and made_from.exists() and not same_file(recorded, made_from)
 
 
-def forget_changed_inputs(run: Path, stages: Stages, enabled: dict[str, bool]) -> None:
-    """Forget the completed stages whose input file changed (and the stages after them), as _run_stage would when
-    it reaches them, and an evaluation whose metrics.json files are not all there: done first, so that the budget
+def forget_changed_inputs(run: Path, stages: Stages, enabled: dict[str, bool], eval_data: Path | None = None) -> None:
+    """Forget the completed stages whose input file changed or whose exported weights are gone (and the stages after
+    them), as _run_stage would when it reaches them, and reopen an evaluation whose metrics.json files are not all
+    there or whose evaluation sets in ``eval_data`` changed (see eval_data_changes): done first, so that the budget
     does not count their recorded time as spent. A stage switched off (``enabled``: pretrain.run_*) is left as it
     is, as _run_stage leaves it."""
     for name, relative in MADE_FROM.items():
@@ -363,15 +415,68 @@ def forget_changed_inputs(run: Path, stages: Stages, enabled: dict[str, bool]) -
             log.warning("[%s] %s changed since this stage completed: done again", name, run / relative)
             stages.clear(name)
             stages.invalidate_after(name)
+    if enabled["export"] and stages.done("export") is not None:
+        _forget_a_lost_export(run, stages)
     from vidssl.report import missing_metrics
 
+    if not enabled["eval"] or stages.done("eval") is None:
+        return
     gone = missing_metrics(run)
-    if enabled["eval"] and gone:  # deleted by hand: its numbers are nowhere else; the other tasks' are kept
+    if gone:  # deleted by hand: its numbers are nowhere else; the other tasks' are kept
         log.warning("[eval] %s gone since the evaluation completed: that task is done again",
                     ", ".join(map(str, gone)))
+    changed = eval_data_changes(run, stages.done("eval"), eval_data)
+    if gone or changed:
         kept = [task for task in stages.done("eval").get("tasks", [])
-                if isinstance(task, str) and run / "eval" / task / "metrics.json" not in gone]
+                if isinstance(task, str) and run / "eval" / task / "metrics.json" not in gone and task not in changed]
         stages.reopen("eval", kept)
+
+
+def _forget_a_lost_export(run: Path, stages: Stages) -> None:
+    """A completed export whose weights were deleted since: exported again from the training's checkpoint, and
+    evaluated again (every stage said "already complete" and the summary and report named a file not there); with
+    the checkpoint gone too, an error naming both."""
+    weights = run / "backbone.pt"
+    files = [weights] + ([weights.with_suffix(".safetensors")]
+                         if (stages.done("export").get("config") or {}).get("export.safetensors") is True else [])
+    gone = [path for path in files if not path.is_file()]
+    if not gone:
+        return
+    checkpoint = run / MADE_FROM["export"]
+    if not checkpoint.is_file():
+        raise VidsslError(f"{' and '.join(map(str, gone))} and {checkpoint}, the training checkpoint they were "
+                          f"exported from, are gone: this run's weights can no longer be made; rerun into a new --out, "
+                          f"or, with that checkpoint elsewhere, `vidssl export THAT_TRAIN_FOLDER --out {shell_arg(weights)}`")
+    log.warning("[export] %s gone since this stage completed: exported again from %s, and evaluated again",
+                " and ".join(map(str, gone)), checkpoint)
+    stages.clear("export")
+    stages.invalidate_after("export")
+
+
+def eval_data_changes(run: Path, marker: dict, eval_data: Path | None) -> list[str]:
+    """The evaluation sets (their RUN/eval folders) in ``eval_data`` that completed evaluation ``marker`` did not
+    evaluate (new) or whose files changed since (see data_fingerprint), each said; a set it evaluated that is gone is
+    warned of, its results kept. [] for a marker of an earlier version, which recorded no fingerprints (nothing
+    to compare: unchanged), and where the folder is gone (eval_data_by_default says so)."""
+    recorded = marker.get("data")
+    if not isinstance(recorded, dict) or eval_data is None or not Path(eval_data).is_dir():
+        return []
+    now = eval_data_fingerprints(Path(eval_data))
+    changed = []
+    for folder, fingerprint in now.items():
+        was = recorded.get(folder)
+        if not isinstance(was, dict):
+            log.info("[eval] new evaluation set %s: evaluated", fingerprint["path"])
+        elif was.get("sha256") != fingerprint["sha256"]:
+            log.info("[eval] %s: its files changed since it was evaluated: evaluated again", fingerprint["path"])
+        else:
+            continue
+        changed.append(folder)
+    for folder in sorted(set(recorded) - set(now)):
+        was = recorded[folder] if isinstance(recorded[folder], dict) else {}
+        log.warning("[eval] %s, evaluated by this run, is gone from %s: its results in %s are kept",
+                    was.get("path", folder), eval_data, run / "eval" / folder)
+    return changed
 
 
 def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
@@ -523,6 +628,13 @@ def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> li
         if added:
             out.append(f"{len(added)} video(s) in {videos} are not in this run, added after it was mined (e.g. "
                        f"{added[0]}); a new --out includes them")
+        changed, gone = _videos_since_mined(run / "pairs", base, entries if whole else [])
+        if changed:
+            out.append(f"{len(changed)} video(s) in {videos} are not the files this run mined (e.g. {changed[0]}: "
+                       f"changed since it was mined); a new --out includes them as they are now")
+        if gone:
+            out.append(f"{len(gone)} video(s) this run mined are no longer in {videos} (e.g. {gone[0]}: gone since it "
+                       f"was mined); a new --out mines the folder as it is now")
     few = (": too few for the weights to have learned much (the default 9-minute budget fits 120-800 on 2 CPU "
            "cores, by the CPU)")
     cut = train_stats and train_stats.get("stopped") == "budget" and train_stats["step"] < train_stats["total_steps"]
@@ -538,6 +650,31 @@ def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> li
         out.append(f"training ran {train_stats['step']} steps{few}; for a trained backbone, run into a new --out "
                    f"with a larger --budget-minutes (or more train.steps)")
     return out
+
+
+def _videos_since_mined(pairs: Path, base: Path, entries: list[dict]) -> tuple[list[str], list[str]]:
+    """(changed, gone): the videos of the pair dataset ``pairs`` (``entries``: its videos.json's) that mining
+    finished (a done-marker whose shards are whole) and whose file under ``base`` is another one now (also a skipped
+    one: mined anew, it may give pairs), or, for one mined into pairs, is gone. Compared as `vidssl mine` does
+    (tracking.dataset.done_marker: size and time, else a content sample), which would mine the changed ones again;
+    a pretrain rerun whose mining is complete mines nothing."""
+    from tracking.dataset import done_marker, source_state, video_id
+
+    changed, gone = [], []
+    for entry in entries:
+        name = entry["video"]
+        if not isinstance(name, str):
+            continue
+        vid = entry.get("video_id") if isinstance(entry.get("video_id"), str) else video_id(name)
+        source = source_state(base / name)
+        marker = done_marker(pairs, vid, source, base / name)  # no source (the file gone): the marker as it is
+        if marker is not None:
+            if source is None and marker.get("status") == "mined":
+                gone.append(name)
+        elif source is not None and done_marker(pairs, vid) is not None:  # finished, with another file: read
+            # again only then (a marker holds every pair's boxes: one read per video on a rerun)
+            changed.append(name)
+    return changed, gone
 
 
 def evaluation_warnings(run: Path) -> list[str]:
@@ -632,6 +769,9 @@ def pretrain(cfg: Config, run_dir: str | Path, videos: str | Path | None = None,
     against the stages done before (see check_stage_settings) before anything in the run folder changes."""
     # what the checks say before RUN may be written to, kept for RUN/pretrain.log once it may (without a target
     # it never flushes, whatever its size)
+    from vidssl.lifeline import refuse_reimport
+
+    refuse_reimport("vidssl.pipeline.pretrain")  # mining's spawned workers and the loaders' would run it again
     held = logging.handlers.MemoryHandler(capacity=1000, flushLevel=logging.CRITICAL + 1)
     for name in LOGGERS:
         logging.getLogger(name).addHandler(held)
@@ -733,7 +873,13 @@ def _logged_to(path: Path, held: logging.handlers.MemoryHandler):
     videos passed over), then the session's, and what stopped it if it failed. The console scrolls away, the run
     folder keeps what each stage said (the budget fits, the skipped videos, the stage times)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    try:  # not through a link: a run folder from elsewhere whose log links to ~/.bashrc had lines appended there
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise VidsslError(f"{path} is a symbolic link; vidssl appends its log there itself: remove the link") from None
+    handler = logging.StreamHandler(os.fdopen(fd, "a", encoding="utf-8"))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
     loggers = [logging.getLogger(name) for name in LOGGERS]
     handler.stream.write(f"=== vidssl pretrain, {time.strftime('%Y-%m-%d %H:%M:%S')}, pid {os.getpid()}\n")
@@ -752,6 +898,7 @@ def _logged_to(path: Path, held: logging.handlers.MemoryHandler):
         for logger in loggers:
             logger.removeHandler(handler)
         handler.close()
+        handler.stream.close()  # a StreamHandler leaves its stream open
 
 
 def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, demo: bool, eval_data,
@@ -782,7 +929,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     if not (run / "config.yaml").is_file():
         record_config()
     # before the budget is counted: their recorded time is spent again
-    forget_changed_inputs(run, stages, stage_switches(cfg))
+    forget_changed_inputs(run, stages, stage_switches(cfg), Path(eval_data) if eval_data else None)
     spent = stages.spent_s(stage_switches(cfg))
     if spent:
         log.info("%.1f of the %.1f budget minutes were spent by stages completed earlier", spent / 60,
@@ -899,14 +1046,21 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
             # the setting, so the finished evaluations stood, but these must go on without it
             log.warning("[eval] %s, the evaluation data this run recorded, is gone: evaluating without it", root)
             root = None
+        # the data as the stage found it, recorded for the next rerun to compare (see eval_data_changes)
+        data, recorded = eval_data_fingerprints(root), stages.data("eval")
         for es in discover_eval_sets(root, held_out):
             out = run / "eval" / es.folder
             if out.name in finished:
-                try:
-                    results[out.name] = read_metrics(out / "metrics.json")
-                    continue
-                except (OSError, ValueError):  # gone or edited by hand since: evaluated again
-                    pass
+                was = recorded.get(out.name)
+                if isinstance(was, dict) and was.get("sha256") != data.get(out.name, {}).get("sha256"):
+                    # changed after this evaluation finished it, before it was interrupted
+                    log.info("[eval] %s: its files changed since it was evaluated: evaluated again", es.path)
+                else:
+                    try:
+                        results[out.name] = read_metrics(out / "metrics.json")
+                        continue
+                    except (OSError, ValueError):  # gone or edited by hand since: evaluated again
+                        pass
             log.info("[eval] %s on %s", es.task, es.path)
             try:
                 if es.task == "retrieval":
@@ -928,7 +1082,14 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
                 log.error("[eval] %s on %s failed: %s", es.task, es.path, said)
                 failures[out.name] = said if said.startswith(str(es.path)) else f"{es.path}: {said}"  # named once
                 continue
-            stages.finish_part("eval", out.name)
+            stages.finish_part("eval", out.name, data.get(out.name))
+        for name in sorted(finished - set(results) - set(failures)):
+            # a set evaluated, then gone from the data (eval_data_changes said so): its results are kept, as they
+            # are while nothing else is evaluated again
+            with contextlib.suppress(OSError, ValueError):
+                results[name] = read_metrics(run / "eval" / name / "metrics.json")
+                if name in recorded:
+                    data[name] = recorded[name]
         (run / "eval" / EVAL_FAILURES).unlink(missing_ok=True)  # an empty one in a clean run read as an alarm
         if failures:
             atomic_write_json(run / "eval" / EVAL_FAILURES, failures)
@@ -938,7 +1099,8 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
                              f"data and rerun the same command: the {len(results)} finished ones are kept")
         # the row the trained backbone has in every table, as named now: the report finds it by this name, also
         # after the run folder is renamed (a rerun then skips this stage and the tables keep the old name)
-        return {"tasks": sorted(results), "trained_model": weights_row_name(run / "backbone.pt")}
+        return {"tasks": sorted(results), "trained_model": weights_row_name(run / "backbone.pt"),
+                "data": {name: fingerprint for name, fingerprint in data.items() if name in results}}
 
     results = {
         "mine": _run_stage(stages, "mine", p.run_mine, mine, configs["mine"], on_start=record_config),

@@ -11,10 +11,12 @@ import html
 import json
 import math
 import re
+from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from vidssl.eval import weights_row_name
+from vidssl.errors import shell_arg
+from vidssl.eval import MASKS, weights_row_name
 from vidssl.io import atomic_write_text, json_object, json_text
 
 CURVES = (  # (title, keys of a training log record, y label)
@@ -133,9 +135,24 @@ def read_jsonl(path: Path) -> list[dict]:
     return out
 
 
+def _per_column(values: list[tuple[float, float]], x0: float, x1: float, columns: int) -> list[tuple[float, float]]:
+    """``values`` (in x order, x within ``x0..x1``) cut to the lowest and the highest point of each of ``columns``
+    pixel columns, in x order: a line cannot show more, and a spike survives (a mean or every n-th point would
+    hide it). 100k log records drew 100k points per curve, 14 MB of SVG. A series this short is drawn whole."""
+    if len(values) <= 2 * columns:
+        return values
+    kept: list[tuple[float, float]] = []
+    for _, group in groupby(values, key=lambda p: min(columns - 1, int((p[0] - x0) / (x1 - x0) * columns))):
+        group = list(group)
+        low, high = min(group, key=lambda p: p[1]), max(group, key=lambda p: p[1])
+        kept += [low] if low is high else sorted((low, high))
+    return kept
+
+
 def svg_line_chart(series: dict[str, list[tuple[float, float]]], title: str, ylabel: str,
                    width: int = 420, height: int = 240) -> str:
-    """An inline SVG line chart of ``{name: [(x, y), ...]}`` with axes ticks and a legend."""
+    """An inline SVG line chart of ``{name: [(x, y), ...]}`` (each in x order) with axes ticks and a legend; a long
+    series is drawn as the lowest and highest point of each pixel column."""
     points = [p for values in series.values() for p in values if math.isfinite(p[1])]
     if not points:
         return ""
@@ -169,7 +186,8 @@ def svg_line_chart(series: dict[str, list[tuple[float, float]]], title: str, yla
     parts.append(f'<text x="12" y="{height / 2}" transform="rotate(-90 12 {height / 2})" '
                  f'text-anchor="middle">{html.escape(ylabel)}</text>')
     for k, (name, values) in enumerate(series.items()):
-        pts = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in values if math.isfinite(y))
+        values = _per_column([p for p in values if math.isfinite(p[1])], x0, x1, width - left - right)
+        pts = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in values)
         color = COLORS[k % len(COLORS)]
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{pts}"/>')
         if pts and " " not in pts:  # one point: a polyline of one point draws nothing
@@ -179,6 +197,35 @@ def svg_line_chart(series: dict[str, list[tuple[float, float]]], title: str, yla
                      f'fill="{color}">{html.escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+LISTED = 10  # items of a long list shown; the rest collapsed (1,800 skipped videos were 71 KB of text per reason)
+TABLE_LIMIT = 20  # a table with more rows or columns is collapsed (Sintel's per-pair EPE: 2,071 columns)
+
+
+def _capped(items: list[str], where: str) -> tuple[str, str]:
+    """``items`` (HTML) as the first :data:`LISTED` joined by "; ", and the rest in a collapsed ``<details>`` (""
+    when none) that says how many and where (``where``: text) the whole list is kept; apart, as a ``<details>``
+    cannot stand inside a ``<p>``."""
+    more = items[LISTED:]
+    return "; ".join(items[:LISTED]), (f"<details><summary>{len(more)} more ({html.escape(where)})</summary>"
+                                       f"{'; '.join(more)}</details>" if more else "")
+
+
+def _videos(count: int) -> str:
+    return f"{count} video{'s' * (count != 1)}"
+
+
+def _fitted_table(head: list[str], rows: list[list[str]]) -> str:
+    """A table of ``head`` and ``rows`` (cells as HTML) that scrolls sideways when wider than the page, and a long
+    or wide one collapsed under a line saying its size: a table in full that no reader takes in pushed the rest of
+    the page out of sight."""
+    table = (f"<div class='wide'><table><thead><tr>{''.join(f'<th>{c}</th>' for c in head)}</tr></thead><tbody>"
+             + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+             + "</tbody></table></div>")
+    if len(rows) <= TABLE_LIMIT and len(head) <= TABLE_LIMIT:
+        return table
+    return f"<details><summary>a table of {len(rows)} rows and {len(head)} columns</summary>{table}</details>"
 
 
 MAX_FIGURE_WIDTH = 1100  # px: figures are shown at page width, so larger ones only bloat the file
@@ -237,9 +284,8 @@ def _table(rows: list[dict[str, Any]], columns: list[str], headers: dict[str, st
             return f"{v:.4f}"
         return html.escape(str(v))
 
-    head = "".join(f"<th>{html.escape((headers or {}).get(c, c))}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return _fitted_table([html.escape((headers or {}).get(c, c)) for c in columns],
+                         [[cell(r.get(c, "")) for c in columns] for r in rows])
 
 
 FLOW_FEATURE_METHOD = "match"  # flow's per-model row: zero-shot matching of the model's dense features
@@ -308,6 +354,11 @@ def finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _whole_number(value: Any) -> bool:
+    """A finite number equal to an integer (241, or 241.0)."""
+    return finite_number(value) and value == int(value)
+
+
 def is_baseline(row: str) -> bool:
     """A row every evaluation adds beside the weights evaluated (vidssl.eval.baselines.feature_models): raw pixels
     and the architectures at random init (``smallcnn (random init)``, ``smallcnn width=32 (random init)``)."""
@@ -321,15 +372,12 @@ def flow_references(result: dict) -> dict[str, float]:
             if "[" not in name and finite_number(m.get("epe"))}
 
 
-def headline_metrics(eval_results: dict[str, dict]) -> dict[str, dict[str, float]]:
-    """Per task, per model, the one number a reader looks at first: DAVIS J&F, retrieval MAP@R (higher is
-    better), flow EPE of matching the model's features (lower is better). Degenerate tasks are left out, and so is a
-    model whose number is not a finite one (NaN would make every mean and comparison with it NaN or false)."""
-    out: dict[str, dict[str, float]] = {}
+def _headline_values(eval_results: dict[str, dict]) -> Iterator[tuple[str, str, Any]]:
+    """(task, model, its headline value as its metrics.json holds it) for each model of each task that is not
+    degenerate."""
     for task, result in eval_results.items():
         if degenerate(result):
             continue
-        row = {}
         for name, metrics in model_metrics(result).items():
             if "methods" in result:
                 prefix = FLOW_FEATURE_METHOD + "["
@@ -337,10 +385,29 @@ def headline_metrics(eval_results: dict[str, dict]) -> dict[str, dict[str, float
                     continue
                 name = name[len(prefix):-1]
             key = next((key for key, _ in HEADLINE_KEYS if key in metrics), None)
-            if key is not None and finite_number(metrics[key]):
-                row[name] = float(metrics[key])
-        if row:
-            out[task] = row
+            if key is not None:
+                yield task, name, metrics[key]
+
+
+def headline_metrics(eval_results: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """Per task, per model, the one number a reader looks at first: DAVIS J&F, retrieval MAP@R (higher is
+    better), flow EPE of matching the model's features (lower is better). Degenerate tasks are left out, and so is a
+    model whose number is not a finite one (NaN would make every mean and comparison with it NaN or false; see
+    :func:`not_finite_headlines`)."""
+    out: dict[str, dict[str, float]] = {}
+    for task, model, value in _headline_values(eval_results):
+        if finite_number(value):
+            out.setdefault(task, {})[model] = float(value)
+    return out
+
+
+def not_finite_headlines(eval_results: dict[str, dict]) -> dict[str, dict[str, float | None]]:
+    """Per task, the models whose headline number is NaN or infinite (null, as metrics.json writes it): a diverged
+    or broken model, which the report and summary.json name rather than leave out without a word."""
+    out: dict[str, dict[str, float | None]] = {}
+    for task, model, value in _headline_values(eval_results):
+        if value is None or isinstance(value, float) and not math.isfinite(value):
+            out.setdefault(task, {})[model] = value
     return out
 
 
@@ -394,19 +461,33 @@ def _rows_legend(eval_results: dict[str, dict]) -> str:
 
 
 def _headline_section(summary: dict, eval_results: dict[str, dict]) -> str:
-    """The headline numbers, one row per task with its metric and direction, each model a column."""
-    models = list(dict.fromkeys(m for row in summary["headline"].values() for m in row))
+    """The headline numbers, one row per task with its metric and direction, each model a column; a number that is
+    not finite shows as NaN (not "-": that model was not evaluated there) and is said below the table."""
+    broken = not_finite_headlines(eval_results)
+    cells: dict[str, dict[str, Any]] = {task: {} for task in summary["headline_metric"]}
+    for task, model, value in _headline_values(eval_results):  # in the tables' order
+        if model in summary["headline"].get(task, {}):
+            cells[task][model] = summary["headline"][task][model]
+        elif model in broken.get(task, {}):
+            cells[task][model] = _spelled(value)
+    models = list(dict.fromkeys(m for row in cells.values() for m in row))
     rows = []
-    for task, row in summary["headline"].items():
+    for task, row in cells.items():
         what = summary["headline_metric"].get(task) or {}
         better = "higher" if what.get("higher_is_better", True) else "lower"
         size = _task_size(eval_results[task])
         rows.append({"task": f"{task} ({size})" if size else task,
                      "metric": f"{what.get('metric', '?')} ({better} is better)", **{m: row.get(m) for m in models}})
     notes = []
+    for task, row in broken.items():
+        path = Path(summary["run_dir"]) / "eval" / task / "metrics.json"
+        for model, value in row.items():
+            who = f"the trained backbone ({model})" if model == summary.get("trained_model") else model
+            why = "a broken evaluation" if is_baseline(model) else "a diverged or broken model"
+            notes.append(f"Not finite: {who} scored {_spelled(value)} on {task}: {path}; {why}.")
     for task, result in eval_results.items():
         refs = flow_references(result) if "methods" in result else {}
-        if refs and task in summary["headline"]:
+        if refs and task in cells:
             notes.append(f"{task}, methods that learn nothing (EPE px): "
                          + ", ".join(f"{name} {epe:.2f}" for name, epe in refs.items()))
     weights = (f"<p>Weights: <code>{html.escape(summary['weights'])}</code></p>" if summary.get("weights") else "")
@@ -414,6 +495,12 @@ def _headline_section(summary: dict, eval_results: dict[str, dict]) -> str:
             + "".join(f"<p>{html.escape(n)}</p>" for n in notes)
             + "<p>One run of one seed: runs of one config with other seeds can differ by several points; weigh "
               "settings over several seeds with <code>vidssl compare</code>.</p>")
+
+
+def _spelled(value: float | None) -> str:
+    """A headline number that is not finite, as the headline shows it: metrics.json writes NaN and infinity as
+    null."""
+    return "NaN" if value is None or math.isnan(value) else str(value)
 
 
 def _tabled_weights(eval_results: dict[str, dict]) -> set[str]:
@@ -451,8 +538,6 @@ def _trained_row(run: Path, eval_results: dict[str, dict]) -> str:
 def _figure_pngs(folder: Path) -> list[Path]:
     """The figures an evaluation made in ``folder``: its PNGs, but for DAVIS's predicted masks
     (``eval.davis.save_masks``: a label map per frame, model and sequence, for the official scorer)."""
-    from vidssl.eval.davis import MASKS
-
     return sorted(png for png in folder.rglob("*.png") if png.relative_to(folder).parts[0] != MASKS)
 
 
@@ -489,21 +574,23 @@ def _stages_section(run: Path, markers: dict, switches: dict) -> str:
     return "<h2>Stages</h2>" + _table(rows, ["stage", "status"])
 
 
-def _reach_line(result: dict) -> str:
-    """A flow evaluation's pairs that feature matching cannot express (see vidssl.eval.flow.metrics.window_reach);
-    empty when every pair is mostly in reach or the metrics.json records no reach."""
+def _reach_line(result: dict, source: Path) -> str:
+    """A flow evaluation's pairs that feature matching cannot express (see vidssl.eval.flow.metrics.window_reach),
+    the first few named and the rest collapsed (``source``: the metrics.json that lists them all); empty when every
+    pair is mostly in reach or the metrics.json records no reach."""
     reach = result.get("reach")
     pairs = reach.get("pairs") if isinstance(reach, dict) else None
     if not isinstance(pairs, dict):
         return ""
-    short = [f"{name} {r['in_reach_pct']:.0f}% (no such matcher scores under EPE {r['floor_epe']:.2f})"
+    short = [html.escape(f"{name} {r['in_reach_pct']:.0f}% (no such matcher scores under EPE {r['floor_epe']:.2f})")
              for name, r in pairs.items() if isinstance(r, dict) and finite_number(r.get("in_reach_pct"))
              and finite_number(r.get("floor_epe")) and r["in_reach_pct"] < 50]
     if not short:
         return ""
+    shown, more = _capped(short, f"all {len(short)} in {source}")
     return (f"<p><b>Out of reach:</b> feature matching expresses motion up to +-{reach.get('px')} px per axis; "
-            f"pixels within it: {html.escape('; '.join(short))}. Their match rows measure the shortfall from "
-            f"that floor.</p>")
+            f"pixels within it: {shown}{'; and more below' if more else ''}. Their match rows measure the shortfall "
+            f"from that floor.</p>{more}")
 
 
 def _data_line(result: dict) -> str:
@@ -556,9 +643,7 @@ def markdown_html(text: str, heading_level: int = 4) -> str:
                 rows.append([cell.strip() for cell in lines[i].strip().strip("|").split("|")])
                 i += 1
             body = [r for r in rows[1:] if not all(set(c) <= set(":-") and c for c in r)]
-            head = "".join(f"<th>{_inline(c)}</th>" for c in rows[0])
-            cells = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
-            blocks.append(f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>")
+            blocks.append(_fitted_table([_inline(c) for c in rows[0]], [[_inline(c) for c in r] for r in body]))
         elif line.startswith("- "):
             items = []
             while i < len(lines) and lines[i].strip().startswith("- "):
@@ -593,23 +678,29 @@ def _task_block(folder: Path, result: dict) -> str:
 
 def _code_line(parts: dict[str, Any]) -> str:
     """Which code made the run: one line when every part (``parts``: what -> its versions record) was made by the
-    same vidssl at the same commit and uncommitted changes, else a warning naming which part ran which."""
+    same vidssl at the same commit and uncommitted changes (installed, not a checkout: the same version), else a
+    warning naming which part ran which."""
     spelled: dict[str, list[str]] = {}
     for part, record in parts.items():
-        if isinstance(record, dict) and isinstance(record.get("git_sha"), str):
+        if not isinstance(record, dict):
+            continue
+        if isinstance(record.get("git_sha"), str):
             changes = record.get("git_diff_sha256")
             code = (f"vidssl {record.get('vidssl', '?')} at {record['git_sha']}"
-                    + (f" (uncommitted changes {changes[:12]})" if isinstance(changes, str) else "")
-                    + f", torch {record.get('torch', '?')}")
-            spelled.setdefault(code, []).append(part)
+                    + (f" (uncommitted changes {changes[:12]})" if isinstance(changes, str) else ""))
+        elif isinstance(record.get("vidssl"), str):  # pip-installed: a newer version evaluating is no less a change
+            code = f"vidssl {record['vidssl']}"
+        else:
+            continue
+        spelled.setdefault(f"{code}, torch {record.get('torch', '?')}", []).append(part)
     if len(spelled) == 1:
         (code, _), = spelled.items()
         return f"<p>Code: {html.escape(code)}.</p>"
     if not spelled:
         return ""
     items = "".join(f"<li>{html.escape(code)}: {html.escape(', '.join(what))}</li>" for code, what in spelled.items())
-    return (f"<div class='warn'><p><b>Made by different code:</b> the checkout changed while the run was made, so "
-            f"its parts may not match each other; rerun the stages to make them with one code:</p><ul>{items}</ul>"
+    return (f"<div class='warn'><p><b>Made by different code:</b> the code changed while the run was made (another "
+            f"commit, uncommitted changes or another installed version), so its parts may not match each other; rerun the stages to make them with one code:</p><ul>{items}</ul>"
             f"</div>")
 
 
@@ -655,8 +746,11 @@ def build_report(run_dir: str | Path) -> Path:
     def text(value: Any) -> str:  # a value of a hand-editable file, shown as text
         return html.escape(str(value))
 
-    ds = _read_json(run / "pairs" / "dataset.json", _check_dataset,
-                    f"rewrite it from the mined videos: vidssl mine --merge --out {run / 'pairs'}", damaged)
+    remerge = f"rewrite it from the mined videos: vidssl mine --merge --out {shell_arg(run / 'pairs')}"
+    ds = _read_json(run / "pairs" / "dataset.json", _check_dataset, remerge, damaged)
+    if ds is None and (run / "stages" / "mine.json").is_file() and not (run / "pairs" / "dataset.json").exists():
+        # deleted after a mining that completed: the data section (and the warnings read from it) left in silence
+        damaged.append(f"{run / 'pairs' / 'dataset.json'}: missing, though the mining stage completed; {remerge}")
     if ds is not None:
         videos = ds.get("videos", {})
         summary["data"] = {"pairs": ds.get("pairs"), "videos_found": videos.get("found"),
@@ -670,12 +764,15 @@ def build_report(run_dir: str | Path) -> Path:
             detail = details.get(path) if isinstance(path, str) else None  # a hand edit: a list is no key
             return f"{path} ({detail})" if isinstance(detail, str) else str(path)
 
-        skipped = "".join(f"<li>{text(reason)}: {text('; '.join(map(named, paths)))}</li>"
+        full_list = f"the full list: {run / 'pairs' / 'dataset.json'}"
+        skipped = "".join(f"<li>{text(reason)} ({_videos(len(paths))}): "
+                          f"{''.join(_capped([text(named(path)) for path in paths], full_list))}</li>"
                           for reason, paths in videos.get("skipped", {}).items()) or "<li>none</li>"
         partial = videos.get("partial", {})
         if partial:  # mined, yet part of each was never seen
-            skipped += "".join(f"<li>mined only up to damage: {text(path)} ({text(note)})</li>"
-                               for path, note in partial.items())
+            notes = [text(f"{path} ({note})") for path, note in partial.items()]
+            skipped += (f"<li>mined only up to damage ({_videos(len(partial))}): "
+                        f"{''.join(_capped(notes, full_list))}</li>")
         from tracking.video_miner import START_REJECTIONS, WINDOW_LOSSES
 
         rejects = _table([{"reason": k, "windows": v, "meaning": WINDOW_LOSSES.get(k, "")}
@@ -702,7 +799,8 @@ def build_report(run_dir: str | Path) -> Path:
         for grid in sorted((run / "pairs").glob("*.png")):
             sections.append(_img(grid, f"mined pairs ({grid.name}): {layout}"))
     ho = _read_json(run / "pairs_held_out" / "dataset.json", _check_dataset,
-                    f"rewrite it from the mined videos: vidssl mine --merge --out {run / 'pairs_held_out'}", damaged)
+                    f"rewrite it from the mined videos: vidssl mine --merge --out {shell_arg(run / 'pairs_held_out')}",
+                    damaged)
     if ho is not None:
         videos = ho.get("videos", {})
         skipped = {k: len(v) for k, v in videos.get("skipped", {}).items()}
@@ -732,6 +830,8 @@ def build_report(run_dir: str | Path) -> Path:
     # log_every steps) can be a few steps short of where it stopped, and a training stopped before its first log
     # step has only them
     final = json_object(run / "train" / "stats.json")  # unreadable: {}, and the log stands in
+    # a step written as 241.0 (a float through some tool) is step 241: it discarded the whole file ("240 of ? steps")
+    final.update({k: int(final[k]) for k in ("step", "total_steps") if _whole_number(final.get(k))})
     if not (isinstance(final.get("step"), int) and final["step"] >= last.get("step", 0)):
         final = {}
     if final or last:
@@ -754,7 +854,8 @@ def build_report(run_dir: str | Path) -> Path:
 
     card_path = run / "model_card.json"
     card = _read_json(card_path, lambda card: _expect(card, dict, "the file"),
-                      f"export the weights again: vidssl export {run / 'train'} --out {run / 'backbone.pt'}", damaged)
+                      f"export the weights again: vidssl export {shell_arg(run / 'train')} --out "
+                      f"{shell_arg(run / 'backbone.pt')}", damaged)
     if card_path.is_file():  # a damaged card still says the export finished: the weights have their evaluation rows
         # the card's own weights file (also the card of backbone.pth, whose summary named a missing backbone.pt)
         listed = card.get("files") if card is not None else None
@@ -789,7 +890,7 @@ def build_report(run_dir: str | Path) -> Path:
         why = degenerate(result)
         if why:
             block.append(f"<p><b>Not informative:</b> {html.escape(why)} (left out of the headline).</p>")
-        block.append(_reach_line(result))
+        block.append(_reach_line(result, metrics_path))
         pngs = _figure_pngs(metrics_path.parent)
         shown = _figures(pngs, MAX_FIGURES_PER_TASK)
         for png in shown:
@@ -861,13 +962,17 @@ def build_report(run_dir: str | Path) -> Path:
         sections.insert(top, code)
         top += 1
     summary["headline"] = headline_metrics(eval_results)  # {} without an evaluation: the keys are always there
-    summary["headline_metric"] = {task: headline_metric(eval_results[task]) for task in summary["headline"]}
+    # apart from headline, which holds numbers only (a null there failed `vidssl pretrain`'s last lines)
+    summary["headline_not_finite"] = {task: list(row) for task, row in not_finite_headlines(eval_results).items()}
+    summary["headline_metric"] = {task: headline_metric(result) for task, result in eval_results.items()
+                                  if task in summary["headline"] or task in summary["headline_not_finite"]}
     if eval_results:
         sections.insert(top, _headline_section(summary, eval_results))
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>vidssl report</title><style>"
             "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
             "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
             "text-align:right}th{background:#f4f4f4}td:first-child{text-align:left}"
+            ".wide{overflow-x:auto}summary{cursor:pointer;color:#555}"
             "img{max-width:100%}figure{margin:1em 0}.charts svg{margin:4px}pre{background:#f8f8f8;padding:8px}"
             ".warn{background:#fff4e0;border:1px solid #e0a040;padding:0 1em}"
             "</style></head><body><h1>vidssl run: " + html.escape(run.resolve().name) + "</h1>"

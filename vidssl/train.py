@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import numpy as np
 import torch
 import torch.utils.deterministic  # runtime_settings turns its fill of fresh tensors off
 import torch.distributed as dist
@@ -40,7 +41,7 @@ from vidssl.device import local_rank, resolve_device, world_size
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.io import (atomic_path, atomic_write_json, atomic_write_text, json_object, json_text, newer_format,
                        newer_format_error, remove_temp_leftovers, run_lock)
-from vidssl.lifeline import exit_with_launcher
+from vidssl.lifeline import exit_with_launcher, refuse_reimport
 from vidssl.losses import Triplets, build_loss, build_reducer, dense_cycle_loss
 from vidssl.miners import MiningSchedule, Scores
 from vidssl.models import ARCHS, EmbeddingNet, build_backbone
@@ -502,19 +503,6 @@ class TrainStep:
         return out
 
 
-def _called_while_a_worker_imports_the_script() -> bool:
-    """True when the caller is the top-level code of a script that multiprocessing imports as ``__mp_main__``
-    (a process it starts re-imports the main module). Without the guard the re-import would train again, into a
-    run folder locked by the first training, and the user would see only "DataLoader worker exited unexpectedly".
-    A function that a spawned process runs as its target is not module-level code, so it may train."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__mp_main__":
-            return True
-        frame = frame.f_back
-    return False
-
-
 class StopAtStepEnd:
     """Ctrl-C or SIGTERM while training: the step in flight finishes and is checkpointed, then the signal takes its
     course (Ctrl-C's KeyboardInterrupt, or the command's own SIGTERM handler). Raised mid-step, an interruption left
@@ -602,10 +590,7 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
     A pair dataset whose mining is not complete (videos pending: shards still running) is refused unless
     ``allow_incomplete``. Raises :class:`TrainingDiverged` on a non-finite loss, keeping the last good checkpoint.
     """
-    if _called_while_a_worker_imports_the_script():
-        raise VidsslError("vidssl.train.train was called at the top level of a script that a DataLoader worker is "
-                          "importing (workers start through forkserver, which imports the main module): put the call "
-                          "under `if __name__ == \"__main__\":`, or set data.num_workers=0")
+    refuse_reimport("vidssl.train.train")  # before the run folder's lock, which the first training holds
     t0 = time.monotonic()
     if not isinstance(cfg.train, TrainConfig):  # a mapping: replace() below would fail on it with a TypeError
         cfg.validate()  # which names the section and the fix
@@ -713,7 +698,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
                           f"{len(pairs)} pairs so far): wait for the other shards or rerun the same `vidssl mine` to "
                           "finish it, then train; --allow-incomplete trains on the pairs mined so far")
     problems = []  # all at once: fixing one to meet the next on the following run costs the user a run each
-    tracks = len(set(pairs.track.tolist()))
+    tracks = int(np.unique(pairs.track).size)
     if pairs.num_videos < 2 and not cfg.miner.same_video_negatives:
         # the flag is advised only where it helps: with one track as well, following it met the next error
         fix = ("mine more videos or set miner.same_video_negatives=true" if tracks >= 2 else
@@ -987,8 +972,6 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
             if step >= total:
                 break
         checkpoint(step, metrics)
-        if stopping.signum is not None:  # it came during the last step's checkpoint: delivered now, not swallowed
-            stopping.stop()
     finally:
         stopping.restore()
         bar.close()
@@ -998,6 +981,10 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
              "world_size": d.world, "weights_sha256": parameter_digest(model), "fit_history": fit_history}
     if d.main:
         atomic_write_json(run_dir / "stats.json", stats)
+    if stopping.signum is not None:
+        # it came during the last checkpoint: delivered now, not swallowed, but after stats.json, so that the
+        # finished training is recorded as finished (it was reported as interrupted, with no stats.json)
+        stopping.stop()
     return {**stats, "session_steps": step - start}  # the caller's to judge (vidssl train: a one-step budget)
 
 

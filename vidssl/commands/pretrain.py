@@ -47,10 +47,21 @@ def run(args, cfg) -> int:
     if metrics:  # what the numbers below are, and which way is better
         print("metrics: " + "; ".join(f"{task} {m['metric']} ({'higher' if m['higher_is_better'] else 'lower'} is "
                                       f"better)" for task, m in metrics.items() if m))
-    for task, row in summary.get("headline", {}).items():
-        cells = ", ".join(f"{model}: {value:.3f}" for model, value in row.items())
-        print(f"{task}: {cells}")
+    for line in headline_lines(summary):
+        print(line)
     return 0
+
+
+def headline_lines(summary: dict) -> list[str]:
+    """``"<task>: <model>: 0.871, ..."`` per task of a run's summary.json; a model whose number is not finite (NaN:
+    it diverged) is named as such, not left out."""
+    headline, not_finite = summary.get("headline", {}), summary.get("headline_not_finite", {})
+    lines = []
+    for task in dict.fromkeys([*headline, *not_finite]):
+        cells = [f"{model}: {value:.3f}" for model, value in headline.get(task, {}).items()]
+        cells += [f"{model}: not finite" for model in not_finite.get(task, [])]
+        lines.append(f"{task}: {', '.join(cells)}")
+    return lines
 
 
 def _print_where(run_dir, cfg) -> None:

@@ -14,7 +14,7 @@ def add_arguments(parser) -> None:
 def run(args, cfg) -> int:
     from pathlib import Path
 
-    from vidssl.errors import VidsslError
+    from vidssl.errors import VidsslError, shell_arg
     from vidssl.io import run_lock
     from vidssl.report import build_report
 
@@ -28,7 +28,7 @@ def run(args, cfg) -> int:
                           f"the README's walkthrough shows the layout the stages write")
     # a pretrain writing into RUN holds it: its half-made stages are no report (and its own report follows)
     with run_lock(run_dir, advice=f"wait for it to end (a pretrain writes its own report), then rerun `vidssl report "
-                                  f"{run_dir}` if you still need one"):
+                                  f"{shell_arg(run_dir)}` if you still need one"):
         page = build_report(run_dir)
     print(f"report: {page}\nsummary: {run_dir / 'summary.json'}")
     return 0

@@ -1,9 +1,6 @@
 """A map-style dataset over the pair shards and the loader that batches it for training."""
 from __future__ import annotations
 
-import functools
-import os
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -13,7 +10,7 @@ from vidssl.data.pairs import PairSet
 from vidssl.data.sampler import PairBatchSampler
 from vidssl.data.shards import ShardRows
 from vidssl.errors import VidsslError
-from vidssl.lifeline import loader_worker_init
+from vidssl.lifeline import loader_workers
 from vidssl.train_config import DataConfig
 
 
@@ -59,14 +56,8 @@ def make_loader(dataset: PairPatches, sampler: PairBatchSampler, cfg: DataConfig
     """Batches of ``(uint8 [P, M, S, S, 3], int64 [P] pair indices)`` in the sampler's order."""
     workers = cfg.num_workers
     # its own generator: starting an iterator must not draw from the global torch RNG, which a resumed run restores
-    # forkserver, not fork: a worker forked from a process whose OpenCV thread pool has run (mining, figures)
-    # inherits its locked mutexes and deadlocks on its first cv2 call (seen in `vidssl pretrain`)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin_memory,
-                      multiprocessing_context="forkserver" if workers else None,
+    return DataLoader(dataset, batch_sampler=sampler, pin_memory=pin_memory, **loader_workers(workers, "make_loader"),
                       generator=torch.Generator().manual_seed(seed),
-                      # a killed trainer leaves no worker behind
-                      worker_init_fn=functools.partial(loader_worker_init, parent_pid=os.getpid()) if workers
-                      else None,
                       prefetch_factor=cfg.prefetch if workers else None, persistent_workers=False)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidssl.errors import VidsslError
+from vidssl.errors import VidsslError, shell_arg
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def _open_pairs(root: str | os.PathLike) -> PairSet:
     if recorded is not None and recorded != whole.hexdigest():
         raise _ManifestMismatch(f"{manifest} is not the manifest {root / 'dataset.json'} describes (a merge was "
                                 f"interrupted between the two, or one was edited): rewrite both with `vidssl mine "
-                                f"--merge --out {root}`")
+                                f"--merge --out {shell_arg(root)}`")
     if not offsets:
         raise PairDataError(f"{manifest}: no pairs; {_why_no_pairs(meta, root)}")
     shard_index_arr = np.asarray(shard_index, np.int32)

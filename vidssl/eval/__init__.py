@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# out_dir/masks/: DAVIS's predicted palette PNGs (eval.davis.save_masks), outputs rather than figures; here, not in
+# vidssl.eval.davis, so that the report can leave them out without importing torch
+MASKS = "masks"
+
 
 def weights_row_name(path: str | Path) -> str:
     """The row name every evaluation gives an exported weights file: ``<folder>/<stem>`` (``runs/a/backbone.pt``

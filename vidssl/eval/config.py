@@ -14,6 +14,12 @@ def is_device_name(name: str) -> bool:
     return re.fullmatch(r"auto|cpu|cuda(:\d+)?", name) is not None
 
 
+def is_sequence_name(name: str) -> bool:
+    """One folder name (a DAVIS sequence under JPEGImages/480p): joined to the data folder and to the overlay and
+    mask folders of --out, an absolute name or a "../" would read and write wherever it points."""
+    return name not in ("", ".", "..") and "/" not in name and "\\" not in name
+
+
 # vidssl.eval.flow.methods.CLASSICAL's names, kept cv2-free here
 CLASSICAL_FLOW = ("zero", "farneback", "dis_ultrafast", "dis_fast", "dis_medium")
 
@@ -141,6 +147,10 @@ class DavisConfig:
         for key, ok, want in checks:
             if not ok:
                 raise ConfigError(f"config key 'eval.davis.{key}': must be {want}, got {getattr(self, key)!r}")
+        for name in self.sequences:
+            if not is_sequence_name(name):
+                raise ConfigError(f"config key 'eval.davis.sequences': {name!r} is not a sequence name (a folder "
+                                  f"name under JPEGImages/480p); list folder names alone, e.g. [blackswan, bear]")
 
 
 @dataclass

@@ -6,17 +6,20 @@ Given the first frame's object masks, every later frame ``t`` is labelled from a
 frames: the first frame (ground truth) and the ``n`` previous frames (their propagated soft labels). With dense
 features ``f`` at stride 8, L2-normalised per cell, each target cell ``q`` scores every context cell ``k`` by
 ``<f_k, f_q>``; context cells farther than ``radius`` cells from ``q`` (Euclidean: a disc, its edge included, where
-CRW's mask is strict; DINO's is the enclosing square) are excluded, in every context frame as DINO does (with ``radius_first_frame`` off the
-first frame is searched whole, as CRW does: 0.5 to 4 J&F points
-worse on blackswan for pixels and random-init CNNs). The ``topk`` best candidates over all context frames vote
+CRW's mask is strict; DINO's is the enclosing square) are excluded, in every context frame as DINO does (with
+``radius_first_frame`` off the first frame is searched whole, as CRW does: 0.5 to 4 J&F points worse on blackswan
+for pixels and random-init CNNs). The ``topk`` best candidates over all context frames vote
 with weights ``softmax(score / temperature)`` on their soft labels; the resulting label distribution is
 upsampled to the annotation resolution and arg-maxed.
 
 Computation per target frame: the query cells are cut into 8x8-cell tiles; each tile takes one matrix product
 with the key windows (tile grown by the radius) of all context frames, the radius mask added as a -inf bias, and
 one top-k per context frame; then a top-k over the ``(n + 1) * topk`` candidates. Exact (the global top-k lies in
-the union of the per-frame top-k sets), memory O(n N) for N cells per frame, and the windows make it 1.5x to 6.5x
-(480x270 input, radius 12, up to 854x480) faster than full N x N affinities (tools/_bench_davis.py; README).
+the union of the per-frame top-k sets), memory O(n N) for N cells per frame (the candidates, and one affinity of
+at most AFFINITY_BLOCK elements at a time), and the windows make it 1.5x to 6.5x (480x270 input, radius 12, up to
+854x480) faster than full N x N affinities (tools/_bench_davis.py; README). With the radius off (``radius`` 0, or
+the first frame searched whole) the key window is the whole frame and the query cells are scored against it a block
+at a time: never the N x n x N affinity (3.3 GB per frame at 854x480 with the default context of 20).
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidssl.eval import jf, retire_results
+from vidssl.eval import MASKS, jf, retire_results
 from vidssl.eval.config import DavisConfig
 from vidssl.eval.davis_data import DavisDataError, DavisSequence, list_sequences, load_sequence
 from vidssl.device import resolve_device
@@ -44,7 +47,10 @@ from vidssl.models.base import MIN_SIDE, normalize_rgb
 log = logging.getLogger(__name__)
 STRIDE = 8
 TILE = 8  # query cells per tile side: small enough that windows shrink, large enough to amortise the per-tile work
-MASKS = "masks"  # out_dir/masks/: the predicted palette PNGs (eval.davis.save_masks), outputs rather than figures
+# most elements of one affinity (32 MiB in float32): a window of the whole frame (radius 0, or the first frame
+# searched whole) is scored a block of query cells at a time (65 at 854x480 with 20 context frames), where all N
+# cells at once took N x M x N elements, 3.3 GB a frame
+AFFINITY_BLOCK = 1 << 23
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -70,7 +76,8 @@ class Tile:
 def make_tiles(h: int, w: int, radius: float, tile: int = TILE, device: torch.device | str = "cpu",
                dtype: torch.dtype = torch.float32) -> list[Tile]:
     """Cover an (h, w) cell grid with ``tile`` x ``tile`` query blocks, each paired with the key window within
-    ``radius`` cells (Euclidean) of it. Radius 0: one tile, the whole grid, nothing blocked."""
+    ``radius`` cells (Euclidean) of it. Radius 0: one tile, the whole grid, nothing blocked (scored a block of
+    query cells at a time, see AFFINITY_BLOCK)."""
     if radius <= 0:
         every = torch.arange(h * w, device=device)
         return [Tile(every, slice(0, h), slice(0, w), every, None)]
@@ -97,7 +104,8 @@ def frame_candidates(query: torch.Tensor, keys: torch.Tensor, tiles: Sequence[Ti
 
     query: (h, w, C); keys: (M, h, w, C). Returns scores (N, M * topk) (dot products; -inf in unused slots) and
     the candidates' indices (N, M * topk) into the M * N context cells (frame-major), N = h * w. Per tile one
-    matrix product (nq, C) x (C, M * nk), the radius bias added in place, and one top-k.
+    matrix product (nq, C) x (C, M * nk), the radius bias added in place, and one top-k; a tile whose affinity
+    would pass AFFINITY_BLOCK elements takes its query cells in blocks under it (same result, per query cell).
     """
     h, w, c = query.shape
     m, n = keys.shape[0], h * w
@@ -107,13 +115,16 @@ def frame_candidates(query: torch.Tensor, keys: torch.Tensor, tiles: Sequence[Ti
     frame_offset = torch.arange(m, device=query.device).view(1, m, 1) * n
     for tile in tiles:
         key = keys[:, tile.rows, tile.cols].reshape(-1, c)  # (M * nk, C): the windows (a copy unless whole)
-        affinity = (flat_query[tile.query] @ key.t()).view(len(tile.query), m, -1)  # (nq, M, nk)
-        if tile.bias is not None:
-            affinity += tile.bias.unsqueeze(1)
-        k = min(topk, affinity.shape[-1])
-        value, pos = affinity.topk(k, dim=-1)  # (nq, M, k)
-        scores[tile.query, :, :k] = value
-        index[tile.query, :, :k] = tile.window[pos] + frame_offset
+        step = max(1, AFFINITY_BLOCK // key.shape[0])
+        for start in range(0, len(tile.query), step):
+            cells = tile.query[start:start + step]
+            affinity = (flat_query[cells] @ key.t()).view(len(cells), m, -1)  # (nq, M, nk)
+            if tile.bias is not None:
+                affinity += tile.bias[start:start + step].unsqueeze(1)
+            k = min(topk, affinity.shape[-1])
+            value, pos = affinity.topk(k, dim=-1)  # (nq, M, k)
+            scores[cells, :, :k] = value
+            index[cells, :, :k] = tile.window[pos] + frame_offset
     return scores.reshape(n, m * topk), index.reshape(n, m * topk)
 
 
@@ -376,11 +387,11 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
                 if not retired:  # this evaluation's first file: the earlier one's scores go (see retire_results)
                     retire_results(out_dir, figures=("overlays/*/*.png", f"{MASKS}/*/*/*.png"))
                     retired = True
-                atomic_write_bytes(out_dir / "overlays" / slug / f"{seq_name}.png",
+                atomic_write_bytes(_inside(out_dir / "overlays" / slug, f"{seq_name}.png"),
                                    overlay_png(seq, run["masks"], cfg.overlay_frames, f"{model_name}  {seq_name}"))
                 if cfg.save_masks:
                     for stem, mask in zip(seq.frame_names, run["masks"]):
-                        atomic_write_bytes(out_dir / MASKS / slug / seq_name / f"{stem}.png", palette_png(mask))
+                        atomic_write_bytes(_inside(out_dir / MASKS / slug, seq_name, f"{stem}.png"), palette_png(mask))
                 log.info("davis %s %s: J&F %.3f (J %.3f, F %.3f)", model_name, seq_name, scores["JF_mean"],
                          scores["J_mean"], scores["F_mean"])
     names = [n for n in names if n not in skipped]
@@ -485,6 +496,18 @@ def overlay_png(seq: DavisSequence, pred: Sequence[np.ndarray], num_frames: int,
     cv2.putText(banner, drawable(title), (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     ok, buf = cv2.imencode(".png", cv2.cvtColor(np.concatenate([banner, strip], 0), cv2.COLOR_RGB2BGR))
     return buf.tobytes()
+
+
+def _inside(folder: Path, *parts: str) -> Path:
+    """``folder`` joined with ``parts``, refused unless it stays inside ``folder``: the last guard against a
+    sequence name that climbs out ("../x", an absolute path), which would overwrite files elsewhere, input masks
+    included. Lexical (no symlinks followed): an output folder linked to another disk is still inside."""
+    path = folder.joinpath(*parts)
+    top = os.path.abspath(folder)
+    if os.path.commonpath([top, os.path.abspath(path)]) != top:
+        raise VidsslError(f"{path}: outside the output folder {folder}; a sequence name must be a folder name "
+                          f"under JPEGImages/480p (eval.davis.sequences, or the data's ImageSets list)")
+    return path
 
 
 def _slugs(names: Iterable[str]) -> dict[str, str]:

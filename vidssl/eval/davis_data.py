@@ -17,6 +17,7 @@ are resized with nearest-neighbour so object ids are never blended.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -25,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from vidssl.errors import VidsslError
+from vidssl.eval.config import is_sequence_name
 
+log = logging.getLogger(__name__)
 RESOLUTION = "480p"
 VOID = 255  # palette index the official DAVIS-2017 evaluation reads as background
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -82,13 +85,23 @@ def imageset_file(root: str | os.PathLike, subset: str) -> Path | None:
 
 
 def _read_imageset(txt: Path, names: list[str]) -> None:
-    for line in txt.read_text(encoding="utf-8-sig").splitlines():  # a list saved with a byte-order mark too
-        name = line.strip().split()[0].rstrip("/") if line.strip() else ""  # "blackswan/" is the folder
+    # a list saved with a byte-order mark too
+    for number, line in enumerate(txt.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        entry = line.strip().split()[0].rstrip("/") if line.strip() else ""  # "blackswan/" is the folder
+        parts = Path(entry).parts
+        name = entry
         # DAVIS-2016 ImageSets list "/JPEGImages/480p/seq/00000.jpg /Annotations/..." pairs: keep the folder
-        if "/" in name:
-            parts = Path(name).parts
-            name = parts[-2] if len(parts) >= 2 and Path(name).suffix else parts[-1]
-        if name and not name.startswith("#") and name not in names:
+        if "/" in entry:
+            name = parts[-2] if len(parts) >= 2 and Path(entry).suffix else parts[-1] if parts else ""
+        if not name or entry.startswith("#") or name.startswith("#"):  # a blank line or a comment ("#../x" too)
+            continue
+        if ".." in parts or not is_sequence_name(name):
+            # the name is joined to the data folder and to --out's overlay and mask folders: "x/..", "/." or
+            # "../x" would read or write outside them
+            log.warning("%s:%d: %r is not a sequence name (a folder name under JPEGImages/%s); line skipped", txt,
+                        number, entry, RESOLUTION)
+            continue
+        if name not in names:
             names.append(name)
 
 
@@ -219,6 +232,9 @@ def load_sequence(root: str | os.PathLike, name: str, max_side: int | None = Non
     (``need_first_object``: label propagation starts there) for a first frame without an object.
     """
     root = Path(root)
+    if not is_sequence_name(name):  # an absolute name or "../" reads outside the data folder
+        raise DavisDataError(f"{root}: {name!r} is not a sequence name; give a folder name under "
+                             f"JPEGImages/{RESOLUTION}")
     images, annotations = _layout_dirs(root)
     img_dir, ann_dir = images / name, annotations / name
     for d, what in ((img_dir, "frames"), (ann_dir, "masks")):

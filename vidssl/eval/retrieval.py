@@ -7,7 +7,6 @@ features in one DataLoader pass, scores them with :func:`vidssl.eval.metrics.ret
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 import re
@@ -26,7 +25,7 @@ from vidssl.eval.frozen import check_models, evaluation_mode
 from vidssl.eval.metrics import RECALL_KS, exclude_same_group_within, non_finite_rows, retrieval_metrics
 from vidssl.eval.retrieval_data import ImageArray, RetrievalDataError, RetrievalSet, load_retrieval_set
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text, drawable
-from vidssl.lifeline import loader_worker_init
+from vidssl.lifeline import loader_workers
 from vidssl.models.base import normalize_rgb
 
 log = logging.getLogger(__name__)
@@ -50,13 +49,9 @@ def extract_features(models: dict, items: Dataset, batch_size: int = 64, num_wor
     if isinstance(items, ImageArray):  # crops in memory: a worker would only index them, after a copy of them all
         num_workers = 0
     # its own generator: starting an iterator drew its base seed from the caller's torch RNG, so a training loop
-    # with a retrieval hook followed another random stream than one without; forkserver, as training's loader: a
-    # worker forked from a process whose OpenCV pool has run (mining, figures) can deadlock on its first cv2 call
-    # the workers end with this process: a `kill -9` of it left them running, adopted by init
-    loader = DataLoader(items, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        multiprocessing_context="forkserver" if num_workers else None,
-                        worker_init_fn=functools.partial(loader_worker_init, parent_pid=os.getpid())
-                        if num_workers else None,
+    # with a retrieval hook followed another random stream than one without; the workers end with this process: a
+    # `kill -9` of it left them running, adopted by init
+    loader = DataLoader(items, batch_size=batch_size, shuffle=False, **loader_workers(num_workers, "extract_features"),
                         generator=torch.Generator().manual_seed(0), persistent_workers=False,
                         pin_memory=device.type == "cuda")
     feats: dict[str, list[torch.Tensor]] = {name: [] for name in models}
@@ -90,6 +85,10 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
         if cfg.image_size < smallest:
             raise ConfigError(f"config key 'eval.retrieval.image_size' is {cfg.image_size}, but {name} takes inputs "
                               f"of at least {smallest} pixels")
+        note = getattr(model, "embed_size_note", lambda side: None)(cfg.image_size)
+        if note:  # scored all the same (a user may mean it), but not as the paper's setting reads the weights
+            log.warning("%s: %s; evaluate at its size: --set eval.retrieval.image_size=%d", name, note,
+                        model.input_size)
     device = resolve_device(cfg.device, "eval.retrieval.device")
     data = load_retrieval_set(data_dir, cfg, kind, davis_subset)
     feats, ok = extract_features(models, data.items, cfg.batch_size, cfg.num_workers, device, progress)

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vidssl.data.shards import ShardRows
-from vidssl.errors import VidsslError
+from vidssl.errors import VidsslError, shell_arg
 from vidssl.eval.config import RetrievalConfig
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -522,7 +522,7 @@ def load_retrieval_set(root: str | os.PathLike, cfg: RetrievalConfig, kind: str 
     if kind == "auto":
         kind = detect_kind(root)
     if kind == "videos":
-        raise RetrievalDataError(f"{root}: a folder of videos; mine its tracks first (`vidssl mine {root} --out "
+        raise RetrievalDataError(f"{root}: a folder of videos; mine its tracks first (`vidssl mine {shell_arg(root)} --out "
                                  f"PAIRS`) and pass the pair dataset, or let `vidssl eval retrieval` mine it")
     if kind not in LOADERS:
         raise RetrievalDataError(f"unknown retrieval kind '{kind}'; valid: auto, {', '.join(LOADERS)}")

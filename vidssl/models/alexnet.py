@@ -66,6 +66,13 @@ class AlexNetWang2015(Backbone):
         self.check(x, self.min_embed_side)
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
+    def embed_size_note(self, side: int) -> str | None:
+        grid = _pool5_side(side)
+        if grid >= self.grid:
+            return None
+        return (f"at {side} px its pool5 grid is {grid}x{grid}, pooled up to the {self.grid}x{self.grid} that fc6 "
+                f"was trained on ({self.input_size}-px patches)")
+
     def dense_features(self, x: torch.Tensor) -> torch.Tensor:
         self.check(x)
         f = self.features

@@ -52,6 +52,10 @@ class Backbone(nn.Module):
         there too, which a translation carries along unchanged (the offset cancels between the two)."""
         raise NotImplementedError
 
+    def embed_size_note(self, side: int) -> str | None:
+        """Why embed() reads images of side ``side`` otherwise than the patches it was trained on, or None."""
+        return None
+
     def embed_and_dense(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, 3, H, W] -> (embed(x), dense_features(x)); backbones whose two views share layers override it to
         run those once."""
