@@ -506,8 +506,9 @@ def test_pretrain_s_last_lines_name_a_model_whose_number_is_not_finite():
     from vidssl.commands.pretrain import headline_lines
 
     summary = {"headline": {"davis": {"raw pixels": 0.8769, "run (trained)": 0.9}, "flow": {"zero": 3.0}},
-               "headline_not_finite": {"davis": ["smallcnn (random init)"], "tracks": ["run (trained)"]}}
+               "headline_not_finite": {"davis": ["smallcnn (random init)"], "tracks": ["run (trained)"]},
+               "headline_metric": {"tracks": {}, "davis": {}, "flow": {}, "cub": {}}}  # the evaluations' order
     assert headline_lines(summary) == [
-        "davis: raw pixels: 0.877, run (trained): 0.900, smallcnn (random init): not finite", "flow: zero: 3.000",
-        "tracks: run (trained): not finite"]
+        "tracks: run (trained): not finite",
+        "davis: raw pixels: 0.877, run (trained): 0.900, smallcnn (random init): not finite", "flow: zero: 3.000"]
     assert headline_lines({"headline": {"flow": {"zero": 3.0}}}) == ["flow: zero: 3.000"]  # an older summary

@@ -644,3 +644,19 @@ def test_a_config_value_of_nested_yaml_aliases_is_shown_short(tmp_path, capsys):
     assert main(["compare", *map(str, runs)]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("- mine.box_fraction: "))
     assert line.startswith("- mine.box_fraction: 0.5 / [[1, 1, 1") and len(line) < 1000
+
+
+def test_a_summary_standing_in_names_its_diverged_backbone(tmp_path, capsys):
+    """A summary without its run folder stands in for its metrics: its headline holds numbers only, so a trained
+    backbone that scored NaN (listed in headline_not_finite) read as not evaluated, and dropped out of the count of
+    runs it is beaten in, as it did before the metrics.json path kept it."""
+    good = _run(tmp_path, "s0", 0.9, 0.5, 0.4)
+    bad = _run(tmp_path, "s1", 0.9, 0.5, 0.4)
+    summary = json.loads((bad / "summary.json").read_text())
+    del summary["headline"]["davis"]["s1/backbone"]
+    summary["headline_not_finite"] = {"davis": ["s1/backbone"], "tracks": ["s1/backbone"]}
+    (bad / "summary.json").write_text(json.dumps(summary))
+    rows = {row.task: row for row in read_runs([good, bad])[0]}
+    assert rows["davis"].trained[0] == 0.9 and math.isnan(rows["davis"].trained[1])
+    assert wins(rows["davis"], "raw pixels") == (1, 2)  # the diverged seed is beaten, not left out
+    assert math.isnan(rows["tracks"].trained[1])  # a task where every number it has is not finite

@@ -590,6 +590,12 @@ def test_a_pair_dataset_s_mine_json_is_recognised(tmp_path):
     with pytest.raises(ConfigError, match=f"use {pairs / 'config.yaml'} "):
         load_config(pairs / "mine.json")
     assert load_config(pairs / "config.yaml").mine.box_fraction == 0.4
+    # from another version, a key renamed since: still a mining record (its backend beside its settings)
+    record = settings(MineConfig(), "auto")
+    record["config"]["renamed_since"] = record["config"].pop("box_fraction")
+    (pairs / "mine.json").write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match="is a pair dataset's record of the settings it was mined with"):
+        load_config(pairs / "mine.json")
     # the advice works: its settings under mine: load
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump({"mine": asdict(MineConfig(box_fraction=0.4))}))
     assert load_config(tmp_path / "mine.yaml").mine.box_fraction == 0.4
@@ -644,3 +650,17 @@ def test_a_yaml_alias_bomb_gives_a_short_error_not_gigabytes(tmp_path):
     with pytest.raises(ConfigError, match=r"config key 'eval.davis.topk': expected an integer, got \[\[1, 1, 1") as e:
         load_config(path)
     assert len(str(e.value)) < 1000 and time.perf_counter() - start < 30  # the old message would need terabytes, not seconds
+
+
+def test_several_unknown_keys_name_each_set_and_each_section_s_keys_once():
+    """Of `--set data.lr=0.1 --set train.x=1 --set train.y=2`, only the second and third lines named their --set, and
+    train's valid keys were listed twice; a mapping's keys were shown sorted, not as given."""
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["data.lr=0.1", "train.x=1", "train.y=2"])
+    lines = str(e.value).split("\n")
+    assert [line.strip().split(";")[0] for line in lines] == [
+        "unknown config key 'data.lr' (--set data.lr=0.1)", "unknown config key 'train.x' (--set train.x=1)",
+        "unknown config key 'train.y' (--set train.y=2)"]
+    assert [line.count("valid keys in 'train'") for line in lines] == [0, 1, 0]
+    with pytest.raises(ConfigError, match=r"got \{'b': 1, 'a': 2\}"):
+        load_config(None, ["train.milestones={b: 1, a: 2}"])

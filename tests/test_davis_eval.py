@@ -308,6 +308,8 @@ def test_sequence_names_that_are_not_folder_names_are_refused_naming_the_key(tmp
                            progress=False)
     assert not out.exists()
     DavisConfig(sequences=["bmx-trees", "dog.gooses", "squares"]).validate()  # folder names, a dot included
+    with pytest.raises(ConfigError, match=r"'squares/' is not a sequence name .*; write 'squares', without the slash"):
+        DavisConfig(sequences=["squares/"]).validate()  # as a shell completes a folder
 
 
 def test_a_name_that_climbs_out_of_the_output_folder_writes_nothing_there(tmp_path, monkeypatch):

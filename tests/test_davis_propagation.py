@@ -96,6 +96,38 @@ def test_propagation_without_a_radius_scores_blocks_of_queries_and_matches_the_n
         np.testing.assert_allclose(g, r, rtol=0, atol=1e-12)
 
 
+class _MatmulRows(TorchFunctionMode):
+    """Records the rows of every matrix product's left operand while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", None) == "matmul":  # `a @ b` arrives as Tensor.matmul
+            self.rows.append(args[0].shape[0])
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_whole_frame_tile_is_scored_in_even_blocks(monkeypatch):
+    """Blocks of the most query cells the budget holds left a last block of a cell or two, whose small product takes
+    another kernel and rounded up to 9e-8 apart from the unblocked scores in float32: the blocks now differ by at
+    most a cell, and the candidates are the unblocked ones."""
+    gen = torch.Generator().manual_seed(3)
+    h, w, m, c = 11, 13, 2, 5
+    n = h * w  # 143 query cells
+    query = F.normalize(torch.randn(h, w, c, generator=gen, dtype=torch.float64), dim=-1)
+    keys = F.normalize(torch.randn(m, h, w, c, generator=gen, dtype=torch.float64), dim=-1)
+    tiles = make_tiles(h, w, 0)
+    whole_scores, whole_index = davis.frame_candidates(query, keys, tiles, 3)
+    monkeypatch.setattr(davis, "AFFINITY_BLOCK", 71 * m * n)  # 71 cells fit: blocks of 71, 71 and 1 before
+    with _MatmulRows() as products:
+        scores, index = davis.frame_candidates(query, keys, tiles, 3)
+    assert sorted(products.rows) == [47, 48, 48]
+    np.testing.assert_allclose(scores.numpy(), whole_scores.numpy(), rtol=0, atol=1e-12)
+    assert torch.equal(index, whole_index)
+
+
 def test_tiles_cover_every_query_once_and_block_exactly_the_far_pairs():
     h, w, radius = 11, 13, 3
     seen = []

@@ -1128,29 +1128,40 @@ def _age(*paths: Path) -> None:
         os.utime(path, (old, old), follow_symlinks=False)
 
 
-def test_a_merge_deletes_nothing_through_a_linked_shards_or_done_folder(tmp_path, caplog):
+def test_a_merge_cleans_a_linked_shards_or_done_folder_of_its_own_videos_leftovers_only(tmp_path, caplog):
     """The security review's repro: PAIRS/shards linked to another folder (shards moved to a larger disk), and a
-    merge (`mine --merge`, the end of every mining and pretrain) deleted every .npy there over 10 minutes old."""
+    merge (`mine --merge`, the end of every mining and pretrain) deleted every .npy there over 10 minutes old. Then
+    it cleaned nothing there, warning at every merge, and killed writers' shards piled up: now it deletes the old
+    leftovers of its own listing's videos only, never a file of the user's or of another dataset linked there."""
     import logging
 
     out = _a_mining_with_no_videos(tmp_path / "pairs")
+    mine_, other = video_id("mine.mp4"), video_id("other.mp4")  # other: a video of another dataset, or the user's
+    atomic_write_json(out / "videos.json", {"root": "/nonexistent", "videos": [
+        {"video": "mine.mp4", "video_id": mine_, "bytes": 1}]})
     victim, victim_done = tmp_path / "victim", tmp_path / "victim_done"
     victim.mkdir()
     victim_done.mkdir()
     (out / "shards").symlink_to(victim)
     (out / "done").rmdir()
     (out / "done").symlink_to(victim_done)
-    # what a merge would delete in a plain shards/ or done/ folder: a shard of vidssl's naming, a temp file
-    kept = [victim / "precious.npy", victim / f"{video_id('a.mp4')}.npy", victim / ".tmp-a.npy.1@0.x",
-            victim_done / ".tmp-b.json.1@0.x"]
-    for path in kept:
+    stats = {"frames": 0, "seconds": 0.0, "tracks_rejected": {}, "starts_rejected": {}}
+    atomic_write_json(victim_done / f"{mine_}.json", {"status": "skipped", "reason": "too_short", "detail": "x",
+                                                      "stats": stats, "pairs": []})  # done: the merge cleans up
+    kept = [victim / "precious.npy", victim / f"{other}.npy", victim / f".tmp-{other}.npy.1@00000000.x",
+            victim / ".tmp-a.npy.1@0.x", victim_done / ".tmp-b.json.1@0.x",
+            victim_done / f".tmp-{other}.json.1@00000000.x"]
+    leftovers = [victim / f"{mine_}.npy", victim / f"{mine_}.1.tracks.npy", victim / f".tmp-{mine_}.npy.1@00000000.x",
+                 victim_done / f".tmp-{mine_}.json.1@00000000.x", victim_done / f".tmp-{mine_}.attempt.1@00000000.x"]
+    fresh = [victim / f"{mine_}.2.npy", victim_done / f".tmp-{mine_}.json.2@00000000.x"]  # may be being written
+    for path in (*kept, *leftovers, *fresh):
         path.write_bytes(b"precious")
-    _age(*kept)
-    with caplog.at_level(logging.WARNING):
+    _age(*kept, *leftovers)
+    with caplog.at_level(logging.INFO):
         assert cli_main(["mine", "--merge", "--out", str(out)]) == 0
-    assert [p.read_bytes() for p in kept] == [b"precious"] * len(kept)
-    for folder in ("shards", "done"):
-        assert f"{out / folder} is a symbolic link: a merge removes no leftovers" in caplog.text
+    assert [p.read_bytes() for p in (*kept, *fresh)] == [b"precious"] * (len(kept) + len(fresh))
+    assert [p.name for p in leftovers if p.exists()] == []
+    assert "symbolic link" not in caplog.text  # said at every merge, when it cleaned nothing there
 
 
 def test_a_merge_deletes_only_shard_names_vidssl_writes(tmp_path):
@@ -2033,6 +2044,62 @@ def test_workers_log_records_reach_the_main_process_s_handlers_once(demo_dir, tm
     # said before the video is booked as done (its skip's warning, by the main process)
     skipped = next(i for i, m in enumerate(messages) if m.startswith("noise.mp4: skipped (corrupt"))
     assert max(messages.index(m) for m in failed) < skipped
+
+
+# each video's worker logs a warning through a FileHandler on `vidssl`, added at import (sys.argv[4] "at_import": the
+# spawned workers import this script, so they had it too) or under the main guard; "full_disk" also fails clip_01's
+# write (after its warning), as a full disk would. Patched at module level, so the workers apply it too.
+LOGGING_WORKER = """
+import logging, sys
+import tracking.runner as runner
+from tracking import MineConfig
+from tracking.video_miner import SkipVideo
+
+def mine_and_say(reader, cfg, on_frames=None):
+    logging.getLogger("vidssl.video").warning("mining %s", reader.path.name)
+    raise SkipVideo("too_short", "not mined: the test needs its warning only")
+
+def write_or_fail(out_dir, entry, *args):
+    if entry["video"] == "clip_01.mp4":
+        raise OSError(28, "No space left on device")
+    return write(out_dir, entry, *args)
+
+runner.mine_video = mine_and_say
+if sys.argv[4] == "at_import":
+    logging.getLogger("vidssl").addHandler(logging.FileHandler(sys.argv[3]))
+if sys.argv[4] == "full_disk":
+    write, runner.write_video = runner.write_video, write_or_fail
+
+if __name__ == "__main__":
+    if sys.argv[4] != "at_import":
+        logging.getLogger("vidssl").addHandler(logging.FileHandler(sys.argv[3]))
+    runner.mine_folder(sys.argv[1], sys.argv[2], MineConfig(), workers=2, progress=False)
+"""
+
+
+def _mine_logging_workers(demo_dir: Path, tmp_path: Path, mode: str) -> tuple[subprocess.CompletedProcess, list]:
+    script, logged = tmp_path / "logging_worker.py", tmp_path / "vidssl.log"
+    script.write_text(LOGGING_WORKER)
+    videos = copy_clips(demo_dir, tmp_path / "videos")
+    run = subprocess.run([sys.executable, str(script), str(videos), str(tmp_path / "pairs"), str(logged), mode],
+                         capture_output=True, text=True, timeout=120)
+    return run, logged.read_text().splitlines() if logged.exists() else []
+
+
+def test_a_handler_the_main_module_adds_at_import_writes_each_worker_line_once(demo_dir, tmp_path):
+    """A spawned worker imports the main script again, handler and all: it wrote each of its lines through that
+    handler itself, and the main process wrote the copy it got, so every line was in the log twice."""
+    run, lines = _mine_logging_workers(demo_dir, tmp_path, "at_import")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert sorted(lines) == ["mining clip_00.mp4", "mining clip_01.mp4"]
+
+
+def test_what_a_worker_logged_before_its_video_failed_reaches_the_main_process(demo_dir, tmp_path):
+    """A video whose mining raised in its worker (a full disk when its shard was written) lost the records the
+    worker had logged on it: only a result carried them back."""
+    run, lines = _mine_logging_workers(demo_dir, tmp_path, "full_disk")
+    assert run.returncode == 1 and "No space left on device" in run.stderr, run.stderr[-3000:]
+    assert lines.count("mining clip_01.mp4") == 1 and set(lines) <= {"mining clip_00.mp4", "mining clip_01.mp4"}
 
 
 def test_a_labelled_mining_names_itself_in_its_skip_messages(tmp_path, data_dir, caplog):

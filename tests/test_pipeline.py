@@ -410,6 +410,21 @@ def test_an_evaluation_missing_one_task_s_numbers_does_that_task_alone_again(tmp
     assert (run / "eval" / "davis" / "metrics.json").is_file()
 
 
+def test_a_set_holding_another_set_s_folder_is_fingerprinted_without_it(tmp_path):
+    """--eval-data a DAVIS folder that also holds flow/: the DAVIS set's fingerprint covered flow's files, so a pair
+    added to flow/ evaluated DAVIS, the slowest task, again as well."""
+    from vidssl.pipeline import eval_data_fingerprints
+
+    for name in ("JPEGImages/480p/s/00000.jpg", "Annotations/480p/s/00000.png", "flow/a.flo"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(name.encode())
+    before = eval_data_fingerprints(tmp_path)
+    assert set(before) == {"davis", "davis_instances", "flow"} and before["davis"]["files"] == 2
+    (tmp_path / "flow" / "b.flo").write_bytes(b"a pair added")
+    after = eval_data_fingerprints(tmp_path)
+    assert [task for task in before if before[task] != after[task]] == ["flow"]
+
+
 def test_an_evaluation_set_changed_or_added_is_evaluated_again_alone(tmp_path, caplog):
     """The eval marker recorded the --eval-data path only: files added, replaced or removed there, or a new set
     beside the others, left the finished evaluation as it was. Its sets' fingerprints are compared now."""
@@ -1474,8 +1489,8 @@ def test_a_pretrain_log_that_is_a_symbolic_link_is_refused_not_written_through(t
     run = tmp_path / "run"
     run.mkdir()
     (run / pipeline.LOG).symlink_to(victim)
-    with pytest.raises(VidsslError, match=f"{run / pipeline.LOG} is a symbolic link; vidssl appends its log there "
-                                          "itself: remove the link"):
+    with pytest.raises(VidsslError, match=f"{run / pipeline.LOG} is a symbolic link; vidssl writes its log itself: "
+                                          "remove the link"):
         pipeline.pretrain(load_config(), run, budget_minutes=1)
     assert victim.read_text() == "export PATH=...\n"
     (run / pipeline.LOG).unlink()

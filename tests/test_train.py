@@ -392,6 +392,20 @@ def test_a_signal_during_the_final_checkpoint_stops_after_stats_json(pairs, tmp_
     written = strict_loads((run / "stats.json").read_text())
     assert (written["step"], written["total_steps"], written["stopped"]) == (4, 4, "done")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are the caller's again
+    # or while stats.json is made (the weights' digest of a large model takes a while): held as well
+    monkeypatch.setattr(trainer, "_save_checkpoint", save)
+    digest = trainer.parameter_digest
+
+    def ctrl_c_then_digest(model):
+        signal.raise_signal(signal.SIGINT)
+        return digest(model)
+
+    monkeypatch.setattr(trainer, "parameter_digest", ctrl_c_then_digest)
+    again = tmp_path / "again"
+    with pytest.raises(KeyboardInterrupt):
+        train(pairs, again, cfg, progress=False)
+    assert strict_loads((again / "stats.json").read_text())["stopped"] == "done"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_a_log_line_that_is_no_training_record_is_dropped_on_resume_not_a_crash(tmp_path, caplog):

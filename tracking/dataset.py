@@ -339,7 +339,10 @@ def _free_shard_base(out_dir: Path, vid: str) -> str:
 _SHARD_SUFFIX = r"(\.\d+)?(\.tracks)?\.npy"
 # any video's, its id as video_id makes it: the only names a merge deletes from shards/ (a file of the user's there,
 # or of a folder linked there, is no leftover of ours)
-_ANY_SHARD = re.compile(rf"[A-Za-z0-9_-]{{1,40}}-[0-9a-f]{{10}}{_SHARD_SUFFIX}")
+_VIDEO_ID = r"([A-Za-z0-9_-]{1,40}-[0-9a-f]{10})"
+_ANY_SHARD = re.compile(_VIDEO_ID + _SHARD_SUFFIX)
+# the atomic_path temp file of a video's shard or marker, .tmp-NAME.PID@MACHINE.XXXXXXXX (NAME too short to be cut)
+_VIDEO_TEMP = re.compile(rf"\.tmp-{_VIDEO_ID}(\.\d+)?(\.tracks)?\.(npy|json|attempt)\.\d+@[0-9a-f]{{8}}\..*")
 
 
 def _video_shard(name: str, vid: str) -> bool:
@@ -459,7 +462,7 @@ def merge(out_dir: str | Path) -> dict:
                         out_dir, len(mined_with), ", ".join(keys))
         atomic_write_json(out_dir / "dataset.json", summary)
         if pending == 0:
-            _remove_leftovers(out_dir)
+            _remove_leftovers(out_dir, {entry["video_id"] for entry in listing})
     return summary
 
 
@@ -498,19 +501,28 @@ def mining_versions() -> dict:
     return out
 
 
-def _remove_leftovers(out_dir: Path) -> None:
+def _remove_leftovers(out_dir: Path, listed: set[str]) -> None:
     """Delete what killed writers left: temporary files, and shards no marker names (never part of the dataset),
     both only when older than LEFTOVER_AGE_S (a shard process mining a video of another listing may be writing one
     now). The markers and shards of videos this run's listing lacks are kept: a rerun on one file or a subfolder of
     the videos, or a machine whose mount lags, must not delete other videos' finished mining. Only names vidssl
-    writes, and nothing in a shards/ or done/ that is a symbolic link (shards moved to a larger disk): a merge emptied
-    the linked folder of every .npy file."""
+    writes; in a shards/ or done/ that is a symbolic link (shards moved to a larger disk, perhaps shared with other
+    datasets or files: a merge emptied it of every .npy file) only those of the ``listed`` video ids, by age."""
     cutoff = time.time() - LEFTOVER_AGE_S
-    own = [folder for folder in (SHARDS, DONE) if not _linked(out_dir / folder)]
-    for folder in (out_dir, *(out_dir / name for name in own)):
-        remove_temp_leftovers(folder, older_than=cutoff)
-    if SHARDS not in own:
-        return
+    remove_temp_leftovers(out_dir, older_than=cutoff)
+    linked = {name: (out_dir / name).is_symlink() for name in (SHARDS, DONE)}
+    for name in (SHARDS, DONE):
+        if not linked[name]:
+            remove_temp_leftovers(out_dir / name, older_than=cutoff)
+            continue
+        # linked: only the temp files of this listing's shards and markers, by age as its shards (any .tmp-* there
+        # may be another dataset's or the user's)
+        with contextlib.suppress(FileNotFoundError), os.scandir(out_dir / name) as entries:
+            for entry in entries:
+                found = _VIDEO_TEMP.fullmatch(entry.name)
+                if (found and found[1] in listed and entry.is_file(follow_symlinks=False)
+                        and _mtime(entry) < cutoff):
+                    Path(entry.path).unlink(missing_ok=True)
     named, damaged = set(), []
     for path in (out_dir / DONE).glob("*.json"):
         marker = read_marker(out_dir, path.stem)
@@ -521,22 +533,14 @@ def _remove_leftovers(out_dir: Path) -> None:
     with contextlib.suppress(FileNotFoundError), os.scandir(out_dir / SHARDS) as entries:
         for entry in entries:
             # not a link: unlinking one deletes no data, but an old shard-named link is not ours either
-            if (not entry.is_file(follow_symlinks=False) or not _ANY_SHARD.fullmatch(entry.name)
-                    or f"{SHARDS}/{entry.name}" in named or any(_video_shard(entry.name, vid) for vid in damaged)):
+            found = _ANY_SHARD.fullmatch(entry.name)
+            if (not entry.is_file(follow_symlinks=False) or not found or f"{SHARDS}/{entry.name}" in named
+                    or any(_video_shard(entry.name, vid) for vid in damaged)):
+                continue
+            if linked[SHARDS] and found[1] not in listed:  # another dataset's there, or a video this listing lacks
                 continue
             if _mtime(entry) < cutoff:
                 Path(entry.path).unlink(missing_ok=True)  # or another merge's
-
-
-def _linked(folder: Path) -> bool:
-    """Whether ``folder`` (a subfolder of a pairs folder) is a symbolic link, warned of as left uncleaned. A folder
-    that is no link resolves inside the pairs folder, being a plain entry of it."""
-    if not folder.is_symlink():
-        return False
-    log.warning("%s is a symbolic link: a merge removes no leftovers of killed runs there (it could delete files "
-                "outside %s); delete its old unnamed shards and .tmp-* files yourself, or make it a plain folder",
-                folder, folder.parent)
-    return True
 
 
 def _mtime(entry: os.DirEntry) -> float:

@@ -297,13 +297,11 @@ def _after_crash(job, running: dict, bar, done: list, strict: bool, blame: bool)
     again, suspects, progressed = [], [], False
     for future, entry in sorted(running.items(), key=lambda item: item[1]["video"]):
         error = future.exception()
-        if error is None:
-            result = _worker_result(future)
+        if not isinstance(error, BrokenProcessPool):
+            result = _worker_result(future)  # a video's error is raised there, after what its worker logged
             bar.update_frames(result["frames"])
             done.append(_finish(result, bar, strict))
             progressed = True
-        elif not isinstance(error, BrokenProcessPool):
-            raise error
         elif not job.started(entry):
             again.append(entry)
         elif blame:
@@ -357,30 +355,49 @@ def _init_worker(miner_pid: int, levels: dict[str, int] | None = None) -> None:
     exit_with(miner_pid)  # a killed `vidssl mine` leaves no worker waiting on its queue
     # last: a failure above, in no video, is still printed here (by lastResort). From now on a handler of this
     # process's own would print to bare stderr (across the progress bar), or a second time beside the main
-    # process's (one the main module's import set up here); lastResort only acts where no handler is
-    logging.root.handlers[:] = [_KeepRecords(None)]
+    # process's: the main module's import set them up here too, on any logger (`vidssl`, one of its modules', ...),
+    # and one that does not propagate would keep its records from the keeper; lastResort only acts where no handler is
+    for logger in [logging.root, *logging.Logger.manager.loggerDict.values()]:
+        if isinstance(logger, logging.Logger):  # not a PlaceHolder (a dotted name's parent no one asked for)
+            logger.handlers.clear()
+            logger.propagate = True
+    logging.root.addHandler(_KeepRecords(None))
     for name, level in (levels or {}).items():
         logging.getLogger(name).setLevel(level)  # a -v run gets the workers' debug records, others no debug work
 
 
 def _mine_in_worker(job: "_Job", entry: dict) -> tuple[dict, list[logging.LogRecord]]:
-    """``job(entry)`` in a pool worker, with the log records since the last video's (see _worker_result)."""
-    result = job(entry)
-    records = _worker_records[:]
-    _worker_records.clear()
-    return result, records
+    """``job(entry)`` in a pool worker, with the log records since the last video's (see _worker_result); where it
+    raises (a full disk), the records go with the error, as its ``worker_records`` (an exception's attributes are
+    pickled with it)."""
+    try:
+        return job(entry), _worker_records[:]
+    except BaseException as error:
+        error.worker_records = _worker_records[:]
+        raise
+    finally:
+        _worker_records.clear()
 
 
 def _worker_result(future) -> dict:
     """The result of a video mined in the pool, its worker's log records handled here first: by this process's
-    handlers (RUN/pretrain.log, the console) and levels, before the video is booked as done. The records of a
-    worker that died are lost with it (the crash is reported as such)."""
-    result, records = future.result()
+    handlers (RUN/pretrain.log, the console) and levels, before the video is booked as done, or before its error is
+    raised. The records of a worker that died are lost with it (the crash is reported as such)."""
+    try:
+        result, records = future.result()
+    except BaseException as error:
+        # popped: a future gives the same error object each time it is read, and its records are logged once
+        _log_records(vars(error).pop("worker_records", []))
+        raise
+    _log_records(records)
+    return result
+
+
+def _log_records(records: list[logging.LogRecord]) -> None:
     for record in records:
         logger = logging.getLogger(record.name)
         if logger.isEnabledFor(record.levelno):
             logger.handle(record)
-    return result
 
 
 def _spent(started: float, budget: float | None) -> bool:

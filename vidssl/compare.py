@@ -52,21 +52,6 @@ def _trained_name(summary: dict, run: Path) -> str:
 RUN_PARTS = ("eval", "stages", "train", "pairs")
 
 
-def _not_finite(result: dict, model: str) -> float | None:
-    """``model``'s headline number in an evaluation's result when it is there but not finite (NaN, which a
-    metrics.json writes as null, or infinite: its training or evaluation diverged), else None."""
-    from vidssl.report import FLOW_FEATURE_METHOD, HEADLINE_KEYS, degenerate, model_metrics
-
-    if degenerate(result):
-        return None
-    metrics = model_metrics(result).get(f"{FLOW_FEATURE_METHOD}[{model}]" if "methods" in result else model)
-    key = next((key for key, _ in HEADLINE_KEYS if key in metrics), None) if isinstance(metrics, dict) else None
-    value = metrics[key] if key is not None else 0.0
-    if value is None:
-        return math.nan
-    return value if isinstance(value, float) and not math.isfinite(value) else None
-
-
 def run_headline(run: Path, summary: dict, trained: str | None = None
                  ) -> tuple[dict[str, dict[str, float]], dict[str, bool], list[str]]:
     """The run's headline numbers per task and model, recomputed from its ``eval/*/metrics.json`` with the current
@@ -80,7 +65,8 @@ def run_headline(run: Path, summary: dict, trained: str | None = None
     Only finite numbers count: a NaN would make the mean NaN and every comparison with it false; but the
     ``trained`` model's number that is not finite is kept as it is (NaN, inf): a diverged seed is a seed of the
     config, which would look better without it."""
-    from vidssl.report import finite_number, headline_metric, headline_metrics, missing_metrics, read_metrics
+    from vidssl.report import (finite_number, headline_metric, headline_metrics, missing_metrics,
+                               not_finite_headlines, read_metrics)
 
     results, unreadable = {}, {}
     for path in sorted((run / "eval").glob("*/metrics.json")):
@@ -89,18 +75,22 @@ def run_headline(run: Path, summary: dict, trained: str | None = None
         except (OSError, ValueError) as e:
             unreadable[path.parent.name] = f"{path}: unreadable ({e})"
     headline = headline_metrics(results)
-    for task, result in results.items() if trained is not None else ():
-        value = _not_finite(result, trained)
-        if value is not None:
-            headline.setdefault(task, {})[trained] = value
+    for task, models in not_finite_headlines(results).items():
+        if trained in models:  # null in metrics.json: NaN
+            headline.setdefault(task, {})[trained] = math.nan if models[trained] is None else models[trained]
     lower = {task: not (headline_metric(results[task]) or {}).get("higher_is_better", True) for task in headline}
     recorded, directions = summary.get("headline"), summary.get("headline_metric")
     recorded = recorded if isinstance(recorded, dict) else {}
     alone = not any((run / part).exists() for part in RUN_PARTS)
-    stand_ins = recorded if alone else {t: recorded[t] for t in unreadable if t in recorded}
-    for task, values in stand_ins.items():
+    diverged = summary.get("headline_not_finite")  # {task: [model, ...]}: numbers summary.json cannot hold
+    diverged = diverged if isinstance(diverged, dict) else {}
+    stood_for = [t for t in dict.fromkeys([*recorded, *diverged]) if alone or t in unreadable]
+    for task in stood_for:
+        values = recorded.get(task)
         numbers = {model: float(v) for model, v in values.items() if finite_number(v)} \
             if isinstance(values, dict) else {}
+        if trained is not None and isinstance(diverged.get(task), list) and trained in diverged[task]:
+            numbers[trained] = math.nan  # its metrics.json held null or infinity: a diverged seed, not a missing one
         if numbers:
             headline[task] = numbers
             direction = directions.get(task) if isinstance(directions, dict) else None

@@ -273,7 +273,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"config key '{key}': unsupported annotation {tp!r}")  # a programming error, caught by tests
 
 
-_SHORT = reprlib.Repr()
+class _ShortRepr(reprlib.Repr):
+    def repr_dict(self, x: dict, level: int) -> str:  # reprlib sorts the keys: a message should show them as given
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        items = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}" for k, v in list(x.items())[:self.maxdict]]
+        return "{" + ", ".join(items) + (", ..." if len(x) > self.maxdict else "") + "}"
+
+
+_SHORT = _ShortRepr()
 _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 6, 6, 6, 200, 200
 
 
@@ -342,8 +352,8 @@ def _nested_yaml(dotted: str, value: Any) -> str:
 
 def unknown_key_text(name: Any, cls: type, prefix: str, value: Any, first: bool = True, source: str = "") -> str:
     """What is wrong with the unknown key ``name`` of section ``prefix`` (class ``cls``) and what was meant;
-    ``source`` (the --set that gave it) is named beside the key. The valid keys are listed for the ``first`` one,
-    and for any other the message has no guess for."""
+    ``source`` (the --set that gave it) is named beside the key. The valid keys are listed when ``first`` (the
+    first unknown key of its section in the message; for the others they are listed above)."""
     key = f"{prefix}.{name}" if prefix else str(name)
     head = f"unknown config key '{key}'" + (f" ({source})" if source else "")
     paths = _key_paths() if cls is Config or prefix else []  # a dataclass of its own: no tree to look in
@@ -351,10 +361,8 @@ def unknown_key_text(name: Any, cls: type, prefix: str, value: Any, first: bool 
         # `train.lr: 0.01` in a YAML file: a real key in --set's spelling, not an unknown one to guess at
         meant = next((k for k in ([f"{prefix}.{name}"] if prefix else []) + [name] if k in paths), None)
         if meant is not None:
-            try:
-                block = _nested_yaml(meant, value)
-            except yaml.YAMLError:  # a value built in code that YAML cannot write: the layout is the point
-                block = _nested_yaml(meant, "VALUE")
+            # the layout is the point: a value shown cut short (nested YAML aliases: megabytes) stands as VALUE
+            block = _nested_yaml(meant, value if "..." not in shown(value) else "VALUE")
             return (f"{head}; '{name}' is --set syntax (--set {meant}=...); in a YAML file "
                     "write it nested:\n" + "\n".join("    " + line for line in block.rstrip("\n").split("\n")))
     fields = [f.name for f in dataclasses.fields(cls)]
@@ -367,7 +375,7 @@ def unknown_key_text(name: Any, cls: type, prefix: str, value: Any, first: bool 
     close = difflib.get_close_matches(str(name), fields, n=1)
     if close:
         hints.append(f"did you mean '{prefix + '.' if prefix else ''}{close[0]}'?")
-    if first or not hints:
+    if first:
         hints.append(f"valid keys in '{prefix or '<top level>'}': {', '.join(sorted(fields))}")
     return f"{head}; " + "; ".join(hints)
 
@@ -375,11 +383,14 @@ def unknown_key_text(name: Any, cls: type, prefix: str, value: Any, first: bool 
 def unknown_keys_text(unknown: list[tuple[str | None, Any, type, str, Any]]) -> str:
     """One message for every unknown key: ``(source, name, section class, prefix, value)``, source a config file's
     label ("config file X") or a --set text (None: no source to name). The first key's line reads as a lone
-    unknown key's does; each other key is a line of its own."""
-    lines = []
+    unknown key's does; each other key is a line of its own, with the --set that gave it (the first key's too when
+    there are several), and each section's valid keys are listed once."""
+    lines, listed = [], set()
     for i, (source, *rest) in enumerate(unknown):
         in_file = source is not None and source.startswith("config file ")
-        text = unknown_key_text(*rest, first=i == 0, source="" if i == 0 or in_file else source or "")
+        named = source if source and not in_file and len(unknown) > 1 else ""
+        text = unknown_key_text(*rest, first=rest[2] not in listed, source=named)
+        listed.add(rest[2])
         if i == 0:
             lines.append(f"{source}: {text}" if in_file else text)
         else:
@@ -583,7 +594,10 @@ def _read_config_file(p: Path) -> dict:
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {p}: top level must be a mapping of sections")
     mined = loaded.get("config")
-    if isinstance(mined, dict) and mined and set(mined) <= {f.name for f in dataclasses.fields(MineConfig)}:
+    sections = {f.name for f in dataclasses.fields(Config)}
+    if isinstance(mined, dict) and mined and not set(mined) & sections and (
+            # or from another version, whose mine keys differ: a mining record names its backend beside them
+            set(mined) <= {f.name for f in dataclasses.fields(MineConfig)} or "video_backend" in loaded):
         # PAIRS/mine.json (or dataset.json): its `config` holds the mine section's keys without the section, so
         # "put it under 'config:'" would fail again on every key. The settings in a loadable form: `vidssl mine`
         # writes PAIRS/config.yaml, `vidssl pretrain` RUN/config.yaml above RUN/pairs

@@ -272,19 +272,25 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
     atomic_write_text(path, json_text(obj, indent) + "\n")
 
 
-def open_lock_file(path: str | os.PathLike) -> int:
-    """A descriptor of lock file ``path``, opened for reading and writing (NFS emulates flock with byte-range locks,
-    which need a file open for writing) and created if missing. Never through a symbolic link: the holder truncates
-    the file to write its pid, and a link to ~/.bashrc (a run folder copied with its links, or planted) wiped it."""
+def open_own_file(path: str | os.PathLike, flags: int, what: str) -> int:
+    """A descriptor of ``path``, a file vidssl writes itself (``what`` it is: "its lock file"), opened with ``flags``
+    (os.O_CREAT among them) and never through a symbolic link: a run folder copied with its links, or planted ones,
+    had vidssl truncate or append to the link's target (~/.bashrc)."""
     from vidssl.errors import VidsslError
 
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)  # as open() made it: the umask decides
+        return os.open(path, flags | os.O_NOFOLLOW, 0o666)  # as open() made it: the umask decides
     except OSError:
         if os.path.islink(path):  # ELOOP on Linux and macOS, EMLINK on FreeBSD: asked of the path itself
-            raise VidsslError(f"{path} is a symbolic link; vidssl writes its lock file itself: "
-                              "remove the link") from None
+            raise VidsslError(f"{path} is a symbolic link; vidssl writes {what} itself: remove the link") from None
         raise
+
+
+def open_lock_file(path: str | os.PathLike) -> int:
+    """A descriptor of lock file ``path``, opened for reading and writing (NFS emulates flock with byte-range locks,
+    which need a file open for writing) and created if missing; not through a link (the holder truncates it to write
+    its pid)."""
+    return open_own_file(path, os.O_RDWR | os.O_CREAT, "its lock file")
 
 
 @contextmanager

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import json
 import logging
 import logging.handlers
@@ -34,8 +33,8 @@ from typing import Any, Callable
 
 from vidssl.config import Config, flat_config, write_resolved
 from vidssl.errors import ConfigError, VidsslError, one_line, shell_arg
-from vidssl.io import (atomic_write_json, file_record, file_state, json_object, remove_temp_leftovers, run_lock,
-                       same_file)
+from vidssl.io import (atomic_write_json, file_record, file_state, json_object, open_own_file, remove_temp_leftovers,
+                       run_lock, same_file)
 from vidssl.train_config import RESUMABLE_KEYS, TRAIN_SECTIONS, min_embed_side
 
 log = logging.getLogger(__name__)
@@ -111,11 +110,12 @@ def _holds_flow_pairs(root: Path) -> bool:
         return False
 
 
-def data_fingerprint(folder: Path) -> dict[str, Any]:
-    """The files under an evaluation set's ``folder`` (hidden ones passed over, as its discovery does), as a
-    fingerprint: their count and a hash of their sorted relative paths, sizes and mtime_ns. A stat per file and
-    nothing read, so a rerun checks a dataset of thousands of images at once: a file added, removed, replaced or
-    touched changes it (the data copied without its times too: evaluated again, which costs time, not numbers)."""
+def data_fingerprint(folder: Path, others: frozenset[Path] = frozenset()) -> dict[str, Any]:
+    """The files under an evaluation set's ``folder`` (hidden ones passed over, as its discovery does; and the
+    folders of ``others``, sets of their own inside it: a DAVIS root holding flow/), as a fingerprint: their count
+    and a hash of their sorted relative paths, sizes and mtime_ns. A stat per file and nothing read, so a rerun
+    checks a dataset of thousands of images at once: a file added, removed, replaced or touched changes it (the data
+    copied without its times too: evaluated again, which costs time, not numbers)."""
     import hashlib
 
     files, seen = [], set()
@@ -129,7 +129,7 @@ def data_fingerprint(folder: Path) -> dict[str, Any]:
             dirs[:] = []
             continue
         seen.add((here.st_dev, here.st_ino))
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        dirs[:] = [d for d in dirs if not d.startswith(".") and Path(top) / d not in others]
         for name in names:
             path = Path(top) / name
             state = None if name.startswith(".") else file_state(path)
@@ -145,9 +145,17 @@ def eval_data_fingerprints(root: Path | None) -> dict[str, dict[str, Any]]:
     whose change redoes every stage after it."""
     if root is None or not Path(root).is_dir():
         return {}
+    sets = discover_eval_sets(Path(root), None)
+    paths = frozenset(es.path for es in sets)
     prints: dict[Path, dict] = {}  # davis and davis_instances read the same folder
-    return {es.folder: {"path": str(es.path), **prints.setdefault(es.path, data_fingerprint(es.path))}
-            for es in discover_eval_sets(Path(root), None)}
+    for path in paths:
+        prints[path] = data_fingerprint(path, frozenset(p for p in paths if p != path))
+    return {es.folder: {"path": str(es.path), **prints[es.path]} for es in sets}
+
+
+def changed_since(recorded: Any, fingerprint: dict | None) -> bool:
+    """Whether an evaluation set's files differ from those its ``recorded`` fingerprint (a marker's) describes."""
+    return isinstance(recorded, dict) and recorded.get("sha256") != (fingerprint or {}).get("sha256")
 
 
 def _pair_count(pairs_dir: Path) -> int:
@@ -467,7 +475,7 @@ def eval_data_changes(run: Path, marker: dict, eval_data: Path | None) -> list[s
         was = recorded.get(folder)
         if not isinstance(was, dict):
             log.info("[eval] new evaluation set %s: evaluated", fingerprint["path"])
-        elif was.get("sha256") != fingerprint["sha256"]:
+        elif changed_since(was, fingerprint):
             log.info("[eval] %s: its files changed since it was evaluated: evaluated again", fingerprint["path"])
         else:
             continue
@@ -873,12 +881,8 @@ def _logged_to(path: Path, held: logging.handlers.MemoryHandler):
     videos passed over), then the session's, and what stopped it if it failed. The console scrolls away, the run
     folder keeps what each stage said (the budget fits, the skipped videos, the stage times)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:  # not through a link: a run folder from elsewhere whose log links to ~/.bashrc had lines appended there
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as e:
-        if e.errno != errno.ELOOP:
-            raise
-        raise VidsslError(f"{path} is a symbolic link; vidssl appends its log there itself: remove the link") from None
+    # not through a link: a run folder from elsewhere whose log links to ~/.bashrc had lines appended there
+    fd = open_own_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "its log")
     handler = logging.StreamHandler(os.fdopen(fd, "a", encoding="utf-8"))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
     loggers = [logging.getLogger(name) for name in LOGGERS]
@@ -1051,8 +1055,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         for es in discover_eval_sets(root, held_out):
             out = run / "eval" / es.folder
             if out.name in finished:
-                was = recorded.get(out.name)
-                if isinstance(was, dict) and was.get("sha256") != data.get(out.name, {}).get("sha256"):
+                if changed_since(recorded.get(out.name), data.get(out.name)):
                     # changed after this evaluation finished it, before it was interrupted
                     log.info("[eval] %s: its files changed since it was evaluated: evaluated again", es.path)
                 else:

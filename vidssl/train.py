@@ -972,18 +972,23 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
             if step >= total:
                 break
         checkpoint(step, metrics)
-    finally:
+    except BaseException:
         stopping.restore()
+        raise
+    finally:
         bar.close()
         runlog.close()
-    stats = {**metrics, "step": step, "total_steps": total, "stopped": stopped,
-             "minutes": (time.monotonic() - t0) / 60, "checkpoint": str(ckpt_path), "pairs": len(pairs),
-             "world_size": d.world, "weights_sha256": parameter_digest(model), "fit_history": fit_history}
-    if d.main:
-        atomic_write_json(run_dir / "stats.json", stats)
+    try:  # still held: a signal now (a job's SIGTERM relayed once more) must not cost the finished run its record
+        stats = {**metrics, "step": step, "total_steps": total, "stopped": stopped,
+                 "minutes": (time.monotonic() - t0) / 60, "checkpoint": str(ckpt_path), "pairs": len(pairs),
+                 "world_size": d.world, "weights_sha256": parameter_digest(model), "fit_history": fit_history}
+        if d.main:
+            atomic_write_json(run_dir / "stats.json", stats)
+    finally:
+        stopping.restore()
     if stopping.signum is not None:
-        # it came during the last checkpoint: delivered now, not swallowed, but after stats.json, so that the
-        # finished training is recorded as finished (it was reported as interrupted, with no stats.json)
+        # it came during the last checkpoint or stats.json: delivered now, not swallowed, but after stats.json, so
+        # that the finished training is recorded as finished (it was reported as interrupted, with no stats.json)
         stopping.stop()
     return {**stats, "session_steps": step - start}  # the caller's to judge (vidssl train: a one-step budget)
 

@@ -15,11 +15,10 @@ def add_arguments(parser) -> None:
 
 def run(args, cfg) -> int:
     import dataclasses
-    import shlex
 
     from vidssl.config import write_resolved
     from vidssl.demo import make_demo_videos
-    from vidssl.errors import ConfigError, VidsslError
+    from vidssl.errors import ConfigError, VidsslError, shell_arg
 
     flags = {k: v for k, v in (("num", args.num), ("seed", args.seed)) if v is not None}
     # --num and --seed bypass the checks the config file's values had (demo.seed's is cross-section): each checked
@@ -40,7 +39,7 @@ def run(args, cfg) -> int:
     print(f"wrote {len(paths)} demo clips with ground-truth JSON to {args.out}")
     # mine's default box (mine.box_fraction) is sized for real video, too large for the demo's discs: the default
     # clips gave 108 pairs at it, 204 at demo.mine_box_fraction
-    config = f" --config {shlex.quote(args.config)}" if args.config else ""
+    config = f" --config {shell_arg(args.config)}" if args.config else ""
     print(f"mine them at the box size `vidssl pretrain` mines them at (demo.mine_box_fraction): vidssl mine "
-          f"{shlex.quote(str(args.out))} --out PAIRS{config} --set mine.box_fraction={demo.mine_box_fraction!r}")
+          f"{shell_arg(args.out)} --out PAIRS{config} --set mine.box_fraction={demo.mine_box_fraction!r}")
     return 0

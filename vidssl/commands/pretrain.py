@@ -1,7 +1,7 @@
 """`vidssl pretrain`: mine -> train -> export -> evaluate -> report, in one resumable command."""
 from __future__ import annotations
 
-import shlex
+from vidssl.errors import shell_arg
 
 NAME = "pretrain"
 HELP = "One command: mine -> train -> export -> evaluate -> report (demo videos when no --videos)"
@@ -57,10 +57,12 @@ def headline_lines(summary: dict) -> list[str]:
     it diverged) is named as such, not left out."""
     headline, not_finite = summary.get("headline", {}), summary.get("headline_not_finite", {})
     lines = []
-    for task in dict.fromkeys([*headline, *not_finite]):
+    # in the evaluations' order (headline_metric's), a task whose every number is not finite among the others
+    for task in dict.fromkeys([*summary.get("headline_metric", {}), *headline, *not_finite]):
         cells = [f"{model}: {value:.3f}" for model, value in headline.get(task, {}).items()]
         cells += [f"{model}: not finite" for model in not_finite.get(task, [])]
-        lines.append(f"{task}: {', '.join(cells)}")
+        if cells:
+            lines.append(f"{task}: {', '.join(cells)}")
     return lines
 
 
@@ -68,10 +70,10 @@ def _print_where(run_dir, cfg) -> None:
     """The report's and the weights' paths, quoted for a shell (a name with spaces stays one)."""
     print()
     if not cfg.pretrain.run_report:
-        print(f"report:  off (pretrain.run_report: false); `vidssl report {shlex.quote(str(run_dir))}` writes it "
+        print(f"report:  off (pretrain.run_report: false); `vidssl report {shell_arg(run_dir)}` writes it "
               "and summary.json")
     elif (run_dir / "report.html").is_file():
-        print(f"report:  {shlex.quote(str(run_dir / 'report.html'))}")
+        print(f"report:  {shell_arg(run_dir / 'report.html')}")
     if (run_dir / "backbone.pt").is_file():
         weights = run_dir / "backbone.pt"
-        print(f"weights: {shlex.quote(str(weights))}  (load with: vidssl.load_backbone({str(weights)!r}))")
+        print(f"weights: {shell_arg(weights)}  (load with: vidssl.load_backbone({str(weights)!r}))")

@@ -149,8 +149,11 @@ class DavisConfig:
                 raise ConfigError(f"config key 'eval.davis.{key}': must be {want}, got {getattr(self, key)!r}")
         for name in self.sequences:
             if not is_sequence_name(name):
+                bare = name.rstrip("/\\")  # `blackswan/`, as a shell completes a folder: an ImageSets line may be
+                fix = (f"write {bare!r}, without the slash" if is_sequence_name(bare) else
+                       "list folder names alone, e.g. [blackswan, bear]")
                 raise ConfigError(f"config key 'eval.davis.sequences': {name!r} is not a sequence name (a folder "
-                                  f"name under JPEGImages/480p); list folder names alone, e.g. [blackswan, bear]")
+                                  f"name under JPEGImages/480p); {fix}")
 
 
 @dataclass

@@ -24,6 +24,7 @@ at a time: never the N x n x N affinity (3.3 GB per frame at 854x480 with the de
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import time
@@ -105,7 +106,8 @@ def frame_candidates(query: torch.Tensor, keys: torch.Tensor, tiles: Sequence[Ti
     query: (h, w, C); keys: (M, h, w, C). Returns scores (N, M * topk) (dot products; -inf in unused slots) and
     the candidates' indices (N, M * topk) into the M * N context cells (frame-major), N = h * w. Per tile one
     matrix product (nq, C) x (C, M * nk), the radius bias added in place, and one top-k; a tile whose affinity
-    would pass AFFINITY_BLOCK elements takes its query cells in blocks under it (same result, per query cell).
+    would pass AFFINITY_BLOCK elements takes its query cells in even blocks under it (the same result up to float32
+    rounding: a product of fewer rows may take another kernel, which sums in another order).
     """
     h, w, c = query.shape
     m, n = keys.shape[0], h * w
@@ -116,6 +118,8 @@ def frame_candidates(query: torch.Tensor, keys: torch.Tensor, tiles: Sequence[Ti
     for tile in tiles:
         key = keys[:, tile.rows, tile.cols].reshape(-1, c)  # (M * nk, C): the windows (a copy unless whole)
         step = max(1, AFFINITY_BLOCK // key.shape[0])
+        if len(tile.query) > step:  # even blocks: a last block of a cell or two rounded furthest from the others
+            step = math.ceil(len(tile.query) / math.ceil(len(tile.query) / step))
         for start in range(0, len(tile.query), step):
             cells = tile.query[start:start + step]
             affinity = (flat_query[cells] @ key.t()).view(len(cells), m, -1)  # (nq, M, nk)

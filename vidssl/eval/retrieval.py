@@ -25,7 +25,7 @@ from vidssl.eval.frozen import check_models, evaluation_mode
 from vidssl.eval.metrics import RECALL_KS, exclude_same_group_within, non_finite_rows, retrieval_metrics
 from vidssl.eval.retrieval_data import ImageArray, RetrievalDataError, RetrievalSet, load_retrieval_set
 from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text, drawable
-from vidssl.lifeline import loader_workers
+from vidssl.lifeline import loader_workers, refuse_reimport
 from vidssl.models.base import normalize_rgb
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,8 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
     from vidssl.config import check_section, versions
 
     check_section(cfg, "eval.retrieval", RetrievalConfig)
+    if cfg.num_workers:  # before any work a worker's import of an unguarded script would repeat
+        refuse_reimport("evaluate_retrieval")
     check_models(models, ("embed", "mean", "std"), "evaluate_retrieval")
     if not models:
         raise ValueError("evaluate_retrieval needs at least one model")
