@@ -89,8 +89,8 @@ def test_headlines_are_read_from_the_runs_metrics_not_a_stale_summary(tmp_path, 
 
 def test_a_run_given_twice_and_an_out_folder_are_errors(tmp_path, capsys):
     run = _run(tmp_path, "a", 0.9, 0.85, 0.6)
-    assert main(["compare", str(run), str(tmp_path / "." / "a")]) == 1
-    assert "is given twice" in capsys.readouterr().err
+    assert main(["compare", str(run), f"{run}/"]) == 1  # as typed: the slash is what tells them apart
+    assert f"'{run}/' and '{run}' are the same run; each run counts once" in capsys.readouterr().err
     assert main(["compare", str(run), "--out", str(tmp_path)]) == 2  # an argument mistake, as argparse's
     captured = capsys.readouterr()
     assert "is a folder" in captured.err and captured.out == ""  # refused before the table is printed

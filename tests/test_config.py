@@ -664,3 +664,23 @@ def test_several_unknown_keys_name_each_set_and_each_section_s_keys_once():
     assert [line.count("valid keys in 'train'") for line in lines] == [0, 1, 0]
     with pytest.raises(ConfigError, match=r"got \{'b': 1, 'a': 2\}"):
         load_config(None, ["train.milestones={b: 1, a: 2}"])
+
+
+def test_an_unknown_key_after_a_dotted_one_still_lists_the_section_s_keys():
+    """The dotted key's line lists no keys, yet counted its section as listed: the next unknown key of the section
+    ended in a bare "; ". And a dotted key's value built in code that YAML cannot write (numpy's) crashed the
+    message with a RepresenterError."""
+    import numpy as np
+
+    from vidssl.config import Config, from_dict
+
+    with pytest.raises(ConfigError) as e:
+        from_dict(Config, {"data": {"train.lr": 1, "zz": 2}})
+    assert str(e.value).split("\n")[-1] == ("  unknown config key 'data.zz'; valid keys in 'data': crop_min, flip, "
+                                            "num_workers, patch_size, prefetch")
+    with pytest.raises(ConfigError, match=r"write it nested:\n    train:\n      lr: VALUE$"):
+        from_dict(Config, {"train.lr": np.float64(0.1)})
+    with pytest.raises(ConfigError) as e:  # two typos in one section: the second is pointed to the first's list
+        from_dict(Config, {"data": {"zz": 1, "qq": 2}})
+    assert str(e.value).split("\n")[1] == ("  unknown config key 'data.zz'; not a key of 'data' (its valid keys are "
+                                           "listed above)")

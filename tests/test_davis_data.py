@@ -1,6 +1,8 @@
 """Reading DAVIS folders: binary (2016) and palette (2017) masks, sequence lists, and errors that name the file."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -309,3 +311,42 @@ def test_reversed_copy_reads_frames_in_the_loaders_order(tmp_path):
     assert len(backward.frames) == 12
     for t in range(12):  # frame t's green channel is 20 t (write_sequence)
         assert backward.frames[t][0, 0, 1] == forward.frames[11 - t][0, 0, 1] == 20 * (11 - t)
+
+
+def test_a_subset_a_davis_release_lacks_is_an_error_naming_the_ones_it_has(tmp_path):
+    """ImageSets/2017/{train,val}.txt and --set eval.davis.subset=vall (or a download with test-dev.txt alone):
+    the missing list fell back to every folder, train sequences included, and the J&F was over the wrong set."""
+    for name in ("a", "b"):
+        write_sequence(tmp_path, name, two_objects(frames=2))
+    (tmp_path / "ImageSets" / "2017").mkdir(parents=True)
+    (tmp_path / "ImageSets" / "2017" / "train.txt").write_text("a\n")
+    (tmp_path / "ImageSets" / "2017" / "val.txt").write_text("b\n")
+    assert list_sequences(tmp_path) == ["b"] and list_sequences(tmp_path, "train") == ["a"]
+    with pytest.raises(DavisDataError, match=r"ImageSets: no vall\.txt \(it has 2017/train, 2017/val\); choose one"):
+        list_sequences(tmp_path, "vall")
+    # a hand-made list at the top of ImageSets (as $VIDSSL_DATA's sequences.txt) still serves any subset
+    shutil.rmtree(tmp_path / "ImageSets" / "2017")
+    (tmp_path / "ImageSets" / "sequences.txt").write_text("a\nb\n")
+    assert list_sequences(tmp_path, "vall") == ["a", "b"]
+
+
+def test_a_reversed_copy_that_cannot_be_made_writes_nothing(tmp_path):
+    """A listed sequence without frames failed after the ones before it were copied, and the rerun the message asked
+    for met "not empty"; a file as dst ended in a NotADirectoryError traceback."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("reverse_davis", Path(__file__).parents[1] / "tools" /
+                                                  "reverse_davis.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    src = tmp_path / "davis"
+    write_sequence(src, "seq", two_objects(frames=2))
+    (src / "ImageSets").mkdir()
+    (src / "ImageSets" / "sequences.txt").write_text("seq\nghost\n")
+    with pytest.raises(tool.VidsslError, match=r"ghost: no such folder \(ghost is listed in"):
+        tool.reverse_davis(src, tmp_path / "rev")
+    assert not (tmp_path / "rev").exists()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(tool.VidsslError, match="afile: a file; name a new folder"):
+        tool.reverse_davis(src, tmp_path / "afile")

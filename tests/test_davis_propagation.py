@@ -110,9 +110,10 @@ class _MatmulRows(TorchFunctionMode):
 
 
 def test_a_whole_frame_tile_is_scored_in_even_blocks(monkeypatch):
-    """Blocks of the most query cells the budget holds left a last block of a cell or two, whose small product takes
-    another kernel and rounded up to 9e-8 apart from the unblocked scores in float32: the blocks now differ by at
-    most a cell, and the candidates are the unblocked ones."""
+    """Blocks of the most query cells the budget holds left a last block of a cell or two, whose small product may
+    take another kernel (a review saw it round up to 9e-8 apart from the unblocked scores in float32, which this
+    machine's kernels did not reproduce): the blocks now differ in size by at most a cell, which the products' row
+    counts check, and (in float64) the candidates are the unblocked ones."""
     gen = torch.Generator().manual_seed(3)
     h, w, m, c = 11, 13, 2, 5
     n = h * w  # 143 query cells

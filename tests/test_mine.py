@@ -1138,7 +1138,9 @@ def test_a_merge_cleans_a_linked_shards_or_done_folder_of_its_own_videos_leftove
     out = _a_mining_with_no_videos(tmp_path / "pairs")
     mine_, other = video_id("mine.mp4"), video_id("other.mp4")  # other: a video of another dataset, or the user's
     atomic_write_json(out / "videos.json", {"root": "/nonexistent", "videos": [
-        {"video": "mine.mp4", "video_id": mine_, "bytes": 1}]})
+        {"video": "mine.mp4", "video_id": mine_, "bytes": 1},
+        # a crafted listing (a folder from elsewhere) naming another dataset's id for a path of its own
+        {"video": "crafted.mp4", "video_id": other, "bytes": 1}]})
     victim, victim_done = tmp_path / "victim", tmp_path / "victim_done"
     victim.mkdir()
     victim_done.mkdir()
@@ -1146,8 +1148,9 @@ def test_a_merge_cleans_a_linked_shards_or_done_folder_of_its_own_videos_leftove
     (out / "done").rmdir()
     (out / "done").symlink_to(victim_done)
     stats = {"frames": 0, "seconds": 0.0, "tracks_rejected": {}, "starts_rejected": {}}
-    atomic_write_json(victim_done / f"{mine_}.json", {"status": "skipped", "reason": "too_short", "detail": "x",
-                                                      "stats": stats, "pairs": []})  # done: the merge cleans up
+    for vid in (mine_, other):  # done: the merge cleans up
+        atomic_write_json(victim_done / f"{vid}.json", {"status": "skipped", "reason": "too_short", "detail": "x",
+                                                        "stats": stats, "pairs": []})
     kept = [victim / "precious.npy", victim / f"{other}.npy", victim / f".tmp-{other}.npy.1@00000000.x",
             victim / ".tmp-a.npy.1@0.x", victim_done / ".tmp-b.json.1@0.x",
             victim_done / f".tmp-{other}.json.1@00000000.x"]

@@ -113,8 +113,8 @@ def test_alexnet_evaluated_smaller_than_it_was_trained_is_warned(colour_classes,
     with caplog.at_level(logging.WARNING, logger="vidssl"):
         evaluate_retrieval({"alexnet": alexnet, **models()}, colour_classes, tmp_path / "eval",
                            dataclasses.replace(CFG, image_size=image_size))
-    message = ("alexnet: at 112 px its pool5 grid is 2x2, pooled up to the 6x6 that fc6 was trained on (227-px "
-               "patches); evaluate at its size: --set eval.retrieval.image_size=227")
+    message = ("alexnet: at 112 px its pool5 grid is 2x2, pooled up to the 6x6 that fc6 takes at its 227-px input "
+               "size; evaluate at its size: --set eval.retrieval.image_size=227")
     assert (message in caplog.text) == warned
     assert "smallcnn" not in caplog.text and "raw pixels:" not in caplog.text
 

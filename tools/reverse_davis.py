@@ -24,14 +24,19 @@ def reverse_davis(src: Path, dst: Path, subset: str = "val") -> list[str]:
     """Copy every sequence of ``src`` (of its ``subset`` ImageSets list when it has one) into ``dst`` in reverse frame
     order; returns the new sequence names. ``dst`` must not hold a copy already: frames of an earlier, longer copy
     left in it would be read after the new ones."""
+    if dst.exists() and not dst.is_dir():
+        raise VidsslError(f"{dst}: a file; name a new folder for the reversed copy")
     if dst.exists() and any(dst.iterdir()):
         raise VidsslError(f"{dst}: not empty; write the reversed copy into a new folder (or delete this one)")
-    names = []
-    for seq in list_sequences(src, subset):
-        frames_in, masks_in = src / "JPEGImages" / RESOLUTION / seq, src / "Annotations" / RESOLUTION / seq
+    sequences = list_sequences(src, subset)
+    for seq in sequences:  # all before any is written: a rerun after the fix would meet "not empty"
+        frames_in = src / "JPEGImages" / RESOLUTION / seq
         if not frames_in.is_dir():
             raise VidsslError(f"{frames_in}: no such folder ({seq} is listed in {src / 'ImageSets'}); remove it "
                               "from the list or add its frames")
+    names = []
+    for seq in sequences:
+        frames_in, masks_in = src / "JPEGImages" / RESOLUTION / seq, src / "Annotations" / RESOLUTION / seq
         # in the order the loader reads them (numbers as numbers, hidden files such as ._00000.jpg left out)
         found = _files(frames_in, IMAGE_EXTS)
         frames = [found[stem] for stem in sorted(found, key=_natural_key)]

@@ -462,7 +462,10 @@ def merge(out_dir: str | Path) -> dict:
                         out_dir, len(mined_with), ", ".join(keys))
         atomic_write_json(out_dir / "dataset.json", summary)
         if pending == 0:
-            _remove_leftovers(out_dir, {entry["video_id"] for entry in listing})
+            # ids as mining makes them from the paths: a listing's own ids (a folder from elsewhere) could name
+            # another dataset's shards in a linked shards/ folder
+            _remove_leftovers(out_dir, {entry["video_id"] for entry in listing if isinstance(entry.get("video"), str)
+                                        and entry["video_id"] == video_id(entry["video"])})
     return summary
 
 

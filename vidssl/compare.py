@@ -106,11 +106,12 @@ def run_headline(run: Path, summary: dict, trained: str | None = None
 
 def _check_runs(runs: list[str | Path]) -> list[Path]:
     """``runs`` as paths; an error for a run given twice or a folder that is not there (a mistyped path)."""
-    seen: dict[Path, Path] = {}
-    for run in map(Path, runs):
-        if run.resolve() in seen:
-            raise VidsslError(f"{run} is given twice (as {seen[run.resolve()]}); each run counts once")
-        seen[run.resolve()] = run
+    seen: dict[Path, str] = {}
+    for given in runs:  # as typed: Path("run a/") prints as "run a", and the message read "run a ... (as run a)"
+        resolved = Path(given).resolve()
+        if resolved in seen:
+            raise VidsslError(f"{str(given)!r} and {seen[resolved]!r} are the same run; each run counts once")
+        seen[resolved] = str(given)
     for run in map(Path, runs):
         if not run.is_dir():
             raise VidsslError(f"{run}: no such folder; pass run folders (the --out of `vidssl pretrain`, or a folder "

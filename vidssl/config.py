@@ -352,8 +352,8 @@ def _nested_yaml(dotted: str, value: Any) -> str:
 
 def unknown_key_text(name: Any, cls: type, prefix: str, value: Any, first: bool = True, source: str = "") -> str:
     """What is wrong with the unknown key ``name`` of section ``prefix`` (class ``cls``) and what was meant;
-    ``source`` (the --set that gave it) is named beside the key. The valid keys are listed when ``first`` (the
-    first unknown key of its section in the message; for the others they are listed above)."""
+    ``source`` (the --set that gave it) is named beside the key. The valid keys are listed when ``first`` (none
+    listed yet for its section in the message; else the others are pointed to them)."""
     key = f"{prefix}.{name}" if prefix else str(name)
     head = f"unknown config key '{key}'" + (f" ({source})" if source else "")
     paths = _key_paths() if cls is Config or prefix else []  # a dataclass of its own: no tree to look in
@@ -361,8 +361,12 @@ def unknown_key_text(name: Any, cls: type, prefix: str, value: Any, first: bool 
         # `train.lr: 0.01` in a YAML file: a real key in --set's spelling, not an unknown one to guess at
         meant = next((k for k in ([f"{prefix}.{name}"] if prefix else []) + [name] if k in paths), None)
         if meant is not None:
-            # the layout is the point: a value shown cut short (nested YAML aliases: megabytes) stands as VALUE
-            block = _nested_yaml(meant, value if "..." not in shown(value) else "VALUE")
+            # the layout is the point: a value shown cut short (nested YAML aliases: megabytes), or one YAML cannot
+            # write (numpy's, built in code), stands as VALUE
+            try:
+                block = _nested_yaml(meant, value if "..." not in shown(value) else "VALUE")
+            except yaml.YAMLError:
+                block = _nested_yaml(meant, "VALUE")
             return (f"{head}; '{name}' is --set syntax (--set {meant}=...); in a YAML file "
                     "write it nested:\n" + "\n".join("    " + line for line in block.rstrip("\n").split("\n")))
     fields = [f.name for f in dataclasses.fields(cls)]
@@ -377,6 +381,8 @@ def unknown_key_text(name: Any, cls: type, prefix: str, value: Any, first: bool 
         hints.append(f"did you mean '{prefix + '.' if prefix else ''}{close[0]}'?")
     if first:
         hints.append(f"valid keys in '{prefix or '<top level>'}': {', '.join(sorted(fields))}")
+    elif not hints:
+        hints.append(f"not a key of '{prefix or '<top level>'}' (its valid keys are listed above)")
     return f"{head}; " + "; ".join(hints)
 
 
@@ -390,7 +396,8 @@ def unknown_keys_text(unknown: list[tuple[str | None, Any, type, str, Any]]) -> 
         in_file = source is not None and source.startswith("config file ")
         named = source if source and not in_file and len(unknown) > 1 else ""
         text = unknown_key_text(*rest, first=rest[2] not in listed, source=named)
-        listed.add(rest[2])
+        if "; valid keys in '" in text:  # a dotted key's line lists none
+            listed.add(rest[2])
         if i == 0:
             lines.append(f"{source}: {text}" if in_file else text)
         else:

@@ -29,6 +29,7 @@ def run(args, cfg) -> int:
     # a pretrain writing into RUN holds it: its half-made stages are no report (and its own report follows)
     with run_lock(run_dir, advice=f"wait for it to end (a pretrain writes its own report), then rerun `vidssl report "
                                   f"{shell_arg(run_dir)}` if you still need one"):
-        page = build_report(run_dir)
-    print(f"report: {page}\nsummary: {run_dir / 'summary.json'}")
+        build_report(run_dir)
+    # both as the folder was given (the page came back resolved: through a link, the link's target), for a shell
+    print(f"report: {shell_arg(run_dir / 'report.html')}\nsummary: {shell_arg(run_dir / 'summary.json')}")
     return 0

@@ -114,12 +114,17 @@ def list_sequences(root: str | os.PathLike, subset: str = "val") -> list[str]:
     images, _ = _layout_dirs(root)
     if not root.is_dir():
         raise DavisDataError(f"{root}: DAVIS folder not found; give a folder with JPEGImages/{RESOLUTION} and "
-                             f"Annotations/{RESOLUTION} (--data, or data_dir in Python)")
+                             f"Annotations/{RESOLUTION}")
     chosen = imageset_file(root, subset)
     if chosen is not None:
         sets = [chosen]
     else:
         sets = sorted((root / "ImageSets").glob("*.txt")) if (root / "ImageSets").is_dir() else []
+        listed = sorted(p for p in (root / "ImageSets").rglob("*.txt") if p.parent != root / "ImageSets")
+        if listed:  # a DAVIS release's ImageSets/2017/{train,val}.txt: a typo in the subset evaluated them all
+            subsets = ", ".join(p.relative_to(root / "ImageSets").with_suffix("").as_posix() for p in listed)
+            raise DavisDataError(f"{root / 'ImageSets'}: no {subset}.txt (it has {subsets}); choose one of those "
+                                 f"by its name (--set eval.davis.subset=NAME, or --subset for tools/reverse_davis.py)")
     names: list[str] = []
     for txt in sets:
         _read_imageset(txt, names)

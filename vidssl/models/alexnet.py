@@ -71,7 +71,7 @@ class AlexNetWang2015(Backbone):
         if grid >= self.grid:
             return None
         return (f"at {side} px its pool5 grid is {grid}x{grid}, pooled up to the {self.grid}x{self.grid} that fc6 "
-                f"was trained on ({self.input_size}-px patches)")
+                f"takes at its {self.input_size}-px input size")
 
     def dense_features(self, x: torch.Tensor) -> torch.Tensor:
         self.check(x)
