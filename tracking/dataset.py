@@ -345,11 +345,6 @@ _ANY_SHARD = re.compile(_VIDEO_ID + _SHARD_SUFFIX)
 _VIDEO_TEMP = re.compile(rf"\.tmp-{_VIDEO_ID}(\.\d+)?(\.tracks)?\.(npy|json|attempt)\.\d+@[0-9a-f]{{8}}\..*")
 
 
-def _video_shard(name: str, vid: str) -> bool:
-    """Whether shard file ``name`` is one of video ``vid``'s, of any mining (see _free_shard_base)."""
-    return re.fullmatch(rf"{re.escape(vid)}{_SHARD_SUFFIX}", name) is not None
-
-
 def _save_npy(path: Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, np.ascontiguousarray(array))
@@ -464,8 +459,8 @@ def merge(out_dir: str | Path) -> dict:
         if pending == 0:
             # ids as mining makes them from the paths: a listing's own ids (a folder from elsewhere) could name
             # another dataset's shards in a linked shards/ folder
-            _remove_leftovers(out_dir, {entry["video_id"] for entry in listing if isinstance(entry.get("video"), str)
-                                        and entry["video_id"] == video_id(entry["video"])})
+            _remove_leftovers(out_dir, {entry["video_id"] for entry in listing
+                                        if entry["video_id"] == video_id(entry["video"])})
     return summary
 
 
@@ -526,19 +521,19 @@ def _remove_leftovers(out_dir: Path, listed: set[str]) -> None:
                 if (found and found[1] in listed and entry.is_file(follow_symlinks=False)
                         and _mtime(entry) < cutoff):
                     Path(entry.path).unlink(missing_ok=True)
-    named, damaged = set(), []
+    named, damaged = set(), set()
     for path in (out_dir / DONE).glob("*.json"):
         marker = read_marker(out_dir, path.stem)
         if marker is not None:
             named |= _shards_named(marker)
         else:  # a damaged marker's shards may be whole: kept until its video is mined again (this listing may lack it)
-            damaged.append(path.stem)
+            damaged.add(path.stem)
     with contextlib.suppress(FileNotFoundError), os.scandir(out_dir / SHARDS) as entries:
         for entry in entries:
             # not a link: unlinking one deletes no data, but an old shard-named link is not ours either
             found = _ANY_SHARD.fullmatch(entry.name)
             if (not entry.is_file(follow_symlinks=False) or not found or f"{SHARDS}/{entry.name}" in named
-                    or any(_video_shard(entry.name, vid) for vid in damaged)):
+                    or found[1] in damaged):
                 continue
             if linked[SHARDS] and found[1] not in listed:  # another dataset's there, or a video this listing lacks
                 continue

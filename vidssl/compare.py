@@ -134,14 +134,14 @@ def _summary(run: Path) -> dict:
     return summary
 
 
-def readable_runs(runs: list[str | Path]) -> tuple[list[Path], list[str]]:
-    """The runs whose summary.json can be read, and a note naming each other run and why: one run of many still
-    training (no summary.json yet) or with a torn one leaves the others to compare. An error when none is left."""
-    kept, left_out = [], []
+def readable_runs(runs: list[str | Path]) -> tuple[dict[Path, dict], list[str]]:
+    """The runs whose summary.json can be read, with it, and a note naming each other run and why: one run of many
+    still training (no summary.json yet) or with a torn one leaves the others to compare. An error when none is
+    left."""
+    kept, left_out = {}, []
     for run in _check_runs(runs):
         try:
-            _summary(run)
-            kept.append(run)
+            kept[run] = _summary(run)
         except VidsslError as e:
             left_out.append(str(e))
     if not kept:
@@ -149,13 +149,14 @@ def readable_runs(runs: list[str | Path]) -> tuple[list[Path], list[str]]:
     return kept, left_out
 
 
-def read_runs(runs: list[str | Path]) -> tuple[list[TaskRow], list[str]]:
+def read_runs(runs: list[str | Path], summaries: dict[Path, dict] | None = None) -> tuple[list[TaskRow], list[str]]:
     """The headline numbers of ``runs`` (folders made by ``vidssl pretrain``), one row per task in first-seen
     order, and a note naming each metrics.json that could not be read. Baselines are matched by name across runs
-    ("raw pixels", "<arch> (random init)"). Each run's summary.json must be readable (see :func:`readable_runs`)."""
+    ("raw pixels", "<arch> (random init)"). Each run's summary.json must be readable (see :func:`readable_runs`,
+    whose ``summaries`` it takes instead of reading them again)."""
+    summaries = summaries if summaries is not None else {run: _summary(run) for run in _check_runs(runs)}
     tables, notes = [], []
-    for run in _check_runs(runs):
-        summary = _summary(run)
+    for run, summary in summaries.items():
         name = _trained_name(summary, run)
         headline, lower, unreadable = run_headline(run, summary, name)
         tables.append((name, headline, lower))
@@ -399,11 +400,16 @@ def _fitted(setup: dict[str, object]) -> bool | None:
 BY_POSITION = 3  # runs up to which values are listed by position (see by_run)
 
 
+def listed_by_position(runs: int) -> bool:
+    """Whether the values of ``runs`` runs are listed by position (in the columns' order), not grouped by value."""
+    return runs <= BY_POSITION
+
+
 def by_run(values: list[str], names: list[str]) -> str:
     """One value per run on one line: by position for up to three runs (``0.5 / 0.5 / 0.33``, in the columns'
     order), else grouped by value with the runs that hold it (``0.02 (s0, s1); 0.11 (s2)``): twenty values by
     position have to be counted to tell whose is whose."""
-    if len(values) <= BY_POSITION:
+    if listed_by_position(len(values)):
         return " / ".join(values)
     groups: dict[str, list[str]] = {}
     for name, value in zip(names, values):
@@ -411,7 +417,7 @@ def by_run(values: list[str], names: list[str]) -> str:
     return "; ".join(f"{value} ({', '.join(group)})" for value, group in groups.items())
 
 
-def run_differences(runs: list[str | Path], names: list[str] | None = None) -> tuple[list[str], str | None]:
+def run_differences(runs: list[str | Path], names: list[str]) -> tuple[list[str], str | None]:
     """``"key: value / value / ..."`` (see :func:`by_run`; ``names``: the runs' columns) for everything the runs
     differ in beyond their seed (see :func:`_setup`); a key a run lacks shows as ``-``, and a key a run does not read
     (``not read``) is no difference. Empty for seeds of one config on one data set. And the range of steps trained
@@ -419,7 +425,6 @@ def run_differences(runs: list[str | Path], names: list[str] | None = None) -> t
     of setting, else None."""
     from vidssl.report import finite_number
 
-    names = names or column_names(runs)
     setups = [_setup(Path(run)) for run in runs]
     # fitted in every run whose config is known (and some are): steps apart are speeds apart, not settings apart
     known = [_fitted(setup) for setup in setups]
@@ -460,9 +465,10 @@ def compare_markdown(runs: list[str | Path]) -> str:
     the same runs) and the runs the trained backbone beats it in; under it, the runs left out (no readable
     summary.json), the metrics.json files that could not be read, the trained numbers that are not finite and what
     the runs differ in beyond their seed."""
-    runs, left_out = readable_runs(runs)
-    rows, unreadable = read_runs(runs)
-    names = column_names(runs)  # after read_runs: it refuses a run given twice, which no suffix tells apart
+    summaries, left_out = readable_runs(runs)  # refuses a run given twice, which no suffix tells apart
+    runs = list(summaries)
+    rows, unreadable = read_runs(runs, summaries)
+    names = column_names(runs)
     baselines = list(dict.fromkeys(b for row in rows for b in row.baselines))
     fmt = lambda v: "-" if v is None else "NaN" if math.isnan(v) else f"{v:.3f}"  # noqa: E731  (inf shows as inf)
     head = ["task", *names, "trained mean +- sd"] + [f"{b}: mean, beaten in" for b in baselines]
@@ -495,7 +501,7 @@ def compare_markdown(runs: list[str | Path]) -> str:
         lines += ["", "**Trained numbers that are not finite** (diverged in training or evaluation): counted as "
                       "beaten by every baseline, and left out of the trained mean and of the baselines' means:",
                   *(f"- {note}" for note in not_finite)]
-    in_order = len(runs) <= BY_POSITION  # listed by position, else by value with each value's runs (by_run)
+    in_order = listed_by_position(len(runs))
     differences, steps = run_differences(runs, names)
     if differences:
         # a spread over other configs or data is not a seed spread, and a baseline's mean over data sets is no one's

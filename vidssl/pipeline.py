@@ -256,10 +256,12 @@ class Stages:
     def finish_part(self, stage: str, part: str, fingerprint: dict | None = None) -> None:
         """Note ``part`` of a begun stage as finished (an evaluation task), so a resumed stage reuses it, with the
         ``fingerprint`` of the data it read (see data_fingerprint), so one whose data changed since is not."""
-        fields: dict[str, Any] = {"parts_done": sorted(self.parts_done(stage) | {part})}
+        record = self.started(stage) or {}  # read once (parts_done, data and _note each read it)
+        record["parts_done"] = sorted(set(record.get("parts_done", [])) | {part})
         if fingerprint is not None:
-            fields["data"] = {**self.data(stage), part: fingerprint}
-        self._note(stage, **fields)
+            data = record.get("data")
+            record["data"] = {**(data if isinstance(data, dict) else {}), part: fingerprint}
+        atomic_write_json(self.dir / f"{stage}.started.json", record)
 
     def data(self, stage: str) -> dict:
         """The fingerprints of the data the finished parts of a begun stage read (by part; see finish_part)."""

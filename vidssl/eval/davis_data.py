@@ -92,7 +92,7 @@ def _read_imageset(txt: Path, names: list[str]) -> None:
         name = entry
         # DAVIS-2016 ImageSets list "/JPEGImages/480p/seq/00000.jpg /Annotations/..." pairs: keep the folder
         if "/" in entry:
-            name = parts[-2] if len(parts) >= 2 and Path(entry).suffix else parts[-1] if parts else ""
+            name = parts[-2] if len(parts) >= 2 and Path(entry).suffix else parts[-1]
         if not name or entry.startswith("#") or name.startswith("#"):  # a blank line or a comment ("#../x" too)
             continue
         if ".." in parts or not is_sequence_name(name):
@@ -119,8 +119,9 @@ def list_sequences(root: str | os.PathLike, subset: str = "val") -> list[str]:
     if chosen is not None:
         sets = [chosen]
     else:
-        sets = sorted((root / "ImageSets").glob("*.txt")) if (root / "ImageSets").is_dir() else []
-        listed = sorted(p for p in (root / "ImageSets").rglob("*.txt") if p.parent != root / "ImageSets")
+        found = sorted((root / "ImageSets").rglob("*.txt")) if (root / "ImageSets").is_dir() else []
+        sets = [p for p in found if p.parent == root / "ImageSets"]
+        listed = [p for p in found if p.parent != root / "ImageSets"]
         if listed:  # a DAVIS release's ImageSets/2017/{train,val}.txt: a typo in the subset evaluated them all
             subsets = ", ".join(p.relative_to(root / "ImageSets").with_suffix("").as_posix() for p in listed)
             raise DavisDataError(f"{root / 'ImageSets'}: no {subset}.txt (it has {subsets}); choose one of those "
