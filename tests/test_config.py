@@ -684,3 +684,19 @@ def test_an_unknown_key_after_a_dotted_one_still_lists_the_section_s_keys():
         from_dict(Config, {"data": {"zz": 1, "qq": 2}})
     assert str(e.value).split("\n")[1] == ("  unknown config key 'data.zz'; not a key of 'data' (its valid keys are "
                                            "listed above)")
+
+
+@pytest.mark.parametrize("key", ["train.steps", "seed", "train.lr"])
+def test_true_and_false_are_no_numbers(key):
+    # YAML reads --set train.steps=true as True, which Python counts as the integer 1: one step, not an error
+    for value in ("true", "false"):
+        with pytest.raises(ConfigError, match=rf"'{key}': expected (an integer|a number), got {value.title()}$"):
+            load_config(None, [f"{key}={value}"])
+
+
+def test_flow_pairs_are_glob_patterns_checked_at_load():
+    cfg = load_config(None, ["eval.flow.pairs=['training/clean/alley_1/*', '*/ambush_2/*']"])
+    assert cfg.eval.flow.pairs == ["training/clean/alley_1/*", "*/ambush_2/*"]
+    assert load_config(None, []).eval.flow.pairs == []  # every pair, as before the key
+    with pytest.raises(ConfigError, match=r"'eval.flow.pairs': must be a list of non-empty glob .*got \['a', ' '\]"):
+        load_config(None, ["eval.flow.pairs=['a', ' ']"])

@@ -204,7 +204,8 @@ def test_errors_name_the_file(tmp_path):
 
     img_dir, ann_dir = write_sequence(tmp_path, "rgb", two_objects())
     Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(ann_dir / "00000.png")
-    with pytest.raises(DavisDataError, match=r"rgb/00000\.png: mask PNG has mode 'RGB'"):
+    with pytest.raises(DavisDataError, match=r"rgb/00000\.png: mask PNG has mode 'RGB'; save it as a palette "
+                                             r"\(mode P\) PNG whose index is the object id"):
         load_sequence(tmp_path, "rgb")
 
     img_dir, ann_dir = write_sequence(tmp_path, "ids", two_objects())
@@ -221,6 +222,41 @@ def test_errors_name_the_file(tmp_path):
     write_sequence(tmp_path, "empty", empty)
     with pytest.raises(DavisDataError, match=r"empty/00000\.png: first-frame mask has no object"):
         load_sequence(tmp_path, "empty")
+
+
+def test_a_folder_a_level_off_names_the_davis_folder_to_pass(tmp_path):
+    """--data given the folder the zip unpacked into (holding DAVIS/), or DAVIS/JPEGImages, .../480p or a sequence
+    folder, said only "this is not a DAVIS-layout folder"."""
+    import re
+
+    davis = tmp_path / "d17" / "DAVIS"
+    write_sequence(davis, "pair", two_objects())
+    with pytest.raises(DavisDataError, match=re.escape(f"pass {davis}, the folder holding JPEGImages/")):
+        list_sequences(tmp_path / "d17")
+    for inside in ("JPEGImages", "JPEGImages/480p", "JPEGImages/480p/pair", "Annotations"):
+        with pytest.raises(DavisDataError, match=re.escape(f"{davis / inside}: no JPEGImages/480p folder") + ".*"
+                           + re.escape(f"pass {davis}, the folder holding JPEGImages/")):
+            list_sequences(davis / inside)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with pytest.raises(DavisDataError, match="this is not a DAVIS-layout folder$"):  # no hint to give
+        list_sequences(elsewhere)
+    assert list_sequences(davis) == ["pair"]
+
+
+def test_a_download_without_480p_frames_is_one_error_naming_the_480p_release(tmp_path):
+    """A Full-Resolution-only DAVIS-2017 download (or DAVIS-2016's 1080p alone) was a "frames folder not found"
+    warning per listed sequence, then an error that never mentioned the resolution."""
+    for folder in ("Full-Resolution", "1080p"):
+        root = tmp_path / folder
+        write_sequence(root, "pair", two_objects())
+        for kind in ("JPEGImages", "Annotations"):
+            (root / kind / "480p").rename(root / kind / folder)
+        (root / "ImageSets" / "2017").mkdir(parents=True)
+        (root / "ImageSets" / "2017" / "val.txt").write_text("pair\n")
+        with pytest.raises(DavisDataError, match=rf"JPEGImages: has {folder}/ but no 480p/; vidssl reads the 480p "
+                                                 r"frames .*DAVIS-2017-trainval-480p\.zip"):
+            list_sequences(root)
 
 
 def test_masks_that_would_be_misread_are_errors(tmp_path):

@@ -128,6 +128,8 @@ def test_an_object_appearing_later_is_named_unscored_and_a_failed_rerun_leaves_n
         metrics = evaluate_davis({"raw pixels": PixelFeatures().eval()}, data, out, cfg, progress=False)
     assert "squares: object(s) 2 appear only after the first frame" in caplog.text
     assert metrics["unscored_objects"] == {"squares": [2]}
+    assert ("Not scored in squares: object(s) 2, which appear only after the first frame"
+            in (out / "metrics.md").read_text())  # it was in metrics.json and the log only
     assert list(metrics["models"]["raw pixels"]["sequences"]["squares"]["objects"]) == ["1"]
     assert json.loads((out / "metrics.json").read_text())["protocol"]["max_side"] == 0
 
@@ -282,6 +284,42 @@ def test_a_bad_sequence_is_skipped_and_reported(tmp_path):
     with pytest.raises(DavisDataError, match="no sequence could be evaluated"):
         evaluate_davis({"raw pixels": PixelFeatures().eval()}, data, tmp_path / "eval", DavisConfig(),
                        progress=False)
+
+
+def test_sets_masked_in_the_first_frame_only_are_named_as_such(tmp_path):
+    """DAVIS test-dev and test-challenge ship the first frame's masks only: every sequence was skipped with "every
+    frame needs a mask", then the run failed without saying that such sets are scored on the DAVIS server."""
+    data = tmp_path / "davis"
+    for name in ("a", "b"):
+        write_moving_squares(data, name, frames=4)
+        for mask in sorted((data / "Annotations" / "480p" / name).iterdir())[1:]:
+            mask.unlink()
+    with pytest.raises(DavisDataError, match=r"a: only the first frame \(00000\) has a mask.*test-dev"):
+        load_sequence(data, "a")
+    with pytest.raises(DavisDataError, match=r"only the first frame of every sequence has a mask: DAVIS test-dev and "
+                                             r"test-challenge have ground truth for the first frame only and are "
+                                             r"scored on the DAVIS evaluation server"):
+        evaluate_davis({"raw pixels": PixelFeatures().eval()}, data, tmp_path / "eval", DavisConfig(),
+                       progress=False)
+    (data / "Annotations" / "480p" / "b" / "00000.png").unlink()  # another problem: the general error
+    with pytest.raises(DavisDataError, match="no sequence could be evaluated; first problem: .*a: only the first"):
+        evaluate_davis({"raw pixels": PixelFeatures().eval()}, data, tmp_path / "eval", DavisConfig(),
+                       progress=False)
+
+
+def test_named_sequences_of_a_download_without_480p_are_one_error(tmp_path, caplog):
+    import logging
+
+    data = tmp_path / "davis"
+    for name in ("a", "b"):
+        write_moving_squares(data, name, frames=3)
+    for kind in ("JPEGImages", "Annotations"):
+        (data / kind / "480p").rename(data / kind / "Full-Resolution")
+    with caplog.at_level(logging.WARNING, logger="vidssl"), pytest.raises(DavisDataError, match=r"has "
+                                                                          r"Full-Resolution/ but no 480p/"):
+        evaluate_davis({"raw pixels": PixelFeatures().eval()}, data, tmp_path / "eval",
+                       DavisConfig(sequences=["a", "b"]), progress=False)
+    assert "not found" not in caplog.text  # no warning per sequence before it
 
 
 def test_sequence_names_that_are_not_folder_names_are_refused_naming_the_key(tmp_path, capsys):

@@ -185,6 +185,53 @@ def test_edge_cells_hold_their_real_pixels_shares_against_a_loop():
                 assert grid[label, i, j] == pytest.approx((cell == label).mean(), abs=1e-6), (label, i, j)
 
 
+def _area_resize(plane: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(H, W) -> (h, w) by exact area: each output pixel the mean of the source area it covers, split pixels
+    weighted by their overlapped fraction."""
+    sy, sx = plane.shape[0] / h, plane.shape[1] / w
+    out = np.zeros((h, w))
+    for i in range(h):
+        for j in range(w):
+            y0, y1, x0, x1 = i * sy, (i + 1) * sy, j * sx, (j + 1) * sx
+            for y in range(math.floor(y0), math.ceil(y1)):
+                for x in range(math.floor(x0), math.ceil(x1)):
+                    share = (min(y1, y + 1) - max(y0, y)) * (min(x1, x + 1) - max(x0, x))
+                    out[i, j] += share * plane[y, x]
+    return out / (sy * sx)
+
+
+def test_labels_are_resized_by_exact_area_as_the_frames_are():
+    """A ratio that is not whole (as 854 -> 480 px): F.interpolate's "area" mode is adaptive pooling, whose
+    windows overlap, so labels and frames (OpenCV INTER_AREA) were resampled differently: shares off by up to
+    0.035 here."""
+    rng = np.random.default_rng(0)
+    mask = rng.integers(0, 3, size=(37, 53)).astype(np.uint8)
+    mask[:, 20] = 3  # a 1-px column: adaptive pooling kept 0.33-0.83 of such a column's mass, by its position
+    h, w = 21, 30
+    grid = labels_to_grid(mask, 4, (h, w)).numpy()
+    assert grid.shape == (4, 3, 4)
+    for label in range(4):
+        resized = _area_resize((mask == label).astype(float), h, w)
+        for i in range(3):
+            for j in range(4):
+                want = resized[8 * i:8 * i + 8, 8 * j:8 * j + 8].mean()  # the real pixels of an edge cell
+                assert grid[label, i, j] == pytest.approx(want, abs=1e-5), (label, i, j)
+    # the reference is the frames' resize: OpenCV's INTER_AREA on a grey frame
+    frame = rng.uniform(0, 1, size=(37, 53)).astype(np.float32)
+    import cv2
+
+    np.testing.assert_allclose(cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA), _area_resize(frame, h, w),
+                               atol=1e-5)
+
+
+def test_working_size_rounds_to_the_nearest_pixel():
+    from vidssl.eval.davis import working_size
+
+    assert working_size(480, 854, 480) == (270, 480)  # 269.8: truncated, a DAVIS frame fed a row short
+    assert working_size(300, 100, 200) == (200, 67)  # 66.7
+    assert working_size(480, 854, 0) == (480, 854) and working_size(200, 300, 480) == (200, 300)
+
+
 def test_labels_resized_to_the_working_frame_come_back_where_they_were():
     """The default path resizes: annotation (128x200) -> working frame (61x96, max_side 96) -> grid -> back. Over
     20 boxes the masks' centroids stay within a pixel on average (cells are 16.7 annotation px, so one box moves

@@ -96,6 +96,21 @@ def test_the_card_names_the_code_that_trained_the_weights_not_the_exporting_code
     assert card["git_sha"] is None and card["training"]["sessions"] == []
 
 
+def test_a_resumed_run_s_card_names_the_code_of_its_last_session(resnet18_run, tmp_path):
+    # the weights hold every session's steps, but the last one's code wrote them: not the first session's
+    ckpt = torch.load(resnet18_run / "checkpoint.pt", weights_only=True)
+    (only,) = ckpt["sessions"]
+    ckpt["sessions"] = [{**only, "git_sha": "first-session", "torch": "0.0-first"},
+                        {**only, "start_step": 1, "git_sha": "last-session"}]
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save(ckpt, run / "checkpoint.pt")
+    export_backbone(run, tmp_path / "backbone.pt")
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert card["git_sha"] == card["versions"]["git_sha"] == "last-session"
+    assert card["versions"]["torch"] == only["torch"] and card["training"]["sessions"] == ckpt["sessions"]
+
+
 @pytest.mark.parametrize("arch", ["smallcnn", "alexnet_wang2015", "resnet50"])
 def test_every_arch_round_trips(arch, tmp_path):
     torch.manual_seed(0)

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from vidssl.errors import VidsslError
-from vidssl.eval.flow.data import find_pairs, load_pair
+from vidssl.errors import ConfigError, VidsslError
+from vidssl.eval.flow.data import find_pairs, load_pair, select_pairs
 from vidssl.eval.flow.io import (FlowFileError, known_flow, read_flo, read_image, read_kitti_flow, write_flo,
                                  write_kitti_flow)
 
@@ -54,6 +54,18 @@ def test_malformed_flo_raises_an_error_naming_the_file(tmp_path, mutate, message
     assert isinstance(info.value, VidsslError)
 
 
+def test_a_wrong_magic_number_is_printed_exactly(tmp_path):
+    """:g printed 202021.0 as "magic number 202021, expected 202021"."""
+    path = tmp_path / "near.flo"
+    write_flo(path, _flow())
+    path.write_bytes(struct.pack("<f", 202021.0) + path.read_bytes()[4:])
+    with pytest.raises(FlowFileError) as info:
+        read_flo(path)
+    message = str(info.value)
+    assert "(magic number 202021.0)" in message and "expected b'PIEH' (202021.25)" in message
+    assert repr(struct.pack("<f", 202021.0)) in message  # the bytes the file starts with
+
+
 def test_missing_flo_is_a_clear_error(tmp_path):
     with pytest.raises(FlowFileError, match="cannot read") as info:
         read_flo(tmp_path / "nope.flo")
@@ -87,6 +99,27 @@ def test_kitti_png_round_trip_quantises_to_1_64_px_and_keeps_validity(tmp_path):
     assert (back[~valid] == 0).all()
 
 
+def test_kitti_flow_beyond_the_16_bit_range_is_written_invalid_not_clipped(tmp_path, caplog):
+    """u = 600 was clipped to 511.98 and read back as valid ground truth."""
+    import logging
+
+    flow = np.zeros((2, 4, 2))
+    flow[0] = [[600.0, 0.0], [0.0, -512.5], [-512.0, 3.0], [511.98, -7.25]]  # the last two fit
+    flow[1] = [[np.nan, 0.0], [1.0, np.inf], [2.0, 2.0], [-3.0, 4.0]]
+    valid = np.ones((2, 4), bool)
+    path = tmp_path / "000000_10.png"
+    with caplog.at_level(logging.WARNING):
+        write_kitti_flow(path, flow, valid)
+    back, back_valid = read_kitti_flow(path)
+    # the format stores round(x * 64) + 2**15 in 0..65535: x in [-512, 65535 / 64 - 512], checked one by one here
+    fits = np.array([[all(-512 <= x <= 65535 / 64 - 512 for x in px) for px in row] for row in flow])
+    assert fits.tolist() == [[False, False, True, True], [False, False, True, True]]
+    assert np.array_equal(back_valid, fits)
+    assert np.abs(back[fits] - flow[fits]).max() <= 1 / 128
+    assert (back[~fits] == 0).all()
+    assert "4 pixel(s)" in caplog.text and "000000_10.png" in caplog.text
+
+
 def test_kitti_reader_rejects_an_8_bit_png(tmp_path):
     path = tmp_path / "x.png"
     cv2.imwrite(str(path), np.zeros((4, 4, 3), np.uint8))
@@ -110,6 +143,20 @@ def test_grey_and_16_bit_frames_read_as_rgb_uint8(tmp_path):
     (tmp_path / "text.png").write_text("not an image")
     with pytest.raises(FlowFileError, match="text.png"):
         read_image(tmp_path / "text.png")
+
+
+def test_16_bit_frames_read_as_the_nearest_8_bit_level(tmp_path):
+    """The other test's levels are all multiples of 257, which `/ 256` (or dropping the rounding) reads alike."""
+    values = np.concatenate([[0, 1, 128, 129, 200, 385, 386, 32767, 32768, 65000, 65407, 65408, 65535],
+                             np.random.default_rng(0).integers(0, 65536, 243)]).astype(np.uint16).reshape(16, 16)
+    cv2.imwrite(str(tmp_path / "g16.png"), values)
+    # naive reference: the 8-bit level k whose 16-bit value 257 k is nearest (never a tie: 257 is odd)
+    levels = np.arange(256) * 257
+    nearest = np.abs(values.astype(np.int64)[..., None] - levels).argmin(axis=-1)
+    assert nearest[0, 2] == 0 and nearest[0, 4] == 1 and nearest[0, 9] == 253  # 128, 200, 65000
+    image = read_image(tmp_path / "g16.png")
+    for c in range(3):
+        assert np.array_equal(image[:, :, c], nearest)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -231,6 +278,65 @@ def test_no_pairs_or_no_folder_is_a_user_error(tmp_path):
         find_pairs(tmp_path)
     with pytest.raises(VidsslError, match="not found"):
         find_pairs(tmp_path / "missing")
+
+
+def _sintel_release(root, sequences=("alley_1", "ambush_2")):
+    training = root / "training"
+    for seq in sequences:
+        for render_pass in ("clean", "final"):
+            _frames(training / render_pass / seq, ["frame_0001.png", "frame_0002.png", "frame_0003.png"])
+        for frame in ("frame_0001", "frame_0002"):
+            write_flo(training / "flow" / seq / f"{frame}.flo", _flow(8, 12))
+    return training
+
+
+def test_pairs_are_chosen_by_glob_patterns_over_their_names(tmp_path):
+    _sintel_release(tmp_path)
+    pairs = find_pairs(tmp_path)
+    names = [p.name for p in pairs]
+    assert len(names) == 8 and select_pairs(pairs, [], tmp_path) == pairs  # no pattern: all of them
+
+    def chosen(*patterns):
+        return [p.name for p in select_pairs(pairs, list(patterns), tmp_path)]
+
+    assert chosen("training/clean/*") == [n for n in names if n.startswith("training/clean/")]
+    assert chosen("*/alley_1/*") == [n for n in names if "/alley_1/" in n] and len(chosen("*/alley_1/*")) == 4
+    # several patterns: the union, in the pairs' order, each pair once
+    assert chosen("*/frame_0002", "training/final/ambush_2/*") == [
+        "training/clean/alley_1/frame_0002", "training/final/alley_1/frame_0002", "training/final/ambush_2/frame_0001",
+        "training/clean/ambush_2/frame_0002", "training/final/ambush_2/frame_0002"]
+    with pytest.raises(ConfigError) as info:  # a pattern matching nothing is a mistake, not "evaluate nothing"
+        select_pairs(pairs, ["*/alley_1/*", "clean/alley_1/*", "*.png"], tmp_path)
+    message = str(info.value)
+    assert "eval.flow.pairs" in message and "'clean/alley_1/*', '*.png' matches none of the 8 pairs" in message
+    assert "training/clean/alley_1/frame_0001" in message  # what names look like
+    assert "'*/alley_1/*'" not in message
+
+
+def test_a_folder_inside_a_release_is_an_error_naming_the_folder_to_pass(tmp_path):
+    """--data MPI-Sintel-complete/training/clean said "no flow pairs ... expected one of" without saying that the
+    folder above holds the pairs."""
+    training = _sintel_release(tmp_path / "MPI-Sintel-complete")
+    for inner in ("clean", "final", "flow"):
+        with pytest.raises(VidsslError, match="pass the folder above") as info:
+            find_pairs(training / inner)
+        assert f"--data {training})" in str(info.value)
+    kitti = tmp_path / "kitti" / "training"
+    _frames(kitti / "image_2", ["000003_10.png", "000003_11.png"])
+    write_kitti_flow(kitti / "flow_occ" / "000003_10.png", _flow(8, 12))
+    with pytest.raises(VidsslError, match=f"image_2/ is one part of a KITTI release.*--data {kitti}"):
+        find_pairs(kitti / "image_2")
+    # the frames without their ground truth (training/flow/ not downloaded): said so, whichever folder is passed
+    frames_only = tmp_path / "frames_only" / "training"
+    _frames(frames_only / "clean" / "alley_1", ["frame_0001.png", "frame_0002.png"])
+    for folder in (frames_only, frames_only / "clean"):
+        with pytest.raises(VidsslError, match=f"{frames_only} has Sintel frames but no flow/ beside them"):
+            find_pairs(folder)
+    # a folder merely named flow (an empty $VIDSSL_DATA/flow) gets no such hint
+    (tmp_path / "data" / "flow").mkdir(parents=True)
+    with pytest.raises(VidsslError, match="no flow pairs") as info:
+        find_pairs(tmp_path / "data" / "flow")
+    assert "folder above" not in str(info.value) and "beside them" not in str(info.value)
 
 
 def test_real_sintel_pairs(data_dir):

@@ -165,3 +165,22 @@ def test_window_reach_closed_forms():
     diagonal = np.full((2, 2, 2), 40.0)  # both axes 8 px beyond: sqrt(8^2 + 8^2)
     assert window_reach(diagonal, None, 32)["floor_epe"] == pytest.approx(8 * 2 ** 0.5)
     assert window_reach(gt, None, 50)["in_reach_pct"] == 100.0  # the edge is in reach
+
+
+def test_unknown_ground_truth_is_not_scored_by_default():
+    """valid=None counted a Middlebury "unknown" pixel (> 1e9) as valid: one such pixel gave an EPE of 8.8e8."""
+    from vidssl.eval.flow.metrics import window_reach
+
+    gt = _const(3, 4, 3.0, 4.0)
+    gt[0, 0] = (1e10, 1e10)  # unknown, as read_flo keeps it
+    gt[1, 2] = (np.nan, 0.0)
+    pred = np.zeros_like(gt)
+    m = flow_metrics(pred, gt)
+    # naive reference: the 10 known pixels, each 5 px from zero flow
+    assert m["epe"] == pytest.approx(5.0) and m["valid_px"] == 10 and m["nonfinite_px"] == 0
+    assert m["fl_all"] == 100.0 and m["acc_5px"] == 0.0
+    assert flow_metrics(pred, gt, np.ones((3, 4), bool))["valid_px"] == 12  # a mask given is taken as given
+    reach = window_reach(gt, None, 4)  # u = 3 in reach, v = 4 on the edge: all 10 known pixels
+    assert reach == {"in_reach_pct": 100.0, "floor_epe": 0.0}
+    with pytest.raises(ValueError, match="no valid ground-truth pixel"):
+        flow_metrics(pred, np.full((3, 4, 2), 2e9, np.float32))

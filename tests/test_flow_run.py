@@ -176,3 +176,50 @@ def test_frames_under_the_backbones_smallest_side_are_a_skipped_pair_not_a_trace
                                                                 "training_image_2_000000_10.png"}
     evaluate_flow(models, data, figures, dataclasses.replace(CFG, transfer=False), progress=False)
     assert {p.name for p in (figures / "pairs").iterdir()} == {"other-data_Synth_frame10.png"}
+
+
+def test_metrics_md_gives_each_pair_a_row():
+    """The per-pair EPE table had a column per pair: 2,082 columns on a Sintel release."""
+    from vidssl.eval.flow.metrics import METRIC_KEYS
+    from vidssl.eval.flow.run import markdown_table
+
+    pairs = ["a/frame_0001", "a/frame_0002", "b/frame_0001"]
+    epe = {"zero": [1.0, 2.0, 3.0], "dis_fast": [0.25, 0.5, 0.75]}
+    methods = {name: {"mean": dict.fromkeys(METRIC_KEYS, 1.0), "seconds_per_pair": 0.1, "datasets": {},
+                      "pairs": {p: {"epe": e} for p, e in zip(pairs, values)}} for name, values in epe.items()}
+    summary = {"pairs": pairs, "datasets": {"Sintel": pairs}, "methods": methods, "reach": None, "transfer": {},
+               "skipped": {}, "figures": pairs}
+    table = markdown_table(summary).split("EPE per pair:\n\n")[1].split("\n\n")[0].splitlines()
+    assert table == ["| pair | zero | dis_fast |", "|---|---|---|", "| a/frame_0001 | 1.00 | 0.25 |",
+                     "| a/frame_0002 | 2.00 | 0.50 |", "| b/frame_0001 | 3.00 | 0.75 |"]
+    assert "Figures" not in markdown_table(summary)  # every pair has its figure: nothing to say
+
+
+def test_pairs_key_chooses_the_pairs_and_figures_are_capped(dataset, tmp_path, monkeypatch, caplog):
+    """A Sintel release (2,082 pairs) was evaluated whole, without a word, with a PNG per pair."""
+    import logging
+
+    from vidssl.errors import ConfigError
+    from vidssl.eval.flow import run as flow_run
+
+    root, _ = dataset
+    cfg = dataclasses.replace(CFG, classical=["zero"], transfer=False)
+    monkeypatch.setattr(flow_run, "MAX_FIGURES", 1)
+    monkeypatch.setattr(flow_run, "MANY_PAIRS", 2)
+    out = tmp_path / "all"
+    with caplog.at_level(logging.INFO, logger="vidssl.eval.flow.run"):
+        saved = evaluate_flow({}, root, out, cfg, progress=False)
+    assert "flow: 3 pair(s) under" in caplog.text  # Broken is found, then skipped
+    assert "eval.flow.pairs=['other-data/Broken/*']" in caplog.text  # more than MANY_PAIRS: the key, an example
+    assert saved["pairs"] == ["other-data/Synth/frame10", "training/image_2/000000_10"]
+    assert saved["figures"] == ["other-data/Synth/frame10"]
+    assert [p.name for p in (out / "pairs").iterdir()] == ["other-data_Synth_frame10.png"]
+    assert "Figures (pairs/): 1 of the 2 pairs, at most 1 spread evenly" in (out / "metrics.md").read_text()
+
+    chosen = evaluate_flow({}, root, tmp_path / "kitti", dataclasses.replace(cfg, pairs=["training/*"]),
+                           progress=False)
+    assert chosen["pairs"] == ["training/image_2/000000_10"] and chosen["skipped"] == {}  # Broken not even read
+    assert chosen["figures"] == ["training/image_2/000000_10"] and chosen["config"]["pairs"] == ["training/*"]
+    with pytest.raises(ConfigError, match=r"'KITTI/\*' matches none of the 3 pairs .* e\.g\. other-data/Broken"):
+        evaluate_flow({}, root, tmp_path / "none", dataclasses.replace(cfg, pairs=["KITTI/*"]), progress=False)
+    assert not (tmp_path / "none").exists()

@@ -121,6 +121,21 @@ def test_pairwise_distance_matches_rows(name):
     torch.testing.assert_close(D, torch.tensor(want, dtype=torch.float64), rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("name", ["sqeuclidean", "euclidean"])
+def test_pairwise_euclidean_distances_are_never_negative(name):
+    # ||x||^2 + ||y||^2 - 2 x.y cancels in float32: a row against itself, or a near-duplicate far from the origin
+    # (norms^2 ~ 1.6e5, rounded in steps of 0.016), came out below zero, under the margin of every triplet
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 16, generator=g)
+    far = 100.0 + x
+    near = far + 1e-3 * torch.randn(64, 16, generator=g)
+    for a, b in ((x, x), (far, far), (far, near)):
+        D = DISTANCES[name]().pairwise(a, b)
+        assert D.dtype == torch.float32 and D.min() >= 0
+        want = torch.tensor([[NAIVE_DIST[name](ai, bj) for bj in b.tolist()] for ai in a.tolist()])
+        torch.testing.assert_close(D, want, rtol=1e-3, atol=0.2 if name == "sqeuclidean" else 0.5)
+
+
 def _naive_cycle(a, b, r, shift, temperature, extra=None):
     """The cycle loss by loops over cells: walk anchor -> positive (and ``extra``'s cells) -> rolled anchor, score
     the rolled content cell."""

@@ -317,6 +317,15 @@ def test_schedule_phases_guard_and_state():
     assert unguarded.phase(7) == "main"
 
 
+def test_the_main_miner_starts_at_the_nearest_step_to_hard_start():
+    # 0.3 x 333 = 99.9: the nearest step is 100 (truncating gave 99)
+    sched = MiningSchedule(MinerConfig(hard_start=0.3, guard=False), build_loss(LossConfig()), 333, 0)
+    assert sched.hard_from == 100 and (sched.phase(99), sched.phase(100)) == ("warmup", "main")
+    sched.set_total(663)  # a step count fitted to a budget: 0.3 x 663 = 198.9
+    assert sched.hard_from == 199 and (sched.phase(198), sched.phase(199)) == ("warmup", "main")
+    assert [sched.hard_start_step(n) for n in (331, 1000, 7)] == [99, 300, 2]  # 99.3, 300, 2.1: down
+
+
 def test_backgrounds_join_their_own_pair_only():
     emb, videos = _batch()
     g = torch.Generator().manual_seed(5)

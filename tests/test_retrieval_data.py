@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -241,6 +242,63 @@ def test_layout_errors(tmp_path):
         load_retrieval_set(tmp_path, CFG)
 
 
+def test_unsupported_image_formats_are_named(tmp_path):
+    # a class tree of GIF and PPM files: "not a retrieval layout" / "no images found" said neither what is read
+    # nor what was there
+    for name, exts in {"cats": (".gif", ".gif", ".ppm"), "dogs": (".gif",)}.items():
+        for i, ext in enumerate(exts):
+            (tmp_path / name).mkdir(exist_ok=True)
+            Image.fromarray(solid((9, 9, 9), 24, 32)).save(tmp_path / name / f"{i}{ext}")
+    found = re.escape("images are .jpg, .jpeg, .png, .bmp, .webp, .tif, .tiff; found 3 .gif, 1 .ppm (e.g. cats/0.gif, "
+                      "cats/1.gif, cats/2.ppm)")
+    with pytest.raises(RetrievalDataError, match="not a retrieval layout; .*" + found):
+        detect_kind(tmp_path)
+    with pytest.raises(RetrievalDataError, match="no images found; .*" + found):
+        load_retrieval_set(tmp_path, CFG, kind="images")
+
+
+def test_a_folder_above_a_layout_names_it(tmp_path):
+    # the folder an archive was unpacked into: the layout one level down is named, not only "not a layout"
+    _cub_release(tmp_path / "CUB_200_2011", {101: 1})
+    make_davis(tmp_path / "DAVIS", frames=1)
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(RetrievalDataError) as e:
+        detect_kind(tmp_path)
+    assert str(e.value) == (f"{tmp_path}: not a retrieval layout; it holds one: pass --data "
+                            f"{tmp_path / 'CUB_200_2011'} (CUB-200-2011 release) or --data {tmp_path / 'DAVIS'} "
+                            "(DAVIS)")
+    assert detect_kind(tmp_path / "DAVIS") == "davis" and detect_kind(tmp_path / "CUB_200_2011") == "images"
+
+
+def test_a_folder_inside_a_davis_folder_is_refused(tmp_path, monkeypatch):
+    # JPEGImages/480p read as class folders: one label per sequence, adjacent frames finding each other, no warning
+    make_davis(tmp_path / "DAVIS", frames=2)
+    davis = tmp_path / "DAVIS"
+    for inside in ("JPEGImages/480p", "Annotations/480p", "JPEGImages"):
+        with pytest.raises(RetrievalDataError, match=re.escape(f"a folder of the DAVIS folder {davis} (") + ".*"
+                           + re.escape(f"; pass --data {davis} for instance retrieval")):
+            detect_kind(davis / inside)
+    monkeypatch.chdir(davis / "JPEGImages")  # "480p" alone: its parents are found all the same
+    with pytest.raises(RetrievalDataError, match=re.escape(f"of the DAVIS folder {davis} ")):
+        load_retrieval_set("480p", CFG)
+    data = load_retrieval_set("480p", CFG, kind="images")  # asked for by name: still read, as class folders
+    assert data.label_names == {0: "alpha", 1: "beta"} and data.labels.tolist() == [0, 0, 1, 1]
+
+
+def test_the_images_folder_of_a_cub_release_is_refused(tmp_path):
+    # read as class folders, all 200 classes: the release's protocol (classes 101-200) silently dropped
+    cub = tmp_path / "CUB_200_2011"
+    _cub_release(cub, {1: 1, 101: 2})
+    with pytest.raises(RetrievalDataError, match=re.escape(f"images of the CUB-200-2011 release folder {cub}, ")
+                       + ".*" + re.escape(f"; pass --data {cub} for the release's protocol")):
+        load_retrieval_set(cub / "images", CFG)
+    data = load_retrieval_set(cub / "images", CFG, kind="images")  # asked for by name: every class folder
+    assert data.label_names == {0: "001.Bird_1", 1: "101.Bird_101"} and len(data.labels) == 3
+    (tmp_path / "elsewhere" / "images" / "a").mkdir(parents=True)  # a folder merely named images: no release
+    write_rgb(tmp_path / "elsewhere" / "images" / "a" / "0.png", solid((1, 2, 3)))
+    assert detect_kind(tmp_path / "elsewhere" / "images") == "images"
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # DAVIS
 
@@ -384,6 +442,17 @@ def test_damaged_pair_dataset_errors(tmp_path):
     np.save(tmp_path / "shards" / "a.npy", np.zeros((3, 32, 32, 3), np.uint8))
     (tmp_path / "manifest.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(RetrievalDataError, match=r"a.npy: pair shard must be uint8 \(n, 2, S, S, 3\)"):
+        load_retrieval_set(tmp_path, CFG)
+
+
+def test_a_manifest_offset_equal_to_the_shard_length_is_an_error(tmp_path):
+    make_pairs(tmp_path)  # b.npy holds 1 pair: offset 1 is one past its last row
+    lines = (tmp_path / "manifest.jsonl").read_text().splitlines()
+    rec = json.loads(lines[3])
+    assert rec["shard"] == "shards/b.npy" and len(np.load(tmp_path / "shards" / "b.npy", mmap_mode="r")) == 1
+    rec["offset"] = 1
+    (tmp_path / "manifest.jsonl").write_text("\n".join(lines[:3] + [json.dumps(rec)]) + "\n")
+    with pytest.raises(RetrievalDataError, match="b.npy: manifest offset 1 is outside the shard's 1 pairs"):
         load_retrieval_set(tmp_path, CFG)
 
 

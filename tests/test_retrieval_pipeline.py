@@ -7,7 +7,7 @@ import cv2
 import pytest
 import torch
 
-from test_retrieval_data import make_davis, make_pairs, solid, write_rgb
+from test_retrieval_data import _cub_release, make_davis, make_pairs, solid, write_rgb
 from vidssl.errors import VidsslError
 from vidssl.eval.baselines import PixelFeatures
 from vidssl.eval.config import RetrievalConfig
@@ -160,6 +160,31 @@ def test_davis_end_to_end_min_gap(tmp_path):
     with pytest.raises(RetrievalDataError, match="no query has a relevant reference"):
         evaluate_retrieval({"raw pixels": PixelFeatures()}, tmp_path / "davis", tmp_path / "eval2",
                            RetrievalConfig(image_size=32, num_workers=0, min_gap=5, min_object_pixels=10))
+
+
+@pytest.mark.parametrize("classes, line, labels", [
+    ([101, 200], "CUB-200-2011 release, classes 101-200 (eval.retrieval.cub_classes; 3 images of other classes left "
+                 "out).", 2),
+    ([1, 200], "CUB-200-2011 release, classes 1-200 (eval.retrieval.cub_classes; 0 images of other classes left "
+               "out).", 4),
+])
+def test_the_report_says_which_cub_classes_were_read(tmp_path, classes, line, labels):
+    # classes 1-100 of the release left out, said only by metrics.json's config.cub_classes
+    _cub_release(tmp_path / "CUB_200_2011", {1: 2, 100: 1, 101: 2, 150: 2})
+    cfg = RetrievalConfig(image_size=32, num_workers=0, cub_classes=classes)
+    result = evaluate_retrieval({"raw pixels": PixelFeatures()}, tmp_path / "CUB_200_2011", tmp_path / "eval", cfg,
+                                progress=False)
+    assert result["labels"] == labels and result["selection"] == line[:-1]
+    table = (tmp_path / "eval" / "metrics.md").read_text()
+    assert table.splitlines()[0].endswith(f"every image queries all the others. {line}")
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["selection"] == line[:-1]
+
+
+def test_a_plain_image_folder_report_names_no_selection(colour_classes, tmp_path):
+    result = evaluate_retrieval({"raw pixels": PixelFeatures()}, colour_classes, tmp_path / "eval", CFG,
+                                progress=False)
+    assert result["selection"] is None
+    assert (tmp_path / "eval" / "metrics.md").read_text().splitlines()[0].endswith("queries all the others.")
 
 
 def test_real_cub_subset(data_dir, tmp_path):

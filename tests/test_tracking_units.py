@@ -141,6 +141,45 @@ def test_select_boxes_respects_margin_avoid_and_minimum():
     assert [c for _, c in avoided] == [4]
 
 
+@pytest.mark.parametrize("edge", ["right", "bottom"])
+def test_a_box_can_start_at_the_last_position_inside_the_margin(edge):
+    """The free width and height (84 - 24 - 2 x 2 = 56, 60 - 24 - 2 x 2 = 32) are multiples of the stride, so the
+    last position lies exactly margin px from the edge; points in the last stride before the margin are inside no
+    other box."""
+    shape, side, margin = (60, 84), 24, 2
+    # x 78..81 lie only in a box at x 58; y 54..57 only in a box at y 34
+    corner = [[78, 20], [79, 21], [80, 22], [81, 23]] if edge == "right" else [[38, 54], [39, 55], [40, 56], [41, 57]]
+    points = np.array(corner * 3, np.float32)
+    moving = np.ones(len(points), bool)
+    got = select_boxes(points, moving, shape, side, k=1, margin=margin, min_points=3)
+    assert [((int(b[0]), int(b[1])), c) for b, c in got] == naive_best_boxes(points, moving, shape, side, 1, margin, 3)
+    (box, count), = got
+    assert count == 12 and (box[0] == 84 - side - margin if edge == "right" else box[1] == 60 - side - margin)
+
+
+@pytest.mark.parametrize("direction", ["right", "left", "below", "above"])
+def test_a_box_may_touch_a_chosen_one(direction):
+    """Two objects exactly a box apart: the second's box touches the first's and shares no pixel with it, so it
+    starts there. Most of the second object lies just beyond the first box's half-box surroundings, one point pins its
+    far edge: of the positions holding them all, the touching one is centred nearest them, and the next one over
+    is 4 px off. Mirrored and transposed, each side of the overlap test is the one that decides."""
+    shape, side = (120, 120), 24
+    first = np.array([(48 + a, 48 + b) for a in (0, 4, 9, 14, 19, 23) for b in (0, 4, 9, 14, 19, 23)], np.float32)
+    second = np.array([(84, 60)] * 20 + [(95, 60)], np.float32)  # x 84: the first box's surroundings end at 84
+    want = [((48, 48), 36), ((72, 48), 21)]
+    if direction in ("left", "above"):  # mirrored: pixel x -> 119 - x, box x -> 96 - x
+        first[:, 0], second[:, 0] = 119 - first[:, 0], 119 - second[:, 0]
+        want = [((96 - x, y), c) for (x, y), c in want]
+    if direction in ("below", "above"):
+        first, second = first[:, ::-1].copy(), second[:, ::-1].copy()
+        want = [((y, x), c) for (x, y), c in want]
+    points = np.concatenate([first, second])
+    moving = np.ones(len(points), bool)
+    got = select_boxes(points, moving, shape, side, k=2, margin=0, min_points=3)
+    assert [((int(b[0]), int(b[1])), c) for b, c in got] == want
+    assert naive_best_boxes(points, moving, shape, side, 2, 0, 3) == want
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # motion after camera compensation
 
@@ -195,6 +234,41 @@ def test_motion_rejects_a_frame_without_points():
     assert MotionEstimator("lk", 400, 0.5, 1.0, 20)(flat, flat) is None
 
 
+def test_lk_drops_most_points_of_a_region_whose_content_changed():
+    """A still camera; between the frames a 64 x 56 region is covered by an unrelated texture, so its points have
+    no true match. LK reports success for every one of them and lands each somewhere: without the forward-backward
+    check all 36 were kept (31 to 35 of them "moving"); the round trip drops most (chance matches keep a few)."""
+    from tracking.motion import LKCorrespondences, _grid
+
+    x, y, w, h = 80, 60, 64, 56
+    for seed in range(3):
+        prev = texture(np.random.default_rng(seed), 180, 240)
+        cur = prev.copy()
+        cur[y:y + h, x:x + w] = texture(np.random.default_rng(50 + seed), h, w)
+        p0, p1 = LKCorrespondences(400)(prev, cur)
+        gx, gy = _grid(prev.shape, 400)
+        region = int(((gx >= x) & (gx < x + w) & (gy >= y) & (gy < y + h)).sum())
+        inside = (p0[:, 0] >= x) & (p0[:, 0] < x + w) & (p0[:, 1] >= y) & (p0[:, 1] < y + h)
+        assert region == 36 and inside.sum() <= region / 2, seed
+        # the unchanged background well away from the region: its points kept (332 on the grid, a few lost at the
+        # frame's border), where they were
+        far = (p0[:, 0] < x - 20) | (p0[:, 0] >= x + w + 20) | (p0[:, 1] < y - 20) | (p0[:, 1] >= y + h + 20)
+        assert far.sum() >= 300 and np.abs(p1[far] - p0[far]).max() < 0.1, seed
+
+
+def test_camera_shift_of_a_perspective_homography():
+    """The shift at a point is the homography's projective map, divided by its third coordinate; every other
+    test's camera is affine (third coordinate 1), where forgetting the division changes nothing."""
+    from tracking.motion import Motion
+
+    homography = np.array([[1.02, 0.01, 3.0], [-0.02, 0.98, -2.0], [1e-4, -2e-4, 1.0]])
+    none = np.zeros(0, np.float32)
+    motion = Motion(np.zeros((0, 2), np.float32), none, none.astype(bool), homography)
+    for x, y in [(0.0, 0.0), (200.0, 10.0), (30.0, 170.0), (239.0, 179.0)]:
+        u, v = cv2.perspectiveTransform(np.array([[[x, y]]]), homography)[0, 0]
+        assert motion.camera_shift(x, y) == pytest.approx((u - x, v - y), abs=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # cuts, start frames, appearance
 
@@ -245,19 +319,20 @@ def test_ncc_and_crop():
     assert np.array_equal(crop(frame, (10, 5, 8, 8), 8), frame[5:13, 10:18])
 
 
-def run_track(frames, box, length, scale=1.0, step=1, pair_stride=None, open_until=0):
-    """Follow ``box`` through ``frames`` with a Track: a window opens at frame 0 and every ``pair_stride`` frames up
-    to ``open_until``. Returns (track, pairs, dropped windows by reason, why the track ended or None)."""
+def run_track(frames, box, length, scale=1.0, step=1, pair_stride=None, open_until=0, first=0, **settings):
+    """Follow ``box`` through ``frames`` with a Track started on frame ``first``: a window opens there and every
+    ``pair_stride`` frames up to ``open_until`` frames after it (``settings``: more MineConfig keys). Returns
+    (track, pairs, dropped windows by reason, why the track ended or None)."""
     small = [cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) for f in frames]
     pair_stride = pair_stride or step
     cfg = MineConfig(track_length=length, patch_size=24, track_step=step, pair_stride=pair_stride,
-                     track_span=max(length, open_until + length))
-    track = Track(0, 0, box, 1.0, scale, cv2.cvtColor(small[0], cv2.COLOR_RGB2BGR),
-                  cv2.cvtColor(small[0], cv2.COLOR_RGB2GRAY), frames[0], cfg)
+                     track_span=max(length, open_until + length), **settings)
+    track = Track(0, first, box, 1.0, scale, cv2.cvtColor(small[first], cv2.COLOR_RGB2BGR),
+                  cv2.cvtColor(small[first], cv2.COLOR_RGB2GRAY), frames[first], cfg)
     track.open_window(region=0)
     pairs, dropped, ended = [], Counter(), None
     for i, (f, s) in enumerate(zip(frames, small)):
-        if i == 0 or not track.wants(i):
+        if i <= first or not track.wants(i):
             continue
         outcome = track.step(i, cv2.cvtColor(s, cv2.COLOR_RGB2BGR), cv2.cvtColor(s, cv2.COLOR_RGB2GRAY), f)
         pairs += outcome.pairs
@@ -265,7 +340,7 @@ def run_track(frames, box, length, scale=1.0, step=1, pair_stride=None, open_unt
         if outcome.ended is not None:
             ended = outcome.ended
             break
-        if i <= open_until and i % pair_stride == 0:
+        if i - first <= open_until and (i - first) % pair_stride == 0:
             track.open_window(region=0)
     return track, pairs, dropped, ended
 
@@ -333,6 +408,34 @@ def test_track_leaving_the_frame_is_dropped():
     # x = 100 + 4t: the box touches the right edge of the 160 px frame at t = 7; until then it follows the texture
     assert [s.frame for s in track.history] == list(range(7))
     assert all(abs(s.box[0] - (100 + 4 * s.frame)) <= 1 and abs(s.box[1] - 40) <= 1 for s in track.history)
+
+
+@pytest.mark.parametrize("tracker", [{"kcf_detect_thresh": 0.0}, {"tracker": "csrt"}])
+def test_a_tracker_that_does_not_notice_its_object_change_ends_on_appearance(tracker):
+    """The square's texture is swapped for an unrelated one at frame 6. With trackers that report no failure there
+    (KCF with no detection threshold, CSRT), only the appearance check ends the track; switched off, the track ran on
+    and its first window closed as a pair of two different things."""
+    frames = moving_square_frames(np.random.default_rng(0), 12, (2, 1), brighten=2.0)
+    _, pairs, dropped, ended = run_track(frames, (40.0, 40.0, 32.0, 32.0), 10, pair_stride=2, open_until=4, **tracker)
+    assert ended is None and len(pairs) == 1  # the same frames unchanged: the tracker follows the square
+    other = np.stack([texture(np.random.default_rng(100), 32, 32, cell=4)] * 3, axis=-1)
+    for t in range(6, 12):
+        frames[t][40 + t:72 + t, 40 + 2 * t:72 + 2 * t] = other
+    track, pairs, dropped, ended = run_track(frames, (40.0, 40.0, 32.0, 32.0), 10, pair_stride=2, open_until=4,
+                                             **tracker)
+    assert ended == "appearance" and not pairs and dropped == {"appearance": 3}  # windows opened at 0, 2, 4
+    assert not track.windows and track.last_frame == 5
+
+
+def test_a_track_started_on_an_odd_frame_is_updated_on_its_own_step():
+    """track_step 2 from frame 3: updates on 3, 5, ..., and the window closes on 13. Counted from frame 0 (frames 4,
+    6, ...), its window could only close on 14, a frame past track_length, and not at all in these 14 frames."""
+    frames = moving_square_frames(np.random.default_rng(0), 14, (3, 1), brighten=2.0)
+    track, pairs, dropped, ended = run_track(frames, (49.0, 43.0, 32.0, 32.0), 10, step=2, first=3)
+    assert [i for i in range(3, 14) if track.wants(i)] == [3, 5, 7, 9, 11, 13]
+    assert ended is None and not dropped and [(p.start, p.end) for p in pairs] == [(3, 13)]
+    assert [s.frame for s in pairs[0].steps] == [3, 5, 7, 9, 11, 13]
+    assert all(abs(s.box[0] - (40 + 3 * s.frame)) <= 1 and abs(s.box[1] - (40 + s.frame)) <= 1 for s in pairs[0].steps)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -214,7 +214,9 @@ class Track:
             return outcome
         box = tuple(v / self.scale for v in rect)
         fh, fw = frame.shape[:2]
-        box = (min(box[0], fw - box[2]), min(box[1], fh - box[3]), box[2], box[3])  # rounding at the small scale
+        # a guard: the border check keeps a whole-pixel box inside the frame at full scale too, not a fractional one
+        # near an edge that the small frame's rounded size moved out
+        box = (min(box[0], fw - box[2]), min(box[1], fh - box[3]), box[2], box[3])
         self.last_thumb = thumb
         self.frame = frame
         current = _Step(index, box, thumb, None)

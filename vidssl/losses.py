@@ -180,8 +180,9 @@ def reduce_mean_active(values: torch.Tensor, t: Triplets, capacity: int) -> torc
 
 
 def reduce_fixed(values: torch.Tensor, t: Triplets, capacity: int) -> torch.Tensor:
-    """Sum over the mined triplets divided by ``capacity`` = P x K, what the miner could return at most, as in the
-    released RankHardLoss: a batch with few violators gives a small step instead of a magnified one."""
+    """Sum over the mined triplets divided by ``capacity``, what the miner could return at most, as in the
+    released RankHardLoss: a batch with few violators gives a small step instead of a magnified one. The trainer
+    passes P x K, or P x (K + 1) with miner.background_negatives (each pair's own background is one more)."""
     return values.sum() / capacity
 
 

@@ -89,7 +89,11 @@ class FlowConfig:
     num_shapes: list[int] = opt([3, 8], "min, max shapes in a synthetic pair")
     checkpoint_seconds: float = opt(30.0, "save transfer training state this often; a killed run resumes from it")
     device: str = opt("auto", "torch device of the feature methods: auto (cuda when available) | cpu | cuda:N")
-    figures: bool = opt(True, "write one PNG per pair: frame 1, ground truth and each method's flow with its EPE")
+    figures: bool = opt(True, "write one PNG per pair (at most 50, spread over the pairs): frame 1, ground truth "
+                              "and each method's flow with its EPE")
+    pairs: list[str] = opt([], "pairs to evaluate: glob patterns over their names, frame 1's path under --data "
+                               "without suffix (* also spans /: 'training/clean/alley_1/*', '*/alley_1/*'); empty: "
+                               "all (a Sintel release has 2,082)")
 
     def validate(self) -> None:
         checks = (("max_displacement", self.max_displacement >= 1, ">= 1"),
@@ -106,7 +110,9 @@ class FlowConfig:
                   ("device", is_device_name(self.device),
                    "auto, cpu, cuda or cuda:N"),
                   ("classical", set(self.classical) <= set(CLASSICAL_FLOW),
-                   "a list of " + ", ".join(CLASSICAL_FLOW)))
+                   "a list of " + ", ".join(CLASSICAL_FLOW)),
+                  ("pairs", all(isinstance(p, str) and p.strip() for p in self.pairs),
+                   "a list of non-empty glob patterns over pair names"))
         for key, ok, want in checks:
             if not ok:
                 raise ConfigError(f"config key 'eval.flow.{key}': must be {want}, got {getattr(self, key)!r}")

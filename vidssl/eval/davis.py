@@ -38,7 +38,8 @@ import torch.nn.functional as F
 
 from vidssl.eval import MASKS, jf, retire_results
 from vidssl.eval.config import DavisConfig
-from vidssl.eval.davis_data import DavisDataError, DavisSequence, list_sequences, load_sequence
+from vidssl.eval.davis_data import (DavisDataError, DavisSequence, FirstFrameOnly, check_layout, list_sequences,
+                                    load_sequence)
 from vidssl.device import resolve_device
 from vidssl.errors import VidsslError
 from vidssl.eval.frozen import check_models, evaluation_mode
@@ -192,11 +193,18 @@ def working_size(h: int, w: int, max_side: int) -> tuple[int, int]:
 
 def labels_to_grid(mask: np.ndarray, num_labels: int, size: tuple[int, int]) -> torch.Tensor:
     """(H, W) label map -> (L, ceil(h/8), ceil(w/8)) soft labels: the share of each label in every 8x8 cell of
-    the mask resized to ``size`` = (h, w) by area averaging; a partial edge cell holds the shares of its real
-    pixels."""
-    onehot = F.one_hot(torch.from_numpy(mask.astype(np.int64)), num_labels).permute(2, 0, 1).float()[None]
+    the mask resized to ``size`` = (h, w) by area averaging (OpenCV's INTER_AREA, as :func:`dense_features`
+    resizes the frames); a partial edge cell holds the shares of its real pixels."""
+    import cv2
+
     h, w = size
-    onehot = F.interpolate(onehot, size=(h, w), mode="area")
+    planes = [(mask == label).astype(np.float32) for label in range(num_labels)]
+    if mask.shape != (h, w):
+        # not F.interpolate(mode="area"): that is adaptive pooling, whose windows overlap at a ratio that is not
+        # whole (854 -> 480 px), so a 1-px column kept 0.33-0.83 of its mass by position where the frames, resized
+        # by true area, keep 0.56. One label at a time: INTER_AREA takes at most 4 channels
+        planes = [cv2.resize(p, (w, h), interpolation=cv2.INTER_AREA) for p in planes]
+    onehot = torch.from_numpy(np.stack(planes))[None]
     gh, gw = -(-h // STRIDE), -(-w // STRIDE)
     padding = (0, gw * STRIDE - w, 0, gh * STRIDE - h)
     # zero padding divided by each cell's share of real pixels: replicating the last row or column weighted it
@@ -324,23 +332,26 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
     ``out_dir/overlays/<model>/<sequence>.png`` (``cfg.overlay_frames`` frames: prediction filled, ground truth
     outlined); with ``cfg.save_masks`` also the predicted palette PNGs in ``out_dir/masks/<model>/<sequence>/``
     (readable by the official DAVIS evaluator). A sequence that cannot be read is skipped with a warning and listed
-    under ``"skipped"``; none left is an error. Each model runs in eval mode on ``cfg.device`` and is handed back in the mode and on the device it came
-    with. Returns the metrics.json content.
+    under ``"skipped"``; none left is an error. Each model runs in eval mode on ``cfg.device`` and is handed back
+    in the mode and on the device it came with. Returns the metrics.json content.
     """
     from tqdm import tqdm
 
     from vidssl.config import check_section, versions
 
-    check_section(cfg, "eval.davis", DavisConfig)  # built in code, a topk of 0 or a temperature of 0 would score 0.0 quietly
+    # built in code, a topk of 0 or a temperature of 0 would score 0.0 quietly
+    check_section(cfg, "eval.davis", DavisConfig)
     check_models(models, ("dense_features", "mean", "std"), "evaluate_davis")
 
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device, "eval.davis.device")
+    check_layout(data_dir)  # once, not a "frames folder not found" per named sequence (eval.davis.sequences)
     names = list(dict.fromkeys(cfg.sequences)) or list_sequences(data_dir, cfg.subset)  # each sequence once
     results: dict[str, dict] = {name: {"sequences": {}, "features_s": 0.0, "propagation_s": 0.0, "frames": 0}
                                 for name in models}
     slugs = _slugs(models)
     skipped: dict[str, str] = {}
+    first_only = 0  # sequences skipped as masked in their first frame only
     unscored: dict[str, list[int]] = {}  # per sequence: objects that appear only after the first frame
     retired = False
     # one bar over the sequences (a DAVIS-2017 val run has 30) beside each sequence's bar over its frames
@@ -362,6 +373,7 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
             except DavisDataError as e:  # one bad sequence must not sink a long evaluation: report it, go on
                 log.warning("davis: skipping sequence %s: %s", seq_name, e)
                 skipped[seq_name] = str(e)
+                first_only += isinstance(e, FirstFrameOnly)
                 continue
             survives = _first_mask_through_the_grid(seq, size, cfg.norm_mask)
             if survives < 0.5:  # every model's masks pass the same grid: their J is capped near this
@@ -400,6 +412,11 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
                          scores["J_mean"], scores["F_mean"])
     names = [n for n in names if n not in skipped]
     if not names:
+        if first_only and first_only == len(skipped):
+            raise DavisDataError(f"{data_dir}: only the first frame of every sequence has a mask: DAVIS test-dev and "
+                                 f"test-challenge have ground truth for the first frame only and are scored on the "
+                                 f"DAVIS evaluation server; vidssl scores sets with full annotations (trainval: "
+                                 f"--set eval.davis.subset=val or train)")
         first_problem = next(iter(skipped.values()))
         raise DavisDataError(f"{data_dir}: no sequence could be evaluated; first problem: {first_problem}")
     models_out = {}
@@ -443,6 +460,9 @@ def metrics_markdown(metrics: dict) -> str:
     for seq in metrics["sequences"]:
         lines.append(f"| {seq} | " + " | ".join(f"{m['sequences'][seq]['JF_mean']:.3f}" for m in models.values())
                      + " |")
+    for seq, ids in metrics["unscored_objects"].items():
+        lines.append(f"\nNot scored in {seq}: object(s) {', '.join(map(str, ids))}, which appear only after the first "
+                     "frame (neither propagated nor scored)")
     for seq, reason in metrics["skipped"].items():
         lines.append(f"\nSkipped {seq}: {reason}")
     return "\n".join(lines) + "\n"

@@ -38,6 +38,10 @@ class DavisDataError(VidsslError):
     """A DAVIS folder, frame or mask that cannot be used; the message names the file and the fix."""
 
 
+class FirstFrameOnly(DavisDataError):
+    """A sequence whose only mask is the first frame's, as in DAVIS test-dev and test-challenge."""
+
+
 @dataclass
 class DavisSequence:
     """One annotated sequence.
@@ -66,6 +70,36 @@ class DavisSequence:
 
 def _layout_dirs(root: Path) -> tuple[Path, Path]:
     return root / "JPEGImages" / RESOLUTION, root / "Annotations" / RESOLUTION
+
+
+def check_layout(root: str | os.PathLike) -> None:
+    """Raise :class:`DavisDataError` for a folder without ``JPEGImages/480p`` that is a DAVIS download at
+    another resolution, or that holds a DAVIS folder one level down or lies inside one (``--data`` given a level
+    off); any other folder is left to the callers' own checks."""
+    root = Path(root)
+    images, _ = _layout_dirs(root)
+    if images.is_dir() or not root.is_dir():
+        return
+    other = [d for d in ("Full-Resolution", "1080p") if (root / "JPEGImages" / d).is_dir()]
+    if other:  # else every listed sequence was a "frames folder not found" warning, and the error never said why
+        raise DavisDataError(f"{root / 'JPEGImages'}: has {other[0]}/ but no {RESOLUTION}/; vidssl reads the "
+                             f"{RESOLUTION} frames and masks (JPEGImages/{RESOLUTION}, Annotations/{RESOLUTION}): "
+                             f"download the {RESOLUTION} release (DAVIS-2017-trainval-{RESOLUTION}.zip)")
+    hint = _layout_hint(root)
+    if hint:
+        raise DavisDataError(f"{root}: no JPEGImages/{RESOLUTION} folder, so not a DAVIS-layout folder; {hint}")
+
+
+def _layout_hint(root: Path) -> str:
+    """"pass X" for a DAVIS folder one level under ``root`` (the folder a zip unpacked into) or up to three
+    levels above it (``root`` is its JPEGImages, JPEGImages/480p or a sequence folder); "" when there is none."""
+    below = sorted(p for p in root.iterdir() if (p / "JPEGImages").is_dir())
+    if below:
+        return "pass " + " or ".join(str(p) for p in below) + ", the folder holding JPEGImages/"
+    for parent in list(root.absolute().parents)[:3]:
+        if (parent / "JPEGImages").is_dir():
+            return f"pass {parent}, the folder holding JPEGImages/"
+    return ""
 
 
 SUBSET_FOLDERS = ("2017", "480p", "2016", "")  # where official downloads keep <subset>.txt, in order of preference
@@ -115,6 +149,7 @@ def list_sequences(root: str | os.PathLike, subset: str = "val") -> list[str]:
     if not root.is_dir():
         raise DavisDataError(f"{root}: DAVIS folder not found; give a folder with JPEGImages/{RESOLUTION} and "
                              f"Annotations/{RESOLUTION}")
+    check_layout(root)
     chosen = imageset_file(root, subset)
     if chosen is not None:
         sets = [chosen]
@@ -205,8 +240,9 @@ def read_mask(path: Path) -> np.ndarray:
                                  f"(with 255 as void); DAVIS-2016 binary masks hold 0 and 255 only and DAVIS-2017 "
                                  f"masks are palette PNGs: save it as a palette (mode P) PNG")
         return (arr > 127).astype(np.uint8)
-    raise DavisDataError(f"{path}: mask PNG has mode {mode!r}; expected a DAVIS-2016 greyscale mask (0/255) or a "
-                         f"DAVIS-2017 palette PNG whose palette index is the object id")
+    raise DavisDataError(f"{path}: mask PNG has mode {mode!r}; save it as a palette (mode P) PNG whose index is the "
+                         f"object id (0 background), as DAVIS-2017's are, or, for one object, as a greyscale (mode L) "
+                         f"PNG of 0 and 255, as DAVIS-2016's are")
 
 
 def _has_interior(region: np.ndarray) -> bool:
@@ -252,6 +288,10 @@ def load_sequence(root: str | os.PathLike, name: str, max_side: int | None = Non
     if not frame_files:
         raise DavisDataError(f"{img_dir}: no frames (.jpg/.png) in sequence '{name}'")
     missing = sorted(set(frame_files) - set(mask_files))
+    first = min(frame_files, key=_natural_key)
+    if len(frame_files) > 1 and set(mask_files) == {first}:
+        raise FirstFrameOnly(f"{ann_dir}: only the first frame ({first}) has a mask; scoring needs every frame's "
+                             f"(a DAVIS test-dev or test-challenge sequence?)")
     if missing:
         raise DavisDataError(f"{ann_dir / (missing[0] + '.png')}: mask missing for frame {frame_files[missing[0]]} "
                              f"({len(missing)} frame(s) without masks); every frame needs a mask with the same name")

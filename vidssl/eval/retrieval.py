@@ -157,6 +157,7 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
         "references": int(len(queries) if references is None else len(references)),
         "labels": int(len(np.unique(data.labels[ok]))),
         "protocol": _PROTOCOLS[data.kind].format(min_gap=min_gap),
+        "selection": data.selection,  # the part of the folder read (CUB: its classes), or None for all of it
         "min_gap": min_gap,  # the gap applied: a track set's own (its pairs' length), else config.min_gap
         "skipped": data.skipped,
         "models": results,
@@ -190,7 +191,8 @@ def metrics_table(payload: dict) -> str:
     models = payload["models"]
     best = {title: max(get(m) for m in models.values()) for title, get in cols}
     lines = [f"Retrieval on `{payload['data']}` ({payload['kind']}: {payload['queries']} queries, "
-             f"{payload['references']} references, {payload['labels']} labels). {payload['protocol']}.", "",
+             f"{payload['references']} references, {payload['labels']} labels). {payload['protocol']}."
+             + (f" {payload['selection']}." if payload.get("selection") else ""), "",
              "| model | " + " | ".join(title for title, _ in cols) + " |",
              "|---|" + "---:|" * len(cols)]
     for name, m in models.items():

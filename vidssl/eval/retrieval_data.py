@@ -139,7 +139,8 @@ class RetrievalSet:
 
     ``queries``/``references``: item indices; ``references=None`` means the queries search each other (the query
     itself excluded). ``groups``/``times`` ([N] ints: DAVIS, tracks): same group and ``|dt| < min_gap`` is not
-    retrievable; ``min_gap`` None means the config's.
+    retrievable; ``min_gap`` None means the config's. ``selection``: the part of the folder read, when a protocol
+    leaves some of it out (the CUB release's classes), for the report.
     """
 
     kind: str
@@ -153,6 +154,7 @@ class RetrievalSet:
     times: np.ndarray | None = None
     min_gap: int | None = None
     skipped: dict[str, list[str]] = field(default_factory=dict)
+    selection: str | None = None
 
 
 def _image_set_from_csv(root: Path, csv_path: Path, size: int) -> RetrievalSet:
@@ -242,10 +244,31 @@ def _image_set_from_folders(root: Path, size: int) -> RetrievalSet:
             skipped.setdefault("image outside a class folder", []).append(entry.name)
     if not paths:
         raise RetrievalDataError(f"{root}: no images found; expected DIR/<class>/*.jpg or DIR/labels.csv "
-                                 f"(path,class_id[,class_name])")
+                                 f"(path,class_id[,class_name]); {_found_files(root)}")
     for reason, items in skipped.items():
         log.warning("%s: %s, %d skipped (e.g. %s)", root, reason, len(items), items[0])
     return _image_set(root, paths, labels, names, skipped, size)
+
+
+def _found_files(root: Path, shown: int = 3) -> str:
+    """What ``root`` and its folders hold, for an error: a class tree of .gif or .ppm files read as "no images"."""
+    files = []
+    for entry in _visible(root):
+        if entry.is_file():
+            files.append(entry)
+        elif entry.is_dir():
+            files += [p for p in _visible(entry) if p.is_file()]
+    supported = "images are " + ", ".join(IMAGE_EXTS)
+    if not files:
+        return f"{supported}; found no file in it or its folders"
+    counts: dict[str, int] = {}
+    for path in files:
+        ext = path.suffix.lower() or "(no extension)"
+        counts[ext] = counts.get(ext, 0) + 1
+    common = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    listed = ", ".join(f"{n} {ext}" for ext, n in common[:shown]) + (", ..." if len(common) > shown else "")
+    examples = ", ".join(os.path.relpath(p, root) for p in files[:shown])
+    return f"{supported}; found {listed} (e.g. {examples})"
 
 
 def is_cub_release(root: Path) -> bool:
@@ -284,6 +307,7 @@ def _image_set_from_cub(root: Path, cfg: RetrievalConfig) -> RetrievalSet:
     class_names = _read_id_table(root / "classes.txt") if (root / "classes.txt").is_file() else {}
     first, last = cfg.cub_classes
     paths, labels, names, skipped = [], [], {}, {}
+    left_out = 0
     for image_id, relative in sorted(image_paths.items()):
         if image_id not in image_labels:
             raise RetrievalDataError(f"{label_file}: image id {image_id} ({relative}, images.txt) has no class")
@@ -292,6 +316,7 @@ def _image_set_from_cub(root: Path, cfg: RetrievalConfig) -> RetrievalSet:
             raise RetrievalDataError(f"{label_file}: image id {image_id} has class {label!r}, not an integer id")
         label = int(label)
         if not first <= label <= last:
+            left_out += 1
             continue
         path = root / "images" / relative
         if not path.is_file():
@@ -307,7 +332,11 @@ def _image_set_from_cub(root: Path, cfg: RetrievalConfig) -> RetrievalSet:
     if missing:
         log.warning("%s: %d of the %d images images.txt lists in classes %d-%d are missing (e.g. %s), skipped",
                     root, len(missing), len(missing) + len(paths), first, last, missing[0])
-    return _image_set(root, paths, labels, names, skipped, cfg.image_size)
+    data = _image_set(root, paths, labels, names, skipped, cfg.image_size)
+    # else only metrics.json's config says that a release folder's first 100 classes were never read
+    data.selection = (f"CUB-200-2011 release, classes {first}-{last} (eval.retrieval.cub_classes; {left_out} images "
+                      f"of other classes left out)")
+    return data
 
 
 def _image_set(root, paths, labels, names, skipped, size) -> RetrievalSet:
@@ -492,6 +521,42 @@ def _check_shard(path: Path) -> int:
 LOADERS = {"images": load_image_set, "davis": load_davis_set, "tracks": load_track_set}
 
 
+def _is_davis(root: Path) -> bool:
+    return (root / "JPEGImages").is_dir() and (root / "Annotations").is_dir()
+
+
+def _inside_a_layout(root: Path) -> str | None:
+    """Why ``root``, a folder inside a DAVIS or CUB-200-2011 folder, is no retrieval set of its own, else None. Its
+    sub-folders look like classes (a sequence's frames, a species' photos), so it was read as category retrieval: on
+    DAVIS one label per sequence, train and val mixed, adjacent frames finding each other; on CUB all 200 classes."""
+    root = Path(os.path.abspath(root))  # "480p" alone has no parents to look at
+    for davis in (root.parent, root.parent.parent):
+        part = root.relative_to(davis).parts[:1]  # () for "/"
+        if part in (("JPEGImages",), ("Annotations",)) and _is_davis(davis):
+            return (f"a folder of the DAVIS folder {davis} ({part[0]}/); pass --data {shell_arg(davis)} for "
+                    f"instance retrieval on its objects (read as class folders, each sequence would be one class, "
+                    f"train and val mixed, a frame finding the next one: --kind images does that all the same)")
+    if root.name == "images" and is_cub_release(root.parent):
+        return (f"the images of the CUB-200-2011 release folder {root.parent}, read as folders it would be all 200 "
+                f"classes; pass --data {shell_arg(root.parent)} for the release's protocol "
+                f"(eval.retrieval.cub_classes, by default 101-200; [1, 200] for all), or --kind images to read these "
+                f"folders all the same")
+    return None
+
+
+def _layout_of(folder: Path) -> str | None:
+    """The layout ``folder`` holds by its marker files (no class-folder scan: cheap, for a hint), or None."""
+    if (folder / "manifest.jsonl").is_file():
+        return "pairs from `vidssl mine`"
+    if _is_davis(folder):
+        return "DAVIS"
+    if is_cub_release(folder):
+        return "CUB-200-2011 release"
+    if (folder / "labels.csv").is_file():
+        return "labels.csv"
+    return None
+
+
 def detect_kind(root: str | os.PathLike) -> str:
     """``tracks`` (manifest.jsonl), ``davis`` (JPEGImages + Annotations), ``images`` (labels.csv or class
     folders holding images) or ``videos`` (video files, to be mined into tracks first)."""
@@ -501,18 +566,26 @@ def detect_kind(root: str | os.PathLike) -> str:
                                                 "data folder not found"))
     if (root / "manifest.jsonl").is_file():
         return "tracks"
-    if (root / "JPEGImages").is_dir() and (root / "Annotations").is_dir():
+    if _is_davis(root):
         return "davis"
-    if (root / "labels.csv").is_file() or is_cub_release(root) or _class_folders(root):
+    if (root / "labels.csv").is_file() or is_cub_release(root):
+        return "images"
+    inside = _inside_a_layout(root)
+    if inside:  # before the class folders it would otherwise pass for
+        raise RetrievalDataError(f"{root}: {inside}")
+    if _class_folders(root):
         return "images"
     from vidssl.video import find_videos
 
     if find_videos(root):
         return "videos"
-    raise RetrievalDataError(f"{root}: not a retrieval layout; expected DIR/labels.csv or DIR/<class>/*.jpg "
-                             f"(images), JPEGImages/ + Annotations/ (DAVIS), manifest.jsonl (pairs from "
-                             f"`vidssl mine`), a CUB-200-2011 release folder (images.txt, images/) or a "
-                             f"folder of videos")
+    # one level above a layout (the folder an archive was unpacked into): name it, one look into each folder
+    below = [(p, _layout_of(p)) for p in _visible(root) if p.is_dir()]
+    hint = " or ".join(f"--data {shell_arg(p)} ({layout})" for p, layout in below if layout)
+    raise RetrievalDataError(f"{root}: not a retrieval layout; " + (f"it holds one: pass {hint}" if hint else
+                             "expected DIR/labels.csv or DIR/<class>/*.jpg (images), JPEGImages/ + Annotations/ "
+                             "(DAVIS), manifest.jsonl (pairs from `vidssl mine`), a CUB-200-2011 release folder "
+                             f"(images.txt, images/) or a folder of videos; {_found_files(root)}"))
 
 
 def load_retrieval_set(root: str | os.PathLike, cfg: RetrievalConfig, kind: str = "auto",
@@ -522,8 +595,8 @@ def load_retrieval_set(root: str | os.PathLike, cfg: RetrievalConfig, kind: str 
     if kind == "auto":
         kind = detect_kind(root)
     if kind == "videos":
-        raise RetrievalDataError(f"{root}: a folder of videos; mine its tracks first (`vidssl mine {shell_arg(root)} --out "
-                                 f"PAIRS`) and pass the pair dataset, or let `vidssl eval retrieval` mine it")
+        raise RetrievalDataError(f"{root}: a folder of videos; mine its tracks first (`vidssl mine {shell_arg(root)} "
+                                 f"--out PAIRS`) and pass the pair dataset, or let `vidssl eval retrieval` mine it")
     if kind not in LOADERS:
         raise RetrievalDataError(f"unknown retrieval kind '{kind}'; valid: auto, {', '.join(LOADERS)}")
     if kind == "davis":

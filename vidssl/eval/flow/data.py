@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import re
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidssl.errors import VidsslError
+from vidssl.errors import ConfigError, VidsslError, shell_arg
 from vidssl.eval.flow.io import FlowFileError, known_flow, read_flo, read_image, read_kitti_flow, read_mask
 
 log = logging.getLogger(__name__)
@@ -162,8 +163,50 @@ def find_pairs(root: str | os.PathLike) -> list[FlowPair]:
                           f"{LAYOUTS_HELP}")
     pairs = [p for find in LAYOUTS.values() for p in find(root)]
     if not pairs:
-        raise VidsslError(f"no flow pairs with ground truth under {root}; expected one of: {LAYOUTS_HELP}")
+        raise VidsslError(f"no flow pairs with ground truth under {root}{_release_hint(root)}; expected one of: "
+                          f"{LAYOUTS_HELP}")
     return pairs
+
+
+# the frame and ground-truth folders of a release's training/, which pairs need side by side
+_RELEASES = (("Sintel", ("clean", "final"), "flow", ("invalid", "occlusions")),
+             ("KITTI", ("image_2", "colored_0", "image_0"), "flow_occ", ("flow_noc",)))
+
+
+def _release_hint(root: Path) -> str:
+    """Why a folder of a Sintel or KITTI release holds no pair, naming the folder to pass: ``training/clean`` has
+    the frames and ``training/flow`` the ground truth, so pairs are found only from the folder holding both."""
+    for benchmark, frames, truth, masks in _RELEASES:
+        if root.name in (*frames, truth, *masks):
+            training = root.parent
+        elif root.name == "training":
+            training = root
+        else:
+            continue
+        if not any((training / name).is_dir() for name in frames):
+            continue
+        if not (training / truth).is_dir():
+            return (f" ({training} has {benchmark} frames but no {truth}/ beside them, where the release keeps "
+                    "its ground truth)")
+        if training != root:
+            return (f" ({root.name}/ is one part of a {benchmark} release: pairs are found from the folder "
+                    f"holding its frames and its {truth}/ ground truth, so pass the folder above, --data "
+                    f"{shell_arg(training)})")
+    return ""
+
+
+def select_pairs(pairs: list[FlowPair], patterns: list[str], root: str | os.PathLike) -> list[FlowPair]:
+    """The pairs whose name matches one of the glob ``patterns`` (``eval.flow.pairs``; * also spans '/'), in their
+    order; all of them when there is no pattern. A pattern that matches no pair is an error listing some names."""
+    if not patterns:
+        return pairs
+    unmatched = [pattern for pattern in patterns if not any(fnmatch.fnmatchcase(p.name, pattern) for p in pairs)]
+    if unmatched:
+        names = [p.name for p in pairs]
+        shown = ", ".join(names[:: max(1, len(names) // 5)][:5])  # a few, spread over the layouts and sequences
+        raise ConfigError(f"config key 'eval.flow.pairs': {', '.join(map(repr, unmatched))} matches none of the "
+                          f"{len(names)} pairs under {root}, named by frame 1's path without suffix, e.g. {shown}")
+    return [p for p in pairs if any(fnmatch.fnmatchcase(p.name, pattern) for pattern in patterns)]
 
 
 def load_pair(pair: FlowPair) -> FlowSample:

@@ -5,6 +5,7 @@ position in frame 2 of frame-1 pixel (x, y) is (x + u, y + v).
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import numpy as np
 
 from vidssl.errors import VidsslError
 from vidssl.io import atomic_write_bytes
+
+log = logging.getLogger(__name__)
 
 FLO_MAGIC = np.float32(202021.25)  # "PIEH" in little-endian bytes
 FLO_UNKNOWN = 1e9  # Middlebury convention: components above this mark pixels without ground truth
@@ -47,8 +50,10 @@ def read_flo(path: str | os.PathLike) -> np.ndarray:
         raise FlowFileError(path, f"not a .flo file: {len(data)} bytes, shorter than the 12-byte header")
     magic = np.frombuffer(data, "<f4", 1, 0)[0]
     if magic != FLO_MAGIC:
-        raise FlowFileError(path, f"not a .flo file: magic number {float(magic):g}, expected {float(FLO_MAGIC):g} "
-                                  "(Middlebury format: 'PIEH', int32 width, int32 height, float32 u,v per pixel)")
+        # exact, not :g, which printed 202021.0 as "202021" beside an expected "202021"
+        raise FlowFileError(path, f"not a .flo file: it starts with {data[:4]!r} (magic number {float(magic)!r}), "
+                                  f"expected b'PIEH' ({float(FLO_MAGIC)!r}); Middlebury format: 'PIEH', int32 width, "
+                                  "int32 height, float32 u,v per pixel")
     width, height = (int(v) for v in np.frombuffer(data, "<i4", 2, 4))
     if not (0 < width <= _MAX_SIDE and 0 < height <= _MAX_SIDE):
         raise FlowFileError(path, f"corrupt .flo header: width {width}, height {height}")
@@ -95,14 +100,25 @@ def read_kitti_flow(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_kitti_flow(path: str | os.PathLike, flow: np.ndarray, valid: np.ndarray | None = None) -> None:
-    """float [H, W, 2] (+ bool valid) -> KITTI 16-bit PNG, written atomically. Values are quantised to 1/64 px."""
+    """float [H, W, 2] (+ bool valid, default :func:`known_flow`) -> KITTI 16-bit PNG, written atomically. Values
+    are quantised to 1/64 px.
+
+    The format holds -512 to +511.98 px per component: a pixel outside that range (or non-finite) is written as
+    invalid, with a warning counting them, rather than clipped and kept valid (u = 600 read back as a valid 511.98)
+    or refused (one wild pixel of a method's prediction would lose the whole file)."""
     flow = np.asarray(flow, np.float64)
     if flow.ndim != 3 or flow.shape[2] != 2:
         raise ValueError(f"flow must be [H, W, 2], got shape {flow.shape}")
-    if valid is None:
-        valid = known_flow(flow)
-    coded = np.clip(np.round(np.nan_to_num(flow) * 64.0 + 2.0 ** 15), 0, 2 ** 16 - 1).astype(np.uint16)
-    bgr = np.dstack([np.asarray(valid, np.uint16), coded[:, :, 1], coded[:, :, 0]])
+    valid = known_flow(flow) if valid is None else np.asarray(valid, bool)
+    with np.errstate(invalid="ignore"):
+        coded = np.round(flow * 64.0 + 2.0 ** 15)
+        fits = ((coded >= 0) & (coded <= 2 ** 16 - 1)).all(axis=2)  # NaN compares False: not representable
+    if (valid & ~fits).any():
+        log.warning("%s: %d pixel(s) with flow beyond the KITTI format's -512..511.98 px written as invalid",
+                    path, int((valid & ~fits).sum()))
+    valid = valid & fits
+    coded = np.where(fits[:, :, None], coded, 2.0 ** 15).astype(np.uint16)  # what does not fit: zero flow
+    bgr = np.dstack([valid.astype(np.uint16), coded[:, :, 1], coded[:, :, 0]])
     ok, buf = cv2.imencode(".png", bgr)
     if not ok:
         raise ValueError(f"OpenCV could not encode a {flow.shape} flow as PNG")

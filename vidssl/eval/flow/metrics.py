@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vidssl.eval.flow.io import known_flow
+
 ACCURACY_PX = (1, 3, 5)
 METRIC_KEYS = ("epe", "epe_noc", "epe_occ", "ae", "fl_all", "acc_1px", "acc_3px", "acc_5px")
 # the pixel count each metric is a mean over, for pooling over pairs
@@ -35,13 +37,15 @@ def angular_error(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 def flow_metrics(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None,
                  occluded: np.ndarray | None = None) -> dict[str, float | int | None]:
-    """Metrics of one pair. pred, gt: [H, W, 2]; valid, occluded: bool [H, W] (valid defaults to all pixels).
+    """Metrics of one pair. pred, gt: [H, W, 2]; valid, occluded: bool [H, W] (valid defaults to the pixels whose
+    ground truth is known, :func:`~vidssl.eval.flow.io.known_flow`: a Middlebury "unknown" value above 1e9 is no
+    motion to score against).
 
     ``epe_noc`` / ``epe_occ`` are None without an occlusion mask, or when no valid pixel falls in that group.
     """
     if pred.shape != gt.shape or pred.ndim != 3 or pred.shape[2] != 2:
         raise ValueError(f"pred and gt must both be [H, W, 2], got {pred.shape} and {gt.shape}")
-    valid = np.ones(gt.shape[:2], bool) if valid is None else valid.astype(bool)
+    valid = known_flow(gt) if valid is None else valid.astype(bool)
     if not valid.any():
         raise ValueError("no valid ground-truth pixel")
     epe_map = endpoint_error(pred, gt)
@@ -66,9 +70,10 @@ def flow_metrics(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = No
 def window_reach(gt: np.ndarray, valid: np.ndarray | None, reach_px: float) -> dict[str, float]:
     """What a matcher whose displacements are limited to +-``reach_px`` per axis can get right on a pair: the % of
     valid pixels whose motion lies within that window, and the mean EPE of the ground truth clipped to it (no such
-    matcher can score lower). gt: [H, W, 2]; valid: bool [H, W] (None: all pixels)."""
+    matcher can score lower). gt: [H, W, 2]; valid: bool [H, W] (None: the pixels whose ground truth is known,
+    :func:`~vidssl.eval.flow.io.known_flow`)."""
     gt = gt.astype(np.float64)
-    valid = np.ones(gt.shape[:2], bool) if valid is None else valid.astype(bool)
+    valid = known_flow(gt) if valid is None else valid.astype(bool)
     inside = (np.abs(gt) <= reach_px).all(axis=2)[valid]
     floor = endpoint_error(np.clip(gt, -reach_px, reach_px), gt)[valid]
     return {"in_reach_pct": float(100.0 * inside.mean()), "floor_epe": float(floor.mean())}

@@ -1,4 +1,5 @@
-"""The flow benchmark end to end: every method on every pair, metrics, a Markdown table and one figure per pair."""
+"""The flow benchmark end to end: every method on every pair, metrics, a Markdown table and a figure per pair (at
+most MAX_FIGURES)."""
 from __future__ import annotations
 
 import logging
@@ -9,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import cv2
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -16,7 +18,7 @@ from tqdm import tqdm
 from vidssl.errors import VidsslError
 from vidssl.eval import retire_results
 from vidssl.eval.config import FlowConfig
-from vidssl.eval.flow.data import find_pairs, load_pair
+from vidssl.eval.flow.data import find_pairs, load_pair, select_pairs
 from vidssl.eval.flow.io import FlowFileError
 from vidssl.eval.flow.methods import CLASSICAL, FeatureMatchFlow, FlowMethod, NetworkFlow
 from vidssl.eval.flow.metrics import METRIC_KEYS, flow_metrics, mean_metrics, window_reach
@@ -28,6 +30,11 @@ from vidssl.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from vidssl.models.base import MIN_SIDE
 
 log = logging.getLogger(__name__)
+
+# figures are for looking at: a Sintel release's 2,082 would be 2,082 PNGs nobody opens
+MAX_FIGURES = 50
+# more pairs than this get a warning at the start, naming the key that chooses some (a Sintel release has 2,082)
+MANY_PAIRS = 200
 
 _TABLE = (("EPE", "epe", 2), ("EPE noc", "epe_noc", 2), ("EPE occ", "epe_occ", 2), ("AE (deg)", "ae", 1),
           ("Fl-all %", "fl_all", 1), ("<1px %", "acc_1px", 1), ("<3px %", "acc_3px", 1), ("<5px %", "acc_5px", 1))
@@ -81,10 +88,12 @@ def markdown_table(summary: dict) -> str:
                   "|---" * (len(datasets) + 1) + "|"]
         for name, result in summary["methods"].items():
             lines.append(f"| {name} | " + " | ".join(cell(result["datasets"][d]["epe"], 2) for d in datasets) + " |")
-    lines += ["", "EPE per pair:", "", "| method | " + " | ".join(summary["pairs"]) + " |",
-              "|---" * (len(summary["pairs"]) + 1) + "|"]
-    for name, result in summary["methods"].items():
-        lines.append(f"| {name} | " + " | ".join(cell(result["pairs"][p]["epe"], 2) for p in summary["pairs"]) + " |")
+    # a row per pair: a column per pair ran 2,082 columns wide on a Sintel release
+    lines += ["", "EPE per pair:", "", "| pair | " + " | ".join(summary["methods"]) + " |",
+              "|---" * (len(summary["methods"]) + 1) + "|"]
+    for pair in summary["pairs"]:
+        lines.append(f"| {pair} | " + " | ".join(cell(result["pairs"][pair]["epe"], 2)
+                                                 for result in summary["methods"].values()) + " |")
     reach = summary.get("reach")
     if reach:
         lines += ["", f"Within reach of feature matching (+-{reach['px']:g} px per axis): % of valid pixels whose "
@@ -98,6 +107,10 @@ def markdown_table(summary: dict) -> str:
         for name, info in summary["transfer"].items():
             lines.append(f"| {name} | {info['steps']} | {info['train_seconds']} | "
                          f"{info['synthetic_epe_start']:.2f} | {info['synthetic_epe_end']:.2f} |")
+    figures = summary.get("figures", [])
+    if figures and len(figures) < len(summary["pairs"]):
+        lines += ["", f"Figures (pairs/): {len(figures)} of the {len(summary['pairs'])} pairs, at most {MAX_FIGURES} "
+                  "spread evenly over them (metrics.json `figures` names them; eval.flow.pairs chooses pairs)."]
     if summary["skipped"]:
         lines += ["", "Skipped pairs:", ""] + [f"- {name}: {why}" for name, why in summary["skipped"].items()]
     return "\n".join(lines) + "\n"
@@ -106,8 +119,9 @@ def markdown_table(summary: dict) -> str:
 def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out_dir: str | os.PathLike,
                   cfg: FlowConfig, budget_minutes: float | None = None, *, seed: int = 0,
                   progress: bool = True) -> dict:
-    """Evaluate every method on every pair under ``data_dir``; write ``out_dir/metrics.json``, ``metrics.md`` and
-    ``pairs/<pair>.png``. ``models`` maps a row name to a backbone (its dense features feed methods 3 and 4);
+    """Evaluate every method on every pair under ``data_dir`` (those ``cfg.pairs`` matches, when it names any);
+    write ``out_dir/metrics.json``, ``metrics.md`` and ``pairs/<pair>.png`` (for at most MAX_FIGURES pairs, spread
+    evenly over them). ``models`` maps a row name to a backbone (its dense features feed methods 3 and 4);
     ``budget_minutes`` (default ``cfg.budget_minutes``) bounds transfer training. Returns the metrics.json content.
 
     A pair whose files cannot be read is skipped and listed under ``skipped`` with the reason. Each model runs in
@@ -121,7 +135,14 @@ def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out
                  "evaluate_flow")
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device, "eval.flow.device")
-    pairs = find_pairs(data_dir)
+    found = find_pairs(data_dir)
+    pairs = select_pairs(found, cfg.pairs, data_dir)
+    chosen = f" (of {len(found)}, chosen by eval.flow.pairs)" if cfg.pairs else ""
+    log.info("flow: %d pair(s) under %s%s, every method on each", len(pairs), data_dir, chosen)
+    if len(pairs) > MANY_PAIRS:
+        log.warning("flow: %d pairs to evaluate, every method on each, a long run; choose some with glob patterns "
+                    "over their names, e.g. --set \"eval.flow.pairs=['%s/*']\"", len(pairs),
+                    pairs[0].name.rsplit("/", 1)[0])
     # every pair read once before the transfer decoders train: unreadable data must not cost their budget first
     # (nor leave OUT/transfer behind); pairs are read again one at a time below, none is held
     unreadable = {}
@@ -142,8 +163,8 @@ def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out
         methods, transfer = build_methods(models, cfg, out_dir, budget_s, seed, device, progress)
         # the feature methods' window: +-max_displacement cells of the coarsest stride (8 for every backbone)
         reach_px = cfg.max_displacement * max((m.dense_stride for m in models.values()), default=8)
-        per_method, skipped, reach = _run_methods(methods, [p for p in pairs if p.name not in unreadable], cfg,
-                                                  out_dir, progress, reach_px)
+        per_method, skipped, reach, figures = _run_methods(methods, [p for p in pairs if p.name not in unreadable],
+                                                           cfg, out_dir, progress, reach_px)
     skipped = {**unreadable, **skipped}
     done = [p.name for p in pairs if p.name not in skipped]
     if not done:
@@ -160,7 +181,8 @@ def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out
                            "datasets": {d: mean_metrics([results[p] for p in names]) for d, names in datasets.items()},
                            "seconds_per_pair": _seconds_per_pair(list(results.values())),
                            "pairs": results} for name, results in per_method.items()},
-        "reach": {"px": reach_px, "pairs": reach}, "transfer": transfer, "device": str(device), "seed": seed,
+        "reach": {"px": reach_px, "pairs": reach}, "figures": figures, "transfer": transfer, "device": str(device),
+        "seed": seed,
         # the transfer budget applied: config.budget_minutes, or what `vidssl pretrain` could give it
         "budget_minutes": budget_s / 60, "config": asdict(cfg), "versions": versions(),
     }
@@ -177,13 +199,16 @@ def _seconds_per_pair(results: list[dict]) -> float:
 
 
 def _run_methods(methods: dict[str, FlowMethod], pairs: list, cfg: FlowConfig, out_dir: Path, progress: bool,
-                 reach_px: float) -> tuple[dict[str, dict[str, dict]], dict[str, str], dict[str, dict]]:
+                 reach_px: float) -> tuple[dict[str, dict[str, dict]], dict[str, str], dict[str, dict], list[str]]:
     """Every method on every readable pair: ({method: {pair: metrics and seconds}}, {skipped pair: why}, {pair:
-    what the feature methods' +-``reach_px`` window can get right of it})."""
+    what the feature methods' +-``reach_px`` window can get right of it}, [pairs whose figure was written])."""
     per_method: dict[str, dict[str, dict]] = {name: {} for name in methods}
     skipped: dict[str, str] = {}
     reach: dict[str, dict] = {}
-    for pair in tqdm(pairs, desc="flow pairs", unit="pair", disable=None if progress else True):
+    figures: list[str] = []
+    # evenly spread, so that a capped set still shows every part of the data (Sintel's sequences, both passes)
+    shown_at = set(np.linspace(0, len(pairs) - 1, min(len(pairs), MAX_FIGURES)).round().astype(int).tolist())
+    for index, pair in enumerate(tqdm(pairs, desc="flow pairs", unit="pair", disable=None if progress else True)):
         try:
             sample = load_pair(pair)
         except FlowFileError as e:
@@ -204,8 +229,9 @@ def _run_methods(methods: dict[str, FlowMethod], pairs: list, cfg: FlowConfig, o
             metrics = flow_metrics(flow, sample.flow, sample.valid, sample.occluded)
             per_method[name][pair.name] = {**metrics, "seconds": seconds}
             shown[name] = (flow, metrics["epe"])
-        if cfg.figures:
+        if cfg.figures and index in shown_at:
             figure = pair_figure(sample.image1, sample.flow, sample.valid, shown)
             ok, png = cv2.imencode(".png", cv2.cvtColor(figure, cv2.COLOR_RGB2BGR))
             atomic_write_bytes(out_dir / "pairs" / f"{file_name(pair.name)}.png", png.tobytes())
-    return per_method, skipped, reach
+            figures.append(pair.name)
+    return per_method, skipped, reach, figures
