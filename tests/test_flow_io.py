@@ -318,13 +318,15 @@ def test_a_folder_inside_a_release_is_an_error_naming_the_folder_to_pass(tmp_pat
     folder above holds the pairs."""
     training = _sintel_release(tmp_path / "MPI-Sintel-complete")
     for inner in ("clean", "final", "flow"):
-        with pytest.raises(VidsslError, match="pass the folder above") as info:
+        with pytest.raises(VidsslError, match="is one part of a Sintel release") as info:
             find_pairs(training / inner)
-        assert f"--data {training})" in str(info.value)
+        assert f"pass --data {training.parent})" in str(info.value)
+    # the release folder it names holds the pairs, named as the documented eval.flow.pairs patterns expect
+    assert [p.name for p in find_pairs(training.parent)][:1] == ["training/clean/alley_1/frame_0001"]
     kitti = tmp_path / "kitti" / "training"
     _frames(kitti / "image_2", ["000003_10.png", "000003_11.png"])
     write_kitti_flow(kitti / "flow_occ" / "000003_10.png", _flow(8, 12))
-    with pytest.raises(VidsslError, match=f"image_2/ is one part of a KITTI release.*--data {kitti}"):
+    with pytest.raises(VidsslError, match=f"image_2/ is one part of a KITTI release.*--data {kitti.parent}\\)"):
         find_pairs(kitti / "image_2")
     # the frames without their ground truth (training/flow/ not downloaded): said so, whichever folder is passed
     frames_only = tmp_path / "frames_only" / "training"

@@ -195,6 +195,17 @@ def test_metrics_md_gives_each_pair_a_row():
     assert "Figures" not in markdown_table(summary)  # every pair has its figure: nothing to say
 
 
+def test_figures_are_spread_over_the_pairs_first_and_last_included():
+    """Capped figures taken from the first pairs would show one Sintel sequence of one pass."""
+    from vidssl.eval.flow.run import spread
+
+    assert spread(5, 3) == {0, 2, 4} and spread(7, 4) == {0, 2, 4, 6} and spread(3, 50) == {0, 1, 2}
+    assert spread(1, 50) == {0} and spread(0, 50) == set()
+    shown = sorted(spread(2082, 50))
+    gaps = np.diff(shown)
+    assert len(shown) == 50 and shown[0] == 0 and shown[-1] == 2081 and gaps.min() >= 42 and gaps.max() <= 43
+
+
 def test_pairs_key_chooses_the_pairs_and_figures_are_capped(dataset, tmp_path, monkeypatch, caplog):
     """A Sintel release (2,082 pairs) was evaluated whole, without a word, with a PNG per pair."""
     import logging

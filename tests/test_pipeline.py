@@ -12,6 +12,7 @@ from importlib import metadata
 
 import pytest
 
+from conftest import data_root
 from test_io import strict_loads
 from tracking.config import MineConfig
 from vidssl.cli import main
@@ -214,6 +215,9 @@ def test_rerun_with_other_settings_is_refused_before_anything_changes(run_dir, m
         (["--set", "pretrain.budget_minutes=0"], 2, "config key 'pretrain.budget_minutes': must be > 0"),
         (["--budget-minutes", "inf"], 2, "the budget must be a positive number of minutes"),  # not a loaded key
         (["--set", "mine.box_fraction=0.4"], 2, "set that key instead"),
+        # a flow pattern matching no pair: found out after training, fixing it redid every finished evaluation
+        (["--eval-data", str(data_root()), "--set", "eval.flow.pairs=['no_such_pair/*']"], 2,
+         "'eval.flow.pairs': 'no_such_pair/*' matches none of the 2 pairs"),
     ]:
         argv = [a for a in base if a not in ("--budget-minutes", "4")] if "budget" in extra[1] else base
         assert main(argv + extra) == code, extra

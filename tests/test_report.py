@@ -778,8 +778,8 @@ def test_a_trained_backbone_that_scored_nan_keeps_its_row_and_is_named(tmp_path)
 
 
 def test_a_flow_evaluation_of_many_pairs_collapses_its_long_tables(tmp_path):
-    """At Sintel's scale the per-pair EPE table (2,071 columns) ran off the page, the reach table had 2,070 rows
-    and "Out of reach" named 777 pairs; the mean table stays in sight."""
+    """At Sintel's scale the per-pair EPE table (then a column per pair) ran off the page, the reach table had
+    2,070 rows and "Out of reach" named 777 pairs; the mean table stays in sight."""
     import re
 
     run = tmp_path / "run"

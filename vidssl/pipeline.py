@@ -856,6 +856,13 @@ def _checked_pretrain(cfg: Config, run_dir: str | Path, videos, eval_data, budge
                               f"folder of flow pairs), or labels.csv")
     elif stage_switches(cfg)["eval"]:  # a run that evaluates nothing has no use for $VIDSSL_DATA, nor its check
         eval_data = eval_data_by_default(run)
+    if cfg.eval.flow.pairs and eval_data is not None and stage_switches(cfg)["eval"]:
+        # a pattern that matches no pair: refused now, not after training, when fixing it would redo every evaluation
+        from vidssl.eval.flow.data import find_pairs, select_pairs
+
+        for es in discover_eval_sets(Path(eval_data), None):
+            if es.task == "flow":
+                select_pairs(find_pairs(es.path), cfg.eval.flow.pairs, es.path)
     configs = stage_configs(cfg, {"mine": {"--videos": None if demo else str(Path(videos).resolve())},
                                   "eval": {"--eval-data": str(Path(eval_data).resolve()) if eval_data else None}},
                             demo)

@@ -68,6 +68,9 @@ class RetrievalConfig:
         check_seed("eval.retrieval.seed", self.seed)
 
 
+MAX_FLOW_FIGURES = 50  # figures are for looking at: a Sintel release's 2,082 would be 2,082 PNGs nobody opens
+
+
 @dataclass
 class FlowConfig:
     """optical-flow transfer benchmark (vidssl eval flow)"""
@@ -89,8 +92,8 @@ class FlowConfig:
     num_shapes: list[int] = opt([3, 8], "min, max shapes in a synthetic pair")
     checkpoint_seconds: float = opt(30.0, "save transfer training state this often; a killed run resumes from it")
     device: str = opt("auto", "torch device of the feature methods: auto (cuda when available) | cpu | cuda:N")
-    figures: bool = opt(True, "write one PNG per pair (at most 50, spread over the pairs): frame 1, ground truth "
-                              "and each method's flow with its EPE")
+    figures: bool = opt(True, f"write one PNG per pair (at most {MAX_FLOW_FIGURES}, spread over the pairs): frame 1, "
+                              "ground truth and each method's flow with its EPE")
     pairs: list[str] = opt([], "pairs to evaluate: glob patterns over their names, frame 1's path under --data "
                                "without suffix (* also spans /: 'training/clean/alley_1/*', '*/alley_1/*'); empty: "
                                "all (a Sintel release has 2,082)")

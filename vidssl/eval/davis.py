@@ -345,8 +345,11 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
 
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device, "eval.davis.device")
-    check_layout(data_dir)  # once, not a "frames folder not found" per named sequence (eval.davis.sequences)
-    names = list(dict.fromkeys(cfg.sequences)) or list_sequences(data_dir, cfg.subset)  # each sequence once
+    if cfg.sequences:  # each sequence once; the layout checked first, as list_sequences does, rather than a
+        check_layout(data_dir)  # "frames folder not found" per named sequence
+        names = list(dict.fromkeys(cfg.sequences))
+    else:
+        names = list_sequences(data_dir, cfg.subset)
     results: dict[str, dict] = {name: {"sequences": {}, "features_s": 0.0, "propagation_s": 0.0, "frames": 0}
                                 for name in models}
     slugs = _slugs(models)
@@ -415,8 +418,8 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
         if first_only and first_only == len(skipped):
             raise DavisDataError(f"{data_dir}: only the first frame of every sequence has a mask: DAVIS test-dev and "
                                  f"test-challenge have ground truth for the first frame only and are scored on the "
-                                 f"DAVIS evaluation server; vidssl scores sets with full annotations (trainval: "
-                                 f"--set eval.davis.subset=val or train)")
+                                 f"DAVIS evaluation server; vidssl scores sets with full annotations: "
+                                 f"download DAVIS-2017-trainval-480p.zip and pass its DAVIS folder")
         first_problem = next(iter(skipped.values()))
         raise DavisDataError(f"{data_dir}: no sequence could be evaluated; first problem: {first_problem}")
     models_out = {}

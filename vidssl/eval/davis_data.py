@@ -72,6 +72,11 @@ def _layout_dirs(root: Path) -> tuple[Path, Path]:
     return root / "JPEGImages" / RESOLUTION, root / "Annotations" / RESOLUTION
 
 
+def is_davis_root(root: Path) -> bool:
+    """A DAVIS folder by its two top folders (at whatever resolution): ``JPEGImages/`` beside ``Annotations/``."""
+    return (root / "JPEGImages").is_dir() and (root / "Annotations").is_dir()
+
+
 def check_layout(root: str | os.PathLike) -> None:
     """Raise :class:`DavisDataError` for a folder without ``JPEGImages/480p`` that is a DAVIS download at
     another resolution, or that holds a DAVIS folder one level down or lies inside one (``--data`` given a level
@@ -93,11 +98,11 @@ def check_layout(root: str | os.PathLike) -> None:
 def _layout_hint(root: Path) -> str:
     """"pass X" for a DAVIS folder one level under ``root`` (the folder a zip unpacked into) or up to three
     levels above it (``root`` is its JPEGImages, JPEGImages/480p or a sequence folder); "" when there is none."""
-    below = sorted(p for p in root.iterdir() if (p / "JPEGImages").is_dir())
+    below = sorted(p for p in root.iterdir() if is_davis_root(p))
     if below:
         return "pass " + " or ".join(str(p) for p in below) + ", the folder holding JPEGImages/"
     for parent in list(root.absolute().parents)[:3]:
-        if (parent / "JPEGImages").is_dir():
+        if is_davis_root(parent):
             return f"pass {parent}, the folder holding JPEGImages/"
     return ""
 

@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 from vidssl.data.shards import ShardRows
 from vidssl.errors import VidsslError, shell_arg
 from vidssl.eval.config import RetrievalConfig
+from vidssl.eval.davis_data import is_davis_root
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -521,10 +522,6 @@ def _check_shard(path: Path) -> int:
 LOADERS = {"images": load_image_set, "davis": load_davis_set, "tracks": load_track_set}
 
 
-def _is_davis(root: Path) -> bool:
-    return (root / "JPEGImages").is_dir() and (root / "Annotations").is_dir()
-
-
 def _inside_a_layout(root: Path) -> str | None:
     """Why ``root``, a folder inside a DAVIS or CUB-200-2011 folder, is no retrieval set of its own, else None. Its
     sub-folders look like classes (a sequence's frames, a species' photos), so it was read as category retrieval: on
@@ -532,7 +529,7 @@ def _inside_a_layout(root: Path) -> str | None:
     root = Path(os.path.abspath(root))  # "480p" alone has no parents to look at
     for davis in (root.parent, root.parent.parent):
         part = root.relative_to(davis).parts[:1]  # () for "/"
-        if part in (("JPEGImages",), ("Annotations",)) and _is_davis(davis):
+        if part in (("JPEGImages",), ("Annotations",)) and is_davis_root(davis):
             return (f"a folder of the DAVIS folder {davis} ({part[0]}/); pass --data {shell_arg(davis)} for "
                     f"instance retrieval on its objects (read as class folders, each sequence would be one class, "
                     f"train and val mixed, a frame finding the next one: --kind images does that all the same)")
@@ -548,7 +545,7 @@ def _layout_of(folder: Path) -> str | None:
     """The layout ``folder`` holds by its marker files (no class-folder scan: cheap, for a hint), or None."""
     if (folder / "manifest.jsonl").is_file():
         return "pairs from `vidssl mine`"
-    if _is_davis(folder):
+    if is_davis_root(folder):
         return "DAVIS"
     if is_cub_release(folder):
         return "CUB-200-2011 release"
@@ -566,7 +563,7 @@ def detect_kind(root: str | os.PathLike) -> str:
                                                 "data folder not found"))
     if (root / "manifest.jsonl").is_file():
         return "tracks"
-    if _is_davis(root):
+    if is_davis_root(root):
         return "davis"
     if (root / "labels.csv").is_file() or is_cub_release(root):
         return "images"

@@ -189,9 +189,11 @@ def _release_hint(root: Path) -> str:
             return (f" ({training} has {benchmark} frames but no {truth}/ beside them, where the release keeps "
                     "its ground truth)")
         if training != root:
-            return (f" ({root.name}/ is one part of a {benchmark} release: pairs are found from the folder "
-                    f"holding its frames and its {truth}/ ground truth, so pass the folder above, --data "
-                    f"{shell_arg(training)})")
+            # the release's own folder rather than its training/: the pairs' names then start with training/, as
+            # the documented eval.flow.pairs patterns do
+            release = training.parent if training.name == "training" else training
+            return (f" ({root.name}/ is one part of a {benchmark} release: pairs are found from a folder holding "
+                    f"its frames and its {truth}/ ground truth, so pass --data {shell_arg(release)})")
     return ""
 
 

@@ -114,8 +114,8 @@ def write_kitti_flow(path: str | os.PathLike, flow: np.ndarray, valid: np.ndarra
         coded = np.round(flow * 64.0 + 2.0 ** 15)
         fits = ((coded >= 0) & (coded <= 2 ** 16 - 1)).all(axis=2)  # NaN compares False: not representable
     if (valid & ~fits).any():
-        log.warning("%s: %d pixel(s) with flow beyond the KITTI format's -512..511.98 px written as invalid",
-                    path, int((valid & ~fits).sum()))
+        log.warning("%s: %d pixel(s) with flow beyond the KITTI format's -512..511.98 px (or not finite) written as "
+                    "invalid", path, int((valid & ~fits).sum()))
     valid = valid & fits
     coded = np.where(fits[:, :, None], coded, 2.0 ** 15).astype(np.uint16)  # what does not fit: zero flow
     bgr = np.dstack([valid.astype(np.uint16), coded[:, :, 1], coded[:, :, 0]])

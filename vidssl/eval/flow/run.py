@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from vidssl.errors import VidsslError
 from vidssl.eval import retire_results
-from vidssl.eval.config import FlowConfig
+from vidssl.eval.config import MAX_FLOW_FIGURES, FlowConfig
 from vidssl.eval.flow.data import find_pairs, load_pair, select_pairs
 from vidssl.eval.flow.io import FlowFileError
 from vidssl.eval.flow.methods import CLASSICAL, FeatureMatchFlow, FlowMethod, NetworkFlow
@@ -31,8 +31,7 @@ from vidssl.models.base import MIN_SIDE
 
 log = logging.getLogger(__name__)
 
-# figures are for looking at: a Sintel release's 2,082 would be 2,082 PNGs nobody opens
-MAX_FIGURES = 50
+MAX_FIGURES = MAX_FLOW_FIGURES
 # more pairs than this get a warning at the start, naming the key that chooses some (a Sintel release has 2,082)
 MANY_PAIRS = 200
 
@@ -198,6 +197,12 @@ def _seconds_per_pair(results: list[dict]) -> float:
     return sum(r["seconds"] for r in timed) / len(timed)
 
 
+def spread(n: int, most: int) -> set[int]:
+    """``min(n, most)`` of the indices 0..n-1, evenly spread with the first and the last among them: a capped set
+    of figures still shows every part of the data (a Sintel release's sequences, both passes), not its first few."""
+    return set(np.linspace(0, n - 1, min(n, most)).round().astype(int).tolist())
+
+
 def _run_methods(methods: dict[str, FlowMethod], pairs: list, cfg: FlowConfig, out_dir: Path, progress: bool,
                  reach_px: float) -> tuple[dict[str, dict[str, dict]], dict[str, str], dict[str, dict], list[str]]:
     """Every method on every readable pair: ({method: {pair: metrics and seconds}}, {skipped pair: why}, {pair:
@@ -206,8 +211,7 @@ def _run_methods(methods: dict[str, FlowMethod], pairs: list, cfg: FlowConfig, o
     skipped: dict[str, str] = {}
     reach: dict[str, dict] = {}
     figures: list[str] = []
-    # evenly spread, so that a capped set still shows every part of the data (Sintel's sequences, both passes)
-    shown_at = set(np.linspace(0, len(pairs) - 1, min(len(pairs), MAX_FIGURES)).round().astype(int).tolist())
+    shown_at = spread(len(pairs), MAX_FIGURES)
     for index, pair in enumerate(tqdm(pairs, desc="flow pairs", unit="pair", disable=None if progress else True)):
         try:
             sample = load_pair(pair)
