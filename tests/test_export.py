@@ -531,7 +531,7 @@ def test_an_export_over_another_is_never_half_mixed(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as m:  # the .safetensors cannot be written: nothing of the new export lands
-        m.setattr("safetensors.torch.save_file", full_disk)
+        m.setattr("safetensors.torch.save", full_disk)
         with pytest.raises(OSError):
             save_backbone(build_backbone("smallcnn", width=16), out)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -3,15 +3,18 @@ a failed write names the file the user asked for, never our temp file, and leave
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import json
 import re
 import math
 import tempfile
 
+import numpy as np
 import pytest
 
-from vidssl.io import atomic_path, atomic_write_json, finite_or_none, json_text
+from vidssl.io import (SAMPLE_BYTES, atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text,
+                       content_sample, file_record, finite_or_none, json_text, same_file)
 
 
 def strict_loads(text: str):
@@ -191,6 +194,70 @@ def test_a_name_near_the_length_limit_is_still_written(tmp_path):
         atomic_write_bytes(tmp_path / name, b"ok")
         assert (tmp_path / name).read_bytes() == b"ok" and [p.name for p in tmp_path.iterdir()] == [name]
         (tmp_path / name).unlink()
+
+
+@pytest.mark.parametrize("write, data, back", [
+    (atomic_write_bytes, b"new", lambda path: path.read_bytes()),
+    (atomic_write_text, "new", lambda path: path.read_text()),
+    (atomic_write_json, {"v": "new"}, lambda path: json.loads(path.read_text()))], ids=["bytes", "text", "json"])
+def test_the_finished_file_is_its_temp_file_renamed_so_a_reader_has_the_old_file_or_the_new(tmp_path, monkeypatch,
+                                                                                            write, data, back):
+    """A copy onto the destination (not a rename) truncates the file in place: a reader (another process loading
+    the checkpoint, a kill -9 in the middle) met a file half old, half new or empty."""
+    made = []
+    real_mkstemp = tempfile.mkstemp
+
+    def recording(*args, **kwargs):
+        fd, name = real_mkstemp(*args, **kwargs)
+        made.append((os.path.dirname(name), os.fstat(fd).st_ino))
+        return fd, name
+
+    monkeypatch.setattr(tempfile, "mkstemp", recording)
+    dest = tmp_path / "card.json"
+    dest.write_text("old")
+    with open(dest) as reader:  # opened before the write: it keeps the file it opened
+        write(dest, data)
+        assert reader.read() == "old"
+    assert back(dest) == data
+    # the destination is the very temp file made beside it (the same inode), not a copy of it
+    assert made == [(str(tmp_path), dest.stat().st_ino)] and [p.name for p in tmp_path.iterdir()] == ["card.json"]
+
+
+def test_every_name_length_up_to_the_limit_is_written(tmp_path, monkeypatch):
+    """The temp name adds 24 bytes and the writer's pid to the name: any name the file system takes (255 bytes
+    here) must be written, whatever its length and its characters (1 to 4 bytes each in UTF-8, so the cut that
+    shortens a long name meets each split of a character)."""
+    monkeypatch.setattr(os, "fsync", lambda fd: None)  # 284 writes; their syncs are tested elsewhere
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    for size in range(limit - 70, limit + 1):
+        for char in ("x", "\u00e9", "\u20ac", "\U0001F600"):
+            width = len(char.encode())
+            body = size - len(".json")
+            name = "x" * (body % width) + char * (body // width) + ".json"
+            assert len(os.fsencode(name)) == size
+            atomic_write_bytes(tmp_path / name, b"ok")
+            assert [p.name for p in tmp_path.iterdir()] == [name], (size, char)
+            assert (tmp_path / name).read_bytes() == b"ok"
+            (tmp_path / name).unlink()
+
+
+def test_a_same_size_file_changed_only_near_its_end_is_not_the_same(tmp_path):
+    """The content sample is the size, first and last SAMPLE_BYTES: a video rewritten in place at the same size
+    (new time) whose change lies near its end differs there, which a sample of the second MiB never read."""
+    rng = np.random.default_rng(0)
+    data = bytearray(rng.integers(0, 256, 3 * SAMPLE_BYTES, dtype=np.uint8).tobytes())
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(data)
+    recorded = file_record(path)
+    reference = hashlib.sha1(str(len(data)).encode() + data[:SAMPLE_BYTES] + data[-SAMPLE_BYTES:]).hexdigest()
+    assert recorded["sample"] == content_sample(path) == reference
+    later = recorded["mtime_ns"] + 10**9
+    os.utime(path, ns=(later, later))  # a copy: new time, same bytes
+    assert same_file(recorded, path)
+    data[-1] ^= 1
+    path.write_bytes(data)
+    os.utime(path, ns=(later, later))
+    assert path.stat().st_size == recorded["size"] and not same_file(recorded, path)
 
 
 def test_a_lock_refusal_names_its_holder_only_while_that_process_lives(tmp_path):

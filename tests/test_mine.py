@@ -300,6 +300,24 @@ def test_the_per_video_cap_is_spread_over_a_long_video(tmp_path):
     assert uncapped[11] < 400 // 3
 
 
+def test_the_per_video_cap_is_spread_over_a_part_that_starts_late(tmp_path):
+    """mine.time_range [0.5, 1] (as pretrain's held-out tail [0.8, 1]): the cap is spread over the part mined,
+    counted from its first frame; counted from frame 0 it opened whole at once and the pairs bunched at the part's
+    start (this clip yields 12 in the part's first 12 frames)."""
+    from vidssl.demo import make_demo_videos
+
+    make_demo_videos(tmp_path / "videos", num=1, seed=3, frames=240)
+    cfg = dataclasses.replace(DEMO, max_pairs_per_video=12, track_span=40, time_range=[0.5, 1.0])
+    mine_folder(tmp_path / "videos", tmp_path / "pairs", cfg, progress=False)
+    starts = sorted(rec["start_frame"] for rec in manifest(tmp_path / "pairs"))
+    first, mined = 120, 120  # frames 120-239
+    assert 0 < len(starts) <= 12 and starts[0] >= first
+    # the rule, pair by pair: by frame i, at most 12 x (i - first + 40) / mined windows have opened
+    for opened, frame in enumerate(starts, start=1):
+        assert opened <= int(12 * min(1.0, (frame - first + 40) / mined)), (opened, frame)
+    assert starts[-1] >= first + mined // 2  # the pairs reach into the part's second half
+
+
 def _mine_uncapped_start(tmp_path, cfg):
     """The same clip mined with a cap that no clip of 400 frames reaches early: the pairs the clip yields first."""
     out = tmp_path / "first_pairs"

@@ -400,3 +400,12 @@ def test_per_step_draws_have_streams_of_their_own():
                     assert 0 <= value < 2**63
                     assert seen.setdefault(value, (stream, seed, step, rank)) == (stream, seed, step, rank)
     assert len(seen) == 4 + 2 * 2000 * (8 + 1 + 8)
+
+
+def test_every_stream_keeps_its_own_value():
+    """The value is the first word hashed: changed, a resumed run's draws differ from those saved before; repeated,
+    IntEnum makes the stream an alias (CYCLE_ROLL = 1 is MINING: the cycle's roll draws the miner's numbers)."""
+    from vidssl.seeds import Stream, step_seed
+
+    assert {name: int(s) for name, s in Stream.__members__.items()} == {"MINING": 1, "CYCLE_ROLL": 2, "DROPOUT": 3}
+    assert len({step_seed(s, 0, 0) for s in Stream.__members__.values()}) == len(Stream.__members__)

@@ -345,6 +345,11 @@ def test_a_run_fitted_to_a_budget_resumes_without_one(pairs, tmp_path, monkeypat
             train(pairs, tmp_path / "run", cfg, budget_minutes=0.05, progress=False)
     saved = load_checkpoint(tmp_path / "run" / CHECKPOINT)
     assert saved["fitted"] and saved["step"] == 10 and saved["total_steps"] < 100000
+    # a session that stops before it could fit keeps the run fitted: read as unfitted, a resume with a budget fitted
+    # it afresh at its 7th step (only a projected overrun refits a fitted run), and its checkpoint said unfitted
+    once = train(pairs, tmp_path / "run", cfg, budget_minutes=1e-9, resume=True, progress=False)
+    assert (once["stopped"], once["step"], once["total_steps"]) == ("budget", 11, saved["total_steps"])
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["fitted"] is True
     again = train(pairs, tmp_path / "run", cfg, budget_minutes=None, resume=True, progress=False)  # as --resume
     assert again["stopped"] == "done" and again["step"] == saved["total_steps"]
 
@@ -457,6 +462,15 @@ def test_a_model_with_dropout_resumes_exactly(pairs, tmp_path, monkeypatch, capl
     # the whole state, BatchNorm's running statistics included (the digest covers parameters only)
     a, b = (load_checkpoint(tmp_path / run / CHECKPOINT)["model"] for run in ("straight", "killed"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # and the logs (but for the timings): the weights match whenever the collapse guard stays off, even where the
+    # resume restarts the miner's running mean (neg_cos_ema, the guard's) instead of loading the checkpoint's
+    assert _logged(tmp_path / "killed") == _logged(tmp_path / "straight")
+
+
+def _logged(run) -> list[dict]:
+    """log.jsonl's records less what the clock measures."""
+    return [{k: v for k, v in strict_loads(line).items() if k not in ("triplets_per_s", "pairs_per_s", "minutes")}
+            for line in (run / "log.jsonl").read_text().splitlines()]
 
 
 def test_dropout_draws_depend_on_the_step_and_the_process_only():
@@ -709,6 +723,47 @@ def test_lr_schedules_closed_form():
     assert lr_factor(10, 11, short) == pytest.approx(0.5 * (1 + math.cos(math.pi * 8 / 9)))
     assert lr_factor(0, 4, short) == pytest.approx(1.0)  # under 5 steps: no warm-up
     assert lr_factor(19, 100, short) == pytest.approx(1.0)  # 100 steps: the whole 20
+
+
+def test_each_step_trains_at_the_lr_of_its_index_and_logs_it(pairs, tmp_path, monkeypatch):
+    """lr_factor's closed form was tested, not the lr the loop gives it: the step at index i (from 0) trains at
+    (i + 1) / 5 of train.lr in the 5-step warm-up, then on the cosine over the other 25 steps; log.jsonl's record
+    of step s (steps done) has the lr that step s - 1 trained at."""
+    from vidssl import train as trainer
+
+    applied = {}
+    step_fn = trainer.TrainStep.__call__
+
+    def recording(self, x, groups, step):
+        applied[step] = [group["lr"] for group in self.optimizer.param_groups]
+        return step_fn(self, x, groups, step)
+
+    monkeypatch.setattr(trainer.TrainStep, "__call__", recording)
+    cfg = load_config(None, TINY + ["train.steps=30", "train.log_every=1", "train.checkpoint_every=1000",
+                                    "train.image_every=0"])
+    train(pairs, tmp_path / "run", cfg, progress=False)
+
+    def naive(i):
+        return cfg.train.lr * ((i + 1) / 5 if i < 5 else 0.5 * (1 + math.cos(math.pi * (i - 5) / 25)))
+
+    assert sorted(applied) == list(range(30))
+    for i, lrs in applied.items():
+        assert lrs == pytest.approx([naive(i)] * len(lrs)), i
+    records = [strict_loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, 31))
+    assert [r["lr"] for r in records] == pytest.approx([naive(s - 1) for s in range(1, 31)])
+
+
+def test_the_budget_fit_fills_97_percent_of_the_time_left_at_the_measured_speed(monkeypatch):
+    import types
+
+    from vidssl import train as trainer
+
+    monkeypatch.setattr(trainer, "time", types.SimpleNamespace(monotonic=lambda: 4.0))
+    # timed from t = 1 s at step 1 to t = 4 s at step 7: 0.5 s a step; a 1-minute budget from t0 = 0 has 56 s left,
+    # of which 97% fit int(54.32 / 0.5) = 108 more steps
+    assert trainer._budget_fit(7, (1.0, 1), 1.0, 0.0) == (7 + 108, 0.5, 56.0)
+    assert trainer._budget_fit(7, (1.0, 1), 0.05, 0.0) == (8, 0.5, -1.0)  # spent (3 s): still one more step
 
 
 def test_shipped_training_configs_load():

@@ -442,3 +442,23 @@ def test_each_video_s_evenly_spaced_keys_start_at_a_uniform_random_offset():
     assert firsts.min() >= 0 and firsts.max() < 1
     # uniform: each tenth of [0, 1) holds about a tenth of the offsets (binomial sd 0.0067)
     assert np.allclose(np.histogram(firsts, bins=10, range=(0, 1))[0] / firsts.size, 0.1, atol=0.03)
+
+
+def test_a_fortran_order_shard_is_a_clear_error_not_garbage(tmp_path):
+    """A shard another tool saved in Fortran order (np.save of a transposed array) has the right dtype and shape:
+    read in C order, each row's bytes were patches of other rows, mixed, and training went on with them."""
+    root, patches = _toy(tmp_path, shard_rows=7)
+    shard = root / "shards" / "00000.npy"
+    np.save(shard, np.asfortranarray(patches[:7]))
+    assert np.array_equal(np.load(shard)[3], patches[3])  # a valid .npy of the same rows
+    pairs = open_pairs(root)  # skipped when the pairs are indexed, as any other unusable shard
+    assert pairs.skipped == {"shards/00000.npy": "a Fortran-order array (written by another tool?), expected C order "
+                                                 "as `vidssl mine` writes; a new mining keeps a shard of its size: "
+                                                 "delete it first"}
+    ds = PairPatches(pairs, DataConfig(patch_size=8, crop_min=1.0, flip=False))
+    assert len(ds) == 30 - 7 and np.array_equal(ds.raw(0), patches[7])  # the other shards are read as before
+    # and the reader itself refuses it (a shard replaced after the pairs were indexed), naming the order
+    from vidssl.data.shards import ShardRows
+
+    with pytest.raises(VidsslError, match=r"00000.npy: not a pair shard \(.*Fortran order.*rerun the `vidssl mine`.*delete the shard first"):
+        ShardRows().read(shard, 3)

@@ -33,6 +33,7 @@ import dataclasses
 import fcntl
 import functools
 import hashlib
+import io
 import json
 import logging
 import os
@@ -45,8 +46,8 @@ import numpy as np
 
 from tracking.config import MineConfig
 from vidssl.errors import VidsslError
-from vidssl.io import (atomic_path, atomic_write_json, file_state, json_text, open_lock_file, same_file,
-                       remove_temp_leftovers)
+from vidssl.io import (atomic_path, atomic_write_bytes, atomic_write_json, file_state, json_text, open_lock_file,
+                       remove_temp_leftovers, same_file)
 
 SHARDS, DONE = "shards", "done"
 log = logging.getLogger(__name__)
@@ -346,8 +347,11 @@ _VIDEO_TEMP = re.compile(rf"\.tmp-{_VIDEO_ID}(\.\d+)?(\.tracks)?\.(npy|json|atte
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, np.ascontiguousarray(array))
+    # serialised in memory, written by Python: a file size limit or a quota is an OSError with its errno, where
+    # numpy writing the file said "38400 requested and 3968 written"
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array))
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 MERGE_LOCK = ".vidssl-merge.lock"

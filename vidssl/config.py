@@ -585,6 +585,11 @@ def _error_of(data: dict) -> str | None:
 def _read_config_file(p: Path) -> dict:
     """The mapping in the YAML file ``p``, unwrapped when it is a resolved ``config.yaml``; errors are one line."""
     if not p.is_file():
+        from vidssl.io import special_file
+
+        special = special_file(p)
+        if special is not None:  # refused: a pipe without a writer blocks
+            raise ConfigError(f"{p} is not a regular file ({special}: write the YAML to a file and pass that)")
         what = "is a folder, not a config file" if p.is_dir() else "config file not found"
         raise ConfigError(f"{what}: {p}; pass a YAML file such as configs/default.yaml")
     try:

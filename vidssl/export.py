@@ -19,7 +19,8 @@ from typing import Any
 import torch
 
 from vidssl.errors import UsageError, VidsslError, shell_arg
-from vidssl.io import atomic_path, json_object, json_text, newer_format, newer_format_error
+from vidssl.io import (atomic_path, json_object, json_text, newer_format, newer_format_error, special_file,
+                       torch_bytes, write_temp)
 from vidssl.models import ARCHS, Backbone, build_backbone
 
 log = logging.getLogger(__name__)
@@ -147,17 +148,19 @@ def save_backbone(backbone: Backbone, out_path: str | os.PathLike, card: dict[st
         tmp_card = renamed_in_reverse.enter_context(atomic_path(card_file))
         tmp_st = renamed_in_reverse.enter_context(atomic_path(st_path)) if safetensors else None
         tmp_weights = renamed_in_reverse.enter_context(atomic_path(out_path))
-        torch.save(state, tmp_weights)
+        # serialised in memory, written by Python: a full disk, `ulimit -f` or a quota is an OSError naming the file,
+        # not torch's "unexpected pos" or a SafetensorError (save_file removes its file first: the disk looked free)
+        write_temp(tmp_weights, torch_bytes(state), out_path)
         if tmp_st is not None:
-            from safetensors.torch import save_file
+            from safetensors.torch import save as safetensors_bytes
 
             # the card rides inside too: a .safetensors shared on its own still says what it is and loads
             # json_text: NaN (a metric of a step that mined nothing) as null, JSON any reader parses, as in the card
             # "format": "pt" as torch's safetensors files say it (transformers refuses any other value)
             metadata = {"format": "pt", "vidssl_format": CARD_FORMAT, "arch": backbone.arch,
                         "model_card": json_text(record)}
-            save_file(state, str(tmp_st), metadata=metadata)
-        tmp_card.write_text(json_text(record, indent=2) + "\n")
+            write_temp(tmp_st, safetensors_bytes(state, metadata=metadata), st_path)
+        write_temp(tmp_card, (json_text(record, indent=2) + "\n").encode(), card_file)
         card_file.unlink(missing_ok=True)
         if not safetensors:  # an earlier export's copy would load beside the new card, with the old weights
             st_path.unlink(missing_ok=True)
@@ -242,6 +245,9 @@ def _no_card_message(weights_path: Path, keys_of: str | None) -> str:
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
+        special = special_file(path)
+        if special is not None:  # refused: a pipe without a writer blocks
+            raise ModelFileError(f"{path} is not a regular file ({special}: save the weights to a file and pass that)")
         raise ModelFileError(f"{path}: weights file not found")
     try:
         if path.suffix == ".safetensors":

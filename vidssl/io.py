@@ -28,7 +28,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".tmp-{_short(path.name)}.{os.getpid()}@{_machine()}.", dir=path.parent)
     except OSError as e:
-        raise _naming(e, path) from None
+        raise error_naming(e, path) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -43,17 +43,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_path, path)
         _fsync_folder(path.parent)  # the rename itself survives a power cut: the newest checkpoint is not lost
     except OSError as e:
-        if e.errno is None and _out_of_space(path.parent):  # numpy's "912384 requested and 262016 written"
+        # an errno-less OSError ("912384 requested and 262016 written", as numpy's tofile says it); vidssl's own
+        # weights and checkpoints are written as bytes (torch_bytes), whose OSError has its errno
+        if e.errno is None and _out_of_space(path.parent):
             raise _full(path) from e
         # the temp file is ours, not the user's: "No space left on device: /run/.tmp-backbone.pt.x1y2" would send them
         # looking for a file that is gone once this returns (a failed rename names both: the temp file and ``path``)
         if e.filename not in (None, tmp, str(tmp_path)):
             raise
-        raise _naming(e, path) from e
+        raise error_naming(e, path) from e
     except Exception as e:
-        # torch.save ("RuntimeError: [enforce fail at inline_container.cc] unexpected pos") and safetensors
-        # (SafetensorError) say a full disk in words of their own, which reached the user as a traceback. Asked
-        # before the temp file is removed, which frees the space again
+        # a writer given the temp path (PyAV's mp4 in the demo; torch.save and safetensors' save_file did) may say a
+        # full disk in words of its own ("unexpected pos", SafetensorError), which reached the user as a traceback.
+        # Asked before the temp file is removed, which frees the space again. A guess: it misses a writer that
+        # removes its own file first (save_file) and a file size limit or quota, which leave space; so vidssl's
+        # own files are serialised in memory and written by Python (torch_bytes, atomic_write_bytes)
         if _out_of_space(path.parent):
             raise _full(path) from e
         raise
@@ -75,7 +79,7 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _naming(error: OSError, path: Path) -> OSError:
+def error_naming(error: OSError, path: Path) -> OSError:
     """``error`` (same errno, same subclass: PermissionError, FileNotFoundError...) naming ``path`` instead of the
     temp file beside it, or naming it at all (a full disk's write error names no file)."""
     if error.errno is None:
@@ -126,6 +130,21 @@ def content_sample(path: str | os.PathLike) -> str | None:
     except OSError:
         return None
     return digest.hexdigest()
+
+
+def special_file(path: str | os.PathLike) -> str | None:
+    """What ``path`` is when it exists but is no regular file nor folder ("a pipe": ``<(echo ...)``, /dev/stdin fed by
+    a pipe; "a device": /dev/stdin at a terminal; "a socket"), else None: such a path is refused by name, not as "not
+    found" (reading a pipe without a writer blocks for ever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket" if stat.S_ISSOCK(mode) else None
 
 
 def file_record(path: str | os.PathLike) -> dict | None:
@@ -202,6 +221,30 @@ def _writer_is_dead(temp_name: str) -> bool:
 
     pid = int(found.group(1))
     return pid != os.getpid() and process_start(pid) is None  # gone, or a zombie: its write will not finish
+
+
+def torch_bytes(obj: Any) -> bytes:
+    """``obj`` as ``torch.save`` writes it, in memory. Written with :func:`atomic_write_bytes`, a full disk, a file
+    size limit (``ulimit -f``) or a quota is Python's OSError with its errno, named for the file: torch.save writing
+    the file itself said all three as "RuntimeError: [enforce fail at inline_container.cc] unexpected pos". Holds
+    one serialised copy in memory (the object's size)."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def write_temp(tmp: Path, data: bytes, path: str | os.PathLike) -> None:
+    """Write ``data`` to ``tmp``, the :func:`atomic_path` temp file of ``path``; an OSError names ``path``. For
+    temp files of nested atomic_paths (files renamed together): the innermost one named any error without a file
+    name (a full disk's) as its own file."""
+    try:
+        tmp.write_bytes(data)
+    except OSError as e:
+        raise error_naming(e, Path(path)) from e
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -39,8 +39,8 @@ from vidssl.data import (BATCH_PLAN, PairBatchSampler, PairPatches, batches_per_
                          require_pairs_folder, to_input, too_few_batches, too_few_pairs)
 from vidssl.device import local_rank, resolve_device, world_size
 from vidssl.errors import ConfigError, VidsslError
-from vidssl.io import (atomic_path, atomic_write_json, atomic_write_text, json_object, json_text, newer_format,
-                       newer_format_error, remove_temp_leftovers, run_lock)
+from vidssl.io import (atomic_write_bytes, atomic_write_json, atomic_write_text, error_naming, json_object,
+                       json_text, newer_format, newer_format_error, remove_temp_leftovers, run_lock, torch_bytes)
 from vidssl.lifeline import exit_with_launcher, refuse_reimport
 from vidssl.losses import Triplets, build_loss, build_reducer, dense_cycle_loss
 from vidssl.miners import MiningSchedule, Scores
@@ -285,6 +285,7 @@ class RunLog:
     def __init__(self, run_dir: Path, start_step: int, enabled: bool) -> None:
         self.enabled = enabled
         self.writer = None
+        self.failed = False
         if not enabled:
             return
         self.path = run_dir / "log.jsonl"
@@ -314,8 +315,12 @@ class RunLog:
     def scalars(self, step: int, values: dict) -> None:
         if not self.enabled:
             return
-        self.fh.write(json_text({"step": step, **values}) + "\n")
-        self.fh.flush()
+        try:
+            self.fh.write(json_text({"step": step, **values}) + "\n")
+            self.fh.flush()
+        except OSError as e:  # a full disk's write error names no file
+            self.failed = True
+            raise error_naming(e, self.path) from e
         for k, v in values.items():
             if isinstance(v, (int, float)):
                 self.writer.add_scalar(f"train/{k}", v, step)
@@ -325,8 +330,15 @@ class RunLog:
             self.writer.add_image(tag, grid, step)
 
     def close(self) -> None:
-        if self.enabled:
+        if not self.enabled:
+            return
+        try:
             self.fh.close()
+        except OSError as e:
+            # after a failed write the close flushes the same buffer again: the error the caller is reporting
+            if not self.failed:
+                raise error_naming(e, self.path) from e
+        finally:
             self.writer.close()
 
 
@@ -373,8 +385,8 @@ def _seed_step(seed: int, step: int, d: Dist) -> None:
 
 
 def _save_checkpoint(path: Path, payload: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # serialised first: torch.save into the file said a full disk or `ulimit -f` as "unexpected pos", naming no file
+    atomic_write_bytes(path, torch_bytes(payload))
 
 
 def build_model(cfg: Config) -> EmbeddingNet:

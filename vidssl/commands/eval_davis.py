@@ -1,7 +1,8 @@
 """`vidssl eval davis`: DAVIS label propagation (J, F, J&F) of exported backbones against baselines."""
 from __future__ import annotations
 
-from vidssl.commands.eval_models import add_model_arguments, models_from_args, resolved_into_output
+from vidssl.commands.eval_models import (add_model_arguments, check_out_writable, models_from_args,
+                                         resolved_into_output)
 
 NAME = "davis"
 HELP = "DAVIS label propagation: J, F and J&F against baselines"
@@ -22,6 +23,7 @@ def run(args, cfg) -> int:
 
     from vidssl.eval.davis import evaluate_davis
 
+    check_out_writable(args.out)  # before the models and data: a failed write came after all the work
     models = models_from_args(args, cfg)
     out = Path(args.out)
     with resolved_into_output(cfg, out):

@@ -27,6 +27,31 @@ def models_from_args(args, cfg) -> dict:
     return feature_models(args.weights, arch=arch, seed=cfg.seed, arch_kwargs=kwargs)
 
 
+def check_out_writable(out) -> None:
+    """Refuse an --out that cannot be written, before any model or data is loaded: the evaluation writes at its end,
+    and failed there after all its work (minutes for flow, which trains decoders first). Creates nothing."""
+    import os
+
+    from vidssl.errors import UsageError
+
+    existing = os.path.abspath(out)
+    if os.path.islink(existing) and not os.path.exists(existing):  # made at the end, where mkdir fails on it
+        raise UsageError(f"--out {out}: a link to a missing folder ({os.readlink(existing)}); choose another --out")
+    while not os.path.lexists(existing):  # the folders the evaluation would make: writable where the nearest one is
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"--out {out}: {existing} is a file, not a folder; choose another --out")
+    try:
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+    except OSError:  # cannot tell: writing says it
+        read_only = False
+    if read_only:  # said so, rather than "no permission" and a chmod that cannot help
+        raise UsageError(f"--out {out}: {existing} is on a read-only file system; choose another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: no permission to write in {existing}; choose another --out (or chmod u+wx "
+                         f"{existing})")
+
+
 @contextlib.contextmanager
 def resolved_into_output(cfg, out):
     """Around an evaluation: ``OUT/config.yaml`` after it, once it has made OUT (one refused at its input checks,

@@ -1,7 +1,8 @@
 """`vidssl eval retrieval`: Recall@K, MAP@R, R-precision and NMI of exported backbones against baselines."""
 from __future__ import annotations
 
-from vidssl.commands.eval_models import add_model_arguments, models_from_args, resolved_into_output
+from vidssl.commands.eval_models import (add_model_arguments, check_out_writable, models_from_args,
+                                         resolved_into_output)
 
 NAME = "retrieval"
 HELP = "Retrieval benchmark: Recall@K, MAP@R, R-precision, NMI against baselines"
@@ -27,6 +28,7 @@ def run(args, cfg) -> int:
     from vidssl.eval.retrieval import evaluate_retrieval
     from vidssl.eval.retrieval_data import detect_kind
 
+    check_out_writable(args.out)  # before the models and data: a failed write came after all the work
     models = models_from_args(args, cfg)
     out = Path(args.out)
     data, kind = Path(args.data), args.kind

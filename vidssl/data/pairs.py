@@ -26,6 +26,7 @@ class PairDataError(VidsslError):
 
 
 _REMAKE = "make it with `vidssl mine VIDEOS --out PAIRS`"
+NO_READ_PERMISSION = "no read permission"
 # a re-mined video's shard names (tracking.dataset._free_shard_base): shards/<video id>.<n>[.tracks].npy; video ids
 # end in "-<hex digest>", so a canonical name never matches
 _REMINED_SHARD = re.compile(rb'("shards/[^"/]*?)\.\d+((?:\.tracks)?\.npy")')
@@ -84,6 +85,8 @@ def _check_shard(path: Path, patch_size: int) -> tuple[int, int, str | None]:
         arr = np.load(path, mmap_mode="r")
     except FileNotFoundError:
         return 0, 0, "missing"
+    except PermissionError:  # mining again does not help: it finds the shard made and keeps it
+        return 0, 0, f"{NO_READ_PERMISSION} (chmod +r {shell_arg(path)})"
     except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file (an interrupted copy, a full disk)
         return 0, 0, f"unreadable ({type(e).__name__}: {e})"
     if not isinstance(arr, np.ndarray):  # np.load opens a zip (.npz) as an archive
@@ -92,6 +95,9 @@ def _check_shard(path: Path, patch_size: int) -> tuple[int, int, str | None]:
     if arr.dtype != np.uint8 or arr.ndim != 5 or arr.shape[1] not in (2, 3) or tuple(arr.shape[2:]) != want:
         return 0, 0, (f"shape {arr.shape} {arr.dtype}, expected (n, 2, {', '.join(map(str, want))}) uint8 (or n, 3, "
                       f"... with background patches)")
+    if np.isfortran(arr):  # the reader takes rows as C-order bytes: this one would read as garbage patches
+        return 0, 0, ("a Fortran-order array (written by another tool?), expected C order as `vidssl mine` writes; "
+                      "a new mining keeps a shard of its size: delete it first")
     return int(arr.shape[0]), int(arr.shape[1]), None
 
 
@@ -195,16 +201,18 @@ def _open_pairs(root: str | os.PathLike) -> PairSet:
         if why is not None:
             skipped[name] = why
             skipped_ids.append(i)
-            log.warning("pairs: skipping %d pairs of %s: %s; rerun the `vidssl mine` that made %s (same videos, "
-                        "same --out) to mine its video again", int(pair_count[i]), root / name, why, root)
+            remine = (f"; rerun the `vidssl mine` that made {root} (same videos, same --out) to mine its video again"
+                      if not why.startswith(NO_READ_PERMISSION) else "")
+            log.warning("pairs: skipping %d pairs of %s: %s%s", int(pair_count[i]), root / name, why, remine)
         else:
             widths.add(width)
             if width == 2:
                 narrow.append(name)
     keep = ~np.isin(shard_index_arr, skipped_ids)
     if not keep.any():
-        raise PairDataError(f"{root}: none of the {len(offsets)} pairs is readable "
-                            f"(e.g. {next(iter(skipped.items()))}); {_REMAKE}")
+        example = next(iter(skipped.items()))
+        fix = f"chmod -R +r {shell_arg(root)}" if example[1].startswith(NO_READ_PERMISSION) else _REMAKE
+        raise PairDataError(f"{root}: none of the {len(offsets)} pairs is readable (e.g. {example}); {fix}")
     digest.update(json.dumps(sorted(skipped)).encode())  # a lost shard changes the pairs, and so the fingerprint
     # videos whose every pair was skipped are not training data: the "negatives from another video" check counts
     # only videos present, so codes are renumbered over those

@@ -40,8 +40,12 @@ class ShardRows:
                 raise VidsslError(f"{path}: not a readable .npy shard ({e}); rerun the `vidssl mine` that made "
                                   f"it") from None
             if dtype != np.uint8 or len(shape) != 5 or fortran_order:
-                raise VidsslError(f"{path}: not a pair shard (uint8 (n, M, S, S, 3), found {dtype} {shape}); rerun "
-                                  f"the `vidssl mine` that made it")
+                # "found uint8 (7, 2, 8, 8, 3)" alone reads as what was asked for: a Fortran-order array is named
+                order = " in Fortran order" if fortran_order else ""
+                raise VidsslError(f"{path}: not a pair shard (uint8 (n, M, S, S, 3) in C order, found {dtype} {shape}"
+                                  f"{order}); rerun the `vidssl mine` that made it"
+                                  + ("; it keeps a shard of this size: delete the shard first" if fortran_order else
+                                     ""))
             self._layouts[path] = (offset, tuple(shape))
         return self._layouts[path]
 

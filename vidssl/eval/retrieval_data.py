@@ -508,6 +508,8 @@ def load_track_set(root: str | os.PathLike, cfg: RetrievalConfig) -> RetrievalSe
 def _check_shard(path: Path) -> int:
     try:
         arr = np.load(path, mmap_mode="r")
+    except PermissionError:  # mining again does not help: it finds the shard made and keeps it
+        raise RetrievalDataError(f"{path}: no read permission (chmod +r {shell_arg(path)})") from None
     except (OSError, ValueError) as e:
         raise RetrievalDataError(f"{path}: cannot open pair shard ({e.__class__.__name__}: {e}); re-run "
                                  f"`vidssl mine`") from None

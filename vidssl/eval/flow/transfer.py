@@ -24,7 +24,7 @@ from vidssl.eval.config import FlowConfig
 from vidssl.eval.flow.correlation import correlation, soft_argmax, upsample_flow
 from vidssl.eval.flow.methods import cell_offset, unit_features
 from vidssl.eval.flow.synthetic import synthetic_pairs
-from vidssl.io import atomic_path
+from vidssl.io import atomic_write_bytes, torch_bytes
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +196,9 @@ def _train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed:
 
     def save() -> None:
         if path is not None:
-            with atomic_path(path) as tmp:
-                torch.save({"fingerprint": key, "net": _trainable_state(net), "optimizer": optimizer.state_dict(),
-                            "state": state}, tmp)
+            # serialised first: torch.save into the file said a full disk or `ulimit -f` as "unexpected pos"
+            atomic_write_bytes(path, torch_bytes({"fingerprint": key, "net": _trainable_state(net),
+                                                  "optimizer": optimizer.state_dict(), "state": state}))
 
     net.train()
     last_save = time.perf_counter()
