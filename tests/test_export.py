@@ -79,20 +79,23 @@ def test_model_card_and_one_line_load(resnet18_run, tmp_path):
             assert model.dense_features(model.normalize(x.clamp(0, 1))).shape == (1, 256, 5, 6)
 
 
+def _card_of(ckpt: dict, tmp_path) -> dict:
+    """The model card ``export_backbone`` writes for a run whose checkpoint is ``ckpt``."""
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    torch.save(ckpt, run / "checkpoint.pt")
+    export_backbone(run, tmp_path / "backbone.pt")
+    return json.loads((tmp_path / "model_card.json").read_text())
+
+
 def test_the_card_names_the_code_that_trained_the_weights_not_the_exporting_code(resnet18_run, tmp_path):
     ckpt = torch.load(resnet18_run / "checkpoint.pt", weights_only=True)
     ckpt["sessions"][-1]["git_sha"] = "trained-at"
-    run = tmp_path / "run"
-    run.mkdir()
-    torch.save(ckpt, run / "checkpoint.pt")
-    export_backbone(run, tmp_path / "backbone.pt")
-    card = json.loads((tmp_path / "model_card.json").read_text())
+    card = _card_of(ckpt, tmp_path)
     assert card["git_sha"] == card["versions"]["git_sha"] == "trained-at"
     assert card["exported_with"]["git_sha"] == git_sha()
     del ckpt["sessions"]  # a checkpoint of an earlier version: the training code is unknown, not the exporter's
-    torch.save(ckpt, run / "checkpoint.pt")
-    export_backbone(run, tmp_path / "backbone.pt")
-    card = json.loads((tmp_path / "model_card.json").read_text())
+    card = _card_of(ckpt, tmp_path)
     assert card["git_sha"] is None and card["training"]["sessions"] == []
 
 
@@ -102,11 +105,7 @@ def test_a_resumed_run_s_card_names_the_code_of_its_last_session(resnet18_run, t
     (only,) = ckpt["sessions"]
     ckpt["sessions"] = [{**only, "git_sha": "first-session", "torch": "0.0-first"},
                         {**only, "start_step": 1, "git_sha": "last-session"}]
-    run = tmp_path / "run"
-    run.mkdir()
-    torch.save(ckpt, run / "checkpoint.pt")
-    export_backbone(run, tmp_path / "backbone.pt")
-    card = json.loads((tmp_path / "model_card.json").read_text())
+    card = _card_of(ckpt, tmp_path)
     assert card["git_sha"] == card["versions"]["git_sha"] == "last-session"
     assert card["versions"]["torch"] == only["torch"] and card["training"]["sessions"] == ckpt["sessions"]
 
