@@ -148,8 +148,7 @@ def save_backbone(backbone: Backbone, out_path: str | os.PathLike, card: dict[st
         tmp_card = renamed_in_reverse.enter_context(atomic_path(card_file))
         tmp_st = renamed_in_reverse.enter_context(atomic_path(st_path)) if safetensors else None
         tmp_weights = renamed_in_reverse.enter_context(atomic_path(out_path))
-        # serialised in memory, written by Python: a full disk, `ulimit -f` or a quota is an OSError naming the file,
-        # not torch's "unexpected pos" or a SafetensorError (save_file removes its file first: the disk looked free)
+        # serialised in memory, written by Python (see torch_bytes): a write error names the file
         write_temp(tmp_weights, torch_bytes(state), out_path)
         if tmp_st is not None:
             from safetensors.torch import save as safetensors_bytes

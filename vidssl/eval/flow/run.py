@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from vidssl.errors import VidsslError
 from vidssl.eval import retire_results
-from vidssl.eval.config import MAX_FLOW_FIGURES, FlowConfig
+from vidssl.eval.config import MAX_FLOW_FIGURES as MAX_FIGURES
+from vidssl.eval.config import FlowConfig
 from vidssl.eval.flow.data import find_pairs, load_pair, select_pairs
 from vidssl.eval.flow.io import FlowFileError
 from vidssl.eval.flow.methods import CLASSICAL, FeatureMatchFlow, FlowMethod, NetworkFlow
@@ -31,7 +32,6 @@ from vidssl.models.base import MIN_SIDE
 
 log = logging.getLogger(__name__)
 
-MAX_FIGURES = MAX_FLOW_FIGURES
 # more pairs than this get a warning at the start, naming the key that chooses some (a Sintel release has 2,082)
 MANY_PAIRS = 200
 

@@ -196,7 +196,6 @@ def _train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed:
 
     def save() -> None:
         if path is not None:
-            # serialised first: torch.save into the file said a full disk or `ulimit -f` as "unexpected pos"
             atomic_write_bytes(path, torch_bytes({"fingerprint": key, "net": _trainable_state(net),
                                                   "optimizer": optimizer.state_dict(), "state": state}))
 
