@@ -285,6 +285,25 @@ def test_a_folder_inside_a_davis_folder_is_refused(tmp_path, monkeypatch):
     assert data.label_names == {0: "alpha", 1: "beta"} and data.labels.tolist() == [0, 0, 1, 1]
 
 
+def test_an_optical_flow_folder_is_refused(tmp_path):
+    # $VIDSSL_DATA/flow read as class folders: each sequence one class of its two frames, every model scoring 1
+    from vidssl.eval.flow.io import write_flo
+
+    for seq in ("sintel_clean_alley_1", "sintel_final_ambush_2"):
+        for i in (1, 2):
+            write_rgb(tmp_path / seq / f"frame_{i:04d}.png", solid((10 * i, 2, 3)))
+        write_flo(tmp_path / seq / "gt" / "frame_0001.flo", np.zeros((8, 8, 2), np.float32))
+    with pytest.raises(RetrievalDataError, match=re.escape(
+            f"{tmp_path}: an optical-flow dataset (2 frame pair(s) with ground truth, e.g. "
+            f"{Path('sintel_clean_alley_1', 'gt', 'frame_0001.flo')}); evaluate it with `vidssl eval flow")):
+        load_retrieval_set(tmp_path, CFG)
+    data = load_retrieval_set(tmp_path, CFG, kind="images")  # asked for by name: read as class folders
+    assert data.labels.tolist() == [0, 0, 1, 1]
+    for seq in ("sintel_clean_alley_1", "sintel_final_ambush_2"):  # no ground truth: class folders after all
+        (tmp_path / seq / "gt" / "frame_0001.flo").unlink()
+    assert detect_kind(tmp_path) == "images"
+
+
 def test_the_images_folder_of_a_cub_release_is_refused(tmp_path):
     # read as class folders, all 200 classes: the release's protocol (classes 101-200) silently dropped
     cub = tmp_path / "CUB_200_2011"
