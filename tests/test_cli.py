@@ -441,6 +441,24 @@ def test_show_pairs_tracks_on_bad_input_names_the_file_and_the_fix(tmp_path, cap
     assert f"{pairs / 'done' / 'video0.json'}: damaged (the track of row 0 has no boxes" in fails(pairs, "--tracks")
 
 
+def test_too_many_open_files_says_the_limit_and_how_to_raise_it(monkeypatch, capsys):
+    """EMFILE names no file (a worker's pipe, a decoder's handle): the line says the limit and how to raise it."""
+    import errno
+    import resource
+
+    from vidssl.commands import compare
+
+    def run(args, cfg):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(compare, "run", run)
+    assert main(["compare", "x"]) == 1
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert capsys.readouterr().err.strip() == (
+        f"vidssl compare: error: [Errno 24] Too many open files; this process may open {limit} files: raise the "
+        "limit (`ulimit -n 4096`) or pass fewer --workers")
+
+
 def test_a_second_sigterm_does_not_cut_the_first_ones_clean_up_short(monkeypatch, capsys):
     """The first SIGTERM stops the command as Ctrl-C does, and its clean-up (mining takes back the starts of the
     videos being mined, or they count as crashes) ran under the same handler: a second SIGTERM raised in it."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -172,11 +173,24 @@ def _stdout_closed() -> bool:
 
 
 def os_error_text(e: OSError) -> str:
-    """``"<what went wrong>: <path>"`` (both paths of a rename); the plain message when the error names no path."""
+    """``"<what went wrong>: <path>"`` (both paths of a rename); the plain message when the error names no path.
+    Too many open files also says how to raise the limit, which such an error does not name."""
     paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
-    if not paths or not e.strerror:
-        return str(e)
-    return f"{e.strerror}: {' -> '.join(paths)}"
+    text = f"{e.strerror}: {' -> '.join(paths)}" if paths and e.strerror else str(e)
+    if e.errno == errno.EMFILE:
+        text += (f"; this process may open {_open_files_limit()} files: raise the limit (`ulimit -n 4096`) or pass "
+                 "fewer --workers")
+    elif e.errno == errno.ENFILE:
+        text += "; the system's table of open files is full: close other programs or raise fs.file-max"
+    return text
+
+
+def _open_files_limit() -> str:
+    try:
+        import resource  # Unix only
+    except ImportError:
+        return "only so many"
+    return str(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
 
 if __name__ == "__main__":
