@@ -72,9 +72,10 @@ class MineConfig:
     region_grid: int = opt(3, "the frame is split into region_grid x region_grid regions for the per-region cap")
     max_pairs_per_region: int = opt(60, "cap on pairs per video whose start box centre falls in one region")
     patch_size: int = opt(96, "side of the stored square patches in pixels")
-    time_range: list[float] = opt([0.0, 1.0], "part of every video mined, as fractions of its length (vidssl "
-                                              "pretrain on real videos mines the last pretrain.held_out_tail of this "
-                                              "part apart, for the instance-retrieval evaluation)")
+    time_range: list[float] = opt([0.0, 1.0], "part of every video mined, as fractions of its frame count (on a "
+                                              "variable-frame-rate clip not quite of its duration; vidssl pretrain "
+                                              "on real videos mines the last pretrain.held_out_tail of this part "
+                                              "apart, for the instance-retrieval evaluation)")
     store_tracks: bool = opt(False, "also store the patches between the two of each pair (every track_step-th "
                                     "frame; shards/<video>.tracks.npy)")
     background_patches: bool = opt(True, "also store a same-frame background patch with each pair: the box of the "

@@ -92,7 +92,7 @@ class PretrainConfig:
                                  "decoder; retrieval and DAVIS evaluations run to their end beyond it")
     mine_fraction: float = opt(0.3, "share of the budget mining may take (it stops starting new videos after it)")
     mine_workers: int = opt(2, "parallel mining processes")
-    held_out_tail: float = opt(0.2, "with --videos: this last fraction of every video (of its mine.time_range part) "
+    held_out_tail: float = opt(0.2, "with --videos: this last fraction of every video's frames (of its mine.time_range part) "
                                     "is not trained on; its tracks (mined apart, RUN/pairs_held_out) measure "
                                     "instance retrieval across time. 0: train on everything, no such evaluation")
     train_fraction: float = opt(0.75, "share of the budget left after mining that training takes (rest: evaluation)")
