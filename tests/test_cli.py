@@ -239,10 +239,21 @@ def test_a_set_key_the_command_does_not_read_is_a_warning(tmp_path, caplog):
         "--set model.arch: `vidssl export` does not read it (it reads export); it has no effect here"]
     caplog.clear()
     main(["eval", "davis", "--data", str(tmp_path), "--out", str(tmp_path / "e"), "--set", "loss.margin=1.0",
-          "--set", "eval.davis.topk=5", "--set", "model.width=16", "--set", "seed=3"])
+          "--set", "eval.davis.topk=5", "--set", "model.width=16", "--set", "seed=3", "--set", "eval.flow.lr=0.1"])
     assert [r.getMessage() for r in caplog.records if "does not read" in r.getMessage()] == [
-        "--set loss.margin: `vidssl eval davis` does not read it (it reads seed, model.arch, model.width, eval); it "
-        "has no effect here"]
+        "--set loss.margin: `vidssl eval davis` does not read it (it reads seed, model.arch, model.width, "
+        "eval.davis); it has no effect here",
+        "--set eval.flow.lr: `vidssl eval davis` does not read it (it reads seed, model.arch, model.width, "
+        "eval.davis); it has no effect here"]
+    caplog.clear()
+    for task, reads, read in (("flow", "eval.flow", "eval.flow.lr=0.1"),
+                              ("retrieval", "video, mine, eval.retrieval, eval.davis.subset", "eval.davis.subset=val")):
+        main(["eval", task, "--data", str(tmp_path / "none"), "--out", str(tmp_path / "e"), "--set",
+              "eval.davis.topk=5", "--set", read])
+        assert [r.getMessage() for r in caplog.records if "does not read" in r.getMessage()] == [
+            f"--set eval.davis.topk: `vidssl eval {task}` does not read it (it reads seed, model.arch, model.width, "
+            f"{reads}); it has no effect here"]
+        caplog.clear()
     caplog.clear()
     main(["train", str(tmp_path / "nopairs"), "--out", str(tmp_path / "t"), "--set", "mine.track_length=16",
           "--set", "train.lr=0.1", "--set", "seed=1"])

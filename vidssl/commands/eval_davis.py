@@ -6,7 +6,7 @@ from vidssl.commands.eval_models import (add_model_arguments, check_out_writable
 
 NAME = "davis"
 HELP = "DAVIS label propagation: J, F and J&F against baselines"
-READS = ("seed", "model.arch", "model.width", "eval")  # model: the random-init row's, without --weights
+READS = ("seed", "model.arch", "model.width", "eval.davis")  # model: the random-init row's, without --weights
 SET_EXAMPLE = "eval.davis.topk=5"  # the --set example of its --help: a key it reads
 
 

@@ -6,7 +6,7 @@ from vidssl.commands.eval_models import (add_model_arguments, check_out_writable
 
 NAME = "flow"
 HELP = "Optical-flow transfer: correlation-layer flow against ground truth and classical baselines"
-READS = ("seed", "model.arch", "model.width", "eval")  # model: the random-init row's, without --weights
+READS = ("seed", "model.arch", "model.width", "eval.flow")  # model: the random-init row's, without --weights
 SET_EXAMPLE = "eval.flow.figures=false"  # the --set example of its --help: a key it reads
 
 

@@ -7,7 +7,7 @@ from vidssl.commands.eval_models import (add_model_arguments, check_out_writable
 NAME = "retrieval"
 HELP = "Retrieval benchmark: Recall@K, MAP@R, R-precision, NMI against baselines"
 # model: the random-init row's, without --weights; video, mine: held-out tracks
-READS = ("seed", "model.arch", "model.width", "video", "mine", "eval")
+READS = ("seed", "model.arch", "model.width", "video", "mine", "eval.retrieval", "eval.davis.subset")
 SET_EXAMPLE = "eval.retrieval.batch_size=32"  # the --set example of its --help: a key it reads
 
 
