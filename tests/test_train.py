@@ -1135,6 +1135,24 @@ def test_bad_overrides_are_refused_before_the_run_folder_is_made(pairs, tmp_path
     assert not run.exists()
 
 
+def test_a_run_folder_that_is_a_pair_dataset_is_refused(tmp_path):
+    """`vidssl train PAIRS --out PAIRS` replaced the config.yaml the pairs were mined with and checkpointed among
+    the shards; another pair dataset as --out would have lost its own the same way."""
+    from vidssl.errors import UsageError
+
+    pairs = synthetic_pairs(tmp_path / "pairs", num_videos=2, tracks_per_video=8, size=16)
+    other = synthetic_pairs(tmp_path / "other", num_videos=2, tracks_per_video=8, size=16)
+    (pairs / "config.yaml").write_text("mine: {box_fraction: 0.33}\n")
+    cfg = load_config(None, TINY + ["train.steps=1"])
+    for out, what in ((pairs, "the pair dataset itself"), (other, "a pair dataset")):
+        before = sorted(p.name for p in out.iterdir())
+        with pytest.raises(UsageError, match=re.escape(f"--out {out} is {what}: the run's config.yaml would")):
+            train(pairs, out, cfg, progress=False)
+        assert sorted(p.name for p in out.iterdir()) == before
+    assert (pairs / "config.yaml").read_text() == "mine: {box_fraction: 0.33}\n"
+    train(pairs, tmp_path / "pairs" / "run", cfg, progress=False)  # a run folder inside it is its own folder
+
+
 def test_a_checkpoint_that_cannot_be_read_is_never_said_to_be_damaged(pairs, tmp_path):
     """An I/O error (here: a folder where the checkpoint is) got "unreadable checkpoint; delete it to start over",
     advice that loses a good checkpoint on a storage hiccup; a damaged file keeps that advice."""

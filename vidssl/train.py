@@ -38,7 +38,7 @@ from vidssl.config import Config, flat_config, to_dict, versions, write_resolved
 from vidssl.data import (BATCH_PLAN, PairBatchSampler, PairPatches, batches_per_epoch, make_loader, open_pairs,
                          require_pairs_folder, to_input, too_few_batches, too_few_pairs)
 from vidssl.device import local_rank, resolve_device, world_size
-from vidssl.errors import ConfigError, VidsslError
+from vidssl.errors import ConfigError, UsageError, VidsslError
 from vidssl.io import (atomic_write_bytes, atomic_write_json, atomic_write_text, error_naming, json_object,
                        json_text, newer_format, newer_format_error, remove_temp_leftovers, run_lock, torch_bytes)
 from vidssl.lifeline import exit_with_launcher, refuse_reimport
@@ -607,6 +607,11 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
     if not isinstance(cfg.train, TrainConfig):  # a mapping: replace() below would fail on it with a TypeError
         cfg.validate()  # which names the section and the fix
     require_pairs_folder(pairs_dir)  # before the run folder (and its lock file) is made
+    if (Path(run_dir) / "manifest.jsonl").is_file():  # its config.yaml, the mining record, would be overwritten
+        same = Path(run_dir).resolve() == Path(pairs_dir).resolve()
+        raise UsageError(f"--out {run_dir} is {'the pair dataset itself' if same else 'a pair dataset'}: the run's "
+                         "config.yaml would replace the one its pairs were mined with, and checkpoints land among "
+                         "the shards; choose another folder for the run")
     overrides = {key: value for key, value in (("budget_minutes", budget_minutes), ("device", device))
                  if value is not None}
     # the run folder's config.yaml records what the run ran under, command-line overrides included
