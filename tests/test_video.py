@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from vidssl.errors import CorruptVideo, EmptyVideo, UnsupportedVideo, VideoError
-from vidssl.video import BACKENDS, available_backends, check_video_file, find_videos, open_video, resized_shape
+from vidssl.video import (BACKENDS, available_backends, check_video_file, find_videos, lost_its_end, open_video,
+                          resized_shape)
 
 BACKEND_NAMES = list(BACKENDS)
 
@@ -838,3 +839,143 @@ def test_opencv_still_decodes_pngs_once_the_backends_are_loaded():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[1] == "True", out.stdout + out.stderr
+
+
+def _greys(reader, **kw) -> list[float]:
+    return [float(frame.mean()) for _, frame in reader.frames(**kw)]
+
+
+SMALL_FIRST = [("mpeg4", 160, 120, 12, 250, -5), ("libx264", 320, 240, 12, 0, 5)]  # a preview, then the video
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_a_file_of_two_video_streams_is_read_as_its_larger_one_by_every_backend(tmp_path, suffix):
+    """A dash camera's two views, a video with its preview: PyAV and OpenCV read the first video stream, decord
+    the one its FFmpeg ranks best, so the backends gave different pictures of one file. Frame i of the larger
+    stream is grey 5 i, of the smaller 250 - 5 i. OpenCV, which cannot be told another stream, refuses it."""
+    from video_utils import write_grey_streams
+
+    path = write_grey_streams(tmp_path / f"two{suffix}", SMALL_FIRST)
+    for backend in ["auto"] + [b for b in available_backends() if b != "opencv"]:
+        with open_video(path, backend) as reader:
+            assert (reader.width, reader.height, reader.announced_frames) == (320, 240, 12), backend
+            assert np.abs(np.array(_greys(reader)) - 5 * np.arange(12)).max() < 3, backend
+            assert [float(f.mean()) for f in reader.get_batch([9, 2])] == pytest.approx([45, 10], abs=3)
+            assert not lost_its_end(reader, 12)
+    with pytest.raises(UnsupportedVideo) as info:
+        open_video(path, "opencv")
+    message = str(info.value)
+    assert str(path) in message and "first video stream" in message and "0:v:1 (320x240)" in message
+    assert "ffmpeg -i IN -map 0:v:1 -c copy OUT" in message
+
+
+def test_decord_is_refused_where_it_would_read_another_stream_than_the_others(tmp_path):
+    """decord's FFmpeg ranks an H.264 stream before an MPEG-4 one whatever their sizes: here it reads the small
+    one. It cannot be told otherwise, so it refuses the file by name and auto reads it with PyAV."""
+    from video_utils import write_grey_streams
+
+    if "decord" not in available_backends():
+        pytest.skip("decord is not installed")
+    path = write_grey_streams(tmp_path / "two.mp4", [("libx264", 160, 120, 12, 250, -5),
+                                                      ("mpeg4", 320, 240, 12, 0, 5)])
+    with pytest.raises(UnsupportedVideo, match=r"decord reads one of its own choosing \(160x120\)") as info:
+        open_video(path, "decord")
+    assert str(path) in str(info.value) and "video.backend=auto" in str(info.value)
+    with open_video(path) as reader:
+        assert reader.backend == "pyav" and (reader.width, reader.height) == (320, 240)
+        # MPEG-4 at its default bit rate is lossy; the other stream's frames sit 190 grey levels away or more
+        assert np.abs(np.array(_greys(reader)) - 5 * np.arange(12)).max() < 6
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_cover_art_is_never_read_as_the_video(tmp_path, suffix):
+    """Cover art is a video stream of one picture (an attached picture in MP4; a track of one frame as FFmpeg
+    writes it to MKV, where it comes first), larger here than the video: never the stream read."""
+    from video_utils import write_grey_streams
+
+    path = write_grey_streams(tmp_path / f"cover{suffix}", [("libx264", 160, 120, 24, 0, 5)], cover=(320, 320))
+    for backend in ["auto"] + available_backends():
+        if backend == "opencv" and suffix == ".mkv":  # the cover is the first video stream there
+            with pytest.raises(UnsupportedVideo, match="0:v:1"):
+                open_video(path, backend)
+            continue
+        with open_video(path, backend) as reader:
+            assert (reader.width, reader.height) == (160, 120), backend
+            assert np.abs(np.array(_greys(reader)) - 5 * np.arange(24)).max() < 3, backend
+
+
+def test_auto_never_falls_back_to_a_backend_reading_frames_of_another_size(tmp_path, monkeypatch):
+    """A fallback mid-stream onto a backend that reads another of the file's video streams went on with its
+    frames (another size, other pictures) in the same iterator, under the first one's width and height."""
+    import vidssl.video as video
+    from video_utils import write_grey_streams
+
+    path = write_grey_streams(tmp_path / "two.mp4", SMALL_FIRST)
+    reader = open_video(path, "auto")
+    first = reader.backend
+
+    def fails(self, stride=1, max_side=None, start=0, end=None):
+        yield from ((i, np.full((240, 320, 3), 5 * i, np.uint8)) for i in range(start, 4))
+        raise CorruptVideo(self.path, "decoding failed near frame 4")
+
+    monkeypatch.setattr(type(reader._inner), "frames", fails)
+    # what the old choice of stream did: the next backends read the first, smaller stream
+    monkeypatch.setattr(video, "_video_stream", lambda container: container.streams.video[0], raising=False)
+    seen = []
+    with pytest.raises(CorruptVideo) as info:
+        seen.extend(frame.shape for _, frame in reader.frames())
+    assert seen == [(240, 320, 3)] * 4 and str(path) in str(info.value), (first, seen)
+    assert "160x120 frames, not the 320x240 ones read so far (another video stream)" in str(info.value)
+
+
+def test_a_matroska_clip_starting_after_0_is_whole_and_the_same_clip_cut_is_not(tmp_path):
+    """FFmpeg writes a Matroska stream's DURATION tag (and the segment's duration) as its END time: a whole clip
+    whose timestamps start at 5 s, 24 frames of 42 ms, says 00:00:06.008 and was read as 6 s long, 144 frames,
+    truncated, in every backend. A tag written as the length (mkvmerge) must not be called truncated either."""
+    from video_utils import write_grey_streams
+
+    path = write_grey_streams(tmp_path / "late.mkv", [("libx264", 160, 120, 24, 0, 5)], start_ms=5000)
+    data = path.read_bytes()
+    assert data.count(b"00:00:06.008000000") == 1
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    as_length = tmp_path / "length.mkv"
+    as_length.write_bytes(data.replace(b"00:00:06.008000000", b"00:00:01.008000000"))
+    for backend in ["auto"] + available_backends():
+        for whole in (path, as_length):
+            with open_video(whole, backend) as reader:
+                greys = _greys(reader)
+                assert reader.announced_frames == 24 and len(greys) == 24, (backend, reader.announced_frames)
+                assert np.abs(np.array(greys) - 5 * np.arange(24)).max() < 3
+                assert not lost_its_end(reader, 24), (backend, whole.name)
+        with open_video(cut, backend) as reader:
+            decoded = len(_greys(reader))
+            assert decoded < 20 and lost_its_end(reader, decoded), (backend, decoded)
+
+
+def test_an_avi_cut_short_is_told_as_an_mp4_is(tmp_path):
+    """A cut AVI loses its index (idx1, at the end): FFmpeg then estimates the stream's duration from what is left,
+    here the 36 frames of 48 that remain, so the packets reached the duration announced and the cut file passed as
+    whole; its header's frame count says how long it was."""
+    import av
+
+    path = tmp_path / "whole.avi"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mjpeg", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuvj420p"
+        for i in range(48):
+            image = av.VideoFrame.from_ndarray(np.full((240, 320, 3), 5 * i, np.uint8), format="rgb24")
+            for packet in stream.encode(image.reformat(format="yuvj420p")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    with av.open(str(path)) as container:  # cut between two frames: a frame cut in half may fail to decode
+        at = [packet.pos for packet in container.demux(video=0) if packet.size][36]
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(path.read_bytes()[:at])
+    for backend in ["auto"] + available_backends():
+        with open_video(path, backend) as reader:
+            assert reader.announced_frames == 48 and not lost_its_end(reader, len(_greys(reader))), backend
+        with open_video(cut, backend) as reader:
+            decoded = len(_greys(reader))
+            assert decoded == 36 and lost_its_end(reader, decoded), (backend, decoded)

@@ -289,19 +289,70 @@ class VideoReader(ABC):
 def _announced_duration(container, stream) -> tuple[float, bool] | None:
     """(seconds, whether they are the whole container's) that ``container`` announces for its video ``stream``:
     the stream's own duration (MP4, AVI); else, in MKV and WebM, its DURATION tag (what FFmpeg and mkvmerge write,
-    "00:00:03.600000000"), else the container's (every stream's); None where none is known."""
+    "00:00:03.600000000"), else the container's (every stream's); None where none is known. A length, from the
+    stream's (or container's) start."""
     if stream.duration and stream.time_base is not None:
-        return float(stream.duration * stream.time_base), False
+        seconds = float(stream.duration * stream.time_base)
+        if container.format.name == "avi" and stream.frames:
+            # an AVI cut short lost its index (idx1, at the end), and FFmpeg then estimates the duration from what
+            # is left; its header's frame count, one time_base tick each, is what the file announced
+            seconds = max(seconds, float(stream.frames * stream.time_base))
+        return seconds, False
     if not _is_matroska(container):  # where FFmpeg may have estimated a duration (from the PTS of a transport
         return None  # stream's last packets, from the bitrate of a raw stream): no proof of a loss
     tag = next((v for k, v in stream.metadata.items() if k.upper() == "DURATION"), None)
     match = re.fullmatch(r"(\d+):(\d+):(\d+(?:\.\d*)?)", tag.strip()) if isinstance(tag, str) else None
     seconds = int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3]) if match else 0.0
     if seconds > 0:
-        return seconds, False
-    if container.duration and container.duration > 0:
-        return container.duration / 1_000_000, True  # AV_TIME_BASE units
+        start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+        return _matroska_length(seconds, start), False
+    if container.duration and container.duration > 0:  # AV_TIME_BASE units
+        return _matroska_length(container.duration / 1_000_000, (container.start_time or 0) / 1_000_000), True
     return None
+
+
+def _matroska_length(announced: float, start: float) -> float:
+    """The length of a Matroska stream (or segment) starting at ``start`` seconds that announces ``announced``:
+    FFmpeg's muxer writes the DURATION tag and the segment's duration as the time the stream ENDS (a healthy clip
+    cut from 5 s on, 2 s long, says 7 s and was called cut short), mkvmerge as a length. An announced time past the
+    start is taken as the end: a length from mkvmerge of a stream starting late then reads shorter, which can only
+    hide a loss, never invent one."""
+    return announced - start if 0 < start < announced else announced
+
+
+def _announced_frames(container, stream, fps: float) -> tuple[int | None, float | None]:
+    """(frames, seconds) ``stream`` of ``container`` announces: the index's frame count (PyAV's ``stream.frames``);
+    in MKV and WebM, which keep none, their announced length times ``fps``, and that length; None where unknown."""
+    if stream.frames:
+        return stream.frames, None
+    if fps and _is_matroska(container):
+        # MKV and WebM keep no frame count, only a duration: a file of theirs cut short was mined as whole
+        seconds = (_announced_duration(container, stream) or (0.0,))[0]
+        if seconds > 0:
+            return max(1, int(round(seconds * fps))), seconds
+    return None, None
+
+
+def _stream_fps(stream) -> float:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return float(rate) if rate else 0.0
+
+
+_ATTACHED_PIC = 0x0400  # AV_DISPOSITION_ATTACHED_PIC: cover art shown as a video stream of one picture
+
+
+def _video_stream(container):
+    """The video stream vidssl reads in ``container``; chosen here alone, so that every backend decodes the same
+    one. Never cover art (an attached picture, or a stream announcing a single frame: a cover FFmpeg wrote as a
+    track); among the rest the one of most pixels (a dash camera's front view before its rear one, a video before
+    its preview), the first of equals. FFmpeg's own "best stream" is no rule to follow: decord's FFmpeg 4 ranks by
+    probed packets and bit rate, PyAV's FFmpeg prefers the default flag the MP4 muxer sets on the first track, and
+    OpenCV takes the first video stream. The two that cannot be told refuse a file where they would read another
+    (DecordReader, OpenCVReader)."""
+    streams = list(container.streams.video)
+    shown = [s for s in streams if not int(getattr(s, "disposition", 0)) & _ATTACHED_PIC
+             and _announced_frames(container, s, _stream_fps(s))[0] != 1]
+    return max(shown or streams, key=lambda s: s.codec_context.width * s.codec_context.height)  # the first of ties
 
 
 def _is_matroska(container) -> bool:
@@ -323,7 +374,9 @@ def open_container(av, path: str | os.PathLike):
 class PyAVReader(VideoReader):
     """PyAV decodes frames as stored; a phone video's display matrix (rotation) is applied here, as decord and
     OpenCV do, so every backend gives the same upright frames. ``width``/``height`` are the displayed size;
-    ``turns`` and ``mirrored`` the display matrix's orientation (:func:`display_orientation`)."""
+    ``turns`` and ``mirrored`` the display matrix's orientation (:func:`display_orientation`). In a file of more
+    than one video stream, ``video_stream`` is the one read (:func:`_video_stream`: K in ``-map 0:v:K``) of
+    ``video_streams``; ``size_shared``: another has the same stored size."""
 
     backend = "pyav"
 
@@ -334,17 +387,16 @@ class PyAVReader(VideoReader):
         self._av = av
         container = self._open()
         try:
-            stream = container.streams.video[0]
-            self.width, self.height = stream.codec_context.width, stream.codec_context.height
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            self.fps = float(rate) if rate else 0.0
-            self.announced_frames = stream.frames or None
-            if not self.announced_frames and self.fps and _is_matroska(container):
-                # MKV and WebM keep no frame count, only a duration: a file of theirs cut short was mined as whole
-                seconds = (_announced_duration(container, stream) or (0.0,))[0]
-                if seconds > 0:
-                    self.announced_frames = max(1, int(round(seconds * self.fps)))
-                    self.announced_seconds = seconds
+            stream = _video_stream(container)
+            videos = list(container.streams.video)
+            # which of the video streams is read (0:v:K in ffmpeg's -map); whether another has the same stored size
+            self.video_stream = videos.index(stream)
+            self.video_streams = len(videos)
+            size = stream.codec_context.width, stream.codec_context.height
+            self.size_shared = sum((s.codec_context.width, s.codec_context.height) == size for s in videos) > 1
+            self.width, self.height = size
+            self.fps = _stream_fps(stream)
+            self.announced_frames, self.announced_seconds = _announced_frames(container, stream, self.fps)
             if self.width <= 0 or self.height <= 0:
                 raise UnsupportedVideo(path, "video stream has no frame size")
             self.turns, self.mirrored = display_orientation(self._display_matrix(container, stream))
@@ -362,6 +414,9 @@ class PyAVReader(VideoReader):
             return None  # frames() reports the failure
         data = frame.side_data.get("DISPLAYMATRIX") if frame is not None else None
         return None if data is None else struct.unpack("<9i", bytes(data))
+
+    def _stream(self, container):
+        return container.streams.video[self.video_stream]
 
     def _open(self):
         try:
@@ -388,7 +443,7 @@ class PyAVReader(VideoReader):
         count = 0
         first_is_key, later_key = None, False  # the first packet's flag; whether a keyframe follows it
         try:
-            for packet in container.demux(video=0):
+            for packet in container.demux(self._stream(container)):
                 if not packet.size:
                     continue
                 if first_is_key is None:
@@ -412,7 +467,7 @@ class PyAVReader(VideoReader):
         container = self._open()
         count = 0
         try:
-            for _ in container.decode(video=0):
+            for _ in container.decode(self._stream(container)):
                 count += 1
         except self._av.error.FFmpegError:
             pass  # damaged further on: count what decodes, as frames() will end there
@@ -427,7 +482,7 @@ class PyAVReader(VideoReader):
         video reaches that duration in a whole file. A read of the file, no decoding."""
         container = self._open()
         try:
-            stream = container.streams.video[0]
+            stream = self._stream(container)
             announced = _announced_duration(container, stream)
             if announced is None:
                 return None
@@ -451,7 +506,7 @@ class PyAVReader(VideoReader):
         if self.turns % 2:
             h, w = w, h  # resized as stored, then turned upright
         container = self._open()
-        stream = container.streams.video[0]
+        stream = self._stream(container)
         stream.thread_type = "AUTO"
         index = -1
         try:
@@ -535,6 +590,10 @@ def decord_message(error: Exception) -> str:
 DECORD_MIN_SCALED_WIDTH = 128
 
 
+_OTHER_STREAM_FIX = ("use --set video.backend=auto (or pyav), or keep that stream alone: ffmpeg -i IN -map 0:v:{k} "
+                     "-c copy OUT")
+
+
 class DecordReader(VideoReader):
     backend = "decord"
 
@@ -556,6 +615,15 @@ class DecordReader(VideoReader):
             raise EmptyVideo(path, "no frames")
         self.height, self.width = self._full_shape
         self.fps = float(vr.get_avg_fps())
+        if vetted.video_streams > 1 and (vetted.size_shared or (vetted.width, vetted.height) != (self.width,
+                                                                                               self.height)):
+            # decord picks a stream by FFmpeg 4's ranking, which it cannot be told otherwise; only a size of its
+            # own tells which one it read
+            self.close()
+            raise UnsupportedVideo(path, f"it holds {vetted.video_streams} video streams and decord reads one of "
+                                         f"its own choosing ({self.width}x{self.height}), which cannot be told to be "
+                                         f"stream 0:v:{vetted.video_stream} ({vetted.width}x{vetted.height}) that "
+                                         f"vidssl reads; {_OTHER_STREAM_FIX.format(k=vetted.video_stream)}")
 
     def _reader(self, max_side: int | None):
         key = (0, 0) if max_side is None else resized_shape(self.height, self.width, max_side)
@@ -655,6 +723,11 @@ class OpenCVReader(VideoReader):
         except (VideoError, ImportError) as e:
             self._turns, self._mirrored = 0, False
             vetting = e if isinstance(e, VideoError) else None
+        else:
+            if vetted.video_stream != 0:  # OpenCV reads the first video stream and cannot be told another
+                raise UnsupportedVideo(path, f"OpenCV reads its first video stream (0:v:0), not stream "
+                                             f"0:v:{vetted.video_stream} ({vetted.width}x{vetted.height}) that "
+                                             f"vidssl reads; {_OTHER_STREAM_FIX.format(k=vetted.video_stream)}")
         try:
             cap = self._open()
         except CorruptVideo:  # "OpenCV cannot open it": PyAV's reason, where it has one, says what is wrong
@@ -761,11 +834,17 @@ class AutoReader(VideoReader):
     def backend(self) -> str:  # type: ignore[override]
         return self._inner.backend
 
-    def _next_reader(self) -> VideoReader:
+    def _next_reader(self, size: tuple[int, int] | None = None) -> VideoReader:
+        """The next candidate that opens the file and decodes its first frame; where ``size`` (width, height) is
+        given, of that frame size alone."""
         while self._candidates:
             name = self._candidates.pop(0)
             try:
                 reader = BACKENDS[name](self.path)
+                if size is not None and (reader.width, reader.height) != size:
+                    reader.close()  # another of the file's video streams: one stream's frames are never mixed
+                    raise CorruptVideo(self.path, f"{name} reads {reader.width}x{reader.height} frames, not the "
+                                                  f"{size[0]}x{size[1]} ones read so far (another video stream)")
                 next(reader.frames(end=1))  # a backend that opens but cannot decode is no use
                 return reader
             except StopIteration:
@@ -819,7 +898,7 @@ class AutoReader(VideoReader):
         self.decode_failures.append(f"{self._inner.backend} failed {where}")
         log.warning("%s: %s failed %s (%s), falling back", self.path, self._inner.backend, where, error.reason)
         self._inner.close()
-        self._inner = self._next_reader()
+        self._inner = self._next_reader((self.width, self.height))
 
     def close(self) -> None:
         self._inner.close()
@@ -859,17 +938,18 @@ def starts_before_a_keyframe(path: str | os.PathLike) -> bool:
         with open_container(av, path) as container:
             if not container.streams.video:
                 return False
-            for packet in container.demux(video=0):
+            stream = _video_stream(container)
+            for packet in container.demux(stream):
                 if packet.size:
-                    return not packet.is_keyframe and _any_keyframe(container)
+                    return not packet.is_keyframe and _any_keyframe(container, stream)
     except (av.error.FFmpegError, OSError, UnicodeDecodeError):
         pass  # the reader's own open says what is wrong
     return False
 
 
-def _any_keyframe(container, packets: int = 1000) -> bool:
-    """Whether one of the next ``packets`` of ``container``'s video stream is a keyframe."""
-    return any(p.is_keyframe for _, p in zip(range(packets), container.demux(video=0)) if p.size)
+def _any_keyframe(container, stream, packets: int = 1000) -> bool:
+    """Whether one of the next ``packets`` of ``container``'s video ``stream`` is a keyframe."""
+    return any(p.is_keyframe for _, p in zip(range(packets), container.demux(stream)) if p.size)
 
 
 def has_discarded_packets(path: str | os.PathLike) -> bool:
@@ -881,7 +961,8 @@ def has_discarded_packets(path: str | os.PathLike) -> bool:
 
     try:
         with open_container(av, path) as container:
-            return bool(container.streams.video) and any(p.is_discard for p in container.demux(video=0) if p.size)
+            return bool(container.streams.video) and any(
+                p.is_discard for p in container.demux(_video_stream(container)) if p.size)
     except (av.error.FFmpegError, OSError):
         return False  # the reader's own open says what is wrong
 
