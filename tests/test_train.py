@@ -1135,6 +1135,14 @@ def test_bad_overrides_are_refused_before_the_run_folder_is_made(pairs, tmp_path
     assert not run.exists()
 
 
+def test_a_gpu_index_as_train_device_says_how_to_pick_the_gpu():
+    """eval.*.device takes cuda:N and train.device did not say why it does not."""
+    with pytest.raises(ConfigError, match=re.escape(
+            "config key 'train.device': 'cuda:1' names a GPU, which training does not: it takes the GPU of its "
+            "LOCAL_RANK (0 outside torchrun); pick the GPU with CUDA_VISIBLE_DEVICES=1 and set train.device=cuda")):
+        load_config(None, ["train.device=cuda:1"])
+
+
 def test_a_run_folder_that_is_a_pair_dataset_is_refused(tmp_path):
     """`vidssl train PAIRS --out PAIRS` replaced the config.yaml the pairs were mined with and checkpointed among
     the shards; another pair dataset as --out would have lost its own the same way."""

@@ -184,7 +184,8 @@ class TrainConfig:
                                                "gamma")
     gamma: float = opt(0.1, "step schedule: lr factor at each milestone")
     warmup_steps: int = opt(20, "linear lr warm-up steps")
-    device: str = opt("auto", "auto (cuda if available) | cpu | cuda")
+    device: str = opt("auto", "auto (cuda if available) | cpu | cuda (each process the GPU of its LOCAL_RANK, 0 "
+                              "outside torchrun: pick one with CUDA_VISIBLE_DEVICES)")
     precision: str = opt("auto", "auto (bf16 where the hardware computes it: CUDA with bf16, a CPU with AVX512-BF16 "
                                  "or AMX; fp32 elsewhere: an AVX2 CPU emulates bf16, 13x slower than fp32) | bf16 "
                                  "(autocast on CPU and CUDA) | fp16 (CUDA, with a grad scaler) | fp32; the run "
@@ -224,6 +225,10 @@ class TrainConfig:
             raise ConfigError(f"config key 'train.milestones': increasing fractions in (0, 1), got {self.milestones}")
         _positive("train", "gamma", self.gamma)
         _positive("train", "warmup_steps", self.warmup_steps, allow_zero=True)
+        if isinstance(self.device, str) and self.device.startswith("cuda:"):  # as eval.*.device takes them
+            raise ConfigError(f"config key 'train.device': {self.device!r} names a GPU, which training does not: it "
+                              "takes the GPU of its LOCAL_RANK (0 outside torchrun); pick the GPU with "
+                              f"CUDA_VISIBLE_DEVICES={self.device[5:]} and set train.device=cuda")
         check_choice("train", "device", self.device, ("auto", "cpu", "cuda"))
         check_choice("train", "precision", self.precision, PRECISION_NAMES)
         _positive("train", "threads", self.threads, allow_zero=True)
