@@ -986,6 +986,68 @@ def test_a_partly_mined_video_and_each_skip_s_detail_stay_in_dataset_json_and_th
     assert format_summary(clean).splitlines()[0] == "videos: 1 found, 1 mined, 0 skipped, 0 pending"
 
 
+def pending_dataset(out: Path, shards: int = 1) -> Path:
+    """A pair dataset of a.mp4 (mined) and clip_00.mp4 (pending: no marker), mined from ``out``'s sibling
+    "videos" in ``shards`` shards: no decoding."""
+    from tracking.dataset import check_shard_count, prepare, write_video
+
+    listing = [{"video": name, "video_id": video_id(name), "bytes": 1000} for name in ("a.mp4", "clip_00.mp4")]
+    prepare(out, out.parent / "videos", listing, DEMO, "auto")
+    check_shard_count(out, 0, shards)  # as `--shard 0/N` records it (prepare's listing stays whole)
+    stats = {"frames": 80, "seconds": 0.5, "tracks_rejected": {}, "starts_rejected": {}, "cuts": []}
+    write_video(out, listing[0], None, None, {"status": "mined", "reason": None, "detail": None, "source": None,
+                                             "stats": stats})
+    return out
+
+
+def test_a_merge_that_leaves_videos_pending_names_the_command_that_mines_them(tmp_path, capsys):
+    """`vidssl mine --merge` of a folder with a video pending said "rerun the same command, or wait for the other
+    shards": a rerun only merges again, and no shard was in use. A merge names the mining command, with the videos
+    folder the dataset records; shards only where the folder is mined in shards, as a mining run's summary does."""
+    out = pending_dataset(tmp_path / "pairs")
+    videos = (tmp_path / "videos").resolve()
+    summary = merge(out)
+    assert not summary["complete"] and summary["videos"]["pending_examples"] == ["clip_00.mp4"]
+    line = format_summary(summary, out).splitlines()[-1]
+    assert line == (f"not complete: 1 video(s) pending (clip_00.mp4): `vidssl mine {videos} --out {out}` mines "
+                    "them (a merge only gathers what is mined)")
+    assert cli_main(["mine", "--merge", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"not complete: 1 video(s) pending (clip_00.mp4): `vidssl mine {videos} --out " in printed
+    assert "rerun the same command" not in printed and "shard" not in printed
+    # a dataset.json that records no videos folder (hand-made, or of another tool): the placeholder
+    del summary["videos_root"]
+    assert f"`vidssl mine VIDEOS --out {out}` mines them" in format_summary(summary, out)
+    # a rerun of a mining does mine what is pending; shards are named only when it was one of several
+    run = {"videos": 0, "frames": 0, "seconds": 1.0, "frames_per_s": None, "workers": 1, "stopped_by_budget": False}
+    alone = format_summary({**summary, "run": {**run, "shard": [0, 1]}}, out).splitlines()[-1]
+    assert alone.endswith("(clip_00.mp4): rerun the same command to mine them")
+    one_of_two = format_summary({**summary, "run": {**run, "shard": [1, 2]}}, out)
+    assert "rerun the same command, or wait for the other shards; each video belongs to one shard of 2" in one_of_two
+
+    sharded = pending_dataset(tmp_path / "sharded" / "pairs", shards=2)
+    line = format_summary(merge(sharded), sharded).splitlines()[-1]
+    assert line.startswith(f"not complete: 1 video(s) pending (clip_00.mp4): `vidssl mine "
+                           f"{(tmp_path / 'sharded' / 'videos').resolve()} --out {sharded} --shard I/2` mines shard "
+                           "I's (a merge mines none), or wait for the shards still running; each video belongs to "
+                           "one shard of 2")
+
+
+def test_the_notice_of_videos_kept_from_an_earlier_listing_goes_to_stderr_not_stdout(tmp_path, capsys, caplog):
+    """"kept: N video(s) mined into this folder earlier ..." was printed on stdout with the results, while every
+    other advisory (the skips) is logged to stderr: a script reading the summary got it in the middle."""
+    from tracking.dataset import prepare
+
+    out = marked_dataset(tmp_path / "pairs", {"a.mp4": {"status": "mined"}, "b.mp4": {"status": "mined"}})
+    prepare(out, out.parent / "gone", [{"video": "a.mp4", "video_id": video_id("a.mp4"), "bytes": 1000}], DEMO,
+            "auto")  # a rerun on a listing without b.mp4
+    with caplog.at_level("INFO"):
+        assert cli_main(["mine", "--merge", "--out", str(out)]) == 0
+    assert "kept" not in capsys.readouterr().out
+    kept = [r for r in caplog.records if r.getMessage().startswith("kept: 1 video(s) mined into this folder")]
+    assert len(kept) == 1 and kept[0].levelname == "WARNING" and "(b.mp4)" in kept[0].getMessage()
+
+
 # -----------------------------------------------------------------------------------------------------------------
 # reruns after changes, crashes and Ctrl-C
 
@@ -1079,7 +1141,7 @@ def test_a_merge_killed_between_its_two_files_is_refused_by_training_until_merge
     assert again.fingerprint == whole.fingerprint and len(again.offset) == len(whole.offset)
 
 
-def test_a_video_left_out_of_one_run_keeps_its_shard_and_marker(demo_dir, tmp_path):
+def test_a_video_left_out_of_one_run_keeps_its_shard_and_marker(demo_dir, tmp_path, caplog):
     """A run whose listing lacks a finished video (moved aside, a rerun on one file of the folder, a lagging mount)
     leaves it out of the manifest and deletes nothing: it deleted the video's shard and marker (and an earlier
     version only the shard, so the manifest named a missing one), losing finished mining to a mistyped path."""
@@ -1095,8 +1157,9 @@ def test_a_video_left_out_of_one_run_keeps_its_shard_and_marker(demo_dir, tmp_pa
     assert {rec["video"] for rec in manifest(out)} == {"clip_01.mp4"} and without["run"]["videos"] == 0
     assert {p.name: p.read_bytes() for p in [*(out / "done").iterdir(), *(out / "shards").iterdir()]
             if p.name.startswith("clip_00")} == kept
-    assert "kept: 1 video(s) mined into this folder earlier are not in this listing (clip_00.mp4)" in \
-        format_summary(without)
+    with caplog.at_level("WARNING", logger="tracking.runner"):
+        assert "kept:" not in format_summary(without)
+    assert "kept: 1 video(s) mined into this folder earlier are not in this listing (clip_00.mp4)" in caplog.text
     # one file of the folder given as VIDEOS: the same
     one = mine_folder(videos / "clip_01.mp4", out, DEMO, progress=False)
     assert one["run"]["videos"] == 0 and one["videos"]["not_listed"]["count"] == 1

@@ -304,6 +304,40 @@ def test_a_run_made_stage_by_stage_gets_its_report_and_compares(tmp_path, capsys
     assert "empty: nothing to report" in capsys.readouterr().err
 
 
+def test_report_of_one_stage_s_folder_says_what_it_is_and_what_to_pass(tmp_path, capsys, monkeypatch):
+    """`vidssl report runs/real/train` (a `vidssl train --out` folder) said only "nothing to report ... the README's
+    walkthrough shows the layout": a stage's own folder is named as such, with the run folder to pass where it sits
+    in its place, else the layout report reads."""
+    run = tmp_path / "real"
+    make_run(run, "real/backbone", davis=0.8, flow=2.5)
+    _write(run / "train" / "stats.json", {"step": 10})
+    (run / "train" / "checkpoint.pt").write_bytes(b"")
+    _write(run / "pairs" / "dataset.json", {})
+    (run / "pairs" / "manifest.jsonl").write_text("")
+
+    def error(folder) -> str:
+        assert main(["report", str(folder)]) == 1
+        return capsys.readouterr().err
+
+    for folder, what, up in ((run / "train", "a training run's folder (`vidssl train --out`)", run),
+                             (run / "pairs", "a pair dataset (`vidssl mine --out`)", run),
+                             (run / "eval" / "davis", "an evaluation's folder (`vidssl eval TASK --out`)", run)):
+        said = error(folder)
+        assert f"{folder} is {what}, one " in said and f"pass the run folder, `vidssl report {up}`" in said
+        assert main(["report", str(up)]) == 0  # what it says to pass is reported
+        capsys.readouterr()
+    monkeypatch.chdir(run / "train")  # "." has no parent to name: the folder it is
+    assert f"pass the run folder, `vidssl report {run.resolve()}`" in error(".")
+    # out of its place (`vidssl train --out runs/mytrain`): the layout report reads, not a parent that holds no run
+    alone = tmp_path / "mytrain"
+    alone.mkdir()
+    (alone / "log.jsonl").write_text("")
+    said = error(alone)
+    assert f"{alone} is a training run's folder (`vidssl train --out`), not a run folder; report reads" in said
+    assert "RUN/train/ (`vidssl train RUN/pairs --out RUN/train`)" in said and "move it to RUN/train" in said
+    assert "vidssl report " + str(tmp_path) not in said
+
+
 def test_report_of_the_current_folder_finds_the_row_the_tables_hold(tmp_path, capsys, monkeypatch):
     """Evaluated stage by stage with --weights runs/real/backbone.pt, the tables say real/backbone; `vidssl report .`
     from inside must not name the trained row "backbone" (compare would file it under the baselines)."""

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Callable
 
 from tracking.config import MineConfig
-from tracking.dataset import (attempt_path, begin_attempt, done_marker, merge, prepare, read_attempt, shard_of,
-                              source_state, undo_attempt, video_id, write_video)
+from tracking.dataset import (SHARDING, attempt_path, begin_attempt, done_marker, merge, prepare, read_attempt,
+                              shard_of, source_state, undo_attempt, video_id, write_video)
 from tracking.track import check_tracker
 from tracking.video_miner import SkipVideo, mine_video
-from vidssl.errors import CorruptVideo, EmptyVideo, UnsupportedVideo, UsageError, VideoError, VidsslError
+from vidssl.errors import (CorruptVideo, EmptyVideo, UnsupportedVideo, UsageError, VideoError, VidsslError,
+                           shell_arg)
 from vidssl.io import atomic_write_json, content_sample, run_lock
 
 log = logging.getLogger(__name__)
@@ -567,8 +568,21 @@ def _first_clause(note: str) -> str:
     return note
 
 
-def format_summary(summary: dict) -> str:
-    """Human-readable lines of a mining summary (as returned by ``mine_folder`` or read from dataset.json)."""
+def _shard_count(out_dir: str | Path) -> int:
+    """The N of the ``--shard I/N`` that ``out_dir`` is mined in (its sharding.json), 1 where it never was."""
+    try:
+        count = json.loads((Path(out_dir) / SHARDING).read_text()).get("count")
+    except (OSError, ValueError, AttributeError):  # none, or damaged: a hint is no reason to fail the summary
+        return 1
+    return count if isinstance(count, int) else 1
+
+
+def format_summary(summary: dict, out_dir: str | Path | None = None) -> str:
+    """Human-readable lines of a mining summary (as returned by ``mine_folder``, ``merge`` or read from
+    dataset.json) of the pair dataset ``out_dir`` (named in the command that mines what a merge left pending).
+
+    The notice of videos mined into the folder earlier that its listing lacks is logged as a warning, as the skips
+    are, not returned: the lines are the command's results, on stdout."""
     v = summary["videos"]
     skipped = sum(len(x) for x in v["skipped"].values())
     partial = v.get("partial") or {}
@@ -593,13 +607,29 @@ def format_summary(summary: dict) -> str:
     kept = v.get("not_listed")
     if kept:
         shown = ", ".join(kept["examples"][:3]) + (f", ... (+{kept['count'] - 3})" if kept["count"] > 3 else "")
-        lines.append(f"kept: {kept['count']} video(s) mined into this folder earlier are not in this listing "
-                     f"({shown}); their pairs stay on disk, left out of manifest.jsonl: mine their videos folder "
-                     "into it again to include them, or use a new --out for a separate dataset")
+        log.warning("kept: %d video(s) mined into this folder earlier are not in this listing (%s); their pairs "
+                    "stay on disk, left out of manifest.jsonl: mine their videos folder into it again to include "
+                    "them, or use a new --out for a separate dataset", kept["count"], shown)
     if not summary["complete"]:
         named = v.get("pending_examples") or []
         shown = ", ".join(named[:3]) + (f", ... (+{v['pending'] - 3})" if v["pending"] > 3 else "")
-        lines.append(f"not complete: {v['pending']} video(s) pending ({shown}): rerun the same command, or wait "
-                     "for the other shards; each video belongs to one shard of N, so a shard never run leaves its "
-                     "videos pending (mining without --shard takes every video left)")
+        lines.append(f"not complete: {v['pending']} video(s) pending ({shown}): " + _pending_advice(summary, out_dir))
     return "\n".join(lines)
+
+
+def _pending_advice(summary: dict, out_dir: str | Path | None) -> str:
+    """What mines the pending videos: a mining rerun mines them, a merge (no ``run``) mines nothing, so it names
+    the mining command; other shards are named only where the folder is mined in shards."""
+    run = summary.get("run")
+    count = run["shard"][1] if run else _shard_count(out_dir) if out_dir is not None else 1
+    shards = (f"each video belongs to one shard of {count}, so a shard never run leaves its videos pending (mining "
+              "without --shard takes every video left)")
+    if run:
+        return f"rerun the same command, or wait for the other shards; {shards}" if count > 1 else \
+            "rerun the same command to mine them"
+    videos = shell_arg(summary["videos_root"]) if summary.get("videos_root") else "VIDEOS"
+    mine = f"vidssl mine {videos} --out {shell_arg(out_dir) if out_dir is not None else 'PAIRS'}"
+    if count > 1:
+        return (f"`{mine} --shard I/{count}` mines shard I's (a merge mines none), or wait for the shards still "
+                f"running; {shards}")
+    return f"`{mine}` mines them (a merge only gathers what is mined)"

@@ -38,6 +38,44 @@ WARNINGS = "warnings.json"  # RUN/warnings.json: what a pretrain run left out (v
 EVAL_FAILURES = "failed.json"  # RUN/eval/failed.json: {task: error} of the evaluations the last run could not do
 
 
+# what in a run folder gives a report something to show (any one of them)
+REPORTED = ("pairs/dataset.json", "train/log.jsonl", "model_card.json", "eval/<task>/metrics.json")
+# a stage's own --out folder, by the files the stage writes into it: (files, what it is, its place in a run folder)
+STAGE_FOLDERS = (
+    (("metrics.json",), "an evaluation's folder (`vidssl eval TASK --out`)", "eval/<task>"),
+    (("manifest.jsonl", "dataset.json"), "a pair dataset (`vidssl mine --out`)", "pairs"),
+    (("checkpoint.pt", "log.jsonl", "stats.json"), "a training run's folder (`vidssl train --out`)", "train"),
+)
+RUN_LAYOUT = ("report reads a run folder RUN laid out as pretrain lays it out: RUN/pairs/ (`vidssl mine VIDEOS --out "
+              "RUN/pairs`), RUN/train/ (`vidssl train RUN/pairs --out RUN/train`), RUN/backbone.pt and "
+              "RUN/model_card.json (`vidssl export RUN/train --out RUN/backbone.pt`), RUN/eval/<task>/ (`vidssl "
+              "eval TASK --weights RUN/backbone.pt --data DATA --out RUN/eval/<task>`)")
+
+
+def has_report(run: Path) -> bool:
+    """Whether ``run`` holds any of REPORTED."""
+    return any((run / part).is_file() for part in REPORTED[:-1]) or any((run / "eval").glob("*/metrics.json"))
+
+
+def not_a_run(run: Path) -> str:
+    """Why ``run``, which holds none of REPORTED, has nothing to report, and what to pass instead: a stage's own
+    folder (`vidssl report runs/real/train`) is named, with the run folder above it where it sits in its place."""
+    found = next(((what, place) for files, what, place in STAGE_FOLDERS
+                  if any((run / name).is_file() for name in files)), None)
+    if found is None:
+        return (f"{run}: nothing to report (none of {', '.join(REPORTED)}); {RUN_LAYOUT}, as the README's "
+                "walkthrough shows")
+    what, place = found
+    here = run if run.name not in ("", "..") else run.resolve()  # "." and ".." have no parent to name
+    if place == "eval/<task>" and here.parent.name == "eval":
+        up = here.parent.parent
+        return f"{run} is {what}, one task of a run: pass the run folder, `vidssl report {shell_arg(up)}`"
+    if here.name == place or place == "pairs" and here.name == "pairs_held_out":
+        return f"{run} is {what}, one stage of a run: pass the run folder, `vidssl report {shell_arg(here.parent)}`"
+    return (f"{run} is {what}, not a run folder; {RUN_LAYOUT}: move it to RUN/{place} of a run folder and pass "
+            "RUN")
+
+
 def read_failures(run: Path) -> dict[str, str]:
     """{task: error message} of the evaluations that failed in the run's last eval stage ({} when none did)."""
     try:

@@ -49,7 +49,7 @@ def run(args, cfg) -> int:
     if args.videos is None:
         if not args.merge:
             raise UsageError("give the VIDEOS folder to mine (or --merge alone to merge a mined directory)")
-        print(format_summary(merge(args.out)))
+        print(format_summary(merge(args.out), args.out))
         return 0
     # config.yaml before any video: written after them, a --strict skip (or Ctrl-C) left a folder with a
     # dataset.json and no record of the settings; written before OUT is accepted, a refused rerun (other settings)
@@ -57,7 +57,7 @@ def run(args, cfg) -> int:
     summary = mine_folder(args.videos, args.out, cfg.mine, video_backend=cfg.video.backend, workers=args.workers,
                           shard=parse_shard(args.shard, dict(os.environ)), strict=args.strict,
                           progress=not args.quiet, on_prepared=lambda: write_resolved(cfg, args.out))
-    print(format_summary(summary))
+    print(format_summary(summary, args.out))
     print(f"wrote {args.out}/manifest.jsonl and dataset.json")
     if summary["complete"] and summary["pairs"] == 0:
         # exit status 1, as `vidssl pretrain` in the same case: a script's `mine && train` stops here

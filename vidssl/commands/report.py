@@ -16,16 +16,14 @@ def run(args, cfg) -> int:
 
     from vidssl.errors import VidsslError, shell_arg
     from vidssl.io import run_lock
-    from vidssl.report import build_report
+    from vidssl.report import build_report, has_report, not_a_run
 
     run_dir = Path(args.run)
     if not run_dir.is_dir():
         raise VidsslError(f"{run_dir}: no such folder; pass a run folder (the --out of `vidssl pretrain`, or the "
                           f"folder the stages wrote into)")
-    parts = ("pairs/dataset.json", "train/log.jsonl", "model_card.json")
-    if not any((run_dir / part).is_file() for part in parts) and not any((run_dir / "eval").glob("*/metrics.json")):
-        raise VidsslError(f"{run_dir}: nothing to report (none of {', '.join(parts)}, eval/<task>/metrics.json); "
-                          f"the README's walkthrough shows the layout the stages write")
+    if not has_report(run_dir):
+        raise VidsslError(not_a_run(run_dir))
     # a pretrain writing into RUN holds it: its half-made stages are no report (and its own report follows)
     with run_lock(run_dir, advice=f"wait for it to end (a pretrain writes its own report), then rerun `vidssl report "
                                   f"{shell_arg(run_dir)}` if you still need one"):
