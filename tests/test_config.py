@@ -1,15 +1,18 @@
 """Config: strict loading, overrides, and the committed default YAML matching the dataclasses."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shlex
 import sys
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
-from vidssl.config import Config, default_yaml, load_config, parse_override, to_dict, write_resolved
+from vidssl.config import Config, default_yaml, from_dict, load_config, parse_override, to_dict, write_resolved
 from vidssl.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -700,3 +703,93 @@ def test_flow_pairs_are_glob_patterns_checked_at_load():
     assert load_config(None, []).eval.flow.pairs == []  # every pair, as before the key
     with pytest.raises(ConfigError, match=r"'eval.flow.pairs': must be a list of non-empty glob .*got \['a', ' '\]"):
         load_config(None, ["eval.flow.pairs=['a', ' ']"])
+
+
+@pytest.mark.parametrize("override, problem, example, meant", [
+    # the glob configs/default.yaml suggests, unquoted: `*` starts a YAML alias
+    ("eval.flow.pairs=[*/alley_1/*]", "expected alphabetic or numeric character, but found '/' (while scanning "
+     "an alias); YAML reads a leading * (*/alley_1/*) as syntax", "--set \"eval.flow.pairs=['*/alley_1/*']\"",
+     ["*/alley_1/*"]),
+    ("eval.flow.pairs=[training/*, */ambush_2/*]", "(while scanning an alias)",
+     "--set \"eval.flow.pairs=['training/*', '*/ambush_2/*']\"", ["training/*", "*/ambush_2/*"]),
+    ("eval.flow.pairs=['a, b', *c]", "found undefined alias 'c'", "--set \"eval.flow.pairs=['a, b', '*c']\"",
+     ["a, b", "*c"]),
+    ("model.arch=@x", "found character '@' that cannot start any token", "--set \"model.arch='@x'\"", "@x"),
+    ("model.arch=it's: a: b", "mapping values are not allowed here; YAML reads ': ' as the separator",
+     "--set \"model.arch='it''s: a: b'\"", "it's: a: b"),
+    # YAML's own quotes inside the shell's single quotes, where its double quotes would expand $ or `
+    ("model.arch=$x: a: b", "mapping values are not allowed here", "--set 'model.arch=\"$x: a: b\"'",
+     "$x: a: b"),
+    ("model.arch=!foo bar", "could not determine a constructor for the tag '!foo'", "--set 'model.arch=\"!foo bar\"'",
+     "!foo bar"),
+])
+def test_a_set_value_yaml_cannot_read_says_why_and_how_to_quote_it(override, problem, example, meant):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    message = str(e.value)
+    assert message.startswith(f"malformed override '{override}': value is not valid YAML: ") and "\n" not in message
+    assert problem in message and message.endswith(f": quote it, e.g. {example}")
+    # the example is the fix: it reads as the text meant (its shell quotes removed as the shell would)
+    assert parse_override(shlex.split(example)[1])[1] == meant
+
+
+def test_a_set_value_yaml_cannot_read_with_no_syntax_to_blame_gets_yaml_s_problem_alone():
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["eval.flow.pairs=[a,"])
+    assert str(e.value).endswith("value is not valid YAML: expected the node content, but found '<stream end>' "
+                                 "(while parsing a flow node)")
+    with pytest.raises(ConfigError, match=r"^malformed override 'model.arch=2023-13-45': value is not valid YAML: "
+                       r"month must be in 1\.\.12$"):  # a date YAML cannot build: was a ValueError's traceback
+        load_config(None, ["model.arch=2023-13-45"])
+
+
+@pytest.mark.parametrize("override, dropped, example, meant", [
+    # loaded as resnet18 before: the text after ' #' was dropped without a word
+    ("model.arch=resnet18 # x", "'# x' as a comment", "--set \"model.arch='resnet18 # x'\"", "resnet18 # x"),
+    ("eval.davis.sequences=[&b bear, dog]", "'&b' as an anchor",  # loaded as [bear, dog] before
+     "--set \"eval.davis.sequences=['&b bear', 'dog']\"", ["&b bear", "dog"]),
+])
+def test_set_value_text_yaml_would_drop_is_refused_not_dropped(override, dropped, example, meant):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert str(e.value) == (f"malformed override '{override}': YAML reads {dropped} and drops it; if it is part of "
+                            f"the value, quote the value, e.g. {example}, else leave it out")
+    assert parse_override(shlex.split(example)[1])[1] == meant
+    # a # that is no comment stays part of the value: inside quotes, or not after a space
+    assert [parse_override(o)[1] for o in ("model.arch='a # b'", "model.arch=a#b")] == ["a # b", "a#b"]
+
+
+def test_keys_that_take_null_say_null_is_the_spelling():
+    cases = [
+        ("train.budget_minutes=None",
+         "'train.budget_minutes': expected a number or null, got 'None'; write null (YAML), not None"),
+        ("train.dist_timeout_minutes=none",
+         "'train.dist_timeout_minutes': expected a number or null, got 'none'; write null (YAML), not none"),
+        ("train.budget_minutes='null'", "'train.budget_minutes': expected a number or null, got 'null'; write null "
+                                        "unquoted: quoted, YAML reads it as a string"),
+        ("train.budget_minutes=fast", "'train.budget_minutes': expected a number or null, got 'fast'"),
+        # a choice check names the strings; null, the key's default, is a choice too
+        ("loss.distance=None", "'loss.distance': 'None' is not one of ['cosine', 'sqeuclidean', 'euclidean'] or "
+                               "null; write null (YAML), not None"),
+        ("loss.distance=cos", "'loss.distance': 'cos' is not one of ['cosine', 'sqeuclidean', 'euclidean'] or null"),
+        ("loss.distance=[cosine]", "'loss.distance': expected a string or null, got ['cosine']"),
+        ("train.lr=None", "'train.lr': expected a number, got 'None'"),  # null is no value of lr: not suggested
+    ]
+    for override, message in cases:
+        with pytest.raises(ConfigError) as e:
+            load_config(None, [override])
+        assert str(e.value) == f"config key {message}"
+    cfg = load_config(None, ["train.budget_minutes=null", "loss.distance=~"])
+    assert cfg.train.budget_minutes is None and cfg.loss.distance is None
+
+
+def test_an_optional_choice_of_a_literal_lists_null():
+    @dataclasses.dataclass
+    class Section:
+        mode: typing.Literal["fast", "slow"] | None = None
+
+    assert from_dict(Section, {"mode": None}).mode is None and from_dict(Section, {"mode": "slow"}).mode == "slow"
+    with pytest.raises(ConfigError) as e:
+        from_dict(Section, {"mode": "None"}, "s")
+    assert str(e.value) == ("config key 's.mode': expected one of ['fast', 'slow'] or null, got 'None'; "
+                            "write null (YAML), not None")

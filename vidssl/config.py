@@ -21,6 +21,7 @@ import os
 import platform
 import re
 import reprlib
+import shlex
 import subprocess
 import sys
 import types
@@ -207,6 +208,37 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _expected(tp: Any) -> str:
+    """What a key annotated ``tp`` takes, in a config file's words: ``float | None`` -> "a number or null" (a
+    message saying "float | None" named Python's None, which YAML reads as a string)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        words = [_expected(a) for a in args if a is not type(None)]
+        return " or ".join(words + (["null"] if type(None) in args else []))
+    if origin is typing.Literal:
+        return f"one of {list(typing.get_args(tp))}"
+    if origin in (list, tuple):
+        return "a list"
+    if origin is dict or dataclasses.is_dataclass(tp):
+        return "a mapping"
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(tp) or _type_name(tp)
+
+
+# strings written for "no value" where a key takes null: YAML reads them as text (`null`, `~` only when quoted)
+_NULL_LOOKALIKES = {"none", "nil", "null", "~"}
+
+
+def null_hint(value: Any) -> str:
+    """``"; write null (YAML), not None"`` for a string meant as null, else ``""``."""
+    if not isinstance(value, str) or value.strip().lower() not in _NULL_LOOKALIKES:
+        return ""
+    if value.strip().lower() in ("null", "~"):
+        return f"; write {value.strip()} unquoted: quoted, YAML reads it as a string"
+    return f"; write null (YAML), not {value.strip()}"
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -224,7 +256,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except ConfigError:
                 pass
-        raise ConfigError(f"config key '{key}': expected {_type_name(tp)}, got {shown(value)}")
+        hint = null_hint(value) if type(None) in args else ""
+        raise ConfigError(f"config key '{key}': expected {_expected(tp)}, got {shown(value)}{hint}")
     if origin is typing.Literal:
         if value not in typing.get_args(tp):
             raise ConfigError(f"config key '{key}': {shown(value)} is not one of {list(typing.get_args(tp))}")
@@ -525,9 +558,78 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"malformed override '{text}': expected section.key=value, e.g. train.lr=0.01")
     try:
         value = _yaml(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError(f"malformed override '{text}': value is not valid YAML ({e.__class__.__name__})") from None
+    except (yaml.YAMLError, ValueError) as e:  # ValueError: a date such as 2023-13-45, `!!float abc`
+        context = getattr(e, "context", None)
+        problem = (getattr(e, "problem", None) or " ".join(str(e).split())) + (f" ({context})" if context else "")
+        why = _yaml_syntax_in(raw)
+        fix = f"; {why}: quote it{_quoted_example(key, raw)}" if why else ""
+        raise ConfigError(f"malformed override '{text}': value is not valid YAML: {problem}{fix}") from None
+    dropped = _dropped_syntax(raw)
+    if dropped:  # parsed, but not as written: `arch=resnet18 # x` read as resnet18, `[&b bear]` as [bear]
+        raise ConfigError(f"malformed override '{text}': YAML reads {dropped} and drops it; if it is part of the "
+                          f"value, quote the value{_quoted_example(key, raw)}, else leave it out")
     return parts, value
+
+
+# characters that start YAML syntax (alias, anchor, tag, directive, reserved, block scalar) where a value begins
+_YAML_INDICATORS = "*&!%@`|>"
+
+
+def _flow_items(raw: str) -> list[str] | None:
+    """The items of a flat flow list, ``[a, *b]`` -> ['a', '*b']; None for any other value."""
+    text = raw.strip()
+    if not (text.startswith("[") and text.endswith("]")) or any(c in text[1:-1] for c in "[]{}"):
+        return None
+    # a quoted item may hold a comma: 'a, b' is one
+    items = re.findall(r"""\s*('(?:[^']|'')*'|"(?:[^"\\]|\\.)*"|[^,]+)""", text[1:-1])
+    return [item.strip() for item in items if item.strip()]
+
+
+def _yaml_syntax_in(raw: str) -> str | None:
+    """Why plain text in a --set value is read as YAML syntax (a glob such as */alley_1/* starts an alias), or
+    None."""
+    for item in [raw.strip()] + (_flow_items(raw) or []):
+        if item[:1] and item[0] in _YAML_INDICATORS:
+            return f"YAML reads a leading {item[0]} ({item}) as syntax, not text"
+    if ": " in raw:
+        return "YAML reads ': ' as the separator of a key and its value"
+    if " #" in raw:
+        return "YAML reads ' #' as the start of a comment"
+    return None
+
+
+def _dropped_syntax(raw: str) -> str | None:
+    """What of ``raw`` (valid YAML) is syntax that leaves no trace in the value: a comment (its text dropped) or an
+    anchor (`&x` alone is null)."""
+    tokens = list(yaml.scan(raw, Loader=_YamlLoader))
+    for before, after in zip(tokens, tokens[1:]):
+        gap = raw[before.end_mark.index:after.start_mark.index]
+        if "#" in gap:  # a # inside a scalar (a#b, 'a # b') is part of that scalar's token
+            return f"'{gap[gap.index('#'):].splitlines()[0]}' as a comment"
+        if isinstance(after, yaml.AnchorToken):
+            return f"'&{after.value}' as an anchor"
+    return None
+
+
+def _quoted_example(key: str, raw: str) -> str:
+    """``, e.g. --set "eval.flow.pairs=['*/alley_1/*']"``: the value's text quoted for YAML (each item of a flat
+    list) inside quotes for the shell; ``""`` where no such spelling is simple."""
+    items = _flow_items(raw)
+    if items is None and raw.strip()[:1] in ("[", "{"):
+        return ""  # nested: which of its strings to quote is the user's to say
+
+    def arg(q: str) -> str:
+        def quoted(item: str) -> str:
+            return item if item[:1] in ("'", '"') else q + (item.replace("'", "''") if q == "'" else item) + q
+        return f"{key}=" + (quoted(raw.strip()) if items is None else "[" + ", ".join(map(quoted, items)) + "]")
+
+    single, double = arg("'"), arg('"')
+    # the shell acts on $ ` \ ! " inside its double quotes (! at a prompt); YAML on \ and " inside its own
+    if not any(c in single for c in '"$`\\!'):
+        return f', e.g. --set "{single}"'
+    if not any(c in raw for c in "'\"\\"):
+        return f", e.g. --set '{double}'"
+    return f", e.g. --set {shlex.quote(single)}"
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -41,9 +41,13 @@ MINER_NAMES = ("random", "hard", "semihard")
 PRECISION_NAMES = ("auto", "bf16", "fp16", "fp32")  # auto resolves to one of the others (train.resolve_precision)
 
 
-def check_choice(section: str, key: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ConfigError(f"config key '{section}.{key}': {value!r} is not one of {list(valid)}")
+def check_choice(section: str, key: str, value: str, valid: tuple[str, ...], nullable: bool = False) -> None:
+    """``value`` one of ``valid`` (or None where ``nullable``: the error then says null is the spelling)."""
+    if value not in valid and not (nullable and value is None):
+        from vidssl.config import null_hint
+
+        also = f" or null{null_hint(value)}" if nullable else ""
+        raise ConfigError(f"config key '{section}.{key}': {value!r} is not one of {list(valid)}{also}")
 
 
 def _positive(section: str, key: str, value: float, allow_zero: bool = False) -> None:
@@ -126,8 +130,7 @@ class LossConfig:
         if not self.cycle_temperature >= 0.01:  # smaller, the walk is a hard argmax and 1 / T overflows near 1e-38
             raise ConfigError(f"config key 'loss.cycle_temperature': must be >= 0.01, got {self.cycle_temperature}")
         check_choice("loss", "reducer", self.reducer, REDUCER_NAMES)
-        if self.distance is not None:
-            check_choice("loss", "distance", self.distance, DISTANCE_NAMES)
+        check_choice("loss", "distance", self.distance, DISTANCE_NAMES, nullable=True)
         _positive("loss", "margin", self.margin)
 
 
