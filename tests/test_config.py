@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shlex
 import sys
 import typing
@@ -793,3 +794,11 @@ def test_an_optional_choice_of_a_literal_lists_null():
         from_dict(Section, {"mode": "None"}, "s")
     assert str(e.value) == ("config key 's.mode': expected one of ['fast', 'slow'] or null, got 'None'; "
                             "write null (YAML), not None")
+
+
+def test_a_config_file_value_yaml_cannot_construct_is_one_line_naming_the_file(tmp_path):
+    """A date no calendar has crashed load_config with a bare ValueError ("month must be in 1..12")."""
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  arch: 2023-13-45\n")
+    with pytest.raises(ConfigError, match=re.escape(f"config file {path} is not valid YAML: month must be in 1..12")):
+        load_config(path)

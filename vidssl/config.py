@@ -703,6 +703,8 @@ def _read_config_file(p: Path) -> dict:
         # PyYAML's own words ("found character '\\t' that cannot start any token") do not say what to do
         tab = "; indent with spaces, not tabs" if "'\\t'" in problem or "tab character" in problem else ""
         raise ConfigError(f"config file {p} is not valid YAML{_yaml_error_text(e)}{tab}") from None
+    except ValueError as e:  # a date no calendar has (2023-13-45), `!!float abc`: the constructor's own error
+        raise ConfigError(f"config file {p} is not valid YAML: {' '.join(str(e).split())}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
