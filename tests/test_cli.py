@@ -463,11 +463,14 @@ def test_too_many_open_files_says_the_limit_and_how_to_raise_it(monkeypatch, cap
         raise OSError(errno.EMFILE, "Too many open files")
 
     monkeypatch.setattr(compare, "run", run)
-    assert main(["compare", "x"]) == 1
-    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    assert capsys.readouterr().err.strip() == (
-        f"vidssl compare: error: [Errno 24] Too many open files; this process may open {limit} files: raise the "
-        "limit (`ulimit -n 4096`) or pass fewer --workers")
+    for soft, hard, advice in ((256, 4096, "raise the limit (`ulimit -n 512`) or "),
+                               (256, resource.RLIM_INFINITY, "raise the limit (`ulimit -n 512`) or "),
+                               (3000, 4096, "raise the limit (`ulimit -n 4096`) or "), (4096, 4096, "")):
+        monkeypatch.setattr(resource, "getrlimit", lambda which: (soft, hard))
+        assert main(["compare", "x"]) == 1
+        assert capsys.readouterr().err.strip() == (
+            f"vidssl compare: error: [Errno 24] Too many open files; this process may open {soft} files: {advice}use "
+            "fewer worker processes")
 
 
 def test_a_second_sigterm_does_not_cut_the_first_ones_clean_up_short(monkeypatch, capsys):

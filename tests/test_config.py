@@ -760,6 +760,17 @@ def test_set_value_text_yaml_would_drop_is_refused_not_dropped(override, dropped
     assert [parse_override(o)[1] for o in ("model.arch='a # b'", "model.arch=a#b")] == ["a # b", "a#b"]
 
 
+def test_a_quoted_value_with_a_comment_after_it_gets_no_example_that_repeats_it():
+    # 'resnet18' # note was told --set "model.arch='resnet18' # note": the very value refused
+    for override in ("model.arch='resnet18' # note", 'model.arch="a" # b'):
+        with pytest.raises(ConfigError) as e:
+            load_config(None, [override])
+        assert str(e.value).endswith("as a comment and drops it; if it is part of the value, quote the value, else "
+                                     "leave it out"), str(e.value)
+    with pytest.raises(ConfigError, match=re.escape("; YAML reads ' #' as the start of a comment: quote it")):
+        load_config(None, ["eval.davis.sequences={k: v # c}"])  # the ': ' of a mapping is no mistake
+
+
 def test_keys_that_take_null_say_null_is_the_spelling():
     cases = [
         ("train.budget_minutes=None",

@@ -1141,6 +1141,8 @@ def test_a_gpu_index_as_train_device_says_how_to_pick_the_gpu():
             "config key 'train.device': 'cuda:1' names a GPU, which training does not: it takes the GPU of its "
             "LOCAL_RANK (0 outside torchrun); pick the GPU with CUDA_VISIBLE_DEVICES=1 and set train.device=cuda")):
         load_config(None, ["train.device=cuda:1"])
+    with pytest.raises(ConfigError, match=re.escape("'train.device': 'cuda:x' is not one of ['auto', 'cpu', 'cuda']")):
+        load_config(None, ["train.device=cuda:x"])  # no index: no CUDA_VISIBLE_DEVICES=x to advise
 
 
 def test_a_run_folder_that_is_a_pair_dataset_is_refused(tmp_path):

@@ -579,10 +579,8 @@ def _shard_count(out_dir: str | Path) -> int:
 
 def format_summary(summary: dict, out_dir: str | Path | None = None) -> str:
     """Human-readable lines of a mining summary (as returned by ``mine_folder``, ``merge`` or read from
-    dataset.json) of the pair dataset ``out_dir`` (named in the command that mines what a merge left pending).
-
-    The notice of videos mined into the folder earlier that its listing lacks is logged as a warning, as the skips
-    are, not returned: the lines are the command's results, on stdout."""
+    dataset.json) of the pair dataset ``out_dir`` (named in the command that mines what a merge left pending); the
+    command's results, for stdout (the advisory :func:`kept_notice` is not among them)."""
     v = summary["videos"]
     skipped = sum(len(x) for x in v["skipped"].values())
     partial = v.get("partial") or {}
@@ -604,17 +602,23 @@ def format_summary(summary: dict, out_dir: str | Path | None = None) -> str:
         rate = f"{run['frames_per_s']:.0f} frames/s" if run["frames_per_s"] else "-"
         lines.append(f"this run: {run['videos']} videos, {run['frames']} frames in {run['seconds']:.1f} s ({rate})"
                      + (" - stopped by the time budget; rerun to continue" if run["stopped_by_budget"] else ""))
-    kept = v.get("not_listed")
-    if kept:
-        shown = ", ".join(kept["examples"][:3]) + (f", ... (+{kept['count'] - 3})" if kept["count"] > 3 else "")
-        log.warning("kept: %d video(s) mined into this folder earlier are not in this listing (%s); their pairs "
-                    "stay on disk, left out of manifest.jsonl: mine their videos folder into it again to include "
-                    "them, or use a new --out for a separate dataset", kept["count"], shown)
     if not summary["complete"]:
         named = v.get("pending_examples") or []
         shown = ", ".join(named[:3]) + (f", ... (+{v['pending'] - 3})" if v["pending"] > 3 else "")
         lines.append(f"not complete: {v['pending']} video(s) pending ({shown}): " + _pending_advice(summary, out_dir))
     return "\n".join(lines)
+
+
+def kept_notice(summary: dict) -> str | None:
+    """The notice of videos mined into the folder earlier that this run's listing lacks (an advisory for stderr, as
+    the skips are), or None."""
+    kept = summary["videos"].get("not_listed")
+    if not kept:
+        return None
+    shown = ", ".join(kept["examples"][:3]) + (f", ... (+{kept['count'] - 3})" if kept["count"] > 3 else "")
+    return (f"kept: {kept['count']} video(s) mined into this folder earlier are not in this listing ({shown}); "
+            "their pairs stay on disk, left out of manifest.jsonl: mine their videos folder into it again to include "
+            "them, or use a new --out for a separate dataset")
 
 
 def _pending_advice(summary: dict, out_dir: str | Path | None) -> str:

@@ -178,19 +178,22 @@ def os_error_text(e: OSError) -> str:
     paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
     text = f"{e.strerror}: {' -> '.join(paths)}" if paths and e.strerror else str(e)
     if e.errno == errno.EMFILE:
-        text += (f"; this process may open {_open_files_limit()} files: raise the limit (`ulimit -n 4096`) or pass "
-                 "fewer --workers")
+        text += "; " + _open_files_advice()
     elif e.errno == errno.ENFILE:
         text += "; the system's table of open files is full: close other programs or raise fs.file-max"
     return text
 
 
-def _open_files_limit() -> str:
+def _open_files_advice() -> str:
+    """How to get past this process's limit of open files: twice it where the hard limit allows."""
     try:
         import resource  # Unix only
     except ImportError:
-        return "only so many"
-    return str(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        return "use fewer worker processes"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    more = 2 * soft if hard == resource.RLIM_INFINITY else min(2 * soft, hard)
+    raise_it = f"raise the limit (`ulimit -n {more}`) or " if more > soft else ""
+    return f"this process may open {soft} files: {raise_it}use fewer worker processes"
 
 
 if __name__ == "__main__":

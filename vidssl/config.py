@@ -93,8 +93,8 @@ class PretrainConfig:
                                  "decoder; retrieval and DAVIS evaluations run to their end beyond it")
     mine_fraction: float = opt(0.3, "share of the budget mining may take (it stops starting new videos after it)")
     mine_workers: int = opt(2, "parallel mining processes")
-    held_out_tail: float = opt(0.2, "with --videos: this last fraction of every video's frames (of its mine.time_range part) "
-                                    "is not trained on; its tracks (mined apart, RUN/pairs_held_out) measure "
+    held_out_tail: float = opt(0.2, "with --videos: this last fraction of every video's frames (of its "
+                                    "mine.time_range part) is not trained on; its tracks (mined apart, RUN/pairs_held_out) measure "
                                     "instance retrieval across time. 0: train on everything, no such evaluation")
     train_fraction: float = opt(0.75, "share of the budget left after mining that training takes (rest: evaluation)")
     run_mine: bool = opt(True, "stage switch: mine pairs")
@@ -571,6 +571,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
+_QUOTED = re.compile(r"'(?:[^']|'')*'" + r'|"(?:[^"\\]|\\.)*"')  # one whole YAML-quoted scalar
+
 # characters that start YAML syntax (alias, anchor, tag, directive, reserved, block scalar) where a value begins
 _YAML_INDICATORS = "*&!%@`|>"
 
@@ -591,10 +593,10 @@ def _yaml_syntax_in(raw: str) -> str | None:
     for item in [raw.strip()] + (_flow_items(raw) or []):
         if item[:1] and item[0] in _YAML_INDICATORS:
             return f"YAML reads a leading {item[0]} ({item}) as syntax, not text"
+    if " #" in raw:  # before ': ', which a {key: value} value holds rightly
+        return "YAML reads ' #' as the start of a comment"
     if ": " in raw:
         return "YAML reads ': ' as the separator of a key and its value"
-    if " #" in raw:
-        return "YAML reads ' #' as the start of a comment"
     return None
 
 
@@ -617,6 +619,8 @@ def _quoted_example(key: str, raw: str) -> str:
     items = _flow_items(raw)
     if items is None and raw.strip()[:1] in ("[", "{"):
         return ""  # nested: which of its strings to quote is the user's to say
+    if any(item[:1] in ("'", '"') and not _QUOTED.fullmatch(item) for item in items or [raw.strip()]):
+        return ""  # quoted, then more ('resnet18' # note): quoting it again would give the same refused value
 
     def arg(q: str) -> str:
         def quoted(item: str) -> str:

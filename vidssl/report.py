@@ -38,8 +38,8 @@ WARNINGS = "warnings.json"  # RUN/warnings.json: what a pretrain run left out (v
 EVAL_FAILURES = "failed.json"  # RUN/eval/failed.json: {task: error} of the evaluations the last run could not do
 
 
-# what in a run folder gives a report something to show (any one of them)
-REPORTED = ("pairs/dataset.json", "train/log.jsonl", "model_card.json", "eval/<task>/metrics.json")
+# what in a run folder gives a report something to show (any one of them, or an eval/<task>/metrics.json)
+REPORTED = ("pairs/dataset.json", "train/log.jsonl", "model_card.json")
 # a stage's own --out folder, by the files the stage writes into it: (files, what it is, its place in a run folder)
 STAGE_FOLDERS = (
     (("metrics.json",), "an evaluation's folder (`vidssl eval TASK --out`)", "eval/<task>"),
@@ -54,7 +54,7 @@ RUN_LAYOUT = ("report reads a run folder RUN laid out as pretrain lays it out: R
 
 def has_report(run: Path) -> bool:
     """Whether ``run`` holds any of REPORTED."""
-    return any((run / part).is_file() for part in REPORTED[:-1]) or any((run / "eval").glob("*/metrics.json"))
+    return any((run / part).is_file() for part in REPORTED) or any((run / "eval").glob("*/metrics.json"))
 
 
 def not_a_run(run: Path) -> str:
@@ -63,8 +63,8 @@ def not_a_run(run: Path) -> str:
     found = next(((what, place) for files, what, place in STAGE_FOLDERS
                   if any((run / name).is_file() for name in files)), None)
     if found is None:
-        return (f"{run}: nothing to report (none of {', '.join(REPORTED)}); {RUN_LAYOUT}, as the README's "
-                "walkthrough shows")
+        return (f"{run}: nothing to report (none of {', '.join(REPORTED)}, eval/<task>/metrics.json); {RUN_LAYOUT}, "
+                "as the README's walkthrough shows")
     what, place = found
     here = run if run.name not in ("", "..") else run.resolve()  # "." and ".." have no parent to name
     if place == "eval/<task>" and here.parent.name == "eval":

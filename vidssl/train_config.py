@@ -1,6 +1,7 @@
 """Configuration of the pair loader, model, loss, miner, trainer and export. Composed into vidssl.config.Config."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from vidssl.errors import ConfigError
@@ -228,7 +229,7 @@ class TrainConfig:
             raise ConfigError(f"config key 'train.milestones': increasing fractions in (0, 1), got {self.milestones}")
         _positive("train", "gamma", self.gamma)
         _positive("train", "warmup_steps", self.warmup_steps, allow_zero=True)
-        if isinstance(self.device, str) and self.device.startswith("cuda:"):  # as eval.*.device takes them
+        if isinstance(self.device, str) and re.fullmatch(r"cuda:\d+", self.device):  # as eval.*.device takes
             raise ConfigError(f"config key 'train.device': {self.device!r} names a GPU, which training does not: it "
                               "takes the GPU of its LOCAL_RANK (0 outside torchrun); pick the GPU with "
                               f"CUDA_VISIBLE_DEVICES={self.device[5:]} and set train.device=cuda")

@@ -349,10 +349,16 @@ def _video_stream(container):
     probed packets and bit rate, PyAV's FFmpeg prefers the default flag the MP4 muxer sets on the first track, and
     OpenCV takes the first video stream. The two that cannot be told refuse a file where they would read another
     (DecordReader, OpenCVReader)."""
+    # max() keeps the first of equals
+    return max(_moving_streams(container), key=lambda s: s.codec_context.width * s.codec_context.height)
+
+
+def _moving_streams(container) -> list:
+    """``container``'s video streams but cover art (all of them where every one looks like a cover)."""
     streams = list(container.streams.video)
     shown = [s for s in streams if not int(getattr(s, "disposition", 0)) & _ATTACHED_PIC
              and _announced_frames(container, s, _stream_fps(s))[0] != 1]
-    return max(shown or streams, key=lambda s: s.codec_context.width * s.codec_context.height)  # the first of ties
+    return shown or streams
 
 
 def _is_matroska(container) -> bool:
@@ -388,12 +394,13 @@ class PyAVReader(VideoReader):
         container = self._open()
         try:
             stream = _video_stream(container)
-            videos = list(container.streams.video)
-            # which of the video streams is read (0:v:K in ffmpeg's -map); whether another has the same stored size
-            self.video_stream = videos.index(stream)
-            self.video_streams = len(videos)
+            # which of the video streams is read (0:v:K in ffmpeg's -map); how many it was chosen from (cover art
+            # left out: decord's FFmpeg never reads a one-frame stream); whether another of those has its size
+            self.video_stream = list(container.streams.video).index(stream)
+            moving = _moving_streams(container)
+            self.video_streams = len(moving)
             size = stream.codec_context.width, stream.codec_context.height
-            self.size_shared = sum((s.codec_context.width, s.codec_context.height) == size for s in videos) > 1
+            self.size_shared = sum((s.codec_context.width, s.codec_context.height) == size for s in moving) > 1
             self.width, self.height = size
             self.fps = _stream_fps(stream)
             self.announced_frames, self.announced_seconds = _announced_frames(container, stream, self.fps)

@@ -49,7 +49,9 @@ def run(args, cfg) -> int:
     if args.videos is None:
         if not args.merge:
             raise UsageError("give the VIDEOS folder to mine (or --merge alone to merge a mined directory)")
-        print(format_summary(merge(args.out), args.out))
+        summary = merge(args.out)
+        _warn_kept(summary)
+        print(format_summary(summary, args.out))
         return 0
     # config.yaml before any video: written after them, a --strict skip (or Ctrl-C) left a folder with a
     # dataset.json and no record of the settings; written before OUT is accepted, a refused rerun (other settings)
@@ -57,6 +59,7 @@ def run(args, cfg) -> int:
     summary = mine_folder(args.videos, args.out, cfg.mine, video_backend=cfg.video.backend, workers=args.workers,
                           shard=parse_shard(args.shard, dict(os.environ)), strict=args.strict,
                           progress=not args.quiet, on_prepared=lambda: write_resolved(cfg, args.out))
+    _warn_kept(summary)
     print(format_summary(summary, args.out))
     print(f"wrote {args.out}/manifest.jsonl and dataset.json")
     if summary["complete"] and summary["pairs"] == 0:
@@ -100,3 +103,11 @@ def no_pair_hint(skipped: dict[str, list[str]]) -> str:
         hints.append("each skip above says why its video gave none")
     text = "; ".join(hints)
     return text[0].upper() + text[1:]
+
+
+def _warn_kept(summary: dict) -> None:
+    from tracking.runner import kept_notice
+
+    notice = kept_notice(summary)
+    if notice:  # on stderr with the skips, not among the results on stdout
+        log.warning("%s", notice)

@@ -584,7 +584,7 @@ def detect_kind(root: str | os.PathLike) -> str:
     if inside:  # before the class folders it would otherwise pass for
         raise RetrievalDataError(f"{root}: {inside}")
     if _class_folders(root):
-        flow = _flow_pairs_in(root)
+        flow = _flow_pairs_in(root)  # only now: its walks cost a class-folder listing's fifth, on a set that needs it
         if flow:  # a sequence's two frames would be one class finding its other frame: every model scores 1
             raise RetrievalDataError(
                 f"{root}: an optical-flow dataset ({flow}); evaluate it with `vidssl eval flow --weights W.pt "
