@@ -1277,6 +1277,44 @@ def test_the_budget_counts_only_the_stages_a_rerun_keeps(tmp_path):
     assert stages.spent_s(everything) == 0.0
 
 
+def test_the_budget_is_split_between_mining_its_held_out_tails_and_training(tmp_path, monkeypatch):
+    """README, The one command: mining may take pretrain.mine_fraction of the budget, the held-out tails included
+    (they get what the training part's pass left of that share, not the share again), training train_fraction of
+    what mining left, evaluation the rest. Checked on a fake clock that the fake stages advance."""
+    import types
+
+    import tracking
+    import tracking.show
+    import vidssl.pipeline as pipeline
+    import vidssl.train
+
+    now = [1000.0]
+    clock = {name: getattr(pipeline.time, name) for name in dir(pipeline.time) if not name.startswith("_")}
+    monkeypatch.setattr(pipeline, "time", types.SimpleNamespace(**{**clock, "monotonic": lambda: now[0]}))
+    given = []
+
+    def mine_folder(videos, out, cfg, time_budget_s, **kwargs):
+        given.append(time_budget_s)
+        now[0] += 100.0 if len(given) == 1 else 30.0  # the training part's pass, then the held-out tails'
+        return {"pairs": 5, "complete": True, "videos": {"found": 1, "mined": 1, "skipped": {}}}
+
+    def train(pairs, out, cfg, budget_minutes, **kwargs):
+        given.append(budget_minutes)
+        return {}
+
+    monkeypatch.setattr(tracking, "mine_folder", mine_folder)
+    monkeypatch.setattr(tracking.show, "pair_grid", lambda *a, **k: None)
+    monkeypatch.setattr(tracking.show, "save_png", lambda *a, **k: None)
+    monkeypatch.setattr(vidssl.train, "train", train)
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "clip.mp4").write_bytes(b"never decoded: mining is faked")
+    cfg = load_config(None, ["pretrain.mine_fraction=0.4", "pretrain.train_fraction=0.6", "pretrain.run_export=false",
+                             "pretrain.run_eval=false", "pretrain.run_report=false"])
+    pipeline.pretrain(cfg, tmp_path / "run", videos=tmp_path / "videos", budget_minutes=10, progress=False)
+    mining = 0.4 * 600  # seconds
+    assert given == pytest.approx([mining, mining - 100, 0.6 * (600 - 100 - 30) / 60])
+
+
 def test_a_stage_records_its_input_as_it_found_it(tmp_path):
     """Weights exported again by hand while the evaluation ran: recorded after the stage, the new file looked like
     the evaluated one and the stage was never redone."""
