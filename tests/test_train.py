@@ -1262,3 +1262,123 @@ def test_a_signal_ignored_by_whoever_started_training_stays_ignored():
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
+
+
+def test_a_checkpoint_by_time_is_written_each_time_checkpoint_minutes_pass(pairs, tmp_path, monkeypatch):
+    """At 25 s a step and train.checkpoint_minutes=1, a checkpoint is due once 60 s passed since the last one: every
+    3rd step (75 s), and the final one. Minutes read as seconds, or a clock not restarted by a checkpoint, wrote one
+    every step."""
+    from vidssl import train as trainer
+
+    simulated_clock(monkeypatch, lambda step: 25.0)
+    save = trainer._save_checkpoint
+    saved_at = []
+
+    def recorded(path, state):
+        saved_at.append(state["step"])
+        save(path, state)
+
+    monkeypatch.setattr(trainer, "_save_checkpoint", recorded)
+    cfg = load_config(None, TINY + ["train.steps=10", "train.checkpoint_every=1000", "train.checkpoint_minutes=1",
+                                    "train.image_every=0"])
+    train(pairs, tmp_path / "run", cfg, progress=False)
+    every = math.ceil(60 / 25)  # steps until 60 s have passed
+    assert saved_at == [*range(every, 10, every), 10]  # [3, 6, 9], then the final checkpoint
+
+
+def test_a_schedule_never_grows_back_past_the_start_of_the_main_miner(pairs, tmp_path, monkeypatch):
+    """A schedule grown once the main miner started moves its start past the current step: mining falls back to the
+    warm-up miner mid-run. On a simulated clock (1 s a step, fitted at step 7 to 7 + int(0.97 * 33) = 39 steps,
+    the main miner from step 9 = round(0.2 * 39) + 1), five times faster from that step on: a count that would
+    grow well past 1.1x, with its main phase beyond the step reached."""
+    simulated_clock(monkeypatch, lambda step: 1.0 if step < 8 else 0.2)
+    cfg = load_config(None, TINY + ["train.steps=100000", "train.log_every=1", "train.checkpoint_every=100000",
+                                    "train.image_every=0", "miner.hard_start=0.2", "miner.guard=false"])
+    stats = train(pairs, tmp_path / "run", cfg, budget_minutes=40 / 60, progress=False)
+    phases = [r["phase"] for r in _logged(tmp_path / "run")]
+    main_from = phases.index("main") + 1  # the step count at the first step mined by the main miner
+    assert main_from == 9 and stats["stopped"] == "done"
+    assert "warmup" not in phases[main_from - 1:]
+    assert all(at < main_from for at, _ in stats["fit_history"]), stats["fit_history"]
+
+
+def test_a_run_whose_last_step_passes_the_budget_is_done(pairs, tmp_path, monkeypatch):
+    """The 10th of 10 steps (1 s each) ends past the 9.5 s budget: the run is complete, not stopped by the budget
+    (stats.json said "budget" at step == total_steps, a finished run recorded as unfinished)."""
+    simulated_clock(monkeypatch, lambda step: 1.0)
+    cfg = load_config(None, TINY + ["train.steps=10", "train.fit_budget=false", "train.image_every=0"])
+    stats = train(pairs, tmp_path / "run", cfg, budget_minutes=9.5 / 60, progress=False)
+    assert (stats["stopped"], stats["step"], stats["total_steps"]) == ("done", 10, 10)
+    assert stats["minutes"] * 60 > 9.5  # the last step did pass the budget
+    assert json.loads((tmp_path / "run" / "stats.json").read_text())["stopped"] == "done"
+
+
+def test_a_resumed_run_that_diverges_names_the_checkpoint_it_resumed_from(pairs, tmp_path, monkeypatch):
+    """Killed at step 8 (checkpointed at 5), resumed, and non-finite at step 7 before its next checkpoint: the
+    message said no checkpoint had been written, where the one of step 5 is kept."""
+    cfg = load_config(None, TINY + ["train.steps=20", "train.checkpoint_every=5", "loss.cycle_weight=0",
+                                    "miner.hard_start=0"])
+    call = TrainStep.__call__
+
+    def killed_at_7(self, x, groups, step):
+        if step == 7:
+            raise KeyboardInterrupt
+        return call(self, x, groups, step)
+
+    with monkeypatch.context() as m:
+        m.setattr(TrainStep, "__call__", killed_at_7)
+        with pytest.raises(KeyboardInterrupt):
+            train(pairs, tmp_path / "run", cfg, progress=False)
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 5
+
+    def nan_from_step_6(self, x, groups, step):
+        if step >= 6 and not hasattr(self.net, "healthy_forward"):
+            self.net.healthy_forward = self.net.forward
+            self.net.forward = lambda *a, **k: self.net.healthy_forward(*a, **k) * float("nan")
+        return call(self, x, groups, step)
+
+    monkeypatch.setattr(TrainStep, "__call__", nan_from_step_6)
+    with pytest.raises(TrainingDiverged, match=r"non-finite embeddings at step 7: stopped; the last good checkpoint "
+                                               r"\(step 5\) is kept in"):
+        train(pairs, tmp_path / "run", cfg, resume=True, progress=False)
+
+
+def test_the_collapse_guard_warns_the_first_time_it_engages_then_says_it_as_info(pairs, tmp_path, monkeypatch,
+                                                                                  caplog):
+    """The guard held the miner back at steps 3 and 6 (forced here: its running mean is no knob a test can set): a
+    warning the first time, an info line the second (a mean hovering at the bar would warn every few steps)."""
+    from vidssl.miners import MiningSchedule
+
+    phase = MiningSchedule.phase
+    monkeypatch.setattr(MiningSchedule, "phase", lambda self, step: "guard" if step in (2, 5) else phase(self, step))
+    cfg = load_config(None, TINY + ["train.steps=8", "miner.hard_start=0", "miner.guard=false"])
+    with caplog.at_level(logging.INFO, logger="vidssl.train"):
+        train(pairs, tmp_path / "run", cfg, progress=False)
+    engaged = [(r.levelno, r.getMessage()[:14]) for r in caplog.records if "is above miner.guard_neg_cos" in
+               r.getMessage()]
+    assert engaged == [(logging.WARNING, "train: step 3:"), (logging.INFO, "train: step 6:")]
+    left = [r.levelno for r in caplog.records if "is back under miner.guard_neg_cos" in r.getMessage()]
+    assert left == [logging.INFO, logging.INFO]
+
+
+def test_a_budget_fit_that_keeps_the_step_count_is_not_on_record(pairs, tmp_path, monkeypatch):
+    """10 steps of 0.01 s in a 10-minute budget: the fit keeps train.steps (it never goes beyond it), changing
+    nothing, so fit_history stays empty (train.steps=10 with fit_budget=false repeats the run)."""
+    simulated_clock(monkeypatch, lambda step: 0.01)
+    cfg = load_config(None, TINY + ["train.steps=10", "train.image_every=0"])
+    stats = train(pairs, tmp_path / "run", cfg, budget_minutes=10, progress=False)
+    assert (stats["stopped"], stats["total_steps"], stats["fit_history"]) == ("done", 10, [])
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["fitted"] is True  # it was fitted
+
+
+def test_a_speed_up_under_a_tenth_does_not_grow_the_schedule(pairs, tmp_path, monkeypatch):
+    """Speed measured since the fit varies (a shared machine): the schedule grows only for a count over 1.1x its
+    own. 1 s a step, fitted at step 7 to 7 + int(0.97 * 23) = 29 steps, then 0.93 s a step: refits count 31 (under
+    31.9), so the schedule stays at 29."""
+    simulated_clock(monkeypatch, lambda step: 1.0 if step < 7 else 0.93)
+    cfg = load_config(None, TINY + ["train.steps=100000", "train.checkpoint_every=100000", "train.image_every=0",
+                                    "miner.hard_start=0.9"])
+    stats = train(pairs, tmp_path / "run", cfg, budget_minutes=0.5, progress=False)
+    fitted = 7 + int(0.97 * (30 - 7) / 1.0)
+    assert stats["fit_history"] == [[7, fitted]] and stats["total_steps"] == fitted
+    assert stats["stopped"] == "done"
