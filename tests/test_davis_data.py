@@ -116,6 +116,25 @@ def test_max_side_resizes_frames_and_masks_with_valid_ids(tmp_path):
     assert set(np.unique(seq.masks[0]).tolist()) == {0, 1, 2}
 
 
+def test_max_side_resizes_masks_by_nearest_neighbour(tmp_path):
+    """Downscaled masks keep exact labels: an interpolated border between background 0 and object 3 would read as
+    objects 1 and 2. Checked against nearest-neighbour index arithmetic (pixel centres), not against PIL."""
+    rng = np.random.default_rng(0)
+    # 8x8 blocks of background or object 3: many 0|3 borders
+    mask = np.kron(rng.integers(0, 2, (8, 14)), np.ones((8, 8), np.uint8))[:60, :107].astype(np.uint8) * 3
+    mask[0, 0] = 3  # the first frame needs an object
+    write_sequence(tmp_path, "gap", [mask])
+    seq = load_sequence(tmp_path, "gap", max_side=64)
+    h, w = seq.masks[0].shape
+    assert (h, w) == (36, 64)
+    # output pixel i samples input row floor((i + 0.5) * 60 / 36); (2i + 1) * 60 / 72 is never a whole number, so
+    # no sample falls on a tie where float rounding could pick the neighbouring row (likewise 107 / 64 for columns)
+    rows = ((np.arange(h) + 0.5) * 60 / h).astype(int)
+    cols = ((np.arange(w) + 0.5) * 107 / w).astype(int)
+    np.testing.assert_array_equal(seq.masks[0], mask[rows][:, cols])
+    assert set(np.unique(seq.masks[0]).tolist()) == {0, 3}
+
+
 def test_list_sequences_from_imagesets_or_folders(tmp_path):
     for name in ("b", "a", "c"):
         write_sequence(tmp_path, name, two_objects(frames=1))

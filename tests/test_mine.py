@@ -23,7 +23,7 @@ from tracking.dataset import settings, video_id
 from tracking.runner import MAX_ATTEMPTS, WORKER_DIED, SkippedInStrictMode, format_summary, kept_notice
 from tracking.show import box_frames
 from vidssl.cli import main as cli_main
-from vidssl.errors import CorruptVideo, VidsslError
+from vidssl.errors import CorruptVideo, UsageError, VidsslError
 from vidssl.io import atomic_write_json
 from vidssl.video import lost_its_end, open_video
 
@@ -1801,6 +1801,28 @@ def test_shards_of_one_folder_must_split_it_alike(demo_dir, tmp_path):
                                               r"videos twice .* use --shard 1/2, or mine without --shard"):
         mine_folder(videos, out, DEMO, shard=(1, 3), progress=False)
     assert mine_folder(videos, out, DEMO, progress=False)["complete"]  # unsharded: every video left
+
+
+def test_a_shard_outside_its_count_is_refused_before_anything_is_read(tmp_path):
+    """mine_folder(shard=(2, 2)) through the Python API: no video hashes to shard 2 of 2, so it mined nothing and
+    called that complete. The file is no video: the check comes before any is opened (and before OUT is made)."""
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "clip.mp4").write_bytes(b"not a video")
+    for index, count in ((2, 2), (3, 2), (-1, 2), (0, 0)):
+        with pytest.raises(UsageError, match=rf"bad shard {index}/{count}: expected I/N with 0 <= I < N"):
+            mine_folder(tmp_path / "videos", tmp_path / "pairs", DEMO, shard=(index, count), progress=False)
+    assert not (tmp_path / "pairs").exists()
+
+
+def test_a_run_that_mines_every_video_does_not_say_the_budget_stopped_it(tmp_path):
+    """Only a run that left videos unstarted stopped by the time budget: one that did them all (here a file that is
+    skipped as no video, so nothing is decoded), or a rerun with nothing left, has nothing to continue."""
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "clip.mp4").write_bytes(b"not a video")
+    for budget, videos in ((600.0, 1), (None, 0), (600.0, 0)):  # the rerun with and without a budget does nothing
+        summary = mine_folder(tmp_path / "videos", tmp_path / "pairs", DEMO, progress=False, time_budget_s=budget)
+        assert summary["complete"] and summary["run"]["videos"] == videos and not summary["run"]["stopped_by_budget"]
+        assert "time budget" not in format_summary(summary, tmp_path / "pairs")
 
 
 def test_workers_that_die_before_any_video_are_an_error_not_a_loop(demo_dir, tmp_path):

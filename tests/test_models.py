@@ -40,6 +40,18 @@ def test_smallcnn_cell_is_centred_on_8i_with_a_59_px_receptive_field():
         x.grad = None
 
 
+def test_smallcnn_features_are_signed():
+    """The last conv-BN has no ReLU (signed features: sharper cosine affinities for DAVIS); a ReLU would make every
+    dense value and every pooled embedding value >= 0."""
+    torch.manual_seed(0)
+    b = build_backbone("smallcnn", width=4).eval()
+    assert isinstance(b.features[-1], torch.nn.BatchNorm2d)
+    with torch.no_grad():
+        embedding, dense = b.embed_and_dense(torch.randn(4, 3, 64, 64))
+    assert 0.2 < (dense < 0).float().mean().item() < 0.8
+    assert (embedding < 0).any() and (b.embed(torch.randn(4, 3, 64, 64)) < 0).any()
+
+
 def test_bad_input_is_a_clear_error():
     b = build_backbone("smallcnn")
     with pytest.raises(ValueError, match="smaller than 32"):

@@ -9,7 +9,7 @@ import json
 from test_io import strict_loads
 from vidssl.cli import main
 from vidssl.pipeline import Stages
-from vidssl.report import build_report
+from vidssl.report import build_report, degenerate, headline_metrics
 
 
 def _flow(methods: dict[str, float]) -> dict:
@@ -82,6 +82,19 @@ def test_report_tables_headline_and_what_is_not_a_result(tmp_path):
     assert "gone.png" in html
     davis_table = html[html.index("<h3>davis</h3>"):].split("</table>")[0]  # a NaN shows as "-", not a blank
     assert "<th>J_recall ↑</th>" in davis_table and "<td>0.8000</td><td>-</td></tr>" in davis_table, davis_table
+
+
+def test_a_task_is_degenerate_only_when_every_baseline_is_perfect():
+    """One perfect baseline (raw pixels 1.0, random init 0.7) leaves room for weights to show: the task is kept."""
+    for key in ("map_at_r", "JF_mean"):
+        mixed = {"labels": 5, "models": {"run/backbone": {key: 0.9}, "raw pixels": {key: 1.0},
+                                         "smallcnn (random init)": {key: 0.7}}}
+        assert degenerate(mixed) is None
+        assert headline_metrics({"task": mixed}) == {
+            "task": {"run/backbone": 0.9, "raw pixels": 1.0, "smallcnn (random init)": 0.7}}
+        perfect = {"labels": 5, "models": {"run/backbone": {key: 0.9}, "raw pixels": {key: 1.0},
+                                           "smallcnn (random init)": {key: 1.0}}}
+        assert "the baselines score a perfect" in degenerate(perfect) and headline_metrics({"task": perfect}) == {}
 
 
 def test_compare_finds_the_trained_row_of_a_run_made_in_the_current_folder(tmp_path, capsys, monkeypatch):
