@@ -26,6 +26,8 @@ def test_help_lists_every_subcommand_and_version():
     from vidssl import __version__
 
     assert run("--version").stdout.strip() == f"vidssl {__version__}"
+    bare = run()  # no command: a usage error, its help on stderr as argparse's own errors, not among results
+    assert bare.returncode == 2 and bare.stdout == "" and "pretrain" in bare.stderr
 
 
 def test_user_error_is_one_line_without_traceback_unless_verbose(tmp_path):

@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("argument -q/--quiet: not allowed with argument -v/--verbose")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s")
-    if args.command is None:
-        parser.print_help()
+    if args.command is None:  # a usage error, as argparse's own: on stderr (`vidssl --help` is the one on stdout)
+        parser.print_help(sys.stderr)
         return 2
     # the name errors are printed under: `vidssl eval flow`, as the user typed it, not `vidssl eval`
     command = " ".join(part for part in (args.command, getattr(args, "task", None)) if part)
