@@ -1026,6 +1026,17 @@ def test_a_bad_budget_flag_is_named_as_typed_before_the_run_folder_is_made(pairs
     assert not (tmp_path / "run").exists()  # no folder, no lock file left behind
 
 
+def test_a_device_flag_naming_a_missing_gpu_is_named_as_typed(pairs, tmp_path, capsys, monkeypatch):
+    """`--device cuda` was answered with the config key it sets ("config key 'train.device' is 'cuda' ...")."""
+    from vidssl.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["train", str(pairs), "--out", str(tmp_path / "run"), "--device", "cuda"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "vidssl train: error: --device cuda: torch sees no CUDA device; use --device cpu (or auto)")
+    assert not (tmp_path / "run").exists()
+
+
 def test_auto_precision_on_a_gpu_that_only_emulates_bf16_is_fp32(monkeypatch):
     """torch.cuda.is_bf16_supported() says yes on a V100 or T4 (compute capability < 8: it can hold bf16 tensors
     and emulates the arithmetic); auto must ask about native support."""

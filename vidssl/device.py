@@ -43,10 +43,11 @@ def local_rank(device_kind: str) -> int:
     return index
 
 
-def resolve_device(name: str, key: str) -> torch.device:
+def resolve_device(name: str, key: str, flag: str | None = None) -> torch.device:
     """The value ``name`` of config key ``key`` (e.g. ``eval.davis.device``) as a torch device: auto is cuda when
-    torch sees one. A GPU that is not there is a ConfigError naming the key and the setting that runs without it,
-    not torch's "no NVIDIA driver" traceback minutes into a run."""
+    torch sees one. A GPU that is not there is a ConfigError naming the key (or the command-line ``flag`` that set
+    it, as typed) and the setting that runs without it, not torch's "no NVIDIA driver" traceback minutes into a
+    run."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -54,5 +55,7 @@ def resolve_device(name: str, key: str) -> torch.device:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if (device.index or 0) >= count:
             seen = f"torch sees {count} CUDA device(s)" if count else "torch sees no CUDA device"
+            if flag is not None:
+                raise ConfigError(f"{flag} {name}: {seen}; use {flag} cpu (or auto)")
             raise ConfigError(f"config key '{key}' is {name!r} but {seen}; use cpu or auto (--set {key}=cpu)")
     return device
