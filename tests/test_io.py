@@ -163,7 +163,9 @@ def test_a_dead_writers_temp_file_is_removed_at_once_a_live_or_unknown_ones_only
         temp = tmp_path / proc.stdout.readline().strip()
         assert temp.name.startswith(".tmp-shard.npy.") and temp.read_bytes() == b"half"
         unknown = tmp_path / ".tmp-other.npy.abc123"  # no writer in the name (another tool's, or an older vidssl's)
-        elsewhere = tmp_path / f".tmp-other.npy.{os.getpid()}@00000000.abc123"  # another machine's process
+        # another machine's process, of the writer's pid: once it ends below, that pid is free here, which says
+        # nothing of the other machine's process (its shard, still being written, would be deleted)
+        elsewhere = tmp_path / f".tmp-other.npy.{proc.pid}@00000000.abc123"
         for path in (unknown, elsewhere):
             path.write_bytes(b"x")
         cutoff = time.time() - 600
@@ -182,6 +184,22 @@ def test_a_dead_writers_temp_file_is_removed_at_once_a_live_or_unknown_ones_only
         proc.kill()
         proc.wait()
         proc.stdout.close()
+
+
+def test_a_run_folder_s_cleanup_deletes_temp_files_only_not_its_lock_or_other_dotfiles(tmp_path):
+    """Only atomic_path's .tmp-* names are a killed writer's: the user's dotfiles stay, and so does the held run
+    lock, whose deletion would let a second command lock a new file of that name and write into the run alongside."""
+    from vidssl.errors import VidsslError
+    from vidssl.io import remove_temp_leftovers, run_lock
+
+    with run_lock(tmp_path):
+        for name in (".gitignore", ".tmpdata", ".tmp-checkpoint.pt.1@00000000.x"):
+            (tmp_path / name).write_text("x")
+        remove_temp_leftovers(tmp_path)
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".gitignore", ".tmpdata", ".vidssl.lock"]
+        with pytest.raises(VidsslError, match="is in use by another vidssl command"):
+            with run_lock(tmp_path):
+                pass
 
 
 def test_a_name_near_the_length_limit_is_still_written(tmp_path):

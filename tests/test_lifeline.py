@@ -86,6 +86,27 @@ def test_process_start_tells_a_live_process_from_a_zombie():
 
 
 @needs_proc
+def test_process_start_is_the_start_time_unchanged_as_the_process_grows():
+    """Another field of /proc/PID/stat (the virtual memory size, next to the start time) changes as the process
+    maps memory: a worker (exit_with) would take its live parent for gone and exit. A process started later has a
+    later start time."""
+    import mmap
+
+    before = process_start(os.getpid())
+    grown = mmap.mmap(-1, 256 << 20)  # mapped, never touched: no memory used
+    try:
+        assert process_start(os.getpid()) == before
+    finally:
+        grown.close()
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert int(process_start(proc.pid)) > int(before)
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+@needs_proc
 def test_training_loader_workers_exit_when_the_trainer_is_killed(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time

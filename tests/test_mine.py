@@ -1177,20 +1177,20 @@ def test_a_video_left_out_of_one_run_keeps_its_shard_and_marker(demo_dir, tmp_pa
 
 def test_leftovers_of_killed_writers_go_only_once_they_are_old(demo_dir, tmp_path):
     """Another shard process may be writing a temp file or a shard its marker does not name yet: only leftovers
-    older than LEFTOVER_AGE_S are a killed writer's."""
+    older than LEFTOVER_AGE_S are a killed writer's. The fresh ones are a minute old: a cutoff of seconds would
+    delete the shard of a video another machine is still writing (a slow disk, a long video's shard)."""
     from tracking.dataset import LEFTOVER_AGE_S
 
     videos, out = copy_clips(demo_dir, tmp_path / "videos"), tmp_path / "pairs"
     mine_folder(videos, out, DEMO, progress=False)
-    old = time.time() - LEFTOVER_AGE_S - 60
+    when = {"fresh": time.time() - 60, "old": time.time() - LEFTOVER_AGE_S - 60}
     paths = {}
     for age in ("fresh", "old"):
         paths[age] = [out / "shards" / f".tmp-x-{age}.npy.abc", out / "shards" / f"orphan_{age}-0123456789.npy",
                       out / "done" / f".tmp-y-{age}.json.abc"]
         for path in paths[age]:
             path.write_bytes(b"x")
-            if age == "old":
-                os.utime(path, (old, old))
+            os.utime(path, (when[age], when[age]))
     assert merge(out)["complete"]
     assert all(p.exists() for p in paths["fresh"]) and not any(p.exists() for p in paths["old"])
 
@@ -1248,6 +1248,35 @@ def test_a_merge_cleans_a_linked_shards_or_done_folder_of_its_own_videos_leftove
     assert "symbolic link" not in caplog.text  # said at every merge, when it cleaned nothing there
 
 
+@pytest.mark.parametrize("linked", ["shards", "done"])
+def test_a_merge_with_one_folder_linked_cleans_only_its_own_leftovers_there(tmp_path, linked):
+    """Only one of shards/ and done/ moved to another disk: a merge that judged the linked one by the other's link
+    would delete another dataset's old shards there (shards/ linked), or every old .tmp-* file there, the user's or
+    another dataset's (done/ linked)."""
+    out = _a_mining_with_no_videos(tmp_path / "pairs")
+    (out / "shards").mkdir()
+    mine_, other = video_id("mine.mp4"), video_id("other.mp4")
+    atomic_write_json(out / "videos.json", {"root": "/nonexistent", "videos": [
+        {"video": "mine.mp4", "video_id": mine_, "bytes": 1}]})
+    stats = {"frames": 0, "seconds": 0.0, "tracks_rejected": {}, "starts_rejected": {}}
+    atomic_write_json(out / "done" / f"{mine_}.json", {"status": "skipped", "reason": "too_short", "detail": "x",
+                                                       "stats": stats, "pairs": []})  # done: the merge cleans up
+    elsewhere = tmp_path / "bigdisk"
+    (out / linked).rename(elsewhere)
+    (out / linked).symlink_to(elsewhere)
+    kept = [elsewhere / f"{other}.npy", elsewhere / ".tmp-notes.txt.1@00000000.x",
+            elsewhere / f".tmp-{other}.json.1@00000000.x"]
+    leftovers = [elsewhere / f".tmp-{mine_}.json.1@00000000.x"]
+    if linked == "shards":  # a shard no marker names, of this listing's video
+        leftovers.append(elsewhere / f"{mine_}.npy")
+    for path in (*kept, *leftovers):
+        path.write_bytes(b"precious")
+    _age(*kept, *leftovers)
+    merge(out)
+    assert [p.read_bytes() for p in kept] == [b"precious"] * len(kept)
+    assert [p.name for p in leftovers if p.exists()] == []
+
+
 def test_a_merge_deletes_only_shard_names_vidssl_writes(tmp_path):
     """Of the old files no marker names in shards/, only those of write_video's naming are a killed writer's: a
     user's own .npy there was deleted, and a link of a shard's name is no shard (its target outside stays)."""
@@ -1258,7 +1287,9 @@ def test_a_merge_deletes_only_shard_names_vidssl_writes(tmp_path):
     leftovers = [shards / f"{vid}.npy", shards / f"{vid}.2.tracks.npy", shards / f"{other}.tracks.npy"]
     named = shards / f"{video_id('named.mp4')}.npy"
     atomic_write_json(out / "done" / f"{video_id('named.mp4')}.json", {"pairs": [{"shard": f"shards/{named.name}"}]})
-    foreign = [shards / "features.npy", shards / f"{vid}.final.npy", shards / "embeddings-epoch10.npy"]
+    # and names one short of an id: a hex part under 10 digits (a step or an epoch), a space in the stem
+    foreign = [shards / "features.npy", shards / f"{vid}.final.npy", shards / "embeddings-epoch10.npy",
+               shards / "features-2.npy", shards / "ckpt-100.npy", shards / "my clip-0123456789.npy"]
     target = tmp_path / "elsewhere.npy"
     link = shards / f"{video_id('link.mp4')}.npy"
     for path in [*leftovers, named, *foreign, target]:

@@ -1371,6 +1371,65 @@ def test_a_mining_with_only_held_out_pairs_is_redone_with_other_settings(tmp_pat
     assert left_state(tmp_path, "mine")
 
 
+def test_a_mining_begun_with_other_settings_that_left_any_pairs_or_an_unreadable_marker_is_refused(tmp_path):
+    """Redone, its pairs/ is deleted: a mining whose videos gave pairs (beside others skipped) is work a rerun with
+    its settings continues, and a marker that cannot be read may be one of them. Only a mining that left no pair at
+    all is redone with other settings."""
+    from vidssl.pipeline import Stages, check_stage_settings
+
+    stages = Stages(tmp_path)
+    stages.dir.mkdir()
+    stages.start("mine", {"mine.move_threshold": 0.5})
+    done = tmp_path / "pairs" / "done"
+    done.mkdir(parents=True)
+    (done / "skipped.json").write_text(json.dumps({"status": "skipped", "pairs": []}))
+    relaxed = {s: {} for s in ("train", "export", "eval")} | {"mine": {"mine.move_threshold": 0.3}}
+    assert check_stage_settings(stages, relaxed, tmp_path) == ["mine"]  # every video skipped: nothing to keep
+    for marker in ('{"status": "mined", "pairs": [{"shard": "shards/clip-0123456789.npy"}]}', '{"status": "mi'):
+        (done / "clip.json").write_text(marker)
+        with pytest.raises(ConfigError, match=r"mine stage was started with other settings \(mine.move_threshold"):
+            check_stage_settings(stages, relaxed, tmp_path)
+    assert (done / "skipped.json").exists()
+
+
+def test_redoing_the_evaluation_keeps_the_training_and_the_weights(tmp_path):
+    """Other evaluation settings evaluate again from the weights: forgetting the evaluation must not touch what it
+    evaluated (hours of training), nor the other stages' markers."""
+    from vidssl.pipeline import STAGES, Stages, check_stage_settings, forget
+
+    stages = Stages(tmp_path)
+    stages.dir.mkdir()
+    for stage in STAGES:
+        stages.mark(stage, {"seconds": 1.0, "config": {"eval.davis.topk": 7} if stage == "eval" else {}})
+    outputs = [tmp_path / "train" / "checkpoint.pt", tmp_path / "backbone.pt", tmp_path / "pairs" / "manifest.jsonl"]
+    for path in (*outputs, tmp_path / "eval" / "davis" / "metrics.json"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"weights")
+    redo = check_stage_settings(stages, {s: {} for s in STAGES} | {"eval": {"eval.davis.topk": 5}}, tmp_path)
+    assert redo == ["eval"]
+    for stage in redo:  # as pretrain does
+        forget(tmp_path, stages, stage)
+    assert [p.read_bytes() for p in outputs] == [b"weights"] * len(outputs) and not (tmp_path / "eval").exists()
+    assert [stage for stage in STAGES if stages.done(stage) is not None] == ["mine", "train", "export"]
+
+
+def test_a_stage_done_again_forgets_the_stages_after_it_not_itself_or_those_before(tmp_path):
+    """invalidate_after runs as a stage begins, before it resumes the record of a run killed part way: clearing the
+    stage itself too would lose that record (an evaluation's finished tasks, then evaluated again), and the stages
+    before it are what it is made from."""
+    from vidssl.pipeline import STAGES, Stages
+
+    stages = Stages(tmp_path)
+    stages.dir.mkdir()
+    for stage in STAGES:
+        stages.mark(stage, {"seconds": 1.0})
+    stages.invalidate_after("train")
+    assert [stage for stage in STAGES if stages.done(stage) is not None] == ["mine", "train"]
+    stages.start("export", {})
+    stages.invalidate_after("export")
+    assert stages.started("export") is not None
+
+
 def test_vidssl_data_set_to_a_missing_folder_is_an_error_and_a_gone_recorded_folder_keeps_the_results(
         tmp_path, monkeypatch, caplog):
     """Both were taken for "no evaluation data": a rerun deleted the run's finished evaluations as made with
