@@ -16,7 +16,7 @@ from tracking.cuts import cut_score, detect_cuts, thumbnail
 from tracking.dataset import video_id
 from tracking.motion import MotionEstimator
 from tracking.track import Track, crop, ncc
-from tracking.video_miner import _Miner, shrink, shrink_factor, start_frames
+from tracking.video_miner import _Miner, frame_range, shrink, shrink_factor, start_frames
 from vidssl.commands.mine import parse_shard
 from vidssl.config import load_config
 from vidssl.errors import ConfigError, VidsslError
@@ -307,6 +307,24 @@ def test_start_frames_spacing_and_cap():
     long = start_frames(100_000, cfg)
     assert len(long) == 64 and long[0] == 1 and long[-1] == 100_000 - 31  # spread over the whole video
     assert start_frames(31, cfg) == []
+
+
+def test_frame_range_parts_meet_at_the_nearest_frame_with_no_overlap():
+    """A cut c of mine.time_range (pretrain's [0, 0.8] trained, [0.8, 1] held out) is the frame nearest c * n,
+    computed exactly: truncating a float product put 0.29 * 100 = 28.999... at frame 28, and rounding the end up
+    made the two parts share a frame."""
+    from fractions import Fraction
+
+    for n in (283, 101, 97, 100):
+        for c in (0.8, 0.29, 0.57):
+            exact = Fraction(str(c)) * n
+            assert exact.denominator == 1 or exact - int(exact) != Fraction(1, 2), (n, c)  # no tie to break
+            nearest = int(exact + Fraction(1, 2))
+            head = frame_range(n, MineConfig(time_range=[0.0, c]))
+            tail = frame_range(n, MineConfig(time_range=[c, 1.0]))
+            assert head == (0, nearest) and tail == (nearest, n), (n, c, head, tail)
+            assert set(range(*head)) | set(range(*tail)) == set(range(n))
+            assert not set(range(*head)) & set(range(*tail))
 
 
 def test_ncc_and_crop():

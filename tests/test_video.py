@@ -84,6 +84,31 @@ def test_auto_random_access_falls_back_as_streaming_does(demo_dir, monkeypatch):
     assert reader.decode_failures == ["decord failed in a batch"]
 
 
+@pytest.mark.parametrize("stride", [1, 3])
+def test_auto_streaming_goes_on_after_a_fallback_where_the_failed_backend_stopped(tmp_path, monkeypatch, stride):
+    """After a backend fails mid-stream, the next one resumes at the next frame on the stride grid: resuming at the
+    last frame yielded gave it twice (and said "failed at frame 6"), resuming one frame on left the grid. Frame k
+    of the clip is grey 8 k."""
+    from video_utils import write_grey_streams
+
+    path = write_grey_streams(tmp_path / "grey.mp4", [("libx264", 64, 48, 30, 0, 8)])
+    reader = open_video(path, "auto")
+    first = type(reader._inner)
+    decode = first.frames
+
+    def fails_at_9(self, stride=1, max_side=None, start=0, end=None):
+        for index, frame in decode(self, stride, max_side, start, end):
+            if index >= 9:
+                raise CorruptVideo(self.path, "decoding failed near frame 9")
+            yield index, frame
+
+    monkeypatch.setattr(first, "frames", fails_at_9)
+    got = list(reader.frames(stride=stride, end=24))
+    assert [i for i, _ in got] == list(range(0, 24, stride))
+    assert np.abs(np.array([float(f.mean()) for _, f in got]) - 8 * np.arange(0, 24, stride)).max() < 3
+    assert reader.decode_failures == [f"{first.backend} failed at frame 9"] and reader.backend != first.backend
+
+
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
 def test_small_resize_targets_come_back_as_rgb_frames_of_that_size(real_videos, backend):
     """decord 0.6 scales some small widths wrongly in its decoder (48 px: a 28x48x4 array of the wrong pixels, or a
@@ -184,6 +209,8 @@ def test_resized_shape_closed_form():
     assert resized_shape(1280, 720, 640) == (640, 360)  # portrait keeps its orientation
     assert resized_shape(720, 1280, 255) == (144, 254)  # even sizes, and at most max_side: 127.5 rounded up to 256
     assert resized_shape(100, 101, 99) == (98, 98)
+    # a long side at the limit is left alone, an odd short side with it: no resample the user did not ask for
+    assert resized_shape(321, 640, 640) == (321, 640) and resized_shape(641, 1280, 1280) == (641, 1280)
     for h, w, limit in [(720, 1280, m) for m in range(2, 400)] + [(101, 100, m) for m in range(2, 100)]:
         got = resized_shape(h, w, limit)
         assert max(got) <= limit and all(side % 2 == 0 for side in got), (h, w, limit, got)
@@ -984,3 +1011,69 @@ def test_an_avi_cut_short_is_told_as_an_mp4_is(tmp_path):
         with open_video(cut, backend) as reader:
             decoded = len(_greys(reader))
             assert decoded == 36 and lost_its_end(reader, decoded), (backend, decoded)
+
+
+def test_lost_its_end_calls_a_stream_truncated_only_past_its_slack(monkeypatch, tmp_path):
+    """README: a stream more than 2% (at least 3 frames) short of the announced count, whose packets also stop more
+    than 2% (at least 2 frames' time) short of the announced duration, lost its end. Each edge, and one step past
+    it; the demuxer (faked: packets reach ``reached`` of ``duration`` seconds) is asked only when frames fall short."""
+    import types
+
+    import vidssl.video as video
+
+    asked = []
+
+    def judge(announced, decoded, reached=0.0, duration=None):
+        class Demuxed:
+            def __init__(self, path):
+                assert path == tmp_path / "v.mp4"
+
+            def time_covered(self):
+                asked.append(announced)
+                return None if duration is None else (reached, duration)
+
+        monkeypatch.setattr(video, "PyAVReader", Demuxed)
+        asked.clear()
+        return lost_its_end(types.SimpleNamespace(announced_frames=announced, path=tmp_path / "v.mp4"), decoded)
+
+    # frames: 2% of 500 is 10; 2% of 60 is 1.2, so 3 frames; the packets stop at 0 s of 50
+    assert not judge(500, 490, 0.0, 50.0) and not asked and judge(500, 489, 0.0, 50.0)
+    assert not judge(60, 58, 0.0, 50.0) and not asked and judge(60, 57, 0.0, 50.0)
+    assert not judge(None, 0) and not judge(500, 0)  # nothing announced: nothing to fall short of
+    # time: 2% of 50 s is 1 s (2 frames of 500 are 0.2 s); 2 frames of 40 (0.2 s) are more than 2% of 4 s
+    assert not judge(500, 0, 49.0, 50.0) and judge(500, 0, 48.99, 50.0)
+    assert not judge(40, 0, 3.8, 4.0) and judge(40, 0, 3.79, 4.0)
+
+
+def test_the_packets_of_a_whole_file_reach_its_announced_duration(tmp_path):
+    """time_covered counts a packet to its end (pts + duration): by its start alone a whole file of 24 frames at
+    24 fps reached 23/24 s of 1 s, a frame short of whole. MKV keeps timestamps in milliseconds (0.999 s)."""
+    from vidssl.video import PyAVReader
+    from video_utils import write_grey_streams
+
+    for suffix in (".mp4", ".mkv"):
+        path = write_grey_streams(tmp_path / f"whole{suffix}", [("libx264", 64, 48, 24, 0, 5)])
+        reached, duration = PyAVReader(path).time_covered()
+        assert reached == pytest.approx(1.0, abs=0.002) and duration == pytest.approx(1.0, abs=0.002), suffix
+
+
+def test_a_matroska_frame_count_is_its_duration_times_its_rate_rounded(tmp_path):
+    """MKV keeps no frame count: 30 frames at 30000/1001 fps last 1.001 s, and 1.001 * 29.97... is
+    29.999999999999996 in floats, which truncated announced 29 frames."""
+    import fractions
+
+    import av
+
+    path = tmp_path / "ntsc.mkv"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fractions.Fraction(30000, 1001))
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(30):
+            image = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 5 * i, np.uint8), format="rgb24")
+            for packet in stream.encode(image):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    for backend in ["auto"] + available_backends():
+        with open_video(path, backend) as reader:
+            assert reader.announced_frames == 30 and len(_greys(reader)) == 30, (backend, reader.announced_frames)
