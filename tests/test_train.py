@@ -215,6 +215,22 @@ def test_a_run_started_under_another_batch_plan_resumes_and_says_its_batches_dif
         stats = json.loads((tmp_path / "run" / "stats.json").read_text())
 
 
+def train_killed_at(monkeypatch, step: int, pairs, run, cfg, **kwargs) -> None:
+    """Train ``run`` until the step of index ``step`` begins, then stop as Ctrl-C does there (a KeyboardInterrupt
+    inside the step: the checkpoints before it are what is left)."""
+    call = TrainStep.__call__
+
+    def killed(self, x, groups, index):
+        if index == step:
+            raise KeyboardInterrupt
+        return call(self, x, groups, index)
+
+    with monkeypatch.context() as m:
+        m.setattr(TrainStep, "__call__", killed)
+        with pytest.raises(KeyboardInterrupt):
+            train(pairs, run, cfg, progress=False, **kwargs)
+
+
 def simulated_clock(monkeypatch, seconds_per_step):
     """Training timed by a clock that moves ``seconds_per_step(step)`` a step and not otherwise: the machine's load,
     and the 3 s the first train() of a process spends importing torch's compiler stack (under its budget), timed
@@ -305,20 +321,9 @@ def test_a_run_slow_at_first_is_fitted_again_at_the_end_of_the_warm_up(pairs, tm
 
 
 def test_a_resumed_run_stopped_before_it_logs_keeps_the_last_metrics(pairs, tmp_path, monkeypatch):
-    from vidssl import train as trainer
-
-    step_fn = trainer.TrainStep.__call__
-
-    def killed_at_12(self, x, groups, step):
-        if step == 12:
-            raise KeyboardInterrupt  # the checkpoint of step 10 (logged at step 10) is what is left
-        return step_fn(self, x, groups, step)
-
     cfg = load_config(None, TINY + ["train.steps=400", "train.fit_budget=false", "train.checkpoint_every=10"])
-    with monkeypatch.context() as m:
-        m.setattr(trainer.TrainStep, "__call__", killed_at_12)
-        with pytest.raises(KeyboardInterrupt):
-            train(pairs, tmp_path / "run", cfg, progress=False)
+    # the checkpoint of step 10 (logged at step 10) is what is left
+    train_killed_at(monkeypatch, 12, pairs, tmp_path / "run", cfg)
     saved = load_checkpoint(tmp_path / "run" / CHECKPOINT)
     assert saved["step"] == 10 and "loss" in saved["metrics"]
     again = train(pairs, tmp_path / "run", cfg, budget_minutes=1e-9, resume=True, progress=False)
@@ -328,21 +333,9 @@ def test_a_resumed_run_stopped_before_it_logs_keeps_the_last_metrics(pairs, tmp_
 
 
 def test_a_run_fitted_to_a_budget_resumes_without_one(pairs, tmp_path, monkeypatch):
-    from vidssl import train as trainer
-
     simulated_clock(monkeypatch, lambda step: 0.05)  # 3 s of budget: 60 steps, killed at the 12th
-    step_fn = trainer.TrainStep.__call__
-
-    def killed_at_12(self, x, groups, step):
-        if step == 12:
-            raise KeyboardInterrupt
-        return step_fn(self, x, groups, step)
-
     cfg = load_config(None, TINY + ["train.steps=100000", "train.checkpoint_every=10", "train.image_every=0"])
-    with monkeypatch.context() as m:
-        m.setattr(trainer.TrainStep, "__call__", killed_at_12)
-        with pytest.raises(KeyboardInterrupt):
-            train(pairs, tmp_path / "run", cfg, budget_minutes=0.05, progress=False)
+    train_killed_at(monkeypatch, 12, pairs, tmp_path / "run", cfg, budget_minutes=0.05)
     saved = load_checkpoint(tmp_path / "run" / CHECKPOINT)
     assert saved["fitted"] and saved["step"] == 10 and saved["total_steps"] < 100000
     # a session that stops before it could fit keeps the run fitted: read as unfitted, a resume with a budget fitted
@@ -443,17 +436,7 @@ def test_a_model_with_dropout_resumes_exactly(pairs, tmp_path, monkeypatch, capl
     x = torch.rand(2, 3, 64, 64)
     assert not torch.equal(model(x), model(x))  # the training forward draws: the resume below can fail
     straight = train(pairs, tmp_path / "straight", cfg, progress=False)
-    step_fn = trainer.TrainStep.__call__
-
-    def killed_at_8(self, x, groups, step):
-        if step == 8:
-            raise KeyboardInterrupt
-        return step_fn(self, x, groups, step)
-
-    with monkeypatch.context() as m:
-        m.setattr(trainer.TrainStep, "__call__", killed_at_8)
-        with pytest.raises(KeyboardInterrupt):
-            train(pairs, tmp_path / "killed", cfg, progress=False)
+    train_killed_at(monkeypatch, 8, pairs, tmp_path / "killed", cfg)
     assert load_checkpoint(tmp_path / "killed" / CHECKPOINT)["step"] == 6
     with caplog.at_level(logging.INFO, logger="vidssl.train"):
         resumed = train(pairs, tmp_path / "killed", cfg, progress=False)
@@ -614,18 +597,8 @@ def test_fp16_steps_that_all_overflow_stop_the_run(pairs, tmp_path, monkeypatch,
 
     monkeypatch.setattr(TrainStep, "__init__", with_overflowing_scaler)
     cfg = load_config(None, TINY + ["train.steps=40", f"train.checkpoint_every={10 if killed_at else 1000}"])
-    if killed_at is not None:
-        step_fn = TrainStep.__call__
-
-        def killed(self, x, groups, step):
-            if step == killed_at:
-                raise KeyboardInterrupt  # after the checkpoint of step 20
-            return step_fn(self, x, groups, step)
-
-        with monkeypatch.context() as m:
-            m.setattr(TrainStep, "__call__", killed)
-            with pytest.raises(KeyboardInterrupt):
-                train(pairs, tmp_path / "run", cfg, progress=False)
+    if killed_at is not None:  # after the checkpoint of step 20
+        train_killed_at(monkeypatch, killed_at, pairs, tmp_path / "run", cfg)
         assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 20
     if overflowing is not None:
         assert train(pairs, tmp_path / "run", cfg, progress=False)["stopped"] == "done"
@@ -1072,23 +1045,11 @@ def test_a_checkpoint_is_also_written_by_time(pairs, tmp_path, monkeypatch):
     """With train.checkpoint_minutes the rolling checkpoint is written once that much time passed, whatever
     checkpoint_every says: Ctrl-C at step 7 of a run checkpointed every 1000 steps kept nothing before, and a rerun
     started over (at 3 s a step on a CPU, 50 steps are 2.5 minutes)."""
-    from vidssl import train as trainer
-
-    step_fn = trainer.TrainStep.__call__
-
-    def killed_at_7(self, x, groups, step):
-        if step == 7:
-            raise KeyboardInterrupt
-        return step_fn(self, x, groups, step)
-
     for minutes, kept in ((0.0, None), (1e-9, 7)):  # 1e-9: every step is overdue
         cfg = load_config(None, TINY + ["train.steps=40", "train.fit_budget=false", "train.checkpoint_every=1000",
                                         f"train.checkpoint_minutes={minutes}"])
         run = tmp_path / f"run_{minutes}"
-        with monkeypatch.context() as m:
-            m.setattr(trainer.TrainStep, "__call__", killed_at_7)
-            with pytest.raises(KeyboardInterrupt):
-                train(pairs, run, cfg, progress=False)
+        train_killed_at(monkeypatch, 7, pairs, run, cfg)
         if kept is None:
             assert not (run / CHECKPOINT).exists()
         else:
@@ -1329,18 +1290,9 @@ def test_a_resumed_run_that_diverges_names_the_checkpoint_it_resumed_from(pairs,
     message said no checkpoint had been written, where the one of step 5 is kept."""
     cfg = load_config(None, TINY + ["train.steps=20", "train.checkpoint_every=5", "loss.cycle_weight=0",
                                     "miner.hard_start=0"])
-    call = TrainStep.__call__
-
-    def killed_at_7(self, x, groups, step):
-        if step == 7:
-            raise KeyboardInterrupt
-        return call(self, x, groups, step)
-
-    with monkeypatch.context() as m:
-        m.setattr(TrainStep, "__call__", killed_at_7)
-        with pytest.raises(KeyboardInterrupt):
-            train(pairs, tmp_path / "run", cfg, progress=False)
+    train_killed_at(monkeypatch, 7, pairs, tmp_path / "run", cfg)
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 5
+    call = TrainStep.__call__
 
     def nan_from_step_6(self, x, groups, step):
         if step >= 6 and not hasattr(self.net, "healthy_forward"):
