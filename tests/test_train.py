@@ -231,6 +231,19 @@ def train_killed_at(monkeypatch, step: int, pairs, run, cfg, **kwargs) -> None:
             train(pairs, run, cfg, progress=False, **kwargs)
 
 
+def nan_embeddings_from(monkeypatch, step: int) -> None:
+    """From the step of index ``step`` on, the network's outputs are NaN (its forward scaled by NaN)."""
+    call = TrainStep.__call__
+
+    def poisoned(self, x, groups, index):
+        if index >= step and not hasattr(self.net, "healthy_forward"):
+            self.net.healthy_forward = self.net.forward
+            self.net.forward = lambda *a, **k: self.net.healthy_forward(*a, **k) * float("nan")
+        return call(self, x, groups, index)
+
+    monkeypatch.setattr(TrainStep, "__call__", poisoned)
+
+
 def simulated_clock(monkeypatch, seconds_per_step):
     """Training timed by a clock that moves ``seconds_per_step(step)`` a step and not otherwise: the machine's load,
     and the 3 s the first train() of a process spends importing torch's compiler stack (under its budget), timed
@@ -613,15 +626,7 @@ def test_embeddings_holding_nan_under_a_finite_loss_stop_the_run_naming_them(pai
     a check later, blaming the gradient."""
     cfg = load_config(None, TINY + ["train.steps=20", "loss.cycle_weight=0", "miner.hard_start=0",
                                     "train.checkpoint_every=1000"])
-    call = TrainStep.__call__
-
-    def nan_from_step_3(self, x, groups, step):
-        if step >= 3 and not hasattr(self.net, "healthy_forward"):
-            self.net.healthy_forward = self.net.forward
-            self.net.forward = lambda *a, **k: self.net.healthy_forward(*a, **k) * float("nan")
-        return call(self, x, groups, step)
-
-    monkeypatch.setattr(TrainStep, "__call__", nan_from_step_3)
+    nan_embeddings_from(monkeypatch, 3)
     with pytest.raises(TrainingDiverged, match=r"non-finite embeddings at step 4: stopped"):
         train(pairs, tmp_path / "run", cfg, progress=False)
 
@@ -1292,15 +1297,7 @@ def test_a_resumed_run_that_diverges_names_the_checkpoint_it_resumed_from(pairs,
                                     "miner.hard_start=0"])
     train_killed_at(monkeypatch, 7, pairs, tmp_path / "run", cfg)
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 5
-    call = TrainStep.__call__
-
-    def nan_from_step_6(self, x, groups, step):
-        if step >= 6 and not hasattr(self.net, "healthy_forward"):
-            self.net.healthy_forward = self.net.forward
-            self.net.forward = lambda *a, **k: self.net.healthy_forward(*a, **k) * float("nan")
-        return call(self, x, groups, step)
-
-    monkeypatch.setattr(TrainStep, "__call__", nan_from_step_6)
+    nan_embeddings_from(monkeypatch, 6)
     with pytest.raises(TrainingDiverged, match=r"non-finite embeddings at step 7: stopped; the last good checkpoint "
                                                r"\(step 5\) is kept in"):
         train(pairs, tmp_path / "run", cfg, resume=True, progress=False)
