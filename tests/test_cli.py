@@ -28,6 +28,7 @@ def test_help_lists_every_subcommand_and_version():
     assert run("--version").stdout.strip() == f"vidssl {__version__}"
     bare = run()  # no command: a usage error, its help on stderr as argparse's own errors, not among results
     assert bare.returncode == 2 and bare.stdout == "" and "pretrain" in bare.stderr
+    assert bare.stderr.rstrip().endswith("vidssl: error: a command is required")
 
 
 def test_user_error_is_one_line_without_traceback_unless_verbose(tmp_path):

@@ -93,7 +93,9 @@ def test_process_start_is_the_start_time_unchanged_as_the_process_grows():
     import mmap
 
     before = process_start(os.getpid())
-    grown = mmap.mmap(-1, 256 << 20)  # mapped, never touched: no memory used
+    if not before:  # /proc/PID/stat unreadable (a hidepid mount): the signal probe has no start time to compare
+        pytest.skip("no start time in /proc here")
+    grown = mmap.mmap(-1, 64 << 20)  # mapped, never touched: no memory used, the size field moves all the same
     try:
         assert process_start(os.getpid()) == before
     finally:

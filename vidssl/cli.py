@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(message)s")
     if args.command is None:  # a usage error, as argparse's own: on stderr (`vidssl --help` is the one on stdout)
         parser.print_help(sys.stderr)
+        print("vidssl: error: a command is required", file=sys.stderr)
         return 2
     # the name errors are printed under: `vidssl eval flow`, as the user typed it, not `vidssl eval`
     command = " ".join(part for part in (args.command, getattr(args, "task", None)) if part)

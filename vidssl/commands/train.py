@@ -35,7 +35,7 @@ def run(args, cfg) -> int:
     # before the run folder and its lock file are made; named as the user typed it, not as the key it sets
     if args.budget_minutes is not None and not (args.budget_minutes > 0 and math.isfinite(args.budget_minutes)):
         raise ConfigError(f"--budget-minutes must be a number > 0, got {args.budget_minutes}")
-    if args.device is not None:
+    if args.device is not None:  # here, to be named as typed; train() resolves it again, as the key it sets
         from vidssl.device import resolve_device
 
         resolve_device(args.device, "train.device", flag="--device")
