@@ -312,6 +312,11 @@ def test_a_run_made_stage_by_stage_gets_its_report_and_compares(tmp_path, capsys
     assert "| davis | 0.800 |" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "nosuch")]) == 1
     assert "nosuch: no such folder" in capsys.readouterr().err
+    (run / "backbone.pt").write_bytes(b"weights")  # a file of the run, given for the run: was "no such folder"
+    assert main(["report", str(run / "backbone.pt")]) == 1
+    err = capsys.readouterr().err
+    assert f"{run / 'backbone.pt'} is a file; pass the run folder it belongs to" in err
+    assert f"e.g. `vidssl report {run}`" in err
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 1
     assert "empty: nothing to report" in capsys.readouterr().err

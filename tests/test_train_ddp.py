@@ -154,13 +154,16 @@ def test_resuming_with_another_process_count_is_refused(tmp_path):
 
 
 HANGING_WORKER = textwrap.dedent("""
-    import os, sys, time
+    import os, signal, sys, time
     from vidssl import train as T
     from vidssl.config import load_config
     pairs, run = sys.argv[1:3]
     call = T.TrainStep.__call__
     def hanging(self, x, groups, step):
         if step == 3 and os.environ["RANK"] == "1":
+            # torchrun's SIGTERM once rank 0 fails ends it at once: the trainer's own handler would wait for a step
+            # that never ends, and torchrun 30 s before its SIGKILL
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             time.sleep(3600)  # a rank stuck on stalled storage: alive, never reaching the next collective
         return call(self, x, groups, step)
     T.TrainStep.__call__ = hanging

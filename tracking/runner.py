@@ -625,12 +625,16 @@ def _pending_advice(summary: dict, out_dir: str | Path | None) -> str:
     """What mines the pending videos: a mining rerun mines them, a merge (no ``run``) mines nothing, so it names
     the mining command; other shards are named only where the folder is mined in shards."""
     run = summary.get("run")
-    count = run["shard"][1] if run else _shard_count(out_dir) if out_dir is not None else 1
+    if run:
+        count = run["shard"][1]
+    else:
+        count = _shard_count(out_dir) if out_dir is not None else 1
     shards = (f"each video belongs to one shard of {count}, so a shard never run leaves its videos pending (mining "
               "without --shard takes every video left)")
+    if run and count > 1:
+        return f"rerun the same command, or wait for the other shards; {shards}"
     if run:
-        return f"rerun the same command, or wait for the other shards; {shards}" if count > 1 else \
-            "rerun the same command to mine them"
+        return "rerun the same command to mine them"
     videos = shell_arg(summary["videos_root"]) if summary.get("videos_root") else "VIDEOS"
     mine = f"vidssl mine {videos} --out {shell_arg(out_dir) if out_dir is not None else 'PAIRS'}"
     if count > 1:
