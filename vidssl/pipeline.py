@@ -102,12 +102,9 @@ def discover_eval_sets(root: Path | None, held_out_pairs: Path | None) -> list[E
 
 
 def _holds_flow_pairs(root: Path) -> bool:
-    from vidssl.eval.flow.data import find_pairs
+    from vidssl.eval.flow.data import pairs_under
 
-    try:
-        return bool(find_pairs(root))
-    except VidsslError:  # "no flow pairs under ...": not a flow dataset
-        return False
+    return bool(pairs_under(root))
 
 
 def data_fingerprint(folder: Path, others: frozenset[Path] = frozenset()) -> dict[str, Any]:

@@ -556,17 +556,6 @@ def _layout_of(folder: Path) -> str | None:
     return None
 
 
-def _flow_pairs_in(root: Path) -> str | None:
-    """How many frame pairs with flow ground truth ``root`` holds, for an error, or None (no flow dataset)."""
-    from vidssl.eval.flow.data import find_pairs
-
-    try:
-        pairs = find_pairs(root)
-    except VidsslError:  # "no flow pairs under ...": not a flow dataset
-        return None
-    return f"{len(pairs)} frame pair(s) with ground truth, e.g. {pairs[0].flow.relative_to(root)}"
-
-
 def detect_kind(root: str | os.PathLike) -> str:
     """``tracks`` (manifest.jsonl), ``davis`` (JPEGImages + Annotations), ``images`` (labels.csv or class
     folders holding images) or ``videos`` (video files, to be mined into tracks first)."""
@@ -584,10 +573,13 @@ def detect_kind(root: str | os.PathLike) -> str:
     if inside:  # before the class folders it would otherwise pass for
         raise RetrievalDataError(f"{root}: {inside}")
     if _class_folders(root):
-        flow = _flow_pairs_in(root)  # only now: its walks cost a class-folder listing's fifth, on a set that needs it
+        from vidssl.eval.flow.data import pairs_under
+
+        flow = pairs_under(root)  # only now: its walks cost a class-folder listing's fifth, on a set that needs it
         if flow:  # a sequence's two frames would be one class finding its other frame: every model scores 1
             raise RetrievalDataError(
-                f"{root}: an optical-flow dataset ({flow}); evaluate it with `vidssl eval flow --weights W.pt "
+                f"{root}: an optical-flow dataset ({len(flow)} frame pair(s) with ground truth, e.g. "
+                f"{flow[0].flow.relative_to(root)}); evaluate it with `vidssl eval flow --weights W.pt "
                 f"--data {shell_arg(root)}` (read as class folders, each sequence would be one class of its "
                 f"frames, every model scoring about 1: --kind images does that all the same)")
         return "images"

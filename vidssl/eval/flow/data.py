@@ -154,14 +154,19 @@ def _kitti(root: Path) -> list[FlowPair]:
 LAYOUTS = {"middlebury": _middlebury, "sintel": _sintel_folders, "sintel_release": _sintel_release, "kitti": _kitti}
 
 
+def pairs_under(root: Path) -> list[FlowPair]:
+    """Every pair under the folder ``root`` in a known layout, in a deterministic order: layout by layout (LAYOUTS'
+    order), each layout's pairs by the path of their ground truth; [] where it holds none (not a flow dataset)."""
+    return [p for find in LAYOUTS.values() for p in find(root)]
+
+
 def find_pairs(root: str | os.PathLike) -> list[FlowPair]:
-    """Every pair under ``root`` in a known layout, in a deterministic order: layout by layout (LAYOUTS' order),
-    each layout's pairs by the path of their ground truth."""
+    """:func:`pairs_under` ``root``; an error naming the folder and the layouts where there is none."""
     root = Path(root)
     if not root.is_dir():
         raise VidsslError(f"flow data folder not found: {root}; pass --data DIR holding pairs in a known layout: "
                           f"{LAYOUTS_HELP}")
-    pairs = [p for find in LAYOUTS.values() for p in find(root)]
+    pairs = pairs_under(root)
     if not pairs:
         raise VidsslError(f"no flow pairs with ground truth under {root}{_release_hint(root)}; expected one of: "
                           f"{LAYOUTS_HELP}")
