@@ -6,8 +6,10 @@ import json
 import cv2
 import numpy as np
 import pytest
+import yaml
 
-from vidssl.demo import GENERATOR_VERSION, KINDS, DemoClip, make_demo_videos
+from vidssl.demo import GENERATOR_VERSION, KINDS, DemoClip, ForeignClipError, make_demo_videos
+from vidssl.errors import VidsslError
 from vidssl.video import open_video
 
 
@@ -152,25 +154,39 @@ def test_clips_of_another_generator_version_are_written_again(tmp_path):
     make_demo_videos(tmp_path, num=1, frames=4)
     assert _written(path) != before and open_video(path).num_frames == 4
     assert json.loads(json_path.read_text())["generator"]["version"] == GENERATOR_VERSION
+    # a pretrain run folder of a version that recorded no "mp4" digest yet, nor its own version: still ours
+    truth = json.loads(json_path.read_text())
+    del truth["generator"]["version"], truth["mp4"]
+    json_path.write_text(json.dumps(truth))
+    before = _written(path)
+    make_demo_videos(tmp_path, num=1, frames=4)
+    assert _written(path) != before and json.loads(json_path.read_text())["mp4"]["size"] == path.stat().st_size
 
 
 def test_a_clip_whose_json_was_not_written_after_it_is_written_again(tmp_path, monkeypatch):
-    """The mp4 is replaced before its JSON: a call killed between the two left seed 1's mp4 beside seed 0's JSON, and
-    a rerun with seed 0 kept seed 1's pixels under seed 0's ground truth. So is an mp4 replaced under its JSON."""
+    """The mp4 is replaced before its final JSON: a call killed between the two left seed 1's mp4 beside seed 0's
+    JSON, and a rerun with seed 0 kept seed 1's pixels under seed 0's ground truth; now beside seed 1's claim, which
+    records no mp4. So is an mp4 replaced under its JSON."""
     import vidssl.demo
 
     fresh = make_demo_videos(tmp_path / "fresh", num=1, seed=0, frames=4)[0].read_bytes()
     path = make_demo_videos(tmp_path / "d", num=1, seed=0, frames=4)[0]
     seed_0_truth = path.with_suffix(".json").read_text()
+    write_json = vidssl.demo.atomic_write_json
 
     def killed(json_path, obj, **kwargs):
+        if obj.get("mp4") is None:  # the claim
+            return write_json(json_path, obj, **kwargs)
         raise OSError(28, "No space left on device", str(json_path))
 
     monkeypatch.setattr(vidssl.demo, "atomic_write_json", killed)
     with pytest.raises(OSError):
         make_demo_videos(tmp_path / "d", num=1, seed=1, frames=4)
     monkeypatch.undo()
-    assert path.read_bytes() != fresh and path.with_suffix(".json").read_text() == seed_0_truth  # the torn state
+    assert path.read_bytes() != fresh  # the torn state: seed 1's mp4 beside seed 1's claim
+    assert json.loads(path.with_suffix(".json").read_text()) == {"generator": {
+        "version": GENERATOR_VERSION, "seed": 1, "index": 0, "frames": 4, "width": 320, "height": 240, "fps": 25},
+        "mp4": None}
     make_demo_videos(tmp_path / "d", num=1, seed=0, frames=4)
     assert path.read_bytes() == fresh and path.with_suffix(".json").read_text() == seed_0_truth
     path.write_bytes(fresh[:-1] + bytes([fresh[-1] ^ 1]))  # same size, one bit off: the digest tells
@@ -178,17 +194,21 @@ def test_a_clip_whose_json_was_not_written_after_it_is_written_again(tmp_path, m
     assert path.read_bytes() == fresh
 
 
-def test_a_malformed_clip_json_means_the_clip_is_written_again(tmp_path):
+def test_a_malformed_clip_json_is_refused_not_replaced(tmp_path):
     """A JSON list crashed (AttributeError) and bytes that are not UTF-8 were an error; a torn JSON was written
-    again already. All three are no record of the clip."""
+    again. The generator writes its JSON atomically, so none of the three is its own: the call names the file and
+    leaves it, and the mp4 beside it, as they are."""
     path = make_demo_videos(tmp_path, num=1, frames=4)[0]
     json_path = path.with_suffix(".json")
-    truth = json_path.read_text()
+    truth, mp4 = json_path.read_text(), path.read_bytes()
     for damaged in (b"[]", b"\xff\xfe", truth.encode()[: len(truth) // 2]):
         json_path.write_bytes(damaged)
-        before = _written(path)
-        assert make_demo_videos(tmp_path, num=1, frames=4) == [path], damaged
-        assert json_path.read_text() == truth and _written(path) != before, damaged
+        with pytest.raises(ForeignClipError) as e:
+            make_demo_videos(tmp_path, num=1, frames=4)
+        assert e.value.paths == [path, json_path]
+        assert str(e.value).startswith(f"{path}: not recorded as written by vidssl's demo generator (clip_00.json "
+                                       "beside it is not a record the demo generator writes)")
+        assert json_path.read_bytes() == damaged and path.read_bytes() == mp4, damaged
 
 
 def test_a_file_where_the_folder_goes_is_not_a_folder(tmp_path):
@@ -214,13 +234,16 @@ def test_temp_files_a_killed_call_left_are_removed(tmp_path):
     old = tmp_path / ".tmp-clip_00.mp4.1@0badc0de.a1b2c3d4"  # another machine's, from before this call
     live = tmp_path / f".tmp-clip_02.mp4.{os.getpid()}@0badc0de.e5f6a7b8"  # modified after this call began
     recent = tmp_path / ".tmp-clip_03.mp4.1@0badc0de.a1b2c3d5"  # another machine's, written seconds ago: alive
-    for path in (dead, old, live, recent):
+    # OUT may be the user's folder: another tool's temp files, however old, are not the generator's (deleted before)
+    theirs = [tmp_path / name for name in (".tmp-notes.txt", ".tmp-clip_04.mp4", ".tmp-x.mp4.1@0badc0de.a1b2c3d6")]
+    for path in (dead, old, live, recent, *theirs):
         path.write_bytes(b"half a clip")
-    os.utime(old, (time.time() - 120, time.time() - 120))
+    for path in (old, *theirs):
+        os.utime(path, (time.time() - 120, time.time() - 120))
     os.utime(live, (time.time() + 60, time.time() + 60))
     os.utime(recent, (time.time() - 10, time.time() - 10))
     make_demo_videos(tmp_path, num=1, frames=4)
-    assert sorted(p.name for p in tmp_path.glob(".tmp-*")) == sorted([live.name, recent.name])
+    assert sorted(p.name for p in tmp_path.glob(".tmp-*")) == sorted(p.name for p in (live, recent, *theirs))
 
 
 def test_fewer_clips_than_before_leave_no_extra_clip_behind(tmp_path):
@@ -249,3 +272,138 @@ def test_fewer_clips_than_before_leave_no_extra_clip_behind(tmp_path):
     (tmp_path / "clip_01.json").write_text(json.dumps(old))
     make_demo_videos(tmp_path, num=1, frames=4)
     assert not (tmp_path / "clip_01.mp4").exists() and (tmp_path / "clip_09.mp4").exists()
+
+
+def _listing(folder):
+    """Every file in ``folder`` (temp files included) with its bytes and what tells a rewrite."""
+    return {p.name: (p.read_bytes(), _written(p)) for p in sorted(folder.iterdir())}
+
+
+def test_a_users_own_clip_is_never_replaced(tmp_path):
+    """`vidssl demo-videos ~/videos` replaced the user's own clip_00.mp4 (a camera's or an editor's name) with a demo
+    clip. Now an error names it and nothing is written: not even the clips at indices before or after it."""
+    theirs = tmp_path / "clip_00.mp4"
+    theirs.write_bytes(b"\x00\x00\x00\x18ftypmp42 a holiday")
+    with pytest.raises(ForeignClipError) as e:
+        make_demo_videos(tmp_path, num=2, frames=4)
+    assert isinstance(e.value, VidsslError) and e.value.paths == [theirs]
+    assert str(e.value).startswith(f"{theirs}: not recorded as written by vidssl's demo generator (no clip_00.json")
+    assert str(e.value).endswith(f"or move or rename clip_00.mp4 in {tmp_path}")
+    assert _listing(tmp_path) == {"clip_00.mp4": (b"\x00\x00\x00\x18ftypmp42 a holiday", _written(theirs))}
+
+
+def test_a_foreign_clip_json_is_never_replaced(tmp_path):
+    """An annotation tool's clip_01.json (it names a "generator" too), alone or beside the user's clip_01.mp4:
+    refused before clip_00 is written; then, beside a complete demo folder of num=1, a call with num=2 leaves the
+    demo clip as it was too."""
+    record = tmp_path / "clip_01.json"
+    record.write_text(json.dumps({"generator": "labelme 5.2", "shapes": []}))
+    before = _listing(tmp_path)
+    with pytest.raises(ForeignClipError, match=f"^{record}: not recorded as written by .* rename clip_01.json in "):
+        make_demo_videos(tmp_path, num=2, frames=4)
+    assert _listing(tmp_path) == before
+    (tmp_path / "clip_01.mp4").write_bytes(b"their clip")
+    make_demo_videos(tmp_path, num=1, frames=4)  # index 1 is not asked for: left alone
+    before = _listing(tmp_path)
+    with pytest.raises(ForeignClipError) as e:
+        make_demo_videos(tmp_path, num=3, frames=4)
+    assert e.value.paths == [tmp_path / "clip_01.mp4", record]
+    assert "(clip_01.json beside it is not a record the demo generator writes)" in str(e.value)
+    assert "rename clip_01.mp4, clip_01.json in" in str(e.value)
+    assert _listing(tmp_path) == before and sorted(before) == ["clip_00.json", "clip_00.mp4", "clip_01.json",
+                                                               "clip_01.mp4"]
+
+
+@pytest.mark.parametrize("kill", ["encoding", "final json"])
+def test_a_killed_call_leaves_every_clip_file_claimed(tmp_path, monkeypatch, kill):
+    """Killed while encoding, or between the mp4's rename and its JSON, a call left a file at clip_00's names with no
+    record of the generator beside it: that could not be told from a user's file. Now the claim is written first:
+    the rerun finds clip_00 the generator's and completes it, byte for byte what an unkilled call writes."""
+    import vidssl.demo
+
+    fresh = make_demo_videos(tmp_path / "fresh", num=1, frames=4)[0].read_bytes()
+    out = tmp_path / "d"
+    write_clip, write_json = vidssl.demo.write_clip, vidssl.demo.atomic_write_json
+
+    def killed_encoding(clip, video_path, fps):
+        raise KeyboardInterrupt
+
+    def killed_before_json(json_path, obj, **kwargs):
+        if obj.get("mp4") is not None:
+            raise KeyboardInterrupt
+        write_json(json_path, obj, **kwargs)
+
+    if kill == "encoding":
+        monkeypatch.setattr(vidssl.demo, "write_clip", killed_encoding)
+    else:
+        monkeypatch.setattr(vidssl.demo, "atomic_write_json", killed_before_json)
+    with pytest.raises(KeyboardInterrupt):
+        make_demo_videos(out, num=1, frames=4)
+    monkeypatch.undo()
+    assert vidssl.demo.write_clip is write_clip
+    left = sorted(p.name for p in out.iterdir())
+    assert left == (["clip_00.json"] if kill == "encoding" else ["clip_00.json", "clip_00.mp4"])
+    generator = json.loads((out / "clip_00.json").read_text())["generator"]  # claimed: the generator's record
+    assert generator["index"] == 0 and set(generator) == {"version", "seed", "index", "frames", "width", "height",
+                                                          "fps"}
+    path = make_demo_videos(out, num=1, frames=4)[0]
+    assert path.read_bytes() == fresh and open_video(path).num_frames == 4
+
+
+def test_a_claim_beside_a_partial_mp4_is_completed(tmp_path):
+    """What a kill -9 while encoding leaves where the mp4 had been renamed by an earlier call (or a copy cut short):
+    the claim beside half an mp4. The rerun writes the clip, which decodes in full."""
+    fresh = make_demo_videos(tmp_path / "fresh", num=1, frames=4)[0].read_bytes()
+    (tmp_path / "clip_00.json").write_text(json.dumps({"generator": {
+        "version": GENERATOR_VERSION, "seed": 0, "index": 0, "frames": 4, "width": 320, "height": 240, "fps": 25},
+        "mp4": None}))
+    (tmp_path / "clip_00.mp4").write_bytes(fresh[: len(fresh) // 2])
+    path = make_demo_videos(tmp_path, num=1, frames=4)[0]
+    assert path.read_bytes() == fresh and open_video(path).num_frames == 4
+    assert json.loads(path.with_suffix(".json").read_text())["mp4"]["size"] == len(fresh)
+
+
+def test_a_complete_folder_is_kept_byte_for_byte_beside_a_users_clip(tmp_path):
+    """A rerun keeps every complete clip as it is (same bytes, same inode: not written again), and a user's clip at
+    an index not asked for is left alone; asked for, it is refused and the complete clips stay as they were."""
+    make_demo_videos(tmp_path, num=2, frames=4)
+    (tmp_path / "clip_02.mp4").write_bytes(b"their clip")
+    before = _listing(tmp_path)
+    assert make_demo_videos(tmp_path, num=2, frames=4) == [tmp_path / "clip_00.mp4", tmp_path / "clip_01.mp4"]
+    assert _listing(tmp_path) == before
+    with pytest.raises(ForeignClipError, match="clip_02.mp4"):
+        make_demo_videos(tmp_path, num=3, frames=4)
+    assert _listing(tmp_path) == before
+
+
+def test_the_command_line_names_the_users_clip_in_one_line(tmp_path, capsys):
+    from vidssl.cli import main
+
+    (tmp_path / "clip_00.mp4").write_bytes(b"their clip")
+    assert main(["demo-videos", str(tmp_path), "--num", "1", "--set", "demo.frames=4"]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"vidssl demo-videos: error: {tmp_path / 'clip_00.mp4'}: not recorded as written by vidssl's demo "
+                   "generator (no clip_00.json of the demo generator's beside it), and a demo clip would replace it; "
+                   "nothing was written: choose an empty or new folder for the demo clips, or move or rename "
+                   f"clip_00.mp4 in {tmp_path}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip_00.mp4"]  # not its config.yaml either
+
+
+def test_the_command_line_keeps_a_config_yaml_of_the_users(tmp_path, capsys):
+    """`vidssl demo-videos OUT` writes OUT/config.yaml (the resolved config): it replaced a config.yaml of the user's
+    own folder. Refused before any clip is written; its own, from an earlier call, is written again."""
+    from vidssl.cli import main
+
+    theirs = tmp_path / "config.yaml"
+    theirs.write_text("camera: {iso: 400}\n")
+    argv = ["demo-videos", str(tmp_path), "--num", "1", "--set", "demo.frames=4"]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == (
+        f"vidssl demo-videos: error: {theirs}: not a resolved config vidssl wrote, and `vidssl demo-videos` writes "
+        "the demo clips' config there; nothing was written: choose an empty or new folder for the demo clips, or "
+        f"move or rename config.yaml in {tmp_path}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+    assert theirs.read_text() == "camera: {iso: 400}\n"
+    theirs.unlink()
+    assert main(argv) == 0 and main(argv) == 0  # the second call finds the config.yaml the first one wrote
+    assert yaml.safe_load(theirs.read_text())["config"]["demo"]["frames"] == 4

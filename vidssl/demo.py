@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import math
 import os
+import re
 import time
 from fractions import Fraction
 from dataclasses import dataclass
@@ -30,10 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
+from vidssl.errors import VidsslError
 from vidssl.io import atomic_path, atomic_write_json, json_object, remove_temp_leftovers
 
 KINDS = ("still", "pan", "cut", "static", "zoom", "pan3")
 LEFTOVER_AGE_S = 60.0  # a clip's temp file unchanged this long is a killed call's
+# the temp names atomic_path gives this generator's own files (.tmp-clip_03.mp4.<pid>@<machine>.<random>; before the
+# writer was named, .tmp-clip_03.mp4.<random>): OUT may be the user's folder, whose other .tmp-* files (another
+# tool's) are not this generator's to delete
+_CLIP_TEMP = re.compile(r"\.tmp-clip_\d+\.(mp4|json)\.")
 # recorded in each clip's JSON: a clip written by another version of the generator is written again, not reused
 # (2: spinning discs; before, rectangles that kept their orientation)
 # a clip JSON's "generator" (without "version" before version 2)
@@ -248,7 +253,9 @@ def make_demo_videos(out_dir, num: int = 6, seed: int = 0, frames: int = 90, wid
     """Write ``num`` clips ``clip_XX.mp4`` with ``clip_XX.json`` ground truth into ``out_dir``; returns the mp4 paths.
 
     Clips already present with a matching JSON (same generator version and arguments, and the mp4's size and SHA-256
-    it recorded) are kept, so reruns are cheap; any other clip is written again.
+    it recorded) are kept, so reruns are cheap; any other clip of this generator's is written again. A
+    ``clip_XX.mp4`` or ``clip_XX.json`` it did not write (a user's own clip_00.mp4) is never replaced or deleted:
+    :class:`ForeignClipError`, raised before anything is written.
     """
     started = time.time()
     if num < 1 or frames < 2 or width < 64 or height < 64 or width % 2 or height % 2:
@@ -258,27 +265,83 @@ def make_demo_videos(out_dir, num: int = 6, seed: int = 0, frames: int = 90, wid
     if out.exists() and not out.is_dir():  # mkdir would say "File exists"
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(out))
     out.mkdir(parents=True, exist_ok=True)
+    # every index before anything is written or deleted: a refusal leaves the folder as it was, not half replaced
+    foreign = [path for index in range(num) for path in _foreign_files(out, index)]
+    if foreign:
+        raise ForeignClipError(foreign)
     # a clip half encoded when a call was killed; no lock is held here, so not a temp file another call writing into
     # this folder may still be writing: one untouched for a minute (an encoder writes every fraction of a second),
     # or whose writer on this machine has ended
-    remove_temp_leftovers(out, older_than=started - LEFTOVER_AGE_S)
+    remove_temp_leftovers(out, older_than=started - LEFTOVER_AGE_S, only=_CLIP_TEMP)
     paths = []
     for index in range(num):
-        video_path, json_path = out / f"clip_{index:02d}.mp4", out / f"clip_{index:02d}.json"
+        video_path, json_path = _clip_paths(out, index)
         params = {"version": GENERATOR_VERSION, "seed": seed, "index": index, "frames": frames, "width": width,
                   "height": height, "fps": fps}
         if _clip_is_complete(video_path, json_path, params):
             paths.append(video_path)
             continue
+        # the claim, written before the mp4, so the index stays recognisably this generator's whatever write a kill
+        # stops the call at (before it: nothing of ours here yet, or our earlier record; after it: the claim, then
+        # the final JSON). Its "mp4": null matches no mp4: a claimed clip is written again until its JSON is final
+        atomic_write_json(json_path, {"generator": params, "mp4": None}, indent=None)
         truth = write_clip(DemoClip(index, seed, frames, width, height), video_path, fps)
         truth["generator"] = params
-        # top level, not in "generator" (_remove_clips_beyond checks its exact keys): a call killed between the
-        # mp4's write and this JSON's left a new mp4 beside the old JSON, which matches it no more
+        # top level, not in "generator" (_made_here checks its exact keys): an older version wrote no claim, and a
+        # call of it killed between the mp4's write and this JSON's left a new mp4 beside the old JSON, which
+        # matches it no more
         truth["mp4"] = _mp4_record(video_path)
-        atomic_write_json(json_path, truth, indent=None)  # written last: its presence marks the clip complete
+        atomic_write_json(json_path, truth, indent=None)  # written last: its mp4 record marks the clip complete
         paths.append(video_path)
     _remove_clips_beyond(out, num)
     return paths
+
+
+class ForeignClipError(VidsslError):
+    """A ``clip_XX.mp4`` or ``clip_XX.json`` in the demo folder that the demo generator did not write (a camera's or
+    an editor's clip_00.mp4 in the user's own folder), where it would write a clip: never replaced. ``paths``: every
+    such file among the indices asked for."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = list(paths)
+        first = self.paths[0]
+        record = first.with_suffix(".json")
+        # "not recorded": an mp4 of its own whose JSON was damaged since is refused too (nothing says whose it is)
+        why = ("not a record the demo generator writes" if first.suffix == ".json"
+               else f"{record.name} beside it is not a record the demo generator writes" if os.path.lexists(record)
+               else f"no {record.name} of the demo generator's beside it")
+        names = ", ".join(path.name for path in self.paths[:4])
+        if len(self.paths) > 4:
+            names += f" and {len(self.paths) - 4} more"
+        super().__init__(f"{first}: not recorded as written by vidssl's demo generator ({why}), and a demo clip would "
+                         f"replace it; nothing was written: choose an empty or new folder for the demo clips, or move "
+                         f"or rename {names} in {first.parent}")
+
+
+def _clip_paths(out: Path, index: int) -> tuple[Path, Path]:
+    """Clip ``index``'s mp4 and JSON in ``out``."""
+    return out / f"clip_{index:02d}.mp4", out / f"clip_{index:02d}.json"
+
+
+def _made_here(json_path: Path, index: int) -> bool:
+    """Whether ``json_path`` is this generator's record of clip ``index``: its claim, its complete clip's JSON, or one
+    an older version wrote (no "version" before version 2, no "mp4" before the digest was recorded). Exactly the
+    "generator" keys make_demo_videos records, for this index: an annotation tool's JSON beside a user's own
+    clip_07.mp4 may well name its "generator" too. A JSON that is missing, torn, not UTF-8 or no object is none."""
+    made_by = json_object(json_path).get("generator")
+    return (isinstance(made_by, dict) and set(made_by) in (GENERATOR_KEYS, GENERATOR_KEYS - {"version"})
+            and type(made_by["index"]) is int and made_by["index"] == index)  # noqa: E721 (bool is no index)
+
+
+def _foreign_files(out: Path, index: int) -> list[Path]:
+    """The files at clip ``index``'s two paths that this generator did not write: none where its record (see
+    :func:`_made_here`) claims the index, both that exist where none does. It writes the claim before the mp4, so
+    an mp4 of its own always has one; an mp4 an older version wrote, killed before its first JSON, has none (a
+    leftover of one call, named like any file of the user's)."""
+    video_path, json_path = _clip_paths(out, index)
+    if _made_here(json_path, index):
+        return []
+    return [path for path in (video_path, json_path) if os.path.lexists(path)]  # a dangling link is someone's too
 
 
 def _mp4_record(path: Path) -> dict:
@@ -292,8 +355,8 @@ def _mp4_record(path: Path) -> dict:
 
 
 def _clip_is_complete(video_path: Path, json_path: Path, params: dict) -> bool:
-    """Whether ``json_path`` records ``params`` and the mp4 now at ``video_path``. A JSON that is missing, torn, not
-    UTF-8 or no object (a list) is no record: the clip is written again."""
+    """Whether ``json_path`` records ``params`` and the mp4 now at ``video_path``. A claim ("mp4": null) records no
+    mp4; a JSON that is missing, torn, not UTF-8 or no object (a list) is no record."""
     record = json_object(json_path)
     mp4 = record.get("mp4")
     if record.get("generator") != params or not isinstance(mp4, dict):
@@ -307,21 +370,13 @@ def _clip_is_complete(video_path: Path, json_path: Path, params: dict) -> bool:
 
 
 def _remove_clips_beyond(out: Path, num: int) -> None:
-    """Delete the demo clips an earlier call with a larger ``num`` wrote into ``out`` (those whose JSON says this
-    generator made them): mining the folder would train on them too (a pretrain rerun with a smaller demo.num)."""
+    """Delete the demo clips an earlier call with a larger ``num`` wrote into ``out`` (those whose JSON is this
+    generator's record of that index, claims included): mining the folder would train on them too (a pretrain rerun
+    with a smaller demo.num). Only names it writes (clip_07.json, not clip_007.json or clip_7.json)."""
     for json_path in out.glob("clip_*.json"):
         index = json_path.stem[len("clip_"):]
-        if not index.isdigit() or int(index) < num:
+        if not (index.isascii() and index.isdigit()) or int(index) < num or index != f"{int(index):02d}":
             continue
-        try:
-            made_by = json.loads(json_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        made_by = made_by.get("generator") if isinstance(made_by, dict) else None
-        # exactly what make_demo_videos records, for this file's index: an annotation tool's JSON beside a user's
-        # own clip_07.mp4 may well name its "generator" too
-        ours = (isinstance(made_by, dict) and set(made_by) in (GENERATOR_KEYS, GENERATOR_KEYS - {"version"})
-                and type(made_by["index"]) is int and made_by["index"] == int(index))  # noqa: E721 (bool is no index)
-        if ours:
-            json_path.with_suffix(".mp4").unlink(missing_ok=True)
+        if _made_here(json_path, int(index)):
+            json_path.with_suffix(".mp4").unlink(missing_ok=True)  # the mp4 first: its JSON says whose it is
             json_path.unlink()

@@ -166,13 +166,17 @@ def same_file(recorded: dict, path: str | os.PathLike) -> bool:
             and content_sample(path) == recorded["sample"])
 
 
-def remove_temp_leftovers(folder: str | os.PathLike, older_than: float | None = None) -> None:
+def remove_temp_leftovers(folder: str | os.PathLike, older_than: float | None = None,
+                          only: re.Pattern | None = None) -> None:
     """Delete the :func:`atomic_path` temp files a killed writer left in ``folder``. Without ``older_than``, all of
     them: only while holding the folder (its run lock), as a live writer's temp file looks the same. Where other
     processes write into ``folder`` (mining shards, perhaps from other machines), only those whose writer is known
     dead (a process of this machine that no longer runs) or that were last modified before the time ``older_than``
-    (seconds since the epoch)."""
+    (seconds since the epoch). ``only``: just the temp names it matches (a folder of the user's, whose other
+    ``.tmp-*`` files are another tool's)."""
     for path in Path(folder).glob(".tmp-*"):
+        if only is not None and not only.match(path.name):
+            continue
         if older_than is not None and not _writer_is_dead(path.name):
             try:
                 if path.stat().st_mtime >= older_than:
