@@ -509,9 +509,13 @@ def test_a_run_made_stage_by_stage_with_its_weights_exported_elsewhere_compares(
     _metrics(runs[1], "davis", {"weights/s1": {"JF_mean": 0.6}, "weights/other": {"JF_mean": 0.3},
                                 "raw pixels": {"JF_mean": 0.4}})
     assert main(["-q", "report", str(runs[1])]) == 0
-    assert main(["compare", *map(str, runs)]) == 1
+    assert main(["compare", *map(str, runs)]) == 0  # left out, named under the table: the other run compares
+    out = capsys.readouterr().out
+    assert "| task | s0 | trained mean +- sd |" in out
+    assert "names no trained model" in out and f"vidssl export {runs[1]}/train --out {runs[1]}/backbone.pt" in out
+    assert main(["compare", str(runs[1])]) == 1  # none left: the error says what to do
     err = capsys.readouterr().err
-    assert "names no trained model" in err and f"vidssl export {runs[1]}/train --out {runs[1]}/backbone.pt" in err
+    assert "no run to compare" in err and f"vidssl export {runs[1]}/train --out {runs[1]}/backbone.pt" in err
 
 
 def test_runs_trained_by_different_code_are_told_so(tmp_path, capsys):
@@ -660,3 +664,118 @@ def test_a_summary_standing_in_names_its_diverged_backbone(tmp_path, capsys):
     assert rows["davis"].trained[0] == 0.9 and math.isnan(rows["davis"].trained[1])
     assert wins(rows["davis"], "raw pixels") == (1, 2)  # the diverged seed is beaten, not left out
     assert math.isnan(rows["tracks"].trained[1])  # a task where every number it has is not finite
+
+
+def test_a_run_reported_before_its_export_is_left_out_not_the_end_of_the_comparison(tmp_path, capsys):
+    """A run made stage by stage, mined and trained, then `vidssl report` before its export: its summary.json names
+    no trained model, and `vidssl compare` of it with two finished seeds failed with no table at all."""
+    done = [_run_folder(tmp_path, f"s{i}", davis, 0.85, 0.6) for i, davis in enumerate((0.9, 0.8))]
+    staged = tmp_path / "staged"
+    (staged / "pairs").mkdir(parents=True)
+    (staged / "pairs" / "dataset.json").write_text(json.dumps({"pairs": 3, "videos": {"found": 1, "mined": 1}}))
+    (staged / "train").mkdir()
+    (staged / "train" / "stats.json").write_text(json.dumps({"step": 10, "total_steps": 10, "stopped": "done"}))
+    assert main(["-q", "report", str(staged)]) == 0
+    capsys.readouterr()
+    assert main(["compare", *map(str, done), str(staged)]) == 0
+    out = capsys.readouterr().out
+    # by hand: mean 0.85, sd sqrt((0.05^2 + 0.05^2) / 1) = 0.0707; pixels' 0.85 beaten in s0 only (a tie is no win)
+    assert "| task | s0 | s1 | trained mean +- sd |" in out
+    assert "| davis | 0.900 | 0.800 | 0.850 +- 0.071 (n=2) | 0.850, 1/2 | 0.600, 2/2 |" in out
+    left_out = out.split("**Left out**")[1].splitlines()[1]
+    assert left_out.startswith(f"- {staged}/summary.json names no trained model")
+    assert f"vidssl export {staged}/train --out {staged}/backbone.pt" in left_out
+
+
+def test_a_missing_evaluation_is_no_difference_in_evaluation_data(tmp_path, capsys):
+    """A seed whose flow metrics.json is gone (its evaluation completed) and one never evaluated on flow were said
+    to "differ beyond their seed" in "eval data (flow): /data/sintel / - / -": they have no flow number to differ
+    in. Two flow data sets that are both read still differ."""
+    def seed(name, davis, flow_data=None):
+        run = _run_folder(tmp_path, name, davis, 0.85, 0.6)
+        davis_metrics = json.loads((run / "eval" / "davis" / "metrics.json").read_text())
+        (run / "eval" / "davis" / "metrics.json").write_text(json.dumps({**davis_metrics, "data": "/data/davis"}))
+        if flow_data is not None:
+            (run / "eval" / "flow").mkdir()
+            (run / "eval" / "flow" / "metrics.json").write_text(json.dumps({"data": flow_data, "methods": {
+                f"match[{name}/backbone]": {"mean": {"epe": 2.0}}, "match[raw pixels]": {"mean": {"epe": 3.0}}}}))
+        return run
+
+    runs = [seed("s0", 0.9, "/data/sintel"), seed("s1", 0.8), seed("s2", 0.85)]
+    (runs[1] / "stages").mkdir()  # its evaluation completed on both; flow's metrics.json is gone since
+    (runs[1] / "stages" / "eval.json").write_text(json.dumps({"tasks": ["davis", "flow"], "config": {}}))
+    assert main(["compare", *map(str, runs)]) == 0
+    out = capsys.readouterr().out
+    assert "| flow (lower is better) | 2.000 | - | - | 2.000 (n=1) | 3.000, 1/1 | - |" in out
+    assert f"- {runs[1] / 'eval' / 'flow' / 'metrics.json'}: missing, though its evaluation completed" in out
+    assert "differ" not in out and "eval data" not in out
+    shutil.rmtree(runs[2])
+    runs[2] = seed("s2", 0.85, "/data/other")  # evaluated on other flow data: a difference, s1's still "-"
+    assert main(["compare", *map(str, runs)]) == 0
+    out = capsys.readouterr().out
+    assert "**These runs differ beyond their seed**" in out
+    assert [line for line in out.splitlines() if line.startswith("- eval data")] == [
+        "- eval data (flow): /data/sintel / - / /data/other"]
+
+
+def test_a_file_of_a_run_is_told_to_be_its_folder(tmp_path, capsys):
+    """`vidssl compare a/summary.json b/summary.json` said "no such folder" for files that are there."""
+    runs = [_run(tmp_path, f"s{i}", 0.9, 0.85, 0.6) for i in range(2)]
+    assert main(["compare", str(runs[0] / "summary.json"), str(runs[1] / "summary.json")]) == 1
+    err = capsys.readouterr().err
+    assert f"{runs[0] / 'summary.json'} is a file; pass the run folder it belongs to ({runs[0]})" in err
+    assert "no such folder" not in err
+
+
+def test_a_run_given_twice_through_a_link_counts_once(tmp_path, capsys):
+    run = _run(tmp_path, "s0", 0.9, 0.85, 0.6)
+    (tmp_path / "latest").symlink_to(run, target_is_directory=True)
+    assert main(["compare", str(run), str(tmp_path / "latest")]) == 1
+    assert f"'{tmp_path / 'latest'}' and '{run}' are the same run; each run counts once" in capsys.readouterr().err
+
+
+def test_baselines_are_collected_from_every_run(tmp_path, capsys):
+    """A baseline only a later run has (run a's random init is a smallcnn, run b's a resnet18) gets its column."""
+    runs = []
+    for name, arch in (("a", "smallcnn"), ("b", "resnet18")):
+        run = tmp_path / name
+        _metrics(run, "davis", {f"{name}/backbone": {"JF_mean": 0.6}, f"{arch} (random init)": {"JF_mean": 0.4}})
+        (run / "summary.json").write_text(json.dumps({"trained_model": f"{name}/backbone", "headline": {}}))
+        runs.append(run)
+    rows, _ = read_runs(runs)
+    assert rows[0].baselines == {"smallcnn (random init)": [0.4, None], "resnet18 (random init)": [None, 0.4]}
+    assert main(["compare", *map(str, runs)]) == 0
+    # each baseline: its one run's 0.4 (n=1 of the trained mean's 2), beaten there by 0.6
+    assert ("| davis | 0.600 | 0.600 | 0.600 +- 0.000 (n=2) | 0.400 (n=1), 1/1 | 0.400 (n=1), 1/1 |"
+            in capsys.readouterr().out)
+
+
+def test_a_task_that_is_a_score_in_one_run_and_an_error_in_another_is_refused(tmp_path, capsys):
+    runs = []
+    for name, metric in (("a", "map_at_r"), ("b", "epe")):
+        run = tmp_path / name
+        if metric == "epe":
+            (run / "eval" / "flow").mkdir(parents=True)
+            (run / "eval" / "flow" / "metrics.json").write_text(json.dumps({"methods": {
+                f"match[{name}/backbone]": {"mean": {"epe": 2.0}}, "match[raw pixels]": {"mean": {"epe": 3.0}}}}))
+        else:
+            _metrics(run, "flow", {f"{name}/backbone": {"map_at_r": 0.9}, "raw pixels": {"map_at_r": 0.5}})
+        (run / "summary.json").write_text(json.dumps({"trained_model": f"{name}/backbone", "headline": {}}))
+        runs.append(run)
+    assert main(["compare", *map(str, runs)]) == 1
+    assert "task flow: a score in some runs and an error in others" in capsys.readouterr().err
+
+
+def test_a_tie_is_no_win_where_lower_is_better_and_a_missing_task_is_not_a_divergence(tmp_path, capsys):
+    run = tmp_path / "c"
+    (run / "eval" / "flow").mkdir(parents=True)
+    (run / "eval" / "flow" / "metrics.json").write_text(json.dumps({"methods": {
+        "match[c/backbone]": {"mean": {"epe": 2.0}}, "match[raw pixels]": {"mean": {"epe": 2.0}}}}))
+    (run / "summary.json").write_text(json.dumps({"trained_model": "c/backbone", "headline": {}}))
+    rows, _ = read_runs([run])
+    assert rows[0].lower_is_better and wins(rows[0], "raw pixels") == (0, 1)  # EPE 2.0 vs 2.0: no better
+    other = _run_folder(tmp_path, "d", 0.9, 0.85, 0.6)  # no flow evaluation; c has no davis
+    assert main(["compare", str(run), str(other)]) == 0
+    out = capsys.readouterr().out
+    assert "| flow (lower is better) | 2.000 | - | 2.000 (n=1) | 2.000, 0/1 | - |" in out
+    assert "not finite" not in out  # the "-" of a task a run lacks is no diverged number

@@ -519,6 +519,31 @@ def test_a_log_of_repeated_or_hand_edited_steps_draws_each_step_once_in_order(tm
         assert strict_loads((run / "summary.json").read_text())["train"] == {"step": 40, "loss": 1.0}
 
 
+def test_a_log_out_of_step_order_is_drawn_in_step_order_and_stats_at_its_last_step_are_kept(tmp_path):
+    """A log whose steps come 20, 40, 10, 30 (two sessions' files joined in reverse, or a session resumed with
+    another log_every) is drawn and summarised in step order; the final stats written at the log's last step (a
+    training that ends on a log step) keep what only they hold: how many steps were planned and why it stopped."""
+    import re
+
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    (run / "train").mkdir()
+    loss = {10: 4.0, 20: 3.0, 30: 2.0, 40: 1.0}  # falling with the step: drawn in step order, each point is lower
+    (run / "train" / "log.jsonl").write_text("".join(json.dumps({"step": step, "loss": loss[step]}) + "\n"
+                                                     for step in (20, 40, 10, 30)))
+    build_report(run)
+    loss_chart = next(svg for svg in (run / "report.html").read_text().split("<svg")[1:] if "Loss: total" in svg)
+    points = [p.split(",") for p in re.search(r'<polyline[^>]*points="([^"]*)"', loss_chart).group(1).split()]
+    xs, ys = [float(x) for x, _ in points], [float(y) for _, y in points]
+    assert len(xs) == 4 and xs == sorted(xs) and ys == sorted(ys)  # SVG y grows downwards: the loss falls
+    assert strict_loads((run / "summary.json").read_text())["train"] == {"step": 40, "loss": 1.0}  # the last step's
+    _write(run / "train" / "stats.json", {"step": 40, "total_steps": 40, "stopped": "done", "loss": 1.0})
+    build_report(run)
+    assert strict_loads((run / "summary.json").read_text())["train"] == {"step": 40, "total_steps": 40,
+                                                                        "stopped": "done", "loss": 1.0}
+    assert "<p>40 of 40 steps, stopped: done.</p>" in (run / "report.html").read_text()
+
+
 def test_files_that_are_not_utf8_are_read_around_and_the_current_folder_names_the_page(tmp_path, monkeypatch):
     """A failed.json or a log line holding bytes that are not UTF-8 raised UnicodeDecodeError (a ValueError, not a
     JSONDecodeError) through the whole report; `vidssl report .` titled the page "vidssl run: " (Path(".").name is

@@ -105,7 +105,8 @@ def run_headline(run: Path, summary: dict, trained: str | None = None
 
 
 def _check_runs(runs: list[str | Path]) -> list[Path]:
-    """``runs`` as paths; an error for a run given twice or a folder that is not there (a mistyped path)."""
+    """``runs`` as paths; an error for a run given twice, a file of a run (its summary.json, backbone.pt) or a
+    folder that is not there (a mistyped path)."""
     seen: dict[Path, str] = {}
     for given in runs:  # as typed: Path("run a/") prints as "run a", and the message read "run a ... (as run a)"
         resolved = Path(given).resolve()
@@ -113,6 +114,9 @@ def _check_runs(runs: list[str | Path]) -> list[Path]:
             raise VidsslError(f"{str(given)!r} and {seen[resolved]!r} are the same run; each run counts once")
         seen[resolved] = str(given)
     for run in map(Path, runs):
+        if run.is_file():  # RUN/summary.json, as `vidssl report` is told: "no such folder" for a file that is there
+            raise VidsslError(f"{run} is a file; pass the run folder it belongs to ({shell_arg(run.parent)}): the "
+                              "--out of `vidssl pretrain`, or the folder the stages wrote into")
         if not run.is_dir():
             raise VidsslError(f"{run}: no such folder; pass run folders (the --out of `vidssl pretrain`, or a folder "
                               "made stage by stage)")
@@ -135,13 +139,15 @@ def _summary(run: Path) -> dict:
 
 
 def readable_runs(runs: list[str | Path]) -> tuple[dict[Path, dict], list[str]]:
-    """The runs whose summary.json can be read, with it, and a note naming each other run and why: one run of many
-    still training (no summary.json yet) or with a torn one leaves the others to compare. An error when none is
-    left."""
+    """The runs whose summary.json can be read and names their trained model, with it, and a note naming each other
+    run and why: one run of many still training (no summary.json yet), with a torn one, or made stage by stage and
+    reported before its export (no trained model yet) leaves the others to compare. An error when none is left."""
     kept, left_out = {}, []
     for run in _check_runs(runs):
         try:
-            kept[run] = _summary(run)
+            summary = _summary(run)
+            _trained_name(summary, run)  # read_runs needs it: one unfinished run stopped the whole comparison
+            kept[run] = summary
         except VidsslError as e:
             left_out.append(str(e))
     if not kept:
@@ -419,10 +425,10 @@ def by_run(values: list[str], names: list[str]) -> str:
 
 def run_differences(runs: list[str | Path], names: list[str]) -> tuple[list[str], str | None]:
     """``"key: value / value / ..."`` (see :func:`by_run`; ``names``: the runs' columns) for everything the runs
-    differ in beyond their seed (see :func:`_setup`); a key a run lacks shows as ``-``, and a key a run does not read
-    (``not read``) is no difference. Empty for seeds of one config on one data set. And the range of steps trained
-    when train.fit_budget fitted every run's to its budget (``"trained steps: 9963-10000"``), which is no difference
-    of setting, else None."""
+    differ in beyond their seed (see :func:`_setup`); a key a run lacks shows as ``-`` (but a run lacking an
+    evaluation is no difference in its data), and a key a run does not read (``not read``) is no difference. Empty
+    for seeds of one config on one data set. And the range of steps trained when train.fit_budget fitted every
+    run's to its budget (``"trained steps: 9963-10000"``), which is no difference of setting, else None."""
     from vidssl.report import finite_number
 
     setups = [_setup(Path(run)) for run in runs]
@@ -434,7 +440,10 @@ def run_differences(runs: list[str | Path], names: list[str]) -> tuple[list[str]
     lines, steps = [], None
     for key in keys:
         values = [setup.get(key, missing) for setup in setups]
-        read = [v for v in values if v != NOT_READ]
+        # a run without the evaluation (never run on that task, or its metrics.json gone: named under the table)
+        # has no number in that row: its data differ from no one's (its "-" shows where the others' differ)
+        unknown = (NOT_READ, missing) if key.startswith("eval data (") else (NOT_READ,)
+        read = [v for v in values if v not in unknown]
         if not any(v != read[0] for v in read):
             continue
         trained = [v.steps for v in read if isinstance(v, Steps)]
@@ -463,8 +472,8 @@ def column_names(runs: list[str | Path]) -> list[str]:
 def compare_markdown(runs: list[str | Path]) -> str:
     """A markdown table: per task, each run's trained number, their mean +- sd, and per baseline its mean (over
     the same runs) and the runs the trained backbone beats it in; under it, the runs left out (no readable
-    summary.json), the metrics.json files that could not be read, the trained numbers that are not finite and what
-    the runs differ in beyond their seed."""
+    summary.json, or none naming a trained model), the metrics.json files that could not be read, the trained
+    numbers that are not finite and what the runs differ in beyond their seed."""
     summaries, left_out = readable_runs(runs)  # refuses a run given twice, which no suffix tells apart
     runs = list(summaries)
     rows, unreadable = read_runs(runs, summaries)
@@ -490,7 +499,8 @@ def compare_markdown(runs: list[str | Path]) -> str:
             cells.append(f"{b_text}, {better}/{both}")
         lines.append("| " + " | ".join(map(cell, cells)) + " |")
     if left_out:
-        lines += ["", "**Left out** (no readable summary.json):", *(f"- {note}" for note in left_out)]
+        lines += ["", "**Left out** (no readable summary.json, or no trained model in it):",
+                  *(f"- {note}" for note in left_out)]
     unreadable += [f"{path}: unreadable; what {run} was made with is not compared with the other runs' (rerun its "
                    "command to rewrite it)" for run in map(Path, runs) for path in _unreadable_records(run)]
     if unreadable:
