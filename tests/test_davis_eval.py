@@ -229,6 +229,66 @@ def test_features_holding_nan_stop_the_evaluation_naming_the_model(tmp_path):
     assert torch.isfinite(PixelFeatures().dense_features(torch.rand(1, 3, 16, 16))).all()
 
 
+class RecordingBackbone:
+    """A stub backbone with its own mean/std (not ImageNet's, not 0/1) whose dense_features records the input it is
+    handed and returns stride-8 cell means."""
+
+    mean = (0.3, 0.45, 0.6)
+    std = (0.2, 0.25, 0.4)
+
+    def __init__(self):
+        self.inputs = []
+
+    def parameters(self):  # none: propagate_sequence computes on the CPU
+        return iter(())
+
+    def dense_features(self, x):
+        import torch.nn.functional as F
+
+        self.inputs.append(x.clone())
+        return F.avg_pool2d(x, 8, ceil_mode=True)
+
+
+def _recorded_input(frame, max_side):
+    """What propagate_sequence feeds RecordingBackbone for a 2-frame sequence of ``frame`` (H, W, 3) uint8."""
+    from vidssl.eval.davis import propagate_sequence
+    from vidssl.eval.davis_data import DavisSequence
+
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    mask[:16, :16] = 1
+    model = RecordingBackbone()
+    seq = DavisSequence("stub", [frame, frame], [mask, mask], num_objects=1, frame_names=["00000", "00001"])
+    propagate_sequence(model, seq, DavisConfig(context=1, radius=2, max_side=max_side), progress=False)
+    (x,) = model.inputs
+    return x[0].permute(1, 2, 0).numpy(), model  # (h, w, 3), as the frame
+
+
+def test_frames_reach_the_model_as_rgb_in_0_1_normalised_by_the_models_own_mean_and_std():
+    """A constant colour frame reaches dense_features as (frame / 255 - mean) / std per channel, with the model's
+    own mean and std: fixed statistics, or 0-255 divided by 256, would shift every feature."""
+    colour = np.array([200, 37, 129], np.uint8)
+    frame = np.broadcast_to(colour, (40, 48, 3)).copy()
+    got, model = _recorded_input(frame, max_side=0)
+    want = (colour / 255.0 - np.array(model.mean)) / np.array(model.std)
+    assert got.shape == (40, 48, 3)
+    np.testing.assert_allclose(got, np.broadcast_to(want, got.shape), rtol=0, atol=1e-5)
+
+
+def test_frames_over_max_side_are_resized_by_area_as_the_labels_are():
+    """1-px stripes in a frame wider than max_side: the model sees the frame resized by OpenCV's INTER_AREA, as
+    labels_to_grid resizes the first frame's masks (bilinear would sample the stripes, and the features and labels
+    of one cell would describe different pixels)."""
+    rng = np.random.default_rng(0)
+    frame = np.zeros((40, 100, 3), np.uint8)
+    frame[:, ::2] = rng.integers(0, 256, (50, 3))  # a colour per even column, black between
+    frame[::3] //= 2  # every third row darker: stripes both ways
+    got, model = _recorded_input(frame, max_side=64)
+    h, w = 26, 64  # 40 x 100 scaled by 64 / 100, rounded
+    want = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA).astype(np.float64) / 255
+    assert got.shape == (h, w, 3)
+    np.testing.assert_allclose(got * np.array(model.std) + np.array(model.mean), want, rtol=0, atol=1e-5)
+
+
 def test_cli_eval_davis(tmp_path, capsys):
     from vidssl.cli import main
 

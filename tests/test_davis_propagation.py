@@ -309,6 +309,18 @@ def _position_features(h: int, w: int, cy: int, cx: int, size: int) -> torch.Ten
     return F.normalize(feats, dim=0)
 
 
+def test_the_default_settings_are_the_published_protocol():
+    """The defaults are the protocol the README states, CRW's and VFS's (DINO's code differs: 7 previous frames,
+    top 5, temperature 0.1): 20 previous frames besides the first, the top 10 of them voting with softmax(sim /
+    0.07), within a disc of 12 feature cells, the first frame included (DINO's radius on it; CRW searches it
+    whole), on frames resized to a 480-px long side (not full size: not comparable with published numbers).
+    Only the generated default.yaml pinned them, which follows whatever the dataclass says."""
+    cfg = DavisConfig()
+    assert (cfg.context, cfg.topk, cfg.temperature, cfg.radius) == (20, 10, 0.07, 12)
+    assert cfg.radius_first_frame is True and cfg.max_side == 480
+    assert cfg.norm_mask is False  # CRW's plain argmax; DINO's and VFS's norm_mask is an option
+
+
 def test_propagation_tracks_a_moving_square():
     h, w, size, T = 12, 16, 4, 10
     positions = [(2 + t // 3, 1 + t) for t in range(T)]  # moves right 1 cell/frame, down every third frame

@@ -130,6 +130,65 @@ def test_every_arch_round_trips(arch, tmp_path):
     assert all(t.dtype != torch.float16 for t in half.state_dict().values())
 
 
+def test_the_card_s_dimensions_are_those_of_the_loaded_model_s_outputs(tmp_path):
+    """out_dim and dense_dim as measured on the loaded model's embed and dense_features outputs (resnet18: 512 and
+    256, so a swap shows), not as the card code reads them off the backbone."""
+    save_backbone(build_backbone("resnet18", input_size=32), tmp_path / "r.pt", safetensors=False)
+    card = json.loads((tmp_path / "r.model_card.json").read_text())
+    loaded = vidssl.load_backbone(tmp_path / "r.pt")
+    with torch.no_grad():
+        x = torch.rand(1, 3, 32, 40)
+        embedding, dense = loaded.embed(x), loaded.dense_features(x)
+    assert (card["out_dim"], card["dense_dim"]) == (embedding.shape[1], dense.shape[1]) == (512, 256)
+
+
+def test_load_backbone_puts_the_weights_on_map_location(tmp_path):
+    """map_location is honoured: the meta device (no numbers, on any machine) stands in for a GPU here."""
+    save_backbone(build_backbone("smallcnn", width=4), tmp_path / "b.pt", safetensors=False)
+    loaded = vidssl.load_backbone(tmp_path / "b.pt", map_location="meta")
+    tensors = [*loaded.parameters(), *loaded.buffers()]
+    assert tensors and all(t.device.type == "meta" for t in tensors)
+    assert all(t.device.type == "cpu" for t in vidssl.load_backbone(tmp_path / "b.pt").parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_backbone_on_the_gpu_is_saved_as_cpu_tensors(tmp_path):
+    """A file loads on a machine without a GPU (torch.load restores each tensor's saved device)."""
+    save_backbone(build_backbone("smallcnn", width=4).cuda(), tmp_path / "b.pt", safetensors=False)
+    state = torch.load(tmp_path / "b.pt", weights_only=True)  # no map_location: each tensor where it was saved
+    assert state and all(v.device.type == "cpu" for v in state.values())
+
+
+def _hand_made_checkpoint(run, backbone, extra: dict | None = None) -> None:
+    """``run/checkpoint.pt`` holding what export_backbone reads of a `vidssl train` checkpoint (its backbone
+    under "backbone." as the training model's state dict names it), plus ``extra`` model tensors."""
+    from vidssl.train import CHECKPOINT, CHECKPOINT_FORMAT
+
+    run.mkdir()
+    model = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
+    model["head.weight"] = torch.zeros(4, backbone.out_dim)  # the projection head: not exported
+    torch.save({"format": CHECKPOINT_FORMAT, "model": {**model, **(extra or {})}, "backbone": backbone.spec(),
+                "step": 2, "total_steps": 2, "pairs": {}, "embed_dim": 4, "head": "linear", "world_size": 1,
+                "metrics": {}, "config": {}}, run / CHECKPOINT)
+
+
+def test_export_refuses_a_checkpoint_whose_backbone_holds_a_tensor_the_architecture_lacks(tmp_path):
+    """Strict, as loading is: a backbone tensor the recorded architecture has no place for (a checkpoint edited, or
+    of an architecture that differed) is named, not dropped from the export without a word."""
+    b = build_backbone("smallcnn", width=4)
+    _hand_made_checkpoint(tmp_path / "good", b)
+    assert export_backbone(tmp_path / "good", tmp_path / "good.pt").is_file()  # the checkpoint is otherwise fine
+    _hand_made_checkpoint(tmp_path / "run", b, {"backbone.extra": torch.zeros(3)})
+    with pytest.raises(ModelFileError, match=r"checkpoint\.pt: its backbone does not fit the smallcnn it records: "
+                                             r"1 unexpected keys \(e\.g\. \['extra'\]\)"):
+        export_backbone(tmp_path / "run", tmp_path / "b.pt")
+    assert not (tmp_path / "b.pt").exists()
+    _hand_made_checkpoint(tmp_path / "shape", b, {"backbone.features.0.weight": torch.zeros(1, 2, 3)})
+    with pytest.raises(ModelFileError, match=r"does not fit the smallcnn it records: size mismatch for "
+                                             r"features\.0\.weight: .*; export it with the vidssl version"):
+        export_backbone(tmp_path / "shape", tmp_path / "b.pt")
+
+
 def test_random_init_baseline_has_the_trained_backbones_shape(tmp_path):
     """The evaluation's "same architecture at random init" row is built like the weights file: a width-8 smallcnn
     at 48 px gets a width-8, 48-px random twin (not the width-32 default), with different values."""
@@ -449,6 +508,10 @@ def test_a_torchvision_classifier_state_dict_loads_without_its_head(tmp_path):
     state["extra.weight"] = torch.zeros(1)  # anything beyond exactly the head is still refused
     torch.save(state, tmp_path / "tv.pt")
     with pytest.raises(ModelFileError, match=r"3 unexpected"):
+        vidssl.load_backbone(tmp_path / "tv.pt")
+    del state["extra.weight"], state["fc.bias"]  # part of the head: not a classifier's state dict, refused too
+    torch.save(state, tmp_path / "tv.pt")
+    with pytest.raises(ModelFileError, match=r"1 unexpected keys \(e\.g\. \['fc\.weight'\]\)"):
         vidssl.load_backbone(tmp_path / "tv.pt")
 
 

@@ -437,7 +437,16 @@ def export_backbone(run_dir: str | os.PathLike, out_path: str | os.PathLike, saf
     spec = dict(ckpt["backbone"])
     backbone = _unfilled(spec.pop("arch"), **spec)
     prefix = "backbone."
-    _fill(backbone, {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)})
+    state = {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
+    try:
+        _fill(backbone, state)
+    except RuntimeError as e:  # an edited checkpoint, or one of an architecture that differed: one line, no traceback
+        missing, unexpected = _key_mismatch(backbone, state)
+        what = ", ".join(f"{len(keys)} {kind} (e.g. {keys[:3]})" for kind, keys in
+                         (("missing keys", missing), ("unexpected keys", unexpected)) if keys)
+        what = what or str(e).strip().splitlines()[-1].strip().rstrip(".")  # a shape: torch's line names it
+        raise ModelFileError(f"{ckpt_path}: its backbone does not fit the {backbone.arch} it records: {what}; "
+                             "export it with the vidssl version that trained it") from None
     sessions = ckpt.get("sessions", [])  # checkpoints of earlier versions hold none
     training = {
         "steps": ckpt["step"], "total_steps": ckpt["total_steps"], "complete": ckpt["step"] >= ckpt["total_steps"],
