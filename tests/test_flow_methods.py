@@ -63,3 +63,36 @@ def test_a_model_of_your_own_without_cell_offset_is_matched_as_a_conv_backbone()
     image = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
     flow = FeatureMatchFlow(Mine(), max_displacement=2, temperature=0.05)(image, image)
     assert flow.shape == (40, 48, 2) and np.isfinite(flow).all()
+
+
+class _CellBlocks(torch.nn.Module):
+    """Each 8x8 block's 192 normalised pixel values as a cell's feature: distinct per cell, so matching is exact;
+    ``gain`` multiplies each cell by a random positive factor (up to e^2), as a backbone wrapper might."""
+
+    dense_stride, dense_dim, cell_offset = 8, 192, 3.5
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+    def __init__(self, gain: bool):
+        super().__init__()
+        self.gain = gain
+
+    def dense_features(self, x):
+        cells = torch.nn.functional.pixel_unshuffle(x, 8)
+        if not self.gain:
+            return cells
+        g = torch.Generator().manual_seed(0)
+        return cells * torch.exp(2 * torch.rand(cells.shape[0], 1, *cells.shape[2:], generator=g))
+
+
+def test_matching_is_a_cosine_blind_to_each_cells_feature_scale():
+    """Without the per-cell L2 normalisation the soft-argmax follows the largest dot product, i.e. the cell of
+    frame 2 with the largest gain, not the best match (the mutation review's surviving 'no_l2norm')."""
+    rng = np.random.default_rng(4)
+    image1 = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    image2 = np.roll(image1, (8, -16), axis=(0, 1))  # one cell down, two cells left: flow (u, v) = (-16, 8)
+    plain = FeatureMatchFlow(_CellBlocks(gain=False), max_displacement=3, temperature=0.02)(image1, image2)
+    scaled = FeatureMatchFlow(_CellBlocks(gain=True), max_displacement=3, temperature=0.02)(image1, image2)
+    # the cells whose match lies inside frame 2's map (not rolled in from the other side): the known shift exactly
+    inner = scaled[8:-16, 24:-8].reshape(-1, 2)
+    assert np.abs(inner - np.array([-16.0, 8.0])).max() < 1e-3
+    np.testing.assert_allclose(scaled, plain, atol=1e-4)

@@ -117,7 +117,7 @@ def test_metrics_over_pairs_are_pooled_over_pixels():
     """Sintel's and KITTI's convention: the mean over every scored pixel of all pairs, not the mean of pair means
     (the reviewer's case: 1 occluded pixel at EPE 100 in one pair, 999 at EPE 0 in the other -> 0.1, not 50)."""
     rng = np.random.default_rng(3)
-    pairs, all_epe, all_occ_epe, all_out = [], [], [], []
+    pairs, all_epe, all_noc_epe, all_occ_epe, all_out = [], [], [], [], []
     for h, w, occ_rows in ((4, 5, 1), (10, 8, 7)):
         gt = rng.normal(0, 4, (h, w, 2))
         pred = gt + rng.normal(0, 2, (h, w, 2))
@@ -129,16 +129,21 @@ def test_metrics_over_pairs_are_pooled_over_pixels():
                 e = float(np.hypot(*(pred[y, x] - gt[y, x])))
                 all_epe.append(e)
                 all_out.append(not (e <= 3.0 or e <= 0.05 * float(np.hypot(*gt[y, x]))))
-                if occluded[y, x]:
-                    all_occ_epe.append(e)
+                (all_occ_epe if occluded[y, x] else all_noc_epe).append(e)
     m = mean_metrics(pairs)
     assert m["epe"] == pytest.approx(sum(all_epe) / len(all_epe), rel=1e-9)
+    assert m["epe_noc"] == pytest.approx(sum(all_noc_epe) / len(all_noc_epe), rel=1e-9)
     assert m["epe_occ"] == pytest.approx(sum(all_occ_epe) / len(all_occ_epe), rel=1e-9)
     assert m["fl_all"] == pytest.approx(100 * sum(all_out) / len(all_out), rel=1e-9)
     one = flow_metrics(np.full((1, 1000, 2), 0.0), np.zeros((1, 1000, 2)), None, np.arange(1000)[None] < 999)
     other = flow_metrics(np.full((1, 2, 2), 0.0), np.array([[[0.0, 0.0], [100.0, 0.0]]]), None,
                          np.array([[False, True]]))
     assert mean_metrics([one, other])["epe_occ"] == pytest.approx(0.1)
+    # and its mirror for the non-occluded pixels: 1 at EPE 100 among 1000 valid, 2 at EPE 0 among 2 -> 100 / 3
+    one = flow_metrics(np.zeros((1, 1000, 2)), np.concatenate([[[[100.0, 0.0]]], np.zeros((1, 999, 2))], 1), None,
+                       np.arange(1000)[None] >= 1)
+    other = flow_metrics(np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), None, np.zeros((1, 2), bool))
+    assert mean_metrics([one, other])["epe_noc"] == pytest.approx(100 / 3)
 
 
 def test_metrics_over_pairs_skip_missing_values():

@@ -234,3 +234,53 @@ def test_pairs_key_chooses_the_pairs_and_figures_are_capped(dataset, tmp_path, m
     with pytest.raises(ConfigError, match=r"'KITTI/\*' matches none of the 3 pairs .* e\.g\. other-data/Broken"):
         evaluate_flow({}, root, tmp_path / "none", dataclasses.replace(cfg, pairs=["KITTI/*"]), progress=False)
     assert not (tmp_path / "none").exists()
+
+
+def test_the_transfer_budget_is_shared_and_the_seed_passed_on(dataset, tmp_path, monkeypatch):
+    """Each model with weights trained for the whole budget (two models took twice the minutes asked), and the run's
+    seed never reached the decoders' training."""
+    from vidssl.eval.flow import run as flow_run
+
+    class NoMotion(torch.nn.Module):
+        def forward(self, image1, image2):
+            return torch.zeros(image1.shape[0], 2, *image1.shape[-2:])
+
+    asked = []
+
+    def recorded(model, cfg, budget_s, seed, *args, **kwargs):
+        asked.append((budget_s, seed))
+        return NoMotion(), {"steps": 0, "train_seconds": 0.0, "synthetic_epe_start": 1.0, "synthetic_epe_end": 1.0}
+
+    monkeypatch.setattr(flow_run, "train_transfer", recorded)
+    root, _ = dataset
+    torch.manual_seed(0)
+    models = {"a": build_backbone("smallcnn", width=4), "b": build_backbone("smallcnn", width=4),
+              "raw pixels": PixelFeatures()}  # no weights: no transfer, no share of the budget
+    cfg = dataclasses.replace(CFG, classical=["zero"], figures=False, pairs=["training/*"])
+    saved = evaluate_flow(models, root, tmp_path / "eval", cfg, budget_minutes=0.5, seed=7, progress=False)
+    assert [name for name in saved["methods"] if name.startswith("transfer")] == ["transfer[a]", "transfer[b]"]
+    assert asked == [(15.0, 7), (15.0, 7)]  # 0.5 minutes = 30 s, half each
+
+
+def test_match_rows_use_the_configured_window_and_temperature(dataset, tmp_path):
+    """The match rows ran at fixed settings whatever eval.flow.max_displacement / temperature said: each row must be
+    FeatureMatchFlow at the configured ones, called here directly on the pair (neither is the default, 4 / 0.02)."""
+    from vidssl.eval.flow.data import find_pairs, load_pair
+    from vidssl.eval.flow.methods import FeatureMatchFlow
+    from vidssl.eval.flow.metrics import flow_metrics
+
+    root, _ = dataset
+    name = "training/image_2/000000_10"
+    pair = load_pair(next(p for p in find_pairs(root) if p.name == name))
+    epe = []
+    for max_displacement, temperature in ((1, 0.05), (2, 0.3)):
+        cfg = dataclasses.replace(CFG, classical=["zero"], transfer=False, figures=False, pairs=[name],
+                                  max_displacement=max_displacement, temperature=temperature)
+        saved = evaluate_flow({"raw": PixelFeatures()}, root, tmp_path / "eval", cfg, progress=False)
+        flow = FeatureMatchFlow(PixelFeatures(), max_displacement, temperature)(pair.image1, pair.image2)
+        expected = flow_metrics(flow, pair.flow, pair.valid, pair.occluded)
+        row = saved["methods"]["match[raw]"]["pairs"][name]
+        assert row["epe"] == pytest.approx(expected["epe"], rel=1e-6)
+        assert row["epe_noc"] == pytest.approx(expected["epe_noc"], rel=1e-6)
+        epe.append(row["epe"])
+    assert epe[0] != pytest.approx(epe[1], rel=1e-3)  # the settings matter on this pair

@@ -1,6 +1,8 @@
 """The synthetic pair generator: exact ground truth, checked by warping frame 2 back onto frame 1."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -59,3 +61,20 @@ def test_a_scene_without_shapes_moves_rigidly():
     assert float((flow[..., 2:, :] - 2 * flow[..., 1:-1, :] + flow[..., :-2, :]).abs().max()) < 1e-3
     error = (backward_warp(batch.image2, batch.flow) - batch.image1).abs().mean(1)
     assert float(error[~batch.occluded].mean()) < 0.01
+
+
+def test_the_background_moves_half_as_far_as_the_shapes():
+    """Documented (synthetic_pairs, eval.flow.max_motion) as translating by half of max_motion per axis, rotating by
+    up to 2 degrees and scaling by up to 3% about the frame's centre: a background moving the full max_motion
+    passed every test. Bound, per axis: max_motion / 2 plus ||s R(theta) - I|| times the farthest pixel's distance
+    from the centre, whose largest value over |theta| <= 2 deg, |s - 1| <= 0.03 is at a corner of that box."""
+    height, width, max_motion = 40, 56, 40.0
+    batch = synthetic_pairs(8, height, width, torch.Generator().manual_seed(2), max_motion=max_motion,
+                            num_shapes=(0, 0))
+    theta = math.radians(2)
+    turn = max(math.sqrt(s * s - 2 * s * math.cos(theta) + 1) for s in (0.97, 1.03))  # ||s R - I||, 2x2 spectral
+    radius = math.hypot((width - 1) / 2, (height - 1) / 2)
+    bound = max_motion / 2 + turn * radius  # 20 + 1.6 px
+    per_axis = batch.flow.abs().amax(dim=(2, 3))  # [B, 2]
+    assert float(per_axis.max()) <= bound
+    assert float(per_axis.max()) > 0.6 * max_motion / 2  # and it does move: the bound is not met by standing still

@@ -181,3 +181,79 @@ def test_finetuning_works_on_a_copy_of_the_backbone():
         assert torch.equal(value, before[key]), key
     changed = [k for k, v in net.backbone.state_dict().items() if "weight" in k and not torch.equal(v, before[k])]
     assert changed
+
+
+def test_an_untrained_decoder_is_exactly_the_zero_shot_match():
+    """The decoder's last layer starts at zero, so before any step the network is method 3 (match_flow), which
+    every step is then measured against; a random last layer would start elsewhere. Raw pixels too: their cells
+    are centred on their 8x8 blocks (cell_offset 3.5), where the upsampled flow must be placed as method 3 places it."""
+    from vidssl.eval.baselines import PixelFeatures
+    from vidssl.eval.flow.methods import match_flow
+
+    batch = transfer.synthetic_pairs(2, 48, 64, torch.Generator().manual_seed(1), 8.0, (1, 2))
+    for backbone in (_backbone(), PixelFeatures().eval()):
+        torch.manual_seed(5)
+        net = transfer.CorrFlowNet(backbone, max_displacement=2, temperature=0.05).eval()
+        with torch.no_grad():
+            flow = net(batch.image1, batch.image2)
+            zero_shot = match_flow(backbone, batch.image1, batch.image2, 2, 0.05)
+        assert float(zero_shot.abs().max()) > 0.1  # the comparison is not of two zero fields
+        assert torch.allclose(flow, zero_shot, atol=1e-5), type(backbone).__name__
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_each_training_step_draws_its_data_from_the_seed_too(monkeypatch):
+    """Step i's synthetic batch was seeded by i alone: every seed trained on the very same data."""
+    real, first = transfer.synthetic_pairs, []
+    small = dataclasses.replace(TINY, steps=1, batch_size=2, synthetic_size=[32, 32])
+
+    def first_training_batch(batch, *args, **kwargs):
+        first.append(real(batch, *args, **kwargs).image1)
+        raise _Stop
+
+    monkeypatch.setattr(transfer, "synthetic_epe", lambda *args: 0.0)  # no validation pass: training batches only
+    monkeypatch.setattr(transfer, "synthetic_pairs", first_training_batch)
+    for seed in (0, 1):
+        with pytest.raises(_Stop):
+            train_transfer(_backbone(), small, budget_s=60.0, seed=seed, progress=False)
+    assert len(first) == 2 and first[0].shape == first[1].shape == (2, 3, 32, 32)
+    assert float((first[0] - first[1]).abs().mean()) > 0.01
+
+
+# every FlowConfig key that changes what transfer training computes, with a value other than the one the test below
+# trains at (written out here, not read from the code's list, which is what is checked)
+_OTHER_TRAINING_VALUES = {"max_displacement": 2, "temperature": 0.05, "steps": 2, "finetune": True, "lr": 0.01,
+                          "backbone_lr": 1e-3, "batch_size": 3, "synthetic_size": [64, 48], "max_motion": 6.0,
+                          "num_shapes": [1, 2]}
+
+
+def test_a_checkpoint_trained_under_other_settings_starts_over(tmp_path, monkeypatch):
+    """A checkpoint of a run under another max_motion (or any other training key) resumed as if it were this run's:
+    a finished run was reused as it was, trained on other data."""
+    cfg = dataclasses.replace(TINY, steps=1, batch_size=2, synthetic_size=[32, 32])
+    backbone, checkpoint = _backbone(), tmp_path / "model.pt"
+    train_transfer(backbone, cfg, budget_s=1e6, checkpoint=checkpoint, progress=False)
+    saved = torch.load(checkpoint, weights_only=True)["net"]
+    trained = saved[[k for k in saved if k.startswith("decoder.") and k.endswith(".weight")][-1]]  # the last layer
+    assert float(trained.abs().max()) > 0
+    resumed = []
+
+    def first_validation(net, *args):  # the first validation pass shows which weights the run starts from
+        resumed.append(torch.equal(net.decoder[-1].weight.detach().cpu(), trained))
+        raise _Stop
+
+    monkeypatch.setattr(transfer, "synthetic_epe", first_validation)
+    with pytest.raises(_Stop):
+        train_transfer(backbone, cfg, budget_s=1e6, checkpoint=checkpoint, progress=False)
+    assert resumed == [True]  # the same settings: the finished run is reused
+    for key, value in _OTHER_TRAINING_VALUES.items():
+        assert getattr(cfg, key) != value, key
+        resumed.clear()
+        with pytest.raises(_Stop):
+            train_transfer(backbone, dataclasses.replace(cfg, **{key: value}), budget_s=1e6, checkpoint=checkpoint,
+                           progress=False)
+        assert resumed == [False], key  # started from the untrained decoder
+    assert set(transfer._TRAINING_KEYS) == set(_OTHER_TRAINING_VALUES)  # a new training key is tested here too

@@ -43,7 +43,7 @@ class CorrFlowNet(nn.Module):
 
     At stride s = backbone.dense_stride: the cosine correlation [B, (2d+1)^2, h, w] (standardised per cell), a 1x1
     projection of frame 1's features (context, as FlowNetC's conv_redir) and the soft-argmax flow go through dilated
-    3x3 conv-BN-LeakyReLU layers (receptive field 33 cells) to a residual flow in cells; the sum is scaled by s and
+    3x3 conv-BN-LeakyReLU layers (receptive field 35 cells) to a residual flow in cells; the sum is scaled by s and
     upsampled bilinearly.
     """
 
