@@ -43,7 +43,9 @@ def test_decoder_learns_on_synthetic_pairs_quickly():
 @pytest.mark.slow
 def test_decoder_learns_real_motion_not_just_to_damp_its_input():
     # better than predicting no motion at all, on the fixed validation pairs: the decoder has learnt flow from
-    # random-init features, not only to shrink a noisy zero-shot estimate towards zero
+    # random-init features, not only to shrink a noisy zero-shot estimate towards zero; and better than where it
+    # started (the zero-shot match, already at about 0.90 of zero flow's EPE here, under the 0.93 alone: a decoder
+    # that learnt nothing passed)
     cfg = dataclasses.replace(FlowConfig(), synthetic_size=[96, 128], batch_size=8, max_motion=16.0, num_shapes=[2, 5],
                               max_displacement=3, steps=50)
     torch.manual_seed(0)
@@ -52,6 +54,7 @@ def test_decoder_learns_real_motion_not_just_to_damp_its_input():
                                           torch.Generator().manual_seed(transfer._VAL_SEED), 16.0, (2, 5))
     zero_flow_epe = float(validation.flow.norm(dim=1).mean())
     assert info["synthetic_epe_end"] < 0.93 * zero_flow_epe, (info, zero_flow_epe)
+    assert info["synthetic_epe_end"] < 0.975 * info["synthetic_epe_start"], info  # 0.955 on this project's CPUs
 
 
 def test_budget_bounds_training_time():
