@@ -309,6 +309,53 @@ def test_start_frames_spacing_and_cap():
     assert start_frames(31, cfg) == []
 
 
+class _ScriptedMotion:
+    """A motion estimator that records the frames it is asked about (each test frame's grey level is its index)
+    and finds motion only on the frames of ``moving_on``: a 24 px square of moving points at (20, 12)."""
+
+    def __init__(self, moving_on=()):
+        self.moving_on, self.analysed = set(moving_on), []
+
+    def __call__(self, previous: np.ndarray, current: np.ndarray):
+        from tracking.motion import Motion
+
+        index = int(current[0, 0])
+        self.analysed.append(index)
+        ys, xs = np.mgrid[2:48:4, 2:64:4]
+        points = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+        x, y = points[:, 0], points[:, 1]
+        moving = (index in self.moving_on) & (x >= 20) & (x < 44) & (y >= 12) & (y < 36)
+        return Motion(points, np.where(moving, 2.0, 0.0).astype(np.float32), moving, np.eye(3))
+
+
+def _analysed_candidates(moving_on=()) -> tuple[list[int], Counter, int]:
+    """Feed 130 flat 64x48 frames to a miner whose candidates are every 4 frames from 1 (start_stride 4) and whose
+    motion is scripted: the candidates it analysed, its start-frame rejections and the tracks it started."""
+    cfg = MineConfig()
+    assert cfg.start_stride == 4
+    miner = _Miner(cfg, (48, 64), list(range(1, 120, 4)), 0, 130)
+    miner.estimator = _ScriptedMotion(moving_on)
+    for i in range(130):
+        miner.feed(i, np.full((48, 64, 3), i, np.uint8))
+    return miner.estimator.analysed, +miner.result.starts_rejected, miner.result.tracks_started
+
+
+def test_fruitless_start_frames_make_the_next_ones_wait_4_8_then_16_frames():
+    """README, Tracking stage, step 3: after a candidate that starts nothing the next try comes 4, then 8, then 16
+    frames after it for one, two, three or more fruitless candidates in a row ("with candidates 4 apart the first
+    skips none, then one, then three"), and a candidate that starts a track ends such a run. The schedule was
+    untested: waits of 8, 16, 32 frames passed every test."""
+    analysed, rejected, started = _analysed_candidates()
+    # still throughout: 1, then +4, +8, then +16 on each
+    assert analysed == [1, 5, 13, 29, 45, 61, 77, 93, 109]
+    assert rejected == {"too_static": 9} and started == 0
+    # frame 29 (the fourth, three fruitless before it) starts a track: the next candidate (33) is tried again,
+    # and the waits grow anew
+    analysed, rejected, started = _analysed_candidates(moving_on={29})
+    assert analysed == [1, 5, 13, 29, 33, 37, 45, 61, 77, 93, 109]
+    assert rejected == {"too_static": 10} and started == 1
+
+
 def test_frame_range_parts_meet_at_the_nearest_frame_with_no_overlap():
     """A cut c of mine.time_range (pretrain's [0, 0.8] trained, [0.8, 1] held out) is the frame nearest c * n,
     computed exactly: truncating a float product put 0.29 * 100 = 28.999... at frame 28, and rounding the end up

@@ -214,8 +214,11 @@ class Track:
             return outcome
         box = tuple(v / self.scale for v in rect)
         fh, fw = frame.shape[:2]
-        # a guard: the border check keeps a whole-pixel box inside the frame at full scale too, not a fractional one
-        # near an edge that the small frame's rounded size moved out
+        # a guard that cannot trigger with the miner's shrink: scale is exactly 1/k and the small frame is the
+        # working frame's first H // k rows and W // k columns, so a box that passed the border check (integer x + w
+        # under W // k) ends by (W // k - 1) k < W here; an exhaustive check (integer boxes, frames up to 700 px wide,
+        # every k up to 48) found no box it moves. Kept for a tracker frame made another way (a fractional scale),
+        # where a box could end past the frame
         box = (min(box[0], fw - box[2]), min(box[1], fh - box[3]), box[2], box[3])
         self.last_thumb = thumb
         self.frame = frame
