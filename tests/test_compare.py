@@ -685,6 +685,12 @@ def test_a_run_reported_before_its_export_is_left_out_not_the_end_of_the_compari
     left_out = out.split("**Left out**")[1].splitlines()[1]
     assert left_out.startswith(f"- {staged}/summary.json names no trained model")
     assert f"vidssl export {staged}/train --out {staged}/backbone.pt" in left_out
+    # a summary edited by hand, its "weights" no path: a TypeError ended the whole comparison
+    (staged / "summary.json").write_text(json.dumps({"weights": 5}))
+    assert main(["compare", *map(str, done), str(staged)]) == 0
+    left_out = capsys.readouterr().out.split("**Left out**")[1].splitlines()[1]
+    assert left_out == (f"- {staged}/summary.json: its \"weights\" is int 5, not a path; rewrite the summary: "
+                        f"vidssl report {staged}")
 
 
 def test_a_missing_evaluation_is_no_difference_in_evaluation_data(tmp_path, capsys):

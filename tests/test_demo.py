@@ -407,3 +407,23 @@ def test_the_command_line_keeps_a_config_yaml_of_the_users(tmp_path, capsys):
     theirs.unlink()
     assert main(argv) == 0 and main(argv) == 0  # the second call finds the config.yaml the first one wrote
     assert yaml.safe_load(theirs.read_text())["config"]["demo"]["frames"] == 4
+    # the form users copy from a run folder and edit (a `config:` mapping, as --config reads it) is theirs too
+    for edited in ("# my edited copy\nconfig:\n  train:\n    lr: 0.5\n",
+                   theirs.read_text().replace("versions:", "# kept for the paper\nversions:")):
+        theirs.write_text(edited)
+        capsys.readouterr()
+        assert main(argv) == 1 and "not a resolved config vidssl wrote" in capsys.readouterr().err
+        assert theirs.read_text() == edited
+
+
+def test_pretrains_own_demo_folder_rewrites_a_clip_file_without_a_record(tmp_path):
+    """An older version killed between a clip's mp4 and its first JSON (or a JSON deleted by hand) left a lone
+    clip_00.mp4 in RUN/demo_videos: every pretrain rerun was refused, told to choose another folder it cannot choose.
+    pretrain's folders are its own (owned=True, under RUN's lock): the clip is written again."""
+    fresh = make_demo_videos(tmp_path / "fresh", num=1, frames=4)[0].read_bytes()
+    lone = tmp_path / "demo_videos" / "clip_00.mp4"
+    lone.parent.mkdir()
+    lone.write_bytes(fresh[: len(fresh) // 2])
+    with pytest.raises(ForeignClipError):
+        make_demo_videos(lone.parent, num=1, frames=4)
+    assert make_demo_videos(lone.parent, num=1, frames=4, owned=True) == [lone] and lone.read_bytes() == fresh

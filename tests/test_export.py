@@ -187,6 +187,17 @@ def test_export_refuses_a_checkpoint_whose_backbone_holds_a_tensor_the_architect
     with pytest.raises(ModelFileError, match=r"does not fit the smallcnn it records: size mismatch for "
                                              r"features\.0\.weight: .*; export it with the vidssl version"):
         export_backbone(tmp_path / "shape", tmp_path / "b.pt")
+    # three tensors of another shape: torch names each on a line of its own, the message the first and the count
+    wrong = {f"backbone.{k}": torch.zeros(7) for k in ("features.0.weight", "features.1.weight", "features.1.bias")}
+    _hand_made_checkpoint(tmp_path / "shapes", b, wrong)
+    with pytest.raises(ModelFileError, match=r"size mismatch for features\.0\.weight: .* \(and 2 more\); export"):
+        export_backbone(tmp_path / "shapes", tmp_path / "b.pt")
+    # a value that is no tensor ended in an AttributeError traceback
+    _hand_made_checkpoint(tmp_path / "int", b, {"backbone.features.0.weight": 3})
+    with pytest.raises(ModelFileError, match=r"does not fit the smallcnn it records: 1 values that are no tensor "
+                                             r"\(e\.g\. \['features\.0\.weight'\]\)"):
+        export_backbone(tmp_path / "int", tmp_path / "b.pt")
+    assert not (tmp_path / "b.pt").exists()
 
 
 def test_random_init_baseline_has_the_trained_backbones_shape(tmp_path):

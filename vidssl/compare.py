@@ -43,6 +43,9 @@ def _trained_name(summary: dict, run: Path) -> str:
                           f"same command; for a run made stage by stage, export into it (vidssl export "
                           f"{shell_arg(run / 'train')} --out {shell_arg(run / 'backbone.pt')}), evaluate that, then "
                           f"rewrite the summary: vidssl report {shell_arg(run)}")
+    if not isinstance(weights, str):  # a summary edited by hand: a TypeError ended the whole comparison
+        raise VidsslError(f"{run}/summary.json: its \"weights\" is {type(weights).__name__} {weights!r:.60}, not a "
+                          f"path; rewrite the summary: vidssl report {shell_arg(run)}")
     return weights_row_name(weights)
 
 

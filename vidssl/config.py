@@ -841,6 +841,20 @@ def recorded_config(path: str | os.PathLike) -> dict | None:
     return config if isinstance(config, dict) else None
 
 
+def written_by_vidssl(path: str | os.PathLike) -> bool:
+    """Whether ``path`` reads as :func:`write_resolved` writes: a ``config`` mapping and ``versions`` beside it (no
+    other key but PROVENANCE_KEYS), in the exact text the dumper gives, so no comment or layout of a hand-written
+    ``--config`` (which :func:`recorded_config` also accepts: the form users copy from a run folder and edit)."""
+    try:
+        text = Path(path).read_text()
+        loaded = yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8
+        return False
+    return (isinstance(loaded, dict) and isinstance(loaded.get("config"), dict) and "versions" in loaded
+            and set(loaded) - {"config"} <= PROVENANCE_KEYS
+            and yaml.dump(loaded, Dumper=_YamlDumper, sort_keys=False) == text)
+
+
 def write_resolved(cfg: Config, out_dir: str | os.PathLike, name: str = "config.yaml",
                    sessions: list[dict] | None = None) -> Path:
     """Write the resolved config plus versions into ``out_dir`` atomically; returns the file path. ``sessions``

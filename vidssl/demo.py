@@ -242,20 +242,22 @@ def write_clip(clip: DemoClip, video_path: Path, fps: int) -> dict:
 
 
 def make_held_out_demo_videos(out_dir, num: int = 6, seed: int = 0, frames: int = 90, width: int = 320,
-                              height: int = 240, fps: int = 25) -> list[Path]:
+                              height: int = 240, fps: int = 25, owned: bool = False) -> list[Path]:
     """The clips a demo run evaluates on and never trains on, for the demo settings ``num``, ``seed``, ...: another
     seed (seed + 1000) and half as many clips (at least 2), written as :func:`make_demo_videos` writes them."""
-    return make_demo_videos(out_dir, max(2, num // 2), seed + 1000, frames, width, height, fps)
+    return make_demo_videos(out_dir, max(2, num // 2), seed + 1000, frames, width, height, fps, owned)
 
 
 def make_demo_videos(out_dir, num: int = 6, seed: int = 0, frames: int = 90, width: int = 320, height: int = 240,
-                     fps: int = 25) -> list[Path]:
+                     fps: int = 25, owned: bool = False) -> list[Path]:
     """Write ``num`` clips ``clip_XX.mp4`` with ``clip_XX.json`` ground truth into ``out_dir``; returns the mp4 paths.
 
     Clips already present with a matching JSON (same generator version and arguments, and the mp4's size and SHA-256
     it recorded) are kept, so reruns are cheap; any other clip of this generator's is written again. A
     ``clip_XX.mp4`` or ``clip_XX.json`` it did not write (a user's own clip_00.mp4) is never replaced or deleted:
-    :class:`ForeignClipError`, raised before anything is written.
+    :class:`ForeignClipError`, raised before anything is written. ``owned``: ``out_dir`` is a folder of vidssl's own
+    (``vidssl pretrain``'s ``RUN/demo_videos``, under RUN's lock), where a clip file without a record is a leftover
+    (an older version's call killed before its first JSON, a JSON deleted by hand) and is written again.
     """
     started = time.time()
     if num < 1 or frames < 2 or width < 64 or height < 64 or width % 2 or height % 2:
@@ -266,7 +268,7 @@ def make_demo_videos(out_dir, num: int = 6, seed: int = 0, frames: int = 90, wid
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(out))
     out.mkdir(parents=True, exist_ok=True)
     # every index before anything is written or deleted: a refusal leaves the folder as it was, not half replaced
-    foreign = [path for index in range(num) for path in _foreign_files(out, index)]
+    foreign = [] if owned else [path for index in range(num) for path in _foreign_files(out, index)]
     if foreign:
         raise ForeignClipError(foreign)
     # a clip half encoded when a call was killed; no lock is held here, so not a temp file another call writing into

@@ -438,13 +438,19 @@ def export_backbone(run_dir: str | os.PathLike, out_path: str | os.PathLike, saf
     backbone = _unfilled(spec.pop("arch"), **spec)
     prefix = "backbone."
     state = {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
+    not_tensors = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor))
     try:
+        if not_tensors:  # _fill would fail on it with an AttributeError
+            raise RuntimeError(f"{len(not_tensors)} values that are no tensor (e.g. {not_tensors[:3]})")
         _fill(backbone, state)
     except RuntimeError as e:  # an edited checkpoint, or one of an architecture that differed: one line, no traceback
         missing, unexpected = _key_mismatch(backbone, state)
         what = ", ".join(f"{len(keys)} {kind} (e.g. {keys[:3]})" for kind, keys in
                          (("missing keys", missing), ("unexpected keys", unexpected)) if keys)
-        what = what or str(e).strip().splitlines()[-1].strip().rstrip(".")  # a shape: torch's line names it
+        if not what:  # shapes (torch names one a line) or values that are no tensor
+            lines = [line.strip().rstrip(".") for line in str(e).strip().splitlines() if line.strip()]
+            shapes = [line for line in lines if line.startswith("size mismatch")]
+            what = shapes[0] + (f" (and {len(shapes) - 1} more)" if len(shapes) > 1 else "") if shapes else lines[-1]
         raise ModelFileError(f"{ckpt_path}: its backbone does not fit the {backbone.arch} it records: {what}; "
                              "export it with the vidssl version that trained it") from None
     sessions = ckpt.get("sessions", [])  # checkpoints of earlier versions hold none

@@ -953,9 +953,10 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         held_out_videos = run / "demo_videos_held_out"
         for folder in (videos, held_out_videos):  # a clip being written when a run was killed (RUN's lock is held)
             remove_temp_leftovers(folder)
-        make_demo_videos(videos, d.num, d.seed, d.frames, d.width, d.height, d.fps)
+        # the run's own folders: a clip file without a record there is a leftover of the run's, not the user's
+        make_demo_videos(videos, d.num, d.seed, d.frames, d.width, d.height, d.fps, owned=True)
         # clips from another seed, never trained on: the track-retrieval evaluation of the demo run
-        make_held_out_demo_videos(held_out_videos, d.num, d.seed, d.frames, d.width, d.height, d.fps)
+        make_held_out_demo_videos(held_out_videos, d.num, d.seed, d.frames, d.width, d.height, d.fps, owned=True)
         train_mine = held_out_mine = demo_mining(cfg)
     elif p.held_out_tail > 0:
         # the end of every video is held out: trained on up to it, evaluated on tracks after it (across time)

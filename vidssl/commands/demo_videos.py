@@ -52,11 +52,11 @@ def _refuse_a_config_of_the_users(out) -> None:
     import os
     from pathlib import Path
 
-    from vidssl.config import recorded_config
+    from vidssl.config import written_by_vidssl
     from vidssl.errors import VidsslError
 
     path = Path(out) / "config.yaml"
-    if os.path.lexists(path) and recorded_config(path) is None:
+    if os.path.lexists(path) and not written_by_vidssl(path):
         raise VidsslError(f"{path}: not a resolved config vidssl wrote, and `vidssl demo-videos` writes the demo "
                           "clips' config there; nothing was written: choose an empty or new folder for the demo "
                           f"clips, or move or rename config.yaml in {out}")
