@@ -1342,3 +1342,37 @@ def test_a_speed_up_under_a_tenth_does_not_grow_the_schedule(pairs, tmp_path, mo
     fitted = 7 + int(0.97 * (30 - 7) / 1.0)
     assert stats["fit_history"] == [[7, fitted]] and stats["total_steps"] == fitted
     assert stats["stopped"] == "done"
+
+
+@pytest.mark.parametrize("bg", [False, True])
+def test_the_steps_cycle_loss_is_the_loop_over_its_maps(bg):
+    """The step's cycle loss is the loop over its own maps (tests/test_losses.py's naive cycle): anchors walk to
+    positives and back to their rolled copies, both directions, through the backgrounds when asked; swapped rolled
+    copies, or the background ignored or taken from the anchors, passed every trainer test."""
+    from test_losses import _naive_cycle
+    from vidssl.losses import dense_cycle_loss
+    from vidssl.train import cycle_shift
+
+    cfg = load_config(None, TINY + ["train.precision=fp32", f"miner.background_negatives={str(bg).lower()}",
+                                    f"loss.cycle_background={str(bg).lower()}", "loss.cycle_weight=0.3"])
+    Pn = cfg.train.batch_pairs
+    model = build_model(cfg)
+    step = TrainStep(model, cfg, torch.device("cpu"), total_steps=10)
+    x = torch.randn((3 if bg else 2) * Pn, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    shift = cycle_shift(cfg.seed, 0, 4, 4)
+    with torch.no_grad():  # the same train-mode forward (batch statistics) the step takes, before it updates
+        rolled = torch.cat([torch.roll(x[:2 * Pn], (8 * shift[0], 8 * shift[1]), dims=(2, 3))])
+        _, maps = model(torch.cat([x, rolled]), dense=True)
+    out = step(x, torch.arange(Pn) % 3, 0)
+    m = maps.double().split(Pn)
+    a, b, extra = m[0], m[1], (m[2] if bg else None)
+    ar, br = m[-2], m[-1]
+    T = cfg.loss.cycle_temperature
+    sub = lambda t: None if t is None else t[:3]  # noqa: E731  (3 pairs: the loop is slow)
+    full = 0.5 * (_naive_cycle(a[:3], b[:3], ar[:3], shift, T, sub(extra))
+                  + _naive_cycle(b[:3], a[:3], br[:3], shift, T, sub(extra)))
+    lib = 0.5 * (float(dense_cycle_loss(a, b, ar, shift, T, extra)) + float(dense_cycle_loss(b, a, br, shift, T, extra)))
+    per3 = 0.5 * (float(dense_cycle_loss(a[:3], b[:3], ar[:3], shift, T, sub(extra)))
+                  + float(dense_cycle_loss(b[:3], a[:3], br[:3], shift, T, sub(extra))))
+    assert per3 == pytest.approx(full, rel=1e-6)  # the library function on these maps is the loop's
+    assert out.cycle.item() == pytest.approx(lib, rel=1e-4)

@@ -462,3 +462,33 @@ def test_a_fortran_order_shard_is_a_clear_error_not_garbage(tmp_path):
 
     with pytest.raises(VidsslError, match=r"00000.npy: not a pair shard \(.*Fortran order.*rerun the `vidssl mine`.*delete the shard first"):
         ShardRows().read(shard, 3)
+
+
+def test_each_patch_of_a_pair_draws_its_own_crop_and_flip():
+    """The two patches of a pair are cropped and flipped independently (README: "an independent horizontal flip per
+    patch", scales up to 2x apart): patches that encode their own coordinates, over 400 seeds."""
+    from vidssl.data.augment import augment_pair
+
+    s0 = 32
+    rows, cols = np.meshgrid(np.arange(s0), np.arange(s0), indexing="ij")
+    patch = np.stack([4 * rows, 4 * cols, np.zeros_like(rows)], axis=-1).astype(np.uint8)
+    pair = np.stack([patch, patch])
+    flips, same_crop = [], 0
+    for seed in range(400):
+        out = augment_pair(pair, np.random.default_rng(seed), s0, 0.5, True).astype(int)
+        f = [int(o[0, 0, 1] > o[0, -1, 1]) for o in out]  # column decreasing left to right: flipped
+        flips.append(f)
+        same_crop += np.array_equal(out[0], out[1])
+    flips = np.array(flips)
+    assert abs(flips.mean(0) - 0.5).max() < 0.08  # each patch flipped half the time
+    assert abs((flips[:, 0] == flips[:, 1]).mean() - 0.5) < 0.08  # independently
+    assert same_crop < 10
+
+
+def test_augmentation_follows_the_run_seed(tmp_path):
+    """config.seed reaches the crops and flips: another run seed, other augmentations of the same pair."""
+    from vidssl.data import PairPatches, open_pairs
+    from vidssl.train_config import DataConfig
+    root, _ = _toy(tmp_path)
+    ds = PairPatches(open_pairs(root), DataConfig(patch_size=32, crop_min=0.5, num_workers=0))
+    assert not np.array_equal(ds[(0, (0, 5, 1))][0], ds[(0, (1, 5, 1))][0])
