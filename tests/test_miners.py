@@ -443,5 +443,6 @@ def test_the_main_hard_miner_is_top_k_by_a_naive_loop():
 @pytest.mark.parametrize("k, hard_ratio, hard", [(4, 0.3, 1), (4, 0.375, 2), (5, 0.5, 3), (1, 0.5, 1), (4, 0.1, 0),
                                                  (4, 0.6, 2), (3, 1.0, 3)])
 def test_the_hard_share_of_k_is_rounded_half_up(k, hard_ratio, hard):
-    """K * hard_ratio rounded half up, worked out by hand: 1.2 -> 1 (ceil took 2), 1.5 -> 2, 2.5 -> 3 (round() took 2)."""
+    """K * hard_ratio rounded half up, worked out by hand: 1.2 -> 1 (ceil took 2), 1.5 -> 2, 2.5 -> 3 (round()
+    took 2)."""
     assert HardMiner(k=k, hard_ratio=hard_ratio).num_hard == hard

@@ -1372,7 +1372,8 @@ def test_the_steps_cycle_loss_is_the_loop_over_its_maps(bg):
     sub = lambda t: None if t is None else t[:1]  # noqa: E731
     full = 0.5 * (_naive_cycle(a[:1], b[:1], ar[:1], shift, T, sub(extra))
                   + _naive_cycle(b[:1], a[:1], br[:1], shift, T, sub(extra)))
-    lib = 0.5 * (float(dense_cycle_loss(a, b, ar, shift, T, extra)) + float(dense_cycle_loss(b, a, br, shift, T, extra)))
+    lib = 0.5 * (float(dense_cycle_loss(a, b, ar, shift, T, extra))
+                 + float(dense_cycle_loss(b, a, br, shift, T, extra)))
     one = 0.5 * (float(dense_cycle_loss(a[:1], b[:1], ar[:1], shift, T, sub(extra)))
                  + float(dense_cycle_loss(b[:1], a[:1], br[:1], shift, T, sub(extra))))
     assert one == pytest.approx(full, rel=1e-6)  # the library function on these maps is the loop's
