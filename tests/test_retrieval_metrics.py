@@ -438,3 +438,23 @@ def test_cluster_sums_against_a_loop():
     for c in range(10):
         want = x[assign == c].double().sum(0) if counts[c] else torch.zeros(6, dtype=torch.float64)
         assert torch.allclose(got[c].double(), want, atol=1e-5), c
+
+
+def test_exclusion_with_frame_indices_beyond_int32():
+    # |t| >= 2**30 must switch to int64 differences: in int32, 2**32 + 3 wraps to 3 (within 10 frames of 0) and
+    # 2**31 + 8 - (-(2**31) + 2) overflows
+    groups = np.zeros(4, np.int64)
+    times = np.array([0, 2**32 + 3, 2**31 + 8, -(2**31) + 2], np.int64)
+    mask = exclude_same_group_within(groups, times, 10)(0, 4)
+    naive = np.array([[abs(int(a) - int(b)) < 10 for b in times] for a in times])
+    assert mask.tolist() == naive.tolist()
+
+
+def test_nmi_clusters_the_references_too_when_they_are_a_separate_set():
+    # queries: labels 0 and 1, both at (1, 0); references: labels 0 and 1, both at (0, 1). Over all four, the two
+    # clusters are {queries} and {references}, independent of the labels: NMI 0. The queries alone (two points, two
+    # classes) would be one cluster each: NMI 1.
+    q = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    r = torch.tensor([[0.0, 1.0], [0.0, 1.0]])
+    s = retrieval_metrics(q, [0, 1], r, [0, 1])
+    assert s.nmi == pytest.approx(0.0, abs=1e-12)

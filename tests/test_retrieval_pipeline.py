@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -11,6 +12,7 @@ from test_retrieval_data import _cub_release, make_davis, make_pairs, solid, wri
 from vidssl.errors import VidsslError
 from vidssl.eval.baselines import PixelFeatures
 from vidssl.eval.config import RetrievalConfig
+from vidssl.eval.metrics import retrieval_metrics
 from vidssl.eval.retrieval import _BORDER, _CAPTION, _TILE, evaluate_retrieval, extract_features
 from vidssl.eval.retrieval_data import RetrievalDataError, load_retrieval_set
 
@@ -338,3 +340,92 @@ def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path):
                           timeout=300)
     assert done.returncode != 0
     assert "extract_features was called at the top level of a script that a worker process is importing" in done.stderr
+
+
+class AffineProbe(torch.nn.Module):
+    """A model whose features are the per-channel mean of exactly the input it is given, with a mean/std far from
+    0/1, and a forward() that differs from embed(): extract_features must call embed(normalize_rgb(x, mean, std))."""
+
+    mean = (0.5, 0.25, 0.0)
+    std = (0.25, 0.5, 2.0)
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def embed(self, x):
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x):  # not what retrieval is scored on
+        return -self.embed(x)
+
+
+def test_extract_features_feeds_embed_the_model_normalised_input():
+    from vidssl.eval.retrieval import extract_features
+    from vidssl.eval.retrieval_data import ImageArray
+
+    images = np.zeros((3, 8, 8, 3), np.uint8)
+    images[0], images[1], images[2] = (255, 0, 51), (0, 255, 102), (128, 64, 255)
+    feats, ok = extract_features({"probe": AffineProbe()}, ImageArray(images), batch_size=2, progress=False)
+    rgb = torch.tensor(images[:, 0, 0, :], dtype=torch.float32) / 255
+    expected = (rgb - torch.tensor(AffineProbe.mean)) / torch.tensor(AffineProbe.std)  # hand-worked (x - m) / s
+    assert ok.all()
+    torch.testing.assert_close(feats["probe"], expected, rtol=0, atol=1e-6)
+
+
+def test_ranking_depends_on_the_model_normalisation_end_to_end():
+    """Greys ranked by cosine: centred by the model's mean 0.5, 0.6 and 0.9 point one way and 0.2 and 0.3 the other
+    (cosine 1 within a label, -1 across), so every query's neighbour is of its label; uncentred, every grey is
+    parallel to every other (cosine 1 each: a tie), which no longer ranks by label."""
+    from vidssl.eval.retrieval import extract_features
+    from vidssl.eval.retrieval_data import ImageArray
+
+    class Centred(AffineProbe):
+        mean = (0.5, 0.5, 0.5)
+        std = (1.0, 1.0, 1.0)
+
+    vals = [0.6, 0.9, 0.2, 0.3]  # labels: 0, 0, 1, 1
+    images = np.stack([np.full((8, 8, 3), round(v * 255), np.uint8) for v in vals])
+    feats, _ = extract_features({"c": Centred()}, ImageArray(images), progress=False)
+    s = retrieval_metrics(feats["c"], [0, 0, 1, 1], with_nmi=False)
+    assert s.precision_at_1 == 1.0 and s.map_at_r == 1.0
+
+
+def _pair_dataset(root, recs, size=32):
+    rng = np.random.default_rng(0)
+    patches = rng.integers(0, 256, (len(recs), 2, size, size, 3), dtype=np.uint8)
+    (root / "shards").mkdir(parents=True)
+    np.save(root / "shards" / "a.npy", patches)
+    with open(root / "manifest.jsonl", "w") as fh:
+        for off, (vid, track, start) in enumerate(recs):
+            fh.write(json.dumps({"video": f"{vid}.mp4", "video_id": vid, "track_id": track, "start_frame": start,
+                                 "end_frame": start + 30, "box_start": [0, 0, 8, 8], "box_end": [1, 1, 8, 8],
+                                 "motion": 1.0, "shard": "shards/a.npy", "offset": off}) + "\n")
+    (root / "dataset.json").write_text(json.dumps({"pairs": len(recs), "patch_size": size, "track_length": 30}))
+    return patches
+
+
+def test_two_tracks_of_one_video_at_the_same_frame_are_two_items(tmp_path):
+    # tracks 0 and 1 of v0 both span frames 0-30: four patches, two per track; deduplicating on (video, frame)
+    # alone would drop track 1's patches and leave its queries unscored
+    from vidssl.eval.config import RetrievalConfig
+    from vidssl.eval.retrieval_data import load_retrieval_set
+
+    patches = _pair_dataset(tmp_path, [("v0", 0, 0), ("v0", 1, 0)])
+    data = load_retrieval_set(tmp_path, RetrievalConfig(image_size=32))
+    assert [(data.label_names[int(l)], int(t)) for l, t in zip(data.labels, data.times)] == [
+        ("v0#0", 0), ("v0#0", 30), ("v0#1", 0), ("v0#1", 30)]
+    assert np.array_equal(data.items[2][0].permute(1, 2, 0).numpy(), patches[1, 0])
+
+
+def test_metrics_table_bolds_the_highest_value_of_each_column():
+    from vidssl.eval.retrieval import metrics_table
+
+    def scores(v):
+        return {"precision_at_1": v, "recall_at_k": {"1": v, "2": v, "4": v, "8": v}, "r_precision": v,
+                "map_at_r": v, "nmi": v, "lone_queries": 0}
+
+    payload = {"data": "/d", "kind": "images", "queries": 4, "references": 4, "labels": 2, "protocol": "p",
+               "selection": None, "skipped": {}, "models": {"good": scores(0.75), "bad": scores(0.25)}}
+    rows = {line.split("|")[1].strip(): line for line in metrics_table(payload).splitlines() if line.startswith("| ")}
+    assert rows["good"].count("**0.750**") == 8 and "**" not in rows["bad"]
