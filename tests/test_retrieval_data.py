@@ -406,27 +406,30 @@ def test_davis_crops_skip_an_unreadable_sequence_and_need_no_first_frame_object(
 # tracks (pair dataset contract)
 
 
-def make_pairs(root: Path, size: int = 32, colours: bool = False) -> np.ndarray:
+_PAIRS = [("v0", 0, "a.npy", 0, 0), ("v0", 0, "a.npy", 1, 30), ("v0", 1, "a.npy", 2, 20), ("v1", 0, "b.npy", 0, 30)]
+
+
+def make_pairs(root: Path, size: int = 32, colours: bool = False, recs: list[tuple] = _PAIRS) -> np.ndarray:
     """Two shards; video v0 has track 0 (two pairs, frames 0-30 and 30-60: frame 30 is both) and track 1 (20-50),
     video v1 has track 0 (30-60). ``colours``: every patch of a track is its own flat colour plus noise. Returns all
-    patches [4, 2, S, S, 3]."""
+    patches [N, 2, S, S, 3]. ``recs``: other pairs, each (video, track, shard, offset, start frame), a shard's
+    offsets in order."""
     rng = np.random.default_rng(0)
-    recs = [("v0", 0, "a.npy", 0, 0), ("v0", 0, "a.npy", 1, 30), ("v0", 1, "a.npy", 2, 20), ("v1", 0, "b.npy", 0, 30)]
-    patches = rng.integers(0, 256, (4, 2, size, size, 3), dtype=np.uint8)
+    patches = rng.integers(0, 256, (len(recs), 2, size, size, 3), dtype=np.uint8)
     if colours:
         palette = {("v0", 0): (220, 30, 30), ("v0", 1): (30, 220, 30), ("v1", 0): (30, 30, 220)}
         for i, (vid, track, *_rest) in enumerate(recs):
             noise = rng.integers(-20, 21, (2, size, size, 3))
             patches[i] = np.clip(np.array(palette[vid, track]) + noise, 0, 255).astype(np.uint8)
     (root / "shards").mkdir(parents=True)
-    np.save(root / "shards" / "a.npy", patches[:3])
-    np.save(root / "shards" / "b.npy", patches[3:])
+    for shard in dict.fromkeys(rec[2] for rec in recs):
+        np.save(root / "shards" / shard, patches[[i for i, rec in enumerate(recs) if rec[2] == shard]])
     with open(root / "manifest.jsonl", "w") as fh:
         for vid, track, shard, off, start in recs:
             fh.write(json.dumps({"video": f"{vid}.mp4", "video_id": vid, "track_id": track, "start_frame": start,
                                  "end_frame": start + 30, "box_start": [0, 0, 8, 8], "box_end": [1, 1, 8, 8],
                                  "motion": 1.0, "shard": f"shards/{shard}", "offset": off}) + "\n")
-    (root / "dataset.json").write_text(json.dumps({"pairs": 4, "patch_size": size, "track_length": 30}))
+    (root / "dataset.json").write_text(json.dumps({"pairs": len(recs), "patch_size": size, "track_length": 30}))
     return patches
 
 

@@ -391,27 +391,13 @@ def test_ranking_depends_on_the_model_normalisation_end_to_end():
     assert s.precision_at_1 == 1.0 and s.map_at_r == 1.0
 
 
-def _pair_dataset(root, recs, size=32):
-    rng = np.random.default_rng(0)
-    patches = rng.integers(0, 256, (len(recs), 2, size, size, 3), dtype=np.uint8)
-    (root / "shards").mkdir(parents=True)
-    np.save(root / "shards" / "a.npy", patches)
-    with open(root / "manifest.jsonl", "w") as fh:
-        for off, (vid, track, start) in enumerate(recs):
-            fh.write(json.dumps({"video": f"{vid}.mp4", "video_id": vid, "track_id": track, "start_frame": start,
-                                 "end_frame": start + 30, "box_start": [0, 0, 8, 8], "box_end": [1, 1, 8, 8],
-                                 "motion": 1.0, "shard": "shards/a.npy", "offset": off}) + "\n")
-    (root / "dataset.json").write_text(json.dumps({"pairs": len(recs), "patch_size": size, "track_length": 30}))
-    return patches
-
-
 def test_two_tracks_of_one_video_at_the_same_frame_are_two_items(tmp_path):
     # tracks 0 and 1 of v0 both span frames 0-30: four patches, two per track; deduplicating on (video, frame)
     # alone would drop track 1's patches and leave its queries unscored
     from vidssl.eval.config import RetrievalConfig
     from vidssl.eval.retrieval_data import load_retrieval_set
 
-    patches = _pair_dataset(tmp_path, [("v0", 0, 0), ("v0", 1, 0)])
+    patches = make_pairs(tmp_path, recs=[("v0", 0, "a.npy", 0, 0), ("v0", 1, "a.npy", 1, 0)])
     data = load_retrieval_set(tmp_path, RetrievalConfig(image_size=32))
     assert [(data.label_names[int(l)], int(t)) for l, t in zip(data.labels, data.times)] == [
         ("v0#0", 0), ("v0#0", 30), ("v0#1", 0), ("v0#1", 30)]

@@ -116,13 +116,11 @@ def _check_runs(runs: list[str | Path]) -> list[Path]:
         if resolved in seen:
             raise VidsslError(f"{str(given)!r} and {seen[resolved]!r} are the same run; each run counts once")
         seen[resolved] = str(given)
+    from vidssl.report import not_a_run_folder
+
     for run in map(Path, runs):
-        if run.is_file():  # RUN/summary.json, as `vidssl report` is told: "no such folder" for a file that is there
-            raise VidsslError(f"{run} is a file; pass the run folder it belongs to ({shell_arg(run.parent)}): the "
-                              "--out of `vidssl pretrain`, or the folder the stages wrote into")
-        if not run.is_dir():
-            raise VidsslError(f"{run}: no such folder; pass run folders (the --out of `vidssl pretrain`, or a folder "
-                              "made stage by stage)")
+        if (problem := not_a_run_folder(run)) is not None:  # RUN/summary.json too: a file that is there
+            raise VidsslError(problem)
     return list(map(Path, runs))
 
 

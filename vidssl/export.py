@@ -289,7 +289,11 @@ def _unfilled(arch: str, **kwargs) -> Backbone:
 
 def _fill(backbone: Backbone, state: dict[str, torch.Tensor]) -> None:
     """Load ``state`` strictly into an :func:`_unfilled` backbone: the tensors become its parameters, in its own
-    dtypes, as a copy into built ones was (a key it lacks is kept for the strict load to name)."""
+    dtypes, as a copy into built ones was (a key it lacks is kept for the strict load to name). A RuntimeError for
+    what does not fit, as the strict load's own."""
+    not_tensors = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor))
+    if not_tensors:  # .to() below would fail on them with an AttributeError
+        raise RuntimeError(f"{len(not_tensors)} values that are no tensor (e.g. {not_tensors[:3]})")
     dtypes = {k: v.dtype for k, v in backbone.state_dict().items()}
     backbone.load_state_dict({k: v.to(dtypes[k]) if k in dtypes else v for k, v in state.items()}, strict=True,
                              assign=True)
@@ -410,6 +414,21 @@ def _key_mismatch(module: torch.nn.Module, state: dict) -> tuple[list[str], list
     return sorted(expected - set(state)), sorted(set(state) - expected)
 
 
+def _unfit(backbone: Backbone, state: dict, error: RuntimeError) -> str:
+    """What of ``state`` did not fit ``backbone`` (``error``: :func:`_fill`'s): the keys missing or unexpected, else
+    the first tensor of another shape and how many more (torch names one a line), else the error's own line."""
+    missing, unexpected = _key_mismatch(backbone, state)
+    keys = ", ".join(f"{len(names)} {kind} (e.g. {names[:3]})" for kind, names in
+                     (("missing keys", missing), ("unexpected keys", unexpected)) if names)
+    if keys:
+        return keys
+    lines = [line.strip().rstrip(".") for line in str(error).strip().splitlines() if line.strip()]
+    shapes = [line for line in lines if line.startswith("size mismatch")]
+    if not shapes:
+        return lines[-1]
+    return shapes[0] + (f" (and {len(shapes) - 1} more)" if len(shapes) > 1 else "")
+
+
 def export_backbone(run_dir: str | os.PathLike, out_path: str | os.PathLike, safetensors: bool = True) -> Path:
     """Cut the backbone out of ``run_dir/checkpoint.pt`` (or, for a pretrain run folder, ``run_dir/train/``) into
     ``out_path`` (+ ``.safetensors``, model card)."""
@@ -438,21 +457,12 @@ def export_backbone(run_dir: str | os.PathLike, out_path: str | os.PathLike, saf
     backbone = _unfilled(spec.pop("arch"), **spec)
     prefix = "backbone."
     state = {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
-    not_tensors = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor))
     try:
-        if not_tensors:  # _fill would fail on it with an AttributeError
-            raise RuntimeError(f"{len(not_tensors)} values that are no tensor (e.g. {not_tensors[:3]})")
         _fill(backbone, state)
     except RuntimeError as e:  # an edited checkpoint, or one of an architecture that differed: one line, no traceback
-        missing, unexpected = _key_mismatch(backbone, state)
-        what = ", ".join(f"{len(keys)} {kind} (e.g. {keys[:3]})" for kind, keys in
-                         (("missing keys", missing), ("unexpected keys", unexpected)) if keys)
-        if not what:  # shapes (torch names one a line) or values that are no tensor
-            lines = [line.strip().rstrip(".") for line in str(e).strip().splitlines() if line.strip()]
-            shapes = [line for line in lines if line.startswith("size mismatch")]
-            what = shapes[0] + (f" (and {len(shapes) - 1} more)" if len(shapes) > 1 else "") if shapes else lines[-1]
-        raise ModelFileError(f"{ckpt_path}: its backbone does not fit the {backbone.arch} it records: {what}; "
-                             "export it with the vidssl version that trained it") from None
+        raise ModelFileError(f"{ckpt_path}: its backbone does not fit the {backbone.arch} it records: "
+                             f"{_unfit(backbone, state, e)}; export it with the vidssl version that trained it"
+                             ) from None
     sessions = ckpt.get("sessions", [])  # checkpoints of earlier versions hold none
     training = {
         "steps": ckpt["step"], "total_steps": ckpt["total_steps"], "complete": ckpt["step"] >= ckpt["total_steps"],

@@ -57,6 +57,20 @@ def has_report(run: Path) -> bool:
     return any((run / part).is_file() for part in REPORTED) or any((run / "eval").glob("*/metrics.json"))
 
 
+def not_a_run_folder(run: Path, command: str | None = None) -> str | None:
+    """Why ``run``, given as a run folder (`vidssl report`, `vidssl compare`), is none: a file of a run (its
+    summary.json, backbone.pt: the run is the folder it lies in; with ``command``, its line for that folder) or a
+    folder that is not there; None for a folder."""
+    if run.is_file():
+        example = f", e.g. `vidssl {command} {shell_arg(run.parent)}`" if command else ""
+        return (f"{run} is a file; pass the run folder it belongs to ({shell_arg(run.parent)}): the --out of `vidssl "
+                f"pretrain`, or the folder the stages wrote into{example}")
+    if not run.is_dir():
+        return (f"{run}: no such folder; pass a run folder (the --out of `vidssl pretrain`, or the folder the stages "
+                "wrote into)")
+    return None
+
+
 def not_a_run(run: Path) -> str:
     """Why ``run``, which holds none of REPORTED, has nothing to report, and what to pass instead: a stage's own
     folder (`vidssl report runs/real/train`) is named, with the run folder above it where it sits in its place."""

@@ -16,15 +16,11 @@ def run(args, cfg) -> int:
 
     from vidssl.errors import VidsslError, shell_arg
     from vidssl.io import run_lock
-    from vidssl.report import build_report, has_report, not_a_run
+    from vidssl.report import build_report, has_report, not_a_run, not_a_run_folder
 
     run_dir = Path(args.run)
-    if run_dir.is_file():  # backbone.pt, a metrics.json: the run is the folder it lies in
-        raise VidsslError(f"{run_dir} is a file; pass the run folder it belongs to (the --out of `vidssl pretrain`, "
-                          f"or the folder the stages wrote into), e.g. `vidssl report {shell_arg(run_dir.parent)}`")
-    if not run_dir.is_dir():
-        raise VidsslError(f"{run_dir}: no such folder; pass a run folder (the --out of `vidssl pretrain`, or the "
-                          f"folder the stages wrote into)")
+    if (problem := not_a_run_folder(run_dir, "report")) is not None:
+        raise VidsslError(problem)
     if not has_report(run_dir):
         raise VidsslError(not_a_run(run_dir))
     # a pretrain writing into RUN holds it: its half-made stages are no report (and its own report follows)
