@@ -377,6 +377,21 @@ def test_kmeans_of_duplicate_heavy_features_does_not_depend_on_the_chunking():
         assert torch.equal(kmeans(x, 6, seed=0, chunk_mb=256), kmeans(x, 6, seed=0, chunk_mb=1e-6))
 
 
+def test_kmeans_reseeds_a_cluster_that_lloyd_empties():
+    """11 distinct points, k=5: from the k-means++ seeds that seed 10507 draws, the first Lloyd update leaves one
+    cluster with no point (found by searching random draws; without the re-seed the run ends with 4 clusters)."""
+    x = torch.tensor([[0.1635, -0.4131], [-1.2399, 1.0211], [0.1755, -0.4521], [0.5105, -0.6846],
+                      [1.8648, -0.7188], [1.8396, 0.4348], [-1.0266, 0.2709], [0.36, -0.0825],
+                      [1.7803, -1.1022], [-1.4998, 0.7466], [1.0907, 0.6233]])
+    a = kmeans(x, 5, seed=10507)
+    assert sorted(set(a.tolist())) == list(range(5))
+    # and the result is a Lloyd fixed point, by a naive loop: every point is nearest to its own cluster's mean
+    means = [x[a == c].mean(0) for c in range(5)]
+    for point, own in zip(x, a.tolist()):
+        d = [float(((point - mu) ** 2).sum()) for mu in means]
+        assert d[own] <= min(d) + 1e-9
+
+
 def test_kmeans_more_clusters_than_distinct_points():
     x = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.6, 0.8]] * 3)
     a = kmeans(x, 5, seed=0)
