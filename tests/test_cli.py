@@ -547,3 +547,39 @@ def test_pretrain_s_last_lines_name_a_model_whose_number_is_not_finite():
         "tracks: run (trained): not finite",
         "davis: raw pixels: 0.877, run (trained): 0.900, smallcnn (random init): not finite", "flow: zero: 3.000"]
     assert headline_lines({"headline": {"flow": {"zero": 3.0}}}) == ["flow: zero: 3.000"]  # an older summary
+
+
+@pytest.mark.parametrize("argv", [
+    ["mine", "VIDEOS", "--out", "OUT"],
+    ["train", "PAIRS", "--out", "OUT"],
+    ["pretrain", "--videos", "VIDEOS", "--out", "OUT"],
+    ["eval", "retrieval", "--weights", "W.pt", "--data", "DATA", "--out", "OUT"],
+    ["eval", "flow", "--weights", "W.pt", "--data", "DATA", "--out", "OUT"],
+    ["eval", "davis", "--weights", "W.pt", "--data", "DATA", "--out", "OUT"],
+], ids=lambda argv: " ".join(argv[:2]) if argv[0] == "eval" else argv[0])
+def test_a_config_yaml_of_the_users_in_out_is_refused_before_any_work(argv, tmp_path, capsys):
+    """Every command writes OUT/config.yaml: `--out .` in a project of the user's replaced their config.yaml. The
+    inputs named here do not exist: the refusal comes before anything reads them."""
+    theirs = tmp_path / "config.yaml"
+    theirs.write_text("# my project's settings\nconfig:\n  train:\n    lr: 0.5\n")
+    argv = [str(tmp_path) if a == "OUT" else str(tmp_path / "missing" / a) if a.isupper() else a for a in argv]
+    assert main(argv) == 1
+    command = " ".join(argv[:2]) if argv[0] == "eval" else argv[0]
+    assert capsys.readouterr().err.endswith(
+        f"error: {theirs}: not a resolved config vidssl wrote, and `vidssl {command}` writes its config there; "
+        f"nothing was written: choose an empty or new output folder, or move or rename config.yaml in {tmp_path}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+    assert theirs.read_text() == "# my project's settings\nconfig:\n  train:\n    lr: 0.5\n"
+
+
+def test_an_earlier_runs_config_yaml_is_its_own_in_any_text(tmp_path):
+    """Beside the command's own results, OUT is an earlier run's folder: its config.yaml is that run's, whatever
+    text the vidssl of then wrote (an older dumper quoted strings otherwise), and is written again."""
+    from vidssl.config import refuse_foreign_config
+    from vidssl.errors import VidsslError
+
+    (tmp_path / "config.yaml").write_text("config:\n  seed: 0\nversions:\n  vidssl: '0.0.1'\n")  # now: plain
+    with pytest.raises(VidsslError, match="not a resolved config vidssl wrote"):
+        refuse_foreign_config(tmp_path, "mine", outputs=("dataset.json", "manifest.jsonl"))
+    (tmp_path / "manifest.jsonl").write_text("")
+    refuse_foreign_config(tmp_path, "mine", outputs=("dataset.json", "manifest.jsonl"))  # no error

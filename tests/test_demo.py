@@ -400,8 +400,8 @@ def test_the_command_line_keeps_a_config_yaml_of_the_users(tmp_path, capsys):
     assert main(argv) == 1
     assert capsys.readouterr().err == (
         f"vidssl demo-videos: error: {theirs}: not a resolved config vidssl wrote, and `vidssl demo-videos` writes "
-        "the demo clips' config there; nothing was written: choose an empty or new folder for the demo clips, or "
-        f"move or rename config.yaml in {tmp_path}\n")
+        "its config there; nothing was written: choose an empty or new output folder, or move or rename config.yaml "
+        f"in {tmp_path}\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
     assert theirs.read_text() == "camera: {iso: 400}\n"
     theirs.unlink()

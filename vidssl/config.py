@@ -855,6 +855,23 @@ def written_by_vidssl(path: str | os.PathLike) -> bool:
             and yaml.dump(loaded, Dumper=_YamlDumper, sort_keys=False) == text)
 
 
+def refuse_foreign_config(out: str | os.PathLike, command: str, outputs: tuple[str, ...] = ()) -> None:
+    """Before ``vidssl COMMAND`` does any work: OUT/config.yaml, where it writes its resolved config, is replaced
+    only where vidssl wrote it. OUT may be the user's own folder (``--out .`` in a project with a config.yaml of
+    its own, another tool's, a hand-written ``--config``), which :func:`write_resolved` would overwrite.
+    ``outputs``: names of the command's own results; where one stands in OUT, OUT is an earlier run's folder and
+    its config.yaml that run's, in whatever text the vidssl of then wrote (the dumper's quoting has changed)."""
+    from vidssl.errors import VidsslError
+
+    path = Path(out) / "config.yaml"
+    if any(os.path.lexists(Path(out) / name) for name in outputs):
+        return
+    if os.path.lexists(path) and not written_by_vidssl(path):
+        raise VidsslError(f"{path}: not a resolved config vidssl wrote, and `vidssl {command}` writes its config "
+                          f"there; nothing was written: choose an empty or new output folder, or move or rename "
+                          f"config.yaml in {out}")
+
+
 def write_resolved(cfg: Config, out_dir: str | os.PathLike, name: str = "config.yaml",
                    sessions: list[dict] | None = None) -> Path:
     """Write the resolved config plus versions into ``out_dir`` atomically; returns the file path. ``sessions``

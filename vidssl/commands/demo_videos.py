@@ -16,7 +16,7 @@ def add_arguments(parser) -> None:
 def run(args, cfg) -> int:
     import dataclasses
 
-    from vidssl.config import write_resolved
+    from vidssl.config import refuse_foreign_config, write_resolved
     from vidssl.demo import make_demo_videos
     from vidssl.errors import ConfigError, VidsslError, shell_arg
 
@@ -31,7 +31,7 @@ def run(args, cfg) -> int:
     demo = dataclasses.replace(cfg.demo, **flags)
     cfg = dataclasses.replace(cfg, demo=demo)
     cfg.validate()  # both together
-    _refuse_a_config_of_the_users(args.out)  # before any clip is written
+    refuse_foreign_config(args.out, NAME)  # before any clip is written
     try:
         paths = make_demo_videos(args.out, demo.num, demo.seed, demo.frames, demo.width, demo.height, demo.fps)
     except ValueError as e:
@@ -44,19 +44,3 @@ def run(args, cfg) -> int:
     print(f"mine them at the box size `vidssl pretrain` mines them at (demo.mine_box_fraction): vidssl mine "
           f"{shell_arg(args.out)} --out PAIRS{config} --set mine.box_fraction={demo.mine_box_fraction!r}")
     return 0
-
-
-def _refuse_a_config_of_the_users(out) -> None:
-    """OUT/config.yaml, where this command writes its resolved config, is replaced only where vidssl wrote it: OUT may
-    be the user's own folder, with a config.yaml of theirs (another tool's, or a hand-written --config)."""
-    import os
-    from pathlib import Path
-
-    from vidssl.config import written_by_vidssl
-    from vidssl.errors import VidsslError
-
-    path = Path(out) / "config.yaml"
-    if os.path.lexists(path) and not written_by_vidssl(path):
-        raise VidsslError(f"{path}: not a resolved config vidssl wrote, and `vidssl demo-videos` writes the demo "
-                          "clips' config there; nothing was written: choose an empty or new folder for the demo "
-                          f"clips, or move or rename config.yaml in {out}")

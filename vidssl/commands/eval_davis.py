@@ -23,7 +23,7 @@ def run(args, cfg) -> int:
 
     from vidssl.eval.davis import evaluate_davis
 
-    check_out_writable(args.out)  # before the models and data: a failed write came after all the work
+    check_out_writable(args.out, NAME)  # before the models and data: a failed write came after all the work
     models = models_from_args(args, cfg)
     out = Path(args.out)
     with resolved_into_output(cfg, out):

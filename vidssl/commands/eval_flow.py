@@ -39,7 +39,7 @@ def run(args, cfg) -> int:
     flow_cfg = dataclasses.replace(cfg.eval.flow, transfer=cfg.eval.flow.transfer and not args.no_transfer,
                                    budget_minutes=budget)
     cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, flow=flow_cfg))
-    check_out_writable(args.out)  # before the models and data: a failed write came after all the work
+    check_out_writable(args.out, NAME)  # before the models and data: a failed write came after all the work
     models = models_from_args(args, cfg)
     out = Path(args.out)
     with resolved_into_output(cfg, out):

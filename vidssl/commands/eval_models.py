@@ -27,11 +27,13 @@ def models_from_args(args, cfg) -> dict:
     return feature_models(args.weights, arch=arch, seed=cfg.seed, arch_kwargs=kwargs)
 
 
-def check_out_writable(out) -> None:
-    """Refuse an --out that cannot be written, before any model or data is loaded: the evaluation writes at its end,
-    and failed there after all its work (minutes for flow, which trains decoders first). Creates nothing."""
+def check_out_writable(out, task: str) -> None:
+    """Refuse an --out that cannot be written, or holds a config.yaml of the user's (``vidssl eval TASK`` writes its
+    own there), before any model or data is loaded: the evaluation writes at its end, and failed there after all its
+    work (minutes for flow, which trains decoders first). Creates nothing."""
     import os
 
+    from vidssl.config import refuse_foreign_config
     from vidssl.errors import UsageError
 
     existing = os.path.abspath(out)
@@ -50,6 +52,7 @@ def check_out_writable(out) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out}: no permission to write in {existing}; choose another --out (or chmod u+wx "
                          f"{existing})")
+    refuse_foreign_config(out, f"eval {task}", outputs=("metrics.json",))
 
 
 @contextlib.contextmanager

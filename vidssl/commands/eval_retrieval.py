@@ -28,7 +28,7 @@ def run(args, cfg) -> int:
     from vidssl.eval.retrieval import evaluate_retrieval
     from vidssl.eval.retrieval_data import detect_kind
 
-    check_out_writable(args.out)  # before the models and data: a failed write came after all the work
+    check_out_writable(args.out, NAME)  # before the models and data: a failed write came after all the work
     models = models_from_args(args, cfg)
     out = Path(args.out)
     data, kind = Path(args.data), args.kind

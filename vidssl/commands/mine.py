@@ -44,7 +44,7 @@ def parse_shard(text: str | None, env: dict) -> tuple[int, int]:
 
 def run(args, cfg) -> int:
     from tracking import format_summary, merge, mine_folder
-    from vidssl.config import write_resolved
+    from vidssl.config import refuse_foreign_config, write_resolved
 
     if args.videos is None:
         if not args.merge:
@@ -53,6 +53,7 @@ def run(args, cfg) -> int:
         _warn_kept(summary)
         print(format_summary(summary, args.out))
         return 0
+    refuse_foreign_config(args.out, NAME, outputs=("dataset.json", "manifest.jsonl"))  # before any video is read
     # config.yaml before any video: written after them, a --strict skip (or Ctrl-C) left a folder with a
     # dataset.json and no record of the settings; written before OUT is accepted, a refused rerun (other settings)
     # would overwrite the record of the mined ones

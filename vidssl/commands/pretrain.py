@@ -26,6 +26,7 @@ def add_arguments(parser) -> None:
 def run(args, cfg) -> int:
     from pathlib import Path
 
+    from vidssl.config import refuse_foreign_config
     from vidssl.errors import UsageError
     from vidssl.pipeline import EvalFailed, pretrain
 
@@ -36,6 +37,7 @@ def run(args, cfg) -> int:
         args.out = DEMO_OUT
 
     run_dir = Path(args.out)
+    refuse_foreign_config(run_dir, NAME, outputs=("stages",))
     try:
         summary = pretrain(cfg, args.out, videos=args.videos, eval_data=args.eval_data,
                            budget_minutes=args.budget_minutes, progress=not args.quiet)

@@ -29,6 +29,7 @@ def add_arguments(parser) -> None:
 def run(args, cfg) -> int:
     import math
 
+    from vidssl.config import refuse_foreign_config
     from vidssl.errors import ConfigError
     from vidssl.train import train
 
@@ -40,6 +41,7 @@ def run(args, cfg) -> int:
 
         resolve_device(args.device, "train.device", flag="--device")
 
+    refuse_foreign_config(args.out, NAME, outputs=("checkpoint.pt", "log.jsonl"))
     stats = train(args.pairs, args.out, cfg, budget_minutes=args.budget_minutes, device=args.device,
                   resume=args.resume, allow_incomplete=args.allow_incomplete, progress=not args.quiet)
     if stats.get("world_size", 1) > 1 and int(os.environ.get("RANK", "0")) != 0:
