@@ -583,3 +583,33 @@ def test_an_earlier_runs_config_yaml_is_its_own_in_any_text(tmp_path):
         refuse_foreign_config(tmp_path, "mine", outputs=("dataset.json", "manifest.jsonl"))
     (tmp_path / "manifest.jsonl").write_text("")
     refuse_foreign_config(tmp_path, "mine", outputs=("dataset.json", "manifest.jsonl"))  # no error
+
+
+def test_device_flag_of_pretrain_and_the_evaluations(tmp_path, capsys, data_dir):
+    """`--device` as `vidssl train` has it: pretrain's sets training's and every evaluation's device, an eval task's
+    its own key; recorded as those keys, and a GPU that is not there is refused before any folder is made."""
+    import torch
+    import yaml
+
+    from vidssl.cli import build_parser
+    from vidssl.commands.pretrain import with_devices
+    from vidssl.config import load_config
+
+    cfg = with_devices(load_config(None, []), "cpu")
+    assert (cfg.train.device, cfg.eval.retrieval.device, cfg.eval.flow.device, cfg.eval.davis.device) == ("cpu",) * 4
+    assert build_parser().parse_args(["pretrain", "--device", "cpu"]).device == "cpu"
+    out = tmp_path / "flow"
+    assert main(["-q", "eval", "flow", "--arch", "smallcnn", "--data", str(data_dir / "flow"), "--out", str(out),
+                 "--no-transfer", "--device", "cpu", "--set", "model.width=8", "--set", "eval.flow.figures=false"]) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["config"]["eval"]["flow"]["device"] == "cpu"
+    capsys.readouterr()
+    assert main(["eval", "davis", "--device", "gpu", "--data", "x", "--out", str(tmp_path / "e")]) == 2
+    assert capsys.readouterr().err.endswith("error: --device gpu: expected auto, cpu, cuda or cuda:N\n")
+    if not torch.cuda.is_available():
+        for argv in (["pretrain", "--device", "cuda", "--out", str(tmp_path / "run")],
+                     ["eval", "retrieval", "--device", "cuda:1", "--data", "x", "--out", str(tmp_path / "e")]):
+            assert main(argv) == 2
+            device = argv[argv.index("--device") + 1]
+            assert capsys.readouterr().err.endswith(f"error: --device {device}: torch sees no CUDA device; use "
+                                                    "--device cpu (or auto)\n")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["flow"]

@@ -7,7 +7,8 @@ HELP = "Several pretrain runs side by side (e.g. seeds of one config): headline 
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("runs", metavar="RUN", nargs="+", help="run folders (vidssl pretrain's, or made stage by stage and reported with vidssl report)")
+    parser.add_argument("runs", metavar="RUN", nargs="+",
+                        help="run folders (vidssl pretrain's, or made stage by stage and reported with vidssl report)")
     parser.add_argument("--out", metavar="FILE", help="also write the table here (markdown)")
 
 

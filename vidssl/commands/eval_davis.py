@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from vidssl.commands.eval_models import (add_model_arguments, check_out_writable, models_from_args,
-                                         resolved_into_output)
+                                         resolved_into_output, with_device_flag)
 
 NAME = "davis"
 HELP = "DAVIS label propagation: J, F and J&F against baselines"
@@ -23,6 +23,7 @@ def run(args, cfg) -> int:
 
     from vidssl.eval.davis import evaluate_davis
 
+    cfg = with_device_flag(cfg, NAME, args.device)
     check_out_writable(args.out, NAME)  # before the models and data: a failed write came after all the work
     models = models_from_args(args, cfg)
     out = Path(args.out)

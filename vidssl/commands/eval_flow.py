@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from vidssl.commands.eval_models import (add_model_arguments, check_out_writable, models_from_args,
-                                         resolved_into_output)
+                                         resolved_into_output, with_device_flag)
 
 NAME = "flow"
 HELP = "Optical-flow transfer: correlation-layer flow against ground truth and classical baselines"
@@ -39,6 +39,7 @@ def run(args, cfg) -> int:
     flow_cfg = dataclasses.replace(cfg.eval.flow, transfer=cfg.eval.flow.transfer and not args.no_transfer,
                                    budget_minutes=budget)
     cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, flow=flow_cfg))
+    cfg = with_device_flag(cfg, NAME, args.device)
     check_out_writable(args.out, NAME)  # before the models and data: a failed write came after all the work
     models = models_from_args(args, cfg)
     out = Path(args.out)

@@ -13,6 +13,26 @@ def add_model_arguments(parser) -> None:
     parser.add_argument("--arch", default=None, choices=ARCH_NAMES,
                         help="architecture of the random-init baseline: one row of it (default: one per "
                              "architecture and width among the --weights files, or config model.arch without any)")
+    parser.add_argument("--device", metavar="DEVICE", default=None,
+                        help="auto | cpu | cuda[:N]: overrides the task's config eval.TASK.device")
+
+
+def with_device_flag(cfg, task: str, device: str | None):
+    """``cfg`` with ``--device`` set as the key it overrides (``eval.<task>.device``), so OUT/config.yaml records it;
+    a value the key does not take, or a GPU that is not there, is an error naming the flag as typed."""
+    import dataclasses
+
+    from vidssl.device import resolve_device
+    from vidssl.errors import ConfigError
+    from vidssl.eval.config import is_device_name
+
+    if device is None:
+        return cfg
+    if not is_device_name(device):
+        raise ConfigError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
+    resolve_device(device, f"eval.{task}.device", flag="--device")
+    section = dataclasses.replace(getattr(cfg.eval, task), device=device)
+    return dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, **{task: section}))
 
 
 def models_from_args(args, cfg) -> dict:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from vidssl.commands.eval_models import (add_model_arguments, check_out_writable, models_from_args,
-                                         resolved_into_output)
+                                         resolved_into_output, with_device_flag)
 
 NAME = "retrieval"
 HELP = "Retrieval benchmark: Recall@K, MAP@R, R-precision, NMI against baselines"
@@ -28,6 +28,7 @@ def run(args, cfg) -> int:
     from vidssl.eval.retrieval import evaluate_retrieval
     from vidssl.eval.retrieval_data import detect_kind
 
+    cfg = with_device_flag(cfg, NAME, args.device)
     check_out_writable(args.out, NAME)  # before the models and data: a failed write came after all the work
     models = models_from_args(args, cfg)
     out = Path(args.out)

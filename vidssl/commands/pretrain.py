@@ -18,6 +18,8 @@ def add_arguments(parser) -> None:
                         help="wall-clock budget, split between mining, training and the flow decoder; retrieval "
                              "and DAVIS evaluations run to their end beyond it (default: config "
                              "pretrain.budget_minutes)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                        help="overrides train.device and eval.retrieval/flow/davis.device")
     parser.add_argument("--eval-data", metavar="DIR",
                         help="evaluation data: a $VIDSSL_DATA-style folder (retrieval/, davis/, flow/) or one dataset "
                              "(default: $VIDSSL_DATA when set)")
@@ -36,6 +38,11 @@ def run(args, cfg) -> int:
                              f"into (without --videos, the demo run goes into {DEMO_OUT})")
         args.out = DEMO_OUT
 
+    if args.device is not None:  # the keys it sets, so RUN/config.yaml records it; a missing GPU named as typed
+        from vidssl.device import resolve_device
+
+        resolve_device(args.device, "train.device", flag="--device")
+        cfg = with_devices(cfg, args.device)
     run_dir = Path(args.out)
     refuse_foreign_config(run_dir, NAME, outputs=("stages",))
     try:
@@ -79,3 +86,13 @@ def _print_where(run_dir, cfg) -> None:
     if (run_dir / "backbone.pt").is_file():
         weights = run_dir / "backbone.pt"
         print(f"weights: {shell_arg(weights)}  (load with: vidssl.load_backbone({str(weights)!r}))")
+
+
+def with_devices(cfg, device: str):
+    """``cfg`` with training and every evaluation on ``device``."""
+    import dataclasses
+
+    tasks = {f.name: dataclasses.replace(getattr(cfg.eval, f.name), device=device)
+             for f in dataclasses.fields(cfg.eval)}
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device=device),
+                               eval=dataclasses.replace(cfg.eval, **tasks))
