@@ -2376,3 +2376,70 @@ def test_an_opencv_without_its_contrib_trackers_is_refused_before_any_video(trac
                                           r"modules\. Install opencv-contrib-python alone: pip uninstall"):
         mine_folder(demo_dir, tmp_path / "pairs", dataclasses.replace(MineConfig(), tracker=tracker), progress=False)
     assert not (tmp_path / "pairs").exists()
+
+
+def _marker(frames, tracks_rejected, starts_rejected, status="mined", reason=None):
+    return {"status": status, "reason": reason, "detail": None, "source": None,
+            "stats": {"frames": frames, "seconds": 1.0, "tracks_rejected": tracks_rejected,
+                      "starts_rejected": starts_rejected, "cuts": []}}
+
+
+def test_a_merge_sums_each_reject_reason_once_under_its_own_name(tmp_path):
+    """Kills S01 (merge adds each marker's tracks_rejected twice) and S02 (start-frame rejections booked from
+    tracks_rejected): the merged counts against sums by hand of the markers written."""
+    from tracking import merge
+    from tracking.config import MineConfig
+    from tracking.dataset import prepare, video_id, write_video
+
+    out = tmp_path / "pairs"
+    names = ("a.mp4", "b.mp4", "c.mp4")
+    listing = [{"video": n, "video_id": video_id(n), "bytes": 1} for n in names]
+    prepare(out, tmp_path / "videos", listing, MineConfig(), "pyav")
+    write_video(out, listing[0], None, None, _marker(90, {"cut": 2, "left_frame": 1}, {"no_box": 5}))
+    write_video(out, listing[1], None, None, _marker(60, {"cut": 3}, {"no_box": 1, "busy": 4}))
+    write_video(out, listing[2], None, None, _marker(0, {}, {}, "skipped", "too_short"))
+    summary = merge(out)
+    assert summary["tracks_rejected"] == {"cut": 5, "left_frame": 1}
+    assert summary["start_frames_rejected"] == {"busy": 4, "no_box": 6}
+    assert summary["frames"] == 150 and summary["videos"]["skipped"] == {"too_short": ["c.mp4"]}
+
+
+def test_a_folder_mined_in_n_shards_refuses_any_other_count(tmp_path):
+    """Kills S10 (only a larger count refused): 3 shards then --shard 0/2 must be refused as 2 then 1/3 is."""
+    import pytest
+
+    from tracking.dataset import DatasetMismatch, check_shard_count
+
+    out = tmp_path / "pairs"
+    out.mkdir()
+    check_shard_count(out, 0, 3)
+    for index, count in ((0, 2), (1, 4)):
+        with pytest.raises(DatasetMismatch, match=r"is mined in 3 shards"):
+            check_shard_count(out, index, count)
+    check_shard_count(out, 2, 3)
+    check_shard_count(out, 0, 1)  # unsharded: every video left
+
+
+def test_shard_of_is_sha1_of_the_path_mod_n_as_the_readme_says():
+    """An independent reference for shard_of (README: "SHA-1 of the path relative to VIDEOS, mod N"); the mining
+    tests compute their expectations with shard_of itself, so only the round trip through merge catches a change
+    (S17), and machines on two versions would split one folder differently."""
+    import hashlib
+
+    from tracking.dataset import shard_of
+
+    for name in ("clip_00.mp4", "a/b c.mp4", "caf\udce9.mp4"):
+        for n in (1, 2, 3, 7):
+            ref = int(hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest(), 16) % n
+            assert shard_of(name, n) == ref
+
+
+@pytest.mark.parametrize("text", ['{"count": 2', "[2]", '{"count": "2"}', '{"count": true}', "\xff"])
+def test_a_damaged_shard_record_is_a_one_line_error_naming_it(tmp_path, text):
+    from tracking.dataset import SHARDING, DatasetMismatch, check_shard_count
+
+    out = tmp_path / "pairs"
+    out.mkdir()
+    (out / SHARDING).write_bytes(text.encode("latin-1"))
+    with pytest.raises(DatasetMismatch, match=rf"^{re.escape(str(out / SHARDING))}: not the record of a shard count"):
+        check_shard_count(out, 0, 2)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import html
 import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
 
 from test_io import strict_loads
 from vidssl.cli import main
@@ -926,3 +929,167 @@ def test_final_stats_whose_step_is_a_float_are_read(tmp_path):
     _write(run / "train" / "stats.json", {"step": 240.5, "total_steps": 300, "loss": 0.3})  # no step: the log's
     build_report(run)
     assert strict_loads((run / "summary.json").read_text())["train"] == {"step": 240, "loss": 1.0}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# from a mutation review: each number under its own name, names as text, figures embedded
+
+
+class _Page(HTMLParser):
+    """Tags, text and <img> sources of a page, as a browser's parser sees them (an independent reference)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.text, self.srcs, self.tables = set(), [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        if tag == "img":
+            self.srcs.append(dict(attrs)["src"])
+        if tag == "table":
+            self.tables.append([])
+        if tag == "tr" and self.tables:
+            self.tables[-1].append([])
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self.tables and self.tables[-1] and self.lasttag in ("td", "th"):
+            self.tables[-1][-1].append(data)
+
+
+def _page(run: Path) -> _Page:
+    page = _Page()
+    page.feed((run / "report.html").read_text())
+    return page
+
+
+DATASET = {"pairs": 12, "track_length": 30,
+           "videos": {"found": 5, "mined": 3,
+                      "skipped": {"too_short": ["<script>a</script>.mp4"], "corrupt": ["c&d.mp4"]},
+                      "partial": {"e<i>f.mp4": "decoding stopped at <b>81</b> & on"}},
+           "tracks_rejected": {"cut": 3, "left_frame": 4}, "start_frames_rejected": {"no_box": 7}}
+
+
+def test_the_data_summary_is_the_dataset_s_numbers_each_under_its_own_name(tmp_path):
+    """Kills R01 (summary tracks_rejected read from start_frames_rejected), R03 (pairs shown = videos mined),
+    R10 (found/mined swapped in the page), R11 (videos_found = mined), R15 (skip counts off)."""
+    run = tmp_path / "run"
+    _write(run / "pairs" / "dataset.json", DATASET)
+    build_report(run)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["data"] == {"pairs": 12, "videos_found": 5, "videos_mined": 3,
+                               "videos_skipped": {"too_short": 1, "corrupt": 1},
+                               "tracks_rejected": {"cut": 3, "left_frame": 4},
+                               "start_frames_rejected": {"no_box": 7}}
+    text = " ".join("".join(_page(run).text).split())
+    assert "5 videos found, 3 mined, 12 positive pairs." in text
+
+
+def test_names_from_the_videos_folder_and_run_are_text_never_markup(tmp_path):
+    """Kills R07 (a partly mined video's note unescaped), R08 (held-out skip reasons unescaped), R09 (a task's
+    folder name unescaped), R16 (the run folder's name unescaped in <h1>); R14 is killed already."""
+    run = tmp_path / "run<i>&"
+    _write(run / "pairs" / "dataset.json", DATASET)
+    _write(run / "pairs_held_out" / "dataset.json", {
+        "pairs": 4, "config": {"time_range": [0.8, 1.0]},
+        "videos": {"found": 2, "mined": 1, "skipped": {"<script>x</script>": ["a.mp4"]}}})
+    _write(run / "eval" / "<em>task" / "metrics.json", {"models": {"w": {"map_at_r": 0.5}, "raw pixels": {
+        "map_at_r": 0.4}}})
+    build_report(run)
+    page = _page(run)
+    allowed = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "h4", "p", "b", "i", "ul", "li",
+               "div", "table", "thead", "tbody", "tr", "th", "td", "details", "summary", "code", "pre", "figure",
+               "img", "figcaption", "svg", "text", "line", "polyline", "circle"}
+    assert page.tags <= allowed, page.tags - allowed  # no <script>, <em> from a name
+    text = "".join(page.text)
+    for name in ("<script>a</script>.mp4", "c&d.mp4", "e<i>f.mp4 (decoding stopped at <b>81</b> & on)",
+                 "<script>x</script>", "<em>task", "vidssl run: run<i>&"):
+        assert name in text, name
+    assert "<i>" not in (run / "report.html").read_text().replace("<i>raw pixels</i>", "").replace(
+        "<i>(random init)</i>", "")
+
+
+def test_the_held_out_summary_counts_the_held_out_dataset_not_the_training_one(tmp_path):
+    """Kills R02 (held_out.pairs read from pairs/dataset.json when both exist: the existing test writes only the
+    held-out file)."""
+    run = tmp_path / "run"
+    _write(run / "pairs" / "dataset.json", {**DATASET, "pairs": 100})
+    _write(run / "pairs_held_out" / "dataset.json", {"pairs": 43, "config": {"time_range": [0.8, 1.0]},
+                                                    "videos": {"found": 9, "mined": 6, "skipped": {}}})
+    build_report(run)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["data"]["pairs"] == 100 and summary["held_out"]["pairs"] == 43
+    assert "<b>43</b> pairs from 6 of 9 videos" in (run / "report.html").read_text()
+
+
+def test_curves_are_drawn_against_the_step_not_the_row(tmp_path):
+    """Kills R04 (x = the record's index): steps 10, 20, 40, 80 must sit at 0, 1/7, 3/7, 1 of the axis, and the
+    axis ends at step 80."""
+    run = tmp_path / "run"
+    (run / "train").mkdir(parents=True)
+    (run / "train" / "log.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1.0 / s}) + "\n"
+                                                     for s in (10, 20, 40, 80)))
+    build_report(run)
+    chart = next(svg for svg in (run / "report.html").read_text().split("<svg")[1:] if "Loss: total" in svg)
+    xs = [float(p.split(",")[0]) for p in re.search(r'<polyline[^>]*points="([^"]*)"', chart)[1].split()]
+    fractions = [(x - xs[0]) / (xs[-1] - xs[0]) for x in xs]
+    assert [round(f, 3) for f in fractions] == [0.0, round(1 / 7, 3), round(3 / 7, 3), 1.0]
+    assert 'text-anchor="middle">80</text>' in chart and 'text-anchor="middle">10</text>' in chart
+
+
+def test_each_table_cell_sits_under_its_own_column(tmp_path):
+    """Kills R05 (headers of a table built from metrics.json in another order than its cells)."""
+    run = tmp_path / "run"
+    metrics = {"models": {"w": {"JF_mean": 0.8, "J_mean": 0.7, "F_mean": 0.9},
+                          "raw pixels": {"JF_mean": 0.5, "J_mean": 0.4, "F_mean": 0.6}}}
+    _write(run / "eval" / "davis" / "metrics.json", metrics)
+    build_report(run)
+    html = (run / "report.html").read_text()
+    page = _Page()
+    page.feed(html[html.index("<h3>davis</h3>"):])
+    head, *rows = page.tables[0]
+    names = [h.rstrip(" \u2191\u2193") for h in head]
+    for row in rows:
+        model = row[0]
+        got = {name: float(cell) for name, cell in zip(names[1:], row[1:])}
+        assert got == metrics["models"][model], (model, got)
+
+
+def test_every_figure_is_embedded_so_the_page_opens_moved_and_offline(tmp_path):
+    """Kills R06 (<img src> a path on disk; only the slow pretrain test looks for "data:image/" at all)."""
+    import base64
+
+    import cv2
+    import numpy as np
+
+    run = tmp_path / "run"
+    _write(run / "pairs" / "dataset.json", DATASET)
+    cv2.imwrite(str(run / "pairs" / "pairs_grid.png"), np.full((8, 8, 3), 200, np.uint8))
+    _write(run / "eval" / "davis" / "metrics.json", {"models": {"w": {"JF_mean": 0.8}, "raw pixels": {
+        "JF_mean": 0.5}}})
+    cv2.imwrite(str(run / "eval" / "davis" / "overlay.png"), np.zeros((8, 8, 3), np.uint8))
+    build_report(run)
+    moved = tmp_path / "elsewhere.html"
+    (run / "report.html").rename(moved)  # the page alone, its run deleted
+    import shutil
+
+    shutil.rmtree(run)
+    page = _Page()
+    page.feed(moved.read_text())
+    assert len(page.srcs) == 2
+    for src in page.srcs:
+        head, payload = src.split(",", 1)
+        assert head in ("data:image/png;base64", "data:image/jpeg;base64")
+        assert cv2.imdecode(np.frombuffer(base64.b64decode(payload), np.uint8), cv2.IMREAD_COLOR).shape == (8, 8, 3)
+
+
+def test_a_headline_is_the_metric_the_task_says_it_is(tmp_path):
+    """Kills R13 (a model's headline number taken from the last of HEADLINE_KEYS it has, while headline_metric names
+    the first): a retrieval-and-DAVIS style row holding both JF_mean and map_at_r."""
+    run = tmp_path / "run"
+    _write(run / "eval" / "t" / "metrics.json", {"models": {"w": {"JF_mean": 0.8, "map_at_r": 0.3},
+                                                            "raw pixels": {"JF_mean": 0.5, "map_at_r": 0.2}}})
+    build_report(run)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["headline_metric"]["t"]["metric"] == "J&F"
+    assert summary["headline"]["t"] == {"w": 0.8, "raw pixels": 0.5}

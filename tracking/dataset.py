@@ -144,7 +144,14 @@ def check_shard_count(out_dir: Path, index: int, count: int) -> None:
     record = out_dir / SHARDING
     with _locked(out_dir):
         if record.is_file():
-            was = json.loads(record.read_text()).get("count")
+            try:
+                was = json.loads(record.read_text()).get("count")
+            except (ValueError, AttributeError):  # written atomically: damaged by hand or by the disk
+                was = None
+            if not isinstance(was, int) or isinstance(was, bool) or was < 2:
+                raise DatasetMismatch(f"{record}: not the record of a shard count ({{\"count\": N}}), so the shard "
+                                      f"count the folder is mined in is unknown; if no shard of it is running, delete "
+                                      f"{SHARDING} and run every shard again with one --shard I/N")
             if was != count:
                 raise DatasetMismatch(f"{out_dir} is mined in {was} shards (--shard I/{was}); --shard {index}/{count} "
                                       f"would mine some videos twice and leave others to no shard: use --shard "
