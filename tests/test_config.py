@@ -813,3 +813,37 @@ def test_a_config_file_value_yaml_cannot_construct_is_one_line_naming_the_file(t
     path.write_text("model:\n  arch: 2023-13-45\n")
     with pytest.raises(ConfigError, match=re.escape(f"config file {path} is not valid YAML: month must be in 1..12")):
         load_config(path)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("mine.time_range=[false, true]", "mine.time_range[0]"),          # bools passed the range check as 0 and 1
+    ("eval.flow.synthetic_size=[128.5, 160]", "eval.flow.synthetic_size[0]"),
+    ("eval.retrieval.cub_classes=[true, 200]", "eval.retrieval.cub_classes[0]"),
+    ("eval.flow.pairs=[1, 2]", "eval.flow.pairs[0]"),
+])
+def test_every_item_of_a_list_key_is_type_checked(override, key):
+    """Kills C7 (config.py _coerce: list items returned unchecked, `return list(value)`): [false, true] passed
+    mine.time_range's range check as [0, 1]."""
+    import re
+
+    with pytest.raises(ConfigError, match=re.escape(f"'{key}'")):
+        load_config(None, [override])
+
+
+def test_a_set_value_may_hold_an_equals_sign():
+    """Kills C10 (parse_override: rsplit("=", 1) instead of split): a glob over pair names holding '='."""
+    assert parse_override("eval.flow.pairs=['a=b*']") == (["eval", "flow", "pairs"], ["a=b*"])
+    assert load_config(None, ["eval.flow.pairs=['a=b*']"]).eval.flow.pairs == ["a=b*"]
+
+
+@pytest.mark.parametrize("override, want", [
+    ("pretrain.train_fraction=0", r"'pretrain.train_fraction': must be in \(0, 1\]"),
+    ("pretrain.held_out_tail=0.6", r"'pretrain.held_out_tail': must be in \[0, 0.5\]"),
+    ("pretrain.held_out_tail=-0.1", r"'pretrain.held_out_tail': must be in \[0, 0.5\]"),
+])
+def test_the_pipeline_shares_bounds_are_load_errors(override, want):
+    """Kills C11 (train_fraction 0 accepted: training would get the 1-second floor) and C13 (held_out_tail up to 1
+    accepted: the training part's time_range [first, first] is empty)."""
+    with pytest.raises(ConfigError, match=want):
+        load_config(None, [override])
+    load_config(None, ["pretrain.train_fraction=1", "pretrain.held_out_tail=0.5"])  # the bounds themselves load

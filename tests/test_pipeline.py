@@ -1609,3 +1609,106 @@ def test_the_paths_the_stages_record_hold_from_any_folder(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     pipeline.pretrain(load_config(), "runs/x", budget_minutes=1)
     assert given == [tmp_path / "runs" / "x"] and given[0].is_absolute()
+
+
+def _fake_stages(monkeypatch, now, given):
+    """The pipeline's mining and training faked on a fake clock (as in
+    test_the_budget_is_split_between_mining_its_held_out_tails_and_training)."""
+    import types
+
+    import tracking
+    import tracking.show
+    import vidssl.pipeline as pipeline
+    import vidssl.train
+
+    clock = {name: getattr(pipeline.time, name) for name in dir(pipeline.time) if not name.startswith("_")}
+    monkeypatch.setattr(pipeline, "time", types.SimpleNamespace(**{**clock, "monotonic": lambda: now[0]}))
+
+    def mine_folder(videos, out, cfg, time_budget_s, **kwargs):
+        given.append(("mine", time_budget_s))
+        now[0] += 100.0
+        return {"pairs": 5, "complete": True, "videos": {"found": 1, "mined": 1, "skipped": {}}}
+
+    def train(pairs, out, cfg, budget_minutes, **kwargs):
+        given.append(("train", budget_minutes))
+        return {}
+
+    monkeypatch.setattr(tracking, "mine_folder", mine_folder)
+    monkeypatch.setattr(tracking.show, "pair_grid", lambda *a, **k: None)
+    monkeypatch.setattr(tracking.show, "save_png", lambda *a, **k: None)
+    monkeypatch.setattr(vidssl.train, "train", train)
+    return pipeline
+
+
+def test_a_rerun_trains_on_what_the_completed_stages_left_of_the_budget(tmp_path, monkeypatch):
+    """Kills M25 (pipeline.py _pretrain: `deadline = time.monotonic() + 60 * p.budget_minutes`, the seconds of the
+    stages completed earlier not taken off): README "a rerun continues with what the completed stages left of it".
+    spent_s is tested alone; nothing tested that the deadline uses it."""
+    now, given = [1000.0], []
+    pipeline = _fake_stages(monkeypatch, now, given)
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "clip.mp4").write_bytes(b"never decoded: mining is faked")
+    off = ["pretrain.held_out_tail=0", "pretrain.train_fraction=0.5", "pretrain.run_export=false",
+           "pretrain.run_eval=false", "pretrain.run_report=false"]
+    run = tmp_path / "run"
+    pipeline.pretrain(load_config(None, off + ["pretrain.run_train=false"]), run, videos=tmp_path / "videos",
+                      budget_minutes=10, progress=False)
+    assert given == [("mine", pytest.approx(0.3 * 600))]  # mining: 100 s on the fake clock, recorded
+    pipeline.pretrain(load_config(None, off), run, videos=tmp_path / "videos", budget_minutes=10, progress=False)
+    assert given[1:] == [("train", pytest.approx(0.5 * (600 - 100) / 60))]  # not 0.5 * 600 s: mining spent 100
+
+
+def test_run_config_yaml_is_written_and_rewritten_when_a_stage_runs(tmp_path, monkeypatch):
+    """Kills M29 (pipeline.py record_config never writes): no fast test read RUN/config.yaml after a pretrain."""
+    from vidssl.config import recorded_config
+
+    now, given = [1000.0], []
+    pipeline = _fake_stages(monkeypatch, now, given)
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "clip.mp4").write_bytes(b"never decoded: mining is faked")
+    off = ["pretrain.held_out_tail=0", "pretrain.run_export=false", "pretrain.run_eval=false",
+           "pretrain.run_report=false"]
+    run = tmp_path / "run"
+    pipeline.pretrain(load_config(None, off + ["pretrain.run_train=false"]), run, videos=tmp_path / "videos",
+                      budget_minutes=10, progress=False)
+    written = recorded_config(run / "config.yaml")
+    assert written["pretrain"]["budget_minutes"] == 10 and written["pretrain"]["run_train"] is False
+    pipeline.pretrain(load_config(None, off), run, videos=tmp_path / "videos", budget_minutes=7, progress=False)
+    assert recorded_config(run / "config.yaml")["pretrain"]["budget_minutes"] == 7  # training ran: rewritten
+
+
+def test_an_export_key_changed_after_the_export_completed_is_refused(tmp_path):
+    """Kills M11 (pipeline.py STAGE_KEYS: `"export": ()`): a rerun with --set export.safetensors=false then kept
+    the completed export (and its backbone.safetensors) under a config.yaml saying false. Only the slow end-to-end
+    tests ran a changed export key."""
+    from vidssl.pipeline import Stages, check_stage_settings, stage_configs
+
+    stages = Stages(tmp_path)
+    stages.dir.mkdir()
+    before = stage_configs(load_config(), {}, demo=True)
+    assert before["export"] == {"export.safetensors": True}
+    stages.mark("export", {"weights": str(tmp_path / "backbone.pt"), "config": before["export"]})
+    after = stage_configs(load_config(None, ["export.safetensors=false"]), {}, demo=True)
+    with pytest.raises(ConfigError, match=r"its export stage was completed with other settings "
+                                          r"\(export.safetensors: True -> False\)"):
+        check_stage_settings(stages, after, tmp_path)
+    assert check_stage_settings(stages, before, tmp_path) == []  # the same settings: reused
+
+
+@pytest.mark.parametrize("off, needed, reader, make", [
+    ("mine", "pairs/manifest.jsonl", "train", "vidssl mine VIDEOS --out RUN/pairs"),
+    ("train", "train/checkpoint.pt", "export", "vidssl train RUN/pairs --out RUN/train"),
+    ("export", "backbone.pt", "eval", "vidssl export RUN/train --out RUN/backbone.pt"),
+])
+def test_a_stage_switched_off_without_its_result_is_refused_before_any_work(tmp_path, off, needed, reader, make):
+    """pretrain.run_mine=false on a fresh RUN wrote the demo clips, then failed in training with "make it with
+    vidssl mine", not naming the switch; the same for train and export. Refused first, naming both."""
+    from vidssl.pipeline import pretrain
+
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError) as refused:
+        pretrain(load_config(None, [f"pretrain.run_{off}=false"]), run, progress=False)
+    assert str(refused.value) == (f"pretrain.run_{off} is false and {run / needed} does not exist, which the "
+                                  f"{reader} stage reads: set "
+                                  f"pretrain.run_{off}=true, or make it first ({make.replace('RUN', str(run))})")
+    assert not run.exists()

@@ -401,6 +401,23 @@ def stage_switches(cfg: Config) -> dict[str, bool]:
 
 # the file each stage's result is made from, in RUN (see _run_stage)
 MADE_FROM = {"train": "pairs/manifest.jsonl", "export": "train/checkpoint.pt", "eval": "backbone.pt"}
+# the command that makes that file by hand, for a stage switched off (see _refuse_switched_off_inputs)
+MADE_BY = {"train": "vidssl mine VIDEOS --out RUN/pairs", "export": "vidssl train RUN/pairs --out RUN/train",
+           "eval": "vidssl export RUN/train --out RUN/backbone.pt"}
+
+
+def _refuse_switched_off_inputs(cfg: Config, run: Path) -> None:
+    """A stage switched off (``pretrain.run_*: false``) whose result the next, switched-on stage reads, and which
+    RUN does not hold: refused before any work. The next stage failed on it after the demo clips or minutes of the
+    stages before, saying to run a stage command, not that the switch was off."""
+    switches = stage_switches(cfg)
+    order = list(switches)
+    for before, after in zip(order, order[1:]):
+        needed = run / MADE_FROM[after]
+        if not switches[before] and switches[after] and not needed.is_file():
+            raise ConfigError(f"pretrain.run_{before} is false and {needed} does not exist, which the {after} stage "
+                              f"reads: set pretrain.run_{before}=true, or make it first "
+                              f"({MADE_BY[after].replace('RUN', shell_arg(run))})")
 
 
 def _input_changed(stages: Stages, name: str, made_from: Path) -> bool:
@@ -823,6 +840,7 @@ def _checked_pretrain(cfg: Config, run_dir: str | Path, videos, eval_data, budge
             raise ConfigError(f"config key 'eval.retrieval.image_size': {cfg.model.arch} takes inputs of at least "
                               f"{smallest} pixels, got {cfg.eval.retrieval.image_size}")
     demo = videos is None
+    _refuse_switched_off_inputs(cfg, run)
     if demo:
         # the default, or the demo's own value, which an earlier version's demo runs recorded in their config.yaml
         # (--config RUN/config.yaml)
