@@ -8,7 +8,10 @@ import pytest
 import torch
 import torchvision
 
+import vidssl
+from vidssl.export import save_backbone
 from vidssl.models import ARCHS, EmbeddingNet, build_backbone
+from vidssl.models.base import input_bound
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
@@ -290,3 +293,131 @@ def test_a_0_255_batch_holding_a_nan_is_still_refused():
     x[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="divide 0-255 images by 255"):
         normalize_rgb(x, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+
+# from a mutation review of the models
+
+RECEPTIVE_FIELD = {"smallcnn": 59, "alexnet_wang2015": 163, "resnet18": 195, "resnet50": 267}  # README, base.py
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_every_arch_cell_is_centred_on_stride_i_plus_offset_with_its_documented_receptive_field(arch):
+    """README: "Cell (i, j) is centred on input pixel (8i, 8j) (receptive fields: smallcnn 59 px, alexnet_wang2015
+    163, resnet18 195, resnet50 267)"; flow places vectors by the card's cell_offset. Only smallcnn was measured;
+    alexnet's and resnet's dense views were checked only against references that copy the implementation's
+    paddings. Kills: an AlexNet conv1 padded asymmetrically (one pixel shift, same shape), a ResNet/AlexNet
+    dilation dropped in the implementation *and* its mirror reference, a wrong cell_offset class attribute, a
+    stride-2 moved inside smallcnn. The gradient's support is the receptive field (float64, so no value is lost)."""
+    torch.manual_seed(0)
+    b = build_backbone(arch, input_size=64).double().eval()
+    rf = RECEPTIVE_FIELD[arch]
+    half = (rf - 1) // 2
+    side = 8 * (half // 8 + 3) * 2  # room for a full field around two cells near the middle
+    x = torch.randn(1, 3, side, side, dtype=torch.float64, requires_grad=True)
+    dense = b.dense_features(x)
+    s, off = b.dense_stride, b.cell_offset
+    assert s == 8 and off == 0
+    for i, j in ((side // 16, side // 16), (side // 16 + 1, side // 16 - 1)):
+        (grad,) = torch.autograd.grad(dense[0, :, i, j].sum(), x, retain_graph=True)
+        hit = grad[0].abs().sum(0) > 0
+        rows, cols = torch.nonzero(hit.any(1)).flatten(), torch.nonzero(hit.any(0)).flatten()
+        assert (rows.min().item(), rows.max().item()) == (s * i + off - half, s * i + off + half), arch
+        assert (cols.min().item(), cols.max().item()) == (s * j + off - half, s * j + off + half), arch
+
+
+def test_alexnet_embed_refuses_inputs_below_63_px_by_name():
+    """pool5 of a 62-px input has no cell: embed() said "smaller than 63 pixels", a check that no test read.
+    Kills: alexnet.py:66 ``self.check(x, self.min_embed_side)`` -> ``self.check(x)`` (torch's RuntimeError
+    "Output size is too small" from max_pool2d instead). 63 px is the smallest with a pool5 cell, by hand:
+    (63 + 4 - 11) // 4 + 1 = 15 -> 7 -> 3 -> 1; 62 -> 14 -> 6 -> 2 -> 0."""
+    b = build_backbone("alexnet_wang2015", input_size=64).eval()
+    with torch.no_grad():
+        assert b.embed(torch.randn(1, 3, 63, 63)).shape == (1, 1024)
+        with pytest.raises(ValueError, match=r"smaller than 63 pixels on a side"):
+            b.embed(torch.randn(1, 3, 62, 200))
+        assert b.dense_features(torch.randn(1, 3, 32, 32)).shape == (1, 256, 4, 4)  # the dense view takes 32
+
+
+def test_alexnet_embed_of_a_larger_input_averages_pool5_to_the_fc6_grid():
+    """Kills: alexnet.py:57 AdaptiveAvgPool2d -> AdaptiveMaxPool2d (every test fed inputs whose pool5 already had
+    fc6's grid, or a smaller one pooled *up*, where avg and max agree). Reference: the mean of pool5 by hand."""
+    torch.manual_seed(0)
+    b = build_backbone("alexnet_wang2015", input_size=64).eval()  # fc6 takes a 1x1 grid
+    x = torch.randn(2, 3, 128, 128)  # pool5 3x3
+    with torch.no_grad():
+        pool5 = b.features(x)
+        assert pool5.shape[-2:] == (3, 3)
+        torch.testing.assert_close(b.embed(x), b.classifier(pool5.mean(dim=(2, 3))))
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_every_arch_normalises_with_torchvision_imagenet_statistics_in_rgb_order(arch):
+    """README: normalize applies "ImageNet's, for every architecture". Kills: a class-level mean/std override in
+    BGR order on alexnet or smallcnn (mean and std both reversed: the +-4.9 bound in the error-message test is
+    unchanged, so it survived; only resnet18's card is checked, in a slow test_export fixture). The reference is
+    torchvision's own ImageNet preset, not vidssl's constants."""
+    preset = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms()
+    b = build_backbone(arch, input_size=64)
+    assert list(b.mean) == list(preset.mean) and list(b.std) == list(preset.std)
+    red = torch.zeros(1, 3, 32, 32)
+    red[:, 0] = 1.0
+    torch.testing.assert_close(b.normalize(red)[0, :, 0, 0],
+                               torch.tensor([(1 - 0.485) / 0.229, -0.456 / 0.224, -0.406 / 0.225]))
+
+
+def test_the_embedding_is_float32_under_bf16_autocast_in_both_forwards():
+    """EmbeddingNet.forward promises float32 unit vectors; under the trainer's bf16 autocast the head's Linear
+    returns bf16. Only fp32 was tested, so dropping ``.float()`` from the dense=True branch (embedding.py:48,
+    the branch every default training step takes, the cycle loss being on) survived: the miner and ranking loss
+    would then work on 8-bit-mantissa cosines."""
+    torch.manual_seed(0)
+    net = EmbeddingNet(build_backbone("smallcnn", width=4), embed_dim=16).eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = net(x)
+        emb, maps = net(x, dense=True)
+    assert plain.dtype == emb.dtype == torch.float32
+    torch.testing.assert_close(emb.norm(dim=1), torch.ones(4))
+
+
+def test_mlp_head_is_linear_bn_relu_linear():
+    """configs/gpu_resnet50.yaml trains with head: mlp and no test looked inside it. Kills: embedding.py:15
+    BatchNorm1d or ReLU dropped (the head then collapses to one linear map)."""
+    torch.manual_seed(0)
+    net = EmbeddingNet(build_backbone("smallcnn", width=4), embed_dim=8, head="mlp")
+    kinds = [type(m) for m in net.head]
+    assert kinds == [torch.nn.Linear, torch.nn.BatchNorm1d, torch.nn.ReLU, torch.nn.Linear]
+    assert (net.head[0].in_features, net.head[0].out_features, net.head[3].out_features) == (32, 32, 8)
+    net.eval()
+    with torch.no_grad():  # not linear: f(2p) != 2 f(p) before the L2 norm
+        p = torch.randn(3, 32)
+        assert not torch.allclose(net.head(2 * p) - net.head[3].bias, 2 * (net.head(p) - net.head[3].bias))
+
+
+def test_embed_refuses_exactly_past_twice_the_normalised_bound():
+    """README: "values beyond twice the largest normalize() passes on (+-4.9 ...: an error past +-9.7)". Kills:
+    base.py:141 ``2 * bound`` -> ``3 * bound`` (the 0-255 test values, ~1100, are past either)."""
+    b = build_backbone("smallcnn", width=4).eval()
+    limit = 2 * input_bound(b.mean, b.std)
+    assert round(limit, 1) == 9.7  # (1.5 - 0.406) / 0.225 = 4.862, twice it
+    with torch.no_grad():
+        b.embed(torch.full((1, 3, 32, 32), limit - 0.01))
+        with pytest.raises(ValueError, match="over twice"):
+            b.embed(torch.full((1, 3, 32, 32), limit + 0.01))
+        with pytest.raises(ValueError, match="over twice"):
+            b.embed(torch.full((1, 3, 32, 32), -limit - 0.01))
+
+
+def test_alexnet_options_survive_export_and_load(tmp_path):
+    """spec() is what the card rebuilds from; fc7_relu adds no parameter, so a strict load cannot notice it lost.
+    Kills: alexnet.py:89 ``"fc7_relu"`` (or fc6_dim) left out of spec() -- a signed-fc7 AlexNet reloads with a
+    ReLU and embeds differently, silently."""
+    torch.manual_seed(0)
+    b = build_backbone("alexnet_wang2015", input_size=64, fc6_dim=256, fc7_relu=False).eval()
+    save_backbone(b, tmp_path / "a.pt", safetensors=False)
+    loaded = vidssl.load_backbone(tmp_path / "a.pt")
+    assert loaded.spec() == b.spec()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert (b.embed(x) < 0).any()
+        assert torch.equal(loaded.embed(x), b.embed(x))
