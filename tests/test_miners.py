@@ -446,3 +446,22 @@ def test_the_hard_share_of_k_is_rounded_half_up(k, hard_ratio, hard):
     """K * hard_ratio rounded half up, worked out by hand: 1.2 -> 1 (ceil took 2), 1.5 -> 2, 2.5 -> 3 (round()
     took 2)."""
     assert HardMiner(k=k, hard_ratio=hard_ratio).num_hard == hard
+
+
+@pytest.mark.parametrize("margin", [0.8, 1.2])
+def test_semihard_with_contrastive_takes_only_candidates_inside_the_push_margin(margin):
+    """With the hinge losses every candidate in the band violates, so the miner's "and violating" never bit; with
+    contrastive the push term max(0, M - D(a, n)) is zero from D(a, n) = M on, inside the band or not: such a
+    candidate adds nothing to the loss and must not take one of the K places."""
+    emb, videos = _batch(5)
+    loss = build_loss(LossConfig(name="contrastive", margin=margin, symmetric=False))
+    valid, _, d_an, d_ap = _brute(emb, videos, loss)
+    s = score_candidates(emb, videos, loss)
+    t = to_triplets(SemiHardMiner(k=3, margin=margin).select(s, torch.Generator().manual_seed(0)))
+    beyond = taken = 0
+    for i, negs in _per_anchor(t).items():
+        band = {c for c in range(2 * P) if valid[i, c] and d_ap[i] < d_an[i, c] < d_ap[i] + margin}
+        pushing = {c for c in band if d_an[i, c] < margin}
+        assert negs <= pushing and len(negs) == min(3, len(pushing)), i
+        beyond, taken = beyond + len(band - pushing), taken + len(negs)
+    assert beyond and taken  # the batch holds both kinds: the test can tell the two rules apart
