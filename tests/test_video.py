@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
+from video_utils import damaged_mjpeg_avi, index_of, write_index_clip
 from vidssl.errors import CorruptVideo, EmptyVideo, UnsupportedVideo, VideoError
 from vidssl.video import (BACKENDS, available_backends, check_video_file, find_videos, lost_its_end, open_video,
                           resized_shape)
@@ -1078,3 +1079,167 @@ def test_a_matroska_frame_count_is_its_duration_times_its_rate_rounded(tmp_path)
     for backend in ["auto"] + available_backends():
         with open_video(path, backend) as reader:
             assert reader.announced_frames == 30 and len(_greys(reader)) == 30, (backend, reader.announced_frames)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# from a mutation review: frames named by the index they show, RGB, fps, damage, fallbacks
+
+CLIPS = {"cfr": {}, "late_start": {"start_ms": 5000}, "vfr": {"durations_ms": (20, 60)}}
+
+
+# Kills: every frame-index mutation of the PyAV/OpenCV/decord loops (start exclusive, end inclusive, a grid from 0
+# instead of from start, the last frame dropped, get_batch returning sorted/deduplicated frames), on streams whose
+# timestamps start late or vary, with an index read from the picture, not a grey level near its neighbours'.
+@pytest.mark.parametrize("kind", list(CLIPS))
+@pytest.mark.parametrize("backend", ["auto"] + list(BACKENDS))
+def test_every_access_gives_the_frame_whose_index_it_names(tmp_path, kind, backend):
+    if backend != "auto" and backend not in available_backends():
+        pytest.skip(f"{backend} is not installed")
+    path = write_index_clip(tmp_path / f"{kind}.mp4", frames=40, **CLIPS[kind])
+    with open_video(path, backend) as reader:
+        assert reader.num_frames == 40
+        streamed = [(i, index_of(f)) for i, f in reader.frames()]
+        assert streamed == [(i, i) for i in range(40)]  # the last frame included, none repeated
+        for start, end, stride in ((0, None, 7), (3, 40, 4), (13, 14, 1), (39, None, 1), (5, 11, 3)):
+            got = [(i, index_of(f)) for i, f in reader.frames(stride=stride, start=start, end=end)]
+            want = list(range(start, 40 if end is None else end, stride))
+            assert got == [(i, i) for i in want], (start, end, stride, got)
+        order = [33, 2, 17, 2, 39, 0]
+        assert [index_of(f) for f in reader.get_batch(order)] == order
+        assert [index_of(f) for f in reader.get_batch(order, max_side=64)] == order
+        assert list(dict(reader.frames(max_side=64, start=21, end=22)).keys()) == [21]
+
+
+# Kills "rgb = bgr" (OpenCV), frame[..., ::-1] (decord), to_ndarray(format="bgr24") (PyAV), on every backend
+# independently (the real-clip test compares backends with each other: all three swapped alike would pass it).
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_frames_are_rgb_against_a_red_and_a_blue_block(tmp_path, backend):
+    if backend not in available_backends():
+        pytest.skip(f"{backend} is not installed")
+    path = write_index_clip(tmp_path / "c.mp4", frames=3)
+    with open_video(path, backend) as reader:
+        for frame in (next(reader.frames())[1], reader.get_batch([1])[0], next(reader.frames(max_side=64))[1]):
+            h, w = frame.shape[:2]
+            red, blue = frame[h - h // 8, w // 16].astype(int), frame[h - h // 8, w - w // 16 - 1].astype(int)
+            assert red[0] > 180 and red[2] < 80 and blue[2] > 180 and blue[0] < 80, (red, blue)
+
+
+# Kills auto_fps_not_copied (AutoReader.__init__ no longer copies fps: auto readers reported fps 0.0, written into
+# every mined video's marker as "fps": 0.0), and PyAVReader taking the stream's base rate (r_frame_rate, 50 here)
+# for its fps instead of the average (25.3): decord and OpenCV report the average.
+@pytest.mark.parametrize("kind", ["cfr", "vfr"])
+def test_fps_is_the_average_rate_in_every_backend_and_auto(tmp_path, kind):
+    import av
+
+    path = write_index_clip(tmp_path / f"{kind}.mp4", frames=40, **CLIPS[kind])
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        average = 40 / float(stream.duration * stream.time_base)  # 25, or 40 frames in 1.58 s
+    for backend in ["auto"] + available_backends():
+        with open_video(path, backend) as reader:
+            assert reader.fps == pytest.approx(average, abs=0.05), (backend, reader.fps, average)
+
+
+# Kills pyav_damage_mid_silent (PyAVReader.frames ending quietly at a mid-stream decode error instead of raising
+# CorruptVideo: a named pyav backend then mined the first half of a damaged file as the whole video, and auto never
+# recorded the failure in decode_failures).
+def test_a_packet_damaged_mid_stream_is_a_corrupt_video_and_auto_streams_up_to_it(tmp_path):
+    bad = damaged_mjpeg_avi(tmp_path)
+    with open_video(bad, "pyav") as reader, pytest.raises(CorruptVideo, match="decoding failed after frame 14"):
+        assert [(i, index_of(f)) for i, f in reader.frames()] == [(i, i) for i in range(15)]  # (not reached)
+    if "decord" in available_backends():  # its threaded decoder fails at a frame of its own (0-15 here), or at open
+        with pytest.raises(CorruptVideo) as info:
+            with open_video(bad, "decord") as reader:
+                for i, frame in reader.frames():
+                    assert index_of(frame) == i < 15
+        assert str(bad) in str(info.value) and "decord decodes ahead, so the damage may lie later" in str(info.value)
+    with open_video(bad) as reader:
+        got = [(i, index_of(f)) for i, f in reader.frames()]
+        assert got[:15] == [(i, i) for i in range(15)], got  # every frame before the damage, once, in order
+        assert reader.decode_failures and "pyav failed at frame 15" in reader.decode_failures, reader.decode_failures
+
+
+# Kills no_decord_breaks (available_backends stopping at the first library that does not import: without decord,
+# auto had no backend at all; the only backend test asserts the x86_64 list, where decord imports).
+def test_without_decord_auto_reads_with_pyav_and_decord_named_is_refused(tmp_path, monkeypatch):
+    import vidssl.video as video
+
+    def no_decord():
+        raise ImportError("No module named 'decord'")
+
+    monkeypatch.setattr(video, "_import_decord", no_decord)
+    assert video.available_backends() == ["pyav", "opencv"]
+    path = write_index_clip(tmp_path / "c.mp4", frames=12)
+    with open_video(path) as reader:
+        assert reader.backend == "pyav" and [index_of(f) for _, f in reader.frames()] == list(range(12))
+    with pytest.raises(UnsupportedVideo, match="backend decord is not installed"):
+        open_video(path, "decord")
+
+
+# Kills get_batch_no_neg_check (decord's vr[-1] is the last frame: get_batch([-1]) returned it) and
+# decord_batch_le_len (vr[len] is a DECORDError: a CorruptVideo, which auto then "fell back" from).
+@pytest.mark.parametrize("backend", ["auto"] + list(BACKENDS))
+def test_get_batch_refuses_indices_outside_the_video_in_every_backend(tmp_path, backend, caplog):
+    if backend != "auto" and backend not in available_backends():
+        pytest.skip(f"{backend} is not installed")
+    path = write_index_clip(tmp_path / "c.mp4", frames=12)
+    with open_video(path, backend) as reader:
+        for bad in ([-1], [3, -2], [12], [0, 12]):
+            with caplog.at_level(logging.WARNING, logger="vidssl.video"), pytest.raises(IndexError):
+                reader.get_batch(bad)
+        assert not reader.decode_failures and "falling back" not in caplog.text
+        assert [index_of(f) for f in reader.get_batch([11])] == [11]
+
+
+# Kills ts_detect_off (is_mpeg_transport_stream checking the 188-byte layout only: a Blu-ray/AVCHD .m2ts of
+# 192-byte packets went to decord, which drops/repeats frames on transport streams, per the README).
+def test_a_192_byte_m2ts_stream_is_told_a_transport_stream_and_read_without_decord(tmp_path):
+    from vidssl.video import is_mpeg_transport_stream
+
+    path = write_index_clip(tmp_path / "c.m2ts", frames=12, codec="mpeg2video", format="mpegts",
+                            options={"mpegts_m2ts_mode": "1"})
+    data = path.read_bytes()
+    assert data[4] == 0x47 and data[4 + 192] == 0x47 and data[0] != 0x47  # the 192-byte layout, really
+    assert is_mpeg_transport_stream(path)
+    with open_video(path) as reader:
+        assert reader.backend != "decord"
+        assert [(i, index_of(f)) for i, f in reader.frames()] == [(i, i) for i in range(12)]
+
+
+# Kills stride_check_le (``stride < 0`` instead of ``stride < 1``): stride 0 then raised ZeroDivisionError (PyAV,
+# OpenCV) or range()'s own ValueError (decord), and under auto a non-VideoError from the first backend.
+@pytest.mark.parametrize("backend", ["auto"] + list(BACKENDS))
+def test_a_stride_of_0_is_refused_by_every_backend(tmp_path, backend):
+    if backend != "auto" and backend not in available_backends():
+        pytest.skip(f"{backend} is not installed")
+    path = write_index_clip(tmp_path / "c.mp4", frames=6)
+    with open_video(path, backend) as reader, pytest.raises(ValueError, match="stride must be >= 1"):
+        next(reader.frames(stride=0))
+
+
+# Kills opencv_retrieve_fail_skip (a failed cap.retrieve() after a good grab() skipped silently: the frame was
+# missing from the stream, the indices after it kept, and nothing raised). OpenCV rarely fails so on demand; a
+# capture that fails retrieve() at frame 3 stands in for it.
+def test_an_opencv_frame_that_grabs_but_does_not_retrieve_is_a_corrupt_video(tmp_path, monkeypatch):
+    from vidssl.video import OpenCVReader
+
+    path = write_index_clip(tmp_path / "c.mp4", frames=8)
+    real_open = OpenCVReader._open
+
+    class FailsAt3:
+        def __init__(self, cap):
+            self.cap, self.grabbed = cap, -1
+
+        def grab(self):
+            self.grabbed += 1
+            return self.cap.grab()
+
+        def retrieve(self):
+            return (False, None) if self.grabbed == 3 else self.cap.retrieve()
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    monkeypatch.setattr(OpenCVReader, "_open", lambda self: FailsAt3(real_open(self)))
+    with open_video(path, "opencv") as reader, pytest.raises(CorruptVideo, match="decoding failed at frame 3"):
+        assert [index_of(f) for _, f in reader.frames()] == [0, 1, 2]  # (not reached)

@@ -1,7 +1,10 @@
 """Test videos shared by the decoding and mining tests."""
 from __future__ import annotations
 
+import fractions
 from pathlib import Path
+
+import numpy as np
 
 
 def trim_with_edit_list(source: Path, dest: Path, cut_frames: int, fps: int) -> Path:
@@ -63,3 +66,75 @@ def write_grey_streams(path: Path, streams, cover: tuple[int, int] | None = None
             for packet in stream.encode():
                 out.mux(packet)
     return path
+
+
+# clips whose every frame shows its index (from a mutation review of vidssl/video.py): a reference independent of
+# every backend, read back by thresholding block centres
+BITS, BLOCK = 8, 16  # frame i: bit k of i is block k of the top row (16x16 px), white if set
+W, H = BITS * BLOCK, 64  # 128x64; a red block bottom-left and a blue one bottom-right tell RGB from BGR
+
+
+def index_picture(i: int) -> np.ndarray:
+    img = np.zeros((H, W, 3), np.uint8)
+    for k in range(BITS):
+        if i >> k & 1:
+            img[:BLOCK, k * BLOCK:(k + 1) * BLOCK] = 255
+    img[-BLOCK:, :BLOCK] = (255, 0, 0)
+    img[-BLOCK:, -BLOCK:] = (0, 0, 255)
+    return img
+
+
+def index_of(frame: np.ndarray) -> int:
+    """The index a decoded (H, W, 3) RGB frame of :func:`index_picture` shows, at any size (block centres)."""
+    h, w = frame.shape[:2]
+    row = int(h * (BLOCK / 2) / H)
+    bits = [frame[row, int(w * (k + 0.5) / BITS)].mean() > 128 for k in range(BITS)]
+    return sum(1 << k for k, bit in enumerate(bits) if bit)
+
+
+def write_index_clip(path, frames=40, rate=25, codec="libx264", durations_ms=None, start_ms=0, **fmt):
+    """Frame i is :func:`index_picture` (i). ``durations_ms``: a cycle of frame durations (variable frame rate) in
+    a 1 ms time base; ``start_ms``: the first timestamp (a stream that starts late)."""
+    import av
+
+    with av.open(str(path), "w", **fmt) as out:
+        stream = out.add_stream(codec, rate=rate, options={"g": "10", "bf": "2"} if codec == "libx264" else {})
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        ms = durations_ms or start_ms
+        if ms:
+            stream.time_base = stream.codec_context.time_base = fractions.Fraction(1, 1000)
+        t = start_ms
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(index_picture(i), format="rgb24")
+            if ms:
+                frame.pts, frame.time_base = t, fractions.Fraction(1, 1000)
+                t += durations_ms[i % len(durations_ms)] if durations_ms else 1000 // rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def damaged_mjpeg_avi(tmp_path, frames=30, damaged=15):
+    """An MJPEG AVI whose packet ``damaged`` is zeroed in place (a bad sector, a bit-rotted copy): FFmpeg's MJPEG
+    decoder refuses it (InvalidDataError), where H.264 would conceal the damage."""
+    import av
+
+    path = tmp_path / "whole.avi"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mjpeg", rate=24)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuvj420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(index_picture(i), format="rgb24").reformat(format="yuvj420p")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    with av.open(str(path)) as container:
+        pos, size = [(p.pos, p.size) for p in container.demux(video=0) if p.size][damaged]
+    data = bytearray(path.read_bytes())
+    data[pos:pos + size] = bytes(size)
+    bad = tmp_path / "damaged.avi"
+    bad.write_bytes(bytes(data))
+    return bad

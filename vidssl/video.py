@@ -601,6 +601,11 @@ _OTHER_STREAM_FIX = ("use --set video.backend=auto (or pyav), or keep that strea
                      "-c copy OUT")
 
 
+# decord decodes ahead in a thread of its own: a damaged packet is reported at whichever frame was being read when
+# the thread met it (frame 0 to 15 from one open to the next, for a file damaged at frame 15), not at its own
+READS_AHEAD = "decord decodes ahead, so the damage may lie later in the file"
+
+
 class DecordReader(VideoReader):
     backend = "decord"
 
@@ -656,8 +661,8 @@ class DecordReader(VideoReader):
                     if key == (0, 0):
                         self._full_shape = tuple(int(v) for v in first.shape[:2])  # read by __init__
             except self._decord.DECORDError as e:
-                raise CorruptVideo(self.path, f"decord cannot decode its first frame ({decord_message(e)[:120]})"
-                                   ) from None
+                raise CorruptVideo(self.path, f"decord failed reading its first frame ({decord_message(e)[:120]}; "
+                                   f"{READS_AHEAD})") from None
             self._readers[key] = reader
         return self._readers[key]
 
@@ -674,7 +679,8 @@ class DecordReader(VideoReader):
             try:
                 frame = vr[i].asnumpy()
             except self._decord.DECORDError as e:
-                raise CorruptVideo(self.path, f"decoding failed near frame {i} ({decord_message(e)[:80]})") from None
+                raise CorruptVideo(self.path, f"decord failed reading frame {i} ({decord_message(e)[:80]}; "
+                                              f"{READS_AHEAD})") from None
             yield i, self._shown(frame, size)
 
     def _decode_sorted(self, wanted, max_side):
@@ -684,7 +690,8 @@ class DecordReader(VideoReader):
             try:
                 out[i] = self._shown(vr[i].asnumpy(), size)
             except self._decord.DECORDError as e:
-                raise CorruptVideo(self.path, f"decoding failed near frame {i} ({decord_message(e)[:80]})") from None
+                raise CorruptVideo(self.path, f"decord failed reading frame {i} ({decord_message(e)[:80]}; "
+                                              f"{READS_AHEAD})") from None
         return out
 
     def _sized_reader(self, max_side: int | None) -> tuple[tuple[int, int], object]:
