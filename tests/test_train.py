@@ -19,7 +19,7 @@ import yaml
 from test_io import strict_loads
 from train_utils import synthetic_pairs
 from vidssl.config import git_sha, load_config
-from vidssl.errors import ConfigError
+from vidssl.errors import ConfigError, VidsslError
 from vidssl.train import (CHECKPOINT, TrainingDiverged, TrainStep, build_model, load_checkpoint, lr_factor,
                           resolve_precision, train)
 from vidssl.train_config import TrainConfig
@@ -1378,3 +1378,249 @@ def test_the_steps_cycle_loss_is_the_loop_over_its_maps(bg):
                  + float(dense_cycle_loss(b[:1], a[:1], br[:1], shift, T, sub(extra))))
     assert one == pytest.approx(full, rel=1e-6)  # the library function on these maps is the loop's
     assert out.cycle.item() == pytest.approx(lib, rel=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# from a mutation review of the trainer
+
+
+def _one_process_group(tmp_path):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+
+
+def test_a_rank_other_than_0_writes_nothing_and_takes_its_share_of_an_epoch(pairs, tmp_path, monkeypatch):
+    """Rank 1 of 2 (a one-process gloo group standing in for the pair): it writes no checkpoint, log, config.yaml,
+    stats.json or TensorBoard event into the (shared) run folder, and train.epochs=1 is an epoch of *global*
+    batches: per_epoch / world steps. Kills: checkpoint saved by every rank (`if not d.main: return` dropped),
+    stats.json or the image grid written by every rank, epochs not divided by the process count."""
+    import torch.distributed as dist
+
+    from vidssl import train as trainer
+    from vidssl.data import batches_per_epoch, open_pairs
+
+    _one_process_group(tmp_path)
+    try:
+        monkeypatch.setattr(trainer, "_init_distributed", lambda *a: trainer.Dist(rank=1, world=2, local_rank=0))
+        monkeypatch.setattr(trainer, "_check_ranks_agree", lambda *a: None)  # all_gather needs the real second rank
+        run = tmp_path / "run"
+        run.mkdir()  # rank 0 made it
+        cfg = load_config(None, TINY + ["train.steps=0", "train.epochs=1", "train.image_every=1",
+                                        "train.checkpoint_every=1", "train.log_every=1"])
+        stats = train(pairs, run, cfg, progress=False)
+    finally:
+        dist.destroy_process_group()
+    per_epoch = batches_per_epoch(len(open_pairs(pairs)), 12, 2)
+    assert stats["step"] == stats["total_steps"] == per_epoch // 2
+    assert sorted(p.name for p in run.iterdir()) == []
+
+
+def test_the_run_folder_stays_locked_until_stats_json_is_written(pairs, tmp_path, monkeypatch):
+    """While a training writes into RUN, a second command into RUN is refused: tried at a step, at the final
+    checkpoint and at stats.json. Kills: the lock not taken, or released before the final writes."""
+    from vidssl import train as trainer
+    from vidssl.io import run_lock
+
+    run, refused = tmp_path / "run", []
+
+    def try_lock(when):
+        try:
+            with run_lock(run):
+                refused.append((when, False))
+        except VidsslError as e:
+            refused.append((when, "is in use by another vidssl command" in str(e)))
+
+    step_fn, save, write_json = TrainStep.__call__, trainer._save_checkpoint, trainer.atomic_write_json
+    monkeypatch.setattr(TrainStep, "__call__", lambda self, x, g, i: (try_lock(f"step {i}") if i == 1 else None)
+                        or step_fn(self, x, g, i))
+    monkeypatch.setattr(trainer, "_save_checkpoint", lambda p, s: (try_lock(f"ckpt {s['step']}"), save(p, s)))
+    monkeypatch.setattr(trainer, "atomic_write_json", lambda p, o: (try_lock(p.name), write_json(p, o)))
+    train(pairs, run, load_config(None, TINY + ["train.steps=3", "train.image_every=0"]), progress=False)
+    assert refused == [("step 1", True), ("ckpt 3", True), ("stats.json", True)]
+    with run_lock(run):  # and free once train() returned
+        pass
+
+
+def test_a_checkpoint_holding_pickled_code_is_refused_unrun(tmp_path):
+    """load_checkpoint reads with weights_only=True: a checkpoint whose pickle calls a function (a planted or foreign
+    file) is an 'unreadable checkpoint' error, and the function never runs. Kills: weights_only=False."""
+    marker = tmp_path / "ran"
+
+    class Planted:
+        def __reduce__(self):  # unpickling calls open(marker, "w"): the file appears if the pickle's code ran
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / CHECKPOINT
+    torch.save({"format": "vidssl-train/1", "step": 0, "payload": Planted()}, path)
+    with pytest.raises(VidsslError, match=r"(?s)unreadable checkpoint .*delete it to start over"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind, said", [
+    ("pickled module", "it holds objects other than tensors (another tool's file?), not loaded as they could run code"),
+    ("text", "not a torch file: damaged, or of another format"),
+    ("empty", "empty"),
+])
+def test_a_checkpoint_that_is_no_checkpoint_is_one_line_without_torchs_unsafe_advice(tmp_path, kind, said):
+    """A checkpoint.pt that is a whole pickled module (another tool's), text or empty: the error is one line and
+    never relays torch's advice to load it with weights_only=False (lines of it, with terminal colour codes, cut
+    mid-word), which runs whatever code the file holds; export's loader already said what such a file is."""
+    path = tmp_path / CHECKPOINT
+    if kind == "pickled module":
+        torch.save(torch.nn.Linear(2, 2), path)
+    else:
+        path.write_bytes(b"step: 10\n" if kind == "text" else b"")
+    with pytest.raises(VidsslError) as e:
+        load_checkpoint(path)
+    assert str(e.value) == f"{path}: unreadable checkpoint ({said}); delete it to start over, or choose another --out"
+
+
+def test_a_resumed_run_keeps_the_fits_of_its_earlier_sessions(pairs, tmp_path, monkeypatch):
+    """fit_history of a run fitted in its first session, killed, and finished in a second: the first session's fit
+    stays on record (checkpoint and stats.json). Kills: fit_history not restored from the checkpoint."""
+    simulated_clock(monkeypatch, lambda step: 0.05)  # 3 s of budget: fitted at step 7 to 7 + int(0.97 * 2.65 / 0.05)
+    cfg = load_config(None, TINY + ["train.steps=100000", "train.checkpoint_every=10", "train.image_every=0"])
+    train_killed_at(monkeypatch, 12, pairs, tmp_path / "run", cfg, budget_minutes=0.05)
+    first = load_checkpoint(tmp_path / "run" / CHECKPOINT)["fit_history"]
+    assert first == [[7, 7 + int(0.97 * (3 - 7 * 0.05) / 0.05)]]
+    done = train(pairs, tmp_path / "run", cfg, budget_minutes=None, progress=False)
+    assert done["fit_history"] == first == load_checkpoint(tmp_path / "run" / CHECKPOINT)["fit_history"]
+
+
+def test_the_hardest_triplet_grid_shows_anchor_positive_negative_rows_by_loss():
+    """Row r of the grid is (anchor, positive, negative) of the r-th largest loss, denormalised; against a grid
+    built by hand. Kills: a swapped column, the wrong order, a missing denormalisation."""
+    from vidssl.losses import Triplets
+    from vidssl.train import hardest_triplet_grid
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(9, 3, 8, 8, generator=g) * 0.2
+    t = Triplets(torch.tensor([0, 1, 2, 0]), torch.tensor([3, 4, 5, 3]), torch.tensor([6, 7, 8, 4]))
+    values = torch.tensor([0.1, 0.9, 0.5, 0.0])
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    grid = hardest_triplet_grid(x, values, t, mean, std, rows=2)
+    m, s = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+    for r, k in enumerate([1, 2]):  # losses 0.9, then 0.5
+        for c, index in enumerate((t.a[k], t.p[k], t.n[k])):
+            cell = grid[:, 2 + r * 10:2 + r * 10 + 8, 2 + c * 10:2 + c * 10 + 8]
+            assert torch.allclose(cell, (x[index] * s + m).clamp(0, 1)), (r, c)
+
+
+def test_a_resumed_fp16_run_continues_with_the_scalers_state(pairs, tmp_path, monkeypatch):
+    """The grad scaler's scale is checkpointed and restored (a stand-in scaler with state, fp16 needing CUDA): a
+    run killed after its step-10 checkpoint ends with the scale of an uninterrupted one (halved on each of the
+    first 15 steps, then kept). Kills: scaler.load_state_dict not called on resume."""
+    class HalvingScaler:
+        def __init__(self):
+            self.scale_value, self.calls = 65536.0, 0
+
+        def is_enabled(self):
+            return True
+
+        def get_scale(self):
+            return self.scale_value
+
+        def scale(self, loss):
+            return loss
+
+        def unscale_(self, optimizer):
+            pass
+
+        def step(self, optimizer):
+            self.calls += 1
+            optimizer.step()
+
+        def update(self):
+            if self.scale_value > 65536.0 / 2 ** 15:
+                self.scale_value /= 2
+
+        def state_dict(self):
+            return {"scale": self.scale_value}
+
+        def load_state_dict(self, state):
+            self.scale_value = state["scale"]
+
+    init = TrainStep.__init__
+
+    def with_scaler(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.scaler = HalvingScaler()
+
+    monkeypatch.setattr(TrainStep, "__init__", with_scaler)
+    cfg = load_config(None, TINY + ["train.steps=20", "train.checkpoint_every=10", "train.image_every=0"])
+    train(pairs, tmp_path / "straight", cfg, progress=False)
+    train_killed_at(monkeypatch, 12, pairs, tmp_path / "killed", cfg)
+    assert load_checkpoint(tmp_path / "killed" / CHECKPOINT)["scaler"] == {"scale": 65536.0 / 2 ** 10}
+    train(pairs, tmp_path / "killed", cfg, progress=False)
+    assert load_checkpoint(tmp_path / "killed" / CHECKPOINT)["scaler"] == \
+        load_checkpoint(tmp_path / "straight" / CHECKPOINT)["scaler"] == {"scale": 65536.0 / 2 ** 15}
+
+
+def test_the_loop_trains_on_the_batches_of_the_runs_seed(pairs, tmp_path, monkeypatch):
+    """The pairs of the first two steps are epoch 0's batches 0 and 1 planned with the run's seed (sampler.py's
+    epoch_batches, independently), which another seed's plan does not give. Kills: the sampler or loader given
+    another seed than cfg.seed."""
+    from vidssl import train as trainer
+    from vidssl.data import open_pairs
+    from vidssl.data.sampler import epoch_batches
+
+    seen, batches = [], trainer._batches
+
+    def recording(loader, stopping, d):
+        for patches, index in batches(loader, stopping, d):
+            seen.append(index.tolist())
+            yield patches, index
+
+    monkeypatch.setattr(trainer, "_batches", recording)
+    train(pairs, tmp_path / "run", load_config(None, TINY + ["seed=3", "train.steps=2", "train.image_every=0"]),
+          progress=False)
+    p = open_pairs(pairs)
+    plan = epoch_batches(p.video, p.track, 12, seed=3, epoch=0)
+    assert seen == plan[:2].tolist()
+    assert seen != epoch_batches(p.video, p.track, 12, seed=0, epoch=0)[:2].tolist()  # the test can fail
+
+
+def _fitted_then_repeated(pairs, tmp_path, monkeypatch, warmup, seconds_per_step, budget):
+    common = TINY + [f"train.warmup_steps={warmup}", "train.checkpoint_every=1000", "train.image_every=0"]
+    with monkeypatch.context() as m:
+        simulated_clock(m, lambda step: seconds_per_step)
+        fitted = train(pairs, tmp_path / "fitted", load_config(None, common + ["train.steps=100000"]),
+                       budget_minutes=budget, progress=False)
+    n = fitted["total_steps"]
+    assert all(at <= warmup for at, _ in fitted["fit_history"]), fitted["fit_history"]  # the README's condition
+    again = train(pairs, tmp_path / "again", load_config(None, common + [f"train.steps={n}", "train.fit_budget=false"]),
+                  progress=False)
+    return fitted, again
+
+
+def test_a_fitted_run_is_repeated_bit_for_bit_by_its_final_count(pairs, tmp_path, monkeypatch):
+    """README: a fitted run is repeated bit for bit by train.steps=N, train.fit_budget=false, N its final count,
+    when no fit_history entry lies past train.warmup_steps. 0.05 s a step in 6 s: fitted at step 7 to 116 steps,
+    the default 20-step warm-up. Kills: the miner's phase not moved by a fit (schedule.set_total dropped), a fit
+    that changes the warm-up's length."""
+    fitted, again = _fitted_then_repeated(pairs, tmp_path, monkeypatch, 20, 0.05, 0.1)
+    assert fitted["fit_history"] == [[7, 116]]
+    assert again["weights_sha256"] == fitted["weights_sha256"]
+
+
+def test_a_step_with_a_non_finite_gradient_updates_nothing():
+    """A finite loss whose gradient is infinite (a hook scales one parameter's by inf): the step says "gradient"
+    and leaves every parameter and the optimizer's momentum as they were ("nothing was updated", StepOutput).
+    Kills: the gradient check moved after the optimizer step (the weights and momentum already NaN)."""
+    from vidssl.train import build_model
+
+    cfg = load_config(None, TINY + ["train.precision=fp32", "loss.cycle_weight=0"])
+    model = build_model(cfg)
+    step = TrainStep(model, cfg, torch.device("cpu"), total_steps=10)
+    x = torch.randn(24, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert step(x, torch.arange(12) % 4, 0).diverged is None  # a good step first: momentum buffers exist
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    momentum = {id(p): s["momentum_buffer"].clone() for p, s in step.optimizer.state.items()}
+    next(model.parameters()).register_hook(lambda g: g * float("inf"))
+    out = step(x, torch.arange(12) % 4, 1)
+    assert out.diverged == "gradient" and math.isfinite(out.loss.item())
+    params = dict(model.named_parameters())
+    assert all(torch.equal(params[k], before[k]) for k in params)
+    assert all(torch.equal(s["momentum_buffer"], momentum[id(p)]) for p, s in step.optimizer.state.items())

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager, nullcontext
@@ -273,10 +274,26 @@ def load_checkpoint(path: Path, advice: str = "delete it to start over, or choos
         raise error(f"{path}: cannot be read ({e.strerror or type(e).__name__}); fix that and run again (nothing "
                     "was changed)") from None
     except Exception as e:  # a checkpoint is written atomically, so this is a foreign or damaged file
-        raise error(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e)[:200]}); {advice}") from None
+        raise error(f"{path}: unreadable checkpoint ({_load_failure(path, e)}); {advice}") from None
     if isinstance(saved, dict) and newer_format(saved.get("format"), CHECKPOINT_FORMAT):
         raise error(newer_format_error(path, saved["format"], CHECKPOINT_FORMAT))
     return saved
+
+
+def _load_failure(path: Path, e: Exception) -> str:
+    """torch.load's error in one line. Not its whole text: for a file of pickled objects it goes on for lines, with
+    terminal colour codes, to advise weights_only=False, which runs whatever code the file holds."""
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if not head:
+        return "empty"
+    if head != b"PK":  # torch.save's zip format (its legacy one never wrote vidssl checkpoints)
+        return "not a torch file: damaged, or of another format"
+    if type(e).__name__ == "UnpicklingError":  # the one whose text advises weights_only=False
+        return "it holds objects other than tensors (another tool's file?), not loaded as they could run code"
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
+    first = lines[0].split(". ")[0][:200] if lines else ""  # torch's first sentence says what failed
+    return f"{type(e).__name__}: {first}".rstrip(": ")
 
 
 class RunLog:
