@@ -613,3 +613,51 @@ def test_device_flag_of_pretrain_and_the_evaluations(tmp_path, capsys, data_dir)
             assert capsys.readouterr().err.endswith(f"error: --device {device}: torch sees no CUDA device; use "
                                                     "--device cpu (or auto)\n")
         assert sorted(p.name for p in tmp_path.iterdir()) == ["flow"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# from a mutation review: an ignored SIGTERM, LOCAL_RANK and WORLD_SIZE
+
+
+def test_an_ignored_sigterm_stays_ignored_by_the_cli(monkeypatch):
+    """Kills sg03 (the SIG_IGN check in cli.main dropped): a command started with SIGTERM ignored (nohup-like
+    wrappers, a supervisor that relays it elsewhere) was stopped by it, exit 143. Only StopAtStepEnd's version of
+    this check is tested."""
+    import os
+    import signal
+
+    from vidssl.commands import compare
+
+    def run(args, cfg):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return 0
+
+    monkeypatch.setattr(compare, "run", run)
+    before = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        assert main(["compare", "x"]) == 0
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_a_negative_local_rank_is_a_one_line_error_on_cuda(monkeypatch):
+    """Kills dv03 (the ``0 <=`` bound dropped): LOCAL_RANK=-1 then reached torch.device("cuda", -1), a traceback.
+    (Also: WORLD_SIZE=0 is refused itself, not only through "two"; dv01 was killed only via "two" -> 0.)"""
+    import torch
+
+    from vidssl.device import local_rank, world_size
+    from vidssl.errors import VidsslError
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "-1")
+    with pytest.raises(VidsslError, match=r"LOCAL_RANK=-1, but this node has 2 GPU\(s\)"):
+        local_rank("cuda")
+    for text in ("0", "-2"):
+        monkeypatch.setenv("WORLD_SIZE", text)
+        with pytest.raises(VidsslError, match=f"WORLD_SIZE='{text}' is not a positive integer"):
+            world_size()
+    monkeypatch.setenv("WORLD_SIZE", "two")  # dv05 (a bad string read as 1) failed only by a 300 s pretrain timeout
+    with pytest.raises(VidsslError, match="WORLD_SIZE='two' is not a positive integer"):
+        world_size()

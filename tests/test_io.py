@@ -327,3 +327,55 @@ def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_its_target_left_as_i
         with pytest.raises(VidsslError, match="is in use by another vidssl command"):
             with run_lock(run):
                 pass
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# from a mutation review: the order of syncs, a lock file that stays
+
+
+def test_the_folder_is_synced_after_the_rename_not_before(tmp_path, monkeypatch):
+    """Kills io02 (``_fsync_folder`` moved before ``os.replace``): the existing test only looks at which fds were
+    synced, not when; a folder synced before the rename does not make the rename durable."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst, *args, **kwargs):
+        events.append(("replace", str(dst)))
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    from vidssl.io import atomic_write_json
+
+    atomic_write_json(tmp_path / "card.json", {"a": 1})
+    kinds = [(kind, os.path.basename(name) if kind == "fsync" and name != str(tmp_path) else name)
+             for kind, name in events]
+    assert kinds[0][0] == "fsync" and kinds[0][1].startswith(".tmp-card.json.")  # the data, before the rename
+    assert kinds[1] == ("replace", str(tmp_path / "card.json"))
+    assert kinds[2] == ("fsync", str(tmp_path)) and len(kinds) == 3  # the folder, after it
+
+
+def test_a_released_lock_file_stays_so_a_waiting_opener_and_a_newcomer_never_both_hold_it(tmp_path):
+    """Kills io11 (the lock file unlinked on release, a "clean-up" that looks harmless): a command that had opened
+    the lock file before the release then locks the old inode, while a third one creates and locks a new file of
+    the same name: two writers in one run folder."""
+    import fcntl
+
+    from vidssl.errors import VidsslError
+    from vidssl.io import open_lock_file, run_lock
+
+    lock = tmp_path / ".vidssl.lock"
+    with run_lock(tmp_path):
+        waiting = open_lock_file(lock)  # a second command, between its open and its flock
+    try:
+        fcntl.flock(waiting, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the first has ended: the second holds the folder now
+        assert lock.exists() and os.fstat(waiting).st_ino == lock.stat().st_ino
+        with pytest.raises(VidsslError, match="is in use by another vidssl command"):
+            with run_lock(tmp_path):  # a third command
+                pass
+    finally:
+        os.close(waiting)

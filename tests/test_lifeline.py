@@ -305,3 +305,45 @@ def test_a_second_training_in_one_process_starts_no_second_watcher(monkeypatch):
     lifeline.exit_with_launcher()
     lifeline.exit_with_launcher()
     assert watchers() == before + 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# from a mutation review: a reused pid, a loader worker's Ctrl-C
+
+
+def test_a_watched_pid_reused_by_another_process_counts_as_gone(monkeypatch):
+    """Kills lf01 (the watcher compares ``process_start(pid) is None`` instead of ``!= start``): the starter killed
+    and its pid reused by a new process (pid_max wraps, containers with small pid spaces) kept the worker alive for
+    ever. The start time is what tells the processes apart; no test changed it."""
+    import threading
+
+    from vidssl import lifeline
+
+    starts = iter(["1000", "1000", "2000"])  # the starter, then another process under the same pid
+    monkeypatch.setattr(lifeline, "process_start", lambda pid: next(starts, "2000"))
+    exited = threading.Event()
+
+    def fake_exit(code):  # the watcher thread (a daemon) stops here instead of ending the test process
+        exited.set()
+        threading.Event().wait()
+
+    monkeypatch.setattr(lifeline.os, "_exit", fake_exit)
+    lifeline.exit_with(12345, poll_seconds=0.01)
+    assert exited.wait(3), "the worker kept running after its starter's pid was taken by another process"
+
+
+def test_a_loader_worker_ignores_ctrl_c_and_watches_its_starter():
+    """Kills lf02 (``signal.signal(SIGINT, SIG_IGN)`` dropped from loader_worker_init): the one test that sends
+    Ctrl-C to a training's process group passes without it, because torch's worker loop swallows the
+    KeyboardInterrupt and ``_batches`` ends the loop quietly in a single process. Under DDP ``_batches`` re-raises
+    ("DataLoader worker exited unexpectedly"), so the promise "the loader's workers ignoring the Ctrl-C" matters
+    there and is tested nowhere directly."""
+    import subprocess
+    import sys
+
+    code = ("import os, signal, threading\nfrom vidssl.lifeline import loader_worker_init\n"
+            "loader_worker_init(0, parent_pid=os.getppid())\n"
+            "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN,"
+            " any(t.name == 'vidssl-lifeline' for t in threading.enumerate()))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.split() == ["True", "True"], out.stderr[-2000:]

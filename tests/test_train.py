@@ -1624,3 +1624,65 @@ def test_a_step_with_a_non_finite_gradient_updates_nothing():
     params = dict(model.named_parameters())
     assert all(torch.equal(params[k], before[k]) for k in params)
     assert all(torch.equal(s["momentum_buffer"], momentum[id(p)]) for p, s in step.optimizer.state.items())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# from a mutation review: a second Ctrl-C, each draw's stream
+
+
+def test_a_second_ctrl_c_while_training_stops_at_once_a_second_sigterm_does_not():
+    """Kills sg04 (the second Ctrl-C swallowed like the second SIGTERM): README and the class docstring promise
+    "A second Ctrl-C stops at once"; no test sends two SIGINTs (test_a_signal_while_training_keeps_the_step_in_flight
+    sends SIGINT once, SIGTERM once or twice)."""
+    from vidssl.train import StopAtStepEnd
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        stopping = StopAtStepEnd()
+        stopping.install()
+        signal.raise_signal(signal.SIGTERM)  # the first: noted, the step goes on
+        signal.raise_signal(signal.SIGTERM)  # a relayed one: still goes on
+        assert stopping.signum == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C after it: now
+        stopping.restore()
+        stopping = StopAtStepEnd()
+        stopping.install()
+        signal.raise_signal(signal.SIGINT)
+        assert stopping.signum == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        stopping.restore()
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
+def test_dropout_is_seeded_from_the_dropout_stream_and_not_the_minings():
+    """Kills sd01 (``_seed_step`` seeding from Stream.MINING): test_per_step_draws_have_streams_of_their_own checks
+    that step_seed keeps the streams apart, but nothing checked that each caller names its own stream; dropout masks
+    would repeat the miner's picks draw for draw."""
+    from vidssl.seeds import Stream, step_generator
+    from vidssl.train import Dist, _seed_step
+
+    with torch.random.fork_rng(devices=[]):
+        _seed_step(3, 7, Dist(1, 2, 0))
+        drawn = torch.rand(16)
+    assert torch.equal(drawn, torch.rand(16, generator=step_generator(Stream.DROPOUT, 3, 7, 1)))
+    assert not torch.equal(drawn, torch.rand(16, generator=step_generator(Stream.MINING, 3, 7, 1)))
+
+
+def test_the_cycle_roll_is_drawn_from_its_own_stream(monkeypatch):
+    """Kills sd02 (``cycle_shift`` drawing from Stream.MINING): the trainer tests only check the roll is a function
+    of (seed, step) within bounds. The stream each of its draws names is recorded."""
+    from vidssl import train as trainer
+    from vidssl.seeds import Stream, step_generator
+
+    named = []
+    monkeypatch.setattr(trainer, "step_generator", lambda stream, *a, **k: named.append(stream) or
+                        step_generator(stream, *a, **k))
+    for step in range(5):
+        trainer.cycle_shift(0, step, 16, 16)
+    assert named and set(named) == {Stream.CYCLE_ROLL}
