@@ -563,6 +563,26 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(pairs, tmp_path):
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
 
 
+class StandInScaler:
+    """The part of torch's GradScaler that TrainStep calls, for fp16 tests on a CPU (fp16 needs CUDA): the loss
+    unscaled; each test says what its steps and updates do."""
+
+    def __init__(self):
+        self.scale_value, self.calls = 65536.0, 0
+
+    def is_enabled(self):
+        return True
+
+    def get_scale(self):
+        return self.scale_value
+
+    def scale(self, loss):
+        return loss
+
+    def unscale_(self, optimizer):
+        pass
+
+
 @pytest.mark.parametrize("overflowing, killed_at", [(None, None), (29, None), (None, 21)])
 def test_fp16_steps_that_all_overflow_stop_the_run(pairs, tmp_path, monkeypatch, overflowing, killed_at):
     """With fp16 the grad scaler skips a step whose gradients overflow and halves its scale, and the gradient check
@@ -573,22 +593,7 @@ def test_fp16_steps_that_all_overflow_stop_the_run(pairs, tmp_path, monkeypatch,
     same step (the count of skips in a row is checkpointed: it restarted at 0 and the run ended "done")."""
     from vidssl import train as trainer
 
-    class OverflowingScaler:
-        def __init__(self):
-            self.scale_value, self.calls = 65536.0, 0
-
-        def is_enabled(self):
-            return True
-
-        def get_scale(self):
-            return self.scale_value
-
-        def scale(self, loss):
-            return loss
-
-        def unscale_(self, optimizer):
-            pass
-
+    class OverflowingScaler(StandInScaler):
         def step(self, optimizer):
             self.calls += 1
 
@@ -1512,22 +1517,7 @@ def test_a_resumed_fp16_run_continues_with_the_scalers_state(pairs, tmp_path, mo
     """The grad scaler's scale is checkpointed and restored (a stand-in scaler with state, fp16 needing CUDA): a
     run killed after its step-10 checkpoint ends with the scale of an uninterrupted one (halved on each of the
     first 15 steps, then kept). Kills: scaler.load_state_dict not called on resume."""
-    class HalvingScaler:
-        def __init__(self):
-            self.scale_value, self.calls = 65536.0, 0
-
-        def is_enabled(self):
-            return True
-
-        def get_scale(self):
-            return self.scale_value
-
-        def scale(self, loss):
-            return loss
-
-        def unscale_(self, optimizer):
-            pass
-
+    class HalvingScaler(StandInScaler):
         def step(self, optimizer):
             self.calls += 1
             optimizer.step()
