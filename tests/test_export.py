@@ -801,3 +801,26 @@ def test_weights_renamed_without_their_card_say_which_card_to_rename(tmp_path):
         vidssl.load_backbone(tmp_path / "run" / "r18_vidssl.pt")
     (tmp_path / "run" / "model_card.json").rename(tmp_path / "run" / "r18_vidssl.model_card.json")
     assert vidssl.load_backbone(tmp_path / "run" / "r18_vidssl.pt").spec()["width"] == 8
+
+
+@pytest.mark.parametrize("theirs", ["notes.md", "notes.safetensors", "notes.model_card.json"])
+def test_an_export_never_replaces_a_file_that_is_no_export(tmp_path, theirs):
+    """`vidssl export RUN --out notes.md` (a typo, or a name taken) replaced the user's notes with a torch zip, and
+    the .safetensors copy and card beside the name are replaced too: each is refused, before anything is written,
+    where it holds what no export writes. An earlier export, also one killed before its card, is written again."""
+    from vidssl.export import ExportPathError, card_path
+
+    backbone = build_backbone("smallcnn", width=8)
+    (tmp_path / theirs).write_text("my notes\n")
+    out = tmp_path / "notes.md"
+    with pytest.raises(ExportPathError) as refused:
+        save_backbone(backbone, out)
+    what = {"md": "a weights file", "safetensors": "a safetensors file", "json": "a model card"}[theirs.split(".")[-1]]
+    assert str(refused.value) == (f"--out {out}: {tmp_path / theirs} exists and is not {what} that an export would "
+                                  f"replace; nothing was written: choose another --out, or move {theirs} away first")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [theirs] and (tmp_path / theirs).read_text() == "my notes\n"
+    (tmp_path / theirs).unlink()
+    save_backbone(backbone, out)
+    card_path(out).unlink()  # a kill between the weights and the card
+    save_backbone(build_backbone("smallcnn", width=16), out)
+    assert vidssl.load_backbone(out).spec()["width"] == 16

@@ -107,6 +107,41 @@ def check_weights_path(out_path: Path) -> None:
             raise ExportPathError(f"--out {out_path}: {card.name} and {out_path.stem}.safetensors there belong to "
                                   f"{owners[0]} (the same name with another suffix); name the export differently, or "
                                   f"remove {owners[0]} first")
+    # an export replaces its three files: only where they hold what an export writes (`--out notes.md` replaced the
+    # notes); an earlier export's, also one killed before its card, is written again
+    for path, holds, what in ((out_path, _holds_weights, "a weights file"),
+                              (out_path.with_suffix(".safetensors"), _holds_safetensors, "a safetensors file"),
+                              (card, _holds_card, "a model card")):
+        if os.path.lexists(path) and not holds(path):
+            raise ExportPathError(f"--out {out_path}: {path} exists and is not {what} that an export would replace; "
+                                  f"nothing was written: choose another --out, or move {path.name} away first")
+
+
+def _holds_weights(path: Path) -> bool:
+    """Whether ``path`` is a torch file of tensors (mapped, not read: a ResNet-50's are 100 MB)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a torch zip, or one holding more than tensors
+        return False
+    return isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def _holds_safetensors(path: Path) -> bool:
+    """Whether ``path`` starts as a safetensors file: an 8-byte header length, then that much JSON."""
+    try:
+        with open(path, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            return 2 <= size <= 100_000_000 and isinstance(json.loads(fh.read(size)), dict)
+    except (OSError, ValueError):
+        return False
+
+
+def _holds_card(path: Path) -> bool:
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(card, dict) and "arch" in card
 
 
 def save_backbone(backbone: Backbone, out_path: str | os.PathLike, card: dict[str, Any] | None = None,
