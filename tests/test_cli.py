@@ -661,3 +661,20 @@ def test_a_negative_local_rank_is_a_one_line_error_on_cuda(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "two")  # dv05 (a bad string read as 1) failed only by a 300 s pretrain timeout
     with pytest.raises(VidsslError, match="WORLD_SIZE='two' is not a positive integer"):
         world_size()
+
+
+def test_a_mistyped_flag_is_said_by_the_commands_parser_with_the_flag_meant(capsys):
+    """argparse reported an unknown flag of a subcommand under the top level's usage (`usage: vidssl [-h] ...
+    COMMAND ...`, `vidssl: error: ...`) and suggested nothing, where a mistyped config key gets "did you mean"."""
+    cases = [(["pretrain", "--videos", "v", "--bugdet-minutes", "1"], "vidssl pretrain",
+              "--bugdet-minutes 1 (did you mean --budget-minutes?)"),
+             (["eval", "retrieval", "--data", "d", "--out", "o", "--weigths", "a"], "vidssl eval retrieval",
+              "--weigths a (did you mean --weights?)"),
+             (["mine", "a", "b", "--out", "o"], "vidssl mine", "b"),
+             (["--bogus"], "vidssl", "--bogus")]
+    for argv, prog, said in cases:
+        with pytest.raises(SystemExit) as stopped:
+            main(argv)
+        err = capsys.readouterr().err
+        assert stopped.value.code == 2 and err.startswith(f"usage: {prog} ["), err
+        assert err.endswith(f"\n{prog}: error: unrecognized arguments: {said}\n"), err

@@ -56,8 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
             add_config_arguments(p, module.SET_EXAMPLE)
         elif module is not eval_cmd:
             p.set_defaults(config=None, overrides=[])
-        p.set_defaults(_module=module)
+        p.set_defaults(_module=module, _parser=p)
     return parser
+
+
+def _unrecognized(parser: argparse.ArgumentParser, unknown: list[str]) -> None:
+    """argparse's error for arguments no parser took (exit 2), naming the flag meant where one is close: a
+    mistyped flag was reported by the top-level parser, under `vidssl`'s usage, with no hint."""
+    import difflib
+
+    flags = [flag for flag in parser._option_string_actions if flag.startswith("--")]
+    meant = [close[0] for arg in unknown if arg.startswith("--")
+             for close in [difflib.get_close_matches(arg.split("=", 1)[0], flags, n=1, cutoff=0.75)] if close]
+    hint = f" (did you mean {', '.join(dict.fromkeys(meant))}?)" if meant else ""
+    parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser, with its usage, not the top level's, and the flag meant
+        _unrecognized(getattr(args, "_parser", parser), unknown)
     if args.verbose and args.quiet:  # one given before the subcommand, the other after it
         parser.error("argument -q/--quiet: not allowed with argument -v/--verbose")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,

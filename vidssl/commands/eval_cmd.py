@@ -23,7 +23,7 @@ def add_arguments(parser) -> None:
         module.add_arguments(p)
         add_config_arguments(p, module.SET_EXAMPLE)
         add_verbosity_arguments(p)
-        p.set_defaults(_task=module)
+        p.set_defaults(_task=module, _parser=p)
 
 
 def run(args, cfg) -> int:
