@@ -678,3 +678,19 @@ def test_a_mistyped_flag_is_said_by_the_commands_parser_with_the_flag_meant(caps
         err = capsys.readouterr().err
         assert stopped.value.code == 2 and err.startswith(f"usage: {prog} ["), err
         assert err.endswith(f"\n{prog}: error: unrecognized arguments: {said}\n"), err
+
+
+@pytest.mark.parametrize("argv, out", [
+    (["pretrain", "--videos", "VIDEOS", "--out", "OUT"], "notes.md"),
+    (["pretrain", "--videos", "VIDEOS", "--out", "OUT"], "notes.md/run"),
+    (["show-pairs", "PAIRS", "--out", "OUT"], "notes.md/grid.png"),
+])
+def test_an_out_that_is_a_file_or_under_one_is_named_as_eval_names_it(argv, out, tmp_path, capsys):
+    """pretrain's said "Not a directory: .../notes.md/stages/mine.json" (a marker of its own) and show-pairs' "File
+    exists: notes.md", the opposite of the problem; eval's named --out and the fix. Now all of them, before work."""
+    (tmp_path / "notes.md").write_text("my notes\n")
+    argv = [str(tmp_path / out) if a == "OUT" else str(tmp_path / a) if a.isupper() else a for a in argv]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (f"vidssl {argv[0]}: error: --out {tmp_path / out}: {tmp_path / 'notes.md'} is "
+                                       "a file, not a folder; choose another --out\n")
+    assert (tmp_path / "notes.md").read_text() == "my notes\n"

@@ -28,6 +28,7 @@ def add_arguments(parser) -> None:
 def run(args, cfg) -> int:
     from pathlib import Path
 
+    from vidssl.commands.eval_models import check_out_folder
     from vidssl.config import refuse_foreign_config
     from vidssl.errors import UsageError
     from vidssl.pipeline import EvalFailed, pretrain
@@ -44,6 +45,7 @@ def run(args, cfg) -> int:
         resolve_device(args.device, "train.device", flag="--device")
         cfg = with_devices(cfg, args.device)
     run_dir = Path(args.out)
+    check_out_folder(run_dir)
     refuse_foreign_config(run_dir, NAME, outputs=("stages",))
     try:
         summary = pretrain(cfg, args.out, videos=args.videos, eval_data=args.eval_data,

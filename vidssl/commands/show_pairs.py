@@ -18,7 +18,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args, cfg) -> int:
+    import os
+
     from tracking.show import image_format, pair_grid, save_image, track_strips
+    from vidssl.commands.eval_models import check_out_folder
     from vidssl.errors import UsageError, VidsslError
 
     if args.n < 1:
@@ -27,6 +30,7 @@ def run(args, cfg) -> int:
         image_format(args.out)  # a suffix we cannot write fails before the grid is drawn
     except VidsslError as e:  # an argument of this command: exit 2, as export's --out of a suffix it cannot write
         raise UsageError(f"--out {e}") from None
+    check_out_folder(os.path.dirname(args.out) or ".", given=args.out)  # under a file: mkdir said "File exists"
     if args.tracks:
         image = track_strips(args.pairs, n=min(args.n, 8), seed=cfg.seed)  # the backend the pairs were mined with
     else:
