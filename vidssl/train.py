@@ -283,8 +283,11 @@ def load_checkpoint(path: Path, advice: str = "delete it to start over, or choos
 def _load_failure(path: Path, e: Exception) -> str:
     """torch.load's error in one line. Not its whole text: for a file of pickled objects it goes on for lines, with
     terminal colour codes, to advise weights_only=False, which runs whatever code the file holds."""
-    with open(path, "rb") as fh:
-        head = fh.read(2)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+    except OSError:  # gone or unreadable since torch read it: torch's own words
+        head = b"PK"
     if not head:
         return "empty"
     if head != b"PK":  # torch.save's zip format (its legacy one never wrote vidssl checkpoints)
