@@ -197,9 +197,10 @@ def test_speed_keys_and_keys_added_later_are_not_differences(tmp_path, capsys):
     assert main(["compare", *map(str, runs)]) == 0
     out = capsys.readouterr().out
     assert "\ntrained steps: 136-143 (train.fit_budget fitted" in out and "differ" not in out
-    (runs[1] / "config.yaml").write_text(yaml.safe_dump({"config": {"seed": 1, "train": {"budget_minutes": 1}}}))
+    # the budget decides the steps: a difference (a pretrain run's, pretrain.budget_minutes: it reads no train's)
+    (runs[1] / "config.yaml").write_text(yaml.safe_dump({"config": {"seed": 1, "pretrain": {"budget_minutes": 1}}}))
     assert main(["compare", *map(str, runs)]) == 0
-    assert "- train.budget_minutes: " in capsys.readouterr().out  # the budget decides the steps: a difference
+    assert "- pretrain.budget_minutes: " in capsys.readouterr().out
 
 
 def _yaml(path, config):
@@ -785,3 +786,73 @@ def test_a_tie_is_no_win_where_lower_is_better_and_a_missing_task_is_not_a_diver
     out = capsys.readouterr().out
     assert "| flow (lower is better) | 2.000 | - | 2.000 (n=1) | 2.000, 0/1 | - |" in out
     assert "not finite" not in out  # the "-" of a task a run lacks is no diverged number
+
+
+def test_a_key_pretrain_does_not_read_is_no_difference_of_pretrain_runs(tmp_path, capsys):
+    """Three pretrain seeds apart only in train.budget_minutes (1.0 / 5.0 / 5.0), which pretrain does not read (its
+    training gets pretrain.train_fraction of what mining leaves of pretrain.budget_minutes), were listed as
+    differing; runs made stage by stage read it: there it is a difference."""
+    pre = []
+    for seed, minutes in enumerate((1.0, 5.0, 5.0)):
+        run = _run_folder(tmp_path, f"p{seed}", 0.9 - seed / 100, 0.85, 0.6)
+        _yaml(run / "config.yaml", {"seed": seed, "train": {"budget_minutes": minutes}})
+        _yaml(run / "train" / "config.yaml", {"seed": seed, "train": {"budget_minutes": 2.0 + seed}})  # its share
+        pre.append(str(run))
+    assert main(["compare", *pre]) == 0
+    assert "differ" not in capsys.readouterr().out
+    stage = []
+    for seed, minutes in enumerate((1.0, 5.0)):
+        run = _run_folder(tmp_path, f"t{seed}", 0.8, 0.85, 0.6)
+        _yaml(run / "train" / "config.yaml", {"seed": seed, "train": {"budget_minutes": minutes}})
+        stage.append(str(run))
+    assert main(["compare", *stage]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("- ")]
+    assert notes == ["- train.budget_minutes: 1.0 / 5.0"]
+    assert main(["compare", pre[0], stage[1]]) == 0  # 1.0 unread beside 5.0 read: no difference either
+    assert "differ" not in capsys.readouterr().out
+
+
+def test_a_run_with_no_number_among_several_is_told_why(tmp_path, capsys):
+    """A run whose only evaluation, its held-out tails of one track, says nothing had a column of `-` and not a word
+    under the table (one run alone is told so in its error); so had one that evaluated nothing, and a run whose
+    held-out tails said nothing where another's tell the models apart (a `-` in that row)."""
+    ok, part = _run_folder(tmp_path, "ok", 0.9, 0.85, 0.6), _run_folder(tmp_path, "part", 0.8, 0.85, 0.6)
+    _metrics(ok, "tracks_held_out", {"ok/backbone": {"map_at_r": 0.7}, "raw pixels": {"map_at_r": 0.5}})
+    one = tmp_path / "one"
+    for run in (part, one):
+        (run / "eval" / "tracks_held_out").mkdir(parents=True)
+        (run / "eval" / "tracks_held_out" / "metrics.json").write_text(json.dumps(
+            {"labels": 1, "models": {f"{run.name}/backbone": {"map_at_r": 1.0}, "raw pixels": {"map_at_r": 1.0}}}))
+    none = tmp_path / "none"
+    (none / "stages").mkdir(parents=True)
+    (none / "stages" / "eval.json").write_text(json.dumps({"tasks": [], "trained_model": "none/backbone"}))
+    for run in (one, none):
+        (run / "summary.json").write_text(json.dumps({"weights": str(run / "backbone.pt"), "headline": {},
+                                                      "trained_model": f"{run.name}/backbone"}))
+    assert main(["compare", *map(str, (ok, part, one, none))]) == 0
+    out = capsys.readouterr().out
+    assert "| davis | 0.900 | 0.800 | - | - | 0.850 +- 0.071 (n=2) |" in out
+    assert "| tracks_held_out | 0.700 | - | - | - | 0.700 (n=1) |" in out
+    section = out.split("**Shown as `-`** (no number that tells the models apart):\n")[1].split("\n\n")[0]
+    one_track = "only one label: every neighbour is relevant, so every model scores 1 by construction"
+    tails = "videos whose held-out tails (pretrain.held_out_tail) hold more tracks, several in one video"
+    assert section.splitlines() == [
+        # it evaluated DAVIS: it was given --eval-data
+        f"- {part}: tracks_held_out says nothing about the weights ({one_track}); use {tails}",
+        f"- {one}: tracks_held_out says nothing about the weights ({one_track}); give --eval-data (CUB, DAVIS, "
+        f"Sintel folders), or {tails}",
+        f"- {none}: finished, but evaluated nothing (no held-out pairs and no evaluation data); give --eval-data "
+        "(CUB, DAVIS, Sintel folders)"]
+    assert main(["compare", str(ok), str(part)]) == 0 and "Shown as" in capsys.readouterr().out
+    assert main(["compare", str(ok)]) == 0 and "Shown as" not in capsys.readouterr().out  # nothing to explain
+    bare = tmp_path / "bare"  # not evaluated (its evaluation switched off), or not yet
+    (bare / "stages").mkdir(parents=True)
+    (bare / "summary.json").write_text(json.dumps({"weights": str(bare / "backbone.pt"), "headline": {}}))
+    assert main(["compare", str(ok), str(bare)]) == 0
+    assert (f"\n- {bare}: no evaluation results (RUN/eval/*/metrics.json); evaluate it (the same `vidssl pretrain` "
+            "command with its evaluation on, or `vidssl eval` into RUN/eval/<task>)\n") in capsys.readouterr().out
+    # its completed evaluation's metrics.json deleted: named once, among the unreadable results
+    (bare / "stages" / "eval.json").write_text(json.dumps({"tasks": ["davis"], "trained_model": "bare/backbone"}))
+    assert main(["compare", str(ok), str(bare)]) == 0
+    out = capsys.readouterr().out
+    assert "Shown as" not in out and f"{bare}/eval/davis/metrics.json: missing" in out

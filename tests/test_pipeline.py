@@ -1712,3 +1712,21 @@ def test_a_stage_switched_off_without_its_result_is_refused_before_any_work(tmp_
                                   f"{reader} stage reads: set "
                                   f"pretrain.run_{off}=true, or make it first ({make.replace('RUN', str(run))})")
     assert not run.exists()
+
+
+def test_held_out_tails_that_say_nothing_are_told_eval_data_only_without_any(tmp_path):
+    """A run that evaluated cub_subset, davis and flow was told to "give --eval-data" for its held-out tails of one
+    track: the clause is for a run with no evaluation data besides its own held-out tails."""
+    from vidssl.pipeline import evaluation_warnings
+
+    (tmp_path / "eval" / "tracks_held_out").mkdir(parents=True)
+    (tmp_path / "eval" / "tracks_held_out" / "metrics.json").write_text(json.dumps({"labels": 1, "models": {}}))
+    why = ("tracks_held_out says nothing about the weights (only one label: every neighbour is relevant, so every "
+           "model scores 1 by construction); ")
+    tails = "videos whose held-out tails (pretrain.held_out_tail) hold more tracks, several in one video"
+    assert evaluation_warnings(tmp_path) == [f"{why}give --eval-data (CUB, DAVIS, Sintel folders), or {tails}"]
+    for task in ("cub_subset", "davis", "flow"):  # informative: no warning of their own
+        (tmp_path / "eval" / task).mkdir()
+        (tmp_path / "eval" / task / "metrics.json").write_text(json.dumps({"models": {"a": {"map_at_r": 0.5}}}))
+    assert evaluation_warnings(tmp_path) == [f"{why}use {tails}"]
+    assert evaluation_warnings(tmp_path, {"davis"}) == []  # only the tasks asked about

@@ -245,6 +245,9 @@ class Steps(NamedTuple):
 
 DEMO_VIDEOS = "the built-in demo videos"
 NOT_READ = "not read"  # a config key the run's kind does not read (see _setup): like any value to the others
+# config keys `vidssl pretrain` does not read (it warns of one set): training gets pretrain.train_fraction of what
+# mining leaves of pretrain.budget_minutes. Two seeds apart only in this unread default were listed as differing
+NOT_READ_BY_PRETRAIN = ("train.budget_minutes",)
 
 
 def _run_config(run: Path) -> dict | None:
@@ -367,6 +370,8 @@ def _setup(run: Path) -> dict[str, object]:
         unread = UNUSED_BY[videos == DEMO_VIDEOS] if videos is not None else ()
         if not (run / "config.yaml").exists():  # made stage by stage: no pretrain.* setting applied to it
             unread = (*unread, "pretrain")
+        else:  # a pretrain run: its training's budget is its share of pretrain.budget_minutes, not train.*'s
+            unread = (*unread, *NOT_READ_BY_PRETRAIN)
         setup.update({k: NOT_READ if any(k == u or k.startswith(u + ".") for u in unread) else v
                       for k, v in flat.items() if k not in {"seed", "pretrain.mine_workers", *SPEED_KEYS}})
     elif _unreadable_config(run) is not None:  # there but torn: its settings are unknown, not different
@@ -502,6 +507,8 @@ def compare_markdown(runs: list[str | Path]) -> str:
     if left_out:
         lines += ["", "**Left out** (no readable summary.json, or no trained model in it):",
                   *(f"- {note}" for note in left_out)]
+    if blanks := _why_blank(runs, rows):
+        lines += ["", "**Shown as `-`** (no number that tells the models apart):", *(f"- {note}" for note in blanks)]
     unreadable += [f"{path}: unreadable; what {run} was made with is not compared with the other runs' (rerun its "
                    "command to rewrite it)" for run in map(Path, runs) for path in _unreadable_records(run)]
     if unreadable:
@@ -530,6 +537,31 @@ def compare_markdown(runs: list[str | Path]) -> str:
                       + "; a commit that changes training moves the numbers as another seed would): "
                   + by_run([c or "unknown" for c in code], names)]
     return "\n".join(lines) + "\n"
+
+
+def _why_blank(runs: list[Path], rows: list[TaskRow]) -> list[str]:
+    """Why runs show ``-``: each evaluation that says nothing about the weights (left out of the headline, e.g.
+    held-out tails of one track) in a row of the table, and every one of a run with no number at all; for such a
+    run without one, that it evaluated nothing or has no results (a metrics.json gone or torn is named among the
+    unreadable results). A run of several whose only task was left out got an all-`-` column and not a word, while
+    one run alone is told so in its error."""
+    from vidssl.pipeline import evaluation_warnings
+    from vidssl.report import missing_metrics
+
+    tasks = {row.task for row in rows}
+    notes = []
+    for i, run in enumerate(map(Path, runs)):
+        blank = all(row.trained[i] is None for row in rows)
+        said = [f"{run}: {warning}" for warning in evaluation_warnings(run, None if blank else tasks)]
+        if blank and not said:
+            if _evaluated_nothing(run):
+                said = [f"{run}: finished, but evaluated nothing (no held-out pairs and no evaluation data); give "
+                        "--eval-data (CUB, DAVIS, Sintel folders)"]
+            elif not missing_metrics(run) and not any((run / "eval").glob("*/metrics.json")):
+                said = [f"{run}: no evaluation results (RUN/eval/*/metrics.json); evaluate it (the same `vidssl "
+                        "pretrain` command with its evaluation on, or `vidssl eval` into RUN/eval/<task>)"]
+        notes += said
+    return notes
 
 
 def _short_sha(sha: str) -> str:

@@ -701,17 +701,21 @@ def _videos_since_mined(pairs: Path, base: Path, entries: list[dict]) -> tuple[l
     return changed, gone
 
 
-def evaluation_warnings(run: Path) -> list[str]:
-    """One warning per finished evaluation in ``RUN/eval`` that cannot tell the models apart (e.g. held-out tails
-    holding a single track, where every model scores 1): a headline without it reads as if it had been measured."""
+def evaluation_warnings(run: Path, tasks: set[str] | None = None) -> list[str]:
+    """One warning per finished evaluation in ``RUN/eval`` (of ``tasks`` only, where given) that cannot tell the
+    models apart (e.g. held-out tails holding a single track, where every model scores 1): a headline without it
+    reads as if it had been measured."""
     from vidssl.report import uninformative_tasks
 
-    fixes = {HELD_OUT_TASK: "give --eval-data (CUB, DAVIS, Sintel folders), or videos whose held-out tails "
-                            "(pretrain.held_out_tail) hold more tracks, several in one video"}
+    tails = "videos whose held-out tails (pretrain.held_out_tail) hold more tracks, several in one video"
+    # "give --eval-data" only to a run that had none: one that evaluated CUB, DAVIS or Sintel was given it
+    had_data = any(path.parent.name != HELD_OUT_TASK for path in (run / "eval").glob("*/metrics.json"))
+    fixes = {HELD_OUT_TASK: f"use {tails}" if had_data
+             else f"give --eval-data (CUB, DAVIS, Sintel folders), or {tails}"}
     # a task of --eval-data: its folder is what cannot tell them apart (blackswan holds one object)
     other = "evaluate on data with more labels (for DAVIS instance retrieval: more sequences or objects)"
     return [f"{task} says nothing about the weights ({why}); {fixes.get(task, other)}"
-            for task, why in uninformative_tasks(run)]
+            for task, why in uninformative_tasks(run) if tasks is None or task in tasks]
 
 
 def eval_data_by_default(run: Path) -> Path | None:
