@@ -671,7 +671,9 @@ def test_a_mistyped_flag_is_said_by_the_commands_parser_with_the_flag_meant(caps
              (["eval", "retrieval", "--data", "d", "--out", "o", "--weigths", "a"], "vidssl eval retrieval",
               "--weigths a (did you mean --weights?)"),
              (["mine", "a", "b", "--out", "o"], "vidssl mine", "b"),
-             (["--bogus"], "vidssl", "--bogus")]
+             (["mine", "v", "--out", "o", "--", "--workers"], "vidssl mine", "-- --workers"),  # no flag meant
+             (["--bogus"], "vidssl", "--bogus"),
+             (["--bogus", "report", "R"], "vidssl", "--bogus")]  # before the command: the top level's
     for argv, prog, said in cases:
         with pytest.raises(SystemExit) as stopped:
             main(argv)

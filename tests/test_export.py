@@ -815,7 +815,8 @@ def test_an_export_never_replaces_a_file_that_is_no_export(tmp_path, theirs):
     out = tmp_path / "notes.md"
     with pytest.raises(ExportPathError) as refused:
         save_backbone(backbone, out)
-    what = {"md": "a weights file", "safetensors": "a safetensors file", "json": "a model card"}[theirs.split(".")[-1]]
+    what = {"md": "a weights file", "safetensors": "the safetensors copy of an export",
+            "json": "a model card"}[theirs.split(".")[-1]]
     assert str(refused.value) == (f"--out {out}: {tmp_path / theirs} exists and is not {what} that an export would "
                                   f"replace; nothing was written: choose another --out, or move {theirs} away first")
     assert sorted(p.name for p in tmp_path.iterdir()) == [theirs] and (tmp_path / theirs).read_text() == "my notes\n"
@@ -824,3 +825,19 @@ def test_an_export_never_replaces_a_file_that_is_no_export(tmp_path, theirs):
     card_path(out).unlink()  # a kill between the weights and the card
     save_backbone(build_backbone("smallcnn", width=16), out)
     assert vidssl.load_backbone(out).spec()["width"] == 16
+
+
+def test_an_export_never_replaces_another_models_safetensors_file(tmp_path):
+    """A safetensors file of another model (a Hugging Face download, model.safetensors) beside `--out model.pt`
+    is a safetensors file, but not an export's copy: its metadata names no architecture, as every export's does."""
+    from safetensors.torch import save_file
+
+    from vidssl.export import ExportPathError
+
+    theirs = tmp_path / "model.safetensors"
+    save_file({"w": torch.ones(2)}, str(theirs), metadata={"format": "pt"})
+    before = theirs.read_bytes()
+    with pytest.raises(ExportPathError, match="model.safetensors exists and is not the safetensors copy of an export"):
+        save_backbone(build_backbone("smallcnn", width=8), tmp_path / "model.pt")
+    assert theirs.read_bytes() == before and not (tmp_path / "model.pt").exists()
+

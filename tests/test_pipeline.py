@@ -1730,3 +1730,19 @@ def test_held_out_tails_that_say_nothing_are_told_eval_data_only_without_any(tmp
         (tmp_path / "eval" / task / "metrics.json").write_text(json.dumps({"models": {"a": {"map_at_r": 0.5}}}))
     assert evaluation_warnings(tmp_path) == [f"{why}use {tails}"]
     assert evaluation_warnings(tmp_path, {"davis"}) == []  # only the tasks asked about
+
+
+def test_a_completed_stage_whose_input_was_deleted_reruns_with_the_stage_before_switched_off(tmp_path):
+    """A finished run whose pairs (or checkpoint) were deleted to free the disk reran with pretrain.run_mine=false:
+    its training is complete and skipped, its input never read. The refusal above is for a stage still to run."""
+    from vidssl.pipeline import Stages, _refuse_switched_off_inputs
+
+    run = tmp_path / "run"
+    cfg = load_config(None, ["pretrain.run_mine=false"])
+    with pytest.raises(ConfigError, match="pretrain.run_mine is false"):
+        _refuse_switched_off_inputs(cfg, run)
+    stages = Stages(run)
+    stages.dir.mkdir(parents=True)
+    stages.mark("train", {"config": {}})
+    _refuse_switched_off_inputs(cfg, run)  # no error: training is complete
+

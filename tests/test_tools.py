@@ -161,6 +161,8 @@ def test_bench_refuses_data_that_is_not_a_video(script, tmp_path):
     (["--rss", "--motion", "--data", "/nowhere"], "argument --motion: not allowed with argument --rss"),
     (["--frames", "500", "--data", "/nowhere"], "--frames is --rss's"),  # ignored
     (["--rss", "--runs", "3"], "--runs does not apply to --rss"),  # ignored, and --runs 0 refused
+    (["--motion", "--runs", "3", "--data", "/nowhere"], "--runs does not apply to --motion"),  # ignored
+    (["--rss", "--data", "/nowhere"], "--data does not apply to --rss"),  # ignored
 ])
 def test_bench_mining_refuses_bad_arguments(args, message):
     """--frames 1 failed in a child process (CalledProcessError), and a clip too short to mine gives no pair."""

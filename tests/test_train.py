@@ -1465,6 +1465,8 @@ def test_a_checkpoint_holding_pickled_code_is_refused_unrun(tmp_path):
 
 @pytest.mark.parametrize("kind, said", [
     ("pickled module", "it holds objects other than tensors (another tool's file?), not loaded as they could run code"),
+    ("legacy pickle", "it holds objects other than tensors (another tool's file?), not loaded as they could run code"),
+    ("zip of text", "RuntimeError: file in archive is not in a subdirectory: a.txt"),
     ("text", "not a torch file: damaged, or of another format"),
     ("empty", "empty"),
 ])
@@ -1475,6 +1477,13 @@ def test_a_checkpoint_that_is_no_checkpoint_is_one_line_without_torchs_unsafe_ad
     path = tmp_path / CHECKPOINT
     if kind == "pickled module":
         torch.save(torch.nn.Linear(2, 2), path)
+    elif kind == "legacy pickle":  # torch.save's format before its zip
+        torch.save(torch.nn.Linear(2, 2), path, _use_new_zipfile_serialization=False)
+    elif kind == "zip of text":  # torch's "[enforce fail at inline_container.cc:180] ." before its words
+        import zipfile
+
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("a.txt", "hi")
     else:
         path.write_bytes(b"step: 10\n" if kind == "text" else b"")
     with pytest.raises(VidsslError) as e:

@@ -1,12 +1,13 @@
 """Mining throughput against decoding, motion-method comparison, and memory of the tracking stage.
 
     python tools/bench_mining.py [--data $VIDSSL_DATA/videos] [--runs 2]   # decode-only vs mining, per clip
-    python tools/bench_mining.py --motion                                   # camera-compensation methods
+    python tools/bench_mining.py --motion [--data $VIDSSL_DATA/videos]      # camera-compensation methods
     python tools/bench_mining.py --rss [--frames 150]                       # peak RSS on a synthetic 1080p clip
 
 Throughput: each clip is decoded alone (the same decode the miner does: auto backend, long side <= working_side)
 and mined (decode included), one process, alternating, best of ``--runs``; the ratio is mining f/s over decode f/s.
-Numbers on a loaded machine move together, so read the ratios, measured in one run.
+The first clip is decoded and mined once, untimed, before the table (the libraries' start-up). Numbers on a loaded
+machine move together, so read the ratios, measured in one run. An option the chosen mode ignores is refused.
 """
 from __future__ import annotations
 
@@ -65,12 +66,13 @@ def _read_through(path: Path) -> None:
 def throughput(clips: list[tuple[Path, int, int]], cfg: MineConfig, paper: MineConfig, runs: int) -> None:
     print(f"best of --runs {runs}; both decode with the auto backend, long side <= {cfg.working_side} "
           "(mine.working_side); size: the source's")
+    if clips:  # untimed: the libraries' one-time start-up (decoder, OpenCV's pool, allocator) would fall on clip 1
+        print(f"{clips[0][0].name} decoded and mined once first, untimed (the libraries' start-up)")
+        decode_seconds(clips[0][0], cfg)
+        mine_seconds(clips[0][0], cfg)
     print("| clip | size | frames | decode f/s | mining f/s | ratio | pairs | pairs (paper 25-75%) |")
     print("|---|---|---|---|---|---|---|---|")
     totals = np.zeros(4)
-    if clips:  # untimed: the libraries' one-time start-up (decoder, OpenCV's pool, allocator) would fall on clip 1
-        decode_seconds(clips[0][0], cfg)
-        mine_seconds(clips[0][0], cfg)
     for path, height, width in clips:
         size = f"{width}x{height}"
         decode, mine = [], []
@@ -241,9 +243,10 @@ def rss(frames: int) -> None:
 def main() -> None:
     default = data_root() / "videos"
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=default)
+    ap.add_argument("--data", type=Path, default=None, help=f"a video or a folder of them (default {default}; not "
+                                                            "with --rss)")
     ap.add_argument("--runs", type=int, default=None, help="timed runs per clip, the best kept (default 2; not "
-                                                           "with --rss)")
+                                                           "with --motion or --rss)")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--motion", action="store_true", help="compare the camera-compensation methods")
     mode.add_argument("--rss", action="store_true", help="peak RSS on a synthetic 1080p clip, short and 4x longer")
@@ -252,6 +255,12 @@ def main() -> None:
     args = ap.parse_args()
     if args.rss and args.runs is not None:
         ap.error("--runs does not apply to --rss (one measurement per clip length)")
+    if args.motion and args.runs is not None:
+        ap.error("--runs does not apply to --motion (each method is timed once, on every 4th frame pair of each "
+                 "clip's first 121 frames)")
+    if args.rss and args.data is not None:
+        ap.error("--data does not apply to --rss (it mines a synthetic 1080p clip it makes; size it with --frames)")
+    args.data = default if args.data is None else args.data
     if args.frames is not None and not args.rss:
         ap.error("--frames is --rss's (the synthetic clip); the other modes read --data")
     args.runs = 2 if args.runs is None else args.runs

@@ -66,7 +66,8 @@ def _unrecognized(parser: argparse.ArgumentParser, unknown: list[str]) -> None:
     import difflib
 
     flags = [flag for flag in parser._option_string_actions if flag.startswith("--")]
-    meant = [close[0] for arg in unknown if arg.startswith("--")
+    typed = unknown[:unknown.index("--")] if "--" in unknown else unknown  # after `--`, no flag was meant
+    meant = [close[0] for arg in typed if arg.startswith("--") and arg.split("=", 1)[0] not in flags
              for close in [difflib.get_close_matches(arg.split("=", 1)[0], flags, n=1, cutoff=0.75)] if close]
     hint = f" (did you mean {', '.join(dict.fromkeys(meant))}?)" if meant else ""
     parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
@@ -79,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the command's own parser, with its usage, not the top level's, and the flag meant
-        _unrecognized(getattr(args, "_parser", parser), unknown)
+        given = list(sys.argv[1:] if argv is None else argv)
+        before_command = args.command is None or given.index(unknown[0]) < given.index(args.command)
+        _unrecognized(parser if before_command else args._parser, unknown)
     if args.verbose and args.quiet:  # one given before the subcommand, the other after it
         parser.error("argument -q/--quiet: not allowed with argument -v/--verbose")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,

@@ -109,8 +109,9 @@ def check_weights_path(out_path: Path) -> None:
                                   f"remove {owners[0]} first")
     # an export replaces its three files: only where they hold what an export writes (`--out notes.md` replaced the
     # notes); an earlier export's, also one killed before its card, is written again
+    copy = out_path.with_suffix(".safetensors")
     for path, holds, what in ((out_path, _holds_weights, "a weights file"),
-                              (out_path.with_suffix(".safetensors"), _holds_safetensors, "a safetensors file"),
+                              (copy, _holds_safetensors, "the safetensors copy of an export"),
                               (card, _holds_card, "a model card")):
         if os.path.lexists(path) and not holds(path):
             raise ExportPathError(f"--out {out_path}: {path} exists and is not {what} that an export would replace; "
@@ -127,13 +128,16 @@ def _holds_weights(path: Path) -> bool:
 
 
 def _holds_safetensors(path: Path) -> bool:
-    """Whether ``path`` starts as a safetensors file: an 8-byte header length, then that much JSON."""
+    """Whether ``path`` is the safetensors copy of an export: an 8-byte header length, then that much JSON whose
+    metadata names the architecture (every version's copy does; another model's safetensors file does not)."""
     try:
         with open(path, "rb") as fh:
             size = int.from_bytes(fh.read(8), "little")
-            return 2 <= size <= 100_000_000 and isinstance(json.loads(fh.read(size)), dict)
+            header = json.loads(fh.read(size)) if 2 <= size <= 100_000_000 else None
     except (OSError, ValueError):
         return False
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    return isinstance(metadata, dict) and "arch" in metadata
 
 
 def _holds_card(path: Path) -> bool:

@@ -408,13 +408,15 @@ MADE_BY = {"train": "vidssl mine VIDEOS --out RUN/pairs", "export": "vidssl trai
 
 def _refuse_switched_off_inputs(cfg: Config, run: Path) -> None:
     """A stage switched off (``pretrain.run_*: false``) whose result the next, switched-on stage reads, and which
-    RUN does not hold: refused before any work. The next stage failed on it after the demo clips or minutes of the
-    stages before, saying to run a stage command, not that the switch was off."""
-    switches = stage_switches(cfg)
+    RUN does not hold, unless that stage is complete: refused before any work. The next stage failed on it after
+    the demo clips or minutes of the stages before, saying to run a stage command, not that the switch was off."""
+    switches, stages = stage_switches(cfg), Stages(run)
     order = list(switches)
     for before, after in zip(order, order[1:]):
         needed = run / MADE_FROM[after]
-        if not switches[before] and switches[after] and not needed.is_file():
+        # a completed stage is skipped, its input not read: a finished run whose pairs or checkpoint were deleted
+        # to free the disk reruns with the stages before it switched off
+        if not (switches[before] or not switches[after] or needed.is_file() or stages.done(after)):
             raise ConfigError(f"pretrain.run_{before} is false and {needed} does not exist, which the {after} stage "
                               f"reads: set pretrain.run_{before}=true, or make it first "
                               f"({MADE_BY[after].replace('RUN', shell_arg(run))})")

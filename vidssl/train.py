@@ -290,11 +290,12 @@ def _load_failure(path: Path, e: Exception) -> str:
         head = b"PK"
     if not head:
         return "empty"
-    if head != b"PK":  # torch.save's zip format (its legacy one never wrote vidssl checkpoints)
+    if head != b"PK" and head[:1] != b"\x80":  # torch.save's zip format, or its legacy one (a pickle)
         return "not a torch file: damaged, or of another format"
     if type(e).__name__ == "UnpicklingError":  # the one whose text advises weights_only=False
         return "it holds objects other than tensors (another tool's file?), not loaded as they could run code"
-    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
+    text = re.sub(r"\x1b\[[0-9;]*m|^\[enforce fail at [^]]*\] \.? ?", "", str(e).strip())  # colours, C++ location
+    lines = text.strip().splitlines()
     first = lines[0].split(". ")[0][:200] if lines else ""  # torch's first sentence says what failed
     return f"{type(e).__name__}: {first}".rstrip(": ")
 
