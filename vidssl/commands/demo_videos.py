@@ -31,7 +31,9 @@ def run(args, cfg) -> int:
     demo = dataclasses.replace(cfg.demo, **flags)
     cfg = dataclasses.replace(cfg, demo=demo)
     cfg.validate()  # both together
-    refuse_foreign_config(args.out, NAME, outputs=("clip_00.json",))  # before any clip is written
+    # no `outputs`: a demo folder is often the user's own (its clips beside theirs), where a config.yaml edited by
+    # hand is theirs; the strict text check alone decides
+    refuse_foreign_config(args.out, NAME)  # before any clip is written
     try:
         paths = make_demo_videos(args.out, demo.num, demo.seed, demo.frames, demo.width, demo.height, demo.fps)
     except ValueError as e:
