@@ -20,8 +20,8 @@ class Backbone(nn.Module):
     The state dict holds only the backbone's own weights, named as in torchvision where torchvision has the
     architecture. A ResNet export loads into ``torchvision.models.resnet18()`` / ``resnet50()`` with exactly ``fc``
     missing; ``alexnet_wang2015`` keeps torchvision's names but the paper's fc7 (1024, not 4096; fc6 too at input
-    sizes whose pool5 grid is not 6x6, i.e. outside 223-254 px), so its ``features.*`` load into ``torchvision.models.alexnet().features`` and the whole
-    file into ``vidssl.load_backbone``.
+    sizes whose pool5 grid is not 6x6, i.e. outside 223-254 px), so its ``features.*`` load into
+    ``torchvision.models.alexnet().features`` and the whole file into ``vidssl.load_backbone``.
     """
 
     arch: str
