@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from _bench_timing import best_seconds
+from _bench_timing import alternating_best, best_seconds
 from _bench_videos import data_root
 from vidssl.eval.baselines import PixelFeatures
 from vidssl.eval.config import RetrievalConfig
@@ -44,26 +44,6 @@ def _images_dir(tmp: Path) -> Path:
     return tmp
 
 
-def _seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def _alternate(model_pass, decode_pass, rounds: int) -> tuple[float, float]:
-    """Fastest seconds of ``model_pass`` and of ``decode_pass``, ``rounds`` timed passes each, taking turns (which
-    goes first alternates round to round), so load from another job falls on both sides alike."""
-    model, decode = [], []
-    for r in range(rounds):
-        if r % 2:
-            model.append(_seconds(model_pass))
-            decode.append(_seconds(decode_pass))
-        else:
-            decode.append(_seconds(decode_pass))
-            model.append(_seconds(model_pass))
-    return min(model), min(decode)
-
-
 def bench_extraction(root: Path) -> None:
     """Images/s of whole extraction passes, as `vidssl eval retrieval` makes them: each pass starts its loader's
     workers (about a second with 2), a fixed cost that weighs most on the fastest row, decode-only; it is in every
@@ -83,14 +63,14 @@ def bench_extraction(root: Path) -> None:
         def run(models: dict, workers: int = workers) -> None:
             extract_features(models, data.items, cfg.batch_size, workers, progress=False)
 
-        decode = n / min(_seconds(lambda: run({})) for _ in range(ROUNDS))
+        decode = n / alternating_best([lambda: run({})], ROUNDS)[0]
         print(f"| {workers} | decode only | {decode:.0f} | - | 1.00 |", flush=True)
         if workers == 0:
             continue
         for name, model in (("raw pixels", PixelFeatures()), ("smallcnn", build_backbone("smallcnn")),
                             ("resnet18", build_backbone("resnet18"))):
             run({name: model.eval()})  # untimed: oneDNN's kernel selection for this model's shapes
-            seconds, decode_seconds = _alternate(lambda: run({name: model}), lambda: run({}), ROUNDS)
+            seconds, decode_seconds = alternating_best([lambda: run({name: model}), lambda: run({})], ROUNDS)
             rate, decode = n / seconds, n / decode_seconds
             print(f"| {workers} | {name} | {rate:.0f} | {decode:.0f} | {rate / decode:.2f} |", flush=True)
 

@@ -1,6 +1,6 @@
-"""Best-of-N timing after a warm-up: the flow section's rows (tools/_bench_flow.py) and retrieval's kNN rows
-(tools/_bench_retrieval.py); retrieval's feature extraction times single passes that include starting the loader's
-workers, as `vidssl eval retrieval` runs, and DAVIS its own per-frame minimum."""
+"""Best-of-N timing: after a warm-up for the flow section's rows (tools/_bench_flow.py) and retrieval's kNN rows
+(tools/_bench_retrieval.py); in turns, for the sides of a ratio (retrieval's feature extraction, whose passes include
+starting the loader's workers, as `vidssl eval retrieval` runs). DAVIS alternates its streams frame by frame itself."""
 from __future__ import annotations
 
 import time
@@ -23,3 +23,16 @@ def best_seconds(fn, repeats: int, device: torch.device | None = None) -> float:
         sync()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def alternating_best(passes: list, rounds: int) -> list[float]:
+    """Fastest seconds of each of ``passes`` over ``rounds`` rounds in which they take turns, the first of a round
+    rotating: load from another job falls on every side alike (timed one side after the other, a burst fell on one,
+    and two models read faster than decoding alone)."""
+    times: list[list[float]] = [[] for _ in passes]
+    for r in range(rounds):
+        for i in [(r + j) % len(passes) for j in range(len(passes))]:
+            start = time.perf_counter()
+            passes[i]()
+            times[i].append(time.perf_counter() - start)
+    return [min(t) for t in times]

@@ -106,13 +106,18 @@ def throughput(clips: list[tuple[Path, int, int]], cfg: MineConfig, paper: MineC
 # motion methods
 
 
+# --motion on the real clips: each method timed once on every MOTION_STEP-th frame pair of each clip's first
+# MOTION_FRAMES frames
+MOTION_FRAMES, MOTION_STEP = 121, 4
+
+
 def motion_table(videos: list[Path], cfg: MineConfig) -> None:
     from vidssl.demo import make_demo_videos
 
     with tempfile.TemporaryDirectory() as tmp:
         demo = make_demo_videos(tmp, num=6, seed=0)
         clips = [(p, json.loads(p.with_suffix(".json").read_text()), _grey(p, cfg)) for p in demo]
-        real = [(p, _grey(p, cfg, end=121)) for p in videos]
+        real = [(p, _grey(p, cfg, end=MOTION_FRAMES)) for p in videos]
     print("demo: precision = moving points inside a true object (3 px in from its rim) / moving points;"
           " recall = moving points / points inside; background = moving share of points 8+ px from every object")
     print("| method | ms per frame pair (real clips) | demo precision | demo recall | demo background moving |"
@@ -140,7 +145,7 @@ def motion_table(videos: list[Path], cfg: MineConfig) -> None:
                 bg_n += (~near).sum()
         fractions, seconds, calls = [], 0.0, 0
         for _, grey in real:
-            for t in range(1, len(grey), 4):
+            for t in range(1, len(grey), MOTION_STEP):
                 start = time.perf_counter()
                 motion = estimator(grey[t - 1], grey[t])
                 seconds += time.perf_counter() - start
@@ -256,8 +261,8 @@ def main() -> None:
     if args.rss and args.runs is not None:
         ap.error("--runs does not apply to --rss (one measurement per clip length)")
     if args.motion and args.runs is not None:
-        ap.error("--runs does not apply to --motion (each method is timed once, on every 4th frame pair of each "
-                 "clip's first 121 frames)")
+        ap.error(f"--runs does not apply to --motion (each method is timed once, on every {MOTION_STEP}th frame pair "
+                 f"of each clip's first {MOTION_FRAMES} frames)")
     if args.rss and args.data is not None:
         ap.error("--data does not apply to --rss (it mines a synthetic 1080p clip it makes; size it with --frames)")
     args.data = default if args.data is None else args.data

@@ -135,6 +135,19 @@ def shard_listing(before: list[dict], found: list[dict], index: int, count: int)
 SHARDING = "sharding.json"  # {"count": N} of the first sharded run: every shard of a folder must split it alike
 
 
+def recorded_shard_count(out_dir: str | Path) -> int | None:
+    """The N of the ``--shard I/N`` that ``out_dir`` is mined in (its sharding.json): 1 where it never was, None
+    where the record is damaged (written atomically: by hand or by the disk)."""
+    record = Path(out_dir) / SHARDING
+    if not record.is_file():
+        return 1
+    try:
+        count = json.loads(record.read_text()).get("count")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return count if isinstance(count, int) and not isinstance(count, bool) and count >= 2 else None
+
+
 def check_shard_count(out_dir: Path, index: int, count: int) -> None:
     """Refuse ``--shard index/count`` in a folder whose videos are being mined in another number of shards: each
     video belongs to the shard its path hashes to mod N, so with two Ns some videos are mined twice and others by
@@ -144,11 +157,8 @@ def check_shard_count(out_dir: Path, index: int, count: int) -> None:
     record = out_dir / SHARDING
     with _locked(out_dir):
         if record.is_file():
-            try:
-                was = json.loads(record.read_text()).get("count")
-            except (ValueError, AttributeError):  # written atomically: damaged by hand or by the disk
-                was = None
-            if not isinstance(was, int) or isinstance(was, bool) or was < 2:
+            was = recorded_shard_count(out_dir)
+            if was is None:
                 raise DatasetMismatch(f"{record}: not the record of a shard count ({{\"count\": N}}), so the shard "
                                       f"count the folder is mined in is unknown; if no shard of it is running, delete "
                                       f"{SHARDING} and run every shard again with one --shard I/N")

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from tracking.config import MineConfig
-from tracking.dataset import (SHARDING, attempt_path, begin_attempt, done_marker, merge, prepare, read_attempt,
-                              shard_of, source_state, undo_attempt, video_id, write_video)
+from tracking.dataset import (attempt_path, begin_attempt, done_marker, merge, prepare, read_attempt,
+                              recorded_shard_count, shard_of, source_state, undo_attempt, video_id, write_video)
 from tracking.track import check_tracker
 from tracking.video_miner import SkipVideo, mine_video
 from vidssl.errors import (CorruptVideo, EmptyVideo, UnsupportedVideo, UsageError, VideoError, VidsslError,
@@ -569,12 +569,9 @@ def _first_clause(note: str) -> str:
 
 
 def _shard_count(out_dir: str | Path) -> int:
-    """The N of the ``--shard I/N`` that ``out_dir`` is mined in (its sharding.json), 1 where it never was."""
-    try:
-        count = json.loads((Path(out_dir) / SHARDING).read_text()).get("count")
-    except (OSError, ValueError, AttributeError):  # none, or damaged: a hint is no reason to fail the summary
-        return 1
-    return count if isinstance(count, int) else 1
+    """The N of the ``--shard I/N`` that ``out_dir`` is mined in, 1 where it never was or its record is damaged: a
+    hint is no reason to fail the summary."""
+    return recorded_shard_count(out_dir) or 1
 
 
 def format_summary(summary: dict, out_dir: str | Path | None = None) -> str:

@@ -180,8 +180,7 @@ def read_runs(runs: list[str | Path], summaries: dict[Path, dict] | None = None)
                               "(pretrain.held_out_tail) hold several tracks")
         empty = [str(run) for run in runs if _evaluated_nothing(Path(run))]
         if len(empty) == len(runs):  # finished: "finish the runs" misled
-            raise VidsslError(f"{', '.join(empty)}: finished, but evaluated nothing (no held-out pairs and no "
-                              "evaluation data); give --eval-data (CUB, DAVIS, Sintel folders) to compare them")
+            raise VidsslError(f"{', '.join(empty)}: {EVALUATED_NOTHING} to compare them")
         parts = sorted({f"{part}/" for run in map(Path, runs) for part in RUN_PARTS if (run / part).exists()})
         ignored = (f"; a summary.json beside {', '.join(parts)} is a run's, whose numbers are its eval/*/metrics.json"
                    if parts else "")
@@ -245,9 +244,9 @@ class Steps(NamedTuple):
 
 DEMO_VIDEOS = "the built-in demo videos"
 NOT_READ = "not read"  # a config key the run's kind does not read (see _setup): like any value to the others
-# config keys `vidssl pretrain` does not read (it warns of one set): training gets pretrain.train_fraction of what
-# mining leaves of pretrain.budget_minutes. Two seeds apart only in this unread default were listed as differing
-NOT_READ_BY_PRETRAIN = ("train.budget_minutes",)
+# a run whose evaluation completed with no task: what it is, and what helps
+EVALUATED_NOTHING = ("finished, but evaluated nothing (no held-out pairs and no evaluation data); give --eval-data "
+                     "(CUB, DAVIS, Sintel folders)")
 
 
 def _run_config(run: Path) -> dict | None:
@@ -356,7 +355,7 @@ def _setup(run: Path) -> dict[str, object]:
     :func:`_run_config`), the videos it mined, the steps it trained and each evaluation's data (the held-out tracks
     are the run's own and come from its videos)."""
     from vidssl.config import Config, flat_config, flat_dict
-    from vidssl.pipeline import HELD_OUT_TASK, SPEED_KEYS, UNUSED_BY
+    from vidssl.pipeline import HELD_OUT_TASK, NOT_READ_BY_PRETRAIN, SPEED_KEYS, UNUSED_BY
     from vidssl.report import read_metrics
 
     setup: dict[str, object] = {}
@@ -370,7 +369,7 @@ def _setup(run: Path) -> dict[str, object]:
         unread = UNUSED_BY[videos == DEMO_VIDEOS] if videos is not None else ()
         if not (run / "config.yaml").exists():  # made stage by stage: no pretrain.* setting applied to it
             unread = (*unread, "pretrain")
-        else:  # a pretrain run: its training's budget is its share of pretrain.budget_minutes, not train.*'s
+        else:  # a pretrain run: two seeds apart only in such an unread default were listed as differing
             unread = (*unread, *NOT_READ_BY_PRETRAIN)
         setup.update({k: NOT_READ if any(k == u or k.startswith(u + ".") for u in unread) else v
                       for k, v in flat.items() if k not in {"seed", "pretrain.mine_workers", *SPEED_KEYS}})
@@ -555,8 +554,7 @@ def _why_blank(runs: list[Path], rows: list[TaskRow]) -> list[str]:
         said = [f"{run}: {warning}" for warning in evaluation_warnings(run, None if blank else tasks)]
         if blank and not said:
             if _evaluated_nothing(run):
-                said = [f"{run}: finished, but evaluated nothing (no held-out pairs and no evaluation data); give "
-                        "--eval-data (CUB, DAVIS, Sintel folders)"]
+                said = [f"{run}: {EVALUATED_NOTHING}"]
             elif not missing_metrics(run) and not any((run / "eval").glob("*/metrics.json")):
                 said = [f"{run}: no evaluation results (RUN/eval/*/metrics.json); evaluate it (the same `vidssl "
                         "pretrain` command with its evaluation on, or `vidssl eval` into RUN/eval/<task>)"]

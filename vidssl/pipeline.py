@@ -189,6 +189,9 @@ _FREE_ONCE_MINED = "video.backend"
 # mining keys that only one kind of run reads: the demo clips' settings on a --videos run; the held-out tail of the
 # user's videos on a demo run (which holds out clips of its own), and their box size (demo.mine_box_fraction's)
 UNUSED_BY = {True: ("pretrain.held_out_tail", "mine.box_fraction"), False: ("demo",)}
+# keys no pretrain run reads (it warns of one set): its training gets pretrain.train_fraction of what mining leaves
+# of pretrain.budget_minutes
+NOT_READ_BY_PRETRAIN = ("train.budget_minutes",)
 
 
 def stage_configs(cfg: Config, inputs: dict[str, dict[str, Any]], demo: bool = False) -> dict[str, dict[str, Any]]:
@@ -413,10 +416,12 @@ def _refuse_switched_off_inputs(cfg: Config, run: Path) -> None:
     switches, stages = stage_switches(cfg), Stages(run)
     order = list(switches)
     for before, after in zip(order, order[1:]):
+        if switches[before] or not switches[after]:
+            continue
         needed = run / MADE_FROM[after]
         # a completed stage is skipped, its input not read: a finished run whose pairs or checkpoint were deleted
         # to free the disk reruns with the stages before it switched off
-        if not (switches[before] or not switches[after] or needed.is_file() or stages.done(after)):
+        if not needed.is_file() and stages.done(after) is None:
             raise ConfigError(f"pretrain.run_{before} is false and {needed} does not exist, which the {after} stage "
                               f"reads: set pretrain.run_{before}=true, or make it first "
                               f"({MADE_BY[after].replace('RUN', shell_arg(run))})")
@@ -827,7 +832,8 @@ def _checked_pretrain(cfg: Config, run_dir: str | Path, videos, eval_data, budge
                           "mine VIDEOS --out PAIRS --shard I/N` and train with `torchrun ... -m vidssl train PAIRS "
                           "--out RUN` (README: Scaling up), then `vidssl export` and `vidssl eval`")
     p = cfg.pretrain
-    if cfg.train.budget_minutes != type(cfg.train)().budget_minutes:  # set, and silently not read
+    # set, and silently not read (one of NOT_READ_BY_PRETRAIN)
+    if cfg.train.budget_minutes != type(cfg.train)().budget_minutes:
         log.warning("train.budget_minutes=%s is not read by vidssl pretrain: training gets pretrain.train_fraction "
                     "of what mining leaves of pretrain.budget_minutes (--budget-minutes)", cfg.train.budget_minutes)
     if not (math.isfinite(p.budget_minutes) and p.budget_minutes > 0):  # --budget-minutes skips the config loader

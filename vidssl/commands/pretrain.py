@@ -28,7 +28,7 @@ def add_arguments(parser) -> None:
 def run(args, cfg) -> int:
     from pathlib import Path
 
-    from vidssl.commands.eval_models import check_out_folder
+    from vidssl.commands import check_out_folder
     from vidssl.config import refuse_foreign_config
     from vidssl.errors import UsageError
     from vidssl.pipeline import EvalFailed, pretrain

@@ -21,7 +21,7 @@ def run(args, cfg) -> int:
     import os
 
     from tracking.show import image_format, pair_grid, save_image, track_strips
-    from vidssl.commands.eval_models import check_out_folder
+    from vidssl.commands import check_out_folder
     from vidssl.errors import UsageError, VidsslError
 
     if args.n < 1:

@@ -144,8 +144,9 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
 
     lone = next(iter(results.values()), {}).get("lone_queries", 0)  # of the labels and the gap, not of a model
     if lone:
+        away = f" {min_gap} or more frames away in its track or sequence"
         log.warning("retrieval: %d of %d queries have no other item of their label%s and are not scored", lone,
-                    len(queries), "" if data.groups is None else f" {min_gap} or more frames away in its track or sequence")
+                    len(queries), "" if data.groups is None else away)
     if len(np.unique(data.labels[ok])) == 1:
         log.warning("retrieval: %s holds one label: every neighbour is relevant, so every metric is 1 by construction "
                     "and says nothing about the models", data_dir)
