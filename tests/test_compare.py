@@ -417,8 +417,29 @@ def test_runs_whose_only_evaluations_say_nothing_are_told_so(tmp_path, capsys):
         runs.append(run)
     assert main(["compare", *map(str, runs)]) == 1
     err = capsys.readouterr().err
-    assert "no informative evaluation results" in err and f"tracks_held_out in {runs[0]}: only one label" in err
-    assert "finish the runs" not in err and "--eval-data" in err
+    assert "no informative evaluation results" in err and "finish the runs" not in err
+    assert f"{runs[0]}: tracks_held_out says nothing about the weights (only one label" in err
+    assert err.count("give --eval-data") == 2  # neither run had evaluation data
+
+
+def test_runs_given_eval_data_are_not_told_to_give_it(tmp_path, capsys):
+    """Runs that evaluated DAVIS with one object (instance retrieval of one label) and held-out tails of one track:
+    told "give --eval-data", which they had been given."""
+    runs = []
+    for name in ("s0", "s1"):
+        run = tmp_path / name
+        for task in ("tracks_held_out", "davis_instances"):
+            (run / "eval" / task).mkdir(parents=True)
+            (run / "eval" / task / "metrics.json").write_text(json.dumps(
+                {"labels": 1, "models": {f"{name}/backbone": {"map_at_r": 1.0}, "raw pixels": {"map_at_r": 1.0}}}))
+        (run / "summary.json").write_text(json.dumps({"weights": str(run / "backbone.pt"), "headline": {},
+                                                      "trained_model": f"{name}/backbone"}))
+        runs.append(run)
+    assert main(["compare", *map(str, runs)]) == 1
+    err = capsys.readouterr().err
+    assert "no informative evaluation results" in err and "--eval-data" not in err
+    assert f"{runs[1]}: davis_instances says nothing about the weights (only one label" in err
+    assert "more sequences or objects" in err and "held-out tails (pretrain.held_out_tail) hold more tracks" in err
 
 
 def test_runs_that_finished_evaluating_nothing_are_not_told_to_finish(tmp_path, capsys):

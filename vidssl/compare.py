@@ -170,14 +170,14 @@ def read_runs(runs: list[str | Path], summaries: dict[Path, dict] | None = None)
         notes += unreadable
     tasks = list(dict.fromkeys(task for _, headline, _ in tables for task in headline))
     if not tasks:
-        from vidssl.report import uninformative_tasks
+        from vidssl.pipeline import evaluation_warnings
 
-        uninformative = [f"{task} in {run}: {why}" for run in runs for task, why in uninformative_tasks(Path(run))]
-        if uninformative:  # evaluated, but nothing that tells models apart: "finish the runs" misled
+        # evaluated, but nothing that tells models apart: "finish the runs" misled; each run is told what helps it
+        # ("give --eval-data" only where it had none)
+        uninformative = [f"{run}: {warning}" for run in map(Path, runs) for warning in evaluation_warnings(run)]
+        if uninformative:
             raise VidsslError(f"no informative evaluation results in {', '.join(map(str, runs))}: "
-                              + "; ".join(uninformative) + ". Evaluate on data that can tell the models apart: "
-                              "--eval-data (CUB, DAVIS, Sintel folders), or videos whose held-out tails "
-                              "(pretrain.held_out_tail) hold several tracks")
+                              + "; ".join(uninformative))
         empty = [str(run) for run in runs if _evaluated_nothing(Path(run))]
         if len(empty) == len(runs):  # finished: "finish the runs" misled
             raise VidsslError(f"{', '.join(empty)}: {EVALUATED_NOTHING} to compare them")
