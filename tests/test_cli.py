@@ -670,6 +670,10 @@ def test_a_mistyped_flag_is_said_by_the_commands_parser_with_the_flag_meant(caps
               "--bugdet-minutes 1 (did you mean --budget-minutes?)"),
              (["eval", "retrieval", "--data", "d", "--out", "o", "--weigths", "a"], "vidssl eval retrieval",
               "--weigths a (did you mean --weights?)"),
+             (["pretrain", "--budget", "1"], "vidssl pretrain", "--budget 1 (did you mean --budget-minutes?)"),
+             (["eval", "davis", "--data", "d", "--out", "o", "--dev", "cpu"], "vidssl eval davis",
+              "--dev cpu (did you mean --device?)"),
+             (["--verb", "report", "R"], "vidssl", "--verb (did you mean --verbose?)"),  # abbreviations are errors
              (["mine", "a", "b", "--out", "o"], "vidssl mine", "b"),
              (["mine", "v", "--out", "o", "--", "--workers"], "vidssl mine", "-- --workers"),  # no flag meant
              (["--bogus"], "vidssl", "--bogus"),

@@ -42,13 +42,15 @@ def add_verbosity_arguments(parser: argparse.ArgumentParser, top_level: bool = F
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # no abbreviated flags: `--budget` taken for `--budget-minutes` would silently change meaning the day another
+    # --budget-... flag is added; a shortened flag is an error that names the whole one (see _unrecognized)
     parser = argparse.ArgumentParser(
-        prog="vidssl", description="Learn visual representations from unlabeled video (Wang & Gupta 2015, and beyond).")
+        prog="vidssl", allow_abbrev=False, description="Learn visual representations from unlabeled video (Wang & Gupta 2015, and beyond).")
     parser.add_argument("--version", action="version", version=f"vidssl {__version__}")
     add_verbosity_arguments(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
-        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP, allow_abbrev=False)
         module.add_arguments(p)
         add_verbosity_arguments(p)
         # eval's tasks take --config/--set themselves, after the task name; report and compare only read runs
@@ -61,14 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _unrecognized(parser: argparse.ArgumentParser, unknown: list[str]) -> None:
-    """argparse's error for arguments no parser took (exit 2), naming the flag meant where one is close: a
-    mistyped flag was reported by the top-level parser, under `vidssl`'s usage, with no hint."""
+    """argparse's error for arguments no parser took (exit 2), naming the flag meant where one is close or the
+    only one the argument begins (a shortened flag): a mistyped flag was reported by the top-level parser, under
+    `vidssl`'s usage, with no hint."""
     import difflib
 
     flags = [flag for flag in parser._option_string_actions if flag.startswith("--")]
+
+    def flag_meant(arg: str) -> list[str]:
+        extended = [flag for flag in flags if flag.startswith(arg)]
+        return extended if len(extended) == 1 else difflib.get_close_matches(arg, flags, n=1, cutoff=0.75)
+
     typed = unknown[:unknown.index("--")] if "--" in unknown else unknown  # after `--`, no flag was meant
     meant = [close[0] for arg in typed if arg.startswith("--") and arg.split("=", 1)[0] not in flags
-             for close in [difflib.get_close_matches(arg.split("=", 1)[0], flags, n=1, cutoff=0.75)] if close]
+             for close in [flag_meant(arg.split("=", 1)[0])] if close]
     hint = f" (did you mean {', '.join(dict.fromkeys(meant))}?)" if meant else ""
     parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
 

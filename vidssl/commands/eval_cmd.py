@@ -19,7 +19,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--set", dest="set_before_task", action="append", default=[], help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="task", metavar="TASK", required=True)
     for module in TASKS:
-        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP, allow_abbrev=False)
         module.add_arguments(p)
         add_config_arguments(p, module.SET_EXAMPLE)
         add_verbosity_arguments(p)
