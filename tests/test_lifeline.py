@@ -67,6 +67,7 @@ def _kill_a_loader_once_ready(script: str) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stdout.close()  # left to the garbage collector, a ResourceWarning under `pytest -W error`
 
 
 def _alive(pids: set[int]) -> set[int]:
@@ -246,6 +247,7 @@ def test_a_rank_behind_a_shell_exits_when_its_launcher_is_killed(tmp_path):
         if launcher.poll() is None:
             launcher.kill()
             launcher.wait()
+        launcher.stdout.close()
         os.killpg(shell, signal.SIGKILL)
 
 
@@ -261,6 +263,7 @@ def test_a_rank_whose_launcher_died_before_it_started_exits(tmp_path):
         assert found is None
         assert _wait_for(lambda: process_start(pid) is None, 10), "the orphaned rank kept running"
     finally:
+        launcher.stdout.close()
         os.killpg(shell, signal.SIGKILL)
 
 
