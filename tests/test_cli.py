@@ -1,7 +1,7 @@
 """The vidssl command: help, version, errors as one line, and the installed distribution."""
 from __future__ import annotations
 
-
+import os
 import subprocess
 import sys
 
@@ -700,3 +700,30 @@ def test_an_out_that_is_a_file_or_under_one_is_named_as_eval_names_it(argv, out,
     assert capsys.readouterr().err == (f"vidssl {argv[0]}: error: --out {tmp_path / out}: {tmp_path / 'notes.md'} is "
                                        "a file, not a folder; choose another --out\n")
     assert (tmp_path / "notes.md").read_text() == "my notes\n"
+
+
+def test_a_second_evaluation_into_the_same_out_is_refused(tmp_path, capsys):
+    """Two `vidssl eval` into one OUT interleaved their metrics, figures and config.yaml; one into a pretrain run's
+    RUN/eval/<task> did so with the pretrain's own evaluation. Each is refused before it reads its data."""
+    from vidssl.io import run_lock
+
+    out = tmp_path / "eval"
+    with run_lock(out):  # another evaluation holding OUT
+        assert main(["-q", "eval", "davis", "--data", str(tmp_path / "missing"), "--out", str(out),
+                     "--arch", "smallcnn"]) == 1
+        assert capsys.readouterr().err == (f"vidssl eval davis: error: {out} is in use by another vidssl command "
+                                           f"(pid {os.getpid()}); wait for it to end or choose another --out\n")
+    assert sorted(p.name for p in out.iterdir()) == [".vidssl.lock"]  # the refused one wrote nothing
+    run = tmp_path / "run"
+    (run / "stages").mkdir(parents=True)
+    with run_lock(run):  # a pretrain running on RUN
+        assert main(["-q", "eval", "flow", "--data", str(tmp_path / "missing"), "--out", str(run / "eval" / "flow"),
+                     "--arch", "smallcnn"]) == 1
+        assert f"error: {run} is in use by another vidssl command" in capsys.readouterr().err
+    assert not (run / "eval").exists()
+    with run_lock(run / "eval" / "davis", shared=False), run_lock(run, shared=True):  # another task's evaluation
+        assert main(["-q", "eval", "flow", "--data", str(tmp_path / "missing"), "--out", str(run / "eval" / "flow"),
+                     "--arch", "smallcnn"]) == 1
+        err = capsys.readouterr().err
+        assert f"{tmp_path / 'missing'}" in err and "in use" not in err  # refused by its data, not by the lock
+    assert not (run / "eval" / "flow").exists()

@@ -60,18 +60,37 @@ def check_out_writable(out, task: str) -> None:
 
 @contextlib.contextmanager
 def resolved_into_output(cfg, out):
-    """Around an evaluation: ``OUT/config.yaml`` after it, once it has made OUT (one refused at its input checks,
-    a missing --data, leaves no folder behind), finished or not; one that failed writes it only where no earlier
-    evaluation's metrics.json stands (it failed before retiring them), which a config of this run's settings
-    beside them would misstate."""
+    """Around an evaluation: OUT held by its lock (``run_lock``: a second `vidssl eval` into the same OUT, whose
+    metrics, figures and config.yaml would interleave with this one's, is refused naming this process; so is one
+    into RUN/eval/<task> while a pretrain runs on RUN), and
+    ``OUT/config.yaml`` after it, once it has made something there (one refused at its input checks, a missing
+    --data, leaves no folder behind: the folder the lock made is removed), finished or not; one that failed writes it
+    only where no earlier evaluation's metrics.json stands (it failed before retiring them), which a config of this
+    run's settings beside them would misstate."""
     from pathlib import Path
 
     from vidssl.config import write_resolved
+    from vidssl.io import run_lock
 
-    finished = False
+    out = Path(out)
+    existed = out.exists()
+    lock = out / ".vidssl.lock"
+    run = out.parent.parent
+    # into a pretrain run's RUN/eval/<task> (to rebuild one): shared with other tasks' evaluations, exclusive of
+    # the pretrain itself, which evaluates into the same folders and holds RUN while it runs
+    in_run = run_lock(run, shared=True) if out.parent.name == "eval" and (run / "stages").is_dir() \
+        else contextlib.nullcontext()
     try:
-        yield
-        finished = True
+        with in_run, run_lock(out):
+            finished = False
+            try:
+                yield
+                finished = True
+            finally:
+                made = any(path != lock for path in out.iterdir())
+                if made and (finished or not (out / "metrics.json").exists()):
+                    write_resolved(cfg, out)
     finally:
-        if Path(out).is_dir() and (finished or not (Path(out) / "metrics.json").exists()):
-            write_resolved(cfg, out)
+        if not existed and out.is_dir() and list(out.iterdir()) == [lock]:
+            lock.unlink()
+            out.rmdir()
