@@ -249,6 +249,13 @@ def test_a_set_key_the_command_does_not_read_is_a_warning(tmp_path, caplog):
         "--set eval.flow.lr: `vidssl eval davis` does not read it (it reads seed, model.arch, model.width, "
         "eval.davis); it has no effect here"]
     caplog.clear()
+    # a section set whole is judged by its keys: its davis keys are read (they were said to have no effect)
+    main(["eval", "davis", "--data", str(tmp_path), "--out", str(tmp_path / "e"), "--set",
+          "eval={davis: {topk: 5}, flow: {lr: 0.1}}", "--set", "model={arch: resnet18}"])
+    assert [r.getMessage() for r in caplog.records if "does not read" in r.getMessage()] == [
+        "--set eval.flow.lr: `vidssl eval davis` does not read it (it reads seed, model.arch, model.width, "
+        "eval.davis); it has no effect here"]
+    caplog.clear()
     for task, reads, read in (("flow", "eval.flow", "eval.flow.lr=0.1"),
                               ("retrieval", "video, mine, eval.retrieval, eval.davis.subset", "eval.davis.subset=val")):
         main(["eval", task, "--data", str(tmp_path / "none"), "--out", str(tmp_path / "e"), "--set",

@@ -343,7 +343,7 @@ def test_a_section_whose_keys_are_all_commented_out_keeps_its_defaults(tmp_path)
     # copied out of default.yaml with every key commented: `train:` alone read as null and was refused
     (tmp_path / "empty.yaml").write_text("train:\n  # lr: 0.1\nseed: 3\neval:\n  davis:\n")
     assert load_config(tmp_path / "empty.yaml") == load_config(None, ["seed=3"])
-    with pytest.raises(ConfigError, match="config section 'train': expected a mapping, got None"):
+    with pytest.raises(ConfigError, match="config section 'train': expected a mapping, got null"):
         load_config(None, ["train=null"])  # written on purpose: refused, not ignored
 
 
@@ -694,8 +694,27 @@ def test_an_unknown_key_after_a_dotted_one_still_lists_the_section_s_keys():
 def test_true_and_false_are_no_numbers(key):
     # YAML reads --set train.steps=true as True, which Python counts as the integer 1: one step, not an error
     for value in ("true", "false"):
-        with pytest.raises(ConfigError, match=rf"'{key}': expected (an integer|a number), got {value.title()}$"):
+        with pytest.raises(ConfigError, match=rf"'{key}': expected (an integer|a number), got {value}$"):
             load_config(None, [f"{key}={value}"])
+
+
+def test_values_are_named_in_yaml_words(tmp_path):
+    """Messages named Python's spelling of what the file held: `lr:` with no value "got None", `steps: true` "got
+    True", a date "got datetime.date(2023, 1, 1)", and a quoted number gave no hint."""
+    cases = [("train:\n  lr:\n", "'train.lr': expected a number, got null"),
+             ("train:\n  lr: 2023-01-01\n", "'train.lr': expected a number, got 2023-01-01"),
+             ("data:\n  flip: [true, null]\n", "'data.flip': expected true/false, got [true, null]"),
+             ('train:\n  steps: "1200"\n', "'train.steps': expected an integer, got '1200'; write it unquoted: "
+                                           "quoted, YAML reads it as a string"),
+             ("train:\n  lr: ' 0.5'\n", "'train.lr': expected a number, got ' 0.5'; write it unquoted"),
+             ("train:\n  lr: 'fast'\n", "'train.lr': expected a number, got 'fast'")]
+    for text, said in cases:
+        path = tmp_path / "c.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError) as e:
+            load_config(path)
+        assert said in str(e.value), (text, str(e.value))
+        assert str(e.value).endswith("string") == ("unquoted" in said), str(e.value)
 
 
 def test_flow_pairs_are_glob_patterns_checked_at_load():
@@ -847,3 +866,49 @@ def test_the_pipeline_shares_bounds_are_load_errors(override, want):
     with pytest.raises(ConfigError, match=want):
         load_config(None, [override])
     load_config(None, ["pretrain.train_fraction=1", "pretrain.held_out_tail=0.5"])  # the bounds themselves load
+
+
+def test_config_files_are_read_as_utf8_under_any_locale(tmp_path):
+    """vidssl writes UTF-8; read in the locale's encoding, a valid file with a non-ASCII comment was "not UTF-8 text"
+    under a C locale with Python's UTF-8 mode off."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "c.yaml"
+    path.write_bytes("seed: 7  # \u00d7 2, caf\u00e9\n".encode())
+    code = ("import locale, sys; from vidssl.config import load_config; "
+            "assert locale.getpreferredencoding(False).lower() not in ('utf-8', 'utf8'), locale.getpreferredencoding();"
+            " print(load_config(sys.argv[1]).seed)")
+    env = {**os.environ, "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0", "LC_ALL": "C", "LANG": "C"}
+    done = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout == "7\n", done.stderr
+
+
+def test_keys_holding_characters_that_do_not_show_are_named(tmp_path):
+    """A byte-order mark mid-file (files joined with cat), a zero-width space or non-breaking spaces (pasted from a
+    web page) made "unknown config key 'model'; did you mean 'model'?", the character invisible in the terminal."""
+    cases = [(b"train:\n  lr: 0.1\n\xef\xbb\xbfmodel:\n  arch: resnet18\n",
+              "unknown config key '\\ufeffmodel' (it holds U+FEFF (ZERO WIDTH NO-BREAK SPACE), which does not show: "
+              "retype it); did you mean 'model'?"),
+             (b"train:\n  lr\xe2\x80\x8b: 0.1\n",
+              "unknown config key 'train.lr\\u200b' (it holds U+200B (ZERO WIDTH SPACE), which does not show: retype "
+              "it); did you mean 'train.lr'?"),
+             (b"train:\n\xc2\xa0\xc2\xa0lr: 0.1\n",
+              "unknown config key '\\xa0\\xa0lr' (it holds U+00A0 (NO-BREAK SPACE), which does not show: retype it)"),
+             (b"train:\n  lr: 0.1\x07\n", "is not valid YAML at line 2, column 10: character U+0007 (a control "
+                                          "character) is not allowed; remove it")]
+    for text, said in cases:
+        path = tmp_path / "c.yaml"
+        path.write_bytes(text)
+        with pytest.raises(ConfigError) as e:
+            load_config(path)
+        assert said in str(e.value), str(e.value)
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["train.l=0.1"])
+    assert "unknown config key 'train.l'; did you mean" in str(e.value) and "show" not in str(e.value)  # a plain typo
+
+
+def test_stored_patches_too_small_to_learn_from_are_refused():
+    with pytest.raises(ConfigError, match=r"config key 'mine.patch_size': must be >= 16 .*, got 7$"):
+        load_config(None, ["mine.patch_size=7"])
+    assert load_config(None, ["mine.patch_size=16"]).mine.patch_size == 16

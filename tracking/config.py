@@ -105,6 +105,9 @@ class MineConfig:
             raise bad("working_side", "must be >= 64")
         if self.track_box_px < 16:
             raise bad("track_box_px", "must be >= 16 (KCF needs some texture to correlate)")
+        if self.patch_size < 16:  # 7-px patches were stored, and training upscaled each one 9x with a warning
+            raise bad("patch_size", "must be >= 16 (the stored patch is what training crops and resizes to "
+                                    "data.patch_size, at least 32)")
         for key in ("move_threshold", "ransac_px"):
             if getattr(self, key) <= 0:
                 raise bad(key, "must be > 0")

@@ -94,7 +94,7 @@ def prepare(out_dir: Path, root: Path, listing: list[dict], cfg: MineConfig, vid
     # under the lock: shards started at the same moment with different settings must not both find no mine.json
     with _locked(out_dir):
         if existing.is_file():
-            have = json.loads(existing.read_text())
+            have = json.loads(existing.read_text(encoding="utf-8"))
             if isinstance(have, dict):  # earlier versions recorded the seed, which never changed a pair
                 have.pop("seed", None)
             if have != wanted:
@@ -112,7 +112,7 @@ def prepare(out_dir: Path, root: Path, listing: list[dict], cfg: MineConfig, vid
     check_shard_count(out_dir, index, count)  # before the listing is combined by a count the folder refuses
     with _locked(out_dir):
         recorded = out_dir / "videos.json"
-        before = json.loads(recorded.read_text())["videos"] if count > 1 and recorded.is_file() else []
+        before = json.loads(recorded.read_text(encoding="utf-8"))["videos"] if count > 1 and recorded.is_file() else []
         atomic_write_json(recorded, {"root": str(root.resolve()),
                                      "videos": shard_listing(before, listing, index, count)})
 
@@ -142,7 +142,7 @@ def recorded_shard_count(out_dir: str | Path) -> int | None:
     if not record.is_file():
         return 1
     try:
-        count = json.loads(record.read_text()).get("count")
+        count = json.loads(record.read_text(encoding="utf-8")).get("count")
     except (OSError, ValueError, AttributeError):
         return None
     return count if isinstance(count, int) and not isinstance(count, bool) and count >= 2 else None
@@ -180,7 +180,7 @@ def read_marker(out_dir: Path, vid: str) -> dict | None:
     filled, a copy cut short: its video is mined again; see :func:`done_marker`)."""
     path = marker_path(out_dir, vid)
     try:
-        marker = json.loads(path.read_text())
+        marker = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:  # not OSError: a marker that cannot be read now (no
@@ -264,7 +264,7 @@ def read_attempt(out_dir: Path, vid: str) -> dict | None:
     """``{"attempts": n, "run", "source", "counted"}``: n runs started video ``vid`` (the last one ``run``, whose
     start added to n where ``counted``) without finishing."""
     try:
-        return json.loads(attempt_path(out_dir, vid).read_text())
+        return json.loads(attempt_path(out_dir, vid).read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 
@@ -402,9 +402,9 @@ def merge(out_dir: str | Path) -> dict:
     if not listing_path.is_file() or not settings_path.is_file():
         raise VidsslError(f"{out_dir} is not a pair dataset being mined (no videos.json / mine.json); "
                           "run `vidssl mine VIDEOS --out DIR` first")
-    videos = json.loads(listing_path.read_text())
+    videos = json.loads(listing_path.read_text(encoding="utf-8"))
     listing, root = videos["videos"], Path(videos["root"])
-    mined = json.loads(settings_path.read_text())
+    mined = json.loads(settings_path.read_text(encoding="utf-8"))
     with _locked(out_dir):
         skipped, tracks_rejected, starts_rejected = {}, Counter(), Counter()
         # each skip's detail names the setting or the fix, and a video mined only up to damage says where: kept

@@ -146,7 +146,7 @@ class _DigestCache:
     def __init__(self, out: Path):
         self.path = out / ".vidssl-digests.json"
         try:
-            self.known = json.loads(self.path.read_text())
+            self.known = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             self.known = {}
         if not isinstance(self.known, dict):

@@ -33,7 +33,7 @@ def load_manifest(pairs_dir: str | Path, keys: set[str] = _GRID_KEYS) -> list[di
                               f"{shell_arg(pairs_dir)} --out PAIRS), then show PAIRS")
         raise VidsslError(f"{pairs_dir} has no manifest.jsonl; mine it first (vidssl mine VIDEOS --out {shell_arg(pairs_dir)})")
     records = []
-    for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -134,7 +134,7 @@ def track_strips(pairs_dir: str | Path, n: int = 4, seed: int = 0, frames: int =
     records = load_manifest(pairs_dir, _TRACK_KEYS)  # first: its errors tell a run or videos folder from pairs
     meta_path = pairs_dir / "dataset.json"
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
         root = Path(meta["videos_root"])
         backend = video_backend or meta.get("video_backend", "auto")
     except (OSError, ValueError, KeyError, TypeError) as e:

@@ -179,11 +179,17 @@ def _warn_unread(args, command: str) -> None:
     reads = getattr(getattr(args, "_task", None) or args._module, "READS", None)
     if reads is None:
         return
+    from vidssl.config import flat_dict, parse_override
+
     for text in args.overrides:
-        key = text.split("=", 1)[0].strip()
-        if not any(key == r or key.startswith(r + ".") for r in reads):
-            logging.getLogger("vidssl").warning("--set %s: `vidssl %s` does not read it (it reads %s); it has no "
-                                                "effect here", key, command, ", ".join(reads))
+        parts, value = parse_override(text)
+        key = ".".join(parts)
+        # a section set whole (`--set 'eval={davis: {topk: 5}}'`) is judged by its keys: the davis ones are read
+        keys = [f"{key}.{leaf}" for leaf in flat_dict(value)] if isinstance(value, dict) else [key]
+        for key in keys:
+            if not any(key == r or key.startswith(r + ".") for r in reads):
+                logging.getLogger("vidssl").warning("--set %s: `vidssl %s` does not read it (it reads %s); it has no "
+                                                    "effect here", key, command, ", ".join(reads))
 
 
 def _stdout_closed() -> bool:

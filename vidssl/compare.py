@@ -127,7 +127,7 @@ def _check_runs(runs: list[str | Path]) -> list[Path]:
 def _summary(run: Path) -> dict:
     """The run's summary.json; an error saying why it cannot be read and how to write it."""
     try:
-        summary = json.loads((run / "summary.json").read_text())
+        summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise VidsslError(f"{run}: no summary.json (not finished?); finish it with the same `vidssl pretrain` "
                           f"command, or write it for a run made stage by stage: vidssl report {shell_arg(run)}") from None
@@ -265,14 +265,14 @@ def _run_config(run: Path) -> dict | None:
         if precision is not None and isinstance(config.get("train"), dict):
             config = {**config, "train": {**config["train"], "precision": precision}}
         try:  # the mining's own record (pretrain writes no pairs/config.yaml)
-            mined = json.loads((run / "pairs" / "mine.json").read_text())["config"]
+            mined = json.loads((run / "pairs" / "mine.json").read_text(encoding="utf-8"))["config"]
         except (OSError, ValueError, KeyError, TypeError):
             mined = None
         return {**config, "mine": mined} if isinstance(mined, dict) else config
     config = recorded_config(run / "train" / "config.yaml")
     if config is None:
         try:
-            config = json.loads((run / "model_card.json").read_text())["config"]
+            config = json.loads((run / "model_card.json").read_text(encoding="utf-8"))["config"]
         except (OSError, ValueError, KeyError, TypeError):
             return None
         if not isinstance(config, dict):
@@ -289,7 +289,7 @@ def _torn(path: Path) -> bool:
     if path.suffix != ".json":
         return recorded_config(path) is None
     try:
-        return not isinstance(json.loads(path.read_text()), dict)
+        return not isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
     except (OSError, ValueError):  # ValueError: not UTF-8, or not JSON
         return True
 
@@ -321,10 +321,10 @@ def _videos(run: Path) -> str | None:
     """The videos the run mined (their folder, resolved, as mining records it), or :data:`DEMO_VIDEOS`: the demo
     clips are made into each run's own folder (demo.* decides them), also a run moved since; None when unknown."""
     try:
-        videos = json.loads((run / "stages" / "mine.json").read_text())["config"]["--videos"]
+        videos = json.loads((run / "stages" / "mine.json").read_text(encoding="utf-8"))["config"]["--videos"]
     except (OSError, ValueError, KeyError, TypeError):
         try:  # made stage by stage, or a mining marker from before it recorded --videos
-            videos = json.loads((run / "pairs" / "dataset.json").read_text())["videos_root"]
+            videos = json.loads((run / "pairs" / "dataset.json").read_text(encoding="utf-8"))["videos_root"]
         except (OSError, ValueError, KeyError, TypeError):
             return None
         if not isinstance(videos, str):
@@ -342,7 +342,7 @@ def _eval_data(run: Path, recorded: str) -> str:
     if Path(recorded).is_absolute():
         return recorded
     try:
-        root = json.loads((run / "stages" / "eval.json").read_text())["config"]["--eval-data"]
+        root = json.loads((run / "stages" / "eval.json").read_text(encoding="utf-8"))["config"]["--eval-data"]
     except (OSError, ValueError, KeyError, TypeError):
         root = None
     if isinstance(root, str):
@@ -378,7 +378,7 @@ def _setup(run: Path) -> dict[str, object]:
     if videos is not None:
         setup["videos"] = videos
     try:  # the steps trained: with train.fit_budget, the machine's speed (threads, device) decides them
-        training = json.loads((run / "model_card.json").read_text())["training"]
+        training = json.loads((run / "model_card.json").read_text(encoding="utf-8"))["training"]
         setup["trained steps"] = Steps(training["steps"], training["total_steps"])
     except (OSError, ValueError, KeyError, TypeError):
         if _torn(run / "model_card.json"):  # unknown, not different
@@ -570,7 +570,7 @@ def training_code(run: Path) -> str | None:
     """The git SHA(s) of the code that trained a run's weights (its model card's sessions, joined by "+" when it
     was resumed under other code); None without a readable card or SHA."""
     try:
-        card = json.loads((run / "model_card.json").read_text())
+        card = json.loads((run / "model_card.json").read_text(encoding="utf-8"))
         sessions = card.get("training", {}).get("sessions") or [{"git_sha": card.get("git_sha")}]
         shas = list(dict.fromkeys(_short_sha(str(s["git_sha"])) for s in sessions if s.get("git_sha")))
     except (OSError, ValueError, AttributeError, TypeError):

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import types
 import typing
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,6 +240,15 @@ def null_hint(value: Any) -> str:
     return f"; write null (YAML), not {value.strip()}"
 
 
+def _quoted_hint(value: Any, number: type) -> str:
+    """``"; write it unquoted: ..."`` for a string that is a number of type ``number`` (``steps: "1200"``)."""
+    try:
+        number(value.strip()) if isinstance(value, str) else None
+    except ValueError:
+        return ""
+    return "; write it unquoted: quoted, YAML reads it as a string" if isinstance(value, str) else ""
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -282,7 +292,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is int:
         # numbers.Integral: numpy's integers too (a sweep over np.arange), stored as int
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise ConfigError(f"config key '{key}': expected an integer, got {shown(value)}")
+            raise ConfigError(f"config key '{key}': expected an integer, got {shown(value)}{_quoted_hint(value, int)}")
         value = int(value)
         if abs(value) >= 2 ** 63:  # torch, numpy and every count downstream hold 64 bits
             raise ConfigError(f"config key '{key}': expected an integer under 2**63, got one of {len(str(value))} "
@@ -290,7 +300,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ConfigError(f"config key '{key}': expected a number, got {shown(value)}")
+            raise ConfigError(f"config key '{key}': expected a number, got {shown(value)}{_quoted_hint(value, float)}")
         try:
             number = float(value)
         except OverflowError:  # an integer beyond float's range (1e400 spelled out)
@@ -307,6 +317,18 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 class _ShortRepr(reprlib.Repr):
+    # a config's values in YAML's words, not Python's: `lr:` with no value "got None" read as the string None
+    def repr_NoneType(self, x: None, level: int) -> str:  # noqa: N802 (reprlib's dispatch by type name)
+        return "null"
+
+    def repr_bool(self, x: bool, level: int) -> str:
+        return "true" if x else "false"
+
+    def repr_date(self, x, level: int) -> str:  # `lr: 2023-01-01` is a date to YAML: "got datetime.date(2023, 1, 1)"
+        return x.isoformat()
+
+    repr_datetime = repr_date
+
     def repr_dict(self, x: dict, level: int) -> str:  # reprlib sorts the keys: a message should show them as given
         if not x:
             return "{}"
@@ -383,12 +405,28 @@ def _nested_yaml(dotted: str, value: Any) -> str:
     return yaml.dump(value, Dumper=_YamlDumper, default_flow_style=False, sort_keys=False)
 
 
+def _invisible_characters(name: str) -> str:
+    """``" (it holds U+FEFF (ZERO WIDTH NO-BREAK SPACE), which does not show: retype it)"`` for a key holding
+    characters a terminal does not show as themselves (a byte-order mark mid-file where files were joined, a zero-width
+    or non-breaking space pasted from a web page); else ``""``."""
+    odd = [c for c in dict.fromkeys(name)
+           if unicodedata.category(c) in ("Cf", "Cc", "Co", "Cn", "Zl", "Zp") or (c.isspace() and c != " ")
+           or (unicodedata.category(c) == "Zs" and c != " ")]
+    if not odd:
+        return ""
+    named = ", ".join(f"U+{ord(c):04X} ({unicodedata.name(c, 'a control character')})" for c in odd)
+    return f" (it holds {named}, which does not show: retype it)"
+
+
 def unknown_key_text(name: Any, cls: type, prefix: str, value: Any, first: bool = True, source: str = "") -> str:
     """What is wrong with the unknown key ``name`` of section ``prefix`` (class ``cls``) and what was meant;
     ``source`` (the --set that gave it) is named beside the key. The valid keys are listed when ``first`` (none
     listed yet for its section in the message; else the others are pointed to them)."""
     key = f"{prefix}.{name}" if prefix else str(name)
-    head = f"unknown config key '{key}'" + (f" ({source})" if source else "")
+    hidden = _invisible_characters(str(name))
+    if hidden:  # "unknown config key 'model'; did you mean 'model'?" of a key holding a byte-order mark
+        key = f"{prefix}.{ascii(name)[1:-1]}" if prefix else ascii(name)[1:-1]
+    head = f"unknown config key '{key}'" + (f" ({source})" if source else "") + hidden
     paths = _key_paths() if cls is Config or prefix else []  # a dataclass of its own: no tree to look in
     if isinstance(name, str) and "." in name:
         # `train.lr: 0.01` in a YAML file: a real key in --set's spelling, not an unknown one to guess at
@@ -699,9 +737,17 @@ def _read_config_file(p: Path) -> dict:
         what = "is a folder, not a config file" if p.is_dir() else "config file not found"
         raise ConfigError(f"{what}: {p}; pass a YAML file such as configs/default.yaml")
     try:
-        loaded = _yaml(p.read_text())
+        text = p.read_text(encoding="utf-8")
+        loaded = _yaml(text)
     except UnicodeDecodeError:
         raise ConfigError(f"config file {p} is not UTF-8 text") from None
+    except yaml.reader.ReaderError as e:  # PyYAML names a "<unicode string>" and a character offset
+        line = text.count("\n", 0, e.position) + 1
+        column = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        char = chr(e.character) if isinstance(e.character, int) else str(e.character)
+        raise ConfigError(f"config file {p} is not valid YAML at line {line}, column {column}: character U+"
+                          f"{ord(char):04X} ({unicodedata.name(char, 'a control character')}) is not allowed; "
+                          "remove it") from None
     except yaml.YAMLError as e:
         problem = str(getattr(e, "problem", None) or "")
         # PyYAML's own words ("found character '\\t' that cannot start any token") do not say what to do
@@ -835,7 +881,7 @@ def _version(module: str, dists: tuple[str, ...]) -> str | None:
 def recorded_config(path: str | os.PathLike) -> dict | None:
     """The ``config`` mapping of a resolved config.yaml that vidssl wrote (:func:`write_resolved`), or None."""
     try:
-        config = yaml.safe_load(Path(path).read_text())["config"]
+        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))["config"]
     except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):  # ValueError: not UTF-8
         return None
     return config if isinstance(config, dict) else None
@@ -846,7 +892,7 @@ def written_by_vidssl(path: str | os.PathLike) -> bool:
     other key but PROVENANCE_KEYS), in the exact text the dumper gives, so no comment or layout of a hand-written
     ``--config`` (which :func:`recorded_config` also accepts: the form users copy from a run folder and edit)."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
         loaded = yaml.safe_load(text)
     except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8
         return False

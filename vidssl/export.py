@@ -62,7 +62,7 @@ def find_card(weights_path: str | os.PathLike, arch_given: bool = False) -> Path
     if not shared.is_file():
         return None
     try:
-        files = json.loads(shared.read_text()).get("files")
+        files = json.loads(shared.read_text(encoding="utf-8")).get("files")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         return shared  # read_card reports what is wrong with it
     if files is None:
@@ -96,7 +96,7 @@ def check_weights_path(out_path: Path) -> None:
     # X.pt and X.pth share X.model_card.json and X.safetensors: a second export would take both from the first
     card = card_path(out_path)
     try:
-        files = json.loads(card.read_text()).get("files") if card.is_file() else None
+        files = json.loads(card.read_text(encoding="utf-8")).get("files") if card.is_file() else None
     except (OSError, ValueError, AttributeError):  # not a card this export could take from anyone
         files = None
     if isinstance(files, list):
@@ -142,7 +142,7 @@ def _holds_safetensors(path: Path) -> bool:
 
 def _holds_card(path: Path) -> bool:
     try:
-        card = json.loads(path.read_text())
+        card = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     return isinstance(card, dict) and "arch" in card
@@ -231,7 +231,7 @@ def read_card(weights_path: str | os.PathLike) -> dict:
             return card
         raise ModelFileError(_no_card_message(Path(weights_path), None))
     try:
-        card = json.loads(path.read_text())
+        card = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFileError(f"{path}: not a readable model card ({e}); re-export with `vidssl export`") from None
     if not isinstance(card, dict):

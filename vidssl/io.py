@@ -205,7 +205,7 @@ def _machine() -> str:
     containers on one host, even sharing its host name, number their processes apart; /etc/machine-id tells apart
     two hosts of one name, whose initial namespaces share an inode number)."""
     try:
-        machine_id = Path("/etc/machine-id").read_text().strip()
+        machine_id = Path("/etc/machine-id").read_text(encoding="utf-8").strip()
     except OSError:  # not systemd's, or not Linux
         machine_id = ""
     try:
@@ -291,7 +291,7 @@ def json_object(path: str | os.PathLike) -> dict:
     """``path``'s JSON object, or {} where it is missing, unreadable or no object (for a reader that can do
     without it; one that must report a damaged file reads it itself)."""
     try:
-        value = json.loads(Path(path).read_text())
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}

@@ -158,7 +158,7 @@ def changed_since(recorded: Any, fingerprint: dict | None) -> bool:
 def _pair_count(pairs_dir: Path) -> int:
     """Pairs in a mined dataset (0 when there is none yet)."""
     try:
-        return int(json.loads((pairs_dir / "dataset.json").read_text())["pairs"])
+        return int(json.loads((pairs_dir / "dataset.json").read_text(encoding="utf-8"))["pairs"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
 
@@ -213,7 +213,7 @@ def _marker(path: Path) -> dict | None:
     edited by hand, markers being written atomically: None, so the stage is redone. A file that cannot be read (no
     permission, a storage error) is an error: the stage may be complete, and redoing it would discard its work."""
     try:
-        value = json.loads(path.read_text())
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):  # ValueError: JSONDecodeError and UnicodeDecodeError
         return None
     return value if isinstance(value, dict) and value else None
@@ -336,7 +336,7 @@ def left_state(run: Path, stage: str) -> bool:
 
 def _marker_has_pairs(marker: Path) -> bool:
     try:
-        return bool(json.loads(marker.read_text()).get("pairs"))
+        return bool(json.loads(marker.read_text(encoding="utf-8")).get("pairs"))
     except (OSError, ValueError, AttributeError):
         return True  # unreadable: kept, as a marker is (the settings check then refuses to reuse it)
 

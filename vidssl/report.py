@@ -93,7 +93,7 @@ def not_a_run(run: Path) -> str:
 def read_failures(run: Path) -> dict[str, str]:
     """{task: error message} of the evaluations that failed in the run's last eval stage ({} when none did)."""
     try:
-        failures = json.loads((run / "eval" / EVAL_FAILURES).read_text())
+        failures = json.loads((run / "eval" / EVAL_FAILURES).read_text(encoding="utf-8"))
     except (OSError, ValueError):  # torn, or not UTF-8 (UnicodeDecodeError is a ValueError, not a JSONDecodeError)
         return {}
     return {str(k): str(v) for k, v in failures.items()} if isinstance(failures, dict) else {}
@@ -143,7 +143,7 @@ def missing_metrics(run: Path) -> list[Path]:
 def read_metrics(path: Path) -> dict:
     """An evaluation's ``metrics.json``; OSError or ValueError (torn, or JSON that is not an object) when it cannot be
     read, which the report and ``vidssl compare`` name rather than fail on."""
-    result = json.loads(path.read_text())
+    result = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(result, dict):
         raise ValueError(f"a JSON {type(result).__name__}, not the object an evaluation writes")
     return result
@@ -156,7 +156,7 @@ def _read_json(path: Path, check, fix: str, damaged: list[str]) -> Any:
     if not path.is_file():
         return None
     try:
-        value = json.loads(path.read_text())
+        value = json.loads(path.read_text(encoding="utf-8"))
         check(value)
     except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         damaged.append(f"{path}: {e}; {fix}")
@@ -177,7 +177,7 @@ def read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     out = []
-    for line in path.read_text(errors="replace").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
@@ -572,7 +572,7 @@ def _trained_row(run: Path, eval_results: dict[str, dict]) -> str:
     the evaluation named it (recorded in its stage marker; a run folder renamed since keeps the old name in its
     tables), else the one row of the tables that is not a baseline, else as it would be named now."""
     try:
-        recorded = json.loads((run / "stages" / "eval.json").read_text()).get("trained_model")
+        recorded = json.loads((run / "stages" / "eval.json").read_text(encoding="utf-8")).get("trained_model")
     except (OSError, ValueError, AttributeError):
         recorded = None
     if isinstance(recorded, str):
@@ -977,7 +977,7 @@ def build_report(run_dir: str | Path) -> Path:
 
         summary["config"] = str(resolved)
         try:
-            recorded = yaml.safe_load(resolved.read_text())
+            recorded = yaml.safe_load(resolved.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:  # a hand edit: the report still gets written
             damaged.append(f"{resolved}: unreadable ({str(e).splitlines()[0]}); rerun the stage that wrote it")
             recorded = None

@@ -327,7 +327,7 @@ class RunLog:
                 log.warning("%s: dropped %d line(s) that are no training record (a JSON object with a numeric "
                             "step)", self.path, dropped)
         atomic_write_text(self.path, "".join(k + "\n" for k in kept))
-        self.fh = open(self.path, "a")
+        self.fh = open(self.path, "a", encoding="utf-8")
         from torch.utils.tensorboard import SummaryWriter
 
         # as log.jsonl above: a session killed before its first checkpoint leaves events a fresh start replaces

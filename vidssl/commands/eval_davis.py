@@ -29,6 +29,6 @@ def run(args, cfg) -> int:
     out = Path(args.out)
     with resolved_into_output(cfg, out):
         evaluate_davis(models, args.data, out, cfg.eval.davis, progress=not args.quiet)
-    print((out / "metrics.md").read_text(), end="")
+    print((out / "metrics.md").read_text(encoding="utf-8"), end="")
     print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'} and overlays in {out / 'overlays'}")
     return 0

@@ -45,7 +45,7 @@ def run(args, cfg) -> int:
     out = Path(args.out)
     with resolved_into_output(cfg, out):
         result = evaluate_flow(models, args.data, out, flow_cfg, seed=cfg.seed, progress=not args.quiet)
-    print((out / "metrics.md").read_text(), end="")
+    print((out / "metrics.md").read_text(encoding="utf-8"), end="")
     figures = f" and {len(result['figures'])} figure(s) in {out / 'pairs'}" if flow_cfg.figures else ""
     print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'}{figures}")
     return 0

@@ -47,6 +47,6 @@ def run(args, cfg) -> int:
             mine_folder(args.data, data, cfg.mine, video_backend=cfg.video.backend, progress=not args.quiet)
         result = evaluate_retrieval(models, data, out, cfg.eval.retrieval, kind=kind, progress=not args.quiet,
                                     davis_subset=cfg.eval.davis.subset)
-    print((out / "metrics.md").read_text(), end="")
+    print((out / "metrics.md").read_text(encoding="utf-8"), end="")
     print(f"wrote {out / 'metrics.json'}, {out / 'metrics.md'} and {len(result['grids'])} neighbour grid(s)")
     return 0

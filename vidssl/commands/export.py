@@ -22,7 +22,7 @@ def run(args, cfg) -> int:
     from vidssl.export import card_path, export_backbone
 
     path = export_backbone(args.run, args.out, safetensors=cfg.export.safetensors)
-    card = json.loads(card_path(path).read_text())
+    card = json.loads(card_path(path).read_text(encoding="utf-8"))
     t = card["training"]
     note = "" if t["complete"] else f" (run incomplete: {_how_to_finish(Path(args.run))})"
     files = ", ".join(card["files"] + [card_path(path).name])

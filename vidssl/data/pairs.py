@@ -69,7 +69,7 @@ class PairSet:
 
 def _read_json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PairDataError(f"{path.parent} is not a pair dataset: {path.name} is missing; {_REMAKE}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
