@@ -284,8 +284,10 @@ def test_masks_that_would_be_misread_are_errors(tmp_path):
     masks = two_objects()
     binary = [np.where(m == 1, 255, 0).astype(np.uint8) for m in masks]
     img_dir, ann_dir = write_sequence(tmp_path, "p255", masks)
-    Image.fromarray(binary[2], mode="L").convert("P").save(ann_dir / "00002.png")
-    with pytest.raises(DavisDataError, match=r"p255/00002\.png: palette mask whose only non-zero index is 255"):
+    for t, mask in enumerate(binary):
+        Image.fromarray(mask, mode="L").convert("P").save(ann_dir / f"{t:05d}.png")
+    with pytest.raises(DavisDataError, match=r"p255/00000\.png: palette mask whose only non-zero index is 255, "
+                                             r".*and no mask of sequence 'p255' has an object id 1-254"):
         load_sequence(tmp_path, "p255")
     # greyscale object ids with a 255 void border: > 127 took the border for the object
     img_dir, ann_dir = write_sequence(tmp_path, "idsvoid", masks)
@@ -405,3 +407,74 @@ def test_a_reversed_copy_that_cannot_be_made_writes_nothing(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(tool.VidsslError, match="afile: a file; name a new folder"):
         tool.reverse_davis(src, tmp_path / "afile")
+
+
+def test_void_alone_in_one_frame_is_background_but_void_in_every_mask_is_an_error(tmp_path):
+    """The void check ran per frame: one frame where the object is gone but a void region is left dropped the whole
+    sequence. A binary 0/255 mask saved as a palette is told by the sequence: no mask has an id in 1..254."""
+    masks = two_objects(frames=4)
+    masks[2][:] = 0
+    masks[2][10:30, 10:30] = 255  # the objects gone, an ambiguous region marked void
+    write_sequence(tmp_path, "gone", masks)
+    seq = load_sequence(tmp_path, "gone")
+    expected = [np.where(m == 255, 0, m) for m in masks]  # void is background, frame by frame
+    assert len(seq) == 4 and all(np.array_equal(got, want) for got, want in zip(seq.masks, expected))
+    # the first frame empty, the object at 255 in the others: checked all the same (retrieval reads such a
+    # sequence without a first-frame object); the error names the first void-only mask
+    late = [np.zeros((48, 64), np.uint8)] + [np.where(m == 1, 255, 0).astype(np.uint8) for m in two_objects()[1:]]
+    write_sequence(tmp_path, "late", late)
+    with pytest.raises(DavisDataError, match=r"late/00001\.png: palette mask whose only non-zero index is 255"):
+        load_sequence(tmp_path, "late", need_first_object=False)
+
+
+def test_gaps_in_the_frame_numbers_are_one_warning_per_sequence(tmp_path, caplog):
+    """00000, 00001, 00003 were read silently as three consecutive frames."""
+    import logging
+
+    img_dir, ann_dir = write_sequence(tmp_path, "holes", two_objects(frames=8))
+    for t in (2, 5, 6):
+        (img_dir / f"{t:05d}.jpg").unlink()
+        (ann_dir / f"{t:05d}.png").unlink()
+    write_sequence(tmp_path, "whole", two_objects(frames=3))
+    with caplog.at_level(logging.WARNING, logger="vidssl.eval.davis_data"):
+        seq = load_sequence(tmp_path, "holes")
+        load_sequence(tmp_path, "whole")
+        load_sequence(tmp_path, "holes", warn_gaps=False)  # retrieval: time is the frame numbers
+    assert seq.frame_names == ["00000", "00001", "00003", "00004", "00007"]
+    assert seq.frame_times == [0, 1, 3, 4, 7]
+    assert [r.getMessage() for r in caplog.records] == [
+        "holes: frames 00002 missing between 00001 and 00003 (and 1 more gap(s)); label propagation treats the "
+        "frames as consecutive"]
+    caplog.clear()
+    for path in [*img_dir.iterdir(), *ann_dir.iterdir()]:  # 00004 -> 4, 00007 -> 7: unpadded names, a longer gap
+        path.rename(path.with_name(f"{int(path.stem)}{path.suffix}"))
+    (img_dir / "1.jpg").unlink()
+    (ann_dir / "1.png").unlink()
+    with caplog.at_level(logging.WARNING, logger="vidssl.eval.davis_data"):
+        load_sequence(tmp_path, "holes")
+    assert [r.getMessage() for r in caplog.records] == [
+        "holes: frames 1-2 missing between 0 and 3 (and 1 more gap(s)); label propagation treats the frames as "
+        "consecutive"]
+
+
+def test_a_folder_named_like_a_frame_is_no_frame(tmp_path):
+    img_dir, ann_dir = write_sequence(tmp_path, "s", two_objects())
+    (img_dir / "00009.jpg").mkdir()  # was taken for a frame: "mask missing for frame .../00009.jpg"
+    (ann_dir / "00010.png").mkdir()
+    seq = load_sequence(tmp_path, "s")
+    assert seq.frame_names == ["00000", "00001", "00002"]
+
+
+def test_a_damaged_16_bit_frame_is_told_to_be_replaced(tmp_path):
+    """A cut-short 16-bit PNG was told "save the frame as 8-bit RGB", as if its depth were the fault."""
+    import cv2
+
+    img_dir, _ = write_sequence(tmp_path, "deep", two_objects(), frame_ext=".png")
+    path = img_dir / "00001.png"
+    cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 65535, (48, 64), dtype=np.uint16))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert Image.open(path).mode in ("I;16", "I")  # the header is whole: the 16-bit branch reads it
+    with pytest.raises(DavisDataError, match=r"deep/00001\.png: .*; replace the file$") as error:
+        load_sequence(tmp_path, "deep")
+    assert "8-bit" not in str(error.value)

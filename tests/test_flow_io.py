@@ -159,6 +159,25 @@ def test_16_bit_frames_read_as_the_nearest_8_bit_level(tmp_path):
         assert np.array_equal(image[:, :, c], nearest)
 
 
+def test_a_jpeg_cut_short_is_an_error_naming_the_file(tmp_path):
+    """OpenCV decodes a cut-short JPEG, the missing rows flat grey, and said so only on stderr: the pair was scored
+    against ground truth on a half-grey frame."""
+    rng = np.random.default_rng(0)
+    photo = cv2.imencode(".jpg", rng.integers(0, 255, (64, 96, 3), dtype=np.uint8))[1].tobytes()
+    (tmp_path / "cut.jpg").write_bytes(photo[: len(photo) // 2])
+    assert cv2.imread(str(tmp_path / "cut.jpg")) is not None  # what made it look fine
+    with pytest.raises(FlowFileError, match=r"cut\.jpg: JPEG data cut short; replace the file"):
+        read_image(tmp_path / "cut.jpg")
+    (tmp_path / "cut.png").write_bytes(photo[: len(photo) // 2])  # by its content, not its name
+    with pytest.raises(FlowFileError, match="JPEG data cut short"):
+        read_image(tmp_path / "cut.png")
+    # data a phone appends after the image (motion photos) is no damage
+    (tmp_path / "whole.jpg").write_bytes(photo + b"MotionPhoto_Data" + bytes(range(256)) * 4)
+    assert np.array_equal(read_image(tmp_path / "whole.jpg"),
+                          cv2.cvtColor(cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR),
+                                       cv2.COLOR_BGR2RGB))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # layouts
 
@@ -260,6 +279,24 @@ def test_odd_files_beside_the_ground_truth(tmp_path, caplog):
     (pair,) = find_pairs(tmp_path / "kitti")
     with pytest.raises(FlowFileError, match=r"flow_noc/000003_10.png: is 12x6 but the ground truth"):
         load_pair(pair)
+
+
+def test_frames_and_masks_with_an_upper_case_extension_are_found(tmp_path):
+    """frame_0002.PNG where frame_0002.png was expected: "cannot read as an image (missing...)" on a case-sensitive
+    file system, though the file was there."""
+    _frames(tmp_path / "seq", ["frame_0001.PNG", "frame_0002.PNG"])
+    write_flo(tmp_path / "seq" / "gt" / "frame_0001.flo", _flow(8, 12))
+    occ = np.zeros((8, 12), np.uint8)
+    occ[2:5, 3:9] = 255
+    (tmp_path / "seq" / "gt" / "occlusions").mkdir()
+    cv2.imwrite(str(tmp_path / "seq" / "gt" / "occlusions" / "frame_0001.PNG"), occ)
+    (pair,) = find_pairs(tmp_path)
+    assert pair.name == "seq/frame_0001"
+    sample = load_pair(pair)
+    written = [cv2.cvtColor(cv2.imread(str(tmp_path / "seq" / n)), cv2.COLOR_BGR2RGB)
+               for n in ("frame_0001.PNG", "frame_0002.PNG")]
+    assert np.array_equal(sample.image1, written[0]) and np.array_equal(sample.image2, written[1])
+    assert np.array_equal(sample.occluded, occ > 0)
 
 
 def test_missing_second_frame_and_size_mismatch_name_the_file(tmp_path):

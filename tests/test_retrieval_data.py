@@ -257,6 +257,21 @@ def test_unsupported_image_formats_are_named(tmp_path):
         load_retrieval_set(tmp_path, CFG, kind="images")
 
 
+def test_a_class_folder_of_unsupported_images_names_what_it_holds(tmp_path):
+    """A class folder holding only GIFs was "class folder without images", as if it were empty."""
+    for i in range(2):
+        write_rgb(tmp_path / "cats" / f"{i}.jpg", solid((9, 9, 9)))
+    (tmp_path / "dogs").mkdir()
+    for i in range(3):
+        Image.fromarray(solid((9, 9, 9), 24, 32)).save(tmp_path / "dogs" / f"{i}.gif")
+    (tmp_path / "empty").mkdir()
+    data = load_retrieval_set(tmp_path, CFG)
+    assert data.label_names == {0: "cats"}
+    assert data.skipped == {"class folder without images": [
+        "dogs (images are .jpg, .jpeg, .png, .bmp, .webp, .tif, .tiff; found 3 .gif (e.g. 0.gif, 1.gif, 2.gif))",
+        "empty"]}
+
+
 def test_a_folder_above_a_layout_names_it(tmp_path):
     # the folder an archive was unpacked into: the layout one level down is named, not only "not a layout"
     _cub_release(tmp_path / "CUB_200_2011", {101: 1})
@@ -400,6 +415,27 @@ def test_davis_crops_skip_an_unreadable_sequence_and_need_no_first_frame_object(
     assert data.times.tolist() == [1, 1, 2, 2] and len(data.label_names) == 2
     (reason, [why]), = data.skipped.items()
     assert reason == "unreadable sequence" and why.startswith("broken: ") and "00001.png" in why
+
+
+def test_davis_times_are_the_frame_numbers_of_a_subsampled_sequence(tmp_path):
+    """A sequence keeping every 5th frame (00000, 00005, ...) had the times 0, 1, 2, 3: min_gap counted list
+    positions, so crops 10 frames apart were not retrievable at min_gap 2."""
+    make_davis(tmp_path, frames=4)
+    for seq in ("alpha", "beta"):
+        for kind in ("JPEGImages", "Annotations"):
+            folder = tmp_path / kind / "480p" / seq
+            for path in sorted(folder.iterdir(), reverse=True):  # 00003 -> 00015 before 00001 -> 00005
+                path.rename(path.with_name(f"{int(path.stem) * 5:05d}{path.suffix}"))
+    # beta's frames are named without numbers: their positions are their times
+    for kind in ("JPEGImages", "Annotations"):
+        folder = tmp_path / kind / "480p" / "beta"
+        for path in sorted(folder.iterdir()):
+            path.rename(path.with_name(f"f{path.stem}{path.suffix}"))
+    data = load_retrieval_set(tmp_path, CFG)
+    names = [caption.split(" ")[0] for caption in data.captions]  # "alpha/00005"
+    expected = [int(n.split("/")[1]) if n.startswith("alpha/") else int(n.split("/")[1][1:]) // 5 for n in names]
+    assert data.times.tolist() == expected
+    assert data.times.tolist() == [t for t in (0, 5, 10, 15) for _ in (1, 2)] + [t for t in range(4) for _ in (1, 2)]
 
 
 # ----------------------------------------------------------------------------------------------------------------

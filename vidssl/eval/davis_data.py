@@ -64,6 +64,12 @@ class DavisSequence:
     def object_ids(self) -> tuple[int, ...]:
         return tuple(int(i) for i in np.unique(self.masks[0]) if i != 0)
 
+    @property
+    def frame_times(self) -> list[int]:
+        """The frame numbers of the file names (``"00005"`` -> 5), or the positions 0..T-1 where the names are not
+        all numbers: a sequence keeping every 5th frame is 0, 5, 10, ... apart, not 0, 1, 2."""
+        return frame_numbers(self.frame_names) or list(range(len(self.frames)))
+
     def __len__(self) -> int:
         return len(self.frames)
 
@@ -202,14 +208,33 @@ def _read_frame(path: Path) -> np.ndarray:
 
         try:
             return read_image(path)
-        except FlowFileError as e:
-            raise DavisDataError(f"{e}; save the frame as 8-bit RGB") from None
+        except FlowFileError as e:  # a damaged file is replaced; only an unsupported depth is saved again
+            fix = "save the frame as 8-bit RGB" if e.reason.startswith("unsupported") else "replace the file"
+            raise DavisDataError(f"{e}; {fix}") from None
     except (OSError, UnidentifiedImageError) as e:
         raise DavisDataError(f"{path}: cannot read frame ({e.__class__.__name__}: {e}); replace the file") from None
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """(H, W) uint8 label map from a binary (L/1) or palette (P) PNG."""
+    """(H, W) uint8 label map from a binary (L/1) or palette (P) PNG. A palette mask whose only non-zero index is
+    255 (void) is an error: alone, it cannot be told from a binary mask saved as a palette (:func:`load_sequence`
+    looks at a sequence's masks together, where a frame with only void left in it is no error)."""
+    labels, void_only = _read_labels(path)
+    if void_only:
+        raise _void_only_error(path, "")
+    return labels
+
+
+def _void_only_error(path: Path, where: str) -> DavisDataError:
+    # void is a border around objects, never alone in every mask: binary 0/255 masks converted to a palette
+    return DavisDataError(f"{path}: palette mask whose only non-zero index is {VOID}, DAVIS's void (read as "
+                          f"background){where}; a binary mask saved as a palette? Save the object as index 1, or as "
+                          f"a greyscale (mode L) 0/255 PNG")
+
+
+def _read_labels(path: Path) -> tuple[np.ndarray, bool]:
+    """:func:`read_mask`'s label map, unchecked for void, and whether the file is a palette mask whose only non-zero
+    index is 255 (void, read as background)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -221,15 +246,11 @@ def read_mask(path: Path) -> np.ndarray:
     if mode == "P":
         labels = arr.astype(np.uint8)
         values = np.unique(labels)
-        if values[values > 0].tolist() == [VOID]:
-            # void is a border around objects, never alone: a binary 0/255 mask converted to a palette
-            raise DavisDataError(f"{path}: palette mask whose only non-zero index is {VOID}, DAVIS's void (read as "
-                                 f"background); a binary mask saved as a palette? Save the object as index 1, "
-                                 f"or as a greyscale (mode L) 0/255 PNG")
+        void_only = values[values > 0].tolist() == [VOID]
         labels[labels == VOID] = 0
-        return labels
+        return labels, void_only
     if mode == "1":
-        return arr.astype(np.uint8)
+        return arr.astype(np.uint8), False
     if mode == "L":
         if 0 < int(arr.max()) <= 127:
             raise DavisDataError(f"{path}: greyscale mask with values up to {int(arr.max())} looks like object ids; "
@@ -244,7 +265,7 @@ def read_mask(path: Path) -> np.ndarray:
             raise DavisDataError(f"{path}: greyscale mask with the values {values.tolist()} looks like object ids "
                                  f"(with 255 as void); DAVIS-2016 binary masks hold 0 and 255 only and DAVIS-2017 "
                                  f"masks are palette PNGs: save it as a palette (mode P) PNG")
-        return (arr > 127).astype(np.uint8)
+        return (arr > 127).astype(np.uint8), False
     raise DavisDataError(f"{path}: mask PNG has mode {mode!r}; save it as a palette (mode P) PNG whose index is the "
                          f"object id (0 background), as DAVIS-2017's are, or, for one object, as a greyscale (mode L) "
                          f"PNG of 0 and 255, as DAVIS-2016's are")
@@ -258,10 +279,11 @@ def _has_interior(region: np.ndarray) -> bool:
 
 
 def _files(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:
-    """Stem -> file of ``folder``'s files with one of ``exts``; two files of one stem are an error."""
+    """Stem -> file of ``folder``'s files with one of ``exts``; two files of one stem are an error. A folder named
+    like a frame (``00009.jpg/``) is no frame; a broken link is kept, for the reader to name it."""
     found: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
-        if p.suffix.lower() not in exts or p.name.startswith("."):
+        if p.suffix.lower() not in exts or p.name.startswith(".") or p.is_dir():
             continue
         if p.stem in found:
             raise DavisDataError(f"{p}: {found[p.stem].name} has the same name; a frame or mask is one file, so "
@@ -271,12 +293,14 @@ def _files(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:
 
 
 def load_sequence(root: str | os.PathLike, name: str, max_side: int | None = None,
-                  need_first_object: bool = True) -> DavisSequence:
+                  need_first_object: bool = True, warn_gaps: bool = True) -> DavisSequence:
     """Load every frame and mask of sequence ``name`` (see :class:`DavisSequence` for shapes).
 
     Every frame needs a mask of the same size with the same file stem (DAVIS ships full annotations for
-    the train/val sets). Raises :class:`DavisDataError` naming the file for anything missing or mismatched, and
-    (``need_first_object``: label propagation starts there) for a first frame without an object.
+    the train/val sets). Raises :class:`DavisDataError` naming the file for anything missing or mismatched, for
+    palette masks whose only non-zero index is void (255) in every frame, and (``need_first_object``: label
+    propagation starts there) for a first frame without an object. ``warn_gaps``: log a warning when the frame
+    numbers skip some (00001, 00003), which label propagation reads as consecutive frames.
     """
     root = Path(root)
     if not is_sequence_name(name):  # an absolute name or "../" reads outside the data folder
@@ -305,10 +329,17 @@ def load_sequence(root: str | os.PathLike, name: str, max_side: int | None = Non
         raise DavisDataError(f"{mask_files[extra[0]]}: mask has no frame (expected {img_dir / (extra[0] + '.jpg')}); "
                              f"remove it or add the frame")
     stems = sorted(frame_files, key=_natural_key)  # 2.png before 10.png: names need not be zero-padded
+    if warn_gaps:
+        _warn_gaps(name, stems)
     frames, masks = [], []
     native: tuple[int, int] | None = None
+    void_only: list[Path] = []
+    has_object = False
     for stem in stems:
-        mask = read_mask(mask_files[stem])
+        mask, only_void = _read_labels(mask_files[stem])
+        if only_void:
+            void_only.append(mask_files[stem])
+        has_object = has_object or bool(mask.any())  # before a resize, which may drop a small object
         frame = _read_frame(frame_files[stem])
         if frame.shape[:2] != mask.shape:
             raise DavisDataError(f"{mask_files[stem]}: mask is {mask.shape[1]}x{mask.shape[0]} but frame "
@@ -323,11 +354,43 @@ def load_sequence(root: str | os.PathLike, name: str, max_side: int | None = Non
             frame, mask = _resize_pair(frame, mask, out_shape)
         frames.append(frame)
         masks.append(mask)
+    if void_only and not has_object:
+        # per sequence, not per frame: a frame where the object is gone may keep a void region, and a sequence
+        # whose first frame has no object yet (retrieval crops every frame) is checked all the same
+        raise _void_only_error(void_only[0], f", and no mask of sequence '{name}' has an object id 1-{VOID - 1}")
     num_objects = int(masks[0].max())
     if num_objects == 0 and need_first_object:
         raise DavisDataError(f"{mask_files[stems[0]]}: first-frame mask has no object; label propagation starts "
                              f"from the first frame's objects")
     return DavisSequence(name=name, frames=frames, masks=masks, num_objects=num_objects, frame_names=stems)
+
+
+def frame_numbers(stems: list[str]) -> list[int] | None:
+    """The numbers of frame names (``["00000", "00005"]`` -> ``[0, 5]``), in their order; None unless every name is
+    a number and they increase (``"1"`` and ``"01"``, or names out of numeric order, have no time of their own)."""
+    if not stems or not all(stem.isdecimal() for stem in stems):
+        return None
+    numbers = [int(stem) for stem in stems]
+    return numbers if all(a < b for a, b in zip(numbers, numbers[1:])) else None
+
+
+def _warn_gaps(name: str, stems: list[str]) -> None:
+    """One warning for a sequence whose frame numbers skip some (frames 00002 missing between 00001 and 00003):
+    not an error, as a subsampled sequence is legitimate, but label propagation reads its frames as consecutive."""
+    numbers = frame_numbers(stems)
+    if numbers is None:
+        return
+    gaps = [i for i in range(1, len(numbers)) if numbers[i] - numbers[i - 1] > 1]
+    if not gaps:
+        return
+    i = gaps[0]
+    before, after = stems[i - 1], stems[i]
+    width = len(before) if before.startswith("0") else 0  # the missing names as zero-padded as their neighbour
+    first, last = numbers[i - 1] + 1, numbers[i] - 1
+    missing = f"{first:0{width}d}" if first == last else f"{first:0{width}d}-{last:0{width}d}"
+    more = f" (and {len(gaps) - 1} more gap(s))" if len(gaps) > 1 else ""
+    log.warning("%s: frames %s missing between %s and %s%s; label propagation treats the frames as consecutive",
+                name, missing, before, after, more)
 
 
 def _natural_key(stem: str) -> list:

@@ -5,7 +5,8 @@
   queries all the others (the unseen-classes protocol).
 - ``davis``: instance retrieval across time on DAVIS-layout sequences; each annotated object in each frame is
   cropped (square around the mask box plus a margin); label = sequence + object; a crop queries crops of its own
-  sequence at least ``min_gap`` frames away, and every crop of the other sequences.
+  sequence at least ``min_gap`` frames away (by the numbers of the frames' file names, so a subsampled sequence
+  keeps its time), and every crop of the other sequences.
 - ``tracks``: instance retrieval across time on a pair dataset written by ``vidssl mine`` (``dataset.json`` +
   ``manifest.jsonl`` + shards): every tracked patch (both ends of every pair, each frame of a track once) queries
   the patches of its own track at least ``track_length`` frames away and every patch of the other tracks; label =
@@ -29,6 +30,7 @@ from vidssl.data.shards import ShardRows
 from vidssl.errors import VidsslError, shell_arg
 from vidssl.eval.config import RetrievalConfig
 from vidssl.eval.davis_data import is_davis_root
+from vidssl.eval.flow.io import truncated_jpeg  # shared with the flow frames' reader
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -74,27 +76,6 @@ class ImageFiles(Dataset):
         if bgr is None or bgr.size == 0 or truncated_jpeg(self.paths[i]):
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), False
         return _to_tensor(square_resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.size)), True
-
-
-def truncated_jpeg(path: Path) -> bool:
-    """Whether ``path`` is a JPEG cut short (a half-finished download or copy). OpenCV decodes one anyway, the
-    missing rows flat grey, saying so only on stderr; Pillow's decoder raises. Decoded at 1/8 scale (JPEG's DCT
-    scaling), so the check costs a fraction of the real decode; the end-of-image marker is no test, as phones
-    append data after it (motion photos)."""
-    with open(path, "rb") as fh:
-        if fh.read(3) != b"\xff\xd8\xff":
-            return False
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
-            image.load()
-    except Image.DecompressionBombError:  # over Pillow's pixel limit: OpenCV decoded it; nothing to tell
-        return False
-    except (OSError, SyntaxError, ValueError):  # Pillow: "image file is truncated", broken data stream
-        return True
-    return False
 
 
 class ImageArray(Dataset):
@@ -239,8 +220,9 @@ def _image_set_from_folders(root: Path, size: int) -> RetrievalSet:
             skipped.setdefault(reason, []).append(os.path.relpath(other, root))
     read = {class_dir for class_dir, _ in folders}
     for entry in _visible(root):  # what holds no class: images beside the folders, folders without images
-        if entry.is_dir() and entry not in read:
-            skipped.setdefault("class folder without images", []).append(entry.name)
+        if entry.is_dir() and entry not in read:  # a folder of .gif files: say so, as for the whole tree
+            skipped.setdefault("class folder without images", []).append(
+                f"{entry.name} ({_found_files(entry)})" if _visible(entry) else entry.name)
         elif entry.is_file() and entry.suffix.lower() in IMAGE_EXTS:
             skipped.setdefault("image outside a class folder", []).append(entry.name)
     if not paths:
@@ -423,12 +405,14 @@ def load_davis_set(root: str | os.PathLike, cfg: RetrievalConfig, subset: str = 
     skipped: dict[str, list[str]] = {}
     sequences = list_sequences(root, subset)
     for seq_index, name in enumerate(sequences):
-        try:  # crops come from every frame's mask, so the first frame need not hold an object
-            seq = load_sequence(root, name, need_first_object=False)
+        try:  # crops come from every frame's mask, so the first frame need not hold an object; time is the
+            # frames' numbers, so a gap in them is no warning here
+            seq = load_sequence(root, name, need_first_object=False, warn_gaps=False)
         except DavisDataError as e:
             log.warning("DAVIS sequence %s skipped: %s", name, e)
             skipped.setdefault("unreadable sequence", []).append(f"{name}: {e}")
             continue
+        frame_times = seq.frame_times  # min_gap counts frames: a sequence keeping every 5th is 0, 5, 10 apart
         for t, (frame, mask) in enumerate(zip(seq.frames, seq.masks)):
             for obj, crop, _ in object_crops(frame, mask, cfg.image_size, cfg.crop_margin, cfg.min_object_pixels):
                 key = (name, obj)
@@ -438,7 +422,7 @@ def load_davis_set(root: str | os.PathLike, cfg: RetrievalConfig, subset: str = 
                 crops.append(crop)
                 labels.append(label_of[key])
                 groups.append(seq_index)
-                times.append(t)
+                times.append(frame_times[t])
                 captions.append(f"{name}/{seq.frame_names[t]} object {obj}")
     if not crops and len(skipped.get("unreadable sequence", [])) == len(sequences):
         # the cause, not the mask-size rule below: a reader sees only the last line

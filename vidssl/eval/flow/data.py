@@ -65,12 +65,25 @@ def _read_flo_valid(path: Path) -> tuple[np.ndarray, np.ndarray]:
 FLOW_READERS = {".flo": _read_flo_valid, ".png": read_kitti_flow}
 
 
+def _on_disk(path: Path) -> Path:
+    """``path``, or the file of its name with the extension in the other case (``frame_0002.PNG`` for
+    ``frame_0002.png``) where only that one exists: a case-sensitive file system tells them apart, the readers
+    do not. ``path`` itself where neither exists, for the error to name."""
+    if path.is_file():
+        return path
+    for suffix in (path.suffix.upper(), path.suffix.lower()):
+        if suffix != path.suffix and path.with_suffix(suffix).is_file():
+            return path.with_suffix(suffix)
+    return path
+
+
 def _existing(path: Path) -> Path | None:
+    path = _on_disk(path)
     return path if path.is_file() else None
 
 
 def _first_existing(paths) -> Path | None:
-    return next((p for p in paths if p.is_file()), None)
+    return next((p for p in map(_on_disk, paths) if p.is_file()), None)
 
 
 def _name(frame1: Path, root: Path) -> str:
@@ -85,7 +98,8 @@ def _middlebury(root: Path) -> list[FlowPair]:
         if frames is None:
             log.warning("skipping %s: no other-data/%s/frame10.png beside it", gt, seq)
             continue
-        pairs.append(FlowPair(_name(frames, root), frames, frames.with_name("frame11.png"), gt, "Middlebury"))
+        pairs.append(FlowPair(_name(frames, root), frames, _on_disk(frames.with_name("frame11.png")), gt,
+                              "Middlebury"))
     return pairs
 
 
@@ -97,14 +111,14 @@ def _next_frame(frame: Path, gt: Path) -> Path | None:
         log.warning("skipping %s: its name does not end in _<frame number>, so its next frame is unknown", gt)
         return None
     stem, number = match.groups()
-    return frame.with_name(f"{stem}_{int(number) + 1:0{len(number)}d}{frame.suffix}")
+    return _on_disk(frame.with_name(f"{stem}_{int(number) + 1:0{len(number)}d}{frame.suffix}"))
 
 
 def _sintel_folders(root: Path) -> list[FlowPair]:
     pairs = []
     for gt in sorted(root.rglob("gt/frame_*.flo")):
         seq_dir = gt.parent.parent
-        frame1 = seq_dir / f"{gt.stem}.png"
+        frame1 = _on_disk(seq_dir / f"{gt.stem}.png")
         frame2 = _next_frame(frame1, gt)
         if frame2 is None:
             continue
@@ -127,7 +141,7 @@ def _sintel_release(root: Path) -> list[FlowPair]:
     for gt in sorted(root.rglob("flow/*/frame_*.flo")):
         training, seq = gt.parent.parent.parent, gt.parent.name
         for render_pass in ("clean", "final"):
-            frame1 = training / render_pass / seq / f"{gt.stem}.png"
+            frame1 = _on_disk(training / render_pass / seq / f"{gt.stem}.png")
             frame2 = _next_frame(frame1, gt) if frame1.is_file() else None
             if frame2 is not None:
                 pairs.append(FlowPair(_name(frame1, root), frame1, frame2, gt, f"Sintel {render_pass}",
