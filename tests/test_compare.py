@@ -314,6 +314,14 @@ def test_an_unreadable_metrics_json_is_named_and_the_summary_stands_in(tmp_path,
             "writes); summary.json stands in for it; rerun that evaluation to rewrite it") in out
     assert f"- {run / 'eval' / 'cub' / 'metrics.json'}: unreadable (Expecting value" in out
     assert "summary.json has no number for it; rerun that evaluation to rewrite it" in out
+    _metrics(run, "davis", {})  # an object with no row: the same
+    assert main(["compare", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "| davis | 0.900 | 0.900 (n=1) |" in out  # summary.json's number stands in
+    assert (f"- {run / 'eval' / 'davis' / 'metrics.json'}: unreadable (holds no model's metrics" in out
+            and out.count("summary.json stands in for it") == 2)
+    (run / "eval" / "davis" / "metrics.json").unlink()
+    (run / "eval" / "davis").rmdir()
     rows, notes = read_runs([run])
     assert [row.task for row in rows] == ["flow"] and rows[0].trained == [2.0] and rows[0].lower_is_better
     assert len(notes) == 2

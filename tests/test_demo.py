@@ -416,6 +416,17 @@ def test_the_command_line_keeps_a_config_yaml_of_the_users(tmp_path, capsys):
         assert theirs.read_text() == edited
 
 
+def test_the_command_line_counts_its_clips_in_words(tmp_path, capsys):
+    """`vidssl demo-videos --num 1` said "wrote 1 demo clips"."""
+    from vidssl.cli import main
+
+    for num, said in ((1, "1 demo clip with"), (2, "2 demo clips with")):
+        out = tmp_path / str(num)
+        assert main(["demo-videos", str(out), "--num", str(num), "--set", "demo.frames=4"]) == 0
+        assert capsys.readouterr().out.splitlines()[0] == f"wrote {said} ground-truth JSON to {out}"
+        assert len(list(out.glob("clip_*.mp4"))) == num
+
+
 def test_pretrains_own_demo_folder_rewrites_a_clip_file_without_a_record(tmp_path):
     """An older version killed between a clip's mp4 and its first JSON (or a JSON deleted by hand) left a lone
     clip_00.mp4 in RUN/demo_videos: every pretrain rerun was refused, told to choose another folder it cannot choose.

@@ -2066,6 +2066,98 @@ def test_show_tracks_decodes_as_mining_did(mined, monkeypatch):
     assert track_strips(out, n=1, video_backend="pyav") is not None and opened[-1] == "pyav"
 
 
+def _random_pairs(root: Path, rows: int, patches: int, size: int = 12) -> np.ndarray:
+    """A pair folder of ``rows`` records of ``patches`` random patches each (first, last[, background]), over shards
+    of 4 rows, so each record's shard and offset decide what it shows; returns the patches written, by row."""
+    from train_utils import write_pairs
+
+    data = np.random.default_rng(rows * 10 + patches).integers(0, 256, (rows, patches, size, size, 3), np.uint8)
+    write_pairs(root, data, [f"v{i % 3}" for i in range(rows)], list(range(rows)), shard_rows=4)
+    return data
+
+
+@pytest.mark.parametrize("patches", [2, 3])
+def test_each_pair_grid_cell_is_its_manifest_row_s_patches_pixel_for_pixel(tmp_path, patches):
+    """The show-pairs tests checked the grid's size and encoding only: each cell must be one manifest row's first
+    and last patch (and background), left to right, as the shards hold them; no row twice, every row when n covers
+    them all. The manifest lists every other shard row, so a cell of a neighbouring row (an offset off by one) is
+    no record's. Cells are found by the grid's layout (4 px padding, a caption bar, 2 px between patches)."""
+    from tracking.show import CAPTION, pair_grid
+
+    size, written = 12, 20
+    data = _random_pairs(tmp_path / "pairs", written, patches, size)
+    lines = (tmp_path / "pairs" / "manifest.jsonl").read_text().splitlines()
+    (tmp_path / "pairs" / "manifest.jsonl").write_text("\n".join(lines[::2]) + "\n")
+    listed = list(range(0, written, 2))  # write_pairs' row i: shards/{i // 4}, offset i % 4
+    width, height = patches * size + (patches - 1) * 2, CAPTION + size  # a cell: caption over the patches
+    for n in (6, 64):
+        grid = pair_grid(tmp_path / "pairs", n=n, seed=3, columns=4)
+        found = []
+        for i in range(min(n, len(listed))):
+            r, c = divmod(i, 4)
+            y, x = 4 + r * (height + 4) + CAPTION, 4 + c * (width + 4)
+            cell = [grid[y:y + size, x + k * (size + 2):x + k * (size + 2) + size] for k in range(patches)]
+            match = [row for row in listed if all(np.array_equal(cell[k], data[row, k]) for k in range(patches))]
+            assert len(match) == 1, (n, i, match)
+            assert (grid[y:y + size, x + size:x + size + 2] == 255).all()  # the white gap, not a patch's edge
+            found += match
+        assert len(set(found)) == len(found) == min(n, len(listed)), (n, found)
+        if n >= len(listed):
+            assert sorted(found) == listed
+
+
+BAD_RECORDS = [({"offset": 0.0}, "offset is 0.0, not an integer"), ({"offset": "0"}, 'offset is "0", not an integer'),
+               ({"offset": True}, "offset is true, not an integer"),
+               ({"end_frame": None}, "end_frame is null, not an integer"),
+               ({"start_frame": 1.5}, "start_frame is 1.5, not an integer"),
+               ({"shard": 5}, "shard is 5, not a string"), ({"video": None}, "video is null, not a string"),
+               ({"video": None, "offset": []}, "offset is [], not an integer; video is null, not a string")]
+
+
+@pytest.mark.parametrize("change, problem", BAD_RECORDS)
+def test_a_pair_record_of_the_wrong_type_is_a_one_line_error(tmp_path, capsys, change, problem):
+    """load_manifest checked that the keys were there, not their values: "offset": 0.0 or "0", "end_frame": null,
+    "shard": 5 or "video": null were tracebacks (TypeError, IndexError) from the grid. Each is named as a missing key
+    is, by file and line, with the fix."""
+    pairs = tmp_path / "pairs"
+    _random_pairs(pairs, 5, 2)
+    lines = (pairs / "manifest.jsonl").read_text().splitlines()
+    lines[1] = json.dumps({**json.loads(lines[1]), **change})
+    (pairs / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    assert cli_main(["-q", "show-pairs", str(pairs), "--out", str(tmp_path / "g.png")]) == 1
+    err = capsys.readouterr().err
+    assert f"{pairs / 'manifest.jsonl'}:2: not a pair record ({problem}); rerun the `vidssl mine`" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "g.png").exists()
+    lines[1] = json.dumps({**json.loads(lines[1]), **{"offset": 1, "start_frame": 0, "end_frame": 10,
+                                                      "shard": "shards/00000.npy", "video": "v1.mp4"},
+                           "track_id": "1"})  # what only the track strips read
+    (pairs / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    assert cli_main(["-q", "show-pairs", str(pairs), "--out", str(tmp_path / "g.png"), "--tracks"]) == 1
+    assert ':2: not a pair record (track_id is "1", not an integer)' in capsys.readouterr().err
+
+
+def test_show_pairs_into_a_folder_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """`vidssl show-pairs PAIRS --out d.png`, d.png a folder, drew the grid and then said "Is a directory: d.png"
+    (exit 1): refused first, naming --out and the fix, exit 2 like the other --out errors."""
+    import tracking.show
+
+    pairs = tmp_path / "pairs"
+    _random_pairs(pairs, 5, 2)
+    (tmp_path / "d.png").mkdir()
+
+    def no_grid(*args, **kwargs):
+        raise AssertionError("the grid was drawn")
+
+    monkeypatch.setattr(tracking.show, "pair_grid", no_grid)
+    monkeypatch.setattr(tracking.show, "track_strips", no_grid)
+    for extra in ([], ["--tracks"]):
+        assert cli_main(["-q", "show-pairs", str(pairs), "--out", str(tmp_path / "d.png"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"vidssl show-pairs: error: --out {tmp_path / 'd.png'}: a folder, not an image file; choose "
+                       f"another --out (an image in it: --out {tmp_path / 'd.png' / 'pairs_grid.png'})\n")
+    assert list((tmp_path / "d.png").iterdir()) == []
+
+
 def test_a_mining_run_without_a_single_pair_says_so_and_fails(demo_dir, tmp_path, caplog):
     """Exit status 1 (a script's `vidssl mine ... && vidssl train ...` stops at the cause), as pretrain does."""
     (tmp_path / "videos").mkdir()

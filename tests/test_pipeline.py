@@ -249,13 +249,14 @@ def test_redoing_a_stage_redoes_the_stages_built_on_it(run_dir, monkeypatch, cap
     assert "[eval] ... (resumed: an earlier run began it)" in caplog.text
     assert metrics.stat().st_mtime_ns == before and (stages / "eval.json").is_file()
     # a finished task whose metrics.json was torn since (a hand edit): evaluated again, not a traceback
-    (stages / "eval.json").unlink()
-    (stages / "eval.started.json").write_text(json.dumps({"config": settings, "parts_done": ["tracks_held_out"]}))
-    metrics.write_text("{torn")
-    caplog.clear()
-    assert main(base) == 0
-    assert "[eval] retrieval on" in caplog.text
-    assert all("map_at_r" in m for m in json.loads(metrics.read_text())["models"].values())
+    for edited in ("{torn", "{}"):  # torn, or an object holding no model's row: no result to keep
+        (stages / "eval.json").unlink(missing_ok=True)
+        (stages / "eval.started.json").write_text(json.dumps({"config": settings, "parts_done": ["tracks_held_out"]}))
+        metrics.write_text(edited)
+        caplog.clear()
+        assert main(base) == 0
+        assert "[eval] retrieval on" in caplog.text, edited
+        assert all("map_at_r" in m for m in json.loads(metrics.read_text())["models"].values())
     # the export redone (its marker gone): the evaluation made from the previous export is redone too
     (stages / "export.json").unlink()
     caplog.clear()

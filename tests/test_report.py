@@ -550,7 +550,8 @@ def test_a_log_out_of_step_order_is_drawn_in_step_order_and_stats_at_its_last_st
 def test_files_that_are_not_utf8_are_read_around_and_the_current_folder_names_the_page(tmp_path, monkeypatch):
     """A failed.json or a log line holding bytes that are not UTF-8 raised UnicodeDecodeError (a ValueError, not a
     JSONDecodeError) through the whole report; `vidssl report .` titled the page "vidssl run: " (Path(".").name is
-    empty); summary.json lost its "warnings": [] on a rebuild."""
+    empty); summary.json lost its "warnings": [] on a rebuild (a pretrain run's empty warnings.json; a run made stage
+    by stage, with none, has no "warnings": nothing was checked)."""
     run = tmp_path / "real"
     make_run(run, "real/backbone", davis=0.8, flow=2.5)
     (run / "train").mkdir()
@@ -559,8 +560,11 @@ def test_files_that_are_not_utf8_are_read_around_and_the_current_folder_names_th
     monkeypatch.chdir(run)
     assert main(["report", "."]) == 0
     summary = strict_loads((run / "summary.json").read_text())
-    assert summary["train"]["step"] == 10 and summary["warnings"] == []
+    assert summary["train"]["step"] == 10 and "warnings" not in summary
     assert "<h1>vidssl run: real</h1>" in (run / "report.html").read_text()
+    (run / "warnings.json").write_text("[]")  # as pretrain writes it when there are none
+    assert main(["report", "."]) == 0
+    assert strict_loads((run / "summary.json").read_text())["warnings"] == []
 
 
 def test_per_task_table_headers_say_which_way_is_better(tmp_path):
@@ -1009,6 +1013,23 @@ def test_names_from_the_videos_folder_and_run_are_text_never_markup(tmp_path):
         "<i>(random init)</i>", "")
 
 
+def test_a_hand_edited_reach_window_is_text_never_markup(tmp_path):
+    """flow's metrics.json "reach.px" went into the page as it was: a string there was live markup. A number is
+    shown, anything else is not."""
+    run = tmp_path / "run"
+    flow = _flow({"zero": 3.0, "match[w]": 2.0, "match[raw pixels]": 7.0})
+    out_of_reach = {"ambush": {"in_reach_pct": 0.0, "floor_epe": 54.82}}
+    for px, window in (("<script>alert(1)</script>", "only within its search window"),
+                       (None, "only within its search window"), (True, "only within its search window"),
+                       (32.0, "up to +-32 px per axis"), (12.5, "up to +-12.5 px per axis")):
+        _write(run / "eval" / "flow" / "metrics.json", {**flow, "reach": {"px": px, "pairs": out_of_reach}})
+        build_report(run)
+        page = _page(run)
+        assert "script" not in page.tags, px
+        text = " ".join("".join(page.text).split())
+        assert f"Out of reach: feature matching expresses motion {window}; pixels within it: ambush 0%" in text, px
+
+
 def test_the_held_out_summary_counts_the_held_out_dataset_not_the_training_one(tmp_path):
     """Kills R02 (held_out.pairs read from pairs/dataset.json when both exist: the existing test writes only the
     held-out file)."""
@@ -1093,3 +1114,98 @@ def test_a_headline_is_the_metric_the_task_says_it_is(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["headline_metric"]["t"]["metric"] == "J&F"
     assert summary["headline"]["t"] == {"w": 0.8, "raw pixels": 0.5}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# from a review: hand-edited values of the wrong kind, evaluations without a row, runs made stage by stage
+
+
+def test_a_fit_history_or_step_of_the_wrong_kind_is_left_out_not_a_traceback(tmp_path):
+    """train/stats.json with "fit_history": 1 (or true) was a TypeError traceback from `vidssl report`; "step": true
+    passed for a step (a bool is an int) and the page said "True of 355 steps"."""
+    import yaml
+
+    run = tmp_path / "run"
+    (run / "train").mkdir(parents=True)
+    (run / "train" / "log.jsonl").write_text(json.dumps({"step": 10, "loss": 1.0}) + "\n")
+    (run / "train" / "config.yaml").write_text(yaml.safe_dump({"config": {"train": {
+        "steps": 1200, "fit_budget": True, "budget_minutes": 6.0}}}))
+    stats = {"step": 355, "total_steps": 355, "stopped": "done"}
+    fitted = "355 of 355 steps, the count the time budget fitted (train.fit_budget; train.steps=1200 is the cap"
+    for history, planned in ((1, ""), (True, ""), ("7,357", ""), ({"7": 357}, ""), (None, ""),
+                             ([[7, "357"], [7], {"at": 7}, 3, [True, 9], [40, 355]], "; planned 355 after step 40"),
+                             ([[7.0, 357.0]], "; planned 357 after step 7")):
+        _write(run / "train" / "stats.json", {**stats, "fit_history": history})
+        build_report(run)
+        assert f"<p>{fitted}{planned}), stopped: done.</p>" in (run / "report.html").read_text(), history
+    _write(run / "train" / "stats.json", {**stats, "step": True})  # no step: the log's last record stands in
+    build_report(run)
+    assert strict_loads((run / "summary.json").read_text())["train"] == {"step": 10, "loss": 1.0}
+    (run / "train" / "log.jsonl").write_text("")  # and without one, nothing is known of the training
+    build_report(run)
+    assert "train" not in strict_loads((run / "summary.json").read_text())
+
+
+EMPTY_METRICS = {"empty": {}, "models_list": {"models": []}, "foreign": {"foo": 1}, "no_methods": {"methods": {}},
+                 "no_rows": {"models": {"w": 0.5}, "labels": 3}}
+
+
+def test_a_metrics_json_without_any_model_s_row_is_named_unreadable(tmp_path):
+    """An eval/<task>/metrics.json that is a JSON object holding no model's metrics was shown as an empty table
+    headed `model` alone; it is JSON that is not an evaluation's, named as such with the fix. Other readers
+    (compare, the pipeline's reuse of a finished task) read it as before."""
+    from vidssl.report import read_metrics, uninformative_tasks
+
+    run = tmp_path / "run"
+    make_run(run, "run/backbone", davis=0.8, flow=2.5)
+    for task, content in EMPTY_METRICS.items():
+        _write(run / "eval" / task / "metrics.json", content)
+    build_report(run)
+    html_text = (run / "report.html").read_text()
+    page = _page(run)
+    assert ["model"] not in [table[0] for table in page.tables if table]  # no table of a lone `model` header
+    for task in EMPTY_METRICS:
+        section = html_text.split(f"<h3>{task}</h3>")[1].split("<h3>")[0]
+        path = run / "eval" / task / "metrics.json"
+        assert section.startswith(f"<p><b>unreadable</b> {path}: holds no model&#x27;s metrics"), task
+        assert "rerun this evaluation to rewrite it" in section and "<table" not in section, task
+    summary = strict_loads((run / "summary.json").read_text())
+    assert set(summary["headline"]) == {"davis", "flow"}  # the readable tasks are still reported
+    assert read_metrics(run / "eval" / "empty" / "metrics.json") == {}  # as compare and the pipeline read it
+    _write(run / "eval" / "one_label" / "metrics.json", {"labels": 1, "models": {}})
+    assert ("one_label", "only one label: every neighbour is relevant, so every model scores 1 by construction") \
+        in uninformative_tasks(run)  # the pipeline's warning on it stands
+
+
+def test_a_run_made_stage_by_stage_is_told_what_it_lacks_and_the_command_that_makes_it(tmp_path, capsys):
+    """A folder of mined pairs alone (no stages/, train/, eval/) got a report of its data and nothing on the rest;
+    and summary.json said "warnings": [] though no warnings.json was there to say so."""
+    from train_utils import synthetic_pairs
+
+    run = tmp_path / "my run"
+    synthetic_pairs(run / "pairs", num_videos=1, tracks_per_video=2, size=16)
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert "<h2>Not in this run folder</h2>" in page
+    listed = re.findall(r"<li>([^<]*): <code>([^<]*)</code></li>", page.split("<h2>Not in this run folder</h2>")[1])
+    q = f"'{run}"  # the folder has a space: each path quoted for the shell
+    assert [(html.unescape(what), html.unescape(command)) for what, command in listed] == [
+        ("training (train/)", f"vidssl train {q}/pairs' --out {q}/train'"),
+        ("exported weights (backbone.pt, model_card.json)", f"vidssl export {q}/train' --out {q}/backbone.pt'"),
+        ("evaluations (eval/<task>/)", f"vidssl eval TASK --weights {q}/backbone.pt' --data DATA --out {q}/eval'/TASK")]
+    assert "warnings" not in strict_loads((run / "summary.json").read_text())
+    # each part made: named no more; with all of them, no section
+    _write(run / "train" / "stats.json", {"step": 3, "total_steps": 3, "stopped": "done"})
+    _write(run / "model_card.json", {"arch": "smallcnn", "input_size": 64})
+    build_report(run)
+    said = (run / "report.html").read_text().split("<h2>Not in this run folder</h2>")[1]
+    assert "training" not in said and "exported" not in said and "evaluations (eval/&lt;task&gt;/)" in said
+    _write(run / "eval" / "davis" / "metrics.json", {"models": {"w": {"JF_mean": 0.8}}})
+    build_report(run)
+    assert "Not in this run folder" not in (run / "report.html").read_text()
+    # a pretrain run (stages/) has its stages table instead
+    (run / "model_card.json").unlink()
+    (run / "stages").mkdir()
+    build_report(run)
+    page = (run / "report.html").read_text()
+    assert "Not in this run folder" not in page and "<h2>Stages</h2>" in page

@@ -13,6 +13,10 @@ from vidssl.io import drawable
 
 _GRID_KEYS = {"video", "shard", "offset", "start_frame", "end_frame"}  # what the pair grid reads of a record
 _TRACK_KEYS = _GRID_KEYS | {"video_id", "track_id"}  # what the track strips read
+# each key's type as mining writes it: a hand edit ("offset": 0.0 or "0", "end_frame": null, "shard": 5) was a
+# TypeError traceback from the grid, or an IndexError from numpy
+_KEY_TYPES = {"video": str, "shard": str, "video_id": str, "offset": int, "start_frame": int, "end_frame": int,
+              "track_id": int}
 CAPTION = 14  # px of caption bar above each pair / track row
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -31,7 +35,8 @@ def load_manifest(pairs_dir: str | Path, keys: set[str] = _GRID_KEYS) -> list[di
         if folder.is_dir() and find_videos(folder):
             raise VidsslError(f"{pairs_dir} is a folder of videos, not mined pairs: mine it first (vidssl mine "
                               f"{shell_arg(pairs_dir)} --out PAIRS), then show PAIRS")
-        raise VidsslError(f"{pairs_dir} has no manifest.jsonl; mine it first (vidssl mine VIDEOS --out {shell_arg(pairs_dir)})")
+        raise VidsslError(f"{pairs_dir} has no manifest.jsonl; mine it first (vidssl mine VIDEOS --out "
+                          f"{shell_arg(pairs_dir)})")
     records = []
     for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         if not line.strip():
@@ -42,7 +47,7 @@ def load_manifest(pairs_dir: str | Path, keys: set[str] = _GRID_KEYS) -> list[di
             problem = f"not JSON: {e}"
         else:
             missing = keys - set(rec) if isinstance(rec, dict) else keys
-            problem = f"keys missing: {', '.join(sorted(missing))}" if missing else None
+            problem = f"keys missing: {', '.join(sorted(missing))}" if missing else _wrong_types(rec, keys)
         if problem:
             raise VidsslError(f"{path}:{lineno}: not a pair record ({problem}); rerun the `vidssl mine` that made "
                               f"{pairs_dir} into it: it rebuilds the manifest from its finished videos")
@@ -50,6 +55,17 @@ def load_manifest(pairs_dir: str | Path, keys: set[str] = _GRID_KEYS) -> list[di
     if not records:
         raise VidsslError(f"{pairs_dir} holds no pairs (see its dataset.json for why videos were skipped)")
     return records
+
+
+def _wrong_types(rec: dict, keys: set[str]) -> str | None:
+    """What in ``rec`` is not of the type mining writes (an integer, not a boolean or 0.0; a string), or None."""
+    wrong = []
+    for key in sorted(keys & set(_KEY_TYPES)):
+        if type(rec[key]) is not _KEY_TYPES[key]:  # noqa: E721 (not isinstance: true is no integer here)
+            value = json.dumps(rec[key])
+            value = value if len(value) <= 40 else value[:37] + "..."
+            wrong.append(f"{key} is {value}, not {'an integer' if _KEY_TYPES[key] is int else 'a string'}")
+    return "; ".join(wrong) or None
 
 
 def _out_of_step(pairs_dir: Path, what: str, rec: dict, size: int) -> VidsslError:

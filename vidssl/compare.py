@@ -74,7 +74,7 @@ def run_headline(run: Path, summary: dict, trained: str | None = None
     results, unreadable = {}, {}
     for path in sorted((run / "eval").glob("*/metrics.json")):
         try:
-            results[path.parent.name] = read_metrics(path)
+            results[path.parent.name] = read_metrics(path, rows=True)  # {}: no number, as in the report
         except (OSError, ValueError) as e:
             unreadable[path.parent.name] = f"{path}: unreadable ({e})"
     headline = headline_metrics(results)

@@ -1097,7 +1097,8 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
                     log.info("[eval] %s: its files changed since it was evaluated: evaluated again", es.path)
                 else:
                     try:
-                        results[out.name] = read_metrics(out / "metrics.json")
+                        # an object without any model's row ({}: a hand edit) is no result either
+                        results[out.name] = read_metrics(out / "metrics.json", rows=True)
                         continue
                     except (OSError, ValueError):  # gone or edited by hand since: evaluated again
                         pass

@@ -140,12 +140,16 @@ def missing_metrics(run: Path) -> list[Path]:
             if isinstance(task, str) and not (run / "eval" / task / "metrics.json").exists()]
 
 
-def read_metrics(path: Path) -> dict:
-    """An evaluation's ``metrics.json``; OSError or ValueError (torn, or JSON that is not an object) when it cannot be
-    read, which the report and ``vidssl compare`` name rather than fail on."""
+def read_metrics(path: Path, rows: bool = False) -> dict:
+    """An evaluation's ``metrics.json``; OSError or ValueError (torn, or JSON that is not an object; with ``rows``,
+    also an object that holds no model's metrics: ``{}``, ``{"models": []}``, which the report showed as an empty
+    table) when it cannot be read, which the report and ``vidssl compare`` name rather than fail on."""
     result = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(result, dict):
         raise ValueError(f"a JSON {type(result).__name__}, not the object an evaluation writes")
+    if rows and not model_metrics(result):  # every evaluation writes a row per model (or flow's per method) at least
+        raise ValueError('holds no model\'s metrics (no "models" or "methods" with a row), not what an evaluation '
+                         'writes')
     return result
 
 
@@ -626,6 +630,37 @@ def _stages_section(run: Path, markers: dict, switches: dict) -> str:
     return "<h2>Stages</h2>" + _table(rows, ["stage", "status"])
 
 
+def _not_made(run: Path) -> list[tuple[str, str]]:
+    """(what, the command that makes it) for each part of a run made stage by stage that ``run`` does not hold, in
+    the walkthrough's order: its pairs, training, exported weights, evaluations. A part whose file is there but
+    damaged counts as there: it is named among the unreadable files, with its own fix."""
+
+    def at(part: str) -> str:  # quoted for the shell: a run folder with a space is pasted as one argument
+        return shell_arg(run / part)
+
+    parts = (("mined pairs (pairs/)", f"vidssl mine VIDEOS --out {at('pairs')}", ("pairs/dataset.json",)),
+             ("training (train/)", f"vidssl train {at('pairs')} --out {at('train')}",
+              ("train/log.jsonl", "train/stats.json", "train/checkpoint.pt")),
+             ("exported weights (backbone.pt, model_card.json)",
+              f"vidssl export {at('train')} --out {at('backbone.pt')}", ("model_card.json", "backbone.pt")),
+             ("evaluations (eval/<task>/)", f"vidssl eval TASK --weights {at('backbone.pt')} --data DATA --out "
+              f"{at('eval')}/TASK", ()))
+    made = {name for _, _, names in parts for name in names if (run / name).exists()}
+    evaluated = any((run / "eval").glob("*/metrics.json"))
+    return [(what, command) for what, command, names in parts
+            if not (made & set(names) if names else evaluated)]
+
+
+def _not_made_section(run: Path) -> str:
+    """A run made stage by stage (no ``stages/``: nothing records which stages ran): the parts it does not hold,
+    each with the command that makes it; a report of pairs alone said nothing of the rest."""
+    items = "".join(f"<li>{html.escape(what)}: <code>{html.escape(command)}</code></li>"
+                    for what, command in _not_made(run))
+    return (f"<h2>Not in this run folder</h2><p>Made stage by stage (no stages/ folder: the README walkthrough's "
+            f"second form); these parts are not here yet, each made by its command, then "
+            f"<code>vidssl report {html.escape(shell_arg(run))}</code> again:</p><ul>{items}</ul>")
+
+
 def _reach_line(result: dict, source: Path) -> str:
     """A flow evaluation's pairs that feature matching cannot express (see vidssl.eval.flow.metrics.window_reach),
     the first few named and the rest collapsed (``source``: the metrics.json that lists them all); empty when every
@@ -640,7 +675,9 @@ def _reach_line(result: dict, source: Path) -> str:
     if not short:
         return ""
     shown, more = _capped(short, f"all {len(short)} in {source}")
-    return (f"<p><b>Out of reach:</b> feature matching expresses motion up to +-{reach.get('px')} px per axis; "
+    px = reach.get("px")  # a hand edit can make it anything: a number is shown, anything else is not (nor markup)
+    window = f"up to +-{px:g} px per axis" if finite_number(px) else "only within its search window"
+    return (f"<p><b>Out of reach:</b> feature matching expresses motion {window}; "
             f"pixels within it: {shown}{'; and more below' if more else ''}. Their match rows measure the shortfall "
             f"from that floor.</p>{more}")
 
@@ -752,7 +789,8 @@ def _code_line(parts: dict[str, Any]) -> str:
         return ""
     items = "".join(f"<li>{html.escape(code)}: {html.escape(', '.join(what))}</li>" for code, what in spelled.items())
     return (f"<div class='warn'><p><b>Made by different code:</b> the code changed while the run was made (another "
-            f"commit, uncommitted changes or another installed version), so its parts may not match each other; rerun the stages to make them with one code:</p><ul>{items}</ul>"
+            f"commit, uncommitted changes or another installed version), so its parts may not match each other; "
+            f"rerun the stages to make them with one code:</p><ul>{items}</ul>"
             f"</div>")
 
 
@@ -768,8 +806,11 @@ def _fitted_steps(run: Path, final: dict) -> str:
     # fitted only with a budget (train.py), which vidssl train without --budget-minutes has not
     if trained.get("fit_budget") and finite_number(trained.get("steps")) and finite_number(
             trained.get("budget_minutes")):
-        fits = [f for f in final.get("fit_history") or [] if isinstance(f, list) and len(f) == 2]
-        planned = "; ".join(f"{total} after step {at}" for at, total in fits)
+        # [step, steps] pairs as training writes them; a hand edit ("fit_history": 1, a pair of text) is left out
+        history = final.get("fit_history")
+        fits = [f for f in history if isinstance(f, list) and len(f) == 2 and all(map(_whole_number, f))] \
+            if isinstance(history, list) else []
+        planned = "; ".join(f"{int(total)} after step {int(at)}" for at, total in fits)
         parts.append(f"the count the time budget fitted (train.fit_budget; train.steps={trained['steps']} is the cap"
                      + (f"; planned {planned}" if planned else "") + ")")
     if finite_number(final.get("minutes")) and finite_number(trained.get("budget_minutes")):
@@ -789,7 +830,9 @@ def build_report(run_dir: str | Path) -> Path:
     damaged: list[str] = []  # files the report cannot read: named at its top
     warnings = _read_json(run / WARNINGS, _check_warnings, "rerun the same `vidssl pretrain` command to rewrite it",
                           damaged) or []
-    if not damaged:  # also when there are none, as pretrain writes it; a damaged file's are not known to be none
+    # [] as pretrain writes it when there are none; no key where nothing was checked (no warnings.json: a run made
+    # stage by stage) or a damaged file's are not known to be none
+    if (run / WARNINGS).is_file() and not damaged:
         summary["warnings"] = warnings
     if warnings:
         items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
@@ -884,7 +927,7 @@ def build_report(run_dir: str | Path) -> Path:
     final = json_object(run / "train" / "stats.json")  # unreadable: {}, and the log stands in
     # a step written as 241.0 (a float through some tool) is step 241: it discarded the whole file ("240 of ? steps")
     final.update({k: int(final[k]) for k in ("step", "total_steps") if _whole_number(final.get(k))})
-    if not (isinstance(final.get("step"), int) and final["step"] >= last.get("step", 0)):
+    if not (_whole_number(final.get("step")) and final["step"] >= last.get("step", 0)):  # "step": true is no step
         final = {}
     if final or last:
         summary["train"] = {k: final.get(k, last.get(k)) for k in TRAIN_SUMMARY_KEYS if k in final or k in last}
@@ -931,7 +974,7 @@ def build_report(run_dir: str | Path) -> Path:
     for metrics_path in sorted((run / "eval").glob("*/metrics.json")):
         task = metrics_path.parent.name
         try:
-            result = read_metrics(metrics_path)
+            result = read_metrics(metrics_path, rows=True)
         except (OSError, ValueError) as e:  # one damaged file must not cost the whole report (JSONDecodeError too)
             eval_sections.append(f"<h3>{html.escape(task)}</h3><p><b>unreadable</b> "
                                  f"{html.escape(str(metrics_path))}: {html.escape(str(e))}; rerun this evaluation "
@@ -1003,6 +1046,9 @@ def build_report(run_dir: str | Path) -> Path:
         config = recorded.get("config") if isinstance(recorded, dict) else None
         switches = config.get("pretrain") if isinstance(config, dict) else None
         sections.insert(top, _stages_section(run, markers, switches if isinstance(switches, dict) else {}))
+        top += 1
+    elif _not_made(run):  # made stage by stage: what is not there yet is said, with the command that makes it
+        sections.insert(top, _not_made_section(run))
         top += 1
     # which code made each part: a checkout edited between the stages of a run made its parts with other code
     parts = {"config.yaml": recorded.get("versions") if isinstance(recorded, dict) else None}

@@ -39,7 +39,7 @@ def run(args, cfg) -> int:
     except ValueError as e:
         raise VidsslError(str(e)) from None
     write_resolved(cfg, args.out)
-    print(f"wrote {len(paths)} demo clips with ground-truth JSON to {args.out}")
+    print(f"wrote {len(paths)} demo clip{'s' * (len(paths) != 1)} with ground-truth JSON to {args.out}")
     # mine's default box (mine.box_fraction) is sized for real video, too large for the demo's discs: the default
     # clips gave 108 pairs at it, 204 at demo.mine_box_fraction
     config = f" --config {shell_arg(args.config)}" if args.config else ""

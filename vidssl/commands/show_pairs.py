@@ -26,6 +26,9 @@ def run(args, cfg) -> int:
 
     if args.n < 1:
         raise UsageError(f"--n must be >= 1, got {args.n}")
+    if os.path.isdir(args.out):  # said "Is a directory" after the grid was drawn
+        raise UsageError(f"--out {args.out}: a folder, not an image file; choose another --out (an image in it: "
+                         f"--out {os.path.join(args.out, 'pairs_grid.png')})")
     try:
         image_format(args.out)  # a suffix we cannot write fails before the grid is drawn
     except VidsslError as e:  # an argument of this command: exit 2, as export's --out of a suffix it cannot write
