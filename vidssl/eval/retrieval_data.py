@@ -448,7 +448,7 @@ def load_track_set(root: str | os.PathLike, cfg: RetrievalConfig) -> RetrievalSe
     label_of: dict[tuple[str, int], int] = {}
     seen: set[tuple[str, int, int]] = set()
     shard_len: dict[Path, int] = {}
-    with open(manifest) as fh:
+    with open(manifest, encoding="utf-8") as fh:
         for line_no, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -478,7 +478,7 @@ def load_track_set(root: str | os.PathLike, cfg: RetrievalConfig) -> RetrievalSe
     if not refs:
         raise RetrievalDataError(f"{manifest}: no pairs; mine more videos or lower the mining thresholds")
     try:
-        gap = int(json.loads((root / "dataset.json").read_text())["track_length"])
+        gap = int(json.loads((root / "dataset.json").read_text(encoding="utf-8"))["track_length"])
     except (OSError, ValueError, KeyError, TypeError):
         gap = cfg.min_gap  # a hand-made pair set without the miner's summary
     names = {label: f"{video_id}#{track_id}" for (video_id, track_id), label in label_of.items()}
