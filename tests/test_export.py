@@ -377,6 +377,12 @@ def test_a_budget_spent_before_the_first_logged_step_prints_no_nan_metrics(pairs
     assert main(["train", str(pairs), "--out", str(tmp_path / "run")]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == (
         "train: stopped at the time budget (rerun to continue): step 1/50 in 0.1 min; checkpoint RUN/checkpoint.pt")
+    # resumed: this session's minutes and all the sessions' (2 min over 3)
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: {**stopped_early(), "step": 50, "stopped": "done",
+                                                           "sessions": 3, "minutes_all_sessions": 2.0})
+    assert main(["train", str(pairs), "--out", str(tmp_path / "run")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        "train: finished: step 50/50 in 0.1 min (this session; 2.0 min over 3 sessions); checkpoint RUN/checkpoint.pt")
 
 
 def test_two_exports_in_one_folder_keep_their_own_cards(tmp_path):

@@ -901,6 +901,21 @@ def test_a_stage_says_resumed_only_with_work_to_go_on_from(tmp_path, caplog):
     assert (run / "summary.json").is_file() and (run / "report.html").is_file()  # complete: skipped
     _run_stage(stages, "export", True, lambda: {}, {})
     assert not (run / "summary.json").exists() and not (run / "report.html").exists()
+    # an evaluation: resumed only after a finished task or with a flow decoder's checkpoint (killed before either,
+    # it was said to resume)
+    said = []
+    for left in ("nothing", "a task", "a decoder"):
+        record = {"config": {"eval.davis.topk": 10}, "parts_done": ["davis"] if left == "a task" else []}
+        (run / "stages" / "eval.started.json").write_text(json.dumps(record))
+        if left == "a decoder":
+            (run / "eval" / "flow" / "transfer").mkdir(parents=True)
+            (run / "eval" / "flow" / "transfer" / "run_backbone.pt").write_bytes(b"state")
+        caplog.clear()
+        _run_stage(stages, "eval", True, lambda: {}, {"eval.davis.topk": 10})
+        said.append(next(r.getMessage() for r in caplog.records if r.getMessage().startswith("[eval] ...")))
+        (run / "stages" / "eval.json").unlink()
+    assert said == ["[eval] ... (begun by an earlier run, which left nothing to go on from)",
+                    "[eval] ... (resumed: an earlier run began it)", "[eval] ... (resumed: an earlier run began it)"]
 
 
 def test_warnings_for_videos_added_since_mining_and_training_cut_short(tmp_path):

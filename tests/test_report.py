@@ -765,6 +765,13 @@ def test_the_training_line_says_how_the_step_count_came_about(tmp_path):
     assert ("<p>355 of 355 steps, the count the time budget fitted (train.fit_budget; train.steps=1200 is the cap; "
             "planned 357 after step 7; 355 after step 40), 6.5 of its 6.6 minutes, precision bf16, stopped: done.</p>"
             ) in (run / "report.html").read_text()
+    # resumed: the minutes are the last session's, so what all of them took is said beside (0.6 of a 2.3-minute run)
+    _write(run / "train" / "stats.json", {"step": 355, "total_steps": 355, "stopped": "done", "minutes": 0.6,
+                                          "sessions": 3, "minutes_all_sessions": 2.3})
+    build_report(run)
+    assert ("the count the time budget fitted (train.fit_budget; train.steps=1200 is the cap), 0.6 of its 6.6 "
+            "minutes, the last of 3 sessions; 2.3 minutes in all, each session up to its last checkpoint, precision "
+            "bf16") in (run / "report.html").read_text()
     # without a budget (vidssl train without --budget-minutes) nothing was fitted, whatever train.fit_budget says
     (run / "train" / "config.yaml").write_text(yaml.safe_dump({"config": {"train": {
         "steps": 1200, "fit_budget": True, "precision": "fp32", "budget_minutes": None}}}))

@@ -72,11 +72,18 @@ def test_budget_stop_then_continue(pairs, tmp_path):
     ckpt = load_checkpoint(tmp_path / "run" / CHECKPOINT)
     assert [s["start_step"] for s in ckpt["sessions"]] == [0] and ckpt["sessions"][0]["git_sha"] == git_sha()
     ckpt["sessions"][0]["git_sha"] = "older-code"
+    assert 0 < ckpt["trained_seconds"] <= stats["minutes"] * 60
+    ckpt["trained_seconds"] = 600.0  # the first session's ten minutes, to be told apart from this one's
     torch.save(ckpt, tmp_path / "run" / CHECKPOINT)
     torn = tmp_path / "run" / ".tmp-checkpoint.pt.x1y2z3"  # a checkpoint half written when a session was killed
     torn.write_bytes(b"\0" * 1000)
     more = train(pairs, tmp_path / "run", cfg, budget_minutes=0.002, resume=True, progress=False)
     assert more["step"] > stats["step"]
+    # minutes: this session's; over both sessions, the first's ten plus this one's (up to its last checkpoint,
+    # the end of the session)
+    assert more["sessions"] == 2 and more["minutes_all_sessions"] == pytest.approx(10 + more["minutes"], abs=0.01)
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["trained_seconds"] == pytest.approx(
+        600 + more["minutes"] * 60, abs=0.5)
     assert not torn.exists()
     sessions = load_checkpoint(tmp_path / "run" / CHECKPOINT)["sessions"]
     assert [(s["start_step"], s["git_sha"]) for s in sessions] == [(0, "older-code"), (stats["step"], git_sha())]

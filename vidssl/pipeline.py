@@ -541,11 +541,15 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
     source = file_record(made_from) if made_from is not None else None
     resumed = stages.start(name, config, made_from, source)  # same settings and input: it goes on
     # "resumed" only with work to go on from: a training killed before its first checkpoint starts at step 0, an
-    # export always starts over (it writes at its end), a mining goes on from any finished video
+    # export always starts over (it writes at its end), a mining goes on from any finished video, an evaluation
+    # from a finished task or a flow decoder's checkpoint (killed before either, it was said to resume)
     if name == "mine":
         kept = resumed and any((run / "pairs" / "done").glob("*.json"))
+    elif name == "eval":
+        kept = resumed and bool((stages.started("eval") or {}).get("parts_done")
+                                or any((run / "eval").glob("*/transfer/*.pt")))
     else:
-        kept = resumed and (name == "eval" or name == "train" and left_state(run, "train"))
+        kept = resumed and name == "train" and left_state(run, "train")
     log.info("[%s] ...%s", name, " (resumed: an earlier run began it)" if kept else
              " (begun by an earlier run, which left nothing to go on from)" if resumed else "")
     result = {**fn(), "seconds": round(time.monotonic() - start, 1)}

@@ -815,6 +815,11 @@ def _fitted_steps(run: Path, final: dict) -> str:
                      + (f"; planned {planned}" if planned else "") + ")")
     if finite_number(final.get("minutes")) and finite_number(trained.get("budget_minutes")):
         parts.append(f"{final['minutes']:.1f} of its {trained['budget_minutes']:.1f} minutes")
+    sessions, all_minutes = final.get("sessions"), final.get("minutes_all_sessions")
+    if _whole_number(sessions) and sessions > 1 and finite_number(all_minutes):  # resumed: the minutes above are
+        # the last session's (0.6 of a run whose sessions trained 2.3)
+        parts.append(f"the last of {int(sessions)} sessions; {all_minutes:.1f} minutes in all, each session up to "
+                     "its last checkpoint")
     if isinstance(trained.get("precision"), str):
         parts.append(f"precision {trained['precision']}")
     return ", ".join(parts)

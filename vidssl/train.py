@@ -783,6 +783,9 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
     per_epoch = batches_per_epoch(len(pairs), tc.batch_pairs, d.world)
     total = tc.steps or max(1, math.ceil(tc.epochs * per_epoch / d.world))
     start, fitted = 0, False
+    # seconds the sessions before this one trained up to their last checkpoint (what the weights cost; a killed
+    # session's time after it was lost with its steps); None from a checkpoint that predates the record
+    earlier_seconds = 0.0 if saved is None else saved.get("trained_seconds")
     if saved is not None:
         start, total, fitted = saved["step"], saved["total_steps"], saved["fitted"]
         if start < total and d.main:
@@ -794,6 +797,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
             if d.main:
                 log.info("train: %s is already complete (%d steps)", run_dir, total)
             stats = {**saved["metrics"], "step": start, "total_steps": total, "stopped": "done", "minutes": 0.0,
+                     **_all_sessions(earlier_seconds, 0.0, len(saved.get("sessions", []))),
                      "checkpoint": str(ckpt_path), "pairs": len(pairs), "world_size": d.world,
                      "weights_sha256": parameter_digest(model), "fit_history": saved.get("fit_history", [])}
             if d.main and not _stats_say_done(run_dir / "stats.json", start, total):
@@ -849,6 +853,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
             "backbone": model.backbone.spec(), "embed_dim": cfg.model.embed_dim, "head": cfg.model.head,
             "world_size": d.world, "metrics": metrics, "sessions": sessions, "batch_plan": BATCH_PLAN,
             "fit_history": fit_history,
+            "trained_seconds": None if earlier_seconds is None else earlier_seconds + time.monotonic() - t0,
         })
 
     from tqdm import tqdm
@@ -1019,6 +1024,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
     try:  # still held: a signal now (a job's SIGTERM relayed once more) must not cost the finished run its record
         stats = {**metrics, "step": step, "total_steps": total, "stopped": stopped,
                  "minutes": (time.monotonic() - t0) / 60, "checkpoint": str(ckpt_path), "pairs": len(pairs),
+                 **_all_sessions(earlier_seconds, time.monotonic() - t0, len(sessions)),
                  "world_size": d.world, "weights_sha256": parameter_digest(model), "fit_history": fit_history}
         if d.main:
             atomic_write_json(run_dir / "stats.json", stats)
@@ -1029,6 +1035,14 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
         # that the finished training is recorded as finished (it was reported as interrupted, with no stats.json)
         stopping.stop()
     return {**stats, "session_steps": step - start}  # the caller's to judge (vidssl train: a one-step budget)
+
+
+def _all_sessions(earlier_seconds: float | None, seconds: float, sessions: int) -> dict:
+    """``stats.json``'s record of a resumed run's whole training: ``sessions`` (those whose steps the weights hold)
+    and ``minutes_all_sessions`` (theirs up to their last checkpoint, with this one's ``seconds``; left out where a
+    checkpoint predates the record). ``minutes`` alone was the last session's: 0.6 of a run that trained 2.3."""
+    total = {} if earlier_seconds is None else {"minutes_all_sessions": (earlier_seconds + seconds) / 60}
+    return {"sessions": sessions, **total}
 
 
 def _budget_fit(step: int, speed_from: tuple[float, int], budget: float, t0: float) -> tuple[int, float, float]:

@@ -51,7 +51,10 @@ def run(args, cfg) -> int:
     neg_cos = float("nan") if stats.get("neg_cos") is None else stats["neg_cos"]  # None: no negative mined yet
     metrics = (f"loss {stats['loss']:.4f}, cos(a,p) {stats.get('pos_cos', float('nan')):.2f}, "
                f"cos(a,neg) {neg_cos:.2f}; " if "loss" in stats else "")
-    print(f"train: {state}: step {stats['step']}/{stats['total_steps']} in {stats['minutes']:.1f} min; "
+    # a resumed run: this session's minutes, and what all the sessions whose steps it holds took
+    resumed = (f" (this session; {stats['minutes_all_sessions']:.1f} min over {stats['sessions']} sessions)"
+               if stats.get("sessions", 1) > 1 and "minutes_all_sessions" in stats else "")
+    print(f"train: {state}: step {stats['step']}/{stats['total_steps']} in {stats['minutes']:.1f} min{resumed}; "
           f"{metrics}checkpoint {stats['checkpoint']}")
     if stats["stopped"] == "budget" and stats.get("session_steps", 2) <= 1:  # each rerun would start up for one step
         log.warning("train: the budget ended after %d step(s) of this session (start-up included): give it more "
