@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     # no abbreviated flags: `--budget` taken for `--budget-minutes` would silently change meaning the day another
     # --budget-... flag is added; a shortened flag is an error that names the whole one (see _unrecognized)
     parser = argparse.ArgumentParser(
-        prog="vidssl", allow_abbrev=False, description="Learn visual representations from unlabeled video (Wang & Gupta 2015, and beyond).")
+        prog="vidssl", allow_abbrev=False,
+        description="Learn visual representations from unlabeled video (Wang & Gupta 2015, and beyond).")
     parser.add_argument("--version", action="version", version=f"vidssl {__version__}")
     add_verbosity_arguments(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -87,7 +87,7 @@ def resolved_into_output(cfg, out):
                 yield
                 finished = True
             finally:
-                made = any(path != lock for path in out.iterdir())
+                made = out.is_dir() and any(path != lock for path in out.iterdir())
                 if made and (finished or not (out / "metrics.json").exists()):
                     write_resolved(cfg, out)
     finally:
