@@ -242,11 +242,14 @@ def null_hint(value: Any) -> str:
 
 def _quoted_hint(value: Any, number: type) -> str:
     """``"; write it unquoted: ..."`` for a string that is a number of type ``number`` (``steps: "1200"``)."""
+    if not isinstance(value, str):
+        return ""
     try:
-        number(value.strip()) if isinstance(value, str) else None
+        parsed = number(value.strip())
     except ValueError:
         return ""
-    return "; write it unquoted: quoted, YAML reads it as a string" if isinstance(value, str) else ""
+    # "nan" unquoted is text to YAML too (its NaN is .nan, refused all the same)
+    return "; write it unquoted: quoted, YAML reads it as a string" if math.isfinite(parsed) else ""
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
