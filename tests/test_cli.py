@@ -321,9 +321,9 @@ def test_show_pairs_encodes_as_the_suffix_says(tmp_path, capsys):
 def test_an_evaluation_refused_at_its_data_check_leaves_no_output_folder(task, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     for data in (tmp_path / "missing", tmp_path / "empty"):
-        out = tmp_path / f"out_{data.name}"
+        out = tmp_path / "new" / "evals" / f"out_{data.name}"  # the folders above it too (the lock made them)
         assert main(["-q", "eval", task, "--data", str(data), "--out", str(out), "--arch", "smallcnn"]) == 1
-        assert str(data) in capsys.readouterr().err and not out.exists()
+        assert str(data) in capsys.readouterr().err and not (tmp_path / "new").exists()
 
 
 def test_flags_are_checked_and_recorded_as_the_config_keys_they_set(tmp_path, capsys, data_dir):

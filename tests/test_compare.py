@@ -885,3 +885,22 @@ def test_a_run_with_no_number_among_several_is_told_why(tmp_path, capsys):
     assert main(["compare", str(ok), str(bare)]) == 0
     out = capsys.readouterr().out
     assert "Shown as" not in out and f"{bare}/eval/davis/metrics.json: missing" in out
+
+
+def test_a_run_whose_eval_data_tasks_all_failed_is_not_told_to_give_eval_data(tmp_path, capsys):
+    """Every --eval-data task failed (eval_failures.json, no metrics.json): the run was told "give --eval-data",
+    which it had been given; and a metrics.json read as unreadable went unmentioned in that error."""
+    run = tmp_path / "s0"
+    (run / "eval" / "tracks_held_out").mkdir(parents=True)
+    (run / "eval" / "tracks_held_out" / "metrics.json").write_text(json.dumps(
+        {"labels": 1, "models": {"s0/backbone": {"map_at_r": 1.0}, "raw pixels": {"map_at_r": 1.0}}}))
+    (run / "stages").mkdir()
+    (run / "stages" / "eval.json").write_text(json.dumps({"config": {"--eval-data": str(tmp_path / "data")}}))
+    _metrics(run, "davis", {})  # no model's row: unreadable
+    (run / "summary.json").write_text(json.dumps({"weights": str(run / "backbone.pt"), "headline": {},
+                                                  "trained_model": "s0/backbone"}))
+    assert main(["compare", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"{run}: tracks_held_out says nothing about the weights (only one label" in err
+    assert "give --eval-data" not in err and "use videos whose held-out tails" in err
+    assert f"{run / 'eval' / 'davis' / 'metrics.json'}: unreadable (holds no model's metrics" in err

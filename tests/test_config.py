@@ -912,3 +912,11 @@ def test_stored_patches_too_small_to_learn_from_are_refused():
     with pytest.raises(ConfigError, match=r"config key 'mine.patch_size': must be >= 16 .*, got 7$"):
         load_config(None, ["mine.patch_size=7"])
     assert load_config(None, ["mine.patch_size=16"]).mine.patch_size == 16
+
+
+def test_a_config_file_that_is_not_utf8_is_named_with_the_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes("train:\n  lr: 0.1\n  # r\u00e9glage\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == f"config file {path} is not UTF-8 text: byte 0xe9 at line 3; save it as UTF-8"

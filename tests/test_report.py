@@ -458,6 +458,8 @@ def test_report_refuses_a_run_that_a_pretrain_is_writing(tmp_path, capsys):
     assert "--out" not in err  # report has no --out to choose
     assert not (run / "summary.json").exists()
     assert main(["report", str(run)]) == 0
+    with run_lock(run, shared=True):  # a `vidssl eval` into RUN/eval/<task>: no reason to refuse
+        assert main(["report", str(run)]) == 0
 
 
 def test_a_hand_edited_config_or_log_is_named_not_a_traceback(tmp_path):

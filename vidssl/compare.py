@@ -177,7 +177,7 @@ def read_runs(runs: list[str | Path], summaries: dict[Path, dict] | None = None)
         uninformative = [f"{run}: {warning}" for run in map(Path, runs) for warning in evaluation_warnings(run)]
         if uninformative:
             raise VidsslError(f"no informative evaluation results in {', '.join(map(str, runs))}: "
-                              + "; ".join(uninformative))
+                              + "; ".join(uninformative) + "".join(f"; {note}" for note in notes))
         empty = [str(run) for run in runs if _evaluated_nothing(Path(run))]
         if len(empty) == len(runs):  # finished: "finish the runs" misled
             raise VidsslError(f"{', '.join(empty)}: {EVALUATED_NOTHING} to compare them")

@@ -742,8 +742,11 @@ def _read_config_file(p: Path) -> dict:
     try:
         text = p.read_text(encoding="utf-8")
         loaded = _yaml(text)
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {p} is not UTF-8 text") from None
+    except UnicodeDecodeError as e:  # where: a Latin-1 "é" in a comment is one byte among hundreds
+        raw = p.read_bytes()
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"config file {p} is not UTF-8 text: byte 0x{raw[e.start]:02x} at line {line}; save it as "
+                          "UTF-8") from None
     except yaml.reader.ReaderError as e:  # PyYAML names a "<unicode string>" and a character offset
         line = text.count("\n", 0, e.position) + 1
         column = e.position - (text.rfind("\n", 0, e.position) + 1) + 1

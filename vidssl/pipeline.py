@@ -719,8 +719,12 @@ def evaluation_warnings(run: Path, tasks: set[str] | None = None) -> list[str]:
     from vidssl.report import uninformative_tasks
 
     tails = "videos whose held-out tails (pretrain.held_out_tail) hold more tracks, several in one video"
-    # "give --eval-data" only to a run that had none: one that evaluated CUB, DAVIS or Sintel was given it
-    had_data = any(path.parent.name != HELD_OUT_TASK for path in (run / "eval").glob("*/metrics.json"))
+    # "give --eval-data" only to a run that had none: one that evaluated CUB, DAVIS or Sintel was given it, and so
+    # was one whose evaluation recorded the folder, though every task of it failed
+    stages = Stages(run)
+    recorded = ((stages.done("eval") or stages.started("eval") or {}).get("config") or {}).get("--eval-data")
+    had_data = bool(recorded) or any(path.parent.name != HELD_OUT_TASK
+                                     for path in (run / "eval").glob("*/metrics.json"))
     fixes = {HELD_OUT_TASK: f"use {tails}" if had_data
              else f"give --eval-data (CUB, DAVIS, Sintel folders), or {tails}"}
     # a task of --eval-data: its folder is what cannot tell them apart (blackswan holds one object)

@@ -64,7 +64,7 @@ def resolved_into_output(cfg, out):
     metrics, figures and config.yaml would interleave with this one's, is refused naming this process; so is one
     into RUN/eval/<task> while a pretrain runs on RUN), and
     ``OUT/config.yaml`` after it, once it has made something there (one refused at its input checks, a missing
-    --data, leaves no folder behind: the folder the lock made is removed), finished or not; one that failed writes it
+    --data, leaves no folder behind: those the lock made are removed), finished or not; one that failed writes it
     only where no earlier evaluation's metrics.json stands (it failed before retiring them), which a config of this
     run's settings beside them would misstate."""
     from pathlib import Path
@@ -73,24 +73,30 @@ def resolved_into_output(cfg, out):
     from vidssl.io import run_lock
 
     out = Path(out)
-    existed = out.exists()
+    made_by_lock = []  # OUT and the folders above it that do not exist yet: the lock makes them
+    for folder in (out, *out.parents):
+        if folder.exists():
+            break
+        made_by_lock.append(folder)
     lock = out / ".vidssl.lock"
     run = out.parent.parent
-    # into a pretrain run's RUN/eval/<task> (to rebuild one): shared with other tasks' evaluations, exclusive of
-    # the pretrain itself, which evaluates into the same folders and holds RUN while it runs
+    # into a pretrain run's RUN/eval/<task> (to rebuild one): shared with other tasks' evaluations and reports,
+    # exclusive of the pretrain itself, which evaluates into the same folders and holds RUN while it runs
     in_run = run_lock(run, shared=True) if out.parent.name == "eval" and (run / "stages").is_dir() \
         else contextlib.nullcontext()
-    try:
-        with in_run, run_lock(out):
-            finished = False
-            try:
-                yield
-                finished = True
-            finally:
-                made = out.is_dir() and any(path != lock for path in out.iterdir())
-                if made and (finished or not (out / "metrics.json").exists()):
-                    write_resolved(cfg, out)
-    finally:
-        if not existed and out.is_dir() and list(out.iterdir()) == [lock]:
-            lock.unlink()
-            out.rmdir()
+    with in_run, run_lock(out):
+        finished = False
+        try:
+            yield
+            finished = True
+        finally:
+            made = out.is_dir() and any(path != lock for path in out.iterdir())
+            if made and (finished or not (out / "metrics.json").exists()):
+                write_resolved(cfg, out)
+            elif made_by_lock and not made:
+                # refused at its input checks: the folders the lock made go, while it is still held (another
+                # evaluation's lock taken in between would be on a file removed under it)
+                lock.unlink(missing_ok=True)
+                for folder in made_by_lock:  # deepest first; one another command wrote into meanwhile stays
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()

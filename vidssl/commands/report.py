@@ -23,9 +23,11 @@ def run(args, cfg) -> int:
         raise VidsslError(problem)
     if not has_report(run_dir):
         raise VidsslError(not_a_run(run_dir))
-    # a pretrain writing into RUN holds it: its half-made stages are no report (and its own report follows)
-    with run_lock(run_dir, advice=f"wait for it to end (a pretrain writes its own report), then rerun `vidssl report "
-                                  f"{shell_arg(run_dir)}` if you still need one"):
+    # a pretrain writing into RUN holds it: its half-made stages are no report (and its own report follows); shared
+    # with `vidssl eval` into RUN/eval/<task>, whose files are written whole (the report shows what is finished)
+    advice = (f"wait for it to end (a pretrain writes its own report), then rerun `vidssl report "
+              f"{shell_arg(run_dir)}` if you still need one")
+    with run_lock(run_dir, shared=True, advice=advice):
         build_report(run_dir)
     # both as the folder was given (the page came back resolved: through a link, the link's target), for a shell
     print(f"report: {shell_arg(run_dir / 'report.html')}\nsummary: {shell_arg(run_dir / 'summary.json')}")
