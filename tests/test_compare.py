@@ -411,18 +411,22 @@ def test_a_summary_that_is_not_utf8_is_a_one_line_error(tmp_path, capsys):
     assert f"{run}/summary.json: unreadable" in err and f"vidssl report {run}" in err and "Traceback" not in err
 
 
+def _one_label_run(root, name, tasks=("tracks_held_out",)):
+    """A run whose every evaluation retrieved among one label (every model scores 1: left out of the headline)."""
+    run = root / name
+    for task in tasks:
+        _metrics(run, task, {f"{name}/backbone": {"map_at_r": 1.0}, "raw pixels": {"map_at_r": 1.0}})
+        metrics = json.loads((run / "eval" / task / "metrics.json").read_text())
+        (run / "eval" / task / "metrics.json").write_text(json.dumps({"labels": 1, **metrics}))
+    (run / "summary.json").write_text(json.dumps({"weights": str(run / "backbone.pt"), "headline": {},
+                                                  "trained_model": f"{name}/backbone"}))
+    return run
+
+
 def test_runs_whose_only_evaluations_say_nothing_are_told_so(tmp_path, capsys):
     """A run on short clips whose held-out tails hold one track (every model scores 1 there, left out of the
     headline) was told to "finish the runs", which were finished."""
-    runs = []
-    for name in ("s0", "s1"):
-        run = tmp_path / name
-        (run / "eval" / "tracks_held_out").mkdir(parents=True)
-        (run / "eval" / "tracks_held_out" / "metrics.json").write_text(json.dumps(
-            {"labels": 1, "models": {f"{name}/backbone": {"map_at_r": 1.0}, "raw pixels": {"map_at_r": 1.0}}}))
-        (run / "summary.json").write_text(json.dumps({"weights": str(run / "backbone.pt"), "headline": {},
-                                                      "trained_model": f"{name}/backbone"}))
-        runs.append(run)
+    runs = [_one_label_run(tmp_path, name) for name in ("s0", "s1")]
     assert main(["compare", *map(str, runs)]) == 1
     err = capsys.readouterr().err
     assert "no informative evaluation results" in err and "finish the runs" not in err
@@ -433,16 +437,7 @@ def test_runs_whose_only_evaluations_say_nothing_are_told_so(tmp_path, capsys):
 def test_runs_given_eval_data_are_not_told_to_give_it(tmp_path, capsys):
     """Runs that evaluated DAVIS with one object (instance retrieval of one label) and held-out tails of one track:
     told "give --eval-data", which they had been given."""
-    runs = []
-    for name in ("s0", "s1"):
-        run = tmp_path / name
-        for task in ("tracks_held_out", "davis_instances"):
-            (run / "eval" / task).mkdir(parents=True)
-            (run / "eval" / task / "metrics.json").write_text(json.dumps(
-                {"labels": 1, "models": {f"{name}/backbone": {"map_at_r": 1.0}, "raw pixels": {"map_at_r": 1.0}}}))
-        (run / "summary.json").write_text(json.dumps({"weights": str(run / "backbone.pt"), "headline": {},
-                                                      "trained_model": f"{name}/backbone"}))
-        runs.append(run)
+    runs = [_one_label_run(tmp_path, name, ("tracks_held_out", "davis_instances")) for name in ("s0", "s1")]
     assert main(["compare", *map(str, runs)]) == 1
     err = capsys.readouterr().err
     assert "no informative evaluation results" in err and "--eval-data" not in err
@@ -890,15 +885,10 @@ def test_a_run_with_no_number_among_several_is_told_why(tmp_path, capsys):
 def test_a_run_whose_eval_data_tasks_all_failed_is_not_told_to_give_eval_data(tmp_path, capsys):
     """Every --eval-data task failed (eval_failures.json, no metrics.json): the run was told "give --eval-data",
     which it had been given; and a metrics.json read as unreadable went unmentioned in that error."""
-    run = tmp_path / "s0"
-    (run / "eval" / "tracks_held_out").mkdir(parents=True)
-    (run / "eval" / "tracks_held_out" / "metrics.json").write_text(json.dumps(
-        {"labels": 1, "models": {"s0/backbone": {"map_at_r": 1.0}, "raw pixels": {"map_at_r": 1.0}}}))
+    run = _one_label_run(tmp_path, "s0")
     (run / "stages").mkdir()
     (run / "stages" / "eval.json").write_text(json.dumps({"config": {"--eval-data": str(tmp_path / "data")}}))
     _metrics(run, "davis", {})  # no model's row: unreadable
-    (run / "summary.json").write_text(json.dumps({"weights": str(run / "backbone.pt"), "headline": {},
-                                                  "trained_model": "s0/backbone"}))
     assert main(["compare", str(run)]) == 1
     err = capsys.readouterr().err
     assert f"{run}: tracks_held_out says nothing about the weights (only one label" in err
