@@ -125,10 +125,15 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch, caplog)
         train_transfer(_backbone(), cfg, budget_s=10.0, checkpoint=checkpoint, progress=False)
     said = [r for r in caplog.records if "continuing under the budget it began with" in r.getMessage()]
     assert [r.levelname for r in said] == ["INFO"] and f"delete {checkpoint}" in said[0].getMessage()
-    # a finished run is reused as it is; another seed is another run and starts over
+    # a finished run is reused as it is, its checkpoint not written again (a window for a kill to leave a temp file
+    # in, at every rerun); another seed is another run and starts over
     steps_run.clear()
+    written = checkpoint.stat().st_mtime_ns
+    monkeypatch.setattr(transfer, "atomic_write_bytes", lambda *a: pytest.fail("a finished decoder was saved again"))
     train_transfer(_backbone(), cfg, budget_s=1e6, checkpoint=checkpoint, progress=False)
-    assert len(steps_run) == 0
+    assert len(steps_run) == 0 and checkpoint.stat().st_mtime_ns == written
+    monkeypatch.undo()
+    monkeypatch.setattr(transfer, "synthetic_pairs", dies_at_step_4)
     train_transfer(_backbone(), cfg, budget_s=1e6, seed=1, checkpoint=checkpoint, progress=False)
     assert len(steps_run) == 5
 

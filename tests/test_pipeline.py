@@ -361,10 +361,16 @@ def test_evaluation_data_changed_in_place_is_evaluated_again_set_by_set(run_dir,
          "outputs_cleared": True, "data": {"toy": marker["data"]["toy"]}}))
     (run / "stages" / "eval.json").unlink()
     add_classes(data / "retrieval" / "toy", 8, 9)
+    # what a killed evaluation of it left: a figure of a model no longer evaluated, temp files half written
+    stale = [run / "eval" / "toy" / "grid_gone_model.png", run / "eval" / "toy" / ".tmp-metrics.json.1@0badc0de.x",
+             run / "stages" / ".tmp-eval.json.1@0badc0de.y"]
+    for path in stale:
+        path.write_bytes(b"half")
     caplog.clear()
     assert main(command) == 0
     assert f"[eval] {data / 'retrieval' / 'toy'}: its files changed since it was evaluated" in caplog.text
     assert json.loads(metrics.read_text())["labels"] == 9
+    assert not [path for path in stale if path.exists()] and list((run / "eval" / "toy").glob("grid_*.png"))
     assert "[eval] retrieval on" not in caplog.text.replace(f"[eval] retrieval on {data / 'retrieval' / 'toy'}", "")
 
 
@@ -1762,3 +1768,24 @@ def test_a_completed_stage_whose_input_was_deleted_reruns_with_the_stage_before_
     stages.mark("train", {"config": {}})
     _refuse_switched_off_inputs(cfg, run)  # no error: training is complete
 
+
+
+def test_an_unfinished_task_s_folder_is_emptied_but_the_flow_decoders_kept(tmp_path):
+    """A killed DAVIS evaluation's overlays of a sequence since removed from the data stood beside the new ones (the
+    report showed them); its temp files stayed for good. The flow decoders' checkpoints are what a rerun resumes."""
+    from vidssl.pipeline import _clear_unfinished
+
+    out = tmp_path / "run" / "eval" / "flow"
+    for name in ("overlays/m/gone.png", "pairs/a.png", ".tmp-metrics.md.7@0badc0de.z", "transfer/run_backbone.pt",
+                 "transfer/.tmp-run_backbone.pt.7@0badc0de.q"):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(b"x")
+    mine = tmp_path / "mine"  # a linked task folder is someone else's: left alone
+    (mine / "keep.png").parent.mkdir()
+    (mine / "keep.png").write_bytes(b"x")
+    (tmp_path / "run" / "eval" / "davis").symlink_to(mine)
+    _clear_unfinished(out)
+    _clear_unfinished(tmp_path / "run" / "eval" / "davis")
+    _clear_unfinished(tmp_path / "run" / "eval" / "never_made")
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["transfer", "transfer/run_backbone.pt"]
+    assert (mine / "keep.png").is_file()

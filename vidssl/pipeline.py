@@ -559,6 +559,24 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
     return result
 
 
+def _clear_unfinished(out: Path) -> None:
+    """Empty a task's ``RUN/eval/<task>`` before it is evaluated (again): a killed evaluation's figures (overlays of
+    a sequence since removed from the data) stood beside the new ones, shown by the report, and its half-written
+    temp files stayed for good. The flow decoders' checkpoints (``transfer/``) stay, to resume from; only their
+    temp files go (the run's lock is held: no live writer's)."""
+    import shutil
+
+    if not out.is_dir() or out.is_symlink():  # a linked folder is someone else's
+        return
+    for entry in out.iterdir():
+        if entry.name == "transfer" and entry.is_dir() and not entry.is_symlink():
+            remove_temp_leftovers(entry)
+        elif entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def _writing_failed(error: OSError, run: Path) -> bool:
     """Whether ``error`` came from writing the evaluation's outputs (a full disk, a read-only or unwritable
     RUN/eval) rather than from reading its data (which may lie in RUN too: the held-out pairs)."""
@@ -964,6 +982,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     # the exported weights (a ResNet-50's are 100 MB), the report, summary.json: a killed writer's temp file (RUN's
     # lock is held, so no live writer's)
     remove_temp_leftovers(run)
+    remove_temp_leftovers(run / "stages")  # a marker half written
     # RUN/config.yaml describes what made the run's results: written when a stage runs (and for a new run), not on a
     # rerun that only finds its stages complete (its budget, threads or code version would replace the ones that
     # made the weights)
@@ -1111,6 +1130,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
                     except (OSError, ValueError):  # gone or edited by hand since: evaluated again
                         pass
             log.info("[eval] %s on %s", es.task, es.path)
+            _clear_unfinished(out)
             try:
                 if es.task == "retrieval":
                     results[out.name] = evaluate_retrieval(models, es.path, out, cfg.eval.retrieval,

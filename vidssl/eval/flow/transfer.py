@@ -200,7 +200,7 @@ def _train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed:
                                                   "optimizer": optimizer.state_dict(), "state": state}))
 
     net.train()
-    last_save = time.perf_counter()
+    last_save, resumed_at = time.perf_counter(), state["step"]
 
     def done() -> float:  # the share of training done: of the steps or of the budget, whichever ends first
         steps = state["step"] / cfg.steps if cfg.steps > 0 else 1.0
@@ -231,7 +231,8 @@ def _train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed:
             save()
             last_save = time.perf_counter()
     bar.close()
-    save()
+    if state["step"] > resumed_at:  # a finished decoder's checkpoint, rewritten for nothing, was a window for a kill
+        save()
     net.eval()
     info = {"steps": state["step"], "train_seconds": round(state["elapsed_s"], 1),
             "synthetic_epe_start": state["epe_start"], "synthetic_epe_end": synthetic_epe(net, cfg, device),
