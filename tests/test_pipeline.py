@@ -371,6 +371,20 @@ def test_evaluation_data_changed_in_place_is_evaluated_again_set_by_set(run_dir,
     assert f"[eval] {data / 'retrieval' / 'toy'}: its files changed since it was evaluated" in caplog.text
     assert json.loads(metrics.read_text())["labels"] == 9
     assert not [path for path in stale if path.exists()] and list((run / "eval" / "toy").glob("grid_*.png"))
+    # the run folder copied, its evaluation unfinished, a task evaluated again: that task keeps the name the finished
+    # ones table the trained backbone under (it was "copy/backbone" beside "run/backbone", read as a baseline)
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "stages" / "eval.started.json").write_text(json.dumps(
+        {**json.loads((run / "stages" / "eval.json").read_text()), "parts_done": ["tracks_held_out"]}))
+    (copy / "stages" / "eval.json").unlink()
+    (copy / "eval" / "toy" / "metrics.json").unlink()
+    caplog.clear()
+    assert main([*command[:2], str(copy), *command[3:]]) == 0
+    assert f"[eval] retrieval on {data / 'retrieval' / 'toy'}" in caplog.text
+    assert "run/backbone" in json.loads((copy / "eval" / "toy" / "metrics.json").read_text())["models"]
+    summary = json.loads((copy / "summary.json").read_text())
+    assert summary["trained_model"] == "run/backbone" and "run/backbone" in summary["headline"]["toy"]
     assert "[eval] retrieval on" not in caplog.text.replace(f"[eval] retrieval on {data / 'retrieval' / 'toy'}", "")
 
 

@@ -559,6 +559,22 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
     return result
 
 
+def _trained_name_kept(run: Path, finished: list[str]) -> str:
+    """The row name of the trained backbone in the tasks evaluated now: as RUN/backbone.pt is named now
+    (``<folder>/backbone``), or, in a run folder copied or renamed with its evaluation unfinished, the name its
+    ``finished`` tasks table it under: the report and `vidssl compare` read one name per run (the copy's new tasks
+    had ``T1/backbone`` beside the finished ones' ``CB/backbone``, which then read as a baseline)."""
+    from vidssl.eval import weights_row_name
+    from vidssl.report import read_metrics, tabled_weights
+
+    earlier = {}
+    for task in finished:
+        with contextlib.suppress(OSError, ValueError):
+            earlier[task] = read_metrics(run / "eval" / task / "metrics.json", rows=True)
+    tabled = tabled_weights(earlier)
+    return tabled.pop() if len(tabled) == 1 else weights_row_name(run / "backbone.pt")
+
+
 def _clear_unfinished(out: Path) -> None:
     """Empty a task's ``RUN/eval/<task>`` before it is evaluated (again): a killed evaluation's figures (overlays of
     a sequence since removed from the data) stood beside the new ones, shown by the report, and its half-written
@@ -1102,6 +1118,9 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         held_out = run / "pairs_held_out" if held_out_videos is not None else None
         results, failures = {}, {}
         finished = stages.parts_done("eval")  # tasks an interrupted evaluation of these weights completed
+        trained = _trained_name_kept(run, finished)
+        models = {trained if name == weights_row_name(run / "backbone.pt") else name: model
+                  for name, model in models.items()}
         if not finished and not stages.outputs_cleared("eval"):
             # earlier weights' results: a task that now fails, or whose data is gone, kept showing their numbers.
             # Once per evaluation of these weights: resumed (tasks finished, or the note made), it keeps its own
@@ -1168,7 +1187,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
                              f"data and rerun the same command: the {len(results)} finished ones are kept")
         # the row the trained backbone has in every table, as named now: the report finds it by this name, also
         # after the run folder is renamed (a rerun then skips this stage and the tables keep the old name)
-        return {"tasks": sorted(results), "trained_model": weights_row_name(run / "backbone.pt"),
+        return {"tasks": sorted(results), "trained_model": trained,
                 "data": {name: fingerprint for name, fingerprint in data.items() if name in results}}
 
     results = {

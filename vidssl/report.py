@@ -559,7 +559,7 @@ def _spelled(value: float | None) -> str:
     return "NaN" if value is None or math.isnan(value) else str(value)
 
 
-def _tabled_weights(eval_results: dict[str, dict]) -> set[str]:
+def tabled_weights(eval_results: dict[str, dict]) -> set[str]:
     """The row names of the evaluation tables (task -> metrics.json) that are weights files, not baselines."""
     prefix, models = FLOW_FEATURE_METHOD + "[", set()
     for result in eval_results.values():
@@ -583,7 +583,7 @@ def _trained_row(run: Path, eval_results: dict[str, dict]) -> str:
         return recorded
     # evaluated stage by stage or renamed since: named as its --weights was spelled (runs/real/backbone.pt, or
     # backbone.pt from inside the folder) in a folder of whatever name then, which the report cannot know.
-    trained = _tabled_weights(eval_results)
+    trained = tabled_weights(eval_results)
     if len(trained) == 1:
         return trained.pop()
     # several weights evaluated side by side (or none yet): the one named as this folder's backbone.pt would be
@@ -1014,7 +1014,7 @@ def build_report(run_dir: str | Path) -> Path:
         summary["eval_failed"] = failures
     if eval_sections:
         sections += ["<h2>Evaluation</h2>", *eval_sections]
-    tabled = _tabled_weights(eval_results)
+    tabled = tabled_weights(eval_results)
     if "trained_model" in summary:
         summary["trained_model"] = _trained_row(run, eval_results)
     elif len(tabled) == 1:  # no export in RUN (stage by stage, weights written elsewhere):
