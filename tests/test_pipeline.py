@@ -668,14 +668,16 @@ def test_a_failing_evaluation_keeps_the_others_and_the_report(run_dir, tmp_path,
     assert summary["eval_failed"] == failed and "tracks_held_out" in summary["headline"]
     assert "Failed evaluations" in (run / "report.html").read_text()
     # the data fixed, the same command evaluates only what failed, and clears nothing of these weights' evaluation
-    # (an unfinished task's state, e.g. a flow transfer checkpoint, is resumed)
+    # but the failed task's figures (an unfinished task's state, a flow transfer checkpoint, is resumed)
     masks[0] = masks[1].copy()
     write_sequence(tmp_path / "data" / "davis", "late", masks)
     before = held_out.stat().st_mtime_ns
-    (run / "eval" / "davis").mkdir(parents=True, exist_ok=True)
-    (run / "eval" / "davis" / "state.bin").write_bytes(b"resumable")
+    (run / "eval" / "davis" / "transfer").mkdir(parents=True, exist_ok=True)
+    (run / "eval" / "davis" / "transfer" / "state.pt").write_bytes(b"resumable")
+    (run / "eval" / "davis" / "old_figure.png").write_bytes(b"of the failed attempt")
     assert main(command) == 0
-    assert (run / "eval" / "davis" / "state.bin").read_bytes() == b"resumable"
+    assert (run / "eval" / "davis" / "transfer" / "state.pt").read_bytes() == b"resumable"
+    assert not (run / "eval" / "davis" / "old_figure.png").exists()
     assert not (run / "eval" / "failed.json").exists()  # the fixed run has none left (an empty one read as an alarm)
     assert held_out.stat().st_mtime_ns == before and (run / "eval" / "davis" / "metrics.json").is_file()
     assert "eval_failed" not in json.loads((run / "summary.json").read_text())
