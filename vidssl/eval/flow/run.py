@@ -58,7 +58,9 @@ def build_methods(models: dict[str, nn.Module], cfg: FlowConfig, out_dir: Path, 
     transfer: dict = {}
     trainable = {name: model for name, model in models.items() if _has_weights(model)} if cfg.transfer else {}
     for name, model in trainable.items():
-        log.info("flow: training the transfer decoder on %s (%.0f s)", name, budget_s / len(trainable))
+        # a limit, not a forecast: the decoder stops at its steps or its share of the budget, whichever comes first
+        log.info("flow: training the transfer decoder on %s (at most %d steps or %.0f s)", name, cfg.steps,
+                 budget_s / len(trainable))
         net, info = train_transfer(model, cfg, budget_s / len(trainable), seed, device,
                                    out_dir / "transfer" / f"{file_name(name)}.pt", progress)
         methods[f"transfer[{name}]"] = NetworkFlow(net, device)
