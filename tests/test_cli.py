@@ -693,6 +693,24 @@ def test_a_mistyped_flag_is_said_by_the_commands_parser_with_the_flag_meant(caps
         assert err.endswith(f"\n{prog}: error: unrecognized arguments: {said}\n"), err
 
 
+def test_a_mistyped_required_flag_is_named_beside_the_one_required(capsys):
+    """argparse says "the following arguments are required" before it could name the unknown flag: `--dat d` was
+    told only that --data is required."""
+    cases = [(["eval", "davis", "--dat", "d", "--out", "o"], "vidssl eval davis",
+              "the following arguments are required: --data (not a flag of vidssl eval davis: --dat (did you mean "
+              "--data?))"),
+             (["train", "p", "--ot=o"], "vidssl train",
+              "the following arguments are required: --out (not a flag of vidssl train: --ot=o (did you mean --out?))"),
+             (["mine", "v", "--workers", "2"], "vidssl mine", "the following arguments are required: --out"),
+             (["eval", "davis", "--data", "d", "--", "--ot"], "vidssl eval davis",
+              "the following arguments are required: --out")]  # after `--`, no flag was meant
+    for argv, prog, said in cases:
+        with pytest.raises(SystemExit) as stopped:
+            main(argv)
+        err = capsys.readouterr().err
+        assert stopped.value.code == 2 and err.endswith(f"\n{prog}: error: {said}\n"), err
+
+
 @pytest.mark.parametrize("argv, out", [
     (["pretrain", "--videos", "VIDEOS", "--out", "OUT"], "notes.md"),
     (["pretrain", "--videos", "VIDEOS", "--out", "OUT"], "notes.md/run"),

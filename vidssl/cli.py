@@ -41,10 +41,51 @@ def add_verbosity_arguments(parser: argparse.ArgumentParser, top_level: bool = F
                            help="warnings and errors only, no progress bars")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose "the following arguments are required" also names a flag typed that it does not
+    know, and the flag meant (`vidssl eval davis --dat d --out o` was told only that --data is required); its
+    subcommands' parsers are of this class too (argparse makes them of their parent's). ``typed``: the arguments as
+    given, set by :func:`main` before parsing."""
+
+    typed: tuple[str, ...] = ()
+
+    def error(self, message: str):
+        if message.startswith("the following arguments are required"):
+            typed = self.typed[:self.typed.index("--")] if "--" in self.typed else self.typed
+            unknown = [arg for arg in typed if arg.startswith("--")
+                       and arg.split("=", 1)[0] not in self._option_string_actions]
+            if unknown:
+                message += f" (not a flag of {self.prog}: {_with_flag_meant(self, unknown)})"
+        super().error(message)
+
+
+def _with_flag_meant(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """``unknown`` arguments, and the flag meant where one is close or the only one an argument begins."""
+    import difflib
+
+    flags = [flag for flag in parser._option_string_actions if flag.startswith("--")]
+
+    def flag_meant(arg: str) -> list[str]:
+        extended = [flag for flag in flags if flag.startswith(arg)]
+        return extended if len(extended) == 1 else difflib.get_close_matches(arg, flags, n=1, cutoff=0.75)
+
+    typed = unknown[:unknown.index("--")] if "--" in unknown else unknown  # after `--`, no flag was meant
+    meant = [close[0] for arg in typed if arg.startswith("--") and arg.split("=", 1)[0] not in flags
+             for close in [flag_meant(arg.split("=", 1)[0])] if close]
+    return " ".join(unknown) + (f" (did you mean {', '.join(dict.fromkeys(meant))}?)" if meant else "")
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser`` and every subcommand's parser below it."""
+    below = [p for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+             for p in action.choices.values()]
+    return [parser] + [p for sub in below for p in _parsers(sub)]
+
+
 def build_parser() -> argparse.ArgumentParser:
     # no abbreviated flags: `--budget` taken for `--budget-minutes` would silently change meaning the day another
     # --budget-... flag is added; a shortened flag is an error that names the whole one (see _unrecognized)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vidssl", allow_abbrev=False,
         description="Learn visual representations from unlabeled video (Wang & Gupta 2015, and beyond).")
     parser.add_argument("--version", action="version", version=f"vidssl {__version__}")
@@ -67,19 +108,7 @@ def _unrecognized(parser: argparse.ArgumentParser, unknown: list[str]) -> None:
     """argparse's error for arguments no parser took (exit 2), naming the flag meant where one is close or the
     only one the argument begins (a shortened flag): a mistyped flag was reported by the top-level parser, under
     `vidssl`'s usage, with no hint."""
-    import difflib
-
-    flags = [flag for flag in parser._option_string_actions if flag.startswith("--")]
-
-    def flag_meant(arg: str) -> list[str]:
-        extended = [flag for flag in flags if flag.startswith(arg)]
-        return extended if len(extended) == 1 else difflib.get_close_matches(arg, flags, n=1, cutoff=0.75)
-
-    typed = unknown[:unknown.index("--")] if "--" in unknown else unknown  # after `--`, no flag was meant
-    meant = [close[0] for arg in typed if arg.startswith("--") and arg.split("=", 1)[0] not in flags
-             for close in [flag_meant(arg.split("=", 1)[0])] if close]
-    hint = f" (did you mean {', '.join(dict.fromkeys(meant))}?)" if meant else ""
-    parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    parser.error(f"unrecognized arguments: {_with_flag_meant(parser, unknown)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
+    for each in _parsers(parser):
+        each.typed = tuple(sys.argv[1:] if argv is None else argv)
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the command's own parser, with its usage, not the top level's, and the flag meant
         given = list(sys.argv[1:] if argv is None else argv)
