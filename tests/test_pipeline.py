@@ -385,6 +385,17 @@ def test_evaluation_data_changed_in_place_is_evaluated_again_set_by_set(run_dir,
     assert "run/backbone" in json.loads((copy / "eval" / "toy" / "metrics.json").read_text())["models"]
     summary = json.loads((copy / "summary.json").read_text())
     assert summary["trained_model"] == "run/backbone" and "run/backbone" in summary["headline"]["toy"]
+    # changed again, and now failing: the results it had stand (a failure loses nothing), and stay once the set is
+    # gone from the data
+    shutil.move(str(data / "retrieval" / "toy"), str(tmp_path / "toy_away"))
+    (data / "retrieval" / "toy" / "class0").mkdir(parents=True)  # a class folder without images: no images found
+    assert main(command) == 1
+    assert json.loads(metrics.read_text())["labels"] == 9
+    (data / "retrieval" / "toy" / "class0").rmdir()
+    (data / "retrieval" / "toy").rmdir()
+    add_classes(data / "retrieval" / "toy3", 0, 3)  # the data folder holds some set
+    assert main(command) == 0
+    assert "toy" in json.loads((run / "summary.json").read_text())["headline"]
     assert "[eval] retrieval on" not in caplog.text.replace(f"[eval] retrieval on {data / 'retrieval' / 'toy'}", "")
 
 
@@ -1805,3 +1816,9 @@ def test_an_unfinished_task_s_folder_is_emptied_but_the_flow_decoders_kept(tmp_p
     _clear_unfinished(tmp_path / "run" / "eval" / "never_made")
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["transfer", "transfer/run_backbone.pt"]
     assert (mine / "keep.png").is_file()
+    # a task with results (evaluated again as its data changed): they stand, its temp files go
+    for name in ("metrics.json", "grid_m.png", ".tmp-metrics.md.7@0badc0de.z", "transfer/.tmp-m.pt.7@0badc0de.q"):
+        (out / name).write_bytes(b"x")
+    _clear_unfinished(out)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["grid_m.png", "metrics.json", "transfer",
+                                                                       "transfer/run_backbone.pt"]

@@ -576,13 +576,19 @@ def _trained_name_kept(run: Path, finished: list[str]) -> str:
 
 
 def _clear_unfinished(out: Path) -> None:
-    """Empty a task's ``RUN/eval/<task>`` before it is evaluated (again): a killed evaluation's figures (overlays of
-    a sequence since removed from the data) stood beside the new ones, shown by the report, and its half-written
-    temp files stayed for good. The flow decoders' checkpoints (``transfer/``) stay, to resume from; only their
-    temp files go (the run's lock is held: no live writer's)."""
+    """Before a task is evaluated: empty its ``RUN/eval/<task>`` where it holds no results (a killed evaluation's
+    figures, overlays of a sequence since removed from the data, stood beside the new ones, shown by the report), and
+    remove its half-written temp files in any case (they stayed for good). The flow decoders' checkpoints
+    (``transfer/``) stay, to resume from; only their temp files go (the run's lock is held: no live writer's)."""
     import shutil
 
     if not out.is_dir() or out.is_symlink():  # a linked folder is someone else's
+        return
+    if (out / "metrics.json").is_file():
+        # results (evaluated again as its data changed): they stand until the new evaluation replaces them
+        # (retire_results, at its first file), so that one failing on the changed data loses nothing
+        remove_temp_leftovers(out)
+        remove_temp_leftovers(out / "transfer")
         return
     for entry in out.iterdir():
         if entry.name == "transfer" and entry.is_dir() and not entry.is_symlink():
