@@ -559,12 +559,12 @@ def _run_stage(stages: Stages, name: str, enabled: bool, fn: Callable[[], dict],
     return result
 
 
-def _trained_name_kept(run: Path, finished: list[str]) -> str:
-    """The row name of the trained backbone in the tasks evaluated now: as RUN/backbone.pt is named now
-    (``<folder>/backbone``), or, in a run folder copied or renamed with its evaluation unfinished, the name its
-    ``finished`` tasks table it under: the report and `vidssl compare` read one name per run (the copy's new tasks
-    had ``T1/backbone`` beside the finished ones' ``CB/backbone``, which then read as a baseline)."""
-    from vidssl.eval import weights_row_name
+def _trained_name_kept(run: Path, finished: list[str]) -> str | None:
+    """The row name the ``finished`` tasks table the trained backbone under, for the tasks evaluated now; None where
+    they name none (or several). In a run folder copied or renamed with its evaluation unfinished it is not the name
+    RUN/backbone.pt has now (``<folder>/backbone``), and the report and `vidssl compare` read one name per run (the
+    copy's new tasks had ``T1/backbone`` beside the finished ones' ``CB/backbone``, which then read as a
+    baseline)."""
     from vidssl.report import read_metrics, tabled_weights
 
     earlier = {}
@@ -572,7 +572,7 @@ def _trained_name_kept(run: Path, finished: list[str]) -> str:
         with contextlib.suppress(OSError, ValueError):
             earlier[task] = read_metrics(run / "eval" / task / "metrics.json", rows=True)
     tabled = tabled_weights(earlier)
-    return tabled.pop() if len(tabled) == 1 else weights_row_name(run / "backbone.pt")
+    return tabled.pop() if len(tabled) == 1 else None
 
 
 def _clear_unfinished(out: Path) -> None:
@@ -584,16 +584,16 @@ def _clear_unfinished(out: Path) -> None:
 
     if not out.is_dir() or out.is_symlink():  # a linked folder is someone else's
         return
+    remove_temp_leftovers(out / "transfer")
     if (out / "metrics.json").is_file():
         # results (evaluated again as its data changed): they stand until the new evaluation replaces them
         # (retire_results, at its first file), so that one failing on the changed data loses nothing
         remove_temp_leftovers(out)
-        remove_temp_leftovers(out / "transfer")
         return
     for entry in out.iterdir():
         if entry.name == "transfer" and entry.is_dir() and not entry.is_symlink():
-            remove_temp_leftovers(entry)
-        elif entry.is_dir() and not entry.is_symlink():
+            continue
+        if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:
             entry.unlink()
@@ -761,16 +761,20 @@ def evaluation_warnings(run: Path, tasks: set[str] | None = None) -> list[str]:
     tails = "videos whose held-out tails (pretrain.held_out_tail) hold more tracks, several in one video"
     # "give --eval-data" only to a run that had none: one that evaluated CUB, DAVIS or Sintel was given it, and so
     # was one whose evaluation recorded the folder, though every task of it failed
-    stages = Stages(run)
-    recorded = ((stages.done("eval") or stages.started("eval") or {}).get("config") or {}).get("--eval-data")
-    had_data = bool(recorded) or any(path.parent.name != HELD_OUT_TASK
-                                     for path in (run / "eval").glob("*/metrics.json"))
+    had_data = bool(_recorded_eval_data(Stages(run))) or any(path.parent.name != HELD_OUT_TASK
+                                                             for path in (run / "eval").glob("*/metrics.json"))
     fixes = {HELD_OUT_TASK: f"use {tails}" if had_data
              else f"give --eval-data (CUB, DAVIS, Sintel folders), or {tails}"}
     # a task of --eval-data: its folder is what cannot tell them apart (blackswan holds one object)
     other = "evaluate on data with more labels (for DAVIS instance retrieval: more sequences or objects)"
     return [f"{task} says nothing about the weights ({why}); {fixes.get(task, other)}"
             for task, why in uninformative_tasks(run) if tasks is None or task in tasks]
+
+
+def _recorded_eval_data(stages: Stages) -> str | None:
+    """The ``--eval-data`` folder the run's eval stage (completed, else begun) recorded; None without one."""
+    record = stages.done("eval") or stages.started("eval") or {}
+    return (record.get("config") or {}).get("--eval-data") or None
 
 
 def eval_data_by_default(run: Path) -> Path | None:
@@ -782,8 +786,7 @@ def eval_data_by_default(run: Path) -> Path | None:
     if env is not None:
         return env
     stages = Stages(run)
-    record = stages.done("eval") or stages.started("eval") or {}
-    path = (record.get("config") or {}).get("--eval-data")
+    path = _recorded_eval_data(stages)
     if not path:
         return None
     if Path(path).is_dir():
@@ -1124,9 +1127,9 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         held_out = run / "pairs_held_out" if held_out_videos is not None else None
         results, failures = {}, {}
         finished = stages.parts_done("eval")  # tasks an interrupted evaluation of these weights completed
-        trained = _trained_name_kept(run, finished)
-        models = {trained if name == weights_row_name(run / "backbone.pt") else name: model
-                  for name, model in models.items()}
+        named_now = weights_row_name(run / "backbone.pt")
+        trained = _trained_name_kept(run, finished) or named_now
+        models = {trained if name == named_now else name: model for name, model in models.items()}
         if not finished and not stages.outputs_cleared("eval"):
             # earlier weights' results: a task that now fails, or whose data is gone, kept showing their numbers.
             # Once per evaluation of these weights: resumed (tasks finished, or the note made), it keeps its own

@@ -653,9 +653,12 @@ def _not_made(run: Path) -> list[tuple[str, str]]:
 
 def _not_made_section(run: Path) -> str:
     """A run made stage by stage (no ``stages/``: nothing records which stages ran): the parts it does not hold,
-    each with the command that makes it; a report of pairs alone said nothing of the rest."""
+    each with the command that makes it (a report of pairs alone said nothing of the rest); "" when it holds them
+    all."""
     items = "".join(f"<li>{html.escape(what)}: <code>{html.escape(command)}</code></li>"
                     for what, command in _not_made(run))
+    if not items:
+        return ""
     return (f"<h2>Not in this run folder</h2><p>Made stage by stage (no stages/ folder: the README walkthrough's "
             f"second form); these parts are not here yet, each made by its command, then "
             f"<code>vidssl report {html.escape(shell_arg(run))}</code> again:</p><ul>{items}</ul>")
@@ -1052,8 +1055,8 @@ def build_report(run_dir: str | Path) -> Path:
         switches = config.get("pretrain") if isinstance(config, dict) else None
         sections.insert(top, _stages_section(run, markers, switches if isinstance(switches, dict) else {}))
         top += 1
-    elif _not_made(run):  # made stage by stage: what is not there yet is said, with the command that makes it
-        sections.insert(top, _not_made_section(run))
+    elif not_made := _not_made_section(run):  # made stage by stage: what is not there yet, and its command
+        sections.insert(top, not_made)
         top += 1
     # which code made each part: a checkout edited between the stages of a run made its parts with other code
     parts = {"config.yaml": recorded.get("versions") if isinstance(recorded, dict) else None}
