@@ -299,6 +299,27 @@ def test_frames_and_masks_with_an_upper_case_extension_are_found(tmp_path):
     assert np.array_equal(sample.occluded, occ > 0)
 
 
+def test_ground_truth_with_an_upper_case_extension_is_found(tmp_path):
+    """gt/frame_0001.FLO, other-gt-flow/.../flow10.FLO and KITTI's flow_occ/000000_10.PNG: no pair found ("no flow
+    pairs with ground truth") on a case-sensitive file system, though every file was there; a name present in
+    both cases is one pair, read from the lower-case file."""
+    sintel, truth = tmp_path / "sintel" / "seq", _flow(8, 12)
+    _frames(sintel, ["frame_0001.png", "frame_0002.png"])
+    write_flo(sintel / "gt" / "frame_0001.FLO", truth)
+    middlebury = tmp_path / "middlebury"
+    _frames(middlebury / "other-data" / "Dime", ["frame10.png", "frame11.png"])
+    write_flo(middlebury / "other-gt-flow" / "Dime" / "flow10.FLO", truth + 1)
+    training = tmp_path / "kitti" / "training"
+    _frames(training / "image_2", ["000003_10.png", "000003_11.png"])
+    write_kitti_flow(training / "flow_occ" / "000003_10.PNG", truth + 2)
+    for folder, shift in (("sintel", 0), ("middlebury", 1), ("kitti", 2)):
+        (pair,) = find_pairs(tmp_path / folder)
+        assert np.allclose(load_pair(pair).flow, truth + shift, atol=1 / 64)
+    write_flo(sintel / "gt" / "frame_0001.flo", truth - 1)
+    (pair,) = find_pairs(tmp_path / "sintel")
+    assert pair.flow.name == "frame_0001.flo" and np.allclose(load_pair(pair).flow, truth - 1)
+
+
 def test_missing_second_frame_and_size_mismatch_name_the_file(tmp_path):
     _frames(tmp_path / "seq", ["frame_0001.png"])
     write_flo(tmp_path / "seq" / "gt" / "frame_0001.flo", _flow(8, 12))

@@ -86,13 +86,21 @@ def _first_existing(paths) -> Path | None:
     return next((p for p in map(_on_disk, paths) if p.is_file()), None)
 
 
+def _ground_truth(root: Path, pattern: str, suffix: str) -> list[Path]:
+    """Files under ``root`` matching ``pattern + suffix``, the suffix in any case (``flow10.FLO``, KITTI's
+    ``000000_10.PNG``: the readers take either), sorted; where one name is there in two cases, the lower-case one."""
+    any_case = "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in suffix)
+    found = set(root.rglob(pattern + any_case))
+    return sorted(p for p in found if p.suffix == suffix or p.with_suffix(suffix) not in found)
+
+
 def _name(frame1: Path, root: Path) -> str:
     return frame1.relative_to(root).with_suffix("").as_posix()
 
 
 def _middlebury(root: Path) -> list[FlowPair]:
     pairs = []
-    for gt in sorted(root.rglob("other-gt-flow/*/flow10.flo")):
+    for gt in _ground_truth(root, "other-gt-flow/*/flow10", ".flo"):
         base, seq = gt.parent.parent.parent, gt.parent.name
         frames = _first_existing(base / d / seq / "frame10.png" for d in ("other-data", "other-data-gray"))
         if frames is None:
@@ -116,7 +124,7 @@ def _next_frame(frame: Path, gt: Path) -> Path | None:
 
 def _sintel_folders(root: Path) -> list[FlowPair]:
     pairs = []
-    for gt in sorted(root.rglob("gt/frame_*.flo")):
+    for gt in _ground_truth(root, "gt/frame_*", ".flo"):
         seq_dir = gt.parent.parent
         frame1 = _on_disk(seq_dir / f"{gt.stem}.png")
         frame2 = _next_frame(frame1, gt)
@@ -138,7 +146,7 @@ def _sintel_pass(seq_dir: Path, root: Path) -> str:
 
 def _sintel_release(root: Path) -> list[FlowPair]:
     pairs = []
-    for gt in sorted(root.rglob("flow/*/frame_*.flo")):
+    for gt in _ground_truth(root, "flow/*/frame_*", ".flo"):
         training, seq = gt.parent.parent.parent, gt.parent.name
         for render_pass in ("clean", "final"):
             frame1 = _on_disk(training / render_pass / seq / f"{gt.stem}.png")
@@ -152,7 +160,7 @@ def _sintel_release(root: Path) -> list[FlowPair]:
 
 def _kitti(root: Path) -> list[FlowPair]:
     pairs = []
-    for gt in sorted(root.rglob("flow_occ/*_10.png")):
+    for gt in _ground_truth(root, "flow_occ/*_10", ".png"):
         training = gt.parent.parent
         frame1 = _first_existing(training / d / gt.name for d in ("image_2", "colored_0", "image_0"))
         if frame1 is None:
