@@ -172,6 +172,35 @@ def _hand_made_checkpoint(run, backbone, extra: dict | None = None) -> None:
                 "metrics": {}, "config": {}}, run / CHECKPOINT)
 
 
+def test_records_older_than_an_argument_rebuild_the_network_they_trained(tmp_path):
+    """An AlexNet card or checkpoint written before fc7's ReLU (git 5a64417) records no ``fc7_relu``: it loaded
+    strictly and silently into today's network, whose embeddings then differed (cosine 0.71 to the trained ones).
+    It must rebuild the signed fc7 it trained, as a net built with fc7_relu=False computes."""
+    import json
+
+    torch.manual_seed(0)
+    old = build_backbone("alexnet_wang2015", input_size=64, fc6_dim=256, fc7_relu=False).eval()
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        trained = old.embed(x)
+    assert (trained < 0).any()  # a ReLU'd rebuild cannot match
+    save_backbone(old, tmp_path / "old.pt", safetensors=False)
+    card_file = tmp_path / "old.model_card.json"
+    card = json.loads(card_file.read_text())
+    del card["build_kwargs"]["fc7_relu"]  # as the version before the argument wrote it
+    card_file.write_text(json.dumps(card))
+    with torch.no_grad():
+        assert torch.equal(vidssl.load_backbone(tmp_path / "old.pt").embed(x), trained)
+    _hand_made_checkpoint(tmp_path / "run", old)
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    del ckpt["backbone"]["fc7_relu"]
+    torch.save(ckpt, tmp_path / "run" / "checkpoint.pt")
+    exported = vidssl.load_backbone(export_backbone(tmp_path / "run", tmp_path / "exported.pt"))
+    assert exported.spec()["fc7_relu"] is False  # and the new card says so: the next load needs no inference
+    with torch.no_grad():
+        assert torch.equal(exported.embed(x), trained)
+
+
 def test_export_refuses_a_checkpoint_whose_backbone_holds_a_tensor_the_architecture_lacks(tmp_path):
     """Strict, as loading is: a backbone tensor the recorded architecture has no place for (a checkpoint edited, or
     of an architecture that differed) is named, not dropped from the export without a word."""

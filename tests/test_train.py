@@ -440,6 +440,22 @@ def test_a_log_line_that_is_no_training_record_is_dropped_on_resume_not_a_crash(
     assert "log.jsonl: dropped 4 line(s) that are no training record" in caplog.text
 
 
+def test_a_checkpoint_of_a_network_this_version_builds_otherwise_is_not_resumed(pairs, tmp_path):
+    """A checkpoint recording an AlexNet without ``fc7_relu`` (written before fc7's ReLU) trained a signed fc7:
+    resumed, its remaining steps trained today's ReLU'd fc7 on its weights without a word."""
+    alexnet = ["model.arch=alexnet_wang2015", "model.width=32", "data.patch_size=64", "train.image_every=0"]
+    cfg = load_config(None, TINY + alexnet + ["train.steps=2"])
+    train(pairs, tmp_path / "run", cfg, progress=False)
+    ckpt = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    del ckpt["backbone"]["fc7_relu"]  # as the version before the argument recorded it
+    torch.save({**ckpt, "step": 1}, tmp_path / "run" / CHECKPOINT)  # a step left to train
+    with pytest.raises(ConfigError, match=r"checkpoint.pt: this vidssl builds its alexnet_wang2015 otherwise "
+                                          r"\(fc7_relu: False -> True\)"):
+        train(pairs, tmp_path / "run", cfg, progress=False)
+    torch.save(ckpt, tmp_path / "run" / CHECKPOINT)  # finished: nothing trains, no refusal
+    assert train(pairs, tmp_path / "run", cfg, progress=False)["stopped"] == "done"
+
+
 def test_a_model_with_dropout_resumes_exactly(pairs, tmp_path, monkeypatch, caplog):
     """alexnet_wang2015 with dropout in fc6/fc7 (0.5, as torchvision's AlexNet; the shipped net, as released, has
     none, so the test builds it with dropout: with the default it drew nothing and could not fail): killed at step

@@ -21,7 +21,7 @@ import torch
 from vidssl.errors import UsageError, VidsslError, shell_arg
 from vidssl.io import (atomic_path, json_object, json_text, newer_format, newer_format_error, special_file,
                        torch_bytes, write_temp)
-from vidssl.models import ARCHS, Backbone, build_backbone
+from vidssl.models import ARCHS, Backbone, build_backbone, recorded_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -377,7 +377,7 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
         if arch is not None and arch != card["arch"]:
             raise ModelFileError(f"{path}: model card says arch '{card['arch']}', but arch='{arch}' was requested")
         try:
-            backbone = _unfilled(card["arch"], **card.get("build_kwargs", {}))
+            backbone = _unfilled(card["arch"], **recorded_kwargs(card["arch"], card.get("build_kwargs", {})))
         except (TypeError, ValueError) as e:  # a card written by hand or by another version
             raise ModelFileError(f"{card_file or path}: its build_kwargs {card.get('build_kwargs')} do not build a "
                                  f"{card['arch']} ({e}); re-export with `vidssl export`") from None
@@ -493,7 +493,8 @@ def export_backbone(run_dir: str | os.PathLike, out_path: str | os.PathLike, saf
                              f"{f' (+{len(broken) - 3} more)' if len(broken) > 3 else ''}: the training diverged; "
                              "train again into a new --out with a lower train.lr")
     spec = dict(ckpt["backbone"])
-    backbone = _unfilled(spec.pop("arch"), **spec)
+    arch = spec.pop("arch")
+    backbone = _unfilled(arch, **recorded_kwargs(arch, spec))
     prefix = "backbone."
     state = {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
     try:

@@ -45,7 +45,7 @@ from vidssl.io import (atomic_write_bytes, atomic_write_json, atomic_write_text,
 from vidssl.lifeline import exit_with_launcher, refuse_reimport
 from vidssl.losses import Triplets, build_loss, build_reducer, dense_cycle_loss
 from vidssl.miners import MiningSchedule, Scores
-from vidssl.models import ARCHS, EmbeddingNet, build_backbone
+from vidssl.models import ARCHS, EmbeddingNet, build_backbone, recorded_kwargs
 from vidssl.seeds import Stream, step_generator, step_seed
 from vidssl.train_config import PRECISION_NAMES, RANK_LOCAL_KEYS, RESUMABLE_KEYS, TRAIN_SECTIONS, TrainConfig
 
@@ -262,6 +262,23 @@ def _check_same_run(saved: dict, cfg: Config, fingerprint: tuple[str, ...], run_
                     f"train.precision={saved['flat_config']['train.precision']} continues the run as it was)")
         raise ConfigError(f"{run_dir} holds a run with another config ({detail}){hint}; continue it with the same "
                           f"config or choose a new --out")
+
+
+def _check_same_network(saved: dict, spec: dict, run_dir: Path) -> None:
+    """Refuse to resume a checkpoint whose backbone this version would build with another forward (an
+    argument added since, whose default differs from what the record implies: ``Backbone.older_records``)."""
+    recorded = saved.get("backbone")
+    if not recorded:  # checkpoints of the first versions record none; their config decided the network
+        return
+    was = {"arch": recorded["arch"], **recorded_kwargs(recorded["arch"], {k: v for k, v in recorded.items()
+                                                                           if k != "arch"})}
+    changed = sorted(k for k in set(was) | set(spec) if was.get(k) != spec.get(k))
+    if changed:
+        detail = ", ".join(f"{k}: {was.get(k)!r} -> {spec.get(k)!r}" for k in changed)
+        raise ConfigError(f"{run_dir / CHECKPOINT}: this vidssl builds its {was['arch']} otherwise "
+                          f"({detail}): its remaining steps would train another network; finish it with the vidssl "
+                          "version that started it, export it as it is (`vidssl export` rebuilds the network it "
+                          "records), or choose a new --out")
 
 
 def load_checkpoint(path: Path, advice: str = "delete it to start over, or choose another --out",
@@ -777,6 +794,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
         raise VidsslError(f"--resume: no {CHECKPOINT} in {run_dir}; drop --resume to start a new run there")
 
     model = build_model(cfg).to(dev)
+    if saved is not None and saved["step"] < saved["total_steps"]:
+        _check_same_network(saved, model.backbone.spec(), run_dir)
     channels_last = tc.channels_last
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -27,4 +27,13 @@ def build_backbone(arch: str, **kwargs) -> Backbone:
     return cls(**kwargs)
 
 
-__all__ = ["ARCHS", "HEADS", "IMAGENET_MEAN", "IMAGENET_STD", "Backbone", "EmbeddingNet", "build_backbone"]
+def recorded_kwargs(arch: str, kwargs: dict) -> dict:
+    """The constructor arguments of the network a model card's or checkpoint's record (``arch``, ``kwargs``)
+    describes: ``kwargs`` completed with the values records written before an argument existed imply
+    (``Backbone.older_records``), where the argument's default would build another forward."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch '{arch}'; valid: {', '.join(ARCHS)}")
+    return {**ARCHS[arch].older_records, **kwargs}
+
+
+__all__ = ["ARCHS", "HEADS", "IMAGENET_MEAN", "IMAGENET_STD", "Backbone", "EmbeddingNet", "build_backbone", "recorded_kwargs"]

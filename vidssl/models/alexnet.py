@@ -42,6 +42,7 @@ class AlexNetWang2015(Backbone):
     arch = "alexnet_wang2015"
     dense_dim = 256
     min_embed_side = 63  # pool5 needs one cell
+    older_records = {"fc7_relu": False}  # exports and checkpoints before fc7's ReLU (git 5a64417) embed signed
 
     def __init__(self, input_size: int = 227, fc6_dim: int = 4096, fc7_dim: int = 1024, dropout: float = 0.0,
                  fc7_relu: bool = True):

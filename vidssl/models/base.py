@@ -33,6 +33,10 @@ class Backbone(nn.Module):
     min_embed_side: int = 32  # the smallest input side embed() takes
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    # constructor arguments that changed the forward after records (model cards, checkpoints) were written without
+    # them, each mapped to the value those records' networks had: such a record rebuilds the network it trained, not
+    # the new default (models.recorded_kwargs)
+    older_records: dict[str, object] = {}
 
     def __init__(self, input_size: int) -> None:
         super().__init__()
