@@ -532,8 +532,10 @@ def test_a_safetensors_file_alone_carries_its_card(tmp_path):
     with pytest.raises(ModelFileError, match="no model card"):  # a .pt has no room for one
         vidssl.load_backbone(tmp_path / "b.pt")
     # copied into a project without its card, the advice was to write {"arch": "resnet18"}, wrong for a smallcnn
-    with pytest.raises(ModelFileError, match=r"Copied from a run\? Copy its card along \(b.model_card.json beside "
-                                             r"the file it was exported as\), or take the .safetensors file"):
+    with pytest.raises(ModelFileError, match=r"Copied from a run\? Copy its card along as b.model_card.json: the card "
+                                             r"beside the file it was exported as, model_card.json for a backbone.pt "
+                                             r"\(a run's\), <name>.model_card.json for <name>.pt; or take the "
+                                             r".safetensors file"):
         vidssl.load_backbone(tmp_path / "b.pt")
 
 

@@ -274,7 +274,8 @@ def _no_card_message(weights_path: Path, keys_of: str | None) -> str:
              "For weights of your own in torchvision's key names (e.g. an ImageNet resnet18 as a baseline), write "
              "the card yourself")
     return (f"{weights_path}: no model card ({own.name}) beside it to say the architecture.{renamed} Copied from a "
-            f"run? Copy its card along ({own.name} beside the file it was exported as), or take the .safetensors "
+            f"run? Copy its card along as {own.name}: the card beside the file it was exported as, "
+            f"{CARD_NAME} for a {DEFAULT_STEM}.pt (a run's), <name>.{CARD_NAME} for <name>.pt; or take the .safetensors "
             f"file of the same export, which holds its card; or export again with `vidssl export RUN --out FILE`. "
             f"{whose}: echo '{{\"arch\": \"{arch}\"}}' > {own}" + ("" if keys_of else
                                                                     " (in Python, load_backbone(path, arch=...) "
