@@ -25,6 +25,7 @@ from tracking.show import box_frames
 from vidssl.cli import main as cli_main
 from vidssl.errors import CorruptVideo, UsageError, VidsslError
 from vidssl.io import atomic_write_json
+from video_utils import write_audio_only
 from vidssl.video import lost_its_end, open_video
 
 # The demo discs' diameters are 0.30-0.36 of the frame's short side. A fixed box can only reach IoU 0.5 with objects
@@ -916,15 +917,28 @@ def test_the_videos_folder_itself_is_refused_as_output(demo_dir, tmp_path):
 
 def test_one_file_that_is_no_video_is_an_error_before_out_is_made(bad_dir, tmp_path, capsys):
     """In a folder a text file is skipped and the run goes on; named alone it is all the run has: an error naming
-    it, and no OUT left behind (it was made, then its one video skipped)."""
+    it, and no OUT left behind (it was made, then its one video skipped). Beyond a look at the first bytes: a file
+    that opens as no video, a macOS metadata file (binary; the AppleDouble one named like a video) and binary data
+    of no video extension (each made OUT, then failed, the metadata file told to re-encode)."""
     root, _ = bad_dir
-    for name, reason in (("text.mp4", "is a text file, not a video"), ("zero.mp4", "zero-byte file")):
-        out = tmp_path / f"pairs_{name}"
-        with pytest.raises(VidsslError, match=re.escape(f"{root / name}: {reason}")):
-            mine_folder(root / name, out, DEMO, progress=False)
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    write_audio_only(alone / "voice.mp4")
+    (alone / "._clip_00.mp4").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(4000))
+    (alone / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(4000))
+    (alone / "data.bin").write_bytes(bytes(range(256)) * 16)
+    for path, reason in ((root / "text.mp4", "is a text file, not a video"), (root / "zero.mp4", "zero-byte file"),
+                         (alone / "voice.mp4", "has no video stream"),
+                         (alone / "._clip_00.mp4", "a macOS metadata file"),
+                         (alone / ".DS_Store", "a macOS metadata file"),
+                         (alone / "data.bin", "; and its name has no video extension")):
+        out = tmp_path / f"pairs_{path.name}"
+        with pytest.raises(VidsslError, match=re.escape(f"{path}: ") + ".*" * reason.startswith(";")
+                           + re.escape(reason)):
+            mine_folder(path, out, DEMO, progress=False)
         assert not out.exists()
-        assert cli_main(["mine", str(root / name), "--out", str(out)]) == 1
-        assert not out.exists() and str(root / name) in capsys.readouterr().err
+        assert cli_main(["mine", str(path), "--out", str(out)]) == 1
+        assert not out.exists() and str(path) in capsys.readouterr().err
 
 
 def test_a_fifo_named_like_a_video_is_skipped_not_waited_on(demo_dir, tmp_path):

@@ -13,6 +13,7 @@ from importlib import metadata
 import pytest
 
 from conftest import data_root
+from video_utils import write_audio_only
 from test_io import strict_loads
 from tracking.config import MineConfig
 from vidssl.cli import main
@@ -1064,7 +1065,9 @@ def test_missing_inputs_are_refused_before_the_run_folder_is_made(tmp_path, caps
     # one file given as --videos that is no video: said before RUN is made (it was made, then mining failed)
     for videos, said in ((tmp_path / "missing", "missing: no such file or folder"),
                          (tmp_path / "no_videos", "no_videos: no video file in it"),
-                         (tmp_path / "no_videos" / "notes.txt", "notes.txt: is a text file, not a video")):
+                         (tmp_path / "no_videos" / "notes.txt", "notes.txt: is a text file, not a video"),
+                         # opened: it made RUN and mined nothing, its one file skipped twice (training part, tails)
+                         (write_audio_only(tmp_path / "voice.mp4"), "voice.mp4: has no video stream")):
         assert main(["-q", "pretrain", "--videos", str(videos), "--out", str(tmp_path / "run")]) == 1
         assert said in capsys.readouterr().err and not (tmp_path / "run").exists()
     assert main(["-q", "train", str(tmp_path / "missing"), "--out", str(tmp_path / "train_run")]) == 1

@@ -138,3 +138,19 @@ def damaged_mjpeg_avi(tmp_path, frames=30, damaged=15):
     bad = tmp_path / "damaged.avi"
     bad.write_bytes(bytes(data))
     return bad
+
+
+def write_audio_only(path: Path, packets: int = 10) -> Path:
+    """An MP4 holding one AAC stream of silence and no video (a voice memo)."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=16000)
+        for i in range(packets):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return Path(path)

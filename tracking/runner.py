@@ -68,11 +68,11 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
         from vidssl.lifeline import refuse_reimport
 
         refuse_reimport("tracking.mine_folder")  # its spawned workers import the main module again
-    from vidssl.video import VIDEO_EXTENSIONS, check_video_file, find_videos, refuse_out_among_videos
+    from vidssl.video import VIDEO_EXTENSIONS, check_named_video, find_videos, refuse_out_among_videos
 
     root, out = Path(videos_dir), Path(out_dir)
     if root.exists() and not root.is_dir():  # one file named on purpose: what it is, before OUT is made (in a
-        check_video_file(root)  # folder it would be skipped); a FIFO is no folder either
+        check_named_video(root, video_backend)  # folder it would be skipped); a FIFO is no folder either
     paths = find_videos(root)
     if not paths:
         raise VidsslError(f"no videos under {root} (looked for {' '.join(VIDEO_EXTENSIONS)}, recursively)")

@@ -912,7 +912,7 @@ def _checked_pretrain(cfg: Config, run_dir: str | Path, videos, eval_data, budge
                               f"mined with demo.mine_box_fraction ({cfg.demo.mine_box_fraction}, their objects' size); "
                               f"set that key instead")
         _check_demo_mining(cfg)
-    from vidssl.video import VIDEO_EXTENSIONS, check_video_file, find_videos, refuse_out_among_videos
+    from vidssl.video import VIDEO_EXTENSIONS, check_named_video, find_videos, refuse_out_among_videos
 
     # before RUN is made (a missing path: find_videos says so); a rerun whose mining is done needs no videos
     if not demo:
@@ -920,7 +920,7 @@ def _checked_pretrain(cfg: Config, run_dir: str | Path, videos, eval_data, budge
     if not demo and p.run_mine and Stages(run).done("mine") is None:
         if Path(videos).exists() and not Path(videos).is_dir():  # one file: what it is, now (a text file was
             # found out after RUN was made; a FIFO is no folder either)
-            check_video_file(videos)
+            check_named_video(videos, cfg.video.backend)
         elif not find_videos(Path(videos)):
             raise VidsslError(f"--videos {videos}: no video file in it (looked for {' '.join(VIDEO_EXTENSIONS)}, "
                               "recursively)")

@@ -992,6 +992,26 @@ def open_video(path: str | os.PathLike, backend: str = "auto") -> VideoReader:
         raise
 
 
+def check_named_video(path: str | os.PathLike, backend: str = "auto") -> Path:
+    """A file named on purpose as the video to mine (``--videos FILE``): refused with the reason before any output
+    is made, where a folder's bad file is skipped with it during the run. Beyond :func:`check_video_file`: a macOS
+    metadata file (``._clip.mp4``, ``.DS_Store``: a folder's listing leaves them out) and a file that opens as no
+    video (audio only; a damaged header) are refused; opening reads the header, not the frames."""
+    path = check_video_file(path)
+    if path.name.startswith("._") or path.name == ".DS_Store":
+        raise UnsupportedVideo(path, "a macOS metadata file (Finder's, or '._' + a video's name: AppleDouble), not a "
+                                     "video; name the video itself, or its folder (which leaves such files out)")
+    try:
+        with open_video(path, backend):
+            pass
+    except VideoError as e:
+        if path.suffix.lower() in VIDEO_EXTENSIONS:
+            raise
+        raise UnsupportedVideo(path, f"{e.reason}; and its name has no video extension ({' '.join(VIDEO_EXTENSIONS)}"
+                                     "): is it a video at all?") from None
+    return path
+
+
 def _open_checked(path: Path, backend: str) -> VideoReader:
     if backend == "auto":
         candidates = available_backends()
