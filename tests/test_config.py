@@ -920,3 +920,16 @@ def test_a_config_file_that_is_not_utf8_is_named_with_the_line(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(path)
     assert str(e.value) == f"config file {path} is not UTF-8 text: byte 0xe9 at line 3; save it as UTF-8"
+
+
+def test_steps_and_epochs_both_set_are_refused_not_the_epochs_ignored():
+    """train.epochs counts only with train.steps 0: `--set train.epochs=1` beside the default 1200 steps trained
+    1200 steps (340 epochs' worth on a small dataset) without a word."""
+    with pytest.raises(ConfigError, match=r"'train.steps' \(1200\) and 'train.epochs' \(1\) are both set, and epochs "
+                                          r"count only when steps is 0: set train.steps=0 to train 1 epoch\(s\), or "
+                                          r"train.epochs=0 to train 1200 steps"):
+        load_config(None, ["train.epochs=1"])
+    with pytest.raises(ConfigError, match="'train.steps' and 'train.epochs' are both 0"):
+        load_config(None, ["train.steps=0"])
+    assert load_config(None, ["train.steps=0", "train.epochs=1.5"]).train.epochs == 1.5
+    assert load_config(None, ["train.steps=30"]).train.steps == 30

@@ -219,6 +219,10 @@ class TrainConfig:
         _positive("train", "epochs", self.epochs, allow_zero=True)
         if self.steps == 0 and self.epochs == 0:
             raise ConfigError("config keys 'train.steps' and 'train.epochs' are both 0: set one of them")
+        if self.steps and self.epochs:  # epochs count only with steps 0: a run of 1 epoch trained the 1200 steps
+            raise ConfigError(f"config keys 'train.steps' ({self.steps}) and 'train.epochs' ({self.epochs:g}) are both "
+                              f"set, and epochs count only when steps is 0: set train.steps=0 to train "
+                              f"{self.epochs:g} epoch(s), or train.epochs=0 to train {self.steps} steps")
         if self.budget_minutes is not None:
             _positive("train", "budget_minutes", self.budget_minutes)
         _positive("train", "lr", self.lr)
