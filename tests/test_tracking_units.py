@@ -19,7 +19,7 @@ from tracking.track import Track, crop, ncc
 from tracking.video_miner import _Miner, frame_range, shrink, shrink_factor, start_frames
 from vidssl.commands.mine import parse_shard
 from vidssl.config import load_config
-from vidssl.errors import ConfigError, VidsslError
+from vidssl.errors import ConfigError, UsageError, VidsslError
 
 
 def texture(rng, h, w, cell=6):
@@ -534,7 +534,11 @@ def test_parse_shard():
     assert parse_shard("1/4", {}) == (1, 4)
     assert parse_shard(None, {"RANK": "2", "WORLD_SIZE": "3"}) == (2, 3)
     assert parse_shard(None, {}) == (0, 1)
-    assert parse_shard("0/2", {"RANK": "1", "WORLD_SIZE": "2"}) == (0, 2)  # the flag wins
+    assert parse_shard("0/2", {"RANK": "0", "WORLD_SIZE": "1"}) == (0, 2)  # one process: the flag wins
+    # under torchrun every process got the flag: all took shard 0/2, and all but one were refused its lock
+    with pytest.raises(UsageError, match=r"--shard 0/2 under torchrun \(WORLD_SIZE=2\): each of its processes would "
+                                         r"mine that same shard; drop --shard"):
+        parse_shard("0/2", {"RANK": "1", "WORLD_SIZE": "2"})
     for bad in ("2/2", "x", "1/0", "-1/2"):
         with pytest.raises(VidsslError):
             parse_shard(bad, {})

@@ -20,7 +20,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", metavar="PAIRS", required=True, help="pair dataset directory (created; resumed)")
     parser.add_argument("--workers", type=int, default=1, help="videos mined in parallel processes (default 1)")
     parser.add_argument("--shard", metavar="I/N", default=None,
-                        help="mine only shard I of N of the videos (default: RANK/WORLD_SIZE when set, else all)")
+                        help="mine only shard I of N of the videos (default: RANK/WORLD_SIZE under torchrun, "
+                             "which takes no --shard; else all)")
     parser.add_argument("--merge", action="store_true",
                         help="rebuild manifest.jsonl and dataset.json from the finished videos (alone: merge only)")
     parser.add_argument("--strict", action="store_true", help="fail the run on the first video that must be skipped")
@@ -29,6 +30,13 @@ def add_arguments(parser) -> None:
 def parse_shard(text: str | None, env: dict) -> tuple[int, int]:
     """``"I/N"``, else ``RANK``/``WORLD_SIZE`` from ``env`` (torchrun), else (0, 1)."""
     source = "--shard"
+    if text is not None and env.get("WORLD_SIZE", "1").strip() not in ("", "1") and "RANK" in env:
+        # every process of the job was given the same flag: all but one were refused the shard's lock, and torchrun
+        # then stopped the job, whose "rerun the same command" did the same again
+        raise UsageError(f"--shard {text} under torchrun (WORLD_SIZE={env['WORLD_SIZE']}): each of its processes "
+                         "would mine that same shard; drop --shard (each process then mines shard RANK/WORLD_SIZE), "
+                         "or run one `vidssl mine --shard I/N` per machine without torchrun (unset RANK and "
+                         "WORLD_SIZE where they are not torchrun's)")
     if text is None and "RANK" in env and "WORLD_SIZE" in env:
         text, source = f"{env['RANK']}/{env['WORLD_SIZE']}", "RANK/WORLD_SIZE (from the environment)"
     if text is None:
