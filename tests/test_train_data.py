@@ -492,3 +492,150 @@ def test_augmentation_follows_the_run_seed(tmp_path):
     root, _ = _toy(tmp_path)
     ds = PairPatches(open_pairs(root), DataConfig(patch_size=32, crop_min=0.5, num_workers=0))
     assert not np.array_equal(ds[(0, (0, 5, 1))][0], ds[(0, (1, 5, 1))][0])
+
+
+# --- damaged pair datasets: a shard of another mining, the advice after skips, macOS files in done/, resuming ---
+
+def _mined(out: os.PathLike, rows: list[int], size: int = 16):
+    """A pair folder as `vidssl mine` leaves it, without decoding a video: prepare, one write_video per video (its
+    shard and done-marker, as the runner writes them) and the merge. Video i has rows[i] pairs of random patches.
+    Returns (folder, listing)."""
+    from pathlib import Path
+
+    from tracking.config import MineConfig
+    from tracking.dataset import merge, prepare, video_id, write_video
+
+    out = Path(out)
+    rng = np.random.default_rng(len(rows))
+    listing = [{"video": f"v{i}.mp4", "video_id": video_id(f"v{i}.mp4"), "bytes": 1} for i in range(len(rows))]
+    prepare(out, out.parent / "videos", listing, MineConfig(patch_size=size), "auto")
+    for entry, n in zip(listing, rows):
+        marker = {"status": "mined", "reason": None, "detail": None,
+                  "stats": {"frames": 10, "seconds": 0.1, "tracks_rejected": {}, "starts_rejected": {}},
+                  "pairs": [{"track_id": t, "start_frame": 0, "end_frame": 10} for t in range(n)]}
+        write_video(out, entry, rng.integers(0, 256, (n, 2, size, size, 3), np.uint8), None, marker)
+    merge(out)
+    return out, listing
+
+
+def test_a_shard_of_another_mining_copied_over_one_s_name_is_skipped_by_its_recorded_size(tmp_path, caplog):
+    """A shard of another dataset or mining copied over one of PAIRS' shard names, with more rows than the manifest
+    uses, passed every check (the header is as good) and was trained on, and drawn by show-pairs. Its size differs
+    from the one its video's done-marker recorded (which the merge copies into dataset.json): skipped, as other
+    damaged shards are. A dataset.json of an earlier merge records no size: nothing is checked."""
+    import json
+
+    from tracking.show import CAPTION, pair_grid
+
+    out, listing = _mined(tmp_path / "pairs", [4, 6, 5])
+    shard = {e["video_id"]: f"shards/{e['video_id']}.npy" for e in listing}
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["shard_bytes"] == {name: os.path.getsize(out / name) for name in shard.values()}
+    assert len(open_pairs(out)) == 15
+    first, second = (shard[e["video_id"]] for e in listing[:2])
+    (out / first).write_bytes((out / second).read_bytes())  # 6 rows where the manifest uses 4: same header kind
+    with caplog.at_level(logging.WARNING):
+        pairs = open_pairs(out)
+    assert len(pairs) == 11 and list(pairs.skipped) == [first] and pairs.num_videos == 2
+    want = os.path.getsize(out / first), meta["shard_bytes"][first]
+    assert pairs.skipped[first].startswith(f"{want[0]} bytes, not the {want[1]} its video's mining wrote")
+    assert f"skipping 4 pairs of {out / first}" in caplog.text
+    assert f"rerun the `vidssl mine` that made {out} (same videos, same --out)" in caplog.text
+    # show-pairs leaves the same shard out, said in one line: 11 cells in one column, not 15
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tracking.show"):
+        grid = pair_grid(out, n=64, seed=0, columns=1)
+    assert grid.shape[0] == 4 + 11 * (CAPTION + 16 + 4)
+    said = [r.getMessage() for r in caplog.records if r.name == "tracking.show"]
+    assert len(said) == 1 and f"left out the 4 pairs of 1 shard(s) training would skip ({out / first}: " in said[0]
+    assert "1 of 3 videos' shards were skipped" in said[0]
+    # an earlier merge's dataset.json: no size on record, no size check
+    (out / "dataset.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "shard_bytes"}))
+    assert len(open_pairs(out)) == 15
+
+
+def test_a_macos_file_in_done_is_no_done_marker(tmp_path, caplog):
+    """A macOS ._<id>.json (AppleDouble metadata, copied along with the folder) was read as a damaged done-marker
+    ("its video is mined again") and counted as a video mined earlier that the listing lacks (dataset.json
+    videos.not_listed). Only names of the marker form are markers."""
+    from tracking.dataset import marker_ids, merge
+
+    out, listing = _mined(tmp_path / "pairs", [3, 3])
+    apple = out / "done" / f"._{listing[0]['video_id']}.json"
+    apple.write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(200))
+    (out / "done" / ".hidden.json").write_text("{}")
+    with caplog.at_level(logging.WARNING):
+        summary = merge(out)
+    assert marker_ids(out) == {e["video_id"] for e in listing}
+    assert "not_listed" not in summary["videos"] and summary["videos"]["mined"] == 2
+    assert "done-marker" not in caplog.text and apple.exists()
+
+
+def _video_shards(tmp_path, videos=2, tracks=10):
+    """A pair folder with one shard per video (shards/0000i.npy: video v<i>'s ``tracks`` pairs)."""
+    rng = np.random.default_rng(1)
+    patches = rng.integers(0, 256, size=(videos * tracks, 2, 32, 32, 3), dtype=np.uint8)
+    names = [f"v{i // tracks}" for i in range(videos * tracks)]
+    return write_pairs(tmp_path / "pairs", patches, names, [i % tracks for i in range(videos * tracks)],
+                       shard_rows=tracks)
+
+
+def test_after_skipped_shards_the_too_small_errors_say_to_restore_them(tmp_path):
+    """When shards were skipped, "all pairs come from one video ... set miner.same_video_negatives=true" and "mine
+    more videos" gave the wrong fix (no setting and no new video brings the lost pairs back), and the every-shard-
+    gone error printed a Python tuple ("e.g. ('shards/...npy', 'missing')"). They say how many videos' shards were
+    skipped and to rerun the mining, and name a file."""
+    from vidssl.config import load_config
+    from vidssl.train import train
+
+    root = _video_shards(tmp_path)
+    cfg = load_config(None, ["data.patch_size=32", "data.num_workers=0", "train.batch_pairs=12", "train.steps=1",
+                             "miner.background_negatives=false", "loss.cycle_background=false"])
+    (root / "shards" / "00001.npy").unlink()  # v1's pairs: 10 left, of one video
+    with pytest.raises(VidsslError) as caught:
+        train(root, tmp_path / "run", cfg, progress=False)
+    message = str(caught.value)
+    assert message == (f"{root}: all pairs come from one video, so there is no negative from another video; and 10 "
+                       f"pairs, fewer than a batch of 12; 1 of 2 videos' shards were skipped (the warnings above "
+                       f"name them): rerun the `vidssl mine` that made {root} (same videos, same --out) to mine them "
+                       f"again")
+    (root / "shards" / "00000.npy").unlink()
+    with pytest.raises(PairDataError) as caught:
+        open_pairs(root)
+    assert str(caught.value) == (f"{root}: none of the 20 pairs is readable (e.g. {root / 'shards' / '00000.npy'}: "
+                                 f"missing); 2 of 2 videos' shards were skipped (the warnings above name them): "
+                                 f"rerun the `vidssl mine` that made {root} (same videos, same --out) to mine them "
+                                 f"again")
+    # without a skip, the advice stays the settings' and more videos'
+    one = write_pairs(tmp_path / "one", np.zeros((10, 2, 32, 32, 3), np.uint8), ["v0"] * 10, list(range(10)))
+    with pytest.raises(VidsslError, match="set miner.same_video_negatives=true.*lower the batch"):
+        train(one, tmp_path / "run1", cfg, progress=False)
+
+
+def test_resuming_names_the_shard_skipped_then_or_now(tmp_path):
+    """A resume was refused as "trained on other pairs (dataset fingerprint A, now B)" when the only difference was
+    a shard skipped at one of the two starts. The checkpoint records the skipped shards (its pairs summary); the
+    refusal names the shard, what it was then and is now, and the fix."""
+    from vidssl.config import load_config
+    from vidssl.errors import ConfigError
+    from vidssl.train import train
+
+    root = _video_shards(tmp_path, videos=4, tracks=12)
+    cfg = load_config(None, ["data.patch_size=32", "data.num_workers=0", "model.width=8", "model.embed_dim=32",
+                             "train.batch_pairs=12", "train.steps=1", "train.fit_budget=false", "train.threads=1",
+                             "train.budget_minutes=null", "train.checkpoint_minutes=0",
+                             "miner.background_negatives=false", "loss.cycle_background=false"])
+    away = tmp_path / "00003.npy"
+    (root / "shards" / "00003.npy").replace(away)
+    train(root, tmp_path / "run", cfg, progress=False)
+    away.replace(root / "shards" / "00003.npy")
+    with pytest.raises(ConfigError) as caught:
+        train(root, tmp_path / "run", cfg, progress=False)
+    assert re.search(r"was trained on other pairs \(dataset fingerprint \w+, now \w+\): shards/00003.npy was "
+                     r"skipped \(missing\) when this run started and is readable now: restore the state it trained "
+                     r"on, or choose a new --out$", str(caught.value)), caught.value
+    train(root, tmp_path / "whole", cfg, progress=False)
+    (root / "shards" / "00001.npy").unlink()
+    with pytest.raises(ConfigError, match=r"shards/00001.npy is skipped now \(missing\) and was read when this run "
+                                          r"started: restore the state"):
+        train(root, tmp_path / "whole", cfg, progress=False)

@@ -4,7 +4,8 @@
 
     PAIRS/
       dataset.json            summary (pairs, videos found/mined/skipped by reason, each skip's and each partly mined
-                              video's detail, tracks rejected, config, versions)
+                              video's detail, tracks rejected, config, versions; shard_bytes: each manifest shard's
+                              size as its done-marker records it, which training checks with a stat)
       manifest.jsonl          one record per pair, videos in listing order, tracks in start order
       videos.json             what is being mined: {"root": folder, "videos": [{"video": relative path, "video_id",
                               "bytes"}]} (each shard decides its own videos: see shard_listing)
@@ -13,8 +14,9 @@
                                     mine.background_patches: first, last, same-frame background)
       shards/<video_id>.tracks.npy  (n, T, S, S, 3) every patch of each track (only with mine.store_tracks)
                                     (a video mined again writes <video_id>.<n>.npy, a name no manifest holds yet)
-      done/<video_id>.json    the video's done-marker: its manifest records, skip reason, statistics and the
-                              video file's size and mtime_ns when it was mined
+      done/<video_id>.json    the video's done-marker: its manifest records, skip reason, statistics, its shards'
+                              sizes and the video file's size and mtime_ns when it was mined (only names of this
+                              form are markers: a macOS ._<video_id>.json beside it is none)
       done/<video_id>.attempt how many runs started the video without finishing it (see runner.MAX_ATTEMPTS)
 
 A video's shards are written under temporary names and renamed when complete; its done-marker is written last. A
@@ -169,6 +171,13 @@ def check_shard_count(out_dir: Path, index: int, count: int) -> None:
                                       f"video left")
         else:
             atomic_write_json(record, {"count": count})
+
+
+def marker_ids(out_dir: Path) -> set[str]:
+    """The video ids of the done-markers in ``out_dir``: files named as :func:`marker_path` names them, as the
+    shard clean-up takes only shard names (``_ANY_SHARD``); a macOS ``._<id>.json`` (AppleDouble metadata, copied
+    along with the folder) or another hidden or foreign file there is no marker, damaged or not."""
+    return {found[1] for path in (out_dir / DONE).glob("*.json") if (found := _MARKER.fullmatch(path.name))}
 
 
 def marker_path(out_dir: Path, vid: str) -> Path:
@@ -359,6 +368,7 @@ _SHARD_SUFFIX = r"(\.\d+)?(\.tracks)?\.npy"
 # or of a folder linked there, is no leftover of ours)
 _VIDEO_ID = r"([A-Za-z0-9_-]{1,40}-[0-9a-f]{10})"
 _ANY_SHARD = re.compile(_VIDEO_ID + _SHARD_SUFFIX)
+_MARKER = re.compile(_VIDEO_ID + r"\.json")  # a video's done-marker (marker_path)
 # the atomic_path temp file of a video's shard or marker, .tmp-NAME.PID@MACHINE.XXXXXXXX (NAME too short to be cut)
 _VIDEO_TEMP = re.compile(rf"\.tmp-{_VIDEO_ID}(\.\d+)?(\.tracks)?\.(npy|json|attempt)\.\d+@[0-9a-f]{{8}}\..*")
 
@@ -417,6 +427,7 @@ def merge(out_dir: str | Path) -> dict:
         # written marker by marker and hashed as written: the whole manifest held as text (held 3.5 times: 1M pairs,
         # 322 MiB of manifest) took a merge, run at the end of every mining, from 65 MiB of memory to 1.2 GiB
         digest, n_pairs = hashlib.sha256(), 0
+        shard_bytes: dict[str, int] = {}  # the sizes the markers recorded: training stats each shard against them
         with atomic_path(out_dir / "manifest.jsonl") as tmp, open(tmp, "wb") as manifest:
             for entry in listing:
                 # a video file replaced since it was mined is pending, not done: its pairs are of the old file
@@ -444,6 +455,8 @@ def merge(out_dir: str | Path) -> dict:
                 manifest.write(chunk)
                 digest.update(chunk)
                 n_pairs += len(marker["pairs"])
+                if isinstance(marker.get("shard_bytes"), dict):  # markers of earlier versions record none
+                    shard_bytes.update(marker["shard_bytes"])
         summary = {
             "pairs": n_pairs,
             # two files, two renames: a merge killed between them leaves a new manifest beside the old summary,
@@ -464,7 +477,9 @@ def merge(out_dir: str | Path) -> dict:
             "videos_root": videos["root"],
             **mined,
         }
-        unlisted = sorted({path.stem for path in (out_dir / DONE).glob("*.json")} - {e["video_id"] for e in listing})
+        if shard_bytes:
+            summary["shard_bytes"] = dict(sorted(shard_bytes.items()))
+        unlisted = sorted(marker_ids(out_dir) - {e["video_id"] for e in listing})
         if unlisted:  # kept, never deleted: see _remove_leftovers
             named = [(read_marker(out_dir, vid) or {}).get("video", vid) for vid in unlisted[:PENDING_NAMED]]
             summary["videos"]["not_listed"] = {"count": len(unlisted), "examples": named}
@@ -543,12 +558,12 @@ def _remove_leftovers(out_dir: Path, listed: set[str]) -> None:
                         and _mtime(entry) < cutoff):
                     Path(entry.path).unlink(missing_ok=True)
     named, damaged = set(), set()
-    for path in (out_dir / DONE).glob("*.json"):
-        marker = read_marker(out_dir, path.stem)
+    for vid in marker_ids(out_dir):
+        marker = read_marker(out_dir, vid)
         if marker is not None:
             named |= _shards_named(marker)
         else:  # a damaged marker's shards may be whole: kept until its video is mined again (this listing may lack it)
-            damaged.add(path.stem)
+            damaged.add(vid)
     with contextlib.suppress(FileNotFoundError), os.scandir(out_dir / SHARDS) as entries:
         for entry in entries:
             # not a link: unlinking one deletes no data, but an old shard-named link is not ours either

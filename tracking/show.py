@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import cv2
@@ -17,6 +18,7 @@ _TRACK_KEYS = _GRID_KEYS | {"video_id", "track_id"}  # what the track strips rea
 # TypeError traceback from the grid, or an IndexError from numpy
 _KEY_TYPES = {"video": str, "shard": str, "video_id": str, "offset": int, "start_frame": int, "end_frame": int,
               "track_id": int}
+log = logging.getLogger(__name__)
 CAPTION = 14  # px of caption bar above each pair / track row
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -108,7 +110,9 @@ def pair_grid(pairs_dir: str | Path, n: int = 64, seed: int = 0, columns: int = 
     pairs_dir = Path(pairs_dir)
     shards: dict[str, np.ndarray] = {}
     cells = []
-    for rec in _sample(load_manifest(pairs_dir), n, seed):
+    records = load_manifest(pairs_dir)
+    drawn, problems, fix = _trainable(pairs_dir, records)
+    for rec in _sample(drawn, n, seed):
         if rec["shard"] not in shards:
             try:
                 shards[rec["shard"]] = np.load(pairs_dir / rec["shard"], mmap_mode="r")
@@ -119,6 +123,9 @@ def pair_grid(pairs_dir: str | Path, n: int = 64, seed: int = 0, columns: int = 
         shard = shards[rec["shard"]]
         if not 0 <= rec["offset"] < len(shard):
             raise _out_of_step(pairs_dir, str(pairs_dir / rec["shard"]), rec, len(shard))
+        if rec["shard"] in problems:  # readable, yet training skips it (as every other): another mining's rows
+            raise VidsslError(f"{pairs_dir}: none of the {len(records)} pairs is one training reads (e.g. "
+                              f"{pairs_dir / rec['shard']}: {problems[rec['shard']]}); {fix}")
         patches = list(shard[rec["offset"]])  # first, last[, background]
         size = patches[0].shape[0]
         gap = np.full((size, 2, 3), 255, np.uint8)
@@ -127,6 +134,33 @@ def pair_grid(pairs_dir: str | Path, n: int = 64, seed: int = 0, columns: int = 
                                                                                           else "")
         cells.append(np.concatenate([_caption(body.shape[1], text), body], axis=0))
     return _tile(cells, columns)
+
+
+def _skipped_shards(pairs_dir: Path, records: list[dict]) -> tuple[dict[str, str], str]:
+    """The shards of ``records`` that training would skip, and why (vidssl.data.pairs' check: unreadable, of another
+    shape or size than mined, short of the rows named), with the fix to say."""
+    from vidssl.data.pairs import shard_problems, skipped_fix
+
+    last_rows: dict[str, int] = {}
+    for rec in records:
+        last_rows[rec["shard"]] = max(last_rows.get(rec["shard"], -1), rec["offset"])
+    problems = shard_problems(pairs_dir, last_rows)
+    lost = len({rec["video"] for rec in records if rec["shard"] in problems})
+    fix = skipped_fix(pairs_dir, problems, lost, len({rec["video"] for rec in records})) if problems else ""
+    return problems, fix.replace(" (the warnings above name them)", "")
+
+
+def _trainable(pairs_dir: Path, records: list[dict]) -> tuple[list[dict], dict[str, str], str]:
+    """``records`` less those of the shards training would skip, said in one warning line (all of them when every
+    shard is one: the grid then stops at the first with its error), the skipped shards and the fix."""
+    problems, fix = _skipped_shards(pairs_dir, records)
+    kept = [rec for rec in records if rec["shard"] not in problems]
+    if problems and kept:
+        shown = "; ".join(f"{pairs_dir / name}: {why}" for name, why in list(problems.items())[:3])
+        more = f"; ... (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+        log.warning("show-pairs: left out the %d pairs of %d shard(s) training would skip (%s%s); %s",
+                    len(records) - len(kept), len(problems), shown, more, fix)
+    return kept or records, problems, fix
 
 
 def box_frames(start: int, end: int, num_boxes: int) -> list[int]:

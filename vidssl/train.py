@@ -231,9 +231,10 @@ def _flat_config(cfg: Config) -> dict:
 
 
 def _check_same_run(saved: dict, cfg: Config, fingerprint: tuple[str, ...], run_dir: Path, world: int,
-                    main: bool = True) -> None:
+                    main: bool = True, skipped: dict[str, str] | None = None) -> None:
     """``fingerprint``: the pairs' fingerprints a checkpoint may hold (now's, and earlier versions'); ``main``:
-    whether this process says the warnings (rank 0)."""
+    whether this process says the warnings (rank 0); ``skipped``: the shards open_pairs skips now (shard -> why),
+    named in the refusal when they differ from those the checkpoint's run skipped."""
     if saved.get("format") != CHECKPOINT_FORMAT:
         raise VidsslError(f"{run_dir / CHECKPOINT}: not a vidssl training checkpoint; choose another --out")
     if saved["step"] < saved["total_steps"] and saved.get("world_size", 1) != world:
@@ -241,6 +242,11 @@ def _check_same_run(saved: dict, cfg: Config, fingerprint: tuple[str, ...], run_
         raise ConfigError(f"{run_dir} was trained by {saved.get('world_size', 1)} process(es), this is {world}; "
                           f"resume it with the same number (torchrun --nproc_per_node ...) or choose a new --out")
     if saved["pairs_fingerprint"] not in fingerprint:
+        changed = _skipped_change(saved, skipped)
+        if changed:
+            raise ConfigError(f"{run_dir} was trained on other pairs (dataset fingerprint "
+                              f"{saved['pairs_fingerprint']}, now {fingerprint[0]}): {changed}: restore the state it "
+                              f"trained on, or choose a new --out")
         raise ConfigError(f"{run_dir} was trained on other pairs (dataset fingerprint {saved['pairs_fingerprint']}, "
                           f"now {fingerprint[0]}); choose a new --out to train on these")
     now = _flat_config(cfg)
@@ -262,6 +268,19 @@ def _check_same_run(saved: dict, cfg: Config, fingerprint: tuple[str, ...], run_
                     f"train.precision={saved['flat_config']['train.precision']} continues the run as it was)")
         raise ConfigError(f"{run_dir} holds a run with another config ({detail}){hint}; continue it with the same "
                           f"config or choose a new --out")
+
+
+def _skipped_change(saved: dict, skipped: dict[str, str] | None) -> str:
+    """The shards skipped when the checkpoint's run started and not now, or now and not then, in words ("" when the
+    same, or when the checkpoint predates the record: its "pairs" summary's skipped_shards)."""
+    was = (saved.get("pairs") or {}).get("skipped_shards") if isinstance(saved.get("pairs"), dict) else None
+    if not isinstance(was, dict) or skipped is None:
+        return ""
+    said = [f"{name} was skipped ({why}) when this run started and is readable now"
+            for name, why in sorted(was.items()) if name not in skipped]
+    said += [f"{name} is skipped now ({why}) and was read when this run started"
+             for name, why in sorted(skipped.items()) if name not in was]
+    return "; ".join(said[:3]) + (f"; ... (+{len(said) - 3} more)" if len(said) > 3 else "")
 
 
 def _check_same_network(saved: dict, spec: dict, run_dir: Path) -> None:
@@ -741,6 +760,32 @@ def runtime_settings(cfg: Config, dev: torch.device) -> Iterator[None]:
         torch.utils.deterministic.fill_uninitialized_memory = saved[6]
 
 
+def _too_small(pairs, cfg: Config, world: int) -> str | None:
+    """What makes ``pairs`` (a PairSet) too small to train on with ``cfg``, all at once (fixing one to meet the next
+    on the following run costs the user a run each), each with its fix, or None. Where shards were skipped, the one
+    fix said is to restore them: neither a setting nor more videos bring their pairs back."""
+    tc = cfg.train
+    problems: list[tuple[str, str]] = []  # (what, fix)
+    tracks = int(np.unique(pairs.track).size)
+    if pairs.num_videos < 2 and not cfg.miner.same_video_negatives:
+        # the flag is advised only where it helps: with one track as well, following it met the next error
+        fix = ("mine more videos or set miner.same_video_negatives=true" if tracks >= 2 else
+               "mine more videos (its pairs come from one track too, so miner.same_video_negatives cannot help)")
+        problems.append(("all pairs come from one video, so there is no negative from another video", fix))
+    if cfg.miner.same_video_negatives and tracks < 2:
+        problems.append(("all pairs come from one track, so there is no negative from another track",
+                         "mine more videos (or a video with more than one moving object)"))
+    if len(pairs) < tc.batch_pairs:
+        problems.append(tuple(too_few_pairs(len(pairs), tc.batch_pairs).split("; ", 1)))
+    elif len(pairs) // tc.batch_pairs < world:  # before config.yaml says a run of these settings is in RUN
+        problems.append(tuple(too_few_batches(len(pairs), tc.batch_pairs, world).split("; ", 1)))
+    if not problems:
+        return None
+    if pairs.skipped:
+        return f"{'; and '.join(what for what, _ in problems)}; {pairs.skipped_advice()}"
+    return "; and ".join(f"{what}; {fix}" for what, fix in problems)
+
+
 def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Dist, resume: bool,
            allow_incomplete: bool, progress: bool, t0: float) -> dict:
     tc = cfg.train
@@ -752,22 +797,9 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
         raise VidsslError(f"{pairs_dir}: mining is not complete ({pairs.pending_videos} video(s) pending, "
                           f"{len(pairs)} pairs so far): wait for the other shards or rerun the same `vidssl mine` to "
                           "finish it, then train; --allow-incomplete trains on the pairs mined so far")
-    problems = []  # all at once: fixing one to meet the next on the following run costs the user a run each
-    tracks = int(np.unique(pairs.track).size)
-    if pairs.num_videos < 2 and not cfg.miner.same_video_negatives:
-        # the flag is advised only where it helps: with one track as well, following it met the next error
-        fix = ("mine more videos or set miner.same_video_negatives=true" if tracks >= 2 else
-               "mine more videos (its pairs come from one track too, so miner.same_video_negatives cannot help)")
-        problems.append(f"all pairs come from one video, so there is no negative from another video; {fix}")
-    if cfg.miner.same_video_negatives and tracks < 2:
-        problems.append("all pairs come from one track, so there is no negative from another track; mine more "
-                        "videos (or a video with more than one moving object)")
-    if len(pairs) < tc.batch_pairs:
-        problems.append(too_few_pairs(len(pairs), tc.batch_pairs))
-    elif len(pairs) // tc.batch_pairs < d.world:  # before config.yaml says a run of these settings is in RUN
-        problems.append(too_few_batches(len(pairs), tc.batch_pairs, d.world))
+    problems = _too_small(pairs, cfg, d.world)
     if problems:
-        raise VidsslError(f"{pairs_dir}: {'; and '.join(problems)}")
+        raise VidsslError(f"{pairs_dir}: {problems}")
     candidates, k = 2 * (tc.batch_pairs - 1), cfg.miner.negatives_per_pair
     if cfg.loss.reducer == "fixed" and candidates < k and d.main:  # its divisor counts K slots a pair cannot fill
         log.warning("train.batch_pairs=%d leaves each pair %d candidate negatives, fewer than "
@@ -785,7 +817,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
     saved = None
     if ckpt_path.exists():
         saved = load_checkpoint(ckpt_path)
-        _check_same_run(saved, cfg, (pairs.fingerprint, pairs.legacy_fingerprint), run_dir, d.world, d.main)
+        _check_same_run(saved, cfg, (pairs.fingerprint, pairs.legacy_fingerprint), run_dir, d.world, d.main,
+                        pairs.skipped)
         if saved.get("batch_plan", 1) != BATCH_PLAN and saved["step"] < saved["total_steps"] and d.main:
             log.warning("%s was started by an earlier vidssl, whose batches or per-step random draws were made "
                         "otherwise: its remaining steps train on this version's, so its weights will not equal an "

@@ -52,6 +52,8 @@ class PairSet:
     legacy_fingerprint: str = ""  # the fingerprint earlier versions computed (dataset.json + manifest), so their
     # interrupted runs still resume; "" when a shard is skipped (they did not see that)
     pending_videos: int = 0  # videos of the listing not mined yet (other shards still running, or a budget ran out)
+    manifest_videos: int = 0  # videos the manifest names, those whose every pair was skipped too
+    skipped_videos: int = 0  # videos with pairs in a skipped shard
 
     def __len__(self) -> int:
         return int(self.offset.size)
@@ -59,6 +61,13 @@ class PairSet:
     @property
     def num_videos(self) -> int:
         return len(self.video_ids)
+
+    def skipped_advice(self) -> str:
+        """The fix for a dataset too small to train on because shards were skipped ("" when none was): mining
+        more videos, or other settings, does not bring those pairs back."""
+        if not self.skipped:
+            return ""
+        return skipped_fix(self.root, self.skipped, self.skipped_videos, self.manifest_videos)
 
     def summary(self) -> dict:
         """What a model card records about the training data."""
@@ -79,8 +88,11 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _check_shard(path: Path, patch_size: int) -> tuple[int, int, str | None]:
-    """(rows, patches per row, None) for a usable shard, (0, 0, why) otherwise. Reads only the .npy header."""
+def _check_shard(path: Path, patch_size: int | None,
+                 recorded_bytes: int | None = None) -> tuple[int, int, str | None]:
+    """(rows, patches per row, None) for a usable shard, (0, 0, why) otherwise. Reads only the .npy header, and
+    stats the file when mining recorded its size (``recorded_bytes``: a shard of another mining copied over this
+    name has a header as good). ``patch_size`` None: any square patch side (a dataset.json that cannot be read)."""
     try:
         arr = np.load(path, mmap_mode="r")
     except FileNotFoundError:
@@ -91,14 +103,66 @@ def _check_shard(path: Path, patch_size: int) -> tuple[int, int, str | None]:
         return 0, 0, f"unreadable ({type(e).__name__}: {e})"
     if not isinstance(arr, np.ndarray):  # np.load opens a zip (.npz) as an archive
         return 0, 0, "not a .npy array (a zip archive?)"
-    want = (patch_size, patch_size, 3)
+    side = patch_size if patch_size is not None else (arr.shape[2] if arr.ndim == 5 else -1)
+    want = (side, side, 3)
     if arr.dtype != np.uint8 or arr.ndim != 5 or arr.shape[1] not in (2, 3) or tuple(arr.shape[2:]) != want:
-        return 0, 0, (f"shape {arr.shape} {arr.dtype}, expected (n, 2, {', '.join(map(str, want))}) uint8 (or n, 3, "
-                      f"... with background patches)")
+        shown = ", ".join(map(str, want)) if patch_size is not None else "S, S, 3"
+        return 0, 0, (f"shape {arr.shape} {arr.dtype}, expected (n, 2, {shown}) uint8 (or n, 3, ... with "
+                      f"background patches)")
     if np.isfortran(arr):  # the reader takes rows as C-order bytes: this one would read as garbage patches
         return 0, 0, ("a Fortran-order array (written by another tool?), expected C order as `vidssl mine` writes; "
                       "a new mining keeps a shard of its size: delete it first")
+    if recorded_bytes is not None:
+        try:
+            size = os.stat(path).st_size  # the one stat: the header says nothing of where the rows came from
+        except OSError as e:  # gone since np.load opened it
+            return 0, 0, f"unreadable ({type(e).__name__}: {e})"
+        if size != recorded_bytes:
+            return 0, 0, (f"{size} bytes, not the {recorded_bytes} its video's mining wrote (a shard of another "
+                          f"dataset or mining copied over it?)")
     return int(arr.shape[0]), int(arr.shape[1]), None
+
+
+def _recorded_bytes(meta: dict) -> dict[str, int]:
+    """Each shard's size as its video's done-marker recorded it, copied into dataset.json by the merge ({} from a
+    merge of an earlier version, or markers that predate the record: no size is checked)."""
+    sizes = meta.get("shard_bytes")
+    if not isinstance(sizes, dict):
+        return {}
+    return {k: v for k, v in sizes.items() if type(v) is int}  # noqa: E721 (bool is no size)
+
+
+def _shard_verdict(root: Path, name: str, patch_size: int | None, last_row: int,
+                   recorded: dict[str, int]) -> tuple[int, str | None]:
+    """(patches per row, None) for a shard training reads, (0, why) for one it skips: unreadable, of another
+    shape or size than mined, or without the rows the manifest refers to (up to ``last_row``)."""
+    rows, width, why = _check_shard(root / name, patch_size, recorded.get(name))
+    if why is None and last_row >= rows:
+        why = f"{rows} rows, but the manifest refers to row {last_row}"
+    return (0, why) if why is not None else (width, None)
+
+
+def remine_advice(root: Path, why: str) -> str:
+    """What to do about a shard skipped for ``why``: mine its video again, or (no read permission, where mining
+    again keeps the shard) nothing more than the chmod ``why`` names."""
+    if why.startswith(NO_READ_PERMISSION):
+        return ""
+    return f"; rerun the `vidssl mine` that made {root} (same videos, same --out) to mine its video again"
+
+
+def shard_problems(root: str | os.PathLike, last_rows: dict[str, int]) -> dict[str, str]:
+    """The shards of ``last_rows`` (shard -> the last row a record refers to) that training would skip, and why
+    (``open_pairs``' check, for readers of the manifest such as ``vidssl show-pairs``). A dataset.json that cannot
+    be read checks every square patch side and no size."""
+    root = Path(root)
+    try:
+        meta = _read_json(root / "dataset.json")
+    except PairDataError:
+        meta = {"patch_size": None}
+    recorded = _recorded_bytes(meta)
+    verdicts = {name: _shard_verdict(root, name, meta["patch_size"], last, recorded)[1]
+                for name, last in last_rows.items()}
+    return {name: why for name, why in verdicts.items() if why is not None}
 
 
 def _why_no_pairs(meta: dict, root: Path) -> str:
@@ -113,6 +177,17 @@ def _why_no_pairs(meta: dict, root: Path) -> str:
         return (f"the {videos['mined']} mined videos gave no track that passed its checks (tracks rejected by reason "
                 f"in {root / 'dataset.json'}); videos with moving objects, or relaxed mine.* thresholds, give pairs")
     return _REMAKE
+
+
+def skipped_fix(root: Path, skipped: dict[str, str], videos: int, of: int) -> str:
+    """What to do when ``videos`` of the ``of`` videos lost their pairs to the ``skipped`` shards."""
+    fixes = []
+    if any(not why.startswith(NO_READ_PERMISSION) for why in skipped.values()):
+        fixes.append(f"rerun the `vidssl mine` that made {root} (same videos, same --out) to mine them again")
+    if any(why.startswith(NO_READ_PERMISSION) for why in skipped.values()):
+        fixes.append(f"chmod -R +r {shell_arg(root)}")
+    return (f"{videos} of {of} videos' shards were skipped (the warnings above name them): "
+            f"{' and '.join(fixes)}")
 
 
 def require_pairs_folder(root: str | os.PathLike) -> Path:
@@ -194,29 +269,29 @@ def _open_pairs(root: str | os.PathLike) -> PairSet:
     pair_count = np.bincount(shard_index_arr, minlength=len(shards))
     skipped, skipped_ids = {}, []
     widths, narrow = set(), []
+    recorded = _recorded_bytes(meta)
     for name, i in shards.items():
-        rows, width, why = _check_shard(root / name, patch_size)
-        if why is None and last_row[i] >= rows:
-            why = f"{rows} rows, but the manifest refers to row {int(last_row[i])}"
+        width, why = _shard_verdict(root, name, patch_size, int(last_row[i]), recorded)
         if why is not None:
             skipped[name] = why
             skipped_ids.append(i)
-            remine = (f"; rerun the `vidssl mine` that made {root} (same videos, same --out) to mine its video again"
-                      if not why.startswith(NO_READ_PERMISSION) else "")
-            log.warning("pairs: skipping %d pairs of %s: %s%s", int(pair_count[i]), root / name, why, remine)
+            log.warning("pairs: skipping %d pairs of %s: %s%s", int(pair_count[i]), root / name, why,
+                        remine_advice(root, why))
         else:
             widths.add(width)
             if width == 2:
                 narrow.append(name)
     keep = ~np.isin(shard_index_arr, skipped_ids)
+    video_arr = np.asarray(video_codes, np.int32)
+    lost = int(np.unique(video_arr[~keep]).size)  # videos with pairs in a skipped shard
     if not keep.any():
-        example = next(iter(skipped.items()))
-        fix = f"chmod -R +r {shell_arg(root)}" if example[1].startswith(NO_READ_PERMISSION) else _REMAKE
-        raise PairDataError(f"{root}: none of the {len(offsets)} pairs is readable (e.g. {example}); {fix}")
+        name, why = next(iter(skipped.items()))
+        raise PairDataError(f"{root}: none of the {len(offsets)} pairs is readable (e.g. {root / name}: {why}); "
+                            f"{skipped_fix(root, skipped, lost, len(videos))}")
     digest.update(json.dumps(sorted(skipped)).encode())  # a lost shard changes the pairs, and so the fingerprint
     # videos whose every pair was skipped are not training data: the "negatives from another video" check counts
     # only videos present, so codes are renumbered over those
-    present, video = np.unique(np.asarray(video_codes, np.int32)[keep], return_inverse=True)
+    present, video = np.unique(video_arr[keep], return_inverse=True)
     names = list(videos)
     return PairSet(root=root, patch_size=patch_size, shards=list(shards), shard_index=shard_index_arr[keep],
                    offset=offset_arr[keep], video=video.astype(np.int32),
@@ -224,7 +299,8 @@ def _open_pairs(root: str | os.PathLike) -> PairSet:
                    fingerprint=digest.hexdigest()[:16], skipped=skipped, has_background=widths == {3},
                    narrow_shards=narrow if 3 in widths else [],
                    legacy_fingerprint="" if skipped else legacy.hexdigest()[:16],
-                   pending_videos=_pending_videos(meta, root / "dataset.json"))
+                   pending_videos=_pending_videos(meta, root / "dataset.json"), manifest_videos=len(videos),
+                   skipped_videos=lost)
 
 
 def _pending_videos(meta: dict, path: Path) -> int:
