@@ -284,6 +284,22 @@ def test_a_malformed_world_size_is_a_one_line_error(tmp_path, capsys, monkeypatc
         assert "WORLD_SIZE='two' is not a positive integer" in err and "Traceback" not in err, err
 
 
+def test_a_world_size_without_torchrun_s_other_variables_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    """WORLD_SIZE left in the environment (a launcher's, a shell's) without torchrun's rendezvous variables: torch's
+    env:// init raised a 30-line ValueError traceback ("MASTER_ADDR expected, but not set")."""
+    from train_utils import synthetic_pairs
+
+    pairs = synthetic_pairs(tmp_path / "pairs", num_videos=2, tracks_per_video=2)
+    for name in ("MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["train", str(pairs), "--out", str(tmp_path / "t"), "--set", "train.device=cpu"]) == 1
+    err = capsys.readouterr().err
+    assert ("WORLD_SIZE=2 is set but MASTER_ADDR, MASTER_PORT are not: launch with torchrun, which sets them all, "
+            "or unset WORLD_SIZE to train as one process") in err and "Traceback" not in err, err
+
+
 def test_pretrain_refuses_demo_mining_settings_that_cannot_work(tmp_path, capsys):
     """demo.mine_box_fraction stands in for mine.box_fraction on the demo clips but skipped its checks: 0.9 with
     mine.edge_margin 0.1 (no box fits) and 64x64 clips (a 21 px box under mine.min_box_px) passed, and every clip

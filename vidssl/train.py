@@ -83,6 +83,11 @@ def _init_distributed(device_kind: str, timeout_minutes: float | None = None) ->
         exit_with_launcher()
     if world == 1:
         return Dist()
+    unset = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    if unset and not dist.is_initialized():  # torch's env:// rendezvous said it in a 30-line ValueError traceback
+        raise VidsslError(f"WORLD_SIZE={world} is set but {', '.join(unset)} {'is' if len(unset) == 1 else 'are'} "
+                          "not: launch with torchrun, which sets them all, or unset WORLD_SIZE to train as one "
+                          "process")
     rank_on_node = local_rank(device_kind)
     if not dist.is_initialized():
         timeout = None if timeout_minutes is None else datetime.timedelta(minutes=timeout_minutes)
