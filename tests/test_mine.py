@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import re
 import shutil
@@ -1117,6 +1118,27 @@ def test_the_notice_of_videos_kept_from_an_earlier_listing_goes_to_stderr_not_st
     assert "kept" not in capsys.readouterr().out
     kept = [r for r in caplog.records if r.getMessage().startswith("kept: 1 video(s) mined into this folder")]
     assert len(kept) == 1 and kept[0].levelname == "WARNING" and "(b.mp4)" in kept[0].getMessage()
+
+
+def test_the_kept_notice_names_only_videos_mined_into_the_folder(tmp_path, caplog):
+    """"kept: N video(s) mined into this folder earlier ... their pairs stay on disk" also named a video whose
+    marker says skipped (deleted while it was being mined: not_a_video, no such file), which has no pairs."""
+    out = marked_dataset(tmp_path / "pairs", {
+        "b.mp4": {"status": "mined"},
+        "zz_last.mp4": {"status": "skipped", "reason": "not_a_video", "detail": "no such file"}})
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "a.mp4").write_text("this is just text\n")  # a rerun on a folder without both
+    summary = mine_folder(tmp_path / "videos", out, DEMO, progress=False)
+    assert summary["videos"]["not_listed"]["count"] == 2  # dataset.json keeps every marker's record
+    assert kept_notice(summary).startswith("kept: 1 video(s) mined into this folder earlier are not in this listing "
+                                           "(b.mp4); their pairs stay on disk")
+    assert kept_notice(merge(out), out) == kept_notice(summary)  # a merge's summary, the folder given
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert cli_main(["mine", "--merge", "--out", str(out)]) == 0  # `vidssl mine --merge` gives it the folder
+    assert "kept: 1 video(s) mined into this folder earlier are not in this listing (b.mp4)" in caplog.text
+    (out / "done" / f"{video_id('b.mp4')}.json").unlink()
+    assert kept_notice(mine_folder(tmp_path / "videos", out, DEMO, progress=False)) is None  # skipped ones only
 
 
 # -----------------------------------------------------------------------------------------------------------------

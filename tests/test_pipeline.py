@@ -790,6 +790,48 @@ def test_real_video_runs_hold_out_the_end_of_every_video(tmp_path):
                  "--set", "mine.time_range=[0.1, 1.0]"]) == 0
 
 
+def test_a_messy_folder_s_bad_files_are_told_once_not_again_for_the_held_out_tails(tmp_path, caplog, monkeypatch):
+    """Every bad file was reported twice, by the training part's mining and by the held-out tails' with the same
+    reason (zero-byte, not a video, no index, a duplicate), and a link's "the same file as" four times a run (each
+    listing of the folder) and once more on every rerun, whose mining was done. The tails still tell a skip of
+    their own part (too_short: 20 frames held out of 100)."""
+    from vidssl.demo import make_demo_videos
+
+    videos = tmp_path / "videos"
+    make_demo_videos(videos, num=1, seed=5, frames=100)
+    (videos / "zero.mp4").write_bytes(b"")
+    (videos / "notes.mp4").write_text("this is just text\n" * 50)
+    # an MP4 cut short before its index: refused before any frame is decoded
+    (videos / "noindex.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00\x00\x00\x10mdat"
+                                         + bytes(8))
+    shutil.copyfile(videos / "clip_00.mp4", videos / "copy.mp4")  # a duplicate of clip_00.mp4
+    os.symlink("clip_00.mp4", videos / "link.mp4")  # the same file: listed once
+    run = tmp_path / "run"
+    only_mining = ["--set", "pretrain.run_train=false", "--set", "pretrain.run_export=false", "--set",
+                   "pretrain.run_eval=false", "--set", "pretrain.run_report=false", "--set", "mine.box_fraction=0.33",
+                   "--set", "pretrain.mine_workers=1"]
+    caplog.set_level(logging.INFO)
+    assert main(["pretrain", "--videos", str(videos), "--out", str(run), *only_mining]) == 0
+    skips = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and ": skipped (" in r.getMessage()]
+    # "<part> (the first 80%: pretrain.held_out_tail): <video>: skipped (<reason>: <detail>)"
+    training = sorted(line.split("held_out_tail): ")[1].split(": ")[0] for line in skips
+                      if line.startswith("training part"))
+    tails = [line.split("held_out_tail): ")[1] for line in skips if line.startswith("held-out tails")]
+    assert training == ["copy.mp4", "noindex.mp4", "notes.mp4", "zero.mp4"], skips
+    assert len(tails) == 1 and tails[0].startswith("clip_00.mp4: skipped (too_short: 100 frames (20 in"), skips
+    # the tails' dataset records every skip all the same, the whole-file ones included
+    held_out = json.loads((run / "pairs_held_out" / "dataset.json").read_text())["videos"]["skipped"]
+    assert held_out == {"corrupt": ["noindex.mp4"], "duplicate": ["copy.mp4"], "empty": ["zero.mp4"],
+                        "not_a_video": ["notes.mp4"], "too_short": ["clip_00.mp4"]}
+    same = [r for r in caplog.records if "link.mp4: the same file as" in r.getMessage() and r.levelno >= logging.INFO]
+    assert len(same) == 1, [r.getMessage() for r in same]
+    caplog.clear()
+    monkeypatch.setattr("vidssl.video._told_same_file", set())  # a rerun is a new process: nothing said yet
+    assert main(["pretrain", "--videos", str(videos), "--out", str(run), *only_mining]) == 0  # mining done
+    assert "[mine] already complete, skipped" in caplog.text
+    assert not [r for r in caplog.records if "the same file as" in r.getMessage() and r.levelno >= logging.INFO]
+
+
 def test_eval_sets_of_a_single_davis_folder_keep_the_held_out_tracks(tmp_path):
     from vidssl.pipeline import discover_eval_sets
 
@@ -993,6 +1035,27 @@ def test_warnings_for_videos_added_since_mining_and_training_cut_short(tmp_path)
         for summary in ('{"complete": false', '{"complete": false, "videos": [1]}', "[]"):
             (tmp_path / "run" / "pairs" / "dataset.json").write_text(summary)
             assert run_warnings(tmp_path / "run", videos, done) == []
+
+
+def test_a_copy_of_a_mined_video_added_since_is_not_warned_of_as_a_new_video(tmp_path):
+    """A byte-identical copy of a mined video, added to the folder after the run mined it, was counted among the
+    videos "a new --out includes", which skips it as a duplicate; a new video of the same size is still counted."""
+    from vidssl.pipeline import run_warnings
+
+    videos, pairs = tmp_path / "videos", tmp_path / "run" / "pairs"
+    videos.mkdir()
+    pairs.mkdir(parents=True)
+    clip = bytes(range(256)) * 9000  # over 2 MiB: the content sample reads its first and last MiB
+    (videos / "a.mp4").write_bytes(clip)
+    (pairs / "videos.json").write_text(json.dumps(
+        {"root": str(videos), "videos": [{"video": "a.mp4", "bytes": len(clip)}]}))
+    done = {"stopped": "done", "step": 790, "total_steps": 790}
+    shutil.copyfile(videos / "a.mp4", videos / "a copy.mp4")
+    assert run_warnings(tmp_path / "run", videos, done) == []
+    (videos / "new.mp4").write_bytes(clip[:-1] + b"x")  # the same size, another video
+    assert run_warnings(tmp_path / "run", videos, done) == [
+        f"1 video(s) in {videos} are not in this run, added after it was mined (e.g. new.mp4); a new --out "
+        f"includes them"]
 
 
 def test_videos_replaced_or_removed_since_mining_are_warned(tmp_path):
@@ -1595,6 +1658,10 @@ def test_nothing_evaluated_says_why_and_the_fix_that_helps(tmp_path):
     assert "pretrain.held_out_tail is 0" in said({}, "pretrain.held_out_tail=0")
     other = said({"skipped": {"no_motion": ["a.mp4"], "too_short": ["b.mp4"]}})
     assert "the tails' mining gave none: 1 no_motion, 1 too_short" in other
+    # where the reasons are: a rerun prints no skip line for "see above" to point at (nor does the tails' mining
+    # repeat the training part's skips of the whole file)
+    assert f"1 too_short; each one's reason in {tmp_path / 'pairs_held_out' / 'dataset.json'})" in other
+    assert "see above" not in other
     # a demo run holds out clips of its own: neither the tail's length nor held_out_tail is the matter there
     demo = nothing_evaluated(tmp_path, load_config(None, ["pretrain.held_out_tail=0"]), demo=True)
     assert "held_out_tail" not in demo.split("; give")[0] and "at least" not in demo

@@ -485,6 +485,45 @@ def test_a_missing_or_broken_videos_path_is_named_as_what_it_is(tmp_path, capsys
     assert not (tmp_path / "pairs").exists() and not (tmp_path / "run").exists()
 
 
+def test_a_link_loop_is_named_a_loop_not_a_broken_link(tmp_path):
+    """`ln -s self.mp4 self.mp4` was reported as "a broken link: its target self.mp4 does not exist", while the
+    target is the link itself; two links pointing at each other too (ELOOP)."""
+    os.symlink("self.mp4", tmp_path / "self.mp4")
+    os.symlink("b.mp4", tmp_path / "a.mp4")
+    os.symlink("a.mp4", tmp_path / "b.mp4")
+    for name, target in (("self.mp4", "self.mp4"), ("a.mp4", "b.mp4"), ("b.mp4", "a.mp4")):
+        said = f"{name}: a symbolic link loop: its target {target} leads back to it through links (ELOOP)"
+        for check in (check_video_file, find_videos):  # inside a folder, and given as VIDEOS
+            with pytest.raises(UnsupportedVideo, match=re.escape(said)) as caught:
+                check(tmp_path / name)
+            assert "broken link" not in str(caught.value)
+    assert [p.name for p in find_videos(tmp_path)] == ["a.mp4", "b.mp4", "self.mp4"]  # listed: mining says why
+    os.symlink("gone.mp4", tmp_path / "dangling.mp4")  # a target that is not there is still a broken link
+    with pytest.raises(UnsupportedVideo, match="dangling.mp4: a broken link: its target gone.mp4 does not exist"):
+        check_video_file(tmp_path / "dangling.mp4")
+
+
+def test_a_linked_file_is_said_once_per_process_and_not_by_a_quiet_listing(tmp_path, caplog):
+    """pretrain lists --videos up to four times a run (its check, the two minings, the rerun warnings): a link's
+    "the same file as ..., listed once" came as often, and on every rerun that mined nothing."""
+    (tmp_path / "clip.mp4").write_bytes(b"x")
+    os.symlink("clip.mp4", tmp_path / "link.mp4")
+    with caplog.at_level(logging.DEBUG, logger="vidssl.video"):
+        listings = [find_videos(tmp_path) for _ in range(3)]
+    assert all([p.name for p in found] == ["clip.mp4"] for found in listings)
+    said = [r for r in caplog.records if "link.mp4: the same file as" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.INFO, logging.DEBUG, logging.DEBUG]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "clip.mp4").write_bytes(b"y")
+    os.symlink("clip.mp4", tmp_path / "other" / "link.mp4")
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="vidssl.video"):
+        assert [p.name for p in find_videos(tmp_path / "other", quiet=True)] == ["clip.mp4"]
+        find_videos(tmp_path / "other")  # not said by the quiet listing: said now
+    said = [r for r in caplog.records if "link.mp4: the same file as" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.DEBUG, logging.INFO]
+
+
 def test_find_videos_does_not_search_a_run_folder_inside(tmp_path, caplog):
     """The quick start writes runs/demo/demo_videos/ (12 clips) into the working folder: `vidssl pretrain --videos .`
     run beside it mined them as the user's own. A pretrain run folder below the root is passed over, saying so; a

@@ -44,11 +44,14 @@ class SkippedInStrictMode(VidsslError):
 def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto", workers: int = 1,
                 shard: tuple[int, int] = (0, 1), strict: bool = False, progress: bool = True,
                 time_budget_s: float | None = None, label: str | None = None,
-                on_prepared: Callable[[], None] | None = None) -> dict:
+                on_prepared: Callable[[], None] | None = None,
+                already_said: Callable[[dict], bool] | None = None) -> dict:
     """Mine every video under ``videos_dir`` (this call's ``shard``: index, count) into ``out_dir``. ``label``
     names this mining in its progress bar and skip messages (pretrain's "held-out tails", whose skips are not the
     training videos'). ``on_prepared()`` is called once ``out_dir`` is accepted as this mining's (its settings
     checked and recorded), before any video is mined: what it writes there is in place however the mining ends.
+    ``already_said(result)``: whether a video's skip was told by another mining of the same files (pretrain's
+    training part, of a zero-byte file): such a skip is logged at debug only (dataset.json records it as any).
 
     Videos already finished in ``out_dir`` are skipped, so rerunning the same call resumes (a video file that changed
     since it was mined is mined again). With a time budget no new video is started once it is spent; the dataset is
@@ -100,7 +103,8 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
         todo, crashed = _to_mine(base, out, [e for e in listing if shard_of(e["video"], count) == index], copies)
         # in a pool a dying worker is blamed by the pool itself; only a death of this process counts as a crash
         job = _Job(base, out, cfg, video_backend, strict, counts_deaths=workers == 1, copies=copies)
-        return _mine_listed(job, todo, crashed, workers, (index, count), strict, progress, time_budget_s, label)
+        return _mine_listed(job, todo, crashed, workers, (index, count), strict, progress, time_budget_s, label,
+                            already_said)
 
 
 def find_copies(root: Path, out: Path, listing: list[dict]) -> dict[str, str]:
@@ -186,12 +190,13 @@ def _mined(root: Path, out: Path, name: str) -> bool:
 
 
 def _mine_listed(job: "_Job", todo: list[dict], crashed: list[dict], workers: int, shard: tuple[int, int],
-                 strict: bool, progress: bool, time_budget_s: float | None, label: str | None = None) -> dict:
+                 strict: bool, progress: bool, time_budget_s: float | None, label: str | None = None,
+                 already_said: Callable[[dict], bool] | None = None) -> dict:
     """Mine this shard's ``todo`` (and record its ``crashed``) under the shard's lock; the summary of mine_folder."""
     out = job.out
 
     started = time.monotonic()
-    bar = _FrameBar(crashed + todo, progress, label)
+    bar = _FrameBar(crashed + todo, progress, label, already_said)
     done: list[dict] = []
     try:
         for entry in crashed:
@@ -213,7 +218,7 @@ def _mine_listed(job: "_Job", todo: list[dict], crashed: list[dict], workers: in
     frames = sum(r["frames"] for r in done)
     summary["run"] = {"videos": len(done), "frames": frames, "seconds": round(seconds, 2),
                       "frames_per_s": round(frames / seconds, 1) if seconds > 0 else None,
-                      "shard": list(shard), "workers": workers,
+                      "shard": list(shard), "workers": workers, "out": str(out),
                       "stopped_by_budget": len(done) < len(crashed) + len(todo)}
     return summary
 
@@ -413,7 +418,8 @@ def _finish(result: dict, bar, strict: bool) -> dict:
             message = f"{bar.label}: {message}"
         if strict:
             raise SkippedInStrictMode(message + "; --strict makes any skip fail the run")
-        log.warning(message)
+        told = bar.already_said is not None and bar.already_said(result)
+        log.log(logging.DEBUG if told else logging.WARNING, message)
     return result
 
 
@@ -530,12 +536,13 @@ class _FrameBar:
     """tqdm over frames with ETA. Frame counts are unknown until a video is decoded, so the total is re-estimated
     from the bytes still to mine at the frames-per-byte rate seen so far."""
 
-    def __init__(self, todo: list[dict], enabled: bool, label: str | None = None):
+    def __init__(self, todo: list[dict], enabled: bool, label: str | None = None,
+                 already_said: Callable[[dict], bool] | None = None):
         import sys
 
         from tqdm import tqdm
 
-        self.label = label
+        self.label, self.already_said = label, already_said  # how its videos' skips are told (see _finish)
         self.bytes_left = sum(e["bytes"] for e in todo)
         self.bytes_done = 0
         self.frames_done = 0
@@ -606,16 +613,38 @@ def format_summary(summary: dict, out_dir: str | Path | None = None) -> str:
     return "\n".join(lines)
 
 
-def kept_notice(summary: dict) -> str | None:
+def kept_notice(summary: dict, out_dir: str | Path | None = None) -> str | None:
     """The notice of videos mined into the folder earlier that this run's listing lacks (an advisory for stderr, as
-    the skips are), or None."""
+    the skips are), or None. Of the pair dataset ``out_dir`` (by default the one mine_folder mined into, its
+    ``run``'s ``out``), only those whose markers say mined are named: a skipped one (deleted while being mined:
+    not_a_video, no such file) has no pairs to stay on disk. Without either, the summary's ``not_listed`` as is."""
     kept = summary["videos"].get("not_listed")
+    out_dir = out_dir if out_dir is not None else (summary.get("run") or {}).get("out")
+    if kept and out_dir is not None:
+        kept = _mined_not_listed(Path(out_dir))
     if not kept:
         return None
     shown = ", ".join(kept["examples"][:3]) + (f", ... (+{kept['count'] - 3})" if kept["count"] > 3 else "")
     return (f"kept: {kept['count']} video(s) mined into this folder earlier are not in this listing ({shown}); "
             "their pairs stay on disk, left out of manifest.jsonl: mine their videos folder into it again to include "
             "them, or use a new --out for a separate dataset")
+
+
+def _mined_not_listed(out: Path) -> dict | None:
+    """``{"count", "examples"}`` of the videos whose done-markers in ``out`` say mined and which its listing
+    (videos.json) lacks, as merge's ``not_listed`` counts every marker; None where there are none."""
+    from tracking.dataset import PENDING_NAMED, marker_ids, read_marker
+
+    try:
+        listed = {e.get("video_id") for e in json.loads((out / "videos.json").read_text(encoding="utf-8"))["videos"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # a damaged listing: merge said so
+    names = []
+    for vid in sorted(marker_ids(out) - listed):
+        marker = read_marker(out, vid) or {}
+        if marker.get("status") == "mined":
+            names.append(marker.get("video", vid))
+    return {"count": len(names), "examples": names[:PENDING_NAMED]} if names else None
 
 
 def _pending_advice(summary: dict, out_dir: str | Path | None) -> str:

@@ -631,9 +631,32 @@ def nothing_evaluated(run: Path, cfg: Config, demo: bool = False) -> str:
                f"pretrain.held_out_tail")
     else:
         shown = ", ".join(f"{len(v) if isinstance(v, list) else v} {k}" for k, v in skipped.items()) or "none skipped"
-        why = f"the tails' mining gave none: {shown}; see above"
+        # the reasons are in the file: a rerun (or the held-out pass, which repeats no skip of the whole file that
+        # the training part's said) printed no skip line to point "above" at
+        why = f"the tails' mining gave none: {shown}; each one's reason in {run / 'pairs_held_out' / 'dataset.json'}"
         fix = ", or longer videos with moving objects"
     return NOTHING_EVALUATED.format(why=why, fix=fix)
+
+
+# skip reasons about the file, whatever part of it is mined (not too_short, no_motion, ...: its frames in one part)
+WHOLE_FILE_REASONS = ("empty", "not_a_video", "unreadable", "duplicate", "too_small", "corrupt", "error")
+
+
+def said_of_the_whole_file(training: dict) -> Callable[[dict], bool]:
+    """Whether a held-out tail's skip (a mine_folder result: video, reason, detail) repeats what the training
+    part's mining (``training``: its summary) recorded of the same video: a reason of the whole file with the same
+    detail (a zero-byte file, a duplicate). Every bad file was reported twice, once per part; a skip that depends on
+    the part (too_short, no_motion; corrupt past the damage: "too few frames left") differs, and is still told."""
+    videos = training.get("videos") if isinstance(training.get("videos"), dict) else {}
+    details = videos.get("skipped_detail") or {}
+    reasons = {name: reason for reason, names in (videos.get("skipped") or {}).items() for name in names}
+
+    def said(result: dict) -> bool:
+        name = result["video"]
+        return (result["reason"] in WHOLE_FILE_REASONS and reasons.get(name) == result["reason"]
+                and details.get(name) == result["detail"])
+
+    return said
 
 
 def held_out_part(cfg: Config) -> tuple[float, float]:
@@ -698,8 +721,10 @@ def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> li
         entries = json_object(listing).get("videos")
         whole = isinstance(entries, list) and all(isinstance(v, dict) and "video" in v for v in entries)
         mined = {v["video"] for v in entries} if whole else set()
-        added = [rel for rel in (p.relative_to(base).as_posix() for p in find_videos(videos)) if rel not in mined] \
-            if whole else []
+        # quiet: a link's "the same file as" was said when the folder was mined, not again by each rerun
+        added = [rel for rel in (p.relative_to(base).as_posix() for p in find_videos(videos, quiet=True))
+                 if rel not in mined] if whole else []
+        added = _not_copies(base, added, entries if whole else [])
         if added:
             out.append(f"{len(added)} video(s) in {videos} are not in this run, added after it was mined (e.g. "
                        f"{added[0]}); a new --out includes them")
@@ -725,6 +750,37 @@ def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> li
         out.append(f"training ran {train_stats['step']} steps{few}; for a trained backbone, run into a new --out "
                    f"with a larger --budget-minutes (or more train.steps)")
     return out
+
+
+def _not_copies(base: Path, added: list[str], entries: list[dict]) -> list[str]:
+    """Of the videos ``added`` to the folder ``base`` since it was mined, those that are not byte-identical copies
+    of a listed one (``entries``: videos.json's), which a new --out skips as duplicate (they add no video): told
+    apart as the duplicate check's first steps do, by size (the listing's ``bytes``) and then the content sample of
+    both files (first and last MiB), read only where the sizes agree."""
+    from vidssl.io import content_sample
+
+    by_size: dict[int, list[str]] = {}
+    for entry in entries:
+        if isinstance(entry.get("bytes"), int) and entry["bytes"] > 0 and isinstance(entry["video"], str):
+            by_size.setdefault(entry["bytes"], []).append(entry["video"])
+    samples: dict[str, str | None] = {}  # a listed video's sample, read once
+
+    def sample_of(name: str) -> str | None:
+        if name not in samples:
+            samples[name] = content_sample(base / name)
+        return samples[name]
+
+    kept = []
+    for rel in added:
+        try:
+            size = (base / rel).stat().st_size
+        except OSError:
+            size = 0
+        twins = by_size.get(size, []) if size > 0 else []
+        sample = content_sample(base / rel) if twins else None
+        if sample is None or not any(sample_of(name) == sample for name in twins):
+            kept.append(rel)
+    return kept
 
 
 def _videos_since_mined(pairs: Path, base: Path, entries: list[dict]) -> tuple[list[str], list[str]]:
@@ -1070,7 +1126,8 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
                                         progress=progress, label="held-out clips" if demo else (
                                             f"held-out tails (the last {p.held_out_tail:.0%}: "
                                             "pretrain.held_out_tail)"),
-                                        time_budget_s=max(0.0, mine_budget - (time.monotonic() - mine_start)))
+                                        time_budget_s=max(0.0, mine_budget - (time.monotonic() - mine_start)),
+                                        already_said=None if demo else said_of_the_whole_file(summary))
             if not held.get("pairs") and summary.get("pairs"):  # no pair at all: the error below says why
                 log.warning("no held-out tracks in %s (see %s): instance retrieval across time is not evaluated",
                             held_out_videos, run / "pairs_held_out" / "dataset.json")

@@ -117,12 +117,26 @@ def utf8_path(path: Path, backend: str) -> str:
     return name
 
 
+def dangling_link(path: Path) -> str:
+    """What is wrong with ``path``, a symbolic link that reaches no file: a loop of links (ELOOP: one pointing at
+    itself, ``ln -s self.mp4 self.mp4``, or two at each other), which "its target does not exist" misnamed (the
+    target is there: the link itself), or a target that does not exist."""
+    target = os.readlink(path)
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return (f"a symbolic link loop: its target {target} leads back to it through links (ELOOP), never to a "
+                    "file; point the link at the video, or delete it")
+    return f"a broken link: its target {target} does not exist"
+
+
 def check_video_file(path: str | os.PathLike) -> Path:
     """Raise the matching VideoError for input that is not a readable, non-empty, plausibly-video file."""
     path = Path(path)
     if not path.exists():
         if path.is_symlink():
-            raise UnsupportedVideo(path, f"a broken link: its target {os.readlink(path)} does not exist")
+            raise UnsupportedVideo(path, dangling_link(path))
         raise UnsupportedVideo(path, "no such file")
     if path.is_dir():
         raise UnsupportedVideo(path, "is a directory, not a video file")
@@ -1062,13 +1076,27 @@ def is_run_folder(folder: Path) -> bool:
 
 
 _told_passed_over: set = set()  # (folder, passed-over video files per extension) already warned of
+_told_same_file: set = set()  # (absolute path, absolute path it was listed as) already said
 
 
-def find_videos(root: str | os.PathLike) -> list[Path]:
+def _tell_same_file(path: Path, kept: Path, quiet: bool) -> None:
+    """Say that ``path`` is the file listed as ``kept``: at info once per process, then (and when ``quiet``) at
+    debug."""
+    told = (os.path.abspath(path), os.path.abspath(kept))
+    level = logging.DEBUG if quiet or told in _told_same_file else logging.INFO
+    if not quiet:
+        _told_same_file.add(told)
+    log.log(level, "%s: the same file as %s, listed once as %s", path, kept, kept)
+
+
+def find_videos(root: str | os.PathLike, quiet: bool = False) -> list[Path]:
     """Video files under ``root`` (recursive), sorted by relative path; follows symlinks but never loops, and lists
-    a file reached twice (a link to a video of the folder) once. Files of other extensions are counted in one debug
-    log line (`-v`); those of a video container not mined (OTHER_VIDEO_EXTENSIONS) in a warning, once per process.
-    A `vidssl pretrain` run folder below ``root`` is not searched (see :func:`is_run_folder`)."""
+    a file reached twice (a link to a video of the folder) once, saying so once per process (pretrain lists the
+    folder up to four times: the note came as often). Files of other extensions are counted in one debug log line
+    (`-v`); those of a video container not mined (OTHER_VIDEO_EXTENSIONS) in a warning, once per process.
+    ``quiet``: the listing is only compared with one mined before (pretrain's rerun warnings), so the same-file
+    note goes to debug (a rerun that mines nothing said it each time). A `vidssl pretrain` run folder below
+    ``root`` is not searched (see :func:`is_run_folder`)."""
     root = Path(root)
     if root.is_file():
         if root.suffix.lower() in OTHER_VIDEO_EXTENSIONS:  # as in a folder, where it is passed over
@@ -1077,7 +1105,7 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
         return [root]
     if not root.is_dir():
         if root.is_symlink() and not root.exists():  # as a broken link inside a folder is told (check_video_file)
-            raise UnsupportedVideo(root, f"a broken link: its target {os.readlink(root)} does not exist")
+            raise UnsupportedVideo(root, dangling_link(root))
         # a missing name may have meant either: "no such folder" for `mine nonexist.mp4` misled
         raise UnsupportedVideo(root, "no such file or folder" if not root.exists() else "neither a file nor a folder")
     found: list[Path] = []
@@ -1129,7 +1157,7 @@ def find_videos(root: str | os.PathLike) -> list[Path]:
                         # listed under the file's own name: the video id, and a link deleted later changes nothing
                         found[found.index(kept)] = files_seen[key] = path
                         kept, path = path, kept
-                    log.info("%s: the same file as %s, listed once as %s", path, kept, kept)
+                    _tell_same_file(path, kept, quiet)
                     continue
                 if key is not None:
                     files_seen[key] = path

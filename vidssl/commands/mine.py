@@ -58,7 +58,7 @@ def run(args, cfg) -> int:
         if not args.merge:
             raise UsageError("give the VIDEOS folder to mine (or --merge alone to merge a mined directory)")
         summary = merge(args.out)
-        _warn_kept(summary)
+        _warn_kept(summary, args.out)
         print(format_summary(summary, args.out))
         return 0
     refuse_foreign_config(args.out, NAME, outputs=("dataset.json", "manifest.jsonl"))  # before any video is read
@@ -68,7 +68,7 @@ def run(args, cfg) -> int:
     summary = mine_folder(args.videos, args.out, cfg.mine, video_backend=cfg.video.backend, workers=args.workers,
                           shard=parse_shard(args.shard, dict(os.environ)), strict=args.strict,
                           progress=not args.quiet, on_prepared=lambda: write_resolved(cfg, args.out))
-    _warn_kept(summary)
+    _warn_kept(summary, args.out)
     print(format_summary(summary, args.out))
     print(f"wrote {args.out}/manifest.jsonl and dataset.json")
     if summary["complete"] and summary["pairs"] == 0:
@@ -114,9 +114,9 @@ def no_pair_hint(skipped: dict[str, list[str]]) -> str:
     return text[0].upper() + text[1:]
 
 
-def _warn_kept(summary: dict) -> None:
+def _warn_kept(summary: dict, out: str) -> None:
     from tracking.runner import kept_notice
 
-    notice = kept_notice(summary)
+    notice = kept_notice(summary, out)
     if notice:  # on stderr with the skips, not among the results on stdout
         log.warning("%s", notice)
