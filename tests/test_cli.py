@@ -55,6 +55,20 @@ def test_demo_videos_command(tmp_path):
         "clip_00.json", "clip_00.mp4", "clip_01.json", "clip_01.mp4", "config.yaml"]
 
 
+def test_demo_videos_takes_its_folder_as_out_too(tmp_path, capsys):
+    """--out as every other command takes its output folder: `vidssl demo-videos --out V` was "unrecognized
+    arguments: --out"."""
+    argv = ["-q", "demo-videos", "--num", "1", "--set", "demo.frames=4"]
+    assert main(argv + ["--out", str(tmp_path / "v")]) == 0
+    assert sorted(p.name for p in (tmp_path / "v").iterdir()) == ["clip_00.json", "clip_00.mp4", "config.yaml"]
+    capsys.readouterr()
+    assert main(argv) == 2 and "give the output folder once: vidssl demo-videos OUT (or --out OUT)" \
+        in capsys.readouterr().err
+    assert main(argv + [str(tmp_path / "a"), "--out", str(tmp_path / "b")]) == 2
+    assert f"two output folders ({tmp_path / 'a'} and --out {tmp_path / 'b'}): give one" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_demo_videos_prints_the_mine_command_its_clips_need(tmp_path, capsys):
     """`vidssl demo-videos OUT` then `vidssl mine OUT --out P` mined at mine.box_fraction=0.5, sized for real video,
     while the clips are made for demo.mine_box_fraction (0.33): 108 pairs where `vidssl pretrain` mines 204. The

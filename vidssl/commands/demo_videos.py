@@ -8,7 +8,9 @@ SET_EXAMPLE = "demo.frames=60"  # the --set example of its --help: a key it read
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("out", metavar="OUT", help="output folder")
+    parser.add_argument("out", metavar="OUT", nargs="?", help="output folder (or --out OUT)")
+    # --out as every other command takes its output folder: `demo-videos --out V` was "unrecognized arguments"
+    parser.add_argument("--out", dest="out_flag", metavar="OUT", default=None, help="the output folder, as OUT")
     parser.add_argument("--num", type=int, default=None, help="number of clips (default: config demo.num)")
     parser.add_argument("--seed", type=int, default=None, help="generator seed (default: config demo.seed)")
 
@@ -18,8 +20,12 @@ def run(args, cfg) -> int:
 
     from vidssl.config import refuse_foreign_config, write_resolved
     from vidssl.demo import make_demo_videos
-    from vidssl.errors import ConfigError, VidsslError, shell_arg
+    from vidssl.errors import ConfigError, UsageError, VidsslError, shell_arg
 
+    if (args.out is None) == (args.out_flag is None):
+        raise UsageError("give the output folder once: vidssl demo-videos OUT (or --out OUT)" if args.out is None
+                         else f"two output folders ({args.out} and --out {args.out_flag}): give one")
+    args.out = args.out if args.out is not None else args.out_flag
     flags = {k: v for k, v in (("num", args.num), ("seed", args.seed)) if v is not None}
     # --num and --seed bypass the checks the config file's values had (demo.seed's is cross-section): each checked
     # alone against the loaded (valid) config, so an error is the flag's and names it as typed
