@@ -20,12 +20,12 @@ import pytest
 
 from tracking import MineConfig, merge, mine_folder
 from vidssl.config import DemoConfig
-from tracking.dataset import settings, video_id
+from tracking.dataset import settings, shard_of, video_id
 from tracking.runner import MAX_ATTEMPTS, WORKER_DIED, SkippedInStrictMode, format_summary, kept_notice
 from tracking.show import box_frames
 from vidssl.cli import main as cli_main
 from vidssl.errors import CorruptVideo, UsageError, VidsslError
-from vidssl.io import atomic_write_json
+from vidssl.io import atomic_write_json, run_lock
 from video_utils import write_audio_only
 from vidssl.video import lost_its_end, open_video
 
@@ -1098,11 +1098,21 @@ def test_a_merge_that_leaves_videos_pending_names_the_command_that_mines_them(tm
     assert "rerun the same command, or wait for the other shards; each video belongs to one shard of 2" in one_of_two
 
     sharded = pending_dataset(tmp_path / "sharded" / "pairs", shards=2)
+    owner = shard_of("clip_00.mp4", 2)
     line = format_summary(merge(sharded), sharded).splitlines()[-1]
+    # the shard whose video is pending, and no "wait for the shards still running" where none runs
     assert line.startswith(f"not complete: 1 video(s) pending (clip_00.mp4): `vidssl mine "
                            f"{(tmp_path / 'sharded' / 'videos').resolve()} --out {sharded} --shard I/2` mines shard "
-                           "I's (a merge mines none), or wait for the shards still running; each video belongs to "
-                           "one shard of 2")
+                           f"I's (a merge mines none; the one named is shard {owner}'s); no shard is running now; "
+                           "each video belongs to one shard of 2"), line
+    with run_lock(sharded, f"mine-shard-{1 - owner}-of-2"):  # the other shard mining now
+        line = format_summary(merge(sharded), sharded).splitlines()[-1]
+    assert f"shard {owner}'s), or wait for shard {1 - owner}, still running; each video" in line, line
+    # mined with settings of its own (a config.yaml in the folder, as `vidssl mine` writes it): the command
+    # without them met "mined with other settings (mine.box_fraction: 0.33 -> 0.5)"
+    (sharded / "config.yaml").write_text("mine:\n  box_fraction: 0.33\n")
+    line = format_summary(merge(sharded), sharded).splitlines()[-1]
+    assert f"--out {sharded} --config {sharded / 'config.yaml'} --shard I/2` mines shard I's" in line, line
 
 
 def test_the_notice_of_videos_kept_from_an_earlier_listing_goes_to_stderr_not_stdout(tmp_path, capsys, caplog):

@@ -663,7 +663,38 @@ def _pending_advice(summary: dict, out_dir: str | Path | None) -> str:
         return "rerun the same command to mine them"
     videos = shell_arg(summary["videos_root"]) if summary.get("videos_root") else "VIDEOS"
     mine = f"vidssl mine {videos} --out {shell_arg(out_dir) if out_dir is not None else 'PAIRS'}"
+    if out_dir is not None and (Path(out_dir) / "config.yaml").is_file():
+        # the folder's settings: without them the command met "mined with other settings" (box_fraction 0.33 -> 0.5)
+        mine += f" --config {shell_arg(Path(out_dir) / 'config.yaml')}"
     if count > 1:
-        return (f"`{mine} --shard I/{count}` mines shard I's (a merge mines none), or wait for the shards still "
-                f"running; {shards}")
+        examples = summary["videos"].get("pending_examples") or []
+        owners = sorted({shard_of(video, count) for video in examples})
+        whose = (f"; {'those named are' if len(examples) > 1 else 'the one named is'} shard "
+                 f"{' and '.join(map(str, owners))}'s" if owners else "")
+        running = _running_shards(Path(out_dir), count) if out_dir is not None else []
+        wait = (f", or wait for shard {' and '.join(map(str, running))}, still running" if running
+                else "; no shard is running now")
+        return f"`{mine} --shard I/{count}` mines shard I's (a merge mines none{whose}){wait}; {shards}"
     return f"`{mine}` mines them (a merge only gathers what is mined)"
+
+
+def _running_shards(out: Path, count: int) -> list[int]:
+    """The shards of ``count`` mining into ``out`` now: those whose lock (run_lock's ``mine-shard-I-of-N``) a
+    process holds, found by a non-blocking try of it, released at once."""
+    import fcntl
+
+    running = []
+    for index in range(count):
+        try:
+            fd = os.open(out / f".vidssl-mine-shard-{index}-of-{count}.lock", os.O_RDONLY)
+        except OSError:  # never started here (or not readable): not running
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: a shard holds its own lock exclusively
+        except BlockingIOError:
+            running.append(index)
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+    return running
