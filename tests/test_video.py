@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from video_utils import damaged_mjpeg_avi, index_of, write_index_clip
+from video_utils import damaged_mjpeg_avi, index_of, write_audio_only, write_index_clip
 from vidssl.errors import CorruptVideo, EmptyVideo, UnsupportedVideo, VideoError
 from vidssl.video import (BACKENDS, available_backends, check_video_file, find_videos, lost_its_end, open_video,
                           resized_shape)
@@ -301,21 +301,10 @@ def test_a_file_name_not_in_utf8_is_read_by_pyav_and_refused_by_the_others(tmp_p
 def test_an_audio_only_file_is_not_a_video_not_corrupt(tmp_path):
     """PyAV parses it and finds no video stream; OpenCV's generic failure must not turn that into "corrupt" (a user
     told a file is corrupt may delete a good one)."""
-    import av
-
     from vidssl.errors import NoVideoStream
     from tracking.runner import VIDEO_ERROR_REASONS
 
-    path = tmp_path / "voice_memo.mp4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("aac", rate=16000)
-        for i in range(10):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, i * 1024
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    path = write_audio_only(tmp_path / "voice_memo.mp4")
     with pytest.raises(NoVideoStream, match="voice_memo.mp4: has no video stream$") as caught:
         open_video(path)
     reason = next(r for cls, r in VIDEO_ERROR_REASONS.items() if isinstance(caught.value, cls))
