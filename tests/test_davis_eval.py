@@ -436,3 +436,21 @@ def test_real_blackswan_with_raw_pixels(data_dir, tmp_path):
     assert got["J_mean"] > 0.8, got["J_mean"]  # measured 0.859 (README): a few points lost by the protocol shows
     assert got["JF_mean"] > static["JF_mean"] + 0.2
     assert len(got["sequences"]["blackswan"]["objects"]["1"]["J_per_frame"]) == 48
+
+
+def test_overlay_tiles_name_frames_by_file_not_position(monkeypatch):
+    """A sequence keeping every 3rd frame (00000, 00003, ...): its overlay labelled the tile of 00012 "frame 4",
+    where the warnings and the saved masks name files."""
+    import vidssl.eval.davis as davis
+    from vidssl.eval.davis_data import DavisSequence
+
+    frames = [np.full((40, 48, 3), 10 * i, np.uint8) for i in range(7)]
+    masks = [np.zeros((40, 48), np.uint8) for _ in frames]
+    names = [f"{3 * i:05d}" for i in range(7)]
+    seq = DavisSequence("sub", frames, masks, num_objects=1, frame_names=names)
+    drawn = []
+    real = cv2.putText
+    monkeypatch.setattr(cv2, "putText", lambda img, text, *a, **k: drawn.append(text) or real(img, text, *a, **k))
+    davis.overlay_png(seq, masks, 3, "title")
+    picks = np.unique(np.linspace(1, len(seq) - 2, 3).round().astype(int))  # the tiles' positions, as drawn
+    assert drawn[:-1] == [f"frame {names[t]}" for t in picks] == ["frame 00003", "frame 00009", "frame 00015"]

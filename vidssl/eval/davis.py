@@ -516,7 +516,11 @@ def overlay_png(seq: DavisSequence, pred: Sequence[np.ndarray], num_frames: int,
         frame[fg] = 0.45 * frame[fg] + 0.55 * pal[p[fg]].astype(np.float32)
         frame[jf.seg2bmap(g > 0)] = 255
         tile = np.ascontiguousarray(frame.clip(0, 255).astype(np.uint8))
-        cv2.putText(tile, f"frame {t}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        # the file's name (frame 00012), as the warnings and saved masks name frames: a subsampled sequence's
+        # position (frame 4) named another file
+        name = seq.frame_names[t] if len(seq.frame_names) == len(seq) else str(t)
+        cv2.putText(tile, f"frame {drawable(name)}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
+                    cv2.LINE_AA)
         tiles.append(tile)
     strip = np.concatenate(tiles, 1)
     banner = np.zeros((24, strip.shape[1], 3), dtype=np.uint8)
