@@ -2204,7 +2204,7 @@ def test_show_pairs_into_a_folder_is_refused_before_any_work(tmp_path, capsys, m
     assert list((tmp_path / "d.png").iterdir()) == []
 
 
-def test_a_mining_run_without_a_single_pair_says_so_and_fails(demo_dir, tmp_path, caplog):
+def test_a_mining_run_without_a_single_pair_says_so_and_fails(demo_dir, tmp_path, caplog, capsys):
     """Exit status 1 (a script's `vidssl mine ... && vidssl train ...` stops at the cause), as pretrain does."""
     (tmp_path / "videos").mkdir()
     shutil.copy(demo_dir / "clip_03.mp4", tmp_path / "videos" / "static.mp4")
@@ -2220,6 +2220,14 @@ def test_a_mining_run_without_a_single_pair_says_so_and_fails(demo_dir, tmp_path
         assert cli_main(["mine", str(tmp_path / "text"), "--out", str(tmp_path / "p2"), "-q", *DEMO_SET]) == 1
     assert "no pair was mined" in caplog.text and "min_moving_fraction" not in caplog.text
     assert "moving objects" not in caplog.text and "For not_a_video, the files themselves" in caplog.text
+    # --merge alone (after shards): the same exit status and last line as a mining (it exited 0, its last line the
+    # summary's, though it rewrote both files)
+    caplog.clear()
+    capsys.readouterr()
+    with caplog.at_level("WARNING"):
+        assert cli_main(["mine", "--merge", "--out", str(tmp_path / "p2"), "-q"]) == 1
+    assert "no pair was mined" in caplog.text
+    assert capsys.readouterr().out.splitlines()[-1] == f"wrote {tmp_path / 'p2'}/manifest.jsonl and dataset.json"
     caplog.clear()
     with caplog.at_level("WARNING"):  # pairs mined: no such line
         assert cli_main(["mine", str(demo_dir / "clip_00.mp4"), "--out", str(tmp_path / "ok"), "-q", *DEMO_SET]) == 0

@@ -106,7 +106,7 @@ def test_rerun_skips_completed_stages_and_redoes_a_missing_one(run_dir, caplog, 
     # the budget continues: the completed stages' recorded seconds are spent
     spent = sum(json.loads((run_dir / "stages" / f"{stage}.json").read_text())["seconds"]
                 for stage in ("mine", "train", "export"))
-    assert f"{spent / 60:.1f} of the 4.0 budget minutes were spent by stages completed earlier" in caplog.text
+    assert f"{spent / 60:.1f} minutes went to stages completed earlier (budget: 4.0 minutes)" in caplog.text
     after = {p.name: p.stat().st_mtime_ns for p in (run_dir / "stages").iterdir()}
     assert all(after[k] == before[k] for k in ("mine.json", "train.json", "export.json"))
     assert (run_dir / "stages" / "eval.json").is_file()
@@ -272,7 +272,7 @@ def test_redoing_a_stage_redoes_the_stages_built_on_it(run_dir, monkeypatch, cap
     caplog.clear()
     assert main([*base, "--set", "pretrain.run_eval=false"]) == 0
     assert "[export] ..." in caplog.text and not (run_dir / "eval").exists()
-    assert "budget minutes were spent" in caplog.text
+    assert "went to stages completed earlier" in caplog.text
     assert main(base) == 0  # evaluated again, for the tests after this one
     assert metrics.is_file()
     # a task's metrics.json deleted after its evaluation completed: its numbers are nowhere else, so the same
