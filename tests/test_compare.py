@@ -646,7 +646,8 @@ def test_the_commands_a_message_gives_quote_the_run_s_path(tmp_path):
     from vidssl.errors import VidsslError
 
     run = tmp_path / "seed 0; echo $(id)"
-    run.mkdir()
+    (run / "train").mkdir(parents=True)
+    (run / "train" / "log.jsonl").write_text("")  # something to report: an empty folder is told it holds no run
     with pytest.raises(VidsslError) as caught:
         readable_runs([run])
     command = str(caught.value).split("write it for a run made stage by stage: ")[1]  # the message's end
@@ -894,3 +895,79 @@ def test_a_run_whose_eval_data_tasks_all_failed_is_not_told_to_give_eval_data(tm
     assert f"{run}: tracks_held_out says nothing about the weights (only one label" in err
     assert "give --eval-data" not in err and "use videos whose held-out tails" in err
     assert f"{run / 'eval' / 'davis' / 'metrics.json'}: unreadable (holds no model's metrics" in err
+
+
+def test_a_run_made_stage_by_stage_is_held_to_the_settings_its_evaluations_ran_with(tmp_path, capsys):
+    """`vidssl eval davis ... --out st/eval/davis --set eval.davis.max_side=160` into a run made stage by stage was
+    listed as 480, the value its training's config (train/config.yaml) holds: each evaluation's own record
+    (eval/<task>/config.yaml, else its metrics.json's "config") says what it ran with, and a task the run never
+    evaluated (flow here, whose keys its training's config also holds) is no difference."""
+    runs = [_run_folder(tmp_path, name, 0.8, 0.85, 0.6) for name in ("pre480", "pre160", "st", "st_old")]
+    _yaml(runs[0] / "config.yaml", {"seed": 0, "eval": {"davis": {"max_side": 480}}})
+    _yaml(runs[1] / "config.yaml", {"seed": 1, "eval": {"davis": {"max_side": 160}}})
+    for run in runs[2:]:  # the train command saw the default eval settings, and a flow key never evaluated
+        _yaml(run / "train" / "config.yaml", {"seed": 2, "eval": {"davis": {"max_side": 480}, "flow": {"lr": 0.5}}})
+        metrics = json.loads((run / "eval" / "davis" / "metrics.json").read_text())
+        metrics["config"] = {"max_side": 160, "topk": 10}  # the davis section, as `vidssl eval davis` records it
+        (run / "eval" / "davis" / "metrics.json").write_text(json.dumps(metrics))
+    _yaml(runs[2] / "eval" / "davis" / "config.yaml", {"seed": 2, "eval": {"davis": {"max_side": 160},
+                                                                           "flow": {"lr": 0.9}}})
+    # runs[3]: no config.yaml beside its metrics (an older evaluation): its metrics.json's "config" tells
+    assert main(["compare", *map(str, runs)]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("- ")]
+    assert notes == ["- eval.davis.max_side: 480 (pre480); 160 (pre160, st, st_old)"]
+    assert main(["compare", str(runs[2]), str(runs[3])]) == 0  # 160 each; flow set apart in records, never run
+    assert "differ beyond their seed" not in capsys.readouterr().out
+
+
+def test_a_stage_folder_or_a_folder_of_no_run_is_told_the_run_folder_to_pass(tmp_path, capsys):
+    """`vidssl compare s0 other/train empty` left the two out advising `vidssl report other/train` (which refuses a
+    stage folder) and `vidssl report empty` (nothing to report): the run folder is named, `vidssl report` offered
+    only where it has something to report; a stage folder of a run given beside it is that run twice."""
+    s0 = _run_folder(tmp_path, "s0", 0.9, 0.85, 0.6)
+    other = _run_folder(tmp_path, "other", 0.8, 0.85, 0.6)
+    (other / "train").mkdir()
+    (other / "train" / "log.jsonl").write_text("")
+    unreported = tmp_path / "unreported"  # made stage by stage, no summary yet
+    (unreported / "pairs").mkdir(parents=True)
+    (unreported / "pairs" / "manifest.jsonl").write_text("")
+    (unreported / "pairs" / "dataset.json").write_text("{}")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    given = [s0, other / "train", other / "eval" / "davis", unreported / "pairs", empty]
+    assert main(["compare", *map(str, given)]) == 0
+    out = capsys.readouterr().out
+    notes = out.split("**Left out**")[1]
+    assert (f"- {other / 'train'} is a training run's folder (`vidssl train --out`), one stage of the run folder "
+            f"{other}: pass the run folder, {other}\n") in notes
+    assert f"- {other / 'eval' / 'davis'} is an evaluation's folder (`vidssl eval TASK --out`), one task of the run " \
+           f"folder {other}: pass the run folder, {other}\n" in notes
+    assert f"one stage of the run folder {unreported}: pass the run folder, {unreported} ({unreported}: no " \
+           f"summary.json" in notes and f"vidssl report {unreported})" in notes
+    assert f"- {empty}: no summary.json, and no run in it" in notes
+    assert "vidssl report " + str(empty) not in notes and "vidssl report " + str(other / "train") not in notes
+    for stage in (s0 / "eval" / "davis", other / "train"):  # beside its own run: the same run twice
+        run = stage.parent.parent if stage.parent.name == "eval" else stage.parent
+        assert main(["compare", str(stage), str(run)]) == 1
+        assert f"'{stage}' is a stage folder of '{run}', also given" in capsys.readouterr().err
+
+
+def test_one_training_copied_counts_once_not_as_a_second_seed(tmp_path, capsys):
+    """`cp -r s1 s1copy; vidssl compare s1 s1copy` gave n=2 and sd 0: runs whose summaries record the same trained
+    weights (a pretrain run's stages.train, a run made stage by stage's train) are refused as a run given twice."""
+    runs = [_run_folder(tmp_path, name, 0.8, 0.85, 0.6) for name in ("s1", "s1copy", "s2")]
+    for run, digest in zip(runs, ("a" * 64, "a" * 64, "b" * 64)):
+        summary = json.loads((run / "summary.json").read_text())
+        summary["stages"] = {"train": {"step": 10, "weights_sha256": digest}}
+        (run / "summary.json").write_text(json.dumps(summary))
+    assert main(["compare", *map(str, runs)]) == 1
+    err = capsys.readouterr().err
+    assert f"'{runs[1]}' and '{runs[0]}' hold the same trained weights (weights_sha256 aaaaaaaaaaaa)" in err
+    assert main(["compare", str(runs[0]), str(runs[2])]) == 0  # two trainings: compared
+    assert "0.800 +- 0.000 (n=2)" in capsys.readouterr().out
+    for run in runs:  # made stage by stage: `vidssl report` records its training's digest under "train"
+        summary = json.loads((run / "summary.json").read_text())
+        summary["train"] = summary.pop("stages")["train"]
+        (run / "summary.json").write_text(json.dumps(summary))
+    assert main(["compare", str(runs[0]), str(runs[1])]) == 1
+    assert "hold the same trained weights" in capsys.readouterr().err

@@ -1218,3 +1218,68 @@ def test_a_run_made_stage_by_stage_is_told_what_it_lacks_and_the_command_that_ma
     build_report(run)
     page = (run / "report.html").read_text()
     assert "Not in this run folder" not in page and "<h2>Stages</h2>" in page
+
+
+def test_a_file_inside_a_stage_folder_names_the_run_and_a_file_in_no_run_names_none(tmp_path, capsys, monkeypatch):
+    """`vidssl report s0/eval/davis/metrics.json` was told to pass s0/eval/davis, which is refused next as a stage
+    folder: the run folder above the stage folders is named (as given: relative stays relative). A file in a folder
+    that is no run (a script in a scratch folder) was told to pass `.`, which is no run either."""
+    run = tmp_path / "s0"
+    make_run(run, "s0/backbone", davis=0.8, flow=2.5)
+    (run / "eval" / "davis" / "overlays").mkdir()
+    (run / "eval" / "davis" / "overlays" / "a.png").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    for inside in ("s0/eval/davis/metrics.json", "s0/eval/davis/overlays/a.png", "s0/model_card.json"):
+        assert main(["report", inside]) == 1
+        err = capsys.readouterr().err
+        assert f"{inside} is a file; pass the run folder it belongs to (s0)" in err and "`vidssl report s0`" in err
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "bg.sh").write_text("vidssl pretrain --out s1\n")
+    monkeypatch.chdir(scratch)
+    assert main(["report", "bg.sh"]) == 1
+    err = capsys.readouterr().err
+    assert "bg.sh is a file, not a run folder, and no folder above it is a run" in err
+    assert "(.)" not in err and "vidssl report ." not in err
+
+
+def test_a_pretrain_run_stopped_in_training_has_its_warnings_and_its_checkpoint_s_steps(tmp_path):
+    """A pretrain run killed during training (no warnings.json yet, an empty log, a checkpoint of step 3): its
+    summary.json had no "warnings" (the README: [] for a pretrain run with none) and its report no Training
+    section, though train/checkpoint.pt holds the steps done."""
+    import torch
+
+    run = tmp_path / "intr"
+    _write(run / "stages" / "mine.json", {"pairs": 12, "seconds": 4.2, "config": {}})
+    _write(run / "stages" / "train.started.json", {"config": {}})
+    _write(run / "pairs" / "dataset.json", {"pairs": 12, "videos": {"found": 2, "mined": 2, "skipped": {}}})
+    (run / "train").mkdir()
+    (run / "train" / "log.jsonl").write_text("")
+    torch.save({"format": 1, "step": 3, "total_steps": 200, "metrics": {"loss": 0.75, "lr": 0.1},
+                "model": {"w": torch.zeros(4)}}, run / "train" / "checkpoint.pt")
+    build_report(run)
+    summary = strict_loads((run / "summary.json").read_text())
+    assert summary["warnings"] == [] and summary["train"] == {"step": 3, "total_steps": 200, "loss": 0.75}
+    assert "<h2>Training</h2><p>3 of 200 steps at its last checkpoint (train/checkpoint.pt" in \
+        (run / "report.html").read_text()
+    (run / "train" / "checkpoint.pt").write_bytes(b"torn")  # unreadable: no Training section, the report still
+    build_report(run)
+    assert "train" not in strict_loads((run / "summary.json").read_text())
+
+
+def test_a_copied_run_made_stage_by_stage_is_one_training_in_compare(tmp_path, capsys):
+    """A run made stage by stage records no stages/: its summary.json now keeps its training's weights digest
+    (train/stats.json's weights_sha256), by which `vidssl compare` refuses its copy as one training twice."""
+    import shutil
+
+    run = tmp_path / "st"
+    make_run(run, "st/backbone", davis=0.8, flow=2.5)
+    _write(run / "train" / "stats.json", {"step": 10, "total_steps": 10, "stopped": "done",
+                                          "weights_sha256": "c" * 64})
+    shutil.copytree(run, tmp_path / "stcopy")
+    for folder in (run, tmp_path / "stcopy"):
+        assert main(["report", str(folder)]) == 0
+    assert strict_loads((run / "summary.json").read_text())["train"]["weights_sha256"] == "c" * 64
+    capsys.readouterr()
+    assert main(["compare", str(run), str(tmp_path / "stcopy")]) == 1
+    assert "hold the same trained weights (weights_sha256 cccccccccccc)" in capsys.readouterr().err

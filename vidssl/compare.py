@@ -108,20 +108,54 @@ def run_headline(run: Path, summary: dict, trained: str | None = None
 
 
 def _check_runs(runs: list[str | Path]) -> list[Path]:
-    """``runs`` as paths; an error for a run given twice, a file of a run (its summary.json, backbone.pt) or a
-    folder that is not there (a mistyped path)."""
+    """``runs`` as paths; an error for a run given twice (also as one of its stage folders beside it: ``s0`` and
+    ``s0/train``), a file of a run (its summary.json, backbone.pt) or a folder that is not there (a mistyped
+    path)."""
     seen: dict[Path, str] = {}
     for given in runs:  # as typed: Path("run a/") prints as "run a", and the message read "run a ... (as run a)"
         resolved = Path(given).resolve()
         if resolved in seen:
             raise VidsslError(f"{str(given)!r} and {seen[resolved]!r} are the same run; each run counts once")
         seen[resolved] = str(given)
-    from vidssl.report import not_a_run_folder
+    from vidssl.report import not_a_run_folder, run_above
 
     for run in map(Path, runs):
         if (problem := not_a_run_folder(run)) is not None:  # RUN/summary.json too: a file that is there
             raise VidsslError(problem)
+    for run in map(Path, runs):
+        up = run_above(run)
+        if up is not None and up.resolve() in seen:
+            raise VidsslError(f"{str(run)!r} is a stage folder of {seen[up.resolve()]!r}, also given: the same run; "
+                              f"each run counts once (leave out {str(run)!r})")
     return list(map(Path, runs))
+
+
+def _no_summary(run: Path) -> str:
+    """Why ``run``, a folder without a summary.json, has none and what to do, as `vidssl report` diagnoses a folder:
+    one stage's own folder names its run folder (``s0/train``: ``s0``), a folder that holds no run (an empty one, a
+    data folder) is said to be none, and `vidssl report RUN` is suggested only where RUN holds something to report.
+    A pretrain run not finished is told to finish."""
+    from vidssl.report import REPORTED, has_report, holds_run, not_a_run, run_above, stage_folder
+
+    found = stage_folder(run)
+    if found is not None:
+        up = run_above(run)
+        if up is None:  # a stage's --out folder out of any run (`vidssl train --out mytrain`)
+            return f"{run}: no summary.json; {not_a_run(run)}"
+        one = f"{run} is {found[0]}, one {'task' if found[1] == 'eval/<task>' else 'stage'} of the run folder {up}"
+        if not holds_run(up):
+            return f"{one}, which holds no run to compare yet; {_no_summary(up)}"
+        summary = "" if (up / "summary.json").is_file() else f" ({_no_summary(up)})"
+        return f"{one}: pass the run folder, {shell_arg(up)}{summary}"
+    if has_report(run):
+        return (f"{run}: no summary.json (not finished?); finish it with the same `vidssl pretrain` command, or "
+                f"write it for a run made stage by stage: vidssl report {shell_arg(run)}")
+    if any((run / part).is_dir() for part in RUN_PARTS):  # begun: nothing in it to report yet
+        return (f"{run}: no summary.json (not finished?); finish it with the same `vidssl pretrain` command (made "
+                "stage by stage: its stages, then its report; it holds nothing to report yet)")
+    return (f"{run}: no summary.json, and no run in it (none of {', '.join(REPORTED)}, eval/<task>/metrics.json or "
+            "stages/): pass a run folder (the --out of `vidssl pretrain`, or a folder the stages wrote into, "
+            "reported with `vidssl report RUN`)")
 
 
 def _summary(run: Path) -> dict:
@@ -129,8 +163,7 @@ def _summary(run: Path) -> dict:
     try:
         summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise VidsslError(f"{run}: no summary.json (not finished?); finish it with the same `vidssl pretrain` "
-                          f"command, or write it for a run made stage by stage: vidssl report {shell_arg(run)}") from None
+        raise VidsslError(_no_summary(run)) from None
     except (OSError, ValueError) as e:  # torn, or not UTF-8 (a UnicodeDecodeError)
         raise VidsslError(f"{run}/summary.json: unreadable ({e}); rebuild it: vidssl report {shell_arg(run)}")
     if not isinstance(summary, dict):
@@ -153,7 +186,33 @@ def readable_runs(runs: list[str | Path]) -> tuple[dict[Path, dict], list[str]]:
             left_out.append(str(e))
     if not kept:
         raise VidsslError("no run to compare: " + "; ".join(left_out))
+    _refuse_one_training_twice(kept)
     return kept, left_out
+
+
+def _trained_weights(summary: dict) -> str | None:
+    """The digest of the run's trained weights as its summary records it: its train stage's (a pretrain run's
+    ``stages.train``), else its training's final stats (``train``: a run made stage by stage); None when neither."""
+    stages = summary.get("stages") if isinstance(summary.get("stages"), dict) else {}
+    for record in (stages.get("train"), summary.get("train")):
+        if isinstance(record, dict) and isinstance(record.get("weights_sha256"), str):
+            return record["weights_sha256"]
+    return None
+
+
+def _refuse_one_training_twice(summaries: dict[Path, dict]) -> None:
+    """An error for two runs whose summaries record the same trained weights: one training copied or moved (``cp
+    -r s1 s1copy``), which counted as a second seed with a spread of 0, as a run given twice would."""
+    seen: dict[str, Path] = {}
+    for run, summary in summaries.items():
+        digest = _trained_weights(summary)
+        if digest is None:
+            continue
+        if digest in seen:
+            raise VidsslError(f"{str(run)!r} and {str(seen[digest])!r} hold the same trained weights (weights_sha256 "
+                              f"{digest[:12]}): one training listed twice (a run folder copied or moved, or a run "
+                              "repeated with the same seed and settings); each training counts once: leave one out")
+        seen[digest] = run
 
 
 def read_runs(runs: list[str | Path], summaries: dict[Path, dict] | None = None) -> tuple[list[TaskRow], list[str]]:
@@ -161,7 +220,9 @@ def read_runs(runs: list[str | Path], summaries: dict[Path, dict] | None = None)
     order, and a note naming each metrics.json that could not be read. Baselines are matched by name across runs
     ("raw pixels", "<arch> (random init)"). Each run's summary.json must be readable (see :func:`readable_runs`,
     whose ``summaries`` it takes instead of reading them again)."""
-    summaries = summaries if summaries is not None else {run: _summary(run) for run in _check_runs(runs)}
+    if summaries is None:
+        summaries = {run: _summary(run) for run in _check_runs(runs)}
+        _refuse_one_training_twice(summaries)
     tables, notes = [], []
     for run, summary in summaries.items():
         name = _trained_name(summary, run)
@@ -252,7 +313,8 @@ EVALUATED_NOTHING = ("finished, but evaluated nothing (no held-out pairs and no 
 def _run_config(run: Path) -> dict | None:
     """The config a run was made with: ``RUN/config.yaml`` (pretrain's). A run made stage by stage has none: its
     training's (``RUN/train/config.yaml``, or the copy in the model card), whose mine and video sections are only
-    what the train command was given, so those come from mining's (``RUN/pairs/config.yaml``)."""
+    what the train command was given, so those come from mining's (``RUN/pairs/config.yaml``); its eval section,
+    too, is only the train command's: :func:`_setup` takes each evaluation's from its own record."""
     if (run / "config.yaml").exists():
         config = recorded_config(run / "config.yaml")
         if config is None:
@@ -350,6 +412,68 @@ def _eval_data(run: Path, recorded: str) -> str:
     return f"{recorded}, relative to the folder {run} was evaluated from"
 
 
+def _under(key: str, prefixes) -> bool:
+    """Whether the config ``key`` is one of ``prefixes`` or in a section of them (``eval.davis``)."""
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def _eval_reads() -> dict[str, tuple[str, ...]]:
+    """Per eval section, the eval keys its evaluation reads (its command's READS): retrieval's also
+    ``eval.davis.subset``."""
+    from vidssl.commands import eval_davis, eval_flow, eval_retrieval
+
+    return {module.NAME: tuple(k for k in module.READS if k.startswith("eval."))
+            for module in (eval_davis, eval_flow, eval_retrieval)}
+
+
+def _eval_section(recorded: object) -> str | None:
+    """The eval section an evaluation's metrics.json ``config`` holds (its keys all that section's), or None."""
+    from vidssl.config import Config, to_dict
+
+    if not isinstance(recorded, dict) or not recorded:
+        return None
+    sections = to_dict(Config())["eval"]
+    return next((name for name, keys in sections.items() if isinstance(keys, dict) and set(recorded) <= set(keys)),
+                None)
+
+
+def _evaluation_settings(run: Path) -> tuple[dict[str, object], tuple[str, ...]]:
+    """A run made stage by stage: the eval settings its evaluations ran with (flat keys), each from that
+    evaluation's own record, ``RUN/eval/<task>/config.yaml`` (else its metrics.json's ``config``, its section
+    alone), and the keys they read (sections, as ``eval.davis``). Its training's config holds only the eval section
+    `vidssl train` was given; a task never evaluated reads none, and one whose record cannot be read has settings
+    unknown, not different. Evaluations of one section with other values (two retrieval sets) give the key every
+    value, with its task."""
+    from vidssl.config import flat_dict
+    from vidssl.report import read_metrics
+
+    reads = _eval_reads()
+    values: dict[str, dict[str, object]] = {}  # key -> {task: value}
+    read: list[str] = []
+    for path in sorted((run / "eval").glob("*/metrics.json")):
+        try:
+            recorded_section = read_metrics(path).get("config")
+        except (OSError, ValueError):  # named under the table by read_runs
+            continue
+        section = _eval_section(recorded_section)
+        if section is None:
+            continue
+        task = path.parent.name
+        recorded = recorded_config(path.parent / "config.yaml")
+        if recorded is not None:
+            keys = reads.get(section, (f"eval.{section}",))
+            settings = {k: v for k, v in flat_dict(recorded).items() if _under(k, keys)}
+        else:  # no config.yaml (moved, or an older evaluation): the section its metrics.json records
+            keys = (f"eval.{section}",)
+            settings = flat_dict({"eval": {section: recorded_section}})
+        read += keys
+        for key, value in json.loads(json.dumps(settings)).items():
+            values.setdefault(key, {})[task] = value
+    merged = {key: next(iter(by_task.values())) if len({json.dumps(v) for v in by_task.values()}) == 1
+              else "; ".join(f"{shown(v)} ({task})" for task, v in by_task.items()) for key, by_task in values.items()}
+    return merged, tuple(dict.fromkeys(read))
+
+
 def _setup(run: Path) -> dict[str, object]:
     """What a run was made of beyond its seed: its resolved config (``config.*``, the seed left out; see
     :func:`_run_config`), the videos it mined, the steps it trained and each evaluation's data (the held-out tracks
@@ -365,13 +489,18 @@ def _setup(run: Path) -> dict[str, object]:
         # a key a later version added counts as its default (what an older run did); keys of speed and logging
         # (threads, workers, devices' batch sizes) decide no number: pretrain.mine_workers is no stage's key, so
         # not among SPEED_KEYS, but mines the same pairs with any number of processes
-        flat = {**json.loads(json.dumps(flat_config(Config()))), **flat_dict(config)}
+        defaults = json.loads(json.dumps(flat_config(Config())))
+        flat = {**defaults, **flat_dict(config)}
         unread = UNUSED_BY[videos == DEMO_VIDEOS] if videos is not None else ()
         if not (run / "config.yaml").exists():  # made stage by stage: no pretrain.* setting applied to it
-            unread = (*unread, "pretrain")
+            # nor the eval section its training's config holds: each evaluation's own record says what it ran with
+            evaluated, read = _evaluation_settings(run)
+            flat.update({k: v for k, v in defaults.items() if k.startswith("eval.")})
+            flat.update(evaluated)
+            unread = (*unread, "pretrain", *(k for k in flat if k.startswith("eval.") and not _under(k, read)))
         else:  # a pretrain run: two seeds apart only in such an unread default were listed as differing
             unread = (*unread, *NOT_READ_BY_PRETRAIN)
-        setup.update({k: NOT_READ if any(k == u or k.startswith(u + ".") for u in unread) else v
+        setup.update({k: NOT_READ if _under(k, unread) else v
                       for k, v in flat.items() if k not in {"seed", "pretrain.mine_workers", *SPEED_KEYS}})
     elif _unreadable_config(run) is not None:  # there but torn: its settings are unknown, not different
         setup.update({k: NOT_READ for k in flat_config(Config())})

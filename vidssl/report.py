@@ -31,7 +31,10 @@ CURVES = (  # (title, keys of a training log record, y label)
 )
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 # summary.json's train: the final stats (train/stats.json), or the last log record where they are not yet written
-TRAIN_SUMMARY_KEYS = ("step", "total_steps", "stopped", "loss", "cycle", "active", "pos_cos", "neg_cos", "spread")
+# (weights_sha256: the trained weights' digest, by which `vidssl compare` tells one training listed twice, a copied
+# run folder, from two seeds)
+TRAIN_SUMMARY_KEYS = ("step", "total_steps", "stopped", "loss", "cycle", "active", "pos_cos", "neg_cos", "spread",
+                      "weights_sha256")
 
 
 WARNINGS = "warnings.json"  # RUN/warnings.json: what a pretrain run left out (vidssl.pipeline.run_warnings)
@@ -57,14 +60,62 @@ def has_report(run: Path) -> bool:
     return any((run / part).is_file() for part in REPORTED) or any((run / "eval").glob("*/metrics.json"))
 
 
+def stage_folder(folder: Path) -> tuple[str, str] | None:
+    """(what it is, its place in a run folder) when ``folder`` is one stage's own --out folder, told by the files
+    that stage writes there (:data:`STAGE_FOLDERS`), else None."""
+    return next(((what, place) for files, what, place in STAGE_FOLDERS
+                 if any((folder / name).is_file() for name in files)), None)
+
+
+def run_above(folder: Path) -> Path | None:
+    """The run folder above ``folder`` when it is a stage folder sitting in its place as pretrain lays a run out
+    (RUN/train, RUN/pairs, RUN/pairs_held_out, RUN/eval/<task>), else None. Named as ``folder`` was given
+    (``s0/train``: ``s0``); "." and "..", which have no parent to name, resolved."""
+    found = stage_folder(folder)
+    if found is None:
+        return None
+    here = folder if folder.name not in ("", "..") else folder.resolve()
+    if found[1] == "eval/<task>":
+        return here.parent.parent if here.parent.name == "eval" else None
+    return here.parent if here.name == found[1] or found[1] == "pairs" and here.name == "pairs_held_out" else None
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether ``folder`` is a run folder to pass to `vidssl report` or `vidssl compare`: it holds something to
+    report (:func:`has_report`), a summary.json (also one copied on its own) or a pretrain's stages/, and is no
+    stage's own folder."""
+    return stage_folder(folder) is None and (has_report(folder) or (folder / "summary.json").is_file()
+                                             or (folder / "stages").is_dir())
+
+
+def run_holding(path: Path) -> Path | None:
+    """The run folder ``path`` lies in: the nearest folder above it that :func:`holds_run`, past the stage folders
+    and the rest between (``s0/eval/davis/metrics.json``: ``s0``), named as ``path`` was given (relative stays
+    relative); None where no folder above it is a run (a script in a scratch folder)."""
+    folder = path.parent
+    while not holds_run(folder):
+        up = folder.parent if folder.name not in ("", "..") else folder / ".."  # Path(".").parent is "."
+        if up.resolve() == folder.resolve():  # the root
+            return None
+        folder = up
+    return folder
+
+
 def not_a_run_folder(run: Path, command: str | None = None) -> str | None:
     """Why ``run``, given as a run folder (`vidssl report`, `vidssl compare`), is none: a file of a run (its
-    summary.json, backbone.pt: the run is the folder it lies in; with ``command``, its line for that folder) or a
-    folder that is not there; None for a folder."""
+    summary.json, backbone.pt, eval/davis/metrics.json: the run is the folder above it that is one; with
+    ``command``, its line for that folder), a file in no run, or a folder that is not there; None for a folder."""
     if run.is_file():
-        example = f", e.g. `vidssl {command} {shell_arg(run.parent)}`" if command else ""
-        return (f"{run} is a file; pass the run folder it belongs to ({shell_arg(run.parent)}): the --out of `vidssl "
-                f"pretrain`, or the folder the stages wrote into{example}")
+        owner = run_holding(run)
+        if owner is not None:
+            example = f", e.g. `vidssl {command} {shell_arg(owner)}`" if command else ""
+            return (f"{run} is a file; pass the run folder it belongs to ({shell_arg(owner)}): the --out of `vidssl "
+                    f"pretrain`, or the folder the stages wrote into{example}")
+        if stage_folder(run.parent) is not None:  # a stage's folder out of its place: what it is and the layout
+            return f"{run} is a file, not a run folder; {not_a_run(run.parent)}"
+        return (f"{run} is a file, not a run folder, and no folder above it is a run (none holds "
+                f"{', '.join(REPORTED)}, eval/<task>/metrics.json, summary.json or stages/): pass a run folder (the "
+                "--out of `vidssl pretrain`, or the folder the stages wrote into)")
     if not run.is_dir():
         return (f"{run}: no such folder; pass a run folder (the --out of `vidssl pretrain`, or the folder the stages "
                 "wrote into)")
@@ -74,18 +125,15 @@ def not_a_run_folder(run: Path, command: str | None = None) -> str | None:
 def not_a_run(run: Path) -> str:
     """Why ``run``, which holds none of REPORTED, has nothing to report, and what to pass instead: a stage's own
     folder (`vidssl report runs/real/train`) is named, with the run folder above it where it sits in its place."""
-    found = next(((what, place) for files, what, place in STAGE_FOLDERS
-                  if any((run / name).is_file() for name in files)), None)
+    found = stage_folder(run)
     if found is None:
         return (f"{run}: nothing to report (none of {', '.join(REPORTED)}, eval/<task>/metrics.json); {RUN_LAYOUT}, "
                 "as the README's walkthrough shows")
     what, place = found
-    here = run if run.name not in ("", "..") else run.resolve()  # "." and ".." have no parent to name
-    if place == "eval/<task>" and here.parent.name == "eval":
-        up = here.parent.parent
-        return f"{run} is {what}, one task of a run: pass the run folder, `vidssl report {shell_arg(up)}`"
-    if here.name == place or place == "pairs" and here.name == "pairs_held_out":
-        return f"{run} is {what}, one stage of a run: pass the run folder, `vidssl report {shell_arg(here.parent)}`"
+    up = run_above(run)
+    if up is not None:
+        one = "one task of a run" if place == "eval/<task>" else "one stage of a run"
+        return f"{run} is {what}, {one}: pass the run folder, `vidssl report {shell_arg(up)}`"
     return (f"{run} is {what}, not a run folder; {RUN_LAYOUT}: move it to RUN/{place} of a run folder and pass "
             "RUN")
 
@@ -828,6 +876,25 @@ def _fitted_steps(run: Path, final: dict) -> str:
     return ", ".join(parts)
 
 
+def _checkpoint_progress(path: Path) -> dict[str, Any]:
+    """The steps a training checkpoint holds (``step``, ``total_steps``) and the TRAIN_SUMMARY_KEYS of its metrics
+    that are finite numbers; {} where there is none or it cannot be read (torn, another tool's). Memory-mapped, so
+    its tensors are not read: a large model's costs no more than a small one's."""
+    if not path.is_file():
+        return {}
+    import torch
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # torch raises many kinds for a damaged file: the report goes on without it
+        return {}
+    if not isinstance(saved, dict) or not all(_whole_number(saved.get(k)) for k in ("step", "total_steps")):
+        return {}
+    metrics = saved.get("metrics") if isinstance(saved.get("metrics"), dict) else {}
+    return {**{k: metrics[k] for k in TRAIN_SUMMARY_KEYS if finite_number(metrics.get(k))},
+            "step": int(saved["step"]), "total_steps": int(saved["total_steps"])}
+
+
 def build_report(run_dir: str | Path) -> Path:
     """Write ``report.html`` and ``summary.json`` into ``run_dir`` from what the stages left there."""
     # resolved: summary.json's paths and the report's load line hold from any folder, not only the one it ran in
@@ -838,9 +905,10 @@ def build_report(run_dir: str | Path) -> Path:
     damaged: list[str] = []  # files the report cannot read: named at its top
     warnings = _read_json(run / WARNINGS, _check_warnings, "rerun the same `vidssl pretrain` command to rewrite it",
                           damaged) or []
-    # [] as pretrain writes it when there are none; no key where nothing was checked (no warnings.json: a run made
-    # stage by stage) or a damaged file's are not known to be none
-    if (run / WARNINGS).is_file() and not damaged:
+    # [] as pretrain writes it when there are none, also for a pretrain run (stages/) stopped before it wrote
+    # warnings.json; no key where nothing was checked (a run made stage by stage) or a damaged file's are not known
+    # to be none
+    if ((run / WARNINGS).is_file() or (run / "stages").is_dir()) and not damaged:
         summary["warnings"] = warnings
     if warnings:
         items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
@@ -937,8 +1005,11 @@ def build_report(run_dir: str | Path) -> Path:
     final.update({k: int(final[k]) for k in ("step", "total_steps") if _whole_number(final.get(k))})
     if not (_whole_number(final.get("step")) and final["step"] >= last.get("step", 0)):  # "step": true is no step
         final = {}
-    if final or last:
-        summary["train"] = {k: final.get(k, last.get(k)) for k in TRAIN_SUMMARY_KEYS if k in final or k in last}
+    # neither the final stats nor a log step (a training killed before its first log step): its last checkpoint
+    saved = _checkpoint_progress(run / "train" / "checkpoint.pt") if not (final or last) else {}
+    if final or last or saved:
+        summary["train"] = {k: final.get(k, last.get(k, saved.get(k))) for k in TRAIN_SUMMARY_KEYS
+                            if k in final or k in last or k in saved}
         charts = []
         for title, keys, ylabel in CURVES:
             series = {k: [(r["step"], float(r[k])) for r in train_records if finite_number(r.get(k))]
@@ -949,6 +1020,7 @@ def build_report(run_dir: str | Path) -> Path:
         train = summary["train"]
         fitted = _fitted_steps(run, final)
         state = (f"{text(train.get('step', '?'))} of {text(train.get('total_steps', '?'))} steps"
+                 + (" at its last checkpoint (train/checkpoint.pt: no final stats or log step yet)" if saved else "")
                  + (f", {html.escape(fitted)}" if fitted else "")
                  + (f", stopped: {text(train['stopped'])}" if "stopped" in train else ""))
         curves = "<div class='charts'>" + "".join(charts) + "</div>" if charts else \
