@@ -199,6 +199,20 @@ def test_records_older_than_an_argument_rebuild_the_network_they_trained(tmp_pat
     assert exported.spec()["fc7_relu"] is False  # and the new card says so: the next load needs no inference
     with torch.no_grad():
         assert torch.equal(exported.embed(x), trained)
+    # a card written by hand, as the no-card error advises ({"arch": ...}, perhaps with some build_kwargs), is no
+    # record of an older network: today's defaults (it built the signed fc7, cosine 0.70 to today's own features)
+    today = build_backbone("alexnet_wang2015", input_size=64, fc6_dim=256).eval()
+    torch.save(today.state_dict(), tmp_path / "mine.pt")
+    hand_made = {"arch": "alexnet_wang2015", "build_kwargs": {"input_size": 64, "fc6_dim": 256}}
+    (tmp_path / "mine.model_card.json").write_text(json.dumps(hand_made))
+    loaded = vidssl.load_backbone(tmp_path / "mine.pt")
+    assert loaded.spec()["fc7_relu"] is True
+    with torch.no_grad():
+        assert torch.equal(loaded.embed(x), today.embed(x))
+    (tmp_path / "mine.model_card.json").write_text(json.dumps({"arch": "alexnet_wang2015"}))
+    today = build_backbone("alexnet_wang2015").eval()
+    torch.save(today.state_dict(), tmp_path / "mine.pt")
+    assert vidssl.load_backbone(tmp_path / "mine.pt").spec()["fc7_relu"] is True
 
 
 def test_export_refuses_a_checkpoint_whose_backbone_holds_a_tensor_the_architecture_lacks(tmp_path):

@@ -440,6 +440,22 @@ def test_a_log_line_that_is_no_training_record_is_dropped_on_resume_not_a_crash(
     assert "log.jsonl: dropped 4 line(s) that are no training record" in caplog.text
 
 
+def test_a_run_recorded_with_steps_and_epochs_both_set_resumes_with_steps_alone(pairs, tmp_path):
+    """train.epochs beside train.steps was ignored, and is refused now: a run an earlier version checkpointed with
+    both (`--set train.epochs=1` and the default steps) could be resumed neither with both (refused) nor with steps
+    alone ("another config (train.epochs: 1.0 -> 0.0)"), though either trains the same steps."""
+    cfg = load_config(None, TINY + ["train.steps=2", "train.image_every=0"])
+    train(pairs, tmp_path / "run", cfg, progress=False)
+    ckpt = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    recorded = {**ckpt["flat_config"], "train.epochs": 1.0}
+    torch.save({**ckpt, "step": 1, "flat_config": recorded}, tmp_path / "run" / CHECKPOINT)
+    stats = train(pairs, tmp_path / "run", cfg, progress=False)
+    assert stats["step"] == 2 and stats["stopped"] == "done"
+    torch.save({**ckpt, "step": 1, "flat_config": {**recorded, "train.lr": 0.5}}, tmp_path / "run" / CHECKPOINT)
+    with pytest.raises(ConfigError, match=r"another config \(train.lr: 0.5 -> 0.02\)"):  # what differs is said
+        train(pairs, tmp_path / "run", cfg, progress=False)
+
+
 def test_a_checkpoint_of_a_network_this_version_builds_otherwise_is_not_resumed(pairs, tmp_path):
     """A checkpoint recording an AlexNet without ``fc7_relu`` (written before fc7's ReLU) trained a signed fc7:
     resumed, its remaining steps trained today's ReLU'd fc7 on its weights without a word."""

@@ -599,6 +599,17 @@ def test_after_skipped_shards_the_too_small_errors_say_to_restore_them(tmp_path)
                        f"pairs, fewer than a batch of 12; 1 of 2 videos' shards were skipped (the warnings above "
                        f"name them): rerun the `vidssl mine` that made {root} (same videos, same --out) to mine them "
                        f"again")
+    # a batch the whole manifest (20 pairs) would not fill either: restoring alone is not enough, its own fix stays
+    # (following "restore them" met "20 pairs, fewer than a batch of 24" on the next run)
+    bigger = load_config(None, ["data.patch_size=32", "data.num_workers=0", "train.batch_pairs=24", "train.steps=1",
+                                "miner.background_negatives=false", "loss.cycle_background=false"])
+    with pytest.raises(VidsslError) as caught:
+        train(root, tmp_path / "run", bigger, progress=False)
+    assert str(caught.value) == (
+        f"{root}: all pairs come from one video, so there is no negative from another video; and 10 pairs, fewer "
+        f"than a batch of 24; lower the batch (--set train.batch_pairs=8) or mine more videos; and 1 of 2 videos' "
+        f"shards were skipped (the warnings above name them): rerun the `vidssl mine` that made {root} (same "
+        f"videos, same --out) to mine them again")
     (root / "shards" / "00000.npy").unlink()
     with pytest.raises(PairDataError) as caught:
         open_pairs(root)
@@ -634,6 +645,15 @@ def test_resuming_names_the_shard_skipped_then_or_now(tmp_path):
     assert re.search(r"was trained on other pairs \(dataset fingerprint \w+, now \w+\): shards/00003.npy was "
                      r"skipped \(missing\) when this run started and is readable now: restore the state it trained "
                      r"on, or choose a new --out$", str(caught.value)), caught.value
+    # its video mined again since (as the skip's warning advises): the manifest names a new shard, and the old one
+    # is no state to restore (it was said "readable now: restore the state it trained on")
+    (root / "shards" / "00003.npy").replace(root / "shards" / "00003.1.npy")
+    manifest = root / "manifest.jsonl"
+    manifest.write_text(manifest.read_text().replace('"shards/00003.npy"', '"shards/00003.1.npy"'))
+    with pytest.raises(ConfigError) as caught:
+        train(root, tmp_path / "run", cfg, progress=False)
+    assert re.search(r": shards/00003.npy was skipped \(missing\) when this run started and its video has been mined "
+                     r"again since: choose a new --out to train on these$", str(caught.value)), caught.value
     train(root, tmp_path / "whole", cfg, progress=False)
     (root / "shards" / "00001.npy").unlink()
     with pytest.raises(ConfigError, match=r"shards/00001.npy is skipped now \(missing\) and was read when this run "

@@ -319,6 +319,14 @@ def _why_unreadable(path: Path, error: Exception) -> str:
             f"with `vidssl export RUN --out FILE`")
 
 
+def _exported(card: dict) -> bool:
+    """Whether ``card`` is one :func:`save_backbone` wrote (its format and every constructor argument of its day,
+    as every version did), not one written by hand as a load error advises (``{"arch": ...}``, perhaps with some
+    ``build_kwargs``): only a written record implies the values of arguments added since; a hand-made one means
+    today's defaults."""
+    return str(card.get("format", "")).startswith("vidssl-backbone/") and isinstance(card.get("build_kwargs"), dict)
+
+
 def _unfilled(arch: str, **kwargs) -> Backbone:
     """``arch``'s modules on the meta device, holding no numbers: the load fills them in. Built for real, each load
     drew a random init from the caller's global generator (its next draws changed) and spent seconds on AlexNet's
@@ -378,7 +386,10 @@ def load_backbone(path: str | os.PathLike, arch: str | None = None, map_location
         if arch is not None and arch != card["arch"]:
             raise ModelFileError(f"{path}: model card says arch '{card['arch']}', but arch='{arch}' was requested")
         try:
-            backbone = _unfilled(card["arch"], **recorded_kwargs(card["arch"], card.get("build_kwargs", {})))
+            kwargs = card.get("build_kwargs", {})
+            if _exported(card):  # the record of a network trained: arguments added since take the value it had
+                kwargs = recorded_kwargs(card["arch"], kwargs)
+            backbone = _unfilled(card["arch"], **kwargs)
         except (TypeError, ValueError) as e:  # a card written by hand or by another version
             raise ModelFileError(f"{card_file or path}: its build_kwargs {card.get('build_kwargs')} do not build a "
                                  f"{card['arch']} ({e}); re-export with `vidssl export`") from None

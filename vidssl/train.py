@@ -27,7 +27,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Collection, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -236,10 +236,12 @@ def _flat_config(cfg: Config) -> dict:
 
 
 def _check_same_run(saved: dict, cfg: Config, fingerprint: tuple[str, ...], run_dir: Path, world: int,
-                    main: bool = True, skipped: dict[str, str] | None = None) -> None:
+                    main: bool = True, skipped: dict[str, str] | None = None,
+                    listed: Collection[str] | None = None) -> None:
     """``fingerprint``: the pairs' fingerprints a checkpoint may hold (now's, and earlier versions'); ``main``:
     whether this process says the warnings (rank 0); ``skipped``: the shards open_pairs skips now (shard -> why),
-    named in the refusal when they differ from those the checkpoint's run skipped."""
+    named in the refusal when they differ from those the checkpoint's run skipped; ``listed``: the shards the
+    manifest names now (one skipped then and named no more was mined again)."""
     if saved.get("format") != CHECKPOINT_FORMAT:
         raise VidsslError(f"{run_dir / CHECKPOINT}: not a vidssl training checkpoint; choose another --out")
     if saved["step"] < saved["total_steps"] and saved.get("world_size", 1) != world:
@@ -247,15 +249,21 @@ def _check_same_run(saved: dict, cfg: Config, fingerprint: tuple[str, ...], run_
         raise ConfigError(f"{run_dir} was trained by {saved.get('world_size', 1)} process(es), this is {world}; "
                           f"resume it with the same number (torchrun --nproc_per_node ...) or choose a new --out")
     if saved["pairs_fingerprint"] not in fingerprint:
-        changed = _skipped_change(saved, skipped)
+        changed, remined = _skipped_change(saved, skipped, listed)
         if changed:
+            # a video mined again has other pairs: no state to restore
+            fix = "choose a new --out to train on these" if remined else ("restore the state it trained on, or choose "
+                                                                          "a new --out")
             raise ConfigError(f"{run_dir} was trained on other pairs (dataset fingerprint "
-                              f"{saved['pairs_fingerprint']}, now {fingerprint[0]}): {changed}: restore the state it "
-                              f"trained on, or choose a new --out")
+                              f"{saved['pairs_fingerprint']}, now {fingerprint[0]}): {changed}: {fix}")
         raise ConfigError(f"{run_dir} was trained on other pairs (dataset fingerprint {saved['pairs_fingerprint']}, "
                           f"now {fingerprint[0]}); choose a new --out to train on these")
     now = _flat_config(cfg)
-    was = saved["flat_config"]
+    was = dict(saved["flat_config"])
+    if was.get("train.steps") and was.get("train.epochs"):
+        # recorded by a version that took both (epochs ignored beside steps, as now refused): what it trained is the
+        # steps, so the config that now says them alone continues it
+        was["train.epochs"] = 0.0
     # keys a later version added: what the run did so far is not on record (a key's first default need not be what
     # the code before it did), so their settings can be neither checked nor refused, only said
     unrecorded = sorted(k for k in now if k not in was and k not in RESUMABLE_KEYS)
@@ -275,17 +283,21 @@ def _check_same_run(saved: dict, cfg: Config, fingerprint: tuple[str, ...], run_
                           f"config or choose a new --out")
 
 
-def _skipped_change(saved: dict, skipped: dict[str, str] | None) -> str:
+def _skipped_change(saved: dict, skipped: dict[str, str] | None,
+                    listed: Collection[str] | None = None) -> tuple[str, bool]:
     """The shards skipped when the checkpoint's run started and not now, or now and not then, in words ("" when the
-    same, or when the checkpoint predates the record: its "pairs" summary's skipped_shards)."""
+    same, or when the checkpoint predates the record: its "pairs" summary's skipped_shards), and whether one of
+    them is named by the manifest no more (``listed``: its shards now): its video was mined again, into another."""
     was = (saved.get("pairs") or {}).get("skipped_shards") if isinstance(saved.get("pairs"), dict) else None
     if not isinstance(was, dict) or skipped is None:
-        return ""
-    said = [f"{name} was skipped ({why}) when this run started and is readable now"
+        return "", False
+    gone = {name for name in was if listed is not None and name not in listed and name not in skipped}
+    said = [f"{name} was skipped ({why}) when this run started and its video has been mined again since"
+            if name in gone else f"{name} was skipped ({why}) when this run started and is readable now"
             for name, why in sorted(was.items()) if name not in skipped]
     said += [f"{name} is skipped now ({why}) and was read when this run started"
              for name, why in sorted(skipped.items()) if name not in was]
-    return "; ".join(said[:3]) + (f"; ... (+{len(said) - 3} more)" if len(said) > 3 else "")
+    return "; ".join(said[:3]) + (f"; ... (+{len(said) - 3} more)" if len(said) > 3 else ""), bool(gone)
 
 
 def _check_same_network(saved: dict, spec: dict, run_dir: Path) -> None:
@@ -768,27 +780,32 @@ def runtime_settings(cfg: Config, dev: torch.device) -> Iterator[None]:
 def _too_small(pairs, cfg: Config, world: int) -> str | None:
     """What makes ``pairs`` (a PairSet) too small to train on with ``cfg``, all at once (fixing one to meet the next
     on the following run costs the user a run each), each with its fix, or None. Where shards were skipped, the one
-    fix said is to restore them: neither a setting nor more videos bring their pairs back."""
+    fix said is to restore them where that is enough (neither a setting nor more videos bring their pairs back);
+    a problem the whole manifest would have too keeps its own fix beside it."""
     tc = cfg.train
-    problems: list[tuple[str, str]] = []  # (what, fix)
+    problems: list[tuple[str, str, bool]] = []  # (what, fix, whether the skipped shards' pairs would cure it)
     tracks = int(np.unique(pairs.track).size)
+    all_videos, all_pairs = max(pairs.num_videos, pairs.manifest_videos), max(len(pairs), pairs.manifest_pairs)
     if pairs.num_videos < 2 and not cfg.miner.same_video_negatives:
         # the flag is advised only where it helps: with one track as well, following it met the next error
         fix = ("mine more videos or set miner.same_video_negatives=true" if tracks >= 2 else
                "mine more videos (its pairs come from one track too, so miner.same_video_negatives cannot help)")
-        problems.append(("all pairs come from one video, so there is no negative from another video", fix))
+        problems.append(("all pairs come from one video, so there is no negative from another video", fix,
+                         all_videos >= 2))
     if cfg.miner.same_video_negatives and tracks < 2:
         problems.append(("all pairs come from one track, so there is no negative from another track",
-                         "mine more videos (or a video with more than one moving object)"))
+                         "mine more videos (or a video with more than one moving object)", all_videos >= 2))
     if len(pairs) < tc.batch_pairs:
-        problems.append(tuple(too_few_pairs(len(pairs), tc.batch_pairs).split("; ", 1)))
+        problems.append((*too_few_pairs(len(pairs), tc.batch_pairs).split("; ", 1), all_pairs >= tc.batch_pairs))
     elif len(pairs) // tc.batch_pairs < world:  # before config.yaml says a run of these settings is in RUN
-        problems.append(tuple(too_few_batches(len(pairs), tc.batch_pairs, world).split("; ", 1)))
+        problems.append((*too_few_batches(len(pairs), tc.batch_pairs, world).split("; ", 1),
+                         all_pairs // tc.batch_pairs >= world))
     if not problems:
         return None
     if pairs.skipped:
-        return f"{'; and '.join(what for what, _ in problems)}; {pairs.skipped_advice()}"
-    return "; and ".join(f"{what}; {fix}" for what, fix in problems)
+        said = "; and ".join(what if cured else f"{what}; {fix}" for what, fix, cured in problems)
+        return f"{said}; {'' if all(c for *_, c in problems) else 'and '}{pairs.skipped_advice()}"
+    return "; and ".join(f"{what}; {fix}" for what, fix, _ in problems)
 
 
 def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Dist, resume: bool,
@@ -823,7 +840,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
     if ckpt_path.exists():
         saved = load_checkpoint(ckpt_path)
         _check_same_run(saved, cfg, (pairs.fingerprint, pairs.legacy_fingerprint), run_dir, d.world, d.main,
-                        pairs.skipped)
+                        pairs.skipped, pairs.shards)
         if saved.get("batch_plan", 1) != BATCH_PLAN and saved["step"] < saved["total_steps"] and d.main:
             log.warning("%s was started by an earlier vidssl, whose batches or per-step random draws were made "
                         "otherwise: its remaining steps train on this version's, so its weights will not equal an "

@@ -54,6 +54,7 @@ class PairSet:
     pending_videos: int = 0  # videos of the listing not mined yet (other shards still running, or a budget ran out)
     manifest_videos: int = 0  # videos the manifest names, those whose every pair was skipped too
     skipped_videos: int = 0  # videos with pairs in a skipped shard
+    manifest_pairs: int = 0  # pairs the manifest lists, those of skipped shards too
 
     def __len__(self) -> int:
         return int(self.offset.size)
@@ -300,6 +301,7 @@ def _open_pairs(root: str | os.PathLike) -> PairSet:
                    narrow_shards=narrow if 3 in widths else [],
                    legacy_fingerprint="" if skipped else legacy.hexdigest()[:16],
                    pending_videos=_pending_videos(meta, root / "dataset.json"), manifest_videos=len(videos),
+                   manifest_pairs=len(offsets),
                    skipped_videos=lost)
 
 
