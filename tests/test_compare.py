@@ -965,6 +965,18 @@ def test_one_training_copied_counts_once_not_as_a_second_seed(tmp_path, capsys):
     assert f"'{runs[1]}' and '{runs[0]}' hold the same trained weights (weights_sha256 aaaaaaaaaaaa)" in err
     assert main(["compare", str(runs[0]), str(runs[2])]) == 0  # two trainings: compared
     assert "0.800 +- 0.000 (n=2)" in capsys.readouterr().out
+    # one training evaluated two ways (training on the CPU is deterministic: a rerun with another eval setting, or a
+    # copy rerun with another --eval-data): compared, the shared training said under the table (it was refused as
+    # "a run folder copied or moved")
+    for run, side in ((runs[0], 480), (runs[1], 160)):
+        (run / "config.yaml").write_text(f"config:\n  eval:\n    davis:\n      max_side: {side}\n")  # as recorded
+    assert main(["compare", str(runs[0]), str(runs[1])]) == 0
+    table = capsys.readouterr().out
+    assert (f"- {runs[0]} and {runs[1]} hold the same trained weights (weights_sha256 aaaaaaaaaaaa), evaluated "
+            "otherwise: the spread between them is their evaluations', not a seed's") in table
+    assert "eval.davis.max_side: 480 / 160" in table
+    for run in runs[:2]:
+        (run / "config.yaml").unlink()
     for run in runs:  # made stage by stage: `vidssl report` records its training's digest under "train"
         summary = json.loads((run / "summary.json").read_text())
         summary["train"] = summary.pop("stages")["train"]

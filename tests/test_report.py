@@ -1241,6 +1241,18 @@ def test_a_file_inside_a_stage_folder_names_the_run_and_a_file_in_no_run_names_n
     err = capsys.readouterr().err
     assert "bg.sh is a file, not a run folder, and no folder above it is a run" in err
     assert "(.)" not in err and "vidssl report ." not in err
+    # a stray summary.json higher up (the user's home) is no run holding the files below it: it was named, and
+    # `vidssl report HOME` would have written a report there
+    (tmp_path / "home" / "proj" / "data").mkdir(parents=True)
+    (tmp_path / "home" / "summary.json").write_text("{}")
+    (tmp_path / "home" / "proj" / "data" / "x.csv").write_text("hi\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "home/proj/data/x.csv"]) == 1
+    err = capsys.readouterr().err
+    assert "x.csv is a file, not a run folder, and no folder above it is a run" in err, err
+    (tmp_path / "home" / "proj" / "data" / "summary.json").write_text("{}")  # its own folder's: the run it is in
+    assert main(["report", "home/proj/data/x.csv"]) == 1
+    assert "pass the run folder it belongs to (home/proj/data)" in capsys.readouterr().err
 
 
 def test_a_pretrain_run_stopped_in_training_has_its_warnings_and_its_checkpoint_s_steps(tmp_path):

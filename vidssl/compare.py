@@ -186,7 +186,6 @@ def readable_runs(runs: list[str | Path]) -> tuple[dict[Path, dict], list[str]]:
             left_out.append(str(e))
     if not kept:
         raise VidsslError("no run to compare: " + "; ".join(left_out))
-    _refuse_one_training_twice(kept)
     return kept, left_out
 
 
@@ -200,19 +199,30 @@ def _trained_weights(summary: dict) -> str | None:
     return None
 
 
-def _refuse_one_training_twice(summaries: dict[Path, dict]) -> None:
-    """An error for two runs whose summaries record the same trained weights: one training copied or moved (``cp
-    -r s1 s1copy``), which counted as a second seed with a spread of 0, as a run given twice would."""
+def _refuse_one_training_twice(summaries: dict[Path, dict]) -> list[str]:
+    """An error for two runs whose summaries record the same trained weights and that differ in nothing
+    (:func:`_setup`): one training copied or moved (``cp -r s1 s1copy``), which counted as a second seed with a spread
+    of 0, as a run given twice would. Runs of one training evaluated otherwise (another eval setting or --eval-data:
+    training on the CPU is deterministic) are kept, each such pair in the notes returned: their spread is the
+    evaluations', not a seed's."""
     seen: dict[str, Path] = {}
+    notes = []
     for run, summary in summaries.items():
         digest = _trained_weights(summary)
         if digest is None:
             continue
         if digest in seen:
-            raise VidsslError(f"{str(run)!r} and {str(seen[digest])!r} hold the same trained weights (weights_sha256 "
-                              f"{digest[:12]}): one training listed twice (a run folder copied or moved, or a run "
-                              "repeated with the same seed and settings); each training counts once: leave one out")
+            other = seen[digest]
+            if _setup(run) == _setup(other):
+                raise VidsslError(f"{str(run)!r} and {str(other)!r} hold the same trained weights (weights_sha256 "
+                                  f"{digest[:12]}) and differ in no setting: one training listed twice (a run folder "
+                                  "copied or moved, or a run repeated with the same seed and settings); each "
+                                  "training counts once: leave one out")
+            notes.append(f"{other} and {run} hold the same trained weights (weights_sha256 {digest[:12]}), evaluated "
+                         "otherwise: the spread between them is their evaluations', not a seed's")
+            continue
         seen[digest] = run
+    return notes
 
 
 def read_runs(runs: list[str | Path], summaries: dict[Path, dict] | None = None) -> tuple[list[TaskRow], list[str]]:
@@ -609,6 +619,7 @@ def compare_markdown(runs: list[str | Path]) -> str:
     summary.json, or none naming a trained model), the metrics.json files that could not be read, the trained
     numbers that are not finite and what the runs differ in beyond their seed."""
     summaries, left_out = readable_runs(runs)  # refuses a run given twice, which no suffix tells apart
+    shared = _refuse_one_training_twice(summaries)
     runs = list(summaries)
     rows, unreadable = read_runs(runs, summaries)
     names = column_names(runs)
@@ -635,6 +646,8 @@ def compare_markdown(runs: list[str | Path]) -> str:
     if left_out:
         lines += ["", "**Left out** (no readable summary.json, or no trained model in it):",
                   *(f"- {note}" for note in left_out)]
+    if shared:
+        lines += ["", "**One training in several columns:**", *(f"- {note}" for note in shared)]
     if blanks := _why_blank(runs, rows):
         lines += ["", "**Shown as `-`** (no number that tells the models apart):", *(f"- {note}" for note in blanks)]
     unreadable += [f"{path}: unreadable; what {run} was made with is not compared with the other runs' (rerun its "

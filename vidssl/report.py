@@ -91,9 +91,12 @@ def holds_run(folder: Path) -> bool:
 def run_holding(path: Path) -> Path | None:
     """The run folder ``path`` lies in: the nearest folder above it that :func:`holds_run`, past the stage folders
     and the rest between (``s0/eval/davis/metrics.json``: ``s0``), named as ``path`` was given (relative stays
-    relative); None where no folder above it is a run (a script in a scratch folder)."""
+    relative); None where no folder above it is a run (a script in a scratch folder). Above the file's own folder a
+    bare summary.json is no run: a stray one in the user's home claimed every file below it (and `vidssl report`
+    would have written its report there)."""
     folder = path.parent
-    while not holds_run(folder):
+    while not (holds_run(folder) if folder == path.parent else
+               stage_folder(folder) is None and (has_report(folder) or (folder / "stages").is_dir())):
         up = folder.parent if folder.name not in ("", "..") else folder / ".."  # Path(".").parent is "."
         if up.resolve() == folder.resolve():  # the root
             return None

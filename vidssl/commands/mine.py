@@ -61,7 +61,7 @@ def run(args, cfg) -> int:
         _warn_kept(summary, args.out)
         print(format_summary(summary, args.out))
         print(f"wrote {args.out}/manifest.jsonl and dataset.json")
-        return _no_pair_status(summary)
+        return 0  # a merge gathers what the shards mined; a mining's own run says when none gave a pair
     refuse_foreign_config(args.out, NAME, outputs=("dataset.json", "manifest.jsonl"))  # before any video is read
     # config.yaml before any video: written after them, a --strict skip (or Ctrl-C) left a folder with a
     # dataset.json and no record of the settings; written before OUT is accepted, a refused rerun (other settings)
@@ -72,13 +72,8 @@ def run(args, cfg) -> int:
     _warn_kept(summary, args.out)
     print(format_summary(summary, args.out))
     print(f"wrote {args.out}/manifest.jsonl and dataset.json")
-    return _no_pair_status(summary)
-
-
-def _no_pair_status(summary: dict) -> int:
-    """1, said, where the mining is complete and holds no pair (as `vidssl pretrain` in the same case: a script's
-    `mine && train`, or `mine --merge && train`, stops here); else 0."""
     if summary["complete"] and summary["pairs"] == 0:
+        # exit status 1, as `vidssl pretrain` in the same case: a script's `mine && train` stops here
         log.error("no pair was mined: every video was skipped or gave none (the reasons are above and in "
                   "dataset.json), and training needs pairs. " + no_pair_hint(summary["videos"]["skipped"]))
         return 1
