@@ -24,7 +24,7 @@ from tracking.track import check_tracker
 from tracking.video_miner import SkipVideo, mine_video
 from vidssl.errors import (CorruptVideo, EmptyVideo, UnsupportedVideo, UsageError, VideoError, VidsslError,
                            shell_arg)
-from vidssl.io import atomic_write_json, content_sample, run_lock
+from vidssl.io import atomic_write_json, content_sample, lock_held, run_lock
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
         "an unsharded mining (no --shard) is running there: wait for it to end" if sharded else
         "it is being mined (by shards, or a run without --shard): mining without --shard takes every video left "
         "once it has ended"))
-    own_shard = run_lock(out, f"mine-shard-{index}-of-{count}",  # the same shard twice at once: refused
+    own_shard = run_lock(out, shard_lock(index, count),  # the same shard twice at once: refused
                          advice="that shard is being mined; start each --shard once (other shards may run beside it)"
                          ) if sharded else contextlib.nullcontext()
     with together, own_shard:
@@ -678,23 +678,11 @@ def _pending_advice(summary: dict, out_dir: str | Path | None) -> str:
     return f"`{mine}` mines them (a merge only gathers what is mined)"
 
 
-def _running_shards(out: Path, count: int) -> list[int]:
-    """The shards of ``count`` mining into ``out`` now: those whose lock (run_lock's ``mine-shard-I-of-N``) a
-    process holds, found by a non-blocking try of it, released at once."""
-    import fcntl
+def shard_lock(index: int, count: int) -> str:
+    """The name of shard ``index`` of ``count``'s own run_lock in the pair folder (one process per shard)."""
+    return f"mine-shard-{index}-of-{count}"
 
-    running = []
-    for index in range(count):
-        try:
-            fd = os.open(out / f".vidssl-mine-shard-{index}-of-{count}.lock", os.O_RDONLY)
-        except OSError:  # never started here (or not readable): not running
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: a shard holds its own lock exclusively
-        except BlockingIOError:
-            running.append(index)
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-    return running
+
+def _running_shards(out: Path, count: int) -> list[int]:
+    """The shards of ``count`` mining into ``out`` now: those whose own lock a process holds."""
+    return [index for index in range(count) if lock_held(out, shard_lock(index, count))]

@@ -340,6 +340,31 @@ def open_lock_file(path: str | os.PathLike) -> int:
     return open_own_file(path, os.O_RDWR | os.O_CREAT, "its lock file")
 
 
+def lock_path(folder: str | os.PathLike, name: str | None = None) -> Path:
+    """The file :func:`run_lock` locks: ``folder/.vidssl.lock``, or ``folder/.vidssl-NAME.lock`` for ``name``."""
+    return Path(folder) / (".vidssl.lock" if name is None else f".vidssl-{name}.lock")
+
+
+def lock_held(folder: str | os.PathLike, name: str | None = None) -> bool:
+    """Whether a process holds :func:`run_lock`'s lock of ``folder`` (and ``name``) exclusively now: a
+    non-blocking shared try, released at once. False where the lock file is missing or cannot be opened."""
+    import fcntl
+
+    try:
+        fd = os.open(lock_path(folder, name), os.O_RDONLY)
+    except OSError:  # never taken here (or not readable)
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def run_lock(folder: str | os.PathLike, name: str | None = None,
              advice: str = "wait for it to end or choose another --out", shared: bool = False) -> Iterator[None]:
@@ -354,7 +379,7 @@ def run_lock(folder: str | os.PathLike, name: str | None = None,
 
     from vidssl.errors import VidsslError
 
-    path = Path(folder) / (".vidssl.lock" if name is None else f".vidssl-{name}.lock")
+    path = lock_path(folder, name)
     if path.parent.exists() and not path.parent.is_dir():  # mkdir would say "File exists"
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path.parent))
     path.parent.mkdir(parents=True, exist_ok=True)

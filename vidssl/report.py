@@ -80,12 +80,12 @@ def run_above(folder: Path) -> Path | None:
     return here.parent if here.name == found[1] or found[1] == "pairs" and here.name == "pairs_held_out" else None
 
 
-def holds_run(folder: Path) -> bool:
+def holds_run(folder: Path, summary_alone: bool = True) -> bool:
     """Whether ``folder`` is a run folder to pass to `vidssl report` or `vidssl compare`: it holds something to
-    report (:func:`has_report`), a summary.json (also one copied on its own) or a pretrain's stages/, and is no
-    stage's own folder."""
-    return stage_folder(folder) is None and (has_report(folder) or (folder / "summary.json").is_file()
-                                             or (folder / "stages").is_dir())
+    report (:func:`has_report`), a summary.json (also one copied on its own, unless ``summary_alone`` is False) or a
+    pretrain's stages/, and is no stage's own folder."""
+    return stage_folder(folder) is None and (has_report(folder) or (folder / "stages").is_dir()
+                                             or summary_alone and (folder / "summary.json").is_file())
 
 
 def run_holding(path: Path) -> Path | None:
@@ -95,8 +95,7 @@ def run_holding(path: Path) -> Path | None:
     bare summary.json is no run: a stray one in the user's home claimed every file below it (and `vidssl report`
     would have written its report there)."""
     folder = path.parent
-    while not (holds_run(folder) if folder == path.parent else
-               stage_folder(folder) is None and (has_report(folder) or (folder / "stages").is_dir())):
+    while not holds_run(folder, summary_alone=folder == path.parent):
         up = folder.parent if folder.name not in ("", "..") else folder / ".."  # Path(".").parent is "."
         if up.resolve() == folder.resolve():  # the root
             return None
