@@ -12,6 +12,7 @@ import sys
 import time
 from importlib import metadata
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -832,6 +833,7 @@ def test_training_warns_of_the_guard_an_unfillable_k_and_a_one_step_budget(pairs
     said = [r.getMessage() for r in caplog.records if "miner.guard_neg_cos=-1" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("train: step 4: the negatives' running mean cosine ")
     assert "mining backs off to miner.warmup (random) until it falls" in said[0]
+    assert said[0].endswith("a run that stays here wants a lower train.lr")  # textured patches: the optimiser's doing
     assert "fixed reducer divides by slots" not in caplog.text  # 12 pairs: 22 candidates for K = 4
     caplog.clear()
     with caplog.at_level(logging.WARNING):  # 2 pairs: each has 2 candidates for K = 4
@@ -1345,6 +1347,29 @@ def test_a_resumed_run_that_diverges_names_the_checkpoint_it_resumed_from(pairs,
     with pytest.raises(TrainingDiverged, match=r"non-finite embeddings at step 7: stopped; the last good checkpoint "
                                                r"\(step 5\) is kept in"):
         train(pairs, tmp_path / "run", cfg, resume=True, progress=False)
+
+
+def test_a_guard_engaged_on_flat_patches_points_at_the_pairs_not_the_learning_rate(tmp_path, caplog):
+    """Pairs of black patches (black frames mined, or pairs written by hand): every embedding is the same, the guard
+    engages at once, and its advice was "a lower train.lr", which cannot help; it now names the pairs to look at."""
+    from train_utils import write_pairs
+
+    from vidssl.train import flat_patch_share
+
+    black = write_pairs(tmp_path / "black pairs", np.zeros((36, 3, 40, 40, 3), np.uint8), [f"v{i % 4}" for i in
+                        range(36)], list(range(36)))
+    with caplog.at_level(logging.WARNING, logger="vidssl.train"):
+        train(black, tmp_path / "run", load_config(None, TINY + ["train.steps=2", "miner.hard_start=0"]),
+              progress=False)
+    said = [r.getMessage() for r in caplog.records if "is above miner.guard_neg_cos" in r.getMessage()]
+    assert len(said) == 1 and "100% of this batch's patches are a single flat colour" in said[0]
+    assert f"look at the pairs with `vidssl show-pairs '{black}'`" in said[0] and "train.lr" not in said[0]
+    # the share against a per-patch loop: flat in every channel (each its own value), or not
+    x = torch.randn(6, 3, 8, 8)
+    x[1], x[4] = torch.tensor([0.3, -1.0, 2.0]).view(3, 1, 1), -1.7
+    x[2, 1] = 0.5  # one flat channel of three is not a flat patch
+    expected = sum(all(float(x[i, c].max() - x[i, c].min()) == 0 for c in range(3)) for i in range(6)) / 6
+    assert expected == pytest.approx(2 / 6) and flat_patch_share(x) == pytest.approx(expected)
 
 
 def test_the_collapse_guard_warns_the_first_time_it_engages_then_says_it_as_info(pairs, tmp_path, monkeypatch,

@@ -39,7 +39,7 @@ from vidssl.config import Config, flat_config, to_dict, versions, write_resolved
 from vidssl.data import (BATCH_PLAN, PairBatchSampler, PairPatches, batches_per_epoch, make_loader, open_pairs,
                          require_pairs_folder, to_input, too_few_batches, too_few_pairs)
 from vidssl.device import local_rank, resolve_device, world_size
-from vidssl.errors import ConfigError, UsageError, VidsslError
+from vidssl.errors import ConfigError, UsageError, VidsslError, shell_arg
 from vidssl.io import (atomic_write_bytes, atomic_write_json, atomic_write_text, error_naming, json_object,
                        json_text, newer_format, newer_format_error, remove_temp_leftovers, run_lock, torch_bytes)
 from vidssl.lifeline import exit_with_launcher, refuse_reimport
@@ -450,6 +450,21 @@ def batch_stats(emb: torch.Tensor, values: torch.Tensor, scores, t) -> dict:
         "triplets": len(t),
         **extra,
     }
+
+
+def flat_patch_share(x: torch.Tensor) -> float:
+    """[B, 3, S, S] normalised input -> the share of its patches that are a single flat colour (black frames, a
+    padded border, a stuck decoder): embeddings that collapse on those are the data's doing, not the optimiser's."""
+    # 1e-3 in normalised units is under a tenth of a grey level: noise and compression artefacts are above it
+    spread = x.detach().float().flatten(2).std(dim=2).amax(dim=1)  # per channel: normalising offsets each its own
+    return float((spread < 1e-3).float().mean())
+
+
+def _collapse_advice(flat_share: float, pairs_dir: Path) -> str:
+    if flat_share >= 0.25:
+        return (f"{flat_share:.0%} of this batch's patches are a single flat colour (black frames? padding?), where a "
+                f"lower learning rate will not help: look at the pairs with `vidssl show-pairs {shell_arg(pairs_dir)}`")
+    return "a run that stays here wants a lower train.lr"
 
 
 def _seed_step(seed: int, step: int, d: Dist) -> None:
@@ -977,9 +992,9 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
                     guard_entries += 1
                     say = log.warning if guard_entries == 1 else log.info
                     say("train: step %d: the negatives' running mean cosine %.2f is above miner.guard_neg_cos=%g "
-                        "(the embeddings are collapsing): mining backs off to miner.warmup (%s) until it falls; a run "
-                        "that stays here wants a lower train.lr", step, schedule.neg_cos_ema, cfg.miner.guard_neg_cos,
-                        cfg.miner.warmup)
+                        "(the embeddings are collapsing): mining backs off to miner.warmup (%s) until it falls; %s",
+                        step, schedule.neg_cos_ema, cfg.miner.guard_neg_cos, cfg.miner.warmup,
+                        _collapse_advice(flat_patch_share(x), pairs_dir))
                 else:
                     log.info("train: step %d: the negatives' running mean cosine %.2f is back under "
                              "miner.guard_neg_cos: mining with miner.main (%s) again", step, schedule.neg_cos_ema,
