@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 from vidssl.cli import main
 from vidssl.compare import mean_sd, read_runs, wins
@@ -918,6 +919,35 @@ def test_a_run_made_stage_by_stage_is_held_to_the_settings_its_evaluations_ran_w
     assert notes == ["- eval.davis.max_side: 480 (pre480); 160 (pre160, st, st_old)"]
     assert main(["compare", str(runs[2]), str(runs[3])]) == 0  # 160 each; flow set apart in records, never run
     assert "differ beyond their seed" not in capsys.readouterr().out
+
+
+def test_pretrain_runs_differ_only_in_settings_of_the_evaluations_they_ran(tmp_path, capsys):
+    """Pretrain evaluates DAVIS and flow only where it finds their data: two seeds evaluated on their held-out tracks
+    alone, apart in eval.davis.topk and eval.flow.steps, were listed as differing in both. Retrieval's own keys (and
+    eval.davis.subset, which retrieval reads) still differ; runs whose evaluations record no section keep them all."""
+    runs = []
+    for seed, (topk, steps, min_gap, subset) in enumerate([(10, 100, 30, "val"), (5, 200, 30, "val"),
+                                                          (5, 200, 60, "train")]):
+        run = tmp_path / f"p{seed}"
+        (run / "eval" / "tracks_held_out").mkdir(parents=True)
+        (run / "eval" / "tracks_held_out" / "metrics.json").write_text(json.dumps({
+            "models": {f"p{seed}/backbone": {"map_at_r": 0.9}, "raw pixels": {"map_at_r": 0.3}},
+            "config": {"min_gap": min_gap, "kmeans_iters": 20}}))  # the retrieval section, as retrieval records it
+        (run / "summary.json").write_text(json.dumps({"weights": str(run / "backbone.pt"), "headline": {}}))
+        _yaml(run / "config.yaml", {"seed": seed, "eval": {"davis": {"topk": topk, "subset": subset},
+                                                           "flow": {"steps": steps}, "retrieval": {"min_gap": min_gap}}})
+        runs.append(str(run))
+    assert main(["compare", runs[0], runs[1]]) == 0
+    assert "differ beyond their seed" not in capsys.readouterr().out
+    assert main(["compare", runs[1], runs[2]]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("- ")]
+    assert notes == ["- eval.retrieval.min_gap: 30 / 60", "- eval.davis.subset: val / train"]
+    for seed in (0, 1):  # older records, without the section they ran with
+        (Path(runs[seed]) / "eval" / "tracks_held_out" / "metrics.json").write_text(json.dumps({
+            "models": {f"p{seed}/backbone": {"map_at_r": 0.9}, "raw pixels": {"map_at_r": 0.3}}}))
+    assert main(["compare", runs[0], runs[1]]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("- ")]
+    assert sorted(notes) == ["- eval.davis.topk: 10 / 5", "- eval.flow.steps: 100 / 200"]
 
 
 def test_a_stage_folder_or_a_folder_of_no_run_is_told_the_run_folder_to_pass(tmp_path, capsys):

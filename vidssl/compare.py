@@ -447,6 +447,25 @@ def _eval_section(recorded: object) -> str | None:
                 None)
 
 
+def _sections_read_by_pretrain(run: Path) -> tuple[str, ...] | None:
+    """The eval keys a pretrain run's evaluations read (as ``eval.davis``): pretrain evaluates DAVIS and flow only
+    where it found their data, and two runs without DAVIS apart in ``eval.davis.topk`` were listed as differing.
+    None where an evaluation's section cannot be told (a metrics.json unreadable, or with no config): all are read."""
+    from vidssl.report import read_metrics
+
+    reads = _eval_reads()
+    read: list[str] = []
+    for path in sorted((run / "eval").glob("*/metrics.json")):
+        try:
+            section = _eval_section(read_metrics(path).get("config"))
+        except (OSError, ValueError):
+            return None
+        if section is None:
+            return None
+        read += reads.get(section, (f"eval.{section}",))
+    return tuple(read)
+
+
 def _evaluation_settings(run: Path) -> tuple[dict[str, object], tuple[str, ...]]:
     """A run made stage by stage: the eval settings its evaluations ran with (flat keys), each from that
     evaluation's own record, ``RUN/eval/<task>/config.yaml`` (else its metrics.json's ``config``, its section
@@ -509,7 +528,9 @@ def _setup(run: Path) -> dict[str, object]:
             flat.update(evaluated)
             unread = (*unread, "pretrain", *(k for k in flat if k.startswith("eval.") and not _under(k, read)))
         else:  # a pretrain run: two seeds apart only in such an unread default were listed as differing
-            unread = (*unread, *NOT_READ_BY_PRETRAIN)
+            read = _sections_read_by_pretrain(run)
+            unread = (*unread, *NOT_READ_BY_PRETRAIN,
+                      *(k for k in flat if read is not None and k.startswith("eval.") and not _under(k, read)))
         setup.update({k: NOT_READ if _under(k, unread) else v
                       for k, v in flat.items() if k not in {"seed", "pretrain.mine_workers", *SPEED_KEYS}})
     elif _unreadable_config(run) is not None:  # there but torn: its settings are unknown, not different
