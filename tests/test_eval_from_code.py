@@ -59,6 +59,24 @@ def test_retrieval_hands_a_training_model_back(colour_classes, tmp_path):  # noq
     assert_handed_back(model, before)
 
 
+def test_an_embed_that_keeps_the_pooled_dims_is_named_at_once(colour_classes, tmp_path):  # noqa: F811
+    """A backbone of one's own whose embed() keeps [B, D, 1, 1] (a mean with keepdim) failed deep in the metrics
+    ("Expected size for first two dimensions of batch2 tensor ..."); DAVIS named its Backbone contract already."""
+    class KeepDim(torch.nn.Module):
+        mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+        def __init__(self):
+            super().__init__()
+            self.inner = training_model()
+
+        def embed(self, x):
+            return self.inner.dense_features(x).mean(dim=(2, 3), keepdim=True)
+
+    with pytest.raises(ValueError, match=r"^kept: embed\(\) gave \[\d+, 32, 1, 1\] for a batch of \d+ images; the "
+                                         r"Backbone contract is \[B, out_dim\] \(flatten a pooled"):
+        evaluate_retrieval({"kept": KeepDim()}, colour_classes, tmp_path / "out", RETRIEVAL_CFG, progress=False)
+
+
 def test_a_model_moved_for_feature_extraction_comes_back_trainable(colour_classes):  # noqa: F811
     """Moved to the evaluation's device and back inside inference mode, every parameter came back an inference
     tensor and the next training step failed ("Inference tensors cannot be saved for backward"). "cpu:0" is another

@@ -1092,6 +1092,25 @@ def test_the_cycle_loss_feeds_the_model_the_layout_it_was_converted_to(pairs):
     assert layouts == [True, False]
 
 
+def test_a_train_step_refuses_a_batch_without_the_rows_its_config_expects():
+    """Called from code with the defaults (background negatives and the cycle through them) on [2P, ...]: the
+    dense maps split into four parts, parts[2] was the rolled anchors, and the cycle's walk could stop at the very
+    copy it must arrive at: a short-cut loss, no error. Now the batch's rows are checked against the config."""
+    cfg = load_config(None, ["data.patch_size=32", "model.width=8", "model.embed_dim=32", "train.precision=fp32"])
+    assert cfg.miner.background_negatives and cfg.loss.cycle_background and cfg.loss.cycle_weight  # the defaults
+    model = build_model(cfg)
+    step = TrainStep(model, cfg, torch.device("cpu"), 10)
+    with pytest.raises(ValueError, match=r"x must be \[3P, 3, S, S\] \(anchors, positives, backgrounds; "
+                                         r"miner.background_negatives=True\): \[24, 3, S, S\] for 8 group codes, "
+                                         r"got \[16, 3, 32, 32\]"):
+        step(torch.randn(16, 3, 32, 32), torch.arange(8), 0)
+    assert step(torch.randn(24, 3, 32, 32), torch.arange(8), 0).diverged is None
+    off = load_config(None, ["data.patch_size=32", "model.width=8", "model.embed_dim=32", "train.precision=fp32",
+                             "miner.background_negatives=false", "loss.cycle_background=false"])
+    with pytest.raises(ValueError, match=r"x must be \[2P, 3, S, S\] \(anchors, positives; "):
+        TrainStep(build_model(off), off, torch.device("cpu"), 10)(torch.randn(24, 3, 32, 32), torch.arange(8), 0)
+
+
 def test_a_checkpoint_is_also_written_by_time(pairs, tmp_path, monkeypatch):
     """With train.checkpoint_minutes the rolling checkpoint is written once that much time passed, whatever
     checkpoint_every says: Ctrl-C at step 7 of a run checkpointed every 1000 steps kept nothing before, and a rerun

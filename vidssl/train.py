@@ -539,6 +539,7 @@ class TrainStep:
         self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         self.cycle_weight, self.cycle_temperature = cfg.loss.cycle_weight, cfg.loss.cycle_temperature
         self.cycle_background = cfg.loss.cycle_background
+        self.rows_per_pair = 3 if cfg.miner.background_negatives else 2
         cfg.validate()  # the cross-section rules, for configs built in code rather than loaded
         self.seed = cfg.seed
         self.channels_last = tc.channels_last
@@ -554,6 +555,12 @@ class TrainStep:
         groups: [P] codes, negatives come from other groups (vidssl.miners.candidate_mask)."""
         autocast = torch.autocast(self.device.type, dtype=self.amp) if self.amp else nullcontext()
         P, n = groups.numel(), x.shape[0]
+        if x.dim() != 4 or n != self.rows_per_pair * P:
+            # a 2P batch under background negatives split into four maps, and the cycle walked into its own target
+            k = self.rows_per_pair
+            rows = "anchors, positives, backgrounds" if k == 3 else "anchors, positives"
+            raise ValueError(f"x must be [{k}P, 3, S, S] ({rows}; miner.background_negatives={k == 3}): "
+                             f"[{k * P}, 3, S, S] for {P} group codes, got {list(x.shape)}")
         if self.cycle_weight:
             shift = cycle_shift(self.seed, step, x.shape[-2] // 8, x.shape[-1] // 8)
             rolled = torch.roll(x[:2 * P], (8 * shift[0], 8 * shift[1]), dims=(2, 3))  # anchors, positives: moved

@@ -60,9 +60,19 @@ def extract_features(models: dict, items: Dataset, batch_size: int = 64, num_wor
         for images, good in tqdm(loader, desc="features", unit="batch", disable=None if progress else True):
             x = images.to(device, non_blocking=True).float().div_(255)
             for name, model in models.items():
-                feats[name].append(model.embed(normalize_rgb(x, model.mean, model.std)).float().cpu())
+                feats[name].append(_pooled(name, model, x))
             ok.append(good)
     return {name: torch.cat(f) for name, f in feats.items()}, torch.cat(ok).numpy().astype(bool)
+
+
+def _pooled(name: str, model, x: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] in [0, 1] -> ``model.embed`` of it, float32 [B, D] on CPU. A model of one's own returning
+    [B, D, 1, 1] (a pool with keepdim) failed deep in the metrics with a matrix product's shape error."""
+    emb = model.embed(normalize_rgb(x, model.mean, model.std))
+    if emb.dim() != 2 or emb.shape[0] != x.shape[0]:
+        raise ValueError(f"{name}: embed() gave {list(emb.shape)} for a batch of {x.shape[0]} images; the Backbone "
+                         f"contract is [B, out_dim] (flatten a pooled [B, D, 1, 1] with .flatten(1))")
+    return emb.float().cpu()
 
 
 # ----------------------------------------------------------------------------------------------------------------
