@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from vidssl.losses import (DISTANCES, REDUCERS, Triplets, build_loss, build_reducer, dense_cycle_loss)
+from vidssl.losses import (DISTANCES, LOSSES, REDUCERS, Triplets, build_loss, build_reducer, dense_cycle_loss)
 from vidssl.train_config import LossConfig
 
 
@@ -134,6 +134,60 @@ def test_pairwise_euclidean_distances_are_never_negative(name):
         assert D.dtype == torch.float32 and D.min() >= 0
         want = torch.tensor([[NAIVE_DIST[name](ai, bj) for bj in b.tolist()] for ai in a.tolist()])
         torch.testing.assert_close(D, want, rtol=1e-3, atol=0.2 if name == "sqeuclidean" else 0.5)
+
+
+@pytest.mark.parametrize("name", ["sqeuclidean", "euclidean"])
+def test_pairwise_euclidean_is_exact_far_from_the_origin(name):
+    # norms ~50, distances ~0.1: the expanded ||x||^2 + ||y||^2 - 2 x.y was up to 0.19 off in float32, so the miner
+    # ranked candidates by other distances than the loss's rows; the differences themselves are exact there
+    g = torch.Generator().manual_seed(0)
+    centre = 50.0 * torch.nn.functional.normalize(torch.randn(1, 32, generator=g), dim=1)
+    x = centre + 0.05 * torch.randn(24, 32, generator=g)
+    y = centre + 0.05 * torch.randn(16, 32, generator=g)
+    D = DISTANCES[name]().pairwise(x, y)
+    want = torch.tensor([[NAIVE_DIST[name](xi, yj) for yj in y.double().tolist()] for xi in x.double().tolist()],
+                        dtype=torch.float64)
+    assert float(want.min()) > 0.01
+    torch.testing.assert_close(D.double(), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["ranking", "triplet", "contrastive"])
+def test_losses_refuse_embeddings_that_are_not_n_by_d(name):
+    """An [N, 1, D] batch indexed fine and gave [T, D] 'losses', a plausible wrong number after the reducer."""
+    loss = build_loss(LossConfig(name=name))
+    emb, t = _batch(torch.float32)
+    with pytest.raises(ValueError, match=r"embeddings must be \[N, D\] \(one row per patch\), got \[10, 1, 6\]: "
+                                         "flatten them"):
+        loss.per_triplet(emb[:, None, :], t)
+    with pytest.raises(ValueError, match="embeddings must be a floating .* got torch.int64: cast them to float"):
+        loss.per_triplet(emb.long(), t)
+    past = Triplets(a=t.a, p=t.p, n=t.n.clone().index_fill_(0, torch.tensor([2]), 10))
+    with pytest.raises(ValueError, match=r"triplet indices must be rows 0..9 of the \[10, 6\] embeddings, got "
+                                         r"indices in \[0, 10\]"):
+        loss.per_triplet(emb, past)
+    wrapped = Triplets(a=t.a, p=t.p, n=t.n.clone().index_fill_(0, torch.tensor([2]), -1))  # torch wraps: row 9
+    with pytest.raises(ValueError, match=r"got indices in \[-1, 9\]"):
+        loss.per_triplet(emb, wrapped)
+    empty = Triplets(*(torch.zeros(0, dtype=torch.int64),) * 3)
+    assert loss.per_triplet(emb, empty).shape == (0,)
+
+
+def test_the_torch_free_config_lists_agree_with_the_registries():
+    """train_config names the losses, distances and reducers without importing torch: a name in a list but not in
+    its registry loaded as config and failed later with a KeyError."""
+    import dataclasses
+    import re
+
+    from vidssl.train_config import DISTANCE_NAMES, LOSS_NAMES, REDUCER_NAMES
+
+    assert LOSS_NAMES == tuple(LOSSES)
+    assert DISTANCE_NAMES == tuple(DISTANCES)
+    assert REDUCER_NAMES == tuple(REDUCERS)
+    assert all(standard in DISTANCES for _, standard in LOSSES.values())
+    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(LossConfig)}
+    for key, names in (("name", LOSS_NAMES), ("distance", DISTANCE_NAMES), ("reducer", REDUCER_NAMES)):
+        for name in names:  # the help is written by hand: a new name must be described there too
+            assert re.search(rf"(?<![\w]){name}(?![\w])", helps[key]), f"loss.{key} help does not name {name}"
 
 
 def _naive_cycle(a, b, r, shift, temperature, extra=None):

@@ -97,6 +97,42 @@ def test_scores_match_loop():
             assert float(s.d_an[i, c]) == pytest.approx(d_an[i, c], abs=1e-5)
 
 
+@pytest.mark.parametrize("name", ["triplet", "contrastive"])
+def test_the_miner_scores_with_the_loss_s_own_distances(name):
+    """Far from the origin (norms ~50, distances ~0.1) the miner's pairwise distances were up to 0.19 off the
+    loss's per-triplet ones, so it picked negatives by distances the loss does not see."""
+    g = torch.Generator().manual_seed(0)
+    centre = 50.0 * torch.nn.functional.normalize(torch.randn(1, 16, generator=g), dim=1)
+    emb = centre + 0.05 * torch.randn(2 * P, 16, generator=g)
+    _, videos = _batch()
+    loss = build_loss(LossConfig(name=name))
+    s = score_candidates(emb, videos, loss)
+    a, n = torch.meshgrid(torch.arange(P), torch.arange(2 * P), indexing="ij")
+    a, n = a.flatten(), n.flatten()
+    torch.testing.assert_close(s.d_an[a, n], loss.distance.rows(emb[a], emb[n]), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(s.d_ap, loss.distance.rows(emb[:P], emb[P:]), rtol=1e-5, atol=1e-6)
+
+
+def test_scoring_refuses_embeddings_that_are_not_2p_by_d():
+    emb, videos = _batch()
+    loss = build_loss(LossConfig())
+    with pytest.raises(ValueError, match=r"embeddings must be \[N, D\] \(one row per patch\), got \[24, 1, 8\]: "
+                                         "flatten them"):
+        score_candidates(emb[:, None, :], videos, loss)
+    with pytest.raises(ValueError, match=r"embeddings must be \[2P, D\] = \[24, D\] for 12 group codes .* got "
+                                         r"\[23, 8\]"):
+        score_candidates(emb[:-1], videos, loss)  # P = 23 // 2 dropped the last positive
+
+
+def test_the_torch_free_miner_names_agree_with_the_registry():
+    """train_config names the miners without importing torch: a name missing from MINERS loaded as config and
+    failed later with a KeyError."""
+    from vidssl.miners import MINERS
+    from vidssl.train_config import MINER_NAMES
+
+    assert MINER_NAMES == tuple(MINERS)
+
+
 def test_random_miner_takes_k_valid_candidates():
     emb, videos = _batch()
     loss = build_loss(LossConfig())

@@ -3,6 +3,26 @@
 A triplet is three rows of the embedding batch: anchor ``a``, positive ``p`` and negative ``n``. Each loss is a
 function of the three distances D(a, p), D(a, n), D(p, n) and returns one value per triplet, so the same function
 scores every candidate in the miner (on distance matrices) and the selected triplets in the loss (on rows).
+
+Adding a loss (say ``"mine"``): a class in this file, registered as ``LOSSES["mine"] = (MyLoss, "cosine")`` (its
+standard distance, a key of DISTANCES), and the name added to ``LOSS_NAMES`` (and the ``loss.name`` help) in
+vidssl/train_config.py, then ``python -m vidssl.config > configs/default.yaml``. The class provides:
+
+- ``__init__(distance, margin, symmetric)``: build_loss passes a DISTANCES instance (``cfg.distance`` or the
+  standard one), ``loss.margin`` and ``loss.symmetric``; keep them as the attributes ``distance`` and ``margin``:
+  the miner scores candidates with ``distance.pairwise`` and MiningSchedule hands ``margin`` to every miner
+  (SemiHardMiner's band);
+- ``per_triplet(emb, t)``: [N, D] embeddings and a :class:`Triplets` -> [T] losses, one per triplet, attached to
+  the graph; call :func:`check_embeddings` first. A reducer (REDUCERS) then turns them into the step's loss;
+- ``negative_term(d_ap, d_an, d_pn)``: elementwise and broadcasting over distance tensors, the part of a
+  triplet's loss that depends on its negative; vidssl.miners.score_candidates calls it with d_ap [P, 1] and
+  d_an, d_pn [P, 2P], and > 0 means the candidate violates (what the hard and semi-hard miners keep).
+
+A loss that is not a sum over single triplets (InfoNCE: a softmax over all of an anchor's negatives) does not fit
+``per_triplet``; the training step (vidssl.train, ``per_triplet`` then the reducer) would have to change too.
+A distance is a class with a no-argument constructor, ``rows(x, y)`` ([N, D], [N, D] -> [N]) and ``pairwise(x,
+y)`` ([N, D], [M, D] -> [N, M]) that agree, registered in DISTANCES and DISTANCE_NAMES; a reducer is a function
+``(values [T], triplets, capacity) -> scalar``, registered in REDUCERS and REDUCER_NAMES.
 """
 from __future__ import annotations
 
@@ -35,7 +55,9 @@ class SquaredEuclidean:
         return (x - y).pow(2).sum(dim=1)
 
     def pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return (x.pow(2).sum(1, keepdim=True) + y.pow(2).sum(1) - 2.0 * x @ y.T).clamp_min(0.0)
+        # the differences, not ||x||^2 + ||y||^2 - 2 x.y: that cancels in float32 far from the origin (0.19 off at
+        # norms ~50 for distances ~0.1), and the miner would rank candidates by other distances than the loss's
+        return torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
 
 
 class Euclidean:
@@ -74,6 +96,26 @@ class Triplets:
         return int(self.a.numel())
 
 
+def check_embeddings(emb: torch.Tensor, t: Triplets | None = None) -> None:
+    """Raise ValueError unless ``emb`` is a 2-D floating [N, D] tensor and every index of ``t`` is a row of it.
+
+    Indexing an [N, 1, D] batch works and gives [T, 1, D] rows, whose distances come out [T, D]: a plausible
+    wrong number after the reducer instead of an error. The bound check costs one sync of the indices (torch
+    wraps negative indices silently, and an index past N is a device-side assert on CUDA)."""
+    if not isinstance(emb, torch.Tensor) or emb.ndim != 2:
+        got = list(emb.shape) if isinstance(emb, torch.Tensor) else type(emb).__name__
+        raise ValueError(f"embeddings must be [N, D] (one row per patch), got {got}: flatten them")
+    if not emb.is_floating_point():
+        raise ValueError(f"embeddings must be a floating [N, D] tensor, got {emb.dtype}: cast them to float")
+    if t is None or len(t) == 0:  # min/max of an empty tensor raise
+        return
+    lo, hi = torch.cat([t.a, t.p, t.n]).aminmax()
+    lo, hi = torch.stack([lo, hi]).tolist()
+    if lo < 0 or hi >= emb.shape[0]:
+        raise ValueError(f"triplet indices must be rows 0..{emb.shape[0] - 1} of the [{emb.shape[0]}, "
+                         f"{emb.shape[1]}] embeddings, got indices in [{lo}, {hi}]: mine them from this batch")
+
+
 class HingeTripletLoss:
     """max(0, D(a, p) - D(a, n) + M); symmetric: the mean of that and max(0, D(a, p) - D(p, n) + M).
 
@@ -96,6 +138,7 @@ class HingeTripletLoss:
 
     def per_triplet(self, emb: torch.Tensor, t: Triplets) -> torch.Tensor:
         """[N, D] embeddings, T triplets -> [T] losses."""
+        check_embeddings(emb, t)
         d = self.distance.rows
         return self.from_distances(d(emb[t.a], emb[t.p]), d(emb[t.a], emb[t.n]), d(emb[t.p], emb[t.n]))
 

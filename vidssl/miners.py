@@ -7,6 +7,18 @@ same-frame background: it is a negative of pair ``i`` only, added to what the mi
 A miner's ``select`` marks the chosen negatives of every pair among the 2P candidates as a ``[P, 2P]`` boolean
 mask; :meth:`MiningSchedule.mine` runs it under ``no_grad`` and turns it into validated
 :class:`~vidssl.losses.Triplets` (anchor, positive, negative index tensors), backgrounds added.
+
+Adding a miner (say ``"mine"``): a class in this file, registered as ``MINERS["mine"] = MyMiner``, and the name
+added to ``MINER_NAMES`` in vidssl/train_config.py (miner.warmup and miner.main take any of them), then
+``python -m vidssl.config > configs/default.yaml``. The class provides:
+
+- ``__init__(k, hard_ratio, margin, **_)``: MiningSchedule passes every miner the same keywords,
+  ``k=miner.negatives_per_pair``, ``hard_ratio=miner.hard_ratio`` and ``margin=loss.margin``; take ``**_`` for
+  those it does not use (a new setting: a MinerConfig field, added to those keywords);
+- ``select(s, g)``: a :class:`Scores` and a torch.Generator -> a [P, 2P] bool mask of the chosen negatives of
+  each pair, at most ``k`` a pair (the fixed reducer divides by P x K) and only where ``s.valid``
+  (validate_triplets refuses any other). Draw every random number from ``g``: it is seeded by (seed, step,
+  rank), so a resumed run mines as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -18,7 +30,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from vidssl.losses import Triplets
+from vidssl.losses import Triplets, check_embeddings
 from vidssl.seeds import Stream, step_generator
 from vidssl.train_config import MinerConfig
 
@@ -50,7 +62,11 @@ def candidate_mask(groups: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def score_candidates(emb: torch.Tensor, groups: torch.Tensor, loss) -> Scores:
     """[2P, D] embeddings, [P] group codes (see candidate_mask) -> every candidate's distance and loss."""
-    P = emb.shape[0] // 2
+    check_embeddings(emb)
+    P = groups.numel()
+    if emb.shape[0] != 2 * P:  # P = N // 2 would drop a row, or candidate_mask would not fit the distances
+        raise ValueError(f"embeddings must be [2P, D] = [{2 * P}, D] for {P} group codes (anchors, then "
+                         f"positives), got {list(emb.shape)}")
     emb = emb.detach().float()
     d_anchor = loss.distance.pairwise(emb[:P], emb)
     d_pos = loss.distance.pairwise(emb[P:], emb)
