@@ -1092,6 +1092,33 @@ def test_the_cycle_loss_feeds_the_model_the_layout_it_was_converted_to(pairs):
     assert layouts == [True, False]
 
 
+@pytest.mark.parametrize("unranked_from, cycle_weight, warned", [(5, 0, True), (11, 0, False), (5, 0.2, False)])
+def test_a_run_whose_ranking_loss_had_nothing_to_learn_says_so(pairs, tmp_path, monkeypatch, caplog, unranked_from,
+                                                              cycle_weight, warned):
+    """The paper's setting (no cycle loss) on a few videos: after a couple of hundred steps no triplet violates the
+    margin, the loss is 0 and every later step trains nothing, which only the log's `active` column showed. Here the
+    ranking loss is made 0 from a chosen step on: 15 of 20 steps are said; 9 of 20, or a cycle loss, are not."""
+    from vidssl.losses import HingeTripletLoss
+
+    per_triplet, calls = HingeTripletLoss.per_triplet, []
+
+    def solved_from(self, emb, t):
+        calls.append(None)
+        values = per_triplet(self, emb, t)
+        return values * 0 if len(calls) > unranked_from else values
+
+    monkeypatch.setattr(HingeTripletLoss, "per_triplet", solved_from)
+    settings = TINY + ["train.steps=20", "miner.hard_start=0", "miner.main=random",
+                       f"loss.cycle_weight={cycle_weight}"]
+    with caplog.at_level(logging.WARNING, logger="vidssl.train"):
+        train(pairs, tmp_path / "run", load_config(None, settings), progress=False)
+    said = [r.getMessage() for r in caplog.records if "steps had no triplet violating" in r.getMessage()]
+    assert said == ([f"train: {20 - unranked_from} of this session's 20 steps had no triplet violating "
+                     "loss.margin=0.5, and with loss.cycle_weight=0 they trained nothing: the tracks are told apart "
+                     "already. More videos (more distinct tracks), miner.same_video_negatives=true or the dense cycle "
+                     "loss (loss.cycle_weight=0.2, the default) give training more to learn"] if warned else [])
+
+
 def test_a_train_step_refuses_a_batch_without_the_rows_its_config_expects():
     """Called from code with the defaults (background negatives and the cycle through them) on [2P, ...]: the
     dense maps split into four parts, parts[2] was the rolled anchors, and the cycle's walk could stop at the very

@@ -467,6 +467,16 @@ def _collapse_advice(flat_share: float, pairs_dir: Path) -> str:
     return "a run that stays here wants a lower train.lr"
 
 
+def _warn_unranked(unranked: int, steps: int, cfg: Config) -> None:
+    """Most steps with no triplet over the margin and no cycle loss: those steps trained nothing (the paper's
+    setting on a few videos, whose tracks the network tells apart after a couple of hundred steps)."""
+    if cfg.loss.cycle_weight == 0 and steps >= 20 and unranked >= steps / 2:
+        log.warning("train: %d of this session's %d steps had no triplet violating loss.margin=%g, and with "
+                    "loss.cycle_weight=0 they trained nothing: the tracks are told apart already. More videos (more "
+                    "distinct tracks), miner.same_video_negatives=true or the dense cycle loss (loss.cycle_weight=0.2, "
+                    "the default) give training more to learn", unranked, steps, cfg.loss.margin)
+
+
 def _seed_step(seed: int, step: int, d: Dist) -> None:
     """Seed torch's global generator (dropout, the only model randomness) from (seed, global batch): every process
     draws its own masks, and a resumed run draws exactly what an uninterrupted one would, whatever came before."""
@@ -499,6 +509,7 @@ class StepOutput:
     grad_norm: torch.Tensor
     diverged: str | None  # "loss", "embeddings" or "gradient" when non-finite (on any rank): nothing was updated
     cycle: torch.Tensor | None = None  # the dense cycle loss (before its weight), when loss.cycle_weight > 0
+    ranked: bool = True  # whether any triplet violated the margin (the ranking loss had something to learn)
 
 
 def cycle_shift(seed: int, step: int, h: int, w: int) -> tuple[int, int]:
@@ -587,7 +598,8 @@ class TrainStep:
             loss = loss + self.cycle_weight * cycle
         out = StepOutput(loss, emb, values, triplets, scores, phase, torch.zeros(()), None, cycle)
         # NaN embeddings can leave the loss finite: the miners pick no NaN candidate, and no triplet gives 0
-        loss_finite, emb_finite = torch.stack([torch.isfinite(loss), torch.isfinite(emb).all()]).tolist()  # 1 sync
+        loss_finite, emb_finite, out.ranked = torch.stack([torch.isfinite(loss), torch.isfinite(emb).all(),
+                                                           (values.detach() > 0).any()]).tolist()  # 1 sync
         broken = None if loss_finite and emb_finite else "loss" if not loss_finite else "embeddings"
         if _any_rank(broken is not None, self.d, self.device):
             out.diverged = broken or "loss or embeddings on another rank"
@@ -977,6 +989,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
     speed_from = None
     fit_again = False  # the first fit of a new run is made again at the end of the warm-up
     planned = total  # the step count before any fit: a fit never goes beyond it
+    unranked_steps = 0  # steps of this session on which no triplet violated the margin
     guarding, guard_entries = False, 0  # whether the collapse guard held the miner back at the last step; how often
     # it began to this session
     stopping = StopAtStepEnd()
@@ -1007,6 +1020,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
                              "miner.guard_neg_cos: mining with miner.main (%s) again", step, schedule.neg_cos_ema,
                              cfg.miner.main)
             guarding = out.phase == "guard"
+            unranked_steps += not out.ranked
             window_steps += 1
             window_triplets += len(out.triplets)
 
@@ -1126,6 +1140,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
             atomic_write_json(run_dir / "stats.json", stats)
     finally:
         stopping.restore()
+    if d.main:
+        _warn_unranked(unranked_steps, step - start, cfg)
     if stopping.signum is not None:
         # it came during the last checkpoint or stats.json: delivered now, not swallowed, but after stats.json, so
         # that the finished training is recorded as finished (it was reported as interrupted, with no stats.json)
