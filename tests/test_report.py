@@ -325,6 +325,29 @@ def test_a_run_made_stage_by_stage_gets_its_report_and_compares(tmp_path, capsys
     assert "empty: nothing to report" in capsys.readouterr().err
 
 
+def test_a_run_made_stage_by_stage_has_its_training_s_config_seed_and_versions_in_its_summary(tmp_path):
+    """summary.json's config and versions came from RUN/config.yaml, which only pretrain writes: a run made stage by
+    stage had neither, and no seed, though RUN/train/config.yaml records all three."""
+    import yaml
+
+    run = tmp_path / "real"
+    make_run(run, "real/backbone", davis=0.8, flow=2.5)
+    versions = {"vidssl": "0.1.0", "git_sha": "abc123", "torch": "2.14.1"}
+    (run / "train").mkdir(exist_ok=True)
+    (run / "train" / "config.yaml").write_text(yaml.safe_dump({"config": {"seed": 7, "train": {"lr": 0.02}},
+                                                               "versions": versions}))
+    assert main(["report", str(run)]) == 0
+    summary = strict_loads((run / "summary.json").read_text())
+    assert summary["config"] == str(run / "train" / "config.yaml") and summary["versions"] == versions
+    assert summary["seed"] == 7
+    assert "Code: vidssl 0.1.0 at abc123, torch 2.14.1." in (run / "report.html").read_text()
+    # a pretrain run's own config.yaml comes first
+    (run / "config.yaml").write_text(yaml.safe_dump({"config": {"seed": 3}, "versions": versions}))
+    assert main(["report", str(run)]) == 0
+    summary = strict_loads((run / "summary.json").read_text())
+    assert summary["config"] == str(run / "config.yaml") and summary["seed"] == 3
+
+
 def test_report_of_one_stage_s_folder_says_what_it_is_and_what_to_pass(tmp_path, capsys, monkeypatch):
     """`vidssl report runs/real/train` (a `vidssl train --out` folder) said only "nothing to report ... the README's
     walkthrough shows the layout": a stage's own folder is named as such, with the run folder to pass where it sits

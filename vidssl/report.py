@@ -1097,7 +1097,9 @@ def build_report(run_dir: str | Path) -> Path:
     elif len(tabled) == 1:  # no export in RUN (stage by stage, weights written elsewhere):
         summary["trained_model"] = tabled.pop()  # the one weights file its tables hold
     resolved = run / "config.yaml"
-    if resolved.is_file():  # what a script needs to reproduce the run: the config file and the code's versions
+    if not resolved.is_file() and (run / "train" / "config.yaml").is_file():  # made stage by stage: its training's
+        resolved = run / "train" / "config.yaml"
+    if resolved.is_file():  # what a script needs to reproduce the run: the config file, its seed, the code's versions
         import yaml
 
         summary["config"] = str(resolved)
@@ -1111,6 +1113,9 @@ def build_report(run_dir: str | Path) -> Path:
         # after report.html was written
         summary["versions"] = {str(k): v if v is None or isinstance(v, (str, int, float, bool)) else str(v)
                                for k, v in versions.items()} if isinstance(versions, dict) else None
+        config = recorded.get("config") if isinstance(recorded, dict) else None
+        seed = config.get("seed") if isinstance(config, dict) else None
+        summary["seed"] = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
     else:
         recorded = None
     top = 1 if warnings else 0  # what comes before the headline: the warnings, the files left unread, the stages
@@ -1133,7 +1138,7 @@ def build_report(run_dir: str | Path) -> Path:
         sections.insert(top, not_made)
         top += 1
     # which code made each part: a checkout edited between the stages of a run made its parts with other code
-    parts = {"config.yaml": recorded.get("versions") if isinstance(recorded, dict) else None}
+    parts = {resolved.relative_to(run).as_posix(): recorded.get("versions") if isinstance(recorded, dict) else None}
     if card is not None:
         parts.update({"training": card.get("versions"), "export": card.get("exported_with")})
     parts.update({f"evaluation {task}": result.get("versions") for task, result in eval_results.items()})
