@@ -2508,6 +2508,32 @@ def test_each_video_records_what_mined_it_and_a_mixed_folder_is_told(mined, tmp_
     assert "mined with 2 different versions of opencv" in caplog.text
 
 
+def test_mining_records_library_versions_as_the_run_s_config_does():
+    """A pair folder's config.yaml said opencv 5.1.0.95 (package metadata) and its done markers and dataset.json
+    5.1.0 (cv2.__version__): one spelling, the installed wheel's, which also tells two builds of one OpenCV apart."""
+    import subprocess
+    import sys
+    from importlib import metadata
+
+    from tracking.dataset import mining_versions
+
+    recorded = mining_versions()
+    wheel = next(v for v in (_installed(metadata, d) for d in ("opencv-contrib-python", "opencv-python")) if v)
+    assert recorded["opencv"] == wheel and recorded["numpy"] == metadata.version("numpy")
+    assert recorded["pyav"] == _installed(metadata, "av") and recorded["decord"] == _installed(metadata, "decord")
+    assert "torch" not in recorded and "torchvision" not in recorded
+    code = "import sys; from tracking.dataset import mining_versions; mining_versions(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"  # mining never pays torch's import
+
+
+def _installed(metadata, dist):
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 @pytest.mark.parametrize("tracker, missing", [("kcf", "TrackerKCF_create"), ("kcf", "TrackerKCF_Params"),
                                               ("csrt", "TrackerCSRT_create")])
 def test_an_opencv_without_its_contrib_trackers_is_refused_before_any_video(tracker, missing, tmp_path, monkeypatch,

@@ -518,21 +518,12 @@ def _process_versions() -> dict:
 
 
 def mining_versions() -> dict:
-    """Versions of what decides the pairs. Not vidssl.config.versions(): it imports torch, which mining never needs
-    and which alone costs about 800 MB of RSS, more than mining a 1080p video."""
-    import platform
-    import sys
+    """Versions of what decides the pairs: vidssl.config.versions() less torch and torchvision, which mining never
+    imports. Read as that does, from package metadata: OpenCV's ``cv2.__version__`` (5.1.0) named no wheel build,
+    and a pair folder's config.yaml said 5.1.0.95 beside its markers' 5.1.0."""
+    from vidssl.config import versions
 
-    from vidssl import __version__
-    from vidssl.config import git_state
-
-    out = {"vidssl": __version__, "python": sys.version.split()[0], "platform": platform.platform(), **git_state()}
-    for name, module in (("opencv", "cv2"), ("pyav", "av"), ("decord", "decord"), ("numpy", "numpy")):
-        try:
-            out[name] = __import__(module).__version__
-        except ImportError:
-            out[name] = None
-    return out
+    return {k: v for k, v in versions().items() if k not in ("torch", "torchvision")}
 
 
 def _remove_leftovers(out_dir: Path, listed: set[str]) -> None:
