@@ -320,6 +320,30 @@ def test_cli_eval_davis(tmp_path, capsys):
     assert code == 1 and (out / "config.yaml").read_bytes() == config_before
 
 
+def test_cli_records_which_weights_files_were_scored(tmp_path):
+    from test_retrieval_pipeline import assert_twins_recorded, export_twins
+    from vidssl.cli import main
+
+    data = tmp_path / "davis"
+    write_moving_squares(data, frames=3)
+    paths = export_twins(tmp_path)
+    out = tmp_path / "eval"
+    assert main(["-q", "eval", "davis", "--weights", *map(str, paths), "--data", str(data), "--out", str(out),
+                 "--set", "eval.davis.context=1", "--set", "eval.davis.overlay_frames=1"]) == 0
+    assert_twins_recorded(json.loads((out / "metrics.json").read_text())["weights"], paths)
+
+
+def test_a_module_from_code_records_no_weights_file(tmp_path):
+    from vidssl.models import build_backbone
+
+    data = tmp_path / "davis"
+    write_moving_squares(data, frames=3)
+    models = {"mine": build_backbone("smallcnn", width=4).eval(), "raw pixels": PixelFeatures().eval()}
+    metrics = evaluate_davis(models, data, tmp_path / "eval", DavisConfig(context=1, overlay_frames=1),
+                             progress=False)
+    assert metrics["weights"] == {"mine": None, "raw pixels": None}
+
+
 def test_a_bad_sequence_is_skipped_and_reported(tmp_path):
     data = tmp_path / "davis"
     write_moving_squares(data, "good", frames=4)

@@ -129,6 +129,27 @@ def test_cli_runs_the_benchmark_and_reports_user_errors(dataset, tmp_path, capsy
     assert code == 2 and "lucas_kanade" in capsys.readouterr().err
 
 
+def test_cli_records_which_weights_files_were_scored(dataset, tmp_path):
+    from test_retrieval_pipeline import assert_twins_recorded, export_twins
+
+    root, _ = dataset
+    paths = export_twins(tmp_path)
+    out = tmp_path / "cli"
+    assert main(["-q", "eval", "flow", "--weights", *map(str, paths), "--data", str(root), "--out", str(out),
+                 "--no-transfer", "--set", "eval.flow.classical=[zero]", "--set", "eval.flow.figures=false"]) == 0
+    saved = json.loads((out / "metrics.json").read_text())
+    assert "match[run/backbone']" in saved["methods"]  # the rows the weights are recorded for, by model name
+    assert_twins_recorded(saved["weights"], paths)
+
+
+def test_a_module_from_code_records_no_weights_file(dataset, tmp_path):
+    root, _ = dataset
+    models = {"tiny": build_backbone("smallcnn", width=4).eval(), "raw pixels": PixelFeatures().eval()}
+    cfg = dataclasses.replace(CFG, classical=["zero"], transfer=False, figures=False)
+    result = evaluate_flow(models, root, tmp_path / "eval", cfg, progress=False)
+    assert result["weights"] == {"tiny": None, "raw pixels": None}
+
+
 def test_data_with_no_readable_pair_fails_before_any_transfer_training(dataset, tmp_path, monkeypatch):
     """The transfer decoders trained for their whole budget (and wrote OUT/transfer) before the first pair was
     read; a folder of broken pairs then failed minutes later and left OUT behind."""

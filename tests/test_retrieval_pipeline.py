@@ -252,6 +252,80 @@ def test_cli_with_exported_weights(colour_classes, tmp_path, capsys):
     assert rc != 0 and "notes.txt: a file, not a data folder" in capsys.readouterr().err
 
 
+def export_twins(root):
+    """Two different smallcnn exports whose rows take the same label, ``run/backbone``: a/run/backbone.pt and
+    b/run/backbone.pt, each with a card naming its own git_sha and training steps."""
+    from vidssl.export import save_backbone
+    from vidssl.models import build_backbone
+
+    paths = []
+    for seed, folder in enumerate(("a", "b")):
+        torch.manual_seed(seed)
+        card = {"git_sha": f"sha-{folder}", "training": {"steps": 10 * (seed + 1), "total_steps": 20}}
+        paths.append(save_backbone(build_backbone("smallcnn"), root / folder / "run" / "backbone.pt", card,
+                                   safetensors=False))
+    return paths
+
+
+def assert_twins_recorded(weights: dict, paths) -> None:
+    """``metrics.json``'s ``weights`` of an evaluation of :func:`export_twins`: each file's own path, digest and
+    card fields on its own row, and nothing for the baselines."""
+    import hashlib
+
+    assert list(weights) == ["run/backbone", "run/backbone'", "smallcnn (random init)", "raw pixels"]
+    for name, path, folder, steps in zip(weights, paths, "ab", (10, 20)):
+        assert weights[name] == {"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                                 "card": str((path.parent / "model_card.json").resolve()), "git_sha": f"sha-{folder}",
+                                 "steps": steps, "total_steps": 20}
+    assert weights["run/backbone"]["sha256"] != weights["run/backbone'"]["sha256"]
+    assert weights["smallcnn (random init)"] is None and weights["raw pixels"] is None
+
+
+def test_cli_records_which_weights_files_were_scored(colour_classes, tmp_path, monkeypatch):
+    from vidssl.cli import main
+    from vidssl.eval import baselines
+
+    paths = export_twins(tmp_path)
+    hashed = []
+    sha256 = baselines.file_sha256
+    monkeypatch.setattr(baselines, "file_sha256", lambda path, *a: hashed.append(path) or sha256(path, *a))
+    out = tmp_path / "eval"
+    rc = main(["-q", "eval", "retrieval", "--weights", *map(str, paths), "--data", str(colour_classes), "--out",
+               str(out), "--set", "eval.retrieval.image_size=32", "--set", "eval.retrieval.num_workers=0"])
+    assert rc == 0
+    assert_twins_recorded(json.loads((out / "metrics.json").read_text())["weights"], paths)
+    assert len(hashed) == 2  # each file read for its digest once
+
+
+def test_a_safetensors_given_twice_is_hashed_once_and_its_embedded_card_recorded(colour_classes, tmp_path,
+                                                                                  monkeypatch):
+    from vidssl.cli import main
+    from vidssl.eval import baselines
+    from vidssl.export import save_backbone
+    from vidssl.models import build_backbone
+
+    save_backbone(build_backbone("smallcnn"), tmp_path / "x" / "w.pt", {"git_sha": "abc"})
+    (tmp_path / "x" / "w.model_card.json").unlink()  # the card inside the .safetensors is the one left
+    weights = tmp_path / "x" / "w.safetensors"
+    hashed = []
+    sha256 = baselines.file_sha256
+    monkeypatch.setattr(baselines, "file_sha256", lambda path, *a: hashed.append(path) or sha256(path, *a))
+    out = tmp_path / "eval"
+    assert main(["-q", "eval", "retrieval", "--weights", str(weights), str(weights), "--data", str(colour_classes),
+                 "--out", str(out), "--set", "eval.retrieval.image_size=32"]) == 0
+    recorded = json.loads((out / "metrics.json").read_text())["weights"]
+    assert recorded["x/w"] == recorded["x/w'"] == {
+        "path": str(weights.resolve()), "sha256": sha256(weights), "card": str(weights.resolve()), "git_sha": "abc",
+        "steps": None, "total_steps": None}
+    assert hashed == [weights]  # the file given twice is read for its digest once
+
+
+def test_a_module_from_code_records_no_weights_file(colour_classes, tmp_path):
+    result = evaluate_retrieval(models(), colour_classes, tmp_path / "eval", CFG)
+    assert result["weights"] == {"smallcnn (random init)": None, "raw pixels": None}
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["weights"] == result["weights"]
+
+
 def test_cli_mines_a_video_folder(tmp_path, capsys):
     from vidssl.cli import main
     from vidssl.demo import make_demo_videos

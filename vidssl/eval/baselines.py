@@ -4,6 +4,7 @@ evaluation treats all rows of its table the same way.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -61,12 +62,54 @@ class PixelFeatures(nn.Module):
         return F.avg_pool2d(rgb_to_lab(x.clamp(0, 1)), 8, stride=8, ceil_mode=True)
 
 
+# the attribute :func:`feature_models` gives each backbone it loads from a file: :func:`weights_provenance` of it, read
+# by every evaluation into its metrics.json (a module built in code has none, and its row records no file)
+PROVENANCE_ATTR = "weights_provenance"
+
+
+def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    """The SHA-256 of the file at ``path``, read in chunks (a ResNet-50's weights are 100 MB, a ViT's GBs)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_provenance(path: str | Path) -> dict:
+    """What an evaluation records of a weights file it scored: its resolved path, its SHA-256, the model card read
+    for it (the ``.safetensors`` itself where the card rides inside) and that card's ``git_sha`` and training
+    ``steps`` / ``total_steps`` (None where the card has none: one written by hand, or an export of older days;
+    ``card`` None too for weights without one, loaded with an ``arch`` given)."""
+    from vidssl.export import ModelFileError, find_card, read_card
+
+    path = Path(path)
+    card_file = find_card(path)  # beside the path as given, as load_backbone looks for it (not beside a link's target)
+    try:
+        card = read_card(path)
+    except ModelFileError:
+        card, card_file = {}, None
+    else:
+        card_file = card_file or path  # none beside it: the .safetensors carries its card inside
+    training = card.get("training") if isinstance(card.get("training"), dict) else {}
+    return {"path": str(path.resolve()), "sha256": file_sha256(path),
+            "card": None if card_file is None else str(card_file.resolve()),
+            "git_sha": card.get("git_sha"), "steps": training.get("steps"), "total_steps": training.get("total_steps")}
+
+
+def weights_record(models: dict[str, nn.Module]) -> dict[str, dict | None]:
+    """Per row of ``models``, the :func:`weights_provenance` of the file it was loaded from, or None for a row that
+    came from no file (a baseline, or a module passed from code): the evaluations' metrics.json ``weights``."""
+    return {name: getattr(model, PROVENANCE_ATTR, None) for name, model in models.items()}
+
+
 def feature_models(weights: list[str | Path] | tuple = (), arch: str | None = None, seed: int = 0,
                    pixels: bool = True, random_init: bool = True,
                    arch_kwargs: dict | None = None) -> dict[str, nn.Module]:
     """The rows of an evaluation table, in order: each weights file's backbone (named after the file's folder and
     stem; a run folder stands for its backbone.pt), the same architecture at random init with a fixed seed, and raw
-    pixels. All in eval mode.
+    pixels. All in eval mode. Each backbone of a file carries the file's :func:`weights_provenance` as its
+    ``weights_provenance`` attribute, which the evaluations record (:func:`weights_record`).
 
     ``arch`` names the random-init architecture when no weights file is given; with weights files, an explicit
     ``arch`` that disagrees with one of them is an error. Without ``arch``, each distinct architecture among the
@@ -81,9 +124,15 @@ def feature_models(weights: list[str | Path] | tuple = (), arch: str | None = No
 
     models: dict[str, nn.Module] = {}
     specs: list[dict] = []  # the random-init rows to build: distinct (arch, constructor arguments) of the files
+    provenance: dict[Path, dict] = {}  # by resolved path: a file given twice is hashed once
     for path in weights:
         path = resolve_weights(path)  # a run folder -> RUN/backbone.pt, so its row is named like the file's
         model = load_backbone(path)
+        # recorded now, right after the load, and once: every evaluation of these models reads it off the module
+        # (`vidssl pretrain` scores one load on three tasks), none hashes the file again
+        if path.resolve() not in provenance:
+            provenance[path.resolve()] = weights_provenance(path)
+        setattr(model, PROVENANCE_ATTR, dict(provenance[path.resolve()]))
         name = weights_row_name(path)
         while name in models:
             name += "'"

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from vidssl.eval import MASKS, jf, retire_results
+from vidssl.eval.baselines import weights_record
 from vidssl.eval.config import DavisConfig
 from vidssl.eval.davis_data import (DavisDataError, DavisSequence, FirstFrameOnly, check_layout, list_sequences,
                                     load_sequence)
@@ -332,8 +333,10 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
     ``out_dir/overlays/<model>/<sequence>.png`` (``cfg.overlay_frames`` frames: prediction filled, ground truth
     outlined); with ``cfg.save_masks`` also the predicted palette PNGs in ``out_dir/masks/<model>/<sequence>/``
     (readable by the official DAVIS evaluator). A sequence that cannot be read is skipped with a warning and listed
-    under ``"skipped"``; none left is an error. Each model runs in eval mode on ``cfg.device`` and is handed back
-    in the mode and on the device it came with. Returns the metrics.json content.
+    under ``"skipped"``; none left is an error. ``"weights"`` says per model the file it was loaded from
+    (:func:`vidssl.eval.baselines.weights_record`), None for a module from code or a baseline. Each model runs in
+    eval mode on ``cfg.device`` and is handed back in the mode and on the device it came with. Returns the
+    metrics.json content.
     """
     from tqdm import tqdm
 
@@ -436,7 +439,9 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
                             "mean_over": "objects", "objects": "those in the first frame's mask",
                             # published numbers (CRW, VFS, DINO) are of full-size frames: 0
                             "max_side": cfg.max_side},
-               "config": asdict(cfg), "versions": versions(), "models": models_out}
+               "config": asdict(cfg), "versions": versions(), "models": models_out,
+               # per row, the file it was loaded from (path, sha256, its card's git_sha and steps), or None
+               "weights": weights_record(models)}
     atomic_write_json(out_dir / "metrics.json", metrics)
     atomic_write_text(out_dir / "metrics.md", metrics_markdown(metrics))
     return metrics

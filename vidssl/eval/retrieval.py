@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vidssl.errors import ConfigError, VidsslError
 from vidssl.eval import retire_results
+from vidssl.eval.baselines import weights_record
 from vidssl.eval.config import RetrievalConfig
 from vidssl.device import resolve_device
 from vidssl.eval.frozen import check_models, evaluation_mode
@@ -83,7 +84,8 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
                        cfg: RetrievalConfig, kind: str = "auto", progress: bool = True,
                        davis_subset: str = "val") -> dict:
     """Evaluate every model on the retrieval data in ``data_dir``; write ``metrics.json``, ``metrics.md`` and
-    ``grid_<model>.png`` into ``out_dir``; return the ``metrics.json`` payload (per model under ``"models"``)."""
+    ``grid_<model>.png`` into ``out_dir``; return the ``metrics.json`` payload (per model under ``"models"``; under
+    ``"weights"`` the file each row was loaded from, None for a module from code or a baseline)."""
     from vidssl.config import check_section, versions
 
     check_section(cfg, "eval.retrieval", RetrievalConfig)
@@ -172,6 +174,9 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
         "min_gap": min_gap,  # the gap applied: a track set's own (its pairs' length), else config.min_gap
         "skipped": data.skipped,
         "models": results,
+        # per row, the file it was loaded from (path, sha256, its card's git_sha and steps), or None: a row label
+        # such as "run/backbone" names no file
+        "weights": weights_record(models),
         "grids": {name: path.name for name, path in grids.items()},
         "config": dataclasses.asdict(cfg),
         "versions": versions(),

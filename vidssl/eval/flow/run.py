@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from vidssl.errors import VidsslError
 from vidssl.eval import retire_results
+from vidssl.eval.baselines import weights_record
 from vidssl.eval.config import MAX_FLOW_FIGURES as MAX_FIGURES
 from vidssl.eval.config import FlowConfig
 from vidssl.eval.flow.data import find_pairs, load_pair, select_pairs
@@ -123,7 +124,8 @@ def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out
     """Evaluate every method on every pair under ``data_dir`` (those ``cfg.pairs`` matches, when it names any);
     write ``out_dir/metrics.json``, ``metrics.md`` and ``pairs/<pair>.png`` (for at most MAX_FIGURES pairs, spread
     evenly over them). ``models`` maps a row name to a backbone (its dense features feed methods 3 and 4);
-    ``budget_minutes`` (default ``cfg.budget_minutes``) bounds transfer training. Returns the metrics.json content.
+    ``budget_minutes`` (default ``cfg.budget_minutes``) bounds transfer training. Returns the metrics.json content,
+    whose ``weights`` says per model the file it was loaded from (None for a module from code or a baseline).
 
     A pair whose files cannot be read is skipped and listed under ``skipped`` with the reason. Each model runs in
     eval mode on ``cfg.device`` and is handed back in the mode and on the device it came with.
@@ -186,6 +188,9 @@ def evaluate_flow(models: dict[str, nn.Module], data_dir: str | os.PathLike, out
         "seed": seed,
         # the transfer budget applied: config.budget_minutes, or what `vidssl pretrain` could give it
         "budget_minutes": budget_s / 60, "config": asdict(cfg), "versions": versions(),
+        # per model (the name inside match[...] and transfer[...]), the file it was loaded from (path, sha256, its
+        # card's git_sha and steps), or None
+        "weights": weights_record(models),
     }
     atomic_write_json(out_dir / "metrics.json", summary)
     atomic_write_text(out_dir / "metrics.md", markdown_table(summary))
