@@ -1013,3 +1013,50 @@ def test_one_training_copied_counts_once_not_as_a_second_seed(tmp_path, capsys):
         (run / "summary.json").write_text(json.dumps(summary))
     assert main(["compare", str(runs[0]), str(runs[1])]) == 1
     assert "hold the same trained weights" in capsys.readouterr().err
+
+
+def test_runs_trained_on_pairs_mined_otherwise_elsewhere_differ(tmp_path, capsys):
+    """Runs made stage by stage on pairs outside them (no RUN/pairs/config.yaml) were compared by their train
+    commands' mine sections, both the defaults: runs on pairs mined with mine.box_fraction 0.5 and 0.33 were listed
+    as seeds of one setup. Their trainings' records (train/stats.json, else the model card) tell them apart, and
+    pairs of other videos differ in their manifest's digest; older runs, which record neither, have their mining
+    unknown (no difference)."""
+    from train_utils import synthetic_pairs
+    from vidssl.config import load_config
+    from vidssl.export import export_backbone
+    from vidssl.train import train
+
+    tiny = load_config(None, ["data.patch_size=32", "data.num_workers=0", "model.width=8", "model.embed_dim=16",
+                              "train.batch_pairs=8", "train.steps=2", "train.budget_minutes=null",
+                              "train.image_every=0", "train.threads=1", "train.warmup_steps=0",
+                              "miner.background_negatives=false", "loss.cycle_background=false"])
+
+    def made_stage_by_stage(name, box, num_videos=3):
+        pairs = synthetic_pairs(tmp_path / f"pairs_{name}", num_videos=num_videos, tracks_per_video=8,
+                                mined_with={"box_fraction": box})
+        run = _run_folder(tmp_path, name, 0.8, 0.85, 0.6)
+        train(pairs, run / "train", tiny, progress=False)
+        export_backbone(run / "train", run / "backbone.pt")
+        return run
+
+    def differences(*runs):
+        assert main(["compare", *map(str, runs)]) == 0
+        return [line for line in capsys.readouterr().out.splitlines() if line.startswith("- ")]
+
+    a, b, c = made_stage_by_stage("a", 0.5), made_stage_by_stage("b", 0.33), made_stage_by_stage("c", 0.5, 4)
+    assert differences(a, b) == ["- mine.box_fraction: 0.5 / 0.33"]
+    digests = [json.loads((run / "model_card.json").read_text())["training"]["mining"]["manifest_sha256"][:12]
+               for run in (a, c)]
+    assert digests[0] != digests[1] and differences(a, c) == [f"- pairs (manifest_sha256): {' / '.join(digests)}"]
+    for run in (a, b):  # the weights and their card alone: the card's record
+        shutil.rmtree(run / "train")
+    assert differences(a, b) == ["- mine.box_fraction: 0.5 / 0.33"]
+    for run in (a, b):  # cards of an earlier version: the train commands' mine sections, and no digest
+        card = json.loads((run / "model_card.json").read_text())
+        del card["training"]["mining"]
+        (run / "model_card.json").write_text(json.dumps(card))
+    assert differences(a, b) == [] and differences(a, c) == []
+    card = json.loads((a / "model_card.json").read_text())  # its train command was given another mine section,
+    card["config"]["mine"]["box_fraction"] = 0.33  # which says nothing of the pairs: unknown, not different
+    (a / "model_card.json").write_text(json.dumps(card))
+    assert differences(a, c) == []

@@ -99,6 +99,23 @@ def test_the_card_names_the_code_that_trained_the_weights_not_the_exporting_code
     assert card["git_sha"] is None and card["training"]["sessions"] == []
 
 
+def test_the_card_records_how_the_pairs_were_mined(tmp_path):
+    """The card's config holds the train command's mine section (defaults): from the weights and card alone the
+    pairs, mined here with mine.box_fraction=0.33, were mined again with 0.5. Its training section now records the
+    pairs' own settings and manifest digest; a checkpoint of an earlier version exports without them."""
+    pairs = synthetic_pairs(tmp_path / "pairs", num_videos=3, tracks_per_video=8, mined_with={"box_fraction": 0.33})
+    meta = json.loads((pairs / "dataset.json").read_text())
+    train(pairs, tmp_path / "train", load_config(None, TINY), progress=False)
+    export_backbone(tmp_path / "train", tmp_path / "out" / "backbone.pt")
+    card = json.loads((tmp_path / "out" / "model_card.json").read_text())
+    assert card["training"]["mining"] == {"mine": meta["config"], "video": {"backend": "auto"},
+                                          "manifest_sha256": meta["manifest_sha256"], "videos_root": "/videos"}
+    assert card["training"]["mining"]["mine"]["box_fraction"] == 0.33 and card["config"]["mine"]["box_fraction"] == 0.5
+    ckpt = torch.load(tmp_path / "train" / "checkpoint.pt", weights_only=True)
+    del ckpt["mining"]
+    assert "mining" not in _card_of(ckpt, tmp_path)["training"]
+
+
 def test_a_resumed_run_s_card_names_the_code_of_its_last_session(resnet18_run, tmp_path):
     # the weights hold every session's steps, but the last one's code wrote them: not the first session's
     ckpt = torch.load(resnet18_run / "checkpoint.pt", weights_only=True)

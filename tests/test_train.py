@@ -1795,3 +1795,37 @@ def test_the_cycle_roll_is_drawn_from_its_own_stream(monkeypatch):
     for step in range(5):
         trainer.cycle_shift(0, step, 16, 16)
     assert named and set(named) == {Stream.CYCLE_ROLL}
+
+
+def test_the_run_records_how_its_pairs_were_mined_and_a_resume_keeps_it(tmp_path):
+    """config.yaml holds the train command's own mine section (defaults): the pairs' (dataset.json's config,
+    video_backend and manifest_sha256, mined here with mine.box_fraction=0.33) went nowhere, so neither the weights'
+    card nor `vidssl compare` could say how the pairs were mined."""
+    pairs = synthetic_pairs(tmp_path / "pairs", num_videos=3, tracks_per_video=8, mined_with={"box_fraction": 0.33})
+    meta = json.loads((pairs / "dataset.json").read_text())
+    record = {"mine": meta["config"], "video": {"backend": "auto"}, "manifest_sha256": meta["manifest_sha256"],
+              "videos_root": "/videos"}
+    run = tmp_path / "run"
+    cfg = load_config(None, TINY + ["train.steps=400", "train.fit_budget=false"])
+    stats = train(pairs, run, cfg, budget_minutes=0.002, progress=False)
+    assert stats["stopped"] == "budget" and stats["mining"]["mine"]["box_fraction"] == 0.33
+    assert load_checkpoint(run / CHECKPOINT)["mining"] == record
+    assert json.loads((run / "stats.json").read_text())["mining"] == record
+    assert yaml.safe_load((run / "config.yaml").read_text())["config"]["mine"]["box_fraction"] == 0.5  # the command's
+    # a resume keeps the first session's record
+    ckpt = load_checkpoint(run / CHECKPOINT)
+    ckpt["mining"] = {**record, "videos_root": "/first"}
+    torch.save(ckpt, run / CHECKPOINT)
+    more = train(pairs, run, cfg, budget_minutes=0.002, resume=True, progress=False)
+    assert more["step"] > ckpt["step"] and more["mining"] == ckpt["mining"]
+    assert load_checkpoint(run / CHECKPOINT)["mining"] == ckpt["mining"]
+    # a checkpoint of an earlier version holds none: the resumed run records the pairs' (their fingerprint, which
+    # the resume checks, holds their mining settings)
+    del ckpt["mining"]
+    torch.save(ckpt, run / CHECKPOINT)
+    assert train(pairs, run, cfg, budget_minutes=0.002, progress=False)["mining"] == record
+    assert load_checkpoint(run / CHECKPOINT)["mining"] == record
+    # pairs merged by an earlier version record none of it: nothing is recorded, and nothing fails
+    (pairs / "dataset.json").write_text(json.dumps({"pairs": meta["pairs"], "patch_size": meta["patch_size"]}))
+    stats = train(pairs, tmp_path / "run_on_older_pairs", load_config(None, TINY + ["train.steps=1"]), progress=False)
+    assert stats["mining"] == json.loads((tmp_path / "run_on_older_pairs" / "stats.json").read_text())["mining"] == {}

@@ -1,6 +1,8 @@
 """Tiny pair datasets in the tracking stage's format (contract 1), written directly for the training tests."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -8,8 +10,10 @@ import numpy as np
 
 
 def write_pairs(root: Path, patches: np.ndarray, videos: list[str], tracks: list[int], shard_rows: int = 64,
-                patch_size: int | None = None) -> Path:
-    """patches [N, 2, S, S, 3] uint8 -> PAIRS folder with dataset.json, manifest.jsonl and shards/*.npy."""
+                patch_size: int | None = None, mined_with: dict | None = None) -> Path:
+    """patches [N, 2, S, S, 3] uint8 -> PAIRS folder with dataset.json, manifest.jsonl and shards/*.npy.
+    ``mined_with``: mine settings (over the defaults) to record as `vidssl mine` does, in dataset.json's "config",
+    with "video_backend", "manifest_sha256" and "videos_root"; None: none of them (an earlier version's merge)."""
     root = Path(root)
     (root / "shards").mkdir(parents=True, exist_ok=True)
     n, s = len(patches), patches.shape[2]
@@ -22,18 +26,25 @@ def write_pairs(root: Path, patches: np.ndarray, videos: list[str], tracks: list
             lines.append(json.dumps({"video": f"{videos[i]}.mp4", "video_id": videos[i], "track_id": int(tracks[i]),
                                      "start_frame": 0, "end_frame": 10, "box_start": [0, 0, s, s],
                                      "box_end": [0, 0, s, s], "motion": 1.0, "shard": name, "offset": off}))
-    (root / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    manifest = ("\n".join(lines) + "\n").encode()
+    (root / "manifest.jsonl").write_bytes(manifest)
     found = sorted(set(videos))
-    (root / "dataset.json").write_text(json.dumps({
-        "pairs": n, "patch_size": patch_size or s,
-        "videos": {"found": len(found), "mined": len(found), "skipped": {}}, "tracks_rejected": {}}))
+    meta = {"pairs": n, "patch_size": patch_size or s,
+            "videos": {"found": len(found), "mined": len(found), "skipped": {}}, "tracks_rejected": {}}
+    if mined_with is not None:
+        from tracking.config import MineConfig
+
+        meta.update({"config": dataclasses.asdict(dataclasses.replace(MineConfig(), **mined_with)),
+                     "video_backend": "auto", "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
+                     "videos_root": "/videos"})
+    (root / "dataset.json").write_text(json.dumps(meta))
     return root
 
 
 def synthetic_pairs(root: Path, num_videos: int = 4, tracks_per_video: int = 24, size: int = 40,
-                    seed: int = 0) -> Path:
+                    seed: int = 0, mined_with: dict | None = None) -> Path:
     """Learnable toy pairs: each track is a random texture (its video sets the colour palette); the two patches are
-    crops of it at different offsets with a brightness change."""
+    crops of it at different offsets with a brightness change. ``mined_with``: see :func:`write_pairs`."""
     rng = np.random.default_rng(seed)
     patches, videos, tracks = [], [], []
     for v in range(num_videos):
@@ -49,7 +60,7 @@ def synthetic_pairs(root: Path, num_videos: int = 4, tracks_per_video: int = 24,
             patches.append(np.stack(pair).astype(np.uint8))
             videos.append(f"video{v}")
             tracks.append(t)
-    return write_pairs(root, np.stack(patches), videos, tracks)
+    return write_pairs(root, np.stack(patches), videos, tracks, mined_with=mined_with)
 
 
 def demo_pairs(demo_dir: Path, root: Path, size: int = 48, gap: int = 15, stride: int = 3) -> Path:

@@ -323,8 +323,9 @@ EVALUATED_NOTHING = ("finished, but evaluated nothing (no held-out pairs and no 
 def _run_config(run: Path) -> dict | None:
     """The config a run was made with: ``RUN/config.yaml`` (pretrain's). A run made stage by stage has none: its
     training's (``RUN/train/config.yaml``, or the copy in the model card), whose mine and video sections are only
-    what the train command was given, so those come from mining's (``RUN/pairs/config.yaml``); its eval section,
-    too, is only the train command's: :func:`_setup` takes each evaluation's from its own record."""
+    what the train command was given, so those come from mining's (``RUN/pairs/config.yaml``; for pairs mined
+    elsewhere, the training's record of them, :func:`_training_mining`); its eval section, too, is only the train
+    command's: :func:`_setup` takes each evaluation's from its own record."""
     if (run / "config.yaml").exists():
         config = recorded_config(run / "config.yaml")
         if config is None:
@@ -349,8 +350,33 @@ def _run_config(run: Path) -> dict | None:
             return None
         if not isinstance(config, dict):
             return None
-    mined = recorded_config(run / "pairs" / "config.yaml") or {}
-    return {**config, **{section: mined[section] for section in ("mine", "video") if section in mined}}
+    # without either (trained by an earlier version on pairs elsewhere): unknown, see _setup
+    mined = recorded_config(run / "pairs" / "config.yaml") or _training_mining(run)
+    sections = {section: mined[section] for section in ("mine", "video") if isinstance(mined.get(section), dict)}
+    return {**config, **sections}
+
+
+def _training_mining(run: Path) -> dict:
+    """How the pairs a run made stage by stage trained on were mined, as its training recorded it (``mining``:
+    the mine and video sections and the manifest's digest, from PAIRS/dataset.json): ``RUN/train/stats.json``'s,
+    else its model card's ``training``; {} from a training of an earlier version, which recorded none."""
+    card = json_object(run / "model_card.json").get("training")
+    for record in (json_object(run / "train" / "stats.json").get("mining"),
+                   card.get("mining") if isinstance(card, dict) else None):
+        if isinstance(record, dict):
+            return record
+    return {}
+
+
+def _pairs_manifest(run: Path) -> str:
+    """The digest of the manifest of the pairs the run trained on (its first 12 hex digits): its training's record
+    of it, else ``RUN/pairs/dataset.json``'s. Pairs of other videos with the same settings differ in nothing else.
+    :data:`NOT_READ` where neither records one (mined and trained by earlier versions): unknown, not different."""
+    for record in (_training_mining(run), json_object(run / "pairs" / "dataset.json")):
+        digest = record.get("manifest_sha256")
+        if isinstance(digest, str) and digest:
+            return digest[:12]
+    return NOT_READ
 
 
 def _torn(path: Path) -> bool:
@@ -505,8 +531,8 @@ def _evaluation_settings(run: Path) -> tuple[dict[str, object], tuple[str, ...]]
 
 def _setup(run: Path) -> dict[str, object]:
     """What a run was made of beyond its seed: its resolved config (``config.*``, the seed left out; see
-    :func:`_run_config`), the videos it mined, the steps it trained and each evaluation's data (the held-out tracks
-    are the run's own and come from its videos)."""
+    :func:`_run_config`), the videos it mined, the pairs it trained on (their manifest's digest), the steps it
+    trained and each evaluation's data (the held-out tracks are the run's own and come from its videos)."""
     from vidssl.config import Config, flat_config, flat_dict
     from vidssl.pipeline import HELD_OUT_TASK, NOT_READ_BY_PRETRAIN, SPEED_KEYS, UNUSED_BY
     from vidssl.report import read_metrics
@@ -527,6 +553,9 @@ def _setup(run: Path) -> dict[str, object]:
             flat.update({k: v for k, v in defaults.items() if k.startswith("eval.")})
             flat.update(evaluated)
             unread = (*unread, "pretrain", *(k for k in flat if k.startswith("eval.") and not _under(k, read)))
+            if recorded_config(run / "pairs" / "config.yaml") is None and not _training_mining(run):
+                # pairs mined elsewhere by an earlier version: the train command's mine section says nothing of them
+                unread = (*unread, "mine", "video")
         else:  # a pretrain run: two seeds apart only in such an unread default were listed as differing
             read = _sections_read_by_pretrain(run)
             unread = (*unread, *NOT_READ_BY_PRETRAIN,
@@ -537,6 +566,7 @@ def _setup(run: Path) -> dict[str, object]:
         setup.update({k: NOT_READ for k in flat_config(Config())})
     if videos is not None:
         setup["videos"] = videos
+    setup["pairs (manifest_sha256)"] = _pairs_manifest(run)
     try:  # the steps trained: with train.fit_budget, the machine's speed (threads, device) decides them
         training = json.loads((run / "model_card.json").read_text(encoding="utf-8"))["training"]
         setup["trained steps"] = Steps(training["steps"], training["total_steps"])

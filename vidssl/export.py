@@ -522,6 +522,8 @@ def export_backbone(run_dir: str | os.PathLike, out_path: str | os.PathLike, saf
         "world_size": ckpt["world_size"], "final_metrics": ckpt["metrics"], "checkpoint": str(ckpt_path.resolve()),
         "sessions": sessions, "fit_history": ckpt.get("fit_history", []),
     }
+    if isinstance(ckpt.get("mining"), dict):  # how the pairs were mined (checkpoints of earlier versions hold none):
+        training["mining"] = ckpt["mining"]  # card["config"]'s mine section is only what the train command was given
     from vidssl.config import versions
 
     # the weights are the training code's, not the exporting code's: git_sha and versions of the last session

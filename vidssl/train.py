@@ -3,10 +3,12 @@
 ``train(pairs_dir, run_dir, cfg)`` runs (or continues) one run in ``run_dir``:
 ``checkpoint.pt`` (rolling, atomic: model, optimizer, scaler, miner guard, step, fitted step count, config),
 ``log.jsonl`` (one JSON object per logged step), ``tb/`` (TensorBoard scalars and hardest-triplet grids),
-``config.yaml`` and ``stats.json``. Rerunning into the same ``run_dir`` continues from the checkpoint; on CPU
-with ``train.deterministic`` the continued run ends with exactly the weights of an uninterrupted one, because
-every random draw after the start is a function of (seed, step): augmentation (and its pair's slot), mining and
-dropout (``_seed_step``) also of the process, the cycle's roll not (every rank rolls alike).
+``config.yaml`` and ``stats.json``; the checkpoint and ``stats.json`` also hold ``mining``, how the pairs were mined
+(:func:`mining_record`: config.yaml holds the train command's own mine section, not theirs). Rerunning into the same
+``run_dir`` continues from the checkpoint; on CPU with ``train.deterministic`` the continued run ends with exactly
+the weights of an uninterrupted one, because every random draw after the start is a function of (seed, step):
+augmentation (and its pair's slot), mining and dropout (``_seed_step``) also of the process, the cycle's roll not
+(every rank rolls alike).
 
 Under ``torchrun`` each process trains on its own share of the batches (DDP: gloo on CPU, NCCL on CUDA); only
 rank 0 writes. The function takes the whole :class:`~vidssl.config.Config` and reads its ``seed``, ``data``,
@@ -209,6 +211,21 @@ def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
         span = max(1, total - warmup)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / span)))
     return cfg.gamma ** sum(step >= m * total for m in cfg.milestones)
+
+
+def mining_record(pairs_dir: Path) -> dict:
+    """How the pairs in ``pairs_dir`` were mined, as their ``dataset.json`` records it: ``mine`` (its ``config``, the
+    mine section), ``video`` (``backend``), ``manifest_sha256`` (the pairs listed) and ``videos_root``; a field it
+    lacks (a dataset merged by an earlier version) is left out. The run's config.yaml holds the train command's own
+    mine section (defaults, mostly), so without this the weights and their card could not say how to mine again."""
+    meta = json_object(pairs_dir / "dataset.json")  # open_pairs has read it; {} only if it went since
+    record: dict = {}
+    if isinstance(meta.get("config"), dict):
+        record["mine"] = meta["config"]
+    if isinstance(meta.get("video_backend"), str):
+        record["video"] = {"backend": meta["video_backend"]}
+    record.update({key: meta[key] for key in ("manifest_sha256", "videos_root") if isinstance(meta.get(key), str)})
+    return record
 
 
 def _session_settings(cfg: Config, dev: torch.device) -> dict:
@@ -894,6 +911,10 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
     # seconds the sessions before this one trained up to their last checkpoint (what the weights cost; a killed
     # session's time after it was lost with its steps); None from a checkpoint that predates the record
     earlier_seconds = 0.0 if saved is None else saved.get("trained_seconds")
+    # the first session's record: a resume is on the same pairs (their fingerprint holds the mining settings); a
+    # checkpoint that predates the record gets the pairs' now
+    mining = saved["mining"] if saved is not None and isinstance(saved.get("mining"), dict) else \
+        mining_record(pairs_dir)
     if saved is not None:
         start, total, fitted = saved["step"], saved["total_steps"], saved["fitted"]
         if start < total and d.main:
@@ -907,7 +928,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
             stats = {**saved["metrics"], "step": start, "total_steps": total, "stopped": "done", "minutes": 0.0,
                      **_all_sessions(earlier_seconds, 0.0, len(saved.get("sessions", []))),
                      "checkpoint": str(ckpt_path), "pairs": len(pairs), "world_size": d.world,
-                     "weights_sha256": parameter_digest(model), "fit_history": saved.get("fit_history", [])}
+                     "weights_sha256": parameter_digest(model), "fit_history": saved.get("fit_history", []),
+                     "mining": mining}
             if d.main and not _stats_say_done(run_dir / "stats.json", start, total):
                 # killed between its final checkpoint and stats.json: every rerun returned here without writing it,
                 # leaving none or an earlier session's (a budget stop) for the pipeline and the export to read
@@ -960,7 +982,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
             "flat_config": _flat_config(cfg), "pairs_fingerprint": pairs.fingerprint, "pairs": pairs.summary(),
             "backbone": model.backbone.spec(), "embed_dim": cfg.model.embed_dim, "head": cfg.model.head,
             "world_size": d.world, "metrics": metrics, "sessions": sessions, "batch_plan": BATCH_PLAN,
-            "fit_history": fit_history,
+            "fit_history": fit_history, "mining": mining,
             "trained_seconds": None if earlier_seconds is None else earlier_seconds + time.monotonic() - t0,
         })
 
@@ -1135,7 +1157,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
         stats = {**metrics, "step": step, "total_steps": total, "stopped": stopped,
                  "minutes": (time.monotonic() - t0) / 60, "checkpoint": str(ckpt_path), "pairs": len(pairs),
                  **_all_sessions(earlier_seconds, time.monotonic() - t0, len(sessions)),
-                 "world_size": d.world, "weights_sha256": parameter_digest(model), "fit_history": fit_history}
+                 "world_size": d.world, "weights_sha256": parameter_digest(model), "fit_history": fit_history,
+                 "mining": mining}
         if d.main:
             atomic_write_json(run_dir / "stats.json", stats)
     finally:
