@@ -790,6 +790,17 @@ def test_the_training_line_says_how_the_step_count_came_about(tmp_path):
     assert ("<p>355 of 355 steps, the count the time budget fitted (train.fit_budget; train.steps=1200 is the cap; "
             "planned 357 after step 7; 355 after step 40), 6.5 of its 6.6 minutes, precision bf16, stopped: done.</p>"
             ) in (run / "report.html").read_text()
+    for repeats, said in ((True, "planned 357 after step 7; 355 after step 40), repeated bit for bit by --set "
+                                 "train.steps=355 --set train.fit_budget=false, 6.5 of its 6.6 minutes"),
+                          (False, "355 after step 40), not repeated bit for bit by pinning train.steps: a fit after "
+                                  "the warm-up, or one that moved the warm-up or the main miner's start, or a stop "
+                                  "short of the count, changed its schedule, 6.5 of")):
+        _write(run / "train" / "stats.json", {"step": 355, "total_steps": 355, "stopped": "done", "minutes": 6.49,
+                                              "fit_history": [[7, 357], [40, 355]], "pinning_repeats": repeats})
+        build_report(run)
+        assert said in html.unescape((run / "report.html").read_text())
+        summary = strict_loads((run / "summary.json").read_text())["train"]
+        assert summary["pinning_repeats"] is repeats and summary["fit_history"] == [[7, 357], [40, 355]]
     # resumed: the minutes are the last session's, so what all of them took is said beside (0.6 of a 2.3-minute run)
     _write(run / "train" / "stats.json", {"step": 355, "total_steps": 355, "stopped": "done", "minutes": 0.6,
                                           "sessions": 3, "minutes_all_sessions": 2.3})

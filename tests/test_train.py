@@ -1712,6 +1712,47 @@ def test_a_fitted_run_is_repeated_bit_for_bit_by_its_final_count(pairs, tmp_path
     fitted, again = _fitted_then_repeated(pairs, tmp_path, monkeypatch, 20, 0.05, 0.1)
     assert fitted["fit_history"] == [[7, 116]]
     assert again["weights_sha256"] == fitted["weights_sha256"]
+    assert fitted["pinning_repeats"] is True  # what stats.json says of it, the report and summary.json after it
+
+
+def test_a_run_refitted_after_its_warm_up_says_pinning_does_not_repeat_it(pairs, tmp_path, monkeypatch):
+    """Steps that slow down 4x at step 30 (a shared machine): the fit shortens the schedule after the warm-up, so the
+    cosine of the steps before ran under another count, and train.steps=N, fit_budget=false, gives other weights.
+    stats.json said nothing of it; `pinning_repeats` is now false, as the pinned rerun shows."""
+    common = TINY + ["train.warmup_steps=20", "train.checkpoint_every=1000", "train.image_every=0"]
+    with monkeypatch.context() as m:
+        simulated_clock(m, lambda step: 0.05 if step < 30 else 0.2)
+        fitted = train(pairs, tmp_path / "fitted", load_config(None, common + ["train.steps=100000"]),
+                       budget_minutes=0.1, progress=False)
+    assert any(at > 20 for at, _ in fitted["fit_history"]), fitted["fit_history"]
+    again = train(pairs, tmp_path / "again", load_config(None, common + [f"train.steps={fitted['total_steps']}",
+                                                                        "train.fit_budget=false"]), progress=False)
+    assert again["weights_sha256"] != fitted["weights_sha256"] and fitted["pinning_repeats"] is False
+    assert again["pinning_repeats"] is True  # no fit at all: its own count from the start
+    assert json.loads((tmp_path / "fitted" / "stats.json").read_text())["pinning_repeats"] is False
+
+
+def test_pinning_repeats_follows_the_schedule_step_by_step():
+    """Against the schedule computed step by step: a fit inside the warm-up that keeps its length repeats; one
+    that shortens the warm-up (a count under 5 x warmup_steps) or moves the main miner's start before its step, or
+    a run stopped short of its count, does not."""
+    from vidssl.train import lr_factor, pinning_repeats
+
+    tc = TrainConfig(warmup_steps=20)
+
+    def naive(first, fits, n, hard_start):  # the (lr, phase) of every step the run took, against the pinned run's
+        counts = [first] * n
+        for at, steps in fits:
+            counts[at:] = [steps] * (n - at)
+        return all(lr_factor(s, c, tc) == lr_factor(s, n, tc)
+                   and (s < round(hard_start * c)) == (s < round(hard_start * n)) for s, c in enumerate(counts))
+
+    cases = [(10000, [[7, 116]], 116, 0.5), (10000, [[7, 60]], 60, 0.5), (10000, [[7, 116], [30, 90]], 90, 0.5),
+             (10000, [[7, 116]], 116, 0.05), (10000, [[7, 116]], 116, 0.0), (10000, [], 10000, 0.5),
+             (50, [[7, 116]], 116, 0.5)]
+    got = [pinning_repeats(first, fits, n, "done", tc, hard) for first, fits, n, hard in cases]
+    assert got == [naive(*case) for case in cases] == [True, False, False, False, True, True, False]
+    assert not pinning_repeats(10000, [[7, 116]], 116, "budget", tc, 0.5)
 
 
 def test_a_step_with_a_non_finite_gradient_updates_nothing():

@@ -174,6 +174,11 @@ def neg_cosine(emb: torch.Tensor, valid: torch.Tensor) -> float:
     return float(cos[valid].mean()) if bool(valid.any()) else float("nan")
 
 
+def main_miner_start(hard_start: float, total_steps: int) -> int:
+    """The step the main miner starts at in a run of ``total_steps`` (``miner.hard_start`` of them)."""
+    return int(round(hard_start * total_steps))
+
+
 class MiningSchedule:
     """`warmup` miner for the first ``hard_start`` of the steps, then `main`; the collapse guard switches back to
     `warmup` on any step where the running mean negative cosine is above ``guard_neg_cos``.
@@ -200,7 +205,7 @@ class MiningSchedule:
 
     def hard_start_step(self, total_steps: int) -> int:
         """The step the main miner starts at in a run of ``total_steps``."""
-        return int(round(self.cfg.hard_start * total_steps))
+        return main_miner_start(self.cfg.hard_start, total_steps)
 
     def set_total(self, total_steps: int) -> None:
         """A new step count (fitted to a budget): the main miner starts at the same share of it."""

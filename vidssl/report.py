@@ -34,7 +34,7 @@ COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 # (weights_sha256: the trained weights' digest, by which `vidssl compare` tells one training listed twice, a copied
 # run folder, from two seeds)
 TRAIN_SUMMARY_KEYS = ("step", "total_steps", "stopped", "loss", "cycle", "active", "pos_cos", "neg_cos", "spread",
-                      "weights_sha256")
+                      "weights_sha256", "fit_history", "pinning_repeats")
 
 
 WARNINGS = "warnings.json"  # RUN/warnings.json: what a pretrain run left out (vidssl.pipeline.run_warnings)
@@ -866,6 +866,13 @@ def _fitted_steps(run: Path, final: dict) -> str:
         planned = "; ".join(f"{int(total)} after step {int(at)}" for at, total in fits)
         parts.append(f"the count the time budget fitted (train.fit_budget; train.steps={trained['steps']} is the cap"
                      + (f"; planned {planned}" if planned else "") + ")")
+        steps = final.get("total_steps")
+        if final.get("pinning_repeats") is True and _whole_number(steps):
+            parts.append(f"repeated bit for bit by --set train.steps={int(steps)} --set train.fit_budget=false")
+        elif final.get("pinning_repeats") is False:
+            parts.append("not repeated bit for bit by pinning train.steps: a fit after the warm-up, or one that "
+                         "moved the warm-up or the main miner's start, or a stop short of the count, changed its "
+                         "schedule")
     if finite_number(final.get("minutes")) and finite_number(trained.get("budget_minutes")):
         parts.append(f"{final['minutes']:.1f} of its {trained['budget_minutes']:.1f} minutes")
     sessions, all_minutes = final.get("sessions"), final.get("minutes_all_sessions")

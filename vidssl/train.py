@@ -46,7 +46,7 @@ from vidssl.io import (atomic_write_bytes, atomic_write_json, atomic_write_text,
                        json_text, newer_format, newer_format_error, remove_temp_leftovers, run_lock, torch_bytes)
 from vidssl.lifeline import exit_with_launcher, refuse_reimport
 from vidssl.losses import Triplets, build_loss, build_reducer, dense_cycle_loss
-from vidssl.miners import MiningSchedule, Scores
+from vidssl.miners import MiningSchedule, Scores, main_miner_start
 from vidssl.models import ARCHS, EmbeddingNet, build_backbone, recorded_kwargs
 from vidssl.seeds import Stream, step_generator, step_seed
 from vidssl.train_config import PRECISION_NAMES, RANK_LOCAL_KEYS, RESUMABLE_KEYS, TRAIN_SECTIONS, TrainConfig
@@ -211,6 +211,26 @@ def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
         span = max(1, total - warmup)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / span)))
     return cfg.gamma ** sum(step >= m * total for m in cfg.milestones)
+
+
+def pinning_repeats(first_plan: int, fit_history: list, steps: int, stopped: str, cfg: TrainConfig,
+                    hard_start: float) -> bool:
+    """Whether ``train.steps=<steps>`` with ``train.fit_budget=false`` repeats this fitted run's schedule: at every
+    step, the learning rate and the miner's phase the run had (``first_plan`` steps until the first fit, then each
+    fit's count from its step on) are those of a schedule of ``steps`` from the start. A fit after the warm-up moved
+    the cosine from then on; one that changed the warm-up's length or the main miner's start moved earlier steps."""
+    if stopped != "done":  # a budget stop short of the count: a pinned run would go on to it
+        return False
+    segments, at, total = [], 0, first_plan  # (first step, end, the count they ran under)
+    for fit_at, fit_steps in fit_history:
+        segments.append((at, fit_at, total))
+        at, total = fit_at, fit_steps
+    if total != steps:
+        return False
+    main_from = main_miner_start(hard_start, steps)
+    return all(lr_factor(s, total, cfg) == lr_factor(s, steps, cfg)
+               and (s < main_miner_start(hard_start, total)) == (s < main_from)
+               for begin, end, total in segments for s in range(begin, end))
 
 
 def mining_record(pairs_dir: Path) -> dict:
@@ -907,6 +927,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
         model = model.to(memory_format=torch.channels_last)
     per_epoch = batches_per_epoch(len(pairs), tc.batch_pairs, d.world)
     total = tc.steps or max(1, math.ceil(tc.epochs * per_epoch / d.world))
+    first_plan = total  # the count the run started under (a resume is under the same config), before any fit
     start, fitted = 0, False
     # seconds the sessions before this one trained up to their last checkpoint (what the weights cost; a killed
     # session's time after it was lost with its steps); None from a checkpoint that predates the record
@@ -929,6 +950,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
                      **_all_sessions(earlier_seconds, 0.0, len(saved.get("sessions", []))),
                      "checkpoint": str(ckpt_path), "pairs": len(pairs), "world_size": d.world,
                      "weights_sha256": parameter_digest(model), "fit_history": saved.get("fit_history", []),
+                     "pinning_repeats": pinning_repeats(first_plan, saved.get("fit_history", []), start, "done", tc,
+                                                        cfg.miner.hard_start),
                      "mining": mining}
             if d.main and not _stats_say_done(run_dir / "stats.json", start, total):
                 # killed between its final checkpoint and stats.json: every rerun returned here without writing it,
@@ -1158,6 +1181,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
                  "minutes": (time.monotonic() - t0) / 60, "checkpoint": str(ckpt_path), "pairs": len(pairs),
                  **_all_sessions(earlier_seconds, time.monotonic() - t0, len(sessions)),
                  "world_size": d.world, "weights_sha256": parameter_digest(model), "fit_history": fit_history,
+                 "pinning_repeats": pinning_repeats(first_plan, fit_history, step, stopped, tc, cfg.miner.hard_start),
                  "mining": mining}
         if d.main:
             atomic_write_json(run_dir / "stats.json", stats)
