@@ -228,9 +228,9 @@ def pinning_repeats(first_plan: int, fit_history: list, steps: int, stopped: str
     if total != steps:
         return False
     main_from = main_miner_start(hard_start, steps)
-    return all(lr_factor(s, total, cfg) == lr_factor(s, steps, cfg)
-               and (s < main_miner_start(hard_start, total)) == (s < main_from)
-               for begin, end, total in segments for s in range(begin, end))
+    return all(lr_factor(s, count, cfg) == lr_factor(s, steps, cfg)
+               and (s < main_miner_start(hard_start, count)) == (s < main_from)
+               for begin, end, count in segments for s in range(begin, end))
 
 
 def mining_record(pairs_dir: Path) -> dict:
