@@ -934,8 +934,8 @@ def test_pretrain_runs_differ_only_in_settings_of_the_evaluations_they_ran(tmp_p
             "models": {f"p{seed}/backbone": {"map_at_r": 0.9}, "raw pixels": {"map_at_r": 0.3}},
             "config": {"min_gap": min_gap, "kmeans_iters": 20}}))  # the retrieval section, as retrieval records it
         (run / "summary.json").write_text(json.dumps({"weights": str(run / "backbone.pt"), "headline": {}}))
-        _yaml(run / "config.yaml", {"seed": seed, "eval": {"davis": {"topk": topk, "subset": subset},
-                                                           "flow": {"steps": steps}, "retrieval": {"min_gap": min_gap}}})
+        evals = {"davis": {"topk": topk, "subset": subset}, "flow": {"steps": steps}, "retrieval": {"min_gap": min_gap}}
+        _yaml(run / "config.yaml", {"seed": seed, "eval": evals})
         runs.append(str(run))
     assert main(["compare", runs[0], runs[1]]) == 0
     assert "differ beyond their seed" not in capsys.readouterr().out
