@@ -177,9 +177,10 @@ class _Miner:
         self.estimator = MotionEstimator(cfg.motion_method, cfg.motion_points, cfg.move_threshold, cfg.ransac_px,
                                          MIN_CAMERA_POINTS)
         # the camera's path needs only its homography, which half the default 400 points give as well (on the gym's
-        # pan, 29 steps added up to the same shift within 0.01 px, and the 9 clips' pairs are the same), at half the
-        # cost; never under 200 (or all there are): at 60 points the halved fit failed on every step of the gym's
-        # pan (12 points found across the 2 frames of a step, under MIN_CAMERA_POINTS) and the check was off
+        # pan, 29 steps added up to the same shift within 0.01 px; the 9 clips' first 80% gave the same pairs, their
+        # whole length one fewer of 425), at half the cost; never under 200 (or all there are): halved at 100 points
+        # the fit failed on nearly every step of the gym's pan (too few points across a step's 2 frames, under
+        # MIN_CAMERA_POINTS) and the check was off
         path_points = min(cfg.motion_points, max(200, cfg.motion_points // 2))
         self.path_estimator = MotionEstimator(cfg.motion_method, path_points, cfg.move_threshold, cfg.ransac_px,
                                               MIN_CAMERA_POINTS)
