@@ -587,11 +587,6 @@ def _centre(box) -> tuple[float, float]:
     return x + w / 2, y + h / 2
 
 
-def _first_grid_after(frame: int, grid: int) -> int:
-    """The first multiple of ``grid`` after ``frame``."""
-    return frame - frame % grid + grid
-
-
 def _moving_inside(motion, box) -> np.ndarray:
     """[N] bool: the moving points inside ``box`` (working px)."""
     x, y, w, h = box

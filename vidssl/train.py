@@ -4,7 +4,7 @@
 ``checkpoint.pt`` (rolling, atomic: model, optimizer, scaler, miner guard, step, fitted step count, config),
 ``log.jsonl`` (one JSON object per logged step), ``tb/`` (TensorBoard scalars and hardest-triplet grids),
 ``config.yaml`` and ``stats.json``; the checkpoint and ``stats.json`` also hold ``mining``, how the pairs were mined
-(:func:`mining_record`: config.yaml holds the train command's own mine section, not theirs). Rerunning into the same
+(``PairSet.mining``: config.yaml holds the train command's own mine section, not theirs). Rerunning into the same
 ``run_dir`` continues from the checkpoint; on CPU with ``train.deterministic`` the continued run ends with exactly
 the weights of an uninterrupted one, because every random draw after the start is a function of (seed, step):
 augmentation (and its pair's slot), mining and dropout (``_seed_step``) also of the process, the cycle's roll not
@@ -231,21 +231,6 @@ def pinning_repeats(first_plan: int, fit_history: list, steps: int, stopped: str
     return all(lr_factor(s, count, cfg) == lr_factor(s, steps, cfg)
                and (s < main_miner_start(hard_start, count)) == (s < main_from)
                for begin, end, count in segments for s in range(begin, end))
-
-
-def mining_record(pairs_dir: Path) -> dict:
-    """How the pairs in ``pairs_dir`` were mined, as their ``dataset.json`` records it: ``mine`` (its ``config``, the
-    mine section), ``video`` (``backend``), ``manifest_sha256`` (the pairs listed) and ``videos_root``; a field it
-    lacks (a dataset merged by an earlier version) is left out. The run's config.yaml holds the train command's own
-    mine section (defaults, mostly), so without this the weights and their card could not say how to mine again."""
-    meta = json_object(pairs_dir / "dataset.json")  # open_pairs has read it; {} only if it went since
-    record: dict = {}
-    if isinstance(meta.get("config"), dict):
-        record["mine"] = meta["config"]
-    if isinstance(meta.get("video_backend"), str):
-        record["video"] = {"backend": meta["video_backend"]}
-    record.update({key: meta[key] for key in ("manifest_sha256", "videos_root") if isinstance(meta.get(key), str)})
-    return record
 
 
 def _session_settings(cfg: Config, dev: torch.device) -> dict:
@@ -934,8 +919,7 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
     earlier_seconds = 0.0 if saved is None else saved.get("trained_seconds")
     # the first session's record: a resume is on the same pairs (their fingerprint holds the mining settings); a
     # checkpoint that predates the record gets the pairs' now
-    mining = saved["mining"] if saved is not None and isinstance(saved.get("mining"), dict) else \
-        mining_record(pairs_dir)
+    mining = saved["mining"] if saved is not None and isinstance(saved.get("mining"), dict) else pairs.mining
     if saved is not None:
         start, total, fitted = saved["step"], saved["total_steps"], saved["fitted"]
         if start < total and d.main:

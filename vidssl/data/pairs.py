@@ -55,6 +55,9 @@ class PairSet:
     manifest_videos: int = 0  # videos the manifest names, those whose every pair was skipped too
     skipped_videos: int = 0  # videos with pairs in a skipped shard
     manifest_pairs: int = 0  # pairs the manifest lists, those of skipped shards too
+    # how the pairs were mined, as dataset.json records it (:func:`_mining_record`): what a run and its weights'
+    # card keep, since the train command's own mine section says nothing of them
+    mining: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.offset.size)
@@ -75,6 +78,18 @@ class PairSet:
         return {"pairs_dir": str(self.root.resolve()), "pairs": len(self), "videos": self.num_videos,
                 "tracks": int(np.unique(self.track).size), "patch_size": self.patch_size,
                 "fingerprint": self.fingerprint, "skipped_shards": self.skipped}
+
+
+def _mining_record(meta: dict) -> dict:
+    """``mine`` (dataset.json's ``config``, the mine section), ``video`` (``backend``), ``manifest_sha256`` and
+    ``videos_root`` of a dataset.json; a field it lacks (a dataset merged by an earlier version) is left out."""
+    record: dict = {}
+    if isinstance(meta.get("config"), dict):
+        record["mine"] = meta["config"]
+    if isinstance(meta.get("video_backend"), str):
+        record["video"] = {"backend": meta["video_backend"]}
+    record.update({key: meta[key] for key in ("manifest_sha256", "videos_root") if isinstance(meta.get(key), str)})
+    return record
 
 
 def _read_json(path: Path) -> dict:
@@ -301,8 +316,7 @@ def _open_pairs(root: str | os.PathLike) -> PairSet:
                    narrow_shards=narrow if 3 in widths else [],
                    legacy_fingerprint="" if skipped else legacy.hexdigest()[:16],
                    pending_videos=_pending_videos(meta, root / "dataset.json"), manifest_videos=len(videos),
-                   manifest_pairs=len(offsets),
-                   skipped_videos=lost)
+                   manifest_pairs=len(offsets), skipped_videos=lost, mining=_mining_record(meta))
 
 
 def _pending_videos(meta: dict, path: Path) -> int:
