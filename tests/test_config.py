@@ -908,6 +908,22 @@ def test_keys_holding_characters_that_do_not_show_are_named(tmp_path):
     assert "unknown config key 'train.l'; did you mean" in str(e.value) and "show" not in str(e.value)  # a plain typo
 
 
+def test_too_few_motion_points_to_fit_the_camera_or_start_a_track_are_refused():
+    """Accepted down to 1, they skipped every video, blamed on its content ("all_motion", "no_start")."""
+    with pytest.raises(ConfigError, match=r"'mine.motion_points': must be >= 20: the camera's motion is fitted to at "
+                                          r"least 20 point matches, got 19$"):
+        load_config(None, ["mine.motion_points=19"])
+    # a box of 0.33 of a square frame's side holds 0.1089 of its points: 60 give 6.5, under min_box_points 8
+    with pytest.raises(ConfigError, match=r"'mine.motion_points': gives a box of mine.box_fraction=0.33 about 6.5 "
+                                          r"points at most, under mine.min_box_points=8: no track could start; use "
+                                          r"at least 74, got 60$"):
+        load_config(None, ["mine.motion_points=60", "mine.box_fraction=0.33"])
+    assert load_config(None, ["mine.motion_points=74", "mine.box_fraction=0.33"]).mine.motion_points == 74
+    assert load_config(None, ["mine.motion_points=32"]).mine.motion_points == 32  # 0.25 x 32 = 8 at the default 0.5
+    with pytest.raises(ConfigError, match="use at least 32, got 31$"):
+        load_config(None, ["mine.motion_points=31"])
+
+
 def test_stored_patches_too_small_to_learn_from_are_refused():
     with pytest.raises(ConfigError, match=r"config key 'mine.patch_size': must be >= 16 .*, got 7$"):
         load_config(None, ["mine.patch_size=7"])

@@ -1119,6 +1119,10 @@ def test_an_evaluation_the_trained_model_cannot_take_is_refused_before_mining(tm
         assert main(["-q", "pretrain", "--out", str(tmp_path / "run"), "--set", "train.device=cuda"]) == 2
         assert "'train.device' is 'cuda' but torch sees no CUDA device; use cpu or auto (--set train.device=cpu)" \
             in capsys.readouterr().err
+        # fp16 on the CPU the default device resolves to: said before mining, not after pretrain.mine_fraction of
+        # the budget spent on it
+        assert main(["-q", "pretrain", "--out", str(tmp_path / "run"), "--set", "train.precision=fp16"]) == 2
+        assert "train.precision 'fp16' needs CUDA; use auto, bf16 or fp32 on the CPU" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 

@@ -730,6 +730,25 @@ def test_a_video_whose_every_track_was_rejected_names_the_settings_behind_them()
                       "tracker_failure: KCF's peak response under mine.kcf_detect_thresh")
 
 
+def test_a_video_without_camera_fits_says_why_a_fit_fails():
+    """Start frames without a camera fit were counted under all_motion and said nothing else: a video skipped for
+    too few points followed (mine.motion_points) read as one whose everything moved."""
+    from collections import Counter
+
+    from tracking import MineConfig
+    from tracking.video_miner import VideoResult, _why_empty
+
+    reason, detail = _why_empty(VideoResult(frames=150, starts_rejected=Counter(no_camera_fit=5)), MineConfig())
+    assert reason == "all_motion"
+    assert detail == ("no usable start frame (no_camera_fit 5); no camera fit: fewer than 20 of the about "
+                      "mine.motion_points=400 points followed were matched both ways between frames (blurred, dark "
+                      "or textureless frames, or too few points followed)")
+    # everything moving outvotes it: the detail is the counts alone
+    reason, detail = _why_empty(VideoResult(frames=150, starts_rejected=Counter(no_camera_fit=2, too_moving=3)),
+                                MineConfig())
+    assert (reason, detail) == ("all_motion", "no usable start frame (no_camera_fit 2, too_moving 3)")
+
+
 class _SizedReader:
     """A video's size alone: the too_small check runs before anything is decoded."""
 

@@ -8,6 +8,7 @@ failure threshold, the checks on every window (cuts, drift, a box its motion lef
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from vidssl.errors import ConfigError
@@ -15,6 +16,7 @@ from vidssl.schema import opt
 
 MOTION_METHODS = ("lk", "dis", "orb", "sift")  # tracking.motion.CORRESPONDENCES; kept cv2-free here
 TRACKERS = ("kcf", "csrt")  # tracking.track.TRACKERS
+MIN_CAMERA_POINTS = 20  # fewer correspondences than this: the homography is not trusted and the frame is rejected
 
 
 @dataclass
@@ -138,3 +140,13 @@ class MineConfig:
             raise bad("time_range", "must be [first, end] with 0 <= first < end <= 1")
         if self.min_box_points < 1:
             raise bad("min_box_points", "must be >= 1")
+        # each of these left every video skipped, blamed on its content: no camera fit ("all_motion"), or no box
+        # holding enough moving points ("no_start")
+        if self.motion_points < MIN_CAMERA_POINTS:
+            raise bad("motion_points", f"must be >= {MIN_CAMERA_POINTS}: the camera's motion is fitted to at least "
+                                       f"{MIN_CAMERA_POINTS} point matches")
+        if self.motion_points * self.box_fraction ** 2 < self.min_box_points:  # a square frame's share, the most
+            raise bad("motion_points", f"gives a box of mine.box_fraction={self.box_fraction:g} about "
+                                       f"{self.motion_points * self.box_fraction ** 2:.1f} points at most, under "
+                                       f"mine.min_box_points={self.min_box_points}: no track could start; use at "
+                                       f"least {math.ceil(self.min_box_points / self.box_fraction ** 2)}")

@@ -20,14 +20,12 @@ import cv2
 import numpy as np
 
 from tracking.boxes import select_boxes
-from tracking.config import MineConfig
+from tracking.config import MIN_CAMERA_POINTS, MineConfig
 from tracking.cuts import CutDetector
 from tracking.motion import MotionEstimator
 from tracking.track import Pair, StepOutcome, Track, Window
 from vidssl.errors import CorruptVideo
 from vidssl.video import VideoReader, lost_its_end, resized_shape
-
-MIN_CAMERA_POINTS = 20  # fewer correspondences than this: the homography is not trusted and the frame is rejected
 
 
 class SkipVideo(Exception):
@@ -513,6 +511,11 @@ def _why_empty(result: VideoResult, cfg: MineConfig, first_frame: int = 0) -> tu
             detail += (f"; at most {result.most_moving_static:.0%} of a start frame's points moved (needed: "
                        f"mine.min_moving_fraction={cfg.min_moving_fraction:g}, each moving over "
                        f"mine.move_threshold={cfg.move_threshold:g} px per frame at working size)")
+        if reason == "all_motion" and r["no_camera_fit"] > r["too_moving"]:
+            # no fit is counted with "everything moves" (a fit fails most often there), but it has other causes
+            detail += (f"; no camera fit: fewer than {MIN_CAMERA_POINTS} of the about mine.motion_points="
+                       f"{cfg.motion_points} points followed were matched both ways between frames (blurred, dark "
+                       "or textureless frames, or too few points followed)")
         return reason, detail
     if result.tracks_started == 0:
         # motion was usable somewhere, but no box held enough moving points: no track ever ran to be rejected

@@ -43,6 +43,13 @@ def local_rank(device_kind: str) -> int:
     return index
 
 
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse ``train.precision`` fp16 off CUDA (its loss scaling is CUDA's); one rule for `vidssl train` and for
+    pretrain, which checks it before mining rather than after it."""
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("train.precision 'fp16' needs CUDA; use auto, bf16 or fp32 on the CPU")
+
+
 def resolve_device(name: str, key: str, flag: str | None = None) -> torch.device:
     """The value ``name`` of config key ``key`` (e.g. ``eval.davis.device``) as a torch device: auto is cuda when
     torch sees one. A GPU that is not there is a ConfigError naming the key (or the command-line ``flag`` that set

@@ -947,10 +947,10 @@ def _checked_pretrain(cfg: Config, run_dir: str | Path, videos, eval_data, budge
         raise ConfigError(f"the budget must be a positive number of minutes (--budget-minutes or "
                           f"pretrain.budget_minutes), got {p.budget_minutes!r}")
     # devices before minutes of mining and training: a GPU that is not there fails now, naming its key
-    from vidssl.device import resolve_device
+    from vidssl.device import check_precision, resolve_device
 
     if p.run_train:
-        resolve_device(cfg.train.device, "train.device")
+        check_precision(cfg.train.precision, resolve_device(cfg.train.device, "train.device"))
     if p.run_eval:
         for section in ("retrieval", "davis", "flow"):
             resolve_device(getattr(cfg.eval, section).device, f"eval.{section}.device")

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from vidssl.config import Config, flat_config, to_dict, versions, write_resolved
 from vidssl.data import (BATCH_PLAN, PairBatchSampler, PairPatches, batches_per_epoch, make_loader, open_pairs,
                          require_pairs_folder, to_input, too_few_batches, too_few_pairs)
-from vidssl.device import local_rank, resolve_device, world_size
+from vidssl.device import check_precision, local_rank, resolve_device, world_size
 from vidssl.errors import ConfigError, UsageError, VidsslError, shell_arg
 from vidssl.io import (atomic_write_bytes, atomic_write_json, atomic_write_text, error_naming, json_object,
                        json_text, newer_format, newer_format_error, remove_temp_leftovers, run_lock, torch_bytes)
@@ -754,8 +754,7 @@ def train(pairs_dir: str | os.PathLike, run_dir: str | os.PathLike, cfg: Config,
     if dev.type == "cuda":
         dev = torch.device("cuda", d.local_rank)
         torch.cuda.set_device(dev)
-    if tc.precision == "fp16" and dev.type != "cuda":
-        raise ConfigError("train.precision 'fp16' needs CUDA; use auto, bf16 or fp32 on the CPU")
+    check_precision(tc.precision, dev)
     # the run folder records the precision the run computes in: a resume on hardware that would choose another
     # is refused by the config check rather than silently continued in it
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(tc, precision=resolve_precision(tc.precision, dev)))
