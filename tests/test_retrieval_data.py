@@ -514,6 +514,64 @@ def test_a_manifest_offset_equal_to_the_shard_length_is_an_error(tmp_path):
         load_retrieval_set(tmp_path, CFG)
 
 
+def _many_tracks(root: Path, tracks: int = 12):
+    """A pair dataset of ``tracks`` tracks over two videos, track t chaining (t % 3) + 1 pairs (2 to 4 patches).
+    Returns it read whole."""
+    recs = []
+    for t in range(tracks):
+        recs += [(f"v{t % 2}", t, "a.npy", len(recs), 30 * k) for k in range(t % 3 + 1)]
+    make_pairs(root, recs=recs)
+    return load_retrieval_set(root, RetrievalConfig(image_size=32, num_workers=0, max_tracks=0))
+
+
+def _patches_by_track(data) -> dict[str, set[str]]:
+    """{track name: its patches' captions}."""
+    return {name: {c for c, l in zip(data.captions, data.labels) if l == label}
+            for label, name in data.label_names.items()}
+
+
+def test_max_tracks_keeps_whole_tracks_drawn_with_the_seed(tmp_path, caplog):
+    # the held-out tails of thousands of videos: the kNN and k-means grew with the square of their 10^5 patches
+    every = _many_tracks(tmp_path)
+    truth = _patches_by_track(every)
+    assert len(truth) == 12 and len(every.labels) == 4 * 2 + 4 * 3 + 4 * 4
+    cfg = RetrievalConfig(image_size=32, num_workers=0, max_tracks=5, seed=0)
+    with caplog.at_level("INFO", logger="vidssl.eval.retrieval_data"):
+        data = load_retrieval_set(tmp_path, cfg)
+    kept = _patches_by_track(data)
+    assert len(kept) == 5 and np.unique(data.labels).tolist() == list(range(5))
+    assert all(patches == truth[name] for name, patches in kept.items())  # every kept track whole
+    assert np.array_equal(data.groups, data.labels) and data.queries.tolist() == list(range(len(data.labels)))
+    for i, caption in enumerate(data.captions):  # each item still reads its own patch, at its own frame
+        j = every.captions.index(caption)
+        assert data.items.refs[i] == every.items.refs[j] and data.times[i] == every.times[j]
+    assert data.selection == (f"5 of the 12 tracks, drawn with eval.retrieval.seed=0 (eval.retrieval.max_tracks; "
+                              f"{36 - len(data.labels)} patches of other tracks left out)")
+    assert "kept 5 of 12 tracks" in caplog.text
+    again = load_retrieval_set(tmp_path, cfg)
+    assert _patches_by_track(again) == kept and again.captions == data.captions
+    other = load_retrieval_set(tmp_path, RetrievalConfig(image_size=32, num_workers=0, max_tracks=5, seed=1))
+    assert len(other.label_names) == 5 and set(_patches_by_track(other)) != set(kept)
+
+
+@pytest.mark.parametrize("cap", [0, 12, None])  # None: the default (1000)
+def test_max_tracks_at_or_above_the_tracks_keeps_them_all(tmp_path, caplog, cap):
+    truth = _patches_by_track(_many_tracks(tmp_path))
+    cfg = RetrievalConfig(image_size=32, num_workers=0) if cap is None else \
+        RetrievalConfig(image_size=32, num_workers=0, max_tracks=cap)
+    with caplog.at_level("INFO", logger="vidssl.eval.retrieval_data"):
+        data = load_retrieval_set(tmp_path, cfg)
+    assert _patches_by_track(data) == truth and data.selection is None and "kept" not in caplog.text
+
+
+@pytest.mark.parametrize("value", [-1, 1])
+def test_max_tracks_rejects_bad_values(value):
+    from vidssl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'eval.retrieval.max_tracks': must be 0 \\(every track\\) or >= 2"):
+        RetrievalConfig(max_tracks=value).validate()
+
+
 def _cub_release(root: Path, classes: dict[int, int]) -> dict[str, int]:
     """A CUB-200-2011 release folder: ``classes[c]`` images of class id c, ids shuffled against the folders'
     order as in the release. Returns {images/<path>: class id}, the ground truth."""

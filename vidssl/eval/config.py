@@ -39,13 +39,17 @@ class RetrievalConfig:
                                   "longer side (the crop is the square around the box)")
     min_object_pixels: int = opt(64, "DAVIS crops: objects with fewer mask pixels in a frame are not cropped")
     chunk_mb: float = opt(256.0, "memory of one kNN block (query rows x references); bounds the kNN's peak memory")
-    seed: int = opt(0, "seed of the k-means initialisation (NMI) and of the queries shown in the grid")
+    seed: int = opt(0, "seed of the k-means initialisation (NMI), of the queries shown in the grid and of the tracks "
+                       "max_tracks keeps")
     kmeans_iters: int = opt(100, "maximum Lloyd iterations of the k-means behind NMI")
     grid_queries: int = opt(8, "queries (rows) in the PNG grid of nearest neighbours")
     grid_neighbours: int = opt(5, "nearest neighbours shown per query in the PNG grid")
     cub_classes: list[int] = opt([101, 200], "CUB-200-2011 release folder: first and last class id (1-200) "
                                              "evaluated; 101-200 is metric learning's unseen-class test split, "
                                              "[1, 200] every class")
+    max_tracks: int = opt(1000, "pair datasets (tracks, the held-out tracks of pretrain): at most this many tracks "
+                                "are evaluated, drawn with seed, each with all its patches; the kNN and k-means "
+                                "grow with their square (0: every track)")
 
     def validate(self) -> None:
         checks = (("image_size", self.image_size >= 32, ">= 32 (the backbones' smallest input)"),
@@ -58,6 +62,8 @@ class RetrievalConfig:
                   ("cub_classes",
                    len(self.cub_classes) == 2 and 1 <= self.cub_classes[0] <= self.cub_classes[1] <= 200,
                    "[first, last] class ids with 1 <= first <= last <= 200"),
+                  ("max_tracks", self.max_tracks == 0 or self.max_tracks >= 2,
+                   "0 (every track) or >= 2 (one track alone: every neighbour is relevant)"),
                   ("device", is_device_name(self.device),
                    "auto, cpu, cuda or cuda:N"))
         for key, ok, want in checks:

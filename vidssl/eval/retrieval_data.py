@@ -10,11 +10,12 @@
 - ``tracks``: instance retrieval across time on a pair dataset written by ``vidssl mine`` (``dataset.json`` +
   ``manifest.jsonl`` + shards): every tracked patch (both ends of every pair, each frame of a track once) queries
   the patches of its own track at least ``track_length`` frames away and every patch of the other tracks; label =
-  the track (one tracker).
+  the track (one tracker). At most ``max_tracks`` tracks, whole, drawn with ``seed``.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -122,7 +123,7 @@ class RetrievalSet:
     ``queries``/``references``: item indices; ``references=None`` means the queries search each other (the query
     itself excluded). ``groups``/``times`` ([N] ints: DAVIS, tracks): same group and ``|dt| < min_gap`` is not
     retrievable; ``min_gap`` None means the config's. ``selection``: the part of the folder read, when a protocol
-    leaves some of it out (the CUB release's classes), for the report.
+    leaves some of it out (the CUB release's classes, a pair dataset's tracks past ``max_tracks``), for the report.
     """
 
     kind: str
@@ -483,10 +484,33 @@ def load_track_set(root: str | os.PathLike, cfg: RetrievalConfig) -> RetrievalSe
         gap = cfg.min_gap  # a hand-made pair set without the miner's summary
     names = {label: f"{video_id}#{track_id}" for (video_id, track_id), label in label_of.items()}
     n = len(refs)
-    return RetrievalSet(kind="tracks", items=ShardPatches(refs, cfg.image_size),
+    data = RetrievalSet(kind="tracks", items=ShardPatches(refs, cfg.image_size),
                         labels=np.asarray(labels, dtype=np.int64), label_names=names, captions=captions,
                         queries=np.arange(n), references=None, groups=np.asarray(labels, dtype=np.int64),
                         times=np.asarray(times, dtype=np.int64), min_gap=gap)
+    return _cap_tracks(data, cfg, root)
+
+
+def _cap_tracks(data: RetrievalSet, cfg: RetrievalConfig, root: Path) -> RetrievalSet:
+    """``data`` (a track set, labels 0..M-1) cut to ``cfg.max_tracks`` of its tracks drawn with ``cfg.seed``, each
+    with all its patches, so every query still has its own track's patches to find. The kNN and the k-means (k = the
+    tracks) grow with the square of the set: the held-out tails of thousands of videos hold 10^5 pairs."""
+    tracks = len(data.label_names)
+    if not cfg.max_tracks or tracks <= cfg.max_tracks:
+        return data
+    kept = np.sort(np.random.default_rng(cfg.seed).choice(tracks, size=cfg.max_tracks, replace=False))
+    rows = np.flatnonzero(np.isin(data.labels, kept))
+    labels = np.searchsorted(kept, data.labels[rows])  # the kept tracks numbered 0..max_tracks-1, in manifest order
+    log.info("%s: kept %d of %d tracks (eval.retrieval.max_tracks; drawn with eval.retrieval.seed=%d; 0 keeps all)",
+             root, len(kept), tracks, cfg.seed)
+    return dataclasses.replace(
+        data, items=ShardPatches([data.items.refs[i] for i in rows], cfg.image_size), labels=labels,
+        label_names={new: data.label_names[int(old)] for new, old in enumerate(kept)},
+        captions=[data.captions[i] for i in rows], queries=np.arange(len(rows)), groups=labels.copy(),
+        times=data.times[rows],
+        # else only metrics.json's config says that most of the tracks were never read
+        selection=(f"{len(kept)} of the {tracks} tracks, drawn with eval.retrieval.seed={cfg.seed} "
+                   f"(eval.retrieval.max_tracks; {len(data.labels) - len(rows)} patches of other tracks left out)"))
 
 
 def _check_shard(path: Path) -> int:
