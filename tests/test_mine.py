@@ -1556,6 +1556,100 @@ def test_a_mining_killed_before_its_marker_leaves_the_last_manifest_true(demo_di
     assert mined_content(out) == mined_content(fresh)
 
 
+def _mining_without_decoding(monkeypatch, pairs: int) -> None:
+    """Every video opens and gives ``pairs`` pairs of 2x2 patches: the runner and dataset as they are, no decoder."""
+    import contextlib
+    import types
+
+    import vidssl.video
+    from tracking import runner
+
+    @contextlib.contextmanager
+    def opened(path, backend):
+        yield types.SimpleNamespace(backend="fake", width=4, height=4, fps=25.0)
+
+    def mined(reader, cfg, on_frames=None):
+        return types.SimpleNamespace(
+            records=[{"track_id": t} for t in range(pairs)], track_boxes=[[] for _ in range(pairs)],
+            pairs=np.zeros((pairs, 2, 2, 2, 3), np.uint8), track_patches=None, damage=None, frames=10, seconds=0.1,
+            tracks_rejected={}, starts_rejected={}, cuts=[])
+
+    monkeypatch.setattr(vidssl.video, "open_video", opened)
+    monkeypatch.setattr(runner, "mine_video", mined)
+
+
+def _count_manifest_reads(monkeypatch) -> list:
+    """The opens of a manifest.jsonl by tracking.dataset from now on (a merge writes a temporary file instead)."""
+    from tracking import dataset
+
+    opened = []
+
+    def counted(file, *args, **kwargs):
+        if Path(file).name == "manifest.jsonl":
+            opened.append(file)
+        return open(file, *args, **kwargs)
+
+    monkeypatch.setattr(dataset, "open", counted, raising=False)
+    return opened
+
+
+@pytest.mark.parametrize("where", ["run", "pool worker"])
+def test_videos_mined_again_read_the_manifest_once_not_once_each(tmp_path, monkeypatch, where):
+    """Each video mined again (a file replaced, a damaged marker, an orphan) read all of manifest.jsonl for a name
+    it does not hold: 0.67 s a video at 750k pairs, 55 minutes for 5k videos. A run, or a pool worker (sent a fresh
+    copy of the job with each video), reads it once while it is unchanged; each video still takes the next name."""
+    import pickle
+
+    from tracking import runner
+
+    _mining_without_decoding(monkeypatch, pairs=200)
+    videos, out = tmp_path / "videos", tmp_path / "pairs"
+    videos.mkdir()
+    for i in range(6):
+        (videos / f"v{i}.mp4").write_bytes(b"video %d" % i)
+    assert mine_folder(videos, out, DEMO, progress=False)["pairs"] == 1200
+    assert {Path(rec["shard"]).name for rec in manifest(out)} == {f"{video_id(f'v{i}.mp4')}.npy" for i in range(6)}
+    for path in videos.iterdir():
+        path.write_bytes(path.read_bytes() + b" replaced")  # another file under the same name: mined again
+    reads = _count_manifest_reads(monkeypatch)
+    if where == "run":
+        assert mine_folder(videos, out, DEMO, progress=False)["run"]["videos"] == 6
+    else:
+        job = runner._Job(videos, out, DEMO, "auto", strict=False, counts_deaths=False)
+        for entry in json.loads((out / "videos.json").read_text())["videos"]:
+            runner._mine_in_worker(pickle.loads(pickle.dumps(job)), entry)
+        merge(out)
+    assert len(reads) == 1
+    assert {Path(rec["shard"]).name for rec in manifest(out)} == {f"{video_id(f'v{i}.mp4')}.1.npy" for i in range(6)}
+
+
+def test_the_shard_names_index_is_read_again_once_a_merge_rewrote_the_manifest(tmp_path, monkeypatch):
+    """Another shard's merge may rewrite the manifest during a run: an index kept from the manifest before it would
+    give a video mined again a name the new manifest holds, and its new rows would be read under the old records."""
+    from tracking.dataset import ShardNameIndex, prepare, write_video
+
+    out = tmp_path / "pairs"
+    entry = {"video": "a.mp4", "video_id": video_id("a.mp4"), "bytes": 1}
+    prepare(out, tmp_path / "gone", [entry], DEMO, "auto")
+    stats = {"frames": 10, "seconds": 0.1, "tracks_rejected": {}, "starts_rejected": {}, "cuts": []}
+    index = ShardNameIndex()
+
+    def mine_again() -> str:
+        marker = {"status": "mined", "reason": None, "detail": None, "source": None, "stats": stats,
+                  "pairs": [{"track_id": t} for t in range(3)]}
+        return write_video(out, entry, np.zeros((3, 2, 2, 2, 3), np.uint8), None, marker, index)["pairs"][0]["shard"]
+
+    reads = _count_manifest_reads(monkeypatch)
+    assert mine_again() == f"shards/{entry['video_id']}.npy" and not reads  # no shards of it yet: nothing read
+    merge(out)
+    assert mine_again() == f"shards/{entry['video_id']}.1.npy" and len(reads) == 1
+    merge(out)  # the manifest names .1 now; the first shard stays on disk (an unnamed shard goes once it is old)
+    assert (out / "shards" / f"{entry['video_id']}.npy").is_file()
+    shard = mine_again()
+    assert shard not in {rec["shard"] for rec in manifest(out)} and len(reads) == 2
+    assert shard == f"shards/{entry['video_id']}.npy"  # the first name the manifest does not hold, as before
+
+
 def test_a_merge_counts_a_video_changed_since_its_mining_as_pending(demo_dir, tmp_path):
     """`vidssl mine --merge` (and a shard's merge of the others' videos) called a replaced video done, so a pipeline
     waiting for `complete` trained on the old file's pairs."""

@@ -306,10 +306,12 @@ def undo_attempt(out_dir: Path, vid: str, run: str) -> None:
 
 
 def write_video(out_dir: Path, entry: dict, pairs: np.ndarray | None, track_patches: np.ndarray | None,
-                marker: dict) -> dict:
+                marker: dict, shard_names: ShardNameIndex | None = None) -> dict:
     """Store one video's shards, then its done-marker (last, so a marker always means complete shards).
 
     ``marker["pairs"]`` records get ``video``, ``video_id``, ``shard`` and ``offset`` filled in; returns the marker.
+    ``shard_names``: the caller's index of the manifest's shard names (a mining run's, one per process), so a video
+    mined again reads no manifest; None reads the manifest for it.
     """
     vid = entry["video_id"]
     # a remined video: its old marker goes first, so no marker ever names shards of another mining; its shards get a
@@ -317,7 +319,7 @@ def write_video(out_dir: Path, entry: dict, pairs: np.ndarray | None, track_patc
     # describes the new rows: overwritten in place, a kill before that merge left it reading another mining's
     # pairs under its tracks, as a complete dataset
     marker_path(out_dir, vid).unlink(missing_ok=True)
-    base = _free_shard_base(out_dir, vid)
+    base = _free_shard_base(out_dir, vid, shard_names)
     shard, track_shard = f"{SHARDS}/{base}.npy", f"{SHARDS}/{base}.tracks.npy"
     for name, array in ((shard, pairs), (track_shard, track_patches)):
         if array is not None:
@@ -339,14 +341,27 @@ def write_video(out_dir: Path, entry: dict, pairs: np.ndarray | None, track_patc
     return marker
 
 
-def _free_shard_base(out_dir: Path, vid: str) -> str:
+def _free_shard_base(out_dir: Path, vid: str, shard_names: ShardNameIndex | None = None) -> str:
     """``vid``, or ``vid.1``, ``vid.2``...: the first shard name of the video that ``manifest.jsonl`` does not name
     (the last merge's manifest names an earlier mining's shards until the next merge; they stay until no marker names
     them, see _remove_leftovers). A file of a free name is a killed writer's orphan and is overwritten, so a first
     mining, killed and rerun, keeps ``vid``. The manifest is read only where ``vid``'s shards are on disk: a video
-    mined again, or an orphan."""
+    mined again, or an orphan; with ``shard_names``, only where that index has not read this version of it."""
     if not any((out_dir / SHARDS / f"{vid}{suffix}").exists() for suffix in (".npy", ".tracks.npy")):
         return vid
+    if shard_names is not None:
+        taken = set(shard_names.taken(out_dir, vid))
+    else:
+        taken = {n for name in _names_in_manifest(out_dir, vid) if (n := _base_number(vid, name)) is not None}
+    n = 0
+    while n in taken:
+        n += 1
+    return vid if n == 0 else f"{vid}.{n}"
+
+
+def _names_in_manifest(out_dir: Path, vid: str) -> set:
+    """The shard names ``manifest.jsonl``'s records of ``vid`` hold: its lines scanned for the video's id, only
+    those parsed."""
     key = json.dumps({"video_id": vid})[1:-1].encode()  # '"video_id": "<vid>"', as records are written
     named = set()
     with contextlib.suppress(FileNotFoundError), open(out_dir / "manifest.jsonl", "rb") as fh:
@@ -354,12 +369,77 @@ def _free_shard_base(out_dir: Path, vid: str) -> str:
             if key in line:
                 with contextlib.suppress(ValueError):
                     named |= {v for k, v in json.loads(line).items() if k in ("shard", "track_shard")}
-    n = 0
-    while True:
-        base = vid if n == 0 else f"{vid}.{n}"
-        if not {f"{SHARDS}/{base}.npy", f"{SHARDS}/{base}.tracks.npy"} & named:
-            return base
-        n += 1
+    return named
+
+
+# what follows shards/<vid> in a name write_video gives: .npy or .tracks.npy, after .<n> from the second mining on
+_BASE_REST = re.compile(r"(?:\.([1-9][0-9]*))?(?:\.tracks)?\.npy")
+
+
+def _base_number(vid: str, name) -> int | None:
+    """n of a shard name of ``vid`` as write_video gives them (``shards/vid.npy``: 0, ``shards/vid.n.npy`` and
+    ``shards/vid.n.tracks.npy``: n), else None (no name _free_shard_base could pick for ``vid``)."""
+    prefix = f"{SHARDS}/{vid}"
+    if not isinstance(name, str) or not name.startswith(prefix):
+        return None
+    found = _BASE_REST.fullmatch(name, len(prefix))
+    return None if found is None else int(found[1] or 0)
+
+
+def _manifest_version(path: Path) -> tuple | None:
+    """What tells one version of a file from the next: a merge writes a new file and renames it over the old."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+class ShardNameIndex:
+    """Which shard names (as numbers n of their bases, see _base_number) ``manifest.jsonl`` gives each video, read
+    in one pass the first time a video mined again asks, and again only once the file changed (another shard's merge
+    may rewrite it during a run). Scanning the whole manifest for each such video cost 0.67 s a video at 750k pairs.
+
+    Owned by its caller, one per mining run or pool worker: it holds the last manifest read, of any folder."""
+
+    def __init__(self) -> None:
+        self._read_as: tuple | None = None  # (manifest path, _manifest_version) of the file indexed
+        self._numbers: dict[str, tuple[int, ...]] = {}  # video_id -> n of each base its records name
+
+    def taken(self, out_dir: Path, vid: str) -> tuple[int, ...]:
+        """The n of every base of ``vid``'s shards named in ``out_dir``'s manifest as it is now."""
+        path = Path(out_dir) / "manifest.jsonl"
+        if self._read_as != (path, _manifest_version(path)):
+            self._read(path)
+        return self._numbers.get(vid, ())
+
+    def _read(self, path: Path) -> None:
+        self._numbers, self._read_as = {}, (path, None)
+        with contextlib.suppress(FileNotFoundError), open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())  # the version read, should a merge replace the file after the stat
+            self._read_as = (path, (st.st_ino, st.st_size, st.st_mtime_ns))
+            last = None
+            for line in fh:  # line by line: the whole manifest held as text is hundreds of MiB (see merge)
+                try:
+                    rec = json.loads(line)
+                except ValueError:  # a damaged line names nothing, as for _names_in_manifest
+                    continue
+                names = (rec.get("video_id"), rec.get("shard"), rec.get("track_shard")) if isinstance(
+                    rec, dict) else None
+                if names is not None and names != last:  # a video's records, one after another, name one base
+                    self._add(*names)
+                last = names
+
+    def _add(self, vid, *names) -> None:
+        if not isinstance(vid, str):
+            return
+        have = self._numbers.get(vid, ())
+        for name in names:
+            n = _base_number(vid, name)
+            if n is not None and n not in have:
+                have += (n,)
+        if have:
+            self._numbers[vid] = have
 
 
 # the names write_video gives a video's shards: its base (_free_shard_base) and a kind
@@ -428,6 +508,8 @@ def merge(out_dir: str | Path) -> dict:
         # 322 MiB of manifest) took a merge, run at the end of every mining, from 65 MiB of memory to 1.2 GiB
         digest, n_pairs = hashlib.sha256(), 0
         shard_bytes: dict[str, int] = {}  # the sizes the markers recorded: training stats each shard against them
+        # the markers read here and the shards they name: the leftover clean-up reads only the others
+        read_ids, named = set(), set()
         with atomic_path(out_dir / "manifest.jsonl") as tmp, open(tmp, "wb") as manifest:
             for entry in listing:
                 # a video file replaced since it was mined is pending, not done: its pairs are of the old file
@@ -438,6 +520,8 @@ def merge(out_dir: str | Path) -> dict:
                     if len(waiting) < PENDING_NAMED:
                         waiting.append(entry["video"])
                     continue
+                read_ids.add(entry["video_id"])
+                named |= _shards_named(marker)
                 frames += marker["stats"]["frames"]
                 seconds += marker["stats"]["seconds"]
                 mined_with[json_text(_deciding(marker.get("versions")))] += 1
@@ -496,7 +580,7 @@ def merge(out_dir: str | Path) -> dict:
             # ids as mining makes them from the paths: a listing's own ids (a folder from elsewhere) could name
             # another dataset's shards in a linked shards/ folder
             _remove_leftovers(out_dir, {entry["video_id"] for entry in listing
-                                        if entry["video_id"] == video_id(entry["video"])})
+                                        if entry["video_id"] == video_id(entry["video"])}, read_ids, named)
     return summary
 
 
@@ -526,13 +610,16 @@ def mining_versions() -> dict:
     return {k: v for k, v in versions().items() if k not in ("torch", "torchvision")}
 
 
-def _remove_leftovers(out_dir: Path, listed: set[str]) -> None:
+def _remove_leftovers(out_dir: Path, listed: set[str], read_ids: set[str] = frozenset(),
+                      named: set[str] = frozenset()) -> None:
     """Delete what killed writers left: temporary files, and shards no marker names (never part of the dataset),
     both only when older than LEFTOVER_AGE_S (a shard process mining a video of another listing may be writing one
     now). The markers and shards of videos this run's listing lacks are kept: a rerun on one file or a subfolder of
     the videos, or a machine whose mount lags, must not delete other videos' finished mining. Only names vidssl
     writes; in a shards/ or done/ that is a symbolic link (shards moved to a larger disk, perhaps shared with other
-    datasets or files: a merge emptied it of every .npy file) only those of the ``listed`` video ids, by age."""
+    datasets or files: a merge emptied it of every .npy file) only those of the ``listed`` video ids, by age.
+    ``read_ids``: the videos whose markers the caller read just now (merge), naming the shards in ``named``: their
+    markers are not read again (a merge of thousands of videos read each twice)."""
     cutoff = time.time() - LEFTOVER_AGE_S
     remove_temp_leftovers(out_dir, older_than=cutoff)
     linked = {name: (out_dir / name).is_symlink() for name in (SHARDS, DONE)}
@@ -548,8 +635,8 @@ def _remove_leftovers(out_dir: Path, listed: set[str]) -> None:
                 if (found and found[1] in listed and entry.is_file(follow_symlinks=False)
                         and _mtime(entry) < cutoff):
                     Path(entry.path).unlink(missing_ok=True)
-    named, damaged = set(), set()
-    for vid in marker_ids(out_dir):
+    named, damaged = set(named), set()
+    for vid in marker_ids(out_dir) - read_ids:
         marker = read_marker(out_dir, vid)
         if marker is not None:
             named |= _shards_named(marker)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from tracking.config import MineConfig
-from tracking.dataset import (attempt_path, begin_attempt, done_marker, merge, prepare, read_attempt,
+from tracking.dataset import (ShardNameIndex, attempt_path, begin_attempt, done_marker, merge, prepare, read_attempt,
                               recorded_shard_count, shard_of, source_state, undo_attempt, video_id, write_video)
 from tracking.track import check_tracker
 from tracking.video_miner import SkipVideo, mine_video
@@ -340,6 +340,8 @@ def _stop_now(pool, job, entries: list[dict]) -> None:
 
 WORKER_LOGGERS = ("vidssl", "tracking")  # the packages whose levels a worker takes from the main process
 _worker_records: list[logging.LogRecord] = []  # a worker's records since its last video was returned
+# a worker's index of the manifest's shard names, kept from video to video: each comes with a fresh copy of the job
+_worker_shard_names = ShardNameIndex()
 
 
 class _KeepRecords(logging.handlers.QueueHandler):
@@ -376,6 +378,7 @@ def _mine_in_worker(job: "_Job", entry: dict) -> tuple[dict, list[logging.LogRec
     """``job(entry)`` in a pool worker, with the log records since the last video's (see _worker_result); where it
     raises (a full disk), the records go with the error, as its ``worker_records`` (an exception's attributes are
     pickled with it)."""
+    job.shard_names = _worker_shard_names
     try:
         return job(entry), _worker_records[:]
     except BaseException as error:
@@ -433,6 +436,12 @@ class _Job:
         self.video_backend, self.strict = video_backend, strict
         self.counts_deaths = counts_deaths  # whether a start counts toward MAX_ATTEMPTS (see begin_attempt)
         self.run = uuid.uuid4().hex  # tells this run's attempt files from those of runs that died
+        # the manifest's shard names, read once for the videos mined again in this process (see write_video)
+        self.shard_names: ShardNameIndex | None = ShardNameIndex()
+
+    def __getstate__(self) -> dict:
+        # not sent with each video to a pool worker, which keeps its own (_worker_shard_names)
+        return {**vars(self), "shard_names": None}
 
     def __call__(self, entry: dict, on_frames: Callable[[int], None] | None = None) -> dict:
         """Mine ``entry`` between an attempt file (left behind if the process dies) and its done-marker."""
@@ -461,7 +470,7 @@ class _Job:
                   "source_sample": content_sample(self.root / entry["video"]),
                   "stats": {"frames": 0, "seconds": 0.0, "tracks_rejected": {}, "starts_rejected": {}, "cuts": []}}
         if not self.strict:
-            write_video(self.out, entry, None, None, marker)
+            write_video(self.out, entry, None, None, marker, self.shard_names)
         return _result(entry, marker)
 
     def _mine(self, entry: dict, source: dict | None, on_frames: Callable[[int], None] | None) -> dict:
@@ -506,7 +515,8 @@ class _Job:
                 marker["detail"] = f"{result.damage}; mined the frames before it"
                 log.warning("%s: %s", path, marker["detail"])
         if not (self.strict and marker["status"] == "skipped"):  # strict: the run fails, nothing is recorded
-            write_video(self.out, entry, pairs, result.track_patches if pairs is not None else None, marker)
+            write_video(self.out, entry, pairs, result.track_patches if pairs is not None else None, marker,
+                        self.shard_names)
         return _result(entry, marker)
 
 
