@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -1419,7 +1420,7 @@ def test_the_budget_is_split_between_mining_its_held_out_tails_and_training(tmp_
 
     def train(pairs, out, cfg, budget_minutes, **kwargs):
         given.append(budget_minutes)
-        return {}
+        return dict(TRAINED)
 
     monkeypatch.setattr(tracking, "mine_folder", mine_folder)
     monkeypatch.setattr(tracking.show, "pair_grid", lambda *a, **k: None)
@@ -1734,6 +1735,11 @@ def test_the_paths_the_stages_record_hold_from_any_folder(tmp_path, monkeypatch)
     assert given == [tmp_path / "runs" / "x"] and given[0].is_absolute()
 
 
+# what a finished training returns (the keys the pipeline reads), for fakes of it
+TRAINED = {"step": 30, "total_steps": 30, "minutes": 0.5, "stopped": "done", "checkpoint": "RUN/train/checkpoint.pt",
+           "loss": 0.25, "pos_cos": 0.9, "neg_cos": 0.125, "world_size": 1}
+
+
 def _fake_stages(monkeypatch, now, given):
     """The pipeline's mining and training faked on a fake clock (as in
     test_the_budget_is_split_between_mining_its_held_out_tails_and_training)."""
@@ -1754,7 +1760,7 @@ def _fake_stages(monkeypatch, now, given):
 
     def train(pairs, out, cfg, budget_minutes, **kwargs):
         given.append(("train", budget_minutes))
-        return {}
+        return dict(TRAINED)
 
     monkeypatch.setattr(tracking, "mine_folder", mine_folder)
     monkeypatch.setattr(tracking.show, "pair_grid", lambda *a, **k: None)
@@ -1763,7 +1769,7 @@ def _fake_stages(monkeypatch, now, given):
     return pipeline
 
 
-def test_a_rerun_trains_on_what_the_completed_stages_left_of_the_budget(tmp_path, monkeypatch):
+def test_a_rerun_trains_on_what_the_completed_stages_left_of_the_budget(tmp_path, monkeypatch, caplog):
     """Kills M25 (pipeline.py _pretrain: `deadline = time.monotonic() + 60 * p.budget_minutes`, the seconds of the
     stages completed earlier not taken off): README "a rerun continues with what the completed stages left of it".
     spent_s is tested alone; nothing tested that the deadline uses it."""
@@ -1779,6 +1785,14 @@ def test_a_rerun_trains_on_what_the_completed_stages_left_of_the_budget(tmp_path
     assert given == [("mine", pytest.approx(0.3 * 600))]  # mining: 100 s on the fake clock, recorded
     pipeline.pretrain(load_config(None, off), run, videos=tmp_path / "videos", budget_minutes=10, progress=False)
     assert given[1:] == [("train", pytest.approx(0.5 * (600 - 100) / 60))]  # not 0.5 * 600 s: mining spent 100
+    # how training went is in the run's log, whatever the terminal showed (a bar there leaves nothing in the file)
+    assert not re.search(r"\[train\] finished", (run / pipeline.LOG).read_text())  # the level the caller set
+    caplog.set_level(logging.INFO, logger="vidssl.pipeline")
+    (run / "stages" / "train.json").unlink()
+    pipeline.pretrain(load_config(None, off), run, videos=tmp_path / "videos", budget_minutes=10, progress=False)
+    assert re.search(r" INFO vidssl.pipeline: \[train\] finished: step 30/30 in 0.5 min; loss 0.2500, cos\(a,p\) "
+                     r"0.90, cos\(a,neg\) 0.12; checkpoint RUN/train/checkpoint.pt$", (run / pipeline.LOG).read_text(),
+                     re.M)
 
 
 def test_run_config_yaml_is_written_and_rewritten_when_a_stage_runs(tmp_path, monkeypatch):

@@ -1,9 +1,14 @@
 """Pictures of a pair dataset for a person to judge: a grid of pairs, and tracked boxes over source frames."""
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import cv2
 import numpy as np
@@ -12,7 +17,7 @@ from tracking.dataset import marker_path, read_marker
 from vidssl.errors import VidsslError, shell_arg
 from vidssl.io import drawable
 
-_GRID_KEYS = {"video", "shard", "offset", "start_frame", "end_frame"}  # what the pair grid reads of a record
+_GRID_KEYS = frozenset({"video", "shard", "offset", "start_frame", "end_frame"})  # what the pair grid reads of a record
 _TRACK_KEYS = _GRID_KEYS | {"video_id", "track_id"}  # what the track strips read
 # each key's type as mining writes it: a hand edit ("offset": 0.0 or "0", "end_frame": null, "shard": 5) was a
 # TypeError traceback from the grid, or an IndexError from numpy
@@ -23,9 +28,8 @@ CAPTION = 14  # px of caption bar above each pair / track row
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def load_manifest(pairs_dir: str | Path, keys: set[str] = _GRID_KEYS) -> list[dict]:
-    """The records of ``pairs_dir``'s manifest.jsonl, each checked to hold ``keys``; a VidsslError naming the file,
-    line and fix otherwise."""
+def _open_manifest(pairs_dir: str | Path) -> TextIO:
+    """``pairs_dir``'s manifest.jsonl, open for reading; a VidsslError naming what the folder is instead."""
     path = Path(pairs_dir) / "manifest.jsonl"
     if not path.is_file():
         folder = Path(pairs_dir)
@@ -39,27 +43,79 @@ def load_manifest(pairs_dir: str | Path, keys: set[str] = _GRID_KEYS) -> list[di
                               f"{shell_arg(pairs_dir)} --out PAIRS), then show PAIRS")
         raise VidsslError(f"{pairs_dir} has no manifest.jsonl; mine it first (vidssl mine VIDEOS --out "
                           f"{shell_arg(pairs_dir)})")
-    records = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            problem = f"not JSON: {e}"
-        else:
-            missing = keys - set(rec) if isinstance(rec, dict) else keys
-            problem = f"keys missing: {', '.join(sorted(missing))}" if missing else _wrong_types(rec, keys)
-        if problem:
-            raise VidsslError(f"{path}:{lineno}: not a pair record ({problem}); rerun the `vidssl mine` that made "
-                              f"{pairs_dir} into it: it rebuilds the manifest from its finished videos")
-        records.append(rec)
-    if not records:
-        raise VidsslError(f"{pairs_dir} holds no pairs (see its dataset.json for why videos were skipped)")
-    return records
+    return open(path, encoding="utf-8", errors="replace")
 
 
-def _wrong_types(rec: dict, keys: set[str]) -> str | None:
+# the line breaks of str.splitlines(), less "\r" (text mode reads "\r" and "\r\n" as "\n")
+_LINE_BREAKS = "\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def _pair_lines(manifest: TextIO, chunk_chars: int = 1 << 16) -> Iterator[tuple[int, str]]:
+    """The non-blank lines of ``manifest`` from its start, with their line numbers, read ``chunk_chars`` at a time
+    (64k: a few hundred kB held, as fast as larger chunks; a line per read is slower). Numbered as
+    str.splitlines() of the whole text numbered them (it also splits at \\f, \\x85, \\u2028...), so an error names
+    the line it always named."""
+    manifest.seek(0)  # the second pass reads the file the first did, even if a merge has replaced it since
+    lineno, carry = 0, ""
+    while True:
+        chunk = manifest.read(chunk_chars)
+        text = carry + chunk
+        lines = text.splitlines()
+        carry = lines.pop() if chunk and text and text[-1] not in _LINE_BREAKS else ""  # a line the next chunk ends
+        for line in lines:
+            lineno += 1
+            if line.strip():
+                yield lineno, line
+        if not chunk:
+            return
+
+
+def _pair_record(manifest: TextIO, lineno: int, line: str, keys: frozenset[str]) -> dict:
+    """``line`` as a record holding ``keys`` of mining's types; a VidsslError naming the file, line and fix
+    otherwise."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        problem = f"not JSON: {e}"
+    else:
+        if isinstance(rec, dict) and keys <= rec.keys() and _of_mining_types(rec, _typed_keys(keys)):
+            return rec
+        missing = keys - set(rec) if isinstance(rec, dict) else keys
+        problem = f"keys missing: {', '.join(sorted(missing))}" if missing else _wrong_types(rec, keys)
+    pairs_dir = Path(manifest.name).parent
+    raise VidsslError(f"{manifest.name}:{lineno}: not a pair record ({problem}); rerun the `vidssl mine` that "
+                      f"made {pairs_dir} into it: it rebuilds the manifest from its finished videos")
+
+
+def _pair_records(manifest: TextIO, keys: frozenset[str] = _GRID_KEYS) -> Iterator[dict]:
+    """Every record of ``manifest``, each checked (:func:`_pair_record`) and handed on, not kept: a caller that
+    keeps only what it needs holds a few records whatever the manifest's size (every record as a dict: 2.1 GB to
+    draw 48 of 750k pairs). An empty manifest is an error once it is read through."""
+    count = 0
+    for lineno, line in _pair_lines(manifest):
+        yield _pair_record(manifest, lineno, line, keys)
+        count += 1
+    if not count:
+        raise VidsslError(f"{Path(manifest.name).parent} holds no pairs (see its dataset.json for why videos were "
+                          f"skipped)")
+
+
+@functools.lru_cache(maxsize=None)
+def _typed_keys(keys: frozenset[str]) -> tuple[tuple[str, type], ...]:
+    """The keys of ``keys`` whose type is checked, with the type: worked out once, not per record."""
+    return tuple((key, kind) for key, kind in _KEY_TYPES.items() if key in keys)
+
+
+def _of_mining_types(rec: dict, typed: tuple[tuple[str, type], ...]) -> bool:
+    """Whether each of ``typed``'s keys of ``rec`` holds its type: the check of every line, so a loop, not a
+    generator (a quarter of the pass's time at 300k lines)."""
+    for key, kind in typed:
+        if type(rec[key]) is not kind:  # noqa: E721 (not isinstance: true is no integer here)
+            return False
+    return True
+
+
+def _wrong_types(rec: dict, keys: frozenset[str]) -> str | None:
     """What in ``rec`` is not of the type mining writes (an integer, not a boolean or 0.0; a string), or None."""
     wrong = []
     for key in sorted(keys & set(_KEY_TYPES)):
@@ -78,21 +134,116 @@ def _out_of_step(pairs_dir: Path, what: str, rec: dict, size: int) -> VidsslErro
                        f"{pairs_dir} (same videos, same --out) to mine that video again")
 
 
-def _sample(records: list[dict], n: int, seed: int) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    picked = rng.choice(len(records), size=min(n, len(records)), replace=False)
-    return [records[i] for i in sorted(picked)]
+@dataclass
+class _ShardTally:
+    """What the grid needs of the whole manifest, per shard in order of first mention: a few numbers and names per
+    shard, not a record per pair."""
+    # shard -> [the last row a record refers to (training's check), its pairs, its videos]: one lookup per record
+    shards: dict[str, list] = field(default_factory=dict)
+
+    def add(self, rec: dict) -> None:
+        entry = self.shards.get(rec["shard"])
+        if entry is None:
+            entry = self.shards[rec["shard"]] = [-1, 0, set()]
+        entry[0] = max(entry[0], rec["offset"])
+        entry[1] += 1
+        entry[2].add(rec["video"])
+
+    def last_rows(self) -> dict[str, int]:
+        return {name: entry[0] for name, entry in self.shards.items()}
+
+    def count(self, shards: Iterable[str]) -> int:
+        return sum(self.shards[name][1] for name in shards)
+
+    def video_count(self, shards: Iterable[str]) -> int:
+        return len(set().union(*(self.shards[name][2] for name in shards)))
 
 
-def _sample_tracks(records: list[dict], n: int, seed: int) -> list[dict]:
+def sample_pairs(pairs_dir: str | Path, n: int, seed: int) -> tuple[list[dict], dict[str, str], str, int]:
+    """The records of ``n`` random pairs of ``pairs_dir`` in manifest order, drawn from those training reads (all of
+    them when it reads none), with the shards training skips, the fix to say, and the manifest's pair count.
+
+    Two passes over manifest.jsonl, holding ``n`` records: the first checks every line and counts pairs per shard;
+    the second picks the ``n`` drawn. The draw is that of a list of the drawable records: rng(seed).choice of their
+    count without replacement, sorted (numpy draws a few of many in O(n) memory, by Floyd's algorithm)."""
+    pairs_dir = Path(pairs_dir)
+    with _open_manifest(pairs_dir) as manifest:
+        tally = _ShardTally()
+        for rec in _pair_records(manifest):
+            tally.add(rec)
+        problems, fix = _skipped_shards(pairs_dir, tally)
+        total, kept = tally.count(tally.shards), tally.count(s for s in tally.shards if s not in problems)
+        if problems and kept:
+            _say_left_out(pairs_dir, problems, total - kept, fix)
+        left_out = set(problems) if kept else set()  # every shard skipped: the grid stops at the first with its error
+        drawn = kept or total
+        picked = np.random.default_rng(seed).choice(drawn, size=min(n, drawn), replace=False)
+        return _drawn_records(manifest, sorted(int(i) for i in picked), left_out), problems, fix, total
+
+
+def _say_left_out(pairs_dir: Path, problems: dict[str, str], pairs: int, fix: str) -> None:
+    """One warning line for the ``pairs`` of the shards training would skip, which the grid leaves out."""
+    shown = "; ".join(f"{pairs_dir / name}: {why}" for name, why in list(problems.items())[:3])
+    more = f"; ... (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+    log.warning("show-pairs: left out the %d pairs of %d shard(s) training would skip (%s%s); %s",
+                pairs, len(problems), shown, more, fix)
+
+
+def _drawn_records(manifest: TextIO, picked: list[int], left_out: set[str]) -> list[dict]:
+    """The records at the indices ``picked`` (sorted) among those of ``manifest`` outside the ``left_out`` shards.
+    Only where shards are left out is every line parsed again (to tell its shard); otherwise only the picked are."""
+    wanted, found, index = set(picked), [], -1
+    for lineno, line in _pair_lines(manifest):
+        rec = None
+        if left_out:
+            rec = _pair_record(manifest, lineno, line, _GRID_KEYS)
+            if rec["shard"] in left_out:
+                continue
+        index += 1
+        if index in wanted:
+            found.append(rec if rec is not None else _pair_record(manifest, lineno, line, _GRID_KEYS))
+            if len(found) == len(wanted):
+                break
+    return found
+
+
+def _track_rank(seed: int, key: tuple[str, int]) -> tuple[bytes, str, int]:
+    """A tracker's place in the seeded draw: a hash of the seed and the tracker, the same in every process (str's
+    hash() is not); the tracker itself breaks ties."""
+    return hashlib.blake2b(f"{seed}\0{key[0]}\0{key[1]}".encode("utf-8", "backslashreplace"),
+                           digest_size=8).digest(), *key
+
+
+def _sample_tracks(records: Iterable[dict], n: int, seed: int) -> list[dict]:
     """One pair each of ``n`` random trackers (a tracker yields a pair every mine.pair_stride frames, so sampling
-    pairs drew rows of one tracker's overlapping windows): its middle window, in manifest order."""
-    by_track: dict[tuple, list[dict]] = {}
+    pairs drew rows of one tracker's overlapping windows): its middle window, in manifest order of the trackers.
+
+    The trackers drawn are the ``n`` of lowest :func:`_track_rank`: one pass holds the windows of ``n`` trackers
+    (of one video each, so bounded by a video's length), not a list of every tracker, and the draw is the same
+    whatever the order of the records."""
+    if n < 1:
+        return []
+    chosen: dict[tuple, tuple[tuple, list[dict]]] = {}  # tracker -> (rank, its windows), in order of first record
+    last_key, last_in = None, False
     for rec in records:
-        by_track.setdefault((rec["video_id"], rec["track_id"]), []).append(rec)
-    tracks = list(by_track.values())
-    picked = np.random.default_rng(seed).choice(len(tracks), size=min(n, len(tracks)), replace=False)
-    return [sorted(tracks[i], key=lambda r: r["start_frame"])[len(tracks[i]) // 2] for i in sorted(picked)]
+        key = (rec["video_id"], rec["track_id"])
+        if key != last_key:  # a tracker's windows mostly follow one another: one rank per run of them
+            last_key, last_in = key, key in chosen or _enter(chosen, key, _track_rank(seed, key), n)
+        if last_in:
+            chosen[key][1].append(rec)
+    return [sorted(windows, key=lambda r: r["start_frame"])[len(windows) // 2] for _, windows in chosen.values()]
+
+
+def _enter(chosen: dict[tuple, tuple[tuple, list[dict]]], key: tuple, rank: tuple, n: int) -> bool:
+    """Whether the tracker ``key`` of ``rank`` is among the ``n`` of lowest rank seen so far; it enters ``chosen``,
+    pushing out the highest, if so. A tracker once out stays out: its rank is above the highest kept ever after."""
+    if len(chosen) >= n:
+        highest = max(chosen, key=lambda k: chosen[k][0])
+        if rank > chosen[highest][0]:
+            return False
+        del chosen[highest]
+    chosen[key] = (rank, [])
+    return True
 
 
 def _caption(width: int, text: str) -> np.ndarray:
@@ -110,9 +261,8 @@ def pair_grid(pairs_dir: str | Path, n: int = 64, seed: int = 0, columns: int = 
     pairs_dir = Path(pairs_dir)
     shards: dict[str, np.ndarray] = {}
     cells = []
-    records = load_manifest(pairs_dir)
-    drawn, problems, fix = _trainable(pairs_dir, records)
-    for rec in _sample(drawn, n, seed):
+    drawn, problems, fix, total = sample_pairs(pairs_dir, n, seed)
+    for rec in drawn:
         if rec["shard"] not in shards:
             try:
                 shards[rec["shard"]] = np.load(pairs_dir / rec["shard"], mmap_mode="r")
@@ -124,7 +274,7 @@ def pair_grid(pairs_dir: str | Path, n: int = 64, seed: int = 0, columns: int = 
         if not 0 <= rec["offset"] < len(shard):
             raise _out_of_step(pairs_dir, str(pairs_dir / rec["shard"]), rec, len(shard))
         if rec["shard"] in problems:  # readable, yet training skips it (as every other): another mining's rows
-            raise VidsslError(f"{pairs_dir}: none of the {len(records)} pairs is one training reads (e.g. "
+            raise VidsslError(f"{pairs_dir}: none of the {total} pairs is one training reads (e.g. "
                               f"{pairs_dir / rec['shard']}: {problems[rec['shard']]}); {fix}")
         patches = list(shard[rec["offset"]])  # first, last[, background]
         size = patches[0].shape[0]
@@ -136,31 +286,15 @@ def pair_grid(pairs_dir: str | Path, n: int = 64, seed: int = 0, columns: int = 
     return _tile(cells, columns)
 
 
-def _skipped_shards(pairs_dir: Path, records: list[dict]) -> tuple[dict[str, str], str]:
-    """The shards of ``records`` that training would skip, and why (vidssl.data.pairs' check: unreadable, of another
+def _skipped_shards(pairs_dir: Path, tally: _ShardTally) -> tuple[dict[str, str], str]:
+    """The shards of ``tally`` that training would skip, and why (vidssl.data.pairs' check: unreadable, of another
     shape or size than mined, short of the rows named), with the fix to say."""
     from vidssl.data.pairs import shard_problems, skipped_fix
 
-    last_rows: dict[str, int] = {}
-    for rec in records:
-        last_rows[rec["shard"]] = max(last_rows.get(rec["shard"], -1), rec["offset"])
-    problems = shard_problems(pairs_dir, last_rows)
-    lost = len({rec["video"] for rec in records if rec["shard"] in problems})
-    fix = skipped_fix(pairs_dir, problems, lost, len({rec["video"] for rec in records})) if problems else ""
+    problems = shard_problems(pairs_dir, tally.last_rows())
+    lost = tally.video_count(problems)
+    fix = skipped_fix(pairs_dir, problems, lost, tally.video_count(tally.shards)) if problems else ""
     return problems, fix.replace(" (the warnings above name them)", "")
-
-
-def _trainable(pairs_dir: Path, records: list[dict]) -> tuple[list[dict], dict[str, str], str]:
-    """``records`` less those of the shards training would skip, said in one warning line (all of them when every
-    shard is one: the grid then stops at the first with its error), the skipped shards and the fix."""
-    problems, fix = _skipped_shards(pairs_dir, records)
-    kept = [rec for rec in records if rec["shard"] not in problems]
-    if problems and kept:
-        shown = "; ".join(f"{pairs_dir / name}: {why}" for name, why in list(problems.items())[:3])
-        more = f"; ... (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-        log.warning("show-pairs: left out the %d pairs of %d shard(s) training would skip (%s%s); %s",
-                    len(records) - len(kept), len(problems), shown, more, fix)
-    return kept or records, problems, fix
 
 
 def box_frames(start: int, end: int, num_boxes: int) -> list[int]:
@@ -181,7 +315,8 @@ def track_strips(pairs_dir: str | Path, n: int = 4, seed: int = 0, frames: int =
     from vidssl.video import open_video
 
     pairs_dir = Path(pairs_dir)
-    records = load_manifest(pairs_dir, _TRACK_KEYS)  # first: its errors tell a run or videos folder from pairs
+    with _open_manifest(pairs_dir) as manifest:  # first: its errors tell a run or videos folder from pairs
+        sampled = _sample_tracks(_pair_records(manifest, _TRACK_KEYS), n, seed)
     meta_path = pairs_dir / "dataset.json"
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -191,7 +326,7 @@ def track_strips(pairs_dir: str | Path, n: int = 4, seed: int = 0, frames: int =
         raise VidsslError(f"{meta_path}: cannot tell where the videos are ({type(e).__name__}: {e}); rebuild it "
                           f"with `vidssl mine --merge --out {shell_arg(pairs_dir)}`") from None
     rows = []
-    for rec in _sample_tracks(records, n, seed):
+    for rec in sampled:
         marker = read_marker(pairs_dir, rec["video_id"]) or {}
         where = marker_path(pairs_dir, rec["video_id"])
         if "track_boxes" not in marker:

@@ -1056,7 +1056,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
     from vidssl.eval.baselines import feature_models
     from vidssl.export import ExportPathError, ModelFileError, export_backbone
     from vidssl.report import EVAL_FAILURES, WARNINGS, build_report, read_metrics
-    from vidssl.train import train
+    from vidssl.train import outcome_line, train
 
     p = cfg.pretrain
     run.mkdir(parents=True, exist_ok=True)
@@ -1160,6 +1160,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         # mining may have stopped at its share of the budget with videos pending: train on what it found
         stats = train(run / "pairs", run / "train", cfg, budget_minutes=minutes, allow_incomplete=True,
                       progress=progress)
+        log.info("[train] %s", outcome_line(stats))  # into pretrain.log too: a bar on the terminal leaves nothing there
         return {k: v for k, v in stats.items() if isinstance(v, (int, float, str))}
 
     def export_stage() -> dict:

@@ -1179,6 +1179,21 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
     return {**stats, "session_steps": step - start}  # the caller's to judge (vidssl train: a one-step budget)
 
 
+def outcome_line(stats: dict) -> str:
+    """"finished: step N/M in T min; loss L, cos(a,p) P, cos(a,neg) Q; checkpoint FILE" from what :func:`train`
+    returns: `vidssl train` prints it, pretrain logs it (its log file had nothing of how training went)."""
+    state = "finished" if stats["stopped"] == "done" else "stopped at the time budget (rerun to continue)"
+    # a budget spent before the first logged step has no metrics yet: none shown, rather than "loss nan"
+    neg_cos = float("nan") if stats.get("neg_cos") is None else stats["neg_cos"]  # None: no negative mined yet
+    metrics = (f"loss {stats['loss']:.4f}, cos(a,p) {stats.get('pos_cos', float('nan')):.2f}, "
+               f"cos(a,neg) {neg_cos:.2f}; " if "loss" in stats else "")
+    # a resumed run: this session's minutes, and what all the sessions whose steps it holds took
+    resumed = (f" (this session; {stats['minutes_all_sessions']:.1f} min over {stats['sessions']} sessions)"
+               if stats.get("sessions", 1) > 1 and "minutes_all_sessions" in stats else "")
+    return (f"{state}: step {stats['step']}/{stats['total_steps']} in {stats['minutes']:.1f} min{resumed}; "
+            f"{metrics}checkpoint {stats['checkpoint']}")
+
+
 def _all_sessions(earlier_seconds: float | None, seconds: float, sessions: int) -> dict:
     """``stats.json``'s record of a resumed run's whole training: ``sessions`` (those whose steps the weights hold)
     and ``minutes_all_sessions`` (theirs up to their last checkpoint, with this one's ``seconds``; left out where a

@@ -31,7 +31,7 @@ def run(args, cfg) -> int:
 
     from vidssl.config import refuse_foreign_config
     from vidssl.errors import ConfigError
-    from vidssl.train import train
+    from vidssl.train import outcome_line, train
 
     # before the run folder and its lock file are made; named as the user typed it, not as the key it sets
     if args.budget_minutes is not None and not (args.budget_minutes > 0 and math.isfinite(args.budget_minutes)):
@@ -46,16 +46,7 @@ def run(args, cfg) -> int:
                   resume=args.resume, allow_incomplete=args.allow_incomplete, progress=not args.quiet)
     if stats.get("world_size", 1) > 1 and int(os.environ.get("RANK", "0")) != 0:
         return 0
-    state = "finished" if stats["stopped"] == "done" else "stopped at the time budget (rerun to continue)"
-    # a budget spent before the first logged step has no metrics yet: none shown, rather than "loss nan"
-    neg_cos = float("nan") if stats.get("neg_cos") is None else stats["neg_cos"]  # None: no negative mined yet
-    metrics = (f"loss {stats['loss']:.4f}, cos(a,p) {stats.get('pos_cos', float('nan')):.2f}, "
-               f"cos(a,neg) {neg_cos:.2f}; " if "loss" in stats else "")
-    # a resumed run: this session's minutes, and what all the sessions whose steps it holds took
-    resumed = (f" (this session; {stats['minutes_all_sessions']:.1f} min over {stats['sessions']} sessions)"
-               if stats.get("sessions", 1) > 1 and "minutes_all_sessions" in stats else "")
-    print(f"train: {state}: step {stats['step']}/{stats['total_steps']} in {stats['minutes']:.1f} min{resumed}; "
-          f"{metrics}checkpoint {stats['checkpoint']}")
+    print(f"train: {outcome_line(stats)}")
     if stats["stopped"] == "budget" and stats.get("session_steps", 2) <= 1:  # each rerun would start up for one step
         log.warning("train: the budget ended after %d step(s) of this session (start-up included): give it more "
                     "minutes (--budget-minutes, or train.budget_minutes) to make progress", stats["session_steps"])
