@@ -1578,6 +1578,29 @@ def _mining_without_decoding(monkeypatch, pairs: int) -> None:
     monkeypatch.setattr(runner, "mine_video", mined)
 
 
+def test_a_merge_beside_a_video_the_listing_lacks_keeps_the_listed_videos_old_shards(tmp_path, monkeypatch):
+    """The merge's leftover clean-up took the shards its markers name from the merge, whose list of videos the
+    listing lacks (their file names, for dataset.json) had taken the same variable's name: with one video gone from
+    the folder, every listed video's shards older than LEFTOVER_AGE_S were deleted, the manifest naming them."""
+    _mining_without_decoding(monkeypatch, pairs=3)
+    videos, out = tmp_path / "videos", tmp_path / "pairs"
+    videos.mkdir()
+    for i in range(3):
+        (videos / f"v{i}.mp4").write_bytes(b"video %d" % i)
+    assert mine_folder(videos, out, DEMO, progress=False)["pairs"] == 9
+    an_hour_ago = time.time() - 3600  # older than LEFTOVER_AGE_S: what a leftover would be
+    for shard in (out / "shards").iterdir():
+        os.utime(shard, (an_hour_ago, an_hour_ago))
+    (videos / "v2.mp4").unlink()  # its marker stays, not listed
+    summary = mine_folder(videos, out, DEMO, progress=False)
+    assert summary["videos"]["not_listed"] == {"count": 1, "examples": ["v2.mp4"]}
+    named = {json.loads(line)["shard"] for line in (out / "manifest.jsonl").read_text().splitlines()}
+    assert len(named) == 2 and all((out / name).is_file() for name in named), sorted(named)
+    assert len(list((out / "shards").iterdir())) == 3  # the unlisted video's kept too
+    merge(out)
+    assert all((out / name).is_file() for name in named)
+
+
 def _count_manifest_reads(monkeypatch) -> list:
     """The opens of a manifest.jsonl by tracking.dataset from now on (a merge writes a temporary file instead)."""
     from tracking import dataset

@@ -1832,6 +1832,25 @@ def test_an_export_key_changed_after_the_export_completed_is_refused(tmp_path):
     assert check_stage_settings(stages, before, tmp_path) == []  # the same settings: reused
 
 
+def test_an_evaluation_recorded_before_max_tracks_counts_as_every_track(tmp_path, caplog):
+    """A key added later counts as its default (what an older run did), but eval.retrieval.max_tracks' default is
+    not what runs before it did: they evaluated every track (0). Read as 1000, an old run's all-track metrics were
+    kept under a config saying 1000, and compare showed no difference."""
+    from vidssl.pipeline import Stages, check_stage_settings, stage_configs
+
+    stages = Stages(tmp_path)
+    stages.dir.mkdir()
+    now = stage_configs(load_config(), {}, demo=True)
+    older = {k: v for k, v in now["eval"].items() if k != "eval.retrieval.max_tracks"}
+    assert len(older) == len(now["eval"]) - 1
+    stages.mark("eval", {"config": older})
+    caplog.set_level(logging.INFO, logger="vidssl.pipeline")
+    assert check_stage_settings(stages, now, tmp_path) == ["eval"]
+    assert "[eval] completed with other settings (eval.retrieval.max_tracks: 0 -> 1000): done again" in caplog.text
+    every = stage_configs(load_config(None, ["eval.retrieval.max_tracks=0"]), {}, demo=True)
+    assert check_stage_settings(stages, every, tmp_path) == []  # the same as it ran: kept
+
+
 @pytest.mark.parametrize("off, needed, reader, make", [
     ("mine", "pairs/manifest.jsonl", "train", "vidssl mine VIDEOS --out RUN/pairs"),
     ("train", "train/checkpoint.pt", "export", "vidssl train RUN/pairs --out RUN/train"),

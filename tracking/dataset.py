@@ -565,8 +565,8 @@ def merge(out_dir: str | Path) -> dict:
             summary["shard_bytes"] = dict(sorted(shard_bytes.items()))
         unlisted = sorted(marker_ids(out_dir) - {e["video_id"] for e in listing})
         if unlisted:  # kept, never deleted: see _remove_leftovers
-            named = [(read_marker(out_dir, vid) or {}).get("video", vid) for vid in unlisted[:PENDING_NAMED]]
-            summary["videos"]["not_listed"] = {"count": len(unlisted), "examples": named}
+            examples = [(read_marker(out_dir, vid) or {}).get("video", vid) for vid in unlisted[:PENDING_NAMED]]
+            summary["videos"]["not_listed"] = {"count": len(unlisted), "examples": examples}
         summary["versions"] = mining_versions()
         summary["mined_with"] = [{**json.loads(key), "videos": n} for key, n in mined_with.most_common()]
         if len(mined_with) > 1:

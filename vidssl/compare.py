@@ -533,7 +533,7 @@ def _setup(run: Path) -> dict[str, object]:
     """What a run was made of beyond its seed: its resolved config (``config.*``, the seed left out; see
     :func:`_run_config`), the videos it mined, the pairs it trained on (their manifest's digest), the steps it
     trained and each evaluation's data (the held-out tracks are the run's own and come from its videos)."""
-    from vidssl.config import Config, flat_config, flat_dict
+    from vidssl.config import Config, flat_config, flat_dict, settings_of_older_records
     from vidssl.pipeline import HELD_OUT_TASK, NOT_READ_BY_PRETRAIN, SPEED_KEYS, UNUSED_BY
     from vidssl.report import read_metrics
 
@@ -544,7 +544,7 @@ def _setup(run: Path) -> dict[str, object]:
         # a key a later version added counts as its default (what an older run did); keys of speed and logging
         # (threads, workers, devices' batch sizes) decide no number: pretrain.mine_workers is no stage's key, so
         # not among SPEED_KEYS, but mines the same pairs with any number of processes
-        defaults = json.loads(json.dumps(flat_config(Config())))
+        defaults = settings_of_older_records()
         flat = {**defaults, **flat_dict(config)}
         unread = UNUSED_BY[videos == DEMO_VIDEOS] if videos is not None else ()
         if not (run / "config.yaml").exists():  # made stage by stage: no pretrain.* setting applied to it

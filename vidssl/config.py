@@ -497,6 +497,17 @@ def flat_config(cfg: Any) -> dict[str, Any]:
     return flat_dict(to_dict(cfg))
 
 
+# keys added later whose default is not what runs before them did: a record without the key ran as this value
+# (before eval.retrieval.max_tracks, every track was evaluated)
+IMPLIED_WHEN_ABSENT = {"eval.retrieval.max_tracks": 0}
+
+
+def settings_of_older_records() -> dict[str, Any]:
+    """The flat config a recorded run's config is read over (as JSON reads back: tuples are lists): a key a later
+    version added counts as its default, what an older run did, but for :data:`IMPLIED_WHEN_ABSENT`."""
+    return {**json.loads(json.dumps(flat_config(Config()))), **IMPLIED_WHEN_ABSENT}
+
+
 def _merge(base: dict, update: dict, where: str = "", sections: dict | None = None) -> dict:
     """``base`` with ``update`` on top, section by section. A section's keys (``sections``: the defaults, whose
     mappings are the sections) set where ``base`` holds a plain value (a file's `train: 5`, or `--set

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from vidssl.config import Config, flat_config, write_resolved
+from vidssl.config import Config, flat_config, settings_of_older_records, write_resolved
 from vidssl.errors import ConfigError, VidsslError, one_line, shell_arg
 from vidssl.io import (atomic_write_json, file_record, file_state, json_object, open_own_file, remove_temp_leftovers,
                        run_lock, same_file)
@@ -346,7 +346,7 @@ def check_stage_settings(stages: Stages, configs: dict[str, dict[str, Any]], run
     results, whole or partial, would be reused under a config.yaml that no longer describes them. Returns the stages
     to do again from scratch instead: the evaluation (see REDONE_WHEN_CHANGED), and a stage begun with other
     settings that left nothing (e.g. training that stopped on a config error before its first checkpoint)."""
-    defaults = json.loads(json.dumps(flat_config(Config())))  # as a marker reads back: tuples are lists
+    defaults = settings_of_older_records()
     redo, refused = [], []
     for stage in STAGES:
         done = stages.done(stage)
