@@ -1601,6 +1601,31 @@ def test_a_merge_beside_a_video_the_listing_lacks_keeps_the_listed_videos_old_sh
     assert all((out / name).is_file() for name in named)
 
 
+def test_mining_without_a_bar_logs_progress_lines(tmp_path, monkeypatch, caplog):
+    """Output to a file or a pipe (a batch job, nohup, `| tee`) draws no bar: a mining of hours said nothing but its
+    skips until its summary. Training's once-a-minute line, for mining: videos done, frames, the time left at the
+    time per byte so far."""
+    from tracking import runner
+
+    _mining_without_decoding(monkeypatch, pairs=3)
+    monkeypatch.setattr(runner, "PROGRESS_EVERY_S", 0.0)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i, size in enumerate((100, 300, 100)):
+        (videos / f"v{i}.mp4").write_bytes(bytes([i]) * size)  # distinct bytes: no copies
+    with caplog.at_level(logging.INFO, logger="tracking.runner"):
+        mine_folder(videos, tmp_path / "pairs", DEMO, progress=True)  # pytest's stderr is no terminal
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("mining: ")]
+    assert [line.split(",")[0] for line in said] == ["mining: 1 of 3 videos done", "mining: 2 of 3 videos done",
+                                                      "mining: 3 of 3 videos done"], said
+    assert all(re.search(r", \d+ frames, about \d+\.\d min left$", line) for line in said), said
+    assert said[-1].endswith("about 0.0 min left")  # nothing left
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tracking.runner"):
+        mine_folder(videos, tmp_path / "quiet", DEMO, progress=False)  # -q: no line
+    assert not [r for r in caplog.records if r.getMessage().startswith("mining: ")]
+
+
 def _count_manifest_reads(monkeypatch) -> list:
     """The opens of a manifest.jsonl by tracking.dataset from now on (a merge writes a temporary file instead)."""
     from tracking import dataset

@@ -1156,14 +1156,22 @@ def test_a_checkpoint_is_also_written_by_time(pairs, tmp_path, monkeypatch):
     assert resumed["weights_sha256"] == uninterrupted["weights_sha256"]
 
 
-def test_without_a_progress_bar_a_log_file_gets_progress_lines(pairs, tmp_path, monkeypatch, caplog):
-    """Output to a file (a batch job) disables the bar: `[train] ...` was followed by nothing for minutes."""
+@pytest.mark.parametrize("terminal", [None, 0])
+def test_without_a_progress_bar_a_log_file_gets_progress_lines(pairs, tmp_path, monkeypatch, caplog, terminal):
+    """Output to a file (a batch job) disables the bar: `[train] ...` was followed by nothing for minutes. So does a
+    terminal of 0 columns (`script -qc`, a CI runner's pty), where tqdm drew nothing and the lines were off too."""
+    import os
+
     from vidssl import train as trainer
 
     monkeypatch.setattr(trainer, "_PROGRESS_EVERY_S", 0.0)
+    if terminal is not None:  # progress wanted, on a terminal that reports no width
+        monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+        monkeypatch.setattr("sys.stderr.fileno", lambda: 2, raising=False)
+        monkeypatch.setattr(os, "get_terminal_size", lambda fd=1: os.terminal_size((terminal, 24)))
     cfg = load_config(None, TINY + ["train.steps=10", "train.image_every=0"])
     with caplog.at_level(logging.INFO, logger="vidssl.train"):
-        train(pairs, tmp_path / "run", cfg, progress=False)
+        train(pairs, tmp_path / "run", cfg, progress=terminal is not None)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train: step ")]
     assert [line.split(",")[0] for line in lines] == ["train: step 5 of 10", "train: step 10 of 10"], lines
     assert all(re.search(r"loss \d+\.\d{3}, about \d+\.\d min left$", line) for line in lines), lines

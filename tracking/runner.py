@@ -542,33 +542,55 @@ def _size(path: Path) -> int:
         return 0
 
 
+PROGRESS_EVERY_S = 60.0  # with no progress bar (output to a file, a batch job's log): a line this often
+
+
 class _FrameBar:
     """tqdm over frames with ETA. Frame counts are unknown until a video is decoded, so the total is re-estimated
-    from the bytes still to mine at the frames-per-byte rate seen so far."""
+    from the bytes still to mine at the frames-per-byte rate seen so far. Where no bar is drawn (output to a file or
+    a pipe: a batch job, nohup, `| tee`) but progress is wanted, a line every PROGRESS_EVERY_S instead, as training
+    logs: a mining of hours had said nothing between its skip warnings until its summary."""
 
     def __init__(self, todo: list[dict], enabled: bool, label: str | None = None,
                  already_said: Callable[[dict], bool] | None = None):
-        import sys
-
         from tqdm import tqdm
+
+        from vidssl.progress import bars_on_stderr
 
         self.label, self.already_said = label, already_said  # how its videos' skips are told (see _finish)
         self.bytes_left = sum(e["bytes"] for e in todo)
         self.bytes_done = 0
         self.frames_done = 0
+        self.videos, self.videos_done = len(todo), 0
         self.bar = tqdm(total=None, unit="frame", desc=f"mining {label}" if label else "mining", dynamic_ncols=True,
-                        disable=not (enabled and sys.stderr.isatty()))
+                        disable=not bars_on_stderr(enabled))
+        self.lines = enabled and self.bar.disable
+        self.started = self.said = time.monotonic()
 
     def update_frames(self, n: int) -> None:
         self.bar.update(n)
+        self._say_now_and_then()
 
     def video_done(self, result: dict) -> None:
         self.bytes_left -= result["bytes"]
         self.bytes_done += result["bytes"]
         self.frames_done += result["frames"]
+        self.videos_done += 1
         if self.bytes_done:
             self.bar.total = self.bar.n + int(self.bytes_left * self.frames_done / self.bytes_done)
             self.bar.refresh()
+        self._say_now_and_then()
+
+    def _say_now_and_then(self) -> None:
+        now = time.monotonic()
+        if not self.lines or now - self.said < PROGRESS_EVERY_S:
+            return
+        self.said = now
+        # the time per byte so far: videos differ in length, not in what a byte of them costs to mine
+        left = (f", about {(now - self.started) * self.bytes_left / self.bytes_done / 60:.1f} min left"
+                if self.bytes_done else "")
+        log.info("mining%s: %d of %d videos done, %d frames%s", f" {self.label}" if self.label else "",
+                 self.videos_done, self.videos, self.bar.n, left)
 
     def close(self) -> None:
         self.bar.close()

@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import re
-import sys
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -994,8 +993,10 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
 
     from tqdm import tqdm
 
+    from vidssl.progress import bars_on_stderr
+
     bar = tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True,
-               disable=not (progress and d.main and sys.stderr.isatty()))
+               disable=not (d.main and bars_on_stderr(progress)))
 
     def set_total(steps: int, at: int) -> None:
         """A budget fit: the schedule (lr, miner phases) now ends at ``steps``, as of step ``at``."""

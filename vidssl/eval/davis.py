@@ -288,6 +288,8 @@ def propagate_sequence(model, seq: DavisSequence, cfg: DavisConfig, progress: bo
     propagation includes upsampling and arg-max)."""
     from tqdm import tqdm
 
+    from vidssl.progress import bars_on_stderr
+
     height, width = seq.masks[0].shape
     size = working_size(height, width, cfg.max_side)
     device = _device(model) if device is None else device
@@ -308,7 +310,7 @@ def propagate_sequence(model, seq: DavisSequence, cfg: DavisConfig, progress: bo
     stream = propagate(timed_features(), first, cfg)
     # progress as the other evaluations take it: a bar on a terminal, none when False
     bar = tqdm(total=len(seq) - 1, desc=f"davis {seq.name}", unit="frame", leave=False,
-               disable=None if progress else True)
+               disable=not bars_on_stderr(progress))
     with torch.inference_mode(), bar:
         while True:
             t0 = time.perf_counter()
@@ -340,6 +342,8 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
     """
     from tqdm import tqdm
 
+    from vidssl.progress import bars_on_stderr
+
     from vidssl.config import check_section, versions
 
     # built in code, a topk of 0 or a temperature of 0 would score 0.0 quietly
@@ -362,7 +366,7 @@ def evaluate_davis(models: dict, data_dir: str | os.PathLike, out_dir: str | os.
     retired = False
     # one bar over the sequences (a DAVIS-2017 val run has 30) beside each sequence's bar over its frames
     with evaluation_mode(models, device), tqdm(names, desc="davis sequences", unit="sequence",
-                                               disable=None if progress else True) as sequences:
+                                               disable=not bars_on_stderr(progress)) as sequences:
         for seq_name in sequences:
             try:
                 seq = load_sequence(data_dir, seq_name)

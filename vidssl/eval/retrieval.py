@@ -46,6 +46,8 @@ def extract_features(models: dict, items: Dataset, batch_size: int = 64, num_wor
     """
     from tqdm import tqdm
 
+    from vidssl.progress import bars_on_stderr
+
     device = torch.device(device)
     if isinstance(items, ImageArray):  # crops in memory: a worker would only index them, after a copy of them all
         num_workers = 0
@@ -58,7 +60,7 @@ def extract_features(models: dict, items: Dataset, batch_size: int = 64, num_wor
     feats: dict[str, list[torch.Tensor]] = {name: [] for name in models}
     ok = []
     with evaluation_mode(models, device), torch.inference_mode():
-        for images, good in tqdm(loader, desc="features", unit="batch", disable=None if progress else True):
+        for images, good in tqdm(loader, desc="features", unit="batch", disable=not bars_on_stderr(progress)):
             x = images.to(device, non_blocking=True).float().div_(255)
             for name, model in models.items():
                 feats[name].append(_pooled(name, model, x))

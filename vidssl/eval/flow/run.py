@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from vidssl.progress import bars_on_stderr
 from vidssl.errors import VidsslError
 from vidssl.eval import retire_results
 from vidssl.eval.baselines import weights_record
@@ -219,7 +220,7 @@ def _run_methods(methods: dict[str, FlowMethod], pairs: list, cfg: FlowConfig, o
     reach: dict[str, dict] = {}
     figures: list[str] = []
     shown_at = spread(len(pairs), MAX_FIGURES)
-    for index, pair in enumerate(tqdm(pairs, desc="flow pairs", unit="pair", disable=None if progress else True)):
+    for index, pair in enumerate(tqdm(pairs, desc="flow pairs", unit="pair", disable=not bars_on_stderr(progress))):
         try:
             sample = load_pair(pair)
         except FlowFileError as e:

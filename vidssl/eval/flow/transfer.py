@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from vidssl.progress import bars_on_stderr
 from vidssl.eval.config import FlowConfig
 from vidssl.eval.flow.correlation import correlation, soft_argmax, upsample_flow
 from vidssl.eval.flow.methods import cell_offset, unit_features
@@ -207,7 +208,7 @@ def _train_transfer(backbone: nn.Module, cfg: FlowConfig, budget_s: float, seed:
         return min(1.0, max(steps, state["elapsed_s"] / budget_s if budget_s > 0 else 1.0))
 
     # in % of that share: a bar over cfg.steps (3000) showed 13 of 3000 and an ETA of an hour for a 15 s budget
-    bar = tqdm(total=100.0, initial=100 * done(), desc="flow transfer", disable=None if progress else True,
+    bar = tqdm(total=100.0, initial=100 * done(), desc="flow transfer", disable=not bars_on_stderr(progress),
                leave=False, bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}{postfix}]")
     while state["step"] < cfg.steps and state["elapsed_s"] < budget_s:
         t0 = time.perf_counter()
