@@ -1640,6 +1640,33 @@ def test_the_hardest_triplet_grid_shows_anchor_positive_negative_rows_by_loss():
             assert torch.allclose(cell, (x[index] * s + m).clamp(0, 1)), (r, c)
 
 
+def test_the_hardest_triplet_grid_shows_each_anchor_once():
+    """A hard miner's K negatives share their anchor: the grid's rows were the same anchor K times over. A row per
+    anchor, its hardest triplet, anchors by that loss."""
+    from vidssl.losses import Triplets
+    from vidssl.train import hardest_triplet_grid
+
+    x = torch.rand(9, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    t = Triplets(torch.tensor([1, 1, 1, 2, 0]), torch.tensor([4, 4, 4, 5, 3]), torch.tensor([6, 7, 8, 6, 7]))
+    values = torch.tensor([0.9, 0.8, 0.7, 0.5, 0.6])
+    grid = hardest_triplet_grid(x, values, t, (0.0,) * 3, (1.0,) * 3, rows=3)
+    for r, k in enumerate([0, 4, 3]):  # anchor 1 (0.9; its 0.8 and 0.7 left out), anchor 0 (0.6), anchor 2 (0.5)
+        for c, index in enumerate((t.a[k], t.p[k], t.n[k])):
+            assert torch.equal(grid[:, 2 + r * 10:2 + r * 10 + 8, 2 + c * 10:2 + c * 10 + 8], x[index]), (r, c)
+    assert grid.shape[1] == 2 + 3 * 10
+
+
+def test_a_run_shorter_than_image_every_writes_its_last_step_s_grid(pairs, tmp_path):
+    """A budget-fitted run of fewer steps than train.image_every (200) wrote no image at all."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = load_config(None, TINY + ["train.steps=7", "train.image_every=5"])
+    train(pairs, tmp_path / "run", cfg, progress=False)
+    events = EventAccumulator(str(tmp_path / "run" / "tb"), size_guidance={"images": 0})
+    events.Reload()
+    assert [image.step for image in events.Images("hardest_triplets")] == [5, 7]
+
+
 def test_a_resumed_fp16_run_continues_with_the_scalers_state(pairs, tmp_path, monkeypatch):
     """The grad scaler's scale is checkpointed and restored (a stand-in scaler with state, fp16 needing CUDA): a
     run killed after its step-10 checkpoint ends with the scale of an uninterrupted one (halved on each of the

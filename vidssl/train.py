@@ -439,10 +439,19 @@ class RunLog:
 
 def hardest_triplet_grid(x: torch.Tensor, values: torch.Tensor, t, mean, std, rows: int = 8) -> torch.Tensor:
     """[2P or 3P, 3, S, S] normalised input, [T] losses -> [3, H, W] grid in [0, 1]: one row (a, p, n) per
-    triplet."""
+    anchor, its hardest triplet, the ``rows`` hardest anchors by loss (a hard miner's K negatives share an anchor:
+    rows of one anchor had filled half the grid)."""
     from torchvision.utils import make_grid
 
-    order = values.detach().float().argsort(descending=True)[:rows]
+    by_loss = values.detach().float().argsort(descending=True)
+    picked, seen = [], set()
+    for k, anchor in zip(by_loss.tolist(), t.a[by_loss].tolist()):
+        if anchor not in seen:
+            seen.add(anchor)
+            picked.append(k)
+            if len(picked) == rows:
+                break
+    order = torch.tensor(picked, dtype=torch.long, device=t.a.device)
     m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
     s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
     images = torch.stack([x[t.a[order]], x[t.p[order]], x[t.n[order]]], dim=1).flatten(0, 1).float()
@@ -1133,14 +1142,17 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
                              left / 60)
                     said_t = now
                 window_t, window_steps, window_triplets = now, 0, 0
-            if d.main and tc.image_every and step % tc.image_every == 0 and len(out.triplets):  # rank 0 writes it
-                runlog.image(step, "hardest_triplets", hardest_triplet_grid(x, out.values, out.triplets, mean, std))
             now = time.monotonic()
             out_of_time = budget is not None and now - t0 > budget * 60
             # by time too: at 50 steps of 3 s (a CPU), Ctrl-C lost up to 2.5 minutes of training
             overdue = bool(tc.checkpoint_minutes) and now - last_ckpt_t >= tc.checkpoint_minutes * 60
             out_of_time, overdue, signalled = _any_rank_each((out_of_time, overdue, stopping.signum is not None), d,
                                                              dev)  # rank 0's clock is not theirs
+            # and at a session's last step: a budget-fitted run of fewer than image_every steps (the quick start on
+            # an AVX2 CPU fitted 120-167) had no image at all
+            last = step >= total or out_of_time or signalled
+            if d.main and tc.image_every and (step % tc.image_every == 0 or last) and len(out.triplets):  # rank 0's
+                runlog.image(step, "hardest_triplets", hardest_triplet_grid(x, out.values, out.triplets, mean, std))
             if signalled:  # Ctrl-C or SIGTERM during the step: it is kept
                 if last_ckpt != step:
                     checkpoint(step, metrics)
