@@ -1665,6 +1665,13 @@ def test_a_run_shorter_than_image_every_writes_its_last_step_s_grid(pairs, tmp_p
     events = EventAccumulator(str(tmp_path / "run" / "tb"), size_guidance={"images": 0})
     events.Reload()
     assert [image.step for image in events.Images("hardest_triplets")] == [5, 7]
+    # the curves in sections: the loss, the embedding's collapse signals, the schedule, the throughput
+    tags = set(events.Tags()["scalars"])
+    assert {"loss/loss", "loss/active", "embedding/pos_cos", "embedding/neg_cos_ema", "embedding/spread",
+            "optimisation/lr", "optimisation/guarded", "speed/pairs_per_s"} <= tags, sorted(tags)
+    logged = set(json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])) - {"step", "phase"}
+    assert {tag.split("/")[1] for tag in tags} == logged  # every number of log.jsonl, once
+    assert not [tag for tag in tags if tag.startswith("train/")], sorted(tags)  # every key has its section
 
 
 def test_a_resumed_fp16_run_continues_with_the_scalers_state(pairs, tmp_path, monkeypatch):

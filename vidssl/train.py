@@ -374,6 +374,16 @@ def _load_failure(path: Path, e: Exception) -> str:
     return f"{type(e).__name__}: {first}".rstrip(": ")
 
 
+# TensorBoard's sections, by log.jsonl key (anything else under train/): one flat train/ of 19 curves in
+# alphabetical order mixed the loss, the collapse signals, the schedule and the throughput
+TENSORBOARD_GROUPS = {
+    **dict.fromkeys(("loss", "loss_mean_triplet", "cycle", "active", "triplets"), "loss"),
+    **dict.fromkeys(("pos_cos", "neg_cos", "neg_cos_ema", "bg_cos", "d_ap", "d_an", "spread"), "embedding"),
+    **dict.fromkeys(("lr", "guarded", "epoch", "grad_norm"), "optimisation"),
+    **dict.fromkeys(("triplets_per_s", "pairs_per_s", "minutes"), "speed"),
+}
+
+
 class RunLog:
     """log.jsonl and TensorBoard, on rank 0 only. On resume, entries after the resumed step are dropped."""
 
@@ -418,7 +428,7 @@ class RunLog:
             raise error_naming(e, self.path) from e
         for k, v in values.items():
             if isinstance(v, (int, float)):
-                self.writer.add_scalar(f"train/{k}", v, step)
+                self.writer.add_scalar(f"{TENSORBOARD_GROUPS.get(k, 'train')}/{k}", v, step)
 
     def image(self, step: int, tag: str, grid: torch.Tensor) -> None:
         if self.enabled:
