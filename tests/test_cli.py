@@ -723,6 +723,20 @@ def test_a_mistyped_flag_is_said_by_the_commands_parser_with_the_flag_meant(caps
         assert err.endswith(f"\n{prog}: error: unrecognized arguments: {said}\n"), err
 
 
+def test_a_second_config_file_is_refused_not_silently_taken_instead_of_the_first(capsys):
+    """`--config configs/mine_paper.yaml --config configs/paper_alexnet.yaml` mined with the second file alone: the
+    paper's moving band, box and 258-px patches were dropped without a word."""
+    for argv, prog in ((["mine", "v", "--out", "o"], "vidssl mine"), (["pretrain"], "vidssl pretrain"),
+                       (["eval", "davis", "--data", "d", "--out", "o"], "vidssl eval davis")):
+        with pytest.raises(SystemExit) as stopped:
+            main([*argv, "--config", "configs/mine_paper.yaml", "--config", "configs/paper_alexnet.yaml"])
+        err = capsys.readouterr().err
+        assert stopped.value.code == 2 and err.endswith(
+            f"{prog}: error: --config given twice (configs/mine_paper.yaml, configs/paper_alexnet.yaml): a command "
+            "reads one config file; put the keys of both into one YAML file, or give the second's with --set "
+            "SECTION.KEY=VALUE\n"), err
+
+
 def test_a_mistyped_required_flag_is_named_beside_the_one_required(capsys):
     """argparse says "the following arguments are required" before it could name the unknown flag: `--dat d` was
     told only that --data is required."""

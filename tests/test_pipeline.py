@@ -946,6 +946,15 @@ def test_train_budget_minutes_set_for_pretrain_is_said_to_be_unread(tmp_path, ca
                          f"train.budget_minutes={value}", *off]) == 0
         assert ("train.budget_minutes=2.0 is not read by vidssl pretrain: training gets pretrain.train_fraction" in
                 caplog.text) == said
+    # null, as configs/paper_alexnet.yaml has it for `vidssl train`: no warning blaming a setting the user never made
+    # (it read "train.budget_minutes=None", Python's word), an info line in YAML's
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert main(["-q", "pretrain", "--out", str(tmp_path / "paper"), "--config", "configs/paper_alexnet.yaml",
+                     *off]) == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "budget_minutes" in r.getMessage()]
+    assert "train.budget_minutes: null (train.steps, whatever the time) is for vidssl train; under vidssl pretrain " \
+           "training gets pretrain.train_fraction" in caplog.text
 
 
 def test_a_stage_says_resumed_only_with_work_to_go_on_from(tmp_path, caplog):

@@ -22,10 +22,23 @@ from vidssl.errors import VidsslError, one_line
 COMMANDS = (demo_videos, mine, show_pairs, train, export, eval_cmd, pretrain, report, compare)
 
 
+class _OneConfigFile(argparse.Action):
+    """--config once: a second one replaced the first without a word (the paper's mine_paper.yaml then
+    paper_alexnet.yaml mined with the default settings)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        first = getattr(namespace, self.dest, None)
+        if first is not None:
+            parser.error(f"--config given twice ({first}, {values}): a command reads one config file; put the keys "
+                         "of both into one YAML file, or give the second's with --set SECTION.KEY=VALUE")
+        setattr(namespace, self.dest, values)
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, example: str) -> None:
     """--config and --set; ``example``: a key the command reads (its SET_EXAMPLE), since a copied train.lr=0.01 drew
     `vidssl mine`'s "does not read it" warning."""
-    parser.add_argument("--config", metavar="FILE", help="YAML config (see configs/default.yaml); defaults otherwise")
+    parser.add_argument("--config", metavar="FILE", action=_OneConfigFile,
+                        help="YAML config (see configs/default.yaml); defaults otherwise")
     parser.add_argument("--set", dest="overrides", metavar="SECTION.KEY=VALUE", action="append", default=[],
                         help=f"override one config key, e.g. --set {example} (repeatable)")
 

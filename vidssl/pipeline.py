@@ -940,9 +940,13 @@ def _checked_pretrain(cfg: Config, run_dir: str | Path, videos, eval_data, budge
                           "--out RUN` (README: Scaling up), then `vidssl export` and `vidssl eval`")
     p = cfg.pretrain
     # set, and silently not read (one of NOT_READ_BY_PRETRAIN)
-    if cfg.train.budget_minutes != type(cfg.train)().budget_minutes:
-        log.warning("train.budget_minutes=%s is not read by vidssl pretrain: training gets pretrain.train_fraction "
-                    "of what mining leaves of pretrain.budget_minutes (--budget-minutes)", cfg.train.budget_minutes)
+    unread = ("training gets pretrain.train_fraction of what mining leaves of pretrain.budget_minutes "
+              "(--budget-minutes)")
+    if cfg.train.budget_minutes is None:  # a config written for `vidssl train` to run its steps (paper_alexnet.yaml)
+        log.info("train.budget_minutes: null (train.steps, whatever the time) is for vidssl train; under vidssl "
+                 "pretrain %s", unread)
+    elif cfg.train.budget_minutes != type(cfg.train)().budget_minutes:
+        log.warning("train.budget_minutes=%s is not read by vidssl pretrain: %s", cfg.train.budget_minutes, unread)
     if not (math.isfinite(p.budget_minutes) and p.budget_minutes > 0):  # --budget-minutes skips the config loader
         raise ConfigError(f"the budget must be a positive number of minutes (--budget-minutes or "
                           f"pretrain.budget_minutes), got {p.budget_minutes!r}")

@@ -4,7 +4,10 @@ Departures from the authors' released Caffe net (``rank_alexnet/imagenet_train.p
 torchvision's conv widths (64, 192, 384, 256, 256) without grouped convolutions or LRN, where CaffeNet has
 (96, 256, 384, 384, 256), groups of 2 in conv2/4/5 and LRN after conv1/2; torchvision's ``features.*`` then load
 strictly. As released: ReLU after fc7 (the embedding is non-negative before its L2 norm, so 1 - cos lies in [0, 1],
-which the margin of 0.5 is measured against) and no dropout in training.
+which the margin of 0.5 is measured against) and no dropout in training. Inputs are normalised as for every vidssl
+backbone (RGB in [0, 1], ImageNet's mean and std), where Caffe subtracted a mean image from BGR pixels in 0-255 and
+divided by nothing: the first layer sees inputs about 60 times smaller, which, with no BatchNorm here, changes the
+effective scale of its initialisation and learning rate.
 """
 from __future__ import annotations
 
