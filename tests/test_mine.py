@@ -1608,6 +1608,14 @@ def test_mining_without_a_bar_logs_progress_lines(tmp_path, monkeypatch, caplog)
     from tracking import runner
 
     _mining_without_decoding(monkeypatch, pairs=3)
+    mined = runner.mine_video
+
+    def decoding_40_frames(reader, cfg, on_frames=None):  # as mine_video reports them, every few dozen
+        on_frames(32)
+        on_frames(8)
+        return mined(reader, cfg)
+
+    monkeypatch.setattr(runner, "mine_video", decoding_40_frames)
     monkeypatch.setattr(runner, "PROGRESS_EVERY_S", 0.0)
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -1616,9 +1624,14 @@ def test_mining_without_a_bar_logs_progress_lines(tmp_path, monkeypatch, caplog)
     with caplog.at_level(logging.INFO, logger="tracking.runner"):
         mine_folder(videos, tmp_path / "pairs", DEMO, progress=True)  # pytest's stderr is no terminal
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("mining: ")]
-    assert [line.split(",")[0] for line in said] == ["mining: 1 of 3 videos done", "mining: 2 of 3 videos done",
-                                                      "mining: 3 of 3 videos done"], said
-    assert all(re.search(r", \d+ frames, about \d+\.\d min left$", line) for line in said), said
+    parsed = [re.fullmatch(r"mining: (\d) of 3 videos done, (\d+) frames(, about \d+\.\d min left)?", line)
+              for line in said]
+    assert all(parsed), said
+    # each video's frames as they are decoded (a disabled bar counted none: "0 frames" all along), then its end;
+    # the time left once a video is done, at the time per byte so far
+    assert [(int(m[1]), int(m[2]), m[3] is not None) for m in parsed] == [
+        (0, 32, False), (0, 40, False), (1, 40, True), (1, 72, True), (1, 80, True), (2, 80, True),
+        (2, 112, True), (2, 120, True), (3, 120, True)], said
     assert said[-1].endswith("about 0.0 min left")  # nothing left
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="tracking.runner"):

@@ -562,6 +562,7 @@ class _FrameBar:
         self.bytes_done = 0
         self.frames_done = 0
         self.videos, self.videos_done = len(todo), 0
+        self.frames_seen = 0  # counted here: a disabled tqdm (no terminal, where the lines are said) counts nothing
         self.bar = tqdm(total=None, unit="frame", desc=f"mining {label}" if label else "mining", dynamic_ncols=True,
                         disable=not bars_on_stderr(enabled))
         self.lines = enabled and self.bar.disable
@@ -569,6 +570,7 @@ class _FrameBar:
 
     def update_frames(self, n: int) -> None:
         self.bar.update(n)
+        self.frames_seen += n
         self._say_now_and_then()
 
     def video_done(self, result: dict) -> None:
@@ -589,8 +591,9 @@ class _FrameBar:
         # the time per byte so far: videos differ in length, not in what a byte of them costs to mine
         left = (f", about {(now - self.started) * self.bytes_left / self.bytes_done / 60:.1f} min left"
                 if self.bytes_done else "")
+        # frames as decoded: within a video with --workers 1, a pool's as each video is done
         log.info("mining%s: %d of %d videos done, %d frames%s", f" {self.label}" if self.label else "",
-                 self.videos_done, self.videos, self.bar.n, left)
+                 self.videos_done, self.videos, self.frames_seen, left)
 
     def close(self) -> None:
         self.bar.close()
