@@ -5,8 +5,8 @@ Per frame the cost is one resize to the small tracking frame, its grey conversio
 detection), plus one tracker update per running track on every ``track_step``-th frame; camera-compensated motion
 is computed only at candidate start frames while there is room for another track, and after a fruitless one the
 next candidates wait (back-off). A track yields a pair every ``pair_stride`` frames (tracking/track.py). Nothing
-but the running tracks, their open windows and the previous frame is held, so memory does not grow with the
-video's length.
+but the running tracks, their open windows and the previous frame is held, so the miner's memory does not grow
+with the video's length (a decoder's may: decord decodes ahead of a slower reader; README, Tracking stage).
 """
 from __future__ import annotations
 
