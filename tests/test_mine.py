@@ -1583,10 +1583,7 @@ def test_a_merge_beside_a_video_the_listing_lacks_keeps_the_listed_videos_old_sh
     listing lacks (their file names, for dataset.json) had taken the same variable's name: with one video gone from
     the folder, every listed video's shards older than LEFTOVER_AGE_S were deleted, the manifest naming them."""
     _mining_without_decoding(monkeypatch, pairs=3)
-    videos, out = tmp_path / "videos", tmp_path / "pairs"
-    videos.mkdir()
-    for i in range(3):
-        (videos / f"v{i}.mp4").write_bytes(b"video %d" % i)
+    videos, out = _distinct_videos(tmp_path / "videos", 3), tmp_path / "pairs"
     assert mine_folder(videos, out, DEMO, progress=False)["pairs"] == 9
     an_hour_ago = time.time() - 3600  # older than LEFTOVER_AGE_S: what a leftover would be
     for shard in (out / "shards").iterdir():
@@ -1639,6 +1636,14 @@ def test_mining_without_a_bar_logs_progress_lines(tmp_path, monkeypatch, caplog)
     assert not [r for r in caplog.records if r.getMessage().startswith("mining: ")]
 
 
+def _distinct_videos(folder: Path, count: int) -> Path:
+    """``folder`` holding v0.mp4 ... of distinct bytes (no copies), for a faked mining (_mining_without_decoding)."""
+    folder.mkdir()
+    for i in range(count):
+        (folder / f"v{i}.mp4").write_bytes(b"video %d" % i)
+    return folder
+
+
 def _count_manifest_reads(monkeypatch) -> list:
     """The opens of a manifest.jsonl by tracking.dataset from now on (a merge writes a temporary file instead)."""
     from tracking import dataset
@@ -1664,10 +1669,7 @@ def test_videos_mined_again_read_the_manifest_once_not_once_each(tmp_path, monke
     from tracking import runner
 
     _mining_without_decoding(monkeypatch, pairs=200)
-    videos, out = tmp_path / "videos", tmp_path / "pairs"
-    videos.mkdir()
-    for i in range(6):
-        (videos / f"v{i}.mp4").write_bytes(b"video %d" % i)
+    videos, out = _distinct_videos(tmp_path / "videos", 6), tmp_path / "pairs"
     assert mine_folder(videos, out, DEMO, progress=False)["pairs"] == 1200
     assert {Path(rec["shard"]).name for rec in manifest(out)} == {f"{video_id(f'v{i}.mp4')}.npy" for i in range(6)}
     for path in videos.iterdir():
