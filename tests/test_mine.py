@@ -1605,6 +1605,7 @@ def test_mining_without_a_bar_logs_progress_lines(tmp_path, monkeypatch, caplog)
     from tracking import runner
 
     _mining_without_decoding(monkeypatch, pairs=3)
+    monkeypatch.setattr("vidssl.progress.bars_on_stderr", lambda wanted=True: False)  # as on a file (pytest -s too)
     mined = runner.mine_video
 
     def decoding_40_frames(reader, cfg, on_frames=None):  # as mine_video reports them, every few dozen
@@ -1634,6 +1635,36 @@ def test_mining_without_a_bar_logs_progress_lines(tmp_path, monkeypatch, caplog)
     with caplog.at_level(logging.INFO, logger="tracking.runner"):
         mine_folder(videos, tmp_path / "quiet", DEMO, progress=False)  # -q: no line
     assert not [r for r in caplog.records if r.getMessage().startswith("mining: ")]
+
+
+def test_mining_s_time_left_follows_the_frames_decoded_not_the_videos_finished(monkeypatch, caplog):
+    """The time left was the time so far x bytes left / bytes of finished videos: it grew all through each video
+    (to twice the truth) and a file skipped at once (900 MB of copy, no decoding) made it ten times too short. Ten
+    videos of 100 bytes, 15,000 frames and 10 minutes each, behind one skipped at once: the truth is exact here."""
+    from tracking import runner
+
+    clock = [0.0]
+    monkeypatch.setattr(runner.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(runner, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr("vidssl.progress.bars_on_stderr", lambda wanted=True: False)
+    bar = runner._FrameBar([{"bytes": 900}] + [{"bytes": 100}] * 10, enabled=True)
+    said = []
+    with caplog.at_level(logging.INFO, logger="tracking.runner"):
+        bar.video_done({"bytes": 900, "frames": 0, "status": "skipped"})  # a copy: no frame decoded
+        for video in range(10):
+            for minute in range(10):
+                clock[0] += 60.0
+                bar.update_frames(1500)
+                said.append((video, minute, caplog.records[-1].getMessage()))
+            bar.video_done({"bytes": 100, "frames": 15000, "status": "mined"})
+    bar.close()
+    truth = {(video, minute): 100 - (10 * video + minute + 1) for video in range(10) for minute in range(10)}
+    for video, minute, line in said:
+        if video == 0:  # no video decoded yet: no frames per byte, no time left
+            assert line == f"mining: 1 of 11 videos done, {1500 * (minute + 1)} frames", line
+        else:
+            assert line.endswith(f", about {truth[video, minute]:.1f} min left"), (video, minute, line)
+    assert caplog.records[-1].getMessage() == "mining: 11 of 11 videos done, 150000 frames, about 0.0 min left"
 
 
 def _distinct_videos(folder: Path, count: int) -> Path:

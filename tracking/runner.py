@@ -546,10 +546,12 @@ PROGRESS_EVERY_S = 60.0  # with no progress bar (output to a file, a batch job's
 
 
 class _FrameBar:
-    """tqdm over frames with ETA. Frame counts are unknown until a video is decoded, so the total is re-estimated
-    from the bytes still to mine at the frames-per-byte rate seen so far. Where no bar is drawn (output to a file or
-    a pipe: a batch job, nohup, `| tee`) but progress is wanted, a line every PROGRESS_EVERY_S instead, as training
-    logs: a mining of hours had said nothing between its skip warnings until its summary."""
+    """tqdm over frames with ETA. Frame counts are unknown until a video is decoded, so the frames left are estimated
+    from the bytes still to mine at the frames per byte of the videos decoded so far (a file skipped at once, a copy
+    or one too small, decodes nothing and is left out of the rate), and the time left from the frames per second so
+    far. Where no bar is drawn (output to a file or a pipe: a batch job, nohup, `| tee`) but progress is wanted, a
+    line every PROGRESS_EVERY_S instead, as training logs: a mining of hours had said nothing between its skip
+    warnings until its summary."""
 
     def __init__(self, todo: list[dict], enabled: bool, label: str | None = None,
                  already_said: Callable[[dict], bool] | None = None):
@@ -559,8 +561,7 @@ class _FrameBar:
 
         self.label, self.already_said = label, already_said  # how its videos' skips are told (see _finish)
         self.bytes_left = sum(e["bytes"] for e in todo)
-        self.bytes_done = 0
-        self.frames_done = 0
+        self.bytes_decoded = self.frames_decoded = 0  # of the finished videos that decoded frames
         self.videos, self.videos_done = len(todo), 0
         self.frames_seen = 0  # counted here: a disabled tqdm (no terminal, where the lines are said) counts nothing
         self.bar = tqdm(total=None, unit="frame", desc=f"mining {label}" if label else "mining", dynamic_ncols=True,
@@ -575,23 +576,30 @@ class _FrameBar:
 
     def video_done(self, result: dict) -> None:
         self.bytes_left -= result["bytes"]
-        self.bytes_done += result["bytes"]
-        self.frames_done += result["frames"]
         self.videos_done += 1
-        if self.bytes_done:
-            self.bar.total = self.bar.n + int(self.bytes_left * self.frames_done / self.bytes_done)
+        if result["frames"]:
+            self.bytes_decoded += result["bytes"]
+            self.frames_decoded += result["frames"]
+        if self.bytes_decoded:
+            self.bar.total = self.bar.n + int(self.frames_left())
             self.bar.refresh()
         self._say_now_and_then()
+
+    def frames_left(self) -> float:
+        """The frames still to decode: the bytes left at the frames per byte so far, less those of the videos being
+        mined that were decoded already (with --workers 1, reported as decoded; a pool's come as each is done)."""
+        in_progress = self.frames_seen - self.frames_decoded
+        return max(0.0, self.bytes_left * self.frames_decoded / self.bytes_decoded - in_progress)
 
     def _say_now_and_then(self) -> None:
         now = time.monotonic()
         if not self.lines or now - self.said < PROGRESS_EVERY_S:
             return
         self.said = now
-        # the time per byte so far: videos differ in length, not in what a byte of them costs to mine
-        left = (f", about {(now - self.started) * self.bytes_left / self.bytes_done / 60:.1f} min left"
-                if self.bytes_done else "")
-        # frames as decoded: within a video with --workers 1, a pool's as each video is done
+        left = ""
+        if self.bytes_decoded and self.frames_seen:  # frames per byte, and frames per second, known
+            per_s = self.frames_seen / max(now - self.started, 1e-9)
+            left = f", about {self.frames_left() / per_s / 60:.1f} min left"
         log.info("mining%s: %d of %d videos done, %d frames%s", f" {self.label}" if self.label else "",
                  self.videos_done, self.videos, self.frames_seen, left)
 
