@@ -346,30 +346,15 @@ def _free_shard_base(out_dir: Path, vid: str, shard_names: ShardNameIndex | None
     (the last merge's manifest names an earlier mining's shards until the next merge; they stay until no marker names
     them, see _remove_leftovers). A file of a free name is a killed writer's orphan and is overwritten, so a first
     mining, killed and rerun, keeps ``vid``. The manifest is read only where ``vid``'s shards are on disk: a video
-    mined again, or an orphan; with ``shard_names``, only where that index has not read this version of it."""
+    mined again, or an orphan; with ``shard_names`` (a run's), only where that index has not read this version of
+    it."""
     if not any((out_dir / SHARDS / f"{vid}{suffix}").exists() for suffix in (".npy", ".tracks.npy")):
         return vid
-    if shard_names is not None:
-        taken = set(shard_names.taken(out_dir, vid))
-    else:
-        taken = {n for name in _names_in_manifest(out_dir, vid) if (n := _base_number(vid, name)) is not None}
+    taken = set((shard_names or ShardNameIndex()).taken(out_dir, vid))
     n = 0
     while n in taken:
         n += 1
     return vid if n == 0 else f"{vid}.{n}"
-
-
-def _names_in_manifest(out_dir: Path, vid: str) -> set:
-    """The shard names ``manifest.jsonl``'s records of ``vid`` hold: its lines scanned for the video's id, only
-    those parsed."""
-    key = json.dumps({"video_id": vid})[1:-1].encode()  # '"video_id": "<vid>"', as records are written
-    named = set()
-    with contextlib.suppress(FileNotFoundError), open(out_dir / "manifest.jsonl", "rb") as fh:
-        for line in fh:
-            if key in line:
-                with contextlib.suppress(ValueError):
-                    named |= {v for k, v in json.loads(line).items() if k in ("shard", "track_shard")}
-    return named
 
 
 # what follows shards/<vid> in a name write_video gives: .npy or .tracks.npy, after .<n> from the second mining on
@@ -386,13 +371,16 @@ def _base_number(vid: str, name) -> int | None:
     return None if found is None else int(found[1] or 0)
 
 
-def _manifest_version(path: Path) -> tuple | None:
+def _version(st: os.stat_result) -> tuple:
     """What tells one version of a file from the next: a merge writes a new file and renames it over the old."""
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _manifest_version(path: Path) -> tuple | None:
     try:
-        st = os.stat(path)
+        return _version(os.stat(path))
     except FileNotFoundError:
         return None
-    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 class ShardNameIndex:
@@ -416,13 +404,12 @@ class ShardNameIndex:
     def _read(self, path: Path) -> None:
         self._numbers, self._read_as = {}, (path, None)
         with contextlib.suppress(FileNotFoundError), open(path, "rb") as fh:
-            st = os.fstat(fh.fileno())  # the version read, should a merge replace the file after the stat
-            self._read_as = (path, (st.st_ino, st.st_size, st.st_mtime_ns))
+            self._read_as = (path, _version(os.fstat(fh.fileno())))  # the version read, should a merge replace it
             last = None
             for line in fh:  # line by line: the whole manifest held as text is hundreds of MiB (see merge)
                 try:
                     rec = json.loads(line)
-                except ValueError:  # a damaged line names nothing, as for _names_in_manifest
+                except ValueError:  # a damaged line names nothing
                     continue
                 names = (rec.get("video_id"), rec.get("shard"), rec.get("track_shard")) if isinstance(
                     rec, dict) else None
