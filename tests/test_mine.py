@@ -3,6 +3,7 @@ resumability under kill -9, sharding, determinism, bad input, and the real clips
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -271,6 +272,109 @@ def test_time_budget_leaves_a_valid_resumable_dataset(mined, demo_dir, tmp_path)
     assert (tmp_path / "manifest.jsonl").read_text() == ""
     full = mine_folder(demo_dir, tmp_path, DEMO, progress=False)
     assert full["complete"] and (tmp_path / "manifest.jsonl").read_bytes() == (out / "manifest.jsonl").read_bytes()
+
+
+def test_a_cut_video_keeps_exactly_the_pairs_that_end_before_the_cut(demo_dir):
+    """The time budget cuts the video being mined short (a video of hours was mined to its end past it): the miner
+    is causal, so the cut keeps the uncut video's pairs that end before the cut frame, patch for patch; a cut before
+    any pair keeps nothing, unless the video is a run's first, which goes on to its first pair."""
+    import itertools
+
+    from tracking.video_miner import OutOfTime, mine_video
+
+    clip = demo_dir / "clip_00.mp4"
+    with open_video(clip) as reader:
+        whole = mine_video(reader, DEMO)
+    ends = sorted({rec["end_frame"] for rec in whole.records})
+    assert len(ends) > 2 and whole.cut_at is None
+    at = ends[len(ends) // 2] + 1  # just after some windows closed, with others open
+    calls = itertools.count()
+    with open_video(clip) as reader:
+        cut = mine_video(reader, DEMO, out_of_time=lambda: next(calls) >= at)  # asked once a frame
+    kept = [i for i, rec in enumerate(whole.records) if rec["end_frame"] < at]
+    assert cut.cut_at == at == cut.frames and 0 < len(kept) < len(whole.records)
+    assert cut.records == [whole.records[i] for i in kept] and np.array_equal(cut.pairs, whole.pairs[kept])
+    assert cut.tracks_rejected["time_budget"] > 0 and "time_budget" not in whole.tracks_rejected
+    with open_video(clip) as reader, pytest.raises(OutOfTime, match="before the first pair"):
+        mine_video(reader, DEMO, out_of_time=lambda: True)
+    with open_video(clip) as reader:
+        first = mine_video(reader, DEMO, out_of_time=lambda: True, until_a_pair=True)
+    assert first.cut_at == ends[0] + 1
+    assert first.records == [rec for rec in whole.records if rec["end_frame"] == ends[0]]
+
+
+def test_a_video_cut_short_by_the_budget_stays_pending_and_a_rerun_mines_it_whole(mined, demo_dir, tmp_path,
+                                                                                 monkeypatch):
+    """mine_folder's budget was checked between videos only. Now the first video is cut at the deadline (after its
+    first pair), its pairs kept while it stays pending; a video started past the deadline (queued in a pool) keeps
+    nothing and leaves no record; a rerun mines the cut video again whole, as an uncut run did."""
+    import types
+
+    import tracking.runner as runner
+    from tracking.dataset import attempt_path, marker_path
+
+    out, _ = mined
+    ticks = itertools.count()  # a clock that ticks once a call: the miner asks it once a frame
+    clock = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
+    clock.monotonic = lambda: float(next(ticks))
+    monkeypatch.setattr(runner, "time", clock)
+    pairs = tmp_path / "pairs"
+    partial = mine_folder(demo_dir, pairs, DEMO, progress=False, time_budget_s=40)
+    videos = partial["videos"]
+    assert partial["run"]["stopped_by_budget"] and partial["run"]["videos"] == 1 and not partial["complete"]
+    assert videos["mined"] == 0 and videos["pending"] == 6 and list(videos["cut_short"]) == ["clip_00.mp4"]
+    marker = json.loads(marker_path(pairs, video_id("clip_00.mp4")).read_text())
+    at = marker["budget_cut"]["at_frame"]
+    assert 40 <= at < 90 and partial["tracks_rejected"]["time_budget"] > 0
+    assert marker["detail"] == videos["cut_short"]["clip_00.mp4"] == (
+        f"cut short by the time budget at frame {at} of 90, its {partial['pairs']} pair(s) before it kept; a rerun "
+        "mines it again whole")
+    reference = {(r["track_id"], r["start_frame"]): r for r in manifest(out) if r["video"] == "clip_00.mp4"}
+    got = manifest(pairs)
+    assert [(r["track_id"], r["start_frame"]) for r in got] == [k for k, r in reference.items() if r["end_frame"] < at]
+    for rec in got:
+        ref = reference[rec["track_id"], rec["start_frame"]]
+        assert {k: v for k, v in rec.items() if k not in ("shard", "offset")} == \
+            {k: v for k, v in ref.items() if k not in ("shard", "offset")}
+        patches = np.load(pairs / rec["shard"])[rec["offset"]]
+        assert np.array_equal(patches, np.load(out / ref["shard"])[ref["offset"]])
+    assert "clip_00.mp4: cut short by the time budget at frame" in format_summary(partial)
+    # a video a pool worker starts after the deadline: nothing kept, no record, no attempt left behind
+    entry = {"video": "clip_01.mp4", "video_id": video_id("clip_01.mp4"),
+             "bytes": (demo_dir / "clip_01.mp4").stat().st_size}
+    job = runner._Job(demo_dir, pairs, DEMO, "auto", strict=False)
+    job.deadline = -1.0
+    result, _ = runner._mine_in_worker(job, entry)
+    assert result["status"] == "pending" and result["frames"] == 0
+    assert not marker_path(pairs, entry["video_id"]).exists() and not attempt_path(pairs, entry["video_id"]).exists()
+    monkeypatch.undo()
+    full = mine_folder(demo_dir, pairs, DEMO, progress=False)
+    assert full["complete"] and "cut_short" not in full["videos"] and full["run"]["videos"] == 6
+    assert mined_content(pairs) == mined_content(out)  # the cut's shard goes as any remined video's (LEFTOVER_AGE_S)
+
+
+def test_a_pool_cuts_its_videos_at_the_deadline_and_keeps_the_first_one_s_first_pairs(mined, demo_dir, tmp_path,
+                                                                                      monkeypatch):
+    """In a pool, videos queued before the deadline start after it: they keep nothing and stay pending, while the
+    first video goes on to its first pair. The workers' clock is the real one, the main process's a ticking fake,
+    so the deadline has passed in every worker from the start."""
+    import types
+
+    import tracking.runner as runner
+    from tracking.dataset import marker_ids
+
+    out, _ = mined
+    ticks = itertools.count()
+    clock = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
+    clock.monotonic = lambda: float(next(ticks))
+    monkeypatch.setattr(runner, "time", clock)
+    pairs = tmp_path / "pairs"
+    partial = mine_folder(demo_dir, pairs, DEMO, progress=False, workers=2, time_budget_s=10)
+    assert partial["run"]["stopped_by_budget"] and 2 <= partial["run"]["videos"] < 6  # queued while ticks were left
+    assert partial["videos"]["pending"] == 6 and list(partial["videos"]["cut_short"]) == ["clip_00.mp4"]
+    assert marker_ids(pairs) == {video_id("clip_00.mp4")} and not list(pairs.glob("**/*.attempt*"))
+    ends = sorted(r["end_frame"] for r in manifest(out) if r["video"] == "clip_00.mp4")
+    assert [r["end_frame"] for r in manifest(pairs)] == [e for e in ends if e == ends[0]]  # its first pairs only
 
 
 def test_caps_per_video_and_region_hold(mined, demo_dir, tmp_path):
@@ -1568,11 +1672,11 @@ def _mining_without_decoding(monkeypatch, pairs: int) -> None:
     def opened(path, backend):
         yield types.SimpleNamespace(backend="fake", width=4, height=4, fps=25.0)
 
-    def mined(reader, cfg, on_frames=None):
+    def mined(reader, cfg, on_frames=None, **budget):
         return types.SimpleNamespace(
             records=[{"track_id": t} for t in range(pairs)], track_boxes=[[] for _ in range(pairs)],
             pairs=np.zeros((pairs, 2, 2, 2, 3), np.uint8), track_patches=None, damage=None, frames=10, seconds=0.1,
-            tracks_rejected={}, starts_rejected={}, cuts=[])
+            tracks_rejected={}, starts_rejected={}, cuts=[], cut_at=None)
 
     monkeypatch.setattr(vidssl.video, "open_video", opened)
     monkeypatch.setattr(runner, "mine_video", mined)
@@ -1608,7 +1712,7 @@ def test_mining_without_a_bar_logs_progress_lines(tmp_path, monkeypatch, caplog)
     monkeypatch.setattr("vidssl.progress.bars_on_stderr", lambda wanted=True: False)  # as on a file (pytest -s too)
     mined = runner.mine_video
 
-    def decoding_40_frames(reader, cfg, on_frames=None):  # as mine_video reports them, every few dozen
+    def decoding_40_frames(reader, cfg, on_frames=None, **budget):  # as mine_video reports them, every few dozen
         on_frames(32)
         on_frames(8)
         return mined(reader, cfg)
@@ -1906,10 +2010,10 @@ import os, sys
 import tracking.runner as runner
 from tracking import MineConfig
 
-def mine_or_die(reader, cfg, on_frames=None):
+def mine_or_die(reader, cfg, on_frames=None, **budget):
     if reader.path.name == "clip_01.mp4":
         os._exit(139)
-    return mine(reader, cfg, on_frames)
+    return mine(reader, cfg, on_frames, **budget)
 
 mine, runner.mine_video = runner.mine_video, mine_or_die
 runner.mine_folder(sys.argv[1], sys.argv[2], MineConfig(box_fraction=float(sys.argv[3])), progress=False)
@@ -1975,10 +2079,10 @@ import os, sys
 import tracking.runner as runner
 from tracking import MineConfig
 
-def mine_or_die(reader, cfg, on_frames=None):
+def mine_or_die(reader, cfg, on_frames=None, **budget):
     if reader.path.name == "clip_01.mp4":
         os._exit(139)
-    return mine(reader, cfg, on_frames)
+    return mine(reader, cfg, on_frames, **budget)
 
 def die_at_start():
     os._exit(1)
@@ -2017,11 +2121,11 @@ import os, signal, sys
 import tracking.runner as runner
 from tracking import MineConfig
 
-def mine_or_kill_the_run(reader, cfg, on_frames=None):
+def mine_or_kill_the_run(reader, cfg, on_frames=None, **budget):
     if reader.path.name == "clip_01.mp4":
         os.kill(os.getppid(), signal.SIGKILL)
         os._exit(137)
-    return mine(reader, cfg, on_frames)
+    return mine(reader, cfg, on_frames, **budget)
 
 mine, runner.mine_video = runner.mine_video, mine_or_kill_the_run
 
@@ -2193,10 +2297,10 @@ from pathlib import Path
 import tracking.runner as runner
 from vidssl.cli import main
 
-def mine_slowly(reader, cfg, on_frames=None):
+def mine_slowly(reader, cfg, on_frames=None, **budget):
     (Path(__file__).parent / "started" / reader.path.name).touch()
     time.sleep(60)
-    return mine(reader, cfg, on_frames)
+    return mine(reader, cfg, on_frames, **budget)
 
 mine, runner.mine_video = runner.mine_video, mine_slowly
 if __name__ == "__main__":
@@ -2609,7 +2713,7 @@ import tracking.runner as runner
 from tracking import MineConfig
 from tracking.video_miner import SkipVideo
 
-def mine_and_say(reader, cfg, on_frames=None):
+def mine_and_say(reader, cfg, on_frames=None, **budget):
     logging.getLogger("vidssl.video").warning("mining %s", reader.path.name)
     raise SkipVideo("too_short", "not mined: the test needs its warning only")
 

@@ -890,22 +890,34 @@ def test_a_budget_too_small_for_the_videos_is_said_not_hidden(tmp_path, caplog, 
     run = tmp_path / "run"
     no_training = ["--set", "pretrain.run_train=false", "--set", "pretrain.run_export=false", "--set",
                    "pretrain.run_eval=false", "--set", "mine.box_fraction=0.33", "--set", "pretrain.mine_workers=1"]
-    # 60 ms in all, 18 ms for mining: the first video starts (a video takes longer), nothing after it
+    # 60 ms in all, 18 ms for mining: the first video starts and is cut short after its first pair (a video takes
+    # longer: it was mined to its end, which with a long video overran the budget by hours), nothing after it
     assert main(["-q", "pretrain", "--videos", str(tmp_path / "videos"), "--out", str(run), "--budget-minutes",
                  "0.001", *no_training]) == 0
     train_set = json.loads((run / "pairs" / "dataset.json").read_text())
     held_out = json.loads((run / "pairs_held_out" / "dataset.json").read_text())
-    assert train_set["videos"]["mined"] == 1 and train_set["videos"]["pending"] == 2
+    assert train_set["videos"]["mined"] == 0 and train_set["videos"]["pending"] == 3
+    (first, detail), = train_set["videos"]["cut_short"].items()
+    marker = json.loads(next((run / "pairs" / "done").glob("*.json")).read_text())
+    cut_at = marker["budget_cut"]["at_frame"]
+    assert first == "clip_00.mp4"
+    assert detail.startswith(f"cut short by the time budget at frame {cut_at} of 100 (mining its frames 0-80), its "
+                             f"{train_set['pairs']} pair(s) before it kept")
+    ends = [json.loads(line)["end_frame"] for line in (run / "pairs" / "manifest.jsonl").read_text().splitlines()]
+    assert train_set["pairs"] == len(ends) >= 1 and max(ends) < cut_at < 80
     assert held_out["videos"]["pending"] == 3  # its budget was spent by the training pass
     logged = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     said = [line for line in logged if line.startswith("warning: ")]
-    assert said[0].startswith("warning: training mining stopped at its share of the budget with 2 of 3 videos not "
-                              "mined: this run trained without them")
+    assert said[0].startswith("warning: training mining stopped at its share of the budget with 3 of 3 videos not "
+                              "mined (1 of them cut short at the budget, with the pairs mined until then): this "
+                              "run trained without the others")
     assert said[1].startswith("warning: held-out mining stopped at its share of the budget with 3 of 3 videos not "
                               "mined: instance retrieval across time is not evaluated")
     warnings = json.loads((run / "warnings.json").read_text())
     assert len(warnings) == 2 and json.loads((run / "summary.json").read_text())["warnings"] == warnings
-    assert "videos not mined" in (run / "report.html").read_text()
+    report = (run / "report.html").read_text()
+    assert "videos not mined" in report and "<li>none</li>" not in report
+    assert "<li>cut short by the time budget (1 video): clip_00.mp4 (cut short by the time budget at frame" in report
     # training and export switched on in the same run: mining spent the whole budget, yet training takes its
     # step (it was refused as train.budget_minutes 0, a key the user never set) and the run says how short it fell
     tiny_training = ["--set", "miner.same_video_negatives=true", "--set", "train.batch_pairs=2", "--set",

@@ -709,7 +709,8 @@ def test_every_reason_mining_gives_is_explained():
     lost = {*re.findall(r'lost\.append\(\((?:\w+|Window\([^)]*\)), "(\w+)"\)\)', source),
             *re.findall(r'failure = (?:None if ok else )?"(\w+)"', source), *re.findall(r'\.close\("(\w+)"\)', source)}
     starts = {*re.findall(r'\breason = "(\w+)"', source), *re.findall(r'return "(\w+)"\n', source)}
-    assert {"tracker_failure", "left_frame", "appearance", "frozen", "cut", "motion_left", "video_ended"} <= lost
+    assert {"tracker_failure", "left_frame", "appearance", "frozen", "cut", "motion_left", "video_ended",
+            "time_budget"} <= lost
     assert lost <= set(WINDOW_LOSSES)
     assert {"cut", "video_cap", "busy", "no_camera_fit", "too_static", "too_moving", "no_texture", "no_box"} <= starts
     assert starts <= set(START_REJECTIONS)

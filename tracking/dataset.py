@@ -486,7 +486,7 @@ def merge(out_dir: str | Path) -> dict:
         skipped, tracks_rejected, starts_rejected = {}, Counter(), Counter()
         # each skip's detail names the setting or the fix, and a video mined only up to damage says where: kept
         # here, or they were in the done-markers alone once the run's warnings had scrolled by
-        skipped_detail, partial = {}, {}
+        skipped_detail, partial, cut_short = {}, {}, {}
         mined_with: Counter = Counter()  # the versions that decide pairs, per video done
         frames = mined_videos = pending = 0
         seconds = 0.0
@@ -518,9 +518,15 @@ def merge(out_dir: str | Path) -> dict:
                     skipped.setdefault(marker["reason"], []).append(entry["video"])
                     skipped_detail[entry["video"]] = marker.get("detail")
                     continue
-                if marker.get("detail"):  # a mined video's only detail is the damage it was mined up to (runner._Job)
-                    partial[entry["video"]] = marker["detail"]
-                mined_videos += 1
+                if "budget_cut" in marker:  # its pairs so far are in, yet it is not done: a rerun mines it whole
+                    cut_short[entry["video"]] = marker.get("detail")
+                    pending += 1
+                    if len(waiting) < PENDING_NAMED:
+                        waiting.append(entry["video"])
+                else:
+                    mined_videos += 1
+                    if marker.get("detail"):  # a mined video's only other detail: the damage it was mined up to
+                        partial[entry["video"]] = marker["detail"]
                 # encoded as atomic_write_text did: the same bytes, so the same sha256 as a merge of an earlier vidssl
                 chunk = "".join(json_text(rec) + "\n" for rec in marker["pairs"]).encode("utf-8", "backslashreplace")
                 manifest.write(chunk)
@@ -539,6 +545,7 @@ def merge(out_dir: str | Path) -> dict:
             "videos": {"found": len(listing), "mined": mined_videos, "skipped": dict(sorted(skipped.items())),
                        **({"skipped_detail": skipped_detail} if skipped_detail else {}),
                        **({"partial": partial} if partial else {}),
+                       **({"cut_short": cut_short} if cut_short else {}),
                        "pending": pending, **({"pending_examples": waiting} if pending else {})},
             "tracks_rejected": dict(sorted(tracks_rejected.items())),
             "start_frames_rejected": dict(sorted(starts_rejected.items())),

@@ -21,7 +21,7 @@ from tracking.config import MineConfig
 from tracking.dataset import (ShardNameIndex, attempt_path, begin_attempt, done_marker, merge, prepare, read_attempt,
                               recorded_shard_count, shard_of, source_state, undo_attempt, video_id, write_video)
 from tracking.track import check_tracker
-from tracking.video_miner import SkipVideo, mine_video
+from tracking.video_miner import OutOfTime, SkipVideo, mine_video
 from vidssl.errors import (CorruptVideo, EmptyVideo, UnsupportedVideo, UsageError, VideoError, VidsslError,
                            shell_arg)
 from vidssl.io import atomic_write_json, content_sample, lock_held, run_lock
@@ -54,8 +54,10 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
     training part, of a zero-byte file): such a skip is logged at debug only (dataset.json records it as any).
 
     Videos already finished in ``out_dir`` are skipped, so rerunning the same call resumes (a video file that changed
-    since it was mined is mined again). With a time budget no new video is started once it is spent; the dataset is
-    still valid and a rerun continues. A video that killed the process on MAX_ATTEMPTS runs is skipped (error).
+    since it was mined is mined again). With a time budget no new video is started once it is spent, and the videos
+    being mined then are cut short there: their pairs so far are kept and they stay pending (a rerun mines them again
+    whole), except that this call's first video goes on to its first pair, and one cut before any pair keeps
+    nothing. The dataset is still valid and a rerun continues. A video that killed the process on MAX_ATTEMPTS runs is skipped (error).
     Returns the summary of ``dataset.json`` plus ``run`` (this call's videos, frames, seconds and frames/s).
     """
     from vidssl.config import check_section
@@ -196,6 +198,9 @@ def _mine_listed(job: "_Job", todo: list[dict], crashed: list[dict], workers: in
     out = job.out
 
     started = time.monotonic()
+    # handed to pool workers as a time of this clock: time.monotonic is one clock for the whole machine on Linux,
+    # macOS and Windows, and a pool's workers run on the machine that started them
+    job.deadline = None if time_budget_s is None else started + time_budget_s
     bar = _FrameBar(crashed + todo, progress, label, already_said)
     done: list[dict] = []
     try:
@@ -205,10 +210,10 @@ def _mine_listed(job: "_Job", todo: list[dict], crashed: list[dict], workers: in
                       "to retry")
             done.append(_finish(job.crashed(entry, detail), bar, strict))
         if workers == 1:
-            for entry in todo:
+            for i, entry in enumerate(todo):
                 if _spent(started, time_budget_s):
                     break
-                done.append(_finish(job(entry, bar.update_frames), bar, strict))
+                done.append(_finish(job(entry, bar.update_frames, first=i == 0), bar, strict))
         else:
             _run_pool(job, todo, workers, bar, done, strict, started, time_budget_s)
     finally:
@@ -219,7 +224,8 @@ def _mine_listed(job: "_Job", todo: list[dict], crashed: list[dict], workers: in
     summary["run"] = {"videos": len(done), "frames": frames, "seconds": round(seconds, 2),
                       "frames_per_s": round(frames / seconds, 1) if seconds > 0 else None,
                       "shard": list(shard), "workers": workers, "out": str(out),
-                      "stopped_by_budget": len(done) < len(crashed) + len(todo)}
+                      "stopped_by_budget": len(done) < len(crashed) + len(todo)
+                      or any(r["status"] == "pending" or r["cut_short"] for r in done)}
     return summary
 
 
@@ -231,10 +237,10 @@ def _to_mine(root: Path, out: Path, entries: list[dict], copies: dict[str, str])
         marker = done_marker(out, entry["video_id"], source, root / entry["video"])
         # skipped as "unreadable", whose detail says `chmod +r FILE`: a chmod changes neither size nor mtime; or
         # no longer the copy it was recorded as (the original deleted or changed), or a copy now (a file mined,
-        # moved away and copied back: both mined, the first by path is kept)
+        # moved away and copied back: both mined, the first by path is kept); or cut short by a time budget
         fixed = marker is not None and (
             marker.get("reason") == "unreadable" and not _unreadable(root / entry["video"])
-            or marker.get("copy_of") != copies.get(entry["video"]))
+            or marker.get("copy_of") != copies.get(entry["video"]) or "budget_cut" in marker)
         if marker is not None and not fixed:
             continue
         attempt = read_attempt(out, entry["video_id"])
@@ -248,17 +254,20 @@ def _run_pool(job, todo: list[dict], workers: int, bar, done: list, strict: bool
     """Mine ``todo`` in ``workers`` processes. A worker that dies (crash, out of memory) breaks the whole pool, so
     the videos being mined then are only suspects: each is mined again alone, and one that kills its lone worker
     too is recorded as skipped (error); the others go on in a fresh pool."""
+    first = todo[0]["video"] if todo else None  # the one that goes on to its first pair past the budget
     while todo:
-        todo, suspects = _pool_pass(job, todo, workers, bar, done, strict, started, budget)
+        todo, suspects = _pool_pass(job, todo, workers, bar, done, strict, started, budget, first=first)
+        first = None
         for entry in suspects:
             _pool_pass(job, [entry], 1, bar, done, strict, started, None, blame=True)
 
 
 def _pool_pass(job, todo: list[dict], workers: int, bar, done: list, strict: bool, started: float,
-               budget: float | None, blame: bool = False) -> tuple[list[dict], list[dict]]:
+               budget: float | None, blame: bool = False, first: str | None = None) -> tuple[list[dict], list[dict]]:
     """Mine ``todo`` in one pool, submitting lazily so a budget or a strict failure stops early. Returns (videos not
     started, videos being mined) when a worker died, else ([], []); with ``blame`` (a pool of one video) that video
-    is recorded as the one that crashes its worker instead."""
+    is recorded as the one that crashes its worker instead. The video named ``first`` is mined as a run's first
+    (see mine_folder)."""
     context = multiprocessing.get_context("spawn")  # decoders and OpenCV threads do not survive fork safely
     # a spawned worker's logging is unconfigured: it gets the levels here, and its records come back to be handled
     levels = {name: logging.getLogger(name).getEffectiveLevel() for name in ("", *WORKER_LOGGERS)}
@@ -272,7 +281,7 @@ def _pool_pass(job, todo: list[dict], workers: int, bar, done: list, strict: boo
                 entry = next(pending, None)
                 if entry is None:
                     break
-                running[pool.submit(_mine_in_worker, job, entry)] = entry
+                running[pool.submit(_mine_in_worker, job, entry, entry["video"] == first)] = entry
             if not running:
                 return [], []
             finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
@@ -374,13 +383,13 @@ def _init_worker(miner_pid: int, levels: dict[str, int] | None = None) -> None:
         logging.getLogger(name).setLevel(level)  # a -v run gets the workers' debug records, others no debug work
 
 
-def _mine_in_worker(job: "_Job", entry: dict) -> tuple[dict, list[logging.LogRecord]]:
+def _mine_in_worker(job: "_Job", entry: dict, first: bool = False) -> tuple[dict, list[logging.LogRecord]]:
     """``job(entry)`` in a pool worker, with the log records since the last video's (see _worker_result); where it
     raises (a full disk), the records go with the error, as its ``worker_records`` (an exception's attributes are
     pickled with it)."""
     job.shard_names = _worker_shard_names
     try:
-        return job(entry), _worker_records[:]
+        return job(entry, first=first), _worker_records[:]
     except BaseException as error:
         error.worker_records = _worker_records[:]
         raise
@@ -415,6 +424,8 @@ def _spent(started: float, budget: float | None) -> bool:
 
 def _finish(result: dict, bar, strict: bool) -> dict:
     bar.video_done(result)
+    if result["cut_short"]:
+        log.info("%s%s: %s", f"{bar.label}: " if bar.label else "", result["video"], result["detail"])
     if result["status"] == "skipped":
         message = f"{result['video']}: skipped ({result['reason']}: {result['detail']})"
         if bar.label:
@@ -436,6 +447,7 @@ class _Job:
         self.video_backend, self.strict = video_backend, strict
         self.counts_deaths = counts_deaths  # whether a start counts toward MAX_ATTEMPTS (see begin_attempt)
         self.run = uuid.uuid4().hex  # tells this run's attempt files from those of runs that died
+        self.deadline: float | None = None  # time.monotonic() at which the videos being mined are cut short
         # the manifest's shard names, read once for the videos mined again in this process (see write_video)
         self.shard_names: ShardNameIndex | None = ShardNameIndex()
 
@@ -443,17 +455,19 @@ class _Job:
         # not sent with each video to a pool worker, which keeps its own (_worker_shard_names)
         return {**vars(self), "shard_names": None}
 
-    def __call__(self, entry: dict, on_frames: Callable[[int], None] | None = None) -> dict:
-        """Mine ``entry`` between an attempt file (left behind if the process dies) and its done-marker."""
+    def __call__(self, entry: dict, on_frames: Callable[[int], None] | None = None, first: bool = False) -> dict:
+        """Mine ``entry`` between an attempt file (left behind if the process dies) and its done-marker. ``first``:
+        the run's first video, which goes on past the deadline to its first pair."""
         vid = entry["video_id"]
         source = source_state(self.root / entry["video"])
         begin_attempt(self.out, vid, self.run, source, counts=self.counts_deaths)
         try:
-            result = self._mine(entry, source, on_frames)
+            result = self._mine(entry, source, on_frames, first)
         except BaseException:  # interrupted, or the result could not be stored: not a crash, the next run retries
             undo_attempt(self.out, vid, self.run)
             raise
-        if self.strict and result["status"] == "skipped":  # strict: a skip is not recorded, nor is its attempt
+        # strict: a skip is not recorded, nor is its attempt; a video cut before its first pair was not mined
+        if self.strict and result["status"] == "skipped" or result["status"] == "pending":
             undo_attempt(self.out, vid, self.run)
         return result
 
@@ -473,10 +487,12 @@ class _Job:
             write_video(self.out, entry, None, None, marker, self.shard_names)
         return _result(entry, marker)
 
-    def _mine(self, entry: dict, source: dict | None, on_frames: Callable[[int], None] | None) -> dict:
+    def _mine(self, entry: dict, source: dict | None, on_frames: Callable[[int], None] | None, first: bool) -> dict:
         from vidssl.video import open_video
 
         path = self.root / entry["video"]
+        deadline = self.deadline
+        out_of_time = None if deadline is None else lambda: time.monotonic() >= deadline
         marker: dict = {"status": "mined", "reason": None, "detail": None, "source": source,
                         "source_sample": content_sample(path)}
         result = None
@@ -491,7 +507,10 @@ class _Job:
             with open_video(path, self.video_backend) as reader:
                 info = {"backend": reader.backend, "width": reader.width, "height": reader.height,
                         "fps": round(reader.fps, 3)}
-                result = mine_video(reader, self.cfg, on_frames)
+                result = mine_video(reader, self.cfg, on_frames, out_of_time=out_of_time, until_a_pair=first)
+        except OutOfTime as e:  # nothing to keep: no marker, so the video stays pending
+            return {"video": entry["video"], "bytes": entry["bytes"], "status": "pending", "reason": None,
+                    "detail": str(e), "frames": e.result.frames, "pairs": 0, "cut_short": False}
         except SkipVideo as e:
             marker.update(status="skipped", reason=e.reason, detail=e.detail)
             result = e.result
@@ -514,6 +533,9 @@ class _Job:
             if result.damage:  # mined up to the damage: say so, the video is not all there
                 marker["detail"] = f"{result.damage}; mined the frames before it"
                 log.warning("%s: %s", path, marker["detail"])
+            if result.cut_at is not None:  # kept, yet pending (tracking.dataset.merge): a rerun mines it whole
+                marker["budget_cut"] = {"at_frame": result.cut_at}
+                marker["detail"] = result.cut_note
         if not (self.strict and marker["status"] == "skipped"):  # strict: the run fails, nothing is recorded
             write_video(self.out, entry, pairs, result.track_patches if pairs is not None else None, marker,
                         self.shard_names)
@@ -523,7 +545,8 @@ class _Job:
 def _result(entry: dict, marker: dict) -> dict:
     """What the main process books of one video (see _finish)."""
     return {"video": entry["video"], "bytes": entry["bytes"], "status": marker["status"], "reason": marker["reason"],
-            "detail": marker["detail"], "frames": marker["stats"]["frames"], "pairs": len(marker.get("pairs", []))}
+            "detail": marker["detail"], "frames": marker["stats"]["frames"], "pairs": len(marker.get("pairs", [])),
+            "cut_short": "budget_cut" in marker}
 
 
 def _unreadable(path: Path) -> bool:
@@ -632,8 +655,10 @@ def format_summary(summary: dict, out_dir: str | Path | None = None) -> str:
     skipped = sum(len(x) for x in v["skipped"].values())
     partial = v.get("partial") or {}
     damaged = f" ({len(partial)} only up to damage)" if partial else ""
-    lines = [f"videos: {v['found']} found, {v['mined']} mined{damaged}, {skipped} skipped, {v['pending']} pending",
-             f"pairs: {summary['pairs']}"]
+    cut = v.get("cut_short") or {}
+    cut_note = f" ({len(cut)} cut short by the time budget, with pairs)" if cut else ""
+    lines = [f"videos: {v['found']} found, {v['mined']} mined{damaged}, {skipped} skipped, {v['pending']} pending"
+             f"{cut_note}", f"pairs: {summary['pairs']}"]
     for reason, names in v["skipped"].items():
         shown = ", ".join(names[:3]) + (f", ... (+{len(names) - 3}; each with its reason in dataset.json)"
                                         if len(names) > 3 else "")
@@ -642,6 +667,10 @@ def format_summary(summary: dict, out_dir: str | Path | None = None) -> str:
         named = [f"{name} ({_first_clause(note)})" for name, note in list(partial.items())[:3]]
         lines.append(f"  mined up to damage: {', '.join(named)}" + (
             f", ... (+{len(partial) - 3}; each with its note in dataset.json)" if len(partial) > 3 else ""))
+    for name, note in list(cut.items())[:3]:  # pending, yet their pairs so far are in the manifest
+        lines.append(f"  {name}: {note}")
+    if len(cut) > 3:
+        lines.append(f"  ... (+{len(cut) - 3} cut short; each with its note in dataset.json)")
     if summary["tracks_rejected"]:
         lines.append("tracks rejected: " + ", ".join(f"{k} {n}" for k, n in summary["tracks_rejected"].items()))
     run = summary.get("run")

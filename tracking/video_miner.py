@@ -28,6 +28,14 @@ from vidssl.errors import CorruptVideo
 from vidssl.video import VideoReader, lost_its_end, resized_shape
 
 
+class OutOfTime(Exception):
+    """The time budget ran out before the video gave a pair: nothing of it is kept, and a rerun mines it whole."""
+
+    def __init__(self, result: "VideoResult"):
+        super().__init__(f"the time budget ran out at frame {result.cut_at}, before the first pair")
+        self.result = result
+
+
 class SkipVideo(Exception):
     """A video that yields nothing usable; ``reason`` is a key of the summary's ``skipped`` table."""
 
@@ -58,6 +66,8 @@ class VideoResult:
     tracks_started: int = 0
     cuts: list[int] = field(default_factory=list)
     damage: str | None = None  # decoding stopped before the end of the mined part: where, and why
+    cut_at: int | None = None  # the time budget stopped mining before this frame (see mine_video)
+    cut_note: str | None = None  # that cut, in words
 
 
 def frame_range(num_frames: int, cfg: MineConfig) -> tuple[int, int]:
@@ -78,10 +88,17 @@ def start_frames(num_frames: int, cfg: MineConfig) -> list[int]:
     return sorted(set(np.linspace(first, last, count).round().astype(int).tolist()))
 
 
-def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], None] | None = None) -> VideoResult:
+def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], None] | None = None,
+               out_of_time: Callable[[], bool] | None = None, until_a_pair: bool = False) -> VideoResult:
     """Mine ``reader``'s video. Raises :class:`SkipVideo` when it is unusable or yields no pair (the result so far
     rides along, for its statistics); :class:`vidssl.errors.VideoError` propagates from decoding. ``on_frames(n)``
-    is called every few dozen decoded frames (progress)."""
+    is called every few dozen decoded frames (progress).
+
+    ``out_of_time()``, asked before each frame, cuts the video short where it says True: the result holds the pairs
+    whose windows closed before that frame, ``cut_at`` is the frame, and the windows still open are lost as
+    "time_budget". With ``until_a_pair`` (a run's first video, so that a run always gets something to train on) the
+    cut waits for the first pair; a video cut before its first pair raises :class:`OutOfTime`. The miner is causal,
+    so a cut video's pairs are exactly the pairs of the uncut video that end before ``cut_at``."""
     t0 = time.perf_counter()
     work_shape = resized_shape(reader.height, reader.width, cfg.working_side)
     short = min(work_shape)
@@ -115,8 +132,13 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
     # held-out pass (time_range [0.8, 1]) pays a full decode to stay deterministic
     last = -1
     stopped_by: str | None = None  # an explicit backend's mid-stream failure (auto falls back and records its own)
+    cut_at: int | None = None
     try:
         for index, frame in reader.frames(max_side=cfg.working_side, end=hi):  # past the mined part: not decoded
+            # a video longer than the budget (pretrain's mining share) was mined to its end, hours past it
+            if out_of_time is not None and (miner.kept or not until_a_pair) and out_of_time():
+                cut_at = index
+                break
             miner.feed(index, frame)
             last = index
             if on_frames is not None and miner.result.frames - reported >= 32:
@@ -128,8 +150,16 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
         stopped_by = error.reason
     if on_frames is not None and miner.result.frames > reported:
         on_frames(miner.result.frames - reported)
-    result = miner.finish((reader.width / miner.work_w, reader.height / miner.work_h))
+    result = miner.finish((reader.width / miner.work_w, reader.height / miner.work_h), cut=cut_at is not None)
     result.seconds = time.perf_counter() - t0
+    if cut_at is not None:  # not the video's end: neither damage nor "no motion" can be told
+        result.cut_at = cut_at
+        if result.pairs is None:
+            raise OutOfTime(result)
+        part = "" if (lo, hi) == (0, n) else f" (mining its frames {lo}-{hi})"
+        result.cut_note = (f"cut short by the time budget at frame {cut_at} of {n}{part}, its {len(result.records)} "
+                           "pair(s) before it kept; a rerun mines it again whole")
+        return result
     failures = reader.decode_failures + ([f"{reader.backend}: {stopped_by}"] if stopped_by else [])
     if failures and last < hi - 1:
         ended = ", and the last backend ended there" if reader.decode_failures else ""
@@ -409,16 +439,17 @@ class _Miner:
         if self.fruitless:
             self.next_try = index + cfg.start_stride * 2 ** (self.fruitless - 1)
 
-    def finish(self, to_source: tuple[float, float]) -> VideoResult:
-        """The result, boxes scaled to source pixels by ``to_source`` (sx, sy)."""
+    def finish(self, to_source: tuple[float, float], cut: bool = False) -> VideoResult:
+        """The result, boxes scaled to source pixels by ``to_source`` (sx, sy); the windows still open are lost to
+        the video's end, or with ``cut`` to the time budget."""
         sx, sy = to_source
 
         def source_box(box) -> list[float]:
             x, y, w, h = box
             return [round(x * sx, 2), round(y * sy, 2), round(w * sx, 2), round(h * sy, 2)]
 
-        for track in self.active:  # fewer frames decoded than announced
-            self._settle(track.close("video_ended"))
+        for track in self.active:  # fewer frames decoded than announced, or the time budget cut the video short
+            self._settle(track.close("time_budget") if cut else track.close("video_ended"))
         self.active = []
         result = self.result
         result.tracks_rejected = +result.tracks_rejected  # drop zero counts
@@ -530,8 +561,8 @@ def _why_empty(result: VideoResult, cfg: MineConfig, first_frame: int = 0) -> tu
 
 
 # the check behind each reason a tracked window is lost, and the setting that moves it (README, Tracking stage,
-# step 6); left_frame, cut, motion_left and video_ended have none: a box at the frame's edge, a shot change, a still
-# box whose motion left it, the video's end
+# step 6); left_frame, cut, motion_left, video_ended and time_budget have none: a box at the frame's edge, a shot
+# change, a still box whose motion left it, the video's end, the end of the time to mine it
 TRACK_REJECTION_KEYS = {
     "tracker_failure": "KCF's peak response under mine.kcf_detect_thresh",
     "appearance": "consecutive 16x16 thumbnails correlating under mine.min_patch_ncc",
@@ -550,6 +581,7 @@ WINDOW_LOSSES = {
     "motion_left": "the box sat on still background (in place, or moving with the camera) with its motion gone: the "
                    "object moved out and the tracker held the background",
     "video_ended": "the video (or its mined part) ended before the window did",
+    "time_budget": "the time budget (vidssl pretrain's mining share) cut the video short while the window was open",
 }
 # why a candidate start frame started no track, for the report
 START_REJECTIONS = {

@@ -707,12 +707,19 @@ def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> li
         videos_of = ds.get("videos") if isinstance(ds.get("videos"), dict) else {}
         if ds and not ds.get("complete", True) and {"pending", "found"} <= set(videos_of):
             pending, found = videos_of["pending"], videos_of["found"]
-            effect = ("this run trained without them" if what == "training"
-                      else "instance retrieval across time is not evaluated" if pending == found
-                      else "instance retrieval across time covers the others only")
-            out.append(f"{what} mining stopped at its share of the budget with {pending} of {found} videos not mined: "
-                       f"{effect}. Rerunning into {run} keeps its finished stages; to use every video, run into a "
-                       f"new --out with a larger --budget-minutes (or pretrain.mine_fraction)")
+            cut = len(videos_of["cut_short"]) if isinstance(videos_of.get("cut_short"), dict) else 0
+            cut_note = ("" if not cut else " (cut short at the budget, with the pairs mined until then)"
+                        if cut == pending else f" ({cut} of them cut short at the budget, with the pairs mined until "
+                                               "then)")
+            if what == "training":
+                effect = ("this run trained without them" if not cut else "this run trained on the part before "
+                          "the cut only" if cut == pending else "this run trained without the others")
+            else:
+                effect = ("instance retrieval across time is not evaluated" if pending == found and not cut
+                          else "instance retrieval across time covers only what was mined")
+            out.append(f"{what} mining stopped at its share of the budget with {pending} of {found} videos not mined"
+                       f"{cut_note}: {effect}. Rerunning into {run} keeps its finished stages; to use every video, "
+                       f"run into a new --out with a larger --budget-minutes (or pretrain.mine_fraction)")
     listing = run / "pairs" / "videos.json"
     if videos is not None and videos.exists() and listing.is_file():
         from vidssl.video import find_videos

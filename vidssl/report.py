@@ -174,6 +174,7 @@ def _check_dataset(ds: Any) -> None:
     _expect(ds.get("config") or {}, dict, '"config"')
     _expect(videos.get("skipped_detail", {}), dict, '"videos.skipped_detail"')
     _expect(videos.get("partial", {}), dict, '"videos.partial"')
+    _expect(videos.get("cut_short", {}), dict, '"videos.cut_short"')
 
 
 def _check_warnings(warnings: Any) -> None:
@@ -947,12 +948,18 @@ def build_report(run_dir: str | Path) -> Path:
         full_list = f"the full list: {run / 'pairs' / 'dataset.json'}"
         skipped = "".join(f"<li>{text(reason)} ({_videos(len(paths))}): "
                           f"{''.join(_capped([text(named(path)) for path in paths], full_list))}</li>"
-                          for reason, paths in videos.get("skipped", {}).items()) or "<li>none</li>"
+                          for reason, paths in videos.get("skipped", {}).items())
         partial = videos.get("partial", {})
         if partial:  # mined, yet part of each was never seen
             notes = [text(f"{path} ({note})") for path, note in partial.items()]
             skipped += (f"<li>mined only up to damage ({_videos(len(partial))}): "
                         f"{''.join(_capped(notes, full_list))}</li>")
+        cut_short = videos.get("cut_short", {})
+        if cut_short:  # pending, yet their pairs until the cut were trained on
+            notes = [text(f"{path} ({note})") for path, note in cut_short.items()]
+            skipped += (f"<li>cut short by the time budget ({_videos(len(cut_short))}): "
+                        f"{''.join(_capped(notes, full_list))}</li>")
+        skipped = skipped or "<li>none</li>"
         from tracking.video_miner import START_REJECTIONS, WINDOW_LOSSES
 
         rejects = _table([{"reason": k, "windows": v, "meaning": WINDOW_LOSSES.get(k, "")}
