@@ -327,8 +327,7 @@ def test_a_video_cut_short_by_the_budget_stays_pending_and_a_rerun_mines_it_whol
     at = marker["budget_cut"]["at_frame"]
     assert 40 <= at < 90 and partial["tracks_rejected"]["time_budget"] > 0
     assert marker["detail"] == videos["cut_short"]["clip_00.mp4"] == (
-        f"cut short by the time budget at frame {at} of 90, its {partial['pairs']} pair(s) before it kept; a rerun "
-        "mines it again whole")
+        f"cut short by the time budget at frame {at} of 90, with {partial['pairs']} pair(s) from the frames before it")
     reference = {(r["track_id"], r["start_frame"]): r for r in manifest(out) if r["video"] == "clip_00.mp4"}
     got = manifest(pairs)
     assert [(r["track_id"], r["start_frame"]) for r in got] == [k for k, r in reference.items() if r["end_frame"] < at]
@@ -347,17 +346,47 @@ def test_a_video_cut_short_by_the_budget_stays_pending_and_a_rerun_mines_it_whol
     result, _ = runner._mine_in_worker(job, entry)
     assert result["status"] == "pending" and result["frames"] == 0
     assert not marker_path(pairs, entry["video_id"]).exists() and not attempt_path(pairs, entry["video_id"]).exists()
+    # a rerun cut earlier (right after its first pair) keeps the longer cut mined before, which holds its pairs
+    ends = sorted(r["end_frame"] for r in reference.values())
+    assert ends[0] + 1 < at
+    before = (marker_path(pairs, video_id("clip_00.mp4")).read_bytes(), (pairs / "manifest.jsonl").read_bytes())
+    again = mine_folder(demo_dir, pairs, DEMO, progress=False, time_budget_s=8)
+    assert again["run"]["videos"] == 1 and again["pairs"] == partial["pairs"]
+    assert (marker_path(pairs, video_id("clip_00.mp4")).read_bytes(), (pairs / "manifest.jsonl").read_bytes()) == before
+    assert not attempt_path(pairs, video_id("clip_00.mp4")).exists()
     monkeypatch.undo()
     full = mine_folder(demo_dir, pairs, DEMO, progress=False)
     assert full["complete"] and "cut_short" not in full["videos"] and full["run"]["videos"] == 6
     assert mined_content(pairs) == mined_content(out)  # the cut's shard goes as any remined video's (LEFTOVER_AGE_S)
 
 
-def test_a_pool_cuts_its_videos_at_the_deadline_and_keeps_the_first_one_s_first_pairs(mined, demo_dir, tmp_path,
-                                                                                      monkeypatch):
-    """In a pool, videos queued before the deadline start after it: they keep nothing and stay pending, while the
-    first video goes on to its first pair. The workers' clock is the real one, the main process's a ticking fake,
-    so the deadline has passed in every worker from the start."""
+def test_a_video_after_one_skipped_at_once_still_goes_on_to_the_run_s_first_pair(demo_dir, tmp_path, monkeypatch):
+    """The pair a run is promised past its budget went to the first video listed: when that one was skipped at once
+    (too short), the next was cut before its first pair and the run had nothing to train on."""
+    import shutil
+    import types
+
+    import tracking.runner as runner
+    from vidssl.demo import make_demo_videos
+
+    make_demo_videos(tmp_path / "short", num=1, seed=0, frames=12)
+    videos = copy_clips(demo_dir, tmp_path / "videos", names=("clip_00.mp4",))
+    shutil.copy2(tmp_path / "short" / "clip_00.mp4", videos / "a_short.mp4")  # listed first, too short to mine
+    ticks = itertools.count()
+    clock = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
+    clock.monotonic = lambda: float(next(ticks))
+    monkeypatch.setattr(runner, "time", clock)
+    summary = mine_folder(videos, tmp_path / "pairs", DEMO, progress=False, time_budget_s=10)
+    assert summary["videos"]["skipped"] == {"too_short": ["a_short.mp4"]}
+    assert list(summary["videos"]["cut_short"]) == ["clip_00.mp4"] and summary["pairs"] > 0
+
+
+def test_a_pool_cuts_its_videos_at_the_deadline_and_keeps_their_first_pairs_until_the_run_has_one(
+        mined, demo_dir, tmp_path, monkeypatch):
+    """In a pool, videos queued before the deadline start after it. Those submitted while the run had no pair go on
+    to their first pair (or their end: a still clip is skipped as ever); a later one keeps nothing and stays
+    pending without a record. The workers' clock is the real one, the main process's a ticking fake, so the
+    deadline has passed in every worker from the start."""
     import types
 
     import tracking.runner as runner
@@ -370,11 +399,15 @@ def test_a_pool_cuts_its_videos_at_the_deadline_and_keeps_the_first_one_s_first_
     monkeypatch.setattr(runner, "time", clock)
     pairs = tmp_path / "pairs"
     partial = mine_folder(demo_dir, pairs, DEMO, progress=False, workers=2, time_budget_s=10)
-    assert partial["run"]["stopped_by_budget"] and 2 <= partial["run"]["videos"] < 6  # queued while ticks were left
-    assert partial["videos"]["pending"] == 6 and list(partial["videos"]["cut_short"]) == ["clip_00.mp4"]
-    assert marker_ids(pairs) == {video_id("clip_00.mp4")} and not list(pairs.glob("**/*.attempt*"))
-    ends = sorted(r["end_frame"] for r in manifest(out) if r["video"] == "clip_00.mp4")
-    assert [r["end_frame"] for r in manifest(pairs)] == [e for e in ends if e == ends[0]]  # its first pairs only
+    videos = partial["videos"]
+    cut = list(videos["cut_short"])
+    assert partial["run"]["stopped_by_budget"] and videos["mined"] == 0 and cut and "clip_00.mp4" in cut
+    assert videos["pending"] + sum(len(v) for v in videos["skipped"].values()) == 6
+    recorded = set(cut) | {v for names in videos["skipped"].values() for v in names}
+    assert marker_ids(pairs) == {video_id(v) for v in recorded} and not list(pairs.glob("**/*.attempt*"))
+    for video in cut:  # its first pairs, and only those
+        ends = sorted(r["end_frame"] for r in manifest(out) if r["video"] == video)
+        assert [r["end_frame"] for r in manifest(pairs) if r["video"] == video] == [e for e in ends if e == ends[0]]
 
 
 def test_caps_per_video_and_region_hold(mined, demo_dir, tmp_path):

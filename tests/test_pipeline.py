@@ -901,16 +901,16 @@ def test_a_budget_too_small_for_the_videos_is_said_not_hidden(tmp_path, caplog, 
     marker = json.loads(next((run / "pairs" / "done").glob("*.json")).read_text())
     cut_at = marker["budget_cut"]["at_frame"]
     assert first == "clip_00.mp4"
-    assert detail.startswith(f"cut short by the time budget at frame {cut_at} of 100 (mining its frames 0-80), its "
-                             f"{train_set['pairs']} pair(s) before it kept")
+    assert detail == (f"cut short by the time budget at frame {cut_at} of 100 (mining its frames 0-80), with "
+                      f"{train_set['pairs']} pair(s) from the frames before it")
     ends = [json.loads(line)["end_frame"] for line in (run / "pairs" / "manifest.jsonl").read_text().splitlines()]
     assert train_set["pairs"] == len(ends) >= 1 and max(ends) < cut_at < 80
     assert held_out["videos"]["pending"] == 3  # its budget was spent by the training pass
     logged = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     said = [line for line in logged if line.startswith("warning: ")]
-    assert said[0].startswith("warning: training mining stopped at its share of the budget with 3 of 3 videos not "
-                              "mined (1 of them cut short at the budget, with the pairs mined until then): this "
-                              "run trained without the others")
+    assert said[0].startswith("warning: training mining stopped at its share of the budget with 1 of 3 video(s) cut "
+                              "short, with the pairs mined before the cut, and 2 not mined: this run trained without "
+                              "those not mined. Rerunning")
     assert said[1].startswith("warning: held-out mining stopped at its share of the budget with 3 of 3 videos not "
                               "mined: instance retrieval across time is not evaluated")
     warnings = json.loads((run / "warnings.json").read_text())

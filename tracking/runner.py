@@ -56,8 +56,9 @@ def mine_folder(videos_dir, out_dir, cfg: MineConfig, video_backend: str = "auto
     Videos already finished in ``out_dir`` are skipped, so rerunning the same call resumes (a video file that changed
     since it was mined is mined again). With a time budget no new video is started once it is spent, and the videos
     being mined then are cut short there: their pairs so far are kept and they stay pending (a rerun mines them again
-    whole), except that this call's first video goes on to its first pair, and one cut before any pair keeps
-    nothing. The dataset is still valid and a rerun continues. A video that killed the process on MAX_ATTEMPTS runs is skipped (error).
+    whole, or keeps them where it is cut again, earlier), except that while this call has no pair yet a video goes on
+    to its first pair, and one cut before any pair keeps nothing. The dataset is still valid and a rerun continues.
+    A video that killed the process on MAX_ATTEMPTS runs is skipped (error).
     Returns the summary of ``dataset.json`` plus ``run`` (this call's videos, frames, seconds and frames/s).
     """
     from vidssl.config import check_section
@@ -210,10 +211,10 @@ def _mine_listed(job: "_Job", todo: list[dict], crashed: list[dict], workers: in
                       "to retry")
             done.append(_finish(job.crashed(entry, detail), bar, strict))
         if workers == 1:
-            for i, entry in enumerate(todo):
+            for entry in todo:
                 if _spent(started, time_budget_s):
                     break
-                done.append(_finish(job(entry, bar.update_frames, first=i == 0), bar, strict))
+                done.append(_finish(job(entry, bar.update_frames, until_a_pair=_no_pair_yet(done)), bar, strict))
         else:
             _run_pool(job, todo, workers, bar, done, strict, started, time_budget_s)
     finally:
@@ -221,8 +222,9 @@ def _mine_listed(job: "_Job", todo: list[dict], crashed: list[dict], workers: in
         summary = merge(out)
     seconds = time.monotonic() - started
     frames = sum(r["frames"] for r in done)
-    summary["run"] = {"videos": len(done), "frames": frames, "seconds": round(seconds, 2),
-                      "frames_per_s": round(frames / seconds, 1) if seconds > 0 else None,
+    # a video cut before its first pair (queued in a pool past the deadline) was not mined: its frames count
+    summary["run"] = {"videos": sum(r["status"] != "pending" for r in done), "frames": frames,
+                      "seconds": round(seconds, 2), "frames_per_s": round(frames / seconds, 1) if seconds > 0 else None,
                       "shard": list(shard), "workers": workers, "out": str(out),
                       "stopped_by_budget": len(done) < len(crashed) + len(todo)
                       or any(r["status"] == "pending" or r["cut_short"] for r in done)}
@@ -254,20 +256,17 @@ def _run_pool(job, todo: list[dict], workers: int, bar, done: list, strict: bool
     """Mine ``todo`` in ``workers`` processes. A worker that dies (crash, out of memory) breaks the whole pool, so
     the videos being mined then are only suspects: each is mined again alone, and one that kills its lone worker
     too is recorded as skipped (error); the others go on in a fresh pool."""
-    first = todo[0]["video"] if todo else None  # the one that goes on to its first pair past the budget
     while todo:
-        todo, suspects = _pool_pass(job, todo, workers, bar, done, strict, started, budget, first=first)
-        first = None
+        todo, suspects = _pool_pass(job, todo, workers, bar, done, strict, started, budget)
         for entry in suspects:
             _pool_pass(job, [entry], 1, bar, done, strict, started, None, blame=True)
 
 
 def _pool_pass(job, todo: list[dict], workers: int, bar, done: list, strict: bool, started: float,
-               budget: float | None, blame: bool = False, first: str | None = None) -> tuple[list[dict], list[dict]]:
+               budget: float | None, blame: bool = False) -> tuple[list[dict], list[dict]]:
     """Mine ``todo`` in one pool, submitting lazily so a budget or a strict failure stops early. Returns (videos not
     started, videos being mined) when a worker died, else ([], []); with ``blame`` (a pool of one video) that video
-    is recorded as the one that crashes its worker instead. The video named ``first`` is mined as a run's first
-    (see mine_folder)."""
+    is recorded as the one that crashes its worker instead."""
     context = multiprocessing.get_context("spawn")  # decoders and OpenCV threads do not survive fork safely
     # a spawned worker's logging is unconfigured: it gets the levels here, and its records come back to be handled
     levels = {name: logging.getLogger(name).getEffectiveLevel() for name in ("", *WORKER_LOGGERS)}
@@ -281,7 +280,7 @@ def _pool_pass(job, todo: list[dict], workers: int, bar, done: list, strict: boo
                 entry = next(pending, None)
                 if entry is None:
                     break
-                running[pool.submit(_mine_in_worker, job, entry, entry["video"] == first)] = entry
+                running[pool.submit(_mine_in_worker, job, entry, _no_pair_yet(done))] = entry
             if not running:
                 return [], []
             finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
@@ -383,13 +382,13 @@ def _init_worker(miner_pid: int, levels: dict[str, int] | None = None) -> None:
         logging.getLogger(name).setLevel(level)  # a -v run gets the workers' debug records, others no debug work
 
 
-def _mine_in_worker(job: "_Job", entry: dict, first: bool = False) -> tuple[dict, list[logging.LogRecord]]:
+def _mine_in_worker(job: "_Job", entry: dict, until_a_pair: bool = False) -> tuple[dict, list[logging.LogRecord]]:
     """``job(entry)`` in a pool worker, with the log records since the last video's (see _worker_result); where it
     raises (a full disk), the records go with the error, as its ``worker_records`` (an exception's attributes are
     pickled with it)."""
     job.shard_names = _worker_shard_names
     try:
-        return job(entry, first=first), _worker_records[:]
+        return job(entry, until_a_pair=until_a_pair), _worker_records[:]
     except BaseException as error:
         error.worker_records = _worker_records[:]
         raise
@@ -416,6 +415,11 @@ def _log_records(records: list[logging.LogRecord]) -> None:
         logger = logging.getLogger(record.name)
         if logger.isEnabledFor(record.levelno):
             logger.handle(record)
+
+
+def _no_pair_yet(done: list[dict]) -> bool:
+    """Whether no video this run mined gave a pair: the next goes on past a time budget to its first (mine_video)."""
+    return not any(result["pairs"] for result in done)
 
 
 def _spent(started: float, budget: float | None) -> bool:
@@ -455,14 +459,15 @@ class _Job:
         # not sent with each video to a pool worker, which keeps its own (_worker_shard_names)
         return {**vars(self), "shard_names": None}
 
-    def __call__(self, entry: dict, on_frames: Callable[[int], None] | None = None, first: bool = False) -> dict:
-        """Mine ``entry`` between an attempt file (left behind if the process dies) and its done-marker. ``first``:
-        the run's first video, which goes on past the deadline to its first pair."""
+    def __call__(self, entry: dict, on_frames: Callable[[int], None] | None = None,
+                 until_a_pair: bool = False) -> dict:
+        """Mine ``entry`` between an attempt file (left behind if the process dies) and its done-marker.
+        ``until_a_pair``: the run has no pair yet, so the video goes on past the deadline to its first."""
         vid = entry["video_id"]
         source = source_state(self.root / entry["video"])
         begin_attempt(self.out, vid, self.run, source, counts=self.counts_deaths)
         try:
-            result = self._mine(entry, source, on_frames, first)
+            result = self._mine(entry, source, on_frames, until_a_pair)
         except BaseException:  # interrupted, or the result could not be stored: not a crash, the next run retries
             undo_attempt(self.out, vid, self.run)
             raise
@@ -487,7 +492,8 @@ class _Job:
             write_video(self.out, entry, None, None, marker, self.shard_names)
         return _result(entry, marker)
 
-    def _mine(self, entry: dict, source: dict | None, on_frames: Callable[[int], None] | None, first: bool) -> dict:
+    def _mine(self, entry: dict, source: dict | None, on_frames: Callable[[int], None] | None,
+              until_a_pair: bool) -> dict:
         from vidssl.video import open_video
 
         path = self.root / entry["video"]
@@ -507,7 +513,7 @@ class _Job:
             with open_video(path, self.video_backend) as reader:
                 info = {"backend": reader.backend, "width": reader.width, "height": reader.height,
                         "fps": round(reader.fps, 3)}
-                result = mine_video(reader, self.cfg, on_frames, out_of_time=out_of_time, until_a_pair=first)
+                result = mine_video(reader, self.cfg, on_frames, out_of_time=out_of_time, until_a_pair=until_a_pair)
         except OutOfTime as e:  # nothing to keep: no marker, so the video stays pending
             return {"video": entry["video"], "bytes": entry["bytes"], "status": "pending", "reason": None,
                     "detail": str(e), "frames": e.result.frames, "pairs": 0, "cut_short": False}
@@ -534,6 +540,11 @@ class _Job:
                 marker["detail"] = f"{result.damage}; mined the frames before it"
                 log.warning("%s: %s", path, marker["detail"])
             if result.cut_at is not None:  # kept, yet pending (tracking.dataset.merge): a rerun mines it whole
+                earlier = done_marker(self.out, entry["video_id"], source, path)
+                if earlier is not None and earlier.get("budget_cut", {}).get("at_frame", -1) >= result.cut_at:
+                    # an earlier run cut it later: its pairs hold these (the miner is causal), and more
+                    undo_attempt(self.out, entry["video_id"], self.run)
+                    return _result(entry, earlier)
                 marker["budget_cut"] = {"at_frame": result.cut_at}
                 marker["detail"] = result.cut_note
         if not (self.strict and marker["status"] == "skipped"):  # strict: the run fails, nothing is recorded

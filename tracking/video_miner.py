@@ -157,8 +157,8 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
         if result.pairs is None:
             raise OutOfTime(result)
         part = "" if (lo, hi) == (0, n) else f" (mining its frames {lo}-{hi})"
-        result.cut_note = (f"cut short by the time budget at frame {cut_at} of {n}{part}, its {len(result.records)} "
-                           "pair(s) before it kept; a rerun mines it again whole")
+        result.cut_note = (f"cut short by the time budget at frame {cut_at} of {n}{part}, with "
+                           f"{len(result.records)} pair(s) from the frames before it")
         return result
     failures = reader.decode_failures + ([f"{reader.backend}: {stopped_by}"] if stopped_by else [])
     if failures and last < hi - 1:

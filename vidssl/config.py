@@ -92,7 +92,8 @@ class PretrainConfig:
 
     budget_minutes: float = opt(9.0, "wall-clock budget of `vidssl pretrain`, split between mining, training and the flow "
                                  "decoder; retrieval and DAVIS evaluations run to their end beyond it")
-    mine_fraction: float = opt(0.3, "share of the budget mining may take (it stops starting new videos after it)")
+    mine_fraction: float = opt(0.3, "share of the budget mining may take (then it starts no new video and cuts "
+                                    "short those being mined)")
     mine_workers: int = opt(2, "parallel mining processes")
     held_out_tail: float = opt(0.2, "with --videos: this last fraction of every video's frames (of its "
                                     "mine.time_range part) is not trained on; its tracks (mined apart, RUN/pairs_held_out) measure "

@@ -708,18 +708,21 @@ def run_warnings(run: Path, videos: Path | None, train_stats: dict | None) -> li
         if ds and not ds.get("complete", True) and {"pending", "found"} <= set(videos_of):
             pending, found = videos_of["pending"], videos_of["found"]
             cut = len(videos_of["cut_short"]) if isinstance(videos_of.get("cut_short"), dict) else 0
-            cut_note = ("" if not cut else " (cut short at the budget, with the pairs mined until then)"
-                        if cut == pending else f" ({cut} of them cut short at the budget, with the pairs mined until "
-                                               "then)")
+            not_started = pending - cut
+            if cut:  # pending, yet mined up to the cut: their pairs until then are in
+                state = (f"{cut} of {found} video(s) cut short, with the pairs mined before the cut"
+                         + (f", and {not_started} not mined" if not_started else ""))
+            else:
+                state = f"{pending} of {found} videos not mined"
             if what == "training":
-                effect = ("this run trained without them" if not cut else "this run trained on the part before "
-                          "the cut only" if cut == pending else "this run trained without the others")
+                effect = ("this run trained without them" if not cut else "this run trained without those not mined"
+                          if not_started else "this run trained on what was mined before the cut")
             else:
                 effect = ("instance retrieval across time is not evaluated" if pending == found and not cut
                           else "instance retrieval across time covers only what was mined")
-            out.append(f"{what} mining stopped at its share of the budget with {pending} of {found} videos not mined"
-                       f"{cut_note}: {effect}. Rerunning into {run} keeps its finished stages; to use every video, "
-                       f"run into a new --out with a larger --budget-minutes (or pretrain.mine_fraction)")
+            out.append(f"{what} mining stopped at its share of the budget with {state}: {effect}. Rerunning into "
+                       f"{run} keeps its finished stages; to use every video, run into a new --out with a larger "
+                       f"--budget-minutes (or pretrain.mine_fraction)")
     listing = run / "pairs" / "videos.json"
     if videos is not None and videos.exists() and listing.is_file():
         from vidssl.video import find_videos
@@ -1157,8 +1160,10 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         from tracking.show import pair_grid, save_png
 
         v = summary["videos"]  # what `vidssl mine` prints last: a first run's user learnt the count from an error
-        log.info("[mine] %d pairs from %d of %d video(s) (%d skipped%s; each one's reason in %s)", summary["pairs"],
-                 v["mined"], v["found"], sum(len(names) for names in v["skipped"].values()),
+        cut = len(v.get("cut_short") or {})  # pending, yet with pairs
+        log.info("[mine] %d pairs from %d of %d video(s)%s (%d skipped%s; each one's reason in %s)", summary["pairs"],
+                 v["mined"], v["found"], f" and part of {cut} cut short by the budget" if cut else "",
+                 sum(len(names) for names in v["skipped"].values()),
                  f", {v['pending']} pending" if v.get("pending") else "", run / "pairs" / "dataset.json")
         save_png(run / "pairs" / "pairs_grid.png", pair_grid(run / "pairs", n=48, seed=cfg.seed))
         return {"pairs": summary["pairs"], "videos_mined": summary["videos"]["mined"]}

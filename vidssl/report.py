@@ -960,6 +960,9 @@ def build_report(run_dir: str | Path) -> Path:
             skipped += (f"<li>cut short by the time budget ({_videos(len(cut_short))}): "
                         f"{''.join(_capped(notes, full_list))}</li>")
         skipped = skipped or "<li>none</li>"
+        kinds = ["Skipped videos", *(["videos mined only up to damage"] if partial else []),
+                 *(["videos cut short by the time budget"] if cut_short else [])]
+        listed = ", ".join(kinds[:-1]) + ", and " + kinds[-1] if len(kinds) > 1 else kinds[0]
         from tracking.video_miner import START_REJECTIONS, WINDOW_LOSSES
 
         rejects = _table([{"reason": k, "windows": v, "meaning": WINDOW_LOSSES.get(k, "")}
@@ -973,9 +976,9 @@ def build_report(run_dir: str | Path) -> Path:
         span_text = f" from frames {mined_span[0]:.0%}-{mined_span[1]:.0%} of each video" \
             if mined_span is not None and mined_span != [0.0, 1.0] else ""
         sections.append(
-            f"<h2>Data</h2><p>{text(videos.get('found', '?'))} videos found, {text(videos.get('mined', '?'))} mined, "
-            f"<b>{text(ds.get('pairs', '?'))}</b> positive pairs{html.escape(span_text)}.</p><p>Skipped videos"
-            f"{', and videos mined only up to damage' if partial else ''}:</p>"
+            f"<h2>Data</h2><p>{text(videos.get('found', '?'))} videos found, {text(videos.get('mined', '?'))} mined"
+            f"{f', {len(cut_short)} cut short by the time budget' if cut_short else ''}, "
+            f"<b>{text(ds.get('pairs', '?'))}</b> positive pairs{html.escape(span_text)}.</p><p>{listed}:</p>"
             f"<ul>{skipped}</ul>"
             f"<p>Pair windows lost (a window: the {text(ds.get('track_length', '?'))} frames between a pair's "
             f"two patches, the paper's track), by reason:</p>{rejects}"

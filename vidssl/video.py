@@ -662,8 +662,12 @@ class DecordReader(VideoReader):
             # another streamed grew a process on a 240-frame 1080p clip to 1.7 GB (190 MB with one at a time)
             self._readers.clear()
             try:
+                # one codec thread: FFmpeg's frame threads (num_threads=0: one per core) let decord's read loop run
+                # ahead of a slower reader (the miner), piling decoded frames up: a 54,000-frame file mined in two
+                # processes peaked at 1.3 GB each, 0.4 GB with one thread; and mining (in a pool of one process per
+                # core, or alone beside OpenCV's threads) ran as fast or faster, on the same frames (README)
                 reader = self._decord.VideoReader(utf8_path(self.path, "decord"), ctx=self._decord.cpu(0),
-                                                  width=w, height=h, num_threads=0)
+                                                  width=w, height=h, num_threads=1)
             except self._decord.DECORDError as e:
                 raise CorruptVideo(self.path, f"decord cannot open it ({decord_message(e)[:120]})") from None
             try:
