@@ -915,6 +915,15 @@ def test_a_budget_too_small_for_the_videos_is_said_not_hidden(tmp_path, caplog, 
                               "mined: instance retrieval across time is not evaluated")
     warnings = json.loads((run / "warnings.json").read_text())
     assert len(warnings) == 2 and json.loads((run / "summary.json").read_text())["warnings"] == warnings
+    assert json.loads((run / "summary.json").read_text())["data"]["videos_cut_short"] == 1
+    # the folder records the settings it was mined with (pretrain's time_range): `vidssl mine` with them mines the
+    # cut video whole, as the README says
+    finished = tmp_path / "finished"
+    shutil.copytree(run, finished)
+    assert main(["-q", "mine", str(tmp_path / "videos"), "--out", str(finished / "pairs"), "--config",
+                 str(finished / "pairs" / "config.yaml")]) == 0
+    whole = json.loads((finished / "pairs" / "dataset.json").read_text())
+    assert whole["complete"] and "cut_short" not in whole["videos"] and whole["pairs"] > train_set["pairs"]
     report = (run / "report.html").read_text()
     assert "videos not mined" in report and "<li>none</li>" not in report
     assert "<li>cut short by the time budget (1 video): clip_00.mp4 (cut short by the time budget at frame" in report

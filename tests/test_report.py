@@ -1025,7 +1025,7 @@ def test_the_data_summary_is_the_dataset_s_numbers_each_under_its_own_name(tmp_p
     _write(run / "pairs" / "dataset.json", DATASET)
     build_report(run)
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["data"] == {"pairs": 12, "videos_found": 5, "videos_mined": 3,
+    assert summary["data"] == {"pairs": 12, "videos_found": 5, "videos_mined": 3, "videos_cut_short": 0,
                                "videos_skipped": {"too_short": 1, "corrupt": 1},
                                "tracks_rejected": {"cut": 3, "left_frame": 4},
                                "start_frames_rejected": {"no_box": 7}}

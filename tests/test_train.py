@@ -93,6 +93,14 @@ def test_budget_stop_then_continue(pairs, tmp_path):
     # the budget given on the command line, not the config's (none), is what config.yaml says the run had
     assert cfg.train.budget_minutes is None and recorded["config"]["train"]["budget_minutes"] == 0.002
     assert sessions[1]["torch"] == metadata.version("torch")
+    # log.jsonl's (TensorBoard's speed/) lines of a resumed session: "minutes" begins again, the sum goes on
+    third = train(pairs, tmp_path / "run", cfg, budget_minutes=0.01, resume=True, progress=False)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    resumed = [line for line in lines if line["step"] > more["step"]]
+    assert third["step"] > more["step"] and resumed
+    for line in resumed:
+        assert line["minutes_all_sessions"] - line["minutes"] == pytest.approx(10 + more["minutes"], abs=0.01)
+    assert not any("minutes_all_sessions" in line for line in lines if line["step"] <= stats["step"])
 
 
 def _training_process(program: list[str], pairs, run, settings: list[str], logged_steps: int):
@@ -505,7 +513,8 @@ def test_a_model_with_dropout_resumes_exactly(pairs, tmp_path, monkeypatch, capl
 
 def _logged(run) -> list[dict]:
     """log.jsonl's records less what the clock measures."""
-    return [{k: v for k, v in strict_loads(line).items() if k not in ("triplets_per_s", "pairs_per_s", "minutes")}
+    timings = ("triplets_per_s", "pairs_per_s", "minutes", "minutes_all_sessions")
+    return [{k: v for k, v in strict_loads(line).items() if k not in timings}
             for line in (run / "log.jsonl").read_text().splitlines()]
 
 

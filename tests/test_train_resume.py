@@ -64,7 +64,7 @@ def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
     assert steps == list(range(5, 151, 5))  # the log has no duplicate or missing step after the kill
     # the same records but for the timings: the collapse guard never engages here, so the weights match even where
     # the resume restarts its running mean (neg_cos_ema, the miner's state in the checkpoint); the log does not
-    timings = ("triplets_per_s", "pairs_per_s", "minutes")
+    timings = ("triplets_per_s", "pairs_per_s", "minutes", "minutes_all_sessions")
     a, b = ([{k: v for k, v in json.loads(line).items() if k not in timings} for line in log.read_text().splitlines()]
             for log in (tmp_path / "straight" / "log.jsonl", killed / "log.jsonl"))
     assert a == b

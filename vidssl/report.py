@@ -934,8 +934,9 @@ def build_report(run_dir: str | Path) -> Path:
         damaged.append(f"{run / 'pairs' / 'dataset.json'}: missing, though the mining stage completed; {remerge}")
     if ds is not None:
         videos = ds.get("videos", {})
+        cut_short = videos.get("cut_short", {})
         summary["data"] = {"pairs": ds.get("pairs"), "videos_found": videos.get("found"),
-                           "videos_mined": videos.get("mined"),
+                           "videos_mined": videos.get("mined"), "videos_cut_short": len(cut_short),
                            "videos_skipped": {k: len(v) for k, v in videos.get("skipped", {}).items()},
                            "tracks_rejected": ds.get("tracks_rejected", {}),
                            "start_frames_rejected": ds.get("start_frames_rejected", {})}
@@ -954,7 +955,6 @@ def build_report(run_dir: str | Path) -> Path:
             notes = [text(f"{path} ({note})") for path, note in partial.items()]
             skipped += (f"<li>mined only up to damage ({_videos(len(partial))}): "
                         f"{''.join(_capped(notes, full_list))}</li>")
-        cut_short = videos.get("cut_short", {})
         if cut_short:  # pending, yet their pairs until the cut were trained on
             notes = [text(f"{path} ({note})") for path, note in cut_short.items()]
             skipped += (f"<li>cut short by the time budget ({_videos(len(cut_short))}): "

@@ -380,7 +380,7 @@ TENSORBOARD_GROUPS = {
     **dict.fromkeys(("loss", "loss_mean_triplet", "cycle", "active", "triplets"), "loss"),
     **dict.fromkeys(("pos_cos", "neg_cos", "neg_cos_ema", "bg_cos", "d_ap", "d_an", "spread"), "embedding"),
     **dict.fromkeys(("lr", "guarded", "epoch", "grad_norm"), "optimisation"),
-    **dict.fromkeys(("triplets_per_s", "pairs_per_s", "minutes"), "speed"),
+    **dict.fromkeys(("triplets_per_s", "pairs_per_s", "minutes", "minutes_all_sessions"), "speed"),
 }
 
 
@@ -1144,6 +1144,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
                 metrics.update({"lr": lr, "phase": out.phase, "guarded": float(out.phase == "guard"),
                                 "epoch": step * d.world / per_epoch,
                                 "minutes": (now - t0) / 60})
+                if saved is not None and earlier_seconds is not None:  # resumed: "minutes" began again at 0
+                    metrics["minutes_all_sessions"] = (earlier_seconds + now - t0) / 60
                 runlog.scalars(step, metrics)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", pos_cos=f"{metrics['pos_cos']:.2f}", phase=out.phase)
                 if bar.disable and d.main and now - said_t >= _PROGRESS_EVERY_S:  # output to a file (a batch job)
