@@ -518,7 +518,7 @@ def merge(out_dir: str | Path) -> dict:
                     skipped.setdefault(marker["reason"], []).append(entry["video"])
                     skipped_detail[entry["video"]] = marker.get("detail")
                     continue
-                if "budget_cut" in marker:  # its pairs so far are in, yet it is not done: a rerun mines it whole
+                if "budget_cut" in marker:  # its pairs so far are in, yet it is not done: a mining rerun mines it whole
                     cut_short[entry["video"]] = marker.get("detail")
                     pending += 1
                     if len(waiting) < PENDING_NAMED:

@@ -29,7 +29,7 @@ from vidssl.video import VideoReader, lost_its_end, resized_shape
 
 
 class OutOfTime(Exception):
-    """The time budget ran out before the video gave a pair: nothing of it is kept, and a rerun mines it whole."""
+    """The time budget ran out before the video gave a pair: nothing of it is kept, and it stays pending."""
 
     def __init__(self, result: "VideoResult"):
         super().__init__(f"the time budget ran out at frame {result.cut_at}, before the first pair")
@@ -96,9 +96,10 @@ def mine_video(reader: VideoReader, cfg: MineConfig, on_frames: Callable[[int], 
 
     ``out_of_time()``, asked before each frame, cuts the video short where it says True: the result holds the pairs
     whose windows closed before that frame, ``cut_at`` is the frame, and the windows still open are lost as
-    "time_budget". With ``until_a_pair`` (a run's first video, so that a run always gets something to train on) the
-    cut waits for the first pair; a video cut before its first pair raises :class:`OutOfTime`. The miner is causal,
-    so a cut video's pairs are exactly the pairs of the uncut video that end before ``cut_at``."""
+    "time_budget". With ``until_a_pair`` (a video started while its run has no pair yet, so that the run gets
+    something to train on) the cut waits for the first pair; a video cut before its first pair raises
+    :class:`OutOfTime`. The miner is causal, so a cut video's pairs are exactly the pairs of the uncut video that end
+    before ``cut_at``."""
     t0 = time.perf_counter()
     work_shape = resized_shape(reader.height, reader.width, cfg.working_side)
     short = min(work_shape)
