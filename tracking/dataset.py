@@ -488,9 +488,9 @@ def merge(out_dir: str | Path) -> dict:
         # here, or they were in the done-markers alone once the run's warnings had scrolled by
         skipped_detail, partial, cut_short = {}, {}, {}
         mined_with: Counter = Counter()  # the versions that decide pairs, per video done
-        frames = mined_videos = pending = 0
+        frames = mined_videos = 0
         seconds = 0.0
-        waiting = []  # the first few pending videos, to name
+        pending_videos = []  # not done: never mined, mined from another file, or cut short by a time budget
         # written marker by marker and hashed as written: the whole manifest held as text (held 3.5 times: 1M pairs,
         # 322 MiB of manifest) took a merge, run at the end of every mining, from 65 MiB of memory to 1.2 GiB
         digest, n_pairs = hashlib.sha256(), 0
@@ -503,9 +503,7 @@ def merge(out_dir: str | Path) -> dict:
                 path = root / entry["video"]
                 marker = done_marker(out_dir, entry["video_id"], source_state(path), path)
                 if marker is None:
-                    pending += 1
-                    if len(waiting) < PENDING_NAMED:
-                        waiting.append(entry["video"])
+                    pending_videos.append(entry["video"])
                     continue
                 read_ids.add(entry["video_id"])
                 named |= _shards_named(marker)
@@ -520,9 +518,7 @@ def merge(out_dir: str | Path) -> dict:
                     continue
                 if "budget_cut" in marker:  # its pairs so far are in, yet it is not done: a mining rerun mines it whole
                     cut_short[entry["video"]] = marker.get("detail")
-                    pending += 1
-                    if len(waiting) < PENDING_NAMED:
-                        waiting.append(entry["video"])
+                    pending_videos.append(entry["video"])
                 else:
                     mined_videos += 1
                     if marker.get("detail"):  # a mined video's only other detail: the damage it was mined up to
@@ -534,6 +530,7 @@ def merge(out_dir: str | Path) -> dict:
                 n_pairs += len(marker["pairs"])
                 if isinstance(marker.get("shard_bytes"), dict):  # markers of earlier versions record none
                     shard_bytes.update(marker["shard_bytes"])
+        pending = len(pending_videos)
         summary = {
             "pairs": n_pairs,
             # two files, two renames: a merge killed between them leaves a new manifest beside the old summary,
@@ -546,7 +543,7 @@ def merge(out_dir: str | Path) -> dict:
                        **({"skipped_detail": skipped_detail} if skipped_detail else {}),
                        **({"partial": partial} if partial else {}),
                        **({"cut_short": cut_short} if cut_short else {}),
-                       "pending": pending, **({"pending_examples": waiting} if pending else {})},
+                       "pending": pending, **({"pending_examples": pending_videos[:PENDING_NAMED]} if pending else {})},
             "tracks_rejected": dict(sorted(tracks_rejected.items())),
             "start_frames_rejected": dict(sorted(starts_rejected.items())),
             "frames": frames,

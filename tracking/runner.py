@@ -515,8 +515,8 @@ class _Job:
                         "fps": round(reader.fps, 3)}
                 result = mine_video(reader, self.cfg, on_frames, out_of_time=out_of_time, until_a_pair=until_a_pair)
         except OutOfTime as e:  # nothing to keep: no marker, so the video stays pending
-            return {"video": entry["video"], "bytes": entry["bytes"], "status": "pending", "reason": None,
-                    "detail": str(e), "frames": e.result.frames, "pairs": 0, "cut_short": False}
+            return _result(entry, {"status": "pending", "reason": None, "detail": str(e),
+                                   "stats": {"frames": e.result.frames}})
         except SkipVideo as e:
             marker.update(status="skipped", reason=e.reason, detail=e.detail)
             result = e.result

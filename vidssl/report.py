@@ -950,18 +950,14 @@ def build_report(run_dir: str | Path) -> Path:
         skipped = "".join(f"<li>{text(reason)} ({_videos(len(paths))}): "
                           f"{''.join(_capped([text(named(path)) for path in paths], full_list))}</li>"
                           for reason, paths in videos.get("skipped", {}).items())
-        partial = videos.get("partial", {})
-        if partial:  # mined, yet part of each was never seen
-            notes = [text(f"{path} ({note})") for path, note in partial.items()]
-            skipped += (f"<li>mined only up to damage ({_videos(len(partial))}): "
-                        f"{''.join(_capped(notes, full_list))}</li>")
-        if cut_short:  # pending, yet their pairs until the cut were trained on
-            notes = [text(f"{path} ({note})") for path, note in cut_short.items()]
-            skipped += (f"<li>cut short by the time budget ({_videos(len(cut_short))}): "
-                        f"{''.join(_capped(notes, full_list))}</li>")
+        # mined in part: mined, yet part of each never seen; or pending, yet trained on up to its cut
+        in_part = {"mined only up to damage": videos.get("partial", {}), "cut short by the time budget": cut_short}
+        for kind, notes_of in in_part.items():
+            if notes_of:
+                notes = [text(f"{path} ({note})") for path, note in notes_of.items()]
+                skipped += f"<li>{kind} ({_videos(len(notes_of))}): {''.join(_capped(notes, full_list))}</li>"
         skipped = skipped or "<li>none</li>"
-        kinds = ["Skipped videos", *(["videos mined only up to damage"] if partial else []),
-                 *(["videos cut short by the time budget"] if cut_short else [])]
+        kinds = ["Skipped videos", *(f"videos {kind}" for kind, notes_of in in_part.items() if notes_of)]
         listed = ", ".join(kinds[:-1]) + ", and " + kinds[-1] if len(kinds) > 1 else kinds[0]
         from tracking.video_miner import START_REJECTIONS, WINDOW_LOSSES
 
