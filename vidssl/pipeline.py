@@ -1130,12 +1130,15 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
         # set (too_short: "16 in mine.time_range=[0.0, 0.8]"), which the user never wrote
         part = (None if demo or held_out_videos is None else
                 f"training part (the first {1 - p.held_out_tail:.0%}: pretrain.held_out_tail)")
-        # the settings each folder was mined with, as `vidssl mine` records them: `--config` of that file mines a
-        # video left pending (cut short by the budget) with them; the run's config.yaml has the user's time_range
+        def record_settings(mine, folder: Path):
+            # the settings a folder was mined with, as `vidssl mine` records them: `--config` of that file mines a
+            # video left pending (cut short by the budget) with them; the run's config.yaml has the user's time_range
+            return lambda: write_resolved(dataclasses.replace(cfg, mine=mine), folder)
+
         summary = tracking.mine_folder(videos, run / "pairs", train_mine, video_backend=cfg.video.backend,
                                        workers=p.mine_workers, progress=progress, label=part,
-                                       time_budget_s=mine_budget, on_prepared=lambda: write_resolved(
-                                           dataclasses.replace(cfg, mine=train_mine), run / "pairs"))
+                                       time_budget_s=mine_budget,
+                                       on_prepared=record_settings(train_mine, run / "pairs"))
         if held_out_videos is not None:
             # the held-out tails share the mining budget: each one decodes its video from the start
             held = tracking.mine_folder(held_out_videos, run / "pairs_held_out", held_out_mine,
@@ -1145,8 +1148,7 @@ def _pretrain(cfg: Config, run: Path, stages: Stages, configs: dict, videos, dem
                                             "pretrain.held_out_tail)"),
                                         time_budget_s=max(0.0, mine_budget - (time.monotonic() - mine_start)),
                                         already_said=None if demo else said_of_the_whole_file(summary),
-                                        on_prepared=lambda: write_resolved(dataclasses.replace(cfg, mine=held_out_mine),
-                                                                           run / "pairs_held_out"))
+                                        on_prepared=record_settings(held_out_mine, run / "pairs_held_out"))
             if not held.get("pairs") and summary.get("pairs"):  # no pair at all: the error below says why
                 log.warning("no held-out tracks in %s (see %s): instance retrieval across time is not evaluated",
                             held_out_videos, run / "pairs_held_out" / "dataset.json")

@@ -1144,8 +1144,8 @@ def _train(pairs_dir: Path, run_dir: Path, cfg: Config, dev: torch.device, d: Di
                 metrics.update({"lr": lr, "phase": out.phase, "guarded": float(out.phase == "guard"),
                                 "epoch": step * d.world / per_epoch,
                                 "minutes": (now - t0) / 60})
-                if saved is not None and earlier_seconds is not None:  # resumed: "minutes" began again at 0
-                    metrics["minutes_all_sessions"] = (earlier_seconds + now - t0) / 60
+                if saved is not None:  # resumed: "minutes" began again at 0
+                    metrics.update(_minutes_all_sessions(earlier_seconds, now - t0))
                 runlog.scalars(step, metrics)
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", pos_cos=f"{metrics['pos_cos']:.2f}", phase=out.phase)
                 if bar.disable and d.main and now - said_t >= _PROGRESS_EVERY_S:  # output to a file (a batch job)
@@ -1223,8 +1223,13 @@ def _all_sessions(earlier_seconds: float | None, seconds: float, sessions: int) 
     """``stats.json``'s record of a resumed run's whole training: ``sessions`` (those whose steps the weights hold)
     and ``minutes_all_sessions`` (theirs up to their last checkpoint, with this one's ``seconds``; left out where a
     checkpoint predates the record). ``minutes`` alone was the last session's: 0.6 of a run that trained 2.3."""
-    total = {} if earlier_seconds is None else {"minutes_all_sessions": (earlier_seconds + seconds) / 60}
-    return {"sessions": sessions, **total}
+    return {"sessions": sessions, **_minutes_all_sessions(earlier_seconds, seconds)}
+
+
+def _minutes_all_sessions(earlier_seconds: float | None, seconds: float) -> dict:
+    """``{"minutes_all_sessions": ...}``: the earlier sessions' training time with this one's ``seconds``; empty
+    where a checkpoint predates the record (``earlier_seconds`` None)."""
+    return {} if earlier_seconds is None else {"minutes_all_sessions": (earlier_seconds + seconds) / 60}
 
 
 def _budget_fit(step: int, speed_from: tuple[float, int], budget: float, t0: float) -> tuple[int, float, float]:
