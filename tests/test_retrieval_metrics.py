@@ -95,6 +95,7 @@ def naive_metrics(q, ql, r, rl, allowed) -> dict:
     r = r / np.linalg.norm(r, axis=1, keepdims=True)
     sums = {"p1": 0.0, "rp": 0.0, "map": 0.0, **{str(k): 0.0 for k in RECALL_KS}}
     n_valid = 0
+    per_label: dict[int, list[float]] = {}
     for i in range(len(q)):
         cands = [j for j in range(len(r)) if allowed(i, j)]
         order = sorted(cands, key=lambda j: -float(np.dot(q[i], r[j])))
@@ -112,8 +113,10 @@ def naive_metrics(q, ql, r, rl, allowed) -> dict:
             hits += is_rel
             ap += hits / rank if is_rel else 0.0
         sums["map"] += ap / big_r
+        per_label.setdefault(int(ql[i]), []).append(ap / big_r)
     out = {k: v / n_valid for k, v in sums.items()}
     out["lone"] = len(q) - n_valid
+    out["per_label"] = {label: sum(aps) / len(aps) for label, aps in per_label.items()}
     return out
 
 
@@ -124,6 +127,9 @@ def assert_matches_naive(s, ref):
     assert s.r_precision == pytest.approx(ref["rp"], abs=1e-12)
     assert s.map_at_r == pytest.approx(ref["map"], abs=1e-12)
     assert s.lone_queries == ref["lone"]
+    assert s.map_at_r_per_label.keys() == ref["per_label"].keys()  # labels whose every query is lone: absent
+    for label, value in ref["per_label"].items():
+        assert s.map_at_r_per_label[label] == pytest.approx(value, abs=1e-12)
 
 
 def test_matches_naive_loop_with_temporal_exclusion():

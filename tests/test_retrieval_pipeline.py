@@ -66,7 +66,8 @@ def test_images_end_to_end(colour_classes, tmp_path):
     # the colours are the classes: each image's nearest neighbour is its twin, and the 4 clusters are exact
     assert pixels == {"precision_at_1": 1.0, "recall_at_k": {"1": 1.0, "2": 1.0, "4": 1.0, "8": 1.0},
                       "r_precision": 1.0, "map_at_r": 1.0, "nmi": 1.0, "num_queries": 8, "lone_queries": 0,
-                      "feature_dim": PixelFeatures.out_dim}
+                      "feature_dim": PixelFeatures.out_dim,
+                      "map_at_r_per_label": {"blue": 1.0, "green": 1.0, "red": 1.0, "yellow": 1.0}}
     cnn = result["models"]["smallcnn (random init)"]
     # against a loop over the 8 readable images, embedded one by one: each has one relevant item (its twin), so
     # MAP@R is P@1, the share whose nearest neighbour by cosine is of its own colour
@@ -142,6 +143,8 @@ def test_tracks_end_to_end(tmp_path):
     # 60 -> {0, 30}; v0#1 20 <-> 50; v1#0 30 <-> 60: no lone query. A track is one colour, so pixels are exact.
     assert (m["num_queries"], m["lone_queries"]) == (7, 0)
     assert m["map_at_r"] == pytest.approx(1.0) and m["precision_at_1"] == pytest.approx(1.0)
+    assert m["map_at_r_per_label"] == {"v0#0": 1.0, "v0#1": 1.0, "v1#0": 1.0}  # named <video id>#<track>
+    assert "Lowest MAP@R per label" not in (tmp_path / "eval" / "metrics.md").read_text()  # none stands out
     borders = border_colours(tmp_path / "eval" / "grid_raw_pixels.png", rows=7, cols=6)
     relevant = [2, 2, 2, 1, 1, 1, 1]
     for row, r in zip(borders, relevant):
@@ -489,3 +492,28 @@ def test_metrics_table_bolds_the_highest_value_of_each_column():
                "selection": None, "skipped": {}, "models": {"good": scores(0.75), "bad": scores(0.25)}}
     rows = {line.split("|")[1].strip(): line for line in metrics_table(payload).splitlines() if line.startswith("| ")}
     assert rows["good"].count("**0.750**") == 8 and "**" not in rows["bad"]
+
+
+def test_per_label_scores_of_labels_sharing_a_name_are_kept_apart():
+    from vidssl.eval.retrieval import _by_name
+
+    assert _by_name({0: 0.5, 1: 1.0, 2: 0.25}, {0: "gull", 1: "gull", 2: "tern"}) == {
+        "gull (0)": 0.5, "gull (1)": 1.0, "tern": 0.25}
+
+
+def test_metrics_table_names_each_model_s_lowest_labels():
+    from vidssl.eval.retrieval import metrics_table
+
+    def scores(per_label):
+        v = sum(per_label.values()) / len(per_label)
+        return {"precision_at_1": v, "recall_at_k": {"1": v, "2": v, "4": v, "8": v}, "r_precision": v,
+                "map_at_r": v, "nmi": v, "lone_queries": 0, "map_at_r_per_label": per_label}
+
+    payload = {"data": "/d", "kind": "tracks", "queries": 40, "references": 40, "labels": 4, "protocol": "p",
+               "selection": None, "skipped": {},
+               "models": {"a": scores({"pool#1": 0.01, "bird#4": 1.0, "gym#0": 0.5, "arm#1": 0.75}),
+                          "b": scores({"pool#1": 1.0, "bird#4": 1.0, "gym#0": 1.0, "arm#1": 1.0})}}
+    lines = [line for line in metrics_table(payload).splitlines() if line.startswith("Lowest MAP@R per label")]
+    # the three lowest of a, lowest first; b, all level, is not listed
+    assert lines == ["Lowest MAP@R per label (all of them: `map_at_r_per_label` in metrics.json): "
+                     "a: pool#1 0.01, gym#0 0.50, arm#1 0.75."]

@@ -171,7 +171,9 @@ def knn(query: torch.Tensor, reference: torch.Tensor | None, k: int, exclude: Ex
 
 @dataclass
 class RetrievalScores:
-    """Means over the non-lone queries. ``neighbours`` keeps the top ``keep`` of every query (for figures)."""
+    """Means over the non-lone queries. ``neighbours`` keeps the top ``keep`` of every query (for figures).
+    ``map_at_r_per_label``: MAP@R over each label's non-lone queries, per label id (a mean over few labels can hide
+    one that fails: one track of seven scoring 0 moves the mean by 0.14)."""
 
     precision_at_1: float
     recall_at_k: dict[str, float]
@@ -181,6 +183,7 @@ class RetrievalScores:
     num_queries: int
     lone_queries: int
     neighbours: Neighbours | None = field(default=None, repr=False)
+    map_at_r_per_label: dict[int, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"precision_at_1": self.precision_at_1, "recall_at_k": dict(self.recall_at_k),
@@ -231,6 +234,7 @@ def retrieval_metrics(query: torch.Tensor, query_labels, reference: torch.Tensor
     hits = {"p1": 0.0, "rp": 0.0, "map": 0.0, **{str(k): 0.0 for k in RECALL_KS}}
     n_valid = 0
     kept_sims, kept_idx = [], []
+    ap_sums: dict[int, list[float]] = {}  # label -> [sum of its queries' AP@R, their number]
     order = tie_order(len(reference), query.device)
     k_bound = max(k_min, int(r_all.max()) if len(r_all) else 0)  # exclusion rules only lower R_q
     for start, end, sims, excluded in _similarity_blocks(query, reference, self_match, exclude, chunk_mb, k_bound):
@@ -246,7 +250,7 @@ def retrieval_metrics(query: torch.Tensor, query_labels, reference: torch.Tensor
             kept_idx.append(indices[:, :keep])
         rel = (r_labels[indices.clamp(min=0)] == labels.unsqueeze(1)) & (indices >= 0)  # [B, k]
         valid = r > 0
-        rel, r = rel[valid], r[valid]
+        rel, r, labels = rel[valid], r[valid], labels[valid]
         n_valid += int(valid.sum())
         rank = torch.arange(1, k + 1, device=rel.device)
         rel_r = (rel & (rank.unsqueeze(0) <= r.unsqueeze(1))).double()  # relevant and within the first R_q
@@ -255,7 +259,15 @@ def retrieval_metrics(query: torch.Tensor, query_labels, reference: torch.Tensor
             hits[str(kk)] += float(rel[:, :kk].any(1).sum())
         hits["rp"] += float((rel_r.sum(1) / r).sum())
         precision_at_i = rel.double().cumsum(1) / rank
-        hits["map"] += float(((precision_at_i * rel_r).sum(1) / r).sum())
+        ap = (precision_at_i * rel_r).sum(1) / r  # [B'] each query's AP@R
+        hits["map"] += float(ap.sum())
+        block_labels, at = torch.unique(labels, return_inverse=True)
+        sums = torch.zeros(len(block_labels), dtype=torch.float64, device=ap.device).index_add_(0, at, ap)
+        counts = torch.bincount(at, minlength=len(block_labels))
+        for label, total, count in zip(block_labels.tolist(), sums.tolist(), counts.tolist()):
+            acc = ap_sums.setdefault(label, [0.0, 0])
+            acc[0] += total
+            acc[1] += count
 
     mean = (lambda key: hits[key] / n_valid) if n_valid else (lambda key: math.nan)
     nmi_value = None
@@ -269,7 +281,9 @@ def retrieval_metrics(query: torch.Tensor, query_labels, reference: torch.Tensor
     neighbours = Neighbours(torch.cat(kept_sims), torch.cat(kept_idx)) if keep else None
     return RetrievalScores(precision_at_1=mean("p1"), recall_at_k={str(k): mean(str(k)) for k in RECALL_KS},
                            r_precision=mean("rp"), map_at_r=mean("map"), nmi=nmi_value,
-                           num_queries=len(query), lone_queries=len(query) - n_valid, neighbours=neighbours)
+                           num_queries=len(query), lone_queries=len(query) - n_valid, neighbours=neighbours,
+                           map_at_r_per_label={label: total / count for label, (total, count)
+                                               in sorted(ap_sums.items())})
 
 
 # ----------------------------------------------------------------------------------------------------------------

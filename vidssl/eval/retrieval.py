@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import os
 import re
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -141,7 +142,8 @@ def evaluate_retrieval(models: dict, data_dir: str | os.PathLike, out_dir: str |
         if scores.lone_queries == scores.num_queries:
             raise RetrievalDataError(f"{data_dir}: no query has a relevant reference (every label occurs once, or "
                                      f"only within min_gap={min_gap} frames); nothing to measure")
-        results[name] = {**scores.to_dict(), "feature_dim": int(f.shape[1])}
+        results[name] = {**scores.to_dict(), "feature_dim": int(f.shape[1]),
+                         "map_at_r_per_label": _by_name(scores.map_at_r_per_label, data.label_names)}
         pool = queries if references is None else references
         rows = []
         for q in shown:
@@ -197,6 +199,15 @@ _PROTOCOLS = {
 }
 
 
+def _by_name(per_label: dict[int, float], names: dict[int, str]) -> dict[str, float]:
+    """``per_label`` keyed by the labels' names; a name two labels share (two class ids of one ``class_name`` in a
+    labels.csv) gets its id, so neither score overwrites the other."""
+    spelled = [names.get(label, str(label)) for label in per_label]
+    shared = {name for name, n in Counter(spelled).items() if n > 1}
+    return {f"{name} ({label})" if name in shared else name: value
+            for (label, value), name in zip(per_label.items(), spelled)}
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
 
@@ -218,6 +229,9 @@ def metrics_table(payload: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if payload["labels"] == 1:
         lines += ["", "Only one label: every neighbour is relevant, so every metric is 1 by construction."]
+    hardest = _hardest_labels(models)
+    if hardest:
+        lines += ["", f"Lowest MAP@R per label (all of them: `map_at_r_per_label` in metrics.json): {hardest}."]
     lone = next(iter(models.values()), {}).get("lone_queries", 0)
     if lone:
         lines += ["", f"{lone} of the {payload['queries']} queries have no other item of their label (within the "
@@ -227,6 +241,19 @@ def metrics_table(payload: dict) -> str:
         lines += ["", f"{skipped} item(s) skipped: "
                   + ", ".join(f"{k}: {len(v)}" for k, v in payload["skipped"].items())]
     return "\n".join(lines) + "\n"
+
+
+def _hardest_labels(models: dict, shown: int = 3) -> str:
+    """Each model's ``shown`` labels of lowest MAP@R, as "model: label 0.01, label 0.73; ...", or "" when no model
+    has per-label scores or every label of every model scores the same (nothing stands out)."""
+    said = []
+    for name, m in models.items():
+        per_label = m.get("map_at_r_per_label") or {}
+        if len(set(per_label.values())) < 2:
+            continue
+        worst = sorted(per_label.items(), key=lambda item: (item[1], item[0]))[:shown]
+        said.append(f"{name}: " + ", ".join(f"{label} {value:.2f}" for label, value in worst))
+    return "; ".join(said)
 
 
 # ----------------------------------------------------------------------------------------------------------------
