@@ -244,8 +244,8 @@ def metrics_table(payload: dict) -> str:
 
 
 def _hardest_labels(models: dict, shown: int = 3) -> str:
-    """Each model's ``shown`` labels of lowest MAP@R, as "model: label 0.01, label 0.73; ...", or "" when no model
-    has per-label scores or every label of every model scores the same (nothing stands out)."""
+    """Each model's ``shown`` labels of lowest MAP@R, as "model: label 0.01, label 0.73; ...", leaving out a model
+    without per-label scores or whose labels all score the same (none stands out); "" when none is left."""
     said = []
     for name, m in models.items():
         per_label = m.get("map_at_r_per_label") or {}
