@@ -234,7 +234,7 @@ def retrieval_metrics(query: torch.Tensor, query_labels, reference: torch.Tensor
     hits = {"p1": 0.0, "rp": 0.0, "map": 0.0, **{str(k): 0.0 for k in RECALL_KS}}
     n_valid = 0
     kept_sims, kept_idx = [], []
-    ap_sums: dict[int, list[float]] = {}  # label -> [sum of its queries' AP@R, their number]
+    query_aps, query_ap_labels = [], []  # each scored query's AP@R and label, per block: MAP@R per label
     order = tie_order(len(reference), query.device)
     k_bound = max(k_min, int(r_all.max()) if len(r_all) else 0)  # exclusion rules only lower R_q
     for start, end, sims, excluded in _similarity_blocks(query, reference, self_match, exclude, chunk_mb, k_bound):
@@ -261,13 +261,8 @@ def retrieval_metrics(query: torch.Tensor, query_labels, reference: torch.Tensor
         precision_at_i = rel.double().cumsum(1) / rank
         ap = (precision_at_i * rel_r).sum(1) / r  # [B'] each query's AP@R
         hits["map"] += float(ap.sum())
-        block_labels, at = torch.unique(labels, return_inverse=True)
-        sums = torch.zeros(len(block_labels), dtype=torch.float64, device=ap.device).index_add_(0, at, ap)
-        counts = torch.bincount(at, minlength=len(block_labels))
-        for label, total, count in zip(block_labels.tolist(), sums.tolist(), counts.tolist()):
-            acc = ap_sums.setdefault(label, [0.0, 0])
-            acc[0] += total
-            acc[1] += count
+        query_aps.append(ap)
+        query_ap_labels.append(labels)
 
     mean = (lambda key: hits[key] / n_valid) if n_valid else (lambda key: math.nan)
     nmi_value = None
@@ -282,8 +277,19 @@ def retrieval_metrics(query: torch.Tensor, query_labels, reference: torch.Tensor
     return RetrievalScores(precision_at_1=mean("p1"), recall_at_k={str(k): mean(str(k)) for k in RECALL_KS},
                            r_precision=mean("rp"), map_at_r=mean("map"), nmi=nmi_value,
                            num_queries=len(query), lone_queries=len(query) - n_valid, neighbours=neighbours,
-                           map_at_r_per_label={label: total / count for label, (total, count)
-                                               in sorted(ap_sums.items())})
+                           map_at_r_per_label=_mean_per_label(query_aps, query_ap_labels))
+
+
+def _mean_per_label(values: list[torch.Tensor], labels: list[torch.Tensor]) -> dict[int, float]:
+    """Blocks of per-query values [B] and their labels [B] -> {label: mean of its queries' values}, by label."""
+    if not values:
+        return {}
+    # on the CPU: a GPU's index_add_ adds in no fixed order, and [Q] values are small
+    values_all, labels_all = torch.cat(values).cpu(), torch.cat(labels).cpu()
+    ids, at = torch.unique(labels_all, return_inverse=True)  # sorted
+    sums = torch.zeros(len(ids), dtype=torch.float64).index_add_(0, at, values_all)
+    counts = torch.bincount(at, minlength=len(ids))
+    return dict(zip(ids.tolist(), (sums / counts).tolist()))
 
 
 # ----------------------------------------------------------------------------------------------------------------
