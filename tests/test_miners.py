@@ -318,6 +318,44 @@ def test_validate_triplets_rejects_bad_indices():
         with pytest.raises(ValueError):
             validate_triplets(t, videos)
     validate_triplets(bad["same video"], torch.tensor([0, 1, 2]))  # groups by track: another track is allowed
+    # each rule names itself, also when the bad triplet sits among good ones; indices out of range on either side
+    # fail their rule, not the lookup behind the others
+    for a, p, n, message in ((5, 8, 0, "anchors"), (-1, 2, 1, "anchors"), (0, 3, -1, "negative rows"),
+                             (0, 3, 6, "negative rows"), (1, 4, 2, "own group")):
+        mixed = Triplets(a=torch.tensor([0, a]), p=torch.tensor([3, p]), n=torch.tensor([4, n]))
+        with pytest.raises(ValueError, match=message):
+            validate_triplets(mixed, videos)
+    with pytest.raises(ValueError, match="anchors"):  # no pairs at all
+        validate_triplets(ok, torch.tensor([], dtype=torch.int64))
+
+
+def test_validate_triplets_agrees_with_a_loop_over_the_rules():
+    """Random index triplets, some valid and some not, against the rules written out one triplet at a time."""
+    g = torch.Generator().manual_seed(0)
+    for trial in range(300):
+        P = int(torch.randint(1, 6, (1,), generator=g))
+        groups = torch.randint(0, 3, (P,), generator=g)
+        backgrounds = bool(trial % 2)
+        m = int(torch.randint(1, 5, (1,), generator=g))
+        a = torch.randint(-1, P + 1, (m,), generator=g)
+        p = torch.where(torch.rand(m, generator=g) < 0.9, a + P, a)
+        n = torch.randint(-1, 3 * P + 1, (m,), generator=g)
+        t = Triplets(a=a, p=p, n=n)
+
+        def fine(i: int) -> bool:
+            ai, pi, ni = int(a[i]), int(p[i]), int(n[i])
+            if not (0 <= ai < P and pi == ai + P):
+                return False
+            if backgrounds and ni == ai + 2 * P:
+                return True
+            return 0 <= ni < 2 * P and int(groups[ai]) != int(groups[ni % P])
+
+        expected = all(fine(i) for i in range(m))
+        if expected:
+            validate_triplets(t, groups, backgrounds)
+        else:
+            with pytest.raises(ValueError):
+                validate_triplets(t, groups, backgrounds)
 
 
 def test_neg_cosine_matches_loop():
