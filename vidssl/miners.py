@@ -156,15 +156,15 @@ def validate_triplets(t: Triplets, groups: torch.Tensor, backgrounds: bool = Fal
     if len(t) == 0:
         return
     own_background = t.n == t.a + 2 * P if backgrounds else torch.zeros_like(t.n, dtype=torch.bool)
-    # every rule in one tensor and one bool(): each bool() of a CUDA tensor waits for the GPU, once a step here
-    # instead of five; the indices are clamped for the lookup so that an out-of-range one fails the range rules,
-    # not the indexing (on CUDA a device-side assert that ends the process)
-    rows_ok = (t.a >= 0) & (t.a < P) & (t.p == t.a + P)
-    negatives_ok = (t.n >= 0) & ((t.n < 2 * P) | own_background)
-    allowed = (candidate_mask(groups)[t.a.clamp(0, P - 1), t.n.clamp(0, 2 * P - 1)] if P > 0
-               else torch.zeros_like(own_background)) | own_background
-    if P > 0 and bool((rows_ok & negatives_ok & allowed).all()):
-        return
+    if P > 0:  # without pairs no triplet is valid: the rules below say which one fails
+        # every rule in one tensor and one bool(): each bool() of a CUDA tensor waits for the GPU, once a step here
+        # instead of five; the indices are clamped for the lookup so that an out-of-range one fails the range
+        # rules, not the indexing (on CUDA a device-side assert that ends the process)
+        rows_ok = (t.a >= 0) & (t.a < P) & (t.p == t.a + P)
+        negatives_ok = (t.n >= 0) & ((t.n < 2 * P) | own_background)
+        allowed = candidate_mask(groups)[t.a.clamp(0, P - 1), t.n.clamp(0, 2 * P - 1)] | own_background
+        if bool((rows_ok & negatives_ok & allowed).all()):
+            return
     if t.a.min() < 0 or t.a.max() >= P or not torch.equal(t.p, t.a + P):
         raise ValueError("anchors must be rows 0..P-1 and each positive its anchor's row + P")
     mined = ~own_background
