@@ -21,19 +21,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # for the synthetic pair writer
-
 SYNTHETIC_PAIRS = 2048  # pairs written when --pairs is not given
 
 
 def _synthetic(root: Path, pairs: int, size: int) -> Path:
-    from train_utils import write_pairs
+    from vidssl.data import write_pair_dataset
 
     rng = np.random.default_rng(0)
     # first, last and same-frame background patch, as `vidssl mine` stores them: the default step trains on all three
     patches = rng.integers(0, 256, size=(pairs, 3, size, size, 3), dtype=np.uint8)
     videos = [f"v{i % 9}" for i in range(pairs)]
-    return write_pairs(root, patches, videos, list(range(pairs)), shard_rows=512)
+    return write_pair_dataset(root, patches, videos, list(range(pairs)), shard_rows=512)
 
 
 def bench(pairs_dir: Path, arch: str, size: int, steps: int, warmup: int, batch_pairs: int, workers: int,
@@ -162,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pairs", type=Path, help="a pair dataset (default: synthetic shards in a temp dir)")
     ap.add_argument("--archs", nargs="+", default=["smallcnn", "alexnet_wang2015", "resnet18"])
-    ap.add_argument("--sizes", nargs="+", type=int, default=[64])
+    ap.add_argument("--sizes", nargs="+", type=int, default=[64],
+                    help="network input sides (default 64, which every default arch takes; vidssl train's default "
+                         "data.patch_size is 48, below alexnet_wang2015's smallest)")
     ap.add_argument("--steps", type=int, default=4, help="timed steps per round and feed")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of loader-fed and in-memory steps")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (worker start-up, allocator)")

@@ -81,14 +81,16 @@ class PairSet:
 
 
 def _mining_record(meta: dict) -> dict:
-    """``mine`` (dataset.json's ``config``, the mine section), ``video`` (``backend``), ``manifest_sha256`` and
-    ``videos_root`` of a dataset.json; a field it lacks (a dataset merged by an earlier version) is left out."""
+    """``mine`` (dataset.json's ``config``, the mine section), ``video`` (``backend``), ``manifest_sha256``,
+    ``videos_root`` and ``source`` of a dataset.json; a field it lacks (a dataset merged by an earlier version, or
+    written by write_pair_dataset: no mine settings) is left out."""
     record: dict = {}
     if isinstance(meta.get("config"), dict):
         record["mine"] = meta["config"]
     if isinstance(meta.get("video_backend"), str):
         record["video"] = {"backend": meta["video_backend"]}
-    record.update({key: meta[key] for key in ("manifest_sha256", "videos_root") if isinstance(meta.get(key), str)})
+    record.update({key: meta[key] for key in ("manifest_sha256", "videos_root", "source")
+                   if isinstance(meta.get(key), str)})  # source: pairs written by vidssl.data.write_pair_dataset
     return record
 
 
