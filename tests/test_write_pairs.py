@@ -140,3 +140,29 @@ def test_vidssl_train_and_export_run_on_written_pairs(tmp_path, width):
     assert main(["-q", "export", str(run), "--out", str(tmp_path / "backbone.pt")]) == 0
     card = json.loads((tmp_path / "model_card.json").read_text())
     assert (tmp_path / "backbone.pt").is_file() and card["training"]["steps"] == 3
+
+
+def test_a_broken_written_dataset_is_told_to_write_again_not_to_mine(tmp_path, caplog):
+    """The reader's advice for mined pairs (rerun `vidssl mine`, `vidssl mine --merge`) is no fix for pairs no
+    `vidssl mine` made."""
+    import logging
+
+    patches, videos, tracks = _pairs(n=12)
+    root = write_pair_dataset(tmp_path / "pairs", patches, videos, tracks, shard_rows=6)
+    shard = root / "shards" / "00001.npy"
+    shard.write_bytes(shard.read_bytes()[:-10])  # a copy cut short
+    with caplog.at_level(logging.WARNING):
+        assert len(open_pairs(root)) == 6
+    assert "write the pairs again with vidssl.data.write_pair_dataset, into a new folder" in caplog.text
+    assert "vidssl mine" not in caplog.text
+    first = root / "shards" / "00000.npy"
+    first.write_bytes(first.read_bytes()[:-10])
+    with pytest.raises(PairDataError, match=r"none of the 12 pairs is readable .*: write the pairs again with "
+                                            r"vidssl.data.write_pair_dataset") as e:
+        open_pairs(root)
+    assert "vidssl mine" not in str(e.value)
+    manifest = root / "manifest.jsonl"
+    manifest.write_text(manifest.read_text().replace('"track_id": 0', '"track_id": 9'))
+    with pytest.raises(PairDataError, match=r"is not the manifest .* describes .*: write the pairs again") as e:
+        open_pairs(root, retries=0)
+    assert "vidssl mine" not in str(e.value)

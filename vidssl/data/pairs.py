@@ -26,6 +26,8 @@ class PairDataError(VidsslError):
 
 
 _REMAKE = "make it with `vidssl mine VIDEOS --out PAIRS`"
+WRITTEN_SOURCE = "write_pair_dataset"  # dataset.json's "source" for pairs written by vidssl.data.write_pair_dataset
+_REWRITE = "write the pairs again with vidssl.data.write_pair_dataset, into a new folder"
 NO_READ_PERMISSION = "no read permission"
 # a re-mined video's shard names (tracking.dataset._free_shard_base): shards/<video id>.<n>[.tracks].npy; video ids
 # end in "-<hex digest>", so a canonical name never matches
@@ -71,7 +73,8 @@ class PairSet:
         more videos, or other settings, does not bring those pairs back."""
         if not self.skipped:
             return ""
-        return skipped_fix(self.root, self.skipped, self.skipped_videos, self.manifest_videos)
+        return skipped_fix(self.root, self.skipped, self.skipped_videos, self.manifest_videos,
+                           written=self.mining.get("source") == WRITTEN_SOURCE)
 
     def summary(self) -> dict:
         """What a model card records about the training data."""
@@ -160,11 +163,13 @@ def _shard_verdict(root: Path, name: str, patch_size: int | None, last_row: int,
     return (0, why) if why is not None else (width, None)
 
 
-def remine_advice(root: Path, why: str) -> str:
-    """What to do about a shard skipped for ``why``: mine its video again, or (no read permission, where mining
-    again keeps the shard) nothing more than the chmod ``why`` names."""
+def remine_advice(root: Path, why: str, written: bool = False) -> str:
+    """What to do about a shard skipped for ``why``: mine its video again (``written``: write the pairs again), or
+    (no read permission, where mining again keeps the shard) nothing more than the chmod ``why`` names."""
     if why.startswith(NO_READ_PERMISSION):
         return ""
+    if written:
+        return f"; {_REWRITE}"
     return f"; rerun the `vidssl mine` that made {root} (same videos, same --out) to mine its video again"
 
 
@@ -197,11 +202,13 @@ def _why_no_pairs(meta: dict, root: Path) -> str:
     return _REMAKE
 
 
-def skipped_fix(root: Path, skipped: dict[str, str], videos: int, of: int) -> str:
-    """What to do when ``videos`` of the ``of`` videos lost their pairs to the ``skipped`` shards."""
+def skipped_fix(root: Path, skipped: dict[str, str], videos: int, of: int, written: bool = False) -> str:
+    """What to do when ``videos`` of the ``of`` videos lost their pairs to the ``skipped`` shards (``written``: a
+    dataset of write_pair_dataset, which no `vidssl mine` made)."""
     fixes = []
     if any(not why.startswith(NO_READ_PERMISSION) for why in skipped.values()):
-        fixes.append(f"rerun the `vidssl mine` that made {root} (same videos, same --out) to mine them again")
+        fixes.append(_REWRITE if written else
+                     f"rerun the `vidssl mine` that made {root} (same videos, same --out) to mine them again")
     if any(why.startswith(NO_READ_PERMISSION) for why in skipped.values()):
         fixes.append(f"chmod -R +r {shell_arg(root)}")
     return (f"{videos} of {of} videos' shards were skipped (the warnings above name them): "
@@ -239,9 +246,11 @@ def _open_pairs(root: str | os.PathLike) -> PairSet:
     root = require_pairs_folder(root)
     meta = _read_json(root / "dataset.json")
     patch_size = meta["patch_size"]
+    written = meta.get("source") == WRITTEN_SOURCE
+    remake = _REWRITE if written else _REMAKE
     manifest = root / "manifest.jsonl"
     if not manifest.is_file():
-        raise PairDataError(f"{manifest}: missing; {_REMAKE}")
+        raise PairDataError(f"{manifest}: missing; {remake}")
     shards: dict[str, int] = {}
     shard_index, offsets, video_codes, track_keys = [], [], [], []
     videos: dict[str, int] = {}
@@ -266,7 +275,7 @@ def _open_pairs(root: str | os.PathLike) -> PairSet:
                     raise TypeError("track and offset must be non-negative integers")
             except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
                 raise PairDataError(f"{manifest}:{lineno}: not a pair record with keys {', '.join(_REQUIRED)} "
-                                    f"({e}); {_REMAKE}") from None
+                                    f"({e}); {remake}") from None
             v = videos.setdefault(str(vid), len(videos))
             shard_index.append(shards.setdefault(str(shard), len(shards)))
             offsets.append(offset)
@@ -274,11 +283,11 @@ def _open_pairs(root: str | os.PathLike) -> PairSet:
             track_keys.append(tracks.setdefault((v, track), len(tracks)))
     recorded = meta.get("manifest_sha256")  # None: merged by an earlier version, which recorded none
     if recorded is not None and recorded != whole.hexdigest():
+        fix = _REWRITE if written else f"rewrite both with `vidssl mine --merge --out {shell_arg(root)}`"
         raise _ManifestMismatch(f"{manifest} is not the manifest {root / 'dataset.json'} describes (a merge was "
-                                f"interrupted between the two, or one was edited): rewrite both with `vidssl mine "
-                                f"--merge --out {shell_arg(root)}`")
+                                f"interrupted between the two, or one was edited): {fix}")
     if not offsets:
-        raise PairDataError(f"{manifest}: no pairs; {_why_no_pairs(meta, root)}")
+        raise PairDataError(f"{manifest}: no pairs; {_REWRITE if written else _why_no_pairs(meta, root)}")
     shard_index_arr = np.asarray(shard_index, np.int32)
     offset_arr = np.asarray(offsets, np.int64)
     # per shard, in one pass over the pairs (a pass per shard: 0.6 ms each at 1M pairs, 13 s for 20k videos)
@@ -294,7 +303,7 @@ def _open_pairs(root: str | os.PathLike) -> PairSet:
             skipped[name] = why
             skipped_ids.append(i)
             log.warning("pairs: skipping %d pairs of %s: %s%s", int(pair_count[i]), root / name, why,
-                        remine_advice(root, why))
+                        remine_advice(root, why, written))
         else:
             widths.add(width)
             if width == 2:
@@ -305,7 +314,7 @@ def _open_pairs(root: str | os.PathLike) -> PairSet:
     if not keep.any():
         name, why = next(iter(skipped.items()))
         raise PairDataError(f"{root}: none of the {len(offsets)} pairs is readable (e.g. {root / name}: {why}); "
-                            f"{skipped_fix(root, skipped, lost, len(videos))}")
+                            f"{skipped_fix(root, skipped, lost, len(videos), written)}")
     digest.update(json.dumps(sorted(skipped)).encode())  # a lost shard changes the pairs, and so the fingerprint
     # videos whose every pair was skipped are not training data: the "negatives from another video" check counts
     # only videos present, so codes are renumbered over those

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vidssl.data.pairs import PairDataError
+from vidssl.data.pairs import WRITTEN_SOURCE, PairDataError
 from vidssl.io import atomic_write_bytes, atomic_write_json, json_text
 
-SOURCE = "write_pair_dataset"
 _TAKEN = ("dataset.json", "manifest.jsonl", "mine.json")  # a dataset, or a `vidssl mine` folder
 
 
@@ -95,6 +94,7 @@ def write_pair_dataset(root: str | os.PathLike, patches: np.ndarray, video_ids, 
     manifest = "".join(lines).encode("utf-8")
     atomic_write_bytes(root / "manifest.jsonl", manifest)
     atomic_write_json(root / "dataset.json", {
-        "source": SOURCE, "pairs": n, "patch_size": int(patches.shape[2]), "background_patches": patches.shape[1] == 3,
+        "source": WRITTEN_SOURCE, "pairs": n, "patch_size": int(patches.shape[2]),
+        "background_patches": patches.shape[1] == 3,
         "complete": True, "manifest_sha256": hashlib.sha256(manifest).hexdigest(), "shard_bytes": shard_bytes})
     return root
