@@ -24,6 +24,7 @@ _TRACK_KEYS = _GRID_KEYS | {"video_id", "track_id"}  # what the track strips rea
 _KEY_TYPES = {"video": str, "shard": str, "video_id": str, "offset": int, "start_frame": int, "end_frame": int,
               "track_id": int}
 log = logging.getLogger(__name__)
+_WRITTEN_FIX = "write the pairs again with vidssl.data.write_pair_dataset, into a new folder"
 CAPTION = 14  # px of caption bar above each pair / track row
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -73,6 +74,7 @@ def _pair_lines(manifest: TextIO, chunk_chars: int = 1 << 16) -> Iterator[tuple[
 def _pair_record(manifest: TextIO, lineno: int, line: str, keys: frozenset[str]) -> dict:
     """``line`` as a record holding ``keys`` of mining's types; a VidsslError naming the file, line and fix
     otherwise."""
+    rec = None
     try:
         rec = json.loads(line)
     except json.JSONDecodeError as e:
@@ -83,8 +85,25 @@ def _pair_record(manifest: TextIO, lineno: int, line: str, keys: frozenset[str])
         missing = keys - set(rec) if isinstance(rec, dict) else keys
         problem = f"keys missing: {', '.join(sorted(missing))}" if missing else _wrong_types(rec, keys)
     pairs_dir = Path(manifest.name).parent
+    if _written(pairs_dir):
+        frameless = isinstance(rec, dict) and not {"start_frame", "end_frame"} & set(rec)
+        raise VidsslError(f"{manifest.name}:{lineno}: not a pair record ({problem}); "
+                          + (f"{pairs_dir} was written by vidssl.data.write_pair_dataset without frames, which "
+                             f"show-pairs captions each pair with: {_WRITTEN_FIX}, giving frames=[N, 2] (each "
+                             f"pair's first and last frame)" if frameless else _WRITTEN_FIX))
     raise VidsslError(f"{manifest.name}:{lineno}: not a pair record ({problem}); rerun the `vidssl mine` that "
                       f"made {pairs_dir} into it: it rebuilds the manifest from its finished videos")
+
+
+def _written(pairs_dir: Path) -> bool:
+    """Whether vidssl.data.write_pair_dataset wrote ``pairs_dir`` (its dataset.json says so): no `vidssl mine`
+    made it, so none can remake it. Read on the error paths only."""
+    from vidssl.data.pairs import WRITTEN_SOURCE
+
+    try:
+        return json.loads((pairs_dir / "dataset.json").read_text(encoding="utf-8")).get("source") == WRITTEN_SOURCE
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _pair_records(manifest: TextIO, keys: frozenset[str] = _GRID_KEYS) -> Iterator[dict]:
@@ -129,9 +148,10 @@ def _wrong_types(rec: dict, keys: frozenset[str]) -> str | None:
 def _out_of_step(pairs_dir: Path, what: str, rec: dict, size: int) -> VidsslError:
     """The error for a record whose ``offset`` is past the end of ``what`` (``size`` rows): a manifest out of step
     with the files it points into."""
+    fix = _WRITTEN_FIX if _written(pairs_dir) else (f"rerun the `vidssl mine` that made {pairs_dir} (same videos, "
+                                                     f"same --out) to mine that video again")
     return VidsslError(f"{what}: has {size} rows, but {pairs_dir / 'manifest.jsonl'} points at row {rec['offset']} for "
-                       f"{rec['video']} (the manifest is out of step with it); rerun the `vidssl mine` that made "
-                       f"{pairs_dir} (same videos, same --out) to mine that video again")
+                       f"{rec['video']} (the manifest is out of step with it); {fix}")
 
 
 @dataclass
@@ -267,9 +287,9 @@ def pair_grid(pairs_dir: str | Path, n: int = 64, seed: int = 0, columns: int = 
             try:
                 shards[rec["shard"]] = np.load(pairs_dir / rec["shard"], mmap_mode="r")
             except (OSError, ValueError, EOFError) as e:  # a shard lost or cut short after the merge
-                raise VidsslError(f"{pairs_dir / rec['shard']}: unreadable ({type(e).__name__}: {e}); rerun the "
-                                  f"`vidssl mine` that made {pairs_dir} (same videos, same --out) to mine its video "
-                                  f"again") from None
+                fix = _WRITTEN_FIX if _written(pairs_dir) else (f"rerun the `vidssl mine` that made {pairs_dir} "
+                                                                 f"(same videos, same --out) to mine its video again")
+                raise VidsslError(f"{pairs_dir / rec['shard']}: unreadable ({type(e).__name__}: {e}); {fix}") from None
         shard = shards[rec["shard"]]
         if not 0 <= rec["offset"] < len(shard):
             raise _out_of_step(pairs_dir, str(pairs_dir / rec["shard"]), rec, len(shard))
@@ -293,7 +313,8 @@ def _skipped_shards(pairs_dir: Path, tally: _ShardTally) -> tuple[dict[str, str]
 
     problems = shard_problems(pairs_dir, tally.last_rows())
     lost = tally.video_count(problems)
-    fix = skipped_fix(pairs_dir, problems, lost, tally.video_count(tally.shards)) if problems else ""
+    fix = skipped_fix(pairs_dir, problems, lost, tally.video_count(tally.shards),
+                      written=_written(pairs_dir)) if problems else ""
     return problems, fix.replace(" (the warnings above name them)", "")
 
 
@@ -316,6 +337,10 @@ def track_strips(pairs_dir: str | Path, n: int = 4, seed: int = 0, frames: int =
 
     pairs_dir = Path(pairs_dir)
     with _open_manifest(pairs_dir) as manifest:  # first: its errors tell a run or videos folder from pairs
+        if _written(pairs_dir):
+            raise VidsslError(f"{pairs_dir} was written by vidssl.data.write_pair_dataset: the tracked boxes over "
+                              f"the source videos that --tracks draws are recorded only by `vidssl mine`; draw its "
+                              f"pairs without --tracks")
         sampled = _sample_tracks(_pair_records(manifest, _TRACK_KEYS), n, seed)
     meta_path = pairs_dir / "dataset.json"
     try:
