@@ -24,7 +24,6 @@ _TRACK_KEYS = _GRID_KEYS | {"video_id", "track_id"}  # what the track strips rea
 _KEY_TYPES = {"video": str, "shard": str, "video_id": str, "offset": int, "start_frame": int, "end_frame": int,
               "track_id": int}
 log = logging.getLogger(__name__)
-_WRITTEN_FIX = "write the pairs again with vidssl.data.write_pair_dataset, into a new folder"
 CAPTION = 14  # px of caption bar above each pair / track row
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -86,24 +85,23 @@ def _pair_record(manifest: TextIO, lineno: int, line: str, keys: frozenset[str])
         problem = f"keys missing: {', '.join(sorted(missing))}" if missing else _wrong_types(rec, keys)
     pairs_dir = Path(manifest.name).parent
     if _written(pairs_dir):
+        from vidssl.data.pairs import REWRITE_ADVICE
+
         frameless = isinstance(rec, dict) and not {"start_frame", "end_frame"} & set(rec)
         raise VidsslError(f"{manifest.name}:{lineno}: not a pair record ({problem}); "
                           + (f"{pairs_dir} was written by vidssl.data.write_pair_dataset without frames, which "
-                             f"show-pairs captions each pair with: {_WRITTEN_FIX}, giving frames=[N, 2] (each "
-                             f"pair's first and last frame)" if frameless else _WRITTEN_FIX))
+                             f"show-pairs captions each pair with: {REWRITE_ADVICE}, giving frames=[N, 2] (each "
+                             f"pair's first and last frame)" if frameless else REWRITE_ADVICE))
     raise VidsslError(f"{manifest.name}:{lineno}: not a pair record ({problem}); rerun the `vidssl mine` that "
                       f"made {pairs_dir} into it: it rebuilds the manifest from its finished videos")
 
 
 def _written(pairs_dir: Path) -> bool:
-    """Whether vidssl.data.write_pair_dataset wrote ``pairs_dir`` (its dataset.json says so): no `vidssl mine`
-    made it, so none can remake it. Read on the error paths only."""
-    from vidssl.data.pairs import WRITTEN_SOURCE
+    """vidssl.data.pairs.written_by_writer, imported on the error paths only: vidssl.data pulls in torch, which
+    show-pairs otherwise never loads."""
+    from vidssl.data.pairs import written_by_writer
 
-    try:
-        return json.loads((pairs_dir / "dataset.json").read_text(encoding="utf-8")).get("source") == WRITTEN_SOURCE
-    except (OSError, ValueError, AttributeError):
-        return False
+    return written_by_writer(pairs_dir)
 
 
 def _pair_records(manifest: TextIO, keys: frozenset[str] = _GRID_KEYS) -> Iterator[dict]:
@@ -148,8 +146,10 @@ def _wrong_types(rec: dict, keys: frozenset[str]) -> str | None:
 def _out_of_step(pairs_dir: Path, what: str, rec: dict, size: int) -> VidsslError:
     """The error for a record whose ``offset`` is past the end of ``what`` (``size`` rows): a manifest out of step
     with the files it points into."""
-    fix = _WRITTEN_FIX if _written(pairs_dir) else (f"rerun the `vidssl mine` that made {pairs_dir} (same videos, "
-                                                     f"same --out) to mine that video again")
+    from vidssl.data.pairs import REWRITE_ADVICE
+
+    fix = REWRITE_ADVICE if _written(pairs_dir) else (f"rerun the `vidssl mine` that made {pairs_dir} "
+                                                      f"(same videos, same --out) to mine that video again")
     return VidsslError(f"{what}: has {size} rows, but {pairs_dir / 'manifest.jsonl'} points at row {rec['offset']} for "
                        f"{rec['video']} (the manifest is out of step with it); {fix}")
 
@@ -287,9 +287,10 @@ def pair_grid(pairs_dir: str | Path, n: int = 64, seed: int = 0, columns: int = 
             try:
                 shards[rec["shard"]] = np.load(pairs_dir / rec["shard"], mmap_mode="r")
             except (OSError, ValueError, EOFError) as e:  # a shard lost or cut short after the merge
-                fix = _WRITTEN_FIX if _written(pairs_dir) else (f"rerun the `vidssl mine` that made {pairs_dir} "
-                                                                 f"(same videos, same --out) to mine its video again")
-                raise VidsslError(f"{pairs_dir / rec['shard']}: unreadable ({type(e).__name__}: {e}); {fix}") from None
+                from vidssl.data.pairs import remine_advice
+
+                raise VidsslError(f"{pairs_dir / rec['shard']}: unreadable ({type(e).__name__}: {e})"
+                                  f"{remine_advice(pairs_dir, '', _written(pairs_dir))}") from None
         shard = shards[rec["shard"]]
         if not 0 <= rec["offset"] < len(shard):
             raise _out_of_step(pairs_dir, str(pairs_dir / rec["shard"]), rec, len(shard))

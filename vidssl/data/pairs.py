@@ -27,7 +27,7 @@ class PairDataError(VidsslError):
 
 _REMAKE = "make it with `vidssl mine VIDEOS --out PAIRS`"
 WRITTEN_SOURCE = "write_pair_dataset"  # dataset.json's "source" for pairs written by vidssl.data.write_pair_dataset
-_REWRITE = "write the pairs again with vidssl.data.write_pair_dataset, into a new folder"
+REWRITE_ADVICE = "write the pairs again with vidssl.data.write_pair_dataset, into a new folder"  # no mine remakes them
 NO_READ_PERMISSION = "no read permission"
 # a re-mined video's shard names (tracking.dataset._free_shard_base): shards/<video id>.<n>[.tracks].npy; video ids
 # end in "-<hex digest>", so a canonical name never matches
@@ -169,7 +169,7 @@ def remine_advice(root: Path, why: str, written: bool = False) -> str:
     if why.startswith(NO_READ_PERMISSION):
         return ""
     if written:
-        return f"; {_REWRITE}"
+        return f"; {REWRITE_ADVICE}"
     return f"; rerun the `vidssl mine` that made {root} (same videos, same --out) to mine its video again"
 
 
@@ -207,12 +207,21 @@ def skipped_fix(root: Path, skipped: dict[str, str], videos: int, of: int, writt
     dataset of write_pair_dataset, which no `vidssl mine` made)."""
     fixes = []
     if any(not why.startswith(NO_READ_PERMISSION) for why in skipped.values()):
-        fixes.append(_REWRITE if written else
+        fixes.append(REWRITE_ADVICE if written else
                      f"rerun the `vidssl mine` that made {root} (same videos, same --out) to mine them again")
     if any(why.startswith(NO_READ_PERMISSION) for why in skipped.values()):
         fixes.append(f"chmod -R +r {shell_arg(root)}")
     return (f"{videos} of {of} videos' shards were skipped (the warnings above name them): "
             f"{' and '.join(fixes)}")
+
+
+def written_by_writer(root: str | os.PathLike) -> bool:
+    """Whether vidssl.data.write_pair_dataset wrote ``root`` (its dataset.json says so): no `vidssl mine` made it,
+    so the fix for a damaged one is REWRITE_ADVICE. False when dataset.json cannot be read."""
+    try:
+        return _read_json(Path(root) / "dataset.json").get("source") == WRITTEN_SOURCE
+    except PairDataError:
+        return False
 
 
 def require_pairs_folder(root: str | os.PathLike) -> Path:
@@ -247,7 +256,7 @@ def _open_pairs(root: str | os.PathLike) -> PairSet:
     meta = _read_json(root / "dataset.json")
     patch_size = meta["patch_size"]
     written = meta.get("source") == WRITTEN_SOURCE
-    remake = _REWRITE if written else _REMAKE
+    remake = REWRITE_ADVICE if written else _REMAKE
     manifest = root / "manifest.jsonl"
     if not manifest.is_file():
         raise PairDataError(f"{manifest}: missing; {remake}")
@@ -283,11 +292,11 @@ def _open_pairs(root: str | os.PathLike) -> PairSet:
             track_keys.append(tracks.setdefault((v, track), len(tracks)))
     recorded = meta.get("manifest_sha256")  # None: merged by an earlier version, which recorded none
     if recorded is not None and recorded != whole.hexdigest():
-        fix = _REWRITE if written else f"rewrite both with `vidssl mine --merge --out {shell_arg(root)}`"
+        fix = REWRITE_ADVICE if written else f"rewrite both with `vidssl mine --merge --out {shell_arg(root)}`"
         raise _ManifestMismatch(f"{manifest} is not the manifest {root / 'dataset.json'} describes (a merge was "
                                 f"interrupted between the two, or one was edited): {fix}")
     if not offsets:
-        raise PairDataError(f"{manifest}: no pairs; {_REWRITE if written else _why_no_pairs(meta, root)}")
+        raise PairDataError(f"{manifest}: no pairs; {REWRITE_ADVICE if written else _why_no_pairs(meta, root)}")
     shard_index_arr = np.asarray(shard_index, np.int32)
     offset_arr = np.asarray(offsets, np.int64)
     # per shard, in one pass over the pairs (a pass per shard: 0.6 ms each at 1M pairs, 13 s for 20k videos)
