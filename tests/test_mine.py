@@ -527,6 +527,59 @@ def test_background_patches_are_cut_beside_the_first_box(mined, demo_dir, tmp_pa
         assert np.abs(triple[2].astype(int) - want.astype(int)).mean() < 4, rec
 
 
+def test_patch_context_cuts_a_wider_view_of_the_same_tracks(mined, demo_dir, tmp_path):
+    """mine.patch_context widens what is stored, not what is tracked: the same pairs and boxes, each patch cut
+    from the window ``context`` x the box about its centre, moved into the frame where it would leave it."""
+    (tmp_path / "videos").mkdir()
+    shutil.copy(demo_dir / "clip_00.mp4", tmp_path / "videos")
+    context = 1.5
+    cfg = dataclasses.replace(DEMO, patch_context=context)
+    mine_folder(tmp_path / "videos", tmp_path / "pairs", cfg, progress=False)
+    wide = manifest(tmp_path / "pairs")
+    plain = [r for r in manifest(mined[0]) if r["video"] == "clip_00.mp4"]
+    keys = ("track_id", "start_frame", "end_frame", "box_start", "box_end", "box_background")
+    assert [[r[k] for k in keys] for r in wide] == [[r[k] for k in keys] for r in plain]
+    patches = np.load(tmp_path / "pairs" / wide[0]["shard"])
+    assert not np.array_equal(patches, np.load(mined[0] / plain[0]["shard"]))
+    with open_video(demo_dir / "clip_00.mp4") as reader:
+        width, height = reader.width, reader.height  # 320 x 240: the working frame is the source frame
+        needed = sorted({r["start_frame"] for r in wide} | {r["end_frame"] for r in wide})
+        frames = dict(zip(needed, reader.get_batch(needed)))
+    shifted = 0
+    for rec in wide:
+        cuts = ((rec["start_frame"], rec["box_start"]), (rec["end_frame"], rec["box_end"]),
+                (rec["start_frame"], rec["box_background"]))
+        for k, (index, (x, y, w, h)) in enumerate(cuts):
+            side = w * context  # the demo box (0.33 x 240 = 79 px) widened stays under the frame's short side
+            left, top = x + w / 2 - side / 2, y + h / 2 - side / 2
+            # moved back inside by what sticks out (the scan-based check of context_box is in test_tracking_units)
+            left -= max(0.0, left + side - width) - max(0.0, -left)
+            top -= max(0.0, top + side - height) - max(0.0, -top)
+            shifted += (left, top) != (x + w / 2 - side / 2, y + h / 2 - side / 2)
+            x0, y0, s = int(round(left)), int(round(top)), int(round(side))
+            want = cv2.resize(frames[index][y0:y0 + s, x0:x0 + s], (cfg.patch_size,) * 2,
+                              interpolation=cv2.INTER_AREA if s > cfg.patch_size else cv2.INTER_LINEAR)
+            assert np.abs(patches[rec["offset"], k].astype(int) - want.astype(int)).mean() < 4, (rec, k)
+    assert shifted  # the edge case was exercised: background boxes lie against the frame's edge
+
+
+def test_patch_context_is_a_setting_of_the_folder_and_older_folders_read_as_1(mined, demo_dir, tmp_path):
+    """A folder mined before mine.patch_context existed has no such key in its mine.json: it was mined as 1 (the
+    tracked box) and a rerun at 1 finds it complete; another value is refused, naming the key."""
+    out = tmp_path / "pairs"
+    shutil.copytree(mined[0], out)
+    recorded = json.loads((out / "mine.json").read_text())
+    assert recorded["config"].pop("patch_context") == 1.0
+    (out / "mine.json").write_text(json.dumps(recorded))
+    before = (out / "manifest.jsonl").read_bytes()
+    assert mine_folder(demo_dir, out, DEMO, progress=False)["pairs"] == mined[1]["pairs"]
+    assert (out / "manifest.jsonl").read_bytes() == before
+    with pytest.raises(VidsslError, match=r"mined with other settings \(mine\.patch_context: 1\.0 -> 1\.4\)"):
+        mine_folder(demo_dir, out, dataclasses.replace(DEMO, patch_context=1.4), progress=False)
+    with pytest.raises(VidsslError, match=r"'mine\.patch_context': must be in \[1, 4\]"):
+        mine_folder(demo_dir, tmp_path / "other", dataclasses.replace(DEMO, patch_context=0.8), progress=False)
+
+
 # -----------------------------------------------------------------------------------------------------------------
 # bad input
 

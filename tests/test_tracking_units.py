@@ -584,6 +584,37 @@ def test_background_box_is_the_least_overlapping_neighbour():
         assert overlap(box, got) == min(best, best_v)
 
 
+def test_context_box_widens_about_the_centre_and_shifts_into_the_frame():
+    from tracking.boxes import context_box
+
+    # context 1: the box itself, bit for bit
+    assert context_box((100.0, 60.0, 120.0, 120.0), 1.0, 320, 240) == (100.0, 60.0, 120.0, 120.0)
+    # room all round: 1.5 x 40 = 60 px about the centre (70, 70)
+    assert context_box((50.0, 50.0, 40.0, 40.0), 1.5, 320, 240) == (40.0, 40.0, 60.0, 60.0)
+    # at the left edge: 80 px about x = 30 would start at -10; shifted to 0, the object 10 px off centre
+    assert context_box((10.0, 100.0, 40.0, 40.0), 2.0, 320, 240) == (0.0, 80.0, 80.0, 80.0)
+    # bottom right corner: shifted up and left to end on the frame's last pixel
+    assert context_box((270.0, 190.0, 40.0, 40.0), 2.0, 320, 240) == (240.0, 160.0, 80.0, 80.0)
+    # wider than the frame's short side: the whole height, centred across as far as the frame allows
+    assert context_box((100.0, 60.0, 120.0, 120.0), 3.0, 320, 240) == (40.0, 0.0, 240.0, 240.0)
+    assert context_box((0.0, 60.0, 120.0, 120.0), 3.0, 320, 240) == (0.0, 0.0, 240.0, 240.0)
+    rng = np.random.default_rng(1)
+    for _ in range(300):  # against a scan for the in-frame window of that side whose centre is nearest the box's
+        w, h = int(rng.integers(40, 300)), int(rng.integers(40, 300))
+        side = float(rng.integers(8, min(w, h) + 1))
+        box = (float(rng.integers(0, w - side + 1)), float(rng.integers(0, h - side + 1)), side, side)
+        context = float(rng.choice([1.0, 1.25, 1.5, 2.0, 3.5]))
+        want_side = min(side * context, w, h)
+        got = context_box(box, context, w, h)
+        assert got[2] == got[3] == pytest.approx(want_side)
+        centre = (box[0] + side / 2, box[1] + side / 2)
+        for axis, extent in ((0, w), (1, h)):
+            starts = np.linspace(0, extent - want_side, 2001)
+            nearest = starts[np.argmin(np.abs(starts + want_side / 2 - centre[axis]))]
+            assert got[axis] == pytest.approx(nearest, abs=(extent - want_side) / 2000 + 1e-9)
+        assert 0 <= got[0] and got[0] + got[2] <= w + 1e-9 and 0 <= got[1] and got[1] + got[3] <= h + 1e-9
+
+
 def test_a_video_where_no_track_starts_says_so_with_the_start_counts(demo_dir):
     """Motion passes at start frames but no box holds enough moving points: no track ever ran, so "every track was
     rejected ({})" said nothing; the reason is its own, with the start-frame rejection counts."""

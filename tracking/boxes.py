@@ -71,6 +71,22 @@ def background_box(box: Box, width: int, height: int) -> Box:
     return (float(bx), float(by), float(w), float(h))
 
 
+def context_box(box: Box, context: float, width: int, height: int) -> Box:
+    """The square window a patch of ``box`` is cut from: ``context`` x its longer side, centred on it, no wider than
+    the ``width`` x ``height`` frame's short side, shifted into the frame where it would leave it.
+
+    A tracked box fills its patch with the object; a wider view keeps some of what surrounds it, as the dense
+    features of label propagation see an object within its scene. Shifting rather than padding keeps every pixel a
+    real one: the object then sits off centre by the shift. ``context`` 1 gives ``box`` itself (for a square box
+    inside the frame).
+    """
+    x, y, w, h = box
+    side = min(max(w, h) * context, float(width), float(height))
+    left = min(max(x + (w - side) / 2, 0.0), width - side)
+    top = min(max(y + (h - side) / 2, 0.0), height - side)
+    return (float(left), float(top), float(side), float(side))
+
+
 def _pixels(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(N, 2) int64 pixel x, y of ``points`` (float x, y), clipped into a frame of ``shape`` (H, W)."""
     h, w = shape

@@ -74,6 +74,10 @@ class MineConfig:
     region_grid: int = opt(3, "the frame is split into region_grid x region_grid regions for the per-region cap")
     max_pairs_per_region: int = opt(60, "cap on pairs per video whose start box centre falls in one region")
     patch_size: int = opt(96, "side of the stored square patches in pixels")
+    patch_context: float = opt(1.0, "stored patches show this many times the tracked box's side around its centre "
+                                    "(shifted into the frame where the wider window would leave it, never wider than "
+                                    "the frame's short side; tracking.boxes.context_box); 1 cuts the tracked box. "
+                                    "Records keep the tracked box")
     time_range: list[float] = opt([0.0, 1.0], "part of every video mined, as fractions of its frame count (on a "
                                               "variable-frame-rate clip not quite of its duration; vidssl pretrain "
                                               "on real videos mines the last pretrain.held_out_tail of this part "
@@ -126,6 +130,8 @@ class MineConfig:
             raise bad("box_fraction", f"plus twice mine.edge_margin ({self.edge_margin}) must be <= 1: a box of "
                                       f"{self.box_fraction} x the short side, kept that far inside both edges, "
                                       "does not fit in the frame")
+        if not 1.0 <= self.patch_context <= 4.0:  # under 1 cuts into the object the track follows
+            raise bad("patch_context", "must be in [1, 4] (1: the tracked box itself)")
         if self.cut_threshold <= 0:
             raise bad("cut_threshold", "must be > 0")
         if self.frozen_mad < 0:

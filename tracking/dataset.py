@@ -99,6 +99,10 @@ def prepare(out_dir: Path, root: Path, listing: list[dict], cfg: MineConfig, vid
             have = json.loads(existing.read_text(encoding="utf-8"))
             if isinstance(have, dict):  # earlier versions recorded the seed, which never changed a pair
                 have.pop("seed", None)
+                if isinstance(have.get("config"), dict):
+                    # a key a later version added counts as its default, which does what the older version did
+                    # (mine.patch_context 1 cuts the tracked box, as before the key)
+                    have["config"] = {**dataclasses.asdict(MineConfig()), **have["config"]}
             if have != wanted:
                 was = have.get("config", {}) if isinstance(have.get("config"), dict) else {}
                 changed = [(f"mine.{k}", was.get(k), wanted["config"][k]) for k in sorted(wanted["config"])

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from tracking.boxes import Box, background_box
+from tracking.boxes import Box, background_box, context_box
 from tracking.config import MineConfig
 
 
@@ -181,7 +181,7 @@ class Track:
         if self.cfg.background_patches:
             h, w = self.frame.shape[:2]
             box = background_box(first.box, w, h)
-            background = Background(box, crop(self.frame, box, self.cfg.patch_size))
+            background = Background(box, self._cut(self.frame, box))
         self.windows.append(Window(self.last_frame, region, background))
 
     def close(self, reason: str) -> StepOutcome:
@@ -239,7 +239,12 @@ class Track:
 
     def _patch(self, step: _Step, frame: np.ndarray) -> None:
         if step.patch is None:
-            step.patch = crop(frame, step.box, self.cfg.patch_size)
+            step.patch = self._cut(frame, step.box)
+
+    def _cut(self, frame: np.ndarray, box: Box) -> np.ndarray:
+        """The stored patch of ``box`` (working px) on the working ``frame``: its mine.patch_context window."""
+        h, w = frame.shape[:2]
+        return crop(frame, context_box(box, self.cfg.patch_context, w, h), self.cfg.patch_size)
 
     def _lose_all(self, outcome: StepOutcome, reason: str) -> None:
         outcome.lost.extend((window, reason) for window in self.windows)
