@@ -146,12 +146,11 @@ def _wrong_types(rec: dict, keys: frozenset[str]) -> str | None:
 def _out_of_step(pairs_dir: Path, what: str, rec: dict, size: int) -> VidsslError:
     """The error for a record whose ``offset`` is past the end of ``what`` (``size`` rows): a manifest out of step
     with the files it points into."""
-    from vidssl.data.pairs import REWRITE_ADVICE
+    from vidssl.data.pairs import remine_advice
 
-    fix = REWRITE_ADVICE if _written(pairs_dir) else (f"rerun the `vidssl mine` that made {pairs_dir} "
-                                                      f"(same videos, same --out) to mine that video again")
+    fix = remine_advice(pairs_dir, "", _written(pairs_dir))
     return VidsslError(f"{what}: has {size} rows, but {pairs_dir / 'manifest.jsonl'} points at row {rec['offset']} for "
-                       f"{rec['video']} (the manifest is out of step with it); {fix}")
+                       f"{rec['video']} (the manifest is out of step with it){fix}")
 
 
 @dataclass
