@@ -486,8 +486,11 @@ def test_show_pairs_tracks_on_bad_input_names_the_file_and_the_fix(tmp_path, cap
     write([{**records[0], "offset": 7}, records[1]])  # drawn first
     err = fails(pairs)  # the pair grid
     assert f"{pairs / 'shards' / '00000.npy'}: has 2 rows, but" in err and "points at row 7" in err, err
+    remine = f"(the manifest is out of step with it); rerun the `vidssl mine` that made {pairs} (same videos"
+    assert remine in err, err
     err = fails(pairs, "--tracks")
     assert f"{pairs / 'done' / 'video0.json'} (track_boxes): has 2 rows, but" in err and "points at row 7" in err
+    assert remine in err, err
     write(records)  # row 0's track has no boxes
     assert f"{pairs / 'done' / 'video0.json'}: damaged (the track of row 0 has no boxes" in fails(pairs, "--tracks")
 

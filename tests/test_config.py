@@ -859,6 +859,7 @@ def test_a_set_value_may_hold_an_equals_sign():
     ("pretrain.train_fraction=0", r"'pretrain.train_fraction': must be in \(0, 1\]"),
     ("pretrain.held_out_tail=0.6", r"'pretrain.held_out_tail': must be in \[0, 0.5\]"),
     ("pretrain.held_out_tail=-0.1", r"'pretrain.held_out_tail': must be in \[0, 0.5\]"),
+    ("pretrain.held_out_patch_context=0.9", r"'pretrain.held_out_patch_context': must be in \[1, 4\]"),
 ])
 def test_the_pipeline_shares_bounds_are_load_errors(override, want):
     """Kills C11 (train_fraction 0 accepted: training would get the 1-second floor) and C13 (held_out_tail up to 1

@@ -791,6 +791,55 @@ def test_real_video_runs_hold_out_the_end_of_every_video(tmp_path):
                  "--set", "mine.time_range=[0.1, 1.0]"]) == 0
 
 
+def test_held_out_tracks_are_cut_at_the_box_whatever_the_training_view(tmp_path):
+    """With mine.patch_context 1.5 the training pairs show the wider window and the held-out tails still the
+    tracked box (pretrain.held_out_patch_context 1): one test set for every training view. Checked against crops
+    of the decoded frames, the box as recorded and the window about it."""
+    import cv2
+    import numpy as np
+
+    from vidssl.demo import make_demo_videos
+    from vidssl.video import open_video
+
+    make_demo_videos(tmp_path / "videos", num=2, seed=5, frames=100)
+    only_mining = ["--set", "pretrain.run_train=false", "--set", "pretrain.run_export=false", "--set",
+                   "pretrain.run_eval=false", "--set", "pretrain.run_report=false", "--set", "mine.box_fraction=0.33",
+                   "--set", "pretrain.held_out_tail=0.4", "--set", "mine.patch_context=1.5"]
+
+    def cuts_of(folder) -> dict[float, int]:
+        """How many of ``folder``'s stored first / last patches match a crop at each context, 1 and 1.5."""
+        found = {1.0: 0, 1.5: 0}
+        for line in (folder / "manifest.jsonl").read_text().splitlines()[:4]:
+            rec = json.loads(line)
+            stored = np.load(folder / rec["shard"], mmap_mode="r")[rec["offset"]]
+            with open_video(tmp_path / "videos" / rec["video"]) as reader:
+                frames = reader.get_batch([rec["start_frame"], rec["end_frame"]])
+                width, height = reader.width, reader.height
+            for k, (frame, (x, y, w, h)) in enumerate(zip(frames, (rec["box_start"], rec["box_end"]))):
+                for context in found:  # the window about the box's centre, moved into the 320 x 240 frame
+                    side = w * context
+                    left = min(max(x + w / 2 - side / 2, 0.0), width - side)
+                    top = min(max(y + h / 2 - side / 2, 0.0), height - side)
+                    x0, y0, s = int(round(left)), int(round(top)), int(round(side))
+                    want = cv2.resize(frame[y0:y0 + s, x0:x0 + s], stored.shape[1:3],
+                                      interpolation=cv2.INTER_AREA if s > stored.shape[1] else cv2.INTER_LINEAR)
+                    found[context] += int(np.abs(stored[k].astype(int) - want.astype(int)).mean() < 4)
+        return found
+
+    run = tmp_path / "run"
+    assert main(["-q", "pretrain", "--videos", str(tmp_path / "videos"), "--out", str(run), *only_mining]) == 0
+    train, held = cuts_of(run / "pairs"), cuts_of(run / "pairs_held_out")
+    assert train[1.5] >= 4 and train[1.0] == 0, train
+    assert held[1.0] >= 4 and held[1.5] == 0, held
+    assert json.loads((run / "pairs_held_out" / "mine.json").read_text())["config"]["patch_context"] == 1.0
+    # the key sets it: the tails cut as the training pairs are (a new run: the mine stage's settings differ)
+    run = tmp_path / "run_wide"
+    assert main(["-q", "pretrain", "--videos", str(tmp_path / "videos"), "--out", str(run), *only_mining,
+                 "--set", "pretrain.held_out_patch_context=1.5"]) == 0
+    held = cuts_of(run / "pairs_held_out")
+    assert held[1.5] >= 4 and held[1.0] == 0, held
+
+
 def test_a_messy_folder_s_bad_files_are_told_once_not_again_for_the_held_out_tails(tmp_path, caplog, monkeypatch):
     """Every bad file was reported twice, by the training part's mining and by the held-out tails' with the same
     reason (zero-byte, not a video, no index, a duplicate), and a link's "the same file as" four times a run (each

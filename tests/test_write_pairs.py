@@ -9,6 +9,7 @@ import pytest
 
 from vidssl.config import load_config
 from vidssl.data import PairDataError, PairPatches, open_pairs, write_pair_dataset
+from vidssl.errors import VidsslError
 
 
 def _pairs(n: int = 48, width: int = 2, size: int = 40, seed: int = 0):
@@ -166,6 +167,39 @@ def test_a_broken_written_dataset_is_told_to_write_again_not_to_mine(tmp_path, c
     with pytest.raises(PairDataError, match=r"is not the manifest .* describes .*: write the pairs again") as e:
         open_pairs(root, retries=0)
     assert "vidssl mine" not in str(e.value)
+
+
+@pytest.mark.parametrize("written", [True, False])
+def test_a_shard_damaged_after_indexing_names_the_fix_for_how_the_pairs_were_made(tmp_path, written):
+    """A shard cut short or deleted after the pairs were indexed fails the read itself (training's loader and the
+    track-retrieval reader). For pairs no `vidssl mine` made the advice is to write them again (it was to rerun
+    `vidssl mine`); a folder that says it was mined keeps that advice."""
+    from vidssl.eval.config import RetrievalConfig
+    from vidssl.eval.retrieval_data import load_track_set
+    from vidssl.train_config import DataConfig
+
+    patches, videos, tracks = _pairs(n=12)
+    root = write_pair_dataset(tmp_path / "pairs", patches, videos, tracks, shard_rows=6,
+                              frames=np.stack([np.arange(12), np.arange(12) + 40], axis=1))
+    if not written:  # as `vidssl mine` leaves dataset.json: no source key
+        meta = json.loads((root / "dataset.json").read_text())
+        del meta["source"]
+        (root / "dataset.json").write_text(json.dumps(meta))
+    ds = PairPatches(open_pairs(root), DataConfig(patch_size=40, crop_min=1.0, flip=False))
+    tracks_set = load_track_set(root, RetrievalConfig(image_size=40))
+    shard = root / "shards" / "00001.npy"
+    ds.raw(6), tracks_set.items[12]  # each reader has parsed the shard's header: the damage comes after
+    shard.write_bytes(shard.read_bytes()[:-10])
+    for read in (lambda: ds.raw(11), lambda: tracks_set.items[23]):
+        with pytest.raises(VidsslError, match="00001.npy: ends before row 5") as e:
+            read()
+        assert ("write the pairs again with vidssl.data.write_pair_dataset" in str(e.value)) is written, e.value
+        assert ("rerun the `vidssl mine`" in str(e.value)) is not written, e.value
+    shard.unlink()
+    for read in (lambda: ds.raw(6), lambda: tracks_set.items[12]):
+        with pytest.raises(VidsslError, match="00001.npy: gone since the pairs were read") as e:
+            read()
+        assert ("write the pairs again with vidssl.data.write_pair_dataset" in str(e.value)) is written, e.value
 
 
 def test_show_pairs_on_written_pairs_draws_them_or_says_what_to_write(tmp_path, capsys):

@@ -77,7 +77,8 @@ class MineConfig:
     patch_context: float = opt(1.0, "stored patches show this many times the tracked box's side around its centre "
                                     "(shifted into the frame where the wider window would leave it, never wider than "
                                     "the frame's short side; tracking.boxes.context_box); 1 cuts the tracked box. "
-                                    "Records keep the tracked box")
+                                    "Records keep the tracked box; vidssl pretrain cuts its held-out tracks with "
+                                    "pretrain.held_out_patch_context")
     time_range: list[float] = opt([0.0, 1.0], "part of every video mined, as fractions of its frame count (on a "
                                               "variable-frame-rate clip not quite of its duration; vidssl pretrain "
                                               "on real videos mines the last pretrain.held_out_tail of this part "

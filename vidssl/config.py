@@ -98,6 +98,10 @@ class PretrainConfig:
     held_out_tail: float = opt(0.2, "with --videos: this last fraction of every video's frames (of its "
                                     "mine.time_range part) is not trained on; its tracks (mined apart, RUN/pairs_held_out) measure "
                                     "instance retrieval across time. 0: train on everything, no such evaluation")
+    held_out_patch_context: float = opt(1.0, "the held-out tracks' patches (--videos tails and demo held-out "
+                                             "clips) are cut with this mine.patch_context, whatever the training "
+                                             "pairs' is: one test set for every setting of it; 1 cuts the tracked "
+                                             "box, the instance retrieval across time is about")
     train_fraction: float = opt(0.75, "share of the budget left after mining that training takes (rest: evaluation)")
     run_mine: bool = opt(True, "stage switch: mine pairs")
     run_train: bool = opt(True, "stage switch: train")
@@ -110,7 +114,9 @@ class PretrainConfig:
                   ("mine_fraction", 0 < self.mine_fraction <= 1, "in (0, 1] (a share of the budget)"),
                   ("train_fraction", 0 < self.train_fraction <= 1, "in (0, 1] (a share of what mining left)"),
                   ("mine_workers", self.mine_workers >= 1, ">= 1"),
-                  ("held_out_tail", 0.0 <= self.held_out_tail <= 0.5, "in [0, 0.5] (a fraction of every video)"))
+                  ("held_out_tail", 0.0 <= self.held_out_tail <= 0.5, "in [0, 0.5] (a fraction of every video)"),
+                  ("held_out_patch_context", 1.0 <= self.held_out_patch_context <= 4.0,
+                   "in [1, 4], as mine.patch_context (1: the tracked box itself)"))
         for key, ok, want in checks:
             if not ok:
                 raise ConfigError(f"config key 'pretrain.{key}': must be {want}, got {shown(getattr(self, key))}")

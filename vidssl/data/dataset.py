@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vidssl.data.augment import augment_pair
-from vidssl.data.pairs import PairSet
+from vidssl.data.pairs import REWRITE_ADVICE, PairSet, written_by_writer
 from vidssl.data.sampler import PairBatchSampler
 from vidssl.data.shards import ShardRows
 from vidssl.errors import VidsslError
@@ -34,7 +34,7 @@ class PairPatches(Dataset):
                               f"--set loss.cycle_background=false (the cycle loss walks into them too)")
         self.pairs, self.cfg = pairs, cfg
         self.width = 3 if background else 2
-        self._rows = ShardRows()
+        self._rows = ShardRows(REWRITE_ADVICE if written_by_writer(pairs.root) else None)
 
     def __len__(self) -> int:
         return len(self.pairs)

@@ -15,10 +15,19 @@ class ShardRows:
 
     No file stays open between reads: one shard is one video, and a memory map kept per shard (an open file each)
     ran a DataLoader worker out of files on sets of over ~1000 videos, while opening a map per read cost about 12x
-    a read. Each shard's header is parsed once per process (the layout is all a read needs)."""
+    a read. Each shard's header is parsed once per process (the layout is all a read needs).
 
-    def __init__(self) -> None:
+    ``remake``: what a damaged or missing shard's error tells to do; None for a folder `vidssl mine` made (mine its
+    video again), vidssl.data.pairs.REWRITE_ADVICE for one vidssl.data.write_pair_dataset wrote, which no mining
+    remakes."""
+
+    def __init__(self, remake: str | None = None) -> None:
         self._layouts: dict[Path, tuple[int, tuple[int, ...]]] = {}
+        self.remake = remake
+
+    def _fix(self, mine: str = "") -> str:
+        """The fix a shard error ends with: ``remake``, or rerunning the mining (``mine``: what that does here)."""
+        return self.remake or f"rerun the `vidssl mine` that made it{mine}"
 
     def _layout(self, path: Path) -> tuple[int, tuple[int, ...]]:
         """(byte offset of the data, shape) of the shard at ``path``, from its header."""
@@ -35,17 +44,16 @@ class ShardRows:
                     shape, fortran_order, dtype = header(fh)
                     offset = fh.tell()
             except FileNotFoundError:
-                raise _gone(path) from None
+                raise self._gone(path) from None
             except (ValueError, EOFError) as e:
-                raise VidsslError(f"{path}: not a readable .npy shard ({e}); rerun the `vidssl mine` that made "
-                                  f"it") from None
+                raise VidsslError(f"{path}: not a readable .npy shard ({e}); {self._fix()}") from None
             if dtype != np.uint8 or len(shape) != 5 or fortran_order:
                 # "found uint8 (7, 2, 8, 8, 3)" alone reads as what was asked for: a Fortran-order array is named
                 order = " in Fortran order" if fortran_order else ""
                 raise VidsslError(f"{path}: not a pair shard (uint8 (n, M, S, S, 3) in C order, found {dtype} {shape}"
-                                  f"{order}); rerun the `vidssl mine` that made it"
-                                  + ("; it keeps a shard of this size: delete the shard first" if fortran_order else
-                                     ""))
+                                  f"{order}); {self._fix()}"
+                                  + ("; it keeps a shard of this size: delete the shard first"
+                                     if fortran_order and self.remake is None else ""))
             self._layouts[path] = (offset, tuple(shape))
         return self._layouts[path]
 
@@ -59,19 +67,17 @@ class ShardRows:
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            raise _gone(path) from None
+            raise self._gone(path) from None
         try:
             data = os.pread(fd, size, offset + row * shape[1] * patch + first * patch)
         finally:
             os.close(fd)
         if len(data) != size:
             raise VidsslError(f"{path}: ends before row {row} of its {shape[0]}: cut short since it was read "
-                              f"(an interrupted copy?); rerun the `vidssl mine` that made it (same videos, same "
-                              f"--out) to mine its video again")
+                              f"(an interrupted copy?); {self._fix(' (same videos, same --out) to mine its video again')}")
         return np.frombuffer(data, np.uint8).reshape(count, *shape[2:])
 
-
-def _gone(path: Path) -> VidsslError:
-    """A shard deleted since the pairs were indexed (its video mined again into the folder, a hand clean-up)."""
-    return VidsslError(f"{path}: gone since the pairs were read (its video mined again, or deleted); rerun the "
-                       f"`vidssl mine` that made it (same videos, same --out), then train again")
+    def _gone(self, path: Path) -> VidsslError:
+        """A shard deleted since the pairs were indexed (its video mined again into the folder, a hand clean-up)."""
+        return VidsslError(f"{path}: gone since the pairs were read (its video mined again, or deleted); "
+                           f"{self._fix(' (same videos, same --out), then train again')}")

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vidssl.data.pairs import REWRITE_ADVICE, written_by_writer
 from vidssl.data.shards import ShardRows
 from vidssl.errors import VidsslError, shell_arg
 from vidssl.eval.config import RetrievalConfig
@@ -93,12 +94,15 @@ class ImageArray(Dataset):
 
 
 class ShardPatches(Dataset):
-    """Item i -> (uint8 [3, S, S] RGB, True): patch ``which`` (0 first, 1 last) of pair ``offset`` of a shard."""
+    """Item i -> (uint8 [3, S, S] RGB, True): patch ``which`` (0 first, 1 last) of pair ``offset`` of a shard.
+    ``remake``: the fix a damaged shard's error gives (:class:`vidssl.data.shards.ShardRows`)."""
 
-    def __init__(self, refs: list[tuple[Path, int, int]], size: int):
+    def __init__(self, refs: list[tuple[Path, int, int]], size: int, remake: str | None = None):
         self.refs = refs
         self.size = size
-        self._rows = ShardRows()  # no file kept open per shard: a held-out set of thousands of videos has as many
+        self.remake = remake
+        # no file kept open per shard: a held-out set of thousands of videos has as many
+        self._rows = ShardRows(remake)
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -484,7 +488,8 @@ def load_track_set(root: str | os.PathLike, cfg: RetrievalConfig) -> RetrievalSe
         gap = cfg.min_gap  # a hand-made pair set without the miner's summary
     names = {label: f"{video_id}#{track_id}" for (video_id, track_id), label in label_of.items()}
     n = len(refs)
-    data = RetrievalSet(kind="tracks", items=ShardPatches(refs, cfg.image_size),
+    remake = REWRITE_ADVICE if written_by_writer(root) else None
+    data = RetrievalSet(kind="tracks", items=ShardPatches(refs, cfg.image_size, remake),
                         labels=np.asarray(labels, dtype=np.int64), label_names=names, captions=captions,
                         queries=np.arange(n), references=None, groups=np.asarray(labels, dtype=np.int64),
                         times=np.asarray(times, dtype=np.int64), min_gap=gap)
@@ -504,7 +509,7 @@ def _cap_tracks(data: RetrievalSet, cfg: RetrievalConfig, root: Path) -> Retriev
     log.info("%s: kept %d of %d tracks (eval.retrieval.max_tracks; drawn with eval.retrieval.seed=%d; 0 keeps all)",
              root, len(kept), tracks, cfg.seed)
     return dataclasses.replace(
-        data, items=ShardPatches([data.items.refs[i] for i in rows], cfg.image_size), labels=labels,
+        data, items=ShardPatches([data.items.refs[i] for i in rows], cfg.image_size, data.items.remake), labels=labels,
         label_names={new: data.label_names[int(old)] for new, old in enumerate(kept)},
         captions=[data.captions[i] for i in rows], queries=np.arange(len(rows)), groups=labels.copy(),
         times=data.times[rows],
