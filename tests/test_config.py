@@ -680,8 +680,8 @@ def test_an_unknown_key_after_a_dotted_one_still_lists_the_section_s_keys():
 
     with pytest.raises(ConfigError) as e:
         from_dict(Config, {"data": {"train.lr": 1, "zz": 2}})
-    assert str(e.value).split("\n")[-1] == ("  unknown config key 'data.zz'; valid keys in 'data': crop_min, flip, "
-                                            "num_workers, patch_size, prefetch")
+    assert str(e.value).split("\n")[-1] == ("  unknown config key 'data.zz'; valid keys in 'data': box_view, crop_min, "
+                                            "flip, num_workers, patch_size, prefetch")
     with pytest.raises(ConfigError, match=r"write it nested:\n    train:\n      lr: VALUE$"):
         from_dict(Config, {"train.lr": np.float64(0.1)})
     with pytest.raises(ConfigError) as e:  # two typos in one section: the second is pointed to the first's list

@@ -560,7 +560,11 @@ def test_patch_context_cuts_a_wider_view_of_the_same_tracks(mined, demo_dir, tmp
             want = cv2.resize(frames[index][y0:y0 + s, x0:x0 + s], (cfg.patch_size,) * 2,
                               interpolation=cv2.INTER_AREA if s > cfg.patch_size else cv2.INTER_LINEAR)
             assert np.abs(patches[rec["offset"], k].astype(int) - want.astype(int)).mean() < 4, (rec, k)
+            if k < 2:  # where the tracked box lies in its patch (data.box_view crops it), fractions of the side
+                want_box = [(x - left) / side, (y - top) / side, w / side, h / side]
+                assert rec["patch_boxes"][k] == pytest.approx(want_box, abs=2e-4), (rec, k)
     assert shifted  # the edge case was exercised: background boxes lie against the frame's edge
+    assert all("patch_boxes" not in r for r in plain)  # at 1 the patch is the box
 
 
 def test_patch_context_is_a_setting_of_the_folder_and_older_folders_read_as_1(mined, demo_dir, tmp_path):

@@ -1,6 +1,7 @@
 """Pair datasets (contract 1) into batches: reading and its errors, the batch plan, augmentation, the loader."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -483,6 +484,73 @@ def test_each_patch_of_a_pair_draws_its_own_crop_and_flip():
     assert abs(flips.mean(0) - 0.5).max() < 0.08  # each patch flipped half the time
     assert abs((flips[:, 0] == flips[:, 1]).mean() - 0.5) < 0.08  # independently
     assert same_crop < 10
+
+
+def _coordinate_patch(s0: int) -> np.ndarray:
+    """[s0, s0, 3] uint8 whose red is 4 x the row and green 4 x the column: a crop reads its window back."""
+    rows, cols = np.meshgrid(np.arange(s0), np.arange(s0), indexing="ij")
+    return np.stack([4 * rows, 4 * cols, np.zeros_like(rows)], axis=-1).astype(np.uint8)
+
+
+def test_box_view_crops_from_the_tracked_box_inside_the_window_at_its_rate():
+    """data.box_view: a patch is cropped from its tracked box (the recorded fractions of the stored side) with that
+    chance, each of the pair's two apart, the background never; the crop's corners read back the box's pixels.
+    Without box_view the draws are the plain crop's, patch by patch (a loop over augment_patch is the reference)."""
+    from vidssl.data.augment import augment_pair
+
+    s0 = 60
+    patch = _coordinate_patch(s0)
+    pair = np.stack([patch, patch, patch])  # first, last, background
+    boxes = np.asarray([[0.1, 0.2, 0.5, 0.5], [0.45, 0.0, 0.5, 0.56]], np.float32)  # 30 x 30 px; 30 x 33.6
+    regions = [(6, 12, 30), (27, 2, 30)]  # x, y, side px: the second's shorter side about its centre (1.8 -> 2)
+    in_box = np.zeros(2)
+    for seed in range(2000):
+        out = augment_pair(pair, np.random.default_rng(seed), 60, 1.0, False, boxes, box_view=0.4).astype(int)
+        for k, (x, y, side) in enumerate(regions):
+            box_crop = out[k, 0, 0, 0] == 4 * y and out[k, 0, 0, 1] == 4 * x and out[k, -1, -1, 0] == 4 * (y + 29)
+            whole = np.array_equal(out[k], patch)  # crop_min 1: the whole window (a box crop is doubled)
+            assert box_crop or whole, (seed, k)
+            in_box[k] += box_crop
+        assert np.array_equal(out[2], patch)  # the background: its whole window every time
+    assert np.allclose(in_box / 2000, 0.4, atol=0.035), in_box  # sd 0.011
+    for seed in range(20):  # box_view 0: the same numbers as a plain crop and flip of each patch in turn
+        got = augment_pair(pair, np.random.default_rng(seed), 24, 0.5, True, boxes, box_view=0.0)
+        rng = np.random.default_rng(seed)
+        assert np.array_equal(got, np.stack([augment_patch(q, rng, 24, 0.5, True) for q in pair]))
+    # a pair whose boxes are not recorded (NaN) keeps its window
+    nan = np.full((2, 4), np.nan, np.float32)
+    out = augment_pair(pair[:2], np.random.default_rng(0), 60, 1.0, False, nan, box_view=1.0)
+    assert np.array_equal(out[0], patch) and np.array_equal(out[1], patch)
+
+
+def test_patch_boxes_are_read_with_the_pairs_and_box_view_needs_them(tmp_path):
+    """open_pairs keeps each record's patch_boxes (NaN where a record has none), in the order of the usable pairs;
+    a malformed one is named by its line; data.box_view on pairs without any is refused, naming the mining fix."""
+    from vidssl.data import PairDataError, PairPatches, open_pairs
+    from vidssl.train_config import DataConfig
+
+    root, _ = _toy(tmp_path)
+    with pytest.raises(VidsslError, match=r"data.box_view=0.5 .* record none: .*mine.patch_context=1.45"):
+        PairPatches(open_pairs(root), DataConfig(patch_size=8, box_view=0.5))
+    assert open_pairs(root).patch_boxes is None
+    manifest = root / "manifest.jsonl"
+    records = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for i, rec in enumerate(records):
+        if i != 3:
+            rec["patch_boxes"] = [[0.01 * i, 0.2, 0.5, 0.5], [0.3, 0.01 * i, 0.6, 0.6]]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
+    meta = json.loads((root / "dataset.json").read_text())
+    meta.pop("manifest_sha256", None)  # edited by hand here: no digest to check it against
+    (root / "dataset.json").write_text(json.dumps(meta))
+    pairs = open_pairs(root)
+    assert pairs.patch_boxes.shape == (30, 2, 4) and np.isnan(pairs.patch_boxes[3]).all()
+    assert pairs.patch_boxes[7].ravel().tolist() == pytest.approx([0.07, 0.2, 0.5, 0.5, 0.3, 0.07, 0.6, 0.6])
+    PairPatches(pairs, DataConfig(patch_size=8, box_view=0.5))  # accepted now
+    for bad in ([[0.6, 0.2, 0.5, 0.5], [0.3, 0.0, 0.6, 0.6]], [[0.1, 0.2, 0.5]], "wide"):
+        records[5]["patch_boxes"] = bad
+        manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
+        with pytest.raises(PairDataError, match=r"manifest.jsonl:6: patch_boxes is .*, not two \[x, y, w, h\] boxes"):
+            open_pairs(root)
 
 
 def test_augmentation_follows_the_run_seed(tmp_path):

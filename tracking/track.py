@@ -84,6 +84,13 @@ class _Step:
     box: Box  # working px
     thumb: np.ndarray  # (THUMB, THUMB) grey, for the frozen check
     patch: np.ndarray | None  # (S, S, 3) RGB, cut only where a window opens or closes (or with store_tracks)
+    window: Box | None = None  # where ``patch`` was cut from (working px): ``box`` widened by mine.patch_context
+
+    def box_in_patch(self) -> list[float]:
+        """The tracked box inside the stored patch, as fractions of its side: [x, y, w, h]."""
+        wx, wy, side, _ = self.window
+        x, y, w, h = self.box
+        return [round((x - wx) / side, 4), round((y - wy) / side, 4), round(w / side, 4), round(h / side, 4)]
 
 
 @dataclass
@@ -239,12 +246,18 @@ class Track:
 
     def _patch(self, step: _Step, frame: np.ndarray) -> None:
         if step.patch is None:
-            step.patch = self._cut(frame, step.box)
+            step.window = self._window(frame, step.box)
+            step.patch = crop(frame, step.window, self.cfg.patch_size)
+
+    def _window(self, frame: np.ndarray, box: Box) -> Box:
+        """Where the stored patch of ``box`` (working px) is cut from the working ``frame``: its mine.patch_context
+        window."""
+        h, w = frame.shape[:2]
+        return context_box(box, self.cfg.patch_context, w, h)
 
     def _cut(self, frame: np.ndarray, box: Box) -> np.ndarray:
-        """The stored patch of ``box`` (working px) on the working ``frame``: its mine.patch_context window."""
-        h, w = frame.shape[:2]
-        return crop(frame, context_box(box, self.cfg.patch_context, w, h), self.cfg.patch_size)
+        """The stored patch of ``box`` (working px) on the working ``frame``."""
+        return crop(frame, self._window(frame, box), self.cfg.patch_size)
 
     def _lose_all(self, outcome: StepOutcome, reason: str) -> None:
         outcome.lost.extend((window, reason) for window in self.windows)

@@ -49,7 +49,8 @@ class VideoResult:
     """What one video gave. ``pairs``: (n, 2, S, S, 3) uint8 RGB, first and last patch ((n, 3, ...) with
     ``mine.background_patches``: the third is the background); ``track_patches``: (n, T, S, S, 3) or None;
     ``records``: n dicts (track_id, start_frame, end_frame, box_start, box_end, motion, and box_background
-    with background patches; boxes in source px); ``track_boxes``: n lists of T source-px boxes (T = track_length
+    with background patches; boxes in source px; with mine.patch_context above 1, patch_boxes: the first and last
+    tracked box inside its patch, [x, y, w, h] fractions of the patch side); ``track_boxes``: n lists of T source-px boxes (T = track_length
     // track_step + 1). ``tracks_rejected`` counts pair windows (the paper's 30-frame tracks) by the reason they were
     lost."""
 
@@ -461,6 +462,8 @@ class _Miner:
                       "motion": round(pair.motion, 4)}
             if pair.background is not None:
                 record["box_background"] = source_box(pair.background.box)
+            if self.cfg.patch_context != 1.0:  # the box is no longer the whole patch: where it lies (data.box_view)
+                record["patch_boxes"] = [pair.steps[0].box_in_patch(), pair.steps[-1].box_in_patch()]
             result.records.append(record)
             result.track_boxes.append([source_box(s.box) for s in pair.steps])
         if kept:

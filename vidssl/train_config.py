@@ -70,6 +70,10 @@ class DataConfig:
     crop_min: float = opt(0.5, "random crop: side drawn in [crop_min, 1] x the stored side (1: no crop); with the "
                                  "cycle loss, 0.5 beat 0.8 and 0.3 (README: What was tried)")
     flip: bool = opt(True, "random horizontal flip, drawn independently for each patch of a pair")
+    box_view: float = opt(0.0, "pairs mined with mine.patch_context above 1: the chance that a patch (first or last, "
+                               "each drawn apart) is cropped from its tracked box instead of the whole stored window, "
+                               "so the box and the wider view of it are both trained, each the other's positive; "
+                               "0: the window always")
     num_workers: int = opt(1, "DataLoader worker processes (0: load in the main process)")
     prefetch: int = opt(4, "batches each worker prepares ahead")
 
@@ -78,6 +82,7 @@ class DataConfig:
             raise ConfigError(f"config key 'data.patch_size': must be >= 32, got {self.patch_size}")
         if not 0.1 <= self.crop_min <= 1.0:
             raise ConfigError(f"config key 'data.crop_min': must be in [0.1, 1], got {self.crop_min}")
+        _fraction("data", "box_view", self.box_view)
         _positive("data", "num_workers", self.num_workers, allow_zero=True)
         _positive("data", "prefetch", self.prefetch)
 

@@ -32,6 +32,11 @@ class PairPatches(Dataset):
                               f"miner.background_negatives needs; mine them with --set mine.background_patches=true "
                               f"(a new pairs folder), or train without them: --set miner.background_negatives=false "
                               f"--set loss.cycle_background=false (the cycle loss walks into them too)")
+        if cfg.box_view > 0 and pairs.patch_boxes is None:
+            raise VidsslError(f"{pairs.root}: data.box_view={cfg.box_view} crops patches from their tracked box inside "
+                              f"a wider window, but these pairs record none: they were mined with mine.patch_context "
+                              f"1, where the patch is the box. Mine with --set mine.patch_context=1.45 (a new pairs "
+                              f"folder), or train with data.box_view=0")
         self.pairs, self.cfg = pairs, cfg
         self.width = 3 if background else 2
         self._rows = ShardRows(REWRITE_ADVICE if written_by_writer(pairs.root) else None)
@@ -48,7 +53,8 @@ class PairPatches(Dataset):
         index, seed = item
         rng = np.random.default_rng(list(seed))
         c = self.cfg
-        return augment_pair(self.raw(index), rng, c.patch_size, c.crop_min, c.flip), index
+        boxes = self.pairs.patch_boxes[index] if c.box_view > 0 else None
+        return augment_pair(self.raw(index), rng, c.patch_size, c.crop_min, c.flip, boxes, c.box_view), index
 
 
 def make_loader(dataset: PairPatches, sampler: PairBatchSampler, cfg: DataConfig, pin_memory: bool,

@@ -60,6 +60,9 @@ class PairSet:
     # how the pairs were mined, as dataset.json records it (:func:`_mining_record`): what a run and its weights'
     # card keep, since the train command's own mine section says nothing of them
     mining: dict = field(default_factory=dict)
+    # [N, 2, 4] float32: the first and last patch's tracked box inside it (x, y, w, h, fractions of the patch side),
+    # recorded by mining with mine.patch_context above 1 (NaN for a pair without); None when no pair has them
+    patch_boxes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.offset.size)
@@ -262,6 +265,7 @@ def _open_pairs(root: str | os.PathLike) -> PairSet:
         raise PairDataError(f"{manifest}: missing; {remake}")
     shards: dict[str, int] = {}
     shard_index, offsets, video_codes, track_keys = [], [], [], []
+    patch_boxes: list[list[float]] = []  # 8 numbers a pair (NaN where not recorded), kept only if any is
     videos: dict[str, int] = {}
     tracks: dict[tuple[int, int], int] = {}
     # what decides the pairs: not the provenance merge() rewrites (versions, timings, the videos' root)
@@ -285,6 +289,7 @@ def _open_pairs(root: str | os.PathLike) -> PairSet:
             except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
                 raise PairDataError(f"{manifest}:{lineno}: not a pair record with keys {', '.join(_REQUIRED)} "
                                     f"({e}); {remake}") from None
+            patch_boxes.append(_patch_boxes(rec.get("patch_boxes"), manifest, lineno, remake))
             v = videos.setdefault(str(vid), len(videos))
             shard_index.append(shards.setdefault(str(shard), len(shards)))
             offsets.append(offset)
@@ -336,7 +341,30 @@ def _open_pairs(root: str | os.PathLike) -> PairSet:
                    narrow_shards=narrow if 3 in widths else [],
                    legacy_fingerprint="" if skipped else legacy.hexdigest()[:16],
                    pending_videos=_pending_videos(meta, root / "dataset.json"), manifest_videos=len(videos),
-                   manifest_pairs=len(offsets), skipped_videos=lost, mining=_mining_record(meta))
+                   manifest_pairs=len(offsets), skipped_videos=lost, mining=_mining_record(meta),
+                   patch_boxes=(np.asarray(patch_boxes, np.float32).reshape(-1, 2, 4)[keep]
+                                if any(b is not _NO_BOXES for b in patch_boxes) else None))
+
+
+_NO_BOXES = [float("nan")] * 8  # shared by every pair without patch_boxes
+
+
+def _patch_boxes(value, manifest: Path, lineno: int, remake: str) -> list[float]:
+    """A record's patch_boxes as 8 numbers (first box, last box), _NO_BOXES where absent; any other shape or a box
+    not inside its patch is an error naming the line."""
+    if value is None:
+        return _NO_BOXES
+    try:
+        flat = [float(v) for box in value for v in box]
+        ok = len(value) == 2 and len(flat) == 8 and all(
+            0 <= x and 0 <= y and 0 < w and 0 < h and x + w <= 1.001 and y + h <= 1.001
+            for x, y, w, h in (flat[:4], flat[4:]))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise PairDataError(f"{manifest}:{lineno}: patch_boxes is {json.dumps(value)[:80]}, not two [x, y, w, h] "
+                            f"boxes inside the patch (fractions of its side); {remake}")
+    return flat
 
 
 def _pending_videos(meta: dict, path: Path) -> int:
