@@ -50,8 +50,8 @@ class VideoResult:
     ``mine.background_patches``: the third is the background); ``track_patches``: (n, T, S, S, 3) or None;
     ``records``: n dicts (track_id, start_frame, end_frame, box_start, box_end, motion, and box_background
     with background patches; boxes in source px; with mine.patch_context above 1, patch_boxes: the first and last
-    tracked box inside its patch, [x, y, w, h] fractions of the patch side); ``track_boxes``: n lists of T source-px boxes (T = track_length
-    // track_step + 1). ``tracks_rejected`` counts pair windows (the paper's 30-frame tracks) by the reason they were
+    tracked box inside its patch, [x, y, w, h] fractions of the patch side); ``track_boxes``: n lists of T
+    source-px boxes (T = track_length // track_step + 1). ``tracks_rejected`` counts pair windows (the paper's 30-frame tracks) by the reason they were
     lost."""
 
     frames: int = 0

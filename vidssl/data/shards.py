@@ -73,8 +73,9 @@ class ShardRows:
         finally:
             os.close(fd)
         if len(data) != size:
+            again = " (same videos, same --out) to mine its video again"
             raise VidsslError(f"{path}: ends before row {row} of its {shape[0]}: cut short since it was read "
-                              f"(an interrupted copy?); {self._fix(' (same videos, same --out) to mine its video again')}")
+                              f"(an interrupted copy?); {self._fix(again)}")
         return np.frombuffer(data, np.uint8).reshape(count, *shape[2:])
 
     def _gone(self, path: Path) -> VidsslError:

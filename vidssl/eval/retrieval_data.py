@@ -509,7 +509,8 @@ def _cap_tracks(data: RetrievalSet, cfg: RetrievalConfig, root: Path) -> Retriev
     log.info("%s: kept %d of %d tracks (eval.retrieval.max_tracks; drawn with eval.retrieval.seed=%d; 0 keeps all)",
              root, len(kept), tracks, cfg.seed)
     return dataclasses.replace(
-        data, items=ShardPatches([data.items.refs[i] for i in rows], cfg.image_size, data.items.remake), labels=labels,
+        data, items=ShardPatches([data.items.refs[i] for i in rows], cfg.image_size, data.items.remake),
+        labels=labels,
         label_names={new: data.label_names[int(old)] for new, old in enumerate(kept)},
         captions=[data.captions[i] for i in rows], queries=np.arange(len(rows)), groups=labels.copy(),
         times=data.times[rows],
