@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vidssl.data.augment import augment_pair
-from vidssl.data.pairs import REWRITE_ADVICE, PairSet, written_by_writer
+from vidssl.data.pairs import REWRITE_ADVICE, WRITTEN_SOURCE, PairSet
 from vidssl.data.sampler import PairBatchSampler
 from vidssl.data.shards import ShardRows
 from vidssl.errors import VidsslError
@@ -39,7 +39,8 @@ class PairPatches(Dataset):
                               f"folder), or train with data.box_view=0")
         self.pairs, self.cfg = pairs, cfg
         self.width = 3 if background else 2
-        self._rows = ShardRows(REWRITE_ADVICE if written_by_writer(pairs.root) else None)
+        # as open_pairs found dataset.json (its source is kept in pairs.mining): not read a second time
+        self._rows = ShardRows(REWRITE_ADVICE if pairs.mining.get("source") == WRITTEN_SOURCE else None)
 
     def __len__(self) -> int:
         return len(self.pairs)
