@@ -33,8 +33,10 @@ from vidssl.video import lost_its_end, open_video
 # The demo discs' diameters are 0.30-0.36 of the frame's short side. A fixed box can only reach IoU 0.5 with objects
 # of about its size (the paper's 0.5 box: none under 0.36), so the demo is mined with a box of their typical size.
 # Everything else is the default config.
-DEMO = MineConfig(box_fraction=DemoConfig().mine_box_fraction)
-DEMO_SET = ["--set", f"mine.box_fraction={DemoConfig().mine_box_fraction}"]
+# the patch is the tracked box (mine.patch_context 1), so a naive crop of the box is every patch's reference; the
+# wider default view has its own test (test_patch_context_cuts_a_wider_view_of_the_same_tracks)
+DEMO = MineConfig(box_fraction=DemoConfig().mine_box_fraction, patch_context=1.0)
+DEMO_SET = ["--set", f"mine.box_fraction={DemoConfig().mine_box_fraction}", "--set", "mine.patch_context=1.0"]
 
 
 def iou(a, b) -> float:
@@ -1752,7 +1754,8 @@ def test_a_mining_killed_before_its_marker_leaves_the_last_manifest_true(demo_di
             "        os._exit(137)  # as kill -9 after the new shards, before the marker\n"
             "    return real(path, *a, **k)\n"
             "dataset.atomic_write_json = killed\n"
-            f"mine_folder(sys.argv[1], sys.argv[2], MineConfig(box_fraction={DEMO.box_fraction}), progress=False)\n")
+            f"mine_folder(sys.argv[1], sys.argv[2], MineConfig(box_fraction={DEMO.box_fraction}, "
+            f"patch_context={DEMO.patch_context}), progress=False)\n")
     done = subprocess.run([sys.executable, "-c", code, str(videos), str(out)], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 137, done.stderr[-2000:]
@@ -2120,7 +2123,8 @@ def mine_or_die(reader, cfg, on_frames=None, **budget):
     return mine(reader, cfg, on_frames, **budget)
 
 mine, runner.mine_video = runner.mine_video, mine_or_die
-runner.mine_folder(sys.argv[1], sys.argv[2], MineConfig(box_fraction=float(sys.argv[3])), progress=False)
+runner.mine_folder(sys.argv[1], sys.argv[2], MineConfig(box_fraction=float(sys.argv[3]), patch_context=1.0),
+                   progress=False)
 """
 
 
@@ -2196,8 +2200,8 @@ if sys.argv[4] == "dead_pool":
     runner._init_worker = die_at_start
 
 if __name__ == "__main__":
-    runner.mine_folder(sys.argv[1], sys.argv[2], MineConfig(box_fraction=float(sys.argv[3])), workers=2,
-                       progress=False)
+    runner.mine_folder(sys.argv[1], sys.argv[2], MineConfig(box_fraction=float(sys.argv[3]), patch_context=1.0),
+                       workers=2, progress=False)
 """
 
 
@@ -2234,8 +2238,8 @@ def mine_or_kill_the_run(reader, cfg, on_frames=None, **budget):
 mine, runner.mine_video = runner.mine_video, mine_or_kill_the_run
 
 if __name__ == "__main__":
-    runner.mine_folder(sys.argv[1], sys.argv[2], MineConfig(box_fraction=float(sys.argv[3])), workers=2,
-                       progress=False)
+    runner.mine_folder(sys.argv[1], sys.argv[2], MineConfig(box_fraction=float(sys.argv[3]), patch_context=1.0),
+                       workers=2, progress=False)
 """
 
 

@@ -1930,6 +1930,28 @@ def test_an_evaluation_recorded_before_max_tracks_counts_as_every_track(tmp_path
     assert check_stage_settings(stages, every, tmp_path) == []  # the same as it ran: kept
 
 
+@pytest.mark.parametrize("stage, key, then, now", [
+    ("mine", "mine.patch_context", "1.0", "1.6"),  # before the key, the patch was the tracked box
+    ("train", "data.box_view", "0.0", "0.5"),  # before the key, every patch was cropped from its whole window
+])
+def test_a_run_recorded_before_the_wider_view_counts_as_the_box(tmp_path, stage, key, then, now):
+    """Runs before mine.patch_context and data.box_view cut and trained the tracked box; their defaults now differ
+    (1.6 and 0.5). An older run's pairs or weights are not passed off as the new default's: refused, naming the
+    key as it ran; the settings it ran with reuse them."""
+    from vidssl.pipeline import Stages, check_stage_settings, stage_configs
+
+    stages = Stages(tmp_path)
+    stages.dir.mkdir()
+    current = stage_configs(load_config(), {}, demo=True)
+    assert current[stage][key] == float(now)
+    stages.mark(stage, {"config": {k: v for k, v in current[stage].items() if k != key}})
+    with pytest.raises(ConfigError, match=rf"its {stage} stage was completed with other settings "
+                                          rf"\({re.escape(key)}: {then} -> {now}\)"):
+        check_stage_settings(stages, current, tmp_path)
+    as_it_ran = stage_configs(load_config(None, [f"{key}={then}"]), {}, demo=True)
+    assert check_stage_settings(stages, as_it_ran, tmp_path) == []
+
+
 @pytest.mark.parametrize("off, needed, reader, make", [
     ("mine", "pairs/manifest.jsonl", "train", "vidssl mine VIDEOS --out RUN/pairs"),
     ("train", "train/checkpoint.pt", "export", "vidssl train RUN/pairs --out RUN/train"),

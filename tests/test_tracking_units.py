@@ -431,7 +431,9 @@ def moving_square_frames(rng, n, velocity, start=(40, 40), size=32, shape=(120, 
 @pytest.mark.parametrize("scale,step", [(1.0, 1), (0.5, 1), (1.0, 2)])
 def test_track_follows_a_moving_square(scale, step):
     frames = moving_square_frames(np.random.default_rng(0), 11, (3, 1), brighten=2.0)
-    _, pairs, dropped, ended = run_track(frames, (40.0, 40.0, 32.0, 32.0), 10, scale=scale, step=step)
+    # the patch is the box (patch_context 1), so a crop of it is the reference; the wider view: tests/test_mine.py
+    _, pairs, dropped, ended = run_track(frames, (40.0, 40.0, 32.0, 32.0), 10, scale=scale, step=step,
+                                         patch_context=1.0)
     assert ended is None and not dropped and len(pairs) == 1
     pair = pairs[0]
     assert (pair.start, pair.end) == (0, 10)

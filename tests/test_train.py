@@ -119,6 +119,19 @@ def _training_process(program: list[str], pairs, run, settings: list[str], logge
     return proc
 
 
+def _stderr_when_done(proc, timeout: float = 180) -> str:
+    """The stderr of ``proc`` once it exits; one still running after ``timeout`` is killed with its process group
+    (a trainer that missed its signal went on training past the test, for 27 minutes once, on a loaded machine)."""
+    import subprocess
+
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+
+
 @pytest.mark.parametrize("signum, code, times", [(signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 1),
                                                  (signal.SIGTERM, 143, 2)])
 def test_a_signal_while_training_keeps_the_step_in_flight(pairs, tmp_path, signum, code, times):
@@ -141,7 +154,7 @@ def test_a_signal_while_training_keeps_the_step_in_flight(pairs, tmp_path, signu
         for _ in range(times):
             proc.send_signal(signum)
             time.sleep(0.005)
-    _, err = proc.communicate(timeout=180)
+    err = _stderr_when_done(proc)
     assert proc.returncode == code, err
     assert "train: stopping after this step, once its checkpoint is written" in err
     logged = [json.loads(line)["step"] for line in log.read_text().splitlines()]
@@ -184,7 +197,7 @@ def test_sigterm_to_every_process_of_a_job_keeps_the_last_step(pairs, tmp_path):
     log = run / "log.jsonl"
     time.sleep(0.3)  # the trainer is waiting for its next batch (a step takes milliseconds, a batch a second)
     os.killpg(proc.pid, signal.SIGTERM)
-    _, err = proc.communicate(timeout=180)
+    err = _stderr_when_done(proc)
     assert proc.returncode == 143, err
     logged = [json.loads(line)["step"] for line in log.read_text().splitlines()]
     assert (run / CHECKPOINT).is_file(), err

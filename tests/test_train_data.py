@@ -523,16 +523,24 @@ def test_box_view_crops_from_the_tracked_box_inside_the_window_at_its_rate():
     assert np.array_equal(out[0], patch) and np.array_equal(out[1], patch)
 
 
-def test_patch_boxes_are_read_with_the_pairs_and_box_view_needs_them(tmp_path):
+def _items(pairs, cfg, seeds=range(12)) -> list:
+    from vidssl.data import PairPatches
+    ds = PairPatches(pairs, cfg)
+    return [ds[(i % len(ds), (s, i))][0] for i, s in enumerate(seeds)]
+
+
+def test_patch_boxes_are_read_with_the_pairs_and_box_view_crops_nothing_without_them(tmp_path):
     """open_pairs keeps each record's patch_boxes (NaN where a record has none), in the order of the usable pairs;
-    a malformed one is named by its line; data.box_view on pairs without any is refused, naming the mining fix."""
-    from vidssl.data import PairDataError, PairPatches, open_pairs
+    a malformed one is named by its line. On pairs without any (mined with mine.patch_context 1: the patch is the
+    box) data.box_view changes nothing: the same items, draw for draw, as box_view 0; on pairs with boxes it does."""
+    from vidssl.data import PairDataError, open_pairs
     from vidssl.train_config import DataConfig
 
     root, _ = _toy(tmp_path)
-    with pytest.raises(VidsslError, match=r"data.box_view=0.5 .* record none: .*mine.patch_context=1.45"):
-        PairPatches(open_pairs(root), DataConfig(patch_size=8, box_view=0.5))
     assert open_pairs(root).patch_boxes is None
+    plain = _items(open_pairs(root), DataConfig(patch_size=8, box_view=0.0))
+    for got, want in zip(_items(open_pairs(root), DataConfig(patch_size=8, box_view=0.5)), plain, strict=True):
+        assert np.array_equal(got, want)
     manifest = root / "manifest.jsonl"
     records = [json.loads(line) for line in manifest.read_text().splitlines()]
     for i, rec in enumerate(records):
@@ -545,7 +553,8 @@ def test_patch_boxes_are_read_with_the_pairs_and_box_view_needs_them(tmp_path):
     pairs = open_pairs(root)
     assert pairs.patch_boxes.shape == (30, 2, 4) and np.isnan(pairs.patch_boxes[3]).all()
     assert pairs.patch_boxes[7].ravel().tolist() == pytest.approx([0.07, 0.2, 0.5, 0.5, 0.3, 0.07, 0.6, 0.6])
-    PairPatches(pairs, DataConfig(patch_size=8, box_view=0.5))  # accepted now
+    boxed = _items(pairs, DataConfig(patch_size=8, box_view=0.5))
+    assert sum(not np.array_equal(a, b) for a, b in zip(boxed, plain, strict=True)) >= 3
     for bad in ([[0.6, 0.2, 0.5, 0.5], [0.3, 0.0, 0.6, 0.6]], [[0.1, 0.2, 0.5]], "wide"):
         records[5]["patch_boxes"] = bad
         manifest.write_text("".join(json.dumps(r) + "\n" for r in records))

@@ -2,8 +2,8 @@
 
 Where the paper (Wang & Gupta 2015, section 3) gives a value, the default follows it but for the moving-fraction band,
 which the paper set to 25-75% and which rejects every frame of some hand-held and animated clips, and the box size
-(0.5 of the short side against the paper's 227 px in 448x600 frames, 0.507); ``configs/mine_paper.yaml`` restores
-both. What the paper leaves open is this project's choice: trackers updated every ``track_step`` = 2 frames, KCF's
+(0.5 of the short side against the paper's 227 px in 448x600 frames, 0.507) and the stored view (1.6x the tracked box
+against the paper's box itself); ``configs/mine_paper.yaml`` restores all three. What the paper leaves open is this project's choice: trackers updated every ``track_step`` = 2 frames, KCF's
 failure threshold, the checks on every window (cuts, drift, a box its motion left).
 """
 from __future__ import annotations
@@ -16,6 +16,8 @@ from vidssl.schema import opt
 
 MOTION_METHODS = ("lk", "dis", "orb", "sift")  # tracking.motion.CORRESPONDENCES; kept cv2-free here
 TRACKERS = ("kcf", "csrt")  # tracking.track.TRACKERS
+# mine.json keys whose default is not what folders mined before them did: a record without one was mined as this
+IMPLIED_WHEN_ABSENT = {"patch_context": 1.0}  # before the key, the patch was the tracked box
 MIN_CAMERA_POINTS = 20  # fewer correspondences than this: the homography is not trusted and the frame is rejected
 
 
@@ -74,11 +76,12 @@ class MineConfig:
     region_grid: int = opt(3, "the frame is split into region_grid x region_grid regions for the per-region cap")
     max_pairs_per_region: int = opt(60, "cap on pairs per video whose start box centre falls in one region")
     patch_size: int = opt(96, "side of the stored square patches in pixels")
-    patch_context: float = opt(1.0, "stored patches show this many times the tracked box's side around its centre "
+    patch_context: float = opt(1.6, "stored patches show this many times the tracked box's side around its centre "
                                     "(shifted into the frame where the wider window would leave it, never wider than "
-                                    "the frame's short side; tracking.boxes.context_box); 1 cuts the tracked box. "
-                                    "Records keep the tracked box; vidssl pretrain cuts its held-out tracks with "
-                                    "pretrain.held_out_patch_context")
+                                    "the frame's short side; tracking.boxes.context_box); 1 cuts the tracked box (the "
+                                    "paper; the default before 1.6, which lifted DAVIS: README, What was tried). "
+                                    "Records keep the tracked box, and where it lies in each patch (data.box_view); "
+                                    "vidssl pretrain cuts its held-out tracks with pretrain.held_out_patch_context")
     time_range: list[float] = opt([0.0, 1.0], "part of every video mined, as fractions of its frame count (on a "
                                               "variable-frame-rate clip not quite of its duration; vidssl pretrain "
                                               "on real videos mines the last pretrain.held_out_tail of this part "

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracking.config import MineConfig
+from tracking.config import IMPLIED_WHEN_ABSENT, MineConfig
 from vidssl.errors import VidsslError
 from vidssl.io import (atomic_path, atomic_write_bytes, atomic_write_json, file_state, json_text, open_lock_file,
                        remove_temp_leftovers, same_file)
@@ -100,9 +100,8 @@ def prepare(out_dir: Path, root: Path, listing: list[dict], cfg: MineConfig, vid
             if isinstance(have, dict):  # earlier versions recorded the seed, which never changed a pair
                 have.pop("seed", None)
                 if isinstance(have.get("config"), dict):
-                    # a key a later version added counts as its default, which does what the older version did
-                    # (mine.patch_context 1 cuts the tracked box, as before the key)
-                    have["config"] = {**dataclasses.asdict(MineConfig()), **have["config"]}
+                    # a key a later version added counts as what the older version did: its default then
+                    have["config"] = {**dataclasses.asdict(MineConfig()), **IMPLIED_WHEN_ABSENT, **have["config"]}
             if have != wanted:
                 was = have.get("config", {}) if isinstance(have.get("config"), dict) else {}
                 changed = [(f"mine.{k}", was.get(k), wanted["config"][k]) for k in sorted(wanted["config"])

@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from tracking.config import IMPLIED_WHEN_ABSENT as MINE_IMPLIED_WHEN_ABSENT
 from tracking.config import MineConfig
 from vidssl.errors import ConfigError
 from vidssl.schema import opt
@@ -505,8 +506,9 @@ def flat_config(cfg: Any) -> dict[str, Any]:
 
 
 # keys added later whose default is not what runs before them did: a record without the key ran as this value
-# (before eval.retrieval.max_tracks, every track was evaluated)
-IMPLIED_WHEN_ABSENT = {"eval.retrieval.max_tracks": 0}
+# (before eval.retrieval.max_tracks, every track was evaluated; before data.box_view, the whole patch was cropped)
+IMPLIED_WHEN_ABSENT = {"eval.retrieval.max_tracks": 0, "data.box_view": 0.0,
+                       **{f"mine.{k}": v for k, v in MINE_IMPLIED_WHEN_ABSENT.items()}}
 
 
 def settings_of_older_records() -> dict[str, Any]:

@@ -70,10 +70,12 @@ class DataConfig:
     crop_min: float = opt(0.5, "random crop: side drawn in [crop_min, 1] x the stored side (1: no crop); with the "
                                  "cycle loss, 0.5 beat 0.8 and 0.3 (README: What was tried)")
     flip: bool = opt(True, "random horizontal flip, drawn independently for each patch of a pair")
-    box_view: float = opt(0.0, "pairs mined with mine.patch_context above 1: the chance that a patch (first or last, "
-                               "each drawn apart) is cropped from its tracked box instead of the whole stored window, "
-                               "so the box and the wider view of it are both trained, each the other's positive; "
-                               "0: the window always")
+    box_view: float = opt(0.5, "pairs mined with mine.patch_context above 1: the chance that a patch (first or "
+                                "last, each drawn apart) is cropped from its tracked box instead of the whole stored "
+                                "window, so the box and the wider view of it are both trained, each the other's "
+                                "positive (it keeps retrieval across time, which the window alone lost: README, What "
+                                "was tried); 0: the window always. No effect on pairs whose patch is the box "
+                                "(mined with mine.patch_context 1)")
     num_workers: int = opt(1, "DataLoader worker processes (0: load in the main process)")
     prefetch: int = opt(4, "batches each worker prepares ahead")
 

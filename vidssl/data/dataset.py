@@ -1,6 +1,8 @@
 """A map-style dataset over the pair shards and the loader that batches it for training."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -12,6 +14,8 @@ from vidssl.data.shards import ShardRows
 from vidssl.errors import VidsslError
 from vidssl.lifeline import loader_workers
 from vidssl.train_config import DataConfig
+
+log = logging.getLogger(__name__)
 
 
 class PairPatches(Dataset):
@@ -33,10 +37,10 @@ class PairPatches(Dataset):
                               f"(a new pairs folder), or train without them: --set miner.background_negatives=false "
                               f"--set loss.cycle_background=false (the cycle loss walks into them too)")
         if cfg.box_view > 0 and pairs.patch_boxes is None:
-            raise VidsslError(f"{pairs.root}: data.box_view={cfg.box_view} crops patches from their tracked box inside "
-                              f"a wider window, but these pairs record none: they were mined with mine.patch_context "
-                              f"1, where the patch is the box. Mine with --set mine.patch_context=1.45 (a new pairs "
-                              f"folder), or train with data.box_view=0")
+            # a patch that is its tracked box (mined with mine.patch_context 1, or written without boxes) is what a
+            # box view of it would crop: the option changes nothing there, and draws nothing
+            log.info("%s: the patches are their tracked boxes (no patch_boxes recorded): data.box_view=%s crops "
+                     "nothing else", pairs.root, cfg.box_view)
         self.pairs, self.cfg = pairs, cfg
         self.width = 3 if background else 2
         # as open_pairs found dataset.json (its source is kept in pairs.mining): not read a second time
@@ -54,7 +58,8 @@ class PairPatches(Dataset):
         index, seed = item
         rng = np.random.default_rng(list(seed))
         c = self.cfg
-        boxes = self.pairs.patch_boxes[index] if c.box_view > 0 else None
+        boxes = self.pairs.patch_boxes
+        boxes = boxes[index] if c.box_view > 0 and boxes is not None else None
         return augment_pair(self.raw(index), rng, c.patch_size, c.crop_min, c.flip, boxes, c.box_view), index
 
 
