@@ -16,8 +16,8 @@ def test_fifty_steps_on_the_demo_beat_random_init_on_held_out_clips(demo_dir, tm
     make_held_out_demo_videos(tmp_path / "held_out", demo.num, demo.seed, demo.frames, demo.width, demo.height,
                               demo.fps)  # as `vidssl pretrain` writes them
     # the training pairs with the default view, the held-out ones cut at the box (pretrain.held_out_patch_context)
-    for videos, pairs, view in ((demo_dir, tmp_path / "pairs", []),
-                                (tmp_path / "held_out", tmp_path / "held_out_pairs", ["--set", "mine.patch_context=1"])):
+    held_out = (tmp_path / "held_out", tmp_path / "held_out_pairs", ["--set", "mine.patch_context=1"])
+    for videos, pairs, view in ((demo_dir, tmp_path / "pairs", []), held_out):
         assert main(["-q", "mine", str(videos), "--out", str(pairs), *box, *view]) == 0, capsys.readouterr().err
     run = tmp_path / "run"
     assert main(["-q", "train", str(tmp_path / "pairs"), "--out", str(run), "--set", "train.steps=50",
