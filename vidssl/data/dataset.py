@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vidssl.data.augment import augment_pair
-from vidssl.data.pairs import REWRITE_ADVICE, WRITTEN_SOURCE, PairSet
+from vidssl.data.pairs import REWRITE_ADVICE, PairSet
 from vidssl.data.sampler import PairBatchSampler
 from vidssl.data.shards import ShardRows
 from vidssl.errors import VidsslError
@@ -43,8 +43,7 @@ class PairPatches(Dataset):
                      "nothing else", pairs.root, cfg.box_view)
         self.pairs, self.cfg = pairs, cfg
         self.width = 3 if background else 2
-        # as open_pairs found dataset.json (its source is kept in pairs.mining): not read a second time
-        self._rows = ShardRows(REWRITE_ADVICE if pairs.mining.get("source") == WRITTEN_SOURCE else None)
+        self._rows = ShardRows(REWRITE_ADVICE if pairs.written else None)
 
     def __len__(self) -> int:
         return len(self.pairs)

@@ -71,13 +71,19 @@ class PairSet:
     def num_videos(self) -> int:
         return len(self.video_ids)
 
+    @property
+    def written(self) -> bool:
+        """Whether vidssl.data.write_pair_dataset wrote these pairs (no `vidssl mine` made them, so the fix for a
+        damaged shard is REWRITE_ADVICE), as the dataset.json that open_pairs read says."""
+        return self.mining.get("source") == WRITTEN_SOURCE
+
     def skipped_advice(self) -> str:
         """The fix for a dataset too small to train on because shards were skipped ("" when none was): mining
         more videos, or other settings, does not bring those pairs back."""
         if not self.skipped:
             return ""
         return skipped_fix(self.root, self.skipped, self.skipped_videos, self.manifest_videos,
-                           written=self.mining.get("source") == WRITTEN_SOURCE)
+                           written=self.written)
 
     def summary(self) -> dict:
         """What a model card records about the training data."""
