@@ -2,11 +2,21 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config) -> None:
+    # A suite started as a background job of a script (`pytest ... &`, nohup) inherits SIGINT ignored: the shell
+    # keeps the terminal's Ctrl-C for its foreground job. The trainer then rightly leaves Ctrl-C alone, and the tests
+    # that send one to a training (in this process, or to a child, which inherits the disposition) failed, or waited
+    # on a trainer that never stopped. Handled here as in an interactive run; the children get the default action.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def data_root() -> Path:
