@@ -1931,12 +1931,12 @@ def test_an_evaluation_recorded_before_max_tracks_counts_as_every_track(tmp_path
 
 
 @pytest.mark.parametrize("stage, key, then, now", [
-    ("mine", "mine.patch_context", "1.0", "1.6"),  # before the key, the patch was the tracked box
+    ("mine", "mine.patch_context", "1.0", "2.0"),  # before the key, the patch was the tracked box
     ("train", "data.box_view", "0.0", "0.5"),  # before the key, every patch was cropped from its whole window
 ])
 def test_a_run_recorded_before_the_wider_view_counts_as_the_box(tmp_path, stage, key, then, now):
     """Runs before mine.patch_context and data.box_view cut and trained the tracked box; their defaults now differ
-    (1.6 and 0.5). An older run's pairs or weights are not passed off as the new default's: refused, naming the
+    (2.0 and 0.5). An older run's pairs or weights are not passed off as the new default's: refused, naming the
     key as it ran; the settings it ran with reuse them."""
     from vidssl.pipeline import Stages, check_stage_settings, stage_configs
 

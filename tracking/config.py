@@ -77,12 +77,14 @@ class MineConfig:
     region_grid: int = opt(3, "the frame is split into region_grid x region_grid regions for the per-region cap")
     max_pairs_per_region: int = opt(60, "cap on pairs per video whose start box centre falls in one region")
     patch_size: int = opt(96, "side of the stored square patches in pixels")
-    patch_context: float = opt(1.6, "stored patches show this many times the tracked box's side around its centre "
-                                    "(shifted into the frame where the wider window would leave it, never wider than "
-                                    "the frame's short side; tracking.boxes.context_box); 1 cuts the tracked box (the "
-                                    "paper; the default before 1.6, which lifted DAVIS: README, What was tried). "
-                                    "Records keep the tracked box, and where it lies in each patch (data.box_view); "
-                                    "vidssl pretrain cuts its held-out tracks with pretrain.held_out_patch_context")
+    patch_context: float = opt(2.0, "stored patches show this many times the tracked box's side around its centre "
+                                    "(shifted into the frame where the wider window would leave it, never wider "
+                                    "than the frame's short side; tracking.boxes.context_box; 2 with a box of "
+                                    "half the short side: the short side itself); 1 cuts the tracked box (the "
+                                    "paper; the default before the wider views, which lifted DAVIS: README, What "
+                                    "was tried). Records keep the tracked box, and where it lies in each patch "
+                                    "(data.box_view); vidssl pretrain cuts its held-out tracks with "
+                                    "pretrain.held_out_patch_context")
     time_range: list[float] = opt([0.0, 1.0], "part of every video mined, as fractions of its frame count (on a "
                                               "variable-frame-rate clip not quite of its duration; vidssl pretrain "
                                               "on real videos mines the last pretrain.held_out_tail of this part "
