@@ -2,7 +2,7 @@
 
 Where the paper (Wang & Gupta 2015, section 3) gives a value, the default follows it but for the moving-fraction band,
 which the paper set to 25-75% and which rejects every frame of some hand-held and animated clips, and the box size
-(0.5 of the short side against the paper's 227 px in 448x600 frames, 0.507) and the stored view (1.6x the tracked box
+(0.5 of the short side against the paper's 227 px in 448x600 frames, 0.507) and the stored view (2x the tracked box
 against the paper's box itself); ``configs/mine_paper.yaml`` restores all three. What the paper leaves open is this
 project's choice: trackers updated every ``track_step`` = 2 frames, KCF's failure threshold, the checks on every
 window (cuts, drift, a box its motion left).
